@@ -1,0 +1,301 @@
+//! The kernel command line: how configuration reaches one immutable image.
+//!
+//! The toolchain bakes a default configuration into the payload and the runner passes
+//! run-time overrides on the kernel command line (`-append`). Both use the same
+//! space-separated tokens:
+//!
+//! | token | meaning |
+//! |---|---|
+//! | `kiln.name=P` | the program's path, used as `argv[0]` and `AT_EXECFN` |
+//! | `kiln.argv=A,B,...` | the arguments after `argv[0]`; `kiln.argv=` means none |
+//! | `kiln.env=K=V` | one environment variable (repeatable) |
+//! | `kiln.stdout=S`, `kiln.stderr=S`, `kiln.log=S` | where each stream goes: `serial` (COM1), a raw byte port such as `0x402` (QEMU `isa-debugcon`), or `off` |
+//! | `kiln.verbose` | kernel log at info level (default: warnings only) |
+//! | `kiln.trace` | log every system call of the program |
+//!
+//! Names, arguments and values are percent-encoded: every byte other than ASCII letters,
+//! digits and `-._~/:@+` is written as `%XX`, so spaces, commas and `=` survive.
+//! Other tokens (for example QEMU's `virtio_mmio.device=...`) are kept in
+//! [`Config::other`] for the kernel's drivers.
+
+use alloc::string::String;
+use alloc::vec::Vec;
+
+/// Where a byte stream goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Sink {
+    /// The first 16550 UART (COM1, port 0x3f8).
+    Serial,
+    /// A write-only byte port (QEMU's `isa-debugcon`).
+    Port(u16),
+    /// Dropped.
+    Off,
+}
+
+/// A parsed command line. `None` and empty fields mean "not given".
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Config {
+    /// `argv[0]`: the program's path.
+    pub name: Option<Vec<u8>>,
+    /// The arguments after `argv[0]`, when given.
+    pub argv: Option<Vec<Vec<u8>>>,
+    /// Environment variables in order, as `(name, value)`.
+    pub env: Vec<(Vec<u8>, Vec<u8>)>,
+    /// Where the program's standard output goes.
+    pub stdout: Option<Sink>,
+    /// Where the program's standard error goes.
+    pub stderr: Option<Sink>,
+    /// Where the kernel's own messages go.
+    pub log: Option<Sink>,
+    /// Log at info level.
+    pub verbose: bool,
+    /// Trace every system call.
+    pub trace: bool,
+    /// Tokens Kiln does not own, verbatim.
+    pub other: Vec<String>,
+}
+
+/// Why a token could not be parsed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ParseError {
+    /// The offending token.
+    pub token: String,
+    /// What is wrong with it.
+    pub reason: &'static str,
+}
+
+impl core::fmt::Display for ParseError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(f, "bad kernel command-line token `{}`: {}", self.token, self.reason)
+    }
+}
+
+fn is_plain(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"-._~/:@+".contains(&b)
+}
+
+/// Percent-encodes `bytes` for use in a token.
+pub fn encode(bytes: &[u8]) -> String {
+    const HEX: &[u8; 16] = b"0123456789ABCDEF";
+    let mut out = String::with_capacity(bytes.len());
+    for &b in bytes {
+        if is_plain(b) {
+            out.push(b as char);
+        } else {
+            out.push('%');
+            out.push(HEX[(b >> 4) as usize] as char);
+            out.push(HEX[(b & 15) as usize] as char);
+        }
+    }
+    out
+}
+
+/// Decodes a percent-encoded string; `None` when a `%` is not followed by two hex digits.
+pub fn decode(s: &str) -> Option<Vec<u8>> {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' {
+            let hex = |c: u8| (c as char).to_digit(16);
+            let hi = hex(*b.get(i + 1)?)?;
+            let lo = hex(*b.get(i + 2)?)?;
+            out.push((hi * 16 + lo) as u8);
+            i += 3;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    Some(out)
+}
+
+fn sink_token(s: Sink) -> String {
+    match s {
+        Sink::Serial => String::from("serial"),
+        Sink::Off => String::from("off"),
+        Sink::Port(p) => alloc::format!("{p:#x}"),
+    }
+}
+
+fn parse_sink(v: &str) -> Option<Sink> {
+    match v {
+        "serial" => Some(Sink::Serial),
+        "off" => Some(Sink::Off),
+        _ => {
+            let hex = v.strip_prefix("0x")?;
+            u16::from_str_radix(hex, 16).ok().map(Sink::Port)
+        }
+    }
+}
+
+impl Config {
+    /// Parses a command line. Unknown tokens go to [`Config::other`].
+    pub fn parse(cmdline: &str) -> Result<Config, ParseError> {
+        let mut c = Config::default();
+        for token in cmdline.split(' ').filter(|t| !t.is_empty()) {
+            let err = |reason| ParseError { token: String::from(token), reason };
+            let bad_encoding = "bad percent-encoding";
+            let (key, value) = match token.split_once('=') {
+                Some((k, v)) => (k, Some(v)),
+                None => (token, None),
+            };
+            match (key, value) {
+                ("kiln.name", Some(v)) => c.name = Some(decode(v).ok_or(err(bad_encoding))?),
+                ("kiln.argv", Some(v)) => {
+                    let mut args = Vec::new();
+                    if !v.is_empty() {
+                        for a in v.split(',') {
+                            args.push(decode(a).ok_or(err(bad_encoding))?);
+                        }
+                    }
+                    c.argv = Some(args);
+                }
+                ("kiln.env", Some(v)) => {
+                    let (k, val) = v.split_once('=').ok_or(err("expected kiln.env=NAME=VALUE"))?;
+                    let k = decode(k).ok_or(err(bad_encoding))?;
+                    if k.is_empty() {
+                        return Err(err("empty variable name"));
+                    }
+                    let val = decode(val).ok_or(err(bad_encoding))?;
+                    c.set_env(k, val);
+                }
+                ("kiln.stdout" | "kiln.stderr" | "kiln.log", Some(v)) => {
+                    let sink =
+                        parse_sink(v).ok_or(err("expected serial, off or a port like 0x402"))?;
+                    match key {
+                        "kiln.stdout" => c.stdout = Some(sink),
+                        "kiln.stderr" => c.stderr = Some(sink),
+                        _ => c.log = Some(sink),
+                    }
+                }
+                ("kiln.verbose", None) => c.verbose = true,
+                ("kiln.trace", None) => c.trace = true,
+                _ if key.starts_with("kiln.") => return Err(err("unknown kiln option")),
+                _ => c.other.push(String::from(token)),
+            }
+        }
+        Ok(c)
+    }
+
+    /// Sets `name` to `value`, replacing an earlier value in place.
+    pub fn set_env(&mut self, name: Vec<u8>, value: Vec<u8>) {
+        match self.env.iter_mut().find(|(k, _)| *k == name) {
+            Some(slot) => slot.1 = value,
+            None => self.env.push((name, value)),
+        }
+    }
+
+    /// Applies `runtime` on top of `self` (the baked-in defaults): given arguments replace
+    /// the defaults, variables override by name, other settings win when given.
+    pub fn overridden_by(mut self, runtime: Config) -> Config {
+        if runtime.name.is_some() {
+            self.name = runtime.name;
+        }
+        if runtime.argv.is_some() {
+            self.argv = runtime.argv;
+        }
+        for (k, v) in runtime.env {
+            self.set_env(k, v);
+        }
+        self.stdout = runtime.stdout.or(self.stdout);
+        self.stderr = runtime.stderr.or(self.stderr);
+        self.log = runtime.log.or(self.log);
+        self.verbose |= runtime.verbose;
+        self.trace |= runtime.trace;
+        self.other.extend(runtime.other);
+        self
+    }
+
+    /// Writes the configuration back as command-line tokens ([`Config::parse`] reads it back).
+    pub fn to_cmdline(&self) -> String {
+        let mut t: Vec<String> = Vec::new();
+        if let Some(n) = &self.name {
+            t.push(alloc::format!("kiln.name={}", encode(n)));
+        }
+        if let Some(args) = &self.argv {
+            let enc: Vec<String> = args.iter().map(|a| encode(a)).collect();
+            t.push(alloc::format!("kiln.argv={}", enc.join(",")));
+        }
+        for (k, v) in &self.env {
+            t.push(alloc::format!("kiln.env={}={}", encode(k), encode(v)));
+        }
+        for (key, sink) in [("stdout", self.stdout), ("stderr", self.stderr), ("log", self.log)] {
+            if let Some(s) = sink {
+                t.push(alloc::format!("kiln.{key}={}", sink_token(s)));
+            }
+        }
+        if self.verbose {
+            t.push(String::from("kiln.verbose"));
+        }
+        if self.trace {
+            t.push(String::from("kiln.trace"));
+        }
+        t.extend(self.other.iter().cloned());
+        t.join(" ")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use alloc::vec;
+
+    #[test]
+    fn encoding_round_trips_every_byte() {
+        let all: Vec<u8> = (0..=255u8).collect();
+        let e = encode(&all);
+        assert!(!e.contains(' ') && !e.contains(',') && !e.contains('='));
+        assert_eq!(decode(&e).unwrap(), all);
+        assert_eq!(decode("%4"), None);
+        assert_eq!(decode("%zz"), None);
+    }
+
+    #[test]
+    fn parses_and_writes_back() {
+        let mut c = Config {
+            name: Some(b"/bin/hello".to_vec()),
+            argv: Some(vec![b"a b".to_vec(), b"c,d".to_vec(), b"".to_vec()]),
+            stdout: Some(Sink::Port(0x402)),
+            log: Some(Sink::Off),
+            trace: true,
+            ..Config::default()
+        };
+        c.set_env(b"GREETING".to_vec(), b"hi there=1".to_vec());
+        let line = c.to_cmdline();
+        assert_eq!(Config::parse(&line).unwrap(), c);
+    }
+
+    #[test]
+    fn empty_argv_means_no_arguments() {
+        assert_eq!(Config::parse("kiln.argv=").unwrap().argv, Some(vec![]));
+        assert_eq!(Config::parse("").unwrap().argv, None);
+    }
+
+    #[test]
+    fn foreign_tokens_are_kept() {
+        let c = Config::parse("console=ttyS0  virtio_mmio.device=512@0xfeb00e00:12").unwrap();
+        assert_eq!(c.other, vec!["console=ttyS0", "virtio_mmio.device=512@0xfeb00e00:12"]);
+    }
+
+    #[test]
+    fn runtime_overrides_defaults() {
+        let baked = Config::parse("kiln.argv=x,y kiln.env=A=1 kiln.env=B=2").unwrap();
+        let rt = Config::parse("kiln.env=B=3 kiln.env=C=4 kiln.argv=z").unwrap();
+        let c = baked.overridden_by(rt);
+        assert_eq!(c.argv, Some(vec![b"z".to_vec()]));
+        let env: Vec<_> = c.env.iter().map(|(k, v)| (&k[..], &v[..])).collect();
+        assert_eq!(env, vec![(&b"A"[..], &b"1"[..]), (b"B", b"3"), (b"C", b"4")]);
+        let kept = Config::parse("kiln.argv=x").unwrap().overridden_by(Config::default());
+        assert_eq!(kept.argv, Some(vec![b"x".to_vec()]));
+    }
+
+    #[test]
+    fn rejects_bad_tokens() {
+        assert!(Config::parse("kiln.env=novalue").is_err());
+        assert!(Config::parse("kiln.env==x").is_err());
+        assert!(Config::parse("kiln.argv=%G1").is_err());
+        assert!(Config::parse("kiln.stdout=lpt1").is_err());
+        assert!(Config::parse("kiln.bogus=1").is_err());
+    }
+}

@@ -1,0 +1,44 @@
+//! Exit statuses, as the runner reports them (shell conventions).
+
+/// The run was stopped because it exceeded its time limit (like `timeout(1)`).
+pub const TIMEOUT: u8 = 124;
+/// The kernel itself failed (panic, unusable image) or the hypervisor did.
+pub const KERNEL_FAILURE: u8 = 125;
+/// I/O port of QEMU's `isa-debug-exit` device as the runner configures it.
+pub const DEBUG_EXIT_PORT: u16 = 0xf4;
+
+/// Status of a program killed by signal `sig` (128 + N, as a shell reports it).
+pub const fn killed_by(sig: u8) -> u8 {
+    128u8.wrapping_add(sig)
+}
+
+/// Translates QEMU's process exit code into the program's status, when the guest left
+/// through `isa-debug-exit` (QEMU exits with `(value << 1) | 1`).
+///
+/// Returns `None` for codes that `isa-debug-exit` cannot produce (QEMU failed or the guest
+/// powered off another way).
+pub const fn from_qemu_exit(code: i32) -> Option<u8> {
+    if code > 0 && code % 2 == 1 && code <= 511 {
+        Some(((code - 1) / 2) as u8)
+    } else {
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn qemu_codes_round_trip() {
+        for status in 0..=255u8 {
+            let qemu = ((status as i32) << 1) | 1;
+            assert_eq!(from_qemu_exit(qemu), Some(status));
+        }
+        assert_eq!(from_qemu_exit(0), None);
+        assert_eq!(from_qemu_exit(2), None);
+        assert_eq!(from_qemu_exit(-1), None);
+        assert_eq!(killed_by(11), 139);
+        assert_eq!(killed_by(6), 134);
+    }
+}

@@ -1,0 +1,18 @@
+//! What the Kiln kernel and the host toolchain must agree on, written and tested once.
+//!
+//! - [`payload`]: the blob the toolchain appends to the kernel image (program, root
+//!   filesystem, baked-in configuration) and how the kernel finds it.
+//! - [`cmdline`]: how arguments, environment and console routing travel on the kernel
+//!   command line.
+//! - [`exit`]: the exit-status contract between the kernel, QEMU's isa-debug-exit device and
+//!   the runner.
+#![no_std]
+#![forbid(unsafe_code)]
+
+extern crate alloc;
+#[cfg(test)]
+extern crate std;
+
+pub mod cmdline;
+pub mod exit;
+pub mod payload;

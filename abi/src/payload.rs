@@ -1,0 +1,160 @@
+//! The payload: the program, its root filesystem and its baked-in configuration, appended to
+//! the kernel as one extra `PT_LOAD` segment by the toolchain's link step.
+//!
+//! The kernel finds the payload through [`LOCATION_SYMBOL`], a 16-byte static in the kernel
+//! (`[physical address, length]`, both `u64` little-endian) that the link step fills in.
+//! The payload itself starts with a [`Header`] of [`HEADER_LEN`] bytes:
+//!
+//! | offset | field |
+//! |---|---|
+//! | 0  | magic `KILNPAY1` |
+//! | 8  | version (u32) = [`VERSION`] |
+//! | 12 | header length (u32) = [`HEADER_LEN`] |
+//! | 16 | program ELF: offset (u64), length (u64) |
+//! | 32 | root filesystem tar: offset (u64), length (u64) |
+//! | 48 | configuration (a command line, see [`crate::cmdline`]): offset (u64), length (u64) |
+//!
+//! Offsets are relative to the start of the payload. All integers are little-endian.
+
+use core::ops::Range;
+
+/// Name of the kernel symbol that holds the payload's physical address and length.
+pub const LOCATION_SYMBOL: &str = "KILN_PAYLOAD_LOCATION";
+/// First bytes of every payload.
+pub const MAGIC: [u8; 8] = *b"KILNPAY1";
+/// Current payload version.
+pub const VERSION: u32 = 1;
+/// Size of the encoded [`Header`].
+pub const HEADER_LEN: usize = 64;
+
+/// The parsed payload header: where each part lies inside the payload.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Header {
+    /// Byte range of the program's ELF file.
+    pub program: Range<usize>,
+    /// Byte range of the root filesystem (a tar archive).
+    pub rootfs: Range<usize>,
+    /// Byte range of the baked-in configuration (command-line tokens, UTF-8).
+    pub config: Range<usize>,
+}
+
+/// Why a payload could not be read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PayloadError {
+    /// Shorter than its header.
+    Truncated,
+    /// The magic number is wrong: this is not a Kiln payload.
+    BadMagic,
+    /// Written by an incompatible toolchain.
+    UnsupportedVersion(u32),
+    /// A part lies outside the payload.
+    OutOfBounds,
+}
+
+impl core::fmt::Display for PayloadError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            Self::Truncated => write!(f, "payload is truncated"),
+            Self::BadMagic => write!(f, "payload has no Kiln magic number"),
+            Self::UnsupportedVersion(v) => write!(
+                f,
+                "payload version {v} is not supported (expected {VERSION}); rebuild the image"
+            ),
+            Self::OutOfBounds => write!(f, "payload part lies outside the payload"),
+        }
+    }
+}
+
+/// Builds a payload from its three parts.
+pub fn build(program: &[u8], rootfs: &[u8], config: &str) -> alloc::vec::Vec<u8> {
+    let mut out = alloc::vec::Vec::with_capacity(HEADER_LEN + program.len() + rootfs.len() + 64);
+    out.resize(HEADER_LEN, 0);
+    let mut place = |out: &mut alloc::vec::Vec<u8>, bytes: &[u8]| {
+        // Each part starts on an 8-byte boundary.
+        while out.len() % 8 != 0 {
+            out.push(0);
+        }
+        let start = out.len();
+        out.extend_from_slice(bytes);
+        (start as u64, bytes.len() as u64)
+    };
+    let p = place(&mut out, program);
+    let r = place(&mut out, rootfs);
+    let c = place(&mut out, config.as_bytes());
+    out[0..8].copy_from_slice(&MAGIC);
+    out[8..12].copy_from_slice(&VERSION.to_le_bytes());
+    out[12..16].copy_from_slice(&(HEADER_LEN as u32).to_le_bytes());
+    for (i, (off, len)) in [p, r, c].into_iter().enumerate() {
+        let at = 16 + i * 16;
+        out[at..at + 8].copy_from_slice(&off.to_le_bytes());
+        out[at + 8..at + 16].copy_from_slice(&len.to_le_bytes());
+    }
+    out
+}
+
+fn u32_at(b: &[u8], at: usize) -> u32 {
+    let mut v = [0u8; 4];
+    v.copy_from_slice(&b[at..at + 4]);
+    u32::from_le_bytes(v)
+}
+
+fn u64_at(b: &[u8], at: usize) -> u64 {
+    let mut v = [0u8; 8];
+    v.copy_from_slice(&b[at..at + 8]);
+    u64::from_le_bytes(v)
+}
+
+/// Parses and bounds-checks the header of `payload`.
+pub fn parse(payload: &[u8]) -> Result<Header, PayloadError> {
+    if payload.len() < HEADER_LEN {
+        return Err(PayloadError::Truncated);
+    }
+    if payload[0..8] != MAGIC {
+        return Err(PayloadError::BadMagic);
+    }
+    let version = u32_at(payload, 8);
+    if version != VERSION {
+        return Err(PayloadError::UnsupportedVersion(version));
+    }
+    let range = |i: usize| -> Result<Range<usize>, PayloadError> {
+        let at = 16 + i * 16;
+        let off = u64_at(payload, at);
+        let len = u64_at(payload, at + 8);
+        let end = off.checked_add(len).ok_or(PayloadError::OutOfBounds)?;
+        if off < HEADER_LEN as u64 || end > payload.len() as u64 {
+            return Err(PayloadError::OutOfBounds);
+        }
+        Ok(off as usize..end as usize)
+    };
+    Ok(Header { program: range(0)?, rootfs: range(1)?, config: range(2)? })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn build_then_parse() {
+        let p = build(b"\x7fELFprog", b"tar!", "kiln.argv=a");
+        let h = parse(&p).unwrap();
+        assert_eq!(&p[h.program.clone()], b"\x7fELFprog");
+        assert_eq!(&p[h.rootfs.clone()], b"tar!");
+        assert_eq!(&p[h.config.clone()], b"kiln.argv=a");
+        assert_eq!(h.program.start % 8, 0);
+        assert_eq!(h.rootfs.start % 8, 0);
+    }
+
+    #[test]
+    fn rejects_bad_payloads() {
+        let mut p = build(b"x", b"y", "");
+        assert_eq!(parse(&p[..10]), Err(PayloadError::Truncated));
+        let mut bad = p.clone();
+        bad[0] = b'X';
+        assert_eq!(parse(&bad), Err(PayloadError::BadMagic));
+        let mut bad = p.clone();
+        bad[8] = 9;
+        assert_eq!(parse(&bad), Err(PayloadError::UnsupportedVersion(9)));
+        p[24] = 0xff; // program length far past the end
+        assert_eq!(parse(&p), Err(PayloadError::OutOfBounds));
+    }
+}

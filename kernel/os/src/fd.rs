@@ -1,0 +1,4 @@
+//! File descriptors.
+
+/// The file-descriptor table.
+pub struct FdTable {}

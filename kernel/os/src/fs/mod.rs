@@ -1,0 +1,4 @@
+//! Files.
+
+/// The file-system tree.
+pub struct Vfs {}

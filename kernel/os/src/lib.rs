@@ -1,0 +1,20 @@
+//! Kiln's Linux personality: everything between a Linux system call and the machine.
+//!
+//! This crate holds no `unsafe` code and touches no hardware: what it needs from the
+//! machine (page tables, clocks, consoles, entropy) comes through the traits in [`machine`],
+//! which the kernel implements and host tests replace with plain memory.
+#![cfg_attr(not(test), no_std)]
+#![forbid(unsafe_code)]
+
+extern crate alloc;
+
+pub mod elf;
+pub mod errno;
+pub mod fd;
+pub mod fs;
+pub mod machine;
+pub mod process;
+pub mod stack;
+pub mod syscall;
+pub mod sysno;
+pub mod vm;

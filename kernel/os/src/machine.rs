@@ -1,0 +1,75 @@
+//! What the Linux personality needs from the machine.
+//!
+//! The kernel implements these traits on real hardware; host tests implement them on plain
+//! memory. Addresses here are user virtual addresses; pages are 4 KiB.
+
+use crate::errno::KResult;
+
+/// Size of a page.
+pub const PAGE_SIZE: u64 = 4096;
+
+/// Access rights of a user mapping (the `PROT_*` bits of `mmap`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Prot {
+    /// `PROT_READ`.
+    pub read: bool,
+    /// `PROT_WRITE`.
+    pub write: bool,
+    /// `PROT_EXEC`.
+    pub exec: bool,
+}
+
+impl Prot {
+    /// No access (`PROT_NONE`).
+    pub const NONE: Prot = Prot { read: false, write: false, exec: false };
+    /// Read and write.
+    pub const RW: Prot = Prot { read: true, write: true, exec: false };
+
+    /// Decodes Linux `PROT_*` bits (`PROT_READ` 1, `PROT_WRITE` 2, `PROT_EXEC` 4).
+    pub fn from_bits(bits: u64) -> Prot {
+        Prot { read: bits & 1 != 0, write: bits & 2 != 0, exec: bits & 4 != 0 }
+    }
+}
+
+/// The user half of the page tables. Every page handed out is backed by a physical frame
+/// that the implementation owns and frees on unmap.
+pub trait PageTable {
+    /// Maps the page at `page` (page-aligned) to a new zeroed frame with `prot`.
+    /// Fails with `ENOMEM` when no frame is left. Replaces nothing: the page must be unmapped.
+    fn map_zeroed(&mut self, page: u64, prot: Prot) -> KResult<()>;
+    /// The rights of the page containing `addr`, or `None` when it is not mapped.
+    fn query(&self, addr: u64) -> Option<Prot>;
+    /// Unmaps every mapped page in `[start, end)` and frees their frames.
+    fn unmap_range(&mut self, start: u64, end: u64);
+    /// Changes the rights of every mapped page in `[start, end)`.
+    fn protect_range(&mut self, start: u64, end: u64, prot: Prot);
+    /// Moves the mapped pages of `[from, from + len)` to `[to, to + len)` (both page-aligned,
+    /// the target unmapped), keeping their frames and rights.
+    fn move_range(&mut self, from: u64, to: u64, len: u64);
+    /// Copies from mapped pages, ignoring their rights (the kernel's view).
+    /// Panics if a page in the range is not mapped: callers map first.
+    fn read(&self, addr: u64, buf: &mut [u8]);
+    /// Copies into mapped pages, ignoring their rights (the kernel's view).
+    /// Panics if a page in the range is not mapped: callers map first.
+    fn write(&mut self, addr: u64, data: &[u8]);
+}
+
+/// Clocks, consoles and entropy.
+pub trait Machine {
+    /// The user page tables.
+    fn pages(&mut self) -> &mut dyn PageTable;
+    /// Nanoseconds since boot, never going backwards.
+    fn monotonic_ns(&self) -> u64;
+    /// Nanoseconds since the Unix epoch (wall clock).
+    fn realtime_ns(&self) -> u64;
+    /// Waits until `monotonic_ns()` reaches `deadline` (halting the CPU meanwhile).
+    fn sleep_until(&mut self, deadline: u64);
+    /// Fills `buf` with cryptographically strong random bytes.
+    fn fill_random(&mut self, buf: &mut [u8]);
+    /// Writes to the program's standard output stream (the console device behind fd 1).
+    fn write_stdout(&mut self, data: &[u8]);
+    /// Writes to the program's standard error stream (the console device behind fd 2).
+    fn write_stderr(&mut self, data: &[u8]);
+    /// Writes one line to the kernel log.
+    fn log(&mut self, line: core::fmt::Arguments<'_>);
+}

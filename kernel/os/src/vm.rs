@@ -1,0 +1,4 @@
+//! The program's memory map.
+
+/// The program's memory map.
+pub struct AddressSpace {}
