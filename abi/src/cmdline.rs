@@ -66,7 +66,11 @@ pub struct ParseError {
 
 impl core::fmt::Display for ParseError {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        write!(f, "bad kernel command-line token `{}`: {}", self.token, self.reason)
+        write!(
+            f,
+            "bad kernel command-line token `{}`: {}",
+            self.token, self.reason
+        )
     }
 }
 
@@ -134,7 +138,10 @@ impl Config {
     pub fn parse(cmdline: &str) -> Result<Config, ParseError> {
         let mut c = Config::default();
         for token in cmdline.split(' ').filter(|t| !t.is_empty()) {
-            let err = |reason| ParseError { token: String::from(token), reason };
+            let err = |reason| ParseError {
+                token: String::from(token),
+                reason,
+            };
             let bad_encoding = "bad percent-encoding";
             let (key, value) = match token.split_once('=') {
                 Some((k, v)) => (k, Some(v)),
@@ -152,7 +159,9 @@ impl Config {
                     c.argv = Some(args);
                 }
                 ("kiln.env", Some(v)) => {
-                    let (k, val) = v.split_once('=').ok_or(err("expected kiln.env=NAME=VALUE"))?;
+                    let (k, val) = v
+                        .split_once('=')
+                        .ok_or(err("expected kiln.env=NAME=VALUE"))?;
                     let k = decode(k).ok_or(err(bad_encoding))?;
                     if k.is_empty() {
                         return Err(err("empty variable name"));
@@ -220,7 +229,11 @@ impl Config {
         for (k, v) in &self.env {
             t.push(alloc::format!("kiln.env={}={}", encode(k), encode(v)));
         }
-        for (key, sink) in [("stdout", self.stdout), ("stderr", self.stderr), ("log", self.log)] {
+        for (key, sink) in [
+            ("stdout", self.stdout),
+            ("stderr", self.stderr),
+            ("log", self.log),
+        ] {
             if let Some(s) = sink {
                 t.push(alloc::format!("kiln.{key}={}", sink_token(s)));
             }
@@ -275,7 +288,10 @@ mod tests {
     #[test]
     fn foreign_tokens_are_kept() {
         let c = Config::parse("console=ttyS0  virtio_mmio.device=512@0xfeb00e00:12").unwrap();
-        assert_eq!(c.other, vec!["console=ttyS0", "virtio_mmio.device=512@0xfeb00e00:12"]);
+        assert_eq!(
+            c.other,
+            vec!["console=ttyS0", "virtio_mmio.device=512@0xfeb00e00:12"]
+        );
     }
 
     #[test]
@@ -285,8 +301,13 @@ mod tests {
         let c = baked.overridden_by(rt);
         assert_eq!(c.argv, Some(vec![b"z".to_vec()]));
         let env: Vec<_> = c.env.iter().map(|(k, v)| (&k[..], &v[..])).collect();
-        assert_eq!(env, vec![(&b"A"[..], &b"1"[..]), (b"B", b"3"), (b"C", b"4")]);
-        let kept = Config::parse("kiln.argv=x").unwrap().overridden_by(Config::default());
+        assert_eq!(
+            env,
+            vec![(&b"A"[..], &b"1"[..]), (b"B", b"3"), (b"C", b"4")]
+        );
+        let kept = Config::parse("kiln.argv=x")
+            .unwrap()
+            .overridden_by(Config::default());
         assert_eq!(kept.argv, Some(vec![b"x".to_vec()]));
     }
 

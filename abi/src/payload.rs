@@ -69,7 +69,7 @@ impl core::fmt::Display for PayloadError {
 pub fn build(program: &[u8], rootfs: &[u8], config: &str) -> alloc::vec::Vec<u8> {
     let mut out = alloc::vec::Vec::with_capacity(HEADER_LEN + program.len() + rootfs.len() + 64);
     out.resize(HEADER_LEN, 0);
-    let mut place = |out: &mut alloc::vec::Vec<u8>, bytes: &[u8]| {
+    let place = |out: &mut alloc::vec::Vec<u8>, bytes: &[u8]| {
         // Each part starts on an 8-byte boundary.
         while out.len() % 8 != 0 {
             out.push(0);
@@ -126,7 +126,11 @@ pub fn parse(payload: &[u8]) -> Result<Header, PayloadError> {
         }
         Ok(off as usize..end as usize)
     };
-    Ok(Header { program: range(0)?, rootfs: range(1)?, config: range(2)? })
+    Ok(Header {
+        program: range(0)?,
+        rootfs: range(1)?,
+        config: range(2)?,
+    })
 }
 
 #[cfg(test)]

@@ -12,9 +12,12 @@ pub mod elf;
 pub mod errno;
 pub mod fd;
 pub mod fs;
+pub mod loader;
 pub mod machine;
 pub mod process;
 pub mod stack;
 pub mod syscall;
 pub mod sysno;
+#[cfg(test)]
+pub mod testing;
 pub mod vm;

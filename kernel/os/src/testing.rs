@@ -1,0 +1,138 @@
+//! A machine made of plain memory, for host tests of the Linux personality.
+
+use alloc::collections::BTreeMap;
+use alloc::string::String;
+use alloc::vec::Vec;
+
+use crate::errno::{Errno, KResult};
+use crate::machine::{Machine, PageTable, Prot, PAGE_SIZE};
+
+/// User pages kept in a map, with a frame budget to provoke `ENOMEM`.
+#[derive(Default)]
+pub struct FakePages {
+    /// Mapped pages by page address.
+    pub pages: BTreeMap<u64, (Vec<u8>, Prot)>,
+    /// How many more pages may be mapped (`None`: unlimited).
+    pub budget: Option<usize>,
+}
+
+impl PageTable for FakePages {
+    fn map_zeroed(&mut self, page: u64, prot: Prot) -> KResult<()> {
+        assert_eq!(page % PAGE_SIZE, 0, "unaligned page {page:#x}");
+        assert!(
+            !self.pages.contains_key(&page),
+            "page {page:#x} mapped twice"
+        );
+        if let Some(b) = &mut self.budget {
+            if *b == 0 {
+                return Err(Errno::ENOMEM);
+            }
+            *b -= 1;
+        }
+        self.pages
+            .insert(page, (alloc::vec![0; PAGE_SIZE as usize], prot));
+        Ok(())
+    }
+    fn query(&self, addr: u64) -> Option<Prot> {
+        self.pages.get(&(addr & !(PAGE_SIZE - 1))).map(|p| p.1)
+    }
+    fn unmap_range(&mut self, start: u64, end: u64) {
+        let doomed: Vec<u64> = self.pages.range(start..end).map(|(k, _)| *k).collect();
+        for k in doomed {
+            self.pages.remove(&k);
+            if let Some(b) = &mut self.budget {
+                *b += 1;
+            }
+        }
+    }
+    fn protect_range(&mut self, start: u64, end: u64, prot: Prot) {
+        for (_, p) in self.pages.range_mut(start..end) {
+            p.1 = prot;
+        }
+    }
+    fn move_range(&mut self, from: u64, to: u64, len: u64) {
+        let moved: Vec<u64> = self
+            .pages
+            .range(from..from + len)
+            .map(|(k, _)| *k)
+            .collect();
+        for k in moved {
+            let v = self.pages.remove(&k).unwrap();
+            let dst = k - from + to;
+            assert!(
+                !self.pages.contains_key(&dst),
+                "move onto mapped page {dst:#x}"
+            );
+            self.pages.insert(dst, v);
+        }
+    }
+    fn read(&self, addr: u64, buf: &mut [u8]) {
+        for (i, b) in buf.iter_mut().enumerate() {
+            let a = addr + i as u64;
+            let page = self
+                .pages
+                .get(&(a & !(PAGE_SIZE - 1)))
+                .expect("read of unmapped page");
+            *b = page.0[(a % PAGE_SIZE) as usize];
+        }
+    }
+    fn write(&mut self, addr: u64, data: &[u8]) {
+        for (i, b) in data.iter().enumerate() {
+            let a = addr + i as u64;
+            let page = self
+                .pages
+                .get_mut(&(a & !(PAGE_SIZE - 1)))
+                .expect("write to unmapped page");
+            page.0[(a % PAGE_SIZE) as usize] = *b;
+        }
+    }
+}
+
+/// A machine whose clock only moves when slept, and whose consoles are buffers.
+#[derive(Default)]
+pub struct FakeMachine {
+    /// The user pages.
+    pub pages: FakePages,
+    /// Monotonic time in nanoseconds.
+    pub now: u64,
+    /// Wall-clock offset from the monotonic clock, in nanoseconds.
+    pub epoch_offset: u64,
+    /// What the program wrote to standard output.
+    pub stdout: Vec<u8>,
+    /// What the program wrote to standard error.
+    pub stderr: Vec<u8>,
+    /// Kernel log lines.
+    pub log: Vec<String>,
+    /// Counter feeding the (predictable) random bytes.
+    pub random_counter: u8,
+}
+
+impl Machine for FakeMachine {
+    fn pages(&mut self) -> &mut dyn PageTable {
+        &mut self.pages
+    }
+    fn monotonic_ns(&self) -> u64 {
+        self.now
+    }
+    fn realtime_ns(&self) -> u64 {
+        self.now + self.epoch_offset
+    }
+    fn sleep_until(&mut self, deadline: u64) {
+        self.now = self.now.max(deadline);
+    }
+    fn fill_random(&mut self, buf: &mut [u8]) {
+        for b in buf {
+            self.random_counter = self.random_counter.wrapping_add(1);
+            *b = self.random_counter;
+        }
+    }
+    fn write_stdout(&mut self, data: &[u8]) {
+        self.stdout.extend_from_slice(data);
+    }
+    fn write_stderr(&mut self, data: &[u8]) {
+        self.stderr.extend_from_slice(data);
+    }
+    fn log(&mut self, line: core::fmt::Arguments<'_>) {
+        self.log.push(alloc::format!("{line}"));
+    }
+}
