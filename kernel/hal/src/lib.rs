@@ -1,1 +1,128 @@
+//! Kiln's hardware layer: everything that touches the machine.
+//!
+//! Boot ([`boot`], [`pvh`]), CPU tables ([`gdt`], [`trap`]), system-call entry ([`syscall`]),
+//! memory ([`frames`], [`paging`], [`heap`]), devices ([`serial`], [`apic`], [`time`],
+//! [`exit`]) and the C memory functions ([`mem`]). All of the kernel's `unsafe` code lives in
+//! this crate, each block with its reason; the rest of the kernel is safe Rust.
 #![no_std]
+
+extern crate alloc;
+
+pub mod apic;
+pub mod boot;
+pub mod cpu;
+pub mod exit;
+pub mod frames;
+pub mod gdt;
+pub mod heap;
+pub mod mem;
+pub mod paging;
+pub mod pvh;
+pub mod serial;
+pub mod syscall;
+pub mod time;
+pub mod trap;
+
+/// Size of a page.
+pub const PAGE_SIZE: u64 = 4096;
+/// Virtual address where all physical memory below 4 GiB is mapped.
+pub const DIRECT_MAP: u64 = 0xffff_8000_0000_0000;
+
+/// The kernel-virtual address of physical address `phys`.
+pub const fn phys_to_virt(phys: u64) -> u64 {
+    DIRECT_MAP + phys
+}
+
+/// Where the toolchain's link step writes the payload's physical address and length.
+/// Non-zero initial contents keep it out of `.bss`, so it has bytes in the file to patch.
+#[unsafe(no_mangle)]
+#[used]
+static KILN_PAYLOAD_LOCATION: [u64; 2] = [u64::MAX, u64::MAX];
+
+/// What the boot code hands to the kernel.
+pub struct BootInfo {
+    /// The kernel command line.
+    pub cmdline: &'static str,
+    /// The payload the toolchain linked in (program, root filesystem, configuration), or
+    /// `None` when the image has none.
+    pub payload: Option<&'static [u8]>,
+    /// The physical range of the kernel image.
+    pub kernel: core::ops::Range<u64>,
+    /// Usable RAM in bytes, as the loader reported it.
+    pub ram_bytes: u64,
+    /// How the TSC was calibrated.
+    pub calibration: time::Calibration,
+}
+
+unsafe extern "Rust" {
+    /// The kernel's main function, defined by the kernel binary.
+    safe fn kiln_main(boot: BootInfo) -> !;
+}
+
+static CMDLINE: spin::Once<alloc::string::String> = spin::Once::new();
+
+/// First Rust code, called by the boot assembly with the PVH start-info address.
+pub(crate) extern "C" fn start(start_info: u64) -> ! {
+    serial::init();
+    let Some(info) = pvh::parse(start_info) else {
+        serial::write(b"kiln: kernel panic: no PVH start info: boot this image with a PVH loader (qemu -kernel, Firecracker, Cloud Hypervisor)\n");
+        exit::exit(kiln_abi::exit::KERNEL_FAILURE);
+    };
+    // SAFETY: reads the patched location static; volatile so the compiler cannot assume
+    // its initial value.
+    let [payload_addr, payload_len] = unsafe { core::ptr::read_volatile(&raw const KILN_PAYLOAD_LOCATION) };
+    let has_payload = payload_addr != u64::MAX && payload_len != 0;
+    let kernel = paging::kernel_range();
+    let reserved_end = if has_payload { (payload_addr + payload_len).max(kernel.end) } else { kernel.end };
+    let mut ram_bytes = 0;
+    {
+        let mut frames = frames::FRAMES.lock();
+        for r in &info.ram[..info.ram_count] {
+            ram_bytes += r.end - r.start;
+            // Keep below 1 MiB (firmware, start info) and the kernel + payload for ourselves;
+            // only the direct-mapped first 4 GiB is used.
+            let start = r.start.max(reserved_end).max(0x10_0000);
+            let end = r.end.min(1 << 32);
+            if start < end {
+                frames.add_region(start, end);
+            }
+        }
+    }
+    // Copy the command line before the boot identity map goes away.
+    let cmdline = match info.cmdline {
+        Some((addr, len)) => {
+            let mut bytes = alloc::vec![0u8; len];
+            // SAFETY: the command line is `len` bytes of RAM in the direct map.
+            unsafe { core::ptr::copy_nonoverlapping(phys_to_virt(addr) as *const u8, bytes.as_mut_ptr(), len) };
+            alloc::string::String::from_utf8_lossy(&bytes).into_owned()
+        }
+        None => alloc::string::String::new(),
+    };
+    let cmdline = CMDLINE.call_once(|| cmdline).as_str();
+    if paging::init().is_none() {
+        serial::write(b"kiln: kernel panic: out of memory building page tables: give the VM more memory\n");
+        exit::exit(kiln_abi::exit::KERNEL_FAILURE);
+    }
+    let stack_top = boot_stack_top();
+    gdt::init(stack_top);
+    trap::init();
+    apic::init();
+    let calibration = time::init();
+    let payload = if has_payload {
+        // SAFETY: the link step placed `payload_len` bytes at `payload_addr`; the frame
+        // allocator never hands them out, so they stay valid and unchanged for good.
+        Some(unsafe { core::slice::from_raw_parts(phys_to_virt(payload_addr) as *const u8, payload_len as usize) })
+    } else {
+        None
+    };
+    kiln_main(BootInfo { cmdline, payload, kernel, ram_bytes, calibration })
+}
+
+unsafe extern "C" {
+    static kiln_boot_stack_top: u8;
+}
+
+/// Top of the boot stack, which the kernel keeps as its system-call stack.
+pub fn boot_stack_top() -> u64 {
+    (&raw const kiln_boot_stack_top) as u64
+}

@@ -1,0 +1,162 @@
+//! Single instructions: port I/O, model-specific and control registers, CPUID, halting.
+
+use core::arch::asm;
+
+/// Writes a byte to an I/O port.
+pub fn outb(port: u16, value: u8) {
+    // SAFETY: port I/O has no memory effects; the ports Kiln uses are its own devices.
+    unsafe { asm!("out dx, al", in("dx") port, in("al") value, options(nomem, nostack, preserves_flags)) }
+}
+
+/// Writes a 32-bit value to an I/O port.
+pub fn outl(port: u16, value: u32) {
+    // SAFETY: as for `outb`.
+    unsafe { asm!("out dx, eax", in("dx") port, in("eax") value, options(nomem, nostack, preserves_flags)) }
+}
+
+/// Reads a byte from an I/O port.
+pub fn inb(port: u16) -> u8 {
+    let v: u8;
+    // SAFETY: as for `outb`.
+    unsafe { asm!("in al, dx", out("al") v, in("dx") port, options(nomem, nostack, preserves_flags)) }
+    v
+}
+
+/// Writes `data` to a port byte by byte (`rep outsb`).
+pub fn outsb(port: u16, data: &[u8]) {
+    // SAFETY: reads exactly `data.len()` bytes from `data`, which is a valid slice.
+    unsafe {
+        asm!("rep outsb", in("dx") port, inout("rsi") data.as_ptr() => _, inout("rcx") data.len() => _,
+             options(nostack, preserves_flags, readonly))
+    }
+}
+
+/// Reads a model-specific register.
+pub fn rdmsr(msr: u32) -> u64 {
+    let (lo, hi): (u32, u32);
+    // SAFETY: Kiln only reads architectural MSRs that exist on every x86_64 CPU it supports.
+    unsafe { asm!("rdmsr", in("ecx") msr, out("eax") lo, out("edx") hi, options(nomem, nostack, preserves_flags)) }
+    (hi as u64) << 32 | lo as u64
+}
+
+/// Writes a model-specific register.
+///
+/// # Safety
+/// The caller must make sure the new value keeps the kernel's invariants (segment bases,
+/// system-call entry points, ...).
+pub unsafe fn wrmsr(msr: u32, value: u64) {
+    // SAFETY: forwarded to the caller.
+    unsafe {
+        asm!("wrmsr", in("ecx") msr, in("eax") value as u32, in("edx") (value >> 32) as u32,
+             options(nostack, preserves_flags))
+    }
+}
+
+/// MSR numbers.
+pub mod msr {
+    /// Extended feature enable register.
+    pub const EFER: u32 = 0xC000_0080;
+    /// SYSCALL segment selectors.
+    pub const STAR: u32 = 0xC000_0081;
+    /// SYSCALL 64-bit entry point.
+    pub const LSTAR: u32 = 0xC000_0082;
+    /// RFLAGS bits cleared on SYSCALL.
+    pub const FMASK: u32 = 0xC000_0084;
+    /// FS segment base.
+    pub const FS_BASE: u32 = 0xC000_0100;
+    /// GS segment base.
+    pub const GS_BASE: u32 = 0xC000_0101;
+    /// The GS base swapped in by SWAPGS.
+    pub const KERNEL_GS_BASE: u32 = 0xC000_0102;
+    /// Local APIC base.
+    pub const APIC_BASE: u32 = 0x1B;
+    /// TSC deadline for the local APIC timer.
+    pub const TSC_DEADLINE: u32 = 0x6E0;
+}
+
+/// Result of CPUID.
+#[derive(Debug, Clone, Copy)]
+pub struct CpuidResult {
+    /// EAX.
+    pub eax: u32,
+    /// EBX.
+    pub ebx: u32,
+    /// ECX.
+    pub ecx: u32,
+    /// EDX.
+    pub edx: u32,
+}
+
+/// Executes CPUID for `leaf`/`subleaf`.
+pub fn cpuid(leaf: u32, subleaf: u32) -> CpuidResult {
+    let r = core::arch::x86_64::__cpuid_count(leaf, subleaf);
+    CpuidResult { eax: r.eax, ebx: r.ebx, ecx: r.ecx, edx: r.edx }
+}
+
+/// Reads the time-stamp counter.
+pub fn rdtsc() -> u64 {
+    // SAFETY: RDTSC has no side effects.
+    unsafe { core::arch::x86_64::_rdtsc() }
+}
+
+/// One random 64-bit value from RDRAND, if the CPU has it and it delivers.
+pub fn rdrand() -> Option<u64> {
+    if cpuid(1, 0).ecx & (1 << 30) == 0 {
+        return None;
+    }
+    for _ in 0..10 {
+        let v: u64;
+        let ok: u8;
+        // SAFETY: RDRAND is present (checked above) and only writes registers.
+        unsafe { asm!("rdrand {v}", "setc {ok}", v = out(reg) v, ok = out(reg_byte) ok, options(nomem, nostack)) }
+        if ok != 0 {
+            return Some(v);
+        }
+    }
+    None
+}
+
+/// Reads CR2 (the faulting address of the last page fault).
+pub fn cr2() -> u64 {
+    let v: u64;
+    // SAFETY: reading CR2 has no side effects.
+    unsafe { asm!("mov {}, cr2", out(reg) v, options(nomem, nostack, preserves_flags)) }
+    v
+}
+
+/// Reads CR3.
+pub fn cr3() -> u64 {
+    let v: u64;
+    // SAFETY: reading CR3 has no side effects.
+    unsafe { asm!("mov {}, cr3", out(reg) v, options(nomem, nostack, preserves_flags)) }
+    v
+}
+
+/// Loads CR3 (switching page tables and flushing the TLB).
+///
+/// # Safety
+/// `pml4` must be the physical address of page tables that map the running kernel.
+pub unsafe fn set_cr3(pml4: u64) {
+    // SAFETY: forwarded to the caller.
+    unsafe { asm!("mov cr3, {}", in(reg) pml4, options(nostack, preserves_flags)) }
+}
+
+/// Flushes the TLB entry of one page.
+pub fn invlpg(addr: u64) {
+    // SAFETY: INVLPG only drops a cached translation.
+    unsafe { asm!("invlpg [{}]", in(reg) addr, options(nostack, preserves_flags)) }
+}
+
+/// Enables interrupts, halts until one arrives, and disables them again.
+pub fn wait_for_interrupt() {
+    // SAFETY: the IDT is loaded before this is ever called; handlers run on IST stacks.
+    unsafe { asm!("sti", "hlt", "cli", options(nomem, nostack)) }
+}
+
+/// Stops the CPU for good.
+pub fn halt_forever() -> ! {
+    loop {
+        // SAFETY: halting with interrupts off has no memory effects.
+        unsafe { asm!("cli", "hlt", options(nomem, nostack)) }
+    }
+}

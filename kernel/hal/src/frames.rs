@@ -1,0 +1,116 @@
+//! Physical page frames: handed out from the RAM regions of the boot memory map.
+//!
+//! Fresh frames come from a bump pointer over each region; freed frames go on a free list
+//! threaded through the frames themselves (through the direct map), so the allocator needs
+//! no heap.
+
+use crate::{phys_to_virt, PAGE_SIZE};
+
+const MAX_REGIONS: usize = 32;
+
+/// The frame allocator's state.
+pub struct Frames {
+    regions: [(u64, u64); MAX_REGIONS],
+    count: usize,
+    current: usize,
+    next: u64,
+    free_list: u64,
+    free_frames: u64,
+    total_frames: u64,
+}
+
+/// The frame allocator.
+pub static FRAMES: spin::Mutex<Frames> = spin::Mutex::new(Frames {
+    regions: [(0, 0); MAX_REGIONS],
+    count: 0,
+    current: 0,
+    next: 0,
+    free_list: 0,
+    free_frames: 0,
+    total_frames: 0,
+});
+
+impl Frames {
+    /// Adds the usable range `[start, end)` (rounded inwards to pages).
+    pub fn add_region(&mut self, start: u64, end: u64) {
+        let start = start.div_ceil(PAGE_SIZE) * PAGE_SIZE;
+        let end = end / PAGE_SIZE * PAGE_SIZE;
+        if end <= start || self.count == MAX_REGIONS {
+            return;
+        }
+        self.regions[self.count] = (start, end);
+        if self.count == 0 {
+            self.next = start;
+        }
+        self.count += 1;
+        self.total_frames += (end - start) / PAGE_SIZE;
+    }
+
+    /// One frame (not zeroed), or `None` when memory is exhausted.
+    pub fn alloc(&mut self) -> Option<u64> {
+        if self.free_list != 0 {
+            let frame = self.free_list;
+            // SAFETY: frames on the free list are unused and mapped by the direct map; the
+            // first word holds the next free frame.
+            self.free_list = unsafe { *(phys_to_virt(frame) as *const u64) };
+            self.free_frames -= 1;
+            return Some(frame);
+        }
+        self.alloc_contiguous(PAGE_SIZE)
+    }
+
+    /// `bytes` (a multiple of the page size) of physically contiguous memory.
+    pub fn alloc_contiguous(&mut self, bytes: u64) -> Option<u64> {
+        while self.current < self.count {
+            let (_, end) = self.regions[self.current];
+            if self.next + bytes <= end {
+                let at = self.next;
+                self.next += bytes;
+                return Some(at);
+            }
+            // Move on; what is left of this region goes to the free list.
+            while self.next + PAGE_SIZE <= end {
+                let f = self.next;
+                self.next += PAGE_SIZE;
+                self.free(f);
+            }
+            self.current += 1;
+            if self.current < self.count {
+                self.next = self.regions[self.current].0;
+            }
+        }
+        None
+    }
+
+    /// Returns a frame to the allocator.
+    pub fn free(&mut self, frame: u64) {
+        // SAFETY: the caller no longer uses `frame`; it is RAM covered by the direct map.
+        unsafe { *(phys_to_virt(frame) as *mut u64) = self.free_list };
+        self.free_list = frame;
+        self.free_frames += 1;
+    }
+
+    /// Frames never handed out plus frames freed.
+    pub fn available(&self) -> u64 {
+        let mut bump = 0;
+        for i in self.current..self.count {
+            let (start, end) = self.regions[i];
+            let from = if i == self.current { self.next } else { start };
+            bump += (end - from) / PAGE_SIZE;
+        }
+        bump + self.free_frames
+    }
+
+    /// All frames the allocator manages.
+    pub fn total(&self) -> u64 {
+        self.total_frames
+    }
+}
+
+/// Allocates one zeroed frame.
+pub fn alloc_zeroed() -> Option<u64> {
+    let f = FRAMES.lock().alloc()?;
+    // SAFETY: the frame is ours and mapped by the direct map.
+    unsafe { core::ptr::write_bytes(phys_to_virt(f) as *mut u8, 0, PAGE_SIZE as usize) };
+    Some(f)
+}

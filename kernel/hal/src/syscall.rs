@@ -1,0 +1,182 @@
+//! SYSCALL entry and the first switch to user mode.
+//!
+//! On SYSCALL the CPU leaves the user stack in place; the stub swaps GS to reach the per-CPU
+//! block, switches to the kernel stack, saves every register and the SSE state (Linux
+//! preserves all registers but rax, rcx and r11), and calls the registered handler with a
+//! [`SyscallFrame`] it may edit. RFLAGS.IF is masked on entry: system calls run with
+//! interrupts off.
+
+use core::arch::{asm, global_asm};
+
+use crate::cpu::{msr, wrmsr};
+use crate::gdt;
+
+/// Registers of the program at a system call; `rax` carries the number in and the result out.
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+#[allow(missing_docs)]
+pub struct SyscallFrame {
+    pub r15: u64,
+    pub r14: u64,
+    pub r13: u64,
+    pub r12: u64,
+    pub rbp: u64,
+    pub rbx: u64,
+    pub r9: u64,
+    pub r8: u64,
+    pub r10: u64,
+    pub rdx: u64,
+    pub rsi: u64,
+    pub rdi: u64,
+    pub rax: u64,
+    /// User RIP (saved by SYSCALL in rcx).
+    pub rip: u64,
+    /// User RFLAGS (saved by SYSCALL in r11).
+    pub rflags: u64,
+    /// User stack pointer.
+    pub rsp: u64,
+}
+
+/// Handler of system calls.
+pub type SyscallHandler = fn(&mut SyscallFrame);
+
+static HANDLER: spin::Once<SyscallHandler> = spin::Once::new();
+
+/// Per-CPU block reached through GS in the entry stub: [kernel stack top, user rsp scratch].
+#[repr(C, align(64))]
+struct PerCpu([u64; 2]);
+
+static mut PER_CPU: PerCpu = PerCpu([0; 2]);
+
+#[unsafe(no_mangle)]
+extern "C" fn kiln_syscall(frame: &mut SyscallFrame) {
+    match HANDLER.get() {
+        Some(h) => h(frame),
+        None => frame.rax = (-38i64) as u64,
+    }
+}
+
+global_asm!(
+    r#"
+    .section .text
+    .global kiln_syscall_entry
+    kiln_syscall_entry:
+        swapgs
+        mov gs:[8], rsp
+        mov rsp, gs:[0]
+        push qword ptr gs:[8]
+        push r11
+        push rcx
+        push rax
+        push rdi
+        push rsi
+        push rdx
+        push r10
+        push r8
+        push r9
+        push rbx
+        push rbp
+        push r12
+        push r13
+        push r14
+        push r15
+        mov rdi, rsp
+        sub rsp, 512
+        fxsave64 [rsp]
+        cld
+        call kiln_syscall
+        fxrstor64 [rsp]
+        add rsp, 512
+        pop r15
+        pop r14
+        pop r13
+        pop r12
+        pop rbp
+        pop rbx
+        pop r9
+        pop r8
+        pop r10
+        pop rdx
+        pop rsi
+        pop rdi
+        pop rax
+        pop rcx
+        pop r11
+        pop rsp
+        swapgs
+        sysretq
+    "#
+);
+
+unsafe extern "C" {
+    fn kiln_syscall_entry();
+}
+
+/// Programs the SYSCALL MSRs and the per-CPU block; `handler` receives every system call,
+/// running on the stack that ends at `kernel_stack_top`.
+pub fn init(kernel_stack_top: u64, handler: SyscallHandler) {
+    HANDLER.call_once(|| handler);
+    // SAFETY: boot CPU, interrupts off. STAR selects the GDT layout of `gdt` (SYSRET loads
+    // CS = base + 16 and SS = base + 8 with base 0x10); FMASK clears IF, TF, DF and AC.
+    // GS_BASE points at the per-CPU block until the first swapgs into user mode.
+    unsafe {
+        let pc = &raw mut PER_CPU;
+        (*pc).0[0] = kernel_stack_top;
+        wrmsr(msr::STAR, ((gdt::KERNEL_DS as u64 & !3) << 48) | ((gdt::KERNEL_CS as u64) << 32));
+        wrmsr(msr::LSTAR, kiln_syscall_entry as *const () as u64);
+        wrmsr(msr::FMASK, 0x4_0700);
+        wrmsr(msr::GS_BASE, pc as u64);
+        wrmsr(msr::KERNEL_GS_BASE, 0);
+    }
+}
+
+/// Sets the program's FS base (its thread pointer).
+pub fn set_user_fs_base(base: u64) {
+    // SAFETY: FS is only used by user code; the kernel never reads through it.
+    unsafe { wrmsr(msr::FS_BASE, base) }
+}
+
+/// Sets the program's GS base. While the kernel runs, the user value lives in
+/// KERNEL_GS_BASE (SWAPGS exchanges them on the way out).
+pub fn set_user_gs_base_from_kernel(base: u64) {
+    // SAFETY: KERNEL_GS_BASE holds the user GS base while in the kernel; see the entry stub.
+    unsafe { wrmsr(msr::KERNEL_GS_BASE, base) }
+}
+
+/// Enters user mode at `rip` with stack `rsp` and all other registers zero. Never returns:
+/// the program comes back only through system calls and traps.
+pub fn enter_user(rip: u64, rsp: u64) -> ! {
+    // SAFETY: the caller set up user mappings for rip and rsp; SWAPGS makes GS_BASE the
+    // user's (0) and parks the per-CPU pointer in KERNEL_GS_BASE, as the entry stub expects.
+    unsafe {
+        asm!(
+            "swapgs",
+            "push {ss}",
+            "push {rsp}",
+            "push 0x202",
+            "push {cs}",
+            "push {rip}",
+            "xor eax, eax",
+            "xor ebx, ebx",
+            "xor ecx, ecx",
+            "xor edx, edx",
+            "xor esi, esi",
+            "xor edi, edi",
+            "xor ebp, ebp",
+            "xor r8d, r8d",
+            "xor r9d, r9d",
+            "xor r10d, r10d",
+            "xor r11d, r11d",
+            "xor r12d, r12d",
+            "xor r13d, r13d",
+            "xor r14d, r14d",
+            "xor r15d, r15d",
+            "iretq",
+            ss = in(reg) gdt::USER_DS as u64,
+            rsp = in(reg) rsp,
+            cs = in(reg) gdt::USER_CS as u64,
+            rip = in(reg) rip,
+            options(noreturn),
+        )
+    }
+}

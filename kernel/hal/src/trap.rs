@@ -1,0 +1,264 @@
+//! Interrupts and exceptions: the IDT, entry stubs, and dispatch to the kernel's handlers.
+//!
+//! Every vector runs on an IST stack (the precompiled core library uses the red zone, so an
+//! interrupt must never push onto the interrupted stack). Stubs save all general registers
+//! and the SSE state, so a fault taken in user mode can be resolved and resumed.
+
+use core::arch::global_asm;
+
+use crate::gdt;
+
+/// Vector of the local APIC timer.
+pub const TIMER_VECTOR: u8 = 0x20;
+/// Vector of spurious local APIC interrupts.
+pub const SPURIOUS_VECTOR: u8 = 0xff;
+
+/// Registers saved on entry to an interrupt or exception.
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+#[allow(missing_docs)]
+pub struct TrapFrame {
+    pub r15: u64,
+    pub r14: u64,
+    pub r13: u64,
+    pub r12: u64,
+    pub r11: u64,
+    pub r10: u64,
+    pub r9: u64,
+    pub r8: u64,
+    pub rbp: u64,
+    pub rdi: u64,
+    pub rsi: u64,
+    pub rdx: u64,
+    pub rcx: u64,
+    pub rbx: u64,
+    pub rax: u64,
+    /// Interrupt vector.
+    pub vector: u64,
+    /// Error code (0 for vectors without one).
+    pub error: u64,
+    pub rip: u64,
+    pub cs: u64,
+    pub rflags: u64,
+    pub rsp: u64,
+    pub ss: u64,
+}
+
+impl TrapFrame {
+    /// Whether the CPU was in user mode (ring 3).
+    pub fn from_user(&self) -> bool {
+        self.cs & 3 == 3
+    }
+}
+
+/// What the kernel decided about a fault taken in user mode.
+pub enum UserFault {
+    /// The fault was resolved (a page was mapped): resume the program.
+    Resume,
+}
+
+/// Handler of exceptions raised by the program: returns only to resume it.
+pub type UserFaultHandler = fn(&mut TrapFrame, cr2: u64) -> UserFault;
+/// Handler of the timer interrupt.
+pub type TimerHandler = fn();
+
+static USER_FAULT: spin::Once<UserFaultHandler> = spin::Once::new();
+static TIMER: spin::Once<TimerHandler> = spin::Once::new();
+
+/// Sets the handler for exceptions raised in user mode.
+pub fn set_user_fault_handler(h: UserFaultHandler) {
+    USER_FAULT.call_once(|| h);
+}
+
+/// Sets the handler for timer interrupts.
+pub fn set_timer_handler(h: TimerHandler) {
+    TIMER.call_once(|| h);
+}
+
+/// Name of an exception vector.
+pub fn exception_name(vector: u64) -> &'static str {
+    match vector {
+        0 => "divide error",
+        1 => "debug",
+        2 => "NMI",
+        3 => "breakpoint",
+        4 => "overflow",
+        5 => "bound range exceeded",
+        6 => "invalid opcode",
+        7 => "device not available",
+        8 => "double fault",
+        10 => "invalid TSS",
+        11 => "segment not present",
+        12 => "stack fault",
+        13 => "general protection fault",
+        14 => "page fault",
+        16 => "x87 floating-point error",
+        17 => "alignment check",
+        18 => "machine check",
+        19 => "SIMD floating-point error",
+        _ => "exception",
+    }
+}
+
+#[unsafe(no_mangle)]
+extern "C" fn kiln_trap(frame: &mut TrapFrame) {
+    let vector = frame.vector;
+    if vector == TIMER_VECTOR as u64 {
+        crate::apic::eoi();
+        if let Some(h) = TIMER.get() {
+            h();
+        }
+        return;
+    }
+    if vector == SPURIOUS_VECTOR as u64 {
+        return;
+    }
+    if vector >= 32 {
+        crate::apic::eoi();
+        return;
+    }
+    let cr2 = if vector == 14 { crate::cpu::cr2() } else { 0 };
+    if frame.from_user() {
+        if let Some(h) = USER_FAULT.get() {
+            match h(frame, cr2) {
+                UserFault::Resume => return,
+            }
+        }
+    }
+    panic!(
+        "{} (vector {}, error {:#x}) in kernel at rip {:#x}, address {:#x}, rsp {:#x}",
+        exception_name(vector),
+        vector,
+        frame.error,
+        frame.rip,
+        cr2,
+        frame.rsp
+    );
+}
+
+global_asm!(
+    r#"
+    .altmacro
+    .macro ISR_NOERR n
+    .balign 16
+    kiln_isr_\n:
+        push 0
+        push \n
+        jmp kiln_isr_common
+    .endm
+    .macro ISR_ERR n
+    .balign 16
+    kiln_isr_\n:
+        push \n
+        jmp kiln_isr_common
+    .endm
+
+    .section .text
+    .set i, 0
+    .rept 256
+        .if (i == 8) || (i == 10) || (i == 11) || (i == 12) || (i == 13) || (i == 14) || (i == 17) || (i == 21) || (i == 29) || (i == 30)
+            ISR_ERR %i
+        .else
+            ISR_NOERR %i
+        .endif
+        .set i, i + 1
+    .endr
+
+    kiln_isr_common:
+        push rax
+        push rbx
+        push rcx
+        push rdx
+        push rsi
+        push rdi
+        push rbp
+        push r8
+        push r9
+        push r10
+        push r11
+        push r12
+        push r13
+        push r14
+        push r15
+        mov rdi, rsp
+        sub rsp, 512
+        fxsave64 [rsp]
+        cld
+        call kiln_trap
+        fxrstor64 [rsp]
+        add rsp, 512
+        pop r15
+        pop r14
+        pop r13
+        pop r12
+        pop r11
+        pop r10
+        pop r9
+        pop r8
+        pop rbp
+        pop rdi
+        pop rsi
+        pop rdx
+        pop rcx
+        pop rbx
+        pop rax
+        add rsp, 16
+        iretq
+
+    .macro ISR_ADDR n
+        .quad kiln_isr_\n
+    .endm
+    .section .rodata
+    .balign 8
+    .global kiln_isr_table
+    kiln_isr_table:
+    .set i, 0
+    .rept 256
+        ISR_ADDR %i
+        .set i, i + 1
+    .endr
+    .noaltmacro
+    "#
+);
+
+unsafe extern "C" {
+    static kiln_isr_table: [u64; 256];
+}
+
+#[repr(C, align(16))]
+struct Idt([[u64; 2]; 256]);
+
+static mut IDT: Idt = Idt([[0; 2]; 256]);
+
+/// Builds and loads the IDT: every vector gets an interrupt gate on an IST stack.
+pub fn init() {
+    // SAFETY: runs once on the boot CPU with interrupts off; the stub table is immutable and
+    // each gate points at a stub with the right stack discipline.
+    unsafe {
+        let idt = &raw mut IDT;
+        for v in 0..256 {
+            let handler = kiln_isr_table[v];
+            let ist = match v {
+                8 => gdt::IST_DOUBLE_FAULT,
+                2 => gdt::IST_NMI,
+                18 => gdt::IST_MACHINE_CHECK,
+                14 => gdt::IST_PAGE_FAULT,
+                _ => gdt::IST_OTHER,
+            } as u64;
+            // Interrupt gate (type 0xE), present, DPL 0 (int3 from user faults as #GP).
+            let low = (handler & 0xffff)
+                | ((gdt::KERNEL_CS as u64) << 16)
+                | (ist << 32)
+                | (0x8E << 40)
+                | (((handler >> 16) & 0xffff) << 48);
+            (*idt).0[v] = [low, handler >> 32];
+        }
+        #[repr(C, packed)]
+        struct Pointer {
+            limit: u16,
+            base: u64,
+        }
+        let ptr = Pointer { limit: (core::mem::size_of::<Idt>() - 1) as u16, base: idt as u64 };
+        core::arch::asm!("lidt [{}]", in(reg) &ptr, options(nostack));
+    }
+}
