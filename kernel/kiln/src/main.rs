@@ -1,19 +1,88 @@
-//! The Kiln kernel binary: wires the hardware layer to the Linux personality.
+//! The Kiln kernel binary: wires the hardware layer ([`kiln_hal`]) to the Linux
+//! personality ([`kiln_os`]).
+//!
+//! Boot: `kiln_hal` brings the CPU to long mode and calls [`kiln_main`], which reads the
+//! payload (program, root filesystem, baked-in configuration) and the command line, loads
+//! the program and enters user mode. From then on the kernel runs only in
+//! [`on_syscall`] and [`fault::on_user_fault`].
 #![no_std]
 #![no_main]
+#![deny(unsafe_code)]
 
-use kiln_hal::BootInfo;
+extern crate alloc;
 
+mod console;
+mod fault;
+mod machine;
+mod start;
+
+use kiln_hal::syscall::SyscallFrame;
+use kiln_os::process::{Outcome, Process};
+
+use machine::HalMachine;
+
+/// The running program and the machine it runs on.
+pub struct Kernel {
+    /// The program.
+    pub process: Process,
+    /// The machine.
+    pub machine: HalMachine,
+}
+
+/// The kernel's state, set once before entering user mode.
+pub static KERNEL: spin::Mutex<Option<Kernel>> = spin::Mutex::new(None);
+
+// SAFETY: `kiln_main` is the one symbol the hardware layer calls after boot; its signature
+// matches the declaration in `kiln_hal`.
+#[allow(unsafe_code)]
 #[unsafe(no_mangle)]
-fn kiln_main(boot: BootInfo) -> ! {
-    kiln_hal::serial::write(b"hello from kiln\n");
-    let _ = boot;
-    kiln_hal::exit::exit(7)
+fn kiln_main(boot: kiln_hal::BootInfo) -> ! {
+    start::run(boot)
+}
+
+/// Handles one system call of the program.
+fn on_syscall(frame: &mut SyscallFrame) {
+    let outcome = {
+        let mut guard = KERNEL.lock();
+        let k = guard.as_mut().expect("system call before the kernel was ready");
+        let args = [frame.rdi, frame.rsi, frame.rdx, frame.r10, frame.r8, frame.r9];
+        let fs_before = k.process.fs_base;
+        let gs_before = k.process.gs_base;
+        let outcome = kiln_os::syscall::dispatch(&mut k.process, &mut k.machine, frame.rax, args);
+        if k.process.fs_base != fs_before {
+            kiln_hal::syscall::set_user_fs_base(k.process.fs_base);
+        }
+        if k.process.gs_base != gs_before {
+            kiln_hal::syscall::set_user_gs_base_from_kernel(k.process.gs_base);
+        }
+        outcome
+    };
+    match outcome {
+        Outcome::Return(v) => frame.rax = v as u64,
+        Outcome::Exit(status) => finish(status),
+        Outcome::Killed(sig) => {
+            fault::report_signal(sig);
+            finish(kiln_abi::exit::killed_by(sig))
+        }
+    }
+}
+
+/// Ends the run with `status`.
+pub fn finish(status: u8) -> ! {
+    console::info(format_args!("program exited with status {status}"));
+    kiln_hal::exit::exit(status)
 }
 
 #[panic_handler]
 fn panic(info: &core::panic::PanicInfo) -> ! {
-    let _ = info;
-    kiln_hal::serial::write(b"kiln: kernel panic\n");
-    kiln_hal::exit::exit(125)
+    let r = console::routes();
+    let sink = if r.log == kiln_abi::cmdline::Sink::Off { r.stderr } else { r.log };
+    match info.location() {
+        Some(l) => console::line(
+            sink,
+            format_args!("kernel panic: {} at {}:{}", info.message(), l.file(), l.line()),
+        ),
+        None => console::line(sink, format_args!("kernel panic: {}", info.message())),
+    }
+    kiln_hal::exit::exit(kiln_abi::exit::KERNEL_FAILURE)
 }

@@ -1,0 +1,75 @@
+//! Where the program's output and the kernel's messages go (chosen on the command line).
+
+use core::fmt::{self, Write};
+
+use kiln_abi::cmdline::Sink;
+use kiln_hal::{cpu, serial};
+
+/// Routing of the three streams.
+#[derive(Debug, Clone, Copy)]
+pub struct Routes {
+    /// The program's standard output.
+    pub stdout: Sink,
+    /// The program's standard error.
+    pub stderr: Sink,
+    /// The kernel log.
+    pub log: Sink,
+    /// Log at info level too.
+    pub verbose: bool,
+}
+
+static ROUTES: spin::Mutex<Routes> = spin::Mutex::new(Routes {
+    stdout: Sink::Serial,
+    stderr: Sink::Serial,
+    log: Sink::Serial,
+    verbose: false,
+});
+
+/// Sets the routing.
+pub fn set_routes(r: Routes) {
+    *ROUTES.lock() = r;
+}
+
+/// The current routing.
+pub fn routes() -> Routes {
+    *ROUTES.lock()
+}
+
+/// Writes bytes to a sink.
+pub fn write(sink: Sink, data: &[u8]) {
+    match sink {
+        Sink::Serial => serial::write(data),
+        Sink::Port(port) => cpu::outsb(port, data),
+        Sink::Off => {}
+    }
+}
+
+struct SinkWriter(Sink);
+
+impl Write for SinkWriter {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        write(self.0, s.as_bytes());
+        Ok(())
+    }
+}
+
+/// Writes `kiln: <message>` and a newline to a sink, without allocating.
+pub fn line(sink: Sink, args: fmt::Arguments<'_>) {
+    let mut w = SinkWriter(sink);
+    let _ = w.write_str("kiln: ");
+    let _ = w.write_fmt(args);
+    let _ = w.write_str("\n");
+}
+
+/// Logs a warning (always shown in the kernel log).
+pub fn warn(args: fmt::Arguments<'_>) {
+    line(routes().log, args);
+}
+
+/// Logs at info level (shown with `kiln.verbose`).
+pub fn info(args: fmt::Arguments<'_>) {
+    let r = routes();
+    if r.verbose {
+        line(r.log, args);
+    }
+}

@@ -1,0 +1,102 @@
+//! The real machine behind the Linux personality's [`Machine`] and [`PageTable`] traits.
+
+use kiln_hal::paging::{self, UserRights};
+use kiln_os::errno::{Errno, KResult};
+use kiln_os::machine::{Machine, PageTable, Prot};
+
+use crate::console;
+
+/// The user page tables of the one address space.
+pub struct HalPages;
+
+fn rights(p: Prot) -> UserRights {
+    UserRights { read: p.read, write: p.write, exec: p.exec }
+}
+
+impl PageTable for HalPages {
+    fn map_zeroed(&mut self, page: u64, prot: Prot) -> KResult<()> {
+        if paging::map_user_zeroed(page, rights(prot)) {
+            Ok(())
+        } else {
+            Err(Errno::ENOMEM)
+        }
+    }
+    fn query(&self, addr: u64) -> Option<Prot> {
+        paging::query_user(addr).map(|r| Prot { read: r.read, write: r.write, exec: r.exec })
+    }
+    fn unmap_range(&mut self, start: u64, end: u64) {
+        paging::unmap_user_range(start, end)
+    }
+    fn protect_range(&mut self, start: u64, end: u64, prot: Prot) {
+        paging::protect_user_range(start, end, rights(prot))
+    }
+    fn move_range(&mut self, from: u64, to: u64, len: u64) {
+        if !paging::move_user_range(from, to, len) {
+            panic!("out of memory for page tables while moving a mapping");
+        }
+    }
+    fn read(&self, addr: u64, buf: &mut [u8]) {
+        paging::read_user(addr, buf)
+    }
+    fn write(&mut self, addr: u64, data: &[u8]) {
+        paging::write_user(addr, data)
+    }
+}
+
+/// Clocks, consoles and entropy of the real machine.
+pub struct HalMachine {
+    pages: HalPages,
+}
+
+impl HalMachine {
+    /// The machine.
+    pub const fn new() -> HalMachine {
+        HalMachine { pages: HalPages }
+    }
+}
+
+/// Random bytes from RDRAND, or (without it) from a SplitMix64 stream seeded by the TSC.
+pub fn fill_random(buf: &mut [u8]) {
+    static FALLBACK: spin::Mutex<u64> = spin::Mutex::new(0);
+    for chunk in buf.chunks_mut(8) {
+        let v = match kiln_hal::cpu::rdrand() {
+            Some(v) => v,
+            None => {
+                let mut s = FALLBACK.lock();
+                *s = s.wrapping_add(0x9E37_79B9_7F4A_7C15 ^ kiln_hal::cpu::rdtsc());
+                let mut z = *s;
+                z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+                z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+                z ^ (z >> 31)
+            }
+        };
+        chunk.copy_from_slice(&v.to_le_bytes()[..chunk.len()]);
+    }
+}
+
+impl Machine for HalMachine {
+    fn pages(&mut self) -> &mut dyn PageTable {
+        &mut self.pages
+    }
+    fn monotonic_ns(&self) -> u64 {
+        kiln_hal::time::monotonic_ns()
+    }
+    fn realtime_ns(&self) -> u64 {
+        kiln_hal::time::realtime_ns()
+    }
+    fn sleep_until(&mut self, deadline: u64) {
+        kiln_hal::time::sleep_until(deadline)
+    }
+    fn fill_random(&mut self, buf: &mut [u8]) {
+        fill_random(buf)
+    }
+    fn write_stdout(&mut self, data: &[u8]) {
+        console::write(console::routes().stdout, data)
+    }
+    fn write_stderr(&mut self, data: &[u8]) {
+        console::write(console::routes().stderr, data)
+    }
+    fn log(&mut self, line: core::fmt::Arguments<'_>) {
+        console::warn(line)
+    }
+}

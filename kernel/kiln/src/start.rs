@@ -1,0 +1,110 @@
+//! From boot information to the program's first instruction.
+
+use alloc::string::String;
+use alloc::vec::Vec;
+
+use kiln_abi::cmdline::{Config, Sink};
+use kiln_hal::BootInfo;
+use kiln_os::process::Process;
+
+use crate::console::{self, Routes};
+use crate::machine::{self, HalMachine, HalPages};
+use crate::{fault, on_syscall, Kernel, KERNEL};
+
+/// Stops the boot with a one-line reason (exit status 125).
+fn fail(args: core::fmt::Arguments<'_>) -> ! {
+    let r = console::routes();
+    console::line(r.stderr, args);
+    if r.log != r.stderr {
+        console::line(r.log, args);
+    }
+    kiln_hal::exit::exit(kiln_abi::exit::KERNEL_FAILURE)
+}
+
+/// Boots the program described by the payload and the command line. Never returns.
+pub fn run(boot: BootInfo) -> ! {
+    let runtime = Config::parse(boot.cmdline)
+        .unwrap_or_else(|e| fail(format_args!("kernel panic: {e}")));
+    let Some(payload) = boot.payload else {
+        fail(format_args!("kernel panic: this kernel has no program linked in: build an image with `cargo xtask build-image`"));
+    };
+    let header = kiln_abi::payload::parse(payload)
+        .unwrap_or_else(|e| fail(format_args!("kernel panic: {e}")));
+    let baked_text = core::str::from_utf8(&payload[header.config.clone()])
+        .unwrap_or_else(|_| fail(format_args!("kernel panic: baked-in configuration is not UTF-8")));
+    let baked = Config::parse(baked_text)
+        .unwrap_or_else(|e| fail(format_args!("kernel panic: baked-in configuration: {e}")));
+    let config = baked.overridden_by(runtime);
+    console::set_routes(Routes {
+        stdout: config.stdout.unwrap_or(Sink::Serial),
+        stderr: config.stderr.unwrap_or(Sink::Serial),
+        log: config.log.unwrap_or(Sink::Serial),
+        verbose: config.verbose,
+    });
+    console::info(format_args!(
+        "kernel {} booted: {} MiB RAM, TSC {} MHz ({:?}), {:.1} ms since TSC start",
+        env!("CARGO_PKG_VERSION"),
+        boot.ram_bytes >> 20,
+        kiln_hal::time::tsc_hz() / 1_000_000,
+        boot.calibration,
+        kiln_hal::time::monotonic_ns() as f64 / 1e6,
+    ));
+
+    let exe = config.name.clone().unwrap_or_else(|| b"/bin/app".to_vec());
+    let exe_path = String::from_utf8_lossy(&exe).into_owned();
+    let mut argv: Vec<Vec<u8>> = alloc::vec![exe.clone()];
+    argv.extend(config.argv.clone().unwrap_or_default());
+    let envp: Vec<Vec<u8>> = config
+        .env
+        .iter()
+        .map(|(k, v)| {
+            let mut kv = k.clone();
+            kv.push(b'=');
+            kv.extend_from_slice(v);
+            kv
+        })
+        .collect();
+
+    let rootfs = &payload[header.rootfs.clone()];
+    let vfs = kiln_os::fs::Vfs::new(rootfs, &exe_path)
+        .unwrap_or_else(|e| fail(format_args!("kernel panic: root filesystem: {e}")));
+    let mut vm = kiln_os::vm::AddressSpace::new(boot.kernel.clone());
+    let mut random = [0u8; 16];
+    machine::fill_random(&mut random);
+    let hwcap = kiln_hal::cpu::cpuid(1, 0).edx as u64;
+    let program = &payload[header.program.clone()];
+    let loaded = kiln_os::loader::load_program(
+        &mut vm,
+        &mut HalPages,
+        program,
+        &argv,
+        &envp,
+        &exe,
+        random,
+        hwcap,
+    )
+    .unwrap_or_else(|e| fail(format_args!("cannot start {exe_path}: {e}")));
+
+    let process = Process {
+        vm,
+        files: kiln_os::fd::FdTable::with_console(),
+        vfs,
+        cwd: String::from("/"),
+        exe_path,
+        signals: Default::default(),
+        clear_child_tid: 0,
+        fs_base: 0,
+        gs_base: 0,
+        trace: config.trace,
+        unsupported_logged: Default::default(),
+    };
+    *KERNEL.lock() = Some(Kernel { process, machine: HalMachine::new() });
+    kiln_hal::syscall::init(kiln_hal::boot_stack_top(), on_syscall);
+    kiln_hal::trap::set_user_fault_handler(fault::on_user_fault);
+    console::info(format_args!(
+        "entering program at {:#x}, {:.1} ms after boot",
+        loaded.entry,
+        kiln_hal::time::monotonic_ns() as f64 / 1e6
+    ));
+    kiln_hal::syscall::enter_user(loaded.entry, loaded.stack_pointer)
+}
