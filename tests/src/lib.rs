@@ -1,1 +1,87 @@
+//! Helpers for Kiln's end-to-end tests: run the `xtask` command line as a user would, and
+//! look at what comes out.
 
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::OnceLock;
+
+/// The repository root.
+pub fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+}
+
+/// A scratch directory for test outputs (under the target directory, kept for inspection).
+pub fn scratch(name: &str) -> PathBuf {
+    let dir = root().join("target").join("kiln-tests").join(name);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// Path of the xtask binary, built once.
+fn xtask() -> &'static Path {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        let status = Command::new(env!("CARGO"))
+            .args(["build", "--quiet", "--package", "xtask"])
+            .current_dir(root())
+            .status()
+            .expect("cargo runs");
+        assert!(status.success(), "building xtask failed");
+        root().join("target").join("debug").join("xtask")
+    })
+}
+
+/// What a command did.
+pub struct Run {
+    /// Exit status (signals count as failures: -1).
+    pub status: i32,
+    /// Standard output, as bytes.
+    pub stdout: Vec<u8>,
+    /// Standard error, as text.
+    pub stderr: String,
+}
+
+impl Run {
+    /// Standard output as text.
+    pub fn out(&self) -> String {
+        String::from_utf8_lossy(&self.stdout).into_owned()
+    }
+}
+
+impl std::fmt::Debug for Run {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "status {}\n--- stdout\n{}\n--- stderr\n{}", self.status, self.out(), self.stderr)
+    }
+}
+
+/// Runs `cargo xtask ARGS...` (through the built binary) from the repository root.
+pub fn kiln(args: &[&str]) -> Run {
+    let out: Output = Command::new(xtask())
+        .args(args)
+        .current_dir(root())
+        .output()
+        .expect("xtask runs");
+    Run {
+        status: out.status.code().unwrap_or(-1),
+        stdout: out.stdout,
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+/// Builds an image with `build-image ARGS -o <scratch>/<name>.elf` and returns its path.
+pub fn build_image(name: &str, args: &[&str]) -> PathBuf {
+    let out = scratch("images").join(format!("{name}.elf"));
+    let mut full = vec!["build-image"];
+    full.extend_from_slice(args);
+    full.extend_from_slice(&["-o", out.to_str().unwrap()]);
+    let r = kiln(&full);
+    assert_eq!(r.status, 0, "build-image {args:?} failed: {r:?}");
+    out
+}
+
+/// Boots `image` with `run --image IMAGE EXTRA...`.
+pub fn run_image(image: &Path, extra: &[&str]) -> Run {
+    let mut full = vec!["run", "--image", image.to_str().unwrap(), "--timeout", "120"];
+    full.extend_from_slice(extra);
+    kiln(&full)
+}

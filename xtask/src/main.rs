@@ -1,1 +1,363 @@
-fn main() {}
+//! `cargo xtask`: Kiln's developer commands. Argument parsing and progress only; the work is
+//! done by the `kiln-toolchain` library.
+
+use clap::{ArgGroup, Args, Parser, Subcommand, ValueEnum};
+use kiln_toolchain::app::AppSource;
+use kiln_toolchain::image::{self, BuildRequest};
+use kiln_toolchain::options::{self, FileSpec};
+use kiln_toolchain::qemu::{self, Machine, ProgramOutput, RunOptions};
+use kiln_toolchain::{bench, note, suite, Layout};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "cargo xtask",
+    about = "Build and run Kiln unikernel images",
+    version
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Subcommand, Debug)]
+enum Cmd {
+    /// Build a program into a bootable image; prints its path, size and sha256.
+    BuildImage(BuildArgs),
+    /// Build (if needed) and boot in QEMU; exits with the program's status.
+    Run(RunArgs),
+    /// Run the whole test suite (host, kernel unit, end-to-end).
+    Test,
+    /// Benchmarks.
+    Bench {
+        #[command(subcommand)]
+        which: BenchCmd,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum BenchCmd {
+    /// Boot time of the hello image against a do-nothing PVH image; writes BENCHMARKS.md.
+    Boot {
+        /// Boots per image and machine.
+        #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=1000))]
+        runs: u32,
+    },
+}
+
+/// Which program to build, and what to put with it.
+#[derive(Args, Debug)]
+struct ImageArgs {
+    /// Build examples/NAME (a Rust package or C files).
+    #[arg(long, value_name = "NAME")]
+    example: Option<String>,
+    /// Build the Rust package at PATH (its Cargo.toml).
+    #[arg(long, value_name = "PATH")]
+    manifest_path: Option<PathBuf>,
+    /// The binary to build, when the package has several.
+    #[arg(long, value_name = "NAME", conflicts_with_all = ["example", "elf"])]
+    bin: Option<String>,
+    /// Use a prebuilt static x86_64 program.
+    #[arg(long, value_name = "FILE")]
+    elf: Option<PathBuf>,
+    /// A directory tree to use as the root filesystem.
+    #[arg(long, value_name = "DIR")]
+    rootfs: Option<PathBuf>,
+    /// Put a host file or directory at DEST (absolute) in the root filesystem.
+    #[arg(long = "file", value_name = "SRC:DEST", value_parser = parse_file)]
+    files: Vec<FileSpec>,
+    /// Bake an environment variable into the image.
+    #[arg(long = "env", value_name = "K=V", value_parser = parse_env)]
+    env: Vec<(String, String)>,
+    /// Bake an argument into the image (repeat for several).
+    #[arg(long = "arg", value_name = "A", allow_hyphen_values = true)]
+    args: Vec<String>,
+    /// Where to write the image (default target/kiln/images/NAME.elf).
+    #[arg(short = 'o', value_name = "OUT")]
+    output: Option<PathBuf>,
+    /// Accepted for familiarity: programs and the kernel are always built in release mode.
+    #[arg(long)]
+    release: bool,
+}
+
+#[derive(Args, Debug)]
+#[command(group(ArgGroup::new("source").required(true).args(["example", "manifest_path", "elf"])))]
+struct BuildArgs {
+    #[command(flatten)]
+    image: ImageArgs,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum MachineArg {
+    Microvm,
+    Q35,
+}
+
+#[derive(Args, Debug)]
+#[command(group(ArgGroup::new("source").required(true).args(["example", "manifest_path", "elf", "image_file"])))]
+struct RunArgs {
+    #[command(flatten)]
+    build: ImageArgs,
+    /// Boot an existing image instead of building one.
+    #[arg(long = "image", value_name = "IMG", conflicts_with_all = ["rootfs", "files", "env", "args", "output", "bin"])]
+    image_file: Option<PathBuf>,
+    /// The machine to boot on.
+    #[arg(long, value_enum, default_value = "microvm")]
+    machine: MachineArg,
+    /// Guest memory: 16M, 1G, or a number of MiB (default 128M).
+    #[arg(long, value_name = "SIZE", value_parser = parse_memory)]
+    memory: Option<u64>,
+    /// Set an environment variable for this run (overrides the image's).
+    #[arg(short = 'e', value_name = "K=V", value_parser = parse_env)]
+    run_env: Vec<(String, String)>,
+    /// Stop QEMU after this many seconds and exit 124.
+    #[arg(long, value_name = "SECS", default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..))]
+    timeout: u64,
+    /// Show the kernel log and QEMU's messages on stderr.
+    #[arg(long)]
+    verbose: bool,
+    /// Arguments for the program (replace the image's).
+    #[arg(last = true, value_name = "ARGS")]
+    program_args: Vec<String>,
+}
+
+fn parse_file(s: &str) -> Result<FileSpec, String> {
+    options::parse_file_spec(s).map_err(|e| e.0)
+}
+
+fn parse_env(s: &str) -> Result<(String, String), String> {
+    options::parse_env(s).map_err(|e| e.0)
+}
+
+fn parse_memory(s: &str) -> Result<u64, String> {
+    options::parse_memory(s).map_err(|e| e.0)
+}
+
+fn layout() -> Layout {
+    let xtask = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    Layout::new(xtask.parent().map(PathBuf::from).unwrap_or(xtask))
+}
+
+fn request(a: &ImageArgs) -> BuildRequest {
+    let source = match (&a.example, &a.manifest_path, &a.elf) {
+        (Some(n), _, _) => AppSource::Example(n.clone()),
+        (_, Some(p), _) => AppSource::Manifest {
+            path: p.clone(),
+            bin: a.bin.clone(),
+        },
+        (_, _, Some(f)) => AppSource::Elf(f.clone()),
+        // clap's required group guarantees one of them.
+        _ => AppSource::Example(String::new()),
+    };
+    BuildRequest {
+        source,
+        rootfs_dir: a.rootfs.clone(),
+        files: a.files.clone(),
+        env: a.env.clone(),
+        args: a.args.clone(),
+        output: a.output.clone(),
+    }
+}
+
+fn build_image(layout: &Layout, a: &BuildArgs) -> anyhow::Result<()> {
+    let img = image::build_image(layout, &request(&a.image))?;
+    println!("{}", img.path.display());
+    println!("size: {} bytes", img.size);
+    println!("sha256: {}", img.sha256);
+    Ok(())
+}
+
+fn run(layout: &Layout, a: &RunArgs) -> anyhow::Result<u8> {
+    let machine = match a.machine {
+        MachineArg::Microvm => Machine::Microvm,
+        MachineArg::Q35 => Machine::Q35,
+    };
+    let image = match &a.image_file {
+        Some(i) => i.clone(),
+        None => {
+            let img = image::build_image(layout, &request(&a.build))?;
+            note!(
+                "image {} ({} bytes, sha256 {})",
+                layout.display(&img.path),
+                img.size,
+                &img.sha256[..16]
+            );
+            img.path
+        }
+    };
+    let (qemu_bin, accel) = qemu::prepare(layout, machine)?;
+    let opts = RunOptions {
+        machine,
+        memory_mib: a.memory,
+        env: a.run_env.clone(),
+        argv: (!a.program_args.is_empty()).then(|| a.program_args.clone()),
+        verbose: a.verbose,
+    };
+    let r = qemu::run(
+        &qemu_bin,
+        accel,
+        &image,
+        &opts,
+        Duration::from_secs(a.timeout),
+        ProgramOutput::Inherit,
+    )?;
+    if let Some(reason) = &r.outcome.reason {
+        match reason.strip_prefix("kiln: ") {
+            Some(line) => note!("{line}"),
+            None => note!("{reason}"),
+        }
+    }
+    Ok(r.outcome.status)
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let layout = layout();
+    let result = match &cli.command {
+        Cmd::BuildImage(a) => build_image(&layout, a).map(|_| 0),
+        Cmd::Run(a) => match run(&layout, a) {
+            Ok(status) => return ExitCode::from(status),
+            Err(e) => {
+                note!("error: {e:#}");
+                return ExitCode::from(kiln_abi_failure());
+            }
+        },
+        Cmd::Test => suite::run(&layout).map(|_| 0),
+        Cmd::Bench {
+            which: BenchCmd::Boot { runs },
+        } => bench::boot(&layout, *runs as usize).and_then(|r| {
+            print!("{}", bench::format_report(&r));
+            bench::write_markdown(
+                &layout,
+                &r,
+                &format!("cargo xtask bench boot --runs {runs}"),
+            )?;
+            note!("wrote BENCHMARKS.md");
+            Ok(0)
+        }),
+    };
+    match result {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            note!("error: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// `run` fails with 125 when Kiln itself cannot build or start the image (as `timeout` does).
+fn kiln_abi_failure() -> u8 {
+    125
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
+        Cli::try_parse_from(std::iter::once("xtask").chain(args.iter().copied()))
+    }
+
+    #[test]
+    fn build_image_selectors() {
+        let c = parse(&[
+            "build-image",
+            "--example",
+            "hello",
+            "--file",
+            "a:/etc/a",
+            "--env",
+            "A=1",
+            "--arg",
+            "--exit",
+            "-o",
+            "x.elf",
+        ])
+        .unwrap();
+        let Cmd::BuildImage(b) = c.command else {
+            panic!()
+        };
+        let r = request(&b.image);
+        assert_eq!(r.source, AppSource::Example("hello".into()));
+        assert_eq!(r.files[0].dest, "/etc/a");
+        assert_eq!(r.env, vec![("A".to_string(), "1".to_string())]);
+        assert_eq!(r.args, vec!["--exit"]);
+        assert_eq!(r.output, Some(PathBuf::from("x.elf")));
+        let c = parse(&[
+            "build-image",
+            "--manifest-path",
+            "p/Cargo.toml",
+            "--bin",
+            "b",
+        ])
+        .unwrap();
+        let Cmd::BuildImage(b) = c.command else {
+            panic!()
+        };
+        assert!(matches!(
+            request(&b.image).source,
+            AppSource::Manifest { bin: Some(_), .. }
+        ));
+    }
+
+    #[test]
+    fn bad_command_lines() {
+        for bad in [
+            &["build-image"][..],
+            &["build-image", "--example", "a", "--elf", "b"],
+            &["build-image", "--elf", "b", "--bin", "x"],
+            &["build-image", "--example", "a", "--file", "a:rel"],
+            &["build-image", "--example", "a", "--env", "novalue"],
+            &["run", "--example", "a", "--memory", "lots"],
+            &["run", "--example", "a", "--machine", "pc"],
+            &["run", "--example", "a", "--timeout", "0"],
+            &["run", "--image", "i", "--file", "a:/b"],
+            &["run", "--image", "i", "--bin", "b"],
+            &["build-image", "--bin", "b"],
+            &["run"],
+            &["bench", "boot", "--runs", "0"],
+        ] {
+            assert!(parse(bad).is_err(), "{bad:?} should be refused");
+        }
+    }
+
+    #[test]
+    fn run_options() {
+        let c = parse(&[
+            "run",
+            "--image",
+            "i.elf",
+            "--machine",
+            "q35",
+            "--memory",
+            "1G",
+            "-e",
+            "K=V",
+            "--timeout",
+            "5",
+            "--verbose",
+            "--",
+            "a",
+            "--exit",
+            "3",
+        ])
+        .unwrap();
+        let Cmd::Run(r) = c.command else { panic!() };
+        assert_eq!(r.image_file, Some(PathBuf::from("i.elf")));
+        assert!(matches!(r.machine, MachineArg::Q35));
+        assert_eq!(r.memory, Some(1024));
+        assert_eq!(r.run_env, vec![("K".to_string(), "V".to_string())]);
+        assert_eq!(r.timeout, 5);
+        assert!(r.verbose);
+        assert_eq!(r.program_args, vec!["a", "--exit", "3"]);
+        let c = parse(&["run", "--example", "hello", "--env", "A=1", "-e", "B=2"]).unwrap();
+        let Cmd::Run(r) = c.command else { panic!() };
+        assert_eq!(r.build.env.len(), 1);
+        assert_eq!(r.run_env.len(), 1);
+        assert_eq!(r.timeout, 60);
+        assert!(parse(&["bench", "boot"]).is_ok());
+        assert!(parse(&["test"]).is_ok());
+    }
+}

@@ -67,7 +67,7 @@ pub fn run(boot: BootInfo) -> ! {
 
     let rootfs = &payload[header.rootfs.clone()];
     let vfs = kiln_os::fs::Vfs::new(rootfs, &exe_path)
-        .unwrap_or_else(|e| fail(format_args!("kernel panic: root filesystem: {e}")));
+        .unwrap_or_else(|e| fail(format_args!("kernel panic: root filesystem: {e:?}")));
     let mut vm = kiln_os::vm::AddressSpace::new(boot.kernel.clone());
     let mut random = [0u8; 16];
     machine::fill_random(&mut random);

@@ -1,1 +1,500 @@
-//! TODO
+//! Loading the program: ELF segments into the memory map, the heap's start, the stack and
+//! its initial contents, as Linux's `execve` leaves them for a static program.
+
+use alloc::vec::Vec;
+use core::fmt;
+
+use crate::elf::{self, ElfError, Tls};
+use crate::errno::Errno;
+use crate::machine::{PageTable, Prot, PAGE_SIZE};
+use crate::stack::{self, AuxValues, StackError, StackInputs};
+use crate::vm::{page_down, page_up, AddressSpace, Vma, VmaKind, STACK_SIZE, STACK_TOP};
+
+/// `AT_MINSIGSTKSZ`: Kiln's signal frames carry the legacy FXSAVE area (512 bytes) plus the
+/// frame itself, well under the classic `MINSIGSTKSZ` of 2048 that this reports.
+pub const MINSIGSTKSZ: u64 = 2048;
+/// `AT_HWCAP2`: no optional features (in particular not FSGSBASE) are advertised.
+pub const HWCAP2: u64 = 0;
+/// `AT_PLATFORM`.
+pub const PLATFORM: &[u8] = b"x86_64";
+
+/// Where the loaded program starts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Loaded {
+    /// Entry point (load bias applied).
+    pub entry: u64,
+    /// Initial stack pointer (at `argc`, 16-byte aligned).
+    pub stack_pointer: u64,
+    /// What was added to the program's link-time addresses (0 for `ET_EXEC`).
+    pub load_bias: u64,
+    /// Where the heap (`brk`) starts.
+    pub brk_start: u64,
+    /// `AT_PHDR`: where the program headers are in memory.
+    pub phdr: u64,
+    /// The TLS template at its load address, for reports (the C library sets TLS up itself).
+    pub tls: Option<Tls>,
+    /// The stack region, `start..end`.
+    pub stack: core::ops::Range<u64>,
+    /// Where the `AT_RANDOM` bytes are.
+    pub random_addr: u64,
+}
+
+/// Why the program could not be loaded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LoadError {
+    /// The ELF file is not something Kiln runs.
+    Elf(ElfError),
+    /// Arguments and environment do not fit the stack.
+    Stack(StackError),
+    /// The program's segments collide with the stack region.
+    StackOverlap,
+    /// No memory left for the program's pages.
+    OutOfMemory,
+}
+
+impl From<ElfError> for LoadError {
+    fn from(e: ElfError) -> LoadError {
+        LoadError::Elf(e)
+    }
+}
+
+impl fmt::Display for LoadError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            LoadError::Elf(e) => write!(f, "{e}"),
+            LoadError::Stack(e) => write!(f, "{e}"),
+            LoadError::StackOverlap => write!(
+                f,
+                "the program's segments reach into the stack area {:#x}..{STACK_TOP:#x}: link it lower",
+                STACK_TOP - STACK_SIZE
+            ),
+            LoadError::OutOfMemory => write!(
+                f,
+                "out of memory loading the program: give the VM more memory"
+            ),
+        }
+    }
+}
+
+fn nomem(e: Errno) -> LoadError {
+    if e == Errno::ENOMEM {
+        LoadError::OutOfMemory
+    } else {
+        // Regions were just created for exactly these ranges; anything else is a collision.
+        LoadError::StackOverlap
+    }
+}
+
+fn union(a: Prot, b: Prot) -> Prot {
+    Prot {
+        read: a.read || b.read,
+        write: a.write || b.write,
+        exec: a.exec || b.exec,
+    }
+}
+
+/// Replaces the whole user address space with the program in `elf`: segments with their
+/// rights and bytes (the bss reads as zero), the heap starting after the highest segment,
+/// an 8 MiB demand-paged stack ending at [`STACK_TOP`] holding argv, envp and the auxiliary
+/// vector. On error the address space is left partly built (the kernel stops anyway).
+#[allow(clippy::too_many_arguments)]
+pub fn load_program(
+    vm: &mut AddressSpace,
+    pt: &mut dyn PageTable,
+    elf: &[u8],
+    argv: &[Vec<u8>],
+    envp: &[Vec<u8>],
+    execfn: &[u8],
+    random: [u8; 16],
+    hwcap: u64,
+) -> Result<Loaded, LoadError> {
+    let prog = elf::parse(elf)?;
+    let bias = prog.load_bias(&vm.reserved())?;
+    vm.clear(pt);
+
+    // Page ranges of the segments; a page shared by two segments gets the union of rights.
+    let mut regions: Vec<(u64, u64, Prot, u64)> = Vec::new();
+    for s in &prog.segments {
+        let mut start = page_down(s.vaddr + bias);
+        let end = page_up(s.end() + bias).ok_or(ElfError::OutsideUserSpace {
+            start,
+            end: u64::MAX,
+        })?;
+        let offset = page_down(s.offset);
+        if let Some(last) = regions.last_mut() {
+            if start < last.1 {
+                // Segments are sorted and disjoint, so only the page holding this one's start
+                // can be shared, and it is the previous region's last page.
+                if last.1 - last.0 > PAGE_SIZE {
+                    last.1 -= PAGE_SIZE;
+                    let shared = (last.1, last.1 + PAGE_SIZE, union(last.2, s.prot), offset);
+                    regions.push(shared);
+                } else {
+                    last.2 = union(last.2, s.prot);
+                }
+                start += PAGE_SIZE;
+            }
+        }
+        if start < end {
+            regions.push((
+                start,
+                end,
+                s.prot,
+                offset + (start - page_down(s.vaddr + bias)),
+            ));
+        }
+    }
+    for &(start, end, prot, offset) in &regions {
+        vm.insert(
+            start,
+            Vma {
+                end,
+                prot,
+                kind: VmaKind::Program,
+                shared: false,
+                offset,
+            },
+        )
+        .map_err(|_| LoadError::StackOverlap)?;
+    }
+    for s in &prog.segments {
+        vm.populate(pt, s.vaddr + bias, &elf[s.file_range()])
+            .map_err(nomem)?;
+    }
+    let brk_start = regions.last().map(|r| r.1).unwrap_or(0);
+    vm.init_brk(brk_start);
+
+    let stack_start = STACK_TOP - STACK_SIZE;
+    vm.insert(
+        stack_start,
+        Vma {
+            end: STACK_TOP,
+            prot: Prot {
+                read: true,
+                write: true,
+                exec: prog.exec_stack(),
+            },
+            kind: VmaKind::Stack,
+            shared: false,
+            offset: 0,
+        },
+    )
+    .map_err(|_| LoadError::StackOverlap)?;
+
+    let entry = prog.entry + bias;
+    let phdr = prog.phdr_vaddr + bias;
+    let built = stack::build(&StackInputs {
+        stack_top: STACK_TOP,
+        argv,
+        envp,
+        execfn,
+        platform: PLATFORM,
+        random,
+        aux: AuxValues {
+            phdr,
+            phent: u64::from(prog.phentsize),
+            phnum: u64::from(prog.phnum),
+            entry,
+            hwcap,
+            hwcap2: HWCAP2,
+            minsigstksz: MINSIGSTKSZ,
+        },
+        // Linux allows arguments and environment a quarter of the stack limit.
+        limit: STACK_SIZE / 4,
+    })
+    .map_err(LoadError::Stack)?;
+    vm.populate(pt, built.sp, &built.bytes).map_err(nomem)?;
+
+    Ok(Loaded {
+        entry,
+        stack_pointer: built.sp,
+        load_bias: bias,
+        brk_start,
+        phdr,
+        tls: prog.tls.map(|t| Tls {
+            vaddr: t.vaddr + bias,
+            ..t
+        }),
+        stack: stack_start..STACK_TOP,
+        random_addr: built.random_addr,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::elf::build::{elf, Ph};
+    use crate::elf::{ET_DYN, ET_EXEC, PF_R, PF_W, PF_X};
+    use crate::stack::{AT_ENTRY, AT_PHDR, AT_RANDOM};
+    use crate::testing::FakePages;
+    use crate::vm::Access;
+
+    const RESERVED: core::ops::Range<u64> = 0x10_0000..0x30_0000;
+
+    /// A static program: headers+rodata page, code page, data page whose bss runs 2 pages on.
+    /// Static-pie programs get no `PT_GNU_STACK` (so an executable stack), others a RW one.
+    fn program(e_type: u16, base: u64) -> Vec<u8> {
+        let mut phs = alloc::vec![
+            Ph::load(PF_R, 0, base, 0x300, 0x300),
+            Ph::load(PF_R | PF_X, 0x1000, base + 0x1000, 0x10, 0x10),
+            Ph::load(PF_R | PF_W, 0x2000, base + 0x2000, 0x20, 0x2800),
+        ];
+        if e_type == ET_EXEC {
+            phs.push(Ph::other(0x6474_e551, PF_R | PF_W));
+        }
+        let mut b = elf(e_type, base + 0x1000, &phs, 0x2020);
+        b[0x1000..0x1010].copy_from_slice(b"\x0f\x05code-bytes!!..");
+        b[0x2000..0x2020].copy_from_slice(&[0x11; 0x20]);
+        b
+    }
+
+    fn argv() -> Vec<Vec<u8>> {
+        alloc::vec![b"/app".to_vec(), b"x".to_vec()]
+    }
+
+    fn word(vm: &mut AddressSpace, pt: &mut FakePages, addr: u64) -> u64 {
+        let mut b = [0u8; 8];
+        vm.copy_from_user(pt, addr, &mut b).unwrap();
+        u64::from_le_bytes(b)
+    }
+
+    fn auxv(vm: &mut AddressSpace, pt: &mut FakePages, sp: u64, key: u64) -> u64 {
+        let argc = word(vm, pt, sp);
+        let mut a = sp + 8 * (argc + 2);
+        while word(vm, pt, a) != 0 {
+            a += 8;
+        }
+        a += 8;
+        loop {
+            let k = word(vm, pt, a);
+            if k == key {
+                return word(vm, pt, a + 8);
+            }
+            assert_ne!(k, 0, "no auxv key {key}");
+            a += 16;
+        }
+    }
+
+    #[test]
+    fn loads_a_static_exec() {
+        let mut vm = AddressSpace::new(RESERVED);
+        let mut pt = FakePages::default();
+        let env = [b"A=1".to_vec()];
+        let l = load_program(
+            &mut vm,
+            &mut pt,
+            &program(ET_EXEC, 0x40_0000),
+            &argv(),
+            &env,
+            b"/app",
+            [7; 16],
+            0xabc,
+        )
+        .unwrap();
+        assert_eq!(l.entry, 0x40_1000);
+        assert_eq!(l.load_bias, 0);
+        assert_eq!(l.phdr, 0x40_0040);
+        assert_eq!(l.brk_start, 0x40_5000);
+        assert_eq!(l.stack, STACK_TOP - STACK_SIZE..STACK_TOP);
+        assert_eq!(l.stack_pointer % 16, 0);
+
+        let maps = vm.maps_text("/app");
+        let lines: Vec<&str> = maps.lines().collect();
+        assert_eq!(lines.len(), 4, "{maps}");
+        assert!(lines[0].starts_with("00400000-00401000 r--p 00000000 "));
+        assert!(lines[1].starts_with("00401000-00402000 r-xp 00001000 "));
+        assert!(lines[2].starts_with("00402000-00405000 rw-p 00002000 "));
+        assert!(
+            lines[3].starts_with("7fffff7ff000-7ffffffff000 rw-p ")
+                && lines[3].ends_with("[stack]")
+        );
+
+        // Code is there and executable, not writable.
+        let mut code = [0u8; 16];
+        vm.copy_from_user(&mut pt, 0x40_1000, &mut code).unwrap();
+        assert_eq!(&code, b"\x0f\x05code-bytes!!..");
+        assert_eq!(
+            pt.pages[&0x40_1000].1,
+            Prot {
+                read: true,
+                write: false,
+                exec: true
+            }
+        );
+        assert_eq!(
+            vm.handle_fault(&mut pt, 0x40_1000, Access::Write),
+            Err(crate::vm::Fault::Denied)
+        );
+        // Data, then zeroed bss in the same page and demand-zeroed pages after.
+        let mut d = [0u8; 0x30];
+        vm.copy_from_user(&mut pt, 0x40_2000, &mut d).unwrap();
+        assert_eq!(&d[..0x20], &[0x11; 0x20]);
+        assert_eq!(&d[0x20..], &[0; 0x10]);
+        assert!(!pt.pages.contains_key(&0x40_4000), "bss is demand-paged");
+        assert_eq!(vm.handle_fault(&mut pt, 0x40_47ff, Access::Write), Ok(()));
+        // The heap starts where the program ends.
+        assert_eq!(vm.brk(&mut pt, 0), 0x40_5000);
+        assert_eq!(vm.brk(&mut pt, 0x40_6000), 0x40_6000);
+
+        // The stack: argc, argv, envp, auxv.
+        let sp = l.stack_pointer;
+        assert_eq!(word(&mut vm, &mut pt, sp), 2);
+        let arg0 = word(&mut vm, &mut pt, sp + 8);
+        assert_eq!(vm.read_cstr(&mut pt, arg0, 100).unwrap(), b"/app");
+        let env0 = word(&mut vm, &mut pt, sp + 32);
+        assert_eq!(vm.read_cstr(&mut pt, env0, 100).unwrap(), b"A=1");
+        assert_eq!(auxv(&mut vm, &mut pt, sp, AT_PHDR), 0x40_0040);
+        assert_eq!(auxv(&mut vm, &mut pt, sp, AT_ENTRY), 0x40_1000);
+        assert_eq!(auxv(&mut vm, &mut pt, sp, crate::stack::AT_HWCAP), 0xabc);
+        let r = auxv(&mut vm, &mut pt, sp, AT_RANDOM);
+        assert_eq!(r, l.random_addr);
+        let mut rnd = [0u8; 16];
+        vm.copy_from_user(&mut pt, r, &mut rnd).unwrap();
+        assert_eq!(rnd, [7; 16]);
+        // The program headers can be read at AT_PHDR.
+        let mut ph = [0u8; 4];
+        vm.copy_from_user(&mut pt, l.phdr, &mut ph).unwrap();
+        assert_eq!(u32::from_le_bytes(ph), 1, "PT_LOAD");
+        // Only the stack's top pages are backed.
+        assert!(pt
+            .pages
+            .range(STACK_TOP - STACK_SIZE..STACK_TOP - 0x2000)
+            .next()
+            .is_none());
+    }
+
+    #[test]
+    fn loads_static_pie_at_linux_bias() {
+        let mut vm = AddressSpace::new(RESERVED);
+        let mut pt = FakePages::default();
+        let l = load_program(
+            &mut vm,
+            &mut pt,
+            &program(ET_DYN, 0),
+            &argv(),
+            &[],
+            b"/app",
+            [0; 16],
+            0,
+        )
+        .unwrap();
+        assert_eq!(l.load_bias, 0x5555_5555_4000);
+        assert_eq!(l.entry, 0x5555_5555_5000);
+        assert_eq!(l.phdr, 0x5555_5555_4040);
+        assert_eq!(l.brk_start, 0x5555_5555_9000);
+        let mut code = [0u8; 2];
+        vm.copy_from_user(&mut pt, l.entry, &mut code).unwrap();
+        assert_eq!(code, [0x0f, 0x05]);
+        // No PT_GNU_STACK: executable stack, as Linux.
+        assert!(vm.find(STACK_TOP - 1).unwrap().1.prot.exec);
+    }
+
+    #[test]
+    fn segments_sharing_a_page_get_both_rights() {
+        let mut b = elf(
+            ET_EXEC,
+            0x40_0100,
+            &[
+                Ph::load(PF_R | PF_X, 0, 0x40_0000, 0x180, 0x180),
+                Ph::load(PF_R | PF_W, 0x180, 0x40_0180, 0x10, 0x1000),
+            ],
+            0x190,
+        );
+        b[0x180..0x190].copy_from_slice(&[0x22; 16]);
+        let mut vm = AddressSpace::new(RESERVED);
+        let mut pt = FakePages::default();
+        load_program(&mut vm, &mut pt, &b, &argv(), &[], b"/app", [0; 16], 0).unwrap();
+        let regions: Vec<(u64, u64, Prot)> = vm.vmas().map(|(s, v)| (s, v.end, v.prot)).collect();
+        let rwx = Prot {
+            read: true,
+            write: true,
+            exec: true,
+        };
+        assert_eq!(regions[0], (0x40_0000, 0x40_1000, rwx));
+        assert_eq!(regions[1], (0x40_1000, 0x40_2000, Prot::RW));
+        let mut d = [0u8; 16];
+        vm.copy_from_user(&mut pt, 0x40_0180, &mut d).unwrap();
+        assert_eq!(d, [0x22; 16]);
+    }
+
+    #[test]
+    fn load_errors_are_clean() {
+        let mut vm = AddressSpace::new(RESERVED);
+        let mut pt = FakePages::default();
+        let e = load_program(&mut vm, &mut pt, b"nope", &argv(), &[], b"/app", [0; 16], 0);
+        assert_eq!(e, Err(LoadError::Elf(ElfError::NotElf)));
+        // Linked into the kernel's range.
+        let e = load_program(
+            &mut vm,
+            &mut pt,
+            &program(ET_EXEC, 0x20_0000),
+            &argv(),
+            &[],
+            b"/a",
+            [0; 16],
+            0,
+        );
+        assert!(matches!(
+            e,
+            Err(LoadError::Elf(ElfError::OverlapsReserved { .. }))
+        ));
+        // Out of frames.
+        pt.budget = Some(2);
+        let e = load_program(
+            &mut vm,
+            &mut pt,
+            &program(ET_EXEC, 0x40_0000),
+            &argv(),
+            &[],
+            b"/a",
+            [0; 16],
+            0,
+        );
+        assert_eq!(e, Err(LoadError::OutOfMemory));
+        assert!(LoadError::OutOfMemory.to_string().contains("memory"));
+        // Too much environment.
+        let mut pt = FakePages::default();
+        let big: Vec<Vec<u8>> = (0..30).map(|_| alloc::vec![b'x'; 100_000]).collect();
+        let e = load_program(
+            &mut vm,
+            &mut pt,
+            &program(ET_EXEC, 0x40_0000),
+            &argv(),
+            &big,
+            b"/a",
+            [0; 16],
+            0,
+        );
+        assert!(matches!(
+            e,
+            Err(LoadError::Stack(StackError::TooBig { .. }))
+        ));
+        // Segments in the stack area.
+        let b = elf(
+            ET_EXEC,
+            STACK_TOP - 0x1000,
+            &[Ph::load(PF_R | PF_X, 0, STACK_TOP - 0x1000, 0x100, 0x100)],
+            0x100,
+        );
+        let e = load_program(&mut vm, &mut pt, &b, &argv(), &[], b"/a", [0; 16], 0);
+        assert_eq!(e, Err(LoadError::StackOverlap));
+    }
+
+    #[test]
+    fn reloading_replaces_everything() {
+        let mut vm = AddressSpace::new(RESERVED);
+        let mut pt = FakePages::default();
+        let p = program(ET_EXEC, 0x40_0000);
+        load_program(&mut vm, &mut pt, &p, &argv(), &[], b"/app", [0; 16], 0).unwrap();
+        vm.mmap(
+            &mut pt,
+            0,
+            0x1000,
+            Prot::RW,
+            crate::vm::MAP_PRIVATE | crate::vm::MAP_ANONYMOUS,
+        )
+        .unwrap();
+        load_program(&mut vm, &mut pt, &p, &argv(), &[], b"/app", [0; 16], 0).unwrap();
+        assert_eq!(vm.vmas().count(), 4);
+    }
+}

@@ -1,45 +1,1672 @@
-//! The program's memory map. (Interface placeholder: being written.)
+//! The program's memory map: regions (VMAs), demand paging, user copies and the memory
+//! system calls' semantics (`mmap`, `munmap`, `mprotect`, `mremap`, `madvise`, `brk`).
+//!
+//! Mapping only records a region; pages get frames when first touched ([`AddressSpace::handle_fault`])
+//! or when the kernel copies to or from them. The page tables hold user pages only inside
+//! regions, so every page-table call here is confined to regions and never touches the
+//! kernel's own memory (the `reserved` range).
 
+use alloc::collections::BTreeMap;
 use alloc::string::String;
 use alloc::vec::Vec;
+use core::fmt::Write;
+use core::ops::Range;
 
 use crate::errno::{Errno, KResult};
-use crate::machine::PageTable;
+use crate::machine::{PageTable, Prot, PAGE_SIZE};
+
+/// Lowest user address (Linux's default `vm.mmap_min_addr`).
+pub const USER_START: u64 = 0x1_0000;
+/// End of user space: Linux's `TASK_SIZE` on x86_64, one page short of the canonical
+/// boundary 0x8000_0000_0000 (the last page is kept unmapped, as Linux does, so that no
+/// instruction can run into the non-canonical hole).
+pub const USER_END: u64 = 0x7fff_ffff_f000;
+/// Top of the main thread's stack (Linux's without address randomisation).
+pub const STACK_TOP: u64 = USER_END;
+/// Size of the main thread's stack region (Linux's default `RLIMIT_STACK`).
+pub const STACK_SIZE: u64 = 8 << 20;
+/// Where top-down `mmap` placement starts (Linux's `mmap_base` without randomisation:
+/// `TASK_SIZE` minus the 128 MiB minimum stack gap).
+pub const MMAP_BASE: u64 = USER_END - (128 << 20);
+
+/// `MAP_SHARED`.
+pub const MAP_SHARED: u64 = 0x01;
+/// `MAP_PRIVATE`.
+pub const MAP_PRIVATE: u64 = 0x02;
+/// `MAP_SHARED_VALIDATE`: shared, and unknown flags are an error.
+pub const MAP_SHARED_VALIDATE: u64 = 0x03;
+/// Mask of the mapping type.
+pub const MAP_TYPE: u64 = 0x0f;
+/// `MAP_FIXED`: exactly at `addr`, replacing what is there.
+pub const MAP_FIXED: u64 = 0x10;
+/// `MAP_ANONYMOUS`: not backed by a file.
+pub const MAP_ANONYMOUS: u64 = 0x20;
+/// `MAP_32BIT`: in the first 2 GiB.
+pub const MAP_32BIT: u64 = 0x40;
+/// `MAP_GROWSDOWN` (accepted; the region does not grow).
+pub const MAP_GROWSDOWN: u64 = 0x100;
+/// `MAP_DENYWRITE` (ignored, as by Linux).
+pub const MAP_DENYWRITE: u64 = 0x800;
+/// `MAP_EXECUTABLE` (ignored, as by Linux).
+pub const MAP_EXECUTABLE: u64 = 0x1000;
+/// `MAP_LOCKED`: populate now (memory is never swapped out here).
+pub const MAP_LOCKED: u64 = 0x2000;
+/// `MAP_NORESERVE` (all memory is demand-paged anyway).
+pub const MAP_NORESERVE: u64 = 0x4000;
+/// `MAP_POPULATE`: give the pages frames now.
+pub const MAP_POPULATE: u64 = 0x8000;
+/// `MAP_NONBLOCK`: with `MAP_POPULATE`, do not populate.
+pub const MAP_NONBLOCK: u64 = 0x1_0000;
+/// `MAP_STACK` (a hint).
+pub const MAP_STACK: u64 = 0x2_0000;
+/// `MAP_HUGETLB`: huge pages (none are reserved here, so `ENOMEM` as on such a Linux).
+pub const MAP_HUGETLB: u64 = 0x4_0000;
+/// `MAP_SYNC` (only meaningful for DAX files; refused with `MAP_SHARED_VALIDATE`).
+pub const MAP_SYNC: u64 = 0x8_0000;
+/// `MAP_FIXED_NOREPLACE`: exactly at `addr`, `EEXIST` if something is there.
+pub const MAP_FIXED_NOREPLACE: u64 = 0x10_0000;
+/// `MAP_UNINITIALIZED` (ignored: pages are always zeroed).
+pub const MAP_UNINITIALIZED: u64 = 0x400_0000;
+
+const MAP_KNOWN: u64 = MAP_TYPE
+    | MAP_FIXED
+    | MAP_ANONYMOUS
+    | MAP_32BIT
+    | MAP_GROWSDOWN
+    | MAP_DENYWRITE
+    | MAP_EXECUTABLE
+    | MAP_LOCKED
+    | MAP_NORESERVE
+    | MAP_POPULATE
+    | MAP_NONBLOCK
+    | MAP_STACK
+    | MAP_HUGETLB
+    | MAP_FIXED_NOREPLACE
+    | MAP_UNINITIALIZED
+    | (0x3f << 26); // MAP_HUGE_SHIFT size bits
+
+/// `mremap`: the mapping may move.
+pub const MREMAP_MAYMOVE: u64 = 1;
+/// `mremap`: move to `new_addr`, replacing what is there.
+pub const MREMAP_FIXED: u64 = 2;
+/// `mremap`: move, and leave the old range mapped but empty.
+pub const MREMAP_DONTUNMAP: u64 = 4;
+
+/// `madvise` advice values (Linux numbers).
+pub mod madv {
+    /// `MADV_NORMAL`.
+    pub const NORMAL: u64 = 0;
+    /// `MADV_DONTNEED`: drop the pages; private mappings then read back as zero.
+    pub const DONTNEED: u64 = 4;
+    /// `MADV_FREE`: the pages may be dropped (here: they are, at once).
+    pub const FREE: u64 = 8;
+    /// `MADV_REMOVE`: free the backing store of a shared mapping.
+    pub const REMOVE: u64 = 9;
+    /// `MADV_POPULATE_READ`: fault the pages in for reading.
+    pub const POPULATE_READ: u64 = 22;
+    /// `MADV_POPULATE_WRITE`: fault the pages in for writing.
+    pub const POPULATE_WRITE: u64 = 23;
+    /// `MADV_DONTNEED_LOCKED`: as `MADV_DONTNEED`, locked pages included.
+    pub const DONTNEED_LOCKED: u64 = 24;
+    /// `MADV_HWPOISON` (needs privilege Kiln does not grant).
+    pub const HWPOISON: u64 = 100;
+    /// `MADV_SOFT_OFFLINE` (needs privilege Kiln does not grant).
+    pub const SOFT_OFFLINE: u64 = 101;
+}
+
+/// Rounds `x` up to a page boundary (`None` on overflow).
+pub fn page_up(x: u64) -> Option<u64> {
+    x.checked_next_multiple_of(PAGE_SIZE)
+}
+
+/// Rounds `x` down to a page boundary.
+pub fn page_down(x: u64) -> u64 {
+    x & !(PAGE_SIZE - 1)
+}
+
+/// What a region holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum VmaKind {
+    /// A segment of the program (named by its path in `/proc/self/maps`).
+    Program,
+    /// The `brk` heap.
+    Heap,
+    /// The main thread's stack.
+    Stack,
+    /// Anonymous memory from `mmap`.
+    Anonymous,
+    /// A private copy of a file (its path, possibly empty when unknown).
+    File(String),
+}
+
+/// One region of the memory map (its start is the key in the map).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Vma {
+    /// One past the last byte (page-aligned).
+    pub end: u64,
+    /// Access rights.
+    pub prot: Prot,
+    /// What it holds.
+    pub kind: VmaKind,
+    /// Mapped `MAP_SHARED` (shown as `s` in `/proc/self/maps`).
+    pub shared: bool,
+    /// File offset of the region's first byte (program segments and files; 0 otherwise).
+    pub offset: u64,
+}
+
+/// The kind of access that faulted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// A data read.
+    Read,
+    /// A data write.
+    Write,
+    /// An instruction fetch.
+    Exec,
+}
+
+/// Why a page fault could not be resolved.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fault {
+    /// No region at the address (`SIGSEGV` with `SEGV_MAPERR`).
+    Unmapped,
+    /// The region forbids this access (`SIGSEGV` with `SEGV_ACCERR`).
+    Denied,
+    /// No frame was left to back the page (Linux's OOM killer: `SIGKILL`).
+    OutOfMemory,
+}
+
+impl Fault {
+    /// The signal the program dies of: `SIGSEGV` (11), or `SIGKILL` (9) when out of memory.
+    pub fn signal(self) -> u8 {
+        match self {
+            Fault::Unmapped | Fault::Denied => 11,
+            Fault::OutOfMemory => 9,
+        }
+    }
+    /// The `si_code` of the `SIGSEGV`: `SEGV_MAPERR` (1) or `SEGV_ACCERR` (2); 0 for out of memory.
+    pub fn si_code(self) -> i32 {
+        match self {
+            Fault::Unmapped => 1,
+            Fault::Denied => 2,
+            Fault::OutOfMemory => 0,
+        }
+    }
+    /// A short description for crash reports.
+    pub fn describe(self) -> &'static str {
+        match self {
+            Fault::Unmapped => "address not mapped (SEGV_MAPERR)",
+            Fault::Denied => "access not permitted by the mapping (SEGV_ACCERR)",
+            Fault::OutOfMemory => "out of memory while paging in",
+        }
+    }
+}
+
+impl core::fmt::Display for Fault {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str(self.describe())
+    }
+}
+
+fn allows(prot: Prot, access: Access) -> bool {
+    match access {
+        // On x86 every present page is readable.
+        Access::Read => prot.read || prot.write || prot.exec,
+        Access::Write => prot.write,
+        Access::Exec => prot.exec,
+    }
+}
 
 /// The program's memory map.
-pub struct AddressSpace {}
+#[derive(Debug)]
+pub struct AddressSpace {
+    vmas: BTreeMap<u64, Vma>,
+    reserved: Range<u64>,
+    brk_start: u64,
+    brk: u64,
+}
 
 impl AddressSpace {
+    /// An empty memory map. `reserved` is the kernel's own (identity-mapped) memory, which no
+    /// user mapping may overlap; user space is `[USER_START, USER_END)` minus `reserved`.
+    pub fn new(reserved: Range<u64>) -> AddressSpace {
+        AddressSpace {
+            vmas: BTreeMap::new(),
+            reserved,
+            brk_start: 0,
+            brk: 0,
+        }
+    }
+
+    /// The kernel's range that user mappings avoid.
+    pub fn reserved(&self) -> Range<u64> {
+        self.reserved.clone()
+    }
+
+    /// The regions, in address order, as `(start, region)`.
+    pub fn vmas(&self) -> impl Iterator<Item = (u64, &Vma)> {
+        self.vmas.iter().map(|(s, v)| (*s, v))
+    }
+
+    /// The region containing `addr`, as `(start, region)`.
+    pub fn find(&self, addr: u64) -> Option<(u64, &Vma)> {
+        self.vmas
+            .range(..=addr)
+            .next_back()
+            .filter(|(_, v)| addr < v.end)
+            .map(|(s, v)| (*s, v))
+    }
+
+    /// The main thread's stack region, as `start..end`.
+    pub fn stack(&self) -> Option<Range<u64>> {
+        self.vmas
+            .iter()
+            .find(|(_, v)| v.kind == VmaKind::Stack)
+            .map(|(s, v)| *s..v.end)
+    }
+
+    /// Removes every region and frees its pages (before loading a program).
+    pub fn clear(&mut self, pt: &mut dyn PageTable) {
+        for (start, v) in core::mem::take(&mut self.vmas) {
+            pt.unmap_range(start, v.end);
+        }
+        self.brk_start = 0;
+        self.brk = 0;
+    }
+
+    // ----- region bookkeeping -----
+
+    /// Whether `[start, end)` is a valid, non-empty user range clear of the kernel and of
+    /// every region.
+    fn is_free(&self, start: u64, end: u64) -> bool {
+        start < end
+            && start >= USER_START
+            && end <= USER_END
+            && !(start < self.reserved.end && self.reserved.start < end)
+            && self.find(start).is_none()
+            && self.vmas.range(start..end).next().is_none()
+    }
+
+    /// Whether every byte of `[start, end)` lies in some region.
+    pub fn is_mapped(&self, start: u64, end: u64) -> bool {
+        self.covering(start, end).is_some()
+    }
+
+    /// The regions covering `[start, end)` without holes, as `(start, end, prot)`, or `None`
+    /// when there is a hole.
+    fn covering(&self, start: u64, end: u64) -> Option<Vec<(u64, u64, Prot)>> {
+        let mut out = Vec::new();
+        let mut cur = start;
+        while cur < end {
+            let (s, v) = self.find(cur)?;
+            out.push((s, v.end, v.prot));
+            cur = v.end;
+        }
+        Some(out)
+    }
+
+    /// Splits the region containing `addr` so that a region starts at `addr`.
+    fn split_at(&mut self, addr: u64) {
+        let Some((start, v)) = self.find(addr) else {
+            return;
+        };
+        if start == addr {
+            return;
+        }
+        let mut tail = v.clone();
+        if matches!(tail.kind, VmaKind::Program | VmaKind::File(_)) {
+            tail.offset += addr - start;
+        }
+        self.vmas.get_mut(&start).expect("region").end = addr;
+        self.vmas.insert(addr, tail);
+    }
+
+    /// Removes every region (or part) in `[start, end)` and frees its pages.
+    fn remove_range(&mut self, pt: &mut dyn PageTable, start: u64, end: u64) {
+        self.split_at(start);
+        self.split_at(end);
+        let doomed: Vec<u64> = self.vmas.range(start..end).map(|(s, _)| *s).collect();
+        for s in doomed {
+            let v = self.vmas.remove(&s).expect("region");
+            pt.unmap_range(s, v.end);
+        }
+    }
+
+    fn mergeable(a_start: u64, a: &Vma, b: &Vma) -> bool {
+        if a.prot != b.prot || a.shared != b.shared {
+            return false;
+        }
+        match (&a.kind, &b.kind) {
+            (VmaKind::Anonymous, VmaKind::Anonymous)
+            | (VmaKind::Heap, VmaKind::Heap)
+            | (VmaKind::Stack, VmaKind::Stack) => true,
+            (VmaKind::Program, VmaKind::Program) => a.offset + (a.end - a_start) == b.offset,
+            (VmaKind::File(x), VmaKind::File(y)) => {
+                x == y && a.offset + (a.end - a_start) == b.offset
+            }
+            _ => false,
+        }
+    }
+
+    /// Merges compatible neighbours among the regions touching `[lo, hi]`, as Linux does.
+    fn coalesce(&mut self, lo: u64, hi: u64) {
+        let first = self
+            .vmas
+            .range(..lo)
+            .next_back()
+            .map(|(s, _)| *s)
+            .unwrap_or(lo);
+        let keys: Vec<u64> = self.vmas.range(first..=hi).map(|(s, _)| *s).collect();
+        let mut cur: Option<u64> = None;
+        for k in keys {
+            if let Some(c) = cur {
+                let a = &self.vmas[&c];
+                let b = &self.vmas[&k];
+                if a.end == k && Self::mergeable(c, a, b) {
+                    let b = self.vmas.remove(&k).expect("region");
+                    self.vmas.get_mut(&c).expect("region").end = b.end;
+                    continue;
+                }
+            }
+            cur = Some(k);
+        }
+    }
+
+    /// Adds a region at `[start, vma.end)`, which must be free: `EPERM` when it is outside
+    /// user space or overlaps the kernel, `EEXIST` when a region is there.
+    pub fn insert(&mut self, start: u64, vma: Vma) -> KResult<()> {
+        let end = vma.end;
+        if !start.is_multiple_of(PAGE_SIZE) || !end.is_multiple_of(PAGE_SIZE) || start >= end {
+            return Err(Errno::EINVAL);
+        }
+        if start < USER_START
+            || end > USER_END
+            || (start < self.reserved.end && self.reserved.start < end)
+        {
+            return Err(Errno::EPERM);
+        }
+        if !self.is_free(start, end) {
+            return Err(Errno::EEXIST);
+        }
+        self.vmas.insert(start, vma);
+        self.coalesce(start, end);
+        Ok(())
+    }
+
+    /// The highest free range of `len` bytes inside `[lo, hi)`.
+    fn find_free(&self, len: u64, lo: u64, hi: u64) -> Option<u64> {
+        let mut busy: Vec<(u64, u64)> = self.vmas.iter().map(|(s, v)| (*s, v.end)).collect();
+        busy.push((0, USER_START));
+        if self.reserved.start < self.reserved.end {
+            busy.push((self.reserved.start, self.reserved.end));
+        }
+        busy.sort_unstable();
+        let mut top = hi.min(USER_END);
+        for &(s, e) in busy.iter().rev() {
+            if s >= top {
+                continue;
+            }
+            if e < top {
+                let bottom = e.max(lo);
+                if top >= bottom && top - bottom >= len {
+                    return Some(top - len);
+                }
+            }
+            top = s;
+            if top < lo || top - lo < len {
+                return None;
+            }
+        }
+        (top >= lo && top - lo >= len).then(|| top - len)
+    }
+
+    /// Where a non-fixed mapping of `len` bytes goes: top-down below [`MMAP_BASE`], then
+    /// anywhere in user space.
+    fn place(&self, len: u64) -> KResult<u64> {
+        self.find_free(len, USER_START, MMAP_BASE)
+            .or_else(|| self.find_free(len, USER_START, USER_END))
+            .ok_or(Errno::ENOMEM)
+    }
+
+    /// Gives every unbacked page of `[start, end)` a frame (the range must be mapped).
+    fn fault_in(&mut self, pt: &mut dyn PageTable, start: u64, end: u64) -> KResult<()> {
+        let regions = self.covering(start, end).ok_or(Errno::EFAULT)?;
+        for (s, e, prot) in regions {
+            let mut page = page_down(start.max(s));
+            let stop = end.min(e);
+            while page < stop {
+                if pt.query(page).is_none() {
+                    pt.map_zeroed(page, prot)?;
+                }
+                page += PAGE_SIZE;
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether `[addr, addr + len)` is user memory that allows `access` throughout.
+    fn check(&self, addr: u64, len: u64, access: Access) -> KResult<u64> {
+        let end = addr.checked_add(len).ok_or(Errno::EFAULT)?;
+        if end > USER_END {
+            return Err(Errno::EFAULT);
+        }
+        let regions = self.covering(addr, end).ok_or(Errno::EFAULT)?;
+        if regions.iter().all(|r| allows(r.2, access)) {
+            Ok(end)
+        } else {
+            Err(Errno::EFAULT)
+        }
+    }
+
+    // ----- faults and user copies -----
+
+    /// Resolves a page fault at `addr`: maps a zeroed page when the region allows `access`.
+    pub fn handle_fault(
+        &mut self,
+        pt: &mut dyn PageTable,
+        addr: u64,
+        access: Access,
+    ) -> Result<(), Fault> {
+        let (_, v) = self.find(addr).ok_or(Fault::Unmapped)?;
+        if !allows(v.prot, access) {
+            return Err(Fault::Denied);
+        }
+        let prot = v.prot;
+        let page = page_down(addr);
+        match pt.query(page) {
+            None => pt.map_zeroed(page, prot).map_err(|_| Fault::OutOfMemory),
+            Some(p) => {
+                // Present but with stale rights: bring the page in line with its region.
+                if p != prot {
+                    pt.protect_range(page, page + PAGE_SIZE, prot);
+                }
+                Ok(())
+            }
+        }
+    }
+
     /// Copies `buf.len()` bytes from user address `addr`; `EFAULT` unless all are readable.
     pub fn copy_from_user(
         &mut self,
-        _pt: &mut dyn PageTable,
-        _addr: u64,
-        _buf: &mut [u8],
+        pt: &mut dyn PageTable,
+        addr: u64,
+        buf: &mut [u8],
     ) -> KResult<()> {
-        Err(Errno::EFAULT)
+        if buf.is_empty() {
+            return Ok(());
+        }
+        let end = self.check(addr, buf.len() as u64, Access::Read)?;
+        self.fault_in(pt, addr, end).map_err(|_| Errno::EFAULT)?;
+        pt.read(addr, buf);
+        Ok(())
     }
+
     /// Copies `data` to user address `addr`; `EFAULT` unless all are writable.
-    pub fn copy_to_user(
-        &mut self,
-        _pt: &mut dyn PageTable,
-        _addr: u64,
-        _data: &[u8],
-    ) -> KResult<()> {
-        Err(Errno::EFAULT)
+    pub fn copy_to_user(&mut self, pt: &mut dyn PageTable, addr: u64, data: &[u8]) -> KResult<()> {
+        if data.is_empty() {
+            return Ok(());
+        }
+        let end = self.check(addr, data.len() as u64, Access::Write)?;
+        self.fault_in(pt, addr, end).map_err(|_| Errno::EFAULT)?;
+        pt.write(addr, data);
+        Ok(())
     }
+
     /// Reads a NUL-terminated string (without the NUL) of at most `max` bytes;
     /// `ENAMETOOLONG` when longer, `EFAULT` when unreadable.
-    pub fn read_cstr(
-        &mut self,
-        _pt: &mut dyn PageTable,
-        _addr: u64,
-        _max: usize,
-    ) -> KResult<Vec<u8>> {
-        Err(Errno::EFAULT)
+    pub fn read_cstr(&mut self, pt: &mut dyn PageTable, addr: u64, max: usize) -> KResult<Vec<u8>> {
+        let mut out = Vec::new();
+        let mut cur = addr;
+        // Read page by page, so that the bytes after the NUL need not be readable.
+        while out.len() <= max {
+            let page_end = page_down(cur).checked_add(PAGE_SIZE).ok_or(Errno::EFAULT)?;
+            let chunk = (page_end - cur).min((max + 1 - out.len()) as u64) as usize;
+            let mut buf = alloc::vec![0u8; chunk];
+            self.copy_from_user(pt, cur, &mut buf)?;
+            if let Some(nul) = buf.iter().position(|&b| b == 0) {
+                out.extend_from_slice(&buf[..nul]);
+                return Ok(out);
+            }
+            out.extend_from_slice(&buf);
+            cur += chunk as u64;
+        }
+        Err(Errno::ENAMETOOLONG)
     }
+
+    /// Writes `data` at `addr` whatever the region's rights (the kernel filling a mapping:
+    /// program segments, file contents). `EFAULT` unless the range is mapped; `ENOMEM` when
+    /// no frame is left.
+    pub fn populate(&mut self, pt: &mut dyn PageTable, addr: u64, data: &[u8]) -> KResult<()> {
+        if data.is_empty() {
+            return Ok(());
+        }
+        let end = addr.checked_add(data.len() as u64).ok_or(Errno::EFAULT)?;
+        if !self.is_mapped(addr, end) {
+            return Err(Errno::EFAULT);
+        }
+        self.fault_in(pt, addr, end)?;
+        pt.write(addr, data);
+        Ok(())
+    }
+
+    /// Gives frames to the pages of `[start, end)` that `access` may touch (`MAP_POPULATE`,
+    /// `mlock`, `MADV_POPULATE_*`); regions that forbid it are skipped. `ENOMEM` when the range
+    /// has holes or no frame is left.
+    pub fn populate_range(
+        &mut self,
+        pt: &mut dyn PageTable,
+        start: u64,
+        end: u64,
+        access: Access,
+    ) -> KResult<()> {
+        let regions = self.covering(start, end).ok_or(Errno::ENOMEM)?;
+        for (s, e, prot) in regions {
+            if allows(prot, access) {
+                self.fault_in(pt, start.max(s), end.min(e))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// For `mincore`: one byte per page of `[start, end)`, 1 when the page has a frame.
+    /// `ENOMEM` when the range has holes.
+    pub fn residency(&self, pt: &dyn PageTable, start: u64, end: u64) -> KResult<Vec<u8>> {
+        if !self.is_mapped(start, end) {
+            return Err(Errno::ENOMEM);
+        }
+        let mut out = Vec::new();
+        let mut page = page_down(start);
+        while page < end {
+            out.push(u8::from(pt.query(page).is_some()));
+            page += PAGE_SIZE;
+        }
+        Ok(out)
+    }
+
+    // ----- mmap and friends -----
+
+    /// Maps anonymous memory (Linux `mmap` with `MAP_ANONYMOUS`; `flags` are `MAP_*` bits)
+    /// and returns its address.
+    pub fn mmap(
+        &mut self,
+        pt: &mut dyn PageTable,
+        addr: u64,
+        len: u64,
+        prot: Prot,
+        flags: u64,
+    ) -> KResult<u64> {
+        self.map(pt, addr, len, prot, flags, VmaKind::Anonymous, 0)
+    }
+
+    /// Maps a private copy of file bytes: `data` (the file's bytes from `offset`, possibly
+    /// shorter than `len`; the rest reads as zero) under the name `path`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn mmap_file(
+        &mut self,
+        pt: &mut dyn PageTable,
+        addr: u64,
+        len: u64,
+        prot: Prot,
+        flags: u64,
+        path: String,
+        offset: u64,
+        data: &[u8],
+    ) -> KResult<u64> {
+        if !offset.is_multiple_of(PAGE_SIZE) {
+            return Err(Errno::EINVAL);
+        }
+        let start = self.map(pt, addr, len, prot, flags, VmaKind::File(path), offset)?;
+        let n = data.len().min(len as usize);
+        if let Err(e) = self.populate(pt, start, &data[..n]) {
+            let end = start + page_up(len).unwrap_or(len);
+            self.remove_range(pt, start, end);
+            return Err(e);
+        }
+        Ok(start)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn map(
+        &mut self,
+        pt: &mut dyn PageTable,
+        addr: u64,
+        len: u64,
+        prot: Prot,
+        flags: u64,
+        kind: VmaKind,
+        offset: u64,
+    ) -> KResult<u64> {
+        if len == 0 {
+            return Err(Errno::EINVAL);
+        }
+        let shared = match flags & MAP_TYPE {
+            MAP_PRIVATE => false,
+            MAP_SHARED => true,
+            MAP_SHARED_VALIDATE => {
+                if flags & !MAP_KNOWN != 0 || flags & MAP_SYNC != 0 {
+                    return Err(Errno::EOPNOTSUPP);
+                }
+                true
+            }
+            _ => return Err(Errno::EINVAL),
+        };
+        let len = page_up(len).ok_or(Errno::ENOMEM)?;
+        if len > USER_END - USER_START {
+            return Err(Errno::ENOMEM);
+        }
+        if flags & MAP_HUGETLB != 0 {
+            // No huge pages are reserved (like Linux with vm.nr_hugepages = 0).
+            return Err(Errno::ENOMEM);
+        }
+        let start = if flags & (MAP_FIXED | MAP_FIXED_NOREPLACE) != 0 {
+            if !addr.is_multiple_of(PAGE_SIZE) {
+                return Err(Errno::EINVAL);
+            }
+            let end = addr.checked_add(len).ok_or(Errno::ENOMEM)?;
+            if end > USER_END {
+                return Err(Errno::ENOMEM);
+            }
+            if addr < USER_START || (addr < self.reserved.end && self.reserved.start < end) {
+                return Err(Errno::EPERM);
+            }
+            if flags & MAP_FIXED_NOREPLACE != 0 {
+                if !self.is_free(addr, end) {
+                    return Err(Errno::EEXIST);
+                }
+            } else {
+                self.remove_range(pt, addr, end);
+            }
+            addr
+        } else if flags & MAP_32BIT != 0 {
+            self.find_free(len, 0x4000_0000, 0x8000_0000)
+                .ok_or(Errno::ENOMEM)?
+        } else {
+            match page_up(addr) {
+                Some(h) if h != 0 && h.checked_add(len).is_some_and(|e| self.is_free(h, e)) => h,
+                _ => self.place(len)?,
+            }
+        };
+        let end = start + len;
+        self.vmas.insert(
+            start,
+            Vma {
+                end,
+                prot,
+                kind,
+                shared,
+                offset,
+            },
+        );
+        self.coalesce(start, end);
+        if flags & (MAP_POPULATE | MAP_LOCKED) != 0 && flags & MAP_NONBLOCK == 0 {
+            // As Linux, a failure to populate does not fail the mapping: pages that could
+            // not get a frame now are faulted in later.
+            let _ = self.populate_range(pt, start, end, Access::Read);
+        }
+        Ok(start)
+    }
+
+    /// Unmaps `[addr, addr + len)` (Linux `munmap`): holes are fine; `EINVAL` on bad
+    /// alignment, zero length or a range outside user space.
+    pub fn munmap(&mut self, pt: &mut dyn PageTable, addr: u64, len: u64) -> KResult<()> {
+        if !addr.is_multiple_of(PAGE_SIZE) || len == 0 {
+            return Err(Errno::EINVAL);
+        }
+        let len = page_up(len).ok_or(Errno::EINVAL)?;
+        let end = addr.checked_add(len).ok_or(Errno::EINVAL)?;
+        if end > USER_END {
+            return Err(Errno::EINVAL);
+        }
+        self.remove_range(pt, addr, end);
+        Ok(())
+    }
+
+    /// Changes the rights of `[addr, addr + len)` (Linux `mprotect`): `EINVAL` on bad
+    /// alignment, `ENOMEM` when the range has unmapped holes (then nothing changes), `EACCES`
+    /// when making a shared file mapping writable.
+    pub fn mprotect(
+        &mut self,
+        pt: &mut dyn PageTable,
+        addr: u64,
+        len: u64,
+        prot: Prot,
+    ) -> KResult<()> {
+        if !addr.is_multiple_of(PAGE_SIZE) {
+            return Err(Errno::EINVAL);
+        }
+        if len == 0 {
+            return Ok(());
+        }
+        let len = page_up(len).ok_or(Errno::ENOMEM)?;
+        let end = addr.checked_add(len).ok_or(Errno::ENOMEM)?;
+        let regions = match self.covering(addr, end) {
+            Some(r) if end <= USER_END => r,
+            _ => return Err(Errno::ENOMEM),
+        };
+        // Shared file maps are read-only copies: writes through them would not reach the file.
+        let shared_file = |s: &u64| {
+            let v = &self.vmas[s];
+            v.shared && matches!(v.kind, VmaKind::File(_))
+        };
+        if prot.write && regions.iter().any(|r| shared_file(&r.0)) {
+            return Err(Errno::EACCES);
+        }
+        self.split_at(addr);
+        self.split_at(end);
+        let keys: Vec<u64> = self.vmas.range(addr..end).map(|(s, _)| *s).collect();
+        for s in keys {
+            let v = self.vmas.get_mut(&s).expect("region");
+            v.prot = prot;
+            let e = v.end;
+            pt.protect_range(s, e, prot);
+        }
+        self.coalesce(addr, end);
+        Ok(())
+    }
+
+    /// Resizes or moves a mapping (Linux `mremap`) and returns its new address.
+    pub fn mremap(
+        &mut self,
+        pt: &mut dyn PageTable,
+        old_addr: u64,
+        old_len: u64,
+        new_len: u64,
+        flags: u64,
+        new_addr: u64,
+    ) -> KResult<u64> {
+        if flags & !(MREMAP_MAYMOVE | MREMAP_FIXED | MREMAP_DONTUNMAP) != 0
+            || !old_addr.is_multiple_of(PAGE_SIZE)
+        {
+            return Err(Errno::EINVAL);
+        }
+        let may_move = flags & MREMAP_MAYMOVE != 0;
+        let fixed = flags & MREMAP_FIXED != 0;
+        let dont_unmap = flags & MREMAP_DONTUNMAP != 0;
+        if (fixed || dont_unmap) && !may_move {
+            return Err(Errno::EINVAL);
+        }
+        let old_len = page_up(old_len).ok_or(Errno::EINVAL)?;
+        let new_len = page_up(new_len).ok_or(Errno::EINVAL)?;
+        // old_len 0 duplicates a shared mapping on Linux; Kiln has no shared pages to duplicate.
+        if new_len == 0 || old_len == 0 || (dont_unmap && old_len != new_len) {
+            return Err(Errno::EINVAL);
+        }
+        let old_end = old_addr.checked_add(old_len).ok_or(Errno::EFAULT)?;
+        let (_, vma) = self.find(old_addr).ok_or(Errno::EFAULT)?;
+        if old_end > vma.end {
+            return Err(Errno::EFAULT);
+        }
+        let vma_end = vma.end;
+
+        if fixed {
+            if !new_addr.is_multiple_of(PAGE_SIZE) {
+                return Err(Errno::EINVAL);
+            }
+            let new_end = new_addr.checked_add(new_len).ok_or(Errno::EINVAL)?;
+            if new_end > USER_END || (new_addr < old_end && old_addr < new_end) {
+                return Err(Errno::EINVAL);
+            }
+            if new_addr < USER_START
+                || (new_addr < self.reserved.end && self.reserved.start < new_end)
+            {
+                return Err(Errno::EPERM);
+            }
+            self.remove_range(pt, new_addr, new_end);
+            let moved = old_len.min(new_len);
+            if new_len < old_len {
+                self.remove_range(pt, old_addr + new_len, old_end);
+            }
+            self.move_region(pt, old_addr, moved, new_addr, new_len, dont_unmap);
+            return Ok(new_addr);
+        }
+        if dont_unmap {
+            let to = self.place(new_len)?;
+            self.move_region(pt, old_addr, old_len, to, new_len, true);
+            return Ok(to);
+        }
+        if new_len <= old_len {
+            self.remove_range(pt, old_addr + new_len, old_end);
+            return Ok(old_addr);
+        }
+        let grow_end = old_addr.checked_add(new_len).ok_or(Errno::ENOMEM)?;
+        if old_end == vma_end && self.is_free(old_end, grow_end) {
+            let (start, _) = self.find(old_addr).expect("region");
+            self.vmas.get_mut(&start).expect("region").end = grow_end;
+            self.coalesce(start, grow_end);
+            return Ok(old_addr);
+        }
+        if !may_move {
+            return Err(Errno::ENOMEM);
+        }
+        let to = self.place(new_len)?;
+        self.move_region(pt, old_addr, old_len, to, new_len, false);
+        Ok(to)
+    }
+
+    /// Moves the region part `[from, from + len)` (inside one region) to the free range at
+    /// `to`, which becomes `new_len` long; keeps the old range as an empty region when
+    /// `keep_old`.
+    fn move_region(
+        &mut self,
+        pt: &mut dyn PageTable,
+        from: u64,
+        len: u64,
+        to: u64,
+        new_len: u64,
+        keep_old: bool,
+    ) {
+        self.split_at(from);
+        self.split_at(from + len);
+        let mut v = self.vmas.remove(&from).expect("region");
+        pt.move_range(from, to, len);
+        if keep_old {
+            self.vmas.insert(from, v.clone());
+            self.coalesce(from, from + len);
+        }
+        v.end = to + new_len;
+        self.vmas.insert(to, v);
+        self.coalesce(to, to + new_len);
+    }
+
+    /// Gives advice about `[addr, addr + len)` (Linux `madvise`). `MADV_DONTNEED`/`FREE` drop
+    /// private pages (they read back as zero); `MADV_POPULATE_*` fault pages in; the other
+    /// known advice is a hint with nothing to do here. `EINVAL` on bad alignment or unknown
+    /// advice, `ENOMEM` when the range has unmapped holes.
+    pub fn madvise(
+        &mut self,
+        pt: &mut dyn PageTable,
+        addr: u64,
+        len: u64,
+        advice: u64,
+    ) -> KResult<()> {
+        let known = matches!(advice, 0..=4 | 8..=25 | madv::HWPOISON | madv::SOFT_OFFLINE);
+        if !addr.is_multiple_of(PAGE_SIZE) || !known {
+            return Err(Errno::EINVAL);
+        }
+        if matches!(advice, madv::HWPOISON | madv::SOFT_OFFLINE) {
+            return Err(Errno::EPERM);
+        }
+        let len = page_up(len).ok_or(Errno::EINVAL)?;
+        if len == 0 {
+            return Ok(());
+        }
+        let end = addr.checked_add(len).ok_or(Errno::EINVAL)?;
+        if end > USER_END {
+            return Err(Errno::EINVAL);
+        }
+        let regions = self.covering(addr, end).ok_or(Errno::ENOMEM)?;
+        match advice {
+            madv::DONTNEED | madv::DONTNEED_LOCKED | madv::FREE | madv::REMOVE => {
+                for &(s, _, _) in &regions {
+                    let shared = self.vmas[&s].shared;
+                    if advice == madv::FREE && shared {
+                        return Err(Errno::EINVAL);
+                    }
+                    if advice == madv::REMOVE && !shared {
+                        return Err(Errno::EINVAL);
+                    }
+                }
+                // Shared mappings keep their contents (Linux backs them with shmem, and
+                // DONTNEED only drops the page-table entries): only private pages go.
+                for (s, e, _) in regions {
+                    if !self.vmas[&s].shared || advice == madv::REMOVE {
+                        pt.unmap_range(addr.max(s), end.min(e));
+                    }
+                }
+                Ok(())
+            }
+            madv::POPULATE_READ | madv::POPULATE_WRITE => {
+                let access = if advice == madv::POPULATE_READ {
+                    Access::Read
+                } else {
+                    Access::Write
+                };
+                if regions.iter().any(|r| !allows(r.2, access)) {
+                    return Err(Errno::EFAULT);
+                }
+                self.fault_in(pt, addr, end)
+            }
+            _ => Ok(()),
+        }
+    }
+
+    // ----- brk -----
+
+    /// Sets where the heap starts (page-aligned end of the program's highest segment).
+    pub fn init_brk(&mut self, start: u64) {
+        self.brk_start = start;
+        self.brk = start;
+    }
+
+    /// The current program break.
+    pub fn current_brk(&self) -> u64 {
+        self.brk
+    }
+
+    /// Moves the program break (Linux `brk`) and returns the new one; on failure (below the
+    /// heap's start, or growing into another mapping) returns the current break, as Linux.
+    pub fn brk(&mut self, pt: &mut dyn PageTable, new: u64) -> u64 {
+        if new < self.brk_start {
+            return self.brk;
+        }
+        let (Some(old_top), Some(new_top)) = (page_up(self.brk), page_up(new)) else {
+            return self.brk;
+        };
+        if new_top < old_top {
+            self.remove_range(pt, new_top, old_top);
+        } else if new_top > old_top {
+            // Like Linux, keep a free page after the heap.
+            let guard_ok = self.find(new_top).is_none()
+                && self
+                    .vmas
+                    .range(new_top..new_top + PAGE_SIZE)
+                    .next()
+                    .is_none();
+            if !self.is_free(old_top, new_top) || !guard_ok {
+                return self.brk;
+            }
+            self.vmas.insert(
+                old_top,
+                Vma {
+                    end: new_top,
+                    prot: Prot::RW,
+                    kind: VmaKind::Heap,
+                    shared: false,
+                    offset: 0,
+                },
+            );
+            self.coalesce(old_top, new_top);
+        }
+        self.brk = new;
+        self.brk
+    }
+
+    // ----- /proc/self/maps -----
+
     /// The text of `/proc/self/maps`.
-    pub fn maps_text(&self, _exe_path: &str) -> String {
-        String::new()
+    pub fn maps_text(&self, exe_path: &str) -> String {
+        let mut out = String::new();
+        for (start, v) in &self.vmas {
+            let name = match &v.kind {
+                VmaKind::Program => exe_path,
+                VmaKind::Heap => "[heap]",
+                VmaKind::Stack => "[stack]",
+                VmaKind::Anonymous => "",
+                VmaKind::File(p) => p.as_str(),
+            };
+            let line_start = out.len();
+            let _ = write!(
+                out,
+                "{:08x}-{:08x} {}{}{}{} {:08x} 00:00 0 ",
+                start,
+                v.end,
+                if v.prot.read { 'r' } else { '-' },
+                if v.prot.write { 'w' } else { '-' },
+                if v.prot.exec { 'x' } else { '-' },
+                if v.shared { 's' } else { 'p' },
+                v.offset,
+            );
+            if !name.is_empty() {
+                // Linux pads the path to column 73.
+                while out.len() - line_start < 72 {
+                    out.push(' ');
+                }
+                out.push(' ');
+                out.push_str(name);
+            }
+            out.push('\n');
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::FakePages;
+
+    const RESERVED: Range<u64> = 0x10_0000..0x40_0000;
+    const R: Prot = Prot {
+        read: true,
+        write: false,
+        exec: false,
+    };
+    const RX: Prot = Prot {
+        read: true,
+        write: false,
+        exec: true,
+    };
+    const P: u64 = PAGE_SIZE;
+    const ANON: u64 = MAP_PRIVATE | MAP_ANONYMOUS;
+
+    fn setup() -> (AddressSpace, FakePages) {
+        (AddressSpace::new(RESERVED), FakePages::default())
+    }
+
+    fn layout(vm: &AddressSpace) -> Vec<(u64, u64, Prot)> {
+        vm.vmas().map(|(s, v)| (s, v.end, v.prot)).collect()
+    }
+
+    #[test]
+    fn mmap_places_top_down_below_mmap_base() {
+        let (mut vm, mut pt) = setup();
+        let a = vm.mmap(&mut pt, 0, 3 * P, Prot::RW, ANON).unwrap();
+        assert_eq!(a, MMAP_BASE - 3 * P);
+        let b = vm.mmap(&mut pt, 0, 100, Prot::NONE, ANON).unwrap();
+        assert_eq!(b, a - P);
+        // Nothing is backed until touched.
+        assert!(pt.pages.is_empty());
+        // Freed space is reused.
+        vm.munmap(&mut pt, a, 3 * P).unwrap();
+        let c = vm.mmap(&mut pt, 0, 2 * P, R, ANON).unwrap();
+        assert_eq!(c, MMAP_BASE - 2 * P);
+    }
+
+    #[test]
+    fn mmap_argument_errors() {
+        let (mut vm, mut pt) = setup();
+        assert_eq!(vm.mmap(&mut pt, 0, 0, R, ANON), Err(Errno::EINVAL));
+        assert_eq!(vm.mmap(&mut pt, 0, P, R, MAP_ANONYMOUS), Err(Errno::EINVAL));
+        assert_eq!(vm.mmap(&mut pt, 0, u64::MAX, R, ANON), Err(Errno::ENOMEM));
+        assert_eq!(vm.mmap(&mut pt, 0, 1 << 47, R, ANON), Err(Errno::ENOMEM));
+        assert_eq!(
+            vm.mmap(&mut pt, 0x1000_0001, P, R, ANON | MAP_FIXED),
+            Err(Errno::EINVAL)
+        );
+        assert_eq!(
+            vm.mmap(&mut pt, 0x1000, P, R, ANON | MAP_FIXED),
+            Err(Errno::EPERM)
+        );
+        assert_eq!(
+            vm.mmap(&mut pt, 0x20_0000, P, R, ANON | MAP_FIXED),
+            Err(Errno::EPERM)
+        );
+        assert_eq!(
+            vm.mmap(&mut pt, USER_END, P, R, ANON | MAP_FIXED),
+            Err(Errno::ENOMEM)
+        );
+        assert_eq!(
+            vm.mmap(&mut pt, 0, P, R, ANON | MAP_HUGETLB),
+            Err(Errno::ENOMEM)
+        );
+        assert_eq!(
+            vm.mmap(
+                &mut pt,
+                0,
+                P,
+                R,
+                MAP_SHARED_VALIDATE | MAP_ANONYMOUS | 0x200
+            ),
+            Err(Errno::EOPNOTSUPP)
+        );
+        // Accepted hints.
+        let flags = ANON | MAP_NORESERVE | MAP_STACK | MAP_GROWSDOWN;
+        assert!(vm.mmap(&mut pt, 0, P, Prot::RW, flags).is_ok());
+        assert!(vm
+            .mmap(&mut pt, 0, P, Prot::RW, MAP_SHARED | MAP_ANONYMOUS)
+            .is_ok());
+        assert!(vm.vmas().any(|(_, v)| v.shared));
+    }
+
+    #[test]
+    fn hint_is_honoured_when_free() {
+        let (mut vm, mut pt) = setup();
+        let a = vm.mmap(&mut pt, 0x7000_0000, 2 * P, R, ANON).unwrap();
+        assert_eq!(a, 0x7000_0000);
+        // Unaligned hint rounds up.
+        let b = vm.mmap(&mut pt, 0x6000_0001, P, R, ANON).unwrap();
+        assert_eq!(b, 0x6000_1000);
+        // Occupied hint: placed elsewhere, top-down.
+        let c = vm.mmap(&mut pt, 0x7000_0000, P, R, ANON).unwrap();
+        assert_eq!(c, MMAP_BASE - P);
+        // A hint in the kernel's range is not honoured.
+        let d = vm.mmap(&mut pt, 0x20_0000, P, Prot::RW, ANON).unwrap();
+        assert_eq!(d, MMAP_BASE - 2 * P);
+    }
+
+    #[test]
+    fn map_fixed_replaces_and_noreplace_refuses() {
+        let (mut vm, mut pt) = setup();
+        let a = vm
+            .mmap(&mut pt, 0x5000_0000, 4 * P, Prot::RW, ANON)
+            .unwrap();
+        vm.copy_to_user(&mut pt, a + P, b"old").unwrap();
+        assert_eq!(
+            vm.mmap(&mut pt, a + P, P, R, ANON | MAP_FIXED_NOREPLACE),
+            Err(Errno::EEXIST)
+        );
+        assert_eq!(
+            vm.mmap(&mut pt, a + P, P, R, ANON | MAP_FIXED | MAP_FIXED_NOREPLACE),
+            Err(Errno::EEXIST)
+        );
+        let b = vm.mmap(&mut pt, a + P, P, R, ANON | MAP_FIXED).unwrap();
+        assert_eq!(b, a + P);
+        assert_eq!(
+            layout(&vm),
+            vec![
+                (a, a + P, Prot::RW),
+                (a + P, a + 2 * P, R),
+                (a + 2 * P, a + 4 * P, Prot::RW)
+            ]
+        );
+        // The old page is gone: the new mapping reads zero.
+        let mut buf = [9u8; 3];
+        vm.copy_from_user(&mut pt, a + P, &mut buf).unwrap();
+        assert_eq!(buf, [0; 3]);
+        let c = vm
+            .mmap(&mut pt, 0x5100_0000, P, R, ANON | MAP_FIXED_NOREPLACE)
+            .unwrap();
+        assert_eq!(c, 0x5100_0000);
+    }
+
+    #[test]
+    fn map_32bit_and_populate() {
+        let (mut vm, mut pt) = setup();
+        let a = vm.mmap(&mut pt, 0, P, R, ANON | MAP_32BIT).unwrap();
+        assert!((0x4000_0000..0x8000_0000).contains(&a));
+        let b = vm
+            .mmap(&mut pt, 0, 3 * P, Prot::RW, ANON | MAP_POPULATE)
+            .unwrap();
+        assert_eq!(pt.pages.range(b..b + 3 * P).count(), 3);
+        // Populate failing for want of frames does not fail the mapping.
+        pt.budget = Some(1);
+        let c = vm
+            .mmap(&mut pt, 0, 3 * P, Prot::RW, ANON | MAP_POPULATE)
+            .unwrap();
+        assert_eq!(pt.pages.range(c..c + 3 * P).count(), 1);
+    }
+
+    #[test]
+    fn adjacent_anonymous_regions_merge() {
+        let (mut vm, mut pt) = setup();
+        let a = vm.mmap(&mut pt, 0, P, Prot::RW, ANON).unwrap();
+        let b = vm.mmap(&mut pt, 0, P, Prot::RW, ANON).unwrap();
+        assert_eq!(b, a - P);
+        assert_eq!(layout(&vm), vec![(b, a + P, Prot::RW)]);
+    }
+
+    #[test]
+    fn munmap_splits_and_frees() {
+        let (mut vm, mut pt) = setup();
+        let a = vm
+            .mmap(&mut pt, 0x5000_0000, 4 * P, Prot::RW, ANON)
+            .unwrap();
+        vm.populate_range(&mut pt, a, a + 4 * P, Access::Write)
+            .unwrap();
+        vm.munmap(&mut pt, a + P, 2 * P).unwrap();
+        assert_eq!(
+            layout(&vm),
+            vec![(a, a + P, Prot::RW), (a + 3 * P, a + 4 * P, Prot::RW)]
+        );
+        assert_eq!(
+            pt.pages.keys().copied().collect::<Vec<_>>(),
+            vec![a, a + 3 * P]
+        );
+        // Holes and repeated unmaps are fine.
+        vm.munmap(&mut pt, a, 10 * P).unwrap();
+        assert!(layout(&vm).is_empty() && pt.pages.is_empty());
+        assert_eq!(vm.munmap(&mut pt, a + 1, P), Err(Errno::EINVAL));
+        assert_eq!(vm.munmap(&mut pt, a, 0), Err(Errno::EINVAL));
+        assert_eq!(vm.munmap(&mut pt, USER_END - P, 2 * P), Err(Errno::EINVAL));
+        assert_eq!(vm.munmap(&mut pt, a, u64::MAX), Err(Errno::EINVAL));
+    }
+
+    #[test]
+    fn mprotect_splits_applies_and_merges_back() {
+        let (mut vm, mut pt) = setup();
+        let a = vm
+            .mmap(&mut pt, 0x5000_0000, 4 * P, Prot::NONE, ANON)
+            .unwrap();
+        // A thread stack: PROT_NONE reservation, then the upper part made usable.
+        vm.mprotect(&mut pt, a + P, 3 * P, Prot::RW).unwrap();
+        assert_eq!(
+            layout(&vm),
+            vec![(a, a + P, Prot::NONE), (a + P, a + 4 * P, Prot::RW)]
+        );
+        vm.copy_to_user(&mut pt, a + 2 * P, b"x").unwrap();
+        vm.mprotect(&mut pt, a + 2 * P, 1, R).unwrap();
+        assert_eq!(pt.pages[&(a + 2 * P)].1, R);
+        assert_eq!(layout(&vm).len(), 4);
+        vm.mprotect(&mut pt, a + 2 * P, P, Prot::RW).unwrap();
+        assert_eq!(
+            layout(&vm),
+            vec![(a, a + P, Prot::NONE), (a + P, a + 4 * P, Prot::RW)]
+        );
+        // Errors: alignment, holes (nothing changes), zero length is a no-op.
+        assert_eq!(vm.mprotect(&mut pt, a + 1, P, R), Err(Errno::EINVAL));
+        assert_eq!(vm.mprotect(&mut pt, a, 5 * P, R), Err(Errno::ENOMEM));
+        assert_eq!(vm.mprotect(&mut pt, 0x6000_0000, P, R), Err(Errno::ENOMEM));
+        assert_eq!(layout(&vm)[0].2, Prot::NONE);
+        assert_eq!(vm.mprotect(&mut pt, 0x6000_0000, 0, R), Ok(()));
+    }
+
+    #[test]
+    fn demand_faults_follow_region_rights() {
+        let (mut vm, mut pt) = setup();
+        let rw = vm.mmap(&mut pt, 0x5000_0000, P, Prot::RW, ANON).unwrap();
+        let rx = vm.mmap(&mut pt, 0x5100_0000, P, RX, ANON).unwrap();
+        let none = vm.mmap(&mut pt, 0x5200_0000, P, Prot::NONE, ANON).unwrap();
+        assert_eq!(vm.handle_fault(&mut pt, rw + 8, Access::Write), Ok(()));
+        assert_eq!(pt.pages[&rw].1, Prot::RW);
+        assert_eq!(
+            vm.handle_fault(&mut pt, rw, Access::Exec),
+            Err(Fault::Denied)
+        );
+        assert_eq!(vm.handle_fault(&mut pt, rx + 1, Access::Exec), Ok(()));
+        assert_eq!(vm.handle_fault(&mut pt, rx, Access::Read), Ok(()));
+        assert_eq!(
+            vm.handle_fault(&mut pt, rx, Access::Write),
+            Err(Fault::Denied)
+        );
+        assert_eq!(
+            vm.handle_fault(&mut pt, none, Access::Read),
+            Err(Fault::Denied)
+        );
+        assert_eq!(
+            vm.handle_fault(&mut pt, 0x5300_0000, Access::Read),
+            Err(Fault::Unmapped)
+        );
+        assert_eq!(
+            vm.handle_fault(&mut pt, 0, Access::Read),
+            Err(Fault::Unmapped)
+        );
+        assert_eq!(Fault::Unmapped.si_code(), 1);
+        assert_eq!(Fault::Denied.si_code(), 2);
+        assert_eq!(Fault::Denied.signal(), 11);
+        assert_eq!(
+            alloc::format!("{}", Fault::Unmapped),
+            "address not mapped (SEGV_MAPERR)"
+        );
+        // Out of frames.
+        pt.budget = Some(0);
+        let more = vm.mmap(&mut pt, 0x5400_0000, P, Prot::RW, ANON).unwrap();
+        assert_eq!(
+            vm.handle_fault(&mut pt, more, Access::Read),
+            Err(Fault::OutOfMemory)
+        );
+        assert_eq!(Fault::OutOfMemory.signal(), 9);
+    }
+
+    #[test]
+    fn copies_check_rights_and_bounds() {
+        let (mut vm, mut pt) = setup();
+        let a = vm
+            .mmap(&mut pt, 0x5000_0000, 2 * P, Prot::RW, ANON)
+            .unwrap();
+        let r = vm.mmap(&mut pt, a + 2 * P, P, R, ANON | MAP_FIXED).unwrap();
+        // Across a page boundary.
+        vm.copy_to_user(&mut pt, a + P - 2, b"abcd").unwrap();
+        let mut buf = [0u8; 4];
+        vm.copy_from_user(&mut pt, a + P - 2, &mut buf).unwrap();
+        assert_eq!(&buf, b"abcd");
+        // Across regions with different rights: reading is fine, writing is not.
+        let mut buf = [1u8; 8];
+        vm.copy_from_user(&mut pt, r - 4, &mut buf).unwrap();
+        assert_eq!(buf, [0; 8]);
+        assert_eq!(vm.copy_to_user(&mut pt, r - 4, &[0; 8]), Err(Errno::EFAULT));
+        assert_eq!(vm.copy_to_user(&mut pt, r, b"x"), Err(Errno::EFAULT));
+        // Unmapped, wrapping, beyond user space, kernel memory.
+        assert_eq!(
+            vm.copy_from_user(&mut pt, r + P, &mut buf),
+            Err(Errno::EFAULT)
+        );
+        assert_eq!(
+            vm.copy_from_user(&mut pt, u64::MAX - 3, &mut buf),
+            Err(Errno::EFAULT)
+        );
+        assert_eq!(
+            vm.copy_from_user(&mut pt, 0xffff_8000_0000_0000, &mut buf),
+            Err(Errno::EFAULT)
+        );
+        assert_eq!(
+            vm.copy_from_user(&mut pt, 0x20_0000, &mut buf),
+            Err(Errno::EFAULT)
+        );
+        assert_eq!(vm.copy_to_user(&mut pt, 0, &[1]), Err(Errno::EFAULT));
+        // Empty copies always succeed.
+        assert_eq!(vm.copy_to_user(&mut pt, 0, &[]), Ok(()));
+        // Out of frames turns into EFAULT.
+        let n = vm.mmap(&mut pt, 0x5800_0000, P, Prot::RW, ANON).unwrap();
+        pt.budget = Some(0);
+        assert_eq!(vm.copy_to_user(&mut pt, n, b"x"), Err(Errno::EFAULT));
+    }
+
+    #[test]
+    fn read_cstr_stops_at_nul_and_limits() {
+        let (mut vm, mut pt) = setup();
+        let a = vm.mmap(&mut pt, 0x5000_0000, P, Prot::RW, ANON).unwrap();
+        vm.copy_to_user(&mut pt, a + P - 6, b"hello\0").unwrap();
+        // The string ends exactly at the end of the mapping: nothing after it is read.
+        assert_eq!(vm.read_cstr(&mut pt, a + P - 6, 4096).unwrap(), b"hello");
+        assert_eq!(vm.read_cstr(&mut pt, a + P - 6, 5).unwrap(), b"hello");
+        assert_eq!(
+            vm.read_cstr(&mut pt, a + P - 6, 4),
+            Err(Errno::ENAMETOOLONG)
+        );
+        assert_eq!(vm.read_cstr(&mut pt, a + P - 3, 100), Ok(b"lo".to_vec()));
+        // No NUL before the end of the mapping.
+        vm.copy_to_user(&mut pt, a + P - 1, b"x").unwrap();
+        assert_eq!(vm.read_cstr(&mut pt, a + P - 1, 100), Err(Errno::EFAULT));
+        assert_eq!(vm.read_cstr(&mut pt, 0x10, 100), Err(Errno::EFAULT));
+        assert_eq!(vm.read_cstr(&mut pt, u64::MAX, 100), Err(Errno::EFAULT));
+        assert_eq!(vm.read_cstr(&mut pt, a, 0), Ok(Vec::new()));
+    }
+
+    #[test]
+    fn populate_ignores_rights_but_not_holes() {
+        let (mut vm, mut pt) = setup();
+        let a = vm.mmap(&mut pt, 0x5000_0000, 2 * P, R, ANON).unwrap();
+        vm.populate(&mut pt, a + P - 1, b"ab").unwrap();
+        assert_eq!(pt.pages[&a].1, R);
+        let mut buf = [0u8; 2];
+        vm.copy_from_user(&mut pt, a + P - 1, &mut buf).unwrap();
+        assert_eq!(&buf, b"ab");
+        assert_eq!(
+            vm.populate(&mut pt, a + 2 * P - 1, b"ab"),
+            Err(Errno::EFAULT)
+        );
+        pt.budget = Some(0);
+        let b = vm.mmap(&mut pt, 0x5100_0000, P, R, ANON).unwrap();
+        assert_eq!(vm.populate(&mut pt, b, b"x"), Err(Errno::ENOMEM));
+    }
+
+    #[test]
+    fn mmap_file_copies_bytes_and_names_region() {
+        let (mut vm, mut pt) = setup();
+        let a = vm
+            .mmap_file(
+                &mut pt,
+                0,
+                2 * P,
+                R,
+                MAP_PRIVATE,
+                "/etc/data".into(),
+                0x2000,
+                b"file!",
+            )
+            .unwrap();
+        let mut buf = [0u8; 6];
+        vm.copy_from_user(&mut pt, a, &mut buf).unwrap();
+        assert_eq!(&buf, b"file!\0");
+        let maps = vm.maps_text("/app");
+        assert!(
+            maps.contains(" r--p 00002000 00:00 0 ") && maps.ends_with(" /etc/data\n"),
+            "{maps}"
+        );
+        let s = vm
+            .mmap_file(&mut pt, 0, P, R, MAP_SHARED, "/etc/data".into(), 0, b"s")
+            .unwrap();
+        assert_eq!(vm.mprotect(&mut pt, s, P, Prot::RW), Err(Errno::EACCES));
+        assert_eq!(vm.mprotect(&mut pt, a, P, Prot::RW), Ok(()));
+        assert_eq!(
+            vm.mmap_file(&mut pt, 0, P, R, MAP_PRIVATE, "/x".into(), 1, b""),
+            Err(Errno::EINVAL)
+        );
+        // No frame for the data: the mapping is undone.
+        pt.budget = Some(0);
+        let before = layout(&vm);
+        assert_eq!(
+            vm.mmap_file(&mut pt, 0, P, R, MAP_PRIVATE, "/x".into(), 0, b"y"),
+            Err(Errno::ENOMEM)
+        );
+        assert_eq!(layout(&vm), before);
+    }
+
+    #[test]
+    fn mremap_shrinks_grows_in_place_and_moves() {
+        let (mut vm, mut pt) = setup();
+        let a = vm
+            .mmap(&mut pt, 0x5000_0000, 4 * P, Prot::RW, ANON)
+            .unwrap();
+        vm.copy_to_user(&mut pt, a, b"keep").unwrap();
+        vm.copy_to_user(&mut pt, a + 3 * P, b"tail").unwrap();
+        // Shrink drops the tail pages.
+        assert_eq!(vm.mremap(&mut pt, a, 4 * P, 2 * P, 0, 0), Ok(a));
+        assert!(!pt.pages.contains_key(&(a + 3 * P)));
+        // Grow in place when the space after is free.
+        assert_eq!(vm.mremap(&mut pt, a, 2 * P, 8 * P, 0, 0), Ok(a));
+        assert_eq!(layout(&vm), vec![(a, a + 8 * P, Prot::RW)]);
+        // Blocked: ENOMEM without MAYMOVE, a move with it.
+        vm.mmap(&mut pt, a + 8 * P, P, R, ANON | MAP_FIXED).unwrap();
+        assert_eq!(
+            vm.mremap(&mut pt, a, 8 * P, 16 * P, 0, 0),
+            Err(Errno::ENOMEM)
+        );
+        let b = vm
+            .mremap(&mut pt, a, 8 * P, 16 * P, MREMAP_MAYMOVE, 0)
+            .unwrap();
+        assert_ne!(b, a);
+        let mut buf = [0u8; 4];
+        vm.copy_from_user(&mut pt, b, &mut buf).unwrap();
+        assert_eq!(&buf, b"keep");
+        assert!(vm.find(a).is_none());
+        assert_eq!(vm.find(b).unwrap().1.end, b + 16 * P);
+        // Fixed move.
+        let c = vm
+            .mremap(
+                &mut pt,
+                b,
+                16 * P,
+                2 * P,
+                MREMAP_MAYMOVE | MREMAP_FIXED,
+                0x6000_0000,
+            )
+            .unwrap();
+        assert_eq!(c, 0x6000_0000);
+        vm.copy_from_user(&mut pt, c, &mut buf).unwrap();
+        assert_eq!(&buf, b"keep");
+        assert!(vm.find(b).is_none());
+        // Don't-unmap move leaves an empty region behind.
+        let d = vm
+            .mremap(
+                &mut pt,
+                c,
+                2 * P,
+                2 * P,
+                MREMAP_MAYMOVE | MREMAP_DONTUNMAP,
+                0,
+            )
+            .unwrap();
+        vm.copy_from_user(&mut pt, d, &mut buf).unwrap();
+        assert_eq!(&buf, b"keep");
+        vm.copy_from_user(&mut pt, c, &mut buf).unwrap();
+        assert_eq!(buf, [0; 4]);
+    }
+
+    #[test]
+    fn mremap_errors() {
+        let (mut vm, mut pt) = setup();
+        let a = vm
+            .mmap(&mut pt, 0x5000_0000, 2 * P, Prot::RW, ANON)
+            .unwrap();
+        assert_eq!(vm.mremap(&mut pt, a + 1, P, P, 0, 0), Err(Errno::EINVAL));
+        assert_eq!(vm.mremap(&mut pt, a, P, P, 8, 0), Err(Errno::EINVAL));
+        assert_eq!(
+            vm.mremap(&mut pt, a, P, P, MREMAP_FIXED, 0),
+            Err(Errno::EINVAL)
+        );
+        assert_eq!(vm.mremap(&mut pt, a, P, 0, 0, 0), Err(Errno::EINVAL));
+        assert_eq!(vm.mremap(&mut pt, a, 0, P, 0, 0), Err(Errno::EINVAL));
+        assert_eq!(
+            vm.mremap(&mut pt, a, P, 2 * P, MREMAP_MAYMOVE | MREMAP_DONTUNMAP, 0),
+            Err(Errno::EINVAL)
+        );
+        assert_eq!(
+            vm.mremap(&mut pt, 0x6000_0000, P, 2 * P, 0, 0),
+            Err(Errno::EFAULT)
+        );
+        assert_eq!(
+            vm.mremap(&mut pt, a, 3 * P, 4 * P, 0, 0),
+            Err(Errno::EFAULT)
+        );
+        let fixed = MREMAP_MAYMOVE | MREMAP_FIXED;
+        assert_eq!(
+            vm.mremap(&mut pt, a, 2 * P, 2 * P, fixed, a + P),
+            Err(Errno::EINVAL)
+        );
+        assert_eq!(
+            vm.mremap(&mut pt, a, P, P, fixed, 0x6000_0001),
+            Err(Errno::EINVAL)
+        );
+        assert_eq!(
+            vm.mremap(&mut pt, a, P, P, fixed, 0x20_0000),
+            Err(Errno::EPERM)
+        );
+    }
+
+    #[test]
+    fn madvise_dontneed_zeroes_private_pages_only() {
+        let (mut vm, mut pt) = setup();
+        let a = vm
+            .mmap(&mut pt, 0x5000_0000, 2 * P, Prot::RW, ANON)
+            .unwrap();
+        let s = vm
+            .mmap(
+                &mut pt,
+                0x5100_0000,
+                P,
+                Prot::RW,
+                MAP_SHARED | MAP_ANONYMOUS,
+            )
+            .unwrap();
+        vm.copy_to_user(&mut pt, a, b"data").unwrap();
+        vm.copy_to_user(&mut pt, s, b"shrd").unwrap();
+        vm.madvise(&mut pt, a, 2 * P, madv::DONTNEED).unwrap();
+        vm.madvise(&mut pt, s, P, madv::DONTNEED).unwrap();
+        let mut buf = [0u8; 4];
+        vm.copy_from_user(&mut pt, a, &mut buf).unwrap();
+        assert_eq!(buf, [0; 4]);
+        vm.copy_from_user(&mut pt, s, &mut buf).unwrap();
+        assert_eq!(&buf, b"shrd");
+        vm.copy_to_user(&mut pt, a, b"more").unwrap();
+        vm.madvise(&mut pt, a, P, madv::FREE).unwrap();
+        assert!(!pt.pages.contains_key(&a));
+        assert_eq!(vm.madvise(&mut pt, s, P, madv::FREE), Err(Errno::EINVAL));
+        assert_eq!(vm.madvise(&mut pt, a, P, madv::REMOVE), Err(Errno::EINVAL));
+        // Hints, populate, errors.
+        vm.madvise(&mut pt, a, 2 * P, 14).unwrap();
+        vm.madvise(&mut pt, a, 2 * P, madv::POPULATE_WRITE).unwrap();
+        assert!(pt.pages.contains_key(&(a + P)));
+        assert_eq!(
+            vm.madvise(&mut pt, a + 1, P, madv::DONTNEED),
+            Err(Errno::EINVAL)
+        );
+        assert_eq!(vm.madvise(&mut pt, a, P, 77), Err(Errno::EINVAL));
+        assert_eq!(
+            vm.madvise(&mut pt, a, 3 * P, madv::NORMAL),
+            Err(Errno::ENOMEM)
+        );
+        assert_eq!(vm.madvise(&mut pt, a, P, madv::HWPOISON), Err(Errno::EPERM));
+        assert_eq!(vm.madvise(&mut pt, a, 0, madv::DONTNEED), Ok(()));
+        let n = vm.mmap(&mut pt, 0x5200_0000, P, Prot::NONE, ANON).unwrap();
+        assert_eq!(
+            vm.madvise(&mut pt, n, P, madv::POPULATE_READ),
+            Err(Errno::EFAULT)
+        );
+    }
+
+    #[test]
+    fn brk_grows_shrinks_and_refuses() {
+        let (mut vm, mut pt) = setup();
+        vm.init_brk(0x60_0000);
+        assert_eq!(vm.brk(&mut pt, 0), 0x60_0000);
+        assert_eq!(vm.brk(&mut pt, 0x60_0010), 0x60_0010);
+        assert_eq!(layout(&vm), vec![(0x60_0000, 0x60_1000, Prot::RW)]);
+        assert_eq!(vm.brk(&mut pt, 0x62_1000), 0x62_1000);
+        assert_eq!(layout(&vm), vec![(0x60_0000, 0x62_1000, Prot::RW)]);
+        vm.copy_to_user(&mut pt, 0x62_0000, b"x").unwrap();
+        // Shrink: pages above the break go.
+        assert_eq!(vm.brk(&mut pt, 0x61_0800), 0x61_0800);
+        assert!(!pt.pages.contains_key(&0x62_0000));
+        assert_eq!(vm.current_brk(), 0x61_0800);
+        // Below the start: refused, current break returned.
+        assert_eq!(vm.brk(&mut pt, 0x50_0000), 0x61_0800);
+        // Growing into another mapping (or its guard page) is refused.
+        vm.mmap(&mut pt, 0x70_0000, P, R, ANON | MAP_FIXED).unwrap();
+        assert_eq!(vm.brk(&mut pt, 0x70_0000), 0x61_0800);
+        assert_eq!(vm.brk(&mut pt, 0x6f_f000), 0x6f_f000);
+        assert_eq!(vm.brk(&mut pt, u64::MAX), 0x6f_f000);
+        // Back to empty.
+        assert_eq!(vm.brk(&mut pt, 0x60_0000), 0x60_0000);
+        assert_eq!(layout(&vm).len(), 1);
+        assert!(vm.maps_text("/app").lines().all(|l| !l.contains("[heap]")));
+    }
+
+    #[test]
+    fn maps_text_matches_linux_format() {
+        let (mut vm, mut pt) = setup();
+        vm.insert(
+            0x40_0000,
+            Vma {
+                end: 0x40_1000,
+                prot: R,
+                kind: VmaKind::Program,
+                shared: false,
+                offset: 0,
+            },
+        )
+        .unwrap();
+        vm.insert(
+            0x40_1000,
+            Vma {
+                end: 0x40_3000,
+                prot: RX,
+                kind: VmaKind::Program,
+                shared: false,
+                offset: 0x1000,
+            },
+        )
+        .unwrap();
+        vm.init_brk(0x40_4000);
+        vm.brk(&mut pt, 0x40_5000);
+        vm.insert(
+            STACK_TOP - STACK_SIZE,
+            Vma {
+                end: STACK_TOP,
+                prot: Prot::RW,
+                kind: VmaKind::Stack,
+                shared: false,
+                offset: 0,
+            },
+        )
+        .unwrap();
+        vm.mmap(&mut pt, 0, P, Prot::RW, ANON).unwrap();
+        let text = vm.maps_text("/bin/app");
+        let expected = "\
+00400000-00401000 r--p 00000000 00:00 0                                  /bin/app
+00401000-00403000 r-xp 00001000 00:00 0                                  /bin/app
+00404000-00405000 rw-p 00000000 00:00 0                                  [heap]
+7ffff7ffe000-7ffff7fff000 rw-p 00000000 00:00 0 
+7fffff7ff000-7ffffffff000 rw-p 00000000 00:00 0                          [stack]
+";
+        assert_eq!(text, expected);
+        assert_eq!(vm.stack(), Some(STACK_TOP - STACK_SIZE..STACK_TOP));
+        // Inserting over the kernel or an existing region is refused.
+        let v = Vma {
+            end: 0x20_1000,
+            prot: R,
+            kind: VmaKind::Anonymous,
+            shared: false,
+            offset: 0,
+        };
+        assert_eq!(vm.insert(0x20_0000, v.clone()), Err(Errno::EPERM));
+        let v = Vma {
+            end: 0x40_2000,
+            ..v
+        };
+        assert_eq!(vm.insert(0x40_1000, v), Err(Errno::EEXIST));
+    }
+
+    #[test]
+    fn clear_and_residency() {
+        let (mut vm, mut pt) = setup();
+        let a = vm
+            .mmap(&mut pt, 0x5000_0000, 3 * P, Prot::RW, ANON)
+            .unwrap();
+        vm.copy_to_user(&mut pt, a + P, b"x").unwrap();
+        assert_eq!(vm.residency(&pt, a, a + 3 * P), Ok(vec![0, 1, 0]));
+        assert_eq!(vm.residency(&pt, a, a + 4 * P), Err(Errno::ENOMEM));
+        vm.clear(&mut pt);
+        assert!(pt.pages.is_empty() && vm.vmas().next().is_none());
     }
 }

@@ -1,4 +1,709 @@
-//! Files.
+//! The file-system tree: a read-only root from the image's tar archive, a writable tmpfs at
+//! `/tmp`, devices at `/dev` and process information at `/proc`.
+//!
+//! Paths resolve like Linux: absolute or relative to a base directory (the working
+//! directory or a directory descriptor's path), with `.`, `..` and symbolic links (at most
+//! 40 per lookup). Nodes are shared `Arc<Inode>`s, so files stay usable through open
+//! descriptors after they are unlinked or renamed. Locks are `spin` mutexes held only for
+//! the length of one operation, ready for threads.
 
-/// The file-system tree.
-pub struct Vfs {}
+pub mod node;
+pub mod tar;
+
+use alloc::string::String;
+use alloc::sync::Arc;
+use alloc::vec::Vec;
+
+use spin::Mutex;
+
+use crate::errno::{Errno, KResult};
+use crate::fd::{O_ACCMODE, O_CREAT, O_DIRECTORY, O_EXCL, O_NOFOLLOW, O_PATH, O_RDONLY, O_TMPFILE, O_TRUNC};
+pub use node::{Body, Device, DirMap, FsId, Inode, Stat};
+
+/// Longest path accepted, including its terminating NUL (Linux `PATH_MAX`).
+pub const PATH_MAX: usize = 4096;
+/// Longest file name (one component).
+pub const NAME_MAX: usize = 255;
+/// Symbolic links followed in one lookup before `ELOOP`.
+pub const MAX_SYMLINKS: u32 = 40;
+
+/// `renameat2` flag: fail with `EEXIST` if the target exists.
+pub const RENAME_NOREPLACE: u32 = 1;
+/// `renameat2` flag: swap the two paths.
+pub const RENAME_EXCHANGE: u32 = 2;
+
+/// The final component of a looked-up path.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Last {
+    /// An ordinary name.
+    Name(String),
+    /// `.`
+    Dot,
+    /// `..`
+    DotDot,
+    /// The path has no components (`/`).
+    Root,
+}
+
+/// The result of resolving a path.
+#[derive(Debug, Clone)]
+pub struct Lookup {
+    /// The directory holding the final component (for `Dot`, `DotDot` and `Root`: the node
+    /// itself).
+    pub parent: Arc<Inode>,
+    /// Canonical absolute path of `parent`.
+    pub parent_path: String,
+    /// The final component.
+    pub last: Last,
+    /// The node the path names, if it exists.
+    pub node: Option<Arc<Inode>>,
+    /// The path ended with `/`.
+    pub trailing_slash: bool,
+}
+
+impl Lookup {
+    /// Canonical absolute path of what the path names (existing or not).
+    pub fn path(&self) -> String {
+        match &self.last {
+            Last::Name(n) => join(&self.parent_path, n),
+            _ => self.parent_path.clone(),
+        }
+    }
+
+    /// The existing node, or `ENOENT`.
+    pub fn existing(&self) -> KResult<Arc<Inode>> {
+        self.node.clone().ok_or(Errno::ENOENT)
+    }
+}
+
+/// `dir` + `/` + `name`, for a canonical `dir`.
+fn join(dir: &str, name: &str) -> String {
+    let mut s = String::with_capacity(dir.len() + name.len() + 1);
+    s.push_str(dir);
+    if !dir.ends_with('/') {
+        s.push('/');
+    }
+    s.push_str(name);
+    s
+}
+
+/// The parent of a canonical absolute path (`/` for `/`).
+pub fn parent_path(path: &str) -> &str {
+    match path.rfind('/') {
+        Some(0) | None => "/",
+        Some(i) => &path[..i],
+    }
+}
+
+/// What [`Vfs::open`] found or created.
+#[derive(Debug, Clone)]
+pub struct Opened {
+    /// The node.
+    pub inode: Arc<Inode>,
+    /// Its canonical path.
+    pub path: String,
+}
+
+/// The file-system tree of the process.
+#[derive(Debug)]
+pub struct Vfs {
+    root: Arc<Inode>,
+    /// File-mode creation mask (`umask`).
+    pub umask: u32,
+}
+
+fn new_dir(fs: FsId, perm: u32, now: u64) -> Arc<Inode> {
+    Arc::new(Inode::new(fs, Body::Dir(Mutex::new(DirMap::new())), perm, now))
+}
+
+fn dir_of(n: &Inode) -> KResult<&Mutex<DirMap>> {
+    n.dir().ok_or(Errno::ENOTDIR)
+}
+
+impl Vfs {
+    /// Builds the tree from the root filesystem archive. `exe_path` is the target of
+    /// `/proc/self/exe`. `/tmp`, `/dev` and `/proc` are mounted over whatever the archive
+    /// holds at those paths; directories implied by entry paths exist even without entries.
+    pub fn new(rootfs: &'static [u8], exe_path: &str) -> Result<Vfs, tar::TarError> {
+        let entries = tar::parse(rootfs)?;
+        let root = new_dir(FsId::Root, 0o755, 0);
+        for e in entries {
+            if e.path == "/" {
+                if e.kind == tar::EntryKind::Dir {
+                    root.set_perm(e.mode);
+                }
+                continue;
+            }
+            let (dir_path, name) = e.path.rsplit_once('/').ok_or(tar::TarError::BadName)?;
+            let dir = Self::build_dirs(&root, dir_path);
+            let node = match e.kind {
+                tar::EntryKind::Dir => {
+                    let existing = dir_of(&dir)
+                        .ok()
+                        .and_then(|d| d.lock().get(name).cloned());
+                    if let Some(n) = existing.filter(|n| n.is_dir()) {
+                        n.set_perm(e.mode);
+                        continue;
+                    }
+                    new_dir(FsId::Root, e.mode, 0)
+                }
+                tar::EntryKind::File => {
+                    Arc::new(Inode::new(FsId::Root, Body::StaticFile(e.data), e.mode, 0))
+                }
+                tar::EntryKind::Symlink => {
+                    Arc::new(Inode::new(FsId::Root, Body::Symlink(e.link), 0o777, 0))
+                }
+                tar::EntryKind::HardLink => {
+                    let target = Self::find_built(&root, &e.link)
+                        .filter(|n| !n.is_dir())
+                        .ok_or(tar::TarError::BadLink)?;
+                    target.link();
+                    target
+                }
+            };
+            let old = dir_of(&dir)
+                .map_err(|_| tar::TarError::BadName)?
+                .lock()
+                .insert(name.into(), node);
+            if let Some(old) = old {
+                old.unlink(0);
+            }
+        }
+
+        let now = 0;
+        let tmp = new_dir(FsId::Tmp, 0o1777, now);
+        let dev = new_dir(FsId::Dev, 0o755, now);
+        {
+            let mut d = dir_of(&dev).expect("dir").lock();
+            for (name, device) in [
+                ("null", Device::Null),
+                ("zero", Device::Zero),
+                ("random", Device::Random),
+                ("urandom", Device::URandom),
+            ] {
+                d.insert(
+                    name.into(),
+                    Arc::new(Inode::new(FsId::Dev, Body::Device(device), 0o666, now)),
+                );
+            }
+        }
+        let proc_ = new_dir(FsId::Proc, 0o555, now);
+        let self_ = new_dir(FsId::Proc, 0o555, now);
+        {
+            let mut d = dir_of(&self_).expect("dir").lock();
+            d.insert(
+                "exe".into(),
+                Arc::new(Inode::new(FsId::Proc, Body::Symlink(exe_path.into()), 0o777, now)),
+            );
+            d.insert(
+                "maps".into(),
+                Arc::new(Inode::new(FsId::Proc, Body::ProcMaps, 0o444, now)),
+            );
+        }
+        dir_of(&proc_).expect("dir").lock().insert("self".into(), self_);
+        {
+            let mut d = dir_of(&root).expect("dir").lock();
+            d.insert("tmp".into(), tmp);
+            d.insert("dev".into(), dev);
+            d.insert("proc".into(), proc_);
+        }
+        Ok(Vfs { root, umask: 0o022 })
+    }
+
+    /// While building: the directory at `path` (normalised), creating missing directories and
+    /// replacing non-directories in the way.
+    fn build_dirs(root: &Arc<Inode>, path: &str) -> Arc<Inode> {
+        let mut cur = root.clone();
+        for c in path.split('/').filter(|c| !c.is_empty()) {
+            let next = {
+                let mut d = dir_of(&cur).expect("built directories are directories").lock();
+                match d.get(c) {
+                    Some(n) if n.is_dir() => n.clone(),
+                    _ => {
+                        let n = new_dir(FsId::Root, 0o755, 0);
+                        if let Some(old) = d.insert(c.into(), n.clone()) {
+                            old.unlink(0);
+                        }
+                        n
+                    }
+                }
+            };
+            cur = next;
+        }
+        cur
+    }
+
+    /// While building: the node at a normalised path, following no symlinks.
+    fn find_built(root: &Arc<Inode>, path: &str) -> Option<Arc<Inode>> {
+        let mut cur = root.clone();
+        for c in path.split('/').filter(|c| !c.is_empty()) {
+            let next = cur.dir()?.lock().get(c).cloned()?;
+            cur = next;
+        }
+        Some(cur)
+    }
+
+    /// The root directory.
+    pub fn root(&self) -> &Arc<Inode> {
+        &self.root
+    }
+
+    /// Resolves `path` relative to the canonical absolute directory `base` (ignored for
+    /// absolute paths). A final symbolic link is followed when `follow` is set or the path
+    /// ends with `/`. A missing final component is not an error (see [`Lookup::node`]);
+    /// a missing or non-directory intermediate one is (`ENOENT`, `ENOTDIR`).
+    pub fn lookup(&self, base: &str, path: &str, follow: bool) -> KResult<Lookup> {
+        if path.is_empty() {
+            return Err(Errno::ENOENT);
+        }
+        if path.len() >= PATH_MAX {
+            return Err(Errno::ENAMETOOLONG);
+        }
+        let trailing_slash = path.ends_with('/');
+        let mut stack: Vec<(String, Arc<Inode>)> = alloc::vec![(String::new(), self.root.clone())];
+        // Components still to walk, last first.
+        let mut pending: Vec<String> = Vec::new();
+        push_components(&mut pending, path);
+        if !path.starts_with('/') {
+            push_components(&mut pending, base);
+        }
+        let mut links = 0u32;
+        let mut last = Last::Root;
+        while let Some(comp) = pending.pop() {
+            let is_last = pending.is_empty();
+            let cur = stack.last().expect("root stays").1.clone();
+            let dir = dir_of(&cur)?;
+            match comp.as_str() {
+                "." => last = Last::Dot,
+                ".." => {
+                    if stack.len() > 1 {
+                        stack.pop();
+                    }
+                    last = Last::DotDot;
+                }
+                name => {
+                    if name.len() > NAME_MAX {
+                        return Err(Errno::ENAMETOOLONG);
+                    }
+                    let child = dir.lock().get(name).cloned();
+                    match child {
+                        None if is_last => {
+                            return Ok(Lookup {
+                                parent: cur,
+                                parent_path: canonical(&stack),
+                                last: Last::Name(comp),
+                                node: None,
+                                trailing_slash,
+                            });
+                        }
+                        None => return Err(Errno::ENOENT),
+                        Some(c) => {
+                            if let Some(target) = c.symlink_target() {
+                                if !is_last || follow || trailing_slash {
+                                    links += 1;
+                                    if links > MAX_SYMLINKS {
+                                        return Err(Errno::ELOOP);
+                                    }
+                                    if target.is_empty() {
+                                        return Err(Errno::ENOENT);
+                                    }
+                                    if target.starts_with('/') {
+                                        stack.truncate(1);
+                                    }
+                                    push_components(&mut pending, target);
+                                    if pending.is_empty() {
+                                        // The link points at "/".
+                                        last = Last::Root;
+                                    }
+                                    continue;
+                                }
+                            }
+                            if is_last {
+                                if trailing_slash && !c.is_dir() {
+                                    return Err(Errno::ENOTDIR);
+                                }
+                                return Ok(Lookup {
+                                    parent: cur,
+                                    parent_path: canonical(&stack),
+                                    last: Last::Name(comp),
+                                    node: Some(c),
+                                    trailing_slash,
+                                });
+                            }
+                            stack.push((comp, c));
+                        }
+                    }
+                }
+            }
+        }
+        let node = stack.last().expect("root stays").1.clone();
+        if !node.is_dir() {
+            return Err(Errno::ENOTDIR);
+        }
+        Ok(Lookup {
+            parent: node.clone(),
+            parent_path: canonical(&stack),
+            last: if stack.len() == 1 && last != Last::Dot && last != Last::DotDot {
+                Last::Root
+            } else {
+                last
+            },
+            node: Some(node),
+            trailing_slash,
+        })
+    }
+
+    /// Resolves an existing node (`ENOENT` if missing).
+    pub fn find(&self, base: &str, path: &str, follow: bool) -> KResult<Arc<Inode>> {
+        self.lookup(base, path, follow)?.existing()
+    }
+
+    /// The canonical path of an existing directory, for `chdir`.
+    pub fn dir_path(&self, base: &str, path: &str) -> KResult<String> {
+        let l = self.lookup(base, path, true)?;
+        let n = l.existing()?;
+        if !n.is_dir() {
+            return Err(Errno::ENOTDIR);
+        }
+        Ok(l.path())
+    }
+
+    /// Opens (and with `O_CREAT` creates) a file, applying Linux's checks for `O_EXCL`,
+    /// `O_DIRECTORY`, `O_NOFOLLOW`, `O_TRUNC`, `O_TMPFILE` and write access (`EROFS` outside
+    /// `/tmp` and `/dev`; `EISDIR` for directories). `mode` is masked with the umask.
+    pub fn open(&self, base: &str, path: &str, flags: u32, mode: u32, now: u64) -> KResult<Opened> {
+        let acc = flags & O_ACCMODE;
+        if flags & O_TMPFILE == O_TMPFILE {
+            if acc == O_RDONLY {
+                return Err(Errno::EINVAL);
+            }
+            let l = self.lookup(base, path, true)?;
+            let dir = l.existing()?;
+            if !dir.is_dir() {
+                return Err(Errno::ENOTDIR);
+            }
+            if dir.fs != FsId::Tmp {
+                return Err(Errno::EOPNOTSUPP);
+            }
+            let n = Inode::new(
+                FsId::Tmp,
+                Body::MemFile(Mutex::new(Vec::new())),
+                mode & !self.umask,
+                now,
+            );
+            n.unlink(now);
+            return Ok(Opened {
+                inode: Arc::new(n),
+                path: join(&l.path(), "#tmpfile"),
+            });
+        }
+        if flags & O_CREAT != 0 && flags & O_DIRECTORY != 0 {
+            return Err(Errno::EINVAL);
+        }
+        let excl = flags & (O_CREAT | O_EXCL) == O_CREAT | O_EXCL;
+        let follow = flags & O_NOFOLLOW == 0 && !excl;
+        let l = self.lookup(base, path, follow)?;
+        let Some(node) = l.node.clone() else {
+            if flags & O_CREAT == 0 {
+                return Err(Errno::ENOENT);
+            }
+            if l.trailing_slash {
+                return Err(Errno::EISDIR);
+            }
+            let Last::Name(name) = &l.last else {
+                return Err(Errno::ENOENT);
+            };
+            if l.parent.fs != FsId::Tmp {
+                return Err(Errno::EROFS);
+            }
+            if l.parent.removed() {
+                return Err(Errno::ENOENT);
+            }
+            let n = Arc::new(Inode::new(
+                FsId::Tmp,
+                Body::MemFile(Mutex::new(Vec::new())),
+                mode & !self.umask,
+                now,
+            ));
+            dir_of(&l.parent)?.lock().insert(name.clone(), n.clone());
+            l.parent.touch(now);
+            return Ok(Opened {
+                inode: n,
+                path: l.path(),
+            });
+        };
+        if excl {
+            return Err(Errno::EEXIST);
+        }
+        if node.symlink_target().is_some() && flags & O_PATH == 0 {
+            return Err(Errno::ELOOP);
+        }
+        if flags & O_DIRECTORY != 0 && !node.is_dir() {
+            return Err(Errno::ENOTDIR);
+        }
+        if flags & O_PATH == 0 {
+            let wants_write = acc != O_RDONLY || flags & O_TRUNC != 0;
+            if node.is_dir() && (wants_write || flags & O_CREAT != 0) {
+                return Err(Errno::EISDIR);
+            }
+            if wants_write {
+                match node.body {
+                    Body::Device(_) => {}
+                    Body::ProcMaps => return Err(Errno::EACCES),
+                    _ if node.fs != FsId::Tmp => return Err(Errno::EROFS),
+                    _ => {}
+                }
+            }
+            if flags & O_TRUNC != 0 {
+                if let Body::MemFile(_) = node.body {
+                    node.truncate(0, now)?;
+                }
+            }
+        }
+        Ok(Opened {
+            path: l.path(),
+            inode: node,
+        })
+    }
+
+    /// Creates a directory in `/tmp` (`EEXIST` if the path exists, `EROFS` elsewhere).
+    pub fn mkdir(&self, base: &str, path: &str, mode: u32, now: u64) -> KResult<()> {
+        let l = self.lookup(base, path, false)?;
+        if l.node.is_some() {
+            return Err(Errno::EEXIST);
+        }
+        let Last::Name(name) = &l.last else {
+            return Err(Errno::EEXIST);
+        };
+        if l.parent.fs != FsId::Tmp {
+            return Err(Errno::EROFS);
+        }
+        if l.parent.removed() {
+            return Err(Errno::ENOENT);
+        }
+        let n = new_dir(FsId::Tmp, mode & 0o1777 & !self.umask, now);
+        dir_of(&l.parent)?.lock().insert(name.clone(), n);
+        l.parent.touch(now);
+        Ok(())
+    }
+
+    /// Removes a non-directory (`EISDIR` for directories).
+    pub fn unlink(&self, base: &str, path: &str, now: u64) -> KResult<()> {
+        let l = self.lookup(base, path, false)?;
+        let Last::Name(name) = &l.last else {
+            return Err(Errno::EISDIR);
+        };
+        if l.parent.fs != FsId::Tmp {
+            return Err(Errno::EROFS);
+        }
+        let node = l.existing()?;
+        if node.is_dir() {
+            return Err(Errno::EISDIR);
+        }
+        dir_of(&l.parent)?.lock().remove(name);
+        node.unlink(now);
+        l.parent.touch(now);
+        Ok(())
+    }
+
+    /// Removes an empty directory.
+    pub fn rmdir(&self, base: &str, path: &str, now: u64) -> KResult<()> {
+        let l = self.lookup(base, path, false)?;
+        let name = match &l.last {
+            Last::Name(n) => n,
+            Last::Dot => return Err(Errno::EINVAL),
+            Last::DotDot => return Err(Errno::ENOTEMPTY),
+            Last::Root => return Err(Errno::EBUSY),
+        };
+        if l.parent.fs != FsId::Tmp {
+            return Err(Errno::EROFS);
+        }
+        let node = l.existing()?;
+        let d = dir_of(&node)?;
+        if !d.lock().is_empty() {
+            return Err(Errno::ENOTEMPTY);
+        }
+        dir_of(&l.parent)?.lock().remove(name);
+        node.unlink(now);
+        l.parent.touch(now);
+        Ok(())
+    }
+
+    /// The target of a symbolic link (`EINVAL` if not a link).
+    pub fn readlink(&self, base: &str, path: &str) -> KResult<String> {
+        let n = self.find(base, path, false)?;
+        n.symlink_target().map(String::from).ok_or(Errno::EINVAL)
+    }
+
+    /// Sets the length of a file by path.
+    pub fn truncate(&self, base: &str, path: &str, len: u64, now: u64) -> KResult<()> {
+        let n = self.find(base, path, true)?;
+        if n.is_dir() {
+            return Err(Errno::EISDIR);
+        }
+        if !n.is_regular() {
+            return Err(Errno::EINVAL);
+        }
+        if n.fs != FsId::Tmp {
+            return Err(Errno::EROFS);
+        }
+        n.truncate(len, now)
+    }
+
+    /// `access`: `mode` is a mask of `R_OK` 4, `W_OK` 2, `X_OK` 1 (0: existence). Everything
+    /// runs as root, so only `W_OK` on read-only file systems (`EROFS`) and `X_OK` on a
+    /// file with no execute bit (`EACCES`) fail.
+    pub fn access(&self, base: &str, path: &str, mode: u32, follow: bool) -> KResult<()> {
+        if mode & !7 != 0 {
+            return Err(Errno::EINVAL);
+        }
+        let n = self.find(base, path, follow)?;
+        if mode & 2 != 0 && n.fs != FsId::Tmp && !matches!(n.body, Body::Device(_)) {
+            return Err(Errno::EROFS);
+        }
+        if mode & 1 != 0 && !n.is_dir() && n.perm() & 0o111 == 0 {
+            return Err(Errno::EACCES);
+        }
+        Ok(())
+    }
+
+    /// Renames within `/tmp` (`EXDEV` across file systems, `EROFS` outside `/tmp`), with the
+    /// `renameat2` flags [`RENAME_NOREPLACE`] and [`RENAME_EXCHANGE`].
+    pub fn rename(
+        &self,
+        old_base: &str,
+        old: &str,
+        new_base: &str,
+        new: &str,
+        flags: u32,
+        now: u64,
+    ) -> KResult<()> {
+        if flags & !(RENAME_NOREPLACE | RENAME_EXCHANGE) != 0
+            || flags == RENAME_NOREPLACE | RENAME_EXCHANGE
+        {
+            return Err(Errno::EINVAL);
+        }
+        let lo = self.lookup(old_base, old, false)?;
+        let ln = self.lookup(new_base, new, false)?;
+        if lo.parent.fs != ln.parent.fs {
+            return Err(Errno::EXDEV);
+        }
+        let Last::Name(old_name) = &lo.last else {
+            return Err(Errno::EBUSY);
+        };
+        let Last::Name(new_name) = &ln.last else {
+            return Err(if flags & RENAME_NOREPLACE != 0 {
+                Errno::EEXIST
+            } else {
+                Errno::EBUSY
+            });
+        };
+        if lo.parent.fs != FsId::Tmp {
+            return Err(Errno::EROFS);
+        }
+        let src = lo.existing()?;
+        if (lo.trailing_slash || ln.trailing_slash) && !src.is_dir() {
+            return Err(Errno::ENOTDIR);
+        }
+        let old_path = lo.path();
+        let new_path = ln.path();
+        let inside = |outer: &str, inner: &str| {
+            inner.len() > outer.len() && inner.starts_with(outer) && inner.as_bytes()[outer.len()] == b'/'
+        };
+        if flags & RENAME_EXCHANGE != 0 {
+            let dst = ln.existing()?;
+            if Arc::ptr_eq(&src, &dst) {
+                return Ok(());
+            }
+            if inside(&old_path, &new_path) || inside(&new_path, &old_path) {
+                return Err(Errno::EINVAL);
+            }
+            self.with_two_dirs(&lo.parent, &ln.parent, |a, b| {
+                a.insert(old_name.clone(), dst.clone());
+                b.unwrap_or(a).insert(new_name.clone(), src.clone());
+            })?;
+        } else {
+            if let Some(dst) = &ln.node {
+                if flags & RENAME_NOREPLACE != 0 {
+                    return Err(Errno::EEXIST);
+                }
+                if Arc::ptr_eq(&src, dst) {
+                    return Ok(());
+                }
+                match (src.is_dir(), dst.is_dir()) {
+                    (true, false) => return Err(Errno::ENOTDIR),
+                    (false, true) => return Err(Errno::EISDIR),
+                    (true, true) if !dir_of(dst)?.lock().is_empty() => {
+                        return Err(Errno::ENOTEMPTY)
+                    }
+                    _ => {}
+                }
+            }
+            if src.is_dir() && inside(&old_path, &new_path) {
+                return Err(Errno::EINVAL);
+            }
+            if ln.parent.removed() {
+                return Err(Errno::ENOENT);
+            }
+            let replaced = self.with_two_dirs(&lo.parent, &ln.parent, |a, b| {
+                a.remove(old_name);
+                b.unwrap_or(a).insert(new_name.clone(), src.clone())
+            })?;
+            if let Some(r) = replaced {
+                r.unlink(now);
+            }
+        }
+        src.touch_ctime(now);
+        lo.parent.touch(now);
+        ln.parent.touch(now);
+        Ok(())
+    }
+
+    /// Runs `f` with both directories' maps locked in inode order; the second is `None`
+    /// when both are the same directory (locked once).
+    fn with_two_dirs<R>(
+        &self,
+        a: &Arc<Inode>,
+        b: &Arc<Inode>,
+        f: impl FnOnce(&mut DirMap, Option<&mut DirMap>) -> R,
+    ) -> KResult<R> {
+        let (da, db) = (dir_of(a)?, dir_of(b)?);
+        if Arc::ptr_eq(a, b) {
+            return Ok(f(&mut da.lock(), None));
+        }
+        if a.ino < b.ino {
+            let mut ga = da.lock();
+            let mut gb = db.lock();
+            Ok(f(&mut ga, Some(&mut gb)))
+        } else {
+            let mut gb = db.lock();
+            let mut ga = da.lock();
+            Ok(f(&mut ga, Some(&mut gb)))
+        }
+    }
+}
+
+/// Pushes the components of `path` onto `pending` so that the first is popped first.
+fn push_components(pending: &mut Vec<String>, path: &str) {
+    for c in path.split('/').rev() {
+        if !c.is_empty() {
+            pending.push(c.into());
+        }
+    }
+}
+
+/// The canonical path of a lookup stack.
+fn canonical(stack: &[(String, Arc<Inode>)]) -> String {
+    if stack.len() == 1 {
+        return "/".into();
+    }
+    let mut s = String::new();
+    for (name, _) in &stack[1..] {
+        s.push('/');
+        s.push_str(name);
+    }
+    s
+}
+
+#[cfg(test)]
+pub(crate) mod tests;

@@ -1,1 +1,981 @@
-//! TODO
+//! File system calls: descriptors, paths, pipes, `poll`, `stat`.
+//!
+//! User memory goes through `p.vm` (`EFAULT` on bad pointers); paths are at most
+//! `PATH_MAX - 1` bytes (`ENAMETOOLONG`) and must be UTF-8 (others cannot name anything in
+//! this tree: `ENOENT`). Everything runs as root, so permission bits are informative.
+//!
+//! Waiting: this kernel runs one thread, so nothing can make an unready descriptor ready
+//! while the program waits. `poll`/`ppoll` with a finite timeout and nothing ready sleep
+//! until the timeout and return 0; with an infinite timeout they fail with `EDEADLK`
+//! (logged once) rather than hang forever. Blocking pipe I/O does the same (see
+//! [`crate::fd`]).
+
+use alloc::string::String;
+use alloc::sync::Arc;
+use alloc::vec;
+use alloc::vec::Vec;
+use core::sync::atomic::{AtomicBool, Ordering};
+
+use crate::errno::{Errno, KResult};
+use crate::fd::poll::POLLNVAL;
+use crate::fd::{
+    Object, OpenFile, MAX_FDS, O_APPEND, O_ASYNC, O_CLOEXEC, O_CREAT, O_LARGEFILE, O_PATH,
+    O_TRUNC, O_WRONLY,
+};
+use crate::fs::{parent_path, Body, Device, Inode, Stat, PATH_MAX};
+use crate::machine::Machine;
+use crate::process::{Outcome, Process};
+use crate::sysno as nr;
+
+/// `dirfd` meaning the working directory.
+pub const AT_FDCWD: i32 = -100;
+/// Do not follow a final symbolic link.
+pub const AT_SYMLINK_NOFOLLOW: u64 = 0x100;
+/// `unlinkat`: remove a directory.
+pub const AT_REMOVEDIR: u64 = 0x200;
+/// `faccessat2`: check with effective ids (the same here).
+pub const AT_EACCESS: u64 = 0x200;
+/// Accepted and ignored (no automounts).
+pub const AT_NO_AUTOMOUNT: u64 = 0x800;
+/// An empty path names `dirfd` itself.
+pub const AT_EMPTY_PATH: u64 = 0x1000;
+/// `statx` synchronisation bits (meaningless in memory).
+pub const AT_STATX_SYNC_TYPE: u64 = 0x6000;
+
+/// Largest byte count one read or write moves (Linux `MAX_RW_COUNT`).
+const MAX_RW: u64 = 0x7fff_f000;
+/// Kernel buffer size for moving data between files and user memory.
+const CHUNK: usize = 64 * 1024;
+/// Most `iovec`s in one call (`UIO_MAXIOV`).
+const IOV_MAX: u64 = 1024;
+
+const TCGETS: u32 = 0x5401;
+const FIONREAD: u32 = 0x541b;
+const FIONBIO: u32 = 0x5421;
+const FIONCLEX: u32 = 0x5450;
+const FIOCLEX: u32 = 0x5451;
+const FIOASYNC: u32 = 0x5452;
+
+const F_DUPFD: u64 = 0;
+const F_GETFD: u64 = 1;
+const F_SETFD: u64 = 2;
+const F_GETFL: u64 = 3;
+const F_SETFL: u64 = 4;
+const F_GETLK: u64 = 5;
+const F_SETLK: u64 = 6;
+const F_SETLKW: u64 = 7;
+const F_SETOWN: u64 = 8;
+const F_GETOWN: u64 = 9;
+const F_SETSIG: u64 = 10;
+const F_GETSIG: u64 = 11;
+const F_OFD_GETLK: u64 = 36;
+const F_OFD_SETLK: u64 = 37;
+const F_OFD_SETLKW: u64 = 38;
+const F_DUPFD_CLOEXEC: u64 = 1030;
+const F_SETPIPE_SZ: u64 = 1031;
+const F_GETPIPE_SZ: u64 = 1032;
+const FD_CLOEXEC: u64 = 1;
+const F_RDLCK: u16 = 0;
+const F_WRLCK: u16 = 1;
+const F_UNLCK: u16 = 2;
+
+static POLL_DEADLOCK_LOGGED: AtomicBool = AtomicBool::new(false);
+
+fn ret(r: KResult<i64>) -> Outcome {
+    Outcome::Return(r.unwrap_or_else(Errno::as_return))
+}
+
+/// Handles the file system calls; `None` for numbers this family does not own.
+pub fn handle(p: &mut Process, m: &mut dyn Machine, nr: u64, a: [u64; 6]) -> Option<Outcome> {
+    let fd0 = a[0] as i32;
+    let r = match nr {
+        nr::READ => sys_read(p, m, fd0, a[1], a[2], None),
+        nr::WRITE => sys_write(p, m, fd0, a[1], a[2], None),
+        nr::PREAD64 => sys_read(p, m, fd0, a[1], a[2], Some(a[3] as i64)),
+        nr::PWRITE64 => sys_write(p, m, fd0, a[1], a[2], Some(a[3] as i64)),
+        nr::READV => sys_readv(p, m, fd0, a[1], a[2]),
+        nr::WRITEV => sys_writev(p, m, fd0, a[1], a[2]),
+        nr::OPEN => sys_open(p, m, AT_FDCWD, a[0], a[1], a[2]),
+        nr::CREAT => sys_open(p, m, AT_FDCWD, a[0], O_CREAT as u64 | O_WRONLY as u64 | O_TRUNC as u64, a[1]),
+        nr::OPENAT => sys_open(p, m, fd0, a[1], a[2], a[3]),
+        nr::CLOSE => p.files.close(fd0).map(|_| 0),
+        nr::STAT => sys_stat(p, m, AT_FDCWD, a[0], a[1], 0),
+        nr::LSTAT => sys_stat(p, m, AT_FDCWD, a[0], a[1], AT_SYMLINK_NOFOLLOW),
+        nr::FSTAT => p
+            .files
+            .get(fd0)
+            .map(|f| f.stat())
+            .and_then(|st| put(p, m, a[1], &st.to_linux()))
+            .map(|_| 0),
+        nr::NEWFSTATAT => sys_stat(p, m, fd0, a[1], a[2], a[3]),
+        nr::STATX => sys_statx(p, m, fd0, a[1], a[2], a[3] as u32, a[4]),
+        nr::POLL => {
+            let ms = a[2] as i32;
+            let timeout = (ms >= 0).then(|| ms as u64 * 1_000_000);
+            sys_poll(p, m, a[0], a[1], timeout)
+        }
+        nr::PPOLL => sys_ppoll(p, m, a),
+        nr::LSEEK => io_file(p, fd0).and_then(|f| f.seek(a[1] as i64, a[2] as u32)).map(|o| o as i64),
+        nr::ACCESS => sys_access(p, m, AT_FDCWD, a[0], a[1], 0),
+        nr::FACCESSAT => sys_access(p, m, fd0, a[1], a[2], 0),
+        nr::FACCESSAT2 => sys_access(p, m, fd0, a[1], a[2], a[3]),
+        nr::PIPE => sys_pipe(p, m, a[0], 0),
+        nr::PIPE2 => sys_pipe(p, m, a[0], a[1]),
+        nr::DUP => p.files.dup(fd0).map(i64::from),
+        nr::DUP2 => p.files.dup3(fd0, a[1] as i32, None).map(i64::from),
+        nr::DUP3 => p.files.dup3(fd0, a[1] as i32, Some(a[2] as u32)).map(i64::from),
+        nr::FCNTL => sys_fcntl(p, m, fd0, a[1] as u32 as u64, a[2]),
+        nr::IOCTL => sys_ioctl(p, m, fd0, a[1] as u32, a[2]),
+        nr::FSYNC | nr::FDATASYNC => io_file(p, fd0).and_then(|f| match f.inode() {
+            Some(n) if n.is_regular() || n.is_dir() => Ok(0),
+            _ => Err(Errno::EINVAL),
+        }),
+        nr::TRUNCATE => sys_truncate(p, m, a[0], a[1] as i64),
+        nr::FTRUNCATE => sys_ftruncate(p, m, fd0, a[1] as i64),
+        nr::GETDENTS64 => sys_getdents(p, m, fd0, a[1], a[2], true),
+        nr::GETDENTS => sys_getdents(p, m, fd0, a[1], a[2], false),
+        nr::GETCWD => sys_getcwd(p, m, a[0], a[1]),
+        nr::CHDIR => path(p, m, a[0]).and_then(|path| {
+            p.cwd = p.vfs.dir_path(&p.cwd, &path)?;
+            Ok(0)
+        }),
+        nr::FCHDIR => p.files.get(fd0).and_then(|f| match f.inode() {
+            Some(n) if n.is_dir() => {
+                p.cwd = f.path.clone();
+                Ok(0)
+            }
+            _ => Err(Errno::ENOTDIR),
+        }),
+        nr::RENAME => sys_rename(p, m, AT_FDCWD, a[0], AT_FDCWD, a[1], 0),
+        nr::RENAMEAT => sys_rename(p, m, fd0, a[1], a[2] as i32, a[3], 0),
+        nr::RENAMEAT2 => sys_rename(p, m, fd0, a[1], a[2] as i32, a[3], a[4]),
+        nr::MKDIR => sys_mkdir(p, m, AT_FDCWD, a[0], a[1]),
+        nr::MKDIRAT => sys_mkdir(p, m, fd0, a[1], a[2]),
+        nr::RMDIR => sys_unlink(p, m, AT_FDCWD, a[0], AT_REMOVEDIR),
+        nr::UNLINK => sys_unlink(p, m, AT_FDCWD, a[0], 0),
+        nr::UNLINKAT => sys_unlink(p, m, fd0, a[1], a[2]),
+        nr::READLINK => sys_readlink(p, m, AT_FDCWD, a[0], a[1], a[2]),
+        nr::READLINKAT => sys_readlink(p, m, fd0, a[1], a[2], a[3]),
+        nr::UMASK => {
+            let old = p.vfs.umask;
+            p.vfs.umask = a[0] as u32 & 0o777;
+            Ok(i64::from(old))
+        }
+        nr::CLOSE_RANGE => sys_close_range(p, a[0], a[1], a[2]),
+        nr::SENDFILE => sys_sendfile(p, m, fd0, a[1] as i32, a[2], a[3]),
+        _ => return None,
+    };
+    Some(ret(r))
+}
+
+/// The bytes of a regular file for a private file mapping: `len` bytes from `offset`,
+/// zero-padded past the end of the file. `EBADF` for a bad or `O_PATH` descriptor,
+/// `EACCES` unless it is open for reading, `ENODEV` for anything but a regular file or
+/// `/dev/zero` (which maps as zeros), `ENOMEM` if the buffer cannot be allocated.
+pub fn read_for_mmap(
+    p: &mut Process,
+    m: &mut dyn Machine,
+    fd: i32,
+    offset: u64,
+    len: usize,
+) -> KResult<Vec<u8>> {
+    let _ = m;
+    let f = io_file(p, fd)?;
+    if !f.readable() {
+        return Err(Errno::EACCES);
+    }
+    let Object::Node(n) = &f.object else {
+        return Err(Errno::ENODEV);
+    };
+    if !(n.is_regular() || matches!(n.body, Body::Device(Device::Zero))) {
+        return Err(Errno::ENODEV);
+    }
+    let mut v = Vec::new();
+    v.try_reserve_exact(len).map_err(|_| Errno::ENOMEM)?;
+    v.resize(len, 0);
+    n.read_at(offset, &mut v);
+    Ok(v)
+}
+
+// ----- helpers -----
+
+/// An open file usable for I/O (`EBADF` for `O_PATH` descriptors).
+fn io_file(p: &Process, fd: i32) -> KResult<Arc<OpenFile>> {
+    let f = p.files.get(fd)?;
+    if f.is_path_only() {
+        return Err(Errno::EBADF);
+    }
+    Ok(f)
+}
+
+/// Reads a path argument (possibly empty).
+fn path_or_empty(p: &mut Process, m: &mut dyn Machine, addr: u64) -> KResult<String> {
+    let bytes = p.vm.read_cstr(m.pages(), addr, PATH_MAX - 1)?;
+    String::from_utf8(bytes).map_err(|_| Errno::ENOENT)
+}
+
+/// Reads a non-empty path argument (`ENOENT` if empty).
+fn path(p: &mut Process, m: &mut dyn Machine, addr: u64) -> KResult<String> {
+    let s = path_or_empty(p, m, addr)?;
+    if s.is_empty() {
+        return Err(Errno::ENOENT);
+    }
+    Ok(s)
+}
+
+/// The directory a `*at` path is relative to: the working directory for [`AT_FDCWD`], else
+/// `dirfd`'s (`EBADF`, `ENOTDIR`). Absolute paths ignore `dirfd`.
+fn base(p: &Process, dirfd: i32, path: &str) -> KResult<String> {
+    if path.starts_with('/') {
+        return Ok(String::from("/"));
+    }
+    if dirfd == AT_FDCWD {
+        return Ok(p.cwd.clone());
+    }
+    let f = p.files.get(dirfd)?;
+    match f.inode() {
+        Some(n) if n.is_dir() => Ok(f.path.clone()),
+        _ => Err(Errno::ENOTDIR),
+    }
+}
+
+fn put(p: &mut Process, m: &mut dyn Machine, addr: u64, data: &[u8]) -> KResult<()> {
+    p.vm.copy_to_user(m.pages(), addr, data)
+}
+
+fn get<const N: usize>(p: &mut Process, m: &mut dyn Machine, addr: u64) -> KResult<[u8; N]> {
+    let mut b = [0u8; N];
+    p.vm.copy_from_user(m.pages(), addr, &mut b)?;
+    Ok(b)
+}
+
+fn le_u64(b: &[u8]) -> u64 {
+    u64::from_le_bytes(b[..8].try_into().expect("8 bytes"))
+}
+
+fn now(m: &dyn Machine) -> u64 {
+    m.realtime_ns()
+}
+
+// ----- read and write -----
+
+/// Moves up to `count` bytes from `op` (called with a kernel buffer and the bytes done so
+/// far) to user memory at `addr`, a chunk at a time, until a short chunk. An error after
+/// some bytes were moved ends the call with the count.
+fn read_into_user(
+    p: &mut Process,
+    m: &mut dyn Machine,
+    addr: u64,
+    count: u64,
+    mut op: impl FnMut(&mut dyn Machine, &mut [u8], u64) -> KResult<usize>,
+) -> KResult<u64> {
+    let count = count.min(MAX_RW);
+    let mut buf = vec![0u8; (count as usize).min(CHUNK)];
+    let mut done = 0u64;
+    loop {
+        let want = ((count - done) as usize).min(CHUNK);
+        let n = match op(m, &mut buf[..want], done) {
+            Ok(n) => n,
+            Err(_) if done > 0 => break,
+            Err(e) => return Err(e),
+        };
+        match p.vm.copy_to_user(m.pages(), addr.wrapping_add(done), &buf[..n]) {
+            Ok(()) => {}
+            Err(_) if done > 0 => break,
+            Err(e) => return Err(e),
+        }
+        done += n as u64;
+        if n < want || done == count {
+            break;
+        }
+    }
+    Ok(done)
+}
+
+/// Moves up to `count` bytes from user memory at `addr` to `op`, a chunk at a time, until
+/// `op` takes less than it was given.
+fn write_from_user(
+    p: &mut Process,
+    m: &mut dyn Machine,
+    addr: u64,
+    count: u64,
+    mut op: impl FnMut(&mut dyn Machine, &[u8], u64) -> KResult<usize>,
+) -> KResult<u64> {
+    let count = count.min(MAX_RW);
+    let mut buf = vec![0u8; (count as usize).min(CHUNK)];
+    let mut done = 0u64;
+    loop {
+        let want = ((count - done) as usize).min(CHUNK);
+        match p.vm.copy_from_user(m.pages(), addr.wrapping_add(done), &mut buf[..want]) {
+            Ok(()) => {}
+            Err(_) if done > 0 => break,
+            Err(e) => return Err(e),
+        }
+        let n = match op(m, &buf[..want], done) {
+            Ok(n) => n,
+            Err(_) if done > 0 => break,
+            Err(e) => return Err(e),
+        };
+        done += n as u64;
+        if n < want || done == count {
+            break;
+        }
+    }
+    Ok(done)
+}
+
+fn sys_read(
+    p: &mut Process,
+    m: &mut dyn Machine,
+    fd: i32,
+    buf: u64,
+    count: u64,
+    at: Option<i64>,
+) -> KResult<i64> {
+    let f = io_file(p, fd)?;
+    if !f.readable() {
+        return Err(Errno::EBADF);
+    }
+    let n = match at {
+        None => read_into_user(p, m, buf, count, |m, b, _| f.read(m, b))?,
+        Some(off) => {
+            if off < 0 {
+                return Err(Errno::EINVAL);
+            }
+            if !f.seekable() {
+                return Err(Errno::ESPIPE);
+            }
+            read_into_user(p, m, buf, count, |m, b, done| f.pread(m, b, off as u64 + done))?
+        }
+    };
+    Ok(n as i64)
+}
+
+fn sys_write(
+    p: &mut Process,
+    m: &mut dyn Machine,
+    fd: i32,
+    buf: u64,
+    count: u64,
+    at: Option<i64>,
+) -> KResult<i64> {
+    let f = io_file(p, fd)?;
+    if !f.writable() {
+        return Err(Errno::EBADF);
+    }
+    let t = now(m);
+    let n = match at {
+        None => write_from_user(p, m, buf, count, |m, b, _| f.write(m, b, t))?,
+        Some(off) => {
+            if off < 0 {
+                return Err(Errno::EINVAL);
+            }
+            if !f.seekable() {
+                return Err(Errno::ESPIPE);
+            }
+            write_from_user(p, m, buf, count, |m, b, done| {
+                f.pwrite(m, b, off as u64 + done, t)
+            })?
+        }
+    };
+    Ok(n as i64)
+}
+
+/// Reads an `iovec` array: (base, len) pairs. `EINVAL` for too many or a total that
+/// overflows `ssize_t`.
+fn iovecs(p: &mut Process, m: &mut dyn Machine, addr: u64, cnt: u64) -> KResult<Vec<(u64, u64)>> {
+    if cnt > IOV_MAX {
+        return Err(Errno::EINVAL);
+    }
+    let mut raw = vec![0u8; cnt as usize * 16];
+    p.vm.copy_from_user(m.pages(), addr, &mut raw)?;
+    let iov: Vec<(u64, u64)> = raw
+        .chunks_exact(16)
+        .map(|c| (le_u64(&c[..8]), le_u64(&c[8..])))
+        .collect();
+    let mut total: u64 = 0;
+    for &(_, len) in &iov {
+        total = total
+            .checked_add(len)
+            .filter(|&t| t <= i64::MAX as u64)
+            .ok_or(Errno::EINVAL)?;
+    }
+    Ok(iov)
+}
+
+fn sys_readv(p: &mut Process, m: &mut dyn Machine, fd: i32, iov: u64, cnt: u64) -> KResult<i64> {
+    let f = io_file(p, fd)?;
+    if !f.readable() {
+        return Err(Errno::EBADF);
+    }
+    let iov = iovecs(p, m, iov, cnt)?;
+    let mut total = 0u64;
+    for (base, len) in iov {
+        match read_into_user(p, m, base, len, |m, b, _| f.read(m, b)) {
+            Ok(n) => {
+                total += n;
+                if n < len {
+                    break;
+                }
+            }
+            Err(_) if total > 0 => break,
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(total as i64)
+}
+
+fn sys_writev(p: &mut Process, m: &mut dyn Machine, fd: i32, iov: u64, cnt: u64) -> KResult<i64> {
+    let f = io_file(p, fd)?;
+    if !f.writable() {
+        return Err(Errno::EBADF);
+    }
+    let iov = iovecs(p, m, iov, cnt)?;
+    let t = now(m);
+    let mut total = 0u64;
+    for (base, len) in iov {
+        match write_from_user(p, m, base, len, |m, b, _| f.write(m, b, t)) {
+            Ok(n) => {
+                total += n;
+                if n < len {
+                    break;
+                }
+            }
+            Err(_) if total > 0 => break,
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(total as i64)
+}
+
+fn sys_sendfile(
+    p: &mut Process,
+    m: &mut dyn Machine,
+    out_fd: i32,
+    in_fd: i32,
+    off_ptr: u64,
+    count: u64,
+) -> KResult<i64> {
+    let fin = io_file(p, in_fd)?;
+    let fout = io_file(p, out_fd)?;
+    if !fin.readable() || !fout.writable() {
+        return Err(Errno::EBADF);
+    }
+    if fout.status_flags() & O_APPEND != 0 {
+        return Err(Errno::EINVAL);
+    }
+    let mut pos = if off_ptr != 0 {
+        if !fin.seekable() {
+            return Err(Errno::ESPIPE);
+        }
+        let off = i64::from_le_bytes(get::<8>(p, m, off_ptr)?);
+        if off < 0 {
+            return Err(Errno::EINVAL);
+        }
+        Some(off as u64)
+    } else {
+        None
+    };
+    let count = count.min(MAX_RW);
+    let t = now(m);
+    let mut buf = vec![0u8; (count as usize).min(CHUNK)];
+    let mut done = 0u64;
+    while done < count {
+        let want = ((count - done) as usize).min(CHUNK);
+        let r = match pos {
+            Some(off) => fin.pread(m, &mut buf[..want], off),
+            None => fin.read(m, &mut buf[..want]),
+        };
+        let n = match r {
+            Ok(n) => n,
+            Err(_) if done > 0 => break,
+            Err(e) => return Err(e),
+        };
+        if n == 0 {
+            break;
+        }
+        let w = match fout.write(m, &buf[..n], t) {
+            Ok(w) => w,
+            Err(e) => {
+                if pos.is_none() && fin.seekable() {
+                    fin.set_offset(fin.offset() - n as u64);
+                }
+                if done > 0 {
+                    break;
+                }
+                return Err(e);
+            }
+        };
+        if pos.is_none() && w < n && fin.seekable() {
+            fin.set_offset(fin.offset() - (n - w) as u64);
+        }
+        done += w as u64;
+        if let Some(off) = &mut pos {
+            *off += w as u64;
+        }
+        if w < n || n < want {
+            break;
+        }
+    }
+    if let Some(off) = pos {
+        put(p, m, off_ptr, &off.to_le_bytes())?;
+    }
+    Ok(done as i64)
+}
+
+// ----- open, stat, access -----
+
+fn sys_open(
+    p: &mut Process,
+    m: &mut dyn Machine,
+    dirfd: i32,
+    path_addr: u64,
+    flags: u64,
+    mode: u64,
+) -> KResult<i64> {
+    let flags = flags as u32;
+    let path = path(p, m, path_addr)?;
+    if p.files.fds().count() >= MAX_FDS {
+        return Err(Errno::EMFILE);
+    }
+    let base = base(p, dirfd, &path)?;
+    let o = p.vfs.open(&base, &path, flags, mode as u32 & 0o7777, now(m))?;
+    let object = if matches!(o.inode.body, Body::ProcMaps) && flags & O_PATH == 0 {
+        let text = p.vm.maps_text(&p.exe_path);
+        Object::Snapshot(o.inode, text.into_bytes())
+    } else {
+        Object::Node(o.inode)
+    };
+    let file = OpenFile::new(object, o.path, flags | O_LARGEFILE);
+    p.files.install(file, flags & O_CLOEXEC != 0).map(i64::from)
+}
+
+/// The node a `*at` call with `AT_EMPTY_PATH` support names, as a status.
+fn stat_at(p: &mut Process, m: &mut dyn Machine, dirfd: i32, path_addr: u64, flags: u64) -> KResult<Stat> {
+    let path = if path_addr == 0 && flags & AT_EMPTY_PATH != 0 {
+        String::new()
+    } else {
+        path_or_empty(p, m, path_addr)?
+    };
+    if path.is_empty() {
+        if flags & AT_EMPTY_PATH == 0 {
+            return Err(Errno::ENOENT);
+        }
+        if dirfd == AT_FDCWD {
+            return Ok(p.vfs.find("/", &p.cwd, true)?.stat());
+        }
+        return Ok(p.files.get(dirfd)?.stat());
+    }
+    let base = base(p, dirfd, &path)?;
+    Ok(p.vfs.find(&base, &path, flags & AT_SYMLINK_NOFOLLOW == 0)?.stat())
+}
+
+fn sys_stat(
+    p: &mut Process,
+    m: &mut dyn Machine,
+    dirfd: i32,
+    path_addr: u64,
+    buf: u64,
+    flags: u64,
+) -> KResult<i64> {
+    if flags & !(AT_SYMLINK_NOFOLLOW | AT_NO_AUTOMOUNT | AT_EMPTY_PATH) != 0 {
+        return Err(Errno::EINVAL);
+    }
+    let st = stat_at(p, m, dirfd, path_addr, flags)?;
+    put(p, m, buf, &st.to_linux())?;
+    Ok(0)
+}
+
+fn sys_statx(
+    p: &mut Process,
+    m: &mut dyn Machine,
+    dirfd: i32,
+    path_addr: u64,
+    flags: u64,
+    mask: u32,
+    buf: u64,
+) -> KResult<i64> {
+    let known = AT_SYMLINK_NOFOLLOW | AT_NO_AUTOMOUNT | AT_EMPTY_PATH | AT_STATX_SYNC_TYPE;
+    if flags & !known != 0 || flags & AT_STATX_SYNC_TYPE == AT_STATX_SYNC_TYPE {
+        return Err(Errno::EINVAL);
+    }
+    if mask & 0x8000_0000 != 0 {
+        return Err(Errno::EINVAL);
+    }
+    let st = stat_at(p, m, dirfd, path_addr, flags)?;
+    put(p, m, buf, &st.to_statx())?;
+    Ok(0)
+}
+
+fn sys_access(
+    p: &mut Process,
+    m: &mut dyn Machine,
+    dirfd: i32,
+    path_addr: u64,
+    mode: u64,
+    flags: u64,
+) -> KResult<i64> {
+    if flags & !(AT_EACCESS | AT_SYMLINK_NOFOLLOW | AT_EMPTY_PATH) != 0 || mode & !7 != 0 {
+        return Err(Errno::EINVAL);
+    }
+    let path = path_or_empty(p, m, path_addr)?;
+    if path.is_empty() {
+        if flags & AT_EMPTY_PATH == 0 {
+            return Err(Errno::ENOENT);
+        }
+        let target = if dirfd == AT_FDCWD {
+            p.cwd.clone()
+        } else {
+            p.files.get(dirfd)?.path.clone()
+        };
+        p.vfs.access("/", &target, mode as u32, true)?;
+        return Ok(0);
+    }
+    let base = base(p, dirfd, &path)?;
+    p.vfs
+        .access(&base, &path, mode as u32, flags & AT_SYMLINK_NOFOLLOW == 0)?;
+    Ok(0)
+}
+
+// ----- pipes and descriptors -----
+
+fn sys_pipe(p: &mut Process, m: &mut dyn Machine, fds: u64, flags: u64) -> KResult<i64> {
+    let flags = u32::try_from(flags).map_err(|_| Errno::EINVAL)?;
+    let (r, w) = p.files.pipe(flags)?;
+    let mut out = [0u8; 8];
+    out[..4].copy_from_slice(&r.to_le_bytes());
+    out[4..].copy_from_slice(&w.to_le_bytes());
+    if let Err(e) = put(p, m, fds, &out) {
+        let _ = p.files.close(r);
+        let _ = p.files.close(w);
+        return Err(e);
+    }
+    Ok(0)
+}
+
+fn sys_close_range(p: &mut Process, first: u64, last: u64, flags: u64) -> KResult<i64> {
+    const UNSHARE: u64 = 2;
+    const CLOEXEC: u64 = 4;
+    if flags & !(UNSHARE | CLOEXEC) != 0 {
+        return Err(Errno::EINVAL);
+    }
+    let first = u32::try_from(first).map_err(|_| Errno::EINVAL)?;
+    let last = last.min(u64::from(u32::MAX)) as u32;
+    p.files.close_range(first, last, flags & CLOEXEC != 0)?;
+    Ok(0)
+}
+
+fn sys_fcntl(p: &mut Process, m: &mut dyn Machine, fd: i32, cmd: u64, arg: u64) -> KResult<i64> {
+    let f = p.files.get(fd)?;
+    match cmd {
+        F_DUPFD | F_DUPFD_CLOEXEC => p
+            .files
+            .install_from(arg as i32, f, cmd == F_DUPFD_CLOEXEC)
+            .map(i64::from),
+        F_GETFD => Ok(i64::from(p.files.cloexec(fd)?)),
+        F_SETFD => {
+            p.files.set_cloexec(fd, arg & FD_CLOEXEC != 0)?;
+            Ok(0)
+        }
+        F_GETFL => Ok(i64::from(f.status_flags())),
+        _ if f.is_path_only() => Err(Errno::EBADF),
+        F_SETFL => {
+            f.set_status_flags(arg as u32);
+            Ok(0)
+        }
+        F_GETLK | F_SETLK | F_SETLKW | F_OFD_GETLK | F_OFD_SETLK | F_OFD_SETLKW => {
+            let mut fl = get::<32>(p, m, arg)?;
+            let ty = u16::from_le_bytes([fl[0], fl[1]]);
+            let whence = u16::from_le_bytes([fl[2], fl[3]]);
+            let pid = i32::from_le_bytes(fl[24..28].try_into().expect("4 bytes"));
+            if whence > 2 || ty > F_UNLCK {
+                return Err(Errno::EINVAL);
+            }
+            let ofd = matches!(cmd, F_OFD_GETLK | F_OFD_SETLK | F_OFD_SETLKW);
+            if ofd && pid != 0 {
+                return Err(Errno::EINVAL);
+            }
+            if matches!(cmd, F_GETLK | F_OFD_GETLK) {
+                // The only process holds every lock there is: nothing conflicts.
+                fl[0..2].copy_from_slice(&F_UNLCK.to_le_bytes());
+                put(p, m, arg, &fl)?;
+                return Ok(0);
+            }
+            match ty {
+                F_RDLCK if !f.readable() => Err(Errno::EBADF),
+                F_WRLCK if !f.writable() => Err(Errno::EBADF),
+                _ => Ok(0),
+            }
+        }
+        F_GETOWN | F_GETSIG => Ok(0),
+        F_SETOWN | F_SETSIG => Ok(0),
+        F_GETPIPE_SZ => f.pipe().map(|pp| pp.capacity() as i64).ok_or(Errno::EBADF),
+        F_SETPIPE_SZ => match f.pipe() {
+            Some(pp) => pp.set_capacity(arg as u32 as u64).map(|c| c as i64),
+            None => Err(Errno::EBADF),
+        },
+        _ => Err(Errno::EINVAL),
+    }
+}
+
+fn sys_ioctl(p: &mut Process, m: &mut dyn Machine, fd: i32, req: u32, arg: u64) -> KResult<i64> {
+    let f = io_file(p, fd)?;
+    match req {
+        FIOCLEX | FIONCLEX => {
+            p.files.set_cloexec(fd, req == FIOCLEX)?;
+            Ok(0)
+        }
+        FIONBIO => {
+            let on = i32::from_le_bytes(get::<4>(p, m, arg)?) != 0;
+            f.set_nonblock(on);
+            Ok(0)
+        }
+        FIOASYNC => {
+            let on = i32::from_le_bytes(get::<4>(p, m, arg)?) != 0;
+            let fl = f.status_flags();
+            f.set_status_flags(if on { fl | O_ASYNC } else { fl & !O_ASYNC });
+            Ok(0)
+        }
+        FIONREAD => {
+            let n = match (&f.object, f.inode()) {
+                (Object::PipeRead(pp), _) => pp.available() as u64,
+                (_, Some(node)) if node.is_regular() => node.size().saturating_sub(f.offset()),
+                _ => return Err(Errno::ENOTTY),
+            };
+            put(p, m, arg, &(n.min(i32::MAX as u64) as i32).to_le_bytes())?;
+            Ok(0)
+        }
+        // No descriptor here is a terminal (TCGETS, TIOCGWINSZ, ... all fail).
+        TCGETS | _ => Err(Errno::ENOTTY),
+    }
+}
+
+// ----- poll -----
+
+fn sys_poll(
+    p: &mut Process,
+    m: &mut dyn Machine,
+    fds: u64,
+    nfds: u64,
+    timeout_ns: Option<u64>,
+) -> KResult<i64> {
+    if nfds > MAX_FDS as u64 {
+        return Err(Errno::EINVAL);
+    }
+    let mut raw = vec![0u8; nfds as usize * 8];
+    p.vm.copy_from_user(m.pages(), fds, &mut raw)?;
+    let scan = |p: &Process, raw: &mut [u8]| {
+        let mut ready = 0i64;
+        for e in raw.chunks_exact_mut(8) {
+            let fd = i32::from_le_bytes(e[0..4].try_into().expect("4 bytes"));
+            let events = u16::from_le_bytes([e[4], e[5]]);
+            let revents = if fd < 0 {
+                0
+            } else {
+                match p.files.get(fd) {
+                    Ok(f) => f.poll(events),
+                    Err(_) => POLLNVAL,
+                }
+            };
+            e[6..8].copy_from_slice(&revents.to_le_bytes());
+            if revents != 0 {
+                ready += 1;
+            }
+        }
+        ready
+    };
+    let ready = scan(p, &mut raw);
+    if ready == 0 && timeout_ns != Some(0) {
+        let Some(t) = timeout_ns else {
+            if !POLL_DEADLOCK_LOGGED.swap(true, Ordering::Relaxed) {
+                m.log(format_args!(
+                    "poll: waiting forever with nothing that can become ready (single-threaded kernel): EDEADLK"
+                ));
+            }
+            return Err(Errno::EDEADLK);
+        };
+        let deadline = m.monotonic_ns().saturating_add(t);
+        m.sleep_until(deadline);
+        // Nothing runs while we sleep, so nothing became ready.
+    }
+    p.vm.copy_to_user(m.pages(), fds, &raw)?;
+    Ok(ready)
+}
+
+fn sys_ppoll(p: &mut Process, m: &mut dyn Machine, a: [u64; 6]) -> KResult<i64> {
+    let (fds, nfds, tmo, sigmask, sigsetsize) = (a[0], a[1], a[2], a[3], a[4]);
+    if sigmask != 0 && sigsetsize != 8 {
+        return Err(Errno::EINVAL);
+    }
+    let timeout = if tmo == 0 {
+        None
+    } else {
+        let ts = get::<16>(p, m, tmo)?;
+        let (sec, nsec) = (le_u64(&ts[..8]) as i64, le_u64(&ts[8..]) as i64);
+        if sec < 0 || !(0..1_000_000_000).contains(&nsec) {
+            return Err(Errno::EINVAL);
+        }
+        Some((sec as u64).saturating_mul(1_000_000_000).saturating_add(nsec as u64))
+    };
+    let n = sys_poll(p, m, fds, nfds, timeout)?;
+    if n == 0 && tmo != 0 {
+        // The whole timeout was used: report none left (errors here are ignored, as Linux).
+        let _ = put(p, m, tmo, &[0u8; 16]);
+    }
+    Ok(n)
+}
+
+// ----- directories and names -----
+
+fn sys_truncate(p: &mut Process, m: &mut dyn Machine, path_addr: u64, len: i64) -> KResult<i64> {
+    let path = path(p, m, path_addr)?;
+    if len < 0 {
+        return Err(Errno::EINVAL);
+    }
+    p.vfs.truncate(&p.cwd, &path, len as u64, now(m))?;
+    Ok(0)
+}
+
+fn sys_ftruncate(p: &mut Process, m: &mut dyn Machine, fd: i32, len: i64) -> KResult<i64> {
+    if len < 0 {
+        return Err(Errno::EINVAL);
+    }
+    let f = io_file(p, fd)?;
+    match f.inode() {
+        Some(n) if n.is_regular() && f.writable() => {
+            n.truncate(len as u64, now(m))?;
+            Ok(0)
+        }
+        _ => Err(Errno::EINVAL),
+    }
+}
+
+fn sys_getdents(
+    p: &mut Process,
+    m: &mut dyn Machine,
+    fd: i32,
+    buf: u64,
+    count: u64,
+    is64: bool,
+) -> KResult<i64> {
+    let f = io_file(p, fd)?;
+    let node: Arc<Inode> = match f.inode() {
+        Some(n) if n.is_dir() => n.clone(),
+        _ => return Err(Errno::ENOTDIR),
+    };
+    let parent_ino = p
+        .vfs
+        .find("/", parent_path(&f.path), true)
+        .map(|n| n.ino)
+        .unwrap_or(node.ino);
+    let mut entries: Vec<(String, u64, u8)> = vec![(".".into(), node.ino, 4), ("..".into(), parent_ino, 4)];
+    if let Some(d) = node.dir() {
+        entries.extend(d.lock().iter().map(|(k, v)| (k.clone(), v.ino, v.dtype())));
+    }
+    let count = count.min(MAX_RW) as usize;
+    let mut pos = usize::try_from(f.offset()).unwrap_or(usize::MAX);
+    let mut out: Vec<u8> = Vec::new();
+    while let Some((name, ino, dtype)) = entries.get(pos) {
+        let reclen = if is64 {
+            (19 + name.len() + 1).div_ceil(8) * 8
+        } else {
+            (18 + name.len() + 2).div_ceil(8) * 8
+        };
+        if out.len() + reclen > count {
+            break;
+        }
+        let start = out.len();
+        out.resize(start + reclen, 0);
+        let rec = &mut out[start..];
+        rec[0..8].copy_from_slice(&ino.to_le_bytes());
+        rec[8..16].copy_from_slice(&((pos + 1) as u64).to_le_bytes());
+        rec[16..18].copy_from_slice(&(reclen as u16).to_le_bytes());
+        if is64 {
+            rec[18] = *dtype;
+            rec[19..19 + name.len()].copy_from_slice(name.as_bytes());
+        } else {
+            rec[18..18 + name.len()].copy_from_slice(name.as_bytes());
+            rec[reclen - 1] = *dtype;
+        }
+        pos += 1;
+    }
+    if out.is_empty() && pos < entries.len() {
+        return Err(Errno::EINVAL);
+    }
+    put(p, m, buf, &out)?;
+    f.set_offset(pos as u64);
+    Ok(out.len() as i64)
+}
+
+fn sys_getcwd(p: &mut Process, m: &mut dyn Machine, buf: u64, size: u64) -> KResult<i64> {
+    let mut s = p.cwd.clone().into_bytes();
+    s.push(0);
+    if (size as usize) < s.len() {
+        return Err(Errno::ERANGE);
+    }
+    put(p, m, buf, &s)?;
+    Ok(s.len() as i64)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn sys_rename(
+    p: &mut Process,
+    m: &mut dyn Machine,
+    olddirfd: i32,
+    old_addr: u64,
+    newdirfd: i32,
+    new_addr: u64,
+    flags: u64,
+) -> KResult<i64> {
+    let flags = u32::try_from(flags).map_err(|_| Errno::EINVAL)?;
+    let old = path(p, m, old_addr)?;
+    let new = path(p, m, new_addr)?;
+    let ob = base(p, olddirfd, &old)?;
+    let nb = base(p, newdirfd, &new)?;
+    p.vfs.rename(&ob, &old, &nb, &new, flags, now(m))?;
+    Ok(0)
+}
+
+fn sys_mkdir(p: &mut Process, m: &mut dyn Machine, dirfd: i32, path_addr: u64, mode: u64) -> KResult<i64> {
+    let path = path(p, m, path_addr)?;
+    let base = base(p, dirfd, &path)?;
+    p.vfs.mkdir(&base, &path, mode as u32, now(m))?;
+    Ok(0)
+}
+
+fn sys_unlink(p: &mut Process, m: &mut dyn Machine, dirfd: i32, path_addr: u64, flags: u64) -> KResult<i64> {
+    if flags & !AT_REMOVEDIR != 0 {
+        return Err(Errno::EINVAL);
+    }
+    let path = path(p, m, path_addr)?;
+    let base = base(p, dirfd, &path)?;
+    if flags & AT_REMOVEDIR != 0 {
+        p.vfs.rmdir(&base, &path, now(m))?;
+    } else {
+        p.vfs.unlink(&base, &path, now(m))?;
+    }
+    Ok(0)
+}
+
+fn sys_readlink(
+    p: &mut Process,
+    m: &mut dyn Machine,
+    dirfd: i32,
+    path_addr: u64,
+    buf: u64,
+    size: u64,
+) -> KResult<i64> {
+    let size = size as i32;
+    if size <= 0 {
+        return Err(Errno::EINVAL);
+    }
+    let path = path(p, m, path_addr)?;
+    let base = base(p, dirfd, &path)?;
+    let target = p.vfs.readlink(&base, &path)?;
+    let n = target.len().min(size as usize);
+    put(p, m, buf, &target.as_bytes()[..n])?;
+    Ok(n as i64)
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,1 +1,379 @@
-//! TODO
+//! Memory system calls: `brk`, `mmap`, `munmap`, `mprotect`, `mremap`, `madvise`, `msync`,
+//! `mincore`, and the `mlock` family.
+//!
+//! File mappings are private copies: Kiln's files live in memory (the read-only root and
+//! `/tmp`), so `MAP_PRIVATE` file maps copy the bytes in, `MAP_SHARED` file maps are accepted
+//! when they cannot write (nobody can tell the copy from the file), and writable shared file
+//! maps fail with `ENODEV` ("this file cannot be memory-mapped that way"), since writes would
+//! not reach the file.
+
+use crate::errno::{Errno, KResult};
+use crate::machine::{Machine, Prot, PAGE_SIZE};
+use crate::process::{Outcome, Process};
+use crate::sysno;
+use crate::vm::{
+    page_down, page_up, Access, MAP_ANONYMOUS, MAP_SHARED, MAP_SHARED_VALIDATE, MAP_TYPE, USER_END,
+};
+
+const PROT_READ_WRITE_EXEC: u64 = 0x7;
+const PROT_SEM: u64 = 0x8;
+const PROT_GROWSDOWN: u64 = 0x0100_0000;
+const PROT_GROWSUP: u64 = 0x0200_0000;
+
+const MS_ASYNC: u64 = 1;
+const MS_INVALIDATE: u64 = 2;
+const MS_SYNC: u64 = 4;
+
+const MLOCK_ONFAULT: u64 = 1;
+const MCL_CURRENT: u64 = 1;
+const MCL_FUTURE: u64 = 2;
+const MCL_ONFAULT: u64 = 4;
+
+/// Handles the memory system calls; `None` for numbers this family does not own.
+pub fn handle(p: &mut Process, m: &mut dyn Machine, nr: u64, a: [u64; 6]) -> Option<Outcome> {
+    let r: KResult<u64> = match nr {
+        sysno::BRK => Ok(p.vm.brk(m.pages(), a[0])),
+        sysno::MMAP => mmap(p, m, a),
+        sysno::MUNMAP => p.vm.munmap(m.pages(), a[0], a[1]).map(|_| 0),
+        sysno::MPROTECT => prot(a[2]).and_then(|prot| {
+            if a[2] & PROT_GROWSDOWN != 0 && a[2] & PROT_GROWSUP != 0 {
+                return Err(Errno::EINVAL);
+            }
+            p.vm.mprotect(m.pages(), a[0], a[1], prot).map(|_| 0)
+        }),
+        sysno::MREMAP => p.vm.mremap(m.pages(), a[0], a[1], a[2], a[3], a[4]),
+        sysno::MADVISE => p.vm.madvise(m.pages(), a[0], a[1], a[2]).map(|_| 0),
+        sysno::MSYNC => msync(p, a),
+        sysno::MINCORE => mincore(p, m, a),
+        sysno::MLOCK => mlock(p, m, a[0], a[1], 0),
+        sysno::MLOCK2 => mlock(p, m, a[0], a[1], a[2]),
+        sysno::MUNLOCK => range(a[0], a[1]).and_then(|(s, e)| {
+            if p.vm.is_mapped(s, e) {
+                Ok(0)
+            } else {
+                Err(Errno::ENOMEM)
+            }
+        }),
+        sysno::MLOCKALL => mlockall(p, m, a[0]),
+        sysno::MUNLOCKALL => Ok(0),
+        _ => return None,
+    };
+    Some(match r {
+        Ok(v) => Outcome::Return(v as i64),
+        Err(e) => Outcome::Return(e.as_return()),
+    })
+}
+
+/// Decodes `PROT_*` bits, refusing unknown ones (`EINVAL`).
+fn prot(bits: u64) -> KResult<Prot> {
+    if bits & !(PROT_READ_WRITE_EXEC | PROT_SEM | PROT_GROWSDOWN | PROT_GROWSUP) != 0 {
+        return Err(Errno::EINVAL);
+    }
+    Ok(Prot::from_bits(bits))
+}
+
+/// The page range `[page_down(addr), page_up(addr + len))` for `mlock`-style calls, which
+/// round the start down (`ENOMEM` when it leaves user space, `EINVAL` when it wraps).
+fn range(addr: u64, len: u64) -> KResult<(u64, u64)> {
+    let end = addr.checked_add(len).ok_or(Errno::EINVAL)?;
+    let end = page_up(end).ok_or(Errno::EINVAL)?;
+    if end > USER_END {
+        return Err(Errno::ENOMEM);
+    }
+    Ok((page_down(addr), end))
+}
+
+fn mmap(p: &mut Process, m: &mut dyn Machine, a: [u64; 6]) -> KResult<u64> {
+    let [addr, len, prot_bits, flags, fd, offset] = a;
+    // mmap ignores unknown PROT bits other than the grows flags, as Linux does.
+    let prot = Prot::from_bits(prot_bits);
+    if !offset.is_multiple_of(PAGE_SIZE) {
+        return Err(Errno::EINVAL);
+    }
+    if flags & MAP_ANONYMOUS != 0 {
+        return p.vm.mmap(m.pages(), addr, len, prot, flags);
+    }
+    if len == 0 {
+        return Err(Errno::EINVAL);
+    }
+    if offset.checked_add(len).is_none() {
+        return Err(Errno::EOVERFLOW);
+    }
+    let fd = i32::try_from(fd as i64).map_err(|_| Errno::EBADF)?;
+    let path = p.files.get(fd)?.path.clone();
+    if path == "/dev/zero" {
+        // Mapping /dev/zero is how anonymous memory was asked for before MAP_ANONYMOUS
+        // (shared or private): it is exactly that.
+        return p.vm.mmap(m.pages(), addr, len, prot, flags);
+    }
+    let kind = flags & MAP_TYPE;
+    if (kind == MAP_SHARED || kind == MAP_SHARED_VALIDATE) && prot.write {
+        // Writes through the mapping would never reach the file.
+        return Err(Errno::ENODEV);
+    }
+    let want = usize::try_from(len).map_err(|_| Errno::ENOMEM)?;
+    let data = crate::syscall::fs::read_for_mmap(p, m, fd, offset, want)?;
+    p.vm.mmap_file(m.pages(), addr, len, prot, flags, path, offset, &data)
+}
+
+fn msync(p: &mut Process, a: [u64; 6]) -> KResult<u64> {
+    let [addr, len, flags, ..] = a;
+    if flags & !(MS_ASYNC | MS_INVALIDATE | MS_SYNC) != 0
+        || (flags & MS_ASYNC != 0 && flags & MS_SYNC != 0)
+        || !addr.is_multiple_of(PAGE_SIZE)
+    {
+        return Err(Errno::EINVAL);
+    }
+    let end = addr
+        .checked_add(len)
+        .and_then(page_up)
+        .ok_or(Errno::ENOMEM)?;
+    if end > USER_END || !p.vm.is_mapped(addr, end) {
+        return Err(Errno::ENOMEM);
+    }
+    // Every file mapping is a private copy or read-only: there is nothing to write back.
+    Ok(0)
+}
+
+fn mincore(p: &mut Process, m: &mut dyn Machine, a: [u64; 6]) -> KResult<u64> {
+    let [addr, len, vec, ..] = a;
+    if !addr.is_multiple_of(PAGE_SIZE) {
+        return Err(Errno::EINVAL);
+    }
+    let end = addr
+        .checked_add(len)
+        .and_then(page_up)
+        .ok_or(Errno::ENOMEM)?;
+    if end > USER_END {
+        return Err(Errno::ENOMEM);
+    }
+    let pt = m.pages();
+    let resident = p.vm.residency(pt, addr, end)?;
+    p.vm.copy_to_user(pt, vec, &resident)?;
+    Ok(0)
+}
+
+/// `mlock`/`mlock2`: memory is never swapped here, so locking only means giving the pages
+/// frames now (unless `MLOCK_ONFAULT`).
+fn mlock(p: &mut Process, m: &mut dyn Machine, addr: u64, len: u64, flags: u64) -> KResult<u64> {
+    if flags & !MLOCK_ONFAULT != 0 {
+        return Err(Errno::EINVAL);
+    }
+    let (start, end) = range(addr, len)?;
+    if !p.vm.is_mapped(start, end) {
+        return Err(Errno::ENOMEM);
+    }
+    if flags & MLOCK_ONFAULT == 0 {
+        p.vm.populate_range(m.pages(), start, end, Access::Read)?;
+    }
+    Ok(0)
+}
+
+/// `mlockall`: `MCL_CURRENT` gives every accessible page of every region a frame;
+/// `MCL_FUTURE` needs nothing (pages are never swapped out).
+fn mlockall(p: &mut Process, m: &mut dyn Machine, flags: u64) -> KResult<u64> {
+    if flags & !(MCL_CURRENT | MCL_FUTURE | MCL_ONFAULT) != 0
+        || flags & (MCL_CURRENT | MCL_FUTURE) == 0
+    {
+        return Err(Errno::EINVAL);
+    }
+    if flags & MCL_CURRENT != 0 && flags & MCL_ONFAULT == 0 {
+        let regions: alloc::vec::Vec<(u64, u64)> = p.vm.vmas().map(|(s, v)| (s, v.end)).collect();
+        let pt = m.pages();
+        for (s, e) in regions {
+            p.vm.populate_range(pt, s, e, Access::Read)?;
+        }
+    }
+    Ok(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::syscall::testutil::*;
+    use crate::vm::{MAP_FIXED, MAP_PRIVATE, MMAP_BASE};
+
+    const P: u64 = PAGE_SIZE;
+    const ANON: u64 = MAP_PRIVATE | MAP_ANONYMOUS;
+    const EINVAL: i64 = -22;
+    const ENOMEM: i64 = -12;
+
+    fn open(p: &mut Process, m: &mut crate::testing::FakeMachine, buf: u64, path: &str) -> u64 {
+        let mut z = path.as_bytes().to_vec();
+        z.push(0);
+        poke(p, m, buf, &z);
+        let fd = call(p, m, sysno::OPENAT, &[(-100i64) as u64, buf, 0, 0]);
+        assert!(fd >= 0, "open {path}: {fd}");
+        fd as u64
+    }
+
+    #[test]
+    fn other_numbers_are_not_ours() {
+        let (mut p, mut m, _) = setup();
+        assert_eq!(handle(&mut p, &mut m, sysno::READ, [0; 6]), None);
+    }
+
+    #[test]
+    fn anonymous_mmap_munmap_mprotect() {
+        let (mut p, mut m, _) = setup();
+        let a = call(
+            &mut p,
+            &mut m,
+            sysno::MMAP,
+            &[0, 2 * P, 3, ANON, u64::MAX, 0],
+        );
+        assert!(a > 0 && a as u64 <= MMAP_BASE - 2 * P);
+        let a = a as u64;
+        poke(&mut p, &mut m, a, b"hi");
+        assert_eq!(call(&mut p, &mut m, sysno::MPROTECT, &[a, P, 1]), 0);
+        assert!(p.vm.copy_to_user(&mut m.pages, a, b"x").is_err());
+        assert_eq!(call(&mut p, &mut m, sysno::MPROTECT, &[a, P, 0x10]), EINVAL);
+        assert_eq!(
+            call(
+                &mut p,
+                &mut m,
+                sysno::MPROTECT,
+                &[a, P, 1 | PROT_GROWSDOWN | PROT_GROWSUP]
+            ),
+            EINVAL
+        );
+        assert_eq!(call(&mut p, &mut m, sysno::MUNMAP, &[a, 2 * P]), 0);
+        assert_eq!(call(&mut p, &mut m, sysno::MPROTECT, &[a, P, 1]), ENOMEM);
+        assert_eq!(
+            call(&mut p, &mut m, sysno::MMAP, &[0, P, 3, ANON, 0, 1]),
+            EINVAL
+        );
+        assert_eq!(
+            call(&mut p, &mut m, sysno::MMAP, &[0, 0, 3, ANON, 0, 0]),
+            EINVAL
+        );
+    }
+
+    #[test]
+    fn brk_and_mremap_through_the_table() {
+        let (mut p, mut m, _) = setup();
+        p.vm.init_brk(0x60_0000);
+        assert_eq!(call(&mut p, &mut m, sysno::BRK, &[0]), 0x60_0000);
+        assert_eq!(call(&mut p, &mut m, sysno::BRK, &[0x60_2000]), 0x60_2000);
+        assert_eq!(call(&mut p, &mut m, sysno::BRK, &[0x10]), 0x60_2000);
+        let a = call(
+            &mut p,
+            &mut m,
+            sysno::MMAP,
+            &[0x7000_0000, P, 3, ANON, 0, 0],
+        ) as u64;
+        let b = call(&mut p, &mut m, sysno::MREMAP, &[a, P, 4 * P, 0, 0]);
+        assert_eq!(b as u64, a);
+        assert_eq!(call(&mut p, &mut m, sysno::MADVISE, &[a, 4 * P, 4]), 0);
+        assert_eq!(call(&mut p, &mut m, sysno::MADVISE, &[a + 1, P, 4]), EINVAL);
+    }
+
+    #[test]
+    fn msync_mincore_mlock() {
+        let (mut p, mut m, buf) = setup();
+        let a = call(
+            &mut p,
+            &mut m,
+            sysno::MMAP,
+            &[0x7000_0000, 3 * P, 3, ANON, 0, 0],
+        ) as u64;
+        assert_eq!(call(&mut p, &mut m, sysno::MSYNC, &[a, 3 * P, MS_SYNC]), 0);
+        assert_eq!(
+            call(
+                &mut p,
+                &mut m,
+                sysno::MSYNC,
+                &[a, 3 * P, MS_SYNC | MS_ASYNC]
+            ),
+            EINVAL
+        );
+        assert_eq!(
+            call(&mut p, &mut m, sysno::MSYNC, &[a + 1, P, MS_SYNC]),
+            EINVAL
+        );
+        assert_eq!(
+            call(&mut p, &mut m, sysno::MSYNC, &[a, 4 * P, MS_ASYNC]),
+            ENOMEM
+        );
+        poke(&mut p, &mut m, a + P, b"x");
+        assert_eq!(call(&mut p, &mut m, sysno::MINCORE, &[a, 3 * P, buf]), 0);
+        assert_eq!(peek(&mut p, &mut m, buf, 3), [0, 1, 0]);
+        assert_eq!(
+            call(&mut p, &mut m, sysno::MINCORE, &[a, 3 * P, UNMAPPED]),
+            -14
+        );
+        assert_eq!(
+            call(&mut p, &mut m, sysno::MINCORE, &[a, 4 * P, buf]),
+            ENOMEM
+        );
+        // mlock gives the pages frames now; ONFAULT does not.
+        assert_eq!(
+            call(&mut p, &mut m, sysno::MLOCK2, &[a, 3 * P, MLOCK_ONFAULT]),
+            0
+        );
+        assert!(!m.pages.pages.contains_key(&a));
+        assert_eq!(call(&mut p, &mut m, sysno::MLOCK, &[a + 5, 3 * P - 5]), 0);
+        assert_eq!(m.pages.pages.range(a..a + 3 * P).count(), 3);
+        assert_eq!(call(&mut p, &mut m, sysno::MLOCK, &[a, 4 * P]), ENOMEM);
+        assert_eq!(call(&mut p, &mut m, sysno::MLOCK2, &[a, P, 2]), EINVAL);
+        assert_eq!(call(&mut p, &mut m, sysno::MUNLOCK, &[a, 3 * P]), 0);
+        assert_eq!(call(&mut p, &mut m, sysno::MUNLOCK, &[a, 4 * P]), ENOMEM);
+        assert_eq!(call(&mut p, &mut m, sysno::MLOCKALL, &[0]), EINVAL);
+        assert_eq!(
+            call(&mut p, &mut m, sysno::MLOCKALL, &[MCL_ONFAULT]),
+            EINVAL
+        );
+        assert_eq!(
+            call(&mut p, &mut m, sysno::MLOCKALL, &[MCL_CURRENT | MCL_FUTURE]),
+            0
+        );
+        assert_eq!(m.pages.pages.range(buf..buf + 4 * P).count(), 4);
+        assert_eq!(call(&mut p, &mut m, sysno::MUNLOCKALL, &[]), 0);
+    }
+
+    #[test]
+    fn file_mappings_are_private_copies() {
+        let (mut p, mut m, buf) = setup_with(&[("etc/data", b"hello, file")]);
+        let fd = open(&mut p, &mut m, buf, "/etc/data");
+        let a = call(
+            &mut p,
+            &mut m,
+            sysno::MMAP,
+            &[0, 100, 1, MAP_PRIVATE, fd, 0],
+        );
+        assert!(a > 0, "{a}");
+        let a = a as u64;
+        assert_eq!(peek(&mut p, &mut m, a, 12), b"hello, file\0");
+        assert!(p.vm.maps_text("/bin/prog").contains("/etc/data"));
+        // Private and writable: a copy.
+        let b = call(&mut p, &mut m, sysno::MMAP, &[0, P, 3, MAP_PRIVATE, fd, 0]) as u64;
+        poke(&mut p, &mut m, b, b"J");
+        assert_eq!(peek(&mut p, &mut m, b, 5), b"Jello");
+        // Shared read-only is fine; shared writable is not possible here.
+        assert!(call(&mut p, &mut m, sysno::MMAP, &[0, P, 1, MAP_SHARED, fd, 0]) > 0);
+        assert_eq!(
+            call(&mut p, &mut m, sysno::MMAP, &[0, P, 3, MAP_SHARED, fd, 0]),
+            -19
+        );
+        // Bad descriptors and offsets.
+        assert_eq!(
+            call(&mut p, &mut m, sysno::MMAP, &[0, P, 1, MAP_PRIVATE, 99, 0]),
+            -9
+        );
+        assert_eq!(
+            call(&mut p, &mut m, sysno::MMAP, &[0, P, 1, MAP_PRIVATE, fd, 3]),
+            EINVAL
+        );
+        // /dev/zero maps as anonymous memory, shared writable included.
+        let z = open(&mut p, &mut m, buf, "/dev/zero");
+        let c = call(&mut p, &mut m, sysno::MMAP, &[0, P, 3, MAP_SHARED, z, 0]);
+        assert!(c > 0, "{c}");
+        let f = call(
+            &mut p,
+            &mut m,
+            sysno::MMAP,
+            &[0x7100_0000, P, 3, MAP_PRIVATE | MAP_FIXED, fd, 0],
+        );
+        assert_eq!(f, 0x7100_0000);
+    }
+}

@@ -1,1 +1,669 @@
-//! TODO
+//! Clocks and sleeping.
+//!
+//! The machine has two clocks: monotonic (since boot) and real time (since the epoch).
+//! `CLOCK_BOOTTIME` equals the monotonic clock (the machine never suspends) and
+//! `CLOCK_TAI` equals real time (Linux's TAI offset is 0 until NTP sets it). The CPU-time
+//! clocks count time since boot: Kiln does no CPU accounting, and the program is the only
+//! thing the machine runs. No clock can be set: the wall clock belongs to the host.
+
+use crate::errno::{Errno, KResult};
+use crate::machine::Machine;
+use crate::process::{Outcome, Process, PID};
+use crate::syscall::{read_user, ret, write_user};
+use crate::sysno;
+
+/// `CLOCK_REALTIME`.
+pub const CLOCK_REALTIME: i32 = 0;
+/// `CLOCK_MONOTONIC`.
+pub const CLOCK_MONOTONIC: i32 = 1;
+/// `CLOCK_PROCESS_CPUTIME_ID`.
+pub const CLOCK_PROCESS_CPUTIME_ID: i32 = 2;
+/// `CLOCK_THREAD_CPUTIME_ID`.
+pub const CLOCK_THREAD_CPUTIME_ID: i32 = 3;
+/// `CLOCK_MONOTONIC_RAW`.
+pub const CLOCK_MONOTONIC_RAW: i32 = 4;
+/// `CLOCK_REALTIME_COARSE`.
+pub const CLOCK_REALTIME_COARSE: i32 = 5;
+/// `CLOCK_MONOTONIC_COARSE`.
+pub const CLOCK_MONOTONIC_COARSE: i32 = 6;
+/// `CLOCK_BOOTTIME`.
+pub const CLOCK_BOOTTIME: i32 = 7;
+/// `CLOCK_TAI`.
+pub const CLOCK_TAI: i32 = 11;
+
+/// `TIMER_ABSTIME`: `clock_nanosleep` takes an absolute time.
+pub const TIMER_ABSTIME: u64 = 1;
+
+/// Nanoseconds per second.
+pub const NSEC_PER_SEC: u64 = 1_000_000_000;
+/// Tick of the coarse clocks (Linux with `HZ=250`): their resolution and granularity.
+pub const COARSE_TICK_NS: u64 = 4_000_000;
+
+/// A clock the program can name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Clock {
+    /// Wall-clock time.
+    Realtime,
+    /// Wall-clock time at tick granularity.
+    RealtimeCoarse,
+    /// `CLOCK_TAI`: wall-clock time with TAI offset 0.
+    Tai,
+    /// Time since boot.
+    Monotonic,
+    /// Time since boot, not slewed by NTP (the same clock here).
+    MonotonicRaw,
+    /// Time since boot at tick granularity.
+    MonotonicCoarse,
+    /// Time since boot including suspend (the machine never suspends).
+    Boottime,
+    /// CPU time of the process (including the encoded per-process clock ids).
+    ProcessCpu,
+    /// CPU time of the thread (including the encoded per-thread clock ids).
+    ThreadCpu,
+}
+
+impl Clock {
+    /// Decodes a `clockid_t`: the fixed ids, and the negative ids that
+    /// `clock_getcpuclockid`/`pthread_getcpuclockid` build for this process or thread.
+    /// `EINVAL` for anything else (including the `_ALARM` clocks: there is no RTC alarm).
+    pub fn from_id(id: i32) -> KResult<Clock> {
+        Ok(match id {
+            CLOCK_REALTIME => Clock::Realtime,
+            CLOCK_MONOTONIC => Clock::Monotonic,
+            CLOCK_PROCESS_CPUTIME_ID => Clock::ProcessCpu,
+            CLOCK_THREAD_CPUTIME_ID => Clock::ThreadCpu,
+            CLOCK_MONOTONIC_RAW => Clock::MonotonicRaw,
+            CLOCK_REALTIME_COARSE => Clock::RealtimeCoarse,
+            CLOCK_MONOTONIC_COARSE => Clock::MonotonicCoarse,
+            CLOCK_BOOTTIME => Clock::Boottime,
+            CLOCK_TAI => Clock::Tai,
+            id if id < 0 => {
+                // ((~pid) << 3) | per-thread bit (4) | which (0 prof, 1 virt, 2 sched).
+                let pid = !(id >> 3);
+                if id & 3 == 3 || (pid != 0 && i64::from(pid) != PID) {
+                    return Err(Errno::EINVAL);
+                }
+                if id & 4 != 0 {
+                    Clock::ThreadCpu
+                } else {
+                    Clock::ProcessCpu
+                }
+            }
+            _ => return Err(Errno::EINVAL),
+        })
+    }
+
+    /// The clock's current value in nanoseconds.
+    pub fn now_ns(self, m: &dyn Machine) -> u64 {
+        match self {
+            Clock::Realtime | Clock::Tai => m.realtime_ns(),
+            Clock::RealtimeCoarse => coarse(m.realtime_ns()),
+            Clock::MonotonicCoarse => coarse(m.monotonic_ns()),
+            Clock::Monotonic
+            | Clock::MonotonicRaw
+            | Clock::Boottime
+            | Clock::ProcessCpu
+            | Clock::ThreadCpu => m.monotonic_ns(),
+        }
+    }
+
+    /// The clock's resolution in nanoseconds (`clock_getres`).
+    pub fn resolution_ns(self) -> u64 {
+        match self {
+            Clock::RealtimeCoarse | Clock::MonotonicCoarse => COARSE_TICK_NS,
+            _ => 1,
+        }
+    }
+}
+
+fn coarse(ns: u64) -> u64 {
+    ns - ns % COARSE_TICK_NS
+}
+
+/// A `struct timespec` (16 bytes: `tv_sec`, `tv_nsec`, both 64-bit).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Timespec {
+    /// Seconds.
+    pub sec: i64,
+    /// Nanoseconds.
+    pub nsec: i64,
+}
+
+impl Timespec {
+    /// Size in user memory.
+    pub const SIZE: usize = 16;
+
+    /// The time `ns` nanoseconds after zero.
+    pub fn from_ns(ns: u64) -> Timespec {
+        Timespec {
+            sec: (ns / NSEC_PER_SEC) as i64,
+            nsec: (ns % NSEC_PER_SEC) as i64,
+        }
+    }
+
+    /// Nanoseconds, saturating; `EINVAL` unless `sec >= 0` and `0 <= nsec < 10^9`
+    /// (Linux's `timespec64_valid`).
+    pub fn to_ns(self) -> KResult<u64> {
+        if self.sec < 0 || !(0..NSEC_PER_SEC as i64).contains(&self.nsec) {
+            return Err(Errno::EINVAL);
+        }
+        Ok((self.sec as u64)
+            .saturating_mul(NSEC_PER_SEC)
+            .saturating_add(self.nsec as u64))
+    }
+
+    /// Decodes the user structure.
+    pub fn from_bytes(b: &[u8; Self::SIZE]) -> Timespec {
+        let (s, n) = split16(b);
+        Timespec { sec: s, nsec: n }
+    }
+
+    /// Encodes the user structure.
+    pub fn to_bytes(self) -> [u8; Self::SIZE] {
+        join16(self.sec, self.nsec)
+    }
+}
+
+/// A `struct timeval` (16 bytes: `tv_sec`, `tv_usec`, both 64-bit).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Timeval {
+    /// Seconds.
+    pub sec: i64,
+    /// Microseconds.
+    pub usec: i64,
+}
+
+impl Timeval {
+    /// Size in user memory.
+    pub const SIZE: usize = 16;
+
+    /// The time `ns` nanoseconds after zero, truncated to microseconds.
+    pub fn from_ns(ns: u64) -> Timeval {
+        Timeval {
+            sec: (ns / NSEC_PER_SEC) as i64,
+            usec: (ns % NSEC_PER_SEC / 1000) as i64,
+        }
+    }
+
+    /// Decodes the user structure.
+    pub fn from_bytes(b: &[u8; Self::SIZE]) -> Timeval {
+        let (s, u) = split16(b);
+        Timeval { sec: s, usec: u }
+    }
+
+    /// Encodes the user structure.
+    pub fn to_bytes(self) -> [u8; Self::SIZE] {
+        join16(self.sec, self.usec)
+    }
+}
+
+fn split16(b: &[u8; 16]) -> (i64, i64) {
+    let mut x = [0; 8];
+    let mut y = [0; 8];
+    x.copy_from_slice(&b[..8]);
+    y.copy_from_slice(&b[8..]);
+    (i64::from_le_bytes(x), i64::from_le_bytes(y))
+}
+
+fn join16(x: i64, y: i64) -> [u8; 16] {
+    let mut b = [0; 16];
+    b[..8].copy_from_slice(&x.to_le_bytes());
+    b[8..].copy_from_slice(&y.to_le_bytes());
+    b
+}
+
+/// The monotonic deadline of a `clock_nanosleep` on `clock` for `t` (relative, or
+/// absolute with `TIMER_ABSTIME`). Real-time targets are converted to the monotonic clock
+/// at the time of the call; a target in the past gives the current time.
+pub fn sleep_deadline(m: &dyn Machine, clock: Clock, absolute: bool, t: u64) -> u64 {
+    let now = m.monotonic_ns();
+    if !absolute {
+        return now.saturating_add(t);
+    }
+    match clock {
+        Clock::Realtime | Clock::Tai => now.saturating_add(t.saturating_sub(m.realtime_ns())),
+        _ => t.max(now),
+    }
+}
+
+/// Handles the time system calls; `None` for numbers this family does not own.
+///
+/// Interval timers (`alarm`, `setitimer`, `timer_create`) are not owned: nothing could
+/// deliver their signals.
+pub fn handle(p: &mut Process, m: &mut dyn Machine, nr: u64, a: [u64; 6]) -> Option<Outcome> {
+    let r = match nr {
+        sysno::CLOCK_GETTIME => clock_gettime(p, m, a[0], a[1]),
+        sysno::CLOCK_GETRES => clock_getres(p, m, a[0], a[1]),
+        sysno::CLOCK_SETTIME => clock_settime(p, m, a[0], a[1]),
+        sysno::GETTIMEOFDAY => gettimeofday(p, m, a[0], a[1]),
+        sysno::SETTIMEOFDAY => settimeofday(p, m, a[0], a[1]),
+        sysno::TIME => time(p, m, a[0]),
+        sysno::NANOSLEEP => nanosleep(p, m, a[0]),
+        sysno::CLOCK_NANOSLEEP => clock_nanosleep(p, m, a[0], a[1], a[2]),
+        _ => return None,
+    };
+    Some(ret(r))
+}
+
+/// `clockid_t` is an `int`: the upper half of the register is ignored.
+fn clock_arg(id: u64) -> KResult<Clock> {
+    Clock::from_id(id as u32 as i32)
+}
+
+fn clock_gettime(p: &mut Process, m: &mut dyn Machine, id: u64, tp: u64) -> KResult<i64> {
+    let clock = clock_arg(id)?;
+    let now = Timespec::from_ns(clock.now_ns(m));
+    write_user(p, m, tp, &now.to_bytes())?;
+    Ok(0)
+}
+
+fn clock_getres(p: &mut Process, m: &mut dyn Machine, id: u64, res: u64) -> KResult<i64> {
+    let clock = clock_arg(id)?;
+    if res != 0 {
+        write_user(
+            p,
+            m,
+            res,
+            &Timespec::from_ns(clock.resolution_ns()).to_bytes(),
+        )?;
+    }
+    Ok(0)
+}
+
+/// Setting the real-time clock is refused with `EPERM` (the program runs as root, but the
+/// wall clock is the host's); CPU clocks refuse with `EPERM` as on Linux; the others are
+/// not settable (`EINVAL`).
+fn clock_settime(p: &mut Process, m: &mut dyn Machine, id: u64, tp: u64) -> KResult<i64> {
+    let clock = clock_arg(id)?;
+    let t = Timespec::from_bytes(&read_user(p, m, tp)?);
+    match clock {
+        Clock::Realtime => {
+            t.to_ns()?;
+            Err(Errno::EPERM)
+        }
+        Clock::ProcessCpu | Clock::ThreadCpu => Err(Errno::EPERM),
+        _ => Err(Errno::EINVAL),
+    }
+}
+
+fn gettimeofday(p: &mut Process, m: &mut dyn Machine, tv: u64, tz: u64) -> KResult<i64> {
+    if tv != 0 {
+        let now = Timeval::from_ns(m.realtime_ns());
+        write_user(p, m, tv, &now.to_bytes())?;
+    }
+    if tz != 0 {
+        // struct timezone { tz_minuteswest, tz_dsttime }: UTC.
+        write_user(p, m, tz, &[0; 8])?;
+    }
+    Ok(0)
+}
+
+/// Like `clock_settime`: a request to set the time or time zone is refused with `EPERM`.
+fn settimeofday(p: &mut Process, m: &mut dyn Machine, tv: u64, tz: u64) -> KResult<i64> {
+    if tv != 0 {
+        let t = Timeval::from_bytes(&read_user(p, m, tv)?);
+        if t.sec < 0 || !(0..1_000_000).contains(&t.usec) {
+            return Err(Errno::EINVAL);
+        }
+    }
+    if tz != 0 {
+        read_user::<8>(p, m, tz)?;
+    }
+    if tv != 0 || tz != 0 {
+        return Err(Errno::EPERM);
+    }
+    Ok(0)
+}
+
+fn time(p: &mut Process, m: &mut dyn Machine, tloc: u64) -> KResult<i64> {
+    let secs = (m.realtime_ns() / NSEC_PER_SEC) as i64;
+    if tloc != 0 {
+        write_user(p, m, tloc, &secs.to_le_bytes())?;
+    }
+    Ok(secs)
+}
+
+/// `nanosleep`: the remaining time is never written, since no signal can interrupt.
+fn nanosleep(p: &mut Process, m: &mut dyn Machine, req: u64) -> KResult<i64> {
+    let t = Timespec::from_bytes(&read_user(p, m, req)?).to_ns()?;
+    let deadline = sleep_deadline(m, Clock::Monotonic, false, t);
+    m.sleep_until(deadline);
+    Ok(0)
+}
+
+fn clock_nanosleep(
+    p: &mut Process,
+    m: &mut dyn Machine,
+    id: u64,
+    flags: u64,
+    req: u64,
+) -> KResult<i64> {
+    let clock = clock_arg(id)?;
+    if matches!(
+        clock,
+        Clock::MonotonicRaw | Clock::MonotonicCoarse | Clock::RealtimeCoarse
+    ) {
+        return Err(Errno::EOPNOTSUPP);
+    }
+    let t = Timespec::from_bytes(&read_user(p, m, req)?).to_ns()?;
+    if clock == Clock::ThreadCpu {
+        return Err(Errno::EINVAL);
+    }
+    let deadline = sleep_deadline(m, clock, flags & TIMER_ABSTIME != 0, t);
+    m.sleep_until(deadline);
+    Ok(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::syscall::testutil::*;
+    use crate::testing::FakeMachine;
+
+    const EINVAL: i64 = -22;
+    const EFAULT: i64 = -14;
+    const EPERM: i64 = -1;
+    const EPOCH: u64 = 1_700_000_000 * NSEC_PER_SEC;
+
+    fn ts(sec: i64, nsec: i64) -> [u8; 16] {
+        Timespec { sec, nsec }.to_bytes()
+    }
+
+    #[test]
+    fn clock_gettime_call() {
+        let (mut p, mut m, buf) = setup();
+        m.now = 3 * NSEC_PER_SEC + 9;
+        m.epoch_offset = EPOCH;
+        assert_eq!(call(&mut p, &mut m, sysno::CLOCK_GETTIME, &[1, buf]), 0);
+        assert_eq!(peek(&mut p, &mut m, buf, 16), ts(3, 9));
+        assert_eq!(call(&mut p, &mut m, sysno::CLOCK_GETTIME, &[0, buf]), 0);
+        assert_eq!(peek(&mut p, &mut m, buf, 16), ts(1_700_000_003, 9));
+        // Only the low 32 bits name the clock.
+        assert_eq!(
+            call(&mut p, &mut m, sysno::CLOCK_GETTIME, &[0x1_0000_0001, buf]),
+            0
+        );
+        assert_eq!(peek(&mut p, &mut m, buf, 16), ts(3, 9));
+        assert_eq!(
+            call(&mut p, &mut m, sysno::CLOCK_GETTIME, &[8, buf]),
+            EINVAL
+        );
+        assert_eq!(
+            call(&mut p, &mut m, sysno::CLOCK_GETTIME, &[1, UNMAPPED]),
+            EFAULT
+        );
+    }
+
+    #[test]
+    fn clock_getres_call() {
+        let (mut p, mut m, buf) = setup();
+        assert_eq!(call(&mut p, &mut m, sysno::CLOCK_GETRES, &[1, buf]), 0);
+        assert_eq!(peek(&mut p, &mut m, buf, 16), ts(0, 1));
+        assert_eq!(call(&mut p, &mut m, sysno::CLOCK_GETRES, &[6, buf]), 0);
+        assert_eq!(peek(&mut p, &mut m, buf, 16), ts(0, 4_000_000));
+        assert_eq!(call(&mut p, &mut m, sysno::CLOCK_GETRES, &[0, 0]), 0);
+        assert_eq!(call(&mut p, &mut m, sysno::CLOCK_GETRES, &[10, 0]), EINVAL);
+        assert_eq!(
+            call(&mut p, &mut m, sysno::CLOCK_GETRES, &[0, UNMAPPED]),
+            EFAULT
+        );
+    }
+
+    #[test]
+    fn wall_clock_calls() {
+        let (mut p, mut m, buf) = setup();
+        m.now = 1_234_567_890;
+        m.epoch_offset = EPOCH;
+        poke(&mut p, &mut m, buf + 16, &[0xff; 8]);
+        assert_eq!(
+            call(&mut p, &mut m, sysno::GETTIMEOFDAY, &[buf, buf + 16]),
+            0
+        );
+        assert_eq!(
+            peek(&mut p, &mut m, buf, 24)[..16],
+            Timeval {
+                sec: 1_700_000_001,
+                usec: 234_567
+            }
+            .to_bytes()
+        );
+        assert_eq!(peek(&mut p, &mut m, buf + 16, 8), [0; 8]);
+        assert_eq!(call(&mut p, &mut m, sysno::GETTIMEOFDAY, &[0, 0]), 0);
+        assert_eq!(
+            call(&mut p, &mut m, sysno::GETTIMEOFDAY, &[UNMAPPED, 0]),
+            EFAULT
+        );
+        assert_eq!(call(&mut p, &mut m, sysno::TIME, &[0]), 1_700_000_001);
+        assert_eq!(call(&mut p, &mut m, sysno::TIME, &[buf]), 1_700_000_001);
+        assert_eq!(peek64(&mut p, &mut m, buf), 1_700_000_001);
+        assert_eq!(call(&mut p, &mut m, sysno::TIME, &[UNMAPPED]), EFAULT);
+    }
+
+    #[test]
+    fn setting_clocks_is_refused() {
+        let (mut p, mut m, buf) = setup();
+        poke(&mut p, &mut m, buf, &ts(5, 0));
+        assert_eq!(call(&mut p, &mut m, sysno::CLOCK_SETTIME, &[0, buf]), EPERM);
+        assert_eq!(
+            call(&mut p, &mut m, sysno::CLOCK_SETTIME, &[1, buf]),
+            EINVAL
+        );
+        assert_eq!(call(&mut p, &mut m, sysno::CLOCK_SETTIME, &[2, buf]), EPERM);
+        assert_eq!(
+            call(&mut p, &mut m, sysno::CLOCK_SETTIME, &[99, buf]),
+            EINVAL
+        );
+        assert_eq!(
+            call(&mut p, &mut m, sysno::CLOCK_SETTIME, &[0, UNMAPPED]),
+            EFAULT
+        );
+        poke(&mut p, &mut m, buf, &ts(5, -1));
+        assert_eq!(
+            call(&mut p, &mut m, sysno::CLOCK_SETTIME, &[0, buf]),
+            EINVAL
+        );
+        assert_eq!(call(&mut p, &mut m, sysno::SETTIMEOFDAY, &[0, 0]), 0);
+        poke(&mut p, &mut m, buf, &Timeval { sec: 5, usec: 1 }.to_bytes());
+        assert_eq!(call(&mut p, &mut m, sysno::SETTIMEOFDAY, &[buf, 0]), EPERM);
+        poke(
+            &mut p,
+            &mut m,
+            buf,
+            &Timeval {
+                sec: 5,
+                usec: 1_000_000,
+            }
+            .to_bytes(),
+        );
+        assert_eq!(call(&mut p, &mut m, sysno::SETTIMEOFDAY, &[buf, 0]), EINVAL);
+        assert_eq!(call(&mut p, &mut m, sysno::SETTIMEOFDAY, &[0, buf]), EPERM);
+    }
+
+    #[test]
+    fn nanosleep_call() {
+        let (mut p, mut m, buf) = setup();
+        m.now = 100;
+        poke(&mut p, &mut m, buf, &ts(1, 500));
+        poke(&mut p, &mut m, buf + 16, &[0xee; 16]);
+        assert_eq!(call(&mut p, &mut m, sysno::NANOSLEEP, &[buf, buf + 16]), 0);
+        assert_eq!(m.now, 100 + NSEC_PER_SEC + 500);
+        assert_eq!(peek(&mut p, &mut m, buf + 16, 16), [0xee; 16]);
+        poke(&mut p, &mut m, buf, &ts(0, 1_000_000_000));
+        assert_eq!(call(&mut p, &mut m, sysno::NANOSLEEP, &[buf, 0]), EINVAL);
+        poke(&mut p, &mut m, buf, &ts(-1, 0));
+        assert_eq!(call(&mut p, &mut m, sysno::NANOSLEEP, &[buf, 0]), EINVAL);
+        assert_eq!(
+            call(&mut p, &mut m, sysno::NANOSLEEP, &[UNMAPPED, 0]),
+            EFAULT
+        );
+    }
+
+    #[test]
+    fn clock_nanosleep_call() {
+        let (mut p, mut m, buf) = setup();
+        m.now = 1_000;
+        m.epoch_offset = EPOCH;
+        poke(&mut p, &mut m, buf, &ts(0, 5_000));
+        assert_eq!(
+            call(&mut p, &mut m, sysno::CLOCK_NANOSLEEP, &[1, 0, buf, 0]),
+            0
+        );
+        assert_eq!(m.now, 6_000);
+        assert_eq!(
+            call(
+                &mut p,
+                &mut m,
+                sysno::CLOCK_NANOSLEEP,
+                &[1, TIMER_ABSTIME, buf, 0]
+            ),
+            0
+        );
+        assert_eq!(m.now, 6_000);
+        poke(&mut p, &mut m, buf, &ts(0, 9_000));
+        assert_eq!(
+            call(
+                &mut p,
+                &mut m,
+                sysno::CLOCK_NANOSLEEP,
+                &[7, TIMER_ABSTIME, buf, 0]
+            ),
+            0
+        );
+        assert_eq!(m.now, 9_000);
+        // Absolute real time: one second after the current wall clock.
+        let target = Timespec::from_ns(EPOCH + 9_000 + NSEC_PER_SEC);
+        poke(&mut p, &mut m, buf, &target.to_bytes());
+        assert_eq!(
+            call(
+                &mut p,
+                &mut m,
+                sysno::CLOCK_NANOSLEEP,
+                &[0, TIMER_ABSTIME, buf, 0]
+            ),
+            0
+        );
+        assert_eq!(m.now, 9_000 + NSEC_PER_SEC);
+        assert_eq!(
+            call(&mut p, &mut m, sysno::CLOCK_NANOSLEEP, &[4, 0, buf, 0]),
+            -95
+        );
+        assert_eq!(
+            call(&mut p, &mut m, sysno::CLOCK_NANOSLEEP, &[3, 0, buf, 0]),
+            EINVAL
+        );
+        assert_eq!(
+            call(&mut p, &mut m, sysno::CLOCK_NANOSLEEP, &[8, 0, buf, 0]),
+            EINVAL
+        );
+        assert_eq!(
+            call(&mut p, &mut m, sysno::CLOCK_NANOSLEEP, &[1, 0, UNMAPPED, 0]),
+            EFAULT
+        );
+        poke(&mut p, &mut m, buf, &ts(0, -5));
+        assert_eq!(
+            call(&mut p, &mut m, sysno::CLOCK_NANOSLEEP, &[1, 0, buf, 0]),
+            EINVAL
+        );
+    }
+
+    #[test]
+    fn clock_ids() {
+        assert_eq!(Clock::from_id(0), Ok(Clock::Realtime));
+        assert_eq!(Clock::from_id(1), Ok(Clock::Monotonic));
+        assert_eq!(Clock::from_id(2), Ok(Clock::ProcessCpu));
+        assert_eq!(Clock::from_id(3), Ok(Clock::ThreadCpu));
+        assert_eq!(Clock::from_id(4), Ok(Clock::MonotonicRaw));
+        assert_eq!(Clock::from_id(5), Ok(Clock::RealtimeCoarse));
+        assert_eq!(Clock::from_id(6), Ok(Clock::MonotonicCoarse));
+        assert_eq!(Clock::from_id(7), Ok(Clock::Boottime));
+        assert_eq!(Clock::from_id(11), Ok(Clock::Tai));
+        for bad in [8, 9, 10, 12, 100, i32::MAX] {
+            assert_eq!(Clock::from_id(bad), Err(Errno::EINVAL), "{bad}");
+        }
+    }
+
+    #[test]
+    fn cpu_clock_ids() {
+        // clock_getcpuclockid(0): MAKE_PROCESS_CPUCLOCK(0, CPUCLOCK_SCHED).
+        assert_eq!(Clock::from_id((!0 << 3) | 2), Ok(Clock::ProcessCpu));
+        assert_eq!(Clock::from_id((!1 << 3) | 2), Ok(Clock::ProcessCpu));
+        // pthread_getcpuclockid: MAKE_THREAD_CPUCLOCK(tid 1, CPUCLOCK_SCHED).
+        assert_eq!(Clock::from_id((!1 << 3) | 4 | 2), Ok(Clock::ThreadCpu));
+        assert_eq!(Clock::from_id((!2 << 3) | 2), Err(Errno::EINVAL));
+        assert_eq!(Clock::from_id((!0 << 3) | 3), Err(Errno::EINVAL));
+    }
+
+    #[test]
+    fn clock_values() {
+        let m = FakeMachine {
+            now: 5 * NSEC_PER_SEC + 7_654_321,
+            epoch_offset: 1_700_000_000 * NSEC_PER_SEC,
+            ..FakeMachine::default()
+        };
+        assert_eq!(Clock::Monotonic.now_ns(&m), 5_007_654_321);
+        assert_eq!(Clock::Boottime.now_ns(&m), 5_007_654_321);
+        assert_eq!(Clock::ProcessCpu.now_ns(&m), 5_007_654_321);
+        assert_eq!(Clock::MonotonicCoarse.now_ns(&m), 5_004_000_000);
+        assert_eq!(Clock::Realtime.now_ns(&m), 1_700_000_005_007_654_321);
+        assert_eq!(Clock::Tai.now_ns(&m), 1_700_000_005_007_654_321);
+        assert_eq!(Clock::RealtimeCoarse.now_ns(&m), 1_700_000_005_004_000_000);
+        assert_eq!(Clock::Monotonic.resolution_ns(), 1);
+        assert_eq!(Clock::RealtimeCoarse.resolution_ns(), 4_000_000);
+        assert_eq!(Clock::MonotonicCoarse.resolution_ns(), 4_000_000);
+    }
+
+    #[test]
+    fn timespec_codec_and_validity() {
+        let t = Timespec::from_ns(3 * NSEC_PER_SEC + 5);
+        assert_eq!(t, Timespec { sec: 3, nsec: 5 });
+        assert_eq!(Timespec::from_bytes(&t.to_bytes()), t);
+        assert_eq!(t.to_ns(), Ok(3_000_000_005));
+        assert_eq!(Timespec { sec: -1, nsec: 0 }.to_ns(), Err(Errno::EINVAL));
+        assert_eq!(Timespec { sec: 0, nsec: -1 }.to_ns(), Err(Errno::EINVAL));
+        assert_eq!(
+            Timespec {
+                sec: 0,
+                nsec: 1_000_000_000
+            }
+            .to_ns(),
+            Err(Errno::EINVAL)
+        );
+        assert_eq!(
+            Timespec {
+                sec: i64::MAX,
+                nsec: 0
+            }
+            .to_ns(),
+            Ok(u64::MAX)
+        );
+        let v = Timeval::from_ns(2 * NSEC_PER_SEC + 123_456_789);
+        assert_eq!(
+            v,
+            Timeval {
+                sec: 2,
+                usec: 123_456
+            }
+        );
+        assert_eq!(Timeval::from_bytes(&v.to_bytes()), v);
+    }
+
+    #[test]
+    fn deadlines() {
+        let m = FakeMachine {
+            now: 1_000,
+            epoch_offset: 1_000_000,
+            ..FakeMachine::default()
+        };
+        assert_eq!(sleep_deadline(&m, Clock::Monotonic, false, 500), 1_500);
+        assert_eq!(sleep_deadline(&m, Clock::Realtime, false, 500), 1_500);
+        assert_eq!(sleep_deadline(&m, Clock::Monotonic, true, 5_000), 5_000);
+        assert_eq!(sleep_deadline(&m, Clock::Monotonic, true, 10), 1_000);
+        // Real time now is 1_001_000: a target 2_000 ns later is 2_000 ns from now.
+        assert_eq!(sleep_deadline(&m, Clock::Realtime, true, 1_003_000), 3_000);
+        assert_eq!(sleep_deadline(&m, Clock::Tai, true, 5), 1_000);
+        assert_eq!(
+            sleep_deadline(&m, Clock::Monotonic, false, u64::MAX),
+            u64::MAX
+        );
+    }
+}

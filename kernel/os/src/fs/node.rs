@@ -1,0 +1,507 @@
+//! File-system nodes (inodes) and their status (`struct stat`, `struct statx`).
+
+use alloc::collections::BTreeMap;
+use alloc::string::String;
+use alloc::vec::Vec;
+use core::sync::atomic::{AtomicU64, Ordering};
+
+use spin::Mutex;
+
+use crate::errno::{Errno, KResult};
+
+/// File type bits of `st_mode`.
+pub const S_IFMT: u32 = 0o170000;
+/// Directory.
+pub const S_IFDIR: u32 = 0o040000;
+/// Regular file.
+pub const S_IFREG: u32 = 0o100000;
+/// Symbolic link.
+pub const S_IFLNK: u32 = 0o120000;
+/// Character device.
+pub const S_IFCHR: u32 = 0o020000;
+/// FIFO (pipe).
+pub const S_IFIFO: u32 = 0o010000;
+
+/// Preferred I/O size reported in `st_blksize`.
+pub const BLKSIZE: u64 = 4096;
+
+static NEXT_INO: AtomicU64 = AtomicU64::new(2);
+
+/// A fresh inode number, unique for the kernel's lifetime (shared by files and pipes).
+pub fn alloc_ino() -> u64 {
+    NEXT_INO.fetch_add(1, Ordering::Relaxed)
+}
+
+/// Which file system a node belongs to (it decides `EROFS` and `EXDEV`, and is `st_dev`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FsId {
+    /// The read-only root from the image's tar archive.
+    Root = 1,
+    /// The writable in-memory file system at `/tmp`.
+    Tmp = 2,
+    /// The device directory `/dev`.
+    Dev = 3,
+    /// The process information directory `/proc`.
+    Proc = 4,
+    /// Pipes (never in the tree).
+    Pipe = 5,
+}
+
+/// The character devices under `/dev`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Device {
+    /// `/dev/null`: reads end at once, writes vanish.
+    Null,
+    /// `/dev/zero`: reads give zeros, writes vanish.
+    Zero,
+    /// `/dev/random`: random bytes.
+    Random,
+    /// `/dev/urandom`: random bytes.
+    URandom,
+}
+
+impl Device {
+    /// Linux major and minor numbers.
+    pub fn rdev(self) -> (u32, u32) {
+        match self {
+            Device::Null => (1, 3),
+            Device::Zero => (1, 5),
+            Device::Random => (1, 8),
+            Device::URandom => (1, 9),
+        }
+    }
+}
+
+/// A directory's entries by name.
+pub type DirMap = BTreeMap<String, alloc::sync::Arc<Inode>>;
+
+/// What a node holds.
+#[derive(Debug)]
+pub enum Body {
+    /// A directory.
+    Dir(Mutex<DirMap>),
+    /// A read-only file whose bytes live in the root filesystem archive.
+    StaticFile(&'static [u8]),
+    /// A writable in-memory file (`/tmp`).
+    MemFile(Mutex<Vec<u8>>),
+    /// A symbolic link and its target.
+    Symlink(String),
+    /// A character device.
+    Device(Device),
+    /// `/proc/self/maps`: its text is taken when it is opened.
+    ProcMaps,
+}
+
+/// Mutable metadata of a node.
+#[derive(Debug, Clone, Copy)]
+struct Meta {
+    perm: u32,
+    /// Link count of non-directories; for directories 0 means removed, 1 present.
+    links: u32,
+    atime: u64,
+    mtime: u64,
+    ctime: u64,
+}
+
+/// A node of the tree. Shared (`Arc`) between directories and open files, so an unlinked
+/// file stays readable through descriptors that still hold it.
+#[derive(Debug)]
+pub struct Inode {
+    /// Inode number (stable for the node's life).
+    pub ino: u64,
+    /// The file system it belongs to.
+    pub fs: FsId,
+    /// Its contents.
+    pub body: Body,
+    meta: Mutex<Meta>,
+}
+
+/// A node's status, as `stat` reports it. Times are nanoseconds since the epoch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Stat {
+    /// Device of the file system: (major, minor).
+    pub dev: (u32, u32),
+    /// Inode number.
+    pub ino: u64,
+    /// Type and permission bits.
+    pub mode: u32,
+    /// Number of hard links.
+    pub nlink: u64,
+    /// Device number of a device node: (major, minor).
+    pub rdev: (u32, u32),
+    /// Size in bytes.
+    pub size: u64,
+    /// Preferred I/O size.
+    pub blksize: u64,
+    /// Allocated 512-byte blocks.
+    pub blocks: u64,
+    /// Last access.
+    pub atime: u64,
+    /// Last modification.
+    pub mtime: u64,
+    /// Last status change.
+    pub ctime: u64,
+}
+
+fn put(buf: &mut [u8], off: usize, bytes: &[u8]) {
+    buf[off..off + bytes.len()].copy_from_slice(bytes);
+}
+
+/// Linux's user-visible encoding of a device number.
+fn encode_dev((major, minor): (u32, u32)) -> u64 {
+    let (ma, mi) = (u64::from(major), u64::from(minor));
+    ((ma & 0xfffff000) << 32) | ((ma & 0xfff) << 8) | ((mi & 0xffffff00) << 12) | (mi & 0xff)
+}
+
+impl Stat {
+    /// Size of the x86_64 `struct stat`.
+    pub const LINUX_SIZE: usize = 144;
+    /// Size of `struct statx`.
+    pub const STATX_SIZE: usize = 256;
+    /// The `STATX_BASIC_STATS` fields this kernel fills in.
+    pub const STATX_BASIC: u32 = 0x7ff;
+
+    /// Encodes the x86_64 `struct stat` (144 bytes).
+    pub fn to_linux(&self) -> [u8; Self::LINUX_SIZE] {
+        let mut b = [0u8; Self::LINUX_SIZE];
+        put(&mut b, 0, &encode_dev(self.dev).to_le_bytes());
+        put(&mut b, 8, &self.ino.to_le_bytes());
+        put(&mut b, 16, &self.nlink.to_le_bytes());
+        put(&mut b, 24, &self.mode.to_le_bytes());
+        // uid, gid: root (0).
+        put(&mut b, 40, &encode_dev(self.rdev).to_le_bytes());
+        put(&mut b, 48, &self.size.to_le_bytes());
+        put(&mut b, 56, &self.blksize.to_le_bytes());
+        put(&mut b, 64, &self.blocks.to_le_bytes());
+        for (off, t) in [(72, self.atime), (88, self.mtime), (104, self.ctime)] {
+            put(&mut b, off, &(t / 1_000_000_000).to_le_bytes());
+            put(&mut b, off + 8, &(t % 1_000_000_000).to_le_bytes());
+        }
+        b
+    }
+
+    /// Encodes `struct statx` (256 bytes) with the basic fields.
+    pub fn to_statx(&self) -> [u8; Self::STATX_SIZE] {
+        let mut b = [0u8; Self::STATX_SIZE];
+        put(&mut b, 0, &Self::STATX_BASIC.to_le_bytes());
+        put(&mut b, 4, &(self.blksize as u32).to_le_bytes());
+        put(&mut b, 16, &(self.nlink as u32).to_le_bytes());
+        put(&mut b, 28, &(self.mode as u16).to_le_bytes());
+        put(&mut b, 32, &self.ino.to_le_bytes());
+        put(&mut b, 40, &self.size.to_le_bytes());
+        put(&mut b, 48, &self.blocks.to_le_bytes());
+        // atime @64, btime @80 (not reported), ctime @96, mtime @112.
+        for (off, t) in [(64, self.atime), (96, self.ctime), (112, self.mtime)] {
+            put(&mut b, off, &(t / 1_000_000_000).to_le_bytes());
+            put(&mut b, off + 8, &((t % 1_000_000_000) as u32).to_le_bytes());
+        }
+        put(&mut b, 128, &self.rdev.0.to_le_bytes());
+        put(&mut b, 132, &self.rdev.1.to_le_bytes());
+        put(&mut b, 136, &self.dev.0.to_le_bytes());
+        put(&mut b, 140, &self.dev.1.to_le_bytes());
+        b
+    }
+}
+
+impl Inode {
+    /// A new node with a fresh inode number; `now` sets all three times.
+    pub fn new(fs: FsId, body: Body, perm: u32, now: u64) -> Inode {
+        Inode {
+            ino: alloc_ino(),
+            fs,
+            body,
+            meta: Mutex::new(Meta {
+                perm: perm & 0o7777,
+                links: 1,
+                atime: now,
+                mtime: now,
+                ctime: now,
+            }),
+        }
+    }
+
+    /// The file-type bits of `st_mode`.
+    pub fn type_bits(&self) -> u32 {
+        match self.body {
+            Body::Dir(_) => S_IFDIR,
+            Body::StaticFile(_) | Body::MemFile(_) | Body::ProcMaps => S_IFREG,
+            Body::Symlink(_) => S_IFLNK,
+            Body::Device(_) => S_IFCHR,
+        }
+    }
+
+    /// The `d_type` of a directory entry for this node.
+    pub fn dtype(&self) -> u8 {
+        match self.body {
+            Body::Dir(_) => 4,
+            Body::StaticFile(_) | Body::MemFile(_) | Body::ProcMaps => 8,
+            Body::Symlink(_) => 10,
+            Body::Device(_) => 2,
+        }
+    }
+
+    /// Whether this is a directory.
+    pub fn is_dir(&self) -> bool {
+        matches!(self.body, Body::Dir(_))
+    }
+
+    /// Whether this is a regular file.
+    pub fn is_regular(&self) -> bool {
+        self.type_bits() == S_IFREG
+    }
+
+    /// The directory's entries, if this is a directory.
+    pub fn dir(&self) -> Option<&Mutex<DirMap>> {
+        match &self.body {
+            Body::Dir(d) => Some(d),
+            _ => None,
+        }
+    }
+
+    /// The target of a symbolic link.
+    pub fn symlink_target(&self) -> Option<&str> {
+        match &self.body {
+            Body::Symlink(t) => Some(t),
+            _ => None,
+        }
+    }
+
+    /// Permission bits.
+    pub fn perm(&self) -> u32 {
+        self.meta.lock().perm
+    }
+
+    /// Sets the permission bits.
+    pub fn set_perm(&self, perm: u32) {
+        self.meta.lock().perm = perm & 0o7777;
+    }
+
+    /// Size in bytes (a symlink's is its target's length; devices and `/proc` files are 0).
+    pub fn size(&self) -> u64 {
+        match &self.body {
+            Body::StaticFile(d) => d.len() as u64,
+            Body::MemFile(d) => d.lock().len() as u64,
+            Body::Symlink(t) => t.len() as u64,
+            Body::Dir(_) => BLKSIZE,
+            Body::Device(_) | Body::ProcMaps => 0,
+        }
+    }
+
+    /// The link count as `st_nlink` shows it (directories: 2 plus subdirectories).
+    pub fn nlink(&self) -> u64 {
+        let links = self.meta.lock().links;
+        match &self.body {
+            Body::Dir(d) if links > 0 => 2 + d.lock().values().filter(|n| n.is_dir()).count() as u64,
+            _ => u64::from(links),
+        }
+    }
+
+    /// Adds one hard link.
+    pub fn link(&self) {
+        self.meta.lock().links += 1;
+    }
+
+    /// Drops one hard link (a removed directory drops to 0).
+    pub fn unlink(&self, now: u64) {
+        let mut m = self.meta.lock();
+        m.links = m.links.saturating_sub(1);
+        m.ctime = now;
+    }
+
+    /// Whether the node was removed from the tree (an unlinked file or removed directory).
+    pub fn removed(&self) -> bool {
+        self.meta.lock().links == 0
+    }
+
+    /// Marks a modification (mtime and ctime).
+    pub fn touch(&self, now: u64) {
+        let mut m = self.meta.lock();
+        m.mtime = now;
+        m.ctime = now;
+    }
+
+    /// Marks a status change (ctime).
+    pub fn touch_ctime(&self, now: u64) {
+        self.meta.lock().ctime = now;
+    }
+
+    /// The node's status.
+    pub fn stat(&self) -> Stat {
+        let m = *self.meta.lock();
+        let size = self.size();
+        let rdev = match self.body {
+            Body::Device(d) => d.rdev(),
+            _ => (0, 0),
+        };
+        let blocks = match self.body {
+            Body::StaticFile(_) | Body::MemFile(_) | Body::Dir(_) => size.div_ceil(BLKSIZE) * 8,
+            _ => 0,
+        };
+        Stat {
+            dev: (0, self.fs as u32),
+            ino: self.ino,
+            mode: self.type_bits() | m.perm,
+            nlink: self.nlink(),
+            rdev,
+            size,
+            blksize: BLKSIZE,
+            blocks,
+            atime: m.atime,
+            mtime: m.mtime,
+            ctime: m.ctime,
+        }
+    }
+
+    /// Reads file bytes at `off` into `buf`; returns how many (0 at or past the end).
+    /// Only for regular files with contents.
+    pub fn read_at(&self, off: u64, buf: &mut [u8]) -> usize {
+        fn copy(data: &[u8], off: u64, buf: &mut [u8]) -> usize {
+            let Ok(off) = usize::try_from(off) else {
+                return 0;
+            };
+            if off >= data.len() {
+                return 0;
+            }
+            let n = buf.len().min(data.len() - off);
+            buf[..n].copy_from_slice(&data[off..off + n]);
+            n
+        }
+        match &self.body {
+            Body::StaticFile(d) => copy(d, off, buf),
+            Body::MemFile(d) => copy(&d.lock(), off, buf),
+            _ => 0,
+        }
+    }
+
+    /// Writes `data` at `off` into a `/tmp` file, growing it (with zeros) as needed.
+    /// `EFBIG` past the largest offset, `ENOSPC` when memory runs out, `EROFS` for other files.
+    pub fn write_at(&self, off: u64, data: &[u8], now: u64) -> KResult<usize> {
+        let Body::MemFile(d) = &self.body else {
+            return Err(Errno::EROFS);
+        };
+        if data.is_empty() {
+            return Ok(0);
+        }
+        let end = off
+            .checked_add(data.len() as u64)
+            .filter(|&e| e <= i64::MAX as u64)
+            .ok_or(Errno::EFBIG)?;
+        let end = usize::try_from(end).map_err(|_| Errno::EFBIG)?;
+        let off = off as usize;
+        let mut v = d.lock();
+        if end > v.len() {
+            let cur = v.len();
+            v.try_reserve(end - cur).map_err(|_| Errno::ENOSPC)?;
+            v.resize(end, 0);
+        }
+        v[off..end].copy_from_slice(data);
+        drop(v);
+        self.touch(now);
+        Ok(data.len())
+    }
+
+    /// Sets the length of a `/tmp` file (zero-filling when it grows).
+    pub fn truncate(&self, len: u64, now: u64) -> KResult<()> {
+        let Body::MemFile(d) = &self.body else {
+            return Err(Errno::EROFS);
+        };
+        if len > i64::MAX as u64 {
+            return Err(Errno::EFBIG);
+        }
+        let len = usize::try_from(len).map_err(|_| Errno::EFBIG)?;
+        let mut v = d.lock();
+        if len > v.len() {
+            let cur = v.len();
+            v.try_reserve(len - cur).map_err(|_| Errno::ENOSPC)?;
+        }
+        v.resize(len, 0);
+        if len < v.capacity() / 2 {
+            v.shrink_to_fit();
+        }
+        drop(v);
+        self.touch(now);
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stat_layout() {
+        let s = Stat {
+            dev: (0, 2),
+            ino: 77,
+            mode: S_IFREG | 0o644,
+            nlink: 1,
+            rdev: (1, 3),
+            size: 5000,
+            blksize: 4096,
+            blocks: 16,
+            atime: 1_500_000_000,
+            mtime: 2_000_000_001,
+            ctime: 3,
+        };
+        let b = s.to_linux();
+        let u64at = |o: usize| u64::from_le_bytes(b[o..o + 8].try_into().unwrap());
+        assert_eq!(u64at(0), 2);
+        assert_eq!(u64at(8), 77);
+        assert_eq!(u64at(16), 1);
+        assert_eq!(u32::from_le_bytes(b[24..28].try_into().unwrap()), 0o100644);
+        assert_eq!(u64at(40), 0x103);
+        assert_eq!(u64at(48), 5000);
+        assert_eq!(u64at(56), 4096);
+        assert_eq!(u64at(64), 16);
+        assert_eq!((u64at(72), u64at(80)), (1, 500_000_000));
+        assert_eq!((u64at(88), u64at(96)), (2, 1));
+        assert_eq!((u64at(104), u64at(112)), (0, 3));
+
+        let x = s.to_statx();
+        let u32at = |o: usize| u32::from_le_bytes(x[o..o + 4].try_into().unwrap());
+        let x64 = |o: usize| u64::from_le_bytes(x[o..o + 8].try_into().unwrap());
+        assert_eq!(u32at(0), 0x7ff);
+        assert_eq!(u32at(4), 4096);
+        assert_eq!(u32at(16), 1);
+        assert_eq!(u16::from_le_bytes([x[28], x[29]]), 0o100644);
+        assert_eq!(x64(32), 77);
+        assert_eq!(x64(40), 5000);
+        assert_eq!(x64(48), 16);
+        assert_eq!((x64(64), u32at(72)), (1, 500_000_000));
+        assert_eq!((x64(112), u32at(120)), (2, 1));
+        assert_eq!((u32at(128), u32at(132)), (1, 3));
+        assert_eq!((u32at(136), u32at(140)), (0, 2));
+    }
+
+    #[test]
+    fn memfile_write_read_truncate() {
+        let n = Inode::new(FsId::Tmp, Body::MemFile(Mutex::new(Vec::new())), 0o644, 5);
+        assert_eq!(n.write_at(3, b"abc", 9), Ok(3));
+        let mut buf = [9u8; 10];
+        assert_eq!(n.read_at(0, &mut buf), 6);
+        assert_eq!(&buf[..6], b"\0\0\0abc");
+        assert_eq!(n.read_at(6, &mut buf), 0);
+        assert_eq!(n.read_at(u64::MAX, &mut buf), 0);
+        assert_eq!(n.stat().mtime, 9);
+        n.truncate(2, 10).unwrap();
+        assert_eq!(n.size(), 2);
+        n.truncate(4, 10).unwrap();
+        assert_eq!(n.read_at(0, &mut buf), 4);
+        assert_eq!(&buf[..4], b"\0\0\0\0");
+        assert_eq!(n.write_at(i64::MAX as u64, b"x", 1), Err(Errno::EFBIG));
+        assert_eq!(n.truncate(u64::MAX, 1), Err(Errno::EFBIG));
+        assert_eq!(n.truncate(1 << 60, 1), Err(Errno::ENOSPC));
+        let s = Inode::new(FsId::Root, Body::StaticFile(b"ro"), 0o644, 0);
+        assert_eq!(s.write_at(0, b"x", 1), Err(Errno::EROFS));
+        assert_eq!(s.truncate(0, 1), Err(Errno::EROFS));
+    }
+
+    #[test]
+    fn inode_numbers_are_unique() {
+        let a = Inode::new(FsId::Tmp, Body::Symlink("x".into()), 0o777, 0);
+        let b = Inode::new(FsId::Tmp, Body::Symlink("x".into()), 0o777, 0);
+        assert_ne!(a.ino, b.ino);
+        assert_eq!(a.size(), 1);
+        assert_eq!(a.stat().mode, S_IFLNK | 0o777);
+    }
+}

@@ -1,0 +1,671 @@
+use super::*;
+use crate::fd::poll::{POLLHUP, POLLIN, POLLOUT};
+use crate::fd::{O_CREAT, O_DIRECTORY, O_EXCL, O_NOFOLLOW, O_NONBLOCK, O_RDONLY, O_RDWR};
+use crate::fs::node::{S_IFCHR, S_IFDIR, S_IFIFO, S_IFLNK, S_IFREG};
+use crate::fs::Vfs;
+use crate::machine::Prot;
+use crate::testing::FakeMachine;
+use crate::vm::{AddressSpace, MAP_ANONYMOUS, MAP_FIXED, MAP_PRIVATE};
+
+const SCRATCH: u64 = 0x10_0000;
+const SCRATCH_LEN: u64 = 0x10_0000;
+
+struct T {
+    p: Process,
+    m: FakeMachine,
+    next: u64,
+}
+
+fn rootfs() -> &'static [u8] {
+    crate::fs::tests::rootfs()
+}
+
+impl T {
+    fn new() -> T {
+        let mut m = FakeMachine::default();
+        m.now = 1_000;
+        m.epoch_offset = 5_000_000_000;
+        let mut vm = AddressSpace::new(0..0x1000);
+        vm.mmap(
+            m.pages(),
+            SCRATCH,
+            SCRATCH_LEN,
+            Prot::RW,
+            MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED,
+        )
+        .unwrap();
+        let p = Process {
+            vm,
+            files: crate::fd::FdTable::with_console(),
+            vfs: Vfs::new(rootfs(), "/bin/app").unwrap(),
+            cwd: "/".into(),
+            exe_path: "/bin/app".into(),
+            signals: Default::default(),
+            clear_child_tid: 0,
+            fs_base: 0,
+            gs_base: 0,
+            trace: false,
+            unsupported_logged: Default::default(),
+        };
+        T {
+            p,
+            m,
+            next: SCRATCH,
+        }
+    }
+
+    fn call(&mut self, nr: u64, args: &[u64]) -> i64 {
+        let mut a = [0u64; 6];
+        a[..args.len()].copy_from_slice(args);
+        match handle(&mut self.p, &mut self.m, nr, a) {
+            Some(Outcome::Return(v)) => v,
+            other => panic!("syscall {nr}: {other:?}"),
+        }
+    }
+
+    fn alloc(&mut self, n: u64) -> u64 {
+        let a = self.next;
+        self.next += n.div_ceil(16) * 16;
+        assert!(self.next <= SCRATCH + SCRATCH_LEN);
+        a
+    }
+
+    fn put(&mut self, data: &[u8]) -> u64 {
+        let a = self.alloc(data.len() as u64 + 1);
+        self.p.vm.copy_to_user(self.m.pages(), a, data).unwrap();
+        a
+    }
+
+    fn cstr(&mut self, s: &str) -> u64 {
+        let mut v = s.as_bytes().to_vec();
+        v.push(0);
+        self.put(&v)
+    }
+
+    fn read(&mut self, addr: u64, n: usize) -> Vec<u8> {
+        let mut b = vec![0u8; n];
+        self.p.vm.copy_from_user(self.m.pages(), addr, &mut b).unwrap();
+        b
+    }
+
+    fn open(&mut self, path: &str, flags: u32, mode: u64) -> i64 {
+        let p = self.cstr(path);
+        self.call(nr::OPENAT, &[AT_FDCWD as u64, p, u64::from(flags), mode])
+    }
+
+    fn read_fd(&mut self, fd: i64, n: usize) -> Result<Vec<u8>, i64> {
+        let b = self.alloc(n as u64);
+        let r = self.call(nr::READ, &[fd as u64, b, n as u64]);
+        if r < 0 {
+            return Err(r);
+        }
+        Ok(self.read(b, r as usize))
+    }
+
+    fn write_fd(&mut self, fd: i64, data: &[u8]) -> i64 {
+        let b = self.put(data);
+        self.call(nr::WRITE, &[fd as u64, b, data.len() as u64])
+    }
+
+    fn stat(&mut self, nr: u64, args: &[u64]) -> Result<Stat144, i64> {
+        let buf = self.alloc(144);
+        let mut a = args.to_vec();
+        // The buffer goes in the slot after the path (stat/lstat: 1, newfstatat: 2).
+        let slot = if nr == nr::NEWFSTATAT { 2 } else { 1 };
+        a.insert(slot, buf);
+        let r = self.call(nr, &a);
+        if r < 0 {
+            return Err(r);
+        }
+        Ok(Stat144(self.read(buf, 144)))
+    }
+}
+
+struct Stat144(Vec<u8>);
+
+impl Stat144 {
+    fn u64(&self, off: usize) -> u64 {
+        u64::from_le_bytes(self.0[off..off + 8].try_into().unwrap())
+    }
+    fn ino(&self) -> u64 {
+        self.u64(8)
+    }
+    fn mode(&self) -> u32 {
+        u32::from_le_bytes(self.0[24..28].try_into().unwrap())
+    }
+    fn size(&self) -> u64 {
+        self.u64(48)
+    }
+}
+
+const E: fn(Errno) -> i64 = Errno::as_return;
+
+#[test]
+fn not_ours() {
+    let mut t = T::new();
+    assert!(handle(&mut t.p, &mut t.m, nr::MMAP, [0; 6]).is_none());
+    assert!(handle(&mut t.p, &mut t.m, nr::EXIT_GROUP, [0; 6]).is_none());
+}
+
+#[test]
+fn console() {
+    let mut t = T::new();
+    assert_eq!(t.write_fd(1, b"out\n"), 4);
+    assert_eq!(t.write_fd(2, b"err\n"), 4);
+    assert_eq!(t.m.stdout, b"out\n");
+    assert_eq!(t.m.stderr, b"err\n");
+    assert_eq!(t.read_fd(0, 10), Ok(vec![]));
+    assert_eq!(t.write_fd(0, b"x"), E(Errno::EBADF));
+    assert_eq!(t.read_fd(1, 1), Err(E(Errno::EBADF)));
+    let ws = t.alloc(8);
+    assert_eq!(t.call(nr::IOCTL, &[1, 0x5401, ws]), E(Errno::ENOTTY));
+    assert_eq!(t.call(nr::IOCTL, &[1, 0x5413, ws]), E(Errno::ENOTTY));
+    assert_eq!(t.call(nr::IOCTL, &[9, 0x5413, ws]), E(Errno::EBADF));
+    assert_eq!(t.call(nr::LSEEK, &[1, 0, 0]), E(Errno::ESPIPE));
+    assert_eq!(t.stat(nr::FSTAT, &[1]).unwrap().mode(), S_IFCHR | 0o620);
+    assert_eq!(t.call(nr::FSYNC, &[1]), E(Errno::EINVAL));
+    // glibc's start-up check: poll fds 0-2 with timeout 0.
+    let mut pfds = Vec::new();
+    for fd in 0..3i32 {
+        pfds.extend_from_slice(&fd.to_le_bytes());
+        pfds.extend_from_slice(&(POLLIN as u16).to_le_bytes());
+        pfds.extend_from_slice(&[0, 0]);
+    }
+    let a = t.put(&pfds);
+    assert_eq!(t.call(nr::POLL, &[a, 3, 0]), 1);
+    let back = t.read(a, 24);
+    assert_eq!(u16::from_le_bytes([back[6], back[7]]), POLLIN);
+    assert_eq!(u16::from_le_bytes([back[14], back[15]]), 0);
+}
+
+#[test]
+fn reading_the_rootfs() {
+    let mut t = T::new();
+    let fd = t.open("/etc/hosts", O_RDONLY | O_CLOEXEC, 0);
+    assert_eq!(fd, 3);
+    assert_eq!(t.read_fd(fd, 9).unwrap(), b"127.0.0.1");
+    assert_eq!(t.read_fd(fd, 100).unwrap(), b" localhost\n");
+    assert_eq!(t.read_fd(fd, 100).unwrap(), b"");
+    assert_eq!(t.call(nr::LSEEK, &[fd as u64, 4, 0]), 4);
+    let b = t.alloc(3);
+    assert_eq!(t.call(nr::PREAD64, &[fd as u64, b, 3, 0]), 3);
+    assert_eq!(t.read(b, 3), b"127");
+    assert_eq!(t.call(nr::PREAD64, &[fd as u64, b, 3, u64::MAX]), E(Errno::EINVAL));
+    assert_eq!(t.read_fd(fd, 1).unwrap(), b"0");
+    // readv across two buffers.
+    t.call(nr::LSEEK, &[fd as u64, 0, 0]);
+    let (b1, b2) = (t.alloc(4), t.alloc(4));
+    let mut iov = Vec::new();
+    for (b, l) in [(b1, 4u64), (b2, 4)] {
+        iov.extend_from_slice(&b.to_le_bytes());
+        iov.extend_from_slice(&l.to_le_bytes());
+    }
+    let iova = t.put(&iov);
+    assert_eq!(t.call(nr::READV, &[fd as u64, iova, 2]), 8);
+    assert_eq!(t.read(b2, 4), b".0.1");
+    assert_eq!(t.call(nr::READV, &[fd as u64, iova, 1025]), E(Errno::EINVAL));
+    // Errors.
+    assert_eq!(t.call(nr::READ, &[fd as u64, 0x10, 4]), E(Errno::EFAULT));
+    assert_eq!(t.write_fd(fd, b"x"), E(Errno::EBADF));
+    assert_eq!(t.call(nr::FCNTL, &[fd as u64, 1]), 1);
+    assert_eq!(t.call(nr::FCNTL, &[fd as u64, 3]), i64::from(O_LARGEFILE));
+    assert_eq!(t.call(nr::CLOSE, &[fd as u64]), 0);
+    assert_eq!(t.call(nr::CLOSE, &[fd as u64]), E(Errno::EBADF));
+    assert_eq!(t.read_fd(fd, 1), Err(E(Errno::EBADF)));
+    assert_eq!(t.open("/etc/hosts", O_RDWR, 0), E(Errno::EROFS));
+    assert_eq!(t.open("/etc/nothing", O_RDWR | O_CREAT, 0o644), E(Errno::EROFS));
+    assert_eq!(t.open("/etc/hosts", O_RDONLY | O_CREAT, 0o644), 3);
+    assert_eq!(t.open("/etc/hosts", O_RDONLY | O_CREAT | O_EXCL, 0o644), E(Errno::EEXIST));
+    assert_eq!(t.open("/etc/hosts", O_DIRECTORY, 0), E(Errno::ENOTDIR));
+    assert_eq!(t.open("/nope", O_RDONLY, 0), E(Errno::ENOENT));
+    assert_eq!(t.call(nr::OPENAT, &[AT_FDCWD as u64, 0x10, 0, 0]), E(Errno::EFAULT));
+    let long = "a/".repeat(2048);
+    assert_eq!(t.open(&long, O_RDONLY, 0), E(Errno::ENAMETOOLONG));
+    let dir = t.open("/etc", O_RDONLY | O_DIRECTORY, 0);
+    assert_eq!(t.read_fd(dir, 4), Err(E(Errno::EISDIR)));
+    // Old-style open and relative openat.
+    let p = t.cstr("hosts");
+    assert_eq!(t.call(nr::OPENAT, &[dir as u64, p, 0, 0]), 5);
+    let hosts = t.open("/etc/hosts", 0, 0);
+    assert_eq!(t.call(nr::OPENAT, &[hosts as u64, p, 0, 0]), E(Errno::ENOTDIR));
+    assert_eq!(t.call(nr::OPENAT, &[99, p, 0, 0]), E(Errno::EBADF));
+    let abs = t.cstr("/etc/hosts");
+    assert_eq!(t.call(nr::OPENAT, &[99, abs, 0, 0]), 7);
+    assert_eq!(t.call(nr::OPEN, &[abs, 0, 0]), 8);
+}
+
+#[test]
+fn tmp_files() {
+    let mut t = T::new();
+    let fd = t.open("/tmp/log", O_RDWR | O_CREAT | O_EXCL, 0o666) as u64;
+    assert_eq!(t.write_fd(fd as i64, b"hello"), 5);
+    let st = t.stat(nr::FSTAT, &[fd]).unwrap();
+    assert_eq!(st.mode(), S_IFREG | 0o644);
+    assert_eq!(st.size(), 5);
+    assert_eq!(st.u64(88), 5, "mtime is the wall clock");
+    let b = t.put(b"XY");
+    assert_eq!(t.call(nr::PWRITE64, &[fd, b, 2, 1]), 2);
+    assert_eq!(t.call(nr::LSEEK, &[fd, 0, 0]), 0);
+    assert_eq!(t.read_fd(fd as i64, 10).unwrap(), b"hXYlo");
+    assert_eq!(t.call(nr::FTRUNCATE, &[fd, 2]), 0);
+    assert_eq!(t.call(nr::FTRUNCATE, &[fd, u64::MAX]), E(Errno::EINVAL));
+    assert_eq!(t.call(nr::FTRUNCATE, &[1, 0]), E(Errno::EINVAL));
+    let path = t.cstr("/tmp/log");
+    assert_eq!(t.call(nr::TRUNCATE, &[path, 3]), 0);
+    let etc = t.cstr("/etc/hosts");
+    assert_eq!(t.call(nr::TRUNCATE, &[etc, 0]), E(Errno::EROFS));
+    // O_APPEND and writev.
+    let a = t.open("/tmp/log", O_WRONLY | O_APPEND, 0) as u64;
+    let (x, y) = (t.put(b"ab"), t.put(b"cd"));
+    let mut iov = Vec::new();
+    for p in [x, y] {
+        iov.extend_from_slice(&p.to_le_bytes());
+        iov.extend_from_slice(&2u64.to_le_bytes());
+    }
+    let iova = t.put(&iov);
+    assert_eq!(t.call(nr::WRITEV, &[a, iova, 2]), 4);
+    assert_eq!(t.call(nr::PREAD64, &[fd, b, 7, 0]), 7);
+    assert_eq!(t.read(b, 7), b"hX\0abcd");
+    // Unlinked while open: still readable.
+    assert_eq!(t.call(nr::UNLINK, &[path]), 0);
+    assert_eq!(t.stat(nr::FSTAT, &[fd]).unwrap().u64(16), 0);
+    assert_eq!(t.call(nr::PREAD64, &[fd, b, 2, 0]), 2);
+    assert_eq!(t.stat(nr::STAT, &[path]).err(), Some(E(Errno::ENOENT)));
+    // O_TRUNC.
+    let g = t.open("/tmp/g", O_WRONLY | O_CREAT | O_TRUNC, 0o600);
+    t.write_fd(g, b"12345");
+    t.open("/tmp/g", O_WRONLY | O_TRUNC, 0);
+    let gp = t.cstr("/tmp/g");
+    assert_eq!(t.stat(nr::STAT, &[gp]).unwrap().size(), 0);
+    // creat.
+    let c = t.cstr("/tmp/c");
+    let cfd = t.call(nr::CREAT, &[c, 0o600]);
+    assert_eq!(t.read_fd(cfd, 1), Err(E(Errno::EBADF)));
+    assert_eq!(t.call(nr::FSYNC, &[cfd as u64]), 0);
+    assert_eq!(t.call(nr::FDATASYNC, &[cfd as u64]), 0);
+}
+
+#[test]
+fn proc_and_dev() {
+    let mut t = T::new();
+    let fd = t.open("/proc/self/maps", O_RDONLY, 0);
+    let text = t.p.vm.maps_text("/bin/app");
+    assert!(!text.is_empty());
+    assert_eq!(t.read_fd(fd, 100_000).unwrap(), text.as_bytes());
+    let p = t.cstr("/proc/self/exe");
+    let b = t.alloc(64);
+    assert_eq!(t.call(nr::READLINK, &[p, b, 64]), 8);
+    assert_eq!(t.read(b, 8), b"/bin/app");
+    assert_eq!(t.call(nr::READLINK, &[p, b, 4]), 4);
+    assert_eq!(t.call(nr::READLINK, &[p, b, 0]), E(Errno::EINVAL));
+    let hosts = t.cstr("/etc/hosts");
+    assert_eq!(t.call(nr::READLINK, &[hosts, b, 64]), E(Errno::EINVAL));
+    assert_eq!(t.call(nr::READLINKAT, &[AT_FDCWD as u64, p, b, 64]), 8);
+    let r = t.open("/dev/urandom", O_RDONLY, 0);
+    assert_eq!(t.read_fd(r, 3).unwrap(), [1, 2, 3]);
+    let z = t.open("/dev/zero", O_RDONLY, 0);
+    assert_eq!(t.read_fd(z, 200_000).unwrap(), vec![0u8; 200_000]);
+    let n = t.open("/dev/null", O_RDWR, 0);
+    assert_eq!(t.write_fd(n, b"void"), 4);
+    assert_eq!(t.read_fd(n, 4).unwrap(), b"");
+}
+
+#[test]
+fn pipes() {
+    let mut t = T::new();
+    let fds = t.alloc(8);
+    assert_eq!(t.call(nr::PIPE2, &[fds, u64::from(O_NONBLOCK | O_CLOEXEC)]), 0);
+    let v = t.read(fds, 8);
+    let (r, w) = (
+        i32::from_le_bytes(v[..4].try_into().unwrap()) as i64,
+        i32::from_le_bytes(v[4..].try_into().unwrap()) as i64,
+    );
+    assert_eq!((r, w), (3, 4));
+    assert_eq!(t.call(nr::FCNTL, &[r as u64, 1]), 1);
+    assert_eq!(t.read_fd(r, 4), Err(E(Errno::EAGAIN)));
+    assert_eq!(t.write_fd(w, b"ping"), 4);
+    let n = t.alloc(4);
+    assert_eq!(t.call(nr::IOCTL, &[r as u64, 0x541b, n]), 0);
+    assert_eq!(t.read(n, 4), 4i32.to_le_bytes());
+    assert_eq!(t.call(nr::LSEEK, &[r as u64, 0, 1]), E(Errno::ESPIPE));
+    assert_eq!(t.call(nr::PREAD64, &[r as u64, n, 1, 0]), E(Errno::ESPIPE));
+    assert_eq!(t.stat(nr::FSTAT, &[r as u64]).unwrap().mode(), S_IFIFO | 0o600);
+    assert_eq!(t.call(nr::FCNTL, &[r as u64, 1032]), 65536);
+    assert_eq!(t.call(nr::FCNTL, &[0, 1032]), E(Errno::EBADF));
+    assert_eq!(t.read_fd(r, 10).unwrap(), b"ping");
+    // Blocking read with our own writer open: EDEADLK.
+    assert_eq!(t.call(nr::FCNTL, &[r as u64, 4, 0]), 0);
+    assert_eq!(t.call(nr::FCNTL, &[r as u64, 3]), 0);
+    assert_eq!(t.read_fd(r, 10), Err(E(Errno::EDEADLK)));
+    assert_eq!(t.m.log.len(), 1);
+    // FIONBIO turns non-blocking back on.
+    let one = t.put(&1i32.to_le_bytes());
+    assert_eq!(t.call(nr::IOCTL, &[r as u64, 0x5421, one]), 0);
+    assert_eq!(t.read_fd(r, 10), Err(E(Errno::EAGAIN)));
+    // Close the writer: EOF.
+    assert_eq!(t.call(nr::CLOSE, &[w as u64]), 0);
+    assert_eq!(t.read_fd(r, 10).unwrap(), b"");
+    // No reader: EPIPE.
+    t.call(nr::PIPE, &[fds]);
+    let v = t.read(fds, 8);
+    let (r2, w2) = (v[0] as u64, v[4] as u64);
+    t.call(nr::CLOSE, &[r2]);
+    assert_eq!(t.write_fd(w2 as i64, b"x"), E(Errno::EPIPE));
+    assert_eq!(t.call(nr::PIPE2, &[fds, 0x8000_0000]), E(Errno::EINVAL));
+    assert_eq!(t.call(nr::PIPE2, &[0x10, 0]), E(Errno::EFAULT));
+    assert_eq!(t.p.files.fds().count(), 5, "a failed pipe2 leaves no descriptors");
+}
+
+#[test]
+fn poll_waits_and_deadlocks() {
+    let mut t = T::new();
+    let fds = t.alloc(8);
+    t.call(nr::PIPE, &[fds]);
+    let v = t.read(fds, 8);
+    let (r, w) = (i32::from(v[0]), i32::from(v[4]));
+    let entry = |fd: i32, ev: u16| {
+        let mut e = fd.to_le_bytes().to_vec();
+        e.extend_from_slice(&ev.to_le_bytes());
+        e.extend_from_slice(&[0xff, 0xff]);
+        e
+    };
+    let mut pf = entry(r, POLLIN);
+    pf.extend(entry(-1, POLLIN));
+    pf.extend(entry(50, POLLIN));
+    let a = t.put(&pf);
+    // fd 50 is invalid: POLLNVAL counts as ready.
+    assert_eq!(t.call(nr::POLL, &[a, 3, u64::MAX]), 1);
+    let back = t.read(a, 24);
+    assert_eq!(u16::from_le_bytes([back[6], back[7]]), 0);
+    assert_eq!(u16::from_le_bytes([back[14], back[15]]), 0);
+    assert_eq!(u16::from_le_bytes([back[22], back[23]]), POLLNVAL);
+    // Nothing ready, finite timeout: sleeps, returns 0.
+    let a = t.put(&entry(r, POLLIN));
+    let before = t.m.now;
+    assert_eq!(t.call(nr::POLL, &[a, 1, 25]), 0);
+    assert_eq!(t.m.now, before + 25_000_000);
+    // Infinite: EDEADLK.
+    assert_eq!(t.call(nr::POLL, &[a, 1, (-1i64) as u64]), E(Errno::EDEADLK));
+    assert_eq!(t.call(nr::POLL, &[a, 2000, 0]), E(Errno::EINVAL));
+    assert_eq!(t.call(nr::POLL, &[0x10, 1, 0]), E(Errno::EFAULT));
+    // ppoll: timespec in, remaining time out.
+    let mut ts = 1i64.to_le_bytes().to_vec();
+    ts.extend_from_slice(&0i64.to_le_bytes());
+    let tsa = t.put(&ts);
+    let before = t.m.now;
+    assert_eq!(t.call(nr::PPOLL, &[a, 1, tsa, 0, 8]), 0);
+    assert_eq!(t.m.now, before + 1_000_000_000);
+    assert_eq!(t.read(tsa, 16), [0u8; 16]);
+    let bad = t.put(&[0, 0, 0, 0, 0, 0, 0, 0, 0, 0xca, 0x9a, 0x3b, 0, 0, 0, 0]);
+    assert_eq!(t.call(nr::PPOLL, &[a, 1, bad, 0, 8]), E(Errno::EINVAL));
+    assert_eq!(t.call(nr::PPOLL, &[a, 1, 0, tsa, 4]), E(Errno::EINVAL));
+    // Writable pipe and a hang-up.
+    let a = t.put(&entry(w, POLLOUT));
+    assert_eq!(t.call(nr::PPOLL, &[a, 1, 0, 0, 0]), 1);
+    t.call(nr::CLOSE, &[w as u64]);
+    let a = t.put(&entry(r, POLLIN));
+    assert_eq!(t.call(nr::POLL, &[a, 1, 0]), 1);
+    assert_eq!(u16::from_le_bytes(t.read(a + 6, 2).try_into().unwrap()), POLLHUP);
+}
+
+#[test]
+fn descriptors() {
+    let mut t = T::new();
+    let fd = t.open("/tmp/f", O_RDWR | O_CREAT, 0o644) as u64;
+    assert_eq!(t.call(nr::DUP, &[fd]), 4);
+    assert_eq!(t.call(nr::DUP2, &[fd, 10]), 10);
+    assert_eq!(t.call(nr::DUP2, &[fd, fd]), fd as i64);
+    assert_eq!(t.call(nr::DUP2, &[77, 10]), E(Errno::EBADF));
+    assert_eq!(t.call(nr::DUP3, &[fd, fd, 0]), E(Errno::EINVAL));
+    assert_eq!(t.call(nr::DUP3, &[fd, 11, u64::from(O_CLOEXEC)]), 11);
+    assert_eq!(t.call(nr::FCNTL, &[11, 1]), 1);
+    assert_eq!(t.call(nr::FCNTL, &[11, 2, 0]), 0);
+    assert_eq!(t.call(nr::FCNTL, &[11, 1]), 0);
+    assert_eq!(t.call(nr::FCNTL, &[fd, 0, 5]), 5);
+    assert_eq!(t.call(nr::FCNTL, &[fd, 1030, 5]), 6);
+    assert_eq!(t.call(nr::FCNTL, &[6, 1]), 1);
+    assert_eq!(t.call(nr::FCNTL, &[fd, 0, 1024]), E(Errno::EINVAL));
+    assert_eq!(t.call(nr::FCNTL, &[fd, 999]), E(Errno::EINVAL));
+    // Shared offset and status flags.
+    t.write_fd(fd as i64, b"abc");
+    assert_eq!(t.call(nr::LSEEK, &[10, 0, 1]), 3);
+    assert_eq!(t.call(nr::FCNTL, &[4, 4, u64::from(O_APPEND | O_NONBLOCK)]), 0);
+    assert_eq!(
+        t.call(nr::FCNTL, &[fd, 3]),
+        i64::from(O_RDWR | O_LARGEFILE | O_APPEND | O_NONBLOCK)
+    );
+    // Locks never conflict.
+    let mut fl = vec![0u8; 32];
+    fl[0] = 1; // F_WRLCK
+    let fla = t.put(&fl);
+    assert_eq!(t.call(nr::FCNTL, &[fd, 5, fla]), 0);
+    assert_eq!(t.read(fla, 2), [2, 0]);
+    let fla = t.put(&fl);
+    assert_eq!(t.call(nr::FCNTL, &[fd, 6, fla]), 0);
+    assert_eq!(t.call(nr::FCNTL, &[fd, 7, fla]), 0);
+    assert_eq!(t.call(nr::FCNTL, &[3 + 4, 6, fla]), E(Errno::EBADF));
+    let ro = t.open("/etc/hosts", O_RDONLY, 0) as u64;
+    assert_eq!(t.call(nr::FCNTL, &[ro, 6, fla]), E(Errno::EBADF));
+    fl[0] = 7;
+    let bad = t.put(&fl);
+    assert_eq!(t.call(nr::FCNTL, &[fd, 6, bad]), E(Errno::EINVAL));
+    // ioctls.
+    assert_eq!(t.call(nr::IOCTL, &[fd, 0x5451]), 0);
+    assert_eq!(t.call(nr::FCNTL, &[fd, 1]), 1);
+    assert_eq!(t.call(nr::IOCTL, &[fd, 0x5450]), 0);
+    assert_eq!(t.call(nr::FCNTL, &[fd, 1]), 0);
+    let n = t.alloc(4);
+    t.call(nr::LSEEK, &[fd, 1, 0]);
+    assert_eq!(t.call(nr::IOCTL, &[fd, 0x541b, n]), 0);
+    assert_eq!(t.read(n, 4), 2i32.to_le_bytes());
+    // close_range.
+    assert_eq!(t.call(nr::CLOSE_RANGE, &[5, u64::from(u32::MAX), 4]), 0);
+    assert_eq!(t.call(nr::FCNTL, &[10, 1]), 1);
+    assert_eq!(t.call(nr::CLOSE_RANGE, &[5, u64::from(u32::MAX), 0]), 0);
+    assert_eq!(t.call(nr::FCNTL, &[10, 1]), E(Errno::EBADF));
+    assert_eq!(t.call(nr::CLOSE_RANGE, &[5, 4, 0]), E(Errno::EINVAL));
+    assert_eq!(t.call(nr::CLOSE_RANGE, &[0, 1, 1]), E(Errno::EINVAL));
+    // EMFILE.
+    for _ in t.p.files.fds().count()..MAX_FDS {
+        assert!(t.call(nr::DUP, &[0]) > 0);
+    }
+    assert_eq!(t.call(nr::DUP, &[0]), E(Errno::EMFILE));
+    assert_eq!(t.open("/etc/hosts", O_RDONLY, 0), E(Errno::EMFILE));
+    let fds = t.alloc(8);
+    assert_eq!(t.call(nr::PIPE, &[fds]), E(Errno::EMFILE));
+}
+
+#[test]
+fn o_path() {
+    let mut t = T::new();
+    let fd = t.open("/etc/rel", O_PATH | O_NOFOLLOW, 0) as u64;
+    assert_eq!(t.read_fd(fd as i64, 1), Err(E(Errno::EBADF)));
+    assert_eq!(t.call(nr::LSEEK, &[fd, 0, 0]), E(Errno::EBADF));
+    assert_eq!(t.call(nr::IOCTL, &[fd, 0x5451]), E(Errno::EBADF));
+    assert_eq!(t.call(nr::FCNTL, &[fd, 4, 0]), E(Errno::EBADF));
+    assert_eq!(t.stat(nr::FSTAT, &[fd]).unwrap().mode(), S_IFLNK | 0o777);
+    let empty = t.cstr("");
+    let st = t.stat(nr::NEWFSTATAT, &[fd, empty, AT_EMPTY_PATH]).unwrap();
+    assert_eq!(st.mode(), S_IFLNK | 0o777);
+}
+
+#[test]
+fn stat_family() {
+    let mut t = T::new();
+    let hosts = t.cstr("/etc/hosts");
+    let rel = t.cstr("/etc/rel");
+    let st = t.stat(nr::STAT, &[hosts]).unwrap();
+    assert_eq!((st.mode(), st.size(), st.u64(16)), (S_IFREG | 0o644, 20, 2));
+    assert_eq!(t.stat(nr::STAT, &[rel]).unwrap().ino(), st.ino());
+    assert_eq!(t.stat(nr::LSTAT, &[rel]).unwrap().mode(), S_IFLNK | 0o777);
+    let l = t.stat(nr::NEWFSTATAT, &[AT_FDCWD as u64, rel, AT_SYMLINK_NOFOLLOW]).unwrap();
+    assert_eq!(l.mode(), S_IFLNK | 0o777);
+    let empty = t.cstr("");
+    assert_eq!(t.stat(nr::STAT, &[empty]).err(), Some(E(Errno::ENOENT)));
+    let cwd = t.stat(nr::NEWFSTATAT, &[AT_FDCWD as u64, empty, AT_EMPTY_PATH]).unwrap();
+    assert_eq!(cwd.mode(), S_IFDIR | 0o755);
+    assert_eq!(t.stat(nr::NEWFSTATAT, &[1, empty, AT_EMPTY_PATH]).unwrap().mode(), S_IFCHR | 0o620);
+    assert_eq!(t.stat(nr::NEWFSTATAT, &[1, 0, AT_EMPTY_PATH]).unwrap().mode(), S_IFCHR | 0o620);
+    assert_eq!(t.stat(nr::NEWFSTATAT, &[1, empty, 0]).err(), Some(E(Errno::ENOENT)));
+    assert_eq!(t.stat(nr::NEWFSTATAT, &[1, hosts, 0x4]).err(), Some(E(Errno::EINVAL)));
+    assert_eq!(t.stat(nr::FSTAT, &[40]).err(), Some(E(Errno::EBADF)));
+    assert_eq!(t.call(nr::STAT, &[hosts, 0x10]), E(Errno::EFAULT));
+    // statx.
+    let fd = t.open("/etc/hosts", O_RDONLY, 0) as u64;
+    let buf = t.alloc(256);
+    assert_eq!(t.call(nr::STATX, &[fd, empty, AT_EMPTY_PATH, 0x7ff, buf]), 0);
+    let x = t.read(buf, 256);
+    assert_eq!(u32::from_le_bytes(x[0..4].try_into().unwrap()), 0x7ff);
+    assert_eq!(u16::from_le_bytes([x[28], x[29]]), (S_IFREG | 0o644) as u16);
+    assert_eq!(u64::from_le_bytes(x[32..40].try_into().unwrap()), st.ino());
+    assert_eq!(u64::from_le_bytes(x[40..48].try_into().unwrap()), 20);
+    assert_eq!(t.call(nr::STATX, &[fd, empty, 0x6000, 0x7ff, buf]), E(Errno::EINVAL));
+    assert_eq!(t.call(nr::STATX, &[fd, empty, AT_EMPTY_PATH, 0x8000_0000, buf]), E(Errno::EINVAL));
+    assert_eq!(t.call(nr::STATX, &[AT_FDCWD as u64, hosts, 0, 0x7ff, buf]), 0);
+    // access.
+    let app = t.cstr("/bin/app");
+    assert_eq!(t.call(nr::ACCESS, &[hosts, 4]), 0);
+    assert_eq!(t.call(nr::ACCESS, &[hosts, 2]), E(Errno::EROFS));
+    assert_eq!(t.call(nr::ACCESS, &[hosts, 1]), E(Errno::EACCES));
+    assert_eq!(t.call(nr::ACCESS, &[app, 1]), 0);
+    assert_eq!(t.call(nr::ACCESS, &[hosts, 9]), E(Errno::EINVAL));
+    assert_eq!(t.call(nr::FACCESSAT, &[AT_FDCWD as u64, hosts, 0]), 0);
+    assert_eq!(t.call(nr::FACCESSAT2, &[AT_FDCWD as u64, hosts, 0, 0x8000]), E(Errno::EINVAL));
+    let dangling = t.cstr("/dangling");
+    assert_eq!(t.call(nr::FACCESSAT2, &[AT_FDCWD as u64, dangling, 0, 0]), E(Errno::ENOENT));
+    assert_eq!(t.call(nr::FACCESSAT2, &[AT_FDCWD as u64, dangling, 0, AT_SYMLINK_NOFOLLOW]), 0);
+    assert_eq!(t.call(nr::FACCESSAT2, &[fd, empty, 4, AT_EMPTY_PATH]), 0);
+}
+
+#[test]
+fn directories() {
+    let mut t = T::new();
+    let b = t.alloc(64);
+    assert_eq!(t.call(nr::GETCWD, &[b, 64]), 2);
+    assert_eq!(t.read(b, 2), b"/\0");
+    assert_eq!(t.call(nr::GETCWD, &[b, 1]), E(Errno::ERANGE));
+    let etc_up = t.cstr("etc/up");
+    assert_eq!(t.call(nr::CHDIR, &[etc_up]), 0);
+    assert_eq!(t.call(nr::GETCWD, &[b, 64]), 5);
+    assert_eq!(t.read(b, 5), b"/bin\0");
+    assert_eq!(t.p.cwd, "/bin");
+    let hosts = t.cstr("/etc/hosts");
+    assert_eq!(t.call(nr::CHDIR, &[hosts]), E(Errno::ENOTDIR));
+    assert_eq!(t.call(nr::CHDIR, &[0x10]), E(Errno::EFAULT));
+    let app = t.cstr("app");
+    assert_eq!(t.stat(nr::STAT, &[app]).unwrap().size(), 4);
+    let dfd = t.open("/usr/lib", O_RDONLY | O_DIRECTORY, 0) as u64;
+    assert_eq!(t.call(nr::FCHDIR, &[dfd]), 0);
+    assert_eq!(t.p.cwd, "/usr/lib");
+    assert_eq!(t.call(nr::FCHDIR, &[1]), E(Errno::ENOTDIR));
+    assert_eq!(t.call(nr::FCHDIR, &[100]), E(Errno::EBADF));
+    // mkdir, mkdirat, rmdir, unlinkat.
+    let tmp = t.open("/tmp", O_RDONLY | O_DIRECTORY, 0) as u64;
+    let d = t.cstr("d");
+    assert_eq!(t.call(nr::MKDIRAT, &[tmp, d, 0o755]), 0);
+    assert_eq!(t.call(nr::MKDIRAT, &[tmp, d, 0o755]), E(Errno::EEXIST));
+    let x = t.cstr("/etc/x");
+    assert_eq!(t.call(nr::MKDIR, &[x, 0o755]), E(Errno::EROFS));
+    let td = t.cstr("/tmp/d");
+    assert_eq!(t.stat(nr::STAT, &[td]).unwrap().mode(), S_IFDIR | 0o755);
+    let f = t.cstr("/tmp/d/f");
+    let ffd = t.call(nr::CREAT, &[f, 0o644]);
+    assert!(ffd > 0);
+    assert_eq!(t.call(nr::RMDIR, &[td]), E(Errno::ENOTEMPTY));
+    assert_eq!(t.call(nr::UNLINKAT, &[tmp, d, 0]), E(Errno::EISDIR));
+    assert_eq!(t.call(nr::UNLINKAT, &[tmp, d, 1]), E(Errno::EINVAL));
+    // getdents64 of /tmp/d: ".", "..", "f".
+    let dd = t.open("/tmp/d", O_RDONLY | O_DIRECTORY, 0) as u64;
+    let buf = t.alloc(256);
+    let n = t.call(nr::GETDENTS64, &[dd, buf, 256]);
+    assert_eq!(n, 24 + 24 + 24);
+    let raw = t.read(buf, n as usize);
+    let mut names = Vec::new();
+    let mut off = 0;
+    while off < raw.len() {
+        let reclen = u16::from_le_bytes([raw[off + 16], raw[off + 17]]) as usize;
+        let name: Vec<u8> = raw[off + 19..off + reclen].iter().copied().take_while(|&c| c != 0).collect();
+        names.push((String::from_utf8(name).unwrap(), raw[off + 18]));
+        off += reclen;
+    }
+    assert_eq!(names, [(".".into(), 4), ("..".into(), 4), ("f".into(), 8)]);
+    let tmp_ino = t.stat(nr::FSTAT, &[tmp]).unwrap().ino();
+    assert_eq!(u64::from_le_bytes(raw[24..32].try_into().unwrap()), tmp_ino);
+    assert_eq!(t.call(nr::GETDENTS64, &[dd, buf, 256]), 0);
+    t.call(nr::LSEEK, &[dd, 0, 0]);
+    assert_eq!(t.call(nr::GETDENTS64, &[dd, buf, 10]), E(Errno::EINVAL));
+    assert_eq!(t.call(nr::GETDENTS64, &[dd, buf, 24]), 24);
+    // Old getdents: d_type in the last byte of the record.
+    assert_eq!(t.call(nr::GETDENTS, &[dd, buf, 256]), 48);
+    let raw = t.read(buf, 48);
+    assert_eq!(&raw[18..20], b"..");
+    assert_eq!(raw[23], 4);
+    assert_eq!(raw[24 + 18], b'f');
+    assert_eq!(raw[47], 8);
+    assert_eq!(t.call(nr::GETDENTS64, &[ffd as u64, buf, 256]), E(Errno::ENOTDIR));
+    let etc = t.open("/etc", O_RDONLY | O_DIRECTORY, 0) as u64;
+    let n = t.call(nr::GETDENTS64, &[etc, buf, 256]);
+    assert_eq!(n, 5 * 24 + 2 * 32);
+    // rename family.
+    let g = t.cstr("/tmp/d/g");
+    assert_eq!(t.call(nr::RENAME, &[f, g]), 0);
+    assert_eq!(t.stat(nr::STAT, &[f]).err(), Some(E(Errno::ENOENT)));
+    let eg = t.cstr("/etc/g");
+    assert_eq!(t.call(nr::RENAME, &[g, eg]), E(Errno::EXDEV));
+    let gg = t.cstr("g");
+    let h = t.cstr("h");
+    assert_eq!(t.call(nr::RENAMEAT, &[dd, gg, tmp, h]), 0);
+    let th = t.cstr("/tmp/h");
+    t.call(nr::CREAT, &[g, 0o644]);
+    assert_eq!(t.call(nr::RENAMEAT2, &[AT_FDCWD as u64, th, AT_FDCWD as u64, g, 1]), E(Errno::EEXIST));
+    assert_eq!(t.call(nr::RENAMEAT2, &[AT_FDCWD as u64, th, AT_FDCWD as u64, g, 2]), 0);
+    assert_eq!(t.call(nr::RENAMEAT2, &[AT_FDCWD as u64, th, AT_FDCWD as u64, g, 4]), E(Errno::EINVAL));
+    assert_eq!(t.call(nr::UNLINK, &[g]), 0);
+    assert_eq!(t.call(nr::UNLINK, &[g]), E(Errno::ENOENT));
+    assert_eq!(t.call(nr::UNLINKAT, &[tmp, d, AT_REMOVEDIR]), 0);
+    assert_eq!(t.call(nr::RMDIR, &[td]), E(Errno::ENOENT));
+    assert_eq!(t.call(nr::UNLINK, &[hosts]), E(Errno::EROFS));
+    // umask.
+    assert_eq!(t.call(nr::UMASK, &[0o077]), 0o022);
+    assert_eq!(t.call(nr::UMASK, &[0o1022]), 0o077);
+    assert_eq!(t.p.vfs.umask, 0o022);
+}
+
+#[test]
+fn sendfile_copies() {
+    let mut t = T::new();
+    let src = t.open("/etc/hosts", O_RDONLY, 0) as u64;
+    assert_eq!(t.call(nr::SENDFILE, &[1, src, 0, 9]), 9);
+    assert_eq!(t.m.stdout, b"127.0.0.1");
+    let off = t.put(&10u64.to_le_bytes());
+    assert_eq!(t.call(nr::SENDFILE, &[1, src, off, 100]), 10);
+    assert_eq!(t.read(off, 8), 20u64.to_le_bytes());
+    assert_eq!(t.call(nr::LSEEK, &[src, 0, 1]), 9);
+    assert_eq!(t.call(nr::SENDFILE, &[src, 1, 0, 1]), E(Errno::EBADF));
+    let fds = t.alloc(8);
+    t.call(nr::PIPE, &[fds]);
+    let r = u64::from(t.read(fds, 1)[0]);
+    assert_eq!(t.call(nr::SENDFILE, &[1, r, off, 1]), E(Errno::ESPIPE));
+}
+
+#[test]
+fn mmap_reads() {
+    let mut t = T::new();
+    let fd = t.open("/etc/hosts", O_RDONLY, 0) as i32;
+    let v = read_for_mmap(&mut t.p, &mut t.m, fd, 4, 32).unwrap();
+    assert_eq!(&v[..16], b"0.0.1 localhost\n");
+    assert_eq!(v.len(), 32);
+    assert!(v[16..].iter().all(|&b| b == 0));
+    assert_eq!(read_for_mmap(&mut t.p, &mut t.m, fd, 1 << 40, 8).unwrap(), [0; 8]);
+    assert_eq!(read_for_mmap(&mut t.p, &mut t.m, 1, 0, 8), Err(Errno::EACCES));
+    assert_eq!(read_for_mmap(&mut t.p, &mut t.m, 0, 0, 8), Err(Errno::ENODEV));
+    assert_eq!(read_for_mmap(&mut t.p, &mut t.m, 77, 0, 8), Err(Errno::EBADF));
+    let d = t.open("/etc", O_RDONLY, 0) as i32;
+    assert_eq!(read_for_mmap(&mut t.p, &mut t.m, d, 0, 8), Err(Errno::ENODEV));
+    let z = t.open("/dev/zero", O_RDONLY, 0) as i32;
+    assert_eq!(read_for_mmap(&mut t.p, &mut t.m, z, 0, 4).unwrap(), [0; 4]);
+    let n = t.open("/dev/null", O_RDONLY, 0) as i32;
+    assert_eq!(read_for_mmap(&mut t.p, &mut t.m, n, 0, 4), Err(Errno::ENODEV));
+    let w = t.open("/tmp/w", O_WRONLY | O_CREAT, 0o644) as i32;
+    assert_eq!(read_for_mmap(&mut t.p, &mut t.m, w, 0, 4), Err(Errno::EACCES));
+}

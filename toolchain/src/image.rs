@@ -1,0 +1,153 @@
+//! `build-image`: program + root filesystem + kernel -> one image file.
+
+use crate::app::{self, App, AppSource};
+use crate::options::FileSpec;
+use crate::{link, rootfs, Layout};
+use anyhow::{anyhow, Context};
+use sha2::{Digest, Sha256};
+use std::path::PathBuf;
+
+/// Everything `build-image` needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BuildRequest {
+    /// Where the program comes from.
+    pub source: AppSource,
+    /// `--rootfs DIR`.
+    pub rootfs_dir: Option<PathBuf>,
+    /// `--file SRC:DEST`.
+    pub files: Vec<FileSpec>,
+    /// `--env K=V`: baked-in environment.
+    pub env: Vec<(String, String)>,
+    /// `--arg A`: baked-in arguments.
+    pub args: Vec<String>,
+    /// `-o OUT`; `target/kiln/images/<name>.elf` when `None`.
+    pub output: Option<PathBuf>,
+}
+
+/// A written image.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BuiltImage {
+    /// The program inside.
+    pub app: App,
+    /// Where the image was written.
+    pub path: PathBuf,
+    /// Size in bytes.
+    pub size: u64,
+    /// SHA-256 of the file, lowercase hex.
+    pub sha256: String,
+}
+
+/// Lowercase hex SHA-256 of `bytes`.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// Assembles the payload and links it with the kernel ELF bytes (no building, no I/O besides
+/// reading the program and rootfs sources). Notes about the rootfs go to stderr.
+pub fn assemble(kernel: &[u8], app: &App, req: &BuildRequest) -> anyhow::Result<Vec<u8>> {
+    let program =
+        std::fs::read(&app.elf).with_context(|| format!("could not read {}", app.elf.display()))?;
+    let (tar, notes) = rootfs::build(&rootfs::RootfsSpec {
+        dir: req.rootfs_dir.clone(),
+        files: req.files.clone(),
+        app_name: app.name.clone(),
+    })?;
+    for n in notes {
+        crate::note!("{n}");
+    }
+    let config = link::baked_config(&app.name, &req.args, &req.env).to_cmdline();
+    let payload = kiln_abi::payload::build(&program, &tar, &config);
+    link::link(kernel, &payload).map_err(|e| anyhow!("{e}"))
+}
+
+/// Builds the program and the kernel, links them and writes the image.
+pub fn build_image(layout: &Layout, req: &BuildRequest) -> anyhow::Result<BuiltImage> {
+    let app = app::build(layout, &req.source)?;
+    let kernel_path = link::build_kernel(layout)?;
+    let kernel = std::fs::read(&kernel_path)
+        .with_context(|| format!("could not read {}", kernel_path.display()))?;
+    let image = assemble(&kernel, &app, req)?;
+    let path = req
+        .output
+        .clone()
+        .unwrap_or_else(|| layout.default_image(&app.name));
+    write_atomically(&path, &image)?;
+    Ok(BuiltImage {
+        app,
+        size: image.len() as u64,
+        sha256: sha256_hex(&image),
+        path,
+    })
+}
+
+/// Writes `bytes` to `path` through a temporary file and a rename.
+pub fn write_atomically(path: &std::path::Path, bytes: &[u8]) -> anyhow::Result<()> {
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    std::fs::create_dir_all(&dir).with_context(|| format!("could not create {}", dir.display()))?;
+    let mut tmp = tempfile::NamedTempFile::new_in(&dir)
+        .with_context(|| format!("could not write in {}", dir.display()))?;
+    std::io::Write::write_all(&mut tmp, bytes)?;
+    tmp.persist(path)
+        .map_err(|e| anyhow!("could not write {}: {}", path.display(), e.error))?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn same_inputs_same_image() {
+        let tmp = tempfile::tempdir().unwrap();
+        let prog = tmp.path().join("prog");
+        std::fs::write(&prog, crate::elf::testdata::good_exec()).unwrap();
+        std::fs::write(tmp.path().join("conf"), "x=1\n").unwrap();
+        let app = App {
+            name: "prog".into(),
+            elf: prog,
+        };
+        let req = BuildRequest {
+            source: AppSource::Elf(app.elf.clone()),
+            rootfs_dir: None,
+            files: vec![FileSpec {
+                src: tmp.path().join("conf"),
+                dest: "/etc/conf".into(),
+            }],
+            env: vec![("GREETING".into(), "hi".into())],
+            args: vec!["--exit".into(), "3".into()],
+            output: None,
+        };
+        let kernel = crate::link::tests::fake_kernel(kiln_abi::payload::LOCATION_SYMBOL, 16);
+        let a = assemble(&kernel, &app, &req).unwrap();
+        let b = assemble(&kernel, &app, &req).unwrap();
+        assert_eq!(a, b);
+        assert_eq!(sha256_hex(&a), sha256_hex(&b));
+        // The payload's config is the baked one.
+        let (_, ph) = crate::elf::headers(&a).unwrap();
+        let last = ph.iter().rfind(|p| p.p_type == 1).unwrap();
+        let payload = &a[last.p_offset as usize..(last.p_offset + last.p_filesz) as usize];
+        let h = kiln_abi::payload::parse(payload).unwrap();
+        let config = std::str::from_utf8(&payload[h.config]).unwrap();
+        assert_eq!(
+            config,
+            "kiln.name=/bin/prog kiln.argv=--exit,3 kiln.env=GREETING=hi"
+        );
+        let out = tmp.path().join("out/img.elf");
+        write_atomically(&out, &a).unwrap();
+        assert_eq!(std::fs::read(&out).unwrap(), a);
+    }
+
+    #[test]
+    fn sha256_known_value() {
+        assert_eq!(
+            sha256_hex(b"abc"),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+    }
+}

@@ -1,0 +1,201 @@
+//! Assembling QEMU's command line and the kernel's run-time command line (pure functions).
+
+use super::target::{Machine, Target};
+use kiln_abi::cmdline::{Config, Sink};
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+
+/// Port of the `isa-debugcon` that carries the program's stdout.
+pub const STDOUT_PORT: u16 = 0x402;
+/// Port of the `isa-debugcon` that carries the program's stderr.
+pub const STDERR_PORT: u16 = 0x403;
+
+/// How QEMU executes guest code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Accel {
+    /// Software emulation (always works).
+    Tcg,
+    /// Hardware virtualisation (only when the probe says it works).
+    Kvm,
+}
+
+/// What the user asked for at run time.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct RunOptions {
+    /// Which machine.
+    pub machine: Machine,
+    /// Guest memory in MiB; the target's default when `None`.
+    pub memory_mib: Option<u64>,
+    /// `-e K=V`: variables added to (or replacing) the baked-in ones.
+    pub env: Vec<(String, String)>,
+    /// `-- ARGS`: replaces the baked-in arguments when given.
+    pub argv: Option<Vec<String>>,
+    /// Kernel log at info level, streamed to stderr.
+    pub verbose: bool,
+}
+
+/// Where QEMU writes the three streams (FIFOs made by the runner).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StreamPaths {
+    /// The program's stdout.
+    pub stdout: PathBuf,
+    /// The program's stderr.
+    pub stderr: PathBuf,
+    /// The kernel log (COM1).
+    pub log: PathBuf,
+}
+
+/// The run-time overrides passed with `-append`.
+pub fn runtime_config(opts: &RunOptions) -> Config {
+    let mut c = Config {
+        argv: opts
+            .argv
+            .as_ref()
+            .map(|a| a.iter().map(|s| s.as_bytes().to_vec()).collect()),
+        stdout: Some(Sink::Port(STDOUT_PORT)),
+        stderr: Some(Sink::Port(STDERR_PORT)),
+        log: Some(Sink::Serial),
+        verbose: opts.verbose,
+        ..Config::default()
+    };
+    for (k, v) in &opts.env {
+        c.set_env(k.as_bytes().to_vec(), v.as_bytes().to_vec());
+    }
+    c
+}
+
+/// Escapes a value for a QEMU `key=value,...` option (commas are doubled).
+pub fn qemu_escape(p: &Path) -> String {
+    p.to_string_lossy().replace(',', ",,")
+}
+
+/// The full QEMU argument list (without the program name).
+pub fn qemu_args(
+    target: &Target,
+    opts: &RunOptions,
+    accel: Accel,
+    image: &Path,
+    streams: &StreamPaths,
+) -> Vec<OsString> {
+    let mut a: Vec<OsString> = Vec::new();
+    let mut push = |s: &str| a.push(s.into());
+    for s in &target.common {
+        push(s);
+    }
+    for s in &target.machine {
+        push(s);
+    }
+    for s in match accel {
+        Accel::Tcg => &target.tcg,
+        Accel::Kvm => &target.kvm,
+    } {
+        push(s);
+    }
+    let mib = opts
+        .memory_mib
+        .unwrap_or_else(|| target.default_memory_mib());
+    push("-m");
+    push(&format!("{mib}M"));
+    for s in &target.devices {
+        push(s);
+    }
+    for (id, path, port) in [
+        ("kout", &streams.stdout, STDOUT_PORT),
+        ("kerr", &streams.stderr, STDERR_PORT),
+    ] {
+        push("-chardev");
+        push(&format!("file,id={id},path={}", qemu_escape(path)));
+        push("-device");
+        // SeaBIOS logs to port 0x402 when it reads back 0xe9 there: answer 0 so it stays quiet.
+        push(&format!("isa-debugcon,iobase={port:#x},chardev={id},readback=0"));
+    }
+    push("-chardev");
+    push(&format!("file,id=klog,path={}", qemu_escape(&streams.log)));
+    push("-serial");
+    push("chardev:klog");
+    push("-append");
+    push(&runtime_config(opts).to_cmdline());
+    a.push("-kernel".into());
+    a.push(image.into());
+    a
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn streams() -> StreamPaths {
+        StreamPaths {
+            stdout: "/t/out".into(),
+            stderr: "/t/err".into(),
+            log: "/t/a,b/log".into(),
+        }
+    }
+
+    fn joined(v: &[OsString]) -> Vec<String> {
+        v.iter().map(|s| s.to_string_lossy().into_owned()).collect()
+    }
+
+    #[test]
+    fn microvm_defaults() {
+        let opts = RunOptions::default();
+        let a = joined(&qemu_args(
+            &Machine::Microvm.target(),
+            &opts,
+            Accel::Tcg,
+            Path::new("/img.elf"),
+            &streams(),
+        ));
+        let s = a.join(" ");
+        assert!(
+            s.starts_with("-nodefaults -no-user-config -nographic -no-reboot -M microvm,"),
+            "{s}"
+        );
+        assert!(s.contains("-accel tcg -cpu max -m 128M"), "{s}");
+        assert!(s.contains("-device isa-debug-exit,iobase=0xf4,iosize=0x04"));
+        assert!(s.contains(
+            "-chardev file,id=kout,path=/t/out -device isa-debugcon,iobase=0x402,chardev=kout,readback=0"
+        ));
+        assert!(s.contains("-device isa-debugcon,iobase=0x403,chardev=kerr,readback=0"));
+        assert!(
+            s.contains("-chardev file,id=klog,path=/t/a,,b/log -serial chardev:klog"),
+            "{s}"
+        );
+        let i = a.iter().position(|x| x == "-append").unwrap();
+        assert_eq!(
+            a[i + 1],
+            "kiln.stdout=0x402 kiln.stderr=0x403 kiln.log=serial"
+        );
+        assert_eq!(&a[a.len() - 2..], ["-kernel", "/img.elf"]);
+    }
+
+    #[test]
+    fn q35_kvm_and_overrides() {
+        let opts = RunOptions {
+            machine: Machine::Q35,
+            memory_mib: Some(16),
+            env: vec![("GREETING".into(), "hi there".into())],
+            argv: Some(vec!["a,b".into(), "--exit".into(), "3".into()]),
+            verbose: true,
+        };
+        let a = joined(&qemu_args(
+            &Machine::Q35.target(),
+            &opts,
+            Accel::Kvm,
+            Path::new("x"),
+            &streams(),
+        ));
+        let s = a.join(" ");
+        assert!(s.contains("-M q35 -accel kvm -cpu host -m 16M"), "{s}");
+        let i = a.iter().position(|x| x == "-append").unwrap();
+        let c = Config::parse(&a[i + 1]).unwrap();
+        assert_eq!(c.argv.unwrap()[0], b"a,b");
+        assert_eq!(c.env, vec![(b"GREETING".to_vec(), b"hi there".to_vec())]);
+        assert!(c.verbose);
+    }
+
+    #[test]
+    fn no_args_keeps_baked_ones() {
+        assert_eq!(runtime_config(&RunOptions::default()).argv, None);
+    }
+}

@@ -1,0 +1,159 @@
+//! Turning how QEMU ended into the program's exit status and, on failure, one line of reason.
+
+use kiln_abi::exit;
+
+/// How the QEMU process ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ended {
+    /// QEMU exited with this code.
+    Exited(i32),
+    /// QEMU was killed by this signal (not by us).
+    Signaled(i32),
+    /// We stopped QEMU after this many seconds.
+    TimedOut(u64),
+}
+
+/// The status to exit with, and a reason to print when Kiln or the kernel failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Outcome {
+    /// The exit status (the program's, or 124/125).
+    pub status: u8,
+    /// A one-line explanation for 124/125.
+    pub reason: Option<String>,
+}
+
+/// Prefix of the kernel's panic line in its log.
+pub const PANIC_PREFIX: &str = "kiln: kernel panic:";
+
+/// The first `kiln: kernel panic:` line of the kernel log.
+pub fn panic_line(log: &str) -> Option<&str> {
+    log.lines()
+        .map(|l| l.trim_end_matches('\r'))
+        .find(|l| l.starts_with(PANIC_PREFIX))
+}
+
+/// The last error QEMU printed (lines that are not warnings), without QEMU's own prefix.
+pub fn qemu_error(stderr: &str) -> Option<String> {
+    stderr
+        .lines()
+        .map(str::trim)
+        .rfind(|l| !l.is_empty() && !l.contains("warning:"))
+        .map(|l| {
+            l.strip_prefix("qemu-system-x86_64: ")
+                .unwrap_or(l)
+                .to_string()
+        })
+}
+
+/// Decides the outcome of a run from how QEMU ended, the kernel log and QEMU's stderr.
+pub fn decide(ended: Ended, log: &str, qemu_stderr: &str) -> Outcome {
+    let fail = |reason: String| Outcome {
+        status: exit::KERNEL_FAILURE,
+        reason: Some(reason),
+    };
+    match ended {
+        Ended::TimedOut(secs) => Outcome {
+            status: exit::TIMEOUT,
+            reason: Some(format!(
+                "timed out after {secs} s and stopped QEMU; raise --timeout if the program needs longer"
+            )),
+        },
+        Ended::Signaled(sig) => fail(format!("QEMU was killed by signal {sig}")),
+        Ended::Exited(code) => {
+            // isa-debug-exit with value 0 gives code 1, which is also QEMU's code for its own
+            // errors: an error message on QEMU's stderr tells them apart.
+            let qemu_err = qemu_error(qemu_stderr);
+            match exit::from_qemu_exit(code) {
+                Some(0) if code == 1 && qemu_err.is_some() => fail(format!(
+                    "QEMU failed: {}",
+                    qemu_err.unwrap_or_default()
+                )),
+                Some(status) if status == exit::KERNEL_FAILURE => Outcome {
+                    status,
+                    reason: panic_line(log).map(str::to_string),
+                },
+                Some(status) => Outcome {
+                    status,
+                    reason: None,
+                },
+                None if code == 0 => fail(
+                    "the guest stopped without reporting an exit status (triple fault or reset); run with --verbose to see the kernel log"
+                        .into(),
+                ),
+                None => fail(match qemu_err {
+                    Some(e) => format!("QEMU failed (exit code {code}): {e}"),
+                    None => format!("QEMU failed with exit code {code}"),
+                }),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn program_statuses_pass_through() {
+        for s in [0u8, 1, 3, 42, 124, 134, 139, 255] {
+            let code = ((s as i32) << 1) | 1;
+            assert_eq!(
+                decide(Ended::Exited(code), "", ""),
+                Outcome {
+                    status: s,
+                    reason: None
+                }
+            );
+        }
+    }
+
+    #[test]
+    fn kernel_panic_reports_its_line() {
+        let log = "kiln: booting\r\nkiln: kernel panic: out of memory at mm.rs:10\r\nmore\n";
+        let o = decide(Ended::Exited(251), log, "");
+        assert_eq!(o.status, 125);
+        assert_eq!(
+            o.reason.as_deref(),
+            Some("kiln: kernel panic: out of memory at mm.rs:10")
+        );
+    }
+
+    #[test]
+    fn qemu_failures() {
+        let o = decide(
+            Ended::Exited(1),
+            "",
+            "qemu-system-x86_64: warning: x\nqemu-system-x86_64: -m 0: Bad ram size\n",
+        );
+        assert_eq!(o.status, 125);
+        assert_eq!(o.reason.unwrap(), "QEMU failed: -m 0: Bad ram size");
+        // A warning alone does not turn a clean exit into a failure.
+        let o = decide(Ended::Exited(1), "", "qemu-system-x86_64: warning: x\n");
+        assert_eq!(
+            o,
+            Outcome {
+                status: 0,
+                reason: None
+            }
+        );
+        let o = decide(Ended::Exited(2), "", "");
+        assert_eq!(
+            (o.status, o.reason.unwrap()),
+            (125, "QEMU failed with exit code 2".into())
+        );
+        let o = decide(Ended::Exited(0), "", "");
+        assert!(o.reason.unwrap().contains("without reporting"));
+        let o = decide(Ended::Signaled(9), "", "");
+        assert_eq!(
+            (o.status, o.reason.unwrap()),
+            (125, "QEMU was killed by signal 9".into())
+        );
+    }
+
+    #[test]
+    fn timeouts() {
+        let o = decide(Ended::TimedOut(5), "", "");
+        assert_eq!(o.status, 124);
+        assert!(o.reason.unwrap().contains("after 5 s"));
+    }
+}

@@ -1,0 +1,125 @@
+//! Platform definitions from `targets/*.toml`: the QEMU arguments of each machine, as data.
+//!
+//! The files are compiled in, so an installed toolchain needs no checkout.
+
+use serde::Deserialize;
+
+/// A machine Kiln can boot on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Machine {
+    /// QEMU `microvm` (default).
+    #[default]
+    Microvm,
+    /// QEMU `q35`.
+    Q35,
+}
+
+impl Machine {
+    /// Every machine, in display order.
+    pub const ALL: [Machine; 2] = [Machine::Microvm, Machine::Q35];
+
+    /// The name used on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            Machine::Microvm => "microvm",
+            Machine::Q35 => "q35",
+        }
+    }
+
+    /// The machine's definition.
+    pub fn target(self) -> Target {
+        let text = match self {
+            Machine::Microvm => include_str!("../../../targets/qemu-microvm.toml"),
+            Machine::Q35 => include_str!("../../../targets/qemu-q35.toml"),
+        };
+        // Checked by a unit test; a broken file is a build defect, not bad input.
+        Target::parse(text).expect("built-in target definition is valid")
+    }
+}
+
+impl std::str::FromStr for Machine {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "microvm" => Ok(Machine::Microvm),
+            "q35" => Ok(Machine::Q35),
+            _ => Err(format!("unknown machine `{s}`; use microvm or q35")),
+        }
+    }
+}
+
+/// One platform definition.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Target {
+    /// Short name (`qemu-microvm`).
+    pub name: String,
+    /// One line for humans.
+    pub description: String,
+    /// Boot protocol (`pvh`).
+    pub boot: String,
+    /// The QEMU program.
+    pub binary: String,
+    /// Machine selection (`-M ...`).
+    pub machine: Vec<String>,
+    /// Arguments every run gets.
+    pub common: Vec<String>,
+    /// Accelerator and CPU arguments under TCG.
+    pub tcg: Vec<String>,
+    /// Accelerator and CPU arguments under KVM.
+    pub kvm: Vec<String>,
+    /// Memory when `--memory` is not given.
+    pub default_memory: String,
+    /// Devices every run gets (the exit device).
+    pub devices: Vec<String>,
+}
+
+impl Target {
+    /// Parses a definition.
+    pub fn parse(text: &str) -> Result<Target, String> {
+        let t: Target = toml::from_str(text).map_err(|e| e.to_string())?;
+        if t.boot != "pvh" {
+            return Err(format!(
+                "boot protocol `{}` is not supported (only pvh)",
+                t.boot
+            ));
+        }
+        crate::options::parse_memory(&t.default_memory).map_err(|e| e.0)?;
+        Ok(t)
+    }
+
+    /// `default_memory` in MiB.
+    pub fn default_memory_mib(&self) -> u64 {
+        crate::options::parse_memory(&self.default_memory).unwrap_or(128)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn built_in_targets_parse() {
+        for m in Machine::ALL {
+            let t = m.target();
+            assert_eq!(t.name, format!("qemu-{}", m.name()));
+            assert_eq!(t.default_memory_mib(), 128);
+            assert!(t.devices.join(" ").contains("isa-debug-exit,iobase=0xf4"));
+            assert_eq!(m.name().parse::<Machine>().unwrap(), m);
+        }
+        assert!(Machine::Microvm.target().machine[1].starts_with("microvm,"));
+        assert!("pc"
+            .parse::<Machine>()
+            .unwrap_err()
+            .contains("microvm or q35"));
+    }
+
+    #[test]
+    fn bad_definitions() {
+        assert!(Target::parse("name = 1").is_err());
+        let good = include_str!("../../../targets/qemu-q35.toml");
+        assert!(Target::parse(&good.replace("\"pvh\"", "\"uefi\"")).is_err());
+        assert!(Target::parse(&good.replace("\"128M\"", "\"lots\"")).is_err());
+        assert!(Target::parse(&format!("{good}\nextra = 1\n")).is_err());
+    }
+}
