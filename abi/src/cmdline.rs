@@ -10,6 +10,7 @@
 //! | `kiln.argv=A,B,...` | the arguments after `argv[0]`; `kiln.argv=` means none |
 //! | `kiln.env=K=V` | one environment variable (repeatable) |
 //! | `kiln.stdout=S`, `kiln.stderr=S`, `kiln.log=S` | where each stream goes: `serial` (COM1), a raw byte port such as `0x402` (QEMU `isa-debugcon`), or `off` |
+//! | `kiln.status=0x404` | a byte port that receives the final exit status (0-255) as one byte before the VM exits (QEMU's exit code holds only 7 bits of it) |
 //! | `kiln.verbose` | kernel log at info level (default: warnings only) |
 //! | `kiln.trace` | log every system call of the program |
 //!
@@ -47,6 +48,8 @@ pub struct Config {
     pub stderr: Option<Sink>,
     /// Where the kernel's own messages go.
     pub log: Option<Sink>,
+    /// Where the final exit status is written as one byte.
+    pub status: Option<Sink>,
     /// Log at info level.
     pub verbose: bool,
     /// Trace every system call.
@@ -169,12 +172,13 @@ impl Config {
                     let val = decode(val).ok_or(err(bad_encoding))?;
                     c.set_env(k, val);
                 }
-                ("kiln.stdout" | "kiln.stderr" | "kiln.log", Some(v)) => {
+                ("kiln.stdout" | "kiln.stderr" | "kiln.log" | "kiln.status", Some(v)) => {
                     let sink =
                         parse_sink(v).ok_or(err("expected serial, off or a port like 0x402"))?;
                     match key {
                         "kiln.stdout" => c.stdout = Some(sink),
                         "kiln.stderr" => c.stderr = Some(sink),
+                        "kiln.status" => c.status = Some(sink),
                         _ => c.log = Some(sink),
                     }
                 }
@@ -210,6 +214,7 @@ impl Config {
         self.stdout = runtime.stdout.or(self.stdout);
         self.stderr = runtime.stderr.or(self.stderr);
         self.log = runtime.log.or(self.log);
+        self.status = runtime.status.or(self.status);
         self.verbose |= runtime.verbose;
         self.trace |= runtime.trace;
         self.other.extend(runtime.other);
@@ -233,6 +238,7 @@ impl Config {
             ("stdout", self.stdout),
             ("stderr", self.stderr),
             ("log", self.log),
+            ("status", self.status),
         ] {
             if let Some(s) = sink {
                 t.push(alloc::format!("kiln.{key}={}", sink_token(s)));
@@ -271,6 +277,7 @@ mod tests {
             argv: Some(vec![b"a b".to_vec(), b"c,d".to_vec(), b"".to_vec()]),
             stdout: Some(Sink::Port(0x402)),
             log: Some(Sink::Off),
+            status: Some(Sink::Port(0x404)),
             trace: true,
             ..Config::default()
         };

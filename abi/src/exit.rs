@@ -12,13 +12,18 @@ pub const fn killed_by(sig: u8) -> u8 {
     128u8.wrapping_add(sig)
 }
 
+/// I/O port the runner gives the kernel for the exact exit status (`kiln.status=`):
+/// QEMU's own exit code carries only `status & 0x7f` through `isa-debug-exit`.
+pub const STATUS_PORT: u16 = 0x404;
+
 /// Translates QEMU's process exit code into the program's status, when the guest left
 /// through `isa-debug-exit` (QEMU exits with `(value << 1) | 1`).
 ///
-/// Returns `None` for codes that `isa-debug-exit` cannot produce (QEMU failed or the guest
+/// QEMU's exit code is truncated to 8 bits, so only statuses below 128 survive; the runner
+/// prefers the byte written to [`STATUS_PORT`]. Returns `None` for codes that `isa-debug-exit` cannot produce (QEMU failed or the guest
 /// powered off another way).
 pub const fn from_qemu_exit(code: i32) -> Option<u8> {
-    if code > 0 && code % 2 == 1 && code <= 511 {
+    if code > 0 && code % 2 == 1 && code <= 255 {
         Some(((code - 1) / 2) as u8)
     } else {
         None
@@ -31,7 +36,7 @@ mod tests {
 
     #[test]
     fn qemu_codes_round_trip() {
-        for status in 0..=255u8 {
+        for status in 0..=127u8 {
             let qemu = ((status as i32) << 1) | 1;
             assert_eq!(from_qemu_exit(qemu), Some(status));
         }

@@ -14,6 +14,8 @@ pub struct Routes {
     pub stderr: Sink,
     /// The kernel log.
     pub log: Sink,
+    /// Receives the final exit status as one byte.
+    pub status: Sink,
     /// Log at info level too.
     pub verbose: bool,
 }
@@ -22,12 +24,25 @@ static ROUTES: spin::Mutex<Routes> = spin::Mutex::new(Routes {
     stdout: Sink::Serial,
     stderr: Sink::Serial,
     log: Sink::Serial,
+    status: Sink::Off,
     verbose: false,
 });
 
 /// Sets the routing.
 pub fn set_routes(r: Routes) {
     *ROUTES.lock() = r;
+}
+
+/// The current routing, unless the lock is held (a panic while writing).
+pub fn try_routes() -> Option<Routes> {
+    ROUTES.try_lock().map(|r| *r)
+}
+
+impl Routes {
+    /// Everything on the serial console.
+    pub fn fallback() -> Routes {
+        Routes { stdout: Sink::Serial, stderr: Sink::Serial, log: Sink::Serial, status: Sink::Off, verbose: false }
+    }
 }
 
 /// The current routing.
@@ -72,4 +87,16 @@ pub fn info(args: fmt::Arguments<'_>) {
     if r.verbose {
         line(r.log, args);
     }
+}
+
+/// Ends the VM with `status`, reporting it on the status port first when there is one.
+pub fn exit(status: u8) -> ! {
+    let sink = match ROUTES.try_lock() {
+        Some(r) => r.status,
+        None => Sink::Off,
+    };
+    if let Sink::Port(port) = sink {
+        cpu::outb(port, status);
+    }
+    kiln_hal::exit::exit(status)
 }

@@ -70,12 +70,15 @@ fn on_syscall(frame: &mut SyscallFrame) {
 /// Ends the run with `status`.
 pub fn finish(status: u8) -> ! {
     console::info(format_args!("program exited with status {status}"));
-    kiln_hal::exit::exit(status)
+    console::exit(status)
 }
 
 #[panic_handler]
 fn panic(info: &core::panic::PanicInfo) -> ! {
-    let r = console::routes();
+    let r = match console::try_routes() {
+        Some(r) => r,
+        None => console::Routes::fallback(),
+    };
     let sink = if r.log == kiln_abi::cmdline::Sink::Off { r.stderr } else { r.log };
     match info.location() {
         Some(l) => console::line(
@@ -84,5 +87,5 @@ fn panic(info: &core::panic::PanicInfo) -> ! {
         ),
         None => console::line(sink, format_args!("kernel panic: {}", info.message())),
     }
-    kiln_hal::exit::exit(kiln_abi::exit::KERNEL_FAILURE)
+    console::exit(kiln_abi::exit::KERNEL_FAILURE)
 }

@@ -18,7 +18,7 @@ fn fail(args: core::fmt::Arguments<'_>) -> ! {
     if r.log != r.stderr {
         console::line(r.log, args);
     }
-    kiln_hal::exit::exit(kiln_abi::exit::KERNEL_FAILURE)
+    console::exit(kiln_abi::exit::KERNEL_FAILURE)
 }
 
 /// Boots the program described by the payload and the command line. Never returns.
@@ -39,6 +39,7 @@ pub fn run(boot: BootInfo) -> ! {
         stdout: config.stdout.unwrap_or(Sink::Serial),
         stderr: config.stderr.unwrap_or(Sink::Serial),
         log: config.log.unwrap_or(Sink::Serial),
+        status: config.status.unwrap_or(Sink::Off),
         verbose: config.verbose,
     });
     console::info(format_args!(
