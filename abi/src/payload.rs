@@ -71,7 +71,7 @@ pub fn build(program: &[u8], rootfs: &[u8], config: &str) -> alloc::vec::Vec<u8>
     out.resize(HEADER_LEN, 0);
     let place = |out: &mut alloc::vec::Vec<u8>, bytes: &[u8]| {
         // Each part starts on an 8-byte boundary.
-        while out.len() % 8 != 0 {
+        while !out.len().is_multiple_of(8) {
             out.push(0);
         }
         let start = out.len();

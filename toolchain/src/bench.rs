@@ -235,8 +235,8 @@ pub fn boot(layout: &Layout, runs: usize) -> anyhow::Result<Report> {
 /// Writes `BENCHMARKS.md` at the repository root.
 pub fn write_markdown(layout: &Layout, report: &Report, command: &str) -> anyhow::Result<()> {
     let text = format!(
-        "# Benchmarks\n\nMeasured with `{command}` (QEMU 7.2; results are {} on {} cores, so \
-         absolute numbers are slow; compare ratios). The floor image is a do-nothing PVH kernel \
+        "# Benchmarks\n\nMeasured with `{command}` (QEMU 7.2; results are {} on {} cores: \
+         software emulation, so compare ratios more than absolute times). The floor image is a do-nothing PVH kernel \
          that exits at once: it measures QEMU's own start and exit cost.\n\n{}",
         report.accel,
         report.cpus,

@@ -72,6 +72,11 @@ fn statuses_panics_and_timeouts() {
     let mut want = b"out\n".to_vec();
     want.extend(&all);
     assert_eq!(r.stdout, want, "stdout byte for byte");
+    for m in Machine::ALL {
+        let port = m.target().status_port;
+        let r = boot(floor::scripted_code(&[(port, &[200])], Some(200)), m, 30);
+        assert_eq!(r.outcome.status, 200, "full status byte on {m:?}");
+    }
     let log = b"kiln: booting\nkiln: kernel panic: test panic at x.rs:1\n";
     let r = boot(
         floor::scripted_code(&[(0x3f8, log)], Some(125)),

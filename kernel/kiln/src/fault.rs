@@ -66,14 +66,16 @@ pub fn on_user_fault(frame: &mut TrapFrame, cr2: u64) -> UserFault {
                     Access::Write => "write",
                     Access::Exec => "execute",
                 };
+                let signal = why.signal();
                 console::line(
                     console::routes().stderr,
                     format_args!(
-                        "program killed by SIGSEGV: invalid {what} at address {cr2:#x} ({why}), ip {:#x}",
+                        "program killed by {}: invalid {what} at address {cr2:#x} ({why}), ip {:#x}",
+                        signal_name(signal),
                         frame.rip
                     ),
                 );
-                finish(kiln_abi::exit::killed_by(sig::SIGSEGV));
+                finish(kiln_abi::exit::killed_by(signal));
             }
         }
     }

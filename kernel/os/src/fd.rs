@@ -454,7 +454,10 @@ impl OpenFile {
                     s.offset
                 };
                 let n = self.write_object(data, off, now)?;
-                if self.inode().is_some_and(|n| !matches!(n.body, Body::Device(_))) {
+                if self
+                    .inode()
+                    .is_some_and(|n| !matches!(n.body, Body::Device(_)))
+                {
                     s.offset = off + n as u64;
                 }
                 Ok(n)
@@ -523,7 +526,11 @@ impl OpenFile {
         let mut s = self.state.lock();
         let new = match whence {
             0 => Some(off),
-            1 => s.offset.try_into().ok().and_then(|o: i64| o.checked_add(off)),
+            1 => s
+                .offset
+                .try_into()
+                .ok()
+                .and_then(|o: i64| o.checked_add(off)),
             2 if !is_dir => (size as i64).checked_add(off),
             3 | 4 if !is_dir => {
                 if off < 0 || off as u64 >= size {
@@ -645,8 +652,11 @@ impl FdTable {
             (Console::Stdout, O_WRONLY),
             (Console::Stderr, O_WRONLY),
         ] {
-            t.install(OpenFile::new(Object::Console(c), "/dev/console".into(), flags), false)
-                .expect("empty table has room");
+            t.install(
+                OpenFile::new(Object::Console(c), "/dev/console".into(), flags),
+                false,
+            )
+            .expect("empty table has room");
         }
         t
     }

@@ -5,11 +5,6 @@ use kiln_abi::cmdline::{Config, Sink};
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 
-/// Port of the `isa-debugcon` that carries the program's stdout.
-pub const STDOUT_PORT: u16 = 0x402;
-/// Port of the `isa-debugcon` that carries the program's stderr.
-pub const STDERR_PORT: u16 = 0x403;
-
 /// How QEMU executes guest code.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Accel {
@@ -43,17 +38,20 @@ pub struct StreamPaths {
     pub stderr: PathBuf,
     /// The kernel log (COM1).
     pub log: PathBuf,
+    /// The exit status byte (a plain file).
+    pub status: PathBuf,
 }
 
-/// The run-time overrides passed with `-append`.
-pub fn runtime_config(opts: &RunOptions) -> Config {
+/// The run-time overrides passed with `-append`; the streams use the target's ports.
+pub fn runtime_config(target: &Target, opts: &RunOptions) -> Config {
     let mut c = Config {
         argv: opts
             .argv
             .as_ref()
             .map(|a| a.iter().map(|s| s.as_bytes().to_vec()).collect()),
-        stdout: Some(Sink::Port(STDOUT_PORT)),
-        stderr: Some(Sink::Port(STDERR_PORT)),
+        stdout: Some(Sink::Port(target.stdout_port)),
+        stderr: Some(Sink::Port(target.stderr_port)),
+        status: Some(Sink::Port(target.status_port)),
         log: Some(Sink::Serial),
         verbose: opts.verbose,
         ..Config::default()
@@ -100,21 +98,24 @@ pub fn qemu_args(
         push(s);
     }
     for (id, path, port) in [
-        ("kout", &streams.stdout, STDOUT_PORT),
-        ("kerr", &streams.stderr, STDERR_PORT),
+        ("kout", &streams.stdout, target.stdout_port),
+        ("kerr", &streams.stderr, target.stderr_port),
+        ("kstatus", &streams.status, target.status_port),
     ] {
         push("-chardev");
         push(&format!("file,id={id},path={}", qemu_escape(path)));
         push("-device");
-        // SeaBIOS logs to port 0x402 when it reads back 0xe9 there: answer 0 so it stays quiet.
-        push(&format!("isa-debugcon,iobase={port:#x},chardev={id},readback=0"));
+        // SeaBIOS keeps logging to a port that reads back 0xe9: answer 0 so it stops.
+        push(&format!(
+            "isa-debugcon,iobase={port:#x},chardev={id},readback=0"
+        ));
     }
     push("-chardev");
     push(&format!("file,id=klog,path={}", qemu_escape(&streams.log)));
     push("-serial");
     push("chardev:klog");
     push("-append");
-    push(&runtime_config(opts).to_cmdline());
+    push(&runtime_config(target, opts).to_cmdline());
     a.push("-kernel".into());
     a.push(image.into());
     a
@@ -129,6 +130,7 @@ mod tests {
             stdout: "/t/out".into(),
             stderr: "/t/err".into(),
             log: "/t/a,b/log".into(),
+            status: "/t/status".into(),
         }
     }
 
@@ -164,8 +166,9 @@ mod tests {
         let i = a.iter().position(|x| x == "-append").unwrap();
         assert_eq!(
             a[i + 1],
-            "kiln.stdout=0x402 kiln.stderr=0x403 kiln.log=serial"
+            "kiln.stdout=0x402 kiln.stderr=0x403 kiln.log=serial kiln.status=0x404"
         );
+        assert!(s.contains("-chardev file,id=kstatus,path=/t/status -device isa-debugcon,iobase=0x404,chardev=kstatus,readback=0"), "{s}");
         assert_eq!(&a[a.len() - 2..], ["-kernel", "/img.elf"]);
     }
 
@@ -187,15 +190,26 @@ mod tests {
         ));
         let s = a.join(" ");
         assert!(s.contains("-M q35 -accel kvm -cpu host -m 16M"), "{s}");
+        assert!(
+            s.contains("isa-debugcon,iobase=0x405,chardev=kout,readback=0"),
+            "{s}"
+        );
+        assert!(
+            s.contains("isa-debugcon,iobase=0x403,chardev=kerr,readback=0"),
+            "{s}"
+        );
         let i = a.iter().position(|x| x == "-append").unwrap();
         let c = Config::parse(&a[i + 1]).unwrap();
         assert_eq!(c.argv.unwrap()[0], b"a,b");
         assert_eq!(c.env, vec![(b"GREETING".to_vec(), b"hi there".to_vec())]);
+        assert_eq!(c.stdout, Some(Sink::Port(0x405)));
+        assert_eq!(c.status, Some(Sink::Port(0x404)));
         assert!(c.verbose);
     }
 
     #[test]
     fn no_args_keeps_baked_ones() {
-        assert_eq!(runtime_config(&RunOptions::default()).argv, None);
+        let t = Machine::Microvm.target();
+        assert_eq!(runtime_config(&t, &RunOptions::default()).argv, None);
     }
 }

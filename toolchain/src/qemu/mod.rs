@@ -34,7 +34,7 @@ const LOG_CAP: usize = 8 << 20;
 pub enum ProgramOutput {
     /// To our stdout, byte for byte.
     Inherit,
-    /// Dropped (benchmarks).
+    /// Dropped, with the program's stderr (benchmarks).
     Discard,
     /// Collected into [`RunResult::stdout`] (tests).
     Collect,
@@ -95,6 +95,7 @@ pub fn run(
         stdout: dir.path().join("stdout"),
         stderr: dir.path().join("stderr"),
         log: dir.path().join("log"),
+        status: dir.path().join("status"),
     };
     let done = Arc::new(AtomicBool::new(false));
     let log = Arc::new(Mutex::new(Vec::new()));
@@ -113,7 +114,13 @@ pub fn run(
                 }),
             },
         ),
-        (&paths.stderr, Box::new(std::io::stderr())),
+        (
+            &paths.stderr,
+            match output {
+                ProgramOutput::Discard => Box::new(std::io::sink()) as Box<dyn Write + Send>,
+                _ => Box::new(std::io::stderr()),
+            },
+        ),
         (
             &paths.log,
             Box::new(streams::Tee {
@@ -198,8 +205,11 @@ pub fn run(
         String::from_utf8_lossy(&log.lock().map(|b| b.clone()).unwrap_or_default()).into_owned();
     let qemu_err = String::from_utf8_lossy(&qemu_err.lock().map(|b| b.clone()).unwrap_or_default())
         .into_owned();
+    let status_byte = std::fs::read(&paths.status)
+        .ok()
+        .and_then(|b| b.last().copied());
     Ok(RunResult {
-        outcome: outcome::decide(ended, &log, &qemu_err),
+        outcome: outcome::decide(ended, &log, &qemu_err, status_byte),
         elapsed,
         stdout: collected.lock().map(|b| b.clone()).unwrap_or_default(),
     })

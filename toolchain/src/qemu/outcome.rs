@@ -45,8 +45,18 @@ pub fn qemu_error(stderr: &str) -> Option<String> {
         })
 }
 
-/// Decides the outcome of a run from how QEMU ended, the kernel log and QEMU's stderr.
-pub fn decide(ended: Ended, log: &str, qemu_stderr: &str) -> Outcome {
+/// The exact status: QEMU's exit code keeps only the low 7 bits (`low`), the status port
+/// (`kiln.status`) has the whole byte when the kernel wrote it.
+pub fn full_status(low: u8, status_byte: Option<u8>) -> u8 {
+    match status_byte {
+        Some(b) if b & 0x7f == low => b,
+        _ => low,
+    }
+}
+
+/// Decides the outcome of a run from how QEMU ended, the kernel log, QEMU's stderr and the
+/// last byte written to the status port.
+pub fn decide(ended: Ended, log: &str, qemu_stderr: &str, status_byte: Option<u8>) -> Outcome {
     let fail = |reason: String| Outcome {
         status: exit::KERNEL_FAILURE,
         reason: Some(reason),
@@ -63,7 +73,7 @@ pub fn decide(ended: Ended, log: &str, qemu_stderr: &str) -> Outcome {
             // isa-debug-exit with value 0 gives code 1, which is also QEMU's code for its own
             // errors: an error message on QEMU's stderr tells them apart.
             let qemu_err = qemu_error(qemu_stderr);
-            match exit::from_qemu_exit(code) {
+            match exit::from_qemu_exit(code).map(|low| full_status(low, status_byte)) {
                 Some(0) if code == 1 && qemu_err.is_some() => fail(format!(
                     "QEMU failed: {}",
                     qemu_err.unwrap_or_default()
@@ -95,22 +105,29 @@ mod tests {
 
     #[test]
     fn program_statuses_pass_through() {
-        for s in [0u8, 1, 3, 42, 124, 134, 139, 255] {
-            let code = ((s as i32) << 1) | 1;
+        for s in [0u8, 1, 3, 42, 124, 127, 128, 134, 139, 255] {
+            // QEMU's exit code is 8 bits: (s << 1 | 1) & 0xff.
+            let code = (((s as i32) << 1) | 1) & 0xff;
+            let o = decide(Ended::Exited(code), "", "", Some(s));
             assert_eq!(
-                decide(Ended::Exited(code), "", ""),
+                o,
                 Outcome {
                     status: s,
                     reason: None
                 }
             );
+            // Without the status byte only 7 bits survive.
+            let o = decide(Ended::Exited(code), "", "", None);
+            assert_eq!(o.status, s & 0x7f);
         }
+        assert_eq!(full_status(11, Some(139)), 139);
+        assert_eq!(full_status(11, Some(12)), 11, "a stale byte is ignored");
     }
 
     #[test]
     fn kernel_panic_reports_its_line() {
         let log = "kiln: booting\r\nkiln: kernel panic: out of memory at mm.rs:10\r\nmore\n";
-        let o = decide(Ended::Exited(251), log, "");
+        let o = decide(Ended::Exited(251), log, "", None);
         assert_eq!(o.status, 125);
         assert_eq!(
             o.reason.as_deref(),
@@ -124,11 +141,17 @@ mod tests {
             Ended::Exited(1),
             "",
             "qemu-system-x86_64: warning: x\nqemu-system-x86_64: -m 0: Bad ram size\n",
+            None,
         );
         assert_eq!(o.status, 125);
         assert_eq!(o.reason.unwrap(), "QEMU failed: -m 0: Bad ram size");
         // A warning alone does not turn a clean exit into a failure.
-        let o = decide(Ended::Exited(1), "", "qemu-system-x86_64: warning: x\n");
+        let o = decide(
+            Ended::Exited(1),
+            "",
+            "qemu-system-x86_64: warning: x\n",
+            None,
+        );
         assert_eq!(
             o,
             Outcome {
@@ -136,14 +159,14 @@ mod tests {
                 reason: None
             }
         );
-        let o = decide(Ended::Exited(2), "", "");
+        let o = decide(Ended::Exited(2), "", "", None);
         assert_eq!(
             (o.status, o.reason.unwrap()),
             (125, "QEMU failed with exit code 2".into())
         );
-        let o = decide(Ended::Exited(0), "", "");
+        let o = decide(Ended::Exited(0), "", "", None);
         assert!(o.reason.unwrap().contains("without reporting"));
-        let o = decide(Ended::Signaled(9), "", "");
+        let o = decide(Ended::Signaled(9), "", "", None);
         assert_eq!(
             (o.status, o.reason.unwrap()),
             (125, "QEMU was killed by signal 9".into())
@@ -152,7 +175,7 @@ mod tests {
 
     #[test]
     fn timeouts() {
-        let o = decide(Ended::TimedOut(5), "", "");
+        let o = decide(Ended::TimedOut(5), "", "", None);
         assert_eq!(o.status, 124);
         assert!(o.reason.unwrap().contains("after 5 s"));
     }

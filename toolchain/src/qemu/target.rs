@@ -72,6 +72,12 @@ pub struct Target {
     pub default_memory: String,
     /// Devices every run gets (the exit device).
     pub devices: Vec<String>,
+    /// I/O port of the `isa-debugcon` carrying the program's stdout.
+    pub stdout_port: u16,
+    /// I/O port of the `isa-debugcon` carrying the program's stderr.
+    pub stderr_port: u16,
+    /// I/O port of the `isa-debugcon` receiving the exact exit status byte.
+    pub status_port: u16,
 }
 
 impl Target {
@@ -85,6 +91,15 @@ impl Target {
             ));
         }
         crate::options::parse_memory(&t.default_memory).map_err(|e| e.0)?;
+        let reserved = [0xf4, 0xf5, 0xf6, 0xf7, 0x3f8];
+        let ports = [t.stdout_port, t.stderr_port, t.status_port];
+        if ports[0] == ports[1]
+            || ports[1] == ports[2]
+            || ports[0] == ports[2]
+            || ports.iter().any(|p| reserved.contains(p))
+        {
+            return Err("stdout_port, stderr_port and status_port must differ from each other and from the exit and serial ports".into());
+        }
         Ok(t)
     }
 
@@ -121,5 +136,9 @@ mod tests {
         assert!(Target::parse(&good.replace("\"pvh\"", "\"uefi\"")).is_err());
         assert!(Target::parse(&good.replace("\"128M\"", "\"lots\"")).is_err());
         assert!(Target::parse(&format!("{good}\nextra = 1\n")).is_err());
+        assert!(Target::parse(&good.replace("0x405", "0x403")).is_err());
+        assert!(Target::parse(&good.replace("0x404", "0x403")).is_err());
+        assert!(Target::parse(&good.replace("0x404", "0xf4")).is_err());
+        assert!(Target::parse(&good.replace("0x404", "0x10000")).is_err());
     }
 }

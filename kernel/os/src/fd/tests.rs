@@ -72,8 +72,13 @@ fn dup_shares_offset_and_flags() {
     assert_eq!(t.cloexec(d), Ok(false));
     t.get(fd).unwrap().write(&mut m, b"hello", 2).unwrap();
     assert_eq!(t.get(d).unwrap().offset(), 5);
-    t.get(d).unwrap().set_status_flags(O_APPEND | O_NONBLOCK | O_CREAT);
-    assert_eq!(t.get(fd).unwrap().status_flags(), O_RDWR | O_APPEND | O_NONBLOCK);
+    t.get(d)
+        .unwrap()
+        .set_status_flags(O_APPEND | O_NONBLOCK | O_CREAT);
+    assert_eq!(
+        t.get(fd).unwrap().status_flags(),
+        O_RDWR | O_APPEND | O_NONBLOCK
+    );
     assert_eq!(t.dup3(fd, 7, Some(O_CLOEXEC)), Ok(7));
     assert_eq!(t.cloexec(7), Ok(true));
     assert_eq!(t.dup3(fd, fd, Some(0)), Err(Errno::EINVAL));
@@ -210,7 +215,11 @@ fn snapshot_files() {
     let mut m = FakeMachine::default();
     let v = vfs();
     let o = v.open("/", "/proc/self/maps", O_RDONLY, 0, 1).unwrap();
-    let f = OpenFile::new(Object::Snapshot(o.inode, b"line\n".to_vec()), o.path, O_RDONLY);
+    let f = OpenFile::new(
+        Object::Snapshot(o.inode, b"line\n".to_vec()),
+        o.path,
+        O_RDONLY,
+    );
     let mut b = [0u8; 16];
     assert_eq!(f.read(&mut m, &mut b), Ok(5));
     assert_eq!(f.read(&mut m, &mut b), Ok(0));

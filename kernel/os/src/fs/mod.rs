@@ -17,7 +17,9 @@ use alloc::vec::Vec;
 use spin::Mutex;
 
 use crate::errno::{Errno, KResult};
-use crate::fd::{O_ACCMODE, O_CREAT, O_DIRECTORY, O_EXCL, O_NOFOLLOW, O_PATH, O_RDONLY, O_TMPFILE, O_TRUNC};
+use crate::fd::{
+    O_ACCMODE, O_CREAT, O_DIRECTORY, O_EXCL, O_NOFOLLOW, O_PATH, O_RDONLY, O_TMPFILE, O_TRUNC,
+};
 pub use node::{Body, Device, DirMap, FsId, Inode, Stat};
 
 /// Longest path accepted, including its terminating NUL (Linux `PATH_MAX`).
@@ -113,7 +115,12 @@ pub struct Vfs {
 }
 
 fn new_dir(fs: FsId, perm: u32, now: u64) -> Arc<Inode> {
-    Arc::new(Inode::new(fs, Body::Dir(Mutex::new(DirMap::new())), perm, now))
+    Arc::new(Inode::new(
+        fs,
+        Body::Dir(Mutex::new(DirMap::new())),
+        perm,
+        now,
+    ))
 }
 
 fn dir_of(n: &Inode) -> KResult<&Mutex<DirMap>> {
@@ -138,9 +145,7 @@ impl Vfs {
             let dir = Self::build_dirs(&root, dir_path);
             let node = match e.kind {
                 tar::EntryKind::Dir => {
-                    let existing = dir_of(&dir)
-                        .ok()
-                        .and_then(|d| d.lock().get(name).cloned());
+                    let existing = dir_of(&dir).ok().and_then(|d| d.lock().get(name).cloned());
                     if let Some(n) = existing.filter(|n| n.is_dir()) {
                         n.set_perm(e.mode);
                         continue;
@@ -193,14 +198,22 @@ impl Vfs {
             let mut d = dir_of(&self_).expect("dir").lock();
             d.insert(
                 "exe".into(),
-                Arc::new(Inode::new(FsId::Proc, Body::Symlink(exe_path.into()), 0o777, now)),
+                Arc::new(Inode::new(
+                    FsId::Proc,
+                    Body::Symlink(exe_path.into()),
+                    0o777,
+                    now,
+                )),
             );
             d.insert(
                 "maps".into(),
                 Arc::new(Inode::new(FsId::Proc, Body::ProcMaps, 0o444, now)),
             );
         }
-        dir_of(&proc_).expect("dir").lock().insert("self".into(), self_);
+        dir_of(&proc_)
+            .expect("dir")
+            .lock()
+            .insert("self".into(), self_);
         {
             let mut d = dir_of(&root).expect("dir").lock();
             d.insert("tmp".into(), tmp);
@@ -216,7 +229,9 @@ impl Vfs {
         let mut cur = root.clone();
         for c in path.split('/').filter(|c| !c.is_empty()) {
             let next = {
-                let mut d = dir_of(&cur).expect("built directories are directories").lock();
+                let mut d = dir_of(&cur)
+                    .expect("built directories are directories")
+                    .lock();
                 match d.get(c) {
                     Some(n) if n.is_dir() => n.clone(),
                     _ => {
@@ -608,7 +623,9 @@ impl Vfs {
         let old_path = lo.path();
         let new_path = ln.path();
         let inside = |outer: &str, inner: &str| {
-            inner.len() > outer.len() && inner.starts_with(outer) && inner.as_bytes()[outer.len()] == b'/'
+            inner.len() > outer.len()
+                && inner.starts_with(outer)
+                && inner.as_bytes()[outer.len()] == b'/'
         };
         if flags & RENAME_EXCHANGE != 0 {
             let dst = ln.existing()?;

@@ -291,7 +291,9 @@ impl Inode {
     pub fn nlink(&self) -> u64 {
         let links = self.meta.lock().links;
         match &self.body {
-            Body::Dir(d) if links > 0 => 2 + d.lock().values().filter(|n| n.is_dir()).count() as u64,
+            Body::Dir(d) if links > 0 => {
+                2 + d.lock().values().filter(|n| n.is_dir()).count() as u64
+            }
             _ => u64::from(links),
         }
     }

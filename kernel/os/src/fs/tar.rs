@@ -194,9 +194,7 @@ pub fn parse(archive: &'static [u8]) -> Result<Vec<Entry>, TarError> {
     let mut long_link: Option<String> = None;
     let mut pax = Pax::default();
     while pos < archive.len() {
-        let h = archive
-            .get(pos..pos + BLOCK)
-            .ok_or(TarError::Truncated)?;
+        let h = archive.get(pos..pos + BLOCK).ok_or(TarError::Truncated)?;
         if h.iter().all(|&b| b == 0) {
             // End of archive (one zero block is enough to stop; the rest is padding).
             if long_name.is_some() || long_link.is_some() || pax.path.is_some() {
@@ -307,7 +305,14 @@ pub(crate) mod tests {
     }
 
     /// A hand-made header block (GNU magic unless `ustar`).
-    pub fn header(name: &[u8], typeflag: u8, size: u64, mode: u32, link: &[u8], ustar: bool) -> Vec<u8> {
+    pub fn header(
+        name: &[u8],
+        typeflag: u8,
+        size: u64,
+        mode: u32,
+        link: &[u8],
+        ustar: bool,
+    ) -> Vec<u8> {
         let mut h = vec![0u8; 512];
         h[..name.len().min(100)].copy_from_slice(&name[..name.len().min(100)]);
         octal(&mut h[100..108], u64::from(mode));
@@ -358,7 +363,14 @@ pub(crate) mod tests {
         let mut a = Vec::new();
         push(&mut a, b"./", b'5', 0o755, b"", b"");
         push(&mut a, b"./etc/", b'5', 0o755, b"", b"");
-        push(&mut a, b"./etc/hosts", b'0', 0o644, b"", b"127.0.0.1 localhost\n");
+        push(
+            &mut a,
+            b"./etc/hosts",
+            b'0',
+            0o644,
+            b"",
+            b"127.0.0.1 localhost\n",
+        );
         push(&mut a, b"etc/alias", b'2', 0o777, b"hosts", b"");
         push(&mut a, b"etc/hard", b'1', 0o644, b"./etc/hosts", b"");
         push(&mut a, b"/a//b/../c", b'0', 0o4755, b"", b"x");
@@ -438,7 +450,14 @@ pub(crate) mod tests {
         a.extend(header(b"trunc", b'0', 0, 0o600, b"", true));
         a.extend_from_slice(b"abc");
         a.resize(a.len().div_ceil(512) * 512, 0);
-        push(&mut a, b"PaxHeaders/g", b'g', 0o644, b"", rec("comment", "hi").as_bytes());
+        push(
+            &mut a,
+            b"PaxHeaders/g",
+            b'g',
+            0o644,
+            b"",
+            rec("comment", "hi").as_bytes(),
+        );
         push(&mut a, b"after", b'0', 0o644, b"", b"z");
         finish(&mut a);
         let e = parse(leak(a)).unwrap();

@@ -9,7 +9,14 @@ pub(crate) fn rootfs() -> &'static [u8] {
     push(&mut a, b"./", b'5', 0o755, b"", b"");
     push(&mut a, b"bin/app", b'0', 0o755, b"", b"\x7fELF");
     push(&mut a, b"etc/", b'5', 0o700, b"", b"");
-    push(&mut a, b"etc/hosts", b'0', 0o644, b"", b"127.0.0.1 localhost\n");
+    push(
+        &mut a,
+        b"etc/hosts",
+        b'0',
+        0o644,
+        b"",
+        b"127.0.0.1 localhost\n",
+    );
     push(&mut a, b"etc/hosts2", b'1', 0o644, b"etc/hosts", b"");
     push(&mut a, b"etc/rel", b'2', 0o777, b"hosts", b"");
     push(&mut a, b"etc/abs", b'2', 0o777, b"/etc/hosts", b"");
@@ -45,22 +52,36 @@ fn tree_from_tar() {
     assert_eq!(st.dev, (0, FsId::Root as u32));
     let again = v.find("/etc", "hosts2", true).unwrap();
     assert_eq!(again.ino, hosts.ino);
-    assert_eq!(v.find("/", "/etc", true).unwrap().stat().mode, S_IFDIR | 0o700);
+    assert_eq!(
+        v.find("/", "/etc", true).unwrap().stat().mode,
+        S_IFDIR | 0o700
+    );
     // Implied directories.
     let usr = v.find("/", "/usr/lib", true).unwrap();
     assert_eq!(usr.stat().mode, S_IFDIR | 0o755);
     assert_eq!(v.find("/", "/usr", true).unwrap().nlink(), 3);
     // Mounts hide the archive's /tmp.
     assert_eq!(err(v.find("/", "/tmp/hidden", true)), Errno::ENOENT);
-    assert_eq!(v.find("/", "/tmp", true).unwrap().stat().mode, S_IFDIR | 0o1777);
+    assert_eq!(
+        v.find("/", "/tmp", true).unwrap().stat().mode,
+        S_IFDIR | 0o1777
+    );
     let null = v.find("/", "/dev/null", true).unwrap();
     assert_eq!(null.stat().mode, S_IFCHR | 0o666);
     assert_eq!(null.stat().rdev, (1, 3));
-    for d in ["/dev/zero", "/dev/random", "/dev/urandom", "/proc/self/maps"] {
+    for d in [
+        "/dev/zero",
+        "/dev/random",
+        "/dev/urandom",
+        "/proc/self/maps",
+    ] {
         v.find("/", d, true).unwrap();
     }
     assert_eq!(v.readlink("/", "/proc/self/exe").unwrap(), "/bin/app");
-    assert_eq!(v.find("/", "/proc/self/exe", true).unwrap().ino, v.find("/", "/bin/app", true).unwrap().ino);
+    assert_eq!(
+        v.find("/", "/proc/self/exe", true).unwrap().ino,
+        v.find("/", "/bin/app", true).unwrap().ino
+    );
 }
 
 #[test]
@@ -68,7 +89,10 @@ fn bad_archives_are_rejected() {
     let mut a = Vec::new();
     push(&mut a, b"x", b'1', 0o644, b"missing", b"");
     assert_eq!(Vfs::new(leak(a), "/x").unwrap_err(), tar::TarError::BadLink);
-    assert_eq!(Vfs::new(leak(vec![1; 100]), "/x").unwrap_err(), tar::TarError::Truncated);
+    assert_eq!(
+        Vfs::new(leak(vec![1; 100]), "/x").unwrap_err(),
+        tar::TarError::Truncated
+    );
     assert!(Vfs::new(&[], "/x").is_ok());
 }
 
@@ -78,7 +102,12 @@ fn resolution() {
     let hosts = v.find("/", "/etc/hosts", true).unwrap().ino;
     assert_eq!(v.find("/etc", "rel", true).unwrap().ino, hosts);
     assert_eq!(v.find("/etc", "./abs", true).unwrap().ino, hosts);
-    assert_eq!(v.find("/usr/lib", "../../etc/../etc//hosts", true).unwrap().ino, hosts);
+    assert_eq!(
+        v.find("/usr/lib", "../../etc/../etc//hosts", true)
+            .unwrap()
+            .ino,
+        hosts
+    );
     assert_eq!(v.find("/", "/../../etc/hosts", true).unwrap().ino, hosts);
     assert_eq!(v.find("/", "etc/up/app", true).unwrap().stat().size, 4);
     // Not following the last link.
@@ -94,7 +123,10 @@ fn resolution() {
     assert_eq!(err(v.dir_path("/", "etc/hosts")), Errno::ENOTDIR);
     // Errors.
     assert_eq!(err(v.find("/", "/loop1", true)), Errno::ELOOP);
-    assert_eq!(v.find("/", "/loop1", false).unwrap().stat().mode & S_IFLNK, S_IFLNK);
+    assert_eq!(
+        v.find("/", "/loop1", false).unwrap().stat().mode & S_IFLNK,
+        S_IFLNK
+    );
     assert_eq!(err(v.find("/", "/loop1/x", false)), Errno::ELOOP);
     assert_eq!(err(v.find("/", "/nope", true)), Errno::ENOENT);
     assert_eq!(err(v.find("/", "/nope/x", true)), Errno::ENOENT);
@@ -103,14 +135,27 @@ fn resolution() {
     assert_eq!(err(v.find("/", "/etc/hosts/.", true)), Errno::ENOTDIR);
     assert_eq!(err(v.find("/", "/etc/rel/", false)), Errno::ENOTDIR);
     assert_eq!(err(v.find("/", "", true)), Errno::ENOENT);
-    assert_eq!(err(v.find("/", &"a".repeat(256), true)), Errno::ENAMETOOLONG);
-    assert_eq!(err(v.find("/", &"a/".repeat(2048), true)), Errno::ENAMETOOLONG);
+    assert_eq!(
+        err(v.find("/", &"a".repeat(256), true)),
+        Errno::ENAMETOOLONG
+    );
+    assert_eq!(
+        err(v.find("/", &"a/".repeat(2048), true)),
+        Errno::ENAMETOOLONG
+    );
     assert_eq!(err(v.find("/", "/dangling", true)), Errno::ENOENT);
     // A chain of exactly 40 links resolves; 41 does not.
     let mut a = Vec::new();
     for i in 0..41 {
         let target = alloc::format!("l{}", i + 1);
-        push(&mut a, alloc::format!("l{i}").as_bytes(), b'2', 0o777, target.as_bytes(), b"");
+        push(
+            &mut a,
+            alloc::format!("l{i}").as_bytes(),
+            b'2',
+            0o777,
+            target.as_bytes(),
+            b"",
+        );
     }
     push(&mut a, b"l41", b'0', 0o644, b"", b"end");
     let v = Vfs::new(leak(a), "/x").unwrap();
@@ -121,23 +166,54 @@ fn resolution() {
 #[test]
 fn open_checks() {
     let v = vfs();
-    let o = v.open("/", "/etc/hosts", O_RDONLY | O_CREAT, 0o644, 1).unwrap();
+    let o = v
+        .open("/", "/etc/hosts", O_RDONLY | O_CREAT, 0o644, 1)
+        .unwrap();
     assert_eq!(o.path, "/etc/hosts");
     assert_eq!(err(v.open("/", "/etc/hosts", O_WRONLY, 0, 1)), Errno::EROFS);
-    assert_eq!(err(v.open("/", "/etc/hosts", O_RDONLY | O_TRUNC, 0, 1)), Errno::EROFS);
-    assert_eq!(err(v.open("/", "/etc/new", O_RDWR | O_CREAT, 0o644, 1)), Errno::EROFS);
+    assert_eq!(
+        err(v.open("/", "/etc/hosts", O_RDONLY | O_TRUNC, 0, 1)),
+        Errno::EROFS
+    );
+    assert_eq!(
+        err(v.open("/", "/etc/new", O_RDWR | O_CREAT, 0o644, 1)),
+        Errno::EROFS
+    );
     assert_eq!(err(v.open("/", "/etc/new", O_RDONLY, 0, 1)), Errno::ENOENT);
-    assert_eq!(err(v.open("/", "/etc/hosts", O_CREAT | O_EXCL, 0, 1)), Errno::EEXIST);
-    assert_eq!(err(v.open("/", "/etc/rel", O_CREAT | O_EXCL, 0, 1)), Errno::EEXIST);
-    assert_eq!(err(v.open("/", "/etc/hosts", O_DIRECTORY, 0, 1)), Errno::ENOTDIR);
+    assert_eq!(
+        err(v.open("/", "/etc/hosts", O_CREAT | O_EXCL, 0, 1)),
+        Errno::EEXIST
+    );
+    assert_eq!(
+        err(v.open("/", "/etc/rel", O_CREAT | O_EXCL, 0, 1)),
+        Errno::EEXIST
+    );
+    assert_eq!(
+        err(v.open("/", "/etc/hosts", O_DIRECTORY, 0, 1)),
+        Errno::ENOTDIR
+    );
     assert_eq!(err(v.open("/", "/etc", O_WRONLY, 0, 1)), Errno::EISDIR);
     assert_eq!(err(v.open("/", "/etc", O_CREAT, 0, 1)), Errno::EISDIR);
-    assert_eq!(err(v.open("/", "/etc", O_CREAT | O_DIRECTORY, 0, 1)), Errno::EINVAL);
+    assert_eq!(
+        err(v.open("/", "/etc", O_CREAT | O_DIRECTORY, 0, 1)),
+        Errno::EINVAL
+    );
     assert_eq!(err(v.open("/", "/etc/rel", O_NOFOLLOW, 0, 1)), Errno::ELOOP);
-    assert!(v.open("/", "/etc/rel", O_NOFOLLOW | O_PATH, 0, 1).unwrap().inode.symlink_target().is_some());
+    assert!(v
+        .open("/", "/etc/rel", O_NOFOLLOW | O_PATH, 0, 1)
+        .unwrap()
+        .inode
+        .symlink_target()
+        .is_some());
     assert_eq!(v.open("/", "/etc", O_DIRECTORY, 0, 1).unwrap().path, "/etc");
-    assert_eq!(err(v.open("/", "/tmp/x/", O_CREAT | O_WRONLY, 0, 1)), Errno::EISDIR);
-    assert_eq!(err(v.open("/", "/proc/self/maps", O_WRONLY, 0, 1)), Errno::EACCES);
+    assert_eq!(
+        err(v.open("/", "/tmp/x/", O_CREAT | O_WRONLY, 0, 1)),
+        Errno::EISDIR
+    );
+    assert_eq!(
+        err(v.open("/", "/proc/self/maps", O_WRONLY, 0, 1)),
+        Errno::EACCES
+    );
     v.open("/", "/dev/null", O_RDWR, 0, 1).unwrap();
     // Creation in /tmp, masked by the umask; O_TRUNC empties.
     let f = v.open("/tmp", "f", O_CREAT | O_WRONLY, 0o666, 7).unwrap();
@@ -152,13 +228,18 @@ fn open_checks() {
     v.open("/", "/tmp/f", O_RDWR | O_TRUNC, 0, 9).unwrap();
     assert_eq!(f.inode.size(), 0);
     // A dangling link with O_CREAT creates its target.
-    let d = v.open("/", "/dangling", O_CREAT | O_WRONLY, 0o600, 1).unwrap();
+    let d = v
+        .open("/", "/dangling", O_CREAT | O_WRONLY, 0o600, 1)
+        .unwrap();
     assert_eq!(d.path, "/tmp/made");
     assert!(v.find("/", "/tmp/made", true).is_ok());
     // O_TMPFILE: unnamed, only in /tmp.
     let t = v.open("/", "/tmp", O_TMPFILE | O_RDWR, 0o600, 1).unwrap();
     assert_eq!(t.inode.nlink(), 0);
-    assert_eq!(err(v.open("/", "/etc", O_TMPFILE | O_RDWR, 0o600, 1)), Errno::EOPNOTSUPP);
+    assert_eq!(
+        err(v.open("/", "/etc", O_TMPFILE | O_RDWR, 0o600, 1)),
+        Errno::EOPNOTSUPP
+    );
     assert_eq!(err(v.open("/", "/tmp", O_TMPFILE, 0o600, 1)), Errno::EINVAL);
 }
 
@@ -167,7 +248,10 @@ fn directories_in_tmp() {
     let mut v = vfs();
     v.umask = 0o077;
     v.mkdir("/", "/tmp/d", 0o777, 3).unwrap();
-    assert_eq!(v.find("/", "/tmp/d", true).unwrap().stat().mode, S_IFDIR | 0o700);
+    assert_eq!(
+        v.find("/", "/tmp/d", true).unwrap().stat().mode,
+        S_IFDIR | 0o700
+    );
     assert_eq!(v.find("/", "/tmp", true).unwrap().nlink(), 3);
     assert_eq!(err(v.mkdir("/", "/tmp/d", 0o777, 3)), Errno::EEXIST);
     assert_eq!(err(v.mkdir("/", "/etc", 0o777, 3)), Errno::EEXIST);
@@ -181,7 +265,8 @@ fn directories_in_tmp() {
     assert_eq!(err(v.rmdir("/", "/", 4)), Errno::EBUSY);
     assert_eq!(err(v.rmdir("/", "/usr/lib", 4)), Errno::EROFS);
     assert_eq!(err(v.rmdir("/", "/tmp/nope", 4)), Errno::ENOENT);
-    v.open("/", "/tmp/file", O_CREAT | O_WRONLY, 0o644, 1).unwrap();
+    v.open("/", "/tmp/file", O_CREAT | O_WRONLY, 0o644, 1)
+        .unwrap();
     assert_eq!(err(v.rmdir("/", "/tmp/file", 4)), Errno::ENOTDIR);
     assert_eq!(err(v.unlink("/", "/tmp/d", 4)), Errno::EISDIR);
     assert_eq!(err(v.unlink("/", "/tmp/file/", 4)), Errno::ENOTDIR);
@@ -207,21 +292,66 @@ fn rename_rules() {
     v.mkdir("/", "/tmp/a", 0o755, 1).unwrap();
     v.mkdir("/", "/tmp/a/sub", 0o755, 1).unwrap();
     v.mkdir("/", "/tmp/empty", 0o755, 1).unwrap();
-    let f = v.open("/", "/tmp/f", O_CREAT | O_WRONLY, 0o644, 1).unwrap().inode;
-    let g = v.open("/", "/tmp/g", O_CREAT | O_WRONLY, 0o644, 1).unwrap().inode;
-    assert_eq!(err(v.rename("/", "/tmp/f", "/", "/etc/f", 0, 2)), Errno::EXDEV);
-    assert_eq!(err(v.rename("/", "/etc/hosts", "/", "/etc/h", 0, 2)), Errno::EROFS);
-    assert_eq!(err(v.rename("/", "/etc/nothing", "/", "/etc/h", 0, 2)), Errno::EROFS);
-    assert_eq!(err(v.rename("/", "/tmp/none", "/", "/tmp/h", 0, 2)), Errno::ENOENT);
-    assert_eq!(err(v.rename("/", "/tmp/a", "/", "/tmp/a/sub/x", 0, 2)), Errno::EINVAL);
-    assert_eq!(err(v.rename("/", "/tmp/a", "/", "/tmp/f", 0, 2)), Errno::ENOTDIR);
-    assert_eq!(err(v.rename("/", "/tmp/f", "/", "/tmp/a", 0, 2)), Errno::EISDIR);
-    assert_eq!(err(v.rename("/", "/tmp/empty", "/", "/tmp/a", 0, 2)), Errno::ENOTEMPTY);
-    assert_eq!(err(v.rename("/", "/tmp/f", "/", "/tmp/g", RENAME_NOREPLACE, 2)), Errno::EEXIST);
-    assert_eq!(err(v.rename("/", "/tmp/f", "/", "/tmp/g", 3, 2)), Errno::EINVAL);
-    assert_eq!(err(v.rename("/", "/tmp/f", "/", "/tmp/g", 8, 2)), Errno::EINVAL);
-    assert_eq!(err(v.rename("/", "/tmp/f/", "/", "/tmp/h", 0, 2)), Errno::ENOTDIR);
-    assert_eq!(err(v.rename("/tmp", ".", "/", "/tmp/h", 0, 2)), Errno::EBUSY);
+    let f = v
+        .open("/", "/tmp/f", O_CREAT | O_WRONLY, 0o644, 1)
+        .unwrap()
+        .inode;
+    let g = v
+        .open("/", "/tmp/g", O_CREAT | O_WRONLY, 0o644, 1)
+        .unwrap()
+        .inode;
+    assert_eq!(
+        err(v.rename("/", "/tmp/f", "/", "/etc/f", 0, 2)),
+        Errno::EXDEV
+    );
+    assert_eq!(
+        err(v.rename("/", "/etc/hosts", "/", "/etc/h", 0, 2)),
+        Errno::EROFS
+    );
+    assert_eq!(
+        err(v.rename("/", "/etc/nothing", "/", "/etc/h", 0, 2)),
+        Errno::EROFS
+    );
+    assert_eq!(
+        err(v.rename("/", "/tmp/none", "/", "/tmp/h", 0, 2)),
+        Errno::ENOENT
+    );
+    assert_eq!(
+        err(v.rename("/", "/tmp/a", "/", "/tmp/a/sub/x", 0, 2)),
+        Errno::EINVAL
+    );
+    assert_eq!(
+        err(v.rename("/", "/tmp/a", "/", "/tmp/f", 0, 2)),
+        Errno::ENOTDIR
+    );
+    assert_eq!(
+        err(v.rename("/", "/tmp/f", "/", "/tmp/a", 0, 2)),
+        Errno::EISDIR
+    );
+    assert_eq!(
+        err(v.rename("/", "/tmp/empty", "/", "/tmp/a", 0, 2)),
+        Errno::ENOTEMPTY
+    );
+    assert_eq!(
+        err(v.rename("/", "/tmp/f", "/", "/tmp/g", RENAME_NOREPLACE, 2)),
+        Errno::EEXIST
+    );
+    assert_eq!(
+        err(v.rename("/", "/tmp/f", "/", "/tmp/g", 3, 2)),
+        Errno::EINVAL
+    );
+    assert_eq!(
+        err(v.rename("/", "/tmp/f", "/", "/tmp/g", 8, 2)),
+        Errno::EINVAL
+    );
+    assert_eq!(
+        err(v.rename("/", "/tmp/f/", "/", "/tmp/h", 0, 2)),
+        Errno::ENOTDIR
+    );
+    assert_eq!(
+        err(v.rename("/tmp", ".", "/", "/tmp/h", 0, 2)),
+        Errno::EBUSY
+    );
     // Same directory, replacing g.
     v.rename("/", "/tmp/f", "/tmp", "g", 0, 3).unwrap();
     assert!(Arc::ptr_eq(&v.find("/", "/tmp/g", true).unwrap(), &f));
@@ -230,16 +360,25 @@ fn rename_rules() {
     assert_eq!(f.stat().ctime, 3);
     // Into another directory; a directory over an empty one.
     v.rename("/", "/tmp/g", "/", "/tmp/a/sub/g", 0, 4).unwrap();
-    v.rename("/", "/tmp/a/sub", "/", "/tmp/empty", 0, 4).unwrap();
+    v.rename("/", "/tmp/a/sub", "/", "/tmp/empty", 0, 4)
+        .unwrap();
     assert!(Arc::ptr_eq(&v.find("/", "/tmp/empty/g", true).unwrap(), &f));
     // Same file is a no-op.
-    v.rename("/", "/tmp/empty/g", "/", "/tmp/empty/g", 0, 4).unwrap();
+    v.rename("/", "/tmp/empty/g", "/", "/tmp/empty/g", 0, 4)
+        .unwrap();
     // Exchange.
-    let h = v.open("/", "/tmp/h", O_CREAT | O_WRONLY, 0o644, 1).unwrap().inode;
-    v.rename("/", "/tmp/h", "/", "/tmp/empty/g", RENAME_EXCHANGE, 5).unwrap();
+    let h = v
+        .open("/", "/tmp/h", O_CREAT | O_WRONLY, 0o644, 1)
+        .unwrap()
+        .inode;
+    v.rename("/", "/tmp/h", "/", "/tmp/empty/g", RENAME_EXCHANGE, 5)
+        .unwrap();
     assert!(Arc::ptr_eq(&v.find("/", "/tmp/h", true).unwrap(), &f));
     assert!(Arc::ptr_eq(&v.find("/", "/tmp/empty/g", true).unwrap(), &h));
-    assert_eq!(err(v.rename("/", "/tmp/h", "/", "/tmp/zz", RENAME_EXCHANGE, 5)), Errno::ENOENT);
+    assert_eq!(
+        err(v.rename("/", "/tmp/h", "/", "/tmp/zz", RENAME_EXCHANGE, 5)),
+        Errno::ENOENT
+    );
 }
 
 #[test]
@@ -256,7 +395,10 @@ fn access_and_truncate() {
     assert_eq!(err(v.truncate("/", "/etc/hosts", 0, 1)), Errno::EROFS);
     assert_eq!(err(v.truncate("/", "/tmp", 0, 1)), Errno::EISDIR);
     assert_eq!(err(v.truncate("/", "/dev/null", 0, 1)), Errno::EINVAL);
-    let f = v.open("/", "/tmp/t", O_CREAT | O_WRONLY, 0o644, 1).unwrap().inode;
+    let f = v
+        .open("/", "/tmp/t", O_CREAT | O_WRONLY, 0o644, 1)
+        .unwrap()
+        .inode;
     v.truncate("/", "/tmp/t", 10, 2).unwrap();
     assert_eq!(f.size(), 10);
     assert_eq!(err(v.readlink("/", "/etc/hosts")), Errno::EINVAL);

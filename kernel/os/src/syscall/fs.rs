@@ -19,8 +19,8 @@ use core::sync::atomic::{AtomicBool, Ordering};
 use crate::errno::{Errno, KResult};
 use crate::fd::poll::POLLNVAL;
 use crate::fd::{
-    Object, OpenFile, MAX_FDS, O_APPEND, O_ASYNC, O_CLOEXEC, O_CREAT, O_LARGEFILE, O_PATH,
-    O_TRUNC, O_WRONLY,
+    Object, OpenFile, MAX_FDS, O_APPEND, O_ASYNC, O_CLOEXEC, O_CREAT, O_LARGEFILE, O_PATH, O_TRUNC,
+    O_WRONLY,
 };
 use crate::fs::{parent_path, Body, Device, Inode, Stat, PATH_MAX};
 use crate::machine::Machine;
@@ -49,7 +49,6 @@ const CHUNK: usize = 64 * 1024;
 /// Most `iovec`s in one call (`UIO_MAXIOV`).
 const IOV_MAX: u64 = 1024;
 
-const TCGETS: u32 = 0x5401;
 const FIONREAD: u32 = 0x541b;
 const FIONBIO: u32 = 0x5421;
 const FIONCLEX: u32 = 0x5450;
@@ -96,7 +95,14 @@ pub fn handle(p: &mut Process, m: &mut dyn Machine, nr: u64, a: [u64; 6]) -> Opt
         nr::READV => sys_readv(p, m, fd0, a[1], a[2]),
         nr::WRITEV => sys_writev(p, m, fd0, a[1], a[2]),
         nr::OPEN => sys_open(p, m, AT_FDCWD, a[0], a[1], a[2]),
-        nr::CREAT => sys_open(p, m, AT_FDCWD, a[0], O_CREAT as u64 | O_WRONLY as u64 | O_TRUNC as u64, a[1]),
+        nr::CREAT => sys_open(
+            p,
+            m,
+            AT_FDCWD,
+            a[0],
+            O_CREAT as u64 | O_WRONLY as u64 | O_TRUNC as u64,
+            a[1],
+        ),
         nr::OPENAT => sys_open(p, m, fd0, a[1], a[2], a[3]),
         nr::CLOSE => p.files.close(fd0).map(|_| 0),
         nr::STAT => sys_stat(p, m, AT_FDCWD, a[0], a[1], 0),
@@ -115,7 +121,9 @@ pub fn handle(p: &mut Process, m: &mut dyn Machine, nr: u64, a: [u64; 6]) -> Opt
             sys_poll(p, m, a[0], a[1], timeout)
         }
         nr::PPOLL => sys_ppoll(p, m, a),
-        nr::LSEEK => io_file(p, fd0).and_then(|f| f.seek(a[1] as i64, a[2] as u32)).map(|o| o as i64),
+        nr::LSEEK => io_file(p, fd0)
+            .and_then(|f| f.seek(a[1] as i64, a[2] as u32))
+            .map(|o| o as i64),
         nr::ACCESS => sys_access(p, m, AT_FDCWD, a[0], a[1], 0),
         nr::FACCESSAT => sys_access(p, m, fd0, a[1], a[2], 0),
         nr::FACCESSAT2 => sys_access(p, m, fd0, a[1], a[2], a[3]),
@@ -123,7 +131,10 @@ pub fn handle(p: &mut Process, m: &mut dyn Machine, nr: u64, a: [u64; 6]) -> Opt
         nr::PIPE2 => sys_pipe(p, m, a[0], a[1]),
         nr::DUP => p.files.dup(fd0).map(i64::from),
         nr::DUP2 => p.files.dup3(fd0, a[1] as i32, None).map(i64::from),
-        nr::DUP3 => p.files.dup3(fd0, a[1] as i32, Some(a[2] as u32)).map(i64::from),
+        nr::DUP3 => p
+            .files
+            .dup3(fd0, a[1] as i32, Some(a[2] as u32))
+            .map(i64::from),
         nr::FCNTL => sys_fcntl(p, m, fd0, a[1] as u32 as u64, a[2]),
         nr::IOCTL => sys_ioctl(p, m, fd0, a[1] as u32, a[2]),
         nr::FSYNC | nr::FDATASYNC => io_file(p, fd0).and_then(|f| match f.inode() {
@@ -279,7 +290,10 @@ fn read_into_user(
             Err(_) if done > 0 => break,
             Err(e) => return Err(e),
         };
-        match p.vm.copy_to_user(m.pages(), addr.wrapping_add(done), &buf[..n]) {
+        match p
+            .vm
+            .copy_to_user(m.pages(), addr.wrapping_add(done), &buf[..n])
+        {
             Ok(()) => {}
             Err(_) if done > 0 => break,
             Err(e) => return Err(e),
@@ -306,7 +320,10 @@ fn write_from_user(
     let mut done = 0u64;
     loop {
         let want = ((count - done) as usize).min(CHUNK);
-        match p.vm.copy_from_user(m.pages(), addr.wrapping_add(done), &mut buf[..want]) {
+        match p
+            .vm
+            .copy_from_user(m.pages(), addr.wrapping_add(done), &mut buf[..want])
+        {
             Ok(()) => {}
             Err(_) if done > 0 => break,
             Err(e) => return Err(e),
@@ -345,7 +362,9 @@ fn sys_read(
             if !f.seekable() {
                 return Err(Errno::ESPIPE);
             }
-            read_into_user(p, m, buf, count, |m, b, done| f.pread(m, b, off as u64 + done))?
+            read_into_user(p, m, buf, count, |m, b, done| {
+                f.pread(m, b, off as u64 + done)
+            })?
         }
     };
     Ok(n as i64)
@@ -539,7 +558,9 @@ fn sys_open(
         return Err(Errno::EMFILE);
     }
     let base = base(p, dirfd, &path)?;
-    let o = p.vfs.open(&base, &path, flags, mode as u32 & 0o7777, now(m))?;
+    let o = p
+        .vfs
+        .open(&base, &path, flags, mode as u32 & 0o7777, now(m))?;
     let object = if matches!(o.inode.body, Body::ProcMaps) && flags & O_PATH == 0 {
         let text = p.vm.maps_text(&p.exe_path);
         Object::Snapshot(o.inode, text.into_bytes())
@@ -551,7 +572,13 @@ fn sys_open(
 }
 
 /// The node a `*at` call with `AT_EMPTY_PATH` support names, as a status.
-fn stat_at(p: &mut Process, m: &mut dyn Machine, dirfd: i32, path_addr: u64, flags: u64) -> KResult<Stat> {
+fn stat_at(
+    p: &mut Process,
+    m: &mut dyn Machine,
+    dirfd: i32,
+    path_addr: u64,
+    flags: u64,
+) -> KResult<Stat> {
     let path = if path_addr == 0 && flags & AT_EMPTY_PATH != 0 {
         String::new()
     } else {
@@ -567,7 +594,9 @@ fn stat_at(p: &mut Process, m: &mut dyn Machine, dirfd: i32, path_addr: u64, fla
         return Ok(p.files.get(dirfd)?.stat());
     }
     let base = base(p, dirfd, &path)?;
-    Ok(p.vfs.find(&base, &path, flags & AT_SYMLINK_NOFOLLOW == 0)?.stat())
+    Ok(p.vfs
+        .find(&base, &path, flags & AT_SYMLINK_NOFOLLOW == 0)?
+        .stat())
 }
 
 fn sys_stat(
@@ -746,7 +775,7 @@ fn sys_ioctl(p: &mut Process, m: &mut dyn Machine, fd: i32, req: u32, arg: u64) 
             Ok(0)
         }
         // No descriptor here is a terminal (TCGETS, TIOCGWINSZ, ... all fail).
-        TCGETS | _ => Err(Errno::ENOTTY),
+        _ => Err(Errno::ENOTTY),
     }
 }
 
@@ -815,7 +844,11 @@ fn sys_ppoll(p: &mut Process, m: &mut dyn Machine, a: [u64; 6]) -> KResult<i64> 
         if sec < 0 || !(0..1_000_000_000).contains(&nsec) {
             return Err(Errno::EINVAL);
         }
-        Some((sec as u64).saturating_mul(1_000_000_000).saturating_add(nsec as u64))
+        Some(
+            (sec as u64)
+                .saturating_mul(1_000_000_000)
+                .saturating_add(nsec as u64),
+        )
     };
     let n = sys_poll(p, m, fds, nfds, timeout)?;
     if n == 0 && tmo != 0 {
@@ -868,7 +901,8 @@ fn sys_getdents(
         .find("/", parent_path(&f.path), true)
         .map(|n| n.ino)
         .unwrap_or(node.ino);
-    let mut entries: Vec<(String, u64, u8)> = vec![(".".into(), node.ino, 4), ("..".into(), parent_ino, 4)];
+    let mut entries: Vec<(String, u64, u8)> =
+        vec![(".".into(), node.ino, 4), ("..".into(), parent_ino, 4)];
     if let Some(d) = node.dir() {
         entries.extend(d.lock().iter().map(|(k, v)| (k.clone(), v.ino, v.dtype())));
     }
@@ -936,14 +970,26 @@ fn sys_rename(
     Ok(0)
 }
 
-fn sys_mkdir(p: &mut Process, m: &mut dyn Machine, dirfd: i32, path_addr: u64, mode: u64) -> KResult<i64> {
+fn sys_mkdir(
+    p: &mut Process,
+    m: &mut dyn Machine,
+    dirfd: i32,
+    path_addr: u64,
+    mode: u64,
+) -> KResult<i64> {
     let path = path(p, m, path_addr)?;
     let base = base(p, dirfd, &path)?;
     p.vfs.mkdir(&base, &path, mode as u32, now(m))?;
     Ok(0)
 }
 
-fn sys_unlink(p: &mut Process, m: &mut dyn Machine, dirfd: i32, path_addr: u64, flags: u64) -> KResult<i64> {
+fn sys_unlink(
+    p: &mut Process,
+    m: &mut dyn Machine,
+    dirfd: i32,
+    path_addr: u64,
+    flags: u64,
+) -> KResult<i64> {
     if flags & !AT_REMOVEDIR != 0 {
         return Err(Errno::EINVAL);
     }

@@ -22,9 +22,11 @@ fn rootfs() -> &'static [u8] {
 
 impl T {
     fn new() -> T {
-        let mut m = FakeMachine::default();
-        m.now = 1_000;
-        m.epoch_offset = 5_000_000_000;
+        let mut m = FakeMachine {
+            now: 1_000,
+            epoch_offset: 5_000_000_000,
+            ..FakeMachine::default()
+        };
         let mut vm = AddressSpace::new(0..0x1000);
         vm.mmap(
             m.pages(),
@@ -84,7 +86,10 @@ impl T {
 
     fn read(&mut self, addr: u64, n: usize) -> Vec<u8> {
         let mut b = vec![0u8; n];
-        self.p.vm.copy_from_user(self.m.pages(), addr, &mut b).unwrap();
+        self.p
+            .vm
+            .copy_from_user(self.m.pages(), addr, &mut b)
+            .unwrap();
         b
     }
 
@@ -168,7 +173,7 @@ fn console() {
     let mut pfds = Vec::new();
     for fd in 0..3i32 {
         pfds.extend_from_slice(&fd.to_le_bytes());
-        pfds.extend_from_slice(&(POLLIN as u16).to_le_bytes());
+        pfds.extend_from_slice(&POLLIN.to_le_bytes());
         pfds.extend_from_slice(&[0, 0]);
     }
     let a = t.put(&pfds);
@@ -190,7 +195,10 @@ fn reading_the_rootfs() {
     let b = t.alloc(3);
     assert_eq!(t.call(nr::PREAD64, &[fd as u64, b, 3, 0]), 3);
     assert_eq!(t.read(b, 3), b"127");
-    assert_eq!(t.call(nr::PREAD64, &[fd as u64, b, 3, u64::MAX]), E(Errno::EINVAL));
+    assert_eq!(
+        t.call(nr::PREAD64, &[fd as u64, b, 3, u64::MAX]),
+        E(Errno::EINVAL)
+    );
     assert_eq!(t.read_fd(fd, 1).unwrap(), b"0");
     // readv across two buffers.
     t.call(nr::LSEEK, &[fd as u64, 0, 0]);
@@ -202,8 +210,11 @@ fn reading_the_rootfs() {
     }
     let iova = t.put(&iov);
     assert_eq!(t.call(nr::READV, &[fd as u64, iova, 2]), 8);
-    assert_eq!(t.read(b2, 4), b".0.1");
-    assert_eq!(t.call(nr::READV, &[fd as u64, iova, 1025]), E(Errno::EINVAL));
+    assert_eq!(t.read(b2, 4), b"0.0.");
+    assert_eq!(
+        t.call(nr::READV, &[fd as u64, iova, 1025]),
+        E(Errno::EINVAL)
+    );
     // Errors.
     assert_eq!(t.call(nr::READ, &[fd as u64, 0x10, 4]), E(Errno::EFAULT));
     assert_eq!(t.write_fd(fd, b"x"), E(Errno::EBADF));
@@ -213,12 +224,21 @@ fn reading_the_rootfs() {
     assert_eq!(t.call(nr::CLOSE, &[fd as u64]), E(Errno::EBADF));
     assert_eq!(t.read_fd(fd, 1), Err(E(Errno::EBADF)));
     assert_eq!(t.open("/etc/hosts", O_RDWR, 0), E(Errno::EROFS));
-    assert_eq!(t.open("/etc/nothing", O_RDWR | O_CREAT, 0o644), E(Errno::EROFS));
+    assert_eq!(
+        t.open("/etc/nothing", O_RDWR | O_CREAT, 0o644),
+        E(Errno::EROFS)
+    );
     assert_eq!(t.open("/etc/hosts", O_RDONLY | O_CREAT, 0o644), 3);
-    assert_eq!(t.open("/etc/hosts", O_RDONLY | O_CREAT | O_EXCL, 0o644), E(Errno::EEXIST));
+    assert_eq!(
+        t.open("/etc/hosts", O_RDONLY | O_CREAT | O_EXCL, 0o644),
+        E(Errno::EEXIST)
+    );
     assert_eq!(t.open("/etc/hosts", O_DIRECTORY, 0), E(Errno::ENOTDIR));
     assert_eq!(t.open("/nope", O_RDONLY, 0), E(Errno::ENOENT));
-    assert_eq!(t.call(nr::OPENAT, &[AT_FDCWD as u64, 0x10, 0, 0]), E(Errno::EFAULT));
+    assert_eq!(
+        t.call(nr::OPENAT, &[AT_FDCWD as u64, 0x10, 0, 0]),
+        E(Errno::EFAULT)
+    );
     let long = "a/".repeat(2048);
     assert_eq!(t.open(&long, O_RDONLY, 0), E(Errno::ENAMETOOLONG));
     let dir = t.open("/etc", O_RDONLY | O_DIRECTORY, 0);
@@ -227,7 +247,10 @@ fn reading_the_rootfs() {
     let p = t.cstr("hosts");
     assert_eq!(t.call(nr::OPENAT, &[dir as u64, p, 0, 0]), 5);
     let hosts = t.open("/etc/hosts", 0, 0);
-    assert_eq!(t.call(nr::OPENAT, &[hosts as u64, p, 0, 0]), E(Errno::ENOTDIR));
+    assert_eq!(
+        t.call(nr::OPENAT, &[hosts as u64, p, 0, 0]),
+        E(Errno::ENOTDIR)
+    );
     assert_eq!(t.call(nr::OPENAT, &[99, p, 0, 0]), E(Errno::EBADF));
     let abs = t.cstr("/etc/hosts");
     assert_eq!(t.call(nr::OPENAT, &[99, abs, 0, 0]), 7);
@@ -314,7 +337,10 @@ fn proc_and_dev() {
 fn pipes() {
     let mut t = T::new();
     let fds = t.alloc(8);
-    assert_eq!(t.call(nr::PIPE2, &[fds, u64::from(O_NONBLOCK | O_CLOEXEC)]), 0);
+    assert_eq!(
+        t.call(nr::PIPE2, &[fds, u64::from(O_NONBLOCK | O_CLOEXEC)]),
+        0
+    );
     let v = t.read(fds, 8);
     let (r, w) = (
         i32::from_le_bytes(v[..4].try_into().unwrap()) as i64,
@@ -329,7 +355,10 @@ fn pipes() {
     assert_eq!(t.read(n, 4), 4i32.to_le_bytes());
     assert_eq!(t.call(nr::LSEEK, &[r as u64, 0, 1]), E(Errno::ESPIPE));
     assert_eq!(t.call(nr::PREAD64, &[r as u64, n, 1, 0]), E(Errno::ESPIPE));
-    assert_eq!(t.stat(nr::FSTAT, &[r as u64]).unwrap().mode(), S_IFIFO | 0o600);
+    assert_eq!(
+        t.stat(nr::FSTAT, &[r as u64]).unwrap().mode(),
+        S_IFIFO | 0o600
+    );
     assert_eq!(t.call(nr::FCNTL, &[r as u64, 1032]), 65536);
     assert_eq!(t.call(nr::FCNTL, &[0, 1032]), E(Errno::EBADF));
     assert_eq!(t.read_fd(r, 10).unwrap(), b"ping");
@@ -353,7 +382,11 @@ fn pipes() {
     assert_eq!(t.write_fd(w2 as i64, b"x"), E(Errno::EPIPE));
     assert_eq!(t.call(nr::PIPE2, &[fds, 0x8000_0000]), E(Errno::EINVAL));
     assert_eq!(t.call(nr::PIPE2, &[0x10, 0]), E(Errno::EFAULT));
-    assert_eq!(t.p.files.fds().count(), 5, "a failed pipe2 leaves no descriptors");
+    assert_eq!(
+        t.p.files.fds().count(),
+        5,
+        "a failed pipe2 leaves no descriptors"
+    );
 }
 
 #[test]
@@ -405,7 +438,10 @@ fn poll_waits_and_deadlocks() {
     t.call(nr::CLOSE, &[w as u64]);
     let a = t.put(&entry(r, POLLIN));
     assert_eq!(t.call(nr::POLL, &[a, 1, 0]), 1);
-    assert_eq!(u16::from_le_bytes(t.read(a + 6, 2).try_into().unwrap()), POLLHUP);
+    assert_eq!(
+        u16::from_le_bytes(t.read(a + 6, 2).try_into().unwrap()),
+        POLLHUP
+    );
 }
 
 #[test]
@@ -429,7 +465,10 @@ fn descriptors() {
     // Shared offset and status flags.
     t.write_fd(fd as i64, b"abc");
     assert_eq!(t.call(nr::LSEEK, &[10, 0, 1]), 3);
-    assert_eq!(t.call(nr::FCNTL, &[4, 4, u64::from(O_APPEND | O_NONBLOCK)]), 0);
+    assert_eq!(
+        t.call(nr::FCNTL, &[4, 4, u64::from(O_APPEND | O_NONBLOCK)]),
+        0
+    );
     assert_eq!(
         t.call(nr::FCNTL, &[fd, 3]),
         i64::from(O_RDWR | O_LARGEFILE | O_APPEND | O_NONBLOCK)
@@ -498,30 +537,62 @@ fn stat_family() {
     assert_eq!((st.mode(), st.size(), st.u64(16)), (S_IFREG | 0o644, 20, 2));
     assert_eq!(t.stat(nr::STAT, &[rel]).unwrap().ino(), st.ino());
     assert_eq!(t.stat(nr::LSTAT, &[rel]).unwrap().mode(), S_IFLNK | 0o777);
-    let l = t.stat(nr::NEWFSTATAT, &[AT_FDCWD as u64, rel, AT_SYMLINK_NOFOLLOW]).unwrap();
+    let l = t
+        .stat(nr::NEWFSTATAT, &[AT_FDCWD as u64, rel, AT_SYMLINK_NOFOLLOW])
+        .unwrap();
     assert_eq!(l.mode(), S_IFLNK | 0o777);
     let empty = t.cstr("");
     assert_eq!(t.stat(nr::STAT, &[empty]).err(), Some(E(Errno::ENOENT)));
-    let cwd = t.stat(nr::NEWFSTATAT, &[AT_FDCWD as u64, empty, AT_EMPTY_PATH]).unwrap();
+    let cwd = t
+        .stat(nr::NEWFSTATAT, &[AT_FDCWD as u64, empty, AT_EMPTY_PATH])
+        .unwrap();
     assert_eq!(cwd.mode(), S_IFDIR | 0o755);
-    assert_eq!(t.stat(nr::NEWFSTATAT, &[1, empty, AT_EMPTY_PATH]).unwrap().mode(), S_IFCHR | 0o620);
-    assert_eq!(t.stat(nr::NEWFSTATAT, &[1, 0, AT_EMPTY_PATH]).unwrap().mode(), S_IFCHR | 0o620);
-    assert_eq!(t.stat(nr::NEWFSTATAT, &[1, empty, 0]).err(), Some(E(Errno::ENOENT)));
-    assert_eq!(t.stat(nr::NEWFSTATAT, &[1, hosts, 0x4]).err(), Some(E(Errno::EINVAL)));
+    assert_eq!(
+        t.stat(nr::NEWFSTATAT, &[1, empty, AT_EMPTY_PATH])
+            .unwrap()
+            .mode(),
+        S_IFCHR | 0o620
+    );
+    assert_eq!(
+        t.stat(nr::NEWFSTATAT, &[1, 0, AT_EMPTY_PATH])
+            .unwrap()
+            .mode(),
+        S_IFCHR | 0o620
+    );
+    assert_eq!(
+        t.stat(nr::NEWFSTATAT, &[1, empty, 0]).err(),
+        Some(E(Errno::ENOENT))
+    );
+    assert_eq!(
+        t.stat(nr::NEWFSTATAT, &[1, hosts, 0x4]).err(),
+        Some(E(Errno::EINVAL))
+    );
     assert_eq!(t.stat(nr::FSTAT, &[40]).err(), Some(E(Errno::EBADF)));
     assert_eq!(t.call(nr::STAT, &[hosts, 0x10]), E(Errno::EFAULT));
     // statx.
     let fd = t.open("/etc/hosts", O_RDONLY, 0) as u64;
     let buf = t.alloc(256);
-    assert_eq!(t.call(nr::STATX, &[fd, empty, AT_EMPTY_PATH, 0x7ff, buf]), 0);
+    assert_eq!(
+        t.call(nr::STATX, &[fd, empty, AT_EMPTY_PATH, 0x7ff, buf]),
+        0
+    );
     let x = t.read(buf, 256);
     assert_eq!(u32::from_le_bytes(x[0..4].try_into().unwrap()), 0x7ff);
     assert_eq!(u16::from_le_bytes([x[28], x[29]]), (S_IFREG | 0o644) as u16);
     assert_eq!(u64::from_le_bytes(x[32..40].try_into().unwrap()), st.ino());
     assert_eq!(u64::from_le_bytes(x[40..48].try_into().unwrap()), 20);
-    assert_eq!(t.call(nr::STATX, &[fd, empty, 0x6000, 0x7ff, buf]), E(Errno::EINVAL));
-    assert_eq!(t.call(nr::STATX, &[fd, empty, AT_EMPTY_PATH, 0x8000_0000, buf]), E(Errno::EINVAL));
-    assert_eq!(t.call(nr::STATX, &[AT_FDCWD as u64, hosts, 0, 0x7ff, buf]), 0);
+    assert_eq!(
+        t.call(nr::STATX, &[fd, empty, 0x6000, 0x7ff, buf]),
+        E(Errno::EINVAL)
+    );
+    assert_eq!(
+        t.call(nr::STATX, &[fd, empty, AT_EMPTY_PATH, 0x8000_0000, buf]),
+        E(Errno::EINVAL)
+    );
+    assert_eq!(
+        t.call(nr::STATX, &[AT_FDCWD as u64, hosts, 0, 0x7ff, buf]),
+        0
+    );
     // access.
     let app = t.cstr("/bin/app");
     assert_eq!(t.call(nr::ACCESS, &[hosts, 4]), 0);
@@ -530,10 +601,22 @@ fn stat_family() {
     assert_eq!(t.call(nr::ACCESS, &[app, 1]), 0);
     assert_eq!(t.call(nr::ACCESS, &[hosts, 9]), E(Errno::EINVAL));
     assert_eq!(t.call(nr::FACCESSAT, &[AT_FDCWD as u64, hosts, 0]), 0);
-    assert_eq!(t.call(nr::FACCESSAT2, &[AT_FDCWD as u64, hosts, 0, 0x8000]), E(Errno::EINVAL));
+    assert_eq!(
+        t.call(nr::FACCESSAT2, &[AT_FDCWD as u64, hosts, 0, 0x8000]),
+        E(Errno::EINVAL)
+    );
     let dangling = t.cstr("/dangling");
-    assert_eq!(t.call(nr::FACCESSAT2, &[AT_FDCWD as u64, dangling, 0, 0]), E(Errno::ENOENT));
-    assert_eq!(t.call(nr::FACCESSAT2, &[AT_FDCWD as u64, dangling, 0, AT_SYMLINK_NOFOLLOW]), 0);
+    assert_eq!(
+        t.call(nr::FACCESSAT2, &[AT_FDCWD as u64, dangling, 0, 0]),
+        E(Errno::ENOENT)
+    );
+    assert_eq!(
+        t.call(
+            nr::FACCESSAT2,
+            &[AT_FDCWD as u64, dangling, 0, AT_SYMLINK_NOFOLLOW]
+        ),
+        0
+    );
     assert_eq!(t.call(nr::FACCESSAT2, &[fd, empty, 4, AT_EMPTY_PATH]), 0);
 }
 
@@ -584,7 +667,11 @@ fn directories() {
     let mut off = 0;
     while off < raw.len() {
         let reclen = u16::from_le_bytes([raw[off + 16], raw[off + 17]]) as usize;
-        let name: Vec<u8> = raw[off + 19..off + reclen].iter().copied().take_while(|&c| c != 0).collect();
+        let name: Vec<u8> = raw[off + 19..off + reclen]
+            .iter()
+            .copied()
+            .take_while(|&c| c != 0)
+            .collect();
         names.push((String::from_utf8(name).unwrap(), raw[off + 18]));
         off += reclen;
     }
@@ -602,7 +689,10 @@ fn directories() {
     assert_eq!(raw[23], 4);
     assert_eq!(raw[24 + 18], b'f');
     assert_eq!(raw[47], 8);
-    assert_eq!(t.call(nr::GETDENTS64, &[ffd as u64, buf, 256]), E(Errno::ENOTDIR));
+    assert_eq!(
+        t.call(nr::GETDENTS64, &[ffd as u64, buf, 256]),
+        E(Errno::ENOTDIR)
+    );
     let etc = t.open("/etc", O_RDONLY | O_DIRECTORY, 0) as u64;
     let n = t.call(nr::GETDENTS64, &[etc, buf, 256]);
     assert_eq!(n, 5 * 24 + 2 * 32);
@@ -617,9 +707,18 @@ fn directories() {
     assert_eq!(t.call(nr::RENAMEAT, &[dd, gg, tmp, h]), 0);
     let th = t.cstr("/tmp/h");
     t.call(nr::CREAT, &[g, 0o644]);
-    assert_eq!(t.call(nr::RENAMEAT2, &[AT_FDCWD as u64, th, AT_FDCWD as u64, g, 1]), E(Errno::EEXIST));
-    assert_eq!(t.call(nr::RENAMEAT2, &[AT_FDCWD as u64, th, AT_FDCWD as u64, g, 2]), 0);
-    assert_eq!(t.call(nr::RENAMEAT2, &[AT_FDCWD as u64, th, AT_FDCWD as u64, g, 4]), E(Errno::EINVAL));
+    assert_eq!(
+        t.call(nr::RENAMEAT2, &[AT_FDCWD as u64, th, AT_FDCWD as u64, g, 1]),
+        E(Errno::EEXIST)
+    );
+    assert_eq!(
+        t.call(nr::RENAMEAT2, &[AT_FDCWD as u64, th, AT_FDCWD as u64, g, 2]),
+        0
+    );
+    assert_eq!(
+        t.call(nr::RENAMEAT2, &[AT_FDCWD as u64, th, AT_FDCWD as u64, g, 4]),
+        E(Errno::EINVAL)
+    );
     assert_eq!(t.call(nr::UNLINK, &[g]), 0);
     assert_eq!(t.call(nr::UNLINK, &[g]), E(Errno::ENOENT));
     assert_eq!(t.call(nr::UNLINKAT, &[tmp, d, AT_REMOVEDIR]), 0);
@@ -656,16 +755,37 @@ fn mmap_reads() {
     assert_eq!(&v[..16], b"0.0.1 localhost\n");
     assert_eq!(v.len(), 32);
     assert!(v[16..].iter().all(|&b| b == 0));
-    assert_eq!(read_for_mmap(&mut t.p, &mut t.m, fd, 1 << 40, 8).unwrap(), [0; 8]);
-    assert_eq!(read_for_mmap(&mut t.p, &mut t.m, 1, 0, 8), Err(Errno::EACCES));
-    assert_eq!(read_for_mmap(&mut t.p, &mut t.m, 0, 0, 8), Err(Errno::ENODEV));
-    assert_eq!(read_for_mmap(&mut t.p, &mut t.m, 77, 0, 8), Err(Errno::EBADF));
+    assert_eq!(
+        read_for_mmap(&mut t.p, &mut t.m, fd, 1 << 40, 8).unwrap(),
+        [0; 8]
+    );
+    assert_eq!(
+        read_for_mmap(&mut t.p, &mut t.m, 1, 0, 8),
+        Err(Errno::EACCES)
+    );
+    assert_eq!(
+        read_for_mmap(&mut t.p, &mut t.m, 0, 0, 8),
+        Err(Errno::ENODEV)
+    );
+    assert_eq!(
+        read_for_mmap(&mut t.p, &mut t.m, 77, 0, 8),
+        Err(Errno::EBADF)
+    );
     let d = t.open("/etc", O_RDONLY, 0) as i32;
-    assert_eq!(read_for_mmap(&mut t.p, &mut t.m, d, 0, 8), Err(Errno::ENODEV));
+    assert_eq!(
+        read_for_mmap(&mut t.p, &mut t.m, d, 0, 8),
+        Err(Errno::ENODEV)
+    );
     let z = t.open("/dev/zero", O_RDONLY, 0) as i32;
     assert_eq!(read_for_mmap(&mut t.p, &mut t.m, z, 0, 4).unwrap(), [0; 4]);
     let n = t.open("/dev/null", O_RDONLY, 0) as i32;
-    assert_eq!(read_for_mmap(&mut t.p, &mut t.m, n, 0, 4), Err(Errno::ENODEV));
+    assert_eq!(
+        read_for_mmap(&mut t.p, &mut t.m, n, 0, 4),
+        Err(Errno::ENODEV)
+    );
     let w = t.open("/tmp/w", O_WRONLY | O_CREAT, 0o644) as i32;
-    assert_eq!(read_for_mmap(&mut t.p, &mut t.m, w, 0, 4), Err(Errno::EACCES));
+    assert_eq!(
+        read_for_mmap(&mut t.p, &mut t.m, w, 0, 4),
+        Err(Errno::EACCES)
+    );
 }

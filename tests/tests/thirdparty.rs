@@ -1,0 +1,46 @@
+//! Unmodified third-party static programs: Debian's busybox-static.
+
+use kiln_tests::{build_image, run_image};
+use std::path::PathBuf;
+use std::sync::OnceLock;
+
+fn busybox() -> &'static PathBuf {
+    static IMG: OnceLock<PathBuf> = OnceLock::new();
+    IMG.get_or_init(|| build_image("busybox", &["--elf", "/bin/busybox"]))
+}
+
+#[test]
+fn busybox_applets() {
+    let r = run_image(busybox(), &["--", "echo", "hi", "there"]);
+    assert_eq!((r.status, r.out().as_str()), (0, "hi there\n"), "{r:?}");
+    let r = run_image(busybox(), &["--", "cat", "/etc/passwd"]);
+    assert_eq!(r.status, 0, "{r:?}");
+    assert!(r.out().starts_with("root:x:0:0:"), "{r:?}");
+    let r = run_image(busybox(), &["--", "uname", "-sm"]);
+    assert_eq!(r.out(), "Linux x86_64\n", "{r:?}");
+}
+
+#[test]
+fn busybox_shell_uses_tmp_and_exit_status() {
+    let script = "echo one > /tmp/f; echo two >> /tmp/f; cat /tmp/f; mkdir /tmp/d; \
+                  mv /tmp/f /tmp/d/g; ls /tmp/d; echo $GREETING; exit 9";
+    let r = run_image(busybox(), &["-e", "GREETING=shell", "--", "sh", "-c", script]);
+    assert_eq!(r.status, 9, "{r:?}");
+    assert_eq!(r.out(), "one\ntwo\ng\nshell\n", "{r:?}");
+}
+
+#[test]
+fn busybox_reports_read_only_root() {
+    let r = run_image(busybox(), &["--", "touch", "/etc/new"]);
+    assert_ne!(r.status, 0, "{r:?}");
+    assert!(r.stderr.contains("Read-only file system"), "{r:?}");
+}
+
+#[test]
+fn busybox_sleep_and_date() {
+    let r = run_image(busybox(), &["--", "sleep", "1"]);
+    assert_eq!(r.status, 0, "{r:?}");
+    let r = run_image(busybox(), &["--", "date", "+%Y"]);
+    let year: u32 = r.out().trim().parse().unwrap_or(0);
+    assert!(year >= 2024, "{r:?}");
+}
