@@ -140,18 +140,24 @@ fn build_example(layout: &Layout, name: &str) -> anyhow::Result<App> {
             let out_dir = layout.apps_target_dir().join("c");
             std::fs::create_dir_all(&out_dir)?;
             let out = out_dir.join(name);
+            // Compile to a private name and rename, so concurrent builds never see a
+            // half-written program.
+            let partial = out_dir.join(format!(".{name}.{}", std::process::id()));
             crate::note!("compiling examples/{name} (gcc -static -O2)");
             let status = Command::new("gcc")
                 .args(["-static", "-O2", "-o"])
-                .arg(&out)
+                .arg(&partial)
                 .args(&files)
                 .stdin(Stdio::null())
                 .stdout(stderr_stdio())
                 .status()
                 .context("could not run gcc; install it (apt-get install gcc libc6-dev)")?;
             if !status.success() {
+                let _ = std::fs::remove_file(&partial);
                 bail!("gcc failed to build examples/{name}; see the errors above");
             }
+            std::fs::rename(&partial, &out)
+                .with_context(|| format!("could not move the program to {}", out.display()))?;
             Ok(App {
                 name: name.to_string(),
                 elf: out,

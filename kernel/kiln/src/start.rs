@@ -69,6 +69,7 @@ pub fn run(boot: BootInfo) -> ! {
     let rootfs = &payload[header.rootfs.clone()];
     let vfs = kiln_os::fs::Vfs::new(rootfs, &exe_path)
         .unwrap_or_else(|e| fail(format_args!("kernel panic: root filesystem: {e:?}")));
+    console::info(format_args!("root filesystem ready at {:.1} ms", kiln_hal::time::monotonic_ns() as f64 / 1e6));
     let mut vm = kiln_os::vm::AddressSpace::new(boot.kernel.clone());
     let mut random = [0u8; 16];
     machine::fill_random(&mut random);
