@@ -15,6 +15,8 @@
 //! | 48 | configuration (a command line, see [`crate::cmdline`]): offset (u64), length (u64) |
 //!
 //! Offsets are relative to the start of the payload. All integers are little-endian.
+//! The program starts on a 4 KiB boundary (the link step places the payload on one too), so
+//! the kernel can map its read-only pages in place instead of copying them.
 
 use core::ops::Range;
 
@@ -24,6 +26,8 @@ pub const LOCATION_SYMBOL: &str = "KILN_PAYLOAD_LOCATION";
 pub const MAGIC: [u8; 8] = *b"KILNPAY1";
 /// Current payload version.
 pub const VERSION: u32 = 1;
+/// Alignment of the program inside the payload (a page).
+pub const PROGRAM_ALIGN: usize = 4096;
 /// Size of the encoded [`Header`].
 pub const HEADER_LEN: usize = 64;
 
@@ -69,18 +73,17 @@ impl core::fmt::Display for PayloadError {
 pub fn build(program: &[u8], rootfs: &[u8], config: &str) -> alloc::vec::Vec<u8> {
     let mut out = alloc::vec::Vec::with_capacity(HEADER_LEN + program.len() + rootfs.len() + 64);
     out.resize(HEADER_LEN, 0);
-    let place = |out: &mut alloc::vec::Vec<u8>, bytes: &[u8]| {
-        // Each part starts on an 8-byte boundary.
-        while !out.len().is_multiple_of(8) {
+    let place = |out: &mut alloc::vec::Vec<u8>, bytes: &[u8], align: usize| {
+        while !out.len().is_multiple_of(align) {
             out.push(0);
         }
         let start = out.len();
         out.extend_from_slice(bytes);
         (start as u64, bytes.len() as u64)
     };
-    let p = place(&mut out, program);
-    let r = place(&mut out, rootfs);
-    let c = place(&mut out, config.as_bytes());
+    let p = place(&mut out, program, PROGRAM_ALIGN);
+    let r = place(&mut out, rootfs, 8);
+    let c = place(&mut out, config.as_bytes(), 8);
     out[0..8].copy_from_slice(&MAGIC);
     out[8..12].copy_from_slice(&VERSION.to_le_bytes());
     out[12..16].copy_from_slice(&(HEADER_LEN as u32).to_le_bytes());
@@ -144,7 +147,7 @@ mod tests {
         assert_eq!(&p[h.program.clone()], b"\x7fELFprog");
         assert_eq!(&p[h.rootfs.clone()], b"tar!");
         assert_eq!(&p[h.config.clone()], b"kiln.argv=a");
-        assert_eq!(h.program.start % 8, 0);
+        assert_eq!(h.program.start % PROGRAM_ALIGN, 0);
         assert_eq!(h.rootfs.start % 8, 0);
     }
 

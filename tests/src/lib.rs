@@ -7,7 +7,10 @@ use std::sync::OnceLock;
 
 /// The repository root.
 pub fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
 }
 
 /// A scratch directory for test outputs (under the target directory, kept for inspection).
@@ -50,7 +53,13 @@ impl Run {
 
 impl std::fmt::Debug for Run {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "status {}\n--- stdout\n{}\n--- stderr\n{}", self.status, self.out(), self.stderr)
+        write!(
+            f,
+            "status {}\n--- stdout\n{}\n--- stderr\n{}",
+            self.status,
+            self.out(),
+            self.stderr
+        )
     }
 }
 
@@ -81,7 +90,13 @@ pub fn build_image(name: &str, args: &[&str]) -> PathBuf {
 
 /// Boots `image` with `run --image IMAGE EXTRA...`.
 pub fn run_image(image: &Path, extra: &[&str]) -> Run {
-    let mut full = vec!["run", "--image", image.to_str().unwrap(), "--timeout", "120"];
+    let mut full = vec![
+        "run",
+        "--image",
+        image.to_str().unwrap(),
+        "--timeout",
+        "120",
+    ];
     full.extend_from_slice(extra);
     kiln(&full)
 }

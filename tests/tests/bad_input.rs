@@ -2,7 +2,7 @@
 //! panic.
 
 use kiln_tests::{kiln, scratch};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 fn file(name: &str, bytes: &[u8]) -> PathBuf {
     let p = scratch("bad-input").join(name);
@@ -10,7 +10,7 @@ fn file(name: &str, bytes: &[u8]) -> PathBuf {
     p
 }
 
-fn refuse(path: &PathBuf, expect: &[&str]) {
+fn refuse(path: &Path, expect: &[&str]) {
     let r = kiln(&["build-image", "--elf", path.to_str().unwrap()]);
     assert_ne!(r.status, 0, "{r:?}");
     assert!(!r.stderr.contains("panicked"), "{r:?}");
@@ -65,7 +65,12 @@ fn dynamically_linked() {
     let src = dir.join("dyn.c");
     std::fs::write(&src, "int main(void){return 0;}\n").unwrap();
     let out = dir.join("dyn");
-    let ok = std::process::Command::new("gcc").arg("-o").arg(&out).arg(&src).status().unwrap();
+    let ok = std::process::Command::new("gcc")
+        .arg("-o")
+        .arg(&out)
+        .arg(&src)
+        .status()
+        .unwrap();
     assert!(ok.success());
     refuse(&out, &["dynamically linked", "crt-static", "gcc -static"]);
 }
@@ -76,17 +81,35 @@ fn object_file_is_not_a_program() {
     let src = dir.join("obj.c");
     std::fs::write(&src, "int f(void){return 0;}\n").unwrap();
     let out = dir.join("obj.o");
-    let ok = std::process::Command::new("gcc").arg("-c").arg("-o").arg(&out).arg(&src).status().unwrap();
+    let ok = std::process::Command::new("gcc")
+        .arg("-c")
+        .arg("-o")
+        .arg(&out)
+        .arg(&src)
+        .status()
+        .unwrap();
     assert!(ok.success());
     refuse(&out, &["executable"]);
 }
 
 #[test]
 fn bad_file_option() {
-    let r = kiln(&["build-image", "--example", "c-hello", "--file", "/nonexistent:/x"]);
+    let r = kiln(&[
+        "build-image",
+        "--example",
+        "c-hello",
+        "--file",
+        "/nonexistent:/x",
+    ]);
     assert_ne!(r.status, 0);
     assert!(r.stderr.contains("/nonexistent"), "{r:?}");
-    let r = kiln(&["build-image", "--example", "c-hello", "--file", "Cargo.toml:relative/dest"]);
+    let r = kiln(&[
+        "build-image",
+        "--example",
+        "c-hello",
+        "--file",
+        "Cargo.toml:relative/dest",
+    ]);
     assert_ne!(r.status, 0);
     assert!(r.stderr.to_lowercase().contains("absolute"), "{r:?}");
 }

@@ -15,8 +15,16 @@ fn hello() -> &'static PathBuf {
         build_image(
             "hello",
             &[
-                "--example", "hello", "--file", &file, "--env", "GREETING=baked",
-                "--arg", "--cat", "--arg", "/data/motd.txt",
+                "--example",
+                "hello",
+                "--file",
+                &file,
+                "--env",
+                "GREETING=baked",
+                "--arg",
+                "--cat",
+                "--arg",
+                "/data/motd.txt",
             ],
         )
     })
@@ -37,10 +45,23 @@ fn hello_prints_args_env_rootfs_file_and_tmp() {
 
 #[test]
 fn runtime_args_and_env_override_baked_ones() {
-    let r = run_image(hello(), &["-e", "GREETING=at run time", "--", "--cat", "/etc/hostname", "x y"]);
+    let r = run_image(
+        hello(),
+        &[
+            "-e",
+            "GREETING=at run time",
+            "--",
+            "--cat",
+            "/etc/hostname",
+            "x y",
+        ],
+    );
     assert_eq!(r.status, 0, "{r:?}");
     let out = r.out();
-    assert!(out.contains("arg[1]=--cat\narg[2]=/etc/hostname\narg[3]=x y\n"), "{r:?}");
+    assert!(
+        out.contains("arg[1]=--cat\narg[2]=/etc/hostname\narg[3]=x y\n"),
+        "{r:?}"
+    );
     assert!(out.contains("GREETING=at run time\n"), "{r:?}");
     assert!(out.contains("file /etc/hostname: hello\n"), "{r:?}");
 }
@@ -69,7 +90,18 @@ fn hello_runs_in_16_mib() {
 
 #[test]
 fn c_program_runs() {
-    let r = kiln(&["run", "--example", "c-hello", "-e", "GREETING=from C", "--", "one", "two", "--exit", "5"]);
+    let r = kiln(&[
+        "run",
+        "--example",
+        "c-hello",
+        "-e",
+        "GREETING=from C",
+        "--",
+        "one",
+        "two",
+        "--exit",
+        "5",
+    ]);
     assert_eq!(r.status, 5, "{r:?}");
     let out = r.out();
     assert!(out.contains("argv[1]=one\nargv[2]=two\n"), "{r:?}");
@@ -86,7 +118,13 @@ fn builds_are_reproducible() {
 #[test]
 fn build_image_reports_path_size_and_digest() {
     let out = scratch("images").join("report.elf");
-    let r = kiln(&["build-image", "--example", "c-hello", "-o", out.to_str().unwrap()]);
+    let r = kiln(&[
+        "build-image",
+        "--example",
+        "c-hello",
+        "-o",
+        out.to_str().unwrap(),
+    ]);
     assert_eq!(r.status, 0, "{r:?}");
     let text = format!("{}{}", r.out(), r.stderr);
     assert!(text.contains("report.elf"), "{r:?}");

@@ -34,7 +34,19 @@ fn unsupported_syscall_is_enosys_and_logged_once_by_name() {
 
 #[test]
 fn timeout_ends_with_124() {
-    let r = kiln(&["run", "--elf", "/bin/busybox", "--timeout", "3", "--", "sleep", "60"]);
+    let r = kiln(&[
+        "run",
+        "--elf",
+        "/bin/busybox",
+        "--timeout",
+        "3",
+        "--",
+        "sleep",
+        "60",
+    ]);
     assert_eq!(r.status, 124, "{r:?}");
-    assert!(r.stderr.to_lowercase().contains("timed out") || r.stderr.contains("timeout"), "{r:?}");
+    assert!(
+        r.stderr.to_lowercase().contains("timed out") || r.stderr.contains("timeout"),
+        "{r:?}"
+    );
 }

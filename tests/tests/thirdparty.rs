@@ -26,7 +26,10 @@ fn busybox_shell_uses_tmp_and_exit_status() {
     let script = "echo one > /tmp/f; echo two >> /tmp/f; \
                   while read l; do echo \"got $l\"; done < /tmp/f; \
                   cd /tmp; pwd; echo $GREETING; exit 9";
-    let r = run_image(busybox(), &["-e", "GREETING=shell", "--", "sh", "-c", script]);
+    let r = run_image(
+        busybox(),
+        &["-e", "GREETING=shell", "--", "sh", "-c", script],
+    );
     assert_eq!(r.status, 9, "{r:?}");
     assert_eq!(r.out(), "got one\ngot two\n/tmp\nshell\n", "{r:?}");
 }

@@ -114,3 +114,9 @@ pub fn alloc_zeroed() -> Option<u64> {
     unsafe { core::ptr::write_bytes(phys_to_virt(f) as *mut u8, 0, PAGE_SIZE as usize) };
     Some(f)
 }
+
+/// Bytes of RAM handed out so far (frames in use, heap included).
+pub fn used_bytes() -> u64 {
+    let f = FRAMES.lock();
+    (f.total() - f.available()) * PAGE_SIZE
+}

@@ -90,7 +90,10 @@ pub fn init(kernel_stack_top: u64) {
         let gdt = &raw mut GDT;
         (*gdt)[5] = low;
         (*gdt)[6] = base >> 32;
-        let ptr = Pointer { limit: (size_of::<[u64; 7]>() - 1) as u16, base: gdt as u64 };
+        let ptr = Pointer {
+            limit: (size_of::<[u64; 7]>() - 1) as u16,
+            base: gdt as u64,
+        };
         core::arch::asm!(
             "lgdt [{ptr}]",
             "push {cs}",

@@ -26,9 +26,12 @@ unsafe impl Source for FrameSource {
         let phys = FRAMES.lock().alloc_contiguous(bytes).ok_or(())?;
         // SAFETY: the chunk is fresh RAM, mapped read-write by the direct map, used by
         // nothing else.
-        unsafe { talc.claim(phys_to_virt(phys) as *mut u8, bytes as usize) }.map(|_| ()).ok_or(())
+        unsafe { talc.claim(phys_to_virt(phys) as *mut u8, bytes as usize) }
+            .map(|_| ())
+            .ok_or(())
     }
 }
 
 #[global_allocator]
-static HEAP: talc::TalcLock<spinning_top::RawSpinlock, FrameSource> = talc::TalcLock::new(FrameSource);
+static HEAP: talc::TalcLock<spinning_top::RawSpinlock, FrameSource> =
+    talc::TalcLock::new(FrameSource);

@@ -70,10 +70,15 @@ pub(crate) extern "C" fn start(start_info: u64) -> ! {
     };
     // SAFETY: reads the patched location static; volatile so the compiler cannot assume
     // its initial value.
-    let [payload_addr, payload_len] = unsafe { core::ptr::read_volatile(&raw const KILN_PAYLOAD_LOCATION) };
+    let [payload_addr, payload_len] =
+        unsafe { core::ptr::read_volatile(&raw const KILN_PAYLOAD_LOCATION) };
     let has_payload = payload_addr != u64::MAX && payload_len != 0;
     let kernel = paging::kernel_range();
-    let reserved_end = if has_payload { (payload_addr + payload_len).max(kernel.end) } else { kernel.end };
+    let reserved_end = if has_payload {
+        (payload_addr + payload_len).max(kernel.end)
+    } else {
+        kernel.end
+    };
     let mut ram_bytes = 0;
     {
         let mut frames = frames::FRAMES.lock();
@@ -93,14 +98,22 @@ pub(crate) extern "C" fn start(start_info: u64) -> ! {
         Some((addr, len)) => {
             let mut bytes = alloc::vec![0u8; len];
             // SAFETY: the command line is `len` bytes of RAM in the direct map.
-            unsafe { core::ptr::copy_nonoverlapping(phys_to_virt(addr) as *const u8, bytes.as_mut_ptr(), len) };
+            unsafe {
+                core::ptr::copy_nonoverlapping(
+                    phys_to_virt(addr) as *const u8,
+                    bytes.as_mut_ptr(),
+                    len,
+                )
+            };
             alloc::string::String::from_utf8_lossy(&bytes).into_owned()
         }
         None => alloc::string::String::new(),
     };
     let cmdline = CMDLINE.call_once(|| cmdline).as_str();
     if paging::init().is_none() {
-        serial::write(b"kiln: kernel panic: out of memory building page tables: give the VM more memory\n");
+        serial::write(
+            b"kiln: kernel panic: out of memory building page tables: give the VM more memory\n",
+        );
         exit::exit(kiln_abi::exit::KERNEL_FAILURE);
     }
     let stack_top = boot_stack_top();
@@ -111,11 +124,22 @@ pub(crate) extern "C" fn start(start_info: u64) -> ! {
     let payload = if has_payload {
         // SAFETY: the link step placed `payload_len` bytes at `payload_addr`; the frame
         // allocator never hands them out, so they stay valid and unchanged for good.
-        Some(unsafe { core::slice::from_raw_parts(phys_to_virt(payload_addr) as *const u8, payload_len as usize) })
+        Some(unsafe {
+            core::slice::from_raw_parts(
+                phys_to_virt(payload_addr) as *const u8,
+                payload_len as usize,
+            )
+        })
     } else {
         None
     };
-    kiln_main(BootInfo { cmdline, payload, kernel, ram_bytes, calibration })
+    kiln_main(BootInfo {
+        cmdline,
+        payload,
+        kernel,
+        ram_bytes,
+        calibration,
+    })
 }
 
 unsafe extern "C" {

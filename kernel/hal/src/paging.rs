@@ -18,6 +18,8 @@ const HUGE: u64 = 1 << 7;
 const GLOBAL: u64 = 1 << 8;
 /// Software bit: a user page Kiln mapped, possibly with no access (PROT_NONE).
 const KILN_MAPPED: u64 = 1 << 9;
+/// Software bit: the frame is borrowed (the program image in the payload), never freed.
+const BORROWED: u64 = 1 << 10;
 const NO_EXECUTE: u64 = 1 << 63;
 const ADDR_MASK: u64 = 0x000f_ffff_ffff_f000;
 
@@ -63,14 +65,17 @@ pub fn init() -> Option<()> {
         let pd = alloc_zeroed()?;
         for i in 0..512u64 {
             table(pd)[i as usize] =
-                (gib << 30) + (i << 21) | PRESENT | WRITABLE | HUGE | GLOBAL | NO_EXECUTE;
+                ((gib << 30) + (i << 21)) | PRESENT | WRITABLE | HUGE | GLOBAL | NO_EXECUTE;
         }
         table(dm_pdpt)[gib as usize] = pd | PRESENT | WRITABLE;
     }
     table(pml4)[256] = dm_pdpt | PRESENT | WRITABLE;
 
     // The kernel image, 4 KiB pages with per-section rights.
-    let (text_end, rodata_end) = ((&raw const __text_end) as u64, (&raw const __rodata_end) as u64);
+    let (text_end, rodata_end) = (
+        (&raw const __text_end) as u64,
+        (&raw const __rodata_end) as u64,
+    );
     let range = kernel_range();
     let mut page = range.start;
     while page < range.end {
@@ -143,7 +148,9 @@ fn user_page(addr: u64) -> Option<&'static mut u64> {
 
 /// Maps a zeroed frame at user page `page`. `false` when out of memory.
 pub fn map_user_zeroed(page: u64, rights: UserRights) -> bool {
-    let Some(frame) = alloc_zeroed() else { return false };
+    let Some(frame) = alloc_zeroed() else {
+        return false;
+    };
     match walk(root(), page, true) {
         Some(e) => {
             debug_assert!(*e & KILN_MAPPED == 0, "page {page:#x} already mapped");
@@ -155,6 +162,21 @@ pub fn map_user_zeroed(page: u64, rights: UserRights) -> bool {
             FRAMES.lock().free(frame);
             false
         }
+    }
+}
+
+/// Maps user page `page` to the existing frame at physical address `frame` (the program
+/// image), without copying. The frame is never freed; making the page writable later gives
+/// it a private copy. `false` when a page table cannot be allocated.
+pub fn map_user_borrowed(page: u64, frame: u64, rights: UserRights) -> bool {
+    match walk(root(), page, true) {
+        Some(e) => {
+            debug_assert!(*e & KILN_MAPPED == 0, "page {page:#x} already mapped");
+            *e = frame | leaf_flags(rights) | BORROWED;
+            invlpg(page);
+            true
+        }
+        None => false,
     }
 }
 
@@ -201,18 +223,46 @@ fn for_each_mapped(start: u64, end: u64, mut f: impl FnMut(u64, &mut u64)) {
 pub fn unmap_user_range(start: u64, end: u64) {
     for_each_mapped(start, end, |addr, e| {
         let frame = *e & ADDR_MASK;
+        let borrowed = *e & BORROWED != 0;
         *e = 0;
         invlpg(addr);
-        FRAMES.lock().free(frame);
+        if !borrowed {
+            FRAMES.lock().free(frame);
+        }
     });
 }
 
-/// Changes the rights of every mapped user page in `[start, end)`.
-pub fn protect_user_range(start: u64, end: u64, rights: UserRights) {
+/// Changes the rights of every mapped user page in `[start, end)`. A borrowed page that
+/// becomes writable first gets a private copy. `false` when no frame is left for a copy
+/// (the pages before it are already changed).
+pub fn protect_user_range(start: u64, end: u64, rights: UserRights) -> bool {
+    let mut ok = true;
     for_each_mapped(start, end, |addr, e| {
-        *e = (*e & ADDR_MASK) | leaf_flags(rights);
+        if !ok {
+            return;
+        }
+        let mut frame = *e & ADDR_MASK;
+        let mut borrowed = *e & BORROWED;
+        if borrowed != 0 && rights.write {
+            let Some(copy) = FRAMES.lock().alloc() else {
+                ok = false;
+                return;
+            };
+            // SAFETY: both frames are RAM in the direct map; `copy` is fresh and unshared.
+            unsafe {
+                core::ptr::copy_nonoverlapping(
+                    phys_to_virt(frame) as *const u8,
+                    phys_to_virt(copy) as *mut u8,
+                    PAGE_SIZE as usize,
+                )
+            };
+            frame = copy;
+            borrowed = 0;
+        }
+        *e = frame | leaf_flags(rights) | borrowed;
         invlpg(addr);
     });
+    ok
 }
 
 /// Moves the mapped pages of `[from, from + len)` to `to`, keeping frames and rights.
@@ -225,7 +275,9 @@ pub fn move_user_range(from: u64, to: u64, len: u64) -> bool {
         invlpg(addr);
     });
     for (addr, entry) in moved {
-        let Some(dst) = walk(root(), addr - from + to, true) else { return false };
+        let Some(dst) = walk(root(), addr - from + to, true) else {
+            return false;
+        };
         *dst = entry;
         invlpg(addr - from + to);
     }
@@ -244,7 +296,8 @@ pub fn read_user(addr: u64, buf: &mut [u8]) {
     while done < buf.len() {
         let a = addr + done as u64;
         let n = ((PAGE_SIZE - (a % PAGE_SIZE)) as usize).min(buf.len() - done);
-        let src = kernel_view(a).unwrap_or_else(|| panic!("kernel read of unmapped user page {a:#x}"));
+        let src =
+            kernel_view(a).unwrap_or_else(|| panic!("kernel read of unmapped user page {a:#x}"));
         // SAFETY: `src` points into a mapped frame with at least `n` bytes left in the page.
         unsafe { core::ptr::copy_nonoverlapping(src, buf[done..].as_mut_ptr(), n) };
         done += n;

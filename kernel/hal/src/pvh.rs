@@ -45,7 +45,11 @@ pub fn parse(addr: u64) -> Option<StartInfo> {
     } else {
         None
     };
-    let mut info = StartInfo { cmdline, ram: [RamRange::default(); 32], ram_count: 0 };
+    let mut info = StartInfo {
+        cmdline,
+        ram: [RamRange::default(); 32],
+        ram_count: 0,
+    };
     if version >= 1 {
         let map: u64 = read(addr + 40);
         let entries: u32 = read(addr + 48);
@@ -53,7 +57,10 @@ pub fn parse(addr: u64) -> Option<StartInfo> {
             let e = map + i * 24;
             let (start, size, kind): (u64, u64, u32) = (read(e), read(e + 8), read(e + 16));
             if kind == 1 && size > 0 && info.ram_count < info.ram.len() {
-                info.ram[info.ram_count] = RamRange { start, end: start + size };
+                info.ram[info.ram_count] = RamRange {
+                    start,
+                    end: start + size,
+                };
                 info.ram_count += 1;
             }
         }

@@ -122,7 +122,10 @@ pub fn init(kernel_stack_top: u64, handler: SyscallHandler) {
     unsafe {
         let pc = &raw mut PER_CPU;
         (*pc).0[0] = kernel_stack_top;
-        wrmsr(msr::STAR, ((gdt::KERNEL_DS as u64 & !3) << 48) | ((gdt::KERNEL_CS as u64) << 32));
+        wrmsr(
+            msr::STAR,
+            ((gdt::KERNEL_DS as u64 & !3) << 48) | ((gdt::KERNEL_CS as u64) << 32),
+        );
         wrmsr(msr::LSTAR, kiln_syscall_entry as *const () as u64);
         wrmsr(msr::FMASK, 0x4_0700);
         wrmsr(msr::GS_BASE, pc as u64);

@@ -140,7 +140,15 @@ fn rtc_epoch_seconds() -> u64 {
         while cmos(0x0A) & 0x80 != 0 && spins < 1_000_000 {
             spins += 1;
         }
-        [cmos(0x00), cmos(0x02), cmos(0x04), cmos(0x07), cmos(0x08), cmos(0x09), cmos(0x32)]
+        [
+            cmos(0x00),
+            cmos(0x02),
+            cmos(0x04),
+            cmos(0x07),
+            cmos(0x08),
+            cmos(0x09),
+            cmos(0x32),
+        ]
     };
     let mut r = read();
     for _ in 0..5 {
@@ -168,7 +176,10 @@ fn rtc_epoch_seconds() -> u64 {
     if !(1..=12).contains(&month) || day == 0 {
         return 0;
     }
-    days_from_civil(year as i64, month as i64, day as i64) as u64 * 86400 + hour * 3600 + min * 60 + sec
+    days_from_civil(year as i64, month as i64, day as i64) as u64 * 86400
+        + hour * 3600
+        + min * 60
+        + sec
 }
 
 /// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's algorithm).

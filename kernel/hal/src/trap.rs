@@ -236,8 +236,7 @@ pub fn init() {
     // each gate points at a stub with the right stack discipline.
     unsafe {
         let idt = &raw mut IDT;
-        for v in 0..256 {
-            let handler = kiln_isr_table[v];
+        for (v, &handler) in kiln_isr_table.iter().enumerate() {
             let ist = match v {
                 8 => gdt::IST_DOUBLE_FAULT,
                 2 => gdt::IST_NMI,
@@ -258,7 +257,10 @@ pub fn init() {
             limit: u16,
             base: u64,
         }
-        let ptr = Pointer { limit: (core::mem::size_of::<Idt>() - 1) as u16, base: idt as u64 };
+        let ptr = Pointer {
+            limit: (core::mem::size_of::<Idt>() - 1) as u16,
+            base: idt as u64,
+        };
         core::arch::asm!("lidt [{}]", in(reg) &ptr, options(nostack));
     }
 }

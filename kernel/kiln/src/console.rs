@@ -41,7 +41,13 @@ pub fn try_routes() -> Option<Routes> {
 impl Routes {
     /// Everything on the serial console.
     pub fn fallback() -> Routes {
-        Routes { stdout: Sink::Serial, stderr: Sink::Serial, log: Sink::Serial, status: Sink::Off, verbose: false }
+        Routes {
+            stdout: Sink::Serial,
+            stderr: Sink::Serial,
+            log: Sink::Serial,
+            status: Sink::Off,
+            verbose: false,
+        }
     }
 }
 

@@ -56,7 +56,9 @@ pub fn on_user_fault(frame: &mut TrapFrame, cr2: u64) -> UserFault {
         let result = {
             let mut guard = KERNEL.lock();
             let k = guard.as_mut().expect("fault before the kernel was ready");
-            k.process.vm.handle_fault(&mut kiln_hal_pages(), cr2, access)
+            k.process
+                .vm
+                .handle_fault(&mut kiln_hal_pages(), cr2, access)
         };
         match result {
             Ok(()) => return UserFault::Resume,

@@ -2,7 +2,7 @@
 
 use kiln_hal::paging::{self, UserRights};
 use kiln_os::errno::{Errno, KResult};
-use kiln_os::machine::{Machine, PageTable, Prot};
+use kiln_os::machine::{Machine, PageTable, Prot, PAGE_SIZE};
 
 use crate::console;
 
@@ -10,7 +10,11 @@ use crate::console;
 pub struct HalPages;
 
 fn rights(p: Prot) -> UserRights {
-    UserRights { read: p.read, write: p.write, exec: p.exec }
+    UserRights {
+        read: p.read,
+        write: p.write,
+        exec: p.exec,
+    }
 }
 
 impl PageTable for HalPages {
@@ -21,14 +25,31 @@ impl PageTable for HalPages {
             Err(Errno::ENOMEM)
         }
     }
+    fn map_borrowed(&mut self, page: u64, bytes: &'static [u8], prot: Prot) -> KResult<bool> {
+        let virt = bytes.as_ptr() as u64;
+        if bytes.len() != PAGE_SIZE as usize || virt % PAGE_SIZE != 0 || virt < kiln_hal::DIRECT_MAP {
+            return Ok(false);
+        }
+        if paging::map_user_borrowed(page, virt - kiln_hal::DIRECT_MAP, rights(prot)) {
+            Ok(true)
+        } else {
+            Err(Errno::ENOMEM)
+        }
+    }
     fn query(&self, addr: u64) -> Option<Prot> {
-        paging::query_user(addr).map(|r| Prot { read: r.read, write: r.write, exec: r.exec })
+        paging::query_user(addr).map(|r| Prot {
+            read: r.read,
+            write: r.write,
+            exec: r.exec,
+        })
     }
     fn unmap_range(&mut self, start: u64, end: u64) {
         paging::unmap_user_range(start, end)
     }
     fn protect_range(&mut self, start: u64, end: u64, prot: Prot) {
-        paging::protect_user_range(start, end, rights(prot))
+        if !paging::protect_user_range(start, end, rights(prot)) {
+            panic!("out of memory copying a program page made writable");
+        }
     }
     fn move_range(&mut self, from: u64, to: u64, len: u64) {
         if !paging::move_user_range(from, to, len) {

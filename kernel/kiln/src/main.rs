@@ -44,8 +44,12 @@ fn kiln_main(boot: kiln_hal::BootInfo) -> ! {
 fn on_syscall(frame: &mut SyscallFrame) {
     let outcome = {
         let mut guard = KERNEL.lock();
-        let k = guard.as_mut().expect("system call before the kernel was ready");
-        let args = [frame.rdi, frame.rsi, frame.rdx, frame.r10, frame.r8, frame.r9];
+        let k = guard
+            .as_mut()
+            .expect("system call before the kernel was ready");
+        let args = [
+            frame.rdi, frame.rsi, frame.rdx, frame.r10, frame.r8, frame.r9,
+        ];
         let fs_before = k.process.fs_base;
         let gs_before = k.process.gs_base;
         let outcome = kiln_os::syscall::dispatch(&mut k.process, &mut k.machine, frame.rax, args);
@@ -79,11 +83,20 @@ fn panic(info: &core::panic::PanicInfo) -> ! {
         Some(r) => r,
         None => console::Routes::fallback(),
     };
-    let sink = if r.log == kiln_abi::cmdline::Sink::Off { r.stderr } else { r.log };
+    let sink = if r.log == kiln_abi::cmdline::Sink::Off {
+        r.stderr
+    } else {
+        r.log
+    };
     match info.location() {
         Some(l) => console::line(
             sink,
-            format_args!("kernel panic: {} at {}:{}", info.message(), l.file(), l.line()),
+            format_args!(
+                "kernel panic: {} at {}:{}",
+                info.message(),
+                l.file(),
+                l.line()
+            ),
         ),
         None => console::line(sink, format_args!("kernel panic: {}", info.message())),
     }

@@ -23,15 +23,18 @@ fn fail(args: core::fmt::Arguments<'_>) -> ! {
 
 /// Boots the program described by the payload and the command line. Never returns.
 pub fn run(boot: BootInfo) -> ! {
-    let runtime = Config::parse(boot.cmdline)
-        .unwrap_or_else(|e| fail(format_args!("kernel panic: {e}")));
+    let runtime =
+        Config::parse(boot.cmdline).unwrap_or_else(|e| fail(format_args!("kernel panic: {e}")));
     let Some(payload) = boot.payload else {
         fail(format_args!("kernel panic: this kernel has no program linked in: build an image with `cargo xtask build-image`"));
     };
     let header = kiln_abi::payload::parse(payload)
         .unwrap_or_else(|e| fail(format_args!("kernel panic: {e}")));
-    let baked_text = core::str::from_utf8(&payload[header.config.clone()])
-        .unwrap_or_else(|_| fail(format_args!("kernel panic: baked-in configuration is not UTF-8")));
+    let baked_text = core::str::from_utf8(&payload[header.config.clone()]).unwrap_or_else(|_| {
+        fail(format_args!(
+            "kernel panic: baked-in configuration is not UTF-8"
+        ))
+    });
     let baked = Config::parse(baked_text)
         .unwrap_or_else(|e| fail(format_args!("kernel panic: baked-in configuration: {e}")));
     let config = baked.overridden_by(runtime);
@@ -67,14 +70,17 @@ pub fn run(boot: BootInfo) -> ! {
         .collect();
 
     let rootfs = &payload[header.rootfs.clone()];
-    let vfs = kiln_os::fs::Vfs::new(rootfs, &exe_path)
+    let program = &payload[header.program.clone()];
+    let vfs = kiln_os::fs::Vfs::new(rootfs, &exe_path, program)
         .unwrap_or_else(|e| fail(format_args!("kernel panic: root filesystem: {e:?}")));
-    console::info(format_args!("root filesystem ready at {:.1} ms", kiln_hal::time::monotonic_ns() as f64 / 1e6));
+    console::info(format_args!(
+        "root filesystem ready at {:.1} ms",
+        kiln_hal::time::monotonic_ns() as f64 / 1e6
+    ));
     let mut vm = kiln_os::vm::AddressSpace::new(boot.kernel.clone());
     let mut random = [0u8; 16];
     machine::fill_random(&mut random);
     let hwcap = kiln_hal::cpu::cpuid(1, 0).edx as u64;
-    let program = &payload[header.program.clone()];
     let loaded = kiln_os::loader::load_program(
         &mut vm,
         &mut HalPages,
@@ -87,6 +93,11 @@ pub fn run(boot: BootInfo) -> ! {
     )
     .unwrap_or_else(|e| fail(format_args!("cannot start {exe_path}: {e}")));
 
+    console::info(format_args!(
+        "program loaded at {:.1} ms ({} KiB of RAM in use)",
+        kiln_hal::time::monotonic_ns() as f64 / 1e6,
+        kiln_hal::frames::used_bytes() >> 10
+    ));
     let process = Process {
         vm,
         files: kiln_os::fd::FdTable::with_console(),
@@ -100,7 +111,10 @@ pub fn run(boot: BootInfo) -> ! {
         trace: config.trace,
         unsupported_logged: Default::default(),
     };
-    *KERNEL.lock() = Some(Kernel { process, machine: HalMachine::new() });
+    *KERNEL.lock() = Some(Kernel {
+        process,
+        machine: HalMachine::new(),
+    });
     kiln_hal::syscall::init(kiln_hal::boot_stack_top(), on_syscall);
     kiln_hal::trap::set_user_fault_handler(fault::on_user_fault);
     console::info(format_args!(

@@ -627,6 +627,8 @@ struct Slot {
 #[derive(Debug, Default)]
 pub struct FdTable {
     slots: Vec<Option<Slot>>,
+    /// Bumped whenever a descriptor is installed or closed (see [`FdTable::generation`]).
+    generation: u64,
 }
 
 /// Validates a descriptor number.
@@ -689,6 +691,7 @@ impl FdTable {
             self.slots.resize(free + 1, None);
         }
         self.slots[free] = Some(Slot { file, cloexec });
+        self.generation += 1;
         Ok(free as i32)
     }
 
@@ -700,6 +703,7 @@ impl FdTable {
             self.slots.resize(i + 1, None);
         }
         self.slots[i] = Some(Slot { file, cloexec });
+        self.generation += 1;
         Ok(())
     }
 
@@ -711,6 +715,7 @@ impl FdTable {
                 while matches!(self.slots.last(), Some(None)) {
                     self.slots.pop();
                 }
+                self.generation += 1;
                 Ok(())
             }
             None => Err(Errno::EBADF),
@@ -799,6 +804,7 @@ impl FdTable {
                 *slot = None;
             }
         }
+        self.generation += 1;
         while matches!(self.slots.last(), Some(None)) {
             self.slots.pop();
         }
@@ -815,6 +821,13 @@ impl FdTable {
         while matches!(self.slots.last(), Some(None)) {
             self.slots.pop();
         }
+        self.generation += 1;
+    }
+
+    /// A counter that changes whenever the set of open descriptors may have changed
+    /// (for caches such as `/proc/self/fd`).
+    pub fn generation(&self) -> u64 {
+        self.generation
     }
 
     /// The open descriptors, in order.

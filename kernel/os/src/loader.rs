@@ -93,6 +93,52 @@ fn union(a: Prot, b: Prot) -> Prot {
     }
 }
 
+/// Puts one segment's bytes in place. Pages of read-only segments that hold only file bytes
+/// are mapped in place from `elf` (no copy, no frame); the rest is copied.
+fn load_segment(
+    vm: &mut AddressSpace,
+    pt: &mut dyn PageTable,
+    elf: &'static [u8],
+    s: &elf::Segment,
+    bias: u64,
+    regions: &[(u64, u64, Prot, u64)],
+) -> Result<(), LoadError> {
+    let start = s.vaddr + bias;
+    let file = s.file_range();
+    let data = &elf[file.clone()];
+    if s.prot.write || (start - file.start as u64) % PAGE_SIZE != 0 {
+        return vm.populate(pt, start, data).map_err(nomem);
+    }
+    // Pages wholly inside the file bytes, in a region of this segment's own rights (a page
+    // shared with a neighbouring segment is copied).
+    let file_end = start + data.len() as u64;
+    let mut copy_from = start;
+    let mut page = start.next_multiple_of(PAGE_SIZE);
+    while page + PAGE_SIZE <= file_end {
+        let own = regions
+            .iter()
+            .any(|r| r.0 <= page && page < r.1 && r.2 == s.prot);
+        let offset = file.start + (page - start) as usize;
+        if own {
+            let bytes = &elf[offset..offset + PAGE_SIZE as usize];
+            if pt.map_borrowed(page, bytes, s.prot).map_err(nomem)? {
+                if copy_from < page {
+                    let from = (copy_from - start) as usize;
+                    let to = (page - start) as usize;
+                    vm.populate(pt, copy_from, &data[from..to]).map_err(nomem)?;
+                }
+                copy_from = page + PAGE_SIZE;
+            }
+        }
+        page += PAGE_SIZE;
+    }
+    if copy_from < file_end {
+        let from = (copy_from - start) as usize;
+        vm.populate(pt, copy_from, &data[from..]).map_err(nomem)?;
+    }
+    Ok(())
+}
+
 /// Replaces the whole user address space with the program in `elf`: segments with their
 /// rights and bytes (the bss reads as zero), the heap starting after the highest segment,
 /// an 8 MiB demand-paged stack ending at [`STACK_TOP`] holding argv, envp and the auxiliary
@@ -101,7 +147,7 @@ fn union(a: Prot, b: Prot) -> Prot {
 pub fn load_program(
     vm: &mut AddressSpace,
     pt: &mut dyn PageTable,
-    elf: &[u8],
+    elf: &'static [u8],
     argv: &[Vec<u8>],
     envp: &[Vec<u8>],
     execfn: &[u8],
@@ -158,8 +204,7 @@ pub fn load_program(
         .map_err(|_| LoadError::StackOverlap)?;
     }
     for s in &prog.segments {
-        vm.populate(pt, s.vaddr + bias, &elf[s.file_range()])
-            .map_err(nomem)?;
+        load_segment(vm, pt, elf, s, bias, &regions)?;
     }
     let brk_start = regions.last().map(|r| r.1).unwrap_or(0);
     vm.init_brk(brk_start);
@@ -283,7 +328,7 @@ mod tests {
         let l = load_program(
             &mut vm,
             &mut pt,
-            &program(ET_EXEC, 0x40_0000),
+            program(ET_EXEC, 0x40_0000).leak(),
             &argv(),
             &env,
             b"/app",
@@ -370,7 +415,7 @@ mod tests {
         let l = load_program(
             &mut vm,
             &mut pt,
-            &program(ET_DYN, 0),
+            program(ET_DYN, 0).leak(),
             &argv(),
             &[],
             b"/app",
@@ -403,7 +448,17 @@ mod tests {
         b[0x180..0x190].copy_from_slice(&[0x22; 16]);
         let mut vm = AddressSpace::new(RESERVED);
         let mut pt = FakePages::default();
-        load_program(&mut vm, &mut pt, &b, &argv(), &[], b"/app", [0; 16], 0).unwrap();
+        load_program(
+            &mut vm,
+            &mut pt,
+            b.clone().leak(),
+            &argv(),
+            &[],
+            b"/app",
+            [0; 16],
+            0,
+        )
+        .unwrap();
         let regions: Vec<(u64, u64, Prot)> = vm.vmas().map(|(s, v)| (s, v.end, v.prot)).collect();
         let rwx = Prot {
             read: true,
@@ -427,7 +482,7 @@ mod tests {
         let e = load_program(
             &mut vm,
             &mut pt,
-            &program(ET_EXEC, 0x20_0000),
+            program(ET_EXEC, 0x20_0000).leak(),
             &argv(),
             &[],
             b"/a",
@@ -443,7 +498,7 @@ mod tests {
         let e = load_program(
             &mut vm,
             &mut pt,
-            &program(ET_EXEC, 0x40_0000),
+            program(ET_EXEC, 0x40_0000).leak(),
             &argv(),
             &[],
             b"/a",
@@ -458,7 +513,7 @@ mod tests {
         let e = load_program(
             &mut vm,
             &mut pt,
-            &program(ET_EXEC, 0x40_0000),
+            program(ET_EXEC, 0x40_0000).leak(),
             &argv(),
             &big,
             b"/a",
@@ -476,7 +531,16 @@ mod tests {
             &[Ph::load(PF_R | PF_X, 0, STACK_TOP - 0x1000, 0x100, 0x100)],
             0x100,
         );
-        let e = load_program(&mut vm, &mut pt, &b, &argv(), &[], b"/a", [0; 16], 0);
+        let e = load_program(
+            &mut vm,
+            &mut pt,
+            b.clone().leak(),
+            &argv(),
+            &[],
+            b"/a",
+            [0; 16],
+            0,
+        );
         assert_eq!(e, Err(LoadError::StackOverlap));
     }
 
@@ -485,7 +549,17 @@ mod tests {
         let mut vm = AddressSpace::new(RESERVED);
         let mut pt = FakePages::default();
         let p = program(ET_EXEC, 0x40_0000);
-        load_program(&mut vm, &mut pt, &p, &argv(), &[], b"/app", [0; 16], 0).unwrap();
+        load_program(
+            &mut vm,
+            &mut pt,
+            p.clone().leak(),
+            &argv(),
+            &[],
+            b"/app",
+            [0; 16],
+            0,
+        )
+        .unwrap();
         vm.mmap(
             &mut pt,
             0,
@@ -494,7 +568,17 @@ mod tests {
             crate::vm::MAP_PRIVATE | crate::vm::MAP_ANONYMOUS,
         )
         .unwrap();
-        load_program(&mut vm, &mut pt, &p, &argv(), &[], b"/app", [0; 16], 0).unwrap();
+        load_program(
+            &mut vm,
+            &mut pt,
+            p.clone().leak(),
+            &argv(),
+            &[],
+            b"/app",
+            [0; 16],
+            0,
+        )
+        .unwrap();
         assert_eq!(vm.vmas().count(), 4);
     }
 }

@@ -49,6 +49,10 @@ pub trait PageTable {
     /// Maps the page at `page` (page-aligned) to a new zeroed frame with `prot`.
     /// Fails with `ENOMEM` when no frame is left. Replaces nothing: the page must be unmapped.
     fn map_zeroed(&mut self, page: u64, prot: Prot) -> KResult<()>;
+    /// Maps the page at `page` to the page-aligned, page-sized `bytes` in place (no copy;
+    /// the frame is never freed). Returns `Ok(false)` when `bytes` cannot be mapped in place
+    /// (the caller then copies). Making such a page writable later gives it a private copy.
+    fn map_borrowed(&mut self, page: u64, bytes: &'static [u8], prot: Prot) -> KResult<bool>;
     /// The rights of the page containing `addr`, or `None` when it is not mapped.
     fn query(&self, addr: u64) -> Option<Prot>;
     /// Unmaps every mapped page in `[start, end)` and frees their frames.

@@ -14,6 +14,8 @@ pub struct FakePages {
     pub pages: BTreeMap<u64, (Vec<u8>, Prot)>,
     /// How many more pages may be mapped (`None`: unlimited).
     pub budget: Option<usize>,
+    /// Pages mapped in place with `map_borrowed`.
+    pub borrowed: usize,
 }
 
 impl PageTable for FakePages {
@@ -32,6 +34,15 @@ impl PageTable for FakePages {
         self.pages
             .insert(page, (alloc::vec![0; PAGE_SIZE as usize], prot));
         Ok(())
+    }
+    fn map_borrowed(&mut self, page: u64, bytes: &'static [u8], prot: Prot) -> KResult<bool> {
+        if bytes.len() != PAGE_SIZE as usize {
+            return Ok(false);
+        }
+        self.map_zeroed(page, prot)?;
+        self.write(page, bytes);
+        self.borrowed += 1;
+        Ok(true)
     }
     fn query(&self, addr: u64) -> Option<Prot> {
         self.pages.get(&(addr & !(PAGE_SIZE - 1))).map(|p| p.1)

@@ -4,7 +4,7 @@ use crate::fs::Vfs;
 use crate::testing::FakeMachine;
 
 fn vfs() -> Vfs {
-    Vfs::new(&[], "/app").unwrap()
+    Vfs::new(&[], "/app", b"").unwrap()
 }
 
 #[test]

@@ -18,7 +18,8 @@ use spin::Mutex;
 
 use crate::errno::{Errno, KResult};
 use crate::fd::{
-    O_ACCMODE, O_CREAT, O_DIRECTORY, O_EXCL, O_NOFOLLOW, O_PATH, O_RDONLY, O_TMPFILE, O_TRUNC,
+    FdTable, O_ACCMODE, O_CREAT, O_DIRECTORY, O_EXCL, O_NOFOLLOW, O_PATH, O_RDONLY, O_TMPFILE,
+    O_TRUNC,
 };
 pub use node::{Body, Device, DirMap, FsId, Inode, Stat};
 
@@ -112,6 +113,12 @@ pub struct Vfs {
     root: Arc<Inode>,
     /// File-mode creation mask (`umask`).
     pub umask: u32,
+    /// `/proc/self`.
+    proc_self: Arc<Inode>,
+    /// `/proc/self/fd`, whose links [`Vfs::sync_proc`] keeps up to date.
+    proc_fd: Arc<Inode>,
+    /// Descriptor-table generation and working directory `/proc/self` last reflected.
+    synced: Option<(u64, String)>,
 }
 
 fn new_dir(fs: FsId, perm: u32, now: u64) -> Arc<Inode> {
@@ -129,9 +136,16 @@ fn dir_of(n: &Inode) -> KResult<&Mutex<DirMap>> {
 
 impl Vfs {
     /// Builds the tree from the root filesystem archive. `exe_path` is the target of
-    /// `/proc/self/exe`. `/tmp`, `/dev` and `/proc` are mounted over whatever the archive
-    /// holds at those paths; directories implied by entry paths exist even without entries.
-    pub fn new(rootfs: &'static [u8], exe_path: &str) -> Result<Vfs, tar::TarError> {
+    /// `/proc/self/exe`; unless the archive holds something at that path, it becomes a
+    /// read-only regular file (mode 0755) holding `exe`, the program's bytes, with any
+    /// missing parent directories created. `/tmp`, `/dev` and `/proc` are mounted over
+    /// whatever the archive holds at those paths; directories implied by entry paths exist
+    /// even without entries.
+    pub fn new(
+        rootfs: &'static [u8],
+        exe_path: &str,
+        exe: &'static [u8],
+    ) -> Result<Vfs, tar::TarError> {
         let entries = tar::parse(rootfs)?;
         let root = new_dir(FsId::Root, 0o755, 0);
         for e in entries {
@@ -175,6 +189,8 @@ impl Vfs {
             }
         }
 
+        Self::add_exe(&root, exe_path, exe);
+
         let now = 0;
         let tmp = new_dir(FsId::Tmp, 0o1777, now);
         let dev = new_dir(FsId::Dev, 0o755, now);
@@ -191,9 +207,26 @@ impl Vfs {
                     Arc::new(Inode::new(FsId::Dev, Body::Device(device), 0o666, now)),
                 );
             }
+            for (name, target) in [
+                ("fd", "/proc/self/fd"),
+                ("stdin", "/proc/self/fd/0"),
+                ("stdout", "/proc/self/fd/1"),
+                ("stderr", "/proc/self/fd/2"),
+            ] {
+                d.insert(
+                    name.into(),
+                    Arc::new(Inode::new(
+                        FsId::Dev,
+                        Body::Symlink(target.into()),
+                        0o777,
+                        now,
+                    )),
+                );
+            }
         }
         let proc_ = new_dir(FsId::Proc, 0o555, now);
         let self_ = new_dir(FsId::Proc, 0o555, now);
+        let proc_fd = new_dir(FsId::Proc, 0o500, now);
         {
             let mut d = dir_of(&self_).expect("dir").lock();
             d.insert(
@@ -209,18 +242,175 @@ impl Vfs {
                 "maps".into(),
                 Arc::new(Inode::new(FsId::Proc, Body::ProcMaps, 0o444, now)),
             );
+            d.insert("fd".into(), proc_fd.clone());
         }
         dir_of(&proc_)
             .expect("dir")
             .lock()
-            .insert("self".into(), self_);
+            .insert("self".into(), self_.clone());
         {
             let mut d = dir_of(&root).expect("dir").lock();
             d.insert("tmp".into(), tmp);
             d.insert("dev".into(), dev);
             d.insert("proc".into(), proc_);
         }
-        Ok(Vfs { root, umask: 0o022 })
+        Ok(Vfs {
+            root,
+            umask: 0o022,
+            proc_self: self_,
+            proc_fd,
+            synced: None,
+        })
+    }
+
+    /// While building: puts the program at `exe_path` unless something is there already,
+    /// following the archive's symbolic links and creating missing directories. Gives up
+    /// (leaving no file) when a non-directory is in the way or the path is unusable.
+    fn add_exe(root: &Arc<Inode>, exe_path: &str, exe: &'static [u8]) {
+        let probe = Vfs {
+            root: root.clone(),
+            umask: 0,
+            proc_self: root.clone(),
+            proc_fd: root.clone(),
+            synced: None,
+        };
+        let Some((dir_path, name)) = exe_path.rsplit_once('/') else {
+            return;
+        };
+        if name.is_empty() || name == "." || name == ".." {
+            return;
+        }
+        let mut walked = String::new();
+        for c in dir_path.split('/').filter(|c| !c.is_empty()) {
+            walked.push('/');
+            walked.push_str(c);
+            let Ok(l) = probe.lookup("/", &walked, true) else {
+                return;
+            };
+            match (&l.node, &l.last) {
+                (Some(n), _) if n.is_dir() => {}
+                (None, Last::Name(n)) => {
+                    let Some(d) = l.parent.dir() else { return };
+                    d.lock().insert(n.clone(), new_dir(FsId::Root, 0o755, 0));
+                }
+                _ => return,
+            }
+        }
+        let Ok(l) = probe.lookup("/", exe_path, false) else {
+            return;
+        };
+        if let (None, Last::Name(n)) = (&l.node, &l.last) {
+            if let Some(d) = l.parent.dir() {
+                d.lock().insert(
+                    n.clone(),
+                    Arc::new(Inode::new(FsId::Root, Body::StaticFile(exe), 0o755, 0)),
+                );
+            }
+        }
+    }
+
+    /// Brings `/proc/self/fd` (one symbolic link per open descriptor, to the path it was
+    /// opened with) and `/proc/self/cwd` up to date with the descriptor table and working
+    /// directory. Cheap when nothing changed since the last call.
+    pub fn sync_proc(&mut self, files: &FdTable, cwd: &str) {
+        let gen = files.generation();
+        if let Some((g, c)) = &self.synced {
+            if *g == gen && c == cwd {
+                return;
+            }
+        }
+        let link = |target: &str| {
+            Arc::new(Inode::new(
+                FsId::Proc,
+                Body::Symlink(target.into()),
+                0o777,
+                0,
+            ))
+        };
+        {
+            let mut d = dir_of(&self.proc_fd).expect("dir").lock();
+            let mut fresh = DirMap::new();
+            for fd in files.fds() {
+                let Ok(f) = files.get(fd) else { continue };
+                let name = alloc::format!("{fd}");
+                let node = match d.remove(&name) {
+                    Some(old) if old.symlink_target() == Some(f.path.as_str()) => old,
+                    _ => link(&f.path),
+                };
+                fresh.insert(name, node);
+            }
+            *d = fresh;
+        }
+        {
+            let mut d = dir_of(&self.proc_self).expect("dir").lock();
+            if d.get("cwd").and_then(|n| n.symlink_target()) != Some(cwd) {
+                d.insert("cwd".into(), link(cwd));
+            }
+        }
+        self.synced = Some((gen, cwd.into()));
+    }
+
+    /// If `path` names a `/proc/self/fd/N` link (itself, or at the end of a chain of
+    /// symbolic links when `follow` is set, such as `/dev/stdout`), the descriptor `N`.
+    /// Opening or `stat`ing such a path reaches the open file itself, as on Linux.
+    pub fn fd_link(&self, base: &str, path: &str, follow: bool) -> KResult<Option<i32>> {
+        if !follow {
+            return Ok(None);
+        }
+        let mut base = String::from(base);
+        let mut path = String::from(path);
+        for _ in 0..=MAX_SYMLINKS {
+            let l = self.lookup(&base, &path, false)?;
+            let Some(n) = &l.node else { return Ok(None) };
+            let Some(target) = n.symlink_target() else {
+                return Ok(None);
+            };
+            if Arc::ptr_eq(&l.parent, &self.proc_fd) {
+                if let Last::Name(name) = &l.last {
+                    return Ok(name.parse().ok());
+                }
+            }
+            let target = String::from(target);
+            base = l.parent_path.clone();
+            path = target;
+        }
+        Err(Errno::ELOOP)
+    }
+
+    /// The checks `open` applies to an existing node for `flags`: `EEXIST` with
+    /// `O_CREAT | O_EXCL`, `ELOOP` for a symbolic link without `O_PATH`, `ENOTDIR`,
+    /// `EISDIR`, `EROFS` and `EACCES` for writes, and `O_TRUNC`.
+    pub fn open_existing(&self, node: &Inode, flags: u32, now: u64) -> KResult<()> {
+        let acc = flags & O_ACCMODE;
+        if flags & (O_CREAT | O_EXCL) == O_CREAT | O_EXCL {
+            return Err(Errno::EEXIST);
+        }
+        if node.symlink_target().is_some() && flags & O_PATH == 0 {
+            return Err(Errno::ELOOP);
+        }
+        if flags & O_DIRECTORY != 0 && !node.is_dir() {
+            return Err(Errno::ENOTDIR);
+        }
+        if flags & O_PATH == 0 {
+            let wants_write = acc != O_RDONLY || flags & O_TRUNC != 0;
+            if node.is_dir() && (wants_write || flags & O_CREAT != 0) {
+                return Err(Errno::EISDIR);
+            }
+            if wants_write {
+                match node.body {
+                    Body::Device(_) => {}
+                    Body::ProcMaps => return Err(Errno::EACCES),
+                    _ if node.fs != FsId::Tmp => return Err(Errno::EROFS),
+                    _ => {}
+                }
+            }
+            if flags & O_TRUNC != 0 {
+                if let Body::MemFile(_) = node.body {
+                    node.truncate(0, now)?;
+                }
+            }
+        }
+        Ok(())
     }
 
     /// While building: the directory at `path` (normalised), creating missing directories and
@@ -447,34 +637,7 @@ impl Vfs {
                 path: l.path(),
             });
         };
-        if excl {
-            return Err(Errno::EEXIST);
-        }
-        if node.symlink_target().is_some() && flags & O_PATH == 0 {
-            return Err(Errno::ELOOP);
-        }
-        if flags & O_DIRECTORY != 0 && !node.is_dir() {
-            return Err(Errno::ENOTDIR);
-        }
-        if flags & O_PATH == 0 {
-            let wants_write = acc != O_RDONLY || flags & O_TRUNC != 0;
-            if node.is_dir() && (wants_write || flags & O_CREAT != 0) {
-                return Err(Errno::EISDIR);
-            }
-            if wants_write {
-                match node.body {
-                    Body::Device(_) => {}
-                    Body::ProcMaps => return Err(Errno::EACCES),
-                    _ if node.fs != FsId::Tmp => return Err(Errno::EROFS),
-                    _ => {}
-                }
-            }
-            if flags & O_TRUNC != 0 {
-                if let Body::MemFile(_) = node.body {
-                    node.truncate(0, now)?;
-                }
-            }
-        }
+        self.open_existing(&node, flags, now)?;
         Ok(Opened {
             path: l.path(),
             inode: node,
@@ -676,6 +839,79 @@ impl Vfs {
         Ok(())
     }
 
+    /// Creates a symbolic link at `path` holding `target` (`ENOENT` for an empty target,
+    /// `EEXIST` if the path exists, `EROFS` outside `/tmp`).
+    pub fn symlink(&self, target: &str, base: &str, path: &str, now: u64) -> KResult<()> {
+        if target.is_empty() {
+            return Err(Errno::ENOENT);
+        }
+        let l = self.lookup(base, path, false)?;
+        if l.node.is_some() {
+            return Err(Errno::EEXIST);
+        }
+        let Last::Name(name) = &l.last else {
+            return Err(Errno::EEXIST);
+        };
+        if l.trailing_slash {
+            return Err(Errno::ENOENT);
+        }
+        if l.parent.fs != FsId::Tmp {
+            return Err(Errno::EROFS);
+        }
+        if l.parent.removed() {
+            return Err(Errno::ENOENT);
+        }
+        let n = Arc::new(Inode::new(
+            FsId::Tmp,
+            Body::Symlink(target.into()),
+            0o777,
+            now,
+        ));
+        dir_of(&l.parent)?.lock().insert(name.clone(), n);
+        l.parent.touch(now);
+        Ok(())
+    }
+
+    /// Adds the hard link `path` to `node` (`EEXIST` if the path exists, `EROFS` outside
+    /// `/tmp`, `EXDEV` when `node` is elsewhere, `EPERM` for directories, `ENOENT` for a
+    /// removed node unless `relink`, which revives an `O_TMPFILE` file).
+    pub fn link(
+        &self,
+        node: &Arc<Inode>,
+        base: &str,
+        path: &str,
+        relink: bool,
+        now: u64,
+    ) -> KResult<()> {
+        let l = self.lookup(base, path, false)?;
+        if l.node.is_some() {
+            return Err(Errno::EEXIST);
+        }
+        let Last::Name(name) = &l.last else {
+            return Err(Errno::EEXIST);
+        };
+        if l.trailing_slash {
+            return Err(Errno::ENOENT);
+        }
+        if l.parent.fs != FsId::Tmp {
+            return Err(Errno::EROFS);
+        }
+        if node.fs != l.parent.fs {
+            return Err(Errno::EXDEV);
+        }
+        if node.is_dir() {
+            return Err(Errno::EPERM);
+        }
+        if (node.removed() && !relink) || l.parent.removed() {
+            return Err(Errno::ENOENT);
+        }
+        dir_of(&l.parent)?.lock().insert(name.clone(), node.clone());
+        node.link();
+        node.touch_ctime(now);
+        l.parent.touch(now);
+        Ok(())
+    }
+
     /// Runs `f` with both directories' maps locked in inode order; the second is `None`
     /// when both are the same directory (locked once).
     fn with_two_dirs<R>(
@@ -697,6 +933,17 @@ impl Vfs {
             let mut ga = da.lock();
             Ok(f(&mut ga, Some(&mut gb)))
         }
+    }
+}
+
+/// Whether a node's metadata (owner, times, and with `mode` its permission bits) may
+/// change: `EROFS` on the read-only root, `EPERM` for permission bits under `/proc`.
+/// `/tmp` and `/dev` nodes keep what they are given.
+pub fn check_setattr(n: &Inode, mode: bool) -> KResult<()> {
+    match n.fs {
+        FsId::Root => Err(Errno::EROFS),
+        FsId::Proc | FsId::Pipe if mode => Err(Errno::EPERM),
+        _ => Ok(()),
     }
 }
 

@@ -96,6 +96,8 @@ pub enum Body {
 #[derive(Debug, Clone, Copy)]
 struct Meta {
     perm: u32,
+    uid: u32,
+    gid: u32,
     /// Link count of non-directories; for directories 0 means removed, 1 present.
     links: u32,
     atime: u64,
@@ -125,6 +127,10 @@ pub struct Stat {
     pub ino: u64,
     /// Type and permission bits.
     pub mode: u32,
+    /// Owner.
+    pub uid: u32,
+    /// Group.
+    pub gid: u32,
     /// Number of hard links.
     pub nlink: u64,
     /// Device number of a device node: (major, minor).
@@ -168,7 +174,8 @@ impl Stat {
         put(&mut b, 8, &self.ino.to_le_bytes());
         put(&mut b, 16, &self.nlink.to_le_bytes());
         put(&mut b, 24, &self.mode.to_le_bytes());
-        // uid, gid: root (0).
+        put(&mut b, 28, &self.uid.to_le_bytes());
+        put(&mut b, 32, &self.gid.to_le_bytes());
         put(&mut b, 40, &encode_dev(self.rdev).to_le_bytes());
         put(&mut b, 48, &self.size.to_le_bytes());
         put(&mut b, 56, &self.blksize.to_le_bytes());
@@ -186,6 +193,8 @@ impl Stat {
         put(&mut b, 0, &Self::STATX_BASIC.to_le_bytes());
         put(&mut b, 4, &(self.blksize as u32).to_le_bytes());
         put(&mut b, 16, &(self.nlink as u32).to_le_bytes());
+        put(&mut b, 20, &self.uid.to_le_bytes());
+        put(&mut b, 24, &self.gid.to_le_bytes());
         put(&mut b, 28, &(self.mode as u16).to_le_bytes());
         put(&mut b, 32, &self.ino.to_le_bytes());
         put(&mut b, 40, &self.size.to_le_bytes());
@@ -212,6 +221,8 @@ impl Inode {
             body,
             meta: Mutex::new(Meta {
                 perm: perm & 0o7777,
+                uid: 0,
+                gid: 0,
                 links: 1,
                 atime: now,
                 mtime: now,
@@ -274,6 +285,70 @@ impl Inode {
     /// Sets the permission bits.
     pub fn set_perm(&self, perm: u32) {
         self.meta.lock().perm = perm & 0o7777;
+    }
+
+    /// `chmod`: sets the permission bits and the status-change time.
+    pub fn chmod(&self, perm: u32, now: u64) {
+        let mut m = self.meta.lock();
+        m.perm = perm & 0o7777;
+        m.ctime = now;
+    }
+
+    /// `chown`: sets the owner and/or group (`None` keeps them) and the status-change time.
+    /// As on Linux (even for root), a non-directory loses its set-user-ID bit, and its
+    /// set-group-ID bit when group-executable.
+    pub fn chown(&self, uid: Option<u32>, gid: Option<u32>, now: u64) {
+        let is_dir = self.is_dir();
+        let mut m = self.meta.lock();
+        if let Some(u) = uid {
+            m.uid = u;
+        }
+        if let Some(g) = gid {
+            m.gid = g;
+        }
+        if !is_dir {
+            m.perm &= !0o4000;
+            if m.perm & 0o010 != 0 {
+                m.perm &= !0o2000;
+            }
+        }
+        m.ctime = now;
+    }
+
+    /// Sets the access and/or modification time (`None` keeps it); the status-change time
+    /// becomes `now`.
+    pub fn set_times(&self, atime: Option<u64>, mtime: Option<u64>, now: u64) {
+        let mut m = self.meta.lock();
+        if let Some(a) = atime {
+            m.atime = a;
+        }
+        if let Some(t) = mtime {
+            m.mtime = t;
+        }
+        m.ctime = now;
+    }
+
+    /// `fallocate` mode 0 on a `/tmp` file: makes `[off, off + len)` part of the file,
+    /// growing it with zeros (never shrinking). `EFBIG` past the largest offset, `ENOSPC`
+    /// when memory runs out, `EROFS` for other files.
+    pub fn allocate(&self, off: u64, len: u64, now: u64) -> KResult<()> {
+        let Body::MemFile(d) = &self.body else {
+            return Err(Errno::EROFS);
+        };
+        let end = off
+            .checked_add(len)
+            .filter(|&e| e <= i64::MAX as u64)
+            .ok_or(Errno::EFBIG)?;
+        let end = usize::try_from(end).map_err(|_| Errno::EFBIG)?;
+        let mut v = d.lock();
+        if end > v.len() {
+            let cur = v.len();
+            v.try_reserve(end - cur).map_err(|_| Errno::ENOSPC)?;
+            v.resize(end, 0);
+            drop(v);
+            self.touch(now);
+        }
+        Ok(())
     }
 
     /// Size in bytes (a symlink's is its target's length; devices and `/proc` files are 0).
@@ -343,6 +418,8 @@ impl Inode {
             dev: (0, self.fs as u32),
             ino: self.ino,
             mode: self.type_bits() | m.perm,
+            uid: m.uid,
+            gid: m.gid,
             nlink: self.nlink(),
             rdev,
             size,
@@ -436,6 +513,8 @@ mod tests {
             dev: (0, 2),
             ino: 77,
             mode: S_IFREG | 0o644,
+            uid: 1000,
+            gid: 100,
             nlink: 1,
             rdev: (1, 3),
             size: 5000,
@@ -451,6 +530,8 @@ mod tests {
         assert_eq!(u64at(8), 77);
         assert_eq!(u64at(16), 1);
         assert_eq!(u32::from_le_bytes(b[24..28].try_into().unwrap()), 0o100644);
+        assert_eq!(u32::from_le_bytes(b[28..32].try_into().unwrap()), 1000);
+        assert_eq!(u32::from_le_bytes(b[32..36].try_into().unwrap()), 100);
         assert_eq!(u64at(40), 0x103);
         assert_eq!(u64at(48), 5000);
         assert_eq!(u64at(56), 4096);
@@ -465,6 +546,7 @@ mod tests {
         assert_eq!(u32at(0), 0x7ff);
         assert_eq!(u32at(4), 4096);
         assert_eq!(u32at(16), 1);
+        assert_eq!((u32at(20), u32at(24)), (1000, 100));
         assert_eq!(u16::from_le_bytes([x[28], x[29]]), 0o100644);
         assert_eq!(x64(32), 77);
         assert_eq!(x64(40), 5000);
@@ -496,6 +578,41 @@ mod tests {
         let s = Inode::new(FsId::Root, Body::StaticFile(b"ro"), 0o644, 0);
         assert_eq!(s.write_at(0, b"x", 1), Err(Errno::EROFS));
         assert_eq!(s.truncate(0, 1), Err(Errno::EROFS));
+    }
+
+    #[test]
+    fn metadata_changes() {
+        let n = Inode::new(FsId::Tmp, Body::MemFile(Mutex::new(Vec::new())), 0o6755, 1);
+        n.chmod(0o17777, 2);
+        assert_eq!(n.stat().mode, S_IFREG | 0o7777);
+        assert_eq!(n.stat().ctime, 2);
+        n.chown(Some(5), None, 3);
+        let st = n.stat();
+        assert_eq!(
+            (st.uid, st.gid, st.mode, st.ctime),
+            (5, 0, S_IFREG | 0o1777, 3)
+        );
+        n.chmod(0o2745, 3);
+        n.chown(None, Some(7), 4);
+        // Not group-executable: set-group-ID stays (mandatory locking marker).
+        assert_eq!((n.stat().gid, n.stat().mode), (7, S_IFREG | 0o2745));
+        let d = Inode::new(FsId::Tmp, Body::Dir(Mutex::new(DirMap::new())), 0o6755, 1);
+        d.chown(Some(1), Some(1), 2);
+        assert_eq!(d.stat().mode, S_IFDIR | 0o6755);
+        n.set_times(Some(10), None, 11);
+        let st = n.stat();
+        assert_eq!((st.atime, st.mtime, st.ctime), (10, 1, 11));
+        n.set_times(None, Some(12), 13);
+        let st = n.stat();
+        assert_eq!((st.atime, st.mtime, st.ctime), (10, 12, 13));
+        n.allocate(2, 3, 20).unwrap();
+        assert_eq!((n.size(), n.stat().mtime), (5, 20));
+        n.allocate(0, 1, 21).unwrap();
+        assert_eq!((n.size(), n.stat().mtime), (5, 20));
+        assert_eq!(n.allocate(i64::MAX as u64, 1, 1), Err(Errno::EFBIG));
+        assert_eq!(n.allocate(1 << 60, 1, 1), Err(Errno::ENOSPC));
+        let s = Inode::new(FsId::Root, Body::StaticFile(b"ro"), 0o644, 0);
+        assert_eq!(s.allocate(0, 1, 1), Err(Errno::EROFS));
     }
 
     #[test]

@@ -31,7 +31,7 @@ pub(crate) fn rootfs() -> &'static [u8] {
 }
 
 pub(crate) fn vfs() -> Vfs {
-    Vfs::new(rootfs(), "/bin/app").unwrap()
+    Vfs::new(rootfs(), "/bin/app", b"").unwrap()
 }
 
 fn err<T: core::fmt::Debug>(r: KResult<T>) -> Errno {
@@ -88,12 +88,15 @@ fn tree_from_tar() {
 fn bad_archives_are_rejected() {
     let mut a = Vec::new();
     push(&mut a, b"x", b'1', 0o644, b"missing", b"");
-    assert_eq!(Vfs::new(leak(a), "/x").unwrap_err(), tar::TarError::BadLink);
     assert_eq!(
-        Vfs::new(leak(vec![1; 100]), "/x").unwrap_err(),
+        Vfs::new(leak(a), "/x", b"").unwrap_err(),
+        tar::TarError::BadLink
+    );
+    assert_eq!(
+        Vfs::new(leak(vec![1; 100]), "/x", b"").unwrap_err(),
         tar::TarError::Truncated
     );
-    assert!(Vfs::new(&[], "/x").is_ok());
+    assert!(Vfs::new(&[], "/x", b"").is_ok());
 }
 
 #[test]
@@ -158,7 +161,7 @@ fn resolution() {
         );
     }
     push(&mut a, b"l41", b'0', 0o644, b"", b"end");
-    let v = Vfs::new(leak(a), "/x").unwrap();
+    let v = Vfs::new(leak(a), "/x", b"").unwrap();
     assert_eq!(v.find("/", "/l1", true).unwrap().size(), 3);
     assert_eq!(err(v.find("/", "/l0", true)), Errno::ELOOP);
 }

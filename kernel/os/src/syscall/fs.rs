@@ -19,8 +19,8 @@ use core::sync::atomic::{AtomicBool, Ordering};
 use crate::errno::{Errno, KResult};
 use crate::fd::poll::POLLNVAL;
 use crate::fd::{
-    Object, OpenFile, MAX_FDS, O_APPEND, O_ASYNC, O_CLOEXEC, O_CREAT, O_LARGEFILE, O_PATH, O_TRUNC,
-    O_WRONLY,
+    Object, OpenFile, MAX_FDS, O_ACCMODE, O_APPEND, O_ASYNC, O_CLOEXEC, O_CREAT, O_DIRECTORY,
+    O_LARGEFILE, O_NOFOLLOW, O_PATH, O_RDONLY, O_TRUNC, O_WRONLY,
 };
 use crate::fs::{parent_path, Body, Device, Inode, Stat, PATH_MAX};
 use crate::machine::Machine;
@@ -174,6 +174,39 @@ pub fn handle(p: &mut Process, m: &mut dyn Machine, nr: u64, a: [u64; 6]) -> Opt
         }
         nr::CLOSE_RANGE => sys_close_range(p, a[0], a[1], a[2]),
         nr::SENDFILE => sys_sendfile(p, m, fd0, a[1] as i32, a[2], a[3]),
+        nr::UTIMENSAT => attr::sys_utimensat(p, m, a),
+        nr::UTIMES => attr::sys_futimesat(p, m, AT_FDCWD, a[0], a[1]),
+        nr::FUTIMESAT => attr::sys_futimesat(p, m, fd0, a[1], a[2]),
+        nr::UTIME => attr::sys_utime(p, m, a[0], a[1]),
+        nr::CHMOD => attr::sys_chmod_at(p, m, AT_FDCWD, a[0], a[1], 0),
+        nr::FCHMODAT => attr::sys_chmod_at(p, m, fd0, a[1], a[2], 0),
+        nr::FCHMODAT2 => attr::sys_chmod_at(p, m, fd0, a[1], a[2], a[3]),
+        nr::FCHMOD => attr::sys_fchmod(p, m, fd0, a[1]),
+        nr::CHOWN => attr::sys_chown_at(p, m, [AT_FDCWD as u64, a[0], a[1], a[2], 0, 0]),
+        nr::LCHOWN => attr::sys_chown_at(
+            p,
+            m,
+            [AT_FDCWD as u64, a[0], a[1], a[2], AT_SYMLINK_NOFOLLOW, 0],
+        ),
+        nr::FCHOWNAT => attr::sys_chown_at(p, m, a),
+        nr::FCHOWN => attr::sys_fchown(p, m, a),
+        nr::SYMLINK => attr::sys_symlink(p, m, a[0], AT_FDCWD, a[1]),
+        nr::SYMLINKAT => attr::sys_symlink(p, m, a[0], a[1] as i32, a[2]),
+        nr::LINK => attr::sys_link(p, m, [AT_FDCWD as u64, a[0], AT_FDCWD as u64, a[1], 0, 0]),
+        nr::LINKAT => attr::sys_link(p, m, a),
+        nr::STATFS => attr::sys_statfs(p, m, a[0], a[1]),
+        nr::FSTATFS => attr::sys_fstatfs(p, m, fd0, a[1]),
+        nr::FALLOCATE => attr::sys_fallocate(p, m, fd0, a[1], a[2] as i64, a[3] as i64),
+        // Nothing is buffered: every write is already in the file.
+        nr::SYNC => Ok(0),
+        nr::SYNCFS => io_file(p, fd0).map(|_| 0),
+        nr::SELECT => io::sys_select(p, m, a),
+        nr::PSELECT6 => io::sys_pselect6(p, m, a),
+        nr::PREADV => io::sys_prwv(p, m, a, false, None),
+        nr::PWRITEV => io::sys_prwv(p, m, a, true, None),
+        nr::PREADV2 => io::sys_prwv(p, m, a, false, Some(a[5])),
+        nr::PWRITEV2 => io::sys_prwv(p, m, a, true, Some(a[5])),
+        nr::COPY_FILE_RANGE => io::sys_copy_file_range(p, m, a),
         _ => return None,
     };
     Some(ret(r))
@@ -219,8 +252,9 @@ fn io_file(p: &Process, fd: i32) -> KResult<Arc<OpenFile>> {
     Ok(f)
 }
 
-/// Reads a path argument (possibly empty).
+/// Reads a path argument (possibly empty), and brings `/proc/self` up to date for it.
 fn path_or_empty(p: &mut Process, m: &mut dyn Machine, addr: u64) -> KResult<String> {
+    p.vfs.sync_proc(&p.files, &p.cwd);
     let bytes = p.vm.read_cstr(m.pages(), addr, PATH_MAX - 1)?;
     String::from_utf8(bytes).map_err(|_| Errno::ENOENT)
 }
@@ -558,6 +592,12 @@ fn sys_open(
         return Err(Errno::EMFILE);
     }
     let base = base(p, dirfd, &path)?;
+    if flags & O_NOFOLLOW == 0 {
+        if let Some(fd) = p.vfs.fd_link(&base, &path, true)? {
+            let file = reopen(p, m, fd, flags)?;
+            return p.files.install(file, flags & O_CLOEXEC != 0).map(i64::from);
+        }
+    }
     let o = p
         .vfs
         .open(&base, &path, flags, mode as u32 & 0o7777, now(m))?;
@@ -569,6 +609,38 @@ fn sys_open(
     };
     let file = OpenFile::new(object, o.path, flags | O_LARGEFILE);
     p.files.install(file, flags & O_CLOEXEC != 0).map(i64::from)
+}
+
+/// Opens `/proc/self/fd/N` (or a link to it, such as `/dev/stdout`): a new open file for
+/// what descriptor `N` refers to, as Linux does. A pipe opens as its read or write end by
+/// the access mode (`O_RDWR`: `EINVAL`, as a pipe end here has one direction).
+fn reopen(p: &mut Process, m: &mut dyn Machine, fd: i32, flags: u32) -> KResult<Arc<OpenFile>> {
+    let f = p.files.get(fd)?;
+    let acc = flags & O_ACCMODE;
+    let object = match &f.object {
+        Object::Node(n) => {
+            p.vfs.open_existing(n, flags, now(m))?;
+            Object::Node(n.clone())
+        }
+        Object::Snapshot(n, data) => {
+            p.vfs.open_existing(n, flags, now(m))?;
+            Object::Snapshot(n.clone(), data.clone())
+        }
+        Object::Console(c) => Object::Console(*c),
+        Object::PipeRead(pp) | Object::PipeWrite(pp) => match acc {
+            _ if flags & O_PATH != 0 => match &f.object {
+                Object::PipeRead(_) => Object::PipeRead(pp.clone()),
+                _ => Object::PipeWrite(pp.clone()),
+            },
+            O_RDONLY => Object::PipeRead(pp.clone()),
+            O_WRONLY => Object::PipeWrite(pp.clone()),
+            _ => return Err(Errno::EINVAL),
+        },
+    };
+    if flags & O_DIRECTORY != 0 && !f.inode().is_some_and(|n| n.is_dir()) {
+        return Err(Errno::ENOTDIR);
+    }
+    Ok(OpenFile::new(object, f.path.clone(), flags | O_LARGEFILE))
 }
 
 /// The node a `*at` call with `AT_EMPTY_PATH` support names, as a status.
@@ -594,9 +666,11 @@ fn stat_at(
         return Ok(p.files.get(dirfd)?.stat());
     }
     let base = base(p, dirfd, &path)?;
-    Ok(p.vfs
-        .find(&base, &path, flags & AT_SYMLINK_NOFOLLOW == 0)?
-        .stat())
+    let follow = flags & AT_SYMLINK_NOFOLLOW == 0;
+    if let Some(fd) = p.vfs.fd_link(&base, &path, follow)? {
+        return Ok(p.files.get(fd)?.stat());
+    }
+    Ok(p.vfs.find(&base, &path, follow)?.stat())
 }
 
 fn sys_stat(
@@ -892,6 +966,7 @@ fn sys_getdents(
     is64: bool,
 ) -> KResult<i64> {
     let f = io_file(p, fd)?;
+    p.vfs.sync_proc(&p.files, &p.cwd);
     let node: Arc<Inode> = match f.inode() {
         Some(n) if n.is_dir() => n.clone(),
         _ => return Err(Errno::ENOTDIR),
@@ -1022,6 +1097,9 @@ fn sys_readlink(
     put(p, m, buf, &target.as_bytes()[..n])?;
     Ok(n as i64)
 }
+
+mod attr;
+mod io;
 
 #[cfg(test)]
 mod tests;

@@ -182,7 +182,7 @@ pub(crate) mod testutil {
         let mut p = Process {
             vm: AddressSpace::new(0x10_0000..0x20_0000),
             files: FdTable::with_console(),
-            vfs: Vfs::new(leak(archive), "/bin/prog").unwrap(),
+            vfs: Vfs::new(leak(archive), "/bin/prog", b"").unwrap(),
             cwd: String::from("/"),
             exe_path: String::from("/bin/prog"),
             signals: Default::default(),

@@ -39,7 +39,7 @@ impl T {
         let p = Process {
             vm,
             files: crate::fd::FdTable::with_console(),
-            vfs: Vfs::new(rootfs(), "/bin/app").unwrap(),
+            vfs: Vfs::new(rootfs(), "/bin/app", b"").unwrap(),
             cwd: "/".into(),
             exe_path: "/bin/app".into(),
             signals: Default::default(),
