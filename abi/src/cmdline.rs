@@ -13,6 +13,9 @@
 //! | `kiln.status=0x404` | a byte port that receives the final exit status (0-255) as one byte before the VM exits (QEMU's exit code holds only 7 bits of it) |
 //! | `kiln.verbose` | kernel log at info level (default: warnings only) |
 //! | `kiln.trace` | log every system call of the program |
+//! | `kiln.ip=A.B.C.D/N` | static IPv4 address and prefix length (DHCP when absent) |
+//! | `kiln.gw=A.B.C.D` | default gateway (with `kiln.ip`) |
+//! | `kiln.dns=A.B.C.D` | a DNS server (repeatable); the kernel writes `/etc/resolv.conf` |
 //!
 //! Names, arguments and values are percent-encoded: every byte other than ASCII letters,
 //! digits and `-._~/:@+` is written as `%XX`, so spaces, commas and `=` survive.
@@ -31,6 +34,42 @@ pub enum Sink {
     Port(u16),
     /// Dropped.
     Off,
+}
+
+/// Network configuration given at run time: static address, gateway, DNS servers.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct NetConfig {
+    /// Static IPv4 address and prefix length; DHCP when `None`.
+    pub ip: Option<([u8; 4], u8)>,
+    /// Default gateway.
+    pub gateway: Option<[u8; 4]>,
+    /// DNS servers, in order.
+    pub dns: Vec<[u8; 4]>,
+}
+
+/// Parses a dotted-quad IPv4 address.
+pub fn parse_ipv4(s: &str) -> Option<[u8; 4]> {
+    let mut out = [0u8; 4];
+    let mut parts = s.split('.');
+    for o in out.iter_mut() {
+        let p = parts.next()?;
+        if p.is_empty() || p.len() > 3 || !p.bytes().all(|b| b.is_ascii_digit()) {
+            return None;
+        }
+        *o = p.parse().ok()?;
+    }
+    parts.next().is_none().then_some(out)
+}
+
+/// Parses `A.B.C.D/N` (`N` at most 32).
+pub fn parse_ipv4_cidr(s: &str) -> Option<([u8; 4], u8)> {
+    let (a, n) = s.split_once('/')?;
+    let n: u8 = n.parse().ok().filter(|&n| n <= 32)?;
+    Some((parse_ipv4(a)?, n))
+}
+
+fn ip_text(a: [u8; 4]) -> String {
+    alloc::format!("{}.{}.{}.{}", a[0], a[1], a[2], a[3])
 }
 
 /// A parsed command line. `None` and empty fields mean "not given".
@@ -54,6 +93,8 @@ pub struct Config {
     pub verbose: bool,
     /// Trace every system call.
     pub trace: bool,
+    /// Network settings.
+    pub net: NetConfig,
     /// Tokens Kiln does not own, verbatim.
     pub other: Vec<String>,
 }
@@ -184,6 +225,16 @@ impl Config {
                 }
                 ("kiln.verbose", None) => c.verbose = true,
                 ("kiln.trace", None) => c.trace = true,
+                ("kiln.ip", Some(v)) => {
+                    c.net.ip = Some(parse_ipv4_cidr(v).ok_or(err("expected A.B.C.D/N"))?)
+                }
+                ("kiln.gw", Some(v)) => {
+                    c.net.gateway = Some(parse_ipv4(v).ok_or(err("expected A.B.C.D"))?)
+                }
+                ("kiln.dns", Some(v)) => c
+                    .net
+                    .dns
+                    .push(parse_ipv4(v).ok_or(err("expected A.B.C.D"))?),
                 _ if key.starts_with("kiln.") => return Err(err("unknown kiln option")),
                 _ => c.other.push(String::from(token)),
             }
@@ -217,6 +268,15 @@ impl Config {
         self.status = runtime.status.or(self.status);
         self.verbose |= runtime.verbose;
         self.trace |= runtime.trace;
+        if runtime.net.ip.is_some() {
+            self.net.ip = runtime.net.ip;
+        }
+        if runtime.net.gateway.is_some() {
+            self.net.gateway = runtime.net.gateway;
+        }
+        if !runtime.net.dns.is_empty() {
+            self.net.dns = runtime.net.dns;
+        }
         self.other.extend(runtime.other);
         self
     }
@@ -249,6 +309,15 @@ impl Config {
         }
         if self.trace {
             t.push(String::from("kiln.trace"));
+        }
+        if let Some((ip, len)) = self.net.ip {
+            t.push(alloc::format!("kiln.ip={}/{len}", ip_text(ip)));
+        }
+        if let Some(gw) = self.net.gateway {
+            t.push(alloc::format!("kiln.gw={}", ip_text(gw)));
+        }
+        for d in &self.net.dns {
+            t.push(alloc::format!("kiln.dns={}", ip_text(*d)));
         }
         t.extend(self.other.iter().cloned());
         t.join(" ")
@@ -284,6 +353,28 @@ mod tests {
         c.set_env(b"GREETING".to_vec(), b"hi there=1".to_vec());
         let line = c.to_cmdline();
         assert_eq!(Config::parse(&line).unwrap(), c);
+    }
+
+    #[test]
+    fn network_tokens_round_trip() {
+        let c = Config::parse("kiln.ip=10.0.2.15/24 kiln.gw=10.0.2.2 kiln.dns=10.0.2.3 kiln.dns=1.1.1.1")
+            .unwrap();
+        assert_eq!(
+            c.net,
+            NetConfig {
+                ip: Some(([10, 0, 2, 15], 24)),
+                gateway: Some([10, 0, 2, 2]),
+                dns: vec![[10, 0, 2, 3], [1, 1, 1, 1]],
+            }
+        );
+        assert_eq!(Config::parse(&c.to_cmdline()).unwrap(), c);
+        assert!(Config::parse("kiln.ip=10.0.2.15").is_err());
+        assert!(Config::parse("kiln.ip=10.0.2.15/33").is_err());
+        assert!(Config::parse("kiln.gw=10.0.2").is_err());
+        assert!(Config::parse("kiln.dns=1.2.3.256").is_err());
+        let baked = Config::parse("kiln.dns=9.9.9.9").unwrap();
+        let rt = Config::parse("kiln.dns=10.0.2.3").unwrap();
+        assert_eq!(baked.overridden_by(rt).net.dns, vec![[10, 0, 2, 3]]);
     }
 
     #[test]

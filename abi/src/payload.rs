@@ -1,5 +1,5 @@
-//! The payload: the program, its root filesystem and its baked-in configuration, appended to
-//! the kernel as one extra `PT_LOAD` segment by the toolchain's link step.
+//! The payload: the program, its root filesystem, its baked-in configuration and the image's
+//! provenance, appended to the kernel as one extra `PT_LOAD` segment by the toolchain's link step.
 //!
 //! The kernel finds the payload through [`LOCATION_SYMBOL`], a 16-byte static in the kernel
 //! (`[physical address, length]`, both `u64` little-endian) that the link step fills in.
@@ -13,8 +13,13 @@
 //! | 16 | program ELF: offset (u64), length (u64) |
 //! | 32 | root filesystem tar: offset (u64), length (u64) |
 //! | 48 | configuration (a command line, see [`crate::cmdline`]): offset (u64), length (u64) |
+//! | 64 | provenance (UTF-8 JSON, see the toolchain's `provenance` module): offset (u64), length (u64) |
 //!
 //! Offsets are relative to the start of the payload. All integers are little-endian.
+//! The header describes itself: the header length says how many parts follow the first 16
+//! bytes (16 bytes each), so a reader knows where the parts it does not use end. Version 1
+//! payloads (64-byte header, no provenance) still parse, with an empty provenance. The kernel
+//! never reads the provenance; it is for tools (`cargo xtask inspect`).
 //! The program starts on a 4 KiB boundary (the link step places the payload on one too), so
 //! the kernel can map its read-only pages in place instead of copying them.
 
@@ -25,11 +30,15 @@ pub const LOCATION_SYMBOL: &str = "KILN_PAYLOAD_LOCATION";
 /// First bytes of every payload.
 pub const MAGIC: [u8; 8] = *b"KILNPAY1";
 /// Current payload version.
-pub const VERSION: u32 = 1;
+pub const VERSION: u32 = 2;
+/// The oldest version [`parse`] still reads (no provenance part).
+pub const OLDEST_VERSION: u32 = 1;
 /// Alignment of the program inside the payload (a page).
 pub const PROGRAM_ALIGN: usize = 4096;
 /// Size of the encoded [`Header`].
-pub const HEADER_LEN: usize = 64;
+pub const HEADER_LEN: usize = 80;
+/// Header length of version 1 payloads (three parts).
+const HEADER_LEN_V1: usize = 64;
 
 /// The parsed payload header: where each part lies inside the payload.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -40,6 +49,8 @@ pub struct Header {
     pub rootfs: Range<usize>,
     /// Byte range of the baked-in configuration (command-line tokens, UTF-8).
     pub config: Range<usize>,
+    /// Byte range of the provenance document (UTF-8 JSON); empty in version 1 payloads.
+    pub provenance: Range<usize>,
 }
 
 /// Why a payload could not be read.
@@ -62,15 +73,26 @@ impl core::fmt::Display for PayloadError {
             Self::BadMagic => write!(f, "payload has no Kiln magic number"),
             Self::UnsupportedVersion(v) => write!(
                 f,
-                "payload version {v} is not supported (expected {VERSION}); rebuild the image"
+                "payload version {v} is not supported (expected {OLDEST_VERSION} to {VERSION}); rebuild the image"
             ),
             Self::OutOfBounds => write!(f, "payload part lies outside the payload"),
         }
     }
 }
 
-/// Builds a payload from its three parts.
+/// Builds a payload from its three runtime parts, with an empty provenance.
 pub fn build(program: &[u8], rootfs: &[u8], config: &str) -> alloc::vec::Vec<u8> {
+    build_with_provenance(program, rootfs, config, b"")
+}
+
+/// Builds a payload from its parts; `provenance` goes last, so the bytes before it do not
+/// depend on it.
+pub fn build_with_provenance(
+    program: &[u8],
+    rootfs: &[u8],
+    config: &str,
+    provenance: &[u8],
+) -> alloc::vec::Vec<u8> {
     let mut out = alloc::vec::Vec::with_capacity(HEADER_LEN + program.len() + rootfs.len() + 64);
     out.resize(HEADER_LEN, 0);
     let place = |out: &mut alloc::vec::Vec<u8>, bytes: &[u8], align: usize| {
@@ -84,10 +106,11 @@ pub fn build(program: &[u8], rootfs: &[u8], config: &str) -> alloc::vec::Vec<u8>
     let p = place(&mut out, program, PROGRAM_ALIGN);
     let r = place(&mut out, rootfs, 8);
     let c = place(&mut out, config.as_bytes(), 8);
+    let v = place(&mut out, provenance, 8);
     out[0..8].copy_from_slice(&MAGIC);
     out[8..12].copy_from_slice(&VERSION.to_le_bytes());
     out[12..16].copy_from_slice(&(HEADER_LEN as u32).to_le_bytes());
-    for (i, (off, len)) in [p, r, c].into_iter().enumerate() {
+    for (i, (off, len)) in [p, r, c, v].into_iter().enumerate() {
         let at = 16 + i * 16;
         out[at..at + 8].copy_from_slice(&off.to_le_bytes());
         out[at + 8..at + 16].copy_from_slice(&len.to_le_bytes());
@@ -109,22 +132,35 @@ fn u64_at(b: &[u8], at: usize) -> u64 {
 
 /// Parses and bounds-checks the header of `payload`.
 pub fn parse(payload: &[u8]) -> Result<Header, PayloadError> {
-    if payload.len() < HEADER_LEN {
+    if payload.len() < 16 {
         return Err(PayloadError::Truncated);
     }
     if payload[0..8] != MAGIC {
         return Err(PayloadError::BadMagic);
     }
     let version = u32_at(payload, 8);
-    if version != VERSION {
+    if !(OLDEST_VERSION..=VERSION).contains(&version) {
         return Err(PayloadError::UnsupportedVersion(version));
     }
+    let header_len = u32_at(payload, 12) as usize;
+    let parts = header_len.saturating_sub(16) / 16;
+    let needed = if version == 1 {
+        HEADER_LEN_V1
+    } else {
+        HEADER_LEN
+    };
+    if header_len < needed || header_len > payload.len() {
+        return Err(PayloadError::Truncated);
+    }
     let range = |i: usize| -> Result<Range<usize>, PayloadError> {
+        if i >= parts {
+            return Ok(header_len..header_len);
+        }
         let at = 16 + i * 16;
         let off = u64_at(payload, at);
         let len = u64_at(payload, at + 8);
         let end = off.checked_add(len).ok_or(PayloadError::OutOfBounds)?;
-        if off < HEADER_LEN as u64 || end > payload.len() as u64 {
+        if off < header_len as u64 || end > payload.len() as u64 {
             return Err(PayloadError::OutOfBounds);
         }
         Ok(off as usize..end as usize)
@@ -133,6 +169,7 @@ pub fn parse(payload: &[u8]) -> Result<Header, PayloadError> {
         program: range(0)?,
         rootfs: range(1)?,
         config: range(2)?,
+        provenance: range(3)?,
     })
 }
 
@@ -149,6 +186,38 @@ mod tests {
         assert_eq!(&p[h.config.clone()], b"kiln.argv=a");
         assert_eq!(h.program.start % PROGRAM_ALIGN, 0);
         assert_eq!(h.rootfs.start % 8, 0);
+        assert!(h.provenance.is_empty());
+        let q = build_with_provenance(b"\x7fELFprog", b"tar!", "kiln.argv=a", b"{}");
+        let hq = parse(&q).unwrap();
+        assert_eq!(&q[hq.provenance.clone()], b"{}");
+        // The provenance goes last: everything before it is the same as without it.
+        assert_eq!(&q[HEADER_LEN..h.config.end], &p[HEADER_LEN..h.config.end]);
+        assert_eq!(
+            (hq.program, hq.rootfs, hq.config),
+            (h.program, h.rootfs, h.config)
+        );
+    }
+
+    #[test]
+    fn reads_version_1_payloads() {
+        // A version 1 payload: 64-byte header, three parts.
+        let mut v1 = alloc::vec![0u8; 72];
+        v1[0..8].copy_from_slice(&MAGIC);
+        v1[8..12].copy_from_slice(&1u32.to_le_bytes());
+        v1[12..16].copy_from_slice(&64u32.to_le_bytes());
+        for (i, off) in [64u64, 68, 72].into_iter().enumerate() {
+            v1[16 + i * 16..24 + i * 16].copy_from_slice(&off.to_le_bytes());
+            let len: u64 = if i < 2 { 4 } else { 0 };
+            v1[24 + i * 16..32 + i * 16].copy_from_slice(&len.to_le_bytes());
+        }
+        let h = parse(&v1).unwrap();
+        assert_eq!(h.program, 64..68);
+        assert_eq!(h.config, 72..72);
+        assert!(h.provenance.is_empty());
+        // A version 2 header claiming only 64 bytes is truncated.
+        let mut bad = build(b"x", b"y", "");
+        bad[12..16].copy_from_slice(&64u32.to_le_bytes());
+        assert_eq!(parse(&bad), Err(PayloadError::Truncated));
     }
 
     #[test]

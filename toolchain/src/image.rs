@@ -46,8 +46,20 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
 }
 
 /// Assembles the payload and links it with the kernel ELF bytes (no building, no I/O besides
-/// reading the program and rootfs sources). Notes about the rootfs go to stderr.
+/// reading the program and rootfs sources). Notes about the rootfs go to stderr. The image has
+/// an empty provenance part; [`assemble_with`] adds one.
 pub fn assemble(kernel: &[u8], app: &App, req: &BuildRequest) -> anyhow::Result<Vec<u8>> {
+    assemble_with(kernel, app, req, None)
+}
+
+/// [`assemble`], storing `provenance` (completed with the configuration and the rootfs hash,
+/// then sealed with the image hash, see [`crate::provenance`]) in the payload.
+pub fn assemble_with(
+    kernel: &[u8],
+    app: &App,
+    req: &BuildRequest,
+    provenance: Option<&crate::provenance::Provenance>,
+) -> anyhow::Result<Vec<u8>> {
     let program =
         std::fs::read(&app.elf).with_context(|| format!("could not read {}", app.elf.display()))?;
     let (tar, notes) = rootfs::build(&rootfs::RootfsSpec {
@@ -59,8 +71,18 @@ pub fn assemble(kernel: &[u8], app: &App, req: &BuildRequest) -> anyhow::Result<
         crate::note!("{n}");
     }
     let config = link::baked_config(&app.name, &req.args, &req.env).to_cmdline();
-    let payload = kiln_abi::payload::build(&program, &tar, &config);
-    link::link(kernel, &payload).map_err(|e| anyhow!("{e}"))
+    let Some(prov) = provenance else {
+        let payload = kiln_abi::payload::build(&program, &tar, &config);
+        return link::link(kernel, &payload).map_err(|e| anyhow!("{e}"));
+    };
+    let mut prov = prov.clone();
+    prov.config = config.clone();
+    prov.rootfs_sha256 = sha256_hex(&tar);
+    let payload =
+        kiln_abi::payload::build_with_provenance(&program, &tar, &config, &prov.to_json());
+    let mut image = link::link(kernel, &payload).map_err(|e| anyhow!("{e}"))?;
+    crate::provenance::seal(&mut image)?;
+    Ok(image)
 }
 
 /// Builds the program and the kernel, links them and writes the image.
@@ -69,7 +91,10 @@ pub fn build_image(layout: &Layout, req: &BuildRequest) -> anyhow::Result<BuiltI
     let kernel_path = link::build_kernel(layout)?;
     let kernel = std::fs::read(&kernel_path)
         .with_context(|| format!("could not read {}", kernel_path.display()))?;
-    let image = assemble(&kernel, &app, req)?;
+    let program =
+        std::fs::read(&app.elf).with_context(|| format!("could not read {}", app.elf.display()))?;
+    let prov = crate::provenance::collect(layout, &req.source, &app, &program, &kernel)?;
+    let image = assemble_with(&kernel, &app, req, Some(&prov))?;
     let path = req
         .output
         .clone()

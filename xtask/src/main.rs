@@ -3,10 +3,14 @@
 
 use clap::{ArgGroup, Args, Parser, Subcommand, ValueEnum};
 use kiln_toolchain::app::AppSource;
+use kiln_toolchain::disk::{self, Format};
 use kiln_toolchain::image::{self, BuildRequest};
+use kiln_toolchain::oci::publish::{self, ImageSource, PublishRequest};
+use kiln_toolchain::oci::registry::{Credentials, PushOptions};
+use kiln_toolchain::oci::ImageRef;
 use kiln_toolchain::options::{self, FileSpec};
 use kiln_toolchain::qemu::{self, Machine, ProgramOutput, RunOptions};
-use kiln_toolchain::{bench, note, suite, Layout};
+use kiln_toolchain::{bench, inspect, note, suite, Layout};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -30,6 +34,10 @@ enum Cmd {
     Run(RunArgs),
     /// Run the whole test suite (host, kernel unit, end-to-end).
     Test,
+    /// Push an image to an OCI registry (or write an OCI layout); prints the digest.
+    Publish(PublishArgs),
+    /// Print the provenance of an image in any format Kiln writes.
+    Inspect(InspectArgs),
     /// Benchmarks.
     Bench {
         #[command(subcommand)]
@@ -83,10 +91,68 @@ struct ImageArgs {
 }
 
 #[derive(Args, Debug)]
-#[command(group(ArgGroup::new("source").required(true).args(["example", "manifest_path", "elf"])))]
+#[command(group(ArgGroup::new("source").required(true).args(["example", "manifest_path", "elf", "image_file"])))]
 struct BuildArgs {
     #[command(flatten)]
     image: ImageArgs,
+    /// Output format: pvh (ELF), efi (PE32+ application), raw (GPT disk), qcow2, vmdk,
+    /// vhd (fixed, Azure) or gce (tar.gz).
+    #[arg(long, value_name = "FORMAT", default_value = "pvh", value_parser = parse_format)]
+    format: Format,
+    /// Convert an existing image (PVH .elf or Kiln .efi) instead of building one.
+    #[arg(long = "image", value_name = "IMG", conflicts_with_all = ["rootfs", "files", "env", "args", "bin"])]
+    image_file: Option<PathBuf>,
+}
+
+#[derive(Args, Debug)]
+#[command(group(ArgGroup::new("source").required(true).args(["example", "manifest_path", "elf", "image_file", "disk"])))]
+#[command(group(ArgGroup::new("dest").required(true).multiple(true).args(["oci", "oci_dir"])))]
+struct PublishArgs {
+    #[command(flatten)]
+    build: ImageArgs,
+    /// Publish an existing PVH image instead of building one.
+    #[arg(long = "image", value_name = "IMG", conflicts_with_all = ["example", "manifest_path", "elf", "rootfs", "files", "env", "args", "output", "bin"])]
+    image_file: Option<PathBuf>,
+    /// Push to this registry reference (the tag is required; it is never overwritten without --force).
+    #[arg(long, value_name = "REGISTRY/REPO:TAG", value_parser = parse_ref)]
+    oci: Option<ImageRef>,
+    /// Write an OCI image layout to DIR.
+    #[arg(long, value_name = "DIR")]
+    oci_dir: Option<PathBuf>,
+    /// Publish a KubeVirt containerDisk (the disk under /disk/, uid/gid 107) instead.
+    #[arg(long)]
+    kubevirt: bool,
+    /// The qcow2 (or raw) disk for --kubevirt, from `build-image --format qcow2`.
+    #[arg(long, value_name = "FILE", requires = "kubevirt")]
+    disk: Option<PathBuf>,
+    /// Write a KubeVirt VirtualMachine manifest referencing the pushed containerDisk.
+    #[arg(long, value_name = "FILE", requires_all = ["kubevirt", "oci"])]
+    kubevirt_manifest: Option<PathBuf>,
+    /// Memory request in the VirtualMachine manifest (default 128M).
+    #[arg(long, value_name = "SIZE", value_parser = parse_memory)]
+    memory: Option<u64>,
+    /// Replace an existing tag (or a non-empty --oci-dir).
+    #[arg(long)]
+    force: bool,
+    /// Allow plain HTTP to a registry that is not on this machine.
+    #[arg(long)]
+    insecure: bool,
+    /// Registry user name (or KILN_REGISTRY_USERNAME, or docker's config.json).
+    #[arg(long, value_name = "USER", requires = "password")]
+    username: Option<String>,
+    /// Registry password or token (or KILN_REGISTRY_PASSWORD).
+    #[arg(long, value_name = "PASSWORD", requires = "username")]
+    password: Option<String>,
+}
+
+#[derive(Args, Debug)]
+struct InspectArgs {
+    /// A PVH image, a disk (raw, qcow2, vmdk, vhd, gce, efi) or an OCI layout directory.
+    #[arg(value_name = "IMAGE")]
+    image: PathBuf,
+    /// Print the whole provenance document (with the SBOM) as JSON.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -131,8 +197,16 @@ fn parse_env(s: &str) -> Result<(String, String), String> {
     options::parse_env(s).map_err(|e| e.0)
 }
 
+fn parse_format(s: &str) -> Result<Format, String> {
+    s.parse()
+}
+
 fn parse_memory(s: &str) -> Result<u64, String> {
     options::parse_memory(s).map_err(|e| e.0)
+}
+
+fn parse_ref(s: &str) -> Result<ImageRef, String> {
+    ImageRef::parse(s)
 }
 
 fn layout() -> Layout {
@@ -161,8 +235,73 @@ fn request(a: &ImageArgs) -> BuildRequest {
     }
 }
 
+fn publish_request(a: &PublishArgs) -> PublishRequest {
+    let source = if let Some(i) = &a.image_file {
+        ImageSource::File(i.clone())
+    } else if a.build.example.is_some() || a.build.manifest_path.is_some() || a.build.elf.is_some()
+    {
+        ImageSource::Build(request(&a.build))
+    } else {
+        ImageSource::DiskOnly
+    };
+    PublishRequest {
+        source,
+        oci: a.oci.clone(),
+        oci_dir: a.oci_dir.clone(),
+        kubevirt: a.kubevirt,
+        disk: a.disk.clone(),
+        kubevirt_manifest: a.kubevirt_manifest.clone(),
+        memory_mib: a.memory.unwrap_or(128),
+        push: PushOptions {
+            insecure: a.insecure,
+            force: a.force,
+            credentials: match (&a.username, &a.password) {
+                (Some(u), Some(p)) => Some(Credentials {
+                    username: u.clone(),
+                    password: p.clone(),
+                }),
+                _ => None,
+            },
+        },
+    }
+}
+
+fn publish_cmd(layout: &Layout, a: &PublishArgs) -> anyhow::Result<()> {
+    let p = publish::publish(layout, &publish_request(a))?;
+    if let Some(dir) = &p.oci_dir {
+        note!("wrote OCI layout {}", dir.display());
+    }
+    if let Some(r) = &p.pushed {
+        println!("pushed: {r}");
+    }
+    if let Some(m) = &p.kubevirt_manifest {
+        note!("wrote VirtualMachine manifest {}", m.display());
+    }
+    println!("digest: {}", p.digest);
+    Ok(())
+}
+
+fn inspect_cmd(a: &InspectArgs) -> anyhow::Result<()> {
+    let i = inspect::inspect(&a.image)?;
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&i.provenance)?);
+    } else {
+        print!("{}", inspect::summary(&a.image, &i));
+    }
+    if !i.verified {
+        anyhow::bail!(
+            "{}: the image's bytes do not match its recorded image_sha256",
+            a.image.display()
+        );
+    }
+    Ok(())
+}
+
 fn build_image(layout: &Layout, a: &BuildArgs) -> anyhow::Result<()> {
-    let img = image::build_image(layout, &request(&a.image))?;
+    let img = match &a.image_file {
+        Some(existing) => disk::convert_image(layout, existing, a.format, a.image.output.clone())?,
+        None => disk::build_image(layout, &request(&a.image), a.format)?,
+    };
     println!("{}", img.path.display());
     println!("size: {} bytes", img.size);
     println!("sha256: {}", img.sha256);
@@ -225,6 +364,8 @@ fn main() -> ExitCode {
             }
         },
         Cmd::Test => suite::run(&layout).map(|_| 0),
+        Cmd::Publish(a) => publish_cmd(&layout, a).map(|_| 0),
+        Cmd::Inspect(a) => inspect_cmd(a).map(|_| 0),
         Cmd::Bench {
             which: BenchCmd::Boot { runs },
         } => bench::boot(&layout, *runs as usize).and_then(|r| {
@@ -300,6 +441,88 @@ mod tests {
             request(&b.image).source,
             AppSource::Manifest { bin: Some(_), .. }
         ));
+    }
+
+    #[test]
+    fn publish_command_lines() {
+        let c = parse(&[
+            "publish",
+            "--example",
+            "hello",
+            "--env",
+            "A=1",
+            "--oci",
+            "127.0.0.1:5000/kiln/hello:1.0",
+            "--oci-dir",
+            "out",
+            "--force",
+        ])
+        .unwrap();
+        let Cmd::Publish(p) = c.command else { panic!() };
+        let r = publish_request(&p);
+        assert!(matches!(r.source, ImageSource::Build(ref b) if b.env.len() == 1));
+        assert_eq!(r.oci.unwrap().tag, "1.0");
+        assert!(r.push.force && !r.push.insecure && r.push.credentials.is_none());
+        let c = parse(&[
+            "publish",
+            "--image",
+            "i.elf",
+            "--oci",
+            "ghcr.io/a/b:2",
+            "--username",
+            "u",
+            "--password",
+            "p",
+        ])
+        .unwrap();
+        let Cmd::Publish(p) = c.command else { panic!() };
+        let r = publish_request(&p);
+        assert_eq!(r.source, ImageSource::File("i.elf".into()));
+        assert_eq!(r.push.credentials.unwrap().username, "u");
+        let c = parse(&[
+            "publish",
+            "--kubevirt",
+            "--disk",
+            "d.qcow2",
+            "--oci",
+            "ghcr.io/a/b:2",
+            "--kubevirt-manifest",
+            "vm.yaml",
+        ])
+        .unwrap();
+        let Cmd::Publish(p) = c.command else { panic!() };
+        assert_eq!(publish_request(&p).source, ImageSource::DiskOnly);
+        assert!(parse(&["inspect", "x.qcow2", "--json"]).is_ok());
+        for bad in [
+            &["publish", "--example", "hello"][..],
+            &["publish", "--example", "hello", "--oci", "ghcr.io/a/b"],
+            &["publish", "--example", "hello", "--oci", "a/b:1"],
+            &["publish", "--oci", "ghcr.io/a/b:1"],
+            &["publish", "--image", "i", "--env", "A=1", "--oci-dir", "d"],
+            &["publish", "--image", "i", "--disk", "d", "--oci-dir", "d"],
+            &[
+                "publish",
+                "--image",
+                "i",
+                "--kubevirt",
+                "--kubevirt-manifest",
+                "m",
+                "--oci-dir",
+                "d",
+            ],
+            &[
+                "publish",
+                "--image",
+                "i",
+                "--oci-dir",
+                "d",
+                "--username",
+                "u",
+            ],
+            &["inspect"],
+        ] {
+            assert!(parse(bad).is_err(), "{bad:?} should be refused");
+        }
     }
 
     #[test]

@@ -5,11 +5,21 @@
 //! physical address of `hvm_start_info` in `ebx`. The code here builds boot page tables that
 //! map the first 4 GiB twice (identity, and at [`crate::DIRECT_MAP`]) with 2 MiB pages,
 //! enables PAE, long mode, NX, write protection and SSE, and calls `start` on the boot stack.
+//!
+//! A second, 64-bit entry, `kiln_start64`, serves Kiln's EFI stub (`kernel/efistub`), which
+//! enters in long mode with the firmware's identity map and the physical address of an
+//! `hvm_start_info` it built in `rdi`. It switches to the same boot page tables, GDT and
+//! stack and calls `start` exactly as the 32-bit path does. Loaders find it through the
+//! [`ENTRY64_MAGIC`] record placed in the 16 bytes just before the PVH entry (`e_entry`):
+//! 8 bytes of magic, then the entry's physical address as a little-endian u64.
 
 use core::arch::global_asm;
 
 /// Size of the boot (and first kernel) stack.
 pub const BOOT_STACK_SIZE: usize = 64 * 1024;
+
+/// Magic of the record in the 16 bytes before the PVH entry that gives the 64-bit entry.
+pub const ENTRY64_MAGIC: &[u8; 8] = b"KILN64E\0";
 
 global_asm!(
     r#"
@@ -41,18 +51,12 @@ boot_gdt:
     .quad 0x00cf92000000ffff
 boot_gdt_end:
 boot_gdt_ptr:
+    /* a 64-bit base: 32-bit lgdt reads its low half, 64-bit lgdt all of it */
     .word boot_gdt_end - boot_gdt - 1
-    .long boot_gdt
+    .quad boot_gdt
 
-    .section .text.boot, "ax"
-    .code32
-    .global pvh_start32
-pvh_start32:
-    cli
-    cld
-    movl %ebx, %esi
-    movl $kiln_boot_stack_top, %esp
-
+    /* Builds the boot page tables; assembles the same in 32- and 64-bit mode. */
+    .macro BUILD_BOOT_TABLES
     /* zero the boot page tables (6 pages) */
     movl $boot_pml4, %edi
     xorl %eax, %eax
@@ -84,6 +88,22 @@ pvh_start32:
     adcl $0, %edx
     addl $8, %edi
     loop 3b
+    .endm
+
+    .section .text.boot, "ax"
+    /* The 64-bit entry record: loaders read it at e_entry - 16. */
+    .balign 16
+    .ascii "KILN64E\0"
+    .quad kiln_start64
+    .code32
+    .global pvh_start32
+pvh_start32:
+    cli
+    cld
+    movl %ebx, %esi
+    movl $kiln_boot_stack_top, %esp
+
+    BUILD_BOOT_TABLES
 
     /* CR4: PAE | OSFXSR | OSXMMEXCPT */
     movl %cr4, %eax
@@ -122,6 +142,42 @@ pvh_start32:
 5:  cli
     hlt
     jmp 5b
+
+    /* 64-bit entry (EFI stub): long mode, firmware identity map, rdi = start info. */
+    .code64
+    .global kiln_start64
+kiln_start64:
+    cli
+    cld
+    movl %edi, %esi
+    movl $kiln_boot_stack_top, %esp
+    BUILD_BOOT_TABLES
+
+    /* Our tables first (they identity-map this code), then CR4 exactly as the 32-bit path
+       leaves it: PAE | OSFXSR | OSXMMEXCPT. Clearing PGE flushes the firmware's global
+       TLB entries. */
+    movl $boot_pml4, %eax
+    movq %rax, %cr3
+    movl $((1 << 5) | (1 << 9) | (1 << 10)), %eax
+    movq %rax, %cr4
+
+    /* EFER: SCE | NXE (LME is on) */
+    movl $0xC0000080, %ecx
+    rdmsr
+    orl $((1 << 0) | (1 << 8) | (1 << 11)), %eax
+    wrmsr
+
+    /* CR0: MP | NE | WP, clear EM */
+    movq %cr0, %rax
+    andl $~(1 << 2), %eax
+    orl $((1 << 16) | (1 << 5) | (1 << 1)), %eax
+    movq %rax, %cr0
+
+    lgdt boot_gdt_ptr
+    pushq $0x08
+    movl $4b, %eax
+    pushq %rax
+    lretq
     "#,
     stack_size = const BOOT_STACK_SIZE,
     start = sym crate::start,

@@ -10,18 +10,22 @@ extern crate alloc;
 
 pub mod apic;
 pub mod boot;
+pub mod context;
 pub mod cpu;
 pub mod exit;
 pub mod frames;
 pub mod gdt;
 pub mod heap;
+pub mod ioapic;
 pub mod mem;
 pub mod paging;
+pub mod pci;
 pub mod pvh;
 pub mod serial;
 pub mod syscall;
 pub mod time;
 pub mod trap;
+pub mod virtio;
 
 /// Size of a page.
 pub const PAGE_SIZE: u64 = 4096;

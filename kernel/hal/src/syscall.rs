@@ -12,6 +12,10 @@ use crate::cpu::{msr, wrmsr};
 use crate::gdt;
 
 /// Registers of the program at a system call; `rax` carries the number in and the result out.
+///
+/// The last five fields are laid out as an `iretq` frame, so the entry stub can return
+/// either with `sysretq` (when `rcx == rip` and `r11 == rflags`, as after a system call)
+/// or with `iretq` (when the handler switched to a thread that was preempted elsewhere).
 #[repr(C)]
 #[derive(Debug, Clone, Copy)]
 #[allow(missing_docs)]
@@ -29,16 +33,23 @@ pub struct SyscallFrame {
     pub rsi: u64,
     pub rdi: u64,
     pub rax: u64,
-    /// User RIP (saved by SYSCALL in rcx).
+    pub rcx: u64,
+    pub r11: u64,
+    /// User RIP.
     pub rip: u64,
-    /// User RFLAGS (saved by SYSCALL in r11).
+    /// User code selector.
+    pub cs: u64,
+    /// User RFLAGS.
     pub rflags: u64,
     /// User stack pointer.
     pub rsp: u64,
+    /// User stack selector.
+    pub ss: u64,
 }
 
-/// Handler of system calls.
-pub type SyscallHandler = fn(&mut SyscallFrame);
+/// Handler of system calls: the frame and the saved SSE state, both of which it may replace
+/// (to resume another thread).
+pub type SyscallHandler = fn(&mut SyscallFrame, &mut crate::context::FxArea);
 
 static HANDLER: spin::Once<SyscallHandler> = spin::Once::new();
 
@@ -49,9 +60,9 @@ struct PerCpu([u64; 2]);
 static mut PER_CPU: PerCpu = PerCpu([0; 2]);
 
 #[unsafe(no_mangle)]
-extern "C" fn kiln_syscall(frame: &mut SyscallFrame) {
+extern "C" fn kiln_syscall(frame: &mut SyscallFrame, fx: &mut crate::context::FxArea) {
     match HANDLER.get() {
-        Some(h) => h(frame),
+        Some(h) => h(frame, fx),
         None => frame.rax = (-38i64) as u64,
     }
 }
@@ -64,7 +75,11 @@ global_asm!(
         swapgs
         mov gs:[8], rsp
         mov rsp, gs:[0]
+        push {user_ds}
         push qword ptr gs:[8]
+        push r11
+        push {user_cs}
+        push rcx
         push r11
         push rcx
         push rax
@@ -83,6 +98,7 @@ global_asm!(
         mov rdi, rsp
         sub rsp, 512
         fxsave64 [rsp]
+        mov rsi, rsp
         cld
         call kiln_syscall
         fxrstor64 [rsp]
@@ -102,10 +118,19 @@ global_asm!(
         pop rax
         pop rcx
         pop r11
-        pop rsp
+        cmp rcx, [rsp]
+        jne 2f
+        cmp r11, [rsp + 16]
+        jne 2f
+        mov rsp, [rsp + 24]
         swapgs
         sysretq
-    "#
+    2:
+        swapgs
+        iretq
+    "#,
+    user_ds = const gdt::USER_DS as u64,
+    user_cs = const gdt::USER_CS as u64,
 );
 
 unsafe extern "C" {
@@ -139,11 +164,18 @@ pub fn set_user_fs_base(base: u64) {
     unsafe { wrmsr(msr::FS_BASE, base) }
 }
 
-/// Sets the program's GS base. While the kernel runs, the user value lives in
-/// KERNEL_GS_BASE (SWAPGS exchanges them on the way out).
+/// Sets the program's GS base from a system call (after SWAPGS the user value lives in
+/// KERNEL_GS_BASE; SWAPGS exchanges them again on the way out).
 pub fn set_user_gs_base_from_kernel(base: u64) {
-    // SAFETY: KERNEL_GS_BASE holds the user GS base while in the kernel; see the entry stub.
+    // SAFETY: KERNEL_GS_BASE holds the user GS base while in a system call; see the stub.
     unsafe { wrmsr(msr::KERNEL_GS_BASE, base) }
+}
+
+/// Sets the program's GS base from an interrupt or exception handler (no SWAPGS happened:
+/// GS_BASE still holds the user value).
+pub fn set_user_gs_base_from_trap(base: u64) {
+    // SAFETY: trap handlers never use GS; the value is the program's own.
+    unsafe { wrmsr(msr::GS_BASE, base) }
 }
 
 /// Enters user mode at `rip` with stack `rsp` and all other registers zero. Never returns:

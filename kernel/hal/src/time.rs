@@ -192,3 +192,13 @@ fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
     let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
     era * 146097 + doe - 719468
 }
+
+/// Arms the APIC timer to fire `ns` nanoseconds from now (0 disarms it).
+pub fn arm_timer_in(ns: u64) {
+    if ns == 0 {
+        crate::apic::arm_timer(0);
+        return;
+    }
+    let ticks = (ns as u128 * APIC_HZ.load(Ordering::Relaxed) as u128 / 1_000_000_000) as u64;
+    crate::apic::arm_timer(ticks.clamp(1, u32::MAX as u64) as u32);
+}

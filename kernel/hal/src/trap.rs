@@ -59,8 +59,24 @@ pub enum UserFault {
 
 /// Handler of exceptions raised by the program: returns only to resume it.
 pub type UserFaultHandler = fn(&mut TrapFrame, cr2: u64) -> UserFault;
-/// Handler of the timer interrupt.
-pub type TimerHandler = fn();
+/// Handler of the timer interrupt: the interrupted registers and SSE state, which it may
+/// replace to resume another thread (only when the interrupt came from user mode).
+pub type TimerHandler = fn(&mut TrapFrame, &mut crate::context::FxArea);
+
+/// Handler of a device interrupt vector. Runs with interrupts off, on an IST stack, either
+/// while the program runs or while the kernel idles; it must not block.
+pub type IrqHandler = fn(vector: u8);
+
+/// First vector available for devices.
+pub const FIRST_DEVICE_VECTOR: u8 = 0x30;
+
+static IRQ_HANDLERS: spin::Mutex<[Option<IrqHandler>; 256]> = spin::Mutex::new([None; 256]);
+
+/// Routes interrupt `vector` (at least [`FIRST_DEVICE_VECTOR`]) to `handler`.
+pub fn set_irq_handler(vector: u8, handler: IrqHandler) {
+    assert!(vector >= FIRST_DEVICE_VECTOR && vector != SPURIOUS_VECTOR, "vector {vector:#x} is reserved");
+    IRQ_HANDLERS.lock()[vector as usize] = Some(handler);
+}
 
 static USER_FAULT: spin::Once<UserFaultHandler> = spin::Once::new();
 static TIMER: spin::Once<TimerHandler> = spin::Once::new();
@@ -101,12 +117,12 @@ pub fn exception_name(vector: u64) -> &'static str {
 }
 
 #[unsafe(no_mangle)]
-extern "C" fn kiln_trap(frame: &mut TrapFrame) {
+extern "C" fn kiln_trap(frame: &mut TrapFrame, fx: &mut crate::context::FxArea) {
     let vector = frame.vector;
     if vector == TIMER_VECTOR as u64 {
         crate::apic::eoi();
         if let Some(h) = TIMER.get() {
-            h();
+            h(frame, fx);
         }
         return;
     }
@@ -114,7 +130,11 @@ extern "C" fn kiln_trap(frame: &mut TrapFrame) {
         return;
     }
     if vector >= 32 {
+        let handler = IRQ_HANDLERS.try_lock().and_then(|h| h[vector as usize]);
         crate::apic::eoi();
+        if let Some(h) = handler {
+            h(vector as u8);
+        }
         return;
     }
     let cr2 = if vector == 14 { crate::cpu::cr2() } else { 0 };
@@ -183,6 +203,7 @@ global_asm!(
         mov rdi, rsp
         sub rsp, 512
         fxsave64 [rsp]
+        mov rsi, rsp
         cld
         call kiln_trap
         fxrstor64 [rsp]

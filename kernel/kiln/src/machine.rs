@@ -1,8 +1,11 @@
 //! The real machine behind the Linux personality's [`Machine`] and [`PageTable`] traits.
 
+use kiln_hal::context::UserContext;
 use kiln_hal::paging::{self, UserRights};
 use kiln_os::errno::{Errno, KResult};
 use kiln_os::machine::{Machine, PageTable, Prot, PAGE_SIZE};
+use kiln_os::process::{Channel, ThreadState};
+use kiln_os::sched::Scheduler;
 
 use crate::console;
 
@@ -64,15 +67,28 @@ impl PageTable for HalPages {
     }
 }
 
-/// Clocks, consoles and entropy of the real machine.
+/// Most threads a program may have.
+pub const MAX_THREADS: usize = 4096;
+
+/// Clocks, consoles, entropy and threads of the real machine.
 pub struct HalMachine {
     pages: HalPages,
+    /// The threads and what they wait for.
+    pub sched: Scheduler<UserContext>,
+    /// The registers of the thread making the current system call, when it may spawn a
+    /// thread (`clone`): the child starts from them.
+    pub caller: Option<UserContext>,
 }
 
 impl HalMachine {
-    /// The machine.
-    pub const fn new() -> HalMachine {
-        HalMachine { pages: HalPages }
+    /// The machine, running `main`.
+    pub fn new(main: ThreadState) -> HalMachine {
+        HalMachine { pages: HalPages, sched: Scheduler::new(main, UserContext::default()), caller: None }
+    }
+
+    /// The running thread's id.
+    pub fn current_tid(&self) -> u32 {
+        self.sched.current().expect("no thread is running")
     }
 }
 
@@ -119,5 +135,33 @@ impl Machine for HalMachine {
     }
     fn log(&mut self, line: core::fmt::Arguments<'_>) {
         console::warn(line)
+    }
+    fn thread(&mut self) -> &mut ThreadState {
+        let tid = self.current_tid();
+        self.sched.state(tid).expect("running thread exists")
+    }
+    fn thread_count(&self) -> usize {
+        self.sched.len()
+    }
+    fn spawn_thread(&mut self, state: ThreadState, stack: u64) -> KResult<()> {
+        if self.sched.len() >= MAX_THREADS {
+            return Err(Errno::EAGAIN);
+        }
+        let mut ctx = self.caller.clone().expect("clone without the caller's registers");
+        ctx.regs.rax = 0;
+        if stack != 0 {
+            ctx.regs.rsp = stack;
+        }
+        self.sched.spawn(state, ctx);
+        Ok(())
+    }
+    fn wake(&mut self, channel: Channel, max: usize) -> usize {
+        self.sched.wake(channel, max)
+    }
+    fn requeue(&mut self, from: Channel, to: Channel, wake: usize, requeue: usize) -> usize {
+        self.sched.requeue(from, to, wake, requeue)
+    }
+    fn restart_deadline(&self) -> Option<u64> {
+        self.sched.current().and_then(|t| self.sched.restart_deadline(t))
     }
 }

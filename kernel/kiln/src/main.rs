@@ -14,10 +14,10 @@ extern crate alloc;
 mod console;
 mod fault;
 mod machine;
+mod run;
 mod start;
 
-use kiln_hal::syscall::SyscallFrame;
-use kiln_os::process::{Outcome, Process};
+use kiln_os::process::Process;
 
 use machine::HalMachine;
 
@@ -38,37 +38,6 @@ pub static KERNEL: spin::Mutex<Option<Kernel>> = spin::Mutex::new(None);
 #[unsafe(no_mangle)]
 fn kiln_main(boot: kiln_hal::BootInfo) -> ! {
     start::run(boot)
-}
-
-/// Handles one system call of the program.
-fn on_syscall(frame: &mut SyscallFrame) {
-    let outcome = {
-        let mut guard = KERNEL.lock();
-        let k = guard
-            .as_mut()
-            .expect("system call before the kernel was ready");
-        let args = [
-            frame.rdi, frame.rsi, frame.rdx, frame.r10, frame.r8, frame.r9,
-        ];
-        let fs_before = k.process.fs_base;
-        let gs_before = k.process.gs_base;
-        let outcome = kiln_os::syscall::dispatch(&mut k.process, &mut k.machine, frame.rax, args);
-        if k.process.fs_base != fs_before {
-            kiln_hal::syscall::set_user_fs_base(k.process.fs_base);
-        }
-        if k.process.gs_base != gs_before {
-            kiln_hal::syscall::set_user_gs_base_from_kernel(k.process.gs_base);
-        }
-        outcome
-    };
-    match outcome {
-        Outcome::Return(v) => frame.rax = v as u64,
-        Outcome::Exit(status) => finish(status),
-        Outcome::Killed(sig) => {
-            fault::report_signal(sig);
-            finish(kiln_abi::exit::killed_by(sig))
-        }
-    }
 }
 
 /// Ends the run with `status`.

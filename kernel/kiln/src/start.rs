@@ -5,11 +5,11 @@ use alloc::vec::Vec;
 
 use kiln_abi::cmdline::{Config, Sink};
 use kiln_hal::BootInfo;
-use kiln_os::process::Process;
+use kiln_os::process::{Process, ThreadState, PID};
 
 use crate::console::{self, Routes};
 use crate::machine::{self, HalMachine, HalPages};
-use crate::{fault, on_syscall, Kernel, KERNEL};
+use crate::{fault, run, Kernel, KERNEL};
 
 /// Stops the boot with a one-line reason (exit status 125).
 fn fail(args: core::fmt::Arguments<'_>) -> ! {
@@ -105,18 +105,16 @@ pub fn run(boot: BootInfo) -> ! {
         cwd: String::from("/"),
         exe_path,
         signals: Default::default(),
-        clear_child_tid: 0,
-        fs_base: 0,
-        gs_base: 0,
+        next_tid: 2,
         trace: config.trace,
         unsupported_logged: Default::default(),
+        net: Default::default(),
     };
-    *KERNEL.lock() = Some(Kernel {
-        process,
-        machine: HalMachine::new(),
-    });
-    kiln_hal::syscall::init(kiln_hal::boot_stack_top(), on_syscall);
+    let main = ThreadState { tid: PID as u32, ..ThreadState::default() };
+    *KERNEL.lock() = Some(Kernel { process, machine: HalMachine::new(main) });
+    kiln_hal::syscall::init(kiln_hal::boot_stack_top(), run::on_syscall);
     kiln_hal::trap::set_user_fault_handler(fault::on_user_fault);
+    kiln_hal::trap::set_timer_handler(run::on_timer);
     console::info(format_args!(
         "entering program at {:#x}, {:.1} ms after boot",
         loaded.entry,

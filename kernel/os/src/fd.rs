@@ -3,18 +3,29 @@
 //!
 //! An [`OpenFile`] is shared (`Arc`) by every descriptor `dup`ed from the same `open`, so
 //! they share the offset and status flags, as on Linux. Mutable state sits behind `spin`
-//! locks so the table can be shared by threads later.
+//! locks so the table can be shared by threads.
 //!
-//! This kernel runs one thread, so nothing can ever arrive on an empty pipe whose write end
-//! the program itself holds, or drain a full pipe whose read end it holds. A blocking read
-//! or write that would wait for that fails with `EDEADLK` (logged once per pipe) instead
-//! of hanging the machine.
+//! # Readiness and waiting (the contract every file kind keeps)
+//!
+//! - [`OpenFile::poll_events`] is the one source of readiness (`POLLIN`, `POLLOUT`,
+//!   `POLLHUP`, `POLLERR`, `POLLRDHUP`...) for `poll`, `select` and `epoll`. A new file kind
+//!   (sockets) adds an arm there.
+//! - A file whose readiness can change holds a [`Waitable`] (returned by
+//!   [`OpenFile::waitable`]): a kernel object id and an event counter. Every state change
+//!   that can change readiness calls [`Waitable::notify`], which bumps the counter (what
+//!   edge-triggered epoll compares) and wakes [`Channel::Object`] (blocked reads and
+//!   writes) and [`Channel::Io`] (every `poll`/`select`/`epoll_wait` waiter). Where no
+//!   machine is at hand (a `Drop`), call [`Waitable::bump`] and wake later.
+//! - Reads and writes that would block return `EAGAIN` whatever `O_NONBLOCK` says; the
+//!   system-call layer turns that into a wait with [`OpenFile::block_on_eagain`] for
+//!   blocking descriptors. With one thread and a descriptor only this process can make
+//!   ready (a pipe or eventfd), the wait could never end: it fails with `EDEADLK` instead.
 
-use alloc::collections::VecDeque;
+use alloc::collections::{BTreeMap, VecDeque};
 use alloc::string::String;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
-use core::sync::atomic::{AtomicBool, Ordering};
+use core::sync::atomic::{AtomicU64, Ordering};
 
 use spin::Mutex;
 
@@ -22,6 +33,7 @@ use crate::errno::{Errno, KResult};
 use crate::fs::node::{alloc_ino, BLKSIZE, S_IFCHR, S_IFIFO};
 use crate::fs::{Body, Device, FsId, Inode, Stat};
 use crate::machine::Machine;
+use crate::process::{Channel, Outcome, Wait};
 
 /// Access-mode mask of the open flags.
 pub const O_ACCMODE: u32 = 3;
@@ -108,6 +120,62 @@ pub enum Console {
     Stderr,
 }
 
+/// What a file whose readiness changes carries: the kernel object id its waiters block on
+/// and a counter of state changes (for edge-triggered epoll).
+#[derive(Debug)]
+pub struct Waitable {
+    id: u64,
+    seq: AtomicU64,
+}
+
+impl Default for Waitable {
+    fn default() -> Self {
+        Waitable::new()
+    }
+}
+
+impl Waitable {
+    /// A new object with a fresh id.
+    pub fn new() -> Waitable {
+        Waitable {
+            id: alloc_ino(),
+            seq: AtomicU64::new(0),
+        }
+    }
+
+    /// The object's id ([`Channel::Object`]).
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+
+    /// The channel blocked reads and writes of this object wait on.
+    pub fn channel(&self) -> Channel {
+        Channel::Object(self.id)
+    }
+
+    /// How many state changes there have been.
+    pub fn seq(&self) -> u64 {
+        self.seq.load(Ordering::Relaxed)
+    }
+
+    /// Records a state change without waking anyone (the caller wakes later).
+    pub fn bump(&self) {
+        self.seq.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Records a state change and wakes this object's waiters and every I/O waiter.
+    pub fn notify(&self, m: &mut dyn Machine) {
+        self.bump();
+        wake_object(m, self.id);
+    }
+}
+
+/// Wakes the waiters of object `id` and every `poll`/`select`/`epoll` waiter.
+pub fn wake_object(m: &mut dyn Machine, id: u64) {
+    m.wake(Channel::Object(id), usize::MAX);
+    m.wake(Channel::Io, usize::MAX);
+}
+
 /// The shared state of a pipe.
 #[derive(Debug)]
 struct PipeState {
@@ -122,58 +190,50 @@ struct PipeState {
 pub struct Pipe {
     /// Inode number shown by `fstat`.
     pub ino: u64,
+    /// Wake-ups and edges.
+    pub waitable: Waitable,
     state: Mutex<PipeState>,
-    deadlock_logged: AtomicBool,
 }
 
 impl Pipe {
     fn new() -> Arc<Pipe> {
         Arc::new(Pipe {
             ino: alloc_ino(),
+            waitable: Waitable::new(),
             state: Mutex::new(PipeState {
                 buf: VecDeque::new(),
                 capacity: PIPE_CAPACITY,
                 readers: 0,
                 writers: 0,
             }),
-            deadlock_logged: AtomicBool::new(false),
         })
     }
 
-    fn deadlock(&self, m: &mut dyn Machine, what: &str) -> Errno {
-        if !self.deadlock_logged.swap(true, Ordering::Relaxed) {
-            m.log(format_args!(
-                "pipe:[{}]: blocking {what} could never complete (single-threaded kernel): EDEADLK",
-                self.ino
-            ));
-        }
-        Errno::EDEADLK
-    }
-
-    fn read(&self, m: &mut dyn Machine, buf: &mut [u8], nonblock: bool) -> KResult<usize> {
+    /// Reads what is buffered; `EAGAIN` when empty with a writer left, 0 at end of file.
+    fn read(&self, m: &mut dyn Machine, buf: &mut [u8]) -> KResult<usize> {
         let mut s = self.state.lock();
         if buf.is_empty() {
             return Ok(0);
         }
         if s.buf.is_empty() {
-            if s.writers == 0 {
-                return Ok(0);
-            }
-            drop(s);
-            return Err(if nonblock {
-                Errno::EAGAIN
+            return if s.writers == 0 {
+                Ok(0)
             } else {
-                self.deadlock(m, "read")
-            });
+                Err(Errno::EAGAIN)
+            };
         }
         let n = buf.len().min(s.buf.len());
         for (dst, src) in buf.iter_mut().zip(s.buf.drain(..n)) {
             *dst = src;
         }
+        drop(s);
+        self.waitable.notify(m);
         Ok(n)
     }
 
-    fn write(&self, m: &mut dyn Machine, data: &[u8], nonblock: bool) -> KResult<usize> {
+    /// Writes what fits (all or nothing up to `PIPE_BUF` bytes when non-blocking, as Linux);
+    /// `EAGAIN` when full, `EPIPE` without readers.
+    fn write(&self, m: &mut dyn Machine, data: &[u8]) -> KResult<usize> {
         let mut s = self.state.lock();
         if s.readers == 0 {
             return Err(Errno::EPIPE);
@@ -182,16 +242,13 @@ impl Pipe {
             return Ok(0);
         }
         let space = s.capacity.saturating_sub(s.buf.len());
-        if space == 0 || (nonblock && data.len() <= PIPE_BUF && space < data.len()) {
-            drop(s);
-            return Err(if nonblock {
-                Errno::EAGAIN
-            } else {
-                self.deadlock(m, "write")
-            });
+        if space == 0 || (data.len() <= PIPE_BUF && space < data.len()) {
+            return Err(Errno::EAGAIN);
         }
         let n = data.len().min(space);
         s.buf.extend(&data[..n]);
+        drop(s);
+        self.waitable.notify(m);
         Ok(n)
     }
 
@@ -234,6 +291,12 @@ pub enum Object {
     PipeRead(Arc<Pipe>),
     /// The write end of a pipe.
     PipeWrite(Arc<Pipe>),
+    /// An `eventfd` counter.
+    EventFd(Arc<EventFd>),
+    /// An `epoll` instance.
+    Epoll(Arc<Epoll>),
+    /// A network socket.
+    Socket(Arc<crate::net::Socket>),
 }
 
 #[derive(Debug)]
@@ -260,7 +323,12 @@ impl Drop for OpenFile {
         match &self.object {
             Object::PipeRead(p) => p.state.lock().readers -= 1,
             Object::PipeWrite(p) => p.state.lock().writers -= 1,
-            _ => {}
+            _ => return,
+        }
+        // No machine here: whoever closed the descriptor wakes (see `FdTable::close`'s
+        // callers in the system-call layer).
+        if let Some(w) = self.waitable() {
+            w.bump();
         }
     }
 }
@@ -356,7 +424,8 @@ impl OpenFile {
         }
     }
 
-    fn nonblock(&self) -> bool {
+    /// Whether `O_NONBLOCK` is set.
+    pub fn nonblock(&self) -> bool {
         self.state.lock().flags & O_NONBLOCK != 0
     }
 
@@ -381,7 +450,10 @@ impl OpenFile {
             return Err(Errno::EBADF);
         }
         match &self.object {
-            Object::PipeRead(p) => p.read(m, buf, self.nonblock()),
+            Object::PipeRead(p) => p.read(m, buf),
+            Object::EventFd(e) => e.read(m, buf),
+            Object::Socket(s) => s.read(m, buf),
+            Object::Epoll(_) => Err(Errno::EINVAL),
             Object::Console(_) => Ok(0),
             Object::PipeWrite(_) => Err(Errno::EBADF),
             _ => {
@@ -436,7 +508,10 @@ impl OpenFile {
             return Err(Errno::EBADF);
         }
         match &self.object {
-            Object::PipeWrite(p) => p.write(m, data, self.nonblock()),
+            Object::PipeWrite(p) => p.write(m, data),
+            Object::EventFd(e) => e.write(m, data),
+            Object::Socket(s) => s.write(m, data),
+            Object::Epoll(_) => Err(Errno::EINVAL),
             Object::Console(Console::Stdout) => {
                 m.write_stdout(data);
                 Ok(data.len())
@@ -570,14 +645,37 @@ impl OpenFile {
                 blksize: BLKSIZE,
                 ..Stat::default()
             },
+            // Anonymous inodes: no file type bits, as on Linux.
+            Object::Socket(s) => Stat {
+                dev: (0, FsId::Pipe as u32),
+                ino: s.id,
+                mode: crate::net::S_IFSOCK | 0o777,
+                nlink: 1,
+                blksize: BLKSIZE,
+                ..Stat::default()
+            },
+            Object::EventFd(_) | Object::Epoll(_) => Stat {
+                dev: (0, FsId::Pipe as u32),
+                ino: self.waitable().map_or(0, Waitable::id),
+                mode: 0o600,
+                nlink: 1,
+                blksize: BLKSIZE,
+                ..Stat::default()
+            },
         }
     }
 
     /// The events that are ready now, among `events` (`POLLERR`, `POLLHUP` and `POLLNVAL`
     /// are always reported).
     pub fn poll(&self, events: u16) -> u16 {
-        let always = POLLERR | POLLHUP;
-        let ready = match &self.object {
+        self.poll_events() & (events | POLLERR | POLLHUP | POLLNVAL)
+    }
+
+    /// Everything that is ready now (`POLLIN`, `POLLOUT`, `POLLHUP`, `POLLERR`,
+    /// `POLLRDHUP`...), not filtered by what a caller asked for: the one source of
+    /// readiness for `poll`, `select` and `epoll`.
+    pub fn poll_events(&self) -> u16 {
+        match &self.object {
             Object::PipeRead(p) => {
                 let s = p.state.lock();
                 let mut r = 0;
@@ -600,6 +698,9 @@ impl OpenFile {
                 }
             }
             _ if self.path_only => POLLNVAL,
+            Object::EventFd(e) => e.poll_events(),
+            Object::Epoll(e) => e.poll_events(),
+            Object::Socket(s) => s.poll_events(),
             Object::Console(_) => {
                 let mut r = 0;
                 if self.readable {
@@ -610,9 +711,68 @@ impl OpenFile {
                 }
                 r
             }
-            _ => POLLIN | POLLOUT | POLLRDNORM | POLLWRNORM,
-        };
-        ready & (events | always | POLLNVAL)
+            Object::Node(_) | Object::Snapshot(..) => {
+                POLLIN | POLLOUT | POLLRDNORM | POLLWRNORM
+            }
+        }
+    }
+
+    /// The object's wake-up identity and event counter, for files whose readiness changes.
+    pub fn waitable(&self) -> Option<&Waitable> {
+        match &self.object {
+            Object::PipeRead(p) | Object::PipeWrite(p) => Some(&p.waitable),
+            Object::EventFd(e) => Some(&e.waitable),
+            Object::Epoll(e) => Some(&e.waitable),
+            Object::Socket(s) => Some(&s.waitable),
+            Object::Node(_) | Object::Snapshot(..) | Object::Console(_) => None,
+        }
+    }
+
+    /// A counter that changes whenever the file's readiness may have changed (the edges of
+    /// edge-triggered epoll). Files that never change report a constant.
+    pub fn event_seq(&self) -> u64 {
+        match &self.object {
+            Object::Epoll(e) => e.event_seq(),
+            Object::Socket(s) => s.event_seq(),
+            _ => self.waitable().map_or(0, Waitable::seq),
+        }
+    }
+
+    /// Whether only this process's own system calls can make the file ready (pipes,
+    /// eventfds, files; not sockets, which the network can make ready).
+    pub fn locally_driven(&self) -> bool {
+        match &self.object {
+            Object::Node(_)
+            | Object::Snapshot(..)
+            | Object::Console(_)
+            | Object::PipeRead(_)
+            | Object::PipeWrite(_)
+            | Object::EventFd(_) => true,
+            Object::Epoll(e) => e.locally_driven(),
+            Object::Socket(_) => false,
+        }
+    }
+
+    /// The outcome of a read or write of this file that returned `r`: `EAGAIN` on a
+    /// blocking descriptor becomes a wait on the object that runs the call again when woken
+    /// (`EDEADLK` when nothing could ever wake it: one thread and a file only this process
+    /// drives; the caller logs it).
+    pub fn block_on_eagain(&self, m: &mut dyn Machine, r: KResult<i64>) -> Outcome {
+        match r {
+            Err(Errno::EAGAIN) if !self.nonblock() => match self.waitable() {
+                Some(_) if m.thread_count() <= 1 && self.locally_driven() => {
+                    Outcome::Return(Errno::EDEADLK.as_return())
+                }
+                Some(w) => Outcome::Block(Wait {
+                    channels: alloc::vec![w.channel()],
+                    deadline: None,
+                    on_timeout: 0,
+                    on_wake: None,
+                }),
+                None => Outcome::Return(Errno::EAGAIN.as_return()),
+            },
+            r => Outcome::Return(r.unwrap_or_else(Errno::as_return)),
+        }
     }
 }
 
@@ -629,6 +789,10 @@ pub struct FdTable {
     slots: Vec<Option<Slot>>,
     /// Bumped whenever a descriptor is installed or closed (see [`FdTable::generation`]).
     generation: u64,
+    /// `select` requests of threads waiting with a timeout, by thread id: their user copies
+    /// were cleared (a timeout leaves them empty), and a rerun after a wake-up reads them
+    /// from here.
+    pub select_saved: BTreeMap<u32, [Vec<u8>; 3]>,
 }
 
 /// Validates a descriptor number.
@@ -839,6 +1003,12 @@ impl FdTable {
             .map(|(i, _)| i as i32)
     }
 }
+
+pub mod epoll;
+pub mod eventfd;
+
+pub use epoll::{Epoll, EpollEvent};
+pub use eventfd::EventFd;
 
 #[cfg(test)]
 mod tests;

@@ -4,6 +4,7 @@
 //! memory. Addresses here are user virtual addresses; pages are 4 KiB.
 
 use crate::errno::KResult;
+use crate::process::{Channel, ThreadState};
 
 /// Size of a page.
 pub const PAGE_SIZE: u64 = 4096;
@@ -88,4 +89,25 @@ pub trait Machine {
     fn write_stderr(&mut self, data: &[u8]);
     /// Writes one line to the kernel log.
     fn log(&mut self, line: core::fmt::Arguments<'_>);
+    /// The calling thread's state.
+    fn thread(&mut self) -> &mut ThreadState;
+    /// How many threads the program has.
+    fn thread_count(&self) -> usize;
+    /// Starts a thread with `state`, whose registers are the calling thread's at this system
+    /// call except `rax = 0` and, when `stack` is not 0, `rsp = stack`. It runs when the
+    /// scheduler picks it. `EAGAIN` when no more threads can be made.
+    fn spawn_thread(&mut self, state: ThreadState, stack: u64) -> KResult<()>;
+    /// Wakes up to `max` threads waiting on a channel that `channel` reaches; returns how
+    /// many woke.
+    fn wake(&mut self, channel: Channel, max: usize) -> usize;
+    /// Wakes up to `wake` waiters of `from` and moves up to `requeue` more to wait on `to`
+    /// instead (`FUTEX_CMP_REQUEUE`); returns how many were woken and moved.
+    fn requeue(&mut self, from: Channel, to: Channel, wake: usize, requeue: usize) -> usize;
+    /// When this system call is being run again after a wake-up, the deadline its first
+    /// run asked for (so waits keep their original timeout).
+    fn restart_deadline(&self) -> Option<u64>;
+    /// The network card, if the machine has one (the stack then runs loopback only).
+    fn net_device(&mut self) -> Option<&mut dyn crate::net::NetDevice> {
+        None
+    }
 }

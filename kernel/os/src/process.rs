@@ -2,6 +2,7 @@
 
 use alloc::collections::BTreeSet;
 use alloc::string::String;
+use alloc::vec::Vec;
 
 use crate::{fd::FdTable, fs::Vfs, syscall::signal::SignalState, vm::AddressSpace};
 
@@ -19,20 +20,83 @@ pub struct Process {
     pub exe_path: String,
     /// Signal dispositions, mask and alternate stack.
     pub signals: SignalState,
-    /// `set_tid_address` pointer.
-    pub clear_child_tid: u64,
-    /// FS segment base (TLS), set by `arch_prctl`; the kernel loads it on return to user mode.
-    pub fs_base: u64,
-    /// GS segment base, set by `arch_prctl`.
-    pub gs_base: u64,
+    /// The thread id the next `clone` gets.
+    pub next_tid: u32,
     /// Log every system call.
     pub trace: bool,
     /// Unsupported system calls already logged (each is logged once).
     pub unsupported_logged: BTreeSet<u64>,
+    /// The network stack and its sockets.
+    pub net: crate::net::Net,
 }
 
-/// Process and thread id of the program (Linux's first process).
+/// Process id of the program (Linux's first process), also its main thread's id.
 pub const PID: i64 = 1;
+
+/// What the Linux personality keeps per thread; the kernel stores it beside the thread's
+/// registers and hands the running thread's to system calls through
+/// [`crate::machine::Machine::thread`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ThreadState {
+    /// Thread id (the main thread's is [`PID`]).
+    pub tid: u32,
+    /// `set_tid_address` / `CLONE_CHILD_CLEARTID`: zeroed and futex-woken at thread exit.
+    pub clear_child_tid: u64,
+    /// FS segment base (TLS), set by `arch_prctl` or `CLONE_SETTLS`; the kernel loads it
+    /// whenever the thread runs.
+    pub fs_base: u64,
+    /// GS segment base, set by `arch_prctl`.
+    pub gs_base: u64,
+    /// `set_robust_list` head and length.
+    pub robust_list: (u64, u64),
+}
+
+/// Something a blocked thread waits for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Channel {
+    /// A futex word; waiters and wakers match when the address is equal and their bitsets
+    /// intersect.
+    Futex {
+        /// User address of the futex word.
+        addr: u64,
+        /// `FUTEX_BITSET_MATCH_ANY` for plain waits.
+        bitset: u32,
+    },
+    /// A kernel object (pipe, socket, eventfd...) by id: woken when its state changes.
+    Object(u64),
+    /// Any change of I/O readiness (poll, select, epoll waiters).
+    Io,
+}
+
+impl Channel {
+    /// Whether a wake-up on `self` reaches a waiter on `waiter`.
+    pub fn reaches(&self, waiter: &Channel) -> bool {
+        match (self, waiter) {
+            (
+                Channel::Futex { addr: a, bitset: b },
+                Channel::Futex {
+                    addr: wa,
+                    bitset: wb,
+                },
+            ) => a == wa && b & wb != 0,
+            _ => self == waiter,
+        }
+    }
+}
+
+/// How a system call waits: the thread sleeps until one of `channels` is woken or the
+/// deadline passes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Wait {
+    /// What to wait for.
+    pub channels: Vec<Channel>,
+    /// Monotonic deadline in nanoseconds, if any.
+    pub deadline: Option<u64>,
+    /// The call's result when the deadline passes (e.g. `-ETIMEDOUT`, or 0 for poll).
+    pub on_timeout: i64,
+    /// The call's result when woken; `None` runs the same call again (a read retries).
+    pub on_wake: Option<i64>,
+}
 
 /// What the kernel must do after a system call or fault.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -43,4 +107,9 @@ pub enum Outcome {
     Exit(u8),
     /// The program was killed by this signal; the kernel reports `128 + signal`.
     Killed(u8),
+    /// The calling thread waits (see [`Wait`]).
+    Block(Wait),
+    /// The calling thread ended (`exit`); the program ends with this status when it was the
+    /// last one.
+    ThreadExit(u8),
 }

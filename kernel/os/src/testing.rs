@@ -6,6 +6,7 @@ use alloc::vec::Vec;
 
 use crate::errno::{Errno, KResult};
 use crate::machine::{Machine, PageTable, Prot, PAGE_SIZE};
+use crate::process::{Channel, ThreadState};
 
 /// User pages kept in a map, with a frame budget to provoke `ENOMEM`.
 #[derive(Default)]
@@ -100,8 +101,17 @@ impl PageTable for FakePages {
 }
 
 /// A machine whose clock only moves when slept, and whose consoles are buffers.
-#[derive(Default)]
 pub struct FakeMachine {
+    /// The calling thread.
+    pub thread: ThreadState,
+    /// Threads besides the caller (for `thread_count`).
+    pub other_threads: usize,
+    /// Threads started with `spawn_thread`: state and stack.
+    pub spawned: Vec<(ThreadState, u64)>,
+    /// Threads waiting, by channel (wake removes them).
+    pub waiting: Vec<Channel>,
+    /// What `restart_deadline` answers.
+    pub restart: Option<u64>,
     /// The user pages.
     pub pages: FakePages,
     /// Monotonic time in nanoseconds.
@@ -118,7 +128,65 @@ pub struct FakeMachine {
     pub random_counter: u8,
 }
 
+impl Default for FakeMachine {
+    fn default() -> Self {
+        FakeMachine {
+            thread: ThreadState {
+                tid: 1,
+                ..ThreadState::default()
+            },
+            other_threads: 0,
+            spawned: Vec::new(),
+            waiting: Vec::new(),
+            restart: None,
+            pages: FakePages::default(),
+            now: 0,
+            epoch_offset: 0,
+            stdout: Vec::new(),
+            stderr: Vec::new(),
+            log: Vec::new(),
+            random_counter: 0,
+        }
+    }
+}
+
 impl Machine for FakeMachine {
+    fn thread(&mut self) -> &mut ThreadState {
+        &mut self.thread
+    }
+    fn thread_count(&self) -> usize {
+        1 + self.other_threads + self.spawned.len()
+    }
+    fn spawn_thread(&mut self, state: ThreadState, stack: u64) -> KResult<()> {
+        self.spawned.push((state, stack));
+        Ok(())
+    }
+    fn wake(&mut self, channel: Channel, max: usize) -> usize {
+        let mut n = 0;
+        self.waiting.retain(|w| {
+            if n < max && channel.reaches(w) {
+                n += 1;
+                false
+            } else {
+                true
+            }
+        });
+        n
+    }
+    fn requeue(&mut self, from: Channel, to: Channel, wake: usize, requeue: usize) -> usize {
+        let woken = self.wake(from, wake);
+        let mut moved = 0;
+        for w in self.waiting.iter_mut() {
+            if moved < requeue && from.reaches(w) {
+                *w = to;
+                moved += 1;
+            }
+        }
+        woken + moved
+    }
+    fn restart_deadline(&self) -> Option<u64> {
+        self.restart
+    }
     fn pages(&mut self) -> &mut dyn PageTable {
         &mut self.pages
     }

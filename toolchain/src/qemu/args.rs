@@ -67,12 +67,75 @@ pub fn qemu_escape(p: &Path) -> String {
     p.to_string_lossy().replace(',', ",,")
 }
 
-/// The full QEMU argument list (without the program name).
+/// The full QEMU argument list (without the program name) for a PVH image.
 pub fn qemu_args(
     target: &Target,
     opts: &RunOptions,
     accel: Accel,
     image: &Path,
+    streams: &StreamPaths,
+) -> Vec<OsString> {
+    let mut a = machine_args(target, opts, accel, streams);
+    a.push("-append".into());
+    a.push(runtime_config(target, opts).to_cmdline().into());
+    a.push("-kernel".into());
+    a.push(image.into());
+    a
+}
+
+/// A disk for the UEFI target.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UefiBoot {
+    /// The disk image.
+    pub disk: PathBuf,
+    /// QEMU's `format=` for it (`raw`, `qcow2`, `vmdk`, `vpc`).
+    pub format: String,
+    /// This run's copy of the firmware variable store.
+    pub vars: PathBuf,
+    /// A file holding the run-time command line (passed as fw_cfg `opt/kiln/cmdline`).
+    pub cmdline_file: PathBuf,
+}
+
+/// The fw_cfg file Kiln's EFI stub reads the run-time command line from.
+pub const FW_CFG_CMDLINE: &str = "opt/kiln/cmdline";
+
+/// The full QEMU argument list for booting a disk under UEFI firmware (`boot = "uefi"`).
+/// The run-time command line must already be in `boot.cmdline_file`
+/// ([`runtime_config`]`.to_cmdline()`).
+pub fn uefi_args(
+    target: &Target,
+    opts: &RunOptions,
+    accel: Accel,
+    boot: &UefiBoot,
+    streams: &StreamPaths,
+) -> Vec<OsString> {
+    let mut a = machine_args(target, opts, accel, streams);
+    let code = target.firmware_code.clone().unwrap_or_default();
+    let iface = target.disk_interface.clone().unwrap_or_else(|| "virtio".into());
+    for s in [
+        "-drive".to_string(),
+        format!("if=pflash,format=raw,unit=0,readonly=on,file={}", qemu_escape(Path::new(&code))),
+        "-drive".into(),
+        format!("if=pflash,format=raw,unit=1,file={}", qemu_escape(&boot.vars)),
+        "-drive".into(),
+        format!(
+            "file={},format={},if={iface},readonly=on",
+            qemu_escape(&boot.disk),
+            boot.format
+        ),
+        "-fw_cfg".into(),
+        format!("name={FW_CFG_CMDLINE},file={}", qemu_escape(&boot.cmdline_file)),
+    ] {
+        a.push(s.into());
+    }
+    a
+}
+
+/// Everything but the boot method: machine, accelerator, memory, devices, streams.
+fn machine_args(
+    target: &Target,
+    opts: &RunOptions,
+    accel: Accel,
     streams: &StreamPaths,
 ) -> Vec<OsString> {
     let mut a: Vec<OsString> = Vec::new();
@@ -114,10 +177,6 @@ pub fn qemu_args(
     push(&format!("file,id=klog,path={}", qemu_escape(&streams.log)));
     push("-serial");
     push("chardev:klog");
-    push("-append");
-    push(&runtime_config(target, opts).to_cmdline());
-    a.push("-kernel".into());
-    a.push(image.into());
     a
 }
 
@@ -205,6 +264,26 @@ mod tests {
         assert_eq!(c.stdout, Some(Sink::Port(0x405)));
         assert_eq!(c.status, Some(Sink::Port(0x404)));
         assert!(c.verbose);
+    }
+
+    #[test]
+    fn uefi_boots_the_disk_with_the_cmdline_in_fw_cfg() {
+        let t = super::super::target::uefi_target();
+        let boot = UefiBoot {
+            disk: "/d/x,y.qcow2".into(),
+            format: "qcow2".into(),
+            vars: "/t/vars.fd".into(),
+            cmdline_file: "/t/cmdline".into(),
+        };
+        let a = joined(&uefi_args(&t, &RunOptions::default(), Accel::Tcg, &boot, &streams()));
+        let s = a.join(" ");
+        assert!(s.contains("-M q35 -accel tcg"), "{s}");
+        assert!(s.contains("-drive if=pflash,format=raw,unit=0,readonly=on,file=/usr/share/OVMF/OVMF_CODE.fd"), "{s}");
+        assert!(s.contains("-drive if=pflash,format=raw,unit=1,file=/t/vars.fd"), "{s}");
+        assert!(s.contains("-drive file=/d/x,,y.qcow2,format=qcow2,if=virtio,readonly=on"), "{s}");
+        assert!(s.contains("-fw_cfg name=opt/kiln/cmdline,file=/t/cmdline"), "{s}");
+        assert!(s.contains("isa-debugcon,iobase=0x405,chardev=kout"), "{s}");
+        assert!(!s.contains("-kernel") && !s.contains("-append"), "{s}");
     }
 
     #[test]

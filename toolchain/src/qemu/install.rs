@@ -22,27 +22,50 @@ pub fn which(program: &str) -> Option<PathBuf> {
 
 /// Returns the path of `binary`, installing QEMU first when it is missing and we are root.
 pub fn ensure(binary: &str) -> anyhow::Result<PathBuf> {
+    ensure_tool(binary, PACKAGE)
+}
+
+/// Returns the path of `binary`, installing Debian's `package` when it is missing and we
+/// are root (otherwise the error gives the command to run).
+pub fn ensure_tool(binary: &str, package: &str) -> anyhow::Result<PathBuf> {
     if let Some(p) = which(binary) {
         return Ok(p);
     }
+    install(binary, package)?;
+    which(binary)
+        .ok_or_else(|| anyhow::anyhow!("{binary} is still missing after installing {package}"))
+}
+
+/// Returns `path` (a file a Debian package ships, such as OVMF's firmware), installing
+/// `package` when it is missing and we are root.
+pub fn ensure_file(path: &Path, package: &str) -> anyhow::Result<PathBuf> {
+    if !path.is_file() {
+        install(&path.display().to_string(), package)?;
+    }
+    if !path.is_file() {
+        bail!("{} is still missing after installing {package}", path.display());
+    }
+    Ok(path.to_path_buf())
+}
+
+fn install(what: &str, package: &str) -> anyhow::Result<()> {
+    let command = format!("apt-get update && apt-get install -y {package}");
     // SAFETY: geteuid has no preconditions.
     let root = unsafe { libc::geteuid() } == 0;
     if !root {
-        bail!("{binary} is not installed; install it with: sudo sh -c '{INSTALL}'");
+        bail!("{what} is not installed; install it with: sudo sh -c '{command}'");
     }
-    crate::note!("{binary} is missing; running: {INSTALL}");
+    crate::note!("{what} is missing; running: {command}");
     let status = Command::new("sh")
-        .args(["-c", INSTALL])
+        .args(["-c", &command])
         .env("DEBIAN_FRONTEND", "noninteractive")
         .stdin(std::process::Stdio::null())
         .stdout(crate::app::stderr_stdio())
         .status();
     match status {
-        Ok(s) if s.success() => {}
-        _ => bail!("installing QEMU failed; run `{INSTALL}` yourself and try again"),
+        Ok(s) if s.success() => Ok(()),
+        _ => bail!("installing {package} failed; run `{command}` yourself and try again"),
     }
-    which(binary)
-        .ok_or_else(|| anyhow::anyhow!("{binary} is still missing after installing {PACKAGE}"))
 }
 
 #[cfg(test)]

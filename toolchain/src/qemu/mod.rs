@@ -71,7 +71,59 @@ pub fn kill_and_reap(child: &mut std::process::Child) {
     }
 }
 
-/// Boots `image` once. Kiln's failures to even start QEMU are errors; everything after
+/// Prepares a UEFI boot of a disk image (or of an EFI application, put on a raw disk for
+/// the run) on the [`target::uefi_target`]: firmware (installed when missing), a fresh
+/// variable store and the run-time command line in `dir`.
+fn uefi_boot(
+    kind: crate::disk::ImageKind,
+    image: &Path,
+    dir: &Path,
+    opts: &RunOptions,
+    accel: Accel,
+    paths: &args::StreamPaths,
+) -> anyhow::Result<Vec<std::ffi::OsString>> {
+    use crate::disk::ImageKind;
+    let target = target::uefi_target();
+    let (disk, format) = match kind {
+        ImageKind::Disk(f) => (image.to_path_buf(), f),
+        ImageKind::Efi => {
+            let efi = std::fs::read(image)
+                .with_context(|| format!("could not read {}", image.display()))?;
+            let raw = dir.join("disk.raw");
+            crate::disk::esp::write_raw_disk(&efi, None, &raw)?;
+            (raw, "raw")
+        }
+        ImageKind::GceArchive => anyhow::bail!(
+            "{} is a GCE archive; unpack its disk first (tar -xzSf {} disk.raw) and run --image disk.raw",
+            image.display(),
+            image.display()
+        ),
+        ImageKind::Pvh => anyhow::bail!("internal: a PVH image does not boot through UEFI"),
+    };
+    let package = target.firmware_package.clone().unwrap_or_default();
+    let code = Path::new(target.firmware_code.as_deref().unwrap_or_default());
+    let vars_template = Path::new(target.firmware_vars.as_deref().unwrap_or_default());
+    install::ensure_file(code, &package)?;
+    install::ensure_file(vars_template, &package)?;
+    let vars = dir.join("vars.fd");
+    std::fs::copy(vars_template, &vars)
+        .with_context(|| format!("could not copy {}", vars_template.display()))?;
+    let cmdline_file = dir.join("cmdline");
+    std::fs::write(
+        &cmdline_file,
+        args::runtime_config(&target, opts).to_cmdline(),
+    )?;
+    let boot = args::UefiBoot {
+        disk,
+        format: format.into(),
+        vars,
+        cmdline_file,
+    };
+    Ok(args::uefi_args(&target, opts, accel, &boot, paths))
+}
+
+/// Boots `image` once: a PVH ELF with `-kernel` on `opts.machine`; a disk image (raw,
+/// qcow2, vmdk, vhd) or EFI application under UEFI firmware on q35. Kiln's failures to even start QEMU are errors; everything after
 /// that (including timeouts and kernel panics) is in the [`RunResult`].
 pub fn run(
     qemu: &Path,
@@ -137,7 +189,12 @@ pub fn run(
         copiers.push(streams::spawn_copier(reader, out, done.clone()));
     }
 
-    let qemu_args = args::qemu_args(&opts.machine.target(), opts, accel, image, &paths);
+    let qemu_args = match crate::disk::detect(image)? {
+        crate::disk::ImageKind::Pvh => {
+            args::qemu_args(&opts.machine.target(), opts, accel, image, &paths)
+        }
+        kind => uefi_boot(kind, image, dir.path(), opts, accel, &paths)?,
+    };
     let start = Instant::now();
     let mut child = Command::new(qemu)
         .args(&qemu_args)

@@ -78,17 +78,49 @@ pub struct Target {
     pub stderr_port: u16,
     /// I/O port of the `isa-debugcon` receiving the exact exit status byte.
     pub status_port: u16,
+    /// UEFI firmware code (`boot = "uefi"` only), mapped read-only.
+    #[serde(default)]
+    pub firmware_code: Option<String>,
+    /// UEFI variable store template (`boot = "uefi"` only), copied for each run.
+    #[serde(default)]
+    pub firmware_vars: Option<String>,
+    /// The Debian package that ships the firmware (`boot = "uefi"` only).
+    #[serde(default)]
+    pub firmware_package: Option<String>,
+    /// `if=` of the boot disk (`boot = "uefi"` only).
+    #[serde(default)]
+    pub disk_interface: Option<String>,
+}
+
+/// The UEFI target (q35 + OVMF) that boots disk images.
+pub fn uefi_target() -> Target {
+    // Checked by a unit test; a broken file is a build defect, not bad input.
+    Target::parse(include_str!("../../../targets/qemu-q35-uefi.toml"))
+        .expect("built-in target definition is valid")
 }
 
 impl Target {
     /// Parses a definition.
     pub fn parse(text: &str) -> Result<Target, String> {
         let t: Target = toml::from_str(text).map_err(|e| e.to_string())?;
-        if t.boot != "pvh" {
-            return Err(format!(
-                "boot protocol `{}` is not supported (only pvh)",
-                t.boot
-            ));
+        let uefi_fields = [
+            &t.firmware_code,
+            &t.firmware_vars,
+            &t.firmware_package,
+            &t.disk_interface,
+        ];
+        match t.boot.as_str() {
+            "pvh" if uefi_fields.iter().all(|f| f.is_none()) => {}
+            "pvh" => return Err("firmware_* and disk_interface are for boot = \"uefi\"".into()),
+            "uefi" if uefi_fields.iter().all(|f| f.is_some()) => {}
+            "uefi" => {
+                return Err("boot = \"uefi\" needs firmware_code, firmware_vars, firmware_package and disk_interface".into())
+            }
+            other => {
+                return Err(format!(
+                    "boot protocol `{other}` is not supported (pvh or uefi)"
+                ))
+            }
         }
         crate::options::parse_memory(&t.default_memory).map_err(|e| e.0)?;
         let reserved = [0xf4, 0xf5, 0xf6, 0xf7, 0x3f8];
@@ -123,6 +155,10 @@ mod tests {
             assert_eq!(m.name().parse::<Machine>().unwrap(), m);
         }
         assert!(Machine::Microvm.target().machine[1].starts_with("microvm,"));
+        let u = uefi_target();
+        assert_eq!(u.boot, "uefi");
+        assert_eq!(u.stdout_port, 0x405);
+        assert!(u.firmware_code.as_deref().unwrap().ends_with("OVMF_CODE.fd"));
         assert!("pc"
             .parse::<Machine>()
             .unwrap_err()

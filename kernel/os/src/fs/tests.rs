@@ -407,3 +407,98 @@ fn access_and_truncate() {
     assert_eq!(err(v.readlink("/", "/etc/hosts")), Errno::EINVAL);
     assert_eq!(v.readlink("/etc", "up").unwrap(), "../bin");
 }
+
+#[test]
+fn exe_file_from_memory() {
+    // Missing from the archive: created (with parents) from the program's bytes.
+    let v = Vfs::new(rootfs(), "/opt/app/run", b"\x7fELF-prog").unwrap();
+    let n = v.find("/", "/proc/self/exe", true).unwrap();
+    assert_eq!(n.stat().mode, S_IFREG | 0o755);
+    assert_eq!(n.fs, FsId::Root);
+    let mut buf = [0u8; 16];
+    assert_eq!(n.read_at(0, &mut buf), 9);
+    assert_eq!(&buf[..9], b"\x7fELF-prog");
+    assert!(v.find("/", "/opt", true).unwrap().is_dir());
+    // The archive's file wins.
+    let v = Vfs::new(rootfs(), "/bin/app", b"other").unwrap();
+    assert_eq!(v.find("/", "/bin/app", true).unwrap().size(), 4);
+    // Through an archive symlink to a directory (/etc/up -> ../bin).
+    let v = Vfs::new(rootfs(), "/etc/up/new", b"x").unwrap();
+    assert_eq!(v.find("/", "/bin/new", true).unwrap().size(), 1);
+    // A file in the way: nothing is created.
+    let v = Vfs::new(rootfs(), "/etc/hosts/x", b"x").unwrap();
+    assert!(v.find("/", "/etc/hosts", true).unwrap().is_regular());
+    assert!(Vfs::new(&[], "", b"x").is_ok());
+    assert!(Vfs::new(&[], "/", b"x").is_ok());
+}
+
+#[test]
+fn vfs_symlink_and_link() {
+    let v = vfs();
+    v.symlink("/etc/hosts", "/", "/tmp/s", 5).unwrap();
+    assert_eq!(v.readlink("/", "/tmp/s").unwrap(), "/etc/hosts");
+    assert_eq!(err(v.symlink("x", "/", "/tmp/s", 5)), Errno::EEXIST);
+    assert_eq!(err(v.symlink("", "/", "/tmp/e", 5)), Errno::ENOENT);
+    assert_eq!(err(v.symlink("x", "/", "/etc/e", 5)), Errno::EROFS);
+    assert_eq!(err(v.symlink("x", "/", "/tmp/", 5)), Errno::EEXIST);
+    assert_eq!(err(v.symlink("x", "/", "/tmp/e/", 5)), Errno::ENOENT);
+    let o = v
+        .open("/", "/tmp/f", O_WRONLY | crate::fd::O_CREAT, 0o644, 1)
+        .unwrap();
+    v.link(&o.inode, "/", "/tmp/g", false, 2).unwrap();
+    assert_eq!(o.inode.nlink(), 2);
+    assert_eq!(
+        err(v.link(&o.inode, "/", "/tmp/g", false, 2)),
+        Errno::EEXIST
+    );
+    assert_eq!(err(v.link(&o.inode, "/", "/etc/g", false, 2)), Errno::EROFS);
+    let hosts = v.find("/", "/etc/hosts", true).unwrap();
+    assert_eq!(err(v.link(&hosts, "/", "/tmp/h", false, 2)), Errno::EXDEV);
+    let tmp = v.find("/", "/tmp", true).unwrap();
+    assert_eq!(err(v.link(&tmp, "/", "/tmp/t", false, 2)), Errno::EPERM);
+    v.unlink("/", "/tmp/f", 3).unwrap();
+    v.unlink("/", "/tmp/g", 3).unwrap();
+    assert_eq!(
+        err(v.link(&o.inode, "/", "/tmp/back", false, 4)),
+        Errno::ENOENT
+    );
+    v.link(&o.inode, "/", "/tmp/back", true, 4).unwrap();
+    assert_eq!(o.inode.nlink(), 1);
+}
+
+#[test]
+fn proc_self_links() {
+    use crate::fd::{FdTable, Object, OpenFile};
+    let mut v = vfs();
+    let mut files = FdTable::with_console();
+    v.sync_proc(&files, "/etc");
+    assert_eq!(v.readlink("/", "/proc/self/fd/2").unwrap(), "/dev/console");
+    assert_eq!(v.readlink("/", "/proc/self/cwd").unwrap(), "/etc");
+    assert_eq!(err(v.readlink("/", "/proc/self/fd/3")), Errno::ENOENT);
+    let n = v.find("/", "/etc/hosts", true).unwrap();
+    let fd = files
+        .install(
+            OpenFile::new(Object::Node(n), "/etc/hosts".into(), 0),
+            false,
+        )
+        .unwrap();
+    v.sync_proc(&files, "/etc");
+    assert_eq!(v.readlink("/", "/proc/self/fd/3").unwrap(), "/etc/hosts");
+    // Unchanged links keep their nodes.
+    let before = v.find("/", "/proc/self/fd/0", false).unwrap().ino;
+    files.close(fd).unwrap();
+    v.sync_proc(&files, "/");
+    assert_eq!(v.find("/", "/proc/self/fd/0", false).unwrap().ino, before);
+    assert_eq!(err(v.readlink("/", "/proc/self/fd/3")), Errno::ENOENT);
+    assert_eq!(v.readlink("/", "/proc/self/cwd").unwrap(), "/");
+    // fd_link finds the descriptor behind a chain of links.
+    assert_eq!(v.fd_link("/", "/dev/stdout", true), Ok(Some(1)));
+    assert_eq!(v.fd_link("/", "/dev/fd/2", true), Ok(Some(2)));
+    assert_eq!(v.fd_link("/dev", "stdin", true), Ok(Some(0)));
+    assert_eq!(v.fd_link("/", "/dev/stdout", false), Ok(None));
+    assert_eq!(v.fd_link("/", "/etc/abs", true), Ok(None));
+    assert_eq!(v.fd_link("/", "/etc/hosts", true), Ok(None));
+    assert_eq!(v.fd_link("/", "/nope", true), Ok(None));
+    assert_eq!(v.fd_link("/", "/loop1", true), Err(Errno::ELOOP));
+    assert_eq!(v.readlink("/", "/dev/fd").unwrap(), "/proc/self/fd");
+}

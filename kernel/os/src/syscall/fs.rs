@@ -4,27 +4,32 @@
 //! `PATH_MAX - 1` bytes (`ENAMETOOLONG`) and must be UTF-8 (others cannot name anything in
 //! this tree: `ENOENT`). Everything runs as root, so permission bits are informative.
 //!
-//! Waiting: this kernel runs one thread, so nothing can make an unready descriptor ready
-//! while the program waits. `poll`/`ppoll` with a finite timeout and nothing ready sleep
-//! until the timeout and return 0; with an infinite timeout they fail with `EDEADLK`
-//! (logged once) rather than hang forever. Blocking pipe I/O does the same (see
-//! [`crate::fd`]).
+//! Waiting: a read or write that finds a blocking descriptor not ready (an empty pipe or
+//! eventfd, a full one) returns [`Outcome::Block`] on the file's object and runs again when
+//! woken; `poll`, `ppoll`, `select`, `pselect6` and `epoll_wait` with nothing ready block
+//! on [`Channel::Io`] until a readiness change or their deadline (restarted calls keep the
+//! first deadline, `Machine::restart_deadline`), returning 0 at the deadline. Every change
+//! of readiness wakes `Channel::Io` (see [`crate::fd`]), closing a descriptor included.
+//! A wait nothing could end (one thread, no deadline, only files this process drives)
+//! fails with `EDEADLK`, logged once, instead of hanging the machine.
+//!
+//! Signal masks given to `ppoll`, `pselect6` and `epoll_pwait` are checked and accepted:
+//! signals are not delivered while a thread waits here, so the mask has nothing to change.
 
 use alloc::string::String;
 use alloc::sync::Arc;
 use alloc::vec;
 use alloc::vec::Vec;
-use core::sync::atomic::{AtomicBool, Ordering};
 
 use crate::errno::{Errno, KResult};
-use crate::fd::poll::POLLNVAL;
+use crate::fd::poll::{POLLHUP, POLLIN, POLLNVAL};
 use crate::fd::{
-    Object, OpenFile, MAX_FDS, O_ACCMODE, O_APPEND, O_ASYNC, O_CLOEXEC, O_CREAT, O_DIRECTORY,
+    wake_object, Object, OpenFile, Waitable, MAX_FDS, O_ACCMODE, O_APPEND, O_ASYNC, O_CLOEXEC, O_CREAT, O_DIRECTORY,
     O_LARGEFILE, O_NOFOLLOW, O_PATH, O_RDONLY, O_TRUNC, O_WRONLY,
 };
 use crate::fs::{parent_path, Body, Device, Inode, Stat, PATH_MAX};
 use crate::machine::Machine;
-use crate::process::{Outcome, Process};
+use crate::process::{Channel, Outcome, Process, Wait};
 use crate::sysno as nr;
 
 /// `dirfd` meaning the working directory.
@@ -78,8 +83,6 @@ const F_RDLCK: u16 = 0;
 const F_WRLCK: u16 = 1;
 const F_UNLCK: u16 = 2;
 
-static POLL_DEADLOCK_LOGGED: AtomicBool = AtomicBool::new(false);
-
 fn ret(r: KResult<i64>) -> Outcome {
     Outcome::Return(r.unwrap_or_else(Errno::as_return))
 }
@@ -88,12 +91,24 @@ fn ret(r: KResult<i64>) -> Outcome {
 pub fn handle(p: &mut Process, m: &mut dyn Machine, nr: u64, a: [u64; 6]) -> Option<Outcome> {
     let fd0 = a[0] as i32;
     let r = match nr {
-        nr::READ => sys_read(p, m, fd0, a[1], a[2], None),
-        nr::WRITE => sys_write(p, m, fd0, a[1], a[2], None),
+        nr::READ => {
+            let r = sys_read(p, m, fd0, a[1], a[2], None);
+            return Some(blocking(p, m, fd0, r));
+        }
+        nr::WRITE => {
+            let r = sys_write(p, m, fd0, a[1], a[2], None);
+            return Some(blocking(p, m, fd0, r));
+        }
         nr::PREAD64 => sys_read(p, m, fd0, a[1], a[2], Some(a[3] as i64)),
         nr::PWRITE64 => sys_write(p, m, fd0, a[1], a[2], Some(a[3] as i64)),
-        nr::READV => sys_readv(p, m, fd0, a[1], a[2]),
-        nr::WRITEV => sys_writev(p, m, fd0, a[1], a[2]),
+        nr::READV => {
+            let r = sys_readv(p, m, fd0, a[1], a[2]);
+            return Some(blocking(p, m, fd0, r));
+        }
+        nr::WRITEV => {
+            let r = sys_writev(p, m, fd0, a[1], a[2]);
+            return Some(blocking(p, m, fd0, r));
+        }
         nr::OPEN => sys_open(p, m, AT_FDCWD, a[0], a[1], a[2]),
         nr::CREAT => sys_open(
             p,
@@ -104,7 +119,13 @@ pub fn handle(p: &mut Process, m: &mut dyn Machine, nr: u64, a: [u64; 6]) -> Opt
             a[1],
         ),
         nr::OPENAT => sys_open(p, m, fd0, a[1], a[2], a[3]),
-        nr::CLOSE => p.files.close(fd0).map(|_| 0),
+        nr::CLOSE => {
+            let f = p.files.get(fd0);
+            p.files.close(fd0).map(|_| {
+                closed(m, f.into_iter().collect());
+                0
+            })
+        }
         nr::STAT => sys_stat(p, m, AT_FDCWD, a[0], a[1], 0),
         nr::LSTAT => sys_stat(p, m, AT_FDCWD, a[0], a[1], AT_SYMLINK_NOFOLLOW),
         nr::FSTAT => p
@@ -118,9 +139,9 @@ pub fn handle(p: &mut Process, m: &mut dyn Machine, nr: u64, a: [u64; 6]) -> Opt
         nr::POLL => {
             let ms = a[2] as i32;
             let timeout = (ms >= 0).then(|| ms as u64 * 1_000_000);
-            sys_poll(p, m, a[0], a[1], timeout)
+            return Some(outcome(sys_poll(p, m, a[0], a[1], timeout)));
         }
-        nr::PPOLL => sys_ppoll(p, m, a),
+        nr::PPOLL => return Some(outcome(sys_ppoll(p, m, a))),
         nr::LSEEK => io_file(p, fd0)
             .and_then(|f| f.seek(a[1] as i64, a[2] as u32))
             .map(|o| o as i64),
@@ -130,11 +151,15 @@ pub fn handle(p: &mut Process, m: &mut dyn Machine, nr: u64, a: [u64; 6]) -> Opt
         nr::PIPE => sys_pipe(p, m, a[0], 0),
         nr::PIPE2 => sys_pipe(p, m, a[0], a[1]),
         nr::DUP => p.files.dup(fd0).map(i64::from),
-        nr::DUP2 => p.files.dup3(fd0, a[1] as i32, None).map(i64::from),
-        nr::DUP3 => p
-            .files
-            .dup3(fd0, a[1] as i32, Some(a[2] as u32))
-            .map(i64::from),
+        nr::DUP2 | nr::DUP3 => {
+            let flags = (nr == nr::DUP3).then_some(a[2] as u32);
+            let old = p.files.get(a[1] as i32);
+            let r = p.files.dup3(fd0, a[1] as i32, flags).map(i64::from);
+            if r.is_ok() && fd0 != a[1] as i32 {
+                closed(m, old.into_iter().collect());
+            }
+            r
+        }
         nr::FCNTL => sys_fcntl(p, m, fd0, a[1] as u32 as u64, a[2]),
         nr::IOCTL => sys_ioctl(p, m, fd0, a[1] as u32, a[2]),
         nr::FSYNC | nr::FDATASYNC => io_file(p, fd0).and_then(|f| match f.inode() {
@@ -172,8 +197,17 @@ pub fn handle(p: &mut Process, m: &mut dyn Machine, nr: u64, a: [u64; 6]) -> Opt
             p.vfs.umask = a[0] as u32 & 0o777;
             Ok(i64::from(old))
         }
-        nr::CLOSE_RANGE => sys_close_range(p, a[0], a[1], a[2]),
-        nr::SENDFILE => sys_sendfile(p, m, fd0, a[1] as i32, a[2], a[3]),
+        nr::CLOSE_RANGE => sys_close_range(p, m, a[0], a[1], a[2]),
+        nr::SENDFILE => {
+            let (out_fd, in_fd) = (fd0, a[1] as i32);
+            let r = sys_sendfile(p, m, out_fd, in_fd, a[2], a[3]);
+            // It waits for whichever end is not ready: input first.
+            let input_ready = p
+                .files
+                .get(in_fd)
+                .is_ok_and(|f| f.poll_events() & (POLLIN | POLLHUP) != 0);
+            return Some(blocking(p, m, if input_ready { out_fd } else { in_fd }, r));
+        }
         nr::UTIMENSAT => attr::sys_utimensat(p, m, a),
         nr::UTIMES => attr::sys_futimesat(p, m, AT_FDCWD, a[0], a[1]),
         nr::FUTIMESAT => attr::sys_futimesat(p, m, fd0, a[1], a[2]),
@@ -200,8 +234,16 @@ pub fn handle(p: &mut Process, m: &mut dyn Machine, nr: u64, a: [u64; 6]) -> Opt
         // Nothing is buffered: every write is already in the file.
         nr::SYNC => Ok(0),
         nr::SYNCFS => io_file(p, fd0).map(|_| 0),
-        nr::SELECT => io::sys_select(p, m, a),
-        nr::PSELECT6 => io::sys_pselect6(p, m, a),
+        nr::SELECT => return Some(outcome(io::sys_select(p, m, a))),
+        nr::PSELECT6 => return Some(outcome(io::sys_pselect6(p, m, a))),
+        nr::EVENTFD => epoll::sys_eventfd(p, a[0], 0),
+        nr::EVENTFD2 => epoll::sys_eventfd(p, a[0], a[1]),
+        nr::EPOLL_CREATE => epoll::sys_epoll_create(p, a[0] as i32 as i64, 0),
+        nr::EPOLL_CREATE1 => epoll::sys_epoll_create(p, 1, a[0]),
+        nr::EPOLL_CTL => epoll::sys_epoll_ctl(p, m, a),
+        nr::EPOLL_WAIT | nr::EPOLL_PWAIT | nr::EPOLL_PWAIT2 => {
+            return Some(outcome(epoll::sys_epoll_wait(p, m, nr, a)))
+        }
         nr::PREADV => io::sys_prwv(p, m, a, false, None),
         nr::PWRITEV => io::sys_prwv(p, m, a, true, None),
         nr::PREADV2 => io::sys_prwv(p, m, a, false, Some(a[5])),
@@ -242,6 +284,87 @@ pub fn read_for_mmap(
 }
 
 // ----- helpers -----
+
+/// The outcome of a call that may wait.
+fn outcome(r: KResult<Outcome>) -> Outcome {
+    r.unwrap_or_else(|e| Outcome::Return(e.as_return()))
+}
+
+/// The outcome of a read or write of `fd` that returned `r`: `EAGAIN` on a blocking
+/// descriptor waits for the file (see [`OpenFile::block_on_eagain`]).
+fn blocking(p: &mut Process, m: &mut dyn Machine, fd: i32, r: KResult<i64>) -> Outcome {
+    if r != Err(Errno::EAGAIN) {
+        return ret(r);
+    }
+    let Ok(f) = p.files.get(fd) else {
+        return ret(r);
+    };
+    let out = f.block_on_eagain(m, r);
+    if out == Outcome::Return(Errno::EDEADLK.as_return()) {
+        log_deadlock(p, m, &f.path);
+    }
+    out
+}
+
+/// Logs, once per process, that a wait could never end.
+fn log_deadlock(p: &mut Process, m: &mut dyn Machine, what: &str) {
+    const KEY: u64 = u64::MAX - 2;
+    if p.unsupported_logged.insert(KEY) {
+        m.log(format_args!(
+            "{what}: blocking wait that nothing could end (one thread, no deadline, no outside source): EDEADLK"
+        ));
+    }
+}
+
+/// After descriptors were closed or replaced: wakes the waiters of what they referred to
+/// (a pipe end closing is a hang-up or end of file for the other end).
+fn closed(m: &mut dyn Machine, files: Vec<Arc<OpenFile>>) {
+    let ids: Vec<u64> = files
+        .iter()
+        .filter_map(|f| f.waitable().map(Waitable::id))
+        .collect();
+    drop(files);
+    for id in ids {
+        wake_object(m, id);
+    }
+}
+
+/// How a readiness wait ends: the deadline for a timeout of `timeout_ns` (`None`:
+/// forever), the first run's deadline when the call is run again after a wake-up.
+fn wait_deadline(m: &dyn Machine, timeout_ns: Option<u64>) -> Option<u64> {
+    let t = timeout_ns?;
+    Some(
+        m.restart_deadline()
+            .unwrap_or_else(|| m.monotonic_ns().saturating_add(t)),
+    )
+}
+
+/// The wait of a `poll`-family call with nothing ready: on [`Channel::Io`] until
+/// `deadline`, returning 0 then. `None` when the call must return now (timeout 0 or
+/// passed). `EDEADLK` when nothing could end an endless wait (one thread, and `local`:
+/// only files this process drives).
+fn io_wait(
+    p: &mut Process,
+    m: &mut dyn Machine,
+    what: &str,
+    timeout_ns: Option<u64>,
+    deadline: Option<u64>,
+    local: bool,
+) -> KResult<Option<Outcome>> {
+    if timeout_ns == Some(0) || deadline.is_some_and(|d| d <= m.monotonic_ns()) {
+        return Ok(None);
+    }
+    if deadline.is_none() && local && m.thread_count() <= 1 {
+        log_deadlock(p, m, what);
+        return Err(Errno::EDEADLK);
+    }
+    Ok(Some(Outcome::Block(Wait {
+        channels: vec![Channel::Io],
+        deadline,
+        on_timeout: 0,
+        on_wake: None,
+    })))
+}
 
 /// An open file usable for I/O (`EBADF` for `O_PATH` descriptors).
 fn io_file(p: &Process, fd: i32) -> KResult<Arc<OpenFile>> {
@@ -636,6 +759,8 @@ fn reopen(p: &mut Process, m: &mut dyn Machine, fd: i32, flags: u32) -> KResult<
             O_WRONLY => Object::PipeWrite(pp.clone()),
             _ => return Err(Errno::EINVAL),
         },
+        // Anonymous inodes (eventfd, epoll) cannot be opened again by path.
+        _ => return Err(Errno::ENXIO),
     };
     if flags & O_DIRECTORY != 0 && !f.inode().is_some_and(|n| n.is_dir()) {
         return Err(Errno::ENOTDIR);
@@ -756,7 +881,13 @@ fn sys_pipe(p: &mut Process, m: &mut dyn Machine, fds: u64, flags: u64) -> KResu
     Ok(0)
 }
 
-fn sys_close_range(p: &mut Process, first: u64, last: u64, flags: u64) -> KResult<i64> {
+fn sys_close_range(
+    p: &mut Process,
+    m: &mut dyn Machine,
+    first: u64,
+    last: u64,
+    flags: u64,
+) -> KResult<i64> {
     const UNSHARE: u64 = 2;
     const CLOEXEC: u64 = 4;
     if flags & !(UNSHARE | CLOEXEC) != 0 {
@@ -764,7 +895,18 @@ fn sys_close_range(p: &mut Process, first: u64, last: u64, flags: u64) -> KResul
     }
     let first = u32::try_from(first).map_err(|_| Errno::EINVAL)?;
     let last = last.min(u64::from(u32::MAX)) as u32;
-    p.files.close_range(first, last, flags & CLOEXEC != 0)?;
+    let cloexec = flags & CLOEXEC != 0;
+    let gone: Vec<Arc<OpenFile>> = if cloexec {
+        Vec::new()
+    } else {
+        let fds: Vec<i32> = p.files.fds().collect();
+        fds.into_iter()
+            .filter(|&fd| (first..=last).contains(&(fd as u32)))
+            .filter_map(|fd| p.files.get(fd).ok())
+            .collect()
+    };
+    p.files.close_range(first, last, cloexec)?;
+    closed(m, gone);
     Ok(0)
 }
 
@@ -814,7 +956,11 @@ fn sys_fcntl(p: &mut Process, m: &mut dyn Machine, fd: i32, cmd: u64, arg: u64) 
         F_SETOWN | F_SETSIG => Ok(0),
         F_GETPIPE_SZ => f.pipe().map(|pp| pp.capacity() as i64).ok_or(Errno::EBADF),
         F_SETPIPE_SZ => match f.pipe() {
-            Some(pp) => pp.set_capacity(arg as u32 as u64).map(|c| c as i64),
+            Some(pp) => {
+                let c = pp.set_capacity(arg as u32 as u64)?;
+                pp.waitable.notify(m);
+                Ok(c as i64)
+            }
             None => Err(Errno::EBADF),
         },
         _ => Err(Errno::EINVAL),
@@ -861,75 +1007,56 @@ fn sys_poll(
     fds: u64,
     nfds: u64,
     timeout_ns: Option<u64>,
-) -> KResult<i64> {
+) -> KResult<Outcome> {
     if nfds > MAX_FDS as u64 {
         return Err(Errno::EINVAL);
     }
+    let deadline = wait_deadline(m, timeout_ns);
     let mut raw = vec![0u8; nfds as usize * 8];
     p.vm.copy_from_user(m.pages(), fds, &mut raw)?;
-    let scan = |p: &Process, raw: &mut [u8]| {
-        let mut ready = 0i64;
-        for e in raw.chunks_exact_mut(8) {
-            let fd = i32::from_le_bytes(e[0..4].try_into().expect("4 bytes"));
-            let events = u16::from_le_bytes([e[4], e[5]]);
-            let revents = if fd < 0 {
-                0
-            } else {
-                match p.files.get(fd) {
-                    Ok(f) => f.poll(events),
-                    Err(_) => POLLNVAL,
+    let mut ready = 0i64;
+    let mut local = true;
+    for e in raw.chunks_exact_mut(8) {
+        let fd = i32::from_le_bytes(e[0..4].try_into().expect("4 bytes"));
+        let events = u16::from_le_bytes([e[4], e[5]]);
+        let revents = if fd < 0 {
+            0
+        } else {
+            match p.files.get(fd) {
+                Ok(f) => {
+                    local &= f.locally_driven();
+                    f.poll(events)
                 }
-            };
-            e[6..8].copy_from_slice(&revents.to_le_bytes());
-            if revents != 0 {
-                ready += 1;
+                Err(_) => POLLNVAL,
             }
-        }
-        ready
-    };
-    let ready = scan(p, &mut raw);
-    if ready == 0 && timeout_ns != Some(0) {
-        let Some(t) = timeout_ns else {
-            if !POLL_DEADLOCK_LOGGED.swap(true, Ordering::Relaxed) {
-                m.log(format_args!(
-                    "poll: waiting forever with nothing that can become ready (single-threaded kernel): EDEADLK"
-                ));
-            }
-            return Err(Errno::EDEADLK);
         };
-        let deadline = m.monotonic_ns().saturating_add(t);
-        m.sleep_until(deadline);
-        // Nothing runs while we sleep, so nothing became ready.
+        e[6..8].copy_from_slice(&revents.to_le_bytes());
+        if revents != 0 {
+            ready += 1;
+        }
     }
+    // Written before waiting too: a timeout returns 0 with every `revents` cleared.
     p.vm.copy_to_user(m.pages(), fds, &raw)?;
-    Ok(ready)
+    if ready == 0 {
+        if let Some(wait) = io_wait(p, m, "poll", timeout_ns, deadline, local)? {
+            return Ok(wait);
+        }
+    }
+    Ok(Outcome::Return(ready))
 }
 
-fn sys_ppoll(p: &mut Process, m: &mut dyn Machine, a: [u64; 6]) -> KResult<i64> {
+fn sys_ppoll(p: &mut Process, m: &mut dyn Machine, a: [u64; 6]) -> KResult<Outcome> {
     let (fds, nfds, tmo, sigmask, sigsetsize) = (a[0], a[1], a[2], a[3], a[4]);
     if sigmask != 0 && sigsetsize != 8 {
         return Err(Errno::EINVAL);
     }
-    let timeout = if tmo == 0 {
-        None
-    } else {
-        let ts = get::<16>(p, m, tmo)?;
-        let (sec, nsec) = (le_u64(&ts[..8]) as i64, le_u64(&ts[8..]) as i64);
-        if sec < 0 || !(0..1_000_000_000).contains(&nsec) {
-            return Err(Errno::EINVAL);
-        }
-        Some(
-            (sec as u64)
-                .saturating_mul(1_000_000_000)
-                .saturating_add(nsec as u64),
-        )
-    };
-    let n = sys_poll(p, m, fds, nfds, timeout)?;
-    if n == 0 && tmo != 0 {
-        // The whole timeout was used: report none left (errors here are ignored, as Linux).
-        let _ = put(p, m, tmo, &[0u8; 16]);
+    let timeout = io::timeout(p, m, tmo, 1_000_000_000, 1)?;
+    let out = sys_poll(p, m, fds, nfds, timeout)?;
+    if tmo != 0 {
+        let d = wait_deadline(m, timeout);
+        io::put_remaining(p, m, tmo, d, &out, 1);
     }
-    Ok(n)
+    Ok(out)
 }
 
 // ----- directories and names -----
@@ -1099,6 +1226,7 @@ fn sys_readlink(
 }
 
 mod attr;
+mod epoll;
 mod io;
 
 #[cfg(test)]

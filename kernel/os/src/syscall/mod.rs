@@ -6,8 +6,10 @@
 
 pub mod fs;
 pub mod mm;
+pub mod net;
 pub mod proc;
 pub mod signal;
+pub mod thread;
 pub mod time;
 
 use core::fmt;
@@ -28,11 +30,15 @@ pub const MSG_NOSIGNAL: u64 = 0x4000;
 /// `SIGPIPE` (see [`signal::SignalState::send_sigpipe`]). With `p.trace` set, every call
 /// is logged as `name(args) = result`.
 pub fn dispatch(p: &mut Process, m: &mut dyn Machine, nr: u64, a: [u64; 6]) -> Outcome {
-    let owned = fs::handle(p, m, nr, a)
+    let owned = thread::handle(p, m, nr, a)
+        .or_else(|| fs::handle(p, m, nr, a))
         .or_else(|| mm::handle(p, m, nr, a))
         .or_else(|| proc::handle(p, m, nr, a))
         .or_else(|| signal::handle(p, m, nr, a))
-        .or_else(|| time::handle(p, m, nr, a));
+        .or_else(|| time::handle(p, m, nr, a))
+        .or_else(|| net::handle(p, m, nr, a));
+    // A socket closed by this call sends its FIN now.
+    p.net.poll_if_dirty(m);
     let out = match owned {
         Some(out) => out,
         None => {
@@ -103,17 +109,22 @@ impl fmt::Display for Trace<'_> {
             write_value(f, arg as i64)?;
         }
         f.write_str(") = ")?;
-        match *self.out {
-            Outcome::Return(v) if (-4095..0).contains(&v) => {
+        match self.out {
+            Outcome::Return(v) if (-4095..0).contains(v) => {
                 f.write_str("-")?;
-                match Errno(-v as i32).name() {
+                match Errno(-*v as i32).name() {
                     "E?" => write!(f, "{}", -v),
                     name => f.write_str(name),
                 }
             }
-            Outcome::Return(v) => write_value(f, v),
+            Outcome::Return(v) => write_value(f, *v),
             Outcome::Exit(status) => write!(f, "? (exit {status})"),
             Outcome::Killed(sig) => write!(f, "? (killed by signal {sig})"),
+            Outcome::Block(w) => match w.deadline {
+                Some(d) => write!(f, "? (waits, deadline {d} ns)"),
+                None => write!(f, "? (waits)"),
+            },
+            Outcome::ThreadExit(status) => write!(f, "? (thread exit {status})"),
         }
     }
 }
@@ -186,11 +197,10 @@ pub(crate) mod testutil {
             cwd: String::from("/"),
             exe_path: String::from("/bin/prog"),
             signals: Default::default(),
-            clear_child_tid: 0,
-            fs_base: 0,
-            gs_base: 0,
+            next_tid: 2,
             trace: false,
             unsupported_logged: BTreeSet::new(),
+            net: Default::default(),
         };
         let mut m = FakeMachine::default();
         let buf =
@@ -217,10 +227,15 @@ pub(crate) mod testutil {
         super::dispatch(p, m, nr, a)
     }
 
-    /// Dispatches a call that must return, and returns its value.
+    /// Dispatches a call that must return, and returns its value. A call that only waits
+    /// for time (no channels) is finished by moving the fake clock to its deadline.
     pub fn call(p: &mut Process, m: &mut FakeMachine, nr: u64, args: &[u64]) -> i64 {
         match outcome(p, m, nr, args) {
             Outcome::Return(v) => v,
+            Outcome::Block(w) if w.channels.is_empty() && w.deadline.is_some() => {
+                m.now = m.now.max(w.deadline.unwrap());
+                w.on_timeout
+            }
             other => panic!("call {nr} ended the program: {other:?}"),
         }
     }

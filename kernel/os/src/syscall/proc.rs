@@ -414,8 +414,8 @@ pub fn is_self(pid: u64) -> bool {
 /// `clone3`, `fork`, `vfork`, `execve` and the other process-creating calls.
 pub fn handle(p: &mut Process, m: &mut dyn Machine, nr: u64, a: [u64; 6]) -> Option<Outcome> {
     let r = match nr {
-        sysno::EXIT | sysno::EXIT_GROUP => return Some(Outcome::Exit(a[0] as u8)),
-        sysno::GETPID | sysno::GETTID | sysno::GETPGRP => Ok(PID),
+        sysno::EXIT_GROUP => return Some(Outcome::Exit(a[0] as u8)),
+        sysno::GETPID | sysno::GETPGRP => Ok(PID),
         sysno::GETPPID => Ok(0),
         sysno::GETUID => Ok(state(p).uid.real.into()),
         sysno::GETEUID => Ok(state(p).uid.effective.into()),
@@ -505,7 +505,6 @@ pub fn handle(p: &mut Process, m: &mut dyn Machine, nr: u64, a: [u64; 6]) -> Opt
         sysno::PRLIMIT64 => prlimit64(p, m, a[0], a[1], a[2], a[3]),
         sysno::SCHED_GETAFFINITY => sched_getaffinity(p, m, a[0], a[1], a[2]),
         sysno::SCHED_SETAFFINITY => sched_setaffinity(p, m, a[0], a[1], a[2]),
-        sysno::SCHED_YIELD => Ok(0),
         sysno::SCHED_GETSCHEDULER => sched_pid(a[0]).map(|()| 0),
         sysno::SCHED_GETPARAM => {
             if a[1] == 0 {
@@ -517,10 +516,6 @@ pub fn handle(p: &mut Process, m: &mut dyn Machine, nr: u64, a: [u64; 6]) -> Opt
         }
         sysno::SCHED_GET_PRIORITY_MAX => priority_range(a[0]).map(|r| r.1),
         sysno::SCHED_GET_PRIORITY_MIN => priority_range(a[0]).map(|r| r.0),
-        sysno::SET_TID_ADDRESS => {
-            p.clear_child_tid = a[0];
-            Ok(PID)
-        }
         sysno::SET_ROBUST_LIST => {
             if a[1] != ROBUST_LIST_HEAD_SIZE {
                 Err(Errno::EINVAL)
@@ -858,7 +853,7 @@ fn prctl(p: &mut Process, m: &mut dyn Machine, a: [u64; 6]) -> KResult<i64> {
             Ok(state(p).no_new_privs as i64)
         }
         PR_GET_TID_ADDRESS => {
-            let addr = p.clear_child_tid;
+            let addr = m.thread().clear_child_tid;
             write_user(p, m, a[1], &addr.to_le_bytes())?;
             Ok(0)
         }
@@ -875,19 +870,19 @@ fn arch_prctl(p: &mut Process, m: &mut dyn Machine, code: u64, addr: u64) -> KRe
     match code as u32 as u64 {
         ARCH_SET_FS | ARCH_SET_GS if addr >= TASK_SIZE_MAX => Err(Errno::EPERM),
         ARCH_SET_FS => {
-            p.fs_base = addr;
+            m.thread().fs_base = addr;
             Ok(0)
         }
         ARCH_SET_GS => {
-            p.gs_base = addr;
+            m.thread().gs_base = addr;
             Ok(0)
         }
         ARCH_GET_FS => {
-            let v = p.fs_base;
+            let v = m.thread().fs_base;
             write_user(p, m, addr, &v.to_le_bytes()).map(|()| 0)
         }
         ARCH_GET_GS => {
-            let v = p.gs_base;
+            let v = m.thread().gs_base;
             write_user(p, m, addr, &v.to_le_bytes()).map(|()| 0)
         }
         // CPUID is always allowed; the CPU cannot be made to fault on it.
@@ -1294,7 +1289,6 @@ mod tests {
             call(&mut p, &mut m, sysno::SCHED_SETAFFINITY, &[0, 0, buf]),
             EINVAL
         );
-        assert_eq!(call(&mut p, &mut m, sysno::SCHED_YIELD, &[]), 0);
         assert_eq!(call(&mut p, &mut m, sysno::SCHED_GETSCHEDULER, &[0]), 0);
         assert_eq!(call(&mut p, &mut m, sysno::SCHED_GETSCHEDULER, &[3]), ESRCH);
         poke(&mut p, &mut m, buf, &[9; 4]);
@@ -1315,7 +1309,7 @@ mod tests {
     fn thread_bookkeeping() {
         let (mut p, mut m, buf) = setup();
         assert_eq!(call(&mut p, &mut m, sysno::SET_TID_ADDRESS, &[0x1234]), 1);
-        assert_eq!(p.clear_child_tid, 0x1234);
+        assert_eq!(m.thread.clear_child_tid, 0x1234);
         assert_eq!(
             call(&mut p, &mut m, sysno::SET_ROBUST_LIST, &[0x5000, 16]),
             EINVAL
@@ -1420,12 +1414,12 @@ mod tests {
             ),
             0
         );
-        assert_eq!(p.fs_base, 0x7f00_1000);
+        assert_eq!(m.thread.fs_base, 0x7f00_1000);
         assert_eq!(
             call(&mut p, &mut m, sysno::ARCH_PRCTL, &[ARCH_SET_GS, 0x2000]),
             0
         );
-        assert_eq!(p.gs_base, 0x2000);
+        assert_eq!(m.thread.gs_base, 0x2000);
         assert_eq!(
             call(&mut p, &mut m, sysno::ARCH_PRCTL, &[ARCH_GET_FS, buf]),
             0
@@ -1446,7 +1440,7 @@ mod tests {
                 EPERM
             );
         }
-        assert_eq!(p.fs_base, 0x7f00_1000);
+        assert_eq!(m.thread.fs_base, 0x7f00_1000);
         assert_eq!(
             call(&mut p, &mut m, sysno::ARCH_PRCTL, &[ARCH_GET_CPUID, 0]),
             1

@@ -638,14 +638,21 @@ fn suspend(p: &mut Process, m: &mut dyn Machine, mask: Option<u64>) -> Outcome {
         p.signals.mask = mask & !UNBLOCKABLE;
     }
     let fate = p.signals.deliver_pending(m);
-    if fate.is_none() {
-        p.signals.log_pause(m);
-        m.sleep_until(u64::MAX);
-    }
     p.signals.mask = saved;
     match fate {
         Some(Fate::Killed(sig)) => Outcome::Killed(sig),
-        _ => Outcome::Return(Errno::EINTR.as_return()),
+        Some(_) => Outcome::Return(Errno::EINTR.as_return()),
+        None => {
+            // Nothing can send this thread a signal it would act on: it waits for good,
+            // as on Linux, while other threads run.
+            p.signals.log_pause(m);
+            Outcome::Block(crate::process::Wait {
+                channels: alloc::vec::Vec::new(),
+                deadline: None,
+                on_timeout: 0,
+                on_wake: Some(Errno::EINTR.as_return()),
+            })
+        }
     }
 }
 
@@ -819,11 +826,16 @@ mod tests {
     #[test]
     fn pause_blocks_for_good() {
         let (mut p, mut m, buf) = setup();
-        assert_eq!(call(&mut p, &mut m, sysno::PAUSE, &[]), -4);
-        assert_eq!(m.now, u64::MAX);
+        let forever = Outcome::Block(crate::process::Wait {
+            channels: alloc::vec::Vec::new(),
+            deadline: None,
+            on_timeout: 0,
+            on_wake: Some(-4),
+        });
+        assert_eq!(outcome(&mut p, &mut m, sysno::PAUSE, &[]), forever);
         assert_eq!(m.log, ["pause() with no signal source would block forever"]);
         poke(&mut p, &mut m, buf, &0u64.to_le_bytes());
-        assert_eq!(call(&mut p, &mut m, sysno::RT_SIGSUSPEND, &[buf, 8]), -4);
+        assert_eq!(outcome(&mut p, &mut m, sysno::RT_SIGSUSPEND, &[buf, 8]), forever);
         assert_eq!(m.log.len(), 1);
         assert_eq!(
             call(&mut p, &mut m, sysno::RT_SIGSUSPEND, &[buf, 4]),

@@ -8,7 +8,8 @@
 
 use crate::errno::{Errno, KResult};
 use crate::machine::Machine;
-use crate::process::{Outcome, Process, PID};
+use crate::process::{Outcome, Process, Wait, PID};
+use alloc::vec::Vec;
 use crate::syscall::{read_user, ret, write_user};
 use crate::sysno;
 
@@ -238,11 +239,27 @@ pub fn handle(p: &mut Process, m: &mut dyn Machine, nr: u64, a: [u64; 6]) -> Opt
         sysno::GETTIMEOFDAY => gettimeofday(p, m, a[0], a[1]),
         sysno::SETTIMEOFDAY => settimeofday(p, m, a[0], a[1]),
         sysno::TIME => time(p, m, a[0]),
-        sysno::NANOSLEEP => nanosleep(p, m, a[0]),
-        sysno::CLOCK_NANOSLEEP => clock_nanosleep(p, m, a[0], a[1], a[2]),
+        sysno::NANOSLEEP => {
+            let d = nanosleep(p, m, a[0]);
+            return Some(sleep(m, d));
+        }
+        sysno::CLOCK_NANOSLEEP => {
+            let d = clock_nanosleep(p, m, a[0], a[1], a[2]);
+            return Some(sleep(m, d));
+        }
         _ => return None,
     };
     Some(ret(r))
+}
+
+/// The outcome of a sleep until `deadline`: the thread waits (other threads run) and the
+/// call returns 0 when the deadline passes.
+fn sleep(m: &mut dyn Machine, deadline: KResult<u64>) -> Outcome {
+    match deadline {
+        Err(e) => Outcome::Return(e.as_return()),
+        Ok(d) if d <= m.monotonic_ns() => Outcome::Return(0),
+        Ok(d) => Outcome::Block(Wait { channels: Vec::new(), deadline: Some(d), on_timeout: 0, on_wake: None }),
+    }
 }
 
 /// `clockid_t` is an `int`: the upper half of the register is ignored.
@@ -323,12 +340,11 @@ fn time(p: &mut Process, m: &mut dyn Machine, tloc: u64) -> KResult<i64> {
     Ok(secs)
 }
 
-/// `nanosleep`: the remaining time is never written, since no signal can interrupt.
-fn nanosleep(p: &mut Process, m: &mut dyn Machine, req: u64) -> KResult<i64> {
+/// `nanosleep`'s deadline: the remaining time is never written, since no signal can
+/// interrupt. A restarted call keeps its first deadline.
+fn nanosleep(p: &mut Process, m: &mut dyn Machine, req: u64) -> KResult<u64> {
     let t = Timespec::from_bytes(&read_user(p, m, req)?).to_ns()?;
-    let deadline = sleep_deadline(m, Clock::Monotonic, false, t);
-    m.sleep_until(deadline);
-    Ok(0)
+    Ok(m.restart_deadline().unwrap_or_else(|| sleep_deadline(m, Clock::Monotonic, false, t)))
 }
 
 fn clock_nanosleep(
@@ -337,7 +353,7 @@ fn clock_nanosleep(
     id: u64,
     flags: u64,
     req: u64,
-) -> KResult<i64> {
+) -> KResult<u64> {
     let clock = clock_arg(id)?;
     if matches!(
         clock,
@@ -349,9 +365,7 @@ fn clock_nanosleep(
     if clock == Clock::ThreadCpu {
         return Err(Errno::EINVAL);
     }
-    let deadline = sleep_deadline(m, clock, flags & TIMER_ABSTIME != 0, t);
-    m.sleep_until(deadline);
-    Ok(0)
+    Ok(m.restart_deadline().unwrap_or_else(|| sleep_deadline(m, clock, flags & TIMER_ABSTIME != 0, t)))
 }
 
 #[cfg(test)]

@@ -4,8 +4,6 @@
 use super::*;
 use crate::fd::poll::{POLLERR, POLLHUP, POLLIN, POLLOUT, POLLPRI, POLLRDNORM, POLLWRNORM};
 
-static SELECT_DEADLOCK_LOGGED: AtomicBool = AtomicBool::new(false);
-
 /// Readiness that makes a descriptor readable, writable or exceptional (Linux's
 /// `POLLIN_SET`, `POLLOUT_SET`, `POLLEX_SET`).
 const IN_SET: u16 = POLLIN | POLLRDNORM | POLLHUP | POLLERR;
@@ -15,29 +13,42 @@ const EX_SET: u16 = POLLPRI;
 /// `select` on the three `fd_set`s (null pointers: none), with `poll`'s readiness rules
 /// and waiting rules. `EBADF` when a set names a closed or `O_PATH` descriptor; `nfds` is
 /// limited to the table size.
+///
+/// A timeout must leave the sets empty, yet a woken call runs again and needs what it was
+/// asked: before a wait with a deadline the sets are cleared in user memory and the
+/// request is kept in the descriptor table for the thread's rerun.
 fn do_select(
     p: &mut Process,
     m: &mut dyn Machine,
     nfds: u64,
     sets: [u64; 3],
     timeout_ns: Option<u64>,
-) -> KResult<i64> {
+) -> KResult<Outcome> {
     let nfds = nfds as i32;
     if nfds < 0 {
         return Err(Errno::EINVAL);
     }
     let n = (nfds as usize).min(MAX_FDS);
     let bytes = n.div_ceil(64) * 8;
+    let deadline = wait_deadline(m, timeout_ns);
+    let tid = m.thread().tid;
+    let saved = p.files.select_saved.remove(&tid);
     let mut inp: [Vec<u8>; 3] = Default::default();
-    for (i, &addr) in sets.iter().enumerate() {
-        if addr != 0 {
-            inp[i] = vec![0u8; bytes];
-            p.vm.copy_from_user(m.pages(), addr, &mut inp[i])?;
+    match saved {
+        Some(s) if m.restart_deadline().is_some() => inp = s,
+        _ => {
+            for (i, &addr) in sets.iter().enumerate() {
+                if addr != 0 {
+                    inp[i] = vec![0u8; bytes];
+                    p.vm.copy_from_user(m.pages(), addr, &mut inp[i])?;
+                }
+            }
         }
     }
     let bit = |v: &Vec<u8>, fd: usize| v.get(fd / 8).is_some_and(|b| b & (1 << (fd % 8)) != 0);
     let mut out: [Vec<u8>; 3] = [vec![0u8; bytes], vec![0u8; bytes], vec![0u8; bytes]];
     let mut ready = 0i64;
+    let mut local = true;
     for fd in 0..n {
         let want = [bit(&inp[0], fd), bit(&inp[1], fd), bit(&inp[2], fd)];
         if !want.iter().any(|&w| w) {
@@ -47,6 +58,7 @@ fn do_select(
         if f.is_path_only() {
             return Err(Errno::EBADF);
         }
+        local &= f.locally_driven();
         let rev = f.poll(POLLIN | POLLRDNORM | POLLOUT | POLLWRNORM | POLLPRI);
         for (i, mask) in [IN_SET, OUT_SET, EX_SET].into_iter().enumerate() {
             if want[i] && rev & mask != 0 {
@@ -55,29 +67,27 @@ fn do_select(
             }
         }
     }
-    if ready == 0 && timeout_ns != Some(0) {
-        let Some(t) = timeout_ns else {
-            if !SELECT_DEADLOCK_LOGGED.swap(true, Ordering::Relaxed) {
-                m.log(format_args!(
-                    "select: waiting forever with nothing that can become ready (single-threaded kernel): EDEADLK"
-                ));
+    let mut result = Outcome::Return(ready);
+    if ready == 0 {
+        if let Some(wait) = io_wait(p, m, "select", timeout_ns, deadline, local)? {
+            if deadline.is_none() {
+                // No timeout: the sets stay as asked for the rerun.
+                return Ok(wait);
             }
-            return Err(Errno::EDEADLK);
-        };
-        let deadline = m.monotonic_ns().saturating_add(t);
-        m.sleep_until(deadline);
-        // Nothing runs while we sleep, so nothing became ready.
+            p.files.select_saved.insert(tid, inp);
+            result = wait;
+        }
     }
     for (i, &addr) in sets.iter().enumerate() {
         if addr != 0 {
             p.vm.copy_to_user(m.pages(), addr, &out[i])?;
         }
     }
-    Ok(ready)
+    Ok(result)
 }
 
 /// Reads a `timeval` (`sub_scale` 1000) or `timespec` (1) timeout as nanoseconds.
-fn timeout(
+pub(super) fn timeout(
     p: &mut Process,
     m: &mut dyn Machine,
     addr: u64,
@@ -99,20 +109,46 @@ fn timeout(
     ))
 }
 
-/// `select(nfds, readfds, writefds, exceptfds, timeval)`. The remaining time is written
-/// back (zero after a timeout), as Linux does.
-pub(super) fn sys_select(p: &mut Process, m: &mut dyn Machine, a: [u64; 6]) -> KResult<i64> {
-    let t = timeout(p, m, a[4], 1_000_000, 1000)?;
-    let n = do_select(p, m, a[0], [a[1], a[2], a[3]], t)?;
-    if n == 0 && a[4] != 0 {
-        let _ = put(p, m, a[4], &[0u8; 16]);
-    }
-    Ok(n)
+/// Writes the time left before `deadline` back to the `timespec` (`sub_scale` 1) or
+/// `timeval` (1000) at `addr`, as Linux does: zero when the call waits (a timeout leaves
+/// none; a rerun rewrites it). Errors are ignored, as on Linux.
+pub(super) fn put_remaining(
+    p: &mut Process,
+    m: &mut dyn Machine,
+    addr: u64,
+    deadline: Option<u64>,
+    out: &Outcome,
+    sub_scale: u64,
+) {
+    let left = match (out, deadline) {
+        (Outcome::Return(_), Some(d)) => d.saturating_sub(m.monotonic_ns()),
+        _ => 0,
+    };
+    let mut ts = [0u8; 16];
+    ts[..8].copy_from_slice(&(left / 1_000_000_000).to_le_bytes());
+    ts[8..].copy_from_slice(&((left % 1_000_000_000) / sub_scale).to_le_bytes());
+    let _ = put(p, m, addr, &ts);
 }
 
-/// `pselect6(nfds, readfds, writefds, exceptfds, timespec, {sigmask, size})`. The mask
-/// would only matter to signals arriving while waiting, which cannot happen here.
-pub(super) fn sys_pselect6(p: &mut Process, m: &mut dyn Machine, a: [u64; 6]) -> KResult<i64> {
+/// `select(nfds, readfds, writefds, exceptfds, timeval)`. The remaining time is written
+/// back (zero after a timeout), as Linux does.
+pub(super) fn sys_select(p: &mut Process, m: &mut dyn Machine, a: [u64; 6]) -> KResult<Outcome> {
+    let t = timeout(p, m, a[4], 1_000_000, 1000)?;
+    let out = do_select(p, m, a[0], [a[1], a[2], a[3]], t)?;
+    if a[4] != 0 {
+        let d = wait_deadline(m, t);
+        put_remaining(p, m, a[4], d, &out, 1000);
+    }
+    Ok(out)
+}
+
+/// `pselect6(nfds, readfds, writefds, exceptfds, timespec, {sigmask, size})`. The mask is
+/// checked and accepted (see the module documentation).
+pub(super) fn sys_pselect6(
+    p: &mut Process,
+    m: &mut dyn Machine,
+    a: [u64; 6],
+) -> KResult<Outcome> {
     let t = timeout(p, m, a[4], 1_000_000_000, 1)?;
     if a[5] != 0 {
         let d = get::<16>(p, m, a[5])?;
@@ -120,11 +156,12 @@ pub(super) fn sys_pselect6(p: &mut Process, m: &mut dyn Machine, a: [u64; 6]) ->
             return Err(Errno::EINVAL);
         }
     }
-    let n = do_select(p, m, a[0], [a[1], a[2], a[3]], t)?;
-    if n == 0 && a[4] != 0 {
-        let _ = put(p, m, a[4], &[0u8; 16]);
+    let out = do_select(p, m, a[0], [a[1], a[2], a[3]], t)?;
+    if a[4] != 0 {
+        let d = wait_deadline(m, t);
+        put_remaining(p, m, a[4], d, &out, 1);
     }
-    Ok(n)
+    Ok(out)
 }
 
 /// `preadv`/`pwritev` (`flags` `None`) and `preadv2`/`pwritev2`: vector I/O at `pos`

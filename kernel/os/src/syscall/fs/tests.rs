@@ -43,11 +43,10 @@ impl T {
             cwd: "/".into(),
             exe_path: "/bin/app".into(),
             signals: Default::default(),
-            clear_child_tid: 0,
-            fs_base: 0,
-            gs_base: 0,
+            next_tid: 2,
             trace: false,
             unsupported_logged: Default::default(),
+            net: Default::default(),
         };
         T {
             p,
@@ -63,6 +62,12 @@ impl T {
             Some(Outcome::Return(v)) => v,
             other => panic!("syscall {nr}: {other:?}"),
         }
+    }
+
+    fn outcome(&mut self, nr: u64, args: &[u64]) -> Outcome {
+        let mut a = [0u64; 6];
+        a[..args.len()].copy_from_slice(args);
+        handle(&mut self.p, &mut self.m, nr, a).expect("owned by the family")
     }
 
     fn alloc(&mut self, n: u64) -> u64 {
@@ -412,22 +417,50 @@ fn poll_waits_and_deadlocks() {
     assert_eq!(u16::from_le_bytes([back[6], back[7]]), 0);
     assert_eq!(u16::from_le_bytes([back[14], back[15]]), 0);
     assert_eq!(u16::from_le_bytes([back[22], back[23]]), POLLNVAL);
-    // Nothing ready, finite timeout: sleeps, returns 0.
+    // Nothing ready, finite timeout: waits on I/O until the deadline, returning 0 then,
+    // with `revents` already cleared.
     let a = t.put(&entry(r, POLLIN));
-    let before = t.m.now;
+    let wait = |deadline| {
+        Outcome::Block(Wait {
+            channels: vec![Channel::Io],
+            deadline,
+            on_timeout: 0,
+            on_wake: None,
+        })
+    };
+    let now = t.m.now;
+    assert_eq!(
+        t.outcome(nr::POLL, &[a, 1, 25]),
+        wait(Some(now + 25_000_000))
+    );
+    assert_eq!(t.read(a + 6, 2), [0, 0]);
+    // Run again after a wake-up: the first deadline holds; past it, 0.
+    t.m.restart = Some(now + 25_000_000);
+    t.m.now += 1000;
+    assert_eq!(
+        t.outcome(nr::POLL, &[a, 1, 25]),
+        wait(Some(now + 25_000_000))
+    );
+    t.m.now = now + 25_000_000;
     assert_eq!(t.call(nr::POLL, &[a, 1, 25]), 0);
-    assert_eq!(t.m.now, before + 25_000_000);
-    // Infinite: EDEADLK.
+    t.m.restart = None;
+    // Infinite with one thread and only a pipe: nothing could end it.
     assert_eq!(t.call(nr::POLL, &[a, 1, (-1i64) as u64]), E(Errno::EDEADLK));
+    // With another thread, it waits for good.
+    t.m.other_threads = 1;
+    assert_eq!(t.outcome(nr::POLL, &[a, 1, (-1i64) as u64]), wait(None));
+    t.m.other_threads = 0;
     assert_eq!(t.call(nr::POLL, &[a, 2000, 0]), E(Errno::EINVAL));
     assert_eq!(t.call(nr::POLL, &[0x10, 1, 0]), E(Errno::EFAULT));
     // ppoll: timespec in, remaining time out.
     let mut ts = 1i64.to_le_bytes().to_vec();
     ts.extend_from_slice(&0i64.to_le_bytes());
     let tsa = t.put(&ts);
-    let before = t.m.now;
-    assert_eq!(t.call(nr::PPOLL, &[a, 1, tsa, 0, 8]), 0);
-    assert_eq!(t.m.now, before + 1_000_000_000);
+    let now = t.m.now;
+    assert_eq!(
+        t.outcome(nr::PPOLL, &[a, 1, tsa, 0, 8]),
+        wait(Some(now + 1_000_000_000))
+    );
     assert_eq!(t.read(tsa, 16), [0u8; 16]);
     let bad = t.put(&[0, 0, 0, 0, 0, 0, 0, 0, 0, 0xca, 0x9a, 0x3b, 0, 0, 0, 0]);
     assert_eq!(t.call(nr::PPOLL, &[a, 1, bad, 0, 8]), E(Errno::EINVAL));
@@ -788,4 +821,671 @@ fn mmap_reads() {
         read_for_mmap(&mut t.p, &mut t.m, w, 0, 4),
         Err(Errno::EACCES)
     );
+}
+
+impl Stat144 {
+    fn u32(&self, off: usize) -> u32 {
+        u32::from_le_bytes(self.0[off..off + 4].try_into().unwrap())
+    }
+    fn times(&self) -> [(u64, u64); 3] {
+        [72, 88, 104].map(|o| (self.u64(o), self.u64(o + 8)))
+    }
+}
+
+fn ts(pairs: [(i64, i64); 2]) -> Vec<u8> {
+    let mut v = Vec::new();
+    for (a, b) in pairs {
+        v.extend_from_slice(&a.to_le_bytes());
+        v.extend_from_slice(&b.to_le_bytes());
+    }
+    v
+}
+
+#[test]
+fn utimensat_family() {
+    use attr::{UTIME_NOW, UTIME_OMIT};
+    let mut t = T::new();
+    let fd = t.open("/tmp/f", O_CREAT | O_RDWR, 0o644);
+    let f = t.cstr("/tmp/f");
+    let cwd = AT_FDCWD as u64;
+    let times = ts([(7, 8), (9, 10)]);
+    let tp = t.put(&times);
+    t.m.now += 5;
+    assert_eq!(t.call(nr::UTIMENSAT, &[cwd, f, tp, 0]), 0);
+    let st = t.stat(nr::STAT, &[f]).unwrap();
+    assert_eq!(st.times(), [(7, 8), (9, 10), (5, 1005)]);
+    // OMIT keeps, NOW takes the clock.
+    let tp2 = t.put(&ts([(0, UTIME_OMIT), (0, UTIME_NOW)]));
+    assert_eq!(t.call(nr::UTIMENSAT, &[cwd, f, tp2, 0]), 0);
+    assert_eq!(
+        t.stat(nr::STAT, &[f]).unwrap().times()[..2],
+        [(7, 8), (5, 1005)]
+    );
+    // NULL times: both now.
+    assert_eq!(t.call(nr::UTIMENSAT, &[cwd, f, 0, 0]), 0);
+    assert_eq!(t.stat(nr::STAT, &[f]).unwrap().times()[0], (5, 1005));
+    // Descriptor form (null path) and AT_EMPTY_PATH.
+    assert_eq!(t.call(nr::UTIMENSAT, &[fd as u64, 0, tp, 0]), 0);
+    assert_eq!(t.stat(nr::STAT, &[f]).unwrap().times()[0], (7, 8));
+    assert_eq!(
+        t.call(nr::UTIMENSAT, &[fd as u64, 0, tp, AT_EMPTY_PATH]),
+        E(Errno::EINVAL)
+    );
+    let empty = t.cstr("");
+    assert_eq!(
+        t.call(nr::UTIMENSAT, &[fd as u64, empty, 0, AT_EMPTY_PATH]),
+        0
+    );
+    assert_eq!(
+        t.call(nr::UTIMENSAT, &[fd as u64, empty, 0, 0]),
+        E(Errno::ENOENT)
+    );
+    assert_eq!(t.call(nr::UTIMENSAT, &[99, 0, 0, 0]), E(Errno::EBADF));
+    assert_eq!(t.call(nr::UTIMENSAT, &[cwd, 0, 0, 0]), E(Errno::EFAULT));
+    // AT_SYMLINK_NOFOLLOW changes the link, not the target.
+    let l = t.cstr("/tmp/l");
+    assert_eq!(t.call(nr::SYMLINK, &[f, l]), 0);
+    assert_eq!(t.call(nr::UTIMENSAT, &[cwd, l, tp, AT_SYMLINK_NOFOLLOW]), 0);
+    assert_eq!(t.stat(nr::LSTAT, &[l]).unwrap().times()[1], (9, 10));
+    assert_eq!(t.stat(nr::STAT, &[l]).unwrap().times()[1], (5, 1005));
+    // Errors.
+    let bad = t.put(&ts([(0, 1_000_000_000), (0, 0)]));
+    assert_eq!(t.call(nr::UTIMENSAT, &[cwd, f, bad, 0]), E(Errno::EINVAL));
+    let neg = t.put(&ts([(-1, 0), (0, 0)]));
+    assert_eq!(t.call(nr::UTIMENSAT, &[cwd, f, neg, 0]), E(Errno::EINVAL));
+    assert_eq!(
+        t.call(nr::UTIMENSAT, &[cwd, f, tp, 0x8000]),
+        E(Errno::EINVAL)
+    );
+    assert_eq!(
+        t.call(nr::UTIMENSAT, &[cwd, f, UNMAPPED_ADDR, 0]),
+        E(Errno::EFAULT)
+    );
+    let omit = t.put(&ts([(0, UTIME_OMIT), (0, UTIME_OMIT)]));
+    let missing = t.cstr("/tmp/missing");
+    assert_eq!(t.call(nr::UTIMENSAT, &[cwd, missing, omit, 0]), 0);
+    assert_eq!(
+        t.call(nr::UTIMENSAT, &[cwd, missing, 0, 0]),
+        E(Errno::ENOENT)
+    );
+    // Read-only root: EROFS for existing files; busybox `touch /etc/new` gets ENOENT,
+    // then open(O_CREAT) fails with EROFS ("Read-only file system").
+    let hosts = t.cstr("/etc/hosts");
+    assert_eq!(t.call(nr::UTIMENSAT, &[cwd, hosts, 0, 0]), E(Errno::EROFS));
+    let new = t.cstr("/etc/new");
+    assert_eq!(t.call(nr::UTIMENSAT, &[cwd, new, 0, 0]), E(Errno::ENOENT));
+    assert_eq!(
+        t.open("/etc/new", O_WRONLY | O_CREAT, 0o666),
+        E(Errno::EROFS)
+    );
+    assert_eq!(Errno::EROFS.name(), "EROFS");
+    // utimes, futimesat (timeval) and utime (utimbuf).
+    let tv = t.put(&ts([(11, 12), (13, 14)]));
+    assert_eq!(t.call(nr::UTIMES, &[f, tv]), 0);
+    assert_eq!(
+        t.stat(nr::STAT, &[f]).unwrap().times()[..2],
+        [(11, 12_000), (13, 14_000)]
+    );
+    let badtv = t.put(&ts([(1, 1_000_000), (0, 0)]));
+    assert_eq!(t.call(nr::UTIMES, &[f, badtv]), E(Errno::EINVAL));
+    assert_eq!(t.call(nr::UTIMES, &[hosts, 0]), E(Errno::EROFS));
+    assert_eq!(t.call(nr::UTIMES, &[missing, 0]), E(Errno::ENOENT));
+    let tmpdir = t.open("/tmp", O_RDONLY | O_DIRECTORY, 0);
+    let rel = t.cstr("f");
+    assert_eq!(t.call(nr::FUTIMESAT, &[tmpdir as u64, rel, tv]), 0);
+    assert_eq!(t.call(nr::FUTIMESAT, &[fd as u64, 0, 0]), 0);
+    assert_eq!(t.stat(nr::STAT, &[f]).unwrap().times()[0], (5, 1005));
+    assert_eq!(
+        t.call(nr::FUTIMESAT, &[fd as u64, rel, 0]),
+        E(Errno::ENOTDIR)
+    );
+    let ub = t.put(&ts([(21, 22), (0, 0)])[..16]);
+    assert_eq!(t.call(nr::UTIME, &[f, ub]), 0);
+    assert_eq!(
+        t.stat(nr::STAT, &[f]).unwrap().times()[..2],
+        [(21, 0), (22, 0)]
+    );
+    assert_eq!(t.call(nr::UTIME, &[hosts, ub]), E(Errno::EROFS));
+    assert_eq!(t.call(nr::UTIME, &[missing, 0]), E(Errno::ENOENT));
+    // The console has no stored metadata.
+    assert_eq!(t.call(nr::UTIMENSAT, &[1, 0, 0, 0]), E(Errno::EPERM));
+}
+
+const UNMAPPED_ADDR: u64 = 0x5000_0000;
+
+#[test]
+fn chmod_chown_family() {
+    let mut t = T::new();
+    let cwd = AT_FDCWD as u64;
+    let fd = t.open("/tmp/f", O_CREAT | O_RDWR, 0o644);
+    let f = t.cstr("/tmp/f");
+    assert_eq!(t.call(nr::CHMOD, &[f, 0o4751]), 0);
+    assert_eq!(t.stat(nr::STAT, &[f]).unwrap().mode(), S_IFREG | 0o4751);
+    assert_eq!(t.call(nr::FCHMOD, &[fd as u64, 0o600]), 0);
+    assert_eq!(t.stat(nr::STAT, &[f]).unwrap().mode(), S_IFREG | 0o600);
+    let rel = t.cstr("f");
+    let tmpdir = t.open("/tmp", O_RDONLY | O_DIRECTORY, 0);
+    assert_eq!(t.call(nr::FCHMODAT, &[tmpdir as u64, rel, 0o640]), 0);
+    assert_eq!(t.stat(nr::STAT, &[f]).unwrap().mode(), S_IFREG | 0o640);
+    let l = t.cstr("/tmp/l");
+    t.call(nr::SYMLINK, &[f, l]);
+    assert_eq!(
+        t.call(nr::FCHMODAT2, &[cwd, l, 0o600, AT_SYMLINK_NOFOLLOW]),
+        E(Errno::EOPNOTSUPP)
+    );
+    assert_eq!(
+        t.call(nr::FCHMODAT2, &[cwd, l, 0o600, 0x8000]),
+        E(Errno::EINVAL)
+    );
+    assert_eq!(t.call(nr::FCHMODAT2, &[cwd, l, 0o604, 0]), 0);
+    assert_eq!(t.stat(nr::STAT, &[f]).unwrap().mode(), S_IFREG | 0o604);
+    let hosts = t.cstr("/etc/hosts");
+    let missing = t.cstr("/tmp/missing");
+    assert_eq!(t.call(nr::CHMOD, &[hosts, 0o600]), E(Errno::EROFS));
+    assert_eq!(t.call(nr::CHMOD, &[missing, 0o600]), E(Errno::ENOENT));
+    let maps = t.cstr("/proc/self/maps");
+    assert_eq!(t.call(nr::CHMOD, &[maps, 0o600]), E(Errno::EPERM));
+    assert_eq!(t.call(nr::FCHMOD, &[99, 0]), E(Errno::EBADF));
+    let opath = t.open("/tmp/f", O_PATH, 0);
+    assert_eq!(t.call(nr::FCHMOD, &[opath as u64, 0]), E(Errno::EBADF));
+    assert_eq!(t.call(nr::FCHMOD, &[1, 0o600]), E(Errno::EPERM));
+    // Owners: -1 keeps; stat and statx report them; set-user-ID drops.
+    t.call(nr::CHMOD, &[f, 0o4755]);
+    assert_eq!(t.call(nr::CHOWN, &[f, 1000, u64::from(u32::MAX)]), 0);
+    let st = t.stat(nr::STAT, &[f]).unwrap();
+    assert_eq!(
+        (st.u32(28), st.u32(32), st.mode()),
+        (1000, 0, S_IFREG | 0o755)
+    );
+    assert_eq!(t.call(nr::FCHOWN, &[fd as u64, u64::from(u32::MAX), 50]), 0);
+    let st = t.stat(nr::STAT, &[f]).unwrap();
+    assert_eq!((st.u32(28), st.u32(32)), (1000, 50));
+    let sx = t.alloc(256);
+    assert_eq!(t.call(nr::STATX, &[cwd, f, 0, 0x7ff, sx]), 0);
+    let x = t.read(sx, 256);
+    assert_eq!(&x[20..28], &[0xe8, 3, 0, 0, 50, 0, 0, 0]);
+    assert_eq!(t.call(nr::LCHOWN, &[l, 7, 8]), 0);
+    let st = t.stat(nr::LSTAT, &[l]).unwrap();
+    assert_eq!((st.u32(28), st.u32(32)), (7, 8));
+    assert_eq!(t.stat(nr::STAT, &[l]).unwrap().u32(28), 1000);
+    assert_eq!(t.call(nr::FCHOWNAT, &[tmpdir as u64, rel, 3, 4, 0]), 0);
+    assert_eq!(t.stat(nr::STAT, &[f]).unwrap().u32(28), 3);
+    let empty = t.cstr("");
+    assert_eq!(
+        t.call(nr::FCHOWNAT, &[fd as u64, empty, 5, 5, AT_EMPTY_PATH]),
+        0
+    );
+    assert_eq!(t.stat(nr::STAT, &[f]).unwrap().u32(28), 5);
+    assert_eq!(
+        t.call(nr::FCHOWNAT, &[fd as u64, empty, 5, 5, 0]),
+        E(Errno::ENOENT)
+    );
+    assert_eq!(t.call(nr::FCHOWNAT, &[cwd, f, 5, 5, 1]), E(Errno::EINVAL));
+    assert_eq!(t.call(nr::CHOWN, &[hosts, 1, 1]), E(Errno::EROFS));
+    assert_eq!(t.call(nr::LCHOWN, &[missing, 1, 1]), E(Errno::ENOENT));
+    assert_eq!(t.call(nr::FCHOWN, &[99, 1, 1]), E(Errno::EBADF));
+    // /dev nodes keep changes too.
+    let null = t.cstr("/dev/null");
+    assert_eq!(t.call(nr::CHMOD, &[null, 0o600]), 0);
+    assert_eq!(t.stat(nr::STAT, &[null]).unwrap().mode(), S_IFCHR | 0o600);
+}
+
+#[test]
+fn symlinks_and_links() {
+    let mut t = T::new();
+    let cwd = AT_FDCWD as u64;
+    let fd = t.open("/tmp/f", O_CREAT | O_RDWR, 0o644);
+    t.write_fd(fd, b"data");
+    let f = t.cstr("/tmp/f");
+    let l = t.cstr("/tmp/l");
+    assert_eq!(t.call(nr::SYMLINK, &[f, l]), 0);
+    assert_eq!(t.stat(nr::LSTAT, &[l]).unwrap().mode(), S_IFLNK | 0o777);
+    let b = t.alloc(64);
+    assert_eq!(t.call(nr::READLINK, &[l, b, 64]), 6);
+    let lf = t.open("/tmp/l", O_RDONLY, 0);
+    assert_eq!(t.read_fd(lf, 10).unwrap(), b"data");
+    assert_eq!(t.call(nr::SYMLINK, &[f, l]), E(Errno::EEXIST));
+    let tmpdir = t.open("/tmp", O_RDONLY | O_DIRECTORY, 0);
+    let rel = t.cstr("rel");
+    let target = t.cstr("f");
+    assert_eq!(t.call(nr::SYMLINKAT, &[target, tmpdir as u64, rel]), 0);
+    let relp = t.cstr("/tmp/rel");
+    assert_eq!(t.stat(nr::STAT, &[relp]).unwrap().size(), 4);
+    let etc = t.cstr("/etc/l");
+    assert_eq!(t.call(nr::SYMLINK, &[f, etc]), E(Errno::EROFS));
+    let empty = t.cstr("");
+    let l2 = t.cstr("/tmp/l2");
+    assert_eq!(t.call(nr::SYMLINK, &[empty, l2]), E(Errno::ENOENT));
+    let nodir = t.cstr("/tmp/nodir/x");
+    assert_eq!(t.call(nr::SYMLINK, &[f, nodir]), E(Errno::ENOENT));
+    assert_eq!(t.call(nr::SYMLINKAT, &[f, 99, rel]), E(Errno::EBADF));
+    // Hard links.
+    let h = t.cstr("/tmp/h");
+    assert_eq!(t.call(nr::LINK, &[f, h]), 0);
+    let (sf, sh) = (
+        t.stat(nr::STAT, &[f]).unwrap(),
+        t.stat(nr::STAT, &[h]).unwrap(),
+    );
+    assert_eq!((sf.ino(), sf.u64(16)), (sh.ino(), 2));
+    assert_eq!(t.call(nr::LINK, &[f, h]), E(Errno::EEXIST));
+    let d = t.cstr("/tmp/d");
+    t.call(nr::MKDIR, &[d, 0o755]);
+    let d2 = t.cstr("/tmp/d2");
+    assert_eq!(t.call(nr::LINK, &[d, d2]), E(Errno::EPERM));
+    let hosts = t.cstr("/etc/hosts");
+    assert_eq!(t.call(nr::LINK, &[hosts, d2]), E(Errno::EXDEV));
+    let etc2 = t.cstr("/etc/h3");
+    assert_eq!(t.call(nr::LINK, &[hosts, etc2]), E(Errno::EROFS));
+    assert_eq!(t.call(nr::LINK, &[f, etc2]), E(Errno::EROFS));
+    let missing = t.cstr("/tmp/missing");
+    assert_eq!(t.call(nr::LINK, &[missing, d2]), E(Errno::ENOENT));
+    // link does not follow a final symlink; linkat with AT_SYMLINK_FOLLOW does.
+    let hl = t.cstr("/tmp/hl");
+    assert_eq!(t.call(nr::LINK, &[l, hl]), 0);
+    assert_eq!(t.stat(nr::LSTAT, &[hl]).unwrap().mode(), S_IFLNK | 0o777);
+    let hf = t.cstr("/tmp/hf");
+    assert_eq!(t.call(nr::LINKAT, &[cwd, l, cwd, hf, 0x400]), 0);
+    assert_eq!(t.stat(nr::LSTAT, &[hf]).unwrap().ino(), sf.ino());
+    assert_eq!(t.call(nr::LINKAT, &[cwd, l, cwd, hf, 1]), E(Errno::EINVAL));
+    // AT_EMPTY_PATH: an open file, including an O_TMPFILE one.
+    let he = t.cstr("/tmp/he");
+    assert_eq!(
+        t.call(nr::LINKAT, &[fd as u64, empty, cwd, he, AT_EMPTY_PATH]),
+        0
+    );
+    assert_eq!(
+        t.call(nr::LINKAT, &[fd as u64, empty, cwd, he, 0]),
+        E(Errno::ENOENT)
+    );
+    let tf = t.open("/tmp", crate::fd::O_TMPFILE | O_RDWR, 0o600);
+    assert!(tf >= 0);
+    let named = t.cstr("/tmp/named");
+    assert_eq!(
+        t.call(nr::LINKAT, &[tf as u64, empty, cwd, named, AT_EMPTY_PATH]),
+        0
+    );
+    assert_eq!(t.stat(nr::STAT, &[named]).unwrap().u64(16), 1);
+    // An unlinked (not O_TMPFILE) file cannot come back.
+    let g = t.open("/tmp/g", O_CREAT | O_RDWR, 0o644);
+    let gp = t.cstr("/tmp/g");
+    t.call(nr::UNLINK, &[gp]);
+    assert_eq!(
+        t.call(nr::LINKAT, &[g as u64, empty, cwd, gp, AT_EMPTY_PATH]),
+        E(Errno::ENOENT)
+    );
+}
+
+#[test]
+fn select_and_pselect() {
+    let mut t = T::new();
+    let fds = t.alloc(8);
+    t.call(nr::PIPE, &[fds]);
+    let v = t.read(fds, 8);
+    let (r, w) = (u64::from(v[0]), u64::from(v[4]));
+    let set = |fds: &[u64]| {
+        let mut b = [0u8; 16];
+        for &fd in fds {
+            b[fd as usize / 8] |= 1 << (fd % 8);
+        }
+        b
+    };
+    // Writable pipe, stdout writable, empty pipe not readable.
+    let rs = t.put(&set(&[r]));
+    let ws = t.put(&set(&[w, 1]));
+    let zero = t.put(&ts([(0, 0), (0, 0)]));
+    assert_eq!(t.call(nr::SELECT, &[w + 1, rs, ws, 0, zero]), 2);
+    assert_eq!(t.read(rs, 16), set(&[]));
+    assert_eq!(t.read(ws, 16), set(&[w, 1]));
+    // Data makes it readable; stdin (console) is always readable.
+    t.write_fd(w as i64, b"x");
+    let rs = t.put(&set(&[r, 0]));
+    let es = t.put(&set(&[r]));
+    assert_eq!(t.call(nr::SELECT, &[r + 1, rs, 0, es, zero]), 2);
+    assert_eq!(t.read(rs, 16), set(&[r, 0]));
+    assert_eq!(t.read(es, 16), set(&[]));
+    // nfds limits what is looked at.
+    let rs = t.put(&set(&[r, 0]));
+    assert_eq!(t.call(nr::SELECT, &[1, rs, 0, 0, zero]), 1);
+    // Timeout: waits on I/O with the sets and the time left already cleared (what a
+    // timeout leaves); the request is kept for the rerun after a wake-up.
+    t.read_fd(r as i64, 1).unwrap();
+    let rs = t.put(&set(&[r]));
+    let tv = t.put(&ts([(1, 500_000), (0, 0)])[..16]);
+    let now = t.m.now;
+    let wait = |deadline| {
+        Outcome::Block(Wait {
+            channels: vec![Channel::Io],
+            deadline,
+            on_timeout: 0,
+            on_wake: None,
+        })
+    };
+    assert_eq!(
+        t.outcome(nr::SELECT, &[r + 1, rs, 0, 0, tv]),
+        wait(Some(now + 1_500_000_000))
+    );
+    assert_eq!(t.read(tv, 16), [0u8; 16]);
+    assert_eq!(t.read(rs, 16), set(&[]));
+    // Another thread writes; the woken select runs again with its first deadline and
+    // request, and reports the pipe with the time left.
+    t.write_fd(w as i64, b"y");
+    t.m.restart = Some(now + 1_500_000_000);
+    t.m.now = now + 500_000_000;
+    assert_eq!(t.outcome(nr::SELECT, &[r + 1, rs, 0, 0, tv]), Outcome::Return(1));
+    assert_eq!(t.read(rs, 16), set(&[r]));
+    assert_eq!(t.read(tv, 16), ts([(1, 0), (0, 0)])[..16]);
+    t.m.restart = None;
+    t.read_fd(r as i64, 1).unwrap();
+    // select(0, NULL, NULL, NULL, &tv) waits for the deadline.
+    let tv = t.put(&ts([(0, 1000), (0, 0)])[..16]);
+    let now = t.m.now;
+    assert_eq!(
+        t.outcome(nr::SELECT, &[0, 0, 0, 0, tv]),
+        wait(Some(now + 1_000_000))
+    );
+    // Infinite wait with nothing ready: EDEADLK, logged once.
+    let rs = t.put(&set(&[r]));
+    assert_eq!(t.call(nr::SELECT, &[r + 1, rs, 0, 0, 0]), E(Errno::EDEADLK));
+    assert_eq!(
+        t.call(nr::PSELECT6, &[r + 1, rs, 0, 0, 0, 0]),
+        E(Errno::EDEADLK)
+    );
+    assert_eq!(
+        t.m.log.iter().filter(|l| l.starts_with("select:")).count(),
+        1
+    );
+    // Errors.
+    let bad = t.put(&set(&[9]));
+    assert_eq!(t.call(nr::SELECT, &[10, bad, 0, 0, zero]), E(Errno::EBADF));
+    assert_eq!(
+        t.call(nr::SELECT, &[(-1i64) as u64, 0, 0, 0, zero]),
+        E(Errno::EINVAL)
+    );
+    let badtv = t.put(&ts([(0, 1_000_000), (0, 0)])[..16]);
+    assert_eq!(t.call(nr::SELECT, &[1, 0, 0, 0, badtv]), E(Errno::EINVAL));
+    assert_eq!(
+        t.call(nr::SELECT, &[1, UNMAPPED_ADDR, 0, 0, zero]),
+        E(Errno::EFAULT)
+    );
+    let op = t.open("/tmp", O_PATH, 0) as u64;
+    let ops = t.put(&set(&[op]));
+    assert_eq!(
+        t.call(nr::SELECT, &[op + 1, ops, 0, 0, zero]),
+        E(Errno::EBADF)
+    );
+    // pselect6: timespec and the sigmask argument.
+    let tsp = t.put(&ts([(0, 2000), (0, 0)])[..16]);
+    let mask = t.put(&[0u8; 8]);
+    let mut sm = mask.to_le_bytes().to_vec();
+    sm.extend_from_slice(&8u64.to_le_bytes());
+    let smp = t.put(&sm);
+    let rs = t.put(&set(&[r]));
+    let now = t.m.now;
+    assert_eq!(
+        t.outcome(nr::PSELECT6, &[r + 1, rs, 0, 0, tsp, smp]),
+        wait(Some(now + 2000))
+    );
+    let ws = t.put(&set(&[w]));
+    assert_eq!(t.call(nr::PSELECT6, &[w + 1, 0, ws, 0, 0, smp]), 1);
+    let mut bad_sm = mask.to_le_bytes().to_vec();
+    bad_sm.extend_from_slice(&4u64.to_le_bytes());
+    let bsm = t.put(&bad_sm);
+    assert_eq!(
+        t.call(nr::PSELECT6, &[w + 1, 0, ws, 0, 0, bsm]),
+        E(Errno::EINVAL)
+    );
+    let badts = t.put(&ts([(0, 1_000_000_000), (0, 0)])[..16]);
+    assert_eq!(
+        t.call(nr::PSELECT6, &[w + 1, 0, ws, 0, badts, 0]),
+        E(Errno::EINVAL)
+    );
+    // A hang-up reads as readable.
+    t.call(nr::CLOSE, &[w]);
+    let rs = t.put(&set(&[r]));
+    assert_eq!(t.call(nr::SELECT, &[r + 1, rs, 0, 0, 0]), 1);
+}
+
+#[test]
+fn vector_io_at_offsets() {
+    let mut t = T::new();
+    let fd = t.open("/tmp/v", O_CREAT | O_RDWR, 0o644) as u64;
+    let (a, b) = (t.put(b"hello "), t.put(b"world"));
+    let mut iov = a.to_le_bytes().to_vec();
+    iov.extend_from_slice(&6u64.to_le_bytes());
+    iov.extend_from_slice(&b.to_le_bytes());
+    iov.extend_from_slice(&5u64.to_le_bytes());
+    let iv = t.put(&iov);
+    assert_eq!(t.call(nr::PWRITEV, &[fd, iv, 2, 3, 0]), 11);
+    assert_eq!(t.p.files.get(fd as i32).unwrap().offset(), 0);
+    let (x, y) = (t.alloc(4), t.alloc(20));
+    let mut riov = x.to_le_bytes().to_vec();
+    riov.extend_from_slice(&4u64.to_le_bytes());
+    riov.extend_from_slice(&y.to_le_bytes());
+    riov.extend_from_slice(&20u64.to_le_bytes());
+    let ri = t.put(&riov);
+    assert_eq!(t.call(nr::PREADV, &[fd, ri, 2, 0, 0]), 14);
+    assert_eq!(t.read(x, 4), b"\0\0\0h");
+    assert_eq!(t.read(y, 10), b"ello world");
+    assert_eq!(t.call(nr::PREADV2, &[fd, ri, 2, 5, 0, 0]), 9);
+    assert_eq!(t.read(x, 4), b"llo ");
+    // -1: the file offset, which moves.
+    assert_eq!(t.call(nr::PWRITEV2, &[fd, iv, 1, u64::MAX, 0, 0]), 6);
+    assert_eq!(t.p.files.get(fd as i32).unwrap().offset(), 6);
+    assert_eq!(t.call(nr::PREADV2, &[fd, ri, 1, u64::MAX, 0, 0]), 4);
+    // "hello lo world": read at offset 6, which moves to 10.
+    assert_eq!(t.read(x, 4), b"lo w");
+    assert_eq!(t.p.files.get(fd as i32).unwrap().offset(), 10);
+    // Errors.
+    assert_eq!(
+        t.call(nr::PREADV2, &[fd, ri, 2, 0, 0, 1]),
+        E(Errno::EOPNOTSUPP)
+    );
+    assert_eq!(
+        t.call(nr::PWRITEV2, &[fd, iv, 2, 0, 0, 4]),
+        E(Errno::EOPNOTSUPP)
+    );
+    assert_eq!(
+        t.call(nr::PREADV, &[fd, ri, 2, u64::MAX, 0]),
+        E(Errno::EINVAL)
+    );
+    assert_eq!(t.call(nr::PREADV, &[99, ri, 2, 0, 0]), E(Errno::EBADF));
+    assert_eq!(t.call(nr::PREADV, &[1, ri, 2, 0, 0]), E(Errno::EBADF));
+    assert_eq!(t.call(nr::PWRITEV, &[1, iv, 2, 0, 0]), E(Errno::ESPIPE));
+    assert_eq!(t.call(nr::PREADV, &[fd, ri, 5000, 0, 0]), E(Errno::EINVAL));
+    let ro = t.open("/etc/hosts", O_RDONLY, 0) as u64;
+    assert_eq!(t.call(nr::PWRITEV, &[ro, iv, 2, 0, 0]), E(Errno::EBADF));
+}
+
+#[test]
+fn copy_fallocate_statfs_sync() {
+    let mut t = T::new();
+    let src = t.open("/etc/hosts", O_RDONLY, 0) as u64;
+    let dst = t.open("/tmp/c", O_CREAT | O_RDWR, 0o644) as u64;
+    assert_eq!(t.call(nr::COPY_FILE_RANGE, &[src, 0, dst, 0, 9, 0]), 9);
+    assert_eq!(t.p.files.get(src as i32).unwrap().offset(), 9);
+    let off = t.put(&4u64.to_le_bytes());
+    assert_eq!(
+        t.call(nr::COPY_FILE_RANGE, &[src, off, dst, 0, 1000, 0]),
+        16
+    );
+    assert_eq!(t.read(off, 8), 20u64.to_le_bytes());
+    let c = t.open("/tmp/c", O_RDONLY, 0);
+    assert_eq!(t.read_fd(c, 100).unwrap(), b"127.0.0.10.0.1 localhost\n");
+    assert_eq!(t.call(nr::COPY_FILE_RANGE, &[src, off, dst, 0, 10, 0]), 0);
+    assert_eq!(
+        t.call(nr::COPY_FILE_RANGE, &[src, 0, dst, 0, 1, 1]),
+        E(Errno::EINVAL)
+    );
+    assert_eq!(
+        t.call(nr::COPY_FILE_RANGE, &[dst, 0, src, 0, 1, 0]),
+        E(Errno::EBADF)
+    );
+    assert_eq!(
+        t.call(nr::COPY_FILE_RANGE, &[0, 0, dst, 0, 1, 0]),
+        E(Errno::EINVAL)
+    );
+    assert_eq!(
+        t.call(nr::COPY_FILE_RANGE, &[99, 0, dst, 0, 1, 0]),
+        E(Errno::EBADF)
+    );
+    let o0 = t.put(&0u64.to_le_bytes());
+    let o1 = t.put(&2u64.to_le_bytes());
+    assert_eq!(
+        t.call(nr::COPY_FILE_RANGE, &[dst, o0, dst, o1, 5, 0]),
+        E(Errno::EINVAL)
+    );
+    let dir = t.open("/tmp", O_RDONLY, 0) as u64;
+    assert_eq!(
+        t.call(nr::COPY_FILE_RANGE, &[dir, 0, dst, 0, 1, 0]),
+        E(Errno::EISDIR)
+    );
+    // fallocate.
+    assert_eq!(t.call(nr::FALLOCATE, &[dst, 0, 100, 28]), 0);
+    assert_eq!(t.stat(nr::FSTAT, &[dst]).unwrap().size(), 128);
+    assert_eq!(t.call(nr::FALLOCATE, &[dst, 0, 0, 10]), 0);
+    assert_eq!(t.stat(nr::FSTAT, &[dst]).unwrap().size(), 128);
+    assert_eq!(
+        t.call(nr::FALLOCATE, &[dst, 1, 0, 10]),
+        E(Errno::EOPNOTSUPP)
+    );
+    assert_eq!(t.call(nr::FALLOCATE, &[dst, 0, 0, 0]), E(Errno::EINVAL));
+    assert_eq!(
+        t.call(nr::FALLOCATE, &[dst, 0, u64::MAX, 1]),
+        E(Errno::EINVAL)
+    );
+    assert_eq!(
+        t.call(nr::FALLOCATE, &[dst, 0, i64::MAX as u64, 1]),
+        E(Errno::EFBIG)
+    );
+    assert_eq!(t.call(nr::FALLOCATE, &[src, 0, 0, 1]), E(Errno::EBADF));
+    assert_eq!(t.call(nr::FALLOCATE, &[1, 0, 0, 1]), E(Errno::ENODEV));
+    assert_eq!(t.call(nr::FALLOCATE, &[99, 0, 0, 1]), E(Errno::EBADF));
+    let fds = t.alloc(8);
+    t.call(nr::PIPE, &[fds]);
+    let w = u64::from(t.read(fds + 4, 1)[0]);
+    assert_eq!(t.call(nr::FALLOCATE, &[w, 0, 0, 1]), E(Errno::ESPIPE));
+    // statfs.
+    let buf = t.alloc(120);
+    let fs_of = |t: &mut T, path: &str| {
+        let p = t.cstr(path);
+        assert_eq!(t.call(nr::STATFS, &[p, buf]), 0);
+        let b = t.read(buf, 120);
+        let at = |o: usize| i64::from_le_bytes(b[o..o + 8].try_into().unwrap());
+        (at(0), at(8), at(64), at(80))
+    };
+    assert_eq!(fs_of(&mut t, "/tmp/c"), (0x0102_1994, 4096, 255, 0x20 | 6));
+    assert_eq!(fs_of(&mut t, "/etc/hosts").3 & 1, 1);
+    assert_eq!(fs_of(&mut t, "/proc/self/maps").0, 0x9fa0);
+    assert_eq!(fs_of(&mut t, "/").3, 0x21);
+    let missing = t.cstr("/tmp/nope");
+    assert_eq!(t.call(nr::STATFS, &[missing, buf]), E(Errno::ENOENT));
+    assert_eq!(
+        t.call(nr::STATFS, &[missing, UNMAPPED_ADDR]),
+        E(Errno::ENOENT)
+    );
+    let tmp = t.cstr("/tmp");
+    assert_eq!(t.call(nr::STATFS, &[tmp, UNMAPPED_ADDR]), E(Errno::EFAULT));
+    assert_eq!(t.call(nr::FSTATFS, &[src, buf]), 0);
+    assert_eq!(t.read(buf, 8), attr::RAMFS_MAGIC.to_le_bytes());
+    assert_eq!(t.call(nr::FSTATFS, &[w, buf]), 0);
+    assert_eq!(t.read(buf, 8), attr::PIPEFS_MAGIC.to_le_bytes());
+    assert_eq!(t.call(nr::FSTATFS, &[99, buf]), E(Errno::EBADF));
+    // sync: nothing is buffered.
+    assert_eq!(t.call(nr::SYNC, &[]), 0);
+    assert_eq!(t.call(nr::SYNCFS, &[dst]), 0);
+    assert_eq!(t.call(nr::SYNCFS, &[99]), E(Errno::EBADF));
+}
+
+#[test]
+fn proc_self_fd_and_dev_links() {
+    let mut t = T::new();
+    let fd = t.open("/tmp/f", O_CREAT | O_RDWR, 0o644);
+    assert_eq!(fd, 3);
+    let b = t.alloc(64);
+    let p3 = t.cstr("/proc/self/fd/3");
+    assert_eq!(t.call(nr::READLINK, &[p3, b, 64]), 6);
+    assert_eq!(t.read(b, 6), b"/tmp/f");
+    let p1 = t.cstr("/dev/fd/1");
+    assert_eq!(t.call(nr::READLINK, &[p1, b, 64]), 12);
+    assert_eq!(t.read(b, 12), b"/dev/console");
+    let so = t.cstr("/dev/stdout");
+    assert_eq!(t.call(nr::READLINK, &[so, b, 64]), 15);
+    assert_eq!(t.read(b, 15), b"/proc/self/fd/1");
+    // Listing shows every descriptor, including the directory's own.
+    let d = t.open("/proc/self/fd", O_RDONLY | O_DIRECTORY, 0);
+    let buf = t.alloc(1024);
+    let n = t.call(nr::GETDENTS64, &[d as u64, buf, 1024]);
+    assert!(n > 0);
+    let raw = t.read(buf, n as usize);
+    let mut names = Vec::new();
+    let mut off = 0;
+    while off < raw.len() {
+        let reclen = u16::from_le_bytes([raw[off + 16], raw[off + 17]]) as usize;
+        let name: Vec<u8> = raw[off + 19..off + reclen]
+            .iter()
+            .take_while(|&&c| c != 0)
+            .copied()
+            .collect();
+        names.push(String::from_utf8(name).unwrap());
+        off += reclen;
+    }
+    assert_eq!(names, [".", "..", "0", "1", "2", "3", "4"]);
+    // Closed descriptors disappear.
+    t.call(nr::CLOSE, &[fd as u64]);
+    assert_eq!(t.call(nr::READLINK, &[p3, b, 64]), E(Errno::ENOENT));
+    // Opening /dev/stdout reaches the console; writing goes to standard output.
+    let o = t.open("/dev/stdout", O_WRONLY | O_CREAT | O_TRUNC, 0o666);
+    assert_eq!(t.write_fd(o, b"hi\n"), 3);
+    assert_eq!(t.m.stdout, b"hi\n");
+    let e = t.open("/dev/stderr", O_WRONLY, 0);
+    assert_eq!(t.write_fd(e, b"err"), 3);
+    assert_eq!(t.m.stderr, b"err");
+    let i = t.open("/dev/stdin", O_RDONLY, 0);
+    assert_eq!(t.read_fd(i, 4).unwrap(), b"");
+    // stat follows to the open file; lstat shows the link.
+    let st = t.stat(nr::STAT, &[so]).unwrap();
+    assert_eq!(st.mode(), S_IFCHR | 0o620);
+    assert_eq!(t.stat(nr::LSTAT, &[so]).unwrap().mode(), S_IFLNK | 0o777);
+    // A pipe reopens by access mode.
+    let fds = t.alloc(8);
+    t.call(nr::PIPE, &[fds]);
+    let v = t.read(fds, 8);
+    let (r, w) = (v[0], v[4]);
+    let wpath = format!("/proc/self/fd/{r}");
+    let w2 = t.open(&wpath, O_WRONLY, 0);
+    assert_eq!(t.write_fd(w2, b"via proc"), 8);
+    assert_eq!(t.read_fd(i64::from(r), 20).unwrap(), b"via proc");
+    assert_eq!(t.open(&wpath, O_RDWR, 0), E(Errno::EINVAL));
+    let _ = w;
+    // A file reopens with the usual checks.
+    let h = t.open("/etc/hosts", O_RDONLY, 0);
+    let hp = format!("/proc/self/fd/{h}");
+    assert_eq!(t.open(&hp, O_WRONLY, 0), E(Errno::EROFS));
+    let h2 = t.open(&hp, O_RDONLY, 0);
+    assert_eq!(t.read_fd(h2, 9).unwrap(), b"127.0.0.1");
+    assert_eq!(t.open(&hp, O_RDONLY | O_DIRECTORY, 0), E(Errno::ENOTDIR));
+    let hpp = t.cstr(&hp);
+    assert_eq!(t.open(&hp, O_RDONLY | O_NOFOLLOW, 0), E(Errno::ELOOP));
+    let _ = hpp;
+    // Unlinked files stay reachable.
+    let g = t.open("/tmp/g", O_CREAT | O_RDWR, 0o644);
+    t.write_fd(g, b"kept");
+    let gp = t.cstr("/tmp/g");
+    t.call(nr::UNLINK, &[gp]);
+    let g2 = t.open(&format!("/proc/self/fd/{g}"), O_RDONLY, 0);
+    assert_eq!(t.read_fd(g2, 9).unwrap(), b"kept");
+    // /proc/self/cwd follows chdir.
+    let tmp = t.cstr("/tmp");
+    t.call(nr::CHDIR, &[tmp]);
+    let cwdl = t.cstr("/proc/self/cwd");
+    assert_eq!(t.call(nr::READLINK, &[cwdl, b, 64]), 4);
+    assert_eq!(t.read(b, 4), b"/tmp");
+}
+
+#[test]
+fn exe_is_readable() {
+    let mut t = T::new();
+    // The test archive has /bin/app itself: the archive wins.
+    let fd = t.open("/proc/self/exe", O_RDONLY, 0);
+    assert_eq!(t.read_fd(fd, 10).unwrap(), b"\x7fELF");
 }

@@ -1,0 +1,201 @@
+//! Running threads: system calls, blocking and wake-ups, preemption, idling.
+//!
+//! A system call runs on the CPU's one kernel stack. When it blocks (or the thread exits),
+//! its registers are saved in the scheduler and the stub returns into whichever thread runs
+//! next: its registers replace the frame. A blocked call that is woken runs again from the
+//! start (see `kiln_os::sched`). The timer interrupt preempts a thread that has run for a
+//! time slice while another is ready, and wakes sleepers at their deadlines.
+
+use kiln_hal::context::{FxArea, UserContext};
+use kiln_hal::syscall::SyscallFrame;
+use kiln_hal::trap::TrapFrame;
+use kiln_hal::{syscall as entry, time};
+use kiln_os::process::Outcome;
+use kiln_os::sched::Resume;
+use kiln_os::sysno;
+
+use crate::{console, fault, finish, Kernel, KERNEL};
+
+/// How long a thread runs before another ready thread gets the CPU.
+const SLICE_NS: u64 = 10_000_000;
+
+/// How the program's registers reach the kernel: which GS base register holds the user's.
+#[derive(Clone, Copy)]
+enum Via {
+    Syscall,
+    Trap,
+}
+
+fn args(r: &kiln_hal::context::Regs) -> [u64; 6] {
+    [r.rdi, r.rsi, r.rdx, r.r10, r.r8, r.r9]
+}
+
+fn bases(k: &mut Kernel, tid: u32) -> (u64, u64) {
+    k.machine.sched.state(tid).map(|s| (s.fs_base, s.gs_base)).unwrap_or((0, 0))
+}
+
+fn apply_bases(k: &mut Kernel, tid: u32, via: Via) {
+    let (fs, gs) = bases(k, tid);
+    entry::set_user_fs_base(fs);
+    match via {
+        Via::Syscall => entry::set_user_gs_base_from_kernel(gs),
+        Via::Trap => entry::set_user_gs_base_from_trap(gs),
+    }
+}
+
+/// Arms the timer for the next preemption or deadline, whichever comes first.
+fn arm_timer(k: &mut Kernel) {
+    let now = time::monotonic_ns();
+    let mut next = k.machine.sched.has_ready().then(|| now + SLICE_NS);
+    if let Some(d) = k.machine.sched.next_deadline() {
+        next = Some(next.map_or(d, |n| n.min(d)));
+    }
+    match next {
+        Some(t) => time::arm_timer_in(t.saturating_sub(now).max(1)),
+        None => time::arm_timer_in(0),
+    }
+}
+
+/// Handles one system call of the running thread.
+pub fn on_syscall(frame: &mut SyscallFrame, fx: &mut FxArea) {
+    let mut guard = KERNEL.lock();
+    let k = guard.as_mut().expect("system call before the kernel was ready");
+    let tid = k.machine.current_tid();
+    let nr = frame.rax;
+    if nr == sysno::CLONE || nr == sysno::CLONE3 {
+        k.machine.caller = Some(UserContext::from_syscall(frame, fx));
+    }
+    let before = bases(k, tid);
+    let a = [frame.rdi, frame.rsi, frame.rdx, frame.r10, frame.r8, frame.r9];
+    let outcome = kiln_os::syscall::dispatch(&mut k.process, &mut k.machine, nr, a);
+    k.machine.caller = None;
+    if let Outcome::Return(v) = outcome {
+        // The common case: the same thread goes on.
+        frame.rax = v as u64;
+        let after = bases(k, tid);
+        if after.0 != before.0 {
+            entry::set_user_fs_base(after.0);
+        }
+        if after.1 != before.1 {
+            entry::set_user_gs_base_from_kernel(after.1);
+        }
+        arm_timer(k);
+        return;
+    }
+    let ctx = UserContext::from_syscall(frame, fx);
+    if let Some(ctx) = settle(k, tid, ctx, outcome) {
+        ctx.to_syscall(frame, fx);
+        return;
+    }
+    let (next, ctx) = next_thread(k);
+    ctx.to_syscall(frame, fx);
+    apply_bases(k, next, Via::Syscall);
+    arm_timer(k);
+}
+
+/// Records the outcome of a system call of thread `tid` (registers `ctx`, with `rax` still
+/// the call's number). Returns the registers to resume when the thread goes on.
+fn settle(k: &mut Kernel, tid: u32, mut ctx: UserContext, outcome: Outcome) -> Option<UserContext> {
+    match outcome {
+        Outcome::Return(v) => {
+            ctx.regs.rax = v as u64;
+            Some(ctx)
+        }
+        Outcome::Exit(status) => finish(status),
+        Outcome::Killed(sig) => {
+            fault::report_signal(sig);
+            finish(kiln_abi::exit::killed_by(sig))
+        }
+        Outcome::Block(wait) => {
+            if let Some(saved) = k.machine.sched.ctx(tid) {
+                *saved = ctx;
+            }
+            k.machine.sched.block_current(wait);
+            None
+        }
+        Outcome::ThreadExit(status) => {
+            if k.machine.sched.exit_current() == 0 {
+                finish(status);
+            }
+            None
+        }
+    }
+}
+
+/// Picks the thread to run next: runs woken system calls again, finishes timed-out ones,
+/// and idles the CPU until some thread can run.
+fn next_thread(k: &mut Kernel) -> (u32, UserContext) {
+    loop {
+        k.machine.sched.expire(time::monotonic_ns());
+        let Some((tid, how)) = k.machine.sched.pick() else {
+            idle(k);
+            continue;
+        };
+        let ctx = k.machine.sched.ctx(tid).expect("picked thread exists");
+        match how {
+            Resume::Continue => return (tid, ctx.clone()),
+            Resume::Return(v) => {
+                ctx.regs.rax = v as u64;
+                return (tid, ctx.clone());
+            }
+            Resume::Restart => {
+                let ctx = ctx.clone();
+                let nr = ctx.regs.rax;
+                if nr == sysno::CLONE || nr == sysno::CLONE3 {
+                    k.machine.caller = Some(ctx.clone());
+                }
+                let outcome =
+                    kiln_os::syscall::dispatch(&mut k.process, &mut k.machine, nr, args(&ctx.regs));
+                k.machine.caller = None;
+                if let Some(ctx) = settle(k, tid, ctx, outcome) {
+                    if let Some(saved) = k.machine.sched.ctx(tid) {
+                        *saved = ctx.clone();
+                    }
+                    return (tid, ctx);
+                }
+            }
+        }
+    }
+}
+
+/// Halts until an interrupt: the timer at the next deadline, or a device.
+fn idle(k: &mut Kernel) {
+    let now = time::monotonic_ns();
+    match k.machine.sched.next_deadline() {
+        Some(d) => time::arm_timer_in(d.saturating_sub(now).max(1)),
+        None => {
+            time::arm_timer_in(0);
+            static WARNED: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicBool::new(false);
+            if !WARNED.swap(true, core::sync::atomic::Ordering::Relaxed) {
+                console::info(format_args!("every thread waits with no timeout: idling until a device interrupt"));
+            }
+        }
+    }
+    kiln_hal::cpu::wait_for_interrupt();
+}
+
+/// The timer interrupt: wakes sleepers and preempts a thread whose slice is over.
+pub fn on_timer(frame: &mut TrapFrame, fx: &mut FxArea) {
+    if !frame.from_user() {
+        // The kernel was idling; its loop looks at the deadlines itself.
+        return;
+    }
+    let Some(mut guard) = KERNEL.try_lock() else { return };
+    let Some(k) = guard.as_mut() else { return };
+    k.machine.sched.expire(time::monotonic_ns());
+    if k.machine.sched.has_ready() {
+        let tid = k.machine.current_tid();
+        if let Some(saved) = k.machine.sched.ctx(tid) {
+            *saved = UserContext::from_trap(frame, fx);
+        }
+        k.machine.sched.yield_current();
+        let (next, ctx) = next_thread(k);
+        if next != tid {
+            ctx.to_trap(frame, fx);
+            apply_bases(k, next, Via::Trap);
+        } else {
+            ctx.to_trap(frame, fx);
+        }
+    }
+    arm_timer(k);
+}

@@ -1,0 +1,1284 @@
+//! The network stack: one smoltcp interface (IPv4, ARP, TCP, UDP, ICMP echo, DHCP) over the
+//! machine's network card ([`NetDevice`], through [`Machine::net_device`]), and the sockets
+//! the program opened.
+//!
+//! The process owns a [`Net`]; each socket descriptor holds a [`Socket`], a handle that
+//! shares the stack. Sockets never wait inside the kernel: an operation that cannot finish
+//! fails with `EAGAIN`, and the system-call layer turns that into a wait on the socket's
+//! channel (`Channel::Object(id)`) for blocking sockets. [`poll`] runs the interface (the
+//! kernel calls it after device interrupts and at the time it returns) and wakes the
+//! channels of sockets whose readiness changed, plus `Channel::Io`.
+//!
+//! Loopback (127.0.0.0/8, and the guest's own address) goes through the same interface:
+//! see [`phy`].
+//!
+//! TCP listeners keep a small backlog of smoltcp sockets listening on the port; `accept`
+//! takes an established one and puts a fresh listener in its place. A closed connection
+//! stays in the set (an orphan) until its FIN handshake ends.
+
+pub mod phy;
+
+use alloc::collections::{BTreeMap, VecDeque};
+use alloc::sync::Arc;
+use alloc::vec;
+use alloc::vec::Vec;
+use core::fmt;
+
+use smoltcp::iface::{Config, Interface, SocketHandle, SocketSet};
+use smoltcp::socket::{dhcpv4, tcp, udp};
+use smoltcp::time::{Duration, Instant};
+use smoltcp::wire::{
+    EthernetAddress, HardwareAddress, IpAddress, IpCidr, IpEndpoint, IpListenEndpoint,
+    Ipv4Address, Ipv4Cidr,
+};
+use spin::Mutex;
+
+use kiln_abi::cmdline::NetConfig;
+
+use crate::errno::{Errno, KResult};
+use crate::fd::poll::*;
+use crate::fd::Waitable;
+use crate::fs::node::alloc_ino;
+use crate::machine::Machine;
+use crate::process::{Channel, Process};
+
+/// A network card: Ethernet frames in and out. The kernel implements it on virtio-net;
+/// host tests on memory.
+pub trait NetDevice {
+    /// The card's MAC address.
+    fn mac(&self) -> [u8; 6];
+    /// Copies the next received frame into `buf` and returns its length, or `None` when no
+    /// frame is waiting.
+    fn receive(&mut self, buf: &mut [u8]) -> Option<usize>;
+    /// Sends one frame; `false` when it was dropped (transmit queue full).
+    fn transmit(&mut self, frame: &[u8]) -> bool;
+}
+
+/// File type bits of a socket in `st_mode`.
+pub const S_IFSOCK: u32 = 0o140000;
+
+/// `POLLRDHUP`: the peer closed its writing side.
+pub const POLLRDHUP: u16 = 0x2000;
+
+/// Receive buffer of a TCP connection.
+const TCP_RX: usize = 64 * 1024;
+/// Send buffer of a TCP connection.
+const TCP_TX: usize = 64 * 1024;
+/// Most connections a listener holds before `accept` takes them.
+const MAX_BACKLOG: usize = 16;
+/// Datagrams a UDP socket queues each way.
+const UDP_PACKETS: usize = 64;
+/// Payload bytes a UDP socket queues each way.
+const UDP_BYTES: usize = 64 * 1024;
+/// Largest UDP payload that fits one frame (no IP fragmentation).
+pub const UDP_MAX_PAYLOAD: usize = 1472;
+/// First ephemeral port (Linux's default range is 32768-60999).
+const EPHEMERAL: (u16, u16) = (32768, 60999);
+/// How long `connect` waits for DHCP to configure the interface.
+const DHCP_WAIT_NS: u64 = 10_000_000_000;
+/// How long a connection attempt may take (SYN retransmissions) before `ETIMEDOUT`.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long a closed connection may take to finish its FIN handshake.
+const ORPHAN_TIMEOUT: Duration = Duration::from_secs(30);
+/// MAC address when the machine has no network card (loopback only).
+const LOOPBACK_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x01];
+
+/// An IPv4 socket address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct SockAddr {
+    /// The address.
+    pub ip: [u8; 4],
+    /// The port.
+    pub port: u16,
+}
+
+impl SockAddr {
+    fn from_endpoint(e: IpEndpoint) -> SockAddr {
+        let IpAddress::Ipv4(a) = e.addr;
+        SockAddr {
+            ip: a.octets(),
+            port: e.port,
+        }
+    }
+    fn addr(&self) -> Ipv4Address {
+        Ipv4Address::from(self.ip)
+    }
+    fn endpoint(&self) -> IpEndpoint {
+        IpEndpoint::new(IpAddress::Ipv4(self.addr()), self.port)
+    }
+}
+
+/// Socket options (`setsockopt`) as the program set them.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Options {
+    /// `SO_REUSEADDR`.
+    pub reuse_addr: bool,
+    /// `SO_REUSEPORT`.
+    pub reuse_port: bool,
+    /// `TCP_NODELAY`.
+    pub no_delay: bool,
+    /// `SO_KEEPALIVE`.
+    pub keep_alive: bool,
+    /// `SO_RCVBUF` as set (0: default).
+    pub rcvbuf: u32,
+    /// `SO_SNDBUF` as set (0: default).
+    pub sndbuf: u32,
+    /// `SO_LINGER`: (on, seconds).
+    pub linger: (bool, i32),
+    /// `SO_RCVTIMEO` in nanoseconds (0: none).
+    pub rcv_timeout: u64,
+    /// `SO_SNDTIMEO` in nanoseconds (0: none).
+    pub snd_timeout: u64,
+    /// `SO_BROADCAST`.
+    pub broadcast: bool,
+}
+
+#[derive(Debug)]
+enum Kind {
+    /// A TCP socket not yet listening or connected.
+    TcpFresh,
+    /// A listening TCP socket and its backlog of smoltcp sockets.
+    TcpListen(Vec<SocketHandle>),
+    /// A TCP connection (being made, made, or over).
+    TcpConn(SocketHandle),
+    /// A UDP socket, with its smoltcp socket once bound.
+    Udp(Option<SocketHandle>),
+}
+
+#[derive(Debug)]
+struct Sock {
+    kind: Kind,
+    /// The local address given to `bind` (port resolved), or chosen at connect.
+    local: Option<SockAddr>,
+    /// UDP: the default destination set by `connect`.
+    peer: Option<SockAddr>,
+    opts: Options,
+    /// Pending `SO_ERROR`.
+    error: Option<Errno>,
+    shut_rd: bool,
+    shut_wr: bool,
+    /// A blocking `connect` is waiting and will run again when woken.
+    connect_waiting: bool,
+    /// The connection attempt has not ended yet.
+    connecting: bool,
+    /// When the connection attempt started (monotonic ns).
+    connect_started: u64,
+    /// The connection was reset by the peer.
+    reset: bool,
+    /// TCP state seen at the last sweep.
+    last_state: tcp::State,
+    /// Readiness seen at the last sweep.
+    last_ready: u16,
+    /// Readiness changes so far (edge-triggered epoll).
+    seq: u64,
+}
+
+impl Sock {
+    fn new(stream: bool) -> Sock {
+        Sock {
+            kind: if stream {
+                Kind::TcpFresh
+            } else {
+                Kind::Udp(None)
+            },
+            local: None,
+            peer: None,
+            opts: Options::default(),
+            error: None,
+            shut_rd: false,
+            shut_wr: false,
+            connect_waiting: false,
+            connecting: false,
+            connect_started: 0,
+            reset: false,
+            last_state: tcp::State::Closed,
+            last_ready: 0,
+            seq: 0,
+        }
+    }
+}
+
+/// The stack's state, shared by the process and its socket handles.
+pub struct Stack {
+    iface: Option<Interface>,
+    sockets: SocketSet<'static>,
+    config: NetConfig,
+    dhcp: Option<SocketHandle>,
+    /// DNS servers in use (static, or from DHCP).
+    dns: Vec<[u8; 4]>,
+    /// Channel woken when the interface gets (or loses) an address.
+    config_channel: u64,
+    /// Monotonic time the interface was created.
+    started: u64,
+    mac: [u8; 6],
+    socks: BTreeMap<u64, Sock>,
+    /// Closed connections finishing their FIN handshake.
+    orphans: Vec<SocketHandle>,
+    looped: VecDeque<Vec<u8>>,
+    next_port: u16,
+    /// Something changed outside a poll (a socket was closed): poll soon.
+    dirty: bool,
+}
+
+/// The network stack of a process.
+#[derive(Clone)]
+pub struct Net {
+    stack: Arc<Mutex<Stack>>,
+}
+
+impl Default for Net {
+    fn default() -> Net {
+        Net::new(NetConfig::default())
+    }
+}
+
+impl fmt::Debug for Net {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Net")
+    }
+}
+
+/// A socket descriptor's handle on the stack. Dropping it (the last descriptor closed)
+/// closes the socket.
+pub struct Socket {
+    /// Kernel object id: the wait channel and the inode number (`waitable.id()`).
+    pub id: u64,
+    /// The socket's wait channel, for the descriptor layer.
+    pub waitable: Waitable,
+    /// `SOCK_STREAM` (TCP) rather than `SOCK_DGRAM` (UDP).
+    pub stream: bool,
+    stack: Arc<Mutex<Stack>>,
+}
+
+impl fmt::Debug for Socket {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "socket:[{}]", self.id)
+    }
+}
+
+impl Drop for Socket {
+    fn drop(&mut self) {
+        self.stack.lock().release(self.id);
+    }
+}
+
+/// What `connect` achieved.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Connect {
+    /// Connected (TCP), or the default peer is set (UDP).
+    Done,
+    /// The handshake is under way: wait on the socket's channel and run `connect` again.
+    InProgress,
+    /// The interface has no address yet (DHCP): wait on this channel until the deadline.
+    NoAddress {
+        /// Channel woken when the interface is configured.
+        channel: u64,
+        /// When to give up with `ENETUNREACH`.
+        deadline: u64,
+    },
+}
+
+fn now(m: &dyn Machine) -> Instant {
+    Instant::from_micros((m.monotonic_ns() / 1000) as i64)
+}
+
+fn tcp_socket(opts: &Options) -> tcp::Socket<'static> {
+    let mut s = tcp::Socket::new(
+        tcp::SocketBuffer::new(vec![0; TCP_RX]),
+        tcp::SocketBuffer::new(vec![0; TCP_TX]),
+    );
+    apply_tcp_options(&mut s, opts);
+    s
+}
+
+fn apply_tcp_options(s: &mut tcp::Socket<'static>, opts: &Options) {
+    s.set_nagle_enabled(!opts.no_delay);
+    s.set_keep_alive(opts.keep_alive.then(|| Duration::from_secs(75)));
+}
+
+fn udp_socket() -> udp::Socket<'static> {
+    udp::Socket::new(
+        udp::PacketBuffer::new(
+            vec![udp::PacketMetadata::EMPTY; UDP_PACKETS],
+            vec![0; UDP_BYTES],
+        ),
+        udp::PacketBuffer::new(
+            vec![udp::PacketMetadata::EMPTY; UDP_PACKETS],
+            vec![0; UDP_BYTES],
+        ),
+    )
+}
+
+fn listen_endpoint(a: SockAddr) -> IpListenEndpoint {
+    IpListenEndpoint {
+        addr: (a.ip != [0; 4]).then(|| IpAddress::Ipv4(a.addr())),
+        port: a.port,
+    }
+}
+
+fn is_established(s: tcp::State) -> bool {
+    !matches!(
+        s,
+        tcp::State::Listen | tcp::State::SynReceived | tcp::State::SynSent
+    )
+}
+
+impl Net {
+    /// A stack with `config` (static address, gateway, DNS; DHCP when no address is given).
+    pub fn new(config: NetConfig) -> Net {
+        Net {
+            stack: Arc::new(Mutex::new(Stack {
+                iface: None,
+                sockets: SocketSet::new(Vec::new()),
+                dns: config.dns.clone(),
+                config,
+                dhcp: None,
+                config_channel: alloc_ino(),
+                started: 0,
+                mac: LOOPBACK_MAC,
+                socks: BTreeMap::new(),
+                orphans: Vec::new(),
+                looped: VecDeque::new(),
+                next_port: EPHEMERAL.0,
+                dirty: false,
+            })),
+        }
+    }
+
+    /// Replaces the configuration (before the interface first runs).
+    pub fn configure(&self, config: NetConfig) {
+        let mut s = self.stack.lock();
+        s.dns = config.dns.clone();
+        s.config = config;
+    }
+
+    /// The DNS servers in use: the configured ones, else those DHCP offered.
+    pub fn dns_servers(&self) -> Vec<[u8; 4]> {
+        self.stack.lock().dns.clone()
+    }
+
+    /// The interface's address and prefix length, once it has one.
+    pub fn address(&self) -> Option<([u8; 4], u8)> {
+        let s = self.stack.lock();
+        s.external_addr().map(|c| (c.address().octets(), c.prefix_len()))
+    }
+
+    /// A new socket (`SOCK_STREAM` when `stream`, else `SOCK_DGRAM`).
+    pub fn socket(&self, stream: bool) -> Arc<Socket> {
+        let waitable = Waitable::new();
+        let id = waitable.id();
+        self.stack.lock().socks.insert(id, Sock::new(stream));
+        Arc::new(Socket {
+            id,
+            waitable,
+            stream,
+            stack: self.stack.clone(),
+        })
+    }
+
+    /// Runs the interface: receives and sends what is pending, wakes the channels of sockets
+    /// whose readiness changed. Returns when it next wants to run (monotonic ns), if ever.
+    pub fn poll(&self, m: &mut dyn Machine) -> Option<u64> {
+        let mut s = self.stack.lock();
+        s.pump(m);
+        s.next_poll(m)
+    }
+
+    /// Runs the interface if a socket changed outside a poll (cheap otherwise).
+    pub fn poll_if_dirty(&self, m: &mut dyn Machine) {
+        let mut s = self.stack.lock();
+        if s.dirty {
+            s.pump(m);
+        }
+    }
+}
+
+/// Runs the process's network stack (see [`Net::poll`]). The kernel calls it after a
+/// network interrupt and when the returned time (monotonic ns) comes.
+pub fn poll(p: &mut Process, m: &mut dyn Machine) -> Option<u64> {
+    p.net.poll(m)
+}
+
+impl Stack {
+    fn external_addr(&self) -> Option<Ipv4Cidr> {
+        let iface = self.iface.as_ref()?;
+        iface.ip_addrs().iter().find_map(|c| match c {
+            IpCidr::Ipv4(c) if c.address().octets()[0] != 127 => Some(*c),
+            _ => None,
+        })
+    }
+
+    fn own_addrs(&self) -> Vec<Ipv4Address> {
+        match &self.iface {
+            Some(i) => i
+                .ip_addrs()
+                .iter()
+                .map(|c| match c {
+                    IpCidr::Ipv4(c) => c.address(),
+                })
+                .collect(),
+            None => Vec::new(),
+        }
+    }
+
+    /// Creates the interface on first use.
+    fn ensure_iface(&mut self, m: &mut dyn Machine) {
+        if self.iface.is_some() {
+            return;
+        }
+        let mut seed = [0u8; 8];
+        m.fill_random(&mut seed);
+        let t = now(m);
+        self.started = m.monotonic_ns();
+        let mac = m.net_device().map(|d| d.mac()).unwrap_or(LOOPBACK_MAC);
+        self.mac = mac;
+        let has_card = m.net_device().is_some();
+        let mut config = Config::new(HardwareAddress::Ethernet(EthernetAddress(mac)));
+        config.random_seed = u64::from_le_bytes(seed);
+        let mut phy = phy::Phy {
+            hw: m.net_device(),
+            looped: &mut self.looped,
+            mac,
+            own: &[],
+        };
+        let mut iface = Interface::new(config, &mut phy, t);
+        let static_ip = self.config.ip;
+        iface.update_ip_addrs(|a| {
+            let _ = a.push(IpCidr::new(IpAddress::v4(127, 0, 0, 1), 8));
+            if let Some((ip, len)) = static_ip {
+                let _ = a.push(IpCidr::new(IpAddress::Ipv4(Ipv4Address::from(ip)), len));
+            }
+        });
+        if static_ip.is_some() {
+            if let Some(gw) = self.config.gateway {
+                let _ = iface
+                    .routes_mut()
+                    .add_default_ipv4_route(Ipv4Address::from(gw));
+            }
+        } else if has_card {
+            let mut d = dhcpv4::Socket::new();
+            d.set_max_lease_duration(Some(Duration::from_secs(3600)));
+            self.dhcp = Some(self.sockets.add(d));
+        }
+        self.iface = Some(iface);
+    }
+
+    /// Runs the interface until nothing is left to do, then updates DHCP, orphans and
+    /// readiness, waking what changed.
+    fn pump(&mut self, m: &mut dyn Machine) {
+        self.ensure_iface(m);
+        self.dirty = false;
+        let own = self.own_addrs();
+        for _ in 0..64 {
+            let t = now(m);
+            let Stack {
+                iface,
+                sockets,
+                looped,
+                mac,
+                ..
+            } = self;
+            let iface = iface.as_mut().expect("interface created");
+            let mut phy = phy::Phy {
+                hw: m.net_device(),
+                looped,
+                mac: *mac,
+                own: &own,
+            };
+            iface.poll(t, &mut phy, sockets);
+            if self.looped.is_empty() {
+                break;
+            }
+        }
+        self.dhcp_events(m);
+        self.reap_orphans();
+        self.sweep(m);
+    }
+
+    fn dhcp_events(&mut self, m: &mut dyn Machine) {
+        let Some(h) = self.dhcp else { return };
+        let event = match self.sockets.get_mut::<dhcpv4::Socket>(h).poll() {
+            None => return,
+            Some(dhcpv4::Event::Configured(c)) => Some((c.address, c.router, c.dns_servers)),
+            Some(dhcpv4::Event::Deconfigured) => None,
+        };
+        let iface = self.iface.as_mut().expect("interface created");
+        iface.update_ip_addrs(|a| {
+            a.retain(|c| matches!(c, IpCidr::Ipv4(c) if c.address().octets()[0] == 127));
+            if let Some((addr, _, _)) = &event {
+                let _ = a.push(IpCidr::Ipv4(*addr));
+            }
+        });
+        match &event {
+            Some((addr, router, dns)) => {
+                match router {
+                    Some(r) => {
+                        let _ = iface.routes_mut().add_default_ipv4_route(*r);
+                    }
+                    None => {
+                        iface.routes_mut().remove_default_ipv4_route();
+                    }
+                }
+                if self.config.dns.is_empty() {
+                    self.dns = dns.iter().map(|d| d.octets()).collect();
+                }
+                m.log(format_args!(
+                    "net: DHCP address {}/{}, gateway {:?}",
+                    addr.address(),
+                    addr.prefix_len(),
+                    router
+                ));
+            }
+            None => {
+                iface.routes_mut().remove_default_ipv4_route();
+                m.log(format_args!("net: DHCP lease lost"));
+            }
+        }
+        m.wake(Channel::Object(self.config_channel), usize::MAX);
+    }
+
+    fn reap_orphans(&mut self) {
+        let sockets = &mut self.sockets;
+        self.orphans.retain(|&h| {
+            let done = sockets.get::<tcp::Socket>(h).state() == tcp::State::Closed;
+            if done {
+                sockets.remove(h);
+            }
+            !done
+        });
+    }
+
+    /// Records TCP state transitions (reset, refused) and wakes the sockets whose readiness
+    /// changed.
+    fn sweep(&mut self, m: &mut dyn Machine) {
+        let now_ns = m.monotonic_ns();
+        let mut changed = Vec::new();
+        let ids: Vec<u64> = self.socks.keys().copied().collect();
+        for id in ids {
+            self.observe(id, now_ns);
+            let ready = self.readiness(id);
+            let sock = self.socks.get_mut(&id).expect("listed");
+            if ready != sock.last_ready {
+                sock.last_ready = ready;
+                sock.seq += 1;
+                changed.push(id);
+            }
+        }
+        for id in &changed {
+            m.wake(Channel::Object(*id), usize::MAX);
+        }
+        if !changed.is_empty() {
+            m.wake(Channel::Io, usize::MAX);
+        }
+    }
+
+    /// Notices the end of a connection attempt and resets.
+    fn observe(&mut self, id: u64, now_ns: u64) {
+        let sock = self.socks.get_mut(&id).expect("listed");
+        let Kind::TcpConn(h) = sock.kind else { return };
+        let state = self.sockets.get::<tcp::Socket>(h).state();
+        let prev = sock.last_state;
+        if sock.connecting && state != tcp::State::SynSent {
+            sock.connecting = false;
+            if state == tcp::State::Closed {
+                let elapsed = now_ns.saturating_sub(sock.connect_started);
+                sock.error = Some(if elapsed >= CONNECT_TIMEOUT.total_micros() * 1000 {
+                    Errno::ETIMEDOUT
+                } else {
+                    Errno::ECONNREFUSED
+                });
+            }
+        }
+        if state == tcp::State::Closed
+            && matches!(
+                prev,
+                tcp::State::Established
+                    | tcp::State::SynReceived
+                    | tcp::State::CloseWait
+                    | tcp::State::FinWait1
+                    | tcp::State::FinWait2
+            )
+            && !sock.shut_wr
+        {
+            sock.reset = true;
+            if sock.error.is_none() {
+                sock.error = Some(Errno::ECONNRESET);
+            }
+        }
+        sock.last_state = state;
+    }
+
+    /// The `poll` events ready on socket `id`.
+    fn readiness(&self, id: u64) -> u16 {
+        let Some(sock) = self.socks.get(&id) else {
+            return POLLNVAL;
+        };
+        let err = if sock.error.is_some() { POLLERR } else { 0 };
+        match &sock.kind {
+            Kind::TcpFresh => POLLOUT | POLLWRNORM | POLLHUP,
+            Kind::TcpListen(backlog) => {
+                if backlog
+                    .iter()
+                    .any(|&h| is_established(self.sockets.get::<tcp::Socket>(h).state()))
+                {
+                    POLLIN | POLLRDNORM
+                } else {
+                    0
+                }
+            }
+            Kind::TcpConn(h) => {
+                let t = self.sockets.get::<tcp::Socket>(*h);
+                let state = t.state();
+                if matches!(state, tcp::State::SynSent | tcp::State::SynReceived) {
+                    return err;
+                }
+                let mut r = err;
+                let eof = !t.may_recv() || sock.shut_rd;
+                if t.can_recv() || eof {
+                    r |= POLLIN | POLLRDNORM;
+                }
+                if eof {
+                    r |= POLLRDHUP;
+                }
+                if (t.can_send() && !sock.shut_wr) || !t.may_send() {
+                    r |= POLLOUT | POLLWRNORM;
+                }
+                if state == tcp::State::Closed || (eof && (sock.shut_wr || !t.may_send())) {
+                    r |= POLLHUP;
+                }
+                r
+            }
+            Kind::Udp(h) => {
+                let mut r = err | POLLOUT | POLLWRNORM;
+                if let Some(h) = h {
+                    if self.sockets.get::<udp::Socket>(*h).can_recv() {
+                        r |= POLLIN | POLLRDNORM;
+                    }
+                }
+                r
+            }
+        }
+    }
+
+    /// The next time the interface wants to run, in monotonic ns.
+    fn next_poll(&mut self, m: &mut dyn Machine) -> Option<u64> {
+        let t = now(m);
+        let iface = self.iface.as_mut()?;
+        iface
+            .poll_at(t, &self.sockets)
+            .map(|at| (at.total_micros().max(0) as u64).saturating_mul(1000))
+    }
+
+    /// The last descriptor of socket `id` was closed.
+    fn release(&mut self, id: u64) {
+        let Some(sock) = self.socks.remove(&id) else {
+            return;
+        };
+        self.dirty = true;
+        match sock.kind {
+            Kind::TcpFresh | Kind::Udp(None) => {}
+            Kind::Udp(Some(h)) => {
+                self.sockets.remove(h);
+            }
+            Kind::TcpListen(backlog) => {
+                for h in backlog {
+                    let t = self.sockets.get_mut::<tcp::Socket>(h);
+                    if t.state() == tcp::State::Listen {
+                        self.sockets.remove(h);
+                    } else {
+                        t.abort();
+                        self.orphans.push(h);
+                    }
+                }
+            }
+            Kind::TcpConn(h) => {
+                let t = self.sockets.get_mut::<tcp::Socket>(h);
+                // Unread data or a zero linger time reset the connection, as on Linux.
+                if t.recv_queue() > 0 || (sock.opts.linger.0 && sock.opts.linger.1 == 0) {
+                    t.abort();
+                } else {
+                    t.close();
+                    t.set_timeout(Some(ORPHAN_TIMEOUT));
+                }
+                self.orphans.push(h);
+            }
+        }
+    }
+
+    fn port_in_use(&self, port: u16, except: u64) -> bool {
+        self.socks.iter().any(|(&id, s)| {
+            id != except
+                && s.local.is_some_and(|l| l.port == port)
+                && !matches!(s.kind, Kind::TcpConn(_))
+        })
+    }
+
+    fn ephemeral_port(&mut self) -> KResult<u16> {
+        for _ in EPHEMERAL.0..=EPHEMERAL.1 {
+            let p = self.next_port;
+            self.next_port = if p >= EPHEMERAL.1 { EPHEMERAL.0 } else { p + 1 };
+            let used_by_conn = self.socks.values().any(|s| s.local.is_some_and(|l| l.port == p));
+            if !used_by_conn && !self.port_in_use(p, u64::MAX) {
+                return Ok(p);
+            }
+        }
+        Err(Errno::EADDRINUSE)
+    }
+
+    fn sock(&mut self, id: u64) -> KResult<&mut Sock> {
+        self.socks.get_mut(&id).ok_or(Errno::EBADF)
+    }
+
+    fn is_local_addr(&self, ip: [u8; 4]) -> bool {
+        ip == [0; 4] || ip[0] == 127 || self.own_addrs().contains(&Ipv4Address::from(ip))
+    }
+}
+
+impl Socket {
+    fn with<R>(&self, m: &mut dyn Machine, f: impl FnOnce(&mut Stack, u64) -> R) -> R {
+        let mut s = self.stack.lock();
+        s.ensure_iface(m);
+        f(&mut s, self.id)
+    }
+
+    /// The options as set.
+    pub fn options(&self) -> Options {
+        self.stack
+            .lock()
+            .socks
+            .get(&self.id)
+            .map(|s| s.opts)
+            .unwrap_or_default()
+    }
+
+    /// Changes the options; applies them to the connection when there is one.
+    pub fn set_options(&self, f: impl FnOnce(&mut Options)) {
+        let mut s = self.stack.lock();
+        let Stack { socks, sockets, .. } = &mut *s;
+        if let Some(sock) = socks.get_mut(&self.id) {
+            f(&mut sock.opts);
+            if let Kind::TcpConn(h) = sock.kind {
+                apply_tcp_options(sockets.get_mut::<tcp::Socket>(h), &sock.opts);
+            }
+        }
+    }
+
+    /// `SO_ERROR`: the pending error, cleared.
+    pub fn take_error(&self) -> Option<Errno> {
+        let mut s = self.stack.lock();
+        s.socks.get_mut(&self.id).and_then(|s| s.error.take())
+    }
+
+    /// `SO_ACCEPTCONN`: listening.
+    pub fn is_listening(&self) -> bool {
+        let s = self.stack.lock();
+        matches!(
+            s.socks.get(&self.id).map(|s| &s.kind),
+            Some(Kind::TcpListen(_))
+        )
+    }
+
+    /// Everything that is ready now (`POLLIN`, `POLLOUT`, `POLLHUP`, `POLLERR`,
+    /// `POLLRDHUP`).
+    pub fn poll_events(&self) -> u16 {
+        self.stack.lock().readiness(self.id)
+    }
+
+    /// A counter that changes whenever the readiness changed.
+    pub fn event_seq(&self) -> u64 {
+        let s = self.stack.lock();
+        s.socks.get(&self.id).map_or(0, |s| s.seq)
+    }
+
+    /// `read` on the socket: [`Socket::recv`] without the sender.
+    pub fn read(&self, m: &mut dyn Machine, buf: &mut [u8]) -> KResult<usize> {
+        self.recv(m, buf, false).map(|(n, _)| n)
+    }
+
+    /// `write` on the socket: [`Socket::send`] to the connected peer.
+    pub fn write(&self, m: &mut dyn Machine, data: &[u8]) -> KResult<usize> {
+        self.send(m, data, None)
+    }
+
+    /// `bind`.
+    pub fn bind(&self, m: &mut dyn Machine, addr: SockAddr) -> KResult<()> {
+        self.with(m, |s, id| {
+            if !s.is_local_addr(addr.ip) {
+                return Err(Errno::EADDRNOTAVAIL);
+            }
+            let sock = s.sock(id)?;
+            if sock.local.is_some() || !matches!(sock.kind, Kind::TcpFresh | Kind::Udp(None)) {
+                return Err(Errno::EINVAL);
+            }
+            let reuse_port = sock.opts.reuse_port;
+            let port = if addr.port == 0 {
+                s.ephemeral_port()?
+            } else {
+                let clash = s.socks.iter().any(|(&other, o)| {
+                    other != id
+                        && !matches!(o.kind, Kind::TcpConn(_))
+                        && (o.kind_is_stream() == self.stream)
+                        && o.local.is_some_and(|l| {
+                            l.port == addr.port
+                                && (l.ip == addr.ip || l.ip == [0; 4] || addr.ip == [0; 4])
+                        })
+                        && !(reuse_port && o.opts.reuse_port)
+                });
+                if clash {
+                    return Err(Errno::EADDRINUSE);
+                }
+                addr.port
+            };
+            let local = SockAddr { ip: addr.ip, port };
+            let sock = s.sock(id)?;
+            sock.local = Some(local);
+            if !self.stream {
+                let mut u = udp_socket();
+                u.bind(listen_endpoint(local))
+                    .map_err(|_| Errno::EINVAL)?;
+                let h = s.sockets.add(u);
+                s.sock(id)?.kind = Kind::Udp(Some(h));
+            }
+            Ok(())
+        })
+    }
+
+    /// `listen`.
+    pub fn listen(&self, m: &mut dyn Machine, backlog: i32) -> KResult<()> {
+        if !self.stream {
+            return Err(Errno::EOPNOTSUPP);
+        }
+        self.with(m, |s, id| {
+            let want = (backlog.max(1) as usize).min(MAX_BACKLOG);
+            let sock = s.sock(id)?;
+            match &sock.kind {
+                Kind::TcpFresh => {}
+                Kind::TcpListen(_) => return Ok(()),
+                Kind::TcpConn(_) => return Err(Errno::EINVAL),
+                Kind::Udp(_) => return Err(Errno::EOPNOTSUPP),
+            }
+            let local = match sock.local {
+                Some(l) => l,
+                None => {
+                    let port = s.ephemeral_port()?;
+                    let l = SockAddr { ip: [0; 4], port };
+                    s.sock(id)?.local = Some(l);
+                    l
+                }
+            };
+            let opts = s.sock(id)?.opts;
+            let mut backlog = Vec::with_capacity(want);
+            for _ in 0..want {
+                let mut t = tcp_socket(&opts);
+                t.listen(listen_endpoint(local))
+                    .map_err(|_| Errno::EINVAL)?;
+                backlog.push(s.sockets.add(t));
+            }
+            s.sock(id)?.kind = Kind::TcpListen(backlog);
+            s.dirty = true;
+            Ok(())
+        })
+    }
+
+    /// `accept`: an established connection and its peer's address (`EAGAIN` when none
+    /// waits).
+    pub fn accept(&self, m: &mut dyn Machine) -> KResult<(Arc<Socket>, SockAddr)> {
+        let mut s = self.stack.lock();
+        s.pump(m);
+        let id = self.id;
+        let sock = s.sock(id)?;
+        let Kind::TcpListen(backlog) = &sock.kind else {
+            return Err(Errno::EINVAL);
+        };
+        let backlog = backlog.clone();
+        let local = sock.local.expect("listening sockets are bound");
+        let opts = sock.opts;
+        for (i, &h) in backlog.iter().enumerate() {
+            let t = s.sockets.get::<tcp::Socket>(h);
+            let state = t.state();
+            if !is_established(state) {
+                continue;
+            }
+            let peer = t.remote_endpoint();
+            // Put a fresh listener in its place.
+            let mut fresh = tcp_socket(&opts);
+            fresh
+                .listen(listen_endpoint(local))
+                .map_err(|_| Errno::EINVAL)?;
+            let fresh = s.sockets.add(fresh);
+            if let Kind::TcpListen(b) = &mut s.sock(id)?.kind {
+                b[i] = fresh;
+            }
+            let Some(peer) = peer else {
+                // Reset before it was accepted: Linux skips it too.
+                s.sockets.remove(h);
+                continue;
+            };
+            let waitable = Waitable::new();
+            let conn_id = waitable.id();
+            let mut conn = Sock::new(true);
+            conn.kind = Kind::TcpConn(h);
+            conn.opts = opts;
+            conn.last_state = state;
+            conn.local = s
+                .sockets
+                .get::<tcp::Socket>(h)
+                .local_endpoint()
+                .map(SockAddr::from_endpoint);
+            s.socks.insert(conn_id, conn);
+            s.observe(conn_id, m.monotonic_ns());
+            let r = s.readiness(conn_id);
+            s.sock(conn_id)?.last_ready = r;
+            let r = s.readiness(id);
+            s.sock(id)?.last_ready = r;
+            drop(s);
+            return Ok((
+                Arc::new(Socket {
+                    id: conn_id,
+                    waitable,
+                    stream: true,
+                    stack: self.stack.clone(),
+                }),
+                SockAddr::from_endpoint(peer),
+            ));
+        }
+        Err(Errno::EAGAIN)
+    }
+
+    /// `connect`. A blocking caller waits on the socket's channel after
+    /// [`Connect::InProgress`] and calls again; `blocking` tells the two apart from a
+    /// program calling again on a non-blocking socket.
+    pub fn connect(&self, m: &mut dyn Machine, to: SockAddr, blocking: bool) -> KResult<Connect> {
+        let mut s = self.stack.lock();
+        s.pump(m);
+        let id = self.id;
+        if !self.stream {
+            let local = s.sock(id)?.local;
+            if local.is_none() {
+                drop(s);
+                self.bind(m, SockAddr::default())?;
+                s = self.stack.lock();
+            }
+            s.sock(id)?.peer = (to.ip != [0; 4] || to.port != 0).then_some(to);
+            return Ok(Connect::Done);
+        }
+        let now_ns = m.monotonic_ns();
+        let sock = s.sock(id)?;
+        match sock.kind {
+            Kind::TcpFresh => {}
+            Kind::TcpListen(_) => return Err(Errno::EISCONN),
+            Kind::Udp(_) => unreachable!(),
+            Kind::TcpConn(h) => {
+                let waiting = core::mem::take(&mut sock.connect_waiting);
+                if sock.connecting {
+                    if waiting && blocking {
+                        sock.connect_waiting = true;
+                        return Ok(Connect::InProgress);
+                    }
+                    return Err(Errno::EALREADY);
+                }
+                if let Some(e) = sock.error.take() {
+                    return Err(e);
+                }
+                let state = s.sockets.get::<tcp::Socket>(h).state();
+                return if waiting && state != tcp::State::Closed {
+                    Ok(Connect::Done)
+                } else if state == tcp::State::Closed {
+                    Err(Errno::ECONNABORTED)
+                } else {
+                    Err(Errno::EISCONN)
+                };
+            }
+        }
+        if to.ip == [0; 4] {
+            // Linux connects to the loopback address for 0.0.0.0.
+            return self.connect_to(s, m, SockAddr { ip: [127, 0, 0, 1], ..to }, blocking);
+        }
+        if to.port == 0 {
+            return Err(Errno::ECONNREFUSED);
+        }
+        let to_loopback = to.ip[0] == 127;
+        if !to_loopback && s.external_addr().is_none() {
+            if s.dhcp.is_some() && now_ns < s.started + DHCP_WAIT_NS {
+                return Ok(Connect::NoAddress {
+                    channel: s.config_channel,
+                    deadline: s.started + DHCP_WAIT_NS,
+                });
+            }
+            return Err(Errno::ENETUNREACH);
+        }
+        self.connect_to(s, m, to, blocking)
+    }
+
+    fn connect_to(
+        &self,
+        mut s: spin::MutexGuard<'_, Stack>,
+        m: &mut dyn Machine,
+        to: SockAddr,
+        blocking: bool,
+    ) -> KResult<Connect> {
+        let id = self.id;
+        let local = match s.sock(id)?.local {
+            Some(l) => l,
+            None => SockAddr {
+                ip: [0; 4],
+                port: s.ephemeral_port()?,
+            },
+        };
+        let opts = s.sock(id)?.opts;
+        let mut t = tcp_socket(&opts);
+        t.set_timeout(Some(CONNECT_TIMEOUT));
+        let Stack { iface, .. } = &mut *s;
+        let iface = iface.as_mut().expect("interface created");
+        t.connect(iface.context(), to.endpoint(), listen_endpoint(local))
+            .map_err(|e| match e {
+                tcp::ConnectError::Unaddressable => Errno::ENETUNREACH,
+                tcp::ConnectError::InvalidState => Errno::EISCONN,
+            })?;
+        let h = s.sockets.add(t);
+        let now_ns = m.monotonic_ns();
+        let sock = s.sock(id)?;
+        sock.kind = Kind::TcpConn(h);
+        sock.local = Some(local);
+        sock.connecting = true;
+        sock.connect_started = now_ns;
+        sock.last_state = tcp::State::SynSent;
+        sock.connect_waiting = blocking;
+        s.pump(m);
+        // On loopback the handshake may already be over.
+        let sock = s.sock(id)?;
+        if sock.connecting {
+            return Ok(Connect::InProgress);
+        }
+        sock.connect_waiting = false;
+        match sock.error.take() {
+            Some(e) => Err(e),
+            None => Ok(Connect::Done),
+        }
+    }
+
+    /// Receives into `buf` (`peek`: leaves the data queued). Returns the length and, for
+    /// UDP, the sender. `EAGAIN` when nothing is there yet.
+    pub fn recv(
+        &self,
+        m: &mut dyn Machine,
+        buf: &mut [u8],
+        peek: bool,
+    ) -> KResult<(usize, Option<SockAddr>)> {
+        let mut s = self.stack.lock();
+        s.pump(m);
+        let id = self.id;
+        let sock = s.sock(id)?;
+        let shut_rd = sock.shut_rd;
+        match sock.kind {
+            Kind::TcpFresh | Kind::TcpListen(_) => Err(Errno::ENOTCONN),
+            Kind::TcpConn(h) => {
+                if sock.reset {
+                    if let Some(e) = sock.error.take() {
+                        return Err(e);
+                    }
+                    return Ok((0, None));
+                }
+                if sock.connecting {
+                    return Err(Errno::EAGAIN);
+                }
+                if let Some(e) = sock.error.take() {
+                    return Err(e);
+                }
+                let t = s.sockets.get_mut::<tcp::Socket>(h);
+                let r = if peek {
+                    t.peek_slice(buf)
+                } else {
+                    t.recv_slice(buf)
+                };
+                let n = match r {
+                    Ok(0) if !buf.is_empty() => {
+                        if shut_rd {
+                            return Ok((0, None));
+                        }
+                        return Err(Errno::EAGAIN);
+                    }
+                    Ok(n) => n,
+                    Err(tcp::RecvError::Finished) => 0,
+                    Err(tcp::RecvError::InvalidState) => {
+                        return if t.state() == tcp::State::Closed {
+                            Ok((0, None))
+                        } else {
+                            Err(Errno::ENOTCONN)
+                        };
+                    }
+                };
+                if n > 0 && !peek {
+                    // Reading opened the window: tell the peer.
+                    s.pump(m);
+                }
+                Ok((n, None))
+            }
+            Kind::Udp(None) => Err(Errno::EAGAIN),
+            Kind::Udp(Some(h)) => {
+                let peer = sock.peer;
+                let u = s.sockets.get_mut::<udp::Socket>(h);
+                loop {
+                    let (data, meta) = if peek {
+                        match u.peek() {
+                            Ok((d, meta)) => (d, *meta),
+                            Err(_) => return Err(Errno::EAGAIN),
+                        }
+                    } else {
+                        match u.recv() {
+                            Ok(x) => x,
+                            Err(_) => return Err(Errno::EAGAIN),
+                        }
+                    };
+                    let from = SockAddr::from_endpoint(meta.endpoint);
+                    if peer.is_some_and(|p| p != from) && !peek {
+                        continue;
+                    }
+                    let n = data.len().min(buf.len());
+                    buf[..n].copy_from_slice(&data[..n]);
+                    return Ok((n, Some(from)));
+                }
+            }
+        }
+    }
+
+    /// Sends `data` (to `to`, for UDP). Returns how much was queued; `EAGAIN` when the send
+    /// buffer is full.
+    pub fn send(&self, m: &mut dyn Machine, data: &[u8], to: Option<SockAddr>) -> KResult<usize> {
+        let mut s = self.stack.lock();
+        s.ensure_iface(m);
+        let id = self.id;
+        let sock = s.sock(id)?;
+        if sock.shut_wr {
+            return Err(Errno::EPIPE);
+        }
+        match sock.kind {
+            Kind::TcpFresh | Kind::TcpListen(_) => Err(Errno::EPIPE),
+            Kind::TcpConn(h) => {
+                if sock.connecting {
+                    return Err(Errno::EAGAIN);
+                }
+                if sock.reset {
+                    return Err(sock.error.take().unwrap_or(Errno::EPIPE));
+                }
+                let t = s.sockets.get_mut::<tcp::Socket>(h);
+                if !t.may_send() {
+                    return Err(Errno::EPIPE);
+                }
+                if data.is_empty() {
+                    return Ok(0);
+                }
+                let n = t.send_slice(data).map_err(|_| Errno::EPIPE)?;
+                if n == 0 {
+                    return Err(Errno::EAGAIN);
+                }
+                s.pump(m);
+                Ok(n)
+            }
+            Kind::Udp(_) => {
+                let to = match to.or(sock.peer) {
+                    Some(t) => t,
+                    None => return Err(Errno::EDESTADDRREQ),
+                };
+                if data.len() > UDP_MAX_PAYLOAD {
+                    return Err(Errno::EMSGSIZE);
+                }
+                if to.ip == [255; 4] && !sock.opts.broadcast {
+                    return Err(Errno::EACCES);
+                }
+                if to.ip[0] != 127 && s.external_addr().is_none() {
+                    return Err(Errno::ENETUNREACH);
+                }
+                if matches!(s.sock(id)?.kind, Kind::Udp(None)) {
+                    drop(s);
+                    self.bind(m, SockAddr::default())?;
+                    s = self.stack.lock();
+                }
+                let Kind::Udp(Some(h)) = s.sock(id)?.kind else {
+                    unreachable!("bound above")
+                };
+                let to = if to.ip == [0; 4] {
+                    SockAddr {
+                        ip: [127, 0, 0, 1],
+                        ..to
+                    }
+                } else {
+                    to
+                };
+                match s
+                    .sockets
+                    .get_mut::<udp::Socket>(h)
+                    .send_slice(data, to.endpoint())
+                {
+                    Ok(()) => {}
+                    Err(udp::SendError::BufferFull) => return Err(Errno::EAGAIN),
+                    Err(udp::SendError::Unaddressable) => return Err(Errno::ENETUNREACH),
+                }
+                s.pump(m);
+                Ok(data.len())
+            }
+        }
+    }
+
+    /// `shutdown`: `how` is `SHUT_RD` 0, `SHUT_WR` 1 or `SHUT_RDWR` 2.
+    pub fn shutdown(&self, m: &mut dyn Machine, how: u32) -> KResult<()> {
+        if how > 2 {
+            return Err(Errno::EINVAL);
+        }
+        let mut s = self.stack.lock();
+        let id = self.id;
+        let sock = s.sock(id)?;
+        let h = match sock.kind {
+            Kind::TcpConn(h) => h,
+            Kind::TcpListen(_) => {
+                return Ok(());
+            }
+            _ => return Err(Errno::ENOTCONN),
+        };
+        if how != 1 {
+            sock.shut_rd = true;
+        }
+        if how != 0 && !sock.shut_wr {
+            sock.shut_wr = true;
+            s.sockets.get_mut::<tcp::Socket>(h).close();
+        }
+        s.pump(m);
+        Ok(())
+    }
+
+    /// `getsockname`.
+    pub fn local_addr(&self) -> SockAddr {
+        let s = self.stack.lock();
+        let Some(sock) = s.socks.get(&self.id) else {
+            return SockAddr::default();
+        };
+        if let Kind::TcpConn(h) = sock.kind {
+            if let Some(e) = s.sockets.get::<tcp::Socket>(h).local_endpoint() {
+                return SockAddr::from_endpoint(e);
+            }
+        }
+        sock.local.unwrap_or_default()
+    }
+
+    /// `getpeername` (`ENOTCONN` when not connected).
+    pub fn peer_addr(&self) -> KResult<SockAddr> {
+        let s = self.stack.lock();
+        let sock = s.socks.get(&self.id).ok_or(Errno::EBADF)?;
+        match sock.kind {
+            Kind::TcpConn(h) if !sock.connecting => s
+                .sockets
+                .get::<tcp::Socket>(h)
+                .remote_endpoint()
+                .map(SockAddr::from_endpoint)
+                .ok_or(Errno::ENOTCONN),
+            Kind::Udp(_) => sock.peer.ok_or(Errno::ENOTCONN),
+            _ => Err(Errno::ENOTCONN),
+        }
+    }
+}
+
+impl Sock {
+    fn kind_is_stream(&self) -> bool {
+        !matches!(self.kind, Kind::Udp(_))
+    }
+}

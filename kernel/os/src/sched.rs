@@ -1,0 +1,396 @@
+//! The scheduler's bookkeeping: which threads exist, which may run, and what the blocked
+//! ones wait for. Pure logic: the kernel keeps each thread's saved registers in `C` and does
+//! the switching itself.
+//!
+//! Blocking works by restart: a system call that must wait returns
+//! [`Outcome::Block`](crate::process::Outcome::Block); the thread sleeps with its
+//! registers still at the system call, and when woken either runs the call again (a read
+//! retries) or finishes it with a fixed result (a futex wait returns 0, a timeout
+//! `-ETIMEDOUT`). System calls therefore never sleep inside the kernel, and one kernel stack
+//! per CPU is enough.
+
+use alloc::collections::{BTreeMap, VecDeque};
+use alloc::vec::Vec;
+
+use crate::process::{Channel, ThreadState, Wait};
+
+/// What a thread does when it next runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Resume {
+    /// Continue in user mode where it was (newly created, or preempted).
+    Continue,
+    /// Finish the pending system call with this result.
+    Return(i64),
+    /// Run the pending system call again.
+    Restart,
+}
+
+#[derive(Debug)]
+enum Status {
+    Ready(Resume),
+    Running,
+    Blocked(Wait),
+}
+
+struct Entry<C> {
+    state: ThreadState,
+    ctx: C,
+    status: Status,
+    /// Deadline of the wait that was interrupted by a wake-up, for [`Scheduler::restart_deadline`].
+    restart_deadline: Option<u64>,
+    /// Order in which it started waiting (wake-ups go first come, first served).
+    wait_seq: u64,
+}
+
+/// Threads, run queue and wait channels.
+pub struct Scheduler<C> {
+    threads: BTreeMap<u32, Entry<C>>,
+    ready: VecDeque<u32>,
+    current: Option<u32>,
+    seq: u64,
+}
+
+impl<C> Scheduler<C> {
+    /// A scheduler whose one thread, `main`, is running.
+    pub fn new(main: ThreadState, ctx: C) -> Scheduler<C> {
+        let tid = main.tid;
+        let mut threads = BTreeMap::new();
+        threads.insert(
+            tid,
+            Entry {
+                state: main,
+                ctx,
+                status: Status::Running,
+                restart_deadline: None,
+                wait_seq: 0,
+            },
+        );
+        Scheduler {
+            threads,
+            ready: VecDeque::new(),
+            current: Some(tid),
+            seq: 0,
+        }
+    }
+
+    /// The running thread's id, if one runs.
+    pub fn current(&self) -> Option<u32> {
+        self.current
+    }
+
+    /// Number of threads.
+    pub fn len(&self) -> usize {
+        self.threads.len()
+    }
+
+    /// Whether no thread is left.
+    pub fn is_empty(&self) -> bool {
+        self.threads.is_empty()
+    }
+
+    /// Whether a thread other than the running one could run now.
+    pub fn has_ready(&self) -> bool {
+        !self.ready.is_empty()
+    }
+
+    /// State of thread `tid`.
+    pub fn state(&mut self, tid: u32) -> Option<&mut ThreadState> {
+        self.threads.get_mut(&tid).map(|e| &mut e.state)
+    }
+
+    /// Saved registers of thread `tid`.
+    pub fn ctx(&mut self, tid: u32) -> Option<&mut C> {
+        self.threads.get_mut(&tid).map(|e| &mut e.ctx)
+    }
+
+    /// State and registers of thread `tid` together.
+    pub fn entry(&mut self, tid: u32) -> Option<(&mut ThreadState, &mut C)> {
+        self.threads
+            .get_mut(&tid)
+            .map(|e| (&mut e.state, &mut e.ctx))
+    }
+
+    /// For a restarted system call of `tid`: the deadline of its earlier wait.
+    pub fn restart_deadline(&self, tid: u32) -> Option<u64> {
+        self.threads.get(&tid).and_then(|e| e.restart_deadline)
+    }
+
+    /// Adds a ready thread.
+    pub fn spawn(&mut self, state: ThreadState, ctx: C) {
+        let tid = state.tid;
+        self.threads.insert(
+            tid,
+            Entry {
+                state,
+                ctx,
+                status: Status::Ready(Resume::Continue),
+                restart_deadline: None,
+                wait_seq: 0,
+            },
+        );
+        self.ready.push_back(tid);
+    }
+
+    /// The running thread starts waiting; nothing runs until [`Scheduler::pick`].
+    pub fn block_current(&mut self, wait: Wait) {
+        let tid = self.current.take().expect("block with no running thread");
+        self.seq += 1;
+        let e = self.threads.get_mut(&tid).expect("running thread exists");
+        e.wait_seq = self.seq;
+        e.status = Status::Blocked(wait);
+    }
+
+    /// The running thread yields the CPU (preemption or `sched_yield`): it goes to the back
+    /// of the run queue.
+    pub fn yield_current(&mut self) {
+        if let Some(tid) = self.current.take() {
+            if let Some(e) = self.threads.get_mut(&tid) {
+                e.status = Status::Ready(Resume::Continue);
+                self.ready.push_back(tid);
+            }
+        }
+    }
+
+    /// Removes the running thread; returns how many threads are left.
+    pub fn exit_current(&mut self) -> usize {
+        if let Some(tid) = self.current.take() {
+            self.threads.remove(&tid);
+        }
+        self.threads.len()
+    }
+
+    fn make_ready(&mut self, tid: u32, how: Resume) {
+        if let Some(e) = self.threads.get_mut(&tid) {
+            if let Status::Blocked(w) = &e.status {
+                e.restart_deadline = if how == Resume::Restart {
+                    w.deadline
+                } else {
+                    None
+                };
+            }
+            e.status = Status::Ready(how);
+            self.ready.push_back(tid);
+        }
+    }
+
+    /// Blocked threads waiting on a channel that `channel` reaches, oldest first.
+    fn waiters(&self, channel: &Channel) -> Vec<u32> {
+        let mut w: Vec<(u64, u32)> = self
+            .threads
+            .iter()
+            .filter_map(|(tid, e)| match &e.status {
+                Status::Blocked(wait) if wait.channels.iter().any(|c| channel.reaches(c)) => {
+                    Some((e.wait_seq, *tid))
+                }
+                _ => None,
+            })
+            .collect();
+        w.sort_unstable();
+        w.into_iter().map(|(_, t)| t).collect()
+    }
+
+    /// Wakes up to `max` waiters of `channel`; returns how many.
+    pub fn wake(&mut self, channel: Channel, max: usize) -> usize {
+        let woken: Vec<u32> = self.waiters(&channel).into_iter().take(max).collect();
+        for &tid in &woken {
+            let how = match &self.threads[&tid].status {
+                Status::Blocked(w) => match w.on_wake {
+                    Some(v) => Resume::Return(v),
+                    None => Resume::Restart,
+                },
+                _ => continue,
+            };
+            self.make_ready(tid, how);
+        }
+        woken.len()
+    }
+
+    /// Wakes up to `wake` waiters of `from` and moves up to `requeue` others to `to`.
+    pub fn requeue(&mut self, from: Channel, to: Channel, wake: usize, requeue: usize) -> usize {
+        let waiters = self.waiters(&from);
+        let woken = self.wake(from, wake);
+        let mut moved = 0;
+        for tid in waiters.into_iter().skip(woken).take(requeue) {
+            if let Some(Entry {
+                status: Status::Blocked(w),
+                ..
+            }) = self.threads.get_mut(&tid)
+            {
+                for c in w.channels.iter_mut() {
+                    if from.reaches(c) {
+                        *c = to;
+                    }
+                }
+                moved += 1;
+            }
+        }
+        woken + moved
+    }
+
+    /// Readies every blocked thread whose deadline is at or before `now`, with its timeout
+    /// result.
+    pub fn expire(&mut self, now: u64) {
+        let expired: Vec<(u32, i64)> = self
+            .threads
+            .iter()
+            .filter_map(|(tid, e)| match &e.status {
+                Status::Blocked(w) if w.deadline.is_some_and(|d| d <= now) => {
+                    Some((*tid, w.on_timeout))
+                }
+                _ => None,
+            })
+            .collect();
+        for (tid, v) in expired {
+            self.make_ready(tid, Resume::Return(v));
+        }
+    }
+
+    /// The earliest deadline among blocked threads.
+    pub fn next_deadline(&self) -> Option<u64> {
+        self.threads
+            .values()
+            .filter_map(|e| match &e.status {
+                Status::Blocked(w) => w.deadline,
+                _ => None,
+            })
+            .min()
+    }
+
+    /// Makes the next ready thread the running one and says how it resumes; `None` when no
+    /// thread is ready (the CPU idles). The running thread, if any, keeps running.
+    pub fn pick(&mut self) -> Option<(u32, Resume)> {
+        if let Some(tid) = self.current {
+            return Some((tid, Resume::Continue));
+        }
+        while let Some(tid) = self.ready.pop_front() {
+            if let Some(e) = self.threads.get_mut(&tid) {
+                if let Status::Ready(how) = e.status {
+                    e.status = Status::Running;
+                    if how != Resume::Restart {
+                        e.restart_deadline = None;
+                    }
+                    self.current = Some(tid);
+                    return Some((tid, how));
+                }
+            }
+        }
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use alloc::vec;
+
+    fn thread(tid: u32) -> ThreadState {
+        ThreadState {
+            tid,
+            ..ThreadState::default()
+        }
+    }
+
+    fn wait_on(c: Channel, on_wake: Option<i64>, deadline: Option<u64>) -> Wait {
+        Wait {
+            channels: vec![c],
+            deadline,
+            on_timeout: -110,
+            on_wake,
+        }
+    }
+
+    const FUTEX: Channel = Channel::Futex {
+        addr: 0x1000,
+        bitset: u32::MAX,
+    };
+
+    #[test]
+    fn blocked_thread_runs_after_wake() {
+        let mut s = Scheduler::new(thread(1), ());
+        s.spawn(thread(2), ());
+        s.block_current(wait_on(FUTEX, Some(0), None));
+        assert_eq!(s.pick(), Some((2, Resume::Continue)));
+        assert_eq!(s.wake(FUTEX, 1), 1);
+        assert_eq!(s.wake(FUTEX, 1), 0, "already woken");
+        s.yield_current();
+        assert_eq!(s.pick(), Some((1, Resume::Return(0))));
+    }
+
+    #[test]
+    fn restart_keeps_the_first_deadline() {
+        let mut s = Scheduler::new(thread(1), ());
+        s.block_current(wait_on(Channel::Object(7), None, Some(500)));
+        assert_eq!(s.pick(), None);
+        assert_eq!(s.next_deadline(), Some(500));
+        s.wake(Channel::Object(7), usize::MAX);
+        assert_eq!(s.pick(), Some((1, Resume::Restart)));
+        assert_eq!(s.restart_deadline(1), Some(500));
+    }
+
+    #[test]
+    fn deadlines_expire_with_the_timeout_result() {
+        let mut s = Scheduler::new(thread(1), ());
+        s.block_current(wait_on(FUTEX, Some(0), Some(100)));
+        s.expire(99);
+        assert_eq!(s.pick(), None);
+        s.expire(100);
+        assert_eq!(s.pick(), Some((1, Resume::Return(-110))));
+    }
+
+    #[test]
+    fn wakes_go_oldest_first_and_respect_bitsets() {
+        let mut s = Scheduler::new(thread(1), ());
+        for t in 2..=4 {
+            s.spawn(thread(t), ());
+        }
+        let bits = |b| Channel::Futex {
+            addr: 0x1000,
+            bitset: b,
+        };
+        s.block_current(wait_on(bits(1), Some(0), None)); // 1
+        for bitset in [2, 1, 1] {
+            s.pick();
+            s.block_current(wait_on(bits(bitset), Some(0), None)); // 2, 3, 4
+        }
+        assert_eq!(s.wake(bits(2), 5), 1);
+        assert_eq!(s.pick(), Some((2, Resume::Return(0))));
+        s.block_current(wait_on(bits(2), Some(0), None));
+        assert_eq!(s.wake(bits(1), 2), 2);
+        assert_eq!(s.pick().map(|p| p.0), Some(1));
+        s.yield_current();
+        assert_eq!(s.pick().map(|p| p.0), Some(3));
+    }
+
+    #[test]
+    fn requeue_moves_waiters() {
+        let mut s = Scheduler::new(thread(1), ());
+        for t in 2..=3 {
+            s.spawn(thread(t), ());
+        }
+        let other = Channel::Futex {
+            addr: 0x2000,
+            bitset: u32::MAX,
+        };
+        s.block_current(wait_on(FUTEX, Some(0), None));
+        for _ in 0..2 {
+            s.pick();
+            s.block_current(wait_on(FUTEX, Some(0), None));
+        }
+        // Three waiters: one woken, one moved, one left where it was.
+        assert_eq!(s.requeue(FUTEX, other, 1, 1), 2);
+        assert_eq!(s.wake(other, 10), 1);
+        assert_eq!(s.wake(FUTEX, 10), 1);
+    }
+
+    #[test]
+    fn exit_and_yield() {
+        let mut s = Scheduler::new(thread(1), 'a');
+        s.spawn(thread(2), 'b');
+        s.yield_current();
+        assert_eq!(s.pick(), Some((2, Resume::Continue)));
+        assert_eq!(*s.ctx(2).unwrap(), 'b');
+        assert_eq!(s.exit_current(), 1);
+        assert_eq!(s.pick(), Some((1, Resume::Continue)));
+        assert_eq!(s.len(), 1);
+    }
+}

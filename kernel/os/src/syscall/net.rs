@@ -1,0 +1,630 @@
+//! Socket system calls (IPv4 TCP and UDP) over [`crate::net`]: the Linux ABI side
+//! (`sockaddr_in`, `msghdr`, option encodings, flags) and blocking.
+//!
+//! `read`, `write`, `readv` and `writev` on sockets go through the file layer
+//! ([`crate::fd::OpenFile`]); everything socket-specific is here. A call that cannot finish
+//! on a blocking socket waits on the socket's channel and runs again when woken
+//! (`SO_RCVTIMEO`/`SO_SNDTIMEO` bound the wait with `EAGAIN`).
+
+use alloc::sync::Arc;
+use alloc::vec;
+use alloc::vec::Vec;
+
+use crate::errno::{Errno, KResult};
+use crate::fd::{Object, OpenFile, O_NONBLOCK, O_RDWR};
+use crate::machine::Machine;
+use crate::net::{Connect, SockAddr, Socket};
+use crate::process::{Channel, Outcome, Process, Wait};
+use crate::sysno as nr;
+
+use super::{read_user, ret, write_user};
+
+/// `AF_UNSPEC`.
+pub const AF_UNSPEC: u16 = 0;
+/// `AF_INET`.
+pub const AF_INET: u16 = 2;
+/// `SOCK_STREAM`.
+pub const SOCK_STREAM: u64 = 1;
+/// `SOCK_DGRAM`.
+pub const SOCK_DGRAM: u64 = 2;
+/// `SOCK_NONBLOCK` (same bit as `O_NONBLOCK`).
+pub const SOCK_NONBLOCK: u64 = 0o4000;
+/// `SOCK_CLOEXEC` (same bit as `O_CLOEXEC`).
+pub const SOCK_CLOEXEC: u64 = 0o2000000;
+/// `MSG_PEEK`.
+pub const MSG_PEEK: u64 = 0x2;
+/// `MSG_DONTWAIT`.
+pub const MSG_DONTWAIT: u64 = 0x40;
+
+const IPPROTO_IP: u64 = 0;
+const IPPROTO_TCP: u64 = 6;
+const IPPROTO_UDP: u64 = 17;
+const SOL_SOCKET: u64 = 1;
+
+const SO_REUSEADDR: u64 = 2;
+const SO_TYPE: u64 = 3;
+const SO_ERROR: u64 = 4;
+const SO_DONTROUTE: u64 = 5;
+const SO_BROADCAST: u64 = 6;
+const SO_SNDBUF: u64 = 7;
+const SO_RCVBUF: u64 = 8;
+const SO_KEEPALIVE: u64 = 9;
+const SO_OOBINLINE: u64 = 10;
+const SO_LINGER: u64 = 13;
+const SO_REUSEPORT: u64 = 15;
+const SO_RCVLOWAT: u64 = 18;
+const SO_SNDLOWAT: u64 = 19;
+const SO_RCVTIMEO: u64 = 20;
+const SO_SNDTIMEO: u64 = 21;
+const SO_ACCEPTCONN: u64 = 30;
+const SO_PROTOCOL: u64 = 38;
+const SO_DOMAIN: u64 = 39;
+
+const TCP_NODELAY: u64 = 1;
+const TCP_MAXSEG: u64 = 2;
+const TCP_KEEPIDLE: u64 = 4;
+const TCP_KEEPINTVL: u64 = 5;
+const TCP_KEEPCNT: u64 = 6;
+
+const IP_TOS: u64 = 1;
+const IP_TTL: u64 = 2;
+
+/// Largest amount one send call copies in (it may queue less; the rest is a short write).
+const MAX_SEND: usize = 256 * 1024;
+/// Largest amount one receive call copies out.
+const MAX_RECV: usize = 256 * 1024;
+
+/// Handles the socket calls; `None` for numbers this family does not own.
+pub fn handle(p: &mut Process, m: &mut dyn Machine, nr: u64, a: [u64; 6]) -> Option<Outcome> {
+    let fd = a[0] as i32;
+    Some(match nr {
+        nr::SOCKET => ret(sys_socket(p, a[0], a[1], a[2])),
+        nr::SOCKETPAIR => ret(Err(if a[0] == 1 {
+            Errno::EOPNOTSUPP
+        } else {
+            Errno::EAFNOSUPPORT
+        })),
+        nr::BIND => ret(sys_bind(p, m, fd, a[1], a[2])),
+        nr::LISTEN => ret(socket(p, fd).and_then(|s| s.listen(m, a[1] as i32).map(|_| 0))),
+        nr::ACCEPT => sys_accept(p, m, fd, a[1], a[2], 0),
+        nr::ACCEPT4 => sys_accept(p, m, fd, a[1], a[2], a[3]),
+        nr::CONNECT => sys_connect(p, m, fd, a[1], a[2]),
+        nr::GETSOCKNAME => ret(socket(p, fd)
+            .and_then(|s| put_sockaddr(p, m, a[1], a[2], s.local_addr()).map(|_| 0))),
+        nr::GETPEERNAME => ret(socket(p, fd)
+            .and_then(|s| s.peer_addr())
+            .and_then(|peer| put_sockaddr(p, m, a[1], a[2], peer).map(|_| 0))),
+        nr::SETSOCKOPT => ret(sys_setsockopt(p, m, fd, a[1], a[2], a[3], a[4])),
+        nr::GETSOCKOPT => ret(sys_getsockopt(p, m, fd, a[1], a[2], a[3], a[4])),
+        nr::SHUTDOWN => ret(socket(p, fd).and_then(|s| s.shutdown(m, a[1] as u32).map(|_| 0))),
+        nr::SENDTO => sys_sendto(p, m, fd, a[1], a[2], a[3], a[4], a[5]),
+        nr::RECVFROM => sys_recvfrom(p, m, fd, a[1], a[2], a[3], a[4], a[5]),
+        nr::SENDMSG => sys_sendmsg(p, m, fd, a[1], a[2]),
+        nr::RECVMSG => sys_recvmsg(p, m, fd, a[1], a[2]),
+        _ => return None,
+    })
+}
+
+/// The open file and socket behind `fd` (`EBADF`, or `ENOTSOCK` for other files).
+fn file_socket(p: &Process, fd: i32) -> KResult<(Arc<OpenFile>, Arc<Socket>)> {
+    let f = p.files.get(fd)?;
+    let s = match &f.object {
+        Object::Socket(s) => s.clone(),
+        _ => return Err(Errno::ENOTSOCK),
+    };
+    Ok((f, s))
+}
+
+fn socket(p: &Process, fd: i32) -> KResult<Arc<Socket>> {
+    file_socket(p, fd).map(|(_, s)| s)
+}
+
+/// `EAGAIN` from a blocking socket becomes a wait on the socket, bounded by `timeout_ns`
+/// (0: none) with `EAGAIN` at the end, as `SO_RCVTIMEO` does.
+fn block(
+    m: &mut dyn Machine,
+    f: &OpenFile,
+    s: &Socket,
+    flags: u64,
+    timeout_ns: u64,
+    r: KResult<i64>,
+) -> Outcome {
+    match r {
+        Err(Errno::EAGAIN) if !f.nonblock() && flags & MSG_DONTWAIT == 0 => {
+            let deadline = (timeout_ns > 0).then(|| {
+                m.restart_deadline()
+                    .unwrap_or_else(|| m.monotonic_ns().saturating_add(timeout_ns))
+            });
+            Outcome::Block(Wait {
+                channels: vec![Channel::Object(s.id)],
+                deadline,
+                on_timeout: Errno::EAGAIN.as_return(),
+                on_wake: None,
+            })
+        }
+        r => ret(r),
+    }
+}
+
+fn sys_socket(p: &mut Process, domain: u64, ty: u64, protocol: u64) -> KResult<i64> {
+    if domain != AF_INET as u64 {
+        return Err(Errno::EAFNOSUPPORT);
+    }
+    if ty & !(0xf | SOCK_NONBLOCK | SOCK_CLOEXEC) != 0 {
+        return Err(Errno::EINVAL);
+    }
+    let stream = match ty & 0xf {
+        SOCK_STREAM => true,
+        SOCK_DGRAM => false,
+        _ => return Err(Errno::ESOCKTNOSUPPORT),
+    };
+    match (stream, protocol) {
+        (_, 0) | (true, IPPROTO_TCP) | (false, IPPROTO_UDP) => {}
+        _ => return Err(Errno::EPROTONOSUPPORT),
+    }
+    let sock = p.net.socket(stream);
+    install(p, sock, ty & SOCK_NONBLOCK != 0, ty & SOCK_CLOEXEC != 0)
+}
+
+fn install(p: &mut Process, sock: Arc<Socket>, nonblock: bool, cloexec: bool) -> KResult<i64> {
+    let path = alloc::format!("socket:[{}]", sock.id);
+    let flags = O_RDWR | if nonblock { O_NONBLOCK } else { 0 };
+    let file = OpenFile::new(Object::Socket(sock), path, flags);
+    p.files.install(file, cloexec).map(|fd| fd as i64)
+}
+
+/// Reads a `sockaddr_in`. `AF_UNSPEC` gives `None` (accepted where Linux accepts it).
+fn get_sockaddr(
+    p: &mut Process,
+    m: &mut dyn Machine,
+    addr: u64,
+    len: u64,
+) -> KResult<Option<SockAddr>> {
+    if len < 2 || len > 128 {
+        return Err(Errno::EINVAL);
+    }
+    let mut raw = vec![0u8; len as usize];
+    p.vm.copy_from_user(m.pages(), addr, &mut raw)?;
+    match u16::from_le_bytes([raw[0], raw[1]]) {
+        AF_INET if len >= 16 => Ok(Some(SockAddr {
+            port: u16::from_be_bytes([raw[2], raw[3]]),
+            ip: [raw[4], raw[5], raw[6], raw[7]],
+        })),
+        AF_INET => Err(Errno::EINVAL),
+        AF_UNSPEC => Ok(None),
+        _ => Err(Errno::EAFNOSUPPORT),
+    }
+}
+
+/// The 16 bytes of a `sockaddr_in`.
+pub fn sockaddr_bytes(a: SockAddr) -> [u8; 16] {
+    let mut b = [0u8; 16];
+    b[..2].copy_from_slice(&AF_INET.to_le_bytes());
+    b[2..4].copy_from_slice(&a.port.to_be_bytes());
+    b[4..8].copy_from_slice(&a.ip);
+    b
+}
+
+/// Writes a `sockaddr_in` to `addr` (truncated to the `socklen_t` at `len_ptr`) and its
+/// full length to `len_ptr`. Does nothing when `addr` is null.
+fn put_sockaddr(
+    p: &mut Process,
+    m: &mut dyn Machine,
+    addr: u64,
+    len_ptr: u64,
+    a: SockAddr,
+) -> KResult<()> {
+    if addr == 0 {
+        return Ok(());
+    }
+    let len = i32::from_le_bytes(read_user::<4>(p, m, len_ptr)?);
+    if len < 0 {
+        return Err(Errno::EINVAL);
+    }
+    let b = sockaddr_bytes(a);
+    let n = (len as usize).min(b.len());
+    write_user(p, m, addr, &b[..n])?;
+    write_user(p, m, len_ptr, &(b.len() as u32).to_le_bytes())
+}
+
+fn sys_bind(p: &mut Process, m: &mut dyn Machine, fd: i32, addr: u64, len: u64) -> KResult<i64> {
+    let s = socket(p, fd)?;
+    let a = get_sockaddr(p, m, addr, len)?.ok_or(Errno::EAFNOSUPPORT)?;
+    s.bind(m, a)?;
+    Ok(0)
+}
+
+fn sys_accept(
+    p: &mut Process,
+    m: &mut dyn Machine,
+    fd: i32,
+    addr: u64,
+    len_ptr: u64,
+    flags: u64,
+) -> Outcome {
+    let r = (|| {
+        if flags & !(SOCK_NONBLOCK | SOCK_CLOEXEC) != 0 {
+            return Err(Errno::EINVAL);
+        }
+        let (f, s) = file_socket(p, fd)?;
+        if !s.stream {
+            return Err(Errno::EOPNOTSUPP);
+        }
+        Ok((f, s))
+    })();
+    let (f, s) = match r {
+        Ok(x) => x,
+        Err(e) => return ret(Err(e)),
+    };
+    let r = s.accept(m).and_then(|(conn, peer)| {
+        // Check the address buffer before installing, so a bad pointer leaks nothing.
+        if addr != 0 {
+            read_user::<4>(p, m, len_ptr)?;
+        }
+        let fd = install(p, conn, flags & SOCK_NONBLOCK != 0, flags & SOCK_CLOEXEC != 0)?;
+        if let Err(e) = put_sockaddr(p, m, addr, len_ptr, peer) {
+            let _ = p.files.close(fd as i32);
+            return Err(e);
+        }
+        Ok(fd)
+    });
+    let timeout = s.options().rcv_timeout;
+    block(m, &f, &s, 0, timeout, r)
+}
+
+fn sys_connect(p: &mut Process, m: &mut dyn Machine, fd: i32, addr: u64, len: u64) -> Outcome {
+    let (f, s) = match file_socket(p, fd) {
+        Ok(x) => x,
+        Err(e) => return ret(Err(e)),
+    };
+    let to = match get_sockaddr(p, m, addr, len) {
+        Ok(Some(a)) => a,
+        // AF_UNSPEC dissolves a UDP association.
+        Ok(None) if !s.stream => SockAddr::default(),
+        Ok(None) => return ret(Err(Errno::EAFNOSUPPORT)),
+        Err(e) => return ret(Err(e)),
+    };
+    let blocking = !f.nonblock();
+    match s.connect(m, to, blocking) {
+        Ok(Connect::Done) => Outcome::Return(0),
+        Ok(Connect::InProgress) if blocking => Outcome::Block(Wait {
+            channels: vec![Channel::Object(s.id)],
+            deadline: None,
+            on_timeout: 0,
+            on_wake: None,
+        }),
+        Ok(Connect::InProgress) => ret(Err(Errno::EINPROGRESS)),
+        Ok(Connect::NoAddress { channel, deadline }) if blocking => Outcome::Block(Wait {
+            channels: vec![Channel::Object(channel)],
+            deadline: Some(deadline),
+            on_timeout: Errno::ENETUNREACH.as_return(),
+            on_wake: None,
+        }),
+        Ok(Connect::NoAddress { .. }) => ret(Err(Errno::ENETUNREACH)),
+        Err(e) => ret(Err(e)),
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn sys_sendto(
+    p: &mut Process,
+    m: &mut dyn Machine,
+    fd: i32,
+    buf: u64,
+    len: u64,
+    flags: u64,
+    addr: u64,
+    addrlen: u64,
+) -> Outcome {
+    let (f, s) = match file_socket(p, fd) {
+        Ok(x) => x,
+        Err(e) => return ret(Err(e)),
+    };
+    let r = (|| {
+        let to = if addr != 0 && !s.stream {
+            get_sockaddr(p, m, addr, addrlen)?
+        } else {
+            None
+        };
+        let mut data = vec![0u8; (len as usize).min(MAX_SEND)];
+        p.vm.copy_from_user(m.pages(), buf, &mut data)?;
+        s.send(m, &data, to).map(|n| n as i64)
+    })();
+    let timeout = s.options().snd_timeout;
+    block(m, &f, &s, flags, timeout, r)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn sys_recvfrom(
+    p: &mut Process,
+    m: &mut dyn Machine,
+    fd: i32,
+    buf: u64,
+    len: u64,
+    flags: u64,
+    addr: u64,
+    len_ptr: u64,
+) -> Outcome {
+    let (f, s) = match file_socket(p, fd) {
+        Ok(x) => x,
+        Err(e) => return ret(Err(e)),
+    };
+    let r = (|| {
+        let mut data = vec![0u8; (len as usize).min(MAX_RECV)];
+        let (n, from) = s.recv(m, &mut data, flags & MSG_PEEK != 0)?;
+        write_user(p, m, buf, &data[..n])?;
+        if let Some(from) = from {
+            put_sockaddr(p, m, addr, len_ptr, from)?;
+        } else if addr != 0 && s.stream {
+            // Linux leaves the address alone and reports length 0 for TCP.
+            write_user(p, m, len_ptr, &0u32.to_le_bytes())?;
+        }
+        Ok(n as i64)
+    })();
+    let timeout = s.options().rcv_timeout;
+    block(m, &f, &s, flags, timeout, r)
+}
+
+/// The fields of a `struct msghdr` the calls use.
+struct MsgHdr {
+    name: u64,
+    namelen: u32,
+    iov: Vec<(u64, u64)>,
+}
+
+fn get_msghdr(p: &mut Process, m: &mut dyn Machine, addr: u64) -> KResult<MsgHdr> {
+    let raw = read_user::<56>(p, m, addr)?;
+    let u64at = |o: usize| u64::from_le_bytes(raw[o..o + 8].try_into().expect("8 bytes"));
+    let iovlen = u64at(24);
+    if iovlen > 1024 {
+        return Err(Errno::EMSGSIZE);
+    }
+    let mut rawiov = vec![0u8; iovlen as usize * 16];
+    p.vm.copy_from_user(m.pages(), u64at(16), &mut rawiov)?;
+    let iov = rawiov
+        .chunks_exact(16)
+        .map(|c| {
+            (
+                u64::from_le_bytes(c[..8].try_into().expect("8 bytes")),
+                u64::from_le_bytes(c[8..].try_into().expect("8 bytes")),
+            )
+        })
+        .collect();
+    Ok(MsgHdr {
+        name: u64at(0),
+        namelen: u32::from_le_bytes(raw[8..12].try_into().expect("4 bytes")),
+        iov,
+    })
+}
+
+fn sys_sendmsg(p: &mut Process, m: &mut dyn Machine, fd: i32, msg: u64, flags: u64) -> Outcome {
+    let (f, s) = match file_socket(p, fd) {
+        Ok(x) => x,
+        Err(e) => return ret(Err(e)),
+    };
+    let r = (|| {
+        let h = get_msghdr(p, m, msg)?;
+        let to = if h.name != 0 && !s.stream {
+            get_sockaddr(p, m, h.name, h.namelen as u64)?
+        } else {
+            None
+        };
+        let mut data = Vec::new();
+        for (base, len) in h.iov {
+            let take = (len as usize).min(MAX_SEND - data.len());
+            let at = data.len();
+            data.resize(at + take, 0);
+            p.vm.copy_from_user(m.pages(), base, &mut data[at..])?;
+            if data.len() == MAX_SEND {
+                break;
+            }
+        }
+        s.send(m, &data, to).map(|n| n as i64)
+    })();
+    let timeout = s.options().snd_timeout;
+    block(m, &f, &s, flags, timeout, r)
+}
+
+fn sys_recvmsg(p: &mut Process, m: &mut dyn Machine, fd: i32, msg: u64, flags: u64) -> Outcome {
+    let (f, s) = match file_socket(p, fd) {
+        Ok(x) => x,
+        Err(e) => return ret(Err(e)),
+    };
+    let r = (|| {
+        let h = get_msghdr(p, m, msg)?;
+        let total: u64 = h.iov.iter().map(|&(_, l)| l).sum();
+        let mut data = vec![0u8; (total as usize).min(MAX_RECV)];
+        let (n, from) = s.recv(m, &mut data, flags & MSG_PEEK != 0)?;
+        let mut off = 0;
+        for (base, len) in h.iov {
+            if off == n {
+                break;
+            }
+            let take = (len as usize).min(n - off);
+            write_user(p, m, base, &data[off..off + take])?;
+            off += take;
+        }
+        let namelen = match (from, h.name) {
+            (Some(from), name) if name != 0 => {
+                let b = sockaddr_bytes(from);
+                let k = (h.namelen as usize).min(b.len());
+                write_user(p, m, name, &b[..k])?;
+                b.len() as u32
+            }
+            _ => 0,
+        };
+        write_user(p, m, msg + 8, &namelen.to_le_bytes())?;
+        // No control messages; no flags (MSG_TRUNC is not reported).
+        write_user(p, m, msg + 40, &0u64.to_le_bytes())?;
+        write_user(p, m, msg + 48, &0u32.to_le_bytes())?;
+        Ok(n as i64)
+    })();
+    let timeout = s.options().rcv_timeout;
+    block(m, &f, &s, flags, timeout, r)
+}
+
+fn timeval_ns(b: &[u8]) -> KResult<u64> {
+    if b.len() < 16 {
+        return Err(Errno::EINVAL);
+    }
+    let sec = i64::from_le_bytes(b[..8].try_into().expect("8 bytes"));
+    let usec = i64::from_le_bytes(b[8..16].try_into().expect("8 bytes"));
+    if !(0..1_000_000).contains(&usec) {
+        return Err(Errno(33)); // EDOM
+    }
+    Ok((sec.max(0) as u64)
+        .saturating_mul(1_000_000_000)
+        .saturating_add(usec as u64 * 1000))
+}
+
+fn timeval_bytes(ns: u64) -> Vec<u8> {
+    let mut v = Vec::with_capacity(16);
+    v.extend_from_slice(&((ns / 1_000_000_000) as i64).to_le_bytes());
+    v.extend_from_slice(&(((ns % 1_000_000_000) / 1000) as i64).to_le_bytes());
+    v
+}
+
+fn sys_setsockopt(
+    p: &mut Process,
+    m: &mut dyn Machine,
+    fd: i32,
+    level: u64,
+    name: u64,
+    val: u64,
+    len: u64,
+) -> KResult<i64> {
+    let s = socket(p, fd)?;
+    if len > 64 {
+        return Err(Errno::EINVAL);
+    }
+    let mut raw = vec![0u8; len as usize];
+    p.vm.copy_from_user(m.pages(), val, &mut raw)?;
+    let int = || -> KResult<i32> {
+        if raw.len() < 4 {
+            return Err(Errno::EINVAL);
+        }
+        Ok(i32::from_le_bytes(raw[..4].try_into().expect("4 bytes")))
+    };
+    match (level, name) {
+        (SOL_SOCKET, SO_REUSEADDR) => {
+            let on = int()? != 0;
+            s.set_options(|o| o.reuse_addr = on);
+        }
+        (SOL_SOCKET, SO_REUSEPORT) => {
+            let on = int()? != 0;
+            s.set_options(|o| o.reuse_port = on);
+        }
+        (SOL_SOCKET, SO_KEEPALIVE) => {
+            let on = int()? != 0;
+            s.set_options(|o| o.keep_alive = on);
+        }
+        (SOL_SOCKET, SO_BROADCAST) => {
+            let on = int()? != 0;
+            s.set_options(|o| o.broadcast = on);
+        }
+        (SOL_SOCKET, SO_RCVBUF) => {
+            let v = int()?.max(0) as u32;
+            s.set_options(|o| o.rcvbuf = v);
+        }
+        (SOL_SOCKET, SO_SNDBUF) => {
+            let v = int()?.max(0) as u32;
+            s.set_options(|o| o.sndbuf = v);
+        }
+        (SOL_SOCKET, SO_LINGER) => {
+            if raw.len() < 8 {
+                return Err(Errno::EINVAL);
+            }
+            let on = int()? != 0;
+            let secs = i32::from_le_bytes(raw[4..8].try_into().expect("4 bytes"));
+            s.set_options(|o| o.linger = (on, secs));
+        }
+        (SOL_SOCKET, SO_RCVTIMEO) => {
+            let ns = timeval_ns(&raw)?;
+            s.set_options(|o| o.rcv_timeout = ns);
+        }
+        (SOL_SOCKET, SO_SNDTIMEO) => {
+            let ns = timeval_ns(&raw)?;
+            s.set_options(|o| o.snd_timeout = ns);
+        }
+        (SOL_SOCKET, SO_DONTROUTE | SO_OOBINLINE | SO_RCVLOWAT | SO_SNDLOWAT) => {
+            int()?;
+        }
+        (IPPROTO_TCP, TCP_NODELAY) if s.stream => {
+            let on = int()? != 0;
+            s.set_options(|o| o.no_delay = on);
+        }
+        (IPPROTO_TCP, TCP_MAXSEG | TCP_KEEPIDLE | TCP_KEEPINTVL | TCP_KEEPCNT) if s.stream => {
+            int()?;
+        }
+        (IPPROTO_IP, IP_TOS | IP_TTL) => {
+            int()?;
+        }
+        _ => return Err(Errno::ENOPROTOOPT),
+    }
+    Ok(0)
+}
+
+fn sys_getsockopt(
+    p: &mut Process,
+    m: &mut dyn Machine,
+    fd: i32,
+    level: u64,
+    name: u64,
+    val: u64,
+    len_ptr: u64,
+) -> KResult<i64> {
+    let s = socket(p, fd)?;
+    let len = i32::from_le_bytes(read_user::<4>(p, m, len_ptr)?);
+    if len < 0 {
+        return Err(Errno::EINVAL);
+    }
+    let o = s.options();
+    let int = |v: i32| v.to_le_bytes().to_vec();
+    let bytes = match (level, name) {
+        (SOL_SOCKET, SO_REUSEADDR) => int(o.reuse_addr as i32),
+        (SOL_SOCKET, SO_REUSEPORT) => int(o.reuse_port as i32),
+        (SOL_SOCKET, SO_KEEPALIVE) => int(o.keep_alive as i32),
+        (SOL_SOCKET, SO_BROADCAST) => int(o.broadcast as i32),
+        (SOL_SOCKET, SO_TYPE) => int(if s.stream { 1 } else { 2 }),
+        (SOL_SOCKET, SO_DOMAIN) => int(AF_INET as i32),
+        (SOL_SOCKET, SO_PROTOCOL) => int(if s.stream { 6 } else { 17 }),
+        (SOL_SOCKET, SO_ERROR) => int(s.take_error().map_or(0, |e| e.0)),
+        (SOL_SOCKET, SO_ACCEPTCONN) => int(s.is_listening() as i32),
+        // Linux reports twice what was asked (bookkeeping overhead); these are its defaults.
+        (SOL_SOCKET, SO_RCVBUF) => int(if o.rcvbuf == 0 {
+            131072
+        } else {
+            (o.rcvbuf.min(i32::MAX as u32 / 2) * 2) as i32
+        }),
+        (SOL_SOCKET, SO_SNDBUF) => int(if o.sndbuf == 0 {
+            16384
+        } else {
+            (o.sndbuf.min(i32::MAX as u32 / 2) * 2) as i32
+        }),
+        (SOL_SOCKET, SO_LINGER) => {
+            let mut v = int(o.linger.0 as i32);
+            v.extend_from_slice(&o.linger.1.to_le_bytes());
+            v
+        }
+        (SOL_SOCKET, SO_RCVTIMEO) => timeval_bytes(o.rcv_timeout),
+        (SOL_SOCKET, SO_SNDTIMEO) => timeval_bytes(o.snd_timeout),
+        (SOL_SOCKET, SO_DONTROUTE | SO_OOBINLINE) => int(0),
+        (SOL_SOCKET, SO_RCVLOWAT | SO_SNDLOWAT) => int(1),
+        (IPPROTO_TCP, TCP_NODELAY) if s.stream => int(o.no_delay as i32),
+        (IPPROTO_TCP, TCP_MAXSEG) if s.stream => int(1460),
+        (IPPROTO_TCP, TCP_KEEPIDLE) if s.stream => int(7200),
+        (IPPROTO_TCP, TCP_KEEPINTVL) if s.stream => int(75),
+        (IPPROTO_TCP, TCP_KEEPCNT) if s.stream => int(9),
+        (IPPROTO_IP, IP_TTL) => int(64),
+        (IPPROTO_IP, IP_TOS) => int(0),
+        _ => return Err(Errno::ENOPROTOOPT),
+    };
+    let n = (len as usize).min(bytes.len());
+    write_user(p, m, val, &bytes[..n])?;
+    write_user(p, m, len_ptr, &(n as u32).to_le_bytes())?;
+    Ok(0)
+}
+
+
+#[cfg(test)]
+mod tests;

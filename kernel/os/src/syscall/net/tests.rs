@@ -1,0 +1,341 @@
+//! Socket system calls over the loopback interface of a fake machine.
+
+use super::*;
+use crate::process::Outcome;
+use crate::syscall::testutil::*;
+use crate::sysno as nr;
+use crate::testing::FakeMachine;
+
+const EAGAIN: i64 = -11;
+
+/// Writes a `sockaddr_in` for `ip:port` at `at`.
+fn addr(p: &mut Process, m: &mut FakeMachine, at: u64, ip: [u8; 4], port: u16) {
+    poke(p, m, at, &sockaddr_bytes(SockAddr { ip, port }));
+}
+
+fn tcp(p: &mut Process, m: &mut FakeMachine, flags: u64) -> i32 {
+    let fd = call(p, m, nr::SOCKET, &[2, SOCK_STREAM | flags, 0]);
+    assert!(fd >= 3, "socket: {fd}");
+    fd as i32
+}
+
+fn udp(p: &mut Process, m: &mut FakeMachine) -> i32 {
+    let fd = call(p, m, nr::SOCKET, &[2, SOCK_DGRAM, 0]);
+    assert!(fd >= 3, "socket: {fd}");
+    fd as i32
+}
+
+/// A listener on 127.0.0.1:`port` and a connected client; returns (listener, client,
+/// accepted).
+fn connected_pair(p: &mut Process, m: &mut FakeMachine, buf: u64, port: u16) -> (i32, i32, i32) {
+    let l = tcp(p, m, 0);
+    addr(p, m, buf, [127, 0, 0, 1], port);
+    assert_eq!(call(p, m, nr::BIND, &[l as u64, buf, 16]), 0);
+    assert_eq!(call(p, m, nr::LISTEN, &[l as u64, 128]), 0);
+    let c = tcp(p, m, 0);
+    assert_eq!(call(p, m, nr::CONNECT, &[c as u64, buf, 16]), 0);
+    poke(p, m, buf + 128, &16u32.to_le_bytes());
+    let a = call(p, m, nr::ACCEPT4, &[l as u64, buf + 64, buf + 128, 0]);
+    assert!(a > 0, "accept4: {a}");
+    (l, c, a as i32)
+}
+
+#[test]
+fn tcp_over_loopback() {
+    let (mut p, mut m, buf) = setup();
+    let (l, c, a) = connected_pair(&mut p, &mut m, buf, 8080);
+    // accept4 reported the client's address.
+    let peer = peek(&mut p, &mut m, buf + 64, 16);
+    assert_eq!(&peer[..2], &2u16.to_le_bytes());
+    assert_eq!(&peer[4..8], &[127, 0, 0, 1]);
+    let client_port = u16::from_be_bytes([peer[2], peer[3]]);
+    // getsockname of the client matches.
+    poke(&mut p, &mut m, buf + 200, &16u32.to_le_bytes());
+    assert_eq!(call(&mut p, &mut m, nr::GETSOCKNAME, &[c as u64, buf + 256, buf + 200]), 0);
+    let name = peek(&mut p, &mut m, buf + 256, 16);
+    assert_eq!(u16::from_be_bytes([name[2], name[3]]), client_port);
+    poke(&mut p, &mut m, buf + 200, &16u32.to_le_bytes());
+    assert_eq!(call(&mut p, &mut m, nr::GETPEERNAME, &[c as u64, buf + 256, buf + 200]), 0);
+    let name = peek(&mut p, &mut m, buf + 256, 16);
+    assert_eq!(u16::from_be_bytes([name[2], name[3]]), 8080);
+
+    poke(&mut p, &mut m, buf + 512, b"GET / HTTP/1.0\r\n\r\n");
+    assert_eq!(call(&mut p, &mut m, nr::WRITE, &[c as u64, buf + 512, 18]), 18);
+    assert_eq!(call(&mut p, &mut m, nr::READ, &[a as u64, buf + 1024, 100]), 18);
+    assert_eq!(peek(&mut p, &mut m, buf + 1024, 18), b"GET / HTTP/1.0\r\n\r\n");
+    // Nothing more: a blocking read waits on the socket.
+    match outcome(&mut p, &mut m, nr::READ, &[a as u64, buf + 1024, 100]) {
+        Outcome::Block(w) => assert_eq!(w.on_wake, None),
+        o => panic!("read did not block: {o:?}"),
+    }
+    // With MSG_DONTWAIT it fails instead.
+    assert_eq!(
+        call(&mut p, &mut m, nr::RECVFROM, &[a as u64, buf + 1024, 100, MSG_DONTWAIT, 0, 0]),
+        EAGAIN
+    );
+    poke(&mut p, &mut m, buf + 512, b"hello");
+    assert_eq!(
+        call(&mut p, &mut m, nr::SENDTO, &[a as u64, buf + 512, 5, 0x4000, 0, 0]),
+        5
+    );
+    assert_eq!(
+        call(&mut p, &mut m, nr::RECVFROM, &[c as u64, buf + 1024, 100, MSG_PEEK, 0, 0]),
+        5
+    );
+    assert_eq!(call(&mut p, &mut m, nr::READ, &[c as u64, buf + 1024, 100]), 5);
+    assert_eq!(peek(&mut p, &mut m, buf + 1024, 5), b"hello");
+    // The client closes: the server reads end of file, then its writes still go out
+    // until the client's stack resets them.
+    assert_eq!(call(&mut p, &mut m, nr::CLOSE, &[c as u64]), 0);
+    assert_eq!(call(&mut p, &mut m, nr::READ, &[a as u64, buf + 1024, 100]), 0);
+    assert_eq!(call(&mut p, &mut m, nr::CLOSE, &[a as u64]), 0);
+    assert_eq!(call(&mut p, &mut m, nr::CLOSE, &[l as u64]), 0);
+}
+
+#[test]
+fn large_transfer_arrives_intact() {
+    let (mut p, mut m, buf) = setup();
+    let (_l, c, a) = connected_pair(&mut p, &mut m, buf, 8081);
+    let data: Vec<u8> = (0..BUF_LEN as usize / 2).map(|i| (i * 7 % 251) as u8).collect();
+    poke(&mut p, &mut m, buf, &data);
+    let half = BUF_LEN / 2;
+    let mut sent = 0u64;
+    let mut got = Vec::new();
+    let total = 40 * data.len() as u64;
+    let mut rounds = 0;
+    while (got.len() as u64) < total {
+        rounds += 1;
+        assert!(rounds < 10_000, "stuck after {} bytes", got.len());
+        if sent < total {
+            let off = sent % data.len() as u64;
+            let n = call(
+                &mut p,
+                &mut m,
+                nr::SENDTO,
+                &[a as u64, buf + off, data.len() as u64 - off, MSG_DONTWAIT, 0, 0],
+            );
+            if n > 0 {
+                sent += n as u64;
+            } else {
+                assert_eq!(n, EAGAIN);
+            }
+        }
+        let n = call(
+            &mut p,
+            &mut m,
+            nr::RECVFROM,
+            &[c as u64, buf + half, half, MSG_DONTWAIT, 0, 0],
+        );
+        if n > 0 {
+            got.extend(peek(&mut p, &mut m, buf + half, n as usize));
+        } else {
+            assert_eq!(n, EAGAIN);
+        }
+    }
+    for (i, chunk) in got.chunks(data.len()).enumerate() {
+        assert!(chunk == &data[..], "chunk {i} differs");
+    }
+}
+
+#[test]
+fn refused_and_nonblocking_connect() {
+    let (mut p, mut m, buf) = setup();
+    let c = tcp(&mut p, &mut m, 0);
+    addr(&mut p, &mut m, buf, [127, 0, 0, 1], 9);
+    assert_eq!(call(&mut p, &mut m, nr::CONNECT, &[c as u64, buf, 16]), -111);
+
+    // Non-blocking: EINPROGRESS or already done on loopback; SO_ERROR tells.
+    let l = tcp(&mut p, &mut m, 0);
+    addr(&mut p, &mut m, buf, [127, 0, 0, 1], 7000);
+    assert_eq!(call(&mut p, &mut m, nr::BIND, &[l as u64, buf, 16]), 0);
+    assert_eq!(call(&mut p, &mut m, nr::LISTEN, &[l as u64, 1]), 0);
+    let nb = tcp(&mut p, &mut m, SOCK_NONBLOCK);
+    let r = call(&mut p, &mut m, nr::CONNECT, &[nb as u64, buf, 16]);
+    assert!(r == 0 || r == -115, "connect: {r}");
+    poke(&mut p, &mut m, buf + 64, &4u32.to_le_bytes());
+    assert_eq!(
+        call(&mut p, &mut m, nr::GETSOCKOPT, &[nb as u64, 1, 4, buf + 68, buf + 64]),
+        0
+    );
+    assert_eq!(peek(&mut p, &mut m, buf + 68, 4), 0u32.to_le_bytes());
+    let nb2 = tcp(&mut p, &mut m, SOCK_NONBLOCK);
+    addr(&mut p, &mut m, buf, [127, 0, 0, 1], 7001);
+    let r = call(&mut p, &mut m, nr::CONNECT, &[nb2 as u64, buf, 16]);
+    assert!(r == -111 || r == -115, "connect: {r}");
+    if r == -115 {
+        assert_eq!(
+            call(&mut p, &mut m, nr::GETSOCKOPT, &[nb2 as u64, 1, 4, buf + 68, buf + 64]),
+            0
+        );
+        assert_eq!(peek(&mut p, &mut m, buf + 68, 4), 111u32.to_le_bytes());
+    }
+}
+
+#[test]
+fn accept_waits_or_fails_with_eagain() {
+    let (mut p, mut m, buf) = setup();
+    let l = tcp(&mut p, &mut m, SOCK_NONBLOCK);
+    addr(&mut p, &mut m, buf, [0; 4], 8000);
+    assert_eq!(call(&mut p, &mut m, nr::BIND, &[l as u64, buf, 16]), 0);
+    assert_eq!(call(&mut p, &mut m, nr::LISTEN, &[l as u64, 4]), 0);
+    assert_eq!(call(&mut p, &mut m, nr::ACCEPT, &[l as u64, 0, 0]), EAGAIN);
+    let b = tcp(&mut p, &mut m, 0);
+    addr(&mut p, &mut m, buf, [0; 4], 8001);
+    assert_eq!(call(&mut p, &mut m, nr::BIND, &[b as u64, buf, 16]), 0);
+    assert_eq!(call(&mut p, &mut m, nr::LISTEN, &[b as u64, 4]), 0);
+    match outcome(&mut p, &mut m, nr::ACCEPT, &[b as u64, 0, 0]) {
+        Outcome::Block(w) => assert!(matches!(w.channels[..], [Channel::Object(_)])),
+        o => panic!("accept did not block: {o:?}"),
+    }
+    // The same port again is in use; another port with SO_REUSEADDR is fine.
+    let d = tcp(&mut p, &mut m, 0);
+    addr(&mut p, &mut m, buf, [127, 0, 0, 1], 8001);
+    assert_eq!(call(&mut p, &mut m, nr::BIND, &[d as u64, buf, 16]), -98);
+    // Ephemeral port when binding port 0.
+    addr(&mut p, &mut m, buf, [0; 4], 0);
+    assert_eq!(call(&mut p, &mut m, nr::BIND, &[d as u64, buf, 16]), 0);
+    poke(&mut p, &mut m, buf + 32, &16u32.to_le_bytes());
+    assert_eq!(call(&mut p, &mut m, nr::GETSOCKNAME, &[d as u64, buf + 64, buf + 32]), 0);
+    let name = peek(&mut p, &mut m, buf + 64, 16);
+    assert_ne!(u16::from_be_bytes([name[2], name[3]]), 0);
+}
+
+#[test]
+fn udp_round_trip() {
+    let (mut p, mut m, buf) = setup();
+    let s = udp(&mut p, &mut m);
+    addr(&mut p, &mut m, buf, [127, 0, 0, 1], 5353);
+    assert_eq!(call(&mut p, &mut m, nr::BIND, &[s as u64, buf, 16]), 0);
+    let c = udp(&mut p, &mut m);
+    poke(&mut p, &mut m, buf + 64, b"ping");
+    assert_eq!(
+        call(&mut p, &mut m, nr::SENDTO, &[c as u64, buf + 64, 4, 0, buf, 16]),
+        4
+    );
+    poke(&mut p, &mut m, buf + 200, &16u32.to_le_bytes());
+    assert_eq!(
+        call(&mut p, &mut m, nr::RECVFROM, &[s as u64, buf + 128, 100, 0, buf + 256, buf + 200]),
+        4
+    );
+    assert_eq!(peek(&mut p, &mut m, buf + 128, 4), b"ping");
+    let from = peek(&mut p, &mut m, buf + 256, 16);
+    assert_eq!(&from[4..8], &[127, 0, 0, 1]);
+    // Echo back to the sender through sendmsg; read it with recvmsg.
+    let mut msg = [0u8; 56];
+    msg[..8].copy_from_slice(&(buf + 256).to_le_bytes());
+    msg[8..12].copy_from_slice(&16u32.to_le_bytes());
+    msg[16..24].copy_from_slice(&(buf + 400).to_le_bytes());
+    msg[24..32].copy_from_slice(&1u64.to_le_bytes());
+    poke(&mut p, &mut m, buf + 300, &msg);
+    let mut iov = [0u8; 16];
+    iov[..8].copy_from_slice(&(buf + 128).to_le_bytes());
+    iov[8..].copy_from_slice(&4u64.to_le_bytes());
+    poke(&mut p, &mut m, buf + 400, &iov);
+    assert_eq!(call(&mut p, &mut m, nr::SENDMSG, &[s as u64, buf + 300, 0]), 4);
+    msg[..8].copy_from_slice(&(buf + 600).to_le_bytes());
+    iov[..8].copy_from_slice(&(buf + 700).to_le_bytes());
+    iov[8..].copy_from_slice(&100u64.to_le_bytes());
+    poke(&mut p, &mut m, buf + 300, &msg);
+    poke(&mut p, &mut m, buf + 400, &iov);
+    assert_eq!(call(&mut p, &mut m, nr::RECVMSG, &[c as u64, buf + 300, 0]), 4);
+    assert_eq!(peek(&mut p, &mut m, buf + 700, 4), b"ping");
+    assert_eq!(&peek(&mut p, &mut m, buf + 600, 8)[4..8], &[127, 0, 0, 1]);
+    // Nothing left: EAGAIN with MSG_DONTWAIT.
+    assert_eq!(
+        call(&mut p, &mut m, nr::RECVFROM, &[c as u64, buf + 700, 100, MSG_DONTWAIT, 0, 0]),
+        EAGAIN
+    );
+    // A write without a destination.
+    assert_eq!(call(&mut p, &mut m, nr::WRITE, &[c as u64, buf + 64, 4]), -89);
+    // Connected UDP: write works.
+    assert_eq!(call(&mut p, &mut m, nr::CONNECT, &[c as u64, buf, 16]), 0);
+    assert_eq!(call(&mut p, &mut m, nr::WRITE, &[c as u64, buf + 64, 4]), 4);
+    assert_eq!(call(&mut p, &mut m, nr::READ, &[s as u64, buf + 700, 100]), 4);
+}
+
+#[test]
+fn errors_as_linux_reports_them() {
+    let (mut p, mut m, buf) = setup();
+    assert_eq!(call(&mut p, &mut m, nr::SOCKET, &[10, 1, 0]), -97);
+    assert_eq!(call(&mut p, &mut m, nr::SOCKET, &[2, 3, 0]), -94);
+    assert_eq!(call(&mut p, &mut m, nr::SOCKET, &[2, 1, 17]), -93);
+    assert_eq!(call(&mut p, &mut m, nr::BIND, &[1, buf, 16]), -88);
+    assert_eq!(call(&mut p, &mut m, nr::LISTEN, &[77, 1]), -9);
+    let s = tcp(&mut p, &mut m, SOCK_CLOEXEC);
+    assert_eq!(call(&mut p, &mut m, nr::GETPEERNAME, &[s as u64, buf, buf + 32]), -107);
+    assert_eq!(call(&mut p, &mut m, nr::READ, &[s as u64, buf, 10]), -107);
+    assert_eq!(
+        call(&mut p, &mut m, nr::SENDTO, &[s as u64, buf, 1, 0x4000, 0, 0]),
+        -32
+    );
+    addr(&mut p, &mut m, buf, [192, 0, 2, 1], 80);
+    assert_eq!(call(&mut p, &mut m, nr::BIND, &[s as u64, buf, 8]), -22);
+    assert_eq!(call(&mut p, &mut m, nr::BIND, &[s as u64, buf, 16]), -99);
+    assert_eq!(call(&mut p, &mut m, nr::CONNECT, &[s as u64, buf, 16]), -101);
+    assert_eq!(
+        call(&mut p, &mut m, nr::SETSOCKOPT, &[s as u64, 1, 999, buf, 4]),
+        -92
+    );
+    // Options read back.
+    poke(&mut p, &mut m, buf, &1u32.to_le_bytes());
+    assert_eq!(call(&mut p, &mut m, nr::SETSOCKOPT, &[s as u64, 1, 2, buf, 4]), 0);
+    assert_eq!(call(&mut p, &mut m, nr::SETSOCKOPT, &[s as u64, 6, 1, buf, 4]), 0);
+    poke(&mut p, &mut m, buf + 8, &4u32.to_le_bytes());
+    assert_eq!(call(&mut p, &mut m, nr::GETSOCKOPT, &[s as u64, 6, 1, buf + 16, buf + 8]), 0);
+    assert_eq!(peek(&mut p, &mut m, buf + 16, 4), 1u32.to_le_bytes());
+    assert_eq!(call(&mut p, &mut m, nr::GETSOCKOPT, &[s as u64, 1, 3, buf + 16, buf + 8]), 0);
+    assert_eq!(peek(&mut p, &mut m, buf + 16, 4), 1u32.to_le_bytes());
+    // fstat says socket.
+    assert_eq!(call(&mut p, &mut m, nr::FSTAT, &[s as u64, buf + 512]), 0);
+    let mode = u32::from_le_bytes(peek(&mut p, &mut m, buf + 512 + 24, 4).try_into().unwrap());
+    assert_eq!(mode & 0o170000, 0o140000);
+}
+
+#[test]
+fn broken_connections() {
+    let (mut p, mut m, buf) = setup();
+    // Writing after shutdown(SHUT_WR): EPIPE, and SIGPIPE without MSG_NOSIGNAL.
+    let (_l, c, a) = connected_pair(&mut p, &mut m, buf, 8090);
+    assert_eq!(call(&mut p, &mut m, nr::SHUTDOWN, &[c as u64, 1]), 0);
+    assert_eq!(call(&mut p, &mut m, nr::READ, &[a as u64, buf + 512, 10]), 0);
+    assert_eq!(
+        call(&mut p, &mut m, nr::SENDTO, &[c as u64, buf, 1, 0x4000, 0, 0]),
+        -32
+    );
+    assert_eq!(
+        outcome(&mut p, &mut m, nr::WRITE, &[c as u64, buf, 1]),
+        Outcome::Killed(13)
+    );
+    // Closing with unread data resets the connection: the peer sees ECONNRESET.
+    let (mut p, mut m, buf) = setup();
+    let (_l, c, a) = connected_pair(&mut p, &mut m, buf, 8091);
+    poke(&mut p, &mut m, buf, b"unread");
+    assert_eq!(call(&mut p, &mut m, nr::WRITE, &[a as u64, buf, 6]), 6);
+    assert_eq!(call(&mut p, &mut m, nr::CLOSE, &[c as u64]), 0);
+    assert_eq!(call(&mut p, &mut m, nr::READ, &[a as u64, buf, 10]), -104);
+    assert_eq!(call(&mut p, &mut m, nr::READ, &[a as u64, buf, 10]), 0);
+}
+
+#[test]
+fn poll_reports_socket_readiness() {
+    let (mut p, mut m, buf) = setup();
+    let (l, c, a) = connected_pair(&mut p, &mut m, buf, 8095);
+    let file = p.files.get(a).unwrap();
+    assert_eq!(file.poll(0x1 | 0x4), 0x4);
+    poke(&mut p, &mut m, buf, b"x");
+    assert_eq!(call(&mut p, &mut m, nr::WRITE, &[c as u64, buf, 1]), 1);
+    assert_eq!(file.poll(0x1), 0x1);
+    let lf = p.files.get(l).unwrap();
+    assert_eq!(lf.poll(0x1), 0);
+    let c2 = tcp(&mut p, &mut m, 0);
+    addr(&mut p, &mut m, buf, [127, 0, 0, 1], 8095);
+    assert_eq!(call(&mut p, &mut m, nr::CONNECT, &[c2 as u64, buf, 16]), 0);
+    assert_eq!(lf.poll(0x1), 0x1);
+    assert!(call(&mut p, &mut m, nr::ACCEPT, &[l as u64, 0, 0]) > 0);
+    assert_eq!(lf.poll(0x1), 0);
+    // The wake-up reaches the listener's waiters.
+    m.waiting.push(Channel::Object(lf.waitable().unwrap().id()));
+    let c3 = tcp(&mut p, &mut m, 0);
+    assert_eq!(call(&mut p, &mut m, nr::CONNECT, &[c3 as u64, buf, 16]), 0);
+    assert!(m.waiting.is_empty());
+}
