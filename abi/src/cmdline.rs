@@ -357,8 +357,10 @@ mod tests {
 
     #[test]
     fn network_tokens_round_trip() {
-        let c = Config::parse("kiln.ip=10.0.2.15/24 kiln.gw=10.0.2.2 kiln.dns=10.0.2.3 kiln.dns=1.1.1.1")
-            .unwrap();
+        let c = Config::parse(
+            "kiln.ip=10.0.2.15/24 kiln.gw=10.0.2.2 kiln.dns=10.0.2.3 kiln.dns=1.1.1.1",
+        )
+        .unwrap();
         assert_eq!(
             c.net,
             NetConfig {

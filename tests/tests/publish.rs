@@ -155,7 +155,8 @@ fn skopeo_pull(reference: &str, dir: &Path, creds: Option<&str>) -> PathBuf {
     let _ = std::fs::remove_dir_all(&out_dir);
     let src = format!("docker://{reference}");
     let dst = format!("oci:{}", out_dir.display());
-    let mut args = vec!["copy", "--src-tls-verify=false"];
+    // --preserve-digests: fail rather than re-encode anything.
+    let mut args = vec!["copy", "--preserve-digests", "--src-tls-verify=false"];
     if let Some(c) = creds {
         args.extend_from_slice(&["--src-creds", c]);
     }
@@ -381,6 +382,30 @@ fn kubevirt_container_disk_layout_and_ownership() {
         "{yaml}"
     );
     assert!(yaml.contains("containerDisk:"), "{yaml}");
+
+    // Without --disk, publish makes the qcow2 (a UEFI GPT disk, as `build-image --format
+    // qcow2` does) from the image.
+    let reference = reg.reference("kiln/hello-disk:2");
+    let r = kiln(&[
+        "publish",
+        "--image",
+        hello().to_str().unwrap(),
+        "--kubevirt",
+        "--oci",
+        &reference,
+    ]);
+    assert_eq!(r.status, 0, "{r:?}");
+    let pulled = skopeo_pull(&reference, &dir, None);
+    let listing = Command::new("tar")
+        .args(["--numeric-owner", "-tvf"])
+        .arg(layer_blob(&pulled))
+        .output()
+        .unwrap();
+    let listing = String::from_utf8_lossy(&listing.stdout).into_owned();
+    assert!(
+        listing.contains("107/107") && listing.contains(" disk/hello.qcow2"),
+        "{listing}"
+    );
 }
 
 #[test]
@@ -389,7 +414,10 @@ fn authentication() {
     let reg = Registry::start(&dir, free_port(), Some(("kiln", "s3cret")));
     let image = hello();
     let reference = reg.reference("kiln/private:1");
-    for creds in [&[][..], &["--username", "kiln", "--password", "wrong"]] {
+    for creds in [
+        &[][..],
+        &["--username", "kiln", "--password", "not-the-pass-4711"],
+    ] {
         let mut args = vec![
             "publish",
             "--image",
@@ -403,7 +431,7 @@ fn authentication() {
         assert!(r.stderr.contains("authentication failed"), "{r:?}");
         assert!(r.stderr.contains("--username"), "{r:?}");
         assert!(
-            !r.stderr.contains("wrong"),
+            !r.stderr.contains("4711"),
             "the password is never printed: {r:?}"
         );
     }

@@ -1,4 +1,4 @@
-//! Unmodified third-party static programs: Debian's busybox-static.
+//! Unmodified third-party static programs: Debian's busybox-static, bash-static, zsh-static.
 
 use kiln_tests::{build_image, run_image};
 use std::path::PathBuf;
@@ -48,4 +48,23 @@ fn busybox_sleep_and_date() {
     let r = run_image(busybox(), &["--", "date", "+%Y"]);
     let year: u32 = r.out().trim().parse().unwrap_or(0);
     assert!(year >= 2024, "{r:?}");
+}
+
+#[test]
+fn bash_static_runs_scripts() {
+    let img = build_image("bash-static", &["--elf", "/bin/bash-static"]);
+    let script = "echo \"x=$X $((6*7))\"; read -r h < /etc/hostname; echo \"host=$h\"; \
+                  echo data > /tmp/f; cat_it() { while read -r l; do echo \"[$l]\"; done < \"$1\"; }; \
+                  cat_it /tmp/f; exit 3";
+    let r = run_image(&img, &["-e", "X=42", "--", "-c", script]);
+    assert_eq!(r.status, 3, "{r:?}");
+    assert_eq!(r.out(), "x=42 42\nhost=bash-static\n[data]\n", "{r:?}");
+}
+
+#[test]
+fn zsh_static_runs_scripts() {
+    let img = build_image("zsh-static", &["--elf", "/bin/zsh-static"]);
+    let r = run_image(&img, &["--", "-c", "print -l ${(s:,:)${:-a,b}}; exit 7"]);
+    assert_eq!(r.status, 7, "{r:?}");
+    assert_eq!(r.out(), "a\nb\n", "{r:?}");
 }

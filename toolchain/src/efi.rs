@@ -79,7 +79,14 @@ pub fn build_pe(stub: &[u8], pvh_image: &[u8]) -> anyhow::Result<Vec<u8>> {
     }
     crate::pvh::verify(pvh_image)
         .map_err(|e| anyhow::anyhow!("the image to embed is not a PVH image: {e}"))?;
-    let dynamic = [".rela.dyn", ".dynamic", ".dynsym", ".dynstr", ".hash", ".gnu.hash"];
+    let dynamic = [
+        ".rela.dyn",
+        ".dynamic",
+        ".dynsym",
+        ".dynstr",
+        ".hash",
+        ".gnu.hash",
+    ];
     let mut text: Option<Span> = None;
     let mut data: Option<Span> = None;
     for sh in &elf.section_headers {
@@ -182,7 +189,9 @@ pub fn build_pe(stub: &[u8], pvh_image: &[u8]) -> anyhow::Result<Vec<u8>> {
     if text_range.virtual_address as u64 != text.start
         || data_range.virtual_address as u64 != data.start
     {
-        bail!(bad("the PE sections do not land at the ELF addresses".into()));
+        bail!(bad(
+            "the PE sections do not land at the ELF addresses".into()
+        ));
     }
     put(
         &mut mem,
@@ -246,14 +255,19 @@ pub fn inspect_pe(file: &[u8]) -> anyhow::Result<PeInfo> {
     use object::read::pe::PeFile64;
     use object::{Object, ObjectSection};
     let pe = PeFile64::parse(file).map_err(|e| anyhow::anyhow!("not a PE32+ file: {e}"))?;
-    let subsystem = pe.nt_headers().optional_header.subsystem.get(object::LittleEndian);
+    let subsystem = pe
+        .nt_headers()
+        .optional_header
+        .subsystem
+        .get(object::LittleEndian);
     let kiln = pe
         .section_by_name(".kiln")
         .ok_or_else(|| anyhow::anyhow!("no .kiln section: not a Kiln EFI application"))?;
-    let embedded = kiln
+    let data = kiln
         .data()
-        .map_err(|e| anyhow::anyhow!("reading .kiln: {e}"))?
-        .to_vec();
+        .map_err(|e| anyhow::anyhow!("reading .kiln: {e}"))?;
+    // The raw data is padded to the file alignment; the virtual size is the image's length.
+    let embedded = data[..data.len().min(kiln.size() as usize)].to_vec();
     Ok(PeInfo {
         subsystem,
         embedded,

@@ -17,6 +17,8 @@
 
 pub mod app;
 pub mod bench;
+pub mod disk;
+pub mod efi;
 pub mod elf;
 pub mod floor;
 pub mod image;

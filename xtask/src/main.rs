@@ -53,6 +53,31 @@ enum BenchCmd {
         #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=1000))]
         runs: u32,
     },
+    /// A static HTTP server as a Kiln image against the same binary on a minimal Linux
+    /// guest, over tap networking, under wrk (needs root); writes BENCHMARKS.md.
+    Http(BenchHttpArgs),
+}
+
+#[derive(Args, Debug)]
+struct BenchHttpArgs {
+    /// Seconds of measured load per side.
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=3600))]
+    duration: u32,
+    /// Open connections (wrk -c).
+    #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=10000))]
+    connections: u32,
+    /// Boots per side for the QEMU-start-to-first-response time.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=100))]
+    runs: u32,
+    /// Guest memory for the measured runs: 256M, 1G, or a number of MiB.
+    #[arg(long, value_name = "SIZE", default_value = "256M", value_parser = parse_memory)]
+    memory: u64,
+    /// Skip the search for the smallest memory that serves.
+    #[arg(long)]
+    no_memory_search: bool,
+    /// The server: an example that serves HTTP on $PORT.
+    #[arg(long, value_name = "NAME", default_value = "http-hello")]
+    example: String,
 }
 
 /// Which program to build, and what to put with it.
@@ -184,6 +209,21 @@ struct RunArgs {
     /// Show the kernel log and QEMU's messages on stderr.
     #[arg(long)]
     verbose: bool,
+    /// Forward a host port to the guest (repeatable; TCP unless `/udp`).
+    #[arg(short = 'p', value_name = "HOSTPORT:GUESTPORT[/udp]")]
+    publish: Vec<kiln_toolchain::qemu::args::PortForward>,
+    /// Network backend: `user` (QEMU user networking, the default), `tap:NAME` or `none`.
+    #[arg(long = "net", value_name = "BACKEND", default_value = "user")]
+    net: kiln_toolchain::qemu::args::NetBackend,
+    /// Static guest address instead of DHCP, such as 10.0.2.15/24.
+    #[arg(long, value_name = "A.B.C.D/N", value_parser = parse_cidr)]
+    ip: Option<([u8; 4], u8)>,
+    /// Default gateway (with --ip).
+    #[arg(long, value_name = "A.B.C.D", value_parser = parse_ip)]
+    gateway: Option<[u8; 4]>,
+    /// DNS server for the guest's /etc/resolv.conf (repeatable).
+    #[arg(long, value_name = "A.B.C.D", value_parser = parse_ip)]
+    dns: Vec<[u8; 4]>,
     /// Arguments for the program (replace the image's).
     #[arg(last = true, value_name = "ARGS")]
     program_args: Vec<String>,
@@ -199,6 +239,15 @@ fn parse_env(s: &str) -> Result<(String, String), String> {
 
 fn parse_format(s: &str) -> Result<Format, String> {
     s.parse()
+}
+
+fn parse_ip(s: &str) -> Result<[u8; 4], String> {
+    kiln_toolchain::qemu::args::parse_ipv4(s).ok_or_else(|| format!("`{s}` is not an IPv4 address"))
+}
+
+fn parse_cidr(s: &str) -> Result<([u8; 4], u8), String> {
+    kiln_toolchain::qemu::args::parse_ipv4_cidr(s)
+        .ok_or_else(|| format!("`{s}`: expected an IPv4 address and prefix, such as 10.0.2.15/24"))
 }
 
 fn parse_memory(s: &str) -> Result<u64, String> {
@@ -333,6 +382,15 @@ fn run(layout: &Layout, a: &RunArgs) -> anyhow::Result<u8> {
         env: a.run_env.clone(),
         argv: (!a.program_args.is_empty()).then(|| a.program_args.clone()),
         verbose: a.verbose,
+        net: kiln_toolchain::qemu::args::NetOptions {
+            backend: a.net.clone(),
+            forwards: a.publish.clone(),
+            config: kiln_toolchain::qemu::args::NetConfig {
+                ip: a.ip,
+                gateway: a.gateway,
+                dns: a.dns.clone(),
+            },
+        },
     };
     let r = qemu::run(
         &qemu_bin,
@@ -378,6 +436,9 @@ fn main() -> ExitCode {
             note!("wrote BENCHMARKS.md");
             Ok(0)
         }),
+        Cmd::Bench {
+            which: BenchCmd::Http(a),
+        } => bench_http(&layout, a).map(|_| 0),
     };
     match result {
         Ok(code) => ExitCode::from(code),
@@ -386,6 +447,34 @@ fn main() -> ExitCode {
             ExitCode::from(1)
         }
     }
+}
+
+fn bench_http(layout: &Layout, a: &BenchHttpArgs) -> anyhow::Result<()> {
+    let mut opts = bench::http::HttpOptions {
+        boots: a.runs as usize,
+        memory_mib: a.memory,
+        memory_search: !a.no_memory_search,
+        example: a.example.clone(),
+        ..Default::default()
+    };
+    opts.load.seconds = a.duration;
+    opts.load.connections = a.connections;
+    opts.load.threads = opts.load.threads.min(a.connections);
+    let r = bench::http::http(layout, &opts)?;
+    print!("{}", bench::http::format_report(&r));
+    let mut command = format!(
+        "cargo xtask bench http --duration {} --connections {} --runs {} --memory {}M",
+        a.duration, a.connections, a.runs, a.memory
+    );
+    if a.no_memory_search {
+        command.push_str(" --no-memory-search");
+    }
+    if a.example != "http-hello" {
+        command.push_str(&format!(" --example {}", a.example));
+    }
+    bench::http::write_markdown(layout, &r, &command)?;
+    note!("wrote BENCHMARKS.md");
+    Ok(())
 }
 
 /// `run` fails with 125 when Kiln itself cannot build or start the image (as `timeout` does).

@@ -424,7 +424,9 @@ fn each_load(elf: &[u8], mut f: impl FnMut(Load) -> bool) -> Result<u64, &'stati
             filesz: rd(elf, at + 32).ok_or(&b"bad program header"[..])?,
             memsz: rd(elf, at + 40).ok_or(&b"bad program header"[..])?,
         };
-        if l.offset.checked_add(l.filesz).is_none_or(|e| e > elf.len() as u64)
+        if l.offset
+            .checked_add(l.filesz)
+            .is_none_or(|e| e > elf.len() as u64)
             || l.filesz > l.memsz
         {
             return Err(b"a PT_LOAD segment lies outside the embedded image");
@@ -452,7 +454,7 @@ fn e820_type(efi: u32) -> u32 {
 /// # Safety
 /// Called by the firmware with a valid image handle and system table.
 #[unsafe(no_mangle)]
-pub unsafe extern "efiapi" fn efi_main(image: Handle, st: *mut SystemTable) -> Status {
+unsafe extern "efiapi" fn efi_main(image: Handle, st: *mut SystemTable) -> Status {
     // SAFETY: the firmware passes a valid system table.
     let st = unsafe { &*st };
     let con = Console(st.con_out);
@@ -536,7 +538,11 @@ pub unsafe extern "efiapi" fn efi_main(image: Handle, st: *mut SystemTable) -> S
         &mut info_addr,
     ) != EFI_SUCCESS
     {
-        return fail(&con, b"could not allocate the start-info pages below 4 GiB", None);
+        return fail(
+            &con,
+            b"could not allocate the start-info pages below 4 GiB",
+            None,
+        );
     }
     // SAFETY: the pages were just allocated for us.
     let info = unsafe { core::slice::from_raw_parts_mut(info_addr as *mut u8, INFO_PAGES * 4096) };
@@ -581,7 +587,11 @@ pub unsafe extern "efiapi" fn efi_main(image: Handle, st: *mut SystemTable) -> S
         &mut desc_ver,
     );
     if st0 != EFI_BUFFER_TOO_SMALL || desc_size == 0 {
-        return fail(&con, b"GetMemoryMap did not report its size", Some(st0 as u64));
+        return fail(
+            &con,
+            b"GetMemoryMap did not report its size",
+            Some(st0 as u64),
+        );
     }
     let cap = map_size + 16 * desc_size;
     let mut map: *mut u8 = null_mut();
@@ -646,7 +656,15 @@ pub unsafe extern "efiapi" fn efi_main(image: Handle, st: *mut SystemTable) -> S
 
     put(info, 0, START_INFO_MAGIC);
     put(info, 4, 1u32);
-    put(info, 24, if len > 0 { info_addr + CMDLINE_AT as u64 } else { 0 });
+    put(
+        info,
+        24,
+        if len > 0 {
+            info_addr + CMDLINE_AT as u64
+        } else {
+            0
+        },
+    );
     put(info, 32, rsdp);
     put(info, 40, info_addr + MEMMAP_AT as u64);
     put(info, 48, entries as u32);
@@ -735,7 +753,12 @@ pub unsafe extern "C" fn memcmp(a: *const u8, b: *const u8, n: usize) -> i32 {
     let mut i = 0;
     while i < n {
         // SAFETY: the caller's contract.
-        let (x, y) = unsafe { (core::ptr::read_volatile(a.add(i)), core::ptr::read_volatile(b.add(i))) };
+        let (x, y) = unsafe {
+            (
+                core::ptr::read_volatile(a.add(i)),
+                core::ptr::read_volatile(b.add(i)),
+            )
+        };
         if x != y {
             return x as i32 - y as i32;
         }

@@ -58,7 +58,7 @@ pub enum UserFault {
 }
 
 /// Handler of exceptions raised by the program: returns only to resume it.
-pub type UserFaultHandler = fn(&mut TrapFrame, cr2: u64) -> UserFault;
+pub type UserFaultHandler = fn(&mut TrapFrame, &mut crate::context::FxArea, cr2: u64) -> UserFault;
 /// Handler of the timer interrupt: the interrupted registers and SSE state, which it may
 /// replace to resume another thread (only when the interrupt came from user mode).
 pub type TimerHandler = fn(&mut TrapFrame, &mut crate::context::FxArea);
@@ -74,7 +74,10 @@ static IRQ_HANDLERS: spin::Mutex<[Option<IrqHandler>; 256]> = spin::Mutex::new([
 
 /// Routes interrupt `vector` (at least [`FIRST_DEVICE_VECTOR`]) to `handler`.
 pub fn set_irq_handler(vector: u8, handler: IrqHandler) {
-    assert!(vector >= FIRST_DEVICE_VECTOR && vector != SPURIOUS_VECTOR, "vector {vector:#x} is reserved");
+    assert!(
+        vector >= FIRST_DEVICE_VECTOR && vector != SPURIOUS_VECTOR,
+        "vector {vector:#x} is reserved"
+    );
     IRQ_HANDLERS.lock()[vector as usize] = Some(handler);
 }
 
@@ -140,7 +143,7 @@ extern "C" fn kiln_trap(frame: &mut TrapFrame, fx: &mut crate::context::FxArea) 
     let cr2 = if vector == 14 { crate::cpu::cr2() } else { 0 };
     if frame.from_user() {
         if let Some(h) = USER_FAULT.get() {
-            match h(frame, cr2) {
+            match h(frame, fx, cr2) {
                 UserFault::Resume => return,
             }
         }

@@ -1,9 +1,25 @@
 //! Exceptions raised by the program: demand paging, or a crash report and the end of the run.
 
+use kiln_hal::context::{FxArea, UserContext};
 use kiln_hal::trap::{exception_name, TrapFrame, UserFault};
+use kiln_os::sigframe::SigInfo;
 use kiln_os::vm::Access;
 
-use crate::{console, finish, KERNEL};
+use crate::{console, finish, signals, KERNEL};
+
+/// Runs the program's handler for fault signal `signo`, if it has one that is not blocked:
+/// the trap frame then resumes in the handler.
+fn run_handler(frame: &mut TrapFrame, fx: &mut FxArea, info: SigInfo) -> bool {
+    let mut guard = KERNEL.lock();
+    let Some(k) = guard.as_mut() else { return false };
+    if !k.process.signals.queue_fault(info) {
+        return false;
+    }
+    let mut ctx = UserContext::from_trap(frame, fx);
+    signals::deliver(k, &mut ctx);
+    ctx.to_trap(frame, fx);
+    true
+}
 
 /// Linux signal numbers used for faults.
 mod sig {
@@ -44,7 +60,7 @@ pub fn report_signal(sig: u8) {
 }
 
 /// Handles an exception raised in user mode.
-pub fn on_user_fault(frame: &mut TrapFrame, cr2: u64) -> UserFault {
+pub fn on_user_fault(frame: &mut TrapFrame, fx: &mut FxArea, cr2: u64) -> UserFault {
     if frame.vector == 14 {
         let access = if frame.error & (1 << 4) != 0 {
             Access::Exec
@@ -69,6 +85,10 @@ pub fn on_user_fault(frame: &mut TrapFrame, cr2: u64) -> UserFault {
                     Access::Exec => "execute",
                 };
                 let signal = why.signal();
+                let info = SigInfo { signo: signal as i32, code: why.si_code(), addr_or_pid: cr2 };
+                if signal == sig::SIGSEGV && run_handler(frame, fx, info) {
+                    return UserFault::Resume;
+                }
                 console::line(
                     console::routes().stderr,
                     format_args!(
@@ -81,13 +101,18 @@ pub fn on_user_fault(frame: &mut TrapFrame, cr2: u64) -> UserFault {
             }
         }
     }
-    let signal = match frame.vector {
-        0 | 16 | 19 => sig::SIGFPE,
-        6 => sig::SIGILL,
-        1 | 3 => sig::SIGTRAP,
-        17 => sig::SIGBUS,
-        _ => sig::SIGSEGV,
+    let (signal, code) = match frame.vector {
+        0 => (sig::SIGFPE, 1),       // FPE_INTDIV
+        16 | 19 => (sig::SIGFPE, 0),
+        6 => (sig::SIGILL, 2),       // ILL_ILLOPN
+        1 | 3 => (sig::SIGTRAP, 1),  // TRAP_BRKPT
+        17 => (sig::SIGBUS, 1),      // BUS_ADRALN
+        _ => (sig::SIGSEGV, 128),    // SI_KERNEL, as Linux reports a general protection fault
     };
+    let info = SigInfo { signo: signal as i32, code, addr_or_pid: if signal == sig::SIGSEGV { 0 } else { frame.rip } };
+    if run_handler(frame, fx, info) {
+        return UserFault::Resume;
+    }
     console::line(
         console::routes().stderr,
         format_args!(

@@ -9,6 +9,8 @@ use kiln_os::sched::Scheduler;
 
 use crate::console;
 
+pub mod net;
+
 /// The user page tables of the one address space.
 pub struct HalPages;
 
@@ -30,7 +32,8 @@ impl PageTable for HalPages {
     }
     fn map_borrowed(&mut self, page: u64, bytes: &'static [u8], prot: Prot) -> KResult<bool> {
         let virt = bytes.as_ptr() as u64;
-        if bytes.len() != PAGE_SIZE as usize || virt % PAGE_SIZE != 0 || virt < kiln_hal::DIRECT_MAP {
+        if bytes.len() != PAGE_SIZE as usize || virt % PAGE_SIZE != 0 || virt < kiln_hal::DIRECT_MAP
+        {
             return Ok(false);
         }
         if paging::map_user_borrowed(page, virt - kiln_hal::DIRECT_MAP, rights(prot)) {
@@ -78,12 +81,19 @@ pub struct HalMachine {
     /// The registers of the thread making the current system call, when it may spawn a
     /// thread (`clone`): the child starts from them.
     pub caller: Option<UserContext>,
+    /// The network card, when there is one (see [`net`]).
+    pub net: Option<net::NetCard>,
 }
 
 impl HalMachine {
     /// The machine, running `main`.
     pub fn new(main: ThreadState) -> HalMachine {
-        HalMachine { pages: HalPages, sched: Scheduler::new(main, UserContext::default()), caller: None }
+        HalMachine {
+            pages: HalPages,
+            sched: Scheduler::new(main, UserContext::default()),
+            caller: None,
+            net: None,
+        }
     }
 
     /// The running thread's id.
@@ -147,7 +157,10 @@ impl Machine for HalMachine {
         if self.sched.len() >= MAX_THREADS {
             return Err(Errno::EAGAIN);
         }
-        let mut ctx = self.caller.clone().expect("clone without the caller's registers");
+        let mut ctx = self
+            .caller
+            .clone()
+            .expect("clone without the caller's registers");
         ctx.regs.rax = 0;
         if stack != 0 {
             ctx.regs.rsp = stack;
@@ -162,6 +175,13 @@ impl Machine for HalMachine {
         self.sched.requeue(from, to, wake, requeue)
     }
     fn restart_deadline(&self) -> Option<u64> {
-        self.sched.current().and_then(|t| self.sched.restart_deadline(t))
+        self.sched
+            .current()
+            .and_then(|t| self.sched.restart_deadline(t))
+    }
+    fn net_device(&mut self) -> Option<&mut dyn kiln_os::net::NetDevice> {
+        self.net
+            .as_mut()
+            .map(|n| n as &mut dyn kiln_os::net::NetDevice)
     }
 }

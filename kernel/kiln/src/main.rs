@@ -15,6 +15,7 @@ mod console;
 mod fault;
 mod machine;
 mod run;
+mod signals;
 mod start;
 
 use kiln_os::process::Process;

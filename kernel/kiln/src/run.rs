@@ -14,7 +14,7 @@ use kiln_os::process::Outcome;
 use kiln_os::sched::Resume;
 use kiln_os::sysno;
 
-use crate::{console, fault, finish, Kernel, KERNEL};
+use crate::{console, fault, finish, signals, Kernel, KERNEL};
 
 /// How long a thread runs before another ready thread gets the CPU.
 const SLICE_NS: u64 = 10_000_000;
@@ -31,7 +31,11 @@ fn args(r: &kiln_hal::context::Regs) -> [u64; 6] {
 }
 
 fn bases(k: &mut Kernel, tid: u32) -> (u64, u64) {
-    k.machine.sched.state(tid).map(|s| (s.fs_base, s.gs_base)).unwrap_or((0, 0))
+    k.machine
+        .sched
+        .state(tid)
+        .map(|s| (s.fs_base, s.gs_base))
+        .unwrap_or((0, 0))
 }
 
 fn apply_bases(k: &mut Kernel, tid: u32, via: Via) {
@@ -59,17 +63,36 @@ fn arm_timer(k: &mut Kernel) {
 /// Handles one system call of the running thread.
 pub fn on_syscall(frame: &mut SyscallFrame, fx: &mut FxArea) {
     let mut guard = KERNEL.lock();
-    let k = guard.as_mut().expect("system call before the kernel was ready");
+    let k = guard
+        .as_mut()
+        .expect("system call before the kernel was ready");
     let tid = k.machine.current_tid();
     let nr = frame.rax;
+    if nr == sysno::RT_SIGRETURN {
+        let mut ctx = signals::sigreturn(k, frame.rsp);
+        signals::deliver(k, &mut ctx);
+        ctx.to_syscall(frame, fx);
+        arm_timer(k);
+        return;
+    }
     if nr == sysno::CLONE || nr == sysno::CLONE3 {
         k.machine.caller = Some(UserContext::from_syscall(frame, fx));
     }
     let before = bases(k, tid);
-    let a = [frame.rdi, frame.rsi, frame.rdx, frame.r10, frame.r8, frame.r9];
+    let a = [
+        frame.rdi, frame.rsi, frame.rdx, frame.r10, frame.r8, frame.r9,
+    ];
     let outcome = kiln_os::syscall::dispatch(&mut k.process, &mut k.machine, nr, a);
     k.machine.caller = None;
-    if let Outcome::Return(v) = outcome {
+    if let Outcome::Return(v) = outcome.clone() {
+        if signals::pending(k) {
+            let mut ctx = UserContext::from_syscall(frame, fx);
+            ctx.regs.rax = v as u64;
+            signals::deliver(k, &mut ctx);
+            ctx.to_syscall(frame, fx);
+            arm_timer(k);
+            return;
+        }
         // The common case: the same thread goes on.
         frame.rax = v as u64;
         let after = bases(k, tid);
@@ -83,11 +106,13 @@ pub fn on_syscall(frame: &mut SyscallFrame, fx: &mut FxArea) {
         return;
     }
     let ctx = UserContext::from_syscall(frame, fx);
-    if let Some(ctx) = settle(k, tid, ctx, outcome) {
+    if let Some(mut ctx) = settle(k, tid, ctx, outcome) {
+        signals::deliver(k, &mut ctx);
         ctx.to_syscall(frame, fx);
         return;
     }
-    let (next, ctx) = next_thread(k);
+    let (next, mut ctx) = next_thread(k);
+    signals::deliver(k, &mut ctx);
     ctx.to_syscall(frame, fx);
     apply_bases(k, next, Via::Syscall);
     arm_timer(k);
@@ -126,6 +151,7 @@ fn settle(k: &mut Kernel, tid: u32, mut ctx: UserContext, outcome: Outcome) -> O
 /// and idles the CPU until some thread can run.
 fn next_thread(k: &mut Kernel) -> (u32, UserContext) {
     loop {
+        crate::machine::net::service(k);
         k.machine.sched.expire(time::monotonic_ns());
         let Some((tid, how)) = k.machine.sched.pick() else {
             idle(k);
@@ -147,6 +173,7 @@ fn next_thread(k: &mut Kernel) -> (u32, UserContext) {
                 let outcome =
                     kiln_os::syscall::dispatch(&mut k.process, &mut k.machine, nr, args(&ctx.regs));
                 k.machine.caller = None;
+                k.machine.sched.clear_restart(tid);
                 if let Some(ctx) = settle(k, tid, ctx, outcome) {
                     if let Some(saved) = k.machine.sched.ctx(tid) {
                         *saved = ctx.clone();
@@ -161,13 +188,17 @@ fn next_thread(k: &mut Kernel) -> (u32, UserContext) {
 /// Halts until an interrupt: the timer at the next deadline, or a device.
 fn idle(k: &mut Kernel) {
     let now = time::monotonic_ns();
-    match k.machine.sched.next_deadline() {
+    let net = crate::machine::net::deadline(k);
+    match k.machine.sched.next_deadline().into_iter().chain(net).min() {
         Some(d) => time::arm_timer_in(d.saturating_sub(now).max(1)),
         None => {
             time::arm_timer_in(0);
-            static WARNED: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicBool::new(false);
+            static WARNED: core::sync::atomic::AtomicBool =
+                core::sync::atomic::AtomicBool::new(false);
             if !WARNED.swap(true, core::sync::atomic::Ordering::Relaxed) {
-                console::info(format_args!("every thread waits with no timeout: idling until a device interrupt"));
+                console::info(format_args!(
+                    "every thread waits with no timeout: idling until a device interrupt"
+                ));
             }
         }
     }
@@ -180,7 +211,9 @@ pub fn on_timer(frame: &mut TrapFrame, fx: &mut FxArea) {
         // The kernel was idling; its loop looks at the deadlines itself.
         return;
     }
-    let Some(mut guard) = KERNEL.try_lock() else { return };
+    let Some(mut guard) = KERNEL.try_lock() else {
+        return;
+    };
     let Some(k) = guard.as_mut() else { return };
     k.machine.sched.expire(time::monotonic_ns());
     if k.machine.sched.has_ready() {
@@ -189,13 +222,16 @@ pub fn on_timer(frame: &mut TrapFrame, fx: &mut FxArea) {
             *saved = UserContext::from_trap(frame, fx);
         }
         k.machine.sched.yield_current();
-        let (next, ctx) = next_thread(k);
+        let (next, mut ctx) = next_thread(k);
+        signals::deliver(k, &mut ctx);
+        ctx.to_trap(frame, fx);
         if next != tid {
-            ctx.to_trap(frame, fx);
             apply_bases(k, next, Via::Trap);
-        } else {
-            ctx.to_trap(frame, fx);
         }
+    } else if signals::pending(k) {
+        let mut ctx = UserContext::from_trap(frame, fx);
+        signals::deliver(k, &mut ctx);
+        ctx.to_trap(frame, fx);
     }
     arm_timer(k);
 }

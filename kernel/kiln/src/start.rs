@@ -110,8 +110,14 @@ pub fn run(boot: BootInfo) -> ! {
         unsupported_logged: Default::default(),
         net: Default::default(),
     };
-    let main = ThreadState { tid: PID as u32, ..ThreadState::default() };
-    *KERNEL.lock() = Some(Kernel { process, machine: HalMachine::new(main) });
+    let main = ThreadState {
+        tid: PID as u32,
+        ..ThreadState::default()
+    };
+    let mut process = process;
+    let mut machine = HalMachine::new(main);
+    machine::net::start(&config, &mut process, &mut machine);
+    *KERNEL.lock() = Some(Kernel { process, machine });
     kiln_hal::syscall::init(kiln_hal::boot_stack_top(), run::on_syscall);
     kiln_hal::trap::set_user_fault_handler(fault::on_user_fault);
     kiln_hal::trap::set_timer_handler(run::on_timer);

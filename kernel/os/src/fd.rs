@@ -711,9 +711,7 @@ impl OpenFile {
                 }
                 r
             }
-            Object::Node(_) | Object::Snapshot(..) => {
-                POLLIN | POLLOUT | POLLRDNORM | POLLWRNORM
-            }
+            Object::Node(_) | Object::Snapshot(..) => POLLIN | POLLOUT | POLLRDNORM | POLLWRNORM,
         }
     }
 

@@ -17,6 +17,7 @@ pub mod machine;
 pub mod net;
 pub mod process;
 pub mod sched;
+pub mod sigframe;
 pub mod stack;
 pub mod syscall;
 pub mod sysno;

@@ -106,7 +106,7 @@ fn load_segment(
     let start = s.vaddr + bias;
     let file = s.file_range();
     let data = &elf[file.clone()];
-    if s.prot.write || (start - file.start as u64) % PAGE_SIZE != 0 {
+    if s.prot.write || !(start - file.start as u64).is_multiple_of(PAGE_SIZE) {
         return vm.populate(pt, start, data).map_err(nomem);
     }
     // Pages wholly inside the file bytes, in a region of this segment's own rights (a page

@@ -115,6 +115,13 @@ impl<C> Scheduler<C> {
         self.threads.get(&tid).and_then(|e| e.restart_deadline)
     }
 
+    /// Forgets the deadline kept for a restarted call of `tid` once that call has settled.
+    pub fn clear_restart(&mut self, tid: u32) {
+        if let Some(e) = self.threads.get_mut(&tid) {
+            e.restart_deadline = None;
+        }
+    }
+
     /// Adds a ready thread.
     pub fn spawn(&mut self, state: ThreadState, ctx: C) {
         let tid = state.tid;

@@ -172,7 +172,9 @@ mod tests {
         assert_eq!(&bytes[510..512], b"\x55\xaa");
         assert_eq!(&bytes[512..520], b"EFI PART");
         assert_eq!(&bytes[bytes.len() - 512..][..8], b"EFI PART");
-        let disk = gpt::GptConfig::new().open_from_device(Cursor::new(bytes.clone())).unwrap();
+        let disk = gpt::GptConfig::new()
+            .open_from_device(Cursor::new(bytes.clone()))
+            .unwrap();
         let p1 = &disk.partitions()[&1];
         assert_eq!(p1.part_type_guid, gpt::partition_types::EFI);
         assert_eq!(p1.first_lba, 2048);

@@ -57,9 +57,10 @@ fn octal(field: &mut [u8], v: u64) -> anyhow::Result<()> {
 
 /// Writes `raw` (a whole number of GiB) as `disk.raw` in a gzip'd oldgnu sparse tar at `out`.
 pub fn write_tar_gz(raw: &Path, out: &Path) -> anyhow::Result<()> {
-    let mut f = std::fs::File::open(raw).with_context(|| format!("could not open {}", raw.display()))?;
+    let mut f =
+        std::fs::File::open(raw).with_context(|| format!("could not open {}", raw.display()))?;
     let size = f.metadata()?.len();
-    if size == 0 || size % GIB != 0 {
+    if size == 0 || !size.is_multiple_of(GIB) {
         bail!("internal: the GCE disk is {size} bytes, not a whole number of GiB");
     }
     let runs = data_runs(&mut f, size)?;
@@ -85,8 +86,12 @@ pub fn write_tar_gz(raw: &Path, out: &Path) -> anyhow::Result<()> {
     gnu.isextended[0] = u8::from(!rest.is_empty());
     header.set_cksum();
 
-    let file = std::fs::File::create(out).with_context(|| format!("could not create {}", out.display()))?;
-    let mut gz = GzEncoder::new(std::io::BufWriter::new(file), flate2::Compression::default());
+    let file = std::fs::File::create(out)
+        .with_context(|| format!("could not create {}", out.display()))?;
+    let mut gz = GzEncoder::new(
+        std::io::BufWriter::new(file),
+        flate2::Compression::default(),
+    );
     gz.write_all(header.as_bytes())?;
     let chunks: Vec<&[(u64, u64)]> = rest.chunks(21).collect();
     for (i, chunk) in chunks.iter().enumerate() {

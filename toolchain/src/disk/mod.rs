@@ -91,7 +91,9 @@ impl std::str::FromStr for Format {
         Format::ALL
             .into_iter()
             .find(|f| f.name() == s)
-            .ok_or_else(|| format!("unknown format `{s}`; use pvh, efi, raw, qcow2, vmdk, vhd or gce"))
+            .ok_or_else(|| {
+                format!("unknown format `{s}`; use pvh, efi, raw, qcow2, vmdk, vhd or gce")
+            })
     }
 }
 
@@ -147,8 +149,7 @@ pub fn write_from_efi(efi: &[u8], format: Format, out: &Path) -> anyhow::Result<
             gce::write_tar_gz(&raw, &staged)?;
         }
     }
-    std::fs::rename(&staged, out)
-        .with_context(|| format!("could not write {}", out.display()))?;
+    std::fs::rename(&staged, out).with_context(|| format!("could not write {}", out.display()))?;
     Ok(())
 }
 
@@ -212,7 +213,10 @@ pub fn convert_image(
             .join(format!("{name}.{}", format.extension()))
     });
     if out.canonicalize().ok() == image.canonicalize().ok() {
-        bail!("refusing to overwrite the input {}; choose another -o", image.display());
+        bail!(
+            "refusing to overwrite the input {}; choose another -o",
+            image.display()
+        );
     }
     write(layout, &pvh, format, &out)?;
     finish(
@@ -224,7 +228,10 @@ pub fn convert_image(
     )
 }
 
-fn finish(app: crate::app::App, path: std::path::PathBuf) -> anyhow::Result<crate::image::BuiltImage> {
+fn finish(
+    app: crate::app::App,
+    path: std::path::PathBuf,
+) -> anyhow::Result<crate::image::BuiltImage> {
     let mut f = std::fs::File::open(&path)?;
     let mut h = Sha256::new();
     let size = std::io::copy(&mut f, &mut h)?;
@@ -273,7 +280,8 @@ pub fn detect(path: &Path) -> anyhow::Result<ImageKind> {
         ImageKind::Disk("vmdk")
     } else if head.starts_with(b"conectix") || (tail_ok && tail.starts_with(b"conectix")) {
         ImageKind::Disk("vpc")
-    } else if head.len() >= 520 && &head[510..512] == b"\x55\xaa" && &head[512..520] == b"EFI PART" {
+    } else if head.len() >= 520 && &head[510..512] == b"\x55\xaa" && &head[512..520] == b"EFI PART"
+    {
         ImageKind::Disk("raw")
     } else if head.starts_with(b"\x1f\x8b") {
         ImageKind::GceArchive

@@ -47,7 +47,10 @@ pub fn fix_vmdk_cid(path: &Path, id: &[u8; 16]) -> anyhow::Result<()> {
         .position(|w| w == b"\nCID=")
         .ok_or_else(|| anyhow::anyhow!("qemu-img wrote a VMDK without a CID line"))?
         + 5;
-    let cid = format!("{:08x}", u32::from_le_bytes(id[..4].try_into().expect("4 bytes")) | 1);
+    let cid = format!(
+        "{:08x}",
+        u32::from_le_bytes(id[..4].try_into().expect("4 bytes")) | 1
+    );
     if bytes.len() < at + 8 || !bytes[at..at + 8].iter().all(u8::is_ascii_hexdigit) {
         bail!("unexpected CID line in the VMDK descriptor");
     }

@@ -67,7 +67,7 @@ pub fn chs(size: u64) -> (u16, u8, u8) {
 /// Appends the fixed-disk footer to the raw disk at `path` (a whole number of MiB).
 pub fn append_fixed_footer(path: &Path, uuid: &[u8; 16]) -> anyhow::Result<()> {
     let size = std::fs::metadata(path)?.len();
-    if size % (1 << 20) != 0 {
+    if !size.is_multiple_of(1 << 20) {
         bail!("internal: the raw disk is {size} bytes, not a whole number of MiB");
     }
     let mut f = std::fs::OpenOptions::new()

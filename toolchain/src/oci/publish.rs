@@ -74,21 +74,26 @@ pub fn read_image(path: &Path) -> anyhow::Result<(Vec<u8>, Provenance)> {
     Ok((bytes, prov))
 }
 
-/// The disk for a containerDisk: the given `--disk`, else a qcow2 built from the PVH image.
+/// The disk for a containerDisk: the given `--disk`, else a qcow2 built from the PVH image
+/// (with [`crate::disk`]).
 fn disk_for(
-    // Used to build the qcow2 once `build-image --format` is available to publish.
-    _layout: &Layout,
+    layout: &Layout,
     req: &PublishRequest,
     pvh: Option<&(Vec<u8>, Provenance)>,
 ) -> anyhow::Result<(Vec<u8>, String, Provenance)> {
-    let Some(path) = &req.disk else {
-        let (_, p) = pvh.ok_or_else(|| anyhow!("--kubevirt needs an image or --disk"))?;
-        bail!(
-            "--kubevirt needs the disk to put in the containerDisk: build one with `cargo xtask build-image --format qcow2 ... -o {}.qcow2` and pass --disk {}.qcow2",
-            p.app.name,
-            p.app.name
-        );
+    let tmp = tempfile::tempdir()?;
+    let path = match &req.disk {
+        Some(p) => p.clone(),
+        None => {
+            // No --disk: make the qcow2 (a UEFI GPT disk) from the image, as
+            // `build-image --format qcow2` does.
+            let (bytes, p) = pvh.ok_or_else(|| anyhow!("--kubevirt needs an image or --disk"))?;
+            let out = tmp.path().join(format!("{}.qcow2", p.app.name));
+            crate::disk::write(layout, bytes, crate::disk::Format::Qcow2, &out)?;
+            out
+        }
     };
+    let path = &path;
     let found = crate::inspect::inspect(path).map_err(|e| {
         anyhow!("--disk {}: {e}; pass a qcow2 or raw disk made by `cargo xtask build-image --format qcow2|raw`", path.display())
     })?;

@@ -1,6 +1,7 @@
 //! Assembling QEMU's command line and the kernel's run-time command line (pure functions).
 
 use super::target::{Machine, Target};
+pub use kiln_abi::cmdline::{parse_ipv4, parse_ipv4_cidr, NetConfig};
 use kiln_abi::cmdline::{Config, Sink};
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
@@ -27,6 +28,90 @@ pub struct RunOptions {
     pub argv: Option<Vec<String>>,
     /// Kernel log at info level, streamed to stderr.
     pub verbose: bool,
+    /// The network card and how it reaches the host.
+    pub net: NetOptions,
+}
+
+/// How the guest's network card reaches the host.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum NetBackend {
+    /// QEMU user networking (the guest is 10.0.2.15 behind a NAT; the host is 10.0.2.2;
+    /// ports reach the guest through forwards).
+    #[default]
+    User,
+    /// A host tap device, by name.
+    Tap(String),
+    /// No network card.
+    None,
+}
+
+/// One `-p HOSTPORT:GUESTPORT[/udp]` forward.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PortForward {
+    /// Port on the host (on all of its addresses).
+    pub host: u16,
+    /// Port in the guest.
+    pub guest: u16,
+    /// UDP instead of TCP.
+    pub udp: bool,
+}
+
+impl std::str::FromStr for PortForward {
+    type Err = String;
+    /// Parses `HOSTPORT:GUESTPORT`, optionally followed by `/tcp` or `/udp`.
+    fn from_str(s: &str) -> Result<PortForward, String> {
+        let (ports, proto) = match s.rsplit_once('/') {
+            Some((p, proto)) => (p, proto),
+            None => (s, "tcp"),
+        };
+        let udp = match proto {
+            "tcp" => false,
+            "udp" => true,
+            _ => return Err(format!("`{s}`: the protocol is tcp or udp")),
+        };
+        let (h, g) = ports
+            .split_once(':')
+            .ok_or_else(|| format!("`{s}`: expected HOSTPORT:GUESTPORT[/udp]"))?;
+        let port = |p: &str| {
+            p.parse::<u16>()
+                .ok()
+                .filter(|&p| p != 0)
+                .ok_or_else(|| format!("`{s}`: `{p}` is not a port (1-65535)"))
+        };
+        Ok(PortForward {
+            host: port(h)?,
+            guest: port(g)?,
+            udp,
+        })
+    }
+}
+
+impl std::str::FromStr for NetBackend {
+    type Err = String;
+    /// `user`, `tap:NAME` or `none`.
+    fn from_str(s: &str) -> Result<NetBackend, String> {
+        match s {
+            "user" => Ok(NetBackend::User),
+            "none" => Ok(NetBackend::None),
+            _ => match s.strip_prefix("tap:") {
+                Some(name) if !name.is_empty() && !name.contains(',') => {
+                    Ok(NetBackend::Tap(name.into()))
+                }
+                _ => Err(format!("`{s}`: expected user, tap:NAME or none")),
+            },
+        }
+    }
+}
+
+/// Network options of a run.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct NetOptions {
+    /// Where the card is connected.
+    pub backend: NetBackend,
+    /// Port forwards (user networking only).
+    pub forwards: Vec<PortForward>,
+    /// Static address, gateway and DNS for the guest (DHCP when no address).
+    pub config: NetConfig,
 }
 
 /// Where QEMU writes the three streams (FIFOs made by the runner).
@@ -54,6 +139,7 @@ pub fn runtime_config(target: &Target, opts: &RunOptions) -> Config {
         status: Some(Sink::Port(target.status_port)),
         log: Some(Sink::Serial),
         verbose: opts.verbose,
+        net: opts.net.config.clone(),
         ..Config::default()
     };
     for (k, v) in &opts.env {
@@ -111,20 +197,34 @@ pub fn uefi_args(
 ) -> Vec<OsString> {
     let mut a = machine_args(target, opts, accel, streams);
     let code = target.firmware_code.clone().unwrap_or_default();
-    let iface = target.disk_interface.clone().unwrap_or_else(|| "virtio".into());
+    let device = target
+        .disk_device
+        .clone()
+        .unwrap_or_else(|| "virtio-blk-pci".into());
     for s in [
         "-drive".to_string(),
-        format!("if=pflash,format=raw,unit=0,readonly=on,file={}", qemu_escape(Path::new(&code))),
-        "-drive".into(),
-        format!("if=pflash,format=raw,unit=1,file={}", qemu_escape(&boot.vars)),
+        format!(
+            "if=pflash,format=raw,unit=0,readonly=on,file={}",
+            qemu_escape(Path::new(&code))
+        ),
         "-drive".into(),
         format!(
-            "file={},format={},if={iface},readonly=on",
+            "if=pflash,format=raw,unit=1,file={}",
+            qemu_escape(&boot.vars)
+        ),
+        "-drive".into(),
+        format!(
+            "file={},format={},if=none,id=kdisk,readonly=on",
             qemu_escape(&boot.disk),
             boot.format
         ),
+        "-device".into(),
+        format!("{device},drive=kdisk,bootindex=0"),
         "-fw_cfg".into(),
-        format!("name={FW_CFG_CMDLINE},file={}", qemu_escape(&boot.cmdline_file)),
+        format!(
+            "name={FW_CFG_CMDLINE},file={}",
+            qemu_escape(&boot.cmdline_file)
+        ),
     ] {
         a.push(s.into());
     }
@@ -177,12 +277,73 @@ fn machine_args(
     push(&format!("file,id=klog,path={}", qemu_escape(&streams.log)));
     push("-serial");
     push("chardev:klog");
+    a.extend(net_args(target, &opts.net));
     a
+}
+
+/// The network card and its backend (`-netdev`, `-device`); nothing for `--net none` or a
+/// target without a network device.
+pub fn net_args(target: &Target, net: &NetOptions) -> Vec<OsString> {
+    let Some(device) = &target.net_device else {
+        return Vec::new();
+    };
+    let netdev = match &net.backend {
+        NetBackend::None => return Vec::new(),
+        NetBackend::User => {
+            let mut s = String::from("user,id=n0");
+            for f in &net.forwards {
+                let proto = if f.udp { "udp" } else { "tcp" };
+                s.push_str(&format!(",hostfwd={proto}::{}-:{}", f.host, f.guest));
+            }
+            s
+        }
+        NetBackend::Tap(name) => format!("tap,id=n0,ifname={name},script=no,downscript=no"),
+    };
+    vec![
+        "-netdev".into(),
+        netdev.into(),
+        "-device".into(),
+        format!("{device},netdev=n0").into(),
+    ]
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn network_arguments() {
+        let t = Machine::Microvm.target();
+        let mut net = NetOptions {
+            forwards: vec!["8080:80".parse().unwrap(), "5353:53/udp".parse().unwrap()],
+            ..NetOptions::default()
+        };
+        let a = joined(&net_args(&t, &net)).join(" ");
+        assert_eq!(
+            a,
+            "-netdev user,id=n0,hostfwd=tcp::8080-:80,hostfwd=udp::5353-:53 -device virtio-net-device,netdev=n0"
+        );
+        net.backend = "tap:kiln0".parse().unwrap();
+        let a = joined(&net_args(&Machine::Q35.target(), &net)).join(" ");
+        assert_eq!(
+            a,
+            "-netdev tap,id=n0,ifname=kiln0,script=no,downscript=no -device virtio-net-pci,netdev=n0"
+        );
+        net.backend = NetBackend::None;
+        assert!(net_args(&t, &net).is_empty());
+        assert!("80".parse::<PortForward>().is_err());
+        assert!("0:80".parse::<PortForward>().is_err());
+        assert!("1:2/sctp".parse::<PortForward>().is_err());
+        assert!("tap:".parse::<NetBackend>().is_err());
+        net.config.ip = Some(([10, 0, 2, 20], 24));
+        let opts = RunOptions {
+            net,
+            ..RunOptions::default()
+        };
+        assert!(runtime_config(&t, &opts)
+            .to_cmdline()
+            .contains("kiln.ip=10.0.2.20/24"));
+    }
 
     fn streams() -> StreamPaths {
         StreamPaths {
@@ -239,6 +400,7 @@ mod tests {
             env: vec![("GREETING".into(), "hi there".into())],
             argv: Some(vec!["a,b".into(), "--exit".into(), "3".into()]),
             verbose: true,
+            net: NetOptions::default(),
         };
         let a = joined(&qemu_args(
             &Machine::Q35.target(),
@@ -275,13 +437,33 @@ mod tests {
             vars: "/t/vars.fd".into(),
             cmdline_file: "/t/cmdline".into(),
         };
-        let a = joined(&uefi_args(&t, &RunOptions::default(), Accel::Tcg, &boot, &streams()));
+        let a = joined(&uefi_args(
+            &t,
+            &RunOptions::default(),
+            Accel::Tcg,
+            &boot,
+            &streams(),
+        ));
         let s = a.join(" ");
         assert!(s.contains("-M q35 -accel tcg"), "{s}");
-        assert!(s.contains("-drive if=pflash,format=raw,unit=0,readonly=on,file=/usr/share/OVMF/OVMF_CODE.fd"), "{s}");
-        assert!(s.contains("-drive if=pflash,format=raw,unit=1,file=/t/vars.fd"), "{s}");
-        assert!(s.contains("-drive file=/d/x,,y.qcow2,format=qcow2,if=virtio,readonly=on"), "{s}");
-        assert!(s.contains("-fw_cfg name=opt/kiln/cmdline,file=/t/cmdline"), "{s}");
+        assert!(
+            s.contains(
+                "-drive if=pflash,format=raw,unit=0,readonly=on,file=/usr/share/OVMF/OVMF_CODE.fd"
+            ),
+            "{s}"
+        );
+        assert!(
+            s.contains("-drive if=pflash,format=raw,unit=1,file=/t/vars.fd"),
+            "{s}"
+        );
+        assert!(
+            s.contains("-drive file=/d/x,,y.qcow2,format=qcow2,if=none,id=kdisk,readonly=on -device virtio-blk-pci,drive=kdisk,bootindex=0"),
+            "{s}"
+        );
+        assert!(
+            s.contains("-fw_cfg name=opt/kiln/cmdline,file=/t/cmdline"),
+            "{s}"
+        );
         assert!(s.contains("isa-debugcon,iobase=0x405,chardev=kout"), "{s}");
         assert!(!s.contains("-kernel") && !s.contains("-append"), "{s}");
     }

@@ -43,7 +43,10 @@ pub fn ensure_file(path: &Path, package: &str) -> anyhow::Result<PathBuf> {
         install(&path.display().to_string(), package)?;
     }
     if !path.is_file() {
-        bail!("{} is still missing after installing {package}", path.display());
+        bail!(
+            "{} is still missing after installing {package}",
+            path.display()
+        );
     }
     Ok(path.to_path_buf())
 }

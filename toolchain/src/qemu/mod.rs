@@ -189,11 +189,13 @@ pub fn run(
         copiers.push(streams::spawn_copier(reader, out, done.clone()));
     }
 
-    let qemu_args = match crate::disk::detect(image)? {
-        crate::disk::ImageKind::Pvh => {
+    // Anything that is not recognisably a disk or EFI application goes to `-kernel`, and
+    // QEMU says what is wrong with it.
+    let qemu_args = match crate::disk::detect(image) {
+        Ok(crate::disk::ImageKind::Pvh) | Err(_) => {
             args::qemu_args(&opts.machine.target(), opts, accel, image, &paths)
         }
-        kind => uefi_boot(kind, image, dir.path(), opts, accel, &paths)?,
+        Ok(kind) => uefi_boot(kind, image, dir.path(), opts, accel, &paths)?,
     };
     let start = Instant::now();
     let mut child = Command::new(qemu)

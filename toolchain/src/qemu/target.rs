@@ -87,9 +87,14 @@ pub struct Target {
     /// The Debian package that ships the firmware (`boot = "uefi"` only).
     #[serde(default)]
     pub firmware_package: Option<String>,
-    /// `if=` of the boot disk (`boot = "uefi"` only).
+    /// QEMU device of the boot disk (`boot = "uefi"` only), given `bootindex=0` so the
+    /// firmware boots it before any network card.
     #[serde(default)]
-    pub disk_interface: Option<String>,
+    pub disk_device: Option<String>,
+    /// QEMU device of the network card (`virtio-net-device`, `virtio-net-pci`); no network
+    /// when absent.
+    #[serde(default)]
+    pub net_device: Option<String>,
 }
 
 /// The UEFI target (q35 + OVMF) that boots disk images.
@@ -107,14 +112,14 @@ impl Target {
             &t.firmware_code,
             &t.firmware_vars,
             &t.firmware_package,
-            &t.disk_interface,
+            &t.disk_device,
         ];
         match t.boot.as_str() {
             "pvh" if uefi_fields.iter().all(|f| f.is_none()) => {}
-            "pvh" => return Err("firmware_* and disk_interface are for boot = \"uefi\"".into()),
+            "pvh" => return Err("firmware_* and disk_device are for boot = \"uefi\"".into()),
             "uefi" if uefi_fields.iter().all(|f| f.is_some()) => {}
             "uefi" => {
-                return Err("boot = \"uefi\" needs firmware_code, firmware_vars, firmware_package and disk_interface".into())
+                return Err("boot = \"uefi\" needs firmware_code, firmware_vars, firmware_package and disk_device".into())
             }
             other => {
                 return Err(format!(
@@ -158,7 +163,11 @@ mod tests {
         let u = uefi_target();
         assert_eq!(u.boot, "uefi");
         assert_eq!(u.stdout_port, 0x405);
-        assert!(u.firmware_code.as_deref().unwrap().ends_with("OVMF_CODE.fd"));
+        assert!(u
+            .firmware_code
+            .as_deref()
+            .unwrap()
+            .ends_with("OVMF_CODE.fd"));
         assert!("pc"
             .parse::<Machine>()
             .unwrap_err()

@@ -78,7 +78,10 @@ impl Interest {
         if self.events & EPOLLET != 0 && self.last_seq == Some(seq) {
             return None;
         }
-        Some((rev & !(EPOLLET | EPOLLONESHOT | EPOLLEXCLUSIVE | EPOLLWAKEUP), seq))
+        Some((
+            rev & !(EPOLLET | EPOLLONESHOT | EPOLLEXCLUSIVE | EPOLLWAKEUP),
+            seq,
+        ))
     }
 }
 
@@ -252,9 +255,9 @@ impl Epoll {
 
     /// Changes whenever the interest list or any member changed.
     pub fn event_seq(&self) -> u64 {
-        self.members()
-            .iter()
-            .fold(self.waitable.seq(), |acc, f| acc.wrapping_add(f.event_seq()))
+        self.members().iter().fold(self.waitable.seq(), |acc, f| {
+            acc.wrapping_add(f.event_seq())
+        })
     }
 
     /// Whether every member is driven by this process alone (see

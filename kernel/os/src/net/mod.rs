@@ -28,8 +28,8 @@ use smoltcp::iface::{Config, Interface, SocketHandle, SocketSet};
 use smoltcp::socket::{dhcpv4, tcp, udp};
 use smoltcp::time::{Duration, Instant};
 use smoltcp::wire::{
-    EthernetAddress, HardwareAddress, IpAddress, IpCidr, IpEndpoint, IpListenEndpoint,
-    Ipv4Address, Ipv4Cidr,
+    EthernetAddress, HardwareAddress, IpAddress, IpCidr, IpEndpoint, IpListenEndpoint, Ipv4Address,
+    Ipv4Cidr,
 };
 use spin::Mutex;
 
@@ -360,7 +360,8 @@ impl Net {
     /// The interface's address and prefix length, once it has one.
     pub fn address(&self) -> Option<([u8; 4], u8)> {
         let s = self.stack.lock();
-        s.external_addr().map(|c| (c.address().octets(), c.prefix_len()))
+        s.external_addr()
+            .map(|c| (c.address().octets(), c.prefix_len()))
     }
 
     /// A new socket (`SOCK_STREAM` when `stream`, else `SOCK_DGRAM`).
@@ -381,6 +382,15 @@ impl Net {
     pub fn poll(&self, m: &mut dyn Machine) -> Option<u64> {
         let mut s = self.stack.lock();
         s.pump(m);
+        s.next_poll(m)
+    }
+
+    /// When the interface next wants to run (monotonic ns), without running it.
+    pub fn next_poll(&self, m: &mut dyn Machine) -> Option<u64> {
+        let mut s = self.stack.lock();
+        if s.dirty {
+            return Some(m.monotonic_ns());
+        }
         s.next_poll(m)
     }
 
@@ -530,8 +540,9 @@ impl Stack {
                 ));
             }
             None => {
-                iface.routes_mut().remove_default_ipv4_route();
-                m.log(format_args!("net: DHCP lease lost"));
+                if iface.routes_mut().remove_default_ipv4_route().is_some() {
+                    m.log(format_args!("net: DHCP lease lost"));
+                }
             }
         }
         m.wake(Channel::Object(self.config_channel), usize::MAX);
@@ -717,7 +728,10 @@ impl Stack {
         for _ in EPHEMERAL.0..=EPHEMERAL.1 {
             let p = self.next_port;
             self.next_port = if p >= EPHEMERAL.1 { EPHEMERAL.0 } else { p + 1 };
-            let used_by_conn = self.socks.values().any(|s| s.local.is_some_and(|l| l.port == p));
+            let used_by_conn = self
+                .socks
+                .values()
+                .any(|s| s.local.is_some_and(|l| l.port == p));
             if !used_by_conn && !self.port_in_use(p, u64::MAX) {
                 return Ok(p);
             }
@@ -834,8 +848,7 @@ impl Socket {
             sock.local = Some(local);
             if !self.stream {
                 let mut u = udp_socket();
-                u.bind(listen_endpoint(local))
-                    .map_err(|_| Errno::EINVAL)?;
+                u.bind(listen_endpoint(local)).map_err(|_| Errno::EINVAL)?;
                 let h = s.sockets.add(u);
                 s.sock(id)?.kind = Kind::Udp(Some(h));
             }
@@ -992,7 +1005,15 @@ impl Socket {
         }
         if to.ip == [0; 4] {
             // Linux connects to the loopback address for 0.0.0.0.
-            return self.connect_to(s, m, SockAddr { ip: [127, 0, 0, 1], ..to }, blocking);
+            return self.connect_to(
+                s,
+                m,
+                SockAddr {
+                    ip: [127, 0, 0, 1],
+                    ..to
+                },
+                blocking,
+            );
         }
         if to.port == 0 {
             return Err(Errno::ECONNREFUSED);

@@ -24,8 +24,8 @@ use alloc::vec::Vec;
 use crate::errno::{Errno, KResult};
 use crate::fd::poll::{POLLHUP, POLLIN, POLLNVAL};
 use crate::fd::{
-    wake_object, Object, OpenFile, Waitable, MAX_FDS, O_ACCMODE, O_APPEND, O_ASYNC, O_CLOEXEC, O_CREAT, O_DIRECTORY,
-    O_LARGEFILE, O_NOFOLLOW, O_PATH, O_RDONLY, O_TRUNC, O_WRONLY,
+    wake_object, Object, OpenFile, Waitable, MAX_FDS, O_ACCMODE, O_APPEND, O_ASYNC, O_CLOEXEC,
+    O_CREAT, O_DIRECTORY, O_LARGEFILE, O_NOFOLLOW, O_PATH, O_RDONLY, O_TRUNC, O_WRONLY,
 };
 use crate::fs::{parent_path, Body, Device, Inode, Stat, PATH_MAX};
 use crate::machine::Machine;

@@ -89,8 +89,10 @@ pub fn handle(p: &mut Process, m: &mut dyn Machine, nr: u64, a: [u64; 6]) -> Opt
         nr::ACCEPT => sys_accept(p, m, fd, a[1], a[2], 0),
         nr::ACCEPT4 => sys_accept(p, m, fd, a[1], a[2], a[3]),
         nr::CONNECT => sys_connect(p, m, fd, a[1], a[2]),
-        nr::GETSOCKNAME => ret(socket(p, fd)
-            .and_then(|s| put_sockaddr(p, m, a[1], a[2], s.local_addr()).map(|_| 0))),
+        nr::GETSOCKNAME => {
+            ret(socket(p, fd)
+                .and_then(|s| put_sockaddr(p, m, a[1], a[2], s.local_addr()).map(|_| 0)))
+        }
         nr::GETPEERNAME => ret(socket(p, fd)
             .and_then(|s| s.peer_addr())
             .and_then(|peer| put_sockaddr(p, m, a[1], a[2], peer).map(|_| 0))),
@@ -261,7 +263,12 @@ fn sys_accept(
         if addr != 0 {
             read_user::<4>(p, m, len_ptr)?;
         }
-        let fd = install(p, conn, flags & SOCK_NONBLOCK != 0, flags & SOCK_CLOEXEC != 0)?;
+        let fd = install(
+            p,
+            conn,
+            flags & SOCK_NONBLOCK != 0,
+            flags & SOCK_CLOEXEC != 0,
+        )?;
         if let Err(e) = put_sockaddr(p, m, addr, len_ptr, peer) {
             let _ = p.files.close(fd as i32);
             return Err(e);
@@ -624,7 +631,6 @@ fn sys_getsockopt(
     write_user(p, m, len_ptr, &(n as u32).to_le_bytes())?;
     Ok(0)
 }
-
 
 #[cfg(test)]
 mod tests;

@@ -8,13 +8,16 @@
 
 use crate::errno::{Errno, KResult};
 use crate::machine::Machine;
-use crate::process::{Outcome, Process};
+use crate::process::{Outcome, Process, PID};
+use crate::sigframe::SigInfo;
 use crate::syscall::proc::ProcState;
 use crate::syscall::{read_user, write_user};
 use crate::sysno;
 
 /// Highest signal number (`_NSIG`).
 pub const NSIG: u32 = 64;
+/// `si_code` of a signal sent by `kill`.
+pub const SI_USER: i32 = 0;
 /// `SIGHUP`.
 pub const SIGHUP: u32 = 1;
 /// `SIGINT`.
@@ -266,9 +269,9 @@ pub enum Fate {
     Pending,
     /// Ignored, or its default action does nothing.
     Discarded,
-    /// A handler is installed; it did not run (see the module documentation) and the
-    /// default action did not end the program.
-    HandlerSkipped,
+    /// A handler is installed: the signal is queued and the handler runs when the thread
+    /// next returns to user mode.
+    Queued,
     /// The program ends, killed by this signal.
     Killed(u8),
 }
@@ -280,8 +283,11 @@ pub struct SignalState {
     mask: u64,
     pending: u64,
     altstack: Option<AltStack>,
-    /// Signals whose skipped handler has been logged.
-    handler_logged: u64,
+    /// Signals queued for their handlers, and what each handler will be told.
+    queued: u64,
+    queued_info: [SigInfo; NSIG as usize],
+    /// The mask to record in the next handler's frame, when `rt_sigsuspend` changed it.
+    suspend_saved: Option<u64>,
     /// Signals whose ignored stop has been logged.
     stop_logged: u64,
     /// Whether an endless `pause`/`rt_sigsuspend` has been logged.
@@ -298,7 +304,9 @@ impl Default for SignalState {
             mask: 0,
             pending: 0,
             altstack: None,
-            handler_logged: 0,
+            queued: 0,
+            queued_info: [SigInfo::default(); NSIG as usize],
+            suspend_saved: None,
             stop_logged: 0,
             pause_logged: false,
             proc: ProcState::default(),
@@ -429,11 +437,13 @@ impl SignalState {
             self.pending |= sig_bit(SIGPIPE);
             return None;
         }
+        let _ = m;
         match self.disposition(SIGPIPE) {
             Disposition::Default => Some(SIGPIPE as u8),
             Disposition::Ignore => None,
             Disposition::Handler(_) => {
-                self.log_handler_skipped(m, SIGPIPE);
+                let info = SigInfo { signo: SIGPIPE as i32, code: SI_USER, addr_or_pid: PID as u64 };
+                self.queue(SIGPIPE, info);
                 None
             }
         }
@@ -447,7 +457,7 @@ impl SignalState {
             self.pending &= !sig_bit(sig);
             match self.act(m, sig) {
                 Fate::Killed(s) => return Some(Fate::Killed(s)),
-                Fate::HandlerSkipped => result = Some(Fate::HandlerSkipped),
+                Fate::Queued => result = Some(Fate::Queued),
                 Fate::Pending | Fate::Discarded => {}
             }
         }
@@ -461,14 +471,14 @@ impl SignalState {
         } else {
             self.disposition(sig)
         };
-        let handled = match disposition {
+        match disposition {
             Disposition::Ignore => return Fate::Discarded,
             Disposition::Handler(_) => {
-                self.log_handler_skipped(m, sig);
-                true
+                self.queue(sig, SigInfo { signo: sig as i32, code: SI_USER, addr_or_pid: PID as u64 });
+                return Fate::Queued;
             }
-            Disposition::Default => false,
-        };
+            Disposition::Default => {}
+        }
         match default_action(sig) {
             Action::Terminate | Action::Core => Fate::Killed(sig as u8),
             Action::Stop => {
@@ -478,28 +488,62 @@ impl SignalState {
                         "signal {sig} would stop the program, but nothing could continue it: ignored"
                     ));
                 }
-                if handled {
-                    Fate::HandlerSkipped
-                } else {
-                    Fate::Discarded
-                }
+                Fate::Discarded
             }
-            Action::Ignore | Action::Continue => {
-                if handled {
-                    Fate::HandlerSkipped
-                } else {
-                    Fate::Discarded
-                }
-            }
+            Action::Ignore | Action::Continue => Fate::Discarded,
         }
     }
 
-    fn log_handler_skipped(&mut self, m: &mut dyn Machine, sig: u32) {
-        if self.handler_logged & sig_bit(sig) == 0 {
-            self.handler_logged |= sig_bit(sig);
-            m.log(format_args!(
-                "signal {sig} handler not run: signal delivery not supported yet"
-            ));
+    fn queue(&mut self, sig: u32, info: SigInfo) {
+        self.queued |= sig_bit(sig);
+        self.queued_info[sig as usize - 1] = info;
+    }
+
+    /// Queues a hardware fault's signal (SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGTRAP) for its
+    /// handler; `false` when it has none or the signal is blocked (the program then dies,
+    /// as Linux forces such signals).
+    pub fn queue_fault(&mut self, info: SigInfo) -> bool {
+        let sig = info.signo as u32;
+        if self.mask & sig_bit(sig) != 0 || !matches!(self.disposition(sig), Disposition::Handler(_)) {
+            return false;
+        }
+        self.queue(sig, info);
+        true
+    }
+
+    /// Whether a queued signal waits for its handler.
+    pub fn has_queued(&self) -> bool {
+        self.queued & !self.mask != 0
+    }
+
+    /// Takes the lowest queued, unblocked signal whose handler is still installed, with its
+    /// action and information.
+    pub fn next_queued(&mut self) -> Option<(SigAction, SigInfo)> {
+        while let Some(sig) = lowest(self.queued & !self.mask) {
+            self.queued &= !sig_bit(sig);
+            let act = self.actions[sig as usize - 1];
+            if let Disposition::Handler(_) = act.disposition() {
+                return Some((act, self.queued_info[sig as usize - 1]));
+            }
+        }
+        None
+    }
+
+    /// The mask a handler's frame records (restored by `rt_sigreturn`): the one before
+    /// `rt_sigsuspend` when that call let the signal in, else the current one.
+    pub fn frame_mask(&mut self) -> u64 {
+        self.suspend_saved.take().unwrap_or(self.mask)
+    }
+
+    /// Sets the signal mask (SIGKILL and SIGSTOP stay unblocked).
+    pub fn set_mask(&mut self, mask: u64) {
+        self.mask = mask & !UNBLOCKABLE;
+    }
+
+    /// `SA_RESETHAND`: the handler runs once, then the default action is back.
+    pub fn reset_to_default(&mut self, sig: u32) {
+        if (1..=NSIG).contains(&sig) {
+            self.actions[sig as usize - 1] = SigAction::default();
         }
     }
 
@@ -638,7 +682,13 @@ fn suspend(p: &mut Process, m: &mut dyn Machine, mask: Option<u64>) -> Outcome {
         p.signals.mask = mask & !UNBLOCKABLE;
     }
     let fate = p.signals.deliver_pending(m);
-    p.signals.mask = saved;
+    if fate == Some(Fate::Queued) {
+        // The handler runs with the temporary mask; its frame records the original one,
+        // which rt_sigreturn puts back (as Linux does for sigsuspend).
+        p.signals.suspend_saved = Some(saved);
+    } else {
+        p.signals.mask = saved;
+    }
     match fate {
         Some(Fate::Killed(sig)) => Outcome::Killed(sig),
         Some(_) => Outcome::Return(Errno::EINTR.as_return()),
@@ -835,7 +885,10 @@ mod tests {
         assert_eq!(outcome(&mut p, &mut m, sysno::PAUSE, &[]), forever);
         assert_eq!(m.log, ["pause() with no signal source would block forever"]);
         poke(&mut p, &mut m, buf, &0u64.to_le_bytes());
-        assert_eq!(outcome(&mut p, &mut m, sysno::RT_SIGSUSPEND, &[buf, 8]), forever);
+        assert_eq!(
+            outcome(&mut p, &mut m, sysno::RT_SIGSUSPEND, &[buf, 8]),
+            forever
+        );
         assert_eq!(m.log.len(), 1);
         assert_eq!(
             call(&mut p, &mut m, sysno::RT_SIGSUSPEND, &[buf, 4]),
@@ -863,12 +916,17 @@ mod tests {
             )
             .unwrap();
         p.signals.send(&mut m, SIGUSR1);
-        // SIGUSR1 has a handler whose default action is fatal: it ends the program.
+        // SIGUSR1 has a handler: the wait ends with EINTR and the handler runs with the
+        // temporary mask; its frame records the original mask.
+        let original = p.signals.mask();
         poke(&mut p, &mut m, buf, &sig_bit(SIGTERM).to_le_bytes());
         assert_eq!(
             outcome(&mut p, &mut m, sysno::RT_SIGSUSPEND, &[buf, 8]),
-            Outcome::Killed(10)
+            Outcome::Return(-4)
         );
+        assert_eq!(p.signals.next_queued().map(|q| q.1.signo), Some(SIGUSR1 as i32));
+        assert_eq!(p.signals.frame_mask(), original);
+        p.signals.set_mask(original);
         // A handled signal whose default is to ignore interrupts the wait.
         p.signals
             .set_action(
@@ -883,10 +941,14 @@ mod tests {
         p.signals.send(&mut m, SIGCHLD);
         assert_eq!(call(&mut p, &mut m, sysno::RT_SIGSUSPEND, &[buf, 8]), -4);
         assert_eq!(m.now, 0);
+        // Until the handler returns, the temporary mask (only SIGTERM) is in force.
+        assert_eq!(p.signals.mask(), sig_bit(SIGTERM));
         assert_eq!(
-            p.signals.mask(),
+            p.signals.frame_mask(),
             sig_bit(SIGTERM) | sig_bit(SIGUSR1) | sig_bit(SIGCHLD)
         );
+        p.signals.next_queued();
+        p.signals.set_mask(sig_bit(SIGTERM) | sig_bit(SIGUSR1) | sig_bit(SIGCHLD));
         p.signals.send(&mut m, SIGTERM);
         poke(&mut p, &mut m, buf, &0u64.to_le_bytes());
         assert_eq!(
@@ -1060,15 +1122,14 @@ mod tests {
         assert_eq!(s.send(&mut m, SIGTERM), Fate::Discarded);
         assert!(m.log.is_empty());
         s.set_action(SIGABRT, handler(0x4000)).unwrap();
-        assert_eq!(s.send(&mut m, SIGABRT), Fate::Killed(6));
-        assert_eq!(s.send(&mut m, SIGABRT), Fate::Killed(6));
-        assert_eq!(
-            m.log,
-            ["signal 6 handler not run: signal delivery not supported yet"]
-        );
+        assert_eq!(s.send(&mut m, SIGABRT), Fate::Queued);
         s.set_action(SIGWINCH, handler(0x4000)).unwrap();
-        assert_eq!(s.send(&mut m, SIGWINCH), Fate::HandlerSkipped);
-        assert_eq!(m.log.len(), 2);
+        assert_eq!(s.send(&mut m, SIGWINCH), Fate::Queued);
+        assert!(m.log.is_empty());
+        let (act, info) = s.next_queued().unwrap();
+        assert_eq!((act.handler, info.signo), (0x4000, SIGABRT as i32));
+        assert_eq!(s.next_queued().unwrap().1.signo, SIGWINCH as i32);
+        assert_eq!(s.next_queued(), None);
     }
 
     #[test]
@@ -1118,7 +1179,7 @@ mod tests {
         assert_eq!(s.send_sigpipe(&mut m), None);
         s.set_action(SIGPIPE, handler(0x1000)).unwrap();
         assert_eq!(s.send_sigpipe(&mut m), None);
-        assert_eq!(m.log.len(), 1);
+        assert!(s.has_queued(), "the handler runs, then the write fails with EPIPE");
         s.set_action(SIGPIPE, handler(SIG_DFL)).unwrap();
         s.change_mask(SIG_BLOCK, sig_bit(SIGPIPE)).unwrap();
         assert_eq!(s.send_sigpipe(&mut m), None);

@@ -6,7 +6,6 @@
 
 use alloc::vec;
 
-
 use crate::errno::{Errno, KResult};
 use crate::machine::Machine;
 use crate::process::{Channel, Outcome, Process, ThreadState, Wait};
@@ -216,7 +215,7 @@ fn futex(p: &mut Process, m: &mut dyn Machine, a: [u64; 6]) -> KResult<Outcome> 
     if realtime && !matches!(cmd, futex_op::WAIT | futex_op::WAIT_BITSET) {
         return Err(Errno::ENOSYS);
     }
-    if addr % 4 != 0 {
+    if !addr.is_multiple_of(4) {
         return Err(Errno::EINVAL);
     }
     let word = |p: &mut Process, m: &mut dyn Machine, addr: u64| -> KResult<u32> {
@@ -261,7 +260,7 @@ fn futex(p: &mut Process, m: &mut dyn Machine, a: [u64; 6]) -> KResult<Outcome> 
         }
         futex_op::REQUEUE | futex_op::CMP_REQUEUE => {
             let to = a[4];
-            if to % 4 != 0 {
+            if !to.is_multiple_of(4) {
                 return Err(Errno::EINVAL);
             }
             if cmd == futex_op::CMP_REQUEUE && word(p, m, addr)? != a[5] as u32 {
@@ -279,7 +278,7 @@ fn futex(p: &mut Process, m: &mut dyn Machine, a: [u64; 6]) -> KResult<Outcome> 
         }
         futex_op::WAKE_OP => {
             let (addr2, encoded) = (a[4], a[5] as u32);
-            if addr2 % 4 != 0 {
+            if !addr2.is_multiple_of(4) {
                 return Err(Errno::EINVAL);
             }
             let old = word(p, m, addr2)?;
@@ -395,13 +394,29 @@ mod tests {
     #[test]
     fn clone_starts_a_thread_with_its_tls_and_tids() {
         let (mut p, mut m, buf) = setup();
-        let r = call(&mut p, &mut m, sysno::CLONE, &[THREAD_FLAGS, 0x7000_0000, buf, buf + 8, 0x1234_0000]);
+        let r = call(
+            &mut p,
+            &mut m,
+            sysno::CLONE,
+            &[THREAD_FLAGS, 0x7000_0000, buf, buf + 8, 0x1234_0000],
+        );
         assert_eq!(r, 2);
         let (child, stack) = &m.spawned[0];
-        assert_eq!((child.tid, child.fs_base, child.clear_child_tid, *stack), (2, 0x1234_0000, buf + 8, 0x7000_0000));
+        assert_eq!(
+            (child.tid, child.fs_base, child.clear_child_tid, *stack),
+            (2, 0x1234_0000, buf + 8, 0x7000_0000)
+        );
         assert_eq!(peek(&mut p, &mut m, buf, 4), 2u32.to_le_bytes());
         // The next thread gets the next id.
-        assert_eq!(call(&mut p, &mut m, sysno::CLONE, &[THREAD_FLAGS, 0, buf, buf + 8, 0]), 3);
+        assert_eq!(
+            call(
+                &mut p,
+                &mut m,
+                sysno::CLONE,
+                &[THREAD_FLAGS, 0, buf, buf + 8, 0]
+            ),
+            3
+        );
     }
 
     #[test]
@@ -423,9 +438,23 @@ mod tests {
     #[test]
     fn fork_is_refused_and_logged_once() {
         let (mut p, mut m, _) = setup();
-        assert_eq!(call(&mut p, &mut m, sysno::CLONE, &[17, 0, 0, 0, 0]), ENOSYS);
-        assert_eq!(call(&mut p, &mut m, sysno::CLONE, &[CLONE_VM | CLONE_VFORK | 17, 0, 0, 0, 0]), ENOSYS);
-        assert_eq!(m.log.iter().filter(|l| l.contains("one process")).count(), 1);
+        assert_eq!(
+            call(&mut p, &mut m, sysno::CLONE, &[17, 0, 0, 0, 0]),
+            ENOSYS
+        );
+        assert_eq!(
+            call(
+                &mut p,
+                &mut m,
+                sysno::CLONE,
+                &[CLONE_VM | CLONE_VFORK | 17, 0, 0, 0, 0]
+            ),
+            ENOSYS
+        );
+        assert_eq!(
+            m.log.iter().filter(|l| l.contains("one process")).count(),
+            1
+        );
         assert!(m.spawned.is_empty());
     }
 
@@ -434,19 +463,40 @@ mod tests {
         let (mut p, mut m, buf) = setup();
         poke(&mut p, &mut m, buf, &5u32.to_le_bytes());
         let wait = |p: &mut Process, m: &mut FakeMachine, val: u64, timeout: u64| {
-            outcome(p, m, sysno::FUTEX, &[buf, (futex_op::WAIT | futex_op::PRIVATE) as u64, val, timeout])
+            outcome(
+                p,
+                m,
+                sysno::FUTEX,
+                &[
+                    buf,
+                    (futex_op::WAIT | futex_op::PRIVATE) as u64,
+                    val,
+                    timeout,
+                ],
+            )
         };
         assert_eq!(wait(&mut p, &mut m, 4, 0), Outcome::Return(EAGAIN));
         match wait(&mut p, &mut m, 5, 0) {
             Outcome::Block(w) => {
-                assert_eq!(w.channels, [Channel::Futex { addr: buf, bitset: u32::MAX }]);
+                assert_eq!(
+                    w.channels,
+                    [Channel::Futex {
+                        addr: buf,
+                        bitset: u32::MAX
+                    }]
+                );
                 assert_eq!((w.deadline, w.on_wake, w.on_timeout), (None, Some(0), -110));
             }
             other => panic!("{other:?}"),
         }
         // A relative timeout of 2 s from now.
         m.now = 1000;
-        poke(&mut p, &mut m, buf + 16, &[2u64.to_le_bytes(), 0u64.to_le_bytes()].concat());
+        poke(
+            &mut p,
+            &mut m,
+            buf + 16,
+            &[2u64.to_le_bytes(), 0u64.to_le_bytes()].concat(),
+        );
         match wait(&mut p, &mut m, 5, buf + 16) {
             Outcome::Block(w) => assert_eq!(w.deadline, Some(1000 + 2 * NSEC_PER_SEC)),
             other => panic!("{other:?}"),
@@ -457,25 +507,63 @@ mod tests {
             Outcome::Block(w) => assert_eq!(w.deadline, Some(7_000)),
             other => panic!("{other:?}"),
         }
-        assert_eq!(outcome(&mut p, &mut m, sysno::FUTEX, &[buf + 1, 0, 5, 0]), Outcome::Return(EINVAL));
+        assert_eq!(
+            outcome(&mut p, &mut m, sysno::FUTEX, &[buf + 1, 0, 5, 0]),
+            Outcome::Return(EINVAL)
+        );
     }
 
     #[test]
     fn futex_wake_and_requeue_count_threads() {
         let (mut p, mut m, buf) = setup();
         let any = u32::MAX;
-        m.waiting = vec![Channel::Futex { addr: buf, bitset: any }; 3];
-        assert_eq!(call(&mut p, &mut m, sysno::FUTEX, &[buf, futex_op::WAKE as u64, 1]), 1);
+        m.waiting = vec![
+            Channel::Futex {
+                addr: buf,
+                bitset: any
+            };
+            3
+        ];
+        assert_eq!(
+            call(
+                &mut p,
+                &mut m,
+                sysno::FUTEX,
+                &[buf, futex_op::WAKE as u64, 1]
+            ),
+            1
+        );
         poke(&mut p, &mut m, buf, &9u32.to_le_bytes());
         let cmp = futex_op::CMP_REQUEUE as u64;
-        assert_eq!(call(&mut p, &mut m, sysno::FUTEX, &[buf, cmp, 0, 1, buf + 64, 8]), EAGAIN);
-        assert_eq!(call(&mut p, &mut m, sysno::FUTEX, &[buf, cmp, 1, 1, buf + 64, 9]), 2);
-        assert_eq!(m.waiting, [Channel::Futex { addr: buf + 64, bitset: any }]);
+        assert_eq!(
+            call(&mut p, &mut m, sysno::FUTEX, &[buf, cmp, 0, 1, buf + 64, 8]),
+            EAGAIN
+        );
+        assert_eq!(
+            call(&mut p, &mut m, sysno::FUTEX, &[buf, cmp, 1, 1, buf + 64, 9]),
+            2
+        );
+        assert_eq!(
+            m.waiting,
+            [Channel::Futex {
+                addr: buf + 64,
+                bitset: any
+            }]
+        );
         // WAKE_BITSET reaches only intersecting waiters.
-        m.waiting = vec![Channel::Futex { addr: buf, bitset: 2 }];
+        m.waiting = vec![Channel::Futex {
+            addr: buf,
+            bitset: 2,
+        }];
         let wb = futex_op::WAKE_BITSET as u64;
-        assert_eq!(call(&mut p, &mut m, sysno::FUTEX, &[buf, wb, 1, 0, 0, 1]), 0);
-        assert_eq!(call(&mut p, &mut m, sysno::FUTEX, &[buf, wb, 1, 0, 0, 3]), 1);
+        assert_eq!(
+            call(&mut p, &mut m, sysno::FUTEX, &[buf, wb, 1, 0, 0, 1]),
+            0
+        );
+        assert_eq!(
+            call(&mut p, &mut m, sysno::FUTEX, &[buf, wb, 1, 0, 0, 3]),
+            1
+        );
     }
 
     #[test]
@@ -496,8 +584,14 @@ mod tests {
         m.other_threads = 1;
         m.thread.clear_child_tid = buf;
         poke(&mut p, &mut m, buf, &7u32.to_le_bytes());
-        m.waiting = vec![Channel::Futex { addr: buf, bitset: u32::MAX }];
-        assert_eq!(outcome(&mut p, &mut m, sysno::EXIT, &[4]), Outcome::ThreadExit(4));
+        m.waiting = vec![Channel::Futex {
+            addr: buf,
+            bitset: u32::MAX,
+        }];
+        assert_eq!(
+            outcome(&mut p, &mut m, sysno::EXIT, &[4]),
+            Outcome::ThreadExit(4)
+        );
         assert_eq!(peek(&mut p, &mut m, buf, 4), [0; 4]);
         assert!(m.waiting.is_empty(), "the joiner was woken");
     }

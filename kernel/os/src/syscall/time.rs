@@ -9,9 +9,9 @@
 use crate::errno::{Errno, KResult};
 use crate::machine::Machine;
 use crate::process::{Outcome, Process, Wait, PID};
-use alloc::vec::Vec;
 use crate::syscall::{read_user, ret, write_user};
 use crate::sysno;
+use alloc::vec::Vec;
 
 /// `CLOCK_REALTIME`.
 pub const CLOCK_REALTIME: i32 = 0;
@@ -258,7 +258,12 @@ fn sleep(m: &mut dyn Machine, deadline: KResult<u64>) -> Outcome {
     match deadline {
         Err(e) => Outcome::Return(e.as_return()),
         Ok(d) if d <= m.monotonic_ns() => Outcome::Return(0),
-        Ok(d) => Outcome::Block(Wait { channels: Vec::new(), deadline: Some(d), on_timeout: 0, on_wake: None }),
+        Ok(d) => Outcome::Block(Wait {
+            channels: Vec::new(),
+            deadline: Some(d),
+            on_timeout: 0,
+            on_wake: None,
+        }),
     }
 }
 
@@ -344,7 +349,8 @@ fn time(p: &mut Process, m: &mut dyn Machine, tloc: u64) -> KResult<i64> {
 /// interrupt. A restarted call keeps its first deadline.
 fn nanosleep(p: &mut Process, m: &mut dyn Machine, req: u64) -> KResult<u64> {
     let t = Timespec::from_bytes(&read_user(p, m, req)?).to_ns()?;
-    Ok(m.restart_deadline().unwrap_or_else(|| sleep_deadline(m, Clock::Monotonic, false, t)))
+    Ok(m.restart_deadline()
+        .unwrap_or_else(|| sleep_deadline(m, Clock::Monotonic, false, t)))
 }
 
 fn clock_nanosleep(
@@ -365,7 +371,8 @@ fn clock_nanosleep(
     if clock == Clock::ThreadCpu {
         return Err(Errno::EINVAL);
     }
-    Ok(m.restart_deadline().unwrap_or_else(|| sleep_deadline(m, clock, flags & TIMER_ABSTIME != 0, t)))
+    Ok(m.restart_deadline()
+        .unwrap_or_else(|| sleep_deadline(m, clock, flags & TIMER_ABSTIME != 0, t)))
 }
 
 #[cfg(test)]

@@ -104,9 +104,7 @@ pub(super) fn sys_epoll_ctl(p: &mut Process, m: &mut dyn Machine, a: [u64; 6]) -
             | EPOLLWAKEUP
             | EPOLLET
             | EPOLLEXCLUSIVE;
-        if op == EPOLL_CTL_MOD
-            || ev.events & !OK != 0
-            || matches!(target.object, Object::Epoll(_))
+        if op == EPOLL_CTL_MOD || ev.events & !OK != 0 || matches!(target.object, Object::Epoll(_))
         {
             return Err(Errno::EINVAL);
         }
@@ -162,3 +160,6 @@ pub(super) fn sys_epoll_wait(
     put(p, m, events, &out)?;
     Ok(Outcome::Return(evs.len() as i64))
 }
+
+#[cfg(test)]
+mod tests;

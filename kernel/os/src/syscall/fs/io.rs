@@ -144,11 +144,7 @@ pub(super) fn sys_select(p: &mut Process, m: &mut dyn Machine, a: [u64; 6]) -> K
 
 /// `pselect6(nfds, readfds, writefds, exceptfds, timespec, {sigmask, size})`. The mask is
 /// checked and accepted (see the module documentation).
-pub(super) fn sys_pselect6(
-    p: &mut Process,
-    m: &mut dyn Machine,
-    a: [u64; 6],
-) -> KResult<Outcome> {
+pub(super) fn sys_pselect6(p: &mut Process, m: &mut dyn Machine, a: [u64; 6]) -> KResult<Outcome> {
     let t = timeout(p, m, a[4], 1_000_000_000, 1)?;
     if a[5] != 0 {
         let d = get::<16>(p, m, a[5])?;

@@ -1171,7 +1171,10 @@ fn select_and_pselect() {
     t.write_fd(w as i64, b"y");
     t.m.restart = Some(now + 1_500_000_000);
     t.m.now = now + 500_000_000;
-    assert_eq!(t.outcome(nr::SELECT, &[r + 1, rs, 0, 0, tv]), Outcome::Return(1));
+    assert_eq!(
+        t.outcome(nr::SELECT, &[r + 1, rs, 0, 0, tv]),
+        Outcome::Return(1)
+    );
     assert_eq!(t.read(rs, 16), set(&[r]));
     assert_eq!(t.read(tv, 16), ts([(1, 0), (0, 0)])[..16]);
     t.m.restart = None;

@@ -51,18 +51,43 @@ fn tcp_over_loopback() {
     let client_port = u16::from_be_bytes([peer[2], peer[3]]);
     // getsockname of the client matches.
     poke(&mut p, &mut m, buf + 200, &16u32.to_le_bytes());
-    assert_eq!(call(&mut p, &mut m, nr::GETSOCKNAME, &[c as u64, buf + 256, buf + 200]), 0);
+    assert_eq!(
+        call(
+            &mut p,
+            &mut m,
+            nr::GETSOCKNAME,
+            &[c as u64, buf + 256, buf + 200]
+        ),
+        0
+    );
     let name = peek(&mut p, &mut m, buf + 256, 16);
     assert_eq!(u16::from_be_bytes([name[2], name[3]]), client_port);
     poke(&mut p, &mut m, buf + 200, &16u32.to_le_bytes());
-    assert_eq!(call(&mut p, &mut m, nr::GETPEERNAME, &[c as u64, buf + 256, buf + 200]), 0);
+    assert_eq!(
+        call(
+            &mut p,
+            &mut m,
+            nr::GETPEERNAME,
+            &[c as u64, buf + 256, buf + 200]
+        ),
+        0
+    );
     let name = peek(&mut p, &mut m, buf + 256, 16);
     assert_eq!(u16::from_be_bytes([name[2], name[3]]), 8080);
 
     poke(&mut p, &mut m, buf + 512, b"GET / HTTP/1.0\r\n\r\n");
-    assert_eq!(call(&mut p, &mut m, nr::WRITE, &[c as u64, buf + 512, 18]), 18);
-    assert_eq!(call(&mut p, &mut m, nr::READ, &[a as u64, buf + 1024, 100]), 18);
-    assert_eq!(peek(&mut p, &mut m, buf + 1024, 18), b"GET / HTTP/1.0\r\n\r\n");
+    assert_eq!(
+        call(&mut p, &mut m, nr::WRITE, &[c as u64, buf + 512, 18]),
+        18
+    );
+    assert_eq!(
+        call(&mut p, &mut m, nr::READ, &[a as u64, buf + 1024, 100]),
+        18
+    );
+    assert_eq!(
+        peek(&mut p, &mut m, buf + 1024, 18),
+        b"GET / HTTP/1.0\r\n\r\n"
+    );
     // Nothing more: a blocking read waits on the socket.
     match outcome(&mut p, &mut m, nr::READ, &[a as u64, buf + 1024, 100]) {
         Outcome::Block(w) => assert_eq!(w.on_wake, None),
@@ -70,24 +95,45 @@ fn tcp_over_loopback() {
     }
     // With MSG_DONTWAIT it fails instead.
     assert_eq!(
-        call(&mut p, &mut m, nr::RECVFROM, &[a as u64, buf + 1024, 100, MSG_DONTWAIT, 0, 0]),
+        call(
+            &mut p,
+            &mut m,
+            nr::RECVFROM,
+            &[a as u64, buf + 1024, 100, MSG_DONTWAIT, 0, 0]
+        ),
         EAGAIN
     );
     poke(&mut p, &mut m, buf + 512, b"hello");
     assert_eq!(
-        call(&mut p, &mut m, nr::SENDTO, &[a as u64, buf + 512, 5, 0x4000, 0, 0]),
+        call(
+            &mut p,
+            &mut m,
+            nr::SENDTO,
+            &[a as u64, buf + 512, 5, 0x4000, 0, 0]
+        ),
         5
     );
     assert_eq!(
-        call(&mut p, &mut m, nr::RECVFROM, &[c as u64, buf + 1024, 100, MSG_PEEK, 0, 0]),
+        call(
+            &mut p,
+            &mut m,
+            nr::RECVFROM,
+            &[c as u64, buf + 1024, 100, MSG_PEEK, 0, 0]
+        ),
         5
     );
-    assert_eq!(call(&mut p, &mut m, nr::READ, &[c as u64, buf + 1024, 100]), 5);
+    assert_eq!(
+        call(&mut p, &mut m, nr::READ, &[c as u64, buf + 1024, 100]),
+        5
+    );
     assert_eq!(peek(&mut p, &mut m, buf + 1024, 5), b"hello");
     // The client closes: the server reads end of file, then its writes still go out
     // until the client's stack resets them.
     assert_eq!(call(&mut p, &mut m, nr::CLOSE, &[c as u64]), 0);
-    assert_eq!(call(&mut p, &mut m, nr::READ, &[a as u64, buf + 1024, 100]), 0);
+    assert_eq!(
+        call(&mut p, &mut m, nr::READ, &[a as u64, buf + 1024, 100]),
+        0
+    );
     assert_eq!(call(&mut p, &mut m, nr::CLOSE, &[a as u64]), 0);
     assert_eq!(call(&mut p, &mut m, nr::CLOSE, &[l as u64]), 0);
 }
@@ -96,7 +142,9 @@ fn tcp_over_loopback() {
 fn large_transfer_arrives_intact() {
     let (mut p, mut m, buf) = setup();
     let (_l, c, a) = connected_pair(&mut p, &mut m, buf, 8081);
-    let data: Vec<u8> = (0..BUF_LEN as usize / 2).map(|i| (i * 7 % 251) as u8).collect();
+    let data: Vec<u8> = (0..BUF_LEN as usize / 2)
+        .map(|i| (i * 7 % 251) as u8)
+        .collect();
     poke(&mut p, &mut m, buf, &data);
     let half = BUF_LEN / 2;
     let mut sent = 0u64;
@@ -112,7 +160,14 @@ fn large_transfer_arrives_intact() {
                 &mut p,
                 &mut m,
                 nr::SENDTO,
-                &[a as u64, buf + off, data.len() as u64 - off, MSG_DONTWAIT, 0, 0],
+                &[
+                    a as u64,
+                    buf + off,
+                    data.len() as u64 - off,
+                    MSG_DONTWAIT,
+                    0,
+                    0,
+                ],
             );
             if n > 0 {
                 sent += n as u64;
@@ -142,7 +197,10 @@ fn refused_and_nonblocking_connect() {
     let (mut p, mut m, buf) = setup();
     let c = tcp(&mut p, &mut m, 0);
     addr(&mut p, &mut m, buf, [127, 0, 0, 1], 9);
-    assert_eq!(call(&mut p, &mut m, nr::CONNECT, &[c as u64, buf, 16]), -111);
+    assert_eq!(
+        call(&mut p, &mut m, nr::CONNECT, &[c as u64, buf, 16]),
+        -111
+    );
 
     // Non-blocking: EINPROGRESS or already done on loopback; SO_ERROR tells.
     let l = tcp(&mut p, &mut m, 0);
@@ -154,7 +212,12 @@ fn refused_and_nonblocking_connect() {
     assert!(r == 0 || r == -115, "connect: {r}");
     poke(&mut p, &mut m, buf + 64, &4u32.to_le_bytes());
     assert_eq!(
-        call(&mut p, &mut m, nr::GETSOCKOPT, &[nb as u64, 1, 4, buf + 68, buf + 64]),
+        call(
+            &mut p,
+            &mut m,
+            nr::GETSOCKOPT,
+            &[nb as u64, 1, 4, buf + 68, buf + 64]
+        ),
         0
     );
     assert_eq!(peek(&mut p, &mut m, buf + 68, 4), 0u32.to_le_bytes());
@@ -164,7 +227,12 @@ fn refused_and_nonblocking_connect() {
     assert!(r == -111 || r == -115, "connect: {r}");
     if r == -115 {
         assert_eq!(
-            call(&mut p, &mut m, nr::GETSOCKOPT, &[nb2 as u64, 1, 4, buf + 68, buf + 64]),
+            call(
+                &mut p,
+                &mut m,
+                nr::GETSOCKOPT,
+                &[nb2 as u64, 1, 4, buf + 68, buf + 64]
+            ),
             0
         );
         assert_eq!(peek(&mut p, &mut m, buf + 68, 4), 111u32.to_le_bytes());
@@ -195,7 +263,15 @@ fn accept_waits_or_fails_with_eagain() {
     addr(&mut p, &mut m, buf, [0; 4], 0);
     assert_eq!(call(&mut p, &mut m, nr::BIND, &[d as u64, buf, 16]), 0);
     poke(&mut p, &mut m, buf + 32, &16u32.to_le_bytes());
-    assert_eq!(call(&mut p, &mut m, nr::GETSOCKNAME, &[d as u64, buf + 64, buf + 32]), 0);
+    assert_eq!(
+        call(
+            &mut p,
+            &mut m,
+            nr::GETSOCKNAME,
+            &[d as u64, buf + 64, buf + 32]
+        ),
+        0
+    );
     let name = peek(&mut p, &mut m, buf + 64, 16);
     assert_ne!(u16::from_be_bytes([name[2], name[3]]), 0);
 }
@@ -209,12 +285,22 @@ fn udp_round_trip() {
     let c = udp(&mut p, &mut m);
     poke(&mut p, &mut m, buf + 64, b"ping");
     assert_eq!(
-        call(&mut p, &mut m, nr::SENDTO, &[c as u64, buf + 64, 4, 0, buf, 16]),
+        call(
+            &mut p,
+            &mut m,
+            nr::SENDTO,
+            &[c as u64, buf + 64, 4, 0, buf, 16]
+        ),
         4
     );
     poke(&mut p, &mut m, buf + 200, &16u32.to_le_bytes());
     assert_eq!(
-        call(&mut p, &mut m, nr::RECVFROM, &[s as u64, buf + 128, 100, 0, buf + 256, buf + 200]),
+        call(
+            &mut p,
+            &mut m,
+            nr::RECVFROM,
+            &[s as u64, buf + 128, 100, 0, buf + 256, buf + 200]
+        ),
         4
     );
     assert_eq!(peek(&mut p, &mut m, buf + 128, 4), b"ping");
@@ -231,26 +317,43 @@ fn udp_round_trip() {
     iov[..8].copy_from_slice(&(buf + 128).to_le_bytes());
     iov[8..].copy_from_slice(&4u64.to_le_bytes());
     poke(&mut p, &mut m, buf + 400, &iov);
-    assert_eq!(call(&mut p, &mut m, nr::SENDMSG, &[s as u64, buf + 300, 0]), 4);
+    assert_eq!(
+        call(&mut p, &mut m, nr::SENDMSG, &[s as u64, buf + 300, 0]),
+        4
+    );
     msg[..8].copy_from_slice(&(buf + 600).to_le_bytes());
     iov[..8].copy_from_slice(&(buf + 700).to_le_bytes());
     iov[8..].copy_from_slice(&100u64.to_le_bytes());
     poke(&mut p, &mut m, buf + 300, &msg);
     poke(&mut p, &mut m, buf + 400, &iov);
-    assert_eq!(call(&mut p, &mut m, nr::RECVMSG, &[c as u64, buf + 300, 0]), 4);
+    assert_eq!(
+        call(&mut p, &mut m, nr::RECVMSG, &[c as u64, buf + 300, 0]),
+        4
+    );
     assert_eq!(peek(&mut p, &mut m, buf + 700, 4), b"ping");
     assert_eq!(&peek(&mut p, &mut m, buf + 600, 8)[4..8], &[127, 0, 0, 1]);
     // Nothing left: EAGAIN with MSG_DONTWAIT.
     assert_eq!(
-        call(&mut p, &mut m, nr::RECVFROM, &[c as u64, buf + 700, 100, MSG_DONTWAIT, 0, 0]),
+        call(
+            &mut p,
+            &mut m,
+            nr::RECVFROM,
+            &[c as u64, buf + 700, 100, MSG_DONTWAIT, 0, 0]
+        ),
         EAGAIN
     );
     // A write without a destination.
-    assert_eq!(call(&mut p, &mut m, nr::WRITE, &[c as u64, buf + 64, 4]), -89);
+    assert_eq!(
+        call(&mut p, &mut m, nr::WRITE, &[c as u64, buf + 64, 4]),
+        -89
+    );
     // Connected UDP: write works.
     assert_eq!(call(&mut p, &mut m, nr::CONNECT, &[c as u64, buf, 16]), 0);
     assert_eq!(call(&mut p, &mut m, nr::WRITE, &[c as u64, buf + 64, 4]), 4);
-    assert_eq!(call(&mut p, &mut m, nr::READ, &[s as u64, buf + 700, 100]), 4);
+    assert_eq!(
+        call(&mut p, &mut m, nr::READ, &[s as u64, buf + 700, 100]),
+        4
+    );
 }
 
 #[test]
@@ -262,28 +365,61 @@ fn errors_as_linux_reports_them() {
     assert_eq!(call(&mut p, &mut m, nr::BIND, &[1, buf, 16]), -88);
     assert_eq!(call(&mut p, &mut m, nr::LISTEN, &[77, 1]), -9);
     let s = tcp(&mut p, &mut m, SOCK_CLOEXEC);
-    assert_eq!(call(&mut p, &mut m, nr::GETPEERNAME, &[s as u64, buf, buf + 32]), -107);
+    assert_eq!(
+        call(&mut p, &mut m, nr::GETPEERNAME, &[s as u64, buf, buf + 32]),
+        -107
+    );
     assert_eq!(call(&mut p, &mut m, nr::READ, &[s as u64, buf, 10]), -107);
     assert_eq!(
-        call(&mut p, &mut m, nr::SENDTO, &[s as u64, buf, 1, 0x4000, 0, 0]),
+        call(
+            &mut p,
+            &mut m,
+            nr::SENDTO,
+            &[s as u64, buf, 1, 0x4000, 0, 0]
+        ),
         -32
     );
     addr(&mut p, &mut m, buf, [192, 0, 2, 1], 80);
     assert_eq!(call(&mut p, &mut m, nr::BIND, &[s as u64, buf, 8]), -22);
     assert_eq!(call(&mut p, &mut m, nr::BIND, &[s as u64, buf, 16]), -99);
-    assert_eq!(call(&mut p, &mut m, nr::CONNECT, &[s as u64, buf, 16]), -101);
+    assert_eq!(
+        call(&mut p, &mut m, nr::CONNECT, &[s as u64, buf, 16]),
+        -101
+    );
     assert_eq!(
         call(&mut p, &mut m, nr::SETSOCKOPT, &[s as u64, 1, 999, buf, 4]),
         -92
     );
     // Options read back.
     poke(&mut p, &mut m, buf, &1u32.to_le_bytes());
-    assert_eq!(call(&mut p, &mut m, nr::SETSOCKOPT, &[s as u64, 1, 2, buf, 4]), 0);
-    assert_eq!(call(&mut p, &mut m, nr::SETSOCKOPT, &[s as u64, 6, 1, buf, 4]), 0);
+    assert_eq!(
+        call(&mut p, &mut m, nr::SETSOCKOPT, &[s as u64, 1, 2, buf, 4]),
+        0
+    );
+    assert_eq!(
+        call(&mut p, &mut m, nr::SETSOCKOPT, &[s as u64, 6, 1, buf, 4]),
+        0
+    );
     poke(&mut p, &mut m, buf + 8, &4u32.to_le_bytes());
-    assert_eq!(call(&mut p, &mut m, nr::GETSOCKOPT, &[s as u64, 6, 1, buf + 16, buf + 8]), 0);
+    assert_eq!(
+        call(
+            &mut p,
+            &mut m,
+            nr::GETSOCKOPT,
+            &[s as u64, 6, 1, buf + 16, buf + 8]
+        ),
+        0
+    );
     assert_eq!(peek(&mut p, &mut m, buf + 16, 4), 1u32.to_le_bytes());
-    assert_eq!(call(&mut p, &mut m, nr::GETSOCKOPT, &[s as u64, 1, 3, buf + 16, buf + 8]), 0);
+    assert_eq!(
+        call(
+            &mut p,
+            &mut m,
+            nr::GETSOCKOPT,
+            &[s as u64, 1, 3, buf + 16, buf + 8]
+        ),
+        0
+    );
     assert_eq!(peek(&mut p, &mut m, buf + 16, 4), 1u32.to_le_bytes());
     // fstat says socket.
     assert_eq!(call(&mut p, &mut m, nr::FSTAT, &[s as u64, buf + 512]), 0);
@@ -297,9 +433,17 @@ fn broken_connections() {
     // Writing after shutdown(SHUT_WR): EPIPE, and SIGPIPE without MSG_NOSIGNAL.
     let (_l, c, a) = connected_pair(&mut p, &mut m, buf, 8090);
     assert_eq!(call(&mut p, &mut m, nr::SHUTDOWN, &[c as u64, 1]), 0);
-    assert_eq!(call(&mut p, &mut m, nr::READ, &[a as u64, buf + 512, 10]), 0);
     assert_eq!(
-        call(&mut p, &mut m, nr::SENDTO, &[c as u64, buf, 1, 0x4000, 0, 0]),
+        call(&mut p, &mut m, nr::READ, &[a as u64, buf + 512, 10]),
+        0
+    );
+    assert_eq!(
+        call(
+            &mut p,
+            &mut m,
+            nr::SENDTO,
+            &[c as u64, buf, 1, 0x4000, 0, 0]
+        ),
         -32
     );
     assert_eq!(

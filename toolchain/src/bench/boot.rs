@@ -232,18 +232,20 @@ pub fn boot(layout: &Layout, runs: usize) -> anyhow::Result<Report> {
     })
 }
 
-/// Writes `BENCHMARKS.md` at the repository root.
+/// The heading of `bench boot`'s section of `BENCHMARKS.md`.
+pub const HEADING: &str = "## Boot time";
+
+/// Rewrites the boot section of `BENCHMARKS.md` (the other sections stay as they are).
 pub fn write_markdown(layout: &Layout, report: &Report, command: &str) -> anyhow::Result<()> {
-    let text = format!(
-        "# Benchmarks\n\nMeasured with `{command}` (QEMU 7.2; results are {} on {} cores: \
+    let body = format!(
+        "Measured with `{command}` (QEMU 7.2; results are {} on {} cores: \
          software emulation, so compare ratios more than absolute times). The floor image is a do-nothing PVH kernel \
          that exits at once: it measures QEMU's own start and exit cost.\n\n{}",
         report.accel,
         report.cpus,
         format_report(report)
     );
-    std::fs::write(layout.root.join("BENCHMARKS.md"), text)?;
-    Ok(())
+    super::markdown::write_section(layout, HEADING, &body)
 }
 
 #[cfg(test)]

@@ -1,0 +1,174 @@
+//! The network card: finding it, its interrupt, and running the stack when it speaks.
+//!
+//! Devices: virtio-mmio transports announced on the command line
+//! (`virtio_mmio.device=SIZE@BASE:GSI`, as QEMU microvm with `acpi=off` and Firecracker do),
+//! else virtio-net on PCI bus 0 (q35). The first network device found is used.
+//!
+//! Interrupts: the device's line goes through the I/O APIC to a vector whose handler masks
+//! the line and sets [`PENDING`]; it takes no lock. The scheduler loop calls [`service`],
+//! which acknowledges the device, unmasks the line and runs the stack
+//! ([`kiln_os::net::Net::poll`]), waking the threads whose sockets changed. [`deadline`] is
+//! when the stack next wants to run (TCP timers, DHCP), for the idle timer.
+
+use alloc::string::String;
+use core::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
+
+use kiln_abi::cmdline::Config;
+use kiln_hal::virtio::VirtioNet;
+use kiln_os::net::NetDevice;
+use kiln_os::process::Process;
+
+use super::HalMachine;
+use crate::console;
+use crate::Kernel;
+
+/// Interrupt vector of the network card.
+const VECTOR: u8 = kiln_hal::trap::FIRST_DEVICE_VECTOR + 1;
+/// Without a working interrupt, the stack is polled this often.
+const FALLBACK_POLL_NS: u64 = 2_000_000;
+
+/// The card interrupted since the stack last ran.
+static PENDING: AtomicBool = AtomicBool::new(false);
+/// The I/O APIC line of the card (`u8::MAX`: none routed).
+static LINE: AtomicU8 = AtomicU8::new(u8::MAX);
+/// When the stack last ran (monotonic ns).
+static LAST_RUN: AtomicU64 = AtomicU64::new(0);
+
+/// The machine's network card.
+pub struct NetCard {
+    dev: VirtioNet,
+}
+
+impl NetDevice for NetCard {
+    fn mac(&self) -> [u8; 6] {
+        self.dev.mac()
+    }
+    fn receive(&mut self, buf: &mut [u8]) -> Option<usize> {
+        self.dev.receive(buf)
+    }
+    fn transmit(&mut self, frame: &[u8]) -> bool {
+        self.dev.transmit(frame)
+    }
+}
+
+/// A `virtio_mmio.device=SIZE@BASE:GSI` token: (base, size, gsi). SIZE takes the `K`/`M`
+/// suffixes Linux accepts; numbers may be hex (`0x`) or decimal.
+pub fn parse_mmio_token(token: &str) -> Option<(u64, u64, u8)> {
+    let spec = token.strip_prefix("virtio_mmio.device=")?;
+    let (size, rest) = spec.split_once('@')?;
+    let (base, gsi) = rest.split_once(':')?;
+    let gsi = gsi.split(':').next()?;
+    let num = |s: &str| -> Option<u64> {
+        let (digits, mul) = match s.as_bytes().last()? {
+            b'K' | b'k' => (&s[..s.len() - 1], 1024),
+            b'M' | b'm' => (&s[..s.len() - 1], 1024 * 1024),
+            _ => (s, 1),
+        };
+        let v = match digits
+            .strip_prefix("0x")
+            .or_else(|| digits.strip_prefix("0X"))
+        {
+            Some(h) => u64::from_str_radix(h, 16).ok()?,
+            None => digits.parse().ok()?,
+        };
+        v.checked_mul(mul)
+    };
+    Some((num(base)?, num(size)?, u8::try_from(num(gsi)?).ok()?))
+}
+
+fn on_irq(_vector: u8) {
+    let line = LINE.load(Ordering::Relaxed);
+    if line != u8::MAX {
+        // Level-triggered: keep the line quiet until the device is acknowledged.
+        kiln_hal::ioapic::set_masked(line, true);
+    }
+    PENDING.store(true, Ordering::Release);
+}
+
+fn route(line: u8) {
+    kiln_hal::trap::set_irq_handler(VECTOR, on_irq);
+    LINE.store(line, Ordering::Relaxed);
+    if !kiln_hal::ioapic::route(line, VECTOR) {
+        LINE.store(u8::MAX, Ordering::Relaxed);
+        console::warn(format_args!(
+            "net: interrupt line {line} cannot be routed; polling the card instead"
+        ));
+    }
+}
+
+/// Finds the network card, gives it to `machine`, configures the stack from the command
+/// line (`kiln.ip`, `kiln.gw`, `kiln.dns`) and starts it (DHCP goes out now).
+pub fn start(config: &Config, process: &mut Process, machine: &mut HalMachine) {
+    process.net.configure(config.net.clone());
+    let mut card = None;
+    for token in &config.other {
+        let Some((base, size, gsi)) = parse_mmio_token(token) else {
+            continue;
+        };
+        match VirtioNet::mmio(base, size) {
+            Ok(dev) => {
+                card = Some((dev, gsi, String::from("virtio-mmio")));
+                break;
+            }
+            Err(why) => console::info(format_args!("net: {token}: {why}")),
+        }
+    }
+    if card.is_none() {
+        card = VirtioNet::pci()
+            .into_iter()
+            .next()
+            .map(|(dev, line)| (dev, line, String::from("virtio-pci")));
+    }
+    let Some((dev, line, kind)) = card else {
+        console::info(format_args!("net: no network card; loopback only"));
+        return;
+    };
+    let mac = dev.mac();
+    console::info(format_args!(
+        "net: {kind} card {:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}, interrupt line {line}",
+        mac[0], mac[1], mac[2], mac[3], mac[4], mac[5]
+    ));
+    machine.net = Some(NetCard { dev });
+    route(line);
+    run_stack(process, machine);
+}
+
+fn run_stack(process: &mut Process, machine: &mut HalMachine) {
+    process.net.poll(machine);
+    LAST_RUN.store(kiln_hal::time::monotonic_ns(), Ordering::Relaxed);
+}
+
+/// When the stack next wants to run: its own timers, and without a working interrupt line,
+/// a periodic look at the card.
+fn next_run(k: &mut Kernel) -> Option<u64> {
+    let mut next = k.process.net.next_poll(&mut k.machine);
+    if LINE.load(Ordering::Relaxed) == u8::MAX && k.machine.net.is_some() {
+        let periodic = LAST_RUN.load(Ordering::Relaxed) + FALLBACK_POLL_NS;
+        next = Some(next.map_or(periodic, |n| n.min(periodic)));
+    }
+    next
+}
+
+/// Runs the network stack if the card interrupted or the stack's time came: wakes the
+/// threads whose sockets changed. Cheap otherwise. The scheduler calls it before picking a
+/// thread to run (and may from the timer interrupt).
+pub fn service(k: &mut Kernel) {
+    let pending = PENDING.swap(false, Ordering::Acquire);
+    let due = next_run(k).is_some_and(|d| d <= kiln_hal::time::monotonic_ns());
+    if !pending && !due {
+        return;
+    }
+    if let Some(card) = k.machine.net.as_mut() {
+        card.dev.ack_interrupt();
+    }
+    let line = LINE.load(Ordering::Relaxed);
+    if line != u8::MAX {
+        kiln_hal::ioapic::set_masked(line, false);
+    }
+    run_stack(&mut k.process, &mut k.machine);
+}
+
+/// When the network stack next wants to run (monotonic ns), for the idle timer.
+pub fn deadline(k: &mut Kernel) -> Option<u64> {
+    next_run(k)
+}

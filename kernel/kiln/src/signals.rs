@@ -1,0 +1,107 @@
+//! Running the program's signal handlers: frames built on the way back to user mode, and
+//! `rt_sigreturn`.
+
+use kiln_hal::context::{FxArea, Regs, UserContext};
+use kiln_os::sigframe::{self, UserRegs, UserState};
+
+use crate::{fault, finish, Kernel};
+
+fn to_os(ctx: &UserContext) -> UserState {
+    let r = &ctx.regs;
+    UserState {
+        regs: UserRegs {
+            r8: r.r8,
+            r9: r.r9,
+            r10: r.r10,
+            r11: r.r11,
+            r12: r.r12,
+            r13: r.r13,
+            r14: r.r14,
+            r15: r.r15,
+            rdi: r.rdi,
+            rsi: r.rsi,
+            rbp: r.rbp,
+            rbx: r.rbx,
+            rdx: r.rdx,
+            rax: r.rax,
+            rcx: r.rcx,
+            rsp: r.rsp,
+            rip: r.rip,
+            rflags: r.rflags,
+        },
+        fx: ctx.fx.0,
+    }
+}
+
+fn from_os(s: &UserState) -> UserContext {
+    let r = &s.regs;
+    UserContext {
+        regs: Regs {
+            rax: r.rax,
+            rbx: r.rbx,
+            rcx: r.rcx,
+            rdx: r.rdx,
+            rsi: r.rsi,
+            rdi: r.rdi,
+            rbp: r.rbp,
+            r8: r.r8,
+            r9: r.r9,
+            r10: r.r10,
+            r11: r.r11,
+            r12: r.r12,
+            r13: r.r13,
+            r14: r.r14,
+            r15: r.r15,
+            rip: r.rip,
+            rsp: r.rsp,
+            rflags: r.rflags,
+        },
+        fx: FxArea(s.fx),
+    }
+}
+
+/// Whether a queued signal waits for its handler.
+pub fn pending(k: &Kernel) -> bool {
+    k.process.signals.has_queued()
+}
+
+/// Sets up the frames of every queued signal the thread does not block, so that it runs
+/// the handlers before going on. A frame that cannot be written (bad stack) kills the
+/// program with SIGSEGV, as Linux does.
+pub fn deliver(k: &mut Kernel, ctx: &mut UserContext) {
+    while let Some((act, info)) = k.process.signals.next_queued() {
+        let mut state = to_os(ctx);
+        let old_mask = k.process.signals.frame_mask();
+        match sigframe::deliver(&mut k.process, &mut k.machine, &mut state, &act, &info, old_mask) {
+            Ok(mask) => {
+                k.process.signals.set_mask(mask);
+                *ctx = from_os(&state);
+            }
+            Err(_) => {
+                crate::console::line(
+                    crate::console::routes().stderr,
+                    format_args!(
+                        "program killed by SIGSEGV: cannot run the handler of signal {} (stack at {:#x} unusable)",
+                        info.signo, ctx.regs.rsp
+                    ),
+                );
+                finish(kiln_abi::exit::killed_by(11));
+            }
+        }
+    }
+}
+
+/// `rt_sigreturn`: the registers and mask saved in the frame at `rsp`. A corrupt frame kills
+/// the program with SIGSEGV.
+pub fn sigreturn(k: &mut Kernel, rsp: u64) -> UserContext {
+    match sigframe::sigreturn(&mut k.process, &mut k.machine, rsp) {
+        Ok((state, mask)) => {
+            k.process.signals.set_mask(mask);
+            from_os(&state)
+        }
+        Err(_) => {
+            fault::report_signal(11);
+            finish(kiln_abi::exit::killed_by(11))
+        }
+    }
+}

@@ -1,0 +1,278 @@
+//! Networking end to end: the examples boot with QEMU user networking and talk to the host
+//! through port forwards (`-p`) and the user-network gateway (10.0.2.2).
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream, UdpSocket};
+use std::process::{Child, ChildStdout, Command, Stdio};
+use std::time::Duration;
+
+use kiln_tests::{build_image, kiln, root};
+
+/// A port that was free on the host a moment ago.
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A booted image running in the background.
+struct Guest {
+    child: Child,
+    stdout: BufReader<ChildStdout>,
+}
+
+impl Guest {
+    /// Boots `image` with `extra` run options and waits for a stdout line containing `ready`.
+    fn boot(image: &std::path::Path, extra: &[&str], ready: &str) -> Guest {
+        // Builds xtask if needed.
+        assert_eq!(kiln(&["--help"]).status, 0);
+        let mut child = Command::new(root().join("target/debug/xtask"))
+            .args([
+                "run",
+                "--image",
+                image.to_str().unwrap(),
+                "--timeout",
+                "240",
+            ])
+            .args(extra)
+            .current_dir(root())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("xtask runs");
+        let mut stdout = BufReader::new(child.stdout.take().unwrap());
+        let mut line = String::new();
+        loop {
+            line.clear();
+            let n = stdout.read_line(&mut line).unwrap();
+            assert!(n > 0, "the guest ended before printing `{ready}`");
+            if line.contains(ready) {
+                break;
+            }
+        }
+        Guest { child, stdout }
+    }
+
+    /// Waits for the guest to end; returns its exit status and the rest of its stdout.
+    fn wait(mut self) -> (i32, String) {
+        let mut rest = String::new();
+        self.stdout.read_to_string(&mut rest).unwrap();
+        let status = self.child.wait().unwrap().code().unwrap_or(-1);
+        (status, rest)
+    }
+}
+
+impl Drop for Guest {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn curl(args: &[&str]) -> (bool, Vec<u8>, String) {
+    let out = Command::new("curl")
+        .args(["-sS", "--max-time", "60"])
+        .args(args)
+        .output()
+        .expect("curl runs (apt-get install curl)");
+    (
+        out.status.success(),
+        out.stdout,
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn pattern(n: usize) -> Vec<u8> {
+    (0..n).map(|i| (i % 251) as u8).collect()
+}
+
+fn http_hello(machine: &str) {
+    let image = build_image("http-hello", &["--example", "http-hello"]);
+    let port = free_port();
+    let fwd = format!("{port}:8080");
+    let g = Guest::boot(&image, &["--machine", machine, "-p", &fwd], "listening");
+    let base = format!("http://127.0.0.1:{port}");
+
+    // Sequential requests.
+    for i in 0..20 {
+        let (ok, body, err) = curl(&[&format!("{base}/")]);
+        assert!(ok, "request {i}: {err}");
+        assert_eq!(body, b"hello from kiln\n");
+    }
+    // Keep-alive: curl reuses the connection for the second URL.
+    let (ok, body, err) = curl(&["-v", &format!("{base}/"), &format!("{base}/")]);
+    assert!(ok, "{err}");
+    assert_eq!(body, b"hello from kiln\nhello from kiln\n");
+    assert!(err.contains("Re-using existing connection"), "{err}");
+    // Concurrent requests, each on its own connection and server thread.
+    let handles: Vec<_> = (0..12)
+        .map(|_| {
+            let url = format!("{base}/");
+            std::thread::spawn(move || curl(&[&url]))
+        })
+        .collect();
+    for h in handles {
+        let (ok, body, err) = h.join().unwrap();
+        assert!(ok, "{err}");
+        assert_eq!(body, b"hello from kiln\n");
+    }
+    // A large response arrives intact.
+    let n = 6 * 1024 * 1024 + 17;
+    let (ok, body, err) = curl(&[&format!("{base}/big?n={n}")]);
+    assert!(ok, "{err}");
+    assert!(
+        body == pattern(n),
+        "large body differs ({} bytes)",
+        body.len()
+    );
+
+    // Bad input: garbage, a half request, a client that vanishes mid-response.
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    s.write_all(b"\x00\x01garbage\xff\r\n\r\n").unwrap();
+    let mut reply = Vec::new();
+    let _ = s.read_to_end(&mut reply);
+    assert!(reply.starts_with(b"HTTP/1.1 400"), "{reply:?}");
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.write_all(b"GET / HT").unwrap();
+    drop(s);
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.write_all(b"GET /big?n=4000000 HTTP/1.1\r\n\r\n").unwrap();
+    let mut first = [0u8; 1000];
+    s.read_exact(&mut first).unwrap();
+    drop(s);
+    // The server still answers.
+    let (ok, body, err) = curl(&[&format!("{base}/")]);
+    assert!(ok, "{err}");
+    assert_eq!(body, b"hello from kiln\n");
+
+    let (ok, body, _) = curl(&[&format!("{base}/quit")]);
+    assert!(ok);
+    assert_eq!(body, b"bye\n");
+    let (status, rest) = g.wait();
+    assert_eq!(status, 0);
+    assert!(rest.contains("quit requested"), "{rest}");
+}
+
+#[test]
+fn http_hello_serves_many_clients() {
+    http_hello("microvm");
+}
+
+#[test]
+fn http_hello_on_q35_pci() {
+    http_hello("q35");
+}
+
+#[test]
+fn udp_echo_round_trips() {
+    let image = build_image("udp-echo", &["--example", "udp-echo"]);
+    let port = free_port();
+    let fwd = format!("{port}:8080/udp");
+    let g = Guest::boot(&image, &["-p", &fwd], "listening");
+    let s = UdpSocket::bind("127.0.0.1:0").unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+    let mut buf = [0u8; 2048];
+    for i in 0..50 {
+        let msg = format!("datagram {i} {}", "x".repeat(i * 20));
+        // UDP may drop: a few tries each.
+        let mut got = None;
+        for _ in 0..5 {
+            s.send_to(msg.as_bytes(), ("127.0.0.1", port)).unwrap();
+            if let Ok((n, _)) = s.recv_from(&mut buf) {
+                got = Some(buf[..n].to_vec());
+                break;
+            }
+        }
+        assert_eq!(got.as_deref(), Some(msg.as_bytes()), "datagram {i}");
+    }
+    s.send_to(b"quit", ("127.0.0.1", port)).unwrap();
+    let (status, rest) = g.wait();
+    assert_eq!(status, 0);
+    assert_eq!(rest, "bye\n");
+}
+
+/// A host HTTP server for the client example: answers every connection with `body`.
+fn host_server(body: &'static str) -> u16 {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for s in l.incoming() {
+            let Ok(mut s) = s else { continue };
+            let mut req = [0u8; 4096];
+            let _ = s.read(&mut req);
+            let _ = write!(
+                s,
+                "HTTP/1.0 200 OK\r\nContent-Length: {}\r\n\r\n{body}",
+                body.len()
+            );
+        }
+    });
+    port
+}
+
+#[test]
+fn fetch_reaches_the_host_through_the_gateway() {
+    let port = host_server("hello from the host\n");
+    let target = format!("10.0.2.2:{port}");
+    for machine in ["microvm", "q35"] {
+        let r = kiln(&[
+            "run",
+            "--example",
+            "fetch",
+            "--machine",
+            machine,
+            "--timeout",
+            "120",
+            "--",
+            &target,
+            "/x",
+        ]);
+        assert_eq!(r.status, 0, "{machine}: {r:?}");
+        assert!(r.out().starts_with("HTTP/1.0 200 OK\r\n"), "{r:?}");
+        assert!(r.out().ends_with("\r\n\r\nhello from the host\n"), "{r:?}");
+    }
+    // A static address instead of DHCP.
+    let r = kiln(&[
+        "run",
+        "--example",
+        "fetch",
+        "--ip",
+        "10.0.2.42/24",
+        "--gateway",
+        "10.0.2.2",
+        "--timeout",
+        "120",
+        "--",
+        &target,
+    ]);
+    assert_eq!(r.status, 0, "{r:?}");
+    assert!(r.out().ends_with("hello from the host\n"), "{r:?}");
+    // Nothing listens: connection refused, reported by the program.
+    let closed = free_port();
+    let r = kiln(&[
+        "run",
+        "--example",
+        "fetch",
+        "--timeout",
+        "120",
+        "--",
+        &format!("10.0.2.2:{closed}"),
+    ]);
+    assert_eq!(r.status, 1, "{r:?}");
+    assert!(r.stderr.contains("Connection refused"), "{r:?}");
+    // localhost resolves through /etc/hosts to the guest's own loopback.
+    let r = kiln(&[
+        "run",
+        "--example",
+        "fetch",
+        "--timeout",
+        "120",
+        "--",
+        "localhost:9",
+    ]);
+    assert_eq!(r.status, 1, "{r:?}");
+    assert!(r.stderr.contains("Connection refused"), "{r:?}");
+}

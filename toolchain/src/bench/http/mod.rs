@@ -1,0 +1,443 @@
+//! `bench http`: one static HTTP server binary (`examples/http-hello`) served (a) as a Kiln
+//! image and (b) as the server of a minimal Linux guest (Debian's cloud kernel + an
+//! initramfs built here), on the same QEMU machine and accelerator, over the same tap
+//! device, under the same `wrk` load, one side after the other.
+//!
+//! For each side: `boots` boots timing QEMU start to the first `200` answer (probed from the
+//! host every 10 ms), the first of them also carrying a warm-up and the measured load; then
+//! a binary search over [`report::MEMORY_SIZES`] for the smallest memory that serves a
+//! short load.
+//!
+//! - [`linux`]: the kernel package, module order, `/init`, the initramfs ([`cpio`]).
+//! - [`tap`]: the host's tap device. [`vm`]: a QEMU process and the first-response probe.
+//! - [`wrk`]: running and parsing the load generator. [`report`]: the table, the search.
+
+pub mod cpio;
+pub mod linux;
+pub mod report;
+pub mod tap;
+pub mod vm;
+pub mod wrk;
+
+pub use report::{format_report, HttpReport, Side};
+
+use crate::app::AppSource;
+use crate::image::{self, BuildRequest};
+use crate::qemu::args::{self, NetBackend, NetConfig, NetOptions, StreamPaths};
+use crate::qemu::{Accel, Machine, RunOptions};
+use crate::Layout;
+use anyhow::Context;
+use std::ffi::OsString;
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+use vm::Vm;
+use wrk::Load;
+
+/// The heading of this benchmark's section of `BENCHMARKS.md`.
+pub const HEADING: &str = "## HTTP server: Kiln vs a Linux guest";
+
+/// The tap device and addresses the benchmark uses.
+pub fn default_network() -> tap::TapConfig {
+    tap::TapConfig {
+        name: "kilnbench0".into(),
+        host: [10, 77, 77, 1],
+        guest: [10, 77, 77, 2],
+        prefix: 24,
+    }
+}
+
+/// The port the server listens on (its `PORT`).
+pub const PORT: u16 = 8080;
+
+/// What to run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpOptions {
+    /// The example that is the server.
+    pub example: String,
+    /// The measured load.
+    pub load: Load,
+    /// Boots per side for the first-response time (at least 1).
+    pub boots: usize,
+    /// Guest memory for the measured runs (MiB).
+    pub memory_mib: u64,
+    /// Whether to search for the smallest memory that serves.
+    pub memory_search: bool,
+    /// The QEMU machine (the same for both sides).
+    pub machine: Machine,
+}
+
+impl Default for HttpOptions {
+    fn default() -> Self {
+        HttpOptions {
+            example: "http-hello".into(),
+            load: Load {
+                threads: 2,
+                connections: 16,
+                seconds: 10,
+            },
+            boots: 3,
+            memory_mib: 256,
+            memory_search: true,
+            machine: Machine::Q35,
+        }
+    }
+}
+
+/// The short load that decides whether a memory size serves.
+fn probe_load(load: &Load) -> Load {
+    Load {
+        seconds: 3,
+        ..*load
+    }
+}
+
+/// How one side boots.
+enum Boot {
+    Kiln {
+        image: PathBuf,
+    },
+    Linux {
+        vmlinuz: PathBuf,
+        initrd: PathBuf,
+        cmdline: String,
+    },
+}
+
+/// One side of the comparison, ready to boot with any memory size.
+struct Guest {
+    name: &'static str,
+    boot: Boot,
+    qemu: PathBuf,
+    accel: Accel,
+    machine: Machine,
+    net: tap::TapConfig,
+    dir: PathBuf,
+}
+
+impl Guest {
+    fn net_options(&self) -> NetOptions {
+        NetOptions {
+            backend: NetBackend::Tap(self.net.name.clone()),
+            forwards: vec![],
+            config: NetConfig {
+                ip: Some((self.net.guest, self.net.prefix)),
+                gateway: Some(self.net.host),
+                dns: vec![],
+            },
+        }
+    }
+
+    /// QEMU's arguments and the file holding the guest's console.
+    fn args(&self, memory_mib: u64) -> (Vec<OsString>, PathBuf) {
+        let target = self.machine.target();
+        match &self.boot {
+            Boot::Kiln { image } => {
+                let paths = StreamPaths {
+                    stdout: self.dir.join("kiln-stdout"),
+                    stderr: self.dir.join("kiln-stderr"),
+                    log: self.dir.join("kiln-console.log"),
+                    status: self.dir.join("kiln-status"),
+                };
+                let opts = RunOptions {
+                    machine: self.machine,
+                    memory_mib: Some(memory_mib),
+                    env: vec![("PORT".into(), PORT.to_string())],
+                    net: self.net_options(),
+                    ..RunOptions::default()
+                };
+                (
+                    args::qemu_args(&target, &opts, self.accel, image, &paths),
+                    paths.log,
+                )
+            }
+            Boot::Linux {
+                vmlinuz,
+                initrd,
+                cmdline,
+            } => {
+                let console = self.dir.join("linux-console.log");
+                let mut a: Vec<OsString> = Vec::new();
+                let accel = match self.accel {
+                    Accel::Tcg => &target.tcg,
+                    Accel::Kvm => &target.kvm,
+                };
+                for s in target.common.iter().chain(&target.machine).chain(accel) {
+                    a.push(s.into());
+                }
+                a.push("-m".into());
+                a.push(format!("{memory_mib}M").into());
+                a.extend(args::net_args(&target, &self.net_options()));
+                for s in [
+                    "-chardev".to_string(),
+                    format!("file,id=con,path={}", args::qemu_escape(&console)),
+                    "-serial".into(),
+                    "chardev:con".into(),
+                    "-append".into(),
+                    cmdline.clone(),
+                ] {
+                    a.push(s.into());
+                }
+                a.push("-kernel".into());
+                a.push(vmlinuz.into());
+                a.push("-initrd".into());
+                a.push(initrd.into());
+                (a, console)
+            }
+        }
+    }
+
+    fn start(&self, memory_mib: u64) -> anyhow::Result<Vm> {
+        let (a, console) = self.args(memory_mib);
+        let _ = std::fs::remove_file(&console);
+        Vm::start(
+            &self.qemu,
+            &a,
+            &self
+                .dir
+                .join(format!("{}-qemu.log", self.name.to_lowercase())),
+            &console,
+        )
+    }
+
+    fn addr(&self) -> SocketAddr {
+        SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::from(self.net.guest), PORT))
+    }
+
+    fn url(&self) -> String {
+        format!("http://{}/", self.addr())
+    }
+}
+
+/// Boots, measured load, first-response times and the memory search for one side.
+fn measure(guest: &Guest, wrk: &Path, opts: &HttpOptions, side: &mut Side) {
+    let boot_timeout = Duration::from_secs(180);
+    for i in 0..opts.boots.max(1) {
+        crate::note!(
+            "{}: boot {} of {} ({} MiB)",
+            guest.name,
+            i + 1,
+            opts.boots.max(1),
+            opts.memory_mib
+        );
+        let mut vm = match guest.start(opts.memory_mib) {
+            Ok(vm) => vm,
+            Err(e) => {
+                side.failure = Some(format!("{e:#}"));
+                return;
+            }
+        };
+        match vm.first_response(guest.addr(), boot_timeout) {
+            Ok(t) => {
+                crate::note!(
+                    "{}: first response after {:.3} s",
+                    guest.name,
+                    t.as_secs_f64()
+                );
+                side.first_responses.push(t);
+            }
+            Err(e) => {
+                side.failure = Some(e);
+                return;
+            }
+        }
+        if i == 0 {
+            let warm = Load {
+                seconds: 2,
+                ..opts.load
+            };
+            crate::note!("{}: warm-up: {}", guest.name, warm.command(&guest.url()));
+            let _ = wrk::run(wrk, &warm, &guest.url());
+            crate::note!("{}: load: {}", guest.name, opts.load.command(&guest.url()));
+            match wrk::run(wrk, &opts.load, &guest.url()) {
+                Ok(r) => {
+                    crate::note!(
+                        "{}: {:.0} requests/s, p50 {:?}, p99 {:?}",
+                        guest.name,
+                        r.rps,
+                        r.p50,
+                        r.p99
+                    );
+                    side.rps = Some(r.rps);
+                    side.p50 = Some(r.p50);
+                    side.p99 = Some(r.p99);
+                    side.load_errors = r.socket_errors + r.non_2xx;
+                }
+                Err(e) => side.failure = Some(format!("{e:#}")),
+            }
+            if let Some(why) = vm.exited() {
+                side.failure = Some(format!(
+                    "{why} under load; its last lines:\n{}",
+                    vm.log_tail()
+                ));
+                return;
+            }
+        }
+        vm.stop();
+    }
+    if !opts.memory_search {
+        return;
+    }
+    // A guest that has not answered in 5x its usual time (at least 20 s) is not coming up.
+    let timeout = side
+        .first_response()
+        .map_or(boot_timeout, |t| (t * 5).max(Duration::from_secs(20)));
+    let probe = probe_load(&opts.load);
+    let (min, tried) = report::smallest_passing(&report::MEMORY_SIZES, |m| {
+        let ok = serves(guest, wrk, &probe, m, timeout);
+        crate::note!(
+            "{}: --memory {m}M: {}",
+            guest.name,
+            if ok { "serves" } else { "does not serve" }
+        );
+        ok
+    });
+    side.min_memory = min;
+    side.memory_tried = tried;
+}
+
+/// Whether `guest` with `memory_mib` answers, serves `probe` and is still up afterwards.
+fn serves(guest: &Guest, wrk: &Path, probe: &Load, memory_mib: u64, timeout: Duration) -> bool {
+    let Ok(mut vm) = guest.start(memory_mib) else {
+        return false;
+    };
+    if vm.first_response(guest.addr(), timeout).is_err() {
+        return false;
+    }
+    let served = wrk::run(wrk, probe, &guest.url()).is_ok_and(|r| r.served());
+    let ok = served && vm.exited().is_none() && vm::get_ok(guest.addr(), Duration::from_secs(2));
+    vm.stop();
+    ok
+}
+
+/// Builds both guests, runs everything, and returns the report (a side that fails is
+/// reported, not fatal; failing to build or set up is).
+pub fn http(layout: &Layout, opts: &HttpOptions) -> anyhow::Result<HttpReport> {
+    let (qemu_bin, accel) = crate::qemu::prepare(layout, opts.machine)?;
+    let wrk = crate::qemu::install::ensure_tool("wrk", "wrk")?;
+    let dir = layout.kiln_dir().join("bench/http");
+    std::fs::create_dir_all(&dir)?;
+
+    crate::note!("building the Kiln image of examples/{}", opts.example);
+    let kiln_image = image::build_image(
+        layout,
+        &BuildRequest {
+            source: AppSource::Example(opts.example.clone()),
+            rootfs_dir: None,
+            files: vec![],
+            env: vec![],
+            args: vec![],
+            output: Some(dir.join(format!("{}.elf", opts.example))),
+        },
+    )?;
+    let server = std::fs::read(&kiln_image.app.elf)
+        .with_context(|| format!("could not read {}", kiln_image.app.elf.display()))?;
+
+    let linux_dir = layout.kiln_dir().join("linux");
+    let kernel = linux::ensure_kernel(&linux_dir)?;
+    let modules = linux::network_modules(&kernel)?;
+    let init = std::fs::read(linux::build_init(&linux_dir)?)?;
+    let module_bytes = modules
+        .iter()
+        .map(|(n, p)| Ok((n.clone(), std::fs::read(p)?)))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let initrd_bytes = linux::initramfs(&init, &server, &module_bytes)?;
+    let initrd = dir.join("initramfs.cpio.gz");
+    std::fs::write(&initrd, &initrd_bytes)?;
+    let vmlinuz_size = std::fs::metadata(&kernel.vmlinuz)?.len();
+    crate::note!(
+        "Linux guest: {} ({vmlinuz_size} bytes) + initramfs {} ({} bytes; modules {})",
+        layout.display(&kernel.vmlinuz),
+        layout.display(&initrd),
+        initrd_bytes.len(),
+        modules
+            .iter()
+            .map(|m| m.0.as_str())
+            .collect::<Vec<_>>()
+            .join(" ")
+    );
+
+    let net = default_network();
+    let _tap = tap::setup(net.clone())?;
+    let guest = |name, boot| Guest {
+        name,
+        boot,
+        qemu: qemu_bin.clone(),
+        accel,
+        machine: opts.machine,
+        net: net.clone(),
+        dir: dir.clone(),
+    };
+    let kiln = guest(
+        "Kiln",
+        Boot::Kiln {
+            image: kiln_image.path.clone(),
+        },
+    );
+    let linux_guest = guest(
+        "Linux",
+        Boot::Linux {
+            vmlinuz: kernel.vmlinuz.clone(),
+            initrd: initrd.clone(),
+            cmdline: linux::cmdline(net.guest, net.prefix, net.host, PORT),
+        },
+    );
+
+    let mut k = Side {
+        name: "Kiln".into(),
+        image_size: Some(kiln_image.size),
+        image_detail: format!(
+            "{} bytes, one PVH ELF (Kiln kernel + server + root filesystem)",
+            kiln_image.size
+        ),
+        ..Side::default()
+    };
+    measure(&kiln, &wrk, opts, &mut k);
+    let mut l = Side {
+        name: "Linux".into(),
+        image_size: Some(vmlinuz_size + initrd_bytes.len() as u64),
+        image_detail: format!(
+            "vmlinuz {vmlinuz_size} bytes + initramfs {} bytes (gzip'd cpio: /init {} bytes, \
+             the server, modules {})",
+            initrd_bytes.len(),
+            init.len(),
+            modules
+                .iter()
+                .map(|m| m.0.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+        ..Side::default()
+    };
+    measure(&linux_guest, &wrk, opts, &mut l);
+
+    Ok(HttpReport {
+        kiln: k,
+        linux: l,
+        accel: match accel {
+            Accel::Tcg => "TCG",
+            Accel::Kvm => "KVM",
+        }
+        .into(),
+        cpus: std::thread::available_parallelism().map_or(1, |n| n.get()),
+        machine: opts.machine.name().into(),
+        memory_mib: opts.memory_mib,
+        load: opts.load.command(&kiln.url()),
+        probe_load: probe_load(&opts.load).command(&kiln.url()),
+        boots: opts.boots.max(1),
+        linux_kernel: kernel.package.clone(),
+        server: format!("examples/{} (static, {} bytes)", opts.example, server.len()),
+    })
+}
+
+/// Rewrites the HTTP section of `BENCHMARKS.md`.
+pub fn write_markdown(layout: &Layout, report: &HttpReport, command: &str) -> anyhow::Result<()> {
+    let body = format!(
+        "Measured with `{command}` (as root: it creates the tap device `{}`). Under TCG \
+         (software emulation, no KVM on these machines) compare ratios more than absolute \
+         numbers.\n\n{}",
+        default_network().name,
+        format_report(report)
+    );
+    super::markdown::write_section(layout, HEADING, &body)
+}
