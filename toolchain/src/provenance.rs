@@ -714,6 +714,29 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn sbom_of_a_real_crate_lists_its_runtime_dependencies() {
+        // This crate itself: its normal dependencies, not its dev-dependencies.
+        let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("Cargo.toml");
+        let f = rust_facts(&manifest).unwrap();
+        assert_eq!(f.version, env!("CARGO_PKG_VERSION"));
+        assert!(f.lock_sha256.is_some());
+        let names: Vec<&str> = f.sbom["components"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["name"].as_str().unwrap())
+            .collect();
+        assert!(
+            names.contains(&"anyhow") && names.contains(&"kiln-abi"),
+            "{names:?}"
+        );
+        let mut sorted = names.clone();
+        sorted.sort();
+        assert_eq!(names, sorted);
+        assert_eq!(f.sbom["metadata"]["component"]["name"], "kiln-toolchain");
+    }
+
+    #[test]
     fn rfc3339_dates() {
         assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
         assert_eq!(rfc3339(1_700_000_000), "2023-11-14T22:13:20Z");

@@ -166,7 +166,6 @@ pub fn module_depends(ko: &[u8]) -> anyhow::Result<Vec<String>> {
         .filter_map(|e| e.strip_prefix(b"depends="))
         .flat_map(|d| {
             String::from_utf8_lossy(d)
-                .into_owned()
                 .split(',')
                 .map(str::to_string)
                 .collect::<Vec<_>>()

@@ -85,8 +85,24 @@ impl Vm {
         addr: SocketAddr,
         timeout: Duration,
     ) -> Result<Duration, String> {
-        let (tx, rx) = mpsc::channel::<Instant>();
         let in_flight = Arc::new(AtomicUsize::new(0));
+        let first = self.probe(addr, timeout, &in_flight)?;
+        // Let the other probes finish (at most 3 s), so their connections do not crowd
+        // the server when the load starts.
+        let drain = Instant::now();
+        while in_flight.load(Ordering::Acquire) > 0 && drain.elapsed() < Duration::from_secs(3) {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        Ok(first)
+    }
+
+    fn probe(
+        &mut self,
+        addr: SocketAddr,
+        timeout: Duration,
+        in_flight: &Arc<AtomicUsize>,
+    ) -> Result<Duration, String> {
+        let (tx, rx) = mpsc::channel::<Instant>();
         loop {
             if let Ok(t) = rx.try_recv() {
                 return Ok(t.duration_since(self.started));
