@@ -68,3 +68,29 @@ fn zsh_static_runs_scripts() {
     assert_eq!(r.status, 7, "{r:?}");
     assert_eq!(r.out(), "a\nb\n", "{r:?}");
 }
+
+/// A program from crates.io, built with Cargo as its author publishes it (only made static),
+/// then booted as an ELF: `hexyl` dumps a file from the root filesystem.
+#[test]
+fn crates_io_program_runs() {
+    let root = kiln_tests::scratch("crates");
+    let bin = root.join("bin").join("hexyl");
+    if !bin.exists() {
+        let status = std::process::Command::new(env!("CARGO"))
+            .args(["install", "--quiet", "--locked", "--version", "0.17.0", "--root"])
+            .arg(&root)
+            .args(["--target", "x86_64-unknown-linux-gnu", "--config"])
+            .arg(r#"target.x86_64-unknown-linux-gnu.rustflags=["-C","target-feature=+crt-static"]"#)
+            .arg("hexyl")
+            .status()
+            .expect("cargo runs");
+        assert!(status.success(), "cargo install hexyl failed");
+    }
+    let data = kiln_tests::scratch("crates").join("data.bin");
+    std::fs::write(&data, b"Kiln\x00\x01\x02").unwrap();
+    let file = format!("{}:/data.bin", data.display());
+    let img = build_image("hexyl", &["--elf", bin.to_str().unwrap(), "--file", &file]);
+    let r = run_image(&img, &["--", "--plain", "/data.bin"]);
+    assert_eq!(r.status, 0, "{r:?}");
+    assert_eq!(r.out().trim(), "4b 69 6c 6e 00 01 02", "{r:?}");
+}

@@ -404,6 +404,29 @@ mod tests {
     }
 
     #[test]
+    fn modinfo_depends() {
+        use object::write::Object;
+        use object::{Architecture, BinaryFormat, Endianness, SectionKind};
+        let mut o = Object::new(BinaryFormat::Elf, Architecture::X86_64, Endianness::Little);
+        let s = o.add_section(vec![], b".modinfo".to_vec(), SectionKind::ReadOnlyData);
+        o.append_section_data(
+            s,
+            b"license=GPL\0depends=net_failover,virtio,virtio_ring\0intree=Y\0",
+            1,
+        );
+        let ko = o.write().unwrap();
+        assert_eq!(
+            module_depends(&ko).unwrap(),
+            ["net_failover", "virtio", "virtio_ring"]
+        );
+        let mut o = Object::new(BinaryFormat::Elf, Architecture::X86_64, Endianness::Little);
+        let s = o.add_section(vec![], b".modinfo".to_vec(), SectionKind::ReadOnlyData);
+        o.append_section_data(s, b"depends=\0", 1);
+        assert!(module_depends(&o.write().unwrap()).unwrap().is_empty());
+        assert!(module_depends(b"not an elf").is_err());
+    }
+
+    #[test]
     fn module_names() {
         assert_eq!(module_name("virtio-rng.ko"), Some("virtio_rng".into()));
         assert_eq!(module_name("virtio_net.ko.xz"), None);

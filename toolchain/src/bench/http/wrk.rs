@@ -129,13 +129,31 @@ pub fn parse(out: &str) -> Result<WrkResult, String> {
     })
 }
 
-/// Runs wrk and parses its report.
+/// Runs wrk and parses its report. wrk first makes one blocking connection, which TCP may
+/// retry for minutes when nothing answers: give up 30 s after the load should have ended.
 pub fn run(wrk: &Path, load: &Load, url: &str) -> anyhow::Result<WrkResult> {
-    let out = Command::new(wrk)
+    let mut child = Command::new(wrk)
         .args(load.args(url))
         .stdin(Stdio::null())
-        .output()
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
         .with_context(|| format!("could not run {}", wrk.display()))?;
+    let deadline = std::time::Instant::now() + Duration::from_secs(u64::from(load.seconds) + 30);
+    loop {
+        if child.try_wait()?.is_some() {
+            break;
+        }
+        if std::time::Instant::now() > deadline {
+            crate::qemu::kill_and_reap(&mut child);
+            anyhow::bail!(
+                "wrk did not finish within {} s: {url} stopped answering",
+                load.seconds + 30
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let out = child.wait_with_output()?;
     let text = String::from_utf8_lossy(&out.stdout);
     if !out.status.success() {
         anyhow::bail!(
