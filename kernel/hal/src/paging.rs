@@ -317,3 +317,35 @@ pub fn write_user(addr: u64, data: &[u8]) {
         done += n;
     }
 }
+
+/// Start of the window where device registers outside the direct map are mapped.
+const DEVICE_WINDOW: u64 = 0xffff_c000_0000_0000;
+/// Size of that window (1 TiB).
+const DEVICE_WINDOW_SIZE: u64 = 1 << 40;
+const CACHE_DISABLE: u64 = (1 << 3) | (1 << 4);
+
+static DEVICE_NEXT: spin::Mutex<u64> = spin::Mutex::new(DEVICE_WINDOW);
+
+/// The kernel-virtual address of device registers at physical `[phys, phys + size)`.
+/// Below 4 GiB that is the direct map; above, the pages are mapped uncached into a device
+/// window the first time. `None` when page tables or the window run out.
+pub fn map_device(phys: u64, size: u64) -> Option<u64> {
+    let end = phys.checked_add(size)?;
+    if end <= 1 << 32 {
+        return Some(phys_to_virt(phys));
+    }
+    let start = phys & !(PAGE_SIZE - 1);
+    let pages = (end - start).div_ceil(PAGE_SIZE);
+    let mut next = DEVICE_NEXT.lock();
+    let base = *next;
+    if base + pages * PAGE_SIZE > DEVICE_WINDOW + DEVICE_WINDOW_SIZE {
+        return None;
+    }
+    for i in 0..pages {
+        let e = walk(root(), base + i * PAGE_SIZE, true)?;
+        *e = (start + i * PAGE_SIZE) | PRESENT | WRITABLE | GLOBAL | NO_EXECUTE | CACHE_DISABLE;
+        invlpg(base + i * PAGE_SIZE);
+    }
+    *next = base + pages * PAGE_SIZE;
+    Some(base + (phys - start))
+}

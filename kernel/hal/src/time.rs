@@ -66,30 +66,31 @@ fn tsc_from_cpuid() -> Option<u64> {
 /// Calibrates the TSC and the APIC timer and reads the RTC. Call once at boot.
 pub fn init() -> Calibration {
     TSC_AT_BOOT.store(rdtsc(), Ordering::Relaxed);
-    let (hz, how) = if let Some(hz) = tsc_from_cpuid() {
-        (hz, Calibration::Cpuid)
-    } else if let Some(hz) = calibrate_pit(2386) {
-        // 2386 PIT ticks = 2 ms.
-        (hz, Calibration::Pit)
-    } else {
-        (1_000_000_000, Calibration::Assumed)
-    };
-    if hz > 0 {
-        TSC_HZ.store(hz, Ordering::Relaxed);
-    }
-    // APIC timer rate against the TSC: count down for ~1 ms of TSC time.
+    // The APIC timer counts down alongside whichever measurement runs, so both clocks are
+    // calibrated in one wait.
     crate::apic::arm_timer(u32::MAX);
     crate::apic::write_lvt_masked();
     let c0 = crate::apic::timer_count();
     let t0 = rdtsc();
-    let target = hz / 1000;
-    while rdtsc() - t0 < target {
-        core::hint::spin_loop();
-    }
+    let (hz, how) = if let Some(hz) = tsc_from_cpuid() {
+        // Still wait ~1 ms of TSC time for the APIC measurement.
+        while rdtsc() - t0 < hz / 1000 {
+            core::hint::spin_loop();
+        }
+        (hz, Calibration::Cpuid)
+    } else if let Some(hz) = calibrate_pit(1193) {
+        // 1193 PIT ticks = 1 ms.
+        (hz, Calibration::Pit)
+    } else {
+        (1_000_000_000, Calibration::Assumed)
+    };
     let c1 = crate::apic::timer_count();
     let t1 = rdtsc();
-    let ticks = (c0 - c1) as u64;
-    if ticks > 0 {
+    if hz > 0 {
+        TSC_HZ.store(hz, Ordering::Relaxed);
+    }
+    let ticks = c0.wrapping_sub(c1) as u64;
+    if ticks > 0 && t1 > t0 {
         APIC_HZ.store(ticks * hz / (t1 - t0), Ordering::Relaxed);
     }
     crate::apic::arm_timer(0);

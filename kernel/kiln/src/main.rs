@@ -43,7 +43,10 @@ fn kiln_main(boot: kiln_hal::BootInfo) -> ! {
 
 /// Ends the run with `status`.
 pub fn finish(status: u8) -> ! {
-    console::info(format_args!("program exited with status {status}"));
+    console::info(format_args!(
+        "program exited with status {status}, {:.1} ms after boot",
+        kiln_hal::time::monotonic_ns() as f64 / 1e6
+    ));
     console::exit(status)
 }
 
