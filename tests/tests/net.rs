@@ -3,6 +3,7 @@
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream, UdpSocket};
+use std::os::unix::process::CommandExt;
 use std::process::{Child, ChildStdout, Command, Stdio};
 use std::time::Duration;
 
@@ -40,6 +41,8 @@ impl Guest {
             .current_dir(root())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
+            // Its own process group, so a failed test can stop QEMU too.
+            .process_group(0)
             .spawn()
             .expect("xtask runs");
         let mut stdout = BufReader::new(child.stdout.take().unwrap());
@@ -66,8 +69,11 @@ impl Guest {
 
 impl Drop for Guest {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        if let Ok(None) = self.child.try_wait() {
+            let group = format!("-{}", self.child.id());
+            let _ = Command::new("kill").args(["-KILL", "--", &group]).status();
+            let _ = self.child.wait();
+        }
     }
 }
 
@@ -201,8 +207,15 @@ fn host_server(body: &'static str) -> u16 {
     std::thread::spawn(move || {
         for s in l.incoming() {
             let Ok(mut s) = s else { continue };
-            let mut req = [0u8; 4096];
-            let _ = s.read(&mut req);
+            // Read the whole request (closing with unread data would reset the connection).
+            let mut req = Vec::new();
+            let mut buf = [0u8; 4096];
+            while !req.windows(4).any(|w| w == b"\r\n\r\n") {
+                match s.read(&mut buf) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => req.extend_from_slice(&buf[..n]),
+                }
+            }
             let _ = write!(
                 s,
                 "HTTP/1.0 200 OK\r\nContent-Length: {}\r\n\r\n{body}",

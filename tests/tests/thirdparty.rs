@@ -77,7 +77,14 @@ fn crates_io_program_runs() {
     let bin = root.join("bin").join("hexyl");
     if !bin.exists() {
         let status = std::process::Command::new(env!("CARGO"))
-            .args(["install", "--quiet", "--locked", "--version", "0.17.0", "--root"])
+            .args([
+                "install",
+                "--quiet",
+                "--locked",
+                "--version",
+                "0.17.0",
+                "--root",
+            ])
             .arg(&root)
             .args(["--target", "x86_64-unknown-linux-gnu", "--config"])
             .arg(r#"target.x86_64-unknown-linux-gnu.rustflags=["-C","target-feature=+crt-static"]"#)

@@ -672,4 +672,39 @@ mod tests {
         assert!(parse(&["bench", "boot"]).is_ok());
         assert!(parse(&["test"]).is_ok());
     }
+
+    #[test]
+    fn bench_http_options() {
+        let c = parse(&["bench", "http"]).unwrap();
+        let Cmd::Bench {
+            which: BenchCmd::Http(a),
+        } = c.command
+        else {
+            panic!()
+        };
+        assert_eq!(
+            (a.duration, a.connections, a.runs, a.memory),
+            (10, 16, 3, 256)
+        );
+        assert!(!a.no_memory_search);
+        assert_eq!(a.example, "http-hello");
+        let c = parse(&[
+            "bench",
+            "http",
+            "--duration",
+            "3",
+            "--memory",
+            "1G",
+            "--no-memory-search",
+        ])
+        .unwrap();
+        let Cmd::Bench {
+            which: BenchCmd::Http(a),
+        } = c.command
+        else {
+            panic!()
+        };
+        assert_eq!((a.duration, a.memory, a.no_memory_search), (3, 1024, true));
+        assert!(parse(&["bench", "http", "--connections", "0"]).is_err());
+    }
 }

@@ -24,8 +24,9 @@ fn main() {
         }
     };
     let host = target.rsplit_once(':').map_or(&target[..], |(h, _)| h);
-    write!(stream, "GET {path} HTTP/1.0\r\nHost: {host}\r\nUser-Agent: kiln-fetch\r\n\r\n")
-        .expect("send request");
+    // One write, so the request leaves as a whole.
+    let request = format!("GET {path} HTTP/1.0\r\nHost: {host}\r\nUser-Agent: kiln-fetch\r\n\r\n");
+    stream.write_all(request.as_bytes()).expect("send request");
     let mut body = Vec::new();
     stream.read_to_end(&mut body).expect("read response");
     std::io::stdout().write_all(&body).expect("stdout");

@@ -6,7 +6,7 @@
 //! - `GET /quit` answers, then ends the program (exit status 0).
 //! - Anything malformed gets `400 Bad Request` and the connection closes.
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 
 fn respond(out: &mut TcpStream, status: &str, body: &[u8], keep: bool) -> std::io::Result<()> {
@@ -22,25 +22,32 @@ fn respond(out: &mut TcpStream, status: &str, body: &[u8], keep: bool) -> std::i
     out.flush()
 }
 
+/// One line (up to `\n`), bytes that are not UTF-8 replaced; `None` at end of stream.
+fn read_line(r: &mut impl BufRead) -> std::io::Result<Option<String>> {
+    let mut raw = Vec::new();
+    if r.take(8192).read_until(b'\n', &mut raw)? == 0 {
+        return Ok(None);
+    }
+    Ok(Some(String::from_utf8_lossy(&raw).into_owned()))
+}
+
 fn serve(stream: TcpStream) -> std::io::Result<()> {
     let _ = stream.set_nodelay(true);
     let mut out = stream.try_clone()?;
     let mut reader = BufReader::new(stream);
     loop {
-        let mut line = String::new();
-        if reader.read_line(&mut line)? == 0 {
+        let Some(line) = read_line(&mut reader)? else {
             return Ok(());
-        }
+        };
         let mut parts = line.split_whitespace();
         let (method, target, version) = (parts.next(), parts.next(), parts.next());
         let mut keep = version == Some("HTTP/1.1");
         // Headers, up to the empty line.
         let mut headers = 0;
         loop {
-            let mut h = String::new();
-            if reader.read_line(&mut h)? == 0 {
+            let Some(h) = read_line(&mut reader)? else {
                 return Ok(());
-            }
+            };
             if h == "\r\n" || h == "\n" {
                 break;
             }

@@ -63,11 +63,11 @@ unsafe impl Hal for KilnHal {
     }
 
     unsafe fn mmio_phys_to_virt(paddr: PhysAddr, size: usize) -> NonNull<u8> {
-        assert!(
-            paddr + size as u64 <= DIRECT_MAP_END,
-            "virtio device registers at {paddr:#x} are above 4 GiB (not mapped)"
-        );
-        NonNull::new(phys_to_virt(paddr) as *mut u8).expect("direct map is not null")
+        // Below 4 GiB this is the direct map; 64-bit BARs above it (as OVMF assigns them)
+        // get an uncached mapping in the device window.
+        let virt = crate::paging::map_device(paddr, size as u64)
+            .unwrap_or_else(|| panic!("cannot map device registers at {paddr:#x} ({size} bytes)"));
+        NonNull::new(virt as *mut u8).expect("mapped address is not null")
     }
 
     unsafe fn share(buffer: NonNull<[u8]>, _direction: BufferDirection) -> PhysAddr {

@@ -11,7 +11,9 @@ use crate::{console, finish, signals, KERNEL};
 /// the trap frame then resumes in the handler.
 fn run_handler(frame: &mut TrapFrame, fx: &mut FxArea, info: SigInfo) -> bool {
     let mut guard = KERNEL.lock();
-    let Some(k) = guard.as_mut() else { return false };
+    let Some(k) = guard.as_mut() else {
+        return false;
+    };
     if !k.process.signals.queue_fault(info) {
         return false;
     }
@@ -85,7 +87,11 @@ pub fn on_user_fault(frame: &mut TrapFrame, fx: &mut FxArea, cr2: u64) -> UserFa
                     Access::Exec => "execute",
                 };
                 let signal = why.signal();
-                let info = SigInfo { signo: signal as i32, code: why.si_code(), addr_or_pid: cr2 };
+                let info = SigInfo {
+                    signo: signal as i32,
+                    code: why.si_code(),
+                    addr_or_pid: cr2,
+                };
                 if signal == sig::SIGSEGV && run_handler(frame, fx, info) {
                     return UserFault::Resume;
                 }
@@ -102,14 +108,18 @@ pub fn on_user_fault(frame: &mut TrapFrame, fx: &mut FxArea, cr2: u64) -> UserFa
         }
     }
     let (signal, code) = match frame.vector {
-        0 => (sig::SIGFPE, 1),       // FPE_INTDIV
+        0 => (sig::SIGFPE, 1), // FPE_INTDIV
         16 | 19 => (sig::SIGFPE, 0),
-        6 => (sig::SIGILL, 2),       // ILL_ILLOPN
-        1 | 3 => (sig::SIGTRAP, 1),  // TRAP_BRKPT
-        17 => (sig::SIGBUS, 1),      // BUS_ADRALN
-        _ => (sig::SIGSEGV, 128),    // SI_KERNEL, as Linux reports a general protection fault
+        6 => (sig::SIGILL, 2),      // ILL_ILLOPN
+        1 | 3 => (sig::SIGTRAP, 1), // TRAP_BRKPT
+        17 => (sig::SIGBUS, 1),     // BUS_ADRALN
+        _ => (sig::SIGSEGV, 128),   // SI_KERNEL, as Linux reports a general protection fault
     };
-    let info = SigInfo { signo: signal as i32, code, addr_or_pid: if signal == sig::SIGSEGV { 0 } else { frame.rip } };
+    let info = SigInfo {
+        signo: signal as i32,
+        code,
+        addr_or_pid: if signal == sig::SIGSEGV { 0 } else { frame.rip },
+    };
     if run_handler(frame, fx, info) {
         return UserFault::Resume;
     }

@@ -32,7 +32,9 @@ impl PageTable for HalPages {
     }
     fn map_borrowed(&mut self, page: u64, bytes: &'static [u8], prot: Prot) -> KResult<bool> {
         let virt = bytes.as_ptr() as u64;
-        if bytes.len() != PAGE_SIZE as usize || virt % PAGE_SIZE != 0 || virt < kiln_hal::DIRECT_MAP
+        if bytes.len() != PAGE_SIZE as usize
+            || !virt.is_multiple_of(PAGE_SIZE)
+            || virt < kiln_hal::DIRECT_MAP
         {
             return Ok(false);
         }

@@ -51,7 +51,13 @@ fn apply_bases(k: &mut Kernel, tid: u32, via: Via) {
 fn arm_timer(k: &mut Kernel) {
     let now = time::monotonic_ns();
     let mut next = k.machine.sched.has_ready().then(|| now + SLICE_NS);
-    if let Some(d) = k.machine.sched.next_deadline() {
+    for d in [
+        k.machine.sched.next_deadline(),
+        crate::machine::net::deadline(k),
+    ]
+    .into_iter()
+    .flatten()
+    {
         next = Some(next.map_or(d, |n| n.min(d)));
     }
     match next {
@@ -215,6 +221,7 @@ pub fn on_timer(frame: &mut TrapFrame, fx: &mut FxArea) {
         return;
     };
     let Some(k) = guard.as_mut() else { return };
+    crate::machine::net::service(k);
     k.machine.sched.expire(time::monotonic_ns());
     if k.machine.sched.has_ready() {
         let tid = k.machine.current_tid();

@@ -72,7 +72,14 @@ pub fn deliver(k: &mut Kernel, ctx: &mut UserContext) {
     while let Some((act, info)) = k.process.signals.next_queued() {
         let mut state = to_os(ctx);
         let old_mask = k.process.signals.frame_mask();
-        match sigframe::deliver(&mut k.process, &mut k.machine, &mut state, &act, &info, old_mask) {
+        match sigframe::deliver(
+            &mut k.process,
+            &mut k.machine,
+            &mut state,
+            &act,
+            &info,
+            old_mask,
+        ) {
             Ok(mask) => {
                 k.process.signals.set_mask(mask);
                 *ctx = from_os(&state);

@@ -9,7 +9,9 @@
 use crate::errno::{Errno, KResult};
 use crate::machine::Machine;
 use crate::process::Process;
-use crate::syscall::signal::{AltStack, SigAction, SA_NODEFER, SA_ONSTACK, SA_RESETHAND, SA_RESTORER};
+use crate::syscall::signal::{
+    AltStack, SigAction, SA_NODEFER, SA_ONSTACK, SA_RESETHAND, SA_RESTORER,
+};
 
 /// The registers of a user thread, as the kernel saves them.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -46,7 +48,9 @@ pub struct UserState {
 
 impl core::fmt::Debug for UserState {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        f.debug_struct("UserState").field("regs", &self.regs).finish_non_exhaustive()
+        f.debug_struct("UserState")
+            .field("regs", &self.regs)
+            .finish_non_exhaustive()
     }
 }
 
@@ -80,9 +84,24 @@ fn get(buf: &[u8], at: u64) -> u64 {
 /// Offsets of the registers inside `sigcontext`, in its order.
 fn sigcontext_regs(r: &mut UserRegs) -> [&mut u64; 18] {
     [
-        &mut r.r8, &mut r.r9, &mut r.r10, &mut r.r11, &mut r.r12, &mut r.r13, &mut r.r14,
-        &mut r.r15, &mut r.rdi, &mut r.rsi, &mut r.rbp, &mut r.rbx, &mut r.rdx, &mut r.rax,
-        &mut r.rcx, &mut r.rsp, &mut r.rip, &mut r.rflags,
+        &mut r.r8,
+        &mut r.r9,
+        &mut r.r10,
+        &mut r.r11,
+        &mut r.r12,
+        &mut r.r13,
+        &mut r.r14,
+        &mut r.r15,
+        &mut r.rdi,
+        &mut r.rsi,
+        &mut r.rbp,
+        &mut r.rbx,
+        &mut r.rdx,
+        &mut r.rax,
+        &mut r.rcx,
+        &mut r.rsp,
+        &mut r.rip,
+        &mut r.rflags,
     ]
 }
 
@@ -99,7 +118,13 @@ pub struct Frame {
 
 /// Lays out the frame for running `act`'s handler for `info` on top of `state`, with
 /// `mask` the thread's signal mask before the handler.
-pub fn layout(state: &UserState, act: &SigAction, altstack: Option<AltStack>, info: &SigInfo, mask: u64) -> KResult<Frame> {
+pub fn layout(
+    state: &UserState,
+    act: &SigAction,
+    altstack: Option<AltStack>,
+    info: &SigInfo,
+    mask: u64,
+) -> KResult<Frame> {
     if act.flags & SA_RESTORER == 0 || act.restorer == 0 {
         // x86_64 has no default return path: Linux refuses too.
         return Err(Errno::EFAULT);
@@ -123,7 +148,8 @@ pub fn layout(state: &UserState, act: &SigAction, altstack: Option<AltStack>, in
             .copy_from_slice(&(if on_alt { 1i32 } else { 0 }).to_le_bytes());
         put(&mut b, uc + 32, a.size);
     } else {
-        b[(uc + 24) as usize..(uc + 28) as usize].copy_from_slice(&2i32.to_le_bytes()); // SS_DISABLE
+        b[(uc + 24) as usize..(uc + 28) as usize].copy_from_slice(&2i32.to_le_bytes());
+        // SS_DISABLE
     }
     let sc = uc + 40;
     let mut regs = state.regs;
@@ -134,14 +160,26 @@ pub fn layout(state: &UserState, act: &SigAction, altstack: Option<AltStack>, in
     b[(sc + 144) as usize..(sc + 146) as usize].copy_from_slice(&0x23u16.to_le_bytes());
     b[(sc + 150) as usize..(sc + 152) as usize].copy_from_slice(&0x1bu16.to_le_bytes());
     put(&mut b, sc + 168, mask); // oldmask
-    put(&mut b, sc + 176, if matches!(info.signo, 4 | 7 | 8 | 11) { info.addr_or_pid } else { 0 }); // cr2
+    put(
+        &mut b,
+        sc + 176,
+        if matches!(info.signo, 4 | 7 | 8 | 11) {
+            info.addr_or_pid
+        } else {
+            0
+        },
+    ); // cr2
     put(&mut b, sc + 184, fx_addr); // fpstate
     put(&mut b, uc + 40 + SIGCONTEXT_SIZE, mask); // uc_sigmask
     let si = 8 + UCONTEXT_SIZE;
     b[si as usize..si as usize + 4].copy_from_slice(&info.signo.to_le_bytes());
     b[(si + 8) as usize..(si + 12) as usize].copy_from_slice(&info.code.to_le_bytes());
     put(&mut b, si + 16, info.addr_or_pid);
-    Ok(Frame { addr, fx_addr, bytes: b })
+    Ok(Frame {
+        addr,
+        fx_addr,
+        bytes: b,
+    })
 }
 
 /// Delivers `sig` with `info` to the running thread whose state is `state`: writes the
@@ -209,18 +247,36 @@ mod tests {
     use super::*;
 
     fn act() -> SigAction {
-        SigAction { handler: 0x40_1000, flags: SA_RESTORER, restorer: 0x40_2000, mask: 1 << 9 }
+        SigAction {
+            handler: 0x40_1000,
+            flags: SA_RESTORER,
+            restorer: 0x40_2000,
+            mask: 1 << 9,
+        }
     }
 
     fn state(rsp: u64) -> UserState {
         let mut fx = [3; 512];
         fx[24..28].copy_from_slice(&0x1f80u32.to_le_bytes());
-        UserState { regs: UserRegs { rsp, rip: 0x40_0500, rax: 7, rflags: 0x202 | DF, ..UserRegs::default() }, fx }
+        UserState {
+            regs: UserRegs {
+                rsp,
+                rip: 0x40_0500,
+                rax: 7,
+                rflags: 0x202 | DF,
+                ..UserRegs::default()
+            },
+            fx,
+        }
     }
 
     #[test]
     fn frame_is_aligned_below_the_red_zone() {
-        let info = SigInfo { signo: 10, code: 0, addr_or_pid: 1 };
+        let info = SigInfo {
+            signo: 10,
+            code: 0,
+            addr_or_pid: 1,
+        };
         let f = layout(&state(0x7fff_0000), &act(), None, &info, 0).unwrap();
         assert_eq!((f.addr + 8) % 16, 0, "as after a call instruction");
         assert!(f.fx_addr + 512 <= 0x7fff_0000 - RED_ZONE);
@@ -233,8 +289,16 @@ mod tests {
 
     #[test]
     fn altstack_is_used_when_asked_and_not_already_on_it() {
-        let alt = AltStack { sp: 0x1000_0000, flags: 0, size: 0x4000 };
-        let info = SigInfo { signo: 11, code: 1, addr_or_pid: 0xdead };
+        let alt = AltStack {
+            sp: 0x1000_0000,
+            flags: 0,
+            size: 0x4000,
+        };
+        let info = SigInfo {
+            signo: 11,
+            code: 1,
+            addr_or_pid: 0xdead,
+        };
         let mut a = act();
         a.flags |= SA_ONSTACK;
         let f = layout(&state(0x7fff_0000), &a, Some(alt), &info, 0).unwrap();
@@ -248,8 +312,15 @@ mod tests {
     fn no_restorer_is_refused() {
         let mut a = act();
         a.flags = 0;
-        let info = SigInfo { signo: 10, code: 0, addr_or_pid: 0 };
-        assert_eq!(layout(&state(0x7fff_0000), &a, None, &info, 0).unwrap_err(), Errno::EFAULT);
+        let info = SigInfo {
+            signo: 10,
+            code: 0,
+            addr_or_pid: 0,
+        };
+        assert_eq!(
+            layout(&state(0x7fff_0000), &a, None, &info, 0).unwrap_err(),
+            Errno::EFAULT
+        );
     }
 
     #[test]
@@ -258,10 +329,17 @@ mod tests {
         let (mut p, mut m, buf) = setup();
         let before = state(buf + 0x3000);
         let mut s = before.clone();
-        let info = SigInfo { signo: 10, code: -6, addr_or_pid: 1 };
+        let info = SigInfo {
+            signo: 10,
+            code: -6,
+            addr_or_pid: 1,
+        };
         let mask = deliver(&mut p, &mut m, &mut s, &act(), &info, 0b1).unwrap();
         assert_eq!(mask, 0b1 | (1 << 9) | (1 << 9));
-        assert_eq!((s.regs.rip, s.regs.rdi, s.regs.rflags & DF), (0x40_1000, 10, 0));
+        assert_eq!(
+            (s.regs.rip, s.regs.rdi, s.regs.rflags & DF),
+            (0x40_1000, 10, 0)
+        );
         assert_eq!(peek(&mut p, &mut m, s.regs.rsi, 4), 10i32.to_le_bytes());
         // The handler returns: `ret` pops the restorer, which calls rt_sigreturn.
         let (back, old_mask) = sigreturn(&mut p, &mut m, s.regs.rsp + 8).unwrap();

@@ -83,6 +83,9 @@ fn on_irq(_vector: u8) {
         kiln_hal::ioapic::set_masked(line, true);
     }
     PENDING.store(true, Ordering::Release);
+    // When a thread is running in user mode, the timer interrupt that follows at once
+    // takes the kernel lock and runs the stack (see `run::on_timer`).
+    kiln_hal::time::arm_timer_in(1);
 }
 
 fn route(line: u8) {

@@ -182,7 +182,7 @@ fn get_sockaddr(
     addr: u64,
     len: u64,
 ) -> KResult<Option<SockAddr>> {
-    if len < 2 || len > 128 {
+    if !(2..=128).contains(&len) {
         return Err(Errno::EINVAL);
     }
     let mut raw = vec![0u8; len as usize];

@@ -1559,7 +1559,10 @@ mod tests {
             outcome(&mut p, &mut m, sysno::TGKILL, &[1, 1, SIGABRT as u64]),
             Outcome::Return(0)
         );
-        assert_eq!(p.signals.next_queued().map(|q| q.1.signo), Some(SIGABRT as i32));
+        assert_eq!(
+            p.signals.next_queued().map(|q| q.1.signo),
+            Some(SIGABRT as i32)
+        );
         p.signals.reset_to_default(SIGABRT);
         assert_eq!(
             outcome(&mut p, &mut m, sysno::TKILL, &[1, SIGABRT as u64]),

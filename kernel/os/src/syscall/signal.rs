@@ -442,7 +442,11 @@ impl SignalState {
             Disposition::Default => Some(SIGPIPE as u8),
             Disposition::Ignore => None,
             Disposition::Handler(_) => {
-                let info = SigInfo { signo: SIGPIPE as i32, code: SI_USER, addr_or_pid: PID as u64 };
+                let info = SigInfo {
+                    signo: SIGPIPE as i32,
+                    code: SI_USER,
+                    addr_or_pid: PID as u64,
+                };
                 self.queue(SIGPIPE, info);
                 None
             }
@@ -474,7 +478,14 @@ impl SignalState {
         match disposition {
             Disposition::Ignore => return Fate::Discarded,
             Disposition::Handler(_) => {
-                self.queue(sig, SigInfo { signo: sig as i32, code: SI_USER, addr_or_pid: PID as u64 });
+                self.queue(
+                    sig,
+                    SigInfo {
+                        signo: sig as i32,
+                        code: SI_USER,
+                        addr_or_pid: PID as u64,
+                    },
+                );
                 return Fate::Queued;
             }
             Disposition::Default => {}
@@ -504,7 +515,9 @@ impl SignalState {
     /// as Linux forces such signals).
     pub fn queue_fault(&mut self, info: SigInfo) -> bool {
         let sig = info.signo as u32;
-        if self.mask & sig_bit(sig) != 0 || !matches!(self.disposition(sig), Disposition::Handler(_)) {
+        if self.mask & sig_bit(sig) != 0
+            || !matches!(self.disposition(sig), Disposition::Handler(_))
+        {
             return false;
         }
         self.queue(sig, info);
@@ -924,7 +937,10 @@ mod tests {
             outcome(&mut p, &mut m, sysno::RT_SIGSUSPEND, &[buf, 8]),
             Outcome::Return(-4)
         );
-        assert_eq!(p.signals.next_queued().map(|q| q.1.signo), Some(SIGUSR1 as i32));
+        assert_eq!(
+            p.signals.next_queued().map(|q| q.1.signo),
+            Some(SIGUSR1 as i32)
+        );
         assert_eq!(p.signals.frame_mask(), original);
         p.signals.set_mask(original);
         // A handled signal whose default is to ignore interrupts the wait.
@@ -948,7 +964,8 @@ mod tests {
             sig_bit(SIGTERM) | sig_bit(SIGUSR1) | sig_bit(SIGCHLD)
         );
         p.signals.next_queued();
-        p.signals.set_mask(sig_bit(SIGTERM) | sig_bit(SIGUSR1) | sig_bit(SIGCHLD));
+        p.signals
+            .set_mask(sig_bit(SIGTERM) | sig_bit(SIGUSR1) | sig_bit(SIGCHLD));
         p.signals.send(&mut m, SIGTERM);
         poke(&mut p, &mut m, buf, &0u64.to_le_bytes());
         assert_eq!(
@@ -1179,7 +1196,10 @@ mod tests {
         assert_eq!(s.send_sigpipe(&mut m), None);
         s.set_action(SIGPIPE, handler(0x1000)).unwrap();
         assert_eq!(s.send_sigpipe(&mut m), None);
-        assert!(s.has_queued(), "the handler runs, then the write fails with EPIPE");
+        assert!(
+            s.has_queued(),
+            "the handler runs, then the write fails with EPIPE"
+        );
         s.set_action(SIGPIPE, handler(SIG_DFL)).unwrap();
         s.change_mask(SIG_BLOCK, sig_bit(SIGPIPE)).unwrap();
         assert_eq!(s.send_sigpipe(&mut m), None);

@@ -284,30 +284,52 @@ fn measure(guest: &Guest, wrk: &Path, opts: &HttpOptions, side: &mut Side) {
         .map_or(boot_timeout, |t| (t * 5).max(Duration::from_secs(20)));
     let probe = probe_load(&opts.load);
     let (min, tried) = report::smallest_passing(&report::MEMORY_SIZES, |m| {
-        let ok = serves(guest, wrk, &probe, m, timeout);
-        crate::note!(
-            "{}: --memory {m}M: {}",
-            guest.name,
-            if ok { "serves" } else { "does not serve" }
-        );
-        ok
+        // Two tries: a guest that serves once with this memory has enough of it (a second
+        // failure is a failure; a first one may be a stall that has nothing to do with memory).
+        let verdict = serves(guest, wrk, &probe, m, timeout).or_else(|why| {
+            crate::note!(
+                "{}: --memory {m}M: failed once ({why}); trying again",
+                guest.name
+            );
+            serves(guest, wrk, &probe, m, timeout)
+        });
+        match &verdict {
+            Ok(()) => crate::note!("{}: --memory {m}M: serves", guest.name),
+            Err(why) => crate::note!("{}: --memory {m}M: does not serve: {why}", guest.name),
+        }
+        verdict.is_ok()
     });
     side.min_memory = min;
     side.memory_tried = tried;
 }
 
-/// Whether `guest` with `memory_mib` answers, serves `probe` and is still up afterwards.
-fn serves(guest: &Guest, wrk: &Path, probe: &Load, memory_mib: u64, timeout: Duration) -> bool {
-    let Ok(mut vm) = guest.start(memory_mib) else {
-        return false;
-    };
-    if vm.first_response(guest.addr(), timeout).is_err() {
-        return false;
+/// Whether `guest` with `memory_mib` answers, serves `probe` and is still up afterwards;
+/// why not, otherwise.
+fn serves(
+    guest: &Guest,
+    wrk: &Path,
+    probe: &Load,
+    memory_mib: u64,
+    timeout: Duration,
+) -> Result<(), String> {
+    let mut vm = guest.start(memory_mib).map_err(|e| format!("{e:#}"))?;
+    vm.first_response(guest.addr(), timeout)
+        .map_err(|e| e.lines().next().unwrap_or_default().to_string())?;
+    let r = wrk::run(wrk, probe, &guest.url()).map_err(|e| format!("{e:#}"))?;
+    if !r.served() {
+        return Err(format!(
+            "{} requests, {} socket errors, {} not 2xx/3xx",
+            r.requests, r.socket_errors, r.non_2xx
+        ));
     }
-    let served = wrk::run(wrk, probe, &guest.url()).is_ok_and(|r| r.served());
-    let ok = served && vm.exited().is_none() && vm::get_ok(guest.addr(), Duration::from_secs(2));
+    if let Some(why) = vm.exited() {
+        return Err(format!("{why} under load"));
+    }
+    if !vm::get_ok(guest.addr(), Duration::from_secs(2)) {
+        return Err("no answer after the load".into());
+    }
     vm.stop();
-    ok
+    Ok(())
 }
 
 /// Builds both guests, runs everything, and returns the report (a side that fails is
@@ -359,6 +381,11 @@ pub fn http(layout: &Layout, opts: &HttpOptions) -> anyhow::Result<HttpReport> {
 
     let net = default_network();
     let _tap = tap::setup(net.clone())?;
+    // Other work on the host skews every number here: record how busy it was.
+    let host_load = std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|l| l.split_whitespace().next().map(str::to_string))
+        .unwrap_or_default();
     let guest = |name, boot| Guest {
         name,
         boot,
@@ -420,6 +447,7 @@ pub fn http(layout: &Layout, opts: &HttpOptions) -> anyhow::Result<HttpReport> {
         }
         .into(),
         cpus: std::thread::available_parallelism().map_or(1, |n| n.get()),
+        host_load,
         machine: opts.machine.name().into(),
         memory_mib: opts.memory_mib,
         load: opts.load.command(&kiln.url()),

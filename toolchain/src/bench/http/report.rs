@@ -73,6 +73,8 @@ pub struct HttpReport {
     pub accel: String,
     /// Host CPUs.
     pub cpus: usize,
+    /// The host's 1-minute load average when the benchmark started.
+    pub host_load: String,
     /// QEMU machine.
     pub machine: String,
     /// Memory of the throughput runs (MiB).
@@ -135,8 +137,13 @@ fn verdict(ok: Option<bool>) -> &'static str {
 pub fn format_report(r: &HttpReport) -> String {
     let (k, l) = (&r.kiln, &r.linux);
     let mut s = String::new();
+    let busy = if r.host_load.is_empty() {
+        String::new()
+    } else {
+        format!(", host load average {} at the start", r.host_load)
+    };
     s.push_str(&format!(
-        "The same static server on QEMU {} ({}, {} host cores), tap networking. \
+        "The same static server on QEMU {} ({}, {} host cores{busy}), tap networking. \
          Load: `{}` at {} MiB; first response: median of {} boots.\n\n",
         r.machine, r.accel, r.cpus, r.load, r.memory_mib, r.boots
     ));
@@ -257,9 +264,9 @@ pub fn format_report(r: &HttpReport) -> String {
     }
     if !r.probe_load.is_empty() {
         s.push_str(&format!(
-            "- A memory size serves when the guest answers within the boot timeout, then \
-             `{}` completes requests with every response 2xx and socket errors on at most 1% \
-             of them, and the guest still answers afterwards.\n",
+            "- A memory size serves when, in one of two tries, the guest answers within the boot \
+             timeout, then `{}` completes requests with every response 2xx and socket errors \
+             on at most 1% of them, and the guest still answers afterwards.\n",
             r.probe_load
         ));
     }
