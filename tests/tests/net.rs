@@ -154,6 +154,16 @@ fn http_hello(machine: &str) {
     assert!(ok, "{err}");
     assert_eq!(body, b"hello from kiln\n");
 
+    // A thread that busy-loops forever cannot starve the server's threads.
+    let (ok, body, err) = curl(&[&format!("{base}/spin")]);
+    assert!(ok, "{err}");
+    assert_eq!(body, b"spinning\n");
+    for i in 0..10 {
+        let (ok, body, err) = curl(&[&format!("{base}/")]);
+        assert!(ok, "request {i} beside a busy thread: {err}");
+        assert_eq!(body, b"hello from kiln\n");
+    }
+
     let (ok, body, _) = curl(&[&format!("{base}/quit")]);
     assert!(ok);
     assert_eq!(body, b"bye\n");

@@ -3,6 +3,8 @@
 //!
 //! - `GET /` answers `hello from kiln`.
 //! - `GET /big?n=BYTES` answers BYTES bytes of a repeating pattern (`i % 251`).
+//! - `GET /spin` starts a thread that busy-loops until the program ends (the server must
+//!   keep answering beside it).
 //! - `GET /quit` answers, then ends the program (exit status 0).
 //! - Anything malformed gets `400 Bad Request` and the connection closes.
 
@@ -78,6 +80,14 @@ fn serve(stream: TcpStream) -> std::io::Result<()> {
             };
             let body: Vec<u8> = (0..n.min(64 << 20)).map(|i| (i % 251) as u8).collect();
             respond(&mut out, "200 OK", &body, keep)?;
+        } else if target == "/spin" {
+            std::thread::spawn(|| {
+                let mut n = 0u64;
+                loop {
+                    n = std::hint::black_box(n.wrapping_add(1));
+                }
+            });
+            respond(&mut out, "200 OK", b"spinning\n", keep)?;
         } else if target == "/quit" {
             respond(&mut out, "200 OK", b"bye\n", false)?;
             println!("quit requested");
