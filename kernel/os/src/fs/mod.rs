@@ -448,6 +448,23 @@ impl Vfs {
         Some(cur)
     }
 
+    /// Puts a read-only file holding `data` at absolute path `path` in the root file
+    /// system, replacing what the image had there (for files the kernel generates at boot,
+    /// such as `/etc/resolv.conf` from `kiln.dns`). Missing parent directories are created.
+    pub fn set_static_file(&self, path: &str, data: &'static [u8]) -> KResult<()> {
+        let (dir_path, name) = path.rsplit_once('/').ok_or(Errno::EINVAL)?;
+        if !path.starts_with('/') || name.is_empty() {
+            return Err(Errno::EINVAL);
+        }
+        let dir = Self::build_dirs(&self.root, dir_path);
+        let node = Arc::new(Inode::new(FsId::Root, Body::StaticFile(data), 0o644, 0));
+        let old = dir_of(&dir)?.lock().insert(name.into(), node);
+        if let Some(old) = old {
+            old.unlink(0);
+        }
+        Ok(())
+    }
+
     /// The root directory.
     pub fn root(&self) -> &Arc<Inode> {
         &self.root

@@ -502,3 +502,16 @@ fn proc_self_links() {
     assert_eq!(v.fd_link("/", "/loop1", true), Err(Errno::ELOOP));
     assert_eq!(v.readlink("/", "/dev/fd").unwrap(), "/proc/self/fd");
 }
+
+#[test]
+fn generated_files_replace_the_images() {
+    let v = vfs();
+    v.set_static_file("/etc/resolv.conf", b"nameserver 10.0.0.1\n").unwrap();
+    let n = v.find("/", "/etc/resolv.conf", true).unwrap();
+    assert!(!n.is_dir());
+    assert_eq!(n.stat().size, 20);
+    v.set_static_file("/new/dir/file", b"x").unwrap();
+    assert!(v.find("/", "/new/dir", true).unwrap().is_dir());
+    assert_eq!(v.set_static_file("relative", b"x"), Err(Errno::EINVAL));
+    assert_eq!(v.set_static_file("/dir/", b"x"), Err(Errno::EINVAL));
+}

@@ -313,8 +313,14 @@ fn serves(
     timeout: Duration,
 ) -> Result<(), String> {
     let mut vm = guest.start(memory_mib).map_err(|e| format!("{e:#}"))?;
-    vm.first_response(guest.addr(), timeout)
-        .map_err(|e| e.lines().next().unwrap_or_default().to_string())?;
+    vm.first_response(guest.addr(), timeout).map_err(|e| {
+        let first = e.lines().next().unwrap_or_default();
+        first
+            .split("; its last lines")
+            .next()
+            .unwrap_or(first)
+            .to_string()
+    })?;
     let r = wrk::run(wrk, probe, &guest.url()).map_err(|e| format!("{e:#}"))?;
     if !r.served() {
         return Err(format!(
