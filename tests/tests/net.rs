@@ -303,8 +303,15 @@ fn fetch_reaches_the_host_through_the_gateway() {
 #[test]
 fn run_time_dns_replaces_resolv_conf() {
     let image = build_image("busybox-dns", &["--elf", "/bin/busybox"]);
-    let r = kiln_tests::run_image(&image, &["--dns", "10.9.8.7", "--", "cat", "/etc/resolv.conf"]);
-    assert_eq!((r.status, r.out().as_str()), (0, "nameserver 10.9.8.7\n"), "{r:?}");
+    let r = kiln_tests::run_image(
+        &image,
+        &["--dns", "10.9.8.7", "--", "cat", "/etc/resolv.conf"],
+    );
+    assert_eq!(
+        (r.status, r.out().as_str()),
+        (0, "nameserver 10.9.8.7\n"),
+        "{r:?}"
+    );
     // Without --dns the image's own file stays.
     let r = kiln_tests::run_image(&image, &["--", "cat", "/etc/resolv.conf"]);
     assert!(r.out().contains("nameserver 10.0.2.3"), "{r:?}");

@@ -63,9 +63,10 @@ pub type UserFaultHandler = fn(&mut TrapFrame, &mut crate::context::FxArea, cr2:
 /// replace to resume another thread (only when the interrupt came from user mode).
 pub type TimerHandler = fn(&mut TrapFrame, &mut crate::context::FxArea);
 
-/// Handler of a device interrupt vector. Runs with interrupts off, on an IST stack, either
-/// while the program runs or while the kernel idles; it must not block.
-pub type IrqHandler = fn(vector: u8);
+/// Handler of a device interrupt vector, told whether it interrupted user mode. Runs with
+/// interrupts off, on an IST stack, either while the program runs or while the kernel
+/// idles; it must not block.
+pub type IrqHandler = fn(vector: u8, from_user: bool);
 
 /// First vector available for devices.
 pub const FIRST_DEVICE_VECTOR: u8 = 0x30;
@@ -124,6 +125,7 @@ extern "C" fn kiln_trap(frame: &mut TrapFrame, fx: &mut crate::context::FxArea) 
     let vector = frame.vector;
     if vector == TIMER_VECTOR as u64 {
         crate::apic::eoi();
+        crate::time::timer_fired();
         if let Some(h) = TIMER.get() {
             h(frame, fx);
         }
@@ -136,7 +138,7 @@ extern "C" fn kiln_trap(frame: &mut TrapFrame, fx: &mut crate::context::FxArea) 
         let handler = IRQ_HANDLERS.try_lock().and_then(|h| h[vector as usize]);
         crate::apic::eoi();
         if let Some(h) = handler {
-            h(vector as u8);
+            h(vector as u8, frame.from_user());
         }
         return;
     }

@@ -47,7 +47,7 @@ fn apply_bases(k: &mut Kernel, tid: u32, via: Via) {
     }
 }
 
-/// Arms the timer for the next preemption or deadline, whichever comes first.
+/// Makes sure the timer fires for the next preemption or deadline, whichever comes first.
 fn arm_timer(k: &mut Kernel) {
     let now = time::monotonic_ns();
     let mut next = k.machine.sched.has_ready().then(|| now + SLICE_NS);
@@ -60,9 +60,9 @@ fn arm_timer(k: &mut Kernel) {
     {
         next = Some(next.map_or(d, |n| n.min(d)));
     }
-    match next {
-        Some(t) => time::arm_timer_in(t.saturating_sub(now).max(1)),
-        None => time::arm_timer_in(0),
+    // With nothing due the timer may stay armed: an early interrupt only re-arms.
+    if let Some(t) = next {
+        time::fire_by(t);
     }
 }
 
@@ -193,12 +193,10 @@ fn next_thread(k: &mut Kernel) -> (u32, UserContext) {
 
 /// Halts until an interrupt: the timer at the next deadline, or a device.
 fn idle(k: &mut Kernel) {
-    let now = time::monotonic_ns();
     let net = crate::machine::net::deadline(k);
     match k.machine.sched.next_deadline().into_iter().chain(net).min() {
-        Some(d) => time::arm_timer_in(d.saturating_sub(now).max(1)),
+        Some(d) => time::fire_by(d),
         None => {
-            time::arm_timer_in(0);
             static WARNED: core::sync::atomic::AtomicBool =
                 core::sync::atomic::AtomicBool::new(false);
             if !WARNED.swap(true, core::sync::atomic::Ordering::Relaxed) {

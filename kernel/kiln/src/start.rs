@@ -81,11 +81,20 @@ pub fn run(boot: BootInfo) -> ! {
         // `kiln.dns` at run time replaces the image's resolver list.
         let mut text = String::new();
         for d in &config.net.dns {
-            text.push_str(&alloc::format!("nameserver {}.{}.{}.{}\n", d[0], d[1], d[2], d[3]));
+            text.push_str(&alloc::format!(
+                "nameserver {}.{}.{}.{}\n",
+                d[0],
+                d[1],
+                d[2],
+                d[3]
+            ));
         }
         let bytes: &'static [u8] = alloc::vec::Vec::leak(text.into_bytes());
         if let Err(e) = vfs.set_static_file("/etc/resolv.conf", bytes) {
-            console::warn(format_args!("could not write /etc/resolv.conf: {}", e.name()));
+            console::warn(format_args!(
+                "could not write /etc/resolv.conf: {}",
+                e.name()
+            ));
         }
     }
     let mut vm = kiln_os::vm::AddressSpace::new(boot.kernel.clone());

@@ -76,16 +76,18 @@ pub fn parse_mmio_token(token: &str) -> Option<(u64, u64, u8)> {
     Some((num(base)?, num(size)?, u8::try_from(num(gsi)?).ok()?))
 }
 
-fn on_irq(_vector: u8) {
+fn on_irq(_vector: u8, from_user: bool) {
     let line = LINE.load(Ordering::Relaxed);
     if line != u8::MAX {
         // Level-triggered: keep the line quiet until the device is acknowledged.
         kiln_hal::ioapic::set_masked(line, true);
     }
     PENDING.store(true, Ordering::Release);
-    // When a thread is running in user mode, the timer interrupt that follows at once
-    // takes the kernel lock and runs the stack (see `run::on_timer`).
-    kiln_hal::time::arm_timer_in(1);
+    if from_user {
+        // A thread is running: the timer interrupt that follows at once takes the kernel
+        // lock and runs the stack (see `run::on_timer`). An idle kernel's loop does it.
+        kiln_hal::time::arm_timer_in(1);
+    }
 }
 
 fn route(line: u8) {

@@ -506,7 +506,8 @@ fn proc_self_links() {
 #[test]
 fn generated_files_replace_the_images() {
     let v = vfs();
-    v.set_static_file("/etc/resolv.conf", b"nameserver 10.0.0.1\n").unwrap();
+    v.set_static_file("/etc/resolv.conf", b"nameserver 10.0.0.1\n")
+        .unwrap();
     let n = v.find("/", "/etc/resolv.conf", true).unwrap();
     assert!(!n.is_dir());
     assert_eq!(n.stat().size, 20);
