@@ -33,7 +33,8 @@ pub fn steps(layout: &Layout) -> Vec<Step> {
         Step {
             what: "end-to-end tests",
             dir: layout.root.clone(),
-            args: vec!["test", "-p", "kiln-tests", "--", "--test-threads", "2"],
+            // Every test binary runs even after a failure, so one report shows all of them.
+            args: vec!["test", "--no-fail-fast", "-p", "kiln-tests", "--", "--test-threads", "2"],
         },
     ]
 }
@@ -66,7 +67,7 @@ mod tests {
         assert_eq!(s.len(), 3);
         assert_eq!(s[1].dir, PathBuf::from("/r/kernel"));
         assert!(s[0].args.contains(&"--exclude"));
-        assert_eq!(s[2].args[..3], ["test", "-p", "kiln-tests"]);
+        assert_eq!(s[2].args[..4], ["test", "--no-fail-fast", "-p", "kiln-tests"]);
         assert!(s[2].args.ends_with(&["--test-threads", "2"]));
     }
 }
