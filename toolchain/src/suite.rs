@@ -34,7 +34,15 @@ pub fn steps(layout: &Layout) -> Vec<Step> {
             what: "end-to-end tests",
             dir: layout.root.clone(),
             // Every test binary runs even after a failure, so one report shows all of them.
-            args: vec!["test", "--no-fail-fast", "-p", "kiln-tests", "--", "--test-threads", "2"],
+            args: vec![
+                "test",
+                "--no-fail-fast",
+                "-p",
+                "kiln-tests",
+                "--",
+                "--test-threads",
+                "2",
+            ],
         },
     ]
 }
@@ -67,7 +75,10 @@ mod tests {
         assert_eq!(s.len(), 3);
         assert_eq!(s[1].dir, PathBuf::from("/r/kernel"));
         assert!(s[0].args.contains(&"--exclude"));
-        assert_eq!(s[2].args[..4], ["test", "--no-fail-fast", "-p", "kiln-tests"]);
+        assert_eq!(
+            s[2].args[..4],
+            ["test", "--no-fail-fast", "-p", "kiln-tests"]
+        );
         assert!(s[2].args.ends_with(&["--test-threads", "2"]));
     }
 }

@@ -137,8 +137,14 @@ impl Default for Waitable {
 impl Waitable {
     /// A new object with a fresh id.
     pub fn new() -> Waitable {
+        Waitable::with_id(alloc_ino())
+    }
+
+    /// A counter that wakes the waiters of object `id` (objects sharing one wait channel,
+    /// such as the two directions of a socket pair).
+    pub fn with_id(id: u64) -> Waitable {
         Waitable {
-            id: alloc_ino(),
+            id,
             seq: AtomicU64::new(0),
         }
     }
@@ -183,6 +189,9 @@ struct PipeState {
     capacity: usize,
     readers: usize,
     writers: usize,
+    /// Message lengths, oldest first, when the pipe keeps message boundaries (datagram
+    /// and seqpacket socket pairs); `None` for a byte stream.
+    msgs: Option<VecDeque<usize>>,
 }
 
 /// A pipe: a bounded byte queue between a read end and a write end.
@@ -197,56 +206,99 @@ pub struct Pipe {
 
 impl Pipe {
     fn new() -> Arc<Pipe> {
+        Pipe::with(Waitable::new(), PIPE_CAPACITY, false)
+    }
+
+    /// A pipe waking through `waitable`, holding `capacity` bytes, keeping message
+    /// boundaries if `messages` (for socket pairs; no ends counted yet).
+    fn with(waitable: Waitable, capacity: usize, messages: bool) -> Arc<Pipe> {
         Arc::new(Pipe {
             ino: alloc_ino(),
-            waitable: Waitable::new(),
+            waitable,
             state: Mutex::new(PipeState {
                 buf: VecDeque::new(),
-                capacity: PIPE_CAPACITY,
+                capacity,
                 readers: 0,
                 writers: 0,
+                msgs: messages.then(VecDeque::new),
             }),
         })
     }
 
     /// Reads what is buffered; `EAGAIN` when empty with a writer left, 0 at end of file.
     fn read(&self, m: &mut dyn Machine, buf: &mut [u8]) -> KResult<usize> {
+        self.recv(m, buf, false).map(|(n, _)| n)
+    }
+
+    /// Reads what is buffered (leaving it there with `peek`): in message mode one whole
+    /// message, truncated to `buf`. Returns the bytes copied and the length of what was
+    /// there to read (the message length in message mode); `EAGAIN` when empty with a
+    /// writer left, 0 at end of file.
+    fn recv(&self, m: &mut dyn Machine, buf: &mut [u8], peek: bool) -> KResult<(usize, usize)> {
         let mut s = self.state.lock();
-        if buf.is_empty() {
-            return Ok(0);
-        }
-        if s.buf.is_empty() {
+        let next = match &s.msgs {
+            Some(q) => q.front().copied(),
+            None if buf.is_empty() => return Ok((0, 0)),
+            None => (!s.buf.is_empty()).then_some(s.buf.len()),
+        };
+        let Some(len) = next else {
             return if s.writers == 0 {
-                Ok(0)
+                Ok((0, 0))
             } else {
                 Err(Errno::EAGAIN)
             };
+        };
+        let n = buf.len().min(len);
+        for (dst, src) in buf[..n].iter_mut().zip(s.buf.iter()) {
+            *dst = *src;
         }
-        let n = buf.len().min(s.buf.len());
-        for (dst, src) in buf.iter_mut().zip(s.buf.drain(..n)) {
-            *dst = src;
+        if peek {
+            return Ok((n, len));
+        }
+        match &mut s.msgs {
+            Some(q) => {
+                q.pop_front();
+                s.buf.drain(..len);
+            }
+            None => {
+                s.buf.drain(..n);
+            }
         }
         drop(s);
         self.waitable.notify(m);
-        Ok(n)
+        Ok((n, len))
     }
 
-    /// Writes what fits (all or nothing up to `PIPE_BUF` bytes when non-blocking, as Linux);
+    /// Writes what fits (all or nothing up to `PIPE_BUF` bytes when non-blocking, as Linux;
+    /// in message mode always all or nothing, `EMSGSIZE` if it could never fit);
     /// `EAGAIN` when full, `EPIPE` without readers.
     fn write(&self, m: &mut dyn Machine, data: &[u8]) -> KResult<usize> {
         let mut s = self.state.lock();
         if s.readers == 0 {
             return Err(Errno::EPIPE);
         }
-        if data.is_empty() {
-            return Ok(0);
-        }
         let space = s.capacity.saturating_sub(s.buf.len());
-        if space == 0 || (data.len() <= PIPE_BUF && space < data.len()) {
-            return Err(Errno::EAGAIN);
-        }
-        let n = data.len().min(space);
+        let n = if s.msgs.is_some() {
+            if data.len() > s.capacity {
+                return Err(Errno::EMSGSIZE);
+            }
+            if space < data.len() {
+                return Err(Errno::EAGAIN);
+            }
+            data.len()
+        } else {
+            if data.is_empty() {
+                return Ok(0);
+            }
+            if space == 0 || (data.len() <= PIPE_BUF && space < data.len()) {
+                return Err(Errno::EAGAIN);
+            }
+            data.len().min(space)
+        };
         s.buf.extend(&data[..n]);
+        if let Some(q) = &mut s.msgs {
+            q.push_back(n);
+        }
         drop(s);
         self.waitable.notify(m);
         Ok(n)
@@ -297,6 +349,8 @@ pub enum Object {
     Epoll(Arc<Epoll>),
     /// A network socket.
     Socket(Arc<crate::net::Socket>),
+    /// One end of an `AF_UNIX` socket pair.
+    Unix(Arc<UnixSocket>),
 }
 
 #[derive(Debug)]
@@ -453,6 +507,7 @@ impl OpenFile {
             Object::PipeRead(p) => p.read(m, buf),
             Object::EventFd(e) => e.read(m, buf),
             Object::Socket(s) => s.read(m, buf),
+            Object::Unix(u) => u.recv(m, buf, false).map(|(n, _)| n),
             Object::Epoll(_) => Err(Errno::EINVAL),
             Object::Console(_) => Ok(0),
             Object::PipeWrite(_) => Err(Errno::EBADF),
@@ -511,6 +566,7 @@ impl OpenFile {
             Object::PipeWrite(p) => p.write(m, data),
             Object::EventFd(e) => e.write(m, data),
             Object::Socket(s) => s.write(m, data),
+            Object::Unix(u) => u.send(m, data),
             Object::Epoll(_) => Err(Errno::EINVAL),
             Object::Console(Console::Stdout) => {
                 m.write_stdout(data);
@@ -654,6 +710,14 @@ impl OpenFile {
                 blksize: BLKSIZE,
                 ..Stat::default()
             },
+            Object::Unix(u) => Stat {
+                dev: (0, FsId::Pipe as u32),
+                ino: u.ino,
+                mode: crate::net::S_IFSOCK | 0o777,
+                nlink: 1,
+                blksize: BLKSIZE,
+                ..Stat::default()
+            },
             Object::EventFd(_) | Object::Epoll(_) => Stat {
                 dev: (0, FsId::Pipe as u32),
                 ino: self.waitable().map_or(0, Waitable::id),
@@ -701,6 +765,7 @@ impl OpenFile {
             Object::EventFd(e) => e.poll_events(),
             Object::Epoll(e) => e.poll_events(),
             Object::Socket(s) => s.poll_events(),
+            Object::Unix(u) => u.poll_events(),
             Object::Console(_) => {
                 let mut r = 0;
                 if self.readable {
@@ -722,6 +787,7 @@ impl OpenFile {
             Object::EventFd(e) => Some(&e.waitable),
             Object::Epoll(e) => Some(&e.waitable),
             Object::Socket(s) => Some(&s.waitable),
+            Object::Unix(u) => Some(u.waitable()),
             Object::Node(_) | Object::Snapshot(..) | Object::Console(_) => None,
         }
     }
@@ -732,6 +798,7 @@ impl OpenFile {
         match &self.object {
             Object::Epoll(e) => e.event_seq(),
             Object::Socket(s) => s.event_seq(),
+            Object::Unix(u) => u.event_seq(),
             _ => self.waitable().map_or(0, Waitable::seq),
         }
     }
@@ -745,7 +812,8 @@ impl OpenFile {
             | Object::Console(_)
             | Object::PipeRead(_)
             | Object::PipeWrite(_)
-            | Object::EventFd(_) => true,
+            | Object::EventFd(_)
+            | Object::Unix(_) => true,
             Object::Epoll(e) => e.locally_driven(),
             Object::Socket(_) => false,
         }
@@ -1004,9 +1072,11 @@ impl FdTable {
 
 pub mod epoll;
 pub mod eventfd;
+pub mod unix;
 
 pub use epoll::{Epoll, EpollEvent};
 pub use eventfd::EventFd;
+pub use unix::{UnixKind, UnixSocket};
 
 #[cfg(test)]
 mod tests;

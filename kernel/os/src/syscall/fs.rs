@@ -988,6 +988,7 @@ fn sys_ioctl(p: &mut Process, m: &mut dyn Machine, fd: i32, req: u32, arg: u64) 
         FIONREAD => {
             let n = match (&f.object, f.inode()) {
                 (Object::PipeRead(pp), _) => pp.available() as u64,
+                (Object::Unix(u), _) => u.available() as u64,
                 (_, Some(node)) if node.is_regular() => node.size().saturating_sub(f.offset()),
                 _ => return Err(Errno::ENOTTY),
             };

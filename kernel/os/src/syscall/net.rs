@@ -1,6 +1,8 @@
 //! Socket system calls (IPv4 TCP and UDP) over [`crate::net`]: the Linux ABI side
 //! (`sockaddr_in`, `msghdr`, option encodings, flags) and blocking.
 //!
+//! `AF_UNIX` socket pairs are in [`unix`].
+//!
 //! `read`, `write`, `readv` and `writev` on sockets go through the file layer
 //! ([`crate::fd::OpenFile`]); everything socket-specific is here. A call that cannot finish
 //! on a blocking socket waits on the socket's channel and runs again when woken
@@ -76,14 +78,12 @@ const MAX_RECV: usize = 256 * 1024;
 
 /// Handles the socket calls; `None` for numbers this family does not own.
 pub fn handle(p: &mut Process, m: &mut dyn Machine, nr: u64, a: [u64; 6]) -> Option<Outcome> {
+    if let Some(out) = unix::handle(p, m, nr, a) {
+        return Some(out);
+    }
     let fd = a[0] as i32;
     Some(match nr {
         nr::SOCKET => ret(sys_socket(p, a[0], a[1], a[2])),
-        nr::SOCKETPAIR => ret(Err(if a[0] == 1 {
-            Errno::EOPNOTSUPP
-        } else {
-            Errno::EAFNOSUPPORT
-        })),
         nr::BIND => ret(sys_bind(p, m, fd, a[1], a[2])),
         nr::LISTEN => ret(socket(p, fd).and_then(|s| s.listen(m, a[1] as i32).map(|_| 0))),
         nr::ACCEPT => sys_accept(p, m, fd, a[1], a[2], 0),
@@ -631,6 +631,8 @@ fn sys_getsockopt(
     write_user(p, m, len_ptr, &(n as u32).to_le_bytes())?;
     Ok(0)
 }
+
+pub mod unix;
 
 #[cfg(test)]
 mod tests;

@@ -1,0 +1,218 @@
+//! `AF_UNIX` socket pairs (`socketpair`): two ends joined by two pipes, one per direction.
+//!
+//! Each end reads from one [`Pipe`] and writes to the other, counting as that pipe's
+//! reader and writer, so end of file, `EPIPE` and back-pressure are the pipe's. Datagram
+//! and seqpacket pairs use pipes in message mode (one read returns one message). Both
+//! pipes of a pair share one wait channel: any change wakes both ends' waiters.
+//!
+//! Shutdown: `SHUT_WR` stops this end's writing (the peer reads end of file, writes here
+//! fail with `EPIPE`); `SHUT_RD` stops its reading (reads return end of file once the
+//! buffer is empty, the peer's writes fail with `EPIPE`). Closing an end does both. A
+//! datagram pair behaves the same (Linux leaves a datagram peer waiting instead).
+
+use alloc::sync::Arc;
+
+use spin::Mutex;
+
+use super::poll::{POLLIN, POLLOUT, POLLRDNORM, POLLWRNORM};
+use super::{Pipe, Waitable, PIPE_BUF};
+use crate::errno::{Errno, KResult};
+use crate::fs::node::alloc_ino;
+use crate::machine::Machine;
+use crate::net::POLLRDHUP;
+
+/// Bytes each direction buffers (Linux's default `SO_SNDBUF` for local sockets).
+pub const UNIX_CAPACITY: usize = 212_992;
+
+/// The socket type of a pair.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UnixKind {
+    /// `SOCK_STREAM`: a byte stream.
+    Stream,
+    /// `SOCK_DGRAM`: messages.
+    Dgram,
+    /// `SOCK_SEQPACKET`: messages, connection-oriented.
+    SeqPacket,
+}
+
+impl UnixKind {
+    /// The `SOCK_*` number.
+    pub fn number(self) -> i32 {
+        match self {
+            UnixKind::Stream => 1,
+            UnixKind::Dgram => 2,
+            UnixKind::SeqPacket => 5,
+        }
+    }
+}
+
+/// Options an end keeps (`setsockopt`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct UnixOptions {
+    /// `SO_SNDBUF` as set (0: default).
+    pub sndbuf: u32,
+    /// `SO_RCVBUF` as set (0: default).
+    pub rcvbuf: u32,
+    /// `SO_RCVTIMEO` in nanoseconds (0: none).
+    pub rcv_timeout: u64,
+    /// `SO_SNDTIMEO` in nanoseconds (0: none).
+    pub snd_timeout: u64,
+    /// `SO_PASSCRED` (recorded; no credentials are sent).
+    pub pass_cred: bool,
+}
+
+#[derive(Debug, Default)]
+struct EndState {
+    shut_rd: bool,
+    shut_wr: bool,
+    options: UnixOptions,
+}
+
+/// One end of a socket pair.
+#[derive(Debug)]
+pub struct UnixSocket {
+    /// Inode number shown by `fstat` (and in `socket:[ino]`).
+    pub ino: u64,
+    /// Stream, datagram or seqpacket.
+    pub kind: UnixKind,
+    rx: Arc<Pipe>,
+    tx: Arc<Pipe>,
+    state: Mutex<EndState>,
+}
+
+impl UnixSocket {
+    /// Two connected ends.
+    pub fn pair(kind: UnixKind) -> (Arc<UnixSocket>, Arc<UnixSocket>) {
+        let id = alloc_ino();
+        let messages = kind != UnixKind::Stream;
+        let a2b = Pipe::with(Waitable::with_id(id), UNIX_CAPACITY, messages);
+        let b2a = Pipe::with(Waitable::with_id(id), UNIX_CAPACITY, messages);
+        for p in [&a2b, &b2a] {
+            let mut s = p.state.lock();
+            s.readers = 1;
+            s.writers = 1;
+        }
+        let end = |rx: &Arc<Pipe>, tx: &Arc<Pipe>| {
+            Arc::new(UnixSocket {
+                ino: alloc_ino(),
+                kind,
+                rx: rx.clone(),
+                tx: tx.clone(),
+                state: Mutex::new(EndState::default()),
+            })
+        };
+        (end(&b2a, &a2b), end(&a2b, &b2a))
+    }
+
+    /// Receives (see `Pipe::recv`): the bytes copied and the length of the message (the
+    /// bytes copied for streams); `EAGAIN` when nothing is there yet, 0 at end of file.
+    pub fn recv(&self, m: &mut dyn Machine, buf: &mut [u8], peek: bool) -> KResult<(usize, usize)> {
+        match self.rx.recv(m, buf, peek) {
+            Err(Errno::EAGAIN) if self.state.lock().shut_rd => Ok((0, 0)),
+            r => r,
+        }
+    }
+
+    /// Sends (see `Pipe::write`): `EPIPE` after this end's `SHUT_WR` or once the peer
+    /// stopped reading; `EAGAIN` when full.
+    pub fn send(&self, m: &mut dyn Machine, data: &[u8]) -> KResult<usize> {
+        if self.state.lock().shut_wr {
+            return Err(Errno::EPIPE);
+        }
+        self.tx.write(m, data)
+    }
+
+    /// `shutdown`: `how` is `SHUT_RD` 0, `SHUT_WR` 1 or `SHUT_RDWR` 2 (`EINVAL` otherwise).
+    pub fn shutdown(&self, m: &mut dyn Machine, how: u32) -> KResult<()> {
+        if how > 2 {
+            return Err(Errno::EINVAL);
+        }
+        let mut s = self.state.lock();
+        if how != 1 && !s.shut_rd {
+            s.shut_rd = true;
+            self.rx.state.lock().readers -= 1;
+        }
+        if how != 0 && !s.shut_wr {
+            s.shut_wr = true;
+            self.tx.state.lock().writers -= 1;
+        }
+        drop(s);
+        self.tx.waitable.bump();
+        self.rx.waitable.notify(m);
+        Ok(())
+    }
+
+    /// Readiness, as Linux's `unix_poll`: `POLLIN` with data or once reading is shut
+    /// down (`POLLRDHUP` too), `POLLHUP` when both directions are shut, `POLLOUT` when a
+    /// write would not block.
+    pub fn poll_events(&self) -> u16 {
+        let st = self.state.lock();
+        let rx = self.rx.state.lock();
+        let tx = self.tx.state.lock();
+        let readable = match &rx.msgs {
+            Some(q) => !q.is_empty(),
+            None => !rx.buf.is_empty(),
+        };
+        let rcv_shut = st.shut_rd || rx.writers == 0;
+        let snd_shut = st.shut_wr || tx.readers == 0;
+        let space = tx.capacity.saturating_sub(tx.buf.len());
+        let mut r = 0;
+        if readable || rcv_shut {
+            r |= POLLIN | POLLRDNORM;
+        }
+        if rcv_shut {
+            r |= POLLRDHUP;
+        }
+        if rcv_shut && snd_shut {
+            r |= super::poll::POLLHUP;
+        }
+        if snd_shut || space >= PIPE_BUF.min(tx.capacity) {
+            r |= POLLOUT | POLLWRNORM;
+        }
+        r
+    }
+
+    /// The pair's wake-up identity (shared by both ends and directions).
+    pub fn waitable(&self) -> &Waitable {
+        &self.rx.waitable
+    }
+
+    /// Changes in either direction (edge-triggered epoll).
+    pub fn event_seq(&self) -> u64 {
+        self.rx.waitable.seq().wrapping_add(self.tx.waitable.seq())
+    }
+
+    /// Bytes (streams) or the next message's length (datagrams) waiting (`FIONREAD`).
+    pub fn available(&self) -> usize {
+        let rx = self.rx.state.lock();
+        match &rx.msgs {
+            Some(q) => q.front().copied().unwrap_or(0),
+            None => rx.buf.len(),
+        }
+    }
+
+    /// The options set so far.
+    pub fn options(&self) -> UnixOptions {
+        self.state.lock().options
+    }
+
+    /// Changes the options.
+    pub fn set_options(&self, f: impl FnOnce(&mut UnixOptions)) {
+        f(&mut self.state.lock().options);
+    }
+}
+
+impl Drop for UnixSocket {
+    fn drop(&mut self) {
+        let s = self.state.get_mut();
+        if !s.shut_rd {
+            self.rx.state.lock().readers -= 1;
+        }
+        if !s.shut_wr {
+            self.tx.state.lock().writers -= 1;
+        }
+        // No machine here: whoever closed the descriptor wakes (the shared channel).
+        self.rx.waitable.bump();
+        self.tx.waitable.bump();
+    }
+}

@@ -1,0 +1,402 @@
+//! `AF_UNIX` socket calls: `socketpair` and everything on its ends ([`UnixSocket`]).
+//!
+//! `read`, `write`, `readv`, `writev`, `fstat`, `fcntl` and readiness go through the file
+//! layer; `sendto`/`sendmsg`/`recvfrom`/`recvmsg` (no ancillary data: none is sent, and
+//! `msg_controllen` comes back 0), `shutdown`, socket options and names are here. The ends
+//! are unnamed: `getsockname`/`getpeername` give `sun_family` alone (length 2).
+//!
+//! Named sockets (`socket(AF_UNIX)` with `bind`/`connect`) are not supported: `socket`
+//! fails with `EACCES`, logged once.
+
+use alloc::sync::Arc;
+use alloc::vec;
+use alloc::vec::Vec;
+
+use super::{
+    get_msghdr, read_user, ret, timeval_bytes, timeval_ns, write_user, MSG_DONTWAIT, MSG_PEEK,
+    SOCK_CLOEXEC, SOCK_NONBLOCK,
+};
+use crate::errno::{Errno, KResult};
+use crate::fd::unix::UNIX_CAPACITY;
+use crate::fd::{Object, OpenFile, UnixKind, UnixSocket, O_NONBLOCK, O_RDWR};
+use crate::machine::Machine;
+use crate::process::{Outcome, Process, Wait};
+use crate::sysno as nr;
+
+/// `AF_UNIX`.
+pub const AF_UNIX: u16 = 1;
+/// `SOCK_SEQPACKET`.
+pub const SOCK_SEQPACKET: u64 = 5;
+/// `MSG_TRUNC`: report (and, in `recvmsg` flags, signal) a message's full length.
+pub const MSG_TRUNC: u64 = 0x20;
+
+const SOL_SOCKET: u64 = 1;
+const SO_REUSEADDR: u64 = 2;
+const SO_TYPE: u64 = 3;
+const SO_ERROR: u64 = 4;
+const SO_SNDBUF: u64 = 7;
+const SO_RCVBUF: u64 = 8;
+const SO_KEEPALIVE: u64 = 9;
+const SO_LINGER: u64 = 13;
+const SO_PASSCRED: u64 = 16;
+const SO_PEERCRED: u64 = 17;
+const SO_RCVLOWAT: u64 = 18;
+const SO_SNDLOWAT: u64 = 19;
+const SO_RCVTIMEO: u64 = 20;
+const SO_SNDTIMEO: u64 = 21;
+const SO_ACCEPTCONN: u64 = 30;
+const SO_SNDBUFFORCE: u64 = 32;
+const SO_RCVBUFFORCE: u64 = 33;
+const SO_PROTOCOL: u64 = 38;
+const SO_DOMAIN: u64 = 39;
+
+/// Largest amount one call copies in or out.
+const MAX_IO: usize = UNIX_CAPACITY;
+
+/// Handles the calls on an `AF_UNIX` descriptor and `socketpair`/`socket(AF_UNIX)`;
+/// `None` for anything else (other numbers, other descriptors).
+pub fn handle(p: &mut Process, m: &mut dyn Machine, nr: u64, a: [u64; 6]) -> Option<Outcome> {
+    let fd = a[0] as i32;
+    match nr {
+        nr::SOCKETPAIR => return Some(ret(sys_socketpair(p, m, a[0], a[1], a[2], a[3]))),
+        nr::SOCKET if a[0] == AF_UNIX as u64 => return Some(ret(sys_socket(p, m))),
+        nr::BIND
+        | nr::LISTEN
+        | nr::ACCEPT
+        | nr::ACCEPT4
+        | nr::CONNECT
+        | nr::GETSOCKNAME
+        | nr::GETPEERNAME
+        | nr::SETSOCKOPT
+        | nr::GETSOCKOPT
+        | nr::SHUTDOWN
+        | nr::SENDTO
+        | nr::RECVFROM
+        | nr::SENDMSG
+        | nr::RECVMSG => {}
+        _ => return None,
+    }
+    let f = p.files.get(fd).ok()?;
+    let Object::Unix(u) = &f.object else {
+        return None;
+    };
+    let u = u.clone();
+    Some(match nr {
+        // Already connected (and unnamed, which Linux allows binding; not supported here).
+        nr::BIND => ret(Err(Errno::EINVAL)),
+        nr::LISTEN => ret(Err(Errno::EINVAL)),
+        nr::ACCEPT | nr::ACCEPT4 => ret(Err(if u.kind == UnixKind::Dgram {
+            Errno::EOPNOTSUPP
+        } else {
+            Errno::EINVAL
+        })),
+        nr::CONNECT => ret(Err(Errno::EISCONN)),
+        nr::GETSOCKNAME | nr::GETPEERNAME => ret(put_unnamed(p, m, a[1], a[2]).map(|_| 0)),
+        nr::SETSOCKOPT => ret(sys_setsockopt(p, m, &u, a[1], a[2], a[3], a[4])),
+        nr::GETSOCKOPT => ret(sys_getsockopt(p, m, &u, a[1], a[2], a[3], a[4])),
+        nr::SHUTDOWN => ret(u.shutdown(m, a[1] as u32).map(|_| 0)),
+        nr::SENDTO => {
+            let r = (|| {
+                if a[4] != 0 && a[5] != 0 {
+                    return Err(Errno::EISCONN);
+                }
+                let mut data = vec![0u8; (a[2] as usize).min(MAX_IO)];
+                p.vm.copy_from_user(m.pages(), a[1], &mut data)?;
+                u.send(m, &data).map(|n| n as i64)
+            })();
+            block(m, &f, &u, a[3], false, r)
+        }
+        nr::RECVFROM => {
+            let (buf, len, flags, addr, len_ptr) = (a[1], a[2], a[3], a[4], a[5]);
+            let r = (|| {
+                let mut data = vec![0u8; (len as usize).min(MAX_IO)];
+                let (n, full) = u.recv(m, &mut data, flags & MSG_PEEK != 0)?;
+                write_user(p, m, buf, &data[..n])?;
+                if addr != 0 {
+                    // The peer is unnamed: no address, length 0.
+                    write_user(p, m, len_ptr, &0u32.to_le_bytes())?;
+                }
+                Ok(result_len(&u, flags, n, full))
+            })();
+            block(m, &f, &u, flags, true, r)
+        }
+        nr::SENDMSG => {
+            let r = (|| {
+                let h = get_msghdr(p, m, a[1])?;
+                if h.name != 0 && h.namelen != 0 {
+                    return Err(Errno::EISCONN);
+                }
+                let mut data = Vec::new();
+                for (base, len) in h.iov {
+                    let take = (len as usize).min(MAX_IO - data.len());
+                    let at = data.len();
+                    data.resize(at + take, 0);
+                    p.vm.copy_from_user(m.pages(), base, &mut data[at..])?;
+                    if data.len() == MAX_IO {
+                        break;
+                    }
+                }
+                u.send(m, &data).map(|n| n as i64)
+            })();
+            block(m, &f, &u, a[2], false, r)
+        }
+        nr::RECVMSG => {
+            let (msg, flags) = (a[1], a[2]);
+            let r = (|| {
+                let h = get_msghdr(p, m, msg)?;
+                let total: u64 = h.iov.iter().map(|&(_, l)| l).sum();
+                let mut data = vec![0u8; (total as usize).min(MAX_IO)];
+                let (n, full) = u.recv(m, &mut data, flags & MSG_PEEK != 0)?;
+                let mut off = 0;
+                for (base, len) in h.iov {
+                    if off == n {
+                        break;
+                    }
+                    let take = (len as usize).min(n - off);
+                    write_user(p, m, base, &data[off..off + take])?;
+                    off += take;
+                }
+                // msg_namelen 0 (unnamed peer), msg_controllen 0 (no ancillary data),
+                // msg_flags MSG_TRUNC when a message did not fit.
+                write_user(p, m, msg + 8, &0u32.to_le_bytes())?;
+                write_user(p, m, msg + 40, &0u64.to_le_bytes())?;
+                let out_flags = if full > n { MSG_TRUNC as u32 } else { 0 };
+                write_user(p, m, msg + 48, &out_flags.to_le_bytes())?;
+                Ok(result_len(&u, flags, n, full))
+            })();
+            block(m, &f, &u, flags, true, r)
+        }
+        _ => unreachable!("filtered above"),
+    })
+}
+
+/// What a receive returns: the bytes copied, or with `MSG_TRUNC` on a message socket the
+/// message's full length.
+fn result_len(u: &UnixSocket, flags: u64, n: usize, full: usize) -> i64 {
+    if flags & MSG_TRUNC != 0 && u.kind != UnixKind::Stream {
+        full as i64
+    } else {
+        n as i64
+    }
+}
+
+/// `EAGAIN` on a blocking end (and no `MSG_DONTWAIT`) waits for the pair, bounded by
+/// `SO_RCVTIMEO`/`SO_SNDTIMEO` (`EAGAIN` at the end); without a timeout as the file
+/// layer waits (`EDEADLK` when nothing could end it).
+fn block(
+    m: &mut dyn Machine,
+    f: &OpenFile,
+    u: &UnixSocket,
+    flags: u64,
+    receive: bool,
+    r: KResult<i64>,
+) -> Outcome {
+    if r != Err(Errno::EAGAIN) || flags & MSG_DONTWAIT != 0 || f.nonblock() {
+        return ret(r);
+    }
+    let o = u.options();
+    let timeout = if receive {
+        o.rcv_timeout
+    } else {
+        o.snd_timeout
+    };
+    if timeout == 0 {
+        return f.block_on_eagain(m, r);
+    }
+    let deadline = m
+        .restart_deadline()
+        .unwrap_or_else(|| m.monotonic_ns().saturating_add(timeout));
+    Outcome::Block(Wait {
+        channels: vec![u.waitable().channel()],
+        deadline: Some(deadline),
+        on_timeout: Errno::EAGAIN.as_return(),
+        on_wake: None,
+    })
+}
+
+fn sys_socketpair(
+    p: &mut Process,
+    m: &mut dyn Machine,
+    domain: u64,
+    ty: u64,
+    protocol: u64,
+    sv: u64,
+) -> KResult<i64> {
+    if domain != AF_UNIX as u64 {
+        // Linux: families without pairs (AF_INET...) refuse with EOPNOTSUPP.
+        return Err(if domain == super::AF_INET as u64 {
+            Errno::EOPNOTSUPP
+        } else {
+            Errno::EAFNOSUPPORT
+        });
+    }
+    if ty & !(0xf | SOCK_NONBLOCK | SOCK_CLOEXEC) != 0 {
+        return Err(Errno::EINVAL);
+    }
+    let kind = match ty & 0xf {
+        super::SOCK_STREAM => UnixKind::Stream,
+        super::SOCK_DGRAM => UnixKind::Dgram,
+        SOCK_SEQPACKET => UnixKind::SeqPacket,
+        _ => return Err(Errno::ESOCKTNOSUPPORT),
+    };
+    if protocol != 0 {
+        return Err(Errno::EPROTONOSUPPORT);
+    }
+    // Check the result array before installing anything.
+    read_user::<8>(p, m, sv)?;
+    let (a, b) = UnixSocket::pair(kind);
+    let flags = O_RDWR
+        | if ty & SOCK_NONBLOCK != 0 {
+            O_NONBLOCK
+        } else {
+            0
+        };
+    let cloexec = ty & SOCK_CLOEXEC != 0;
+    let open = |u: Arc<UnixSocket>| {
+        let path = alloc::format!("socket:[{}]", u.ino);
+        OpenFile::new(Object::Unix(u), path, flags)
+    };
+    let fa = p.files.install(open(a), cloexec)?;
+    let fb = match p.files.install(open(b), cloexec) {
+        Ok(fd) => fd,
+        Err(e) => {
+            let _ = p.files.close(fa);
+            return Err(e);
+        }
+    };
+    let mut out = [0u8; 8];
+    out[..4].copy_from_slice(&fa.to_le_bytes());
+    out[4..].copy_from_slice(&fb.to_le_bytes());
+    write_user(p, m, sv, &out)?;
+    Ok(0)
+}
+
+/// `socket(AF_UNIX, ...)`: named sockets are not supported (logged once).
+fn sys_socket(p: &mut Process, m: &mut dyn Machine) -> KResult<i64> {
+    const KEY: u64 = u64::MAX - 5;
+    if p.unsupported_logged.insert(KEY) {
+        m.log(format_args!(
+            "socket(AF_UNIX): named local sockets (bind/connect to a path) are not supported, only socketpair: EACCES"
+        ));
+    }
+    Err(Errno::EACCES)
+}
+
+/// Writes an unnamed `sockaddr_un` (`sun_family` only) and its length 2.
+fn put_unnamed(p: &mut Process, m: &mut dyn Machine, addr: u64, len_ptr: u64) -> KResult<()> {
+    let len = i32::from_le_bytes(read_user::<4>(p, m, len_ptr)?);
+    if len < 0 {
+        return Err(Errno::EINVAL);
+    }
+    let b = AF_UNIX.to_le_bytes();
+    let n = (len as usize).min(b.len());
+    write_user(p, m, addr, &b[..n])?;
+    write_user(p, m, len_ptr, &2u32.to_le_bytes())
+}
+
+fn sys_setsockopt(
+    p: &mut Process,
+    m: &mut dyn Machine,
+    u: &UnixSocket,
+    level: u64,
+    name: u64,
+    val: u64,
+    len: u64,
+) -> KResult<i64> {
+    if level != SOL_SOCKET {
+        return Err(Errno::EOPNOTSUPP);
+    }
+    if len > 64 {
+        return Err(Errno::EINVAL);
+    }
+    let mut raw = vec![0u8; len as usize];
+    p.vm.copy_from_user(m.pages(), val, &mut raw)?;
+    let int = || -> KResult<i32> {
+        if raw.len() < 4 {
+            return Err(Errno::EINVAL);
+        }
+        Ok(i32::from_le_bytes(raw[..4].try_into().expect("4 bytes")))
+    };
+    match name {
+        SO_SNDBUF | SO_SNDBUFFORCE => {
+            let v = int()?.max(0) as u32;
+            u.set_options(|o| o.sndbuf = v);
+        }
+        SO_RCVBUF | SO_RCVBUFFORCE => {
+            let v = int()?.max(0) as u32;
+            u.set_options(|o| o.rcvbuf = v);
+        }
+        SO_RCVTIMEO => {
+            let ns = timeval_ns(&raw)?;
+            u.set_options(|o| o.rcv_timeout = ns);
+        }
+        SO_SNDTIMEO => {
+            let ns = timeval_ns(&raw)?;
+            u.set_options(|o| o.snd_timeout = ns);
+        }
+        SO_PASSCRED => {
+            let on = int()? != 0;
+            u.set_options(|o| o.pass_cred = on);
+        }
+        SO_REUSEADDR | SO_KEEPALIVE | SO_RCVLOWAT | SO_SNDLOWAT => {
+            int()?;
+        }
+        SO_LINGER if raw.len() >= 8 => {}
+        _ => return Err(Errno::ENOPROTOOPT),
+    }
+    Ok(0)
+}
+
+fn sys_getsockopt(
+    p: &mut Process,
+    m: &mut dyn Machine,
+    u: &UnixSocket,
+    level: u64,
+    name: u64,
+    val: u64,
+    len_ptr: u64,
+) -> KResult<i64> {
+    let len = i32::from_le_bytes(read_user::<4>(p, m, len_ptr)?);
+    if len < 0 {
+        return Err(Errno::EINVAL);
+    }
+    if level != SOL_SOCKET {
+        return Err(Errno::EOPNOTSUPP);
+    }
+    let o = u.options();
+    let int = |v: i32| v.to_le_bytes().to_vec();
+    // Linux reports twice what was set (bookkeeping overhead).
+    let buf = |v: u32| {
+        int(if v == 0 {
+            UNIX_CAPACITY as i32
+        } else {
+            (v.min(i32::MAX as u32 / 2) * 2) as i32
+        })
+    };
+    let bytes = match name {
+        SO_TYPE => int(u.kind.number()),
+        SO_DOMAIN => int(AF_UNIX as i32),
+        SO_PROTOCOL | SO_ERROR | SO_ACCEPTCONN | SO_REUSEADDR | SO_KEEPALIVE => int(0),
+        SO_SNDBUF => buf(o.sndbuf),
+        SO_RCVBUF => buf(o.rcvbuf),
+        SO_RCVLOWAT | SO_SNDLOWAT => int(1),
+        SO_PASSCRED => int(o.pass_cred as i32),
+        // struct ucred of the peer: this process, root.
+        SO_PEERCRED => {
+            let mut v = int(crate::process::PID as i32);
+            v.extend_from_slice(&[0u8; 8]);
+            v
+        }
+        SO_LINGER => vec![0u8; 8],
+        SO_RCVTIMEO => timeval_bytes(o.rcv_timeout),
+        SO_SNDTIMEO => timeval_bytes(o.snd_timeout),
+        _ => return Err(Errno::ENOPROTOOPT),
+    };
+    let n = (len as usize).min(bytes.len());
+    write_user(p, m, val, &bytes[..n])?;
+    write_user(p, m, len_ptr, &(n as u32).to_le_bytes())?;
+    Ok(0)
+}
+
+#[cfg(test)]
+mod tests;
