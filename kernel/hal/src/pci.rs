@@ -39,6 +39,8 @@ impl ConfigurationAccess for PortCam {
         crate::cpu::outl(ADDRESS, address(df, offset));
         crate::cpu::outl(DATA, data);
     }
+    // SAFETY: the port pair is stateless between accesses, so clones cannot interfere
+    // (the kernel lock serialises configuration accesses).
     unsafe fn unsafe_clone(&self) -> Self {
         PortCam
     }

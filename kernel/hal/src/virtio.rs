@@ -39,8 +39,9 @@ fn virt_to_phys(virt: u64) -> u64 {
 }
 
 // SAFETY: DMA regions are fresh, zeroed, page-aligned frames used by nothing else until
-// freed; MMIO regions are device memory below 4 GiB, inside the direct map; shared buffers are
-// kernel memory whose physical address follows from the direct (or identity) map.
+// freed; MMIO regions are device memory, in the direct map below 4 GiB and in the device window
+// above (`paging::map_device`); shared buffers are kernel memory whose physical address follows
+// from the direct (or identity) map.
 unsafe impl Hal for KilnHal {
     fn dma_alloc(pages: usize, _direction: BufferDirection) -> (PhysAddr, NonNull<u8>) {
         let bytes = pages as u64 * PAGE_SIZE;
@@ -54,6 +55,7 @@ unsafe impl Hal for KilnHal {
         (phys, NonNull::new(virt).expect("direct map is not null"))
     }
 
+    // SAFETY: the driver hands back exactly the pages `dma_alloc` gave it, no longer in use.
     unsafe fn dma_dealloc(paddr: PhysAddr, _vaddr: NonNull<u8>, pages: usize) -> i32 {
         let mut frames = FRAMES.lock();
         for i in 0..pages as u64 {
@@ -62,6 +64,7 @@ unsafe impl Hal for KilnHal {
         0
     }
 
+    // SAFETY: see the impl: the returned mapping covers `size` bytes of device memory.
     unsafe fn mmio_phys_to_virt(paddr: PhysAddr, size: usize) -> NonNull<u8> {
         // Below 4 GiB this is the direct map; 64-bit BARs above it (as OVMF assigns them)
         // get an uncached mapping in the device window.
@@ -70,10 +73,12 @@ unsafe impl Hal for KilnHal {
         NonNull::new(virt as *mut u8).expect("mapped address is not null")
     }
 
+    // SAFETY: `buffer` is kernel memory that stays valid while the device uses it.
     unsafe fn share(buffer: NonNull<[u8]>, _direction: BufferDirection) -> PhysAddr {
         virt_to_phys(buffer.as_ptr() as *mut u8 as u64)
     }
 
+    // SAFETY: nothing to undo: buffers are shared in place (no bounce buffers).
     unsafe fn unshare(_paddr: PhysAddr, _buffer: NonNull<[u8]>, _direction: BufferDirection) {}
 }
 
