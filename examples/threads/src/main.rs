@@ -60,15 +60,23 @@ fn main() {
     println!("channel: {sum}");
 
     let start = Instant::now();
-    let sleepers: Vec<_> =
-        (0..4).map(|_| thread::spawn(|| thread::sleep(Duration::from_millis(50)))).collect();
+    let sleepers: Vec<_> = (0..4)
+        .map(|_| thread::spawn(|| thread::sleep(Duration::from_millis(50))))
+        .collect();
     for s in sleepers {
         s.join().unwrap();
     }
     let took = start.elapsed();
     // In parallel: well under the 200 ms that sleeping one after another would take.
     let parallel = took >= Duration::from_millis(50) && took < Duration::from_millis(150);
-    println!("sleep: {}", if parallel { "ok".to_string() } else { format!("took {took:?}") });
+    println!(
+        "sleep: {}",
+        if parallel {
+            "ok".to_string()
+        } else {
+            format!("took {took:?}")
+        }
+    );
 
     let stop = Arc::new(AtomicBool::new(false));
     let spins = Arc::new(AtomicU64::new(0));
@@ -81,7 +89,14 @@ fn main() {
     thread::sleep(Duration::from_millis(100));
     stop.store(true, Ordering::Relaxed);
     busy.join().unwrap();
-    println!("busy: {}", if spins.load(Ordering::Relaxed) > 0 { "ok" } else { "never ran" });
+    println!(
+        "busy: {}",
+        if spins.load(Ordering::Relaxed) > 0 {
+            "ok"
+        } else {
+            "never ran"
+        }
+    );
 
     let data = [1u64, 2, 3, 4];
     let total = thread::scope(|s| {
@@ -94,6 +109,16 @@ fn main() {
     let pair = (Mutex::new(()), Condvar::new());
     let guard = pair.0.lock().unwrap();
     let start = Instant::now();
-    let (_g, res) = pair.1.wait_timeout(guard, Duration::from_millis(30)).unwrap();
-    println!("timeout: {}", if res.timed_out() && start.elapsed() >= Duration::from_millis(30) { "ok" } else { "no" });
+    let (_g, res) = pair
+        .1
+        .wait_timeout(guard, Duration::from_millis(30))
+        .unwrap();
+    println!(
+        "timeout: {}",
+        if res.timed_out() && start.elapsed() >= Duration::from_millis(30) {
+            "ok"
+        } else {
+            "no"
+        }
+    );
 }
