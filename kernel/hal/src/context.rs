@@ -43,6 +43,32 @@ pub struct Regs {
     pub rflags: u64,
 }
 
+/// The general registers of a frame (system-call or interrupt: both name them alike).
+macro_rules! regs_of {
+    ($f:expr) => {
+        Regs {
+            rax: $f.rax,
+            rbx: $f.rbx,
+            rcx: $f.rcx,
+            rdx: $f.rdx,
+            rsi: $f.rsi,
+            rdi: $f.rdi,
+            rbp: $f.rbp,
+            r8: $f.r8,
+            r9: $f.r9,
+            r10: $f.r10,
+            r11: $f.r11,
+            r12: $f.r12,
+            r13: $f.r13,
+            r14: $f.r14,
+            r15: $f.r15,
+            rip: $f.rip,
+            rsp: $f.rsp,
+            rflags: $f.rflags,
+        }
+    };
+}
+
 /// Everything needed to resume a user thread.
 #[derive(Clone, Default)]
 pub struct UserContext {
@@ -56,26 +82,7 @@ impl UserContext {
     /// The state of a thread stopped at a system call.
     pub fn from_syscall(f: &SyscallFrame, fx: &FxArea) -> UserContext {
         UserContext {
-            regs: Regs {
-                rax: f.rax,
-                rbx: f.rbx,
-                rcx: f.rcx,
-                rdx: f.rdx,
-                rsi: f.rsi,
-                rdi: f.rdi,
-                rbp: f.rbp,
-                r8: f.r8,
-                r9: f.r9,
-                r10: f.r10,
-                r11: f.r11,
-                r12: f.r12,
-                r13: f.r13,
-                r14: f.r14,
-                r15: f.r15,
-                rip: f.rip,
-                rsp: f.rsp,
-                rflags: f.rflags,
-            },
+            regs: regs_of!(f),
             fx: *fx,
         }
     }
@@ -111,26 +118,7 @@ impl UserContext {
     /// The state of a thread interrupted in user mode.
     pub fn from_trap(f: &TrapFrame, fx: &FxArea) -> UserContext {
         UserContext {
-            regs: Regs {
-                rax: f.rax,
-                rbx: f.rbx,
-                rcx: f.rcx,
-                rdx: f.rdx,
-                rsi: f.rsi,
-                rdi: f.rdi,
-                rbp: f.rbp,
-                r8: f.r8,
-                r9: f.r9,
-                r10: f.r10,
-                r11: f.r11,
-                r12: f.r12,
-                r13: f.r13,
-                r14: f.r14,
-                r15: f.r15,
-                rip: f.rip,
-                rsp: f.rsp,
-                rflags: f.rflags,
-            },
+            regs: regs_of!(f),
             fx: *fx,
         }
     }

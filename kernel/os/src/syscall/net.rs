@@ -379,6 +379,45 @@ struct MsgHdr {
     iov: Vec<(u64, u64)>,
 }
 
+/// Copies the bytes of a `msghdr`'s iovec from user memory, at most `max` of them.
+pub(crate) fn gather(
+    p: &mut Process,
+    m: &mut dyn Machine,
+    iov: &[(u64, u64)],
+    max: usize,
+) -> KResult<Vec<u8>> {
+    let mut data = Vec::new();
+    for &(base, len) in iov {
+        let take = (len as usize).min(max - data.len());
+        let at = data.len();
+        data.resize(at + take, 0);
+        p.vm.copy_from_user(m.pages(), base, &mut data[at..])?;
+        if data.len() == max {
+            break;
+        }
+    }
+    Ok(data)
+}
+
+/// Copies `data` into a `msghdr`'s iovec in user memory, buffer after buffer.
+pub(crate) fn scatter(
+    p: &mut Process,
+    m: &mut dyn Machine,
+    iov: &[(u64, u64)],
+    data: &[u8],
+) -> KResult<()> {
+    let mut off = 0;
+    for &(base, len) in iov {
+        if off == data.len() {
+            break;
+        }
+        let take = (len as usize).min(data.len() - off);
+        write_user(p, m, base, &data[off..off + take])?;
+        off += take;
+    }
+    Ok(())
+}
+
 fn get_msghdr(p: &mut Process, m: &mut dyn Machine, addr: u64) -> KResult<MsgHdr> {
     let raw = read_user::<56>(p, m, addr)?;
     let u64at = |o: usize| u64::from_le_bytes(raw[o..o + 8].try_into().expect("8 bytes"));
@@ -416,16 +455,7 @@ fn sys_sendmsg(p: &mut Process, m: &mut dyn Machine, fd: i32, msg: u64, flags: u
         } else {
             None
         };
-        let mut data = Vec::new();
-        for (base, len) in h.iov {
-            let take = (len as usize).min(MAX_SEND - data.len());
-            let at = data.len();
-            data.resize(at + take, 0);
-            p.vm.copy_from_user(m.pages(), base, &mut data[at..])?;
-            if data.len() == MAX_SEND {
-                break;
-            }
-        }
+        let data = gather(p, m, &h.iov, MAX_SEND)?;
         s.send(m, &data, to).map(|n| n as i64)
     })();
     let timeout = s.options().snd_timeout;
@@ -442,15 +472,7 @@ fn sys_recvmsg(p: &mut Process, m: &mut dyn Machine, fd: i32, msg: u64, flags: u
         let total: u64 = h.iov.iter().map(|&(_, l)| l).sum();
         let mut data = vec![0u8; (total as usize).min(MAX_RECV)];
         let (n, from) = s.recv(m, &mut data, flags & MSG_PEEK != 0)?;
-        let mut off = 0;
-        for (base, len) in h.iov {
-            if off == n {
-                break;
-            }
-            let take = (len as usize).min(n - off);
-            write_user(p, m, base, &data[off..off + take])?;
-            off += take;
-        }
+        scatter(p, m, &h.iov, &data[..n])?;
         let namelen = match (from, h.name) {
             (Some(from), name) if name != 0 => {
                 let b = sockaddr_bytes(from);

@@ -10,11 +10,10 @@
 
 use alloc::sync::Arc;
 use alloc::vec;
-use alloc::vec::Vec;
 
 use super::{
-    get_msghdr, read_user, ret, timeval_bytes, timeval_ns, write_user, MSG_DONTWAIT, MSG_PEEK,
-    SOCK_CLOEXEC, SOCK_NONBLOCK,
+    gather, get_msghdr, read_user, ret, scatter, timeval_bytes, timeval_ns, write_user,
+    MSG_DONTWAIT, MSG_PEEK, SOCK_CLOEXEC, SOCK_NONBLOCK,
 };
 use crate::errno::{Errno, KResult};
 use crate::fd::unix::UNIX_CAPACITY;
@@ -126,16 +125,7 @@ pub fn handle(p: &mut Process, m: &mut dyn Machine, nr: u64, a: [u64; 6]) -> Opt
                 if h.name != 0 && h.namelen != 0 {
                     return Err(Errno::EISCONN);
                 }
-                let mut data = Vec::new();
-                for (base, len) in h.iov {
-                    let take = (len as usize).min(MAX_IO - data.len());
-                    let at = data.len();
-                    data.resize(at + take, 0);
-                    p.vm.copy_from_user(m.pages(), base, &mut data[at..])?;
-                    if data.len() == MAX_IO {
-                        break;
-                    }
-                }
+                let data = gather(p, m, &h.iov, MAX_IO)?;
                 u.send(m, &data).map(|n| n as i64)
             })();
             block(m, &f, &u, a[2], false, r)
@@ -147,15 +137,7 @@ pub fn handle(p: &mut Process, m: &mut dyn Machine, nr: u64, a: [u64; 6]) -> Opt
                 let total: u64 = h.iov.iter().map(|&(_, l)| l).sum();
                 let mut data = vec![0u8; (total as usize).min(MAX_IO)];
                 let (n, full) = u.recv(m, &mut data, flags & MSG_PEEK != 0)?;
-                let mut off = 0;
-                for (base, len) in h.iov {
-                    if off == n {
-                        break;
-                    }
-                    let take = (len as usize).min(n - off);
-                    write_user(p, m, base, &data[off..off + take])?;
-                    off += take;
-                }
+                scatter(p, m, &h.iov, &data[..n])?;
                 // msg_namelen 0 (unnamed peer), msg_controllen 0 (no ancillary data),
                 // msg_flags MSG_TRUNC when a message did not fit.
                 write_user(p, m, msg + 8, &0u32.to_le_bytes())?;
