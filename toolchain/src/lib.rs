@@ -21,6 +21,7 @@ pub mod disk;
 pub mod efi;
 pub mod elf;
 pub mod floor;
+pub mod fuzz;
 pub mod image;
 pub mod inspect;
 pub mod layout;

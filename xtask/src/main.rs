@@ -38,11 +38,29 @@ enum Cmd {
     Publish(PublishArgs),
     /// Print the provenance of an image in any format Kiln writes.
     Inspect(InspectArgs),
+    /// Fuzz a parser that reads untrusted bytes (libFuzzer, stable Rust).
+    Fuzz(FuzzArgs),
     /// Benchmarks.
     Bench {
         #[command(subcommand)]
         which: BenchCmd,
     },
+}
+
+#[derive(Args, Debug)]
+struct FuzzArgs {
+    /// The target (see --list), or `all` for each in turn.
+    #[arg(required_unless_present = "list")]
+    target: Option<String>,
+    /// List the targets and what each one feeds.
+    #[arg(long)]
+    list: bool,
+    /// Seconds to fuzz each target.
+    #[arg(long, value_name = "SECS", default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..))]
+    time: u64,
+    /// Stop a target after this many executions, if sooner.
+    #[arg(long, value_name = "N")]
+    runs: Option<u64>,
 }
 
 #[derive(Subcommand, Debug)]
@@ -424,6 +442,19 @@ fn main() -> ExitCode {
         Cmd::Test => suite::run(&layout).map(|_| 0),
         Cmd::Publish(a) => publish_cmd(&layout, a).map(|_| 0),
         Cmd::Inspect(a) => inspect_cmd(a).map(|_| 0),
+        Cmd::Fuzz(a) => match &a.target {
+            Some(t) if !a.list => {
+                let budget = kiln_toolchain::fuzz::Budget {
+                    secs: a.time,
+                    runs: a.runs,
+                };
+                kiln_toolchain::fuzz::run(&layout, t, budget).map(|_| 0)
+            }
+            _ => {
+                print!("{}", kiln_toolchain::fuzz::list());
+                Ok(0)
+            }
+        },
         Cmd::Bench {
             which: BenchCmd::Boot { runs },
         } => bench::boot(&layout, *runs as usize).and_then(|r| {

@@ -68,7 +68,8 @@ pub struct SigInfo {
 const SIGCONTEXT_SIZE: u64 = 256;
 const UCONTEXT_SIZE: u64 = 8 + 8 + 24 + SIGCONTEXT_SIZE + 8;
 const SIGINFO_SIZE: u64 = 128;
-const FRAME_SIZE: u64 = 8 + UCONTEXT_SIZE + SIGINFO_SIZE;
+/// Size of the frame below the FXSAVE area: return address, `ucontext`, `siginfo`.
+pub const FRAME_SIZE: u64 = 8 + UCONTEXT_SIZE + SIGINFO_SIZE;
 const RED_ZONE: u64 = 128;
 const DF: u64 = 1 << 10;
 const TF: u64 = 1 << 8;
@@ -130,14 +131,19 @@ pub fn layout(
         return Err(Errno::EFAULT);
     }
     let sp = state.regs.rsp;
-    let on_alt = altstack.is_some_and(|a| sp > a.sp && sp <= a.sp + a.size);
+    // The program chose the alternate stack's base and size: their sum may not fit in 64
+    // bits, and such a stack cannot take a frame.
+    let alt_top = |a: AltStack| a.sp.checked_add(a.size);
+    let on_alt = altstack.is_some_and(|a| sp > a.sp && alt_top(a).is_some_and(|t| sp <= t));
     let mut top = match altstack {
-        Some(a) if act.flags & SA_ONSTACK != 0 && !on_alt => a.sp + a.size,
+        Some(a) if act.flags & SA_ONSTACK != 0 && !on_alt => alt_top(a).ok_or(Errno::EFAULT)?,
         _ => sp.checked_sub(RED_ZONE).ok_or(Errno::EFAULT)?,
     };
     top = top.checked_sub(512).ok_or(Errno::EFAULT)? & !63;
     let fx_addr = top;
-    let addr = ((top.checked_sub(FRAME_SIZE).ok_or(Errno::EFAULT)?) & !15) - 8;
+    let addr = ((top.checked_sub(FRAME_SIZE).ok_or(Errno::EFAULT)?) & !15)
+        .checked_sub(8)
+        .ok_or(Errno::EFAULT)?;
     let mut b = alloc::vec![0u8; FRAME_SIZE as usize];
     put(&mut b, 0, act.restorer);
     // ucontext at 8: uc_flags, uc_link, uc_stack, uc_mcontext, uc_sigmask.
@@ -217,29 +223,57 @@ pub fn deliver(
     Ok(new_mask)
 }
 
+/// What a signal frame asks `rt_sigreturn` to restore, read from its bytes alone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Restore {
+    /// The registers to resume with (privileged `rflags` bits already dropped).
+    pub regs: UserRegs,
+    /// `sigcontext.fpstate`: where the FXSAVE copy is (0: none).
+    pub fpstate: u64,
+    /// The signal mask to restore.
+    pub mask: u64,
+}
+
+/// Reads the frame's bytes (at least [`FRAME_SIZE`]; the program may have written anything
+/// there). `EFAULT` when there are too few bytes.
+pub fn decode_frame(b: &[u8]) -> KResult<Restore> {
+    if (b.len() as u64) < FRAME_SIZE {
+        return Err(Errno::EFAULT);
+    }
+    let sc = 8 + 40;
+    let mut regs = UserRegs::default();
+    for (i, r) in sigcontext_regs(&mut regs).into_iter().enumerate() {
+        *r = get(b, sc + i as u64 * 8);
+    }
+    // The program may not set privileged flags: keep IF, drop IOPL/NT/VM etc.
+    regs.rflags = (regs.rflags & 0xcd5) | 0x202;
+    Ok(Restore {
+        regs,
+        fpstate: get(b, sc + 184),
+        mask: get(b, 8 + 40 + SIGCONTEXT_SIZE),
+    })
+}
+
+/// Makes a FXSAVE area from user memory safe to load: MXCSR's reserved bits must stay clear
+/// or FXRSTOR faults in the kernel.
+pub fn sanitise_fx(fx: &mut [u8; 512]) {
+    let mxcsr = u32::from_le_bytes([fx[24], fx[25], fx[26], fx[27]]) & 0xffff;
+    fx[24..28].copy_from_slice(&mxcsr.to_le_bytes());
+}
+
 /// `rt_sigreturn`: reads the frame the handler returned from (its `rsp` is just past the
 /// return address) and gives the state to resume and the mask to restore.
 pub fn sigreturn(p: &mut Process, m: &mut dyn Machine, rsp: u64) -> KResult<(UserState, u64)> {
     let addr = rsp.checked_sub(8).ok_or(Errno::EFAULT)?;
     let mut b = alloc::vec![0u8; FRAME_SIZE as usize];
     p.vm.copy_from_user(m.pages(), addr, &mut b)?;
-    let sc = 8 + 40;
-    let mut regs = UserRegs::default();
-    for (i, r) in sigcontext_regs(&mut regs).into_iter().enumerate() {
-        *r = get(&b, sc + i as u64 * 8);
-    }
-    // The program may not set privileged flags: keep IF, drop IOPL/NT/VM etc.
-    regs.rflags = (regs.rflags & 0xcd5) | 0x202;
+    let r = decode_frame(&b)?;
     let mut fx = [0u8; 512];
-    let fpstate = get(&b, sc + 184);
-    if fpstate != 0 {
-        p.vm.copy_from_user(m.pages(), fpstate, &mut fx)?;
-        // MXCSR reserved bits must stay clear or FXRSTOR faults in the kernel.
-        let mxcsr = u32::from_le_bytes(fx[24..28].try_into().unwrap()) & 0xffff;
-        fx[24..28].copy_from_slice(&mxcsr.to_le_bytes());
+    if r.fpstate != 0 {
+        p.vm.copy_from_user(m.pages(), r.fpstate, &mut fx)?;
+        sanitise_fx(&mut fx);
     }
-    let mask = get(&b, 8 + 40 + SIGCONTEXT_SIZE);
-    Ok((UserState { regs, fx }, mask))
+    Ok((UserState { regs: r.regs, fx }, r.mask))
 }
 
 #[cfg(test)]
@@ -321,6 +355,62 @@ mod tests {
             layout(&state(0x7fff_0000), &a, None, &info, 0).unwrap_err(),
             Errno::EFAULT
         );
+    }
+
+    /// Found by fuzzing (`sigframe` target): an alternate stack whose base plus size
+    /// overflows, or a stack pointer just above zero, made the frame arithmetic overflow
+    /// (a kernel panic in a checked build, a wrapped frame address otherwise).
+    #[test]
+    fn overflowing_stacks_are_efault_not_a_panic() {
+        let info = SigInfo {
+            signo: 11,
+            code: 1,
+            addr_or_pid: 0,
+        };
+        let mut a = act();
+        a.flags |= SA_ONSTACK;
+        let wraps = AltStack {
+            sp: u64::MAX - 0x1000,
+            flags: 0,
+            size: 0x4000,
+        };
+        for rsp in [0, u64::MAX - 0x800, 0x7fff_0000] {
+            assert_eq!(
+                layout(&state(rsp), &a, Some(wraps), &info, 0).unwrap_err(),
+                Errno::EFAULT,
+                "rsp {rsp:#x}"
+            );
+        }
+        // A stack pointer so low that the frame would start below address 0.
+        let low = RED_ZONE + 512 + FRAME_SIZE + 8;
+        assert_eq!(
+            layout(&state(low), &act(), None, &info, 0).unwrap_err(),
+            Errno::EFAULT
+        );
+        let tiny = AltStack {
+            sp: 0,
+            flags: 0,
+            size: 512 + FRAME_SIZE,
+        };
+        assert_eq!(
+            layout(&state(0x7fff_0000), &a, Some(tiny), &info, 0).unwrap_err(),
+            Errno::EFAULT
+        );
+    }
+
+    /// A frame with every byte set restores only the user-settable flags and a valid MXCSR.
+    #[test]
+    fn restore_drops_privileged_bits() {
+        let r = decode_frame(&[0xff; FRAME_SIZE as usize]).unwrap();
+        assert_eq!(r.regs.rflags, 0xcd5 | 0x202);
+        assert_eq!((r.fpstate, r.mask), (u64::MAX, u64::MAX));
+        assert_eq!(
+            decode_frame(&[0; FRAME_SIZE as usize - 1]).unwrap_err(),
+            Errno::EFAULT
+        );
+        let mut fx = [0xff; 512];
+        sanitise_fx(&mut fx);
+        assert_eq!(fx[24..28], [0xff, 0xff, 0, 0]);
     }
 
     #[test]
