@@ -14,6 +14,7 @@
 //! [`bench`] and the KVM probe; [`suite`] runs the whole test suite.
 
 #![warn(missing_docs)]
+#![forbid(unsafe_code)]
 
 pub mod app;
 pub mod bench;

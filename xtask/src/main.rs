@@ -1,5 +1,6 @@
 //! `cargo xtask`: Kiln's developer commands. Argument parsing and progress only; the work is
 //! done by the `kiln-toolchain` library.
+#![forbid(unsafe_code)]
 
 use clap::{ArgGroup, Args, Parser, Subcommand, ValueEnum};
 use kiln_toolchain::app::AppSource;
