@@ -62,6 +62,9 @@ struct FuzzArgs {
     /// Stop a target after this many executions, if sooner.
     #[arg(long, value_name = "N")]
     runs: Option<u64>,
+    /// Write the counts to the fuzzing section of BENCHMARKS.md.
+    #[arg(long)]
+    record: bool,
 }
 
 #[derive(Subcommand, Debug)]
@@ -449,7 +452,7 @@ fn main() -> ExitCode {
                     secs: a.time,
                     runs: a.runs,
                 };
-                kiln_toolchain::fuzz::run(&layout, t, budget).map(|_| 0)
+                kiln_toolchain::fuzz::run(&layout, t, budget, a.record).map(|_| 0)
             }
             _ => {
                 print!("{}", kiln_toolchain::fuzz::list());
