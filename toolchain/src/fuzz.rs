@@ -52,8 +52,8 @@ pub const TARGETS: &[Target] = &[
     },
     Target {
         name: "cmdline",
-        what: "the kernel command line (abi::cmdline: Config::parse, to_cmdline round trip, decode)",
-        found: "",
+        what: "the kernel command line (abi::cmdline: Config::parse, to_cmdline round trips both ways, decode)",
+        found: "one empty argument (`--arg \"\"`) was written as `kiln.argv=`, which reads back as no arguments; an empty argument is now written `\"\"` (`cmdline::tests::empty_arguments_survive_the_round_trip`)",
     },
     Target {
         name: "oci_reference",
