@@ -53,7 +53,7 @@ pub const TARGETS: &[Target] = &[
     Target {
         name: "cmdline",
         what: "the kernel command line (abi::cmdline: Config::parse, to_cmdline round trips both ways, decode)",
-        found: "one empty argument (`--arg \"\"`) was written as `kiln.argv=`, which reads back as no arguments; an empty argument is now written `\"\"` (`cmdline::tests::empty_arguments_survive_the_round_trip`)",
+        found: "(seen while writing the round trip of built configurations, which now checks it) one empty argument (`--arg \"\"`) was written as `kiln.argv=`, which reads back as no arguments; an empty argument is now written `\"\"` (`cmdline::tests::empty_arguments_survive_the_round_trip`, e2e `empty_arguments_reach_the_program`)",
     },
     Target {
         name: "oci_reference",
