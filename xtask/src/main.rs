@@ -38,6 +38,9 @@ enum Cmd {
     Publish(PublishArgs),
     /// Print the provenance of an image in any format Kiln writes.
     Inspect(InspectArgs),
+    /// Print the accelerator runs use (`kvm` or `tcg`), probing KVM with the kernel first
+    /// when the answer is not cached for this host boot, QEMU and kernel.
+    Accel,
     /// Benchmarks.
     Bench {
         #[command(subcommand)]
@@ -203,9 +206,9 @@ struct RunArgs {
     /// Set an environment variable for this run (overrides the image's).
     #[arg(short = 'e', value_name = "K=V", value_parser = parse_env)]
     run_env: Vec<(String, String)>,
-    /// Stop QEMU after this many seconds and exit 124.
-    #[arg(long, value_name = "SECS", default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..))]
-    timeout: u64,
+    /// Stop QEMU after this many seconds and exit 124 (default: no limit).
+    #[arg(long, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..))]
+    timeout: Option<u64>,
     /// Show the kernel log and QEMU's messages on stderr.
     #[arg(long)]
     verbose: bool,
@@ -394,10 +397,10 @@ fn run(layout: &Layout, a: &RunArgs) -> anyhow::Result<u8> {
     };
     let r = qemu::run(
         &qemu_bin,
-        accel,
+        &accel,
         &image,
         &opts,
-        Duration::from_secs(a.timeout),
+        a.timeout.map(Duration::from_secs),
         ProgramOutput::Inherit,
     )?;
     if let Some(reason) = &r.outcome.reason {
@@ -424,6 +427,10 @@ fn main() -> ExitCode {
         Cmd::Test => suite::run(&layout).map(|_| 0),
         Cmd::Publish(a) => publish_cmd(&layout, a).map(|_| 0),
         Cmd::Inspect(a) => inspect_cmd(a).map(|_| 0),
+        Cmd::Accel => qemu::prepare(&layout, Machine::Microvm).map(|(_, choice)| {
+            println!("{}", choice.accel.name());
+            0
+        }),
         Cmd::Bench {
             which: BenchCmd::Boot { runs },
         } => bench::boot(&layout, *runs as usize).and_then(|r| {
@@ -661,16 +668,17 @@ mod tests {
         assert!(matches!(r.machine, MachineArg::Q35));
         assert_eq!(r.memory, Some(1024));
         assert_eq!(r.run_env, vec![("K".to_string(), "V".to_string())]);
-        assert_eq!(r.timeout, 5);
+        assert_eq!(r.timeout, Some(5));
         assert!(r.verbose);
         assert_eq!(r.program_args, vec!["a", "--exit", "3"]);
         let c = parse(&["run", "--example", "hello", "--env", "A=1", "-e", "B=2"]).unwrap();
         let Cmd::Run(r) = c.command else { panic!() };
         assert_eq!(r.build.env.len(), 1);
         assert_eq!(r.run_env.len(), 1);
-        assert_eq!(r.timeout, 60);
+        assert_eq!(r.timeout, None);
         assert!(parse(&["bench", "boot"]).is_ok());
         assert!(parse(&["test"]).is_ok());
+        assert!(parse(&["accel"]).is_ok());
     }
 
     #[test]

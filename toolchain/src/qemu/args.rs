@@ -15,6 +15,16 @@ pub enum Accel {
     Kvm,
 }
 
+impl Accel {
+    /// `tcg` or `kvm`, as `KILN_ACCEL` spells them.
+    pub fn name(self) -> &'static str {
+        match self {
+            Accel::Tcg => "tcg",
+            Accel::Kvm => "kvm",
+        }
+    }
+}
+
 /// What the user asked for at run time.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct RunOptions {

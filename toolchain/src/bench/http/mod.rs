@@ -342,6 +342,7 @@ fn serves(
 /// reported, not fatal; failing to build or set up is).
 pub fn http(layout: &Layout, opts: &HttpOptions) -> anyhow::Result<HttpReport> {
     let (qemu_bin, accel) = crate::qemu::prepare(layout, opts.machine)?;
+    let accel = accel.accel;
     let wrk = crate::qemu::install::ensure_tool("wrk", "wrk")?;
     let dir = layout.kiln_dir().join("bench/http");
     std::fs::create_dir_all(&dir)?;
