@@ -144,7 +144,7 @@ fn uefi_boot(
 /// the firmware comes first.
 pub const KVM_START_DEADLINE: Duration = Duration::from_secs(5);
 /// [`KVM_START_DEADLINE`] for UEFI boots.
-pub const KVM_UEFI_START_DEADLINE: Duration = Duration::from_secs(30);
+pub const KVM_UEFI_START_DEADLINE: Duration = Duration::from_secs(10);
 
 /// One attempt at a run.
 enum Attempt {
@@ -352,6 +352,7 @@ fn run_once(
     };
 
     let mut accel_failed = None;
+    let mut checked_len = 0;
     let ended = loop {
         if let Some(sig) = signals::received() {
             kill_and_reap(&mut child);
@@ -362,7 +363,24 @@ fn run_once(
             let alive = kernel_seen.load(Ordering::Acquire) || program_seen.load(Ordering::Acquire);
             // KVM's internal errors pause the guest and QEMU waits forever: look for them
             // while QEMU runs, and for QEMU refusing KVM when it has already gone.
-            let why = outcome::accel_failure(&qemu_stderr())
+            if exited.is_some() && !alive {
+                // QEMU ended before the kernel showed itself: read all it said first.
+                let t0 = Instant::now();
+                while err_thread.as_ref().is_some_and(|t| !t.is_finished())
+                    && t0.elapsed() < Duration::from_secs(2)
+                {
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+            }
+            // QEMU's stderr is read again only when it has grown.
+            let err_len = qemu_err.lock().map(|b| b.len()).unwrap_or_default();
+            let seen_error = if err_len != checked_len {
+                checked_len = err_len;
+                outcome::accel_failure(&qemu_stderr())
+            } else {
+                None
+            };
+            let why = seen_error
                 .filter(|_| exited.is_none() || !alive)
                 .or_else(|| {
                     (exited.is_none() && !alive && start.elapsed() >= start_deadline).then(|| {
