@@ -17,6 +17,7 @@
 
 pub mod app;
 pub mod bench;
+pub mod debug;
 pub mod deps;
 pub mod disk;
 pub mod efi;

@@ -227,6 +227,17 @@ struct RunArgs {
     /// DNS server for the guest's /etc/resolv.conf (repeatable).
     #[arg(long, value_name = "A.B.C.D", value_parser = parse_ip)]
     dns: Vec<[u8; 4]>,
+    /// Write every frame the network card sends and receives to FILE (pcap, for
+    /// `tcpdump -r` and Wireshark).
+    #[arg(long, value_name = "FILE")]
+    pcap: Option<PathBuf>,
+    /// Start QEMU's gdb stub on 127.0.0.1:PORT (default 1234) and print the gdb command that
+    /// loads the program's and the kernel's symbols.
+    #[arg(long, value_name = "PORT", num_args = 0..=1, default_missing_value = "1234")]
+    gdb: Option<u16>,
+    /// With --gdb: hold the guest before its first instruction until gdb continues it.
+    #[arg(long, requires = "gdb")]
+    gdb_wait: bool,
     /// Arguments for the program (replace the image's).
     #[arg(last = true, value_name = "ARGS")]
     program_args: Vec<String>,
@@ -378,7 +389,34 @@ fn run(layout: &Layout, a: &RunArgs) -> anyhow::Result<u8> {
             img.path
         }
     };
+    if a.pcap.is_some() && matches!(a.net, kiln_toolchain::qemu::args::NetBackend::None) {
+        anyhow::bail!("--pcap records the network card's frames, and --net none has no card");
+    }
     let (qemu_bin, accel) = qemu::prepare(layout, machine)?;
+    let gdb = match a.gdb {
+        Some(port) => {
+            let dir = layout.kiln_dir().join("gdb");
+            let setup =
+                kiln_toolchain::debug::gdb::prepare(&image, &layout.kernel_elf(), &dir, port)?;
+            if setup.kernel.is_none() {
+                note!("the kernel this image was linked with is not in the build tree: gdb gets the program's symbols only");
+            }
+            note!(
+                "gdb stub on 127.0.0.1:{port}{}; debug with: {}",
+                if a.gdb_wait {
+                    " (the guest waits for gdb to continue it)"
+                } else {
+                    ""
+                },
+                setup.command()
+            );
+            Some(kiln_toolchain::qemu::args::GdbStub {
+                port,
+                wait: a.gdb_wait,
+            })
+        }
+        None => None,
+    };
     let opts = RunOptions {
         machine,
         memory_mib: a.memory,
@@ -393,7 +431,9 @@ fn run(layout: &Layout, a: &RunArgs) -> anyhow::Result<u8> {
                 gateway: a.gateway,
                 dns: a.dns.clone(),
             },
+            pcap: a.pcap.clone(),
         },
+        gdb,
     };
     let r = qemu::run(
         &qemu_bin,
@@ -414,6 +454,9 @@ fn run(layout: &Layout, a: &RunArgs) -> anyhow::Result<u8> {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // Whoever started us owns us: when it dies (a test runner, a killed `cargo`), we get
+    // SIGTERM and stop our virtual machine like on any other stop signal.
+    let _ = rustix::process::set_parent_process_death_signal(Some(rustix::process::Signal::TERM));
     let layout = layout();
     let result = match &cli.command {
         Cmd::BuildImage(a) => build_image(&layout, a).map(|_| 0),
@@ -679,6 +722,14 @@ mod tests {
         assert!(parse(&["bench", "boot"]).is_ok());
         assert!(parse(&["test"]).is_ok());
         assert!(parse(&["accel"]).is_ok());
+        let c = parse(&["run", "--image", "i", "--gdb", "--gdb-wait", "--pcap", "p"]).unwrap();
+        let Cmd::Run(r) = c.command else { panic!() };
+        assert_eq!((r.gdb, r.gdb_wait), (Some(1234), true));
+        assert_eq!(r.pcap, Some(PathBuf::from("p")));
+        let c = parse(&["run", "--image", "i", "--gdb", "4000"]).unwrap();
+        let Cmd::Run(r) = c.command else { panic!() };
+        assert_eq!((r.gdb, r.gdb_wait), (Some(4000), false));
+        assert!(parse(&["run", "--image", "i", "--gdb-wait"]).is_err());
     }
 
     #[test]

@@ -40,6 +40,8 @@ pub struct RunOptions {
     pub verbose: bool,
     /// The network card and how it reaches the host.
     pub net: NetOptions,
+    /// QEMU's gdb stub.
+    pub gdb: Option<GdbStub>,
 }
 
 /// How the guest's network card reaches the host.
@@ -122,6 +124,17 @@ pub struct NetOptions {
     pub forwards: Vec<PortForward>,
     /// Static address, gateway and DNS for the guest (DHCP when no address).
     pub config: NetConfig,
+    /// `--pcap FILE`: every frame the card sends and receives, as a pcap file.
+    pub pcap: Option<PathBuf>,
+}
+
+/// `--gdb PORT`: QEMU's gdb stub for a debugger on the running image.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GdbStub {
+    /// TCP port on 127.0.0.1.
+    pub port: u16,
+    /// Hold the guest before its first instruction until the debugger continues it.
+    pub wait: bool,
 }
 
 /// Where QEMU writes the three streams (FIFOs made by the runner).
@@ -287,6 +300,13 @@ fn machine_args(
     push(&format!("file,id=klog,path={}", qemu_escape(&streams.log)));
     push("-serial");
     push("chardev:klog");
+    if let Some(g) = opts.gdb {
+        push("-gdb");
+        push(&format!("tcp:127.0.0.1:{}", g.port));
+        if g.wait {
+            push("-S");
+        }
+    }
     a.extend(net_args(target, &opts.net));
     a
 }
@@ -309,17 +329,68 @@ pub fn net_args(target: &Target, net: &NetOptions) -> Vec<OsString> {
         }
         NetBackend::Tap(name) => format!("tap,id=n0,ifname={name},script=no,downscript=no"),
     };
-    vec![
+    let mut a: Vec<OsString> = vec![
         "-netdev".into(),
         netdev.into(),
         "-device".into(),
         format!("{device},netdev=n0").into(),
-    ]
+    ];
+    if let Some(file) = &net.pcap {
+        // QEMU's filter-dump writes libpcap's format (Ethernet link type) as frames pass.
+        a.push("-object".into());
+        a.push(format!("filter-dump,id=pcap0,netdev=n0,file={}", qemu_escape(file)).into());
+    }
+    a
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn pcap_and_gdb_arguments() {
+        let t = Machine::Microvm.target();
+        let net = NetOptions {
+            pcap: Some("/tmp/a,b.pcap".into()),
+            ..NetOptions::default()
+        };
+        let s: Vec<String> = net_args(&t, &net)
+            .iter()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(
+            s[4..],
+            [
+                "-object",
+                "filter-dump,id=pcap0,netdev=n0,file=/tmp/a,,b.pcap"
+            ]
+        );
+        let none = NetOptions {
+            backend: NetBackend::None,
+            pcap: Some("x".into()),
+            ..NetOptions::default()
+        };
+        assert!(net_args(&t, &none).is_empty());
+        let opts = RunOptions {
+            gdb: Some(GdbStub {
+                port: 1234,
+                wait: true,
+            }),
+            ..RunOptions::default()
+        };
+        let paths = StreamPaths {
+            stdout: "o".into(),
+            stderr: "e".into(),
+            log: "l".into(),
+            status: "s".into(),
+        };
+        let a: Vec<String> = machine_args(&t, &opts, Accel::Tcg, &paths)
+            .iter()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect();
+        let joined = a.join(" ");
+        assert!(joined.contains("-gdb tcp:127.0.0.1:1234 -S"), "{joined}");
+    }
 
     #[test]
     fn network_arguments() {
@@ -411,6 +482,7 @@ mod tests {
             argv: Some(vec!["a,b".into(), "--exit".into(), "3".into()]),
             verbose: true,
             net: NetOptions::default(),
+            gdb: None,
         };
         let a = joined(&qemu_args(
             &Machine::Q35.target(),

@@ -383,9 +383,12 @@ fn run_once(
             let why = seen_error
                 .filter(|_| exited.is_none() || !alive)
                 .or_else(|| {
-                    (exited.is_none() && !alive && start.elapsed() >= start_deadline).then(|| {
-                        format!("no sign of the kernel after {} s", start_deadline.as_secs())
-                    })
+                    // A guest held for a debugger (`--gdb-wait`) shows nothing until it is
+                    // continued.
+                    let held = opts.gdb.is_some_and(|g| g.wait);
+                    (exited.is_none() && !alive && !held && start.elapsed() >= start_deadline).then(
+                        || format!("no sign of the kernel after {} s", start_deadline.as_secs()),
+                    )
                 });
             if let Some(why) = why {
                 if exited.is_none() {

@@ -125,6 +125,7 @@ impl Guest {
                 gateway: Some(self.net.host),
                 dns: vec![],
             },
+            pcap: None,
         }
     }
 
