@@ -1,24 +1,10 @@
 //! Debugging an image with stock host tools: `run --pcap` read back by Debian's tcpdump, and
 //! `run --gdb` driven by Debian's gdb.
 
-use kiln_tests::{build_image, root, scratch};
+use kiln_tests::{build_image, free_port, root, scratch, xtask_bin};
 use std::io::Read;
-use std::net::TcpListener;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn xtask() -> std::path::PathBuf {
-    let _ = kiln_tests::kiln(&["accel"]);
-    root().join("target/debug/xtask")
-}
 
 fn curl(url: &str) -> Option<String> {
     let out = Command::new("curl")
@@ -36,7 +22,7 @@ fn pcap_holds_the_handshake_and_the_response_for_tcpdump() {
     let pcap = scratch("pcap").join("http.pcap");
     let _ = std::fs::remove_file(&pcap);
     let port = free_port();
-    let mut run = Command::new(xtask())
+    let mut run = Command::new(xtask_bin())
         .args([
             "run",
             "--image",
@@ -101,7 +87,7 @@ fn pcap_holds_the_handshake_and_the_response_for_tcpdump() {
 #[test]
 fn pcap_without_a_network_card_is_refused() {
     let image = build_image("debug-hello", &["--example", "c-hello"]);
-    let out = Command::new(xtask())
+    let out = Command::new(xtask_bin())
         .args(["run", "--image", image.to_str().unwrap(), "--net", "none"])
         .args(["--pcap", "/tmp/never.pcap"])
         .current_dir(root())
@@ -116,7 +102,7 @@ fn pcap_without_a_network_card_is_refused() {
 fn gdb_breaks_in_the_program_and_shows_its_backtrace() {
     let image = build_image("debug-c-hello", &["--example", "c-hello"]);
     let port = free_port();
-    let run = Command::new(xtask())
+    let run = Command::new(xtask_bin())
         .args([
             "run",
             "--image",

@@ -3,7 +3,7 @@
 //! clear failure (when forced) or a fallback to TCG; the accelerator probe's program really
 //! passes on a working machine.
 
-use kiln_tests::{build_image, root, scratch};
+use kiln_tests::{build_image, root, scratch, xtask_bin};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
@@ -18,12 +18,6 @@ fn sleeper() -> &'static Path {
             &["--elf", "/bin/busybox", "--arg", "sleep", "--arg", "600"],
         )
     })
-}
-
-fn xtask() -> std::path::PathBuf {
-    // Built (and the accelerator settled) by the shared helpers.
-    let _ = kiln_tests::kiln(&["accel"]);
-    root().join("target/debug/xtask")
 }
 
 /// Processes whose command line mentions `needle`.
@@ -77,7 +71,7 @@ fn stop_signals_stop_the_vm_and_leave_nothing_behind() {
         let img = dir.join("sleeper.elf");
         std::fs::copy(image, &img).unwrap();
         let img_s = img.to_str().unwrap().to_string();
-        let mut run = Command::new(xtask())
+        let mut run = Command::new(xtask_bin())
             .args(["run", "--image", &img_s])
             .env("TMPDIR", &tmp)
             .current_dir(root())
@@ -127,7 +121,7 @@ fn a_program_runs_until_it_exits_without_a_default_time_limit() {
         "short-sleep",
         &["--elf", "/bin/busybox", "--arg", "sleep", "--arg", "2"],
     );
-    let mut run = Command::new(xtask())
+    let mut run = Command::new(xtask_bin())
         .args(["run", "--image", img.to_str().unwrap()])
         .current_dir(root())
         .stdout(Stdio::null())
@@ -143,7 +137,7 @@ fn a_program_runs_until_it_exits_without_a_default_time_limit() {
 fn forced_kvm_works_or_fails_quickly_with_the_reason() {
     let img = build_image("accel-hello", &["--example", "hello"]);
     let start = Instant::now();
-    let mut run = Command::new(xtask())
+    let mut run = Command::new(xtask_bin())
         .args(["run", "--image", img.to_str().unwrap()])
         .env("KILN_ACCEL", "kvm")
         .current_dir(root())
