@@ -22,6 +22,8 @@ const KILN_MAPPED: u64 = 1 << 9;
 const BORROWED: u64 = 1 << 10;
 const NO_EXECUTE: u64 = 1 << 63;
 const ADDR_MASK: u64 = 0x000f_ffff_ffff_f000;
+/// End of the user half (the lower canonical half), where all user pages live.
+const USER_TOP: u64 = 1 << 47;
 
 /// Rights of a user page.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -139,8 +141,24 @@ impl PageTables {
         Some(&mut self.table(t)[((addr >> 12) & 511) as usize])
     }
 
+    /// The leaf entry where user page `page` goes, creating tables; `None` when no frame
+    /// is left for a table. Panics outside the user half or over a kernel page (the kernel
+    /// image is identity-mapped in the user half): a user mapping must never replace one.
+    fn user_slot(&mut self, page: u64) -> Option<&mut u64> {
+        assert!(page < USER_TOP, "user page {page:#x} outside the user half");
+        let e = self.walk(page, true)?;
+        assert!(
+            *e & PRESENT == 0 || *e & KILN_MAPPED != 0,
+            "user page {page:#x} over a kernel page"
+        );
+        Some(e)
+    }
+
     /// The leaf entry of the user page holding `addr`, if Kiln mapped it.
     fn user_page(&mut self, addr: u64) -> Option<&mut u64> {
+        if addr >= USER_TOP {
+            return None;
+        }
         let e = self.walk(addr, false)?;
         if *e & KILN_MAPPED != 0 {
             Some(e)
@@ -149,9 +167,10 @@ impl PageTables {
         }
     }
 
-    /// Calls `f` on the leaf entry of every mapped user page in `[start, end)`, skipping
-    /// unmapped 2 MiB and 1 GiB holes quickly.
+    /// Calls `f` on the leaf entry of every mapped user page in `[start, end)` (clipped to
+    /// the user half), skipping unmapped 2 MiB and 1 GiB holes quickly.
     fn for_each_mapped(&mut self, start: u64, end: u64, mut f: impl FnMut(u64, &mut u64)) {
+        let end = end.min(USER_TOP);
         let mut addr = start;
         while addr < end {
             // Skip whole missing tables.
@@ -159,7 +178,7 @@ impl PageTables {
             let mut skipped = false;
             for level in [39u32, 30, 21] {
                 let e = self.table(t)[((addr >> level) & 511) as usize];
-                if e & PRESENT == 0 {
+                if e & PRESENT == 0 || e & HUGE != 0 {
                     let span = 1u64 << level;
                     addr = (addr & !(span - 1)) + span;
                     skipped = true;
@@ -193,12 +212,13 @@ fn leaf_flags(r: UserRights) -> u64 {
     f
 }
 
-/// Maps a zeroed frame at user page `page`. `false` when out of memory.
+/// Maps a zeroed frame at user page `page`. `false` when out of memory. Panics when `page`
+/// is outside the user half or holds a kernel page.
 pub fn map_user_zeroed(page: u64, rights: UserRights) -> bool {
     let Some(frame) = alloc_zeroed() else {
         return false;
     };
-    match tables().walk(page, true) {
+    match tables().user_slot(page) {
         Some(e) => {
             debug_assert!(*e & KILN_MAPPED == 0, "page {page:#x} already mapped");
             *e = frame | leaf_flags(rights);
@@ -227,7 +247,8 @@ pub enum BorrowError {
 /// copying: the program image in the payload. `bytes` must be exactly one page-aligned page
 /// of the direct map; being `'static` and shared, it stays valid and is never written, so
 /// the frame is never freed and the page is never writable (making it writable later, or a
-/// kernel write through [`write_user`], gives it a private copy first).
+/// kernel write through [`write_user`], gives it a private copy first). Panics when `page`
+/// is outside the user half or holds a kernel page.
 pub fn map_user_borrowed(
     page: u64,
     bytes: &'static [u8],
@@ -242,7 +263,7 @@ pub fn map_user_borrowed(
         return Err(BorrowError::NotShareable);
     }
     let frame = virt - crate::DIRECT_MAP;
-    match tables().walk(page, true) {
+    match tables().user_slot(page) {
         Some(e) => {
             debug_assert!(*e & KILN_MAPPED == 0, "page {page:#x} already mapped");
             *e = frame | leaf_flags(rights) | BORROWED;
@@ -322,7 +343,7 @@ pub fn move_user_range(from: u64, to: u64, len: u64) -> bool {
         invlpg(addr);
     });
     for (addr, entry) in moved {
-        let Some(dst) = t.walk(addr - from + to, true) else {
+        let Some(dst) = t.user_slot(addr - from + to) else {
             return false;
         };
         *dst = entry;
