@@ -19,8 +19,9 @@ pub struct Frames {
     total_frames: u64,
 }
 
-/// The frame allocator.
-pub static FRAMES: spin::Mutex<Frames> = spin::Mutex::new(Frames {
+/// The frame allocator. Crate-private: handing it a frame that is in use ([`Frames::free`],
+/// [`Frames::add_region`]) would let two owners write the same memory.
+pub(crate) static FRAMES: spin::Mutex<Frames> = spin::Mutex::new(Frames {
     regions: [(0, 0); MAX_REGIONS],
     count: 0,
     current: 0,
@@ -32,7 +33,11 @@ pub static FRAMES: spin::Mutex<Frames> = spin::Mutex::new(Frames {
 
 impl Frames {
     /// Adds the usable range `[start, end)` (rounded inwards to pages).
-    pub fn add_region(&mut self, start: u64, end: u64) {
+    ///
+    /// # Safety
+    /// The range must be RAM inside the direct map that nothing else uses or will use (not
+    /// the kernel image, the payload, the boot tables or anything already added).
+    pub unsafe fn add_region(&mut self, start: u64, end: u64) {
         let start = start.div_ceil(PAGE_SIZE) * PAGE_SIZE;
         let end = end / PAGE_SIZE * PAGE_SIZE;
         if end <= start || self.count == MAX_REGIONS {
@@ -72,7 +77,9 @@ impl Frames {
             while self.next + PAGE_SIZE <= end {
                 let f = self.next;
                 self.next += PAGE_SIZE;
-                self.free(f);
+                // SAFETY: `f` is in an added region and past the bump pointer, so it was
+                // never handed out.
+                unsafe { self.free(f) };
             }
             self.current += 1;
             if self.current < self.count {
@@ -83,7 +90,11 @@ impl Frames {
     }
 
     /// Returns a frame to the allocator.
-    pub fn free(&mut self, frame: u64) {
+    ///
+    /// # Safety
+    /// `frame` must be a frame this allocator handed out (or a page of a region added to
+    /// it) that nothing uses any more: no mapping, reference or device still reaches it.
+    pub unsafe fn free(&mut self, frame: u64) {
         // SAFETY: the caller no longer uses `frame`; it is RAM covered by the direct map.
         unsafe { *(phys_to_virt(frame) as *mut u64) = self.free_list };
         self.free_list = frame;

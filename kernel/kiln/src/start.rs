@@ -138,7 +138,7 @@ pub fn run(boot: BootInfo) -> ! {
     let mut machine = HalMachine::new(main);
     machine::net::start(&config, &mut process, &mut machine);
     *KERNEL.lock() = Some(Kernel { process, machine });
-    kiln_hal::syscall::init(kiln_hal::boot_stack_top(), run::on_syscall);
+    kiln_hal::syscall::init(run::on_syscall);
     kiln_hal::trap::set_user_fault_handler(fault::on_user_fault);
     kiln_hal::trap::set_timer_handler(run::on_timer);
     console::info(format_args!(
