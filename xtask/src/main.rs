@@ -443,6 +443,9 @@ fn run(layout: &Layout, a: &RunArgs) -> anyhow::Result<u8> {
         a.timeout.map(Duration::from_secs),
         ProgramOutput::Inherit,
     )?;
+    for line in kiln_toolchain::debug::explain_records(&image, &r.records) {
+        note!("{line}");
+    }
     if let Some(reason) = &r.outcome.reason {
         match reason.strip_prefix("kiln: ") {
             Some(line) => note!("{line}"),

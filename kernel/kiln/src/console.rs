@@ -17,6 +17,8 @@ pub struct Routes {
     pub log: Sink,
     /// Receives the final exit status as one byte.
     pub status: Sink,
+    /// Binary records for the host (crash state).
+    pub records: Sink,
     /// Log at info level too.
     pub verbose: bool,
 }
@@ -26,6 +28,7 @@ static ROUTES: spin::Mutex<Routes> = spin::Mutex::new(Routes {
     stderr: Sink::Serial,
     log: Sink::Serial,
     status: Sink::Off,
+    records: Sink::Off,
     verbose: false,
 });
 
@@ -47,6 +50,7 @@ impl Routes {
             stderr: Sink::Serial,
             log: Sink::Serial,
             status: Sink::Off,
+            records: Sink::Off,
             verbose: false,
         }
     }

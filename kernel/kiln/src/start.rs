@@ -43,6 +43,7 @@ pub fn run(boot: BootInfo) -> ! {
         stderr: config.stderr.unwrap_or(Sink::Serial),
         log: config.log.unwrap_or(Sink::Serial),
         status: config.status.unwrap_or(Sink::Off),
+        records: config.records.unwrap_or(Sink::Off),
         verbose: config.verbose,
     });
     console::info(format_args!(
@@ -113,6 +114,7 @@ pub fn run(boot: BootInfo) -> ! {
     )
     .unwrap_or_else(|e| fail(format_args!("cannot start {exe_path}: {e}")));
 
+    crate::crash::set_load_bias(loaded.load_bias);
     console::info(format_args!(
         "program loaded at {:.1} ms ({} KiB of RAM in use)",
         kiln_hal::time::monotonic_ns() as f64 / 1e6,

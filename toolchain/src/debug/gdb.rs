@@ -87,11 +87,7 @@ pub fn prepare(image: &Path, kernel: &Path, dir: &Path, port: u16) -> anyhow::Re
             image.display()
         );
     }
-    let span = crate::provenance::find_payload(&bytes)?;
-    let range = span.offset + span.header.program.start..span.offset + span.header.program.end;
-    let program_bytes = bytes
-        .get(range)
-        .ok_or_else(|| anyhow!("the image's program lies outside the file"))?;
+    let program_bytes = super::program_in_image(&bytes)?;
     let load_bias = load_bias(program_bytes)?;
     let name = crate::provenance::read(&bytes)
         .ok()

@@ -148,6 +148,8 @@ pub struct StreamPaths {
     pub log: PathBuf,
     /// The exit status byte (a plain file).
     pub status: PathBuf,
+    /// Binary records from the kernel (a plain file).
+    pub records: PathBuf,
 }
 
 /// The run-time overrides passed with `-append`; the streams use the target's ports.
@@ -160,6 +162,7 @@ pub fn runtime_config(target: &Target, opts: &RunOptions) -> Config {
         stdout: Some(Sink::Port(target.stdout_port)),
         stderr: Some(Sink::Port(target.stderr_port)),
         status: Some(Sink::Port(target.status_port)),
+        records: Some(Sink::Port(target.records_port)),
         log: Some(Sink::Serial),
         verbose: opts.verbose,
         net: opts.net.config.clone(),
@@ -287,6 +290,7 @@ fn machine_args(
         ("kout", &streams.stdout, target.stdout_port),
         ("kerr", &streams.stderr, target.stderr_port),
         ("kstatus", &streams.status, target.status_port),
+        ("krecords", &streams.records, target.records_port),
     ] {
         push("-chardev");
         push(&format!("file,id={id},path={}", qemu_escape(path)));
@@ -383,6 +387,7 @@ mod tests {
             stderr: "e".into(),
             log: "l".into(),
             status: "s".into(),
+            records: "r".into(),
         };
         let a: Vec<String> = machine_args(&t, &opts, Accel::Tcg, &paths)
             .iter()
@@ -432,6 +437,7 @@ mod tests {
             stderr: "/t/err".into(),
             log: "/t/a,b/log".into(),
             status: "/t/status".into(),
+            records: "/t/records".into(),
         }
     }
 

@@ -53,6 +53,8 @@ pub struct RunResult {
     pub elapsed: Duration,
     /// The program's stdout, with [`ProgramOutput::Collect`].
     pub stdout: Vec<u8>,
+    /// The kernel's binary records (`kiln_abi::record`), such as a crash's state.
+    pub records: Vec<u8>,
 }
 
 /// Finds (or installs) QEMU and picks the accelerator, probing KVM with the kernel in
@@ -214,6 +216,7 @@ pub fn run(
                 },
                 elapsed,
                 stdout: Vec::new(),
+                records: Vec::new(),
             };
             if accel.forced {
                 return Ok(fail(format!(
@@ -254,6 +257,7 @@ fn run_once(
         stderr: dir.path().join("stderr"),
         log: dir.path().join("log"),
         status: dir.path().join("status"),
+        records: dir.path().join("records"),
     };
     let done = Arc::new(AtomicBool::new(false));
     let log = Arc::new(Mutex::new(Vec::new()));
@@ -446,5 +450,6 @@ fn run_once(
         outcome: outcome::decide(ended, &log, &qemu_stderr(), status_byte),
         elapsed,
         stdout: collected.lock().map(|b| b.clone()).unwrap_or_default(),
+        records: std::fs::read(&paths.records).unwrap_or_default(),
     }))
 }

@@ -139,6 +139,7 @@ impl Guest {
                     stderr: self.dir.join("kiln-stderr"),
                     log: self.dir.join("kiln-console.log"),
                     status: self.dir.join("kiln-status"),
+                    records: self.dir.join("kiln-records"),
                 };
                 let opts = RunOptions {
                     machine: self.machine,
