@@ -22,6 +22,83 @@ pub const MAX_THREADS: usize = 1024;
 pub enum Kind {
     /// The program died of a signal: [`Crash`].
     Crash = 1,
+    /// The program's memory, for a core file: [`Memory`] (follows a [`Crash`]).
+    Memory = 2,
+}
+
+/// One region of the program's memory in a [`Memory`] record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Region {
+    /// First address (page-aligned).
+    pub start: u64,
+    /// One past the last address (page-aligned).
+    pub end: u64,
+    /// `PROT_READ` (4), `PROT_WRITE` (2), `PROT_EXEC` (1), as ELF's `PF_*` bits.
+    pub prot: u32,
+    /// What the region holds: [`REGION_ANON`], [`REGION_STACK`], [`REGION_HEAP`] or
+    /// [`REGION_PROGRAM`].
+    pub kind: u32,
+    /// Bytes of the region the record carries, from its start (a core-size limit may cut it).
+    pub sent: u64,
+}
+
+/// [`Region::kind`]: anonymous memory.
+pub const REGION_ANON: u32 = 0;
+/// [`Region::kind`]: the main thread's stack.
+pub const REGION_STACK: u32 = 1;
+/// [`Region::kind`]: the `brk` heap.
+pub const REGION_HEAP: u32 = 2;
+/// [`Region::kind`]: a segment of the program.
+pub const REGION_PROGRAM: u32 = 3;
+
+/// Bytes of one region's description.
+pub const REGION_LEN: usize = 32;
+
+/// The program's memory: region descriptions, then each region's first `sent` bytes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Memory {
+    /// The regions, in address order.
+    pub regions: Vec<Region>,
+    /// Their bytes, one region after the other.
+    pub data: Vec<u8>,
+}
+
+impl Memory {
+    /// The body's head: the region count and descriptions (the kernel streams the bytes
+    /// after it).
+    pub fn encode_head(regions: &[Region]) -> Vec<u8> {
+        let mut v = Vec::with_capacity(8 + regions.len() * REGION_LEN);
+        put_u32(&mut v, regions.len() as u32);
+        put_u32(&mut v, 0);
+        for r in regions {
+            put_u64(&mut v, r.start);
+            put_u64(&mut v, r.end);
+            put_u32(&mut v, r.prot);
+            put_u32(&mut v, r.kind);
+            put_u64(&mut v, r.sent);
+        }
+        v
+    }
+
+    /// The body's length for `regions`.
+    pub fn body_len(regions: &[Region]) -> u64 {
+        8 + (regions.len() * REGION_LEN) as u64 + regions.iter().map(|r| r.sent).sum::<u64>()
+    }
+
+    /// The whole record.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut v = header(Kind::Memory, Memory::body_len(&self.regions) as u32).to_vec();
+        v.extend_from_slice(&Memory::encode_head(&self.regions));
+        v.extend_from_slice(&self.data);
+        v
+    }
+
+    /// The bytes of region `i`.
+    pub fn bytes_of(&self, i: usize) -> &[u8] {
+        let start: u64 = self.regions[..i].iter().map(|r| r.sent).sum();
+        let r = &self.regions[i];
+        &self.data[start as usize..(start + r.sent) as usize]
+    }
 }
 
 /// A thread's general-purpose registers as the program saw them.
@@ -189,6 +266,8 @@ impl Reader<'_> {
 pub enum Record {
     /// See [`Crash`].
     Crash(Crash),
+    /// See [`Memory`].
+    Memory(Memory),
 }
 
 /// Parses the first record of `bytes`; returns it and the bytes it used.
@@ -206,6 +285,7 @@ pub fn parse(bytes: &[u8]) -> Result<(Record, usize), RecordError> {
         .ok_or(RecordError::Truncated)?;
     let record = match kind {
         1 => Record::Crash(parse_crash(body)?),
+        2 => Record::Memory(parse_memory(body)?),
         k => return Err(RecordError::UnknownKind(k)),
     };
     Ok((record, HEADER_LEN + len))
@@ -219,6 +299,36 @@ pub fn parse_all(mut bytes: &[u8]) -> Vec<Record> {
         bytes = &bytes[used..];
     }
     out
+}
+
+fn parse_memory(body: &[u8]) -> Result<Memory, RecordError> {
+    let mut r = Reader { b: body, at: 0 };
+    let n = r.u32()? as usize;
+    r.u32()?;
+    if n > body.len() / REGION_LEN {
+        return Err(RecordError::BadLength);
+    }
+    let mut regions = Vec::with_capacity(n);
+    let mut total: u64 = 0;
+    for _ in 0..n {
+        let region = Region {
+            start: r.u64()?,
+            end: r.u64()?,
+            prot: r.u32()?,
+            kind: r.u32()?,
+            sent: r.u64()?,
+        };
+        if region.end < region.start || region.sent > region.end - region.start {
+            return Err(RecordError::BadLength);
+        }
+        total = total
+            .checked_add(region.sent)
+            .ok_or(RecordError::BadLength)?;
+        regions.push(region);
+    }
+    let len = usize::try_from(total).map_err(|_| RecordError::BadLength)?;
+    let data = r.take(len)?.to_vec();
+    Ok(Memory { regions, data })
 }
 
 fn parse_crash(body: &[u8]) -> Result<Crash, RecordError> {
@@ -323,6 +433,41 @@ mod tests {
         };
         let (r, _) = parse(&no_addr.encode()).unwrap();
         assert_eq!(r, Record::Crash(no_addr));
+    }
+
+    #[test]
+    fn memory_records_round_trip() {
+        let m = Memory {
+            regions: vec![
+                Region {
+                    start: 0x1000,
+                    end: 0x3000,
+                    prot: 6,
+                    kind: REGION_HEAP,
+                    sent: 0x2000,
+                },
+                Region {
+                    start: 0x7000,
+                    end: 0x9000,
+                    prot: 6,
+                    kind: REGION_STACK,
+                    sent: 0x1000,
+                },
+            ],
+            data: vec![7u8; 0x3000],
+        };
+        let bytes = m.encode();
+        let (r, used) = parse(&bytes).unwrap();
+        assert_eq!(used, bytes.len());
+        assert_eq!(r, Record::Memory(m.clone()));
+        assert_eq!(m.bytes_of(1).len(), 0x1000);
+        for cut in [0, 20, 60, bytes.len() - 1] {
+            assert!(parse(&bytes[..cut]).is_err());
+        }
+        // A region claiming more bytes than it spans.
+        let mut bad = bytes;
+        bad[HEADER_LEN + 8 + 24..HEADER_LEN + 8 + 32].copy_from_slice(&u64::MAX.to_le_bytes());
+        assert_eq!(parse(&bad), Err(RecordError::BadLength));
     }
 
     #[test]

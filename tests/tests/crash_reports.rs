@@ -81,3 +81,63 @@ fn a_stripped_third_party_program_gets_addresses() {
     assert!(r.stderr.contains("  #0  0x"), "{r:?}");
     assert!(r.stderr.contains("thread 1: rip 0x"), "{r:?}");
 }
+
+/// `--core FILE` writes an ELF core file that Debian's gdb opens: the crashing function in
+/// `bt`, every thread in `info threads`.
+#[test]
+fn core_files_open_in_stock_gdb() {
+    let dir = kiln_tests::scratch("core");
+    let core = dir.join("core.crashy");
+    let _ = std::fs::remove_file(&core);
+    let r = kiln(&[
+        "run",
+        "--example",
+        "crashy",
+        "--core",
+        core.to_str().unwrap(),
+        "--",
+        "thread",
+    ]);
+    assert_eq!(r.status, 139, "{r:?}");
+    let exe = dir.join("core.crashy.elf");
+    assert!(
+        r.stderr.contains(&format!(
+            "open it with: gdb {} {}",
+            exe.display(),
+            core.display()
+        )),
+        "{r:?}"
+    );
+    let gdb = std::process::Command::new("gdb")
+        .args([
+            "-batch",
+            "-nx",
+            exe.to_str().unwrap(),
+            core.to_str().unwrap(),
+        ])
+        .args(["-ex", "bt", "-ex", "info threads"])
+        .output()
+        .expect("gdb runs");
+    let text = String::from_utf8_lossy(&gdb.stdout);
+    // Line tables name functions without their module, and gdb shows them so.
+    assert!(text.contains("store () at crashy/src/main.rs:16"), "{text}");
+    assert!(
+        text.contains("in fill () at crashy/src/main.rs:2"),
+        "{text}"
+    );
+    assert!(text.contains("LWP 1") && text.contains("LWP 2"), "{text}");
+    // A size limit, like `ulimit -c`.
+    let small = dir.join("core.small");
+    let r = kiln(&[
+        "run",
+        "--example",
+        "crashy",
+        "--core",
+        small.to_str().unwrap(),
+        "--core-limit",
+        "1M",
+    ]);
+    assert_eq!(r.status, 139, "{r:?}");
+    let len = std::fs::metadata(&small).unwrap().len();
+    assert!(len <= (1 << 20) + 64 * 1024, "{len}");
+}

@@ -238,6 +238,16 @@ struct RunArgs {
     /// With --gdb: hold the guest before its first instruction until gdb continues it.
     #[arg(long, requires = "gdb")]
     gdb_wait: bool,
+    /// When the program dies of a signal that dumps core, write an ELF core file (for
+    /// `gdb PROGRAM FILE`) to FILE, with the program beside it as FILE.elf.
+    #[arg(long, value_name = "FILE", conflicts_with = "core_dir")]
+    core: Option<PathBuf>,
+    /// Like --core, in DIR as core.NAME.SECONDS.
+    #[arg(long, value_name = "DIR")]
+    core_dir: Option<PathBuf>,
+    /// Largest core file, like `ulimit -c`: 512K, 64M, 1G, or a number of MiB (default 1G).
+    #[arg(long, value_name = "SIZE", value_parser = parse_core_limit)]
+    core_limit: Option<u64>,
     /// Arguments for the program (replace the image's).
     #[arg(last = true, value_name = "ARGS")]
     program_args: Vec<String>,
@@ -262,6 +272,10 @@ fn parse_ip(s: &str) -> Result<[u8; 4], String> {
 fn parse_cidr(s: &str) -> Result<([u8; 4], u8), String> {
     kiln_toolchain::qemu::args::parse_ipv4_cidr(s)
         .ok_or_else(|| format!("`{s}`: expected an IPv4 address and prefix, such as 10.0.2.15/24"))
+}
+
+fn parse_core_limit(s: &str) -> Result<u64, String> {
+    options::parse_core_limit(s).map_err(|e| e.0)
 }
 
 fn parse_memory(s: &str) -> Result<u64, String> {
@@ -434,6 +448,8 @@ fn run(layout: &Layout, a: &RunArgs) -> anyhow::Result<u8> {
             pcap: a.pcap.clone(),
         },
         gdb,
+        core_limit: (a.core.is_some() || a.core_dir.is_some())
+            .then(|| a.core_limit.unwrap_or(1 << 30)),
     };
     let r = qemu::run(
         &qemu_bin,
@@ -445,6 +461,28 @@ fn run(layout: &Layout, a: &RunArgs) -> anyhow::Result<u8> {
     )?;
     for line in kiln_toolchain::debug::explain_records(&image, &r.records) {
         note!("{line}");
+    }
+    let core_file = a.core.clone().or_else(|| {
+        a.core_dir.as_ref().map(|d| {
+            let name = image.file_stem().unwrap_or_default().to_string_lossy();
+            let secs = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_secs())
+                .unwrap_or_default();
+            d.join(format!("core.{name}.{secs}"))
+        })
+    });
+    if let Some(file) = core_file {
+        match kiln_toolchain::debug::write_core(&image, &r.records, &file) {
+            Ok(Some(exe)) => note!(
+                "wrote core file {}; open it with: gdb {} {}",
+                file.display(),
+                exe.display(),
+                file.display()
+            ),
+            Ok(None) => {}
+            Err(e) => note!("could not write the core file {}: {e:#}", file.display()),
+        }
     }
     if let Some(reason) = &r.outcome.reason {
         match reason.strip_prefix("kiln: ") {

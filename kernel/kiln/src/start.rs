@@ -115,6 +115,7 @@ pub fn run(boot: BootInfo) -> ! {
     .unwrap_or_else(|e| fail(format_args!("cannot start {exe_path}: {e}")));
 
     crate::crash::set_load_bias(loaded.load_bias);
+    crate::crash::set_core_limit(config.core.unwrap_or(0));
     console::info(format_args!(
         "program loaded at {:.1} ms ({} KiB of RAM in use)",
         kiln_hal::time::monotonic_ns() as f64 / 1e6,

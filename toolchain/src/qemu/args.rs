@@ -42,6 +42,9 @@ pub struct RunOptions {
     pub net: NetOptions,
     /// QEMU's gdb stub.
     pub gdb: Option<GdbStub>,
+    /// `--core`: the kernel sends the program's memory (at most this many bytes) when it
+    /// dies of a signal that dumps core.
+    pub core_limit: Option<u64>,
 }
 
 /// How the guest's network card reaches the host.
@@ -166,6 +169,7 @@ pub fn runtime_config(target: &Target, opts: &RunOptions) -> Config {
         log: Some(Sink::Serial),
         verbose: opts.verbose,
         net: opts.net.config.clone(),
+        core: opts.core_limit,
         ..Config::default()
     };
     for (k, v) in &opts.env {
@@ -473,7 +477,7 @@ mod tests {
         let i = a.iter().position(|x| x == "-append").unwrap();
         assert_eq!(
             a[i + 1],
-            "kiln.stdout=0x402 kiln.stderr=0x403 kiln.log=serial kiln.status=0x404"
+            "kiln.stdout=0x402 kiln.stderr=0x403 kiln.log=serial kiln.status=0x404 kiln.records=0x406"
         );
         assert!(s.contains("-chardev file,id=kstatus,path=/t/status -device isa-debugcon,iobase=0x404,chardev=kstatus,readback=0"), "{s}");
         assert_eq!(&a[a.len() - 2..], ["-kernel", "/img.elf"]);
@@ -489,6 +493,7 @@ mod tests {
             verbose: true,
             net: NetOptions::default(),
             gdb: None,
+            core_limit: None,
         };
         let a = joined(&qemu_args(
             &Machine::Q35.target(),
