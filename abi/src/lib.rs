@@ -5,6 +5,8 @@
 //! - [`cmdline`]: how arguments, environment and console routing travel on the kernel
 //!   command line.
 //! - [`record`]: binary records (crash state) the kernel sends the host on their own channel.
+//! - [`sysno`]: the x86_64 system-call table; [`trace`]: what a syscall trace record carries
+//!   of each call's memory.
 //! - [`exit`]: the exit-status contract between the kernel, QEMU's isa-debug-exit device and
 //!   the runner.
 #![no_std]
@@ -18,3 +20,5 @@ pub mod cmdline;
 pub mod exit;
 pub mod payload;
 pub mod record;
+pub mod sysno;
+pub mod trace;

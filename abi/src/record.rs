@@ -24,6 +24,105 @@ pub enum Kind {
     Crash = 1,
     /// The program's memory, for a core file: [`Memory`] (follows a [`Crash`]).
     Memory = 2,
+    /// One system call, for `run --trace`: [`Syscall`].
+    Syscall = 3,
+    /// A path the program looked for and the image does not have: [`Missing`].
+    Missing = 4,
+}
+
+/// Where a traced call stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    /// Entered and returned.
+    Complete = 0,
+    /// Entered and blocked (strace's `<unfinished ...>`).
+    Unfinished = 1,
+    /// Returned after blocking (strace's `<... resumed>`).
+    Resumed = 2,
+}
+
+/// Bytes of memory behind one argument of a traced call.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Blob {
+    /// The argument (0-5).
+    pub arg: u8,
+    /// Copied after the call (an output) rather than before it.
+    pub out: bool,
+    /// The bytes (possibly the first part of a longer buffer).
+    pub data: Vec<u8>,
+}
+
+/// One system call of the program.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Syscall {
+    /// The calling thread.
+    pub tid: u32,
+    /// Complete, unfinished or resumed.
+    pub phase: Phase,
+    /// The call's number.
+    pub nr: u64,
+    /// Its arguments.
+    pub args: [u64; 6],
+    /// What it returned (`-errno` for errors; meaningless for [`Phase::Unfinished`]).
+    pub ret: i64,
+    /// When it was entered (nanoseconds since boot).
+    pub start_ns: u64,
+    /// When it returned (or blocked).
+    pub end_ns: u64,
+    /// Memory behind its pointer arguments ([`crate::trace::captures`]).
+    pub blobs: Vec<Blob>,
+}
+
+impl Syscall {
+    /// The whole record.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut b = Vec::with_capacity(96);
+        put_u32(&mut b, self.tid);
+        put_u32(&mut b, self.phase as u32);
+        put_u64(&mut b, self.nr);
+        for a in self.args {
+            put_u64(&mut b, a);
+        }
+        put_u64(&mut b, self.ret as u64);
+        put_u64(&mut b, self.start_ns);
+        put_u64(&mut b, self.end_ns);
+        put_u32(&mut b, self.blobs.len() as u32);
+        put_u32(&mut b, 0);
+        for blob in &self.blobs {
+            b.push(blob.arg);
+            b.push(u8::from(blob.out));
+            b.extend_from_slice(&[0, 0]);
+            put_u32(&mut b, blob.data.len() as u32);
+            b.extend_from_slice(&blob.data);
+        }
+        let mut v = header(Kind::Syscall, b.len() as u32).to_vec();
+        v.extend_from_slice(&b);
+        v
+    }
+
+    /// The blob of argument `arg`, if the record has one.
+    pub fn blob(&self, arg: u8) -> Option<&[u8]> {
+        self.blobs
+            .iter()
+            .find(|b| b.arg == arg)
+            .map(|b| b.data.as_slice())
+    }
+}
+
+/// A path the program tried to open and the image does not have.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Missing {
+    /// The path as the program gave it (made absolute).
+    pub path: Vec<u8>,
+}
+
+impl Missing {
+    /// The whole record.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut v = header(Kind::Missing, self.path.len() as u32).to_vec();
+        v.extend_from_slice(&self.path);
+        v
+    }
 }
 
 /// One region of the program's memory in a [`Memory`] record.
@@ -268,6 +367,10 @@ pub enum Record {
     Crash(Crash),
     /// See [`Memory`].
     Memory(Memory),
+    /// See [`Syscall`].
+    Syscall(Syscall),
+    /// See [`Missing`].
+    Missing(Missing),
 }
 
 /// Parses the first record of `bytes`; returns it and the bytes it used.
@@ -286,6 +389,10 @@ pub fn parse(bytes: &[u8]) -> Result<(Record, usize), RecordError> {
     let record = match kind {
         1 => Record::Crash(parse_crash(body)?),
         2 => Record::Memory(parse_memory(body)?),
+        3 => Record::Syscall(parse_syscall(body)?),
+        4 => Record::Missing(Missing {
+            path: body.to_vec(),
+        }),
         k => return Err(RecordError::UnknownKind(k)),
     };
     Ok((record, HEADER_LEN + len))
@@ -299,6 +406,54 @@ pub fn parse_all(mut bytes: &[u8]) -> Vec<Record> {
         bytes = &bytes[used..];
     }
     out
+}
+
+fn parse_syscall(body: &[u8]) -> Result<Syscall, RecordError> {
+    let mut r = Reader { b: body, at: 0 };
+    let tid = r.u32()?;
+    let phase = match r.u32()? {
+        0 => Phase::Complete,
+        1 => Phase::Unfinished,
+        2 => Phase::Resumed,
+        _ => return Err(RecordError::BadLength),
+    };
+    let nr = r.u64()?;
+    let mut args = [0u64; 6];
+    for a in &mut args {
+        *a = r.u64()?;
+    }
+    let ret = r.u64()? as i64;
+    let start_ns = r.u64()?;
+    let end_ns = r.u64()?;
+    let n = r.u32()? as usize;
+    r.u32()?;
+    if n > 6 {
+        return Err(RecordError::BadLength);
+    }
+    let mut blobs = Vec::with_capacity(n);
+    for _ in 0..n {
+        let head = r.take(4)?;
+        let (arg, out) = (head[0], head[1] != 0);
+        let len = r.u32()? as usize;
+        if arg > 5 || len > crate::trace::MAX_STR {
+            return Err(RecordError::BadLength);
+        }
+        blobs.push(Blob {
+            arg,
+            out,
+            data: r.take(len)?.to_vec(),
+        });
+    }
+    Ok(Syscall {
+        tid,
+        phase,
+        nr,
+        args,
+        ret,
+        start_ns,
+        end_ns,
+        blobs,
+    })
 }
 
 fn parse_memory(body: &[u8]) -> Result<Memory, RecordError> {
@@ -433,6 +588,39 @@ mod tests {
         };
         let (r, _) = parse(&no_addr.encode()).unwrap();
         assert_eq!(r, Record::Crash(no_addr));
+    }
+
+    #[test]
+    fn syscall_and_missing_records_round_trip() {
+        let s = Syscall {
+            tid: 2,
+            phase: Phase::Resumed,
+            nr: 257,
+            args: [u64::MAX - 99, 0x1000, 0x80000, 0, 0, 0],
+            ret: -2,
+            start_ns: 10,
+            end_ns: 20,
+            blobs: vec![Blob {
+                arg: 1,
+                out: false,
+                data: b"/etc/passwd".to_vec(),
+            }],
+        };
+        let bytes = s.encode();
+        assert_eq!(
+            parse(&bytes).unwrap(),
+            (Record::Syscall(s.clone()), bytes.len())
+        );
+        assert_eq!(s.blob(1), Some(&b"/etc/passwd"[..]));
+        assert_eq!(s.blob(0), None);
+        for cut in 0..bytes.len() {
+            assert!(parse(&bytes[..cut]).is_err());
+        }
+        let m = Missing {
+            path: b"/etc/ssl/certs/ca-certificates.crt".to_vec(),
+        };
+        let bytes = m.encode();
+        assert_eq!(parse(&bytes).unwrap(), (Record::Missing(m), bytes.len()));
     }
 
     #[test]

@@ -123,3 +123,30 @@ pub fn run_image(image: &Path, extra: &[&str]) -> Run {
     full.extend_from_slice(extra);
     kiln(&full)
 }
+
+/// `curl -s URL` (5 s at most): the body, or `None` when the request failed.
+pub fn curl(url: &str) -> Option<String> {
+    let out = Command::new("curl")
+        .args(["-s", "-m", "5", url])
+        .output()
+        .ok()?;
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// Asks `url` until a server answers (two minutes at most, for a booting image under
+/// emulation); returns the body.
+pub fn wait_for_http(url: &str) -> String {
+    let start = std::time::Instant::now();
+    loop {
+        if let Some(body) = curl(url) {
+            return body;
+        }
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(120),
+            "nothing answered {url}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(300));
+    }
+}

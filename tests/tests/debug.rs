@@ -1,20 +1,10 @@
 //! Debugging an image with stock host tools: `run --pcap` read back by Debian's tcpdump, and
 //! `run --gdb` driven by Debian's gdb.
 
-use kiln_tests::{build_image, free_port, root, scratch, xtask_bin};
+use kiln_tests::{build_image, curl, free_port, root, scratch, wait_for_http, xtask_bin};
 use std::io::Read;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-
-fn curl(url: &str) -> Option<String> {
-    let out = Command::new("curl")
-        .args(["-s", "-m", "5", url])
-        .output()
-        .ok()?;
-    out.status
-        .success()
-        .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
-}
 
 #[test]
 fn pcap_holds_the_handshake_and_the_response_for_tcpdump() {
@@ -42,17 +32,7 @@ fn pcap_holds_the_handshake_and_the_response_for_tcpdump() {
         .spawn()
         .unwrap();
     let url = format!("http://127.0.0.1:{port}/");
-    let start = Instant::now();
-    let body = loop {
-        if let Some(b) = curl(&url) {
-            break b;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(120),
-            "server never answered"
-        );
-        std::thread::sleep(Duration::from_millis(300));
-    };
+    let body = wait_for_http(&url);
     assert!(body.contains("hello from kiln"), "{body}");
     let _ = curl(&format!("{url}quit"));
     let status = run.wait().unwrap().code();

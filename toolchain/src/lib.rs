@@ -34,6 +34,7 @@ pub mod pvh;
 pub mod qemu;
 pub mod rootfs;
 pub mod suite;
+pub mod trace;
 
 pub use layout::Layout;
 

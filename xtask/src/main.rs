@@ -245,6 +245,17 @@ struct RunArgs {
     /// Like --core, in DIR as core.NAME.SECONDS.
     #[arg(long, value_name = "DIR")]
     core_dir: Option<PathBuf>,
+    /// Trace system calls as strace does, on stderr: `--trace` for all of them,
+    /// `--trace=open,read,network` for some (names and the classes file, network, memory,
+    /// signal, process), `--trace=summary` for strace -c's table.
+    #[arg(long, value_name = "SPEC", num_args = 0..=1, require_equals = true, default_missing_value = "all", value_parser = parse_trace)]
+    trace: Option<kiln_toolchain::trace::Mode>,
+    /// With --trace: the time since boot before each call and its duration after it.
+    #[arg(long, requires = "trace")]
+    trace_time: bool,
+    /// With --trace: write the trace to FILE instead of stderr.
+    #[arg(long, value_name = "FILE", requires = "trace")]
+    trace_file: Option<PathBuf>,
     /// Largest core file, like `ulimit -c`: 512K, 64M, 1G, or a number of MiB (default 1G).
     #[arg(long, value_name = "SIZE", value_parser = parse_core_limit)]
     core_limit: Option<u64>,
@@ -272,6 +283,10 @@ fn parse_ip(s: &str) -> Result<[u8; 4], String> {
 fn parse_cidr(s: &str) -> Result<([u8; 4], u8), String> {
     kiln_toolchain::qemu::args::parse_ipv4_cidr(s)
         .ok_or_else(|| format!("`{s}`: expected an IPv4 address and prefix, such as 10.0.2.15/24"))
+}
+
+fn parse_trace(s: &str) -> Result<kiln_toolchain::trace::Mode, String> {
+    kiln_toolchain::trace::Mode::parse(s)
 }
 
 fn parse_core_limit(s: &str) -> Result<u64, String> {
@@ -450,6 +465,30 @@ fn run(layout: &Layout, a: &RunArgs) -> anyhow::Result<u8> {
         gdb,
         core_limit: (a.core.is_some() || a.core_dir.is_some())
             .then(|| a.core_limit.unwrap_or(1 << 30)),
+        trace: a.trace.is_some(),
+        records_file: None,
+    };
+    // A trace follows the records file while the image runs.
+    let records_dir = tempfile::tempdir()?;
+    let mut opts = opts;
+    let follower = match &a.trace {
+        Some(mode) => {
+            let path = records_dir.path().join("records");
+            opts.records_file = Some(path.clone());
+            let out: Box<dyn std::io::Write + Send> = match &a.trace_file {
+                Some(f) => Box::new(std::fs::File::create(f).map_err(|e| {
+                    anyhow::anyhow!("could not create the trace file {}: {e}", f.display())
+                })?),
+                None => Box::new(std::io::stderr()),
+            };
+            let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+            let tracer = kiln_toolchain::trace::Tracer::new(mode.clone(), a.trace_time, out);
+            Some((
+                done.clone(),
+                kiln_toolchain::trace::follow(&path, done, tracer),
+            ))
+        }
+        None => None,
     };
     let r = qemu::run(
         &qemu_bin,
@@ -459,8 +498,19 @@ fn run(layout: &Layout, a: &RunArgs) -> anyhow::Result<u8> {
         a.timeout.map(Duration::from_secs),
         ProgramOutput::Inherit,
     )?;
+    if let Some((done, handle)) = follower {
+        done.store(true, std::sync::atomic::Ordering::Release);
+        let _ = handle.join();
+    }
     for line in kiln_toolchain::debug::explain_records(&image, &r.records) {
         note!("{line}");
+    }
+    // A packaging aid: what the program looked for and did not find, when it failed (or
+    // when asked to say more).
+    if r.outcome.status != 0 || a.verbose || a.trace.is_some() {
+        for line in kiln_toolchain::trace::missing_files(&r.records) {
+            note!("{line}");
+        }
     }
     let core_file = a.core.clone().or_else(|| {
         a.core_dir.as_ref().map(|d| {

@@ -179,4 +179,10 @@ impl Machine for HalMachine {
             .as_mut()
             .map(|n| n as &mut dyn kiln_os::net::NetDevice)
     }
+    fn record(&mut self, bytes: &[u8]) {
+        let sink = crate::console::routes().records;
+        if sink != kiln_abi::cmdline::Sink::Off {
+            crate::console::write(sink, bytes);
+        }
+    }
 }

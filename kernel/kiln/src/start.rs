@@ -131,6 +131,7 @@ pub fn run(boot: BootInfo) -> ! {
         next_tid: 2,
         trace: config.trace,
         unsupported_logged: Default::default(),
+        tracer: Default::default(),
         net: Default::default(),
     };
     let main = ThreadState {

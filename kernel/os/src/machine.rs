@@ -110,4 +110,6 @@ pub trait Machine {
     fn net_device(&mut self) -> Option<&mut dyn crate::net::NetDevice> {
         None
     }
+    /// Sends a binary record ([`kiln_abi::record`]) to the host, when it listens.
+    fn record(&mut self, _bytes: &[u8]) {}
 }

@@ -124,6 +124,8 @@ pub struct FakeMachine {
     pub stderr: Vec<u8>,
     /// Kernel log lines.
     pub log: Vec<String>,
+    /// Binary records sent to the host.
+    pub records: Vec<u8>,
     /// Counter feeding the (predictable) random bytes.
     pub random_counter: u8,
 }
@@ -145,6 +147,7 @@ impl Default for FakeMachine {
             stdout: Vec::new(),
             stderr: Vec::new(),
             log: Vec::new(),
+            records: Vec::new(),
             random_counter: 0,
         }
     }
@@ -213,5 +216,8 @@ impl Machine for FakeMachine {
     }
     fn log(&mut self, line: core::fmt::Arguments<'_>) {
         self.log.push(alloc::format!("{line}"));
+    }
+    fn record(&mut self, bytes: &[u8]) {
+        self.records.extend_from_slice(bytes);
     }
 }

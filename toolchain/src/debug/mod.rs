@@ -63,6 +63,7 @@ pub fn write_core(
         match r {
             Record::Crash(c) => crash = Some(c),
             Record::Memory(m) => memory = Some(m),
+            _ => {}
         }
     }
     let (Some(crash), Some(memory)) = (crash, memory) else {

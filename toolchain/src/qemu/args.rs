@@ -45,6 +45,11 @@ pub struct RunOptions {
     /// `--core`: the kernel sends the program's memory (at most this many bytes) when it
     /// dies of a signal that dumps core.
     pub core_limit: Option<u64>,
+    /// `--trace`: the kernel sends a record per system call.
+    pub trace: bool,
+    /// Where QEMU writes the kernel's records (a file the caller may follow while the
+    /// image runs); a file in the run's temporary directory when `None`.
+    pub records_file: Option<PathBuf>,
 }
 
 /// How the guest's network card reaches the host.
@@ -170,6 +175,7 @@ pub fn runtime_config(target: &Target, opts: &RunOptions) -> Config {
         verbose: opts.verbose,
         net: opts.net.config.clone(),
         core: opts.core_limit,
+        trace: opts.trace,
         ..Config::default()
     };
     for (k, v) in &opts.env {
@@ -494,6 +500,8 @@ mod tests {
             net: NetOptions::default(),
             gdb: None,
             core_limit: None,
+            trace: false,
+            records_file: None,
         };
         let a = joined(&qemu_args(
             &Machine::Q35.target(),

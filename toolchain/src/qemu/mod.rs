@@ -257,7 +257,10 @@ fn run_once(
         stderr: dir.path().join("stderr"),
         log: dir.path().join("log"),
         status: dir.path().join("status"),
-        records: dir.path().join("records"),
+        records: opts
+            .records_file
+            .clone()
+            .unwrap_or_else(|| dir.path().join("records")),
     };
     let done = Arc::new(AtomicBool::new(false));
     let log = Arc::new(Mutex::new(Vec::new()));

@@ -46,6 +46,7 @@ impl T {
             next_tid: 2,
             trace: false,
             unsupported_logged: Default::default(),
+            tracer: Default::default(),
             net: Default::default(),
         };
         T {
