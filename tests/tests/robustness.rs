@@ -38,3 +38,61 @@ fn forged_signal_frames_end_as_sigsegv_or_are_sanitised() {
     assert_eq!(r.status, 0, "{r:?}");
     assert!(r.out().contains("nt: survived"), "{r:?}");
 }
+
+/// Memory exhausted in every way a program can (see `examples/memhog`): each way ends as an
+/// errno the program sees, and the program goes on once it gives memory back.
+#[test]
+fn exhausting_memory_gives_errnos_and_the_program_decides() {
+    let r = kiln_tests::kiln(&[
+        "run",
+        "--example",
+        "memhog",
+        "--memory",
+        "64M",
+        "--timeout",
+        "300",
+    ]);
+    assert_eq!(r.status, 0, "{r:?}");
+    let out = r.out();
+    for line in [
+        "split: ENOMEM after",
+        "populate: ENOMEM after",
+        "low mmap: ENOMEM",
+        "low mprotect: ENOMEM",
+        "low tmpfs: ",
+        "freed: populate works again",
+        "threads: EAGAIN after",
+        "done",
+    ] {
+        assert!(out.contains(line), "missing {line:?}: {r:?}");
+    }
+    let any = |prefix: &str, ok: &[&str]| {
+        let line = out.lines().find(|l| l.starts_with(prefix)).unwrap_or("");
+        assert!(ok.iter().any(|o| line.contains(o)), "{line:?}: {r:?}");
+    };
+    any("low mremap:", &["ENOMEM", "moved"]);
+    any("low read:", &["EFAULT", "bytes"]);
+    any("low tmpfs:", &["ENOSPC", "ENOMEM"]);
+    any("low thread:", &["EAGAIN", "ENOMEM"]);
+}
+
+/// Touching memory the program was granted, until none is left: the OOM kill (SIGKILL,
+/// status 137), reported, never a kernel panic.
+#[test]
+fn touching_memory_until_none_is_left_is_an_oom_kill() {
+    let r = kiln_tests::kiln(&[
+        "run",
+        "--example",
+        "memhog",
+        "--memory",
+        "64M",
+        "--timeout",
+        "300",
+        "--",
+        "touch",
+    ]);
+    assert_eq!(r.status, 137, "{r:?}");
+    assert!(r.out().contains("touched 16 MiB"), "{r:?}");
+    assert!(r.stderr.contains("SIGKILL"), "{r:?}");
+    assert!(!r.stderr.contains("kernel panic"), "{r:?}");
+}

@@ -12,6 +12,9 @@ use crate::{phys_to_virt, PAGE_SIZE};
 
 /// Smallest chunk claimed from the frame allocator at a time.
 const CHUNK: u64 = 256 * 1024;
+/// Allocations larger than this do not use the frames kept for the kernel (the kernel's
+/// own buffers, such as a system call's 256 KiB bounce buffer, are at most this large).
+const LARGE: u64 = 256 * 1024;
 
 /// Takes memory from the frame allocator.
 #[derive(Debug)]
@@ -21,9 +24,33 @@ pub struct FrameSource;
 // `talc` it is given.
 unsafe impl Source for FrameSource {
     fn acquire<B: Binning>(talc: &mut Talc<Self, B>, layout: Layout) -> Result<(), ()> {
-        let want = (layout.size() as u64 + layout.align() as u64 + 4096).max(CHUNK);
-        let bytes = want.div_ceil(PAGE_SIZE) * PAGE_SIZE;
-        let phys = FRAMES.lock().alloc_contiguous(bytes).ok_or(())?;
+        let need = layout.size() as u64 + layout.align() as u64 + 4096;
+        let bytes = need.max(CHUNK).div_ceil(PAGE_SIZE) * PAGE_SIZE;
+        let least = need.div_ceil(PAGE_SIZE) * PAGE_SIZE;
+        let (phys, bytes) = {
+            let mut frames = FRAMES.lock();
+            // A large allocation holds a program's data (a /tmp file, a buffer): it may not
+            // eat the frames kept for the kernel's own small allocations, and fails instead
+            // (its callers use `try_reserve`).
+            if layout.size() as u64 > LARGE && !frames.large_may_take(least / PAGE_SIZE) {
+                return Err(());
+            }
+            // A whole chunk when there is one; else just enough, fresh or from runs of freed
+            // frames; else the one frame a small allocation needs.
+            if let Some(p) = frames.alloc_contiguous(bytes) {
+                (p, bytes)
+            } else if let Some(p) = frames.take_free_run(bytes / PAGE_SIZE) {
+                (p, bytes)
+            } else if let Some(p) = frames.alloc_contiguous(least) {
+                (p, least)
+            } else if let Some(p) = frames.take_free_run(least / PAGE_SIZE) {
+                (p, least)
+            } else if need - 4096 <= PAGE_SIZE / 2 {
+                (frames.alloc().ok_or(())?, PAGE_SIZE)
+            } else {
+                return Err(());
+            }
+        };
         // SAFETY: the chunk is fresh RAM, mapped read-write by the direct map, used by
         // nothing else.
         unsafe { talc.claim(phys_to_virt(phys) as *mut u8, bytes as usize) }

@@ -96,6 +96,10 @@ pub(crate) extern "C" fn start(start_info: u64) -> ! {
                 frames.add_region(start, end);
             }
         }
+        let total = frames.total();
+        // A sixteenth of memory (1 to 16 MiB) stays for the kernel heap once programs have
+        // taken the rest, so running out of memory is the program's error, not the kernel's.
+        frames.set_reserve((total / 16).clamp(256, 4096).min(total / 2));
     }
     // Copy the command line before the boot identity map goes away.
     let cmdline = match info.cmdline {

@@ -8,7 +8,7 @@
 //!   supervisor-only, never executable.
 
 use crate::cpu::{invlpg, set_cr3};
-use crate::frames::{alloc_zeroed, FRAMES};
+use crate::frames::{alloc_user_zeroed, alloc_zeroed, FRAMES};
 use crate::{phys_to_virt, PAGE_SIZE};
 
 const PRESENT: u64 = 1;
@@ -146,9 +146,16 @@ fn user_page(addr: u64) -> Option<&'static mut u64> {
     }
 }
 
-/// Maps a zeroed frame at user page `page`. `false` when out of memory.
+/// Frames a user mapping may need at most: the page and three page tables.
+const USER_MAP_FRAMES: u64 = 4;
+
+/// Maps a zeroed frame at user page `page`. `false` when out of memory (the kernel's
+/// reserve is not given to programs).
 pub fn map_user_zeroed(page: u64, rights: UserRights) -> bool {
-    let Some(frame) = alloc_zeroed() else {
+    if !FRAMES.lock().user_may_take(USER_MAP_FRAMES) {
+        return false;
+    }
+    let Some(frame) = alloc_user_zeroed() else {
         return false;
     };
     match walk(root(), page, true) {
@@ -169,6 +176,9 @@ pub fn map_user_zeroed(page: u64, rights: UserRights) -> bool {
 /// image), without copying. The frame is never freed; making the page writable later gives
 /// it a private copy. `false` when a page table cannot be allocated.
 pub fn map_user_borrowed(page: u64, frame: u64, rights: UserRights) -> bool {
+    if !FRAMES.lock().user_may_take(USER_MAP_FRAMES - 1) {
+        return false;
+    }
     match walk(root(), page, true) {
         Some(e) => {
             debug_assert!(*e & KILN_MAPPED == 0, "page {page:#x} already mapped");
@@ -244,7 +254,8 @@ pub fn protect_user_range(start: u64, end: u64, rights: UserRights) -> bool {
         let mut frame = *e & ADDR_MASK;
         let mut borrowed = *e & BORROWED;
         if borrowed != 0 && rights.write {
-            let Some(copy) = FRAMES.lock().alloc() else {
+            let copy = FRAMES.lock().alloc_user();
+            let Some(copy) = copy else {
                 ok = false;
                 return;
             };
@@ -265,21 +276,57 @@ pub fn protect_user_range(start: u64, end: u64, rights: UserRights) -> bool {
     ok
 }
 
+/// The first mapped user page in `[start, end)`, skipping unmapped 2 MiB and 1 GiB holes.
+fn next_mapped(start: u64, end: u64) -> Option<u64> {
+    let mut addr = start;
+    'pages: while addr < end {
+        let mut t = root();
+        for level in [39u32, 30, 21] {
+            let e = table(t)[((addr >> level) & 511) as usize];
+            if e & PRESENT == 0 {
+                let span = 1u64 << level;
+                addr = (addr & !(span - 1)) + span;
+                continue 'pages;
+            }
+            t = e & ADDR_MASK;
+        }
+        if table(t)[((addr >> 12) & 511) as usize] & KILN_MAPPED != 0 {
+            return Some(addr);
+        }
+        addr += PAGE_SIZE;
+    }
+    None
+}
+
 /// Moves the mapped pages of `[from, from + len)` to `to`, keeping frames and rights.
-/// `false` when a page table for the target cannot be allocated.
+/// `false` when a page table for the target cannot be allocated; then nothing has moved.
 pub fn move_user_range(from: u64, to: u64, len: u64) -> bool {
-    let mut moved = alloc::vec::Vec::new();
-    for_each_mapped(from, from + len, |addr, e| {
-        moved.push((addr, *e));
-        *e = 0;
-        invlpg(addr);
-    });
-    for (addr, entry) in moved {
-        let Some(dst) = walk(root(), addr - from + to, true) else {
+    // First give every target page its page tables, so the move itself cannot fail.
+    let mut at = from;
+    while let Some(page) = next_mapped(at, from + len) {
+        if !FRAMES.lock().user_may_take(USER_MAP_FRAMES - 1) {
+            return false;
+        }
+        if walk(root(), page - from + to, true).is_none() {
+            return false;
+        }
+        at = page + PAGE_SIZE;
+    }
+    let mut at = from;
+    while let Some(page) = next_mapped(at, from + len) {
+        let Some(src) = user_page(page) else { break };
+        let entry = core::mem::take(src);
+        invlpg(page);
+        let Some(dst) = walk(root(), page - from + to, false) else {
+            // Unreachable after the first pass; put the page back rather than lose it.
+            if let Some(src) = walk(root(), page, false) {
+                *src = entry;
+            }
             return false;
         };
         *dst = entry;
-        invlpg(addr - from + to);
+        invlpg(page - from + to);
+        at = page + PAGE_SIZE;
     }
     true
 }
