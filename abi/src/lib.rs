@@ -6,6 +6,7 @@
 //!   command line.
 //! - [`exit`]: the exit-status contract between the kernel, QEMU's isa-debug-exit device and
 //!   the runner.
+//! - [`memory`]: how much guest memory an image needs.
 #![no_std]
 #![forbid(unsafe_code)]
 
@@ -15,4 +16,5 @@ extern crate std;
 
 pub mod cmdline;
 pub mod exit;
+pub mod memory;
 pub mod payload;

@@ -96,3 +96,37 @@ fn touching_memory_until_none_is_left_is_an_oom_kill() {
     assert!(r.stderr.contains("SIGKILL"), "{r:?}");
     assert!(!r.stderr.contains("kernel panic"), "{r:?}");
 }
+
+/// Too little guest memory for the image: one clear line saying how much it needs and how to
+/// give it, status 125; `build-image` prints the same minimum, and it suffices.
+#[test]
+fn too_little_memory_says_how_much_to_give() {
+    let out = kiln_tests::scratch("images").join("hello-memory.elf");
+    let built = kiln_tests::kiln(&[
+        "build-image",
+        "--example",
+        "hello",
+        "-o",
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(built.status, 0, "{built:?}");
+    let need: u64 = built
+        .out()
+        .lines()
+        .find_map(|l| l.strip_prefix("memory: at least "))
+        .and_then(|l| l.strip_suffix(" MiB"))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no memory line: {built:?}"));
+    assert!((4..64).contains(&need), "{need}");
+    let r = run_image(&out, &["--memory", "3M"]);
+    assert_eq!(r.status, 125, "{r:?}");
+    let line = format!(
+        "this image needs at least {need} MiB of memory; the machine has 3 MiB: run with --memory {}M",
+        need.next_power_of_two()
+    );
+    assert!(r.stderr.contains(&line), "{r:?}");
+    assert!(!r.stderr.contains("memory allocation"), "{r:?}");
+    let r = run_image(&out, &["--memory", &format!("{need}M")]);
+    assert_eq!(r.status, 0, "{r:?}");
+    assert!(r.out().contains("hello from kiln"), "{r:?}");
+}
