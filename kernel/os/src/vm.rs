@@ -1080,15 +1080,31 @@ impl AddressSpace {
 
     /// The text of `/proc/self/maps`.
     pub fn maps_text(&self, exe_path: &str) -> String {
-        let mut out = String::new();
-        for (start, v) in &self.vmas {
-            let name = match &v.kind {
+        self.try_maps_text(exe_path).unwrap_or_default()
+    }
+
+    /// The text of `/proc/self/maps`, or `ENOMEM` when the kernel has no memory for it (a
+    /// program with tens of thousands of regions asks for megabytes).
+    pub fn try_maps_text(&self, exe_path: &str) -> KResult<String> {
+        fn name_of<'a>(v: &'a Vma, exe_path: &'a str) -> &'a str {
+            match &v.kind {
                 VmaKind::Program => exe_path,
                 VmaKind::Heap => "[heap]",
                 VmaKind::Stack => "[stack]",
                 VmaKind::Anonymous => "",
                 VmaKind::File(p) => p.as_str(),
-            };
+            }
+        }
+        // Each line is at most 74 bytes before the name, and a newline after it.
+        let size: usize = self
+            .vmas
+            .values()
+            .map(|v| 75 + name_of(v, exe_path).len())
+            .sum();
+        let mut out = String::new();
+        out.try_reserve_exact(size).map_err(|_| Errno::ENOMEM)?;
+        for (start, v) in &self.vmas {
+            let name = name_of(v, exe_path);
             let line_start = out.len();
             let _ = write!(
                 out,
@@ -1111,7 +1127,7 @@ impl AddressSpace {
             }
             out.push('\n');
         }
-        out
+        Ok(out)
     }
 }
 
@@ -1909,5 +1925,31 @@ mod tests {
         vm.mprotect(&mut pt, a, 2 * n * P, Prot::NONE).unwrap();
         assert_eq!(vm.vmas().count(), 1);
         vm.mmap(&mut pt, 0, P, R, ANON).unwrap();
+    }
+    #[test]
+    fn maps_text_fits_its_reservation() {
+        let (mut vm, mut pt) = setup();
+        let a = vm.mmap(&mut pt, 0, 64 * P, Prot::NONE, ANON).unwrap();
+        for i in 0..32 {
+            vm.mprotect(&mut pt, a + 2 * i * P, P, R).unwrap();
+        }
+        vm.mmap_file(
+            &mut pt,
+            0,
+            P,
+            R,
+            MAP_PRIVATE,
+            "/a/long/file/name".into(),
+            0,
+            b"x",
+        )
+        .unwrap();
+        let text = vm.try_maps_text("/bin/app").unwrap();
+        assert_eq!(text.lines().count(), vm.vmas().count());
+        let bound: usize = vm
+            .vmas()
+            .map(|(_, v)| 75 + matches!(v.kind, VmaKind::File(_)) as usize * 17)
+            .sum();
+        assert!(text.len() <= bound, "{} > {bound}", text.len());
     }
 }

@@ -725,7 +725,7 @@ fn sys_open(
         .vfs
         .open(&base, &path, flags, mode as u32 & 0o7777, now(m))?;
     let object = if matches!(o.inode.body, Body::ProcMaps) && flags & O_PATH == 0 {
-        let text = p.vm.maps_text(&p.exe_path);
+        let text = p.vm.try_maps_text(&p.exe_path)?;
         Object::Snapshot(o.inode, text.into_bytes())
     } else {
         Object::Node(o.inode)
