@@ -1078,6 +1078,10 @@ fn sys_ftruncate(p: &mut Process, m: &mut dyn Machine, fd: i32, len: i64) -> KRe
     let f = io_file(p, fd)?;
     match f.inode() {
         Some(n) if n.is_regular() && f.writable() => {
+            // Growing a /tmp file takes kernel memory: not once it is down to the reserve.
+            if len as u64 > n.size() && m.pages().memory_low() {
+                return Err(Errno::ENOSPC);
+            }
             n.truncate(len as u64, now(m))?;
             Ok(0)
         }

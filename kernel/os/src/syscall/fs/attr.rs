@@ -379,6 +379,10 @@ pub(super) fn sys_fallocate(
     if !n.is_regular() {
         return Err(Errno::ENODEV);
     }
+    // Growing a /tmp file takes kernel memory: not once it is down to the reserve.
+    if (off as u64).saturating_add(len as u64) > n.size() && m.pages().memory_low() {
+        return Err(Errno::ENOSPC);
+    }
     n.allocate(off as u64, len as u64, now(m))?;
     Ok(0)
 }
