@@ -8,6 +8,8 @@
  *   low mremap: ENOMEM | moved          -- growing a full mapping that has to move
  *   low read: EFAULT | N bytes          -- read() into untouched memory
  *   low tmpfs: ENOSPC | ENOMEM          -- a /tmp file that grows
+ *   low pipe: ENOMEM                    -- a pipe whose buffer must grow
+ *   low listen: ENOMEM                  -- a TCP listener (socket buffers)
  *   low thread: EAGAIN | ENOMEM         -- pthread_create
  *   freed: populate works again
  *   threads: EAGAIN after N             -- threads until the kernel says no
@@ -18,6 +20,8 @@
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -120,7 +124,12 @@ int main(int argc, char **argv) {
     int zero = open("/dev/zero", O_RDONLY);
     int tmp = open("/tmp/hog", O_RDWR | O_CREAT | O_TRUNC, 0600);
     char *buf = malloc(MIB);
-    if (big == MAP_FAILED || zero < 0 || tmp < 0 || !buf) {
+    int pipefd[2];
+    int sock = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in sin = {.sin_family = AF_INET, .sin_port = htons(7000)};
+    sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (big == MAP_FAILED || zero < 0 || tmp < 0 || !buf || pipe2(pipefd, O_NONBLOCK) != 0 ||
+        sock < 0 || bind(sock, (struct sockaddr *)&sin, sizeof sin) != 0) {
         perror("setup");
         return 1;
     }
@@ -173,7 +182,12 @@ int main(int argc, char **argv) {
         written += w;
     }
     printf("low tmpfs: %s after %ld MiB\n", e ? err(e) : "no error", written / MIB);
-    ftruncate(tmp, 0);
+    if (ftruncate(tmp, 0) != 0)
+        printf("low tmpfs: truncating failed: %s\n", err(errno));
+    n = write(pipefd[1], buf, 65536);
+    printf("low pipe: %s\n", n < 0 ? err(errno) : "written");
+    r = listen(sock, 16);
+    printf("low listen: %s\n", r ? err(errno) : "listening");
     r = start_thread();
     printf("low thread: %s\n", r ? err(r) : "started");
 

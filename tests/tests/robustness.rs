@@ -74,6 +74,8 @@ fn exhausting_memory_gives_errnos_and_the_program_decides() {
     any("low read:", &["EFAULT", "bytes"]);
     any("low tmpfs:", &["ENOSPC", "ENOMEM"]);
     any("low thread:", &["EAGAIN", "ENOMEM"]);
+    any("low pipe:", &["ENOMEM"]);
+    any("low listen:", &["ENOMEM"]);
 }
 
 /// Touching memory the program was granted, until none is left: the OOM kill (SIGKILL,

@@ -291,6 +291,16 @@ fn zeroed(len: usize) -> KResult<Vec<u8>> {
     Ok(v)
 }
 
+/// `ENOMEM` once memory is down to the kernel's reserve: socket buffers (128 KiB a socket,
+/// and a listener keeps a backlog of them) are kernel memory the program asks for.
+fn room_for_buffers(m: &mut dyn Machine) -> KResult<()> {
+    if m.pages().memory_low() {
+        Err(Errno::ENOMEM)
+    } else {
+        Ok(())
+    }
+}
+
 fn tcp_socket(opts: &Options) -> KResult<tcp::Socket<'static>> {
     let mut s = tcp::Socket::new(
         tcp::SocketBuffer::new(zeroed(TCP_RX)?),
@@ -825,6 +835,9 @@ impl Socket {
 
     /// `bind`.
     pub fn bind(&self, m: &mut dyn Machine, addr: SockAddr) -> KResult<()> {
+        if !self.stream {
+            room_for_buffers(m)?;
+        }
         self.with(m, |s, id| {
             if !s.is_local_addr(addr.ip) {
                 return Err(Errno::EADDRNOTAVAIL);
@@ -870,6 +883,7 @@ impl Socket {
         if !self.stream {
             return Err(Errno::EOPNOTSUPP);
         }
+        room_for_buffers(m)?;
         self.with(m, |s, id| {
             let want = (backlog.max(1) as usize).min(MAX_BACKLOG);
             let sock = s.sock(id)?;
@@ -915,6 +929,7 @@ impl Socket {
     /// `accept`: an established connection and its peer's address (`EAGAIN` when none
     /// waits).
     pub fn accept(&self, m: &mut dyn Machine) -> KResult<(Arc<Socket>, SockAddr)> {
+        room_for_buffers(m)?;
         let mut s = self.stack.lock();
         s.pump(m);
         let id = self.id;
@@ -981,6 +996,7 @@ impl Socket {
     /// [`Connect::InProgress`] and calls again; `blocking` tells the two apart from a
     /// program calling again on a non-blocking socket.
     pub fn connect(&self, m: &mut dyn Machine, to: SockAddr, blocking: bool) -> KResult<Connect> {
+        room_for_buffers(m)?;
         let mut s = self.stack.lock();
         s.pump(m);
         let id = self.id;
