@@ -8,6 +8,7 @@
  *   rflags       -- every bit set but TF, AC, DF: prints "rflags: sanitised", exits 0
  *   nt           -- NT set with popf, then a signal: prints "nt: survived", exits 0
  *   handler-noncanonical, handler-kernel  -- sa_handler outside user space: 139
+ *   tf-syscall   -- TF set with popf, then a system call: SIGTRAP (status 133)
  */
 #define _GNU_SOURCE
 #include <signal.h>
@@ -78,6 +79,16 @@ int main(int argc, char **argv) {
     which = argv[1];
     printf("case %s\n", which);
     fflush(stdout);
+    if (!strcmp(which, "tf-syscall")) {
+        /* Single-stepping into a system call: the trap belongs to the program. */
+        long r;
+        __asm__ volatile("pushfq; orq $0x100, (%%rsp); popfq; mov $39, %%eax; syscall; nop"
+                         : "=a"(r)
+                         :
+                         : "rcx", "r11", "memory", "cc");
+        printf("resumed after single-stepping: %ld\n", r);
+        return 1;
+    }
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
     if (!strcmp(which, "handler-noncanonical") || !strcmp(which, "handler-kernel")) {

@@ -23,6 +23,7 @@ fn forged_signal_frames_end_as_sigsegv_or_are_sanitised() {
         ("ss-null", &[139]),
         ("handler-noncanonical", &[139]),
         ("handler-kernel", &[139]),
+        ("tf-syscall", &[133]),
     ];
     for (case, statuses) in killed {
         let r = run_image(&image, &["--", case]);
