@@ -183,14 +183,21 @@ pub fn layout(
         return Err(Errno::EFAULT);
     }
     let sp = state.regs.rsp;
-    let on_alt = altstack.is_some_and(|a| sp > a.sp && sp <= a.sp + a.size);
+    // The alternate stack's end; a range that wraps around can take no frame.
+    let alt_end = |a: &AltStack| a.sp.checked_add(a.size).ok_or(Errno::EFAULT);
+    let on_alt = match altstack {
+        Some(a) => sp > a.sp && sp <= alt_end(&a)?,
+        None => false,
+    };
     let mut top = match altstack {
-        Some(a) if act.flags & SA_ONSTACK != 0 && !on_alt => a.sp + a.size,
+        Some(a) if act.flags & SA_ONSTACK != 0 && !on_alt => alt_end(&a)?,
         _ => sp.checked_sub(RED_ZONE).ok_or(Errno::EFAULT)?,
     };
     top = top.checked_sub(512).ok_or(Errno::EFAULT)? & !63;
     let fx_addr = top;
-    let addr = ((top.checked_sub(FRAME_SIZE).ok_or(Errno::EFAULT)?) & !15) - 8;
+    let addr = ((top.checked_sub(FRAME_SIZE).ok_or(Errno::EFAULT)?) & !15)
+        .checked_sub(8)
+        .ok_or(Errno::EFAULT)?;
     let mut b = alloc::vec![0u8; FRAME_SIZE as usize];
     put(&mut b, 0, act.restorer);
     // ucontext at 8: uc_flags, uc_link, uc_stack, uc_mcontext, uc_sigmask.
@@ -538,5 +545,29 @@ mod tests {
             sigreturn(&mut p, &mut m, s.regs.rsp + 8).unwrap_err(),
             Errno::EFAULT
         );
+    }
+    #[test]
+    fn stacks_at_the_ends_of_the_address_space_are_efault() {
+        let info = SigInfo {
+            signo: 10,
+            code: 0,
+            addr_or_pid: 0,
+        };
+        let wraps = AltStack {
+            sp: u64::MAX - 0x1000,
+            flags: 0,
+            size: 0x4000,
+        };
+        let mut a = act();
+        a.flags |= SA_ONSTACK;
+        let e = layout(&state(0x7fff_0000), &a, Some(wraps), &info, 0).unwrap_err();
+        assert_eq!(e, Errno::EFAULT);
+        for sp in [0, 8, RED_ZONE, RED_ZONE + 600] {
+            assert_eq!(
+                layout(&state(sp), &act(), None, &info, 0).unwrap_err(),
+                Errno::EFAULT,
+                "rsp {sp:#x}"
+            );
+        }
     }
 }
