@@ -640,7 +640,11 @@ impl AddressSpace {
         if !self.is_mapped(start, end) {
             return Err(Errno::ENOMEM);
         }
+        // One byte a page of a range the program chooses: fallible.
+        let pages = (end - page_down(start)).div_ceil(PAGE_SIZE);
         let mut out = Vec::new();
+        out.try_reserve_exact(usize::try_from(pages).map_err(|_| Errno::ENOMEM)?)
+            .map_err(|_| Errno::ENOMEM)?;
         let mut page = page_down(start);
         while page < end {
             out.push(u8::from(pt.query(page).is_some()));
