@@ -701,6 +701,16 @@ fn sys_sendfile(
 
 // ----- open, stat, access -----
 
+/// `ENOSPC` once memory is down to the kernel's reserve: new names in `/tmp` (directories,
+/// links) are kernel memory, and tmpfs is then full.
+pub(super) fn room_for_names(m: &mut dyn Machine) -> KResult<()> {
+    if m.pages().memory_low() {
+        Err(Errno::ENOSPC)
+    } else {
+        Ok(())
+    }
+}
+
 fn sys_open(
     p: &mut Process,
     m: &mut dyn Machine,
@@ -715,6 +725,16 @@ fn sys_open(
         return Err(Errno::EMFILE);
     }
     let base = base(p, dirfd, &path)?;
+    if m.pages().memory_low() {
+        // A new /tmp file is kernel memory: once memory is down to the kernel's reserve,
+        // only existing files open (a full tmpfs says ENOSPC).
+        let tmpfile = flags & crate::fd::O_TMPFILE == crate::fd::O_TMPFILE;
+        let creates = flags & O_CREAT != 0
+            && p.vfs.find(&base, &path, flags & O_NOFOLLOW == 0).err() == Some(Errno::ENOENT);
+        if tmpfile || creates {
+            return Err(Errno::ENOSPC);
+        }
+    }
     if flags & O_NOFOLLOW == 0 {
         if let Some(fd) = p.vfs.fd_link(&base, &path, true)? {
             let file = reopen(p, m, fd, flags)?;
@@ -1186,6 +1206,7 @@ fn sys_mkdir(
 ) -> KResult<i64> {
     let path = path(p, m, path_addr)?;
     let base = base(p, dirfd, &path)?;
+    room_for_names(m)?;
     p.vfs.mkdir(&base, &path, mode as u32, now(m))?;
     Ok(0)
 }

@@ -258,6 +258,7 @@ pub(super) fn sys_symlink(
     let target = path(p, m, target_addr)?;
     let path = path(p, m, path_addr)?;
     let base = base(p, dirfd, &path)?;
+    super::room_for_names(m)?;
     p.vfs.symlink(&target, &base, &path, now(m))?;
     Ok(0)
 }
@@ -268,6 +269,7 @@ pub(super) fn sys_link(p: &mut Process, m: &mut dyn Machine, a: [u64; 6]) -> KRe
     if flags & !(AT_SYMLINK_FOLLOW | AT_EMPTY_PATH) != 0 {
         return Err(Errno::EINVAL);
     }
+    super::room_for_names(m)?;
     let old = path_or_empty(p, m, old_addr)?;
     let (node, relink) = if old.is_empty() {
         if flags & AT_EMPTY_PATH == 0 {
