@@ -9,6 +9,7 @@
  *   low read: EFAULT | N bytes          -- read() into untouched memory
  *   low tmpfs: ENOSPC | ENOMEM          -- a /tmp file that grows
  *   low pipe: ENOMEM                    -- a pipe whose buffer must grow
+ *   low create: ENOSPC                  -- a new /tmp file (tmpfs is full)
  *   low listen: ENOMEM                  -- a TCP listener (socket buffers)
  *   low thread: EAGAIN | ENOMEM         -- pthread_create
  *   freed: populate works again
@@ -186,6 +187,8 @@ int main(int argc, char **argv) {
         printf("low tmpfs: truncating failed: %s\n", err(errno));
     n = write(pipefd[1], buf, 65536);
     printf("low pipe: %s\n", n < 0 ? err(errno) : "written");
+    int fresh = open("/tmp/fresh", O_RDWR | O_CREAT, 0600);
+    printf("low create: %s\n", fresh < 0 ? err(errno) : "created");
     r = listen(sock, 16);
     printf("low listen: %s\n", r ? err(errno) : "listening");
     r = start_thread();

@@ -76,6 +76,7 @@ fn exhausting_memory_gives_errnos_and_the_program_decides() {
     any("low tmpfs:", &["ENOSPC", "ENOMEM"]);
     any("low thread:", &["EAGAIN", "ENOMEM"]);
     any("low pipe:", &["ENOMEM"]);
+    any("low create:", &["ENOSPC"]);
     any("low listen:", &["ENOMEM"]);
 }
 

@@ -35,15 +35,30 @@ unsafe impl Source for FrameSource {
             if layout.size() as u64 > LARGE && !frames.large_may_take(least / PAGE_SIZE) {
                 return Err(());
             }
-            // A whole chunk when there is one; else just enough, fresh or from runs of freed
-            // frames; else the one frame a small allocation needs.
-            if let Some(p) = frames.alloc_contiguous(bytes) {
+            // Fresh memory beyond the kernel's reserve first, then runs of freed frames, and
+            // only then the reserve (kept for when the program has taken everything else);
+            // a whole chunk when there is one, else just enough; else the one frame a small
+            // allocation needs.
+            let pages = bytes / PAGE_SIZE;
+            let least_pages = least / PAGE_SIZE;
+            let fresh = |f: &mut crate::frames::Frames, n: u64| {
+                if f.large_may_take(n) {
+                    f.alloc_contiguous(n * PAGE_SIZE)
+                } else {
+                    None
+                }
+            };
+            if let Some(p) = fresh(&mut frames, pages) {
                 (p, bytes)
-            } else if let Some(p) = frames.take_free_run(bytes / PAGE_SIZE) {
+            } else if let Some(p) = frames.take_free_run(pages) {
+                (p, bytes)
+            } else if let Some(p) = fresh(&mut frames, least_pages) {
+                (p, least)
+            } else if let Some(p) = frames.take_free_run(least_pages) {
+                (p, least)
+            } else if let Some(p) = frames.alloc_contiguous(bytes) {
                 (p, bytes)
             } else if let Some(p) = frames.alloc_contiguous(least) {
-                (p, least)
-            } else if let Some(p) = frames.take_free_run(least / PAGE_SIZE) {
                 (p, least)
             } else if need - 4096 <= PAGE_SIZE / 2 {
                 (frames.alloc().ok_or(())?, PAGE_SIZE)
@@ -51,8 +66,8 @@ unsafe impl Source for FrameSource {
                 return Err(());
             }
         };
-        // SAFETY: the chunk is fresh RAM, mapped read-write by the direct map, used by
-        // nothing else.
+        // SAFETY: the chunk is unused RAM (never handed out, or freed), mapped read-write by
+        // the direct map, used by nothing else.
         unsafe { talc.claim(phys_to_virt(phys) as *mut u8, bytes as usize) }
             .map(|_| ())
             .ok_or(())
