@@ -4,6 +4,7 @@
 //!   filesystem, baked-in configuration) and how the kernel finds it.
 //! - [`cmdline`]: how arguments, environment and console routing travel on the kernel
 //!   command line.
+//! - [`record`]: binary records (crash state) the kernel sends the host on their own channel.
 //! - [`exit`]: the exit-status contract between the kernel, QEMU's isa-debug-exit device and
 //!   the runner.
 //! - [`memory`]: how much guest memory an image needs.
@@ -18,3 +19,4 @@ pub mod cmdline;
 pub mod exit;
 pub mod memory;
 pub mod payload;
+pub mod record;

@@ -20,6 +20,21 @@ pub fn scratch(name: &str) -> PathBuf {
     dir
 }
 
+/// A TCP port that was free on the host a moment ago.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Path of the xtask binary, built once (with the accelerator settled), for tests that
+/// spawn it themselves.
+pub fn xtask_bin() -> PathBuf {
+    xtask().to_path_buf()
+}
+
 /// Path of the xtask binary, built once.
 fn xtask() -> &'static Path {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
@@ -30,7 +45,15 @@ fn xtask() -> &'static Path {
             .status()
             .expect("cargo runs");
         assert!(status.success(), "building xtask failed");
-        root().join("target").join("debug").join("xtask")
+        let bin = root().join("target").join("debug").join("xtask");
+        // Settle the accelerator once, so no test's output carries the probe's note.
+        let accel = Command::new(&bin)
+            .arg("accel")
+            .current_dir(root())
+            .output()
+            .expect("xtask runs");
+        assert!(accel.status.success(), "xtask accel failed: {accel:?}");
+        bin
     })
 }
 

@@ -17,6 +17,8 @@
 
 pub mod app;
 pub mod bench;
+pub mod debug;
+pub mod deps;
 pub mod disk;
 pub mod efi;
 pub mod elf;

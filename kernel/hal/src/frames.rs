@@ -20,8 +20,9 @@ pub struct Frames {
     reserve: u64,
 }
 
-/// The frame allocator.
-pub static FRAMES: spin::Mutex<Frames> = spin::Mutex::new(Frames {
+/// The frame allocator. Crate-private: handing it a frame that is in use ([`Frames::free`],
+/// [`Frames::add_region`]) would let two owners write the same memory.
+pub(crate) static FRAMES: spin::Mutex<Frames> = spin::Mutex::new(Frames {
     regions: [(0, 0); MAX_REGIONS],
     count: 0,
     current: 0,
@@ -34,7 +35,11 @@ pub static FRAMES: spin::Mutex<Frames> = spin::Mutex::new(Frames {
 
 impl Frames {
     /// Adds the usable range `[start, end)` (rounded inwards to pages).
-    pub fn add_region(&mut self, start: u64, end: u64) {
+    ///
+    /// # Safety
+    /// The range must be RAM inside the direct map that nothing else uses or will use (not
+    /// the kernel image, the payload, the boot tables or anything already added).
+    pub unsafe fn add_region(&mut self, start: u64, end: u64) {
         let start = start.div_ceil(PAGE_SIZE) * PAGE_SIZE;
         let end = end / PAGE_SIZE * PAGE_SIZE;
         if end <= start || self.count == MAX_REGIONS {
@@ -78,7 +83,9 @@ impl Frames {
             while self.next + PAGE_SIZE <= end {
                 let f = self.next;
                 self.next += PAGE_SIZE;
-                self.free(f);
+                // SAFETY: `f` is in an added region and past the bump pointer, so it was
+                // never handed out.
+                unsafe { self.free(f) };
             }
             self.current += 1;
             if self.current < self.count {
@@ -95,9 +102,11 @@ impl Frames {
         if frames == 0 || frames > self.free_frames {
             return None;
         }
-        // SAFETY (all reads and writes below): frames on the free list are unused and mapped
-        // by the direct map; the first word of each holds the next free frame.
-        let next_of = |f: u64| unsafe { *(phys_to_virt(f) as *const u64) };
+        let next_of = |f: u64| {
+            // SAFETY: `f` is on the free list: unused and mapped by the direct map, its
+            // first word holding the next free frame.
+            unsafe { *(phys_to_virt(f) as *const u64) }
+        };
         // `before`: the frame whose link points at the run's first frame (0: the list head).
         let mut before = 0u64;
         let mut last = self.free_list;
@@ -108,6 +117,8 @@ impl Frames {
                 if before == 0 {
                     self.free_list = after;
                 } else {
+                    // SAFETY: `before` is on the free list (as above); relinking it past
+                    // the run takes the run's frames off the list.
                     unsafe { *(phys_to_virt(before) as *mut u64) = after };
                 }
                 self.free_frames -= frames;
@@ -127,7 +138,11 @@ impl Frames {
     }
 
     /// Returns a frame to the allocator.
-    pub fn free(&mut self, frame: u64) {
+    ///
+    /// # Safety
+    /// `frame` must be a frame this allocator handed out (or a page of a region added to
+    /// it) that nothing uses any more: no mapping, reference or device still reaches it.
+    pub unsafe fn free(&mut self, frame: u64) {
         // SAFETY: the caller no longer uses `frame`; it is RAM covered by the direct map.
         unsafe { *(phys_to_virt(frame) as *mut u64) = self.free_list };
         self.free_list = frame;
@@ -189,6 +204,17 @@ impl Frames {
             None
         }
     }
+}
+
+/// Whether free memory is down to the kernel's reserve (with a little slack): what the
+/// program asks the kernel to allocate for it should then fail.
+pub fn memory_low() -> bool {
+    !FRAMES.lock().user_may_take(16)
+}
+
+/// Bytes kept for the kernel once programs have taken the rest ([`Frames::set_reserve`]).
+pub fn reserve_bytes() -> u64 {
+    FRAMES.lock().reserve() * PAGE_SIZE
 }
 
 /// Allocates one zeroed frame for the program ([`Frames::alloc_user`]).

@@ -68,8 +68,9 @@ struct Pointer {
     base: u64,
 }
 
-/// Loads the final GDT and TSS. `kernel_stack_top` becomes RSP0.
-pub fn init(kernel_stack_top: u64) {
+/// Loads the final GDT and TSS. `kernel_stack_top` becomes RSP0. Crate-private: only the
+/// boot path may choose the kernel's stacks.
+pub(crate) fn init(kernel_stack_top: u64) {
     // SAFETY: runs once on the boot CPU before interrupts are enabled; nothing else touches
     // these statics concurrently, and the descriptors written are valid for long mode.
     unsafe {

@@ -4,7 +4,16 @@
 //! memory ([`frames`], [`paging`], [`heap`]), devices ([`serial`], [`apic`], [`time`],
 //! [`exit`]) and the C memory functions ([`mem`]). All of the kernel's `unsafe` code lives in
 //! this crate, each block with its reason; the rest of the kernel is safe Rust.
+//!
+//! The API is sound: no call from safe code, whatever its arguments, can break memory
+//! safety. What could (writing an I/O port, freeing a frame) is an `unsafe fn` with a
+//! `# Safety` section or crate-private; the rest takes handles that make misuse impossible
+//! ([`cpu::DebugPort`], a `&'static [u8]` for [`paging::map_user_borrowed`], the locked page
+//! tables inside [`paging`]) or checks at run time and refuses or panics (frames returned
+//! to user mode, [`cpu::wait_for_interrupt`] inside a handler, [`virtio::VirtioNet::mmio`]
+//! over RAM).
 #![no_std]
+#![deny(unsafe_op_in_unsafe_fn, clippy::undocumented_unsafe_blocks)]
 
 extern crate alloc;
 
@@ -72,6 +81,7 @@ pub(crate) extern "C" fn start(start_info: u64) -> ! {
         serial::write(b"kiln: kernel panic: no PVH start info: boot this image with a PVH loader (qemu -kernel, Firecracker, Cloud Hypervisor)\n");
         exit::exit(kiln_abi::exit::KERNEL_FAILURE);
     };
+    pvh::remember_ram(&info);
     // SAFETY: reads the patched location static; volatile so the compiler cannot assume
     // its initial value.
     let [payload_addr, payload_len] =
@@ -95,7 +105,10 @@ pub(crate) extern "C" fn start(start_info: u64) -> ! {
             let start = r.start.max(reserved_end).max(0x10_0000);
             let end = r.end.min(1 << 32);
             if start < end {
-                frames.add_region(start, end);
+                // SAFETY: RAM from the loader's map, above 1 MiB and above the kernel image
+                // and the payload, below 4 GiB (direct-mapped); the start info and command
+                // line it still reads lie in reserved entries or below 1 MiB.
+                unsafe { frames.add_region(start, end) };
             }
         }
         // Too little memory for the image is the user's to fix: say how much it needs

@@ -62,7 +62,9 @@ unsafe impl Hal for KilnHal {
     unsafe fn dma_dealloc(paddr: PhysAddr, _vaddr: NonNull<u8>, pages: usize) -> i32 {
         let mut frames = FRAMES.lock();
         for i in 0..pages as u64 {
-            frames.free(paddr + i * PAGE_SIZE);
+            // SAFETY: the driver hands back pages `dma_alloc` took from this allocator and
+            // no longer uses them (the trait's contract).
+            unsafe { frames.free(paddr + i * PAGE_SIZE) };
         }
         0
     }
@@ -105,14 +107,22 @@ impl VirtioNet {
     }
 
     /// The virtio-mmio device whose registers are at physical `base` (`size` bytes), as
-    /// announced by `virtio_mmio.device=SIZE@BASE:IRQ`.
+    /// announced by `virtio_mmio.device=SIZE@BASE:IRQ`. The window must lie below 4 GiB
+    /// outside every RAM range of the loader's memory map, and hold a virtio header (magic
+    /// and version, checked by the transport); anything else is refused, so no argument can
+    /// make the driver write to memory.
     pub fn mmio(base: u64, size: u64) -> Result<VirtioNet, &'static str> {
-        if base == 0 || base + size > DIRECT_MAP_END || size < 0x100 {
+        let end = base.checked_add(size).ok_or("bad register window")?;
+        if base == 0 || end > DIRECT_MAP_END || size < 0x100 {
             return Err("bad register window");
         }
+        if crate::pvh::overlaps_ram(base, end) {
+            return Err("register window overlaps RAM");
+        }
         let header = NonNull::new(phys_to_virt(base) as *mut VirtIOHeader).ok_or("null")?;
-        // SAFETY: the command line announced a virtio-mmio register window of `size` bytes
-        // at `base`; it is device memory inside the direct map, used by this driver only.
+        // SAFETY: `[base, end)` is below 4 GiB (in the direct map) and outside RAM, so it is
+        // device memory or nothing; the transport reads the magic and version before using
+        // it and refuses anything but a virtio-mmio device, which this driver then owns.
         let t = unsafe { MmioTransport::new(header, size as usize) }
             .map_err(|_| "no virtio device there")?;
         VirtioNet::new(SomeTransport::Mmio(t))
@@ -125,7 +135,7 @@ impl VirtioNet {
         if !crate::pci::present() {
             return out;
         }
-        let mut root = PciRoot::new(PortCam);
+        let mut root = PciRoot::new(PortCam::new());
         let found: Vec<_> = root
             .enumerate_bus(0)
             .filter(|(_, info)| virtio_device_type(info) == Some(DeviceType::Network))

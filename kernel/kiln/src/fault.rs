@@ -103,6 +103,7 @@ pub fn on_user_fault(frame: &mut TrapFrame, fx: &mut FxArea, cr2: u64) -> UserFa
                         frame.rip
                     ),
                 );
+                report_crash(frame, fx, info);
                 finish(kiln_abi::exit::killed_by(signal));
             }
         }
@@ -136,7 +137,20 @@ pub fn on_user_fault(frame: &mut TrapFrame, fx: &mut FxArea, cr2: u64) -> UserFa
             frame.rsp
         ),
     );
+    report_crash(frame, fx, info);
     finish(kiln_abi::exit::killed_by(signal))
+}
+
+/// Sends the crash record of the faulting thread (see [`crate::crash`]).
+fn report_crash(frame: &TrapFrame, fx: &FxArea, info: SigInfo) {
+    let mut guard = KERNEL.lock();
+    let Some(k) = guard.as_mut() else {
+        return;
+    };
+    let ctx = UserContext::from_trap(frame, fx);
+    let tid = k.machine.current_tid();
+    let addr = matches!(info.signo, 4 | 7 | 8 | 11).then_some(info.addr_or_pid);
+    crate::crash::report(k, tid, &ctx, info.signo as u8, info.code, addr);
 }
 
 fn kiln_hal_pages() -> crate::machine::HalPages {

@@ -1,9 +1,9 @@
 //! The real machine behind the Linux personality's [`Machine`] and [`PageTable`] traits.
 
 use kiln_hal::context::UserContext;
-use kiln_hal::paging::{self, UserRights};
+use kiln_hal::paging::{self, BorrowError, UserRights};
 use kiln_os::errno::{Errno, KResult};
-use kiln_os::machine::{Machine, PageTable, Prot, PAGE_SIZE};
+use kiln_os::machine::{Machine, PageTable, Prot};
 use kiln_os::process::{Channel, ThreadState};
 use kiln_os::sched::Scheduler;
 
@@ -31,17 +31,10 @@ impl PageTable for HalPages {
         }
     }
     fn map_borrowed(&mut self, page: u64, bytes: &'static [u8], prot: Prot) -> KResult<bool> {
-        let virt = bytes.as_ptr() as u64;
-        if bytes.len() != PAGE_SIZE as usize
-            || !virt.is_multiple_of(PAGE_SIZE)
-            || virt < kiln_hal::DIRECT_MAP
-        {
-            return Ok(false);
-        }
-        if paging::map_user_borrowed(page, virt - kiln_hal::DIRECT_MAP, rights(prot)) {
-            Ok(true)
-        } else {
-            Err(Errno::ENOMEM)
+        match paging::map_user_borrowed(page, bytes, rights(prot)) {
+            Ok(()) => Ok(true),
+            Err(BorrowError::NotShareable) => Ok(false),
+            Err(BorrowError::OutOfMemory) => Err(Errno::ENOMEM),
         }
     }
     fn query(&self, addr: u64) -> Option<Prot> {
@@ -69,8 +62,7 @@ impl PageTable for HalPages {
         }
     }
     fn memory_low(&self) -> bool {
-        // A little slack: a new region's bookkeeping must not be what tips memory over.
-        !kiln_hal::frames::FRAMES.lock().user_may_take(16)
+        kiln_hal::frames::memory_low()
     }
     fn read(&self, addr: u64, buf: &mut [u8]) {
         paging::read_user(addr, buf)

@@ -12,6 +12,7 @@
 extern crate alloc;
 
 mod console;
+mod crash;
 mod fault;
 mod machine;
 mod run;

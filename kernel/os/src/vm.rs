@@ -572,6 +572,18 @@ impl AddressSpace {
         }
         let end = self.check(addr, data.len() as u64, Access::Write)?;
         self.fault_in(pt, addr, end).map_err(|_| Errno::EFAULT)?;
+        // Pages present without write access in a writable region (program pages mapped in
+        // place, rights left behind by a failed mprotect) get the region's rights first:
+        // that may need a private copy, which fails cleanly here when memory is gone.
+        let mut page = page_down(addr);
+        while page < end {
+            if pt.query(page).is_some_and(|p| !p.write) {
+                let prot = self.find(page).map(|(_, v)| v.prot).ok_or(Errno::EFAULT)?;
+                pt.protect_range(page, page + PAGE_SIZE, prot)
+                    .map_err(|_| Errno::EFAULT)?;
+            }
+            page += PAGE_SIZE;
+        }
         pt.write(addr, data);
         Ok(())
     }
@@ -1955,5 +1967,18 @@ mod tests {
             .map(|(_, v)| 75 + matches!(v.kind, VmaKind::File(_)) as usize * 17)
             .sum();
         assert!(text.len() <= bound, "{} > {bound}", text.len());
+    }
+    #[test]
+    fn copy_to_user_makes_read_only_pages_of_a_writable_region_private_first() {
+        let (mut vm, mut pt) = setup();
+        let a = vm.mmap(&mut pt, 0, 2 * P, Prot::RW, ANON).unwrap();
+        vm.copy_to_user(&mut pt, a, b"x").unwrap();
+        // As a program page mapped in place: present, read-only, in a writable region.
+        pt.pages.get_mut(&a).unwrap().1 = R;
+        pt.out_of_frames = true;
+        assert_eq!(vm.copy_to_user(&mut pt, a, b"y"), Err(Errno::EFAULT));
+        pt.out_of_frames = false;
+        vm.copy_to_user(&mut pt, a, b"y").unwrap();
+        assert_eq!(pt.pages[&a].1, Prot::RW);
     }
 }
