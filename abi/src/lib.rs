@@ -9,6 +9,7 @@
 //!   of each call's memory.
 //! - [`exit`]: the exit-status contract between the kernel, QEMU's isa-debug-exit device and
 //!   the runner.
+//! - [`memory`]: how much guest memory an image needs.
 #![no_std]
 #![forbid(unsafe_code)]
 
@@ -18,6 +19,7 @@ extern crate std;
 
 pub mod cmdline;
 pub mod exit;
+pub mod memory;
 pub mod payload;
 pub mod record;
 pub mod sysno;

@@ -397,6 +397,11 @@ fn build_image(layout: &Layout, a: &BuildArgs) -> anyhow::Result<()> {
     println!("{}", img.path.display());
     println!("size: {} bytes", img.size);
     println!("sha256: {}", img.sha256);
+    if a.format == Format::Pvh {
+        if let Some(mib) = image::min_memory_mib(&std::fs::read(&img.path)?) {
+            println!("memory: at least {mib} MiB");
+        }
+    }
     Ok(())
 }
 

@@ -94,10 +94,12 @@ pub(crate) extern "C" fn start(start_info: u64) -> ! {
         kernel.end
     };
     let mut ram_bytes = 0;
+    let mut ram_top = 0;
     {
         let mut frames = frames::FRAMES.lock();
         for r in &info.ram[..info.ram_count] {
             ram_bytes += r.end - r.start;
+            ram_top = ram_top.max(r.end);
             // Keep below 1 MiB (firmware, start info) and the kernel + payload for ourselves;
             // only the direct-mapped first 4 GiB is used.
             let start = r.start.max(reserved_end).max(0x10_0000);
@@ -109,6 +111,21 @@ pub(crate) extern "C" fn start(start_info: u64) -> ! {
                 unsafe { frames.add_region(start, end) };
             }
         }
+        // Too little memory for the image is the user's to fix: say how much it needs
+        // (before anything touches the heap).
+        let total = frames.total();
+        if total * PAGE_SIZE < kiln_abi::memory::MIN_FREE {
+            use core::fmt::Write;
+            let msg = kiln_abi::memory::TooLittle {
+                need_mib: kiln_abi::memory::min_mib(reserved_end),
+                have_mib: ram_top.div_ceil(kiln_abi::memory::MIB),
+            };
+            let _ = writeln!(serial::Out, "kiln: kernel panic: {msg}");
+            exit::exit(kiln_abi::exit::KERNEL_FAILURE);
+        }
+        // A sixteenth of memory (1 to 16 MiB) stays for the kernel heap once programs have
+        // taken the rest, so running out of memory is the program's error, not the kernel's.
+        frames.set_reserve((total / 16).clamp(256, 4096).min(total / 2));
     }
     // Copy the command line before the boot identity map goes away.
     let cmdline = match info.cmdline {

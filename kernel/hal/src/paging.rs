@@ -8,7 +8,7 @@
 //!   supervisor-only, never executable.
 
 use crate::cpu::{invlpg, set_cr3};
-use crate::frames::{alloc_zeroed, FRAMES};
+use crate::frames::{alloc_user_zeroed, alloc_zeroed, FRAMES};
 use crate::{phys_to_virt, PAGE_SIZE};
 
 const PRESENT: u64 = 1;
@@ -196,6 +196,29 @@ impl PageTables {
             addr += PAGE_SIZE;
         }
     }
+    /// The first mapped user page in `[start, end)` (clipped to the user half), skipping
+    /// unmapped 2 MiB and 1 GiB holes as [`PageTables::for_each_mapped`] does.
+    fn next_mapped(&mut self, start: u64, end: u64) -> Option<u64> {
+        let end = end.min(USER_TOP);
+        let mut addr = start;
+        'pages: while addr < end {
+            let mut t = self.pml4;
+            for level in [39u32, 30, 21] {
+                let e = self.table(t)[((addr >> level) & 511) as usize];
+                if e & PRESENT == 0 || e & HUGE != 0 {
+                    let span = 1u64 << level;
+                    addr = (addr & !(span - 1)) + span;
+                    continue 'pages;
+                }
+                t = e & ADDR_MASK;
+            }
+            if self.table(t)[((addr >> 12) & 511) as usize] & KILN_MAPPED != 0 {
+                return Some(addr);
+            }
+            addr += PAGE_SIZE;
+        }
+        None
+    }
 }
 
 fn leaf_flags(r: UserRights) -> u64 {
@@ -212,10 +235,17 @@ fn leaf_flags(r: UserRights) -> u64 {
     f
 }
 
-/// Maps a zeroed frame at user page `page`. `false` when out of memory. Panics when `page`
-/// is outside the user half or holds a kernel page.
+/// Frames a user mapping may need at most: the page and three page tables.
+const USER_MAP_FRAMES: u64 = 4;
+
+/// Maps a zeroed frame at user page `page`. `false` when out of memory (the kernel's
+/// reserve is not given to programs). Panics when `page` is outside the user half or holds
+/// a kernel page.
 pub fn map_user_zeroed(page: u64, rights: UserRights) -> bool {
-    let Some(frame) = alloc_zeroed() else {
+    if !FRAMES.lock().user_may_take(USER_MAP_FRAMES) {
+        return false;
+    }
+    let Some(frame) = alloc_user_zeroed() else {
         return false;
     };
     match tables().user_slot(page) {
@@ -263,6 +293,9 @@ pub fn map_user_borrowed(
         return Err(BorrowError::NotShareable);
     }
     let frame = virt - crate::DIRECT_MAP;
+    if !FRAMES.lock().user_may_take(USER_MAP_FRAMES - 1) {
+        return Err(BorrowError::OutOfMemory);
+    }
     match tables().user_slot(page) {
         Some(e) => {
             debug_assert!(*e & KILN_MAPPED == 0, "page {page:#x} already mapped");
@@ -311,7 +344,8 @@ pub fn protect_user_range(start: u64, end: u64, rights: UserRights) -> bool {
         let mut frame = *e & ADDR_MASK;
         let mut borrowed = *e & BORROWED;
         if borrowed != 0 && rights.write {
-            let Some(copy) = FRAMES.lock().alloc() else {
+            let copy = FRAMES.lock().alloc_user();
+            let Some(copy) = copy else {
                 ok = false;
                 return;
             };
@@ -333,21 +367,35 @@ pub fn protect_user_range(start: u64, end: u64, rights: UserRights) -> bool {
 }
 
 /// Moves the mapped pages of `[from, from + len)` to `to`, keeping frames and rights.
-/// `false` when a page table for the target cannot be allocated.
+/// `false` when a page table for the target cannot be allocated; then nothing has moved.
 pub fn move_user_range(from: u64, to: u64, len: u64) -> bool {
-    let mut moved = alloc::vec::Vec::new();
     let mut t = tables();
-    t.for_each_mapped(from, from + len, |addr, e| {
-        moved.push((addr, *e));
-        *e = 0;
-        invlpg(addr);
-    });
-    for (addr, entry) in moved {
-        let Some(dst) = t.user_slot(addr - from + to) else {
+    // First give every target page its page tables, so the move itself cannot fail.
+    let mut at = from;
+    while let Some(page) = t.next_mapped(at, from + len) {
+        if !FRAMES.lock().user_may_take(USER_MAP_FRAMES - 1) {
+            return false;
+        }
+        if t.user_slot(page - from + to).is_none() {
+            return false;
+        }
+        at = page + PAGE_SIZE;
+    }
+    let mut at = from;
+    while let Some(page) = t.next_mapped(at, from + len) {
+        let Some(src) = t.user_page(page) else { break };
+        let entry = core::mem::take(src);
+        invlpg(page);
+        let Some(dst) = t.user_slot(page - from + to) else {
+            // Unreachable after the first pass; put the page back rather than lose it.
+            if let Some(src) = t.user_slot(page) {
+                *src = entry;
+            }
             return false;
         };
         *dst = entry;
-        invlpg(addr - from + to);
+        invlpg(page - from + to);
+        at = page + PAGE_SIZE;
     }
     true
 }

@@ -33,3 +33,13 @@ pub fn write(data: &[u8]) {
         unsafe { outb(COM1, b) };
     }
 }
+
+/// COM1 as a formatting target (for messages written before the heap exists).
+pub struct Out;
+
+impl core::fmt::Write for Out {
+    fn write_str(&mut self, s: &str) -> core::fmt::Result {
+        write(s.as_bytes());
+        Ok(())
+    }
+}

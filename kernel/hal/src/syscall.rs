@@ -14,8 +14,9 @@ use crate::gdt;
 /// Registers of the program at a system call; `rax` carries the number in and the result out.
 ///
 /// The last five fields are laid out as an `iretq` frame, so the entry stub can return
-/// either with `sysretq` (when `rcx == rip` and `r11 == rflags`, as after a system call)
-/// or with `iretq` (when the handler switched to a thread that was preempted elsewhere).
+/// either with `sysretq` (when `rcx == rip` and `r11 == rflags`, as after a system call,
+/// and `rcx` is a lower-half address) or with `iretq` (when the handler switched to a
+/// thread that was preempted elsewhere).
 #[repr(C)]
 #[derive(Debug, Clone, Copy)]
 #[allow(missing_docs)]
@@ -128,6 +129,13 @@ global_asm!(
         jne 2f
         cmp r11, [rsp + 16]
         jne 2f
+        // sysretq to a non-canonical rcx faults in ring 0 on Intel CPUs, with the user's
+        // stack pointer loaded: only a lower-half rcx may take this path (the kernel never
+        // resumes a program above user space either, so this is a second line).
+        push rcx
+        shr rcx, 47
+        pop rcx
+        jnz 2f
         mov rsp, [rsp + 24]
         swapgs
         sysretq
@@ -151,7 +159,8 @@ pub fn init(handler: SyscallHandler) {
     let kernel_stack_top = crate::boot_stack_top();
     HANDLER.call_once(|| handler);
     // SAFETY: boot CPU, interrupts off. STAR selects the GDT layout of `gdt` (SYSRET loads
-    // CS = base + 16 and SS = base + 8 with base 0x10); FMASK clears IF, TF, DF and AC.
+    // CS = base + 16 and SS = base + 8 with base 0x10); FMASK clears IF, TF, DF, NT and AC
+    // (NT left set by a program would make the kernel's own iretq fault).
     // GS_BASE points at the per-CPU block until the first swapgs into user mode.
     unsafe {
         let pc = &raw mut PER_CPU;
@@ -161,7 +170,7 @@ pub fn init(handler: SyscallHandler) {
             ((gdt::KERNEL_DS as u64 & !3) << 48) | ((gdt::KERNEL_CS as u64) << 32),
         );
         wrmsr(msr::LSTAR, kiln_syscall_entry as *const () as u64);
-        wrmsr(msr::FMASK, 0x4_0700);
+        wrmsr(msr::FMASK, 0x4_4700);
         wrmsr(msr::GS_BASE, pc as u64);
         wrmsr(msr::KERNEL_GS_BASE, 0);
     }

@@ -23,6 +23,9 @@ use crate::{phys_to_virt, DIRECT_MAP, PAGE_SIZE};
 const QUEUE_SIZE: usize = 64;
 /// Size of each receive buffer (a full Ethernet frame plus the virtio header).
 const BUF_LEN: usize = 2048;
+/// More than the DMA pages the driver allocates for two queues of `QUEUE_SIZE` (all at
+/// setup; later transfers use shared heap buffers).
+const DMA_PAGES: u64 = 32;
 /// End of the direct map.
 const DIRECT_MAP_END: u64 = 1 << 32;
 
@@ -93,6 +96,11 @@ impl VirtioNet {
     fn new(t: SomeTransport<'static>) -> Result<VirtioNet, &'static str> {
         if t.device_type() != DeviceType::Network {
             return Err("not a network device");
+        }
+        // `dma_alloc` cannot fail (the driver's `Hal` has no error path): make sure the
+        // queues' pages are there first, beyond the kernel's reserve.
+        if !FRAMES.lock().large_may_take(DMA_PAGES) {
+            return Err("not enough memory for its queues");
         }
         let dev = VirtIONet::new(t, BUF_LEN).map_err(|_| "device setup failed")?;
         Ok(VirtioNet { dev })

@@ -114,7 +114,10 @@ pub fn on_user_fault(frame: &mut TrapFrame, fx: &mut FxArea, cr2: u64) -> UserFa
         6 => (sig::SIGILL, 2),      // ILL_ILLOPN
         1 | 3 => (sig::SIGTRAP, 1), // TRAP_BRKPT
         17 => (sig::SIGBUS, 1),     // BUS_ADRALN
-        _ => (sig::SIGSEGV, 128),   // SI_KERNEL, as Linux reports a general protection fault
+        // Segment not present, stack fault (a non-canonical stack pointer): Linux sends
+        // SIGBUS with SI_KERNEL.
+        11 | 12 => (sig::SIGBUS, 128),
+        _ => (sig::SIGSEGV, 128), // SI_KERNEL, as Linux reports a general protection fault
     };
     let info = SigInfo {
         signo: signal as i32,

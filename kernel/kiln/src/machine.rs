@@ -47,15 +47,22 @@ impl PageTable for HalPages {
     fn unmap_range(&mut self, start: u64, end: u64) {
         paging::unmap_user_range(start, end)
     }
-    fn protect_range(&mut self, start: u64, end: u64, prot: Prot) {
-        if !paging::protect_user_range(start, end, rights(prot)) {
-            panic!("out of memory copying a program page made writable");
+    fn protect_range(&mut self, start: u64, end: u64, prot: Prot) -> KResult<()> {
+        if paging::protect_user_range(start, end, rights(prot)) {
+            Ok(())
+        } else {
+            Err(Errno::ENOMEM)
         }
     }
-    fn move_range(&mut self, from: u64, to: u64, len: u64) {
-        if !paging::move_user_range(from, to, len) {
-            panic!("out of memory for page tables while moving a mapping");
+    fn move_range(&mut self, from: u64, to: u64, len: u64) -> KResult<()> {
+        if paging::move_user_range(from, to, len) {
+            Ok(())
+        } else {
+            Err(Errno::ENOMEM)
         }
+    }
+    fn memory_low(&self) -> bool {
+        kiln_hal::frames::memory_low()
     }
     fn read(&self, addr: u64, buf: &mut [u8]) {
         paging::read_user(addr, buf)
@@ -149,7 +156,9 @@ impl Machine for HalMachine {
         self.sched.len()
     }
     fn spawn_thread(&mut self, state: ThreadState, stack: u64) -> KResult<()> {
-        if self.sched.len() >= MAX_THREADS {
+        // A thread's registers and scheduler entry are kernel memory the program asks for:
+        // out of memory is EAGAIN, as Linux's clone says.
+        if self.sched.len() >= MAX_THREADS || self.pages.memory_low() {
             return Err(Errno::EAGAIN);
         }
         let mut ctx = self

@@ -99,6 +99,10 @@ pub fn run(boot: BootInfo) -> ! {
         }
     }
     let mut vm = kiln_os::vm::AddressSpace::new(boot.kernel.clone());
+    // Regions live in the kernel's reserve when memory is short: allow what half of it holds
+    // (a region takes up to 128 bytes of heap).
+    let reserve = kiln_hal::frames::reserve_bytes();
+    vm.set_max_regions((reserve / 2 / 128) as usize);
     let mut random = [0u8; 16];
     machine::fill_random(&mut random);
     let hwcap = kiln_hal::cpu::cpuid(1, 0).edx as u64;
