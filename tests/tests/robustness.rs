@@ -137,6 +137,10 @@ fn too_little_memory_says_how_much_to_give() {
     );
     assert!(r.stderr.contains(&line), "{r:?}");
     assert!(!r.stderr.contains("memory allocation"), "{r:?}");
+    assert!(
+        !r.stderr.contains("kernel panic"),
+        "a user error, not a kernel bug: {r:?}"
+    );
     let r = run_image(&out, &["--memory", &format!("{need}M")]);
     assert_eq!(r.status, 0, "{r:?}");
     assert!(r.out().contains("hello from kiln"), "{r:?}");

@@ -120,7 +120,7 @@ pub(crate) extern "C" fn start(start_info: u64) -> ! {
                 need_mib: kiln_abi::memory::min_mib(reserved_end),
                 have_mib: ram_top.div_ceil(kiln_abi::memory::MIB),
             };
-            let _ = writeln!(serial::Out, "kiln: kernel panic: {msg}");
+            let _ = writeln!(serial::Out, "kiln: fatal: {msg}");
             exit::exit(kiln_abi::exit::KERNEL_FAILURE);
         }
         // A sixteenth of memory (1 to 16 MiB) stays for the kernel heap once programs have

@@ -58,11 +58,20 @@ pub struct Outcome {
 /// Prefix of the kernel's panic line in its log.
 pub const PANIC_PREFIX: &str = "kiln: kernel panic:";
 
-/// The first `kiln: kernel panic:` line of the kernel log.
-pub fn panic_line(log: &str) -> Option<&str> {
-    log.lines()
-        .map(|l| l.trim_end_matches('\r'))
-        .find(|l| l.starts_with(PANIC_PREFIX))
+/// Prefix of the kernel's line for a failure that is the user's to fix (such as too little
+/// memory), not a kernel bug.
+pub const FATAL_PREFIX: &str = "kiln: fatal: ";
+
+/// The first `kiln: kernel panic:` line of the kernel log, or a `kiln: fatal:` line's
+/// message as `kiln: MESSAGE`.
+pub fn panic_line(log: &str) -> Option<String> {
+    log.lines().map(|l| l.trim_end_matches('\r')).find_map(|l| {
+        if l.starts_with(PANIC_PREFIX) {
+            Some(l.to_string())
+        } else {
+            l.strip_prefix(FATAL_PREFIX).map(|m| format!("kiln: {m}"))
+        }
+    })
 }
 
 /// The last error QEMU printed (lines that are not warnings), without QEMU's own prefix.
@@ -120,7 +129,7 @@ pub fn decide(ended: Ended, log: &str, qemu_stderr: &str, status_byte: Option<u8
                 )),
                 Some(status) if status == exit::KERNEL_FAILURE => Outcome {
                     status,
-                    reason: panic_line(log).map(str::to_string),
+                    reason: panic_line(log),
                 },
                 Some(status) => Outcome {
                     status,
@@ -172,6 +181,17 @@ mod tests {
         assert_eq!(
             o.reason.as_deref(),
             Some("kiln: kernel panic: out of memory at mm.rs:10")
+        );
+    }
+
+    #[test]
+    fn fatal_lines_are_the_users_to_fix() {
+        let log = "kiln: fatal: this image needs at least 7 MiB of memory; the machine has 3 MiB: run with --memory 8M\r\n";
+        let o = decide(Ended::Exited(251), log, "", None);
+        assert_eq!(o.status, 125);
+        assert_eq!(
+            o.reason.as_deref(),
+            Some("kiln: this image needs at least 7 MiB of memory; the machine has 3 MiB: run with --memory 8M")
         );
     }
 
