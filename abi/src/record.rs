@@ -28,6 +28,29 @@ pub enum Kind {
     Syscall = 3,
     /// A path the program looked for and the image does not have: [`Missing`].
     Missing = 4,
+    /// The kernel panicked: [`KernelPanic`].
+    KernelPanic = 5,
+}
+
+/// The kernel's call stack when it panicked: return addresses, innermost first.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KernelPanic {
+    /// The return addresses (kernel addresses: the kernel is not relocated).
+    pub frames: Vec<u64>,
+}
+
+impl KernelPanic {
+    /// The most frames a record carries.
+    pub const MAX_FRAMES: usize = 64;
+
+    /// The whole record.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut v = header(Kind::KernelPanic, (8 * self.frames.len()) as u32).to_vec();
+        for f in &self.frames {
+            put_u64(&mut v, *f);
+        }
+        v
+    }
 }
 
 /// Where a traced call stands.
@@ -371,6 +394,8 @@ pub enum Record {
     Syscall(Syscall),
     /// See [`Missing`].
     Missing(Missing),
+    /// See [`KernelPanic`].
+    KernelPanic(KernelPanic),
 }
 
 /// Parses the first record of `bytes`; returns it and the bytes it used.
@@ -393,6 +418,15 @@ pub fn parse(bytes: &[u8]) -> Result<(Record, usize), RecordError> {
         4 => Record::Missing(Missing {
             path: body.to_vec(),
         }),
+        5 if body.len() % 8 == 0 && body.len() / 8 <= KernelPanic::MAX_FRAMES => {
+            Record::KernelPanic(KernelPanic {
+                frames: body
+                    .chunks_exact(8)
+                    .map(|c| u64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]))
+                    .collect(),
+            })
+        }
+        5 => return Err(RecordError::BadLength),
         k => return Err(RecordError::UnknownKind(k)),
     };
     Ok((record, HEADER_LEN + len))
@@ -621,6 +655,17 @@ mod tests {
         };
         let bytes = m.encode();
         assert_eq!(parse(&bytes).unwrap(), (Record::Missing(m), bytes.len()));
+        let k = KernelPanic {
+            frames: vec![0x10_1234, 0x10_5678],
+        };
+        let bytes = k.encode();
+        assert_eq!(
+            parse(&bytes).unwrap(),
+            (Record::KernelPanic(k), bytes.len())
+        );
+        let mut odd = bytes.clone();
+        odd[8] = 12;
+        assert!(parse(&odd).is_err());
     }
 
     #[test]

@@ -141,3 +141,43 @@ fn core_files_open_in_stock_gdb() {
     let len = std::fs::metadata(&small).unwrap().len();
     assert!(len <= (1 << 20) + 64 * 1024, "{len}");
 }
+
+/// A kernel panic's backtrace (return addresses the kernel finds by its frame pointers) is
+/// symbolized from the kernel ELF the image was linked with.
+#[test]
+fn kernel_backtraces_are_symbolized_from_the_kernel() {
+    use kiln_abi::record::KernelPanic;
+    let image = kiln_tests::build_image("kpanic-hello", &["--example", "hello"]);
+    let kernel =
+        kiln_tests::root().join("kernel/target/x86_64-unknown-linux-gnu/release/kiln-kernel");
+    let bytes = std::fs::read(&kernel).unwrap();
+    let elf = object::File::parse(&*bytes).unwrap();
+    use object::{Object, ObjectSymbol};
+    let dispatch = elf
+        .symbols()
+        .find(|s| s.name().is_ok_and(|n| n.contains("syscall8dispatch")))
+        .expect("the kernel has kiln_os::syscall::dispatch")
+        .address();
+    // A return address inside dispatch, as the walk would find it.
+    let record = KernelPanic {
+        frames: vec![dispatch + 0x10],
+    }
+    .encode();
+    let lines = kiln_toolchain::debug::explain_records(&image, &kernel, &record);
+    assert_eq!(lines[0], "kernel backtrace:", "{lines:?}");
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("kiln_os::syscall::dispatch at ")
+                && l.contains("os/src/syscall/mod.rs:")),
+        "{lines:?}"
+    );
+    // An image linked with another kernel gets addresses only, and says so.
+    let other = kiln_tests::scratch("kpanic").join("not-the-kernel");
+    std::fs::write(&other, b"not an ELF").unwrap();
+    let lines = kiln_toolchain::debug::explain_records(&image, &other, &record);
+    assert!(
+        lines.last().unwrap().contains("addresses only"),
+        "{lines:?}"
+    );
+}

@@ -507,7 +507,7 @@ fn run(layout: &Layout, a: &RunArgs) -> anyhow::Result<u8> {
         done.store(true, std::sync::atomic::Ordering::Release);
         let _ = handle.join();
     }
-    for line in kiln_toolchain::debug::explain_records(&image, &r.records) {
+    for line in kiln_toolchain::debug::explain_records(&image, &layout.kernel_elf(), &r.records) {
         note!("{line}");
     }
     // A packaging aid: what the program looked for and did not find, when it failed (or

@@ -31,6 +31,12 @@ struct Stack([u8; IST_SIZE]);
 
 static mut IST_STACKS: [Stack; 5] = [const { Stack([0; IST_SIZE]) }; 5];
 
+/// The interrupt stacks, as one address range (they lie next to each other).
+pub(crate) fn ist_range() -> core::ops::Range<u64> {
+    let start = (&raw const IST_STACKS) as u64;
+    start..start + (5 * IST_SIZE) as u64
+}
+
 #[repr(C, packed(4))]
 struct Tss {
     reserved0: u32,

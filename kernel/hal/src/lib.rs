@@ -18,6 +18,7 @@
 extern crate alloc;
 
 pub mod apic;
+pub mod backtrace;
 pub mod boot;
 pub mod context;
 pub mod cpu;

@@ -374,7 +374,8 @@ pub fn signal_name(sig: u32) -> String {
         .map_or_else(|| format!("signal {sig}"), |n| n.to_string())
 }
 
-fn frame_line(n: usize, f: &Frame) -> String {
+/// One backtrace line: `  #N  0xADDR in FUNCTION at FILE:LINE`.
+pub fn frame_line(n: usize, f: &Frame) -> String {
     let mut s = format!("  #{n:<2} {:#018x}", f.pc);
     if let Some(func) = &f.function {
         let _ = write!(s, " in {func}");

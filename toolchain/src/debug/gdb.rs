@@ -98,13 +98,7 @@ pub fn prepare(image: &Path, kernel: &Path, dir: &Path, port: u16) -> anyhow::Re
     let program = dir.join(format!("{name}.elf"));
     std::fs::write(&program, program_bytes)
         .with_context(|| format!("could not write {}", program.display()))?;
-    let recorded = crate::provenance::read(&bytes)
-        .ok()
-        .map(|(p, _)| p.kernel.elf_sha256);
-    let kernel = std::fs::read(kernel)
-        .ok()
-        .filter(|k| recorded.as_deref() == Some(crate::image::sha256_hex(k).as_str()))
-        .map(|_| kernel.to_path_buf());
+    let kernel = super::kernel_of_image(&bytes, kernel);
     let script_path = dir.join(format!("{name}-{port}.gdb"));
     std::fs::write(
         &script_path,

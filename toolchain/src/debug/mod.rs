@@ -28,11 +28,45 @@ pub fn program_in_image(image: &[u8]) -> anyhow::Result<&[u8]> {
         .ok_or_else(|| anyhow!("the image's program lies outside the file"))
 }
 
+/// `kernel` (a kernel ELF from the build tree) when it is the kernel the PVH image `image`
+/// was linked with (its provenance records the kernel's SHA-256).
+pub fn kernel_of_image(image: &[u8], kernel: &Path) -> Option<std::path::PathBuf> {
+    let recorded = crate::provenance::read(image)
+        .ok()
+        .map(|(p, _)| p.kernel.elf_sha256)?;
+    let bytes = std::fs::read(kernel).ok()?;
+    (crate::image::sha256_hex(&bytes) == recorded).then(|| kernel.to_path_buf())
+}
+
 /// Explains the kernel's records of a run of the image at `image`: for a crash, the report
-/// of [`crash::report`], as lines.
-pub fn explain_records(image: &Path, records: &[u8]) -> Vec<String> {
+/// of [`crash::report`]; for a kernel panic, the kernel's backtrace, symbolized from
+/// `kernel` (the build tree's kernel ELF) when the image was linked with it. As lines.
+pub fn explain_records(image: &Path, kernel: &Path, records: &[u8]) -> Vec<String> {
     let mut lines = Vec::new();
     for record in kiln_abi::record::parse_all(records) {
+        if let kiln_abi::record::Record::KernelPanic(k) = &record {
+            let elf = pvh_image(image)
+                .ok()
+                .and_then(|b| kernel_of_image(&b, kernel))
+                .and_then(|p| std::fs::read(p).ok())
+                .unwrap_or_default();
+            lines.push("kernel backtrace:".to_string());
+            let sym = crash::Symbolizer::new(&elf, 0);
+            let mut n = 0;
+            for pc in &k.frames {
+                for f in sym.frames(*pc, true) {
+                    lines.push(crash::frame_line(n, &f));
+                    n += 1;
+                }
+            }
+            if elf.is_empty() {
+                lines.push(
+                    "(the kernel this image was linked with is not in the build tree: addresses only)"
+                        .to_string(),
+                );
+            }
+            continue;
+        }
         let kiln_abi::record::Record::Crash(c) = record else {
             continue;
         };
