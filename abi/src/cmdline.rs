@@ -10,6 +10,8 @@
 //! | `kiln.argv=A,B,...` | the arguments after `argv[0]`; `kiln.argv=` means none, and `""` is an empty argument |
 //! | `kiln.env=K=V` | one environment variable (repeatable) |
 //! | `kiln.stdout=S`, `kiln.stderr=S`, `kiln.log=S` | where each stream goes: `serial` (COM1), a raw byte port such as `0x402` (QEMU `isa-debugcon`), or `off` |
+//! | `kiln.core=BYTES` | on a core-dumping signal, send the program's memory (at most BYTES) as a [`crate::record::Memory`] record |
+//! | `kiln.records=0x406` | a byte port for binary records ([`crate::record`]: crash state) |
 //! | `kiln.status=0x404` | a byte port that receives the final exit status (0-255) as one byte before the VM exits (QEMU's exit code holds only 7 bits of it) |
 //! | `kiln.verbose` | kernel log at info level (default: warnings only) |
 //! | `kiln.trace` | log every system call of the program |
@@ -89,6 +91,11 @@ pub struct Config {
     pub log: Option<Sink>,
     /// Where the final exit status is written as one byte.
     pub status: Option<Sink>,
+    /// Where binary records ([`crate::record`]) go.
+    pub records: Option<Sink>,
+    /// Send the program's memory for a core file when it dies of a core-dumping signal,
+    /// at most this many bytes of it.
+    pub core: Option<u64>,
     /// Log at info level.
     pub verbose: bool,
     /// Trace every system call.
@@ -233,15 +240,22 @@ impl Config {
                     let val = decode(val).ok_or(err(bad_encoding))?;
                     c.set_env(k, val);
                 }
-                ("kiln.stdout" | "kiln.stderr" | "kiln.log" | "kiln.status", Some(v)) => {
+                (
+                    "kiln.stdout" | "kiln.stderr" | "kiln.log" | "kiln.status" | "kiln.records",
+                    Some(v),
+                ) => {
                     let sink =
                         parse_sink(v).ok_or(err("expected serial, off or a port like 0x402"))?;
                     match key {
                         "kiln.stdout" => c.stdout = Some(sink),
                         "kiln.stderr" => c.stderr = Some(sink),
                         "kiln.status" => c.status = Some(sink),
+                        "kiln.records" => c.records = Some(sink),
                         _ => c.log = Some(sink),
                     }
+                }
+                ("kiln.core", Some(v)) => {
+                    c.core = Some(v.parse().map_err(|_| err("expected a size in bytes"))?)
                 }
                 ("kiln.verbose", None) => c.verbose = true,
                 ("kiln.trace", None) => c.trace = true,
@@ -286,6 +300,8 @@ impl Config {
         self.stderr = runtime.stderr.or(self.stderr);
         self.log = runtime.log.or(self.log);
         self.status = runtime.status.or(self.status);
+        self.records = runtime.records.or(self.records);
+        self.core = runtime.core.or(self.core);
         self.verbose |= runtime.verbose;
         self.trace |= runtime.trace;
         if runtime.net.ip.is_some() {
@@ -319,10 +335,14 @@ impl Config {
             ("stderr", self.stderr),
             ("log", self.log),
             ("status", self.status),
+            ("records", self.records),
         ] {
             if let Some(s) = sink {
                 t.push(alloc::format!("kiln.{key}={}", sink_token(s)));
             }
+        }
+        if let Some(limit) = self.core {
+            t.push(alloc::format!("kiln.core={limit}"));
         }
         if self.verbose {
             t.push(String::from("kiln.verbose"));
@@ -396,6 +416,8 @@ mod tests {
             stdout: Some(Sink::Port(0x402)),
             log: Some(Sink::Off),
             status: Some(Sink::Port(0x404)),
+            records: Some(Sink::Port(0x406)),
+            core: Some(1 << 30),
             trace: true,
             ..Config::default()
         };

@@ -4,8 +4,12 @@
 //!   filesystem, baked-in configuration) and how the kernel finds it.
 //! - [`cmdline`]: how arguments, environment and console routing travel on the kernel
 //!   command line.
+//! - [`record`]: binary records (crash state) the kernel sends the host on their own channel.
+//! - [`sysno`]: the x86_64 system-call table; [`trace`]: what a syscall trace record carries
+//!   of each call's memory.
 //! - [`exit`]: the exit-status contract between the kernel, QEMU's isa-debug-exit device and
 //!   the runner.
+//! - [`memory`]: how much guest memory an image needs.
 #![no_std]
 #![forbid(unsafe_code)]
 
@@ -15,4 +19,8 @@ extern crate std;
 
 pub mod cmdline;
 pub mod exit;
+pub mod memory;
 pub mod payload;
+pub mod record;
+pub mod sysno;
+pub mod trace;

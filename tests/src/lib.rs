@@ -20,6 +20,21 @@ pub fn scratch(name: &str) -> PathBuf {
     dir
 }
 
+/// A TCP port that was free on the host a moment ago.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Path of the xtask binary, built once (with the accelerator settled), for tests that
+/// spawn it themselves.
+pub fn xtask_bin() -> PathBuf {
+    xtask().to_path_buf()
+}
+
 /// Path of the xtask binary, built once.
 fn xtask() -> &'static Path {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
@@ -30,7 +45,15 @@ fn xtask() -> &'static Path {
             .status()
             .expect("cargo runs");
         assert!(status.success(), "building xtask failed");
-        root().join("target").join("debug").join("xtask")
+        let bin = root().join("target").join("debug").join("xtask");
+        // Settle the accelerator once, so no test's output carries the probe's note.
+        let accel = Command::new(&bin)
+            .arg("accel")
+            .current_dir(root())
+            .output()
+            .expect("xtask runs");
+        assert!(accel.status.success(), "xtask accel failed: {accel:?}");
+        bin
     })
 }
 
@@ -99,4 +122,31 @@ pub fn run_image(image: &Path, extra: &[&str]) -> Run {
     ];
     full.extend_from_slice(extra);
     kiln(&full)
+}
+
+/// `curl -s URL` (5 s at most): the body, or `None` when the request failed.
+pub fn curl(url: &str) -> Option<String> {
+    let out = Command::new("curl")
+        .args(["-s", "-m", "5", url])
+        .output()
+        .ok()?;
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// Asks `url` until a server answers (two minutes at most, for a booting image under
+/// emulation); returns the body.
+pub fn wait_for_http(url: &str) -> String {
+    let start = std::time::Instant::now();
+    loop {
+        if let Some(body) = curl(url) {
+            return body;
+        }
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(120),
+            "nothing answered {url}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(300));
+    }
 }

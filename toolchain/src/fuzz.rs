@@ -67,8 +67,8 @@ pub const TARGETS: &[Target] = &[
     },
     Target {
         name: "sigframe",
-        what: "signal frames (os::sigframe::decode_frame, sanitise_fx, layout)",
-        found: "an alternate stack whose base + size overflows, or an rsp just above 0, overflowed the frame arithmetic in `layout`; now EFAULT (`sigframe::tests::overflowing_stacks_are_efault_not_a_panic`)",
+        what: "signal frames (os::sigframe::restore_regs, sanitise_fx, layout)",
+        found: "an alternate stack whose base + size overflows, or an rsp just above 0, overflowed the frame arithmetic in `layout`; now EFAULT, as main's signal work also made it (`sigframe::tests::overflowing_stacks_are_efault_not_a_panic`)",
     },
 ];
 

@@ -108,6 +108,20 @@ pub fn build_image(layout: &Layout, req: &BuildRequest) -> anyhow::Result<BuiltI
     })
 }
 
+/// The least guest memory, in MiB, a PVH image needs: where its loaded segments (kernel and
+/// payload) end, plus what the kernel needs above them (`kiln_abi::memory::min_mib`, the
+/// same rule the kernel checks at boot). `None` when `image` is not an ELF with segments.
+pub fn min_memory_mib(image: &[u8]) -> Option<u64> {
+    let elf = goblin::elf::Elf::parse(image).ok()?;
+    let end = elf
+        .program_headers
+        .iter()
+        .filter(|p| p.p_type == goblin::elf::program_header::PT_LOAD)
+        .map(|p| p.p_paddr.saturating_add(p.p_memsz))
+        .max()?;
+    Some(kiln_abi::memory::min_mib(end))
+}
+
 /// Writes `bytes` to `path` through a temporary file and a rename.
 pub fn write_atomically(path: &std::path::Path, bytes: &[u8]) -> anyhow::Result<()> {
     let dir = match path.parent() {
@@ -126,6 +140,23 @@ pub fn write_atomically(path: &std::path::Path, bytes: &[u8]) -> anyhow::Result<
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn minimum_memory_covers_the_loaded_segments() {
+        let elf = crate::elf::testdata::good_exec();
+        let parsed = goblin::elf::Elf::parse(&elf).unwrap();
+        let end = parsed
+            .program_headers
+            .iter()
+            .filter(|p| p.p_type == goblin::elf::program_header::PT_LOAD)
+            .map(|p| p.p_paddr + p.p_memsz)
+            .max()
+            .unwrap();
+        let mib = min_memory_mib(&elf).unwrap();
+        assert!(mib * kiln_abi::memory::MIB >= end + kiln_abi::memory::MIN_FREE);
+        assert!((mib - 1) * kiln_abi::memory::MIB < end + kiln_abi::memory::MIN_FREE);
+        assert_eq!(min_memory_mib(b"not an elf"), None);
+    }
 
     #[test]
     fn same_inputs_same_image() {

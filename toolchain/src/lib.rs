@@ -18,6 +18,8 @@
 
 pub mod app;
 pub mod bench;
+pub mod debug;
+pub mod deps;
 pub mod disk;
 pub mod efi;
 pub mod elf;
@@ -34,6 +36,7 @@ pub mod pvh;
 pub mod qemu;
 pub mod rootfs;
 pub mod suite;
+pub mod trace;
 
 pub use layout::Layout;
 

@@ -79,6 +79,34 @@ pub const MIN_MEMORY_MIB: u64 = 2;
 pub const MAX_MEMORY_MIB: u64 = 1 << 20;
 
 /// Parses a memory size into MiB: `16M`, `1G`, `512` (MiB), `2048K`, `16MiB`, `1g`.
+/// Parses a core-size limit (`--core-limit`): `0`, `512K`, `64M`, `1G`, or a number of MiB;
+/// returns bytes, at most 4 GiB (what one record carries).
+pub fn parse_core_limit(s: &str) -> Result<u64, BadOption> {
+    let bad = |why: &str| {
+        BadOption(format!(
+            "--core-limit `{s}`: {why}; use a size like 512K, 64M or 1G (a plain number means MiB)"
+        ))
+    };
+    let t = s.trim().to_ascii_lowercase();
+    let digits_end = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (num, unit) = t.split_at(digits_end);
+    let n: u64 = num.parse().map_err(|_| bad("not a number"))?;
+    let unit = unit
+        .strip_suffix("ib")
+        .or_else(|| unit.strip_suffix('b'))
+        .unwrap_or(unit);
+    let shift = match unit {
+        "k" => 10,
+        "" | "m" => 20,
+        "g" => 30,
+        _ => return Err(bad(&format!("unknown unit `{unit}`"))),
+    };
+    n.checked_shl(shift)
+        .filter(|b| b >> shift == n && *b <= 4 << 30)
+        .ok_or_else(|| bad("more than 4G"))
+}
+
+/// Parses a memory size (`--memory`) in MiB.
 pub fn parse_memory(s: &str) -> Result<u64, BadOption> {
     let bad = |why: &str| {
         BadOption(format!(
@@ -117,6 +145,20 @@ pub fn parse_memory(s: &str) -> Result<u64, BadOption> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn core_limits() {
+        assert_eq!(parse_core_limit("0").unwrap(), 0);
+        assert_eq!(parse_core_limit("512K").unwrap(), 512 << 10);
+        assert_eq!(parse_core_limit("64").unwrap(), 64 << 20);
+        assert_eq!(parse_core_limit("1g").unwrap(), 1 << 30);
+        assert!(parse_core_limit("5G").is_err());
+        assert!(parse_core_limit("lots")
+            .unwrap_err()
+            .0
+            .contains("--core-limit"));
+        assert!(parse_core_limit("99999999999999999999G").is_err());
+    }
 
     #[test]
     fn file_specs() {

@@ -2,6 +2,7 @@
 
 use crate::Layout;
 use anyhow::bail;
+use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::Command;
 
@@ -53,22 +54,63 @@ pub fn steps(layout: &Layout) -> Vec<Step> {
     ]
 }
 
-/// Runs the suite (installing QEMU first when it is missing).
+/// Runs the suite: installs the Debian packages it uses ([`crate::deps::SUITE`]), settles
+/// the accelerator once (so the first test does not pay for the KVM probe), then runs the
+/// steps. Each step runs in a process group of its own; SIGINT, SIGTERM or SIGHUP to the
+/// suite is passed to that whole group (the tests, their runners, QEMU, registries), so an
+/// interrupted suite leaves nothing running.
 pub fn run(layout: &Layout) -> anyhow::Result<()> {
-    crate::qemu::install::ensure(&crate::qemu::Machine::Microvm.target().binary)?;
+    crate::deps::ensure(crate::deps::SUITE)?;
+    crate::qemu::signals::install();
+    let (_, accel) = crate::qemu::prepare(layout, crate::qemu::Machine::Microvm)?;
+    crate::note!("accelerator: {}", accel.accel.name());
     for step in steps(layout) {
         crate::note!("{}: cargo {}", step.what, step.args.join(" "));
         let mut cmd = Command::new(crate::link::cargo());
-        cmd.args(&step.args).current_dir(&step.dir);
+        cmd.args(&step.args).current_dir(&step.dir).process_group(0);
         if step.dir == layout.kernel_dir() {
             cmd.env_remove("RUSTFLAGS")
                 .env_remove("CARGO_ENCODED_RUSTFLAGS");
         }
-        if !cmd.status()?.success() {
+        let mut child = cmd.spawn()?;
+        let status = loop {
+            if let Some(sig) = crate::qemu::signals::received() {
+                stop_group(&mut child, sig);
+                bail!(
+                    "stopped by {}; the tests were stopped",
+                    crate::qemu::outcome::signal_name(sig)
+                );
+            }
+            match child.try_wait()? {
+                Some(s) => break s,
+                None => std::thread::sleep(std::time::Duration::from_millis(50)),
+            }
+        };
+        if !status.success() {
             bail!("{} failed", step.what);
         }
     }
     Ok(())
+}
+
+/// Passes `sig` to the process group led by `child`, then, after a grace period for the
+/// runners to stop their virtual machines, kills what is left of the group.
+fn stop_group(child: &mut std::process::Child, sig: i32) {
+    use rustix::process::{kill_process_group, Pid, Signal};
+    let Some(pid) = Pid::from_raw(child.id() as i32) else {
+        return;
+    };
+    let signal = Signal::from_named_raw(sig).unwrap_or(Signal::TERM);
+    let _ = kill_process_group(pid, signal);
+    let start = std::time::Instant::now();
+    while start.elapsed() < std::time::Duration::from_secs(10) {
+        if let Ok(Some(_)) = child.try_wait() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let _ = kill_process_group(pid, Signal::KILL);
+    let _ = child.wait();
 }
 
 #[cfg(test)]

@@ -2,7 +2,7 @@
 //! Skipped when `qemu-system-x86_64` is not installed.
 
 use kiln_toolchain::floor;
-use kiln_toolchain::qemu::{self, install, Accel, Machine, ProgramOutput, RunOptions};
+use kiln_toolchain::qemu::{self, install, Accel, AccelChoice, Machine, ProgramOutput, RunOptions};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -25,10 +25,10 @@ fn boot(code: Vec<u8>, machine: Machine, timeout: u64) -> qemu::RunResult {
     };
     qemu::run(
         &qemu_bin().unwrap(),
-        Accel::Tcg,
+        &AccelChoice::fixed(Accel::Tcg, true),
         &img,
         &opts,
-        Duration::from_secs(timeout),
+        Some(Duration::from_secs(timeout)),
         ProgramOutput::Collect,
     )
     .unwrap()
@@ -105,10 +105,10 @@ fn qemu_failure_is_125() {
     let opts = RunOptions::default();
     let r = qemu::run(
         &qemu_bin().unwrap(),
-        Accel::Tcg,
+        &AccelChoice::fixed(Accel::Tcg, true),
         &img,
         &opts,
-        Duration::from_secs(20),
+        Some(Duration::from_secs(20)),
         ProgramOutput::Discard,
     )
     .unwrap();

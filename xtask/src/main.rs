@@ -41,6 +41,9 @@ enum Cmd {
     Inspect(InspectArgs),
     /// Fuzz a parser that reads untrusted bytes (libFuzzer, stable Rust).
     Fuzz(FuzzArgs),
+    /// Print the accelerator runs use (`kvm` or `tcg`), probing KVM with the kernel first
+    /// when the answer is not cached for this host boot, QEMU and kernel.
+    Accel,
     /// Benchmarks.
     Bench {
         #[command(subcommand)]
@@ -225,9 +228,9 @@ struct RunArgs {
     /// Set an environment variable for this run (overrides the image's).
     #[arg(short = 'e', value_name = "K=V", value_parser = parse_env)]
     run_env: Vec<(String, String)>,
-    /// Stop QEMU after this many seconds and exit 124.
-    #[arg(long, value_name = "SECS", default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..))]
-    timeout: u64,
+    /// Stop QEMU after this many seconds and exit 124 (default: no limit).
+    #[arg(long, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..))]
+    timeout: Option<u64>,
     /// Show the kernel log and QEMU's messages on stderr.
     #[arg(long)]
     verbose: bool,
@@ -246,6 +249,38 @@ struct RunArgs {
     /// DNS server for the guest's /etc/resolv.conf (repeatable).
     #[arg(long, value_name = "A.B.C.D", value_parser = parse_ip)]
     dns: Vec<[u8; 4]>,
+    /// Write every frame the network card sends and receives to FILE (pcap, for
+    /// `tcpdump -r` and Wireshark).
+    #[arg(long, value_name = "FILE")]
+    pcap: Option<PathBuf>,
+    /// Start QEMU's gdb stub on 127.0.0.1:PORT (default 1234) and print the gdb command that
+    /// loads the program's and the kernel's symbols.
+    #[arg(long, value_name = "PORT", num_args = 0..=1, default_missing_value = "1234")]
+    gdb: Option<u16>,
+    /// With --gdb: hold the guest before its first instruction until gdb continues it.
+    #[arg(long, requires = "gdb")]
+    gdb_wait: bool,
+    /// When the program dies of a signal that dumps core, write an ELF core file (for
+    /// `gdb PROGRAM FILE`) to FILE, with the program beside it as FILE.elf.
+    #[arg(long, value_name = "FILE", conflicts_with = "core_dir")]
+    core: Option<PathBuf>,
+    /// Like --core, in DIR as core.NAME.SECONDS.
+    #[arg(long, value_name = "DIR")]
+    core_dir: Option<PathBuf>,
+    /// Trace system calls as strace does, on stderr: `--trace` for all of them,
+    /// `--trace=open,read,network` for some (names and the classes file, network, memory,
+    /// signal, process), `--trace=summary` for strace -c's table.
+    #[arg(long, value_name = "SPEC", num_args = 0..=1, require_equals = true, default_missing_value = "all", value_parser = parse_trace)]
+    trace: Option<kiln_toolchain::trace::Mode>,
+    /// With --trace: the time since boot before each call and its duration after it.
+    #[arg(long, requires = "trace")]
+    trace_time: bool,
+    /// With --trace: write the trace to FILE instead of stderr.
+    #[arg(long, value_name = "FILE", requires = "trace")]
+    trace_file: Option<PathBuf>,
+    /// Largest core file, like `ulimit -c`: 512K, 64M, 1G, or a number of MiB (default 1G).
+    #[arg(long, value_name = "SIZE", value_parser = parse_core_limit)]
+    core_limit: Option<u64>,
     /// Arguments for the program (replace the image's).
     #[arg(last = true, value_name = "ARGS")]
     program_args: Vec<String>,
@@ -270,6 +305,14 @@ fn parse_ip(s: &str) -> Result<[u8; 4], String> {
 fn parse_cidr(s: &str) -> Result<([u8; 4], u8), String> {
     kiln_toolchain::qemu::args::parse_ipv4_cidr(s)
         .ok_or_else(|| format!("`{s}`: expected an IPv4 address and prefix, such as 10.0.2.15/24"))
+}
+
+fn parse_trace(s: &str) -> Result<kiln_toolchain::trace::Mode, String> {
+    kiln_toolchain::trace::Mode::parse(s)
+}
+
+fn parse_core_limit(s: &str) -> Result<u64, String> {
+    options::parse_core_limit(s).map_err(|e| e.0)
 }
 
 fn parse_memory(s: &str) -> Result<u64, String> {
@@ -376,6 +419,11 @@ fn build_image(layout: &Layout, a: &BuildArgs) -> anyhow::Result<()> {
     println!("{}", img.path.display());
     println!("size: {} bytes", img.size);
     println!("sha256: {}", img.sha256);
+    if a.format == Format::Pvh {
+        if let Some(mib) = image::min_memory_mib(&std::fs::read(&img.path)?) {
+            println!("memory: at least {mib} MiB");
+        }
+    }
     Ok(())
 }
 
@@ -397,7 +445,34 @@ fn run(layout: &Layout, a: &RunArgs) -> anyhow::Result<u8> {
             img.path
         }
     };
+    if a.pcap.is_some() && matches!(a.net, kiln_toolchain::qemu::args::NetBackend::None) {
+        anyhow::bail!("--pcap records the network card's frames, and --net none has no card");
+    }
     let (qemu_bin, accel) = qemu::prepare(layout, machine)?;
+    let gdb = match a.gdb {
+        Some(port) => {
+            let dir = layout.kiln_dir().join("gdb");
+            let setup =
+                kiln_toolchain::debug::gdb::prepare(&image, &layout.kernel_elf(), &dir, port)?;
+            if setup.kernel.is_none() {
+                note!("the kernel this image was linked with is not in the build tree: gdb gets the program's symbols only");
+            }
+            note!(
+                "gdb stub on 127.0.0.1:{port}{}; debug with: {}",
+                if a.gdb_wait {
+                    " (the guest waits for gdb to continue it)"
+                } else {
+                    ""
+                },
+                setup.command()
+            );
+            Some(kiln_toolchain::qemu::args::GdbStub {
+                port,
+                wait: a.gdb_wait,
+            })
+        }
+        None => None,
+    };
     let opts = RunOptions {
         machine,
         memory_mib: a.memory,
@@ -412,16 +487,80 @@ fn run(layout: &Layout, a: &RunArgs) -> anyhow::Result<u8> {
                 gateway: a.gateway,
                 dns: a.dns.clone(),
             },
+            pcap: a.pcap.clone(),
         },
+        gdb,
+        core_limit: (a.core.is_some() || a.core_dir.is_some())
+            .then(|| a.core_limit.unwrap_or(1 << 30)),
+        trace: a.trace.is_some(),
+        records_file: None,
+    };
+    // A trace follows the records file while the image runs.
+    let records_dir = tempfile::tempdir()?;
+    let mut opts = opts;
+    let follower = match &a.trace {
+        Some(mode) => {
+            let path = records_dir.path().join("records");
+            opts.records_file = Some(path.clone());
+            let out: Box<dyn std::io::Write + Send> = match &a.trace_file {
+                Some(f) => Box::new(std::fs::File::create(f).map_err(|e| {
+                    anyhow::anyhow!("could not create the trace file {}: {e}", f.display())
+                })?),
+                None => Box::new(std::io::stderr()),
+            };
+            let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+            let tracer = kiln_toolchain::trace::Tracer::new(mode.clone(), a.trace_time, out);
+            Some((
+                done.clone(),
+                kiln_toolchain::trace::follow(&path, done, tracer),
+            ))
+        }
+        None => None,
     };
     let r = qemu::run(
         &qemu_bin,
-        accel,
+        &accel,
         &image,
         &opts,
-        Duration::from_secs(a.timeout),
+        a.timeout.map(Duration::from_secs),
         ProgramOutput::Inherit,
     )?;
+    if let Some((done, handle)) = follower {
+        done.store(true, std::sync::atomic::Ordering::Release);
+        let _ = handle.join();
+    }
+    for line in kiln_toolchain::debug::explain_records(&image, &layout.kernel_elf(), &r.records) {
+        note!("{line}");
+    }
+    // A packaging aid: what the program looked for and did not find, when it failed (or
+    // when asked to say more).
+    if r.outcome.status != 0 || a.verbose || a.trace.is_some() {
+        for line in kiln_toolchain::trace::missing_files(&r.records) {
+            note!("{line}");
+        }
+    }
+    let core_file = a.core.clone().or_else(|| {
+        a.core_dir.as_ref().map(|d| {
+            let name = image.file_stem().unwrap_or_default().to_string_lossy();
+            let secs = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_secs())
+                .unwrap_or_default();
+            d.join(format!("core.{name}.{secs}"))
+        })
+    });
+    if let Some(file) = core_file {
+        match kiln_toolchain::debug::write_core(&image, &r.records, &file) {
+            Ok(Some(exe)) => note!(
+                "wrote core file {}; open it with: gdb {} {}",
+                file.display(),
+                exe.display(),
+                file.display()
+            ),
+            Ok(None) => {}
+            Err(e) => note!("could not write the core file {}: {e:#}", file.display()),
+        }
+    }
     if let Some(reason) = &r.outcome.reason {
         match reason.strip_prefix("kiln: ") {
             Some(line) => note!("{line}"),
@@ -433,6 +572,9 @@ fn run(layout: &Layout, a: &RunArgs) -> anyhow::Result<u8> {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // Whoever started us owns us: when it dies (a test runner, a killed `cargo`), we get
+    // SIGTERM and stop our virtual machine like on any other stop signal.
+    let _ = rustix::process::set_parent_process_death_signal(Some(rustix::process::Signal::TERM));
     let layout = layout();
     let result = match &cli.command {
         Cmd::BuildImage(a) => build_image(&layout, a).map(|_| 0),
@@ -459,6 +601,10 @@ fn main() -> ExitCode {
                 Ok(0)
             }
         },
+        Cmd::Accel => qemu::prepare(&layout, Machine::Microvm).map(|(_, choice)| {
+            println!("{}", choice.accel.name());
+            0
+        }),
         Cmd::Bench {
             which: BenchCmd::Boot { runs },
         } => bench::boot(&layout, *runs as usize).and_then(|r| {
@@ -696,16 +842,25 @@ mod tests {
         assert!(matches!(r.machine, MachineArg::Q35));
         assert_eq!(r.memory, Some(1024));
         assert_eq!(r.run_env, vec![("K".to_string(), "V".to_string())]);
-        assert_eq!(r.timeout, 5);
+        assert_eq!(r.timeout, Some(5));
         assert!(r.verbose);
         assert_eq!(r.program_args, vec!["a", "--exit", "3"]);
         let c = parse(&["run", "--example", "hello", "--env", "A=1", "-e", "B=2"]).unwrap();
         let Cmd::Run(r) = c.command else { panic!() };
         assert_eq!(r.build.env.len(), 1);
         assert_eq!(r.run_env.len(), 1);
-        assert_eq!(r.timeout, 60);
+        assert_eq!(r.timeout, None);
         assert!(parse(&["bench", "boot"]).is_ok());
         assert!(parse(&["test"]).is_ok());
+        assert!(parse(&["accel"]).is_ok());
+        let c = parse(&["run", "--image", "i", "--gdb", "--gdb-wait", "--pcap", "p"]).unwrap();
+        let Cmd::Run(r) = c.command else { panic!() };
+        assert_eq!((r.gdb, r.gdb_wait), (Some(1234), true));
+        assert_eq!(r.pcap, Some(PathBuf::from("p")));
+        let c = parse(&["run", "--image", "i", "--gdb", "4000"]).unwrap();
+        let Cmd::Run(r) = c.command else { panic!() };
+        assert_eq!((r.gdb, r.gdb_wait), (Some(4000), false));
+        assert!(parse(&["run", "--image", "i", "--gdb-wait"]).is_err());
     }
 
     #[test]

@@ -24,6 +24,7 @@
 //! there (elsewhere the write is ignored and the stub returns the error to the firmware).
 #![no_std]
 #![no_main]
+#![deny(unsafe_op_in_unsafe_fn, clippy::undocumented_unsafe_blocks)]
 
 use core::ffi::c_void;
 use core::ptr::{null_mut, read_unaligned, write_unaligned};
@@ -127,7 +128,7 @@ struct ConfigurationTable {
 #[repr(C)]
 struct TextOutput {
     reset: usize,
-    output_string: extern "efiapi" fn(*mut TextOutput, *const u16) -> Status,
+    output_string: unsafe extern "efiapi" fn(*mut TextOutput, *const u16) -> Status,
 }
 
 #[repr(C)]
@@ -135,11 +136,11 @@ struct BootServices {
     hdr: TableHeader,
     raise_tpl: usize,
     restore_tpl: usize,
-    allocate_pages: extern "efiapi" fn(u32, u32, usize, *mut u64) -> Status,
-    free_pages: extern "efiapi" fn(u64, usize) -> Status,
+    allocate_pages: unsafe extern "efiapi" fn(u32, u32, usize, *mut u64) -> Status,
+    free_pages: unsafe extern "efiapi" fn(u64, usize) -> Status,
     get_memory_map:
-        extern "efiapi" fn(*mut usize, *mut u8, *mut usize, *mut usize, *mut u32) -> Status,
-    allocate_pool: extern "efiapi" fn(u32, usize, *mut *mut u8) -> Status,
+        unsafe extern "efiapi" fn(*mut usize, *mut u8, *mut usize, *mut usize, *mut u32) -> Status,
+    allocate_pool: unsafe extern "efiapi" fn(u32, usize, *mut *mut u8) -> Status,
     free_pool: usize,
     create_event: usize,
     set_timer: usize,
@@ -150,7 +151,7 @@ struct BootServices {
     install_protocol_interface: usize,
     reinstall_protocol_interface: usize,
     uninstall_protocol_interface: usize,
-    handle_protocol: extern "efiapi" fn(Handle, *const Guid, *mut *mut c_void) -> Status,
+    handle_protocol: unsafe extern "efiapi" fn(Handle, *const Guid, *mut *mut c_void) -> Status,
     reserved: usize,
     register_protocol_notify: usize,
     locate_handle: usize,
@@ -160,7 +161,7 @@ struct BootServices {
     start_image: usize,
     exit: usize,
     unload_image: usize,
-    exit_boot_services: extern "efiapi" fn(Handle, usize) -> Status,
+    exit_boot_services: unsafe extern "efiapi" fn(Handle, usize) -> Status,
 }
 
 #[repr(C)]
@@ -183,16 +184,16 @@ struct LoadedImage {
 #[repr(C)]
 struct SimpleFileSystem {
     revision: u64,
-    open_volume: extern "efiapi" fn(*mut SimpleFileSystem, *mut *mut File) -> Status,
+    open_volume: unsafe extern "efiapi" fn(*mut SimpleFileSystem, *mut *mut File) -> Status,
 }
 
 #[repr(C)]
 struct File {
     revision: u64,
-    open: extern "efiapi" fn(*mut File, *mut *mut File, *const u16, u64, u64) -> Status,
-    close: extern "efiapi" fn(*mut File) -> Status,
+    open: unsafe extern "efiapi" fn(*mut File, *mut *mut File, *const u16, u64, u64) -> Status,
+    close: unsafe extern "efiapi" fn(*mut File) -> Status,
     delete: usize,
-    read: extern "efiapi" fn(*mut File, *mut usize, *mut u8) -> Status,
+    read: unsafe extern "efiapi" fn(*mut File, *mut usize, *mut u8) -> Status,
 }
 
 const ALLOCATE_MAX_ADDRESS: u32 = 1;
@@ -203,6 +204,15 @@ const LOADER_DATA: u32 = 2;
 struct Console(*mut TextOutput);
 
 impl Console {
+    /// The console behind `out`.
+    ///
+    /// # Safety
+    /// `out` is null or the firmware's text-output protocol, and the console is not used
+    /// after `ExitBootServices`.
+    unsafe fn new(out: *mut TextOutput) -> Console {
+        Console(out)
+    }
+
     fn write(&self, s: &[u8]) {
         if self.0.is_null() {
             return;
@@ -213,8 +223,8 @@ impl Console {
                 buf[i] = *b as u16;
             }
             buf[chunk.len()] = 0;
-            // SAFETY: con_out is the firmware's console protocol, valid before
-            // ExitBootServices; the string is NUL-terminated.
+            // SAFETY: the pointer is the firmware's console protocol, valid before
+            // ExitBootServices (`Console::new`'s contract); the string is NUL-terminated.
             unsafe { ((*self.0).output_string)(self.0, buf.as_ptr()) };
         }
     }
@@ -239,23 +249,37 @@ fn fail(con: &Console, what: &[u8], detail: Option<u64>) -> Status {
         con.write(b")");
     }
     con.write(b"\r\n");
-    outl(DEBUG_EXIT_PORT, KERNEL_FAILURE);
+    // SAFETY: QEMU's isa-debug-exit ends the VM; elsewhere nothing answers at this port.
+    unsafe { outl(DEBUG_EXIT_PORT, KERNEL_FAILURE) };
     EFI_LOAD_ERROR
 }
 
-fn outl(port: u16, v: u32) {
-    // SAFETY: port output has no memory effects; unknown ports ignore writes.
+/// Writes a 32-bit value to an I/O port.
+///
+/// # Safety
+/// The device at `port` (if any) must not touch memory, reset or reconfigure the machine
+/// because of this write, beyond what the caller intends.
+unsafe fn outl(port: u16, v: u32) {
+    // SAFETY: the caller vouches for the device; the instruction touches no memory.
     unsafe { core::arch::asm!("out dx, eax", in("dx") port, in("eax") v, options(nomem, nostack)) }
 }
 
-fn outw(port: u16, v: u16) {
+/// Writes a 16-bit value to an I/O port.
+///
+/// # Safety
+/// As for [`outl`].
+unsafe fn outw(port: u16, v: u16) {
     // SAFETY: as for `outl`.
     unsafe { core::arch::asm!("out dx, ax", in("dx") port, in("ax") v, options(nomem, nostack)) }
 }
 
-fn inb(port: u16) -> u8 {
+/// Reads a byte from an I/O port.
+///
+/// # Safety
+/// As for [`outl`] (reads can have side effects on a device).
+unsafe fn inb(port: u16) -> u8 {
     let v: u8;
-    // SAFETY: reading the fw_cfg data port has no memory effects.
+    // SAFETY: as for `outl`.
     unsafe { core::arch::asm!("in al, dx", in("dx") port, out("al") v, options(nomem, nostack)) }
     v
 }
@@ -268,12 +292,15 @@ mod fw_cfg {
     const FILE_DIR: u16 = 0x0019;
 
     fn select(key: u16) {
-        super::outw(SELECTOR, key);
+        // SAFETY: fw_cfg's selector port only chooses the item the data port streams (the
+        // DMA interface, at 0x514, is never used).
+        unsafe { super::outw(SELECTOR, key) }
     }
 
     fn read(buf: &mut [u8]) {
         for b in buf {
-            *b = super::inb(DATA);
+            // SAFETY: reading fw_cfg's data port only advances its stream.
+            *b = unsafe { super::inb(DATA) };
         }
     }
 
@@ -457,12 +484,17 @@ fn e820_type(efi: u32) -> u32 {
 unsafe extern "efiapi" fn efi_main(image: Handle, st: *mut SystemTable) -> Status {
     // SAFETY: the firmware passes a valid system table.
     let st = unsafe { &*st };
-    let con = Console(st.con_out);
+    // SAFETY: con_out is the firmware's console; the stub uses `con` only until
+    // ExitBootServices succeeds (after that it only jumps to the kernel).
+    let con = unsafe { Console::new(st.con_out) };
     // SAFETY: boot services are valid until ExitBootServices.
     let bs = unsafe { &*st.boot_services };
 
     let mut li: *mut c_void = null_mut();
-    if (bs.handle_protocol)(image, &LOADED_IMAGE_GUID, &mut li) != EFI_SUCCESS || li.is_null() {
+    // SAFETY: a boot service called before ExitBootServices with our own image handle, a
+    // GUID and an out-pointer that live across the call.
+    let found = unsafe { (bs.handle_protocol)(image, &LOADED_IMAGE_GUID, &mut li) };
+    if found != EFI_SUCCESS || li.is_null() {
         return fail(&con, b"no loaded-image protocol for the stub", None);
     }
     // SAFETY: the firmware's loaded-image protocol for our own image.
@@ -484,15 +516,27 @@ unsafe extern "efiapi" fn efi_main(image: Handle, st: *mut SystemTable) -> Statu
     let mut failed_at = 0u64;
     let entry = each_load(elf, |l| {
         let start = l.paddr & !0xfff;
-        let end = (l.paddr + l.memsz + 0xfff) & !0xfff;
+        let Some(end) = l
+            .paddr
+            .checked_add(l.memsz)
+            .and_then(|e| e.checked_add(0xfff))
+        else {
+            failed_at = start;
+            return false;
+        };
+        let end = end & !0xfff;
         let mut addr = start;
-        if (bs.allocate_pages)(
-            ALLOCATE_ADDRESS,
-            LOADER_DATA,
-            ((end - start) / 4096) as usize,
-            &mut addr,
-        ) != EFI_SUCCESS
-        {
+        // SAFETY: a boot service called before ExitBootServices; `addr` outlives the call.
+        // The firmware refuses pages that are in use, so success means we own them.
+        let allocated = unsafe {
+            (bs.allocate_pages)(
+                ALLOCATE_ADDRESS,
+                LOADER_DATA,
+                ((end - start) / 4096) as usize,
+                &mut addr,
+            )
+        };
+        if allocated != EFI_SUCCESS {
             failed_at = start;
             return false;
         }
@@ -531,13 +575,16 @@ unsafe extern "efiapi" fn efi_main(image: Handle, st: *mut SystemTable) -> Statu
 
     // The start-info block, below 4 GiB, in pages the kernel will see as reserved.
     let mut info_addr: u64 = 0xffff_ffff;
-    if (bs.allocate_pages)(
-        ALLOCATE_MAX_ADDRESS,
-        KILN_BOOT_INFO_TYPE,
-        INFO_PAGES,
-        &mut info_addr,
-    ) != EFI_SUCCESS
-    {
+    // SAFETY: a boot service called before ExitBootServices; `info_addr` outlives the call.
+    let allocated = unsafe {
+        (bs.allocate_pages)(
+            ALLOCATE_MAX_ADDRESS,
+            KILN_BOOT_INFO_TYPE,
+            INFO_PAGES,
+            &mut info_addr,
+        )
+    };
+    if allocated != EFI_SUCCESS {
         return fail(
             &con,
             b"could not allocate the start-info pages below 4 GiB",
@@ -579,13 +626,17 @@ unsafe extern "efiapi" fn efi_main(image: Handle, st: *mut SystemTable) -> Statu
     let mut key = 0usize;
     let mut desc_size = 0usize;
     let mut desc_ver = 0u32;
-    let st0 = (bs.get_memory_map)(
-        &mut map_size,
-        null_mut(),
-        &mut key,
-        &mut desc_size,
-        &mut desc_ver,
-    );
+    // SAFETY: a boot service called before ExitBootServices; a null buffer of size 0 only
+    // asks for the size; the out-pointers outlive the call.
+    let st0 = unsafe {
+        (bs.get_memory_map)(
+            &mut map_size,
+            null_mut(),
+            &mut key,
+            &mut desc_size,
+            &mut desc_ver,
+        )
+    };
     if st0 != EFI_BUFFER_TOO_SMALL || desc_size == 0 {
         return fail(
             &con,
@@ -595,17 +646,24 @@ unsafe extern "efiapi" fn efi_main(image: Handle, st: *mut SystemTable) -> Statu
     }
     let cap = map_size + 16 * desc_size;
     let mut map: *mut u8 = null_mut();
-    if (bs.allocate_pool)(LOADER_DATA, cap, &mut map) != EFI_SUCCESS {
+    // SAFETY: a boot service called before ExitBootServices; `map` outlives the call.
+    if unsafe { (bs.allocate_pool)(LOADER_DATA, cap, &mut map) } != EFI_SUCCESS {
         return fail(&con, b"could not allocate the memory map buffer", None);
     }
     let mut tries = 0;
     loop {
         map_size = cap;
-        let s = (bs.get_memory_map)(&mut map_size, map, &mut key, &mut desc_size, &mut desc_ver);
+        // SAFETY: `map` is our pool buffer of `cap` bytes, and `map_size` says so; the
+        // out-pointers outlive the call.
+        let s = unsafe {
+            (bs.get_memory_map)(&mut map_size, map, &mut key, &mut desc_size, &mut desc_ver)
+        };
         if s != EFI_SUCCESS {
             return fail(&con, b"GetMemoryMap failed", Some(s as u64));
         }
-        let s = (bs.exit_boot_services)(image, key);
+        // SAFETY: our image handle and the key of the map just read; on success no boot
+        // service (nor `con`) is used again.
+        let s = unsafe { (bs.exit_boot_services)(image, key) };
         if s == EFI_SUCCESS {
             break;
         }
@@ -683,7 +741,10 @@ unsafe extern "efiapi" fn efi_main(image: Handle, st: *mut SystemTable) -> Statu
 }
 
 fn put<T: Copy>(b: &mut [u8], at: usize, v: T) {
-    if at + core::mem::size_of::<T>() <= b.len() {
+    if at
+        .checked_add(core::mem::size_of::<T>())
+        .is_some_and(|end| end <= b.len())
+    {
         // SAFETY: bounds checked; unaligned writes are fine.
         unsafe { write_unaligned(b.as_mut_ptr().add(at) as *mut T, v) }
     }

@@ -30,8 +30,11 @@ fn read(offset: usize) -> u32 {
 /// Enables the local APIC with the spurious vector and a masked timer; masks the legacy PIC.
 pub fn init() {
     // Mask both 8259 PICs: their vectors would collide with CPU exceptions.
-    crate::cpu::outb(0x21, 0xff);
-    crate::cpu::outb(0xa1, 0xff);
+    // SAFETY: the data ports of the two 8259 PICs; writing 0xff masks all their lines.
+    unsafe {
+        crate::cpu::outb(0x21, 0xff);
+        crate::cpu::outb(0xa1, 0xff);
+    }
     BASE.call_once(|| rdmsr(msr::APIC_BASE) & 0x000f_ffff_ffff_f000);
     write(SPURIOUS, 0x100 | crate::trap::SPURIOUS_VECTOR as u32);
     write(DIVIDE, 0xB); // divide by 1

@@ -69,6 +69,23 @@ macro_rules! regs_of {
     };
 }
 
+/// RFLAGS bits a program may set: the arithmetic flags, TF, DF, OF, RF, AC and ID (as
+/// Linux's `FIX_EFLAGS`, plus ID, which `popf` may set). Never IOPL (port access), NT
+/// (faults `iretq`), VM, VIF, VIP, or IF clear.
+pub const USER_RFLAGS: u64 = 0x0025_0dd5;
+/// Bits always set in a user RFLAGS: IF and the reserved bit 1.
+const RFLAGS_FIXED: u64 = 0x202;
+
+/// Makes an `iretq`/`sysretq` frame return to user mode with flags a program may have:
+/// whatever the kernel's handlers wrote, the hardware layer calls this before returning,
+/// so no handler can send the CPU to ring 0 at an address of its choosing or give the
+/// program I/O privilege.
+pub(crate) fn force_user(cs: &mut u64, ss: &mut u64, rflags: &mut u64) {
+    *cs = gdt::USER_CS as u64;
+    *ss = gdt::USER_DS as u64;
+    *rflags = (*rflags & USER_RFLAGS) | RFLAGS_FIXED;
+}
+
 /// Everything needed to resume a user thread.
 #[derive(Clone, Default)]
 pub struct UserContext {

@@ -3,15 +3,25 @@
 use core::arch::asm;
 
 /// Writes a byte to an I/O port.
-pub fn outb(port: u16, value: u8) {
-    // SAFETY: port I/O has no memory effects; the ports Kiln uses are its own devices.
+///
+/// # Safety
+/// The write must not break memory safety: some ports program devices that read or write
+/// memory on their own (DMA), move device windows (PCI configuration), or reset or power
+/// off the machine under the kernel. The caller must know which device answers at `port`
+/// and that this write cannot make it touch memory the kernel did not give it.
+pub unsafe fn outb(port: u16, value: u8) {
+    // SAFETY: the caller vouches for the device at `port`; the instruction itself touches
+    // no memory.
     unsafe {
         asm!("out dx, al", in("dx") port, in("al") value, options(nomem, nostack, preserves_flags))
     }
 }
 
 /// Writes a 32-bit value to an I/O port.
-pub fn outl(port: u16, value: u32) {
+///
+/// # Safety
+/// As for [`outb`].
+pub unsafe fn outl(port: u16, value: u32) {
     // SAFETY: as for `outb`.
     unsafe {
         asm!("out dx, eax", in("dx") port, in("eax") value, options(nomem, nostack, preserves_flags))
@@ -19,7 +29,11 @@ pub fn outl(port: u16, value: u32) {
 }
 
 /// Reads a byte from an I/O port.
-pub fn inb(port: u16) -> u8 {
+///
+/// # Safety
+/// As for [`outb`]: reading some device registers has side effects (acknowledging,
+/// advancing a data stream); the caller must know the device at `port`.
+pub unsafe fn inb(port: u16) -> u8 {
     let v: u8;
     // SAFETY: as for `outb`.
     unsafe {
@@ -28,19 +42,76 @@ pub fn inb(port: u16) -> u8 {
     v
 }
 
+/// Reads a 32-bit value from an I/O port.
+///
+/// # Safety
+/// As for [`inb`].
+pub unsafe fn inl(port: u16) -> u32 {
+    let v: u32;
+    // SAFETY: as for `outb`.
+    unsafe {
+        asm!("in eax, dx", out("eax") v, in("dx") port, options(nomem, nostack, preserves_flags))
+    }
+    v
+}
+
 /// Writes `data` to a port byte by byte (`rep outsb`).
-pub fn outsb(port: u16, data: &[u8]) {
-    // SAFETY: reads exactly `data.len()` bytes from `data`, which is a valid slice.
+///
+/// # Safety
+/// As for [`outb`], for every byte of `data`.
+pub unsafe fn outsb(port: u16, data: &[u8]) {
+    // SAFETY: reads exactly `data.len()` bytes from `data`, which is a valid slice; the
+    // caller vouches for the device at `port`.
     unsafe {
         asm!("rep outsb", in("dx") port, inout("rsi") data.as_ptr() => _, inout("rcx") data.len() => _,
              options(nostack, preserves_flags, readonly))
     }
 }
 
+/// A port that only takes bytes to print: a QEMU `isa-debugcon` device (Kiln's QEMU
+/// targets put the program's stdout, stderr and exit status on 0x402-0x405) or the Bochs
+/// debug port 0xe9. Writing to one cannot touch memory, so this handle makes byte output
+/// safe; any other port number is refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DebugPort(u16);
+
+impl DebugPort {
+    /// The ports [`DebugPort::new`] accepts. No VMM Kiln targets puts a device that reads
+    /// memory or resets the machine there (the 8237 DMA controller, fw_cfg, PCI
+    /// configuration, i8042 and ACPI are elsewhere).
+    pub const ALLOWED: [core::ops::RangeInclusive<u16>; 2] = [0xe9..=0xe9, 0x400..=0x40f];
+
+    /// The debug port `port`, or `None` when it is not one of [`DebugPort::ALLOWED`].
+    pub fn new(port: u16) -> Option<DebugPort> {
+        Self::ALLOWED
+            .iter()
+            .any(|r| r.contains(&port))
+            .then_some(DebugPort(port))
+    }
+
+    /// The port number.
+    pub fn port(self) -> u16 {
+        self.0
+    }
+
+    /// Writes `data` to the port.
+    pub fn write(self, data: &[u8]) {
+        // SAFETY: the port is one of `ALLOWED`, where only byte sinks live.
+        unsafe { outsb(self.0, data) }
+    }
+
+    /// Writes one byte to the port.
+    pub fn write_byte(self, value: u8) {
+        // SAFETY: as for `write`.
+        unsafe { outb(self.0, value) }
+    }
+}
+
 /// Reads a model-specific register.
 pub fn rdmsr(msr: u32) -> u64 {
     let (lo, hi): (u32, u32);
-    // SAFETY: Kiln only reads architectural MSRs that exist on every x86_64 CPU it supports.
+    // SAFETY: reading an MSR has no memory effects; a missing one raises #GP, which the
+    // exception handler reports as a kernel fault.
     unsafe {
         asm!("rdmsr", in("ecx") msr, out("eax") lo, out("edx") hi, options(nomem, nostack, preserves_flags))
     }
@@ -163,8 +234,16 @@ pub fn invlpg(addr: u64) {
 }
 
 /// Enables interrupts, halts until one arrives, and disables them again.
+///
+/// Panics inside an interrupt or exception handler: the interrupt that wakes the CPU could
+/// arrive on the handler's own IST stack and overwrite its frame.
 pub fn wait_for_interrupt() {
-    // SAFETY: the IDT is loaded before this is ever called; handlers run on IST stacks.
+    assert!(
+        !crate::trap::in_handler(),
+        "waiting for an interrupt inside an interrupt handler"
+    );
+    // SAFETY: the IDT is loaded before the kernel binary runs (`hal::start`); handlers run
+    // on IST stacks that no running handler uses (checked above).
     unsafe { asm!("sti", "hlt", "cli", options(nomem, nostack)) }
 }
 

@@ -6,8 +6,12 @@ use crate::cpu::{outb, outl};
 /// `status * 2 + 1`), otherwise the i8042 reset (Firecracker), otherwise a triple fault
 /// (with `-no-reboot` QEMU stops).
 pub fn exit(status: u8) -> ! {
-    outl(kiln_abi::exit::DEBUG_EXIT_PORT, status as u32);
-    outb(0x64, 0xFE);
+    // SAFETY: isa-debug-exit ends the VM, and 0xFE on the i8042 command port resets it;
+    // either way nothing runs after these writes, which is what this function is for.
+    unsafe {
+        outl(kiln_abi::exit::DEBUG_EXIT_PORT, status as u32);
+        outb(0x64, 0xFE);
+    }
     triple_fault()
 }
 

@@ -17,10 +17,12 @@ pub struct Frames {
     free_list: u64,
     free_frames: u64,
     total_frames: u64,
+    reserve: u64,
 }
 
-/// The frame allocator.
-pub static FRAMES: spin::Mutex<Frames> = spin::Mutex::new(Frames {
+/// The frame allocator. Crate-private: handing it a frame that is in use ([`Frames::free`],
+/// [`Frames::add_region`]) would let two owners write the same memory.
+pub(crate) static FRAMES: spin::Mutex<Frames> = spin::Mutex::new(Frames {
     regions: [(0, 0); MAX_REGIONS],
     count: 0,
     current: 0,
@@ -28,11 +30,16 @@ pub static FRAMES: spin::Mutex<Frames> = spin::Mutex::new(Frames {
     free_list: 0,
     free_frames: 0,
     total_frames: 0,
+    reserve: 0,
 });
 
 impl Frames {
     /// Adds the usable range `[start, end)` (rounded inwards to pages).
-    pub fn add_region(&mut self, start: u64, end: u64) {
+    ///
+    /// # Safety
+    /// The range must be RAM inside the direct map that nothing else uses or will use (not
+    /// the kernel image, the payload, the boot tables or anything already added).
+    pub unsafe fn add_region(&mut self, start: u64, end: u64) {
         let start = start.div_ceil(PAGE_SIZE) * PAGE_SIZE;
         let end = end / PAGE_SIZE * PAGE_SIZE;
         if end <= start || self.count == MAX_REGIONS {
@@ -68,11 +75,17 @@ impl Frames {
                 self.next += bytes;
                 return Some(at);
             }
+            if self.current + 1 == self.count {
+                // The last region: keep what is left contiguous for smaller requests.
+                return None;
+            }
             // Move on; what is left of this region goes to the free list.
             while self.next + PAGE_SIZE <= end {
                 let f = self.next;
                 self.next += PAGE_SIZE;
-                self.free(f);
+                // SAFETY: `f` is in an added region and past the bump pointer, so it was
+                // never handed out.
+                unsafe { self.free(f) };
             }
             self.current += 1;
             if self.current < self.count {
@@ -82,8 +95,54 @@ impl Frames {
         None
     }
 
+    /// `frames` physically contiguous frames from the free list, when it holds them as
+    /// neighbours in list order (frames freed in address order, as unmapping a range does,
+    /// lie there as runs of falling addresses). For the heap once fresh memory is gone.
+    pub fn take_free_run(&mut self, frames: u64) -> Option<u64> {
+        if frames == 0 || frames > self.free_frames {
+            return None;
+        }
+        let next_of = |f: u64| {
+            // SAFETY: `f` is on the free list: unused and mapped by the direct map, its
+            // first word holding the next free frame.
+            unsafe { *(phys_to_virt(f) as *const u64) }
+        };
+        // `before`: the frame whose link points at the run's first frame (0: the list head).
+        let mut before = 0u64;
+        let mut last = self.free_list;
+        let mut len = 1;
+        while last != 0 {
+            if len == frames {
+                let after = next_of(last);
+                if before == 0 {
+                    self.free_list = after;
+                } else {
+                    // SAFETY: `before` is on the free list (as above); relinking it past
+                    // the run takes the run's frames off the list.
+                    unsafe { *(phys_to_virt(before) as *mut u64) = after };
+                }
+                self.free_frames -= frames;
+                return Some(last);
+            }
+            let next = next_of(last);
+            if next != 0 && next + PAGE_SIZE == last {
+                last = next;
+                len += 1;
+            } else {
+                before = last;
+                last = next;
+                len = 1;
+            }
+        }
+        None
+    }
+
     /// Returns a frame to the allocator.
-    pub fn free(&mut self, frame: u64) {
+    ///
+    /// # Safety
+    /// `frame` must be a frame this allocator handed out (or a page of a region added to
+    /// it) that nothing uses any more: no mapping, reference or device still reaches it.
+    pub unsafe fn free(&mut self, frame: u64) {
         // SAFETY: the caller no longer uses `frame`; it is RAM covered by the direct map.
         unsafe { *(phys_to_virt(frame) as *mut u64) = self.free_list };
         self.free_list = frame;
@@ -105,6 +164,65 @@ impl Frames {
     pub fn total(&self) -> u64 {
         self.total_frames
     }
+
+    /// Keeps the last `frames` never-used frames for the kernel (its heap, which needs
+    /// contiguous memory): [`Frames::alloc_user`] does not hand them out, so a program that
+    /// exhausts memory gets `ENOMEM` (or is killed, on a page fault) while the kernel can
+    /// still allocate what it needs.
+    pub fn set_reserve(&mut self, frames: u64) {
+        self.reserve = frames;
+    }
+
+    /// The frames kept for the kernel ([`Frames::set_reserve`]).
+    pub fn reserve(&self) -> u64 {
+        self.reserve
+    }
+
+    /// Frames never handed out (contiguous within each region).
+    fn fresh(&self) -> u64 {
+        self.available() - self.free_frames
+    }
+
+    /// Whether `frames` more frames may go to the program (its pages and page tables):
+    /// freed frames, and fresh ones beyond the kernel's reserve.
+    pub fn user_may_take(&self, frames: u64) -> bool {
+        self.free_frames + self.fresh().saturating_sub(self.reserve) >= frames
+    }
+
+    /// Whether `frames` contiguous frames may go to a large kernel allocation made for the
+    /// program (a file in memory, a buffer): only fresh frames beyond the reserve.
+    pub fn large_may_take(&self, frames: u64) -> bool {
+        self.fresh() >= self.reserve + frames
+    }
+
+    /// One frame for the program (not zeroed): a freed one, else a fresh one outside the
+    /// kernel's reserve; `None` when there is none.
+    pub fn alloc_user(&mut self) -> Option<u64> {
+        if self.free_list != 0 || self.fresh() > self.reserve {
+            self.alloc()
+        } else {
+            None
+        }
+    }
+}
+
+/// Whether free memory is down to the kernel's reserve (with a little slack): what the
+/// program asks the kernel to allocate for it should then fail.
+pub fn memory_low() -> bool {
+    !FRAMES.lock().user_may_take(16)
+}
+
+/// Bytes kept for the kernel once programs have taken the rest ([`Frames::set_reserve`]).
+pub fn reserve_bytes() -> u64 {
+    FRAMES.lock().reserve() * PAGE_SIZE
+}
+
+/// Allocates one zeroed frame for the program ([`Frames::alloc_user`]).
+pub fn alloc_user_zeroed() -> Option<u64> {
+    let f = FRAMES.lock().alloc_user()?;
+    // SAFETY: the frame is ours and mapped by the direct map.
+    unsafe { core::ptr::write_bytes(phys_to_virt(f) as *mut u8, 0, PAGE_SIZE as usize) };
+    Some(f)
 }
 
 /// Allocates one zeroed frame.

@@ -31,6 +31,12 @@ struct Stack([u8; IST_SIZE]);
 
 static mut IST_STACKS: [Stack; 5] = [const { Stack([0; IST_SIZE]) }; 5];
 
+/// The interrupt stacks, as one address range (they lie next to each other).
+pub(crate) fn ist_range() -> core::ops::Range<u64> {
+    let start = (&raw const IST_STACKS) as u64;
+    start..start + (5 * IST_SIZE) as u64
+}
+
 #[repr(C, packed(4))]
 struct Tss {
     reserved0: u32,
@@ -68,8 +74,9 @@ struct Pointer {
     base: u64,
 }
 
-/// Loads the final GDT and TSS. `kernel_stack_top` becomes RSP0.
-pub fn init(kernel_stack_top: u64) {
+/// Loads the final GDT and TSS. `kernel_stack_top` becomes RSP0. Crate-private: only the
+/// boot path may choose the kernel's stacks.
+pub(crate) fn init(kernel_stack_top: u64) {
     // SAFETY: runs once on the boot CPU before interrupts are enabled; nothing else touches
     // these statics concurrently, and the descriptors written are valid for long mode.
     unsafe {

@@ -12,6 +12,9 @@ use crate::{phys_to_virt, PAGE_SIZE};
 
 /// Smallest chunk claimed from the frame allocator at a time.
 const CHUNK: u64 = 256 * 1024;
+/// Allocations larger than this do not use the frames kept for the kernel (the kernel's
+/// own buffers, such as a system call's 256 KiB bounce buffer, are at most this large).
+const LARGE: u64 = 256 * 1024;
 
 /// Takes memory from the frame allocator.
 #[derive(Debug)]
@@ -21,11 +24,50 @@ pub struct FrameSource;
 // `talc` it is given.
 unsafe impl Source for FrameSource {
     fn acquire<B: Binning>(talc: &mut Talc<Self, B>, layout: Layout) -> Result<(), ()> {
-        let want = (layout.size() as u64 + layout.align() as u64 + 4096).max(CHUNK);
-        let bytes = want.div_ceil(PAGE_SIZE) * PAGE_SIZE;
-        let phys = FRAMES.lock().alloc_contiguous(bytes).ok_or(())?;
-        // SAFETY: the chunk is fresh RAM, mapped read-write by the direct map, used by
-        // nothing else.
+        let need = layout.size() as u64 + layout.align() as u64 + 4096;
+        let bytes = need.max(CHUNK).div_ceil(PAGE_SIZE) * PAGE_SIZE;
+        let least = need.div_ceil(PAGE_SIZE) * PAGE_SIZE;
+        let (phys, bytes) = {
+            let mut frames = FRAMES.lock();
+            // A large allocation holds a program's data (a /tmp file, a buffer): it may not
+            // eat the frames kept for the kernel's own small allocations, and fails instead
+            // (its callers use `try_reserve`).
+            if layout.size() as u64 > LARGE && !frames.large_may_take(least / PAGE_SIZE) {
+                return Err(());
+            }
+            // Fresh memory beyond the kernel's reserve first, then runs of freed frames, and
+            // only then the reserve (kept for when the program has taken everything else);
+            // a whole chunk when there is one, else just enough; else the one frame a small
+            // allocation needs.
+            let pages = bytes / PAGE_SIZE;
+            let least_pages = least / PAGE_SIZE;
+            let fresh = |f: &mut crate::frames::Frames, n: u64| {
+                if f.large_may_take(n) {
+                    f.alloc_contiguous(n * PAGE_SIZE)
+                } else {
+                    None
+                }
+            };
+            if let Some(p) = fresh(&mut frames, pages) {
+                (p, bytes)
+            } else if let Some(p) = frames.take_free_run(pages) {
+                (p, bytes)
+            } else if let Some(p) = fresh(&mut frames, least_pages) {
+                (p, least)
+            } else if let Some(p) = frames.take_free_run(least_pages) {
+                (p, least)
+            } else if let Some(p) = frames.alloc_contiguous(bytes) {
+                (p, bytes)
+            } else if let Some(p) = frames.alloc_contiguous(least) {
+                (p, least)
+            } else if need - 4096 <= PAGE_SIZE / 2 {
+                (frames.alloc().ok_or(())?, PAGE_SIZE)
+            } else {
+                return Err(());
+            }
+        };
+        // SAFETY: the chunk is unused RAM (never handed out, or freed), mapped read-write by
+        // the direct map, used by nothing else.
         unsafe { talc.claim(phys_to_virt(phys) as *mut u8, bytes as usize) }
             .map(|_| ())
             .ok_or(())

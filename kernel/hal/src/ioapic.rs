@@ -61,8 +61,13 @@ pub fn lines() -> u32 {
 }
 
 /// Routes line `gsi` to `vector` on the boot CPU, level-triggered, active-high, unmasked.
-/// `false` when the I/O APIC has no such line.
+/// `false` when the I/O APIC has no such line, or `vector` is not a device vector (an
+/// exception vector would run a stub that expects an error code the interrupt does not
+/// push, and return through a misaligned frame).
 pub fn route(gsi: u8, vector: u8) -> bool {
+    if vector < crate::trap::FIRST_DEVICE_VECTOR || vector == crate::trap::SPURIOUS_VECTOR {
+        return false;
+    }
     if gsi as u32 >= lines() {
         return false;
     }

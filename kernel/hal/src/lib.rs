@@ -4,11 +4,21 @@
 //! memory ([`frames`], [`paging`], [`heap`]), devices ([`serial`], [`apic`], [`time`],
 //! [`exit`]) and the C memory functions ([`mem`]). All of the kernel's `unsafe` code lives in
 //! this crate, each block with its reason; the rest of the kernel is safe Rust.
+//!
+//! The API is sound: no call from safe code, whatever its arguments, can break memory
+//! safety. What could (writing an I/O port, freeing a frame) is an `unsafe fn` with a
+//! `# Safety` section or crate-private; the rest takes handles that make misuse impossible
+//! ([`cpu::DebugPort`], a `&'static [u8]` for [`paging::map_user_borrowed`], the locked page
+//! tables inside [`paging`]) or checks at run time and refuses or panics (frames returned
+//! to user mode, [`cpu::wait_for_interrupt`] inside a handler, [`virtio::VirtioNet::mmio`]
+//! over RAM).
 #![no_std]
+#![deny(unsafe_op_in_unsafe_fn, clippy::undocumented_unsafe_blocks)]
 
 extern crate alloc;
 
 pub mod apic;
+pub mod backtrace;
 pub mod boot;
 pub mod context;
 pub mod cpu;
@@ -72,6 +82,7 @@ pub(crate) extern "C" fn start(start_info: u64) -> ! {
         serial::write(b"kiln: kernel panic: no PVH start info: boot this image with a PVH loader (qemu -kernel, Firecracker, Cloud Hypervisor)\n");
         exit::exit(kiln_abi::exit::KERNEL_FAILURE);
     };
+    pvh::remember_ram(&info);
     // SAFETY: reads the patched location static; volatile so the compiler cannot assume
     // its initial value.
     let [payload_addr, payload_len] =
@@ -84,18 +95,38 @@ pub(crate) extern "C" fn start(start_info: u64) -> ! {
         kernel.end
     };
     let mut ram_bytes = 0;
+    let mut ram_top = 0;
     {
         let mut frames = frames::FRAMES.lock();
         for r in &info.ram[..info.ram_count] {
             ram_bytes += r.end - r.start;
+            ram_top = ram_top.max(r.end);
             // Keep below 1 MiB (firmware, start info) and the kernel + payload for ourselves;
             // only the direct-mapped first 4 GiB is used.
             let start = r.start.max(reserved_end).max(0x10_0000);
             let end = r.end.min(1 << 32);
             if start < end {
-                frames.add_region(start, end);
+                // SAFETY: RAM from the loader's map, above 1 MiB and above the kernel image
+                // and the payload, below 4 GiB (direct-mapped); the start info and command
+                // line it still reads lie in reserved entries or below 1 MiB.
+                unsafe { frames.add_region(start, end) };
             }
         }
+        // Too little memory for the image is the user's to fix: say how much it needs
+        // (before anything touches the heap).
+        let total = frames.total();
+        if total * PAGE_SIZE < kiln_abi::memory::MIN_FREE {
+            use core::fmt::Write;
+            let msg = kiln_abi::memory::TooLittle {
+                need_mib: kiln_abi::memory::min_mib(reserved_end),
+                have_mib: ram_top.div_ceil(kiln_abi::memory::MIB),
+            };
+            let _ = writeln!(serial::Out, "kiln: fatal: {msg}");
+            exit::exit(kiln_abi::exit::KERNEL_FAILURE);
+        }
+        // A sixteenth of memory (1 to 16 MiB) stays for the kernel heap once programs have
+        // taken the rest, so running out of memory is the program's error, not the kernel's.
+        frames.set_reserve((total / 16).clamp(256, 4096).min(total / 2));
     }
     // Copy the command line before the boot identity map goes away.
     let cmdline = match info.cmdline {

@@ -1,21 +1,10 @@
 //! PCI configuration space through the legacy I/O ports (0xCF8/0xCFC), which q35 and every
 //! PC-compatible machine answer; on machines without PCI (microvm) reads return all ones.
 
-use core::arch::asm;
-
 use virtio_drivers::transport::pci::bus::{ConfigurationAccess, DeviceFunction};
 
 const ADDRESS: u16 = 0xCF8;
 const DATA: u16 = 0xCFC;
-
-fn inl(port: u16) -> u32 {
-    let v: u32;
-    // SAFETY: port I/O has no memory effects; 0xCFC is the PCI configuration data port.
-    unsafe {
-        asm!("in eax, dx", out("eax") v, in("dx") port, options(nomem, nostack, preserves_flags))
-    }
-    v
-}
 
 fn address(df: DeviceFunction, offset: u8) -> u32 {
     0x8000_0000
@@ -27,22 +16,42 @@ fn address(df: DeviceFunction, offset: u8) -> u32 {
 
 /// Configuration access through ports 0xCF8/0xCFC (the kernel runs one CPU with interrupts
 /// off while it touches them).
+///
+/// Writing configuration space can move a device's registers over RAM or let it master
+/// the bus, so only this crate can make one (the field is private): the virtio driver,
+/// which programs exactly the devices it drives.
 #[derive(Debug)]
-pub struct PortCam;
+pub struct PortCam(());
+
+impl PortCam {
+    /// Configuration access for this crate's drivers.
+    pub(crate) const fn new() -> PortCam {
+        PortCam(())
+    }
+}
 
 impl ConfigurationAccess for PortCam {
     fn read_word(&self, df: DeviceFunction, offset: u8) -> u32 {
-        crate::cpu::outl(ADDRESS, address(df, offset));
-        inl(DATA)
+        // SAFETY: selecting a configuration register and reading it has no side effects
+        // on the devices Kiln meets (none has read-to-clear configuration registers).
+        unsafe {
+            crate::cpu::outl(ADDRESS, address(df, offset));
+            crate::cpu::inl(DATA)
+        }
     }
     fn write_word(&mut self, df: DeviceFunction, offset: u8, data: u32) {
-        crate::cpu::outl(ADDRESS, address(df, offset));
-        crate::cpu::outl(DATA, data);
+        // SAFETY: a `PortCam` exists only inside this crate, whose driver writes the
+        // command and BAR registers of the device it drives, with values that keep the
+        // device's windows outside RAM (the firmware's or the driver's assignment).
+        unsafe {
+            crate::cpu::outl(ADDRESS, address(df, offset));
+            crate::cpu::outl(DATA, data);
+        }
     }
     // SAFETY: the port pair is stateless between accesses, so clones cannot interfere
     // (the kernel lock serialises configuration accesses).
     unsafe fn unsafe_clone(&self) -> Self {
-        PortCam
+        PortCam(())
     }
 }
 
@@ -53,10 +62,10 @@ pub fn present() -> bool {
         device: 0,
         function: 0,
     };
-    PortCam.read_word(df, 0) & 0xffff != 0xffff
+    PortCam::new().read_word(df, 0) & 0xffff != 0xffff
 }
 
 /// The interrupt line the firmware assigned to `df` (configuration offset 0x3C).
 pub fn line(df: DeviceFunction) -> u32 {
-    PortCam.read_word(df, 0x3C) & 0xff
+    PortCam::new().read_word(df, 0x3C) & 0xff
 }

@@ -23,6 +23,21 @@ pub struct StartInfo {
     pub ram_count: usize,
 }
 
+static RAM: spin::Once<([RamRange; 32], usize)> = spin::Once::new();
+
+/// Remembers the loader's RAM ranges (once, at boot) for [`overlaps_ram`].
+pub(crate) fn remember_ram(info: &StartInfo) {
+    RAM.call_once(|| (info.ram, info.ram_count));
+}
+
+/// Whether `[start, end)` overlaps RAM the loader reported (`true` until it is known).
+pub(crate) fn overlaps_ram(start: u64, end: u64) -> bool {
+    match RAM.get() {
+        None => true,
+        Some((ram, count)) => ram[..*count].iter().any(|r| start < r.end && r.start < end),
+    }
+}
+
 fn read<T: Copy>(phys: u64) -> T {
     // SAFETY: the start-info block and the tables it points to are in RAM below 4 GiB,
     // covered by the boot direct map, and not yet reused by anything.
@@ -30,7 +45,9 @@ fn read<T: Copy>(phys: u64) -> T {
 }
 
 /// Reads the start-info block at physical address `addr`. `None` if its magic is wrong.
-pub fn parse(addr: u64) -> Option<StartInfo> {
+/// Crate-private: it reads whatever physical memory `addr` names, which only the boot path
+/// (handed the address by the loader) may do.
+pub(crate) fn parse(addr: u64) -> Option<StartInfo> {
     if addr == 0 || read::<u32>(addr) != MAGIC {
         return None;
     }

@@ -14,8 +14,9 @@ use crate::gdt;
 /// Registers of the program at a system call; `rax` carries the number in and the result out.
 ///
 /// The last five fields are laid out as an `iretq` frame, so the entry stub can return
-/// either with `sysretq` (when `rcx == rip` and `r11 == rflags`, as after a system call)
-/// or with `iretq` (when the handler switched to a thread that was preempted elsewhere).
+/// either with `sysretq` (when `rcx == rip` and `r11 == rflags`, as after a system call,
+/// and `rcx` is a lower-half address) or with `iretq` (when the handler switched to a
+/// thread that was preempted elsewhere).
 #[repr(C)]
 #[derive(Debug, Clone, Copy)]
 #[allow(missing_docs)]
@@ -59,12 +60,18 @@ struct PerCpu([u64; 2]);
 
 static mut PER_CPU: PerCpu = PerCpu([0; 2]);
 
+/// Set while a system call's handler runs.
+static IN_SYSCALL: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicBool::new(false);
+
 #[unsafe(no_mangle)]
 extern "C" fn kiln_syscall(frame: &mut SyscallFrame, fx: &mut crate::context::FxArea) {
+    IN_SYSCALL.store(true, core::sync::atomic::Ordering::Relaxed);
     match HANDLER.get() {
         Some(h) => h(frame, fx),
         None => frame.rax = (-38i64) as u64,
     }
+    crate::context::force_user(&mut frame.cs, &mut frame.ss, &mut frame.rflags);
+    IN_SYSCALL.store(false, core::sync::atomic::Ordering::Relaxed);
 }
 
 global_asm!(
@@ -122,6 +129,13 @@ global_asm!(
         jne 2f
         cmp r11, [rsp + 16]
         jne 2f
+        // sysretq to a non-canonical rcx faults in ring 0 on Intel CPUs, with the user's
+        // stack pointer loaded: only a lower-half rcx may take this path (the kernel never
+        // resumes a program above user space either, so this is a second line).
+        push rcx
+        shr rcx, 47
+        pop rcx
+        jnz 2f
         mov rsp, [rsp + 24]
         swapgs
         sysretq
@@ -138,11 +152,15 @@ unsafe extern "C" {
 }
 
 /// Programs the SYSCALL MSRs and the per-CPU block; `handler` receives every system call,
-/// running on the stack that ends at `kernel_stack_top`.
-pub fn init(kernel_stack_top: u64, handler: SyscallHandler) {
+/// running on the boot stack ([`crate::boot_stack_top`]), which the kernel keeps for this.
+/// Whatever the handler leaves in the frame, the stub returns to user mode: the selectors
+/// are forced to the user ones and RFLAGS to bits a program may set.
+pub fn init(handler: SyscallHandler) {
+    let kernel_stack_top = crate::boot_stack_top();
     HANDLER.call_once(|| handler);
     // SAFETY: boot CPU, interrupts off. STAR selects the GDT layout of `gdt` (SYSRET loads
-    // CS = base + 16 and SS = base + 8 with base 0x10); FMASK clears IF, TF, DF and AC.
+    // CS = base + 16 and SS = base + 8 with base 0x10); FMASK clears IF, TF, DF, NT and AC
+    // (NT left set by a program would make the kernel's own iretq fault).
     // GS_BASE points at the per-CPU block until the first swapgs into user mode.
     unsafe {
         let pc = &raw mut PER_CPU;
@@ -152,7 +170,7 @@ pub fn init(kernel_stack_top: u64, handler: SyscallHandler) {
             ((gdt::KERNEL_DS as u64 & !3) << 48) | ((gdt::KERNEL_CS as u64) << 32),
         );
         wrmsr(msr::LSTAR, kiln_syscall_entry as *const () as u64);
-        wrmsr(msr::FMASK, 0x4_0700);
+        wrmsr(msr::FMASK, 0x4_4700);
         wrmsr(msr::GS_BASE, pc as u64);
         wrmsr(msr::KERNEL_GS_BASE, 0);
     }
@@ -164,25 +182,54 @@ pub fn set_user_fs_base(base: u64) {
     unsafe { wrmsr(msr::FS_BASE, base) }
 }
 
-/// Sets the program's GS base from a system call (after SWAPGS the user value lives in
-/// KERNEL_GS_BASE; SWAPGS exchanges them again on the way out).
+/// Sets the program's GS base from a system call, or before the program starts (after
+/// SWAPGS the user value lives in KERNEL_GS_BASE; SWAPGS exchanges them again on the way
+/// out).
+///
+/// Panics inside the handler of a trap taken in user mode: there KERNEL_GS_BASE holds the
+/// per-CPU block the next system call switches stacks with.
 pub fn set_user_gs_base_from_kernel(base: u64) {
-    // SAFETY: KERNEL_GS_BASE holds the user GS base while in a system call; see the stub.
+    assert!(
+        !crate::trap::in_user_trap(),
+        "set_user_gs_base_from_kernel in a trap handler"
+    );
+    // SAFETY: outside a user-mode trap (checked above), KERNEL_GS_BASE holds the user GS
+    // base; the kernel never reads through it.
     unsafe { wrmsr(msr::KERNEL_GS_BASE, base) }
 }
 
-/// Sets the program's GS base from an interrupt or exception handler (no SWAPGS happened:
-/// GS_BASE still holds the user value).
+/// Sets the program's GS base from the handler of an interrupt or exception taken in user
+/// mode (no SWAPGS happened: GS_BASE still holds the user value).
+///
+/// Panics anywhere else: there GS_BASE holds the per-CPU block.
 pub fn set_user_gs_base_from_trap(base: u64) {
-    // SAFETY: trap handlers never use GS; the value is the program's own.
+    assert!(
+        crate::trap::in_user_trap(),
+        "set_user_gs_base_from_trap outside a user-mode trap"
+    );
+    // SAFETY: in a user-mode trap (checked above) GS_BASE is the program's; trap handlers
+    // never use GS.
     unsafe { wrmsr(msr::GS_BASE, base) }
 }
 
 /// Enters user mode at `rip` with stack `rsp` and all other registers zero. Never returns:
 /// the program comes back only through system calls and traps.
+///
+/// Panics unless called once, from the boot path (not from a system call or trap handler,
+/// where GS is already switched and a stack would be abandoned mid-use), after [`init`].
 pub fn enter_user(rip: u64, rsp: u64) -> ! {
-    // SAFETY: the caller set up user mappings for rip and rsp; SWAPGS makes GS_BASE the
-    // user's (0) and parks the per-CPU pointer in KERNEL_GS_BASE, as the entry stub expects.
+    static ENTERED: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicBool::new(false);
+    assert!(
+        HANDLER.get().is_some()
+            && !crate::trap::in_handler()
+            && !IN_SYSCALL.load(core::sync::atomic::Ordering::Relaxed)
+            && !ENTERED.swap(true, core::sync::atomic::Ordering::Relaxed),
+        "enter_user called twice, before syscall::init, or from a handler"
+    );
+    // SAFETY: first entry to user mode (checked above), so GS_BASE holds the per-CPU block:
+    // SWAPGS makes GS_BASE the user's and parks the per-CPU pointer in KERNEL_GS_BASE, as the
+    // entry stub expects. User mode cannot touch kernel pages (supervisor-only), whatever
+    // `rip` and `rsp` are; a non-canonical `rip` faults on `iretq` in the kernel.
     unsafe {
         asm!(
             "swapgs",

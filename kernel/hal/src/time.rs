@@ -24,17 +24,25 @@ pub enum Calibration {
 const PIT_HZ: u64 = 1_193_182;
 
 fn pit_read_ch0() -> u16 {
-    outb(0x43, 0x00); // latch channel 0
-    let lo = inb(0x40) as u16;
-    let hi = inb(0x40) as u16;
-    hi << 8 | lo
+    // SAFETY: the i8254 PIT's command and channel-0 ports: latching and reading the count
+    // only affects the PIT, which has no DMA.
+    unsafe {
+        outb(0x43, 0x00); // latch channel 0
+        let lo = inb(0x40) as u16;
+        let hi = inb(0x40) as u16;
+        hi << 8 | lo
+    }
 }
 
 /// Measures TSC ticks over `pit_ticks` PIT ticks; `None` when the PIT does not count.
 fn calibrate_pit(pit_ticks: u16) -> Option<u64> {
-    outb(0x43, 0x34); // channel 0, lo/hi, mode 2
-    outb(0x40, 0xff);
-    outb(0x40, 0xff);
+    // SAFETY: programs PIT channel 0 (its interrupt line is masked at the PIC by
+    // `apic::init`); the PIT has no DMA.
+    unsafe {
+        outb(0x43, 0x34); // channel 0, lo/hi, mode 2
+        outb(0x40, 0xff);
+        outb(0x40, 0xff);
+    }
     let start = pit_read_ch0();
     let t0 = rdtsc();
     let mut spins = 0u64;
@@ -127,8 +135,12 @@ pub fn sleep_until(deadline: u64) {
 }
 
 fn cmos(reg: u8) -> u8 {
-    outb(0x70, reg);
-    inb(0x71)
+    // SAFETY: the CMOS index and data ports; selecting and reading a register only reads
+    // the clock (bit 7 of the index, the NMI mask, stays clear for the registers read here).
+    unsafe {
+        outb(0x70, reg);
+        inb(0x71)
+    }
 }
 
 /// Reads the CMOS real-time clock as seconds since the Unix epoch (0 if it looks absent).

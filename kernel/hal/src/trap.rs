@@ -5,6 +5,7 @@
 //! and the SSE state, so a fault taken in user mode can be resolved and resumed.
 
 use core::arch::global_asm;
+use core::sync::atomic::{AtomicU32, Ordering};
 
 use crate::gdt;
 
@@ -120,8 +121,45 @@ pub fn exception_name(vector: u64) -> &'static str {
     }
 }
 
+/// How many interrupt or exception handlers are running (nested ones count again).
+static DEPTH: AtomicU32 = AtomicU32::new(0);
+/// How many of them interrupted user mode (at most one: user mode does not nest).
+static FROM_USER: AtomicU32 = AtomicU32::new(0);
+
+/// Whether a handler of a trap taken in user mode is running: then GS_BASE still holds the
+/// program's value (no SWAPGS on that path), while in a system call it is parked in
+/// KERNEL_GS_BASE.
+pub(crate) fn in_user_trap() -> bool {
+    FROM_USER.load(Ordering::Relaxed) != 0
+}
+
+/// Whether the CPU is inside an interrupt or exception handler. Such a handler runs on an
+/// IST stack that the next interrupt of its kind would reuse from the top, so it must not
+/// enable interrupts ([`crate::cpu::wait_for_interrupt`] checks this).
+pub fn in_handler() -> bool {
+    DEPTH.load(Ordering::Relaxed) != 0
+}
+
 #[unsafe(no_mangle)]
 extern "C" fn kiln_trap(frame: &mut TrapFrame, fx: &mut crate::context::FxArea) {
+    DEPTH.fetch_add(1, Ordering::Relaxed);
+    if frame.from_user() {
+        // The handlers may replace the program's registers (to resume another thread or
+        // run a signal handler), but only within what a program may do.
+        FROM_USER.fetch_add(1, Ordering::Relaxed);
+        dispatch(frame, fx);
+        FROM_USER.fetch_sub(1, Ordering::Relaxed);
+        crate::context::force_user(&mut frame.cs, &mut frame.ss, &mut frame.rflags);
+    } else {
+        // The kernel itself was interrupted: handlers see its state but work on a copy, so
+        // it resumes exactly where it was.
+        let (mut f, mut x) = (*frame, *fx);
+        dispatch(&mut f, &mut x);
+    }
+    DEPTH.fetch_sub(1, Ordering::Relaxed);
+}
+
+fn dispatch(frame: &mut TrapFrame, fx: &mut crate::context::FxArea) {
     let vector = frame.vector;
     if vector == TIMER_VECTOR as u64 {
         crate::apic::eoi();
@@ -257,7 +295,7 @@ struct Idt([[u64; 2]; 256]);
 static mut IDT: Idt = Idt([[0; 2]; 256]);
 
 /// Builds and loads the IDT: every vector gets an interrupt gate on an IST stack.
-pub fn init() {
+pub(crate) fn init() {
     // SAFETY: runs once on the boot CPU with interrupts off; the stub table is immutable and
     // each gate points at a stub with the right stack discipline.
     unsafe {

@@ -23,6 +23,9 @@ use crate::{phys_to_virt, DIRECT_MAP, PAGE_SIZE};
 const QUEUE_SIZE: usize = 64;
 /// Size of each receive buffer (a full Ethernet frame plus the virtio header).
 const BUF_LEN: usize = 2048;
+/// More than the DMA pages the driver allocates for two queues of `QUEUE_SIZE` (all at
+/// setup; later transfers use shared heap buffers).
+const DMA_PAGES: u64 = 32;
 /// End of the direct map.
 const DIRECT_MAP_END: u64 = 1 << 32;
 
@@ -59,7 +62,9 @@ unsafe impl Hal for KilnHal {
     unsafe fn dma_dealloc(paddr: PhysAddr, _vaddr: NonNull<u8>, pages: usize) -> i32 {
         let mut frames = FRAMES.lock();
         for i in 0..pages as u64 {
-            frames.free(paddr + i * PAGE_SIZE);
+            // SAFETY: the driver hands back pages `dma_alloc` took from this allocator and
+            // no longer uses them (the trait's contract).
+            unsafe { frames.free(paddr + i * PAGE_SIZE) };
         }
         0
     }
@@ -92,19 +97,32 @@ impl VirtioNet {
         if t.device_type() != DeviceType::Network {
             return Err("not a network device");
         }
+        // `dma_alloc` cannot fail (the driver's `Hal` has no error path): make sure the
+        // queues' pages are there first, beyond the kernel's reserve.
+        if !FRAMES.lock().large_may_take(DMA_PAGES) {
+            return Err("not enough memory for its queues");
+        }
         let dev = VirtIONet::new(t, BUF_LEN).map_err(|_| "device setup failed")?;
         Ok(VirtioNet { dev })
     }
 
     /// The virtio-mmio device whose registers are at physical `base` (`size` bytes), as
-    /// announced by `virtio_mmio.device=SIZE@BASE:IRQ`.
+    /// announced by `virtio_mmio.device=SIZE@BASE:IRQ`. The window must lie below 4 GiB
+    /// outside every RAM range of the loader's memory map, and hold a virtio header (magic
+    /// and version, checked by the transport); anything else is refused, so no argument can
+    /// make the driver write to memory.
     pub fn mmio(base: u64, size: u64) -> Result<VirtioNet, &'static str> {
-        if base == 0 || base + size > DIRECT_MAP_END || size < 0x100 {
+        let end = base.checked_add(size).ok_or("bad register window")?;
+        if base == 0 || end > DIRECT_MAP_END || size < 0x100 {
             return Err("bad register window");
         }
+        if crate::pvh::overlaps_ram(base, end) {
+            return Err("register window overlaps RAM");
+        }
         let header = NonNull::new(phys_to_virt(base) as *mut VirtIOHeader).ok_or("null")?;
-        // SAFETY: the command line announced a virtio-mmio register window of `size` bytes
-        // at `base`; it is device memory inside the direct map, used by this driver only.
+        // SAFETY: `[base, end)` is below 4 GiB (in the direct map) and outside RAM, so it is
+        // device memory or nothing; the transport reads the magic and version before using
+        // it and refuses anything but a virtio-mmio device, which this driver then owns.
         let t = unsafe { MmioTransport::new(header, size as usize) }
             .map_err(|_| "no virtio device there")?;
         VirtioNet::new(SomeTransport::Mmio(t))
@@ -117,7 +135,7 @@ impl VirtioNet {
         if !crate::pci::present() {
             return out;
         }
-        let mut root = PciRoot::new(PortCam);
+        let mut root = PciRoot::new(PortCam::new());
         let found: Vec<_> = root
             .enumerate_bus(0)
             .filter(|(_, info)| virtio_device_type(info) == Some(DeviceType::Network))

@@ -3,7 +3,8 @@
 use core::fmt::{self, Write};
 
 use kiln_abi::cmdline::Sink;
-use kiln_hal::{cpu, serial};
+use kiln_hal::cpu::DebugPort;
+use kiln_hal::serial;
 
 /// Routing of the three streams.
 #[derive(Debug, Clone, Copy)]
@@ -16,6 +17,8 @@ pub struct Routes {
     pub log: Sink,
     /// Receives the final exit status as one byte.
     pub status: Sink,
+    /// Binary records for the host (crash state).
+    pub records: Sink,
     /// Log at info level too.
     pub verbose: bool,
 }
@@ -25,6 +28,7 @@ static ROUTES: spin::Mutex<Routes> = spin::Mutex::new(Routes {
     stderr: Sink::Serial,
     log: Sink::Serial,
     status: Sink::Off,
+    records: Sink::Off,
     verbose: false,
 });
 
@@ -46,6 +50,7 @@ impl Routes {
             stderr: Sink::Serial,
             log: Sink::Serial,
             status: Sink::Off,
+            records: Sink::Off,
             verbose: false,
         }
     }
@@ -56,11 +61,15 @@ pub fn routes() -> Routes {
     *ROUTES.lock()
 }
 
-/// Writes bytes to a sink.
+/// Writes bytes to a sink. A port that is not a debug port ([`DebugPort::ALLOWED`]) is
+/// refused by the hardware layer; its bytes go to the serial console instead.
 pub fn write(sink: Sink, data: &[u8]) {
     match sink {
         Sink::Serial => serial::write(data),
-        Sink::Port(port) => cpu::outsb(port, data),
+        Sink::Port(port) => match DebugPort::new(port) {
+            Some(p) => p.write(data),
+            None => serial::write(data),
+        },
         Sink::Off => {}
     }
 }
@@ -101,8 +110,11 @@ pub fn exit(status: u8) -> ! {
         Some(r) => r.status,
         None => Sink::Off,
     };
-    if let Sink::Port(port) = sink {
-        cpu::outb(port, status);
+    if let Some(port) = match sink {
+        Sink::Port(port) => DebugPort::new(port),
+        _ => None,
+    } {
+        port.write_byte(status);
     }
     kiln_hal::exit::exit(status)
 }

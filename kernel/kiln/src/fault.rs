@@ -103,6 +103,7 @@ pub fn on_user_fault(frame: &mut TrapFrame, fx: &mut FxArea, cr2: u64) -> UserFa
                         frame.rip
                     ),
                 );
+                report_crash(frame, fx, info);
                 finish(kiln_abi::exit::killed_by(signal));
             }
         }
@@ -113,7 +114,10 @@ pub fn on_user_fault(frame: &mut TrapFrame, fx: &mut FxArea, cr2: u64) -> UserFa
         6 => (sig::SIGILL, 2),      // ILL_ILLOPN
         1 | 3 => (sig::SIGTRAP, 1), // TRAP_BRKPT
         17 => (sig::SIGBUS, 1),     // BUS_ADRALN
-        _ => (sig::SIGSEGV, 128),   // SI_KERNEL, as Linux reports a general protection fault
+        // Segment not present, stack fault (a non-canonical stack pointer): Linux sends
+        // SIGBUS with SI_KERNEL.
+        11 | 12 => (sig::SIGBUS, 128),
+        _ => (sig::SIGSEGV, 128), // SI_KERNEL, as Linux reports a general protection fault
     };
     let info = SigInfo {
         signo: signal as i32,
@@ -133,7 +137,20 @@ pub fn on_user_fault(frame: &mut TrapFrame, fx: &mut FxArea, cr2: u64) -> UserFa
             frame.rsp
         ),
     );
+    report_crash(frame, fx, info);
     finish(kiln_abi::exit::killed_by(signal))
+}
+
+/// Sends the crash record of the faulting thread (see [`crate::crash`]).
+fn report_crash(frame: &TrapFrame, fx: &FxArea, info: SigInfo) {
+    let mut guard = KERNEL.lock();
+    let Some(k) = guard.as_mut() else {
+        return;
+    };
+    let ctx = UserContext::from_trap(frame, fx);
+    let tid = k.machine.current_tid();
+    let addr = matches!(info.signo, 4 | 7 | 8 | 11).then_some(info.addr_or_pid);
+    crate::crash::report(k, tid, &ctx, info.signo as u8, info.code, addr);
 }
 
 fn kiln_hal_pages() -> crate::machine::HalPages {

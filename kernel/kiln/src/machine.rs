@@ -1,9 +1,9 @@
 //! The real machine behind the Linux personality's [`Machine`] and [`PageTable`] traits.
 
 use kiln_hal::context::UserContext;
-use kiln_hal::paging::{self, UserRights};
+use kiln_hal::paging::{self, BorrowError, UserRights};
 use kiln_os::errno::{Errno, KResult};
-use kiln_os::machine::{Machine, PageTable, Prot, PAGE_SIZE};
+use kiln_os::machine::{Machine, PageTable, Prot};
 use kiln_os::process::{Channel, ThreadState};
 use kiln_os::sched::Scheduler;
 
@@ -31,17 +31,10 @@ impl PageTable for HalPages {
         }
     }
     fn map_borrowed(&mut self, page: u64, bytes: &'static [u8], prot: Prot) -> KResult<bool> {
-        let virt = bytes.as_ptr() as u64;
-        if bytes.len() != PAGE_SIZE as usize
-            || !virt.is_multiple_of(PAGE_SIZE)
-            || virt < kiln_hal::DIRECT_MAP
-        {
-            return Ok(false);
-        }
-        if paging::map_user_borrowed(page, virt - kiln_hal::DIRECT_MAP, rights(prot)) {
-            Ok(true)
-        } else {
-            Err(Errno::ENOMEM)
+        match paging::map_user_borrowed(page, bytes, rights(prot)) {
+            Ok(()) => Ok(true),
+            Err(BorrowError::NotShareable) => Ok(false),
+            Err(BorrowError::OutOfMemory) => Err(Errno::ENOMEM),
         }
     }
     fn query(&self, addr: u64) -> Option<Prot> {
@@ -54,15 +47,22 @@ impl PageTable for HalPages {
     fn unmap_range(&mut self, start: u64, end: u64) {
         paging::unmap_user_range(start, end)
     }
-    fn protect_range(&mut self, start: u64, end: u64, prot: Prot) {
-        if !paging::protect_user_range(start, end, rights(prot)) {
-            panic!("out of memory copying a program page made writable");
+    fn protect_range(&mut self, start: u64, end: u64, prot: Prot) -> KResult<()> {
+        if paging::protect_user_range(start, end, rights(prot)) {
+            Ok(())
+        } else {
+            Err(Errno::ENOMEM)
         }
     }
-    fn move_range(&mut self, from: u64, to: u64, len: u64) {
-        if !paging::move_user_range(from, to, len) {
-            panic!("out of memory for page tables while moving a mapping");
+    fn move_range(&mut self, from: u64, to: u64, len: u64) -> KResult<()> {
+        if paging::move_user_range(from, to, len) {
+            Ok(())
+        } else {
+            Err(Errno::ENOMEM)
         }
+    }
+    fn memory_low(&self) -> bool {
+        kiln_hal::frames::memory_low()
     }
     fn read(&self, addr: u64, buf: &mut [u8]) {
         paging::read_user(addr, buf)
@@ -156,7 +156,9 @@ impl Machine for HalMachine {
         self.sched.len()
     }
     fn spawn_thread(&mut self, state: ThreadState, stack: u64) -> KResult<()> {
-        if self.sched.len() >= MAX_THREADS {
+        // A thread's registers and scheduler entry are kernel memory the program asks for:
+        // out of memory is EAGAIN, as Linux's clone says.
+        if self.sched.len() >= MAX_THREADS || self.pages.memory_low() {
             return Err(Errno::EAGAIN);
         }
         let mut ctx = self
@@ -185,5 +187,11 @@ impl Machine for HalMachine {
         self.net
             .as_mut()
             .map(|n| n as &mut dyn kiln_os::net::NetDevice)
+    }
+    fn record(&mut self, bytes: &[u8]) {
+        let sink = crate::console::routes().records;
+        if sink != kiln_abi::cmdline::Sink::Off {
+            crate::console::write(sink, bytes);
+        }
     }
 }

@@ -12,6 +12,7 @@
 extern crate alloc;
 
 mod console;
+mod crash;
 mod fault;
 mod machine;
 mod run;
@@ -72,6 +73,21 @@ fn panic(info: &core::panic::PanicInfo) -> ! {
             ),
         ),
         None => console::line(sink, format_args!("kernel panic: {}", info.message())),
+    }
+    // The kernel's call stack, for the host to symbolize (no allocation: the heap may be
+    // what failed).
+    if r.records != kiln_abi::cmdline::Sink::Off {
+        let mut frames = [0u64; 32];
+        let n = kiln_hal::backtrace::kernel_return_addresses(&mut frames);
+        let mut head = [0u8; kiln_abi::record::HEADER_LEN];
+        head.copy_from_slice(&kiln_abi::record::header(
+            kiln_abi::record::Kind::KernelPanic,
+            (8 * n) as u32,
+        ));
+        console::write(r.records, &head);
+        for f in &frames[..n] {
+            console::write(r.records, &f.to_le_bytes());
+        }
     }
     console::exit(kiln_abi::exit::KERNEL_FAILURE)
 }

@@ -135,6 +135,8 @@ fn settle(k: &mut Kernel, tid: u32, mut ctx: UserContext, outcome: Outcome) -> O
         Outcome::Exit(status) => finish(status),
         Outcome::Killed(sig) => {
             fault::report_signal(sig);
+            // SI_TKILL: what raise() and abort() use.
+            crate::crash::report(k, tid, &ctx, sig, -6, None);
             finish(kiln_abi::exit::killed_by(sig))
         }
         Outcome::Block(wait) => {

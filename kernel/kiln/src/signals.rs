@@ -66,9 +66,33 @@ pub fn pending(k: &Kernel) -> bool {
 }
 
 /// Sets up the frames of every queued signal the thread does not block, so that it runs
-/// the handlers before going on. A frame that cannot be written (bad stack) kills the
-/// program with SIGSEGV, as Linux does.
+/// the handlers before going on, and makes sure the thread resumes at a user address. A
+/// frame that cannot be written (bad stack) kills the program with SIGSEGV, as Linux does.
+///
+/// Every return to user mode other than straight back after a system call passes here, so
+/// this is where a program-chosen RIP (from `rt_sigreturn` or a handler's address) is
+/// checked: an address outside user space is never returned to; the program gets the
+/// SIGSEGV Linux would deliver when the return faults.
 pub fn deliver(k: &mut Kernel, ctx: &mut UserContext) {
+    loop {
+        deliver_queued(k, ctx);
+        let Some(info) = sigframe::check_resume(ctx.regs.rip) else {
+            return;
+        };
+        if !k.process.signals.queue_fault(info) {
+            crate::console::line(
+                crate::console::routes().stderr,
+                format_args!(
+                    "program killed by SIGSEGV: cannot resume at {:#x}, outside user space",
+                    ctx.regs.rip
+                ),
+            );
+            finish(kiln_abi::exit::killed_by(11));
+        }
+    }
+}
+
+fn deliver_queued(k: &mut Kernel, ctx: &mut UserContext) {
     while let Some((act, info)) = k.process.signals.next_queued() {
         let mut state = to_os(ctx);
         let old_mask = k.process.signals.frame_mask();
@@ -98,8 +122,9 @@ pub fn deliver(k: &mut Kernel, ctx: &mut UserContext) {
     }
 }
 
-/// `rt_sigreturn`: the registers and mask saved in the frame at `rsp`. A corrupt frame kills
-/// the program with SIGSEGV.
+/// `rt_sigreturn`: the registers and mask saved in the frame at `rsp`. A frame that cannot
+/// be read or restored (a kernel code selector, a bad stack selector) kills the program
+/// with SIGSEGV.
 pub fn sigreturn(k: &mut Kernel, rsp: u64) -> UserContext {
     match sigframe::sigreturn(&mut k.process, &mut k.machine, rsp) {
         Ok((state, mask)) => {

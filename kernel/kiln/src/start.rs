@@ -43,6 +43,7 @@ pub fn run(boot: BootInfo) -> ! {
         stderr: config.stderr.unwrap_or(Sink::Serial),
         log: config.log.unwrap_or(Sink::Serial),
         status: config.status.unwrap_or(Sink::Off),
+        records: config.records.unwrap_or(Sink::Off),
         verbose: config.verbose,
     });
     console::info(format_args!(
@@ -98,6 +99,10 @@ pub fn run(boot: BootInfo) -> ! {
         }
     }
     let mut vm = kiln_os::vm::AddressSpace::new(boot.kernel.clone());
+    // Regions live in the kernel's reserve when memory is short: allow what half of it holds
+    // (a region takes up to 128 bytes of heap).
+    let reserve = kiln_hal::frames::reserve_bytes();
+    vm.set_max_regions((reserve / 2 / 128) as usize);
     let mut random = [0u8; 16];
     machine::fill_random(&mut random);
     let hwcap = kiln_hal::cpu::cpuid(1, 0).edx as u64;
@@ -113,6 +118,8 @@ pub fn run(boot: BootInfo) -> ! {
     )
     .unwrap_or_else(|e| fail(format_args!("cannot start {exe_path}: {e}")));
 
+    crate::crash::set_load_bias(loaded.load_bias);
+    crate::crash::set_core_limit(config.core.unwrap_or(0));
     console::info(format_args!(
         "program loaded at {:.1} ms ({} KiB of RAM in use)",
         kiln_hal::time::monotonic_ns() as f64 / 1e6,
@@ -128,6 +135,7 @@ pub fn run(boot: BootInfo) -> ! {
         next_tid: 2,
         trace: config.trace,
         unsupported_logged: Default::default(),
+        tracer: Default::default(),
         net: Default::default(),
     };
     let main = ThreadState {
@@ -138,7 +146,7 @@ pub fn run(boot: BootInfo) -> ! {
     let mut machine = HalMachine::new(main);
     machine::net::start(&config, &mut process, &mut machine);
     *KERNEL.lock() = Some(Kernel { process, machine });
-    kiln_hal::syscall::init(kiln_hal::boot_stack_top(), run::on_syscall);
+    kiln_hal::syscall::init(run::on_syscall);
     kiln_hal::trap::set_user_fault_handler(fault::on_user_fault);
     kiln_hal::trap::set_timer_handler(run::on_timer);
     console::info(format_args!(

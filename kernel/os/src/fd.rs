@@ -295,10 +295,20 @@ impl Pipe {
             }
             data.len().min(space)
         };
-        s.buf.extend(&data[..n]);
+        // The buffer is kernel memory the program fills: once memory is down to the
+        // kernel's reserve it stops growing (ENOMEM, as Linux when it has no page for it).
+        if s.buf.len() + n > s.buf.capacity()
+            && (m.pages().memory_low() || s.buf.try_reserve(n).is_err())
+        {
+            return Err(Errno::ENOMEM);
+        }
         if let Some(q) = &mut s.msgs {
+            if q.try_reserve(1).is_err() {
+                return Err(Errno::ENOMEM);
+            }
             q.push_back(n);
         }
+        s.buf.extend(&data[..n]);
         drop(s);
         self.waitable.notify(m);
         Ok(n)
@@ -584,7 +594,7 @@ impl OpenFile {
                 } else {
                     s.offset
                 };
-                let n = self.write_object(data, off, now)?;
+                let n = self.write_object(m, data, off, now)?;
                 if self
                     .inode()
                     .is_some_and(|n| !matches!(n.body, Body::Device(_)))
@@ -599,7 +609,6 @@ impl OpenFile {
     /// Writes at `off` without moving the offset (`pwrite64`; Linux appends anyway with
     /// `O_APPEND`).
     pub fn pwrite(&self, m: &mut dyn Machine, data: &[u8], off: u64, now: u64) -> KResult<usize> {
-        let _ = m;
         if !self.writable {
             return Err(Errno::EBADF);
         }
@@ -611,16 +620,22 @@ impl OpenFile {
         } else {
             off
         };
-        self.write_object(data, off, now)
+        self.write_object(m, data, off, now)
     }
 
-    fn write_object(&self, data: &[u8], off: u64, now: u64) -> KResult<usize> {
+    fn write_object(&self, m: &mut dyn Machine, data: &[u8], off: u64, now: u64) -> KResult<usize> {
         match &self.object {
             Object::Node(n) => match &n.body {
                 Body::Device(_) => Ok(data.len()),
                 Body::MemFile(_) => {
                     if off > MAX_OFFSET {
                         return Err(Errno::EINVAL);
+                    }
+                    // A /tmp file is kernel memory: once memory is down to the kernel's
+                    // reserve, files stop growing (ENOSPC, a full tmpfs).
+                    let grows = off.saturating_add(data.len() as u64) > n.size();
+                    if grows && m.pages().memory_low() {
+                        return Err(Errno::ENOSPC);
                     }
                     n.write_at(off, data, now)
                 }

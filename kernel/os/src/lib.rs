@@ -23,4 +23,5 @@ pub mod syscall;
 pub mod sysno;
 #[cfg(test)]
 pub mod testing;
+pub mod trace;
 pub mod vm;

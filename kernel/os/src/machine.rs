@@ -58,11 +58,19 @@ pub trait PageTable {
     fn query(&self, addr: u64) -> Option<Prot>;
     /// Unmaps every mapped page in `[start, end)` and frees their frames.
     fn unmap_range(&mut self, start: u64, end: u64);
-    /// Changes the rights of every mapped page in `[start, end)`.
-    fn protect_range(&mut self, start: u64, end: u64, prot: Prot);
+    /// Changes the rights of every mapped page in `[start, end)`. Fails with `ENOMEM` when a
+    /// page made writable needs a private copy and no frame is left; the pages before it
+    /// may have changed already (they then agree with the new rights).
+    fn protect_range(&mut self, start: u64, end: u64, prot: Prot) -> KResult<()>;
     /// Moves the mapped pages of `[from, from + len)` to `[to, to + len)` (both page-aligned,
-    /// the target unmapped), keeping their frames and rights.
-    fn move_range(&mut self, from: u64, to: u64, len: u64);
+    /// the target unmapped), keeping their frames and rights. Fails with `ENOMEM` when no
+    /// frame is left for the target's page tables; then nothing has moved.
+    fn move_range(&mut self, from: u64, to: u64, len: u64) -> KResult<()>;
+    /// Whether free memory is down to what the kernel keeps for itself: the program then
+    /// gets `ENOMEM` for anything that would grow the kernel's bookkeeping (new regions).
+    fn memory_low(&self) -> bool {
+        false
+    }
     /// Copies from mapped pages, ignoring their rights (the kernel's view).
     /// Panics if a page in the range is not mapped: callers map first.
     fn read(&self, addr: u64, buf: &mut [u8]);
@@ -110,4 +118,6 @@ pub trait Machine {
     fn net_device(&mut self) -> Option<&mut dyn crate::net::NetDevice> {
         None
     }
+    /// Sends a binary record ([`kiln_abi::record`]) to the host, when it listens.
+    fn record(&mut self, _bytes: &[u8]) {}
 }

@@ -26,6 +26,8 @@ pub struct Process {
     pub trace: bool,
     /// Unsupported system calls already logged (each is logged once).
     pub unsupported_logged: BTreeSet<u64>,
+    /// Trace and missing-file state ([`crate::trace`]).
+    pub tracer: crate::trace::Tracer,
     /// The network stack and its sockets.
     pub net: crate::net::Net,
 }

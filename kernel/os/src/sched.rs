@@ -73,6 +73,11 @@ impl<C> Scheduler<C> {
         }
     }
 
+    /// Every thread's id, in order.
+    pub fn tids(&self) -> impl Iterator<Item = u32> + '_ {
+        self.threads.keys().copied()
+    }
+
     /// The running thread's id, if one runs.
     pub fn current(&self) -> Option<u32> {
         self.current

@@ -73,6 +73,59 @@ pub const FRAME_SIZE: u64 = 8 + UCONTEXT_SIZE + SIGINFO_SIZE;
 const RED_ZONE: u64 = 128;
 const DF: u64 = 1 << 10;
 const TF: u64 = 1 << 8;
+/// RFLAGS bits a program may change through `rt_sigreturn`: Linux's `FIX_EFLAGS` (CF, PF,
+/// AF, ZF, SF, DF, OF, RF, AC) without TF (single-stepping is not supported). IOPL, NT, IF,
+/// VM and the reserved bits are never taken from the frame.
+const USER_RFLAGS: u64 = 0x5_0cd5;
+/// RFLAGS bits always set in user mode: IF and the reserved bit 1.
+const FIXED_RFLAGS: u64 = 0x202;
+/// `uc_flags`: the frame carries `ss` (`UC_SIGCONTEXT_SS`), and `rt_sigreturn` must restore
+/// it as given rather than repair it (`UC_STRICT_RESTORE_SS`), as Linux's 64-bit frames say.
+const UC_SIGCONTEXT_SS: u64 = 0x2;
+const UC_STRICT_RESTORE_SS: u64 = 0x4;
+/// Kiln's user code and stack selectors (what frames carry), and Linux's (`__USER_CS`,
+/// `__USER_DS`), which programs written for Linux may store: both mean 64-bit user mode.
+const USER_CS: [u16; 2] = [0x23, 0x33];
+const USER_SS: [u16; 2] = [0x1b, 0x2b];
+/// The first address above user space (`TASK_SIZE_MAX`, as Linux): no user code or stack
+/// lies at or above it.
+pub const USER_TOP: u64 = (1 << 47) - 4096;
+/// `si_code` of a `SIGSEGV` raised by the kernel (a general protection fault).
+const SI_KERNEL: i32 = 0x80;
+/// `si_code` of a `SIGSEGV` for an address with no mapping.
+const SEGV_MAPERR: i32 = 1;
+
+/// The RFLAGS a thread resumes with when a program asks for `requested` (from a signal
+/// frame): only the bits a program may change are taken; IF and bit 1 are forced on.
+pub fn sanitize_rflags(requested: u64) -> u64 {
+    (requested & USER_RFLAGS) | FIXED_RFLAGS
+}
+
+/// Whether the program can be resumed at `rip`: `None` when it can; otherwise the
+/// `SIGSEGV` the program gets instead, as on Linux, where returning to such an address
+/// faults at once: a general protection fault (`SI_KERNEL`, address 0) for a non-canonical
+/// address, a page fault (`SEGV_MAPERR` at `rip`) for one in the kernel's half. The kernel
+/// never returns to user mode at such an address (`sysretq` with a non-canonical address
+/// faults in ring 0 on Intel CPUs).
+pub fn check_resume(rip: u64) -> Option<SigInfo> {
+    if rip < USER_TOP {
+        return None;
+    }
+    let canonical = !((1 << 47)..0xffff_8000_0000_0000).contains(&rip);
+    Some(if canonical {
+        SigInfo {
+            signo: 11,
+            code: SEGV_MAPERR,
+            addr_or_pid: rip,
+        }
+    } else {
+        SigInfo {
+            signo: 11,
+            code: SI_KERNEL,
+            addr_or_pid: 0,
+        }
+    })
+}
 
 fn put(buf: &mut [u8], at: u64, v: u64) {
     buf[at as usize..at as usize + 8].copy_from_slice(&v.to_le_bytes());
@@ -131,12 +184,14 @@ pub fn layout(
         return Err(Errno::EFAULT);
     }
     let sp = state.regs.rsp;
-    // The program chose the alternate stack's base and size: their sum may not fit in 64
-    // bits, and such a stack cannot take a frame.
-    let alt_top = |a: AltStack| a.sp.checked_add(a.size);
-    let on_alt = altstack.is_some_and(|a| sp > a.sp && alt_top(a).is_some_and(|t| sp <= t));
+    // The alternate stack's end; a range that wraps around can take no frame.
+    let alt_end = |a: &AltStack| a.sp.checked_add(a.size).ok_or(Errno::EFAULT);
+    let on_alt = match altstack {
+        Some(a) => sp > a.sp && sp <= alt_end(&a)?,
+        None => false,
+    };
     let mut top = match altstack {
-        Some(a) if act.flags & SA_ONSTACK != 0 && !on_alt => alt_top(a).ok_or(Errno::EFAULT)?,
+        Some(a) if act.flags & SA_ONSTACK != 0 && !on_alt => alt_end(&a)?,
         _ => sp.checked_sub(RED_ZONE).ok_or(Errno::EFAULT)?,
     };
     top = top.checked_sub(512).ok_or(Errno::EFAULT)? & !63;
@@ -148,6 +203,7 @@ pub fn layout(
     put(&mut b, 0, act.restorer);
     // ucontext at 8: uc_flags, uc_link, uc_stack, uc_mcontext, uc_sigmask.
     let uc = 8;
+    put(&mut b, uc, UC_SIGCONTEXT_SS | UC_STRICT_RESTORE_SS);
     if let Some(a) = altstack {
         put(&mut b, uc + 16, a.sp);
         b[(uc + 24) as usize..(uc + 28) as usize]
@@ -163,8 +219,8 @@ pub fn layout(
         put(&mut b, sc + i as u64 * 8, *r);
     }
     // cs, gs, fs, ss (u16 each) at sc + 144: user selectors.
-    b[(sc + 144) as usize..(sc + 146) as usize].copy_from_slice(&0x23u16.to_le_bytes());
-    b[(sc + 150) as usize..(sc + 152) as usize].copy_from_slice(&0x1bu16.to_le_bytes());
+    b[(sc + 144) as usize..(sc + 146) as usize].copy_from_slice(&USER_CS[0].to_le_bytes());
+    b[(sc + 150) as usize..(sc + 152) as usize].copy_from_slice(&USER_SS[0].to_le_bytes());
     put(&mut b, sc + 168, mask); // oldmask
     put(
         &mut b,
@@ -223,35 +279,32 @@ pub fn deliver(
     Ok(new_mask)
 }
 
-/// What a signal frame asks `rt_sigreturn` to restore, read from its bytes alone.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Restore {
-    /// The registers to resume with (privileged `rflags` bits already dropped).
-    pub regs: UserRegs,
-    /// `sigcontext.fpstate`: where the FXSAVE copy is (0: none).
-    pub fpstate: u64,
-    /// The signal mask to restore.
-    pub mask: u64,
+fn get16(buf: &[u8], at: u64) -> u16 {
+    u16::from_le_bytes([buf[at as usize], buf[at as usize + 1]])
 }
 
-/// Reads the frame's bytes (at least [`FRAME_SIZE`]; the program may have written anything
-/// there). `EFAULT` when there are too few bytes.
-pub fn decode_frame(b: &[u8]) -> KResult<Restore> {
-    if (b.len() as u64) < FRAME_SIZE {
-        return Err(Errno::EFAULT);
-    }
+/// The registers a frame's `sigcontext` asks for, checked as Linux's `restore_sigcontext`
+/// does: RFLAGS sanitised; the code selector must be a 64-bit user one (any other would
+/// make the return fault: `EFAULT`, the caller delivers SIGSEGV); the stack selector is
+/// forced to the user one unless `uc_flags` asks for a strict restore, when a bad one is
+/// `EFAULT` too. RIP and RSP are taken as they are ([`check_resume`] guards the return).
+pub fn restore_regs(b: &[u8]) -> KResult<UserRegs> {
     let sc = 8 + 40;
     let mut regs = UserRegs::default();
     for (i, r) in sigcontext_regs(&mut regs).into_iter().enumerate() {
         *r = get(b, sc + i as u64 * 8);
     }
-    // The program may not set privileged flags: keep IF, drop IOPL/NT/VM etc.
-    regs.rflags = (regs.rflags & 0xcd5) | 0x202;
-    Ok(Restore {
-        regs,
-        fpstate: get(b, sc + 184),
-        mask: get(b, 8 + 40 + SIGCONTEXT_SIZE),
-    })
+    regs.rflags = sanitize_rflags(regs.rflags);
+    let uc_flags = get(b, 8);
+    let cs = get16(b, sc + 144) | 3;
+    let ss = get16(b, sc + 150) | 3;
+    if !USER_CS.contains(&cs) {
+        return Err(Errno::EFAULT);
+    }
+    if uc_flags & UC_STRICT_RESTORE_SS != 0 && !USER_SS.contains(&ss) {
+        return Err(Errno::EFAULT);
+    }
+    Ok(regs)
 }
 
 /// Makes a FXSAVE area from user memory safe to load: MXCSR's reserved bits must stay clear
@@ -262,18 +315,22 @@ pub fn sanitise_fx(fx: &mut [u8; 512]) {
 }
 
 /// `rt_sigreturn`: reads the frame the handler returned from (its `rsp` is just past the
-/// return address) and gives the state to resume and the mask to restore.
+/// return address) and gives the state to resume and the mask to restore. `EFAULT` when the
+/// frame cannot be read or asks for a state no user thread can have.
 pub fn sigreturn(p: &mut Process, m: &mut dyn Machine, rsp: u64) -> KResult<(UserState, u64)> {
     let addr = rsp.checked_sub(8).ok_or(Errno::EFAULT)?;
     let mut b = alloc::vec![0u8; FRAME_SIZE as usize];
     p.vm.copy_from_user(m.pages(), addr, &mut b)?;
-    let r = decode_frame(&b)?;
+    let sc = 8 + 40;
+    let regs = restore_regs(&b)?;
     let mut fx = [0u8; 512];
-    if r.fpstate != 0 {
-        p.vm.copy_from_user(m.pages(), r.fpstate, &mut fx)?;
+    let fpstate = get(&b, sc + 184);
+    if fpstate != 0 {
+        p.vm.copy_from_user(m.pages(), fpstate, &mut fx)?;
         sanitise_fx(&mut fx);
     }
-    Ok((UserState { regs: r.regs, fx }, r.mask))
+    let mask = get(&b, 8 + 40 + SIGCONTEXT_SIZE);
+    Ok((UserState { regs, fx }, mask))
 }
 
 #[cfg(test)]
@@ -398,19 +455,12 @@ mod tests {
         );
     }
 
-    /// A frame with every byte set restores only the user-settable flags and a valid MXCSR.
     #[test]
-    fn restore_drops_privileged_bits() {
-        let r = decode_frame(&[0xff; FRAME_SIZE as usize]).unwrap();
-        assert_eq!(r.regs.rflags, 0xcd5 | 0x202);
-        assert_eq!((r.fpstate, r.mask), (u64::MAX, u64::MAX));
-        assert_eq!(
-            decode_frame(&[0; FRAME_SIZE as usize - 1]).unwrap_err(),
-            Errno::EFAULT
-        );
+    fn fx_area_keeps_only_valid_mxcsr_bits() {
         let mut fx = [0xff; 512];
         sanitise_fx(&mut fx);
         assert_eq!(fx[24..28], [0xff, 0xff, 0, 0]);
+        assert!(fx[..24].iter().chain(&fx[28..]).all(|&b| b == 0xff));
     }
 
     #[test]
@@ -437,5 +487,142 @@ mod tests {
         assert_eq!(back.regs.rip, before.regs.rip);
         assert_eq!(back.regs.rax, 7);
         assert_eq!(back.fx, before.fx);
+    }
+    fn frame_bytes() -> alloc::vec::Vec<u8> {
+        let info = SigInfo {
+            signo: 10,
+            code: 0,
+            addr_or_pid: 0,
+        };
+        layout(&state(0x7fff_0000), &act(), None, &info, 0)
+            .unwrap()
+            .bytes
+    }
+
+    const SC: usize = 8 + 40;
+
+    fn set16(b: &mut [u8], at: usize, v: u16) {
+        b[at..at + 2].copy_from_slice(&v.to_le_bytes());
+    }
+
+    #[test]
+    fn an_untouched_frame_restores_and_says_it_carries_ss() {
+        let b = frame_bytes();
+        assert_eq!(get(&b, 8), UC_SIGCONTEXT_SS | UC_STRICT_RESTORE_SS);
+        let r = restore_regs(&b).unwrap();
+        assert_eq!(r.rip, 0x40_0500);
+        assert_eq!(r.rflags, 0x202 | DF);
+    }
+
+    #[test]
+    fn rflags_keep_only_what_a_program_may_change() {
+        let mut b = frame_bytes();
+        put(&mut b, (SC + 17 * 8) as u64, u64::MAX);
+        let f = restore_regs(&b).unwrap().rflags;
+        assert_eq!(f, USER_RFLAGS | 0x202);
+        assert_eq!(f & 0x3000, 0, "IOPL stays 0");
+        assert_eq!(f & 0x4000, 0, "NT stays clear (iretq would fault)");
+        assert_eq!(f & (1 << 17), 0, "no virtual-8086 mode");
+        assert_eq!(f & TF, 0, "no single-stepping");
+        assert_eq!(f >> 22, 0, "reserved high bits clear");
+        assert_eq!(
+            f & (1 << 3 | 1 << 5 | 1 << 15),
+            0,
+            "reserved low bits clear"
+        );
+        put(&mut b, (SC + 17 * 8) as u64, 0);
+        assert_eq!(
+            restore_regs(&b).unwrap().rflags,
+            0x202,
+            "IF and bit 1 forced"
+        );
+    }
+
+    #[test]
+    fn code_selectors_other_than_user_ones_are_refused() {
+        for cs in [0u16, 0x08, 0x10, 0x18, 0x2b, 0xffff] {
+            let mut b = frame_bytes();
+            set16(&mut b, SC + 144, cs);
+            assert_eq!(restore_regs(&b).unwrap_err(), Errno::EFAULT, "cs {cs:#x}");
+        }
+        for cs in [0x20u16, 0x23, 0x30, 0x33] {
+            let mut b = frame_bytes();
+            set16(&mut b, SC + 144, cs);
+            assert!(restore_regs(&b).is_ok(), "cs {cs:#x}");
+        }
+    }
+
+    #[test]
+    fn a_bad_stack_selector_fails_only_when_strict() {
+        let mut b = frame_bytes();
+        set16(&mut b, SC + 150, 0);
+        assert_eq!(restore_regs(&b).unwrap_err(), Errno::EFAULT);
+        set16(&mut b, SC + 150, 0x2b);
+        assert!(restore_regs(&b).is_ok(), "Linux's __USER_DS");
+        set16(&mut b, SC + 150, 0x10);
+        put(&mut b, 8, UC_SIGCONTEXT_SS);
+        assert!(
+            restore_regs(&b).is_ok(),
+            "repaired, as Linux's force_valid_ss"
+        );
+    }
+
+    #[test]
+    fn only_user_addresses_are_resumed() {
+        for ok in [0u64, 0x40_0000, USER_TOP - 1] {
+            assert_eq!(check_resume(ok), None, "{ok:#x}");
+        }
+        let unmappable = [USER_TOP, (1 << 47) - 1, 0xffff_8000_0000_0000, u64::MAX];
+        for kernel_half in unmappable.into_iter().chain([0xffff_ffff_8100_0000]) {
+            let i = check_resume(kernel_half).unwrap();
+            assert_eq!((i.signo, i.code, i.addr_or_pid), (11, 1, kernel_half));
+        }
+        for bad in [1 << 47, 0x0000_8000_0000_1000, 0x8000_0000_0000_0000] {
+            let i = check_resume(bad).unwrap();
+            assert_eq!((i.signo, i.code, i.addr_or_pid), (11, 0x80, 0), "{bad:#x}");
+        }
+    }
+
+    #[test]
+    fn sigreturn_refuses_a_frame_with_a_kernel_code_selector() {
+        use crate::syscall::testutil::*;
+        let (mut p, mut m, buf) = setup();
+        let mut s = state(buf + 0x3000);
+        let info = SigInfo {
+            signo: 10,
+            code: 0,
+            addr_or_pid: 0,
+        };
+        deliver(&mut p, &mut m, &mut s, &act(), &info, 0).unwrap();
+        let cs_at = s.regs.rsp + 8 + 40 + 144;
+        poke(&mut p, &mut m, cs_at, &0x10u16.to_le_bytes());
+        assert_eq!(
+            sigreturn(&mut p, &mut m, s.regs.rsp + 8).unwrap_err(),
+            Errno::EFAULT
+        );
+    }
+    #[test]
+    fn stacks_at_the_ends_of_the_address_space_are_efault() {
+        let info = SigInfo {
+            signo: 10,
+            code: 0,
+            addr_or_pid: 0,
+        };
+        let wraps = AltStack {
+            sp: u64::MAX - 0x1000,
+            flags: 0,
+            size: 0x4000,
+        };
+        let mut a = act();
+        a.flags |= SA_ONSTACK;
+        let e = layout(&state(0x7fff_0000), &a, Some(wraps), &info, 0).unwrap_err();
+        assert_eq!(e, Errno::EFAULT);
+        for sp in [0, 8, RED_ZONE, RED_ZONE + 600] {
+            assert_eq!(
+                layout(&state(sp), &act(), None, &info, 0).unwrap_err(),
+                Errno::EFAULT,
+                "rsp {sp:#x}"
+            );
+        }
     }
 }

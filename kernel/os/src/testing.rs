@@ -17,6 +17,9 @@ pub struct FakePages {
     pub budget: Option<usize>,
     /// Pages mapped in place with `map_borrowed`.
     pub borrowed: usize,
+    /// Makes `protect_range` and `move_range` fail with `ENOMEM` (no frame for a copy or a
+    /// page table), changing nothing.
+    pub out_of_frames: bool,
 }
 
 impl PageTable for FakePages {
@@ -57,12 +60,19 @@ impl PageTable for FakePages {
             }
         }
     }
-    fn protect_range(&mut self, start: u64, end: u64, prot: Prot) {
+    fn protect_range(&mut self, start: u64, end: u64, prot: Prot) -> KResult<()> {
+        if self.out_of_frames {
+            return Err(Errno::ENOMEM);
+        }
         for (_, p) in self.pages.range_mut(start..end) {
             p.1 = prot;
         }
+        Ok(())
     }
-    fn move_range(&mut self, from: u64, to: u64, len: u64) {
+    fn move_range(&mut self, from: u64, to: u64, len: u64) -> KResult<()> {
+        if self.out_of_frames {
+            return Err(Errno::ENOMEM);
+        }
         let moved: Vec<u64> = self
             .pages
             .range(from..from + len)
@@ -77,6 +87,10 @@ impl PageTable for FakePages {
             );
             self.pages.insert(dst, v);
         }
+        Ok(())
+    }
+    fn memory_low(&self) -> bool {
+        self.out_of_frames
     }
     fn read(&self, addr: u64, buf: &mut [u8]) {
         for (i, b) in buf.iter_mut().enumerate() {
@@ -124,6 +138,8 @@ pub struct FakeMachine {
     pub stderr: Vec<u8>,
     /// Kernel log lines.
     pub log: Vec<String>,
+    /// Binary records sent to the host.
+    pub records: Vec<u8>,
     /// Counter feeding the (predictable) random bytes.
     pub random_counter: u8,
 }
@@ -145,6 +161,7 @@ impl Default for FakeMachine {
             stdout: Vec::new(),
             stderr: Vec::new(),
             log: Vec::new(),
+            records: Vec::new(),
             random_counter: 0,
         }
     }
@@ -213,5 +230,8 @@ impl Machine for FakeMachine {
     }
     fn log(&mut self, line: core::fmt::Arguments<'_>) {
         self.log.push(alloc::format!("{line}"));
+    }
+    fn record(&mut self, bytes: &[u8]) {
+        self.records.extend_from_slice(bytes);
     }
 }

@@ -28,6 +28,10 @@ pub const STACK_SIZE: u64 = 8 << 20;
 /// Where top-down `mmap` placement starts (Linux's `mmap_base` without randomisation:
 /// `TASK_SIZE` minus the 128 MiB minimum stack gap).
 pub const MMAP_BASE: u64 = USER_END - (128 << 20);
+/// Most regions a program may have (Linux's default `vm.max_map_count`): more would be
+/// `ENOMEM`, so a program splitting mappings cannot grow the kernel's bookkeeping without
+/// bound.
+pub const MAX_MAP_COUNT: usize = 65_530;
 
 /// `MAP_SHARED`.
 pub const MAP_SHARED: u64 = 0x01;
@@ -224,6 +228,7 @@ pub struct AddressSpace {
     reserved: Range<u64>,
     brk_start: u64,
     brk: u64,
+    max_regions: usize,
 }
 
 impl AddressSpace {
@@ -235,7 +240,14 @@ impl AddressSpace {
             reserved,
             brk_start: 0,
             brk: 0,
+            max_regions: MAX_MAP_COUNT,
         }
+    }
+
+    /// Lowers the region limit below [`MAX_MAP_COUNT`] (a small machine cannot keep as many:
+    /// each region is kernel memory).
+    pub fn set_max_regions(&mut self, n: usize) {
+        self.max_regions = n.clamp(64, MAX_MAP_COUNT);
     }
 
     /// The kernel's range that user mappings avoid.
@@ -276,6 +288,31 @@ impl AddressSpace {
 
     // ----- region bookkeeping -----
 
+    /// `ENOMEM` unless `extra` more regions stay within the limit ([`MAX_MAP_COUNT`] or
+    /// less) and memory is not down to the kernel's reserve (each region is kernel memory).
+    fn room_for(&self, pt: &dyn PageTable, extra: usize) -> KResult<()> {
+        if extra > 0 && pt.memory_low() {
+            return Err(Errno::ENOMEM);
+        }
+        self.count_allows(extra)
+    }
+
+    /// `ENOMEM` unless `extra` more regions stay within the limit.
+    fn count_allows(&self, extra: usize) -> KResult<()> {
+        if self.vmas.len() + extra > self.max_regions {
+            Err(Errno::ENOMEM)
+        } else {
+            Ok(())
+        }
+    }
+
+    /// How many regions splitting at `addr` and `end` adds (each boundary strictly inside a
+    /// region splits it).
+    fn splits(&self, addr: u64, end: u64) -> usize {
+        let inside = |a: u64| self.find(a).is_some_and(|(s, _)| s != a);
+        usize::from(inside(addr)) + usize::from(inside(end))
+    }
+
     /// Whether `[start, end)` is a valid, non-empty user range clear of the kernel and of
     /// every region.
     fn is_free(&self, start: u64, end: u64) -> bool {
@@ -289,20 +326,32 @@ impl AddressSpace {
 
     /// Whether every byte of `[start, end)` lies in some region.
     pub fn is_mapped(&self, start: u64, end: u64) -> bool {
-        self.covering(start, end).is_some()
-    }
-
-    /// The regions covering `[start, end)` without holes, as `(start, end, prot)`, or `None`
-    /// when there is a hole.
-    fn covering(&self, start: u64, end: u64) -> Option<Vec<(u64, u64, Prot)>> {
-        let mut out = Vec::new();
         let mut cur = start;
         while cur < end {
-            let (s, v) = self.find(cur)?;
-            out.push((s, v.end, v.prot));
-            cur = v.end;
+            match self.find(cur) {
+                Some((_, v)) => cur = v.end,
+                None => return false,
+            }
         }
-        Some(out)
+        true
+    }
+
+    /// The regions meeting `[start, end)`, in order, as `(start, end, prot)` (without
+    /// copying them: a program may have tens of thousands).
+    fn pieces(&self, start: u64, end: u64) -> impl Iterator<Item = (u64, u64, Prot)> + '_ {
+        let first = self.find(start).filter(|(s, _)| *s < start);
+        first
+            .into_iter()
+            .chain(self.vmas.range(start..end.max(start)).map(|(s, v)| (*s, v)))
+            .map(|(s, v)| (s, v.end, v.prot))
+    }
+
+    /// The first region starting in `[from, to)`.
+    fn next_start(&self, from: u64, to: u64) -> Option<u64> {
+        if from >= to {
+            return None;
+        }
+        self.vmas.range(from..to).next().map(|(s, _)| *s)
     }
 
     /// Splits the region containing `addr` so that a region starts at `addr`.
@@ -325,8 +374,7 @@ impl AddressSpace {
     fn remove_range(&mut self, pt: &mut dyn PageTable, start: u64, end: u64) {
         self.split_at(start);
         self.split_at(end);
-        let doomed: Vec<u64> = self.vmas.range(start..end).map(|(s, _)| *s).collect();
-        for s in doomed {
+        while let Some(s) = self.next_start(start, end) {
             let v = self.vmas.remove(&s).expect("region");
             pt.unmap_range(s, v.end);
         }
@@ -356,9 +404,10 @@ impl AddressSpace {
             .next_back()
             .map(|(s, _)| *s)
             .unwrap_or(lo);
-        let keys: Vec<u64> = self.vmas.range(first..=hi).map(|(s, _)| *s).collect();
         let mut cur: Option<u64> = None;
-        for k in keys {
+        let mut from = first;
+        while let Some(k) = self.next_start(from, hi.saturating_add(1)) {
+            from = k + 1;
             if let Some(c) = cur {
                 let a = &self.vmas[&c];
                 let b = &self.vmas[&k];
@@ -388,21 +437,31 @@ impl AddressSpace {
         if !self.is_free(start, end) {
             return Err(Errno::EEXIST);
         }
+        self.count_allows(1)?;
         self.vmas.insert(start, vma);
         self.coalesce(start, end);
         Ok(())
     }
 
-    /// The highest free range of `len` bytes inside `[lo, hi)`.
+    /// The highest free range of `len` bytes inside `[lo, hi)`. Walks the regions in place
+    /// (no copy: a program may have tens of thousands).
     fn find_free(&self, len: u64, lo: u64, hi: u64) -> Option<u64> {
-        let mut busy: Vec<(u64, u64)> = self.vmas.iter().map(|(s, v)| (*s, v.end)).collect();
-        busy.push((0, USER_START));
-        if self.reserved.start < self.reserved.end {
-            busy.push((self.reserved.start, self.reserved.end));
+        let mut fixed: [(u64, u64); 2] =
+            [(self.reserved.start, self.reserved.end), (0, USER_START)];
+        if fixed[0].0 < fixed[1].0 {
+            fixed.swap(0, 1);
         }
-        busy.sort_unstable();
+        let mut fixed = fixed.into_iter().filter(|&(s, e)| s < e).peekable();
+        let mut regions = self.vmas.iter().rev().map(|(s, v)| (*s, v.end)).peekable();
+        // Busy ranges by falling start: the regions merged with the fixed ones.
+        let mut busy = core::iter::from_fn(|| match (regions.peek(), fixed.peek()) {
+            (Some(r), Some(f)) if r.0 >= f.0 => regions.next(),
+            (_, Some(_)) => fixed.next(),
+            (Some(_), None) => regions.next(),
+            (None, None) => None,
+        });
         let mut top = hi.min(USER_END);
-        for &(s, e) in busy.iter().rev() {
+        for (s, e) in &mut busy {
             if s >= top {
                 continue;
             }
@@ -429,9 +488,11 @@ impl AddressSpace {
     }
 
     /// Gives every unbacked page of `[start, end)` a frame (the range must be mapped).
-    fn fault_in(&mut self, pt: &mut dyn PageTable, start: u64, end: u64) -> KResult<()> {
-        let regions = self.covering(start, end).ok_or(Errno::EFAULT)?;
-        for (s, e, prot) in regions {
+    fn fault_in(&self, pt: &mut dyn PageTable, start: u64, end: u64) -> KResult<()> {
+        if !self.is_mapped(start, end) {
+            return Err(Errno::EFAULT);
+        }
+        for (s, e, prot) in self.pieces(start, end) {
             let mut page = page_down(start.max(s));
             let stop = end.min(e);
             while page < stop {
@@ -450,8 +511,10 @@ impl AddressSpace {
         if end > USER_END {
             return Err(Errno::EFAULT);
         }
-        let regions = self.covering(addr, end).ok_or(Errno::EFAULT)?;
-        if regions.iter().all(|r| allows(r.2, access)) {
+        if !self.is_mapped(addr, end) {
+            return Err(Errno::EFAULT);
+        }
+        if self.pieces(addr, end).all(|r| allows(r.2, access)) {
             Ok(end)
         } else {
             Err(Errno::EFAULT)
@@ -478,7 +541,8 @@ impl AddressSpace {
             Some(p) => {
                 // Present but with stale rights: bring the page in line with its region.
                 if p != prot {
-                    pt.protect_range(page, page + PAGE_SIZE, prot);
+                    pt.protect_range(page, page + PAGE_SIZE, prot)
+                        .map_err(|_| Fault::OutOfMemory)?;
                 }
                 Ok(())
             }
@@ -508,6 +572,18 @@ impl AddressSpace {
         }
         let end = self.check(addr, data.len() as u64, Access::Write)?;
         self.fault_in(pt, addr, end).map_err(|_| Errno::EFAULT)?;
+        // Pages present without write access in a writable region (program pages mapped in
+        // place, rights left behind by a failed mprotect) get the region's rights first:
+        // that may need a private copy, which fails cleanly here when memory is gone.
+        let mut page = page_down(addr);
+        while page < end {
+            if pt.query(page).is_some_and(|p| !p.write) {
+                let prot = self.find(page).map(|(_, v)| v.prot).ok_or(Errno::EFAULT)?;
+                pt.protect_range(page, page + PAGE_SIZE, prot)
+                    .map_err(|_| Errno::EFAULT)?;
+            }
+            page += PAGE_SIZE;
+        }
         pt.write(addr, data);
         Ok(())
     }
@@ -559,8 +635,10 @@ impl AddressSpace {
         end: u64,
         access: Access,
     ) -> KResult<()> {
-        let regions = self.covering(start, end).ok_or(Errno::ENOMEM)?;
-        for (s, e, prot) in regions {
+        if !self.is_mapped(start, end) {
+            return Err(Errno::ENOMEM);
+        }
+        for (s, e, prot) in self.pieces(start, end) {
             if allows(prot, access) {
                 self.fault_in(pt, start.max(s), end.min(e))?;
             }
@@ -574,7 +652,11 @@ impl AddressSpace {
         if !self.is_mapped(start, end) {
             return Err(Errno::ENOMEM);
         }
+        // One byte a page of a range the program chooses: fallible.
+        let pages = (end - page_down(start)).div_ceil(PAGE_SIZE);
         let mut out = Vec::new();
+        out.try_reserve_exact(usize::try_from(pages).map_err(|_| Errno::ENOMEM)?)
+            .map_err(|_| Errno::ENOMEM)?;
         let mut page = page_down(start);
         while page < end {
             out.push(u8::from(pt.query(page).is_some()));
@@ -658,6 +740,8 @@ impl AddressSpace {
             // No huge pages are reserved (like Linux with vm.nr_hugepages = 0).
             return Err(Errno::ENOMEM);
         }
+        // The new region, and one more if a fixed mapping splits an existing one in two.
+        self.room_for(pt, if flags & MAP_FIXED != 0 { 2 } else { 1 })?;
         let start = if flags & (MAP_FIXED | MAP_FIXED_NOREPLACE) != 0 {
             if !addr.is_multiple_of(PAGE_SIZE) {
                 return Err(Errno::EINVAL);
@@ -717,6 +801,12 @@ impl AddressSpace {
         if end > USER_END {
             return Err(Errno::EINVAL);
         }
+        // Unmapping the middle of a region splits it in two; other cases add no region.
+        // Only the region limit applies: giving memory back must work when memory is low.
+        let middle = self
+            .find(addr)
+            .is_some_and(|(s, v)| s != addr && end < v.end);
+        self.count_allows(usize::from(middle))?;
         self.remove_range(pt, addr, end);
         Ok(())
     }
@@ -739,29 +829,36 @@ impl AddressSpace {
         }
         let len = page_up(len).ok_or(Errno::ENOMEM)?;
         let end = addr.checked_add(len).ok_or(Errno::ENOMEM)?;
-        let regions = match self.covering(addr, end) {
-            Some(r) if end <= USER_END => r,
-            _ => return Err(Errno::ENOMEM),
-        };
+        if end > USER_END || !self.is_mapped(addr, end) {
+            return Err(Errno::ENOMEM);
+        }
         // Shared file maps are read-only copies: writes through them would not reach the file.
         let shared_file = |s: &u64| {
             let v = &self.vmas[s];
             v.shared && matches!(v.kind, VmaKind::File(_))
         };
-        if prot.write && regions.iter().any(|r| shared_file(&r.0)) {
+        if prot.write && self.pieces(addr, end).any(|r| shared_file(&r.0)) {
             return Err(Errno::EACCES);
         }
+        self.room_for(pt, self.splits(addr, end))?;
         self.split_at(addr);
         self.split_at(end);
-        let keys: Vec<u64> = self.vmas.range(addr..end).map(|(s, _)| *s).collect();
-        for s in keys {
+        let mut result = Ok(());
+        let mut from = addr;
+        while let Some(s) = self.next_start(from, end) {
             let v = self.vmas.get_mut(&s).expect("region");
             v.prot = prot;
             let e = v.end;
-            pt.protect_range(s, e, prot);
+            from = e;
+            // Out of frames for a private copy: Linux's mprotect may also have changed part
+            // of the range when it fails. Pages left behind get the region's rights when
+            // next touched (see `handle_fault`).
+            if let Err(e) = pt.protect_range(s, e, prot) {
+                result = Err(e);
+            }
         }
         self.coalesce(addr, end);
-        Ok(())
+        result
     }
 
     /// Resizes or moves a mapping (Linux `mremap`) and returns its new address.
@@ -798,6 +895,12 @@ impl AddressSpace {
         }
         let vma_end = vma.end;
 
+        // As Linux: a move may split the source and the target's neighbours.
+        if fixed || dont_unmap {
+            self.room_for(pt, 3)?;
+        } else if new_len < old_len && old_end < vma_end {
+            self.room_for(pt, 1)?;
+        }
         if fixed {
             if !new_addr.is_multiple_of(PAGE_SIZE) {
                 return Err(Errno::EINVAL);
@@ -816,12 +919,12 @@ impl AddressSpace {
             if new_len < old_len {
                 self.remove_range(pt, old_addr + new_len, old_end);
             }
-            self.move_region(pt, old_addr, moved, new_addr, new_len, dont_unmap);
+            self.move_region(pt, old_addr, moved, new_addr, new_len, dont_unmap)?;
             return Ok(new_addr);
         }
         if dont_unmap {
             let to = self.place(new_len)?;
-            self.move_region(pt, old_addr, old_len, to, new_len, true);
+            self.move_region(pt, old_addr, old_len, to, new_len, true)?;
             return Ok(to);
         }
         if new_len <= old_len {
@@ -838,14 +941,16 @@ impl AddressSpace {
         if !may_move {
             return Err(Errno::ENOMEM);
         }
+        self.room_for(pt, 3)?;
         let to = self.place(new_len)?;
-        self.move_region(pt, old_addr, old_len, to, new_len, false);
+        self.move_region(pt, old_addr, old_len, to, new_len, false)?;
         Ok(to)
     }
 
     /// Moves the region part `[from, from + len)` (inside one region) to the free range at
     /// `to`, which becomes `new_len` long; keeps the old range as an empty region when
-    /// `keep_old`.
+    /// `keep_old`. `ENOMEM` when the pages cannot be moved (no frame for page tables): the
+    /// region then stays where it was.
     fn move_region(
         &mut self,
         pt: &mut dyn PageTable,
@@ -854,11 +959,14 @@ impl AddressSpace {
         to: u64,
         new_len: u64,
         keep_old: bool,
-    ) {
+    ) -> KResult<()> {
         self.split_at(from);
         self.split_at(from + len);
+        if let Err(e) = pt.move_range(from, to, len) {
+            self.coalesce(from, from + len);
+            return Err(e);
+        }
         let mut v = self.vmas.remove(&from).expect("region");
-        pt.move_range(from, to, len);
         if keep_old {
             self.vmas.insert(from, v.clone());
             self.coalesce(from, from + len);
@@ -866,6 +974,7 @@ impl AddressSpace {
         v.end = to + new_len;
         self.vmas.insert(to, v);
         self.coalesce(to, to + new_len);
+        Ok(())
     }
 
     /// Gives advice about `[addr, addr + len)` (Linux `madvise`). `MADV_DONTNEED`/`FREE` drop
@@ -894,10 +1003,12 @@ impl AddressSpace {
         if end > USER_END {
             return Err(Errno::EINVAL);
         }
-        let regions = self.covering(addr, end).ok_or(Errno::ENOMEM)?;
+        if !self.is_mapped(addr, end) {
+            return Err(Errno::ENOMEM);
+        }
         match advice {
             madv::DONTNEED | madv::DONTNEED_LOCKED | madv::FREE | madv::REMOVE => {
-                for &(s, _, _) in &regions {
+                for (s, _, _) in self.pieces(addr, end) {
                     let shared = self.vmas[&s].shared;
                     if advice == madv::FREE && shared {
                         return Err(Errno::EINVAL);
@@ -908,7 +1019,7 @@ impl AddressSpace {
                 }
                 // Shared mappings keep their contents (Linux backs them with shmem, and
                 // DONTNEED only drops the page-table entries): only private pages go.
-                for (s, e, _) in regions {
+                for (s, e, _) in self.pieces(addr, end) {
                     if !self.vmas[&s].shared || advice == madv::REMOVE {
                         pt.unmap_range(addr.max(s), end.min(e));
                     }
@@ -921,7 +1032,7 @@ impl AddressSpace {
                 } else {
                     Access::Write
                 };
-                if regions.iter().any(|r| !allows(r.2, access)) {
+                if self.pieces(addr, end).any(|r| !allows(r.2, access)) {
                     return Err(Errno::EFAULT);
                 }
                 self.fault_in(pt, addr, end)
@@ -962,7 +1073,7 @@ impl AddressSpace {
                     .range(new_top..new_top + PAGE_SIZE)
                     .next()
                     .is_none();
-            if !self.is_free(old_top, new_top) || !guard_ok {
+            if !self.is_free(old_top, new_top) || !guard_ok || self.room_for(pt, 1).is_err() {
                 return self.brk;
             }
             self.vmas.insert(
@@ -985,15 +1096,31 @@ impl AddressSpace {
 
     /// The text of `/proc/self/maps`.
     pub fn maps_text(&self, exe_path: &str) -> String {
-        let mut out = String::new();
-        for (start, v) in &self.vmas {
-            let name = match &v.kind {
+        self.try_maps_text(exe_path).unwrap_or_default()
+    }
+
+    /// The text of `/proc/self/maps`, or `ENOMEM` when the kernel has no memory for it (a
+    /// program with tens of thousands of regions asks for megabytes).
+    pub fn try_maps_text(&self, exe_path: &str) -> KResult<String> {
+        fn name_of<'a>(v: &'a Vma, exe_path: &'a str) -> &'a str {
+            match &v.kind {
                 VmaKind::Program => exe_path,
                 VmaKind::Heap => "[heap]",
                 VmaKind::Stack => "[stack]",
                 VmaKind::Anonymous => "",
                 VmaKind::File(p) => p.as_str(),
-            };
+            }
+        }
+        // Each line is at most 74 bytes before the name, and a newline after it.
+        let size: usize = self
+            .vmas
+            .values()
+            .map(|v| 75 + name_of(v, exe_path).len())
+            .sum();
+        let mut out = String::new();
+        out.try_reserve_exact(size).map_err(|_| Errno::ENOMEM)?;
+        for (start, v) in &self.vmas {
+            let name = name_of(v, exe_path);
             let line_start = out.len();
             let _ = write!(
                 out,
@@ -1016,7 +1143,7 @@ impl AddressSpace {
             }
             out.push('\n');
         }
-        out
+        Ok(out)
     }
 }
 
@@ -1668,5 +1795,190 @@ mod tests {
         assert_eq!(vm.residency(&pt, a, a + 4 * P), Err(Errno::ENOMEM));
         vm.clear(&mut pt);
         assert!(pt.pages.is_empty() && vm.vmas().next().is_none());
+    }
+    #[test]
+    fn mprotect_out_of_frames_is_enomem_not_a_crash() {
+        let (mut vm, mut pt) = setup();
+        let a = vm.mmap(&mut pt, 0, 4 * P, R, ANON).unwrap();
+        vm.copy_to_user(&mut pt, a, b"x").unwrap_err();
+        vm.populate(&mut pt, a, b"x").unwrap();
+        pt.out_of_frames = true;
+        // A split needs a new region: refused before anything changes.
+        assert_eq!(vm.mprotect(&mut pt, a + P, P, Prot::RW), Err(Errno::ENOMEM));
+        assert_eq!(layout(&vm), vec![(a, a + 4 * P, R)]);
+        assert_eq!(pt.pages[&a].1, R);
+        // The whole region needs no split; the page tables fail (no frame for a copy).
+        assert_eq!(vm.mprotect(&mut pt, a, 4 * P, Prot::RW), Err(Errno::ENOMEM));
+        // The region says RW; the page catches up when memory is back.
+        assert_eq!(
+            vm.handle_fault(&mut pt, a, Access::Write),
+            Err(Fault::OutOfMemory)
+        );
+        pt.out_of_frames = false;
+        vm.handle_fault(&mut pt, a, Access::Write).unwrap();
+        assert_eq!(pt.pages[&a].1, Prot::RW);
+    }
+
+    #[test]
+    fn mremap_that_cannot_move_keeps_the_mapping() {
+        let (mut vm, mut pt) = setup();
+        let a = vm.mmap(&mut pt, 0, 2 * P, Prot::RW, ANON).unwrap();
+        vm.copy_to_user(&mut pt, a, b"kept").unwrap();
+        // Something right after it, so growing must move.
+        vm.mmap(&mut pt, a + 2 * P, P, R, ANON | MAP_FIXED).unwrap();
+        pt.out_of_frames = true;
+        assert_eq!(
+            vm.mremap(&mut pt, a, 2 * P, 8 * P, MREMAP_MAYMOVE, 0),
+            Err(Errno::ENOMEM)
+        );
+        assert_eq!(layout(&vm)[0], (a, a + 2 * P, Prot::RW));
+        let mut b = [0u8; 4];
+        vm.copy_from_user(&mut pt, a, &mut b).unwrap();
+        assert_eq!(&b, b"kept");
+        // Shrinking frees memory: it works even now.
+        assert_eq!(vm.mremap(&mut pt, a, 2 * P, P, 0, 0), Ok(a));
+        // Unmapping a whole region too; only splitting one is refused.
+        let c = vm.mmap(&mut pt, 0x6000_0000, 3 * P, R, ANON | MAP_FIXED);
+        assert_eq!(c, Err(Errno::ENOMEM), "a new region needs memory");
+        pt.out_of_frames = false;
+        let c = vm
+            .mmap(&mut pt, 0x6000_0000, 3 * P, R, ANON | MAP_FIXED)
+            .unwrap();
+        pt.out_of_frames = true;
+        // Giving memory back works even when it splits a region.
+        assert_eq!(vm.munmap(&mut pt, c + P, P), Ok(()));
+        assert_eq!(vm.munmap(&mut pt, c, 3 * P), Ok(()));
+    }
+
+    #[test]
+    fn move_range_failure_in_the_page_tables_keeps_the_region() {
+        // The page tables fail although bookkeeping had room (a race with the reserve).
+        struct Refusing(FakePages);
+        impl PageTable for Refusing {
+            fn map_zeroed(&mut self, page: u64, prot: Prot) -> KResult<()> {
+                self.0.map_zeroed(page, prot)
+            }
+            fn map_borrowed(&mut self, p: u64, b: &'static [u8], prot: Prot) -> KResult<bool> {
+                self.0.map_borrowed(p, b, prot)
+            }
+            fn query(&self, addr: u64) -> Option<Prot> {
+                self.0.query(addr)
+            }
+            fn unmap_range(&mut self, start: u64, end: u64) {
+                self.0.unmap_range(start, end)
+            }
+            fn protect_range(&mut self, _: u64, _: u64, _: Prot) -> KResult<()> {
+                Err(Errno::ENOMEM)
+            }
+            fn move_range(&mut self, _: u64, _: u64, _: u64) -> KResult<()> {
+                Err(Errno::ENOMEM)
+            }
+            fn read(&self, addr: u64, buf: &mut [u8]) {
+                self.0.read(addr, buf)
+            }
+            fn write(&mut self, addr: u64, data: &[u8]) {
+                self.0.write(addr, data)
+            }
+        }
+        let (mut vm, pt) = setup();
+        let mut pt = Refusing(pt);
+        let a = vm.mmap(&mut pt, 0, 3 * P, Prot::RW, ANON).unwrap();
+        vm.copy_to_user(&mut pt, a + P, b"mid").unwrap();
+        let moved = vm.mremap(
+            &mut pt,
+            a + P,
+            P,
+            P,
+            MREMAP_MAYMOVE | MREMAP_FIXED,
+            0x6000_0000,
+        );
+        assert_eq!(moved, Err(Errno::ENOMEM));
+        assert_eq!(layout(&vm), vec![(a, a + 3 * P, Prot::RW)], "split undone");
+        let mut b = [0u8; 3];
+        vm.copy_from_user(&mut pt, a + P, &mut b).unwrap();
+        assert_eq!(&b, b"mid");
+    }
+
+    #[test]
+    fn a_small_machine_has_fewer_regions() {
+        let (mut vm, mut pt) = setup();
+        vm.set_max_regions(100);
+        let a = vm.mmap(&mut pt, 0, 400 * P, Prot::NONE, ANON).unwrap();
+        let mut made = 0;
+        while vm.mprotect(&mut pt, a + 2 * made * P, P, R).is_ok() {
+            made += 1;
+        }
+        assert!(vm.vmas().count() <= 100);
+        assert!(made >= 45, "{made}");
+    }
+
+    #[test]
+    fn regions_stop_at_max_map_count() {
+        let (mut vm, mut pt) = setup();
+        let n = MAX_MAP_COUNT as u64 + 10;
+        let a = vm.mmap(&mut pt, 0, 2 * n * P, Prot::NONE, ANON).unwrap();
+        let mut err = None;
+        for i in 0..n {
+            if let Err(e) = vm.mprotect(&mut pt, a + 2 * i * P, P, R) {
+                err = Some((i, e));
+                break;
+            }
+        }
+        let (i, e) = err.expect("mprotect fails before the limit is passed");
+        assert_eq!(e, Errno::ENOMEM);
+        assert!(vm.vmas().count() <= MAX_MAP_COUNT, "{i}");
+        assert!(vm.vmas().count() >= MAX_MAP_COUNT - 2, "{i}");
+        assert_eq!(vm.mmap(&mut pt, 0, P, R, ANON), Err(Errno::ENOMEM));
+        let full = vm.vmas().count();
+        let last = vm.vmas().last().map(|(s, v)| (s, v.end)).unwrap();
+        if last.1 - last.0 > P {
+            assert_eq!(
+                vm.munmap(&mut pt, last.0 + P, P).is_err(),
+                full == MAX_MAP_COUNT
+            );
+        }
+        // Merging back frees room.
+        vm.mprotect(&mut pt, a, 2 * n * P, Prot::NONE).unwrap();
+        assert_eq!(vm.vmas().count(), 1);
+        vm.mmap(&mut pt, 0, P, R, ANON).unwrap();
+    }
+    #[test]
+    fn maps_text_fits_its_reservation() {
+        let (mut vm, mut pt) = setup();
+        let a = vm.mmap(&mut pt, 0, 64 * P, Prot::NONE, ANON).unwrap();
+        for i in 0..32 {
+            vm.mprotect(&mut pt, a + 2 * i * P, P, R).unwrap();
+        }
+        vm.mmap_file(
+            &mut pt,
+            0,
+            P,
+            R,
+            MAP_PRIVATE,
+            "/a/long/file/name".into(),
+            0,
+            b"x",
+        )
+        .unwrap();
+        let text = vm.try_maps_text("/bin/app").unwrap();
+        assert_eq!(text.lines().count(), vm.vmas().count());
+        let bound: usize = vm
+            .vmas()
+            .map(|(_, v)| 75 + matches!(v.kind, VmaKind::File(_)) as usize * 17)
+            .sum();
+        assert!(text.len() <= bound, "{} > {bound}", text.len());
+    }
+    #[test]
+    fn copy_to_user_makes_read_only_pages_of_a_writable_region_private_first() {
+        let (mut vm, mut pt) = setup();
+        let a = vm.mmap(&mut pt, 0, 2 * P, Prot::RW, ANON).unwrap();
+        vm.copy_to_user(&mut pt, a, b"x").unwrap();
+        // As a program page mapped in place: present, read-only, in a writable region.
+        pt.pages.get_mut(&a).unwrap().1 = R;
+        pt.out_of_frames = true;
+        assert_eq!(vm.copy_to_user(&mut pt, a, b"y"), Err(Errno::EFAULT));
+        pt.out_of_frames = false;
+        vm.copy_to_user(&mut pt, a, b"y").unwrap();
+        assert_eq!(pt.pages[&a].1, Prot::RW);
     }
 }

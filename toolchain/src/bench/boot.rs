@@ -105,7 +105,7 @@ pub fn format_report(r: &Report) -> String {
 
 fn time_runs(
     qemu: &std::path::Path,
-    accel: qemu::Accel,
+    accel: &qemu::AccelChoice,
     image: &std::path::Path,
     machine: Machine,
     runs: usize,
@@ -121,7 +121,7 @@ fn time_runs(
             accel,
             image,
             &opts,
-            Duration::from_secs(60),
+            Some(Duration::from_secs(60)),
             ProgramOutput::Discard,
         ) {
             Ok(r) if r.outcome.status == 0 => times.push(r.elapsed),
@@ -180,7 +180,7 @@ pub fn boot(layout: &Layout, runs: usize) -> anyhow::Result<Report> {
         crate::note!("timing {runs} boots of each image on {}", m.name());
         match &hello {
             Ok(h) => {
-                let (median, failure) = time_runs(&qemu_bin, accel, &h.path, m, runs);
+                let (median, failure) = time_runs(&qemu_bin, &accel, &h.path, m, runs);
                 rows.push(Row {
                     machine: m,
                     image: "hello",
@@ -200,7 +200,7 @@ pub fn boot(layout: &Layout, runs: usize) -> anyhow::Result<Report> {
                 )),
             }),
         }
-        let (median, failure) = time_runs(&qemu_bin, accel, &floor, m, runs);
+        let (median, failure) = time_runs(&qemu_bin, &accel, &floor, m, runs);
         rows.push(Row {
             machine: m,
             image: "floor",
@@ -215,13 +215,13 @@ pub fn boot(layout: &Layout, runs: usize) -> anyhow::Result<Report> {
             ..RunOptions::default()
         };
         matches!(
-            qemu::run(&qemu_bin, accel, &h.path, &opts, Duration::from_secs(60), ProgramOutput::Discard),
+            qemu::run(&qemu_bin, &accel, &h.path, &opts, Some(Duration::from_secs(60)), ProgramOutput::Discard),
             Ok(r) if r.outcome.status == 0
         )
     });
     Ok(Report {
         runs,
-        accel: match accel {
+        accel: match accel.accel {
             qemu::Accel::Tcg => "TCG",
             qemu::Accel::Kvm => "KVM",
         },

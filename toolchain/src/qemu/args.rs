@@ -15,6 +15,16 @@ pub enum Accel {
     Kvm,
 }
 
+impl Accel {
+    /// `tcg` or `kvm`, as `KILN_ACCEL` spells them.
+    pub fn name(self) -> &'static str {
+        match self {
+            Accel::Tcg => "tcg",
+            Accel::Kvm => "kvm",
+        }
+    }
+}
+
 /// What the user asked for at run time.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct RunOptions {
@@ -30,6 +40,16 @@ pub struct RunOptions {
     pub verbose: bool,
     /// The network card and how it reaches the host.
     pub net: NetOptions,
+    /// QEMU's gdb stub.
+    pub gdb: Option<GdbStub>,
+    /// `--core`: the kernel sends the program's memory (at most this many bytes) when it
+    /// dies of a signal that dumps core.
+    pub core_limit: Option<u64>,
+    /// `--trace`: the kernel sends a record per system call.
+    pub trace: bool,
+    /// Where QEMU writes the kernel's records (a file the caller may follow while the
+    /// image runs); a file in the run's temporary directory when `None`.
+    pub records_file: Option<PathBuf>,
 }
 
 /// How the guest's network card reaches the host.
@@ -112,6 +132,17 @@ pub struct NetOptions {
     pub forwards: Vec<PortForward>,
     /// Static address, gateway and DNS for the guest (DHCP when no address).
     pub config: NetConfig,
+    /// `--pcap FILE`: every frame the card sends and receives, as a pcap file.
+    pub pcap: Option<PathBuf>,
+}
+
+/// `--gdb PORT`: QEMU's gdb stub for a debugger on the running image.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GdbStub {
+    /// TCP port on 127.0.0.1.
+    pub port: u16,
+    /// Hold the guest before its first instruction until the debugger continues it.
+    pub wait: bool,
 }
 
 /// Where QEMU writes the three streams (FIFOs made by the runner).
@@ -125,6 +156,8 @@ pub struct StreamPaths {
     pub log: PathBuf,
     /// The exit status byte (a plain file).
     pub status: PathBuf,
+    /// Binary records from the kernel (a plain file).
+    pub records: PathBuf,
 }
 
 /// The run-time overrides passed with `-append`; the streams use the target's ports.
@@ -137,9 +170,12 @@ pub fn runtime_config(target: &Target, opts: &RunOptions) -> Config {
         stdout: Some(Sink::Port(target.stdout_port)),
         stderr: Some(Sink::Port(target.stderr_port)),
         status: Some(Sink::Port(target.status_port)),
+        records: Some(Sink::Port(target.records_port)),
         log: Some(Sink::Serial),
         verbose: opts.verbose,
         net: opts.net.config.clone(),
+        core: opts.core_limit,
+        trace: opts.trace,
         ..Config::default()
     };
     for (k, v) in &opts.env {
@@ -264,6 +300,7 @@ fn machine_args(
         ("kout", &streams.stdout, target.stdout_port),
         ("kerr", &streams.stderr, target.stderr_port),
         ("kstatus", &streams.status, target.status_port),
+        ("krecords", &streams.records, target.records_port),
     ] {
         push("-chardev");
         push(&format!("file,id={id},path={}", qemu_escape(path)));
@@ -277,6 +314,13 @@ fn machine_args(
     push(&format!("file,id=klog,path={}", qemu_escape(&streams.log)));
     push("-serial");
     push("chardev:klog");
+    if let Some(g) = opts.gdb {
+        push("-gdb");
+        push(&format!("tcp:127.0.0.1:{}", g.port));
+        if g.wait {
+            push("-S");
+        }
+    }
     a.extend(net_args(target, &opts.net));
     a
 }
@@ -299,17 +343,69 @@ pub fn net_args(target: &Target, net: &NetOptions) -> Vec<OsString> {
         }
         NetBackend::Tap(name) => format!("tap,id=n0,ifname={name},script=no,downscript=no"),
     };
-    vec![
+    let mut a: Vec<OsString> = vec![
         "-netdev".into(),
         netdev.into(),
         "-device".into(),
         format!("{device},netdev=n0").into(),
-    ]
+    ];
+    if let Some(file) = &net.pcap {
+        // QEMU's filter-dump writes libpcap's format (Ethernet link type) as frames pass.
+        a.push("-object".into());
+        a.push(format!("filter-dump,id=pcap0,netdev=n0,file={}", qemu_escape(file)).into());
+    }
+    a
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn pcap_and_gdb_arguments() {
+        let t = Machine::Microvm.target();
+        let net = NetOptions {
+            pcap: Some("/tmp/a,b.pcap".into()),
+            ..NetOptions::default()
+        };
+        let s: Vec<String> = net_args(&t, &net)
+            .iter()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(
+            s[4..],
+            [
+                "-object",
+                "filter-dump,id=pcap0,netdev=n0,file=/tmp/a,,b.pcap"
+            ]
+        );
+        let none = NetOptions {
+            backend: NetBackend::None,
+            pcap: Some("x".into()),
+            ..NetOptions::default()
+        };
+        assert!(net_args(&t, &none).is_empty());
+        let opts = RunOptions {
+            gdb: Some(GdbStub {
+                port: 1234,
+                wait: true,
+            }),
+            ..RunOptions::default()
+        };
+        let paths = StreamPaths {
+            stdout: "o".into(),
+            stderr: "e".into(),
+            log: "l".into(),
+            status: "s".into(),
+            records: "r".into(),
+        };
+        let a: Vec<String> = machine_args(&t, &opts, Accel::Tcg, &paths)
+            .iter()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect();
+        let joined = a.join(" ");
+        assert!(joined.contains("-gdb tcp:127.0.0.1:1234 -S"), "{joined}");
+    }
 
     #[test]
     fn network_arguments() {
@@ -351,6 +447,7 @@ mod tests {
             stderr: "/t/err".into(),
             log: "/t/a,b/log".into(),
             status: "/t/status".into(),
+            records: "/t/records".into(),
         }
     }
 
@@ -386,7 +483,7 @@ mod tests {
         let i = a.iter().position(|x| x == "-append").unwrap();
         assert_eq!(
             a[i + 1],
-            "kiln.stdout=0x402 kiln.stderr=0x403 kiln.log=serial kiln.status=0x404"
+            "kiln.stdout=0x402 kiln.stderr=0x403 kiln.log=serial kiln.status=0x404 kiln.records=0x406"
         );
         assert!(s.contains("-chardev file,id=kstatus,path=/t/status -device isa-debugcon,iobase=0x404,chardev=kstatus,readback=0"), "{s}");
         assert_eq!(&a[a.len() - 2..], ["-kernel", "/img.elf"]);
@@ -401,6 +498,10 @@ mod tests {
             argv: Some(vec!["a,b".into(), "--exit".into(), "3".into()]),
             verbose: true,
             net: NetOptions::default(),
+            gdb: None,
+            core_limit: None,
+            trace: false,
+            records_file: None,
         };
         let a = joined(&qemu_args(
             &Machine::Q35.target(),
@@ -410,7 +511,10 @@ mod tests {
             &streams(),
         ));
         let s = a.join(" ");
-        assert!(s.contains("-M q35 -accel kvm -cpu host -m 16M"), "{s}");
+        assert!(
+            s.contains("-M q35 -accel kvm -cpu host,-arch-capabilities -m 16M"),
+            "{s}"
+        );
         assert!(
             s.contains("isa-debugcon,iobase=0x405,chardev=kout,readback=0"),
             "{s}"

@@ -7,7 +7,8 @@ use std::process::Command;
 /// Debian package that provides `qemu-system-x86_64`.
 pub const PACKAGE: &str = "qemu-system-x86";
 /// The install command Kiln runs (as root) or asks the user to run.
-pub const INSTALL: &str = "apt-get update && apt-get install -y qemu-system-x86";
+pub const INSTALL: &str =
+    "apt-get update && apt-get install -y --no-install-recommends qemu-system-x86";
 
 /// Finds `program` in `PATH`.
 pub fn which(program: &str) -> Option<PathBuf> {
@@ -52,7 +53,7 @@ pub fn ensure_file(path: &Path, package: &str) -> anyhow::Result<PathBuf> {
 }
 
 fn install(what: &str, package: &str) -> anyhow::Result<()> {
-    let command = format!("apt-get update && apt-get install -y {package}");
+    let command = format!("apt-get update && apt-get install -y --no-install-recommends {package}");
     let root = rustix::process::geteuid().is_root();
     if !root {
         bail!("{what} is not installed; install it with: sudo sh -c '{command}'");

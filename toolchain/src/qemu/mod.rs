@@ -4,16 +4,20 @@
 //! - [`args`]: QEMU's argument list and the kernel's run-time command line.
 //! - [`streams`]: FIFOs carrying the program's stdout/stderr and the kernel log.
 //! - [`outcome`]: QEMU's exit -> the program's status (124 timeout, 125 kernel/QEMU failure).
-//! - [`kvm`]: the cached KVM probe. [`install`]: finding or installing QEMU.
+//! - [`kvm`]: the cached KVM probe, [`probe`]: the image it boots. [`install`]: finding or
+//!   installing QEMU. [`signals`]: stopping QEMU when the runner is told to stop.
 
 pub mod args;
 pub mod install;
 pub mod kvm;
 pub mod outcome;
+pub mod probe;
+pub mod signals;
 pub mod streams;
 pub mod target;
 
 pub use args::{Accel, RunOptions};
+pub use kvm::AccelChoice;
 pub use outcome::{Ended, Outcome};
 pub use target::{Machine, Target};
 
@@ -49,12 +53,27 @@ pub struct RunResult {
     pub elapsed: Duration,
     /// The program's stdout, with [`ProgramOutput::Collect`].
     pub stdout: Vec<u8>,
+    /// The kernel's binary records (`kiln_abi::record`), such as a crash's state.
+    pub records: Vec<u8>,
 }
 
-/// Finds (or installs) QEMU and picks the accelerator.
-pub fn prepare(layout: &Layout, machine: Machine) -> anyhow::Result<(std::path::PathBuf, Accel)> {
+/// Finds (or installs) QEMU and picks the accelerator, probing KVM with the kernel in
+/// `layout` (built first when it is missing).
+pub fn prepare(
+    layout: &Layout,
+    machine: Machine,
+) -> anyhow::Result<(std::path::PathBuf, AccelChoice)> {
     let qemu = install::ensure(&machine.target().binary)?;
-    let accel = kvm::choose(&qemu, &layout.kiln_dir());
+    if let Some(a) = kvm::forced_by_env() {
+        return Ok((qemu, AccelChoice::fixed(a, true)));
+    }
+    let kernel = layout.kernel_elf();
+    let kernel = if kernel.is_file() {
+        kernel
+    } else {
+        crate::link::build_kernel(layout)?
+    };
+    let accel = kvm::choose(&qemu, &layout.kiln_dir(), &kernel);
     Ok((qemu, accel))
 }
 
@@ -122,15 +141,58 @@ fn uefi_boot(
     Ok(args::uefi_args(&target, opts, accel, &boot, paths))
 }
 
-/// Boots `image` once: a PVH ELF with `-kernel` on `opts.machine`; a disk image (raw,
-/// qcow2, vmdk, vhd) or EFI application under UEFI firmware on q35. Kiln's failures to even start QEMU are errors; everything after
-/// that (including timeouts and kernel panics) is in the [`RunResult`].
+/// How long a KVM run may go without any sign of the kernel (a byte on any of its ports)
+/// before the runner decides KVM cannot run it. KVM boots Kiln in milliseconds; under UEFI
+/// the firmware comes first.
+pub const KVM_START_DEADLINE: Duration = Duration::from_secs(5);
+/// [`KVM_START_DEADLINE`] for UEFI boots.
+pub const KVM_UEFI_START_DEADLINE: Duration = Duration::from_secs(10);
+
+/// One attempt at a run.
+enum Attempt {
+    /// QEMU ran the image to its end (or was stopped).
+    Done(RunResult),
+    /// KVM failed: QEMU reported an internal error, or the kernel never showed itself.
+    AccelFailed {
+        reason: String,
+        /// Whether the program had already written output (a rerun would repeat it).
+        program_output: bool,
+        elapsed: Duration,
+    },
+}
+
+/// A `Write` that notes that anything was written.
+struct Watched<W> {
+    inner: W,
+    seen: Arc<AtomicBool>,
+}
+
+impl<W: Write> Write for Watched<W> {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        if !data.is_empty() {
+            self.seen.store(true, Ordering::Release);
+        }
+        self.inner.write(data)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+/// Boots `image`: a PVH ELF with `-kernel` on `opts.machine`; a disk image (raw, qcow2,
+/// vmdk, vhd) or EFI application under UEFI firmware on q35. Kiln's failures to even start
+/// QEMU are errors; everything after that (timeouts, kernel panics, a stop signal) is in the
+/// [`RunResult`]. Without `timeout` the program runs until it exits or is stopped.
+///
+/// Under KVM the run is watched: when QEMU reports a KVM internal error, or the kernel shows
+/// no sign of life within [`KVM_START_DEADLINE`], QEMU is stopped at once. Unless the user
+/// forced KVM, the failure is recorded in the probe cache and the image runs again under TCG.
 pub fn run(
     qemu: &Path,
-    accel: Accel,
+    accel: &kvm::AccelChoice,
     image: &Path,
     opts: &RunOptions,
-    timeout: Duration,
+    timeout: Option<Duration>,
     output: ProgramOutput,
 ) -> anyhow::Result<RunResult> {
     if !image.is_file() {
@@ -139,6 +201,53 @@ pub fn run(
             image.display()
         );
     }
+    signals::install();
+    match run_once(qemu, accel.accel, image, opts, timeout, output)? {
+        Attempt::Done(r) => Ok(r),
+        Attempt::AccelFailed {
+            reason,
+            program_output,
+            elapsed,
+        } => {
+            let fail = |why: String| RunResult {
+                outcome: Outcome {
+                    status: kiln_abi::exit::KERNEL_FAILURE,
+                    reason: Some(why),
+                },
+                elapsed,
+                stdout: Vec::new(),
+                records: Vec::new(),
+            };
+            if accel.forced {
+                return Ok(fail(format!(
+                    "KVM cannot run this image ({reason}); KILN_ACCEL=kvm forbids falling back: unset it, or set KILN_ACCEL=tcg"
+                )));
+            }
+            accel.mark_kvm_unusable();
+            if program_output {
+                return Ok(fail(format!(
+                    "KVM failed during the run ({reason}); Kiln uses TCG from now on: run it again"
+                )));
+            }
+            crate::note!(
+                "KVM cannot run this image ({reason}); running it under TCG instead (KILN_ACCEL=tcg skips the KVM probe)"
+            );
+            match run_once(qemu, Accel::Tcg, image, opts, timeout, output)? {
+                Attempt::Done(r) => Ok(r),
+                Attempt::AccelFailed { reason, .. } => Ok(fail(reason)),
+            }
+        }
+    }
+}
+
+fn run_once(
+    qemu: &Path,
+    accel: Accel,
+    image: &Path,
+    opts: &RunOptions,
+    timeout: Option<Duration>,
+    output: ProgramOutput,
+) -> anyhow::Result<Attempt> {
     let dir = tempfile::Builder::new()
         .prefix("kiln-run-")
         .tempdir()
@@ -148,12 +257,19 @@ pub fn run(
         stderr: dir.path().join("stderr"),
         log: dir.path().join("log"),
         status: dir.path().join("status"),
+        records: opts
+            .records_file
+            .clone()
+            .unwrap_or_else(|| dir.path().join("records")),
     };
     let done = Arc::new(AtomicBool::new(false));
     let log = Arc::new(Mutex::new(Vec::new()));
     let collected = Arc::new(Mutex::new(Vec::new()));
+    // Signs of life: the kernel (its log) and the program (stdout/stderr).
+    let kernel_seen = Arc::new(AtomicBool::new(false));
+    let program_seen = Arc::new(AtomicBool::new(false));
     let mut copiers = Vec::new();
-    for (path, out) in [
+    for (path, out, seen) in [
         (
             &paths.stdout,
             match output {
@@ -165,6 +281,7 @@ pub fn run(
                     cap: usize::MAX,
                 }),
             },
+            &program_seen,
         ),
         (
             &paths.stderr,
@@ -172,6 +289,7 @@ pub fn run(
                 ProgramOutput::Discard => Box::new(std::io::sink()) as Box<dyn Write + Send>,
                 _ => Box::new(std::io::stderr()),
             },
+            &program_seen,
         ),
         (
             &paths.log,
@@ -182,20 +300,29 @@ pub fn run(
                     .then(|| Box::new(std::io::stderr()) as Box<dyn Write + Send>),
                 cap: LOG_CAP,
             }),
+            &kernel_seen,
         ),
     ] {
         streams::mkfifo(path).with_context(|| format!("mkfifo {}", path.display()))?;
         let reader = streams::open_reader(path)?;
+        let out = Box::new(Watched {
+            inner: out,
+            seen: seen.clone(),
+        });
         copiers.push(streams::spawn_copier(reader, out, done.clone()));
     }
 
     // Anything that is not recognisably a disk or EFI application goes to `-kernel`, and
     // QEMU says what is wrong with it.
-    let qemu_args = match crate::disk::detect(image) {
-        Ok(crate::disk::ImageKind::Pvh) | Err(_) => {
-            args::qemu_args(&opts.machine.target(), opts, accel, image, &paths)
-        }
-        Ok(kind) => uefi_boot(kind, image, dir.path(), opts, accel, &paths)?,
+    let (qemu_args, start_deadline) = match crate::disk::detect(image) {
+        Ok(crate::disk::ImageKind::Pvh) | Err(_) => (
+            args::qemu_args(&opts.machine.target(), opts, accel, image, &paths),
+            KVM_START_DEADLINE,
+        ),
+        Ok(kind) => (
+            uefi_boot(kind, image, dir.path(), opts, accel, &paths)?,
+            KVM_UEFI_START_DEADLINE,
+        ),
     };
     let start = Instant::now();
     let mut child = Command::new(qemu)
@@ -226,9 +353,59 @@ pub fn run(
             }
         })
     });
+    let qemu_stderr = || {
+        String::from_utf8_lossy(&qemu_err.lock().map(|b| b.clone()).unwrap_or_default())
+            .into_owned()
+    };
 
+    let mut accel_failed = None;
+    let mut checked_len = 0;
     let ended = loop {
-        match child.try_wait()? {
+        if let Some(sig) = signals::received() {
+            kill_and_reap(&mut child);
+            break Ended::Interrupted(sig);
+        }
+        let exited = child.try_wait()?;
+        if accel == Accel::Kvm {
+            let alive = kernel_seen.load(Ordering::Acquire) || program_seen.load(Ordering::Acquire);
+            // KVM's internal errors pause the guest and QEMU waits forever: look for them
+            // while QEMU runs, and for QEMU refusing KVM when it has already gone.
+            if exited.is_some() && !alive {
+                // QEMU ended before the kernel showed itself: read all it said first.
+                let t0 = Instant::now();
+                while err_thread.as_ref().is_some_and(|t| !t.is_finished())
+                    && t0.elapsed() < Duration::from_secs(2)
+                {
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+            }
+            // QEMU's stderr is read again only when it has grown.
+            let err_len = qemu_err.lock().map(|b| b.len()).unwrap_or_default();
+            let seen_error = if err_len != checked_len {
+                checked_len = err_len;
+                outcome::accel_failure(&qemu_stderr())
+            } else {
+                None
+            };
+            let why = seen_error
+                .filter(|_| exited.is_none() || !alive)
+                .or_else(|| {
+                    // A guest held for a debugger (`--gdb-wait`) shows nothing until it is
+                    // continued.
+                    let held = opts.gdb.is_some_and(|g| g.wait);
+                    (exited.is_none() && !alive && !held && start.elapsed() >= start_deadline).then(
+                        || format!("no sign of the kernel after {} s", start_deadline.as_secs()),
+                    )
+                });
+            if let Some(why) = why {
+                if exited.is_none() {
+                    kill_and_reap(&mut child);
+                }
+                accel_failed = Some(why);
+                break Ended::Signaled(0);
+            }
+        }
+        match exited {
             Some(status) => {
                 use std::os::unix::process::ExitStatusExt;
                 break match (status.code(), status.signal()) {
@@ -237,9 +414,9 @@ pub fn run(
                     (None, None) => Ended::Signaled(0),
                 };
             }
-            None if start.elapsed() >= timeout => {
+            None if timeout.is_some_and(|t| start.elapsed() >= t) => {
                 kill_and_reap(&mut child);
-                break Ended::TimedOut(timeout.as_secs());
+                break Ended::TimedOut(timeout.map(|t| t.as_secs()).unwrap_or_default());
             }
             None => std::thread::sleep(Duration::from_millis(2)),
         }
@@ -260,16 +437,22 @@ pub fn run(
             let _ = t.join();
         }
     }
+    if let Some(reason) = accel_failed {
+        return Ok(Attempt::AccelFailed {
+            reason,
+            program_output: program_seen.load(Ordering::Acquire),
+            elapsed,
+        });
+    }
     let log =
         String::from_utf8_lossy(&log.lock().map(|b| b.clone()).unwrap_or_default()).into_owned();
-    let qemu_err = String::from_utf8_lossy(&qemu_err.lock().map(|b| b.clone()).unwrap_or_default())
-        .into_owned();
     let status_byte = std::fs::read(&paths.status)
         .ok()
         .and_then(|b| b.last().copied());
-    Ok(RunResult {
-        outcome: outcome::decide(ended, &log, &qemu_err, status_byte),
+    Ok(Attempt::Done(RunResult {
+        outcome: outcome::decide(ended, &log, &qemu_stderr(), status_byte),
         elapsed,
         stdout: collected.lock().map(|b| b.clone()).unwrap_or_default(),
-    })
+        records: std::fs::read(&paths.records).unwrap_or_default(),
+    }))
 }

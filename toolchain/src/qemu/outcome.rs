@@ -11,6 +11,39 @@ pub enum Ended {
     Signaled(i32),
     /// We stopped QEMU after this many seconds.
     TimedOut(u64),
+    /// We stopped QEMU because the runner received this signal (SIGINT, SIGTERM, SIGHUP).
+    Interrupted(i32),
+}
+
+/// The name of a signal the runner stops on.
+pub fn signal_name(sig: i32) -> String {
+    match sig {
+        1 => "SIGHUP".into(),
+        2 => "SIGINT".into(),
+        15 => "SIGTERM".into(),
+        n => format!("signal {n}"),
+    }
+}
+
+/// What QEMU printed when the accelerator (not the guest) failed: KVM's internal errors, its
+/// emulator giving up, or QEMU refusing the host CPU's model.
+pub fn accel_failure(qemu_stderr: &str) -> Option<String> {
+    const SIGNS: [&str; 4] = [
+        "KVM internal error",
+        "emulation failure",
+        "failed to set MSR",
+        "kvm_",
+    ];
+    let lines: Vec<&str> = qemu_stderr.lines().map(str::trim).collect();
+    let hit = lines.iter().find(|l| SIGNS.iter().any(|s| l.contains(s)))?;
+    let mut what = hit
+        .strip_prefix("qemu-system-x86_64: ")
+        .unwrap_or(hit)
+        .to_string();
+    if what.starts_with("KVM internal error") && lines.contains(&"emulation failure") {
+        what.push_str(", emulation failure");
+    }
+    Some(what)
 }
 
 /// The status to exit with, and a reason to print when Kiln or the kernel failed.
@@ -25,11 +58,20 @@ pub struct Outcome {
 /// Prefix of the kernel's panic line in its log.
 pub const PANIC_PREFIX: &str = "kiln: kernel panic:";
 
-/// The first `kiln: kernel panic:` line of the kernel log.
-pub fn panic_line(log: &str) -> Option<&str> {
-    log.lines()
-        .map(|l| l.trim_end_matches('\r'))
-        .find(|l| l.starts_with(PANIC_PREFIX))
+/// Prefix of the kernel's line for a failure that is the user's to fix (such as too little
+/// memory), not a kernel bug.
+pub const FATAL_PREFIX: &str = "kiln: fatal: ";
+
+/// The first `kiln: kernel panic:` line of the kernel log, or a `kiln: fatal:` line's
+/// message as `kiln: MESSAGE`.
+pub fn panic_line(log: &str) -> Option<String> {
+    log.lines().map(|l| l.trim_end_matches('\r')).find_map(|l| {
+        if l.starts_with(PANIC_PREFIX) {
+            Some(l.to_string())
+        } else {
+            l.strip_prefix(FATAL_PREFIX).map(|m| format!("kiln: {m}"))
+        }
+    })
 }
 
 /// The last error QEMU printed (lines that are not warnings), without QEMU's own prefix.
@@ -69,6 +111,13 @@ pub fn decide(ended: Ended, log: &str, qemu_stderr: &str, status_byte: Option<u8
             )),
         },
         Ended::Signaled(sig) => fail(format!("QEMU was killed by signal {sig}")),
+        Ended::Interrupted(sig) => Outcome {
+            status: 128u8.saturating_add(sig.clamp(0, 127) as u8),
+            reason: Some(format!(
+                "stopped by {}: the virtual machine was stopped",
+                signal_name(sig)
+            )),
+        },
         Ended::Exited(code) => {
             // isa-debug-exit with value 0 gives code 1, which is also QEMU's code for its own
             // errors: an error message on QEMU's stderr tells them apart.
@@ -80,7 +129,7 @@ pub fn decide(ended: Ended, log: &str, qemu_stderr: &str, status_byte: Option<u8
                 )),
                 Some(status) if status == exit::KERNEL_FAILURE => Outcome {
                     status,
-                    reason: panic_line(log).map(str::to_string),
+                    reason: panic_line(log),
                 },
                 Some(status) => Outcome {
                     status,
@@ -136,6 +185,17 @@ mod tests {
     }
 
     #[test]
+    fn fatal_lines_are_the_users_to_fix() {
+        let log = "kiln: fatal: this image needs at least 7 MiB of memory; the machine has 3 MiB: run with --memory 8M\r\n";
+        let o = decide(Ended::Exited(251), log, "", None);
+        assert_eq!(o.status, 125);
+        assert_eq!(
+            o.reason.as_deref(),
+            Some("kiln: this image needs at least 7 MiB of memory; the machine has 3 MiB: run with --memory 8M")
+        );
+    }
+
+    #[test]
     fn qemu_failures() {
         let o = decide(
             Ended::Exited(1),
@@ -171,6 +231,34 @@ mod tests {
             (o.status, o.reason.unwrap()),
             (125, "QEMU was killed by signal 9".into())
         );
+    }
+
+    #[test]
+    fn interrupted_runs_exit_as_a_shell_would() {
+        for (sig, status) in [(2, 130u8), (15, 143), (1, 129)] {
+            let o = decide(Ended::Interrupted(sig), "", "", None);
+            assert_eq!(o.status, status);
+            assert!(o.reason.unwrap().contains(&signal_name(sig)));
+        }
+    }
+
+    #[test]
+    fn accelerator_failures_are_recognised() {
+        let pvm = "KVM internal error. Suberror: 1\nextra data[0]: 0x1\nemulation failure\nRAX=0\n";
+        assert_eq!(
+            accel_failure(pvm).unwrap(),
+            "KVM internal error. Suberror: 1, emulation failure"
+        );
+        let msr = "qemu-system-x86_64: error: failed to set MSR 0x10a to 0x69\nqemu-system-x86_64: ../../target/i386/kvm/kvm.c:3183: kvm_buf_set_msrs: Assertion failed.\n";
+        assert_eq!(
+            accel_failure(msr).unwrap(),
+            "error: failed to set MSR 0x10a to 0x69"
+        );
+        assert_eq!(
+            accel_failure("qemu-system-x86_64: -m 0: Bad ram size\n"),
+            None
+        );
+        assert_eq!(accel_failure(""), None);
     }
 
     #[test]

@@ -78,6 +78,8 @@ pub struct Target {
     pub stderr_port: u16,
     /// I/O port of the `isa-debugcon` receiving the exact exit status byte.
     pub status_port: u16,
+    /// I/O port of the `isa-debugcon` carrying binary records (`kiln_abi::record`).
+    pub records_port: u16,
     /// UEFI firmware code (`boot = "uefi"` only), mapped read-only.
     #[serde(default)]
     pub firmware_code: Option<String>,
@@ -129,13 +131,13 @@ impl Target {
         }
         crate::options::parse_memory(&t.default_memory).map_err(|e| e.0)?;
         let reserved = [0xf4, 0xf5, 0xf6, 0xf7, 0x3f8];
-        let ports = [t.stdout_port, t.stderr_port, t.status_port];
-        if ports[0] == ports[1]
-            || ports[1] == ports[2]
-            || ports[0] == ports[2]
-            || ports.iter().any(|p| reserved.contains(p))
-        {
-            return Err("stdout_port, stderr_port and status_port must differ from each other and from the exit and serial ports".into());
+        let ports = [t.stdout_port, t.stderr_port, t.status_port, t.records_port];
+        let distinct = ports
+            .iter()
+            .enumerate()
+            .all(|(i, p)| !ports[..i].contains(p));
+        if !distinct || ports.iter().any(|p| reserved.contains(p)) {
+            return Err("stdout_port, stderr_port, status_port and records_port must differ from each other and from the exit and serial ports".into());
         }
         Ok(t)
     }

@@ -259,3 +259,32 @@ fn generation_tracks_changes() {
     t.close_on_exec();
     assert_ne!(t.generation(), g4);
 }
+
+#[test]
+fn kernel_buffers_stop_growing_when_memory_is_low() {
+    let mut m = FakeMachine::default();
+    let mut t = FdTable::with_console();
+    let (r, w) = t.pipe(0).unwrap();
+    let (rf, wf) = (t.get(r).unwrap(), t.get(w).unwrap());
+    assert_eq!(wf.write(&mut m, b"before", 0), Ok(6));
+    m.pages.out_of_frames = true;
+    // Growing the pipe's buffer needs memory; the bytes already there still read back.
+    assert_eq!(wf.write(&mut m, &[7; 8192], 0), Err(Errno::ENOMEM));
+    let mut b = [0u8; 6];
+    assert_eq!(rf.read(&mut m, &mut b), Ok(6));
+    assert_eq!(&b, b"before");
+
+    let v = vfs();
+    let o = v.open("/", "/tmp/f", O_CREAT | O_RDWR, 0o644, 1).unwrap();
+    let fd = t
+        .install(OpenFile::new(Object::Node(o.inode), o.path, O_RDWR), false)
+        .unwrap();
+    let f = t.get(fd).unwrap();
+    m.pages.out_of_frames = false;
+    assert_eq!(f.write(&mut m, b"abc", 1), Ok(3));
+    m.pages.out_of_frames = true;
+    // A full tmpfs: growing is ENOSPC, writing in place still works.
+    assert_eq!(f.write(&mut m, b"d", 1), Err(Errno::ENOSPC));
+    assert_eq!(f.pwrite(&mut m, b"X", 0, 1), Ok(1));
+    assert_eq!(f.pwrite(&mut m, b"XY", 2, 1), Err(Errno::ENOSPC));
+}

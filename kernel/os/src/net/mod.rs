@@ -282,13 +282,32 @@ fn now(m: &dyn Machine) -> Instant {
     Instant::from_micros((m.monotonic_ns() / 1000) as i64)
 }
 
-fn tcp_socket(opts: &Options) -> tcp::Socket<'static> {
+/// `len` zero bytes of kernel memory, or `ENOMEM` (socket buffers are allocated for the
+/// program, which may ask for as many as it likes).
+fn zeroed(len: usize) -> KResult<Vec<u8>> {
+    let mut v = Vec::new();
+    v.try_reserve_exact(len).map_err(|_| Errno::ENOMEM)?;
+    v.resize(len, 0);
+    Ok(v)
+}
+
+/// `ENOMEM` once memory is down to the kernel's reserve: socket buffers (128 KiB a socket,
+/// and a listener keeps a backlog of them) are kernel memory the program asks for.
+fn room_for_buffers(m: &mut dyn Machine) -> KResult<()> {
+    if m.pages().memory_low() {
+        Err(Errno::ENOMEM)
+    } else {
+        Ok(())
+    }
+}
+
+fn tcp_socket(opts: &Options) -> KResult<tcp::Socket<'static>> {
     let mut s = tcp::Socket::new(
-        tcp::SocketBuffer::new(vec![0; TCP_RX]),
-        tcp::SocketBuffer::new(vec![0; TCP_TX]),
+        tcp::SocketBuffer::new(zeroed(TCP_RX)?),
+        tcp::SocketBuffer::new(zeroed(TCP_TX)?),
     );
     apply_tcp_options(&mut s, opts);
-    s
+    Ok(s)
 }
 
 fn apply_tcp_options(s: &mut tcp::Socket<'static>, opts: &Options) {
@@ -296,17 +315,17 @@ fn apply_tcp_options(s: &mut tcp::Socket<'static>, opts: &Options) {
     s.set_keep_alive(opts.keep_alive.then(|| Duration::from_secs(75)));
 }
 
-fn udp_socket() -> udp::Socket<'static> {
-    udp::Socket::new(
+fn udp_socket() -> KResult<udp::Socket<'static>> {
+    Ok(udp::Socket::new(
         udp::PacketBuffer::new(
             vec![udp::PacketMetadata::EMPTY; UDP_PACKETS],
-            vec![0; UDP_BYTES],
+            zeroed(UDP_BYTES)?,
         ),
         udp::PacketBuffer::new(
             vec![udp::PacketMetadata::EMPTY; UDP_PACKETS],
-            vec![0; UDP_BYTES],
+            zeroed(UDP_BYTES)?,
         ),
-    )
+    ))
 }
 
 fn listen_endpoint(a: SockAddr) -> IpListenEndpoint {
@@ -816,6 +835,9 @@ impl Socket {
 
     /// `bind`.
     pub fn bind(&self, m: &mut dyn Machine, addr: SockAddr) -> KResult<()> {
+        if !self.stream {
+            room_for_buffers(m)?;
+        }
         self.with(m, |s, id| {
             if !s.is_local_addr(addr.ip) {
                 return Err(Errno::EADDRNOTAVAIL);
@@ -847,7 +869,7 @@ impl Socket {
             let sock = s.sock(id)?;
             sock.local = Some(local);
             if !self.stream {
-                let mut u = udp_socket();
+                let mut u = udp_socket()?;
                 u.bind(listen_endpoint(local)).map_err(|_| Errno::EINVAL)?;
                 let h = s.sockets.add(u);
                 s.sock(id)?.kind = Kind::Udp(Some(h));
@@ -861,6 +883,7 @@ impl Socket {
         if !self.stream {
             return Err(Errno::EOPNOTSUPP);
         }
+        room_for_buffers(m)?;
         self.with(m, |s, id| {
             let want = (backlog.max(1) as usize).min(MAX_BACKLOG);
             let sock = s.sock(id)?;
@@ -882,10 +905,20 @@ impl Socket {
             let opts = s.sock(id)?.opts;
             let mut backlog = Vec::with_capacity(want);
             for _ in 0..want {
-                let mut t = tcp_socket(&opts);
-                t.listen(listen_endpoint(local))
-                    .map_err(|_| Errno::EINVAL)?;
-                backlog.push(s.sockets.add(t));
+                let made = tcp_socket(&opts).and_then(|mut t| {
+                    t.listen(listen_endpoint(local))
+                        .map_err(|_| Errno::EINVAL)?;
+                    Ok(t)
+                });
+                match made {
+                    Ok(t) => backlog.push(s.sockets.add(t)),
+                    Err(e) => {
+                        for h in backlog {
+                            s.sockets.remove(h);
+                        }
+                        return Err(e);
+                    }
+                }
             }
             s.sock(id)?.kind = Kind::TcpListen(backlog);
             s.dirty = true;
@@ -896,6 +929,7 @@ impl Socket {
     /// `accept`: an established connection and its peer's address (`EAGAIN` when none
     /// waits).
     pub fn accept(&self, m: &mut dyn Machine) -> KResult<(Arc<Socket>, SockAddr)> {
+        room_for_buffers(m)?;
         let mut s = self.stack.lock();
         s.pump(m);
         let id = self.id;
@@ -914,7 +948,7 @@ impl Socket {
             }
             let peer = t.remote_endpoint();
             // Put a fresh listener in its place.
-            let mut fresh = tcp_socket(&opts);
+            let mut fresh = tcp_socket(&opts)?;
             fresh
                 .listen(listen_endpoint(local))
                 .map_err(|_| Errno::EINVAL)?;
@@ -962,6 +996,7 @@ impl Socket {
     /// [`Connect::InProgress`] and calls again; `blocking` tells the two apart from a
     /// program calling again on a non-blocking socket.
     pub fn connect(&self, m: &mut dyn Machine, to: SockAddr, blocking: bool) -> KResult<Connect> {
+        room_for_buffers(m)?;
         let mut s = self.stack.lock();
         s.pump(m);
         let id = self.id;
@@ -1047,7 +1082,7 @@ impl Socket {
             },
         };
         let opts = s.sock(id)?.opts;
-        let mut t = tcp_socket(&opts);
+        let mut t = tcp_socket(&opts)?;
         t.set_timeout(Some(CONNECT_TIMEOUT));
         let Stack { iface, .. } = &mut *s;
         let iface = iface.as_mut().expect("interface created");

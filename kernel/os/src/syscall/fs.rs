@@ -701,6 +701,16 @@ fn sys_sendfile(
 
 // ----- open, stat, access -----
 
+/// `ENOSPC` once memory is down to the kernel's reserve: new names in `/tmp` (directories,
+/// links) are kernel memory, and tmpfs is then full.
+pub(super) fn room_for_names(m: &mut dyn Machine) -> KResult<()> {
+    if m.pages().memory_low() {
+        Err(Errno::ENOSPC)
+    } else {
+        Ok(())
+    }
+}
+
 fn sys_open(
     p: &mut Process,
     m: &mut dyn Machine,
@@ -715,6 +725,16 @@ fn sys_open(
         return Err(Errno::EMFILE);
     }
     let base = base(p, dirfd, &path)?;
+    if m.pages().memory_low() {
+        // A new /tmp file is kernel memory: once memory is down to the kernel's reserve,
+        // only existing files open (a full tmpfs says ENOSPC).
+        let tmpfile = flags & crate::fd::O_TMPFILE == crate::fd::O_TMPFILE;
+        let creates = flags & O_CREAT != 0
+            && p.vfs.find(&base, &path, flags & O_NOFOLLOW == 0).err() == Some(Errno::ENOENT);
+        if tmpfile || creates {
+            return Err(Errno::ENOSPC);
+        }
+    }
     if flags & O_NOFOLLOW == 0 {
         if let Some(fd) = p.vfs.fd_link(&base, &path, true)? {
             let file = reopen(p, m, fd, flags)?;
@@ -725,7 +745,7 @@ fn sys_open(
         .vfs
         .open(&base, &path, flags, mode as u32 & 0o7777, now(m))?;
     let object = if matches!(o.inode.body, Body::ProcMaps) && flags & O_PATH == 0 {
-        let text = p.vm.maps_text(&p.exe_path);
+        let text = p.vm.try_maps_text(&p.exe_path)?;
         Object::Snapshot(o.inode, text.into_bytes())
     } else {
         Object::Node(o.inode)
@@ -1078,6 +1098,10 @@ fn sys_ftruncate(p: &mut Process, m: &mut dyn Machine, fd: i32, len: i64) -> KRe
     let f = io_file(p, fd)?;
     match f.inode() {
         Some(n) if n.is_regular() && f.writable() => {
+            // Growing a /tmp file takes kernel memory: not once it is down to the reserve.
+            if len as u64 > n.size() && m.pages().memory_low() {
+                return Err(Errno::ENOSPC);
+            }
             n.truncate(len as u64, now(m))?;
             Ok(0)
         }
@@ -1182,6 +1206,7 @@ fn sys_mkdir(
 ) -> KResult<i64> {
     let path = path(p, m, path_addr)?;
     let base = base(p, dirfd, &path)?;
+    room_for_names(m)?;
     p.vfs.mkdir(&base, &path, mode as u32, now(m))?;
     Ok(0)
 }

@@ -12,8 +12,6 @@ pub mod signal;
 pub mod thread;
 pub mod time;
 
-use core::fmt;
-
 use crate::errno::{Errno, KResult};
 use crate::machine::Machine;
 use crate::process::{Outcome, Process};
@@ -30,6 +28,7 @@ pub const MSG_NOSIGNAL: u64 = 0x4000;
 /// `SIGPIPE` (see [`signal::SignalState::send_sigpipe`]). With `p.trace` set, every call
 /// is logged as `name(args) = result`.
 pub fn dispatch(p: &mut Process, m: &mut dyn Machine, nr: u64, a: [u64; 6]) -> Outcome {
+    let traced = p.trace.then(|| crate::trace::before(p, m, nr, a));
     let owned = thread::handle(p, m, nr, a)
         .or_else(|| fs::handle(p, m, nr, a))
         .or_else(|| mm::handle(p, m, nr, a))
@@ -52,8 +51,9 @@ pub fn dispatch(p: &mut Process, m: &mut dyn Machine, nr: u64, a: [u64; 6]) -> O
         }
     };
     let out = sigpipe(p, m, nr, a, out);
-    if p.trace {
-        m.log(format_args!("{}", Trace { nr, a, out: &out }));
+    crate::trace::note_missing(p, m, nr, a, &out);
+    if let Some(entry) = traced {
+        crate::trace::after(p, m, nr, a, &out, entry);
     }
     out
 }
@@ -85,56 +85,6 @@ pub fn raises_sigpipe(nr: u64, a: [u64; 6]) -> bool {
         sysno::SENDTO | sysno::SENDMMSG => a[3] & MSG_NOSIGNAL == 0,
         sysno::SENDMSG => a[2] & MSG_NOSIGNAL == 0,
         _ => false,
-    }
-}
-
-/// One trace line: `name(arg, ...) = result`.
-struct Trace<'a> {
-    nr: u64,
-    a: [u64; 6],
-    out: &'a Outcome,
-}
-
-impl fmt::Display for Trace<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match sysno::name(self.nr) {
-            Some(name) => write!(f, "{name}(")?,
-            None => write!(f, "syscall_{}(", self.nr)?,
-        }
-        let count = sysno::arg_count(self.nr).unwrap_or(6);
-        for (i, &arg) in self.a.iter().take(count).enumerate() {
-            if i > 0 {
-                f.write_str(", ")?;
-            }
-            write_value(f, arg as i64)?;
-        }
-        f.write_str(") = ")?;
-        match self.out {
-            Outcome::Return(v) if (-4095..0).contains(v) => {
-                f.write_str("-")?;
-                match Errno(-*v as i32).name() {
-                    "E?" => write!(f, "{}", -v),
-                    name => f.write_str(name),
-                }
-            }
-            Outcome::Return(v) => write_value(f, *v),
-            Outcome::Exit(status) => write!(f, "? (exit {status})"),
-            Outcome::Killed(sig) => write!(f, "? (killed by signal {sig})"),
-            Outcome::Block(w) => match w.deadline {
-                Some(d) => write!(f, "? (waits, deadline {d} ns)"),
-                None => write!(f, "? (waits)"),
-            },
-            Outcome::ThreadExit(status) => write!(f, "? (thread exit {status})"),
-        }
-    }
-}
-
-/// Small numbers in decimal, everything else (addresses, flags) in hex.
-fn write_value(f: &mut fmt::Formatter<'_>, v: i64) -> fmt::Result {
-    if (-4096..0x10000).contains(&v) {
-        write!(f, "{v}")
-    } else {
-        write!(f, "{:#x}", v as u64)
     }
 }
 
@@ -200,6 +150,7 @@ pub(crate) mod testutil {
             next_tid: 2,
             trace: false,
             unsupported_logged: BTreeSet::new(),
+            tracer: Default::default(),
             net: Default::default(),
         };
         let mut m = FakeMachine::default();
@@ -265,56 +216,6 @@ pub(crate) mod testutil {
 mod tests {
     use super::testutil::*;
     use super::*;
-    use alloc::format;
-    use alloc::string::String;
-
-    fn trace(nr: u64, a: [u64; 6], out: Outcome) -> String {
-        format!("{}", Trace { nr, a, out: &out })
-    }
-
-    #[test]
-    fn trace_lines() {
-        assert_eq!(
-            trace(
-                sysno::WRITE,
-                [1, 0x7fff_0000_1000, 12, 9, 9, 9],
-                Outcome::Return(12)
-            ),
-            "write(1, 0x7fff00001000, 12) = 12"
-        );
-        assert_eq!(
-            trace(sysno::GETPID, [5; 6], Outcome::Return(1)),
-            "getpid() = 1"
-        );
-        assert_eq!(
-            trace(
-                sysno::OPENAT,
-                [(-100i64) as u64, 0x40_0000, 0, 0, 0, 0],
-                Outcome::Return(-2)
-            ),
-            "openat(-100, 0x400000, 0, 0) = -ENOENT"
-        );
-        assert_eq!(
-            trace(sysno::EXIT_GROUP, [3, 0, 0, 0, 0, 0], Outcome::Exit(3)),
-            "exit_group(3) = ? (exit 3)"
-        );
-        assert_eq!(
-            trace(sysno::KILL, [1, 6, 0, 0, 0, 0], Outcome::Killed(6)),
-            "kill(1, 6) = ? (killed by signal 6)"
-        );
-        assert_eq!(
-            trace(400, [0; 6], Outcome::Return(-38)),
-            "syscall_400(0, 0, 0, 0, 0, 0) = -ENOSYS"
-        );
-        assert_eq!(
-            trace(sysno::MMAP, [0; 6], Outcome::Return(0x7f00_0000_0000)),
-            "mmap(0, 0, 0, 0, 0, 0) = 0x7f0000000000"
-        );
-        assert_eq!(
-            trace(sysno::READ, [0; 6], Outcome::Return(-4000)),
-            "read(0, 0, 0) = -4000"
-        );
-    }
 
     #[test]
     fn unsupported_calls_are_logged_once() {
@@ -333,23 +234,110 @@ mod tests {
         );
     }
 
+    fn syscalls(m: &crate::testing::FakeMachine) -> Vec<kiln_abi::record::Syscall> {
+        kiln_abi::record::parse_all(&m.records)
+            .into_iter()
+            .filter_map(|r| match r {
+                kiln_abi::record::Record::Syscall(s) => Some(s),
+                _ => None,
+            })
+            .collect()
+    }
+
     #[test]
-    fn tracing() {
-        let (mut p, mut m, _) = setup();
+    fn tracing_sends_one_record_per_call_with_its_memory() {
+        use kiln_abi::record::Phase;
+        let (mut p, mut m, mem) = setup_with(&[("etc/hostname", b"kiln\n")]);
+        call(&mut p, &mut m, sysno::GETPID, &[]);
+        assert!(m.records.is_empty(), "tracing off sends nothing");
         p.trace = true;
         call(&mut p, &mut m, sysno::GETPID, &[]);
-        call(&mut p, &mut m, sysno::CLOCK_GETTIME, &[99, 0]);
+        poke(&mut p, &mut m, mem, b"/etc/hostname\0");
+        let fd = call(&mut p, &mut m, sysno::OPEN, &[mem, 0]);
+        let buf = mem + 0x100;
+        call(&mut p, &mut m, sysno::READ, &[fd as u64, buf, 64]);
         assert_eq!(
             outcome(&mut p, &mut m, sysno::EXIT_GROUP, &[2]),
             Outcome::Exit(2)
         );
+        let s = syscalls(&m);
+        let names: Vec<u64> = s.iter().map(|s| s.nr).collect();
         assert_eq!(
-            m.log,
+            names,
+            [sysno::GETPID, sysno::OPEN, sysno::READ, sysno::EXIT_GROUP]
+        );
+        assert!(s.iter().all(|s| s.phase == Phase::Complete && s.tid == 1));
+        assert_eq!(s[0].ret, 1);
+        assert_eq!(s[1].blob(0), Some(&b"/etc/hostname"[..]));
+        assert!(s[2].ret > 0);
+        assert_eq!(s[2].blob(1).map(|b| b.len()), Some(s[2].ret as usize));
+        assert_eq!(s[3].ret, crate::trace::NO_RETURN);
+    }
+
+    #[test]
+    fn blocked_calls_are_unfinished_then_resumed() {
+        use kiln_abi::record::Phase;
+        let (mut p, mut m, mem) = setup();
+        // Another thread could write, so an empty pipe blocks.
+        m.other_threads = 1;
+        p.trace = true;
+        let fds = mem;
+        call(&mut p, &mut m, sysno::PIPE, &[fds]);
+        let b = peek(&mut p, &mut m, fds, 8);
+        let (r, w) = (
+            u32::from_le_bytes(b[..4].try_into().unwrap()) as u64,
+            u32::from_le_bytes(b[4..].try_into().unwrap()) as u64,
+        );
+        let buf = mem + 0x100;
+        // Blocks twice (a spurious wake-up), then returns.
+        for _ in 0..2 {
+            assert!(matches!(
+                outcome(&mut p, &mut m, sysno::READ, &[r, buf, 16]),
+                Outcome::Block(_)
+            ));
+        }
+        let msg = mem + 0x200;
+        poke(&mut p, &mut m, msg, b"hi");
+        // The other thread writes.
+        m.thread.tid = 2;
+        call(&mut p, &mut m, sysno::WRITE, &[w, msg, 2]);
+        m.thread.tid = 1;
+        assert_eq!(call(&mut p, &mut m, sysno::READ, &[r, buf, 16]), 2);
+        let phases: Vec<(u64, Phase)> = syscalls(&m).iter().map(|s| (s.nr, s.phase)).collect();
+        assert_eq!(
+            phases,
             [
-                "getpid() = 1",
-                "clock_gettime(99, 0) = -EINVAL",
-                "exit_group(2) = ? (exit 2)"
+                (sysno::PIPE, Phase::Complete),
+                (sysno::READ, Phase::Unfinished),
+                (sysno::WRITE, Phase::Complete),
+                (sysno::READ, Phase::Resumed),
             ]
+        );
+        assert_eq!(syscalls(&m)[3].blob(1), Some(&b"hi"[..]));
+    }
+
+    #[test]
+    fn missing_files_are_reported_once_each() {
+        let (mut p, mut m, mem) = setup_with(&[("etc/hostname", b"kiln\n")]);
+        let (abs, rel, there) = (mem, mem + 0x100, mem + 0x200);
+        poke(&mut p, &mut m, abs, b"/etc/ssl/cert.pem\0");
+        poke(&mut p, &mut m, rel, b"data.txt\0");
+        poke(&mut p, &mut m, there, b"/etc/hostname\0");
+        for _ in 0..2 {
+            call(&mut p, &mut m, sysno::OPEN, &[abs, 0]);
+            call(&mut p, &mut m, sysno::OPENAT, &[(-100i64) as u64, rel, 0]);
+        }
+        call(&mut p, &mut m, sysno::OPEN, &[there, 0]);
+        let missing: Vec<Vec<u8>> = kiln_abi::record::parse_all(&m.records)
+            .into_iter()
+            .filter_map(|r| match r {
+                kiln_abi::record::Record::Missing(x) => Some(x.path),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(
+            missing,
+            [b"/etc/ssl/cert.pem".to_vec(), b"/data.txt".to_vec()]
         );
     }
 

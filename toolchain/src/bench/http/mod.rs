@@ -125,6 +125,7 @@ impl Guest {
                 gateway: Some(self.net.host),
                 dns: vec![],
             },
+            pcap: None,
         }
     }
 
@@ -138,6 +139,7 @@ impl Guest {
                     stderr: self.dir.join("kiln-stderr"),
                     log: self.dir.join("kiln-console.log"),
                     status: self.dir.join("kiln-status"),
+                    records: self.dir.join("kiln-records"),
                 };
                 let opts = RunOptions {
                     machine: self.machine,
@@ -342,6 +344,7 @@ fn serves(
 /// reported, not fatal; failing to build or set up is).
 pub fn http(layout: &Layout, opts: &HttpOptions) -> anyhow::Result<HttpReport> {
     let (qemu_bin, accel) = crate::qemu::prepare(layout, opts.machine)?;
+    let accel = accel.accel;
     let wrk = crate::qemu::install::ensure_tool("wrk", "wrk")?;
     let dir = layout.kiln_dir().join("bench/http");
     std::fs::create_dir_all(&dir)?;

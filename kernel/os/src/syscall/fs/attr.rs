@@ -258,6 +258,7 @@ pub(super) fn sys_symlink(
     let target = path(p, m, target_addr)?;
     let path = path(p, m, path_addr)?;
     let base = base(p, dirfd, &path)?;
+    super::room_for_names(m)?;
     p.vfs.symlink(&target, &base, &path, now(m))?;
     Ok(0)
 }
@@ -268,6 +269,7 @@ pub(super) fn sys_link(p: &mut Process, m: &mut dyn Machine, a: [u64; 6]) -> KRe
     if flags & !(AT_SYMLINK_FOLLOW | AT_EMPTY_PATH) != 0 {
         return Err(Errno::EINVAL);
     }
+    super::room_for_names(m)?;
     let old = path_or_empty(p, m, old_addr)?;
     let (node, relink) = if old.is_empty() {
         if flags & AT_EMPTY_PATH == 0 {
@@ -378,6 +380,10 @@ pub(super) fn sys_fallocate(
     }
     if !n.is_regular() {
         return Err(Errno::ENODEV);
+    }
+    // Growing a /tmp file takes kernel memory: not once it is down to the reserve.
+    if (off as u64).saturating_add(len as u64) > n.size() && m.pages().memory_low() {
+        return Err(Errno::ENOSPC);
     }
     n.allocate(off as u64, len as u64, now(m))?;
     Ok(0)

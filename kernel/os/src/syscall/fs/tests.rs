@@ -46,6 +46,7 @@ impl T {
             next_tid: 2,
             trace: false,
             unsupported_logged: Default::default(),
+            tracer: Default::default(),
             net: Default::default(),
         };
         T {
@@ -1491,4 +1492,42 @@ fn exe_is_readable() {
     // The test archive has /bin/app itself: the archive wins.
     let fd = t.open("/proc/self/exe", O_RDONLY, 0);
     assert_eq!(t.read_fd(fd, 10).unwrap(), b"\x7fELF");
+}
+
+#[test]
+fn tmpfs_is_full_when_memory_is_low() {
+    let mut t = T::new();
+    let fd = t.open("/tmp/kept", O_RDWR | O_CREAT, 0o644);
+    assert!(fd >= 3);
+    assert_eq!(t.write_fd(fd, b"abc"), 3);
+    t.m.pages.out_of_frames = true;
+    // No new names, no growth; existing files open and are written in place.
+    assert_eq!(
+        t.open("/tmp/new", O_RDWR | O_CREAT, 0o644),
+        E(Errno::ENOSPC)
+    );
+    assert!(t.open("/tmp/kept", O_RDWR | O_CREAT, 0o644) >= 3);
+    let tmpfile = crate::fd::O_TMPFILE | O_RDWR;
+    assert_eq!(t.open("/tmp", tmpfile, 0o600), E(Errno::ENOSPC));
+    let d = t.cstr("/tmp/dir");
+    assert_eq!(
+        t.call(nr::MKDIRAT, &[AT_FDCWD as u64, d, 0o755]),
+        E(Errno::ENOSPC)
+    );
+    let (target, link) = (t.cstr("/tmp/kept"), t.cstr("/tmp/link"));
+    assert_eq!(
+        t.call(nr::SYMLINKAT, &[target, AT_FDCWD as u64, link]),
+        E(Errno::ENOSPC)
+    );
+    assert_eq!(
+        t.call(nr::FTRUNCATE, &[fd as u64, 1 << 20]),
+        E(Errno::ENOSPC)
+    );
+    assert_eq!(
+        t.call(nr::FALLOCATE, &[fd as u64, 0, 0, 1 << 20]),
+        E(Errno::ENOSPC)
+    );
+    assert_eq!(t.call(nr::FTRUNCATE, &[fd as u64, 1]), 0, "shrinking works");
+    t.m.pages.out_of_frames = false;
+    assert!(t.open("/tmp/new", O_RDWR | O_CREAT, 0o644) >= 3);
 }

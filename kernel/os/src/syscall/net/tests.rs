@@ -483,3 +483,22 @@ fn poll_reports_socket_readiness() {
     assert_eq!(call(&mut p, &mut m, nr::CONNECT, &[c3 as u64, buf, 16]), 0);
     assert!(m.waiting.is_empty());
 }
+
+#[test]
+fn socket_buffers_are_enomem_when_memory_is_low() {
+    let (mut p, mut m, buf) = setup();
+    let l = tcp(&mut p, &mut m, 0);
+    addr(&mut p, &mut m, buf, [127, 0, 0, 1], 7070);
+    assert_eq!(call(&mut p, &mut m, nr::BIND, &[l as u64, buf, 16]), 0);
+    m.pages.out_of_frames = true;
+    assert_eq!(call(&mut p, &mut m, nr::LISTEN, &[l as u64, 16]), -12);
+    let c = tcp(&mut p, &mut m, 0);
+    assert_eq!(call(&mut p, &mut m, nr::CONNECT, &[c as u64, buf, 16]), -12);
+    let u = udp(&mut p, &mut m);
+    addr(&mut p, &mut m, buf, [127, 0, 0, 1], 7071);
+    assert_eq!(call(&mut p, &mut m, nr::BIND, &[u as u64, buf, 16]), -12);
+    // Memory back: the same calls work.
+    m.pages.out_of_frames = false;
+    assert_eq!(call(&mut p, &mut m, nr::LISTEN, &[l as u64, 16]), 0);
+    assert_eq!(call(&mut p, &mut m, nr::BIND, &[u as u64, buf, 16]), 0);
+}

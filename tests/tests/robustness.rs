@@ -1,0 +1,147 @@
+//! No program can crash the kernel: whatever a program provokes ends as an errno or a
+//! signal to that program, as on Linux, never as a kernel panic (status 125) or a hang.
+
+use kiln_tests::{build_image, run_image};
+
+/// Forged `rt_sigreturn` frames and handler addresses (see `examples/sigforge`): each case
+/// ends the way it does on Linux.
+#[test]
+fn forged_signal_frames_end_as_sigsegv_or_are_sanitised() {
+    let image = build_image("sigforge", &["--example", "sigforge"]);
+    let killed: &[(&str, &[i32])] = &[
+        ("rip-noncanonical", &[139]),
+        ("rip-kernel", &[139]),
+        ("rip-top", &[139]),
+        ("rip-rcx-noncanonical", &[139]),
+        // Linux raises SIGBUS for the stack fault a non-canonical stack pointer causes on
+        // hardware; QEMU's emulation reports a general protection fault instead (SIGSEGV).
+        ("rsp-noncanonical", &[135, 139]),
+        ("rsp-kernel", &[139]),
+        ("cs-null", &[139]),
+        ("cs-kernel", &[139]),
+        ("cs-kiln-kernel", &[139]),
+        ("ss-null", &[139]),
+        ("handler-noncanonical", &[139]),
+        ("handler-kernel", &[139]),
+        ("tf-syscall", &[133]),
+    ];
+    for (case, statuses) in killed {
+        let r = run_image(&image, &["--", case]);
+        assert!(statuses.contains(&r.status), "{case}: {r:?}");
+        assert!(r.out().contains(&format!("case {case}")), "{case}: {r:?}");
+        assert!(!r.out().contains("resumed"), "{case}: {r:?}");
+        assert!(!r.stderr.contains("kernel panic"), "{case}: {r:?}");
+    }
+    let r = run_image(&image, &["--", "rflags"]);
+    assert_eq!(r.status, 0, "{r:?}");
+    assert!(r.out().contains("rflags: sanitised"), "{r:?}");
+    let r = run_image(&image, &["--", "nt"]);
+    assert_eq!(r.status, 0, "{r:?}");
+    assert!(r.out().contains("nt: survived"), "{r:?}");
+}
+
+/// Memory exhausted in every way a program can (see `examples/memhog`): each way ends as an
+/// errno the program sees, and the program goes on once it gives memory back; on a small
+/// machine too, where the kernel's reserve is smallest.
+#[test]
+fn exhausting_memory_gives_errnos_and_the_program_decides() {
+    for memory in ["64M", "16M"] {
+        exhaust(memory);
+    }
+}
+
+fn exhaust(memory: &str) {
+    let r = kiln_tests::kiln(&[
+        "run",
+        "--example",
+        "memhog",
+        "--memory",
+        memory,
+        "--timeout",
+        "300",
+    ]);
+    assert_eq!(r.status, 0, "{r:?}");
+    let out = r.out();
+    for line in [
+        "split: ENOMEM after",
+        "populate: ENOMEM after",
+        "low mmap: ENOMEM",
+        "low mprotect: ENOMEM",
+        "low tmpfs: ",
+        "freed: populate works again",
+        "threads: EAGAIN after",
+        "done",
+    ] {
+        assert!(out.contains(line), "missing {line:?}: {r:?}");
+    }
+    let any = |prefix: &str, ok: &[&str]| {
+        let line = out.lines().find(|l| l.starts_with(prefix)).unwrap_or("");
+        assert!(ok.iter().any(|o| line.contains(o)), "{line:?}: {r:?}");
+    };
+    any("low mremap:", &["ENOMEM", "moved"]);
+    any("low read:", &["EFAULT", "bytes"]);
+    any("low tmpfs:", &["ENOSPC", "ENOMEM"]);
+    any("low thread:", &["EAGAIN", "ENOMEM"]);
+    any("low pipe:", &["ENOMEM"]);
+    any("low create:", &["ENOSPC"]);
+    any("low listen:", &["ENOMEM"]);
+}
+
+/// Touching memory the program was granted, until none is left: the OOM kill (SIGKILL,
+/// status 137), reported, never a kernel panic.
+#[test]
+fn touching_memory_until_none_is_left_is_an_oom_kill() {
+    let r = kiln_tests::kiln(&[
+        "run",
+        "--example",
+        "memhog",
+        "--memory",
+        "64M",
+        "--timeout",
+        "300",
+        "--",
+        "touch",
+    ]);
+    assert_eq!(r.status, 137, "{r:?}");
+    assert!(r.out().contains("touched 16 MiB"), "{r:?}");
+    assert!(r.stderr.contains("SIGKILL"), "{r:?}");
+    assert!(!r.stderr.contains("kernel panic"), "{r:?}");
+}
+
+/// Too little guest memory for the image: one clear line saying how much it needs and how to
+/// give it, status 125; `build-image` prints the same minimum, and it suffices.
+#[test]
+fn too_little_memory_says_how_much_to_give() {
+    let out = kiln_tests::scratch("images").join("hello-memory.elf");
+    let built = kiln_tests::kiln(&[
+        "build-image",
+        "--example",
+        "hello",
+        "-o",
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(built.status, 0, "{built:?}");
+    let need: u64 = built
+        .out()
+        .lines()
+        .find_map(|l| l.strip_prefix("memory: at least "))
+        .and_then(|l| l.strip_suffix(" MiB"))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no memory line: {built:?}"));
+    assert!((4..64).contains(&need), "{need}");
+    let r = run_image(&out, &["--memory", "3M"]);
+    assert_eq!(r.status, 125, "{r:?}");
+    let line = format!(
+        "this image needs at least {need} MiB of memory; the machine has 3 MiB: run with --memory {}M",
+        need.next_power_of_two()
+    );
+    assert!(r.stderr.contains(&line), "{r:?}");
+    assert!(!r.stderr.contains("memory allocation"), "{r:?}");
+    assert!(
+        !r.stderr.contains("kernel panic"),
+        "a user error, not a kernel bug: {r:?}"
+    );
+    let r = run_image(&out, &["--memory", &format!("{need}M")]);
+    assert_eq!(r.status, 0, "{r:?}");
+    assert!(r.out().contains("hello from kiln"), "{r:?}");
+}

@@ -1,0 +1,122 @@
+//! Debugging a running or finished image from the host: crash reports ([`crash`]), core
+//! files ([`coredump`]), `run --gdb`
+//! ([`gdb`]) and `run --pcap` (QEMU's `filter-dump`, set up in [`crate::qemu::args`]).
+
+pub mod coredump;
+pub mod crash;
+pub mod gdb;
+
+use anyhow::anyhow;
+use std::path::Path;
+
+/// The PVH image of `path`: the file itself, or the one inside a disk image.
+pub fn pvh_image(path: &Path) -> anyhow::Result<Vec<u8>> {
+    let bytes = std::fs::read(path)?;
+    if bytes.starts_with(b"\x7fELF") {
+        Ok(bytes)
+    } else {
+        crate::inspect::scan_file(path)
+    }
+}
+
+/// The program ELF in a PVH image's payload.
+pub fn program_in_image(image: &[u8]) -> anyhow::Result<&[u8]> {
+    let span = crate::provenance::find_payload(image)?;
+    let range = span.offset + span.header.program.start..span.offset + span.header.program.end;
+    image
+        .get(range)
+        .ok_or_else(|| anyhow!("the image's program lies outside the file"))
+}
+
+/// `kernel` (a kernel ELF from the build tree) when it is the kernel the PVH image `image`
+/// was linked with (its provenance records the kernel's SHA-256).
+pub fn kernel_of_image(image: &[u8], kernel: &Path) -> Option<std::path::PathBuf> {
+    let recorded = crate::provenance::read(image)
+        .ok()
+        .map(|(p, _)| p.kernel.elf_sha256)?;
+    let bytes = std::fs::read(kernel).ok()?;
+    (crate::image::sha256_hex(&bytes) == recorded).then(|| kernel.to_path_buf())
+}
+
+/// Explains the kernel's records of a run of the image at `image`: for a crash, the report
+/// of [`crash::report`]; for a kernel panic, the kernel's backtrace, symbolized from
+/// `kernel` (the build tree's kernel ELF) when the image was linked with it. As lines.
+pub fn explain_records(image: &Path, kernel: &Path, records: &[u8]) -> Vec<String> {
+    let mut lines = Vec::new();
+    for record in kiln_abi::record::parse_all(records) {
+        if let kiln_abi::record::Record::KernelPanic(k) = &record {
+            let elf = pvh_image(image)
+                .ok()
+                .and_then(|b| kernel_of_image(&b, kernel))
+                .and_then(|p| std::fs::read(p).ok())
+                .unwrap_or_default();
+            lines.push("kernel backtrace:".to_string());
+            let sym = crash::Symbolizer::new(&elf, 0);
+            let mut n = 0;
+            for pc in &k.frames {
+                for f in sym.frames(*pc, true) {
+                    lines.push(crash::frame_line(n, &f));
+                    n += 1;
+                }
+            }
+            if elf.is_empty() {
+                lines.push(
+                    "(the kernel this image was linked with is not in the build tree: addresses only)"
+                        .to_string(),
+                );
+            }
+            continue;
+        }
+        let kiln_abi::record::Record::Crash(c) = record else {
+            continue;
+        };
+        let text = match pvh_image(image) {
+            Ok(bytes) => match program_in_image(&bytes) {
+                Ok(program) => crash::report(program, &c),
+                Err(_) => crash::report(&[], &c),
+            },
+            Err(_) => crash::report(&[], &c),
+        };
+        lines.extend(text.lines().map(str::to_string));
+    }
+    lines
+}
+
+/// Writes the core file of a crash of the image at `image` to `out` when the records hold a
+/// crash and the program's memory, with the program beside it (`OUT.elf`) for gdb. Returns
+/// the program's path, or `None` when the program died without a core.
+pub fn write_core(
+    image: &Path,
+    records: &[u8],
+    out: &Path,
+) -> anyhow::Result<Option<std::path::PathBuf>> {
+    use kiln_abi::record::Record;
+    let mut crash = None;
+    let mut memory = None;
+    for r in kiln_abi::record::parse_all(records) {
+        match r {
+            Record::Crash(c) => crash = Some(c),
+            Record::Memory(m) => memory = Some(m),
+            _ => {}
+        }
+    }
+    let (Some(crash), Some(memory)) = (crash, memory) else {
+        return Ok(None);
+    };
+    let bytes = pvh_image(image)?;
+    let program = program_in_image(&bytes)?;
+    let path = crate::provenance::read(&bytes)
+        .ok()
+        .map(|(p, _)| format!("/bin/{}", p.app.name))
+        .unwrap_or_else(|| "/bin/program".into());
+    let core = coredump::write(program, &path, &crash, &memory);
+    if let Some(dir) = out.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir)?;
+    }
+    crate::image::write_atomically(out, &core)?;
+    let mut exe = out.as_os_str().to_owned();
+    exe.push(".elf");
+    let exe = std::path::PathBuf::from(exe);
+    crate::image::write_atomically(&exe, program)?;
+    Ok(Some(exe))
+}
