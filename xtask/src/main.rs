@@ -590,7 +590,11 @@ fn main() -> ExitCode {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
             note!("error: {e:#}");
-            ExitCode::from(1)
+            // Stopped by a signal: say so as a shell would (130, 143, 129).
+            match qemu::signals::received() {
+                Some(sig) => ExitCode::from(128 + sig as u8),
+                None => ExitCode::from(1),
+            }
         }
     }
 }
