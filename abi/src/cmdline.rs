@@ -7,7 +7,7 @@
 //! | token | meaning |
 //! |---|---|
 //! | `kiln.name=P` | the program's path, used as `argv[0]` and `AT_EXECFN` |
-//! | `kiln.argv=A,B,...` | the arguments after `argv[0]`; `kiln.argv=` means none |
+//! | `kiln.argv=A,B,...` | the arguments after `argv[0]`; `kiln.argv=` means none, and `""` is an empty argument |
 //! | `kiln.env=K=V` | one environment variable (repeatable) |
 //! | `kiln.stdout=S`, `kiln.stderr=S`, `kiln.log=S` | where each stream goes: `serial` (COM1), a raw byte port such as `0x402` (QEMU `isa-debugcon`), or `off` |
 //! | `kiln.core=BYTES` | on a core-dumping signal, send the program's memory (at most BYTES) as a [`crate::record::Memory`] record |
@@ -165,6 +165,26 @@ pub fn decode(s: &str) -> Option<Vec<u8>> {
     Some(out)
 }
 
+/// The empty argument in `kiln.argv`. Percent-encoding writes it as nothing, which for a
+/// single argument reads back as no arguments at all; `encode` never writes a raw `"`.
+const EMPTY_ARG: &str = "\"\"";
+
+fn encode_arg(a: &[u8]) -> String {
+    if a.is_empty() {
+        String::from(EMPTY_ARG)
+    } else {
+        encode(a)
+    }
+}
+
+fn decode_arg(s: &str) -> Option<Vec<u8>> {
+    if s == EMPTY_ARG {
+        Some(Vec::new())
+    } else {
+        decode(s)
+    }
+}
+
 fn sink_token(s: Sink) -> String {
     match s {
         Sink::Serial => String::from("serial"),
@@ -204,7 +224,7 @@ impl Config {
                     let mut args = Vec::new();
                     if !v.is_empty() {
                         for a in v.split(',') {
-                            args.push(decode(a).ok_or(err(bad_encoding))?);
+                            args.push(decode_arg(a).ok_or(err(bad_encoding))?);
                         }
                     }
                     c.argv = Some(args);
@@ -304,7 +324,7 @@ impl Config {
             t.push(alloc::format!("kiln.name={}", encode(n)));
         }
         if let Some(args) = &self.argv {
-            let enc: Vec<String> = args.iter().map(|a| encode(a)).collect();
+            let enc: Vec<String> = args.iter().map(|a| encode_arg(a)).collect();
             t.push(alloc::format!("kiln.argv={}", enc.join(",")));
         }
         for (k, v) in &self.env {
@@ -348,6 +368,35 @@ impl Config {
 mod tests {
     use super::*;
     use alloc::vec;
+
+    /// Found by the `cmdline` fuzz target's round trip of built configurations: one empty
+    /// argument (`--arg ""`, `run -- ""`) was written as `kiln.argv=`, which reads back as
+    /// no arguments.
+    #[test]
+    fn empty_arguments_survive_the_round_trip() {
+        for argv in [
+            vec![],
+            vec![vec![]],
+            vec![vec![], vec![]],
+            vec![b"a".to_vec(), vec![]],
+            vec![b"\"\"".to_vec()],
+        ] {
+            let c = Config {
+                argv: Some(argv.clone()),
+                ..Config::default()
+            };
+            let line = c.to_cmdline();
+            assert_eq!(Config::parse(&line).unwrap().argv, Some(argv), "{line}");
+        }
+        assert_eq!(
+            Config::parse("kiln.argv=").unwrap().argv,
+            Some(Vec::<Vec<u8>>::new())
+        );
+        assert_eq!(
+            Config::parse("kiln.argv=a,").unwrap().argv,
+            Some(vec![b"a".to_vec(), vec![]])
+        );
+    }
 
     #[test]
     fn encoding_round_trips_every_byte() {

@@ -67,6 +67,24 @@ fn runtime_args_and_env_override_baked_ones() {
 }
 
 #[test]
+fn empty_arguments_reach_the_program() {
+    // One empty argument once read back as no arguments at all (see abi::cmdline).
+    for (args, want) in [
+        (&[""][..], "arg[1]=\nGREETING"),
+        (&["", ""][..], "arg[1]=\narg[2]=\nGREETING"),
+    ] {
+        let mut a = vec!["--"];
+        a.extend_from_slice(args);
+        let r = run_image(hello(), &a);
+        assert_eq!(r.status, 0, "{r:?}");
+        assert!(
+            r.out().contains(&format!("arg[0]=/bin/hello\n{want}")),
+            "{r:?}"
+        );
+    }
+}
+
+#[test]
 fn exit_status_is_the_programs() {
     for status in ["0", "3", "42", "200", "255"] {
         let r = run_image(hello(), &["-e", &format!("EXIT_STATUS={status}")]);

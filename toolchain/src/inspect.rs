@@ -188,30 +188,39 @@ pub fn scan_file(path: &Path) -> anyhow::Result<Vec<u8>> {
     let mut f =
         std::fs::File::open(path).with_context(|| format!("could not open {}", path.display()))?;
     let len = f.metadata()?.len();
+    scan(&mut f, len)?.ok_or_else(|| {
+        anyhow!(
+            "{} holds no Kiln image: no payload (KILNPAY1) with its PVH ELF found in it",
+            path.display()
+        )
+    })
+}
+
+/// Finds the first PVH image stored contiguously in `f` (`len` bytes long): the payload
+/// magic at 8-byte alignment, and the ELF header that owns it a whole number of pages
+/// before. `None` when there is none.
+pub fn scan<F: Read + Seek>(f: &mut F, len: u64) -> anyhow::Result<Option<Vec<u8>>> {
     const CHUNK: usize = 8 << 20;
-    let mut buf = vec![0u8; CHUNK + 8];
+    let mut buf = vec![0u8; (len.min(CHUNK as u64) as usize) + 8];
     let mut pos: u64 = 0;
     while pos < len {
         f.seek(SeekFrom::Start(pos))?;
-        let n = read_up_to(&mut f, &mut buf)?;
+        let n = read_up_to(f, &mut buf)?;
         let mut i = 0;
         while i + 8 <= n {
             if buf[i..i + 8] == kiln_abi::payload::MAGIC {
-                if let Some(image) = image_around(&mut f, len, pos + i as u64)? {
-                    return Ok(image);
+                if let Some(image) = image_around(f, len, pos + i as u64)? {
+                    return Ok(Some(image));
                 }
             }
             i += 8;
         }
         pos += CHUNK as u64;
     }
-    bail!(
-        "{} holds no Kiln image: no payload (KILNPAY1) with its PVH ELF found in it",
-        path.display()
-    )
+    Ok(None)
 }
 
-fn read_up_to(f: &mut std::fs::File, buf: &mut [u8]) -> std::io::Result<usize> {
+fn read_up_to<F: Read>(f: &mut F, buf: &mut [u8]) -> std::io::Result<usize> {
     let mut n = 0;
     while n < buf.len() {
         match f.read(&mut buf[n..])? {
@@ -223,7 +232,7 @@ fn read_up_to(f: &mut std::fs::File, buf: &mut [u8]) -> std::io::Result<usize> {
 }
 
 /// Given a payload magic at `at`, finds the ELF that owns it and returns the PVH image bytes.
-fn image_around(f: &mut std::fs::File, len: u64, at: u64) -> anyhow::Result<Option<Vec<u8>>> {
+fn image_around<F: Read + Seek>(f: &mut F, len: u64, at: u64) -> anyhow::Result<Option<Vec<u8>>> {
     let mut header = [0u8; kiln_abi::payload::HEADER_LEN];
     if at + header.len() as u64 > len {
         return Ok(None);

@@ -14,6 +14,7 @@
 //! [`bench`] and the KVM probe; [`suite`] runs the whole test suite.
 
 #![warn(missing_docs)]
+#![forbid(unsafe_code)]
 
 pub mod app;
 pub mod bench;
@@ -23,6 +24,7 @@ pub mod disk;
 pub mod efi;
 pub mod elf;
 pub mod floor;
+pub mod fuzz;
 pub mod image;
 pub mod inspect;
 pub mod layout;

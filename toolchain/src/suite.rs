@@ -18,7 +18,8 @@ pub struct Step {
 }
 
 /// The steps: host crates, the kernel's host unit tests (in `kernel/`, whose config sets the
-/// target and flags), then the end-to-end tests with two threads.
+/// target and flags), a short run of every fuzz target (so they keep building), then the
+/// end-to-end tests with two threads.
 pub fn steps(layout: &Layout) -> Vec<Step> {
     vec![
         Step {
@@ -30,6 +31,11 @@ pub fn steps(layout: &Layout) -> Vec<Step> {
             what: "kernel unit tests",
             dir: layout.kernel_dir(),
             args: vec!["test"],
+        },
+        Step {
+            what: "fuzz targets (each built and run for a few seconds)",
+            dir: layout.root.clone(),
+            args: vec!["xtask", "fuzz", "all", "--time", "5"],
         },
         Step {
             what: "end-to-end tests",
@@ -114,13 +120,14 @@ mod tests {
     #[test]
     fn suite_order() {
         let s = steps(&Layout::new("/r"));
-        assert_eq!(s.len(), 3);
+        assert_eq!(s.len(), 4);
         assert_eq!(s[1].dir, PathBuf::from("/r/kernel"));
         assert!(s[0].args.contains(&"--exclude"));
+        assert_eq!(s[2].args[..3], ["xtask", "fuzz", "all"]);
         assert_eq!(
-            s[2].args[..4],
+            s[3].args[..4],
             ["test", "--no-fail-fast", "-p", "kiln-tests"]
         );
-        assert!(s[2].args.ends_with(&["--test-threads", "2"]));
+        assert!(s[3].args.ends_with(&["--test-threads", "2"]));
     }
 }

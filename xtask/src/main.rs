@@ -1,5 +1,6 @@
 //! `cargo xtask`: Kiln's developer commands. Argument parsing and progress only; the work is
 //! done by the `kiln-toolchain` library.
+#![forbid(unsafe_code)]
 
 use clap::{ArgGroup, Args, Parser, Subcommand, ValueEnum};
 use kiln_toolchain::app::AppSource;
@@ -41,11 +42,32 @@ enum Cmd {
     /// Print the accelerator runs use (`kvm` or `tcg`), probing KVM with the kernel first
     /// when the answer is not cached for this host boot, QEMU and kernel.
     Accel,
+    /// Fuzz a parser that reads untrusted bytes (libFuzzer, stable Rust).
+    Fuzz(FuzzArgs),
     /// Benchmarks.
     Bench {
         #[command(subcommand)]
         which: BenchCmd,
     },
+}
+
+#[derive(Args, Debug)]
+struct FuzzArgs {
+    /// The target (see --list), or `all` for each in turn.
+    #[arg(required_unless_present = "list")]
+    target: Option<String>,
+    /// List the targets and what each one feeds.
+    #[arg(long)]
+    list: bool,
+    /// Seconds to fuzz each target.
+    #[arg(long, value_name = "SECS", default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..))]
+    time: u64,
+    /// Stop a target after this many executions, if sooner.
+    #[arg(long, value_name = "N")]
+    runs: Option<u64>,
+    /// Write the counts to the fuzzing section of BENCHMARKS.md.
+    #[arg(long)]
+    record: bool,
 }
 
 #[derive(Subcommand, Debug)]
@@ -570,6 +592,19 @@ fn main() -> ExitCode {
             println!("{}", choice.accel.name());
             0
         }),
+        Cmd::Fuzz(a) => match &a.target {
+            Some(t) if !a.list => {
+                let budget = kiln_toolchain::fuzz::Budget {
+                    secs: a.time,
+                    runs: a.runs,
+                };
+                kiln_toolchain::fuzz::run(&layout, t, budget, a.record).map(|_| 0)
+            }
+            _ => {
+                print!("{}", kiln_toolchain::fuzz::list());
+                Ok(0)
+            }
+        },
         Cmd::Bench {
             which: BenchCmd::Boot { runs },
         } => bench::boot(&layout, *runs as usize).and_then(|r| {

@@ -68,7 +68,8 @@ pub struct SigInfo {
 const SIGCONTEXT_SIZE: u64 = 256;
 const UCONTEXT_SIZE: u64 = 8 + 8 + 24 + SIGCONTEXT_SIZE + 8;
 const SIGINFO_SIZE: u64 = 128;
-const FRAME_SIZE: u64 = 8 + UCONTEXT_SIZE + SIGINFO_SIZE;
+/// Bytes of the `rt_sigframe` Kiln lays out (return address, `ucontext`, `siginfo`).
+pub const FRAME_SIZE: u64 = 8 + UCONTEXT_SIZE + SIGINFO_SIZE;
 const RED_ZONE: u64 = 128;
 const DF: u64 = 1 << 10;
 const TF: u64 = 1 << 8;
@@ -286,8 +287,12 @@ fn get16(buf: &[u8], at: u64) -> u16 {
 /// does: RFLAGS sanitised; the code selector must be a 64-bit user one (any other would
 /// make the return fault: `EFAULT`, the caller delivers SIGSEGV); the stack selector is
 /// forced to the user one unless `uc_flags` asks for a strict restore, when a bad one is
-/// `EFAULT` too. RIP and RSP are taken as they are ([`check_resume`] guards the return).
+/// `EFAULT` too, and so are fewer than [`FRAME_SIZE`] bytes. RIP and RSP are taken as they
+/// are ([`check_resume`] guards the return).
 pub fn restore_regs(b: &[u8]) -> KResult<UserRegs> {
+    if (b.len() as u64) < FRAME_SIZE {
+        return Err(Errno::EFAULT);
+    }
     let sc = 8 + 40;
     let mut regs = UserRegs::default();
     for (i, r) in sigcontext_regs(&mut regs).into_iter().enumerate() {
@@ -306,6 +311,13 @@ pub fn restore_regs(b: &[u8]) -> KResult<UserRegs> {
     Ok(regs)
 }
 
+/// Clears the reserved MXCSR bits of an FXSAVE area a program wrote: set, they would make
+/// `FXRSTOR` fault in the kernel.
+pub fn sanitise_fx(fx: &mut [u8; 512]) {
+    let mxcsr = u32::from_le_bytes([fx[24], fx[25], fx[26], fx[27]]) & 0xffff;
+    fx[24..28].copy_from_slice(&mxcsr.to_le_bytes());
+}
+
 /// `rt_sigreturn`: reads the frame the handler returned from (its `rsp` is just past the
 /// return address) and gives the state to resume and the mask to restore. `EFAULT` when the
 /// frame cannot be read or asks for a state no user thread can have.
@@ -319,9 +331,7 @@ pub fn sigreturn(p: &mut Process, m: &mut dyn Machine, rsp: u64) -> KResult<(Use
     let fpstate = get(&b, sc + 184);
     if fpstate != 0 {
         p.vm.copy_from_user(m.pages(), fpstate, &mut fx)?;
-        // MXCSR reserved bits must stay clear or FXRSTOR faults in the kernel.
-        let mxcsr = u32::from_le_bytes(fx[24..28].try_into().unwrap()) & 0xffff;
-        fx[24..28].copy_from_slice(&mxcsr.to_le_bytes());
+        sanitise_fx(&mut fx);
     }
     let mask = get(&b, 8 + 40 + SIGCONTEXT_SIZE);
     Ok((UserState { regs, fx }, mask))

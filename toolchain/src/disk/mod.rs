@@ -270,7 +270,19 @@ pub fn detect(path: &Path) -> anyhow::Result<ImageKind> {
         f.seek(SeekFrom::End(-512))?;
         f.read_exact(&mut tail).is_ok()
     };
-    Ok(if head.starts_with(b"\x7fELF") {
+    let tail = if tail_ok { &tail[..] } else { &[][..] };
+    detect_bytes(head, tail).ok_or_else(|| {
+        anyhow::anyhow!(
+            "{} is not a Kiln image (PVH ELF, EFI application, or raw/qcow2/vmdk/vhd disk); build one with `cargo xtask build-image`",
+            path.display()
+        )
+    })
+}
+
+/// Recognises an image from its first bytes (up to 1024) and its last 512 (empty when the
+/// file is shorter); `None` when it is no kind `run --image` knows.
+pub fn detect_bytes(head: &[u8], tail: &[u8]) -> Option<ImageKind> {
+    Some(if head.starts_with(b"\x7fELF") {
         ImageKind::Pvh
     } else if head.starts_with(b"MZ") {
         ImageKind::Efi
@@ -278,7 +290,7 @@ pub fn detect(path: &Path) -> anyhow::Result<ImageKind> {
         ImageKind::Disk("qcow2")
     } else if head.starts_with(b"KDMV") {
         ImageKind::Disk("vmdk")
-    } else if head.starts_with(b"conectix") || (tail_ok && tail.starts_with(b"conectix")) {
+    } else if head.starts_with(b"conectix") || tail.starts_with(b"conectix") {
         ImageKind::Disk("vpc")
     } else if head.len() >= 520 && &head[510..512] == b"\x55\xaa" && &head[512..520] == b"EFI PART"
     {
@@ -286,10 +298,7 @@ pub fn detect(path: &Path) -> anyhow::Result<ImageKind> {
     } else if head.starts_with(b"\x1f\x8b") {
         ImageKind::GceArchive
     } else {
-        bail!(
-            "{} is not a Kiln image (PVH ELF, EFI application, or raw/qcow2/vmdk/vhd disk); build one with `cargo xtask build-image`",
-            path.display()
-        )
+        return None;
     })
 }
 

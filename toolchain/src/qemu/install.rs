@@ -54,8 +54,7 @@ pub fn ensure_file(path: &Path, package: &str) -> anyhow::Result<PathBuf> {
 
 fn install(what: &str, package: &str) -> anyhow::Result<()> {
     let command = format!("apt-get update && apt-get install -y --no-install-recommends {package}");
-    // SAFETY: geteuid has no preconditions.
-    let root = unsafe { libc::geteuid() } == 0;
+    let root = rustix::process::geteuid().is_root();
     if !root {
         bail!("{what} is not installed; install it with: sudo sh -c '{command}'");
     }

@@ -6,11 +6,8 @@
 //! while QEMU writes, and `POLLHUP` once QEMU closes it. After QEMU has exited the reader
 //! drains what is left and stops.
 
-use std::ffi::CString;
 use std::fs::File;
 use std::io::{Read, Write};
-use std::os::fd::{AsRawFd, FromRawFd};
-use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -18,47 +15,37 @@ use std::thread::JoinHandle;
 
 /// Makes a FIFO at `path` (mode 0600).
 pub fn mkfifo(path: &Path) -> std::io::Result<()> {
-    let c = CString::new(path.as_os_str().as_bytes())
-        .map_err(|_| std::io::Error::other("path contains a NUL byte"))?;
-    // SAFETY: `c` is a valid NUL-terminated string for the duration of the call.
-    if unsafe { libc::mkfifo(c.as_ptr(), 0o600) } != 0 {
-        return Err(std::io::Error::last_os_error());
-    }
+    use rustix::fs::{mknodat, FileType, Mode, CWD};
+    mknodat(CWD, path, FileType::Fifo, Mode::RUSR | Mode::WUSR, 0)?;
     Ok(())
 }
 
 /// Opens a FIFO for reading without waiting for a writer.
 pub fn open_reader(path: &Path) -> std::io::Result<File> {
-    let c = CString::new(path.as_os_str().as_bytes())
-        .map_err(|_| std::io::Error::other("path contains a NUL byte"))?;
-    // SAFETY: valid C string; on success we own the returned descriptor.
-    let fd = unsafe {
-        libc::open(
-            c.as_ptr(),
-            libc::O_RDONLY | libc::O_NONBLOCK | libc::O_CLOEXEC,
-        )
-    };
-    if fd < 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    // SAFETY: `fd` is a fresh descriptor nobody else owns.
-    Ok(unsafe { File::from_raw_fd(fd) })
+    use rustix::fs::{Mode, OFlags};
+    let fd = rustix::fs::open(
+        path,
+        OFlags::RDONLY | OFlags::NONBLOCK | OFlags::CLOEXEC,
+        Mode::empty(),
+    )?;
+    Ok(File::from(fd))
 }
 
 fn poll_in(f: &File, timeout_ms: i32) -> (bool, bool) {
-    let mut p = libc::pollfd {
-        fd: f.as_raw_fd(),
-        events: libc::POLLIN,
-        revents: 0,
+    use rustix::event::{poll, PollFd, PollFlags, Timespec};
+    let timeout = Timespec {
+        tv_sec: i64::from(timeout_ms / 1000),
+        tv_nsec: i64::from(timeout_ms % 1000) * 1_000_000,
     };
-    // SAFETY: `p` is a valid pollfd array of length 1.
-    let n = unsafe { libc::poll(&mut p, 1, timeout_ms) };
-    if n <= 0 {
-        return (false, false);
+    let mut p = [PollFd::new(f, PollFlags::IN)];
+    match poll(&mut p, Some(&timeout)) {
+        Ok(n) if n > 0 => {}
+        _ => return (false, false),
     }
+    let r = p[0].revents();
     (
-        p.revents & libc::POLLIN != 0,
-        p.revents & (libc::POLLHUP | libc::POLLERR) != 0,
+        r.contains(PollFlags::IN),
+        r.intersects(PollFlags::HUP | PollFlags::ERR),
     )
 }
 

@@ -26,7 +26,7 @@ pub enum EntryKind {
 
 /// One entry of the archive.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Entry {
+pub struct Entry<'a> {
     /// Normalised absolute path (`/`, `/etc/passwd`): no `.`, `..`, or repeated slashes.
     pub path: String,
     /// What the entry is.
@@ -34,7 +34,7 @@ pub struct Entry {
     /// Permission bits (`0o7777`).
     pub mode: u32,
     /// File contents (empty for anything but a file).
-    pub data: &'static [u8],
+    pub data: &'a [u8],
     /// Symlink target (as written) or, for hard links, the normalised path of the target.
     pub link: String,
 }
@@ -187,7 +187,7 @@ fn checksum_ok(h: &[u8]) -> Result<bool, TarError> {
 /// Parses a whole archive. An empty archive, or one that ends at a block boundary without
 /// the two zero blocks, is accepted; anything cut short inside an entry is not.
 /// Device nodes, FIFOs, volume labels and global pax headers are skipped.
-pub fn parse(archive: &'static [u8]) -> Result<Vec<Entry>, TarError> {
+pub fn parse(archive: &[u8]) -> Result<Vec<Entry<'_>>, TarError> {
     let mut entries = Vec::new();
     let mut pos = 0usize;
     let mut long_name: Option<String> = None;

@@ -85,8 +85,7 @@ fn ip(args: &[String]) -> anyhow::Result<()> {
 
 /// Creates (if missing) and configures the tap device.
 pub fn setup(config: TapConfig) -> anyhow::Result<Tap> {
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
+    if !rustix::process::geteuid().is_root() {
         bail!(
             "bench http needs root to create the tap device {} (ip tuntap add)",
             config.name

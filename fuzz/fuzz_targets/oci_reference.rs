@@ -1,0 +1,18 @@
+//! OCI references (`publish`, `pull`): `REGISTRY/REPOSITORY:TAG`.
+#![no_main]
+
+use kiln_toolchain::oci::reference::ImageRef;
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    let Ok(s) = std::str::from_utf8(data) else {
+        return;
+    };
+    if let Ok(r) = ImageRef::parse(s) {
+        assert_eq!(r.to_string(), s);
+        assert_eq!(ImageRef::parse(&r.to_string()).as_ref(), Ok(&r));
+        let _ = r.host();
+        let _ = r.is_loopback();
+        let _ = r.pinned("sha256:00");
+    }
+});
