@@ -537,9 +537,10 @@ impl Stack {
         self.ensure_iface(m);
         self.dirty = false;
         let own = self.own_addrs();
+        let mut card_busy = false;
         for _ in 0..64 {
             self.staged.extend(self.looped.drain(..));
-            let mut card_busy = false;
+            card_busy = false;
             if let Some(hw) = m.net_device() {
                 card_busy = true;
                 for _ in 0..RX_BATCH {
@@ -575,6 +576,8 @@ impl Stack {
                 break;
             }
         }
+        // Frames left on the card (its interrupt was acknowledged already): run again soon.
+        self.dirty |= card_busy || !self.looped.is_empty();
         self.dhcp_events(m);
         self.reap_orphans();
         self.sweep(m);
