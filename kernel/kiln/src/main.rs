@@ -14,6 +14,7 @@ extern crate alloc;
 mod console;
 mod fault;
 mod machine;
+mod memlog;
 mod run;
 mod signals;
 mod start;
