@@ -4,11 +4,19 @@
 //! DMA memory comes from the frame allocator (physically contiguous, direct-mapped); buffers
 //! the driver shares live in the kernel heap, which is direct-mapped too, so a buffer's
 //! physical address is its virtual address minus the direct-map base.
+//!
+//! Transmission does not wait for the device: a frame is copied into a buffer of ours,
+//! queued, and the device notified; buffers the device has finished with are reclaimed on
+//! later transmissions. Waiting for each frame (what the driver's `send` does) kept the CPU
+//! spinning until QEMU's I/O thread got round to the queue, which under load was most of
+//! the guest's time. Only a full queue waits, for the device to free a slot.
 
+use alloc::boxed::Box;
+use alloc::vec;
 use alloc::vec::Vec;
 use core::ptr::NonNull;
 
-use virtio_drivers::device::net::VirtIONet;
+use virtio_drivers::device::net::VirtIONetRaw;
 use virtio_drivers::transport::mmio::{MmioTransport, VirtIOHeader};
 use virtio_drivers::transport::pci::bus::{Command, PciRoot};
 use virtio_drivers::transport::pci::{virtio_device_type, PciTransport};
@@ -23,6 +31,10 @@ use crate::{phys_to_virt, DIRECT_MAP, PAGE_SIZE};
 const QUEUE_SIZE: usize = 64;
 /// Size of each receive buffer (a full Ethernet frame plus the virtio header).
 const BUF_LEN: usize = 2048;
+/// Largest virtio-net header (the modern one; the legacy one is 10 bytes).
+const MAX_HEADER: usize = 12;
+/// How long a transmission waits for a slot in a full queue before dropping the frame.
+const TX_FULL_WAIT_NS: u64 = 100_000_000;
 /// End of the direct map.
 const DIRECT_MAP_END: u64 = 1 << 32;
 
@@ -84,7 +96,14 @@ unsafe impl Hal for KilnHal {
 
 /// A virtio network card.
 pub struct VirtioNet {
-    dev: VirtIONet<KilnHal, SomeTransport<'static>, QUEUE_SIZE>,
+    dev: VirtIONetRaw<KilnHal, SomeTransport<'static>, QUEUE_SIZE>,
+    /// Receive buffers the device holds, by token. Boxed: their memory never moves.
+    rx: Vec<Option<Box<[u8]>>>,
+    /// Transmit buffers the device holds, by token (a `Vec`'s memory does not move while
+    /// it is left alone).
+    tx: Vec<Option<Vec<u8>>>,
+    /// Transmit buffers to use again.
+    tx_spare: Vec<Vec<u8>>,
 }
 
 impl VirtioNet {
@@ -92,8 +111,42 @@ impl VirtioNet {
         if t.device_type() != DeviceType::Network {
             return Err("not a network device");
         }
-        let dev = VirtIONet::new(t, BUF_LEN).map_err(|_| "device setup failed")?;
-        Ok(VirtioNet { dev })
+        let dev = VirtIONetRaw::new(t).map_err(|_| "device setup failed")?;
+        let mut n = VirtioNet {
+            dev,
+            rx: (0..QUEUE_SIZE).map(|_| None).collect(),
+            tx: (0..QUEUE_SIZE).map(|_| None).collect(),
+            tx_spare: Vec::new(),
+        };
+        for _ in 0..QUEUE_SIZE {
+            n.give_rx(vec![0u8; BUF_LEN].into_boxed_slice())
+                .map_err(|_| "receive queue setup failed")?;
+        }
+        Ok(n)
+    }
+
+    /// Hands a receive buffer to the device.
+    fn give_rx(&mut self, mut buf: Box<[u8]>) -> Result<(), ()> {
+        // SAFETY: the buffer is kept in `self.rx` under its token and not touched until the
+        // device has returned it (`receive`), which is the driver's requirement.
+        let token = unsafe { self.dev.receive_begin(&mut buf) }.map_err(|_| ())?;
+        let slot = self.rx.get_mut(usize::from(token)).ok_or(())?;
+        *slot = Some(buf);
+        Ok(())
+    }
+
+    /// Takes back the transmit buffers the device has finished with.
+    fn reclaim_tx(&mut self) {
+        while let Some(token) = self.dev.poll_transmit() {
+            let Some(buf) = self.tx.get_mut(usize::from(token)).and_then(Option::take) else {
+                return;
+            };
+            // SAFETY: `buf` is the buffer `transmit_begin` was given for this token.
+            if unsafe { self.dev.transmit_complete(token, &buf) }.is_err() {
+                return;
+            }
+            self.tx_spare.push(buf);
+        }
     }
 
     /// The virtio-mmio device whose registers are at physical `base` (`size` bytes), as
@@ -147,23 +200,63 @@ impl VirtioNet {
 
     /// Copies the next received frame into `buf`; its length, or `None` when none waits.
     pub fn receive(&mut self, buf: &mut [u8]) -> Option<usize> {
-        let rx = self.dev.receive().ok()?;
-        let pkt = rx.packet();
-        let n = pkt.len().min(buf.len());
-        buf[..n].copy_from_slice(&pkt[..n]);
-        // Recycling only fails on a driver bug; the buffer is then lost, not reused.
-        let _ = self.dev.recycle_rx_buffer(rx);
-        Some(n)
+        let token = self.dev.poll_receive()?;
+        let mut rx = self.rx.get_mut(usize::from(token))?.take()?;
+        // SAFETY: `rx` is the buffer `receive_begin` was given for this token.
+        let got = unsafe { self.dev.receive_complete(token, &mut rx) };
+        let n = match got {
+            Ok((header, len)) => {
+                let pkt = &rx[header..(header + len).min(rx.len())];
+                let n = pkt.len().min(buf.len());
+                buf[..n].copy_from_slice(&pkt[..n]);
+                Some(n)
+            }
+            Err(_) => None,
+        };
+        // Giving the buffer back only fails on a driver bug; it is then lost, not reused.
+        let _ = self.give_rx(rx);
+        n
     }
 
-    /// Sends one frame (waits for the device to take it); `false` when the queue is full.
+    /// Queues one frame for sending without waiting for the device to send it; `false`
+    /// when it was dropped (the queue stayed full for `TX_FULL_WAIT_NS`).
     pub fn transmit(&mut self, frame: &[u8]) -> bool {
+        self.reclaim_tx();
         if !self.dev.can_send() {
-            return false;
+            let start = crate::time::monotonic_ns();
+            while !self.dev.can_send() {
+                if crate::time::monotonic_ns() - start > TX_FULL_WAIT_NS {
+                    return false;
+                }
+                core::hint::spin_loop();
+                self.reclaim_tx();
+            }
         }
-        let mut tx = self.dev.new_tx_buffer(frame.len());
-        tx.packet_mut().copy_from_slice(frame);
-        self.dev.send(tx).is_ok()
+        let mut buf = self.tx_spare.pop().unwrap_or_default();
+        buf.clear();
+        buf.resize(MAX_HEADER + frame.len(), 0);
+        let Ok(header) = self.dev.fill_buffer_header(&mut buf) else {
+            return false;
+        };
+        buf.truncate(header + frame.len());
+        buf[header..].copy_from_slice(frame);
+        // SAFETY: the buffer is kept in `self.tx` under its token and not touched until the
+        // device has returned it (`reclaim_tx`).
+        let Ok(token) = (unsafe { self.dev.transmit_begin(&buf) }) else {
+            return false;
+        };
+        match self.tx.get_mut(usize::from(token)) {
+            Some(slot) => {
+                *slot = Some(buf);
+                true
+            }
+            // A token beyond the queue is a driver bug: leak the buffer rather than free
+            // memory the device may still read.
+            None => {
+                core::mem::forget(buf);
+                false
+            }
+        }
     }
 
     /// Acknowledges the device's interrupt (it lowers its line).
