@@ -87,6 +87,8 @@ pub struct SoakReport {
     pub p50: Duration,
     /// 99th percentile latency.
     pub p99: Duration,
+    /// The slowest answer.
+    pub max: Duration,
     /// Memory after the warm-up, quiet.
     pub mem_start: MemSample,
     /// Memory after the load, quiet.
@@ -215,8 +217,10 @@ pub fn soak(layout: &Layout, opts: &SoakOptions) -> anyhow::Result<SoakReport> {
         .unwrap_or_default();
     let mut report = SoakReport {
         load: format!(
-            "{} keep-alive clients sending GET / for {} min",
-            opts.connections, opts.minutes
+            "{} keep-alive clients (started {} ms apart) sending GET / for {} min",
+            opts.connections,
+            load::RAMP.as_millis(),
+            opts.minutes
         ),
         connections: opts.connections,
         minutes: opts.minutes,
@@ -273,6 +277,7 @@ pub fn soak(layout: &Layout, opts: &SoakOptions) -> anyhow::Result<SoakReport> {
     );
     report.p50 = result.percentile(0.5);
     report.p99 = result.percentile(0.99);
+    report.max = result.percentile(1.0);
     result.latencies = Vec::new();
     report.result = result;
     crate::note!(
@@ -330,9 +335,10 @@ pub fn format_report(r: &SoakReport) -> String {
         r.result.rps()
     ));
     s.push_str(&format!(
-        "| p50 / p99 latency | {:.1} ms / {:.1} ms |\n",
+        "| p50 / p99 / slowest answer | {:.1} ms / {:.1} ms / {:.2} s |\n",
         r.p50.as_secs_f64() * 1e3,
-        r.p99.as_secs_f64() * 1e3
+        r.p99.as_secs_f64() * 1e3,
+        r.max.as_secs_f64()
     ));
     s.push_str(&format!(
         "| failed requests | {} (connect {}, write {}, read {}, timeout {}, status {}) |\n",
