@@ -16,10 +16,11 @@
 //! answered with a reset), so each listener keeps a pool of smoltcp sockets on its port:
 //! a few idle ones listening, the connections being made, and the established ones `accept`
 //! has not taken yet. Before the interface sees received frames, [`Stack::admit`] gives each
-//! new SYN for a listening port a listening socket of its own while the listener's backlog
-//! (`listen`'s argument, up to [`SOMAXCONN`]) has room, and drops it silently when the
-//! backlog is full or the connection is already being made, so the peer retries, as on
-//! Linux. A closed connection stays in the set (an orphan) until its FIN handshake ends;
+//! new SYN for a listening port a listening socket of its own while the listener's queues
+//! have room (as on Linux: up to backlog + 1 established connections waiting for `accept`,
+//! the backlog being `listen`'s argument up to [`SOMAXCONN`]; and as many being made), and
+//! drops it silently when they are full or the connection is already being made, so the
+//! peer retries. A closed connection stays in the set (an orphan) until its FIN handshake ends;
 //! one that reaches TIME-WAIT is dropped then (its buffers are the bulk of its memory).
 
 pub mod phy;
@@ -899,18 +900,21 @@ impl Stack {
         let Kind::TcpListen { pool, backlog } = &mut sock.kind else {
             unreachable!("found above")
         };
-        let (mut idle, mut pending) = (0, 0);
+        let (mut idle, mut half_open, mut established) = (0, 0, 0);
         for &h in pool.iter() {
             match self.sockets.get::<tcp::Socket>(h).state() {
                 tcp::State::Listen => idle += 1,
+                tcp::State::SynReceived => half_open += 1,
                 tcp::State::Closed => {}
-                _ => pending += 1,
+                _ => established += 1,
             }
         }
         let promised = claimed.entry(id).or_insert(0);
-        // The queue is full (Linux lets backlog + 1 connections wait): drop the SYN so
-        // the peer retries.
-        if pending + *promised > *backlog {
+        // As Linux: the accept queue is full when more than backlog connections wait for
+        // `accept`; then the SYN is dropped so the peer retries. Connections still being
+        // made have their own queue of the same size (Linux's SYN queue; each costs a
+        // whole socket with its buffers here, so it is bounded too).
+        if established > *backlog || half_open + *promised > *backlog {
             return false;
         }
         if *promised >= idle {
