@@ -104,6 +104,8 @@ pub struct VirtioNet {
     tx: Vec<Option<Vec<u8>>>,
     /// Transmit buffers to use again.
     tx_spare: Vec<Vec<u8>>,
+    /// A receive buffer held back, handed to the device by [`VirtioNet::refill_rx`].
+    rx_reserve: Option<Box<[u8]>>,
 }
 
 impl VirtioNet {
@@ -117,8 +119,9 @@ impl VirtioNet {
             rx: (0..QUEUE_SIZE).map(|_| None).collect(),
             tx: (0..QUEUE_SIZE).map(|_| None).collect(),
             tx_spare: Vec::new(),
+            rx_reserve: Some(vec![0u8; BUF_LEN].into_boxed_slice()),
         };
-        for _ in 0..QUEUE_SIZE {
+        for _ in 0..QUEUE_SIZE - 1 {
             n.give_rx(vec![0u8; BUF_LEN].into_boxed_slice())
                 .map_err(|_| "receive queue setup failed")?;
         }
@@ -213,9 +216,26 @@ impl VirtioNet {
             }
             Err(_) => None,
         };
-        // Giving the buffer back only fails on a driver bug; it is then lost, not reused.
-        let _ = self.give_rx(rx);
+        if self.rx_reserve.is_none() {
+            self.rx_reserve = Some(rx);
+        } else {
+            // Giving the buffer back only fails on a driver bug; it is then lost, not reused.
+            let _ = self.give_rx(rx);
+        }
         n
+    }
+
+    /// Hands the held-back receive buffer to the device, which notifies the device if it
+    /// waits for buffers. The kernel calls this now and then: virtio-drivers 0.13 decides
+    /// whether to notify by reading the device's notification index right after storing the
+    /// available index, with no full barrier between the store and the load (x86 may reorder
+    /// them), so a device that ran out of receive buffers can miss the notification and
+    /// wait forever while the driver waits for frames. Any later buffer notifies it again.
+    pub fn refill_rx(&mut self) {
+        if let Some(buf) = self.rx_reserve.take() {
+            core::sync::atomic::fence(core::sync::atomic::Ordering::SeqCst);
+            let _ = self.give_rx(buf);
+        }
     }
 
     /// Queues one frame for sending without waiting for the device to send it; `false`
