@@ -81,6 +81,23 @@ enum BenchCmd {
     /// A static HTTP server as a Kiln image against the same binary on a minimal Linux
     /// guest, over tap networking, under wrk (needs root); writes BENCHMARKS.md.
     Http(BenchHttpArgs),
+    /// The HTTP example under constant load for minutes (`run -p` networking): failed
+    /// requests (must be 0) and the kernel's memory use before and after (must be flat);
+    /// writes BENCHMARKS.md.
+    Soak(BenchSoakArgs),
+}
+
+#[derive(Args, Debug)]
+struct BenchSoakArgs {
+    /// Minutes of load.
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=1440))]
+    minutes: u32,
+    /// Open connections (one client thread each).
+    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..=4096))]
+    connections: u32,
+    /// Guest memory: 256M, 1G, or a number of MiB.
+    #[arg(long, value_name = "SIZE", default_value = "256M", value_parser = parse_memory)]
+    memory: u64,
 }
 
 #[derive(Args, Debug)]
@@ -620,6 +637,9 @@ fn main() -> ExitCode {
         Cmd::Bench {
             which: BenchCmd::Http(a),
         } => bench_http(&layout, a).map(|_| 0),
+        Cmd::Bench {
+            which: BenchCmd::Soak(a),
+        } => bench_soak(&layout, a),
     };
     match result {
         Ok(code) => ExitCode::from(code),
@@ -660,6 +680,29 @@ fn bench_http(layout: &Layout, a: &BenchHttpArgs) -> anyhow::Result<()> {
     bench::http::write_markdown(layout, &r, &command)?;
     note!("wrote BENCHMARKS.md");
     Ok(())
+}
+
+fn bench_soak(layout: &Layout, a: &BenchSoakArgs) -> anyhow::Result<u8> {
+    let opts = bench::soak::SoakOptions {
+        minutes: a.minutes,
+        connections: a.connections,
+        memory_mib: a.memory,
+        ..Default::default()
+    };
+    let r = bench::soak::soak(layout, &opts)?;
+    print!("{}", bench::soak::format_report(&r));
+    let command = format!(
+        "cargo xtask bench soak --minutes {} --connections {} --memory {}M",
+        a.minutes, a.connections, a.memory
+    );
+    bench::soak::write_markdown(layout, &r, &command)?;
+    note!("wrote BENCHMARKS.md");
+    if r.passed() {
+        Ok(0)
+    } else {
+        note!("soak failed: requests failed, memory grew, or the load did not finish");
+        Ok(1)
+    }
 }
 
 /// `run` fails with 125 when Kiln itself cannot build or start the image (as `timeout` does).
