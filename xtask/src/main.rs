@@ -593,6 +593,11 @@ fn main() -> ExitCode {
     // SIGTERM and stop our virtual machine like on any other stop signal.
     let _ = rustix::process::set_parent_process_death_signal(Some(rustix::process::Signal::TERM));
     let layout = layout();
+    if matches!(cli.command, Cmd::Bench { .. }) {
+        // Benchmarks start QEMU, load generators and a tap device of their own: a stop
+        // signal stops them all and removes the device.
+        qemu::signals::stop_children_on_signal(bench::http::tap::cleanup_after_signal);
+    }
     let result = match &cli.command {
         Cmd::BuildImage(a) => build_image(&layout, a).map(|_| 0),
         Cmd::Run(a) => match run(&layout, a) {
