@@ -15,6 +15,7 @@
 //! | `kiln.status=0x404` | a byte port that receives the final exit status (0-255) as one byte before the VM exits (QEMU's exit code holds only 7 bits of it) |
 //! | `kiln.verbose` | kernel log at info level (default: warnings only) |
 //! | `kiln.trace` | log every system call of the program |
+//! | `kiln.memlog=SECS` | log the kernel's memory use every SECS seconds (`kiln.memlog`: every 10) |
 //! | `kiln.ip=A.B.C.D/N` | static IPv4 address and prefix length (DHCP when absent) |
 //! | `kiln.gw=A.B.C.D` | default gateway (with `kiln.ip`) |
 //! | `kiln.dns=A.B.C.D` | a DNS server (repeatable); the kernel writes `/etc/resolv.conf` |
@@ -100,11 +101,16 @@ pub struct Config {
     pub verbose: bool,
     /// Trace every system call.
     pub trace: bool,
+    /// Log memory use at this interval (seconds).
+    pub memlog: Option<u32>,
     /// Network settings.
     pub net: NetConfig,
     /// Tokens Kiln does not own, verbatim.
     pub other: Vec<String>,
 }
+
+/// The interval of a bare `kiln.memlog`, in seconds.
+pub const DEFAULT_MEMLOG_SECS: u32 = 10;
 
 /// Why a token could not be parsed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -259,6 +265,15 @@ impl Config {
                 }
                 ("kiln.verbose", None) => c.verbose = true,
                 ("kiln.trace", None) => c.trace = true,
+                ("kiln.memlog", None) => c.memlog = Some(DEFAULT_MEMLOG_SECS),
+                ("kiln.memlog", Some(v)) => {
+                    c.memlog = Some(
+                        v.parse::<u32>()
+                            .ok()
+                            .filter(|&n| n > 0)
+                            .ok_or(err("expected a number of seconds"))?,
+                    )
+                }
                 ("kiln.ip", Some(v)) => {
                     c.net.ip = Some(parse_ipv4_cidr(v).ok_or(err("expected A.B.C.D/N"))?)
                 }
@@ -304,6 +319,7 @@ impl Config {
         self.core = runtime.core.or(self.core);
         self.verbose |= runtime.verbose;
         self.trace |= runtime.trace;
+        self.memlog = runtime.memlog.or(self.memlog);
         if runtime.net.ip.is_some() {
             self.net.ip = runtime.net.ip;
         }
@@ -349,6 +365,9 @@ impl Config {
         }
         if self.trace {
             t.push(String::from("kiln.trace"));
+        }
+        if let Some(secs) = self.memlog {
+            t.push(alloc::format!("kiln.memlog={secs}"));
         }
         if let Some((ip, len)) = self.net.ip {
             t.push(alloc::format!("kiln.ip={}/{len}", ip_text(ip)));
@@ -419,6 +438,7 @@ mod tests {
             records: Some(Sink::Port(0x406)),
             core: Some(1 << 30),
             trace: true,
+            memlog: Some(5),
             ..Config::default()
         };
         c.set_env(b"GREETING".to_vec(), b"hi there=1".to_vec());
@@ -489,5 +509,16 @@ mod tests {
         assert!(Config::parse("kiln.argv=%G1").is_err());
         assert!(Config::parse("kiln.stdout=lpt1").is_err());
         assert!(Config::parse("kiln.bogus=1").is_err());
+        assert!(Config::parse("kiln.memlog=0").is_err());
+        assert!(Config::parse("kiln.memlog=soon").is_err());
+    }
+
+    #[test]
+    fn memlog_interval() {
+        assert_eq!(Config::parse("kiln.memlog").unwrap().memlog, Some(10));
+        assert_eq!(Config::parse("kiln.memlog=2").unwrap().memlog, Some(2));
+        let baked = Config::parse("kiln.memlog=30").unwrap();
+        let run = Config::parse("kiln.memlog=5").unwrap();
+        assert_eq!(baked.overridden_by(run).memlog, Some(5));
     }
 }

@@ -68,7 +68,7 @@ pub const TARGETS: &[Target] = &[
     Target {
         name: "sigframe",
         what: "signal frames (os::sigframe::restore_regs, sanitise_fx, layout)",
-        found: "an alternate stack whose base + size overflows, or an rsp just above 0, overflowed the frame arithmetic in `layout`; now EFAULT, as main's signal work also made it (`sigframe::tests::overflowing_stacks_are_efault_not_a_panic`)",
+        found: "an alternate stack whose base + size overflows, or an rsp just above 0, overflowed the frame arithmetic in `layout`; now EFAULT (`sigframe::tests::stacks_at_the_ends_of_the_address_space_are_efault`)",
     },
 ];
 

@@ -39,11 +39,11 @@ enum Cmd {
     Publish(PublishArgs),
     /// Print the provenance of an image in any format Kiln writes.
     Inspect(InspectArgs),
-    /// Fuzz a parser that reads untrusted bytes (libFuzzer, stable Rust).
-    Fuzz(FuzzArgs),
     /// Print the accelerator runs use (`kvm` or `tcg`), probing KVM with the kernel first
     /// when the answer is not cached for this host boot, QEMU and kernel.
     Accel,
+    /// Fuzz a parser that reads untrusted bytes (libFuzzer, stable Rust).
+    Fuzz(FuzzArgs),
     /// Benchmarks.
     Bench {
         #[command(subcommand)]
@@ -81,6 +81,23 @@ enum BenchCmd {
     /// A static HTTP server as a Kiln image against the same binary on a minimal Linux
     /// guest, over tap networking, under wrk (needs root); writes BENCHMARKS.md.
     Http(BenchHttpArgs),
+    /// The HTTP example under constant load for minutes (`run -p` networking): failed
+    /// requests (must be 0) and the kernel's memory use before and after (must be flat);
+    /// writes BENCHMARKS.md.
+    Soak(BenchSoakArgs),
+}
+
+#[derive(Args, Debug)]
+struct BenchSoakArgs {
+    /// Minutes of load.
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=1440))]
+    minutes: u32,
+    /// Open connections (one client thread each).
+    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..=4096))]
+    connections: u32,
+    /// Guest memory: 256M, 1G, or a number of MiB.
+    #[arg(long, value_name = "SIZE", default_value = "256M", value_parser = parse_memory)]
+    memory: u64,
 }
 
 #[derive(Args, Debug)]
@@ -576,6 +593,11 @@ fn main() -> ExitCode {
     // SIGTERM and stop our virtual machine like on any other stop signal.
     let _ = rustix::process::set_parent_process_death_signal(Some(rustix::process::Signal::TERM));
     let layout = layout();
+    if matches!(cli.command, Cmd::Bench { .. }) {
+        // Benchmarks start QEMU, load generators and a tap device of their own: a stop
+        // signal stops them all and removes the device.
+        qemu::signals::stop_children_on_signal(bench::http::tap::cleanup_after_signal);
+    }
     let result = match &cli.command {
         Cmd::BuildImage(a) => build_image(&layout, a).map(|_| 0),
         Cmd::Run(a) => match run(&layout, a) {
@@ -588,6 +610,10 @@ fn main() -> ExitCode {
         Cmd::Test => suite::run(&layout).map(|_| 0),
         Cmd::Publish(a) => publish_cmd(&layout, a).map(|_| 0),
         Cmd::Inspect(a) => inspect_cmd(a).map(|_| 0),
+        Cmd::Accel => qemu::prepare(&layout, Machine::Microvm).map(|(_, choice)| {
+            println!("{}", choice.accel.name());
+            0
+        }),
         Cmd::Fuzz(a) => match &a.target {
             Some(t) if !a.list => {
                 let budget = kiln_toolchain::fuzz::Budget {
@@ -601,10 +627,6 @@ fn main() -> ExitCode {
                 Ok(0)
             }
         },
-        Cmd::Accel => qemu::prepare(&layout, Machine::Microvm).map(|(_, choice)| {
-            println!("{}", choice.accel.name());
-            0
-        }),
         Cmd::Bench {
             which: BenchCmd::Boot { runs },
         } => bench::boot(&layout, *runs as usize).and_then(|r| {
@@ -620,12 +642,19 @@ fn main() -> ExitCode {
         Cmd::Bench {
             which: BenchCmd::Http(a),
         } => bench_http(&layout, a).map(|_| 0),
+        Cmd::Bench {
+            which: BenchCmd::Soak(a),
+        } => bench_soak(&layout, a),
     };
     match result {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
             note!("error: {e:#}");
-            ExitCode::from(1)
+            // Stopped by a signal: say so as a shell would (130, 143, 129).
+            match qemu::signals::received() {
+                Some(sig) => ExitCode::from(128 + sig as u8),
+                None => ExitCode::from(1),
+            }
         }
     }
 }
@@ -656,6 +685,29 @@ fn bench_http(layout: &Layout, a: &BenchHttpArgs) -> anyhow::Result<()> {
     bench::http::write_markdown(layout, &r, &command)?;
     note!("wrote BENCHMARKS.md");
     Ok(())
+}
+
+fn bench_soak(layout: &Layout, a: &BenchSoakArgs) -> anyhow::Result<u8> {
+    let opts = bench::soak::SoakOptions {
+        minutes: a.minutes,
+        connections: a.connections,
+        memory_mib: a.memory,
+        ..Default::default()
+    };
+    let r = bench::soak::soak(layout, &opts)?;
+    print!("{}", bench::soak::format_report(&r));
+    let command = format!(
+        "cargo xtask bench soak --minutes {} --connections {} --memory {}M",
+        a.minutes, a.connections, a.memory
+    );
+    bench::soak::write_markdown(layout, &r, &command)?;
+    note!("wrote BENCHMARKS.md");
+    if r.passed() {
+        Ok(0)
+    } else {
+        note!("soak failed: requests failed, memory grew, or the load did not finish");
+        Ok(1)
+    }
 }
 
 /// `run` fails with 125 when Kiln itself cannot build or start the image (as `timeout` does).

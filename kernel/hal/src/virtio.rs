@@ -4,11 +4,19 @@
 //! DMA memory comes from the frame allocator (physically contiguous, direct-mapped); buffers
 //! the driver shares live in the kernel heap, which is direct-mapped too, so a buffer's
 //! physical address is its virtual address minus the direct-map base.
+//!
+//! Transmission does not wait for the device: a frame is copied into a buffer of ours,
+//! queued, and the device notified; buffers the device has finished with are reclaimed on
+//! later transmissions. Waiting for each frame (what the driver's `send` does) kept the CPU
+//! spinning until QEMU's I/O thread got round to the queue, which under load was most of
+//! the guest's time. Only a full queue waits, for the device to free a slot.
 
+use alloc::boxed::Box;
+use alloc::vec;
 use alloc::vec::Vec;
 use core::ptr::NonNull;
 
-use virtio_drivers::device::net::VirtIONet;
+use virtio_drivers::device::net::VirtIONetRaw;
 use virtio_drivers::transport::mmio::{MmioTransport, VirtIOHeader};
 use virtio_drivers::transport::pci::bus::{Command, PciRoot};
 use virtio_drivers::transport::pci::{virtio_device_type, PciTransport};
@@ -26,6 +34,10 @@ const BUF_LEN: usize = 2048;
 /// More than the DMA pages the driver allocates for two queues of `QUEUE_SIZE` (all at
 /// setup; later transfers use shared heap buffers).
 const DMA_PAGES: u64 = 32;
+/// Largest virtio-net header (the modern one; the legacy one is 10 bytes).
+const MAX_HEADER: usize = 12;
+/// How long a transmission waits for a slot in a full queue before dropping the frame.
+const TX_FULL_WAIT_NS: u64 = 100_000_000;
 /// End of the direct map.
 const DIRECT_MAP_END: u64 = 1 << 32;
 
@@ -89,7 +101,16 @@ unsafe impl Hal for KilnHal {
 
 /// A virtio network card.
 pub struct VirtioNet {
-    dev: VirtIONet<KilnHal, SomeTransport<'static>, QUEUE_SIZE>,
+    dev: VirtIONetRaw<KilnHal, SomeTransport<'static>, QUEUE_SIZE>,
+    /// Receive buffers the device holds, by token. Boxed: their memory never moves.
+    rx: Vec<Option<Box<[u8]>>>,
+    /// Transmit buffers the device holds, by token (a `Vec`'s memory does not move while
+    /// it is left alone).
+    tx: Vec<Option<Vec<u8>>>,
+    /// Transmit buffers to use again.
+    tx_spare: Vec<Vec<u8>>,
+    /// A receive buffer held back, handed to the device by [`VirtioNet::refill_rx`].
+    rx_reserve: Option<Box<[u8]>>,
 }
 
 impl VirtioNet {
@@ -102,8 +123,43 @@ impl VirtioNet {
         if !FRAMES.lock().large_may_take(DMA_PAGES) {
             return Err("not enough memory for its queues");
         }
-        let dev = VirtIONet::new(t, BUF_LEN).map_err(|_| "device setup failed")?;
-        Ok(VirtioNet { dev })
+        let dev = VirtIONetRaw::new(t).map_err(|_| "device setup failed")?;
+        let mut n = VirtioNet {
+            dev,
+            rx: (0..QUEUE_SIZE).map(|_| None).collect(),
+            tx: (0..QUEUE_SIZE).map(|_| None).collect(),
+            tx_spare: Vec::new(),
+            rx_reserve: Some(vec![0u8; BUF_LEN].into_boxed_slice()),
+        };
+        for _ in 0..QUEUE_SIZE - 1 {
+            n.give_rx(vec![0u8; BUF_LEN].into_boxed_slice())
+                .map_err(|_| "receive queue setup failed")?;
+        }
+        Ok(n)
+    }
+
+    /// Hands a receive buffer to the device.
+    fn give_rx(&mut self, mut buf: Box<[u8]>) -> Result<(), ()> {
+        // SAFETY: the buffer is kept in `self.rx` under its token and not touched until the
+        // device has returned it (`receive`), which is the driver's requirement.
+        let token = unsafe { self.dev.receive_begin(&mut buf) }.map_err(|_| ())?;
+        let slot = self.rx.get_mut(usize::from(token)).ok_or(())?;
+        *slot = Some(buf);
+        Ok(())
+    }
+
+    /// Takes back the transmit buffers the device has finished with.
+    fn reclaim_tx(&mut self) {
+        while let Some(token) = self.dev.poll_transmit() {
+            let Some(buf) = self.tx.get_mut(usize::from(token)).and_then(Option::take) else {
+                return;
+            };
+            // SAFETY: `buf` is the buffer `transmit_begin` was given for this token.
+            if unsafe { self.dev.transmit_complete(token, &buf) }.is_err() {
+                return;
+            }
+            self.tx_spare.push(buf);
+        }
     }
 
     /// The virtio-mmio device whose registers are at physical `base` (`size` bytes), as
@@ -165,23 +221,80 @@ impl VirtioNet {
 
     /// Copies the next received frame into `buf`; its length, or `None` when none waits.
     pub fn receive(&mut self, buf: &mut [u8]) -> Option<usize> {
-        let rx = self.dev.receive().ok()?;
-        let pkt = rx.packet();
-        let n = pkt.len().min(buf.len());
-        buf[..n].copy_from_slice(&pkt[..n]);
-        // Recycling only fails on a driver bug; the buffer is then lost, not reused.
-        let _ = self.dev.recycle_rx_buffer(rx);
-        Some(n)
+        let token = self.dev.poll_receive()?;
+        let mut rx = self.rx.get_mut(usize::from(token))?.take()?;
+        // SAFETY: `rx` is the buffer `receive_begin` was given for this token.
+        let got = unsafe { self.dev.receive_complete(token, &mut rx) };
+        let n = match got {
+            Ok((header, len)) => {
+                let pkt = &rx[header..(header + len).min(rx.len())];
+                let n = pkt.len().min(buf.len());
+                buf[..n].copy_from_slice(&pkt[..n]);
+                Some(n)
+            }
+            Err(_) => None,
+        };
+        if self.rx_reserve.is_none() {
+            self.rx_reserve = Some(rx);
+        } else {
+            // Giving the buffer back only fails on a driver bug; it is then lost, not reused.
+            let _ = self.give_rx(rx);
+        }
+        n
     }
 
-    /// Sends one frame (waits for the device to take it); `false` when the queue is full.
-    pub fn transmit(&mut self, frame: &[u8]) -> bool {
-        if !self.dev.can_send() {
-            return false;
+    /// Hands the held-back receive buffer to the device, which notifies the device if it
+    /// waits for buffers. The kernel calls this now and then: virtio-drivers 0.13 decides
+    /// whether to notify by reading the device's notification index right after storing the
+    /// available index, with no full barrier between the store and the load (x86 may reorder
+    /// them), so a device that ran out of receive buffers can miss the notification and
+    /// wait forever while the driver waits for frames. Any later buffer notifies it again.
+    pub fn refill_rx(&mut self) {
+        if let Some(buf) = self.rx_reserve.take() {
+            core::sync::atomic::fence(core::sync::atomic::Ordering::SeqCst);
+            let _ = self.give_rx(buf);
         }
-        let mut tx = self.dev.new_tx_buffer(frame.len());
-        tx.packet_mut().copy_from_slice(frame);
-        self.dev.send(tx).is_ok()
+    }
+
+    /// Queues one frame for sending without waiting for the device to send it; `false`
+    /// when it was dropped (the queue stayed full for `TX_FULL_WAIT_NS`).
+    pub fn transmit(&mut self, frame: &[u8]) -> bool {
+        self.reclaim_tx();
+        if !self.dev.can_send() {
+            let start = crate::time::monotonic_ns();
+            while !self.dev.can_send() {
+                if crate::time::monotonic_ns() - start > TX_FULL_WAIT_NS {
+                    return false;
+                }
+                core::hint::spin_loop();
+                self.reclaim_tx();
+            }
+        }
+        let mut buf = self.tx_spare.pop().unwrap_or_default();
+        buf.clear();
+        buf.resize(MAX_HEADER + frame.len(), 0);
+        let Ok(header) = self.dev.fill_buffer_header(&mut buf) else {
+            return false;
+        };
+        buf.truncate(header + frame.len());
+        buf[header..].copy_from_slice(frame);
+        // SAFETY: the buffer is kept in `self.tx` under its token and not touched until the
+        // device has returned it (`reclaim_tx`).
+        let Ok(token) = (unsafe { self.dev.transmit_begin(&buf) }) else {
+            return false;
+        };
+        match self.tx.get_mut(usize::from(token)) {
+            Some(slot) => {
+                *slot = Some(buf);
+                true
+            }
+            // A token beyond the queue is a driver bug: leak the buffer rather than free
+            // memory the device may still read.
+            None => {
+                core::mem::forget(buf);
+                false
+            }
+        }
     }
 
     /// Acknowledges the device's interrupt (it lowers its line).

@@ -15,6 +15,7 @@ mod console;
 mod crash;
 mod fault;
 mod machine;
+mod memlog;
 mod run;
 mod signals;
 mod start;

@@ -54,6 +54,7 @@ fn arm_timer(k: &mut Kernel) {
     for d in [
         k.machine.sched.next_deadline(),
         crate::machine::net::deadline(k),
+        crate::memlog::deadline(),
     ]
     .into_iter()
     .flatten()
@@ -160,6 +161,7 @@ fn settle(k: &mut Kernel, tid: u32, mut ctx: UserContext, outcome: Outcome) -> O
 fn next_thread(k: &mut Kernel) -> (u32, UserContext) {
     loop {
         crate::machine::net::service(k);
+        crate::memlog::service();
         k.machine.sched.expire(time::monotonic_ns());
         let Some((tid, how)) = k.machine.sched.pick() else {
             idle(k);
@@ -196,7 +198,16 @@ fn next_thread(k: &mut Kernel) -> (u32, UserContext) {
 /// Halts until an interrupt: the timer at the next deadline, or a device.
 fn idle(k: &mut Kernel) {
     let net = crate::machine::net::deadline(k);
-    match k.machine.sched.next_deadline().into_iter().chain(net).min() {
+    let memlog = crate::memlog::deadline();
+    match k
+        .machine
+        .sched
+        .next_deadline()
+        .into_iter()
+        .chain(net)
+        .chain(memlog)
+        .min()
+    {
         Some(d) => time::fire_by(d),
         None => {
             static WARNED: core::sync::atomic::AtomicBool =
@@ -222,6 +233,7 @@ pub fn on_timer(frame: &mut TrapFrame, fx: &mut FxArea) {
     };
     let Some(k) = guard.as_mut() else { return };
     crate::machine::net::service(k);
+    crate::memlog::service();
     k.machine.sched.expire(time::monotonic_ns());
     if k.machine.sched.has_ready() {
         let tid = k.machine.current_tid();

@@ -40,3 +40,70 @@ pub fn received() -> Option<i32> {
         n => Some(n as i32),
     }
 }
+
+/// For commands that start processes of their own outside [`super::run`] (the
+/// benchmarks): on a stop signal, stops every child process of this one (SIGTERM, then
+/// SIGKILL after 3 s), runs `cleanup`, and exits with 128 + the signal, as a shell reports.
+pub fn stop_children_on_signal(cleanup: fn()) {
+    install();
+    std::thread::spawn(move || loop {
+        if let Some(sig) = received() {
+            stop_children();
+            cleanup();
+            crate::note!(
+                "stopped by {}; stopped what it had started",
+                super::outcome::signal_name(sig)
+            );
+            std::process::exit(128 + sig);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    });
+}
+
+/// The parent process id in a `/proc/PID/stat` line (after the command name, which may
+/// hold spaces and parentheses).
+pub fn stat_ppid(stat: &str) -> Option<i32> {
+    let rest = &stat[stat.rfind(')')? + 1..];
+    rest.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// This process's children.
+fn children() -> Vec<rustix::process::Pid> {
+    let me = std::process::id() as i32;
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    dir.flatten()
+        .filter_map(|e| {
+            let pid: i32 = e.file_name().to_str()?.parse().ok()?;
+            let stat = std::fs::read_to_string(e.path().join("stat")).ok()?;
+            (stat_ppid(&stat)? == me).then(|| rustix::process::Pid::from_raw(pid))?
+        })
+        .collect()
+}
+
+fn stop_children() {
+    use rustix::process::{kill_process, Signal};
+    for pid in children() {
+        let _ = kill_process(pid, Signal::TERM);
+    }
+    let start = std::time::Instant::now();
+    while !children().is_empty() && start.elapsed() < std::time::Duration::from_secs(3) {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    for pid in children() {
+        let _ = kill_process(pid, Signal::KILL);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parent_ids_from_stat_lines() {
+        assert_eq!(stat_ppid("123 (qemu-system-x86) S 77 123 1 0"), Some(77));
+        assert_eq!(stat_ppid("9 (a (b) c) R 1 9 9"), Some(1));
+        assert_eq!(stat_ppid("garbage"), None);
+    }
+}

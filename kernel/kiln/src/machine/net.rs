@@ -26,6 +26,8 @@ use crate::Kernel;
 const VECTOR: u8 = kiln_hal::trap::FIRST_DEVICE_VECTOR + 1;
 /// Without a working interrupt, the stack is polled this often.
 const FALLBACK_POLL_NS: u64 = 2_000_000;
+/// How often the held-back receive buffer goes to the card (see `VirtioNet::refill_rx`).
+const REFILL_NS: u64 = 50_000_000;
 
 /// The card interrupted since the stack last ran.
 static PENDING: AtomicBool = AtomicBool::new(false);
@@ -33,6 +35,8 @@ static PENDING: AtomicBool = AtomicBool::new(false);
 static LINE: AtomicU8 = AtomicU8::new(u8::MAX);
 /// When the stack last ran (monotonic ns).
 static LAST_RUN: AtomicU64 = AtomicU64::new(0);
+/// When the card last got its held-back receive buffer (monotonic ns).
+static LAST_REFILL: AtomicU64 = AtomicU64::new(0);
 
 /// The machine's network card.
 pub struct NetCard {
@@ -151,6 +155,10 @@ fn next_run(k: &mut Kernel) -> Option<u64> {
         let periodic = LAST_RUN.load(Ordering::Relaxed) + FALLBACK_POLL_NS;
         next = Some(next.map_or(periodic, |n| n.min(periodic)));
     }
+    if k.machine.net.is_some() {
+        let refill = LAST_REFILL.load(Ordering::Relaxed) + REFILL_NS;
+        next = Some(next.map_or(refill, |n| n.min(refill)));
+    }
     next
 }
 
@@ -163,8 +171,13 @@ pub fn service(k: &mut Kernel) {
     if !pending && !due {
         return;
     }
+    let now = kiln_hal::time::monotonic_ns();
     if let Some(card) = k.machine.net.as_mut() {
         card.dev.ack_interrupt();
+        if now >= LAST_REFILL.load(Ordering::Relaxed) + REFILL_NS {
+            card.dev.refill_rx();
+            LAST_REFILL.store(now, Ordering::Relaxed);
+        }
     }
     let line = LINE.load(Ordering::Relaxed);
     if line != u8::MAX {

@@ -29,6 +29,8 @@ pub const PATH_MAX: usize = 4096;
 pub const NAME_MAX: usize = 255;
 /// Symbolic links followed in one lookup before `ELOOP`.
 pub const MAX_SYMLINKS: u32 = 40;
+/// `/proc/sys/net/core/somaxconn`'s text: [`crate::net::SOMAXCONN`].
+const SOMAXCONN_TEXT: &[u8] = b"4096\n";
 
 /// `renameat2` flag: fail with `EEXIST` if the target exists.
 pub const RENAME_NOREPLACE: u32 = 1;
@@ -248,6 +250,27 @@ impl Vfs {
             .expect("dir")
             .lock()
             .insert("self".into(), self_.clone());
+        // /proc/sys/net/core/somaxconn: the largest listen backlog (Go reads it).
+        {
+            let mut dir = proc_.clone();
+            for name in ["sys", "net", "core"] {
+                let sub = new_dir(FsId::Proc, 0o555, now);
+                dir_of(&dir)
+                    .expect("dir")
+                    .lock()
+                    .insert(name.into(), sub.clone());
+                dir = sub;
+            }
+            dir_of(&dir).expect("dir").lock().insert(
+                "somaxconn".into(),
+                Arc::new(Inode::new(
+                    FsId::Proc,
+                    Body::StaticFile(SOMAXCONN_TEXT),
+                    0o444,
+                    now,
+                )),
+            );
+        }
         {
             let mut d = dir_of(&root).expect("dir").lock();
             d.insert("tmp".into(), tmp);

@@ -12,9 +12,16 @@
 //! Loopback (127.0.0.0/8, and the guest's own address) goes through the same interface:
 //! see [`phy`].
 //!
-//! TCP listeners keep a small backlog of smoltcp sockets listening on the port; `accept`
-//! takes an established one and puts a fresh listener in its place. A closed connection
-//! stays in the set (an orphan) until its FIN handshake ends.
+//! TCP listeners: smoltcp has no listen queue (a SYN that finds no listening socket is
+//! answered with a reset), so each listener keeps a pool of smoltcp sockets on its port:
+//! a few idle ones listening, the connections being made, and the established ones `accept`
+//! has not taken yet. Before the interface sees received frames, [`Stack::admit`] gives each
+//! new SYN for a listening port a listening socket of its own while the listener's queues
+//! have room (as on Linux: up to backlog + 1 established connections waiting for `accept`,
+//! the backlog being `listen`'s argument up to [`SOMAXCONN`]; and as many being made), and
+//! drops it silently when they are full or the connection is already being made, so the
+//! peer retries. A closed connection stays in the set (an orphan) until its FIN handshake ends;
+//! one that reaches TIME-WAIT is dropped then (its buffers are the bulk of its memory).
 
 pub mod phy;
 
@@ -25,7 +32,7 @@ use alloc::vec::Vec;
 use core::fmt;
 
 use smoltcp::iface::{Config, Interface, SocketHandle, SocketSet};
-use smoltcp::socket::{dhcpv4, tcp, udp};
+use smoltcp::socket::{dhcpv4, tcp, udp, AnySocket};
 use smoltcp::time::{Duration, Instant};
 use smoltcp::wire::{
     EthernetAddress, HardwareAddress, IpAddress, IpCidr, IpEndpoint, IpListenEndpoint, Ipv4Address,
@@ -64,8 +71,14 @@ pub const POLLRDHUP: u16 = 0x2000;
 const TCP_RX: usize = 64 * 1024;
 /// Send buffer of a TCP connection.
 const TCP_TX: usize = 64 * 1024;
-/// Most connections a listener holds before `accept` takes them.
-const MAX_BACKLOG: usize = 16;
+/// Largest listen backlog, Linux's default `net.core.somaxconn` (which
+/// `/proc/sys/net/core/somaxconn` reports); larger or negative backlogs are cut to it.
+pub const SOMAXCONN: usize = 4096;
+/// Idle listening smoltcp sockets a listener keeps ready (more are made when SYNs come).
+const IDLE_LISTENERS: usize = 4;
+/// Frames taken from the card per round of the interface; the replies they caused go out
+/// before the next round.
+const RX_BATCH: usize = 64;
 /// Datagrams a UDP socket queues each way.
 const UDP_PACKETS: usize = 64;
 /// Payload bytes a UDP socket queues each way.
@@ -137,8 +150,12 @@ pub struct Options {
 enum Kind {
     /// A TCP socket not yet listening or connected.
     TcpFresh,
-    /// A listening TCP socket and its backlog of smoltcp sockets.
-    TcpListen(Vec<SocketHandle>),
+    /// A listening TCP socket: its pool of smoltcp sockets (listening, being connected,
+    /// established and not yet accepted) and the backlog `listen` asked for.
+    TcpListen {
+        pool: Vec<SocketHandle>,
+        backlog: usize,
+    },
     /// A TCP connection (being made, made, or over).
     TcpConn(SocketHandle),
     /// A UDP socket, with its smoltcp socket once bound.
@@ -215,6 +232,8 @@ pub struct Stack {
     /// Closed connections finishing their FIN handshake.
     orphans: Vec<SocketHandle>,
     looped: VecDeque<Vec<u8>>,
+    /// Received frames the interface will see next (after [`Stack::admit`]).
+    staged: VecDeque<Vec<u8>>,
     next_port: u16,
     /// Something changed outside a poll (a socket was closed): poll soon.
     dirty: bool,
@@ -335,6 +354,42 @@ fn listen_endpoint(a: SockAddr) -> IpListenEndpoint {
     }
 }
 
+/// A connection request: a TCP segment with SYN and neither ACK nor RST.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Syn {
+    src: SockAddr,
+    dst: SockAddr,
+}
+
+/// The connection request an Ethernet frame carries, if it is one (IPv4, unfragmented).
+fn syn_of(frame: &[u8]) -> Option<Syn> {
+    let ip = frame.get(14..)?;
+    if frame[12..14] != [0x08, 0x00] || ip.len() < 20 || ip[0] >> 4 != 4 || ip[9] != 6 {
+        return None;
+    }
+    let ihl = usize::from(ip[0] & 0x0f) * 4;
+    let fragment = u16::from_be_bytes([ip[6], ip[7]]) & 0x3fff;
+    let tcp = ip.get(ihl..)?;
+    if ihl < 20 || fragment != 0 || tcp.len() < 20 {
+        return None;
+    }
+    let flags = tcp[13];
+    const SYN: u8 = 0x02;
+    const RST: u8 = 0x04;
+    const ACK: u8 = 0x10;
+    if flags & (SYN | RST | ACK) != SYN {
+        return None;
+    }
+    let addr = |ip: &[u8], port: &[u8]| SockAddr {
+        ip: [ip[0], ip[1], ip[2], ip[3]],
+        port: u16::from_be_bytes([port[0], port[1]]),
+    };
+    Some(Syn {
+        src: addr(&ip[12..16], &tcp[0..2]),
+        dst: addr(&ip[16..20], &tcp[2..4]),
+    })
+}
+
 fn is_established(s: tcp::State) -> bool {
     !matches!(
         s,
@@ -358,6 +413,7 @@ impl Net {
                 socks: BTreeMap::new(),
                 orphans: Vec::new(),
                 looped: VecDeque::new(),
+                staged: VecDeque::new(),
                 next_port: EPHEMERAL.0,
                 dirty: false,
             })),
@@ -467,6 +523,7 @@ impl Stack {
         let mut phy = phy::Phy {
             hw: m.net_device(),
             looped: &mut self.looped,
+            rx: &mut self.staged,
             mac,
             own: &[],
         };
@@ -493,17 +550,36 @@ impl Stack {
     }
 
     /// Runs the interface until nothing is left to do, then updates DHCP, orphans and
-    /// readiness, waking what changed.
+    /// readiness, waking what changed. Each round takes the looped frames and up to
+    /// [`RX_BATCH`] frames from the card, passes them through [`Stack::admit`], and lets
+    /// the interface process them and send what they caused.
     fn pump(&mut self, m: &mut dyn Machine) {
         self.ensure_iface(m);
         self.dirty = false;
         let own = self.own_addrs();
+        let mut card_busy = false;
         for _ in 0..64 {
+            self.staged.extend(self.looped.drain(..));
+            card_busy = false;
+            if let Some(hw) = m.net_device() {
+                card_busy = true;
+                for _ in 0..RX_BATCH {
+                    let mut buf = vec![0u8; phy::MAX_FRAME + 4];
+                    let Some(n) = hw.receive(&mut buf) else {
+                        card_busy = false;
+                        break;
+                    };
+                    buf.truncate(n);
+                    self.staged.push_back(buf);
+                }
+            }
+            self.admit();
             let t = now(m);
             let Stack {
                 iface,
                 sockets,
                 looped,
+                staged,
                 mac,
                 ..
             } = self;
@@ -511,14 +587,17 @@ impl Stack {
             let mut phy = phy::Phy {
                 hw: m.net_device(),
                 looped,
+                rx: staged,
                 mac: *mac,
                 own: &own,
             };
             iface.poll(t, &mut phy, sockets);
-            if self.looped.is_empty() {
+            if self.looped.is_empty() && !card_busy {
                 break;
             }
         }
+        // Frames left on the card (its interrupt was acknowledged already): run again soon.
+        self.dirty |= card_busy || !self.looped.is_empty();
         self.dhcp_events(m);
         self.reap_orphans();
         self.sweep(m);
@@ -567,10 +646,16 @@ impl Stack {
         m.wake(Channel::Object(self.config_channel), usize::MAX);
     }
 
+    /// Frees orphans whose connection is over. TIME-WAIT counts as over: Linux keeps a
+    /// small record there, smoltcp the whole socket with its buffers; without it a late
+    /// retransmitted FIN is answered with a reset, which the peer (already closed) ignores.
     fn reap_orphans(&mut self) {
         let sockets = &mut self.sockets;
         self.orphans.retain(|&h| {
-            let done = sockets.get::<tcp::Socket>(h).state() == tcp::State::Closed;
+            let done = matches!(
+                sockets.get::<tcp::Socket>(h).state(),
+                tcp::State::Closed | tcp::State::TimeWait
+            );
             if done {
                 sockets.remove(h);
             }
@@ -646,8 +731,8 @@ impl Stack {
         let err = if sock.error.is_some() { POLLERR } else { 0 };
         match &sock.kind {
             Kind::TcpFresh => POLLOUT | POLLWRNORM | POLLHUP,
-            Kind::TcpListen(backlog) => {
-                if backlog
+            Kind::TcpListen { pool, .. } => {
+                if pool
                     .iter()
                     .any(|&h| is_established(self.sockets.get::<tcp::Socket>(h).state()))
                 {
@@ -710,8 +795,8 @@ impl Stack {
             Kind::Udp(Some(h)) => {
                 self.sockets.remove(h);
             }
-            Kind::TcpListen(backlog) => {
-                for h in backlog {
+            Kind::TcpListen { pool, .. } => {
+                for h in pool {
                     let t = self.sockets.get_mut::<tcp::Socket>(h);
                     if t.state() == tcp::State::Listen {
                         self.sockets.remove(h);
@@ -756,6 +841,121 @@ impl Stack {
             }
         }
         Err(Errno::EADDRINUSE)
+    }
+
+    /// Drops idle listening sockets of listener `id` beyond [`IDLE_LISTENERS`] (a burst
+    /// of connections leaves many), so a quiet listener holds little memory.
+    fn trim_pool(&mut self, id: u64) {
+        let Some(Sock {
+            kind: Kind::TcpListen { pool, backlog },
+            ..
+        }) = self.socks.get_mut(&id)
+        else {
+            return;
+        };
+        let mut keep = (*backlog + 1).min(IDLE_LISTENERS);
+        let sockets = &mut self.sockets;
+        pool.retain(|&h| {
+            if sockets.get::<tcp::Socket>(h).state() != tcp::State::Listen {
+                return true;
+            }
+            if keep > 0 {
+                keep -= 1;
+                return true;
+            }
+            sockets.remove(h);
+            false
+        });
+    }
+
+    /// Looks at the staged frames before the interface does: gives each connection request
+    /// (SYN) for a listening port a listening socket, or drops it (see the module
+    /// documentation). Other frames pass untouched.
+    fn admit(&mut self) {
+        if !self.staged.iter().any(|f| syn_of(f).is_some()) {
+            return;
+        }
+        let mut frames = core::mem::take(&mut self.staged);
+        // Listening sockets promised to earlier SYNs of this batch, by listener.
+        let mut claimed: BTreeMap<u64, usize> = BTreeMap::new();
+        frames.retain(|f| match syn_of(f) {
+            Some(syn) => self.admit_syn(syn, &mut claimed),
+            None => true,
+        });
+        self.staged = frames;
+    }
+
+    /// Whether SYN `syn` may reach the interface.
+    fn admit_syn(&mut self, syn: Syn, claimed: &mut BTreeMap<u64, usize>) -> bool {
+        let listener = self
+            .socks
+            .iter()
+            .find_map(|(&id, s)| match (&s.kind, s.local) {
+                (Kind::TcpListen { .. }, Some(l))
+                    if l.port == syn.dst.port && (l.ip == [0; 4] || l.ip == syn.dst.ip) =>
+                {
+                    Some(id)
+                }
+                _ => None,
+            });
+        // Nobody listens: the interface answers with a reset, as Linux does.
+        let Some(id) = listener else { return true };
+        // A connection with this peer exists (a retransmitted SYN, or a port reused while
+        // the old connection closes): drop the SYN. A SYN-RECEIVED socket resends its
+        // SYN-ACK by itself; otherwise the peer retries once the old connection is gone.
+        let src = syn.src.endpoint();
+        let taken = self.sockets.iter().any(|(_, sock)| {
+            tcp::Socket::downcast(sock).is_some_and(|t| {
+                t.state() != tcp::State::Listen
+                    && t.remote_endpoint() == Some(src)
+                    && t.local_endpoint().is_some_and(|l| l.port == syn.dst.port)
+            })
+        });
+        if taken {
+            return false;
+        }
+        let sock = self.socks.get_mut(&id).expect("found above");
+        let (local, opts) = (sock.local.expect("listening sockets are bound"), sock.opts);
+        let Kind::TcpListen { pool, backlog } = &mut sock.kind else {
+            unreachable!("found above")
+        };
+        let (mut idle, mut half_open, mut established) = (0, 0, 0);
+        for &h in pool.iter() {
+            match self.sockets.get::<tcp::Socket>(h).state() {
+                tcp::State::Listen => idle += 1,
+                tcp::State::SynReceived => half_open += 1,
+                tcp::State::Closed => {}
+                _ => established += 1,
+            }
+        }
+        let promised = claimed.entry(id).or_insert(0);
+        // As Linux: the accept queue is full when more than backlog connections wait for
+        // `accept`; then the SYN is dropped so the peer retries. Connections still being
+        // made have their own queue of the same size (Linux's SYN queue; each costs a
+        // whole socket with its buffers here, so it is bounded too).
+        if established > *backlog || half_open + *promised > *backlog {
+            return false;
+        }
+        if *promised >= idle {
+            // Out of memory for a new connection's buffers: drop the SYN (the peer retries).
+            let Ok(mut t) = tcp_socket(&opts) else {
+                return false;
+            };
+            if t.listen(listen_endpoint(local)).is_err() {
+                return false;
+            }
+            pool.push(self.sockets.add(t));
+        }
+        *promised += 1;
+        true
+    }
+
+    /// Whether TCP connection `id` has received data waiting to be read.
+    fn has_queued_data(&self, id: u64) -> bool {
+        match self.socks.get(&id).map(|s| &s.kind) {
+            Some(Kind::TcpConn(h)) => self.sockets.get::<tcp::Socket>(*h).recv_queue() > 0,
+            _ => false,
+        }
     }
 
     fn sock(&mut self, id: u64) -> KResult<&mut Sock> {
@@ -807,7 +1007,7 @@ impl Socket {
         let s = self.stack.lock();
         matches!(
             s.socks.get(&self.id).map(|s| &s.kind),
-            Some(Kind::TcpListen(_))
+            Some(Kind::TcpListen { .. })
         )
     }
 
@@ -878,18 +1078,27 @@ impl Socket {
         })
     }
 
-    /// `listen`.
+    /// `listen`. As on Linux, a backlog above [`SOMAXCONN`] or negative means
+    /// [`SOMAXCONN`], and up to backlog + 1 connections wait for `accept`; calling it
+    /// again on a listening socket changes the backlog.
     pub fn listen(&self, m: &mut dyn Machine, backlog: i32) -> KResult<()> {
         if !self.stream {
             return Err(Errno::EOPNOTSUPP);
         }
         room_for_buffers(m)?;
+        let want = if backlog < 0 {
+            SOMAXCONN
+        } else {
+            (backlog as usize).min(SOMAXCONN)
+        };
         self.with(m, |s, id| {
-            let want = (backlog.max(1) as usize).min(MAX_BACKLOG);
             let sock = s.sock(id)?;
-            match &sock.kind {
+            match &mut sock.kind {
                 Kind::TcpFresh => {}
-                Kind::TcpListen(_) => return Ok(()),
+                Kind::TcpListen { backlog, .. } => {
+                    *backlog = want;
+                    return Ok(());
+                }
                 Kind::TcpConn(_) => return Err(Errno::EINVAL),
                 Kind::Udp(_) => return Err(Errno::EOPNOTSUPP),
             }
@@ -903,24 +1112,28 @@ impl Socket {
                 }
             };
             let opts = s.sock(id)?.opts;
-            let mut backlog = Vec::with_capacity(want);
-            for _ in 0..want {
+            let idle = (want + 1).min(IDLE_LISTENERS);
+            let mut pool = Vec::with_capacity(idle);
+            for _ in 0..idle {
                 let made = tcp_socket(&opts).and_then(|mut t| {
                     t.listen(listen_endpoint(local))
                         .map_err(|_| Errno::EINVAL)?;
                     Ok(t)
                 });
                 match made {
-                    Ok(t) => backlog.push(s.sockets.add(t)),
+                    Ok(t) => pool.push(s.sockets.add(t)),
                     Err(e) => {
-                        for h in backlog {
+                        for h in pool {
                             s.sockets.remove(h);
                         }
                         return Err(e);
                     }
                 }
             }
-            s.sock(id)?.kind = Kind::TcpListen(backlog);
+            s.sock(id)?.kind = Kind::TcpListen {
+                pool,
+                backlog: want,
+            };
             s.dirty = true;
             Ok(())
         })
@@ -931,30 +1144,28 @@ impl Socket {
     pub fn accept(&self, m: &mut dyn Machine) -> KResult<(Arc<Socket>, SockAddr)> {
         room_for_buffers(m)?;
         let mut s = self.stack.lock();
-        s.pump(m);
         let id = self.id;
+        // A connection already waiting needs no run of the stack first: a run costs time in
+        // proportion to all sockets, and a busy listener accepts many in a row.
+        s.ensure_iface(m);
+        if s.readiness(id) & POLLIN == 0 {
+            s.pump(m);
+        }
         let sock = s.sock(id)?;
-        let Kind::TcpListen(backlog) = &sock.kind else {
+        let Kind::TcpListen { pool, .. } = &sock.kind else {
             return Err(Errno::EINVAL);
         };
-        let backlog = backlog.clone();
-        let local = sock.local.expect("listening sockets are bound");
+        let pool = pool.clone();
         let opts = sock.opts;
-        for (i, &h) in backlog.iter().enumerate() {
+        for &h in &pool {
             let t = s.sockets.get::<tcp::Socket>(h);
             let state = t.state();
             if !is_established(state) {
                 continue;
             }
             let peer = t.remote_endpoint();
-            // Put a fresh listener in its place.
-            let mut fresh = tcp_socket(&opts)?;
-            fresh
-                .listen(listen_endpoint(local))
-                .map_err(|_| Errno::EINVAL)?;
-            let fresh = s.sockets.add(fresh);
-            if let Kind::TcpListen(b) = &mut s.sock(id)?.kind {
-                b[i] = fresh;
+            if let Kind::TcpListen { pool, .. } = &mut s.sock(id)?.kind {
+                pool.retain(|&p| p != h);
             }
             let Some(peer) = peer else {
                 // Reset before it was accepted: Linux skips it too.
@@ -976,6 +1187,7 @@ impl Socket {
             s.observe(conn_id, m.monotonic_ns());
             let r = s.readiness(conn_id);
             s.sock(conn_id)?.last_ready = r;
+            s.trim_pool(id);
             let r = s.readiness(id);
             s.sock(id)?.last_ready = r;
             drop(s);
@@ -989,6 +1201,11 @@ impl Socket {
                 SockAddr::from_endpoint(peer),
             ));
         }
+        s.trim_pool(id);
+        // Connections reset before they were accepted are gone: the readiness seen by the
+        // next sweep must start from here, or the next connection would not wake anyone.
+        let r = s.readiness(id);
+        s.sock(id)?.last_ready = r;
         Err(Errno::EAGAIN)
     }
 
@@ -1014,7 +1231,7 @@ impl Socket {
         let sock = s.sock(id)?;
         match sock.kind {
             Kind::TcpFresh => {}
-            Kind::TcpListen(_) => return Err(Errno::EISCONN),
+            Kind::TcpListen { .. } => return Err(Errno::EISCONN),
             Kind::Udp(_) => unreachable!(),
             Kind::TcpConn(h) => {
                 let waiting = core::mem::take(&mut sock.connect_waiting);
@@ -1122,12 +1339,16 @@ impl Socket {
         peek: bool,
     ) -> KResult<(usize, Option<SockAddr>)> {
         let mut s = self.stack.lock();
-        s.pump(m);
         let id = self.id;
+        // Data already queued needs no run of the stack first (see `accept`).
+        s.ensure_iface(m);
+        if !s.has_queued_data(id) {
+            s.pump(m);
+        }
         let sock = s.sock(id)?;
         let shut_rd = sock.shut_rd;
         match sock.kind {
-            Kind::TcpFresh | Kind::TcpListen(_) => Err(Errno::ENOTCONN),
+            Kind::TcpFresh | Kind::TcpListen { .. } => Err(Errno::ENOTCONN),
             Kind::TcpConn(h) => {
                 if sock.reset {
                     if let Some(e) = sock.error.take() {
@@ -1209,7 +1430,7 @@ impl Socket {
             return Err(Errno::EPIPE);
         }
         match sock.kind {
-            Kind::TcpFresh | Kind::TcpListen(_) => Err(Errno::EPIPE),
+            Kind::TcpFresh | Kind::TcpListen { .. } => Err(Errno::EPIPE),
             Kind::TcpConn(h) => {
                 if sock.connecting {
                     return Err(Errno::EAGAIN);
@@ -1286,7 +1507,7 @@ impl Socket {
         let sock = s.sock(id)?;
         let h = match sock.kind {
             Kind::TcpConn(h) => h,
-            Kind::TcpListen(_) => {
+            Kind::TcpListen { .. } => {
                 return Ok(());
             }
             _ => return Err(Errno::ENOTCONN),

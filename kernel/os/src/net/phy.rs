@@ -5,6 +5,9 @@
 //! addresses, never reach the card: they are queued and received again on the next poll. So
 //! loopback traffic takes the same path as any other (ARP included) and needs no second
 //! interface.
+//!
+//! The interface receives only from `rx`: the stack moves looped frames and frames from the
+//! card there first, and looks at them before the interface does (`Stack::admit`).
 
 use alloc::collections::VecDeque;
 use alloc::vec;
@@ -23,8 +26,12 @@ const LOOP_LIMIT: usize = 1024;
 
 /// The device handed to `Interface::poll`.
 pub(super) struct Phy<'a> {
+    /// The card, for sending.
     pub hw: Option<&'a mut dyn NetDevice>,
+    /// Frames sent to the interface itself, received again on the next round.
     pub looped: &'a mut VecDeque<Vec<u8>>,
+    /// Frames to receive now.
+    pub rx: &'a mut VecDeque<Vec<u8>>,
     pub mac: [u8; 6],
     /// The interface's IPv4 addresses (127.0.0.0/8 is always its own).
     pub own: &'a [Ipv4Address],
@@ -86,16 +93,7 @@ impl<'a> Device for Phy<'a> {
         Self: 'b;
 
     fn receive(&mut self, _now: Instant) -> Option<(Rx, Tx<'_, 'a>)> {
-        let frame = match self.looped.pop_front() {
-            Some(f) => f,
-            None => {
-                let hw = self.hw.as_deref_mut()?;
-                let mut buf = vec![0u8; MAX_FRAME + 4];
-                let n = hw.receive(&mut buf)?;
-                buf.truncate(n);
-                buf
-            }
-        };
+        let frame = self.rx.pop_front()?;
         Some((Rx(frame), Tx { phy: self }))
     }
 

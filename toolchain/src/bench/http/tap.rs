@@ -98,15 +98,34 @@ pub fn setup(config: TapConfig) -> anyhow::Result<Tap> {
         crate::note!("running: ip {}", c.join(" "));
         ip(&c)?;
     }
+    if !exists {
+        if let Ok(mut c) = CREATED.lock() {
+            *c = Some(config.name.clone());
+        }
+    }
     Ok(Tap {
         config,
         created: !exists,
     })
 }
 
+/// The tap device this process created, to delete when it is stopped by a signal (drop
+/// handlers do not run then).
+static CREATED: std::sync::Mutex<Option<String>> = std::sync::Mutex::new(None);
+
+/// Deletes the tap device this process created, if any (after a stop signal).
+pub fn cleanup_after_signal() {
+    if let Some(name) = CREATED.lock().ok().and_then(|mut c| c.take()) {
+        let _ = ip(&["link".into(), "del".into(), "dev".into(), name]);
+    }
+}
+
 impl Drop for Tap {
     fn drop(&mut self) {
         if self.created {
+            if let Ok(mut c) = CREATED.lock() {
+                c.take();
+            }
             crate::note!("running: ip link del dev {}", self.config.name);
             let _ = ip(&[
                 "link".into(),

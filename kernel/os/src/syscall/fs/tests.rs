@@ -332,6 +332,10 @@ fn proc_and_dev() {
     assert_eq!(t.call(nr::READLINKAT, &[AT_FDCWD as u64, p, b, 64]), 8);
     let r = t.open("/dev/urandom", O_RDONLY, 0);
     assert_eq!(t.read_fd(r, 3).unwrap(), [1, 2, 3]);
+    // The listen backlog limit, as Go reads it.
+    let so = t.open("/proc/sys/net/core/somaxconn", O_RDONLY, 0);
+    let text = format!("{}\n", crate::net::SOMAXCONN);
+    assert_eq!(t.read_fd(so, 64).unwrap(), text.as_bytes());
     let z = t.open("/dev/zero", O_RDONLY, 0);
     assert_eq!(t.read_fd(z, 200_000).unwrap(), vec![0u8; 200_000]);
     let n = t.open("/dev/null", O_RDWR, 0);

@@ -502,3 +502,87 @@ fn socket_buffers_are_enomem_when_memory_is_low() {
     assert_eq!(call(&mut p, &mut m, nr::LISTEN, &[l as u64, 16]), 0);
     assert_eq!(call(&mut p, &mut m, nr::BIND, &[u as u64, buf, 16]), 0);
 }
+
+/// `SO_ERROR` of socket `fd` (0: none).
+fn so_error(p: &mut Process, m: &mut FakeMachine, fd: i32, buf: u64) -> u32 {
+    poke(p, m, buf, &4u32.to_le_bytes());
+    assert_eq!(
+        call(p, m, nr::GETSOCKOPT, &[fd as u64, 1, 4, buf + 4, buf]),
+        0
+    );
+    u32::from_le_bytes(peek(p, m, buf + 4, 4).try_into().unwrap())
+}
+
+/// Accepts on the non-blocking listener `l` until `EAGAIN`; returns how many came.
+fn accept_all(p: &mut Process, m: &mut FakeMachine, l: i32) -> usize {
+    let mut n = 0;
+    loop {
+        let a = call(p, m, nr::ACCEPT4, &[l as u64, 0, 0, 0]);
+        if a == EAGAIN {
+            return n;
+        }
+        assert!(a > 0, "accept4: {a}");
+        n += 1;
+    }
+}
+
+#[test]
+fn a_burst_of_connections_waits_in_the_backlog() {
+    let (mut p, mut m, buf) = setup();
+    let l = tcp(&mut p, &mut m, SOCK_NONBLOCK);
+    addr(&mut p, &mut m, buf, [127, 0, 0, 1], 7100);
+    assert_eq!(call(&mut p, &mut m, nr::BIND, &[l as u64, buf, 16]), 0);
+    // A negative backlog means the largest (somaxconn), as on Linux.
+    assert_eq!(
+        call(&mut p, &mut m, nr::LISTEN, &[l as u64, -1i64 as u64]),
+        0
+    );
+    let mut clients = Vec::new();
+    for _ in 0..100 {
+        let c = tcp(&mut p, &mut m, SOCK_NONBLOCK);
+        let r = call(&mut p, &mut m, nr::CONNECT, &[c as u64, buf, 16]);
+        assert!(r == 0 || r == -115, "connect: {r}");
+        clients.push(c);
+    }
+    // Every one of them was queued (none refused), and accept takes them all.
+    assert_eq!(accept_all(&mut p, &mut m, l), 100);
+    for c in clients {
+        assert_eq!(so_error(&mut p, &mut m, c, buf + 64), 0);
+    }
+}
+
+#[test]
+fn a_full_backlog_drops_syns_and_clients_retry() {
+    let (mut p, mut m, buf) = setup();
+    let l = tcp(&mut p, &mut m, SOCK_NONBLOCK);
+    addr(&mut p, &mut m, buf, [127, 0, 0, 1], 7200);
+    assert_eq!(call(&mut p, &mut m, nr::BIND, &[l as u64, buf, 16]), 0);
+    assert_eq!(call(&mut p, &mut m, nr::LISTEN, &[l as u64, 2]), 0);
+    let mut clients = Vec::new();
+    for _ in 0..10 {
+        let c = tcp(&mut p, &mut m, SOCK_NONBLOCK);
+        let r = call(&mut p, &mut m, nr::CONNECT, &[c as u64, buf, 16]);
+        assert!(r == 0 || r == -115, "connect: {r}");
+        clients.push(c);
+    }
+    // Backlog 2: three wait for accept (Linux's backlog + 1); the other SYNs were dropped,
+    // not refused.
+    let first = accept_all(&mut p, &mut m, l);
+    assert_eq!(first, 3);
+    for &c in &clients {
+        assert_eq!(so_error(&mut p, &mut m, c, buf + 64), 0);
+    }
+    // The clients retransmit their SYNs and get in as the queue drains.
+    let mut total = first;
+    for _ in 0..8 {
+        m.now += 5_000_000_000;
+        total += accept_all(&mut p, &mut m, l);
+        if total == clients.len() {
+            break;
+        }
+    }
+    assert_eq!(total, clients.len());
+    for &c in &clients {
+        assert_eq!(so_error(&mut p, &mut m, c, buf + 64), 0);
+    }
+}
