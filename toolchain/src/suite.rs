@@ -62,7 +62,7 @@ pub fn steps(layout: &Layout) -> Vec<Step> {
 pub fn run(layout: &Layout) -> anyhow::Result<()> {
     crate::deps::ensure(crate::deps::SUITE)?;
     crate::qemu::signals::install();
-    let (_, accel) = crate::qemu::prepare(layout, crate::qemu::Machine::Microvm)?;
+    let (_, accel) = crate::qemu::prepare_fresh(layout, crate::qemu::Machine::Microvm)?;
     crate::note!("accelerator: {}", accel.accel.name());
     for step in steps(layout) {
         crate::note!("{}: cargo {}", step.what, step.args.join(" "));

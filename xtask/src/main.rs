@@ -610,7 +610,7 @@ fn main() -> ExitCode {
         Cmd::Test => suite::run(&layout).map(|_| 0),
         Cmd::Publish(a) => publish_cmd(&layout, a).map(|_| 0),
         Cmd::Inspect(a) => inspect_cmd(a).map(|_| 0),
-        Cmd::Accel => qemu::prepare(&layout, Machine::Microvm).map(|(_, choice)| {
+        Cmd::Accel => qemu::prepare_fresh(&layout, Machine::Microvm).map(|(_, choice)| {
             println!("{}", choice.accel.name());
             0
         }),

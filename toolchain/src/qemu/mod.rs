@@ -57,6 +57,18 @@ pub struct RunResult {
     pub records: Vec<u8>,
 }
 
+/// [`prepare`] after building the kernel in `layout`, so the probe's answer is for the
+/// kernel the next images will have (`cargo xtask accel`, the test suite).
+pub fn prepare_fresh(
+    layout: &Layout,
+    machine: Machine,
+) -> anyhow::Result<(std::path::PathBuf, AccelChoice)> {
+    if kvm::forced_by_env().is_none() {
+        crate::link::build_kernel(layout)?;
+    }
+    prepare(layout, machine)
+}
+
 /// Finds (or installs) QEMU and picks the accelerator, probing KVM with the kernel in
 /// `layout` (built first when it is missing).
 pub fn prepare(
