@@ -297,6 +297,12 @@ impl VirtioNet {
         }
     }
 
+    /// Whether frames given to the device are still waiting to be sent.
+    pub fn transmitting(&mut self) -> bool {
+        self.reclaim_tx();
+        self.tx.iter().any(Option::is_some)
+    }
+
     /// Acknowledges the device's interrupt (it lowers its line).
     pub fn ack_interrupt(&mut self) {
         let _ = self.dev.ack_interrupt();

@@ -133,7 +133,10 @@ fn settle(k: &mut Kernel, tid: u32, mut ctx: UserContext, outcome: Outcome) -> O
             ctx.regs.rax = v as u64;
             Some(ctx)
         }
-        Outcome::Exit(status) => finish(status),
+        Outcome::Exit(status) => {
+            crate::machine::net::flush(k);
+            finish(status)
+        }
         Outcome::Killed(sig) => {
             fault::report_signal(sig);
             // SI_TKILL: what raise() and abort() use.
@@ -149,6 +152,7 @@ fn settle(k: &mut Kernel, tid: u32, mut ctx: UserContext, outcome: Outcome) -> O
         }
         Outcome::ThreadExit(status) => {
             if k.machine.sched.exit_current() == 0 {
+                crate::machine::net::flush(k);
                 finish(status);
             }
             None

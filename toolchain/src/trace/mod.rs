@@ -282,15 +282,32 @@ pub fn follow(
     })
 }
 
+/// An absolute path without `.`, `..` and repeated slashes.
+fn normalise(path: &str) -> String {
+    let mut parts: Vec<&str> = Vec::new();
+    for c in path.split('/') {
+        match c {
+            "" | "." => {}
+            ".." => {
+                parts.pop();
+            }
+            c => parts.push(c),
+        }
+    }
+    format!("/{}", parts.join("/"))
+}
+
 /// The packaging hint for the paths the program looked for and the image lacks (kernel
 /// interfaces under /proc, /sys and /dev are left out): one line per path.
 pub fn missing_files(records: &[u8]) -> Vec<String> {
+    let mut seen = std::collections::BTreeSet::new();
     kiln_abi::record::parse_all(records)
         .into_iter()
         .filter_map(|r| match r {
-            Record::Missing(m) => Some(String::from_utf8_lossy(&m.path).into_owned()),
+            Record::Missing(m) => Some(normalise(&String::from_utf8_lossy(&m.path))),
             _ => None,
         })
+        .filter(|p| seen.insert(p.clone()))
         .filter(|p| !["/proc/", "/sys/", "/dev/"].iter().any(|k| p.starts_with(k)))
         .map(|p| format!("the program looked for {p}, which the image lacks: add it with --file HOSTPATH:{p}"))
         .collect()
@@ -337,6 +354,23 @@ mod tests {
         assert!(lines[2].ends_with(" write"), "{t}");
         assert!(lines[3].contains("        2         1 read"), "{t}");
         assert!(lines[5].contains("        3         1 total"), "{t}");
+    }
+
+    #[test]
+    fn missing_paths_are_normalised_and_listed_once() {
+        assert_eq!(normalise("/./config.toml"), "/config.toml");
+        assert_eq!(normalise("/www/../etc//x"), "/etc/x");
+        let mut bytes = Missing {
+            path: b"/./a".to_vec(),
+        }
+        .encode();
+        bytes.extend(
+            Missing {
+                path: b"/a".to_vec(),
+            }
+            .encode(),
+        );
+        assert_eq!(missing_files(&bytes).len(), 1);
     }
 
     #[test]

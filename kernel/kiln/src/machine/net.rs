@@ -186,6 +186,26 @@ pub fn service(k: &mut Kernel) {
     run_stack(&mut k.process, &mut k.machine);
 }
 
+/// How long the end of a run waits for the card to send what the program wrote.
+const FLUSH_NS: u64 = 500_000_000;
+
+/// Before the VM ends: runs the stack once more and waits (at most [`FLUSH_NS`]) until the
+/// card has sent every queued frame. A program that writes its answer and exits at once (as
+/// a server's `/quit` does) would otherwise end the VM with the answer still in the queue.
+pub fn flush(k: &mut Kernel) {
+    if k.machine.net.is_none() {
+        return;
+    }
+    run_stack(&mut k.process, &mut k.machine);
+    let end = kiln_hal::time::monotonic_ns() + FLUSH_NS;
+    while let Some(card) = k.machine.net.as_mut() {
+        if !card.dev.transmitting() || kiln_hal::time::monotonic_ns() > end {
+            break;
+        }
+        core::hint::spin_loop();
+    }
+}
+
 /// When the network stack next wants to run (monotonic ns), for the idle timer.
 pub fn deadline(k: &mut Kernel) -> Option<u64> {
     next_run(k)
