@@ -28,14 +28,12 @@ pub fn signal_name(sig: i32) -> String {
 /// What QEMU printed when the accelerator (not the guest) failed: KVM's internal errors, its
 /// emulator giving up, or QEMU refusing the host CPU's model.
 pub fn accel_failure(qemu_stderr: &str) -> Option<String> {
-    const SIGNS: [&str; 4] = [
-        "KVM internal error",
-        "emulation failure",
-        "failed to set MSR",
-        "kvm_",
-    ];
+    const SIGNS: [&str; 3] = ["emulation failure", "failed to set MSR", "kvm"];
     let lines: Vec<&str> = qemu_stderr.lines().map(str::trim).collect();
-    let hit = lines.iter().find(|l| SIGNS.iter().any(|s| l.contains(s)))?;
+    let hit = lines.iter().find(|l| {
+        let l = l.to_ascii_lowercase();
+        SIGNS.iter().any(|s| l.contains(&s.to_ascii_lowercase()))
+    })?;
     let mut what = hit
         .strip_prefix("qemu-system-x86_64: ")
         .unwrap_or(hit)
@@ -259,6 +257,12 @@ mod tests {
             None
         );
         assert_eq!(accel_failure(""), None);
+        // No /dev/kvm at all, with KVM forced.
+        let none = "qemu-system-x86_64: -accel kvm: Could not access KVM kernel module: No such file or directory\nqemu-system-x86_64: -accel kvm: failed to initialize kvm: No such file or directory\n";
+        assert_eq!(
+            accel_failure(none).unwrap(),
+            "-accel kvm: Could not access KVM kernel module: No such file or directory"
+        );
     }
 
     #[test]
