@@ -86,6 +86,16 @@ pub const SUITE: &[Package] = &[
         provides: "htpasswd",
         why: "registry authentication tests",
     },
+    Package {
+        name: "gdb",
+        provides: "gdb",
+        why: "run --gdb and core files, checked with a real debugger",
+    },
+    Package {
+        name: "tcpdump",
+        provides: "tcpdump",
+        why: "run --pcap, read back with tcpdump",
+    },
 ];
 
 /// Whether `p` is installed.
@@ -175,6 +185,9 @@ mod tests {
         };
         assert!(present(&sh) && present(&root) && !present(&none));
         assert_eq!(missing(&[sh, none]), vec![none]);
+        for needed in ["gdb", "tcpdump", "qemu-system-x86", "busybox-static"] {
+            assert!(SUITE.iter().any(|p| p.name == needed), "{needed}");
+        }
         let mut names: Vec<&str> = SUITE.iter().map(|p| p.name).collect();
         names.sort();
         names.dedup();
