@@ -150,3 +150,63 @@ pub fn wait_for_http(url: &str) -> String {
         std::thread::sleep(std::time::Duration::from_millis(300));
     }
 }
+
+/// A booted image running in the background (its own process group), stopped when dropped.
+pub struct Guest {
+    child: std::process::Child,
+    stdout: std::io::BufReader<std::process::ChildStdout>,
+}
+
+impl Guest {
+    /// Boots `image` with `extra` run options and waits for a stdout line containing `ready`.
+    pub fn boot(image: &Path, extra: &[&str], ready: &str) -> Guest {
+        use std::io::BufRead;
+        use std::os::unix::process::CommandExt;
+        let mut child = Command::new(xtask())
+            .args([
+                "run",
+                "--image",
+                image.to_str().unwrap(),
+                "--timeout",
+                "240",
+            ])
+            .args(extra)
+            .current_dir(root())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::inherit())
+            // Its own process group, so a failed test can stop QEMU too.
+            .process_group(0)
+            .spawn()
+            .expect("xtask runs");
+        let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+        let mut line = String::new();
+        loop {
+            line.clear();
+            let n = stdout.read_line(&mut line).unwrap();
+            assert!(n > 0, "the guest ended before printing `{ready}`");
+            if line.contains(ready) {
+                break;
+            }
+        }
+        Guest { child, stdout }
+    }
+
+    /// Waits for the guest to end; returns its exit status and the rest of its stdout.
+    pub fn wait(mut self) -> (i32, String) {
+        use std::io::Read;
+        let mut rest = String::new();
+        self.stdout.read_to_string(&mut rest).unwrap();
+        let status = self.child.wait().unwrap().code().unwrap_or(-1);
+        (status, rest)
+    }
+}
+
+impl Drop for Guest {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let group = format!("-{}", self.child.id());
+            let _ = Command::new("kill").args(["-KILL", "--", &group]).status();
+            let _ = self.child.wait();
+        }
+    }
+}

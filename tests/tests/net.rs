@@ -1,81 +1,12 @@
 //! Networking end to end: the examples boot with QEMU user networking and talk to the host
 //! through port forwards (`-p`) and the user-network gateway (10.0.2.2).
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream, UdpSocket};
-use std::os::unix::process::CommandExt;
-use std::process::{Child, ChildStdout, Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
-use kiln_tests::{build_image, kiln, root};
-
-/// A port that was free on the host a moment ago.
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// A booted image running in the background.
-struct Guest {
-    child: Child,
-    stdout: BufReader<ChildStdout>,
-}
-
-impl Guest {
-    /// Boots `image` with `extra` run options and waits for a stdout line containing `ready`.
-    fn boot(image: &std::path::Path, extra: &[&str], ready: &str) -> Guest {
-        // Builds xtask if needed.
-        assert_eq!(kiln(&["--help"]).status, 0);
-        let mut child = Command::new(root().join("target/debug/xtask"))
-            .args([
-                "run",
-                "--image",
-                image.to_str().unwrap(),
-                "--timeout",
-                "240",
-            ])
-            .args(extra)
-            .current_dir(root())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            // Its own process group, so a failed test can stop QEMU too.
-            .process_group(0)
-            .spawn()
-            .expect("xtask runs");
-        let mut stdout = BufReader::new(child.stdout.take().unwrap());
-        let mut line = String::new();
-        loop {
-            line.clear();
-            let n = stdout.read_line(&mut line).unwrap();
-            assert!(n > 0, "the guest ended before printing `{ready}`");
-            if line.contains(ready) {
-                break;
-            }
-        }
-        Guest { child, stdout }
-    }
-
-    /// Waits for the guest to end; returns its exit status and the rest of its stdout.
-    fn wait(mut self) -> (i32, String) {
-        let mut rest = String::new();
-        self.stdout.read_to_string(&mut rest).unwrap();
-        let status = self.child.wait().unwrap().code().unwrap_or(-1);
-        (status, rest)
-    }
-}
-
-impl Drop for Guest {
-    fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            let group = format!("-{}", self.child.id());
-            let _ = Command::new("kill").args(["-KILL", "--", &group]).status();
-            let _ = self.child.wait();
-        }
-    }
-}
+use kiln_tests::{build_image, free_port, kiln, Guest};
 
 fn curl(args: &[&str]) -> (bool, Vec<u8>, String) {
     let out = Command::new("curl")

@@ -114,23 +114,6 @@ fn stop_signals_stop_the_vm_and_leave_nothing_behind() {
     }
 }
 
-#[test]
-fn a_program_runs_until_it_exits_without_a_default_time_limit() {
-    // No --timeout: `run` has no default limit; a short sleep ends on its own.
-    let img = build_image(
-        "short-sleep",
-        &["--elf", "/bin/busybox", "--arg", "sleep", "--arg", "2"],
-    );
-    let mut run = Command::new(xtask_bin())
-        .args(["run", "--image", img.to_str().unwrap()])
-        .current_dir(root())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    assert_eq!(wait_at_most(&mut run, Duration::from_secs(120), "run"), 0);
-}
-
 /// With `KILN_ACCEL=kvm` the run either works (a host whose KVM runs Kiln) or fails at once
 /// with status 125 and the reason; it never waits for a timeout.
 #[test]

@@ -4,6 +4,8 @@
 
 use core::ops::Range;
 
+// SAFETY: the linker script defines both symbols as the bounds of the boot stack; only
+// their addresses are used, never their contents.
 unsafe extern "C" {
     static kiln_boot_stack_bottom: u8;
     static kiln_boot_stack_top: u8;

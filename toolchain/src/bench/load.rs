@@ -45,6 +45,8 @@ pub struct LoadResult {
     pub slowest_connect: Duration,
     /// Seconds the load ran.
     pub seconds: f64,
+    /// Clients that completed at least one request.
+    pub served_clients: u64,
 }
 
 impl LoadResult {
@@ -80,6 +82,7 @@ impl LoadResult {
         self.status += o.status;
         self.latencies.extend(o.latencies);
         self.slowest_connect = self.slowest_connect.max(o.slowest_connect);
+        self.served_clients += o.served_clients;
     }
 }
 
@@ -193,7 +196,8 @@ pub fn drive(addr: SocketAddr, clients: usize, duration: Duration, keep_alive: b
             let total = &total;
             s.spawn(move || {
                 std::thread::sleep(RAMP * i as u32);
-                let r = client(addr, end, keep_alive);
+                let mut r = client(addr, end, keep_alive);
+                r.served_clients = u64::from(r.ok > 0);
                 total.lock().unwrap().merge(r);
             });
         }
@@ -250,6 +254,7 @@ mod tests {
         let r = drive(addr, 4, Duration::from_millis(300), true);
         assert!(r.ok > 0);
         assert_eq!(r.failed(), 0);
+        assert_eq!(r.served_clients, 4);
         assert!(r.percentile(0.99) >= r.percentile(0.5));
     }
 }
