@@ -1,8 +1,7 @@
 //! Debugging an image with stock host tools: `run --pcap` read back by Debian's tcpdump, and
 //! `run --gdb` driven by Debian's gdb.
 
-use kiln_tests::{build_image, curl, free_port, root, scratch, wait_for_http, xtask_bin};
-use std::io::Read;
+use kiln_tests::{build_image, curl, free_port, root, scratch, wait_for_http, xtask_bin, Guest};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -12,33 +11,17 @@ fn pcap_holds_the_handshake_and_the_response_for_tcpdump() {
     let pcap = scratch("pcap").join("http.pcap");
     let _ = std::fs::remove_file(&pcap);
     let port = free_port();
-    let mut run = Command::new(xtask_bin())
-        .args([
-            "run",
-            "--image",
-            image.to_str().unwrap(),
-            "--timeout",
-            "240",
-        ])
-        .args([
-            "-p",
-            &format!("{port}:8080"),
-            "--pcap",
-            pcap.to_str().unwrap(),
-        ])
-        .current_dir(root())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let fwd = format!("{port}:8080");
+    let g = Guest::boot(
+        &image,
+        &["-p", &fwd, "--pcap", pcap.to_str().unwrap()],
+        "listening",
+    );
     let url = format!("http://127.0.0.1:{port}/");
     let body = wait_for_http(&url);
     assert!(body.contains("hello from kiln"), "{body}");
     let _ = curl(&format!("{url}quit"));
-    let status = run.wait().unwrap().code();
-    let mut err = String::new();
-    run.stderr.take().unwrap().read_to_string(&mut err).unwrap();
-    assert_eq!(status, Some(0), "{err}");
+    assert_eq!(g.wait().0, 0);
 
     let out = Command::new("tcpdump")
         .args(["-r", pcap.to_str().unwrap(), "-nn", "-A", "tcp port 8080"])

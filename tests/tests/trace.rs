@@ -2,8 +2,7 @@
 //! or a file of its own, filtered like strace's `-e trace=`, or strace -c's table; and the
 //! missing-files hint.
 
-use kiln_tests::{build_image, curl, free_port, kiln, root, scratch, wait_for_http, xtask_bin};
-use std::process::{Command, Stdio};
+use kiln_tests::{build_image, curl, free_port, kiln, scratch, wait_for_http, Guest};
 
 #[test]
 fn every_call_of_hello_in_strace_format_and_stdout_untouched() {
@@ -115,25 +114,22 @@ fn a_server_shows_socket_addresses_and_blocking_accepts() {
     let image = build_image("trace-http", &["--example", "http-hello"]);
     let port = free_port();
     let file = scratch("trace").join("http.trace");
-    let mut run = Command::new(xtask_bin())
-        .args([
-            "run",
-            "--image",
-            image.to_str().unwrap(),
-            "--timeout",
-            "240",
-        ])
-        .args(["-p", &format!("{port}:8080"), "--trace=network"])
-        .args(["--trace-file", file.to_str().unwrap()])
-        .current_dir(root())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let fwd = format!("{port}:8080");
+    let g = Guest::boot(
+        &image,
+        &[
+            "-p",
+            &fwd,
+            "--trace=network",
+            "--trace-file",
+            file.to_str().unwrap(),
+        ],
+        "listening",
+    );
     let url = format!("http://127.0.0.1:{port}/");
     wait_for_http(&url);
     let _ = curl(&format!("{url}quit"));
-    assert_eq!(run.wait().unwrap().code(), Some(0));
+    assert_eq!(g.wait().0, 0);
     let t = std::fs::read_to_string(&file).unwrap();
     assert!(
         t.contains("bind(3, {sa_family=AF_INET, sin_port=htons(8080), sin_addr=inet_addr(\"0.0.0.0\")}, 16) = 0"),
