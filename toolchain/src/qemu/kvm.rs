@@ -127,7 +127,12 @@ pub fn choose(qemu: &Path, kiln_dir: &Path, kernel: &Path) -> AccelChoice {
     {
         return choice(a);
     }
-    let accel = match probe(qemu, &kernel_bytes) {
+    let verdict = probe(qemu, &kernel_bytes);
+    if super::signals::received().is_some() {
+        // Stopped during the probe: no answer to cache; the run that follows stops at once.
+        return choice(Accel::Tcg);
+    }
+    let accel = match verdict {
         Ok(()) => Accel::Kvm,
         Err(why) => {
             crate::note!(

@@ -260,6 +260,8 @@ fn run_once(
     timeout: Option<Duration>,
     output: ProgramOutput,
 ) -> anyhow::Result<Attempt> {
+    // Before the temporary directory exists: a stop signal from here on removes it.
+    signals::install();
     let dir = tempfile::Builder::new()
         .prefix("kiln-run-")
         .tempdir()
