@@ -15,6 +15,7 @@
 //! | `kiln.status=0x404` | a byte port that receives the final exit status (0-255) as one byte before the VM exits (QEMU's exit code holds only 7 bits of it) |
 //! | `kiln.verbose` | kernel log at info level (default: warnings only) |
 //! | `kiln.trace` | log every system call of the program |
+//! | `kiln.profile=HZ` | send a [`crate::record::Sample`] of the running code HZ times a second |
 //! | `kiln.memlog=SECS` | log the kernel's memory use every SECS seconds (`kiln.memlog`: every 10) |
 //! | `kiln.ip=A.B.C.D/N` | static IPv4 address and prefix length (DHCP when absent) |
 //! | `kiln.gw=A.B.C.D` | default gateway (with `kiln.ip`) |
@@ -103,6 +104,8 @@ pub struct Config {
     pub trace: bool,
     /// Log memory use at this interval (seconds).
     pub memlog: Option<u32>,
+    /// `kiln.profile=HZ`: sample the running code this many times a second.
+    pub profile: Option<u32>,
     /// Network settings.
     pub net: NetConfig,
     /// Tokens Kiln does not own, verbatim.
@@ -265,6 +268,14 @@ impl Config {
                 }
                 ("kiln.verbose", None) => c.verbose = true,
                 ("kiln.trace", None) => c.trace = true,
+                ("kiln.profile", Some(v)) => {
+                    c.profile = Some(
+                        v.parse()
+                            .ok()
+                            .filter(|hz| (1..=10_000).contains(hz))
+                            .ok_or(err("expected samples per second, 1 to 10000"))?,
+                    )
+                }
                 ("kiln.memlog", None) => c.memlog = Some(DEFAULT_MEMLOG_SECS),
                 ("kiln.memlog", Some(v)) => {
                     c.memlog = Some(
@@ -320,6 +331,7 @@ impl Config {
         self.verbose |= runtime.verbose;
         self.trace |= runtime.trace;
         self.memlog = runtime.memlog.or(self.memlog);
+        self.profile = runtime.profile.or(self.profile);
         if runtime.net.ip.is_some() {
             self.net.ip = runtime.net.ip;
         }
@@ -365,6 +377,9 @@ impl Config {
         }
         if self.trace {
             t.push(String::from("kiln.trace"));
+        }
+        if let Some(hz) = self.profile {
+            t.push(alloc::format!("kiln.profile={hz}"));
         }
         if let Some(secs) = self.memlog {
             t.push(alloc::format!("kiln.memlog={secs}"));

@@ -10,6 +10,7 @@
 //! - [`exit`]: the exit-status contract between the kernel, QEMU's isa-debug-exit device and
 //!   the runner.
 //! - [`memory`]: how much guest memory an image needs.
+//! - [`unwind`]: the stack walker (call-frame information, frame pointers) both sides use.
 #![no_std]
 #![forbid(unsafe_code)]
 
@@ -24,3 +25,4 @@ pub mod payload;
 pub mod record;
 pub mod sysno;
 pub mod trace;
+pub mod unwind;

@@ -30,6 +30,126 @@ pub enum Kind {
     Missing = 4,
     /// The kernel panicked: [`KernelPanic`].
     KernelPanic = 5,
+    /// Profiler samples, counted by stack: [`Profile`].
+    Profile = 6,
+}
+
+/// Where the CPU was when the profiler sampled it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Place {
+    /// Running the program's code.
+    User,
+    /// In the kernel, serving the program's system call with this number (the stack is
+    /// the caller's).
+    Syscall(u32),
+    /// Idle: every thread was waiting.
+    Idle,
+}
+
+impl Place {
+    fn code(self) -> (u32, u32) {
+        match self {
+            Place::User => (0, 0),
+            Place::Syscall(nr) => (1, nr),
+            Place::Idle => (2, 0),
+        }
+    }
+
+    fn from_code(code: u32, nr: u32) -> Result<Place, RecordError> {
+        Ok(match code {
+            0 => Place::User,
+            1 => Place::Syscall(nr),
+            2 => Place::Idle,
+            _ => return Err(RecordError::BadLength),
+        })
+    }
+}
+
+/// One distinct stack the profiler saw, and how many samples found it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProfileStack {
+    /// Samples that found this stack.
+    pub count: u32,
+    /// Where the CPU was.
+    pub place: Place,
+    /// The program's instruction pointer and return addresses, innermost first (empty
+    /// for [`Place::Idle`]).
+    pub pcs: Vec<u64>,
+}
+
+/// A batch of profiler samples, counted by stack (the kernel unwinds each sample and
+/// counts it, so a busy loop costs one entry however long it runs).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Profile {
+    /// Time between samples, in nanoseconds.
+    pub interval_ns: u64,
+    /// The stacks.
+    pub stacks: Vec<ProfileStack>,
+}
+
+impl Profile {
+    /// Most return addresses a stack carries.
+    pub const MAX_PCS: usize = crate::unwind::MAX_FRAMES;
+
+    /// The whole record.
+    pub fn encode(&self) -> Vec<u8> {
+        Self::encode_stacks(self.interval_ns, &self.stacks)
+    }
+
+    /// The record of `stacks` sampled every `interval_ns`, without building a [`Profile`].
+    pub fn encode_stacks(interval_ns: u64, stacks: &[ProfileStack]) -> Vec<u8> {
+        let mut b = Vec::new();
+        put_u64(&mut b, interval_ns);
+        put_u32(&mut b, stacks.len() as u32);
+        put_u32(&mut b, 0);
+        for s in stacks {
+            let (code, nr) = s.place.code();
+            put_u32(&mut b, s.count);
+            put_u32(&mut b, code);
+            put_u32(&mut b, nr);
+            put_u32(&mut b, s.pcs.len() as u32);
+            for pc in &s.pcs {
+                put_u64(&mut b, *pc);
+            }
+        }
+        let mut v = header(Kind::Profile, b.len() as u32).to_vec();
+        v.extend_from_slice(&b);
+        v
+    }
+}
+
+fn parse_profile(body: &[u8]) -> Result<Profile, RecordError> {
+    let mut r = Reader { b: body, at: 0 };
+    let interval_ns = r.u64()?;
+    let n = r.u32()? as usize;
+    r.u32()?;
+    // Each stack takes at least 16 bytes: a count larger than the body allows is a lie.
+    if n > body.len() / 16 {
+        return Err(RecordError::BadLength);
+    }
+    let mut stacks = Vec::with_capacity(n);
+    for _ in 0..n {
+        let count = r.u32()?;
+        let (code, nr) = (r.u32()?, r.u32()?);
+        let len = r.u32()? as usize;
+        if len > Profile::MAX_PCS {
+            return Err(RecordError::BadLength);
+        }
+        let pcs = r
+            .take(len * 8)?
+            .chunks_exact(8)
+            .map(|c| u64::from_le_bytes(c.try_into().expect("8 bytes")))
+            .collect();
+        stacks.push(ProfileStack {
+            count,
+            place: Place::from_code(code, nr)?,
+            pcs,
+        });
+    }
+    Ok(Profile {
+        interval_ns,
+        stacks,
+    })
 }
 
 /// The kernel's call stack when it panicked: return addresses, innermost first.
@@ -396,6 +516,8 @@ pub enum Record {
     Missing(Missing),
     /// See [`KernelPanic`].
     KernelPanic(KernelPanic),
+    /// See [`Profile`].
+    Profile(Profile),
 }
 
 /// Parses the first record of `bytes`; returns it and the bytes it used.
@@ -427,6 +549,7 @@ pub fn parse(bytes: &[u8]) -> Result<(Record, usize), RecordError> {
             })
         }
         5 => return Err(RecordError::BadLength),
+        6 => Record::Profile(parse_profile(body)?),
         k => return Err(RecordError::UnknownKind(k)),
     };
     Ok((record, HEADER_LEN + len))
@@ -655,6 +778,37 @@ mod tests {
         };
         let bytes = m.encode();
         assert_eq!(parse(&bytes).unwrap(), (Record::Missing(m), bytes.len()));
+        let profile = Profile {
+            interval_ns: 1_003_009,
+            stacks: vec![
+                ProfileStack {
+                    count: 7,
+                    place: Place::User,
+                    pcs: vec![0x40_1000, 0x40_2000],
+                },
+                ProfileStack {
+                    count: 2,
+                    place: Place::Syscall(1),
+                    pcs: vec![0x40_3000],
+                },
+                ProfileStack {
+                    count: 1,
+                    place: Place::Idle,
+                    pcs: vec![],
+                },
+            ],
+        };
+        let bytes = profile.encode();
+        assert_eq!(
+            parse(&bytes).unwrap(),
+            (Record::Profile(profile), bytes.len())
+        );
+        for cut in 0..bytes.len() {
+            assert!(parse(&bytes[..cut]).is_err());
+        }
+        let mut lie = bytes.clone();
+        lie[HEADER_LEN + 8..HEADER_LEN + 12].copy_from_slice(&u32::MAX.to_le_bytes());
+        assert!(parse(&lie).is_err());
         let k = KernelPanic {
             frames: vec![0x10_1234, 0x10_5678],
         };

@@ -295,6 +295,15 @@ struct RunArgs {
     /// With --trace: write the trace to FILE instead of stderr.
     #[arg(long, value_name = "FILE", requires = "trace")]
     trace_file: Option<PathBuf>,
+    /// Sample where the program spends its time and write a flame graph (SVG) to FILE.
+    #[arg(long, value_name = "FILE.svg")]
+    profile: Option<PathBuf>,
+    /// Write the profile's folded stacks (`a;b;c COUNT` lines) to FILE.
+    #[arg(long, value_name = "FILE")]
+    profile_folded: Option<PathBuf>,
+    /// Samples per second for --profile / --profile-folded (default 997).
+    #[arg(long, value_name = "HZ", value_parser = clap::value_parser!(u32).range(1..=10000))]
+    profile_hz: Option<u32>,
     /// Largest core file, like `ulimit -c`: 512K, 64M, 1G, or a number of MiB (default 1G).
     #[arg(long, value_name = "SIZE", value_parser = parse_core_limit)]
     core_limit: Option<u64>,
@@ -322,6 +331,28 @@ fn parse_ip(s: &str) -> Result<[u8; 4], String> {
 fn parse_cidr(s: &str) -> Result<([u8; 4], u8), String> {
     kiln_toolchain::qemu::args::parse_ipv4_cidr(s)
         .ok_or_else(|| format!("`{s}`: expected an IPv4 address and prefix, such as 10.0.2.15/24"))
+}
+
+/// Writes what `--profile` and `--profile-folded` asked for from the run's samples.
+fn profile_outputs(image: &std::path::Path, a: &RunArgs, records: &[u8]) -> anyhow::Result<()> {
+    use kiln_toolchain::debug::{self, profile};
+    let bytes = debug::pvh_image(image)?;
+    let program = debug::program_in_image(&bytes)?;
+    let bias = debug::gdb::load_bias(program)?;
+    let stacks = profile::folded(program, bias, records);
+    let samples: u64 = stacks.values().sum();
+    if let Some(f) = &a.profile_folded {
+        std::fs::write(f, profile::folded_text(&stacks))
+            .map_err(|e| anyhow::anyhow!("could not write {}: {e}", f.display()))?;
+        note!("wrote {} ({samples} samples, folded stacks)", f.display());
+    }
+    if let Some(f) = &a.profile {
+        let title = format!("{} ({samples} samples)", image.display());
+        std::fs::write(f, profile::flame_graph(&stacks, &title)?)
+            .map_err(|e| anyhow::anyhow!("could not write {}: {e}", f.display()))?;
+        note!("wrote flame graph {} ({samples} samples)", f.display());
+    }
+    Ok(())
 }
 
 fn parse_trace(s: &str) -> Result<kiln_toolchain::trace::Mode, String> {
@@ -449,6 +480,20 @@ fn run(layout: &Layout, a: &RunArgs) -> anyhow::Result<u8> {
         MachineArg::Microvm => Machine::Microvm,
         MachineArg::Q35 => Machine::Q35,
     };
+    // Output files fail now, not after the program has run.
+    for (flag, file) in [
+        ("--profile", &a.profile),
+        ("--profile-folded", &a.profile_folded),
+    ] {
+        if let Some(f) = file {
+            std::fs::File::create(f).map_err(|e| {
+                anyhow::anyhow!(
+                    "cannot write {flag} {}: {e} (give a path in an existing, writable directory)",
+                    f.display()
+                )
+            })?;
+        }
+    }
     let image = match &a.image_file {
         Some(i) => i.clone(),
         None => {
@@ -510,6 +555,8 @@ fn run(layout: &Layout, a: &RunArgs) -> anyhow::Result<u8> {
         core_limit: (a.core.is_some() || a.core_dir.is_some())
             .then(|| a.core_limit.unwrap_or(1 << 30)),
         trace: a.trace.is_some(),
+        profile_hz: (a.profile.is_some() || a.profile_folded.is_some())
+            .then(|| a.profile_hz.unwrap_or(997)),
         records_file: None,
     };
     // A trace follows the records file while the image runs.
@@ -555,6 +602,9 @@ fn run(layout: &Layout, a: &RunArgs) -> anyhow::Result<u8> {
         for line in kiln_toolchain::trace::missing_files(&r.records) {
             note!("{line}");
         }
+    }
+    if a.profile.is_some() || a.profile_folded.is_some() {
+        profile_outputs(&image, a, &r.records)?;
     }
     let core_file = a.core.clone().or_else(|| {
         a.core_dir.as_ref().map(|d| {

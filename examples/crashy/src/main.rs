@@ -3,7 +3,7 @@
 //! - `crashy segv`: writes through a null pointer in `crashy::store` (SIGSEGV, status 139);
 //! - `crashy abort`: calls `std::process::abort` from `crashy::give_up` (SIGABRT, 134);
 //! - `crashy thread`: a second thread named `worker` does the `segv` while the main thread
-//!   waits for it.
+//!   waits for it; `crashy spin` computes in `crashy::spin` for a second (for the profiler).
 //!
 //! Built with line tables and symbols (see `examples/Cargo.toml`) and without frame pointers,
 //! so the report must come from the program's call-frame information.
@@ -26,6 +26,19 @@ fn fill(depth: u32) {
     black_box(depth);
 }
 
+/// Busy for about `ms` milliseconds of wall-clock time.
+#[inline(never)]
+fn spin(ms: u64) -> u64 {
+    let start = std::time::Instant::now();
+    let mut x = 1u64;
+    while start.elapsed().as_millis() < u128::from(ms) {
+        for i in 0..10_000u64 {
+            x = black_box(x.wrapping_mul(6364136223846793005).wrapping_add(i));
+        }
+    }
+    x
+}
+
 #[inline(never)]
 fn give_up() {
     std::process::abort();
@@ -37,6 +50,9 @@ fn main() {
     match mode.as_str() {
         "segv" => fill(black_box(3)),
         "abort" => give_up(),
+        "spin" => {
+            black_box(spin(1000));
+        }
         "thread" => {
             let t = std::thread::Builder::new()
                 .name("worker".into())
@@ -45,7 +61,7 @@ fn main() {
             let _ = t.join();
         }
         other => {
-            eprintln!("crashy: unknown mode {other} (segv, abort, thread)");
+            eprintln!("crashy: unknown mode {other} (segv, abort, thread, spin)");
             std::process::exit(2);
         }
     }

@@ -16,6 +16,7 @@ mod crash;
 mod fault;
 mod machine;
 mod memlog;
+mod profile;
 mod run;
 mod signals;
 mod start;
@@ -45,6 +46,7 @@ fn kiln_main(boot: kiln_hal::BootInfo) -> ! {
 
 /// Ends the run with `status`.
 pub fn finish(status: u8) -> ! {
+    profile::finish();
     console::info(format_args!(
         "program exited with status {status}, {:.1} ms after boot",
         kiln_hal::time::monotonic_ns() as f64 / 1e6

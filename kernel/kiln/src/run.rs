@@ -6,6 +6,7 @@
 //! start (see `kiln_os::sched`). The timer interrupt preempts a thread that has run for a
 //! time slice while another is ready, and wakes sleepers at their deadlines.
 
+use kiln_abi::record::Place;
 use kiln_hal::context::{FxArea, UserContext};
 use kiln_hal::syscall::SyscallFrame;
 use kiln_hal::trap::TrapFrame;
@@ -55,6 +56,7 @@ fn arm_timer(k: &mut Kernel) {
         k.machine.sched.next_deadline(),
         crate::machine::net::deadline(k),
         crate::memlog::deadline(),
+        crate::profile::deadline(),
     ]
     .into_iter()
     .flatten()
@@ -67,8 +69,20 @@ fn arm_timer(k: &mut Kernel) {
     }
 }
 
-/// Handles one system call of the running thread.
+/// Handles one system call of the running thread; takes the profiler's sample on the way
+/// back when one fell due while the kernel served it (interrupts are off meanwhile).
 pub fn on_syscall(frame: &mut SyscallFrame, fx: &mut FxArea) {
+    let (nr, rip, rsp, rbp) = (frame.rax, frame.rip, frame.rsp, frame.rbp);
+    serve_syscall(frame, fx);
+    if crate::profile::due() {
+        if let Some(k) = KERNEL.lock().as_mut() {
+            let place = Place::Syscall(nr as u32);
+            crate::profile::sample(k, place, rip, rsp, rbp);
+        }
+    }
+}
+
+fn serve_syscall(frame: &mut SyscallFrame, fx: &mut FxArea) {
     let mut guard = KERNEL.lock();
     let k = guard
         .as_mut()
@@ -230,6 +244,9 @@ fn idle(k: &mut Kernel) {
 pub fn on_timer(frame: &mut TrapFrame, fx: &mut FxArea) {
     if !frame.from_user() {
         // The kernel was idling; its loop looks at the deadlines itself.
+        if crate::profile::due() {
+            crate::profile::sample_idle();
+        }
         return;
     }
     let Some(mut guard) = KERNEL.try_lock() else {
@@ -238,6 +255,9 @@ pub fn on_timer(frame: &mut TrapFrame, fx: &mut FxArea) {
     let Some(k) = guard.as_mut() else { return };
     crate::machine::net::service(k);
     crate::memlog::service();
+    if crate::profile::due() {
+        crate::profile::sample(k, Place::User, frame.rip, frame.rsp, frame.rbp);
+    }
     k.machine.sched.expire(time::monotonic_ns());
     if k.machine.sched.has_ready() {
         let tid = k.machine.current_tid();

@@ -146,6 +146,7 @@ pub fn run(boot: BootInfo) -> ! {
     let mut machine = HalMachine::new(main);
     machine::net::start(&config, &mut process, &mut machine);
     crate::memlog::start(config.memlog);
+    crate::profile::start(config.profile, program, loaded.load_bias);
     *KERNEL.lock() = Some(Kernel { process, machine });
     kiln_hal::syscall::init(run::on_syscall);
     kiln_hal::trap::set_user_fault_handler(fault::on_user_fault);

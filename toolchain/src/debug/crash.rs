@@ -5,7 +5,7 @@
 //! (addr2line: functions, inlined frames, files and lines) or, without DWARF, from its
 //! symbol table (the nearest symbol and an offset). Stripped programs get addresses.
 
-use kiln_abi::record::{Crash, Regs, GPR_NAMES, RBP};
+use kiln_abi::record::{Crash, Regs, GPR_NAMES};
 use object::{Object, ObjectSection, ObjectSymbol};
 use std::fmt::Write;
 
@@ -39,166 +39,17 @@ impl Stack<'_> {
     }
 }
 
-/// DWARF register numbers on x86_64 (System V psABI) and where they live in [`Regs`].
-fn dwarf_reg(regs: &UnwindRegs, r: gimli::Register) -> Option<u64> {
-    let g = &regs.gpr;
-    let v = match r.0 {
-        0 => g[0], // rax
-        1 => g[3], // rdx
-        2 => g[2], // rcx
-        3 => g[1], // rbx
-        4 => g[4], // rsi
-        5 => g[5], // rdi
-        6 => g[6], // rbp
-        7 => regs.rsp,
-        8..=15 => g[7 + (r.0 as usize - 8)],
-        16 => regs.rip,
-        _ => return None,
-    };
-    Some(v)
-}
-
-fn set_dwarf_reg(regs: &mut UnwindRegs, r: gimli::Register, v: u64) {
-    let g = &mut regs.gpr;
-    match r.0 {
-        0 => g[0] = v,
-        1 => g[3] = v,
-        2 => g[2] = v,
-        3 => g[1] = v,
-        4 => g[4] = v,
-        5 => g[5] = v,
-        6 => g[6] = v,
-        7 => regs.rsp = v,
-        8..=15 => g[7 + (r.0 as usize - 8)] = v,
-        16 => regs.rip = v,
-        _ => {}
-    }
-}
-
-#[derive(Debug, Clone, Copy)]
-struct UnwindRegs {
-    rip: u64,
-    rsp: u64,
-    gpr: [u64; 15],
-}
-
-/// The program's call-frame information.
-struct Cfi<'a> {
-    eh_frame: gimli::EhFrame<gimli::EndianSlice<'a, gimli::LittleEndian>>,
-    bases: gimli::BaseAddresses,
-}
-
-impl<'a> Cfi<'a> {
-    fn of(obj: &object::File<'a>) -> Option<Cfi<'a>> {
-        let section = obj.section_by_name(".eh_frame")?;
-        let data = section.data().ok()?;
-        let mut bases = gimli::BaseAddresses::default().set_eh_frame(section.address());
-        if let Some(t) = obj.section_by_name(".text") {
-            bases = bases.set_text(t.address());
-        }
-        if let Some(h) = obj.section_by_name(".eh_frame_hdr") {
-            bases = bases.set_eh_frame_hdr(h.address());
-        }
-        Some(Cfi {
-            eh_frame: gimli::EhFrame::new(data, gimli::LittleEndian),
-            bases,
-        })
-    }
-
-    /// One step: the caller's registers, from the CFI row covering `pc` (a link-time
-    /// address) and the current registers.
-    fn step(&self, pc: u64, regs: &UnwindRegs, stack: &Stack<'_>) -> Option<UnwindRegs> {
-        use gimli::{CfaRule, RegisterRule, UnwindSection};
-        let mut ctx = gimli::UnwindContext::new();
-        let fde = self
-            .eh_frame
-            .fde_for_address(&self.bases, pc, gimli::EhFrame::cie_from_offset)
-            .ok()?;
-        let row = fde
-            .unwind_info_for_address(&self.eh_frame, &self.bases, &mut ctx, pc)
-            .ok()?;
-        let cfa = match row.cfa() {
-            CfaRule::RegisterAndOffset { register, offset } => {
-                dwarf_reg(regs, *register)?.wrapping_add(*offset as u64)
-            }
-            CfaRule::Expression(_) => return None,
-        };
-        let mut next = *regs;
-        next.rsp = cfa;
-        // Caller-saved registers are unknown in the caller; keep the callee-saved ones.
-        for r in 0..=16u16 {
-            let reg = gimli::Register(r);
-            let value = match row.register(reg) {
-                RegisterRule::Undefined => {
-                    if r == 16 {
-                        return None;
-                    }
-                    continue;
-                }
-                RegisterRule::SameValue => continue,
-                RegisterRule::Offset(o) => stack.u64_at(cfa.wrapping_add(o as u64))?,
-                RegisterRule::ValOffset(o) => cfa.wrapping_add(o as u64),
-                RegisterRule::Register(other) => dwarf_reg(regs, other)?,
-                _ => continue,
-            };
-            set_dwarf_reg(&mut next, reg, value);
-        }
-        Some(next)
-    }
-}
-
 /// Unwinds the crashed thread: the return addresses (running addresses), innermost first.
 pub fn unwind(program: &[u8], crash: &Crash) -> Vec<u64> {
     let Some(first) = crash.threads.first() else {
         return Vec::new();
     };
-    let obj = object::File::parse(program).ok();
-    let cfi = obj.as_ref().and_then(Cfi::of);
+    let cfi = kiln_abi::unwind::Cfi::from_elf(program, crash.load_bias);
     let stack = Stack {
         base: crash.stack_addr,
         bytes: &crash.stack,
     };
-    let bias = crash.load_bias;
-    let mut regs = UnwindRegs {
-        rip: first.regs.rip,
-        rsp: first.regs.rsp,
-        gpr: first.regs.gpr,
-    };
-    let mut pcs = vec![regs.rip];
-    while pcs.len() < MAX_FRAMES {
-        // A return address points after the call: look up the call itself.
-        let lookup = if pcs.len() == 1 {
-            regs.rip
-        } else {
-            regs.rip.wrapping_sub(1)
-        }
-        .wrapping_sub(bias);
-        let next = cfi
-            .as_ref()
-            .and_then(|c| c.step(lookup, &regs, &stack))
-            .or_else(|| frame_pointer_step(&regs, &stack));
-        match next {
-            Some(n) if n.rip != 0 && n.rsp > regs.rsp => {
-                pcs.push(n.rip);
-                regs = n;
-            }
-            _ => break,
-        }
-    }
-    pcs
-}
-
-/// The frame-pointer chain: `[rbp]` is the caller's rbp, `[rbp+8]` the return address.
-fn frame_pointer_step(regs: &UnwindRegs, stack: &Stack<'_>) -> Option<UnwindRegs> {
-    let rbp = regs.gpr[RBP];
-    if rbp < regs.rsp {
-        return None;
-    }
-    let mut next = *regs;
-    next.rip = stack.u64_at(rbp.checked_add(8)?)?;
-    next.gpr[RBP] = stack.u64_at(rbp)?;
-    next.rsp = rbp + 16;
-    Some(next)
+    kiln_abi::unwind::walk(cfi.as_ref(), &first.regs, MAX_FRAMES, |a| stack.u64_at(a))
 }
 
 /// Names for addresses of one program.
@@ -474,7 +325,8 @@ mod tests {
     }
 
     #[test]
-    fn frame_pointers_unwind_without_cfi() {
+    fn a_report_without_cfi_follows_frame_pointers() {
+        use kiln_abi::record::RBP;
         // Two frames: rbp chain at 0x1000 -> 0x1020 -> 0 (end).
         let mut stack = vec![0u8; 0x40];
         let put =

@@ -5,6 +5,7 @@
 pub mod coredump;
 pub mod crash;
 pub mod gdb;
+pub mod profile;
 
 use anyhow::anyhow;
 use std::path::Path;

@@ -47,6 +47,8 @@ pub struct RunOptions {
     pub core_limit: Option<u64>,
     /// `--trace`: the kernel sends a record per system call.
     pub trace: bool,
+    /// `--profile`: the kernel samples the running code this many times a second.
+    pub profile_hz: Option<u32>,
     /// Where QEMU writes the kernel's records (a file the caller may follow while the
     /// image runs); a file in the run's temporary directory when `None`.
     pub records_file: Option<PathBuf>,
@@ -176,6 +178,7 @@ pub fn runtime_config(target: &Target, opts: &RunOptions) -> Config {
         net: opts.net.config.clone(),
         core: opts.core_limit,
         trace: opts.trace,
+        profile: opts.profile_hz,
         ..Config::default()
     };
     for (k, v) in &opts.env {
@@ -501,6 +504,7 @@ mod tests {
             gdb: None,
             core_limit: None,
             trace: false,
+            profile_hz: None,
             records_file: None,
         };
         let a = joined(&qemu_args(

@@ -1,0 +1,120 @@
+//! `run --profile`: the kernel's profile records ([`kiln_abi::record::Profile`], stacks it
+//! unwound and counted) symbolized and folded (`main;handle;parse 42`, root first), which
+//! the `inferno` crate draws as a flame graph.
+
+use kiln_abi::record::{Place, Record};
+use std::collections::BTreeMap;
+
+/// Folded stacks: `root;...;leaf` to the samples that found it.
+pub type Folded = BTreeMap<String, u64>;
+
+/// The folded stacks of the profile records in `records`, for `program` (an ELF) loaded
+/// at `bias`. A system call is the leaf `[kernel] NAME`, an idle CPU `[idle]`.
+pub fn folded(program: &[u8], bias: u64, records: &[u8]) -> Folded {
+    let sym = super::crash::Symbolizer::new(program, bias);
+    let mut names: BTreeMap<(u64, bool), Vec<String>> = BTreeMap::new();
+    let mut stacks = Folded::new();
+    for r in kiln_abi::record::parse_all(records) {
+        let Record::Profile(p) = r else { continue };
+        for s in p.stacks {
+            let mut frames: Vec<String> = Vec::new();
+            for (i, &pc) in s.pcs.iter().enumerate() {
+                // Return addresses (all but the first) point after their call.
+                let call = i > 0;
+                let named = names.entry((pc, call)).or_insert_with(|| {
+                    let fs = sym.frames(pc, call);
+                    if fs.is_empty() {
+                        return vec![format!("{pc:#x}")];
+                    }
+                    // addr2line lists inlined frames innermost first, as the stack is.
+                    fs.into_iter()
+                        .map(|f| {
+                            f.function
+                                .map(|n| function_only(&n).replace(';', ":"))
+                                .unwrap_or_else(|| format!("{pc:#x}"))
+                        })
+                        .collect()
+                });
+                frames.extend(named.iter().cloned());
+            }
+            frames.reverse();
+            match s.place {
+                Place::User => {}
+                Place::Syscall(nr) => frames.push(format!(
+                    "[kernel] {}",
+                    kiln_abi::sysno::name(u64::from(nr))
+                        .map(str::to_string)
+                        .unwrap_or_else(|| format!("syscall {nr}"))
+                )),
+                Place::Idle => frames.push("[idle]".to_string()),
+            }
+            *stacks.entry(frames.join(";")).or_insert(0) += u64::from(s.count);
+        }
+    }
+    stacks
+}
+
+/// `name` without the `+0x1f` offset that symbol-table names carry: a profile counts
+/// functions, not instructions.
+fn function_only(name: &str) -> &str {
+    match name.rsplit_once("+0x") {
+        Some((f, off)) if !f.is_empty() && off.bytes().all(|b| b.is_ascii_hexdigit()) => f,
+        _ => name,
+    }
+}
+
+/// The folded stacks as text, one `stack count` line each.
+pub fn folded_text(stacks: &Folded) -> String {
+    stacks.iter().map(|(s, n)| format!("{s} {n}\n")).collect()
+}
+
+/// A flame graph (SVG) of `stacks`.
+pub fn flame_graph(stacks: &Folded, title: &str) -> anyhow::Result<Vec<u8>> {
+    let text = folded_text(stacks);
+    let mut opts = inferno::flamegraph::Options::default();
+    opts.title = title.to_string();
+    opts.count_name = "samples".to_string();
+    let mut svg = Vec::new();
+    inferno::flamegraph::from_lines(&mut opts, text.lines(), &mut svg)
+        .map_err(|e| anyhow::anyhow!("could not draw the flame graph: {e}"))?;
+    Ok(svg)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kiln_abi::record::{Profile, ProfileStack};
+
+    #[test]
+    fn stacks_fold_root_first_with_kernel_leaves() {
+        let stacks = [
+            ProfileStack {
+                count: 5,
+                place: Place::User,
+                pcs: vec![0x40_1000, 0x40_2000],
+            },
+            ProfileStack {
+                count: 2,
+                place: Place::Syscall(1),
+                pcs: vec![0x40_3000],
+            },
+            ProfileStack {
+                count: 3,
+                place: Place::Idle,
+                pcs: vec![],
+            },
+        ];
+        let mut records = Profile::encode_stacks(1_000_000, &stacks[..2]);
+        records.extend(Profile::encode_stacks(1_000_000, &stacks[2..]));
+        records.extend(Profile::encode_stacks(1_000_000, &stacks[2..]));
+        let folded = folded(b"not an elf", 0, &records);
+        assert_eq!(
+            folded_text(&folded),
+            "0x402000;0x401000 5\n0x403000;[kernel] write 2\n[idle] 6\n"
+        );
+        let svg = flame_graph(&folded, "t").unwrap();
+        assert_eq!(function_only("burn+0x19"), "burn");
+        assert_eq!(function_only("a::<b+0x1>::c"), "a::<b+0x1>::c");
+        assert!(String::from_utf8_lossy(&svg).contains("<svg"));
+    }
+}
