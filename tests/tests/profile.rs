@@ -141,3 +141,31 @@ fn an_unwritable_profile_path_is_a_clear_error_before_the_run() {
         "the program must not run: {r:?}"
     );
 }
+
+#[test]
+fn a_stripped_third_party_program_is_profiled_by_address() {
+    // Debian's busybox: stripped, and CFI only for its C library. The profile still counts
+    // where it ran, by address.
+    let dir = scratch("profile-busybox");
+    let folded = dir.join("busybox.folded");
+    let r = kiln(&[
+        "run",
+        "--elf",
+        "/bin/busybox",
+        "--profile-folded",
+        folded.to_str().unwrap(),
+        "--",
+        "sh",
+        "-c",
+        "i=0; while [ $i -lt 3000 ]; do i=$((i+1)); done; echo done",
+    ]);
+    assert_eq!(r.status, 0, "{r:?}");
+    assert_eq!(r.out(), "done\n", "{r:?}");
+    let text = std::fs::read_to_string(&folded).unwrap();
+    let (_, all) = share(&text, "");
+    assert!(all >= 20, "too few samples ({all}):\n{text}");
+    assert!(
+        text.lines().any(|l| l.starts_with("0x")),
+        "addresses for a stripped program:\n{text}"
+    );
+}

@@ -341,6 +341,9 @@ fn profile_outputs(image: &std::path::Path, a: &RunArgs, records: &[u8]) -> anyh
     let bias = debug::gdb::load_bias(program)?;
     let stacks = profile::folded(program, bias, records);
     let samples: u64 = stacks.values().sum();
+    if samples == 0 {
+        note!("the profile has no samples: the kernel sends them when the program exits, and this one did not (stopped or timed out?)");
+    }
     if let Some(f) = &a.profile_folded {
         std::fs::write(f, profile::folded_text(&stacks))
             .map_err(|e| anyhow::anyhow!("could not write {}: {e}", f.display()))?;
