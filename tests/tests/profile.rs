@@ -22,6 +22,25 @@ fn share(folded: &str, frame: &str) -> (u64, u64) {
     (hit, all)
 }
 
+/// Runs `cargo xtask run --elf ELF --profile-folded ... EXTRA... -- ARGS...` in the scratch
+/// directory `name`; returns the run and the folded stacks.
+fn profile_elf(name: &str, elf: &str, extra: &[&str], args: &[&str]) -> (kiln_tests::Run, String) {
+    let folded = scratch(name).join("profile.folded");
+    let mut argv = vec![
+        "run",
+        "--elf",
+        elf,
+        "--profile-folded",
+        folded.to_str().unwrap(),
+    ];
+    argv.extend(extra);
+    argv.push("--");
+    argv.extend(args);
+    let r = kiln(&argv);
+    let text = std::fs::read_to_string(&folded).unwrap_or_default();
+    (r, text)
+}
+
 #[test]
 fn a_rust_programs_hot_function_dominates_the_profile() {
     let dir = scratch("profile-rust");
@@ -97,20 +116,13 @@ int main(int argc, char **argv) {
         "{}",
         String::from_utf8_lossy(&cc.stderr)
     );
-    let folded = dir.join("burn.folded");
-    let r = kiln(&[
-        "run",
-        "--elf",
+    let (r, text) = profile_elf(
+        "profile-c-run",
         exe.to_str().unwrap(),
-        "--profile-folded",
-        folded.to_str().unwrap(),
-        "--profile-hz",
-        "499",
-        "--",
-        "300000000",
-    ]);
+        &["--profile-hz", "499"],
+        &["300000000"],
+    );
     assert_eq!(r.status, 0, "{r:?}");
-    let text = std::fs::read_to_string(&folded).unwrap();
     let (hit, all) = share(&text, "burn");
     assert!(all >= 50, "too few samples ({all}):\n{text}");
     assert!(hit * 2 > all, "burn in {hit} of {all} samples:\n{text}");
@@ -146,22 +158,15 @@ fn an_unwritable_profile_path_is_a_clear_error_before_the_run() {
 fn a_stripped_third_party_program_is_profiled_by_address() {
     // Debian's busybox: stripped, and CFI only for its C library. The profile still counts
     // where it ran, by address.
-    let dir = scratch("profile-busybox");
-    let folded = dir.join("busybox.folded");
-    let r = kiln(&[
-        "run",
-        "--elf",
+    let script = "i=0; while [ $i -lt 3000 ]; do i=$((i+1)); done; echo done";
+    let (r, text) = profile_elf(
+        "profile-busybox",
         "/bin/busybox",
-        "--profile-folded",
-        folded.to_str().unwrap(),
-        "--",
-        "sh",
-        "-c",
-        "i=0; while [ $i -lt 3000 ]; do i=$((i+1)); done; echo done",
-    ]);
+        &[],
+        &["sh", "-c", script],
+    );
     assert_eq!(r.status, 0, "{r:?}");
     assert_eq!(r.out(), "done\n", "{r:?}");
-    let text = std::fs::read_to_string(&folded).unwrap();
     let (_, all) = share(&text, "");
     assert!(all >= 20, "too few samples ({all}):\n{text}");
     assert!(
