@@ -10,6 +10,7 @@
 //! - [`exit`]: the exit-status contract between the kernel, QEMU's isa-debug-exit device and
 //!   the runner.
 //! - [`memory`]: how much guest memory an image needs.
+//! - [`bytes`]: little-endian reads for the parsers on both sides.
 //! - [`unwind`]: the stack walker (call-frame information, frame pointers) both sides use.
 #![no_std]
 #![forbid(unsafe_code)]
@@ -18,6 +19,7 @@ extern crate alloc;
 #[cfg(test)]
 extern crate std;
 
+pub mod bytes;
 pub mod cmdline;
 pub mod exit;
 pub mod memory;

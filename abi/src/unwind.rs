@@ -7,6 +7,7 @@
 //! gimli (no_std, `read` only) does the CFI parsing and evaluation; memory comes from a
 //! caller's closure, so the walker works on a live address space and on a stack copy alike.
 
+use crate::bytes::{u16_at, u32_at, u64_at};
 use alloc::vec::Vec;
 use gimli::{
     BaseAddresses, CfaRule, EhFrame, EhFrameHdr, EndianSlice, LittleEndian, ParsedEhFrameHdr,
@@ -47,18 +48,6 @@ struct Phdr {
 }
 
 const PF_X: u32 = 1;
-
-fn u16_at(b: &[u8], at: usize) -> Option<u16> {
-    Some(u16::from_le_bytes(b.get(at..at + 2)?.try_into().ok()?))
-}
-
-fn u32_at(b: &[u8], at: usize) -> Option<u32> {
-    Some(u32::from_le_bytes(b.get(at..at + 4)?.try_into().ok()?))
-}
-
-fn u64_at(b: &[u8], at: usize) -> Option<u64> {
-    Some(u64::from_le_bytes(b.get(at..at + 8)?.try_into().ok()?))
-}
 
 fn phdrs(elf: &[u8]) -> Option<Vec<Phdr>> {
     if elf.get(..4)? != b"\x7fELF" || *elf.get(4)? != 2 {

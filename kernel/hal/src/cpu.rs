@@ -28,6 +28,30 @@ pub unsafe fn outl(port: u16, value: u32) {
     }
 }
 
+/// Writes a 16-bit value to an I/O port.
+///
+/// # Safety
+/// As for [`outb`].
+pub unsafe fn outw(port: u16, value: u16) {
+    // SAFETY: as for `outb`.
+    unsafe {
+        asm!("out dx, ax", in("dx") port, in("ax") value, options(nomem, nostack, preserves_flags))
+    }
+}
+
+/// Reads a 16-bit value from an I/O port.
+///
+/// # Safety
+/// As for [`inb`].
+pub unsafe fn inw(port: u16) -> u16 {
+    let v: u16;
+    // SAFETY: as for `outb`.
+    unsafe {
+        asm!("in ax, dx", out("ax") v, in("dx") port, options(nomem, nostack, preserves_flags))
+    }
+    v
+}
+
 /// Reads a byte from an I/O port.
 ///
 /// # Safety

@@ -16,6 +16,7 @@ const IOWIN: u64 = 0x10;
 const VERSION: u32 = 0x01;
 const MASKED: u32 = 1 << 16;
 const LEVEL: u32 = 1 << 15;
+const ACTIVE_LOW: u32 = 1 << 13;
 
 /// Serialises the select/window register pair (interrupt handlers mask lines too, but only
 /// while the kernel runs with interrupts off, so this is never contended on one CPU).
@@ -65,6 +66,12 @@ pub fn lines() -> u32 {
 /// exception vector would run a stub that expects an error code the interrupt does not
 /// push, and return through a misaligned frame).
 pub fn route(gsi: u8, vector: u8) -> bool {
+    route_with(gsi, vector, true, false)
+}
+
+/// As [`route`], with the line's trigger mode (`level`, or edge) and polarity
+/// (`active_low`, or high) as the firmware describes the device.
+pub fn route_with(gsi: u8, vector: u8, level: bool, active_low: bool) -> bool {
     if vector < crate::trap::FIRST_DEVICE_VECTOR || vector == crate::trap::SPURIOUS_VECTOR {
         return false;
     }
@@ -76,7 +83,8 @@ pub fn route(gsi: u8, vector: u8) -> bool {
     with_regs(|_, write| {
         write(reg, MASKED);
         write(reg + 1, apic_id << 24);
-        write(reg, vector as u32 | LEVEL);
+        let mode = if level { LEVEL } else { 0 } | if active_low { ACTIVE_LOW } else { 0 };
+        write(reg, vector as u32 | mode);
     });
     true
 }

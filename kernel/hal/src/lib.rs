@@ -30,6 +30,7 @@ pub mod ioapic;
 pub mod mem;
 pub mod paging;
 pub mod pci;
+pub mod power;
 pub mod pvh;
 pub mod serial;
 pub mod syscall;
@@ -66,6 +67,9 @@ pub struct BootInfo {
     pub ram_bytes: u64,
     /// How the TSC was calibrated.
     pub calibration: time::Calibration,
+    /// Physical address of the ACPI RSDP, when the loader passed one (otherwise search
+    /// the BIOS area).
+    pub rsdp: Option<u64>,
 }
 
 unsafe extern "Rust" {
@@ -174,6 +178,7 @@ pub(crate) extern "C" fn start(start_info: u64) -> ! {
         kernel,
         ram_bytes,
         calibration,
+        rsdp: info.rsdp,
     })
 }
 

@@ -21,6 +21,8 @@ pub struct StartInfo {
     pub ram: [RamRange; 32],
     /// Entries used in `ram`.
     pub ram_count: usize,
+    /// Physical address of the ACPI RSDP, when the loader gave one.
+    pub rsdp: Option<u64>,
 }
 
 static RAM: spin::Once<([RamRange; 32], usize)> = spin::Once::new();
@@ -62,10 +64,12 @@ pub(crate) fn parse(addr: u64) -> Option<StartInfo> {
     } else {
         None
     };
+    let rsdp: u64 = read(addr + 32);
     let mut info = StartInfo {
         cmdline,
         ram: [RamRange::default(); 32],
         ram_count: 0,
+        rsdp: (rsdp != 0).then_some(rsdp),
     };
     if version >= 1 {
         let map: u64 = read(addr + 40);

@@ -9,6 +9,7 @@ use kiln_os::sched::Scheduler;
 
 use crate::console;
 
+pub mod acpi;
 pub mod net;
 
 /// The user page tables of the one address space.

@@ -144,7 +144,8 @@ pub fn run(boot: BootInfo) -> ! {
     };
     let mut process = process;
     let mut machine = HalMachine::new(main);
-    machine::net::start(&config, &mut process, &mut machine);
+    let transports = machine::acpi::start(boot.rsdp);
+    machine::net::start(&config, &transports, &mut process, &mut machine);
     crate::memlog::start(config.memlog);
     crate::profile::start(config.profile, program, loaded.load_bias);
     *KERNEL.lock() = Some(Kernel { process, machine });

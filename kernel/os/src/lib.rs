@@ -8,6 +8,7 @@
 
 extern crate alloc;
 
+pub mod acpi;
 pub mod elf;
 pub mod errno;
 pub mod fd;

@@ -1,8 +1,9 @@
 //! The network card: finding it, its interrupt, and running the stack when it speaks.
 //!
 //! Devices: virtio-mmio transports announced on the command line
-//! (`virtio_mmio.device=SIZE@BASE:GSI`, as QEMU microvm with `acpi=off` and Firecracker do),
-//! else virtio-net on PCI bus 0 (q35). The first network device found is used.
+//! (`virtio_mmio.device=SIZE@BASE:GSI`, as QEMU microvm with `acpi=off` and Firecracker do)
+//! or in the DSDT (microvm with `acpi=on`, see `machine::acpi`), else virtio-net on PCI bus
+//! 0 (q35). The first network device found is used.
 //!
 //! Interrupts: the device's line goes through the I/O APIC to a vector whose handler masks
 //! the line and sets [`PENDING`]; it takes no lock. The scheduler loop calls [`service`],
@@ -107,19 +108,22 @@ fn route(line: u8) {
 
 /// Finds the network card, gives it to `machine`, configures the stack from the command
 /// line (`kiln.ip`, `kiln.gw`, `kiln.dns`) and starts it (DHCP goes out now).
-pub fn start(config: &Config, process: &mut Process, machine: &mut HalMachine) {
+pub fn start(
+    config: &Config,
+    acpi: &[super::acpi::Transport],
+    process: &mut Process,
+    machine: &mut HalMachine,
+) {
     process.net.configure(config.net.clone());
     let mut card = None;
-    for token in &config.other {
-        let Some((base, size, gsi)) = parse_mmio_token(token) else {
-            continue;
-        };
+    let announced = config.other.iter().filter_map(|t| parse_mmio_token(t));
+    for (base, size, gsi) in announced.chain(acpi.iter().copied()) {
         match VirtioNet::mmio(base, size) {
             Ok(dev) => {
                 card = Some((dev, gsi, String::from("virtio-mmio")));
                 break;
             }
-            Err(why) => console::info(format_args!("net: {token}: {why}")),
+            Err(why) => console::info(format_args!("net: virtio-mmio at {base:#x}: {why}")),
         }
     }
     if card.is_none() {
