@@ -304,6 +304,10 @@ struct RunArgs {
     /// Samples per second for --profile / --profile-folded (default 997).
     #[arg(long, value_name = "HZ", value_parser = clap::value_parser!(u32).range(1..=10000))]
     profile_hz: Option<u32>,
+    /// Seconds a stop (Ctrl-C, SIGTERM) gives the program after pressing the virtual
+    /// machine's power button (the program gets SIGTERM) before stopping it hard (137).
+    #[arg(long, value_name = "SECS", default_value_t = 10)]
+    stop_timeout: u64,
     /// Largest core file, like `ulimit -c`: 512K, 64M, 1G, or a number of MiB (default 1G).
     #[arg(long, value_name = "SIZE", value_parser = parse_core_limit)]
     core_limit: Option<u64>,
@@ -560,6 +564,7 @@ fn run(layout: &Layout, a: &RunArgs) -> anyhow::Result<u8> {
         trace: a.trace.is_some(),
         profile_hz: (a.profile.is_some() || a.profile_folded.is_some())
             .then(|| a.profile_hz.unwrap_or(997)),
+        stop_timeout: std::time::Duration::from_secs(a.stop_timeout),
         records_file: None,
     };
     // A trace follows the records file while the image runs.

@@ -20,6 +20,7 @@ mod profile;
 mod run;
 mod signals;
 mod start;
+mod stop;
 
 use kiln_os::process::Process;
 

@@ -180,6 +180,7 @@ fn next_thread(k: &mut Kernel) -> (u32, UserContext) {
     loop {
         crate::machine::net::service(k);
         crate::memlog::service();
+        crate::stop::check(k);
         k.machine.sched.expire(time::monotonic_ns());
         let Some((tid, how)) = k.machine.sched.pick() else {
             idle(k);
@@ -255,6 +256,7 @@ pub fn on_timer(frame: &mut TrapFrame, fx: &mut FxArea) {
     let Some(k) = guard.as_mut() else { return };
     crate::machine::net::service(k);
     crate::memlog::service();
+    crate::stop::check(k);
     if crate::profile::due() {
         crate::profile::sample(k, Place::User, frame.rip, frame.rsp, frame.rbp);
     }

@@ -192,6 +192,7 @@ pub fn soak(layout: &Layout, opts: &SoakOptions) -> anyhow::Result<SoakReport> {
         log: dir.join("console.log"),
         status: dir.join("status"),
         records: dir.join("records"),
+        qmp: None,
     };
     let run = RunOptions {
         machine,

@@ -49,6 +49,9 @@ pub struct RunOptions {
     pub trace: bool,
     /// `--profile`: the kernel samples the running code this many times a second.
     pub profile_hz: Option<u32>,
+    /// How long a stop (Ctrl-C, SIGTERM) waits after pressing the power button before it
+    /// stops the machine hard.
+    pub stop_timeout: std::time::Duration,
     /// Where QEMU writes the kernel's records (a file the caller may follow while the
     /// image runs); a file in the run's temporary directory when `None`.
     pub records_file: Option<PathBuf>,
@@ -160,6 +163,8 @@ pub struct StreamPaths {
     pub status: PathBuf,
     /// Binary records from the kernel (a plain file).
     pub records: PathBuf,
+    /// QEMU's QMP socket, for a graceful stop (the power button); none when `None`.
+    pub qmp: Option<PathBuf>,
 }
 
 /// The run-time overrides passed with `-append`; the streams use the target's ports.
@@ -324,6 +329,9 @@ fn machine_args(
             push("-S");
         }
     }
+    if let Some(q) = &streams.qmp {
+        a.extend(super::qmp::args(q).map(OsString::from));
+    }
     a.extend(net_args(target, &opts.net));
     a
 }
@@ -401,6 +409,7 @@ mod tests {
             log: "l".into(),
             status: "s".into(),
             records: "r".into(),
+            qmp: None,
         };
         let a: Vec<String> = machine_args(&t, &opts, Accel::Tcg, &paths)
             .iter()
@@ -451,6 +460,7 @@ mod tests {
             log: "/t/a,b/log".into(),
             status: "/t/status".into(),
             records: "/t/records".into(),
+            qmp: Some("/t/qmp".into()),
         }
     }
 
@@ -505,6 +515,7 @@ mod tests {
             core_limit: None,
             trace: false,
             profile_hz: None,
+            stop_timeout: std::time::Duration::from_secs(10),
             records_file: None,
         };
         let a = joined(&qemu_args(

@@ -12,6 +12,7 @@ pub mod install;
 pub mod kvm;
 pub mod outcome;
 pub mod probe;
+pub mod qmp;
 pub mod signals;
 pub mod streams;
 pub mod target;
@@ -275,6 +276,7 @@ fn run_once(
             .records_file
             .clone()
             .unwrap_or_else(|| dir.path().join("records")),
+        qmp: Some(dir.path().join("qmp")),
     };
     let done = Arc::new(AtomicBool::new(false));
     let log = Arc::new(Mutex::new(Vec::new()));
@@ -374,10 +376,39 @@ fn run_once(
 
     let mut accel_failed = None;
     let mut checked_len = 0;
+    // A stop signal presses the power button; the guest then has `stop_timeout` to end.
+    let mut stopping: Option<(i32, Instant)> = None;
     let ended = loop {
-        if let Some(sig) = signals::received() {
-            kill_and_reap(&mut child);
-            break Ended::Interrupted(sig);
+        if let Some(sig) = signals::take() {
+            match (&stopping, &paths.qmp) {
+                (None, Some(qmp)) if !opts.stop_timeout.is_zero() => {
+                    match qmp::system_powerdown(qmp) {
+                        Ok(()) => {
+                            crate::note!(
+                                "{}: pressed the virtual machine's power button; it has {} s to stop (again to stop it at once)",
+                                outcome::signal_name(sig),
+                                opts.stop_timeout.as_secs()
+                            );
+                            stopping = Some((sig, Instant::now()));
+                        }
+                        Err(e) => {
+                            crate::note!("could not press the power button ({e}); stopping the virtual machine");
+                            kill_and_reap(&mut child);
+                            break Ended::Interrupted(sig);
+                        }
+                    }
+                }
+                _ => {
+                    kill_and_reap(&mut child);
+                    break Ended::Interrupted(sig);
+                }
+            }
+        }
+        if let Some((_, since)) = stopping {
+            if since.elapsed() >= opts.stop_timeout && child.try_wait()?.is_none() {
+                kill_and_reap(&mut child);
+                break Ended::StopTimedOut(opts.stop_timeout.as_secs());
+            }
         }
         let exited = child.try_wait()?;
         if accel == Accel::Kvm {

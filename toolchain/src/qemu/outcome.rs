@@ -13,6 +13,9 @@ pub enum Ended {
     TimedOut(u64),
     /// We stopped QEMU because the runner received this signal (SIGINT, SIGTERM, SIGHUP).
     Interrupted(i32),
+    /// The power button was pressed and the guest had not stopped this many seconds later:
+    /// we stopped QEMU (as `docker stop` ends with SIGKILL).
+    StopTimedOut(u64),
 }
 
 /// The name of a signal the runner stops on.
@@ -109,6 +112,12 @@ pub fn decide(ended: Ended, log: &str, qemu_stderr: &str, status_byte: Option<u8
             )),
         },
         Ended::Signaled(sig) => fail(format!("QEMU was killed by signal {sig}")),
+        Ended::StopTimedOut(secs) => Outcome {
+            status: 137,
+            reason: Some(format!(
+                "the program had not stopped {secs} s after the power button; stopped the virtual machine (raise --stop-timeout to give it longer)"
+            )),
+        },
         Ended::Interrupted(sig) => Outcome {
             status: 128u8.saturating_add(sig.clamp(0, 127) as u8),
             reason: Some(format!(
@@ -267,6 +276,9 @@ mod tests {
 
     #[test]
     fn timeouts() {
+        let o = decide(Ended::StopTimedOut(10), "", "", None);
+        assert_eq!(o.status, 137);
+        assert!(o.reason.unwrap().contains("--stop-timeout"));
         let o = decide(Ended::TimedOut(5), "", "", None);
         assert_eq!(o.status, 124);
         assert!(o.reason.unwrap().contains("after 5 s"));

@@ -33,11 +33,29 @@ pub fn install() {
     last();
 }
 
+/// A signal [`take`] has handed out (so [`received`] still reports it).
+static TAKEN: AtomicUsize = AtomicUsize::new(0);
+
 /// The stop signal received since [`install`], if any.
 pub fn received() -> Option<i32> {
     match last().load(Ordering::Acquire) {
-        0 => None,
+        0 => match TAKEN.load(Ordering::Acquire) {
+            0 => None,
+            n => Some(n as i32),
+        },
         n => Some(n as i32),
+    }
+}
+
+/// The stop signal received since the last call (or since [`install`]), if any; unlike
+/// [`received`], it forgets it, so that a second signal can be told from the first.
+pub fn take() -> Option<i32> {
+    match last().swap(0, Ordering::AcqRel) {
+        0 => None,
+        n => {
+            TAKEN.store(n, Ordering::Release);
+            Some(n as i32)
+        }
     }
 }
 

@@ -140,6 +140,7 @@ impl Guest {
                     log: self.dir.join("kiln-console.log"),
                     status: self.dir.join("kiln-status"),
                     records: self.dir.join("kiln-records"),
+                    qmp: None,
                 };
                 let opts = RunOptions {
                     machine: self.machine,
