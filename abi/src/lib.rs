@@ -5,6 +5,7 @@
 //! - [`cmdline`]: how arguments, environment and console routing travel on the kernel
 //!   command line.
 //! - [`record`]: binary records (crash state) the kernel sends the host on their own channel.
+//! - [`regs`]: the general registers of a user thread, shared by the kernel's layers.
 //! - [`sysno`]: the x86_64 system-call table; [`trace`]: what a syscall trace record carries
 //!   of each call's memory.
 //! - [`exit`]: the exit-status contract between the kernel, QEMU's isa-debug-exit device and
@@ -25,6 +26,7 @@ pub mod exit;
 pub mod memory;
 pub mod payload;
 pub mod record;
+pub mod regs;
 pub mod sysno;
 pub mod trace;
 pub mod unwind;

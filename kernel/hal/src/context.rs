@@ -19,55 +19,83 @@ impl Default for FxArea {
     }
 }
 
-/// General registers of a user thread.
-#[derive(Debug, Clone, Copy, Default)]
-#[allow(missing_docs)]
-pub struct Regs {
-    pub rax: u64,
-    pub rbx: u64,
-    pub rcx: u64,
-    pub rdx: u64,
-    pub rsi: u64,
-    pub rdi: u64,
-    pub rbp: u64,
-    pub r8: u64,
-    pub r9: u64,
-    pub r10: u64,
-    pub r11: u64,
-    pub r12: u64,
-    pub r13: u64,
-    pub r14: u64,
-    pub r15: u64,
-    pub rip: u64,
-    pub rsp: u64,
-    pub rflags: u64,
-}
+pub use kiln_abi::regs::UserRegs;
 
-/// The general registers of a frame (system-call or interrupt: both name them alike).
-macro_rules! regs_of {
-    ($f:expr) => {
-        Regs {
-            rax: $f.rax,
-            rbx: $f.rbx,
-            rcx: $f.rcx,
-            rdx: $f.rdx,
-            rsi: $f.rsi,
-            rdi: $f.rdi,
-            rbp: $f.rbp,
-            r8: $f.r8,
-            r9: $f.r9,
-            r10: $f.r10,
-            r11: $f.r11,
-            r12: $f.r12,
-            r13: $f.r13,
-            r14: $f.r14,
-            r15: $f.r15,
-            rip: $f.rip,
-            rsp: $f.rsp,
-            rflags: $f.rflags,
+/// Copies between a frame the entry stubs lay out and [`UserRegs`] (the system-call and
+/// interrupt frames name the registers alike, in different orders). The selectors are
+/// always the user's on the way back.
+macro_rules! user_regs_of_frame {
+    ($frame:ty) => {
+        impl $frame {
+            /// The program's registers in this frame.
+            pub fn user_regs(&self) -> UserRegs {
+                UserRegs {
+                    r8: self.r8,
+                    r9: self.r9,
+                    r10: self.r10,
+                    r11: self.r11,
+                    r12: self.r12,
+                    r13: self.r13,
+                    r14: self.r14,
+                    r15: self.r15,
+                    rdi: self.rdi,
+                    rsi: self.rsi,
+                    rbp: self.rbp,
+                    rbx: self.rbx,
+                    rdx: self.rdx,
+                    rax: self.rax,
+                    rcx: self.rcx,
+                    rsp: self.rsp,
+                    rip: self.rip,
+                    rflags: self.rflags,
+                }
+            }
+
+            /// Makes this frame return to user mode with registers `r`.
+            pub fn set_user_regs(&mut self, r: &UserRegs) {
+                self.r8 = r.r8;
+                self.r9 = r.r9;
+                self.r10 = r.r10;
+                self.r11 = r.r11;
+                self.r12 = r.r12;
+                self.r13 = r.r13;
+                self.r14 = r.r14;
+                self.r15 = r.r15;
+                self.rdi = r.rdi;
+                self.rsi = r.rsi;
+                self.rbp = r.rbp;
+                self.rbx = r.rbx;
+                self.rdx = r.rdx;
+                self.rax = r.rax;
+                self.rcx = r.rcx;
+                self.rsp = r.rsp;
+                self.rip = r.rip;
+                self.rflags = r.rflags;
+                self.cs = gdt::USER_CS as u64;
+                self.ss = gdt::USER_DS as u64;
+            }
         }
     };
 }
+
+user_regs_of_frame!(SyscallFrame);
+user_regs_of_frame!(TrapFrame);
+
+/// Checks at compile time that a frame's fields sit where its entry stub pushes them: one
+/// `u64` each, in the order given, and nothing else.
+macro_rules! frame_layout {
+    ($frame:ty, [$($field:ident),* $(,)?]) => {
+        const _: () = {
+            let mut at = 0;
+            $(
+                assert!(core::mem::offset_of!($frame, $field) == at);
+                at += 8;
+            )*
+            assert!(core::mem::size_of::<$frame>() == at);
+        };
+    };
+}
+pub(crate) use frame_layout;
 
 /// RFLAGS bits a program may set: the arithmetic flags, TF, DF, OF, RF, AC and ID (as
 /// Linux's `FIX_EFLAGS`, plus ID, which `popf` may set). Never IOPL (port access), NT
@@ -90,7 +118,7 @@ pub(crate) fn force_user(cs: &mut u64, ss: &mut u64, rflags: &mut u64) {
 #[derive(Clone, Default)]
 pub struct UserContext {
     /// General registers.
-    pub regs: Regs,
+    pub regs: UserRegs,
     /// SSE state.
     pub fx: FxArea,
 }
@@ -99,70 +127,28 @@ impl UserContext {
     /// The state of a thread stopped at a system call.
     pub fn from_syscall(f: &SyscallFrame, fx: &FxArea) -> UserContext {
         UserContext {
-            regs: regs_of!(f),
+            regs: f.user_regs(),
             fx: *fx,
         }
     }
 
     /// Puts this state in a system-call frame, to resume it on the way out.
     pub fn to_syscall(&self, f: &mut SyscallFrame, fx: &mut FxArea) {
-        let r = &self.regs;
-        *f = SyscallFrame {
-            r15: r.r15,
-            r14: r.r14,
-            r13: r.r13,
-            r12: r.r12,
-            rbp: r.rbp,
-            rbx: r.rbx,
-            r9: r.r9,
-            r8: r.r8,
-            r10: r.r10,
-            rdx: r.rdx,
-            rsi: r.rsi,
-            rdi: r.rdi,
-            rax: r.rax,
-            rcx: r.rcx,
-            r11: r.r11,
-            rip: r.rip,
-            cs: gdt::USER_CS as u64,
-            rflags: r.rflags,
-            rsp: r.rsp,
-            ss: gdt::USER_DS as u64,
-        };
+        f.set_user_regs(&self.regs);
         *fx = self.fx;
     }
 
     /// The state of a thread interrupted in user mode.
     pub fn from_trap(f: &TrapFrame, fx: &FxArea) -> UserContext {
         UserContext {
-            regs: regs_of!(f),
+            regs: f.user_regs(),
             fx: *fx,
         }
     }
 
     /// Puts this state in an interrupt frame, to resume it with `iretq`.
     pub fn to_trap(&self, f: &mut TrapFrame, fx: &mut FxArea) {
-        let r = &self.regs;
-        f.rax = r.rax;
-        f.rbx = r.rbx;
-        f.rcx = r.rcx;
-        f.rdx = r.rdx;
-        f.rsi = r.rsi;
-        f.rdi = r.rdi;
-        f.rbp = r.rbp;
-        f.r8 = r.r8;
-        f.r9 = r.r9;
-        f.r10 = r.r10;
-        f.r11 = r.r11;
-        f.r12 = r.r12;
-        f.r13 = r.r13;
-        f.r14 = r.r14;
-        f.r15 = r.r15;
-        f.rip = r.rip;
-        f.rsp = r.rsp;
-        f.rflags = r.rflags;
-        f.cs = gdt::USER_CS as u64;
-        f.ss = gdt::USER_DS as u64;
+        f.set_user_regs(&self.regs);
         *fx = self.fx;
     }
 }

@@ -48,6 +48,15 @@ pub struct SyscallFrame {
     pub ss: u64,
 }
 
+// The order `kiln_syscall_entry` pushes (the last five an `iretq` frame).
+crate::context::frame_layout!(
+    SyscallFrame,
+    [
+        r15, r14, r13, r12, rbp, rbx, r9, r8, r10, rdx, rsi, rdi, rax, rcx, r11, rip, cs, rflags,
+        rsp, ss
+    ]
+);
+
 /// Handler of system calls: the frame and the saved SSE state, both of which it may replace
 /// (to resume another thread).
 pub type SyscallHandler = fn(&mut SyscallFrame, &mut crate::context::FxArea);

@@ -45,6 +45,16 @@ pub struct TrapFrame {
     pub ss: u64,
 }
 
+// The order `kiln_isr_common` pushes, then the vector and error code of the stub, then the
+// CPU's `iretq` frame.
+crate::context::frame_layout!(
+    TrapFrame,
+    [
+        r15, r14, r13, r12, r11, r10, r9, r8, rbp, rdi, rsi, rdx, rcx, rbx, rax, vector, error,
+        rip, cs, rflags, rsp, ss
+    ]
+);
+
 impl TrapFrame {
     /// Whether the CPU was in user mode (ring 3).
     pub fn from_user(&self) -> bool {

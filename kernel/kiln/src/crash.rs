@@ -34,16 +34,7 @@ pub fn set_load_bias(bias: u64) {
 }
 
 fn regs(ctx: &UserContext) -> Regs {
-    let r = &ctx.regs;
-    Regs {
-        rip: r.rip,
-        rsp: r.rsp,
-        rflags: r.rflags,
-        gpr: [
-            r.rax, r.rbx, r.rcx, r.rdx, r.rsi, r.rdi, r.rbp, r.r8, r.r9, r.r10, r.r11, r.r12,
-            r.r13, r.r14, r.r15,
-        ],
-    }
+    ctx.regs.into()
 }
 
 /// Sends a crash record: thread `tid` (registers `ctx`) made the program die of `signal`

@@ -27,8 +27,8 @@ enum Via {
     Trap,
 }
 
-fn args(r: &kiln_hal::context::Regs) -> [u64; 6] {
-    [r.rdi, r.rsi, r.rdx, r.r10, r.r8, r.r9]
+fn args(r: &kiln_hal::context::UserRegs) -> [u64; 6] {
+    r.syscall_args()
 }
 
 fn bases(k: &mut Kernel, tid: u32) -> (u64, u64) {

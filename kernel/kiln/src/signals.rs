@@ -1,61 +1,21 @@
 //! Running the program's signal handlers: frames built on the way back to user mode, and
 //! `rt_sigreturn`.
 
-use kiln_hal::context::{FxArea, Regs, UserContext};
-use kiln_os::sigframe::{self, UserRegs, UserState};
+use kiln_hal::context::{FxArea, UserContext};
+use kiln_os::sigframe::{self, UserState};
 
 use crate::{fault, finish, Kernel};
 
 fn to_os(ctx: &UserContext) -> UserState {
-    let r = &ctx.regs;
     UserState {
-        regs: UserRegs {
-            r8: r.r8,
-            r9: r.r9,
-            r10: r.r10,
-            r11: r.r11,
-            r12: r.r12,
-            r13: r.r13,
-            r14: r.r14,
-            r15: r.r15,
-            rdi: r.rdi,
-            rsi: r.rsi,
-            rbp: r.rbp,
-            rbx: r.rbx,
-            rdx: r.rdx,
-            rax: r.rax,
-            rcx: r.rcx,
-            rsp: r.rsp,
-            rip: r.rip,
-            rflags: r.rflags,
-        },
+        regs: ctx.regs,
         fx: ctx.fx.0,
     }
 }
 
 fn from_os(s: &UserState) -> UserContext {
-    let r = &s.regs;
     UserContext {
-        regs: Regs {
-            rax: r.rax,
-            rbx: r.rbx,
-            rcx: r.rcx,
-            rdx: r.rdx,
-            rsi: r.rsi,
-            rdi: r.rdi,
-            rbp: r.rbp,
-            r8: r.r8,
-            r9: r.r9,
-            r10: r.r10,
-            r11: r.r11,
-            r12: r.r12,
-            r13: r.r13,
-            r14: r.r14,
-            r15: r.r15,
-            rip: r.rip,
-            rsp: r.rsp,
-            rflags: r.rflags,
-        },
+        regs: s.regs,
         fx: FxArea(s.fx),
     }
 }

@@ -3,13 +3,17 @@
 //!
 //! An [`OpenFile`] is shared (`Arc`) by every descriptor `dup`ed from the same `open`, so
 //! they share the offset and status flags, as on Linux. Mutable state sits behind `spin`
-//! locks so the table can be shared by threads.
+//! locks so the table can be shared by threads. What the file is comes from one
+//! [`FileLike`] object, one module per kind: [`node`] (files, directories, devices),
+//! [`snapshot`] (`/proc` text), [`console`], [`pipe`], [`unix`] (socket pairs), network
+//! sockets, [`eventfd`] and [`epoll`]. Closing is dropping: a kind releases what it holds
+//! when the last description holding it goes.
 //!
 //! # Readiness and waiting (the contract every file kind keeps)
 //!
 //! - [`OpenFile::poll_events`] is the one source of readiness (`POLLIN`, `POLLOUT`,
-//!   `POLLHUP`, `POLLERR`, `POLLRDHUP`...) for `poll`, `select` and `epoll`. A new file kind
-//!   (sockets) adds an arm there.
+//!   `POLLHUP`, `POLLERR`, `POLLRDHUP`...) for `poll`, `select` and `epoll`; it asks the
+//!   kind ([`FileLike::poll_events`]).
 //! - A file whose readiness can change holds a [`Waitable`] (returned by
 //!   [`OpenFile::waitable`]): a kernel object id and an event counter. Every state change
 //!   that can change readiness calls [`Waitable::notify`], which bumps the counter (what
@@ -21,17 +25,18 @@
 //!   blocking descriptors. With one thread and a descriptor only this process can make
 //!   ready (a pipe or eventfd), the wait could never end: it fails with `EDEADLK` instead.
 
-use alloc::collections::{BTreeMap, VecDeque};
+use alloc::collections::BTreeMap;
 use alloc::string::String;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
+use core::any::Any;
 use core::sync::atomic::{AtomicU64, Ordering};
 
 use spin::Mutex;
 
 use crate::errno::{Errno, KResult};
-use crate::fs::node::{alloc_ino, BLKSIZE, S_IFCHR, S_IFIFO};
-use crate::fs::{Body, Device, FsId, Inode, Stat};
+use crate::fs::node::{alloc_ino, BLKSIZE};
+use crate::fs::{FsId, Inode, Stat};
 use crate::machine::Machine;
 use crate::process::{Channel, Outcome, Wait};
 
@@ -109,17 +114,6 @@ pub mod poll {
 }
 use poll::*;
 
-/// Which console stream a descriptor is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Console {
-    /// Standard input: always at end of file.
-    Stdin,
-    /// Standard output (`Machine::write_stdout`).
-    Stdout,
-    /// Standard error (`Machine::write_stderr`).
-    Stderr,
-}
-
 /// What a file whose readiness changes carries: the kernel object id its waiters block on
 /// and a counter of state changes (for edge-triggered epoll).
 #[derive(Debug)]
@@ -182,198 +176,18 @@ pub fn wake_object(m: &mut dyn Machine, id: u64) {
     m.wake(Channel::Io, usize::MAX);
 }
 
-/// The shared state of a pipe.
-#[derive(Debug)]
-struct PipeState {
-    buf: VecDeque<u8>,
-    capacity: usize,
-    readers: usize,
-    writers: usize,
-    /// Message lengths, oldest first, when the pipe keeps message boundaries (datagram
-    /// and seqpacket socket pairs); `None` for a byte stream.
-    msgs: Option<VecDeque<usize>>,
-}
-
-/// A pipe: a bounded byte queue between a read end and a write end.
-#[derive(Debug)]
-pub struct Pipe {
-    /// Inode number shown by `fstat`.
-    pub ino: u64,
-    /// Wake-ups and edges.
-    pub waitable: Waitable,
-    state: Mutex<PipeState>,
-}
-
-impl Pipe {
-    fn new() -> Arc<Pipe> {
-        Pipe::with(Waitable::new(), PIPE_CAPACITY, false)
-    }
-
-    /// A pipe waking through `waitable`, holding `capacity` bytes, keeping message
-    /// boundaries if `messages` (for socket pairs; no ends counted yet).
-    fn with(waitable: Waitable, capacity: usize, messages: bool) -> Arc<Pipe> {
-        Arc::new(Pipe {
-            ino: alloc_ino(),
-            waitable,
-            state: Mutex::new(PipeState {
-                buf: VecDeque::new(),
-                capacity,
-                readers: 0,
-                writers: 0,
-                msgs: messages.then(VecDeque::new),
-            }),
-        })
-    }
-
-    /// Reads what is buffered; `EAGAIN` when empty with a writer left, 0 at end of file.
-    fn read(&self, m: &mut dyn Machine, buf: &mut [u8]) -> KResult<usize> {
-        self.recv(m, buf, false).map(|(n, _)| n)
-    }
-
-    /// Reads what is buffered (leaving it there with `peek`): in message mode one whole
-    /// message, truncated to `buf`. Returns the bytes copied and the length of what was
-    /// there to read (the message length in message mode); `EAGAIN` when empty with a
-    /// writer left, 0 at end of file.
-    fn recv(&self, m: &mut dyn Machine, buf: &mut [u8], peek: bool) -> KResult<(usize, usize)> {
-        let mut s = self.state.lock();
-        let next = match &s.msgs {
-            Some(q) => q.front().copied(),
-            None if buf.is_empty() => return Ok((0, 0)),
-            None => (!s.buf.is_empty()).then_some(s.buf.len()),
-        };
-        let Some(len) = next else {
-            return if s.writers == 0 {
-                Ok((0, 0))
-            } else {
-                Err(Errno::EAGAIN)
-            };
-        };
-        let n = buf.len().min(len);
-        for (dst, src) in buf[..n].iter_mut().zip(s.buf.iter()) {
-            *dst = *src;
-        }
-        if peek {
-            return Ok((n, len));
-        }
-        match &mut s.msgs {
-            Some(q) => {
-                q.pop_front();
-                s.buf.drain(..len);
-            }
-            None => {
-                s.buf.drain(..n);
-            }
-        }
-        drop(s);
-        self.waitable.notify(m);
-        Ok((n, len))
-    }
-
-    /// Writes what fits (all or nothing up to `PIPE_BUF` bytes when non-blocking, as Linux;
-    /// in message mode always all or nothing, `EMSGSIZE` if it could never fit);
-    /// `EAGAIN` when full, `EPIPE` without readers.
-    fn write(&self, m: &mut dyn Machine, data: &[u8]) -> KResult<usize> {
-        let mut s = self.state.lock();
-        if s.readers == 0 {
-            return Err(Errno::EPIPE);
-        }
-        let space = s.capacity.saturating_sub(s.buf.len());
-        let n = if s.msgs.is_some() {
-            if data.len() > s.capacity {
-                return Err(Errno::EMSGSIZE);
-            }
-            if space < data.len() {
-                return Err(Errno::EAGAIN);
-            }
-            data.len()
-        } else {
-            if data.is_empty() {
-                return Ok(0);
-            }
-            if space == 0 || (data.len() <= PIPE_BUF && space < data.len()) {
-                return Err(Errno::EAGAIN);
-            }
-            data.len().min(space)
-        };
-        // The buffer is kernel memory the program fills: once memory is down to the
-        // kernel's reserve it stops growing (ENOMEM, as Linux when it has no page for it).
-        if s.buf.len() + n > s.buf.capacity()
-            && (m.pages().memory_low() || s.buf.try_reserve(n).is_err())
-        {
-            return Err(Errno::ENOMEM);
-        }
-        if let Some(q) = &mut s.msgs {
-            if q.try_reserve(1).is_err() {
-                return Err(Errno::ENOMEM);
-            }
-            q.push_back(n);
-        }
-        s.buf.extend(&data[..n]);
-        drop(s);
-        self.waitable.notify(m);
-        Ok(n)
-    }
-
-    /// Bytes waiting to be read.
-    pub fn available(&self) -> usize {
-        self.state.lock().buf.len()
-    }
-
-    /// Current capacity in bytes.
-    pub fn capacity(&self) -> usize {
-        self.state.lock().capacity
-    }
-
-    /// Sets the capacity (`F_SETPIPE_SZ`): rounded up to a power of two of at least a page;
-    /// `EINVAL` above [`PIPE_MAX_CAPACITY`], `EBUSY` if more is buffered than would fit.
-    pub fn set_capacity(&self, want: u64) -> KResult<usize> {
-        if want > PIPE_MAX_CAPACITY as u64 {
-            return Err(Errno::EINVAL);
-        }
-        let cap = (want as usize).max(4096).next_power_of_two();
-        let mut s = self.state.lock();
-        if s.buf.len() > cap {
-            return Err(Errno::EBUSY);
-        }
-        s.capacity = cap;
-        Ok(cap)
-    }
-}
-
-/// What an open file refers to.
-#[derive(Debug)]
-pub enum Object {
-    /// A node of the tree (file, directory, device, or a symlink opened with `O_PATH`).
-    Node(Arc<Inode>),
-    /// A `/proc` file whose text was captured at open time.
-    Snapshot(Arc<Inode>, Vec<u8>),
-    /// A console stream.
-    Console(Console),
-    /// The read end of a pipe.
-    PipeRead(Arc<Pipe>),
-    /// The write end of a pipe.
-    PipeWrite(Arc<Pipe>),
-    /// An `eventfd` counter.
-    EventFd(Arc<EventFd>),
-    /// An `epoll` instance.
-    Epoll(Arc<Epoll>),
-    /// A network socket.
-    Socket(Arc<crate::net::Socket>),
-    /// One end of an `AF_UNIX` socket pair.
-    Unix(Arc<UnixSocket>),
-}
-
 #[derive(Debug)]
 struct FileState {
     flags: u32,
     offset: u64,
 }
 
-/// An open file description, shared by `dup`ed descriptors.
+/// An open file description, shared by `dup`ed descriptors: what all kinds share (access
+/// mode, status flags, offset, path) around one [`FileLike`].
 #[derive(Debug)]
 pub struct OpenFile {
     /// What it refers to.
-    pub object: Object,
+    pub object: Arc<dyn FileLike>,
     /// Canonical path at open time (`pipe:[ino]` for pipes, `/dev/console` for the console).
     pub path: String,
     readable: bool,
@@ -382,35 +196,26 @@ pub struct OpenFile {
     state: Mutex<FileState>,
 }
 
-impl Drop for OpenFile {
-    fn drop(&mut self) {
-        match &self.object {
-            Object::PipeRead(p) => p.state.lock().readers -= 1,
-            Object::PipeWrite(p) => p.state.lock().writers -= 1,
-            _ => return,
-        }
-        // No machine here: whoever closed the descriptor wakes (see `FdTable::close`'s
-        // callers in the system-call layer).
-        if let Some(w) = self.waitable() {
-            w.bump();
-        }
+/// The status of a file with no node in the tree (pipes, sockets, eventfds): inode `ino`
+/// of the pipe filesystem with `mode` (anonymous inodes have no file type bits, as on
+/// Linux).
+pub(crate) fn anon_stat(ino: u64, mode: u32) -> Stat {
+    Stat {
+        dev: (0, FsId::Pipe as u32),
+        ino,
+        mode,
+        nlink: 1,
+        blksize: BLKSIZE,
+        ..Stat::default()
     }
 }
 
-/// Offsets may not pass this (Linux `MAX_LFS_FILESIZE`).
-const MAX_OFFSET: u64 = i64::MAX as u64;
-
 impl OpenFile {
-    /// Wraps an opened node with the `open` flags (access mode, `O_APPEND`, `O_NONBLOCK`,
-    /// `O_PATH`...). `O_CLOEXEC` belongs to the descriptor, not here.
-    pub fn new(object: Object, path: String, flags: u32) -> Arc<OpenFile> {
+    /// Wraps an opened object with the `open` flags (access mode, `O_APPEND`,
+    /// `O_NONBLOCK`, `O_PATH`...). `O_CLOEXEC` belongs to the descriptor, not here.
+    pub fn new(object: Arc<dyn FileLike>, path: String, flags: u32) -> Arc<OpenFile> {
         let acc = flags & O_ACCMODE;
         let path_only = flags & O_PATH != 0;
-        match &object {
-            Object::PipeRead(p) => p.state.lock().readers += 1,
-            Object::PipeWrite(p) => p.state.lock().writers += 1,
-            _ => {}
-        }
         let keep = O_ACCMODE
             | O_APPEND
             | O_NONBLOCK
@@ -436,6 +241,27 @@ impl OpenFile {
         })
     }
 
+    /// The object as kind `T`, if it is one.
+    pub fn downcast<T: FileLike>(&self) -> Option<&T> {
+        let any: &dyn Any = &*self.object;
+        any.downcast_ref()
+    }
+
+    /// The object as a shared `T`, if it is one.
+    pub fn downcast_arc<T: FileLike>(&self) -> Option<Arc<T>> {
+        let any: Arc<dyn Any + Send + Sync> = self.object.clone();
+        any.downcast().ok()
+    }
+
+    /// How the description was opened.
+    pub fn access(&self) -> Access {
+        Access {
+            readable: self.readable,
+            writable: self.writable,
+            path_only: self.path_only,
+        }
+    }
+
     /// Opened with `O_PATH`.
     pub fn is_path_only(&self) -> bool {
         self.path_only
@@ -453,17 +279,14 @@ impl OpenFile {
 
     /// The node behind the file, if it is one of the tree's.
     pub fn inode(&self) -> Option<&Arc<Inode>> {
-        match &self.object {
-            Object::Node(n) | Object::Snapshot(n, _) => Some(n),
-            _ => None,
-        }
+        self.object.inode()
     }
 
     /// The pipe behind the file, if it is a pipe end.
     pub fn pipe(&self) -> Option<&Arc<Pipe>> {
-        match &self.object {
-            Object::PipeRead(p) | Object::PipeWrite(p) => Some(p),
-            _ => None,
+        match self.downcast::<PipeReader>() {
+            Some(r) => Some(r.pipe()),
+            None => self.downcast::<PipeWriter>().map(PipeWriter::pipe),
         }
     }
 
@@ -505,29 +328,21 @@ impl OpenFile {
 
     /// Whether reads and writes have positions (`ESPIPE` otherwise).
     pub fn seekable(&self) -> bool {
-        matches!(self.object, Object::Node(_) | Object::Snapshot(..))
+        self.object.seekable()
     }
 
-    /// Reads at the file offset, advancing it.
+    /// Reads at the file offset, advancing it (or from the stream).
     pub fn read(&self, m: &mut dyn Machine, buf: &mut [u8]) -> KResult<usize> {
         if !self.readable {
             return Err(Errno::EBADF);
         }
-        match &self.object {
-            Object::PipeRead(p) => p.read(m, buf),
-            Object::EventFd(e) => e.read(m, buf),
-            Object::Socket(s) => s.read(m, buf),
-            Object::Unix(u) => u.recv(m, buf, false).map(|(n, _)| n),
-            Object::Epoll(_) => Err(Errno::EINVAL),
-            Object::Console(_) => Ok(0),
-            Object::PipeWrite(_) => Err(Errno::EBADF),
-            _ => {
-                let mut s = self.state.lock();
-                let n = self.read_object(m, buf, s.offset)?;
-                s.offset += n as u64;
-                Ok(n)
-            }
+        if !self.object.seekable() {
+            return self.object.read(m, buf);
         }
+        let mut s = self.state.lock();
+        let n = self.object.read_at(m, buf, s.offset)?;
+        s.offset += n as u64;
+        Ok(n)
     }
 
     /// Reads at `off` without moving the offset (`pread64`).
@@ -538,72 +353,29 @@ impl OpenFile {
         if !self.seekable() {
             return Err(Errno::ESPIPE);
         }
-        self.read_object(m, buf, off)
+        self.object.read_at(m, buf, off)
     }
 
-    fn read_object(&self, m: &mut dyn Machine, buf: &mut [u8], off: u64) -> KResult<usize> {
-        match &self.object {
-            Object::Snapshot(_, data) => {
-                let off = usize::try_from(off).unwrap_or(usize::MAX).min(data.len());
-                let n = buf.len().min(data.len() - off);
-                buf[..n].copy_from_slice(&data[off..off + n]);
-                Ok(n)
-            }
-            Object::Node(n) => match &n.body {
-                Body::Dir(_) => Err(Errno::EISDIR),
-                Body::Device(Device::Null) => Ok(0),
-                Body::Device(Device::Zero) => {
-                    buf.fill(0);
-                    Ok(buf.len())
-                }
-                Body::Device(Device::Random | Device::URandom) => {
-                    m.fill_random(buf);
-                    Ok(buf.len())
-                }
-                Body::StaticFile(_) | Body::MemFile(_) => Ok(n.read_at(off, buf)),
-                Body::Symlink(_) | Body::ProcMaps => Err(Errno::EINVAL),
-            },
-            _ => Err(Errno::ESPIPE),
-        }
-    }
-
-    /// Writes at the file offset (at the end with `O_APPEND`), advancing it.
+    /// Writes at the file offset (at the end with `O_APPEND`), advancing it (or to the
+    /// stream).
     pub fn write(&self, m: &mut dyn Machine, data: &[u8], now: u64) -> KResult<usize> {
         if !self.writable {
             return Err(Errno::EBADF);
         }
-        match &self.object {
-            Object::PipeWrite(p) => p.write(m, data),
-            Object::EventFd(e) => e.write(m, data),
-            Object::Socket(s) => s.write(m, data),
-            Object::Unix(u) => u.send(m, data),
-            Object::Epoll(_) => Err(Errno::EINVAL),
-            Object::Console(Console::Stdout) => {
-                m.write_stdout(data);
-                Ok(data.len())
-            }
-            Object::Console(Console::Stderr) => {
-                m.write_stderr(data);
-                Ok(data.len())
-            }
-            Object::Console(Console::Stdin) | Object::PipeRead(_) => Err(Errno::EBADF),
-            _ => {
-                let mut s = self.state.lock();
-                let off = if s.flags & O_APPEND != 0 {
-                    self.inode().map_or(0, |n| n.size())
-                } else {
-                    s.offset
-                };
-                let n = self.write_object(m, data, off, now)?;
-                if self
-                    .inode()
-                    .is_some_and(|n| !matches!(n.body, Body::Device(_)))
-                {
-                    s.offset = off + n as u64;
-                }
-                Ok(n)
-            }
+        if !self.object.seekable() {
+            return self.object.write(m, data);
         }
+        let mut s = self.state.lock();
+        let off = if s.flags & O_APPEND != 0 {
+            self.object.size()
+        } else {
+            s.offset
+        };
+        let n = self.object.write_at(m, data, off, now)?;
+        if self.object.write_moves_offset() {
+            s.offset = off + n as u64;
+        }
+        Ok(n)
     }
 
     /// Writes at `off` without moving the offset (`pwrite64`; Linux appends anyway with
@@ -616,132 +388,25 @@ impl OpenFile {
             return Err(Errno::ESPIPE);
         }
         let off = if self.state.lock().flags & O_APPEND != 0 {
-            self.inode().map_or(0, |n| n.size())
+            self.object.size()
         } else {
             off
         };
-        self.write_object(m, data, off, now)
-    }
-
-    fn write_object(&self, m: &mut dyn Machine, data: &[u8], off: u64, now: u64) -> KResult<usize> {
-        match &self.object {
-            Object::Node(n) => match &n.body {
-                Body::Device(_) => Ok(data.len()),
-                Body::MemFile(_) => {
-                    if off > MAX_OFFSET {
-                        return Err(Errno::EINVAL);
-                    }
-                    // A /tmp file is kernel memory: once memory is down to the kernel's
-                    // reserve, files stop growing (ENOSPC, a full tmpfs).
-                    let grows = off.saturating_add(data.len() as u64) > n.size();
-                    if grows && m.pages().memory_low() {
-                        return Err(Errno::ENOSPC);
-                    }
-                    n.write_at(off, data, now)
-                }
-                Body::Dir(_) => Err(Errno::EISDIR),
-                _ => Err(Errno::EBADF),
-            },
-            Object::Snapshot(..) => Err(Errno::EBADF),
-            _ => Err(Errno::ESPIPE),
-        }
+        self.object.write_at(m, data, off, now)
     }
 
     /// `lseek`: `whence` is `SEEK_SET` 0, `SEEK_CUR` 1, `SEEK_END` 2, `SEEK_DATA` 3,
-    /// `SEEK_HOLE` 4. Devices always report 0; directories accept only absolute positions
-    /// and `SEEK_CUR`.
+    /// `SEEK_HOLE` 4 (see [`FileLike::seek`]).
     pub fn seek(&self, off: i64, whence: u32) -> KResult<u64> {
-        if !self.seekable() {
-            return Err(Errno::ESPIPE);
-        }
-        let node = self.inode();
-        if let Some(n) = node {
-            if matches!(n.body, Body::Device(_)) {
-                if whence > 4 {
-                    return Err(Errno::EINVAL);
-                }
-                self.set_offset(0);
-                return Ok(0);
-            }
-        }
-        let is_dir = node.is_some_and(|n| n.is_dir());
-        let size = match &self.object {
-            Object::Snapshot(_, d) => d.len() as u64,
-            _ => node.map_or(0, |n| n.size()),
-        };
         let mut s = self.state.lock();
-        let new = match whence {
-            0 => Some(off),
-            1 => s
-                .offset
-                .try_into()
-                .ok()
-                .and_then(|o: i64| o.checked_add(off)),
-            2 if !is_dir => (size as i64).checked_add(off),
-            3 | 4 if !is_dir => {
-                if off < 0 || off as u64 >= size {
-                    return Err(Errno::ENXIO);
-                }
-                Some(if whence == 3 { off } else { size as i64 })
-            }
-            _ => return Err(Errno::EINVAL),
-        };
-        let new = match new {
-            Some(n) if n >= 0 => n as u64,
-            Some(_) => return Err(Errno::EINVAL),
-            None => return Err(Errno::EOVERFLOW),
-        };
+        let new = self.object.seek(s.offset, off, whence)?;
         s.offset = new;
         Ok(new)
     }
 
     /// The status `fstat` reports.
     pub fn stat(&self) -> Stat {
-        match &self.object {
-            Object::Node(n) | Object::Snapshot(n, _) => n.stat(),
-            Object::Console(c) => Stat {
-                dev: (0, FsId::Dev as u32),
-                ino: *c as u64 + 1,
-                mode: S_IFCHR | 0o620,
-                nlink: 1,
-                rdev: (5, 1),
-                blksize: 1024,
-                ..Stat::default()
-            },
-            Object::PipeRead(p) | Object::PipeWrite(p) => Stat {
-                dev: (0, FsId::Pipe as u32),
-                ino: p.ino,
-                mode: S_IFIFO | 0o600,
-                nlink: 1,
-                blksize: BLKSIZE,
-                ..Stat::default()
-            },
-            // Anonymous inodes: no file type bits, as on Linux.
-            Object::Socket(s) => Stat {
-                dev: (0, FsId::Pipe as u32),
-                ino: s.id,
-                mode: crate::net::S_IFSOCK | 0o777,
-                nlink: 1,
-                blksize: BLKSIZE,
-                ..Stat::default()
-            },
-            Object::Unix(u) => Stat {
-                dev: (0, FsId::Pipe as u32),
-                ino: u.ino,
-                mode: crate::net::S_IFSOCK | 0o777,
-                nlink: 1,
-                blksize: BLKSIZE,
-                ..Stat::default()
-            },
-            Object::EventFd(_) | Object::Epoll(_) => Stat {
-                dev: (0, FsId::Pipe as u32),
-                ino: self.waitable().map_or(0, Waitable::id),
-                mode: 0o600,
-                nlink: 1,
-                blksize: BLKSIZE,
-                ..Stat::default()
-            },
-        }
+        self.object.stat()
     }
 
     /// The events that are ready now, among `events` (`POLLERR`, `POLLHUP` and `POLLNVAL`
@@ -754,84 +419,24 @@ impl OpenFile {
     /// `POLLRDHUP`...), not filtered by what a caller asked for: the one source of
     /// readiness for `poll`, `select` and `epoll`.
     pub fn poll_events(&self) -> u16 {
-        match &self.object {
-            Object::PipeRead(p) => {
-                let s = p.state.lock();
-                let mut r = 0;
-                if !s.buf.is_empty() {
-                    r |= POLLIN | POLLRDNORM;
-                }
-                if s.writers == 0 {
-                    r |= POLLHUP;
-                }
-                r
-            }
-            Object::PipeWrite(p) => {
-                let s = p.state.lock();
-                if s.readers == 0 {
-                    POLLERR
-                } else if s.capacity - s.buf.len() >= PIPE_BUF.min(s.capacity) {
-                    POLLOUT | POLLWRNORM
-                } else {
-                    0
-                }
-            }
-            _ if self.path_only => POLLNVAL,
-            Object::EventFd(e) => e.poll_events(),
-            Object::Epoll(e) => e.poll_events(),
-            Object::Socket(s) => s.poll_events(),
-            Object::Unix(u) => u.poll_events(),
-            Object::Console(_) => {
-                let mut r = 0;
-                if self.readable {
-                    r |= POLLIN | POLLRDNORM;
-                }
-                if self.writable {
-                    r |= POLLOUT | POLLWRNORM;
-                }
-                r
-            }
-            Object::Node(_) | Object::Snapshot(..) => POLLIN | POLLOUT | POLLRDNORM | POLLWRNORM,
-        }
+        self.object.poll_events(self.access())
     }
 
     /// The object's wake-up identity and event counter, for files whose readiness changes.
     pub fn waitable(&self) -> Option<&Waitable> {
-        match &self.object {
-            Object::PipeRead(p) | Object::PipeWrite(p) => Some(&p.waitable),
-            Object::EventFd(e) => Some(&e.waitable),
-            Object::Epoll(e) => Some(&e.waitable),
-            Object::Socket(s) => Some(&s.waitable),
-            Object::Unix(u) => Some(u.waitable()),
-            Object::Node(_) | Object::Snapshot(..) | Object::Console(_) => None,
-        }
+        self.object.waitable()
     }
 
     /// A counter that changes whenever the file's readiness may have changed (the edges of
     /// edge-triggered epoll). Files that never change report a constant.
     pub fn event_seq(&self) -> u64 {
-        match &self.object {
-            Object::Epoll(e) => e.event_seq(),
-            Object::Socket(s) => s.event_seq(),
-            Object::Unix(u) => u.event_seq(),
-            _ => self.waitable().map_or(0, Waitable::seq),
-        }
+        self.object.event_seq()
     }
 
     /// Whether only this process's own system calls can make the file ready (pipes,
     /// eventfds, files; not sockets, which the network can make ready).
     pub fn locally_driven(&self) -> bool {
-        match &self.object {
-            Object::Node(_)
-            | Object::Snapshot(..)
-            | Object::Console(_)
-            | Object::PipeRead(_)
-            | Object::PipeWrite(_)
-            | Object::EventFd(_)
-            | Object::Unix(_) => true,
-            Object::Epoll(e) => e.locally_driven(),
-            Object::Socket(_) => false,
-        }
+        self.object.locally_driven()
     }
 
     /// The outcome of a read or write of this file that returned `r`: `EAGAIN` on a
@@ -900,7 +505,7 @@ impl FdTable {
             (Console::Stderr, O_WRONLY),
         ] {
             t.install(
-                OpenFile::new(Object::Console(c), "/dev/console".into(), flags),
+                OpenFile::new(Arc::new(c), "/dev/console".into(), flags),
                 false,
             )
             .expect("empty table has room");
@@ -1021,8 +626,9 @@ impl FdTable {
         let status = flags & (O_NONBLOCK | O_DIRECT);
         let p = Pipe::new();
         let name = alloc::format!("pipe:[{}]", p.ino);
-        let r = OpenFile::new(Object::PipeRead(p.clone()), name.clone(), O_RDONLY | status);
-        let w = OpenFile::new(Object::PipeWrite(p), name, O_WRONLY | status);
+        let reader = Arc::new(PipeReader::new(p.clone()));
+        let r = OpenFile::new(reader, name.clone(), O_RDONLY | status);
+        let w = OpenFile::new(Arc::new(PipeWriter::new(p)), name, O_WRONLY | status);
         let rfd = self.install(r, cloexec)?;
         match self.install(w, cloexec) {
             Ok(wfd) => Ok((rfd, wfd)),
@@ -1085,12 +691,23 @@ impl FdTable {
     }
 }
 
+pub mod console;
 pub mod epoll;
 pub mod eventfd;
+pub mod file;
+pub mod node;
+pub mod pipe;
+pub mod snapshot;
+mod socket;
 pub mod unix;
 
+pub use console::Console;
 pub use epoll::{Epoll, EpollEvent};
 pub use eventfd::EventFd;
+pub use file::{Access, FileLike};
+pub use node::NodeFile;
+pub use pipe::{Pipe, PipeReader, PipeWriter};
+pub use snapshot::Snapshot;
 pub use unix::{UnixKind, UnixSocket};
 
 #[cfg(test)]

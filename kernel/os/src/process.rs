@@ -4,7 +4,8 @@ use alloc::collections::BTreeSet;
 use alloc::string::String;
 use alloc::vec::Vec;
 
-use crate::{fd::FdTable, fs::Vfs, syscall::signal::SignalState, vm::AddressSpace};
+use crate::syscall::{proc::ProcState, signal::SignalState};
+use crate::{fd::FdTable, fs::Vfs, vm::AddressSpace};
 
 /// Everything the kernel keeps about the running program.
 pub struct Process {
@@ -20,6 +21,8 @@ pub struct Process {
     pub exe_path: String,
     /// Signal dispositions, mask and alternate stack.
     pub signals: SignalState,
+    /// Ids, limits, names and what `sysinfo` reports ([`crate::syscall::proc`]).
+    pub proc: ProcState,
     /// The thread id the next `clone` gets.
     pub next_tid: u32,
     /// Log every system call.

@@ -13,29 +13,9 @@ use crate::syscall::signal::{
     AltStack, SigAction, SA_NODEFER, SA_ONSTACK, SA_RESETHAND, SA_RESTORER,
 };
 
-/// The registers of a user thread, as the kernel saves them.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-#[allow(missing_docs)]
-pub struct UserRegs {
-    pub r8: u64,
-    pub r9: u64,
-    pub r10: u64,
-    pub r11: u64,
-    pub r12: u64,
-    pub r13: u64,
-    pub r14: u64,
-    pub r15: u64,
-    pub rdi: u64,
-    pub rsi: u64,
-    pub rbp: u64,
-    pub rbx: u64,
-    pub rdx: u64,
-    pub rax: u64,
-    pub rcx: u64,
-    pub rsp: u64,
-    pub rip: u64,
-    pub rflags: u64,
-}
+/// The registers of a user thread, as the kernel saves them (one definition, in the ABI
+/// crate, shared with the hardware layer).
+pub use kiln_abi::regs::UserRegs;
 
 /// A thread's whole user state: registers and the FXSAVE area.
 #[derive(Clone, PartialEq, Eq)]

@@ -11,9 +11,11 @@ use alloc::vec::Vec;
 
 use spin::Mutex;
 
+use super::file::{Access, FileLike};
 use super::poll::POLLIN;
-use super::{Object, OpenFile, Waitable};
+use super::{anon_stat, OpenFile, Waitable};
 use crate::errno::{Errno, KResult};
+use crate::fs::Stat;
 
 /// Readable.
 pub const EPOLLIN: u32 = 0x1;
@@ -119,8 +121,8 @@ impl Epoll {
     /// `EPOLL_CTL_ADD`: `EEXIST` if `(fd, file)` is registered, `ELOOP` for an epoll
     /// instance that contains this one (or nests too deep).
     pub fn add(&self, fd: i32, file: &Arc<OpenFile>, ev: EpollEvent) -> KResult<()> {
-        if let Object::Epoll(inner) = &file.object {
-            if core::ptr::eq(Arc::as_ptr(inner), self) {
+        if let Some(inner) = file.downcast::<Epoll>() {
+            if core::ptr::eq(inner, self) {
                 return Err(Errno::EINVAL);
             }
             if inner.reaches(self, 0) {
@@ -188,9 +190,10 @@ impl Epoll {
         if core::ptr::eq(self, target) || depth > MAX_NESTS {
             return true;
         }
-        self.members()
-            .iter()
-            .any(|f| matches!(&f.object, Object::Epoll(e) if e.reaches(target, depth + 1)))
+        self.members().iter().any(|f| {
+            f.downcast::<Epoll>()
+                .is_some_and(|e| e.reaches(target, depth + 1))
+        })
     }
 
     /// The live files of the interest list.
@@ -270,4 +273,26 @@ impl Epoll {
 /// Drops the entries whose file was closed.
 fn prune(s: &mut State) {
     s.list.retain(|i| i.file.strong_count() > 0);
+}
+
+impl FileLike for Epoll {
+    fn stat(&self) -> Stat {
+        anon_stat(self.waitable.id(), 0o600)
+    }
+
+    fn poll_events(&self, _: Access) -> u16 {
+        Epoll::poll_events(self)
+    }
+
+    fn waitable(&self) -> Option<&Waitable> {
+        Some(&self.waitable)
+    }
+
+    fn event_seq(&self) -> u64 {
+        Epoll::event_seq(self)
+    }
+
+    fn locally_driven(&self) -> bool {
+        Epoll::locally_driven(self)
+    }
 }

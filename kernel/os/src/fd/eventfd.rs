@@ -2,9 +2,11 @@
 
 use spin::Mutex;
 
+use super::file::{Access, FileLike};
 use super::poll::{POLLERR, POLLIN, POLLOUT, POLLRDNORM, POLLWRNORM};
-use super::Waitable;
+use super::{anon_stat, Waitable};
 use crate::errno::{Errno, KResult};
+use crate::fs::Stat;
 use crate::machine::Machine;
 
 /// The largest value the counter holds (`u64::MAX` itself would mean overflow).
@@ -33,10 +35,12 @@ impl EventFd {
     pub fn value(&self) -> u64 {
         *self.count.lock()
     }
+}
 
+impl FileLike for EventFd {
     /// Reads the counter into the first 8 bytes of `buf` and resets it (or takes 1 in
     /// semaphore mode): `EINVAL` for a buffer under 8 bytes, `EAGAIN` while it is 0.
-    pub fn read(&self, m: &mut dyn Machine, buf: &mut [u8]) -> KResult<usize> {
+    fn read(&self, m: &mut dyn Machine, buf: &mut [u8]) -> KResult<usize> {
         if buf.len() < 8 {
             return Err(Errno::EINVAL);
         }
@@ -54,7 +58,7 @@ impl EventFd {
 
     /// Adds the value in the first 8 bytes of `data`: `EINVAL` for under 8 bytes or the
     /// value `u64::MAX`, `EAGAIN` while the sum would pass [`EVENTFD_MAX`].
-    pub fn write(&self, m: &mut dyn Machine, data: &[u8]) -> KResult<usize> {
+    fn write(&self, m: &mut dyn Machine, data: &[u8]) -> KResult<usize> {
         if data.len() < 8 {
             return Err(Errno::EINVAL);
         }
@@ -75,7 +79,7 @@ impl EventFd {
     }
 
     /// Readable while non-zero, writable while 1 more fits.
-    pub fn poll_events(&self) -> u16 {
+    fn poll_events(&self, _: Access) -> u16 {
         let c = *self.count.lock();
         let mut r = 0;
         if c > 0 {
@@ -88,5 +92,13 @@ impl EventFd {
             r |= POLLERR;
         }
         r
+    }
+
+    fn stat(&self) -> Stat {
+        anon_stat(self.waitable.id(), 0o600)
+    }
+
+    fn waitable(&self) -> Option<&Waitable> {
+        Some(&self.waitable)
     }
 }

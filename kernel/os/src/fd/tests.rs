@@ -1,5 +1,5 @@
 use super::*;
-use crate::fs::node::S_IFREG;
+use crate::fs::node::{S_IFCHR, S_IFIFO, S_IFREG};
 use crate::fs::Vfs;
 use crate::testing::FakeMachine;
 
@@ -66,7 +66,10 @@ fn dup_shares_offset_and_flags() {
     let o = v.open("/", "/tmp/f", O_CREAT | O_RDWR, 0o644, 1).unwrap();
     let mut t = FdTable::new();
     let fd = t
-        .install(OpenFile::new(Object::Node(o.inode), o.path, O_RDWR), true)
+        .install(
+            OpenFile::new(Arc::new(NodeFile(o.inode)), o.path, O_RDWR),
+            true,
+        )
         .unwrap();
     let d = t.dup(fd).unwrap();
     assert_eq!(t.cloexec(d), Ok(false));
@@ -93,7 +96,7 @@ fn file_reads_writes_and_seeks() {
     let mut m = FakeMachine::default();
     let v = vfs();
     let o = v.open("/", "/tmp/f", O_CREAT | O_RDWR, 0o644, 1).unwrap();
-    let f = OpenFile::new(Object::Node(o.inode.clone()), o.path, O_RDWR);
+    let f = OpenFile::new(Arc::new(NodeFile(o.inode.clone())), o.path, O_RDWR);
     assert_eq!(f.write(&mut m, b"0123456789", 5), Ok(10));
     assert_eq!(f.seek(2, 0), Ok(2));
     let mut b = [0u8; 3];
@@ -118,13 +121,17 @@ fn file_reads_writes_and_seeks() {
     f.write(&mut m, b"Z", 7).unwrap();
     assert_eq!(f.offset(), 15);
     // Read-only and directory files.
-    let ro = OpenFile::new(Object::Node(o.inode.clone()), "/tmp/f".into(), O_RDONLY);
+    let ro = OpenFile::new(
+        Arc::new(NodeFile(o.inode.clone())),
+        "/tmp/f".into(),
+        O_RDONLY,
+    );
     assert_eq!(ro.write(&mut m, b"x", 1), Err(Errno::EBADF));
     let d = v.open("/", "/tmp", O_RDONLY, 0, 1).unwrap();
-    let d = OpenFile::new(Object::Node(d.inode), d.path, O_RDONLY);
+    let d = OpenFile::new(Arc::new(NodeFile(d.inode)), d.path, O_RDONLY);
     assert_eq!(d.read(&mut m, &mut b), Err(Errno::EISDIR));
     assert_eq!(d.seek(0, 2), Err(Errno::EINVAL));
-    let path = OpenFile::new(Object::Node(o.inode), "/tmp/f".into(), O_PATH);
+    let path = OpenFile::new(Arc::new(NodeFile(o.inode)), "/tmp/f".into(), O_PATH);
     assert_eq!(path.read(&mut m, &mut b), Err(Errno::EBADF));
     assert_eq!(path.poll(POLLIN), POLLNVAL);
 }
@@ -135,7 +142,7 @@ fn devices() {
     let v = vfs();
     let open = |p: &str| {
         let o = v.open("/", p, O_RDWR, 0, 1).unwrap();
-        OpenFile::new(Object::Node(o.inode), o.path, O_RDWR)
+        OpenFile::new(Arc::new(NodeFile(o.inode)), o.path, O_RDWR)
     };
     let mut b = [7u8; 4];
     assert_eq!(open("/dev/null").read(&mut m, &mut b), Ok(0));
@@ -224,7 +231,7 @@ fn snapshot_files() {
     let v = vfs();
     let o = v.open("/", "/proc/self/maps", O_RDONLY, 0, 1).unwrap();
     let f = OpenFile::new(
-        Object::Snapshot(o.inode, b"line\n".to_vec()),
+        Arc::new(Snapshot::new(o.inode, b"line\n".to_vec())),
         o.path,
         O_RDONLY,
     );
@@ -277,7 +284,10 @@ fn kernel_buffers_stop_growing_when_memory_is_low() {
     let v = vfs();
     let o = v.open("/", "/tmp/f", O_CREAT | O_RDWR, 0o644, 1).unwrap();
     let fd = t
-        .install(OpenFile::new(Object::Node(o.inode), o.path, O_RDWR), false)
+        .install(
+            OpenFile::new(Arc::new(NodeFile(o.inode)), o.path, O_RDWR),
+            false,
+        )
         .unwrap();
     let f = t.get(fd).unwrap();
     m.pages.out_of_frames = false;

@@ -14,12 +14,15 @@ use alloc::sync::Arc;
 
 use spin::Mutex;
 
+use super::file::{Access, FileLike};
+use super::pipe::Pipe;
 use super::poll::{POLLIN, POLLOUT, POLLRDNORM, POLLWRNORM};
-use super::{Pipe, Waitable, PIPE_BUF};
+use super::{anon_stat, Waitable, PIPE_BUF};
 use crate::errno::{Errno, KResult};
 use crate::fs::node::alloc_ino;
+use crate::fs::Stat;
 use crate::machine::Machine;
-use crate::net::POLLRDHUP;
+use crate::net::{POLLRDHUP, S_IFSOCK};
 
 /// Bytes each direction buffers (Linux's default `SO_SNDBUF` for local sockets).
 pub const UNIX_CAPACITY: usize = 212_992;
@@ -119,7 +122,7 @@ impl UnixSocket {
         if self.state.lock().shut_wr {
             return Err(Errno::EPIPE);
         }
-        self.tx.write(m, data)
+        self.tx.send(m, data)
     }
 
     /// `shutdown`: `how` is `SHUT_RD` 0, `SHUT_WR` 1 or `SHUT_RDWR` 2 (`EINVAL` otherwise).
@@ -214,5 +217,35 @@ impl Drop for UnixSocket {
         // No machine here: whoever closed the descriptor wakes (the shared channel).
         self.rx.waitable.bump();
         self.tx.waitable.bump();
+    }
+}
+
+impl FileLike for UnixSocket {
+    fn read(&self, m: &mut dyn Machine, buf: &mut [u8]) -> KResult<usize> {
+        self.recv(m, buf, false).map(|(n, _)| n)
+    }
+
+    fn write(&self, m: &mut dyn Machine, data: &[u8]) -> KResult<usize> {
+        self.send(m, data)
+    }
+
+    fn stat(&self) -> Stat {
+        anon_stat(self.ino, S_IFSOCK | 0o777)
+    }
+
+    fn poll_events(&self, _: Access) -> u16 {
+        UnixSocket::poll_events(self)
+    }
+
+    fn waitable(&self) -> Option<&Waitable> {
+        Some(UnixSocket::waitable(self))
+    }
+
+    fn event_seq(&self) -> u64 {
+        UnixSocket::event_seq(self)
+    }
+
+    fn nread(&self, _: u64) -> KResult<u64> {
+        Ok(self.available() as u64)
     }
 }

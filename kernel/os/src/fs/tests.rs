@@ -468,7 +468,7 @@ fn vfs_symlink_and_link() {
 
 #[test]
 fn proc_self_links() {
-    use crate::fd::{FdTable, Object, OpenFile};
+    use crate::fd::{FdTable, NodeFile, OpenFile};
     let mut v = vfs();
     let mut files = FdTable::with_console();
     v.sync_proc(&files, "/etc");
@@ -478,7 +478,7 @@ fn proc_self_links() {
     let n = v.find("/", "/etc/hosts", true).unwrap();
     let fd = files
         .install(
-            OpenFile::new(Object::Node(n), "/etc/hosts".into(), 0),
+            OpenFile::new(Arc::new(NodeFile(n)), "/etc/hosts".into(), 0),
             false,
         )
         .unwrap();

@@ -24,8 +24,8 @@ use alloc::vec::Vec;
 use crate::errno::{Errno, KResult};
 use crate::fd::poll::{POLLHUP, POLLIN, POLLNVAL};
 use crate::fd::{
-    wake_object, Object, OpenFile, Waitable, MAX_FDS, O_ACCMODE, O_APPEND, O_ASYNC, O_CLOEXEC,
-    O_CREAT, O_DIRECTORY, O_LARGEFILE, O_NOFOLLOW, O_PATH, O_RDONLY, O_TRUNC, O_WRONLY,
+    wake_object, FileLike, NodeFile, OpenFile, Snapshot, Waitable, MAX_FDS, O_APPEND, O_ASYNC,
+    O_CLOEXEC, O_CREAT, O_DIRECTORY, O_LARGEFILE, O_NOFOLLOW, O_PATH, O_TRUNC, O_WRONLY,
 };
 use crate::fs::{parent_path, Body, Device, Inode, Stat, PATH_MAX};
 use crate::machine::Machine;
@@ -270,7 +270,7 @@ pub fn read_for_mmap(
     if !f.readable() {
         return Err(Errno::EACCES);
     }
-    let Object::Node(n) = &f.object else {
+    let Some(NodeFile(n)) = f.downcast::<NodeFile>() else {
         return Err(Errno::ENODEV);
     };
     if !(n.is_regular() || matches!(n.body, Body::Device(Device::Zero))) {
@@ -744,11 +744,12 @@ fn sys_open(
     let o = p
         .vfs
         .open(&base, &path, flags, mode as u32 & 0o7777, now(m))?;
-    let object = if matches!(o.inode.body, Body::ProcMaps) && flags & O_PATH == 0 {
+    let object: Arc<dyn FileLike> = if matches!(o.inode.body, Body::ProcMaps) && flags & O_PATH == 0
+    {
         let text = p.vm.try_maps_text(&p.exe_path)?;
-        Object::Snapshot(o.inode, text.into_bytes())
+        Arc::new(Snapshot::new(o.inode, text.into_bytes()))
     } else {
-        Object::Node(o.inode)
+        Arc::new(NodeFile(o.inode))
     };
     let file = OpenFile::new(object, o.path, flags | O_LARGEFILE);
     p.files.install(file, flags & O_CLOEXEC != 0).map(i64::from)
@@ -759,29 +760,8 @@ fn sys_open(
 /// the access mode (`O_RDWR`: `EINVAL`, as a pipe end here has one direction).
 fn reopen(p: &mut Process, m: &mut dyn Machine, fd: i32, flags: u32) -> KResult<Arc<OpenFile>> {
     let f = p.files.get(fd)?;
-    let acc = flags & O_ACCMODE;
-    let object = match &f.object {
-        Object::Node(n) => {
-            p.vfs.open_existing(n, flags, now(m))?;
-            Object::Node(n.clone())
-        }
-        Object::Snapshot(n, data) => {
-            p.vfs.open_existing(n, flags, now(m))?;
-            Object::Snapshot(n.clone(), data.clone())
-        }
-        Object::Console(c) => Object::Console(*c),
-        Object::PipeRead(pp) | Object::PipeWrite(pp) => match acc {
-            _ if flags & O_PATH != 0 => match &f.object {
-                Object::PipeRead(_) => Object::PipeRead(pp.clone()),
-                _ => Object::PipeWrite(pp.clone()),
-            },
-            O_RDONLY => Object::PipeRead(pp.clone()),
-            O_WRONLY => Object::PipeWrite(pp.clone()),
-            _ => return Err(Errno::EINVAL),
-        },
-        // Anonymous inodes (eventfd, epoll) cannot be opened again by path.
-        _ => return Err(Errno::ENXIO),
-    };
+    // Anonymous inodes (eventfd, epoll, sockets) cannot be opened again by path.
+    let object = f.object.reopen(&p.vfs, flags, now(m))?;
     if flags & O_DIRECTORY != 0 && !f.inode().is_some_and(|n| n.is_dir()) {
         return Err(Errno::ENOTDIR);
     }
@@ -1006,12 +986,7 @@ fn sys_ioctl(p: &mut Process, m: &mut dyn Machine, fd: i32, req: u32, arg: u64) 
             Ok(0)
         }
         FIONREAD => {
-            let n = match (&f.object, f.inode()) {
-                (Object::PipeRead(pp), _) => pp.available() as u64,
-                (Object::Unix(u), _) => u.available() as u64,
-                (_, Some(node)) if node.is_regular() => node.size().saturating_sub(f.offset()),
-                _ => return Err(Errno::ENOTTY),
-            };
+            let n = f.object.nread(f.offset())?;
             put(p, m, arg, &(n.min(i32::MAX as u64) as i32).to_le_bytes())?;
             Ok(0)
         }

@@ -13,7 +13,7 @@ use alloc::vec;
 use alloc::vec::Vec;
 
 use crate::errno::{Errno, KResult};
-use crate::fd::{Object, OpenFile, O_NONBLOCK, O_RDWR};
+use crate::fd::{OpenFile, O_NONBLOCK, O_RDWR};
 use crate::machine::Machine;
 use crate::net::{Connect, SockAddr, Socket};
 use crate::process::{Channel, Outcome, Process, Wait};
@@ -110,10 +110,7 @@ pub fn handle(p: &mut Process, m: &mut dyn Machine, nr: u64, a: [u64; 6]) -> Opt
 /// The open file and socket behind `fd` (`EBADF`, or `ENOTSOCK` for other files).
 fn file_socket(p: &Process, fd: i32) -> KResult<(Arc<OpenFile>, Arc<Socket>)> {
     let f = p.files.get(fd)?;
-    let s = match &f.object {
-        Object::Socket(s) => s.clone(),
-        _ => return Err(Errno::ENOTSOCK),
-    };
+    let s = f.downcast_arc::<Socket>().ok_or(Errno::ENOTSOCK)?;
     Ok((f, s))
 }
 
@@ -171,7 +168,7 @@ fn sys_socket(p: &mut Process, domain: u64, ty: u64, protocol: u64) -> KResult<i
 fn install(p: &mut Process, sock: Arc<Socket>, nonblock: bool, cloexec: bool) -> KResult<i64> {
     let path = alloc::format!("socket:[{}]", sock.id);
     let flags = O_RDWR | if nonblock { O_NONBLOCK } else { 0 };
-    let file = OpenFile::new(Object::Socket(sock), path, flags);
+    let file = OpenFile::new(sock, path, flags);
     p.files.install(file, cloexec).map(|fd| fd as i64)
 }
 

@@ -559,15 +559,15 @@ pub fn handle(p: &mut Process, m: &mut dyn Machine, nr: u64, a: [u64; 6]) -> Opt
     Some(ret(r))
 }
 
-/// Where the process state lives (see [`crate::syscall::signal::SignalState::proc`]).
+/// The process state these calls keep.
 fn state(p: &mut Process) -> &mut ProcState {
-    &mut p.signals.proc
+    &mut p.proc
 }
 
 /// The host name: set by `sethostname`, else the first line of `/etc/hostname`, else
 /// [`UNAME_NODENAME`].
 pub fn nodename(p: &Process) -> Vec<u8> {
-    if let Some(n) = &p.signals.proc.nodename {
+    if let Some(n) = &p.proc.nodename {
         return n.clone();
     }
     if let Ok(node) = p.vfs.find("/", "/etc/hostname", true) {
@@ -825,7 +825,7 @@ fn prctl(p: &mut Process, m: &mut dyn Machine, a: [u64; 6]) -> KResult<i64> {
             Ok(0)
         }
         PR_GET_NAME => {
-            let comm = p.signals.proc.comm(&p.exe_path);
+            let comm = p.proc.comm(&p.exe_path);
             let mut b = [0u8; 16];
             b[..comm.len()].copy_from_slice(&comm);
             write_user(p, m, a[1], &b)?;
@@ -1162,8 +1162,8 @@ mod tests {
     fn sysinfo_call() {
         let (mut p, mut m, buf) = setup();
         m.now = 61 * NSEC_PER_SEC;
-        p.signals.proc.total_ram = 1 << 30;
-        p.signals.proc.free_ram = 1 << 29;
+        p.proc.total_ram = 1 << 30;
+        p.proc.free_ram = 1 << 29;
         assert_eq!(call(&mut p, &mut m, sysno::SYSINFO, &[buf]), 0);
         assert_eq!(peek64(&mut p, &mut m, buf), 61);
         assert_eq!(peek64(&mut p, &mut m, buf + 32), 1 << 30);
@@ -1236,10 +1236,7 @@ mod tests {
             call(&mut p, &mut m, sysno::SETRLIMIT, &[nofile, buf + 16]),
             0
         );
-        assert_eq!(
-            p.signals.proc.limit(nofile),
-            Ok(Rlimit { cur: 100, max: 200 })
-        );
+        assert_eq!(p.proc.limit(nofile), Ok(Rlimit { cur: 100, max: 200 }));
         assert_eq!(call(&mut p, &mut m, sysno::GETRLIMIT, &[99, buf]), EINVAL);
     }
 

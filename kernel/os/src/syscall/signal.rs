@@ -10,7 +10,6 @@ use crate::errno::{Errno, KResult};
 use crate::machine::Machine;
 use crate::process::{Outcome, Process, PID};
 use crate::sigframe::SigInfo;
-use crate::syscall::proc::ProcState;
 use crate::syscall::{read_user, write_user};
 use crate::sysno;
 
@@ -292,9 +291,6 @@ pub struct SignalState {
     stop_logged: u64,
     /// Whether an endless `pause`/`rt_sigsuspend` has been logged.
     pause_logged: bool,
-    /// Process state of [`crate::syscall::proc`] (ids, limits, name), kept here until
-    /// `Process` has a field for it.
-    pub proc: ProcState,
 }
 
 impl Default for SignalState {
@@ -309,7 +305,6 @@ impl Default for SignalState {
             suspend_saved: None,
             stop_logged: 0,
             pause_logged: false,
-            proc: ProcState::default(),
         }
     }
 }

@@ -336,11 +336,7 @@ pub(super) fn sys_statfs(
 }
 
 fn file_fs(f: &Arc<OpenFile>) -> FsId {
-    match (&f.object, f.inode()) {
-        (_, Some(n)) => n.fs,
-        (Object::Console(_), _) => FsId::Dev,
-        _ => FsId::Pipe,
-    }
+    f.object.fs()
 }
 
 pub(super) fn sys_fstatfs(p: &mut Process, m: &mut dyn Machine, fd: i32, buf: u64) -> KResult<i64> {

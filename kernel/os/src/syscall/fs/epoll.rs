@@ -30,7 +30,7 @@ pub(super) fn sys_eventfd(p: &mut Process, initval: u64, flags: u64) -> KResult<
     }
     let e = EventFd::new(u64::from(initval as u32), flags & EFD_SEMAPHORE != 0);
     let file = OpenFile::new(
-        Object::EventFd(Arc::new(e)),
+        Arc::new(e),
         "anon_inode:[eventfd]".into(),
         O_RDWR | (flags as u32 & O_NONBLOCK),
     );
@@ -46,7 +46,7 @@ pub(super) fn sys_epoll_create(p: &mut Process, size: i64, flags: u64) -> KResul
         return Err(Errno::EINVAL);
     }
     let file = OpenFile::new(
-        Object::Epoll(Arc::new(Epoll::new())),
+        Arc::new(Epoll::new()),
         "anon_inode:[eventpoll]".into(),
         O_RDWR,
     );
@@ -56,17 +56,14 @@ pub(super) fn sys_epoll_create(p: &mut Process, size: i64, flags: u64) -> KResul
 /// The epoll instance behind `epfd` (`EBADF`, or `EINVAL` for another kind of file).
 fn instance(p: &Process, epfd: i32) -> KResult<Arc<OpenFile>> {
     let f = p.files.get(epfd)?;
-    if !matches!(f.object, Object::Epoll(_)) {
+    if f.downcast::<Epoll>().is_none() {
         return Err(Errno::EINVAL);
     }
     Ok(f)
 }
 
 fn epoll_of(f: &OpenFile) -> &Epoll {
-    match &f.object {
-        Object::Epoll(e) => e,
-        _ => unreachable!("checked by instance()"),
-    }
+    f.downcast::<Epoll>().expect("checked by instance()")
 }
 
 /// `epoll_ctl(epfd, op, fd, event)`.
@@ -77,11 +74,11 @@ pub(super) fn sys_epoll_ctl(p: &mut Process, m: &mut dyn Machine, a: [u64; 6]) -
     if target.is_path_only() {
         return Err(Errno::EBADF);
     }
-    if !matches!(ep_file.object, Object::Epoll(_)) || Arc::ptr_eq(&ep_file, &target) {
+    if ep_file.downcast::<Epoll>().is_none() || Arc::ptr_eq(&ep_file, &target) {
         return Err(Errno::EINVAL);
     }
     // Files without readiness notifications (regular files, directories, devices).
-    if matches!(target.object, Object::Node(_) | Object::Snapshot(..)) {
+    if !target.object.epollable() {
         return Err(Errno::EPERM);
     }
     let ep = epoll_of(&ep_file);
@@ -104,8 +101,7 @@ pub(super) fn sys_epoll_ctl(p: &mut Process, m: &mut dyn Machine, a: [u64; 6]) -
             | EPOLLWAKEUP
             | EPOLLET
             | EPOLLEXCLUSIVE;
-        if op == EPOLL_CTL_MOD || ev.events & !OK != 0 || matches!(target.object, Object::Epoll(_))
-        {
+        if op == EPOLL_CTL_MOD || ev.events & !OK != 0 || target.downcast::<Epoll>().is_some() {
             return Err(Errno::EINVAL);
         }
     }

@@ -17,7 +17,7 @@ use super::{
 };
 use crate::errno::{Errno, KResult};
 use crate::fd::unix::UNIX_CAPACITY;
-use crate::fd::{Object, OpenFile, UnixKind, UnixSocket, O_NONBLOCK, O_RDWR};
+use crate::fd::{OpenFile, UnixKind, UnixSocket, O_NONBLOCK, O_RDWR};
 use crate::machine::Machine;
 use crate::process::{Outcome, Process, Wait};
 use crate::sysno as nr;
@@ -76,10 +76,7 @@ pub fn handle(p: &mut Process, m: &mut dyn Machine, nr: u64, a: [u64; 6]) -> Opt
         _ => return None,
     }
     let f = p.files.get(fd).ok()?;
-    let Object::Unix(u) = &f.object else {
-        return None;
-    };
-    let u = u.clone();
+    let u = f.downcast_arc::<UnixSocket>()?;
     Some(match nr {
         // Already connected (and unnamed, which Linux allows binding; not supported here).
         nr::BIND => ret(Err(Errno::EINVAL)),
@@ -236,7 +233,7 @@ fn sys_socketpair(
     let cloexec = ty & SOCK_CLOEXEC != 0;
     let open = |u: Arc<UnixSocket>| {
         let path = alloc::format!("socket:[{}]", u.ino);
-        OpenFile::new(Object::Unix(u), path, flags)
+        OpenFile::new(u, path, flags)
     };
     let fa = p.files.install(open(a), cloexec)?;
     let fb = match p.files.install(open(b), cloexec) {
