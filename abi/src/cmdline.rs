@@ -12,6 +12,7 @@
 //! | `kiln.stdout=S`, `kiln.stderr=S`, `kiln.log=S` | where each stream goes: `serial` (COM1), a raw byte port such as `0x402` (QEMU `isa-debugcon`), or `off` |
 //! | `kiln.core=BYTES` | on a core-dumping signal, send the program's memory (at most BYTES) as a [`crate::record::Memory`] record |
 //! | `kiln.records=0x406` | a byte port for binary records ([`crate::record`]: crash state) |
+//! | `kiln.control=0x2f8` | a 16550 UART at this port carries the control channel ([`crate::control`]) |
 //! | `kiln.status=0x404` | a byte port that receives the final exit status (0-255) as one byte before the VM exits (QEMU's exit code holds only 7 bits of it) |
 //! | `kiln.verbose` | kernel log at info level (default: warnings only) |
 //! | `kiln.trace` | log every system call of the program |
@@ -95,6 +96,8 @@ pub struct Config {
     pub status: Option<Sink>,
     /// Where binary records ([`crate::record`]) go.
     pub records: Option<Sink>,
+    /// The UART port of the control channel ([`crate::control`]), if any.
+    pub control: Option<u16>,
     /// Send the program's memory for a core file when it dies of a core-dumping signal,
     /// at most this many bytes of it.
     pub core: Option<u64>,
@@ -263,6 +266,13 @@ impl Config {
                         _ => c.log = Some(sink),
                     }
                 }
+                ("kiln.control", Some(v)) => {
+                    c.control = Some(
+                        v.strip_prefix("0x")
+                            .and_then(|h| u16::from_str_radix(h, 16).ok())
+                            .ok_or(err("expected a UART port like 0x2f8"))?,
+                    )
+                }
                 ("kiln.core", Some(v)) => {
                     c.core = Some(v.parse().map_err(|_| err("expected a size in bytes"))?)
                 }
@@ -327,6 +337,7 @@ impl Config {
         self.log = runtime.log.or(self.log);
         self.status = runtime.status.or(self.status);
         self.records = runtime.records.or(self.records);
+        self.control = runtime.control.or(self.control);
         self.core = runtime.core.or(self.core);
         self.verbose |= runtime.verbose;
         self.trace |= runtime.trace;
@@ -368,6 +379,9 @@ impl Config {
             if let Some(s) = sink {
                 t.push(alloc::format!("kiln.{key}={}", sink_token(s)));
             }
+        }
+        if let Some(port) = self.control {
+            t.push(alloc::format!("kiln.control={port:#x}"));
         }
         if let Some(limit) = self.core {
             t.push(alloc::format!("kiln.core={limit}"));
@@ -451,6 +465,7 @@ mod tests {
             log: Some(Sink::Off),
             status: Some(Sink::Port(0x404)),
             records: Some(Sink::Port(0x406)),
+            control: Some(0x2f8),
             core: Some(1 << 30),
             trace: true,
             memlog: Some(5),

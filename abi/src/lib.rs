@@ -4,6 +4,7 @@
 //!   filesystem, baked-in configuration) and how the kernel finds it.
 //! - [`cmdline`]: how arguments, environment and console routing travel on the kernel
 //!   command line.
+//! - [`control`]: the control channel `stats` reads a running kernel through.
 //! - [`record`]: binary records (crash state) the kernel sends the host on their own channel.
 //! - [`regs`]: the general registers of a user thread, shared by the kernel's layers.
 //! - [`sysno`]: the x86_64 system-call table; [`trace`]: what a syscall trace record carries
@@ -22,6 +23,7 @@ extern crate std;
 
 pub mod bytes;
 pub mod cmdline;
+pub mod control;
 pub mod exit;
 pub mod memory;
 pub mod payload;

@@ -18,6 +18,7 @@
 
 pub mod app;
 pub mod bench;
+pub mod control;
 pub mod debug;
 pub mod deps;
 pub mod disk;

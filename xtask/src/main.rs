@@ -42,6 +42,9 @@ enum Cmd {
     /// Print the accelerator runs use (`kvm` or `tcg`), probing KVM with the kernel first
     /// when the answer is not cached for this host boot, QEMU and kernel.
     Accel,
+    /// Live figures of a running image (threads, memory, open files and sockets, system
+    /// calls, network), read over its control channel.
+    Stats(StatsArgs),
     /// Fuzz a parser that reads untrusted bytes (libFuzzer, stable Rust).
     Fuzz(FuzzArgs),
     /// Benchmarks.
@@ -213,6 +216,22 @@ struct PublishArgs {
 }
 
 #[derive(Args, Debug)]
+struct StatsArgs {
+    /// The control socket of a `run --control-socket PATH`.
+    #[arg(long, value_name = "PATH")]
+    socket: PathBuf,
+    /// One snapshot as JSON.
+    #[arg(long, conflicts_with = "prometheus")]
+    json: bool,
+    /// One snapshot in Prometheus's text format.
+    #[arg(long)]
+    prometheus: bool,
+    /// One page of text instead of refreshing every second.
+    #[arg(long)]
+    no_stream: bool,
+}
+
+#[derive(Args, Debug)]
 struct InspectArgs {
     /// A PVH image, a disk (raw, qcow2, vmdk, vhd, gce, efi) or an OCI layout directory.
     #[arg(value_name = "IMAGE")]
@@ -304,6 +323,9 @@ struct RunArgs {
     /// Samples per second for --profile / --profile-folded (default 997).
     #[arg(long, value_name = "HZ", value_parser = clap::value_parser!(u32).range(1..=10000))]
     profile_hz: Option<u32>,
+    /// Serve the kernel's control channel on this Unix socket, for `stats --socket PATH`.
+    #[arg(long, value_name = "PATH")]
+    control_socket: Option<PathBuf>,
     /// Seconds a stop (Ctrl-C, SIGTERM) gives the program after pressing the virtual
     /// machine's power button (the program gets SIGTERM) before stopping it hard (137).
     #[arg(long, value_name = "SECS", default_value_t = 10)]
@@ -360,6 +382,42 @@ fn profile_outputs(image: &std::path::Path, a: &RunArgs, records: &[u8]) -> anyh
         note!("wrote flame graph {} ({samples} samples)", f.display());
     }
     Ok(())
+}
+
+/// `stats`: one snapshot (JSON, Prometheus, `--no-stream`) or a page refreshed every
+/// second until Ctrl-C or the image ends.
+fn stats_cmd(a: &StatsArgs) -> anyhow::Result<()> {
+    use kiln_toolchain::control;
+    let name = a.socket.display().to_string();
+    let first = control::fetch(&a.socket)?;
+    if a.json {
+        println!("{}", control::render_json(&name, &first));
+        return Ok(());
+    }
+    if a.prometheus {
+        print!("{}", control::render_prometheus(&name, &first));
+        return Ok(());
+    }
+    if a.no_stream {
+        print!("{}", control::render_text(&name, &first, None));
+        return Ok(());
+    }
+    let mut before = first;
+    loop {
+        std::thread::sleep(std::time::Duration::from_secs(1));
+        let Ok(now) = control::fetch(&a.socket) else {
+            note!("the image is gone");
+            return Ok(());
+        };
+        // Clear the screen and draw the page again, as `top` does.
+        print!(
+            "\x1b[H\x1b[2J{}",
+            control::render_text(&name, &now, Some(&before))
+        );
+        use std::io::Write;
+        let _ = std::io::stdout().flush();
+        before = now;
+    }
 }
 
 fn parse_trace(s: &str) -> Result<kiln_toolchain::trace::Mode, String> {
@@ -565,6 +623,7 @@ fn run(layout: &Layout, a: &RunArgs) -> anyhow::Result<u8> {
         profile_hz: (a.profile.is_some() || a.profile_folded.is_some())
             .then(|| a.profile_hz.unwrap_or(997)),
         stop_timeout: std::time::Duration::from_secs(a.stop_timeout),
+        control_socket: a.control_socket.clone(),
         records_file: None,
     };
     // A trace follows the records file while the image runs.
@@ -668,6 +727,7 @@ fn main() -> ExitCode {
         Cmd::Test => suite::run(&layout).map(|_| 0),
         Cmd::Publish(a) => publish_cmd(&layout, a).map(|_| 0),
         Cmd::Inspect(a) => inspect_cmd(a).map(|_| 0),
+        Cmd::Stats(a) => stats_cmd(a).map(|_| 0),
         Cmd::Accel => qemu::prepare_fresh(&layout, Machine::Microvm).map(|(_, choice)| {
             println!("{}", choice.accel.name());
             0

@@ -233,6 +233,11 @@ pub fn alloc_zeroed() -> Option<u64> {
     Some(f)
 }
 
+/// Bytes of RAM the frame allocator manages.
+pub fn total_bytes() -> u64 {
+    FRAMES.lock().total() * PAGE_SIZE
+}
+
 /// Bytes of RAM handed out so far (frames in use, heap included).
 pub fn used_bytes() -> u64 {
     let f = FRAMES.lock();

@@ -36,6 +36,7 @@ pub mod serial;
 pub mod syscall;
 pub mod time;
 pub mod trap;
+pub mod uart;
 pub mod virtio;
 
 /// Size of a page.

@@ -78,6 +78,7 @@ pub fn on_user_fault(frame: &mut TrapFrame, fx: &mut FxArea, cr2: u64) -> UserFa
                 .vm
                 .handle_fault(&mut kiln_hal_pages(), cr2, access)
         };
+        crate::control::PAGE_FAULTS.fetch_add(1, core::sync::atomic::Ordering::Relaxed);
         match result {
             Ok(()) => return UserFault::Resume,
             Err(why) => {

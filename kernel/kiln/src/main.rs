@@ -12,6 +12,7 @@
 extern crate alloc;
 
 mod console;
+mod control;
 mod crash;
 mod fault;
 mod machine;

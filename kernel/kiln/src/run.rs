@@ -73,6 +73,7 @@ fn arm_timer(k: &mut Kernel) {
 /// back when one fell due while the kernel served it (interrupts are off meanwhile).
 pub fn on_syscall(frame: &mut SyscallFrame, fx: &mut FxArea) {
     let (nr, rip, rsp, rbp) = (frame.rax, frame.rip, frame.rsp, frame.rbp);
+    crate::control::SYSCALLS.fetch_add(1, core::sync::atomic::Ordering::Relaxed);
     serve_syscall(frame, fx);
     if crate::profile::due() {
         if let Some(k) = KERNEL.lock().as_mut() {
@@ -181,6 +182,7 @@ fn next_thread(k: &mut Kernel) -> (u32, UserContext) {
         crate::machine::net::service(k);
         crate::memlog::service();
         crate::stop::check(k);
+        crate::control::service(k);
         k.machine.sched.expire(time::monotonic_ns());
         let Some((tid, how)) = k.machine.sched.pick() else {
             idle(k);
@@ -238,7 +240,10 @@ fn idle(k: &mut Kernel) {
             }
         }
     }
+    let halted = time::monotonic_ns();
     kiln_hal::cpu::wait_for_interrupt();
+    let idle = time::monotonic_ns().saturating_sub(halted);
+    crate::control::IDLE_NS.fetch_add(idle, core::sync::atomic::Ordering::Relaxed);
 }
 
 /// The timer interrupt: wakes sleepers and preempts a thread whose slice is over.
@@ -257,6 +262,7 @@ pub fn on_timer(frame: &mut TrapFrame, fx: &mut FxArea) {
     crate::machine::net::service(k);
     crate::memlog::service();
     crate::stop::check(k);
+    crate::control::service(k);
     if crate::profile::due() {
         crate::profile::sample(k, Place::User, frame.rip, frame.rsp, frame.rbp);
     }

@@ -148,6 +148,7 @@ pub fn run(boot: BootInfo) -> ! {
     let transports = machine::acpi::start(boot.rsdp);
     machine::net::start(&config, &transports, &mut process, &mut machine);
     crate::memlog::start(config.memlog);
+    crate::control::start(config.control);
     crate::profile::start(config.profile, program, loaded.load_bias);
     *KERNEL.lock() = Some(Kernel { process, machine });
     kiln_hal::syscall::init(run::on_syscall);

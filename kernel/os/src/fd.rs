@@ -595,6 +595,20 @@ impl FdTable {
         Ok(new)
     }
 
+    /// Every open descriptor and its file, lowest first.
+    pub fn open(&self) -> impl Iterator<Item = (i32, &Arc<OpenFile>)> + '_ {
+        self.slots
+            .iter()
+            .enumerate()
+            .filter_map(|(i, s)| Some((i as i32, &s.as_ref()?.file)))
+    }
+
+    /// What descriptor `fd`'s file is, for `stats`: the socket's addresses, otherwise the
+    /// path it was opened by.
+    pub fn describe(file: &OpenFile) -> alloc::string::String {
+        file.object.describe().unwrap_or_else(|| file.path.clone())
+    }
+
     /// The close-on-exec flag of `fd`.
     pub fn cloexec(&self, fd: i32) -> KResult<bool> {
         let i = index(fd)?;

@@ -103,6 +103,21 @@ impl<C> Scheduler<C> {
         self.threads.get_mut(&tid).map(|e| &mut e.state)
     }
 
+    /// What thread `tid` is doing, for `stats`: `running`, `ready`, `sleeping`, or what it
+    /// waits on (`futex`, `I/O`, `poll`).
+    pub fn activity(&self, tid: u32) -> Option<&'static str> {
+        Some(match &self.threads.get(&tid)?.status {
+            Status::Running => "running",
+            Status::Ready(_) => "ready",
+            Status::Blocked(w) => match w.channels.first() {
+                None => "sleeping",
+                Some(Channel::Futex { .. }) => "waiting (futex)",
+                Some(Channel::Object(_)) => "waiting (I/O)",
+                Some(Channel::Io) => "waiting (poll)",
+            },
+        })
+    }
+
     /// Saved registers of thread `tid`.
     pub fn ctx(&mut self, tid: u32) -> Option<&mut C> {
         self.threads.get_mut(&tid).map(|e| &mut e.ctx)

@@ -55,7 +55,13 @@ pub struct RunOptions {
     /// Where QEMU writes the kernel's records (a file the caller may follow while the
     /// image runs); a file in the run's temporary directory when `None`.
     pub records_file: Option<PathBuf>,
+    /// A Unix socket QEMU serves the kernel's control channel on (for `stats`); none when
+    /// `None`.
+    pub control_socket: Option<PathBuf>,
 }
+
+/// The UART port of the control channel (the PC's COM2, ISA IRQ 3).
+pub const CONTROL_PORT: u16 = 0x2f8;
 
 /// How the guest's network card reaches the host.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -184,6 +190,7 @@ pub fn runtime_config(target: &Target, opts: &RunOptions) -> Config {
         core: opts.core_limit,
         trace: opts.trace,
         profile: opts.profile_hz,
+        control: opts.control_socket.as_ref().map(|_| CONTROL_PORT),
         ..Config::default()
     };
     for (k, v) in &opts.env {
@@ -328,6 +335,17 @@ fn machine_args(
         if g.wait {
             push("-S");
         }
+    }
+    if let Some(sock) = &opts.control_socket {
+        push("-chardev");
+        push(&format!(
+            "socket,id=kctl,path={},server=on,wait=off",
+            qemu_escape(sock)
+        ));
+        push("-device");
+        push(&format!(
+            "isa-serial,chardev=kctl,iobase={CONTROL_PORT:#x},irq=3"
+        ));
     }
     if let Some(q) = &streams.qmp {
         a.extend(super::qmp::args(q).map(OsString::from));
@@ -517,6 +535,7 @@ mod tests {
             profile_hz: None,
             stop_timeout: std::time::Duration::from_secs(10),
             records_file: None,
+            control_socket: Some("/run/c.sock".into()),
         };
         let a = joined(&qemu_args(
             &Machine::Q35.target(),
@@ -545,6 +564,12 @@ mod tests {
         assert_eq!(c.stdout, Some(Sink::Port(0x405)));
         assert_eq!(c.status, Some(Sink::Port(0x404)));
         assert!(c.verbose);
+        // The control channel: a UART on a socket, and its port on the command line.
+        assert!(
+            s.contains("socket,id=kctl,path=/run/c.sock,server=on,wait=off -device isa-serial,chardev=kctl,iobase=0x2f8,irq=3"),
+            "{s}"
+        );
+        assert_eq!(c.control, Some(CONTROL_PORT));
     }
 
     #[test]

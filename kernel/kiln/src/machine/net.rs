@@ -39,6 +39,22 @@ static LAST_RUN: AtomicU64 = AtomicU64::new(0);
 /// When the card last got its held-back receive buffer (monotonic ns).
 static LAST_REFILL: AtomicU64 = AtomicU64::new(0);
 
+/// Frames and bytes received, for `stats`.
+static RX: [AtomicU64; 2] = [AtomicU64::new(0), AtomicU64::new(0)];
+/// Frames and bytes sent, for `stats`.
+static TX: [AtomicU64; 2] = [AtomicU64::new(0), AtomicU64::new(0)];
+
+/// Frames and bytes received and sent so far: `((frames, bytes), (frames, bytes))`.
+pub fn counters() -> ((u64, u64), (u64, u64)) {
+    let get = |c: &[AtomicU64; 2]| (c[0].load(Ordering::Relaxed), c[1].load(Ordering::Relaxed));
+    (get(&RX), get(&TX))
+}
+
+fn count(c: &[AtomicU64; 2], bytes: usize) {
+    c[0].fetch_add(1, Ordering::Relaxed);
+    c[1].fetch_add(bytes as u64, Ordering::Relaxed);
+}
+
 /// The machine's network card.
 pub struct NetCard {
     dev: VirtioNet,
@@ -49,10 +65,16 @@ impl NetDevice for NetCard {
         self.dev.mac()
     }
     fn receive(&mut self, buf: &mut [u8]) -> Option<usize> {
-        self.dev.receive(buf)
+        let n = self.dev.receive(buf)?;
+        count(&RX, n);
+        Some(n)
     }
     fn transmit(&mut self, frame: &[u8]) -> bool {
-        self.dev.transmit(frame)
+        let sent = self.dev.transmit(frame);
+        if sent {
+            count(&TX, frame.len());
+        }
+        sent
     }
 }
 

@@ -83,6 +83,12 @@ pub trait FileLike: Any + Debug + Send + Sync {
     /// The status `fstat` reports.
     fn stat(&self) -> Stat;
 
+    /// A description for `stats` when the open path does not say enough (sockets: their
+    /// addresses and state).
+    fn describe(&self) -> Option<alloc::string::String> {
+        None
+    }
+
     /// The filesystem `fstatfs` reports (anonymous kinds live on the pipe filesystem).
     fn fs(&self) -> FsId {
         FsId::Pipe

@@ -32,6 +32,10 @@ impl FileLike for Socket {
         Socket::event_seq(self)
     }
 
+    fn describe(&self) -> Option<alloc::string::String> {
+        Some(Socket::describe(self))
+    }
+
     /// The network can make a socket ready.
     fn locally_driven(&self) -> bool {
         false

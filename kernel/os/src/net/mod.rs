@@ -26,6 +26,7 @@
 pub mod phy;
 
 use alloc::collections::{BTreeMap, VecDeque};
+use alloc::string::String;
 use alloc::sync::Arc;
 use alloc::vec;
 use alloc::vec::Vec;
@@ -254,6 +255,23 @@ impl Default for Net {
 impl fmt::Debug for Net {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("Net")
+    }
+}
+
+/// A TCP state as `netstat` spells it.
+fn tcp_state_name(state: tcp::State) -> &'static str {
+    match state {
+        tcp::State::Closed => "CLOSED",
+        tcp::State::Listen => "LISTEN",
+        tcp::State::SynSent => "SYN_SENT",
+        tcp::State::SynReceived => "SYN_RECV",
+        tcp::State::Established => "ESTABLISHED",
+        tcp::State::FinWait1 => "FIN_WAIT1",
+        tcp::State::FinWait2 => "FIN_WAIT2",
+        tcp::State::CloseWait => "CLOSE_WAIT",
+        tcp::State::Closing => "CLOSING",
+        tcp::State::LastAck => "LAST_ACK",
+        tcp::State::TimeWait => "TIME_WAIT",
     }
 }
 
@@ -1535,6 +1553,38 @@ impl Socket {
             }
         }
         sock.local.unwrap_or_default()
+    }
+
+    /// What `netstat` would show: protocol, addresses and TCP state
+    /// (`TCP 10.0.2.15:8080 <- 10.0.2.2:41234 ESTABLISHED`, `TCP 0.0.0.0:8080 LISTEN`).
+    pub fn describe(&self) -> String {
+        let text = |a: SockAddr| {
+            alloc::format!("{}.{}.{}.{}:{}", a.ip[0], a.ip[1], a.ip[2], a.ip[3], a.port)
+        };
+        let local = text(self.local_addr());
+        let s = self.stack.lock();
+        let Some(sock) = s.socks.get(&self.id) else {
+            return String::from("socket (closed)");
+        };
+        match &sock.kind {
+            Kind::TcpFresh => alloc::format!("TCP {local} CLOSED"),
+            Kind::TcpListen { pool, backlog } => {
+                let waiting = pool
+                    .iter()
+                    .filter(|&&h| is_established(s.sockets.get::<tcp::Socket>(h).state()))
+                    .count();
+                alloc::format!("TCP {local} LISTEN ({waiting} of {backlog} waiting to be accepted)")
+            }
+            Kind::TcpConn(h) => {
+                let t = s.sockets.get::<tcp::Socket>(*h);
+                let peer = t
+                    .remote_endpoint()
+                    .map(|e| text(SockAddr::from_endpoint(e)))
+                    .unwrap_or_else(|| String::from("-"));
+                alloc::format!("TCP {local} <-> {peer} {}", tcp_state_name(t.state()))
+            }
+            Kind::Udp(_) => alloc::format!("UDP {local}"),
+        }
     }
 
     /// `getpeername` (`ENOTCONN` when not connected).

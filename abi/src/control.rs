@@ -1,0 +1,218 @@
+//! The control channel: a second serial port (`kiln.control=PORT`) that the host's
+//! `stats` talks to while the image runs, without changing the image. The host writes a
+//! request line ([`REQUEST_STATS`]); the kernel answers with one [`Stats`] record:
+//! [`MAGIC`], the body's length (`u32`), then the body, little-endian.
+
+use alloc::string::String;
+use alloc::vec::Vec;
+
+/// What the host writes to ask for a [`Stats`] record.
+pub const REQUEST_STATS: &[u8] = b"stats\n";
+/// The first four bytes of a stats record.
+pub const MAGIC: [u8; 4] = *b"KSTA";
+/// Largest body the host accepts.
+pub const MAX_LEN: usize = 1 << 20;
+
+/// One thread of the program.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ThreadStat {
+    /// Thread id.
+    pub tid: u32,
+    /// `running`, `ready`, or what it waits for (`futex`, `socket`, `sleep`, ...).
+    pub state: String,
+}
+
+/// One open file descriptor.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileStat {
+    /// The descriptor.
+    pub fd: u32,
+    /// What it is: `file /etc/hosts`, `pipe`, `TCP 10.0.2.15:8080 LISTEN`, ...
+    pub what: String,
+}
+
+/// A snapshot of the running kernel.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// Time since boot.
+    pub uptime_ns: u64,
+    /// Of that, time the CPU was not idle (the program and the kernel working for it).
+    pub busy_ns: u64,
+    /// System calls served.
+    pub syscalls: u64,
+    /// Page faults handled for the program.
+    pub page_faults: u64,
+    /// RAM the kernel manages.
+    pub mem_total: u64,
+    /// Of that, in use (kernel heap, page tables, the program's pages).
+    pub mem_used: u64,
+    /// The kernel heap's live allocations.
+    pub heap: u64,
+    /// Frames received and bytes in them.
+    pub rx: (u64, u64),
+    /// Frames sent and bytes in them.
+    pub tx: (u64, u64),
+    /// The program's threads.
+    pub threads: Vec<ThreadStat>,
+    /// The program's open file descriptors.
+    pub files: Vec<FileStat>,
+}
+
+fn put_u32(b: &mut Vec<u8>, v: u32) {
+    b.extend_from_slice(&v.to_le_bytes());
+}
+
+fn put_u64(b: &mut Vec<u8>, v: u64) {
+    b.extend_from_slice(&v.to_le_bytes());
+}
+
+fn put_str(b: &mut Vec<u8>, s: &str) {
+    put_u32(b, s.len() as u32);
+    b.extend_from_slice(s.as_bytes());
+}
+
+struct Reader<'a> {
+    b: &'a [u8],
+    at: usize,
+}
+
+impl Reader<'_> {
+    fn take(&mut self, n: usize) -> Option<&[u8]> {
+        let s = self.b.get(self.at..self.at.checked_add(n)?)?;
+        self.at += n;
+        Some(s)
+    }
+    fn u32(&mut self) -> Option<u32> {
+        Some(u32::from_le_bytes(self.take(4)?.try_into().ok()?))
+    }
+    fn u64(&mut self) -> Option<u64> {
+        Some(u64::from_le_bytes(self.take(8)?.try_into().ok()?))
+    }
+    fn string(&mut self) -> Option<String> {
+        let n = self.u32()? as usize;
+        Some(String::from_utf8_lossy(self.take(n)?).into_owned())
+    }
+    /// A count of items each at least `min` bytes long, checked against what is left.
+    fn count(&mut self, min: usize) -> Option<usize> {
+        let n = self.u32()? as usize;
+        (n <= (self.b.len() - self.at) / min).then_some(n)
+    }
+}
+
+impl Stats {
+    /// The whole record: magic, length, body.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut b = Vec::new();
+        for v in [
+            self.uptime_ns,
+            self.busy_ns,
+            self.syscalls,
+            self.page_faults,
+            self.mem_total,
+            self.mem_used,
+            self.heap,
+            self.rx.0,
+            self.rx.1,
+            self.tx.0,
+            self.tx.1,
+        ] {
+            put_u64(&mut b, v);
+        }
+        put_u32(&mut b, self.threads.len() as u32);
+        for t in &self.threads {
+            put_u32(&mut b, t.tid);
+            put_str(&mut b, &t.state);
+        }
+        put_u32(&mut b, self.files.len() as u32);
+        for f in &self.files {
+            put_u32(&mut b, f.fd);
+            put_str(&mut b, &f.what);
+        }
+        let mut out = Vec::with_capacity(8 + b.len());
+        out.extend_from_slice(&MAGIC);
+        put_u32(&mut out, b.len() as u32);
+        out.extend_from_slice(&b);
+        out
+    }
+
+    /// The length of the body after a record's 8-byte head, if `head` is one.
+    pub fn body_len(head: &[u8; 8]) -> Option<usize> {
+        let len = u32::from_le_bytes(head[4..8].try_into().ok()?) as usize;
+        (head[..4] == MAGIC && len <= MAX_LEN).then_some(len)
+    }
+
+    /// Reads a record's body.
+    pub fn decode(body: &[u8]) -> Option<Stats> {
+        let mut r = Reader { b: body, at: 0 };
+        let mut v = [0u64; 11];
+        for x in &mut v {
+            *x = r.u64()?;
+        }
+        let mut s = Stats {
+            uptime_ns: v[0],
+            busy_ns: v[1],
+            syscalls: v[2],
+            page_faults: v[3],
+            mem_total: v[4],
+            mem_used: v[5],
+            heap: v[6],
+            rx: (v[7], v[8]),
+            tx: (v[9], v[10]),
+            ..Stats::default()
+        };
+        for _ in 0..r.count(8)? {
+            s.threads.push(ThreadStat {
+                tid: r.u32()?,
+                state: r.string()?,
+            });
+        }
+        for _ in 0..r.count(8)? {
+            s.files.push(FileStat {
+                fd: r.u32()?,
+                what: r.string()?,
+            });
+        }
+        Some(s)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use alloc::string::ToString;
+    use alloc::vec;
+
+    #[test]
+    fn stats_round_trip_and_refuse_garbage() {
+        let s = Stats {
+            uptime_ns: 5_000_000_000,
+            busy_ns: 1_000_000_000,
+            syscalls: 1234,
+            page_faults: 56,
+            mem_total: 128 << 20,
+            mem_used: 6 << 20,
+            heap: 2 << 20,
+            rx: (10, 1500),
+            tx: (12, 2000),
+            threads: vec![ThreadStat {
+                tid: 1,
+                state: "socket".to_string(),
+            }],
+            files: vec![FileStat {
+                fd: 3,
+                what: "TCP 0.0.0.0:8080 LISTEN".to_string(),
+            }],
+        };
+        let bytes = s.encode();
+        let head: [u8; 8] = bytes[..8].try_into().unwrap();
+        assert_eq!(Stats::body_len(&head), Some(bytes.len() - 8));
+        assert_eq!(Stats::decode(&bytes[8..]), Some(s));
+        for cut in 8..bytes.len() {
+            assert!(Stats::decode(&bytes[8..cut]).is_none());
+        }
+        let mut lie = bytes[8..].to_vec();
+        lie[88..92].copy_from_slice(&u32::MAX.to_le_bytes());
+        assert!(Stats::decode(&lie).is_none());
+        assert_eq!(Stats::body_len(b"KRECxxxx"), None);
+    }
+}

@@ -1,0 +1,257 @@
+//! `stats`: live figures from a running image over its control channel
+//! ([`kiln_abi::control`]), which QEMU serves on a Unix socket (`run --control-socket`),
+//! shown `top`-like, as JSON, or in Prometheus's text format.
+
+use anyhow::{bail, Context};
+use kiln_abi::control::{Stats, REQUEST_STATS};
+use std::io::{Read, Write};
+use std::os::unix::net::UnixStream;
+use std::path::Path;
+use std::time::Duration;
+
+/// Asks the kernel behind `socket` for its figures.
+pub fn fetch(socket: &Path) -> anyhow::Result<Stats> {
+    let mut s = UnixStream::connect(socket).with_context(|| {
+        format!(
+            "cannot reach the image's control channel at {} (is it running?)",
+            socket.display()
+        )
+    })?;
+    s.set_read_timeout(Some(Duration::from_secs(10)))?;
+    s.write_all(REQUEST_STATS)?;
+    let mut head = [0u8; 8];
+    s.read_exact(&mut head)
+        .context("the image did not answer on its control channel (its kernel may predate it)")?;
+    let Some(len) = Stats::body_len(&head) else {
+        bail!("the control channel sent something that is not a stats record");
+    };
+    let mut body = vec![0u8; len];
+    s.read_exact(&mut body)
+        .context("the stats record was cut short")?;
+    Stats::decode(&body).context("the stats record does not parse")
+}
+
+/// Rates between two snapshots: per second of uptime.
+fn rate(now: u64, before: u64, secs: f64) -> f64 {
+    if secs <= 0.0 {
+        0.0
+    } else {
+        now.saturating_sub(before) as f64 / secs
+    }
+}
+
+fn mib(bytes: u64) -> String {
+    format!("{:.1} MiB", bytes as f64 / (1 << 20) as f64)
+}
+
+/// A `top`-like page: totals, rates since `before` (when given), threads and descriptors.
+pub fn render_text(name: &str, s: &Stats, before: Option<&Stats>) -> String {
+    let mut out = String::new();
+    let up = s.uptime_ns as f64 / 1e9;
+    let (cpu, sys_rate, fault_rate, rx_rate, tx_rate) = match before {
+        Some(b) => {
+            let secs = (s.uptime_ns.saturating_sub(b.uptime_ns)) as f64 / 1e9;
+            let busy = rate(s.busy_ns, b.busy_ns, secs) / 1e9 * 100.0;
+            (
+                busy,
+                rate(s.syscalls, b.syscalls, secs),
+                rate(s.page_faults, b.page_faults, secs),
+                rate(s.rx.1, b.rx.1, secs),
+                rate(s.tx.1, b.tx.1, secs),
+            )
+        }
+        None => (
+            s.busy_ns as f64 / s.uptime_ns.max(1) as f64 * 100.0,
+            rate(s.syscalls, 0, up),
+            rate(s.page_faults, 0, up),
+            rate(s.rx.1, 0, up),
+            rate(s.tx.1, 0, up),
+        ),
+    };
+    out.push_str(&format!(
+        "{name}: up {up:.1} s, CPU {cpu:.1}%, {} threads, {} open files\n",
+        s.threads.len(),
+        s.files.len()
+    ));
+    out.push_str(&format!(
+        "memory: {} used of {}, kernel heap {}\n",
+        mib(s.mem_used),
+        mib(s.mem_total),
+        mib(s.heap)
+    ));
+    out.push_str(&format!(
+        "system calls: {} ({sys_rate:.0}/s), page faults: {} ({fault_rate:.0}/s)\n",
+        s.syscalls, s.page_faults
+    ));
+    out.push_str(&format!(
+        "network: rx {} frames {} bytes ({rx_rate:.0} B/s), tx {} frames {} bytes ({tx_rate:.0} B/s)\n",
+        s.rx.0, s.rx.1, s.tx.0, s.tx.1
+    ));
+    out.push_str("\n  TID  STATE\n");
+    for t in &s.threads {
+        out.push_str(&format!("{:>5}  {}\n", t.tid, t.state));
+    }
+    out.push_str("\n   FD  WHAT\n");
+    for f in &s.files {
+        out.push_str(&format!("{:>5}  {}\n", f.fd, f.what));
+    }
+    out
+}
+
+/// The figures as one JSON object.
+pub fn render_json(name: &str, s: &Stats) -> String {
+    let v = serde_json::json!({
+        "name": name,
+        "uptime_seconds": s.uptime_ns as f64 / 1e9,
+        "cpu_busy_seconds": s.busy_ns as f64 / 1e9,
+        "syscalls": s.syscalls,
+        "page_faults": s.page_faults,
+        "memory": { "total_bytes": s.mem_total, "used_bytes": s.mem_used, "kernel_heap_bytes": s.heap },
+        "network": {
+            "rx_frames": s.rx.0, "rx_bytes": s.rx.1,
+            "tx_frames": s.tx.0, "tx_bytes": s.tx.1,
+        },
+        "threads": s.threads.iter().map(|t| serde_json::json!({"tid": t.tid, "state": t.state})).collect::<Vec<_>>(),
+        "files": s.files.iter().map(|f| serde_json::json!({"fd": f.fd, "what": f.what})).collect::<Vec<_>>(),
+    });
+    v.to_string()
+}
+
+/// The figures in Prometheus's text exposition format, labelled with the instance name.
+pub fn render_prometheus(name: &str, s: &Stats) -> String {
+    let label = name.replace('\\', "\\\\").replace('"', "\\\"");
+    let secs = |ns: u64| format!("{}", ns as f64 / 1e9);
+    let metrics: [(&str, &str, &str, String); 11] = [
+        (
+            "uptime_seconds",
+            "gauge",
+            "Time since the kernel booted.",
+            secs(s.uptime_ns),
+        ),
+        (
+            "cpu_seconds_total",
+            "counter",
+            "CPU time not spent idle.",
+            secs(s.busy_ns),
+        ),
+        (
+            "syscalls_total",
+            "counter",
+            "System calls served.",
+            s.syscalls.to_string(),
+        ),
+        (
+            "page_faults_total",
+            "counter",
+            "Page faults handled for the program.",
+            s.page_faults.to_string(),
+        ),
+        (
+            "memory_total_bytes",
+            "gauge",
+            "RAM the kernel manages.",
+            s.mem_total.to_string(),
+        ),
+        (
+            "memory_used_bytes",
+            "gauge",
+            "RAM in use (kernel heap, page tables, program pages).",
+            s.mem_used.to_string(),
+        ),
+        (
+            "kernel_heap_bytes",
+            "gauge",
+            "Live kernel heap allocations.",
+            s.heap.to_string(),
+        ),
+        (
+            "network_receive_bytes_total",
+            "counter",
+            "Bytes received by the network card.",
+            s.rx.1.to_string(),
+        ),
+        (
+            "network_transmit_bytes_total",
+            "counter",
+            "Bytes sent by the network card.",
+            s.tx.1.to_string(),
+        ),
+        (
+            "threads",
+            "gauge",
+            "Threads of the program.",
+            s.threads.len().to_string(),
+        ),
+        (
+            "open_files",
+            "gauge",
+            "Open file descriptors of the program.",
+            s.files.len().to_string(),
+        ),
+    ];
+    metrics
+        .iter()
+        .map(|(m, kind, help, v)| {
+            format!("# HELP kiln_{m} {help}\n# TYPE kiln_{m} {kind}\nkiln_{m}{{instance=\"{label}\"}} {v}\n")
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kiln_abi::control::{FileStat, ThreadStat};
+
+    fn sample() -> Stats {
+        Stats {
+            uptime_ns: 10_000_000_000,
+            busy_ns: 2_500_000_000,
+            syscalls: 5000,
+            page_faults: 300,
+            mem_total: 128 << 20,
+            mem_used: 8 << 20,
+            heap: 2 << 20,
+            rx: (20, 3000),
+            tx: (30, 4000),
+            threads: vec![ThreadStat {
+                tid: 1,
+                state: "waiting (I/O)".into(),
+            }],
+            files: vec![FileStat {
+                fd: 3,
+                what: "TCP 0.0.0.0:8080 LISTEN (0 of 128 waiting to be accepted)".into(),
+            }],
+        }
+    }
+
+    #[test]
+    fn text_shows_rates_threads_and_sockets() {
+        let s = sample();
+        let mut before = s.clone();
+        before.uptime_ns -= 1_000_000_000;
+        before.syscalls -= 100;
+        before.busy_ns -= 500_000_000;
+        let t = render_text("web", &s, Some(&before));
+        assert!(
+            t.starts_with("web: up 10.0 s, CPU 50.0%, 1 threads, 1 open files\n"),
+            "{t}"
+        );
+        assert!(t.contains("system calls: 5000 (100/s)"), "{t}");
+        assert!(t.contains("    1  waiting (I/O)"), "{t}");
+        assert!(t.contains("    3  TCP 0.0.0.0:8080 LISTEN"), "{t}");
+    }
+
+    #[test]
+    fn json_and_prometheus_carry_the_figures() {
+        let s = sample();
+        let j: serde_json::Value = serde_json::from_str(&render_json("web", &s)).unwrap();
+        assert_eq!(j["syscalls"], 5000);
+        assert_eq!(j["files"][0]["fd"], 3);
+        let p = render_prometheus("we\"b", &s);
+        assert!(
+            p.contains("kiln_syscalls_total{instance=\"we\\\"b\"} 5000\n"),
+            "{p}"
+        );
+        assert!(p.contains("# TYPE kiln_memory_used_bytes gauge"), "{p}");
+    }
+}
