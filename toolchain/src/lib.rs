@@ -27,6 +27,7 @@ pub mod floor;
 pub mod fuzz;
 pub mod image;
 pub mod inspect;
+pub mod instance;
 pub mod layout;
 pub mod link;
 pub mod oci;
