@@ -79,27 +79,38 @@ pub fn stop(store: &Store, inst: &Instance, grace: Duration) -> anyhow::Result<(
     if !state::phase(&s).is_live() {
         return Ok(());
     }
-    if let Some(sup) = &s.supervisor {
-        sup.signal(Signal::TERM);
+    if grace.is_zero() {
+        kill(store, inst)?;
+    } else {
+        if let Some(sup) = &s.supervisor {
+            sup.signal(Signal::TERM);
+        }
+        if !wait_until(grace, || !inst.phase().is_live()) {
+            kill(store, inst)?;
+        }
     }
-    if wait_until(grace, || !inst.phase().is_live()) {
-        return Ok(());
-    }
-    kill(store, inst)
+    // Done when nothing of it runs: the supervisor exits right after recording the exit.
+    wait_until(Duration::from_secs(5), || {
+        !s.supervisor.as_ref().is_some_and(Proc::alive)
+    });
+    Ok(())
 }
 
 /// Ends a live instance at once: SIGKILL to the runner's process group (the runner and its
 /// QEMU). Its supervisor records 137; if the supervisor cannot, this does.
 pub fn kill(store: &Store, inst: &Instance) -> anyhow::Result<()> {
     let Ok(s) = inst.state() else { return Ok(()) };
-    if let Some(sup) = &s.supervisor {
-        // No restart from here on.
-        sup.signal(Signal::TERM);
-    }
     if let Some(r) = &s.runner {
         r.signal_group(Signal::KILL);
     }
-    if wait_until(Duration::from_secs(5), || !inst.phase().is_live()) {
+    if let Some(sup) = &s.supervisor {
+        // No restart from here on (after the kill, so the runner is not stopped gently).
+        sup.signal(Signal::TERM);
+    }
+    let gone = |r: &Option<Proc>| !r.as_ref().is_some_and(Proc::group_alive);
+    if wait_until(Duration::from_secs(5), || {
+        !inst.phase().is_live() && gone(&s.runner)
+    }) {
         return Ok(());
     }
     // The supervisor is stuck or gone: take over.
@@ -142,10 +153,9 @@ pub fn remove(store: &Store, inst: &Instance, force: bool) -> anyhow::Result<()>
             let _ = wait_until(Duration::from_secs(2), || {
                 !s.supervisor.as_ref().is_some_and(Proc::alive)
             });
-            if let Ok(s) = inst.state() {
-                if let Some(r) = &s.runner {
-                    r.signal_group(Signal::KILL);
-                }
+            if let Some(r) = inst.state().ok().and_then(|s| s.runner) {
+                r.signal_group(Signal::KILL);
+                wait_until(Duration::from_secs(5), || !r.group_alive());
             }
         }
     }

@@ -22,6 +22,16 @@ fn stat_fields(stat: &str) -> Option<(char, u64)> {
     Some((state, rest.get(19)?.parse().ok()?))
 }
 
+/// Whether a `/proc/PID/stat` line is of a live (not zombie) process in group `pgid`.
+fn in_group(stat: &str, pgid: i32) -> bool {
+    let rest = stat
+        .rfind(')')
+        .map(|i| stat[i + 1..].split_whitespace().collect::<Vec<_>>())
+        .unwrap_or_default();
+    let live = rest.first().is_some_and(|s| *s != "Z" && *s != "X");
+    live && rest.get(2).and_then(|g| g.parse().ok()) == Some(pgid)
+}
+
 fn read_stat(pid: i32) -> Option<(char, u64)> {
     stat_fields(&std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?)
 }
@@ -50,6 +60,17 @@ impl Proc {
         }
     }
 
+    /// Whether any process of the group this process led is still running (after the
+    /// leader itself has gone, its group may not have).
+    pub fn group_alive(&self) -> bool {
+        let Ok(dir) = std::fs::read_dir("/proc") else {
+            return false;
+        };
+        dir.flatten().any(|e| {
+            std::fs::read_to_string(e.path().join("stat")).is_ok_and(|s| in_group(&s, self.pid))
+        })
+    }
+
     /// Sends `sig` to the process group this process leads, if it is still this one.
     pub fn signal_group(&self, sig: Signal) {
         if let (true, Some(pid)) = (self.alive(), Pid::from_raw(self.pid)) {
@@ -67,6 +88,8 @@ mod tests {
         let line = "42 (a (b) c) S 1 42 42 0 -1 4194560 100 0 0 0 1 2 0 0 20 0 1 0 98765 1000 10";
         assert_eq!(stat_fields(line), Some(('S', 98765)));
         assert_eq!(stat_fields("garbage"), None);
+        assert!(in_group(line, 42) && !in_group(line, 1));
+        assert!(!in_group(&line.replace(") S", ") Z"), 42));
         let me = Proc::current().unwrap();
         assert!(me.alive());
         assert!(!Proc {
