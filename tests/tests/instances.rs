@@ -433,3 +433,24 @@ fn bad_input_is_a_clear_error() {
     }
     assert_eq!(k(&st, &["ps", "-aq"]).out(), "");
 }
+
+#[test]
+fn a_dead_supervisor_is_never_reported_up() {
+    let st = StateDir::new("dead");
+    run_d(&st, "orphan", busybox(), &["--", "sleep", "600"]);
+    let pid = field(&st, "orphan", "{{.State.SupervisorPid}}");
+    let killed = std::process::Command::new("kill")
+        .args(["-KILL", &pid])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    // The runner, whose parent died, stops its virtual machine on its own.
+    wait_for("the runner to stop", || {
+        processes_with(st.to_str().unwrap()) == 0
+    });
+    let ps = k(&st, &["ps", "-a"]).out();
+    assert!(ps.contains("Exited (unknown)"), "{ps}");
+    assert_eq!(k(&st, &["ps", "-q"]).out(), "");
+    assert_eq!(field(&st, "orphan", "{{.State.Status}}"), "dead");
+    assert_eq!(k(&st, &["rm", "orphan"]).status, 0);
+}
