@@ -281,13 +281,14 @@ pub fn rm(a: &RmArgs) -> anyhow::Result<u8> {
 
 /// `inspect`: instances as one JSON array (or `--format` per instance), images as before.
 pub fn inspect(a: &InspectArgs) -> anyhow::Result<u8> {
-    let store = Store::from_env()?;
+    // Without a state directory there are no instances, but images still inspect.
+    let store = Store::from_env().ok();
     let mut found = Vec::new();
     let (mut status, mut images) = (0, 0);
     for t in &a.targets {
         let inst = match a.kind {
             Some(InspectType::Image) => None,
-            _ => store.open(t).ok(),
+            _ => store.as_ref().and_then(|s| s.open(t).ok()),
         };
         let result = match inst {
             Some(i) => {
