@@ -88,8 +88,14 @@ impl std::fmt::Debug for Run {
 
 /// Runs `cargo xtask ARGS...` (through the built binary) from the repository root.
 pub fn kiln(args: &[&str]) -> Run {
+    kiln_env(args, &[])
+}
+
+/// [`kiln`] with extra environment variables.
+pub fn kiln_env(args: &[&str], env: &[(&str, &Path)]) -> Run {
     let out: Output = Command::new(xtask())
         .args(args)
+        .envs(env.iter().copied())
         .current_dir(root())
         .output()
         .expect("xtask runs");

@@ -11,7 +11,8 @@
 //!    stdout/stderr back and turns QEMU's exit code into the program's status.
 //!
 //! [`image`] strings steps 1-3 together; [`floor`] makes a do-nothing PVH image used by
-//! [`bench`] and the KVM probe; [`suite`] runs the whole test suite.
+//! [`bench`] and the KVM probe; [`suite`] runs the whole test suite; [`instance`] runs images
+//! in the background under a supervisor (`run -d`, `ps`, `logs`, `stop`, `rm`).
 
 #![warn(missing_docs)]
 #![forbid(unsafe_code)]
@@ -28,6 +29,7 @@ pub mod floor;
 pub mod fuzz;
 pub mod image;
 pub mod inspect;
+pub mod instance;
 pub mod layout;
 pub mod link;
 pub mod oci;

@@ -2,7 +2,9 @@
 //! done by the `kiln-toolchain` library.
 #![forbid(unsafe_code)]
 
-use clap::{ArgGroup, Args, Parser, Subcommand, ValueEnum};
+mod instances;
+
+use clap::{ArgGroup, Args, CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
 use kiln_toolchain::app::AppSource;
 use kiln_toolchain::disk::{self, Format};
 use kiln_toolchain::image::{self, BuildRequest};
@@ -32,13 +34,28 @@ enum Cmd {
     /// Build a program into a bootable image; prints its path, size and sha256.
     BuildImage(BuildArgs),
     /// Build (if needed) and boot in QEMU; exits with the program's status.
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Run the whole test suite (host, kernel unit, end-to-end).
     Test,
     /// Push an image to an OCI registry (or write an OCI layout); prints the digest.
     Publish(PublishArgs),
-    /// Print the provenance of an image in any format Kiln writes.
-    Inspect(InspectArgs),
+    /// Print an instance's configuration and state (JSON), or the provenance of an image in
+    /// any format Kiln writes.
+    Inspect(instances::InspectArgs),
+    /// List instances (`run -d`): running ones, or all with -a.
+    Ps(instances::PsArgs),
+    /// Print an instance's output: its stdout on stdout, its stderr on stderr.
+    Logs(instances::LogsArgs),
+    /// Stop instances: SIGTERM, then SIGKILL after the grace period.
+    Stop(instances::StopArgs),
+    /// Remove instances (running ones only with -f).
+    Rm(instances::RmArgs),
+    /// The supervisor of one instance (started by `run -d`).
+    #[command(name = "__supervise", hide = true)]
+    Supervise {
+        /// The instance's directory.
+        dir: PathBuf,
+    },
     /// Print the accelerator runs use (`kvm` or `tcg`), probing KVM with the kernel first
     /// when the answer is not cached for this host boot, QEMU and kernel.
     Accel,
@@ -217,9 +234,16 @@ struct PublishArgs {
 
 #[derive(Args, Debug)]
 struct StatsArgs {
-    /// The control socket of a `run --control-socket PATH`.
+    /// A running instance (`run -d`).
+    #[arg(
+        value_name = "NAME",
+        required_unless_present = "socket",
+        conflicts_with = "socket"
+    )]
+    name: Option<String>,
+    /// The control socket of a `run --control-socket PATH` instead.
     #[arg(long, value_name = "PATH")]
-    socket: PathBuf,
+    socket: Option<PathBuf>,
     /// One snapshot as JSON.
     #[arg(long, conflicts_with = "prometheus")]
     json: bool,
@@ -229,16 +253,6 @@ struct StatsArgs {
     /// One page of text instead of refreshing every second.
     #[arg(long)]
     no_stream: bool,
-}
-
-#[derive(Args, Debug)]
-struct InspectArgs {
-    /// A PVH image, a disk (raw, qcow2, vmdk, vhd, gce, efi) or an OCI layout directory.
-    #[arg(value_name = "IMAGE")]
-    image: PathBuf,
-    /// Print the whole provenance document (with the SBOM) as JSON.
-    #[arg(long)]
-    json: bool,
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -255,6 +269,18 @@ struct RunArgs {
     /// Boot an existing image instead of building one.
     #[arg(long = "image", value_name = "IMG", conflicts_with_all = ["rootfs", "files", "env", "args", "output", "bin"])]
     image_file: Option<PathBuf>,
+    /// Run in the background as an instance and print its name (see ps, logs, stop, rm).
+    #[arg(short = 'd', long)]
+    detach: bool,
+    /// With -d: the instance's name (default: a generated adjective_surname).
+    #[arg(long, value_name = "NAME", requires = "detach")]
+    name: Option<String>,
+    /// With -d: remove the instance when it exits (a foreground run never leaves anything).
+    #[arg(long)]
+    rm: bool,
+    /// With -d: restart the program when it exits: no, on-failure[:N], always, unless-stopped.
+    #[arg(long, value_name = "POLICY", requires = "detach", value_parser = instances::parse_restart)]
+    restart: Option<kiln_toolchain::instance::state::RestartPolicy>,
     /// The machine to boot on.
     #[arg(long, value_enum, default_value = "microvm")]
     machine: MachineArg,
@@ -271,7 +297,7 @@ struct RunArgs {
     #[arg(long)]
     verbose: bool,
     /// Forward a host port to the guest (repeatable; TCP unless `/udp`).
-    #[arg(short = 'p', value_name = "HOSTPORT:GUESTPORT[/udp]")]
+    #[arg(short = 'p', long = "publish", value_name = "HOSTPORT:GUESTPORT[/udp]")]
     publish: Vec<kiln_toolchain::qemu::args::PortForward>,
     /// Network backend: `user` (QEMU user networking, the default), `tap:NAME` or `none`.
     #[arg(long = "net", value_name = "BACKEND", default_value = "user")]
@@ -388,8 +414,19 @@ fn profile_outputs(image: &std::path::Path, a: &RunArgs, records: &[u8]) -> anyh
 /// second until Ctrl-C or the image ends.
 fn stats_cmd(a: &StatsArgs) -> anyhow::Result<()> {
     use kiln_toolchain::control;
-    let name = a.socket.display().to_string();
-    let first = control::fetch(&a.socket)?;
+    let (name, socket) = match (&a.name, &a.socket) {
+        (_, Some(s)) => (s.display().to_string(), s.clone()),
+        (Some(n), None) => {
+            let store = kiln_toolchain::instance::Store::from_env()?;
+            let inst = store.open(n)?;
+            if inst.phase() != kiln_toolchain::instance::state::Phase::Running {
+                anyhow::bail!("instance {n} is not running (see `ps -a`)");
+            }
+            (n.clone(), inst.control_socket())
+        }
+        (None, None) => anyhow::bail!("name an instance, or give --socket PATH"),
+    };
+    let first = control::fetch(&socket)?;
     if a.json {
         println!("{}", control::render_json(&name, &first));
         return Ok(());
@@ -405,7 +442,7 @@ fn stats_cmd(a: &StatsArgs) -> anyhow::Result<()> {
     let mut before = first;
     loop {
         std::thread::sleep(std::time::Duration::from_secs(1));
-        let Ok(now) = control::fetch(&a.socket) else {
+        let Ok(now) = control::fetch(&socket) else {
             note!("the image is gone");
             return Ok(());
         };
@@ -508,17 +545,18 @@ fn publish_cmd(layout: &Layout, a: &PublishArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn inspect_cmd(a: &InspectArgs) -> anyhow::Result<()> {
-    let i = inspect::inspect(&a.image)?;
-    if a.json {
+/// `inspect IMAGE`: the image's provenance.
+fn inspect_image(image: &std::path::Path, json: bool) -> anyhow::Result<()> {
+    let i = inspect::inspect(image)?;
+    if json {
         println!("{}", serde_json::to_string_pretty(&i.provenance)?);
     } else {
-        print!("{}", inspect::summary(&a.image, &i));
+        print!("{}", inspect::summary(image, &i));
     }
     if !i.verified {
         anyhow::bail!(
             "{}: the image's bytes do not match its recorded image_sha256",
-            a.image.display()
+            image.display()
         );
     }
     Ok(())
@@ -540,11 +578,15 @@ fn build_image(layout: &Layout, a: &BuildArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn run(layout: &Layout, a: &RunArgs) -> anyhow::Result<u8> {
-    let machine = match a.machine {
+fn machine(a: &RunArgs) -> Machine {
+    match a.machine {
         MachineArg::Microvm => Machine::Microvm,
         MachineArg::Q35 => Machine::Q35,
-    };
+    }
+}
+
+/// What `run` can refuse before it builds or boots anything.
+fn check_run_args(a: &RunArgs) -> anyhow::Result<()> {
     // Output files fail now, not after the program has run.
     for (flag, file) in [
         ("--profile", &a.profile),
@@ -559,7 +601,15 @@ fn run(layout: &Layout, a: &RunArgs) -> anyhow::Result<u8> {
             })?;
         }
     }
-    let image = match &a.image_file {
+    if a.pcap.is_some() && matches!(a.net, kiln_toolchain::qemu::args::NetBackend::None) {
+        anyhow::bail!("--pcap records the network card's frames, and --net none has no card");
+    }
+    Ok(())
+}
+
+/// The image `run` boots: `--image`, or the one it builds.
+fn run_image(layout: &Layout, a: &RunArgs) -> anyhow::Result<PathBuf> {
+    Ok(match &a.image_file {
         Some(i) => i.clone(),
         None => {
             let img = image::build_image(layout, &request(&a.build))?;
@@ -571,10 +621,13 @@ fn run(layout: &Layout, a: &RunArgs) -> anyhow::Result<u8> {
             );
             img.path
         }
-    };
-    if a.pcap.is_some() && matches!(a.net, kiln_toolchain::qemu::args::NetBackend::None) {
-        anyhow::bail!("--pcap records the network card's frames, and --net none has no card");
-    }
+    })
+}
+
+fn run(layout: &Layout, a: &RunArgs) -> anyhow::Result<u8> {
+    let machine = machine(a);
+    check_run_args(a)?;
+    let image = run_image(layout, a)?;
     let (qemu_bin, accel) = qemu::prepare(layout, machine)?;
     let gdb = match a.gdb {
         Some(port) => {
@@ -705,10 +758,15 @@ fn run(layout: &Layout, a: &RunArgs) -> anyhow::Result<u8> {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let matches = Cli::command().get_matches();
+    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
     // Whoever started us owns us: when it dies (a test runner, a killed `cargo`), we get
-    // SIGTERM and stop our virtual machine like on any other stop signal.
-    let _ = rustix::process::set_parent_process_death_signal(Some(rustix::process::Signal::TERM));
+    // SIGTERM and stop our virtual machine like on any other stop signal. Not so an
+    // instance's supervisor, which outlives the `run -d` that started it.
+    if !matches!(cli.command, Cmd::Supervise { .. }) {
+        let _ =
+            rustix::process::set_parent_process_death_signal(Some(rustix::process::Signal::TERM));
+    }
     let layout = layout();
     if matches!(cli.command, Cmd::Bench { .. }) {
         // Benchmarks start QEMU, load generators and a tap device of their own: a stop
@@ -717,6 +775,19 @@ fn main() -> ExitCode {
     }
     let result = match &cli.command {
         Cmd::BuildImage(a) => build_image(&layout, a).map(|_| 0),
+        Cmd::Run(a) if a.detach => {
+            let m = matches
+                .subcommand_matches("run")
+                .cloned()
+                .unwrap_or_default();
+            match instances::run_detached(&layout, a, &m) {
+                Ok(()) => Ok(0),
+                Err(e) => {
+                    note!("error: {e:#}");
+                    return ExitCode::from(kiln_abi_failure());
+                }
+            }
+        }
         Cmd::Run(a) => match run(&layout, a) {
             Ok(status) => return ExitCode::from(status),
             Err(e) => {
@@ -726,8 +797,13 @@ fn main() -> ExitCode {
         },
         Cmd::Test => suite::run(&layout).map(|_| 0),
         Cmd::Publish(a) => publish_cmd(&layout, a).map(|_| 0),
-        Cmd::Inspect(a) => inspect_cmd(a).map(|_| 0),
         Cmd::Stats(a) => stats_cmd(a).map(|_| 0),
+        Cmd::Inspect(a) => instances::inspect(a),
+        Cmd::Ps(a) => instances::ps(a),
+        Cmd::Logs(a) => instances::logs(a),
+        Cmd::Stop(a) => instances::stop(a),
+        Cmd::Rm(a) => instances::rm(a),
+        Cmd::Supervise { dir } => instances::supervise(dir),
         Cmd::Accel => qemu::prepare_fresh(&layout, Machine::Microvm).map(|(_, choice)| {
             println!("{}", choice.accel.name());
             0
