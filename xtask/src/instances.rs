@@ -353,7 +353,7 @@ mod tests {
         let crate::Cmd::Run(r) = cli.command else {
             panic!()
         };
-        (*r, m.subcommand_matches("run").unwrap().clone())
+        (r, m.subcommand_matches("run").unwrap().clone())
     }
 
     #[test]
