@@ -5,14 +5,29 @@ use std::path::{Path, PathBuf};
 /// The directories Kiln reads from and writes to.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Layout {
-    /// The repository root (holds the root `Cargo.toml`).
+    /// The sources' root (holds `kernel/` and `abi/`): the repository, or for an installed
+    /// `kiln` the sources it carries, unpacked.
     pub root: PathBuf,
+    /// Where outputs go (`target/kiln` under it): the repository, or the user's project.
+    pub work: PathBuf,
 }
 
 impl Layout {
-    /// A layout rooted at `root`.
+    /// A layout rooted at `root`, writing there too.
     pub fn new(root: impl Into<PathBuf>) -> Self {
-        Layout { root: root.into() }
+        let root = root.into();
+        Layout {
+            work: root.clone(),
+            root,
+        }
+    }
+
+    /// The same sources, with outputs under `work` instead.
+    pub fn with_work(self, work: impl Into<PathBuf>) -> Self {
+        Layout {
+            work: work.into(),
+            ..self
+        }
     }
 
     /// The kernel's cargo workspace.
@@ -33,7 +48,7 @@ impl Layout {
 
     /// Kiln's scratch and output directory (`target/kiln`).
     pub fn kiln_dir(&self) -> PathBuf {
-        self.root.join("target/kiln")
+        self.work.join("target/kiln")
     }
 
     /// Shared cargo target directory for applications.
@@ -51,8 +66,8 @@ impl Layout {
         self.images_dir().join(format!("{name}.elf"))
     }
 
-    /// Shows `path` relative to the root when it lies inside it.
+    /// Shows `path` relative to the working directory's root when it lies inside it.
     pub fn display<'a>(&self, path: &'a Path) -> std::path::Display<'a> {
-        path.strip_prefix(&self.root).unwrap_or(path).display()
+        path.strip_prefix(&self.work).unwrap_or(path).display()
     }
 }

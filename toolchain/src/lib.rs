@@ -32,12 +32,14 @@ pub mod inspect;
 pub mod instance;
 pub mod layout;
 pub mod link;
+pub mod metadata;
 pub mod oci;
 pub mod options;
 pub mod provenance;
 pub mod pvh;
 pub mod qemu;
 pub mod rootfs;
+pub mod sources;
 pub mod suite;
 pub mod trace;
 

@@ -179,7 +179,17 @@ pub fn run_detached(layout: &Layout, a: &crate::RunArgs, m: &ArgMatches) -> anyh
         }
     }
     crate::check_run_args(a)?;
-    let image = crate::run_image(layout, a)?;
+    let (image, defaults) = crate::run_image(layout, a)?;
+    // The project's run defaults reach the runner as the flags they stand for.
+    let mut runner = runner_args(m);
+    if let (None, Some(mib)) = (a.memory, defaults.memory) {
+        runner.insert(0, format!("--memory={mib}"));
+    }
+    if a.publish.is_empty() {
+        for (_, p) in &defaults.ports {
+            runner.insert(0, format!("--publish={p}"));
+        }
+    }
     let (_, accel) = kiln_toolchain::qemu::prepare(layout, crate::machine(a))?;
     let req = NewInstance {
         name: a.name.clone(),
@@ -187,10 +197,10 @@ pub fn run_detached(layout: &Layout, a: &crate::RunArgs, m: &ArgMatches) -> anyh
             image_name: image
                 .file_stem()
                 .map_or_else(|| "image".into(), |s| s.to_string_lossy().into_owned()),
-            runner_args: runner_args(m),
+            runner_args: runner,
             command: std::env::args().skip(1).collect(),
-            ports: a
-                .publish
+            ports: defaults
+                .ports(a)
                 .iter()
                 .map(|p| Port {
                     host: p.host,

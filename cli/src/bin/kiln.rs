@@ -1,0 +1,5 @@
+//! `kiln`: Kiln's command line.
+
+fn main() -> std::process::ExitCode {
+    kiln::main()
+}
