@@ -697,8 +697,10 @@ pub mod eventfd;
 pub mod file;
 pub mod node;
 pub mod pipe;
+pub mod signalfd;
 pub mod snapshot;
 mod socket;
+pub mod timerfd;
 pub mod unix;
 
 pub use console::Console;
