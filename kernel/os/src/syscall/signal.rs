@@ -1,10 +1,10 @@
 //! Signal system calls, and what happens when a signal reaches the program.
 //!
-//! The kernel cannot yet build signal frames, so no user handler ever runs. Handlers can
-//! still be installed and reported back (glibc and Rust's std install some at start-up and
-//! abort if that fails); when a signal with a handler must be acted on, the default action
-//! is applied instead and the kernel logs it once per signal. Blocked signals stay pending
-//! until unblocked, as on Linux.
+//! The process keeps the dispositions ([`SignalState`]) and the signals pending for the
+//! whole process; each thread keeps its mask, pending set and alternate stack
+//! ([`ThreadSignals`]). [`send`] picks the thread that takes a signal and interrupts its
+//! blocking call, [`restart`] says what becomes of that call, [`wait`] holds the calls that
+//! wait for signals. Blocked signals stay pending until unblocked, as on Linux.
 
 use crate::errno::{Errno, KResult};
 use crate::machine::Machine;

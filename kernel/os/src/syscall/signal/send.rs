@@ -151,3 +151,108 @@ impl SignalState {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::process::ThreadState;
+    use crate::syscall::signal::{sig_bit, SigAction, SIGTERM, SIGUSR1, SIG_BLOCK};
+    use crate::testing::FakeMachine;
+
+    fn with_threads(tids: &[u32]) -> FakeMachine {
+        let mut m = FakeMachine::default();
+        for &tid in tids {
+            let t = ThreadState {
+                tid,
+                ..ThreadState::default()
+            };
+            m.others.insert(tid, t);
+        }
+        m
+    }
+
+    fn handled(sig: u32) -> SignalState {
+        let mut s = SignalState::default();
+        let act = SigAction {
+            handler: 0x1000,
+            ..SigAction::default()
+        };
+        s.set_action(sig, act).unwrap();
+        s
+    }
+
+    #[test]
+    fn a_process_signal_goes_to_a_thread_that_does_not_block_it() {
+        let mut m = with_threads(&[2, 3]);
+        // The running thread first.
+        assert_eq!(pick_thread(&mut m, SIGTERM), Some(1));
+        let term = sig_bit(SIGTERM);
+        m.thread.signals.change_mask(SIG_BLOCK, term).unwrap();
+        assert_eq!(pick_thread(&mut m, SIGTERM), Some(2));
+        m.others.get_mut(&2).unwrap().signals.set_mask(term);
+        assert_eq!(pick_thread(&mut m, SIGTERM), Some(3));
+        m.others.get_mut(&3).unwrap().signals.set_mask(term);
+        assert_eq!(pick_thread(&mut m, SIGTERM), None);
+        assert_eq!(
+            pick_thread(&mut m, SIGKILL),
+            Some(1),
+            "SIGKILL is never blocked"
+        );
+    }
+
+    #[test]
+    fn a_handled_signal_interrupts_its_thread() {
+        let mut m = with_threads(&[2]);
+        let mut s = handled(SIGTERM);
+        m.thread
+            .signals
+            .change_mask(SIG_BLOCK, sig_bit(SIGTERM))
+            .unwrap();
+        assert_eq!(s.send(&mut m, SIGTERM), Fate::Queued(2));
+        assert_eq!(m.interrupted, [2]);
+        assert!(m.others[&2].signals.has_queued());
+        // Blocked everywhere: pending for the process, taken by the first to unblock.
+        m.others
+            .get_mut(&2)
+            .unwrap()
+            .signals
+            .set_mask(sig_bit(SIGTERM));
+        let mut s = handled(SIGTERM);
+        assert_eq!(s.send(&mut m, SIGTERM), Fate::Pending);
+        assert_eq!(s.pending(), sig_bit(SIGTERM));
+        m.thread.signals.set_mask(0);
+        assert_eq!(s.deliver_pending(&mut m), Some(Fate::Queued(1)));
+        assert_eq!(s.pending(), 0);
+    }
+
+    #[test]
+    fn thread_signals_stay_with_their_thread() {
+        let mut m = with_threads(&[2]);
+        let mut s = handled(SIGUSR1);
+        let info = SigInfo {
+            code: SI_TKILL,
+            ..user_info(SIGUSR1)
+        };
+        m.others
+            .get_mut(&2)
+            .unwrap()
+            .signals
+            .set_mask(sig_bit(SIGUSR1));
+        assert_eq!(s.send_thread(&mut m, 2, info), Some(Fate::Pending));
+        assert_eq!(m.others[&2].signals.pending.bits(), sig_bit(SIGUSR1));
+        assert!(m.interrupted.is_empty());
+        assert_eq!(s.pending(), 0, "not the process's");
+        assert_eq!(s.send_thread(&mut m, 9, info), None);
+        assert_eq!(s.send_thread(&mut m, 1, info), Some(Fate::Queued(1)));
+        assert_eq!(
+            s.next_queued(&mut m.thread.signals).map(|q| q.1.code),
+            Some(SI_TKILL)
+        );
+        // A default action that kills does so whichever thread it was for.
+        let mut plain = SignalState::default();
+        assert_eq!(
+            plain.send_thread(&mut m, 2, user_info(SIGTERM)),
+            Some(Fate::Killed(15))
+        );
+    }
+}
