@@ -197,6 +197,15 @@ impl Guest {
         Guest { child, stdout }
     }
 
+    /// Sends `signal` (`TERM`, `INT`...) to the runner alone, as a user's `kill` would.
+    pub fn signal(&self, signal: &str) {
+        let ok = Command::new("kill")
+            .args([&format!("-{signal}"), &self.child.id().to_string()])
+            .status()
+            .expect("kill runs");
+        assert!(ok.success(), "kill -{signal} failed");
+    }
+
     /// Waits for the guest to end; returns its exit status and the rest of its stdout.
     pub fn wait(mut self) -> (i32, String) {
         use std::io::Read;

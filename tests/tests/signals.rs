@@ -3,15 +3,16 @@
 
 use kiln_tests::kiln;
 
+/// `raise` is `tgkill`: the handler sees `SI_TKILL` (-6), as on Linux.
 #[test]
 fn handlers_run_and_return() {
     let r = kiln(&["run", "--example", "signals", "--timeout", "120"]);
     assert_eq!(r.status, 0, "{r:?}");
     assert_eq!(
         r.out(),
-        "raise: handler 10 code 0\nafter raise: 1\n\
+        "raise: handler 10 code -6\nafter raise: 1\n\
          segv: recovered at 0x10 on the alternate stack\n\
-         blocked: 0raise: handler 10 code 0\n then 1\n\
+         blocked: 0raise: handler 10 code -6\n then 1\n\
          sigpipe: handler ran, write gave EPIPE\nresethand: default restored\n",
         "{r:?}"
     );

@@ -14,7 +14,12 @@ fn run_handler(frame: &mut TrapFrame, fx: &mut FxArea, info: SigInfo) -> bool {
     let Some(k) = guard.as_mut() else {
         return false;
     };
-    if !k.process.signals.queue_fault(info) {
+    let tid = k.machine.current_tid();
+    let queued = match k.machine.sched.state(tid) {
+        Some(t) => k.process.signals.queue_fault(&mut t.signals, info),
+        None => false,
+    };
+    if !queued {
         return false;
     }
     let mut ctx = UserContext::from_trap(frame, fx);

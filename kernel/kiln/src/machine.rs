@@ -156,6 +156,18 @@ impl Machine for HalMachine {
     fn thread_count(&self) -> usize {
         self.sched.len()
     }
+    fn running(&self) -> Option<u32> {
+        self.sched.current()
+    }
+    fn tids(&self) -> alloc::vec::Vec<u32> {
+        self.sched.tids().collect()
+    }
+    fn thread_of(&mut self, tid: u32) -> Option<&mut ThreadState> {
+        self.sched.state(tid)
+    }
+    fn interrupt(&mut self, tid: u32) {
+        self.sched.interrupt(tid);
+    }
     fn spawn_thread(&mut self, state: ThreadState, stack: u64) -> KResult<()> {
         // A thread's registers and scheduler entry are kernel memory the program asks for:
         // out of memory is EAGAIN, as Linux's clone says.

@@ -54,6 +54,7 @@ fn arm_timer(k: &mut Kernel) {
     let mut next = k.machine.sched.has_ready().then(|| now + SLICE_NS);
     for d in [
         k.machine.sched.next_deadline(),
+        k.process.timers.next_deadline(),
         crate::machine::net::deadline(k),
         crate::memlog::deadline(),
         crate::profile::deadline(),
@@ -159,6 +160,11 @@ fn settle(k: &mut Kernel, tid: u32, mut ctx: UserContext, outcome: Outcome) -> O
             finish(kiln_abi::exit::killed_by(sig))
         }
         Outcome::Block(wait) => {
+            if signals::has_queued(k, tid) {
+                // A handler is already due: the call is interrupted before it waits.
+                signals::interrupted(k, tid, &mut ctx, wait.deadline);
+                return Some(ctx);
+            }
             if let Some(saved) = k.machine.sched.ctx(tid) {
                 *saved = ctx;
             }
@@ -183,13 +189,32 @@ fn next_thread(k: &mut Kernel) -> (u32, UserContext) {
         crate::memlog::service();
         crate::stop::check(k);
         crate::control::service(k);
-        k.machine.sched.expire(time::monotonic_ns());
-        let Some((tid, how)) = k.machine.sched.pick() else {
+        let now = time::monotonic_ns();
+        k.process.timers.fire(&mut k.machine, now);
+        k.machine.sched.expire(now);
+        let Some((tid, mut how)) = k.machine.sched.pick() else {
             idle(k);
             continue;
         };
+        if how == Resume::Restart && signals::has_queued(k, tid) {
+            // Woken, and a handler is due too: the handler comes first.
+            how = Resume::Interrupted;
+        }
+        if how == Resume::Interrupted {
+            let deadline = k.machine.sched.restart_deadline(tid);
+            k.machine.sched.clear_restart(tid);
+            let mut ctx = k
+                .machine
+                .sched
+                .ctx(tid)
+                .expect("picked thread exists")
+                .clone();
+            signals::interrupted(k, tid, &mut ctx, deadline);
+            return (tid, ctx);
+        }
         let ctx = k.machine.sched.ctx(tid).expect("picked thread exists");
         match how {
+            Resume::Interrupted => unreachable!("handled above"),
             Resume::Continue => return (tid, ctx.clone()),
             Resume::Return(v) => {
                 ctx.regs.rax = v as u64;
@@ -225,6 +250,7 @@ fn idle(k: &mut Kernel) {
         .sched
         .next_deadline()
         .into_iter()
+        .chain(k.process.timers.next_deadline())
         .chain(net)
         .chain(memlog)
         .min()
@@ -266,7 +292,9 @@ pub fn on_timer(frame: &mut TrapFrame, fx: &mut FxArea) {
     if crate::profile::due() {
         crate::profile::sample(k, Place::User, frame.rip, frame.rsp, frame.rbp);
     }
-    k.machine.sched.expire(time::monotonic_ns());
+    let now = time::monotonic_ns();
+    k.process.timers.fire(&mut k.machine, now);
+    k.machine.sched.expire(now);
     if k.machine.sched.has_ready() {
         let tid = k.machine.current_tid();
         if let Some(saved) = k.machine.sched.ctx(tid) {

@@ -132,6 +132,7 @@ pub fn run(boot: BootInfo) -> ! {
         cwd: String::from("/"),
         exe_path,
         signals: Default::default(),
+        timers: Default::default(),
         proc: Default::default(),
         next_tid: 2,
         trace: config.trace,

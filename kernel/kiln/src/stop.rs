@@ -1,7 +1,8 @@
 //! A graceful stop: the virtual machine's power button (`kiln_hal::power`), pressed by the
 //! host (`run`'s Ctrl-C, `stop`) or a cloud, becomes SIGTERM for the program, as systemd
-//! does on Linux. A program that handles it ends in its own time with its own status; one
-//! that does not dies of it (143).
+//! does on Linux. It is process-directed: a thread that does not block it takes it, and
+//! one blocked in a system call is interrupted to run the handler. A program that handles
+//! it ends in its own time with its own status; one that does not dies of it (143).
 
 use kiln_os::syscall::signal::Fate;
 

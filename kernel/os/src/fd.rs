@@ -6,7 +6,7 @@
 //! locks so the table can be shared by threads. What the file is comes from one
 //! [`FileLike`] object, one module per kind: [`node`] (files, directories, devices),
 //! [`snapshot`] (`/proc` text), [`console`], [`pipe`], [`unix`] (socket pairs), network
-//! sockets, [`eventfd`] and [`epoll`]. Closing is dropping: a kind releases what it holds
+//! sockets, [`eventfd`], [`epoll`], [`signalfd`] and [`timerfd`]. Closing is dropping: a kind releases what it holds
 //! when the last description holding it goes.
 //!
 //! # Readiness and waiting (the contract every file kind keeps)
@@ -711,8 +711,10 @@ pub mod eventfd;
 pub mod file;
 pub mod node;
 pub mod pipe;
+pub mod signalfd;
 pub mod snapshot;
 mod socket;
+pub mod timerfd;
 pub mod unix;
 
 pub use console::Console;

@@ -101,6 +101,16 @@ pub trait Machine {
     fn thread(&mut self) -> &mut ThreadState;
     /// How many threads the program has.
     fn thread_count(&self) -> usize;
+    /// The running thread's id; `None` while the kernel idles between threads.
+    fn running(&self) -> Option<u32>;
+    /// Every thread's id, lowest first.
+    fn tids(&self) -> alloc::vec::Vec<u32>;
+    /// The state of thread `tid`, running or not.
+    fn thread_of(&mut self, tid: u32) -> Option<&mut ThreadState>;
+    /// Ends the wait of thread `tid`, if it is blocked in a system call, because a signal
+    /// handler must run: the call fails with `EINTR` or starts again
+    /// ([`crate::syscall::signal::restart`]). Does nothing to a thread that is not blocked.
+    fn interrupt(&mut self, tid: u32);
     /// Starts a thread with `state`, whose registers are the calling thread's at this system
     /// call except `rax = 0` and, when `stack` is not 0, `rsp = stack`. It runs when the
     /// scheduler picks it. `EAGAIN` when no more threads can be made.

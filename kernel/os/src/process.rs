@@ -19,8 +19,11 @@ pub struct Process {
     pub cwd: String,
     /// Absolute path of the program (`/proc/self/exe`, `AT_EXECFN`).
     pub exe_path: String,
-    /// Signal dispositions, mask and alternate stack.
+    /// Signal dispositions and the process's pending signals (each thread's mask and
+    /// pending set are in its [`ThreadState`]).
     pub signals: SignalState,
+    /// Armed timerfds, fired by the kernel's loop ([`crate::fd::timerfd::Timers`]).
+    pub timers: crate::fd::timerfd::Timers,
     /// Ids, limits, names and what `sysinfo` reports ([`crate::syscall::proc`]).
     pub proc: ProcState,
     /// The thread id the next `clone` gets.
@@ -54,6 +57,8 @@ pub struct ThreadState {
     pub gs_base: u64,
     /// `set_robust_list` head and length.
     pub robust_list: (u64, u64),
+    /// Mask, pending signals and alternate stack.
+    pub signals: crate::syscall::signal::ThreadSignals,
 }
 
 /// Something a blocked thread waits for.

@@ -23,6 +23,9 @@ pub enum Resume {
     Return(i64),
     /// Run the pending system call again.
     Restart,
+    /// A signal handler must run: the pending system call fails with `EINTR` or starts
+    /// again after the handler ([`crate::syscall::signal::restart`]).
+    Interrupted,
 }
 
 #[derive(Debug)]
@@ -189,7 +192,7 @@ impl<C> Scheduler<C> {
     fn make_ready(&mut self, tid: u32, how: Resume) {
         if let Some(e) = self.threads.get_mut(&tid) {
             if let Status::Blocked(w) = &e.status {
-                e.restart_deadline = if how == Resume::Restart {
+                e.restart_deadline = if matches!(how, Resume::Restart | Resume::Interrupted) {
                     w.deadline
                 } else {
                     None
@@ -254,6 +257,20 @@ impl<C> Scheduler<C> {
         woken + moved
     }
 
+    /// Ends the wait of thread `tid` for a signal handler (it resumes as
+    /// [`Resume::Interrupted`], with its wait's deadline kept for the sleeps that report
+    /// the time left); `false` when it was not blocked.
+    pub fn interrupt(&mut self, tid: u32) -> bool {
+        let blocked = self
+            .threads
+            .get(&tid)
+            .is_some_and(|e| matches!(e.status, Status::Blocked(_)));
+        if blocked {
+            self.make_ready(tid, Resume::Interrupted);
+        }
+        blocked
+    }
+
     /// Readies every blocked thread whose deadline is at or before `now`, with its timeout
     /// result.
     pub fn expire(&mut self, now: u64) {
@@ -293,7 +310,7 @@ impl<C> Scheduler<C> {
             if let Some(e) = self.threads.get_mut(&tid) {
                 if let Status::Ready(how) = e.status {
                     e.status = Status::Running;
-                    if how != Resume::Restart {
+                    if !matches!(how, Resume::Restart | Resume::Interrupted) {
                         e.restart_deadline = None;
                     }
                     self.current = Some(tid);
@@ -407,6 +424,21 @@ mod tests {
         assert_eq!(s.requeue(FUTEX, other, 1, 1), 2);
         assert_eq!(s.wake(other, 10), 1);
         assert_eq!(s.wake(FUTEX, 10), 1);
+    }
+
+    #[test]
+    fn interrupt_ends_any_wait_once() {
+        let mut s = Scheduler::new(thread(1), ());
+        s.spawn(thread(2), ());
+        s.block_current(wait_on(FUTEX, Some(0), Some(900)));
+        assert!(!s.interrupt(2), "ready, not blocked");
+        assert!(s.interrupt(1));
+        assert!(!s.interrupt(1), "already interrupted");
+        assert_eq!(s.wake(FUTEX, 1), 0, "no longer waiting");
+        assert_eq!(s.pick(), Some((2, Resume::Continue)));
+        s.yield_current();
+        assert_eq!(s.pick(), Some((1, Resume::Interrupted)));
+        assert_eq!(s.restart_deadline(1), Some(900));
     }
 
     #[test]

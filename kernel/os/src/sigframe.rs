@@ -45,6 +45,18 @@ pub struct SigInfo {
     pub addr_or_pid: u64,
 }
 
+impl SigInfo {
+    /// The 128-byte `siginfo_t`: number, code, and at 16 the sender's pid or the faulting
+    /// address.
+    pub fn to_bytes(&self) -> [u8; SIGINFO_SIZE as usize] {
+        let mut b = [0; SIGINFO_SIZE as usize];
+        b[..4].copy_from_slice(&self.signo.to_le_bytes());
+        b[8..12].copy_from_slice(&self.code.to_le_bytes());
+        b[16..24].copy_from_slice(&self.addr_or_pid.to_le_bytes());
+        b
+    }
+}
+
 const SIGCONTEXT_SIZE: u64 = 256;
 const UCONTEXT_SIZE: u64 = 8 + 8 + 24 + SIGCONTEXT_SIZE + 8;
 const SIGINFO_SIZE: u64 = 128;
@@ -213,10 +225,8 @@ pub fn layout(
     ); // cr2
     put(&mut b, sc + 184, fx_addr); // fpstate
     put(&mut b, uc + 40 + SIGCONTEXT_SIZE, mask); // uc_sigmask
-    let si = 8 + UCONTEXT_SIZE;
-    b[si as usize..si as usize + 4].copy_from_slice(&info.signo.to_le_bytes());
-    b[(si + 8) as usize..(si + 12) as usize].copy_from_slice(&info.code.to_le_bytes());
-    put(&mut b, si + 16, info.addr_or_pid);
+    let si = (8 + UCONTEXT_SIZE) as usize;
+    b[si..si + SIGINFO_SIZE as usize].copy_from_slice(&info.to_bytes());
     Ok(Frame {
         addr,
         fx_addr,
@@ -236,7 +246,7 @@ pub fn deliver(
     info: &SigInfo,
     mask: u64,
 ) -> KResult<u64> {
-    let altstack = p.signals.altstack();
+    let altstack = m.thread().signals.altstack();
     let frame = layout(state, act, altstack, info, mask)?;
     p.vm.copy_to_user(m.pages(), frame.fx_addr, &state.fx)?;
     p.vm.copy_to_user(m.pages(), frame.addr, &frame.bytes)?;

@@ -120,6 +120,10 @@ pub struct FakeMachine {
     pub thread: ThreadState,
     /// Threads besides the caller (for `thread_count`).
     pub other_threads: usize,
+    /// Other threads with state of their own (signal targets), by id.
+    pub others: BTreeMap<u32, ThreadState>,
+    /// Threads [`Machine::interrupt`] was asked to interrupt, in order.
+    pub interrupted: Vec<u32>,
     /// Threads started with `spawn_thread`: state and stack.
     pub spawned: Vec<(ThreadState, u64)>,
     /// Threads waiting, by channel (wake removes them).
@@ -152,6 +156,8 @@ impl Default for FakeMachine {
                 ..ThreadState::default()
             },
             other_threads: 0,
+            others: BTreeMap::new(),
+            interrupted: Vec::new(),
             spawned: Vec::new(),
             waiting: Vec::new(),
             restart: None,
@@ -172,7 +178,28 @@ impl Machine for FakeMachine {
         &mut self.thread
     }
     fn thread_count(&self) -> usize {
-        1 + self.other_threads + self.spawned.len()
+        1 + self.other_threads + self.spawned.len() + self.others.len()
+    }
+    fn running(&self) -> Option<u32> {
+        Some(self.thread.tid)
+    }
+    fn tids(&self) -> Vec<u32> {
+        let mut t: Vec<u32> = self.others.keys().copied().collect();
+        t.push(self.thread.tid);
+        t.sort_unstable();
+        t
+    }
+    fn thread_of(&mut self, tid: u32) -> Option<&mut ThreadState> {
+        if tid == self.thread.tid {
+            Some(&mut self.thread)
+        } else {
+            self.others.get_mut(&tid)
+        }
+    }
+    fn interrupt(&mut self, tid: u32) {
+        if tid != self.thread.tid {
+            self.interrupted.push(tid);
+        }
     }
     fn spawn_thread(&mut self, state: ThreadState, stack: u64) -> KResult<()> {
         self.spawned.push((state, stack));

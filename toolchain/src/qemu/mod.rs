@@ -391,6 +391,9 @@ fn run_once(
                             );
                             stopping = Some((sig, Instant::now()));
                         }
+                        // QEMU may have ended first (the program exited as the signal
+                        // came): then its own status stands.
+                        Err(_) if child.try_wait()?.is_some() => {}
                         Err(e) => {
                             crate::note!("could not press the power button ({e}); stopping the virtual machine");
                             kill_and_reap(&mut child);

@@ -147,6 +147,7 @@ pub(crate) mod testutil {
             cwd: String::from("/"),
             exe_path: String::from("/bin/prog"),
             signals: Default::default(),
+            timers: Default::default(),
             proc: Default::default(),
             next_tid: 2,
             trace: false,

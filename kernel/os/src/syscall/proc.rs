@@ -529,26 +529,8 @@ pub fn handle(p: &mut Process, m: &mut dyn Machine, nr: u64, a: [u64; 6]) -> Opt
         sysno::ARCH_PRCTL => arch_prctl(p, m, a[0], a[1]),
         sysno::GETRANDOM => getrandom(p, m, a[0], a[1], a[2]),
         sysno::KILL => return Some(kill(p, m, a[0], a[1])),
-        sysno::TKILL => {
-            let tid = a[0] as u32 as i32;
-            return Some(if tid <= 0 {
-                ret(Err(Errno::EINVAL))
-            } else if i64::from(tid) != PID {
-                ret(Err(Errno::ESRCH))
-            } else {
-                send_self(p, m, a[1])
-            });
-        }
-        sysno::TGKILL => {
-            let (tgid, tid) = (a[0] as u32 as i32, a[1] as u32 as i32);
-            return Some(if tgid <= 0 || tid <= 0 {
-                ret(Err(Errno::EINVAL))
-            } else if i64::from(tgid) != PID || i64::from(tid) != PID {
-                ret(Err(Errno::ESRCH))
-            } else {
-                send_self(p, m, a[2])
-            });
-        }
+        sysno::TKILL => return Some(tgkill(p, m, None, a[0], a[1])),
+        sysno::TGKILL => return Some(tgkill(p, m, Some(a[0]), a[1], a[2])),
         sysno::GETCPU => getcpu(p, m, a[0], a[1]),
         sysno::TIMES => times(p, m, a[0]),
         sysno::GETRUSAGE => getrusage(p, m, a[0], a[1]),
@@ -940,18 +922,53 @@ fn kill(p: &mut Process, m: &mut dyn Machine, pid: u64, sig: u64) -> Outcome {
     send_self(p, m, sig)
 }
 
-/// Sends `sig` (an `int`) to the program: `EINVAL` outside 0 to 64; 0 only checks.
-fn send_self(p: &mut Process, m: &mut dyn Machine, sig: u64) -> Outcome {
+/// Checks `sig` (an `int`): `EINVAL` outside 0 to 64; `None` for 0 (only checks).
+fn signal_arg(sig: u64) -> KResult<Option<u32>> {
     let sig = sig as u32;
     if sig > NSIG {
+        return Err(Errno::EINVAL);
+    }
+    Ok((sig != 0).then_some(sig))
+}
+
+fn fate_outcome(fate: Fate) -> Outcome {
+    match fate {
+        Fate::Killed(s) => Outcome::Killed(s),
+        Fate::Pending | Fate::Discarded | Fate::Queued(_) => Outcome::Return(0),
+    }
+}
+
+/// Sends `sig` to the program (process-directed: a thread that does not block it takes it).
+fn send_self(p: &mut Process, m: &mut dyn Machine, sig: u64) -> Outcome {
+    match signal_arg(sig) {
+        Err(e) => ret(Err(e)),
+        Ok(None) => Outcome::Return(0),
+        Ok(Some(sig)) => fate_outcome(p.signals.send(m, sig)),
+    }
+}
+
+/// `tkill(tid, sig)` (`tgid` `None`) and `tgkill(tgid, tid, sig)`: to one thread.
+fn tgkill(p: &mut Process, m: &mut dyn Machine, tgid: Option<u64>, tid: u64, sig: u64) -> Outcome {
+    let tid = tid as u32 as i32;
+    let tgid = tgid.map(|g| g as u32 as i32);
+    if tid <= 0 || tgid.is_some_and(|g| g <= 0) {
         return ret(Err(Errno::EINVAL));
     }
-    if sig == 0 {
-        return Outcome::Return(0);
+    if tgid.is_some_and(|g| i64::from(g) != PID) || m.thread_of(tid as u32).is_none() {
+        return ret(Err(Errno::ESRCH));
     }
-    match p.signals.send(m, sig) {
-        Fate::Killed(s) => Outcome::Killed(s),
-        Fate::Pending | Fate::Discarded | Fate::Queued => Outcome::Return(0),
+    let sig = match signal_arg(sig) {
+        Err(e) => return ret(Err(e)),
+        Ok(None) => return Outcome::Return(0),
+        Ok(Some(s)) => s,
+    };
+    let info = crate::sigframe::SigInfo {
+        code: crate::syscall::signal::send::SI_TKILL,
+        ..crate::syscall::signal::send::user_info(sig)
+    };
+    match p.signals.send_thread(m, tid as u32, info) {
+        Some(f) => fate_outcome(f),
+        None => ret(Err(Errno::ESRCH)),
     }
 }
 
@@ -1557,7 +1574,9 @@ mod tests {
             Outcome::Return(0)
         );
         assert_eq!(
-            p.signals.next_queued().map(|q| q.1.signo),
+            p.signals
+                .next_queued(&mut m.thread.signals)
+                .map(|q| q.1.signo),
             Some(SIGABRT as i32)
         );
         p.signals.reset_to_default(SIGABRT);

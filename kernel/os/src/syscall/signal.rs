@@ -1,14 +1,14 @@
 //! Signal system calls, and what happens when a signal reaches the program.
 //!
-//! The kernel cannot yet build signal frames, so no user handler ever runs. Handlers can
-//! still be installed and reported back (glibc and Rust's std install some at start-up and
-//! abort if that fails); when a signal with a handler must be acted on, the default action
-//! is applied instead and the kernel logs it once per signal. Blocked signals stay pending
-//! until unblocked, as on Linux.
+//! The process keeps the dispositions ([`SignalState`]) and the signals pending for the
+//! whole process; each thread keeps its mask, pending set and alternate stack
+//! ([`ThreadSignals`]). [`send`] picks the thread that takes a signal and interrupts its
+//! blocking call, [`restart`] says what becomes of that call, [`wait`] holds the calls that
+//! wait for signals. Blocked signals stay pending until unblocked, as on Linux.
 
 use crate::errno::{Errno, KResult};
 use crate::machine::Machine;
-use crate::process::{Outcome, Process, PID};
+use crate::process::{Outcome, Process};
 use crate::sigframe::SigInfo;
 use crate::syscall::{read_user, write_user};
 use crate::sysno;
@@ -259,52 +259,88 @@ pub fn sig_bit(sig: u32) -> u64 {
 }
 
 /// Signals that can never be blocked, caught or ignored.
-const UNBLOCKABLE: u64 = (1 << (SIGKILL - 1)) | (1 << (SIGSTOP - 1));
+pub const UNBLOCKABLE: u64 = (1 << (SIGKILL - 1)) | (1 << (SIGSTOP - 1));
+
+pub mod restart;
+pub mod send;
+pub mod thread;
+pub mod wait;
+
+pub use thread::{SigSet, ThreadSignals};
 
 /// What became of a signal that reached the program.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Fate {
-    /// Blocked: it waits in the pending set.
+    /// Blocked: it waits in a pending set.
     Pending,
     /// Ignored, or its default action does nothing.
     Discarded,
-    /// A handler is installed: the signal is queued and the handler runs when the thread
-    /// next returns to user mode.
-    Queued,
+    /// A handler is installed: the signal is queued for this thread, which runs the handler
+    /// when it next returns to user mode (a blocking call is interrupted for it).
+    Queued(u32),
     /// The program ends, killed by this signal.
     Killed(u8),
 }
 
-/// Signal dispositions, mask, pending set and alternate stack of the process.
+/// Signals sent to the process that every thread blocked: they wait here, shared with
+/// the signalfds that read them.
+#[derive(Debug, Default)]
+pub struct ProcessPending {
+    set: spin::Mutex<SigSet>,
+    seq: core::sync::atomic::AtomicU64,
+}
+
+impl ProcessPending {
+    /// The pending signals.
+    pub fn bits(&self) -> u64 {
+        self.set.lock().bits()
+    }
+
+    /// Takes the lowest pending member of `among`.
+    pub fn take(&self, among: u64) -> Option<SigInfo> {
+        let got = self.set.lock().take(among);
+        if got.is_some() {
+            self.bump();
+        }
+        got
+    }
+
+    fn add(&self, info: SigInfo) {
+        self.set.lock().add(info);
+        self.bump();
+    }
+
+    fn discard(&self, set: u64) {
+        self.set.lock().discard(set);
+    }
+
+    /// How many times the set changed (edge-triggered epoll on a signalfd).
+    pub fn seq(&self) -> u64 {
+        self.seq.load(core::sync::atomic::Ordering::Relaxed)
+    }
+
+    fn bump(&self) {
+        self.seq.fetch_add(1, core::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+/// The process's signal dispositions and the signals pending for the whole process; each
+/// thread's mask, pending set and alternate stack are in its [`ThreadSignals`].
 #[derive(Debug)]
 pub struct SignalState {
     actions: [SigAction; NSIG as usize],
-    mask: u64,
-    pending: u64,
-    altstack: Option<AltStack>,
-    /// Signals queued for their handlers, and what each handler will be told.
-    queued: u64,
-    queued_info: [SigInfo; NSIG as usize],
-    /// The mask to record in the next handler's frame, when `rt_sigsuspend` changed it.
-    suspend_saved: Option<u64>,
+    /// Process-directed signals that every thread blocks.
+    pub shared: alloc::sync::Arc<ProcessPending>,
     /// Signals whose ignored stop has been logged.
     stop_logged: u64,
-    /// Whether an endless `pause`/`rt_sigsuspend` has been logged.
-    pause_logged: bool,
 }
 
 impl Default for SignalState {
     fn default() -> Self {
         SignalState {
             actions: [SigAction::default(); NSIG as usize],
-            mask: 0,
-            pending: 0,
-            altstack: None,
-            queued: 0,
-            queued_info: [SigInfo::default(); NSIG as usize],
-            suspend_saved: None,
+            shared: Default::default(),
             stop_logged: 0,
-            pause_logged: false,
         }
     }
 }
@@ -328,7 +364,8 @@ impl SignalState {
     /// Installs `act` for `sig` and returns the previous action, as `rt_sigaction` does:
     /// `EINVAL` outside 1 to 64 and for `SIGKILL`/`SIGSTOP`. Unknown flags are dropped;
     /// `SIGKILL` and `SIGSTOP` are removed from the mask. An action that discards the signal
-    /// also discards it from the pending set.
+    /// also discards it from the process's pending set (threads' sets: the caller, see
+    /// [`SignalState::discards`]).
     pub fn set_action(&mut self, sig: u32, act: SigAction) -> KResult<SigAction> {
         let old = self.action(sig).ok_or(Errno::EINVAL)?;
         if sig == SIGKILL || sig == SIGSTOP {
@@ -340,228 +377,68 @@ impl SignalState {
             ..act
         };
         self.actions[sig as usize - 1] = act;
-        let discards = match act.disposition() {
+        if self.discards(sig) {
+            self.shared.discard(sig_bit(sig));
+        }
+        Ok(old)
+    }
+
+    /// Whether the action of `sig` throws it away (ignored, or a default that ignores).
+    pub fn discards(&self, sig: u32) -> bool {
+        match self.disposition(sig) {
             Disposition::Ignore => true,
             Disposition::Default => default_action(sig) == Action::Ignore,
             Disposition::Handler(_) => false,
-        };
-        if discards {
-            self.pending &= !sig_bit(sig);
         }
-        Ok(old)
     }
 
-    /// The blocked-signal mask.
-    pub fn mask(&self) -> u64 {
-        self.mask
-    }
-
-    /// Signals raised while blocked, waiting to be unblocked.
+    /// Signals sent to the whole process, waiting for a thread that does not block them.
     pub fn pending(&self) -> u64 {
-        self.pending
+        self.shared.bits()
     }
 
-    /// Changes the mask as `rt_sigprocmask(how, set)` does (`EINVAL` for an unknown `how`)
-    /// and returns the old mask. `SIGKILL` and `SIGSTOP` are never blocked. Pending signals
-    /// this unblocks are not acted on here: call [`SignalState::deliver_pending`].
-    pub fn change_mask(&mut self, how: u64, set: u64) -> KResult<u64> {
-        let old = self.mask;
-        let new = match how {
-            SIG_BLOCK => old | set,
-            SIG_UNBLOCK => old & !set,
-            SIG_SETMASK => set,
-            _ => return Err(Errno::EINVAL),
-        };
-        self.mask = new & !UNBLOCKABLE;
-        Ok(old)
-    }
-
-    /// The alternate signal stack, if one is set.
-    pub fn altstack(&self) -> Option<AltStack> {
-        self.altstack
-    }
-
-    /// The alternate stack as `sigaltstack` reports it (`SS_DISABLE` when there is none).
-    pub fn altstack_report(&self) -> AltStack {
-        self.altstack.unwrap_or(AltStack {
-            sp: 0,
-            flags: SS_DISABLE,
-            size: 0,
-        })
-    }
-
-    /// Sets or disables the alternate stack as `sigaltstack` does: `EINVAL` for unknown
-    /// flags, `ENOMEM` for a stack below `MINSIGSTKSZ`. Returns the previous report.
-    pub fn set_altstack(&mut self, ss: AltStack) -> KResult<AltStack> {
-        let old = self.altstack_report();
-        let mode = ss.flags & !SS_AUTODISARM;
-        if mode == SS_DISABLE {
-            self.altstack = None;
-        } else if mode == 0 || mode == SS_ONSTACK {
-            if ss.size < MINSIGSTKSZ {
-                return Err(Errno::ENOMEM);
-            }
-            self.altstack = Some(AltStack {
-                sp: ss.sp,
-                flags: ss.flags & SS_AUTODISARM,
-                size: ss.size,
-            });
-        } else {
-            return Err(Errno::EINVAL);
-        }
-        Ok(old)
-    }
-
-    /// Sends signal `sig` (1 to 64) to the program, as `kill` to itself does: blocked
-    /// signals become pending; otherwise the signal is acted on at once. A handler cannot
-    /// run: the default action applies instead, logged once per signal.
-    pub fn send(&mut self, m: &mut dyn Machine, sig: u32) -> Fate {
-        if self.mask & sig_bit(sig) != 0 {
-            self.pending |= sig_bit(sig);
-            return Fate::Pending;
-        }
-        self.act(m, sig)
-    }
-
-    /// Raises `SIGPIPE` for a write to a broken pipe or socket: returns the signal number
-    /// when it ends the program (default disposition, not blocked), `None` when the write
-    /// should just fail with `EPIPE` (blocked: left pending; ignored; or handled: the
-    /// handler cannot run, logged once, and the write fails as it would after the handler).
-    pub fn send_sigpipe(&mut self, m: &mut dyn Machine) -> Option<u8> {
-        if self.mask & sig_bit(SIGPIPE) != 0 {
-            self.pending |= sig_bit(SIGPIPE);
-            return None;
-        }
-        let _ = m;
-        match self.disposition(SIGPIPE) {
-            Disposition::Default => Some(SIGPIPE as u8),
-            Disposition::Ignore => None,
-            Disposition::Handler(_) => {
-                let info = SigInfo {
-                    signo: SIGPIPE as i32,
-                    code: SI_USER,
-                    addr_or_pid: PID as u64,
-                };
-                self.queue(SIGPIPE, info);
-                None
-            }
-        }
-    }
-
-    /// Acts on the pending signals that are no longer blocked, lowest number first, and
-    /// returns the first fate that is not a plain discard (`Killed` ends the search).
-    pub fn deliver_pending(&mut self, m: &mut dyn Machine) -> Option<Fate> {
-        let mut result = None;
-        while let Some(sig) = lowest(self.pending & !self.mask) {
-            self.pending &= !sig_bit(sig);
-            match self.act(m, sig) {
-                Fate::Killed(s) => return Some(Fate::Killed(s)),
-                Fate::Queued => result = Some(Fate::Queued),
-                Fate::Pending | Fate::Discarded => {}
-            }
-        }
-        result
-    }
-
-    /// Acts on an unblocked signal.
-    fn act(&mut self, m: &mut dyn Machine, sig: u32) -> Fate {
-        let disposition = if sig == SIGKILL || sig == SIGSTOP {
-            Disposition::Default
-        } else {
-            self.disposition(sig)
-        };
-        match disposition {
-            Disposition::Ignore => return Fate::Discarded,
-            Disposition::Handler(_) => {
-                self.queue(
-                    sig,
-                    SigInfo {
-                        signo: sig as i32,
-                        code: SI_USER,
-                        addr_or_pid: PID as u64,
-                    },
-                );
-                return Fate::Queued;
-            }
-            Disposition::Default => {}
-        }
-        match default_action(sig) {
-            Action::Terminate | Action::Core => Fate::Killed(sig as u8),
-            Action::Stop => {
-                if self.stop_logged & sig_bit(sig) == 0 {
-                    self.stop_logged |= sig_bit(sig);
-                    m.log(format_args!(
-                        "signal {sig} would stop the program, but nothing could continue it: ignored"
-                    ));
-                }
-                Fate::Discarded
-            }
-            Action::Ignore | Action::Continue => Fate::Discarded,
-        }
-    }
-
-    fn queue(&mut self, sig: u32, info: SigInfo) {
-        self.queued |= sig_bit(sig);
-        self.queued_info[sig as usize - 1] = info;
-    }
-
-    /// Queues a hardware fault's signal (SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGTRAP) for its
-    /// handler; `false` when it has none or the signal is blocked (the program then dies,
-    /// as Linux forces such signals).
-    pub fn queue_fault(&mut self, info: SigInfo) -> bool {
+    /// Queues a hardware fault's signal (SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGTRAP) for the
+    /// handler of the faulting thread `t`; `false` when it has none or the signal is
+    /// blocked (the program then dies, as Linux forces such signals).
+    pub fn queue_fault(&self, t: &mut ThreadSignals, info: SigInfo) -> bool {
         let sig = info.signo as u32;
-        if self.mask & sig_bit(sig) != 0
-            || !matches!(self.disposition(sig), Disposition::Handler(_))
-        {
+        if t.blocks(sig) || !matches!(self.disposition(sig), Disposition::Handler(_)) {
             return false;
         }
-        self.queue(sig, info);
+        t.queued.add(info);
         true
     }
 
-    /// Whether a queued signal waits for its handler.
-    pub fn has_queued(&self) -> bool {
-        self.queued & !self.mask != 0
-    }
-
-    /// Takes the lowest queued, unblocked signal whose handler is still installed, with its
-    /// action and information.
-    pub fn next_queued(&mut self) -> Option<(SigAction, SigInfo)> {
-        while let Some(sig) = lowest(self.queued & !self.mask) {
-            self.queued &= !sig_bit(sig);
-            let act = self.actions[sig as usize - 1];
+    /// Takes the lowest queued signal `t` does not block whose handler is still installed,
+    /// with its action and information.
+    pub fn next_queued(&self, t: &mut ThreadSignals) -> Option<(SigAction, SigInfo)> {
+        while let Some(info) = t.queued.take(!t.mask()) {
+            let act = self.actions[info.signo as usize - 1];
             if let Disposition::Handler(_) = act.disposition() {
-                return Some((act, self.queued_info[sig as usize - 1]));
+                return Some((act, info));
             }
         }
         None
     }
 
-    /// The mask a handler's frame records (restored by `rt_sigreturn`): the one before
-    /// `rt_sigsuspend` when that call let the signal in, else the current one.
-    pub fn frame_mask(&mut self) -> u64 {
-        self.suspend_saved.take().unwrap_or(self.mask)
-    }
-
-    /// Sets the signal mask (SIGKILL and SIGSTOP stay unblocked).
-    pub fn set_mask(&mut self, mask: u64) {
-        self.mask = mask & !UNBLOCKABLE;
+    /// The flags of the handler `t` runs next, if any (`SA_RESTART` decides whether an
+    /// interrupted call starts again).
+    pub fn next_handler_flags(&self, t: &ThreadSignals) -> Option<u64> {
+        let mut set = t.queued.bits() & !t.mask();
+        while let Some(sig) = lowest(set) {
+            let act = self.actions[sig as usize - 1];
+            if let Disposition::Handler(_) = act.disposition() {
+                return Some(act.flags);
+            }
+            set &= !sig_bit(sig);
+        }
+        None
     }
 
     /// `SA_RESETHAND`: the handler runs once, then the default action is back.
     pub fn reset_to_default(&mut self, sig: u32) {
         if (1..=NSIG).contains(&sig) {
             self.actions[sig as usize - 1] = SigAction::default();
-        }
-    }
-
-    /// Logs, once, that the program waits for a signal that nothing can send.
-    fn log_pause(&mut self, m: &mut dyn Machine) {
-        if !self.pause_logged {
-            self.pause_logged = true;
-            m.log(format_args!(
-                "pause() with no signal source would block forever"
-            ));
         }
     }
 }
@@ -572,25 +449,28 @@ fn lowest(set: u64) -> Option<u32> {
 
 /// Handles the signal system calls; `None` for numbers this family does not own.
 ///
-/// `rt_sigreturn` is deliberately not owned: no signal frame is ever built, so a call to it
-/// is a program bug and is reported as unsupported.
+/// `rt_sigreturn` is not owned here: the kernel binary restores the frame itself, so a
+/// call reaching this table is reported as unsupported.
 pub fn handle(p: &mut Process, m: &mut dyn Machine, nr: u64, a: [u64; 6]) -> Option<Outcome> {
     let r = match nr {
         sysno::RT_SIGACTION => rt_sigaction(p, m, a[0], a[1], a[2], a[3]),
         sysno::RT_SIGPROCMASK => return Some(rt_sigprocmask(p, m, a[0], a[1], a[2], a[3])),
         sysno::RT_SIGPENDING => rt_sigpending(p, m, a[0], a[1]),
         sysno::SIGALTSTACK => sigaltstack(p, m, a[0], a[1]),
-        sysno::PAUSE => return Some(suspend(p, m, None)),
+        sysno::PAUSE => return Some(wait::suspend(p, m, None)),
         sysno::RT_SIGSUSPEND => {
             if a[1] != SIGSET_SIZE {
                 Err(Errno::EINVAL)
             } else {
                 match read_user::<8>(p, m, a[0]) {
-                    Ok(b) => return Some(suspend(p, m, Some(u64::from_le_bytes(b)))),
+                    Ok(b) => return Some(wait::suspend(p, m, Some(u64::from_le_bytes(b)))),
                     Err(e) => Err(e),
                 }
             }
         }
+        sysno::RT_SIGTIMEDWAIT => return Some(wait::rt_sigtimedwait(p, m, a)),
+        sysno::SIGNALFD => crate::fd::signalfd::signalfd(p, m, a[0], a[1], a[2], 0),
+        sysno::SIGNALFD4 => crate::fd::signalfd::signalfd(p, m, a[0], a[1], a[2], a[3]),
         _ => return None,
     };
     Some(Outcome::Return(r.unwrap_or_else(Errno::as_return)))
@@ -614,7 +494,17 @@ fn rt_sigaction(
     };
     let sig = sig as u32;
     let old = match new {
-        Some(new) => p.signals.set_action(sig, new)?,
+        Some(new) => {
+            let old = p.signals.set_action(sig, new)?;
+            if p.signals.discards(sig) {
+                for tid in m.tids() {
+                    if let Some(t) = m.thread_of(tid) {
+                        t.signals.pending.discard(sig_bit(sig));
+                    }
+                }
+            }
+            old
+        }
         None => p.signals.action(sig).ok_or(Errno::EINVAL)?,
     };
     if oact != 0 {
@@ -639,10 +529,10 @@ fn rt_sigprocmask(
         if sigsetsize != SIGSET_SIZE {
             return Err(Errno::EINVAL);
         }
-        let old = p.signals.mask();
+        let old = m.thread().signals.mask();
         if set != 0 {
             let new = u64::from_le_bytes(read_user(p, m, set)?);
-            p.signals.change_mask(how, new)?;
+            m.thread().signals.change_mask(how, new)?;
         }
         if oset != 0 {
             write_user(p, m, oset, &old.to_le_bytes())?;
@@ -659,7 +549,8 @@ fn rt_sigpending(p: &mut Process, m: &mut dyn Machine, set: u64, sigsetsize: u64
     if sigsetsize > SIGSET_SIZE {
         return Err(Errno::EINVAL);
     }
-    let pending = p.signals.pending().to_le_bytes();
+    let t = &m.thread().signals;
+    let pending = ((t.pending.bits() | p.signals.pending()) & t.mask()).to_le_bytes();
     write_user(p, m, set, &pending[..sigsetsize as usize])?;
     Ok(0)
 }
@@ -667,51 +558,14 @@ fn rt_sigpending(p: &mut Process, m: &mut dyn Machine, set: u64, sigsetsize: u64
 fn sigaltstack(p: &mut Process, m: &mut dyn Machine, ss: u64, old_ss: u64) -> KResult<i64> {
     let old = if ss != 0 {
         let new = AltStack::from_bytes(&read_user(p, m, ss)?);
-        p.signals.set_altstack(new)?
+        m.thread().signals.set_altstack(new)?
     } else {
-        p.signals.altstack_report()
+        m.thread().signals.altstack_report()
     };
     if old_ss != 0 {
         write_user(p, m, old_ss, &old.to_bytes())?;
     }
     Ok(0)
-}
-
-/// `pause` (`mask` `None`) and `rt_sigsuspend`: waits for a signal with `mask` in force.
-///
-/// Pending signals the mask lets through are acted on first: one that ends the program
-/// ends it; one with a handler returns `EINTR` as Linux does after the handler. Otherwise
-/// nothing could ever send a signal (one thread, no timers, no other processes), so like
-/// Linux the call blocks for good: the kernel logs why and halts until the run's timeout.
-/// Should the machine's clock ever reach its end, the call returns `EINTR`.
-fn suspend(p: &mut Process, m: &mut dyn Machine, mask: Option<u64>) -> Outcome {
-    let saved = p.signals.mask;
-    if let Some(mask) = mask {
-        p.signals.mask = mask & !UNBLOCKABLE;
-    }
-    let fate = p.signals.deliver_pending(m);
-    if fate == Some(Fate::Queued) {
-        // The handler runs with the temporary mask; its frame records the original one,
-        // which rt_sigreturn puts back (as Linux does for sigsuspend).
-        p.signals.suspend_saved = Some(saved);
-    } else {
-        p.signals.mask = saved;
-    }
-    match fate {
-        Some(Fate::Killed(sig)) => Outcome::Killed(sig),
-        Some(_) => Outcome::Return(Errno::EINTR.as_return()),
-        None => {
-            // Nothing can send this thread a signal it would act on: it waits for good,
-            // as on Linux, while other threads run.
-            p.signals.log_pause(m);
-            Outcome::Block(crate::process::Wait {
-                channels: alloc::vec::Vec::new(),
-                deadline: None,
-                on_timeout: 0,
-                on_wake: Some(Errno::EINTR.as_return()),
-            })
-        }
-    }
 }
 
 #[cfg(test)]
@@ -860,7 +714,7 @@ mod tests {
             call(&mut p, &mut m, sysno::SIGALTSTACK, &[buf, buf + 32]),
             0
         );
-        assert_eq!(p.signals.altstack(), Some(ss));
+        assert_eq!(m.thread.signals.altstack(), Some(ss));
         assert_eq!(call(&mut p, &mut m, sysno::SIGALTSTACK, &[0, buf + 32]), 0);
         let got = AltStack::from_bytes(&peek(&mut p, &mut m, buf + 32, 24).try_into().unwrap());
         assert_eq!(got, ss);
@@ -882,7 +736,7 @@ mod tests {
     }
 
     #[test]
-    fn pause_blocks_for_good() {
+    fn pause_waits_for_a_signal() {
         let (mut p, mut m, buf) = setup();
         let forever = Outcome::Block(crate::process::Wait {
             channels: alloc::vec::Vec::new(),
@@ -891,13 +745,11 @@ mod tests {
             on_wake: Some(-4),
         });
         assert_eq!(outcome(&mut p, &mut m, sysno::PAUSE, &[]), forever);
-        assert_eq!(m.log, ["pause() with no signal source would block forever"]);
         poke(&mut p, &mut m, buf, &0u64.to_le_bytes());
         assert_eq!(
             outcome(&mut p, &mut m, sysno::RT_SIGSUSPEND, &[buf, 8]),
             forever
         );
-        assert_eq!(m.log.len(), 1);
         assert_eq!(
             call(&mut p, &mut m, sysno::RT_SIGSUSPEND, &[buf, 4]),
             EINVAL
@@ -911,7 +763,8 @@ mod tests {
     #[test]
     fn sigsuspend_delivers_pending() {
         let (mut p, mut m, buf) = setup();
-        p.signals
+        m.thread
+            .signals
             .change_mask(SIG_BLOCK, sig_bit(SIGTERM) | sig_bit(SIGUSR1))
             .unwrap();
         p.signals
@@ -926,18 +779,20 @@ mod tests {
         p.signals.send(&mut m, SIGUSR1);
         // SIGUSR1 has a handler: the wait ends with EINTR and the handler runs with the
         // temporary mask; its frame records the original mask.
-        let original = p.signals.mask();
+        let original = m.thread.signals.mask();
         poke(&mut p, &mut m, buf, &sig_bit(SIGTERM).to_le_bytes());
         assert_eq!(
             outcome(&mut p, &mut m, sysno::RT_SIGSUSPEND, &[buf, 8]),
             Outcome::Return(-4)
         );
         assert_eq!(
-            p.signals.next_queued().map(|q| q.1.signo),
+            p.signals
+                .next_queued(&mut m.thread.signals)
+                .map(|q| q.1.signo),
             Some(SIGUSR1 as i32)
         );
-        assert_eq!(p.signals.frame_mask(), original);
-        p.signals.set_mask(original);
+        assert_eq!(m.thread.signals.frame_mask(), original);
+        m.thread.signals.set_mask(original);
         // A handled signal whose default is to ignore interrupts the wait.
         p.signals
             .set_action(
@@ -948,18 +803,22 @@ mod tests {
                 },
             )
             .unwrap();
-        p.signals.change_mask(SIG_BLOCK, sig_bit(SIGCHLD)).unwrap();
+        m.thread
+            .signals
+            .change_mask(SIG_BLOCK, sig_bit(SIGCHLD))
+            .unwrap();
         p.signals.send(&mut m, SIGCHLD);
         assert_eq!(call(&mut p, &mut m, sysno::RT_SIGSUSPEND, &[buf, 8]), -4);
         assert_eq!(m.now, 0);
         // Until the handler returns, the temporary mask (only SIGTERM) is in force.
-        assert_eq!(p.signals.mask(), sig_bit(SIGTERM));
+        assert_eq!(m.thread.signals.mask(), sig_bit(SIGTERM));
         assert_eq!(
-            p.signals.frame_mask(),
+            m.thread.signals.frame_mask(),
             sig_bit(SIGTERM) | sig_bit(SIGUSR1) | sig_bit(SIGCHLD)
         );
-        p.signals.next_queued();
-        p.signals
+        p.signals.next_queued(&mut m.thread.signals);
+        m.thread
+            .signals
             .set_mask(sig_bit(SIGTERM) | sig_bit(SIGUSR1) | sig_bit(SIGCHLD));
         p.signals.send(&mut m, SIGTERM);
         poke(&mut p, &mut m, buf, &0u64.to_le_bytes());
@@ -1065,43 +924,49 @@ mod tests {
 
     #[test]
     fn masks() {
-        let mut s = SignalState::default();
-        assert_eq!(s.change_mask(SIG_BLOCK, sig_bit(SIGINT)), Ok(0));
+        let mut m = FakeMachine::default();
         assert_eq!(
-            s.change_mask(
+            m.thread.signals.change_mask(SIG_BLOCK, sig_bit(SIGINT)),
+            Ok(0)
+        );
+        assert_eq!(
+            m.thread.signals.change_mask(
                 SIG_BLOCK,
                 sig_bit(SIGTERM) | sig_bit(SIGKILL) | sig_bit(SIGSTOP)
             ),
             Ok(sig_bit(SIGINT))
         );
-        assert_eq!(s.mask(), sig_bit(SIGINT) | sig_bit(SIGTERM));
-        s.change_mask(SIG_UNBLOCK, sig_bit(SIGINT)).unwrap();
-        assert_eq!(s.mask(), sig_bit(SIGTERM));
-        s.change_mask(SIG_SETMASK, u64::MAX).unwrap();
-        assert_eq!(s.mask(), !UNBLOCKABLE);
-        assert_eq!(s.change_mask(3, 0), Err(Errno::EINVAL));
-        assert_eq!(s.mask(), !UNBLOCKABLE);
+        assert_eq!(m.thread.signals.mask(), sig_bit(SIGINT) | sig_bit(SIGTERM));
+        m.thread
+            .signals
+            .change_mask(SIG_UNBLOCK, sig_bit(SIGINT))
+            .unwrap();
+        assert_eq!(m.thread.signals.mask(), sig_bit(SIGTERM));
+        m.thread.signals.change_mask(SIG_SETMASK, u64::MAX).unwrap();
+        assert_eq!(m.thread.signals.mask(), !UNBLOCKABLE);
+        assert_eq!(m.thread.signals.change_mask(3, 0), Err(Errno::EINVAL));
+        assert_eq!(m.thread.signals.mask(), !UNBLOCKABLE);
     }
 
     #[test]
     fn altstack_rules() {
-        let mut s = SignalState::default();
-        assert_eq!(s.altstack_report().flags, SS_DISABLE);
+        let mut m = FakeMachine::default();
+        assert_eq!(m.thread.signals.altstack_report().flags, SS_DISABLE);
         let small = AltStack {
             sp: 0x1000,
             flags: 0,
             size: MINSIGSTKSZ - 1,
         };
-        assert_eq!(s.set_altstack(small), Err(Errno::ENOMEM));
+        assert_eq!(m.thread.signals.set_altstack(small), Err(Errno::ENOMEM));
         let ok = AltStack {
             sp: 0x1000,
             flags: 0,
             size: 8192,
         };
-        assert_eq!(s.set_altstack(ok).unwrap().flags, SS_DISABLE);
-        assert_eq!(s.altstack(), Some(ok));
+        assert_eq!(m.thread.signals.set_altstack(ok).unwrap().flags, SS_DISABLE);
+        assert_eq!(m.thread.signals.altstack(), Some(ok));
         assert_eq!(
-            s.set_altstack(AltStack { flags: 4, ..ok }),
+            m.thread.signals.set_altstack(AltStack { flags: 4, ..ok }),
             Err(Errno::EINVAL)
         );
         let disable = AltStack {
@@ -1109,16 +974,16 @@ mod tests {
             flags: SS_DISABLE,
             size: 0,
         };
-        assert_eq!(s.set_altstack(disable), Ok(ok));
-        assert_eq!(s.altstack(), None);
+        assert_eq!(m.thread.signals.set_altstack(disable), Ok(ok));
+        assert_eq!(m.thread.signals.altstack(), None);
         // SS_ONSTACK is accepted as "enable", SS_AUTODISARM is kept.
         let auto = AltStack {
             sp: 0x2000,
             flags: SS_ONSTACK | SS_AUTODISARM,
             size: 4096,
         };
-        s.set_altstack(auto).unwrap();
-        assert_eq!(s.altstack_report().flags, SS_AUTODISARM);
+        m.thread.signals.set_altstack(auto).unwrap();
+        assert_eq!(m.thread.signals.altstack_report().flags, SS_AUTODISARM);
     }
 
     #[test]
@@ -1134,14 +999,17 @@ mod tests {
         assert_eq!(s.send(&mut m, SIGTERM), Fate::Discarded);
         assert!(m.log.is_empty());
         s.set_action(SIGABRT, handler(0x4000)).unwrap();
-        assert_eq!(s.send(&mut m, SIGABRT), Fate::Queued);
+        assert_eq!(s.send(&mut m, SIGABRT), Fate::Queued(1));
         s.set_action(SIGWINCH, handler(0x4000)).unwrap();
-        assert_eq!(s.send(&mut m, SIGWINCH), Fate::Queued);
+        assert_eq!(s.send(&mut m, SIGWINCH), Fate::Queued(1));
         assert!(m.log.is_empty());
-        let (act, info) = s.next_queued().unwrap();
+        let (act, info) = s.next_queued(&mut m.thread.signals).unwrap();
         assert_eq!((act.handler, info.signo), (0x4000, SIGABRT as i32));
-        assert_eq!(s.next_queued().unwrap().1.signo, SIGWINCH as i32);
-        assert_eq!(s.next_queued(), None);
+        assert_eq!(
+            s.next_queued(&mut m.thread.signals).unwrap().1.signo,
+            SIGWINCH as i32
+        );
+        assert_eq!(s.next_queued(&mut m.thread.signals), None);
     }
 
     #[test]
@@ -1158,16 +1026,21 @@ mod tests {
     fn blocked_signals_pend_until_unblocked() {
         let mut m = FakeMachine::default();
         let mut s = SignalState::default();
-        s.change_mask(SIG_BLOCK, sig_bit(SIGUSR1) | sig_bit(SIGCHLD))
+        m.thread
+            .signals
+            .change_mask(SIG_BLOCK, sig_bit(SIGUSR1) | sig_bit(SIGCHLD))
             .unwrap();
         assert_eq!(s.send(&mut m, SIGCHLD), Fate::Pending);
         assert_eq!(s.send(&mut m, SIGUSR1), Fate::Pending);
         assert_eq!(s.pending(), sig_bit(SIGUSR1) | sig_bit(SIGCHLD));
         assert_eq!(s.deliver_pending(&mut m), None);
-        s.change_mask(SIG_UNBLOCK, sig_bit(SIGCHLD)).unwrap();
+        m.thread
+            .signals
+            .change_mask(SIG_UNBLOCK, sig_bit(SIGCHLD))
+            .unwrap();
         assert_eq!(s.deliver_pending(&mut m), None);
         assert_eq!(s.pending(), sig_bit(SIGUSR1));
-        s.change_mask(SIG_SETMASK, 0).unwrap();
+        m.thread.signals.change_mask(SIG_SETMASK, 0).unwrap();
         assert_eq!(s.deliver_pending(&mut m), Some(Fate::Killed(10)));
         assert_eq!(s.pending(), 0);
     }
@@ -1176,7 +1049,10 @@ mod tests {
     fn ignoring_a_pending_signal_discards_it() {
         let mut m = FakeMachine::default();
         let mut s = SignalState::default();
-        s.change_mask(SIG_BLOCK, sig_bit(SIGUSR2)).unwrap();
+        m.thread
+            .signals
+            .change_mask(SIG_BLOCK, sig_bit(SIGUSR2))
+            .unwrap();
         s.send(&mut m, SIGUSR2);
         s.set_action(SIGUSR2, handler(SIG_IGN)).unwrap();
         assert_eq!(s.pending(), 0);
@@ -1192,12 +1068,15 @@ mod tests {
         s.set_action(SIGPIPE, handler(0x1000)).unwrap();
         assert_eq!(s.send_sigpipe(&mut m), None);
         assert!(
-            s.has_queued(),
+            m.thread.signals.has_queued(),
             "the handler runs, then the write fails with EPIPE"
         );
         s.set_action(SIGPIPE, handler(SIG_DFL)).unwrap();
-        s.change_mask(SIG_BLOCK, sig_bit(SIGPIPE)).unwrap();
+        m.thread
+            .signals
+            .change_mask(SIG_BLOCK, sig_bit(SIGPIPE))
+            .unwrap();
         assert_eq!(s.send_sigpipe(&mut m), None);
-        assert_eq!(s.pending(), sig_bit(SIGPIPE));
+        assert_eq!(m.thread.signals.pending.bits(), sig_bit(SIGPIPE));
     }
 }

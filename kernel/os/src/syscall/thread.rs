@@ -115,6 +115,7 @@ fn clone(p: &mut Process, m: &mut dyn Machine, c: CloneArgs) -> KResult<i64> {
         tid,
         clear_child_tid: 0,
         robust_list: (0, 0),
+        signals: parent.signals.inherit(),
         ..parent
     };
     if c.flags & CLONE_SETTLS != 0 {

@@ -247,6 +247,9 @@ pub fn handle(p: &mut Process, m: &mut dyn Machine, nr: u64, a: [u64; 6]) -> Opt
             let d = clock_nanosleep(p, m, a[0], a[1], a[2]);
             return Some(sleep(m, d));
         }
+        sysno::TIMERFD_CREATE => crate::fd::timerfd::timerfd_create(p, a[0], a[1]),
+        sysno::TIMERFD_SETTIME => crate::fd::timerfd::timerfd_settime(p, m, a),
+        sysno::TIMERFD_GETTIME => crate::fd::timerfd::timerfd_gettime(p, m, a[0], a[1]),
         _ => return None,
     };
     Some(ret(r))

@@ -43,6 +43,7 @@ impl T {
             cwd: "/".into(),
             exe_path: "/bin/app".into(),
             signals: Default::default(),
+            timers: Default::default(),
             proc: Default::default(),
             next_tid: 2,
             trace: false,
