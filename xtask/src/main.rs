@@ -7,6 +7,7 @@ use kiln_toolchain::app::AppSource;
 use kiln_toolchain::disk::{self, Format};
 use kiln_toolchain::image::{self, BuildRequest};
 use kiln_toolchain::oci::publish::{self, ImageSource, PublishRequest};
+use kiln_toolchain::oci::pull::{self, ImageArg, Policy, PullOptions};
 use kiln_toolchain::oci::registry::{Credentials, PushOptions};
 use kiln_toolchain::oci::ImageRef;
 use kiln_toolchain::options::{self, FileSpec};
@@ -37,6 +38,9 @@ enum Cmd {
     Test,
     /// Push an image to an OCI registry (or write an OCI layout); prints the digest.
     Publish(PublishArgs),
+    /// Fetch an image that `publish` pushed into the cache, checking every digest and the
+    /// image's own sha256; prints the digest.
+    Pull(PullArgs),
     /// Print the provenance of an image in any format Kiln writes.
     Inspect(InspectArgs),
     /// Print the accelerator runs use (`kvm` or `tcg`), probing KVM with the kernel first
@@ -204,6 +208,13 @@ struct PublishArgs {
     /// Replace an existing tag (or a non-empty --oci-dir).
     #[arg(long)]
     force: bool,
+    #[command(flatten)]
+    registry: RegistryArgs,
+}
+
+/// How to reach a registry (`publish`, `pull`, `run REF`).
+#[derive(Args, Debug)]
+struct RegistryArgs {
     /// Allow plain HTTP to a registry that is not on this machine.
     #[arg(long)]
     insecure: bool,
@@ -213,6 +224,30 @@ struct PublishArgs {
     /// Registry password or token (or KILN_REGISTRY_PASSWORD).
     #[arg(long, value_name = "PASSWORD", requires = "username")]
     password: Option<String>,
+}
+
+impl RegistryArgs {
+    fn credentials(&self) -> Option<Credentials> {
+        match (&self.username, &self.password) {
+            (Some(u), Some(p)) => Some(Credentials {
+                username: u.clone(),
+                password: p.clone(),
+            }),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Args, Debug)]
+struct PullArgs {
+    /// REGISTRY/REPO:TAG or REGISTRY/REPO@sha256:DIGEST.
+    #[arg(value_name = "REF", value_parser = parse_pull_ref)]
+    reference: kiln_toolchain::oci::reference::PullRef,
+    /// Print only the reference, pinned to its digest.
+    #[arg(short, long)]
+    quiet: bool,
+    #[command(flatten)]
+    registry: RegistryArgs,
 }
 
 #[derive(Args, Debug)]
@@ -248,13 +283,24 @@ enum MachineArg {
 }
 
 #[derive(Args, Debug)]
-#[command(group(ArgGroup::new("source").required(true).args(["example", "manifest_path", "elf", "image_file"])))]
+#[command(group(ArgGroup::new("source").required(true).args(["example", "manifest_path", "elf", "image_file", "image"])))]
 struct RunArgs {
+    /// An image file, or an image in a registry (REGISTRY/REPO:TAG or
+    /// REGISTRY/REPO@sha256:DIGEST, as `publish` pushed it): the same as --image.
+    #[arg(value_name = "IMAGE", conflicts_with_all = ["rootfs", "files", "env", "args", "output", "bin"])]
+    image: Option<String>,
     #[command(flatten)]
     build: ImageArgs,
-    /// Boot an existing image instead of building one.
-    #[arg(long = "image", value_name = "IMG", conflicts_with_all = ["rootfs", "files", "env", "args", "output", "bin"])]
+    /// Boot an existing image instead of building one: a file, or a registry reference.
+    #[arg(long = "image", value_name = "IMG|REF", conflicts_with_all = ["rootfs", "files", "env", "args", "output", "bin"])]
     image_file: Option<PathBuf>,
+    /// For a registry reference: `missing` uses the cache when it has the image (by digest,
+    /// or the digest the tag resolved to when last pulled), `always` asks the registry,
+    /// `never` only the cache.
+    #[arg(long, value_name = "WHEN", default_value = "missing", value_parser = parse_policy)]
+    pull: Policy,
+    #[command(flatten)]
+    registry: RegistryArgs,
     /// The machine to boot on.
     #[arg(long, value_enum, default_value = "microvm")]
     machine: MachineArg,
@@ -436,6 +482,14 @@ fn parse_ref(s: &str) -> Result<ImageRef, String> {
     ImageRef::parse(s)
 }
 
+fn parse_pull_ref(s: &str) -> Result<kiln_toolchain::oci::reference::PullRef, String> {
+    kiln_toolchain::oci::reference::PullRef::parse(s)
+}
+
+fn parse_policy(s: &str) -> Result<Policy, String> {
+    s.parse()
+}
+
 fn layout() -> Layout {
     let xtask = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
     Layout::new(xtask.parent().map(PathBuf::from).unwrap_or(xtask))
@@ -480,15 +534,9 @@ fn publish_request(a: &PublishArgs) -> PublishRequest {
         kubevirt_manifest: a.kubevirt_manifest.clone(),
         memory_mib: a.memory.unwrap_or(128),
         push: PushOptions {
-            insecure: a.insecure,
+            insecure: a.registry.insecure,
             force: a.force,
-            credentials: match (&a.username, &a.password) {
-                (Some(u), Some(p)) => Some(Credentials {
-                    username: u.clone(),
-                    password: p.clone(),
-                }),
-                _ => None,
-            },
+            credentials: a.registry.credentials(),
         },
     }
 }
@@ -506,6 +554,65 @@ fn publish_cmd(layout: &Layout, a: &PublishArgs) -> anyhow::Result<()> {
     }
     println!("digest: {}", p.digest);
     Ok(())
+}
+
+fn pull_cmd(a: &PullArgs) -> anyhow::Result<()> {
+    use std::io::IsTerminal;
+    let opts = PullOptions {
+        policy: Policy::Always,
+        insecure: a.registry.insecure,
+        credentials: a.registry.credentials(),
+    };
+    let (mut stdout, mut sink) = (std::io::stdout(), std::io::sink());
+    let mut progress = pull::Progress {
+        tty: !a.quiet && std::io::stdout().is_terminal(),
+        out: if a.quiet { &mut sink } else { &mut stdout },
+    };
+    let cache = kiln_toolchain::oci::cache::Cache::from_env()?;
+    let p = pull::pull(&cache, &a.reference, &opts, &mut progress)?;
+    match a.quiet {
+        true => println!("{}", a.reference.pinned(&p.entry.info.digest)),
+        false => println!("{}", a.reference),
+    }
+    Ok(())
+}
+
+/// The image `run` boots: a file, an image pulled from a registry (progress on stderr), or
+/// one built now.
+fn run_image(layout: &Layout, a: &RunArgs) -> anyhow::Result<PathBuf> {
+    use std::io::IsTerminal;
+    let given = a.image.clone().or_else(|| {
+        a.image_file
+            .as_ref()
+            .map(|p| p.to_string_lossy().into_owned())
+    });
+    if let Some(given) = given {
+        return match pull::classify(&given).map_err(anyhow::Error::msg)? {
+            ImageArg::File(p) => Ok(p),
+            ImageArg::Remote(r) => {
+                let opts = PullOptions {
+                    policy: a.pull,
+                    insecure: a.registry.insecure,
+                    credentials: a.registry.credentials(),
+                };
+                let mut stderr = std::io::stderr();
+                let mut progress = pull::Progress {
+                    tty: stderr.is_terminal(),
+                    out: &mut stderr,
+                };
+                let cache = kiln_toolchain::oci::cache::Cache::from_env()?;
+                Ok(pull::pull(&cache, &r, &opts, &mut progress)?.entry.image())
+            }
+        };
+    }
+    let img = image::build_image(layout, &request(&a.build))?;
+    note!(
+        "image {} ({} bytes, sha256 {})",
+        layout.display(&img.path),
+        img.size,
+        &img.sha256[..16]
+    );
+    Ok(img.path)
 }
 
 fn inspect_cmd(a: &InspectArgs) -> anyhow::Result<()> {
@@ -559,19 +666,7 @@ fn run(layout: &Layout, a: &RunArgs) -> anyhow::Result<u8> {
             })?;
         }
     }
-    let image = match &a.image_file {
-        Some(i) => i.clone(),
-        None => {
-            let img = image::build_image(layout, &request(&a.build))?;
-            note!(
-                "image {} ({} bytes, sha256 {})",
-                layout.display(&img.path),
-                img.size,
-                &img.sha256[..16]
-            );
-            img.path
-        }
-    };
+    let image = run_image(layout, a)?;
     if a.pcap.is_some() && matches!(a.net, kiln_toolchain::qemu::args::NetBackend::None) {
         anyhow::bail!("--pcap records the network card's frames, and --net none has no card");
     }
@@ -726,6 +821,7 @@ fn main() -> ExitCode {
         },
         Cmd::Test => suite::run(&layout).map(|_| 0),
         Cmd::Publish(a) => publish_cmd(&layout, a).map(|_| 0),
+        Cmd::Pull(a) => pull_cmd(a).map(|_| 0),
         Cmd::Inspect(a) => inspect_cmd(a).map(|_| 0),
         Cmd::Stats(a) => stats_cmd(a).map(|_| 0),
         Cmd::Accel => qemu::prepare_fresh(&layout, Machine::Microvm).map(|(_, choice)| {
@@ -1031,6 +1127,56 @@ mod tests {
         let Cmd::Run(r) = c.command else { panic!() };
         assert_eq!((r.gdb, r.gdb_wait), (Some(4000), false));
         assert!(parse(&["run", "--image", "i", "--gdb-wait"]).is_err());
+    }
+
+    #[test]
+    fn run_and_pull_take_registry_references() {
+        let c = parse(&[
+            "run",
+            "127.0.0.1:5000/kiln/hello:1",
+            "--pull",
+            "never",
+            "--",
+            "a",
+        ])
+        .unwrap();
+        let Cmd::Run(r) = c.command else { panic!() };
+        assert_eq!(r.image.as_deref(), Some("127.0.0.1:5000/kiln/hello:1"));
+        assert_eq!(
+            (r.pull, r.program_args),
+            (Policy::Never, vec!["a".to_string()])
+        );
+        let c = parse(&[
+            "run",
+            "--image",
+            "ghcr.io/a/b:1",
+            "--username",
+            "u",
+            "--password",
+            "p",
+        ])
+        .unwrap();
+        let Cmd::Run(r) = c.command else { panic!() };
+        assert_eq!(r.pull, Policy::Missing);
+        assert_eq!(r.registry.credentials().unwrap().username, "u");
+        let c = parse(&["pull", "-q", "--insecure", "example.org:5000/a/b@sha256:00"]);
+        assert!(c.is_err(), "a short digest is refused");
+        let d = format!("example.org:5000/a/b@sha256:{}", "0".repeat(64));
+        let c = parse(&["pull", "-q", "--insecure", &d]).unwrap();
+        let Cmd::Pull(p) = c.command else { panic!() };
+        assert!(p.quiet && p.registry.insecure);
+        assert_eq!(p.reference.to_string(), d);
+        for bad in [
+            &["pull"][..],
+            &["pull", "ghcr.io/a/b"],
+            &["pull", "a/b:1"],
+            &["run", "ghcr.io/a/b:1", "--example", "hello"],
+            &["run", "ghcr.io/a/b:1", "--image", "x.elf"],
+            &["run", "ghcr.io/a/b:1", "--env", "A=1"],
+            &["run", "ghcr.io/a/b:1", "--pull", "sometimes"],
+        ] {
+            assert!(parse(bad).is_err(), "{bad:?} should be refused");
+        }
     }
 
     #[test]
