@@ -270,13 +270,14 @@ fn pull_with_credentials_and_a_kubevirt_disk() {
     let reg = Registry::start(&dir, free_port(), Some(("kiln", "s3cret")));
     let reference = reg.reference("kiln/disk:1");
     let creds = ["--username", "kiln", "--password", "s3cret"];
+    let image = hello().to_str().unwrap();
     let mut args = vec![
         "publish",
-        "--image",
-        hello().to_str().unwrap(),
         "--kubevirt",
         "--oci",
         &reference,
+        "--image",
+        image,
     ];
     args.extend_from_slice(&creds);
     let r = kiln_in(&dir, &args);

@@ -536,9 +536,14 @@ pub fn pull(
         bail!("the manifest of {r} is {} bytes; refusing it", bytes.len());
     }
     let digest = digest_of(&bytes);
-    let (entry, downloaded) = match cache.get(&digest)?.filter(intact) {
-        Some(e) => (e, false),
-        None => (download(cache, &s, r, &bytes, p)?, true),
+    let (entry, downloaded) = match cache.get(&digest)? {
+        Some(e) if intact(&e) => (e, false),
+        damaged => {
+            if damaged.is_some() {
+                cache.remove(&digest)?;
+            }
+            (download(cache, &s, r, &bytes, p)?, true)
+        }
     };
     cache.set_tag(r, &digest)?;
     p.line(&format!("Digest: {digest}"));
@@ -700,5 +705,49 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("not a Kiln image"), "{e}");
+    }
+
+    #[test]
+    fn a_damaged_cache_entry_is_dropped() {
+        let tmp = tempfile::tempdir().unwrap();
+        let cache = Cache::at(tmp.path().to_path_buf());
+        let (image, p) = sealed();
+        let digest = format!("sha256:{}", "e".repeat(64));
+        let r = PullRef::parse(&format!("127.0.0.1:1/kiln/hello:1@{digest}")).unwrap();
+        let put = |bytes: &[u8]| {
+            let staging = cache.staging().unwrap();
+            std::fs::write(staging.path().join("hello.elf"), bytes).unwrap();
+            let info = EntryInfo {
+                reference: r.to_string(),
+                digest: digest.clone(),
+                file: "hello.elf".into(),
+                image_sha256: p.image_sha256.clone(),
+            };
+            cache.commit(staging, &info).unwrap();
+        };
+        put(&image);
+        assert!(cached(&cache, &r).unwrap().is_some());
+        cache.remove(&digest).unwrap();
+        let mut bad = image.clone();
+        let at = bad.len() / 2;
+        bad[at] ^= 1;
+        put(&bad);
+        assert!(cached(&cache, &r).unwrap().is_none());
+        assert!(cache.get(&digest).unwrap().is_none(), "removed");
+        // --pull never then has nothing to run.
+        let opts = PullOptions {
+            policy: Policy::Never,
+            insecure: false,
+            credentials: None,
+        };
+        let mut out = Vec::new();
+        let mut progress = Progress {
+            out: &mut out,
+            tty: false,
+        };
+        let e = pull(&cache, &r, &opts, &mut progress)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("not in the cache"), "{e}");
     }
 }
