@@ -289,7 +289,7 @@ fn pull_with_credentials_and_a_kubevirt_disk() {
     args.extend_from_slice(&creds);
     let r = kiln_in(&dir, &args);
     assert_eq!(r.status, 0, "{r:?}");
-    // The containerDisk's qcow2 is cached as it was pushed: `run` boots it with UEFI.
+    // The containerDisk's qcow2 is cached as it was pushed, and `run` boots it with UEFI.
     let (entries, clean) = cached(&dir);
     assert!(clean && entries.len() == 1, "{entries:?}");
     let disk = dir
@@ -302,4 +302,10 @@ fn pull_with_credentials_and_a_kubevirt_disk() {
         r.out().contains("(qcow2)") && r.out().contains("verified"),
         "{r:?}"
     );
+    let mut args = vec!["run", &reference, "--pull", "always", "--timeout", "200"];
+    args.extend_from_slice(&creds);
+    let r = kiln_in(&dir, &args);
+    assert_eq!(r.status, 0, "{r:?}");
+    assert!(r.out().starts_with("hello from kiln\n"), "{r:?}");
+    assert!(r.stderr.contains("Image is up to date"), "{r:?}");
 }
