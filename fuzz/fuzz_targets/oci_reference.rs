@@ -1,7 +1,8 @@
-//! OCI references (`publish`, `pull`): `REGISTRY/REPOSITORY:TAG`.
+//! OCI references: `REGISTRY/REPOSITORY:TAG` (`publish`), and also `@sha256:DIGEST`
+//! (`pull`, `run REF`).
 #![no_main]
 
-use kiln_toolchain::oci::reference::ImageRef;
+use kiln_toolchain::oci::reference::{ImageRef, PullRef};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
@@ -14,5 +15,10 @@ fuzz_target!(|data: &[u8]| {
         let _ = r.host();
         let _ = r.is_loopback();
         let _ = r.pinned("sha256:00");
+    }
+    if let Ok(r) = PullRef::parse(s) {
+        assert_eq!(r.to_string(), s);
+        assert!(r.tag.is_some() || r.digest.is_some());
+        let _ = r.is_loopback();
     }
 });

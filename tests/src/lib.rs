@@ -1,6 +1,8 @@
 //! Helpers for Kiln's end-to-end tests: run the `xtask` command line as a user would, and
 //! look at what comes out.
 
+pub mod registry;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::OnceLock;
@@ -88,14 +90,14 @@ impl std::fmt::Debug for Run {
 
 /// Runs `cargo xtask ARGS...` (through the built binary) from the repository root.
 pub fn kiln(args: &[&str]) -> Run {
-    kiln_env(args, &[])
+    kiln_env::<&str>(args, &[])
 }
 
-/// [`kiln`] with extra environment variables.
-pub fn kiln_env(args: &[&str], env: &[(&str, &Path)]) -> Run {
+/// Like [`kiln`], with extra environment variables.
+pub fn kiln_env<V: AsRef<std::ffi::OsStr>>(args: &[&str], env: &[(&str, V)]) -> Run {
     let out: Output = Command::new(xtask())
         .args(args)
-        .envs(env.iter().copied())
+        .envs(env.iter().map(|(k, v)| (*k, v.as_ref())))
         .current_dir(root())
         .output()
         .expect("xtask runs");

@@ -5,101 +5,15 @@
 //! `.ci/run` installs them. A missing tool fails the test with the command to install it; no
 //! test is skipped.
 
-use kiln_tests::{build_image, kiln, scratch};
-use std::net::TcpStream;
+use kiln_tests::registry::{need, Registry};
+use kiln_tests::{build_image, free_port, kiln, scratch};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::OnceLock;
-use std::time::{Duration, Instant};
-
-fn need(tool: &str, package: &str) {
-    let found = Command::new("sh")
-        .args(["-c", &format!("command -v {tool}")])
-        .stdout(Stdio::null())
-        .status()
-        .map(|s| s.success())
-        .unwrap_or(false);
-    assert!(
-        found,
-        "`{tool}` is missing: install it with `apt-get install {package}` (.ci/run does)"
-    );
-}
 
 fn hello() -> &'static PathBuf {
     static IMG: OnceLock<PathBuf> = OnceLock::new();
     IMG.get_or_init(|| build_image("publish-hello", &["--example", "hello", "--arg", "--exit"]))
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// A `docker-registry` on 127.0.0.1, killed when dropped.
-struct Registry {
-    child: Child,
-    port: u16,
-}
-
-impl Registry {
-    /// Starts a registry storing in `dir/storage` on `port`, with htpasswd auth when
-    /// `users` is given (`user:password`).
-    fn start(dir: &Path, port: u16, users: Option<(&str, &str)>) -> Registry {
-        need("docker-registry", "docker-registry");
-        std::fs::create_dir_all(dir.join("storage")).unwrap();
-        let mut auth = String::new();
-        if let Some((u, p)) = users {
-            need("htpasswd", "apache2-utils");
-            let out = Command::new("htpasswd")
-                .args(["-Bbn", u, p])
-                .output()
-                .unwrap();
-            assert!(out.status.success());
-            std::fs::write(dir.join("htpasswd"), &out.stdout).unwrap();
-            auth = format!(
-                "auth:\n  htpasswd:\n    realm: kiln-test\n    path: {}\n",
-                dir.join("htpasswd").display()
-            );
-        }
-        let config = format!(
-            "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{port}\n  secret: kiln-test-secret\n{auth}",
-            dir.join("storage").display()
-        );
-        let cfg = dir.join("config.yml");
-        std::fs::write(&cfg, config).unwrap();
-        let log = std::fs::File::create(dir.join("registry.log")).unwrap();
-        let child = Command::new("docker-registry")
-            .arg("serve")
-            .arg(&cfg)
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .expect("docker-registry starts");
-        let start = Instant::now();
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                start.elapsed() < Duration::from_secs(20),
-                "docker-registry did not listen on 127.0.0.1:{port}; see {}",
-                dir.join("registry.log").display()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        Registry { child, port }
-    }
-
-    fn reference(&self, repo_tag: &str) -> String {
-        format!("127.0.0.1:{}/{repo_tag}", self.port)
-    }
-}
-
-impl Drop for Registry {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 /// A fresh directory for one test.

@@ -74,7 +74,7 @@ pub const SUITE: &[Package] = &[
     Package {
         name: "docker-registry",
         provides: "docker-registry",
-        why: "a real OCI registry for publish",
+        why: "a real OCI registry for publish and pull",
     },
     Package {
         name: "skopeo",

@@ -11,6 +11,7 @@ use kiln_toolchain::disk::{self, Format};
 use kiln_toolchain::image::{self, BuildRequest};
 use kiln_toolchain::metadata::Defaults;
 use kiln_toolchain::oci::publish::{self, ImageSource, PublishRequest};
+use kiln_toolchain::oci::pull::{self, ImageArg, Policy, PullOptions};
 use kiln_toolchain::oci::registry::{Credentials, PushOptions};
 use kiln_toolchain::oci::ImageRef;
 use kiln_toolchain::options::{self, FileSpec};
@@ -43,6 +44,9 @@ enum Cmd {
     Test,
     /// Push an image to an OCI registry (or write an OCI layout); prints the digest.
     Publish(PublishArgs),
+    /// Fetch an image that `publish` pushed into the cache, checking every digest and the
+    /// image's own sha256; prints the digest.
+    Pull(PullArgs),
     /// Print an instance's configuration and state (JSON), or the provenance of an image in
     /// any format Kiln writes.
     Inspect(instances::InspectArgs),
@@ -226,6 +230,13 @@ struct PublishArgs {
     /// Replace an existing tag (or a non-empty --oci-dir).
     #[arg(long)]
     force: bool,
+    #[command(flatten)]
+    registry: RegistryArgs,
+}
+
+/// How to reach a registry (`publish`, `pull`, `run REF`).
+#[derive(Args, Debug)]
+struct RegistryArgs {
     /// Allow plain HTTP to a registry that is not on this machine.
     #[arg(long)]
     insecure: bool,
@@ -235,6 +246,30 @@ struct PublishArgs {
     /// Registry password or token (or KILN_REGISTRY_PASSWORD).
     #[arg(long, value_name = "PASSWORD", requires = "username")]
     password: Option<String>,
+}
+
+impl RegistryArgs {
+    fn credentials(&self) -> Option<Credentials> {
+        match (&self.username, &self.password) {
+            (Some(u), Some(p)) => Some(Credentials {
+                username: u.clone(),
+                password: p.clone(),
+            }),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Args, Debug)]
+struct PullArgs {
+    /// REGISTRY/REPO:TAG or REGISTRY/REPO@sha256:DIGEST.
+    #[arg(value_name = "REF", value_parser = parse_pull_ref)]
+    reference: kiln_toolchain::oci::reference::PullRef,
+    /// Print only the reference, pinned to its digest.
+    #[arg(short, long)]
+    quiet: bool,
+    #[command(flatten)]
+    registry: RegistryArgs,
 }
 
 #[derive(Args, Debug)]
@@ -267,12 +302,16 @@ enum MachineArg {
 }
 
 #[derive(Args, Debug)]
-#[command(group(ArgGroup::new("source").args(["example", "manifest_path", "elf", "image_file"])))]
+#[command(group(ArgGroup::new("source").args(["example", "manifest_path", "elf", "image_file", "image"])))]
 struct RunArgs {
+    /// An image file, or an image in a registry (REGISTRY/REPO:TAG or
+    /// REGISTRY/REPO@sha256:DIGEST, as `publish` pushed it): the same as --image.
+    #[arg(value_name = "IMAGE", conflicts_with_all = ["rootfs", "files", "env", "args", "output", "bin"])]
+    image: Option<String>,
     #[command(flatten)]
     build: ImageArgs,
-    /// Boot an existing image instead of building one.
-    #[arg(long = "image", value_name = "IMG", conflicts_with_all = ["rootfs", "files", "env", "args", "output", "bin"])]
+    /// Boot an existing image instead of building one: a file, or a registry reference.
+    #[arg(long = "image", value_name = "IMG|REF", conflicts_with_all = ["rootfs", "files", "env", "args", "output", "bin"])]
     image_file: Option<PathBuf>,
     /// Run in the background as an instance and print its name (see ps, logs, stop, rm).
     #[arg(short = 'd', long)]
@@ -286,6 +325,13 @@ struct RunArgs {
     /// With -d: restart the program when it exits: no, on-failure[:N], always, unless-stopped.
     #[arg(long, value_name = "POLICY", requires = "detach", value_parser = instances::parse_restart)]
     restart: Option<kiln_toolchain::instance::state::RestartPolicy>,
+    /// For a registry reference: `missing` uses the cache when it has the image (by digest,
+    /// or the digest the tag resolved to when last pulled), `always` asks the registry,
+    /// `never` only the cache.
+    #[arg(long, value_name = "WHEN", default_value = "missing", value_parser = parse_policy)]
+    pull: Policy,
+    #[command(flatten)]
+    registry: RegistryArgs,
     /// The machine to boot on.
     #[arg(long, value_enum, default_value = "microvm")]
     machine: MachineArg,
@@ -478,6 +524,14 @@ fn parse_ref(s: &str) -> Result<ImageRef, String> {
     ImageRef::parse(s)
 }
 
+fn parse_pull_ref(s: &str) -> Result<kiln_toolchain::oci::reference::PullRef, String> {
+    kiln_toolchain::oci::reference::PullRef::parse(s)
+}
+
+fn parse_policy(s: &str) -> Result<Policy, String> {
+    s.parse()
+}
+
 /// Where the sources and outputs are: the checkout this was built from while it exists
 /// (`cargo xtask`, or `kiln` run from a checkout); otherwise, for an installed binary, the
 /// sources it carries, unpacked into the user's cache, with outputs in the current
@@ -635,15 +689,9 @@ fn publish_request(a: &PublishArgs) -> anyhow::Result<PublishRequest> {
         kubevirt_manifest: a.kubevirt_manifest.clone(),
         memory_mib: a.memory.unwrap_or(128),
         push: PushOptions {
-            insecure: a.insecure,
+            insecure: a.registry.insecure,
             force: a.force,
-            credentials: match (&a.username, &a.password) {
-                (Some(u), Some(p)) => Some(Credentials {
-                    username: u.clone(),
-                    password: p.clone(),
-                }),
-                _ => None,
-            },
+            credentials: a.registry.credentials(),
         },
     })
 }
@@ -660,6 +708,27 @@ fn publish_cmd(layout: &Layout, a: &PublishArgs) -> anyhow::Result<()> {
         note!("wrote VirtualMachine manifest {}", m.display());
     }
     println!("digest: {}", p.digest);
+    Ok(())
+}
+
+fn pull_cmd(a: &PullArgs) -> anyhow::Result<()> {
+    use std::io::IsTerminal;
+    let opts = PullOptions {
+        policy: Policy::Always,
+        insecure: a.registry.insecure,
+        credentials: a.registry.credentials(),
+    };
+    let (mut stdout, mut sink) = (std::io::stdout(), std::io::sink());
+    let mut progress = pull::Progress {
+        tty: !a.quiet && std::io::stdout().is_terminal(),
+        out: if a.quiet { &mut sink } else { &mut stdout },
+    };
+    let cache = kiln_toolchain::oci::cache::Cache::from_env()?;
+    let p = pull::pull(&cache, &a.reference, &opts, &mut progress)?;
+    match a.quiet {
+        true => println!("{}", a.reference.pinned(&p.entry.info.digest)),
+        false => println!("{}", a.reference),
+    }
     Ok(())
 }
 
@@ -738,24 +807,45 @@ fn check_run_args(a: &RunArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The image `run` boots (`--image`, or the one it builds), with the run defaults of the
-/// project it was built from.
+/// The image `run` boots: a file, an image pulled from a registry (progress on stderr), or
+/// one built now, with the run defaults of the project it was built from.
 fn run_image(layout: &Layout, a: &RunArgs) -> anyhow::Result<(PathBuf, RunDefaults)> {
-    Ok(match &a.image_file {
-        Some(i) => (i.clone(), RunDefaults::default()),
-        None => {
-            let (req, d) = request(&a.build)?;
-            let defaults = RunDefaults::from(&d)?;
-            let img = image::build_image(layout, &req)?;
-            note!(
-                "image {} ({} bytes, sha256 {})",
-                layout.display(&img.path),
-                img.size,
-                &img.sha256[..16]
-            );
-            (img.path, defaults)
-        }
-    })
+    use std::io::IsTerminal;
+    let given = a.image.clone().or_else(|| {
+        a.image_file
+            .as_ref()
+            .map(|p| p.to_string_lossy().into_owned())
+    });
+    if let Some(given) = given {
+        let path = match pull::classify(&given).map_err(anyhow::Error::msg)? {
+            ImageArg::File(p) => p,
+            ImageArg::Remote(r) => {
+                let opts = PullOptions {
+                    policy: a.pull,
+                    insecure: a.registry.insecure,
+                    credentials: a.registry.credentials(),
+                };
+                let mut stderr = std::io::stderr();
+                let mut progress = pull::Progress {
+                    tty: stderr.is_terminal(),
+                    out: &mut stderr,
+                };
+                let cache = kiln_toolchain::oci::cache::Cache::from_env()?;
+                pull::pull(&cache, &r, &opts, &mut progress)?.entry.image()
+            }
+        };
+        return Ok((path, RunDefaults::default()));
+    }
+    let (req, d) = request(&a.build)?;
+    let defaults = RunDefaults::from(&d)?;
+    let img = image::build_image(layout, &req)?;
+    note!(
+        "image {} ({} bytes, sha256 {})",
+        layout.display(&img.path),
+        img.size,
+        &img.sha256[..16]
+    );
+    Ok((img.path, defaults))
 }
 
 fn run(layout: &Layout, a: &RunArgs) -> anyhow::Result<u8> {
@@ -943,6 +1033,7 @@ pub fn run_cli(sources: Option<&kiln_toolchain::sources::Embedded>) -> ExitCode 
         },
         Cmd::Test => suite::run(&layout).map(|_| 0),
         Cmd::Publish(a) => publish_cmd(&layout, a).map(|_| 0),
+        Cmd::Pull(a) => pull_cmd(a).map(|_| 0),
         Cmd::Stats(a) => stats_cmd(a).map(|_| 0),
         Cmd::Inspect(a) => instances::inspect(a),
         Cmd::Ps(a) => instances::ps(a),
@@ -1251,6 +1342,56 @@ mod tests {
         let Cmd::Run(r) = c.command else { panic!() };
         assert_eq!((r.gdb, r.gdb_wait), (Some(4000), false));
         assert!(parse(&["run", "--image", "i", "--gdb-wait"]).is_err());
+    }
+
+    #[test]
+    fn run_and_pull_take_registry_references() {
+        let c = parse(&[
+            "run",
+            "127.0.0.1:5000/kiln/hello:1",
+            "--pull",
+            "never",
+            "--",
+            "a",
+        ])
+        .unwrap();
+        let Cmd::Run(r) = c.command else { panic!() };
+        assert_eq!(r.image.as_deref(), Some("127.0.0.1:5000/kiln/hello:1"));
+        assert_eq!(
+            (r.pull, r.program_args),
+            (Policy::Never, vec!["a".to_string()])
+        );
+        let c = parse(&[
+            "run",
+            "--image",
+            "ghcr.io/a/b:1",
+            "--username",
+            "u",
+            "--password",
+            "p",
+        ])
+        .unwrap();
+        let Cmd::Run(r) = c.command else { panic!() };
+        assert_eq!(r.pull, Policy::Missing);
+        assert_eq!(r.registry.credentials().unwrap().username, "u");
+        let c = parse(&["pull", "-q", "--insecure", "example.org:5000/a/b@sha256:00"]);
+        assert!(c.is_err(), "a short digest is refused");
+        let d = format!("example.org:5000/a/b@sha256:{}", "0".repeat(64));
+        let c = parse(&["pull", "-q", "--insecure", &d]).unwrap();
+        let Cmd::Pull(p) = c.command else { panic!() };
+        assert!(p.quiet && p.registry.insecure);
+        assert_eq!(p.reference.to_string(), d);
+        for bad in [
+            &["pull"][..],
+            &["pull", "ghcr.io/a/b"],
+            &["pull", "a/b:1"],
+            &["run", "ghcr.io/a/b:1", "--example", "hello"],
+            &["run", "ghcr.io/a/b:1", "--image", "x.elf"],
+            &["run", "ghcr.io/a/b:1", "--env", "A=1"],
+            &["run", "ghcr.io/a/b:1", "--pull", "sometimes"],
+        ] {
+            assert!(parse(bad).is_err(), "{bad:?} should be refused");
+        }
     }
 
     #[test]

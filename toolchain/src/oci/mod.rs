@@ -1,6 +1,6 @@
 //! OCI images: Kiln images as OCI artifacts (KraftKit's unikernel convention) and KubeVirt
 //! containerDisks, written as an OCI image layout ([`layout`]) or pushed to a registry
-//! ([`registry`]).
+//! ([`registry`]); and pulled back, checked and cached for `run` ([`pull`], [`cache`]).
 //!
 //! **Kiln artifact** (`publish --oci`): one uncompressed tar layer
 //! (`application/vnd.oci.image.layer.v1.tar`) holding the PVH image at [`KERNEL_PATH`]
@@ -20,10 +20,12 @@
 //! owners and modes; JSON keys come in a fixed order; no `created` unless
 //! `SOURCE_DATE_EPOCH` is set. The same inputs give the same digests.
 
+pub mod cache;
 pub mod kubevirt;
 pub mod layer;
 pub mod layout;
 pub mod publish;
+pub mod pull;
 pub mod reference;
 pub mod registry;
 

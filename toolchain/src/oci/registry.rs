@@ -1,6 +1,7 @@
-//! Pushing to a registry with `oci-client`: TLS by default (plain HTTP only for loopback
-//! registries or with `--insecure`), basic credentials or the registry's bearer-token flow,
-//! and immutable tags.
+//! Talking to a registry with `oci-client` (a [`Session`]): TLS by default (plain HTTP only
+//! for loopback registries or with `--insecure`), basic credentials or the registry's
+//! bearer-token flow; pushing with immutable tags, and fetching manifests and blobs for
+//! [`super::pull`].
 //!
 //! Credentials, first found wins: `--username`/`--password`; `KILN_REGISTRY_USERNAME` and
 //! `KILN_REGISTRY_PASSWORD`; the registry's entry in Docker's `config.json`
@@ -120,8 +121,9 @@ pub fn credentials(registry: &str, given: Option<&Credentials>) -> Option<Creden
 }
 
 /// Turns a client error into a message that says what happened, where, and how to fix it.
-fn explain(e: &OciDistributionError, r: &ImageRef, scheme: &str, during: &str) -> anyhow::Error {
-    let url = format!("{scheme}://{}", r.registry);
+fn explain(e: &OciDistributionError, s: &Session, during: &str) -> anyhow::Error {
+    let scheme = s.scheme;
+    let url = format!("{scheme}://{}", s.registry);
     let auth_hint = "pass --username and --password (or set KILN_REGISTRY_USERNAME and KILN_REGISTRY_PASSWORD, or `docker login`)";
     let text = format!("{e}");
     let lower = text.to_lowercase();
@@ -140,7 +142,7 @@ fn explain(e: &OciDistributionError, r: &ImageRef, scheme: &str, during: &str) -
     if denied {
         return anyhow!(
             "the registry {url} refused access to {} while {during} (authentication failed: wrong or missing credentials); {auth_hint}",
-            r.repository
+            s.repository
         );
     }
     if let OciDistributionError::RequestError(re) = e {
@@ -164,7 +166,8 @@ fn explain(e: &OciDistributionError, r: &ImageRef, scheme: &str, during: &str) -
     anyhow!("the registry at {url} failed while {during}: {text}")
 }
 
-fn not_found(e: &OciDistributionError) -> bool {
+/// Whether the registry answered that the manifest (tag or digest) does not exist.
+pub fn not_found(e: &OciDistributionError) -> bool {
     match e {
         OciDistributionError::ImageManifestNotFoundError(_) => true,
         OciDistributionError::ServerError { code: 404, .. } => true,
@@ -179,54 +182,152 @@ fn not_found(e: &OciDistributionError) -> bool {
     }
 }
 
+/// One repository of one registry: the client, the credentials and a runtime to block on.
+pub struct Session {
+    client: Client,
+    auth: RegistryAuth,
+    rt: tokio::runtime::Runtime,
+    registry: String,
+    repository: String,
+    scheme: &'static str,
+}
+
+impl Session {
+    /// Prepares requests to `registry`/`repository` (nothing is sent yet): plain HTTP to a
+    /// loopback registry or with `insecure`, else TLS; `given` credentials first, then
+    /// [`credentials`]' other sources.
+    pub fn open(
+        registry: &str,
+        repository: &str,
+        insecure: bool,
+        given: Option<&Credentials>,
+    ) -> anyhow::Result<Session> {
+        let plain = insecure || super::reference::is_loopback(registry);
+        let config = ClientConfig {
+            protocol: if plain {
+                ClientProtocol::HttpsExcept(vec![registry.to_string()])
+            } else {
+                ClientProtocol::Https
+            },
+            connect_timeout: Some(Duration::from_secs(15)),
+            read_timeout: Some(Duration::from_secs(300)),
+            ..ClientConfig::default()
+        };
+        let auth = match credentials(registry, given) {
+            Some(c) => RegistryAuth::Basic(c.username, c.password),
+            None => RegistryAuth::Anonymous,
+        };
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| anyhow!("could not start the network runtime: {e}"))?;
+        Ok(Session {
+            client: Client::new(config),
+            auth,
+            rt,
+            registry: registry.into(),
+            repository: repository.into(),
+            scheme: if plain { "http" } else { "https" },
+        })
+    }
+
+    /// The client's reference for a tag or a digest (`sha256:...`).
+    fn reference(&self, tag_or_digest: &str) -> Reference {
+        let (r, repo) = (self.registry.clone(), self.repository.clone());
+        if tag_or_digest.contains(':') {
+            Reference::with_digest(r, repo, tag_or_digest.into())
+        } else {
+            Reference::with_tag(r, repo, tag_or_digest.into())
+        }
+    }
+
+    /// The manifest's bytes for a tag or digest (`accept`: the media types asked for), or
+    /// `None` when the registry has no such manifest.
+    pub fn manifest(
+        &self,
+        tag_or_digest: &str,
+        accept: &[&str],
+    ) -> anyhow::Result<Option<Vec<u8>>> {
+        let reference = self.reference(tag_or_digest);
+        self.rt.block_on(async {
+            self.client
+                .auth(&reference, &self.auth, RegistryOperation::Pull)
+                .await
+                .map_err(|e| explain(&e, self, "authenticating"))?;
+            match self.client.pull_manifest_raw(&reference, &self.auth, accept).await {
+                Ok((bytes, _)) => Ok(Some(bytes.to_vec())),
+                Err(e) if not_found(&e) => Ok(None),
+                // The client checks a digest reference itself; report what came back.
+                Err(OciDistributionError::DigestError(e)) => bail!(
+                    "the registry at {}://{} sent a manifest that does not match {tag_or_digest} ({e}); refusing it",
+                    self.scheme,
+                    self.registry
+                ),
+                Err(e) => Err(explain(&e, self, "fetching the manifest")),
+            }
+        })
+    }
+
+    /// Streams the blob `digest` into `sink`, chunk by chunk. The client also checks the
+    /// digest at the end and fails the stream when it differs; callers hash for themselves.
+    pub fn blob(
+        &self,
+        digest: &str,
+        sink: &mut dyn FnMut(&[u8]) -> anyhow::Result<()>,
+    ) -> anyhow::Result<()> {
+        use futures_util::StreamExt;
+        let reference = self.reference(digest);
+        self.rt.block_on(async {
+            let mut stream = self
+                .client
+                .pull_blob_stream(&reference, digest)
+                .await
+                .map_err(|e| explain(&e, self, &format!("fetching blob {digest}")))?;
+            while let Some(chunk) = stream.next().await {
+                let chunk = chunk.map_err(|e| {
+                    anyhow!(
+                        "the download of blob {digest} from {}://{} failed: {e}",
+                        self.scheme,
+                        self.registry
+                    )
+                })?;
+                sink(&chunk)?;
+            }
+            Ok(())
+        })
+    }
+}
+
 /// Pushes `artifact` to `r` and returns the manifest digest.
 pub fn push(r: &ImageRef, artifact: &Artifact, opts: &PushOptions) -> anyhow::Result<String> {
-    let plain = r.is_loopback() || opts.insecure;
-    let scheme = if plain { "http" } else { "https" };
-    let config = ClientConfig {
-        protocol: if plain {
-            ClientProtocol::HttpsExcept(vec![r.registry.clone()])
-        } else {
-            ClientProtocol::Https
-        },
-        connect_timeout: Some(Duration::from_secs(15)),
-        read_timeout: Some(Duration::from_secs(300)),
-        ..ClientConfig::default()
-    };
-    let client = Client::new(config);
-    let reference = Reference::with_tag(r.registry.clone(), r.repository.clone(), r.tag.clone());
-    let auth = match credentials(&r.registry, opts.credentials.as_ref()) {
-        Some(c) => RegistryAuth::Basic(c.username, c.password),
-        None => RegistryAuth::Anonymous,
-    };
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| anyhow!("could not start the network runtime: {e}"))?;
-    rt.block_on(async {
+    let creds = opts.credentials.as_ref();
+    let s = Session::open(&r.registry, &r.repository, opts.insecure, creds)?;
+    let reference = s.reference(&r.tag);
+    let (client, auth) = (&s.client, &s.auth);
+    s.rt.block_on(async {
         client
-            .auth(&reference, &auth, RegistryOperation::Push)
+            .auth(&reference, auth, RegistryOperation::Push)
             .await
-            .map_err(|e| explain(&e, r, scheme, "authenticating"))?;
-        match client.fetch_manifest_digest(&reference, &auth).await {
+            .map_err(|e| explain(&e, &s, "authenticating"))?;
+        match client.fetch_manifest_digest(&reference, auth).await {
             Ok(existing) if !opts.force => bail!(
                 "{r} already exists (manifest {existing}); tags are immutable releases, so publish refuses to overwrite it: choose a new tag, or pass --force to replace it"
             ),
             Ok(_) => {}
             Err(e) if not_found(&e) => {}
-            Err(e) => return Err(explain(&e, r, scheme, "checking whether the tag exists")),
+            Err(e) => return Err(explain(&e, &s, "checking whether the tag exists")),
         }
         for blob in artifact.layers.iter().chain(std::iter::once(&artifact.config)) {
             let digest = blob.digest();
             let exists = client
                 .blob_exists(&reference, &digest)
                 .await
-                .map_err(|e| explain(&e, r, scheme, "checking blobs"))?;
+                .map_err(|e| explain(&e, &s, "checking blobs"))?;
             if !exists {
                 client
                     .push_blob(&reference, blob.data.clone(), &digest)
                     .await
-                    .map_err(|e| explain(&e, r, scheme, &format!("uploading blob {digest}")))?;
+                    .map_err(|e| explain(&e, &s, &format!("uploading blob {digest}")))?;
             }
         }
         client
@@ -236,7 +337,7 @@ pub fn push(r: &ImageRef, artifact: &Artifact, opts: &PushOptions) -> anyhow::Re
                 MEDIA_MANIFEST.parse().expect("a valid header value"),
             )
             .await
-            .map_err(|e| explain(&e, r, scheme, "putting the manifest"))?;
+            .map_err(|e| explain(&e, &s, "putting the manifest"))?;
         Ok(artifact.digest())
     })
 }
