@@ -462,3 +462,18 @@ fn a_dead_supervisor_is_never_reported_up() {
     assert_eq!(field(&st, "orphan", "{{.State.Status}}"), "dead");
     assert_eq!(k(&st, &["rm", "orphan"]).status, 0);
 }
+
+#[test]
+fn stop_lets_a_program_blocked_in_accept_finish_cleanly() {
+    let st = StateDir::new("graceful");
+    let image = image("instances-sigterm", &["--example", "sigterm"]);
+    run_d(&st, "server", image.to_str().unwrap(), &["--", "accept"]);
+    wait_for("the server to be ready", || {
+        k(&st, &["logs", "server"]).out().contains("ready")
+    });
+    let r = k(&st, &["stop", "server"]);
+    assert_eq!(r.status, 0, "{r:?}");
+    // The power button became SIGTERM; accept returned EINTR and the program exited 0.
+    assert_eq!(field(&st, "server", "{{.State.ExitCode}}"), "0");
+    assert!(k(&st, &["logs", "server"]).out().contains("got SIGTERM"));
+}
