@@ -714,6 +714,7 @@ pub mod pipe;
 pub mod snapshot;
 mod socket;
 pub mod unix;
+pub mod volume;
 
 pub use console::Console;
 pub use epoll::{Epoll, EpollEvent};
