@@ -21,6 +21,7 @@
 //! | `kiln.ip=A.B.C.D/N` | static IPv4 address and prefix length (DHCP when absent) |
 //! | `kiln.gw=A.B.C.D` | default gateway (with `kiln.ip`) |
 //! | `kiln.dns=A.B.C.D` | a DNS server (repeatable); the kernel writes `/etc/resolv.conf` |
+//! | `kiln.volume=TAG,PATH[,ro]` | mount the virtio-9p device with mount tag TAG at the absolute guest PATH, read-only with `ro` (repeatable) |
 //!
 //! Names, arguments and values are percent-encoded: every byte other than ASCII letters,
 //! digits and `-._~/:@+` is written as `%XX`, so spaces, commas and `=` survive.
@@ -50,6 +51,17 @@ pub struct NetConfig {
     pub gateway: Option<[u8; 4]>,
     /// DNS servers, in order.
     pub dns: Vec<[u8; 4]>,
+}
+
+/// A host directory mounted in the guest (`kiln.volume`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Volume {
+    /// The virtio-9p device's mount tag.
+    pub tag: String,
+    /// Absolute guest path of the mount point.
+    pub path: String,
+    /// Writes fail with `EROFS`.
+    pub readonly: bool,
 }
 
 /// Parses a dotted-quad IPv4 address.
@@ -111,6 +123,8 @@ pub struct Config {
     pub profile: Option<u32>,
     /// Network settings.
     pub net: NetConfig,
+    /// Host directories to mount, in order.
+    pub volumes: Vec<Volume>,
     /// Tokens Kiln does not own, verbatim.
     pub other: Vec<String>,
 }
@@ -305,6 +319,9 @@ impl Config {
                     .net
                     .dns
                     .push(parse_ipv4(v).ok_or(err("expected A.B.C.D"))?),
+                ("kiln.volume", Some(v)) => c
+                    .volumes
+                    .push(parse_volume(v).ok_or(err("expected kiln.volume=TAG,/PATH[,ro]"))?),
                 _ if key.starts_with("kiln.") => return Err(err("unknown kiln option")),
                 _ => c.other.push(String::from(token)),
             }
@@ -352,6 +369,7 @@ impl Config {
         if !runtime.net.dns.is_empty() {
             self.net.dns = runtime.net.dns;
         }
+        self.volumes.extend(runtime.volumes);
         self.other.extend(runtime.other);
         self
     }
@@ -407,9 +425,37 @@ impl Config {
         for d in &self.net.dns {
             t.push(alloc::format!("kiln.dns={}", ip_text(*d)));
         }
+        for v in &self.volumes {
+            let ro = if v.readonly { ",ro" } else { "" };
+            t.push(alloc::format!(
+                "kiln.volume={},{}{ro}",
+                encode(v.tag.as_bytes()),
+                encode(v.path.as_bytes())
+            ));
+        }
         t.extend(self.other.iter().cloned());
         t.join(" ")
     }
+}
+
+/// `TAG,PATH[,ro]` (both percent-encoded; the path absolute).
+fn parse_volume(v: &str) -> Option<Volume> {
+    let mut parts = v.split(',');
+    let tag = String::from_utf8(decode(parts.next()?)?).ok()?;
+    let path = String::from_utf8(decode(parts.next()?)?).ok()?;
+    let readonly = match parts.next() {
+        None => false,
+        Some("ro") => true,
+        Some(_) => return None,
+    };
+    if parts.next().is_some() || tag.is_empty() || !path.starts_with('/') {
+        return None;
+    }
+    Some(Volume {
+        tag,
+        path,
+        readonly,
+    })
 }
 
 #[cfg(test)]
@@ -550,5 +596,43 @@ mod tests {
         let baked = Config::parse("kiln.memlog=30").unwrap();
         let run = Config::parse("kiln.memlog=5").unwrap();
         assert_eq!(baked.overridden_by(run).memlog, Some(5));
+    }
+
+    #[test]
+    fn volumes_round_trip() {
+        let c = Config {
+            volumes: vec![
+                Volume {
+                    tag: "kiln0".into(),
+                    path: "/data dir,x".into(),
+                    readonly: false,
+                },
+                Volume {
+                    tag: "kiln1".into(),
+                    path: "/ro".into(),
+                    readonly: true,
+                },
+            ],
+            ..Config::default()
+        };
+        let line = c.to_cmdline();
+        assert_eq!(
+            line,
+            "kiln.volume=kiln0,/data%20dir%2Cx kiln.volume=kiln1,/ro,ro"
+        );
+        assert_eq!(Config::parse(&line).unwrap(), c);
+        for bad in [
+            "kiln.volume=kiln0",
+            "kiln.volume=kiln0,rel",
+            "kiln.volume=,/a",
+            "kiln.volume=k,/a,rw",
+            "kiln.volume=k,/a,ro,x",
+        ] {
+            assert!(Config::parse(bad).is_err(), "{bad}");
+        }
+        let merged = Config::parse("kiln.volume=a,/a")
+            .unwrap()
+            .overridden_by(Config::parse("kiln.volume=b,/b,ro").unwrap());
+        assert_eq!(merged.volumes.len(), 2);
     }
 }

@@ -52,6 +52,11 @@ pub const SUITE: &[Package] = &[
         why: "third-party program tests",
     },
     Package {
+        name: "sqlite3",
+        provides: "sqlite3",
+        why: "the volume tests check a database written in the guest",
+    },
+    Package {
         name: "bash-static",
         provides: "/bin/bash-static",
         why: "third-party program tests",

@@ -350,6 +350,9 @@ struct RunArgs {
     /// Forward a host port to the guest (repeatable; TCP unless `/udp`).
     #[arg(short = 'p', long = "publish", value_name = "HOSTPORT:GUESTPORT[/udp]")]
     publish: Vec<kiln_toolchain::qemu::args::PortForward>,
+    /// Mount a host directory in the guest (repeatable; read-only with `:ro`).
+    #[arg(short = 'v', long = "volume", value_name = "HOSTDIR:/GUEST[:ro]")]
+    volume: Vec<String>,
     /// Network backend: `user` (QEMU user networking, the default), `tap:NAME` or `none`.
     #[arg(long = "net", value_name = "BACKEND", default_value = "user")]
     net: kiln_toolchain::qemu::args::NetBackend,
@@ -801,6 +804,7 @@ fn check_run_args(a: &RunArgs) -> anyhow::Result<()> {
             })?;
         }
     }
+    kiln_toolchain::qemu::volume::parse_all(&a.volume).map_err(anyhow::Error::msg)?;
     if a.pcap.is_some() && matches!(a.net, kiln_toolchain::qemu::args::NetBackend::None) {
         anyhow::bail!("--pcap records the network card's frames, and --net none has no card");
     }
@@ -902,6 +906,7 @@ fn run(layout: &Layout, a: &RunArgs) -> anyhow::Result<u8> {
         stop_timeout: std::time::Duration::from_secs(a.stop_timeout),
         control_socket: a.control_socket.clone(),
         records_file: None,
+        volumes: kiln_toolchain::qemu::volume::parse_all(&a.volume).map_err(anyhow::Error::msg)?,
     };
     // A trace follows the records file while the image runs.
     let records_dir = tempfile::tempdir()?;

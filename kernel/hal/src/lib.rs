@@ -38,6 +38,7 @@ pub mod time;
 pub mod trap;
 pub mod uart;
 pub mod virtio;
+pub mod virtio9p;
 
 /// Size of a page.
 pub const PAGE_SIZE: u64 = 4096;

@@ -99,6 +99,77 @@ unsafe impl Hal for KilnHal {
     unsafe fn unshare(_paddr: PhysAddr, _buffer: NonNull<[u8]>, _direction: BufferDirection) {}
 }
 
+/// The virtio-mmio transport of a `kind` device whose registers are at physical `base`
+/// (`size` bytes). The window must lie below 4 GiB outside every RAM range of the loader's
+/// memory map, and hold a virtio header (magic and version, checked by the transport);
+/// anything else is refused, so no argument can make a driver write to memory. The device
+/// type is read before the transport is made: dropping a transport resets its device, which
+/// must not happen to another driver's device.
+pub(crate) fn mmio_transport(
+    base: u64,
+    size: u64,
+    kind: DeviceType,
+) -> Result<SomeTransport<'static>, &'static str> {
+    let end = base.checked_add(size).ok_or("bad register window")?;
+    if base == 0 || end > DIRECT_MAP_END || size < 0x100 {
+        return Err("bad register window");
+    }
+    if crate::pvh::overlaps_ram(base, end) {
+        return Err("register window overlaps RAM");
+    }
+    let regs = phys_to_virt(base) as *const u32;
+    // SAFETY: `[base, end)` is below 4 GiB (in the direct map) and outside RAM, so it is
+    // device memory or nothing; reading the magic (offset 0) and device id (offset 8)
+    // registers has no side effect on a virtio-mmio device.
+    let (magic, id) = unsafe {
+        (
+            core::ptr::read_volatile(regs),
+            core::ptr::read_volatile(regs.add(2)),
+        )
+    };
+    if magic != 0x7472_6976 {
+        return Err("no virtio device there");
+    }
+    if DeviceType::try_from(id).ok() != Some(kind) {
+        return Err("another kind of device");
+    }
+    let header = NonNull::new(phys_to_virt(base) as *mut VirtIOHeader).ok_or("null")?;
+    // SAFETY: `[base, end)` is below 4 GiB (in the direct map) and outside RAM, so it is
+    // device memory or nothing; the transport reads the magic and version before using
+    // it and refuses anything but a virtio-mmio device, which the caller's driver then owns.
+    let t = unsafe { MmioTransport::new(header, size as usize) }
+        .map_err(|_| "no virtio device there")?;
+    Ok(SomeTransport::Mmio(t))
+}
+
+/// The transports of every `kind` virtio PCI device on bus 0 (bus mastering enabled), each
+/// with its interrupt line (the legacy IRQ the firmware assigned, which the I/O APIC also
+/// receives).
+pub(crate) fn pci_transports(kind: DeviceType) -> Vec<(SomeTransport<'static>, u8)> {
+    let mut out = Vec::new();
+    if !crate::pci::present() {
+        return out;
+    }
+    let mut root = PciRoot::new(PortCam::new());
+    let found: Vec<_> = root
+        .enumerate_bus(0)
+        .filter(|(_, info)| virtio_device_type(info) == Some(kind))
+        .map(|(df, _)| df)
+        .collect();
+    for df in found {
+        let (_, cmd) = root.get_status_command(df);
+        root.set_command(
+            df,
+            cmd | Command::IO_SPACE | Command::MEMORY_SPACE | Command::BUS_MASTER,
+        );
+        let line = (crate::pci::line(df)) as u8;
+        if let Ok(t) = PciTransport::new::<KilnHal, _>(&mut root, df) {
+            out.push((SomeTransport::Pci(t), line));
+        }
+    }
+    out
+}
+
 /// A virtio network card.
 pub struct VirtioNet {
     dev: VirtIONetRaw<KilnHal, SomeTransport<'static>, QUEUE_SIZE>,
@@ -163,55 +234,18 @@ impl VirtioNet {
     }
 
     /// The virtio-mmio device whose registers are at physical `base` (`size` bytes), as
-    /// announced by `virtio_mmio.device=SIZE@BASE:IRQ`. The window must lie below 4 GiB
-    /// outside every RAM range of the loader's memory map, and hold a virtio header (magic
-    /// and version, checked by the transport); anything else is refused, so no argument can
-    /// make the driver write to memory.
+    /// announced by `virtio_mmio.device=SIZE@BASE:IRQ` or the DSDT (see [`mmio_transport`]).
     pub fn mmio(base: u64, size: u64) -> Result<VirtioNet, &'static str> {
-        let end = base.checked_add(size).ok_or("bad register window")?;
-        if base == 0 || end > DIRECT_MAP_END || size < 0x100 {
-            return Err("bad register window");
-        }
-        if crate::pvh::overlaps_ram(base, end) {
-            return Err("register window overlaps RAM");
-        }
-        let header = NonNull::new(phys_to_virt(base) as *mut VirtIOHeader).ok_or("null")?;
-        // SAFETY: `[base, end)` is below 4 GiB (in the direct map) and outside RAM, so it is
-        // device memory or nothing; the transport reads the magic and version before using
-        // it and refuses anything but a virtio-mmio device, which this driver then owns.
-        let t = unsafe { MmioTransport::new(header, size as usize) }
-            .map_err(|_| "no virtio device there")?;
-        VirtioNet::new(SomeTransport::Mmio(t))
+        VirtioNet::new(mmio_transport(base, size, DeviceType::Network)?)
     }
 
     /// Every virtio-net PCI device on bus 0, each with its interrupt line (the legacy IRQ
     /// the firmware assigned, which the I/O APIC also receives).
     pub fn pci() -> Vec<(VirtioNet, u8)> {
-        let mut out = Vec::new();
-        if !crate::pci::present() {
-            return out;
-        }
-        let mut root = PciRoot::new(PortCam::new());
-        let found: Vec<_> = root
-            .enumerate_bus(0)
-            .filter(|(_, info)| virtio_device_type(info) == Some(DeviceType::Network))
-            .map(|(df, _)| df)
-            .collect();
-        for df in found {
-            let (_, cmd) = root.get_status_command(df);
-            root.set_command(
-                df,
-                cmd | Command::IO_SPACE | Command::MEMORY_SPACE | Command::BUS_MASTER,
-            );
-            let line = (crate::pci::line(df)) as u8;
-            let Ok(t) = PciTransport::new::<KilnHal, _>(&mut root, df) else {
-                continue;
-            };
-            if let Ok(n) = VirtioNet::new(SomeTransport::Pci(t)) {
-                out.push((n, line));
-            }
-        }
-        out
+        pci_transports(DeviceType::Network)
+            .into_iter()
+            .filter_map(|(t, line)| Some((VirtioNet::new(t).ok()?, line)))
+            .collect()
     }
 
     /// The card's MAC address.

@@ -11,6 +11,7 @@ use crate::console;
 
 pub mod acpi;
 pub mod net;
+pub mod volumes;
 
 /// The user page tables of the one address space.
 pub struct HalPages;

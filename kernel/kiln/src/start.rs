@@ -147,6 +147,9 @@ pub fn run(boot: BootInfo) -> ! {
     let mut process = process;
     let mut machine = HalMachine::new(main);
     let transports = machine::acpi::start(boot.rsdp);
+    if let Err(why) = machine::volumes::start(&config, &transports, &process.vfs) {
+        fail(format_args!("kernel panic: {why}"));
+    }
     machine::net::start(&config, &transports, &mut process, &mut machine);
     crate::memlog::start(config.memlog);
     crate::control::start(config.control);

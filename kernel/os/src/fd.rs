@@ -716,6 +716,7 @@ pub mod snapshot;
 mod socket;
 pub mod timerfd;
 pub mod unix;
+pub mod volume;
 
 pub use console::Console;
 pub use epoll::{Epoll, EpollEvent};

@@ -58,6 +58,8 @@ pub struct RunOptions {
     /// A Unix socket QEMU serves the kernel's control channel on (for `stats`); none when
     /// `None`.
     pub control_socket: Option<PathBuf>,
+    /// `-v`: host directories mounted in the guest.
+    pub volumes: Vec<super::volume::Volume>,
 }
 
 /// The UART port of the control channel (the PC's COM2, ISA IRQ 3).
@@ -191,6 +193,7 @@ pub fn runtime_config(target: &Target, opts: &RunOptions) -> Config {
         trace: opts.trace,
         profile: opts.profile_hz,
         control: opts.control_socket.as_ref().map(|_| CONTROL_PORT),
+        volumes: super::volume::config(&opts.volumes),
         ..Config::default()
     };
     for (k, v) in &opts.env {
@@ -351,6 +354,7 @@ fn machine_args(
         a.extend(super::qmp::args(q).map(OsString::from));
     }
     a.extend(net_args(target, &opts.net));
+    a.extend(super::volume::qemu_args(target, &opts.volumes));
     a
 }
 
@@ -536,6 +540,11 @@ mod tests {
             stop_timeout: std::time::Duration::from_secs(10),
             records_file: None,
             control_socket: Some("/run/c.sock".into()),
+            volumes: vec![crate::qemu::volume::Volume {
+                host: "/srv/a,b".into(),
+                guest: "/data".into(),
+                readonly: true,
+            }],
         };
         let a = joined(&qemu_args(
             &Machine::Q35.target(),
@@ -564,6 +573,11 @@ mod tests {
         assert_eq!(c.stdout, Some(Sink::Port(0x405)));
         assert_eq!(c.status, Some(Sink::Port(0x404)));
         assert!(c.verbose);
+        assert_eq!(c.volumes[0].tag, "kiln0");
+        assert!(
+            s.contains("-fsdev local,id=kvol0,path=/srv/a,,b,security_model=none,multidevs=remap,readonly=on -device virtio-9p-pci,fsdev=kvol0,mount_tag=kiln0"),
+            "{s}"
+        );
         // The control channel: a UART on a socket, and its port on the command line.
         assert!(
             s.contains("socket,id=kctl,path=/run/c.sock,server=on,wait=off -device isa-serial,chardev=kctl,iobase=0x2f8,irq=3"),

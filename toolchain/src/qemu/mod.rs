@@ -16,6 +16,7 @@ pub mod qmp;
 pub mod signals;
 pub mod streams;
 pub mod target;
+pub mod volume;
 
 pub use args::{Accel, RunOptions};
 pub use kvm::AccelChoice;

@@ -97,6 +97,9 @@ pub struct Target {
     /// when absent.
     #[serde(default)]
     pub net_device: Option<String>,
+    /// QEMU device of a volume (`virtio-9p-device`, `virtio-9p-pci`).
+    #[serde(default)]
+    pub volume_device: Option<String>,
 }
 
 /// The UEFI target (q35 + OVMF) that boots disk images.

@@ -39,7 +39,7 @@ impl FileLike for NodeFile {
                 m.fill_random(buf);
                 Ok(buf.len())
             }
-            Body::StaticFile(_) | Body::MemFile(_) => Ok(n.read_at(off, buf)),
+            Body::StaticFile(_) | Body::MemFile(_) | Body::Remote(_) => Ok(n.read_at(off, buf)),
             Body::Symlink(_) | Body::ProcMaps => Err(Errno::EINVAL),
         }
     }
@@ -112,7 +112,7 @@ impl FileLike for NodeFile {
 
     fn reopen(&self, vfs: &Vfs, flags: u32, now: u64) -> KResult<Arc<dyn FileLike>> {
         vfs.open_existing(&self.0, flags, now)?;
-        Ok(Arc::new(NodeFile(self.0.clone())))
+        super::volume::open_node(self.0.clone(), flags)
     }
 }
 

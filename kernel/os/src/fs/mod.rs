@@ -8,7 +8,9 @@
 //! the length of one operation, ready for threads.
 
 pub mod node;
+pub mod p9;
 pub mod tar;
+pub mod volume;
 
 use alloc::string::String;
 use alloc::sync::Arc;
@@ -423,12 +425,13 @@ impl Vfs {
                 match node.body {
                     Body::Device(_) => {}
                     Body::ProcMaps => return Err(Errno::EACCES),
+                    Body::Remote(ref r) => r.vol.writable()?,
                     _ if node.fs != FsId::Tmp => return Err(Errno::EROFS),
                     _ => {}
                 }
             }
             if flags & O_TRUNC != 0 {
-                if let Body::MemFile(_) = node.body {
+                if let Body::MemFile(_) | Body::Remote(_) = node.body {
                     node.truncate(0, now)?;
                 }
             }
@@ -488,6 +491,26 @@ impl Vfs {
         Ok(())
     }
 
+    /// Mounts the directory node `root` (a volume's) at the absolute `path`, creating
+    /// missing directories on the way and hiding whatever was there.
+    pub fn mount(&self, path: &str, root: Arc<Inode>) -> KResult<()> {
+        let (dir_path, name) = path
+            .trim_end_matches('/')
+            .rsplit_once('/')
+            .ok_or(Errno::EINVAL)?;
+        if !path.starts_with('/')
+            || name.is_empty()
+            || name == "."
+            || name == ".."
+            || !root.is_dir()
+        {
+            return Err(Errno::EINVAL);
+        }
+        let dir = Self::build_dirs(&self.root, dir_path);
+        dir_of(&dir)?.lock().insert(name.into(), root);
+        Ok(())
+    }
+
     /// The root directory.
     pub fn root(&self) -> &Arc<Inode> {
         &self.root
@@ -517,7 +540,9 @@ impl Vfs {
         while let Some(comp) = pending.pop() {
             let is_last = pending.is_empty();
             let cur = stack.last().expect("root stays").1.clone();
-            let dir = dir_of(&cur)?;
+            if !cur.is_dir() {
+                return Err(Errno::ENOTDIR);
+            }
             match comp.as_str() {
                 "." => last = Last::Dot,
                 ".." => {
@@ -530,7 +555,7 @@ impl Vfs {
                     if name.len() > NAME_MAX {
                         return Err(Errno::ENAMETOOLONG);
                     }
-                    let child = dir.lock().get(name).cloned();
+                    let child = child_of(&cur, name)?;
                     match child {
                         None if is_last => {
                             return Ok(Lookup {
@@ -658,6 +683,14 @@ impl Vfs {
             let Last::Name(name) = &l.last else {
                 return Err(Errno::ENOENT);
             };
+            if let Some(r) = l.parent.remote() {
+                r.create(name, mode & !self.umask)?;
+                let inode = r.child(name)?.ok_or(Errno::ENOENT)?;
+                return Ok(Opened {
+                    inode,
+                    path: l.path(),
+                });
+            }
             if l.parent.fs != FsId::Tmp {
                 return Err(Errno::EROFS);
             }
@@ -693,6 +726,9 @@ impl Vfs {
         let Last::Name(name) = &l.last else {
             return Err(Errno::EEXIST);
         };
+        if let Some(r) = l.parent.remote() {
+            return r.mkdir(name, mode & 0o1777 & !self.umask);
+        }
         if l.parent.fs != FsId::Tmp {
             return Err(Errno::EROFS);
         }
@@ -711,6 +747,13 @@ impl Vfs {
         let Last::Name(name) = &l.last else {
             return Err(Errno::EISDIR);
         };
+        mount_point_busy(&l)?;
+        if let Some(r) = l.parent.remote() {
+            if l.existing()?.is_dir() {
+                return Err(Errno::EISDIR);
+            }
+            return r.unlink(name, false);
+        }
         if l.parent.fs != FsId::Tmp {
             return Err(Errno::EROFS);
         }
@@ -733,6 +776,13 @@ impl Vfs {
             Last::DotDot => return Err(Errno::ENOTEMPTY),
             Last::Root => return Err(Errno::EBUSY),
         };
+        mount_point_busy(&l)?;
+        if let Some(r) = l.parent.remote() {
+            if !l.existing()?.is_dir() {
+                return Err(Errno::ENOTDIR);
+            }
+            return r.unlink(name, true);
+        }
         if l.parent.fs != FsId::Tmp {
             return Err(Errno::EROFS);
         }
@@ -762,7 +812,7 @@ impl Vfs {
         if !n.is_regular() {
             return Err(Errno::EINVAL);
         }
-        if n.fs != FsId::Tmp {
+        if n.fs != FsId::Tmp && n.remote().is_none() {
             return Err(Errno::EROFS);
         }
         n.truncate(len, now)
@@ -776,8 +826,13 @@ impl Vfs {
             return Err(Errno::EINVAL);
         }
         let n = self.find(base, path, follow)?;
-        if mode & 2 != 0 && n.fs != FsId::Tmp && !matches!(n.body, Body::Device(_)) {
-            return Err(Errno::EROFS);
+        if mode & 2 != 0 {
+            match &n.body {
+                Body::Remote(r) => r.vol.writable()?,
+                Body::Device(_) => {}
+                _ if n.fs != FsId::Tmp => return Err(Errno::EROFS),
+                _ => {}
+            }
         }
         if mode & 1 != 0 && !n.is_dir() && n.perm() & 0o111 == 0 {
             return Err(Errno::EACCES);
@@ -816,6 +871,11 @@ impl Vfs {
                 Errno::EBUSY
             });
         };
+        mount_point_busy(&lo)?;
+        mount_point_busy(&ln)?;
+        if let (Some(a), Some(b)) = (lo.parent.remote(), ln.parent.remote()) {
+            return rename_remote(a, &lo, b, &ln, flags);
+        }
         if lo.parent.fs != FsId::Tmp {
             return Err(Errno::EROFS);
         }
@@ -895,6 +955,9 @@ impl Vfs {
         if l.trailing_slash {
             return Err(Errno::ENOENT);
         }
+        if let Some(r) = l.parent.remote() {
+            return r.symlink(name, target);
+        }
         if l.parent.fs != FsId::Tmp {
             return Err(Errno::EROFS);
         }
@@ -932,6 +995,11 @@ impl Vfs {
         };
         if l.trailing_slash {
             return Err(Errno::ENOENT);
+        }
+        if let Some(r) = l.parent.remote() {
+            r.vol.writable()?;
+            // Hard links on volumes are not supported (yet): the file system refuses them.
+            return Err(Errno::EPERM);
         }
         if l.parent.fs != FsId::Tmp {
             return Err(Errno::EROFS);
@@ -980,11 +1048,64 @@ impl Vfs {
 /// change: `EROFS` on the read-only root, `EPERM` for permission bits under `/proc`.
 /// `/tmp` and `/dev` nodes keep what they are given.
 pub fn check_setattr(n: &Inode, mode: bool) -> KResult<()> {
+    if let Some(r) = n.remote() {
+        return r.vol.writable();
+    }
     match n.fs {
         FsId::Root => Err(Errno::EROFS),
         FsId::Proc | FsId::Pipe if mode => Err(Errno::EPERM),
         _ => Ok(()),
     }
+}
+
+/// The entry `name` of the directory `dir` (in memory or on a volume).
+fn child_of(dir: &Inode, name: &str) -> KResult<Option<Arc<Inode>>> {
+    match &dir.body {
+        Body::Dir(d) => Ok(d.lock().get(name).cloned()),
+        Body::Remote(r) => r.child(name),
+        _ => Err(Errno::ENOTDIR),
+    }
+}
+
+/// `EBUSY` when the lookup names a volume's mount point (its root, in a guest directory).
+fn mount_point_busy(l: &Lookup) -> KResult<()> {
+    let at_root = l.node.as_ref().is_some_and(|n| n.remote().is_some());
+    if at_root && l.parent.remote().is_none() && matches!(l.last, Last::Name(_)) {
+        return Err(Errno::EBUSY);
+    }
+    Ok(())
+}
+
+/// `rename` between two directories of volumes, with Linux's checks for the target.
+fn rename_remote(
+    a: &volume::Remote,
+    lo: &Lookup,
+    b: &volume::Remote,
+    ln: &Lookup,
+    flags: u32,
+) -> KResult<()> {
+    let (Last::Name(old), Last::Name(new)) = (&lo.last, &ln.last) else {
+        return Err(Errno::EBUSY);
+    };
+    if flags & RENAME_EXCHANGE != 0 {
+        // 9P2000.L has no exchange.
+        return Err(Errno::EINVAL);
+    }
+    let src = lo.existing()?;
+    if (lo.trailing_slash || ln.trailing_slash) && !src.is_dir() {
+        return Err(Errno::ENOTDIR);
+    }
+    if let Some(dst) = &ln.node {
+        if flags & RENAME_NOREPLACE != 0 {
+            return Err(Errno::EEXIST);
+        }
+        match (src.is_dir(), dst.is_dir()) {
+            (true, false) => return Err(Errno::ENOTDIR),
+            (false, true) => return Err(Errno::EISDIR),
+            _ => {}
+        }
+    }
+    a.rename(old, b, new)
 }
 
 /// Pushes the components of `path` onto `pending` so that the first is popped first.

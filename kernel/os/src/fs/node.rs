@@ -7,6 +7,8 @@ use core::sync::atomic::{AtomicU64, Ordering};
 
 use spin::Mutex;
 
+use super::p9::SetAttr;
+use super::volume::{Remote, RemoteKind};
 use crate::errno::{Errno, KResult};
 
 /// File type bits of `st_mode`.
@@ -45,6 +47,8 @@ pub enum FsId {
     Proc = 4,
     /// Pipes (never in the tree).
     Pipe = 5,
+    /// A host directory mounted with virtio-9p (`st_dev` tells volumes apart).
+    Volume = 6,
 }
 
 /// The character devices under `/dev`.
@@ -90,6 +94,8 @@ pub enum Body {
     Device(Device),
     /// `/proc/self/maps`: its text is taken when it is opened.
     ProcMaps,
+    /// A node of a host directory (virtio-9p); its status comes from the host.
+    Remote(super::volume::Remote),
 }
 
 /// Mutable metadata of a node.
@@ -231,9 +237,29 @@ impl Inode {
         }
     }
 
+    /// A node of a volume, with the host's inode number.
+    pub fn with_ino(ino: u64, fs: FsId, body: Body) -> Inode {
+        let mut n = Inode::new(fs, body, 0, 0);
+        n.ino = ino;
+        n
+    }
+
+    /// The remote node behind a volume's node.
+    pub fn remote(&self) -> Option<&super::volume::Remote> {
+        match &self.body {
+            Body::Remote(r) => Some(r),
+            _ => None,
+        }
+    }
+
     /// The file-type bits of `st_mode`.
     pub fn type_bits(&self) -> u32 {
         match self.body {
+            Body::Remote(ref r) => match r.kind {
+                RemoteKind::Dir => S_IFDIR,
+                RemoteKind::File => S_IFREG,
+                RemoteKind::Symlink(_) => S_IFLNK,
+            },
             Body::Dir(_) => S_IFDIR,
             Body::StaticFile(_) | Body::MemFile(_) | Body::ProcMaps => S_IFREG,
             Body::Symlink(_) => S_IFLNK,
@@ -244,6 +270,7 @@ impl Inode {
     /// The `d_type` of a directory entry for this node.
     pub fn dtype(&self) -> u8 {
         match self.body {
+            Body::Remote(_) => ((self.type_bits() >> 12) & 0xf) as u8,
             Body::Dir(_) => 4,
             Body::StaticFile(_) | Body::MemFile(_) | Body::ProcMaps => 8,
             Body::Symlink(_) => 10,
@@ -253,7 +280,7 @@ impl Inode {
 
     /// Whether this is a directory.
     pub fn is_dir(&self) -> bool {
-        matches!(self.body, Body::Dir(_))
+        self.type_bits() == S_IFDIR
     }
 
     /// Whether this is a regular file.
@@ -273,12 +300,19 @@ impl Inode {
     pub fn symlink_target(&self) -> Option<&str> {
         match &self.body {
             Body::Symlink(t) => Some(t),
+            Body::Remote(Remote {
+                kind: RemoteKind::Symlink(t),
+                ..
+            }) => Some(t),
             _ => None,
         }
     }
 
     /// Permission bits.
     pub fn perm(&self) -> u32 {
+        if let Some(Ok(a)) = self.remote().map(Remote::attr) {
+            return a.mode & 0o7777;
+        }
         self.meta.lock().perm
     }
 
@@ -332,6 +366,9 @@ impl Inode {
     /// growing it with zeros (never shrinking). `EFBIG` past the largest offset, `ENOSPC`
     /// when memory runs out, `EROFS` for other files.
     pub fn allocate(&self, off: u64, len: u64, now: u64) -> KResult<()> {
+        if self.remote().is_some() {
+            return Err(Errno::EOPNOTSUPP);
+        }
         let Body::MemFile(d) = &self.body else {
             return Err(Errno::EROFS);
         };
@@ -359,6 +396,7 @@ impl Inode {
             Body::Symlink(t) => t.len() as u64,
             Body::Dir(_) => BLKSIZE,
             Body::Device(_) | Body::ProcMaps => 0,
+            Body::Remote(r) => r.attr().map_or(0, |a| a.size),
         }
     }
 
@@ -404,6 +442,24 @@ impl Inode {
 
     /// The node's status.
     pub fn stat(&self) -> Stat {
+        if let Some(r) = self.remote() {
+            let a = r.attr().unwrap_or_default();
+            return Stat {
+                dev: (0, 16 + r.vol.index),
+                ino: self.ino,
+                mode: self.type_bits() | (a.mode & 0o7777),
+                uid: a.uid,
+                gid: a.gid,
+                nlink: a.nlink,
+                rdev: (0, 0),
+                size: a.size,
+                blksize: BLKSIZE,
+                blocks: a.blocks,
+                atime: a.atime,
+                mtime: a.mtime,
+                ctime: a.ctime,
+            };
+        }
         let m = *self.meta.lock();
         let size = self.size();
         let rdev = match self.body {
@@ -448,6 +504,7 @@ impl Inode {
         match &self.body {
             Body::StaticFile(d) => copy(d, off, buf),
             Body::MemFile(d) => copy(&d.lock(), off, buf),
+            Body::Remote(r) if r.kind == RemoteKind::File => r.read_once(off, buf).unwrap_or(0),
             _ => 0,
         }
     }
@@ -481,6 +538,16 @@ impl Inode {
 
     /// Sets the length of a `/tmp` file (zero-filling when it grows).
     pub fn truncate(&self, len: u64, now: u64) -> KResult<()> {
+        if let Some(r) = self.remote() {
+            if len > i64::MAX as u64 {
+                return Err(Errno::EFBIG);
+            }
+            let set = SetAttr {
+                size: Some(len),
+                ..SetAttr::default()
+            };
+            return r.setattr(set);
+        }
         let Body::MemFile(d) = &self.body else {
             return Err(Errno::EROFS);
         };

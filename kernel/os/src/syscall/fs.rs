@@ -23,6 +23,7 @@ use alloc::vec::Vec;
 
 use crate::errno::{Errno, KResult};
 use crate::fd::poll::{POLLHUP, POLLIN, POLLNVAL};
+use crate::fd::volume::VolumeFile;
 use crate::fd::{
     wake_object, FileLike, NodeFile, OpenFile, Snapshot, Waitable, MAX_FDS, O_APPEND, O_ASYNC,
     O_CLOEXEC, O_CREAT, O_DIRECTORY, O_LARGEFILE, O_NOFOLLOW, O_PATH, O_TRUNC, O_WRONLY,
@@ -162,9 +163,14 @@ pub fn handle(p: &mut Process, m: &mut dyn Machine, nr: u64, a: [u64; 6]) -> Opt
         }
         nr::FCNTL => sys_fcntl(p, m, fd0, a[1] as u32 as u64, a[2]),
         nr::IOCTL => sys_ioctl(p, m, fd0, a[1] as u32, a[2]),
-        nr::FSYNC | nr::FDATASYNC => io_file(p, fd0).and_then(|f| match f.inode() {
-            Some(n) if n.is_regular() || n.is_dir() => Ok(0),
-            _ => Err(Errno::EINVAL),
+        nr::FSYNC | nr::FDATASYNC => io_file(p, fd0).and_then(|f| {
+            if let Some(v) = f.downcast::<VolumeFile>() {
+                return v.sync(nr == nr::FDATASYNC).map(|()| 0);
+            }
+            match f.inode() {
+                Some(n) if n.is_regular() || n.is_dir() => Ok(0),
+                _ => Err(Errno::EINVAL),
+            }
         }),
         nr::TRUNCATE => sys_truncate(p, m, a[0], a[1] as i64),
         nr::FTRUNCATE => sys_ftruncate(p, m, fd0, a[1] as i64),
@@ -265,10 +271,17 @@ pub fn read_for_mmap(
     offset: u64,
     len: usize,
 ) -> KResult<Vec<u8>> {
-    let _ = m;
     let f = io_file(p, fd)?;
     if !f.readable() {
         return Err(Errno::EACCES);
+    }
+    let mut v = Vec::new();
+    v.try_reserve_exact(len).map_err(|_| Errno::ENOMEM)?;
+    v.resize(len, 0);
+    if let Some(vf) = f.downcast::<VolumeFile>() {
+        // A private copy of the host file's bytes (short at its end: zeros).
+        vf.read_at(m, &mut v, offset)?;
+        return Ok(v);
     }
     let Some(NodeFile(n)) = f.downcast::<NodeFile>() else {
         return Err(Errno::ENODEV);
@@ -276,9 +289,6 @@ pub fn read_for_mmap(
     if !(n.is_regular() || matches!(n.body, Body::Device(Device::Zero))) {
         return Err(Errno::ENODEV);
     }
-    let mut v = Vec::new();
-    v.try_reserve_exact(len).map_err(|_| Errno::ENOMEM)?;
-    v.resize(len, 0);
     n.read_at(offset, &mut v);
     Ok(v)
 }
@@ -749,7 +759,7 @@ fn sys_open(
         let text = p.vm.try_maps_text(&p.exe_path)?;
         Arc::new(Snapshot::new(o.inode, text.into_bytes()))
     } else {
-        Arc::new(NodeFile(o.inode))
+        crate::fd::volume::open_node(o.inode, flags)?
     };
     let file = OpenFile::new(object, o.path, flags | O_LARGEFILE);
     p.files.install(file, flags & O_CLOEXEC != 0).map(i64::from)
@@ -1107,6 +1117,12 @@ fn sys_getdents(
         vec![(".".into(), node.ino, 4), ("..".into(), parent_ino, 4)];
     if let Some(d) = node.dir() {
         entries.extend(d.lock().iter().map(|(k, v)| (k.clone(), v.ino, v.dtype())));
+    } else if let Some(v) = f.downcast::<VolumeFile>() {
+        entries.extend(
+            v.entries()?
+                .into_iter()
+                .map(|e| (e.name, e.qid.path, e.kind)),
+        );
     }
     let count = count.min(MAX_RW) as usize;
     let mut pos = usize::try_from(f.offset()).unwrap_or(usize::MAX);

@@ -7,6 +7,7 @@
 
 use super::*;
 use crate::fd::O_TMPFILE;
+use crate::fs::p9::SetAttr;
 use crate::fs::{check_setattr, FsId};
 
 /// `utimensat`: set this time to the current time.
@@ -100,7 +101,16 @@ fn apply_times(n: &Inode, times: Times, now: u64) -> KResult<i64> {
         None => (Some(now), Some(now)),
         Some([a, b]) => (conv(a)?, conv(b)?),
     };
-    n.set_times(a, mt, now);
+    if let Some(r) = n.remote() {
+        let set = SetAttr {
+            atime: a,
+            mtime: mt,
+            ..SetAttr::default()
+        };
+        r.setattr(set)?;
+    } else {
+        n.set_times(a, mt, now);
+    }
     Ok(0)
 }
 
@@ -209,15 +219,26 @@ pub(super) fn sys_chmod_at(
         // Linux cannot change a link's own mode.
         return Err(Errno::EOPNOTSUPP);
     }
-    check_setattr(&n, true)?;
-    n.chmod(mode as u32, now(m));
-    Ok(0)
+    chmod_node(&n, mode as u32, now(m))
 }
 
 pub(super) fn sys_fchmod(p: &mut Process, m: &mut dyn Machine, fd: i32, mode: u64) -> KResult<i64> {
     let n = fd_node(&io_file(p, fd)?)?;
-    check_setattr(&n, true)?;
-    n.chmod(mode as u32, now(m));
+    chmod_node(&n, mode as u32, now(m))
+}
+
+/// `chmod` of a node: on a volume the host's file changes.
+fn chmod_node(n: &Inode, mode: u32, now: u64) -> KResult<i64> {
+    check_setattr(n, true)?;
+    if let Some(r) = n.remote() {
+        let set = SetAttr {
+            mode: Some(mode & 0o7777),
+            ..SetAttr::default()
+        };
+        r.setattr(set)?;
+    } else {
+        n.chmod(mode, now);
+    }
     Ok(0)
 }
 
@@ -228,6 +249,10 @@ fn owner(id: u64) -> Option<u32> {
 
 fn chown_node(n: &Inode, uid: u64, gid: u64, now: u64) -> KResult<i64> {
     check_setattr(n, false)?;
+    if n.remote().is_some() {
+        // Volumes keep the host's owners (QEMU's `security_model=none`).
+        return Err(Errno::EPERM);
+    }
     n.chown(owner(uid), owner(gid), now);
     Ok(0)
 }
@@ -297,6 +322,9 @@ pub(super) fn sys_link(p: &mut Process, m: &mut dyn Machine, a: [u64; 6]) -> KRe
 
 // ----- file systems -----
 
+/// `f_type` of a 9p file system (Linux `V9FS_MAGIC`).
+const V9FS_MAGIC: i64 = 0x0102_1997;
+
 /// Encodes the x86_64 `struct statfs` (120 bytes) for a file system.
 pub fn statfs_bytes(fs: FsId) -> [u8; 120] {
     let (magic, flags) = match fs {
@@ -305,6 +333,7 @@ pub fn statfs_bytes(fs: FsId) -> [u8; 120] {
         FsId::Dev => (TMPFS_MAGIC, ST_NOSUID),
         FsId::Proc => (PROC_SUPER_MAGIC, ST_NOSUID | ST_NODEV | ST_NOEXEC),
         FsId::Pipe => (PIPEFS_MAGIC, 0),
+        FsId::Volume => (V9FS_MAGIC, 0),
     };
     let mut b = [0u8; 120];
     b[0..8].copy_from_slice(&magic.to_le_bytes());
