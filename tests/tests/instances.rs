@@ -477,3 +477,24 @@ fn stop_lets_a_program_blocked_in_accept_finish_cleanly() {
     assert_eq!(field(&st, "server", "{{.State.ExitCode}}"), "0");
     assert!(k(&st, &["logs", "server"]).out().contains("got SIGTERM"));
 }
+
+#[test]
+fn a_detached_instance_writes_to_its_volume() {
+    let st = StateDir::new("volume");
+    let data = scratch("instances-volume-data");
+    let _ = std::fs::remove_dir_all(&data);
+    std::fs::create_dir_all(&data).unwrap();
+    let volume = format!("{}:/data", data.display());
+    run_d(
+        &st,
+        "writer",
+        busybox(),
+        &["-v", &volume, "--", "sh", "-c", "echo kept > /data/note"],
+    );
+    wait_exited(&st, "writer");
+    assert_eq!(field(&st, "writer", "{{.State.ExitCode}}"), "0");
+    assert_eq!(
+        std::fs::read_to_string(data.join("note")).unwrap(),
+        "kept\n"
+    );
+}
