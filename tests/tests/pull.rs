@@ -309,3 +309,31 @@ fn pull_with_credentials_and_a_kubevirt_disk() {
     assert!(r.out().starts_with("hello from kiln\n"), "{r:?}");
     assert!(r.stderr.contains("Image is up to date"), "{r:?}");
 }
+
+#[test]
+fn a_detached_instance_runs_straight_from_the_registry() {
+    let dir = fresh("detached");
+    let reg = Registry::start(&dir, free_port(), None);
+    let reference = reg.reference("kiln/hello:detached");
+    publish(&dir, hello(), &reference);
+    let state = dir.join("state");
+    let env = [
+        ("KILN_CACHE_DIR", dir.join("cache")),
+        ("KILN_STATE_DIR", state.clone()),
+    ];
+    let r = kiln_env(&["run", "-d", "--name", "pulled", &reference], &env);
+    assert_eq!((r.status, r.out()), (0, "pulled\n".to_string()), "{r:?}");
+    // It ends by itself; its log is the program's output.
+    let start = std::time::Instant::now();
+    loop {
+        let ps = kiln_env(&["ps", "-a"], &env).out();
+        if ps.contains("Exited (0)") {
+            break;
+        }
+        assert!(start.elapsed().as_secs() < 120, "{ps}");
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    let logs = kiln_env(&["logs", "pulled"], &env);
+    assert!(logs.out().starts_with("hello from kiln\n"), "{logs:?}");
+    assert_eq!(kiln_env(&["rm", "pulled"], &env).status, 0);
+}
