@@ -53,21 +53,28 @@ static const char *err(int e) {
 }
 
 static int touch(void) {
-    long mib = 0;
-    for (;;) {
-        char *p = mmap(NULL, MIB, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-        if (p == MAP_FAILED) {
-            printf("touch: mmap failed with %s after %ld MiB\n", err(errno), mib);
-            return 1;
-        }
+    /* One large lazy mapping, as an allocator's arena would be: the kernel hands out its
+     * pages as they are touched, so running out happens on a touch, whatever the kernel's
+     * own size leaves over (mapping chunk by chunk, a chunk's mmap may be the call that
+     * finds memory low, and it rightly fails with ENOMEM instead). */
+    long size = 4096L * MIB;
+    char *p = mmap(NULL, size, PROT_READ | PROT_WRITE,
+                   MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (p == MAP_FAILED) {
+        printf("touch: mmap failed with %s\n", err(errno));
+        return 1;
+    }
+    for (long mib = 0; mib < size / MIB;) {
         for (long i = 0; i < MIB; i += PAGE)
-            p[i] = 1;
+            p[mib * MIB + i] = 1;
         mib++;
         if (mib % 16 == 0) {
             printf("touched %ld MiB\n", mib);
             fflush(stdout);
         }
     }
+    printf("touch: 4 GiB touched and still alive\n");
+    return 1;
 }
 
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
