@@ -12,6 +12,7 @@
 //! - [`exit`]: the exit-status contract between the kernel, QEMU's isa-debug-exit device and
 //!   the runner.
 //! - [`memory`]: how much guest memory an image needs.
+//! - [`path`]: path normalisation both sides share.
 //! - [`bytes`]: little-endian reads for the parsers on both sides.
 //! - [`unwind`]: the stack walker (call-frame information, frame pointers) both sides use.
 #![no_std]
@@ -26,6 +27,7 @@ pub mod cmdline;
 pub mod control;
 pub mod exit;
 pub mod memory;
+pub mod path;
 pub mod payload;
 pub mod record;
 pub mod regs;

@@ -9,3 +9,23 @@ pub mod markdown;
 pub mod soak;
 
 pub use boot::{boot, format_report, median, write_markdown, Report, Row};
+
+/// Builds the Kiln image of `examples/NAME` into `dir/NAME.elf`, saying so first.
+pub fn build_example(
+    layout: &crate::Layout,
+    example: &str,
+    dir: &std::path::Path,
+) -> anyhow::Result<crate::image::BuiltImage> {
+    crate::note!("building the Kiln image of examples/{example}");
+    crate::image::build_image(
+        layout,
+        &crate::image::BuildRequest {
+            source: crate::app::AppSource::Example(example.to_string()),
+            rootfs_dir: None,
+            files: vec![],
+            env: vec![],
+            args: vec![],
+            output: Some(dir.join(format!("{example}.elf"))),
+        },
+    )
+}

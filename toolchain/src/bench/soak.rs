@@ -9,8 +9,6 @@
 //! quiet pause, the memory reading "before", the load, a quiet pause (closed connections
 //! finish), the memory reading "after".
 
-use crate::app::AppSource;
-use crate::image::{self, BuildRequest};
 use crate::qemu::args::{self, NetBackend, NetOptions, PortForward, StreamPaths};
 use crate::qemu::{Accel, Machine, RunOptions};
 use crate::Layout;
@@ -173,18 +171,7 @@ pub fn soak(layout: &Layout, opts: &SoakOptions) -> anyhow::Result<SoakReport> {
     let (qemu_bin, accel) = crate::qemu::prepare(layout, machine)?;
     let dir = layout.kiln_dir().join("bench/soak");
     std::fs::create_dir_all(&dir)?;
-    crate::note!("building the Kiln image of examples/{}", opts.example);
-    let image = image::build_image(
-        layout,
-        &BuildRequest {
-            source: AppSource::Example(opts.example.clone()),
-            rootfs_dir: None,
-            files: vec![],
-            env: vec![],
-            args: vec![],
-            output: Some(dir.join(format!("{}.elf", opts.example))),
-        },
-    )?;
+    let image = super::build_example(layout, &opts.example, &dir)?;
     let host_port = free_port()?;
     let paths = StreamPaths {
         stdout: dir.join("stdout"),

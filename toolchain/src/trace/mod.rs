@@ -6,6 +6,7 @@
 
 pub mod format;
 
+use kiln_abi::path::normalise;
 use kiln_abi::record::{Phase, Record, Syscall};
 use kiln_abi::sysno::*;
 use std::collections::BTreeMap;
@@ -280,21 +281,6 @@ pub fn follow(
         }
         tracer.finish();
     })
-}
-
-/// An absolute path without `.`, `..` and repeated slashes.
-fn normalise(path: &str) -> String {
-    let mut parts: Vec<&str> = Vec::new();
-    for c in path.split('/') {
-        match c {
-            "" | "." => {}
-            ".." => {
-                parts.pop();
-            }
-            c => parts.push(c),
-        }
-    }
-    format!("/{}", parts.join("/"))
 }
 
 /// The packaging hint for the paths the program looked for and the image lacks (kernel

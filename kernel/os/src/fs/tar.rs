@@ -103,27 +103,7 @@ fn cstr(field: &[u8]) -> &[u8] {
 
 /// Normalises an archive path to an absolute path: leading `/` and `./` stripped, `.` and
 /// empty components dropped, `..` applied (never above the root).
-pub fn normalise(path: &str) -> String {
-    let mut parts: Vec<&str> = Vec::new();
-    for c in path.split('/') {
-        match c {
-            "" | "." => {}
-            ".." => {
-                parts.pop();
-            }
-            c => parts.push(c),
-        }
-    }
-    let mut out = String::with_capacity(path.len() + 1);
-    for p in &parts {
-        out.push('/');
-        out.push_str(p);
-    }
-    if out.is_empty() {
-        out.push('/');
-    }
-    out
-}
+pub use kiln_abi::path::normalise;
 
 fn utf8(bytes: &[u8]) -> Result<String, TarError> {
     core::str::from_utf8(bytes)

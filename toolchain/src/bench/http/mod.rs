@@ -21,8 +21,6 @@ pub mod wrk;
 
 pub use report::{format_report, HttpReport, Side};
 
-use crate::app::AppSource;
-use crate::image::{self, BuildRequest};
 use crate::qemu::args::{self, NetBackend, NetConfig, NetOptions, StreamPaths};
 use crate::qemu::{Accel, Machine, RunOptions};
 use crate::Layout;
@@ -350,18 +348,7 @@ pub fn http(layout: &Layout, opts: &HttpOptions) -> anyhow::Result<HttpReport> {
     let dir = layout.kiln_dir().join("bench/http");
     std::fs::create_dir_all(&dir)?;
 
-    crate::note!("building the Kiln image of examples/{}", opts.example);
-    let kiln_image = image::build_image(
-        layout,
-        &BuildRequest {
-            source: AppSource::Example(opts.example.clone()),
-            rootfs_dir: None,
-            files: vec![],
-            env: vec![],
-            args: vec![],
-            output: Some(dir.join(format!("{}.elf", opts.example))),
-        },
-    )?;
+    let kiln_image = crate::bench::build_example(layout, &opts.example, &dir)?;
     let server = std::fs::read(&kiln_image.app.elf)
         .with_context(|| format!("could not read {}", kiln_image.app.elf.display()))?;
 
