@@ -353,6 +353,36 @@ mod tests {
     }
 
     #[test]
+    fn a_long_state_path_keeps_its_control_socket_short_and_removes_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("x".repeat(120));
+        let store = Store::at(&root);
+        let image = dir.path().join("img.elf");
+        std::fs::write(&image, b"image").unwrap();
+        let inst = store
+            .create(&super::super::NewInstance {
+                name: Some("long".into()),
+                image,
+                spec: super::super::state::Spec {
+                    image_name: "img".into(),
+                    runner_args: vec![],
+                    command: vec![],
+                    ports: vec![],
+                    restart: Default::default(),
+                    auto_remove: false,
+                    accel: "tcg".into(),
+                },
+            })
+            .unwrap();
+        let sock = inst.control_socket();
+        assert!(sock.as_os_str().len() < 108, "{}", sock.display());
+        assert!(!sock.starts_with(inst.dir()));
+        std::fs::write(&sock, b"").unwrap();
+        store.remove(&inst).unwrap();
+        assert!(!sock.exists(), "{} left behind", sock.display());
+    }
+
+    #[test]
     fn store_life() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::at(dir.path());

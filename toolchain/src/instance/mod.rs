@@ -239,6 +239,11 @@ impl Store {
     /// Removes an instance's files and its port claims (renamed away first, so its name is
     /// free at once and nobody reads a half-removed instance).
     pub fn remove(&self, inst: &Instance) -> anyhow::Result<()> {
+        // A control socket outside the directory (a long state path) goes too.
+        let control = inst.control_socket();
+        if !control.starts_with(&inst.dir) {
+            let _ = std::fs::remove_file(&control);
+        }
         let gone =
             self.instances_dir()
                 .join(format!(".rm-{}-{:x}", inst.config.id, names::random_u64()));
