@@ -2,6 +2,7 @@
 
 use crate::cpu::{msr, rdmsr};
 use crate::phys_to_virt;
+use core::sync::atomic::{AtomicBool, Ordering};
 
 const SPURIOUS: usize = 0xF0;
 const EOI: usize = 0xB0;
@@ -38,6 +39,7 @@ pub fn init() {
     BASE.call_once(|| rdmsr(msr::APIC_BASE) & 0x000f_ffff_ffff_f000);
     write(SPURIOUS, 0x100 | crate::trap::SPURIOUS_VECTOR as u32);
     write(DIVIDE, 0xB); // divide by 1
+    TIMER_LIVE.store(false, Ordering::Relaxed);
     write(LVT_TIMER, 1 << 16); // masked
 }
 
@@ -50,9 +52,15 @@ pub fn eoi() {
 
 /// Arms the one-shot timer for `ticks` APIC timer ticks (0 disarms it).
 pub fn arm_timer(ticks: u32) {
-    write(LVT_TIMER, crate::trap::TIMER_VECTOR as u32);
+    // Each register write traps to the hypervisor: the LVT only when it changes.
+    if !TIMER_LIVE.swap(true, Ordering::Relaxed) {
+        write(LVT_TIMER, crate::trap::TIMER_VECTOR as u32);
+    }
     write(INITIAL_COUNT, ticks);
 }
+
+/// The LVT timer entry is unmasked with the timer's vector.
+static TIMER_LIVE: AtomicBool = AtomicBool::new(false);
 
 /// The timer's current count.
 pub fn timer_count() -> u32 {
@@ -61,5 +69,6 @@ pub fn timer_count() -> u32 {
 
 /// Masks the timer interrupt while keeping it counting (for calibration).
 pub fn write_lvt_masked() {
+    TIMER_LIVE.store(false, Ordering::Relaxed);
     write(LVT_TIMER, 1 << 16 | crate::trap::TIMER_VECTOR as u32);
 }

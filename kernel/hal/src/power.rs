@@ -136,7 +136,7 @@ fn route(line: Line) -> Result<(), Error> {
     }
 }
 
-fn on_irq(_vector: u8, from_user: bool) {
+fn on_irq(_vector: u8) -> bool {
     let pressed = match SOURCE.load(Ordering::Relaxed) {
         1 => {
             let evt = PM1_EVT.load(Ordering::Relaxed) as u16;
@@ -161,11 +161,8 @@ fn on_irq(_vector: u8, from_user: bool) {
     };
     if pressed {
         PRESSED.store(true, Ordering::Release);
-        if from_user {
-            // The timer interrupt that follows at once lets the kernel act on it.
-            crate::time::arm_timer_in(1);
-        }
     }
+    pressed
 }
 
 /// Whether the button was pressed since the last call.

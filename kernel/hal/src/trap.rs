@@ -74,10 +74,11 @@ pub type UserFaultHandler = fn(&mut TrapFrame, &mut crate::context::FxArea, cr2:
 /// replace to resume another thread (only when the interrupt came from user mode).
 pub type TimerHandler = fn(&mut TrapFrame, &mut crate::context::FxArea);
 
-/// Handler of a device interrupt vector, told whether it interrupted user mode. Runs with
-/// interrupts off, on an IST stack, either while the program runs or while the kernel
-/// idles; it must not block.
-pub type IrqHandler = fn(vector: u8, from_user: bool);
+/// Handler of a device interrupt vector. Runs with interrupts off, on an IST stack, either
+/// while the program runs or while the kernel idles; it must not block. It returns whether
+/// the kernel should act now: when the program was interrupted, the timer's handler then
+/// runs at once (an idle kernel's loop looks by itself).
+pub type IrqHandler = fn(vector: u8) -> bool;
 
 /// First vector available for devices.
 pub const FIRST_DEVICE_VECTOR: u8 = 0x30;
@@ -186,7 +187,12 @@ fn dispatch(frame: &mut TrapFrame, fx: &mut crate::context::FxArea) {
         let handler = IRQ_HANDLERS.try_lock().and_then(|h| h[vector as usize]);
         crate::apic::eoi();
         if let Some(h) = handler {
-            h(vector as u8, frame.from_user());
+            if h(vector as u8) && frame.from_user() {
+                // The kernel's look at the device, as the timer's (no second interrupt).
+                if let Some(t) = TIMER.get() {
+                    t(frame, fx);
+                }
+            }
         }
         return;
     }

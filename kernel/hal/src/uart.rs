@@ -86,18 +86,16 @@ pub(crate) fn send(port: u16, data: &[u8]) {
     }
 }
 
-fn on_irq(_vector: u8, from_user: bool) {
+fn on_irq(_vector: u8) -> bool {
     let port = PORT.load(Ordering::Relaxed);
     if port == 0 {
-        return;
+        return false;
     }
     // SAFETY: reading the interrupt identification register acknowledges a transmitter
     // interrupt and has no other effect; receive interrupts end when the bytes are read.
     unsafe { inb(port + 2) };
     PENDING.store(true, Ordering::Release);
-    if from_user {
-        crate::time::arm_timer_in(1);
-    }
+    true
 }
 
 /// Whether bytes arrived since the last call.

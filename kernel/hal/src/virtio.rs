@@ -16,11 +16,11 @@ use alloc::vec;
 use alloc::vec::Vec;
 use core::ptr::NonNull;
 
-use virtio_drivers::device::net::VirtIONetRaw;
+use virtio_drivers::queue::VirtQueue;
 use virtio_drivers::transport::mmio::{MmioTransport, VirtIOHeader};
 use virtio_drivers::transport::pci::bus::{Command, PciRoot};
 use virtio_drivers::transport::pci::{virtio_device_type, PciTransport};
-use virtio_drivers::transport::{DeviceType, SomeTransport, Transport};
+use virtio_drivers::transport::{DeviceStatus, DeviceType, SomeTransport, Transport};
 use virtio_drivers::{BufferDirection, Hal, PhysAddr};
 
 use crate::frames::FRAMES;
@@ -34,8 +34,6 @@ const BUF_LEN: usize = 2048;
 /// More than the DMA pages the driver allocates for two queues of `QUEUE_SIZE` (all at
 /// setup; later transfers use shared heap buffers).
 const DMA_PAGES: u64 = 32;
-/// Largest virtio-net header (the modern one; the legacy one is 10 bytes).
-const MAX_HEADER: usize = 12;
 /// How long a transmission waits for a slot in a full queue before dropping the frame.
 const TX_FULL_WAIT_NS: u64 = 100_000_000;
 /// End of the direct map.
@@ -170,9 +168,33 @@ pub(crate) fn pci_transports(kind: DeviceType) -> Vec<(SomeTransport<'static>, u
     out
 }
 
-/// A virtio network card.
+/// Feature bits this driver accepts: the MAC address and link status in the configuration
+/// space, and the virtio 1.0 layout. Not `RING_EVENT_IDX`: with it, the device ignores the
+/// ring flags that stop its interrupts, and the driver needs those (see [`VirtioNet`]).
+const NET_FEATURES: u64 = FEATURE_MAC | FEATURE_STATUS | FEATURE_VERSION_1;
+const FEATURE_MAC: u64 = 1 << 5;
+const FEATURE_STATUS: u64 = 1 << 16;
+const FEATURE_VERSION_1: u64 = 1 << 32;
+/// Receive and transmit queue numbers.
+const QUEUE_RX: u16 = 0;
+const QUEUE_TX: u16 = 1;
+
+/// A virtio network card, driven through virtio-drivers' queues and transports.
+///
+/// The driver is ours rather than virtio-drivers' `VirtIONetRaw` for what that one cannot
+/// do: the device never interrupts for finished transmissions (the buffers are taken back
+/// on later ones); receive interrupts can be switched off while the kernel polls the
+/// queue anyway ([`VirtioNet::set_rx_interrupts`]); frames queued in one run of the network
+/// stack cost one notification of the device ([`VirtioNet::flush`]), each of which traps
+/// to the hypervisor; and a full barrier separates making buffers available from reading
+/// whether the device wants to be notified, so the device cannot miss one.
 pub struct VirtioNet {
-    dev: VirtIONetRaw<KilnHal, SomeTransport<'static>, QUEUE_SIZE>,
+    transport: SomeTransport<'static>,
+    mac: [u8; 6],
+    rxq: VirtQueue<KilnHal, QUEUE_SIZE>,
+    txq: VirtQueue<KilnHal, QUEUE_SIZE>,
+    /// Bytes of the virtio-net header in front of each frame.
+    header: usize,
     /// Receive buffers the device holds, by token. Boxed: their memory never moves.
     rx: Vec<Option<Box<[u8]>>>,
     /// Transmit buffers the device holds, by token (a `Vec`'s memory does not move while
@@ -180,12 +202,12 @@ pub struct VirtioNet {
     tx: Vec<Option<Vec<u8>>>,
     /// Transmit buffers to use again.
     tx_spare: Vec<Vec<u8>>,
-    /// A receive buffer held back, handed to the device by [`VirtioNet::refill_rx`].
-    rx_reserve: Option<Box<[u8]>>,
+    /// Frames were queued since the device was last notified.
+    tx_unannounced: bool,
 }
 
 impl VirtioNet {
-    fn new(t: SomeTransport<'static>) -> Result<VirtioNet, &'static str> {
+    fn new(mut t: SomeTransport<'static>) -> Result<VirtioNet, &'static str> {
         if t.device_type() != DeviceType::Network {
             return Err("not a network device");
         }
@@ -194,26 +216,76 @@ impl VirtioNet {
         if !FRAMES.lock().large_may_take(DMA_PAGES) {
             return Err("not enough memory for its queues");
         }
-        let dev = VirtIONetRaw::new(t).map_err(|_| "device setup failed")?;
+        // Virtio 1.x 3.1.1: reset, acknowledge, negotiate, then set the queues up.
+        t.set_status(DeviceStatus::empty());
+        t.set_status(DeviceStatus::ACKNOWLEDGE | DeviceStatus::DRIVER);
+        let features = t.read_device_features() & NET_FEATURES;
+        t.write_driver_features(features);
+        t.set_status(DeviceStatus::ACKNOWLEDGE | DeviceStatus::DRIVER | DeviceStatus::FEATURES_OK);
+        t.set_guest_page_size(PAGE_SIZE as u32);
+        let mut mac = [0u8; 6];
+        if features & FEATURE_MAC != 0 {
+            for (i, b) in mac.iter_mut().enumerate() {
+                *b = t
+                    .read_config_space::<u8>(i)
+                    .map_err(|_| "cannot read the MAC address")?;
+            }
+        } else {
+            // A locally administered address of our own.
+            mac = [0x02, 0x00, 0x00, 0x00, 0x00, 0x02];
+        }
+        let rxq = VirtQueue::new(&mut t, QUEUE_RX, false, false).map_err(|_| "no receive queue")?;
+        let txq =
+            VirtQueue::new(&mut t, QUEUE_TX, false, false).map_err(|_| "no transmit queue")?;
+        t.finish_init();
         let mut n = VirtioNet {
-            dev,
+            transport: t,
+            mac,
+            rxq,
+            txq,
+            // virtio 1.x headers carry `num_buffers`; legacy ones without mergeable
+            // buffers do not.
+            header: if features & FEATURE_VERSION_1 != 0 {
+                12
+            } else {
+                10
+            },
             rx: (0..QUEUE_SIZE).map(|_| None).collect(),
             tx: (0..QUEUE_SIZE).map(|_| None).collect(),
             tx_spare: Vec::new(),
-            rx_reserve: Some(vec![0u8; BUF_LEN].into_boxed_slice()),
+            tx_unannounced: false,
         };
-        for _ in 0..QUEUE_SIZE - 1 {
+        // Finished transmissions are taken back on later ones: never interrupt for them.
+        n.txq.set_dev_notify(false);
+        for _ in 0..QUEUE_SIZE {
             n.give_rx(vec![0u8; BUF_LEN].into_boxed_slice())
                 .map_err(|_| "receive queue setup failed")?;
         }
+        n.announce(QUEUE_RX);
         Ok(n)
     }
 
-    /// Hands a receive buffer to the device.
+    /// Notifies the device of new buffers on `queue` unless it said it does not need it.
+    fn announce(&mut self, queue: u16) {
+        // The queue's `add` stored the available index; the device may have set "no
+        // notification" just before it looked at that index. x86 may order our load of the
+        // flag before our store of the index without this fence, and a device that ran out
+        // of buffers would then wait for a notification that never comes.
+        core::sync::atomic::fence(core::sync::atomic::Ordering::SeqCst);
+        let wants = match queue {
+            QUEUE_RX => self.rxq.should_notify(),
+            _ => self.txq.should_notify(),
+        };
+        if wants {
+            self.transport.notify(queue);
+        }
+    }
+
+    /// Hands a receive buffer to the device (without notifying it).
     fn give_rx(&mut self, mut buf: Box<[u8]>) -> Result<(), ()> {
         // SAFETY: the buffer is kept in `self.rx` under its token and not touched until the
-        // device has returned it (`receive`), which is the driver's requirement.
-        let token = unsafe { self.dev.receive_begin(&mut buf) }.map_err(|_| ())?;
+        // device has returned it (`receive`), which is the queue's requirement.
+        let token = unsafe { self.rxq.add(&[], &mut [&mut buf[..]]) }.map_err(|_| ())?;
         let slot = self.rx.get_mut(usize::from(token)).ok_or(())?;
         *slot = Some(buf);
         Ok(())
@@ -221,12 +293,12 @@ impl VirtioNet {
 
     /// Takes back the transmit buffers the device has finished with.
     fn reclaim_tx(&mut self) {
-        while let Some(token) = self.dev.poll_transmit() {
+        while let Some(token) = self.txq.peek_used() {
             let Some(buf) = self.tx.get_mut(usize::from(token)).and_then(Option::take) else {
                 return;
             };
-            // SAFETY: `buf` is the buffer `transmit_begin` was given for this token.
-            if unsafe { self.dev.transmit_complete(token, &buf) }.is_err() {
+            // SAFETY: `buf` is the buffer `add` was given for this token.
+            if unsafe { self.txq.pop_used(token, &[&buf[..]], &mut []) }.is_err() {
                 return;
             }
             self.tx_spare.push(buf);
@@ -250,53 +322,42 @@ impl VirtioNet {
 
     /// The card's MAC address.
     pub fn mac(&self) -> [u8; 6] {
-        self.dev.mac_address()
+        self.mac
     }
 
-    /// Copies the next received frame into `buf`; its length, or `None` when none waits.
-    pub fn receive(&mut self, buf: &mut [u8]) -> Option<usize> {
-        let token = self.dev.poll_receive()?;
+    /// Whether a received frame waits (the device has returned a receive buffer): one
+    /// load from the ring in memory.
+    pub fn has_received(&self) -> bool {
+        self.rxq.can_pop()
+    }
+
+    /// A copy of the next received frame, or `None` when none waits. The buffer goes
+    /// straight back to the device, which is notified if it ran out.
+    pub fn receive(&mut self) -> Option<Vec<u8>> {
+        let token = self.rxq.peek_used()?;
         let mut rx = self.rx.get_mut(usize::from(token))?.take()?;
-        // SAFETY: `rx` is the buffer `receive_begin` was given for this token.
-        let got = unsafe { self.dev.receive_complete(token, &mut rx) };
-        let n = match got {
-            Ok((header, len)) => {
-                let pkt = &rx[header..(header + len).min(rx.len())];
-                let n = pkt.len().min(buf.len());
-                buf[..n].copy_from_slice(&pkt[..n]);
-                Some(n)
-            }
-            Err(_) => None,
-        };
-        if self.rx_reserve.is_none() {
-            self.rx_reserve = Some(rx);
-        } else {
-            // Giving the buffer back only fails on a driver bug; it is then lost, not reused.
-            let _ = self.give_rx(rx);
+        // SAFETY: `rx` is the buffer `add` was given for this token.
+        let got = unsafe { self.rxq.pop_used(token, &[], &mut [&mut rx[..]]) };
+        let n = got.ok().map(|len| {
+            let end = (len as usize).min(rx.len());
+            rx[self.header.min(end)..end].to_vec()
+        });
+        // Giving the buffer back only fails on a queue bug; it is then lost, not reused.
+        if self.give_rx(rx).is_ok() {
+            self.announce(QUEUE_RX);
         }
         n
     }
 
-    /// Hands the held-back receive buffer to the device, which notifies the device if it
-    /// waits for buffers. The kernel calls this now and then: virtio-drivers 0.13 decides
-    /// whether to notify by reading the device's notification index right after storing the
-    /// available index, with no full barrier between the store and the load (x86 may reorder
-    /// them), so a device that ran out of receive buffers can miss the notification and
-    /// wait forever while the driver waits for frames. Any later buffer notifies it again.
-    pub fn refill_rx(&mut self) {
-        if let Some(buf) = self.rx_reserve.take() {
-            core::sync::atomic::fence(core::sync::atomic::Ordering::SeqCst);
-            let _ = self.give_rx(buf);
-        }
-    }
-
-    /// Queues one frame for sending without waiting for the device to send it; `false`
-    /// when it was dropped (the queue stayed full for `TX_FULL_WAIT_NS`).
+    /// Queues one frame for sending without waiting for the device or notifying it (see
+    /// [`VirtioNet::flush`]); `false` when it was dropped (the queue stayed full for
+    /// `TX_FULL_WAIT_NS`).
     pub fn transmit(&mut self, frame: &[u8]) -> bool {
         self.reclaim_tx();
-        if !self.dev.can_send() {
+        if self.txq.available_desc() == 0 {
+            self.flush();
             let start = crate::time::monotonic_ns();
-            while !self.dev.can_send() {
+            while self.txq.available_desc() == 0 {
                 if crate::time::monotonic_ns() - start > TX_FULL_WAIT_NS {
                     return false;
                 }
@@ -306,23 +367,21 @@ impl VirtioNet {
         }
         let mut buf = self.tx_spare.pop().unwrap_or_default();
         buf.clear();
-        buf.resize(MAX_HEADER + frame.len(), 0);
-        let Ok(header) = self.dev.fill_buffer_header(&mut buf) else {
-            return false;
-        };
-        buf.truncate(header + frame.len());
-        buf[header..].copy_from_slice(frame);
+        // An all-zero header: no offloads asked for.
+        buf.resize(self.header, 0);
+        buf.extend_from_slice(frame);
         // SAFETY: the buffer is kept in `self.tx` under its token and not touched until the
         // device has returned it (`reclaim_tx`).
-        let Ok(token) = (unsafe { self.dev.transmit_begin(&buf) }) else {
+        let Ok(token) = (unsafe { self.txq.add(&[&buf[..]], &mut []) }) else {
             return false;
         };
+        self.tx_unannounced = true;
         match self.tx.get_mut(usize::from(token)) {
             Some(slot) => {
                 *slot = Some(buf);
                 true
             }
-            // A token beyond the queue is a driver bug: leak the buffer rather than free
+            // A token beyond the queue is a queue bug: leak the buffer rather than free
             // memory the device may still read.
             None => {
                 core::mem::forget(buf);
@@ -331,14 +390,22 @@ impl VirtioNet {
         }
     }
 
+    /// Notifies the device of the frames queued since the last call (one trap for all).
+    pub fn flush(&mut self) {
+        if core::mem::take(&mut self.tx_unannounced) {
+            self.announce(QUEUE_TX);
+        }
+    }
+
     /// Whether frames given to the device are still waiting to be sent.
     pub fn transmitting(&mut self) -> bool {
+        self.flush();
         self.reclaim_tx();
         self.tx.iter().any(Option::is_some)
     }
 
     /// Acknowledges the device's interrupt (it lowers its line).
     pub fn ack_interrupt(&mut self) {
-        let _ = self.dev.ack_interrupt();
+        let _ = self.transport.ack_interrupt();
     }
 }

@@ -185,6 +185,7 @@ fn settle(k: &mut Kernel, tid: u32, mut ctx: UserContext, outcome: Outcome) -> O
 /// and idles the CPU until some thread can run.
 fn next_thread(k: &mut Kernel) -> (u32, UserContext) {
     loop {
+        crate::machine::net::flush_writes(k);
         crate::machine::net::service(k);
         crate::memlog::service();
         crate::stop::check(k);

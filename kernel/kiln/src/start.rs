@@ -139,6 +139,7 @@ pub fn run(boot: BootInfo) -> ! {
         unsupported_logged: Default::default(),
         tracer: Default::default(),
         net: Default::default(),
+        bounce: Default::default(),
     };
     let main = ThreadState {
         tid: PID as u32,

@@ -36,6 +36,37 @@ pub struct Process {
     pub tracer: crate::trace::Tracer,
     /// The network stack and its sockets.
     pub net: crate::net::Net,
+    /// The buffer system calls copy through between user memory and kernel objects.
+    pub bounce: Bounce,
+}
+
+/// A kernel buffer reused by system calls that copy between user memory and a kernel
+/// object (reads, writes, socket calls). A fresh zeroed buffer per call cost a `memset`
+/// of the whole user buffer (often 8 KiB or more for a few bytes read) on every call.
+#[derive(Debug, Default)]
+pub struct Bounce(Vec<u8>);
+
+impl Bounce {
+    /// Largest buffer kept between calls; larger ones are freed after use.
+    const KEEP: usize = 256 * 1024;
+
+    /// A buffer of at least `len` bytes, to use as `&mut buf[..len]`. Its contents are
+    /// whatever an earlier call left: callers copy out only what they wrote. Give it back
+    /// with [`Bounce::put`].
+    pub fn take(&mut self, len: usize) -> Vec<u8> {
+        let mut b = core::mem::take(&mut self.0);
+        if b.len() < len {
+            b.resize(len, 0);
+        }
+        b
+    }
+
+    /// Returns a buffer from [`Bounce::take`] for the next call.
+    pub fn put(&mut self, b: Vec<u8>) {
+        if b.len() <= Self::KEEP {
+            self.0 = b;
+        }
+    }
 }
 
 /// Process id of the program (Linux's first process), also its main thread's id.

@@ -12,6 +12,7 @@
 //! when the stack next wants to run (TCP timers, DHCP), for the idle timer.
 
 use alloc::string::String;
+use alloc::vec::Vec;
 use core::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
 
 use kiln_abi::cmdline::Config;
@@ -27,8 +28,6 @@ use crate::Kernel;
 const VECTOR: u8 = kiln_hal::trap::FIRST_DEVICE_VECTOR + 1;
 /// Without a working interrupt, the stack is polled this often.
 const FALLBACK_POLL_NS: u64 = 2_000_000;
-/// How often the held-back receive buffer goes to the card (see `VirtioNet::refill_rx`).
-const REFILL_NS: u64 = 50_000_000;
 
 /// The card interrupted since the stack last ran.
 static PENDING: AtomicBool = AtomicBool::new(false);
@@ -36,8 +35,6 @@ static PENDING: AtomicBool = AtomicBool::new(false);
 static LINE: AtomicU8 = AtomicU8::new(u8::MAX);
 /// When the stack last ran (monotonic ns).
 static LAST_RUN: AtomicU64 = AtomicU64::new(0);
-/// When the card last got its held-back receive buffer (monotonic ns).
-static LAST_REFILL: AtomicU64 = AtomicU64::new(0);
 
 /// Frames and bytes received, for `stats`.
 static RX: [AtomicU64; 2] = [AtomicU64::new(0), AtomicU64::new(0)];
@@ -64,10 +61,10 @@ impl NetDevice for NetCard {
     fn mac(&self) -> [u8; 6] {
         self.dev.mac()
     }
-    fn receive(&mut self, buf: &mut [u8]) -> Option<usize> {
-        let n = self.dev.receive(buf)?;
-        count(&RX, n);
-        Some(n)
+    fn receive(&mut self) -> Option<Vec<u8>> {
+        let frame = self.dev.receive()?;
+        count(&RX, frame.len());
+        Some(frame)
     }
     fn transmit(&mut self, frame: &[u8]) -> bool {
         let sent = self.dev.transmit(frame);
@@ -75,6 +72,12 @@ impl NetDevice for NetCard {
             count(&TX, frame.len());
         }
         sent
+    }
+    fn has_received(&mut self) -> bool {
+        self.dev.has_received()
+    }
+    fn flush(&mut self) {
+        self.dev.flush();
     }
 }
 
@@ -103,18 +106,16 @@ pub fn parse_mmio_token(token: &str) -> Option<(u64, u64, u8)> {
     Some((num(base)?, num(size)?, u8::try_from(num(gsi)?).ok()?))
 }
 
-fn on_irq(_vector: u8, from_user: bool) {
+fn on_irq(_vector: u8) -> bool {
     let line = LINE.load(Ordering::Relaxed);
     if line != u8::MAX {
         // Level-triggered: keep the line quiet until the device is acknowledged.
         kiln_hal::ioapic::set_masked(line, true);
     }
     PENDING.store(true, Ordering::Release);
-    if from_user {
-        // A thread is running: the timer interrupt that follows at once takes the kernel
-        // lock and runs the stack (see `run::on_timer`). An idle kernel's loop does it.
-        kiln_hal::time::arm_timer_in(1);
-    }
+    // A running program is interrupted: the kernel's look (`run::on_timer`) follows at
+    // once and runs the stack. An idle kernel's loop does it.
+    true
 }
 
 fn route(line: u8) {
@@ -176,14 +177,10 @@ fn run_stack(process: &mut Process, machine: &mut HalMachine) {
 /// When the stack next wants to run: its own timers, and without a working interrupt line,
 /// a periodic look at the card.
 fn next_run(k: &mut Kernel) -> Option<u64> {
-    let mut next = k.process.net.next_poll(&mut k.machine);
+    let mut next = k.process.net.next_poll();
     if LINE.load(Ordering::Relaxed) == u8::MAX && k.machine.net.is_some() {
         let periodic = LAST_RUN.load(Ordering::Relaxed) + FALLBACK_POLL_NS;
         next = Some(next.map_or(periodic, |n| n.min(periodic)));
-    }
-    if k.machine.net.is_some() {
-        let refill = LAST_REFILL.load(Ordering::Relaxed) + REFILL_NS;
-        next = Some(next.map_or(refill, |n| n.min(refill)));
     }
     next
 }
@@ -194,22 +191,20 @@ fn next_run(k: &mut Kernel) -> Option<u64> {
 pub fn service(k: &mut Kernel) {
     let pending = PENDING.swap(false, Ordering::Acquire);
     let due = next_run(k).is_some_and(|d| d <= kiln_hal::time::monotonic_ns());
-    if !pending && !due {
-        return;
-    }
-    let now = kiln_hal::time::monotonic_ns();
-    if let Some(card) = k.machine.net.as_mut() {
-        card.dev.ack_interrupt();
-        if now >= LAST_REFILL.load(Ordering::Relaxed) + REFILL_NS {
-            card.dev.refill_rx();
-            LAST_REFILL.store(now, Ordering::Relaxed);
+    let arrived = k.machine.net.as_ref().is_some_and(|c| c.dev.has_received());
+    if pending {
+        if let Some(card) = k.machine.net.as_mut() {
+            card.dev.ack_interrupt();
+        }
+        let line = LINE.load(Ordering::Relaxed);
+        if line != u8::MAX {
+            kiln_hal::ioapic::set_masked(line, false);
         }
     }
-    let line = LINE.load(Ordering::Relaxed);
-    if line != u8::MAX {
-        kiln_hal::ioapic::set_masked(line, false);
+    // An interrupt for frames a system call already took costs no run of the stack.
+    if arrived || due {
+        run_stack(&mut k.process, &mut k.machine);
     }
-    run_stack(&mut k.process, &mut k.machine);
 }
 
 /// How long the end of a run waits for the card to send what the program wrote.
@@ -230,6 +225,14 @@ pub fn flush(k: &mut Kernel) {
         }
         core::hint::spin_loop();
     }
+}
+
+/// After a thread started to wait, before another one runs: sends what its last system
+/// call wrote (see `kiln_os::net::Net::end_of_call`, which leaves that to the kernel for a
+/// call that waits).
+pub fn flush_writes(k: &mut Kernel) {
+    k.process.net.poll_if_dirty(&mut k.machine);
+    LAST_RUN.store(kiln_hal::time::monotonic_ns(), Ordering::Relaxed);
 }
 
 /// When the network stack next wants to run (monotonic ns), for the idle timer.

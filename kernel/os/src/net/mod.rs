@@ -55,11 +55,18 @@ use crate::process::{Channel, Process};
 pub trait NetDevice {
     /// The card's MAC address.
     fn mac(&self) -> [u8; 6];
-    /// Copies the next received frame into `buf` and returns its length, or `None` when no
-    /// frame is waiting.
-    fn receive(&mut self, buf: &mut [u8]) -> Option<usize>;
+    /// The next received frame, or `None` when no frame is waiting.
+    fn receive(&mut self) -> Option<Vec<u8>>;
     /// Sends one frame; `false` when it was dropped (transmit queue full).
     fn transmit(&mut self, frame: &[u8]) -> bool;
+    /// Whether a received frame is waiting (cheap: no copy). A card that cannot tell
+    /// answers `true`, which only costs a run of the stack.
+    fn has_received(&mut self) -> bool {
+        true
+    }
+    /// Hands the frames [`NetDevice::transmit`] queued to the card (one notification for
+    /// a run of the stack). Cards that send at once do nothing.
+    fn flush(&mut self) {}
 }
 
 /// File type bits of a socket in `st_mode`.
@@ -236,8 +243,13 @@ pub struct Stack {
     /// Received frames the interface will see next (after [`Stack::admit`]).
     staged: VecDeque<Vec<u8>>,
     next_port: u16,
-    /// Something changed outside a poll (a socket was closed): poll soon.
+    /// Something changed outside a run of the stack (data written, a socket closed): run
+    /// it at the end of the system call, or as soon as the kernel looks.
     dirty: bool,
+    /// When the interface's own timers next want it to run, as of the end of its last run
+    /// (monotonic ns). Every socket change between runs sets `dirty`, so this stays true
+    /// without asking every socket again on each system call.
+    poll_at: Option<u64>,
 }
 
 /// The network stack of a process.
@@ -434,6 +446,7 @@ impl Net {
                 staged: VecDeque::new(),
                 next_port: EPHEMERAL.0,
                 dirty: false,
+                poll_at: None,
             })),
         }
     }
@@ -475,19 +488,29 @@ impl Net {
     pub fn poll(&self, m: &mut dyn Machine) -> Option<u64> {
         let mut s = self.stack.lock();
         s.pump(m);
-        s.next_poll(m)
+        s.next_poll()
     }
 
-    /// When the interface next wants to run (monotonic ns), without running it.
-    pub fn next_poll(&self, m: &mut dyn Machine) -> Option<u64> {
+    /// When the interface next wants to run (monotonic ns), without running it: its timers,
+    /// or now when a socket changed outside a run.
+    pub fn next_poll(&self) -> Option<u64> {
+        self.stack.lock().next_poll()
+    }
+
+    /// The end of a system call: runs the interface if the call changed a socket (data
+    /// written, a socket closed) or frames arrived meanwhile. So what a call wrote leaves
+    /// as it returns, and a busy server takes in frames without waiting for the card's
+    /// interrupt (a check of the card's ring in memory when nothing happened).
+    pub fn end_of_call(&self, m: &mut dyn Machine) {
         let mut s = self.stack.lock();
-        if s.dirty {
-            return Some(m.monotonic_ns());
+        if s.dirty || m.net_device().is_some_and(|d| d.has_received()) {
+            s.pump(m);
         }
-        s.next_poll(m)
     }
 
-    /// Runs the interface if a socket changed outside a poll (cheap otherwise).
+    /// Runs the interface if a socket changed outside a run (cheap otherwise). The kernel
+    /// calls it after a thread started to wait, so what its call wrote leaves before it
+    /// waits for the answer.
     pub fn poll_if_dirty(&self, m: &mut dyn Machine) {
         let mut s = self.stack.lock();
         if s.dirty {
@@ -582,16 +605,19 @@ impl Stack {
             if let Some(hw) = m.net_device() {
                 card_busy = true;
                 for _ in 0..RX_BATCH {
-                    let mut buf = vec![0u8; phy::MAX_FRAME + 4];
-                    let Some(n) = hw.receive(&mut buf) else {
+                    if !hw.has_received() {
+                        card_busy = false;
+                        break;
+                    }
+                    let Some(frame) = hw.receive() else {
                         card_busy = false;
                         break;
                     };
-                    buf.truncate(n);
-                    self.staged.push_back(buf);
+                    self.staged.push_back(frame);
                 }
             }
             self.admit();
+
             let t = now(m);
             let Stack {
                 iface,
@@ -610,6 +636,9 @@ impl Stack {
                 own: &own,
             };
             iface.poll(t, &mut phy, sockets);
+            if let Some(hw) = m.net_device() {
+                hw.flush();
+            }
             if self.looped.is_empty() && !card_busy {
                 break;
             }
@@ -619,6 +648,23 @@ impl Stack {
         self.dhcp_events(m);
         self.reap_orphans();
         self.sweep(m);
+        let t = now(m);
+        self.poll_at = self.iface.as_mut().and_then(|iface| {
+            iface
+                .poll_at(t, &self.sockets)
+                .map(|at| (at.total_micros().max(0) as u64).saturating_mul(1000))
+        });
+    }
+
+    /// Notes a socket change the next run of the stack must act on.
+    fn mark_dirty(&mut self) {
+        self.dirty = true;
+    }
+
+    /// Whether a run of the stack could bring a socket new data: frames wait on the card or
+    /// in the loop, or written data has not been sent yet (its answer may be looped).
+    fn may_receive(&mut self, m: &mut dyn Machine) -> bool {
+        self.dirty || !self.looped.is_empty() || m.net_device().is_some_and(|d| d.has_received())
     }
 
     fn dhcp_events(&mut self, m: &mut dyn Machine) {
@@ -682,124 +728,46 @@ impl Stack {
     }
 
     /// Records TCP state transitions (reset, refused) and wakes the sockets whose readiness
-    /// changed.
+    /// changed: one pass over the sockets, which a busy server runs after every frame.
     fn sweep(&mut self, m: &mut dyn Machine) {
         let now_ns = m.monotonic_ns();
-        let mut changed = Vec::new();
-        let ids: Vec<u64> = self.socks.keys().copied().collect();
-        for id in ids {
-            self.observe(id, now_ns);
-            let ready = self.readiness(id);
-            let sock = self.socks.get_mut(&id).expect("listed");
+        let mut changed = false;
+        for (&id, sock) in self.socks.iter_mut() {
+            sock.observe(&self.sockets, now_ns);
+            let ready = sock.readiness(&self.sockets);
             if ready != sock.last_ready {
                 sock.last_ready = ready;
                 sock.seq += 1;
-                changed.push(id);
+                m.wake(Channel::Object(id), usize::MAX);
+                changed = true;
             }
         }
-        for id in &changed {
-            m.wake(Channel::Object(*id), usize::MAX);
-        }
-        if !changed.is_empty() {
+        if changed {
             m.wake(Channel::Io, usize::MAX);
         }
     }
 
-    /// Notices the end of a connection attempt and resets.
+    /// Notices the end of a connection attempt and resets on socket `id`.
     fn observe(&mut self, id: u64, now_ns: u64) {
-        let sock = self.socks.get_mut(&id).expect("listed");
-        let Kind::TcpConn(h) = sock.kind else { return };
-        let state = self.sockets.get::<tcp::Socket>(h).state();
-        let prev = sock.last_state;
-        if sock.connecting && state != tcp::State::SynSent {
-            sock.connecting = false;
-            if state == tcp::State::Closed {
-                let elapsed = now_ns.saturating_sub(sock.connect_started);
-                sock.error = Some(if elapsed >= CONNECT_TIMEOUT.total_micros() * 1000 {
-                    Errno::ETIMEDOUT
-                } else {
-                    Errno::ECONNREFUSED
-                });
-            }
+        if let Some(sock) = self.socks.get_mut(&id) {
+            sock.observe(&self.sockets, now_ns);
         }
-        if state == tcp::State::Closed
-            && matches!(
-                prev,
-                tcp::State::Established
-                    | tcp::State::SynReceived
-                    | tcp::State::CloseWait
-                    | tcp::State::FinWait1
-                    | tcp::State::FinWait2
-            )
-            && !sock.shut_wr
-        {
-            sock.reset = true;
-            if sock.error.is_none() {
-                sock.error = Some(Errno::ECONNRESET);
-            }
-        }
-        sock.last_state = state;
     }
 
     /// The `poll` events ready on socket `id`.
     fn readiness(&self, id: u64) -> u16 {
-        let Some(sock) = self.socks.get(&id) else {
-            return POLLNVAL;
-        };
-        let err = if sock.error.is_some() { POLLERR } else { 0 };
-        match &sock.kind {
-            Kind::TcpFresh => POLLOUT | POLLWRNORM | POLLHUP,
-            Kind::TcpListen { pool, .. } => {
-                if pool
-                    .iter()
-                    .any(|&h| is_established(self.sockets.get::<tcp::Socket>(h).state()))
-                {
-                    POLLIN | POLLRDNORM
-                } else {
-                    0
-                }
-            }
-            Kind::TcpConn(h) => {
-                let t = self.sockets.get::<tcp::Socket>(*h);
-                let state = t.state();
-                if matches!(state, tcp::State::SynSent | tcp::State::SynReceived) {
-                    return err;
-                }
-                let mut r = err;
-                let eof = !t.may_recv() || sock.shut_rd;
-                if t.can_recv() || eof {
-                    r |= POLLIN | POLLRDNORM;
-                }
-                if eof {
-                    r |= POLLRDHUP;
-                }
-                if (t.can_send() && !sock.shut_wr) || !t.may_send() {
-                    r |= POLLOUT | POLLWRNORM;
-                }
-                if state == tcp::State::Closed || (eof && (sock.shut_wr || !t.may_send())) {
-                    r |= POLLHUP;
-                }
-                r
-            }
-            Kind::Udp(h) => {
-                let mut r = err | POLLOUT | POLLWRNORM;
-                if let Some(h) = h {
-                    if self.sockets.get::<udp::Socket>(*h).can_recv() {
-                        r |= POLLIN | POLLRDNORM;
-                    }
-                }
-                r
-            }
+        match self.socks.get(&id) {
+            Some(sock) => sock.readiness(&self.sockets),
+            None => POLLNVAL,
         }
     }
 
     /// The next time the interface wants to run, in monotonic ns.
-    fn next_poll(&mut self, m: &mut dyn Machine) -> Option<u64> {
-        let t = now(m);
-        let iface = self.iface.as_mut()?;
-        iface
-            .poll_at(t, &self.sockets)
-            .map(|at| (at.total_micros().max(0) as u64).saturating_mul(1000))
+    fn next_poll(&self) -> Option<u64> {
+        if self.dirty {
+            return Some(0);
+        }
+        self.poll_at
     }
 
     /// The last descriptor of socket `id` was closed.
@@ -807,7 +775,7 @@ impl Stack {
         let Some(sock) = self.socks.remove(&id) else {
             return;
         };
-        self.dirty = true;
+        self.mark_dirty();
         match sock.kind {
             Kind::TcpFresh | Kind::Udp(None) => {}
             Kind::Udp(Some(h)) => {
@@ -1006,11 +974,17 @@ impl Socket {
     pub fn set_options(&self, f: impl FnOnce(&mut Options)) {
         let mut s = self.stack.lock();
         let Stack { socks, sockets, .. } = &mut *s;
+        let mut applied = false;
         if let Some(sock) = socks.get_mut(&self.id) {
             f(&mut sock.opts);
             if let Kind::TcpConn(h) = sock.kind {
                 apply_tcp_options(sockets.get_mut::<tcp::Socket>(h), &sock.opts);
+                applied = true;
             }
+        }
+        if applied {
+            // Keep-alive and timeouts move the connection's timers.
+            s.mark_dirty();
         }
     }
 
@@ -1152,7 +1126,7 @@ impl Socket {
                 pool,
                 backlog: want,
             };
-            s.dirty = true;
+            s.mark_dirty();
             Ok(())
         })
     }
@@ -1358,9 +1332,10 @@ impl Socket {
     ) -> KResult<(usize, Option<SockAddr>)> {
         let mut s = self.stack.lock();
         let id = self.id;
-        // Data already queued needs no run of the stack first (see `accept`).
+        // Data already queued needs no run of the stack first (see `accept`), nor does a
+        // socket when nothing has arrived since the last run.
         s.ensure_iface(m);
-        if !s.has_queued_data(id) {
+        if !s.has_queued_data(id) && s.may_receive(m) {
             s.pump(m);
         }
         let sock = s.sock(id)?;
@@ -1381,6 +1356,9 @@ impl Socket {
                     return Err(e);
                 }
                 let t = s.sockets.get_mut::<tcp::Socket>(h);
+                // Less than half the window was open: reading may let the peer send more,
+                // so the stack must run to tell it (smoltcp's window update).
+                let window_was_low = t.recv_capacity() - t.recv_queue() < t.recv_capacity() / 2;
                 let r = if peek {
                     t.peek_slice(buf)
                 } else {
@@ -1403,9 +1381,8 @@ impl Socket {
                         };
                     }
                 };
-                if n > 0 && !peek {
-                    // Reading opened the window: tell the peer.
-                    s.pump(m);
+                if n > 0 && !peek && window_was_low {
+                    s.mark_dirty();
                 }
                 Ok((n, None))
             }
@@ -1467,7 +1444,8 @@ impl Socket {
                 if n == 0 {
                     return Err(Errno::EAGAIN);
                 }
-                s.pump(m);
+                // Sent as the call ends (`Net::end_of_call`).
+                s.mark_dirty();
                 Ok(n)
             }
             Kind::Udp(_) => {
@@ -1600,6 +1578,94 @@ impl Socket {
                 .ok_or(Errno::ENOTCONN),
             Kind::Udp(_) => sock.peer.ok_or(Errno::ENOTCONN),
             _ => Err(Errno::ENOTCONN),
+        }
+    }
+}
+
+impl Sock {
+    /// Notices the end of a connection attempt and resets.
+    fn observe(&mut self, sockets: &SocketSet<'static>, now_ns: u64) {
+        let sock = self;
+        let Kind::TcpConn(h) = sock.kind else { return };
+        let state = sockets.get::<tcp::Socket>(h).state();
+        let prev = sock.last_state;
+        if sock.connecting && state != tcp::State::SynSent {
+            sock.connecting = false;
+            if state == tcp::State::Closed {
+                let elapsed = now_ns.saturating_sub(sock.connect_started);
+                sock.error = Some(if elapsed >= CONNECT_TIMEOUT.total_micros() * 1000 {
+                    Errno::ETIMEDOUT
+                } else {
+                    Errno::ECONNREFUSED
+                });
+            }
+        }
+        if state == tcp::State::Closed
+            && matches!(
+                prev,
+                tcp::State::Established
+                    | tcp::State::SynReceived
+                    | tcp::State::CloseWait
+                    | tcp::State::FinWait1
+                    | tcp::State::FinWait2
+            )
+            && !sock.shut_wr
+        {
+            sock.reset = true;
+            if sock.error.is_none() {
+                sock.error = Some(Errno::ECONNRESET);
+            }
+        }
+        sock.last_state = state;
+    }
+
+    /// The `poll` events ready on socket `id`.
+    fn readiness(&self, sockets: &SocketSet<'static>) -> u16 {
+        let sock = self;
+        let err = if sock.error.is_some() { POLLERR } else { 0 };
+        match &sock.kind {
+            Kind::TcpFresh => POLLOUT | POLLWRNORM | POLLHUP,
+            Kind::TcpListen { pool, .. } => {
+                if pool
+                    .iter()
+                    .any(|&h| is_established(sockets.get::<tcp::Socket>(h).state()))
+                {
+                    POLLIN | POLLRDNORM
+                } else {
+                    0
+                }
+            }
+            Kind::TcpConn(h) => {
+                let t = sockets.get::<tcp::Socket>(*h);
+                let state = t.state();
+                if matches!(state, tcp::State::SynSent | tcp::State::SynReceived) {
+                    return err;
+                }
+                let mut r = err;
+                let eof = !t.may_recv() || sock.shut_rd;
+                if t.can_recv() || eof {
+                    r |= POLLIN | POLLRDNORM;
+                }
+                if eof {
+                    r |= POLLRDHUP;
+                }
+                if (t.can_send() && !sock.shut_wr) || !t.may_send() {
+                    r |= POLLOUT | POLLWRNORM;
+                }
+                if state == tcp::State::Closed || (eof && (sock.shut_wr || !t.may_send())) {
+                    r |= POLLHUP;
+                }
+                r
+            }
+            Kind::Udp(h) => {
+                let mut r = err | POLLOUT | POLLWRNORM;
+                if let Some(h) = h {
+                    if sockets.get::<udp::Socket>(*h).can_recv() {
+                        r |= POLLIN | POLLRDNORM;
+                    }
+                }
+                r
+            }
         }
     }
 }

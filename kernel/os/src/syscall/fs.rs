@@ -445,10 +445,24 @@ fn read_into_user(
     m: &mut dyn Machine,
     addr: u64,
     count: u64,
-    mut op: impl FnMut(&mut dyn Machine, &mut [u8], u64) -> KResult<usize>,
+    op: impl FnMut(&mut dyn Machine, &mut [u8], u64) -> KResult<usize>,
 ) -> KResult<u64> {
     let count = count.min(MAX_RW);
-    let mut buf = vec![0u8; (count as usize).min(CHUNK)];
+    let mut buf = p.bounce.take((count as usize).min(CHUNK));
+    let r = read_chunks(p, m, addr, count, &mut buf, op);
+    p.bounce.put(buf);
+    r
+}
+
+/// The loop of [`read_into_user`], through `buf`.
+fn read_chunks(
+    p: &mut Process,
+    m: &mut dyn Machine,
+    addr: u64,
+    count: u64,
+    buf: &mut [u8],
+    mut op: impl FnMut(&mut dyn Machine, &mut [u8], u64) -> KResult<usize>,
+) -> KResult<u64> {
     let mut done = 0u64;
     loop {
         let want = ((count - done) as usize).min(CHUNK);
@@ -480,10 +494,24 @@ fn write_from_user(
     m: &mut dyn Machine,
     addr: u64,
     count: u64,
-    mut op: impl FnMut(&mut dyn Machine, &[u8], u64) -> KResult<usize>,
+    op: impl FnMut(&mut dyn Machine, &[u8], u64) -> KResult<usize>,
 ) -> KResult<u64> {
     let count = count.min(MAX_RW);
-    let mut buf = vec![0u8; (count as usize).min(CHUNK)];
+    let mut buf = p.bounce.take((count as usize).min(CHUNK));
+    let r = write_chunks(p, m, addr, count, &mut buf, op);
+    p.bounce.put(buf);
+    r
+}
+
+/// The loop of [`write_from_user`], through `buf`.
+fn write_chunks(
+    p: &mut Process,
+    m: &mut dyn Machine,
+    addr: u64,
+    count: u64,
+    buf: &mut [u8],
+    mut op: impl FnMut(&mut dyn Machine, &[u8], u64) -> KResult<usize>,
+) -> KResult<u64> {
     let mut done = 0u64;
     loop {
         let want = ((count - done) as usize).min(CHUNK);

@@ -36,8 +36,6 @@ pub fn dispatch(p: &mut Process, m: &mut dyn Machine, nr: u64, a: [u64; 6]) -> O
         .or_else(|| signal::handle(p, m, nr, a))
         .or_else(|| time::handle(p, m, nr, a))
         .or_else(|| net::handle(p, m, nr, a));
-    // A socket closed by this call sends its FIN now.
-    p.net.poll_if_dirty(m);
     let out = match owned {
         Some(out) => out,
         None => {
@@ -50,6 +48,13 @@ pub fn dispatch(p: &mut Process, m: &mut dyn Machine, nr: u64, a: [u64; 6]) -> O
             Outcome::Return(Errno::ENOSYS.as_return())
         }
     };
+    // What this call changed in the network leaves now, and frames that arrived meanwhile
+    // are taken in (see `end_of_call`). Not for a call about to wait: the run could wake its
+    // thread before the thread waits, and that wake-up would be lost; the kernel runs the
+    // stack after the thread waits instead.
+    if !matches!(out, Outcome::Block(_)) {
+        p.net.end_of_call(m);
+    }
     let out = sigpipe(p, m, nr, a, out);
     crate::trace::note_missing(p, m, nr, a, &out);
     if let Some(entry) = traced {
@@ -154,6 +159,7 @@ pub(crate) mod testutil {
             unsupported_logged: BTreeSet::new(),
             tracer: Default::default(),
             net: Default::default(),
+            bounce: Default::default(),
         };
         let mut m = FakeMachine::default();
         let buf =

@@ -330,9 +330,13 @@ fn sys_sendto(
         } else {
             None
         };
-        let mut data = vec![0u8; (len as usize).min(MAX_SEND)];
-        p.vm.copy_from_user(m.pages(), buf, &mut data)?;
-        s.send(m, &data, to).map(|n| n as i64)
+        let len = (len as usize).min(MAX_SEND);
+        let mut data = p.bounce.take(len);
+        let r =
+            p.vm.copy_from_user(m.pages(), buf, &mut data[..len])
+                .and_then(|()| s.send(m, &data[..len], to));
+        p.bounce.put(data);
+        r.map(|n| n as i64)
     })();
     let timeout = s.options().snd_timeout;
     block(m, &f, &s, flags, timeout, r)
@@ -354,9 +358,13 @@ fn sys_recvfrom(
         Err(e) => return ret(Err(e)),
     };
     let r = (|| {
-        let mut data = vec![0u8; (len as usize).min(MAX_RECV)];
-        let (n, from) = s.recv(m, &mut data, flags & MSG_PEEK != 0)?;
-        write_user(p, m, buf, &data[..n])?;
+        let len = (len as usize).min(MAX_RECV);
+        let mut data = p.bounce.take(len);
+        let r = s
+            .recv(m, &mut data[..len], flags & MSG_PEEK != 0)
+            .and_then(|(n, from)| write_user(p, m, buf, &data[..n]).map(|()| (n, from)));
+        p.bounce.put(data);
+        let (n, from) = r?;
         if let Some(from) = from {
             put_sockaddr(p, m, addr, len_ptr, from)?;
         } else if addr != 0 && s.stream {
@@ -467,9 +475,13 @@ fn sys_recvmsg(p: &mut Process, m: &mut dyn Machine, fd: i32, msg: u64, flags: u
     let r = (|| {
         let h = get_msghdr(p, m, msg)?;
         let total: u64 = h.iov.iter().map(|&(_, l)| l).sum();
-        let mut data = vec![0u8; (total as usize).min(MAX_RECV)];
-        let (n, from) = s.recv(m, &mut data, flags & MSG_PEEK != 0)?;
-        scatter(p, m, &h.iov, &data[..n])?;
+        let len = (total as usize).min(MAX_RECV);
+        let mut data = p.bounce.take(len);
+        let r = s
+            .recv(m, &mut data[..len], flags & MSG_PEEK != 0)
+            .and_then(|(n, from)| scatter(p, m, &h.iov, &data[..n]).map(|()| (n, from)));
+        p.bounce.put(data);
+        let (n, from) = r?;
         let namelen = match (from, h.name) {
             (Some(from), name) if name != 0 => {
                 let b = sockaddr_bytes(from);

@@ -50,6 +50,7 @@ impl T {
             unsupported_logged: Default::default(),
             tracer: Default::default(),
             net: Default::default(),
+            bounce: Default::default(),
         };
         T {
             p,
