@@ -28,6 +28,11 @@ use crate::Kernel;
 const VECTOR: u8 = kiln_hal::trap::FIRST_DEVICE_VECTOR + 1;
 /// Without a working interrupt, the stack is polled this often.
 const FALLBACK_POLL_NS: u64 = 2_000_000;
+/// With one, the card is still looked at this often. On q35 (QEMU 7.2, TCG), frames that
+/// reach the card while the kernel starts can leave it with its interrupt status set and
+/// its line never seen by the I/O APIC (no request pending there or at the local APIC):
+/// without this look, such a guest would wait for an interrupt that never comes.
+const SAFETY_POLL_NS: u64 = 50_000_000;
 
 /// The card interrupted since the stack last ran.
 static PENDING: AtomicBool = AtomicBool::new(false);
@@ -178,8 +183,13 @@ fn run_stack(process: &mut Process, machine: &mut HalMachine) {
 /// a periodic look at the card.
 fn next_run(k: &mut Kernel) -> Option<u64> {
     let mut next = k.process.net.next_poll();
-    if LINE.load(Ordering::Relaxed) == u8::MAX && k.machine.net.is_some() {
-        let periodic = LAST_RUN.load(Ordering::Relaxed) + FALLBACK_POLL_NS;
+    if k.machine.net.is_some() {
+        let every = if LINE.load(Ordering::Relaxed) == u8::MAX {
+            FALLBACK_POLL_NS
+        } else {
+            SAFETY_POLL_NS
+        };
+        let periodic = LAST_RUN.load(Ordering::Relaxed) + every;
         next = Some(next.map_or(periodic, |n| n.min(periodic)));
     }
     next
@@ -192,7 +202,8 @@ pub fn service(k: &mut Kernel) {
     let pending = PENDING.swap(false, Ordering::Acquire);
     let due = next_run(k).is_some_and(|d| d <= kiln_hal::time::monotonic_ns());
     let arrived = k.machine.net.as_ref().is_some_and(|c| c.dev.has_received());
-    if pending {
+    if pending || arrived || due {
+        // Acknowledging lowers the card's line: the next frame raises it afresh.
         if let Some(card) = k.machine.net.as_mut() {
             card.dev.ack_interrupt();
         }

@@ -101,6 +101,14 @@ const DHCP_WAIT_NS: u64 = 10_000_000_000;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(60);
 /// How long a closed connection may take to finish its FIN handshake.
 const ORPHAN_TIMEOUT: Duration = Duration::from_secs(30);
+/// Longest time data written to a TCP connection is held back for more writes of the same
+/// thread. A call that only wrote to connections leaves its data for the stack's next run:
+/// the thread's next other system call, its wait, another thread's turn, or an arriving
+/// frame, whichever comes first (a server writing a header and then a body in two calls
+/// sends them in one segment, with one notification of the card). This bound is the
+/// scheduler's time slice, so a busy kernel needs no extra timer for it; only a thread
+/// that writes and then computes for longer than this, with no system call, waits it out.
+pub const HOLD_NS: u64 = 10_000_000;
 /// MAC address when the machine has no network card (loopback only).
 const LOOPBACK_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x01];
 
@@ -246,6 +254,11 @@ pub struct Stack {
     /// Something changed outside a run of the stack (data written, a socket closed): run
     /// it at the end of the system call, or as soon as the kernel looks.
     dirty: bool,
+    /// Everything `dirty` stands for is data written to TCP connections with other
+    /// machines, which may wait for more (see [`HOLD_NS`]).
+    only_writes: bool,
+    /// Since when written data has been held back (monotonic ns).
+    held: Option<u64>,
     /// When the interface's own timers next want it to run, as of the end of its last run
     /// (monotonic ns). Every socket change between runs sets `dirty`, so this stays true
     /// without asking every socket again on each system call.
@@ -446,6 +459,8 @@ impl Net {
                 staged: VecDeque::new(),
                 next_port: EPHEMERAL.0,
                 dirty: false,
+                only_writes: false,
+                held: None,
                 poll_at: None,
             })),
         }
@@ -497,14 +512,23 @@ impl Net {
         self.stack.lock().next_poll()
     }
 
-    /// The end of a system call: runs the interface if the call changed a socket (data
-    /// written, a socket closed) or frames arrived meanwhile. So what a call wrote leaves
-    /// as it returns, and a busy server takes in frames without waiting for the card's
-    /// interrupt (a check of the card's ring in memory when nothing happened).
+    /// The end of a system call: runs the interface if the call changed a socket (a
+    /// socket closed, a window opened) or frames arrived meanwhile, so a busy server takes
+    /// in frames without waiting for the card's interrupt (a check of the card's ring in
+    /// memory when nothing happened). Data the call only wrote to connections is held back
+    /// for more (see [`HOLD_NS`]).
     pub fn end_of_call(&self, m: &mut dyn Machine) {
         let mut s = self.stack.lock();
-        if s.dirty || m.net_device().is_some_and(|d| d.has_received()) {
+        if m.net_device().is_some_and(|d| d.has_received()) {
             s.pump(m);
+        } else if s.dirty {
+            if s.only_writes {
+                if s.held.is_none() {
+                    s.held = Some(m.monotonic_ns());
+                }
+            } else {
+                s.pump(m);
+            }
         }
     }
 
@@ -597,6 +621,8 @@ impl Stack {
     fn pump(&mut self, m: &mut dyn Machine) {
         self.ensure_iface(m);
         self.dirty = false;
+        self.only_writes = false;
+        self.held = None;
         let own = self.own_addrs();
         let mut card_busy = false;
         for _ in 0..64 {
@@ -658,6 +684,15 @@ impl Stack {
 
     /// Notes a socket change the next run of the stack must act on.
     fn mark_dirty(&mut self) {
+        self.dirty = true;
+        self.only_writes = false;
+    }
+
+    /// Notes data written to a TCP connection with another machine (see [`HOLD_NS`]).
+    fn mark_written(&mut self) {
+        if !self.dirty {
+            self.only_writes = true;
+        }
         self.dirty = true;
     }
 
@@ -764,10 +799,15 @@ impl Stack {
 
     /// The next time the interface wants to run, in monotonic ns.
     fn next_poll(&self) -> Option<u64> {
-        if self.dirty {
-            return Some(0);
+        let run = match (self.dirty, self.held) {
+            (false, _) => None,
+            (true, Some(since)) if self.only_writes => Some(since + HOLD_NS),
+            (true, _) => Some(0),
+        };
+        match (run, self.poll_at) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
         }
-        self.poll_at
     }
 
     /// The last descriptor of socket `id` was closed.
@@ -1444,8 +1484,16 @@ impl Socket {
                 if n == 0 {
                     return Err(Errno::EAGAIN);
                 }
-                // Sent as the call ends (`Net::end_of_call`).
-                s.mark_dirty();
+                // To this machine: sent as the call ends, so the reader sees it at once, as
+                // on Linux. To another: possibly held for more (`HOLD_NS`).
+                let to_self = t
+                    .remote_endpoint()
+                    .is_some_and(|e| s.is_local_addr(SockAddr::from_endpoint(e).ip));
+                if to_self {
+                    s.mark_dirty();
+                } else {
+                    s.mark_written();
+                }
                 Ok(n)
             }
             Kind::Udp(_) => {
