@@ -16,6 +16,9 @@ pub struct BuildRequest {
     pub rootfs_dir: Option<PathBuf>,
     /// `--file SRC:DEST`.
     pub files: Vec<FileSpec>,
+    /// `--lib NAME_OR_PATH`: more libraries for a dynamically linked program, beyond those it
+    /// names ([`crate::dynamic`]).
+    pub libs: Vec<String>,
     /// `--env K=V`: baked-in environment.
     pub env: Vec<(String, String)>,
     /// `--arg A`: baked-in arguments.
@@ -62,10 +65,12 @@ pub fn assemble_with(
 ) -> anyhow::Result<Vec<u8>> {
     let program =
         std::fs::read(&app.elf).with_context(|| format!("could not read {}", app.elf.display()))?;
+    let libraries = libraries(app, &program, &req.libs)?;
     let (tar, notes) = rootfs::build(&rootfs::RootfsSpec {
         dir: req.rootfs_dir.clone(),
         files: req.files.clone(),
         app_name: app.name.clone(),
+        libraries: libraries.clone(),
     })?;
     for n in notes {
         crate::note!("{n}");
@@ -78,11 +83,37 @@ pub fn assemble_with(
     let mut prov = prov.clone();
     prov.config = config.clone();
     prov.rootfs_sha256 = sha256_hex(&tar);
+    prov.add_libraries(&libraries)?;
     let payload =
         kiln_abi::payload::build_with_provenance(&program, &tar, &config, &prov.to_json());
     let mut image = link::link(kernel, &payload).map_err(|e| anyhow!("{e}"))?;
     crate::provenance::seal(&mut image)?;
     Ok(image)
+}
+
+/// The interpreter and libraries a dynamically linked program needs (none for a static one),
+/// found on this machine ([`crate::dynamic`]). `--lib` is refused for a static program.
+pub fn libraries(
+    app: &App,
+    program: &[u8],
+    libs: &[String],
+) -> anyhow::Result<Vec<crate::dynamic::Library>> {
+    let exe = format!("/bin/{}", app.name);
+    let dir = std::fs::canonicalize(&app.elf)
+        .ok()
+        .and_then(|p| p.parent().map(PathBuf::from))
+        .unwrap_or_else(|| PathBuf::from("/"));
+    let resolved = crate::dynamic::Resolver::host(libs.to_vec())
+        .resolve(program, &exe, &dir)
+        .map_err(|e| anyhow!("{}: {e}", app.elf.display()))?;
+    if resolved.interpreter.is_none() && !libs.is_empty() {
+        anyhow::bail!(
+            "--lib {}: {} is statically linked, so no dynamic loader would load a library; drop --lib (or use --file to add the file)",
+            libs[0],
+            app.elf.display()
+        );
+    }
+    Ok(resolved.libraries)
 }
 
 /// Builds the program and the kernel, links them and writes the image.
@@ -175,6 +206,7 @@ mod tests {
                 src: tmp.path().join("conf"),
                 dest: "/etc/conf".into(),
             }],
+            libs: vec![],
             env: vec![("GREETING".into(), "hi".into())],
             args: vec!["--exit".into(), "3".into()],
             output: None,

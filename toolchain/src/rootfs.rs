@@ -23,6 +23,10 @@ pub struct RootfsSpec {
     pub files: Vec<FileSpec>,
     /// The program's name, used for `/etc/hostname` and `/etc/hosts`.
     pub app_name: String,
+    /// A dynamically linked program's interpreter and libraries ([`crate::dynamic`]), packed
+    /// at the paths the loader asks for, with the host's symbolic links on the way. Added
+    /// before `--rootfs` and `--file`, which may replace them.
+    pub libraries: Vec<crate::dynamic::Library>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -134,6 +138,39 @@ impl Tree {
         Ok(())
     }
 
+    /// Adds a library at the path the loader asks for: the host's symbolic links along that
+    /// path, then the file (or the file alone, when it was found next to the program and goes
+    /// to a different place in the image).
+    fn add_library(&mut self, lib: &crate::dynamic::Library) -> anyhow::Result<()> {
+        use crate::dynamic::{host_entries, Entry};
+        let entries = host_entries(Path::new("/"), &lib.path)
+            .ok()
+            .filter(|e| {
+                matches!(e.last(), Some(Entry::File(_, h))
+                    if std::fs::canonicalize(h).ok().as_deref() == Some(lib.host.as_path()))
+            })
+            .unwrap_or_else(|| vec![Entry::File(lib.path.clone(), lib.host.clone())]);
+        for e in entries {
+            match e {
+                Entry::Symlink(path, target) => {
+                    let path = path.trim_start_matches('/').to_string();
+                    if matches!(self.nodes.get(&path), Some((Node::Dir, _))) {
+                        // Already a directory here (from another library's path): keep it.
+                        continue;
+                    }
+                    self.insert(path, Node::Symlink(PathBuf::from(target)), true)?;
+                }
+                Entry::File(path, host) => {
+                    let data = std::fs::read(&host)
+                        .with_context(|| format!("could not read {}", host.display()))?;
+                    let path = path.trim_start_matches('/').to_string();
+                    self.insert(path, Node::File { exec: true, data }, true)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// Adds the host file or tree at `src` as `dest` (relative, no leading slash).
     fn add_host(&mut self, src: &Path, dest: &str, follow: bool) -> anyhow::Result<()> {
         let meta = if follow {
@@ -197,6 +234,9 @@ pub fn build(spec: &RootfsSpec) -> anyhow::Result<(Vec<u8>, Vec<String>)> {
             },
             true,
         )?;
+    }
+    for lib in &spec.libraries {
+        tree.add_library(lib)?;
     }
     if let Some(dir) = &spec.dir {
         if !dir.is_dir() {
@@ -290,6 +330,7 @@ mod tests {
             dir: dir.map(Path::to_path_buf),
             files,
             app_name: "Hello_App".into(),
+            libraries: vec![],
         }
     }
 

@@ -169,6 +169,7 @@ pub fn boot(layout: &Layout, runs: usize) -> anyhow::Result<Report> {
             source: AppSource::Example("hello".into()),
             rootfs_dir: None,
             files: vec![],
+            libs: vec![],
             env: vec![],
             args: vec![],
             output: Some(dir.join("hello.elf")),

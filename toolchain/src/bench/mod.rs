@@ -23,6 +23,7 @@ pub fn build_example(
             source: crate::app::AppSource::Example(example.to_string()),
             rootfs_dir: None,
             files: vec![],
+            libs: vec![],
             env: vec![],
             args: vec![],
             output: Some(dir.join(format!("{example}.elf"))),
