@@ -72,8 +72,12 @@ pub fn generated_files(app_name: &str) -> Vec<(&'static str, String)> {
         ),
         // QEMU user networking's DNS server; a run-time override comes with networking.
         ("etc/resolv.conf", "nameserver 10.0.2.3\n".into()),
-        ("etc/passwd", "root:x:0:0:root:/root:/bin/sh\n".into()),
-        ("etc/group", "root:x:0:\n".into()),
+        // `nobody`/`nogroup` as on Debian: servers such as nginx look them up by default.
+        (
+            "etc/passwd",
+            "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n".into(),
+        ),
+        ("etc/group", "root:x:0:\nnogroup:x:65534:\n".into()),
         (
             "etc/nsswitch.conf",
             "passwd: files\ngroup: files\nshadow: files\nhosts: files dns\nnetworks: files\nprotocols: files\nservices: files\n".into(),
