@@ -128,8 +128,12 @@ impl Tree {
             Some((Node::Dir, _)) => {
                 bail!("cannot replace directory /{path} in the image with a file")
             }
-            Some((_, was_generated)) => {
-                if *was_generated && !generated {
+            Some((old, was_generated)) => {
+                let same = match (old, &node) {
+                    (Node::File { data: a, .. }, Node::File { data: b, .. }) => a == b,
+                    (a, b) => a == b,
+                };
+                if *was_generated && !generated && !same {
                     self.notes
                         .push(format!("your /{path} replaces the generated one"));
                 }
