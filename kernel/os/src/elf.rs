@@ -764,7 +764,7 @@ mod tests {
         interp.filesz = 28;
         let mut b = elf(
             ET_DYN,
-            0x1000,
+            0x100,
             &[Ph::load(RX, 0, 0, 0x200, 0x200), interp],
             0x200,
         );
