@@ -402,3 +402,24 @@ fn python_with_extension_modules() {
     // fork is a clear ENOSYS, not a hang.
     assert_eq!(doc["fork"], "ENOSYS", "{body}");
 }
+
+#[test]
+fn rust_and_c_examples_linked_dynamically() {
+    let img = build_image("hello-dynamic", &["--example", "hello", "--dynamic"]);
+    let r = run_image(&img, &["--", "--exit", "3"]);
+    assert_eq!(r.status, 3, "{r:?}");
+    assert!(r.out().starts_with("hello from kiln\n"), "{r:?}");
+    let i = kiln(&["inspect", img.to_str().unwrap()]);
+    assert!(!i.out().contains("crt-static"), "{i:?}");
+    assert!(
+        i.out().contains("/lib/x86_64-linux-gnu/libc.so.6 libc6"),
+        "{i:?}"
+    );
+    let img = build_image("c-hello-dynamic", &["--example", "c-hello", "--dynamic"]);
+    let r = run_image(&img, &[]);
+    assert_eq!(r.status, 0, "{r:?}");
+    assert!(r.out().starts_with("hello from C\n"), "{r:?}");
+    // --dynamic is about building: a prebuilt program is taken as it is.
+    let r = kiln(&["build-image", "--elf", "/usr/bin/ls", "--dynamic"]);
+    assert_ne!(r.status, 0, "{r:?}");
+}

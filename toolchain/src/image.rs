@@ -19,6 +19,8 @@ pub struct BuildRequest {
     /// `--lib NAME_OR_PATH`: more libraries for a dynamically linked program, beyond those it
     /// names ([`crate::dynamic`]).
     pub libs: Vec<String>,
+    /// `--dynamic`: link a Rust or C program dynamically (see [`app::build_linked`]).
+    pub dynamic: bool,
     /// `--env K=V`: baked-in environment.
     pub env: Vec<(String, String)>,
     /// `--arg A`: baked-in arguments.
@@ -118,13 +120,21 @@ pub fn libraries(
 
 /// Builds the program and the kernel, links them and writes the image.
 pub fn build_image(layout: &Layout, req: &BuildRequest) -> anyhow::Result<BuiltImage> {
-    let app = app::build(layout, &req.source)?;
+    let app = app::build_linked(layout, &req.source, req.dynamic)?;
     let kernel_path = link::build_kernel(layout)?;
     let kernel = std::fs::read(&kernel_path)
         .with_context(|| format!("could not read {}", kernel_path.display()))?;
     let program =
         std::fs::read(&app.elf).with_context(|| format!("could not read {}", app.elf.display()))?;
-    let prov = crate::provenance::collect(layout, &req.source, &app, &program, &kernel)?;
+    let mut prov = crate::provenance::collect(layout, &req.source, &app, &program, &kernel)?;
+    if req.dynamic {
+        // The flags as they were: no static linking.
+        let flags = &mut prov.build.app_flags;
+        flags.retain(|f| f != "-static");
+        if let Some(i) = flags.iter().position(|f| f == crate::app::STATIC_RUSTFLAGS) {
+            flags.drain(i - 1..=i);
+        }
+    }
     let image = assemble_with(&kernel, &app, req, Some(&prov))?;
     let path = req
         .output
@@ -207,6 +217,7 @@ mod tests {
                 dest: "/etc/conf".into(),
             }],
             libs: vec![],
+            dynamic: false,
             env: vec![("GREETING".into(), "hi".into())],
             args: vec!["--exit".into(), "3".into()],
             output: None,

@@ -170,6 +170,7 @@ pub fn boot(layout: &Layout, runs: usize) -> anyhow::Result<Report> {
             rootfs_dir: None,
             files: vec![],
             libs: vec![],
+            dynamic: false,
             env: vec![],
             args: vec![],
             output: Some(dir.join("hello.elf")),

@@ -24,6 +24,7 @@ pub fn build_example(
             rootfs_dir: None,
             files: vec![],
             libs: vec![],
+            dynamic: false,
             env: vec![],
             args: vec![],
             output: Some(dir.join(format!("{example}.elf"))),
