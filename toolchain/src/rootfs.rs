@@ -268,6 +268,51 @@ pub fn build(spec: &RootfsSpec) -> anyhow::Result<(Vec<u8>, Vec<String>)> {
     Ok((write_tar(&tree.nodes)?, tree.notes))
 }
 
+/// The page size the kernel maps file data in.
+const PAGE: u64 = 4096;
+
+/// A pax record of exactly `len` bytes (at least 12): `"<len> comment=000...\n"`.
+fn pax_comment(len: usize) -> Vec<u8> {
+    let digits = len.to_string().len();
+    let fill = len - digits - " comment=\n".len();
+    format!("{len} comment={}\n", "0".repeat(fill)).into_bytes()
+}
+
+/// Makes the data of the next entry, a file at `path`, start at a page boundary of the
+/// archive (the payload places the archive at a page boundary too), so the kernel can map
+/// its pages into the program in place: a pax extended header whose only record is a
+/// comment of the right length goes first. Readers ignore the comment.
+fn pad_to_page(b: &mut tar::Builder<Vec<u8>>, path: &str) -> anyhow::Result<()> {
+    let pos = b.get_ref().len() as u64;
+    // The file's own header, and a GNU long-name entry before it when the path needs one.
+    let name_len = path.len() as u64 + 1;
+    let header = if path.len() > 100 {
+        512 + 512 + name_len.div_ceil(512) * 512
+    } else {
+        512
+    };
+    let mut need = (PAGE - (pos + header) % PAGE) % PAGE;
+    if need == 0 {
+        return Ok(());
+    }
+    if need < 1024 {
+        // A pax entry is at least its header and one block.
+        need += PAGE;
+    }
+    let data = pax_comment((need - 512) as usize);
+    let mut h = tar::Header::new_ustar();
+    h.set_entry_type(tar::EntryType::XHeader);
+    h.set_path("PaxHeaders/pad")?;
+    h.set_mode(0o644);
+    h.set_mtime(0);
+    h.set_uid(0);
+    h.set_gid(0);
+    h.set_size(data.len() as u64);
+    h.set_cksum();
+    b.append(&h, &data[..])?;
+    Ok(())
+}
+
 fn write_tar(nodes: &BTreeMap<String, (Node, bool)>) -> anyhow::Result<Vec<u8>> {
     let mut b = tar::Builder::new(Vec::new());
     for (path, (node, _)) in nodes {
@@ -285,6 +330,9 @@ fn write_tar(nodes: &BTreeMap<String, (Node, bool)>) -> anyhow::Result<Vec<u8>> 
                 b.append_data(&mut h, format!("{path}/"), std::io::empty())?;
             }
             Node::File { exec, data } => {
+                if data.starts_with(b"\x7fELF") && data.len() as u64 >= PAGE {
+                    pad_to_page(&mut b, path)?;
+                }
                 h.set_entry_type(tar::EntryType::Regular);
                 h.set_mode(if *exec { 0o755 } else { 0o644 });
                 h.set_size(data.len() as u64);
@@ -493,5 +541,38 @@ mod tests {
         assert_eq!(hostname("My_App.v2"), "my-app-v2");
         assert_eq!(hostname("___"), "kiln");
         assert_eq!(hostname(&"a".repeat(100)).len(), 63);
+    }
+
+    #[test]
+    fn libraries_start_at_page_boundaries() {
+        let libc = std::fs::canonicalize("/lib/x86_64-linux-gnu/libc.so.6").unwrap();
+        let lib = |path: &str| crate::dynamic::Library {
+            path: path.into(),
+            host: libc.clone(),
+            reason: crate::dynamic::Reason::Requested,
+        };
+        let long = format!("/opt/{}/libc.so.6", "d".repeat(120));
+        let mut s = spec(None, vec![]);
+        s.libraries = vec![
+            lib("/lib/x86_64-linux-gnu/libc.so.6"),
+            lib("/usr/lib/other/libc.so.6"),
+            lib(&long),
+        ];
+        let (tar_bytes, _) = build(&s).unwrap();
+        let mut a = tar::Archive::new(&tar_bytes[..]);
+        let mut seen = 0;
+        for e in a.entries().unwrap() {
+            let e = e.unwrap();
+            let path = e.path().unwrap().to_string_lossy().into_owned();
+            if path.ends_with("libc.so.6") && e.header().entry_type().is_file() {
+                assert_eq!(e.raw_file_position() % PAGE, 0, "{path}");
+                seen += 1;
+            }
+        }
+        assert_eq!(seen, 3);
+        // Deterministic.
+        assert_eq!(build(&s).unwrap().0, tar_bytes);
+        assert_eq!(pax_comment(600).len(), 600);
+        assert_eq!(pax_comment(12), b"12 comment=\n");
     }
 }

@@ -276,6 +276,23 @@ pub fn handle(p: &mut Process, m: &mut dyn Machine, nr: u64, a: [u64; 6]) -> Opt
 /// zero-padded past the end of the file. `EBADF` for a bad or `O_PATH` descriptor,
 /// `EACCES` unless it is open for reading, `ENODEV` for anything but a regular file or
 /// `/dev/zero` (which maps as zeros), `ENOMEM` if the buffer cannot be allocated.
+/// The bytes of `fd`'s file when they live in memory for the kernel's lifetime (a file of the
+/// read-only root filesystem), so a mapping can use them in place; `None` for any other
+/// descriptor. `EACCES` when the descriptor cannot read.
+pub fn static_bytes_for_mmap(p: &mut Process, fd: i32) -> KResult<Option<&'static [u8]>> {
+    let f = io_file(p, fd)?;
+    if !f.readable() {
+        return Err(Errno::EACCES);
+    }
+    Ok(match f.downcast::<NodeFile>() {
+        Some(NodeFile(n)) => match n.body {
+            Body::StaticFile(data) => Some(data),
+            _ => None,
+        },
+        None => None,
+    })
+}
+
 pub fn read_for_mmap(
     p: &mut Process,
     m: &mut dyn Machine,
