@@ -423,3 +423,43 @@ fn rust_and_c_examples_linked_dynamically() {
     let r = kiln(&["build-image", "--elf", "/usr/bin/ls", "--dynamic"]);
     assert_ne!(r.status, 0, "{r:?}");
 }
+
+#[test]
+fn runpath_origin_libraries_go_next_to_the_program() {
+    let dir = scratch("dynamic/origin");
+    std::fs::create_dir_all(dir.join("bin")).unwrap();
+    std::fs::create_dir_all(dir.join("lib")).unwrap();
+    let src = dir.join("greet.c");
+    std::fs::write(
+        &src,
+        "const char *greet(void){return \"greetings via $ORIGIN\";}\n",
+    )
+    .unwrap();
+    let st = Command::new("gcc")
+        .args(["-shared", "-fPIC", "-o"])
+        .arg(dir.join("lib/libgreet.so"))
+        .arg(&src)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let prog = gcc(
+        &dir.join("bin"),
+        "greeter",
+        "#include <stdio.h>\nconst char *greet(void);\nint main(void){puts(greet());return 0;}\n",
+        &[
+            "-L",
+            dir.join("lib").to_str().unwrap(),
+            "-lgreet",
+            "-Wl,--enable-new-dtags,-rpath,$ORIGIN/../lib",
+        ],
+    );
+    // In the image the program is /bin/greeter, so $ORIGIN/../lib is /lib (Debian's
+    // /lib -> usr/lib link, packed for libc, leads on to /usr/lib).
+    let img = build_image("greeter", &["--elf", prog.to_str().unwrap()]);
+    let r = run_image(&img, &[]);
+    assert_eq!(
+        (r.status, r.out().as_str()),
+        (0, "greetings via $ORIGIN\n"),
+        "{r:?}"
+    );
+}

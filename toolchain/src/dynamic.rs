@@ -358,6 +358,12 @@ impl Resolver {
             // The loader is also known by its soname (libc's DT_NEEDED names it so).
             seen.insert(base.to_string());
         }
+        let program_dirs: Vec<String> = dynamic
+            .rpath
+            .iter()
+            .chain(&dynamic.runpath)
+            .cloned()
+            .collect();
         let program_rpath = if dynamic.runpath.is_empty() {
             dynamic.rpath.clone()
         } else {
@@ -473,12 +479,21 @@ impl Resolver {
                 )?;
             }
         }
-        // Libraries found relative to the program's host directory go next to it in the image.
+        // Libraries found through the program's `$ORIGIN` go to the same place relative to
+        // the program's image path, where the loader will look for them.
         if host_origin != program_origin {
-            let prefix = format!("{}/", host_origin.trim_end_matches('/'));
+            let mut dirs: Vec<(String, String)> = Vec::new();
+            for e in program_dirs
+                .iter()
+                .filter(|e| e.contains("$ORIGIN") || e.contains("${ORIGIN}"))
+            {
+                dirs.push((expand(e, &host_origin), expand(e, &program_origin)));
+            }
             for lib in &mut out.libraries {
-                if let Some(rest) = lib.path.strip_prefix(&prefix) {
-                    lib.path = join(&program_origin, rest);
+                let dir = parent(&lib.path).to_string();
+                if let Some((_, image_dir)) = dirs.iter().find(|(h, _)| *h == dir) {
+                    let name = lib.path.rsplit('/').next().unwrap_or("").to_string();
+                    lib.path = join(image_dir, &name);
                 }
             }
         }

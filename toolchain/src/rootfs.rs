@@ -161,7 +161,7 @@ impl Tree {
         for e in entries {
             match e {
                 Entry::Symlink(path, target) => {
-                    let path = path.trim_start_matches('/').to_string();
+                    let path = self.through_links(&path);
                     if matches!(self.nodes.get(&path), Some((Node::Dir, _))) {
                         // Already a directory here (from another library's path): keep it.
                         continue;
@@ -171,12 +171,55 @@ impl Tree {
                 Entry::File(path, host) => {
                     let data = std::fs::read(&host)
                         .with_context(|| format!("could not read {}", host.display()))?;
-                    let path = path.trim_start_matches('/').to_string();
+                    let path = self.through_links(&path);
                     self.insert(path, Node::File { exec: true, data }, true)?;
                 }
             }
         }
         Ok(())
+    }
+
+    /// Where `path` (absolute) lands once the symbolic links already in the tree are
+    /// followed for its directories (such as `/lib -> usr/lib`), relative, without a leading
+    /// slash: the path to insert at so that `path` resolves to it in the image.
+    fn through_links(&self, path: &str) -> String {
+        let mut parts: std::collections::VecDeque<String> = path
+            .split('/')
+            .filter(|p| !p.is_empty())
+            .map(String::from)
+            .collect();
+        let mut cur: Vec<String> = Vec::new();
+        let mut hops = 0;
+        while let Some(part) = parts.pop_front() {
+            if parts.is_empty() {
+                cur.push(part);
+                break;
+            }
+            match part.as_str() {
+                "." => continue,
+                ".." => {
+                    cur.pop();
+                    continue;
+                }
+                _ => {}
+            }
+            cur.push(part);
+            if let Some((Node::Symlink(target), _)) = self.nodes.get(&cur.join("/")) {
+                hops += 1;
+                if hops > 40 {
+                    break;
+                }
+                cur.pop();
+                let target = target.to_string_lossy();
+                if target.starts_with('/') {
+                    cur.clear();
+                }
+                for t in target.split('/').filter(|t| !t.is_empty()).rev() {
+                    parts.push_front(t.to_string());
+                }
+            }
+        }
+        cur.join("/")
     }
 
     /// Adds the host file or tree at `src` as `dest` (relative, no leading slash).
