@@ -463,3 +463,40 @@ fn runpath_origin_libraries_go_next_to_the_program() {
         "{r:?}"
     );
 }
+
+const TIMERS: &str = r#"
+#include <signal.h>
+#include <stdio.h>
+#include <sys/time.h>
+#include <unistd.h>
+static volatile int ticks;
+static void on_alarm(int s) { (void)s; ticks++; }
+int main(void) {
+    signal(SIGALRM, on_alarm);
+    struct itimerval it = { { 0, 50000 }, { 0, 50000 } };
+    setitimer(ITIMER_REAL, &it, 0);
+    while (ticks < 3) pause();
+    struct itimerval off = { { 0, 0 }, { 0, 0 } }, was;
+    setitimer(ITIMER_REAL, &off, &was);
+    printf("ticks=%d interval=%ld\n", ticks, (long)was.it_interval.tv_usec);
+    fflush(stdout);
+    signal(SIGALRM, SIG_DFL);
+    alarm(1);
+    pause();
+    return 0;
+}
+"#;
+
+#[test]
+fn interval_timers_and_alarm_send_sigalrm() {
+    let dir = scratch("dynamic");
+    let prog = gcc(&dir, "timers", TIMERS, &[]);
+    let img = build_image("timers", &["--elf", prog.to_str().unwrap()]);
+    let r = run_image(&img, &[]);
+    // The default action of SIGALRM ends the program: 128 + 14.
+    assert_eq!(
+        (r.status, r.out().as_str()),
+        (142, "ticks=3 interval=50000\n"),
+        "{r:?}"
+    );
+}
