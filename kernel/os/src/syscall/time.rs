@@ -317,7 +317,7 @@ fn setitimer(p: &mut Process, m: &mut dyn Machine, which: u64, new: u64, old: u6
         val.copy_from_slice(&b[Timeval::SIZE..]);
         let interval = timeval_ns(Timeval::from_bytes(&iv))?;
         let value = timeval_ns(Timeval::from_bytes(&val))?;
-        (value > 0).then(|| RealTimerArg { value, interval })
+        (value > 0).then_some(RealTimerArg { value, interval })
     };
     if old != 0 {
         let prev = itimerval_now(p, now);
