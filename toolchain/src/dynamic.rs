@@ -378,71 +378,16 @@ impl Resolver {
             dynamic,
         }]);
         let mut libc = false;
-        let mut extra_done = false;
+        let mut extras_queued = false;
         loop {
             let Some(obj) = queue.pop_front() else {
-                if !extra_done {
-                    extra_done = true;
-                    if libc {
-                        for name in GLIBC_RUNTIME {
-                            if seen.contains(*name) {
-                                continue;
-                            }
-                            let dirs: Vec<String> =
-                                DEFAULT_DIRS.iter().map(|d| d.to_string()).collect();
-                            if let Some((path, real)) = self.search(name, &dirs, &mut None)? {
-                                self.add(
-                                    &mut out,
-                                    &mut seen,
-                                    &mut queue,
-                                    name,
-                                    path,
-                                    real,
-                                    Reason::Runtime,
-                                )?;
-                            }
-                        }
-                    }
-                    for e in &self.extra {
-                        if e.contains('/') {
-                            let path = join("/", e);
-                            let real = self
-                                .real(&path)?
-                                .ok_or_else(|| DynError::NoSuchLib(e.clone()))?;
-                            if let Some(what) = arch_problem(&self.read(&real)?) {
-                                return Err(DynError::WrongArch {
-                                    name: e.clone(),
-                                    needed_by: "--lib".into(),
-                                    path,
-                                    what,
-                                });
-                            }
-                            let name = path.rsplit('/').next().unwrap_or("").to_string();
-                            self.add(
-                                &mut out,
-                                &mut seen,
-                                &mut queue,
-                                &name,
-                                path,
-                                real,
-                                Reason::Requested,
-                            )?;
-                        } else {
-                            self.lookup(
-                                &mut out,
-                                &mut seen,
-                                &mut queue,
-                                e,
-                                "--lib",
-                                &[],
-                                &[],
-                                Reason::Requested,
-                            )?;
-                        }
-                    }
-                    continue;
+                if extras_queued {
+                    break;
                 }
-                break;
+                // Everything named is found: then what no DT_NEEDED names.
+                extras_queued = true;
+                self.add_extras(&mut out, &mut seen, &mut queue, libc)?;
+                continue;
             };
             let origin = if obj.path == program_path {
                 host_origin.clone()
@@ -498,6 +443,49 @@ impl Resolver {
             }
         }
         Ok(out)
+    }
+
+    /// Queues glibc's run-time modules (for a program that links `libc.so.6`, those the host
+    /// has) and the `--lib` entries.
+    fn add_extras(
+        &self,
+        out: &mut Resolved,
+        seen: &mut BTreeSet<String>,
+        queue: &mut VecDeque<Pending>,
+        libc: bool,
+    ) -> Result<(), DynError> {
+        if libc {
+            let dirs: Vec<String> = DEFAULT_DIRS.iter().map(|d| d.to_string()).collect();
+            for name in GLIBC_RUNTIME {
+                if seen.contains(*name) {
+                    continue;
+                }
+                if let Some((path, real)) = self.search(name, &dirs, &mut None)? {
+                    self.add(out, seen, queue, name, path, real, Reason::Runtime)?;
+                }
+            }
+        }
+        for e in &self.extra {
+            if !e.contains('/') {
+                self.lookup(out, seen, queue, e, "--lib", &[], &[], Reason::Requested)?;
+                continue;
+            }
+            let path = join("/", e);
+            let real = self
+                .real(&path)?
+                .ok_or_else(|| DynError::NoSuchLib(e.clone()))?;
+            if let Some(what) = arch_problem(&self.read(&real)?) {
+                return Err(DynError::WrongArch {
+                    name: e.clone(),
+                    needed_by: "--lib".into(),
+                    path,
+                    what,
+                });
+            }
+            let name = path.rsplit('/').next().unwrap_or("").to_string();
+            self.add(out, seen, queue, &name, path, real, Reason::Requested)?;
+        }
+        Ok(())
     }
 
     #[allow(clippy::too_many_arguments)]
