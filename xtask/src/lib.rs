@@ -626,8 +626,8 @@ fn request(a: &ImageArgs) -> anyhow::Result<(BuildRequest, Defaults)> {
         source,
         rootfs_dir: a.rootfs.clone(),
         files,
-        libs: a.libs.clone(),
-        dynamic: a.dynamic,
+        libs: d.libs.iter().chain(&a.libs).cloned().collect(),
+        dynamic: a.dynamic || d.dynamic,
         env,
         args: if a.args.is_empty() {
             d.args.clone()
