@@ -104,7 +104,9 @@ pub fn build_with_provenance(
         (start as u64, bytes.len() as u64)
     };
     let p = place(&mut out, program, PROGRAM_ALIGN);
-    let r = place(&mut out, rootfs, 8);
+    // Page-aligned too, so file data the archive aligns to pages (libraries) can be mapped
+    // into the program in place.
+    let r = place(&mut out, rootfs, PROGRAM_ALIGN);
     let c = place(&mut out, config.as_bytes(), 8);
     let v = place(&mut out, provenance, 8);
     out[0..8].copy_from_slice(&MAGIC);
@@ -230,7 +232,7 @@ mod tests {
         let mut bad = p.clone();
         bad[8] = 9;
         assert_eq!(parse(&bad), Err(PayloadError::UnsupportedVersion(9)));
-        p[24] = 0xff; // program length far past the end
+        p[30] = 0xff; // program length far past the end
         assert_eq!(parse(&p), Err(PayloadError::OutOfBounds));
     }
 }

@@ -60,22 +60,6 @@ fn truncated() {
 }
 
 #[test]
-fn dynamically_linked() {
-    let dir = scratch("bad-input");
-    let src = dir.join("dyn.c");
-    std::fs::write(&src, "int main(void){return 0;}\n").unwrap();
-    let out = dir.join("dyn");
-    let ok = std::process::Command::new("gcc")
-        .arg("-o")
-        .arg(&out)
-        .arg(&src)
-        .status()
-        .unwrap();
-    assert!(ok.success());
-    refuse(&out, &["dynamically linked", "crt-static", "gcc -static"]);
-}
-
-#[test]
 fn object_file_is_not_a_program() {
     let dir = scratch("bad-input");
     let src = dir.join("obj.c");

@@ -51,11 +51,20 @@ pub fn stderr_stdio() -> Stdio {
     }
 }
 
-/// Builds (where needed) and validates the program.
+/// Builds (where needed) and validates the program, statically linked.
 pub fn build(layout: &Layout, source: &AppSource) -> anyhow::Result<App> {
+    build_linked(layout, source, false)
+}
+
+/// [`build`]; with `dynamic` (`--dynamic`), Rust and C programs are linked dynamically
+/// against the host's glibc (no `+crt-static`, no `gcc -static`), and `build-image` packs
+/// their libraries. A prebuilt `--elf` program is taken as it is.
+pub fn build_linked(layout: &Layout, source: &AppSource, dynamic: bool) -> anyhow::Result<App> {
     let app = match source {
-        AppSource::Example(name) => build_example(layout, name)?,
-        AppSource::Manifest { path, bin } => build_rust(layout, path, bin.as_deref(), None)?,
+        AppSource::Example(name) => build_example(layout, name, dynamic)?,
+        AppSource::Manifest { path, bin } => {
+            build_rust(layout, path, bin.as_deref(), None, dynamic)?
+        }
         AppSource::Elf(path) => {
             if !path.is_file() {
                 bail!("--elf {}: no such file", path.display());
@@ -133,19 +142,26 @@ pub fn list_examples(layout: &Layout) -> Vec<String> {
     v
 }
 
-fn build_example(layout: &Layout, name: &str) -> anyhow::Result<App> {
+fn build_example(layout: &Layout, name: &str, dynamic: bool) -> anyhow::Result<App> {
     match example_kind(layout, name)? {
-        ExampleKind::Rust(manifest) => build_rust(layout, &manifest, None, Some(name)),
+        ExampleKind::Rust(manifest) => build_rust(layout, &manifest, None, Some(name), dynamic),
         ExampleKind::C(files) => {
-            let out_dir = layout.apps_target_dir().join("c");
+            let out_dir = layout
+                .apps_target_dir()
+                .join(if dynamic { "c-dynamic" } else { "c" });
             std::fs::create_dir_all(&out_dir)?;
             let out = out_dir.join(name);
             // Compile to a private name and rename, so concurrent builds never see a
             // half-written program.
             let partial = out_dir.join(format!(".{name}.{}", std::process::id()));
-            crate::note!("compiling examples/{name} (gcc -static -O2)");
+            let link: &[&str] = if dynamic { &[] } else { &["-static"] };
+            crate::note!(
+                "compiling examples/{name} (gcc {}-O2)",
+                if dynamic { "" } else { "-static " }
+            );
             let status = Command::new("gcc")
-                .args(["-static", "-O2", "-o"])
+                .args(link)
+                .args(["-O2", "-o"])
                 .arg(&partial)
                 .args(&files)
                 .stdin(Stdio::null())
@@ -191,6 +207,7 @@ fn build_rust(
     manifest: &Path,
     bin: Option<&str>,
     example: Option<&str>,
+    dynamic: bool,
 ) -> anyhow::Result<App> {
     if !manifest.is_file() {
         bail!("--manifest-path {}: no such file", manifest.display());
@@ -221,16 +238,20 @@ fn build_rust(
         .map(|t| t.name.clone())
         .collect();
     let bin = choose_bin(&package.name, &bins, bin)?;
-    let target_dir = layout.apps_target_dir();
+    // Dynamic builds have a target directory of their own, so switching does not rebuild.
+    let target_dir = if dynamic {
+        layout.apps_target_dir().join("dynamic")
+    } else {
+        layout.apps_target_dir()
+    };
+    let link: &[&str] = if dynamic {
+        &[]
+    } else {
+        &["--config", STATIC_RUSTFLAGS]
+    };
     let status = Command::new(crate::link::cargo())
-        .args([
-            "build",
-            "--release",
-            "--target",
-            TARGET,
-            "--config",
-            STATIC_RUSTFLAGS,
-        ])
+        .args(["build", "--release", "--target", TARGET])
+        .args(link)
         .arg("--manifest-path")
         .arg(&manifest)
         .arg("--target-dir")

@@ -92,6 +92,26 @@ pub const SUITE: &[Package] = &[
         why: "registry authentication tests",
     },
     Package {
+        name: "nginx-light",
+        provides: "/usr/sbin/nginx",
+        why: "a dynamically linked Debian server, booted unmodified",
+    },
+    Package {
+        name: "redis-server",
+        provides: "/usr/bin/redis-server",
+        why: "a dynamically linked Debian server, booted unmodified",
+    },
+    Package {
+        name: "redis-tools",
+        provides: "/usr/bin/redis-cli",
+        why: "the client of the redis test",
+    },
+    Package {
+        name: "python3",
+        provides: "/usr/bin/python3",
+        why: "Debian's dynamically linked interpreter, with extension modules loaded by dlopen",
+    },
+    Package {
         name: "gdb",
         provides: "gdb",
         why: "run --gdb and core files, checked with a real debugger",

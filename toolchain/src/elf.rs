@@ -1,4 +1,5 @@
-//! Checks that a program is something Kiln can run: a static x86_64 Linux ELF executable.
+//! Checks that a program is something Kiln can run: an x86_64 Linux ELF executable, static or
+//! dynamically linked (whose libraries [`crate::dynamic`] then finds).
 //!
 //! Lengths and offsets are checked here before goblin parses anything, so corrupt input gives
 //! an error, never a panic.
@@ -10,12 +11,15 @@ use goblin::elf::program_header::{self, ProgramHeader};
 /// What [`validate`] learned about a good program.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ProgramInfo {
-    /// `true` for a static PIE (`ET_DYN`, as `-C target-feature=+crt-static` makes it).
+    /// `true` for a PIE (`ET_DYN`: static-pie as `-C target-feature=+crt-static` makes it, or
+    /// a dynamically linked PIE).
     pub pie: bool,
     /// The entry point (relative to the load base for a PIE).
     pub entry: u64,
     /// Number of `PT_LOAD` segments.
     pub loads: usize,
+    /// The dynamic loader it asks for (`PT_INTERP`), `None` for a static program.
+    pub interpreter: Option<String>,
 }
 
 /// Why a file is not a program Kiln can run. Each message names the problem, where it was
@@ -48,9 +52,6 @@ pub enum ElfError {
         "a shared library (ET_DYN with entry point 0), not a program; pass the executable instead"
     )]
     SharedLibrary,
-    /// Has `PT_INTERP`.
-    #[error("dynamically linked (it has a PT_INTERP program header asking for {0}); link it statically: Rust `-C target-feature=+crt-static`, C `gcc -static`")]
-    Dynamic(String),
     /// A header or segment lies outside the file, or a field is impossible.
     #[error(
         "truncated or corrupt: {0}; the file is damaged or incomplete, rebuild or copy it again"
@@ -181,10 +182,22 @@ pub fn validate(bytes: &[u8]) -> Result<ProgramInfo, ElfError> {
         return Err(ElfError::NotExecutable(type_name(e_type), e_type));
     }
     let (h, phdrs) = headers(bytes)?;
-    if let Some(interp) = phdrs.iter().find(|p| p.p_type == program_header::PT_INTERP) {
-        let raw = &bytes[interp.p_offset as usize..(interp.p_offset + interp.p_filesz) as usize];
-        let name = String::from_utf8_lossy(raw.split(|&b| b == 0).next().unwrap_or(&[]));
-        return Err(ElfError::Dynamic(name.into_owned()));
+    let interpreter = phdrs
+        .iter()
+        .find(|p| p.p_type == program_header::PT_INTERP)
+        .map(|interp| {
+            let raw =
+                &bytes[interp.p_offset as usize..(interp.p_offset + interp.p_filesz) as usize];
+            let name = String::from_utf8_lossy(raw.split(|&b| b == 0).next().unwrap_or(&[]));
+            name.into_owned()
+        });
+    if interpreter.as_deref() == Some("")
+        || interpreter.as_ref().is_some_and(|i| !i.starts_with('/'))
+    {
+        return Err(ElfError::Corrupt(format!(
+            "its PT_INTERP names no absolute path ({:?})",
+            interpreter.unwrap_or_default()
+        )));
     }
     if h.e_type == header::ET_DYN && h.e_entry == 0 {
         return Err(ElfError::SharedLibrary);
@@ -200,6 +213,7 @@ pub fn validate(bytes: &[u8]) -> Result<ProgramInfo, ElfError> {
         pie: h.e_type == header::ET_DYN,
         entry: h.e_entry,
         loads,
+        interpreter,
     })
 }
 
@@ -317,7 +331,7 @@ mod tests {
     }
 
     #[test]
-    fn refuses_dynamic_programs() {
+    fn reports_the_interpreter_of_dynamic_programs() {
         let interp = b"/lib64/ld-linux-x86-64.so.2\0";
         let off = 64 + 2 * 56;
         let len = (off + interp.len()) as u64;
@@ -338,13 +352,15 @@ mod tests {
             ],
             interp,
         );
-        let err = validate(&e).unwrap_err();
-        assert_eq!(err, ElfError::Dynamic("/lib64/ld-linux-x86-64.so.2".into()));
-        let msg = err.to_string();
-        assert!(
-            msg.contains("+crt-static") && msg.contains("gcc -static"),
-            "{msg}"
+        let info = validate(&e).unwrap();
+        assert_eq!(
+            info.interpreter.as_deref(),
+            Some("/lib64/ld-linux-x86-64.so.2")
         );
+        assert!(info.pie);
+        let mut rel = e.clone();
+        rel[off] = b'l';
+        assert!(matches!(validate(&rel), Err(ElfError::Corrupt(m)) if m.contains("PT_INTERP")));
     }
 
     #[test]

@@ -16,6 +16,11 @@ pub struct BuildRequest {
     pub rootfs_dir: Option<PathBuf>,
     /// `--file SRC:DEST`.
     pub files: Vec<FileSpec>,
+    /// `--lib NAME_OR_PATH`: more libraries for a dynamically linked program, beyond those it
+    /// names ([`crate::dynamic`]).
+    pub libs: Vec<String>,
+    /// `--dynamic`: link a Rust or C program dynamically (see [`app::build_linked`]).
+    pub dynamic: bool,
     /// `--env K=V`: baked-in environment.
     pub env: Vec<(String, String)>,
     /// `--arg A`: baked-in arguments.
@@ -62,10 +67,12 @@ pub fn assemble_with(
 ) -> anyhow::Result<Vec<u8>> {
     let program =
         std::fs::read(&app.elf).with_context(|| format!("could not read {}", app.elf.display()))?;
+    let libraries = libraries(app, &program, &req.libs)?;
     let (tar, notes) = rootfs::build(&rootfs::RootfsSpec {
         dir: req.rootfs_dir.clone(),
         files: req.files.clone(),
         app_name: app.name.clone(),
+        libraries: libraries.clone(),
     })?;
     for n in notes {
         crate::note!("{n}");
@@ -78,6 +85,7 @@ pub fn assemble_with(
     let mut prov = prov.clone();
     prov.config = config.clone();
     prov.rootfs_sha256 = sha256_hex(&tar);
+    prov.add_libraries(&libraries)?;
     let payload =
         kiln_abi::payload::build_with_provenance(&program, &tar, &config, &prov.to_json());
     let mut image = link::link(kernel, &payload).map_err(|e| anyhow!("{e}"))?;
@@ -85,15 +93,48 @@ pub fn assemble_with(
     Ok(image)
 }
 
+/// The interpreter and libraries a dynamically linked program needs (none for a static one),
+/// found on this machine ([`crate::dynamic`]). `--lib` is refused for a static program.
+pub fn libraries(
+    app: &App,
+    program: &[u8],
+    libs: &[String],
+) -> anyhow::Result<Vec<crate::dynamic::Library>> {
+    let exe = format!("/bin/{}", app.name);
+    let dir = std::fs::canonicalize(&app.elf)
+        .ok()
+        .and_then(|p| p.parent().map(PathBuf::from))
+        .unwrap_or_else(|| PathBuf::from("/"));
+    let resolved = crate::dynamic::Resolver::host(libs.to_vec())
+        .resolve(program, &exe, &dir)
+        .map_err(|e| anyhow!("{}: {e}", app.elf.display()))?;
+    if resolved.interpreter.is_none() && !libs.is_empty() {
+        anyhow::bail!(
+            "--lib {}: {} is statically linked, so no dynamic loader would load a library; drop --lib (or use --file to add the file)",
+            libs[0],
+            app.elf.display()
+        );
+    }
+    Ok(resolved.libraries)
+}
+
 /// Builds the program and the kernel, links them and writes the image.
 pub fn build_image(layout: &Layout, req: &BuildRequest) -> anyhow::Result<BuiltImage> {
-    let app = app::build(layout, &req.source)?;
+    let app = app::build_linked(layout, &req.source, req.dynamic)?;
     let kernel_path = link::build_kernel(layout)?;
     let kernel = std::fs::read(&kernel_path)
         .with_context(|| format!("could not read {}", kernel_path.display()))?;
     let program =
         std::fs::read(&app.elf).with_context(|| format!("could not read {}", app.elf.display()))?;
-    let prov = crate::provenance::collect(layout, &req.source, &app, &program, &kernel)?;
+    let mut prov = crate::provenance::collect(layout, &req.source, &app, &program, &kernel)?;
+    if req.dynamic {
+        // The flags as they were: no static linking.
+        let flags = &mut prov.build.app_flags;
+        flags.retain(|f| f != "-static");
+        if let Some(i) = flags.iter().position(|f| f == crate::app::STATIC_RUSTFLAGS) {
+            flags.drain(i - 1..=i);
+        }
+    }
     let image = assemble_with(&kernel, &app, req, Some(&prov))?;
     let path = req
         .output
@@ -175,6 +216,8 @@ mod tests {
                 src: tmp.path().join("conf"),
                 dest: "/etc/conf".into(),
             }],
+            libs: vec![],
+            dynamic: false,
             env: vec![("GREETING".into(), "hi".into())],
             args: vec!["--exit".into(), "3".into()],
             output: None,

@@ -388,11 +388,32 @@ pub fn summary(path: &Path, i: &Inspection) -> String {
     line(
         "sbom",
         format!(
-            "CycloneDX {} ({} crates; `inspect --json` prints it)",
+            "CycloneDX {} ({} crates{}; `inspect --json` prints it)",
             p.sbom["specVersion"].as_str().unwrap_or("?"),
-            p.sbom_components()
+            p.sbom_components().saturating_sub(p.libraries.len()),
+            if p.libraries.is_empty() {
+                String::new()
+            } else {
+                format!(", {} libraries", p.libraries.len())
+            }
         ),
     );
+    for l in &p.libraries {
+        let pkg = match (&l.package, &l.version) {
+            (Some(p), Some(v)) => format!("{p} {v}"),
+            (Some(p), None) => p.clone(),
+            _ => "(no Debian package)".into(),
+        };
+        line(
+            "library",
+            format!(
+                "{} {} sha256 {}",
+                l.path,
+                pkg,
+                &l.sha256[..16.min(l.sha256.len())]
+            ),
+        );
+    }
     line(
         "image sha256",
         format!(

@@ -23,6 +23,7 @@ pub mod control;
 pub mod debug;
 pub mod deps;
 pub mod disk;
+pub mod dynamic;
 pub mod efi;
 pub mod elf;
 pub mod floor;

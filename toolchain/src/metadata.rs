@@ -9,10 +9,13 @@
 //! memory = "64M"                     # run's --memory
 //! ports = ["8080:8080"]              # run's -p
 //! format = "qcow2"                   # build-image's --format
+//! dynamic = true                     # build-image's --dynamic
+//! libs = ["libssl.so.3"]             # build-image's --lib
 //! ```
 //!
-//! Flags override them: `--arg`s replace `args`, `--env` wins per variable, `--file`s add
-//! to `files`, and `--memory`, `-p` and `--format` replace theirs.
+//! Flags override them: `--arg`s replace `args`, `--env` wins per variable, `--file`s and
+//! `--lib`s add to `files` and `libs`, `--dynamic` turns `dynamic` on, and `--memory`, `-p`
+//! and `--format` replace theirs.
 
 use anyhow::{bail, Context};
 use std::path::{Path, PathBuf};
@@ -32,6 +35,10 @@ pub struct Defaults {
     pub ports: Vec<String>,
     /// Image format, as `--format` takes it.
     pub format: Option<String>,
+    /// Link the program dynamically (`--dynamic`).
+    pub dynamic: bool,
+    /// More libraries to pack (`--lib`).
+    pub libs: Vec<String>,
 }
 
 /// The defaults of the package whose manifest is `manifest` (none without the table).
@@ -82,6 +89,12 @@ pub fn parse(v: &serde_json::Value, dir: &Path) -> anyhow::Result<Defaults> {
         match key.as_str() {
             "args" => d.args = strings(key, value)?,
             "ports" => d.ports = strings(key, value)?,
+            "libs" => d.libs = strings(key, value)?,
+            "dynamic" => {
+                d.dynamic = value
+                    .as_bool()
+                    .with_context(|| format!("{key}: expected true or false"))?
+            }
             "files" => {
                 d.files = strings(key, value)?
                     .into_iter()
@@ -116,7 +129,7 @@ pub fn parse(v: &serde_json::Value, dir: &Path) -> anyhow::Result<Defaults> {
                 }
             }
             other => {
-                bail!("unknown key `{other}` (known: args, env, files, memory, ports, format)")
+                bail!("unknown key `{other}` (known: args, env, files, memory, ports, format, dynamic, libs)")
             }
         }
     }
@@ -148,6 +161,8 @@ mod tests {
             "memory": "64M",
             "ports": ["8080:8080"],
             "format": "qcow2",
+            "dynamic": true,
+            "libs": ["libssl.so.3"],
         });
         let d = parse(&v, Path::new("/p")).unwrap();
         assert_eq!(d.args, ["--port", "8080"]);
@@ -156,6 +171,8 @@ mod tests {
         assert_eq!(d.memory.as_deref(), Some("64M"));
         assert_eq!(d.ports, ["8080:8080"]);
         assert_eq!(d.format.as_deref(), Some("qcow2"));
+        assert!(d.dynamic);
+        assert_eq!(d.libs, ["libssl.so.3"]);
         assert_eq!(
             parse(&json!(null), Path::new("/")).unwrap(),
             Defaults::default()
@@ -173,6 +190,11 @@ mod tests {
         );
         let e = parse(&json!({"env": {"A": 1}}), Path::new("/")).unwrap_err();
         assert!(e.to_string().contains("env.A: expected a string"), "{e}");
+        let e = parse(&json!({"dynamic": "yes"}), Path::new("/")).unwrap_err();
+        assert!(
+            e.to_string().contains("dynamic: expected true or false"),
+            "{e}"
+        );
     }
 
     #[test]

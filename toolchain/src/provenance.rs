@@ -112,6 +112,110 @@ pub struct Provenance {
     pub image_sha256: String,
     /// Always [`IMAGE_SHA256_COVERS`].
     pub image_sha256_covers: String,
+    /// A dynamically linked program's interpreter and libraries, as packed (empty for a
+    /// static program; absent in documents written before Kiln ran dynamic programs).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub libraries: Vec<LibraryInfo>,
+}
+
+/// One packed library (or the dynamic loader).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LibraryInfo {
+    /// Where the loader finds it in the image.
+    pub path: String,
+    /// SHA-256 of its bytes.
+    pub sha256: String,
+    /// The Debian package that installed it (`dpkg -S`), when known.
+    pub package: Option<String>,
+    /// That package's version (`dpkg-query`), when known.
+    pub version: Option<String>,
+    /// Why it is there: `interpreter`, `needed by PATH`, `glibc run-time module`, `--lib`.
+    pub reason: String,
+}
+
+/// The Debian package that owns `path` on this machine, and its version: `dpkg -S` on the
+/// path, its real path and the other spelling of merged `/usr` (`/lib` vs `/usr/lib`).
+pub fn debian_package(path: &str, real: &Path) -> Option<(String, Option<String>)> {
+    let mut names = vec![path.to_string(), real.to_string_lossy().into_owned()];
+    for n in names.clone() {
+        if let Some(rest) = n.strip_prefix("/usr/") {
+            names.push(format!("/{rest}"));
+        } else {
+            names.push(format!("/usr{n}"));
+        }
+    }
+    names.dedup();
+    let owner = names.iter().find_map(|n| {
+        let out = output(Command::new("dpkg").arg("-S").arg(n))?;
+        // "libc6:amd64: /lib/x86_64-linux-gnu/libc.so.6"
+        let line = out.lines().find(|l| !l.starts_with("diversion"))?;
+        let (pkg, _) = line.split_once(": ")?;
+        Some(pkg.split(',').next()?.trim().to_string())
+    })?;
+    let version = output(
+        Command::new("dpkg-query")
+            .arg("-W")
+            .arg("-f=${Version}")
+            .arg(&owner),
+    )
+    .filter(|v| !v.is_empty());
+    Some((owner, version))
+}
+
+impl Provenance {
+    /// Records the packed libraries (path, sha256, Debian package and version where `dpkg`
+    /// knows them) and lists them in the SBOM as components.
+    pub fn add_libraries(&mut self, libs: &[crate::dynamic::Library]) -> anyhow::Result<()> {
+        use crate::dynamic::Reason;
+        for lib in libs {
+            let bytes = std::fs::read(&lib.host)
+                .with_context(|| format!("could not read {}", lib.host.display()))?;
+            let (package, version) = match debian_package(&lib.path, &lib.host) {
+                Some((p, v)) => (Some(p), v),
+                None => (None, None),
+            };
+            self.libraries.push(LibraryInfo {
+                path: lib.path.clone(),
+                sha256: hex(&bytes),
+                package,
+                version,
+                reason: match &lib.reason {
+                    Reason::Interpreter => "interpreter".into(),
+                    Reason::Needed(by) => format!("needed by {by}"),
+                    Reason::Runtime => "glibc run-time module".into(),
+                    Reason::Requested => "--lib".into(),
+                },
+            });
+        }
+        if let Some(components) = self.sbom["components"].as_array_mut() {
+            for l in &self.libraries {
+                let name = l.path.rsplit('/').next().unwrap_or(&l.path);
+                let mut c = json!({
+                    "type": "library",
+                    "bom-ref": format!("file:{}", l.path),
+                    "name": name,
+                    "hashes": [{ "alg": "SHA-256", "content": l.sha256 }],
+                    "properties": [{ "name": "dev.kiln.path", "value": l.path }],
+                });
+                if let Some(v) = &l.version {
+                    c["version"] = json!(v);
+                }
+                if let Some(p) = &l.package {
+                    let bare = p.split(':').next().unwrap_or(p);
+                    c["purl"] = json!(format!(
+                        "pkg:deb/debian/{bare}{}?arch=amd64",
+                        l.version
+                            .as_ref()
+                            .map(|v| format!("@{v}"))
+                            .unwrap_or_default()
+                    ));
+                    c["supplier"] = json!({ "name": "Debian" });
+                }
+                components.push(c);
+            }
+        }
+        Ok(())
+    }
 }
 
 impl Provenance {
@@ -527,6 +631,7 @@ pub fn collect(
         sbom,
         image_sha256: PLACEHOLDER.into(),
         image_sha256_covers: IMAGE_SHA256_COVERS.into(),
+        libraries: Vec::new(),
     })
 }
 
@@ -659,6 +764,7 @@ pub(crate) mod tests {
             sbom: program_sbom("hello", &"ab".repeat(32)),
             image_sha256: PLACEHOLDER.into(),
             image_sha256_covers: IMAGE_SHA256_COVERS.into(),
+            libraries: Vec::new(),
         }
     }
 

@@ -23,6 +23,10 @@ pub struct RootfsSpec {
     pub files: Vec<FileSpec>,
     /// The program's name, used for `/etc/hostname` and `/etc/hosts`.
     pub app_name: String,
+    /// A dynamically linked program's interpreter and libraries ([`crate::dynamic`]), packed
+    /// at the paths the loader asks for, with the host's symbolic links on the way. Added
+    /// before `--rootfs` and `--file`, which may replace them.
+    pub libraries: Vec<crate::dynamic::Library>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -68,8 +72,12 @@ pub fn generated_files(app_name: &str) -> Vec<(&'static str, String)> {
         ),
         // QEMU user networking's DNS server; a run-time override comes with networking.
         ("etc/resolv.conf", "nameserver 10.0.2.3\n".into()),
-        ("etc/passwd", "root:x:0:0:root:/root:/bin/sh\n".into()),
-        ("etc/group", "root:x:0:\n".into()),
+        // `nobody`/`nogroup` as on Debian: servers such as nginx look them up by default.
+        (
+            "etc/passwd",
+            "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n".into(),
+        ),
+        ("etc/group", "root:x:0:\nnogroup:x:65534:\n".into()),
         (
             "etc/nsswitch.conf",
             "passwd: files\ngroup: files\nshadow: files\nhosts: files dns\nnetworks: files\nprotocols: files\nservices: files\n".into(),
@@ -120,8 +128,12 @@ impl Tree {
             Some((Node::Dir, _)) => {
                 bail!("cannot replace directory /{path} in the image with a file")
             }
-            Some((_, was_generated)) => {
-                if *was_generated && !generated {
+            Some((old, was_generated)) => {
+                let same = match (old, &node) {
+                    (Node::File { data: a, .. }, Node::File { data: b, .. }) => a == b,
+                    (a, b) => a == b,
+                };
+                if *was_generated && !generated && !same {
                     self.notes
                         .push(format!("your /{path} replaces the generated one"));
                 }
@@ -132,6 +144,82 @@ impl Tree {
             }
         }
         Ok(())
+    }
+
+    /// Adds a library at the path the loader asks for: the host's symbolic links along that
+    /// path, then the file (or the file alone, when it was found next to the program and goes
+    /// to a different place in the image).
+    fn add_library(&mut self, lib: &crate::dynamic::Library) -> anyhow::Result<()> {
+        use crate::dynamic::{host_entries, Entry};
+        let entries = host_entries(Path::new("/"), &lib.path)
+            .ok()
+            .filter(|e| {
+                matches!(e.last(), Some(Entry::File(_, h))
+                    if std::fs::canonicalize(h).ok().as_deref() == Some(lib.host.as_path()))
+            })
+            .unwrap_or_else(|| vec![Entry::File(lib.path.clone(), lib.host.clone())]);
+        for e in entries {
+            match e {
+                Entry::Symlink(path, target) => {
+                    let path = self.through_links(&path);
+                    if matches!(self.nodes.get(&path), Some((Node::Dir, _))) {
+                        // Already a directory here (from another library's path): keep it.
+                        continue;
+                    }
+                    self.insert(path, Node::Symlink(PathBuf::from(target)), true)?;
+                }
+                Entry::File(path, host) => {
+                    let data = std::fs::read(&host)
+                        .with_context(|| format!("could not read {}", host.display()))?;
+                    let path = self.through_links(&path);
+                    self.insert(path, Node::File { exec: true, data }, true)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Where `path` (absolute) lands once the symbolic links already in the tree are
+    /// followed for its directories (such as `/lib -> usr/lib`), relative, without a leading
+    /// slash: the path to insert at so that `path` resolves to it in the image.
+    fn through_links(&self, path: &str) -> String {
+        let mut parts: std::collections::VecDeque<String> = path
+            .split('/')
+            .filter(|p| !p.is_empty())
+            .map(String::from)
+            .collect();
+        let mut cur: Vec<String> = Vec::new();
+        let mut hops = 0;
+        while let Some(part) = parts.pop_front() {
+            if parts.is_empty() {
+                cur.push(part);
+                break;
+            }
+            match part.as_str() {
+                "." => continue,
+                ".." => {
+                    cur.pop();
+                    continue;
+                }
+                _ => {}
+            }
+            cur.push(part);
+            if let Some((Node::Symlink(target), _)) = self.nodes.get(&cur.join("/")) {
+                hops += 1;
+                if hops > 40 {
+                    break;
+                }
+                cur.pop();
+                let target = target.to_string_lossy();
+                if target.starts_with('/') {
+                    cur.clear();
+                }
+                for t in target.split('/').filter(|t| !t.is_empty()).rev() {
+                    parts.push_front(t.to_string());
+                }
+            }
+        }
+        cur.join("/")
     }
 
     /// Adds the host file or tree at `src` as `dest` (relative, no leading slash).
@@ -198,6 +286,9 @@ pub fn build(spec: &RootfsSpec) -> anyhow::Result<(Vec<u8>, Vec<String>)> {
             true,
         )?;
     }
+    for lib in &spec.libraries {
+        tree.add_library(lib)?;
+    }
     if let Some(dir) = &spec.dir {
         if !dir.is_dir() {
             bail!("--rootfs {}: not a directory", dir.display());
@@ -220,6 +311,51 @@ pub fn build(spec: &RootfsSpec) -> anyhow::Result<(Vec<u8>, Vec<String>)> {
     Ok((write_tar(&tree.nodes)?, tree.notes))
 }
 
+/// The page size the kernel maps file data in.
+const PAGE: u64 = 4096;
+
+/// A pax record of exactly `len` bytes (at least 12): `"<len> comment=000...\n"`.
+fn pax_comment(len: usize) -> Vec<u8> {
+    let digits = len.to_string().len();
+    let fill = len - digits - " comment=\n".len();
+    format!("{len} comment={}\n", "0".repeat(fill)).into_bytes()
+}
+
+/// Makes the data of the next entry, a file at `path`, start at a page boundary of the
+/// archive (the payload places the archive at a page boundary too), so the kernel can map
+/// its pages into the program in place: a pax extended header whose only record is a
+/// comment of the right length goes first. Readers ignore the comment.
+fn pad_to_page(b: &mut tar::Builder<Vec<u8>>, path: &str) -> anyhow::Result<()> {
+    let pos = b.get_ref().len() as u64;
+    // The file's own header, and a GNU long-name entry before it when the path needs one.
+    let name_len = path.len() as u64 + 1;
+    let header = if path.len() > 100 {
+        512 + 512 + name_len.div_ceil(512) * 512
+    } else {
+        512
+    };
+    let mut need = (PAGE - (pos + header) % PAGE) % PAGE;
+    if need == 0 {
+        return Ok(());
+    }
+    if need < 1024 {
+        // A pax entry is at least its header and one block.
+        need += PAGE;
+    }
+    let data = pax_comment((need - 512) as usize);
+    let mut h = tar::Header::new_ustar();
+    h.set_entry_type(tar::EntryType::XHeader);
+    h.set_path("PaxHeaders/pad")?;
+    h.set_mode(0o644);
+    h.set_mtime(0);
+    h.set_uid(0);
+    h.set_gid(0);
+    h.set_size(data.len() as u64);
+    h.set_cksum();
+    b.append(&h, &data[..])?;
+    Ok(())
+}
+
 fn write_tar(nodes: &BTreeMap<String, (Node, bool)>) -> anyhow::Result<Vec<u8>> {
     let mut b = tar::Builder::new(Vec::new());
     for (path, (node, _)) in nodes {
@@ -237,6 +373,9 @@ fn write_tar(nodes: &BTreeMap<String, (Node, bool)>) -> anyhow::Result<Vec<u8>> 
                 b.append_data(&mut h, format!("{path}/"), std::io::empty())?;
             }
             Node::File { exec, data } => {
+                if data.starts_with(b"\x7fELF") && data.len() as u64 >= PAGE {
+                    pad_to_page(&mut b, path)?;
+                }
                 h.set_entry_type(tar::EntryType::Regular);
                 h.set_mode(if *exec { 0o755 } else { 0o644 });
                 h.set_size(data.len() as u64);
@@ -290,6 +429,7 @@ mod tests {
             dir: dir.map(Path::to_path_buf),
             files,
             app_name: "Hello_App".into(),
+            libraries: vec![],
         }
     }
 
@@ -444,5 +584,38 @@ mod tests {
         assert_eq!(hostname("My_App.v2"), "my-app-v2");
         assert_eq!(hostname("___"), "kiln");
         assert_eq!(hostname(&"a".repeat(100)).len(), 63);
+    }
+
+    #[test]
+    fn libraries_start_at_page_boundaries() {
+        let libc = std::fs::canonicalize("/lib/x86_64-linux-gnu/libc.so.6").unwrap();
+        let lib = |path: &str| crate::dynamic::Library {
+            path: path.into(),
+            host: libc.clone(),
+            reason: crate::dynamic::Reason::Requested,
+        };
+        let long = format!("/opt/{}/libc.so.6", "d".repeat(120));
+        let mut s = spec(None, vec![]);
+        s.libraries = vec![
+            lib("/lib/x86_64-linux-gnu/libc.so.6"),
+            lib("/usr/lib/other/libc.so.6"),
+            lib(&long),
+        ];
+        let (tar_bytes, _) = build(&s).unwrap();
+        let mut a = tar::Archive::new(&tar_bytes[..]);
+        let mut seen = 0;
+        for e in a.entries().unwrap() {
+            let e = e.unwrap();
+            let path = e.path().unwrap().to_string_lossy().into_owned();
+            if path.ends_with("libc.so.6") && e.header().entry_type().is_file() {
+                assert_eq!(e.raw_file_position() % PAGE, 0, "{path}");
+                seen += 1;
+            }
+        }
+        assert_eq!(seen, 3);
+        // Deterministic.
+        assert_eq!(build(&s).unwrap().0, tar_bytes);
+        assert_eq!(pax_comment(600).len(), 600);
+        assert_eq!(pax_comment(12), b"12 comment=\n");
     }
 }

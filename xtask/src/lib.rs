@@ -162,7 +162,7 @@ struct ImageArgs {
     /// The binary to build, when the package has several.
     #[arg(long, value_name = "NAME", conflicts_with_all = ["example", "elf"])]
     bin: Option<String>,
-    /// Use a prebuilt static x86_64 program.
+    /// Use a prebuilt x86_64 program (static, or dynamically linked: its libraries are packed).
     #[arg(long, value_name = "FILE")]
     elf: Option<PathBuf>,
     /// A directory tree to use as the root filesystem.
@@ -171,6 +171,14 @@ struct ImageArgs {
     /// Put a host file or directory at DEST (absolute) in the root filesystem.
     #[arg(long = "file", value_name = "SRC:DEST", value_parser = parse_file)]
     files: Vec<FileSpec>,
+    /// For a dynamically linked program: pack one more library (a name such as libssl.so.3,
+    /// searched as the dynamic loader would, or a path) with its dependencies.
+    #[arg(long = "lib", value_name = "NAME_OR_PATH")]
+    libs: Vec<String>,
+    /// Link the Rust or C program dynamically against glibc (instead of statically) and
+    /// pack its libraries.
+    #[arg(long, conflicts_with = "elf")]
+    dynamic: bool,
     /// Bake an environment variable into the image.
     #[arg(long = "env", value_name = "K=V", value_parser = parse_env)]
     env: Vec<(String, String)>,
@@ -196,7 +204,7 @@ struct BuildArgs {
     #[arg(long, value_name = "FORMAT", value_parser = parse_format)]
     format: Option<Format>,
     /// Convert an existing image (PVH .elf or Kiln .efi) instead of building one.
-    #[arg(long = "image", value_name = "IMG", conflicts_with_all = ["rootfs", "files", "env", "args", "bin"])]
+    #[arg(long = "image", value_name = "IMG", conflicts_with_all = ["rootfs", "files", "libs", "dynamic", "env", "args", "bin"])]
     image_file: Option<PathBuf>,
 }
 
@@ -207,7 +215,7 @@ struct PublishArgs {
     #[command(flatten)]
     build: ImageArgs,
     /// Publish an existing PVH image instead of building one.
-    #[arg(long = "image", value_name = "IMG", conflicts_with_all = ["example", "manifest_path", "elf", "rootfs", "files", "env", "args", "output", "bin"])]
+    #[arg(long = "image", value_name = "IMG", conflicts_with_all = ["example", "manifest_path", "elf", "rootfs", "files", "libs", "dynamic", "env", "args", "output", "bin"])]
     image_file: Option<PathBuf>,
     /// Push to this registry reference (the tag is required; it is never overwritten without --force).
     #[arg(long, value_name = "REGISTRY/REPO:TAG", value_parser = parse_ref)]
@@ -306,12 +314,12 @@ enum MachineArg {
 struct RunArgs {
     /// An image file, or an image in a registry (REGISTRY/REPO:TAG or
     /// REGISTRY/REPO@sha256:DIGEST, as `publish` pushed it): the same as --image.
-    #[arg(value_name = "IMAGE", conflicts_with_all = ["rootfs", "files", "env", "args", "output", "bin"])]
+    #[arg(value_name = "IMAGE", conflicts_with_all = ["rootfs", "files", "libs", "dynamic", "env", "args", "output", "bin"])]
     image: Option<String>,
     #[command(flatten)]
     build: ImageArgs,
     /// Boot an existing image instead of building one: a file, or a registry reference.
-    #[arg(long = "image", value_name = "IMG|REF", conflicts_with_all = ["rootfs", "files", "env", "args", "output", "bin"])]
+    #[arg(long = "image", value_name = "IMG|REF", conflicts_with_all = ["rootfs", "files", "libs", "dynamic", "env", "args", "output", "bin"])]
     image_file: Option<PathBuf>,
     /// Run in the background as an instance and print its name (see ps, logs, stop, rm).
     #[arg(short = 'd', long)]
@@ -618,6 +626,8 @@ fn request(a: &ImageArgs) -> anyhow::Result<(BuildRequest, Defaults)> {
         source,
         rootfs_dir: a.rootfs.clone(),
         files,
+        libs: d.libs.iter().chain(&a.libs).cloned().collect(),
+        dynamic: a.dynamic || d.dynamic,
         env,
         args: if a.args.is_empty() {
             d.args.clone()

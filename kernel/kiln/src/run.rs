@@ -48,6 +48,21 @@ fn apply_bases(k: &mut Kernel, tid: u32, via: Via) {
     }
 }
 
+/// Fires the timers due at `now`: timerfds, and `ITIMER_REAL`, whose expiry sends the
+/// process `SIGALRM` (which ends it, as on Linux, unless it handles or ignores it).
+fn fire_timers(k: &mut Kernel, now: u64) {
+    if !k.process.timers.fire(&mut k.machine, now) {
+        return;
+    }
+    let sig = kiln_os::syscall::signal::SIGALRM;
+    if let kiln_os::syscall::signal::Fate::Killed(sig) = k.process.signals.send(&mut k.machine, sig)
+    {
+        fault::report_signal(sig);
+        crate::machine::net::flush(k);
+        finish(kiln_abi::exit::killed_by(sig));
+    }
+}
+
 /// Makes sure the timer fires for the next preemption or deadline, whichever comes first.
 fn arm_timer(k: &mut Kernel) {
     let now = time::monotonic_ns();
@@ -191,7 +206,7 @@ fn next_thread(k: &mut Kernel) -> (u32, UserContext) {
         crate::stop::check(k);
         crate::control::service(k);
         let now = time::monotonic_ns();
-        k.process.timers.fire(&mut k.machine, now);
+        fire_timers(k, now);
         k.machine.sched.expire(now);
         let Some((tid, mut how)) = k.machine.sched.pick() else {
             idle(k);
@@ -294,7 +309,7 @@ pub fn on_timer(frame: &mut TrapFrame, fx: &mut FxArea) {
         crate::profile::sample(k, Place::User, frame.rip, frame.rsp, frame.rbp);
     }
     let now = time::monotonic_ns();
-    k.process.timers.fire(&mut k.machine, now);
+    fire_timers(k, now);
     k.machine.sched.expire(now);
     if k.machine.sched.has_ready() {
         let tid = k.machine.current_tid();

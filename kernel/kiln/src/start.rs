@@ -106,7 +106,17 @@ pub fn run(boot: BootInfo) -> ! {
     let mut random = [0u8; 16];
     machine::fill_random(&mut random);
     let hwcap = kiln_hal::cpu::cpuid(1, 0).edx as u64;
-    let loaded = kiln_os::loader::load_program(
+    let mut interp_random = [0u8; 8];
+    machine::fill_random(&mut interp_random);
+    // A dynamically linked program's loader comes from the root filesystem.
+    let find_file = |path: &str| -> Option<&'static [u8]> {
+        let node = vfs.find("/", path, true).ok()?;
+        match node.body {
+            kiln_os::fs::node::Body::StaticFile(data) => Some(data),
+            _ => None,
+        }
+    };
+    let loaded = kiln_os::loader::load_dynamic(
         &mut vm,
         &mut HalPages,
         program,
@@ -115,6 +125,8 @@ pub fn run(boot: BootInfo) -> ! {
         &exe,
         random,
         hwcap,
+        &find_file,
+        u64::from_le_bytes(interp_random),
     )
     .unwrap_or_else(|e| fail(format_args!("cannot start {exe_path}: {e}")));
 

@@ -1,9 +1,11 @@
 //! Reading and checking the program's ELF file (our own parser: no ELF crate in the kernel).
 //!
-//! Kiln runs static x86_64 Linux programs: `ET_EXEC` (non-PIE, linked at a fixed address such
-//! as 0x400000) and `ET_DYN` without an interpreter (static-pie, which applies its own
-//! relocations). [`parse`] checks everything the loader relies on and returns a [`Program`],
-//! the plan the loader follows.
+//! Kiln runs x86_64 Linux programs: `ET_EXEC` (non-PIE, linked at a fixed address such as
+//! 0x400000) and `ET_DYN` (static-pie, which applies its own relocations, or a PIE whose
+//! dynamic loader does), either with a dynamic loader named by `PT_INTERP`, which the loader
+//! module loads beside the program, or without. The dynamic loader itself is an `ET_DYN` file
+//! read by the same [`parse`]. [`parse`] checks everything the loader relies on and returns a
+//! [`Program`], the plan the loader follows.
 
 use alloc::string::String;
 use alloc::vec::Vec;
@@ -46,7 +48,8 @@ pub const ET_DYN_BASE: u64 = 0x5555_5555_4000;
 pub enum Kind {
     /// `ET_EXEC`: loaded at the addresses it was linked at.
     Exec,
-    /// `ET_DYN` without an interpreter: loaded anywhere, at a bias.
+    /// `ET_DYN`: loaded anywhere, at a bias (a static-pie program, a PIE with a dynamic
+    /// loader, or the dynamic loader itself).
     StaticPie,
 }
 
@@ -114,6 +117,9 @@ pub struct Program {
     pub gnu_stack_flags: Option<u32>,
     /// Largest `p_align` among the loaded segments (at least a page).
     pub max_align: u64,
+    /// The dynamic loader named by `PT_INTERP` (an absolute path), `None` for a static
+    /// program.
+    pub interpreter: Option<String>,
 }
 
 /// Why an ELF file cannot run on Kiln.
@@ -129,11 +135,6 @@ pub enum ElfError {
     WrongMachine(u16),
     /// `e_type` is neither `ET_EXEC` nor `ET_DYN` (an object file, a core dump...).
     NotExecutable(u16),
-    /// The program asks for a dynamic loader (`PT_INTERP`), named here.
-    Dynamic {
-        /// The interpreter path from `PT_INTERP`.
-        interpreter: String,
-    },
     /// A header lies (partly) beyond the end of the file.
     Truncated(&'static str),
     /// A header field is malformed.
@@ -210,12 +211,6 @@ impl fmt::Display for ElfError {
                 f,
                 "ELF type {t} ({}) is not a program: link an executable (static ET_EXEC or static-pie)",
                 type_name(*t)
-            ),
-            ElfError::Dynamic { interpreter } => write!(
-                f,
-                "dynamically linked (needs the loader {interpreter}): Kiln runs static programs; \
-                 build Rust with RUSTFLAGS=\"-C target-feature=+crt-static\" (or for \
-                 x86_64-unknown-linux-musl), C with `gcc -static`"
             ),
             ElfError::Truncated(what) => write!(
                 f,
@@ -407,16 +402,17 @@ pub fn parse(bytes: &[u8]) -> Result<Program, ElfError> {
             .is_some_and(|e| e <= bytes.len() as u64)
     };
 
-    // A dynamic program is the most common mistake: say so before anything else.
+    let mut interpreter = None;
     if let Some((i, ph)) = phdrs.iter().enumerate().find(|(_, p)| p.kind == PT_INTERP) {
         if !in_file(ph) {
             return Err(ElfError::SegmentOutOfFile { index: i });
         }
         let raw = &bytes[ph.offset as usize..(ph.offset + ph.filesz) as usize];
         let raw = raw.split(|&b| b == 0).next().unwrap_or(&[]);
-        return Err(ElfError::Dynamic {
-            interpreter: String::from_utf8_lossy(raw).into_owned(),
-        });
+        match core::str::from_utf8(raw) {
+            Ok(path) if path.starts_with('/') => interpreter = Some(String::from(path)),
+            _ => return Err(ElfError::BadHeader("PT_INTERP names no absolute path")),
+        }
     }
 
     let mut segments: Vec<Segment> = Vec::new();
@@ -519,6 +515,7 @@ pub fn parse(bytes: &[u8]) -> Result<Program, ElfError> {
         tls,
         gnu_stack_flags,
         max_align,
+        interpreter,
     })
 }
 
@@ -761,29 +758,25 @@ mod tests {
     }
 
     #[test]
-    fn rejects_dynamic_programs_with_the_fix() {
+    fn reads_the_interpreter_of_dynamic_programs() {
         let mut interp = Ph::other(PT_INTERP, R);
         interp.offset = 0x100;
         interp.filesz = 28;
         let mut b = elf(
             ET_DYN,
-            0x1000,
+            0x100,
             &[Ph::load(RX, 0, 0, 0x200, 0x200), interp],
             0x200,
         );
         b[0x100..0x11c].copy_from_slice(b"/lib64/ld-linux-x86-64.so.2\0");
-        let e = parse(&b).unwrap_err();
+        let p = parse(&b).unwrap();
         assert_eq!(
-            e,
-            ElfError::Dynamic {
-                interpreter: "/lib64/ld-linux-x86-64.so.2".into()
-            }
+            p.interpreter.as_deref(),
+            Some("/lib64/ld-linux-x86-64.so.2")
         );
-        let msg = e.to_string();
-        assert!(
-            msg.contains("+crt-static") && msg.contains("gcc -static"),
-            "{msg}"
-        );
+        assert_eq!(p.kind, Kind::StaticPie);
+        b[0x100] = b'x';
+        assert!(matches!(parse(&b), Err(ElfError::BadHeader(_))));
     }
 
     #[test]

@@ -1,6 +1,9 @@
 //! Loading the program: ELF segments into the memory map, the heap's start, the stack and
-//! its initial contents, as Linux's `execve` leaves them for a static program.
+//! its initial contents, as Linux's `execve` leaves them; for a dynamically linked program
+//! also its dynamic loader (`PT_INTERP`), which then loads the libraries itself through
+//! `open` and `mmap`.
 
+use alloc::string::String;
 use alloc::vec::Vec;
 use core::fmt;
 
@@ -8,7 +11,7 @@ use crate::elf::{self, ElfError, Tls};
 use crate::errno::Errno;
 use crate::machine::{PageTable, Prot, PAGE_SIZE};
 use crate::stack::{self, AuxValues, StackError, StackInputs};
-use crate::vm::{page_down, page_up, AddressSpace, Vma, VmaKind, STACK_SIZE, STACK_TOP};
+use crate::vm::{page_down, page_up, AddressSpace, Vma, VmaKind, MMAP_BASE, STACK_SIZE, STACK_TOP};
 
 /// `AT_MINSIGSTKSZ`: Kiln's signal frames carry the legacy FXSAVE area (512 bytes) plus the
 /// frame itself, well under the classic `MINSIGSTKSZ` of 2048 that this reports.
@@ -37,6 +40,8 @@ pub struct Loaded {
     pub stack: core::ops::Range<u64>,
     /// Where the `AT_RANDOM` bytes are.
     pub random_addr: u64,
+    /// `AT_BASE`: where the dynamic loader was loaded (0 for a static program).
+    pub interp_base: u64,
 }
 
 /// Why the program could not be loaded.
@@ -50,6 +55,10 @@ pub enum LoadError {
     StackOverlap,
     /// No memory left for the program's pages.
     OutOfMemory,
+    /// The dynamic loader the program names (`PT_INTERP`) is not in the root filesystem.
+    NoInterpreter(String),
+    /// The dynamic loader is not something Kiln can load (path, why).
+    BadInterpreter(String, String),
 }
 
 impl From<ElfError> for LoadError {
@@ -71,6 +80,14 @@ impl fmt::Display for LoadError {
             LoadError::OutOfMemory => write!(
                 f,
                 "out of memory loading the program: give the VM more memory"
+            ),
+            LoadError::NoInterpreter(path) => write!(
+                f,
+                "the program is dynamically linked and its loader {path} (PT_INTERP) is not in the root filesystem: build the image with Kiln's build-image, which packs it, or add it with --file"
+            ),
+            LoadError::BadInterpreter(path, why) => write!(
+                f,
+                "the program's dynamic loader {path} (PT_INTERP) cannot be loaded: {why}"
             ),
         }
     }
@@ -139,25 +156,17 @@ fn load_segment(
     Ok(())
 }
 
-/// Replaces the whole user address space with the program in `elf`: segments with their
-/// rights and bytes (the bss reads as zero), the heap starting after the highest segment,
-/// an 8 MiB demand-paged stack ending at [`STACK_TOP`] holding argv, envp and the auxiliary
-/// vector. On error the address space is left partly built (the kernel stops anyway).
-#[allow(clippy::too_many_arguments)]
-pub fn load_program(
+/// Maps one ELF file's segments at `bias` as regions of `kind` (a page shared by two
+/// segments gets the union of their rights) and puts their bytes in place. Returns the end of
+/// the highest region.
+fn map_elf(
     vm: &mut AddressSpace,
     pt: &mut dyn PageTable,
     elf: &'static [u8],
-    argv: &[Vec<u8>],
-    envp: &[Vec<u8>],
-    execfn: &[u8],
-    random: [u8; 16],
-    hwcap: u64,
-) -> Result<Loaded, LoadError> {
-    let prog = elf::parse(elf)?;
-    let bias = prog.load_bias(&vm.reserved())?;
-    vm.clear(pt);
-
+    prog: &elf::Program,
+    bias: u64,
+    kind: &VmaKind,
+) -> Result<u64, LoadError> {
     // Page ranges of the segments; a page shared by two segments gets the union of rights.
     let mut regions: Vec<(u64, u64, Prot, u64)> = Vec::new();
     for s in &prog.segments {
@@ -196,7 +205,7 @@ pub fn load_program(
             Vma {
                 end,
                 prot,
-                kind: VmaKind::Program,
+                kind: kind.clone(),
                 shared: false,
                 offset,
             },
@@ -206,8 +215,111 @@ pub fn load_program(
     for s in &prog.segments {
         load_segment(vm, pt, elf, s, bias, &regions)?;
     }
-    let brk_start = regions.last().map(|r| r.1).unwrap_or(0);
+    Ok(regions.last().map(|r| r.1).unwrap_or(0))
+}
+
+/// How many pages below [`MMAP_BASE`] the dynamic loader's placement may move at random:
+/// 2^20 pages, a 4 GiB window.
+pub const INTERP_RANDOM_PAGES: u64 = 1 << 20;
+
+/// Where the dynamic loader `interp` goes: top-down below [`MMAP_BASE`], where Linux's `mmap`
+/// would put it, lowered by `random` pages (modulo [`INTERP_RANDOM_PAGES`]) and aligned to its
+/// largest segment alignment. Returns the bias.
+fn interp_bias(interp: &elf::Program, random: u64) -> Result<u64, ElfError> {
+    let first = page_down(interp.segments[0].vaddr);
+    let last = interp.segments.last().map_or(first, |s| s.end());
+    let span = page_up(last - first).ok_or(ElfError::OutsideUserSpace {
+        start: first,
+        end: last,
+    })?;
+    let top = MMAP_BASE - (random % INTERP_RANDOM_PAGES) * PAGE_SIZE;
+    let base = top.checked_sub(span).ok_or(ElfError::OutsideUserSpace {
+        start: 0,
+        end: span,
+    })? & !(interp.max_align.max(PAGE_SIZE) - 1);
+    base.checked_sub(first).ok_or(ElfError::OutsideUserSpace {
+        start: first,
+        end: last,
+    })
+}
+
+/// Replaces the whole user address space with the program in `elf`: segments with their
+/// rights and bytes (the bss reads as zero), the heap starting after the highest segment,
+/// an 8 MiB demand-paged stack ending at [`STACK_TOP`] holding argv, envp and the auxiliary
+/// vector. A static program only (see [`load_dynamic`]). On error the address space is left
+/// partly built (the kernel stops anyway).
+#[allow(clippy::too_many_arguments)]
+pub fn load_program(
+    vm: &mut AddressSpace,
+    pt: &mut dyn PageTable,
+    elf: &'static [u8],
+    argv: &[Vec<u8>],
+    envp: &[Vec<u8>],
+    execfn: &[u8],
+    random: [u8; 16],
+    hwcap: u64,
+) -> Result<Loaded, LoadError> {
+    load_dynamic(
+        vm,
+        pt,
+        elf,
+        argv,
+        envp,
+        execfn,
+        random,
+        hwcap,
+        &|_: &str| None,
+        0,
+    )
+}
+
+/// [`load_program`] for any program: when it names a dynamic loader (`PT_INTERP`),
+/// `find_file` gives that file's bytes (from the root filesystem), the loader is mapped too
+/// (at [`interp_bias`]'s place, moved down by `interp_random` pages), execution starts at its
+/// entry point, and the auxiliary vector tells it where the program is (`AT_PHDR`,
+/// `AT_ENTRY`) and where it is itself (`AT_BASE`), as Linux's `execve` does.
+#[allow(clippy::too_many_arguments)]
+pub fn load_dynamic(
+    vm: &mut AddressSpace,
+    pt: &mut dyn PageTable,
+    elf: &'static [u8],
+    argv: &[Vec<u8>],
+    envp: &[Vec<u8>],
+    execfn: &[u8],
+    random: [u8; 16],
+    hwcap: u64,
+    find_file: &dyn Fn(&str) -> Option<&'static [u8]>,
+    interp_random: u64,
+) -> Result<Loaded, LoadError> {
+    let prog = elf::parse(elf)?;
+    let bias = prog.load_bias(&vm.reserved())?;
+    let interp = match &prog.interpreter {
+        None => None,
+        Some(path) => {
+            let bytes = find_file(path).ok_or_else(|| LoadError::NoInterpreter(path.clone()))?;
+            let ip = elf::parse(bytes)
+                .map_err(|e| LoadError::BadInterpreter(path.clone(), alloc::format!("{e}")))?;
+            if ip.kind != elf::Kind::StaticPie || ip.interpreter.is_some() {
+                return Err(LoadError::BadInterpreter(
+                    path.clone(),
+                    "not a position-independent dynamic loader (ET_DYN without PT_INTERP)".into(),
+                ));
+            }
+            let ibias = interp_bias(&ip, interp_random)?;
+            Some((path.clone(), bytes, ip, ibias))
+        }
+    };
+    vm.clear(pt);
+
+    let brk_start = map_elf(vm, pt, elf, &prog, bias, &VmaKind::Program)?;
     vm.init_brk(brk_start);
+    let (entry, base) = match &interp {
+        None => (prog.entry + bias, 0),
+        Some((path, bytes, ip, ibias)) => {
+            map_elf(vm, pt, bytes, ip, *ibias, &VmaKind::File(path.clone()))?;
+            (ip.entry + ibias, *ibias)
+        }
+    };
 
     let stack_start = STACK_TOP - STACK_SIZE;
     vm.insert(
@@ -226,7 +338,6 @@ pub fn load_program(
     )
     .map_err(|_| LoadError::StackOverlap)?;
 
-    let entry = prog.entry + bias;
     let phdr = prog.phdr_vaddr + bias;
     let built = stack::build(&StackInputs {
         stack_top: STACK_TOP,
@@ -239,7 +350,8 @@ pub fn load_program(
             phdr,
             phent: u64::from(prog.phentsize),
             phnum: u64::from(prog.phnum),
-            entry,
+            entry: prog.entry + bias,
+            base,
             hwcap,
             hwcap2: HWCAP2,
             minsigstksz: MINSIGSTKSZ,
@@ -262,6 +374,7 @@ pub fn load_program(
         }),
         stack: stack_start..STACK_TOP,
         random_addr: built.random_addr,
+        interp_base: base,
     })
 }
 
@@ -542,6 +655,117 @@ mod tests {
             0,
         );
         assert_eq!(e, Err(LoadError::StackOverlap));
+    }
+
+    /// A dynamically linked PIE naming `/lib64/ld.so`, and that loader (ET_DYN, entry 0x1000).
+    fn dynamic_pair() -> (Vec<u8>, Vec<u8>) {
+        let mut interp = Ph::other(3, PF_R);
+        interp.offset = 0x200;
+        interp.filesz = 12;
+        let mut prog = elf(
+            ET_DYN,
+            0x1000,
+            &[
+                Ph::load(PF_R, 0, 0, 0x300, 0x300),
+                Ph::load(PF_R | PF_X, 0x1000, 0x1000, 0x10, 0x10),
+                interp,
+            ],
+            0x1010,
+        );
+        prog[0x200..0x20c].copy_from_slice(b"/lib64/ld.so");
+        let mut ld = elf(
+            ET_DYN,
+            0x1000,
+            &[
+                Ph::load(PF_R, 0, 0, 0x300, 0x300),
+                Ph::load(PF_R | PF_X, 0x1000, 0x1000, 0x10, 0x10),
+                Ph::load(PF_R | PF_W, 0x2000, 0x2000, 0x10, 0x3000),
+            ],
+            0x2010,
+        );
+        ld[0x1000..0x1004].copy_from_slice(b"LDSO");
+        (prog, ld)
+    }
+
+    #[test]
+    fn loads_the_dynamic_loader_beside_a_dynamic_program() {
+        let (prog, ld) = dynamic_pair();
+        let ld: &'static [u8] = ld.leak();
+        let find = move |p: &str| (p == "/lib64/ld.so").then_some(ld);
+        let mut vm = AddressSpace::new(RESERVED);
+        let mut pt = FakePages::default();
+        let l = load_dynamic(
+            &mut vm,
+            &mut pt,
+            prog.clone().leak(),
+            &argv(),
+            &[],
+            b"/app",
+            [0; 16],
+            0,
+            &find,
+            3,
+        )
+        .unwrap();
+        // The loader sits below the mmap base, moved down 3 pages, and runs first.
+        let base = MMAP_BASE - 3 * PAGE_SIZE - 0x5000;
+        assert_eq!(l.interp_base, base);
+        assert_eq!(l.entry, base + 0x1000);
+        let mut code = [0u8; 4];
+        vm.copy_from_user(&mut pt, l.entry, &mut code).unwrap();
+        assert_eq!(&code, b"LDSO");
+        // The program is where a PIE goes; the auxiliary vector points the loader at it.
+        assert_eq!(l.load_bias, crate::elf::ET_DYN_BASE);
+        let sp = l.stack_pointer;
+        assert_eq!(auxv(&mut vm, &mut pt, sp, AT_ENTRY), l.load_bias + 0x1000);
+        assert_eq!(auxv(&mut vm, &mut pt, sp, AT_PHDR), l.load_bias + 0x40);
+        assert_eq!(auxv(&mut vm, &mut pt, sp, crate::stack::AT_BASE), base);
+        // /proc/self/maps names the loader's regions by its path; its bss is writable.
+        let maps = vm.maps_text("/app");
+        assert!(
+            maps.lines()
+                .any(|l| l.contains("r-xp 00001000") && l.ends_with("/lib64/ld.so")),
+            "{maps}"
+        );
+        assert_eq!(
+            vm.handle_fault(&mut pt, base + 0x4000, Access::Write),
+            Ok(())
+        );
+        // The heap follows the program, not the loader.
+        assert_eq!(l.brk_start, l.load_bias + 0x2000);
+
+        // Without the loader in the root filesystem: a clear error naming it.
+        let e = load_dynamic(
+            &mut vm,
+            &mut pt,
+            prog.clone().leak(),
+            &argv(),
+            &[],
+            b"/app",
+            [0; 16],
+            0,
+            &|_: &str| None,
+            0,
+        )
+        .unwrap_err();
+        assert_eq!(e, LoadError::NoInterpreter("/lib64/ld.so".into()));
+        assert!(e.to_string().contains("/lib64/ld.so"));
+        // A loader that is itself a fixed-address program is refused.
+        let bad: &'static [u8] = program(ET_EXEC, 0x40_0000).leak();
+        let e = load_dynamic(
+            &mut vm,
+            &mut pt,
+            prog.leak(),
+            &argv(),
+            &[],
+            b"/app",
+            [0; 16],
+            0,
+            &move |_: &str| Some(bad),
+            0,
+        )
+        .unwrap_err();
+        assert!(matches!(e, LoadError::BadInterpreter(..)), "{e}");
     }
 
     #[test]

@@ -63,6 +63,8 @@ pub struct AuxValues {
     pub phnum: u64,
     /// Entry point (after the load bias).
     pub entry: u64,
+    /// `AT_BASE`: where the dynamic loader was loaded (0 for a static program).
+    pub base: u64,
     /// `AT_HWCAP`.
     pub hwcap: u64,
     /// `AT_HWCAP2`.
@@ -190,7 +192,7 @@ pub fn build(inp: &StackInputs<'_>) -> Result<InitialStack, StackError> {
         (AT_PHDR, a.phdr),
         (AT_PHENT, a.phent),
         (AT_PHNUM, a.phnum),
-        (AT_BASE, 0),
+        (AT_BASE, a.base),
         (AT_FLAGS, 0),
         (AT_ENTRY, a.entry),
         (AT_UID, 0),
@@ -268,6 +270,7 @@ mod tests {
             phent: 56,
             phnum: 9,
             entry: 0x401000,
+            base: 0,
             hwcap: 0x178bfbff,
             hwcap2: 0,
             minsigstksz: 2048,

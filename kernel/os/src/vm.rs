@@ -707,6 +707,58 @@ impl AddressSpace {
         Ok(start)
     }
 
+    /// [`mmap_file`](Self::mmap_file) for a file whose bytes stay in memory for the kernel's
+    /// lifetime (`file`, the whole file: the read-only root's). Pages wholly inside the file
+    /// that the mapping cannot write are mapped in place when their bytes are page-aligned
+    /// (a later write or `mprotect` gives the page a private copy, so `MAP_PRIVATE` semantics
+    /// hold); other pages with file bytes are copied; pages past the end of the file read as
+    /// zeros when touched.
+    #[allow(clippy::too_many_arguments)]
+    pub fn mmap_file_in_place(
+        &mut self,
+        pt: &mut dyn PageTable,
+        addr: u64,
+        len: u64,
+        prot: Prot,
+        flags: u64,
+        path: String,
+        offset: u64,
+        file: &'static [u8],
+    ) -> KResult<u64> {
+        if !offset.is_multiple_of(PAGE_SIZE) {
+            return Err(Errno::EINVAL);
+        }
+        let start = self.map(pt, addr, len, prot, flags, VmaKind::File(path), offset)?;
+        let end = start + page_up(len).unwrap_or(len);
+        let borrow = !prot.write && (prot.read || prot.exec);
+        let mut fill = || -> KResult<()> {
+            let mut page = start;
+            while page < end {
+                let Some(at) = offset
+                    .checked_add(page - start)
+                    .filter(|&at| at < file.len() as u64)
+                else {
+                    break;
+                };
+                let at = at as usize;
+                let n = (file.len() - at).min(PAGE_SIZE as usize);
+                let bytes = &file[at..at + n];
+                let in_place =
+                    borrow && n == PAGE_SIZE as usize && pt.map_borrowed(page, bytes, prot)?;
+                if !in_place {
+                    self.populate(pt, page, bytes)?;
+                }
+                page += PAGE_SIZE;
+            }
+            Ok(())
+        };
+        if let Err(e) = fill() {
+            self.remove_range(pt, start, end);
+            return Err(e);
+        }
+        Ok(start)
+    }
+
     #[allow(clippy::too_many_arguments)]
     fn map(
         &mut self,
@@ -1968,6 +2020,72 @@ mod tests {
             .sum();
         assert!(text.len() <= bound, "{} > {bound}", text.len());
     }
+    #[test]
+    fn root_file_pages_are_mapped_in_place_unless_writable() {
+        let (mut vm, mut pt) = setup();
+        // A file of two and a half pages.
+        let mut bytes = alloc::vec![0u8; (2 * P + P / 2) as usize];
+        for (i, b) in bytes.iter_mut().enumerate() {
+            *b = (i / P as usize) as u8 + 1;
+        }
+        let file: &'static [u8] = bytes.leak();
+        let name = || String::from("/lib/libx.so");
+        // Read-only over more than the file (as the loader reserves a library's span):
+        // whole pages in place, the partial last page copied, the rest zero on demand.
+        let a = vm
+            .mmap_file_in_place(&mut pt, 0, 4 * P, R, MAP_PRIVATE, name(), 0, file)
+            .unwrap();
+        assert_eq!(pt.borrowed, 2);
+        let mut b = [0u8; 1];
+        vm.copy_from_user(&mut pt, a + P, &mut b).unwrap();
+        assert_eq!(b, [2]);
+        let mut tail = [9u8; 2];
+        vm.copy_from_user(&mut pt, a + 2 * P + P / 2 - 1, &mut tail)
+            .unwrap();
+        assert_eq!(tail, [3, 0]);
+        assert!(!pt.pages.contains_key(&(a + 3 * P)));
+        assert_eq!(vm.handle_fault(&mut pt, a + 3 * P, Access::Read), Ok(()));
+        // MAP_FIXED over the reservation at an offset, writable (a data segment): copied,
+        // and private.
+        let d = vm
+            .mmap_file_in_place(
+                &mut pt,
+                a + P,
+                P,
+                Prot::RW,
+                MAP_PRIVATE | MAP_FIXED,
+                name(),
+                P,
+                file,
+            )
+            .unwrap();
+        assert_eq!((d, pt.borrowed), (a + P, 2));
+        vm.copy_to_user(&mut pt, d, b"w").unwrap();
+        assert_eq!(file[P as usize], 2, "the file is never written");
+        // RELRO: read-only afterwards, the written byte stays.
+        vm.mprotect(&mut pt, d, P, R).unwrap();
+        vm.copy_from_user(&mut pt, d, &mut b).unwrap();
+        assert_eq!(b, *b"w");
+        // /proc/self/maps names the file (one region again: same file, same rights,
+        // contiguous offsets, as Linux merges them).
+        let maps = vm.maps_text("/bin/app");
+        assert!(
+            maps.lines()
+                .any(|l| l.contains("r--p 00000000") && l.ends_with("/lib/libx.so")),
+            "{maps}"
+        );
+        // Offsets past the end of the file map zeros; unaligned offsets are refused.
+        let z = vm
+            .mmap_file_in_place(&mut pt, 0, P, R, MAP_PRIVATE, name(), 8 * P, file)
+            .unwrap();
+        vm.copy_from_user(&mut pt, z, &mut b).unwrap();
+        assert_eq!(b, [0]);
+        assert_eq!(
+            vm.mmap_file_in_place(&mut pt, 0, P, R, MAP_PRIVATE, name(), 1, file),
+            Err(Errno::EINVAL)
+        );
+    }
+
     #[test]
     fn copy_to_user_makes_read_only_pages_of_a_writable_region_private_first() {
         let (mut vm, mut pt) = setup();

@@ -169,6 +169,8 @@ pub fn boot(layout: &Layout, runs: usize) -> anyhow::Result<Report> {
             source: AppSource::Example("hello".into()),
             rootfs_dir: None,
             files: vec![],
+            libs: vec![],
+            dynamic: false,
             env: vec![],
             args: vec![],
             output: Some(dir.join("hello.elf")),

@@ -23,6 +23,8 @@ pub fn build_example(
             source: crate::app::AppSource::Example(example.to_string()),
             rootfs_dir: None,
             files: vec![],
+            libs: vec![],
+            dynamic: false,
             env: vec![],
             args: vec![],
             output: Some(dir.join(format!("{example}.elf"))),

@@ -75,6 +75,7 @@ pub fn image(kernel: &[u8]) -> anyhow::Result<Vec<u8>> {
         dir: None,
         files: Vec::new(),
         app_name: "kvm-probe".into(),
+        ..RootfsSpec::default()
     })?;
     let config = crate::link::baked_config("kvm-probe", &[], &[]).to_cmdline();
     let payload = kiln_abi::payload::build(&program(), &tar, &config);

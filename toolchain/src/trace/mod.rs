@@ -283,6 +283,30 @@ pub fn follow(
     })
 }
 
+/// Whether `path` is one the dynamic loader tries as a matter of course and does without:
+/// `/etc/ld.so.preload`, `/etc/ld.so.cache`, the hardware-capability subdirectories of its
+/// search path (`glibc-hwcaps/x86-64-v3`, `tls`, `x86_64`) and libraries tried in one search
+/// directory before the next. A library really missing fails with the loader's own message.
+fn loader_probe(path: &str) -> bool {
+    if path == "/etc/ld.so.preload" || path == "/etc/ld.so.cache" {
+        return true;
+    }
+    let Some(rest) = crate::dynamic::DEFAULT_DIRS
+        .iter()
+        .find_map(|d| path.strip_prefix(d).and_then(|r| r.strip_prefix('/')))
+    else {
+        return false;
+    };
+    let mut parts: Vec<&str> = rest.split('/').collect();
+    let last = parts.pop().unwrap_or("");
+    let probe_dir =
+        |d: &str| d == "glibc-hwcaps" || d == "tls" || d == "x86_64" || d.starts_with("x86-64-v");
+    if parts.iter().all(|d| probe_dir(d)) {
+        return probe_dir(last) || last.contains(".so");
+    }
+    false
+}
+
 /// The packaging hint for the paths the program looked for and the image lacks (kernel
 /// interfaces under /proc, /sys and /dev are left out): one line per path.
 pub fn missing_files(records: &[u8]) -> Vec<String> {
@@ -295,6 +319,7 @@ pub fn missing_files(records: &[u8]) -> Vec<String> {
         })
         .filter(|p| seen.insert(p.clone()))
         .filter(|p| !["/proc/", "/sys/", "/dev/"].iter().any(|k| p.starts_with(k)))
+        .filter(|p| !loader_probe(p))
         .map(|p| format!("the program looked for {p}, which the image lacks: add it with --file HOSTPATH:{p}"))
         .collect()
 }
@@ -375,5 +400,15 @@ mod tests {
             missing_files(&bytes),
             ["the program looked for /etc/ssl/certs/ca-certificates.crt, which the image lacks: add it with --file HOSTPATH:/etc/ssl/certs/ca-certificates.crt"]
         );
+        assert!(loader_probe("/etc/ld.so.cache"));
+        assert!(loader_probe(
+            "/lib/x86_64-linux-gnu/glibc-hwcaps/x86-64-v2/libc.so.6"
+        ));
+        assert!(loader_probe("/lib/x86_64-linux-gnu/glibc-hwcaps/x86-64-v2"));
+        assert!(loader_probe("/lib/x86_64-linux-gnu/tls/x86_64/x86_64"));
+        assert!(loader_probe("/usr/lib/libz.so.1"));
+        assert!(!loader_probe("/usr/lib/python3.11/os.py"));
+        assert!(!loader_probe("/etc/ssl/certs/ca-certificates.crt"));
+        assert!(!loader_probe("/lib/x86_64-linux-gnu/gconv/gconv-modules"));
     }
 }

@@ -151,11 +151,25 @@ impl FileLike for TimerFd {
 #[derive(Debug, Default)]
 pub struct Timers {
     list: Vec<Weak<TimerFd>>,
+    /// The process's `ITIMER_REAL` (`setitimer`, `alarm`): next expiry and interval (0: one
+    /// shot), in monotonic nanoseconds.
+    pub real: Option<RealTimer>,
+}
+
+/// An armed `ITIMER_REAL`: `SIGALRM` at `deadline`, then every `interval` nanoseconds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RealTimer {
+    /// When it next expires.
+    pub deadline: u64,
+    /// The period after that (0: it expires once).
+    pub interval: u64,
 }
 
 impl Timers {
-    /// Fires every timer due at `now`; forgets closed ones.
-    pub fn fire(&mut self, m: &mut dyn Machine, now: u64) {
+    /// Fires every timer due at `now`; forgets closed ones. Returns whether `ITIMER_REAL`
+    /// expired, so the caller sends the process `SIGALRM` (expiries missed meanwhile count
+    /// once, as a pending signal does on Linux).
+    pub fn fire(&mut self, m: &mut dyn Machine, now: u64) -> bool {
         self.list.retain(|w| match w.upgrade() {
             Some(t) => {
                 t.fire(m, now);
@@ -163,6 +177,19 @@ impl Timers {
             }
             None => false,
         });
+        match self.real {
+            Some(r) if r.deadline <= now => {
+                self.real = (r.interval > 0).then(|| {
+                    let missed = (now - r.deadline) / r.interval + 1;
+                    RealTimer {
+                        deadline: r.deadline + missed * r.interval,
+                        interval: r.interval,
+                    }
+                });
+                true
+            }
+            _ => false,
+        }
     }
 
     /// The earliest expiry of an armed timer.
@@ -170,6 +197,7 @@ impl Timers {
         self.list
             .iter()
             .filter_map(|w| w.upgrade().and_then(|t| t.deadline()))
+            .chain(self.real.map(|r| r.deadline))
             .min()
     }
 }

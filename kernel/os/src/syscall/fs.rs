@@ -235,6 +235,18 @@ pub fn handle(p: &mut Process, m: &mut dyn Machine, nr: u64, a: [u64; 6]) -> Opt
         nr::LINK => attr::sys_link(p, m, [AT_FDCWD as u64, a[0], AT_FDCWD as u64, a[1], 0, 0]),
         nr::LINKAT => attr::sys_link(p, m, a),
         nr::STATFS => attr::sys_statfs(p, m, a[0], a[1]),
+        nr::GETXATTR => attr::sys_xattr(p, m, attr::Xattr::Get, None, a[0], true),
+        nr::LGETXATTR => attr::sys_xattr(p, m, attr::Xattr::Get, None, a[0], false),
+        nr::FGETXATTR => attr::sys_xattr(p, m, attr::Xattr::Get, Some(fd0), 0, true),
+        nr::LISTXATTR => attr::sys_xattr(p, m, attr::Xattr::List, None, a[0], true),
+        nr::LLISTXATTR => attr::sys_xattr(p, m, attr::Xattr::List, None, a[0], false),
+        nr::FLISTXATTR => attr::sys_xattr(p, m, attr::Xattr::List, Some(fd0), 0, true),
+        nr::SETXATTR => attr::sys_xattr(p, m, attr::Xattr::Set, None, a[0], true),
+        nr::LSETXATTR => attr::sys_xattr(p, m, attr::Xattr::Set, None, a[0], false),
+        nr::FSETXATTR => attr::sys_xattr(p, m, attr::Xattr::Set, Some(fd0), 0, true),
+        nr::REMOVEXATTR => attr::sys_xattr(p, m, attr::Xattr::Remove, None, a[0], true),
+        nr::LREMOVEXATTR => attr::sys_xattr(p, m, attr::Xattr::Remove, None, a[0], false),
+        nr::FREMOVEXATTR => attr::sys_xattr(p, m, attr::Xattr::Remove, Some(fd0), 0, true),
         nr::FSTATFS => attr::sys_fstatfs(p, m, fd0, a[1]),
         nr::FALLOCATE => attr::sys_fallocate(p, m, fd0, a[1], a[2] as i64, a[3] as i64),
         // Nothing is buffered: every write is already in the file.
@@ -264,6 +276,23 @@ pub fn handle(p: &mut Process, m: &mut dyn Machine, nr: u64, a: [u64; 6]) -> Opt
 /// zero-padded past the end of the file. `EBADF` for a bad or `O_PATH` descriptor,
 /// `EACCES` unless it is open for reading, `ENODEV` for anything but a regular file or
 /// `/dev/zero` (which maps as zeros), `ENOMEM` if the buffer cannot be allocated.
+/// The bytes of `fd`'s file when they live in memory for the kernel's lifetime (a file of the
+/// read-only root filesystem), so a mapping can use them in place; `None` for any other
+/// descriptor. `EACCES` when the descriptor cannot read.
+pub fn static_bytes_for_mmap(p: &mut Process, fd: i32) -> KResult<Option<&'static [u8]>> {
+    let f = io_file(p, fd)?;
+    if !f.readable() {
+        return Err(Errno::EACCES);
+    }
+    Ok(match f.downcast::<NodeFile>() {
+        Some(NodeFile(n)) => match n.body {
+            Body::StaticFile(data) => Some(data),
+            _ => None,
+        },
+        None => None,
+    })
+}
+
 pub fn read_for_mmap(
     p: &mut Process,
     m: &mut dyn Machine,

@@ -2,7 +2,9 @@
 //! `mincore`, and the `mlock` family.
 //!
 //! File mappings are private copies: Kiln's files live in memory (the read-only root and
-//! `/tmp`), so `MAP_PRIVATE` file maps copy the bytes in, `MAP_SHARED` file maps are accepted
+//! `/tmp`), so `MAP_PRIVATE` file maps copy the bytes in (pages of root-filesystem files that
+//! the mapping cannot write are mapped in place where their bytes are page-aligned, and
+//! copied when a write or `mprotect` makes them writable), `MAP_SHARED` file maps are accepted
 //! when they cannot write (nobody can tell the copy from the file), and writable shared file
 //! maps fail with `ENODEV` ("this file cannot be memory-mapped that way"), since writes would
 //! not reach the file.
@@ -110,6 +112,11 @@ fn mmap(p: &mut Process, m: &mut dyn Machine, a: [u64; 6]) -> KResult<u64> {
     if (kind == MAP_SHARED || kind == MAP_SHARED_VALIDATE) && prot.write {
         // Writes through the mapping would never reach the file.
         return Err(Errno::ENODEV);
+    }
+    if let Some(file) = crate::syscall::fs::static_bytes_for_mmap(p, fd)? {
+        return p
+            .vm
+            .mmap_file_in_place(m.pages(), addr, len, prot, flags, path, offset, file);
     }
     let want = usize::try_from(len).map_err(|_| Errno::ENOMEM)?;
     let data = crate::syscall::fs::read_for_mmap(p, m, fd, offset, want)?;

@@ -250,9 +250,117 @@ pub fn handle(p: &mut Process, m: &mut dyn Machine, nr: u64, a: [u64; 6]) -> Opt
         sysno::TIMERFD_CREATE => crate::fd::timerfd::timerfd_create(p, a[0], a[1]),
         sysno::TIMERFD_SETTIME => crate::fd::timerfd::timerfd_settime(p, m, a),
         sysno::TIMERFD_GETTIME => crate::fd::timerfd::timerfd_gettime(p, m, a[0], a[1]),
+        sysno::SETITIMER => setitimer(p, m, a[0], a[1], a[2]),
+        sysno::GETITIMER => getitimer(p, m, a[0], a[1]),
+        sysno::ALARM => Ok(alarm(p, m, a[0] as u32)),
         _ => return None,
     };
     Some(ret(r))
+}
+
+/// `ITIMER_REAL`: wall-clock time, `SIGALRM`.
+pub const ITIMER_REAL: u64 = 0;
+/// `ITIMER_VIRTUAL`: the process's user CPU time, `SIGVTALRM`.
+pub const ITIMER_VIRTUAL: u64 = 1;
+/// `ITIMER_PROF`: the process's CPU time, `SIGPROF`.
+pub const ITIMER_PROF: u64 = 2;
+
+const NS_PER_US: u64 = 1_000;
+
+/// The `struct itimerval` of `ITIMER_REAL` as it stands at `now`: interval, then the time
+/// left (zeros when disarmed).
+fn itimerval_now(p: &Process, now: u64) -> [u8; 2 * Timeval::SIZE] {
+    let (interval, left) = match p.timers.real {
+        // Linux never reports 0 left for an armed timer: it rounds up to a microsecond.
+        Some(r) => (r.interval, r.deadline.saturating_sub(now).max(NS_PER_US)),
+        None => (0, 0),
+    };
+    let mut out = [0u8; 2 * Timeval::SIZE];
+    out[..Timeval::SIZE].copy_from_slice(&Timeval::from_ns(interval).to_bytes());
+    out[Timeval::SIZE..].copy_from_slice(&Timeval::from_ns(left).to_bytes());
+    out
+}
+
+/// Checks the interval timer named by `which`: `ITIMER_REAL` is kept; the CPU-time timers are
+/// refused with `EINVAL` (Kiln does not account CPU time per process).
+fn check_which(which: u64) -> KResult<()> {
+    match which {
+        ITIMER_REAL => Ok(()),
+        _ => Err(Errno::EINVAL),
+    }
+}
+
+fn timeval_ns(t: Timeval) -> KResult<u64> {
+    if t.sec < 0 || !(0..1_000_000).contains(&t.usec) {
+        return Err(Errno::EINVAL);
+    }
+    (t.sec as u64)
+        .checked_mul(1_000_000_000)
+        .and_then(|n| n.checked_add(t.usec as u64 * NS_PER_US))
+        .ok_or(Errno::EINVAL)
+}
+
+/// `setitimer(which, new, old)`: arms (or with a zero value disarms) `ITIMER_REAL`, which
+/// sends the process `SIGALRM` when it expires, then every interval; `old` gets the previous
+/// setting.
+fn setitimer(p: &mut Process, m: &mut dyn Machine, which: u64, new: u64, old: u64) -> KResult<i64> {
+    check_which(which)?;
+    let now = m.monotonic_ns();
+    let next = if new == 0 {
+        // Linux (since 5.x) treats a null new value as disarming.
+        None
+    } else {
+        let b: [u8; 2 * Timeval::SIZE] = read_user(p, m, new)?;
+        let mut iv = [0u8; Timeval::SIZE];
+        iv.copy_from_slice(&b[..Timeval::SIZE]);
+        let mut val = [0u8; Timeval::SIZE];
+        val.copy_from_slice(&b[Timeval::SIZE..]);
+        let interval = timeval_ns(Timeval::from_bytes(&iv))?;
+        let value = timeval_ns(Timeval::from_bytes(&val))?;
+        (value > 0).then_some(RealTimerArg { value, interval })
+    };
+    if old != 0 {
+        let prev = itimerval_now(p, now);
+        write_user(p, m, old, &prev)?;
+    }
+    p.timers.real = next.map(|n| crate::fd::timerfd::RealTimer {
+        deadline: now.saturating_add(n.value),
+        interval: n.interval,
+    });
+    Ok(0)
+}
+
+struct RealTimerArg {
+    value: u64,
+    interval: u64,
+}
+
+/// `getitimer(which, cur)`.
+fn getitimer(p: &mut Process, m: &mut dyn Machine, which: u64, cur: u64) -> KResult<i64> {
+    check_which(which)?;
+    let v = itimerval_now(p, m.monotonic_ns());
+    write_user(p, m, cur, &v)?;
+    Ok(0)
+}
+
+/// `alarm(seconds)`: `ITIMER_REAL` once after `seconds` (0 cancels); returns the seconds
+/// that were left on the previous alarm, rounded to the nearest (at least 1 when one was
+/// armed), as Linux does.
+fn alarm(p: &mut Process, m: &mut dyn Machine, seconds: u32) -> i64 {
+    let now = m.monotonic_ns();
+    let left = p
+        .timers
+        .real
+        .map(|r| {
+            let ns = r.deadline.saturating_sub(now);
+            ((ns + 500_000_000) / 1_000_000_000).max(1)
+        })
+        .unwrap_or(0);
+    p.timers.real = (seconds > 0).then(|| crate::fd::timerfd::RealTimer {
+        deadline: now + u64::from(seconds) * 1_000_000_000,
+        interval: 0,
+    });
+    left as i64
 }
 
 /// The outcome of a sleep until `deadline`: the thread waits (other threads run) and the
@@ -689,5 +797,80 @@ mod tests {
             sleep_deadline(&m, Clock::Monotonic, false, u64::MAX),
             u64::MAX
         );
+    }
+
+    fn itv(interval: (i64, i64), value: (i64, i64)) -> Vec<u8> {
+        let mut v = Timeval {
+            sec: interval.0,
+            usec: interval.1,
+        }
+        .to_bytes()
+        .to_vec();
+        v.extend_from_slice(
+            &Timeval {
+                sec: value.0,
+                usec: value.1,
+            }
+            .to_bytes(),
+        );
+        v
+    }
+
+    #[test]
+    fn interval_timer_and_alarm() {
+        let (mut p, mut m, buf) = setup();
+        let old = buf + 64;
+        m.now = 10 * NSEC_PER_SEC;
+        // Every 250 ms after 1.5 s.
+        poke(&mut p, &mut m, buf, &itv((0, 250_000), (1, 500_000)));
+        assert_eq!(
+            call(&mut p, &mut m, sysno::SETITIMER, &[ITIMER_REAL, buf, old]),
+            0
+        );
+        assert_eq!(peek(&mut p, &mut m, old, 32), itv((0, 0), (0, 0)));
+        assert_eq!(p.timers.next_deadline(), Some(11_500_000_000));
+        m.now += NSEC_PER_SEC;
+        assert_eq!(
+            call(&mut p, &mut m, sysno::GETITIMER, &[ITIMER_REAL, old]),
+            0
+        );
+        assert_eq!(
+            peek(&mut p, &mut m, old, 32),
+            itv((0, 250_000), (0, 500_000))
+        );
+        // Not due yet; then due (once, though two periods passed), and re-armed.
+        assert!(!p.timers.fire(&mut m, 11_400_000_000));
+        assert!(p.timers.fire(&mut m, 11_800_000_000));
+        assert_eq!(p.timers.next_deadline(), Some(12_000_000_000));
+        // Bad values and the CPU-time timers are refused.
+        poke(&mut p, &mut m, buf, &itv((0, 0), (0, 1_000_000)));
+        assert_eq!(
+            call(&mut p, &mut m, sysno::SETITIMER, &[ITIMER_REAL, buf, 0]),
+            EINVAL
+        );
+        assert_eq!(
+            call(&mut p, &mut m, sysno::SETITIMER, &[ITIMER_PROF, buf, 0]),
+            EINVAL
+        );
+        assert_eq!(
+            call(&mut p, &mut m, sysno::SETITIMER, &[ITIMER_REAL, 8, 0]),
+            EFAULT
+        );
+        // A zero value disarms.
+        poke(&mut p, &mut m, buf, &itv((1, 0), (0, 0)));
+        assert_eq!(
+            call(&mut p, &mut m, sysno::SETITIMER, &[ITIMER_REAL, buf, 0]),
+            0
+        );
+        assert_eq!(p.timers.next_deadline(), None);
+        // alarm: one shot; returns the seconds left on the previous one, rounded.
+        m.now = 100 * NSEC_PER_SEC;
+        assert_eq!(call(&mut p, &mut m, sysno::ALARM, &[5]), 0);
+        m.now += 1_400_000_000;
+        assert_eq!(call(&mut p, &mut m, sysno::ALARM, &[2]), 4);
+        assert_eq!(p.timers.next_deadline(), Some(103_400_000_000));
+        assert!(p.timers.fire(&mut m, 103_400_000_000));
+        assert_eq!(p.timers.next_deadline(), None);
+        assert_eq!(call(&mut p, &mut m, sysno::ALARM, &[0]), 0);
     }
 }

@@ -413,3 +413,54 @@ pub(super) fn sys_fallocate(
     n.allocate(off as u64, len as u64, now(m))?;
     Ok(0)
 }
+
+/// Which extended-attribute call (`getxattr` ... `removexattr` and their `l`/`f` forms).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Xattr {
+    /// `*getxattr`.
+    Get,
+    /// `*listxattr`.
+    List,
+    /// `*setxattr`.
+    Set,
+    /// `*removexattr`.
+    Remove,
+}
+
+/// The extended-attribute calls. Kiln's file systems keep no extended attributes: a file has
+/// none (`getxattr` and `removexattr` fail with `ENODATA`, as for a name a file lacks on Linux,
+/// and `listxattr` gives an empty list), and none can be set (`EROFS` on the read-only root,
+/// `EOPNOTSUPP` elsewhere). So `ls -l` and SELinux-aware programs see files without labels.
+/// `by` is the path (`follow` for `getxattr`, not for `lgetxattr`) or, when `fd` is given,
+/// the descriptor of the `f` form.
+pub(super) fn sys_xattr(
+    p: &mut Process,
+    m: &mut dyn Machine,
+    what: Xattr,
+    fd: Option<i32>,
+    path_addr: u64,
+    follow: bool,
+) -> KResult<i64> {
+    let n = match fd {
+        Some(fd) => fd_node(&io_file(p, fd)?)?,
+        None => node_at(
+            p,
+            m,
+            AT_FDCWD,
+            path_addr,
+            if follow { 0 } else { AT_SYMLINK_NOFOLLOW },
+        )?,
+    };
+    match what {
+        Xattr::Get => Err(Errno::ENODATA),
+        Xattr::List => Ok(0),
+        Xattr::Set | Xattr::Remove => {
+            check_setattr(&n, false)?;
+            Err(if what == Xattr::Set {
+                Errno::EOPNOTSUPP
+            } else {
+                Errno::ENODATA
+            })
+        }
+    }
+}

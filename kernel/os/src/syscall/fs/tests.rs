@@ -1538,3 +1538,41 @@ fn tmpfs_is_full_when_memory_is_low() {
     t.m.pages.out_of_frames = false;
     assert!(t.open("/tmp/new", O_RDWR | O_CREAT, 0o644) >= 3);
 }
+
+#[test]
+fn extended_attributes_are_absent() {
+    let mut t = T::new();
+    let fd = t.open("/tmp/x", O_CREAT | O_RDWR, 0o644);
+    let x = t.cstr("/tmp/x");
+    let hosts = t.cstr("/etc/hosts");
+    let missing = t.cstr("/tmp/missing");
+    let name = t.cstr("security.selinux");
+    let buf = t.cstr("................");
+    // No file has attributes: ENODATA, and empty lists.
+    assert_eq!(t.call(nr::GETXATTR, &[x, name, buf, 16]), E(Errno::ENODATA));
+    assert_eq!(
+        t.call(nr::LGETXATTR, &[hosts, name, buf, 16]),
+        E(Errno::ENODATA)
+    );
+    assert_eq!(
+        t.call(nr::FGETXATTR, &[fd as u64, name, buf, 16]),
+        E(Errno::ENODATA)
+    );
+    assert_eq!(t.call(nr::LISTXATTR, &[x, buf, 16]), 0);
+    assert_eq!(t.call(nr::FLISTXATTR, &[fd as u64, buf, 16]), 0);
+    assert_eq!(
+        t.call(nr::GETXATTR, &[missing, name, buf, 16]),
+        E(Errno::ENOENT)
+    );
+    assert_eq!(t.call(nr::FGETXATTR, &[99, name, buf, 16]), E(Errno::EBADF));
+    // None can be set: the root is read-only, /tmp keeps none.
+    assert_eq!(
+        t.call(nr::SETXATTR, &[hosts, name, buf, 1, 0]),
+        E(Errno::EROFS)
+    );
+    assert_eq!(
+        t.call(nr::SETXATTR, &[x, name, buf, 1, 0]),
+        E(Errno::EOPNOTSUPP)
+    );
+    assert_eq!(t.call(nr::REMOVEXATTR, &[x, name]), E(Errno::ENODATA));
+}

@@ -1,0 +1,502 @@
+//! Dynamically linked programs: Debian's own binaries, unmodified, with their loader and
+//! libraries packed by `build-image` (a C program built without `-static`, `ls`, redis,
+//! nginx, python3 with extension modules loaded by `dlopen`).
+
+use kiln_tests::{build_image, free_port, kiln, root, run_image, scratch, wait_for_http, Guest};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn gcc(dir: &Path, name: &str, src: &str, extra: &[&str]) -> PathBuf {
+    let c = dir.join(format!("{name}.c"));
+    std::fs::write(&c, src).unwrap();
+    let out = dir.join(name);
+    let st = Command::new("gcc")
+        .arg("-O2")
+        .arg("-o")
+        .arg(&out)
+        .arg(&c)
+        .args(extra)
+        .status()
+        .unwrap();
+    assert!(st.success(), "gcc {name}");
+    out
+}
+
+const HELLO: &str = r#"
+#include <stdio.h>
+#include <string.h>
+#include <dlfcn.h>
+int main(int argc, char **argv) {
+    printf("dynamic hello, argc=%d, argv[1]=%s\n", argc, argc > 1 ? argv[1] : "");
+    /* The loader and libc are named in /proc/self/maps, as on Linux. */
+    FILE *f = fopen("/proc/self/maps", "r");
+    char line[512];
+    int libc = 0, ld = 0;
+    while (f && fgets(line, sizeof line, f)) {
+        if (strstr(line, "r-xp") && strstr(line, "/libc.so.6")) libc = 1;
+        if (strstr(line, "/ld-linux-x86-64.so.2")) ld = 1;
+    }
+    printf("maps: libc=%d ld=%d\n", libc, ld);
+    /* dlopen of a library packed with --lib. */
+    void *m = dlopen("libz.so.1", RTLD_NOW);
+    const char *(*ver)(void) = m ? (const char *(*)(void))dlsym(m, "zlibVersion") : 0;
+    printf("dlopen: %s\n", ver ? ver() : dlerror());
+    return 7;
+}
+"#;
+
+#[test]
+fn c_program_without_static() {
+    let dir = scratch("dynamic");
+    let prog = gcc(&dir, "dyn-hello", HELLO, &[]);
+    let img = build_image(
+        "dyn-hello",
+        &["--elf", prog.to_str().unwrap(), "--lib", "libz.so.1"],
+    );
+    let r = run_image(&img, &["--", "first"]);
+    assert_eq!(r.status, 7, "{r:?}");
+    let zlib = std::fs::read_link("/lib/x86_64-linux-gnu/libz.so.1")
+        .map(|p| {
+            p.to_string_lossy()
+                .trim_start_matches("libz.so.")
+                .to_string()
+        })
+        .unwrap_or_default();
+    assert_eq!(
+        r.out(),
+        format!("dynamic hello, argc=2, argv[1]=first\nmaps: libc=1 ld=1\ndlopen: {zlib}\n"),
+        "{r:?}"
+    );
+    // The loader's routine probes (ld.so.cache, hwcaps directories) are no packaging hint.
+    assert!(!r.stderr.contains("looked for"), "{r:?}");
+
+    // Provenance lists every packed library with its hash and Debian package; the SBOM too.
+    let i = kiln(&["inspect", img.to_str().unwrap(), "--json"]);
+    assert_eq!(i.status, 0, "{i:?}");
+    let doc: serde_json::Value = serde_json::from_slice(&i.stdout).unwrap();
+    let libs = doc["libraries"].as_array().expect("libraries recorded");
+    let libc = libs
+        .iter()
+        .find(|l| l["path"] == "/lib/x86_64-linux-gnu/libc.so.6")
+        .unwrap_or_else(|| panic!("no libc in {libs:?}"));
+    assert_eq!(libc["package"], "libc6:amd64", "{libc}");
+    assert!(libc["version"].as_str().is_some_and(|v| !v.is_empty()));
+    assert_eq!(libc["sha256"].as_str().unwrap().len(), 64);
+    assert!(libs.iter().any(|l| l["reason"] == "interpreter"));
+    assert!(libs
+        .iter()
+        .any(|l| l["path"] == "/lib/x86_64-linux-gnu/libz.so.1" && l["reason"] == "--lib"));
+    let sbom = doc["sbom"]["components"].as_array().unwrap();
+    assert!(sbom.iter().any(|c| c["name"] == "libc.so.6"
+        && c["purl"]
+            .as_str()
+            .unwrap()
+            .starts_with("pkg:deb/debian/libc6@")));
+
+    // Byte-reproducible.
+    let again = build_image(
+        "dyn-hello-again",
+        &["--elf", prog.to_str().unwrap(), "--lib", "libz.so.1"],
+    );
+    assert_eq!(std::fs::read(&img).unwrap(), std::fs::read(&again).unwrap());
+}
+
+#[test]
+fn debian_ls() {
+    let img = build_image("ls", &["--elf", "/usr/bin/ls"]);
+    let r = run_image(&img, &["--", "-la", "/lib/x86_64-linux-gnu/", "/"]);
+    assert_eq!(r.status, 0, "{r:?}");
+    let out = r.out();
+    assert!(
+        out.contains("libc.so.6") && out.contains("libselinux.so.1"),
+        "{r:?}"
+    );
+    assert!(out.contains("lib -> usr/lib"), "{r:?}");
+    assert!(!r.stderr.contains("not implemented"), "{r:?}");
+}
+
+#[test]
+fn missing_library_is_a_clear_error() {
+    let dir = scratch("dynamic");
+    let lib = dir.join("libkilnmissing.so");
+    let src = dir.join("kilnmissing.c");
+    std::fs::write(&src, "int kiln_missing(void){return 1;}\n").unwrap();
+    let st = Command::new("gcc")
+        .args(["-shared", "-fPIC", "-o"])
+        .arg(&lib)
+        .arg(&src)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let prog = gcc(
+        &dir,
+        "needs-missing",
+        "int kiln_missing(void); int main(void){return kiln_missing();}\n",
+        &["-L", dir.to_str().unwrap(), "-lkilnmissing"],
+    );
+    std::fs::remove_file(&lib).unwrap();
+    let r = kiln(&["build-image", "--elf", prog.to_str().unwrap()]);
+    assert_ne!(r.status, 0, "{r:?}");
+    for want in [
+        "libkilnmissing.so",
+        "needed by /bin/needs-missing",
+        "--lib",
+        "/usr/lib/x86_64-linux-gnu",
+    ] {
+        assert!(r.stderr.contains(want), "missing {want:?}: {r:?}");
+    }
+    assert!(!r.stderr.contains("panicked"), "{r:?}");
+    // --lib makes no sense for a static program.
+    let r = kiln(&["build-image", "--elf", "/bin/busybox", "--lib", "libz.so.1"]);
+    assert_ne!(r.status, 0, "{r:?}");
+    assert!(r.stderr.contains("statically linked"), "{r:?}");
+}
+
+#[test]
+fn redis_server() {
+    let img = build_image("redis-server", &["--elf", "/usr/bin/redis-server"]);
+    let port = free_port().to_string();
+    let fwd = format!("{port}:6379");
+    // No fork: no background saves (--save ''), no append-only file rewrites.
+    let _guest = Guest::boot(
+        &img,
+        &[
+            "-p",
+            &fwd,
+            "--",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--protected-mode",
+            "no",
+        ],
+        "Ready to accept connections",
+    );
+    let cli = |args: &[&str]| {
+        let out = Command::new("redis-cli")
+            .args(["-h", "127.0.0.1", "-p", &port])
+            .args(args)
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+    assert_eq!(cli(&["set", "greeting", "hello from redis on kiln"]), "OK");
+    assert_eq!(cli(&["get", "greeting"]), "hello from redis on kiln");
+    assert_eq!(cli(&["incrby", "n", "41"]), "41");
+    assert_eq!(cli(&["incr", "n"]), "42");
+}
+
+/// A `run` in the background (its own process group), killed when dropped.
+struct Background(std::process::Child);
+
+impl Drop for Background {
+    fn drop(&mut self) {
+        let group = format!("-{}", self.0.id());
+        let _ = Command::new("kill").args(["-KILL", "--", &group]).status();
+        let _ = self.0.wait();
+    }
+}
+
+fn background(args: &[&str]) -> Background {
+    use std::os::unix::process::CommandExt;
+    Background(
+        Command::new(kiln_tests::xtask_bin())
+            .args(args)
+            .current_dir(root())
+            .stdout(std::process::Stdio::null())
+            .process_group(0)
+            .spawn()
+            .unwrap(),
+    )
+}
+
+#[test]
+fn nginx_serves_concurrent_clients() {
+    let dir = scratch("dynamic/nginx");
+    std::fs::create_dir_all(dir.join("www")).unwrap();
+    let page = "hello from nginx on kiln\n".repeat(400);
+    std::fs::write(dir.join("www/index.html"), &page).unwrap();
+    // One process (no fork): daemon off, master_process off; logs on stderr; temporary
+    // files in the writable /tmp.
+    let conf = "daemon off;\nmaster_process off;\nerror_log stderr notice;\npid /tmp/nginx.pid;\n\
+                events { worker_connections 128; }\n\
+                http {\n  access_log off;\n  client_body_temp_path /tmp/body;\n  proxy_temp_path /tmp/proxy;\n\
+                fastcgi_temp_path /tmp/fastcgi;\n  uwsgi_temp_path /tmp/uwsgi;\n  scgi_temp_path /tmp/scgi;\n\
+                server { listen 8080; root /srv/www; }\n}\n";
+    std::fs::write(dir.join("nginx.conf"), conf).unwrap();
+    let img = build_image(
+        "nginx",
+        &[
+            "--elf",
+            "/usr/sbin/nginx",
+            "--file",
+            &format!("{}:/etc/nginx/nginx.conf", dir.join("nginx.conf").display()),
+            "--file",
+            &format!("{}:/srv/www", dir.join("www").display()),
+            "--arg",
+            "-e",
+            "--arg",
+            "stderr",
+        ],
+    );
+    let port = free_port();
+    let _guest = background(&[
+        "run",
+        "--image",
+        img.to_str().unwrap(),
+        "--timeout",
+        "240",
+        "-p",
+        &format!("{port}:8080"),
+    ]);
+    let url = format!("http://127.0.0.1:{port}/");
+    assert_eq!(wait_for_http(&url), page);
+    let clients: Vec<_> = (0..8)
+        .map(|_| {
+            let url = url.clone();
+            std::thread::spawn(move || {
+                (0..3)
+                    .map(|_| kiln_tests::curl(&url).unwrap_or_default())
+                    .collect::<Vec<_>>()
+            })
+        })
+        .collect();
+    for c in clients {
+        for body in c.join().unwrap() {
+            assert_eq!(body, page);
+        }
+    }
+    let missing = Command::new("curl")
+        .args(["-s", "-o", "/dev/null", "-w", "%{http_code}", "-m", "10"])
+        .arg(format!("{url}nope"))
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&missing.stdout), "404");
+}
+
+/// Copies Python's standard library without what a server needs least (tests, IDLE, Tk,
+/// the static libpython, bytecode caches), to keep the image small.
+fn copy_stdlib(src: &Path, dest: &Path) {
+    const SKIP: &[&str] = &[
+        "__pycache__",
+        "test",
+        "idlelib",
+        "tkinter",
+        "lib2to3",
+        "pydoc_data",
+        "ensurepip",
+        "distutils",
+        "turtledemo",
+        "site-packages",
+        "dist-packages",
+    ];
+    std::fs::create_dir_all(dest).unwrap();
+    for e in std::fs::read_dir(src).unwrap() {
+        let e = e.unwrap();
+        let name = e.file_name().to_string_lossy().into_owned();
+        if SKIP.contains(&name.as_str()) || name.starts_with("config-") {
+            continue;
+        }
+        let ft = e.file_type().unwrap();
+        let to = dest.join(&name);
+        if ft.is_dir() {
+            copy_stdlib(&e.path(), &to);
+        } else if ft.is_symlink() {
+            let _ = std::fs::remove_file(&to);
+            std::os::unix::fs::symlink(std::fs::read_link(e.path()).unwrap(), &to).unwrap();
+        } else {
+            std::fs::copy(e.path(), &to).unwrap();
+        }
+    }
+}
+
+const APP_PY: &str = r#"
+import errno, hashlib, json, os, sqlite3
+from http.server import HTTPServer, BaseHTTPRequestHandler
+
+db = sqlite3.connect(":memory:")
+db.execute("create table kv (k text primary key, v text)")
+db.execute("insert into kv values (?, ?)", ("greeting", "hello from python on kiln"))
+(value,) = db.execute("select v from kv where k = 'greeting'").fetchone()
+digest = hashlib.sha256(value.encode()).hexdigest()
+try:
+    os.fork()
+    fork = "forked"
+except OSError as e:
+    fork = errno.errorcode[e.errno]
+
+class Handler(BaseHTTPRequestHandler):
+    def do_GET(self):
+        body = json.dumps({"path": self.path, "value": value, "sha256": digest,
+                           "fork": fork}).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass
+
+server = HTTPServer(("0.0.0.0", 8000), Handler)
+print("serving on 8000", flush=True)
+server.serve_forever()
+"#;
+
+#[test]
+fn python_with_extension_modules() {
+    let python = std::fs::canonicalize("/usr/bin/python3").unwrap();
+    let version = python.file_name().unwrap().to_string_lossy().into_owned(); // python3.11
+    let dir = scratch("dynamic/python");
+    let stdlib = dir.join(&version);
+    copy_stdlib(&Path::new("/usr/lib").join(&version), &stdlib);
+    std::fs::write(dir.join("app.py"), APP_PY).unwrap();
+    let dynload = format!("/usr/lib/{version}/lib-dynload");
+    let module = |name: &str| {
+        std::fs::read_dir(&dynload)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .find(|p| {
+                p.file_name()
+                    .unwrap()
+                    .to_string_lossy()
+                    .starts_with(&format!("{name}.cpython-"))
+            })
+            .unwrap()
+            .to_string_lossy()
+            .into_owned()
+    };
+    let (sqlite, hashlib) = (module("_sqlite3"), module("_hashlib"));
+    let img = build_image(
+        "python3",
+        &[
+            "--elf",
+            python.to_str().unwrap(),
+            "--file",
+            &format!("{}:/usr/lib/{version}", stdlib.display()),
+            "--file",
+            &format!("{}:/app/app.py", dir.join("app.py").display()),
+            // Extension modules are opened with dlopen: their libraries (libsqlite3,
+            // libcrypto) are packed by naming the modules.
+            "--lib",
+            &sqlite,
+            "--lib",
+            &hashlib,
+            "--arg",
+            "/app/app.py",
+        ],
+    );
+    let port = free_port();
+    let _guest = Guest::boot(
+        &img,
+        &["--memory", "256M", "-p", &format!("{port}:8000")],
+        "serving on 8000",
+    );
+    let body = wait_for_http(&format!("http://127.0.0.1:{port}/kiln"));
+    let doc: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let want = kiln_toolchain::image::sha256_hex(b"hello from python on kiln");
+    assert_eq!(doc["path"], "/kiln", "{body}");
+    assert_eq!(doc["value"], "hello from python on kiln", "{body}");
+    assert_eq!(doc["sha256"], want.as_str(), "{body}");
+    // fork is a clear ENOSYS, not a hang.
+    assert_eq!(doc["fork"], "ENOSYS", "{body}");
+}
+
+#[test]
+fn rust_and_c_examples_linked_dynamically() {
+    let img = build_image("hello-dynamic", &["--example", "hello", "--dynamic"]);
+    let r = run_image(&img, &["--", "--exit", "3"]);
+    assert_eq!(r.status, 3, "{r:?}");
+    assert!(r.out().starts_with("hello from kiln\n"), "{r:?}");
+    let i = kiln(&["inspect", img.to_str().unwrap()]);
+    assert!(!i.out().contains("crt-static"), "{i:?}");
+    assert!(
+        i.out().contains("/lib/x86_64-linux-gnu/libc.so.6 libc6"),
+        "{i:?}"
+    );
+    let img = build_image("c-hello-dynamic", &["--example", "c-hello", "--dynamic"]);
+    let r = run_image(&img, &[]);
+    assert_eq!(r.status, 0, "{r:?}");
+    assert!(r.out().starts_with("hello from C\n"), "{r:?}");
+    // --dynamic is about building: a prebuilt program is taken as it is.
+    let r = kiln(&["build-image", "--elf", "/usr/bin/ls", "--dynamic"]);
+    assert_ne!(r.status, 0, "{r:?}");
+}
+
+#[test]
+fn runpath_origin_libraries_go_next_to_the_program() {
+    let dir = scratch("dynamic/origin");
+    std::fs::create_dir_all(dir.join("bin")).unwrap();
+    std::fs::create_dir_all(dir.join("lib")).unwrap();
+    let src = dir.join("greet.c");
+    std::fs::write(
+        &src,
+        "const char *greet(void){return \"greetings via $ORIGIN\";}\n",
+    )
+    .unwrap();
+    let st = Command::new("gcc")
+        .args(["-shared", "-fPIC", "-o"])
+        .arg(dir.join("lib/libgreet.so"))
+        .arg(&src)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let prog = gcc(
+        &dir.join("bin"),
+        "greeter",
+        "#include <stdio.h>\nconst char *greet(void);\nint main(void){puts(greet());return 0;}\n",
+        &[
+            "-L",
+            dir.join("lib").to_str().unwrap(),
+            "-lgreet",
+            "-Wl,--enable-new-dtags,-rpath,$ORIGIN/../lib",
+        ],
+    );
+    // In the image the program is /bin/greeter, so $ORIGIN/../lib is /lib (Debian's
+    // /lib -> usr/lib link, packed for libc, leads on to /usr/lib).
+    let img = build_image("greeter", &["--elf", prog.to_str().unwrap()]);
+    let r = run_image(&img, &[]);
+    assert_eq!(
+        (r.status, r.out().as_str()),
+        (0, "greetings via $ORIGIN\n"),
+        "{r:?}"
+    );
+}
+
+const TIMERS: &str = r#"
+#include <signal.h>
+#include <stdio.h>
+#include <sys/time.h>
+#include <unistd.h>
+static volatile int ticks;
+static void on_alarm(int s) { (void)s; ticks++; }
+int main(void) {
+    signal(SIGALRM, on_alarm);
+    struct itimerval it = { { 0, 50000 }, { 0, 50000 } };
+    setitimer(ITIMER_REAL, &it, 0);
+    while (ticks < 3) pause();
+    struct itimerval off = { { 0, 0 }, { 0, 0 } }, was;
+    setitimer(ITIMER_REAL, &off, &was);
+    printf("ticks=%d interval=%ld\n", ticks, (long)was.it_interval.tv_usec);
+    fflush(stdout);
+    signal(SIGALRM, SIG_DFL);
+    alarm(1);
+    pause();
+    return 0;
+}
+"#;
+
+#[test]
+fn interval_timers_and_alarm_send_sigalrm() {
+    let dir = scratch("dynamic");
+    let prog = gcc(&dir, "timers", TIMERS, &[]);
+    let img = build_image("timers", &["--elf", prog.to_str().unwrap()]);
+    let r = run_image(&img, &[]);
+    // The default action of SIGALRM ends the program: 128 + 14.
+    assert_eq!(
+        (r.status, r.out().as_str()),
+        (142, "ticks=3 interval=50000\n"),
+        "{r:?}"
+    );
+}
