@@ -189,8 +189,16 @@ pub fn format_report(r: &HttpReport) -> String {
     s.push_str(&format!(
         "The same static server on QEMU {} ({}, {} host cores{busy}), tap networking, {} MiB. \
          The loads run one after the other on the first boot of each side, after a 2 s \
-         warm-up; first response: median of {} boots.\n\n",
-        r.machine, r.accel, r.cpus, r.memory_mib, r.boots
+         warm-up; first response: {}.\n\n",
+        r.machine,
+        r.accel,
+        r.cpus,
+        r.memory_mib,
+        if r.boots == 1 {
+            "one boot".to_string()
+        } else {
+            format!("median of {} boots", r.boots)
+        }
     ));
     s.push_str(
         "| load | Kiln requests/s | Linux requests/s | Kiln / Linux | Kiln p50 | Linux p50 \
@@ -497,6 +505,7 @@ mod tests {
         // One row per load, nothing else in the first table.
         let first_table = s.split("\n\n").nth(1).unwrap();
         assert_eq!(first_table.lines().count(), 2 + 3, "{first_table}");
+        assert!(s.contains("first response: median of 3 boots."), "{s}");
     }
 
     #[test]
