@@ -130,7 +130,7 @@ struct BenchSoakArgs {
 
 #[derive(Args, Debug)]
 struct BenchHttpArgs {
-    /// Seconds of measured load per side.
+    /// Seconds of each measured load, on each side.
     #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=3600))]
     duration: u32,
     /// Open connections (wrk -c), a comma-separated list: each count is measured with
