@@ -2,8 +2,9 @@
  * /init of the Linux guest in `cargo xtask bench http`: the smallest userland that lets the
  * benchmark's server run on Debian's cloud kernel. It loads the kernel modules in /modules
  * (in name order: the bench names them 00-virtio.ko, 01-...), brings up lo and eth0 with a
- * static address, then execs /server with the environment the kernel gave init (every
- * K=V on the kernel command line that the kernel does not know, so PORT=8080 reaches it).
+ * static address, then execs /server with the arguments in /args (each followed by a NUL;
+ * the file may be empty or missing) and the environment the kernel gave init (every K=V on
+ * the kernel command line that the kernel does not know, so PORT=8080 reaches it).
  *
  * Configuration, from the kernel command line: KILN_BENCH_IP=A.B.C.D,
  * KILN_BENCH_MASK=A.B.C.D (default 255.255.255.0), KILN_BENCH_GW=A.B.C.D (optional).
@@ -113,6 +114,39 @@ static void default_route(int s, const char *gw) {
     }
 }
 
+/* {"/server", the NUL-terminated strings of /args..., NULL}. */
+static char **server_args(void) {
+    static char buf[65536];
+    size_t len = 0;
+    int fd = open("/args", O_RDONLY | O_CLOEXEC);
+    if (fd >= 0) {
+        ssize_t n = 0;
+        while (len < sizeof buf && (n = read(fd, buf + len, sizeof buf - len)) > 0) {
+            len += (size_t)n;
+        }
+        if (n < 0 || len == sizeof buf) {
+            fail("read (or too long)", "/args");
+        }
+        close(fd);
+    }
+    size_t count = 0;
+    for (size_t i = 0; i < len; i++) {
+        count += buf[i] == 0;
+    }
+    char **out = calloc(count + 2, sizeof *out);
+    if (!out) {
+        fail("calloc", NULL);
+    }
+    out[0] = "/server";
+    size_t k = 1;
+    for (size_t i = 0; i < len && k <= count; k++) {
+        out[k] = buf + i;
+        i += strlen(buf + i) + 1;
+    }
+    out[k] = NULL;
+    return out;
+}
+
 int main(int argc, char **argv) {
     (void)argc;
     mkdir("/proc", 0555);
@@ -140,7 +174,7 @@ int main(int argc, char **argv) {
     }
     close(s);
 
-    char *server_argv[] = {"/server", NULL};
+    char **server_argv = server_args();
     argv[0] = "/server";
     execve("/server", server_argv, environ);
     fail("execve", "/server");

@@ -130,12 +130,22 @@ struct BenchSoakArgs {
 
 #[derive(Args, Debug)]
 struct BenchHttpArgs {
-    /// Seconds of measured load per side.
+    /// Seconds of each measured load, on each side.
     #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=3600))]
     duration: u32,
-    /// Open connections (wrk -c).
-    #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=10000))]
-    connections: u32,
+    /// Open connections (wrk -c), a comma-separated list: each count is measured with
+    /// keep-alive, and the first also with a new connection per request.
+    #[arg(
+        long,
+        value_name = "N,N,...",
+        value_delimiter = ',',
+        default_value = "16,256",
+        value_parser = clap::value_parser!(u32).range(1..=10000)
+    )]
+    connections: Vec<u32>,
+    /// wrk's --timeout: seconds after which a request without an answer counts as failed.
+    #[arg(long, value_name = "SECS", default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..=3600))]
+    wrk_timeout: u32,
     /// Boots per side for the QEMU-start-to-first-response time.
     #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=100))]
     runs: u32,
@@ -148,6 +158,13 @@ struct BenchHttpArgs {
     /// The server: an example that serves HTTP on $PORT.
     #[arg(long, value_name = "NAME", default_value = "http-hello")]
     example: String,
+    /// The server: a prebuilt static ELF that serves HTTP on $PORT (8080), instead of an
+    /// example.
+    #[arg(long, value_name = "FILE", conflicts_with = "example")]
+    elf: Option<PathBuf>,
+    /// Arguments for the server (after `--`), the same for Kiln and the Linux guest.
+    #[arg(last = true, value_name = "ARGS")]
+    server_args: Vec<String>,
 }
 
 /// Which program to build, and what to put with it.
@@ -1105,30 +1122,64 @@ pub fn run_cli(sources: Option<&kiln_toolchain::sources::Embedded>) -> ExitCode 
     }
 }
 
-fn bench_http(layout: &Layout, a: &BenchHttpArgs) -> anyhow::Result<()> {
-    let mut opts = bench::http::HttpOptions {
+/// The options of `bench http`, checked (a bad connection list is an error, not a panic).
+fn bench_http_options(a: &BenchHttpArgs) -> anyhow::Result<bench::http::HttpOptions> {
+    let server = match &a.elf {
+        Some(path) => {
+            if !path.is_file() {
+                anyhow::bail!("--elf {}: no such file", path.display());
+            }
+            AppSource::Elf(path.clone())
+        }
+        None => AppSource::Example(a.example.clone()),
+    };
+    Ok(bench::http::HttpOptions {
+        server,
+        args: a.server_args.clone(),
+        loads: bench::http::standard_loads(&a.connections, a.duration, a.wrk_timeout)?,
         boots: a.runs as usize,
         memory_mib: a.memory,
         memory_search: !a.no_memory_search,
-        example: a.example.clone(),
         ..Default::default()
-    };
-    opts.load.seconds = a.duration;
-    opts.load.connections = a.connections;
-    opts.load.threads = opts.load.threads.min(a.connections);
-    let r = bench::http::http(layout, &opts)?;
-    print!("{}", bench::http::format_report(&r));
+    })
+}
+
+/// `bench http` as a reader would type it again (every option spelled out).
+fn bench_http_command(a: &BenchHttpArgs) -> String {
+    let connections: Vec<String> = a.connections.iter().map(u32::to_string).collect();
     let mut command = format!(
-        "cargo xtask bench http --duration {} --connections {} --runs {} --memory {}M",
-        a.duration, a.connections, a.runs, a.memory
+        "cargo xtask bench http --duration {} --connections {} --wrk-timeout {} --runs {} \
+         --memory {}M",
+        a.duration,
+        connections.join(","),
+        a.wrk_timeout,
+        a.runs,
+        a.memory
     );
     if a.no_memory_search {
         command.push_str(" --no-memory-search");
     }
-    if a.example != "http-hello" {
-        command.push_str(&format!(" --example {}", a.example));
+    match &a.elf {
+        Some(elf) => command.push_str(&format!(
+            " --elf {}",
+            bench::http::shell_words(&[elf.display().to_string()])
+        )),
+        None if a.example != "http-hello" => {
+            command.push_str(&format!(" --example {}", a.example));
+        }
+        None => {}
     }
-    bench::http::write_markdown(layout, &r, &command)?;
+    if !a.server_args.is_empty() {
+        command.push_str(&format!(" -- {}", bench::http::shell_words(&a.server_args)));
+    }
+    command
+}
+
+fn bench_http(layout: &Layout, a: &BenchHttpArgs) -> anyhow::Result<()> {
+    let opts = bench_http_options(a)?;
+    let r = bench::http::http(layout, &opts)?;
+    print!("{}", bench::http::format_report(&r));
+    bench::http::write_markdown(layout, &r, &bench_http_command(a))?;
     note!("wrote BENCHMARKS.md");
     Ok(())
 }
@@ -1410,7 +1461,7 @@ mod tests {
     }
 
     #[test]
-    fn bench_http_options() {
+    fn bench_http_command_lines() {
         let c = parse(&["bench", "http"]).unwrap();
         let Cmd::Bench {
             which: BenchCmd::Http(a),
@@ -1419,16 +1470,38 @@ mod tests {
             panic!()
         };
         assert_eq!(
-            (a.duration, a.connections, a.runs, a.memory),
-            (10, 16, 3, 256)
+            (a.duration, a.runs, a.memory, a.wrk_timeout),
+            (10, 3, 256, 2)
         );
+        assert_eq!(a.connections, [16, 256]);
         assert!(!a.no_memory_search);
         assert_eq!(a.example, "http-hello");
+        assert_eq!((a.elf.as_ref(), a.server_args.len()), (None, 0));
+        assert_eq!(
+            bench_http_command(&a),
+            "cargo xtask bench http --duration 10 --connections 16,256 --wrk-timeout 2 \
+             --runs 3 --memory 256M"
+        );
+        let o = bench_http_options(&a).unwrap();
+        assert_eq!(o.server, AppSource::Example("http-hello".into()));
+        let loads: Vec<(u32, u32, bool, u32)> = o
+            .loads
+            .iter()
+            .map(|l| (l.threads, l.connections, l.close, l.timeout_secs))
+            .collect();
+        assert_eq!(
+            loads,
+            [(2, 16, false, 2), (2, 256, false, 2), (2, 16, true, 2)]
+        );
         let c = parse(&[
             "bench",
             "http",
             "--duration",
             "3",
+            "--connections",
+            "1,64",
+            "--wrk-timeout",
+            "10",
             "--memory",
             "1G",
             "--no-memory-search",
@@ -1441,6 +1514,93 @@ mod tests {
             panic!()
         };
         assert_eq!((a.duration, a.memory, a.no_memory_search), (3, 1024, true));
-        assert!(parse(&["bench", "http", "--connections", "0"]).is_err());
+        assert_eq!((a.connections.clone(), a.wrk_timeout), (vec![1, 64], 10));
+        let o = bench_http_options(&a).unwrap();
+        assert_eq!(o.loads.len(), 3);
+        assert_eq!(
+            (o.loads[0].threads, o.loads[2].connections, o.loads[2].close),
+            (1, 1, true),
+            "never more wrk threads than connections"
+        );
+        assert!(o
+            .loads
+            .iter()
+            .all(|l| l.seconds == 3 && l.timeout_secs == 10));
+        assert!(!o.memory_search);
+        let c = parse(&["bench", "http", "--connections", "32"]).unwrap();
+        let Cmd::Bench {
+            which: BenchCmd::Http(a),
+        } = c.command
+        else {
+            panic!()
+        };
+        assert_eq!(a.connections, [32]);
+        for bad in [
+            &["bench", "http", "--connections", "0"][..],
+            &["bench", "http", "--connections", ""],
+            &["bench", "http", "--connections", "16,"],
+            &["bench", "http", "--connections", ",16"],
+            &["bench", "http", "--connections", "16,x"],
+            &["bench", "http", "--connections", "16,20000"],
+            &["bench", "http", "--wrk-timeout", "0"],
+            &["bench", "http", "--elf", "a", "--example", "b"],
+            &["bench", "http", "--elf"],
+        ] {
+            assert!(parse(bad).is_err(), "{bad:?} should be refused");
+        }
+    }
+
+    #[test]
+    fn bench_http_elf_and_arguments() {
+        let tmp = tempfile::tempdir().unwrap();
+        let elf = tmp.path().join("server");
+        std::fs::write(&elf, b"not checked here").unwrap();
+        let elf_arg = elf.to_str().unwrap();
+        let c = parse(&[
+            "bench",
+            "http",
+            "--elf",
+            elf_arg,
+            "--",
+            "-addr",
+            ":8080",
+            "two words",
+        ])
+        .unwrap();
+        let Cmd::Bench {
+            which: BenchCmd::Http(a),
+        } = c.command
+        else {
+            panic!()
+        };
+        assert_eq!(a.elf.as_deref(), Some(elf.as_path()));
+        assert_eq!(a.server_args, ["-addr", ":8080", "two words"]);
+        let o = bench_http_options(&a).unwrap();
+        assert_eq!(o.server, AppSource::Elf(elf.clone()));
+        assert_eq!(o.args, a.server_args);
+        assert!(bench_http_command(&a).ends_with(&format!(
+            "--memory 256M --elf {elf_arg} -- -addr :8080 'two words'"
+        )));
+
+        let missing = tmp.path().join("missing");
+        let c = parse(&["bench", "http", "--elf", missing.to_str().unwrap()]).unwrap();
+        let Cmd::Bench {
+            which: BenchCmd::Http(a),
+        } = c.command
+        else {
+            panic!()
+        };
+        let e = bench_http_options(&a).unwrap_err().to_string();
+        assert!(e.contains("no such file") && e.contains("missing"), "{e}");
+
+        let c = parse(&["bench", "http", "--connections", "16,16"]).unwrap();
+        let Cmd::Bench {
+            which: BenchCmd::Http(a),
+        } = c.command
+        else {
+            panic!()
+        };
+        let e = bench_http_options(&a).unwrap_err().to_string();
+        assert!(e.contains("16 twice"), "{e}");
     }
 }

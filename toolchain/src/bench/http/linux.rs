@@ -271,11 +271,27 @@ pub fn build_init(dir: &Path) -> anyhow::Result<PathBuf> {
     Ok(out)
 }
 
-/// The initramfs (gzip'd newc cpio): `/init`, `/server`, `/modules/NN-NAME.ko` in load
-/// order, `/dev/console`, and empty `/proc`, `/tmp`.
+/// The server's arguments as `/init` reads them from `/args`: each one followed by a NUL.
+/// An argument holding a NUL cannot be passed to a program, and is refused.
+pub fn args_file(args: &[String]) -> anyhow::Result<Vec<u8>> {
+    let mut out = Vec::new();
+    for a in args {
+        if a.contains('\0') {
+            bail!("the server's argument {a:?} holds a NUL byte");
+        }
+        out.extend_from_slice(a.as_bytes());
+        out.push(0);
+    }
+    Ok(out)
+}
+
+/// The initramfs (gzip'd newc cpio): `/init`, `/server`, `/args` (the server's arguments,
+/// see [`args_file`]), `/modules/NN-NAME.ko` in load order, `/dev/console`, and empty
+/// `/proc`, `/tmp`.
 pub fn initramfs(
     init: &[u8],
     server: &[u8],
+    args: &[String],
     modules: &[(String, Vec<u8>)],
 ) -> anyhow::Result<Vec<u8>> {
     let mut w = cpio::Writer::new();
@@ -289,6 +305,7 @@ pub fn initramfs(
     }
     w.file("init", 0o755, init);
     w.file("server", 0o755, server);
+    w.file("args", 0o644, &args_file(args)?);
     let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
     gz.write_all(&w.finish())?;
     Ok(gz.finish()?)
@@ -387,7 +404,14 @@ mod tests {
 
     #[test]
     fn initramfs_is_gzip_cpio() {
-        let gz = initramfs(b"INIT", b"SERVER", &[("virtio".into(), b"KO".to_vec())]).unwrap();
+        let args = ["-listen".to_string(), "a b".into()];
+        let gz = initramfs(
+            b"INIT",
+            b"SERVER",
+            &args,
+            &[("virtio".into(), b"KO".to_vec())],
+        )
+        .unwrap();
         let mut raw = Vec::new();
         std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(&gz[..]), &mut raw).unwrap();
         assert!(raw.starts_with(b"070701"));
@@ -397,10 +421,23 @@ mod tests {
             "modules/00-virtio.ko",
             "init\0",
             "server\0",
+            "args\0",
+            "-listen\0a b\0",
             "TRAILER!!!",
         ] {
             assert!(text.contains(name), "{name}");
         }
+    }
+
+    #[test]
+    fn server_arguments() {
+        assert_eq!(args_file(&[]).unwrap(), b"");
+        assert_eq!(
+            args_file(&["-p".into(), "".into(), "x y".into()]).unwrap(),
+            b"-p\0\0x y\0"
+        );
+        let e = args_file(&["a\0b".into()]).unwrap_err().to_string();
+        assert!(e.contains("NUL"), "{e}");
     }
 
     #[test]

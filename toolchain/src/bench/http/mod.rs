@@ -1,12 +1,14 @@
-//! `bench http`: one static HTTP server binary (`examples/http-hello`) served (a) as a Kiln
-//! image and (b) as the server of a minimal Linux guest (Debian's cloud kernel + an
-//! initramfs built here), on the same QEMU machine and accelerator, over the same tap
-//! device, under the same `wrk` load, one side after the other.
+//! `bench http`: one static HTTP server binary (`examples/http-hello` by default, or any
+//! static ELF with its arguments) served (a) as a Kiln image and (b) as the server of a
+//! minimal Linux guest (Debian's cloud kernel + an initramfs built here), on the same QEMU
+//! machine and accelerator, over the same tap device, under the same `wrk` loads, one side
+//! after the other. Both run the binary with the same arguments and `PORT=8080`.
 //!
 //! For each side: `boots` boots timing QEMU start to the first `200` answer (probed from the
-//! host every 10 ms), the first of them also carrying a warm-up and the measured load; then
-//! a binary search over [`report::MEMORY_SIZES`] for the smallest memory that serves a
-//! short load.
+//! host every 10 ms), the first of them also carrying a warm-up and the measured loads
+//! ([`standard_loads`]: keep-alive at each connection count, then a new connection per
+//! request at the first); then a binary search over [`report::MEMORY_SIZES`] for the
+//! smallest memory that serves a short load.
 //!
 //! - [`linux`]: the kernel package, module order, `/init`, the initramfs ([`cpio`]).
 //! - [`tap`]: the host's tap device. [`vm`]: a QEMU process and the first-response probe.
@@ -19,12 +21,13 @@ pub mod tap;
 pub mod vm;
 pub mod wrk;
 
-pub use report::{format_report, HttpReport, Side};
+pub use report::{format_report, HttpReport, LoadSpec, Side};
 
+use crate::app::AppSource;
 use crate::qemu::args::{self, NetBackend, NetConfig, NetOptions, StreamPaths};
 use crate::qemu::{Accel, Machine, RunOptions};
 use crate::Layout;
-use anyhow::Context;
+use anyhow::{bail, Context};
 use std::ffi::OsString;
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::path::{Path, PathBuf};
@@ -48,13 +51,54 @@ pub fn default_network() -> tap::TapConfig {
 /// The port the server listens on (its `PORT`).
 pub const PORT: u16 = 8080;
 
+/// The connection counts measured when none are given.
+pub const DEFAULT_CONNECTIONS: [u32; 2] = [16, 256];
+
+/// The loads `bench http` measures for `connections` (in that order, at least one, none
+/// repeated, each 1 to 10000): keep-alive at each count, then a new connection per request
+/// (`Connection: close`) at the first; each for `seconds` with wrk's `--timeout` of
+/// `timeout_secs`, and 2 wrk threads (fewer when there are fewer connections).
+pub fn standard_loads(
+    connections: &[u32],
+    seconds: u32,
+    timeout_secs: u32,
+) -> anyhow::Result<Vec<Load>> {
+    let Some(&first) = connections.first() else {
+        bail!("no connection count given (--connections takes a list such as 16,256)");
+    };
+    for (i, &c) in connections.iter().enumerate() {
+        if !(1..=10_000).contains(&c) {
+            bail!("--connections {c}: each count must be from 1 to 10000");
+        }
+        if connections[..i].contains(&c) {
+            bail!("--connections lists {c} twice");
+        }
+    }
+    if seconds == 0 || timeout_secs == 0 {
+        bail!("the load's duration and wrk's timeout must be at least 1 s");
+    }
+    let load = |connections: u32, close: bool| Load {
+        threads: 2.min(connections),
+        connections,
+        seconds,
+        timeout_secs,
+        close,
+    };
+    let mut loads: Vec<Load> = connections.iter().map(|&c| load(c, false)).collect();
+    loads.push(load(first, true));
+    Ok(loads)
+}
+
 /// What to run.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HttpOptions {
-    /// The example that is the server.
-    pub example: String,
-    /// The measured load.
-    pub load: Load,
+    /// The server: an example, or a prebuilt static ELF (`--elf`).
+    pub server: AppSource,
+    /// The server's arguments (the same on both sides).
+    pub args: Vec<String>,
+    /// The measured loads, in order (see [`standard_loads`]; at least one). The first, with
+    /// keep-alive, also sets the warm-up and the memory search's probe.
+    pub loads: Vec<Load>,
     /// Boots per side for the first-response time (at least 1).
     pub boots: usize,
     /// Guest memory for the measured runs (MiB).
@@ -68,17 +112,23 @@ pub struct HttpOptions {
 impl Default for HttpOptions {
     fn default() -> Self {
         HttpOptions {
-            example: "http-hello".into(),
-            load: Load {
-                threads: 2,
-                connections: 16,
-                seconds: 10,
-            },
+            server: AppSource::Example("http-hello".into()),
+            args: vec![],
+            loads: standard_loads(&DEFAULT_CONNECTIONS, 10, 2)
+                .expect("the default loads are valid"),
             boots: 3,
             memory_mib: 256,
             memory_search: true,
             machine: Machine::Q35,
         }
+    }
+}
+
+/// The first load, with keep-alive: the warm-up and the memory probe are made from it.
+fn base_load(opts: &HttpOptions) -> Load {
+    Load {
+        close: false,
+        ..opts.loads.first().copied().unwrap_or_default()
     }
 }
 
@@ -88,6 +138,51 @@ fn probe_load(load: &Load) -> Load {
         seconds: 3,
         ..*load
     }
+}
+
+/// How the report names the server: `examples/NAME` or the ELF's path, its size, a short
+/// SHA-256, and its arguments.
+pub fn describe_server(source: &AppSource, args: &[String], bytes: &[u8]) -> String {
+    let what = match source {
+        AppSource::Example(name) => format!("examples/{name}"),
+        AppSource::Elf(path) => format!("`{}` (--elf)", path.display()),
+        AppSource::Manifest { path, bin } => format!(
+            "the package at {}{}",
+            path.display(),
+            bin.as_ref()
+                .map_or(String::new(), |b| format!(", binary {b}"))
+        ),
+    };
+    let sha = crate::image::sha256_hex(bytes);
+    let mut s = format!(
+        "{what} (static, {} bytes, sha256 {}…)",
+        bytes.len(),
+        &sha[..12.min(sha.len())]
+    );
+    if args.is_empty() {
+        s.push_str(", no arguments");
+    } else {
+        s.push_str(&format!(", arguments `{}`", shell_words(args)));
+    }
+    s
+}
+
+/// `args` as a shell would need them: each word as it is when it is plain, in single quotes
+/// otherwise.
+pub fn shell_words(args: &[String]) -> String {
+    args.iter()
+        .map(|a| {
+            let plain = !a.is_empty()
+                && a.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "-_./=:,+@%".contains(c));
+            if plain {
+                a.clone()
+            } else {
+                format!("'{}'", a.replace('\'', "'\\''"))
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// How one side boots.
@@ -224,7 +319,7 @@ fn measure(guest: &Guest, wrk: &Path, opts: &HttpOptions, side: &mut Side) {
         let mut vm = match guest.start(opts.memory_mib) {
             Ok(vm) => vm,
             Err(e) => {
-                side.failure = Some(format!("{e:#}"));
+                side.fail(format!("{e:#}"));
                 return;
             }
         };
@@ -238,40 +333,49 @@ fn measure(guest: &Guest, wrk: &Path, opts: &HttpOptions, side: &mut Side) {
                 side.first_responses.push(t);
             }
             Err(e) => {
-                side.failure = Some(e);
+                side.fail(e);
                 return;
             }
         }
         if i == 0 {
             let warm = Load {
                 seconds: 2,
-                ..opts.load
+                ..base_load(opts)
             };
             crate::note!("{}: warm-up: {}", guest.name, warm.command(&guest.url()));
             let _ = wrk::run(wrk, &warm, &guest.url());
-            crate::note!("{}: load: {}", guest.name, opts.load.command(&guest.url()));
-            match wrk::run(wrk, &opts.load, &guest.url()) {
-                Ok(r) => {
-                    crate::note!(
-                        "{}: {:.0} requests/s, p50 {:?}, p99 {:?}",
-                        guest.name,
-                        r.rps,
-                        r.p50,
-                        r.p99
-                    );
-                    side.rps = Some(r.rps);
-                    side.p50 = Some(r.p50);
-                    side.p99 = Some(r.p99);
-                    side.load_errors = r.socket_errors + r.non_2xx;
+            for (n, load) in opts.loads.iter().enumerate() {
+                if n > 0 {
+                    // Let the connections of the load before close on both ends.
+                    std::thread::sleep(Duration::from_secs(1));
                 }
-                Err(e) => side.failure = Some(format!("{e:#}")),
-            }
-            if let Some(why) = vm.exited() {
-                side.failure = Some(format!(
-                    "{why} under load; its last lines:\n{}",
-                    vm.log_tail()
-                ));
-                return;
+                crate::note!("{}: load: {}", guest.name, load.command(&guest.url()));
+                match wrk::run(wrk, load, &guest.url()) {
+                    Ok(r) => {
+                        crate::note!(
+                            "{}: {}: {:.0} requests/s, p50 {:?}, p99 {:?}, failed {}",
+                            guest.name,
+                            load.label(),
+                            r.rps,
+                            r.p50,
+                            r.p99,
+                            report::failed_requests(&r)
+                        );
+                        side.loads.push(Some(r));
+                    }
+                    Err(e) => {
+                        side.fail(format!("{}: {e:#}", load.label()));
+                        side.loads.push(None);
+                    }
+                }
+                if let Some(why) = vm.exited() {
+                    side.fail(format!(
+                        "{why} under load ({}); its last lines:\n{}",
+                        load.label(),
+                        vm.log_tail()
+                    ));
+                    return;
+                }
             }
         }
         vm.stop();
@@ -283,7 +387,7 @@ fn measure(guest: &Guest, wrk: &Path, opts: &HttpOptions, side: &mut Side) {
     let timeout = side
         .first_response()
         .map_or(boot_timeout, |t| (t * 5).max(Duration::from_secs(20)));
-    let probe = probe_load(&opts.load);
+    let probe = probe_load(&base_load(opts));
     let (min, tried) = report::smallest_passing(&report::MEMORY_SIZES, |m| {
         // Two tries: a guest that serves once with this memory has enough of it (a second
         // failure is a failure; a first one may be a stall that has nothing to do with memory).
@@ -339,18 +443,51 @@ fn serves(
     Ok(())
 }
 
+/// The Kiln image of the server, its arguments baked in (like `build-image --elf FILE --arg
+/// A`), written to `dir`.
+fn build_server(
+    layout: &Layout,
+    opts: &HttpOptions,
+    dir: &Path,
+) -> anyhow::Result<crate::image::BuiltImage> {
+    let name = match &opts.server {
+        AppSource::Example(name) => name.clone(),
+        AppSource::Elf(path) => crate::app::name_from_path(path),
+        AppSource::Manifest { .. } => "server".into(),
+    };
+    crate::note!("building the Kiln image of the server ({name})");
+    crate::image::build_image(
+        layout,
+        &crate::image::BuildRequest {
+            source: opts.server.clone(),
+            rootfs_dir: None,
+            files: vec![],
+            env: vec![],
+            args: opts.args.clone(),
+            output: Some(dir.join(format!("{name}.elf"))),
+        },
+    )
+}
+
 /// Builds both guests, runs everything, and returns the report (a side that fails is
 /// reported, not fatal; failing to build or set up is).
 pub fn http(layout: &Layout, opts: &HttpOptions) -> anyhow::Result<HttpReport> {
+    if opts.loads.is_empty() {
+        bail!("bench http: no load to measure");
+    }
+    let dir = layout.kiln_dir().join("bench/http");
+    std::fs::create_dir_all(&dir)?;
+    // The server first: a missing or dynamically linked ELF is refused before anything
+    // else is set up.
+    let kiln_image = build_server(layout, opts, &dir)?;
+    let server = std::fs::read(&kiln_image.app.elf)
+        .with_context(|| format!("could not read {}", kiln_image.app.elf.display()))?;
+    let server_detail = describe_server(&opts.server, &opts.args, &server);
+    crate::note!("server: {server_detail}");
+
     let (qemu_bin, accel) = crate::qemu::prepare(layout, opts.machine)?;
     let accel = accel.accel;
     let wrk = crate::qemu::install::ensure_tool("wrk", "wrk")?;
-    let dir = layout.kiln_dir().join("bench/http");
-    std::fs::create_dir_all(&dir)?;
-
-    let kiln_image = crate::bench::build_example(layout, &opts.example, &dir)?;
-    let server = std::fs::read(&kiln_image.app.elf)
-        .with_context(|| format!("could not read {}", kiln_image.app.elf.display()))?;
 
     let linux_dir = layout.kiln_dir().join("linux");
     let kernel = linux::ensure_kernel(&linux_dir)?;
@@ -360,7 +497,7 @@ pub fn http(layout: &Layout, opts: &HttpOptions) -> anyhow::Result<HttpReport> {
         .iter()
         .map(|(n, p)| Ok((n.clone(), std::fs::read(p)?)))
         .collect::<anyhow::Result<Vec<_>>>()?;
-    let initrd_bytes = linux::initramfs(&init, &server, &module_bytes)?;
+    let initrd_bytes = linux::initramfs(&init, &server, &opts.args, &module_bytes)?;
     let initrd = dir.join("initramfs.cpio.gz");
     std::fs::write(&initrd, &initrd_bytes)?;
     let vmlinuz_size = std::fs::metadata(&kernel.vmlinuz)?.len();
@@ -447,11 +584,18 @@ pub fn http(layout: &Layout, opts: &HttpOptions) -> anyhow::Result<HttpReport> {
         host_load,
         machine: opts.machine.name().into(),
         memory_mib: opts.memory_mib,
-        load: opts.load.command(&kiln.url()),
-        probe_load: probe_load(&opts.load).command(&kiln.url()),
+        loads: opts
+            .loads
+            .iter()
+            .map(|l| LoadSpec {
+                label: l.label(),
+                command: l.command(&kiln.url()),
+            })
+            .collect(),
+        probe_load: probe_load(&base_load(opts)).command(&kiln.url()),
         boots: opts.boots.max(1),
         linux_kernel: kernel.package.clone(),
-        server: format!("examples/{} (static, {} bytes)", opts.example, server.len()),
+        server: server_detail,
     })
 }
 
@@ -465,4 +609,82 @@ pub fn write_markdown(layout: &Layout, report: &HttpReport, command: &str) -> an
         format_report(report)
     );
     super::markdown::write_section(layout, HEADING, &body)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn loads_for_a_connection_list() {
+        let l = standard_loads(&[16, 256], 10, 2).unwrap();
+        let shape: Vec<(u32, u32, bool)> = l
+            .iter()
+            .map(|l| (l.threads, l.connections, l.close))
+            .collect();
+        assert_eq!(shape, [(2, 16, false), (2, 256, false), (2, 16, true)]);
+        assert!(l.iter().all(|l| l.seconds == 10 && l.timeout_secs == 2));
+        assert_eq!(HttpOptions::default().loads, l);
+        let one = standard_loads(&[1], 3, 10).unwrap();
+        assert_eq!(one.len(), 2);
+        assert_eq!((one[0].threads, one[1].close), (1, true));
+        assert_eq!(base_load(&HttpOptions::default()), l[0]);
+        assert_eq!(probe_load(&l[0]).seconds, 3);
+        for (bad, why) in [
+            (&[][..], "no connection count"),
+            (&[0][..], "from 1 to 10000"),
+            (&[16, 10_001][..], "from 1 to 10000"),
+            (&[16, 64, 16][..], "16 twice"),
+        ] {
+            let e = standard_loads(bad, 10, 2).unwrap_err().to_string();
+            assert!(e.contains(why), "{bad:?}: {e}");
+        }
+        assert!(standard_loads(&[16], 0, 2).is_err());
+        assert!(standard_loads(&[16], 1, 0).is_err());
+    }
+
+    #[test]
+    fn server_description() {
+        let d = describe_server(&AppSource::Example("http-hello".into()), &[], b"abc");
+        assert_eq!(
+            d,
+            "examples/http-hello (static, 3 bytes, sha256 ba7816bf8f01…), no arguments"
+        );
+        let d = describe_server(
+            &AppSource::Elf("/tmp/go server".into()),
+            &["-msg".into(), "hi there".into(), "it's".into()],
+            b"",
+        );
+        assert_eq!(
+            d,
+            "`/tmp/go server` (--elf) (static, 0 bytes, sha256 e3b0c44298fc…), arguments \
+             `-msg 'hi there' 'it'\\''s'`"
+        );
+        assert_eq!(shell_words(&["".into(), "a=b,c".into()]), "'' a=b,c");
+    }
+
+    #[test]
+    fn a_missing_or_dynamic_elf_is_refused_before_anything_runs() {
+        let tmp = tempfile::tempdir().unwrap();
+        let layout = Layout::new(tmp.path());
+        let opts = HttpOptions {
+            server: AppSource::Elf(tmp.path().join("nope")),
+            ..HttpOptions::default()
+        };
+        let e = format!("{:#}", http(&layout, &opts).unwrap_err());
+        assert!(e.contains("no such file"), "{e}");
+        // This test program is linked dynamically (Rust's default on Linux).
+        let dynamic = std::env::current_exe().unwrap();
+        let opts = HttpOptions {
+            server: AppSource::Elf(dynamic),
+            ..HttpOptions::default()
+        };
+        let e = format!("{:#}", http(&layout, &opts).unwrap_err());
+        assert!(e.contains("dynamically linked"), "{e}");
+        let opts = HttpOptions {
+            loads: vec![],
+            ..HttpOptions::default()
+        };
+        assert!(http(&layout, &opts).is_err());
+    }
 }

@@ -1,5 +1,6 @@
-//! The load generator: Debian's `wrk`, run with a fixed duration, connection count and
-//! `--latency`, and its report parsed.
+//! The load generator: Debian's `wrk`, run with a fixed duration, connection count, timeout
+//! and `--latency` (optionally with `Connection: close`: a new connection per request), and
+//! its report parsed.
 
 use anyhow::Context;
 use std::path::Path;
@@ -15,26 +16,88 @@ pub struct Load {
     pub connections: u32,
     /// `-d`: seconds.
     pub seconds: u32,
+    /// `--timeout`: seconds after which wrk counts a request as a timeout (socket error).
+    pub timeout_secs: u32,
+    /// `-H 'Connection: close'`: a new connection for every request instead of keep-alive.
+    pub close: bool,
+}
+
+impl Default for Load {
+    /// `wrk -t2 -c16 -d10s --timeout 2s`, keep-alive.
+    fn default() -> Self {
+        Load {
+            threads: 2,
+            connections: 16,
+            seconds: 10,
+            timeout_secs: 2,
+            close: false,
+        }
+    }
 }
 
 impl Load {
-    /// wrk's arguments for this load against `url` (requests that take more than 2 s count
-    /// as timeouts).
+    /// wrk's arguments for this load against `url` (requests that take more than
+    /// `timeout_secs` count as timeouts).
     pub fn args(&self, url: &str) -> Vec<String> {
-        vec![
+        let mut a = vec![
             format!("-t{}", self.threads),
             format!("-c{}", self.connections),
             format!("-d{}s", self.seconds),
             "--timeout".into(),
-            "2s".into(),
+            format!("{}s", self.timeout_secs),
             "--latency".into(),
-            url.into(),
-        ]
+        ];
+        if self.close {
+            a.push("-H".into());
+            a.push("Connection: close".into());
+        }
+        a.push(url.into());
+        a
     }
 
-    /// The command as a reader would type it.
+    /// The command as a reader would type it (an argument with a space in single quotes).
     pub fn command(&self, url: &str) -> String {
-        format!("wrk {}", self.args(url).join(" "))
+        let words: Vec<String> = self
+            .args(url)
+            .into_iter()
+            .map(|a| if a.contains(' ') { format!("'{a}'") } else { a })
+            .collect();
+        format!("wrk {}", words.join(" "))
+    }
+
+    /// A short description for a table row: `16 connections, keep-alive` or
+    /// `16 connections, a new connection per request`.
+    pub fn label(&self) -> String {
+        format!(
+            "{} connection{}, {}",
+            self.connections,
+            if self.connections == 1 { "" } else { "s" },
+            if self.close {
+                "a new connection per request"
+            } else {
+                "keep-alive"
+            }
+        )
+    }
+}
+
+/// wrk's `Socket errors:` line, by kind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct SocketErrors {
+    /// Connections that could not be made.
+    pub connect: u64,
+    /// Reads that failed (including connections closed before a whole answer).
+    pub read: u64,
+    /// Writes that failed.
+    pub write: u64,
+    /// Requests with no answer within `--timeout`.
+    pub timeout: u64,
+}
+
+impl SocketErrors {
+    /// All of them.
+    pub fn total(&self) -> u64 {
+        self.connect + self.read + self.write + self.timeout
     }
 }
 
@@ -51,6 +114,8 @@ pub struct WrkResult {
     pub p99: Duration,
     /// Socket errors (connect + read + write + timeout).
     pub socket_errors: u64,
+    /// The same, by kind.
+    pub errors: SocketErrors,
     /// Responses that were not 2xx or 3xx.
     pub non_2xx: u64,
 }
@@ -89,7 +154,7 @@ pub fn parse(out: &str) -> Result<WrkResult, String> {
     let mut rps = None;
     let mut p50 = None;
     let mut p99 = None;
-    let mut socket_errors = 0;
+    let mut errors = SocketErrors::default();
     let mut non_2xx = 0;
     for line in out.lines() {
         let t = line.trim();
@@ -104,10 +169,20 @@ pub fn parse(out: &str) -> Result<WrkResult, String> {
             p99 = parse_time(words[1]);
         } else if let Some(v) = t.strip_prefix("Socket errors:") {
             // "connect 0, read 3, write 0, timeout 1"
-            socket_errors = v
-                .split(',')
-                .filter_map(|kv| kv.split_whitespace().nth(1)?.parse::<u64>().ok())
-                .sum();
+            for kv in v.split(',') {
+                let mut w = kv.split_whitespace();
+                let (Some(kind), Some(n)) = (w.next(), w.next().and_then(|n| n.parse().ok()))
+                else {
+                    continue;
+                };
+                match kind {
+                    "connect" => errors.connect = n,
+                    "read" => errors.read = n,
+                    "write" => errors.write = n,
+                    "timeout" => errors.timeout = n,
+                    _ => {}
+                }
+            }
         } else if let Some(v) = t.strip_prefix("Non-2xx or 3xx responses:") {
             non_2xx = v.trim().parse().unwrap_or(0);
         }
@@ -124,13 +199,15 @@ pub fn parse(out: &str) -> Result<WrkResult, String> {
         p99: p99
             .or((requests == 0).then_some(Duration::ZERO))
             .ok_or_else(|| missing("99% latency"))?,
-        socket_errors,
+        socket_errors: errors.total(),
+        errors,
         non_2xx,
     })
 }
 
 /// Runs wrk and parses its report. wrk first makes one blocking connection, which TCP may
-/// retry for minutes when nothing answers: give up 30 s after the load should have ended.
+/// retry for minutes when nothing answers: give up 30 s (plus the request timeout) after the
+/// load should have ended.
 pub fn run(wrk: &Path, load: &Load, url: &str) -> anyhow::Result<WrkResult> {
     let mut child = Command::new(wrk)
         .args(load.args(url))
@@ -139,17 +216,15 @@ pub fn run(wrk: &Path, load: &Load, url: &str) -> anyhow::Result<WrkResult> {
         .stderr(Stdio::piped())
         .spawn()
         .with_context(|| format!("could not run {}", wrk.display()))?;
-    let deadline = std::time::Instant::now() + Duration::from_secs(u64::from(load.seconds) + 30);
+    let grace = u64::from(load.seconds) + 30 + u64::from(load.timeout_secs);
+    let deadline = std::time::Instant::now() + Duration::from_secs(grace);
     loop {
         if child.try_wait()?.is_some() {
             break;
         }
         if std::time::Instant::now() > deadline {
             crate::qemu::kill_and_reap(&mut child);
-            anyhow::bail!(
-                "wrk did not finish within {} s: {url} stopped answering",
-                load.seconds + 30
-            );
+            anyhow::bail!("wrk did not finish within {grace} s: {url} stopped answering");
         }
         std::thread::sleep(Duration::from_millis(20));
     }
@@ -195,6 +270,15 @@ Transfer/sec:      1.20MB
         assert_eq!(r.p50, Duration::from_micros(812));
         assert_eq!(r.p99, Duration::from_micros(3250));
         assert_eq!(r.socket_errors, 5);
+        assert_eq!(
+            r.errors,
+            SocketErrors {
+                connect: 0,
+                read: 3,
+                write: 0,
+                timeout: 2
+            }
+        );
         assert_eq!(r.non_2xx, 5);
         assert!(!r.served());
     }
@@ -245,14 +329,37 @@ Transfer/sec:      1.20MB
 
     #[test]
     fn command_line() {
-        let l = Load {
-            threads: 2,
-            connections: 16,
-            seconds: 10,
-        };
+        let l = Load::default();
         assert_eq!(
             l.command("http://10.0.0.2:8080/"),
             "wrk -t2 -c16 -d10s --timeout 2s --latency http://10.0.0.2:8080/"
         );
+        assert_eq!(l.label(), "16 connections, keep-alive");
+        let c = Load {
+            connections: 1,
+            threads: 1,
+            timeout_secs: 10,
+            close: true,
+            ..l
+        };
+        assert_eq!(
+            c.args("http://x/"),
+            [
+                "-t1",
+                "-c1",
+                "-d10s",
+                "--timeout",
+                "10s",
+                "--latency",
+                "-H",
+                "Connection: close",
+                "http://x/"
+            ]
+        );
+        assert_eq!(
+            c.command("http://x/"),
+            "wrk -t1 -c1 -d10s --timeout 10s --latency -H 'Connection: close' http://x/"
+        );
+        assert_eq!(c.label(), "1 connection, a new connection per request");
     }
 }
