@@ -465,6 +465,8 @@ fn build_server(
             env: vec![],
             args: opts.args.clone(),
             output: Some(dir.join(format!("{name}.elf"))),
+            libs: vec![],
+            dynamic: false,
         },
     )
 }
@@ -479,6 +481,20 @@ pub fn http(layout: &Layout, opts: &HttpOptions) -> anyhow::Result<HttpReport> {
     std::fs::create_dir_all(&dir)?;
     // The server first: a missing or dynamically linked ELF is refused before anything
     // else is set up.
+    if let AppSource::Elf(path) = &opts.server {
+        if let Ok(bytes) = std::fs::read(path) {
+            if let Ok(info) = crate::elf::validate(&bytes) {
+                if let Some(interp) = info.interpreter {
+                    bail!(
+                        "bench http: {} is dynamically linked (it asks for {interp}); the Linux \
+                         guest's initramfs holds one static server: link it statically (Rust \
+                         `-C target-feature=+crt-static`, C `gcc -static`, Go `CGO_ENABLED=0`)",
+                        path.display()
+                    );
+                }
+            }
+        }
+    }
     let kiln_image = build_server(layout, opts, &dir)?;
     let server = std::fs::read(&kiln_image.app.elf)
         .with_context(|| format!("could not read {}", kiln_image.app.elf.display()))?;
