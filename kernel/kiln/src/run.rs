@@ -120,6 +120,7 @@ fn serve_syscall(frame: &mut SyscallFrame, fx: &mut FxArea) {
     let a = [
         frame.rdi, frame.rsi, frame.rdx, frame.r10, frame.r8, frame.r9,
     ];
+    k.process.net.set_busy(k.machine.sched.has_ready());
     let outcome = kiln_os::syscall::dispatch(&mut k.process, &mut k.machine, nr, a);
     k.machine.caller = None;
     if let Outcome::Return(v) = outcome.clone() {
@@ -242,6 +243,7 @@ fn next_thread(k: &mut Kernel) -> (u32, UserContext) {
                 if nr == sysno::CLONE || nr == sysno::CLONE3 {
                     k.machine.caller = Some(ctx.clone());
                 }
+                k.process.net.set_busy(k.machine.sched.has_ready());
                 let outcome =
                     kiln_os::syscall::dispatch(&mut k.process, &mut k.machine, nr, args(&ctx.regs));
                 k.machine.caller = None;

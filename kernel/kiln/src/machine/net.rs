@@ -201,7 +201,7 @@ fn next_run(k: &mut Kernel) -> Option<u64> {
 pub fn service(k: &mut Kernel) {
     let pending = PENDING.swap(false, Ordering::Acquire);
     let due = next_run(k).is_some_and(|d| d <= kiln_hal::time::monotonic_ns());
-    let arrived = k.machine.net.as_ref().is_some_and(|c| c.dev.has_received());
+    let arrived = k.machine.net.as_ref().is_some_and(|c| c.dev.has_received()) && !batching(k);
     if pending || arrived || due {
         // Acknowledging lowers the card's line: the next frame raises it afresh.
         if let Some(card) = k.machine.net.as_mut() {
@@ -242,8 +242,18 @@ pub fn flush(k: &mut Kernel) {
 /// call wrote (see `kiln_os::net::Net::end_of_call`, which leaves that to the kernel for a
 /// call that waits).
 pub fn flush_writes(k: &mut Kernel) {
+    if batching(k) {
+        return;
+    }
     k.process.net.poll_if_dirty(&mut k.machine);
     LAST_RUN.store(kiln_hal::time::monotonic_ns(), Ordering::Relaxed);
+}
+
+/// Other threads are ready and the stack ran less than `kiln_os::net::BATCH_NS` ago: what
+/// arrived or was written waits for the next run, which serves them all.
+fn batching(k: &mut Kernel) -> bool {
+    k.machine.sched.has_ready()
+        && kiln_hal::time::monotonic_ns() < k.process.net.last_run() + kiln_os::net::BATCH_NS
 }
 
 /// When the network stack next wants to run (monotonic ns), for the idle timer.

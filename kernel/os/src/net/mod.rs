@@ -114,6 +114,10 @@ pub const HOLD_NS: u64 = 10_000_000;
 /// asked after a run at most this often; a run in between schedules a run this long after
 /// the last asking, so no timer (an acknowledgement, a retransmission) is late by more.
 const POLL_AT_EVERY_NS: u64 = 2_000_000;
+/// While other threads are ready to run, frames that arrived and data written wait up to
+/// this long after the interface last ran, so one run (whose cost grows with the number of
+/// sockets) serves many connections; an idle or lightly loaded kernel runs it at once.
+pub const BATCH_NS: u64 = 1_000_000;
 /// MAC address when the machine has no network card (loopback only).
 const LOOPBACK_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x01];
 
@@ -272,6 +276,11 @@ pub struct Stack {
     poll_at_asked: u64,
     /// Runs happened since the sockets were last asked.
     poll_at_stale: bool,
+    /// When the interface last ran (monotonic ns).
+    last_run: u64,
+    /// Other threads are ready to run (the kernel says so before each system call): runs
+    /// of the interface for arrived frames may wait for a batch (see [`BATCH_NS`]).
+    busy: bool,
 }
 
 /// The network stack of a process.
@@ -473,6 +482,8 @@ impl Net {
                 poll_at: None,
                 poll_at_asked: 0,
                 poll_at_stale: false,
+                last_run: 0,
+                busy: false,
             })),
         }
     }
@@ -530,7 +541,8 @@ impl Net {
     /// for more (see [`HOLD_NS`]).
     pub fn end_of_call(&self, m: &mut dyn Machine) {
         let mut s = self.stack.lock();
-        if m.net_device().is_some_and(|d| d.has_received()) {
+        let batching = s.busy && m.monotonic_ns() < s.last_run + BATCH_NS;
+        if !batching && m.net_device().is_some_and(|d| d.has_received()) {
             s.pump(m);
         } else if s.dirty {
             if s.only_writes {
@@ -541,6 +553,16 @@ impl Net {
                 s.pump(m);
             }
         }
+    }
+
+    /// Tells the stack whether other threads are ready to run (see [`BATCH_NS`]).
+    pub fn set_busy(&self, busy: bool) {
+        self.stack.lock().busy = busy;
+    }
+
+    /// When the interface last ran (monotonic ns).
+    pub fn last_run(&self) -> u64 {
+        self.stack.lock().last_run
     }
 
     /// Runs the interface if a socket changed outside a run (cheap otherwise). The kernel
@@ -631,6 +653,7 @@ impl Stack {
     /// the interface process them and send what they caused.
     fn pump(&mut self, m: &mut dyn Machine) {
         self.ensure_iface(m);
+        self.last_run = m.monotonic_ns();
         self.dirty = false;
         self.only_writes = false;
         self.held = None;
@@ -1388,6 +1411,30 @@ impl Socket {
         buf: &mut [u8],
         peek: bool,
     ) -> KResult<(usize, Option<SockAddr>)> {
+        let r = self.recv_inner(m, buf, peek);
+        self.note_readiness();
+        r
+    }
+
+    /// Records the socket's readiness as it is after a call that read or wrote without a
+    /// run of the stack. Wake-ups go to readiness *changes*: a read that drained the data
+    /// (or a write that filled the buffer) must count as one, or the data arriving next
+    /// would look like no change, and a reader waiting for it would never be woken (nor
+    /// an edge-triggered epoll told).
+    fn note_readiness(&self) {
+        let mut s = self.stack.lock();
+        let r = s.readiness(self.id);
+        if let Some(sock) = s.socks.get_mut(&self.id) {
+            sock.last_ready = r;
+        }
+    }
+
+    fn recv_inner(
+        &self,
+        m: &mut dyn Machine,
+        buf: &mut [u8],
+        peek: bool,
+    ) -> KResult<(usize, Option<SockAddr>)> {
         let mut s = self.stack.lock();
         let id = self.id;
         // Data already queued needs no run of the stack first (see `accept`), nor does a
@@ -1475,6 +1522,12 @@ impl Socket {
     /// Sends `data` (to `to`, for UDP). Returns how much was queued; `EAGAIN` when the send
     /// buffer is full.
     pub fn send(&self, m: &mut dyn Machine, data: &[u8], to: Option<SockAddr>) -> KResult<usize> {
+        let r = self.send_inner(m, data, to);
+        self.note_readiness();
+        r
+    }
+
+    fn send_inner(&self, m: &mut dyn Machine, data: &[u8], to: Option<SockAddr>) -> KResult<usize> {
         let mut s = self.stack.lock();
         s.ensure_iface(m);
         let id = self.id;
