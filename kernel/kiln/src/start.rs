@@ -4,6 +4,7 @@ use alloc::string::String;
 use alloc::vec::Vec;
 
 use kiln_abi::cmdline::{Config, Sink};
+use kiln_abi::record::BootPhase;
 use kiln_hal::BootInfo;
 use kiln_os::process::{Process, ThreadState, PID};
 
@@ -74,10 +75,7 @@ pub fn run(boot: BootInfo) -> ! {
     let program = &payload[header.program.clone()];
     let vfs = kiln_os::fs::Vfs::new(rootfs, &exe_path, program)
         .unwrap_or_else(|e| fail(format_args!("kernel panic: root filesystem: {e:?}")));
-    console::info(format_args!(
-        "root filesystem ready at {:.1} ms",
-        kiln_hal::time::monotonic_ns() as f64 / 1e6
-    ));
+    mark(BootPhase::Rootfs);
     if !config.net.dns.is_empty() {
         // `kiln.dns` at run time replaces the image's resolver list.
         let mut text = String::new();
@@ -118,13 +116,9 @@ pub fn run(boot: BootInfo) -> ! {
     )
     .unwrap_or_else(|e| fail(format_args!("cannot start {exe_path}: {e}")));
 
+    mark(BootPhase::Loaded);
     crate::crash::set_load_bias(loaded.load_bias);
     crate::crash::set_core_limit(config.core.unwrap_or(0));
-    console::info(format_args!(
-        "program loaded at {:.1} ms ({} KiB of RAM in use)",
-        kiln_hal::time::monotonic_ns() as f64 / 1e6,
-        kiln_hal::frames::used_bytes() >> 10
-    ));
     let process = Process {
         vm,
         files: kiln_os::fd::FdTable::with_console(),
@@ -158,10 +152,39 @@ pub fn run(boot: BootInfo) -> ! {
     kiln_hal::syscall::init(run::on_syscall);
     kiln_hal::trap::set_user_fault_handler(fault::on_user_fault);
     kiln_hal::trap::set_timer_handler(run::on_timer);
-    console::info(format_args!(
-        "entering program at {:#x}, {:.1} ms after boot",
-        loaded.entry,
-        kiln_hal::time::monotonic_ns() as f64 / 1e6
-    ));
+    mark(BootPhase::Devices);
+    // Everything after this stamp is the report of it: the program starts right after.
+    mark(BootPhase::Program);
+    report_boot(loaded.entry);
     kiln_hal::syscall::enter_user(loaded.entry, loaded.stack_pointer)
+}
+
+fn mark(phase: BootPhase) {
+    kiln_hal::boot::mark(phase)
+}
+
+/// Reports the boot's phases: a `Boot` record for the host (`bench boot`) and, with
+/// `--verbose`, one log line of microseconds since the kernel's entry.
+fn report_boot(entry: u64) {
+    let record = kiln_abi::record::Boot {
+        tsc_hz: kiln_hal::time::tsc_hz(),
+        stamps: kiln_hal::boot::phase_stamps().to_vec(),
+    };
+    let r = console::routes();
+    if r.records != Sink::Off {
+        console::write(r.records, &record.encode());
+    }
+    let mut line = String::new();
+    let mut last = 0.0;
+    for p in &BootPhase::ALL[1..] {
+        if let Some(us) = record.us_since_entry(*p) {
+            line.push_str(&alloc::format!(", {} +{:.0}", p.name(), us - last));
+            last = us;
+        }
+    }
+    console::info(format_args!(
+        "entering program at {entry:#x}: {last:.0} us from kernel entry ({} MiB RAM, {} KiB in use; phases in us{line})",
+        kiln_hal::frames::total_bytes() >> 20,
+        kiln_hal::frames::used_bytes() >> 10,
+    ));
 }

@@ -6,6 +6,7 @@ use crate::image::{self, BuildRequest};
 use crate::qemu::{self, Machine, ProgramOutput, RunOptions};
 use crate::Layout;
 use anyhow::Context;
+use kiln_abi::record::{Boot, BootPhase, Record};
 use std::time::Duration;
 
 /// Timings of one image on one machine.
@@ -21,6 +22,44 @@ pub struct Row {
     pub median: Option<Duration>,
     /// Why it failed, if it did.
     pub failure: Option<String>,
+    /// The kernel's own boot timing (hello only): median microseconds from the kernel's
+    /// entry to each phase, from the boot records of the runs.
+    pub phases: Option<Phases>,
+}
+
+/// Median microseconds from the kernel's entry (TSC) to each [`BootPhase`] after it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Phases {
+    /// Indexed by [`BootPhase`]; `None` when no run recorded the phase.
+    pub us: Vec<Option<f64>>,
+}
+
+impl Phases {
+    /// Medians over the runs' boot records.
+    pub fn from_records(boots: &[Boot]) -> Option<Phases> {
+        if boots.is_empty() {
+            return None;
+        }
+        let us = BootPhase::ALL
+            .iter()
+            .map(|&p| {
+                let mut v: Vec<f64> = boots.iter().filter_map(|b| b.us_since_entry(p)).collect();
+                v.sort_by(f64::total_cmp);
+                let n = v.len();
+                match n {
+                    0 => None,
+                    _ if n % 2 == 1 => Some(v[n / 2]),
+                    _ => Some((v[n / 2 - 1] + v[n / 2]) / 2.0),
+                }
+            })
+            .collect();
+        Some(Phases { us })
+    }
+
+    /// Microseconds from the entry to `p`.
+    pub fn at(&self, p: BootPhase) -> Option<f64> {
+        self.us.get(p as usize).copied().flatten()
+    }
 }
 
 /// Median of `d` (mean of the middle two for an even count); `None` when empty.
@@ -87,6 +126,47 @@ pub fn format_report(r: &Report) -> String {
         }
     }
     s.push('\n');
+    let with_phases: Vec<&Row> = r.rows.iter().filter(|x| x.phases.is_some()).collect();
+    if !with_phases.is_empty() {
+        s.push_str(
+            "Guest boot: from the kernel's first instruction to the program's first \
+             instruction, by the kernel's own TSC (median of the same runs, microseconds; \
+             each phase column is the time spent in that phase).\n\n",
+        );
+        s.push_str("| machine | image | guest boot |");
+        for p in &BootPhase::ALL[1..] {
+            s.push_str(&format!(" {} |", p.name()));
+        }
+        s.push_str("\n|---|---|---:|");
+        for _ in &BootPhase::ALL[1..] {
+            s.push_str("---:|");
+        }
+        s.push('\n');
+        for row in with_phases {
+            let ph = row.phases.as_ref().expect("filtered");
+            let us = |v: Option<f64>| v.map_or("".into(), |v| format!("{v:.0} µs"));
+            s.push_str(&format!(
+                "| {} | {} | {} |",
+                row.machine.name(),
+                row.image,
+                us(ph.at(BootPhase::Program))
+            ));
+            let mut last = Some(0.0);
+            for p in &BootPhase::ALL[1..] {
+                let at = ph.at(*p);
+                let spent = match (at, last) {
+                    (Some(a), Some(l)) => Some(a - l),
+                    _ => None,
+                };
+                s.push_str(&format!(" {} |", us(spent)));
+                if at.is_some() {
+                    last = at;
+                }
+            }
+            s.push('\n');
+        }
+        s.push('\n');
+    }
     if let Some(k) = r.kernel_size {
         s.push_str(&format!("Kernel size (stripped kernel ELF): {k} bytes.\n"));
     }
@@ -103,18 +183,26 @@ pub fn format_report(r: &Report) -> String {
     s
 }
 
+/// Timings of one image's runs.
+struct Timed {
+    median: Option<Duration>,
+    failure: Option<String>,
+    phases: Option<Phases>,
+}
+
 fn time_runs(
     qemu: &std::path::Path,
     accel: &qemu::AccelChoice,
     image: &std::path::Path,
     machine: Machine,
     runs: usize,
-) -> (Option<Duration>, Option<String>) {
+) -> Timed {
     let opts = RunOptions {
         machine,
         ..RunOptions::default()
     };
     let mut times = Vec::new();
+    let mut boots = Vec::new();
     for _ in 0..runs {
         match qemu::run(
             qemu,
@@ -124,18 +212,42 @@ fn time_runs(
             Some(Duration::from_secs(60)),
             ProgramOutput::Discard,
         ) {
-            Ok(r) if r.outcome.status == 0 => times.push(r.elapsed),
+            Ok(r) if r.outcome.status == 0 => {
+                times.push(r.elapsed);
+                boots.extend(
+                    kiln_abi::record::parse_all(&r.records)
+                        .into_iter()
+                        .filter_map(|x| match x {
+                            Record::Boot(b) => Some(b),
+                            _ => None,
+                        }),
+                );
+            }
             Ok(r) => {
                 let why = r
                     .outcome
                     .reason
                     .unwrap_or(format!("exit status {}", r.outcome.status));
-                return (None, Some(why));
+                return Timed {
+                    median: None,
+                    failure: Some(why),
+                    phases: None,
+                };
             }
-            Err(e) => return (None, Some(format!("{e:#}"))),
+            Err(e) => {
+                return Timed {
+                    median: None,
+                    failure: Some(format!("{e:#}")),
+                    phases: None,
+                }
+            }
         }
     }
-    (median(&times), None)
+    Timed {
+        median: median(&times),
+        failure: None,
+        phases: Phases::from_records(&boots),
+    }
 }
 
 fn stripped_size(elf: &std::path::Path) -> Option<u64> {
@@ -180,13 +292,14 @@ pub fn boot(layout: &Layout, runs: usize) -> anyhow::Result<Report> {
         crate::note!("timing {runs} boots of each image on {}", m.name());
         match &hello {
             Ok(h) => {
-                let (median, failure) = time_runs(&qemu_bin, &accel, &h.path, m, runs);
+                let t = time_runs(&qemu_bin, &accel, &h.path, m, runs);
                 rows.push(Row {
                     machine: m,
                     image: "hello",
                     size: h.size,
-                    median,
-                    failure,
+                    median: t.median,
+                    failure: t.failure,
+                    phases: t.phases,
                 });
             }
             Err(_) => rows.push(Row {
@@ -198,15 +311,17 @@ pub fn boot(layout: &Layout, runs: usize) -> anyhow::Result<Report> {
                     "could not build: {}",
                     hello_err.clone().unwrap_or_default()
                 )),
+                phases: None,
             }),
         }
-        let (median, failure) = time_runs(&qemu_bin, &accel, &floor, m, runs);
+        let t = time_runs(&qemu_bin, &accel, &floor, m, runs);
         rows.push(Row {
             machine: m,
             image: "floor",
             size: floor_bytes.len() as u64,
-            median,
-            failure,
+            median: t.median,
+            failure: t.failure,
+            phases: None,
         });
     }
     let hello_16m = hello.as_ref().ok().map(|h| {
@@ -272,6 +387,7 @@ mod tests {
             size: 100,
             median: median.map(ms),
             failure: median.is_none().then(|| "boom".to_string()),
+            phases: None,
         };
         let r = Report {
             runs: 10,
@@ -295,5 +411,50 @@ mod tests {
         assert!(s.contains("TCG on 2 cores"));
         assert!(s.contains("12345 bytes"));
         assert!(s.contains("hello on q35: boom"));
+        assert!(!s.contains("Guest boot"));
+    }
+
+    #[test]
+    fn phase_table_from_boot_records() {
+        let boot = |program: u64| Boot {
+            tsc_hz: 1_000_000_000,
+            // entry, memory, cpu, rootfs, loaded, devices, first instruction (ns = ticks)
+            stamps: vec![
+                1_000,
+                101_000,
+                301_000,
+                0,
+                401_000,
+                451_000,
+                1_000 + program,
+            ],
+        };
+        let ph = Phases::from_records(&[boot(600_000), boot(500_000), boot(700_000)]).unwrap();
+        assert_eq!(ph.at(BootPhase::Program), Some(600.0));
+        assert_eq!(ph.at(BootPhase::Rootfs), None);
+        let r = Report {
+            runs: 3,
+            accel: "TCG",
+            rows: vec![Row {
+                machine: Machine::Microvm,
+                image: "hello",
+                size: 1,
+                median: Some(ms(30)),
+                failure: None,
+                phases: Some(ph),
+            }],
+            kernel_size: None,
+            hello_16m: None,
+            cpus: 2,
+        };
+        let s = format_report(&r);
+        // Each phase's own time; a phase not recorded leaves its cell empty and the next
+        // one counts from the last recorded phase.
+        assert!(
+            s.contains(
+                "| microvm | hello | 600 µs | 100 µs | 200 µs |  | 100 µs | 50 µs | 150 µs |"
+            ),
+            "{s}"
+        );
     }
 }
