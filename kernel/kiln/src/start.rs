@@ -144,7 +144,7 @@ pub fn run(boot: BootInfo) -> ! {
     if let Err(why) = machine::volumes::start(&config, &transports, &process.vfs) {
         fail(format_args!("kernel panic: {why}"));
     }
-    machine::net::start(&config, &transports, &mut process, &mut machine);
+    machine.net_candidates = Some(machine::net::start(&config, &transports, &mut process));
     crate::memlog::start(config.memlog);
     crate::control::start(config.control);
     crate::profile::start(config.profile, program, loaded.load_bias);

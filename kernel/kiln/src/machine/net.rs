@@ -12,6 +12,7 @@
 //! when the stack next wants to run (TCP timers, DHCP), for the idle timer.
 
 use alloc::string::String;
+use alloc::vec::Vec;
 use core::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
 
 use kiln_abi::cmdline::Config;
@@ -128,18 +129,33 @@ fn route(line: u8) {
     }
 }
 
-/// Finds the network card, gives it to `machine`, configures the stack from the command
-/// line (`kiln.ip`, `kiln.gw`, `kiln.dns`) and starts it (DHCP goes out now).
+/// Where the network card may be: virtio-mmio transports (announced on the command line,
+/// then those the DSDT lists), then virtio-net on PCI. Nothing is touched until [`open`].
+pub struct Candidates {
+    mmio: Vec<(u64, u64, u8)>,
+}
+
+/// Configures the stack from the command line (`kiln.ip`, `kiln.gw`, `kiln.dns`) and notes
+/// where the card may be. The card itself is set up on the program's first use of the
+/// network ([`open`], through `Machine::net_device`), so a program that never opens a
+/// socket pays nothing for it at boot, and one that does pays once, at that point.
 pub fn start(
     config: &Config,
     acpi: &[super::acpi::Transport],
     process: &mut Process,
-    machine: &mut HalMachine,
-) {
+) -> Candidates {
     process.net.configure(config.net.clone());
-    let mut card = None;
     let announced = config.other.iter().filter_map(|t| parse_mmio_token(t));
-    for (base, size, gsi) in announced.chain(acpi.iter().copied()) {
+    Candidates {
+        mmio: announced.chain(acpi.iter().copied()).collect(),
+    }
+}
+
+/// Finds the network card among `candidates`, sets it up and routes its interrupt; `None`
+/// (loopback only) when there is none.
+pub fn open(candidates: Candidates) -> Option<NetCard> {
+    let mut card = None;
+    for (base, size, gsi) in candidates.mmio {
         match VirtioNet::mmio(base, size) {
             Ok(dev) => {
                 card = Some((dev, gsi, String::from("virtio-mmio")));
@@ -156,16 +172,17 @@ pub fn start(
     }
     let Some((dev, line, kind)) = card else {
         console::info(format_args!("net: no network card; loopback only"));
-        return;
+        return None;
     };
     let mac = dev.mac();
     console::info(format_args!(
-        "net: {kind} card {:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}, interrupt line {line}",
-        mac[0], mac[1], mac[2], mac[3], mac[4], mac[5]
+        "net: {kind} card {:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}, interrupt line {line}, set up at {:.1} ms",
+        mac[0], mac[1], mac[2], mac[3], mac[4], mac[5],
+        kiln_hal::time::monotonic_ns() as f64 / 1e6
     ));
-    machine.net = Some(NetCard { dev });
     route(line);
-    run_stack(process, machine);
+    LAST_RUN.store(kiln_hal::time::monotonic_ns(), Ordering::Relaxed);
+    Some(NetCard { dev })
 }
 
 fn run_stack(process: &mut Process, machine: &mut HalMachine) {
