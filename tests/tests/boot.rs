@@ -150,3 +150,72 @@ fn build_image_reports_path_size_and_digest() {
     assert!(text.contains(&size), "size missing: {r:?}");
     assert!(text.contains("sha256"), "{r:?}");
 }
+
+/// The kernel variant `build-image` chose, from its note.
+fn kernel_note(r: &kiln_tests::Run) -> String {
+    r.stderr
+        .lines()
+        .find(|l| l.starts_with("kiln: kernel: "))
+        .unwrap_or_else(|| panic!("no kernel note: {r:?}"))
+        .to_string()
+}
+
+#[test]
+fn no_net_leaves_the_network_stack_out_and_hello_still_runs() {
+    let out = scratch("images").join("hello-no-net.elf");
+    let r = kiln(&[
+        "build-image",
+        "--example",
+        "hello",
+        "--no-net",
+        "-o",
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(r.status, 0, "{r:?}");
+    assert_eq!(
+        kernel_note(&r),
+        "kiln: kernel: without the network stack (--no-net)"
+    );
+    // The image is smaller than the one with the network stack.
+    let with = std::fs::metadata(build_image("hello-net", &["--example", "hello"]))
+        .unwrap()
+        .len();
+    let without = std::fs::metadata(&out).unwrap().len();
+    assert!(without + 40_000 < with, "{without} vs {with}");
+    let r = run_image(&out, &["-e", "EXIT_STATUS=4"]);
+    assert_eq!(r.status, 4, "{r:?}");
+    assert!(r.out().contains("tmp: ok\n"), "{r:?}");
+    let r = run_image(&out, &["--machine", "q35"]);
+    assert_eq!(r.status, 0, "{r:?}");
+}
+
+#[test]
+fn build_image_chooses_the_kernel_by_the_programs_symbols_and_says_so() {
+    // c-hello keeps its symbol table and calls no socket function.
+    let r = kiln(&["build-image", "--example", "c-hello"]);
+    assert_eq!(r.status, 0, "{r:?}");
+    assert_eq!(
+        kernel_note(&r),
+        "kiln: kernel: without the network stack (the program's symbol table has no socket functions)"
+    );
+    // The Rust examples are stripped: nothing to tell by, so the stack stays.
+    let r = kiln(&["build-image", "--example", "udp-echo"]);
+    assert_eq!(r.status, 0, "{r:?}");
+    assert_eq!(
+        kernel_note(&r),
+        "kiln: kernel: with the network stack (the program has no symbol table to tell; --no-net leaves it out)"
+    );
+}
+
+#[test]
+fn an_internet_socket_without_the_network_stack_is_eafnosupport() {
+    let img = build_image("udp-echo-no-net", &["--example", "udp-echo", "--no-net"]);
+    let r = run_image(&img, &[]);
+    // std's `?` on the bind error: the program ends with status 1 and the error.
+    assert_eq!(r.status, 1, "{r:?}");
+    assert!(
+        r.stderr
+            .contains("Address family not supported by protocol"),
+        "{r:?}"
+    );
+}

@@ -8,7 +8,7 @@ mod instances;
 use clap::{ArgGroup, Args, CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
 use kiln_toolchain::app::AppSource;
 use kiln_toolchain::disk::{self, Format};
-use kiln_toolchain::image::{self, BuildRequest};
+use kiln_toolchain::image::{self, BuildRequest, NetChoice};
 use kiln_toolchain::metadata::Defaults;
 use kiln_toolchain::oci::publish::{self, ImageSource, PublishRequest};
 use kiln_toolchain::oci::pull::{self, ImageArg, Policy, PullOptions};
@@ -183,6 +183,11 @@ struct ImageArgs {
     /// Accepted for familiarity: programs and the kernel are always built in release mode.
     #[arg(long)]
     release: bool,
+    /// Leave the kernel's network stack out (socket(AF_INET) then fails with
+    /// EAFNOSUPPORT). Without it, the stack is left out only when the program's symbol
+    /// table shows no socket functions.
+    #[arg(long)]
+    no_net: bool,
 }
 
 #[derive(Args, Debug)]
@@ -625,6 +630,11 @@ fn request(a: &ImageArgs) -> anyhow::Result<(BuildRequest, Defaults)> {
             a.args.clone()
         },
         output: a.output.clone(),
+        net: if a.no_net {
+            NetChoice::Off
+        } else {
+            NetChoice::Auto
+        },
     };
     Ok((req, d))
 }

@@ -10,6 +10,11 @@ use kiln_os::sched::Scheduler;
 use crate::console;
 
 pub mod acpi;
+pub mod mmio;
+#[cfg(feature = "net")]
+pub mod net;
+#[cfg(not(feature = "net"))]
+#[path = "machine/no_net.rs"]
 pub mod net;
 pub mod volumes;
 

@@ -48,12 +48,12 @@ pub fn run(boot: BootInfo) -> ! {
         verbose: config.verbose,
     });
     console::info(format_args!(
-        "kernel {} booted: {} MiB RAM, TSC {} MHz ({:?}), {:.1} ms since TSC start",
+        "kernel {} booted: {} MiB RAM, TSC {} MHz ({:?}), {} ms since TSC start",
         env!("CARGO_PKG_VERSION"),
         boot.ram_bytes >> 20,
         kiln_hal::time::tsc_hz() / 1_000_000,
         boot.calibration,
-        kiln_hal::time::monotonic_ns() as f64 / 1e6,
+        crate::console::since_boot(),
     ));
 
     let exe = config.name.clone().unwrap_or_else(|| b"/bin/app".to_vec());
@@ -165,7 +165,7 @@ fn mark(phase: BootPhase) {
 
 /// Reports the boot's phases: a `Boot` record for the host (`bench boot`) and, with
 /// `--verbose`, one log line of microseconds since the kernel's entry.
-fn report_boot(entry: u64) {
+fn report_boot(program_entry: u64) {
     let record = kiln_abi::record::Boot {
         tsc_hz: kiln_hal::time::tsc_hz(),
         stamps: kiln_hal::boot::phase_stamps().to_vec(),
@@ -175,15 +175,18 @@ fn report_boot(entry: u64) {
         console::write(r.records, &record.encode());
     }
     let mut line = String::new();
-    let mut last = 0.0;
+    let mut last = 0;
+    let hz = record.tsc_hz.max(1) as u128;
+    let entry = record.stamp(BootPhase::Entry).unwrap_or(0);
     for p in &BootPhase::ALL[1..] {
-        if let Some(us) = record.us_since_entry(*p) {
-            line.push_str(&alloc::format!(", {} +{:.0}", p.name(), us - last));
+        if let Some(t) = record.stamp(*p).filter(|&t| t >= entry) {
+            let us = ((t - entry) as u128 * 1_000_000 / hz) as u64;
+            line.push_str(&alloc::format!(", {} +{}", p.name(), us - last.min(us)));
             last = us;
         }
     }
     console::info(format_args!(
-        "entering program at {entry:#x}: {last:.0} us from kernel entry ({} MiB RAM, {} KiB in use; phases in us{line})",
+        "entering program at {program_entry:#x}: {last} us from kernel entry ({} MiB RAM, {} KiB in use; phases in us{line})",
         kiln_hal::frames::total_bytes() >> 20,
         kiln_hal::frames::used_bytes() >> 10,
     ));

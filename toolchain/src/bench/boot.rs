@@ -85,6 +85,8 @@ pub struct Report {
     pub rows: Vec<Row>,
     /// Size of the stripped kernel ELF.
     pub kernel_size: Option<u64>,
+    /// Size of the stripped kernel ELF built without the network stack.
+    pub kernel_size_without_net: Option<u64>,
     /// Whether hello exits 0 with `--memory 16M` (microvm).
     pub hello_16m: Option<bool>,
     /// Host CPUs.
@@ -168,7 +170,14 @@ pub fn format_report(r: &Report) -> String {
         s.push('\n');
     }
     if let Some(k) = r.kernel_size {
-        s.push_str(&format!("Kernel size (stripped kernel ELF): {k} bytes.\n"));
+        s.push_str(&format!(
+            "Kernel size (stripped kernel ELF): {k} bytes ({} KiB) with the network stack",
+            k / 1024
+        ));
+        match r.kernel_size_without_net {
+            Some(n) => s.push_str(&format!(", {n} bytes ({} KiB) without it.\n", n / 1024)),
+            None => s.push_str(".\n"),
+        }
     }
     match r.hello_16m {
         Some(true) => s.push_str("hello with `--memory 16M`: runs (exit 0).\n"),
@@ -284,6 +293,7 @@ pub fn boot(layout: &Layout, runs: usize) -> anyhow::Result<Report> {
             env: vec![],
             args: vec![],
             output: Some(dir.join("hello.elf")),
+            net: image::NetChoice::Auto,
         },
     );
     let hello_err = hello.as_ref().err().map(|e| format!("{e:#}"));
@@ -342,6 +352,9 @@ pub fn boot(layout: &Layout, runs: usize) -> anyhow::Result<Report> {
         },
         rows,
         kernel_size: stripped_size(&layout.kernel_elf()),
+        kernel_size_without_net: crate::link::build_kernel_variant(layout, false)
+            .ok()
+            .and_then(|k| stripped_size(&k)),
         hello_16m,
         cpus: std::thread::available_parallelism().map_or(1, |n| n.get()),
     })
@@ -399,6 +412,7 @@ mod tests {
                 row(Machine::Q35, "floor", Some(200)),
             ],
             kernel_size: Some(12345),
+            kernel_size_without_net: Some(10240),
             hello_16m: Some(true),
             cpus: 2,
         };
@@ -409,7 +423,9 @@ mod tests {
         );
         assert!(s.contains("| q35 | hello | 100 bytes | failed |  |"), "{s}");
         assert!(s.contains("TCG on 2 cores"));
-        assert!(s.contains("12345 bytes"));
+        assert!(s.contains(
+            "12345 bytes (12 KiB) with the network stack, 10240 bytes (10 KiB) without it."
+        ));
         assert!(s.contains("hello on q35: boom"));
         assert!(!s.contains("Guest boot"));
     }
@@ -444,6 +460,7 @@ mod tests {
                 phases: Some(ph),
             }],
             kernel_size: None,
+            kernel_size_without_net: None,
             hello_16m: None,
             cpus: 2,
         };

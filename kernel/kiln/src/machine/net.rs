@@ -79,31 +79,6 @@ impl NetDevice for NetCard {
     }
 }
 
-/// A `virtio_mmio.device=SIZE@BASE:GSI` token: (base, size, gsi). SIZE takes the `K`/`M`
-/// suffixes Linux accepts; numbers may be hex (`0x`) or decimal.
-pub fn parse_mmio_token(token: &str) -> Option<(u64, u64, u8)> {
-    let spec = token.strip_prefix("virtio_mmio.device=")?;
-    let (size, rest) = spec.split_once('@')?;
-    let (base, gsi) = rest.split_once(':')?;
-    let gsi = gsi.split(':').next()?;
-    let num = |s: &str| -> Option<u64> {
-        let (digits, mul) = match s.as_bytes().last()? {
-            b'K' | b'k' => (&s[..s.len() - 1], 1024),
-            b'M' | b'm' => (&s[..s.len() - 1], 1024 * 1024),
-            _ => (s, 1),
-        };
-        let v = match digits
-            .strip_prefix("0x")
-            .or_else(|| digits.strip_prefix("0X"))
-        {
-            Some(h) => u64::from_str_radix(h, 16).ok()?,
-            None => digits.parse().ok()?,
-        };
-        v.checked_mul(mul)
-    };
-    Some((num(base)?, num(size)?, u8::try_from(num(gsi)?).ok()?))
-}
-
 fn on_irq(_vector: u8, from_user: bool) {
     let line = LINE.load(Ordering::Relaxed);
     if line != u8::MAX {
@@ -145,7 +120,10 @@ pub fn start(
     process: &mut Process,
 ) -> Candidates {
     process.net.configure(config.net.clone());
-    let announced = config.other.iter().filter_map(|t| parse_mmio_token(t));
+    let announced = config
+        .other
+        .iter()
+        .filter_map(|t| super::mmio::parse_mmio_token(t));
     Candidates {
         mmio: announced.chain(acpi.iter().copied()).collect(),
     }
@@ -176,9 +154,9 @@ pub fn open(candidates: Candidates) -> Option<NetCard> {
     };
     let mac = dev.mac();
     console::info(format_args!(
-        "net: {kind} card {:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}, interrupt line {line}, set up at {:.1} ms",
+        "net: {kind} card {:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}, interrupt line {line}, set up at {} ms",
         mac[0], mac[1], mac[2], mac[3], mac[4], mac[5],
-        kiln_hal::time::monotonic_ns() as f64 / 1e6
+        crate::console::since_boot()
     ));
     route(line);
     LAST_RUN.store(kiln_hal::time::monotonic_ns(), Ordering::Relaxed);
