@@ -107,6 +107,43 @@ fn hello_runs_in_16_mib() {
 }
 
 #[test]
+fn hello_runs_with_2_mib_above_its_image() {
+    // `build-image` prints the least memory: the image's end plus 2 MiB for the kernel and
+    // the program. hello runs in exactly that, and a MiB less is refused with the figure.
+    let out = scratch("images").join("hello-min.elf");
+    let r = kiln(&[
+        "build-image",
+        "--example",
+        "hello",
+        "-o",
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(r.status, 0, "{r:?}");
+    let text = format!("{}{}", r.out(), r.stderr);
+    let mib: u64 = text
+        .split("memory: at least ")
+        .nth(1)
+        .and_then(|t| t.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no minimum memory: {r:?}"));
+    let image_end_mib = std::fs::metadata(&out).unwrap().len() / (1 << 20) + 1;
+    assert!(
+        mib <= image_end_mib + 3,
+        "{mib} MiB for a {image_end_mib} MiB image"
+    );
+    let r = run_image(&out, &["--memory", &format!("{mib}M")]);
+    assert_eq!(r.status, 0, "{r:?}");
+    assert!(r.out().contains("tmp: ok\n"), "{r:?}");
+    let r = run_image(&out, &["--memory", &format!("{}M", mib - 1)]);
+    assert_eq!(r.status, 125, "{r:?}");
+    assert!(
+        r.stderr
+            .contains(&format!("this image needs at least {mib} MiB of memory")),
+        "{r:?}"
+    );
+}
+
+#[test]
 fn c_program_runs() {
     let r = kiln(&[
         "run",
