@@ -10,9 +10,16 @@ use core::arch::asm;
 /// The C contract of `memcpy`.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn memcpy(dest: *mut u8, src: *const u8, n: usize) -> *mut u8 {
+    // Eight bytes at a time, then the rest: under TCG each iteration of a `rep` string
+    // instruction is a round of emulated code, so moving qwords is about eight times faster
+    // than bytes (zeroing and copying pages at boot, socket and file buffers); hardware
+    // with fast `rep movsb` loses nothing. A forward copy stays correct for memmove's
+    // overlapping case (dest below src): each element is read before it is written.
     // SAFETY: the caller guarantees both ranges are valid and do not overlap.
     unsafe {
-        asm!("rep movsb", inout("rdi") dest => _, inout("rsi") src => _, inout("rcx") n => _,
+        asm!("rep movsq", "mov ecx, {rem:e}", "rep movsb",
+             rem = in(reg) n & 7,
+             inout("rdi") dest => _, inout("rsi") src => _, inout("rcx") n >> 3 => _,
              options(nostack, preserves_flags))
     }
     dest
@@ -44,9 +51,13 @@ pub unsafe extern "C" fn memmove(dest: *mut u8, src: *const u8, n: usize) -> *mu
 /// The C contract of `memset`.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn memset(dest: *mut u8, c: i32, n: usize) -> *mut u8 {
+    // Eight bytes at a time, then the rest (see `memcpy`).
+    let pattern = u64::from(c as u8) * 0x0101_0101_0101_0101;
     // SAFETY: the caller guarantees the range is valid.
     unsafe {
-        asm!("rep stosb", inout("rdi") dest => _, inout("rcx") n => _, in("al") c as u8,
+        asm!("rep stosq", "mov ecx, {rem:e}", "rep stosb",
+             rem = in(reg) n & 7,
+             inout("rdi") dest => _, inout("rcx") n >> 3 => _, in("rax") pattern,
              options(nostack, preserves_flags))
     }
     dest
