@@ -186,7 +186,7 @@ fn settle(k: &mut Kernel, tid: u32, mut ctx: UserContext, outcome: Outcome) -> O
 fn next_thread(k: &mut Kernel) -> (u32, UserContext) {
     loop {
         crate::machine::net::service(k);
-        crate::memlog::service();
+        crate::memlog::service(k);
         crate::stop::check(k);
         crate::control::service(k);
         let now = time::monotonic_ns();
@@ -286,7 +286,7 @@ pub fn on_timer(frame: &mut TrapFrame, fx: &mut FxArea) {
     };
     let Some(k) = guard.as_mut() else { return };
     crate::machine::net::service(k);
-    crate::memlog::service();
+    crate::memlog::service(k);
     crate::stop::check(k);
     crate::control::service(k);
     if crate::profile::due() {

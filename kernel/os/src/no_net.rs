@@ -54,6 +54,11 @@ impl Net {
     /// Nothing can be dirty.
     pub fn poll_if_dirty(&self, _m: &mut dyn Machine) {}
 
+    /// No buffers.
+    pub fn buffer_bytes(&self) -> usize {
+        0
+    }
+
     /// No interface, so no address.
     pub fn address(&self) -> Option<([u8; 4], u8)> {
         None
