@@ -87,8 +87,9 @@ pub struct Report {
     pub kernel_size: Option<u64>,
     /// Size of the stripped kernel ELF built without the network stack.
     pub kernel_size_without_net: Option<u64>,
-    /// Whether hello exits 0 with `--memory 16M` (microvm).
-    pub hello_16m: Option<bool>,
+    /// The least memory hello's image needs (MiB, what `build-image` prints: the image's end
+    /// plus the kernel's 2 MiB) and whether hello exits 0 in exactly that (microvm).
+    pub hello_min: Option<(u64, bool)>,
     /// Host CPUs.
     pub cpus: usize,
 }
@@ -179,9 +180,13 @@ pub fn format_report(r: &Report) -> String {
             None => s.push_str(".\n"),
         }
     }
-    match r.hello_16m {
-        Some(true) => s.push_str("hello with `--memory 16M`: runs (exit 0).\n"),
-        Some(false) => s.push_str("hello with `--memory 16M`: does not run.\n"),
+    match r.hello_min {
+        Some((mib, true)) => s.push_str(&format!(
+            "hello with `--memory {mib}M` (its image plus 2 MiB, the least it accepts): runs (exit 0).\n"
+        )),
+        Some((mib, false)) => s.push_str(&format!(
+            "hello with `--memory {mib}M` (its image plus 2 MiB, the least it accepts): does not run.\n"
+        )),
         None => {}
     }
     for row in &r.rows {
@@ -334,15 +339,19 @@ pub fn boot(layout: &Layout, runs: usize) -> anyhow::Result<Report> {
             phases: None,
         });
     }
-    let hello_16m = hello.as_ref().ok().map(|h| {
+    let hello_min = hello.as_ref().ok().and_then(|h| {
+        let mib = std::fs::read(&h.path)
+            .ok()
+            .and_then(|b| image::min_memory_mib(&b))?;
         let opts = RunOptions {
-            memory_mib: Some(16),
+            memory_mib: Some(mib),
             ..RunOptions::default()
         };
-        matches!(
+        let ran = matches!(
             qemu::run(&qemu_bin, &accel, &h.path, &opts, Some(Duration::from_secs(60)), ProgramOutput::Discard),
             Ok(r) if r.outcome.status == 0
-        )
+        );
+        Some((mib, ran))
     });
     Ok(Report {
         runs,
@@ -355,7 +364,7 @@ pub fn boot(layout: &Layout, runs: usize) -> anyhow::Result<Report> {
         kernel_size_without_net: crate::link::build_kernel_variant(layout, false)
             .ok()
             .and_then(|k| stripped_size(&k)),
-        hello_16m,
+        hello_min,
         cpus: std::thread::available_parallelism().map_or(1, |n| n.get()),
     })
 }
@@ -413,7 +422,7 @@ mod tests {
             ],
             kernel_size: Some(12345),
             kernel_size_without_net: Some(10240),
-            hello_16m: Some(true),
+            hello_min: Some((5, true)),
             cpus: 2,
         };
         let s = format_report(&r);
@@ -428,6 +437,12 @@ mod tests {
         ));
         assert!(s.contains("hello on q35: boom"));
         assert!(!s.contains("Guest boot"));
+        assert!(
+            s.contains(
+                "hello with `--memory 5M` (its image plus 2 MiB, the least it accepts): runs"
+            ),
+            "{s}"
+        );
     }
 
     #[test]
@@ -461,7 +476,7 @@ mod tests {
             }],
             kernel_size: None,
             kernel_size_without_net: None,
-            hello_16m: None,
+            hello_min: None,
             cpus: 2,
         };
         let s = format_report(&r);
