@@ -278,13 +278,15 @@ pub enum BootPhase {
     Entry = 0,
     /// Frames, the kernel heap and the final page tables are set up.
     Memory = 1,
-    /// GDT, IDT, local APIC and clocks (TSC and APIC timer calibrated) are set up.
+    /// GDT, IDT, local APIC and clocks are set up (the TSC's and APIC timer's calibration
+    /// starts here and is finished over the rest of the boot).
     Cpu = 2,
     /// The configuration is read and the root filesystem is ready.
     Rootfs = 3,
     /// The program is loaded into its address space.
     Loaded = 4,
-    /// Devices are set up (ACPI, volumes, the network card when set up at boot).
+    /// Devices are set up (ACPI, volumes, the control channel) and the clocks' calibration,
+    /// begun in [`BootPhase::Cpu`], is finished.
     Devices = 5,
     /// The kernel jumps to the program's first instruction.
     Program = 6,

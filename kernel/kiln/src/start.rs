@@ -48,7 +48,7 @@ pub fn run(boot: BootInfo) -> ! {
         verbose: config.verbose,
     });
     console::info(format_args!(
-        "kernel {} booted: {} MiB RAM, TSC {} MHz ({:?}), {} ms since TSC start",
+        "kernel {} booted: {} MiB RAM, TSC about {} MHz ({:?} estimate, refined over the boot), {} ms since TSC start",
         env!("CARGO_PKG_VERSION"),
         boot.ram_bytes >> 20,
         kiln_hal::time::tsc_hz() / 1_000_000,
@@ -152,6 +152,9 @@ pub fn run(boot: BootInfo) -> ! {
     kiln_hal::syscall::init(run::on_syscall);
     kiln_hal::trap::set_user_fault_handler(fault::on_user_fault);
     kiln_hal::trap::set_timer_handler(run::on_timer);
+    // The TSC's and the APIC timer's rates, measured over the whole boot (see
+    // `time::init`); before the program can read a clock or arm a timer.
+    kiln_hal::time::finish_calibration();
     mark(BootPhase::Devices);
     // Everything after this stamp is the report of it: the program starts right after.
     mark(BootPhase::Program);
@@ -186,7 +189,8 @@ fn report_boot(program_entry: u64) {
         }
     }
     console::info(format_args!(
-        "entering program at {program_entry:#x}: {last} us from kernel entry ({} MiB RAM, {} KiB in use; phases in us{line})",
+        "entering program at {program_entry:#x}: {last} us from kernel entry (TSC {} kHz, {} MiB RAM, {} KiB in use; phases in us{line})",
+        record.tsc_hz / 1000,
         kiln_hal::frames::total_bytes() >> 20,
         kiln_hal::frames::used_bytes() >> 10,
     ));
