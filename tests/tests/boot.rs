@@ -224,6 +224,15 @@ fn no_net_leaves_the_network_stack_out_and_hello_still_runs() {
     assert!(r.out().contains("tmp: ok\n"), "{r:?}");
     let r = run_image(&out, &["--machine", "q35"]);
     assert_eq!(r.status, 0, "{r:?}");
+    // A port forward to it is allowed, with a note that it reaches nothing.
+    let fwd = format!("{}:8080", kiln_tests::free_port());
+    let r = run_image(&out, &["-p", &fwd]);
+    assert_eq!(r.status, 0, "{r:?}");
+    assert!(
+        r.stderr
+            .contains("this image's kernel has no network stack"),
+        "{r:?}"
+    );
 }
 
 #[test]

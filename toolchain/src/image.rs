@@ -78,6 +78,13 @@ pub fn network_use(program: &[u8]) -> NetUse {
     NetUse::NoSockets
 }
 
+/// Whether the kernel in the PVH image `image` has the network stack, from the features its
+/// provenance records; `None` when it has no provenance (or is not a PVH image).
+pub fn kernel_has_network(image: &[u8]) -> Option<bool> {
+    let (prov, _) = crate::provenance::read(image).ok()?;
+    Some(prov.kernel.features.iter().any(|f| f == "net"))
+}
+
 /// The kernel variant for `program` under `choice`: `(with the network stack, why)`.
 pub fn choose_net(choice: NetChoice, program: &[u8]) -> (bool, String) {
     match (choice, network_use(program)) {

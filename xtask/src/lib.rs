@@ -918,6 +918,14 @@ fn run(layout: &Layout, a: &RunArgs) -> anyhow::Result<u8> {
         records_file: None,
         volumes: kiln_toolchain::qemu::volume::parse_all(&a.volume).map_err(anyhow::Error::msg)?,
     };
+    if !opts.net.forwards.is_empty()
+        && std::fs::read(&image)
+            .ok()
+            .and_then(|b| image::kernel_has_network(&b))
+            == Some(false)
+    {
+        note!("this image's kernel has no network stack (built with --no-net, or for a program without socket functions): the forwarded ports reach nothing");
+    }
     // A trace follows the records file while the image runs.
     let records_dir = tempfile::tempdir()?;
     let mut opts = opts;
