@@ -102,7 +102,7 @@ fn secs(d: Option<Duration>) -> String {
 pub fn format_report(r: &Report) -> String {
     let mut s = String::new();
     s.push_str(&format!(
-        "QEMU start to exit, median of {} runs, {} on {} cores.\n\n",
+        "QEMU start to exit, median of {} runs (hello and floor taking turns), {} on {} cores.\n\n",
         r.runs, r.accel, r.cpus
     ));
     s.push_str("| machine | image | image size | median | hello/floor |\n");
@@ -204,64 +204,72 @@ struct Timed {
     phases: Option<Phases>,
 }
 
-fn time_runs(
+/// Boots each of `images` `runs` times on `machine`, taking turns (hello, floor, hello,
+/// floor...), so that a change in the host's load hits every image alike and their ratio
+/// stays meaningful on a shared machine. An image whose run fails is not run again.
+fn time_interleaved(
     qemu: &std::path::Path,
     accel: &qemu::AccelChoice,
-    image: &std::path::Path,
+    images: &[&std::path::Path],
     machine: Machine,
     runs: usize,
-) -> Timed {
+) -> Vec<Timed> {
     let opts = RunOptions {
         machine,
         ..RunOptions::default()
     };
-    let mut times = Vec::new();
-    let mut boots = Vec::new();
+    let mut times = vec![Vec::new(); images.len()];
+    let mut boots: Vec<Vec<Boot>> = vec![Vec::new(); images.len()];
+    let mut failures: Vec<Option<String>> = vec![None; images.len()];
     for _ in 0..runs {
-        match qemu::run(
-            qemu,
-            accel,
-            image,
-            &opts,
-            Some(Duration::from_secs(60)),
-            ProgramOutput::Discard,
-        ) {
-            Ok(r) if r.outcome.status == 0 => {
-                times.push(r.elapsed);
-                boots.extend(
-                    kiln_abi::record::parse_all(&r.records)
-                        .into_iter()
-                        .filter_map(|x| match x {
-                            Record::Boot(b) => Some(b),
-                            _ => None,
-                        }),
-                );
+        for (i, image) in images.iter().enumerate() {
+            if failures[i].is_some() {
+                continue;
             }
-            Ok(r) => {
-                let why = r
-                    .outcome
-                    .reason
-                    .unwrap_or(format!("exit status {}", r.outcome.status));
-                return Timed {
-                    median: None,
-                    failure: Some(why),
-                    phases: None,
-                };
-            }
-            Err(e) => {
-                return Timed {
-                    median: None,
-                    failure: Some(format!("{e:#}")),
-                    phases: None,
+            match qemu::run(
+                qemu,
+                accel,
+                image,
+                &opts,
+                Some(Duration::from_secs(60)),
+                ProgramOutput::Discard,
+            ) {
+                Ok(r) if r.outcome.status == 0 => {
+                    times[i].push(r.elapsed);
+                    boots[i].extend(
+                        kiln_abi::record::parse_all(&r.records)
+                            .into_iter()
+                            .filter_map(|x| match x {
+                                Record::Boot(b) => Some(b),
+                                _ => None,
+                            }),
+                    );
                 }
+                Ok(r) => {
+                    failures[i] = Some(
+                        r.outcome
+                            .reason
+                            .unwrap_or(format!("exit status {}", r.outcome.status)),
+                    );
+                }
+                Err(e) => failures[i] = Some(format!("{e:#}")),
             }
         }
     }
-    Timed {
-        median: median(&times),
-        failure: None,
-        phases: Phases::from_records(&boots),
-    }
+    (0..images.len())
+        .map(|i| match failures[i].take() {
+            Some(why) => Timed {
+                median: None,
+                failure: Some(why),
+                phases: None,
+            },
+            None => Timed {
+                median: median(&times[i]),
+                failure: None,
+                phases: Phases::from_records(&boots[i]),
+            },
+        })
+        .collect()
 }
 
 fn stripped_size(elf: &std::path::Path) -> Option<u64> {
@@ -304,10 +312,19 @@ pub fn boot(layout: &Layout, runs: usize) -> anyhow::Result<Report> {
     let hello_err = hello.as_ref().err().map(|e| format!("{e:#}"));
     let mut rows = Vec::new();
     for m in Machine::ALL {
-        crate::note!("timing {runs} boots of each image on {}", m.name());
+        crate::note!(
+            "timing {runs} boots of each image on {}, taking turns",
+            m.name()
+        );
+        let mut images: Vec<&std::path::Path> = Vec::new();
+        if let Ok(h) = &hello {
+            images.push(&h.path);
+        }
+        images.push(&floor);
+        let mut timed = time_interleaved(&qemu_bin, &accel, &images, m, runs).into_iter();
         match &hello {
             Ok(h) => {
-                let t = time_runs(&qemu_bin, &accel, &h.path, m, runs);
+                let t = timed.next().expect("one result per image");
                 rows.push(Row {
                     machine: m,
                     image: "hello",
@@ -329,7 +346,7 @@ pub fn boot(layout: &Layout, runs: usize) -> anyhow::Result<Report> {
                 phases: None,
             }),
         }
-        let t = time_runs(&qemu_bin, &accel, &floor, m, runs);
+        let t = timed.next().expect("one result per image");
         rows.push(Row {
             machine: m,
             image: "floor",
