@@ -92,6 +92,8 @@ pub struct Report {
     pub hello_min: Option<(u64, bool)>,
     /// Host CPUs.
     pub cpus: usize,
+    /// The host's load average (1 minute) at the start and at the end, when readable.
+    pub host_load: Option<(f64, f64)>,
 }
 
 fn secs(d: Option<Duration>) -> String {
@@ -102,8 +104,14 @@ fn secs(d: Option<Duration>) -> String {
 pub fn format_report(r: &Report) -> String {
     let mut s = String::new();
     s.push_str(&format!(
-        "QEMU start to exit, median of {} runs (hello and floor taking turns), {} on {} cores.\n\n",
-        r.runs, r.accel, r.cpus
+        "QEMU start to exit, median of {} runs (hello and floor taking turns), {} on {} cores{}.\n\n",
+        r.runs,
+        r.accel,
+        r.cpus,
+        match r.host_load {
+            Some((a, b)) => format!(", host load average {a:.2} at the start and {b:.2} at the end"),
+            None => String::new(),
+        }
     ));
     s.push_str("| machine | image | image size | median | hello/floor |\n");
     s.push_str("|---|---|---:|---:|---:|\n");
@@ -286,9 +294,20 @@ fn stripped_size(elf: &std::path::Path) -> Option<u64> {
     ok.then(|| std::fs::metadata(&out).ok().map(|m| m.len()))?
 }
 
+/// The host's 1-minute load average.
+fn load_average() -> Option<f64> {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
+}
+
 /// Runs the benchmark and returns the report (hello failures are reported, not fatal).
 pub fn boot(layout: &Layout, runs: usize) -> anyhow::Result<Report> {
     let runs = runs.max(1);
+    let load_at_start = load_average();
     let (qemu_bin, accel) = qemu::prepare(layout, Machine::Microvm)?;
     let dir = layout.kiln_dir().join("bench");
     std::fs::create_dir_all(&dir)?;
@@ -383,6 +402,7 @@ pub fn boot(layout: &Layout, runs: usize) -> anyhow::Result<Report> {
             .and_then(|k| stripped_size(&k)),
         hello_min,
         cpus: std::thread::available_parallelism().map_or(1, |n| n.get()),
+        host_load: load_at_start.zip(load_average()),
     })
 }
 
@@ -394,7 +414,9 @@ pub fn write_markdown(layout: &Layout, report: &Report, command: &str) -> anyhow
     let body = format!(
         "Measured with `{command}` (QEMU 7.2; results are {} on {} cores: \
          software emulation, so compare ratios more than absolute times). The floor image is a do-nothing PVH kernel \
-         that exits at once: it measures QEMU's own start and exit cost.\n\n{}",
+         that exits at once: it measures QEMU's own start and exit cost. The load average counts \
+         the benchmark's own QEMU (about 1); other work on the host makes the times, and less \
+         so the ratios, vary from run to run.\n\n{}",
         report.accel,
         report.cpus,
         format_report(report)
@@ -441,6 +463,7 @@ mod tests {
             kernel_size_without_net: Some(10240),
             hello_min: Some((5, true)),
             cpus: 2,
+            host_load: Some((1.5, 2.25)),
         };
         let s = format_report(&r);
         assert!(
@@ -448,7 +471,9 @@ mod tests {
             "{s}"
         );
         assert!(s.contains("| q35 | hello | 100 bytes | failed |  |"), "{s}");
-        assert!(s.contains("TCG on 2 cores"));
+        assert!(
+            s.contains("TCG on 2 cores, host load average 1.50 at the start and 2.25 at the end.")
+        );
         assert!(s.contains(
             "12345 bytes (12 KiB) with the network stack, 10240 bytes (10 KiB) without it."
         ));
@@ -495,6 +520,7 @@ mod tests {
             kernel_size_without_net: None,
             hello_min: None,
             cpus: 2,
+            host_load: None,
         };
         let s = format_report(&r);
         // Each phase's own time; a phase not recorded leaves its cell empty and the next
