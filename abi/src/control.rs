@@ -48,6 +48,10 @@ pub struct Stats {
     pub mem_used: u64,
     /// The kernel heap's live allocations.
     pub heap: u64,
+    /// RAM holding page tables (the kernel's and the program's).
+    pub page_tables: u64,
+    /// Network buffers (sockets' receive and send buffers, queued frames), part of `heap`.
+    pub net_buffers: u64,
     /// Frames received and bytes in them.
     pub rx: (u64, u64),
     /// Frames sent and bytes in them.
@@ -115,6 +119,8 @@ impl Stats {
             self.rx.1,
             self.tx.0,
             self.tx.1,
+            self.page_tables,
+            self.net_buffers,
         ] {
             put_u64(&mut b, v);
         }
@@ -144,7 +150,7 @@ impl Stats {
     /// Reads a record's body.
     pub fn decode(body: &[u8]) -> Option<Stats> {
         let mut r = Reader { b: body, at: 0 };
-        let mut v = [0u64; 11];
+        let mut v = [0u64; 13];
         for x in &mut v {
             *x = r.u64()?;
         }
@@ -158,6 +164,8 @@ impl Stats {
             heap: v[6],
             rx: (v[7], v[8]),
             tx: (v[9], v[10]),
+            page_tables: v[11],
+            net_buffers: v[12],
             ..Stats::default()
         };
         for _ in 0..r.count(8)? {
@@ -192,6 +200,8 @@ mod tests {
             mem_total: 128 << 20,
             mem_used: 6 << 20,
             heap: 2 << 20,
+            page_tables: 160 << 10,
+            net_buffers: 128 << 10,
             rx: (10, 1500),
             tx: (12, 2000),
             threads: vec![ThreadStat {
@@ -211,7 +221,7 @@ mod tests {
             assert!(Stats::decode(&bytes[8..cut]).is_none());
         }
         let mut lie = bytes[8..].to_vec();
-        lie[88..92].copy_from_slice(&u32::MAX.to_le_bytes());
+        lie[104..108].copy_from_slice(&u32::MAX.to_le_bytes());
         assert!(Stats::decode(&lie).is_none());
         assert_eq!(Stats::body_len(b"KRECxxxx"), None);
     }

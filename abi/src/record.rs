@@ -32,6 +32,8 @@ pub enum Kind {
     KernelPanic = 5,
     /// Profiler samples, counted by stack: [`Profile`].
     Profile = 6,
+    /// When the kernel reached each phase of its boot: [`Boot`].
+    Boot = 7,
 }
 
 /// Where the CPU was when the profiler sampled it.
@@ -266,6 +268,106 @@ impl Missing {
         v.extend_from_slice(&self.path);
         v
     }
+}
+
+/// The phases of a boot, in order; [`Boot::stamps`] holds one TSC reading per phase.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u32)]
+pub enum BootPhase {
+    /// The kernel's first instruction (the PVH or EFI-stub entry).
+    Entry = 0,
+    /// Frames, the kernel heap and the final page tables are set up.
+    Memory = 1,
+    /// GDT, IDT, local APIC and clocks are set up (the TSC's and APIC timer's calibration
+    /// starts here and is finished over the rest of the boot).
+    Cpu = 2,
+    /// The configuration is read and the root filesystem is ready.
+    Rootfs = 3,
+    /// The program is loaded into its address space.
+    Loaded = 4,
+    /// Devices are set up (ACPI, volumes, the control channel) and the clocks' calibration,
+    /// begun in [`BootPhase::Cpu`], is finished.
+    Devices = 5,
+    /// The kernel jumps to the program's first instruction.
+    Program = 6,
+}
+
+impl BootPhase {
+    /// Every phase, in boot order.
+    pub const ALL: [BootPhase; 7] = [
+        BootPhase::Entry,
+        BootPhase::Memory,
+        BootPhase::Cpu,
+        BootPhase::Rootfs,
+        BootPhase::Loaded,
+        BootPhase::Devices,
+        BootPhase::Program,
+    ];
+
+    /// A short name, for reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            BootPhase::Entry => "entry",
+            BootPhase::Memory => "memory",
+            BootPhase::Cpu => "cpu and clocks",
+            BootPhase::Rootfs => "root filesystem",
+            BootPhase::Loaded => "program loaded",
+            BootPhase::Devices => "devices",
+            BootPhase::Program => "first instruction",
+        }
+    }
+}
+
+/// Most stamps a [`Boot`] record carries.
+pub const MAX_BOOT_STAMPS: usize = 16;
+
+/// When the kernel reached each [`BootPhase`], from its own TSC.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Boot {
+    /// TSC ticks per second.
+    pub tsc_hz: u64,
+    /// The TSC at each phase, indexed by [`BootPhase`] (0: not recorded).
+    pub stamps: Vec<u64>,
+}
+
+impl Boot {
+    /// The whole record.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut v = header(Kind::Boot, (16 + 8 * self.stamps.len()) as u32).to_vec();
+        put_u64(&mut v, self.tsc_hz);
+        put_u32(&mut v, self.stamps.len() as u32);
+        put_u32(&mut v, 0);
+        for s in &self.stamps {
+            put_u64(&mut v, *s);
+        }
+        v
+    }
+
+    /// The TSC at `phase`, when recorded.
+    pub fn stamp(&self, phase: BootPhase) -> Option<u64> {
+        self.stamps.get(phase as usize).copied().filter(|&t| t != 0)
+    }
+
+    /// Microseconds from the entry to `phase`, when both were recorded.
+    pub fn us_since_entry(&self, phase: BootPhase) -> Option<f64> {
+        let (t0, t) = (self.stamp(BootPhase::Entry)?, self.stamp(phase)?);
+        (self.tsc_hz != 0 && t >= t0).then(|| (t - t0) as f64 * 1e6 / self.tsc_hz as f64)
+    }
+}
+
+fn parse_boot(body: &[u8]) -> Result<Boot, RecordError> {
+    let mut r = Reader { b: body, at: 0 };
+    let tsc_hz = r.u64()?;
+    let n = r.u32()? as usize;
+    r.u32()?;
+    if n > MAX_BOOT_STAMPS {
+        return Err(RecordError::BadLength);
+    }
+    let mut stamps = Vec::with_capacity(n);
+    for _ in 0..n {
+        stamps.push(r.u64()?);
+    }
+    Ok(Boot { tsc_hz, stamps })
 }
 
 /// One region of the program's memory in a [`Memory`] record.
@@ -518,6 +620,8 @@ pub enum Record {
     KernelPanic(KernelPanic),
     /// See [`Profile`].
     Profile(Profile),
+    /// See [`Boot`].
+    Boot(Boot),
 }
 
 /// Parses the first record of `bytes`; returns it and the bytes it used.
@@ -550,6 +654,7 @@ pub fn parse(bytes: &[u8]) -> Result<(Record, usize), RecordError> {
         }
         5 => return Err(RecordError::BadLength),
         6 => Record::Profile(parse_profile(body)?),
+        7 => Record::Boot(parse_boot(body)?),
         k => return Err(RecordError::UnknownKind(k)),
     };
     Ok((record, HEADER_LEN + len))
@@ -773,6 +878,18 @@ mod tests {
         for cut in 0..bytes.len() {
             assert!(parse(&bytes[..cut]).is_err());
         }
+        let b = Boot {
+            tsc_hz: 2_000_000_000,
+            stamps: alloc::vec![1000, 0, 3000],
+        };
+        let bytes = b.encode();
+        assert_eq!(
+            parse(&bytes).unwrap(),
+            (Record::Boot(b.clone()), bytes.len())
+        );
+        assert_eq!(b.stamp(BootPhase::Memory), None);
+        assert_eq!(b.us_since_entry(BootPhase::Cpu), Some(1.0));
+        assert_eq!(b.us_since_entry(BootPhase::Program), None);
         let m = Missing {
             path: b"/etc/ssl/certs/ca-certificates.crt".to_vec(),
         };

@@ -74,10 +74,12 @@ pub fn render_text(name: &str, s: &Stats, before: Option<&Stats>) -> String {
         s.files.len()
     ));
     out.push_str(&format!(
-        "memory: {} used of {}, kernel heap {}\n",
+        "memory: {} used of {}, kernel heap {} (network buffers {}), page tables {}\n",
         mib(s.mem_used),
         mib(s.mem_total),
-        mib(s.heap)
+        mib(s.heap),
+        mib(s.net_buffers),
+        mib(s.page_tables)
     ));
     out.push_str(&format!(
         "system calls: {} ({sys_rate:.0}/s), page faults: {} ({fault_rate:.0}/s)\n",
@@ -106,7 +108,10 @@ pub fn render_json(name: &str, s: &Stats) -> String {
         "cpu_busy_seconds": s.busy_ns as f64 / 1e9,
         "syscalls": s.syscalls,
         "page_faults": s.page_faults,
-        "memory": { "total_bytes": s.mem_total, "used_bytes": s.mem_used, "kernel_heap_bytes": s.heap },
+        "memory": {
+            "total_bytes": s.mem_total, "used_bytes": s.mem_used, "kernel_heap_bytes": s.heap,
+            "page_table_bytes": s.page_tables, "network_buffer_bytes": s.net_buffers,
+        },
         "network": {
             "rx_frames": s.rx.0, "rx_bytes": s.rx.1,
             "tx_frames": s.tx.0, "tx_bytes": s.tx.1,
@@ -121,7 +126,7 @@ pub fn render_json(name: &str, s: &Stats) -> String {
 pub fn render_prometheus(name: &str, s: &Stats) -> String {
     let label = name.replace('\\', "\\\\").replace('"', "\\\"");
     let secs = |ns: u64| format!("{}", ns as f64 / 1e9);
-    let metrics: [(&str, &str, &str, String); 11] = [
+    let metrics: [(&str, &str, &str, String); 13] = [
         (
             "uptime_seconds",
             "gauge",
@@ -163,6 +168,18 @@ pub fn render_prometheus(name: &str, s: &Stats) -> String {
             "gauge",
             "Live kernel heap allocations.",
             s.heap.to_string(),
+        ),
+        (
+            "page_table_bytes",
+            "gauge",
+            "RAM holding page tables.",
+            s.page_tables.to_string(),
+        ),
+        (
+            "network_buffer_bytes",
+            "gauge",
+            "Socket buffers and queued frames (part of the kernel heap).",
+            s.net_buffers.to_string(),
         ),
         (
             "network_receive_bytes_total",
@@ -211,6 +228,8 @@ mod tests {
             mem_total: 128 << 20,
             mem_used: 8 << 20,
             heap: 2 << 20,
+            page_tables: 160 << 10,
+            net_buffers: 1 << 20,
             rx: (20, 3000),
             tx: (30, 4000),
             threads: vec![ThreadStat {

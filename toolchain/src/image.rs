@@ -27,6 +27,99 @@ pub struct BuildRequest {
     pub args: Vec<String>,
     /// `-o OUT`; `target/kiln/images/<name>.elf` when `None`.
     pub output: Option<PathBuf>,
+    /// Whether the kernel gets its network stack.
+    pub net: NetChoice,
+}
+
+/// Which kernel an image gets: with the network stack (smoltcp, virtio-net) or without it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum NetChoice {
+    /// Without it when the program's symbol table shows it cannot open a socket; with it
+    /// otherwise (including programs without a symbol table).
+    #[default]
+    Auto,
+    /// `--no-net`: without it, whatever the program.
+    Off,
+}
+
+/// What the program's symbol table says about its use of the network.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NetUse {
+    /// It has a socket-creating function (the name of the first found).
+    Sockets(String),
+    /// It has a symbol table and no socket-creating function.
+    NoSockets,
+    /// No symbol table (a stripped program) or not an ELF: nothing can be told.
+    Unknown,
+    /// Dynamically linked: its libraries, and those it loads with `dlopen`, may create
+    /// sockets whatever its own symbols say.
+    Dynamic,
+}
+
+/// Whether a symbol's name is a function that creates a socket: C libraries' `socket` (glibc's
+/// internal names too), Go's `syscall.Socket`/`net.sysSocket`. `socketpair` makes only
+/// `AF_UNIX` sockets, which the kernel serves without its network stack.
+fn creates_sockets(name: &str) -> bool {
+    matches!(
+        name,
+        "socket" | "__socket" | "__libc_socket" | "__GI___socket" | "__sys_socket"
+    ) || [".socket", ".Socket", ".sysSocket"]
+        .iter()
+        .any(|s| name.ends_with(s))
+}
+
+/// Reads the program's symbol table for socket functions (see [`NetUse`]).
+pub fn network_use(program: &[u8]) -> NetUse {
+    let Ok(elf) = goblin::elf::Elf::parse(program) else {
+        return NetUse::Unknown;
+    };
+    if elf.interpreter.is_some() {
+        return NetUse::Dynamic;
+    }
+    if elf.syms.is_empty() {
+        return NetUse::Unknown;
+    }
+    for sym in elf.syms.iter() {
+        if let Some(name) = elf.strtab.get_at(sym.st_name) {
+            if creates_sockets(name) {
+                return NetUse::Sockets(name.to_string());
+            }
+        }
+    }
+    NetUse::NoSockets
+}
+
+/// Whether the kernel in the PVH image `image` has the network stack, from the features its
+/// provenance records; `None` when it has no provenance (or is not a PVH image).
+pub fn kernel_has_network(image: &[u8]) -> Option<bool> {
+    let (prov, _) = crate::provenance::read(image).ok()?;
+    Some(prov.kernel.features.iter().any(|f| f == "net"))
+}
+
+/// The kernel variant for `program` under `choice`: `(with the network stack, why)`.
+pub fn choose_net(choice: NetChoice, program: &[u8]) -> (bool, String) {
+    match (choice, network_use(program)) {
+        (NetChoice::Off, _) => (false, "without the network stack (--no-net)".into()),
+        (NetChoice::Auto, NetUse::Sockets(f)) => (
+            true,
+            format!("with the network stack (the program calls `{f}`)"),
+        ),
+        (NetChoice::Auto, NetUse::NoSockets) => (
+            false,
+            "without the network stack (the program's symbol table has no socket functions)"
+                .into(),
+        ),
+        (NetChoice::Auto, NetUse::Dynamic) => (
+            true,
+            "with the network stack (the program is dynamically linked: its libraries may use sockets; --no-net leaves it out)"
+                .into(),
+        ),
+        (NetChoice::Auto, NetUse::Unknown) => (
+            true,
+            "with the network stack (the program has no symbol table to tell; --no-net leaves it out)"
+                .into(),
+        ),
+    }
 }
 
 /// A written image.
@@ -121,12 +214,17 @@ pub fn libraries(
 /// Builds the program and the kernel, links them and writes the image.
 pub fn build_image(layout: &Layout, req: &BuildRequest) -> anyhow::Result<BuiltImage> {
     let app = app::build_linked(layout, &req.source, req.dynamic)?;
-    let kernel_path = link::build_kernel(layout)?;
-    let kernel = std::fs::read(&kernel_path)
-        .with_context(|| format!("could not read {}", kernel_path.display()))?;
     let program =
         std::fs::read(&app.elf).with_context(|| format!("could not read {}", app.elf.display()))?;
+    let (net, why) = choose_net(req.net, &program);
+    crate::note!("kernel: {why}");
+    let kernel_path = link::build_kernel_variant(layout, net)?;
+    let kernel = std::fs::read(&kernel_path)
+        .with_context(|| format!("could not read {}", kernel_path.display()))?;
     let mut prov = crate::provenance::collect(layout, &req.source, &app, &program, &kernel)?;
+    if !net {
+        prov.kernel.features.retain(|f| f != "net");
+    }
     if req.dynamic {
         // The flags as they were: no static linking.
         let flags = &mut prov.build.app_flags;
@@ -183,6 +281,30 @@ mod tests {
     use super::*;
 
     #[test]
+    fn socket_functions_are_recognised() {
+        for n in [
+            "socket",
+            "__socket",
+            "__libc_socket",
+            "syscall.Socket",
+            "net.sysSocket",
+        ] {
+            assert!(creates_sockets(n), "{n}");
+        }
+        for n in ["socketpair", "socket_helper", "close", "my_socket_count"] {
+            assert!(!creates_sockets(n), "{n}");
+        }
+    }
+
+    #[test]
+    fn the_kernel_choice_follows_the_symbols_and_no_net() {
+        // Not an ELF: nothing to tell, the network stays.
+        assert!(choose_net(NetChoice::Auto, b"junk").0);
+        assert!(!choose_net(NetChoice::Off, b"junk").0);
+        assert_eq!(network_use(b"junk"), NetUse::Unknown);
+    }
+
+    #[test]
     fn minimum_memory_covers_the_loaded_segments() {
         let elf = crate::elf::testdata::good_exec();
         let parsed = goblin::elf::Elf::parse(&elf).unwrap();
@@ -221,6 +343,7 @@ mod tests {
             env: vec![("GREETING".into(), "hi".into())],
             args: vec!["--exit".into(), "3".into()],
             output: None,
+            net: NetChoice::Auto,
         };
         let kernel = crate::link::tests::fake_kernel(kiln_abi::payload::LOCATION_SYMBOL, 16);
         let a = assemble(&kernel, &app, &req).unwrap();

@@ -144,12 +144,36 @@ pub fn link(kernel: &[u8], payload: &[u8]) -> Result<Vec<u8>, LinkError> {
 /// Builds the kernel (`cargo build --release` in `kernel/`, progress on stderr) and returns
 /// the path of its ELF. Cargo returns quickly when it is up to date.
 pub fn build_kernel(layout: &Layout) -> anyhow::Result<PathBuf> {
+    build_kernel_variant(layout, true)
+}
+
+/// The cargo arguments that build the kernel with (`net`) or without its network stack.
+/// The variant without it has a target directory of its own, so both stay built and
+/// switching between them costs nothing.
+pub fn kernel_build_args(net: bool) -> Vec<&'static str> {
+    if net {
+        vec!["build", "--release"]
+    } else {
+        vec![
+            "build",
+            "--release",
+            "-p",
+            "kiln-kernel",
+            "--no-default-features",
+            "--target-dir",
+            "target/no-net",
+        ]
+    }
+}
+
+/// [`build_kernel`] for the variant with (`net`) or without the network stack.
+pub fn build_kernel_variant(layout: &Layout, net: bool) -> anyhow::Result<PathBuf> {
     let dir = layout.kernel_dir();
     if !dir.join("Cargo.toml").is_file() {
         bail!("no kernel workspace at {}", dir.display());
     }
     let status = Command::new(cargo())
-        .args(["build", "--release"])
+        .args(kernel_build_args(net))
         .current_dir(&dir)
         // The kernel's flags come from kernel/.cargo/config.toml; RUSTFLAGS would replace them.
         .env_remove("RUSTFLAGS")
@@ -161,10 +185,11 @@ pub fn build_kernel(layout: &Layout) -> anyhow::Result<PathBuf> {
         .context("could not start cargo to build the kernel")?;
     if !status.success() {
         bail!(
-            "the kernel failed to build (cargo build --release in kernel/); see the errors above"
+            "the kernel failed to build (cargo {} in kernel/); see the errors above",
+            kernel_build_args(net).join(" ")
         );
     }
-    let elf = layout.kernel_elf();
+    let elf = layout.kernel_elf_for(net);
     if !elf.is_file() {
         bail!("the kernel built but {} is missing", elf.display());
     }

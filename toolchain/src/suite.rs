@@ -18,8 +18,9 @@ pub struct Step {
 }
 
 /// The steps: host crates, the kernel's host unit tests (in `kernel/`, whose config sets the
-/// target and flags), a short run of every fuzz target (so they keep building), then the
-/// end-to-end tests with two threads.
+/// target and flags; once more without the network stack, in the target directory of the
+/// kernel built that way), a short run of every fuzz target (so they keep building), then
+/// the end-to-end tests with two threads.
 pub fn steps(layout: &Layout) -> Vec<Step> {
     vec![
         Step {
@@ -31,6 +32,18 @@ pub fn steps(layout: &Layout) -> Vec<Step> {
             what: "kernel unit tests",
             dir: layout.kernel_dir(),
             args: vec!["test"],
+        },
+        Step {
+            what: "kernel unit tests without the network stack",
+            dir: layout.kernel_dir(),
+            args: vec![
+                "test",
+                "-p",
+                "kiln-os",
+                "--no-default-features",
+                "--target-dir",
+                "target/no-net",
+            ],
         },
         Step {
             what: "fuzz targets (each built and run for a few seconds)",
@@ -120,14 +133,16 @@ mod tests {
     #[test]
     fn suite_order() {
         let s = steps(&Layout::new("/r"));
-        assert_eq!(s.len(), 4);
+        assert_eq!(s.len(), 5);
         assert_eq!(s[1].dir, PathBuf::from("/r/kernel"));
+        assert_eq!(s[2].dir, PathBuf::from("/r/kernel"));
+        assert!(s[2].args.contains(&"--no-default-features"));
         assert!(s[0].args.contains(&"--exclude"));
-        assert_eq!(s[2].args[..3], ["xtask", "fuzz", "all"]);
+        assert_eq!(s[3].args[..3], ["xtask", "fuzz", "all"]);
         assert_eq!(
-            s[3].args[..4],
+            s[4].args[..4],
             ["test", "--no-fail-fast", "-p", "kiln-tests"]
         );
-        assert!(s[3].args.ends_with(&["--test-threads", "2"]));
+        assert!(s[4].args.ends_with(&["--test-threads", "2"]));
     }
 }

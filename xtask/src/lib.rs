@@ -8,7 +8,7 @@ mod instances;
 use clap::{ArgGroup, Args, CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
 use kiln_toolchain::app::AppSource;
 use kiln_toolchain::disk::{self, Format};
-use kiln_toolchain::image::{self, BuildRequest};
+use kiln_toolchain::image::{self, BuildRequest, NetChoice};
 use kiln_toolchain::metadata::Defaults;
 use kiln_toolchain::oci::publish::{self, ImageSource, PublishRequest};
 use kiln_toolchain::oci::pull::{self, ImageArg, Policy, PullOptions};
@@ -208,6 +208,11 @@ struct ImageArgs {
     /// Accepted for familiarity: programs and the kernel are always built in release mode.
     #[arg(long)]
     release: bool,
+    /// Leave the kernel's network stack out (socket(AF_INET) then fails with
+    /// EAFNOSUPPORT). Without it, the stack is left out only when the program's symbol
+    /// table shows no socket functions.
+    #[arg(long)]
+    no_net: bool,
 }
 
 #[derive(Args, Debug)]
@@ -652,6 +657,11 @@ fn request(a: &ImageArgs) -> anyhow::Result<(BuildRequest, Defaults)> {
             a.args.clone()
         },
         output: a.output.clone(),
+        net: if a.no_net {
+            NetChoice::Off
+        } else {
+            NetChoice::Auto
+        },
     };
     Ok((req, d))
 }
@@ -935,6 +945,14 @@ fn run(layout: &Layout, a: &RunArgs) -> anyhow::Result<u8> {
         records_file: None,
         volumes: kiln_toolchain::qemu::volume::parse_all(&a.volume).map_err(anyhow::Error::msg)?,
     };
+    if !opts.net.forwards.is_empty()
+        && std::fs::read(&image)
+            .ok()
+            .and_then(|b| image::kernel_has_network(&b))
+            == Some(false)
+    {
+        note!("this image's kernel has no network stack (built with --no-net, or for a program without socket functions): the forwarded ports reach nothing");
+    }
     // A trace follows the records file while the image runs.
     let records_dir = tempfile::tempdir()?;
     let mut opts = opts;

@@ -14,6 +14,9 @@
 //! 8 bytes of magic, then the entry's physical address as a little-endian u64.
 
 use core::arch::global_asm;
+use core::sync::atomic::{AtomicU64, Ordering};
+
+pub use kiln_abi::record::BootPhase;
 
 /// Size of the boot (and first kernel) stack.
 pub const BOOT_STACK_SIZE: usize = 64 * 1024;
@@ -42,6 +45,12 @@ kiln_boot_stack_bottom:
     .skip {stack_size}
     .global kiln_boot_stack_top
 kiln_boot_stack_top:
+
+    .section .data.boot, "aw"
+    .balign 8
+    .global kiln_entry_tsc
+kiln_entry_tsc:
+    .quad 0
 
     .section .rodata.boot, "a"
     .balign 8
@@ -100,6 +109,10 @@ boot_gdt_ptr:
 pvh_start32:
     cli
     cld
+    /* The boot's first timestamp (see `phase_stamps`). */
+    rdtsc
+    movl %eax, kiln_entry_tsc
+    movl %edx, kiln_entry_tsc + 4
     movl %ebx, %esi
     movl $kiln_boot_stack_top, %esp
 
@@ -149,6 +162,9 @@ pvh_start32:
 kiln_start64:
     cli
     cld
+    rdtsc
+    movl %eax, kiln_entry_tsc
+    movl %edx, kiln_entry_tsc + 4
     movl %edi, %esi
     movl $kiln_boot_stack_top, %esp
     BUILD_BOOT_TABLES
@@ -183,3 +199,29 @@ kiln_start64:
     start = sym crate::start,
     options(att_syntax),
 );
+
+unsafe extern "C" {
+    /// The TSC at the kernel's first instruction, written by the entry code above.
+    static kiln_entry_tsc: u64;
+}
+
+/// The TSC at each [`BootPhase`] after the entry (0: not reached yet).
+static STAMPS: [AtomicU64; BootPhase::ALL.len()] =
+    [const { AtomicU64::new(0) }; BootPhase::ALL.len()];
+
+/// Records that the boot reached `phase` now (the entry records itself).
+pub fn mark(phase: BootPhase) {
+    STAMPS[phase as usize].store(crate::cpu::rdtsc(), Ordering::Relaxed);
+}
+
+/// The TSC at each [`BootPhase`], indexed by phase (0: not reached).
+pub fn phase_stamps() -> [u64; BootPhase::ALL.len()] {
+    let mut out = [0; BootPhase::ALL.len()];
+    for (o, s) in out.iter_mut().zip(&STAMPS) {
+        *o = s.load(Ordering::Relaxed);
+    }
+    // SAFETY: `kiln_entry_tsc` is an initialised u64 in the kernel's data, written once by
+    // the entry code before any Rust code runs; volatile so its initial 0 is not assumed.
+    out[BootPhase::Entry as usize] = unsafe { core::ptr::read_volatile(&raw const kiln_entry_tsc) };
+    out
+}

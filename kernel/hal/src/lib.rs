@@ -157,11 +157,13 @@ pub(crate) extern "C" fn start(start_info: u64) -> ! {
         );
         exit::exit(kiln_abi::exit::KERNEL_FAILURE);
     }
+    boot::mark(boot::BootPhase::Memory);
     let stack_top = boot_stack_top();
     gdt::init(stack_top);
     trap::init();
     apic::init();
     let calibration = time::init();
+    boot::mark(boot::BootPhase::Cpu);
     let payload = if has_payload {
         // SAFETY: the link step placed `payload_len` bytes at `payload_addr`; the frame
         // allocator never hands them out, so they stay valid and unchanged for good.

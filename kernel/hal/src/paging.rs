@@ -74,15 +74,30 @@ pub fn kernel_range() -> core::ops::Range<u64> {
 
 /// Builds the final kernel page tables and switches to them. Returns `None` when memory
 /// runs out (with less than a few pages of RAM).
+/// Frames holding page tables (tables are never freed: a table once needed stays).
+static TABLE_FRAMES: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(0);
+
+/// A zeroed frame for a page table, counted.
+fn alloc_table() -> Option<u64> {
+    let f = alloc_zeroed()?;
+    TABLE_FRAMES.fetch_add(1, core::sync::atomic::Ordering::Relaxed);
+    Some(f)
+}
+
+/// Bytes of RAM holding page tables (the kernel's and the program's).
+pub fn table_bytes() -> u64 {
+    TABLE_FRAMES.load(core::sync::atomic::Ordering::Relaxed) * crate::PAGE_SIZE
+}
+
 pub(crate) fn init() -> Option<()> {
     assert!(TABLES.get().is_none(), "paging initialised twice");
     let mut t = PageTables {
-        pml4: alloc_zeroed()?,
+        pml4: alloc_table()?,
     };
     // Direct map of the first 4 GiB with 2 MiB pages.
-    let dm_pdpt = alloc_zeroed()?;
+    let dm_pdpt = alloc_table()?;
     for gib in 0..4u64 {
-        let pd = alloc_zeroed()?;
+        let pd = alloc_table()?;
         for i in 0..512u64 {
             t.table(pd)[i as usize] =
                 ((gib << 30) + (i << 21)) | PRESENT | WRITABLE | HUGE | GLOBAL | NO_EXECUTE;
@@ -130,7 +145,7 @@ impl PageTables {
                 if !create {
                     return None;
                 }
-                let f = alloc_zeroed()?;
+                let f = alloc_table()?;
                 self.table(t)[idx] = f | PRESENT | WRITABLE | USER;
                 t = f;
             } else {

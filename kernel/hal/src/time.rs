@@ -34,32 +34,6 @@ fn pit_read_ch0() -> u16 {
     }
 }
 
-/// Measures TSC ticks over `pit_ticks` PIT ticks; `None` when the PIT does not count.
-fn calibrate_pit(pit_ticks: u16) -> Option<u64> {
-    // SAFETY: programs PIT channel 0 (its interrupt line is masked at the PIC by
-    // `apic::init`); the PIT has no DMA.
-    unsafe {
-        outb(0x43, 0x34); // channel 0, lo/hi, mode 2
-        outb(0x40, 0xff);
-        outb(0x40, 0xff);
-    }
-    let start = pit_read_ch0();
-    let t0 = rdtsc();
-    let mut spins = 0u64;
-    loop {
-        let now = pit_read_ch0();
-        let elapsed = start.wrapping_sub(now);
-        if elapsed >= pit_ticks && elapsed < 0x8000 {
-            let t1 = rdtsc();
-            return Some((t1 - t0) * PIT_HZ / elapsed as u64);
-        }
-        spins += 1;
-        if spins > 50_000_000 {
-            return None;
-        }
-    }
-}
-
 fn tsc_from_cpuid() -> Option<u64> {
     let max = crate::cpu::cpuid(0, 0).eax;
     if max >= 0x15 {
@@ -71,39 +45,130 @@ fn tsc_from_cpuid() -> Option<u64> {
     None
 }
 
-/// Calibrates the TSC and the APIC timer and reads the RTC. Call once at boot.
+/// A calibration started by [`init`] and finished by [`finish_calibration`]: the TSC,
+/// the PIT's count and the APIC timer's count at its start.
+struct Window {
+    tsc: u64,
+    pit: u16,
+    apic: u32,
+    /// TSC ticks per second from CPUID, when it says.
+    cpuid_hz: Option<u64>,
+}
+
+static WINDOW: spin::Mutex<Option<Window>> = spin::Mutex::new(None);
+
+/// How long [`init`] measures for a first estimate (PIT ticks: about 100 µs).
+const PROVISIONAL_PIT_TICKS: u16 = 120;
+/// Longest calibration window [`finish_calibration`] trusts: the PIT wraps every 55 ms,
+/// and the provisional rate (measured 9% off under TCG) must place the end within the
+/// right wrap: 100 ms tolerates a provisional rate 27% off.
+const MAX_WINDOW_NS: u64 = 100_000_000;
+
+/// Starts calibrating the TSC and the APIC timer, reads the RTC. Call once at boot.
+///
+/// Waiting for a precise measurement here would cost the boot its length (1 ms against the
+/// PIT). Instead the PIT (programmed to count through all 65,536 values) and the APIC timer
+/// keep counting while the kernel boots, and [`finish_calibration`], just before the
+/// program starts, measures the TSC and the APIC timer over the whole boot: no waiting,
+/// and a window ten times longer. Until then `monotonic_ns` runs on a 100 µs estimate.
 pub fn init() -> Calibration {
     TSC_AT_BOOT.store(rdtsc(), Ordering::Relaxed);
-    // The APIC timer counts down alongside whichever measurement runs, so both clocks are
-    // calibrated in one wait.
+    // The APIC timer counts down alongside, so both clocks are calibrated in one window.
     crate::apic::arm_timer(u32::MAX);
     crate::apic::write_lvt_masked();
-    let c0 = crate::apic::timer_count();
-    let t0 = rdtsc();
-    let (hz, how) = if let Some(hz) = tsc_from_cpuid() {
-        // Still wait ~1 ms of TSC time for the APIC measurement.
-        while rdtsc() - t0 < hz / 1000 {
-            core::hint::spin_loop();
-        }
-        (hz, Calibration::Cpuid)
-    } else if let Some(hz) = calibrate_pit(1193) {
-        // 1193 PIT ticks = 1 ms.
-        (hz, Calibration::Pit)
-    } else {
-        (1_000_000_000, Calibration::Assumed)
+    let cpuid_hz = tsc_from_cpuid();
+    // SAFETY: programs PIT channel 0 (its interrupt line is masked at the PIC by
+    // `apic::init`); the PIT has no DMA. A reload value of 0 counts 65,536 ticks.
+    unsafe {
+        outb(0x43, 0x34); // channel 0, lo/hi, mode 2
+        outb(0x40, 0x00);
+        outb(0x40, 0x00);
+    }
+    let window = Window {
+        apic: crate::apic::timer_count(),
+        pit: pit_read_ch0(),
+        tsc: rdtsc(),
+        cpuid_hz,
     };
-    let c1 = crate::apic::timer_count();
-    let t1 = rdtsc();
-    if hz > 0 {
-        TSC_HZ.store(hz, Ordering::Relaxed);
-    }
-    let ticks = c0.wrapping_sub(c1) as u64;
-    if ticks > 0 && t1 > t0 {
-        APIC_HZ.store(ticks * hz / (t1 - t0), Ordering::Relaxed);
-    }
-    crate::apic::arm_timer(0);
+    let how = match cpuid_hz {
+        Some(hz) => {
+            TSC_HZ.store(hz, Ordering::Relaxed);
+            Calibration::Cpuid
+        }
+        None => match pit_estimate(&window, PROVISIONAL_PIT_TICKS) {
+            Some(hz) => {
+                TSC_HZ.store(hz, Ordering::Relaxed);
+                Calibration::Pit
+            }
+            None => Calibration::Assumed,
+        },
+    };
+    *WINDOW.lock() = Some(window);
     EPOCH_AT_BOOT_NS.store(rtc_epoch_seconds() * 1_000_000_000, Ordering::Relaxed);
     how
+}
+
+/// TSC ticks per second measured from `w`'s start until `ticks` PIT ticks have passed;
+/// `None` when the PIT does not count.
+fn pit_estimate(w: &Window, ticks: u16) -> Option<u64> {
+    let mut spins = 0u64;
+    loop {
+        let elapsed = w.pit.wrapping_sub(pit_read_ch0());
+        if elapsed >= ticks && elapsed < 0x8000 {
+            let t = rdtsc();
+            return Some((t - w.tsc) * PIT_HZ / elapsed as u64);
+        }
+        spins += 1;
+        if spins > 50_000_000 {
+            return None;
+        }
+    }
+}
+
+/// Finishes the calibration [`init`] started: the TSC's rate over the boot so far against
+/// the PIT (the provisional rate tells how many times the PIT's 55 ms count wrapped), and
+/// the APIC timer's against the TSC. Call once, before the program starts (nothing may
+/// arm the APIC timer in between). A window too long to place among the PIT's wraps
+/// (over 100 ms: a very slow boot) is measured again for 1 ms instead.
+pub fn finish_calibration() {
+    let Some(mut w) = WINDOW.lock().take() else {
+        return;
+    };
+    let pit = pit_read_ch0();
+    let t = rdtsc();
+    let apic = crate::apic::timer_count();
+    let (start_tsc, start_apic) = (w.tsc, w.apic);
+    let provisional = TSC_HZ.load(Ordering::Relaxed).max(1);
+    let elapsed_tsc = t.saturating_sub(start_tsc);
+    let elapsed_ns = elapsed_tsc as u128 * 1_000_000_000 / provisional as u128;
+    let hz = match w.cpuid_hz {
+        Some(hz) => Some(hz),
+        None if elapsed_ns <= MAX_WINDOW_NS as u128 => {
+            // Whole PIT periods (65,536 ticks) that passed, from the provisional rate.
+            let estimate = elapsed_tsc as u128 * PIT_HZ as u128 / provisional as u128;
+            let within = w.pit.wrapping_sub(pit) as u128;
+            let wraps = (estimate.saturating_sub(within) + 32_768) / 65_536;
+            let ticks = within + wraps * 65_536;
+            (ticks > 0).then(|| (elapsed_tsc as u128 * PIT_HZ as u128 / ticks) as u64)
+        }
+        None => {
+            w.pit = pit;
+            w.tsc = t;
+            pit_estimate(&w, 1193)
+        }
+    };
+    if let Some(hz) = hz.filter(|&h| h > 0) {
+        TSC_HZ.store(hz, Ordering::Relaxed);
+        // The APIC timer over the same window, against the TSC.
+        let apic_ticks = start_apic.wrapping_sub(apic) as u128;
+        if apic_ticks > 0 && elapsed_tsc > 0 {
+            APIC_HZ.store(
+                (apic_ticks * hz as u128 / elapsed_tsc as u128) as u64,
+                Ordering::Relaxed,
+            );
+        }
+    }
+    crate::apic::arm_timer(0);
 }
 
 /// TSC frequency in Hz.

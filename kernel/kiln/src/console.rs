@@ -118,3 +118,18 @@ pub fn exit(status: u8) -> ! {
     }
     kiln_hal::exit::exit(status)
 }
+
+/// Nanoseconds shown as milliseconds with one decimal (`12.3`), without floating point
+/// (its formatting code would add about 10 KB to the kernel).
+pub struct Ms(pub u64);
+
+impl fmt::Display for Ms {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}.{}", self.0 / 1_000_000, self.0 / 100_000 % 10)
+    }
+}
+
+/// Milliseconds since boot, for the log.
+pub fn since_boot() -> Ms {
+    Ms(kiln_hal::time::monotonic_ns())
+}

@@ -94,6 +94,8 @@ fn snapshot(k: &mut Kernel) -> Stats {
         mem_total: kiln_hal::frames::total_bytes(),
         mem_used: kiln_hal::frames::used_bytes(),
         heap: kiln_hal::heap::in_use_bytes() as u64,
+        page_tables: kiln_hal::paging::table_bytes(),
+        net_buffers: k.process.net.buffer_bytes() as u64,
         rx,
         tx,
         threads,

@@ -10,6 +10,11 @@ use kiln_os::sched::Scheduler;
 use crate::console;
 
 pub mod acpi;
+pub mod mmio;
+#[cfg(feature = "net")]
+pub mod net;
+#[cfg(not(feature = "net"))]
+#[path = "machine/no_net.rs"]
 pub mod net;
 pub mod volumes;
 
@@ -85,8 +90,10 @@ pub struct HalMachine {
     /// The registers of the thread making the current system call, when it may spawn a
     /// thread (`clone`): the child starts from them.
     pub caller: Option<UserContext>,
-    /// The network card, when there is one (see [`net`]).
+    /// The network card, once set up and when there is one (see [`net`]).
     pub net: Option<net::NetCard>,
+    /// Where the card may be, until the program first uses the network ([`net::open`]).
+    pub net_candidates: Option<net::Candidates>,
 }
 
 impl HalMachine {
@@ -97,6 +104,7 @@ impl HalMachine {
             sched: Scheduler::new(main, UserContext::default()),
             caller: None,
             net: None,
+            net_candidates: None,
         }
     }
 
@@ -198,6 +206,9 @@ impl Machine for HalMachine {
             .and_then(|t| self.sched.restart_deadline(t))
     }
     fn net_device(&mut self) -> Option<&mut dyn kiln_os::net::NetDevice> {
+        if let Some(c) = self.net_candidates.take() {
+            self.net = net::open(c);
+        }
         self.net
             .as_mut()
             .map(|n| n as &mut dyn kiln_os::net::NetDevice)

@@ -50,8 +50,11 @@ fn kiln_main(boot: kiln_hal::BootInfo) -> ! {
 pub fn finish(status: u8) -> ! {
     profile::finish();
     console::info(format_args!(
-        "program exited with status {status}, {:.1} ms after boot",
-        kiln_hal::time::monotonic_ns() as f64 / 1e6
+        "program exited with status {status}, {} ms after boot ({} system calls, {} page faults, {} KiB of RAM in use)",
+        crate::console::since_boot(),
+        control::SYSCALLS.load(core::sync::atomic::Ordering::Relaxed),
+        control::PAGE_FAULTS.load(core::sync::atomic::Ordering::Relaxed),
+        kiln_hal::frames::used_bytes() >> 10,
     ));
     console::exit(status)
 }

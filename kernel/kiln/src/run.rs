@@ -203,7 +203,7 @@ fn next_thread(k: &mut Kernel) -> (u32, UserContext) {
     loop {
         crate::machine::net::flush_writes(k);
         crate::machine::net::service(k);
-        crate::memlog::service();
+        crate::memlog::service(k);
         crate::stop::check(k);
         crate::control::service(k);
         let now = time::monotonic_ns();
@@ -304,7 +304,7 @@ pub fn on_timer(frame: &mut TrapFrame, fx: &mut FxArea) {
     };
     let Some(k) = guard.as_mut() else { return };
     crate::machine::net::service(k);
-    crate::memlog::service();
+    crate::memlog::service(k);
     crate::stop::check(k);
     crate::control::service(k);
     if crate::profile::due() {

@@ -4,6 +4,7 @@ use alloc::string::String;
 use alloc::vec::Vec;
 
 use kiln_abi::cmdline::{Config, Sink};
+use kiln_abi::record::BootPhase;
 use kiln_hal::BootInfo;
 use kiln_os::process::{Process, ThreadState, PID};
 
@@ -47,12 +48,12 @@ pub fn run(boot: BootInfo) -> ! {
         verbose: config.verbose,
     });
     console::info(format_args!(
-        "kernel {} booted: {} MiB RAM, TSC {} MHz ({:?}), {:.1} ms since TSC start",
+        "kernel {} booted: {} MiB RAM, TSC about {} MHz ({:?} estimate, refined over the boot), {} ms since TSC start",
         env!("CARGO_PKG_VERSION"),
         boot.ram_bytes >> 20,
         kiln_hal::time::tsc_hz() / 1_000_000,
         boot.calibration,
-        kiln_hal::time::monotonic_ns() as f64 / 1e6,
+        crate::console::since_boot(),
     ));
 
     let exe = config.name.clone().unwrap_or_else(|| b"/bin/app".to_vec());
@@ -74,10 +75,7 @@ pub fn run(boot: BootInfo) -> ! {
     let program = &payload[header.program.clone()];
     let vfs = kiln_os::fs::Vfs::new(rootfs, &exe_path, program)
         .unwrap_or_else(|e| fail(format_args!("kernel panic: root filesystem: {e:?}")));
-    console::info(format_args!(
-        "root filesystem ready at {:.1} ms",
-        kiln_hal::time::monotonic_ns() as f64 / 1e6
-    ));
+    mark(BootPhase::Rootfs);
     if !config.net.dns.is_empty() {
         // `kiln.dns` at run time replaces the image's resolver list.
         let mut text = String::new();
@@ -130,13 +128,9 @@ pub fn run(boot: BootInfo) -> ! {
     )
     .unwrap_or_else(|e| fail(format_args!("cannot start {exe_path}: {e}")));
 
+    mark(BootPhase::Loaded);
     crate::crash::set_load_bias(loaded.load_bias);
     crate::crash::set_core_limit(config.core.unwrap_or(0));
-    console::info(format_args!(
-        "program loaded at {:.1} ms ({} KiB of RAM in use)",
-        kiln_hal::time::monotonic_ns() as f64 / 1e6,
-        kiln_hal::frames::used_bytes() >> 10
-    ));
     let process = Process {
         vm,
         files: kiln_os::fd::FdTable::with_console(),
@@ -163,7 +157,7 @@ pub fn run(boot: BootInfo) -> ! {
     if let Err(why) = machine::volumes::start(&config, &transports, &process.vfs) {
         fail(format_args!("kernel panic: {why}"));
     }
-    machine::net::start(&config, &transports, &mut process, &mut machine);
+    machine.net_candidates = Some(machine::net::start(&config, &transports, &mut process));
     crate::memlog::start(config.memlog);
     crate::control::start(config.control);
     crate::profile::start(config.profile, program, loaded.load_bias);
@@ -171,10 +165,46 @@ pub fn run(boot: BootInfo) -> ! {
     kiln_hal::syscall::init(run::on_syscall);
     kiln_hal::trap::set_user_fault_handler(fault::on_user_fault);
     kiln_hal::trap::set_timer_handler(run::on_timer);
-    console::info(format_args!(
-        "entering program at {:#x}, {:.1} ms after boot",
-        loaded.entry,
-        kiln_hal::time::monotonic_ns() as f64 / 1e6
-    ));
+    // The TSC's and the APIC timer's rates, measured over the whole boot (see
+    // `time::init`); before the program can read a clock or arm a timer.
+    kiln_hal::time::finish_calibration();
+    mark(BootPhase::Devices);
+    // Everything after this stamp is the report of it: the program starts right after.
+    mark(BootPhase::Program);
+    report_boot(loaded.entry);
     kiln_hal::syscall::enter_user(loaded.entry, loaded.stack_pointer)
+}
+
+fn mark(phase: BootPhase) {
+    kiln_hal::boot::mark(phase)
+}
+
+/// Reports the boot's phases: a `Boot` record for the host (`bench boot`) and, with
+/// `--verbose`, one log line of microseconds since the kernel's entry.
+fn report_boot(program_entry: u64) {
+    let record = kiln_abi::record::Boot {
+        tsc_hz: kiln_hal::time::tsc_hz(),
+        stamps: kiln_hal::boot::phase_stamps().to_vec(),
+    };
+    let r = console::routes();
+    if r.records != Sink::Off {
+        console::write(r.records, &record.encode());
+    }
+    let mut line = String::new();
+    let mut last = 0;
+    let hz = record.tsc_hz.max(1) as u128;
+    let entry = record.stamp(BootPhase::Entry).unwrap_or(0);
+    for p in &BootPhase::ALL[1..] {
+        if let Some(t) = record.stamp(*p).filter(|&t| t >= entry) {
+            let us = ((t - entry) as u128 * 1_000_000 / hz) as u64;
+            line.push_str(&alloc::format!(", {} +{}", p.name(), us - last.min(us)));
+            last = us;
+        }
+    }
+    console::info(format_args!(
+        "entering program at {program_entry:#x}: {last} us from kernel entry (TSC {} kHz, {} MiB RAM, {} KiB in use; phases in us{line})",
+        record.tsc_hz / 1000,
+        kiln_hal::frames::total_bytes() >> 20,
+        kiln_hal::frames::used_bytes() >> 10,
+    ));
 }

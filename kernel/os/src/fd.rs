@@ -713,6 +713,7 @@ pub mod node;
 pub mod pipe;
 pub mod signalfd;
 pub mod snapshot;
+#[cfg(feature = "net")]
 mod socket;
 pub mod timerfd;
 pub mod unix;

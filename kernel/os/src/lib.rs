@@ -15,6 +15,10 @@ pub mod fd;
 pub mod fs;
 pub mod loader;
 pub mod machine;
+#[cfg(feature = "net")]
+pub mod net;
+#[cfg(not(feature = "net"))]
+#[path = "no_net.rs"]
 pub mod net;
 pub mod process;
 pub mod sched;

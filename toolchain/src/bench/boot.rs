@@ -6,6 +6,7 @@ use crate::image::{self, BuildRequest};
 use crate::qemu::{self, Machine, ProgramOutput, RunOptions};
 use crate::Layout;
 use anyhow::Context;
+use kiln_abi::record::{Boot, BootPhase, Record};
 use std::time::Duration;
 
 /// Timings of one image on one machine.
@@ -21,6 +22,44 @@ pub struct Row {
     pub median: Option<Duration>,
     /// Why it failed, if it did.
     pub failure: Option<String>,
+    /// The kernel's own boot timing (hello only): median microseconds from the kernel's
+    /// entry to each phase, from the boot records of the runs.
+    pub phases: Option<Phases>,
+}
+
+/// Median microseconds from the kernel's entry (TSC) to each [`BootPhase`] after it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Phases {
+    /// Indexed by [`BootPhase`]; `None` when no run recorded the phase.
+    pub us: Vec<Option<f64>>,
+}
+
+impl Phases {
+    /// Medians over the runs' boot records.
+    pub fn from_records(boots: &[Boot]) -> Option<Phases> {
+        if boots.is_empty() {
+            return None;
+        }
+        let us = BootPhase::ALL
+            .iter()
+            .map(|&p| {
+                let mut v: Vec<f64> = boots.iter().filter_map(|b| b.us_since_entry(p)).collect();
+                v.sort_by(f64::total_cmp);
+                let n = v.len();
+                match n {
+                    0 => None,
+                    _ if n % 2 == 1 => Some(v[n / 2]),
+                    _ => Some((v[n / 2 - 1] + v[n / 2]) / 2.0),
+                }
+            })
+            .collect();
+        Some(Phases { us })
+    }
+
+    /// Microseconds from the entry to `p`.
+    pub fn at(&self, p: BootPhase) -> Option<f64> {
+        self.us.get(p as usize).copied().flatten()
+    }
 }
 
 /// Median of `d` (mean of the middle two for an even count); `None` when empty.
@@ -46,10 +85,15 @@ pub struct Report {
     pub rows: Vec<Row>,
     /// Size of the stripped kernel ELF.
     pub kernel_size: Option<u64>,
-    /// Whether hello exits 0 with `--memory 16M` (microvm).
-    pub hello_16m: Option<bool>,
+    /// Size of the stripped kernel ELF built without the network stack.
+    pub kernel_size_without_net: Option<u64>,
+    /// The least memory hello's image needs (MiB, what `build-image` prints: the image's end
+    /// plus the kernel's 2 MiB) and whether hello exits 0 in exactly that (microvm).
+    pub hello_min: Option<(u64, bool)>,
     /// Host CPUs.
     pub cpus: usize,
+    /// The host's load average (1 minute) at the start and at the end, when readable.
+    pub host_load: Option<(f64, f64)>,
 }
 
 fn secs(d: Option<Duration>) -> String {
@@ -60,8 +104,14 @@ fn secs(d: Option<Duration>) -> String {
 pub fn format_report(r: &Report) -> String {
     let mut s = String::new();
     s.push_str(&format!(
-        "QEMU start to exit, median of {} runs, {} on {} cores.\n\n",
-        r.runs, r.accel, r.cpus
+        "QEMU start to exit, median of {} runs (hello and floor taking turns), {} on {} cores{}.\n\n",
+        r.runs,
+        r.accel,
+        r.cpus,
+        match r.host_load {
+            Some((a, b)) => format!(", host load average {a:.2} at the start and {b:.2} at the end"),
+            None => String::new(),
+        }
     ));
     s.push_str("| machine | image | image size | median | hello/floor |\n");
     s.push_str("|---|---|---:|---:|---:|\n");
@@ -87,12 +137,64 @@ pub fn format_report(r: &Report) -> String {
         }
     }
     s.push('\n');
-    if let Some(k) = r.kernel_size {
-        s.push_str(&format!("Kernel size (stripped kernel ELF): {k} bytes.\n"));
+    let with_phases: Vec<&Row> = r.rows.iter().filter(|x| x.phases.is_some()).collect();
+    if !with_phases.is_empty() {
+        s.push_str(
+            "Guest boot: from the kernel's first instruction to the program's first \
+             instruction, by the kernel's own TSC (median of the same runs, microseconds; \
+             each phase column is the time spent in that phase).\n\n",
+        );
+        s.push_str("| machine | image | guest boot |");
+        for p in &BootPhase::ALL[1..] {
+            s.push_str(&format!(" {} |", p.name()));
+        }
+        s.push_str("\n|---|---|---:|");
+        for _ in &BootPhase::ALL[1..] {
+            s.push_str("---:|");
+        }
+        s.push('\n');
+        for row in with_phases {
+            let ph = row.phases.as_ref().expect("filtered");
+            let us = |v: Option<f64>| v.map_or("".into(), |v| format!("{v:.0} µs"));
+            s.push_str(&format!(
+                "| {} | {} | {} |",
+                row.machine.name(),
+                row.image,
+                us(ph.at(BootPhase::Program))
+            ));
+            let mut last = Some(0.0);
+            for p in &BootPhase::ALL[1..] {
+                let at = ph.at(*p);
+                let spent = match (at, last) {
+                    (Some(a), Some(l)) => Some(a - l),
+                    _ => None,
+                };
+                s.push_str(&format!(" {} |", us(spent)));
+                if at.is_some() {
+                    last = at;
+                }
+            }
+            s.push('\n');
+        }
+        s.push('\n');
     }
-    match r.hello_16m {
-        Some(true) => s.push_str("hello with `--memory 16M`: runs (exit 0).\n"),
-        Some(false) => s.push_str("hello with `--memory 16M`: does not run.\n"),
+    if let Some(k) = r.kernel_size {
+        s.push_str(&format!(
+            "Kernel size (stripped kernel ELF): {k} bytes ({} KiB) with the network stack",
+            k / 1024
+        ));
+        match r.kernel_size_without_net {
+            Some(n) => s.push_str(&format!(", {n} bytes ({} KiB) without it.\n", n / 1024)),
+            None => s.push_str(".\n"),
+        }
+    }
+    match r.hello_min {
+        Some((mib, true)) => s.push_str(&format!(
+            "hello with `--memory {mib}M` (its image plus 2 MiB, the least it accepts): runs (exit 0).\n"
+        )),
+        Some((mib, false)) => s.push_str(&format!(
+            "hello with `--memory {mib}M` (its image plus 2 MiB, the least it accepts): does not run.\n"
+        )),
         None => {}
     }
     for row in &r.rows {
@@ -103,39 +205,79 @@ pub fn format_report(r: &Report) -> String {
     s
 }
 
-fn time_runs(
+/// Timings of one image's runs.
+struct Timed {
+    median: Option<Duration>,
+    failure: Option<String>,
+    phases: Option<Phases>,
+}
+
+/// Boots each of `images` `runs` times on `machine`, taking turns (hello, floor, hello,
+/// floor...), so that a change in the host's load hits every image alike and their ratio
+/// stays meaningful on a shared machine. An image whose run fails is not run again.
+fn time_interleaved(
     qemu: &std::path::Path,
     accel: &qemu::AccelChoice,
-    image: &std::path::Path,
+    images: &[&std::path::Path],
     machine: Machine,
     runs: usize,
-) -> (Option<Duration>, Option<String>) {
+) -> Vec<Timed> {
     let opts = RunOptions {
         machine,
         ..RunOptions::default()
     };
-    let mut times = Vec::new();
+    let mut times = vec![Vec::new(); images.len()];
+    let mut boots: Vec<Vec<Boot>> = vec![Vec::new(); images.len()];
+    let mut failures: Vec<Option<String>> = vec![None; images.len()];
     for _ in 0..runs {
-        match qemu::run(
-            qemu,
-            accel,
-            image,
-            &opts,
-            Some(Duration::from_secs(60)),
-            ProgramOutput::Discard,
-        ) {
-            Ok(r) if r.outcome.status == 0 => times.push(r.elapsed),
-            Ok(r) => {
-                let why = r
-                    .outcome
-                    .reason
-                    .unwrap_or(format!("exit status {}", r.outcome.status));
-                return (None, Some(why));
+        for (i, image) in images.iter().enumerate() {
+            if failures[i].is_some() {
+                continue;
             }
-            Err(e) => return (None, Some(format!("{e:#}"))),
+            match qemu::run(
+                qemu,
+                accel,
+                image,
+                &opts,
+                Some(Duration::from_secs(60)),
+                ProgramOutput::Discard,
+            ) {
+                Ok(r) if r.outcome.status == 0 => {
+                    times[i].push(r.elapsed);
+                    boots[i].extend(
+                        kiln_abi::record::parse_all(&r.records)
+                            .into_iter()
+                            .filter_map(|x| match x {
+                                Record::Boot(b) => Some(b),
+                                _ => None,
+                            }),
+                    );
+                }
+                Ok(r) => {
+                    failures[i] = Some(
+                        r.outcome
+                            .reason
+                            .unwrap_or(format!("exit status {}", r.outcome.status)),
+                    );
+                }
+                Err(e) => failures[i] = Some(format!("{e:#}")),
+            }
         }
     }
-    (median(&times), None)
+    (0..images.len())
+        .map(|i| match failures[i].take() {
+            Some(why) => Timed {
+                median: None,
+                failure: Some(why),
+                phases: None,
+            },
+            None => Timed {
+                median: median(&times[i]),
+                failure: None,
+                phases: Phases::from_records(&boots[i]),
+            },
+        })
+        .collect()
 }
 
 fn stripped_size(elf: &std::path::Path) -> Option<u64> {
@@ -152,9 +294,20 @@ fn stripped_size(elf: &std::path::Path) -> Option<u64> {
     ok.then(|| std::fs::metadata(&out).ok().map(|m| m.len()))?
 }
 
+/// The host's 1-minute load average.
+fn load_average() -> Option<f64> {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
+}
+
 /// Runs the benchmark and returns the report (hello failures are reported, not fatal).
 pub fn boot(layout: &Layout, runs: usize) -> anyhow::Result<Report> {
     let runs = runs.max(1);
+    let load_at_start = load_average();
     let (qemu_bin, accel) = qemu::prepare(layout, Machine::Microvm)?;
     let dir = layout.kiln_dir().join("bench");
     std::fs::create_dir_all(&dir)?;
@@ -174,21 +327,32 @@ pub fn boot(layout: &Layout, runs: usize) -> anyhow::Result<Report> {
             env: vec![],
             args: vec![],
             output: Some(dir.join("hello.elf")),
+            net: image::NetChoice::Auto,
         },
     );
     let hello_err = hello.as_ref().err().map(|e| format!("{e:#}"));
     let mut rows = Vec::new();
     for m in Machine::ALL {
-        crate::note!("timing {runs} boots of each image on {}", m.name());
+        crate::note!(
+            "timing {runs} boots of each image on {}, taking turns",
+            m.name()
+        );
+        let mut images: Vec<&std::path::Path> = Vec::new();
+        if let Ok(h) = &hello {
+            images.push(&h.path);
+        }
+        images.push(&floor);
+        let mut timed = time_interleaved(&qemu_bin, &accel, &images, m, runs).into_iter();
         match &hello {
             Ok(h) => {
-                let (median, failure) = time_runs(&qemu_bin, &accel, &h.path, m, runs);
+                let t = timed.next().expect("one result per image");
                 rows.push(Row {
                     machine: m,
                     image: "hello",
                     size: h.size,
-                    median,
-                    failure,
+                    median: t.median,
+                    failure: t.failure,
+                    phases: t.phases,
                 });
             }
             Err(_) => rows.push(Row {
@@ -200,26 +364,32 @@ pub fn boot(layout: &Layout, runs: usize) -> anyhow::Result<Report> {
                     "could not build: {}",
                     hello_err.clone().unwrap_or_default()
                 )),
+                phases: None,
             }),
         }
-        let (median, failure) = time_runs(&qemu_bin, &accel, &floor, m, runs);
+        let t = timed.next().expect("one result per image");
         rows.push(Row {
             machine: m,
             image: "floor",
             size: floor_bytes.len() as u64,
-            median,
-            failure,
+            median: t.median,
+            failure: t.failure,
+            phases: None,
         });
     }
-    let hello_16m = hello.as_ref().ok().map(|h| {
+    let hello_min = hello.as_ref().ok().and_then(|h| {
+        let mib = std::fs::read(&h.path)
+            .ok()
+            .and_then(|b| image::min_memory_mib(&b))?;
         let opts = RunOptions {
-            memory_mib: Some(16),
+            memory_mib: Some(mib),
             ..RunOptions::default()
         };
-        matches!(
+        let ran = matches!(
             qemu::run(&qemu_bin, &accel, &h.path, &opts, Some(Duration::from_secs(60)), ProgramOutput::Discard),
             Ok(r) if r.outcome.status == 0
-        )
+        );
+        Some((mib, ran))
     });
     Ok(Report {
         runs,
@@ -229,8 +399,12 @@ pub fn boot(layout: &Layout, runs: usize) -> anyhow::Result<Report> {
         },
         rows,
         kernel_size: stripped_size(&layout.kernel_elf()),
-        hello_16m,
+        kernel_size_without_net: crate::link::build_kernel_variant(layout, false)
+            .ok()
+            .and_then(|k| stripped_size(&k)),
+        hello_min,
         cpus: std::thread::available_parallelism().map_or(1, |n| n.get()),
+        host_load: load_at_start.zip(load_average()),
     })
 }
 
@@ -242,7 +416,9 @@ pub fn write_markdown(layout: &Layout, report: &Report, command: &str) -> anyhow
     let body = format!(
         "Measured with `{command}` (QEMU 7.2; results are {} on {} cores: \
          software emulation, so compare ratios more than absolute times). The floor image is a do-nothing PVH kernel \
-         that exits at once: it measures QEMU's own start and exit cost.\n\n{}",
+         that exits at once: it measures QEMU's own start and exit cost. The load average counts \
+         the benchmark's own QEMU (about 1); other work on the host makes the times, and less \
+         so the ratios, vary from run to run.\n\n{}",
         report.accel,
         report.cpus,
         format_report(report)
@@ -274,6 +450,7 @@ mod tests {
             size: 100,
             median: median.map(ms),
             failure: median.is_none().then(|| "boom".to_string()),
+            phases: None,
         };
         let r = Report {
             runs: 10,
@@ -285,8 +462,10 @@ mod tests {
                 row(Machine::Q35, "floor", Some(200)),
             ],
             kernel_size: Some(12345),
-            hello_16m: Some(true),
+            kernel_size_without_net: Some(10240),
+            hello_min: Some((5, true)),
             cpus: 2,
+            host_load: Some((1.5, 2.25)),
         };
         let s = format_report(&r);
         assert!(
@@ -294,8 +473,65 @@ mod tests {
             "{s}"
         );
         assert!(s.contains("| q35 | hello | 100 bytes | failed |  |"), "{s}");
-        assert!(s.contains("TCG on 2 cores"));
-        assert!(s.contains("12345 bytes"));
+        assert!(
+            s.contains("TCG on 2 cores, host load average 1.50 at the start and 2.25 at the end.")
+        );
+        assert!(s.contains(
+            "12345 bytes (12 KiB) with the network stack, 10240 bytes (10 KiB) without it."
+        ));
         assert!(s.contains("hello on q35: boom"));
+        assert!(!s.contains("Guest boot"));
+        assert!(
+            s.contains(
+                "hello with `--memory 5M` (its image plus 2 MiB, the least it accepts): runs"
+            ),
+            "{s}"
+        );
+    }
+
+    #[test]
+    fn phase_table_from_boot_records() {
+        let boot = |program: u64| Boot {
+            tsc_hz: 1_000_000_000,
+            // entry, memory, cpu, rootfs, loaded, devices, first instruction (ns = ticks)
+            stamps: vec![
+                1_000,
+                101_000,
+                301_000,
+                0,
+                401_000,
+                451_000,
+                1_000 + program,
+            ],
+        };
+        let ph = Phases::from_records(&[boot(600_000), boot(500_000), boot(700_000)]).unwrap();
+        assert_eq!(ph.at(BootPhase::Program), Some(600.0));
+        assert_eq!(ph.at(BootPhase::Rootfs), None);
+        let r = Report {
+            runs: 3,
+            accel: "TCG",
+            rows: vec![Row {
+                machine: Machine::Microvm,
+                image: "hello",
+                size: 1,
+                median: Some(ms(30)),
+                failure: None,
+                phases: Some(ph),
+            }],
+            kernel_size: None,
+            kernel_size_without_net: None,
+            hello_min: None,
+            cpus: 2,
+            host_load: None,
+        };
+        let s = format_report(&r);
+        // Each phase's own time; a phase not recorded leaves its cell empty and the next
+        // one counts from the last recorded phase.
+        assert!(
+            s.contains(
+                "| microvm | hello | 600 µs | 100 µs | 200 µs |  | 100 µs | 50 µs | 150 µs |"
+            ),
+            "{s}"
+        );
     }
 }

@@ -28,6 +28,7 @@ pub fn build_example(
             env: vec![],
             args: vec![],
             output: Some(dir.join(format!("{example}.elf"))),
+            net: crate::image::NetChoice::Auto,
         },
     )
 }

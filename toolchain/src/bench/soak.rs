@@ -68,6 +68,10 @@ pub struct MemSample {
     pub used_kib: u64,
     /// Kernel heap in use (KiB).
     pub heap_kib: u64,
+    /// Page tables (KiB); 0 from kernels that do not report them.
+    pub tables_kib: u64,
+    /// Network buffers, part of the heap (KiB); 0 from kernels that do not report them.
+    pub net_kib: u64,
 }
 
 /// What a soak measured.
@@ -131,14 +135,21 @@ impl SoakReport {
     }
 }
 
-/// Parses `kiln: mem used=N KiB heap=M KiB`.
+/// Parses `kiln: mem used=N KiB heap=M KiB [tables=T KiB net=B KiB]`.
 pub fn parse_mem_line(line: &str) -> Option<MemSample> {
-    let rest = line.trim().strip_prefix("kiln: mem used=")?;
-    let (used, rest) = rest.split_once(" KiB heap=")?;
-    let heap = rest.strip_suffix(" KiB")?;
+    let rest = line.trim().strip_prefix("kiln: mem ")?;
+    let mut fields = std::collections::HashMap::new();
+    let words: Vec<&str> = rest.split(' ').collect();
+    for pair in words.chunks(2) {
+        let [kv, "KiB"] = pair else { return None };
+        let (k, v) = kv.split_once('=')?;
+        fields.insert(k, v.parse::<u64>().ok()?);
+    }
     Some(MemSample {
-        used_kib: used.trim().parse().ok()?,
-        heap_kib: heap.trim().parse().ok()?,
+        used_kib: *fields.get("used")?,
+        heap_kib: *fields.get("heap")?,
+        tables_kib: fields.get("tables").copied().unwrap_or(0),
+        net_kib: fields.get("net").copied().unwrap_or(0),
     })
 }
 
@@ -281,6 +292,8 @@ pub fn soak(layout: &Layout, opts: &SoakOptions) -> anyhow::Result<SoakReport> {
     report.mem_peak = MemSample {
         used_kib: during.iter().map(|s| s.used_kib).max().unwrap_or(0),
         heap_kib: during.iter().map(|s| s.heap_kib).max().unwrap_or(0),
+        tables_kib: during.iter().map(|s| s.tables_kib).max().unwrap_or(0),
+        net_kib: during.iter().map(|s| s.net_kib).max().unwrap_or(0),
     };
     if let Some(why) = vm.exited() {
         report.failure = Some(format!(
@@ -352,8 +365,16 @@ pub fn format_report(r: &SoakReport) -> String {
         r.mem_start.heap_kib, r.mem_end.heap_kib
     ));
     s.push_str(&format!(
-        "| highest during the load (RAM / heap) | {} KiB / {} KiB ({} readings) |\n",
-        r.mem_peak.used_kib, r.mem_peak.heap_kib, r.samples
+        "| page tables, quiet, before / after | {} KiB / {} KiB |\n",
+        r.mem_start.tables_kib, r.mem_end.tables_kib
+    ));
+    s.push_str(&format!(
+        "| network buffers (in the heap), quiet, before / after | {} KiB / {} KiB |\n",
+        r.mem_start.net_kib, r.mem_end.net_kib
+    ));
+    s.push_str(&format!(
+        "| highest during the load (RAM / heap / page tables / network buffers) | {} KiB / {} KiB / {} KiB / {} KiB ({} readings) |\n",
+        r.mem_peak.used_kib, r.mem_peak.heap_kib, r.mem_peak.tables_kib, r.mem_peak.net_kib, r.samples
     ));
     s.push_str(&format!(
         "\nTargets: no failed request: {}; memory flat (after within {} KiB or {:.0}% of \
@@ -393,17 +414,21 @@ mod tests {
     #[test]
     fn memory_lines() {
         let log = "kiln: kernel booted\nkiln: mem used=5120 KiB heap=1894 KiB\nnoise\n\
-                   kiln: mem used=6000 KiB heap=2000 KiB\nkiln: mem used=x KiB heap=1 KiB\n";
+                   kiln: mem used=6000 KiB heap=2000 KiB tables=68 KiB net=1152 KiB\n\
+                   kiln: mem used=x KiB heap=1 KiB\nkiln: mem used=1 KiB\n";
         assert_eq!(
             mem_samples(log),
             vec![
                 MemSample {
                     used_kib: 5120,
-                    heap_kib: 1894
+                    heap_kib: 1894,
+                    ..MemSample::default()
                 },
                 MemSample {
                     used_kib: 6000,
-                    heap_kib: 2000
+                    heap_kib: 2000,
+                    tables_kib: 68,
+                    net_kib: 1152
                 }
             ]
         );
@@ -438,10 +463,12 @@ mod tests {
             mem_start: MemSample {
                 used_kib: 10_000,
                 heap_kib: 5_000,
+                ..MemSample::default()
             },
             mem_end: MemSample {
                 used_kib: 10_100,
                 heap_kib: 5_050,
+                ..MemSample::default()
             },
             ..SoakReport::default()
         };

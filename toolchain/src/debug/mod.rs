@@ -35,8 +35,17 @@ pub fn kernel_of_image(image: &[u8], kernel: &Path) -> Option<std::path::PathBuf
     let recorded = crate::provenance::read(image)
         .ok()
         .map(|(p, _)| p.kernel.elf_sha256)?;
-    let bytes = std::fs::read(kernel).ok()?;
-    (crate::image::sha256_hex(&bytes) == recorded).then(|| kernel.to_path_buf())
+    // The kernel built without the network stack sits in `target/no-net/` next to the
+    // default build's `target/<triple>/release/` (see `Layout::kernel_elf_without_net`).
+    let without_net = kernel.ancestors().nth(3).map(|target| {
+        target
+            .join("no-net")
+            .join(kernel.strip_prefix(target).unwrap_or(kernel))
+    });
+    [Some(kernel.to_path_buf()), without_net]
+        .into_iter()
+        .flatten()
+        .find(|k| std::fs::read(k).is_ok_and(|bytes| crate::image::sha256_hex(&bytes) == recorded))
 }
 
 /// Explains the kernel's records of a run of the image at `image`: for a crash, the report

@@ -175,6 +175,26 @@ pub struct StreamPaths {
     pub qmp: Option<PathBuf>,
 }
 
+/// The address QEMU user networking (slirp) gives its one guest: its DHCP server hands out
+/// addresses from `dhcpstart`, 10.0.2.15 by default (QEMU 7.2's `net=10.0.2.0/24`), and its
+/// port forwards (`hostfwd`) go to that address unless told otherwise.
+pub const USER_NET_GUEST: ([u8; 4], u8) = ([10, 0, 2, 15], 24);
+/// The gateway (and host) on QEMU user networking (`host=`, default 10.0.2.2).
+pub const USER_NET_GATEWAY: [u8; 4] = [10, 0, 2, 2];
+
+/// The network settings passed to the guest. On user networking without `--ip` the runner
+/// gives the kernel the address slirp's DHCP would hand out anyway, so the guest needs no
+/// DHCP exchange before its first packet (the image's `/etc/resolv.conf` already names
+/// slirp's DNS, 10.0.2.3). Everything else is passed as given; no address means DHCP.
+pub fn guest_net_config(net: &NetOptions) -> NetConfig {
+    let mut c = net.config.clone();
+    if net.backend == NetBackend::User && c.ip.is_none() {
+        c.ip = Some(USER_NET_GUEST);
+        c.gateway = c.gateway.or(Some(USER_NET_GATEWAY));
+    }
+    c
+}
+
 /// The run-time overrides passed with `-append`; the streams use the target's ports.
 pub fn runtime_config(target: &Target, opts: &RunOptions) -> Config {
     let mut c = Config {
@@ -188,7 +208,7 @@ pub fn runtime_config(target: &Target, opts: &RunOptions) -> Config {
         records: Some(Sink::Port(target.records_port)),
         log: Some(Sink::Serial),
         verbose: opts.verbose,
-        net: opts.net.config.clone(),
+        net: guest_net_config(&opts.net),
         core: opts.core_limit,
         trace: opts.trace,
         profile: opts.profile_hz,
@@ -395,6 +415,32 @@ mod tests {
     use super::*;
 
     #[test]
+    fn user_networking_gets_slirps_address_without_dhcp() {
+        let user = NetOptions::default();
+        let c = guest_net_config(&user);
+        assert_eq!(c.ip, Some(([10, 0, 2, 15], 24)));
+        assert_eq!(c.gateway, Some([10, 0, 2, 2]));
+        assert!(
+            c.dns.is_empty(),
+            "the image's resolv.conf already names 10.0.2.3"
+        );
+        // An explicit address wins; tap and none are left alone (DHCP or nothing).
+        let mut mine = NetOptions::default();
+        mine.config.ip = Some(([10, 0, 2, 30], 24));
+        assert_eq!(guest_net_config(&mine).ip, Some(([10, 0, 2, 30], 24)));
+        let tap = NetOptions {
+            backend: NetBackend::Tap("t0".into()),
+            ..NetOptions::default()
+        };
+        assert_eq!(guest_net_config(&tap).ip, None);
+        let none = NetOptions {
+            backend: NetBackend::None,
+            ..NetOptions::default()
+        };
+        assert_eq!(guest_net_config(&none).ip, None);
+    }
+
+    #[test]
     fn pcap_and_gdb_arguments() {
         let t = Machine::Microvm.target();
         let net = NetOptions {
@@ -518,7 +564,7 @@ mod tests {
         let i = a.iter().position(|x| x == "-append").unwrap();
         assert_eq!(
             a[i + 1],
-            "kiln.stdout=0x402 kiln.stderr=0x403 kiln.log=serial kiln.status=0x404 kiln.records=0x406"
+            "kiln.stdout=0x402 kiln.stderr=0x403 kiln.log=serial kiln.status=0x404 kiln.records=0x406 kiln.ip=10.0.2.15/24 kiln.gw=10.0.2.2"
         );
         assert!(s.contains("-chardev file,id=kstatus,path=/t/status -device isa-debugcon,iobase=0x404,chardev=kstatus,readback=0"), "{s}");
         assert_eq!(&a[a.len() - 2..], ["-kernel", "/img.elf"]);

@@ -193,12 +193,12 @@ mod tests {
 
     #[test]
     fn fatal_lines_are_the_users_to_fix() {
-        let log = "kiln: fatal: this image needs at least 7 MiB of memory; the machine has 3 MiB: run with --memory 8M\r\n";
+        let log = "kiln: fatal: this image needs at least 5 MiB of memory; the machine has 3 MiB: run with --memory 8M\r\n";
         let o = decide(Ended::Exited(251), log, "", None);
         assert_eq!(o.status, 125);
         assert_eq!(
             o.reason.as_deref(),
-            Some("kiln: this image needs at least 7 MiB of memory; the machine has 3 MiB: run with --memory 8M")
+            Some("kiln: this image needs at least 5 MiB of memory; the machine has 3 MiB: run with --memory 8M")
         );
     }
 

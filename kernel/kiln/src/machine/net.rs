@@ -86,31 +86,6 @@ impl NetDevice for NetCard {
     }
 }
 
-/// A `virtio_mmio.device=SIZE@BASE:GSI` token: (base, size, gsi). SIZE takes the `K`/`M`
-/// suffixes Linux accepts; numbers may be hex (`0x`) or decimal.
-pub fn parse_mmio_token(token: &str) -> Option<(u64, u64, u8)> {
-    let spec = token.strip_prefix("virtio_mmio.device=")?;
-    let (size, rest) = spec.split_once('@')?;
-    let (base, gsi) = rest.split_once(':')?;
-    let gsi = gsi.split(':').next()?;
-    let num = |s: &str| -> Option<u64> {
-        let (digits, mul) = match s.as_bytes().last()? {
-            b'K' | b'k' => (&s[..s.len() - 1], 1024),
-            b'M' | b'm' => (&s[..s.len() - 1], 1024 * 1024),
-            _ => (s, 1),
-        };
-        let v = match digits
-            .strip_prefix("0x")
-            .or_else(|| digits.strip_prefix("0X"))
-        {
-            Some(h) => u64::from_str_radix(h, 16).ok()?,
-            None => digits.parse().ok()?,
-        };
-        v.checked_mul(mul)
-    };
-    Some((num(base)?, num(size)?, u8::try_from(num(gsi)?).ok()?))
-}
-
 fn on_irq(_vector: u8) -> bool {
     let line = LINE.load(Ordering::Relaxed);
     if line != u8::MAX {
@@ -134,18 +109,36 @@ fn route(line: u8) {
     }
 }
 
-/// Finds the network card, gives it to `machine`, configures the stack from the command
-/// line (`kiln.ip`, `kiln.gw`, `kiln.dns`) and starts it (DHCP goes out now).
+/// Where the network card may be: virtio-mmio transports (announced on the command line,
+/// then those the DSDT lists), then virtio-net on PCI. Nothing is touched until [`open`].
+pub struct Candidates {
+    mmio: Vec<(u64, u64, u8)>,
+}
+
+/// Configures the stack from the command line (`kiln.ip`, `kiln.gw`, `kiln.dns`) and notes
+/// where the card may be. The card itself is set up on the program's first use of the
+/// network ([`open`], through `Machine::net_device`), so a program that never opens a
+/// socket pays nothing for it at boot, and one that does pays once, at that point.
 pub fn start(
     config: &Config,
     acpi: &[super::acpi::Transport],
     process: &mut Process,
-    machine: &mut HalMachine,
-) {
+) -> Candidates {
     process.net.configure(config.net.clone());
+    let announced = config
+        .other
+        .iter()
+        .filter_map(|t| super::mmio::parse_mmio_token(t));
+    Candidates {
+        mmio: announced.chain(acpi.iter().copied()).collect(),
+    }
+}
+
+/// Finds the network card among `candidates`, sets it up and routes its interrupt; `None`
+/// (loopback only) when there is none.
+pub fn open(candidates: Candidates) -> Option<NetCard> {
     let mut card = None;
-    let announced = config.other.iter().filter_map(|t| parse_mmio_token(t));
-    for (base, size, gsi) in announced.chain(acpi.iter().copied()) {
+    for (base, size, gsi) in candidates.mmio {
         match VirtioNet::mmio(base, size) {
             Ok(dev) => {
                 card = Some((dev, gsi, String::from("virtio-mmio")));
@@ -162,16 +155,17 @@ pub fn start(
     }
     let Some((dev, line, kind)) = card else {
         console::info(format_args!("net: no network card; loopback only"));
-        return;
+        return None;
     };
     let mac = dev.mac();
     console::info(format_args!(
-        "net: {kind} card {:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}, interrupt line {line}",
-        mac[0], mac[1], mac[2], mac[3], mac[4], mac[5]
+        "net: {kind} card {:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}, interrupt line {line}, set up at {} ms",
+        mac[0], mac[1], mac[2], mac[3], mac[4], mac[5],
+        crate::console::since_boot()
     ));
-    machine.net = Some(NetCard { dev });
     route(line);
-    run_stack(process, machine);
+    LAST_RUN.store(kiln_hal::time::monotonic_ns(), Ordering::Relaxed);
+    Some(NetCard { dev })
 }
 
 fn run_stack(process: &mut Process, machine: &mut HalMachine) {

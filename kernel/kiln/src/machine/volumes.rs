@@ -36,7 +36,7 @@ pub fn start(
     let announced = config
         .other
         .iter()
-        .filter_map(|t| super::net::parse_mmio_token(t));
+        .filter_map(|t| super::mmio::parse_mmio_token(t));
     let mut devices: Vec<Virtio9p> = announced
         .chain(acpi.iter().copied())
         .filter_map(|(base, size, _)| Virtio9p::mmio(base, size).ok())

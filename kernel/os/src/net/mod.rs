@@ -1794,3 +1794,24 @@ impl Sock {
         !matches!(self.kind, Kind::Udp(_))
     }
 }
+
+impl Net {
+    /// Bytes held for network data: the sockets' receive and send buffers and the frames
+    /// queued inside the stack (for the kernel's memory report, `kiln.memlog`).
+    pub fn buffer_bytes(&self) -> usize {
+        let s = self.stack.lock();
+        let sockets: usize = s
+            .sockets
+            .iter()
+            .map(|(_, sock)| match sock {
+                smoltcp::socket::Socket::Tcp(t) => t.recv_capacity() + t.send_capacity(),
+                smoltcp::socket::Socket::Udp(u) => {
+                    u.payload_recv_capacity() + u.payload_send_capacity()
+                }
+                _ => 0,
+            })
+            .sum();
+        let frames: usize = s.looped.iter().chain(&s.staged).map(Vec::capacity).sum();
+        sockets + frames
+    }
+}

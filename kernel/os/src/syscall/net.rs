@@ -7,6 +7,7 @@
 //! ([`crate::fd::OpenFile`]); everything socket-specific is here. A call that cannot finish
 //! on a blocking socket waits on the socket's channel and runs again when woken
 //! (`SO_RCVTIMEO`/`SO_SNDTIMEO` bound the wait with `EAGAIN`).
+#![cfg_attr(not(feature = "net"), allow(dead_code, unused_imports))]
 
 use alloc::sync::Arc;
 use alloc::vec;
@@ -15,6 +16,7 @@ use alloc::vec::Vec;
 use crate::errno::{Errno, KResult};
 use crate::fd::{OpenFile, O_NONBLOCK, O_RDWR};
 use crate::machine::Machine;
+#[cfg(feature = "net")]
 use crate::net::{Connect, SockAddr, Socket};
 use crate::process::{Channel, Outcome, Process, Wait};
 use crate::sysno as nr;
@@ -81,6 +83,47 @@ pub fn handle(p: &mut Process, m: &mut dyn Machine, nr: u64, a: [u64; 6]) -> Opt
     if let Some(out) = unix::handle(p, m, nr, a) {
         return Some(out);
     }
+    inet(p, m, nr, a)
+}
+
+/// Without the IPv4 stack: `socket` for any family but `AF_UNIX` (served above) fails with
+/// `EAFNOSUPPORT`, and the other socket calls find no internet socket (`EBADF` for a closed
+/// descriptor, `ENOTSOCK` for any other file).
+#[cfg(not(feature = "net"))]
+fn inet(p: &mut Process, m: &mut dyn Machine, nr: u64, a: [u64; 6]) -> Option<Outcome> {
+    use core::sync::atomic::{AtomicBool, Ordering};
+    static LOGGED: AtomicBool = AtomicBool::new(false);
+    match nr {
+        nr::SOCKET => {
+            if !LOGGED.swap(true, Ordering::Relaxed) {
+                m.log(format_args!(
+                    "socket(family {}): this image's kernel has no network stack (built with --no-net): EAFNOSUPPORT",
+                    a[0]
+                ));
+            }
+            Some(ret(Err(Errno::EAFNOSUPPORT)))
+        }
+        nr::BIND
+        | nr::LISTEN
+        | nr::ACCEPT
+        | nr::ACCEPT4
+        | nr::CONNECT
+        | nr::GETSOCKNAME
+        | nr::GETPEERNAME
+        | nr::SETSOCKOPT
+        | nr::GETSOCKOPT
+        | nr::SHUTDOWN
+        | nr::SENDTO
+        | nr::RECVFROM
+        | nr::SENDMSG
+        | nr::RECVMSG => Some(ret(p.files.get(a[0] as i32).and(Err(Errno::ENOTSOCK)))),
+        _ => None,
+    }
+}
+
+/// The IPv4 socket calls.
+#[cfg(feature = "net")]
+fn inet(p: &mut Process, m: &mut dyn Machine, nr: u64, a: [u64; 6]) -> Option<Outcome> {
     let fd = a[0] as i32;
     Some(match nr {
         nr::SOCKET => ret(sys_socket(p, a[0], a[1], a[2])),
@@ -107,6 +150,7 @@ pub fn handle(p: &mut Process, m: &mut dyn Machine, nr: u64, a: [u64; 6]) -> Opt
     })
 }
 
+#[cfg(feature = "net")]
 /// The open file and socket behind `fd` (`EBADF`, or `ENOTSOCK` for other files).
 fn file_socket(p: &Process, fd: i32) -> KResult<(Arc<OpenFile>, Arc<Socket>)> {
     let f = p.files.get(fd)?;
@@ -114,10 +158,12 @@ fn file_socket(p: &Process, fd: i32) -> KResult<(Arc<OpenFile>, Arc<Socket>)> {
     Ok((f, s))
 }
 
+#[cfg(feature = "net")]
 fn socket(p: &Process, fd: i32) -> KResult<Arc<Socket>> {
     file_socket(p, fd).map(|(_, s)| s)
 }
 
+#[cfg(feature = "net")]
 /// `EAGAIN` from a blocking socket becomes a wait on the socket, bounded by `timeout_ns`
 /// (0: none) with `EAGAIN` at the end, as `SO_RCVTIMEO` does.
 fn block(
@@ -145,6 +191,7 @@ fn block(
     }
 }
 
+#[cfg(feature = "net")]
 fn sys_socket(p: &mut Process, domain: u64, ty: u64, protocol: u64) -> KResult<i64> {
     if domain != AF_INET as u64 {
         return Err(Errno::EAFNOSUPPORT);
@@ -165,6 +212,7 @@ fn sys_socket(p: &mut Process, domain: u64, ty: u64, protocol: u64) -> KResult<i
     install(p, sock, ty & SOCK_NONBLOCK != 0, ty & SOCK_CLOEXEC != 0)
 }
 
+#[cfg(feature = "net")]
 fn install(p: &mut Process, sock: Arc<Socket>, nonblock: bool, cloexec: bool) -> KResult<i64> {
     let path = alloc::format!("socket:[{}]", sock.id);
     let flags = O_RDWR | if nonblock { O_NONBLOCK } else { 0 };
@@ -172,6 +220,7 @@ fn install(p: &mut Process, sock: Arc<Socket>, nonblock: bool, cloexec: bool) ->
     p.files.install(file, cloexec).map(|fd| fd as i64)
 }
 
+#[cfg(feature = "net")]
 /// Reads a `sockaddr_in`. `AF_UNSPEC` gives `None` (accepted where Linux accepts it).
 fn get_sockaddr(
     p: &mut Process,
@@ -195,6 +244,7 @@ fn get_sockaddr(
     }
 }
 
+#[cfg(feature = "net")]
 /// The 16 bytes of a `sockaddr_in`.
 pub fn sockaddr_bytes(a: SockAddr) -> [u8; 16] {
     let mut b = [0u8; 16];
@@ -204,6 +254,7 @@ pub fn sockaddr_bytes(a: SockAddr) -> [u8; 16] {
     b
 }
 
+#[cfg(feature = "net")]
 /// Writes a `sockaddr_in` to `addr` (truncated to the `socklen_t` at `len_ptr`) and its
 /// full length to `len_ptr`. Does nothing when `addr` is null.
 fn put_sockaddr(
@@ -226,6 +277,7 @@ fn put_sockaddr(
     write_user(p, m, len_ptr, &(b.len() as u32).to_le_bytes())
 }
 
+#[cfg(feature = "net")]
 fn sys_bind(p: &mut Process, m: &mut dyn Machine, fd: i32, addr: u64, len: u64) -> KResult<i64> {
     let s = socket(p, fd)?;
     let a = get_sockaddr(p, m, addr, len)?.ok_or(Errno::EAFNOSUPPORT)?;
@@ -233,6 +285,7 @@ fn sys_bind(p: &mut Process, m: &mut dyn Machine, fd: i32, addr: u64, len: u64) 
     Ok(0)
 }
 
+#[cfg(feature = "net")]
 fn sys_accept(
     p: &mut Process,
     m: &mut dyn Machine,
@@ -276,6 +329,7 @@ fn sys_accept(
     block(m, &f, &s, 0, timeout, r)
 }
 
+#[cfg(feature = "net")]
 fn sys_connect(p: &mut Process, m: &mut dyn Machine, fd: i32, addr: u64, len: u64) -> Outcome {
     let (f, s) = match file_socket(p, fd) {
         Ok(x) => x,
@@ -310,6 +364,7 @@ fn sys_connect(p: &mut Process, m: &mut dyn Machine, fd: i32, addr: u64, len: u6
 }
 
 #[allow(clippy::too_many_arguments)]
+#[cfg(feature = "net")]
 fn sys_sendto(
     p: &mut Process,
     m: &mut dyn Machine,
@@ -343,6 +398,7 @@ fn sys_sendto(
 }
 
 #[allow(clippy::too_many_arguments)]
+#[cfg(feature = "net")]
 fn sys_recvfrom(
     p: &mut Process,
     m: &mut dyn Machine,
@@ -448,6 +504,7 @@ fn get_msghdr(p: &mut Process, m: &mut dyn Machine, addr: u64) -> KResult<MsgHdr
     })
 }
 
+#[cfg(feature = "net")]
 fn sys_sendmsg(p: &mut Process, m: &mut dyn Machine, fd: i32, msg: u64, flags: u64) -> Outcome {
     let (f, s) = match file_socket(p, fd) {
         Ok(x) => x,
@@ -467,6 +524,7 @@ fn sys_sendmsg(p: &mut Process, m: &mut dyn Machine, fd: i32, msg: u64, flags: u
     block(m, &f, &s, flags, timeout, r)
 }
 
+#[cfg(feature = "net")]
 fn sys_recvmsg(p: &mut Process, m: &mut dyn Machine, fd: i32, msg: u64, flags: u64) -> Outcome {
     let (f, s) = match file_socket(p, fd) {
         Ok(x) => x,
@@ -522,6 +580,7 @@ fn timeval_bytes(ns: u64) -> Vec<u8> {
     v
 }
 
+#[cfg(feature = "net")]
 fn sys_setsockopt(
     p: &mut Process,
     m: &mut dyn Machine,
@@ -602,6 +661,7 @@ fn sys_setsockopt(
     Ok(0)
 }
 
+#[cfg(feature = "net")]
 fn sys_getsockopt(
     p: &mut Process,
     m: &mut dyn Machine,
@@ -665,5 +725,23 @@ fn sys_getsockopt(
 
 pub mod unix;
 
-#[cfg(test)]
+#[cfg(all(test, feature = "net"))]
 mod tests;
+
+#[cfg(all(test, not(feature = "net")))]
+mod no_net_tests {
+    use crate::syscall::testutil::*;
+    use crate::sysno as nr;
+
+    #[test]
+    fn internet_sockets_are_eafnosupport_and_unix_ones_work() {
+        let (mut p, mut m, buf) = setup();
+        // socket(AF_INET, SOCK_STREAM, 0)
+        assert_eq!(call(&mut p, &mut m, nr::SOCKET, &[2, 1, 0]), -97);
+        // bind on a file that is not a socket, on a closed descriptor
+        assert_eq!(call(&mut p, &mut m, nr::BIND, &[1, buf, 16]), -88);
+        assert_eq!(call(&mut p, &mut m, nr::BIND, &[77, buf, 16]), -9);
+        // socketpair(AF_UNIX, SOCK_STREAM, 0, fds)
+        assert_eq!(call(&mut p, &mut m, nr::SOCKETPAIR, &[1, 1, 0, buf]), 0);
+    }
+}

@@ -467,6 +467,7 @@ fn build_server(
             output: Some(dir.join(format!("{name}.elf"))),
             libs: vec![],
             dynamic: false,
+            net: crate::image::NetChoice::Auto,
         },
     )
 }
