@@ -67,7 +67,7 @@ fn frame_names(sym: &super::crash::Symbolizer<'_>, pc: u64, call: bool) -> Vec<S
 /// as [`folded`]; user-mode samples are one `[user]` frame, ring 0 outside the kernel
 /// `[firmware]`.
 pub fn kernel_folded(kernel: &[u8], samples: &crate::qemu::kprof::Samples) -> Folded {
-    let sym = super::crash::Symbolizer::new(kernel, 0);
+    let sym = super::crash::Symbolizer::for_kernel(kernel);
     let mut names: BTreeMap<(u64, bool), Vec<String>> = BTreeMap::new();
     let mut stacks = Folded::new();
     for (pcs, &n) in &samples.kernel {

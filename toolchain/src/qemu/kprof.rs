@@ -296,7 +296,18 @@ fn sample_loop(
         s.span = first.map(|f| f.elapsed()).unwrap_or_default();
         match r {
             Ok(held) => s.held += held.then(|| t0.elapsed()).unwrap_or_default(),
-            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(()),
+            // QEMU closed the socket: it exited with the guest.
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::UnexpectedEof
+                        | std::io::ErrorKind::ConnectionReset
+                        | std::io::ErrorKind::ConnectionAborted
+                        | std::io::ErrorKind::BrokenPipe
+                ) =>
+            {
+                return Ok(())
+            }
             Err(e) => return Err(format!("QMP: {e}")),
         }
     }
