@@ -1050,12 +1050,7 @@ fn run(layout: &Layout, a: &RunArgs) -> anyhow::Result<u8> {
         profile_outputs(&image, a, &r.records)?;
     }
     if a.profile_kernel.is_some() || a.profile_kernel_folded.is_some() {
-        kernel_profile_outputs(
-            &image,
-            &layout.kernel_elf(),
-            a,
-            r.kernel_profile.as_ref(),
-        )?;
+        kernel_profile_outputs(&image, &layout.kernel_elf(), a, r.kernel_profile.as_ref())?;
     }
     let core_file = a.core.clone().or_else(|| {
         a.core_dir.as_ref().map(|d| {

@@ -162,7 +162,9 @@ mod tests {
             firmware: 1,
             ..Default::default()
         };
-        samples.kernel.insert(vec![0x10_3000, 0x10_2000, 0x10_1000], 4);
+        samples
+            .kernel
+            .insert(vec![0x10_3000, 0x10_2000, 0x10_1000], 4);
         samples.kernel.insert(vec![0x10_4000], 2);
         let folded = kernel_folded(b"", &samples);
         assert_eq!(

@@ -5,12 +5,18 @@
 //! and sees the kernel's own stacks. A thread talks to a QMP socket of its own (QEMU serves
 //! one client per socket, so the power button keeps its socket) and, per sample, in one
 //! round trip: asks whether the guest runs (`query-status`), stops it (HMP `stop`), reads
-//! CPU 0's registers (`info registers`) and 2 KiB of stack from the frame pointer
-//! (`x /256gx $ebp`, which QEMU evaluates as the whole 64-bit RBP). It then walks the
+//! CPU 0's registers (`info registers`) and 4 KiB of stack from the stack pointer
+//! (`x /512gx $esp`, which QEMU evaluates as the whole 64-bit RSP). It then walks the
 //! kernel's frame-pointer chain (the kernel is built with frame pointers): `[rbp]` is the
 //! caller's RBP, `[rbp+8]` the return address, inside the window read or with one more
-//! `x /2gx` per frame beyond it, until the next RBP is not above the current one, is 0, or a
-//! return address leaves the kernel's text. Then it continues the guest (`cont`).
+//! `x` beyond it, until the next RBP is not above the current one, is 0, or a return
+//! address leaves the kernel's text. Then it continues the guest (`cont`).
+//!
+//! TCG stops a CPU between translation blocks, and a call ends one, so many samples land
+//! on a function's first instruction, before its `push rbp; mov rbp, rsp`: RBP is still
+//! the caller's, and a plain walk would leave the caller out. The sampler reads the
+//! instruction at RIP from the image's own copy of the kernel's code, and there (and at a
+//! `ret`) takes the return address from the top of the stack first.
 //!
 //! A sample in ring 3 counts as user time and one in ring 0 outside the kernel's text as
 //! firmware (UEFI boots). The guest's clocks stand still while it is stopped, so what it
@@ -24,7 +30,6 @@
 
 use super::qmp;
 use std::collections::BTreeMap;
-use std::ops::Range;
 use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -34,8 +39,11 @@ use std::time::{Duration, Instant};
 
 /// Most frames of one kernel stack (the sampled RIP included).
 pub const MAX_FRAMES: usize = 16;
-/// 64-bit words of stack read with the registers, from RBP up (2 KiB).
-const WINDOW_WORDS: u64 = 256;
+/// 64-bit words of stack read with the registers, from RSP up (4 KiB: most of a system
+/// call's kernel stack, so few samples need another read).
+const WINDOW_WORDS: u64 = 512;
+/// 64-bit words read at a frame outside what was read before (the frames above it follow).
+const MORE_WORDS: u64 = 64;
 /// How long the sampler waits for QEMU's QMP socket to appear.
 const CONNECT_DEADLINE: Duration = Duration::from_secs(10);
 /// How long one QMP exchange may take before the sampler gives up.
@@ -79,6 +87,8 @@ impl Samples {
 pub struct Regs {
     /// Instruction pointer.
     pub rip: u64,
+    /// Stack pointer.
+    pub rsp: u64,
     /// Frame pointer.
     pub rbp: u64,
     /// Privilege level (0 kernel, 3 user).
@@ -87,9 +97,11 @@ pub struct Regs {
     pub halted: bool,
 }
 
-/// Reads RIP, RBP, CPL and HLT from the text of `info registers` (the first CPU shown).
+/// Reads RIP, RSP, RBP, CPL and HLT from the text of `info registers` (the first CPU
+/// shown; EIP, ESP and EBP in 32-bit modes).
 pub fn parse_registers(text: &str) -> Option<Regs> {
     let mut rip = None;
+    let mut rsp = None;
     let mut rbp = None;
     let mut cpl = None;
     let mut halted = None;
@@ -99,8 +111,10 @@ pub fn parse_registers(text: &str) -> Option<Regs> {
         };
         let hex = || u64::from_str_radix(value, 16).ok();
         match name {
-            "RIP" if rip.is_none() => rip = hex(),
-            "RBP" if rbp.is_none() => rbp = hex(),
+            // 32-bit modes (firmware, the kernel's first instructions) show EIP...
+            "RIP" | "EIP" if rip.is_none() => rip = hex(),
+            "RSP" | "ESP" if rsp.is_none() => rsp = hex(),
+            "RBP" | "EBP" if rbp.is_none() => rbp = hex(),
             "CPL" if cpl.is_none() => cpl = value.parse().ok(),
             "HLT" if halted.is_none() => halted = Some(value == "1"),
             _ => {}
@@ -108,6 +122,7 @@ pub fn parse_registers(text: &str) -> Option<Regs> {
     }
     Some(Regs {
         rip: rip?,
+        rsp: rsp?,
         rbp: rbp?,
         cpl: cpl?,
         halted: halted.unwrap_or(false),
@@ -144,22 +159,26 @@ pub fn parse_dump(text: &str) -> Vec<(u64, u64)> {
     words
 }
 
-/// Walks a frame-pointer chain from `rip` and `rbp`: `rip`, then the return addresses, at
-/// most [`MAX_FRAMES`]. `read(addr)` gives the 16 bytes at `addr` (saved RBP, return
-/// address). The walk ends when the next RBP is not above the current one (or is 0), when
-/// memory cannot be read, or at a return address outside `text`.
-pub fn walk(
-    rip: u64,
-    mut rbp: u64,
-    text: &[Range<u64>],
-    mut read: impl FnMut(u64) -> Option<(u64, u64)>,
-) -> Vec<u64> {
-    let mut pcs = vec![rip];
-    while pcs.len() < MAX_FRAMES && rbp != 0 && rbp % 8 == 0 {
-        let Some((next, ret)) = read(rbp) else {
+/// Walks the kernel's stack from `regs`: RIP, then the return addresses, at most
+/// [`MAX_FRAMES`]. `read(addr)` gives the 64-bit word at `addr`. Where the instruction at
+/// RIP shows the function's frame is not set up ([`KernelCode::frame_pending`]), the return
+/// address on top of the stack comes first. Then the frame-pointer chain: `[rbp]` is the
+/// next RBP, `[rbp+8]` a return address; the walk ends when the next RBP is not above the
+/// current one (or is 0), when memory cannot be read, or at a return address outside the
+/// kernel's code.
+pub fn walk(regs: &Regs, code: &KernelCode, mut read: impl FnMut(u64) -> Option<u64>) -> Vec<u64> {
+    let mut pcs = vec![regs.rip];
+    if let Some(off) = code.frame_pending(regs.rip) {
+        if let Some(ret) = read(regs.rsp.wrapping_add(off)).filter(|&r| code.contains(r)) {
+            pcs.push(ret);
+        }
+    }
+    let mut rbp = regs.rbp;
+    while pcs.len() < MAX_FRAMES && rbp != 0 && rbp.is_multiple_of(8) {
+        let (Some(next), Some(ret)) = (read(rbp), read(rbp.wrapping_add(8))) else {
             break;
         };
-        if !in_text(text, ret) {
+        if !code.contains(ret) {
             break;
         }
         pcs.push(ret);
@@ -171,26 +190,71 @@ pub fn walk(
     pcs
 }
 
-/// Whether `addr` lies in one of the ranges of `text`.
-pub fn in_text(text: &[Range<u64>], addr: u64) -> bool {
-    text.iter().any(|r| r.contains(&addr))
+/// The kernel's code, as the image holds it: its executable `PT_LOAD` segments (the
+/// payload, which holds the program, is not executable).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct KernelCode {
+    /// Each segment's address and bytes.
+    segments: Vec<(u64, Vec<u8>)>,
 }
 
-/// The address ranges of the kernel's code in a PVH image: its executable `PT_LOAD`
-/// segments (the payload, which holds the program, is not executable).
-pub fn kernel_text(image: &[u8]) -> Vec<Range<u64>> {
-    use object::read::elf::{ElfFile64, ProgramHeader};
-    let Ok(elf) = ElfFile64::<object::LittleEndian>::parse(image) else {
-        return Vec::new();
-    };
-    let e = elf.endian();
-    elf.elf_program_headers()
-        .iter()
-        .filter(|p| {
-            p.p_type(e) == object::elf::PT_LOAD && p.p_flags(e) & object::elf::PF_X != 0
+impl KernelCode {
+    /// The kernel's code in the PVH image `image` (empty when it is not an ELF).
+    pub fn from_image(image: &[u8]) -> KernelCode {
+        use object::read::elf::{ElfFile64, ProgramHeader};
+        let Ok(elf) = ElfFile64::<object::LittleEndian>::parse(image) else {
+            return KernelCode::default();
+        };
+        let e = elf.endian();
+        let segments = elf
+            .elf_program_headers()
+            .iter()
+            .filter(|p| {
+                p.p_type(e) == object::elf::PT_LOAD && p.p_flags(e) & object::elf::PF_X != 0
+            })
+            .filter_map(|p| {
+                let bytes = p.data(e, image).ok()?;
+                Some((p.p_vaddr(e), bytes.to_vec()))
+            })
+            .collect();
+        KernelCode { segments }
+    }
+
+    /// Code of `bytes` at `addr` (tests).
+    pub fn new(addr: u64, bytes: Vec<u8>) -> KernelCode {
+        KernelCode {
+            segments: vec![(addr, bytes)],
+        }
+    }
+
+    /// Whether there is no code at all.
+    pub fn is_empty(&self) -> bool {
+        self.segments.iter().all(|(_, b)| b.is_empty())
+    }
+
+    /// The code from `addr` to its segment's end, if `addr` is kernel code.
+    fn at(&self, addr: u64) -> Option<&[u8]> {
+        self.segments.iter().find_map(|(start, bytes)| {
+            let off = usize::try_from(addr.checked_sub(*start)?).ok()?;
+            bytes.get(off..).filter(|b| !b.is_empty())
         })
-        .map(|p| p.p_vaddr(e)..p.p_vaddr(e) + p.p_memsz(e))
-        .collect()
+    }
+
+    /// Whether `addr` is kernel code.
+    pub fn contains(&self, addr: u64) -> bool {
+        self.at(addr).is_some()
+    }
+
+    /// Where the instruction at `rip` shows that its function's frame is not (or no
+    /// longer) set up, the offset from RSP of its return address: 0 at `push rbp` (a
+    /// function's first instruction) and at `ret`, 8 at `mov rbp, rsp` (after the push).
+    pub fn frame_pending(&self, rip: u64) -> Option<u64> {
+        match self.at(rip)? {
+            [0x55, ..] | [0xc3, ..] => Some(0),
+            [0x48, 0x89, 0xe5, ..] => Some(8),
+            _ => None,
+        }
+    }
 }
 
 /// The running sampler of one QEMU.
@@ -202,15 +266,15 @@ pub struct Sampler {
 
 impl Sampler {
     /// Starts sampling the QEMU that serves (or is about to serve) QMP at `socket`, `hz`
-    /// times a second at most, with the kernel's code at `text`.
-    pub fn start(socket: PathBuf, hz: u32, text: Vec<Range<u64>>) -> Sampler {
+    /// times a second at most, with the kernel's code `code`.
+    pub fn start(socket: PathBuf, hz: u32, code: KernelCode) -> Sampler {
         let done = Arc::new(AtomicBool::new(false));
         let stream = Arc::new(Mutex::new(None));
         let handle = {
             let (done, stream) = (done.clone(), stream.clone());
             std::thread::spawn(move || {
                 let mut s = Samples::default();
-                if let Err(e) = sample_loop(&socket, hz, &text, &done, &stream, &mut s) {
+                if let Err(e) = sample_loop(&socket, hz, &code, &done, &stream, &mut s) {
                     if !done.load(Ordering::Acquire) {
                         s.ended = Some(e);
                     }
@@ -256,7 +320,7 @@ fn sleep_unless(done: &AtomicBool, d: Duration) -> bool {
 fn sample_loop(
     socket: &std::path::Path,
     hz: u32,
-    text: &[Range<u64>],
+    code: &KernelCode,
     done: &AtomicBool,
     shared: &Mutex<Option<UnixStream>>,
     s: &mut Samples,
@@ -269,14 +333,11 @@ fn sample_loop(
         }
         match UnixStream::connect(socket) {
             Ok(stream) => {
-                let copy = stream
-                    .try_clone()
-                    .map_err(|e| format!("QMP socket: {e}"))?;
+                let copy = stream.try_clone().map_err(|e| format!("QMP socket: {e}"))?;
                 if let Ok(mut g) = shared.lock() {
                     *g = Some(copy);
                 }
-                break qmp::Client::over(stream, IO_TIMEOUT)
-                    .map_err(|e| format!("QMP: {e}"))?;
+                break qmp::Client::over(stream, IO_TIMEOUT).map_err(|e| format!("QMP: {e}"))?;
             }
             Err(_) if start.elapsed() < CONNECT_DEADLINE => {
                 std::thread::sleep(Duration::from_millis(10));
@@ -292,10 +353,11 @@ fn sample_loop(
         }
         let t0 = Instant::now();
         first.get_or_insert(t0);
-        let r = sample(&mut client, text, s);
+        let r = sample(&mut client, code, s);
         s.span = first.map(|f| f.elapsed()).unwrap_or_default();
         match r {
-            Ok(held) => s.held += held.then(|| t0.elapsed()).unwrap_or_default(),
+            Ok(true) => s.held += t0.elapsed(),
+            Ok(false) => {}
             // QEMU closed the socket: it exited with the guest.
             Err(e)
                 if matches!(
@@ -315,7 +377,7 @@ fn sample_loop(
 
 /// Takes one sample. Returns whether the guest was stopped for it (it is not when it was
 /// not running: starting, paused by someone else, shutting down).
-fn sample(client: &mut qmp::Client, text: &[Range<u64>], s: &mut Samples) -> std::io::Result<bool> {
+fn sample(client: &mut qmp::Client, code: &KernelCode, s: &mut Samples) -> std::io::Result<bool> {
     let hmp = |c: &str| {
         serde_json::json!({
             "execute": "human-monitor-command",
@@ -326,7 +388,7 @@ fn sample(client: &mut qmp::Client, text: &[Range<u64>], s: &mut Samples) -> std
         serde_json::json!({ "execute": "query-status" }),
         hmp("stop"),
         hmp("info registers"),
-        hmp(&format!("x /{WINDOW_WORDS}gx $ebp")),
+        hmp(&format!("x /{WINDOW_WORDS}gx $esp")),
     ])?;
     let was_running = answers[0]
         .as_ref()
@@ -353,23 +415,24 @@ fn sample(client: &mut qmp::Client, text: &[Range<u64>], s: &mut Samples) -> std
             s.user += 1;
             return Ok(());
         }
-        if !in_text(text, regs.rip) {
+        if !code.contains(regs.rip) {
             s.firmware += 1;
             return Ok(());
         }
-        let window: BTreeMap<u64, u64> = parse_dump(&text_of(3)).into_iter().collect();
+        // The stack read so far; a word outside it costs one more read (of a frame).
+        let mut stack: BTreeMap<u64, u64> = parse_dump(&text_of(3)).into_iter().collect();
         let mut failed = None;
-        let pcs = walk(regs.rip, regs.rbp, text, |addr| {
-            if let (Some(&a), Some(&b)) = (window.get(&addr), window.get(&(addr + 8))) {
-                return Some((a, b));
+        let pcs = walk(&regs, code, |addr| {
+            if let Some(&w) = stack.get(&addr) {
+                return Some(w);
             }
-            match client.hmp(&[&format!("x /2gx {addr:#x}")]) {
+            if failed.is_some() {
+                return None;
+            }
+            match client.hmp(&[&format!("x /{MORE_WORDS}gx {addr:#x}")]) {
                 Ok(mut r) => {
-                    let words = parse_dump(&r.remove(0).unwrap_or_default());
-                    match words[..] {
-                        [(_, a), (_, b), ..] => Some((a, b)),
-                        _ => None,
-                    }
+                    stack.extend(parse_dump(&r.remove(0).unwrap_or_default()));
+                    stack.get(&addr).copied()
                 }
                 Err(e) => {
                     failed = Some(e);
@@ -396,7 +459,8 @@ fn sample(client: &mut qmp::Client, text: &[Range<u64>], s: &mut Samples) -> std
 mod tests {
     use super::*;
 
-    const REGS: &str = "RAX=0000000000000005 RBX=00000000005ed6b4 RCX=00000000005858a0 RDX=0000000000000031\r\n\
+    const REGS: &str =
+        "RAX=0000000000000005 RBX=00000000005ed6b4 RCX=00000000005858a0 RDX=0000000000000031\r\n\
 RSI=00007fffffffe258 RDI=000000000000000a RBP=000000000012fe40 RSP=000000000012fd00\r\n\
 RIP=000000000016ca26 RFL=00000293 [--S-A-C] CPL=0 II=0 A20=1 SMM=0 HLT=1\r\n\
 ES =0000 0000000000000000 ffffffff 00cf1300\r\n";
@@ -407,12 +471,23 @@ ES =0000 0000000000000000 ffffffff 00cf1300\r\n";
             parse_registers(REGS),
             Some(Regs {
                 rip: 0x16ca26,
+                rsp: 0x12fd00,
                 rbp: 0x12fe40,
                 cpl: 0,
                 halted: true
             })
         );
-        assert_eq!(parse_registers("RIP=1 CPL=0"), None);
+        assert_eq!(parse_registers("RIP=1 RSP=2 CPL=0"), None);
+        assert_eq!(
+            parse_registers("EAX=00000000 EBP=00000000 ESP=00006d7c\nEIP=000e9a5b EFL=00000002 [-------] CPL=0 II=0 A20=1 SMM=0 HLT=0"),
+            Some(Regs {
+                rip: 0xe9a5b,
+                rsp: 0x6d7c,
+                rbp: 0,
+                cpl: 0,
+                halted: false
+            })
+        );
         let dump = "000000000012fe40: 0x000000000012fe80 0x000000000010152b\r\n\
 000000000012fe50: 0x0000000000000000 0x0000000000171460\r\n\
 000000000012fe60: Cannot access memory\r\n";
@@ -429,35 +504,97 @@ ES =0000 0000000000000000 ffffffff 00cf1300\r\n";
         assert!(parse_dump("0000000000000001: Cannot access memory\r\n").is_empty());
     }
 
+    /// Code at 0x10_0000: `push rbp; mov rbp, rsp; nop; ret` then zeros.
+    fn code() -> KernelCode {
+        let mut bytes = vec![0x55, 0x48, 0x89, 0xe5, 0x90, 0xc3];
+        bytes.resize(0x8_0000, 0);
+        KernelCode::new(0x10_0000, bytes)
+    }
+
+    fn regs(rip: u64, rsp: u64, rbp: u64) -> Regs {
+        Regs {
+            rip,
+            rsp,
+            rbp,
+            cpl: 0,
+            halted: false,
+        }
+    }
+
+    fn memory(words: &[(u64, u64)]) -> impl FnMut(u64) -> Option<u64> + '_ {
+        |a| words.iter().find(|w| w.0 == a).map(|w| w.1)
+    }
+
     #[test]
     fn the_walk_follows_rising_frame_pointers_inside_the_text() {
-        let text = [0x10_0000..0x18_0000];
-        let mem: BTreeMap<u64, (u64, u64)> = [
-            (0x1000, (0x1100, 0x10_1000)),
-            (0x1100, (0x1200, 0x10_2000)),
+        let code = code();
+        let mem = [
+            (0x1000, 0x1100),
+            (0x1008, 0x10_1000),
+            (0x1100, 0x1200),
+            (0x1108, 0x10_2000),
             // The next return address is the program's: the kernel's stack ends here.
-            (0x1200, (0x7fff_0000, 0x40_1000)),
-        ]
-        .into();
-        let pcs = walk(0x16_0000, 0x1000, &text, |a| mem.get(&a).copied());
+            (0x1200, 0x7fff_0000),
+            (0x1208, 0x40_1000),
+        ];
+        let pcs = walk(&regs(0x16_0000, 0xf00, 0x1000), &code, memory(&mem));
         assert_eq!(pcs, [0x16_0000, 0x10_1000, 0x10_2000]);
         // A frame pointer that does not rise ends the walk after its return address.
-        let down: BTreeMap<u64, (u64, u64)> = [(0x1000, (0x800, 0x10_1000))].into();
+        let down = [(0x1000, 0x800), (0x1008, 0x10_1000)];
         assert_eq!(
-            walk(0x16_0000, 0x1000, &text, |a| down.get(&a).copied()),
+            walk(&regs(0x16_0000, 0xf00, 0x1000), &code, memory(&down)),
             [0x16_0000, 0x10_1000]
         );
         // Unreadable memory, a zero or misaligned RBP.
-        assert_eq!(walk(0x16_0000, 0x1000, &text, |_| None), [0x16_0000]);
-        assert_eq!(walk(0x16_0000, 0, &text, |_| unreachable!()), [0x16_0000]);
-        assert_eq!(walk(0x16_0000, 0x1003, &text, |_| unreachable!()), [0x16_0000]);
+        assert_eq!(
+            walk(&regs(0x16_0000, 0xf00, 0x1000), &code, |_| None),
+            [0x16_0000]
+        );
+        for rbp in [0, 0x1003] {
+            assert_eq!(
+                walk(&regs(0x16_0000, 0xf00, rbp), &code, |_| unreachable!()),
+                [0x16_0000]
+            );
+        }
         // A loop of frames stops at MAX_FRAMES.
-        let mut next = 0x1000;
-        let deep = walk(0x16_0000, 0x1000, &text, |a| {
-            next = a + 0x10;
-            Some((next, 0x10_1000))
+        let deep = walk(&regs(0x16_0000, 0xf00, 0x1000), &code, |a| {
+            Some(if a % 16 == 0 { a + 0x10 } else { 0x10_1000 })
         });
         assert_eq!(deep.len(), MAX_FRAMES);
-        assert!(in_text(&text, 0x10_0000) && !in_text(&text, 0x18_0000));
+        assert!(code.contains(0x10_0000) && !code.contains(0x18_0000));
+    }
+
+    #[test]
+    fn a_function_entered_but_not_yet_framed_keeps_its_caller() {
+        let code = code();
+        // RBP is the caller's frame; the return address into the caller is on top of the
+        // stack (at `push rbp` and `ret`), or under the pushed RBP (at `mov rbp, rsp`).
+        let mem = [
+            (0xf00, 0x10_3000),
+            (0xef8, 0x1000),
+            (0x1000, 0x1100),
+            (0x1008, 0x10_1000),
+        ];
+        for (rip, rsp) in [(0x10_0000, 0xf00), (0x10_0005, 0xf00), (0x10_0001, 0xef8)] {
+            assert_eq!(
+                walk(&regs(rip, rsp, 0x1000), &code, memory(&mem)),
+                [rip, 0x10_3000, 0x10_1000],
+                "{rip:#x}"
+            );
+        }
+        // Elsewhere in a function the top of the stack is not looked at.
+        assert_eq!(
+            walk(&regs(0x10_0004, 0xf00, 0x1000), &code, memory(&mem)),
+            [0x10_0004, 0x10_1000]
+        );
+        assert_eq!(code.frame_pending(0x20_0000), None);
+    }
+
+    #[test]
+    fn kernel_code_comes_from_the_images_executable_segments() {
+        let image = std::fs::read("/proc/self/exe").unwrap();
+        let code = KernelCode::from_image(&image);
+        assert!(!code.is_empty());
+        assert!(KernelCode::from_image(b"not an elf").is_empty());
     }
 }

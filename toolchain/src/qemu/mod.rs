@@ -289,11 +289,11 @@ fn run_once(
     };
     // The kernel profiler needs to know the kernel's code (from the image's executable
     // segments) to tell kernel samples from the rest and to end its stack walks.
-    let kernel_text = match opts.kernel_profile_hz {
+    let kernel_code = match opts.kernel_profile_hz {
         Some(_) => crate::debug::pvh_image(image)
-            .map(|b| kprof::kernel_text(&b))
+            .map(|b| kprof::KernelCode::from_image(&b))
             .unwrap_or_default(),
-        None => Vec::new(),
+        None => kprof::KernelCode::default(),
     };
     let done = Arc::new(AtomicBool::new(false));
     let log = Arc::new(Mutex::new(Vec::new()));
@@ -366,8 +366,8 @@ fn run_once(
         .spawn()
         .with_context(|| format!("could not start {}", qemu.display()))?;
     let sampler = match (opts.kernel_profile_hz, &paths.profiler_qmp) {
-        (Some(hz), Some(sock)) if !kernel_text.is_empty() => {
-            Some(kprof::Sampler::start(sock.clone(), hz, kernel_text))
+        (Some(hz), Some(sock)) if !kernel_code.is_empty() => {
+            Some(kprof::Sampler::start(sock.clone(), hz, kernel_code))
         }
         _ => None,
     };
