@@ -65,7 +65,7 @@ fn frame_names(sym: &super::crash::Symbolizer<'_>, pc: u64, call: bool) -> Vec<S
 /// The folded stacks of the kernel profiler's `samples`, named from `kernel` (the kernel
 /// ELF the image was linked with; addresses when it is empty or not an ELF). Root first,
 /// as [`folded`]; user-mode samples are one `[user]` frame, ring 0 outside the kernel
-/// `[firmware]`.
+/// `[firmware]`, and a stack cut short starts with `[truncated]`.
 pub fn kernel_folded(kernel: &[u8], samples: &crate::qemu::kprof::Samples) -> Folded {
     let sym = super::crash::Symbolizer::for_kernel(kernel);
     let mut names: BTreeMap<(u64, bool), Vec<String>> = BTreeMap::new();
@@ -75,6 +75,10 @@ pub fn kernel_folded(kernel: &[u8], samples: &crate::qemu::kprof::Samples) -> Fo
         for (i, &pc) in pcs.iter().enumerate() {
             // The first is where the CPU was; the others are return addresses.
             let call = i > 0;
+            if call && pc == crate::qemu::kprof::TRUNCATED {
+                frames.push("[truncated]".to_string());
+                continue;
+            }
             let named = names
                 .entry((pc, call))
                 .or_insert_with(|| frame_names(&sym, pc, call));
@@ -166,10 +170,11 @@ mod tests {
             .kernel
             .insert(vec![0x10_3000, 0x10_2000, 0x10_1000], 4);
         samples.kernel.insert(vec![0x10_4000], 2);
+        samples.kernel.insert(vec![0x10_5000, 0x10_6000, 0], 1);
         let folded = kernel_folded(b"", &samples);
         assert_eq!(
             folded_text(&folded),
-            "0x101000;0x102000;0x103000 4\n0x104000 2\n[firmware] 1\n[user] 7\n"
+            "0x101000;0x102000;0x103000 4\n0x104000 2\n[firmware] 1\n[truncated];0x106000;0x105000 1\n[user] 7\n"
         );
     }
 }

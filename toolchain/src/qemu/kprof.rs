@@ -39,6 +39,8 @@ use std::time::{Duration, Instant};
 
 /// Most frames of one kernel stack (the sampled RIP included).
 pub const MAX_FRAMES: usize = 16;
+/// The outermost "address" of a stack cut at [`MAX_FRAMES`] that went on.
+pub const TRUNCATED: u64 = 0;
 /// 64-bit words of stack read with the registers, from RSP up (4 KiB: most of a system
 /// call's kernel stack, so few samples need another read).
 const WINDOW_WORDS: u64 = 512;
@@ -160,7 +162,7 @@ pub fn parse_dump(text: &str) -> Vec<(u64, u64)> {
 }
 
 /// Walks the kernel's stack from `regs`: RIP, then the return addresses, at most
-/// [`MAX_FRAMES`]. `read(addr)` gives the 64-bit word at `addr`. Where the instruction at
+/// [`MAX_FRAMES`] (then [`TRUNCATED`] when the chain goes on). `read(addr)` gives the 64-bit word at `addr`. Where the instruction at
 /// RIP shows the function's frame is not set up ([`KernelCode::frame_pending`]), the return
 /// address on top of the stack comes first. Then the frame-pointer chain: `[rbp]` is the
 /// next RBP, `[rbp+8]` a return address; the walk ends when the next RBP is not above the
@@ -174,11 +176,15 @@ pub fn walk(regs: &Regs, code: &KernelCode, mut read: impl FnMut(u64) -> Option<
         }
     }
     let mut rbp = regs.rbp;
-    while pcs.len() < MAX_FRAMES && rbp != 0 && rbp.is_multiple_of(8) {
+    while rbp != 0 && rbp.is_multiple_of(8) {
         let (Some(next), Some(ret)) = (read(rbp), read(rbp.wrapping_add(8))) else {
             break;
         };
         if !code.contains(ret) {
+            break;
+        }
+        if pcs.len() == MAX_FRAMES {
+            pcs.push(TRUNCATED);
             break;
         }
         pcs.push(ret);
@@ -560,7 +566,8 @@ ES =0000 0000000000000000 ffffffff 00cf1300\r\n";
         let deep = walk(&regs(0x16_0000, 0xf00, 0x1000), &code, |a| {
             Some(if a % 16 == 0 { a + 0x10 } else { 0x10_1000 })
         });
-        assert_eq!(deep.len(), MAX_FRAMES);
+        assert_eq!(deep.len(), MAX_FRAMES + 1);
+        assert_eq!(deep.last(), Some(&TRUNCATED));
         assert!(code.contains(0x10_0000) && !code.contains(0x18_0000));
     }
 
