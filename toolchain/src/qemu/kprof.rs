@@ -343,6 +343,10 @@ fn sample_loop(
                 if let Ok(mut g) = shared.lock() {
                     *g = Some(copy);
                 }
+                // Finished meanwhile, before the stream could be shut down for us.
+                if done.load(Ordering::Acquire) {
+                    return Ok(());
+                }
                 break qmp::Client::over(stream, IO_TIMEOUT).map_err(|e| format!("QMP: {e}"))?;
             }
             Err(_) if start.elapsed() < CONNECT_DEADLINE => {
@@ -603,5 +607,107 @@ ES =0000 0000000000000000 ffffffff 00cf1300\r\n";
         let code = KernelCode::from_image(&image);
         assert!(!code.is_empty());
         assert!(KernelCode::from_image(b"not an elf").is_empty());
+    }
+
+    /// A stand-in for QEMU's QMP socket: answers as `answer(command line or QMP command)`
+    /// says (`None`: close the connection), with a STOP event before each answer.
+    fn fake_qemu(
+        dir: &std::path::Path,
+        answer: impl Fn(&str) -> Option<serde_json::Value> + Send + 'static,
+    ) -> (PathBuf, std::thread::JoinHandle<()>) {
+        use std::io::{BufRead, Write};
+        let path = dir.join("qmp");
+        let listener = std::os::unix::net::UnixListener::bind(&path).unwrap();
+        let t = std::thread::spawn(move || {
+            let (stream, _) = listener.accept().unwrap();
+            let mut w = stream.try_clone().unwrap();
+            let r = std::io::BufReader::new(stream);
+            writeln!(w, r#"{{"QMP": {{"version": {{}}, "capabilities": []}}}}"#).unwrap();
+            for line in r.lines() {
+                let Ok(line) = line else { return };
+                let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+                let what = v["arguments"]["command-line"]
+                    .as_str()
+                    .or(v["execute"].as_str())
+                    .unwrap_or_default()
+                    .to_string();
+                let Some(a) = answer(&what) else { return };
+                let event = r#"{"timestamp": {"seconds": 1, "microseconds": 2}, "event": "STOP"}"#;
+                if writeln!(w, "{event}\n{a}").is_err() {
+                    return;
+                }
+            }
+        });
+        (path, t)
+    }
+
+    #[test]
+    fn the_sampler_counts_until_qemu_goes_and_a_qmp_error_ends_it_with_a_note() {
+        let dir = tempfile::tempdir().unwrap();
+        let stops = Arc::new(std::sync::atomic::AtomicU32::new(0));
+        let counted = stops.clone();
+        let (sock, server) = fake_qemu(dir.path(), move |what| {
+            Some(match what {
+                "query-status" => {
+                    serde_json::json!({"return": {"status": "running", "running": true}})
+                }
+                // QEMU exits after five samples: the socket closes.
+                "stop" if counted.fetch_add(1, Ordering::SeqCst) == 5 => return None,
+                "info registers" => serde_json::json!({"return": REGS.replace("CPL=0", "CPL=3")}),
+                _ => serde_json::json!({"return": ""}),
+            })
+        });
+        let samples = Sampler::start(sock, 1000, code());
+        server.join().unwrap();
+        let samples = samples.finish();
+        assert_eq!(
+            (samples.user, samples.ended.clone()),
+            (5, None),
+            "{samples:?}"
+        );
+
+        // An answer the sampler cannot use ends sampling, with the reason.
+        let dir = tempfile::tempdir().unwrap();
+        let (sock, server) = fake_qemu(dir.path(), |what| {
+            Some(match what {
+                "query-status" => serde_json::json!({"return": {"running": true}}),
+                "info registers" => serde_json::json!({"return": "no registers here"}),
+                _ => serde_json::json!({"return": ""}),
+            })
+        });
+        let sampler = Sampler::start(sock, 1000, code());
+        let start = Instant::now();
+        while !sampler.handle.is_finished() && start.elapsed() < Duration::from_secs(10) {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let samples = sampler.finish();
+        assert!(
+            samples
+                .ended
+                .as_deref()
+                .unwrap_or_default()
+                .contains("info registers"),
+            "{samples:?}"
+        );
+        drop(server);
+
+        // A QEMU that never answers does not hold the run: finishing shuts the socket.
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("qmp");
+        let listener = std::os::unix::net::UnixListener::bind(&path).unwrap();
+        let sampler = Sampler::start(path, 1000, code());
+        let (_held, _) = listener.accept().unwrap();
+        let start = Instant::now();
+        let samples = sampler.finish();
+        assert!(
+            start.elapsed() < Duration::from_secs(2),
+            "{:?}",
+            start.elapsed()
+        );
+        assert_eq!(samples.total(), 0);
+        // Nor does one that never made its socket.
+        let start = Instant::now();
+        Sampler::start(dir.path().join("none"), 1000, code()).finish();
+        assert!(start.elapsed() < Duration::from_secs(1));
     }
 }
