@@ -529,10 +529,22 @@ fn kernel_profile_outputs(
     } else {
         100.0 * samples.held.as_secs_f64() / samples.span.as_secs_f64()
     };
+    let idle = match samples.halted {
+        0 => String::new(),
+        n => format!(" ({n} of them idle)"),
+    };
+    let firmware = match samples.firmware {
+        0 => String::new(),
+        n => format!(", {n} in the firmware"),
+    };
+    let rate = if samples.span.is_zero() {
+        0.0
+    } else {
+        total as f64 / samples.span.as_secs_f64()
+    };
     let summary = format!(
-        "{total} samples: {} in the kernel ({} of them idle), {} in user mode; sampling held the guest {held:.0}% of the time",
+        "{total} samples: {} in the kernel{idle}, {} in user mode{firmware}; {rate:.0} a second, holding the guest {held:.0}% of the time",
         samples.in_kernel(),
-        samples.halted,
         samples.user,
     );
     if total == 0 {
