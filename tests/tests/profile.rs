@@ -174,3 +174,127 @@ fn a_stripped_third_party_program_is_profiled_by_address() {
         "addresses for a stripped program:\n{text}"
     );
 }
+
+/// Builds `src` (C) statically with Debian's gcc into the scratch directory `name`.
+fn gcc_static(name: &str, src: &str) -> std::path::PathBuf {
+    let dir = scratch(name);
+    let c = dir.join(format!("{name}.c"));
+    std::fs::write(&c, src).unwrap();
+    let exe = dir.join(name);
+    let cc = Command::new("gcc")
+        .args(["-static", "-O1", "-o"])
+        .arg(&exe)
+        .arg(&c)
+        .output()
+        .expect("gcc runs");
+    assert!(
+        cc.status.success(),
+        "{}",
+        String::from_utf8_lossy(&cc.stderr)
+    );
+    exe
+}
+
+#[test]
+fn the_kernel_profile_shows_the_kernels_own_stacks_of_system_calls() {
+    // A program that spends its time in system calls: the kernel profiler, sampling from
+    // the host through QEMU's monitor, sees the kernel's frames below the dispatcher.
+    let exe = gcc_static(
+        "kprof-syscalls",
+        r#"#include <stdio.h>
+#include <stdlib.h>
+#include <time.h>
+#include <unistd.h>
+#include <sys/syscall.h>
+int main(int argc, char **argv) {
+    long n = argc > 1 ? atol(argv[1]) : 1, sum = 0;
+    struct timespec t;
+    for (long i = 0; i < n; i++) {
+        sum += syscall(SYS_getpid);
+        clock_gettime(CLOCK_MONOTONIC, &t);
+        sum += t.tv_nsec & 1;
+    }
+    printf("calls done %d\n", sum > 0);
+    return 0;
+}
+"#,
+    );
+    let dir = scratch("kprof-run");
+    let (folded, svg) = (dir.join("kernel.folded"), dir.join("kernel.svg"));
+    let _ = std::fs::remove_file(&folded);
+    let r = kiln(&[
+        "run",
+        "--elf",
+        exe.to_str().unwrap(),
+        "--profile-kernel-folded",
+        folded.to_str().unwrap(),
+        "--profile-kernel",
+        svg.to_str().unwrap(),
+        "--",
+        "150000",
+    ]);
+    assert_eq!(r.status, 0, "{r:?}");
+    // The program's own output is untouched.
+    assert_eq!(r.out(), "calls done 1\n", "{r:?}");
+    assert!(r.stderr.contains("kernel profile"), "{r:?}");
+    assert!(!r.stderr.contains("stopped sampling early"), "{r:?}");
+    let text = std::fs::read_to_string(&folded).unwrap();
+    let (_, all) = share(&text, "");
+    let (on_syscall, _) = share(&text, "kiln_kernel::run::on_syscall");
+    let (dispatch, _) = share(&text, "kiln_os::syscall::dispatch");
+    let (user, _) = share(&text, "[user]");
+    assert!(all >= 40, "too few samples ({all}):\n{text}");
+    assert!(
+        on_syscall * 3 > all && dispatch * 5 > all,
+        "on_syscall in {on_syscall}, dispatch in {dispatch} of {all} samples:\n{text}"
+    );
+    assert!(user > 0, "the loop's own code runs in user mode:\n{text}");
+    // Root first: the system-call entry, the kernel's handler, then the dispatcher.
+    let line = text
+        .lines()
+        .find(|l| l.contains("kiln_os::syscall::dispatch"))
+        .unwrap();
+    let (entry, handler, dispatcher) = (
+        line.find("kiln_syscall_entry").unwrap_or(usize::MAX),
+        line.find("kiln_kernel::run::on_syscall").unwrap(),
+        line.find("kiln_os::syscall::dispatch").unwrap(),
+    );
+    assert!(entry < handler && handler < dispatcher, "{line}");
+    let svg = std::fs::read_to_string(&svg).unwrap();
+    assert!(
+        svg.starts_with("<?xml") && svg.contains("kiln_os::syscall::dispatch"),
+        "{svg:.300}"
+    );
+}
+
+#[test]
+fn an_unwritable_kernel_profile_path_is_a_clear_error_before_the_run() {
+    for flag in ["--profile-kernel", "--profile-kernel-folded"] {
+        let r = kiln(&[
+            "run",
+            "--example",
+            "hello",
+            flag,
+            "/nonexistent-dir/kernel.out",
+        ]);
+        assert_eq!(r.status, 125, "{r:?}");
+        assert!(
+            r.stderr
+                .contains(&format!("cannot write {flag} /nonexistent-dir/kernel.out")),
+            "{r:?}"
+        );
+        assert!(r.out().is_empty(), "the program must not run: {r:?}");
+    }
+    // The kernel profiler continues the guest after each sample: it cannot share it with a
+    // debugger that holds it.
+    let r = kiln(&[
+        "run",
+        "--example",
+        "hello",
+        "--gdb",
+        "--profile-kernel-folded",
+        "/tmp/kernel.folded",
+    ]);
+    assert_ne!(r.status, 0, "{r:?}");
+    assert!(r.stderr.contains("cannot be used with"), "{r:?}");
+}

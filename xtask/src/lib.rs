@@ -433,6 +433,17 @@ struct RunArgs {
     /// Samples per second for --profile / --profile-folded (default 997).
     #[arg(long, value_name = "HZ", value_parser = clap::value_parser!(u32).range(1..=10000))]
     profile_hz: Option<u32>,
+    /// Sample where the kernel spends its time (its own stacks, read from outside through
+    /// QEMU's monitor) and write a flame graph (SVG) to FILE.
+    #[arg(long, value_name = "FILE.svg", conflicts_with = "gdb")]
+    profile_kernel: Option<PathBuf>,
+    /// Write the kernel profile's folded stacks (`a;b;c COUNT` lines) to FILE.
+    #[arg(long, value_name = "FILE", conflicts_with = "gdb")]
+    profile_kernel_folded: Option<PathBuf>,
+    /// Most kernel samples per second for --profile-kernel / --profile-kernel-folded
+    /// (default 200; each stops the guest for a few milliseconds).
+    #[arg(long, value_name = "HZ", value_parser = clap::value_parser!(u32).range(1..=1000))]
+    profile_kernel_hz: Option<u32>,
     /// Serve the kernel's control channel on this Unix socket, for `stats --socket PATH`.
     #[arg(long, value_name = "PATH")]
     control_socket: Option<PathBuf>,
@@ -490,6 +501,70 @@ fn profile_outputs(image: &std::path::Path, a: &RunArgs, records: &[u8]) -> anyh
         std::fs::write(f, profile::flame_graph(&stacks, &title)?)
             .map_err(|e| anyhow::anyhow!("could not write {}: {e}", f.display()))?;
         note!("wrote flame graph {} ({samples} samples)", f.display());
+    }
+    Ok(())
+}
+
+/// Writes what `--profile-kernel` and `--profile-kernel-folded` asked for from the kernel
+/// profiler's samples, named from the build tree's kernel ELF when the image was linked
+/// with it.
+fn kernel_profile_outputs(
+    image: &std::path::Path,
+    kernel: &std::path::Path,
+    a: &RunArgs,
+    samples: Option<&kiln_toolchain::qemu::kprof::Samples>,
+) -> anyhow::Result<()> {
+    use kiln_toolchain::debug::{self, profile};
+    let empty = kiln_toolchain::qemu::kprof::Samples::default();
+    let samples = samples.unwrap_or(&empty);
+    if let Some(why) = &samples.ended {
+        note!("the kernel profiler stopped sampling early: {why}");
+    }
+    let elf = debug::pvh_image(image)
+        .ok()
+        .and_then(|b| debug::kernel_of_image(&b, kernel))
+        .and_then(|p| std::fs::read(p).ok());
+    if elf.is_none() {
+        note!("the kernel this image was linked with is not in the build tree: the kernel profile has addresses only");
+    }
+    let stacks = profile::kernel_folded(elf.as_deref().unwrap_or_default(), samples);
+    let total = samples.total();
+    let held = if samples.span.is_zero() {
+        0.0
+    } else {
+        100.0 * samples.held.as_secs_f64() / samples.span.as_secs_f64()
+    };
+    let idle = match samples.halted {
+        0 => String::new(),
+        n => format!(" ({n} of them idle)"),
+    };
+    let firmware = match samples.firmware {
+        0 => String::new(),
+        n => format!(", {n} in the firmware"),
+    };
+    let rate = if samples.span.is_zero() {
+        0.0
+    } else {
+        total as f64 / samples.span.as_secs_f64()
+    };
+    let summary = format!(
+        "{total} samples: {} in the kernel{idle}, {} in user mode{firmware}; {rate:.0} a second, holding the guest {held:.0}% of the time",
+        samples.in_kernel(),
+        samples.user,
+    );
+    if total == 0 {
+        note!("the kernel profile has no samples (did the program end at once?)");
+    }
+    if let Some(f) = &a.profile_kernel_folded {
+        std::fs::write(f, profile::folded_text(&stacks))
+            .map_err(|e| anyhow::anyhow!("could not write {}: {e}", f.display()))?;
+        note!("wrote {} (kernel profile, {summary})", f.display());
+    }
+    if let Some(f) = &a.profile_kernel {
+        let title = format!("kernel: {} ({total} samples)", image.display());
+        std::fs::write(f, profile::flame_graph(&stacks, &title)?)
+            .map_err(|e| anyhow::anyhow!("could not write {}: {e}", f.display()))?;
+        note!("wrote kernel flame graph {} ({summary})", f.display());
     }
     Ok(())
 }
@@ -831,6 +906,8 @@ fn check_run_args(a: &RunArgs) -> anyhow::Result<()> {
     for (flag, file) in [
         ("--profile", &a.profile),
         ("--profile-folded", &a.profile_folded),
+        ("--profile-kernel", &a.profile_kernel),
+        ("--profile-kernel-folded", &a.profile_kernel_folded),
     ] {
         if let Some(f) = file {
             std::fs::File::create(f).map_err(|e| {
@@ -940,6 +1017,8 @@ fn run(layout: &Layout, a: &RunArgs) -> anyhow::Result<u8> {
         trace: a.trace.is_some(),
         profile_hz: (a.profile.is_some() || a.profile_folded.is_some())
             .then(|| a.profile_hz.unwrap_or(997)),
+        kernel_profile_hz: (a.profile_kernel.is_some() || a.profile_kernel_folded.is_some())
+            .then(|| a.profile_kernel_hz.unwrap_or(200)),
         stop_timeout: std::time::Duration::from_secs(a.stop_timeout),
         control_socket: a.control_socket.clone(),
         records_file: None,
@@ -999,6 +1078,9 @@ fn run(layout: &Layout, a: &RunArgs) -> anyhow::Result<u8> {
     }
     if a.profile.is_some() || a.profile_folded.is_some() {
         profile_outputs(&image, a, &r.records)?;
+    }
+    if a.profile_kernel.is_some() || a.profile_kernel_folded.is_some() {
+        kernel_profile_outputs(&image, &layout.kernel_elf(), a, r.kernel_profile.as_ref())?;
     }
     let core_file = a.core.clone().or_else(|| {
         a.core_dir.as_ref().map(|d| {

@@ -191,6 +191,7 @@ pub fn soak(layout: &Layout, opts: &SoakOptions) -> anyhow::Result<SoakReport> {
         status: dir.join("status"),
         records: dir.join("records"),
         qmp: None,
+        profiler_qmp: None,
     };
     let run = RunOptions {
         machine,

@@ -62,6 +62,17 @@ pub struct Symbolizer<'a> {
 impl<'a> Symbolizer<'a> {
     /// A symbolizer for `program` (an ELF) loaded at `bias`.
     pub fn new(program: &'a [u8], bias: u64) -> Symbolizer<'a> {
+        Symbolizer::with(program, bias, false)
+    }
+
+    /// A symbolizer for Kiln's kernel ELF (linked where it runs): as [`Symbolizer::new`],
+    /// and its assembly entry points (`kiln_syscall_entry`, the interrupt stubs), whose
+    /// symbols are untyped labels in `.text`, have names too.
+    pub fn for_kernel(kernel: &'a [u8]) -> Symbolizer<'a> {
+        Symbolizer::with(kernel, 0, true)
+    }
+
+    fn with(program: &'a [u8], bias: u64, labels: bool) -> Symbolizer<'a> {
         let Ok(obj) = object::File::parse(program) else {
             return Symbolizer {
                 dwarf: None,
@@ -81,7 +92,14 @@ impl<'a> Symbolizer<'a> {
             .and_then(|d| addr2line::Context::from_dwarf(d).ok());
         let mut symbols: Vec<(u64, u64, String)> = obj
             .symbols()
-            .filter(|s| s.kind() == object::SymbolKind::Text && s.address() != 0)
+            .filter(|s| {
+                let label = labels
+                    && s.kind() == object::SymbolKind::Unknown
+                    && s.section_index()
+                        .and_then(|i| obj.section_by_index(i).ok())
+                        .is_some_and(|sec| sec.kind() == object::SectionKind::Text);
+                (s.kind() == object::SymbolKind::Text || label) && s.address() != 0
+            })
             .filter_map(|s| Some((s.address(), s.size(), s.name().ok()?.to_string())))
             .collect();
         symbols.sort();

@@ -1,6 +1,8 @@
 //! `run --profile`: the kernel's profile records ([`kiln_abi::record::Profile`], stacks it
 //! unwound and counted) symbolized and folded (`main;handle;parse 42`, root first), which
-//! the `inferno` crate draws as a flame graph.
+//! the `inferno` crate draws as a flame graph. `run --profile-kernel`: the kernel's own
+//! stacks, sampled from outside by [`crate::qemu::kprof`], symbolized from the kernel ELF
+//! and folded the same way ([`kernel_folded`]).
 
 use kiln_abi::record::{Place, Record};
 use std::collections::BTreeMap;
@@ -21,20 +23,9 @@ pub fn folded(program: &[u8], bias: u64, records: &[u8]) -> Folded {
             for (i, &pc) in s.pcs.iter().enumerate() {
                 // Return addresses (all but the first) point after their call.
                 let call = i > 0;
-                let named = names.entry((pc, call)).or_insert_with(|| {
-                    let fs = sym.frames(pc, call);
-                    if fs.is_empty() {
-                        return vec![format!("{pc:#x}")];
-                    }
-                    // addr2line lists inlined frames innermost first, as the stack is.
-                    fs.into_iter()
-                        .map(|f| {
-                            f.function
-                                .map(|n| function_only(&n).replace(';', ":"))
-                                .unwrap_or_else(|| format!("{pc:#x}"))
-                        })
-                        .collect()
-                });
+                let named = names
+                    .entry((pc, call))
+                    .or_insert_with(|| frame_names(&sym, pc, call));
                 frames.extend(named.iter().cloned());
             }
             frames.reverse();
@@ -49,6 +40,56 @@ pub fn folded(program: &[u8], bias: u64, records: &[u8]) -> Folded {
                 Place::Idle => frames.push("[idle]".to_string()),
             }
             *stacks.entry(frames.join(";")).or_insert(0) += u64::from(s.count);
+        }
+    }
+    stacks
+}
+
+/// The names of the frames at `pc` (several when functions were inlined there), innermost
+/// first, as the stack is; the address when nothing names it. `call`: `pc` is a return
+/// address.
+fn frame_names(sym: &super::crash::Symbolizer<'_>, pc: u64, call: bool) -> Vec<String> {
+    let fs = sym.frames(pc, call);
+    if fs.is_empty() {
+        return vec![format!("{pc:#x}")];
+    }
+    fs.into_iter()
+        .map(|f| {
+            f.function
+                .map(|n| function_only(&n).replace(';', ":"))
+                .unwrap_or_else(|| format!("{pc:#x}"))
+        })
+        .collect()
+}
+
+/// The folded stacks of the kernel profiler's `samples`, named from `kernel` (the kernel
+/// ELF the image was linked with; addresses when it is empty or not an ELF). Root first,
+/// as [`folded`]; user-mode samples are one `[user]` frame, ring 0 outside the kernel
+/// `[firmware]`, and a stack cut short starts with `[truncated]`.
+pub fn kernel_folded(kernel: &[u8], samples: &crate::qemu::kprof::Samples) -> Folded {
+    let sym = super::crash::Symbolizer::for_kernel(kernel);
+    let mut names: BTreeMap<(u64, bool), Vec<String>> = BTreeMap::new();
+    let mut stacks = Folded::new();
+    for (pcs, &n) in &samples.kernel {
+        let mut frames: Vec<String> = Vec::new();
+        for (i, &pc) in pcs.iter().enumerate() {
+            // The first is where the CPU was; the others are return addresses.
+            let call = i > 0;
+            if call && pc == crate::qemu::kprof::TRUNCATED {
+                frames.push("[truncated]".to_string());
+                continue;
+            }
+            let named = names
+                .entry((pc, call))
+                .or_insert_with(|| frame_names(&sym, pc, call));
+            frames.extend(named.iter().cloned());
+        }
+        frames.reverse();
+        *stacks.entry(frames.join(";")).or_insert(0) += n;
+    }
+    for (frame, n) in [("[user]", samples.user), ("[firmware]", samples.firmware)] {
+        if n > 0 {
+            *stacks.entry(frame.to_string()).or_insert(0) += n;
         }
     }
     stacks
@@ -116,5 +157,24 @@ mod tests {
         assert_eq!(function_only("burn+0x19"), "burn");
         assert_eq!(function_only("a::<b+0x1>::c"), "a::<b+0x1>::c");
         assert!(String::from_utf8_lossy(&svg).contains("<svg"));
+    }
+
+    #[test]
+    fn kernel_stacks_fold_root_first_with_user_and_firmware_samples() {
+        let mut samples = crate::qemu::kprof::Samples {
+            user: 7,
+            firmware: 1,
+            ..Default::default()
+        };
+        samples
+            .kernel
+            .insert(vec![0x10_3000, 0x10_2000, 0x10_1000], 4);
+        samples.kernel.insert(vec![0x10_4000], 2);
+        samples.kernel.insert(vec![0x10_5000, 0x10_6000, 0], 1);
+        let folded = kernel_folded(b"", &samples);
+        assert_eq!(
+            folded_text(&folded),
+            "0x101000;0x102000;0x103000 4\n0x104000 2\n[firmware] 1\n[truncated];0x106000;0x105000 1\n[user] 7\n"
+        );
     }
 }

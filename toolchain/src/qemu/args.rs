@@ -49,6 +49,10 @@ pub struct RunOptions {
     pub trace: bool,
     /// `--profile`: the kernel samples the running code this many times a second.
     pub profile_hz: Option<u32>,
+    /// `--profile-kernel`: the runner samples the kernel's stacks through QMP at most this
+    /// many times a second ([`super::kprof`]); the samples are in
+    /// [`super::RunResult::kernel_profile`].
+    pub kernel_profile_hz: Option<u32>,
     /// How long a stop (Ctrl-C, SIGTERM) waits after pressing the power button before it
     /// stops the machine hard.
     pub stop_timeout: std::time::Duration,
@@ -173,6 +177,9 @@ pub struct StreamPaths {
     pub records: PathBuf,
     /// QEMU's QMP socket, for a graceful stop (the power button); none when `None`.
     pub qmp: Option<PathBuf>,
+    /// A second QMP socket, for the kernel profiler (`run --profile-kernel`); none when
+    /// `None`.
+    pub profiler_qmp: Option<PathBuf>,
 }
 
 /// The address QEMU user networking (slirp) gives its one guest: its DHCP server hands out
@@ -370,7 +377,7 @@ fn machine_args(
             "isa-serial,chardev=kctl,iobase={CONTROL_PORT:#x},irq=3"
         ));
     }
-    if let Some(q) = &streams.qmp {
+    for q in [&streams.qmp, &streams.profiler_qmp].into_iter().flatten() {
         a.extend(super::qmp::args(q).map(OsString::from));
     }
     a.extend(net_args(target, &opts.net));
@@ -478,6 +485,7 @@ mod tests {
             status: "s".into(),
             records: "r".into(),
             qmp: None,
+            profiler_qmp: None,
         };
         let a: Vec<String> = machine_args(&t, &opts, Accel::Tcg, &paths)
             .iter()
@@ -529,6 +537,7 @@ mod tests {
             status: "/t/status".into(),
             records: "/t/records".into(),
             qmp: Some("/t/qmp".into()),
+            profiler_qmp: None,
         }
     }
 
@@ -583,6 +592,7 @@ mod tests {
             core_limit: None,
             trace: false,
             profile_hz: None,
+            kernel_profile_hz: None,
             stop_timeout: std::time::Duration::from_secs(10),
             records_file: None,
             control_socket: Some("/run/c.sock".into()),

@@ -6,9 +6,11 @@
 //! - [`outcome`]: QEMU's exit -> the program's status (124 timeout, 125 kernel/QEMU failure).
 //! - [`kvm`]: the cached KVM probe, [`probe`]: the image it boots. [`install`]: finding or
 //!   installing QEMU. [`signals`]: stopping QEMU when the runner is told to stop.
+//! - [`qmp`]: QEMU's machine protocol; [`kprof`]: the kernel profiler that samples through it.
 
 pub mod args;
 pub mod install;
+pub mod kprof;
 pub mod kvm;
 pub mod outcome;
 pub mod probe;
@@ -57,6 +59,8 @@ pub struct RunResult {
     pub stdout: Vec<u8>,
     /// The kernel's binary records (`kiln_abi::record`), such as a crash's state.
     pub records: Vec<u8>,
+    /// The kernel profiler's samples, with [`RunOptions::kernel_profile_hz`].
+    pub kernel_profile: Option<kprof::Samples>,
 }
 
 /// [`prepare`] after building the kernel in `layout`, so the probe's answer is for the
@@ -231,6 +235,7 @@ pub fn run(
                 elapsed,
                 stdout: Vec::new(),
                 records: Vec::new(),
+                kernel_profile: None,
             };
             if accel.forced {
                 return Ok(fail(format!(
@@ -278,6 +283,17 @@ fn run_once(
             .clone()
             .unwrap_or_else(|| dir.path().join("records")),
         qmp: Some(dir.path().join("qmp")),
+        profiler_qmp: opts
+            .kernel_profile_hz
+            .map(|_| dir.path().join("qmp-profiler")),
+    };
+    // The kernel profiler needs to know the kernel's code (from the image's executable
+    // segments) to tell kernel samples from the rest and to end its stack walks.
+    let kernel_code = match opts.kernel_profile_hz {
+        Some(_) => crate::debug::pvh_image(image)
+            .map(|b| kprof::KernelCode::from_image(&b))
+            .unwrap_or_default(),
+        None => kprof::KernelCode::default(),
     };
     let done = Arc::new(AtomicBool::new(false));
     let log = Arc::new(Mutex::new(Vec::new()));
@@ -349,6 +365,12 @@ fn run_once(
         .stderr(Stdio::piped())
         .spawn()
         .with_context(|| format!("could not start {}", qemu.display()))?;
+    let sampler = match (opts.kernel_profile_hz, &paths.profiler_qmp) {
+        (Some(hz), Some(sock)) if !kernel_code.is_empty() => {
+            Some(kprof::Sampler::start(sock.clone(), hz, kernel_code))
+        }
+        _ => None,
+    };
     let qemu_err = Arc::new(Mutex::new(Vec::new()));
     let err_thread = child.stderr.take().map(|mut e| {
         let buf = qemu_err.clone();
@@ -471,6 +493,12 @@ fn run_once(
         }
     };
     let elapsed = start.elapsed();
+    let kernel_profile = sampler.map(kprof::Sampler::finish).or_else(|| {
+        opts.kernel_profile_hz.map(|_| kprof::Samples {
+            ended: Some("the image's kernel code could not be found, so it was not sampled".into()),
+            ..kprof::Samples::default()
+        })
+    });
     done.store(true, Ordering::Release);
     for c in copiers {
         let _ = c.join();
@@ -503,5 +531,6 @@ fn run_once(
         elapsed,
         stdout: collected.lock().map(|b| b.clone()).unwrap_or_default(),
         records: std::fs::read(&paths.records).unwrap_or_default(),
+        kernel_profile,
     }))
 }

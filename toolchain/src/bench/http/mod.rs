@@ -234,6 +234,7 @@ impl Guest {
                     status: self.dir.join("kiln-status"),
                     records: self.dir.join("kiln-records"),
                     qmp: None,
+                    profiler_qmp: None,
                 };
                 let opts = RunOptions {
                     machine: self.machine,
