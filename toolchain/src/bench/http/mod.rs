@@ -186,7 +186,7 @@ pub fn shell_words(args: &[String]) -> String {
 }
 
 /// How one side boots.
-enum Boot {
+pub(crate) enum Boot {
     Kiln {
         image: PathBuf,
     },
@@ -197,15 +197,19 @@ enum Boot {
     },
 }
 
-/// One side of the comparison, ready to boot with any memory size.
-struct Guest {
-    name: &'static str,
-    boot: Boot,
-    qemu: PathBuf,
-    accel: Accel,
-    machine: Machine,
-    net: tap::TapConfig,
-    dir: PathBuf,
+/// One side of the comparison, ready to boot with any memory size (`bench http` and
+/// `bench redis`).
+pub(crate) struct Guest {
+    pub(crate) name: &'static str,
+    pub(crate) boot: Boot,
+    pub(crate) qemu: PathBuf,
+    pub(crate) accel: Accel,
+    pub(crate) machine: Machine,
+    pub(crate) net: tap::TapConfig,
+    /// The server's port (also its `PORT`).
+    pub(crate) port: u16,
+    /// Where the consoles and QEMU's messages go.
+    pub(crate) dir: PathBuf,
 }
 
 impl Guest {
@@ -238,7 +242,7 @@ impl Guest {
                 let opts = RunOptions {
                     machine: self.machine,
                     memory_mib: Some(memory_mib),
-                    env: vec![("PORT".into(), PORT.to_string())],
+                    env: vec![("PORT".into(), self.port.to_string())],
                     net: self.net_options(),
                     ..RunOptions::default()
                 };
@@ -283,7 +287,7 @@ impl Guest {
         }
     }
 
-    fn start(&self, memory_mib: u64) -> anyhow::Result<Vm> {
+    pub(crate) fn start(&self, memory_mib: u64) -> anyhow::Result<Vm> {
         let (a, console) = self.args(memory_mib);
         let _ = std::fs::remove_file(&console);
         Vm::start(
@@ -296,8 +300,8 @@ impl Guest {
         )
     }
 
-    fn addr(&self) -> SocketAddr {
-        SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::from(self.net.guest), PORT))
+    pub(crate) fn addr(&self) -> SocketAddr {
+        SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::from(self.net.guest), self.port))
     }
 
     fn url(&self) -> String {
@@ -443,6 +447,22 @@ fn serves(
     Ok(())
 }
 
+/// `bench http` runs the same binary alone in the Linux guest's initramfs, which holds no
+/// libraries: a dynamically linked `--elf` is refused (`bench redis` packs them).
+fn refuse_dynamic(path: &Path) -> anyhow::Result<()> {
+    let bytes =
+        std::fs::read(path).with_context(|| format!("--elf {}: no such file", path.display()))?;
+    let info =
+        crate::elf::validate(&bytes).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    if let Some(interp) = info.interpreter {
+        bail!(
+            "{} is dynamically linked (its loader is {interp}): bench http compares a static              server; link it statically (Rust: -C target-feature=+crt-static, C: gcc -static)",
+            path.display()
+        );
+    }
+    Ok(())
+}
+
 /// The Kiln image of the server, its arguments baked in (like `build-image --elf FILE --arg
 /// A`), written to `dir`.
 fn build_server(
@@ -462,6 +482,8 @@ fn build_server(
             source: opts.server.clone(),
             rootfs_dir: None,
             files: vec![],
+            libs: vec![],
+            dynamic: false,
             env: vec![],
             args: opts.args.clone(),
             output: Some(dir.join(format!("{name}.elf"))),
@@ -479,6 +501,9 @@ pub fn http(layout: &Layout, opts: &HttpOptions) -> anyhow::Result<HttpReport> {
     std::fs::create_dir_all(&dir)?;
     // The server first: a missing or dynamically linked ELF is refused before anything
     // else is set up.
+    if let AppSource::Elf(path) = &opts.server {
+        refuse_dynamic(path)?;
+    }
     let kiln_image = build_server(layout, opts, &dir)?;
     let server = std::fs::read(&kiln_image.app.elf)
         .with_context(|| format!("could not read {}", kiln_image.app.elf.display()))?;
@@ -497,7 +522,7 @@ pub fn http(layout: &Layout, opts: &HttpOptions) -> anyhow::Result<HttpReport> {
         .iter()
         .map(|(n, p)| Ok((n.clone(), std::fs::read(p)?)))
         .collect::<anyhow::Result<Vec<_>>>()?;
-    let initrd_bytes = linux::initramfs(&init, &server, &opts.args, &module_bytes)?;
+    let initrd_bytes = linux::initramfs(&init, &server, &opts.args, &module_bytes, &[])?;
     let initrd = dir.join("initramfs.cpio.gz");
     std::fs::write(&initrd, &initrd_bytes)?;
     let vmlinuz_size = std::fs::metadata(&kernel.vmlinuz)?.len();
@@ -527,6 +552,7 @@ pub fn http(layout: &Layout, opts: &HttpOptions) -> anyhow::Result<HttpReport> {
         accel,
         machine: opts.machine,
         net: net.clone(),
+        port: PORT,
         dir: dir.clone(),
     };
     let kiln = guest(
