@@ -349,6 +349,8 @@ pub struct Side {
     pub min_memory: Option<u64>,
     /// Memory sizes tried, with whether each served.
     pub memory_tried: Vec<(u64, bool)>,
+    /// Why each size that did not serve failed.
+    pub memory_failures: Vec<(u64, String)>,
     /// What went wrong, one line per problem.
     pub failure: Option<String>,
 }
@@ -526,6 +528,15 @@ pub fn format_report(r: &RedisReport) -> String {
             ));
         }
     }
+    for side in [k, l] {
+        for (m, why) in &side.memory_failures {
+            s.push_str(&format!(
+                "- {} at {m} MiB: {}.\n",
+                side.name,
+                why.trim_end_matches('.')
+            ));
+        }
+    }
     if !r.linux_kernel.is_empty() {
         s.push_str(&format!("- Linux: Debian's {}.\n", r.linux_kernel));
     }
@@ -599,22 +610,55 @@ fn measure(guest: &Guest, bench: &Path, opts: &RedisOptions, side: &mut Side) {
         .first_response
         .map_or(boot_timeout, |t| (t * 5).max(Duration::from_secs(20)));
     let probe = probe_run(opts);
+    let mut failures = Vec::new();
     let (min, tried) = smallest_passing(&MEMORY_SIZES, |m| {
-        let verdict = serves(guest, bench, &probe, m, timeout).or_else(|why| {
+        let attempt = || {
+            serves(guest, bench, &probe, m, timeout).map_err(|why| match server_tail(guest) {
+                Some((what, line)) => format!("{why}; {what}'s last line: `{line}`"),
+                None => why,
+            })
+        };
+        let verdict = attempt().or_else(|why| {
             crate::note!(
                 "{}: --memory {m}M: failed once ({why}); trying again",
                 guest.name
             );
-            serves(guest, bench, &probe, m, timeout)
+            attempt()
         });
         match &verdict {
             Ok(()) => crate::note!("{}: --memory {m}M: serves", guest.name),
-            Err(why) => crate::note!("{}: --memory {m}M: does not serve: {why}", guest.name),
+            Err(why) => {
+                crate::note!("{}: --memory {m}M: does not serve: {why}", guest.name);
+                failures.push((m, why.clone()));
+            }
         }
         verdict.is_ok()
     });
+    side.memory_failures = failures;
     side.min_memory = min;
     side.memory_tried = tried;
+}
+
+/// The last line the server (on Kiln: its stdout) or the console (on Linux: the kernel's
+/// and the server's) wrote in the guest's last boot, if any, with which of the two it is.
+fn server_tail(guest: &Guest) -> Option<(&'static str, String)> {
+    use std::io::{Read, Seek, SeekFrom};
+    let (what, file) = match guest.boot {
+        Boot::Kiln { .. } => ("the server", guest.dir.join("kiln-stdout")),
+        Boot::Linux { .. } => ("the console", guest.dir.join("linux-console.log")),
+    };
+    let mut f = std::fs::File::open(file).ok()?;
+    let len = f.metadata().ok()?.len();
+    f.seek(SeekFrom::Start(len.saturating_sub(4096))).ok()?;
+    let mut tail = Vec::new();
+    f.read_to_end(&mut tail).ok()?;
+    let text = String::from_utf8_lossy(&tail);
+    let line = last_line(&text)?
+        .chars()
+        .filter(|c| !c.is_control())
+        .take(200)
+        .collect::<String>();
+    Some((what, line.replace('`', "'")))
 }
 
 /// Whether `guest` with `memory_mib` answers PING, completes `probe` and still answers;
@@ -778,7 +822,7 @@ pub fn redis(layout: &Layout, opts: &RedisOptions) -> anyhow::Result<RedisReport
         image_size: Some(kiln_image.size),
         image_detail: format!(
             "{} bytes, one PVH ELF (Kiln kernel + redis-server, its loader and libraries in \
-             the root filesystem)",
+             the root filesystem, uncompressed: ELF files are mapped in place)",
             kiln_image.size
         ),
         ..Side::default()
@@ -1032,6 +1076,7 @@ mod tests {
                 image_detail: "6000000 bytes".into(),
                 min_memory: Some(16),
                 memory_tried: vec![(64, true), (24, true), (16, true)],
+                memory_failures: vec![],
                 failure: None,
             },
             linux: Side {
@@ -1051,6 +1096,7 @@ mod tests {
                 image_detail: String::new(),
                 min_memory: None,
                 memory_tried: vec![(64, false), (128, false), (192, false), (256, false)],
+                memory_failures: vec![(64, "QEMU exited (exit status: 0) before answering".into())],
                 failure: Some(
                     "-P 16: redis-benchmark did not finish within 260 s (stopped)".into(),
                 ),
@@ -1082,6 +1128,7 @@ mod tests {
             "- Load generator: redis-benchmark 7.0.15.",
             "-n 2000 -c 16 -q --csv` completes",
             "Linux failed: -P 16: redis-benchmark did not finish",
+            "- Linux at 64 MiB: QEMU exited (exit status: 0) before answering.\n",
         ] {
             assert!(s.contains(want), "missing {want:?} in:\n{s}");
         }
