@@ -652,13 +652,41 @@ fn server_tail(guest: &Guest) -> Option<(&'static str, String)> {
     f.seek(SeekFrom::Start(len.saturating_sub(4096))).ok()?;
     let mut tail = Vec::new();
     f.read_to_end(&mut tail).ok()?;
-    let text = String::from_utf8_lossy(&tail);
-    let line = last_line(&text)?
+    let text = strip_escapes(&String::from_utf8_lossy(&tail));
+    // A line QEMU was stopped in the middle of is not the last one.
+    let complete = match text.rfind('\n') {
+        Some(i) => &text[..i],
+        None => text.as_str(),
+    };
+    let line = last_line(complete)?
         .chars()
         .filter(|c| !c.is_control())
         .take(200)
         .collect::<String>();
     Some((what, line.replace('`', "'")))
+}
+
+/// `text` without terminal escape sequences (`ESC [ ... letter`, `ESC c`: the firmware's
+/// screen handling on the serial console).
+fn strip_escapes(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c != '\x1b' {
+            out.push(c);
+            continue;
+        }
+        if chars.next_if_eq(&'[').is_some() {
+            for c in chars.by_ref() {
+                if c.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            chars.next();
+        }
+    }
+    out
 }
 
 /// Whether `guest` with `memory_mib` answers PING, completes `probe` and still answers;
@@ -672,7 +700,14 @@ fn serves(
 ) -> Result<(), String> {
     let mut vm = guest.start(memory_mib).map_err(|e| format!("{e:#}"))?;
     vm.first_answer(guest.addr(), timeout, vm::ping_ok)
-        .map_err(|e| e.lines().next().unwrap_or_default().to_string())?;
+        .map_err(|e| {
+            let first = e.lines().next().unwrap_or_default();
+            first
+                .split("; its last lines")
+                .next()
+                .unwrap_or(first)
+                .to_string()
+        })?;
     let host = tap::quad(guest.net.guest);
     let rows = run_benchmark(bench, &probe.args(&host), probe.timeout(), &guest.dir)
         .map_err(|e| format!("{e:#}"))?;
@@ -1032,6 +1067,15 @@ mod tests {
         )
         .unwrap();
         assert_eq!(rate(&rows, "GET"), Some(6.0));
+    }
+
+    #[test]
+    fn escapes_are_stripped() {
+        assert_eq!(
+            strip_escapes("Booting from ROM..\x1bc\x1b[?7l\x1b[2J\x1b[0mSeaBIOS\n"),
+            "Booting from ROM..SeaBIOS\n"
+        );
+        assert_eq!(strip_escapes("plain"), "plain");
     }
 
     fn rows(set: f64, get: f64) -> Option<Vec<Row>> {
