@@ -144,6 +144,10 @@ struct BenchRedisArgs {
     /// pipelining are always measured too.
     #[arg(short = 'P', long, value_name = "N", default_value_t = 16, value_parser = clap::value_parser!(u32).range(2..=10000))]
     pipeline: u32,
+    /// How many times each redis-benchmark run is repeated on each side's boot (the runs
+    /// alternate; the report gives the median).
+    #[arg(long, value_name = "N", default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=100))]
+    runs: u32,
     /// Guest memory for the measured runs: 256M, 1G, or a number of MiB.
     #[arg(long, value_name = "SIZE", default_value = "256M", value_parser = parse_memory)]
     memory: u64,
@@ -1217,6 +1221,7 @@ fn bench_redis_options(a: &BenchRedisArgs) -> anyhow::Result<bench::redis::Redis
         requests: a.requests,
         clients: a.clients,
         pipeline: a.pipeline,
+        repeats: a.runs,
         memory_mib: a.memory,
         memory_search: !a.no_memory_search,
         ..Default::default()
@@ -1228,8 +1233,8 @@ fn bench_redis_options(a: &BenchRedisArgs) -> anyhow::Result<bench::redis::Redis
 /// `bench redis` as a reader would type it again (every option spelled out).
 fn bench_redis_command(a: &BenchRedisArgs) -> String {
     let mut command = format!(
-        "cargo xtask bench redis --requests {} --clients {} --pipeline {} --memory {}M",
-        a.requests, a.clients, a.pipeline, a.memory
+        "cargo xtask bench redis --requests {} --clients {} --pipeline {} --runs {} --memory {}M",
+        a.requests, a.clients, a.pipeline, a.runs, a.memory
     );
     if a.no_memory_search {
         command.push_str(" --no-memory-search");
@@ -1638,12 +1643,15 @@ mod tests {
         );
         assert_eq!(
             bench_redis_command(&a),
-            "cargo xtask bench redis --requests 100000 --clients 16 --pipeline 16 --memory 256M"
+            "cargo xtask bench redis --requests 100000 --clients 16 --pipeline 16 --runs 3 \
+             --memory 256M"
         );
         let o = bench_redis_options(&a).unwrap();
         assert_eq!(o, bench::redis::RedisOptions::default());
 
         let a = redis_args(&[
+            "--runs",
+            "1",
             "-n",
             "20000",
             "-c",
@@ -1666,13 +1674,19 @@ mod tests {
         );
         assert_eq!(
             bench_redis_command(&a),
-            "cargo xtask bench redis --requests 20000 --clients 8 --pipeline 32 --memory 1024M \
-             --no-memory-search"
+            "cargo xtask bench redis --requests 20000 --clients 8 --pipeline 32 --runs 1 \
+             --memory 1024M --no-memory-search"
         );
         let o = bench_redis_options(&a).unwrap();
         assert_eq!(
-            (o.requests, o.clients, o.pipeline, o.memory_search),
-            (20_000, 8, 32, false)
+            (
+                o.requests,
+                o.clients,
+                o.pipeline,
+                o.repeats,
+                o.memory_search
+            ),
+            (20_000, 8, 32, 1, false)
         );
         let a = redis_args(&["--requests", "5", "--clients", "1", "--pipeline", "2"]);
         assert_eq!((a.requests, a.clients, a.pipeline), (5, 1, 2));
@@ -1681,6 +1695,7 @@ mod tests {
             &["bench", "redis", "--requests", "x"],
             &["bench", "redis", "-c", "0"],
             &["bench", "redis", "-P", "1"],
+            &["bench", "redis", "--runs", "0"],
             &["bench", "redis", "--pipeline", "0"],
             &["bench", "redis", "--memory", "lots"],
             &["bench", "redis", "--elf", "/usr/bin/redis-server"],

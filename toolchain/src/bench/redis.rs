@@ -81,6 +81,9 @@ pub struct RedisOptions {
     pub clients: u32,
     /// Commands per pipeline in the pipelined runs (`-P`); the others send one at a time.
     pub pipeline: u32,
+    /// How many times each run is repeated on the boot of each side (the report gives the
+    /// median rate): the two runs alternate.
+    pub repeats: u32,
     /// Guest memory for the measured runs (MiB).
     pub memory_mib: u64,
     /// Whether to search for the smallest memory that serves.
@@ -95,6 +98,7 @@ impl Default for RedisOptions {
             requests: 100_000,
             clients: 16,
             pipeline: 16,
+            repeats: 3,
             memory_mib: 256,
             memory_search: true,
             machine: Machine::Q35,
@@ -105,8 +109,8 @@ impl Default for RedisOptions {
 impl RedisOptions {
     /// Refuses values redis-benchmark would misread or that cannot measure anything.
     pub fn check(&self) -> anyhow::Result<()> {
-        if self.requests == 0 || self.clients == 0 {
-            bail!("bench redis: --requests and --clients must be at least 1");
+        if self.requests == 0 || self.clients == 0 || self.repeats == 0 {
+            bail!("bench redis: --requests, --clients and --runs must be at least 1");
         }
         if self.pipeline < 2 {
             bail!(
@@ -365,12 +369,30 @@ impl Side {
         });
     }
 
-    /// The rate of `test` in the run with `pipeline`.
-    pub fn rate(&self, pipeline: u32, test: &str) -> Option<f64> {
+    /// The rows of `test` in every repetition of the run with `pipeline` that completed.
+    pub fn rows(&self, pipeline: u32, test: &str) -> Vec<&Row> {
         self.runs
             .iter()
-            .find(|m| m.run.pipeline == pipeline)
-            .and_then(|m| rate(m.rows.as_ref()?, test))
+            .filter(|m| m.run.pipeline == pipeline)
+            .filter_map(|m| m.rows.as_ref()?.iter().find(|r| r.test == test))
+            .collect()
+    }
+
+    /// The median rate of `test` over the repetitions of the run with `pipeline`.
+    pub fn rate(&self, pipeline: u32, test: &str) -> Option<f64> {
+        median(self.rows(pipeline, test).iter().map(|r| r.rps).collect())
+    }
+}
+
+/// The median of `v` (the mean of the middle two for an even count); `None` when empty.
+pub fn median(mut v: Vec<f64>) -> Option<f64> {
+    v.retain(|x| !x.is_nan());
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    match n {
+        0 => None,
+        _ if n % 2 == 1 => Some(v[n / 2]),
+        _ => Some((v[n / 2 - 1] + v[n / 2]) / 2.0),
     }
 }
 
@@ -383,6 +405,8 @@ pub struct RedisReport {
     pub linux: Side,
     /// The measured runs, in order.
     pub runs: Vec<Run>,
+    /// How many times each ran on each side.
+    pub repeats: u32,
     /// The host the load targets (the guest's address).
     pub host: String,
     /// `TCG` or `KVM`.
@@ -417,8 +441,19 @@ pub fn format_report(r: &RedisReport) -> String {
     };
     s.push_str(&format!(
         "Debian's redis-server on QEMU {} ({}, {} host cores{busy}), tap networking, {} MiB; \
-         the runs one after the other on one boot of each side.\n\n",
-        r.machine, r.accel, r.cpus, r.memory_mib
+         the runs one after the other on one boot of each side{}.\n\n",
+        r.machine,
+        r.accel,
+        r.cpus,
+        r.memory_mib,
+        if r.repeats > 1 {
+            format!(
+                ", each {} times (alternating), requests/s the median",
+                r.repeats
+            )
+        } else {
+            String::new()
+        }
     ));
     s.push_str("| | Kiln | Linux guest | Kiln / Linux |\n|---|---:|---:|---:|\n");
     let row = |s: &mut String, what: &str, kv: String, lv: String, rt: String| {
@@ -482,26 +517,39 @@ pub fn format_report(r: &RedisReport) -> String {
         s.push_str(&format!("- Load generator: {}.\n", r.benchmark_version));
     }
     for side in [k, l] {
-        let lat: Vec<String> = side
-            .runs
-            .iter()
-            .filter_map(|m| Some((m.run, m.rows.as_ref()?)))
-            .flat_map(|(run, rows)| {
-                rows.iter().map(move |row| {
-                    format!(
-                        "{} {} p50 {:.2} ms, p99 {:.2} ms",
-                        row.test,
-                        run.label(),
-                        row.p50_ms,
-                        row.p99_ms
-                    )
-                })
-            })
-            .collect();
+        let mut every = Vec::new();
+        let mut lat = Vec::new();
+        for run in &r.runs {
+            for test in ["SET", "GET"] {
+                let rows = side.rows(run.pipeline, test);
+                if rows.is_empty() {
+                    continue;
+                }
+                let rates: Vec<String> = rows.iter().map(|r| format!("{:.0}", r.rps)).collect();
+                every.push(format!("{test} {} {}", run.label(), rates.join(", ")));
+                let med = |f: fn(&Row) -> f64| {
+                    median(rows.iter().map(|r| f(r)).collect()).unwrap_or(f64::NAN)
+                };
+                lat.push(format!(
+                    "{test} {} p50 {:.2} ms, p99 {:.2} ms",
+                    run.label(),
+                    med(|r| r.p50_ms),
+                    med(|r| r.p99_ms)
+                ));
+            }
+        }
+        if r.repeats > 1 && !every.is_empty() {
+            s.push_str(&format!(
+                "- {} requests/s of each repetition: {}.\n",
+                side.name,
+                every.join("; ")
+            ));
+        }
         if !lat.is_empty() {
             s.push_str(&format!(
-                "- {} latencies (redis-benchmark's): {}.\n",
+                "- {} latencies (redis-benchmark's{}): {}.\n",
                 side.name,
+                if r.repeats > 1 { ", medians" } else { "" },
                 lat.join("; ")
             ));
         }
@@ -568,7 +616,9 @@ fn measure(guest: &Guest, bench: &Path, opts: &RedisOptions, side: &mut Side) {
             Ok(t) => {
                 crate::note!("{}: first PONG after {:.3} s", guest.name, t.as_secs_f64());
                 side.first_response = Some(t);
-                for run in opts.runs() {
+                let runs = opts.runs();
+                let all = (0..opts.repeats).flat_map(|_| runs.iter().copied());
+                for run in all {
                     crate::note!("{}: {}", guest.name, run.command(&host));
                     let rows =
                         match run_benchmark(bench, &run.args(&host), run.timeout(), &guest.dir) {
@@ -885,6 +935,7 @@ pub fn redis(layout: &Layout, opts: &RedisOptions) -> anyhow::Result<RedisReport
         kiln: k,
         linux: l,
         runs: opts.runs().to_vec(),
+        repeats: opts.repeats,
         host: tap::quad(net.guest),
         accel: match accel {
             Accel::Tcg => "TCG",
@@ -952,6 +1003,10 @@ mod tests {
         for bad in [
             RedisOptions {
                 requests: 0,
+                ..o.clone()
+            },
+            RedisOptions {
+                repeats: 0,
                 ..o.clone()
             },
             RedisOptions {
@@ -1070,6 +1125,15 @@ mod tests {
     }
 
     #[test]
+    fn medians() {
+        assert_eq!(median(vec![]), None);
+        assert_eq!(median(vec![3.0]), Some(3.0));
+        assert_eq!(median(vec![5.0, 1.0, 3.0]), Some(3.0));
+        assert_eq!(median(vec![4.0, 1.0, 3.0, 2.0]), Some(2.5));
+        assert_eq!(median(vec![f64::NAN, 2.0]), Some(2.0));
+    }
+
+    #[test]
     fn escapes_are_stripped() {
         assert_eq!(
             strip_escapes("Booting from ROM..\x1bc\x1b[?7l\x1b[2J\x1b[0mSeaBIOS\n"),
@@ -1114,6 +1178,22 @@ mod tests {
                         run: piped,
                         rows: rows(30000.0, 40000.0),
                     },
+                    Measured {
+                        run: plain,
+                        rows: rows(1000.0, 9000.0),
+                    },
+                    Measured {
+                        run: piped,
+                        rows: rows(30000.0, 40000.0),
+                    },
+                    Measured {
+                        run: plain,
+                        rows: rows(5000.0, 2000.0),
+                    },
+                    Measured {
+                        run: piped,
+                        rows: None,
+                    },
                 ],
                 first_response: Some(Duration::from_millis(250)),
                 image_size: Some(6_000_000),
@@ -1146,6 +1226,7 @@ mod tests {
                 ),
             },
             runs: vec![plain, piped],
+            repeats: 3,
             host: "10.77.79.2".into(),
             accel: "TCG".into(),
             cpus: 2,
@@ -1167,11 +1248,15 @@ mod tests {
             "| image size | 6000000 bytes | 20000000 bytes | 0.30x (1/3) |",
             "| smallest --memory that serves | 16 MiB | over 256 MiB |  |",
             "- -P 16: `redis-benchmark -h 10.77.79.2 -p 6379 -t set,get -n 20000 -c 16 -P 16 -q --csv`",
-            "- Kiln latencies (redis-benchmark's): SET no pipelining p50 1.00 ms, p99 2.50 ms;",
             "- Kiln memory search: 64 MiB serves, 24 MiB serves, 16 MiB serves.",
             "- Load generator: redis-benchmark 7.0.15.",
             "-n 2000 -c 16 -q --csv` completes",
             "Linux failed: -P 16: redis-benchmark did not finish",
+            "one boot of each side, each 3 times (alternating), requests/s the median.",
+            "- Kiln requests/s of each repetition: SET no pipelining 3000, 1000, 5000; GET no \
+             pipelining 4000, 9000, 2000; SET -P 16 30000, 30000; GET -P 16 40000, 40000.\n",
+            "- Linux requests/s of each repetition: SET no pipelining 6000; GET no pipelining 4000.\n",
+            "- Kiln latencies (redis-benchmark's, medians): SET no pipelining p50 1.00 ms,",
             "- Linux at 64 MiB: QEMU exited (exit status: 0) before answering.\n",
         ] {
             assert!(s.contains(want), "missing {want:?} in:\n{s}");
