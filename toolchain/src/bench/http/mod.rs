@@ -456,7 +456,8 @@ fn refuse_dynamic(path: &Path) -> anyhow::Result<()> {
         crate::elf::validate(&bytes).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
     if let Some(interp) = info.interpreter {
         bail!(
-            "{} is dynamically linked (its loader is {interp}): bench http compares a static              server; link it statically (Rust: -C target-feature=+crt-static, C: gcc -static)",
+            "{} is dynamically linked (its loader is {interp}): bench http compares a static \
+             server; link it statically (Rust: -C target-feature=+crt-static, C: gcc -static)",
             path.display()
         );
     }
