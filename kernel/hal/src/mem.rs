@@ -4,15 +4,21 @@
 
 use core::arch::asm;
 
-/// Copies `n` bytes forwards.
+/// Copies `n` bytes forwards: eight at a time, then the rest. (Under QEMU's TCG each
+/// repetition of a string instruction costs about as much as a small translated block, so
+/// moving words instead of bytes makes copies several times faster; saving a thread's
+/// registers and SSE state is a 700-byte copy.)
 ///
 /// # Safety
 /// The C contract of `memcpy`.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn memcpy(dest: *mut u8, src: *const u8, n: usize) -> *mut u8 {
-    // SAFETY: the caller guarantees both ranges are valid and do not overlap.
+    // SAFETY: the caller guarantees both ranges are valid and do not overlap; the words go
+    // first, then the remaining bytes continue where they ended (rdi and rsi advance).
     unsafe {
-        asm!("rep movsb", inout("rdi") dest => _, inout("rsi") src => _, inout("rcx") n => _,
+        asm!("rep movsq", "mov rcx, {tail}", "rep movsb",
+             tail = in(reg) n & 7,
+             inout("rdi") dest => _, inout("rsi") src => _, inout("rcx") n >> 3 => _,
              options(nostack, preserves_flags))
     }
     dest
@@ -38,15 +44,19 @@ pub unsafe extern "C" fn memmove(dest: *mut u8, src: *const u8, n: usize) -> *mu
     }
 }
 
-/// Fills `n` bytes with `c`.
+/// Fills `n` bytes with `c`, eight at a time, then the rest (see [`memcpy`]).
 ///
 /// # Safety
 /// The C contract of `memset`.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn memset(dest: *mut u8, c: i32, n: usize) -> *mut u8 {
-    // SAFETY: the caller guarantees the range is valid.
+    let word = u64::from(c as u8) * 0x0101_0101_0101_0101;
+    // SAFETY: the caller guarantees the range is valid; the bytes continue where the words
+    // ended (rdi advances), and the low byte of `word` is `c`.
     unsafe {
-        asm!("rep stosb", inout("rdi") dest => _, inout("rcx") n => _, in("al") c as u8,
+        asm!("rep stosq", "mov rcx, {tail}", "rep stosb",
+             tail = in(reg) n & 7,
+             inout("rdi") dest => _, inout("rcx") n >> 3 => _, inout("rax") word => _,
              options(nostack, preserves_flags))
     }
     dest

@@ -9,7 +9,7 @@
 //! `-ETIMEDOUT`). System calls therefore never sleep inside the kernel, and one kernel stack
 //! per CPU is enough.
 
-use alloc::collections::{BTreeMap, VecDeque};
+use alloc::collections::{BTreeMap, BTreeSet, VecDeque};
 use alloc::vec::Vec;
 
 use crate::process::{Channel, ThreadState, Wait};
@@ -45,12 +45,37 @@ struct Entry<C> {
     wait_seq: u64,
 }
 
+/// What a channel is indexed by: futex waiters match on the address first (their bitsets
+/// are compared after), the others exactly.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Key {
+    Futex(u64),
+    Object(u64),
+    Io,
+}
+
+fn key(c: &Channel) -> Key {
+    match c {
+        Channel::Futex { addr, .. } => Key::Futex(*addr),
+        Channel::Object(id) => Key::Object(*id),
+        Channel::Io => Key::Io,
+    }
+}
+
 /// Threads, run queue and wait channels.
+///
+/// Blocked threads are indexed by channel and by deadline, so a wake-up, a timeout check
+/// and the next deadline cost the same with 2 threads or 2,000 (a server with a thread per
+/// connection has one per client).
 pub struct Scheduler<C> {
     threads: BTreeMap<u32, Entry<C>>,
     ready: VecDeque<u32>,
     current: Option<u32>,
     seq: u64,
+    /// Blocked threads by channel, then in the order they started waiting.
+    waiting: BTreeSet<(Key, u64, u32)>,
+    /// Blocked threads with a deadline, by deadline.
+    timed: BTreeSet<(u64, u32)>,
 }
 
 impl<C> Scheduler<C> {
@@ -73,6 +98,8 @@ impl<C> Scheduler<C> {
             ready: VecDeque::new(),
             current: Some(tid),
             seq: 0,
+            waiting: BTreeSet::new(),
+            timed: BTreeSet::new(),
         }
     }
 
@@ -167,7 +194,24 @@ impl<C> Scheduler<C> {
         self.seq += 1;
         let e = self.threads.get_mut(&tid).expect("running thread exists");
         e.wait_seq = self.seq;
+        for c in &wait.channels {
+            self.waiting.insert((key(c), self.seq, tid));
+        }
+        if let Some(d) = wait.deadline {
+            self.timed.insert((d, tid));
+        }
         e.status = Status::Blocked(wait);
+    }
+
+    /// Removes blocked thread `tid`'s wait (channels `channels`, started at `seq`, until
+    /// `deadline`) from the indexes.
+    fn unindex(&mut self, tid: u32, seq: u64, channels: &[Channel], deadline: Option<u64>) {
+        for c in channels {
+            self.waiting.remove(&(key(c), seq, tid));
+        }
+        if let Some(d) = deadline {
+            self.timed.remove(&(d, tid));
+        }
     }
 
     /// The running thread yields the CPU (preemption or `sched_yield`): it goes to the back
@@ -190,33 +234,37 @@ impl<C> Scheduler<C> {
     }
 
     fn make_ready(&mut self, tid: u32, how: Resume) {
-        if let Some(e) = self.threads.get_mut(&tid) {
-            if let Status::Blocked(w) = &e.status {
-                e.restart_deadline = if matches!(how, Resume::Restart | Resume::Interrupted) {
-                    w.deadline
-                } else {
-                    None
-                };
-            }
-            e.status = Status::Ready(how);
-            self.ready.push_back(tid);
+        let Some(e) = self.threads.get_mut(&tid) else {
+            return;
+        };
+        let old = core::mem::replace(&mut e.status, Status::Ready(how));
+        let seq = e.wait_seq;
+        if let Status::Blocked(w) = old {
+            e.restart_deadline = if matches!(how, Resume::Restart | Resume::Interrupted) {
+                w.deadline
+            } else {
+                None
+            };
+            self.unindex(tid, seq, &w.channels, w.deadline);
         }
+        self.ready.push_back(tid);
     }
 
     /// Blocked threads waiting on a channel that `channel` reaches, oldest first.
     fn waiters(&self, channel: &Channel) -> Vec<u32> {
-        let mut w: Vec<(u64, u32)> = self
-            .threads
-            .iter()
-            .filter_map(|(tid, e)| match &e.status {
-                Status::Blocked(wait) if wait.channels.iter().any(|c| channel.reaches(c)) => {
-                    Some((e.wait_seq, *tid))
-                }
-                _ => None,
-            })
-            .collect();
-        w.sort_unstable();
-        w.into_iter().map(|(_, t)| t).collect()
+        let k = key(channel);
+        let mut out: Vec<u32> = Vec::new();
+        for &(_, _, tid) in self.waiting.range((k, 0, 0)..=(k, u64::MAX, u32::MAX)) {
+            let reached = match self.threads.get(&tid).map(|e| &e.status) {
+                Some(Status::Blocked(w)) => w.channels.iter().any(|c| channel.reaches(c)),
+                _ => false,
+            };
+            // A thread waiting twice on one channel is listed once.
+            if reached && !out.contains(&tid) {
+                out.push(tid);
+            }
+        }
+        out
     }
 
     /// Wakes up to `max` waiters of `channel`; returns how many.
@@ -243,12 +291,16 @@ impl<C> Scheduler<C> {
         for tid in waiters.into_iter().skip(woken).take(requeue) {
             if let Some(Entry {
                 status: Status::Blocked(w),
+                wait_seq,
                 ..
             }) = self.threads.get_mut(&tid)
             {
+                let seq = *wait_seq;
                 for c in w.channels.iter_mut() {
                     if from.reaches(c) {
+                        self.waiting.remove(&(key(c), seq, tid));
                         *c = to;
+                        self.waiting.insert((key(c), seq, tid));
                     }
                 }
                 moved += 1;
@@ -274,30 +326,23 @@ impl<C> Scheduler<C> {
     /// Readies every blocked thread whose deadline is at or before `now`, with its timeout
     /// result.
     pub fn expire(&mut self, now: u64) {
-        let expired: Vec<(u32, i64)> = self
-            .threads
-            .iter()
-            .filter_map(|(tid, e)| match &e.status {
-                Status::Blocked(w) if w.deadline.is_some_and(|d| d <= now) => {
-                    Some((*tid, w.on_timeout))
-                }
-                _ => None,
-            })
+        let due: Vec<u32> = self
+            .timed
+            .range(..=(now, u32::MAX))
+            .map(|&(_, tid)| tid)
             .collect();
-        for (tid, v) in expired {
+        for tid in due {
+            let v = match self.threads.get(&tid).map(|e| &e.status) {
+                Some(Status::Blocked(w)) => w.on_timeout,
+                _ => continue,
+            };
             self.make_ready(tid, Resume::Return(v));
         }
     }
 
     /// The earliest deadline among blocked threads.
     pub fn next_deadline(&self) -> Option<u64> {
-        self.threads
-            .values()
-            .filter_map(|e| match &e.status {
-                Status::Blocked(w) => w.deadline,
-                _ => None,
-            })
-            .min()
+        self.timed.first().map(|&(d, _)| d)
     }
 
     /// Makes the next ready thread the running one and says how it resumes; `None` when no
@@ -369,6 +414,40 @@ mod tests {
         s.wake(Channel::Object(7), usize::MAX);
         assert_eq!(s.pick(), Some((1, Resume::Restart)));
         assert_eq!(s.restart_deadline(1), Some(500));
+    }
+
+    #[test]
+    fn many_waiters_are_found_by_channel_and_deadline() {
+        let mut s = Scheduler::new(thread(1), ());
+        for tid in 2..=200 {
+            s.spawn(thread(tid), ());
+        }
+        // Every thread blocks on its own object; even ones with a deadline.
+        for _ in 1..=200 {
+            let (tid, _) = s.pick().unwrap();
+            let deadline = (tid % 2 == 0).then_some(1000 + u64::from(tid));
+            s.block_current(wait_on(Channel::Object(u64::from(tid)), None, deadline));
+        }
+        assert_eq!(s.next_deadline(), Some(1002));
+        assert_eq!(s.wake(Channel::Object(2), usize::MAX), 1);
+        assert_eq!(s.wake(Channel::Object(2), usize::MAX), 0);
+        assert_eq!(s.pick(), Some((2, Resume::Restart)));
+        // The woken thread's deadline is gone from the index.
+        assert_eq!(s.next_deadline(), Some(1004));
+        s.expire(1010);
+        let mut timed_out = Vec::new();
+        while let Some((tid, how)) = s.pick() {
+            if tid == 2 {
+                s.block_current(wait_on(Channel::Io, None, None));
+                continue;
+            }
+            assert_eq!(how, Resume::Return(-110));
+            timed_out.push(tid);
+            s.block_current(wait_on(Channel::Io, None, None));
+        }
+        assert_eq!(timed_out, vec![4, 6, 8, 10]);
+        assert_eq!(s.next_deadline(), Some(1012));
+        assert_eq!(s.wake(Channel::Io, usize::MAX), 5);
     }
 
     #[test]

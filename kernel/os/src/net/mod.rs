@@ -109,6 +109,11 @@ const ORPHAN_TIMEOUT: Duration = Duration::from_secs(30);
 /// scheduler's time slice, so a busy kernel needs no extra timer for it; only a thread
 /// that writes and then computes for longer than this, with no system call, waits it out.
 pub const HOLD_NS: u64 = 10_000_000;
+/// Asking every socket when it next needs the interface costs time in proportion to the
+/// sockets; a busy server runs the interface thousands of times a second. The sockets are
+/// asked after a run at most this often; a run in between schedules a run this long after
+/// the last asking, so no timer (an acknowledgement, a retransmission) is late by more.
+const POLL_AT_EVERY_NS: u64 = 2_000_000;
 /// MAC address when the machine has no network card (loopback only).
 const LOOPBACK_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x01];
 
@@ -259,10 +264,14 @@ pub struct Stack {
     only_writes: bool,
     /// Since when written data has been held back (monotonic ns).
     held: Option<u64>,
-    /// When the interface's own timers next want it to run, as of the end of its last run
-    /// (monotonic ns). Every socket change between runs sets `dirty`, so this stays true
-    /// without asking every socket again on each system call.
+    /// When the interface's own timers next want it to run, as of the end of the run that
+    /// last asked every socket (monotonic ns). Every socket change between runs sets
+    /// `dirty`, so this stays true without asking again on each system call.
     poll_at: Option<u64>,
+    /// When the sockets were last asked for `poll_at` (see [`POLL_AT_EVERY_NS`]).
+    poll_at_asked: u64,
+    /// Runs happened since the sockets were last asked.
+    poll_at_stale: bool,
 }
 
 /// The network stack of a process.
@@ -462,6 +471,8 @@ impl Net {
                 only_writes: false,
                 held: None,
                 poll_at: None,
+                poll_at_asked: 0,
+                poll_at_stale: false,
             })),
         }
     }
@@ -674,12 +685,19 @@ impl Stack {
         self.dhcp_events(m);
         self.reap_orphans();
         self.sweep(m);
-        let t = now(m);
-        self.poll_at = self.iface.as_mut().and_then(|iface| {
-            iface
-                .poll_at(t, &self.sockets)
-                .map(|at| (at.total_micros().max(0) as u64).saturating_mul(1000))
-        });
+        let now_ns = m.monotonic_ns();
+        if now_ns >= self.poll_at_asked + POLL_AT_EVERY_NS || self.iface.is_none() {
+            let t = now(m);
+            self.poll_at = self.iface.as_mut().and_then(|iface| {
+                iface
+                    .poll_at(t, &self.sockets)
+                    .map(|at| (at.total_micros().max(0) as u64).saturating_mul(1000))
+            });
+            self.poll_at_asked = now_ns;
+            self.poll_at_stale = false;
+        } else {
+            self.poll_at_stale = true;
+        }
     }
 
     /// Notes a socket change the next run of the stack must act on.
@@ -804,10 +822,10 @@ impl Stack {
             (true, Some(since)) if self.only_writes => Some(since + HOLD_NS),
             (true, _) => Some(0),
         };
-        match (run, self.poll_at) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        let ask = self
+            .poll_at_stale
+            .then(|| self.poll_at_asked + POLL_AT_EVERY_NS);
+        [run, self.poll_at, ask].into_iter().flatten().min()
     }
 
     /// The last descriptor of socket `id` was closed.

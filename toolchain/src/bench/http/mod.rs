@@ -447,23 +447,6 @@ fn serves(
     Ok(())
 }
 
-/// `bench http` runs the same binary alone in the Linux guest's initramfs, which holds no
-/// libraries: a dynamically linked `--elf` is refused (`bench redis` packs them).
-fn refuse_dynamic(path: &Path) -> anyhow::Result<()> {
-    let bytes =
-        std::fs::read(path).with_context(|| format!("--elf {}: no such file", path.display()))?;
-    let info =
-        crate::elf::validate(&bytes).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
-    if let Some(interp) = info.interpreter {
-        bail!(
-            "{} is dynamically linked (its loader is {interp}): bench http compares a static \
-             server; link it statically (Rust: -C target-feature=+crt-static, C: gcc -static)",
-            path.display()
-        );
-    }
-    Ok(())
-}
-
 /// The Kiln image of the server, its arguments baked in (like `build-image --elf FILE --arg
 /// A`), written to `dir`.
 fn build_server(
@@ -483,11 +466,11 @@ fn build_server(
             source: opts.server.clone(),
             rootfs_dir: None,
             files: vec![],
-            libs: vec![],
-            dynamic: false,
             env: vec![],
             args: opts.args.clone(),
             output: Some(dir.join(format!("{name}.elf"))),
+            libs: vec![],
+            dynamic: false,
         },
     )
 }
@@ -503,7 +486,18 @@ pub fn http(layout: &Layout, opts: &HttpOptions) -> anyhow::Result<HttpReport> {
     // The server first: a missing or dynamically linked ELF is refused before anything
     // else is set up.
     if let AppSource::Elf(path) = &opts.server {
-        refuse_dynamic(path)?;
+        if let Ok(bytes) = std::fs::read(path) {
+            if let Ok(info) = crate::elf::validate(&bytes) {
+                if let Some(interp) = info.interpreter {
+                    bail!(
+                        "bench http: {} is dynamically linked (it asks for {interp}); the Linux \
+                         guest's initramfs holds one static server: link it statically (Rust \
+                         `-C target-feature=+crt-static`, C `gcc -static`, Go `CGO_ENABLED=0`)",
+                        path.display()
+                    );
+                }
+            }
+        }
     }
     let kiln_image = build_server(layout, opts, &dir)?;
     let server = std::fs::read(&kiln_image.app.elf)
