@@ -104,7 +104,7 @@ pub const SUITE: &[Package] = &[
     Package {
         name: "redis-tools",
         provides: "/usr/bin/redis-cli",
-        why: "the client of the redis test",
+        why: "the client of the redis test, and redis-benchmark for bench redis",
     },
     Package {
         name: "python3",

@@ -109,6 +109,10 @@ enum BenchCmd {
     /// A static HTTP server as a Kiln image against the same binary on a minimal Linux
     /// guest, over tap networking, under wrk (needs root); writes BENCHMARKS.md.
     Http(BenchHttpArgs),
+    /// Debian's redis-server as a Kiln image against the same binary (with its libraries) on
+    /// a minimal Linux guest, over tap networking, under redis-benchmark (needs root);
+    /// writes BENCHMARKS.md.
+    Redis(BenchRedisArgs),
     /// The HTTP example under constant load for minutes (`run -p` networking): failed
     /// requests (must be 0) and the kernel's memory use before and after (must be flat);
     /// writes BENCHMARKS.md.
@@ -126,6 +130,30 @@ struct BenchSoakArgs {
     /// Guest memory: 256M, 1G, or a number of MiB.
     #[arg(long, value_name = "SIZE", default_value = "256M", value_parser = parse_memory)]
     memory: u64,
+}
+
+#[derive(Args, Debug)]
+struct BenchRedisArgs {
+    /// Requests per command (redis-benchmark -n).
+    #[arg(short = 'n', long, value_name = "N", default_value_t = 100_000, value_parser = clap::value_parser!(u32).range(1..=100_000_000))]
+    requests: u32,
+    /// Parallel connections (redis-benchmark -c).
+    #[arg(short = 'c', long, value_name = "N", default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=10000))]
+    clients: u32,
+    /// Commands per pipeline in the pipelined runs (redis-benchmark -P); the runs without
+    /// pipelining are always measured too.
+    #[arg(short = 'P', long, value_name = "N", default_value_t = 16, value_parser = clap::value_parser!(u32).range(2..=10000))]
+    pipeline: u32,
+    /// How many times each redis-benchmark run is repeated on each side's boot (the runs
+    /// alternate; the report gives the median).
+    #[arg(long, value_name = "N", default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=100))]
+    runs: u32,
+    /// Guest memory for the measured runs: 256M, 1G, or a number of MiB.
+    #[arg(long, value_name = "SIZE", default_value = "256M", value_parser = parse_memory)]
+    memory: u64,
+    /// Skip the search for the smallest memory that serves.
+    #[arg(long)]
+    no_memory_search: bool,
 }
 
 #[derive(Args, Debug)]
@@ -1206,6 +1234,9 @@ pub fn run_cli(sources: Option<&kiln_toolchain::sources::Embedded>) -> ExitCode 
             which: BenchCmd::Http(a),
         } => bench_http(&layout, a).map(|_| 0),
         Cmd::Bench {
+            which: BenchCmd::Redis(a),
+        } => bench_redis(&layout, a).map(|_| 0),
+        Cmd::Bench {
             which: BenchCmd::Soak(a),
         } => bench_soak(&layout, a),
     };
@@ -1280,6 +1311,42 @@ fn bench_http(layout: &Layout, a: &BenchHttpArgs) -> anyhow::Result<()> {
     let r = bench::http::http(layout, &opts)?;
     print!("{}", bench::http::format_report(&r));
     bench::http::write_markdown(layout, &r, &bench_http_command(a))?;
+    note!("wrote BENCHMARKS.md");
+    Ok(())
+}
+
+/// The options of `bench redis`, checked.
+fn bench_redis_options(a: &BenchRedisArgs) -> anyhow::Result<bench::redis::RedisOptions> {
+    let o = bench::redis::RedisOptions {
+        requests: a.requests,
+        clients: a.clients,
+        pipeline: a.pipeline,
+        repeats: a.runs,
+        memory_mib: a.memory,
+        memory_search: !a.no_memory_search,
+        ..Default::default()
+    };
+    o.check()?;
+    Ok(o)
+}
+
+/// `bench redis` as a reader would type it again (every option spelled out).
+fn bench_redis_command(a: &BenchRedisArgs) -> String {
+    let mut command = format!(
+        "cargo xtask bench redis --requests {} --clients {} --pipeline {} --runs {} --memory {}M",
+        a.requests, a.clients, a.pipeline, a.runs, a.memory
+    );
+    if a.no_memory_search {
+        command.push_str(" --no-memory-search");
+    }
+    command
+}
+
+fn bench_redis(layout: &Layout, a: &BenchRedisArgs) -> anyhow::Result<()> {
+    let opts = bench_redis_options(a)?;
+    let r = bench::redis::redis(layout, &opts)?;
+    print!("{}", bench::redis::format_report(&r));
+    bench::redis::write_markdown(layout, &r, &bench_redis_command(a))?;
     note!("wrote BENCHMARKS.md");
     Ok(())
 }
@@ -1645,6 +1712,94 @@ mod tests {
             &["bench", "http", "--wrk-timeout", "0"],
             &["bench", "http", "--elf", "a", "--example", "b"],
             &["bench", "http", "--elf"],
+        ] {
+            assert!(parse(bad).is_err(), "{bad:?} should be refused");
+        }
+    }
+
+    fn redis_args(args: &[&str]) -> BenchRedisArgs {
+        let mut all = vec!["bench", "redis"];
+        all.extend_from_slice(args);
+        match parse(&all).unwrap().command {
+            Cmd::Bench {
+                which: BenchCmd::Redis(a),
+            } => a,
+            c => panic!("{c:?}"),
+        }
+    }
+
+    #[test]
+    fn bench_redis_command_lines() {
+        let a = redis_args(&[]);
+        assert_eq!(
+            (
+                a.requests,
+                a.clients,
+                a.pipeline,
+                a.memory,
+                a.no_memory_search
+            ),
+            (100_000, 16, 16, 256, false)
+        );
+        assert_eq!(
+            bench_redis_command(&a),
+            "cargo xtask bench redis --requests 100000 --clients 16 --pipeline 16 --runs 3 \
+             --memory 256M"
+        );
+        let o = bench_redis_options(&a).unwrap();
+        assert_eq!(o, bench::redis::RedisOptions::default());
+
+        let a = redis_args(&[
+            "--runs",
+            "1",
+            "-n",
+            "20000",
+            "-c",
+            "8",
+            "-P",
+            "32",
+            "--memory",
+            "1G",
+            "--no-memory-search",
+        ]);
+        assert_eq!(
+            (
+                a.requests,
+                a.clients,
+                a.pipeline,
+                a.memory,
+                a.no_memory_search
+            ),
+            (20_000, 8, 32, 1024, true)
+        );
+        assert_eq!(
+            bench_redis_command(&a),
+            "cargo xtask bench redis --requests 20000 --clients 8 --pipeline 32 --runs 1 \
+             --memory 1024M --no-memory-search"
+        );
+        let o = bench_redis_options(&a).unwrap();
+        assert_eq!(
+            (
+                o.requests,
+                o.clients,
+                o.pipeline,
+                o.repeats,
+                o.memory_search
+            ),
+            (20_000, 8, 32, 1, false)
+        );
+        let a = redis_args(&["--requests", "5", "--clients", "1", "--pipeline", "2"]);
+        assert_eq!((a.requests, a.clients, a.pipeline), (5, 1, 2));
+        for bad in [
+            &["bench", "redis", "-n", "0"][..],
+            &["bench", "redis", "--requests", "x"],
+            &["bench", "redis", "-c", "0"],
+            &["bench", "redis", "-P", "1"],
+            &["bench", "redis", "--runs", "0"],
+            &["bench", "redis", "--pipeline", "0"],
+            &["bench", "redis", "--memory", "lots"],
+            &["bench", "redis", "--elf", "/usr/bin/redis-server"],
+            &["bench", "redis", "--", "--port", "7000"],
         ] {
             assert!(parse(bad).is_err(), "{bad:?} should be refused");
         }

@@ -1,11 +1,12 @@
-//! Benchmarks: `bench boot` ([`boot`]), `bench http` ([`http`]) and `bench soak`
-//! ([`soak`]). Each writes its own section of `BENCHMARKS.md` ([`markdown`]) and leaves the
+//! Benchmarks: `bench boot` ([`boot`]), `bench http` ([`http`]), `bench redis` ([`redis`])
+//! and `bench soak` ([`soak`]). Each writes its own section of `BENCHMARKS.md` ([`markdown`]) and leaves the
 //! others as they are.
 
 pub mod boot;
 pub mod http;
 pub mod load;
 pub mod markdown;
+pub mod redis;
 pub mod soak;
 
 pub use boot::{boot, format_report, median, write_markdown, Report, Row};

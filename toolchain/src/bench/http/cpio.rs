@@ -1,5 +1,5 @@
 //! A writer for the cpio "newc" format (the one Linux unpacks as an initramfs): directories,
-//! regular files and character devices, owned by root, with mtime 0 so the same inputs give
+//! regular files, symbolic links and character devices, owned by root, with mtime 0 so the same inputs give
 //! the same bytes.
 //!
 //! Each entry is a 110-byte ASCII header (`070701` and 13 eight-digit hex fields), the
@@ -10,6 +10,7 @@
 const S_IFDIR: u32 = 0o040000;
 const S_IFREG: u32 = 0o100000;
 const S_IFCHR: u32 = 0o020000;
+const S_IFLNK: u32 = 0o120000;
 
 /// An archive being written.
 #[derive(Debug, Default)]
@@ -41,6 +42,11 @@ impl Writer {
     /// Adds a regular file.
     pub fn file(&mut self, path: &str, perm: u32, data: &[u8]) {
         self.entry(path, S_IFREG | (perm & 0o7777), 1, (0, 0), data);
+    }
+
+    /// Adds a symbolic link to `target` (its data is the target, as in `cpio -H newc`).
+    pub fn symlink(&mut self, path: &str, target: &str) {
+        self.entry(path, S_IFLNK | 0o777, 1, (0, 0), target.as_bytes());
     }
 
     /// Adds a character device node (`dev/console` is 5:1).
@@ -165,8 +171,10 @@ mod tests {
         w.char_device("dev/console", 0o600, 5, 1);
         w.file("modules/00-virtio.ko", 0o644, &[7u8; 1001]);
         w.file("empty", 0o644, b"");
+        w.symlink("lib", "usr/lib");
         let e = read_all(&w.finish());
-        assert_eq!(e.len(), 4);
+        assert_eq!(e.len(), 5);
+        assert_eq!(e[4], ("lib".into(), 0o120777, (0, 0), b"usr/lib".to_vec()));
         assert_eq!(e[0], ("dev".into(), 0o040755, (0, 0), vec![]));
         assert_eq!(e[1], ("dev/console".into(), 0o020600, (5, 1), vec![]));
         assert_eq!(e[2].0, "modules/00-virtio.ko");

@@ -285,16 +285,105 @@ pub fn args_file(args: &[String]) -> anyhow::Result<Vec<u8>> {
     Ok(out)
 }
 
+/// One more entry of the initramfs: a dynamically linked server's loader and libraries, at
+/// the paths the loader asks for, with the symbolic links on the way.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Extra {
+    /// A file (absolute path, contents); executable, as libraries are.
+    File(String, Vec<u8>),
+    /// A symbolic link (absolute path, target as on the host).
+    Symlink(String, String),
+}
+
+impl Extra {
+    fn path(&self) -> &str {
+        match self {
+            Extra::File(p, _) | Extra::Symlink(p, _) => p,
+        }
+    }
+}
+
+/// The initramfs entries for `libs` (from [`crate::dynamic::Resolver`]): for each, the host's
+/// symbolic links along its path (Debian's `/lib -> usr/lib`, `/lib64/ld-linux-x86-64.so.2`)
+/// and the file, as `build-image` packs them; each path once.
+pub fn library_entries(libs: &[crate::dynamic::Library]) -> anyhow::Result<Vec<Extra>> {
+    use crate::dynamic::{host_entries, Entry};
+    let mut out: Vec<Extra> = Vec::new();
+    for lib in libs {
+        let entries = host_entries(Path::new("/"), &lib.path)
+            .ok()
+            .filter(|e| {
+                matches!(e.last(), Some(Entry::File(_, h))
+                    if std::fs::canonicalize(h).ok().as_deref() == Some(lib.host.as_path()))
+            })
+            .unwrap_or_else(|| vec![Entry::File(lib.path.clone(), lib.host.clone())]);
+        for e in entries {
+            let extra = match e {
+                Entry::Symlink(path, target) => Extra::Symlink(path, target),
+                Entry::File(path, host) => Extra::File(
+                    path,
+                    std::fs::read(&host)
+                        .with_context(|| format!("could not read {}", host.display()))?,
+                ),
+            };
+            if !out.iter().any(|o| o.path() == extra.path()) {
+                out.push(extra);
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// The directories that must exist before `extras` are unpacked (every parent of each
+/// path, parents first, without `/`), leaving out those a symbolic link of `extras` stands
+/// for.
+fn parent_dirs(extras: &[Extra]) -> Vec<String> {
+    let links: Vec<&str> = extras
+        .iter()
+        .filter_map(|e| match e {
+            Extra::Symlink(p, _) => Some(p.as_str()),
+            Extra::File(..) => None,
+        })
+        .collect();
+    let mut dirs = std::collections::BTreeSet::new();
+    for e in extras {
+        let path = e.path().trim_start_matches('/');
+        let mut at = 0;
+        while let Some(i) = path[at..].find('/') {
+            let d = &path[..at + i];
+            if !links.contains(&format!("/{d}").as_str()) {
+                dirs.insert(d.to_string());
+            }
+            at += i + 1;
+        }
+    }
+    // A parent sorts before its children.
+    dirs.into_iter().collect()
+}
+
 /// The initramfs (gzip'd newc cpio): `/init`, `/server`, `/args` (the server's arguments,
-/// see [`args_file`]), `/modules/NN-NAME.ko` in load order, `/dev/console`, and empty
-/// `/proc`, `/tmp`.
+/// see [`args_file`]), `/modules/NN-NAME.ko` in load order, `/dev/console`, empty
+/// `/proc`, `/tmp`, and `extras` (a dynamically linked server's loader and libraries, see
+/// [`library_entries`]) with their directories.
 pub fn initramfs(
     init: &[u8],
     server: &[u8],
     args: &[String],
     modules: &[(String, Vec<u8>)],
+    extras: &[Extra],
 ) -> anyhow::Result<Vec<u8>> {
     let mut w = cpio::Writer::new();
+    for d in parent_dirs(extras) {
+        if !["dev", "proc", "tmp", "modules"].contains(&d.as_str()) {
+            w.dir(&d, 0o755);
+        }
+    }
+    for e in extras {
+        match e {
+            Extra::File(p, data) => w.file(p, 0o755, data),
+            Extra::Symlink(p, target) => w.symlink(p, target),
+        }
+    }
     w.dir("dev", 0o755);
     w.char_device("dev/console", 0o600, 5, 1);
     w.dir("proc", 0o555);
@@ -410,6 +499,13 @@ mod tests {
             b"SERVER",
             &args,
             &[("virtio".into(), b"KO".to_vec())],
+            &[
+                Extra::Symlink("/lib".into(), "usr/lib".into()),
+                Extra::File(
+                    "/usr/lib/x86_64-linux-gnu/libc.so.6".into(),
+                    b"LIBC".to_vec(),
+                ),
+            ],
         )
         .unwrap();
         let mut raw = Vec::new();
@@ -423,10 +519,58 @@ mod tests {
             "server\0",
             "args\0",
             "-listen\0a b\0",
+            "lib\0",
+            "usr/lib\0",
+            "usr/lib/x86_64-linux-gnu\0",
+            "usr/lib/x86_64-linux-gnu/libc.so.6\0",
+            "LIBC",
             "TRAILER!!!",
         ] {
             assert!(text.contains(name), "{name}");
         }
+    }
+
+    #[test]
+    fn directories_for_libraries() {
+        let e = [
+            Extra::Symlink("/lib".into(), "usr/lib".into()),
+            Extra::Symlink("/lib64".into(), "usr/lib64".into()),
+            Extra::Symlink(
+                "/usr/lib64/ld-linux-x86-64.so.2".into(),
+                "/lib/x86_64-linux-gnu/ld-linux-x86-64.so.2".into(),
+            ),
+            Extra::File("/usr/lib/x86_64-linux-gnu/libc.so.6".into(), vec![]),
+        ];
+        assert_eq!(
+            parent_dirs(&e),
+            ["usr", "usr/lib", "usr/lib/x86_64-linux-gnu", "usr/lib64"]
+        );
+    }
+
+    #[test]
+    fn redis_libraries_for_the_initramfs() {
+        // Debian's redis-server, where it is installed (the suite installs it).
+        let Ok(bytes) = std::fs::read("/usr/bin/redis-server") else {
+            return;
+        };
+        let libs = crate::dynamic::Resolver::host(vec![])
+            .resolve(&bytes, "/server", Path::new("/usr/bin"))
+            .unwrap()
+            .libraries;
+        let e = library_entries(&libs).unwrap();
+        let paths: Vec<&str> = e.iter().map(Extra::path).collect();
+        // Each path once; the loader's own path present (a link or the file itself).
+        let mut sorted = paths.clone();
+        sorted.sort();
+        sorted.dedup();
+        assert_eq!(sorted.len(), paths.len(), "{paths:?}");
+        assert!(paths.contains(&"/lib64/ld-linux-x86-64.so.2") || paths.contains(&"/lib64"));
+        assert!(
+            e.iter().any(
+                |x| matches!(x, Extra::File(p, d) if p.ends_with("/libc.so.6") && !d.is_empty())
+            ),
+            "{paths:?}"
+        );
     }
 
     #[test]

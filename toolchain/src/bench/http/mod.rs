@@ -186,7 +186,7 @@ pub fn shell_words(args: &[String]) -> String {
 }
 
 /// How one side boots.
-enum Boot {
+pub(crate) enum Boot {
     Kiln {
         image: PathBuf,
     },
@@ -197,15 +197,19 @@ enum Boot {
     },
 }
 
-/// One side of the comparison, ready to boot with any memory size.
-struct Guest {
-    name: &'static str,
-    boot: Boot,
-    qemu: PathBuf,
-    accel: Accel,
-    machine: Machine,
-    net: tap::TapConfig,
-    dir: PathBuf,
+/// One side of the comparison, ready to boot with any memory size (`bench http` and
+/// `bench redis`).
+pub(crate) struct Guest {
+    pub(crate) name: &'static str,
+    pub(crate) boot: Boot,
+    pub(crate) qemu: PathBuf,
+    pub(crate) accel: Accel,
+    pub(crate) machine: Machine,
+    pub(crate) net: tap::TapConfig,
+    /// The server's port (also its `PORT`).
+    pub(crate) port: u16,
+    /// Where the consoles and QEMU's messages go.
+    pub(crate) dir: PathBuf,
 }
 
 impl Guest {
@@ -239,7 +243,7 @@ impl Guest {
                 let opts = RunOptions {
                     machine: self.machine,
                     memory_mib: Some(memory_mib),
-                    env: vec![("PORT".into(), PORT.to_string())],
+                    env: vec![("PORT".into(), self.port.to_string())],
                     net: self.net_options(),
                     ..RunOptions::default()
                 };
@@ -284,7 +288,7 @@ impl Guest {
         }
     }
 
-    fn start(&self, memory_mib: u64) -> anyhow::Result<Vm> {
+    pub(crate) fn start(&self, memory_mib: u64) -> anyhow::Result<Vm> {
         let (a, console) = self.args(memory_mib);
         let _ = std::fs::remove_file(&console);
         Vm::start(
@@ -297,8 +301,8 @@ impl Guest {
         )
     }
 
-    fn addr(&self) -> SocketAddr {
-        SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::from(self.net.guest), PORT))
+    pub(crate) fn addr(&self) -> SocketAddr {
+        SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::from(self.net.guest), self.port))
     }
 
     fn url(&self) -> String {
@@ -515,7 +519,7 @@ pub fn http(layout: &Layout, opts: &HttpOptions) -> anyhow::Result<HttpReport> {
         .iter()
         .map(|(n, p)| Ok((n.clone(), std::fs::read(p)?)))
         .collect::<anyhow::Result<Vec<_>>>()?;
-    let initrd_bytes = linux::initramfs(&init, &server, &opts.args, &module_bytes)?;
+    let initrd_bytes = linux::initramfs(&init, &server, &opts.args, &module_bytes, &[])?;
     let initrd = dir.join("initramfs.cpio.gz");
     std::fs::write(&initrd, &initrd_bytes)?;
     let vmlinuz_size = std::fs::metadata(&kernel.vmlinuz)?.len();
@@ -545,6 +549,7 @@ pub fn http(layout: &Layout, opts: &HttpOptions) -> anyhow::Result<HttpReport> {
         accel,
         machine: opts.machine,
         net: net.clone(),
+        port: PORT,
         dir: dir.clone(),
     };
     let kiln = guest(

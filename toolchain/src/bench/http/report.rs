@@ -111,7 +111,7 @@ pub struct HttpReport {
     pub server: String,
 }
 
-fn ms(d: Duration) -> String {
+pub(crate) fn ms(d: Duration) -> String {
     let ms = d.as_secs_f64() * 1e3;
     if ms >= 1000.0 {
         format!("{:.2} s", ms / 1e3)
@@ -122,7 +122,7 @@ fn ms(d: Duration) -> String {
     }
 }
 
-fn ratio(k: Option<f64>, l: Option<f64>) -> String {
+pub(crate) fn ratio(k: Option<f64>, l: Option<f64>) -> String {
     match (k, l) {
         (Some(k), Some(l)) if l > 0.0 && k > 0.0 => {
             let r = k / l;

@@ -87,7 +87,7 @@ fn ip(args: &[String]) -> anyhow::Result<()> {
 pub fn setup(config: TapConfig) -> anyhow::Result<Tap> {
     if !rustix::process::geteuid().is_root() {
         bail!(
-            "bench http needs root to create the tap device {} (ip tuntap add)",
+            "the benchmark needs root to create the tap device {} (ip tuntap add)",
             config.name
         );
     }

@@ -85,8 +85,19 @@ impl Vm {
         addr: SocketAddr,
         timeout: Duration,
     ) -> Result<Duration, String> {
+        self.first_answer(addr, timeout, get_ok)
+    }
+
+    /// Waits for the first answer at `addr` that `probe` accepts (such as [`get_ok`] or
+    /// [`ping_ok`]), probing as [`Vm::first_response`] does; the time from QEMU's start.
+    pub fn first_answer(
+        &mut self,
+        addr: SocketAddr,
+        timeout: Duration,
+        probe: fn(SocketAddr, Duration) -> bool,
+    ) -> Result<Duration, String> {
         let in_flight = Arc::new(AtomicUsize::new(0));
-        let first = self.probe(addr, timeout, &in_flight)?;
+        let first = self.probe(addr, timeout, probe, &in_flight)?;
         // Let the other probes finish (at most 3 s), so their connections do not crowd
         // the server when the load starts.
         let drain = Instant::now();
@@ -100,6 +111,7 @@ impl Vm {
         &mut self,
         addr: SocketAddr,
         timeout: Duration,
+        probe: fn(SocketAddr, Duration) -> bool,
         in_flight: &Arc<AtomicUsize>,
     ) -> Result<Duration, String> {
         let (tx, rx) = mpsc::channel::<Instant>();
@@ -115,7 +127,7 @@ impl Vm {
             }
             if self.started.elapsed() > timeout {
                 return Err(format!(
-                    "no HTTP answer from {addr} within {} s; QEMU's last lines:\n{}",
+                    "no answer from {addr} within {} s; QEMU's last lines:\n{}",
                     timeout.as_secs(),
                     self.log_tail()
                 ));
@@ -124,7 +136,7 @@ impl Vm {
                 in_flight.fetch_add(1, Ordering::AcqRel);
                 let (tx, in_flight) = (tx.clone(), in_flight.clone());
                 std::thread::spawn(move || {
-                    if get_ok(addr, Duration::from_secs(1)) {
+                    if probe(addr, Duration::from_secs(1)) {
                         let _ = tx.send(Instant::now());
                     }
                     in_flight.fetch_sub(1, Ordering::AcqRel);
@@ -182,6 +194,28 @@ pub fn get_ok(addr: SocketAddr, timeout: Duration) -> bool {
     is_ok_response(&got)
 }
 
+/// One `PING` to a Redis server over a fresh connection: true when `+PONG` comes back in
+/// time.
+pub fn ping_ok(addr: SocketAddr, timeout: Duration) -> bool {
+    let Ok(mut s) = TcpStream::connect_timeout(&addr, timeout) else {
+        return false;
+    };
+    let _ = s.set_read_timeout(Some(timeout * 2));
+    let _ = s.set_write_timeout(Some(timeout));
+    if s.write_all(b"PING\r\n").is_err() {
+        return false;
+    }
+    let mut got = Vec::new();
+    let mut buf = [0u8; 64];
+    while !got.contains(&b'\n') && got.len() < 512 {
+        match s.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+        }
+    }
+    got.starts_with(b"+PONG\r\n")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -210,5 +244,25 @@ mod tests {
         });
         assert!(get_ok(addr, Duration::from_secs(5)));
         t.join().unwrap();
+    }
+
+    #[test]
+    fn pings_a_local_redis_like_server() {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = l.local_addr().unwrap();
+        let t = std::thread::spawn(move || {
+            for answer in [&b"+PONG\r\n"[..], b"-LOADING\r\n"] {
+                let (mut s, _) = l.accept().unwrap();
+                let mut b = [0u8; 64];
+                let n = s.read(&mut b).unwrap();
+                assert_eq!(&b[..n], b"PING\r\n");
+                s.write_all(answer).unwrap();
+            }
+        });
+        assert!(ping_ok(addr, Duration::from_secs(5)));
+        assert!(!ping_ok(addr, Duration::from_secs(5)));
+        t.join().unwrap();
+        // Nothing listening any more.
+        assert!(!ping_ok(addr, Duration::from_millis(200)));
     }
 }
