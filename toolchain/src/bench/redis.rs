@@ -819,6 +819,7 @@ pub fn redis(layout: &Layout, opts: &RedisOptions) -> anyhow::Result<RedisReport
             env: vec![],
             args: args.clone(),
             output: Some(dir.join("redis-server.elf")),
+            net: crate::image::NetChoice::Auto,
         },
     )?;
     let server = std::fs::read(&server_path)
