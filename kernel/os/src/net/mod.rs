@@ -676,7 +676,8 @@ impl Stack {
                     self.staged.push_back(frame);
                 }
             }
-            self.admit();
+            let low = m.pages().memory_low();
+            self.admit(low);
 
             let t = now(m);
             let Stack {
@@ -938,7 +939,7 @@ impl Stack {
     /// Looks at the staged frames before the interface does: gives each connection request
     /// (SYN) for a listening port a listening socket, or drops it (see the module
     /// documentation). Other frames pass untouched.
-    fn admit(&mut self) {
+    fn admit(&mut self, memory_low: bool) {
         if !self.staged.iter().any(|f| syn_of(f).is_some()) {
             return;
         }
@@ -946,14 +947,19 @@ impl Stack {
         // Listening sockets promised to earlier SYNs of this batch, by listener.
         let mut claimed: BTreeMap<u64, usize> = BTreeMap::new();
         frames.retain(|f| match syn_of(f) {
-            Some(syn) => self.admit_syn(syn, &mut claimed),
+            Some(syn) => self.admit_syn(syn, &mut claimed, memory_low),
             None => true,
         });
         self.staged = frames;
     }
 
     /// Whether SYN `syn` may reach the interface.
-    fn admit_syn(&mut self, syn: Syn, claimed: &mut BTreeMap<u64, usize>) -> bool {
+    fn admit_syn(
+        &mut self,
+        syn: Syn,
+        claimed: &mut BTreeMap<u64, usize>,
+        memory_low: bool,
+    ) -> bool {
         let listener = self
             .socks
             .iter()
@@ -1004,7 +1010,11 @@ impl Stack {
             return false;
         }
         if *promised >= idle {
-            // Out of memory for a new connection's buffers: drop the SYN (the peer retries).
+            // Memory down to the kernel's reserve, or out of memory for a new connection's
+            // buffers: drop the SYN (the peer retries).
+            if memory_low {
+                return false;
+            }
             let Ok(mut t) = tcp_socket(&opts) else {
                 return false;
             };
@@ -1215,7 +1225,9 @@ impl Socket {
     /// `accept`: an established connection and its peer's address (`EAGAIN` when none
     /// waits).
     pub fn accept(&self, m: &mut dyn Machine) -> KResult<(Arc<Socket>, SockAddr)> {
-        room_for_buffers(m)?;
+        // No memory check here: a waiting connection already has its buffers (they were
+        // taken when its SYN was admitted, which low memory refuses), so refusing to hand it
+        // over would only leave the program retrying `accept` for ever.
         let mut s = self.stack.lock();
         let id = self.id;
         // A connection already waiting needs no run of the stack first: a run costs time in
