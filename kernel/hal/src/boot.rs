@@ -200,6 +200,8 @@ kiln_start64:
     options(att_syntax),
 );
 
+// SAFETY: `kiln_entry_tsc` is defined by the entry code above as an 8-byte, 8-aligned
+// word in `.data`; Rust only reads it (`phase_stamps`).
 unsafe extern "C" {
     /// The TSC at the kernel's first instruction, written by the entry code above.
     static kiln_entry_tsc: u64;

@@ -1827,3 +1827,55 @@ impl Net {
         sockets + frames
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::errno::Errno;
+    use crate::testing::FakeMachine;
+
+    const LOCAL: SockAddr = SockAddr {
+        ip: [127, 0, 0, 1],
+        port: 7000,
+    };
+
+    /// A client connected over loopback, the accepted server side, and the listener.
+    fn connected(net: &Net, m: &mut FakeMachine) -> (Arc<Socket>, Arc<Socket>, Arc<Socket>) {
+        let l = net.socket(true);
+        l.bind(m, LOCAL).unwrap();
+        l.listen(m, 4).unwrap();
+        let c = net.socket(true);
+        let mut done = false;
+        for _ in 0..20 {
+            if matches!(c.connect(m, LOCAL, false), Ok(Connect::Done)) {
+                done = true;
+                break;
+            }
+            net.poll(m);
+        }
+        assert!(done, "loopback connect did not finish");
+        let (srv, _) = l.accept(m).unwrap();
+        (c, srv, l)
+    }
+
+    #[test]
+    fn a_reader_that_drained_its_data_is_woken_by_the_next_data() {
+        let mut m = FakeMachine::default();
+        let net = Net::default();
+        let (c, srv, _listener) = connected(&net, &mut m);
+        // No Nagle: the second write must not wait for the first one's (delayed) ACK.
+        c.set_options(|o| o.no_delay = true);
+        c.write(&mut m, b"one").unwrap();
+        net.end_of_call(&mut m);
+        let mut buf = [0u8; 16];
+        assert_eq!(srv.read(&mut m, &mut buf), Ok(3));
+        // Drained: the next read would wait on the socket's channel.
+        assert_eq!(srv.read(&mut m, &mut buf), Err(Errno::EAGAIN));
+        m.waiting.push(Channel::Object(srv.id));
+        c.write(&mut m, b"two").unwrap();
+        net.end_of_call(&mut m);
+        assert!(m.waiting.is_empty(), "the waiting reader was not woken");
+        assert_eq!(srv.read(&mut m, &mut buf), Ok(3));
+        assert_eq!(&buf[..3], b"two");
+    }
+}
