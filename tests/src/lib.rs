@@ -220,10 +220,30 @@ impl Guest {
 
 impl Drop for Guest {
     fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            let group = format!("-{}", self.child.id());
-            let _ = Command::new("kill").args(["-KILL", "--", &group]).status();
-            let _ = self.child.wait();
-        }
+        stop_run(&mut self.child);
     }
+}
+
+/// Stops a `run` started in a process group of its own (`process_group(0)`): two SIGTERMs
+/// (the runner's "stop at once"), so it removes its temporary directory as it returns; the
+/// whole group is killed only if it is still there after 10 s. (SIGKILL alone left a
+/// `/tmp/kiln-run-*` directory behind per test.)
+pub fn stop_run(child: &mut std::process::Child) {
+    if !matches!(child.try_wait(), Ok(None)) {
+        return;
+    }
+    let pid = child.id().to_string();
+    let _ = Command::new("kill").args(["-TERM", &pid]).status();
+    std::thread::sleep(std::time::Duration::from_millis(100));
+    let _ = Command::new("kill").args(["-TERM", &pid]).status();
+    let end = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while std::time::Instant::now() < end {
+        if !matches!(child.try_wait(), Ok(None)) {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let group = format!("-{pid}");
+    let _ = Command::new("kill").args(["-KILL", "--", &group]).status();
+    let _ = child.wait();
 }

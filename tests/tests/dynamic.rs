@@ -187,14 +187,12 @@ fn redis_server() {
     assert_eq!(cli(&["incr", "n"]), "42");
 }
 
-/// A `run` in the background (its own process group), killed when dropped.
+/// A `run` in the background (its own process group), stopped when dropped.
 struct Background(std::process::Child);
 
 impl Drop for Background {
     fn drop(&mut self) {
-        let group = format!("-{}", self.0.id());
-        let _ = Command::new("kill").args(["-KILL", "--", &group]).status();
-        let _ = self.0.wait();
+        kiln_tests::stop_run(&mut self.0);
     }
 }
 
