@@ -40,7 +40,16 @@ pub fn replace_section(doc: &str, heading: &str, body: &str) -> String {
 }
 
 /// Rewrites one section of `BENCHMARKS.md` at the repository root.
+///
+/// Refused once a stop signal came: the benchmark's children were stopped mid-measurement,
+/// so its figures are not results (and the command must not end as if it had finished).
 pub fn write_section(layout: &Layout, heading: &str, body: &str) -> anyhow::Result<()> {
+    if let Some(sig) = crate::qemu::signals::received() {
+        anyhow::bail!(
+            "stopped by {} during the benchmark: BENCHMARKS.md left as it was",
+            crate::qemu::outcome::signal_name(sig)
+        );
+    }
     let path = layout.root.join("BENCHMARKS.md");
     let doc = std::fs::read_to_string(&path).unwrap_or_default();
     std::fs::write(&path, replace_section(&doc, heading, body))?;
