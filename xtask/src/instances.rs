@@ -242,10 +242,11 @@ pub fn logs(a: &LogsArgs) -> anyhow::Result<u8> {
     let mut reader = logs::Reader::open(&inst.log_path())?;
     let mut printer = logs::Printer::new(std::io::stdout(), std::io::stderr(), a.timestamps);
     let records = reader.read_new()?;
-    printer.print(match a.tail {
+    let records = match a.tail {
         Tail::Last(n) => logs::tail(&records, n),
-        Tail::All => &records,
-    })?;
+        Tail::All => records,
+    };
+    printer.print(&records)?;
     if a.follow {
         printer.follow(&mut reader, || {
             let p = inst.phase();

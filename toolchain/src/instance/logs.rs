@@ -152,16 +152,33 @@ impl Reader {
     }
 }
 
-/// The records of the last `n` lines.
-pub fn tail(records: &[Record], n: usize) -> &[Record] {
-    let starts: Vec<usize> = (0..records.len())
-        .filter(|&i| i == 0 || records[i - 1].bytes.ends_with(b"\n"))
+/// The records of the last `n` lines. A line is its stream's records from one that starts
+/// it (the stream's first, or one after that stream's newline) to the next start: the two
+/// streams' chunks interleave in the log, so a line's continuation can come after the other
+/// stream's lines, and counting records instead printed half lines.
+pub fn tail(records: &[Record], n: usize) -> Vec<Record> {
+    let mut at_start = [true, true];
+    let mut current = [usize::MAX, usize::MAX];
+    let mut lines = 0;
+    let line_of: Vec<usize> = records
+        .iter()
+        .map(|r| {
+            let s = r.stream as usize;
+            if at_start[s] {
+                current[s] = lines;
+                lines += 1;
+            }
+            at_start[s] = r.bytes.ends_with(b"\n");
+            current[s]
+        })
         .collect();
-    match starts.len().checked_sub(n) {
-        Some(k) if k < starts.len() => &records[starts[k]..],
-        Some(_) => &records[records.len()..],
-        None => records,
-    }
+    let first = lines.saturating_sub(n);
+    records
+        .iter()
+        .zip(line_of)
+        .filter(|&(_, l)| l >= first)
+        .map(|(r, _)| r.clone())
+        .collect()
 }
 
 /// Writes records to two outputs (stdout and stderr), with docker's `--timestamps` prefix
@@ -261,6 +278,15 @@ mod tests {
         assert_eq!(tail(&records, 3), &records[1..]);
         assert_eq!(tail(&records, 9), &records[..]);
         assert!(tail(&records, 0).is_empty());
+        // A stdout line split around a stderr line is still one line, whole.
+        let err = |s: &str| Record {
+            stream: Stream::Stderr,
+            ..rec(s)
+        };
+        let mixed = [rec("one\n"), rec("fi"), err("oops\n"), rec("le\n")];
+        assert_eq!(tail(&mixed, 1), vec![mixed[2].clone()]);
+        assert_eq!(tail(&mixed, 2), mixed[1..].to_vec());
+        assert_eq!(tail(&mixed, 3), mixed.to_vec());
         let mut out = Vec::new();
         Printer::new(&mut out, Vec::new(), true)
             .print(&records[..3])
