@@ -24,15 +24,16 @@
 //! one that reaches TIME-WAIT is dropped then (its buffers are the bulk of its memory).
 
 pub mod phy;
+mod sockets;
 
-use alloc::collections::{BTreeMap, VecDeque};
+use alloc::collections::{BTreeMap, BTreeSet, VecDeque};
 use alloc::string::String;
 use alloc::sync::Arc;
 use alloc::vec;
 use alloc::vec::Vec;
 use core::fmt;
 
-use smoltcp::iface::{Config, Interface, SocketHandle, SocketSet};
+use smoltcp::iface::{Config, Interface};
 use smoltcp::socket::{dhcpv4, tcp, udp, AnySocket};
 use smoltcp::time::{Duration, Instant};
 use smoltcp::wire::{
@@ -49,6 +50,8 @@ use crate::fd::Waitable;
 use crate::fs::node::alloc_ino;
 use crate::machine::Machine;
 use crate::process::{Channel, Process};
+
+use sockets::{Slot, Sockets};
 
 /// A network card: Ethernet frames in and out. The kernel implements it on virtio-net;
 /// host tests on memory.
@@ -118,11 +121,13 @@ const POLL_AT_EVERY_NS: u64 = 2_000_000;
 /// this long after the interface last ran, so one run (whose cost grows with the number of
 /// sockets) serves many connections; an idle or lightly loaded kernel runs it at once.
 pub const BATCH_NS: u64 = 1_000_000;
+/// The owner of sockets no descriptor has (DHCP's).
+const NO_OWNER: u64 = u64::MAX;
 /// MAC address when the machine has no network card (loopback only).
 const LOOPBACK_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x01];
 
 /// An IPv4 socket address.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default)]
 pub struct SockAddr {
     /// The address.
     pub ip: [u8; 4],
@@ -178,13 +183,13 @@ enum Kind {
     /// A listening TCP socket: its pool of smoltcp sockets (listening, being connected,
     /// established and not yet accepted) and the backlog `listen` asked for.
     TcpListen {
-        pool: Vec<SocketHandle>,
+        pool: Vec<Slot>,
         backlog: usize,
     },
     /// A TCP connection (being made, made, or over).
-    TcpConn(SocketHandle),
+    TcpConn(Slot),
     /// A UDP socket, with its smoltcp socket once bound.
-    Udp(Option<SocketHandle>),
+    Udp(Option<Slot>),
 }
 
 #[derive(Debug)]
@@ -243,9 +248,12 @@ impl Sock {
 /// The stack's state, shared by the process and its socket handles.
 pub struct Stack {
     iface: Option<Interface>,
-    sockets: SocketSet<'static>,
+    sockets: Sockets,
+    /// Descriptors a system call changed since the last sweep: their readiness is looked
+    /// at even if their sockets are parked.
+    touched: BTreeSet<u64>,
     config: NetConfig,
-    dhcp: Option<SocketHandle>,
+    dhcp: Option<Slot>,
     /// DNS servers in use (static, or from DHCP).
     dns: Vec<[u8; 4]>,
     /// Channel woken when the interface gets (or loses) an address.
@@ -255,7 +263,7 @@ pub struct Stack {
     mac: [u8; 6],
     socks: BTreeMap<u64, Sock>,
     /// Closed connections finishing their FIN handshake.
-    orphans: Vec<SocketHandle>,
+    orphans: Vec<Slot>,
     looped: VecDeque<Vec<u8>>,
     /// Received frames the interface will see next (after [`Stack::admit`]).
     staged: VecDeque<Vec<u8>>,
@@ -415,15 +423,27 @@ fn listen_endpoint(a: SockAddr) -> IpListenEndpoint {
     }
 }
 
-/// A connection request: a TCP segment with SYN and neither ACK nor RST.
+/// The addresses and flags of a TCP segment.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Syn {
+struct Segment {
     src: SockAddr,
     dst: SockAddr,
+    flags: u8,
 }
 
-/// The connection request an Ethernet frame carries, if it is one (IPv4, unfragmented).
+/// A connection request: a TCP segment with SYN and neither ACK nor RST.
+type Syn = Segment;
+
+/// The connection request an Ethernet frame carries, if it is one.
 fn syn_of(frame: &[u8]) -> Option<Syn> {
+    const SYN: u8 = 0x02;
+    const RST: u8 = 0x04;
+    const ACK: u8 = 0x10;
+    segment_of(frame).filter(|s| s.flags & (SYN | RST | ACK) == SYN)
+}
+
+/// The TCP segment an Ethernet frame carries, if it does (IPv4, unfragmented).
+fn segment_of(frame: &[u8]) -> Option<Segment> {
     let ip = frame.get(14..)?;
     if frame[12..14] != [0x08, 0x00] || ip.len() < 20 || ip[0] >> 4 != 4 || ip[9] != 6 {
         return None;
@@ -434,20 +454,14 @@ fn syn_of(frame: &[u8]) -> Option<Syn> {
     if ihl < 20 || fragment != 0 || tcp.len() < 20 {
         return None;
     }
-    let flags = tcp[13];
-    const SYN: u8 = 0x02;
-    const RST: u8 = 0x04;
-    const ACK: u8 = 0x10;
-    if flags & (SYN | RST | ACK) != SYN {
-        return None;
-    }
     let addr = |ip: &[u8], port: &[u8]| SockAddr {
         ip: [ip[0], ip[1], ip[2], ip[3]],
         port: u16::from_be_bytes([port[0], port[1]]),
     };
-    Some(Syn {
+    Some(Segment {
         src: addr(&ip[12..16], &tcp[0..2]),
         dst: addr(&ip[16..20], &tcp[2..4]),
+        flags: tcp[13],
     })
 }
 
@@ -464,7 +478,8 @@ impl Net {
         Net {
             stack: Arc::new(Mutex::new(Stack {
                 iface: None,
-                sockets: SocketSet::new(Vec::new()),
+                sockets: Sockets::default(),
+                touched: BTreeSet::new(),
                 dns: config.dns.clone(),
                 config,
                 dhcp: None,
@@ -642,7 +657,7 @@ impl Stack {
         } else if has_card {
             let mut d = dhcpv4::Socket::new();
             d.set_max_lease_duration(Some(Duration::from_secs(3600)));
-            self.dhcp = Some(self.sockets.add(d));
+            self.dhcp = Some(self.sockets.add(d, NO_OWNER));
         }
         self.iface = Some(iface);
     }
@@ -678,6 +693,7 @@ impl Stack {
             }
             let low = m.pages().memory_low();
             self.admit(low);
+            self.route();
 
             let t = now(m);
             let Stack {
@@ -696,7 +712,7 @@ impl Stack {
                 mac: *mac,
                 own: &own,
             };
-            iface.poll(t, &mut phy, sockets);
+            iface.poll(t, &mut phy, sockets.active_set());
             if let Some(hw) = m.net_device() {
                 hw.flush();
             }
@@ -709,12 +725,16 @@ impl Stack {
         self.dhcp_events(m);
         self.reap_orphans();
         self.sweep(m);
+        let t = now(m);
+        if let Some(iface) = self.iface.as_mut() {
+            self.sockets.park_quiet(iface, t);
+        }
         let now_ns = m.monotonic_ns();
         if now_ns >= self.poll_at_asked + POLL_AT_EVERY_NS || self.iface.is_none() {
             let t = now(m);
             self.poll_at = self.iface.as_mut().and_then(|iface| {
                 iface
-                    .poll_at(t, &self.sockets)
+                    .poll_at(t, self.sockets.active_set())
                     .map(|at| (at.total_micros().max(0) as u64).saturating_mul(1000))
             });
             self.poll_at_asked = now_ns;
@@ -809,8 +829,13 @@ impl Stack {
     fn sweep(&mut self, m: &mut dyn Machine) {
         let now_ns = m.monotonic_ns();
         let mut changed = false;
-        for (&id, sock) in self.socks.iter_mut() {
-            sock.observe(&self.sockets, now_ns);
+        let mut ids = self.sockets.active_owners();
+        ids.append(&mut self.touched);
+        for id in ids {
+            let Some(sock) = self.socks.get_mut(&id) else {
+                continue;
+            };
+            sock.observe(&mut self.sockets, now_ns);
             let ready = sock.readiness(&self.sockets);
             if ready != sock.last_ready {
                 sock.last_ready = ready;
@@ -827,7 +852,7 @@ impl Stack {
     /// Notices the end of a connection attempt and resets on socket `id`.
     fn observe(&mut self, id: u64, now_ns: u64) {
         if let Some(sock) = self.socks.get_mut(&id) {
-            sock.observe(&self.sockets, now_ns);
+            sock.observe(&mut self.sockets, now_ns);
         }
     }
 
@@ -936,6 +961,17 @@ impl Stack {
         });
     }
 
+    /// Makes the parked connections that staged segments are for active again, so the
+    /// interface finds them (see [`sockets`]).
+    fn route(&mut self) {
+        if self.sockets.parked_count() == 0 {
+            return;
+        }
+        for seg in self.staged.iter().filter_map(|f| segment_of(f)) {
+            self.sockets.route(seg.dst, seg.src);
+        }
+    }
+
     /// Looks at the staged frames before the interface does: gives each connection request
     /// (SYN) for a listening port a listening socket, or drops it (see the module
     /// documentation). Other frames pass untouched.
@@ -977,7 +1013,7 @@ impl Stack {
         // the old connection closes): drop the SYN. A SYN-RECEIVED socket resends its
         // SYN-ACK by itself; otherwise the peer retries once the old connection is gone.
         let src = syn.src.endpoint();
-        let taken = self.sockets.iter().any(|(_, sock)| {
+        let taken = self.sockets.iter().any(|sock| {
             tcp::Socket::downcast(sock).is_some_and(|t| {
                 t.state() != tcp::State::Listen
                     && t.remote_endpoint() == Some(src)
@@ -1021,7 +1057,7 @@ impl Stack {
             if t.listen(listen_endpoint(local)).is_err() {
                 return false;
             }
-            pool.push(self.sockets.add(t));
+            pool.push(self.sockets.add(t, id));
         }
         *promised += 1;
         true
@@ -1047,6 +1083,7 @@ impl Stack {
 impl Socket {
     fn with<R>(&self, m: &mut dyn Machine, f: impl FnOnce(&mut Stack, u64) -> R) -> R {
         let mut s = self.stack.lock();
+        s.touched.insert(self.id);
         s.ensure_iface(m);
         f(&mut s, self.id)
     }
@@ -1064,6 +1101,7 @@ impl Socket {
     /// Changes the options; applies them to the connection when there is one.
     pub fn set_options(&self, f: impl FnOnce(&mut Options)) {
         let mut s = self.stack.lock();
+        s.touched.insert(self.id);
         let Stack { socks, sockets, .. } = &mut *s;
         let mut applied = false;
         if let Some(sock) = socks.get_mut(&self.id) {
@@ -1082,6 +1120,7 @@ impl Socket {
     /// `SO_ERROR`: the pending error, cleared.
     pub fn take_error(&self) -> Option<Errno> {
         let mut s = self.stack.lock();
+        s.touched.insert(self.id);
         s.socks.get_mut(&self.id).and_then(|s| s.error.take())
     }
 
@@ -1154,7 +1193,7 @@ impl Socket {
             if !self.stream {
                 let mut u = udp_socket()?;
                 u.bind(listen_endpoint(local)).map_err(|_| Errno::EINVAL)?;
-                let h = s.sockets.add(u);
+                let h = s.sockets.add(u, id);
                 s.sock(id)?.kind = Kind::Udp(Some(h));
             }
             Ok(())
@@ -1204,7 +1243,7 @@ impl Socket {
                     Ok(t)
                 });
                 match made {
-                    Ok(t) => pool.push(s.sockets.add(t)),
+                    Ok(t) => pool.push(s.sockets.add(t, id)),
                     Err(e) => {
                         for h in pool {
                             s.sockets.remove(h);
@@ -1229,6 +1268,7 @@ impl Socket {
         // taken when its SYN was admitted, which low memory refuses), so refusing to hand it
         // over would only leave the program retrying `accept` for ever.
         let mut s = self.stack.lock();
+        s.touched.insert(self.id);
         let id = self.id;
         // A connection already waiting needs no run of the stack first: a run costs time in
         // proportion to all sockets, and a busy listener accepts many in a row.
@@ -1261,6 +1301,7 @@ impl Socket {
             let conn_id = waitable.id();
             let mut conn = Sock::new(true);
             conn.kind = Kind::TcpConn(h);
+            s.sockets.set_owner(h, conn_id);
             conn.opts = opts;
             conn.last_state = state;
             conn.local = s
@@ -1300,6 +1341,7 @@ impl Socket {
     pub fn connect(&self, m: &mut dyn Machine, to: SockAddr, blocking: bool) -> KResult<Connect> {
         room_for_buffers(m)?;
         let mut s = self.stack.lock();
+        s.touched.insert(self.id);
         s.pump(m);
         let id = self.id;
         if !self.stream {
@@ -1393,7 +1435,7 @@ impl Socket {
                 tcp::ConnectError::Unaddressable => Errno::ENETUNREACH,
                 tcp::ConnectError::InvalidState => Errno::EISCONN,
             })?;
-        let h = s.sockets.add(t);
+        let h = s.sockets.add(t, id);
         let now_ns = m.monotonic_ns();
         let sock = s.sock(id)?;
         sock.kind = Kind::TcpConn(h);
@@ -1435,6 +1477,7 @@ impl Socket {
     /// an edge-triggered epoll told).
     fn note_readiness(&self) {
         let mut s = self.stack.lock();
+        s.touched.insert(self.id);
         let r = s.readiness(self.id);
         if let Some(sock) = s.socks.get_mut(&self.id) {
             sock.last_ready = r;
@@ -1448,6 +1491,7 @@ impl Socket {
         peek: bool,
     ) -> KResult<(usize, Option<SockAddr>)> {
         let mut s = self.stack.lock();
+        s.touched.insert(self.id);
         let id = self.id;
         // Data already queued needs no run of the stack first (see `accept`), nor does a
         // socket when nothing has arrived since the last run.
@@ -1541,6 +1585,7 @@ impl Socket {
 
     fn send_inner(&self, m: &mut dyn Machine, data: &[u8], to: Option<SockAddr>) -> KResult<usize> {
         let mut s = self.stack.lock();
+        s.touched.insert(self.id);
         s.ensure_iface(m);
         let id = self.id;
         let sock = s.sock(id)?;
@@ -1630,6 +1675,7 @@ impl Socket {
             return Err(Errno::EINVAL);
         }
         let mut s = self.stack.lock();
+        s.touched.insert(self.id);
         let id = self.id;
         let sock = s.sock(id)?;
         let h = match sock.kind {
@@ -1715,14 +1761,18 @@ impl Socket {
 
 impl Sock {
     /// Notices the end of a connection attempt and resets.
-    fn observe(&mut self, sockets: &SocketSet<'static>, now_ns: u64) {
+    fn observe(&mut self, sockets: &mut Sockets, now_ns: u64) {
         let sock = self;
         let Kind::TcpConn(h) = sock.kind else { return };
         let state = sockets.get::<tcp::Socket>(h).state();
         let prev = sock.last_state;
         if sock.connecting && state != tcp::State::SynSent {
             sock.connecting = false;
-            if state == tcp::State::Closed {
+            if state != tcp::State::Closed {
+                // The timeout bounded the attempt; left on, smoltcp would also abort a
+                // connection idle that long.
+                sockets.get_mut::<tcp::Socket>(h).set_timeout(None);
+            } else {
                 let elapsed = now_ns.saturating_sub(sock.connect_started);
                 sock.error = Some(if elapsed >= CONNECT_TIMEOUT.total_micros() * 1000 {
                     Errno::ETIMEDOUT
@@ -1751,7 +1801,7 @@ impl Sock {
     }
 
     /// The `poll` events ready on socket `id`.
-    fn readiness(&self, sockets: &SocketSet<'static>) -> u16 {
+    fn readiness(&self, sockets: &Sockets) -> u16 {
         let sock = self;
         let err = if sock.error.is_some() { POLLERR } else { 0 };
         match &sock.kind {
@@ -1815,7 +1865,7 @@ impl Net {
         let sockets: usize = s
             .sockets
             .iter()
-            .map(|(_, sock)| match sock {
+            .map(|sock| match sock {
                 smoltcp::socket::Socket::Tcp(t) => t.recv_capacity() + t.send_capacity(),
                 smoltcp::socket::Socket::Udp(u) => {
                     u.payload_recv_capacity() + u.payload_send_capacity()
@@ -1877,5 +1927,73 @@ mod tests {
         assert!(m.waiting.is_empty(), "the waiting reader was not woken");
         assert_eq!(srv.read(&mut m, &mut buf), Ok(3));
         assert_eq!(&buf[..3], b"two");
+    }
+
+    /// Lets `ms` milliseconds pass, running the stack each millisecond.
+    fn idle(net: &Net, m: &mut FakeMachine, ms: u64) {
+        for _ in 0..ms {
+            m.now += 1_000_000;
+            net.poll(m);
+        }
+    }
+
+    fn parked(net: &Net) -> usize {
+        net.stack.lock().sockets.parked_count()
+    }
+
+    #[test]
+    fn quiet_connections_are_parked_and_a_segment_brings_them_back() {
+        let mut m = FakeMachine::default();
+        let net = Net::default();
+        let (c, srv, _listener) = connected(&net, &mut m);
+        c.write(&mut m, b"one").unwrap();
+        net.end_of_call(&mut m);
+        let mut buf = [0u8; 16];
+        assert_eq!(srv.read(&mut m, &mut buf), Ok(3));
+        // Once the delayed acknowledgements are out, both ends wait for segments only.
+        idle(&net, &mut m, 50);
+        assert_eq!(parked(&net), 2, "both ends of a quiet connection are parked");
+        m.waiting.push(Channel::Object(srv.id));
+        c.write(&mut m, b"two").unwrap();
+        net.end_of_call(&mut m);
+        assert!(m.waiting.is_empty(), "the reader of a parked connection was not woken");
+        assert_eq!(srv.read(&mut m, &mut buf), Ok(3));
+        assert_eq!(&buf[..3], b"two");
+        // And the answer goes the other way.
+        srv.write(&mut m, b"three").unwrap();
+        net.end_of_call(&mut m);
+        idle(&net, &mut m, 50);
+        assert_eq!(c.read(&mut m, &mut buf), Ok(5));
+        assert_eq!(&buf[..5], b"three");
+    }
+
+    #[test]
+    fn shutting_down_a_parked_connection_wakes_its_waiter() {
+        let mut m = FakeMachine::default();
+        let net = Net::default();
+        let (_c, srv, _listener) = connected(&net, &mut m);
+        idle(&net, &mut m, 50);
+        assert_eq!(parked(&net), 2);
+        m.waiting.push(Channel::Object(srv.id));
+        srv.shutdown(&mut m, 0).unwrap();
+        assert!(m.waiting.is_empty(), "shutdown(SHUT_RD) did not wake the waiter");
+        assert_ne!(srv.poll_events() & POLLIN, 0);
+    }
+
+    #[test]
+    fn an_idle_client_connection_outlives_the_connect_timeout() {
+        let mut m = FakeMachine::default();
+        let net = Net::default();
+        let (c, srv, _listener) = connected(&net, &mut m);
+        // Twice the time a connection attempt may take, without a segment either way.
+        for _ in 0..120 {
+            m.now += 1_000_000_000;
+            net.poll(&mut m);
+        }
+        assert_eq!(c.take_error(), None);
+        c.write(&mut m, b"still here").unwrap();
+        net.end_of_call(&mut m);
+        let mut buf = [0u8; 16];
+        assert_eq!(srv.read(&mut m, &mut buf), Ok(10));
     }
 }
