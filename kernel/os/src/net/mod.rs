@@ -252,6 +252,8 @@ pub struct Stack {
     /// Descriptors a system call changed since the last sweep: their readiness is looked
     /// at even if their sockets are parked.
     touched: BTreeSet<u64>,
+    /// The descriptors [`Stack::sweep`] looks at (kept to reuse its memory).
+    sweep_ids: Vec<u64>,
     config: NetConfig,
     dhcp: Option<Slot>,
     /// DNS servers in use (static, or from DHCP).
@@ -480,6 +482,7 @@ impl Net {
                 iface: None,
                 sockets: Sockets::default(),
                 touched: BTreeSet::new(),
+                sweep_ids: Vec::new(),
                 dns: config.dns.clone(),
                 config,
                 dhcp: None,
@@ -727,7 +730,7 @@ impl Stack {
         self.sweep(m);
         let t = now(m);
         if let Some(iface) = self.iface.as_mut() {
-            self.sockets.park_quiet(iface, t);
+            self.sockets.park_quiet(iface, t, m.monotonic_ns());
         }
         let now_ns = m.monotonic_ns();
         if now_ns >= self.poll_at_asked + POLL_AT_EVERY_NS || self.iface.is_none() {
@@ -829,9 +832,11 @@ impl Stack {
     fn sweep(&mut self, m: &mut dyn Machine) {
         let now_ns = m.monotonic_ns();
         let mut changed = false;
-        let mut ids = self.sockets.active_owners();
-        ids.append(&mut self.touched);
-        for id in ids {
+        let mut ids = core::mem::take(&mut self.sweep_ids);
+        ids.clear();
+        ids.extend(self.sockets.active_owners());
+        ids.extend(core::mem::take(&mut self.touched));
+        for &id in &ids {
             let Some(sock) = self.socks.get_mut(&id) else {
                 continue;
             };
@@ -844,6 +849,7 @@ impl Stack {
                 changed = true;
             }
         }
+        self.sweep_ids = ids;
         if changed {
             m.wake(Channel::Io, usize::MAX);
         }
@@ -1494,9 +1500,12 @@ impl Socket {
         s.touched.insert(self.id);
         let id = self.id;
         // Data already queued needs no run of the stack first (see `accept`), nor does a
-        // socket when nothing has arrived since the last run.
+        // socket when nothing has arrived since the last run. While other threads are
+        // ready, a run that just happened is left to batch what arrives next: the caller
+        // waits for it (see [`BATCH_NS`]).
         s.ensure_iface(m);
-        if !s.has_queued_data(id) && s.may_receive(m) {
+        let batching = s.busy && m.monotonic_ns() < s.last_run + BATCH_NS;
+        if !s.has_queued_data(id) && !batching && s.may_receive(m) {
             s.pump(m);
         }
         let sock = s.sock(id)?;
@@ -1515,6 +1524,12 @@ impl Socket {
                 }
                 if let Some(e) = sock.error.take() {
                     return Err(e);
+                }
+                // Nothing to read: no need to touch the connection (a change would take
+                // it out of the parked set).
+                let t = s.sockets.get::<tcp::Socket>(h);
+                if t.may_recv() && t.recv_queue() == 0 && !buf.is_empty() {
+                    return if shut_rd { Ok((0, None)) } else { Err(Errno::EAGAIN) };
                 }
                 let t = s.sockets.get_mut::<tcp::Socket>(h);
                 // Less than half the window was open: reading may let the peer send more,

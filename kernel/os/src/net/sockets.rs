@@ -40,6 +40,18 @@ struct Entry {
     place: Place,
     /// The socket descriptor (`Sock`) whose readiness this socket decides.
     owner: u64,
+    /// The last time an active connection was found to need the interface: its
+    /// [`Fingerprint`] then, and when its earliest timer fires (monotonic ns). Until one
+    /// of them changes, asking again would get the same answer.
+    checked: Option<(Fingerprint, u64)>,
+}
+
+/// What a received segment or the program changes in a connection, as far as smoltcp
+/// shows it: state, queued bytes each way.
+type Fingerprint = (tcp::State, usize, usize);
+
+fn fingerprint(t: &tcp::Socket<'static>) -> Fingerprint {
+    (t.state(), t.recv_queue(), t.send_queue())
 }
 
 /// A TCP connection's addresses: (local, remote).
@@ -56,6 +68,8 @@ pub struct Sockets {
     by_tuple: BTreeMap<Tuple, Slot>,
     /// A set of one, to ask the interface about a single socket.
     scratch: SocketSet<'static>,
+    /// Connections to ask about in [`Sockets::park_quiet`] (kept to reuse its memory).
+    candidates: Vec<(Slot, SocketHandle)>,
     next: u32,
 }
 
@@ -68,6 +82,7 @@ impl Default for Sockets {
             active_slots: BTreeSet::new(),
             by_tuple: BTreeMap::new(),
             scratch: SocketSet::new(Vec::new()),
+            candidates: Vec::new(),
             next: 0,
         }
     }
@@ -92,6 +107,7 @@ impl Sockets {
             Entry {
                 place: Place::Active(h),
                 owner,
+                checked: None,
             },
         );
         self.active_slots.insert(slot);
@@ -137,6 +153,7 @@ impl Sockets {
     /// A socket to change: it becomes active, since a change may give it something to send.
     pub fn get_mut<T: AnySocket<'static>>(&mut self, slot: Slot) -> &mut T {
         let h = self.unpark(slot);
+        self.entries.get_mut(&slot).expect("a live slot").checked = None;
         self.active.get_mut::<T>(h)
     }
 
@@ -158,12 +175,9 @@ impl Sockets {
         self.by_tuple.len()
     }
 
-    /// The descriptors whose sockets are active (each once).
-    pub fn active_owners(&self) -> BTreeSet<u64> {
-        self.active_slots
-            .iter()
-            .map(|s| self.entries[s].owner)
-            .collect()
+    /// The descriptors whose sockets are active (one may come more than once).
+    pub fn active_owners(&self) -> impl Iterator<Item = u64> + '_ {
+        self.active_slots.iter().map(|s| self.entries[s].owner)
     }
 
     /// Makes the connection a segment from `remote` to `local` is for active, if it is
@@ -188,45 +202,57 @@ impl Sockets {
         }
         let h = self.active.add(socket);
         e.place = Place::Active(h);
+        e.checked = None;
         self.active_slots.insert(slot);
         h
     }
 
     /// Parks every active TCP connection that needs nothing from the interface before its
     /// next segment (see the module documentation). Listening sockets stay active: a SYN
-    /// must find them.
-    pub fn park_quiet(&mut self, iface: &mut Interface, now: Instant) {
-        let candidates: Vec<(Slot, SocketHandle)> = self
-            .active_slots
-            .iter()
-            .filter_map(|&slot| {
-                let Place::Active(h) = self.entries[&slot].place else {
-                    return None;
-                };
-                let t = tcp::Socket::downcast(self.active.get::<Socket>(h))?;
-                // Cheap tests first: unacknowledged data keeps a retransmission timer.
-                let quiet = t.state() != tcp::State::Listen
-                    && t.send_queue() == 0
-                    && tuple_of(t).is_some_and(|k| !self.by_tuple.contains_key(&k));
-                quiet.then_some((slot, h))
-            })
-            .collect();
-        for (slot, h) in candidates {
+    /// must find them. `now_ns` is `now` on the monotonic clock.
+    pub fn park_quiet(&mut self, iface: &mut Interface, now: Instant, now_ns: u64) {
+        let mut candidates = core::mem::take(&mut self.candidates);
+        candidates.clear();
+        for &slot in &self.active_slots {
+            let e = &self.entries[&slot];
+            let Place::Active(h) = e.place else { continue };
+            let Some(t) = tcp::Socket::downcast(self.active.get::<Socket>(h)) else {
+                continue;
+            };
+            // Cheap tests first: unacknowledged data keeps a retransmission timer, and a
+            // connection that did not change since it was last asked has the same answer
+            // until its timer fires.
+            let quiet = t.state() != tcp::State::Listen
+                && t.send_queue() == 0
+                && !matches!(e.checked, Some((fp, at)) if fp == fingerprint(t) && now_ns < at);
+            if quiet {
+                candidates.push((slot, h));
+            }
+        }
+        for &(slot, h) in &candidates {
             let socket = self.active.remove(h);
             let sh = self.scratch.add(socket);
-            let wants = iface.poll_at(now, &self.scratch).is_some();
+            let wants = iface.poll_at(now, &self.scratch);
             let socket = self.scratch.remove(sh);
             let e = self.entries.get_mut(&slot).expect("a live slot");
-            if wants {
+            let Some(t) = tcp::Socket::downcast(&socket) else {
+                unreachable!("candidates are TCP sockets")
+            };
+            let k = tuple_of(t);
+            // A connection with no addresses, or with those of a parked one (which a new
+            // connection cannot have: a SYN for a live tuple is dropped), stays active.
+            let routable = k.is_some_and(|k| !self.by_tuple.contains_key(&k));
+            if wants.is_some() || !routable {
+                let at = wants.unwrap_or(Instant::from_micros(i64::MAX));
+                let at_ns = (at.total_micros().max(0) as u64).saturating_mul(1000);
+                e.checked = Some((fingerprint(t), at_ns));
                 e.place = Place::Active(self.active.add(socket));
                 continue;
             }
-            let k = tcp::Socket::downcast(&socket).and_then(tuple_of);
             e.place = Place::Parked(self.parked.add(socket));
             self.active_slots.remove(&slot);
-            if let Some(k) = k {
-                self.by_tuple.insert(k, slot);
-            }
+            self.by_tuple.extend(k.map(|k| (k, slot)));
         }
+        self.candidates = candidates;
     }
 }
