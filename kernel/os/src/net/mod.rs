@@ -391,7 +391,13 @@ fn room_for_buffers(m: &mut dyn Machine) -> KResult<()> {
     }
 }
 
-fn tcp_socket(opts: &Options) -> KResult<tcp::Socket<'static>> {
+/// A new TCP socket: a spare one from `sockets` when there is one, else a fresh one.
+fn tcp_socket(sockets: &mut Sockets, opts: &Options) -> KResult<tcp::Socket<'static>> {
+    if let Some(mut s) = sockets.take_spare() {
+        s.set_timeout(None);
+        apply_tcp_options(&mut s, opts);
+        return Ok(s);
+    }
     let mut s = tcp::Socket::new(
         tcp::SocketBuffer::new(zeroed(TCP_RX)?),
         tcp::SocketBuffer::new(zeroed(TCP_TX)?),
@@ -726,7 +732,11 @@ impl Stack {
         // Frames left on the card (its interrupt was acknowledged already): run again soon.
         self.dirty |= card_busy || !self.looped.is_empty();
         self.dhcp_events(m);
-        self.reap_orphans();
+        let low = m.pages().memory_low();
+        if low {
+            self.sockets.drop_spares();
+        }
+        self.reap_orphans(!low);
         self.sweep(m);
         let t = now(m);
         if let Some(iface) = self.iface.as_mut() {
@@ -813,7 +823,7 @@ impl Stack {
     /// Frees orphans whose connection is over. TIME-WAIT counts as over: Linux keeps a
     /// small record there, smoltcp the whole socket with its buffers; without it a late
     /// retransmitted FIN is answered with a reset, which the peer (already closed) ignores.
-    fn reap_orphans(&mut self) {
+    fn reap_orphans(&mut self, keep: bool) {
         let sockets = &mut self.sockets;
         self.orphans.retain(|&h| {
             let done = matches!(
@@ -821,7 +831,7 @@ impl Stack {
                 tcp::State::Closed | tcp::State::TimeWait
             );
             if done {
-                sockets.remove(h);
+                sockets.recycle(h, keep);
             }
             !done
         });
@@ -1057,7 +1067,7 @@ impl Stack {
             if memory_low {
                 return false;
             }
-            let Ok(mut t) = tcp_socket(&opts) else {
+            let Ok(mut t) = tcp_socket(&mut self.sockets, &opts) else {
                 return false;
             };
             if t.listen(listen_endpoint(local)).is_err() {
@@ -1243,7 +1253,7 @@ impl Socket {
             let idle = (want + 1).min(IDLE_LISTENERS);
             let mut pool = Vec::with_capacity(idle);
             for _ in 0..idle {
-                let made = tcp_socket(&opts).and_then(|mut t| {
+                let made = tcp_socket(&mut s.sockets, &opts).and_then(|mut t| {
                     t.listen(listen_endpoint(local))
                         .map_err(|_| Errno::EINVAL)?;
                     Ok(t)
@@ -1432,7 +1442,7 @@ impl Socket {
             },
         };
         let opts = s.sock(id)?.opts;
-        let mut t = tcp_socket(&opts)?;
+        let mut t = tcp_socket(&mut s.sockets, &opts)?;
         t.set_timeout(Some(CONNECT_TIMEOUT));
         let Stack { iface, .. } = &mut *s;
         let iface = iface.as_mut().expect("interface created");
@@ -1873,7 +1883,8 @@ impl Sock {
 }
 
 impl Net {
-    /// Bytes held for network data: the sockets' receive and send buffers and the frames
+    /// Bytes held for network data: the sockets' receive and send buffers (spare sockets'
+    /// too) and the frames
     /// queued inside the stack (for the kernel's memory report, `kiln.memlog`).
     pub fn buffer_bytes(&self) -> usize {
         let s = self.stack.lock();
@@ -1888,8 +1899,11 @@ impl Net {
                 _ => 0,
             })
             .sum();
+        let spare: usize = (s.sockets.spares().iter())
+            .map(|t| t.recv_capacity() + t.send_capacity())
+            .sum();
         let frames: usize = s.looped.iter().chain(&s.staged).map(Vec::capacity).sum();
-        sockets + frames
+        sockets + spare + frames
     }
 }
 
@@ -2010,5 +2024,31 @@ mod tests {
         net.end_of_call(&mut m);
         let mut buf = [0u8; 16];
         assert_eq!(srv.read(&mut m, &mut buf), Ok(10));
+    }
+
+    #[test]
+    fn closed_connections_leave_their_sockets_for_the_next_ones() {
+        let mut m = FakeMachine::default();
+        let net = Net::default();
+        let (c, srv, l) = connected(&net, &mut m);
+        drop((c, srv));
+        idle(&net, &mut m, 100);
+        let spare = net.stack.lock().sockets.spares().len();
+        assert!(spare >= 1, "no socket was kept after the connection ended");
+        // The next connection takes one, and works.
+        let c = net.socket(true);
+        for _ in 0..20 {
+            if matches!(c.connect(&mut m, LOCAL, false), Ok(Connect::Done)) {
+                break;
+            }
+            net.poll(&mut m);
+        }
+        let (srv, _) = l.accept(&mut m).unwrap();
+        assert!(net.stack.lock().sockets.spares().len() < spare);
+        c.write(&mut m, b"again").unwrap();
+        net.end_of_call(&mut m);
+        let mut buf = [0u8; 8];
+        assert_eq!(srv.read(&mut m, &mut buf), Ok(5));
+        assert_eq!(&buf[..5], b"again");
     }
 }

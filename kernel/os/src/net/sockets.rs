@@ -70,8 +70,14 @@ pub struct Sockets {
     scratch: SocketSet<'static>,
     /// Connections to ask about in [`Sockets::park_quiet`] (kept to reuse its memory).
     candidates: Vec<(Slot, SocketHandle)>,
+    /// TCP sockets whose connection is over, kept for the next connections (see
+    /// [`Sockets::recycle`]).
+    spare: Vec<tcp::Socket<'static>>,
     next: u32,
 }
+
+/// Most sockets kept in [`Sockets::recycle`]'s spares.
+const SPARES: usize = 8;
 
 impl Default for Sockets {
     fn default() -> Sockets {
@@ -83,6 +89,7 @@ impl Default for Sockets {
             by_tuple: BTreeMap::new(),
             scratch: SocketSet::new(Vec::new()),
             candidates: Vec::new(),
+            spare: Vec::new(),
             next: 0,
         }
     }
@@ -116,23 +123,51 @@ impl Sockets {
 
     /// Removes a socket.
     pub fn remove(&mut self, slot: Slot) {
-        let Some(e) = self.entries.remove(&slot) else {
-            return;
-        };
-        match e.place {
+        self.take(slot);
+    }
+
+    /// Removes a socket and gives it back.
+    fn take(&mut self, slot: Slot) -> Option<Socket<'static>> {
+        let e = self.entries.remove(&slot)?;
+        Some(match e.place {
             Place::Active(h) => {
-                self.active.remove(h);
                 self.active_slots.remove(&slot);
+                self.active.remove(h)
             }
             Place::Parked(h) => {
-                if let Some(t) = tcp::Socket::downcast(self.parked.get::<Socket>(h)) {
-                    if let Some(k) = tuple_of(t) {
-                        self.by_tuple.remove(&k);
-                    }
+                let socket = self.parked.remove(h);
+                if let Some(k) = tcp::Socket::downcast(&socket).and_then(tuple_of) {
+                    self.by_tuple.remove(&k);
                 }
-                self.parked.remove(h);
+                socket
+            }
+        })
+    }
+
+    /// Removes a TCP socket whose connection is over (or never began) and keeps it for a
+    /// next connection: a new connection's buffers (128 KiB, zeroed) cost more to make
+    /// than a closed socket costs to reset. `keep` false frees it (memory is low).
+    pub fn recycle(&mut self, slot: Slot, keep: bool) {
+        if let Some(Socket::Tcp(t)) = self.take(slot) {
+            if keep && !t.is_open() && self.spare.len() < SPARES {
+                self.spare.push(t);
             }
         }
+    }
+
+    /// A spare TCP socket (closed, with its buffers), if one is kept.
+    pub fn take_spare(&mut self) -> Option<tcp::Socket<'static>> {
+        self.spare.pop()
+    }
+
+    /// Frees the spare sockets.
+    pub fn drop_spares(&mut self) {
+        self.spare = Vec::new();
+    }
+
+    /// The spare sockets (for the memory report).
+    pub fn spares(&self) -> &[tcp::Socket<'static>] {
+        &self.spare
     }
 
     /// Hands a socket to another descriptor (an accepted connection leaves its listener).
