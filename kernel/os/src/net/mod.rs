@@ -49,6 +49,7 @@ use crate::fd::Waitable;
 use crate::fs::node::alloc_ino;
 use crate::machine::Machine;
 use crate::process::{Channel, Process};
+use crate::small::SmallMap;
 
 /// A network card: Ethernet frames in and out. The kernel implements it on virtio-net;
 /// host tests on memory.
@@ -945,7 +946,7 @@ impl Stack {
         }
         let mut frames = core::mem::take(&mut self.staged);
         // Listening sockets promised to earlier SYNs of this batch, by listener.
-        let mut claimed: BTreeMap<u64, usize> = BTreeMap::new();
+        let mut claimed: SmallMap<u64, usize> = SmallMap::new();
         frames.retain(|f| match syn_of(f) {
             Some(syn) => self.admit_syn(syn, &mut claimed, memory_low),
             None => true,
@@ -957,7 +958,7 @@ impl Stack {
     fn admit_syn(
         &mut self,
         syn: Syn,
-        claimed: &mut BTreeMap<u64, usize>,
+        claimed: &mut SmallMap<u64, usize>,
         memory_low: bool,
     ) -> bool {
         let listener = self
@@ -1001,7 +1002,12 @@ impl Stack {
                 _ => established += 1,
             }
         }
-        let promised = claimed.entry(id).or_insert(0);
+        if !claimed.contains_key(&id) {
+            claimed.insert(id, 0);
+        }
+        let Some(promised) = claimed.get_mut(&id) else {
+            return false;
+        };
         // As Linux: the accept queue is full when more than backlog connections wait for
         // `accept`; then the SYN is dropped so the peer retries. Connections still being
         // made have their own queue of the same size (Linux's SYN queue; each costs a

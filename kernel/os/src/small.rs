@@ -1,0 +1,167 @@
+//! Maps and sets for the kernel's small collections (a few entries: logged-once keys, a
+//! thread's saved `select` sets, blocked calls of a trace), kept as a sorted `Vec`.
+//!
+//! `BTreeMap` compiles its node code once per key and value type (several KB each under
+//! LTO); these compile to a binary search and a `Vec` insert or remove. Lookups are
+//! O(log n) and inserts O(n), which is what a collection of a handful of entries wants.
+
+use alloc::vec::Vec;
+
+/// A map from `K` to `V` ordered by key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SmallMap<K, V> {
+    entries: Vec<(K, V)>,
+}
+
+impl<K, V> Default for SmallMap<K, V> {
+    fn default() -> Self {
+        Self {
+            entries: Vec::new(),
+        }
+    }
+}
+
+impl<K: Ord, V> SmallMap<K, V> {
+    /// An empty map.
+    pub const fn new() -> Self {
+        Self {
+            entries: Vec::new(),
+        }
+    }
+
+    fn find(&self, key: &K) -> Result<usize, usize> {
+        self.entries.binary_search_by(|(k, _)| k.cmp(key))
+    }
+
+    /// Sets `key` to `value`, returning the value it had.
+    pub fn insert(&mut self, key: K, value: V) -> Option<V> {
+        match self.find(&key) {
+            Ok(i) => Some(core::mem::replace(&mut self.entries[i].1, value)),
+            Err(i) => {
+                self.entries.insert(i, (key, value));
+                None
+            }
+        }
+    }
+
+    /// Removes `key`, returning its value.
+    pub fn remove(&mut self, key: &K) -> Option<V> {
+        self.find(key).ok().map(|i| self.entries.remove(i).1)
+    }
+
+    /// The value of `key`.
+    pub fn get(&self, key: &K) -> Option<&V> {
+        self.find(key).ok().map(|i| &self.entries[i].1)
+    }
+
+    /// The value of `key`, to change.
+    pub fn get_mut(&mut self, key: &K) -> Option<&mut V> {
+        self.find(key).ok().map(|i| &mut self.entries[i].1)
+    }
+
+    /// Whether `key` has a value.
+    pub fn contains_key(&self, key: &K) -> bool {
+        self.find(key).is_ok()
+    }
+
+    /// The number of entries.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// Whether the map is empty.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// The entries in key order.
+    pub fn iter(&self) -> impl Iterator<Item = (&K, &V)> {
+        self.entries.iter().map(|(k, v)| (k, v))
+    }
+}
+
+/// A set of `T`, ordered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SmallSet<T> {
+    map: SmallMap<T, ()>,
+}
+
+impl<T> Default for SmallSet<T> {
+    fn default() -> Self {
+        Self {
+            map: SmallMap::default(),
+        }
+    }
+}
+
+impl<T: Ord> SmallSet<T> {
+    /// An empty set.
+    pub const fn new() -> Self {
+        Self {
+            map: SmallMap::new(),
+        }
+    }
+
+    /// Adds `value`; whether it was new.
+    pub fn insert(&mut self, value: T) -> bool {
+        self.map.insert(value, ()).is_none()
+    }
+
+    /// Whether `value` is in the set.
+    pub fn contains(&self, value: &T) -> bool {
+        self.map.contains_key(value)
+    }
+
+    /// Removes `value`; whether it was there.
+    pub fn remove(&mut self, value: &T) -> bool {
+        self.map.remove(value).is_some()
+    }
+
+    /// The number of values.
+    pub fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    /// Whether the set is empty.
+    pub fn is_empty(&self) -> bool {
+        self.map.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn map_keeps_one_value_per_key_in_order() {
+        let mut m = SmallMap::new();
+        assert_eq!(m.insert(5u32, "five"), None);
+        assert_eq!(m.insert(1, "one"), None);
+        assert_eq!(m.insert(3, "three"), None);
+        assert_eq!(m.insert(3, "THREE"), Some("three"));
+        assert_eq!(m.len(), 3);
+        assert_eq!(m.get(&3), Some(&"THREE"));
+        assert_eq!(m.get(&4), None);
+        *m.get_mut(&1).unwrap() = "uno";
+        let keys: Vec<u32> = m.iter().map(|(k, _)| *k).collect();
+        assert_eq!(keys, [1, 3, 5]);
+        assert_eq!(m.remove(&3), Some("THREE"));
+        assert_eq!(m.remove(&3), None);
+        assert!(m.contains_key(&1) && !m.contains_key(&3));
+        assert_eq!(m.get(&1), Some(&"uno"));
+    }
+
+    #[test]
+    fn set_says_whether_a_value_was_new() {
+        let mut s = SmallSet::new();
+        assert!(s.is_empty());
+        assert!(s.insert(7u64));
+        assert!(!s.insert(7));
+        assert!(s.insert(2));
+        assert!(s.contains(&2) && s.contains(&7) && !s.contains(&3));
+        assert_eq!(s.len(), 2);
+        assert!(s.remove(&7));
+        assert!(!s.remove(&7));
+        assert_eq!(s.len(), 1);
+    }
+}
