@@ -298,3 +298,75 @@ fn an_unwritable_kernel_profile_path_is_a_clear_error_before_the_run() {
     assert_ne!(r.status, 0, "{r:?}");
     assert!(r.stderr.contains("cannot be used with"), "{r:?}");
 }
+
+#[test]
+fn the_profiler_is_in_the_kernel_only_when_asked_for() {
+    let dir = scratch("profile-choice");
+    let (lean, full, folded) = (
+        dir.join("lean.elf"),
+        dir.join("full.elf"),
+        dir.join("spin.folded"),
+    );
+    let build = |out: &std::path::Path, extra: &[&str]| {
+        let mut argv = vec![
+            "build-image",
+            "--example",
+            "crashy",
+            "-o",
+            out.to_str().unwrap(),
+        ];
+        argv.extend(extra);
+        kiln(&argv)
+    };
+    let r = build(&lean, &[]);
+    assert_eq!(r.status, 0, "{r:?}");
+    assert!(
+        r.stderr.contains(
+            "kiln: kernel: without the program profiler (--with-profiler, or run --profile, puts it in)"
+        ),
+        "{r:?}"
+    );
+    // An image without it refuses --profile at boot, saying how to get one with it.
+    let profile = |image: &std::path::Path| {
+        kiln(&[
+            "run",
+            "--image",
+            image.to_str().unwrap(),
+            "--profile-folded",
+            folded.to_str().unwrap(),
+            "--",
+            "spin",
+        ])
+    };
+    let r = profile(&lean);
+    assert_ne!(r.status, 0, "{r:?}");
+    assert!(
+        r.stderr
+            .contains("this kernel was built without the profiler")
+            && r.stderr.contains("--with-profiler"),
+        "{r:?}"
+    );
+    let r = build(&full, &["--with-profiler"]);
+    assert_eq!(r.status, 0, "{r:?}");
+    assert!(
+        r.stderr.contains(
+            "kiln: kernel: with the program profiler (asked for: --profile or --with-profiler)"
+        ),
+        "{r:?}"
+    );
+    let size = |p: &std::path::Path| std::fs::metadata(p).unwrap().len();
+    assert!(
+        size(&full) > size(&lean) + 10_000,
+        "{} vs {}",
+        size(&full),
+        size(&lean)
+    );
+    let r = profile(&full);
+    assert_eq!(r.status, 0, "{r:?}");
+    let text = std::fs::read_to_string(&folded).unwrap();
+    let (hit, all) = share(&text, "crashy::spin");
+    assert!(
+        all > 0 && hit * 2 > all,
+        "crashy::spin in {hit} of {all} samples:\n{text}"
+    );
+}

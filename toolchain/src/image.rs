@@ -29,6 +29,9 @@ pub struct BuildRequest {
     pub output: Option<PathBuf>,
     /// Whether the kernel gets its network stack.
     pub net: NetChoice,
+    /// Whether the kernel gets the program profiler (`--with-profiler`, or `run --profile`):
+    /// left out otherwise, as it is about 25 KB of the kernel that only `--profile` uses.
+    pub profiler: bool,
 }
 
 /// Which kernel an image gets: with the network stack (smoltcp, virtio-net) or without it.
@@ -119,6 +122,15 @@ pub fn choose_net(choice: NetChoice, program: &[u8]) -> (bool, String) {
             "with the network stack (the program has no symbol table to tell; --no-net leaves it out)"
                 .into(),
         ),
+    }
+}
+
+/// What [`build_image`] says about the profiler: whether it is in the kernel and why.
+pub fn profiler_note(profiler: bool) -> &'static str {
+    if profiler {
+        "with the program profiler (asked for: --profile or --with-profiler)"
+    } else {
+        "without the program profiler (--with-profiler, or run --profile, puts it in)"
     }
 }
 
@@ -218,13 +230,19 @@ pub fn build_image(layout: &Layout, req: &BuildRequest) -> anyhow::Result<BuiltI
         std::fs::read(&app.elf).with_context(|| format!("could not read {}", app.elf.display()))?;
     let (net, why) = choose_net(req.net, &program);
     crate::note!("kernel: {why}");
-    let kernel_path = link::build_kernel_variant(layout, net)?;
+    crate::note!("kernel: {}", profiler_note(req.profiler));
+    let variant = link::KernelVariant {
+        net,
+        profile: req.profiler,
+    };
+    let kernel_path = link::build_kernel_variant(layout, variant)?;
     let kernel = std::fs::read(&kernel_path)
         .with_context(|| format!("could not read {}", kernel_path.display()))?;
     let mut prov = crate::provenance::collect(layout, &req.source, &app, &program, &kernel)?;
-    if !net {
-        prov.kernel.features.retain(|f| f != "net");
-    }
+    let features = variant.features();
+    prov.kernel
+        .features
+        .retain(|f| features.contains(&f.as_str()));
     if req.dynamic {
         // The flags as they were: no static linking.
         let flags = &mut prov.build.app_flags;
@@ -344,6 +362,7 @@ mod tests {
             args: vec!["--exit".into(), "3".into()],
             output: None,
             net: NetChoice::Auto,
+            profiler: false,
         };
         let kernel = crate::link::tests::fake_kernel(kiln_abi::payload::LOCATION_SYMBOL, 16);
         let a = assemble(&kernel, &app, &req).unwrap();

@@ -820,6 +820,7 @@ pub fn redis(layout: &Layout, opts: &RedisOptions) -> anyhow::Result<RedisReport
             args: args.clone(),
             output: Some(dir.join("redis-server.elf")),
             net: crate::image::NetChoice::Auto,
+            profiler: false,
         },
     )?;
     let server = std::fs::read(&server_path)
