@@ -78,6 +78,16 @@ impl<K: Ord, V> SmallMap<K, V> {
     pub fn iter(&self) -> impl Iterator<Item = (&K, &V)> {
         self.entries.iter().map(|(k, v)| (k, v))
     }
+
+    /// The entries in key order, values to change.
+    pub fn iter_mut(&mut self) -> impl Iterator<Item = (&K, &mut V)> {
+        self.entries.iter_mut().map(|(k, v)| (&*k, v))
+    }
+
+    /// The keys in order.
+    pub fn keys(&self) -> impl Iterator<Item = &K> {
+        self.entries.iter().map(|(k, _)| k)
+    }
 }
 
 /// A set of `T`, ordered.
@@ -126,6 +136,19 @@ impl<T: Ord> SmallSet<T> {
     pub fn is_empty(&self) -> bool {
         self.map.is_empty()
     }
+
+    /// The smallest value.
+    pub fn first(&self) -> Option<&T> {
+        self.map.entries.first().map(|(v, _)| v)
+    }
+
+    /// The values from `lo` to `hi` (both included), in order.
+    pub fn range(&self, lo: &T, hi: &T) -> impl Iterator<Item = &T> {
+        let e = &self.map.entries;
+        let start = e.partition_point(|(v, _)| v < lo);
+        let end = e.partition_point(|(v, _)| v <= hi).max(start);
+        e[start..end].iter().map(|(v, _)| v)
+    }
 }
 
 #[cfg(test)]
@@ -143,12 +166,16 @@ mod tests {
         assert_eq!(m.get(&3), Some(&"THREE"));
         assert_eq!(m.get(&4), None);
         *m.get_mut(&1).unwrap() = "uno";
-        let keys: Vec<u32> = m.iter().map(|(k, _)| *k).collect();
+        let keys: Vec<u32> = m.keys().copied().collect();
         assert_eq!(keys, [1, 3, 5]);
         assert_eq!(m.remove(&3), Some("THREE"));
         assert_eq!(m.remove(&3), None);
         assert!(m.contains_key(&1) && !m.contains_key(&3));
         assert_eq!(m.get(&1), Some(&"uno"));
+        for (_, v) in m.iter_mut() {
+            *v = "x";
+        }
+        assert!(m.iter().all(|(_, v)| *v == "x") && !m.is_empty());
     }
 
     #[test]
@@ -163,5 +190,21 @@ mod tests {
         assert!(s.remove(&7));
         assert!(!s.remove(&7));
         assert_eq!(s.len(), 1);
+    }
+
+    #[test]
+    fn set_ranges_include_both_ends() {
+        let mut s = SmallSet::new();
+        assert_eq!(s.first(), None);
+        for v in [(2u64, 1u32), (1, 9), (2, 0), (3, 5), (2, 7)] {
+            s.insert(v);
+        }
+        assert_eq!(s.first(), Some(&(1, 9)));
+        let twos: Vec<_> = s.range(&(2, 0), &(2, u32::MAX)).copied().collect();
+        assert_eq!(twos, [(2, 0), (2, 1), (2, 7)]);
+        let upto: Vec<_> = s.range(&(0, 0), &(2, 1)).copied().collect();
+        assert_eq!(upto, [(1, 9), (2, 0), (2, 1)]);
+        assert_eq!(s.range(&(4, 0), &(9, 0)).count(), 0);
+        assert_eq!(s.range(&(3, 0), &(1, 0)).count(), 0, "an empty range");
     }
 }
