@@ -412,6 +412,7 @@ pub fn is_self(pid: u64) -> bool {
 ///
 /// Not owned, so reported as unsupported: `rseq` (glibc runs without it), `clone`,
 /// `clone3`, `fork`, `vfork`, `execve` and the other process-creating calls.
+#[inline(never)]
 pub fn handle(p: &mut Process, m: &mut dyn Machine, nr: u64, a: [u64; 6]) -> Option<Outcome> {
     let r = match nr {
         sysno::EXIT_GROUP => return Some(Outcome::Exit(a[0] as u8)),
