@@ -32,6 +32,9 @@ pub struct BuildRequest {
     /// Whether the kernel gets the program profiler (`--with-profiler`, or `run --profile`):
     /// left out otherwise, as it is about 25 KB of the kernel that only `--profile` uses.
     pub profiler: bool,
+    /// Whether the kernel gets host volumes (`--with-volumes`, or `run -v`): left out
+    /// otherwise (about 33 KB of the kernel).
+    pub volumes: bool,
 }
 
 /// Which kernel an image gets: with the network stack (smoltcp, virtio-net) or without it.
@@ -125,13 +128,31 @@ pub fn choose_net(choice: NetChoice, program: &[u8]) -> (bool, String) {
     }
 }
 
-/// What [`build_image`] says about the profiler: whether it is in the kernel and why.
-pub fn profiler_note(profiler: bool) -> &'static str {
-    if profiler {
-        "with the program profiler (asked for: --profile or --with-profiler)"
-    } else {
-        "without the program profiler (--with-profiler, or run --profile, puts it in)"
-    }
+/// What [`build_image`] says about the kernel's optional parts other than the network
+/// stack: which are in (asked for) and how to get those that are not.
+pub fn optional_parts_note(v: link::KernelVariant) -> String {
+    [
+        (
+            v.profile,
+            "the program profiler",
+            "--with-profiler, or run --profile, puts it in",
+        ),
+        (
+            v.volumes,
+            "host volumes",
+            "--with-volumes, or run -v, puts them in",
+        ),
+    ]
+    .iter()
+    .map(|(on, what, how)| {
+        if *on {
+            format!("with {what} (asked for)")
+        } else {
+            format!("without {what} ({how})")
+        }
+    })
+    .collect::<Vec<_>>()
+    .join("; ")
 }
 
 /// A written image.
@@ -230,11 +251,12 @@ pub fn build_image(layout: &Layout, req: &BuildRequest) -> anyhow::Result<BuiltI
         std::fs::read(&app.elf).with_context(|| format!("could not read {}", app.elf.display()))?;
     let (net, why) = choose_net(req.net, &program);
     crate::note!("kernel: {why}");
-    crate::note!("kernel: {}", profiler_note(req.profiler));
     let variant = link::KernelVariant {
         net,
         profile: req.profiler,
+        volumes: req.volumes,
     };
+    crate::note!("kernel: {}", optional_parts_note(variant));
     let kernel_path = link::build_kernel_variant(layout, variant)?;
     let kernel = std::fs::read(&kernel_path)
         .with_context(|| format!("could not read {}", kernel_path.display()))?;
@@ -363,6 +385,7 @@ mod tests {
             output: None,
             net: NetChoice::Auto,
             profiler: false,
+            volumes: false,
         };
         let kernel = crate::link::tests::fake_kernel(kiln_abi::payload::LOCATION_SYMBOL, 16);
         let a = assemble(&kernel, &app, &req).unwrap();

@@ -157,6 +157,8 @@ pub struct KernelVariant {
     pub net: bool,
     /// The program profiler and its stack walker (feature `profile`, `run --profile`).
     pub profile: bool,
+    /// Host directories over 9P (feature `volumes`, `run -v`).
+    pub volumes: bool,
 }
 
 impl KernelVariant {
@@ -164,41 +166,45 @@ impl KernelVariant {
     pub const FULL: KernelVariant = KernelVariant {
         net: true,
         profile: true,
+        volumes: true,
     };
 
     /// Every variant, [`KernelVariant::FULL`] first.
-    pub const ALL: [KernelVariant; 4] = [
-        KernelVariant::FULL,
-        KernelVariant {
-            net: true,
-            profile: false,
-        },
-        KernelVariant {
-            net: false,
-            profile: false,
-        },
-        KernelVariant {
-            net: false,
-            profile: true,
-        },
-    ];
-
-    /// The cargo features this variant is built with.
-    pub fn features(self) -> Vec<&'static str> {
-        [("net", self.net), ("profile", self.profile)]
-            .into_iter()
-            .filter_map(|(f, on)| on.then_some(f))
+    pub fn all() -> Vec<KernelVariant> {
+        (0..8u8)
+            .map(|bits| KernelVariant {
+                net: bits & 1 == 0,
+                profile: bits & 2 == 0,
+                volumes: bits & 4 == 0,
+            })
             .collect()
     }
 
-    /// The variant's cargo target directory, relative to `kernel/`.
-    pub fn target_dir(self) -> &'static str {
-        match (self.net, self.profile) {
-            (true, true) => "target",
-            (true, false) => "target/net",
-            (false, false) => "target/no-net",
-            (false, true) => "target/no-net-profile",
+    /// The cargo features this variant is built with.
+    pub fn features(self) -> Vec<&'static str> {
+        [
+            ("net", self.net),
+            ("profile", self.profile),
+            ("volumes", self.volumes),
+        ]
+        .into_iter()
+        .filter_map(|(f, on)| on.then_some(f))
+        .collect()
+    }
+
+    /// The variant's cargo target directory, relative to `kernel/`: `target` for the full
+    /// kernel, else `target/variants/` and its features (`bare` for none).
+    pub fn target_dir(self) -> String {
+        if self == KernelVariant::FULL {
+            return "target".into();
         }
+        let features = self.features();
+        let name = if features.is_empty() {
+            "bare".to_string()
+        } else {
+            features.join("+")
+        };
+        format!("target/variants/{name}")
     }
 }
 
@@ -213,7 +219,7 @@ pub fn kernel_build_args(v: KernelVariant) -> Vec<String> {
             args.push(features.join(","));
         }
         args.push("--target-dir".into());
-        args.push(v.target_dir().into());
+        args.push(v.target_dir());
     }
     args
 }
@@ -362,25 +368,29 @@ pub(crate) mod tests {
         let lean = KernelVariant {
             net: true,
             profile: false,
+            volumes: false,
         };
         assert_eq!(
             kernel_build_args(lean).join(" "),
-            "build --release -p kiln-kernel --no-default-features --features net --target-dir target/net"
+            "build --release -p kiln-kernel --no-default-features --features net --target-dir target/variants/net"
         );
         let bare = KernelVariant {
             net: false,
             profile: false,
+            volumes: false,
         };
         assert_eq!(
             kernel_build_args(bare).join(" "),
-            "build --release -p kiln-kernel --no-default-features --target-dir target/no-net"
+            "build --release -p kiln-kernel --no-default-features --target-dir target/variants/bare"
         );
-        let dirs: std::collections::BTreeSet<_> =
-            KernelVariant::ALL.iter().map(|v| v.target_dir()).collect();
-        assert_eq!(dirs.len(), KernelVariant::ALL.len());
-        for v in KernelVariant::ALL {
+        let all = KernelVariant::all();
+        assert_eq!(all[0], KernelVariant::FULL);
+        let dirs: std::collections::BTreeSet<_> = all.iter().map(|v| v.target_dir()).collect();
+        assert_eq!(dirs.len(), 8);
+        for v in all {
             assert_eq!(v.features().contains(&"net"), v.net);
             assert_eq!(v.features().contains(&"profile"), v.profile);
+            assert_eq!(v.features().contains(&"volumes"), v.volumes);
         }
     }
 

@@ -88,7 +88,8 @@ pub struct Report {
     pub kernel_size: Option<u64>,
     /// Size of the stripped kernel ELF built without the network stack (nor the profiler).
     pub kernel_size_without_net: Option<u64>,
-    /// Size of the stripped kernel ELF with every optional part (the profiler too).
+    /// Size of the stripped kernel ELF with every optional part (the profiler and volumes
+    /// too).
     pub kernel_size_full: Option<u64>,
     /// The least memory hello's image needs (MiB, what `build-image` prints: the image's end
     /// plus the kernel's 2 MiB) and whether hello exits 0 in exactly that (microvm).
@@ -191,7 +192,7 @@ pub fn format_report(r: &Report) -> String {
         }
         if let Some(f) = r.kernel_size_full {
             s.push_str(&format!(
-                "; with the program profiler too (`--with-profiler`, `run --profile`) {f} bytes ({} KiB)",
+                "; with the program profiler and volumes too (`--with-profiler --with-volumes`) {f} bytes ({} KiB)",
                 f / 1024
             ));
         }
@@ -338,6 +339,7 @@ pub fn boot(layout: &Layout, runs: usize) -> anyhow::Result<Report> {
             output: Some(dir.join("hello.elf")),
             net: image::NetChoice::Auto,
             profiler: false,
+            volumes: false,
         },
     );
     let hello_err = hello.as_ref().err().map(|e| format!("{e:#}"));
@@ -405,6 +407,7 @@ pub fn boot(layout: &Layout, runs: usize) -> anyhow::Result<Report> {
         let v = crate::link::KernelVariant {
             net,
             profile: false,
+            volumes: false,
         };
         crate::link::build_kernel_variant(layout, v)
             .ok()
@@ -498,7 +501,7 @@ mod tests {
             s.contains("TCG on 2 cores, host load average 1.50 at the start and 2.25 at the end.")
         );
         assert!(s.contains(
-            "12345 bytes (12 KiB) with the network stack, 10240 bytes (10 KiB) without it; with the program profiler too (`--with-profiler`, `run --profile`) 13000 bytes (12 KiB)."
+            "12345 bytes (12 KiB) with the network stack, 10240 bytes (10 KiB) without it; with the program profiler and volumes too (`--with-profiler --with-volumes`) 13000 bytes (12 KiB)."
         ), "{s}");
         assert!(s.contains("hello on q35: boom"));
         assert!(!s.contains("Guest boot"));

@@ -31,6 +31,7 @@ pub fn build_example(
             output: Some(dir.join(format!("{example}.elf"))),
             net: crate::image::NetChoice::Auto,
             profiler: false,
+            volumes: false,
         },
     )
 }

@@ -41,7 +41,7 @@ pub fn kernel_of_image(image: &[u8], kernel: &Path) -> Option<std::path::PathBuf
     if let Some(target) = kernel.ancestors().nth(3) {
         let inner = kernel.strip_prefix(target).unwrap_or(kernel);
         let kernel_dir = target.parent().unwrap_or(target);
-        for v in crate::link::KernelVariant::ALL {
+        for v in crate::link::KernelVariant::all() {
             candidates.push(kernel_dir.join(v.target_dir()).join(inner));
         }
     }

@@ -474,6 +474,7 @@ fn build_server(
             dynamic: false,
             net: crate::image::NetChoice::Auto,
             profiler: false,
+            volumes: false,
         },
     )
 }
