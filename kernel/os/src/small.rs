@@ -6,6 +6,7 @@
 //! O(log n) and inserts O(n), which is what a collection of a handful of entries wants.
 
 use alloc::vec::Vec;
+use core::ops::{Bound, RangeBounds};
 
 /// A map from `K` to `V` ordered by key.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -75,8 +76,25 @@ impl<K: Ord, V> SmallMap<K, V> {
     }
 
     /// The entries in key order.
-    pub fn iter(&self) -> impl Iterator<Item = (&K, &V)> {
+    pub fn iter(&self) -> impl DoubleEndedIterator<Item = (&K, &V)> {
         self.entries.iter().map(|(k, v)| (k, v))
+    }
+
+    /// The entries whose keys lie in `range`, in key order (none when it is empty or
+    /// backwards).
+    pub fn range<R: RangeBounds<K>>(&self, range: R) -> impl DoubleEndedIterator<Item = (&K, &V)> {
+        let e = &self.entries;
+        let start = match range.start_bound() {
+            Bound::Included(k) => e.partition_point(|(x, _)| x < k),
+            Bound::Excluded(k) => e.partition_point(|(x, _)| x <= k),
+            Bound::Unbounded => 0,
+        };
+        let end = match range.end_bound() {
+            Bound::Included(k) => e.partition_point(|(x, _)| x <= k),
+            Bound::Excluded(k) => e.partition_point(|(x, _)| x < k),
+            Bound::Unbounded => e.len(),
+        };
+        e[start..end.max(start)].iter().map(|(k, v)| (k, v))
     }
 
     /// The entries in key order, values to change.
@@ -84,9 +102,44 @@ impl<K: Ord, V> SmallMap<K, V> {
         self.entries.iter_mut().map(|(k, v)| (&*k, v))
     }
 
+    /// The values in key order.
+    pub fn values(&self) -> impl Iterator<Item = &V> {
+        self.entries.iter().map(|(_, v)| v)
+    }
+
     /// The keys in order.
     pub fn keys(&self) -> impl Iterator<Item = &K> {
         self.entries.iter().map(|(k, _)| k)
+    }
+}
+
+impl<K, V> IntoIterator for SmallMap<K, V> {
+    type Item = (K, V);
+    type IntoIter = alloc::vec::IntoIter<(K, V)>;
+
+    /// The entries in key order.
+    fn into_iter(self) -> Self::IntoIter {
+        self.entries.into_iter()
+    }
+}
+
+impl<'a, K, V> IntoIterator for &'a SmallMap<K, V> {
+    type Item = (&'a K, &'a V);
+    type IntoIter =
+        core::iter::Map<core::slice::Iter<'a, (K, V)>, fn(&'a (K, V)) -> (&'a K, &'a V)>;
+
+    /// The entries in key order.
+    fn into_iter(self) -> Self::IntoIter {
+        self.entries.iter().map(|(k, v)| (k, v))
+    }
+}
+
+impl<K: Ord, V> core::ops::Index<&K> for SmallMap<K, V> {
+    type Output = V;
+
+    /// The value of `key`; panics when there is none (as `BTreeMap`'s).
+    fn index(&self, key: &K) -> &V {
+        self.get(key).expect("no entry for the key")
     }
 }
 
@@ -168,6 +221,8 @@ mod tests {
         *m.get_mut(&1).unwrap() = "uno";
         let keys: Vec<u32> = m.keys().copied().collect();
         assert_eq!(keys, [1, 3, 5]);
+        let values: Vec<&str> = m.values().copied().collect();
+        assert_eq!(values, ["uno", "THREE", "five"]);
         assert_eq!(m.remove(&3), Some("THREE"));
         assert_eq!(m.remove(&3), None);
         assert!(m.contains_key(&1) && !m.contains_key(&3));
@@ -176,6 +231,32 @@ mod tests {
             *v = "x";
         }
         assert!(m.iter().all(|(_, v)| *v == "x") && !m.is_empty());
+    }
+
+    #[test]
+    fn map_ranges_follow_their_bounds() {
+        let mut m = SmallMap::new();
+        for k in [10u64, 20, 30, 40] {
+            m.insert(k, k / 10);
+        }
+        let keys = |it: &mut dyn Iterator<Item = (&u64, &u64)>| -> Vec<u64> {
+            it.map(|(k, _)| *k).collect()
+        };
+        assert_eq!(keys(&mut m.range(20..40)), [20, 30]);
+        assert_eq!(keys(&mut m.range(20..=40)), [20, 30, 40]);
+        assert_eq!(keys(&mut m.range(..=25)), [10, 20]);
+        assert_eq!(keys(&mut m.range(21..)), [30, 40]);
+        assert_eq!(
+            keys(&mut m.range(core::ops::Range { start: 35, end: 15 })),
+            [] as [u64; 0],
+            "backwards: empty"
+        );
+        assert_eq!(m.range(..=25).next_back(), Some((&20, &2)));
+        assert_eq!(m.iter().next_back(), Some((&40, &4)));
+        assert_eq!(m[&30], 3);
+        assert_eq!((&m).into_iter().count(), 4);
+        let all: Vec<(u64, u64)> = m.into_iter().collect();
+        assert_eq!(all, [(10, 1), (20, 2), (30, 3), (40, 4)]);
     }
 
     #[test]

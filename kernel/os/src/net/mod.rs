@@ -25,7 +25,7 @@
 
 pub mod phy;
 
-use alloc::collections::{BTreeMap, VecDeque};
+use alloc::collections::VecDeque;
 use alloc::string::String;
 use alloc::sync::Arc;
 use alloc::vec;
@@ -254,7 +254,8 @@ pub struct Stack {
     /// Monotonic time the interface was created.
     started: u64,
     mac: [u8; 6],
-    socks: BTreeMap<u64, Sock>,
+    /// Boxed, so that the sorted `Vec` moves only key and pointer on insert and remove.
+    socks: SmallMap<u64, alloc::boxed::Box<Sock>>,
     /// Closed connections finishing their FIN handshake.
     orphans: Vec<SocketHandle>,
     looped: VecDeque<Vec<u8>>,
@@ -472,7 +473,7 @@ impl Net {
                 config_channel: alloc_ino(),
                 started: 0,
                 mac: LOOPBACK_MAC,
-                socks: BTreeMap::new(),
+                socks: SmallMap::new(),
                 orphans: Vec::new(),
                 looped: VecDeque::new(),
                 staged: VecDeque::new(),
@@ -512,7 +513,10 @@ impl Net {
     pub fn socket(&self, stream: bool) -> Arc<Socket> {
         let waitable = Waitable::new();
         let id = waitable.id();
-        self.stack.lock().socks.insert(id, Sock::new(stream));
+        self.stack
+            .lock()
+            .socks
+            .insert(id, alloc::boxed::Box::new(Sock::new(stream)));
         Arc::new(Socket {
             id,
             waitable,
@@ -918,7 +922,7 @@ impl Stack {
         let Some(Sock {
             kind: Kind::TcpListen { pool, backlog },
             ..
-        }) = self.socks.get_mut(&id)
+        }) = self.socks.get_mut(&id).map(|s| &mut **s)
         else {
             return;
         };
@@ -1042,7 +1046,10 @@ impl Stack {
     }
 
     fn sock(&mut self, id: u64) -> KResult<&mut Sock> {
-        self.socks.get_mut(&id).ok_or(Errno::EBADF)
+        self.socks
+            .get_mut(&id)
+            .map(|s| &mut **s)
+            .ok_or(Errno::EBADF)
     }
 
     fn is_local_addr(&self, ip: [u8; 4]) -> bool {
@@ -1274,7 +1281,7 @@ impl Socket {
                 .get::<tcp::Socket>(h)
                 .local_endpoint()
                 .map(SockAddr::from_endpoint);
-            s.socks.insert(conn_id, conn);
+            s.socks.insert(conn_id, alloc::boxed::Box::new(conn));
             s.observe(conn_id, m.monotonic_ns());
             let r = s.readiness(conn_id);
             s.sock(conn_id)?.last_ready = r;
