@@ -155,6 +155,15 @@ pub fn optional_parts_note(v: link::KernelVariant) -> String {
     .join("; ")
 }
 
+/// Rewrites the recorded kernel build command (`cargo build --release ...`, see
+/// [`crate::provenance`]) into the one that built variant `v`.
+fn variant_flags(flags: &mut Vec<String>, v: link::KernelVariant) {
+    if flags.len() >= 3 && flags[..3] == ["cargo", "build", "--release"] {
+        let cargo = std::iter::once("cargo".to_string());
+        flags.splice(0..3, cargo.chain(link::kernel_build_args(v)));
+    }
+}
+
 /// A written image.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BuiltImage {
@@ -265,6 +274,7 @@ pub fn build_image(layout: &Layout, req: &BuildRequest) -> anyhow::Result<BuiltI
     prov.kernel
         .features
         .retain(|f| features.contains(&f.as_str()));
+    variant_flags(&mut prov.build.kernel_flags, variant);
     if req.dynamic {
         // The flags as they were: no static linking.
         let flags = &mut prov.build.app_flags;
@@ -334,6 +344,30 @@ mod tests {
         for n in ["socketpair", "socket_helper", "close", "my_socket_count"] {
             assert!(!creates_sockets(n), "{n}");
         }
+    }
+
+    #[test]
+    fn the_recorded_kernel_command_is_the_variants() {
+        let base = [
+            "cargo",
+            "build",
+            "--release",
+            "--target",
+            "x86_64-unknown-linux-gnu",
+        ];
+        let mut flags: Vec<String> = base.iter().map(|s| s.to_string()).collect();
+        variant_flags(&mut flags, link::KernelVariant::FULL);
+        assert_eq!(flags, base);
+        let lean = link::KernelVariant {
+            net: true,
+            profile: false,
+            volumes: false,
+        };
+        variant_flags(&mut flags, lean);
+        assert_eq!(
+            flags.join(" "),
+            "cargo build --release -p kiln-kernel --no-default-features --features net --target-dir target/variants/net --target x86_64-unknown-linux-gnu"
+        );
     }
 
     #[test]
