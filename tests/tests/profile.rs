@@ -331,6 +331,10 @@ fn the_profiler_is_in_the_kernel_only_when_asked_for() {
             && r.stderr.contains("--with-profiler"),
         "{r:?}"
     );
+    assert!(
+        !r.stderr.contains("the profile has no samples"),
+        "no noise after it: {r:?}"
+    );
     let r = build_image_to(&full, &[&crashy[..], &["--with-profiler"]].concat());
     assert_eq!(r.status, 0, "{r:?}");
     assert!(

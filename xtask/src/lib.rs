@@ -1118,7 +1118,10 @@ fn run(layout: &Layout, a: &RunArgs) -> anyhow::Result<u8> {
             note!("{line}");
         }
     }
-    if a.profile.is_some() || a.profile_folded.is_some() {
+    // A kernel that failed (one without the profiler refuses --profile at boot) has said
+    // why; an empty profile would only add noise.
+    let kernel_failed = r.outcome.status == kiln_abi_failure();
+    if (a.profile.is_some() || a.profile_folded.is_some()) && !kernel_failed {
         profile_outputs(&image, a, &r.records)?;
     }
     if a.profile_kernel.is_some() || a.profile_kernel_folded.is_some() {
