@@ -8,12 +8,34 @@ macro_rules! sysnos {
         $(#[doc = concat!("`", $name, "` (", stringify!($nr), ").")]
         pub const $konst: u64 = $nr;)*
 
+        /// Every name, each followed by a NUL byte, in the order of [`NUMBERS`]: one string
+        /// instead of a table of string slices (16 bytes a number), which keeps the kernel's
+        /// copy small.
+        const NAMES: &str = concat!($($name, "\0",)*);
+
+        /// Every used number, in the order of [`NAMES`].
+        const NUMBERS: &[u16] = &[$($nr,)*];
+
+        /// Where each name starts in [`NAMES`], computed at compile time.
+        const STARTS: [u16; NUMBERS.len()] = {
+            let bytes = NAMES.as_bytes();
+            let mut starts = [0u16; NUMBERS.len()];
+            let (mut i, mut k) = (0, 1);
+            while i < bytes.len() && k < starts.len() {
+                if bytes[i] == 0 {
+                    starts[k] = (i + 1) as u16;
+                    k += 1;
+                }
+                i += 1;
+            }
+            starts
+        };
+
         /// The name of system call `nr`, such as `"read"`, or `None` for an unused number.
         pub fn name(nr: u64) -> Option<&'static str> {
-            match nr {
-                $($nr => Some($name),)*
-                _ => None,
-            }
+            let i = NUMBERS.iter().position(|&n| u64::from(n) == nr)?;
+            let rest = NAMES.get(usize::from(STARTS[i])..)?;
+            rest.split('\0').next()
         }
 
         /// How many arguments system call `nr` takes (for tracing), or `None` for an unused
@@ -414,6 +436,7 @@ sysnos! {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use alloc::vec::Vec;
 
     #[test]
     fn names_of_a_sample() {
@@ -480,6 +503,24 @@ mod tests {
         for nr in 424..470 {
             assert!(name(nr).is_some(), "{nr}");
         }
+    }
+
+    #[test]
+    fn every_name_is_whole_and_distinct() {
+        let names: Vec<&str> = (0..512).filter_map(name).collect();
+        assert_eq!(names.len(), NUMBERS.len());
+        for n in &names {
+            assert!(
+                !n.is_empty()
+                    && n.bytes()
+                        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_'),
+                "{n:?}"
+            );
+        }
+        let mut sorted = names.clone();
+        sorted.sort_unstable();
+        sorted.dedup();
+        assert_eq!(sorted.len(), names.len());
     }
 
     #[test]

@@ -111,12 +111,17 @@ pub fn kiln_env<V: AsRef<std::ffi::OsStr>>(args: &[&str], env: &[(&str, V)]) -> 
 /// Builds an image with `build-image ARGS -o <scratch>/<name>.elf` and returns its path.
 pub fn build_image(name: &str, args: &[&str]) -> PathBuf {
     let out = scratch("images").join(format!("{name}.elf"));
+    let r = build_image_to(&out, args);
+    assert_eq!(r.status, 0, "build-image {args:?} failed: {r:?}");
+    out
+}
+
+/// Runs `build-image ARGS -o OUT`.
+pub fn build_image_to(out: &Path, args: &[&str]) -> Run {
     let mut full = vec!["build-image"];
     full.extend_from_slice(args);
     full.extend_from_slice(&["-o", out.to_str().unwrap()]);
-    let r = kiln(&full);
-    assert_eq!(r.status, 0, "build-image {args:?} failed: {r:?}");
-    out
+    kiln(&full)
 }
 
 /// Boots `image` with `run --image IMAGE EXTRA...`.

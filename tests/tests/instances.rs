@@ -485,10 +485,15 @@ fn a_detached_instance_writes_to_its_volume() {
     let _ = std::fs::remove_dir_all(&data);
     std::fs::create_dir_all(&data).unwrap();
     let volume = format!("{}:/data", data.display());
+    // A prebuilt image mounts volumes only when built with them.
+    let image = image(
+        "instances-busybox-volumes",
+        &["--elf", "/bin/busybox", "--with-volumes"],
+    );
     run_d(
         &st,
         "writer",
-        busybox(),
+        image.to_str().unwrap(),
         &["-v", &volume, "--", "sh", "-c", "echo kept > /data/note"],
     );
     wait_exited(&st, "writer");

@@ -1,7 +1,7 @@
 //! `run --profile`: the kernel samples where the program runs, unwinds and counts the
 //! stacks, and the host writes folded stacks and a flame graph that name the hot code.
 
-use kiln_tests::{kiln, scratch};
+use kiln_tests::{build_image_to, kiln, run_image, scratch};
 use std::process::Command;
 
 /// Samples per folded line whose stack holds `frame`, and all samples.
@@ -297,4 +297,64 @@ fn an_unwritable_kernel_profile_path_is_a_clear_error_before_the_run() {
     ]);
     assert_ne!(r.status, 0, "{r:?}");
     assert!(r.stderr.contains("cannot be used with"), "{r:?}");
+}
+
+#[test]
+fn the_profiler_is_in_the_kernel_only_when_asked_for() {
+    let dir = scratch("profile-choice");
+    let (lean, full, folded) = (
+        dir.join("lean.elf"),
+        dir.join("full.elf"),
+        dir.join("spin.folded"),
+    );
+    let crashy = ["--example", "crashy"];
+    let r = build_image_to(&lean, &crashy);
+    assert_eq!(r.status, 0, "{r:?}");
+    assert!(
+        r.stderr.contains(
+            "kiln: kernel: without the program profiler (--with-profiler, or run --profile, puts it in)"
+        ),
+        "{r:?}"
+    );
+    // An image without it refuses --profile at boot, saying how to get one with it.
+    let profile = |image: &std::path::Path| {
+        run_image(
+            image,
+            &["--profile-folded", folded.to_str().unwrap(), "--", "spin"],
+        )
+    };
+    let r = profile(&lean);
+    assert_ne!(r.status, 0, "{r:?}");
+    assert!(
+        r.stderr
+            .contains("this kernel was built without the profiler")
+            && r.stderr.contains("--with-profiler"),
+        "{r:?}"
+    );
+    assert!(
+        !r.stderr.contains("the profile has no samples"),
+        "no noise after it: {r:?}"
+    );
+    let r = build_image_to(&full, &[&crashy[..], &["--with-profiler"]].concat());
+    assert_eq!(r.status, 0, "{r:?}");
+    assert!(
+        r.stderr
+            .contains("kiln: kernel: with the program profiler (asked for)"),
+        "{r:?}"
+    );
+    let size = |p: &std::path::Path| std::fs::metadata(p).unwrap().len();
+    assert!(
+        size(&full) > size(&lean) + 10_000,
+        "{} vs {}",
+        size(&full),
+        size(&lean)
+    );
+    let r = profile(&full);
+    assert_eq!(r.status, 0, "{r:?}");
+    let text = std::fs::read_to_string(&folded).unwrap();
+    let (hit, all) = share(&text, "crashy::spin");
+    assert!(
+        all > 0 && hit * 2 > all,
+        "crashy::spin in {hit} of {all} samples:\n{text}"
+    );
 }

@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use kiln_tests::{kiln, scratch, Run};
+use kiln_tests::{build_image_to, kiln, run_image, scratch, Run};
 
 /// A fresh, empty host directory for one test.
 fn fresh(name: &str) -> PathBuf {
@@ -204,4 +204,43 @@ fn bad_volumes_are_refused_with_125() {
         assert_eq!(r.status, 125, "{v}: {r:?}");
         assert!(r.stderr.contains(want), "{v}: {r:?}");
     }
+}
+
+#[test]
+fn volumes_are_in_the_kernel_only_when_asked_for() {
+    let dir = fresh("choice");
+    std::fs::write(dir.join("a.txt"), "from the host\n").unwrap();
+    let images = scratch("volumes");
+    let (lean, with) = (images.join("lean.elf"), images.join("with.elf"));
+    let busybox = ["--elf", "/bin/busybox"];
+    let r = build_image_to(&lean, &busybox);
+    assert_eq!(r.status, 0, "{r:?}");
+    assert!(
+        r.stderr
+            .contains("without host volumes (--with-volumes, or run -v, puts them in)"),
+        "{r:?}"
+    );
+    let v = spec(&dir, "/data");
+    let cat = |image: &Path| run_image(image, &["-v", &v, "--", "cat", "/data/a.txt"]);
+    // Without them, the kernel refuses the volume at boot and says how to get one with them.
+    let r = cat(&lean);
+    assert_ne!(r.status, 0, "{r:?}");
+    assert!(
+        r.stderr.contains("this kernel was built without volumes")
+            && r.stderr.contains("--with-volumes"),
+        "{r:?}"
+    );
+    let r = build_image_to(&with, &[&busybox[..], &["--with-volumes"]].concat());
+    assert_eq!(r.status, 0, "{r:?}");
+    assert!(r.stderr.contains("with host volumes (asked for)"), "{r:?}");
+    let size = |p: &Path| std::fs::metadata(p).unwrap().len();
+    assert!(
+        size(&with) > size(&lean) + 16_000,
+        "{} vs {}",
+        size(&with),
+        size(&lean)
+    );
+    let r = cat(&with);
+    assert_eq!(r.status, 0, "{r:?}");
+    assert_eq!(r.out(), "from the host\n", "{r:?}");
 }

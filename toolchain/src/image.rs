@@ -29,6 +29,12 @@ pub struct BuildRequest {
     pub output: Option<PathBuf>,
     /// Whether the kernel gets its network stack.
     pub net: NetChoice,
+    /// Whether the kernel gets the program profiler (`--with-profiler`, or `run --profile`):
+    /// left out otherwise, as it is about 25 KB of the kernel that only `--profile` uses.
+    pub profiler: bool,
+    /// Whether the kernel gets host volumes (`--with-volumes`, or `run -v`): left out
+    /// otherwise (about 33 KB of the kernel).
+    pub volumes: bool,
 }
 
 /// Which kernel an image gets: with the network stack (smoltcp, virtio-net) or without it.
@@ -119,6 +125,42 @@ pub fn choose_net(choice: NetChoice, program: &[u8]) -> (bool, String) {
             "with the network stack (the program has no symbol table to tell; --no-net leaves it out)"
                 .into(),
         ),
+    }
+}
+
+/// What [`build_image`] says about the kernel's optional parts other than the network
+/// stack: which are in (asked for) and how to get those that are not.
+pub fn optional_parts_note(v: link::KernelVariant) -> String {
+    [
+        (
+            v.profile,
+            "the program profiler",
+            "--with-profiler, or run --profile, puts it in",
+        ),
+        (
+            v.volumes,
+            "host volumes",
+            "--with-volumes, or run -v, puts them in",
+        ),
+    ]
+    .iter()
+    .map(|(on, what, how)| {
+        if *on {
+            format!("with {what} (asked for)")
+        } else {
+            format!("without {what} ({how})")
+        }
+    })
+    .collect::<Vec<_>>()
+    .join("; ")
+}
+
+/// Rewrites the recorded kernel build command (`cargo build --release ...`, see
+/// [`crate::provenance`]) into the one that built variant `v`.
+fn variant_flags(flags: &mut Vec<String>, v: link::KernelVariant) {
+    if flags.len() >= 3 && flags[..3] == ["cargo", "build", "--release"] {
+        let cargo = std::iter::once("cargo".to_string());
+        flags.splice(0..3, cargo.chain(link::kernel_build_args(v)));
     }
 }
 
@@ -218,13 +260,21 @@ pub fn build_image(layout: &Layout, req: &BuildRequest) -> anyhow::Result<BuiltI
         std::fs::read(&app.elf).with_context(|| format!("could not read {}", app.elf.display()))?;
     let (net, why) = choose_net(req.net, &program);
     crate::note!("kernel: {why}");
-    let kernel_path = link::build_kernel_variant(layout, net)?;
+    let variant = link::KernelVariant {
+        net,
+        profile: req.profiler,
+        volumes: req.volumes,
+    };
+    crate::note!("kernel: {}", optional_parts_note(variant));
+    let kernel_path = link::build_kernel_variant(layout, variant)?;
     let kernel = std::fs::read(&kernel_path)
         .with_context(|| format!("could not read {}", kernel_path.display()))?;
     let mut prov = crate::provenance::collect(layout, &req.source, &app, &program, &kernel)?;
-    if !net {
-        prov.kernel.features.retain(|f| f != "net");
-    }
+    let features = variant.features();
+    prov.kernel
+        .features
+        .retain(|f| features.contains(&f.as_str()));
+    variant_flags(&mut prov.build.kernel_flags, variant);
     if req.dynamic {
         // The flags as they were: no static linking.
         let flags = &mut prov.build.app_flags;
@@ -297,6 +347,30 @@ mod tests {
     }
 
     #[test]
+    fn the_recorded_kernel_command_is_the_variants() {
+        let base = [
+            "cargo",
+            "build",
+            "--release",
+            "--target",
+            "x86_64-unknown-linux-gnu",
+        ];
+        let mut flags: Vec<String> = base.iter().map(|s| s.to_string()).collect();
+        variant_flags(&mut flags, link::KernelVariant::FULL);
+        assert_eq!(flags, base);
+        let lean = link::KernelVariant {
+            net: true,
+            profile: false,
+            volumes: false,
+        };
+        variant_flags(&mut flags, lean);
+        assert_eq!(
+            flags.join(" "),
+            "cargo build --release -p kiln-kernel --no-default-features --features net --target-dir target/variants/net --target x86_64-unknown-linux-gnu"
+        );
+    }
+
+    #[test]
     fn the_kernel_choice_follows_the_symbols_and_no_net() {
         // Not an ELF: nothing to tell, the network stays.
         assert!(choose_net(NetChoice::Auto, b"junk").0);
@@ -344,6 +418,8 @@ mod tests {
             args: vec!["--exit".into(), "3".into()],
             output: None,
             net: NetChoice::Auto,
+            profiler: false,
+            volumes: false,
         };
         let kernel = crate::link::tests::fake_kernel(kiln_abi::payload::LOCATION_SYMBOL, 16);
         let a = assemble(&kernel, &app, &req).unwrap();

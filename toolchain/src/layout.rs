@@ -41,20 +41,12 @@ impl Layout {
             .join("target/x86_64-unknown-linux-gnu/release/kiln-kernel")
     }
 
-    /// The kernel ELF built without its network stack (`--no-default-features`, in a
-    /// target directory of its own so both variants stay built).
-    pub fn kernel_elf_without_net(&self) -> PathBuf {
+    /// The kernel ELF of variant `v` (see [`crate::link::KernelVariant`]), in the variant's
+    /// own target directory.
+    pub fn kernel_elf_for(&self, v: crate::link::KernelVariant) -> PathBuf {
         self.kernel_dir()
-            .join("target/no-net/x86_64-unknown-linux-gnu/release/kiln-kernel")
-    }
-
-    /// The kernel ELF of the variant `net` (with or without the network stack).
-    pub fn kernel_elf_for(&self, net: bool) -> PathBuf {
-        if net {
-            self.kernel_elf()
-        } else {
-            self.kernel_elf_without_net()
-        }
+            .join(v.target_dir())
+            .join("x86_64-unknown-linux-gnu/release/kiln-kernel")
     }
 
     /// The example programs.

@@ -141,39 +141,97 @@ pub fn link(kernel: &[u8], payload: &[u8]) -> Result<Vec<u8>, LinkError> {
     Ok(image)
 }
 
-/// Builds the kernel (`cargo build --release` in `kernel/`, progress on stderr) and returns
-/// the path of its ELF. Cargo returns quickly when it is up to date.
+/// Builds the kernel with all its optional parts (`cargo build --release` in `kernel/`,
+/// progress on stderr) and returns the path of its ELF. Cargo returns quickly when it is up
+/// to date.
 pub fn build_kernel(layout: &Layout) -> anyhow::Result<PathBuf> {
-    build_kernel_variant(layout, true)
+    build_kernel_variant(layout, KernelVariant::FULL)
 }
 
-/// The cargo arguments that build the kernel with (`net`) or without its network stack.
-/// The variant without it has a target directory of its own, so both stay built and
-/// switching between them costs nothing.
-pub fn kernel_build_args(net: bool) -> Vec<&'static str> {
-    if net {
-        vec!["build", "--release"]
-    } else {
-        vec![
-            "build",
-            "--release",
-            "-p",
-            "kiln-kernel",
-            "--no-default-features",
-            "--target-dir",
-            "target/no-net",
+/// Which optional parts (cargo features of `kiln-kernel`) the kernel of an image has.
+/// Each variant has a target directory of its own, so all stay built and switching between
+/// them costs nothing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KernelVariant {
+    /// The IPv4 stack and the virtio-net driver (feature `net`).
+    pub net: bool,
+    /// The program profiler and its stack walker (feature `profile`, `run --profile`).
+    pub profile: bool,
+    /// Host directories over 9P (feature `volumes`, `run -v`).
+    pub volumes: bool,
+}
+
+impl KernelVariant {
+    /// Every optional part: the kernel's default features, built in `kernel/target`.
+    pub const FULL: KernelVariant = KernelVariant {
+        net: true,
+        profile: true,
+        volumes: true,
+    };
+
+    /// Every variant, [`KernelVariant::FULL`] first.
+    pub fn all() -> Vec<KernelVariant> {
+        (0..8u8)
+            .map(|bits| KernelVariant {
+                net: bits & 1 == 0,
+                profile: bits & 2 == 0,
+                volumes: bits & 4 == 0,
+            })
+            .collect()
+    }
+
+    /// The cargo features this variant is built with.
+    pub fn features(self) -> Vec<&'static str> {
+        [
+            ("net", self.net),
+            ("profile", self.profile),
+            ("volumes", self.volumes),
         ]
+        .into_iter()
+        .filter_map(|(f, on)| on.then_some(f))
+        .collect()
+    }
+
+    /// The variant's cargo target directory, relative to `kernel/`: `target` for the full
+    /// kernel, else `target/variants/` and its features (`bare` for none).
+    pub fn target_dir(self) -> String {
+        if self == KernelVariant::FULL {
+            return "target".into();
+        }
+        let features = self.features();
+        let name = if features.is_empty() {
+            "bare".to_string()
+        } else {
+            features.join("+")
+        };
+        format!("target/variants/{name}")
     }
 }
 
-/// [`build_kernel`] for the variant with (`net`) or without the network stack.
-pub fn build_kernel_variant(layout: &Layout, net: bool) -> anyhow::Result<PathBuf> {
+/// The cargo arguments that build kernel variant `v`.
+pub fn kernel_build_args(v: KernelVariant) -> Vec<String> {
+    let mut args: Vec<String> = vec!["build".into(), "--release".into()];
+    if v != KernelVariant::FULL {
+        args.extend(["-p", "kiln-kernel", "--no-default-features"].map(String::from));
+        let features = v.features();
+        if !features.is_empty() {
+            args.push("--features".into());
+            args.push(features.join(","));
+        }
+        args.push("--target-dir".into());
+        args.push(v.target_dir());
+    }
+    args
+}
+
+/// [`build_kernel`] for variant `v`.
+pub fn build_kernel_variant(layout: &Layout, v: KernelVariant) -> anyhow::Result<PathBuf> {
     let dir = layout.kernel_dir();
     if !dir.join("Cargo.toml").is_file() {
         bail!("no kernel workspace at {}", dir.display());
     }
     let status = Command::new(cargo())
-        .args(kernel_build_args(net))
+        .args(kernel_build_args(v))
         .current_dir(&dir)
         // The kernel's flags come from kernel/.cargo/config.toml; RUSTFLAGS would replace them.
         .env_remove("RUSTFLAGS")
@@ -186,10 +244,10 @@ pub fn build_kernel_variant(layout: &Layout, net: bool) -> anyhow::Result<PathBu
     if !status.success() {
         bail!(
             "the kernel failed to build (cargo {} in kernel/); see the errors above",
-            kernel_build_args(net).join(" ")
+            kernel_build_args(v).join(" ")
         );
     }
-    let elf = layout.kernel_elf_for(net);
+    let elf = layout.kernel_elf_for(v);
     if !elf.is_file() {
         bail!("the kernel built but {} is missing", elf.display());
     }
@@ -298,6 +356,42 @@ pub(crate) mod tests {
         w.write_strtab_section_header();
         w.write_shstrtab_section_header();
         out
+    }
+
+    #[test]
+    fn kernel_variants_have_their_own_features_and_target_directories() {
+        assert_eq!(
+            kernel_build_args(KernelVariant::FULL),
+            ["build", "--release"],
+            "the full kernel is the workspace's default build"
+        );
+        let lean = KernelVariant {
+            net: true,
+            profile: false,
+            volumes: false,
+        };
+        assert_eq!(
+            kernel_build_args(lean).join(" "),
+            "build --release -p kiln-kernel --no-default-features --features net --target-dir target/variants/net"
+        );
+        let bare = KernelVariant {
+            net: false,
+            profile: false,
+            volumes: false,
+        };
+        assert_eq!(
+            kernel_build_args(bare).join(" "),
+            "build --release -p kiln-kernel --no-default-features --target-dir target/variants/bare"
+        );
+        let all = KernelVariant::all();
+        assert_eq!(all[0], KernelVariant::FULL);
+        let dirs: std::collections::BTreeSet<_> = all.iter().map(|v| v.target_dir()).collect();
+        assert_eq!(dirs.len(), 8);
+        for v in all {
+            assert_eq!(v.features().contains(&"net"), v.net);
+            assert_eq!(v.features().contains(&"profile"), v.profile);
+            assert_eq!(v.features().contains(&"volumes"), v.volumes);
+        }
     }
 
     #[test]

@@ -10,12 +10,17 @@ use kiln_os::sched::Scheduler;
 use crate::console;
 
 pub mod acpi;
+#[cfg(any(feature = "net", feature = "volumes"))]
 pub mod mmio;
 #[cfg(feature = "net")]
 pub mod net;
 #[cfg(not(feature = "net"))]
 #[path = "machine/no_net.rs"]
 pub mod net;
+#[cfg(feature = "volumes")]
+pub mod volumes;
+#[cfg(not(feature = "volumes"))]
+#[path = "machine/volumes_off.rs"]
 pub mod volumes;
 
 /// The user page tables of the one address space.

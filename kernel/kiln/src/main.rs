@@ -17,6 +17,10 @@ mod crash;
 mod fault;
 mod machine;
 mod memlog;
+#[cfg(feature = "profile")]
+mod profile;
+#[cfg(not(feature = "profile"))]
+#[path = "profile_off.rs"]
 mod profile;
 mod run;
 mod signals;

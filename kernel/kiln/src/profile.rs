@@ -42,10 +42,11 @@ struct Table {
 static TABLE: Mutex<Option<Table>> = Mutex::new(None);
 
 /// Starts sampling `hz` times a second (not at all when `None`). `program` is the program's
-/// ELF file and `bias` where it was loaded.
-pub fn start(hz: Option<u32>, program: &'static [u8], bias: u64) {
+/// ELF file and `bias` where it was loaded. Never fails in this kernel (the kernel built
+/// without the profiler refuses a rate, see `profile_off.rs`).
+pub fn start(hz: Option<u32>, program: &'static [u8], bias: u64) -> Result<(), &'static str> {
     let Some(hz) = hz.filter(|h| *h > 0) else {
-        return;
+        return Ok(());
     };
     let cfi = Cfi::from_elf(program, bias);
     if cfi.is_none() {
@@ -61,6 +62,7 @@ pub fn start(hz: Option<u32>, program: &'static [u8], bias: u64) {
     let interval = 1_000_000_000 / u64::from(hz);
     INTERVAL_NS.store(interval, Ordering::Relaxed);
     NEXT_NS.store(kiln_hal::time::monotonic_ns() + interval, Ordering::Relaxed);
+    Ok(())
 }
 
 /// When the next sample is due, if profiling.

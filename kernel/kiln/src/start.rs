@@ -160,7 +160,9 @@ pub fn run(boot: BootInfo) -> ! {
     machine.net_candidates = Some(machine::net::start(&config, &transports, &mut process));
     crate::memlog::start(config.memlog);
     crate::control::start(config.control);
-    crate::profile::start(config.profile, program, loaded.load_bias);
+    if let Err(why) = crate::profile::start(config.profile, program, loaded.load_bias) {
+        fail(format_args!("kernel panic: {why}"));
+    }
     *KERNEL.lock() = Some(Kernel { process, machine });
     kiln_hal::syscall::init(run::on_syscall);
     kiln_hal::trap::set_user_fault_handler(fault::on_user_fault);

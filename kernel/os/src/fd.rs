@@ -25,7 +25,6 @@
 //!   blocking descriptors. With one thread and a descriptor only this process can make
 //!   ready (a pipe or eventfd), the wait could never end: it fails with `EDEADLK` instead.
 
-use alloc::collections::BTreeMap;
 use alloc::string::String;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
@@ -478,7 +477,7 @@ pub struct FdTable {
     /// `select` requests of threads waiting with a timeout, by thread id: their user copies
     /// were cleared (a timeout leaves them empty), and a rerun after a wake-up reads them
     /// from here.
-    pub select_saved: BTreeMap<u32, [Vec<u8>; 3]>,
+    pub select_saved: crate::small::SmallMap<u32, [Vec<u8>; 3]>,
 }
 
 /// Validates a descriptor number.

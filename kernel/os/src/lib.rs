@@ -23,6 +23,7 @@ pub mod net;
 pub mod process;
 pub mod sched;
 pub mod sigframe;
+pub mod small;
 pub mod stack;
 pub mod syscall;
 pub mod sysno;

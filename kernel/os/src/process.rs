@@ -1,6 +1,5 @@
 //! The one process a Kiln image runs: its memory, files and kernel-side state.
 
-use alloc::collections::BTreeSet;
 use alloc::string::String;
 use alloc::vec::Vec;
 
@@ -31,7 +30,7 @@ pub struct Process {
     /// Log every system call.
     pub trace: bool,
     /// Unsupported system calls already logged (each is logged once).
-    pub unsupported_logged: BTreeSet<u64>,
+    pub unsupported_logged: crate::small::SmallSet<u64>,
     /// Trace and missing-file state ([`crate::trace`]).
     pub tracer: crate::trace::Tracer,
     /// The network stack and its sockets.

@@ -9,10 +9,12 @@
 //! `-ETIMEDOUT`). System calls therefore never sleep inside the kernel, and one kernel stack
 //! per CPU is enough.
 
-use alloc::collections::{BTreeMap, BTreeSet, VecDeque};
+use alloc::boxed::Box;
+use alloc::collections::VecDeque;
 use alloc::vec::Vec;
 
 use crate::process::{Channel, ThreadState, Wait};
+use crate::small::{SmallMap, SmallSet};
 
 /// What a thread does when it next runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -68,38 +70,39 @@ fn key(c: &Channel) -> Key {
 /// and the next deadline cost the same with 2 threads or 2,000 (a server with a thread per
 /// connection has one per client).
 pub struct Scheduler<C> {
-    threads: BTreeMap<u32, Entry<C>>,
+    /// Boxed, so that the sorted `Vec` moves only key and pointer on insert and remove.
+    threads: SmallMap<u32, Box<Entry<C>>>,
     ready: VecDeque<u32>,
     current: Option<u32>,
     seq: u64,
     /// Blocked threads by channel, then in the order they started waiting.
-    waiting: BTreeSet<(Key, u64, u32)>,
+    waiting: SmallSet<(Key, u64, u32)>,
     /// Blocked threads with a deadline, by deadline.
-    timed: BTreeSet<(u64, u32)>,
+    timed: SmallSet<(u64, u32)>,
 }
 
 impl<C> Scheduler<C> {
     /// A scheduler whose one thread, `main`, is running.
     pub fn new(main: ThreadState, ctx: C) -> Scheduler<C> {
         let tid = main.tid;
-        let mut threads = BTreeMap::new();
+        let mut threads = SmallMap::new();
         threads.insert(
             tid,
-            Entry {
+            Box::new(Entry {
                 state: main,
                 ctx,
                 status: Status::Running,
                 restart_deadline: None,
                 wait_seq: 0,
-            },
+            }),
         );
         Scheduler {
             threads,
             ready: VecDeque::new(),
             current: Some(tid),
             seq: 0,
-            waiting: BTreeSet::new(),
-            timed: BTreeSet::new(),
+            waiting: SmallSet::new(),
+            timed: SmallSet::new(),
         }
     }
 
@@ -177,13 +180,13 @@ impl<C> Scheduler<C> {
         let tid = state.tid;
         self.threads.insert(
             tid,
-            Entry {
+            Box::new(Entry {
                 state,
                 ctx,
                 status: Status::Ready(Resume::Continue),
                 restart_deadline: None,
                 wait_seq: 0,
-            },
+            }),
         );
         self.ready.push_back(tid);
     }
@@ -254,7 +257,7 @@ impl<C> Scheduler<C> {
     fn waiters(&self, channel: &Channel) -> Vec<u32> {
         let k = key(channel);
         let mut out: Vec<u32> = Vec::new();
-        for &(_, _, tid) in self.waiting.range((k, 0, 0)..=(k, u64::MAX, u32::MAX)) {
+        for &(_, _, tid) in self.waiting.range(&(k, 0, 0), &(k, u64::MAX, u32::MAX)) {
             let reached = match self.threads.get(&tid).map(|e| &e.status) {
                 Some(Status::Blocked(w)) => w.channels.iter().any(|c| channel.reaches(c)),
                 _ => false,
@@ -271,8 +274,8 @@ impl<C> Scheduler<C> {
     pub fn wake(&mut self, channel: Channel, max: usize) -> usize {
         let woken: Vec<u32> = self.waiters(&channel).into_iter().take(max).collect();
         for &tid in &woken {
-            let how = match &self.threads[&tid].status {
-                Status::Blocked(w) => match w.on_wake {
+            let how = match self.threads.get(&tid).map(|e| &e.status) {
+                Some(Status::Blocked(w)) => match w.on_wake {
                     Some(v) => Resume::Return(v),
                     None => Resume::Restart,
                 },
@@ -293,7 +296,7 @@ impl<C> Scheduler<C> {
                 status: Status::Blocked(w),
                 wait_seq,
                 ..
-            }) = self.threads.get_mut(&tid)
+            }) = self.threads.get_mut(&tid).map(|e| &mut **e)
             {
                 let seq = *wait_seq;
                 for c in w.channels.iter_mut() {
@@ -328,7 +331,7 @@ impl<C> Scheduler<C> {
     pub fn expire(&mut self, now: u64) {
         let due: Vec<u32> = self
             .timed
-            .range(..=(now, u32::MAX))
+            .range(&(0, 0), &(now, u32::MAX))
             .map(|&(_, tid)| tid)
             .collect();
         for tid in due {

@@ -7,7 +7,6 @@
 //! finally returns (the kernel runs a woken call again from its start; the re-runs in
 //! between are not reported).
 
-use alloc::collections::{BTreeMap, BTreeSet};
 use alloc::vec::Vec;
 
 use kiln_abi::record::{Blob, Missing, Phase, Syscall};
@@ -15,6 +14,7 @@ use kiln_abi::trace::{captures, Capture, MAX_BUF, MAX_SOCKADDR, MAX_STR};
 
 use crate::machine::Machine;
 use crate::process::{Outcome, Process};
+use crate::small::{SmallMap, SmallSet};
 use crate::sysno;
 
 /// The result of a call that does not return (`exit`, a fatal signal): strace's `?`.
@@ -24,9 +24,9 @@ pub const NO_RETURN: i64 = i64::MIN;
 #[derive(Debug, Default)]
 pub struct Tracer {
     /// Blocked calls already reported as unfinished: thread -> (number, entry time).
-    pending: BTreeMap<u32, (u64, u64)>,
+    pending: SmallMap<u32, (u64, u64)>,
     /// Missing paths already reported.
-    missing: BTreeSet<Vec<u8>>,
+    missing: SmallSet<Vec<u8>>,
 }
 
 /// What [`before`] saw of a call.

@@ -6,7 +6,7 @@
 //! regions, so every page-table call here is confined to regions and never touches the
 //! kernel's own memory (the `reserved` range).
 
-use alloc::collections::BTreeMap;
+use crate::small::SmallMap;
 use alloc::string::String;
 use alloc::vec::Vec;
 use core::fmt::Write;
@@ -224,7 +224,8 @@ fn allows(prot: Prot, access: Access) -> bool {
 /// The program's memory map.
 #[derive(Debug)]
 pub struct AddressSpace {
-    vmas: BTreeMap<u64, Vma>,
+    /// A sorted `Vec` (see [`crate::small`]): lookups are binary searches.
+    vmas: SmallMap<u64, Vma>,
     reserved: Range<u64>,
     brk_start: u64,
     brk: u64,
@@ -236,7 +237,7 @@ impl AddressSpace {
     /// user mapping may overlap; user space is `[USER_START, USER_END)` minus `reserved`.
     pub fn new(reserved: Range<u64>) -> AddressSpace {
         AddressSpace {
-            vmas: BTreeMap::new(),
+            vmas: SmallMap::new(),
             reserved,
             brk_start: 0,
             brk: 0,

@@ -83,10 +83,14 @@ pub struct Report {
     pub accel: &'static str,
     /// Rows, per machine hello then floor.
     pub rows: Vec<Row>,
-    /// Size of the stripped kernel ELF.
+    /// Size of the stripped kernel ELF that images of programs using the network get (with
+    /// the network stack, without the profiler).
     pub kernel_size: Option<u64>,
-    /// Size of the stripped kernel ELF built without the network stack.
+    /// Size of the stripped kernel ELF built without the network stack (nor the profiler).
     pub kernel_size_without_net: Option<u64>,
+    /// Size of the stripped kernel ELF with every optional part (the profiler and volumes
+    /// too).
+    pub kernel_size_full: Option<u64>,
     /// The least memory hello's image needs (MiB, what `build-image` prints: the image's end
     /// plus the kernel's 2 MiB) and whether hello exits 0 in exactly that (microvm).
     pub hello_min: Option<(u64, bool)>,
@@ -183,10 +187,16 @@ pub fn format_report(r: &Report) -> String {
             "Kernel size (stripped kernel ELF): {k} bytes ({} KiB) with the network stack",
             k / 1024
         ));
-        match r.kernel_size_without_net {
-            Some(n) => s.push_str(&format!(", {n} bytes ({} KiB) without it.\n", n / 1024)),
-            None => s.push_str(".\n"),
+        if let Some(n) = r.kernel_size_without_net {
+            s.push_str(&format!(", {n} bytes ({} KiB) without it", n / 1024));
         }
+        if let Some(f) = r.kernel_size_full {
+            s.push_str(&format!(
+                "; with the program profiler and volumes too (`--with-profiler --with-volumes`) {f} bytes ({} KiB)",
+                f / 1024
+            ));
+        }
+        s.push_str(".\n");
     }
     match r.hello_min {
         Some((mib, true)) => s.push_str(&format!(
@@ -328,6 +338,8 @@ pub fn boot(layout: &Layout, runs: usize) -> anyhow::Result<Report> {
             args: vec![],
             output: Some(dir.join("hello.elf")),
             net: image::NetChoice::Auto,
+            profiler: false,
+            volumes: false,
         },
     );
     let hello_err = hello.as_ref().err().map(|e| format!("{e:#}"));
@@ -391,6 +403,16 @@ pub fn boot(layout: &Layout, runs: usize) -> anyhow::Result<Report> {
         );
         Some((mib, ran))
     });
+    let variant_size = |net| {
+        let v = crate::link::KernelVariant {
+            net,
+            profile: false,
+            volumes: false,
+        };
+        crate::link::build_kernel_variant(layout, v)
+            .ok()
+            .and_then(|k| stripped_size(&k))
+    };
     Ok(Report {
         runs,
         accel: match accel.accel {
@@ -398,8 +420,9 @@ pub fn boot(layout: &Layout, runs: usize) -> anyhow::Result<Report> {
             qemu::Accel::Kvm => "KVM",
         },
         rows,
-        kernel_size: stripped_size(&layout.kernel_elf()),
-        kernel_size_without_net: crate::link::build_kernel_variant(layout, false)
+        kernel_size: variant_size(true),
+        kernel_size_without_net: variant_size(false),
+        kernel_size_full: crate::link::build_kernel(layout)
             .ok()
             .and_then(|k| stripped_size(&k)),
         hello_min,
@@ -463,6 +486,7 @@ mod tests {
             ],
             kernel_size: Some(12345),
             kernel_size_without_net: Some(10240),
+            kernel_size_full: Some(13000),
             hello_min: Some((5, true)),
             cpus: 2,
             host_load: Some((1.5, 2.25)),
@@ -477,8 +501,8 @@ mod tests {
             s.contains("TCG on 2 cores, host load average 1.50 at the start and 2.25 at the end.")
         );
         assert!(s.contains(
-            "12345 bytes (12 KiB) with the network stack, 10240 bytes (10 KiB) without it."
-        ));
+            "12345 bytes (12 KiB) with the network stack, 10240 bytes (10 KiB) without it; with the program profiler and volumes too (`--with-profiler --with-volumes`) 13000 bytes (12 KiB)."
+        ), "{s}");
         assert!(s.contains("hello on q35: boom"));
         assert!(!s.contains("Guest boot"));
         assert!(
@@ -520,6 +544,7 @@ mod tests {
             }],
             kernel_size: None,
             kernel_size_without_net: None,
+            kernel_size_full: None,
             hello_min: None,
             cpus: 2,
             host_load: None,

@@ -30,6 +30,8 @@ pub fn build_example(
             args: vec![],
             output: Some(dir.join(format!("{example}.elf"))),
             net: crate::image::NetChoice::Auto,
+            profiler: false,
+            volumes: false,
         },
     )
 }

@@ -820,6 +820,8 @@ pub fn redis(layout: &Layout, opts: &RedisOptions) -> anyhow::Result<RedisReport
             args: args.clone(),
             output: Some(dir.join("redis-server.elf")),
             net: crate::image::NetChoice::Auto,
+            profiler: false,
+            volumes: false,
         },
     )?;
     let server = std::fs::read(&server_path)

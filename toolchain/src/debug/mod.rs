@@ -35,16 +35,18 @@ pub fn kernel_of_image(image: &[u8], kernel: &Path) -> Option<std::path::PathBuf
     let recorded = crate::provenance::read(image)
         .ok()
         .map(|(p, _)| p.kernel.elf_sha256)?;
-    // The kernel built without the network stack sits in `target/no-net/` next to the
-    // default build's `target/<triple>/release/` (see `Layout::kernel_elf_without_net`).
-    let without_net = kernel.ancestors().nth(3).map(|target| {
-        target
-            .join("no-net")
-            .join(kernel.strip_prefix(target).unwrap_or(kernel))
-    });
-    [Some(kernel.to_path_buf()), without_net]
+    // The other variants (without the network stack, without the profiler) sit in their own
+    // target directories under the default build's `target/` (see `Layout::kernel_elf_for`).
+    let mut candidates = vec![kernel.to_path_buf()];
+    if let Some(target) = kernel.ancestors().nth(3) {
+        let inner = kernel.strip_prefix(target).unwrap_or(kernel);
+        let kernel_dir = target.parent().unwrap_or(target);
+        for v in crate::link::KernelVariant::all() {
+            candidates.push(kernel_dir.join(v.target_dir()).join(inner));
+        }
+    }
+    candidates
         .into_iter()
-        .flatten()
         .find(|k| std::fs::read(k).is_ok_and(|bytes| crate::image::sha256_hex(&bytes) == recorded))
 }
 

@@ -138,6 +138,19 @@ fn dir_of(n: &Inode) -> KResult<&Mutex<DirMap>> {
     n.dir().ok_or(Errno::ENOTDIR)
 }
 
+/// A new node that is not a directory (out of line: the tree is built from many of them,
+/// and one call is smaller than each inlined).
+#[inline(never)]
+fn new_node(fs: FsId, body: Body, perm: u32, now: u64) -> Arc<Inode> {
+    Arc::new(Inode::new(fs, body, perm, now))
+}
+
+/// Puts `node` in directory `dir` (which must be one) under `name`.
+#[inline(never)]
+fn put(dir: &Inode, name: &str, node: Arc<Inode>) {
+    dir_of(dir).expect("dir").lock().insert(name.into(), node);
+}
+
 impl Vfs {
     /// Builds the tree from the root filesystem archive. `exe_path` is the target of
     /// `/proc/self/exe`; unless the archive holds something at that path, it becomes a
@@ -170,12 +183,8 @@ impl Vfs {
                     }
                     new_dir(FsId::Root, e.mode, 0)
                 }
-                tar::EntryKind::File => {
-                    Arc::new(Inode::new(FsId::Root, Body::StaticFile(e.data), e.mode, 0))
-                }
-                tar::EntryKind::Symlink => {
-                    Arc::new(Inode::new(FsId::Root, Body::Symlink(e.link), 0o777, 0))
-                }
+                tar::EntryKind::File => new_node(FsId::Root, Body::StaticFile(e.data), e.mode, 0),
+                tar::EntryKind::Symlink => new_node(FsId::Root, Body::Symlink(e.link), 0o777, 0),
                 tar::EntryKind::HardLink => {
                     let target = Self::find_built(&root, &e.link)
                         .filter(|n| !n.is_dir())
@@ -198,87 +207,55 @@ impl Vfs {
         let now = 0;
         let tmp = new_dir(FsId::Tmp, 0o1777, now);
         let dev = new_dir(FsId::Dev, 0o755, now);
-        {
-            let mut d = dir_of(&dev).expect("dir").lock();
-            for (name, device) in [
-                ("null", Device::Null),
-                ("zero", Device::Zero),
-                ("random", Device::Random),
-                ("urandom", Device::URandom),
-            ] {
-                d.insert(
-                    name.into(),
-                    Arc::new(Inode::new(FsId::Dev, Body::Device(device), 0o666, now)),
-                );
-            }
-            for (name, target) in [
-                ("fd", "/proc/self/fd"),
-                ("stdin", "/proc/self/fd/0"),
-                ("stdout", "/proc/self/fd/1"),
-                ("stderr", "/proc/self/fd/2"),
-            ] {
-                d.insert(
-                    name.into(),
-                    Arc::new(Inode::new(
-                        FsId::Dev,
-                        Body::Symlink(target.into()),
-                        0o777,
-                        now,
-                    )),
-                );
-            }
+        for (name, device) in [
+            ("null", Device::Null),
+            ("zero", Device::Zero),
+            ("random", Device::Random),
+            ("urandom", Device::URandom),
+        ] {
+            put(
+                &dev,
+                name,
+                new_node(FsId::Dev, Body::Device(device), 0o666, now),
+            );
+        }
+        for (name, target) in [
+            ("fd", "/proc/self/fd"),
+            ("stdin", "/proc/self/fd/0"),
+            ("stdout", "/proc/self/fd/1"),
+            ("stderr", "/proc/self/fd/2"),
+        ] {
+            let link = Body::Symlink(target.into());
+            put(&dev, name, new_node(FsId::Dev, link, 0o777, now));
         }
         let proc_ = new_dir(FsId::Proc, 0o555, now);
         let self_ = new_dir(FsId::Proc, 0o555, now);
         let proc_fd = new_dir(FsId::Proc, 0o500, now);
-        {
-            let mut d = dir_of(&self_).expect("dir").lock();
-            d.insert(
-                "exe".into(),
-                Arc::new(Inode::new(
-                    FsId::Proc,
-                    Body::Symlink(exe_path.into()),
-                    0o777,
-                    now,
-                )),
-            );
-            d.insert(
-                "maps".into(),
-                Arc::new(Inode::new(FsId::Proc, Body::ProcMaps, 0o444, now)),
-            );
-            d.insert("fd".into(), proc_fd.clone());
-        }
-        dir_of(&proc_)
-            .expect("dir")
-            .lock()
-            .insert("self".into(), self_.clone());
+        let exe_link = Body::Symlink(exe_path.into());
+        put(&self_, "exe", new_node(FsId::Proc, exe_link, 0o777, now));
+        put(
+            &self_,
+            "maps",
+            new_node(FsId::Proc, Body::ProcMaps, 0o444, now),
+        );
+        put(&self_, "fd", proc_fd.clone());
+        put(&proc_, "self", self_.clone());
         // /proc/sys/net/core/somaxconn: the largest listen backlog (Go reads it).
-        {
-            let mut dir = proc_.clone();
-            for name in ["sys", "net", "core"] {
-                let sub = new_dir(FsId::Proc, 0o555, now);
-                dir_of(&dir)
-                    .expect("dir")
-                    .lock()
-                    .insert(name.into(), sub.clone());
-                dir = sub;
-            }
-            dir_of(&dir).expect("dir").lock().insert(
-                "somaxconn".into(),
-                Arc::new(Inode::new(
-                    FsId::Proc,
-                    Body::StaticFile(SOMAXCONN_TEXT),
-                    0o444,
-                    now,
-                )),
-            );
+        let mut dir = proc_.clone();
+        for name in ["sys", "net", "core"] {
+            let sub = new_dir(FsId::Proc, 0o555, now);
+            put(&dir, name, sub.clone());
+            dir = sub;
         }
-        {
-            let mut d = dir_of(&root).expect("dir").lock();
-            d.insert("tmp".into(), tmp);
-            d.insert("dev".into(), dev);
-            d.insert("proc".into(), proc_);
-        }
+        let somaxconn = Body::StaticFile(SOMAXCONN_TEXT);
+        put(
+            &dir,
+            "somaxconn",
+            new_node(FsId::Proc, somaxconn, 0o444, now),
+        );
+        put(&root, "tmp", tmp);
+        put(&root, "dev", dev);
+        put(&root, "proc", proc_);
         Ok(Vfs {
             root,
             umask: 0o022,

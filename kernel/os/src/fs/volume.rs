@@ -52,6 +52,25 @@ pub struct Remote {
     pub fid: u32,
     /// What it is.
     pub kind: RemoteKind,
+    /// Proof that this kernel has volumes (see [`Present`]).
+    pub present: Present,
+}
+
+/// `()` in a kernel with volumes (the `volumes` feature). Without it, a type with no
+/// values: no [`Remote`] can then exist, so the compiler drops every path of the tree that
+/// handles one, and with them the 9P client (about 15 KB of kernel).
+#[cfg(feature = "volumes")]
+pub type Present = ();
+/// See the `volumes` variant: here a type with no values.
+#[cfg(not(feature = "volumes"))]
+pub type Present = core::convert::Infallible;
+
+/// A [`Present`] value, or `ENODEV` in a kernel without volumes.
+fn present() -> KResult<Present> {
+    #[cfg(feature = "volumes")]
+    return Ok(());
+    #[cfg(not(feature = "volumes"))]
+    Err(crate::errno::Errno::ENODEV)
 }
 
 impl Drop for Remote {
@@ -95,6 +114,11 @@ impl Volume {
         }
     }
 
+    /// [`present`], releasing `fid` when this kernel has no volumes.
+    fn present_for(&self, fid: u32) -> KResult<Present> {
+        present().inspect_err(|_| self.release(fid))
+    }
+
     /// The node of the volume's root directory.
     pub fn root(self: &Arc<Self>) -> KResult<Arc<Inode>> {
         // A walk of no names returns no qid: ask for the root's attributes.
@@ -124,6 +148,7 @@ impl Volume {
             vol: self.clone(),
             fid,
             kind,
+            present: self.present_for(fid)?,
         };
         Ok(Arc::new(Inode::with_ino(
             qid.path,

@@ -26,7 +26,7 @@
 pub mod phy;
 mod sockets;
 
-use alloc::collections::{BTreeMap, BTreeSet, VecDeque};
+use alloc::collections::VecDeque;
 use alloc::string::String;
 use alloc::sync::Arc;
 use alloc::vec;
@@ -50,6 +50,7 @@ use crate::fd::Waitable;
 use crate::fs::node::alloc_ino;
 use crate::machine::Machine;
 use crate::process::{Channel, Process};
+use crate::small::SmallMap;
 
 use sockets::{Slot, Sockets};
 
@@ -182,10 +183,7 @@ enum Kind {
     TcpFresh,
     /// A listening TCP socket: its pool of smoltcp sockets (listening, being connected,
     /// established and not yet accepted) and the backlog `listen` asked for.
-    TcpListen {
-        pool: Vec<Slot>,
-        backlog: usize,
-    },
+    TcpListen { pool: Vec<Slot>, backlog: usize },
     /// A TCP connection (being made, made, or over).
     TcpConn(Slot),
     /// A UDP socket, with its smoltcp socket once bound.
@@ -251,7 +249,7 @@ pub struct Stack {
     sockets: Sockets,
     /// Descriptors a system call changed since the last sweep: their readiness is looked
     /// at even if their sockets are parked.
-    touched: BTreeSet<u64>,
+    touched: Vec<u64>,
     /// The descriptors [`Stack::sweep`] looks at (kept to reuse its memory).
     sweep_ids: Vec<u64>,
     config: NetConfig,
@@ -263,7 +261,8 @@ pub struct Stack {
     /// Monotonic time the interface was created.
     started: u64,
     mac: [u8; 6],
-    socks: BTreeMap<u64, Sock>,
+    /// Boxed, so that the sorted `Vec` moves only key and pointer on insert and remove.
+    socks: SmallMap<u64, alloc::boxed::Box<Sock>>,
     /// Closed connections finishing their FIN handshake.
     orphans: Vec<Slot>,
     looped: VecDeque<Vec<u8>>,
@@ -487,7 +486,7 @@ impl Net {
             stack: Arc::new(Mutex::new(Stack {
                 iface: None,
                 sockets: Sockets::default(),
-                touched: BTreeSet::new(),
+                touched: Vec::new(),
                 sweep_ids: Vec::new(),
                 dns: config.dns.clone(),
                 config,
@@ -495,7 +494,7 @@ impl Net {
                 config_channel: alloc_ino(),
                 started: 0,
                 mac: LOOPBACK_MAC,
-                socks: BTreeMap::new(),
+                socks: SmallMap::new(),
                 orphans: Vec::new(),
                 looped: VecDeque::new(),
                 staged: VecDeque::new(),
@@ -535,7 +534,10 @@ impl Net {
     pub fn socket(&self, stream: bool) -> Arc<Socket> {
         let waitable = Waitable::new();
         let id = waitable.id();
-        self.stack.lock().socks.insert(id, Sock::new(stream));
+        self.stack
+            .lock()
+            .socks
+            .insert(id, alloc::boxed::Box::new(Sock::new(stream)));
         Arc::new(Socket {
             id,
             waitable,
@@ -757,6 +759,13 @@ impl Stack {
         }
     }
 
+    /// Notes that a system call changed descriptor `id` (see `touched`).
+    fn touch(&mut self, id: u64) {
+        if !self.touched.contains(&id) {
+            self.touched.push(id);
+        }
+    }
+
     /// Notes a socket change the next run of the stack must act on.
     fn mark_dirty(&mut self) {
         self.dirty = true;
@@ -845,7 +854,7 @@ impl Stack {
         let mut ids = core::mem::take(&mut self.sweep_ids);
         ids.clear();
         ids.extend(self.sockets.active_owners());
-        ids.extend(core::mem::take(&mut self.touched));
+        ids.append(&mut self.touched);
         for &id in &ids {
             let Some(sock) = self.socks.get_mut(&id) else {
                 continue;
@@ -958,7 +967,7 @@ impl Stack {
         let Some(Sock {
             kind: Kind::TcpListen { pool, backlog },
             ..
-        }) = self.socks.get_mut(&id)
+        }) = self.socks.get_mut(&id).map(|s| &mut **s)
         else {
             return;
         };
@@ -997,7 +1006,7 @@ impl Stack {
         }
         let mut frames = core::mem::take(&mut self.staged);
         // Listening sockets promised to earlier SYNs of this batch, by listener.
-        let mut claimed: BTreeMap<u64, usize> = BTreeMap::new();
+        let mut claimed: SmallMap<u64, usize> = SmallMap::new();
         frames.retain(|f| match syn_of(f) {
             Some(syn) => self.admit_syn(syn, &mut claimed, memory_low),
             None => true,
@@ -1009,7 +1018,7 @@ impl Stack {
     fn admit_syn(
         &mut self,
         syn: Syn,
-        claimed: &mut BTreeMap<u64, usize>,
+        claimed: &mut SmallMap<u64, usize>,
         memory_low: bool,
     ) -> bool {
         let listener = self
@@ -1053,7 +1062,12 @@ impl Stack {
                 _ => established += 1,
             }
         }
-        let promised = claimed.entry(id).or_insert(0);
+        if !claimed.contains_key(&id) {
+            claimed.insert(id, 0);
+        }
+        let Some(promised) = claimed.get_mut(&id) else {
+            return false;
+        };
         // As Linux: the accept queue is full when more than backlog connections wait for
         // `accept`; then the SYN is dropped so the peer retries. Connections still being
         // made have their own queue of the same size (Linux's SYN queue; each costs a
@@ -1088,7 +1102,10 @@ impl Stack {
     }
 
     fn sock(&mut self, id: u64) -> KResult<&mut Sock> {
-        self.socks.get_mut(&id).ok_or(Errno::EBADF)
+        self.socks
+            .get_mut(&id)
+            .map(|s| &mut **s)
+            .ok_or(Errno::EBADF)
     }
 
     fn is_local_addr(&self, ip: [u8; 4]) -> bool {
@@ -1099,7 +1116,7 @@ impl Stack {
 impl Socket {
     fn with<R>(&self, m: &mut dyn Machine, f: impl FnOnce(&mut Stack, u64) -> R) -> R {
         let mut s = self.stack.lock();
-        s.touched.insert(self.id);
+        s.touch(self.id);
         s.ensure_iface(m);
         f(&mut s, self.id)
     }
@@ -1117,7 +1134,7 @@ impl Socket {
     /// Changes the options; applies them to the connection when there is one.
     pub fn set_options(&self, f: impl FnOnce(&mut Options)) {
         let mut s = self.stack.lock();
-        s.touched.insert(self.id);
+        s.touch(self.id);
         let Stack { socks, sockets, .. } = &mut *s;
         let mut applied = false;
         if let Some(sock) = socks.get_mut(&self.id) {
@@ -1136,7 +1153,7 @@ impl Socket {
     /// `SO_ERROR`: the pending error, cleared.
     pub fn take_error(&self) -> Option<Errno> {
         let mut s = self.stack.lock();
-        s.touched.insert(self.id);
+        s.touch(self.id);
         s.socks.get_mut(&self.id).and_then(|s| s.error.take())
     }
 
@@ -1284,7 +1301,7 @@ impl Socket {
         // taken when its SYN was admitted, which low memory refuses), so refusing to hand it
         // over would only leave the program retrying `accept` for ever.
         let mut s = self.stack.lock();
-        s.touched.insert(self.id);
+        s.touch(self.id);
         let id = self.id;
         // A connection already waiting needs no run of the stack first: a run costs time in
         // proportion to all sockets, and a busy listener accepts many in a row.
@@ -1325,7 +1342,7 @@ impl Socket {
                 .get::<tcp::Socket>(h)
                 .local_endpoint()
                 .map(SockAddr::from_endpoint);
-            s.socks.insert(conn_id, conn);
+            s.socks.insert(conn_id, alloc::boxed::Box::new(conn));
             s.observe(conn_id, m.monotonic_ns());
             let r = s.readiness(conn_id);
             s.sock(conn_id)?.last_ready = r;
@@ -1357,7 +1374,7 @@ impl Socket {
     pub fn connect(&self, m: &mut dyn Machine, to: SockAddr, blocking: bool) -> KResult<Connect> {
         room_for_buffers(m)?;
         let mut s = self.stack.lock();
-        s.touched.insert(self.id);
+        s.touch(self.id);
         s.pump(m);
         let id = self.id;
         if !self.stream {
@@ -1493,7 +1510,7 @@ impl Socket {
     /// an edge-triggered epoll told).
     fn note_readiness(&self) {
         let mut s = self.stack.lock();
-        s.touched.insert(self.id);
+        s.touch(self.id);
         let r = s.readiness(self.id);
         if let Some(sock) = s.socks.get_mut(&self.id) {
             sock.last_ready = r;
@@ -1507,7 +1524,7 @@ impl Socket {
         peek: bool,
     ) -> KResult<(usize, Option<SockAddr>)> {
         let mut s = self.stack.lock();
-        s.touched.insert(self.id);
+        s.touch(self.id);
         let id = self.id;
         // Data already queued needs no run of the stack first (see `accept`), nor does a
         // socket when nothing has arrived since the last run. While other threads are
@@ -1539,7 +1556,11 @@ impl Socket {
                 // it out of the parked set).
                 let t = s.sockets.get::<tcp::Socket>(h);
                 if t.may_recv() && t.recv_queue() == 0 && !buf.is_empty() {
-                    return if shut_rd { Ok((0, None)) } else { Err(Errno::EAGAIN) };
+                    return if shut_rd {
+                        Ok((0, None))
+                    } else {
+                        Err(Errno::EAGAIN)
+                    };
                 }
                 let t = s.sockets.get_mut::<tcp::Socket>(h);
                 // Less than half the window was open: reading may let the peer send more,
@@ -1610,7 +1631,7 @@ impl Socket {
 
     fn send_inner(&self, m: &mut dyn Machine, data: &[u8], to: Option<SockAddr>) -> KResult<usize> {
         let mut s = self.stack.lock();
-        s.touched.insert(self.id);
+        s.touch(self.id);
         s.ensure_iface(m);
         let id = self.id;
         let sock = s.sock(id)?;
@@ -1700,7 +1721,7 @@ impl Socket {
             return Err(Errno::EINVAL);
         }
         let mut s = self.stack.lock();
-        s.touched.insert(self.id);
+        s.touch(self.id);
         let id = self.id;
         let sock = s.sock(id)?;
         let h = match sock.kind {
@@ -1981,11 +2002,18 @@ mod tests {
         assert_eq!(srv.read(&mut m, &mut buf), Ok(3));
         // Once the delayed acknowledgements are out, both ends wait for segments only.
         idle(&net, &mut m, 50);
-        assert_eq!(parked(&net), 2, "both ends of a quiet connection are parked");
+        assert_eq!(
+            parked(&net),
+            2,
+            "both ends of a quiet connection are parked"
+        );
         m.waiting.push(Channel::Object(srv.id));
         c.write(&mut m, b"two").unwrap();
         net.end_of_call(&mut m);
-        assert!(m.waiting.is_empty(), "the reader of a parked connection was not woken");
+        assert!(
+            m.waiting.is_empty(),
+            "the reader of a parked connection was not woken"
+        );
         assert_eq!(srv.read(&mut m, &mut buf), Ok(3));
         assert_eq!(&buf[..3], b"two");
         // And the answer goes the other way.
@@ -2005,7 +2033,10 @@ mod tests {
         assert_eq!(parked(&net), 2);
         m.waiting.push(Channel::Object(srv.id));
         srv.shutdown(&mut m, 0).unwrap();
-        assert!(m.waiting.is_empty(), "shutdown(SHUT_RD) did not wake the waiter");
+        assert!(
+            m.waiting.is_empty(),
+            "shutdown(SHUT_RD) did not wake the waiter"
+        );
         assert_ne!(srv.poll_events() & POLLIN, 0);
     }
 

@@ -194,10 +194,7 @@ impl Sockets {
 
     /// Every socket, active or parked.
     pub fn iter(&self) -> impl Iterator<Item = &Socket<'static>> {
-        self.active
-            .iter()
-            .chain(self.parked.iter())
-            .map(|(_, s)| s)
+        self.active.iter().chain(self.parked.iter()).map(|(_, s)| s)
     }
 
     /// The set the interface runs on.

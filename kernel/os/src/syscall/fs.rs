@@ -89,6 +89,7 @@ fn ret(r: KResult<i64>) -> Outcome {
 }
 
 /// Handles the file system calls; `None` for numbers this family does not own.
+#[inline(never)]
 pub fn handle(p: &mut Process, m: &mut dyn Machine, nr: u64, a: [u64; 6]) -> Option<Outcome> {
     let fd0 = a[0] as i32;
     let r = match nr {

@@ -32,6 +32,7 @@ const MCL_FUTURE: u64 = 2;
 const MCL_ONFAULT: u64 = 4;
 
 /// Handles the memory system calls; `None` for numbers this family does not own.
+#[inline(never)]
 pub fn handle(p: &mut Process, m: &mut dyn Machine, nr: u64, a: [u64; 6]) -> Option<Outcome> {
     let r: KResult<u64> = match nr {
         sysno::BRK => Ok(p.vm.brk(m.pages(), a[0])),

@@ -122,7 +122,6 @@ pub(crate) fn ret(r: KResult<i64>) -> Outcome {
 /// Helpers for handler tests: a process with a mapped buffer on a fake machine.
 #[cfg(test)]
 pub(crate) mod testutil {
-    use alloc::collections::BTreeSet;
     use alloc::string::String;
     use alloc::vec::Vec;
 
@@ -156,7 +155,7 @@ pub(crate) mod testutil {
             proc: Default::default(),
             next_tid: 2,
             trace: false,
-            unsupported_logged: BTreeSet::new(),
+            unsupported_logged: Default::default(),
             tracer: Default::default(),
             net: Default::default(),
             bounce: Default::default(),

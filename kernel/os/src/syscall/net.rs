@@ -79,6 +79,7 @@ const MAX_SEND: usize = 256 * 1024;
 const MAX_RECV: usize = 256 * 1024;
 
 /// Handles the socket calls; `None` for numbers this family does not own.
+#[inline(never)]
 pub fn handle(p: &mut Process, m: &mut dyn Machine, nr: u64, a: [u64; 6]) -> Option<Outcome> {
     if let Some(out) = unix::handle(p, m, nr, a) {
         return Some(out);

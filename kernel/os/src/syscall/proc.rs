@@ -5,12 +5,12 @@
 //! runs as root on one CPU. Ids, limits and names the program sets are kept and reported
 //! back; nothing else in the kernel enforces them yet.
 
-use alloc::collections::BTreeSet;
 use alloc::vec::Vec;
 
 use crate::errno::{Errno, KResult};
 use crate::machine::Machine;
 use crate::process::{Outcome, Process, PID};
+use crate::small::SmallSet;
 use crate::syscall::signal::{Fate, NSIG};
 use crate::syscall::time::NSEC_PER_SEC;
 use crate::syscall::{read_user, ret, write_user};
@@ -293,7 +293,7 @@ pub struct ProcState {
     /// Free RAM reported by `sysinfo`, in bytes; the kernel keeps it up to date.
     pub free_ram: u64,
     /// `prctl` options already logged as unsupported.
-    prctl_logged: BTreeSet<u64>,
+    prctl_logged: SmallSet<u64>,
 }
 
 impl Default for ProcState {
@@ -312,7 +312,7 @@ impl Default for ProcState {
             domainname: UNAME_DOMAINNAME.as_bytes().to_vec(),
             total_ram: DEFAULT_RAM,
             free_ram: DEFAULT_RAM,
-            prctl_logged: BTreeSet::new(),
+            prctl_logged: SmallSet::new(),
         }
     }
 }
@@ -412,6 +412,7 @@ pub fn is_self(pid: u64) -> bool {
 ///
 /// Not owned, so reported as unsupported: `rseq` (glibc runs without it), `clone`,
 /// `clone3`, `fork`, `vfork`, `execve` and the other process-creating calls.
+#[inline(never)]
 pub fn handle(p: &mut Process, m: &mut dyn Machine, nr: u64, a: [u64; 6]) -> Option<Outcome> {
     let r = match nr {
         sysno::EXIT_GROUP => return Some(Outcome::Exit(a[0] as u8)),

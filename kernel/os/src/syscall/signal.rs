@@ -451,6 +451,7 @@ fn lowest(set: u64) -> Option<u32> {
 ///
 /// `rt_sigreturn` is not owned here: the kernel binary restores the frame itself, so a
 /// call reaching this table is reported as unsupported.
+#[inline(never)]
 pub fn handle(p: &mut Process, m: &mut dyn Machine, nr: u64, a: [u64; 6]) -> Option<Outcome> {
     let r = match nr {
         sysno::RT_SIGACTION => rt_sigaction(p, m, a[0], a[1], a[2], a[3]),

@@ -332,6 +332,7 @@ fn wake_op(encoded: u32, old: u32) -> KResult<(u32, bool)> {
 }
 
 /// Handles the thread family; `None` for numbers it does not own.
+#[inline(never)]
 pub fn handle(p: &mut Process, m: &mut dyn Machine, nr: u64, a: [u64; 6]) -> Option<Outcome> {
     Some(match nr {
         sysno::CLONE => ret(clone(

@@ -231,6 +231,7 @@ pub fn sleep_deadline(m: &dyn Machine, clock: Clock, absolute: bool, t: u64) -> 
 ///
 /// Interval timers (`alarm`, `setitimer`, `timer_create`) are not owned: nothing could
 /// deliver their signals.
+#[inline(never)]
 pub fn handle(p: &mut Process, m: &mut dyn Machine, nr: u64, a: [u64; 6]) -> Option<Outcome> {
     let r = match nr {
         sysno::CLOCK_GETTIME => clock_gettime(p, m, a[0], a[1]),

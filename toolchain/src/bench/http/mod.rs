@@ -473,6 +473,8 @@ fn build_server(
             libs: vec![],
             dynamic: false,
             net: crate::image::NetChoice::Auto,
+            profiler: false,
+            volumes: false,
         },
     )
 }

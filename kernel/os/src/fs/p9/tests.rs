@@ -128,3 +128,33 @@ fn getattr_and_readdir_decode() {
     assert_eq!(d.len(), 1);
     assert_eq!((d[0].name.as_str(), d[0].offset, d[0].kind), ("file", 5, 8));
 }
+
+#[test]
+fn a_volumes_root_is_a_node_only_in_a_kernel_with_volumes() {
+    let walked = qid(Writer::new(111, 1).u16(0), 0, 0).finish();
+    let mut attr = qid(Writer::new(25, 1).u64(0x3fff), QTDIR, 1)
+        .u32(0o040755)
+        .u32(0)
+        .u32(0)
+        .u64(2)
+        .u64(0)
+        .u64(0)
+        .u64(4096)
+        .u64(0);
+    for _ in 0..4 {
+        attr = attr.u64(0).u64(0);
+    }
+    let attr = attr.u64(0).u64(0).finish();
+    // The root's fid is clunked when its node goes (or, without volumes, at once).
+    let clunked = Writer::new(121, 1).finish();
+    let (c, seen) = connected(alloc::vec![walked, attr, clunked]);
+    let vol = crate::fs::volume::Volume::new(c, false, 0);
+    let root = vol.root();
+    if cfg!(feature = "volumes") {
+        let root = root.unwrap();
+        assert!(root.is_dir() && root.remote().is_some());
+    } else {
+        assert_eq!(root.err(), Some(Errno::ENODEV));
+    }
+    assert!(seen.lock().len() >= 4, "version, attach, walk, getattr");
+}
