@@ -15,7 +15,6 @@
 //! smoltcp's handles change when a socket moves between sets; the rest of the stack names
 //! sockets by [`Slot`], which does not.
 
-use alloc::collections::{BTreeMap, BTreeSet};
 use alloc::vec::Vec;
 
 use smoltcp::iface::{Interface, SocketHandle, SocketSet};
@@ -23,6 +22,7 @@ use smoltcp::socket::{tcp, AnySocket, Socket};
 use smoltcp::time::Instant;
 
 use super::SockAddr;
+use crate::small::SmallMap;
 
 /// A socket's name in the stack, stable while it moves between the sets.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -38,6 +38,8 @@ enum Place {
 #[derive(Debug)]
 struct Entry {
     place: Place,
+    /// Its index in `active_slots` while active.
+    active_at: usize,
     /// The socket descriptor (`Sock`) whose readiness this socket decides.
     owner: u64,
     /// The last time an active connection was found to need the interface: its
@@ -61,11 +63,13 @@ type Tuple = (SockAddr, SockAddr);
 pub struct Sockets {
     active: SocketSet<'static>,
     parked: SocketSet<'static>,
-    entries: BTreeMap<Slot, Entry>,
+    /// Entries by slot number (a slab: freed numbers are reused).
+    entries: Vec<Option<Entry>>,
+    free: Vec<u32>,
     /// The slots in the active set.
-    active_slots: BTreeSet<Slot>,
+    active_slots: Vec<Slot>,
     /// Parked connections by their addresses, for [`Sockets::route`].
-    by_tuple: BTreeMap<Tuple, Slot>,
+    by_tuple: SmallMap<Tuple, Slot>,
     /// A set of one, to ask the interface about a single socket.
     scratch: SocketSet<'static>,
     /// Connections to ask about in [`Sockets::park_quiet`] (kept to reuse its memory).
@@ -73,7 +77,6 @@ pub struct Sockets {
     /// TCP sockets whose connection is over, kept for the next connections (see
     /// [`Sockets::recycle`]).
     spare: Vec<tcp::Socket<'static>>,
-    next: u32,
 }
 
 /// Most sockets kept in [`Sockets::recycle`]'s spares.
@@ -84,13 +87,13 @@ impl Default for Sockets {
         Sockets {
             active: SocketSet::new(Vec::new()),
             parked: SocketSet::new(Vec::new()),
-            entries: BTreeMap::new(),
-            active_slots: BTreeSet::new(),
-            by_tuple: BTreeMap::new(),
+            entries: Vec::new(),
+            free: Vec::new(),
+            active_slots: Vec::new(),
+            by_tuple: SmallMap::new(),
             scratch: SocketSet::new(Vec::new()),
             candidates: Vec::new(),
             spare: Vec::new(),
-            next: 0,
         }
     }
 }
@@ -104,20 +107,50 @@ fn tuple_of(t: &tcp::Socket<'static>) -> Option<Tuple> {
 }
 
 impl Sockets {
+    fn entry(&self, slot: Slot) -> &Entry {
+        self.entries[slot.0 as usize].as_ref().expect("a live slot")
+    }
+
+    fn entry_mut(&mut self, slot: Slot) -> &mut Entry {
+        self.entries[slot.0 as usize].as_mut().expect("a live slot")
+    }
+
+    /// Records that `slot` is in the active set.
+    fn activate(&mut self, slot: Slot) {
+        let at = self.active_slots.len();
+        self.active_slots.push(slot);
+        self.entry_mut(slot).active_at = at;
+    }
+
+    /// Records that `slot` left the active set.
+    fn deactivate(&mut self, slot: Slot) {
+        let at = self.entry(slot).active_at;
+        self.active_slots.swap_remove(at);
+        if let Some(&moved) = self.active_slots.get(at) {
+            self.entry_mut(moved).active_at = at;
+        }
+    }
+
     /// Adds a socket to the active set, on behalf of socket descriptor `owner`.
     pub fn add<T: AnySocket<'static>>(&mut self, socket: T, owner: u64) -> Slot {
-        let slot = Slot(self.next);
-        self.next = self.next.wrapping_add(1);
         let h = self.active.add(socket);
-        self.entries.insert(
-            slot,
-            Entry {
-                place: Place::Active(h),
-                owner,
-                checked: None,
-            },
-        );
-        self.active_slots.insert(slot);
+        let entry = Entry {
+            place: Place::Active(h),
+            active_at: 0,
+            owner,
+            checked: None,
+        };
+        let slot = match self.free.pop() {
+            Some(n) => {
+                self.entries[n as usize] = Some(entry);
+                Slot(n)
+            }
+            None => {
+                self.entries.push(Some(entry));
+                Slot((self.entries.len() - 1) as u32)
+            }
+        };
+        self.activate(slot);
         slot
     }
 
@@ -128,12 +161,14 @@ impl Sockets {
 
     /// Removes a socket and gives it back.
     fn take(&mut self, slot: Slot) -> Option<Socket<'static>> {
-        let e = self.entries.remove(&slot)?;
-        Some(match e.place {
-            Place::Active(h) => {
-                self.active_slots.remove(&slot);
-                self.active.remove(h)
-            }
+        let place = self.entries.get(slot.0 as usize)?.as_ref()?.place;
+        if let Place::Active(_) = place {
+            self.deactivate(slot);
+        }
+        self.entries[slot.0 as usize] = None;
+        self.free.push(slot.0);
+        Some(match place {
+            Place::Active(h) => self.active.remove(h),
             Place::Parked(h) => {
                 let socket = self.parked.remove(h);
                 if let Some(k) = tcp::Socket::downcast(&socket).and_then(tuple_of) {
@@ -172,14 +207,12 @@ impl Sockets {
 
     /// Hands a socket to another descriptor (an accepted connection leaves its listener).
     pub fn set_owner(&mut self, slot: Slot, owner: u64) {
-        if let Some(e) = self.entries.get_mut(&slot) {
-            e.owner = owner;
-        }
+        self.entry_mut(slot).owner = owner;
     }
 
     /// A socket, wherever it is. Panics if `slot` is not a `T`, as smoltcp's sets do.
     pub fn get<T: AnySocket<'static>>(&self, slot: Slot) -> &T {
-        match self.entries[&slot].place {
+        match self.entry(slot).place {
             Place::Active(h) => self.active.get::<T>(h),
             Place::Parked(h) => self.parked.get::<T>(h),
         }
@@ -188,7 +221,7 @@ impl Sockets {
     /// A socket to change: it becomes active, since a change may give it something to send.
     pub fn get_mut<T: AnySocket<'static>>(&mut self, slot: Slot) -> &mut T {
         let h = self.unpark(slot);
-        self.entries.get_mut(&slot).expect("a live slot").checked = None;
+        self.entry_mut(slot).checked = None;
         self.active.get_mut::<T>(h)
     }
 
@@ -209,7 +242,7 @@ impl Sockets {
 
     /// The descriptors whose sockets are active (one may come more than once).
     pub fn active_owners(&self) -> impl Iterator<Item = u64> + '_ {
-        self.active_slots.iter().map(|s| self.entries[s].owner)
+        self.active_slots.iter().map(|&s| self.entry(s).owner)
     }
 
     /// Makes the connection a segment from `remote` to `local` is for active, if it is
@@ -223,8 +256,7 @@ impl Sockets {
 
     /// Moves `slot` to the active set if it is parked; its active handle.
     fn unpark(&mut self, slot: Slot) -> SocketHandle {
-        let e = self.entries.get_mut(&slot).expect("a live slot");
-        let h = match e.place {
+        let h = match self.entry(slot).place {
             Place::Active(h) => return h,
             Place::Parked(h) => h,
         };
@@ -233,9 +265,10 @@ impl Sockets {
             self.by_tuple.remove(&k);
         }
         let h = self.active.add(socket);
+        let e = self.entry_mut(slot);
         e.place = Place::Active(h);
         e.checked = None;
-        self.active_slots.insert(slot);
+        self.activate(slot);
         h
     }
 
@@ -246,7 +279,7 @@ impl Sockets {
         let mut candidates = core::mem::take(&mut self.candidates);
         candidates.clear();
         for &slot in &self.active_slots {
-            let e = &self.entries[&slot];
+            let e = self.entry(slot);
             let Place::Active(h) = e.place else { continue };
             let Some(t) = tcp::Socket::downcast(self.active.get::<Socket>(h)) else {
                 continue;
@@ -266,7 +299,6 @@ impl Sockets {
             let sh = self.scratch.add(socket);
             let wants = iface.poll_at(now, &self.scratch);
             let socket = self.scratch.remove(sh);
-            let e = self.entries.get_mut(&slot).expect("a live slot");
             let Some(t) = tcp::Socket::downcast(&socket) else {
                 unreachable!("candidates are TCP sockets")
             };
@@ -277,13 +309,19 @@ impl Sockets {
             if wants.is_some() || !routable {
                 let at = wants.unwrap_or(Instant::from_micros(i64::MAX));
                 let at_ns = (at.total_micros().max(0) as u64).saturating_mul(1000);
-                e.checked = Some((fingerprint(t), at_ns));
-                e.place = Place::Active(self.active.add(socket));
+                let fp = fingerprint(t);
+                let h = self.active.add(socket);
+                let e = self.entry_mut(slot);
+                e.checked = Some((fp, at_ns));
+                e.place = Place::Active(h);
                 continue;
             }
-            e.place = Place::Parked(self.parked.add(socket));
-            self.active_slots.remove(&slot);
-            self.by_tuple.extend(k.map(|k| (k, slot)));
+            let h = self.parked.add(socket);
+            self.deactivate(slot);
+            self.entry_mut(slot).place = Place::Parked(h);
+            if let Some(k) = k {
+                self.by_tuple.insert(k, slot);
+            }
         }
         self.candidates = candidates;
     }
