@@ -1327,7 +1327,7 @@ fn bench_http(layout: &Layout, a: &BenchHttpArgs) -> anyhow::Result<()> {
     let opts = bench_http_options(a)?;
     let r = bench::http::http(layout, &opts)?;
     print!("{}", bench::http::format_report(&r));
-    bench::http::write_markdown(layout, &r, &bench_http_command(a))?;
+    bench::http::write_markdown(layout, &opts.server, &r, &bench_http_command(a))?;
     note!("wrote BENCHMARKS.md");
     Ok(())
 }

@@ -38,6 +38,28 @@ use wrk::Load;
 /// The heading of this benchmark's section of `BENCHMARKS.md`.
 pub const HEADING: &str = "## HTTP server: Kiln vs a Linux guest";
 
+/// The section of `BENCHMARKS.md` a server's results go to: [`HEADING`] for the default
+/// server (`examples/http-hello`), a section of its own for any other, so measuring a Go
+/// server does not erase the example's figures.
+pub fn heading_for(server: &AppSource) -> String {
+    let name = match server {
+        AppSource::Example(name) if name == "http-hello" => return HEADING.to_string(),
+        AppSource::Example(name) => format!("examples/{name}"),
+        AppSource::Manifest { path, bin } => match bin {
+            Some(bin) => bin.clone(),
+            None => path.parent().and_then(|d| d.file_name()).map_or_else(
+                || path.display().to_string(),
+                |n| n.to_string_lossy().into(),
+            ),
+        },
+        AppSource::Elf(path) => path.file_name().map_or_else(
+            || path.display().to_string(),
+            |n| n.to_string_lossy().into(),
+        ),
+    };
+    format!("{HEADING} ({name})")
+}
+
 /// The tap device and addresses the benchmark uses.
 pub fn default_network() -> tap::TapConfig {
     tap::TapConfig {
@@ -625,7 +647,12 @@ pub fn http(layout: &Layout, opts: &HttpOptions) -> anyhow::Result<HttpReport> {
 }
 
 /// Rewrites the HTTP section of `BENCHMARKS.md`.
-pub fn write_markdown(layout: &Layout, report: &HttpReport, command: &str) -> anyhow::Result<()> {
+pub fn write_markdown(
+    layout: &Layout,
+    server: &AppSource,
+    report: &HttpReport,
+    command: &str,
+) -> anyhow::Result<()> {
     let body = format!(
         "Measured with `{command}` (as root: it creates the tap device `{}`). Under TCG \
          (software emulation, no KVM on these machines) compare ratios more than absolute \
@@ -633,7 +660,7 @@ pub fn write_markdown(layout: &Layout, report: &HttpReport, command: &str) -> an
         default_network().name,
         format_report(report)
     );
-    super::markdown::write_section(layout, HEADING, &body)
+    super::markdown::write_section(layout, &heading_for(server), &body)
 }
 
 #[cfg(test)]
@@ -666,6 +693,25 @@ mod tests {
         }
         assert!(standard_loads(&[16], 0, 2).is_err());
         assert!(standard_loads(&[16], 1, 0).is_err());
+    }
+
+    #[test]
+    fn each_server_has_its_own_section() {
+        assert_eq!(
+            heading_for(&AppSource::Example("http-hello".into())),
+            HEADING
+        );
+        assert_eq!(
+            heading_for(&AppSource::Elf("/tmp/x/gohttp".into())),
+            format!("{HEADING} (gohttp)")
+        );
+        assert_eq!(
+            heading_for(&AppSource::Manifest {
+                path: "/src/sws/Cargo.toml".into(),
+                bin: None
+            }),
+            format!("{HEADING} (sws)")
+        );
     }
 
     #[test]
