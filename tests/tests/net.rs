@@ -247,3 +247,42 @@ fn run_time_dns_replaces_resolv_conf() {
     let r = kiln_tests::run_image(&image, &["--", "cat", "/etc/resolv.conf"]);
     assert!(r.out().contains("nameserver 10.0.2.3"), "{r:?}");
 }
+
+/// A Go net/http server (`examples/go-http`, built static by `go build`) answers hundreds
+/// of concurrent clients, each on a connection of its own, and then still answers.
+#[test]
+fn go_http_serves_hundreds_of_concurrent_clients() {
+    let image = build_image("go-http", &["--example", "go-http"]);
+    let port = free_port();
+    let fwd = format!("{port}:8080");
+    let _g = Guest::boot(&image, &["-p", &fwd], "listening on");
+    let clients: Vec<_> = (0..200)
+        .map(|i| {
+            std::thread::spawn(move || -> Result<Vec<u8>, String> {
+                let mut s = TcpStream::connect(("127.0.0.1", port)).map_err(|e| e.to_string())?;
+                s.set_read_timeout(Some(Duration::from_secs(120)))
+                    .map_err(|e| e.to_string())?;
+                let req = format!("GET /c{i} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+                s.write_all(req.as_bytes()).map_err(|e| e.to_string())?;
+                let mut reply = Vec::new();
+                s.read_to_end(&mut reply).map_err(|e| e.to_string())?;
+                Ok(reply)
+            })
+        })
+        .collect();
+    for (i, c) in clients.into_iter().enumerate() {
+        let reply = c
+            .join()
+            .unwrap()
+            .unwrap_or_else(|e| panic!("client {i}: {e}"));
+        let text = String::from_utf8_lossy(&reply);
+        assert!(text.starts_with("HTTP/1.1 200 OK"), "client {i}: {text}");
+        assert!(
+            text.ends_with("\r\n\r\nhello from go\n"),
+            "client {i}: {text}"
+        );
+    }
+    let (ok, body, err) = curl(&[&format!("http://127.0.0.1:{port}/after")]);
+    assert!(ok, "{err}");
+    assert_eq!(body, b"hello from go\n");
+}

@@ -97,6 +97,8 @@ pub enum ExampleKind {
     Rust(PathBuf),
     /// Has `*.c` files (sorted).
     C(Vec<PathBuf>),
+    /// Has a `go.mod`: a Go module, built static (`CGO_ENABLED=0`).
+    Go(PathBuf),
 }
 
 /// Looks at `examples/NAME` and says how to build it.
@@ -112,9 +114,12 @@ pub fn example_kind(layout: &Layout, name: &str) -> anyhow::Result<ExampleKind> 
     if manifest.is_file() {
         return Ok(ExampleKind::Rust(manifest));
     }
+    if dir.join("go.mod").is_file() {
+        return Ok(ExampleKind::Go(dir));
+    }
     let c = c_files(&dir)?;
     if c.is_empty() {
-        bail!("examples/{name} has neither a Cargo.toml nor *.c files");
+        bail!("examples/{name} has no Cargo.toml, go.mod or *.c files");
     }
     Ok(ExampleKind::C(c))
 }
@@ -179,7 +184,42 @@ fn build_example(layout: &Layout, name: &str, dynamic: bool) -> anyhow::Result<A
                 elf: out,
             })
         }
+        ExampleKind::Go(dir) => build_go(layout, name, &dir, dynamic),
     }
+}
+
+/// Builds the Go module in `dir` as a static program (no cgo), reproducibly (`-trimpath`,
+/// no build ID).
+fn build_go(layout: &Layout, name: &str, dir: &Path, dynamic: bool) -> anyhow::Result<App> {
+    if dynamic {
+        bail!("examples/{name} is a Go program, built static: drop --dynamic");
+    }
+    let out_dir = layout.apps_target_dir().join("go");
+    std::fs::create_dir_all(&out_dir)?;
+    let out = out_dir.join(name);
+    let partial = out_dir.join(format!(".{name}.{}", std::process::id()));
+    crate::note!("compiling examples/{name} (go build, CGO_ENABLED=0)");
+    let status = Command::new("go")
+        .args(["build", "-trimpath", "-ldflags=-buildid=", "-o"])
+        .arg(&partial)
+        .arg(".")
+        .current_dir(dir)
+        .env("CGO_ENABLED", "0")
+        .env("GOFLAGS", "-mod=mod")
+        .stdin(Stdio::null())
+        .stdout(stderr_stdio())
+        .status()
+        .context("could not run go; install it (apt-get install golang-go)")?;
+    if !status.success() {
+        let _ = std::fs::remove_file(&partial);
+        bail!("go build failed for examples/{name}; see the errors above");
+    }
+    std::fs::rename(&partial, &out)
+        .with_context(|| format!("could not move the program to {}", out.display()))?;
+    Ok(App {
+        name: name.to_string(),
+        elf: out,
+    })
 }
 
 /// Picks the binary to build among a package's `bins`.
@@ -313,6 +353,12 @@ mod tests {
         std::fs::write(tmp.path().join("examples/c/b.c"), "").unwrap();
         std::fs::write(tmp.path().join("examples/c/a.c"), "").unwrap();
         std::fs::create_dir_all(tmp.path().join("examples/empty")).unwrap();
+        std::fs::create_dir_all(tmp.path().join("examples/g")).unwrap();
+        std::fs::write(tmp.path().join("examples/g/go.mod"), "module g\n").unwrap();
+        assert!(matches!(
+            example_kind(&layout, "g").unwrap(),
+            ExampleKind::Go(_)
+        ));
         assert!(matches!(
             example_kind(&layout, "r").unwrap(),
             ExampleKind::Rust(_)
@@ -322,7 +368,7 @@ mod tests {
             k => panic!("{k:?}"),
         }
         let e = example_kind(&layout, "nope").unwrap_err().to_string();
-        assert!(e.contains("available: c, empty, r"), "{e}");
+        assert!(e.contains("available: c, empty, g, r"), "{e}");
         assert!(example_kind(&layout, "empty").is_err());
         assert!(example_kind(&layout, "../x").is_err());
         let e = build(&layout, &AppSource::Elf("/no/such".into())).unwrap_err();

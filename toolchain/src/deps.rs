@@ -107,6 +107,11 @@ pub const SUITE: &[Package] = &[
         why: "the client of the redis test, and redis-benchmark for bench redis",
     },
     Package {
+        name: "golang-go",
+        provides: "/usr/bin/go",
+        why: "Go examples (examples/go-http), built static",
+    },
+    Package {
         name: "python3",
         provides: "/usr/bin/python3",
         why: "Debian's dynamically linked interpreter, with extension modules loaded by dlopen",

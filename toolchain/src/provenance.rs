@@ -529,7 +529,9 @@ pub fn collect(
         AppSource::Elf(_) => Err(None),
         AppSource::Example(name) => match crate::app::example_kind(layout, name)? {
             crate::app::ExampleKind::Rust(m) => Ok((m, format!("example:{name}"))),
-            crate::app::ExampleKind::C(_) => Err(Some(name.clone())),
+            crate::app::ExampleKind::C(_) | crate::app::ExampleKind::Go(_) => {
+                Err(Some(name.clone()))
+            }
         },
         AppSource::Manifest { path, .. } => Ok((path.clone(), String::new())),
     };
@@ -555,8 +557,13 @@ pub fn collect(
         }
         Err(Some(name)) => {
             let dir = layout.examples_dir().join(&name);
-            cc = output(Command::new("gcc").arg("--version"))
-                .and_then(|t| t.lines().next().map(String::from));
+            // The compiler: Go's for a Go module, gcc for C files.
+            cc = if dir.join("go.mod").is_file() {
+                output(Command::new("go").arg("version"))
+            } else {
+                output(Command::new("gcc").arg("--version"))
+            }
+            .and_then(|t| t.lines().next().map(String::from));
             (
                 AppInfo {
                     name: app.name.clone(),
