@@ -86,6 +86,10 @@ const TCP_TX: usize = 64 * 1024;
 /// Largest listen backlog, Linux's default `net.core.somaxconn` (which
 /// `/proc/sys/net/core/somaxconn` reports); larger or negative backlogs are cut to it.
 pub const SOMAXCONN: usize = 4096;
+/// Least room for connections being made (SYN received) per listener, whatever the
+/// backlog: a burst of clients connecting at once should not wait for SYN retransmissions
+/// (a second, then three).
+const SYN_BACKLOG: usize = 256;
 /// Idle listening smoltcp sockets a listener keeps ready (more are made when SYNs come).
 const IDLE_LISTENERS: usize = 4;
 /// Frames taken from the card per round of the interface; the replies they caused go out
@@ -441,11 +445,13 @@ struct Segment {
 /// A connection request: a TCP segment with SYN and neither ACK nor RST.
 type Syn = Segment;
 
+/// TCP flags.
+const SYN: u8 = 0x02;
+const RST: u8 = 0x04;
+const ACK: u8 = 0x10;
+
 /// The connection request an Ethernet frame carries, if it is one.
 fn syn_of(frame: &[u8]) -> Option<Syn> {
-    const SYN: u8 = 0x02;
-    const RST: u8 = 0x04;
-    const ACK: u8 = 0x10;
     segment_of(frame).filter(|s| s.flags & (SYN | RST | ACK) == SYN)
 }
 
@@ -1001,17 +1007,76 @@ impl Stack {
     /// (SYN) for a listening port a listening socket, or drops it (see the module
     /// documentation). Other frames pass untouched.
     fn admit(&mut self, memory_low: bool) {
-        if !self.staged.iter().any(|f| syn_of(f).is_some()) {
+        let mut gates = self.accept_gates();
+        if gates.is_empty() && !self.staged.iter().any(|f| syn_of(f).is_some()) {
             return;
         }
         let mut frames = core::mem::take(&mut self.staged);
         // Listening sockets promised to earlier SYNs of this batch, by listener.
         let mut claimed: SmallMap<u64, usize> = SmallMap::new();
-        frames.retain(|f| match syn_of(f) {
-            Some(syn) => self.admit_syn(syn, &mut claimed, memory_low),
-            None => true,
+        frames.retain(|f| match segment_of(f) {
+            Some(seg) if seg.flags & (SYN | RST | ACK) == SYN => {
+                self.admit_syn(seg, &mut claimed, memory_low)
+            }
+            Some(seg) if seg.flags & (SYN | RST) == 0 && !gates.is_empty() => {
+                self.admit_handshake_end(seg, &mut gates)
+            }
+            _ => true,
         });
         self.staged = frames;
+    }
+
+    /// The listeners whose connections being made outnumber the room left in their accept
+    /// queue: (listener, its address, the room).
+    fn accept_gates(&self) -> Vec<(u64, SockAddr, usize)> {
+        let mut gates = Vec::new();
+        for (&id, sock) in self.socks.iter() {
+            let (Kind::TcpListen { pool, backlog }, Some(local)) = (&sock.kind, sock.local) else {
+                continue;
+            };
+            let (mut half_open, mut established) = (0, 0);
+            for &h in pool {
+                match self.sockets.get::<tcp::Socket>(h).state() {
+                    tcp::State::Listen | tcp::State::Closed => {}
+                    tcp::State::SynReceived => half_open += 1,
+                    _ => established += 1,
+                }
+            }
+            let room = (backlog + 1).saturating_sub(established);
+            if half_open > room {
+                gates.push((id, local, room));
+            }
+        }
+        gates
+    }
+
+    /// Whether a segment that may end a handshake (an ACK without SYN or RST) may reach the
+    /// interface. As on Linux, a connection cannot finish while its listener's accept queue
+    /// is full: the segment is dropped, and the peer's retransmission (or the SYN-ACK the
+    /// socket sends again) finishes it once `accept` made room.
+    fn admit_handshake_end(&self, seg: Segment, gates: &mut [(u64, SockAddr, usize)]) -> bool {
+        let Some((id, _, room)) = gates
+            .iter_mut()
+            .find(|(_, l, _)| l.port == seg.dst.port && (l.ip == [0; 4] || l.ip == seg.dst.ip))
+        else {
+            return true;
+        };
+        let Some(Kind::TcpListen { pool, .. }) = self.socks.get(id).map(|s| &s.kind) else {
+            return true;
+        };
+        let src = seg.src.endpoint();
+        let ends_handshake = pool.iter().any(|&h| {
+            let t = self.sockets.get::<tcp::Socket>(h);
+            t.state() == tcp::State::SynReceived && t.remote_endpoint() == Some(src)
+        });
+        if !ends_handshake {
+            return true;
+        }
+        if *room == 0 {
+            return false;
+        }
+        *room -= 1;
+        true
     }
 
     /// Whether SYN `syn` may reach the interface.
@@ -1053,13 +1118,12 @@ impl Stack {
         let Kind::TcpListen { pool, backlog } = &mut sock.kind else {
             unreachable!("found above")
         };
-        let (mut idle, mut half_open, mut established) = (0, 0, 0);
+        let (mut idle, mut half_open) = (0, 0);
         for &h in pool.iter() {
             match self.sockets.get::<tcp::Socket>(h).state() {
                 tcp::State::Listen => idle += 1,
                 tcp::State::SynReceived => half_open += 1,
-                tcp::State::Closed => {}
-                _ => established += 1,
+                _ => {}
             }
         }
         if !claimed.contains_key(&id) {
@@ -1068,11 +1132,15 @@ impl Stack {
         let Some(promised) = claimed.get_mut(&id) else {
             return false;
         };
-        // As Linux: the accept queue is full when more than backlog connections wait for
-        // `accept`; then the SYN is dropped so the peer retries. Connections still being
-        // made have their own queue of the same size (Linux's SYN queue; each costs a
-        // whole socket with its buffers here, so it is bounded too).
-        if established > *backlog || half_open + *promised > *backlog {
+        // As on Linux, up to backlog + 1 connections wait for `accept`; but where Linux
+        // drops a SYN while that queue is full (the peer sends it again after a second,
+        // then three), the SYN is answered here and the handshake finishes when the queue
+        // has room (see [`Stack::admit_handshake_end`]): the peer's first retransmission
+        // of its request, a fraction of a second later, gets in. Connections being made
+        // have a queue of their own (Linux's SYN queue, which SYN cookies make unbounded
+        // there): at least [`SYN_BACKLOG`], each a whole socket with its buffers, and
+        // bounded by memory below.
+        if half_open + *promised >= (*backlog).max(SYN_BACKLOG) {
             return false;
         }
         if *promised >= idle {
@@ -2081,5 +2149,43 @@ mod tests {
         let mut buf = [0u8; 8];
         assert_eq!(srv.read(&mut m, &mut buf), Ok(5));
         assert_eq!(&buf[..5], b"again");
+    }
+
+    #[test]
+    fn a_burst_of_connects_is_answered_at_once_and_accepted_as_room_allows() {
+        let mut m = FakeMachine::default();
+        let net = Net::default();
+        let l = net.socket(true);
+        l.bind(&mut m, LOCAL).unwrap();
+        l.listen(&mut m, 2).unwrap();
+        let clients: Vec<_> = (0..10).map(|_| net.socket(true)).collect();
+        for c in &clients {
+            let _ = c.connect(&mut m, LOCAL, false);
+        }
+        idle(&net, &mut m, 5);
+        // Every SYN was answered (none dropped for the peer to retry a second later)...
+        for (i, c) in clients.iter().enumerate() {
+            assert!(
+                matches!(
+                    c.connect(&mut m, LOCAL, false),
+                    Ok(Connect::Done) | Err(Errno::EISCONN)
+                ),
+                "client {i} is still connecting"
+            );
+        }
+        // ...but only backlog + 1 connections finished and wait for accept.
+        let mut accepted = Vec::new();
+        while let Ok((s, _)) = l.accept(&mut m) {
+            accepted.push(s);
+        }
+        assert_eq!(accepted.len(), 3);
+        // The others finish as accept makes room (the SYN-ACK is sent again).
+        for _ in 0..20 {
+            idle(&net, &mut m, 1000);
+            while let Ok((s, _)) = l.accept(&mut m) {
+                accepted.push(s);
+            }
+        }
+        assert_eq!(accepted.len(), 10);
     }
 }

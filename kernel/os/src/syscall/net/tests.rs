@@ -552,7 +552,7 @@ fn a_burst_of_connections_waits_in_the_backlog() {
 }
 
 #[test]
-fn a_full_backlog_drops_syns_and_clients_retry() {
+fn a_full_accept_queue_holds_handshakes_until_accept_makes_room() {
     let (mut p, mut m, buf) = setup();
     let l = tcp(&mut p, &mut m, SOCK_NONBLOCK);
     addr(&mut p, &mut m, buf, [127, 0, 0, 1], 7200);
@@ -565,14 +565,14 @@ fn a_full_backlog_drops_syns_and_clients_retry() {
         assert!(r == 0 || r == -115, "connect: {r}");
         clients.push(c);
     }
-    // Backlog 2: three wait for accept (Linux's backlog + 1); the other SYNs were dropped,
-    // not refused.
+    // Backlog 2: three wait for accept (Linux's backlog + 1); the other handshakes wait
+    // to finish (their ends dropped), nobody is refused.
     let first = accept_all(&mut p, &mut m, l);
     assert_eq!(first, 3);
     for &c in &clients {
         assert_eq!(so_error(&mut p, &mut m, c, buf + 64), 0);
     }
-    // The clients retransmit their SYNs and get in as the queue drains.
+    // The handshakes finish (the SYN-ACK is sent again) as the queue drains.
     let mut total = first;
     for _ in 0..8 {
         m.now += 5_000_000_000;
