@@ -711,6 +711,7 @@ impl Stack {
             let low = m.pages().memory_low();
             self.admit(low);
             self.route();
+            self.sockets.wake_due(m.monotonic_ns());
 
             let t = now(m);
             let Stack {
@@ -905,7 +906,10 @@ impl Stack {
         let ask = self
             .poll_at_stale
             .then(|| self.poll_at_asked + POLL_AT_EVERY_NS);
-        [run, self.poll_at, ask].into_iter().flatten().min()
+        [run, self.poll_at, ask, self.sockets.next_timer()]
+            .into_iter()
+            .flatten()
+            .min()
     }
 
     /// The last descriptor of socket `id` was closed.
@@ -2187,5 +2191,35 @@ mod tests {
             }
         }
         assert_eq!(accepted.len(), 10);
+    }
+
+    #[test]
+    fn a_keep_alive_connection_is_parked_and_its_timer_still_fires() {
+        let mut m = FakeMachine::default();
+        let net = Net::default();
+        let (c, srv, _listener) = connected(&net, &mut m);
+        srv.set_options(|o| o.keep_alive = true);
+        idle(&net, &mut m, 50);
+        assert_eq!(
+            parked(&net),
+            2,
+            "a keep-alive timer 75 s away keeps nobody active"
+        );
+        let first = net
+            .next_poll()
+            .expect("the parked timer is the stack's next run");
+        assert!(first > m.now && first <= m.now + 76_000_000_000, "{first}");
+        // The probe goes out when the timer comes, is answered, and the timer moves on.
+        while m.now < first + 2_000_000_000 {
+            m.now += 500_000_000;
+            net.poll(&mut m);
+        }
+        let next = net.next_poll().expect("a keep-alive timer again");
+        assert!(next > first + 60_000_000_000, "{next} after {first}");
+        assert_eq!(parked(&net), 2);
+        c.write(&mut m, b"ok").unwrap();
+        net.end_of_call(&mut m);
+        let mut buf = [0u8; 4];
+        assert_eq!(srv.read(&mut m, &mut buf), Ok(2));
     }
 }

@@ -22,7 +22,7 @@ use smoltcp::socket::{tcp, AnySocket, Socket};
 use smoltcp::time::Instant;
 
 use super::SockAddr;
-use crate::small::SmallMap;
+use crate::small::{SmallMap, SmallSet};
 
 /// A socket's name in the stack, stable while it moves between the sets.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -40,6 +40,8 @@ struct Entry {
     place: Place,
     /// Its index in `active_slots` while active.
     active_at: usize,
+    /// While parked: when its timer (keep-alive) wants the interface (monotonic ns).
+    wake_at: Option<u64>,
     /// The socket descriptor (`Sock`) whose readiness this socket decides.
     owner: u64,
     /// The last time an active connection was found to need the interface: its
@@ -70,6 +72,8 @@ pub struct Sockets {
     active_slots: Vec<Slot>,
     /// Parked connections by their addresses, for [`Sockets::route`].
     by_tuple: SmallMap<Tuple, Slot>,
+    /// Parked connections with a timer, by when it fires.
+    timers: SmallSet<(u64, Slot)>,
     /// A set of one, to ask the interface about a single socket.
     scratch: SocketSet<'static>,
     /// Connections to ask about in [`Sockets::park_quiet`] (kept to reuse its memory).
@@ -81,6 +85,10 @@ pub struct Sockets {
 
 /// Most sockets kept in [`Sockets::recycle`]'s spares.
 const SPARES: usize = 8;
+/// A connection whose next timer is at least this far away is parked all the same (and
+/// made active again when the timer comes): keep-alive timers (Go enables them on every
+/// connection) would otherwise keep every connection in the active set.
+const PARK_TIMER_MIN_NS: u64 = 1_000_000_000;
 
 impl Default for Sockets {
     fn default() -> Sockets {
@@ -91,6 +99,7 @@ impl Default for Sockets {
             free: Vec::new(),
             active_slots: Vec::new(),
             by_tuple: SmallMap::new(),
+            timers: SmallSet::new(),
             scratch: SocketSet::new(Vec::new()),
             candidates: Vec::new(),
             spare: Vec::new(),
@@ -137,6 +146,7 @@ impl Sockets {
         let entry = Entry {
             place: Place::Active(h),
             active_at: 0,
+            wake_at: None,
             owner,
             checked: None,
         };
@@ -161,7 +171,8 @@ impl Sockets {
 
     /// Removes a socket and gives it back.
     fn take(&mut self, slot: Slot) -> Option<Socket<'static>> {
-        let place = self.entries.get(slot.0 as usize)?.as_ref()?.place;
+        let e = self.entries.get(slot.0 as usize)?.as_ref()?;
+        let (place, wake_at) = (e.place, e.wake_at);
         if let Place::Active(_) = place {
             self.deactivate(slot);
         }
@@ -170,6 +181,9 @@ impl Sockets {
         Some(match place {
             Place::Active(h) => self.active.remove(h),
             Place::Parked(h) => {
+                if let Some(at) = wake_at {
+                    self.timers.remove(&(at, slot));
+                }
                 let socket = self.parked.remove(h);
                 if let Some(k) = tcp::Socket::downcast(&socket).and_then(tuple_of) {
                     self.by_tuple.remove(&k);
@@ -254,12 +268,30 @@ impl Sockets {
         }
     }
 
+    /// Makes the parked connections whose timer came active again.
+    pub fn wake_due(&mut self, now_ns: u64) {
+        while let Some(&(at, slot)) = self.timers.first() {
+            if at > now_ns {
+                break;
+            }
+            self.unpark(slot);
+        }
+    }
+
+    /// When the first parked connection's timer fires (monotonic ns).
+    pub fn next_timer(&self) -> Option<u64> {
+        self.timers.first().map(|&(at, _)| at)
+    }
+
     /// Moves `slot` to the active set if it is parked; its active handle.
     fn unpark(&mut self, slot: Slot) -> SocketHandle {
         let h = match self.entry(slot).place {
             Place::Active(h) => return h,
             Place::Parked(h) => h,
         };
+        if let Some(at) = self.entry_mut(slot).wake_at.take() {
+            self.timers.remove(&(at, slot));
+        }
         let socket = self.parked.remove(h);
         if let Some(k) = tcp::Socket::downcast(&socket).and_then(tuple_of) {
             self.by_tuple.remove(&k);
@@ -306,9 +338,10 @@ impl Sockets {
             // A connection with no addresses, or with those of a parked one (which a new
             // connection cannot have: a SYN for a live tuple is dropped), stays active.
             let routable = k.is_some_and(|k| !self.by_tuple.contains_key(&k));
-            if wants.is_some() || !routable {
-                let at = wants.unwrap_or(Instant::from_micros(i64::MAX));
-                let at_ns = (at.total_micros().max(0) as u64).saturating_mul(1000);
+            let wake_at = wants.map(|at| (at.total_micros().max(0) as u64).saturating_mul(1000));
+            let far = wake_at.is_none_or(|at| at >= now_ns.saturating_add(PARK_TIMER_MIN_NS));
+            if !far || !routable {
+                let at_ns = wake_at.unwrap_or(u64::MAX);
                 let fp = fingerprint(t);
                 let h = self.active.add(socket);
                 let e = self.entry_mut(slot);
@@ -318,7 +351,12 @@ impl Sockets {
             }
             let h = self.parked.add(socket);
             self.deactivate(slot);
-            self.entry_mut(slot).place = Place::Parked(h);
+            let e = self.entry_mut(slot);
+            e.place = Place::Parked(h);
+            e.wake_at = wake_at;
+            if let Some(at) = wake_at {
+                self.timers.insert((at, slot));
+            }
             if let Some(k) = k {
                 self.by_tuple.insert(k, slot);
             }
