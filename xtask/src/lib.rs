@@ -396,6 +396,9 @@ struct RunArgs {
     /// Guest memory: 16M, 1G, or a number of MiB (default 128M).
     #[arg(long, value_name = "SIZE", value_parser = parse_memory)]
     memory: Option<u64>,
+    /// Virtual CPUs: the program's threads run on up to N at once (1 to 8, default 1).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=8))]
+    cpus: Option<u32>,
     /// Set an environment variable for this run (overrides the image's).
     #[arg(short = 'e', value_name = "K=V", value_parser = parse_env)]
     run_env: Vec<(String, String)>,
@@ -1026,6 +1029,7 @@ fn run(layout: &Layout, a: &RunArgs) -> anyhow::Result<u8> {
     let opts = RunOptions {
         machine,
         memory_mib: defaults.memory(a),
+        cpus: a.cpus,
         env: a.run_env.clone(),
         argv: (!a.program_args.is_empty()).then(|| a.program_args.clone()),
         verbose: a.verbose,

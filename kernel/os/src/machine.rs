@@ -103,6 +103,10 @@ pub trait Machine {
     fn thread_count(&self) -> usize;
     /// The running thread's id; `None` while the kernel idles between threads.
     fn running(&self) -> Option<u32>;
+    /// How many CPUs run the program's threads.
+    fn cpus(&self) -> usize {
+        1
+    }
     /// Every thread's id, lowest first.
     fn tids(&self) -> alloc::vec::Vec<u32>;
     /// The state of thread `tid`, running or not.

@@ -32,6 +32,9 @@ pub struct RunOptions {
     pub machine: Machine,
     /// Guest memory in MiB; the target's default when `None`.
     pub memory_mib: Option<u64>,
+    /// `--cpus`: virtual CPUs (one when `None`); more than one adds `-smp N` and, on TCG,
+    /// one host thread per vCPU (`thread=multi`).
+    pub cpus: Option<u32>,
     /// `-e K=V`: variables added to (or replacing) the baked-in ones.
     pub env: Vec<(String, String)>,
     /// `-- ARGS`: replaces the baked-in arguments when given.
@@ -327,11 +330,22 @@ fn machine_args(
     for s in &target.machine {
         push(s);
     }
+    let cpus = opts.cpus.unwrap_or(1).max(1);
     for s in match accel {
         Accel::Tcg => &target.tcg,
         Accel::Kvm => &target.kvm,
     } {
-        push(s);
+        // Multi-threaded TCG: each vCPU on its own host thread, so two vCPUs run two
+        // threads of the program at once (QEMU's default for x86, said out loud).
+        if cpus > 1 && accel == Accel::Tcg && s == "tcg" {
+            push("tcg,thread=multi");
+        } else {
+            push(s);
+        }
+    }
+    if cpus > 1 {
+        push("-smp");
+        push(&cpus.to_string());
     }
     let mib = opts
         .memory_mib
@@ -493,6 +507,41 @@ mod tests {
             .collect();
         let joined = a.join(" ");
         assert!(joined.contains("-gdb tcp:127.0.0.1:1234 -S"), "{joined}");
+    }
+
+    #[test]
+    fn cpus_add_smp_and_multi_threaded_tcg() {
+        let t = Machine::Microvm.target();
+        let paths = StreamPaths {
+            stdout: "o".into(),
+            stderr: "e".into(),
+            log: "l".into(),
+            status: "s".into(),
+            records: "r".into(),
+            qmp: None,
+            profiler_qmp: None,
+        };
+        let args = |cpus, accel| {
+            let opts = RunOptions {
+                cpus,
+                ..RunOptions::default()
+            };
+            joined(&machine_args(&t, &opts, accel, &paths)).join(" ")
+        };
+        let one = args(None, Accel::Tcg);
+        assert!(
+            !one.contains("-smp") && one.contains("-accel tcg "),
+            "{one}"
+        );
+        assert_eq!(one, args(Some(1), Accel::Tcg));
+        let two = args(Some(2), Accel::Tcg);
+        assert!(two.contains("-accel tcg,thread=multi "), "{two}");
+        assert!(two.contains("-smp 2 "), "{two}");
+        let kvm = args(Some(4), Accel::Kvm);
+        assert!(
+            kvm.contains("-accel kvm ") && kvm.contains("-smp 4 "),
+            "{kvm}"
+        );
     }
 
     #[test]

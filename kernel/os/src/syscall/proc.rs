@@ -690,8 +690,16 @@ fn prlimit64(
     Ok(0)
 }
 
-/// Bytes of a CPU mask (`cpumask_size()` with one CPU: one `long`).
+/// Bytes of a CPU mask (`cpumask_size()` with up to 64 CPUs: one `long`).
 const CPUMASK_SIZE: u64 = 8;
+
+/// The mask of the machine's CPUs (`0..n`).
+fn all_cpus(m: &dyn Machine) -> u64 {
+    match m.cpus() {
+        n if n >= 64 => u64::MAX,
+        n => (1u64 << n.max(1)) - 1,
+    }
+}
 
 fn sched_getaffinity(
     p: &mut Process,
@@ -707,11 +715,13 @@ fn sched_getaffinity(
     if !is_self(pid) {
         return Err(Errno::ESRCH);
     }
-    write_user(p, m, mask, &1u64.to_le_bytes())?;
+    let cpus = all_cpus(m);
+    write_user(p, m, mask, &cpus.to_le_bytes())?;
     Ok(CPUMASK_SIZE as i64)
 }
 
-/// Accepts any mask that includes CPU 0, the only CPU (`EINVAL` otherwise).
+/// Accepts any mask that includes one of the machine's CPUs (`EINVAL` otherwise); threads
+/// keep running on any CPU.
 fn sched_setaffinity(
     p: &mut Process,
     m: &mut dyn Machine,
@@ -727,7 +737,7 @@ fn sched_setaffinity(
     if !is_self(pid) {
         return Err(Errno::ESRCH);
     }
-    if bytes[0] & 1 == 0 {
+    if u64::from_le_bytes(bytes) & all_cpus(m) == 0 {
         return Err(Errno::EINVAL);
     }
     Ok(0)
@@ -1301,6 +1311,23 @@ mod tests {
         );
         assert_eq!(
             call(&mut p, &mut m, sysno::SCHED_SETAFFINITY, &[0, 0, buf]),
+            EINVAL
+        );
+        // Two CPUs: both in the mask; a mask of the second alone is accepted.
+        m.cpus = 2;
+        assert_eq!(
+            call(&mut p, &mut m, sysno::SCHED_GETAFFINITY, &[0, 8, buf]),
+            8
+        );
+        assert_eq!(peek(&mut p, &mut m, buf, 8), [3, 0, 0, 0, 0, 0, 0, 0]);
+        poke(&mut p, &mut m, buf, &[2, 0, 0, 0, 0, 0, 0, 0]);
+        assert_eq!(
+            call(&mut p, &mut m, sysno::SCHED_SETAFFINITY, &[0, 8, buf]),
+            0
+        );
+        poke(&mut p, &mut m, buf, &[4, 0, 0, 0, 0, 0, 0, 0]);
+        assert_eq!(
+            call(&mut p, &mut m, sysno::SCHED_SETAFFINITY, &[0, 8, buf]),
             EINVAL
         );
         assert_eq!(call(&mut p, &mut m, sysno::SCHED_GETSCHEDULER, &[0]), 0);
