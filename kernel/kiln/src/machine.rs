@@ -173,6 +173,9 @@ impl Machine for HalMachine {
     fn cpus(&self) -> usize {
         kiln_hal::smp::online()
     }
+    fn cpu(&self) -> usize {
+        kiln_hal::smp::current()
+    }
     fn tids(&self) -> alloc::vec::Vec<u32> {
         self.sched.tids().collect()
     }

@@ -107,6 +107,10 @@ pub trait Machine {
     fn cpus(&self) -> usize {
         1
     }
+    /// The CPU running the calling thread (0 to `cpus() - 1`).
+    fn cpu(&self) -> usize {
+        0
+    }
     /// Every thread's id, lowest first.
     fn tids(&self) -> alloc::vec::Vec<u32>;
     /// The state of thread `tid`, running or not.

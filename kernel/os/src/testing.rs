@@ -148,6 +148,8 @@ pub struct FakeMachine {
     pub random_counter: u8,
     /// How many CPUs the machine has.
     pub cpus: usize,
+    /// The CPU the caller runs on.
+    pub cpu: usize,
 }
 
 impl Default for FakeMachine {
@@ -172,6 +174,7 @@ impl Default for FakeMachine {
             records: Vec::new(),
             random_counter: 0,
             cpus: 1,
+            cpu: 0,
         }
     }
 }
@@ -179,6 +182,9 @@ impl Default for FakeMachine {
 impl Machine for FakeMachine {
     fn cpus(&self) -> usize {
         self.cpus
+    }
+    fn cpu(&self) -> usize {
+        self.cpu
     }
     fn thread(&mut self) -> &mut ThreadState {
         &mut self.thread

@@ -984,7 +984,8 @@ fn tgkill(p: &mut Process, m: &mut dyn Machine, tgid: Option<u64>, tid: u64, sig
 
 fn getcpu(p: &mut Process, m: &mut dyn Machine, cpu: u64, node: u64) -> KResult<i64> {
     if cpu != 0 {
-        write_user(p, m, cpu, &0u32.to_le_bytes())?;
+        let this = m.cpu() as u32;
+        write_user(p, m, cpu, &this.to_le_bytes())?;
     }
     if node != 0 {
         write_user(p, m, node, &0u32.to_le_bytes())?;
@@ -1344,6 +1345,9 @@ mod tests {
         poke(&mut p, &mut m, buf, &[9; 8]);
         assert_eq!(call(&mut p, &mut m, sysno::GETCPU, &[buf, buf + 4, 0]), 0);
         assert_eq!(peek(&mut p, &mut m, buf, 8), [0; 8]);
+        m.cpu = 1;
+        assert_eq!(call(&mut p, &mut m, sysno::GETCPU, &[buf, 0, 0]), 0);
+        assert_eq!(peek(&mut p, &mut m, buf, 8), [1, 0, 0, 0, 0, 0, 0, 0]);
     }
 
     #[test]
