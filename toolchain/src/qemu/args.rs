@@ -315,6 +315,30 @@ pub fn uefi_args(
     a
 }
 
+/// The target's accelerator arguments for `cpus` vCPUs: with more than one, `-smp N`, and
+/// under TCG one host thread per vCPU (`thread=multi`, QEMU's default for x86 said out
+/// loud), so two vCPUs run two threads of the guest at once.
+pub fn accel_args(target: &Target, accel: Accel, cpus: u32) -> Vec<String> {
+    let mut a: Vec<String> = match accel {
+        Accel::Tcg => &target.tcg,
+        Accel::Kvm => &target.kvm,
+    }
+    .iter()
+    .map(|s| {
+        if cpus > 1 && accel == Accel::Tcg && s == "tcg" {
+            "tcg,thread=multi".to_string()
+        } else {
+            s.clone()
+        }
+    })
+    .collect();
+    if cpus > 1 {
+        a.push("-smp".into());
+        a.push(cpus.to_string());
+    }
+    a
+}
+
 /// Everything but the boot method: machine, accelerator, memory, devices, streams.
 fn machine_args(
     target: &Target,
@@ -330,22 +354,8 @@ fn machine_args(
     for s in &target.machine {
         push(s);
     }
-    let cpus = opts.cpus.unwrap_or(1).max(1);
-    for s in match accel {
-        Accel::Tcg => &target.tcg,
-        Accel::Kvm => &target.kvm,
-    } {
-        // Multi-threaded TCG: each vCPU on its own host thread, so two vCPUs run two
-        // threads of the program at once (QEMU's default for x86, said out loud).
-        if cpus > 1 && accel == Accel::Tcg && s == "tcg" {
-            push("tcg,thread=multi");
-        } else {
-            push(s);
-        }
-    }
-    if cpus > 1 {
-        push("-smp");
-        push(&cpus.to_string());
+    for s in accel_args(target, accel, opts.cpus.unwrap_or(1)) {
+        push(&s);
     }
     let mib = opts
         .memory_mib
@@ -633,6 +643,7 @@ mod tests {
         let opts = RunOptions {
             machine: Machine::Q35,
             memory_mib: Some(16),
+            cpus: None,
             env: vec![("GREETING".into(), "hi there".into())],
             argv: Some(vec!["a,b".into(), "--exit".into(), "3".into()]),
             verbose: true,
