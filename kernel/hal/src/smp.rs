@@ -217,9 +217,9 @@ pub fn start_aps(apic_ids: &[u32], main: fn() -> !) -> (usize, Option<StartError
         // SAFETY: the AP reads these three words only after the STARTUP below, and the
         // boot CPU writes them only while no AP is starting.
         unsafe {
-            *(&raw mut kiln_ap_cr3) = crate::cpu::cr3();
-            *(&raw mut kiln_ap_stack) = lo + crate::boot::BOOT_STACK_SIZE as u64;
-            *(&raw mut kiln_ap_cpu) = cpu as u64;
+            kiln_ap_cr3 = crate::cpu::cr3();
+            kiln_ap_stack = lo + crate::boot::BOOT_STACK_SIZE as u64;
+            kiln_ap_cpu = cpu as u64;
         }
         apic::send_init(id);
         spin_ns(1_000_000);

@@ -183,7 +183,7 @@ pub(crate) fn init_cpu(cpu: usize, kernel_stack_top: u64) {
     // own iretq fault). GS_BASE points at the per-CPU block until the first swapgs into
     // user mode.
     unsafe {
-        let pc = (&raw mut PER_CPU[cpu]) as *mut PerCpu;
+        let pc = &raw mut PER_CPU[cpu];
         (*pc).0[0] = kernel_stack_top;
         wrmsr(
             msr::STAR,
@@ -248,12 +248,12 @@ pub fn resume_user(ctx: &crate::context::UserContext) -> ! {
     );
     // SAFETY: this CPU's own slots; interrupts are off, so nothing else runs here.
     unsafe {
-        let r = (&raw mut RESUME[cpu]) as *mut Resume;
+        let r = &raw mut RESUME[cpu];
         (*r).fx = ctx.fx;
         (*r).frame.set_user_regs(&ctx.regs);
         let f = &mut (*r).frame;
         crate::context::force_user(&mut f.cs, &mut f.ss, &mut f.rflags);
-        let top = (*((&raw const PER_CPU[cpu]) as *const PerCpu)).0[0];
+        let top = PER_CPU[cpu].0[0];
         let size = core::mem::size_of::<Resume>() as u64;
         // Copies the state to the top of the kernel stack and leaves through the stub's
         // exit, which restores it and SWAPGSes (GS_BASE holds the per-CPU block and
