@@ -218,7 +218,8 @@ pub fn start_aps(apic_ids: &[u32], main: fn() -> !) -> (usize, Option<StartError
         // boot CPU writes them only while no AP is starting.
         unsafe {
             kiln_ap_cr3 = crate::cpu::cr3();
-            kiln_ap_stack = lo + crate::boot::BOOT_STACK_SIZE as u64;
+            kiln_ap_stack =
+                lo + crate::boot::BOOT_STACK_SIZE as u64 - crate::syscall::RESUME_RESERVE;
             kiln_ap_cpu = cpu as u64;
         }
         apic::send_init(id);
@@ -278,11 +279,15 @@ fn copy_trampoline() {
     }
 }
 
+/// The top of AP `cpu`'s kernel stack.
+pub(crate) fn kernel_stack_top(cpu: usize) -> u64 {
+    BLOCK_LO[cpu].load(Ordering::Relaxed) + crate::boot::BOOT_STACK_SIZE as u64
+}
+
 /// First Rust code of an AP, on its kernel stack, with the kernel's page tables.
 pub(crate) extern "C" fn ap_entry(cpu: u64) -> ! {
     let cpu = cpu as usize;
-    let lo = BLOCK_LO[cpu].load(Ordering::Relaxed);
-    let kernel_stack_top = lo + crate::boot::BOOT_STACK_SIZE as u64;
+    let kernel_stack_top = kernel_stack_top(cpu);
     gdt::init_ap(kernel_stack_top, kernel_stack_top);
     crate::trap::load();
     crate::syscall::init_cpu(cpu, kernel_stack_top);

@@ -67,8 +67,8 @@ static HANDLER: spin::Once<SyscallHandler> = spin::Once::new();
 #[repr(C, align(64))]
 struct PerCpu([u64; 2]);
 
-static mut PER_CPU: [PerCpu; crate::smp::MAX_CPUS] =
-    [const { PerCpu([0; 2]) }; crate::smp::MAX_CPUS];
+/// The boot CPU's block (an AP's is in the kernel heap).
+static mut PER_CPU: PerCpu = PerCpu([0; 2]);
 
 /// Per CPU: set while a system call's handler runs.
 static IN_SYSCALL: [core::sync::atomic::AtomicBool; crate::smp::MAX_CPUS] =
@@ -183,7 +183,11 @@ pub(crate) fn init_cpu(cpu: usize, kernel_stack_top: u64) {
     // own iretq fault). GS_BASE points at the per-CPU block until the first swapgs into
     // user mode.
     unsafe {
-        let pc = &raw mut PER_CPU[cpu];
+        let pc = if cpu == 0 {
+            &raw mut PER_CPU
+        } else {
+            alloc::boxed::Box::leak(alloc::boxed::Box::new(PerCpu([0; 2]))) as *mut PerCpu
+        };
         (*pc).0[0] = kernel_stack_top;
         wrmsr(
             msr::STAR,
@@ -203,33 +207,10 @@ struct Resume {
     frame: SyscallFrame,
 }
 
-static mut RESUME: [Resume; crate::smp::MAX_CPUS] = [const {
-    Resume {
-        fx: crate::context::FxArea([0; 512]),
-        frame: SyscallFrame {
-            r15: 0,
-            r14: 0,
-            r13: 0,
-            r12: 0,
-            rbp: 0,
-            rbx: 0,
-            r9: 0,
-            r8: 0,
-            r10: 0,
-            rdx: 0,
-            rsi: 0,
-            rdi: 0,
-            rax: 0,
-            rcx: 0,
-            r11: 0,
-            rip: 0,
-            cs: 0,
-            rflags: 0,
-            rsp: 0,
-            ss: 0,
-        },
-    }
-}; crate::smp::MAX_CPUS];
+/// Bytes at the top of an AP's kernel stack that stay unused until [`resume_user`] puts
+/// the first thread's state there (the AP starts its Rust code below them).
+pub(crate) const RESUME_RESERVE: u64 = 1024;
+const _: () = assert!(core::mem::size_of::<Resume>() as u64 <= RESUME_RESERVE);
 
 /// Resumes a user thread on an AP from the kernel's idle loop (no system call or trap to
 /// return through): its registers and SSE state go to the top of this CPU's kernel stack,
@@ -246,27 +227,43 @@ pub fn resume_user(ctx: &crate::context::UserContext) -> ! {
             && !IN_SYSCALL[cpu].load(core::sync::atomic::Ordering::Relaxed),
         "resume_user on the boot CPU or from a handler"
     );
-    // SAFETY: this CPU's own slots; interrupts are off, so nothing else runs here.
+    let mut frame = SyscallFrame {
+        r15: 0,
+        r14: 0,
+        r13: 0,
+        r12: 0,
+        rbp: 0,
+        rbx: 0,
+        r9: 0,
+        r8: 0,
+        r10: 0,
+        rdx: 0,
+        rsi: 0,
+        rdi: 0,
+        rax: 0,
+        rcx: 0,
+        r11: 0,
+        rip: 0,
+        cs: 0,
+        rflags: 0,
+        rsp: 0,
+        ss: 0,
+    };
+    frame.set_user_regs(&ctx.regs);
+    crate::context::force_user(&mut frame.cs, &mut frame.ss, &mut frame.rflags);
+    let at = crate::smp::kernel_stack_top(cpu) - core::mem::size_of::<Resume>() as u64;
+    // SAFETY: the top RESUME_RESERVE bytes of this AP's kernel stack are unused (its Rust
+    // code started below them) and 16-byte aligned; interrupts are off. The stub's exit
+    // restores the state from there and SWAPGSes (GS_BASE holds the per-CPU block and
+    // KERNEL_GS_BASE the program's base, as in a system call); the stack below is
+    // abandoned.
     unsafe {
-        let r = &raw mut RESUME[cpu];
-        (*r).fx = ctx.fx;
-        (*r).frame.set_user_regs(&ctx.regs);
-        let f = &mut (*r).frame;
-        crate::context::force_user(&mut f.cs, &mut f.ss, &mut f.rflags);
-        let top = PER_CPU[cpu].0[0];
-        let size = core::mem::size_of::<Resume>() as u64;
-        // Copies the state to the top of the kernel stack and leaves through the stub's
-        // exit, which restores it and SWAPGSes (GS_BASE holds the per-CPU block and
-        // KERNEL_GS_BASE the program's base, as in a system call).
+        (at as *mut Resume).write(Resume { fx: ctx.fx, frame });
         asm!(
-            "mov rsp, {dst}",
-            "mov rdi, {dst}",
-            "rep movsb",
+            "mov rsp, {at}",
             "jmp {exit}",
-            dst = in(reg) top - size,
+            at = in(reg) at,
             exit = sym kiln_syscall_exit,
-            in("rsi") r as u64,
-            in("rcx") size,
             options(noreturn),
         )
     }
