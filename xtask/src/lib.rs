@@ -128,7 +128,7 @@ struct BenchSmpArgs {
     #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=100))]
     runs: u32,
     /// Rounds each thread hashes.
-    #[arg(long, default_value_t = 20_000_000, value_parser = clap::value_parser!(u64).range(1..))]
+    #[arg(long, default_value_t = 100_000_000, value_parser = clap::value_parser!(u64).range(1..))]
     rounds: u64,
     /// The larger CPU count, compared with one (also the number of hashing threads).
     #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u32).range(2..=8))]

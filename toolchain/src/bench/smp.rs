@@ -30,7 +30,7 @@ impl Default for SmpOptions {
         SmpOptions {
             runs: 3,
             threads: 2,
-            rounds: 20_000_000,
+            rounds: 100_000_000,
             cpus: vec![1, 2],
             machine: Machine::Microvm,
         }
