@@ -18,7 +18,7 @@ use crate::gdt;
 /// and `rcx` is a lower-half address) or with `iretq` (when the handler switched to a
 /// thread that was preempted elsewhere).
 #[repr(C)]
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, Default)]
 #[allow(missing_docs)]
 pub struct SyscallFrame {
     pub r15: u64,
@@ -64,7 +64,7 @@ pub type SyscallHandler = fn(&mut SyscallFrame, &mut crate::context::FxArea);
 static HANDLER: spin::Once<SyscallHandler> = spin::Once::new();
 
 /// Per-CPU block reached through GS in the entry stub: [kernel stack top, user rsp scratch].
-#[repr(C, align(64))]
+#[repr(C)]
 struct PerCpu([u64; 2]);
 
 /// The boot CPU's block (an AP's is in the kernel heap).
@@ -218,37 +218,20 @@ const _: () = assert!(core::mem::size_of::<Resume>() as u64 <= RESUME_RESERVE);
 /// to user ones, as on every way out. Never returns; the stack below is abandoned.
 ///
 /// Panics on the boot CPU (it enters user mode once, through [`enter_user`], and then only
-/// returns through frames) and inside a handler.
+/// returns through frames), when called twice on one CPU (the reserved bytes are then in
+/// use) and inside a handler.
 pub fn resume_user(ctx: &crate::context::UserContext) -> ! {
     let cpu = crate::smp::current();
+    static RESUMED: [core::sync::atomic::AtomicBool; crate::smp::MAX_CPUS] =
+        [const { core::sync::atomic::AtomicBool::new(false) }; crate::smp::MAX_CPUS];
     assert!(
         cpu != 0
             && !crate::trap::in_handler()
-            && !IN_SYSCALL[cpu].load(core::sync::atomic::Ordering::Relaxed),
-        "resume_user on the boot CPU or from a handler"
+            && !IN_SYSCALL[cpu].load(core::sync::atomic::Ordering::Relaxed)
+            && !RESUMED[cpu].swap(true, core::sync::atomic::Ordering::Relaxed),
+        "resume_user on the boot CPU, twice, or from a handler"
     );
-    let mut frame = SyscallFrame {
-        r15: 0,
-        r14: 0,
-        r13: 0,
-        r12: 0,
-        rbp: 0,
-        rbx: 0,
-        r9: 0,
-        r8: 0,
-        r10: 0,
-        rdx: 0,
-        rsi: 0,
-        rdi: 0,
-        rax: 0,
-        rcx: 0,
-        r11: 0,
-        rip: 0,
-        cs: 0,
-        rflags: 0,
-        rsp: 0,
-        ss: 0,
-    };
+    let mut frame = SyscallFrame::default();
     frame.set_user_regs(&ctx.regs);
     crate::context::force_user(&mut frame.cs, &mut frame.ss, &mut frame.rflags);
     let at = crate::smp::kernel_stack_top(cpu) - core::mem::size_of::<Resume>() as u64;
