@@ -92,3 +92,26 @@ fn the_existing_threads_example_passes_on_two_cpus() {
         "{r:?}"
     );
 }
+
+#[test]
+fn a_c_program_is_told_the_cpu_count() {
+    for (cpus, n) in [("1", "1"), ("2", "2")] {
+        let r = kiln(&[
+            "run",
+            "--example",
+            "nproc",
+            "--cpus",
+            cpus,
+            "--timeout",
+            "120",
+        ]);
+        assert_eq!(r.status, 0, "{r:?}");
+        assert_eq!(
+            r.out(),
+            format!(
+                "online: {n}\nconfigured: {n}\nget_nprocs: {n}\naffinity: {n}\nthis cpu is in range: yes\n"
+            ),
+            "{r:?}"
+        );
+    }
+}
