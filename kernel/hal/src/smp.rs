@@ -182,6 +182,17 @@ pub enum StartError {
     NoLowMemory,
 }
 
+impl StartError {
+    /// The reason in words.
+    pub fn reason(self) -> &'static str {
+        match self {
+            StartError::NoMemory => "no memory for its stacks",
+            StartError::NoAnswer => "it did not answer STARTUP",
+            StartError::NoLowMemory => "the trampoline page at 0x8000 is not RAM",
+        }
+    }
+}
+
 /// Starts the APs with these local APIC IDs (the boot CPU's own is skipped), one at a time,
 /// up to [`MAX_CPUS`] CPUs in all; each runs `main` once ready. Returns how many CPUs are
 /// online, and the first error, after which no more are started.

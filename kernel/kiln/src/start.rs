@@ -186,8 +186,9 @@ fn start_cpus(apic_ids: &[u32]) {
     match error {
         None => console::info(format_args!("{online} CPUs online")),
         Some(e) => console::warn(format_args!(
-            "{online} of {} CPUs online: the next did not start ({e:?})",
-            apic_ids.len().min(kiln_hal::smp::MAX_CPUS)
+            "{online} of {} CPUs online: the next did not start: {}",
+            apic_ids.len().min(kiln_hal::smp::MAX_CPUS),
+            e.reason()
         )),
     }
 }
