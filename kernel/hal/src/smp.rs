@@ -82,6 +82,12 @@ pub fn set_idle(idle: bool) {
     }
 }
 
+/// How many CPUs other than this one are idle (halted, or about to halt, with nothing to
+/// run).
+pub fn idle_count() -> usize {
+    (IDLE.load(Ordering::SeqCst) & !(1u64 << current())).count_ones() as usize
+}
+
 /// Wakes up to `n` idle CPUs, if any, to look for threads to run. A CPU marks itself idle
 /// with interrupts off before it halts; the interrupt stays pending until its `sti; hlt`,
 /// so a wake-up sent in between is not lost.

@@ -338,7 +338,10 @@ pub fn on_timer(frame: &mut TrapFrame, fx: &mut FxArea) {
     let now = time::monotonic_ns();
     fire_timers(k, now);
     k.machine.sched.expire(now);
-    if k.machine.sched.has_ready() {
+    // Ready threads that idle CPUs will take (they are woken when the lock is let go) are
+    // no reason to stop this CPU's thread: it would only move to another CPU.
+    let ready = k.machine.sched.ready_count();
+    if ready > kiln_hal::smp::idle_count() {
         let tid = k.machine.current_tid();
         if let Some(saved) = k.machine.sched.ctx(tid) {
             *saved = UserContext::from_trap(frame, fx);
