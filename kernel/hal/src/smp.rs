@@ -203,9 +203,15 @@ impl StartError {
 /// up to [`MAX_CPUS`] CPUs in all; each runs `main` once ready. Returns how many CPUs are
 /// online, and the first error, after which no more are started.
 ///
-/// Call once, on the boot CPU, after the kernel's tables are final and before the program
-/// starts: an AP takes the kernel lock in `main` only once it exists.
+/// Call once (a second call panics), on the boot CPU, after the kernel's tables are final
+/// and before the program starts: an AP takes the kernel lock in `main` only once it
+/// exists.
 pub fn start_aps(apic_ids: &[u32], main: fn() -> !) -> (usize, Option<StartError>) {
+    static STARTED: AtomicBool = AtomicBool::new(false);
+    assert!(
+        !STARTED.swap(true, Ordering::SeqCst) && !crate::trap::in_handler(),
+        "start_aps called twice or from a handler"
+    );
     let mine = apic::id();
     APIC_IDS[0].store(mine, Ordering::Relaxed);
     AP_MAIN.call_once(|| main);
