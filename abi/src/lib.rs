@@ -34,3 +34,7 @@ pub mod regs;
 pub mod sysno;
 pub mod trace;
 pub mod unwind;
+
+/// Most virtual CPUs the kernel runs on (`--cpus`); CPUs the firmware lists beyond this
+/// stay parked.
+pub const MAX_CPUS: usize = 8;

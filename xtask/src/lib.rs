@@ -113,10 +113,26 @@ enum BenchCmd {
     /// a minimal Linux guest, over tap networking, under redis-benchmark (needs root);
     /// writes BENCHMARKS.md.
     Redis(BenchRedisArgs),
+    /// A CPU-bound two-thread program (examples/threads-hash) with one vCPU and with two,
+    /// boots taking turns; writes BENCHMARKS.md.
+    Smp(BenchSmpArgs),
     /// The HTTP example under constant load for minutes (`run -p` networking): failed
     /// requests (must be 0) and the kernel's memory use before and after (must be flat);
     /// writes BENCHMARKS.md.
     Soak(BenchSoakArgs),
+}
+
+#[derive(Args, Debug)]
+struct BenchSmpArgs {
+    /// Boots per CPU count.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=100))]
+    runs: u32,
+    /// Rounds each thread hashes.
+    #[arg(long, default_value_t = 100_000_000, value_parser = clap::value_parser!(u64).range(1..))]
+    rounds: u64,
+    /// The larger CPU count, compared with one (also the number of hashing threads).
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u32).range(2..=8))]
+    cpus: u32,
 }
 
 #[derive(Args, Debug)]
@@ -183,6 +199,10 @@ struct BenchHttpArgs {
     /// Skip the search for the smallest memory that serves.
     #[arg(long)]
     no_memory_search: bool,
+    /// Virtual CPUs of each guest (Kiln's and Linux's); more than one writes a section of
+    /// its own.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=8))]
+    cpus: u32,
     /// The server: an example that serves HTTP on $PORT.
     #[arg(long, value_name = "NAME", default_value = "http-hello")]
     example: String,
@@ -404,6 +424,9 @@ struct RunArgs {
     /// Guest memory: 16M, 1G, or a number of MiB (default 128M).
     #[arg(long, value_name = "SIZE", value_parser = parse_memory)]
     memory: Option<u64>,
+    /// Virtual CPUs: the program's threads run on up to N at once (1 to 8, default 1).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=8))]
+    cpus: Option<u32>,
     /// Set an environment variable for this run (overrides the image's).
     #[arg(short = 'e', value_name = "K=V", value_parser = parse_env)]
     run_env: Vec<(String, String)>,
@@ -1040,6 +1063,7 @@ fn run(layout: &Layout, a: &RunArgs) -> anyhow::Result<u8> {
     let opts = RunOptions {
         machine,
         memory_mib: defaults.memory(a),
+        cpus: a.cpus,
         env: a.run_env.clone(),
         argv: (!a.program_args.is_empty()).then(|| a.program_args.clone()),
         verbose: a.verbose,
@@ -1256,6 +1280,9 @@ pub fn run_cli(sources: Option<&kiln_toolchain::sources::Embedded>) -> ExitCode 
         Cmd::Bench {
             which: BenchCmd::Soak(a),
         } => bench_soak(&layout, a),
+        Cmd::Bench {
+            which: BenchCmd::Smp(a),
+        } => bench_smp(&layout, a).map(|_| 0),
     };
     match result {
         Ok(code) => ExitCode::from(code),
@@ -1288,6 +1315,7 @@ fn bench_http_options(a: &BenchHttpArgs) -> anyhow::Result<bench::http::HttpOpti
         boots: a.runs as usize,
         memory_mib: a.memory,
         memory_search: !a.no_memory_search,
+        cpus: a.cpus,
         ..Default::default()
     })
 }
@@ -1306,6 +1334,9 @@ fn bench_http_command(a: &BenchHttpArgs) -> String {
     );
     if a.no_memory_search {
         command.push_str(" --no-memory-search");
+    }
+    if a.cpus > 1 {
+        command.push_str(&format!(" --cpus {}", a.cpus));
     }
     match &a.elf {
         Some(elf) => command.push_str(&format!(
@@ -1366,6 +1397,23 @@ fn bench_redis(layout: &Layout, a: &BenchRedisArgs) -> anyhow::Result<()> {
     bench::redis::write_markdown(layout, &r, &bench_redis_command(a))?;
     note!("wrote BENCHMARKS.md");
     Ok(())
+}
+
+fn bench_smp(layout: &Layout, a: &BenchSmpArgs) -> anyhow::Result<()> {
+    let opts = bench::smp::SmpOptions {
+        runs: a.runs as usize,
+        threads: a.cpus,
+        rounds: a.rounds,
+        cpus: vec![1, a.cpus],
+        ..Default::default()
+    };
+    let r = bench::smp::smp(layout, &opts)?;
+    print!("{}", bench::smp::format_report(&r));
+    let command = format!(
+        "cargo xtask bench smp --runs {} --rounds {} --cpus {}",
+        a.runs, a.rounds, a.cpus
+    );
+    bench::smp::write_markdown(layout, &r, &command)
 }
 
 fn bench_soak(layout: &Layout, a: &BenchSoakArgs) -> anyhow::Result<u8> {

@@ -52,7 +52,45 @@ kiln_boot_stack_top:
 kiln_entry_tsc:
     .quad 0
 
+    .global kiln_ap_cr3
+kiln_ap_cr3:
+    .quad 0
+    .global kiln_ap_stack
+kiln_ap_stack:
+    .quad 0
+    .global kiln_ap_cpu
+kiln_ap_cpu:
+    .quad 0
+
+    /* The AP trampoline: copied to {tramp} and run there in real mode (STARTUP vector
+       {tramp} >> 12, CS = {tramp} >> 4, IP = 0). It loads its own GDT and jumps to
+       kiln_ap_start32 in protected mode. Addresses inside it are {tramp} + offset. */
     .section .rodata.boot, "a"
+    .balign 16
+    .global kiln_ap_trampoline
+kiln_ap_trampoline:
+    .code16
+    cli
+    cld
+    xorw %ax, %ax
+    movw %ax, %ds
+    lgdtl ({tramp} + ap_gdt_ptr - kiln_ap_trampoline)
+    movl %cr0, %eax
+    orl $1, %eax
+    movl %eax, %cr0
+    ljmpl $0x08, $kiln_ap_start32
+    .code64
+ap_gdt:
+    .quad 0
+    .quad 0x00cf9a000000ffff
+    .quad 0x00cf92000000ffff
+    .quad 0x00af9a000000ffff
+ap_gdt_ptr:
+    .word ap_gdt_ptr - ap_gdt - 1
+    .long {tramp} + ap_gdt - kiln_ap_trampoline
+    .global kiln_ap_trampoline_end
+kiln_ap_trampoline_end:
+
     .balign 8
 boot_gdt:
     .quad 0
@@ -156,6 +194,47 @@ pvh_start32:
     hlt
     jmp 5b
 
+    /* An AP, from the trampoline: 32-bit protected mode on the trampoline's GDT (code
+       0x08, data 0x10, 64-bit code 0x18), paging off. The same steps as the boot CPU's
+       above, on the boot page tables (they identity-map the trampoline and this code),
+       then the kernel's own tables, the stack the boot CPU chose, and Rust. */
+    .code32
+    .global kiln_ap_start32
+kiln_ap_start32:
+    movw $0x10, %ax
+    movw %ax, %ds
+    movw %ax, %es
+    movw %ax, %ss
+    xorl %eax, %eax
+    movw %ax, %fs
+    movw %ax, %gs
+    movl %cr4, %eax
+    orl $((1 << 5) | (1 << 9) | (1 << 10)), %eax
+    movl %eax, %cr4
+    movl $boot_pml4, %eax
+    movl %eax, %cr3
+    movl $0xC0000080, %ecx
+    rdmsr
+    orl $((1 << 0) | (1 << 8) | (1 << 11)), %eax
+    wrmsr
+    movl %cr0, %eax
+    andl $~(1 << 2), %eax
+    orl $((1 << 31) | (1 << 16) | (1 << 5) | (1 << 1) | 1), %eax
+    movl %eax, %cr0
+    ljmp $0x18, $6f
+    .code64
+6:  /* No segment loads from here on: the kernel's tables do not map the trampoline's GDT;
+       Rust loads this CPU's own. */
+    movq kiln_ap_cr3, %rax
+    movq %rax, %cr3
+    movq kiln_ap_stack, %rsp
+    movq kiln_ap_cpu, %rdi
+    xorl %ebp, %ebp
+    call {ap_entry}
+7:  cli
+    hlt
+    jmp 7b
+
     /* 64-bit entry (EFI stub): long mode, firmware identity map, rdi = start info. */
     .code64
     .global kiln_start64
@@ -197,6 +276,8 @@ kiln_start64:
     "#,
     stack_size = const BOOT_STACK_SIZE,
     start = sym crate::start,
+    ap_entry = sym crate::smp::ap_entry,
+    tramp = const crate::smp::TRAMPOLINE,
     options(att_syntax),
 );
 

@@ -25,6 +25,8 @@ pub const IST_PAGE_FAULT: u8 = 4;
 pub const IST_OTHER: u8 = 5;
 
 const IST_SIZE: usize = 32 * 1024;
+/// Bytes of one CPU's interrupt stacks.
+pub(crate) const IST_TOTAL: usize = 5 * IST_SIZE;
 
 #[repr(C, align(16))]
 struct Stack([u8; IST_SIZE]);
@@ -38,6 +40,7 @@ pub(crate) fn ist_range() -> core::ops::Range<u64> {
 }
 
 #[repr(C, packed(4))]
+#[derive(Clone, Copy)]
 struct Tss {
     reserved0: u32,
     rsp: [u64; 3],
@@ -78,14 +81,54 @@ struct Pointer {
 /// boot path may choose the kernel's stacks.
 pub(crate) fn init(kernel_stack_top: u64) {
     // SAFETY: runs once on the boot CPU before interrupts are enabled; nothing else touches
-    // these statics concurrently, and the descriptors written are valid for long mode.
+    // these statics concurrently.
     unsafe {
-        let tss = &raw mut TSS;
+        let ist_base = (&raw mut IST_STACKS) as u64;
+        load(&raw mut GDT, &raw mut TSS, kernel_stack_top, ist_base);
+    }
+}
+
+/// An AP's own GDT and TSS (in the kernel heap, never freed): RSP0 `kernel_stack_top`, the
+/// interrupt stacks the [`IST_TOTAL`] bytes from `ist_base`.
+pub(crate) fn init_ap(kernel_stack_top: u64, ist_base: u64) {
+    let gdt = alloc::boxed::Box::leak(alloc::boxed::Box::new(GDT_TEMPLATE));
+    let tss = alloc::boxed::Box::leak(alloc::boxed::Box::new(TSS_TEMPLATE));
+    // SAFETY: fresh tables that only this CPU uses, for good; the stacks are this AP's own
+    // block, which nothing else uses.
+    unsafe { load(gdt, tss, kernel_stack_top, ist_base) }
+}
+
+const GDT_TEMPLATE: [u64; 7] = [
+    0,
+    0x00af_9a00_0000_ffff,
+    0x00cf_9200_0000_ffff,
+    0x00cf_f200_0000_ffff,
+    0x00af_fa00_0000_ffff,
+    0,
+    0,
+];
+
+const TSS_TEMPLATE: Tss = Tss {
+    reserved0: 0,
+    rsp: [0; 3],
+    reserved1: 0,
+    ist: [0; 7],
+    reserved2: 0,
+    reserved3: 0,
+    iomap_base: size_of::<Tss>() as u16,
+};
+
+/// Fills in `tss` and the TSS descriptor of `gdt` and loads both on this CPU.
+///
+/// # Safety
+/// `gdt` and `tss` must stay valid and used by this CPU alone for good; `kernel_stack_top`
+/// and the [`IST_TOTAL`] bytes from `ist_base` must be stacks nothing else uses.
+unsafe fn load(gdt: *mut [u64; 7], tss: *mut Tss, kernel_stack_top: u64, ist_base: u64) {
+    // SAFETY: per the contract; the descriptors written are valid for long mode.
+    unsafe {
         (*tss).rsp[0] = kernel_stack_top;
-        let stacks = &raw mut IST_STACKS;
         for i in 0..5 {
-            let top = (&raw mut (*stacks)[i]) as u64 + IST_SIZE as u64;
-            (*tss).ist[i] = top;
+            (*tss).ist[i] = ist_base + ((i + 1) * IST_SIZE) as u64;
         }
         let base = tss as u64;
         let limit = (size_of::<Tss>() - 1) as u64;
@@ -94,7 +137,6 @@ pub(crate) fn init(kernel_stack_top: u64) {
             | (0x89 << 40) // present, 64-bit available TSS
             | (((limit >> 16) & 0xf) << 48)
             | (((base >> 24) & 0xff) << 56);
-        let gdt = &raw mut GDT;
         (*gdt)[5] = low;
         (*gdt)[6] = base >> 32;
         let ptr = Pointer {

@@ -33,6 +33,7 @@ pub mod pci;
 pub mod power;
 pub mod pvh;
 pub mod serial;
+pub mod smp;
 pub mod syscall;
 pub mod time;
 pub mod trap;

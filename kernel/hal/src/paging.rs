@@ -333,18 +333,43 @@ pub fn query_user(addr: u64) -> Option<UserRights> {
 }
 
 /// Unmaps every user page in `[start, end)` and frees its frame.
+///
+/// With more than one CPU, another may still hold a page's translation in its TLB: frames
+/// are freed in batches, each after a TLB shootdown ([`crate::smp::shootdown`]), so no CPU
+/// can write to a frame that is handed out again.
 pub fn unmap_user_range(start: u64, end: u64) {
+    let mut batch = [0u64; 64];
+    let mut held = 0;
+    let mut any = false;
+    let free_all = |frames: &[u64]| {
+        let mut f = FRAMES.lock();
+        for &frame in frames {
+            // SAFETY: the frame was this page's own (`map_user_zeroed` or a private copy),
+            // its only mapping is gone (entry cleared) and no CPU's TLB holds it any more
+            // (this one's flushed by `invlpg`, the others' by a shootdown).
+            unsafe { f.free(frame) };
+        }
+    };
     tables().for_each_mapped(start, end, |addr, e| {
         let frame = *e & ADDR_MASK;
         let borrowed = *e & BORROWED != 0;
         *e = 0;
         invlpg(addr);
+        any = true;
         if !borrowed {
-            // SAFETY: the frame was this page's own (`map_user_zeroed` or a private copy),
-            // and its only mapping is gone (entry cleared, TLB entry flushed).
-            unsafe { FRAMES.lock().free(frame) };
+            batch[held] = frame;
+            held += 1;
+            if held == batch.len() {
+                crate::smp::shootdown();
+                free_all(&batch);
+                held = 0;
+            }
         }
     });
+    if any {
+        crate::smp::shootdown();
+    }
+    free_all(&batch[..held]);
 }
 
 /// Changes the rights of every mapped user page in `[start, end)`. A borrowed page that
@@ -352,6 +377,8 @@ pub fn unmap_user_range(start: u64, end: u64) {
 /// (the pages before it are already changed).
 pub fn protect_user_range(start: u64, end: u64, rights: UserRights) -> bool {
     let mut ok = true;
+    // Whether a page lost a right or changed frame: then other CPUs' TLBs must forget it.
+    let mut lost = false;
     tables().for_each_mapped(start, end, |addr, e| {
         if !ok {
             return;
@@ -375,9 +402,18 @@ pub fn protect_user_range(start: u64, end: u64, rights: UserRights) -> bool {
             frame = copy;
             borrowed = 0;
         }
+        let old = *e;
         *e = frame | leaf_flags(rights) | borrowed;
         invlpg(addr);
+        lost |= old & PRESENT != 0
+            && (*e & PRESENT == 0
+                || (old & WRITABLE != 0 && *e & WRITABLE == 0)
+                || (old & NO_EXECUTE == 0 && *e & NO_EXECUTE != 0)
+                || old & ADDR_MASK != frame);
     });
+    if lost {
+        crate::smp::shootdown();
+    }
     ok
 }
 
@@ -412,6 +448,10 @@ pub fn move_user_range(from: u64, to: u64, len: u64) -> bool {
         invlpg(page - from + to);
         at = page + PAGE_SIZE;
     }
+    if at != from {
+        // The old addresses are gone: other CPUs must forget them.
+        crate::smp::shootdown();
+    }
     true
 }
 
@@ -437,6 +477,8 @@ fn kernel_view(t: &mut PageTables, addr: u64, for_write: bool) -> Option<*mut u8
         };
         *e = (*e & !(ADDR_MASK | BORROWED)) | copy;
         invlpg(page);
+        // Other CPUs may still read the shared frame through their TLBs.
+        crate::smp::shootdown();
     }
     Some(phys_to_virt((*e & ADDR_MASK) + (addr & (PAGE_SIZE - 1))) as *mut u8)
 }

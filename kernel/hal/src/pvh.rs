@@ -40,6 +40,17 @@ pub(crate) fn overlaps_ram(start: u64, end: u64) -> bool {
     }
 }
 
+/// Whether `[start, start + len)` lies inside one RAM range the loader reported (`false`
+/// until it is known).
+pub(crate) fn is_ram(start: u64, len: u64) -> bool {
+    match RAM.get() {
+        None => false,
+        Some((ram, count)) => ram[..*count]
+            .iter()
+            .any(|r| r.start <= start && start + len <= r.end),
+    }
+}
+
 fn read<T: Copy>(phys: u64) -> T {
     // SAFETY: the start-info block and the tables it points to are in RAM below 4 GiB,
     // covered by the boot direct map, and not yet reused by anything.

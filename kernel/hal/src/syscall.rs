@@ -18,7 +18,7 @@ use crate::gdt;
 /// and `rcx` is a lower-half address) or with `iretq` (when the handler switched to a
 /// thread that was preempted elsewhere).
 #[repr(C)]
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, Default)]
 #[allow(missing_docs)]
 pub struct SyscallFrame {
     pub r15: u64,
@@ -64,23 +64,26 @@ pub type SyscallHandler = fn(&mut SyscallFrame, &mut crate::context::FxArea);
 static HANDLER: spin::Once<SyscallHandler> = spin::Once::new();
 
 /// Per-CPU block reached through GS in the entry stub: [kernel stack top, user rsp scratch].
-#[repr(C, align(64))]
+#[repr(C)]
 struct PerCpu([u64; 2]);
 
+/// The boot CPU's block (an AP's is in the kernel heap).
 static mut PER_CPU: PerCpu = PerCpu([0; 2]);
 
-/// Set while a system call's handler runs.
-static IN_SYSCALL: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicBool::new(false);
+/// Per CPU: set while a system call's handler runs.
+static IN_SYSCALL: [core::sync::atomic::AtomicBool; crate::smp::MAX_CPUS] =
+    [const { core::sync::atomic::AtomicBool::new(false) }; crate::smp::MAX_CPUS];
 
 #[unsafe(no_mangle)]
 extern "C" fn kiln_syscall(frame: &mut SyscallFrame, fx: &mut crate::context::FxArea) {
-    IN_SYSCALL.store(true, core::sync::atomic::Ordering::Relaxed);
+    let cpu = crate::smp::current();
+    IN_SYSCALL[cpu].store(true, core::sync::atomic::Ordering::Relaxed);
     match HANDLER.get() {
         Some(h) => h(frame, fx),
         None => frame.rax = (-38i64) as u64,
     }
     crate::context::force_user(&mut frame.cs, &mut frame.ss, &mut frame.rflags);
-    IN_SYSCALL.store(false, core::sync::atomic::Ordering::Relaxed);
+    IN_SYSCALL[cpu].store(false, core::sync::atomic::Ordering::Relaxed);
 }
 
 global_asm!(
@@ -117,6 +120,8 @@ global_asm!(
         mov rsi, rsp
         cld
         call kiln_syscall
+    .global kiln_syscall_exit
+    kiln_syscall_exit:
         fxrstor64 [rsp]
         add rsp, 512
         pop r15
@@ -158,6 +163,7 @@ global_asm!(
 
 unsafe extern "C" {
     fn kiln_syscall_entry();
+    fn kiln_syscall_exit();
 }
 
 /// Programs the SYSCALL MSRs and the per-CPU block; `handler` receives every system call,
@@ -165,14 +171,23 @@ unsafe extern "C" {
 /// Whatever the handler leaves in the frame, the stub returns to user mode: the selectors
 /// are forced to the user ones and RFLAGS to bits a program may set.
 pub fn init(handler: SyscallHandler) {
-    let kernel_stack_top = crate::boot_stack_top();
     HANDLER.call_once(|| handler);
-    // SAFETY: boot CPU, interrupts off. STAR selects the GDT layout of `gdt` (SYSRET loads
-    // CS = base + 16 and SS = base + 8 with base 0x10); FMASK clears IF, TF, DF, NT and AC
-    // (NT left set by a program would make the kernel's own iretq fault).
-    // GS_BASE points at the per-CPU block until the first swapgs into user mode.
+    init_cpu(0, crate::boot_stack_top());
+}
+
+/// Programs this CPU's SYSCALL MSRs and per-CPU block (`cpu`'s, with its kernel stack).
+pub(crate) fn init_cpu(cpu: usize, kernel_stack_top: u64) {
+    // SAFETY: this CPU, interrupts off; `cpu`'s block is this CPU's alone. STAR selects the
+    // GDT layout of `gdt` (SYSRET loads CS = base + 16 and SS = base + 8 with base 0x10);
+    // FMASK clears IF, TF, DF, NT and AC (NT left set by a program would make the kernel's
+    // own iretq fault). GS_BASE points at the per-CPU block until the first swapgs into
+    // user mode.
     unsafe {
-        let pc = &raw mut PER_CPU;
+        let pc = if cpu == 0 {
+            &raw mut PER_CPU
+        } else {
+            alloc::boxed::Box::leak(alloc::boxed::Box::new(PerCpu([0; 2]))) as *mut PerCpu
+        };
         (*pc).0[0] = kernel_stack_top;
         wrmsr(
             msr::STAR,
@@ -182,6 +197,58 @@ pub fn init(handler: SyscallHandler) {
         wrmsr(msr::FMASK, 0x4_4700);
         wrmsr(msr::GS_BASE, pc as u64);
         wrmsr(msr::KERNEL_GS_BASE, 0);
+    }
+}
+
+/// A thread's state laid out as the system-call stub keeps it on the kernel stack.
+#[repr(C)]
+struct Resume {
+    fx: crate::context::FxArea,
+    frame: SyscallFrame,
+}
+
+/// Bytes at the top of an AP's kernel stack that stay unused until [`resume_user`] puts
+/// the first thread's state there (the AP starts its Rust code below them).
+pub(crate) const RESUME_RESERVE: u64 = 1024;
+const _: () = assert!(core::mem::size_of::<Resume>() as u64 <= RESUME_RESERVE);
+
+/// Resumes a user thread on an AP from the kernel's idle loop (no system call or trap to
+/// return through): its registers and SSE state go to the top of this CPU's kernel stack,
+/// and the system-call stub's way out runs from there. The selectors and RFLAGS are forced
+/// to user ones, as on every way out. Never returns; the stack below is abandoned.
+///
+/// Panics on the boot CPU (it enters user mode once, through [`enter_user`], and then only
+/// returns through frames), when called twice on one CPU (the reserved bytes are then in
+/// use) and inside a handler.
+pub fn resume_user(ctx: &crate::context::UserContext) -> ! {
+    let cpu = crate::smp::current();
+    static RESUMED: [core::sync::atomic::AtomicBool; crate::smp::MAX_CPUS] =
+        [const { core::sync::atomic::AtomicBool::new(false) }; crate::smp::MAX_CPUS];
+    assert!(
+        cpu != 0
+            && !crate::trap::in_handler()
+            && !IN_SYSCALL[cpu].load(core::sync::atomic::Ordering::Relaxed)
+            && !RESUMED[cpu].swap(true, core::sync::atomic::Ordering::Relaxed),
+        "resume_user on the boot CPU, twice, or from a handler"
+    );
+    let mut frame = SyscallFrame::default();
+    frame.set_user_regs(&ctx.regs);
+    crate::context::force_user(&mut frame.cs, &mut frame.ss, &mut frame.rflags);
+    let at = crate::smp::kernel_stack_top(cpu) - core::mem::size_of::<Resume>() as u64;
+    // SAFETY: the top RESUME_RESERVE bytes of this AP's kernel stack are unused (its Rust
+    // code started below them) and 16-byte aligned; interrupts are off. The stub's exit
+    // restores the state from there and SWAPGSes (GS_BASE holds the per-CPU block and
+    // KERNEL_GS_BASE the program's base, as in a system call); the stack below is
+    // abandoned.
+    unsafe {
+        (at as *mut Resume).write(Resume { fx: ctx.fx, frame });
+        asm!(
+            "mov rsp, {at}",
+            "jmp {exit}",
+            at = in(reg) at,
+            exit = sym kiln_syscall_exit,
+            options(noreturn),
+        )
     }
 }
 
@@ -231,7 +298,7 @@ pub fn enter_user(rip: u64, rsp: u64) -> ! {
     assert!(
         HANDLER.get().is_some()
             && !crate::trap::in_handler()
-            && !IN_SYSCALL.load(core::sync::atomic::Ordering::Relaxed)
+            && !IN_SYSCALL[0].load(core::sync::atomic::Ordering::Relaxed)
             && !ENTERED.swap(true, core::sync::atomic::Ordering::Relaxed),
         "enter_user called twice, before syscall::init, or from a handler"
     );

@@ -269,37 +269,42 @@ fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
     era * 146097 + doe - 719468
 }
 
-/// When the APIC timer is armed to fire (monotonic ns; 0 when not armed).
-static ARMED_AT: AtomicU64 = AtomicU64::new(0);
+/// Per CPU: when its APIC timer is armed to fire (monotonic ns; 0 when not armed).
+static ARMED: [AtomicU64; crate::smp::MAX_CPUS] =
+    [const { AtomicU64::new(0) }; crate::smp::MAX_CPUS];
+
+fn armed_at() -> &'static AtomicU64 {
+    &ARMED[crate::smp::current()]
+}
 
 /// Makes sure the timer fires no later than `deadline` (monotonic ns). Keeps the current
 /// arming when it already fires in time, so the common case costs no register writes
 /// (each is a trap to the hypervisor). Firing early is harmless: the handler re-arms.
 pub fn fire_by(deadline: u64) {
     let now = monotonic_ns();
-    let armed = ARMED_AT.load(Ordering::Relaxed);
+    let armed = armed_at().load(Ordering::Relaxed);
     if armed != 0 && armed > now && armed <= deadline {
         return;
     }
     let ns = deadline.saturating_sub(now).max(1);
     let ticks = (ns as u128 * APIC_HZ.load(Ordering::Relaxed) as u128 / 1_000_000_000) as u64;
     crate::apic::arm_timer(ticks.clamp(1, u32::MAX as u64) as u32);
-    ARMED_AT.store(now + ns, Ordering::Relaxed);
+    armed_at().store(now + ns, Ordering::Relaxed);
 }
 
 /// Records that the timer fired (called by the interrupt entry).
 pub fn timer_fired() {
-    ARMED_AT.store(0, Ordering::Relaxed);
+    armed_at().store(0, Ordering::Relaxed);
 }
 
 /// Arms the APIC timer to fire `ns` nanoseconds from now (0 disarms it).
 pub fn arm_timer_in(ns: u64) {
     if ns == 0 {
         crate::apic::arm_timer(0);
-        ARMED_AT.store(0, Ordering::Relaxed);
+        armed_at().store(0, Ordering::Relaxed);
         return;
     }
-    ARMED_AT.store(monotonic_ns() + ns, Ordering::Relaxed);
+    armed_at().store(monotonic_ns() + ns, Ordering::Relaxed);
     let ticks = (ns as u128 * APIC_HZ.load(Ordering::Relaxed) as u128 / 1_000_000_000) as u64;
     crate::apic::arm_timer(ticks.clamp(1, u32::MAX as u64) as u32);
 }

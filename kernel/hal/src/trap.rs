@@ -132,34 +132,37 @@ pub fn exception_name(vector: u64) -> &'static str {
     }
 }
 
-/// How many interrupt or exception handlers are running (nested ones count again).
-static DEPTH: AtomicU32 = AtomicU32::new(0);
-/// How many of them interrupted user mode (at most one: user mode does not nest).
-static FROM_USER: AtomicU32 = AtomicU32::new(0);
+/// Per CPU: how many interrupt or exception handlers are running (nested ones count again).
+static DEPTH: [AtomicU32; crate::smp::MAX_CPUS] =
+    [const { AtomicU32::new(0) }; crate::smp::MAX_CPUS];
+/// Per CPU: how many of them interrupted user mode (at most one: user mode does not nest).
+static FROM_USER: [AtomicU32; crate::smp::MAX_CPUS] =
+    [const { AtomicU32::new(0) }; crate::smp::MAX_CPUS];
 
-/// Whether a handler of a trap taken in user mode is running: then GS_BASE still holds the
-/// program's value (no SWAPGS on that path), while in a system call it is parked in
-/// KERNEL_GS_BASE.
+/// Whether a handler of a trap taken in user mode is running on this CPU: then GS_BASE
+/// still holds the program's value (no SWAPGS on that path), while in a system call it is
+/// parked in KERNEL_GS_BASE.
 pub(crate) fn in_user_trap() -> bool {
-    FROM_USER.load(Ordering::Relaxed) != 0
+    FROM_USER[crate::smp::current()].load(Ordering::Relaxed) != 0
 }
 
-/// Whether the CPU is inside an interrupt or exception handler. Such a handler runs on an
+/// Whether this CPU is inside an interrupt or exception handler. Such a handler runs on an
 /// IST stack that the next interrupt of its kind would reuse from the top, so it must not
 /// enable interrupts ([`crate::cpu::wait_for_interrupt`] checks this).
 pub fn in_handler() -> bool {
-    DEPTH.load(Ordering::Relaxed) != 0
+    DEPTH[crate::smp::current()].load(Ordering::Relaxed) != 0
 }
 
 #[unsafe(no_mangle)]
 extern "C" fn kiln_trap(frame: &mut TrapFrame, fx: &mut crate::context::FxArea) {
-    DEPTH.fetch_add(1, Ordering::Relaxed);
+    let cpu = crate::smp::current();
+    DEPTH[cpu].fetch_add(1, Ordering::Relaxed);
     if frame.from_user() {
         // The handlers may replace the program's registers (to resume another thread or
         // run a signal handler), but only within what a program may do.
-        FROM_USER.fetch_add(1, Ordering::Relaxed);
+        FROM_USER[cpu].fetch_add(1, Ordering::Relaxed);
         dispatch(frame, fx);
-        FROM_USER.fetch_sub(1, Ordering::Relaxed);
+        FROM_USER[cpu].fetch_sub(1, Ordering::Relaxed);
         crate::context::force_user(&mut frame.cs, &mut frame.ss, &mut frame.rflags);
     } else {
         // The kernel itself was interrupted: handlers see its state but work on a copy, so
@@ -167,7 +170,7 @@ extern "C" fn kiln_trap(frame: &mut TrapFrame, fx: &mut crate::context::FxArea) 
         let (mut f, mut x) = (*frame, *fx);
         dispatch(&mut f, &mut x);
     }
-    DEPTH.fetch_sub(1, Ordering::Relaxed);
+    DEPTH[cpu].fetch_sub(1, Ordering::Relaxed);
 }
 
 fn dispatch(frame: &mut TrapFrame, fx: &mut crate::context::FxArea) {
@@ -181,6 +184,22 @@ fn dispatch(frame: &mut TrapFrame, fx: &mut crate::context::FxArea) {
         return;
     }
     if vector == SPURIOUS_VECTOR as u64 {
+        return;
+    }
+    if vector == crate::smp::SHOOTDOWN_VECTOR as u64 {
+        crate::smp::flush_if_asked();
+        crate::apic::eoi();
+        return;
+    }
+    if vector == crate::smp::RESCHEDULE_VECTOR as u64 {
+        // An idle CPU's loop looks by itself; a CPU running the program looks now, as at
+        // the timer.
+        crate::apic::eoi();
+        if frame.from_user() {
+            if let Some(t) = TIMER.get() {
+                t(frame, fx);
+            }
+        }
         return;
     }
     if vector >= 32 {
@@ -309,6 +328,21 @@ unsafe extern "C" {
 struct Idt([[u64; 2]; 256]);
 
 static mut IDT: Idt = Idt([[0; 2]; 256]);
+
+/// Loads the IDT [`init`] built on this CPU (an AP's).
+pub(crate) fn load() {
+    #[repr(C, packed)]
+    struct Pointer {
+        limit: u16,
+        base: u64,
+    }
+    let ptr = Pointer {
+        limit: (core::mem::size_of::<Idt>() - 1) as u16,
+        base: (&raw const IDT) as u64,
+    };
+    // SAFETY: the boot CPU built the IDT before any AP starts, and it never changes.
+    unsafe { core::arch::asm!("lidt [{}]", in(reg) &ptr, options(nostack)) };
+}
 
 /// Builds and loads the IDT: every vector gets an interrupt gate on an IST stack.
 pub(crate) fn init() {

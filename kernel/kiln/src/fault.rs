@@ -5,13 +5,13 @@ use kiln_hal::trap::{exception_name, TrapFrame, UserFault};
 use kiln_os::sigframe::SigInfo;
 use kiln_os::vm::Access;
 
-use crate::{console, finish, signals, KERNEL};
+use crate::{console, finish, signals};
 
 /// Runs the program's handler for fault signal `signo`, if it has one that is not blocked:
 /// the trap frame then resumes in the handler.
 fn run_handler(frame: &mut TrapFrame, fx: &mut FxArea, info: SigInfo) -> bool {
-    let mut guard = KERNEL.lock();
-    let Some(k) = guard.as_mut() else {
+    let mut held = crate::lock();
+    let Some(k) = held.get() else {
         return false;
     };
     let tid = k.machine.current_tid();
@@ -77,8 +77,8 @@ pub fn on_user_fault(frame: &mut TrapFrame, fx: &mut FxArea, cr2: u64) -> UserFa
             Access::Read
         };
         let result = {
-            let mut guard = KERNEL.lock();
-            let k = guard.as_mut().expect("fault before the kernel was ready");
+            let mut held = crate::lock();
+            let k = held.get().expect("fault before the kernel was ready");
             k.process
                 .vm
                 .handle_fault(&mut kiln_hal_pages(), cr2, access)
@@ -149,8 +149,8 @@ pub fn on_user_fault(frame: &mut TrapFrame, fx: &mut FxArea, cr2: u64) -> UserFa
 
 /// Sends the crash record of the faulting thread (see [`crate::crash`]).
 fn report_crash(frame: &TrapFrame, fx: &FxArea, info: SigInfo) {
-    let mut guard = KERNEL.lock();
-    let Some(k) = guard.as_mut() else {
+    let mut held = crate::lock();
+    let Some(k) = held.get() else {
         return;
     };
     let ctx = UserContext::from_trap(frame, fx);

@@ -104,9 +104,11 @@ pub struct HalMachine {
 impl HalMachine {
     /// The machine, running `main`.
     pub fn new(main: ThreadState) -> HalMachine {
+        let mut sched = Scheduler::new(main, UserContext::default());
+        sched.set_cpus(kiln_hal::smp::MAX_CPUS);
         HalMachine {
             pages: HalPages,
-            sched: Scheduler::new(main, UserContext::default()),
+            sched,
             caller: None,
             net: None,
             net_candidates: None,
@@ -173,6 +175,12 @@ impl Machine for HalMachine {
     fn running(&self) -> Option<u32> {
         self.sched.current()
     }
+    fn cpus(&self) -> usize {
+        kiln_hal::smp::online()
+    }
+    fn cpu(&self) -> usize {
+        kiln_hal::smp::current()
+    }
     fn tids(&self) -> alloc::vec::Vec<u32> {
         self.sched.tids().collect()
     }
@@ -180,7 +188,13 @@ impl Machine for HalMachine {
         self.sched.state(tid)
     }
     fn interrupt(&mut self, tid: u32) {
-        self.sched.interrupt(tid);
+        if !self.sched.interrupt(tid) {
+            // Running on another CPU: it looks at its signals when it enters the kernel,
+            // which this makes it do now.
+            if let Some(cpu) = self.sched.cpu_of(tid) {
+                kiln_hal::smp::kick(cpu);
+            }
+        }
     }
     fn spawn_thread(&mut self, state: ThreadState, stack: u64) -> KResult<()> {
         // A thread's registers and scheduler entry are kernel memory the program asks for:

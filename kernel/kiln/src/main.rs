@@ -39,8 +39,66 @@ pub struct Kernel {
     pub machine: HalMachine,
 }
 
-/// The kernel's state, set once before entering user mode.
+/// The kernel's state, set once before entering user mode. Its lock is the big kernel
+/// lock: every CPU takes it (through [`lock`]) for system calls, faults, interrupts and
+/// scheduling; the program's code runs without it on every CPU.
 pub static KERNEL: spin::Mutex<Option<Kernel>> = spin::Mutex::new(None);
+
+/// The big kernel lock, held by this CPU. Letting it go wakes an idle CPU when threads
+/// wait for one.
+pub struct Held(Option<spin::MutexGuard<'static, Option<Kernel>>>);
+
+/// Takes the big kernel lock. While another CPU holds it, this one answers that CPU's TLB
+/// shootdown (it may be waiting for this one with the lock held).
+pub fn lock() -> Held {
+    let mut guard = loop {
+        if let Some(g) = KERNEL.try_lock() {
+            break g;
+        }
+        kiln_hal::smp::flush_if_asked();
+        core::hint::spin_loop();
+    };
+    if let Some(k) = guard.as_mut() {
+        k.machine.sched.on_cpu(kiln_hal::smp::current());
+    }
+    Held(Some(guard))
+}
+
+impl Held {
+    /// The kernel, once it exists.
+    pub fn get(&mut self) -> Option<&mut Kernel> {
+        self.0.as_mut().and_then(|g| g.as_mut())
+    }
+
+    /// The kernel; panics before it exists.
+    pub fn k(&mut self) -> &mut Kernel {
+        self.get().expect("the kernel is not ready")
+    }
+
+    /// Runs `f` without the lock (this CPU halts in it), then takes the lock again.
+    pub fn unlocked<R>(&mut self, f: impl FnOnce() -> R) -> R {
+        self.release();
+        let r = f();
+        *self = lock();
+        r
+    }
+
+    fn release(&mut self) {
+        if let Some(g) = self.0.take() {
+            let ready = g.as_ref().map_or(0, |k| k.machine.sched.ready_count());
+            drop(g);
+            if ready > 0 {
+                kiln_hal::smp::wake_idle(ready);
+            }
+        }
+    }
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        self.release();
+    }
+}
 
 // SAFETY: `kiln_main` is the one symbol the hardware layer calls after boot; its signature
 // matches the declaration in `kiln_hal`.

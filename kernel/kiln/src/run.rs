@@ -15,7 +15,7 @@ use kiln_os::process::Outcome;
 use kiln_os::sched::Resume;
 use kiln_os::sysno;
 
-use crate::{console, fault, finish, signals, Kernel, KERNEL};
+use crate::{console, fault, finish, signals, Held, Kernel};
 
 /// How long a thread runs before another ready thread gets the CPU.
 const SLICE_NS: u64 = 10_000_000;
@@ -92,7 +92,7 @@ pub fn on_syscall(frame: &mut SyscallFrame, fx: &mut FxArea) {
     crate::control::SYSCALLS.fetch_add(1, core::sync::atomic::Ordering::Relaxed);
     serve_syscall(frame, fx);
     if crate::profile::due() {
-        if let Some(k) = KERNEL.lock().as_mut() {
+        if let Some(k) = crate::lock().get() {
             let place = Place::Syscall(nr as u32);
             crate::profile::sample(k, place, rip, rsp, rbp);
         }
@@ -100,10 +100,8 @@ pub fn on_syscall(frame: &mut SyscallFrame, fx: &mut FxArea) {
 }
 
 fn serve_syscall(frame: &mut SyscallFrame, fx: &mut FxArea) {
-    let mut guard = KERNEL.lock();
-    let k = guard
-        .as_mut()
-        .expect("system call before the kernel was ready");
+    let mut held = crate::lock();
+    let k = held.get().expect("system call before the kernel was ready");
     let tid = k.machine.current_tid();
     let nr = frame.rax;
     if nr == sysno::RT_SIGRETURN {
@@ -150,11 +148,27 @@ fn serve_syscall(frame: &mut SyscallFrame, fx: &mut FxArea) {
         ctx.to_syscall(frame, fx);
         return;
     }
-    let (next, mut ctx) = next_thread(k);
+    let (next, mut ctx) = next_thread(&mut held);
+    let k = held.k();
     signals::deliver(k, &mut ctx);
     ctx.to_syscall(frame, fx);
     apply_bases(k, next, Via::Syscall);
     arm_timer(k);
+}
+
+/// An AP's start once the kernel exists: it waits for a thread to run and enters user
+/// mode with it. From then on it enters the kernel as the boot CPU does, through system
+/// calls and interrupts.
+pub fn ap_main() -> ! {
+    let mut held = crate::lock();
+    let (tid, mut ctx) = next_thread(&mut held);
+    let k = held.k();
+    signals::deliver(k, &mut ctx);
+    // In the kernel, outside a trap: KERNEL_GS_BASE holds the program's GS base.
+    apply_bases(k, tid, Via::Syscall);
+    arm_timer(k);
+    drop(held);
+    kiln_hal::syscall::resume_user(&ctx)
 }
 
 /// Records the outcome of a system call of thread `tid` (registers `ctx`, with `rax` still
@@ -199,8 +213,9 @@ fn settle(k: &mut Kernel, tid: u32, mut ctx: UserContext, outcome: Outcome) -> O
 
 /// Picks the thread to run next: runs woken system calls again, finishes timed-out ones,
 /// and idles the CPU until some thread can run.
-fn next_thread(k: &mut Kernel) -> (u32, UserContext) {
+fn next_thread(held: &mut Held) -> (u32, UserContext) {
     loop {
+        let k = held.k();
         crate::machine::net::flush_writes(k);
         crate::machine::net::service(k);
         crate::memlog::service(k);
@@ -210,7 +225,7 @@ fn next_thread(k: &mut Kernel) -> (u32, UserContext) {
         fire_timers(k, now);
         k.machine.sched.expire(now);
         let Some((tid, mut how)) = k.machine.sched.pick() else {
-            idle(k);
+            idle(held);
             continue;
         };
         if how == Resume::Restart && signals::has_queued(k, tid) {
@@ -259,8 +274,10 @@ fn next_thread(k: &mut Kernel) -> (u32, UserContext) {
     }
 }
 
-/// Halts until an interrupt: the timer at the next deadline, or a device.
-fn idle(k: &mut Kernel) {
+/// Halts until an interrupt: the timer at the next deadline, a device, or another CPU
+/// that made a thread ready. With more than one CPU the kernel lock is let go meanwhile.
+fn idle(held: &mut Held) {
+    let k = held.k();
     let net = crate::machine::net::deadline(k);
     let memlog = crate::memlog::deadline();
     match k
@@ -277,7 +294,9 @@ fn idle(k: &mut Kernel) {
         None => {
             static WARNED: core::sync::atomic::AtomicBool =
                 core::sync::atomic::AtomicBool::new(false);
-            if !WARNED.swap(true, core::sync::atomic::Ordering::Relaxed) {
+            if k.machine.sched.running_count() == 0
+                && !WARNED.swap(true, core::sync::atomic::Ordering::Relaxed)
+            {
                 console::info(format_args!(
                     "every thread waits with no timeout: idling until a device interrupt"
                 ));
@@ -285,7 +304,15 @@ fn idle(k: &mut Kernel) {
         }
     }
     let halted = time::monotonic_ns();
-    kiln_hal::cpu::wait_for_interrupt();
+    if kiln_hal::smp::online() > 1 {
+        // Marked idle under the lock, so whoever readies a thread next sees it and sends
+        // the interrupt that ends the halt (kept pending if it comes before the halt).
+        kiln_hal::smp::set_idle(true);
+        held.unlocked(kiln_hal::cpu::wait_for_interrupt);
+        kiln_hal::smp::set_idle(false);
+    } else {
+        kiln_hal::cpu::wait_for_interrupt();
+    }
     let idle = time::monotonic_ns().saturating_sub(halted);
     crate::control::IDLE_NS.fetch_add(idle, core::sync::atomic::Ordering::Relaxed);
 }
@@ -299,10 +326,8 @@ pub fn on_timer(frame: &mut TrapFrame, fx: &mut FxArea) {
         }
         return;
     }
-    let Some(mut guard) = KERNEL.try_lock() else {
-        return;
-    };
-    let Some(k) = guard.as_mut() else { return };
+    let mut held = crate::lock();
+    let Some(k) = held.get() else { return };
     crate::machine::net::service(k);
     crate::memlog::service(k);
     crate::stop::check(k);
@@ -313,13 +338,17 @@ pub fn on_timer(frame: &mut TrapFrame, fx: &mut FxArea) {
     let now = time::monotonic_ns();
     fire_timers(k, now);
     k.machine.sched.expire(now);
-    if k.machine.sched.has_ready() {
+    // Ready threads that idle CPUs will take (they are woken when the lock is let go) are
+    // no reason to stop this CPU's thread: it would only move to another CPU.
+    let ready = k.machine.sched.ready_count();
+    if ready > kiln_hal::smp::idle_count() {
         let tid = k.machine.current_tid();
         if let Some(saved) = k.machine.sched.ctx(tid) {
             *saved = UserContext::from_trap(frame, fx);
         }
         k.machine.sched.yield_current();
-        let (next, mut ctx) = next_thread(k);
+        let (next, mut ctx) = next_thread(&mut held);
+        let k = held.k();
         signals::deliver(k, &mut ctx);
         ctx.to_trap(frame, fx);
         if next != tid {
@@ -330,5 +359,5 @@ pub fn on_timer(frame: &mut TrapFrame, fx: &mut FxArea) {
         signals::deliver(k, &mut ctx);
         ctx.to_trap(frame, fx);
     }
-    arm_timer(k);
+    arm_timer(held.k());
 }

@@ -153,7 +153,8 @@ pub fn run(boot: BootInfo) -> ! {
     };
     let mut process = process;
     let mut machine = HalMachine::new(main);
-    let transports = machine::acpi::start(boot.rsdp);
+    let acpi = machine::acpi::start(boot.rsdp);
+    let transports = acpi.transports;
     if let Err(why) = machine::volumes::start(&config, &transports, &process.vfs) {
         fail(format_args!("kernel panic: {why}"));
     }
@@ -170,11 +171,28 @@ pub fn run(boot: BootInfo) -> ! {
     // The TSC's and the APIC timer's rates, measured over the whole boot (see
     // `time::init`); before the program can read a clock or arm a timer.
     kiln_hal::time::finish_calibration();
+    start_cpus(&acpi.apic_ids);
     mark(BootPhase::Devices);
     // Everything after this stamp is the report of it: the program starts right after.
     mark(BootPhase::Program);
     report_boot(loaded.entry);
     kiln_hal::syscall::enter_user(loaded.entry, loaded.stack_pointer)
+}
+
+/// Starts the other CPUs the firmware lists (`--cpus`); each then waits for a thread.
+fn start_cpus(apic_ids: &[u32]) {
+    if apic_ids.len() <= 1 {
+        return;
+    }
+    let (online, error) = kiln_hal::smp::start_aps(apic_ids, run::ap_main);
+    match error {
+        None => console::info(format_args!("{online} CPUs online")),
+        Some(e) => console::warn(format_args!(
+            "{online} of {} CPUs online: the next did not start: {}",
+            apic_ids.len().min(kiln_hal::smp::MAX_CPUS),
+            e.reason()
+        )),
+    }
 }
 
 fn mark(phase: BootPhase) {

@@ -171,6 +171,31 @@ pub fn isa_irq(madt: &[u8], irq: u8) -> Irq {
     }
 }
 
+/// The local APIC IDs of the processors the MADT lists as enabled (processor local APIC
+/// and local x2APIC entries), in the table's order, each once. Processors that are only
+/// "online capable" (hot-pluggable, not present) are left out.
+pub fn local_apic_ids(madt: &[u8]) -> Vec<u32> {
+    let mut out = Vec::new();
+    let mut at = 44;
+    while let (Some(kind), Some(len)) = (u8_at(madt, at), u8_at(madt, at + 1)) {
+        if len < 2 {
+            break;
+        }
+        let entry = match kind {
+            0 if len >= 8 => u8_at(madt, at + 3).map(u32::from).zip(u32_at(madt, at + 4)),
+            9 if len >= 16 => u32_at(madt, at + 4).zip(u32_at(madt, at + 8)),
+            _ => None,
+        };
+        if let Some((id, flags)) = entry {
+            if flags & 1 != 0 && !out.contains(&id) {
+                out.push(id);
+            }
+        }
+        at += usize::from(len);
+    }
+    out
+}
+
 /// A device the DSDT declares, and the resources it names.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Device {
@@ -353,6 +378,33 @@ mod tests {
         let head = with_checksum(r[..20].to_vec(), 8);
         r[..20].copy_from_slice(&head);
         with_checksum(r, 32)
+    }
+
+    #[test]
+    fn madt_lists_enabled_processors() {
+        let mut madt = vec![0u8; 44];
+        madt.extend_from_slice(&[0, 8, 0, 0, 1, 0, 0, 0]); // CPU 0, APIC 0, enabled
+        madt.extend_from_slice(&[1, 12, 0, 0, 0, 0, 0xc0, 0xfe, 0, 0, 0, 0]); // an I/O APIC
+        madt.extend_from_slice(&[0, 8, 1, 1, 1, 0, 0, 0]); // CPU 1, APIC 1, enabled
+        madt.extend_from_slice(&[0, 8, 2, 2, 2, 0, 0, 0]); // APIC 2: online capable only
+        madt.extend_from_slice(&[2, 10, 0, 9, 9, 0, 0, 0, 0x0d, 0]); // an override
+        let mut x2 = vec![9, 16, 0, 0];
+        x2.extend_from_slice(&300u32.to_le_bytes()); // x2APIC 300
+        x2.extend_from_slice(&1u32.to_le_bytes()); // enabled
+        x2.extend_from_slice(&7u32.to_le_bytes()); // UID
+        madt.extend_from_slice(&x2);
+        madt.extend_from_slice(&[0, 8, 3, 1, 1, 0, 0, 0]); // APIC 1 again
+        assert_eq!(local_apic_ids(&madt), vec![0, 1, 300]);
+        // A truncated or zero-length entry ends the walk.
+        let mut cut = madt[..44 + 8].to_vec();
+        cut.extend_from_slice(&[0, 0, 5, 5]);
+        assert_eq!(local_apic_ids(&cut), vec![0]);
+        assert_eq!(local_apic_ids(&[]), Vec::<u32>::new());
+        assert_eq!(
+            local_apic_ids(&madt[..44 + 8 + 12 + 4]),
+            vec![0],
+            "entry cut short"
+        );
     }
 
     #[test]

@@ -103,6 +103,14 @@ pub trait Machine {
     fn thread_count(&self) -> usize;
     /// The running thread's id; `None` while the kernel idles between threads.
     fn running(&self) -> Option<u32>;
+    /// How many CPUs run the program's threads.
+    fn cpus(&self) -> usize {
+        1
+    }
+    /// The CPU running the calling thread (0 to `cpus() - 1`).
+    fn cpu(&self) -> usize {
+        0
+    }
     /// Every thread's id, lowest first.
     fn tids(&self) -> alloc::vec::Vec<u32>;
     /// The state of thread `tid`, running or not.

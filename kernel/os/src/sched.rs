@@ -73,7 +73,10 @@ pub struct Scheduler<C> {
     /// Boxed, so that the sorted `Vec` moves only key and pointer on insert and remove.
     threads: SmallMap<u32, Box<Entry<C>>>,
     ready: VecDeque<u32>,
-    current: Option<u32>,
+    /// The thread each CPU runs (one run queue serves them all).
+    running: Vec<Option<u32>>,
+    /// The CPU the calls are made for: "the running thread" is the one it runs.
+    cpu: usize,
     seq: u64,
     /// Blocked threads by channel, then in the order they started waiting.
     waiting: SmallSet<(Key, u64, u32)>,
@@ -99,11 +102,41 @@ impl<C> Scheduler<C> {
         Scheduler {
             threads,
             ready: VecDeque::new(),
-            current: Some(tid),
+            running: alloc::vec![Some(tid)],
+            cpu: 0,
             seq: 0,
             waiting: SmallSet::new(),
             timed: SmallSet::new(),
         }
+    }
+
+    /// Makes room for `n` CPUs (they run nothing yet).
+    pub fn set_cpus(&mut self, n: usize) {
+        self.running.resize(n.max(self.running.len()), None);
+    }
+
+    /// The calls that follow are made on CPU `cpu`: the running thread is the one it runs.
+    pub fn on_cpu(&mut self, cpu: usize) {
+        assert!(
+            cpu < self.running.len(),
+            "CPU {cpu} unknown to the scheduler"
+        );
+        self.cpu = cpu;
+    }
+
+    /// The CPU running thread `tid`, if one does.
+    pub fn cpu_of(&self, tid: u32) -> Option<usize> {
+        self.running.iter().position(|&t| t == Some(tid))
+    }
+
+    /// How many CPUs run a thread.
+    pub fn running_count(&self) -> usize {
+        self.running.iter().filter(|t| t.is_some()).count()
+    }
+
+    /// How many threads are ready and wait for a CPU.
+    pub fn ready_count(&self) -> usize {
+        self.ready.len()
     }
 
     /// Every thread's id, in order.
@@ -113,7 +146,7 @@ impl<C> Scheduler<C> {
 
     /// The running thread's id, if one runs.
     pub fn current(&self) -> Option<u32> {
-        self.current
+        self.running[self.cpu]
     }
 
     /// Number of threads.
@@ -193,7 +226,9 @@ impl<C> Scheduler<C> {
 
     /// The running thread starts waiting; nothing runs until [`Scheduler::pick`].
     pub fn block_current(&mut self, wait: Wait) {
-        let tid = self.current.take().expect("block with no running thread");
+        let tid = self.running[self.cpu]
+            .take()
+            .expect("block with no running thread");
         self.seq += 1;
         let e = self.threads.get_mut(&tid).expect("running thread exists");
         e.wait_seq = self.seq;
@@ -220,7 +255,7 @@ impl<C> Scheduler<C> {
     /// The running thread yields the CPU (preemption or `sched_yield`): it goes to the back
     /// of the run queue.
     pub fn yield_current(&mut self) {
-        if let Some(tid) = self.current.take() {
+        if let Some(tid) = self.running[self.cpu].take() {
             if let Some(e) = self.threads.get_mut(&tid) {
                 e.status = Status::Ready(Resume::Continue);
                 self.ready.push_back(tid);
@@ -230,7 +265,7 @@ impl<C> Scheduler<C> {
 
     /// Removes the running thread; returns how many threads are left.
     pub fn exit_current(&mut self) -> usize {
-        if let Some(tid) = self.current.take() {
+        if let Some(tid) = self.running[self.cpu].take() {
             self.threads.remove(&tid);
         }
         self.threads.len()
@@ -351,7 +386,7 @@ impl<C> Scheduler<C> {
     /// Makes the next ready thread the running one and says how it resumes; `None` when no
     /// thread is ready (the CPU idles). The running thread, if any, keeps running.
     pub fn pick(&mut self) -> Option<(u32, Resume)> {
-        if let Some(tid) = self.current {
+        if let Some(tid) = self.running[self.cpu] {
             return Some((tid, Resume::Continue));
         }
         while let Some(tid) = self.ready.pop_front() {
@@ -361,7 +396,7 @@ impl<C> Scheduler<C> {
                     if !matches!(how, Resume::Restart | Resume::Interrupted) {
                         e.restart_deadline = None;
                     }
-                    self.current = Some(tid);
+                    self.running[self.cpu] = Some(tid);
                     return Some((tid, how));
                 }
             }
@@ -521,6 +556,42 @@ mod tests {
         s.yield_current();
         assert_eq!(s.pick(), Some((1, Resume::Interrupted)));
         assert_eq!(s.restart_deadline(1), Some(900));
+    }
+
+    #[test]
+    fn each_cpu_runs_its_own_thread_from_one_queue() {
+        let mut s = Scheduler::new(thread(1), ());
+        s.set_cpus(2);
+        s.spawn(thread(2), ());
+        s.spawn(thread(3), ());
+        s.on_cpu(1);
+        assert_eq!(s.current(), None);
+        assert_eq!(s.pick(), Some((2, Resume::Continue)));
+        assert_eq!(s.cpu_of(2), Some(1));
+        s.on_cpu(0);
+        assert_eq!(s.current(), Some(1));
+        assert_eq!(
+            s.pick(),
+            Some((1, Resume::Continue)),
+            "CPU 0 keeps its thread"
+        );
+        // CPU 0's thread blocks and CPU 0 takes thread 3; CPU 1 wakes the sleeper, and its
+        // own thread exits, so it runs the woken one.
+        s.block_current(wait_on(FUTEX, Some(0), None));
+        assert_eq!(s.pick(), Some((3, Resume::Continue)));
+        assert_eq!(s.ready_count(), 0);
+        s.on_cpu(1);
+        assert_eq!(s.wake(FUTEX, 1), 1);
+        assert_eq!(s.ready_count(), 1);
+        assert_eq!(s.exit_current(), 2);
+        assert_eq!(s.pick(), Some((1, Resume::Return(0))));
+        assert_eq!(
+            (s.cpu_of(1), s.cpu_of(2), s.cpu_of(3)),
+            (Some(1), None, Some(0))
+        );
+        s.on_cpu(0);
+        assert_eq!(s.current(), Some(3));
+        assert!(!s.has_ready());
     }
 
     #[test]

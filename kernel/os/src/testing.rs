@@ -146,6 +146,10 @@ pub struct FakeMachine {
     pub records: Vec<u8>,
     /// Counter feeding the (predictable) random bytes.
     pub random_counter: u8,
+    /// How many CPUs the machine has.
+    pub cpus: usize,
+    /// The CPU the caller runs on.
+    pub cpu: usize,
 }
 
 impl Default for FakeMachine {
@@ -169,11 +173,19 @@ impl Default for FakeMachine {
             log: Vec::new(),
             records: Vec::new(),
             random_counter: 0,
+            cpus: 1,
+            cpu: 0,
         }
     }
 }
 
 impl Machine for FakeMachine {
+    fn cpus(&self) -> usize {
+        self.cpus
+    }
+    fn cpu(&self) -> usize {
+        self.cpu
+    }
     fn thread(&mut self) -> &mut ThreadState {
         &mut self.thread
     }

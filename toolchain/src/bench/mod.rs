@@ -1,5 +1,5 @@
-//! Benchmarks: `bench boot` ([`boot`]), `bench http` ([`http`]), `bench redis` ([`redis`])
-//! and `bench soak` ([`soak`]). Each writes its own section of `BENCHMARKS.md` ([`markdown`]) and leaves the
+//! Benchmarks: `bench boot` ([`boot`]), `bench http` ([`http`]), `bench redis` ([`redis`]),
+//! `bench smp` ([`smp`]) and `bench soak` ([`soak`]). Each writes its own section of `BENCHMARKS.md` ([`markdown`]) and leaves the
 //! others as they are.
 
 pub mod boot;
@@ -7,6 +7,7 @@ pub mod http;
 pub mod load;
 pub mod markdown;
 pub mod redis;
+pub mod smp;
 pub mod soak;
 
 pub use boot::{boot, format_report, median, write_markdown, Report, Row};

@@ -887,6 +887,7 @@ pub fn redis(layout: &Layout, opts: &RedisOptions) -> anyhow::Result<RedisReport
         qemu: qemu_bin.clone(),
         accel,
         machine: opts.machine,
+        cpus: 1,
         net: net.clone(),
         port: PORT,
         dir: dir.clone(),

@@ -32,6 +32,9 @@ pub struct RunOptions {
     pub machine: Machine,
     /// Guest memory in MiB; the target's default when `None`.
     pub memory_mib: Option<u64>,
+    /// `--cpus`: virtual CPUs (one when `None`); more than one adds `-smp N` and, on TCG,
+    /// one host thread per vCPU (`thread=multi`).
+    pub cpus: Option<u32>,
     /// `-e K=V`: variables added to (or replacing) the baked-in ones.
     pub env: Vec<(String, String)>,
     /// `-- ARGS`: replaces the baked-in arguments when given.
@@ -312,6 +315,30 @@ pub fn uefi_args(
     a
 }
 
+/// The target's accelerator arguments for `cpus` vCPUs: with more than one, `-smp N`, and
+/// under TCG one host thread per vCPU (`thread=multi`, QEMU's default for x86 said out
+/// loud), so two vCPUs run two threads of the guest at once.
+pub fn accel_args(target: &Target, accel: Accel, cpus: u32) -> Vec<String> {
+    let mut a: Vec<String> = match accel {
+        Accel::Tcg => &target.tcg,
+        Accel::Kvm => &target.kvm,
+    }
+    .iter()
+    .map(|s| {
+        if cpus > 1 && accel == Accel::Tcg && s == "tcg" {
+            "tcg,thread=multi".to_string()
+        } else {
+            s.clone()
+        }
+    })
+    .collect();
+    if cpus > 1 {
+        a.push("-smp".into());
+        a.push(cpus.to_string());
+    }
+    a
+}
+
 /// Everything but the boot method: machine, accelerator, memory, devices, streams.
 fn machine_args(
     target: &Target,
@@ -327,11 +354,8 @@ fn machine_args(
     for s in &target.machine {
         push(s);
     }
-    for s in match accel {
-        Accel::Tcg => &target.tcg,
-        Accel::Kvm => &target.kvm,
-    } {
-        push(s);
+    for s in accel_args(target, accel, opts.cpus.unwrap_or(1)) {
+        push(&s);
     }
     let mib = opts
         .memory_mib
@@ -496,6 +520,41 @@ mod tests {
     }
 
     #[test]
+    fn cpus_add_smp_and_multi_threaded_tcg() {
+        let t = Machine::Microvm.target();
+        let paths = StreamPaths {
+            stdout: "o".into(),
+            stderr: "e".into(),
+            log: "l".into(),
+            status: "s".into(),
+            records: "r".into(),
+            qmp: None,
+            profiler_qmp: None,
+        };
+        let args = |cpus, accel| {
+            let opts = RunOptions {
+                cpus,
+                ..RunOptions::default()
+            };
+            joined(&machine_args(&t, &opts, accel, &paths)).join(" ")
+        };
+        let one = args(None, Accel::Tcg);
+        assert!(
+            !one.contains("-smp") && one.contains("-accel tcg "),
+            "{one}"
+        );
+        assert_eq!(one, args(Some(1), Accel::Tcg));
+        let two = args(Some(2), Accel::Tcg);
+        assert!(two.contains("-accel tcg,thread=multi "), "{two}");
+        assert!(two.contains("-smp 2 "), "{two}");
+        let kvm = args(Some(4), Accel::Kvm);
+        assert!(
+            kvm.contains("-accel kvm ") && kvm.contains("-smp 4 "),
+            "{kvm}"
+        );
+    }
+
+    #[test]
     fn network_arguments() {
         let t = Machine::Microvm.target();
         let mut net = NetOptions {
@@ -584,6 +643,7 @@ mod tests {
         let opts = RunOptions {
             machine: Machine::Q35,
             memory_mib: Some(16),
+            cpus: None,
             env: vec![("GREETING".into(), "hi there".into())],
             argv: Some(vec!["a,b".into(), "--exit".into(), "3".into()]),
             verbose: true,

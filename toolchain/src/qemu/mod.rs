@@ -95,6 +95,20 @@ pub fn prepare(
     Ok((qemu, accel))
 }
 
+/// Whether `child` exits within `limit` (polling).
+fn exits_within(child: &mut std::process::Child, limit: Duration) -> std::io::Result<bool> {
+    let end = Instant::now() + limit;
+    loop {
+        if child.try_wait()?.is_some() {
+            return Ok(true);
+        }
+        if Instant::now() >= end {
+            return Ok(false);
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 /// Kills our QEMU child and reaps it, giving up after 5 s (a QEMU stuck in the host
 /// kernel may not die at once; we never hang on it).
 pub fn kill_and_reap(child: &mut std::process::Child) {
@@ -415,8 +429,11 @@ fn run_once(
                             stopping = Some((sig, Instant::now()));
                         }
                         // QEMU may have ended first (the program exited as the signal
-                        // came): then its own status stands.
-                        Err(_) if child.try_wait()?.is_some() => {}
+                        // came), or be ending: the monitor's connection breaks before the
+                        // process is gone (seen as "Connection reset by peer" on a busy
+                        // host, the guest having printed what it does on SIGTERM). Then its
+                        // own status stands.
+                        Err(_) if exits_within(&mut child, Duration::from_secs(2))? => {}
                         Err(e) => {
                             crate::note!("could not press the power button ({e}); stopping the virtual machine");
                             kill_and_reap(&mut child);

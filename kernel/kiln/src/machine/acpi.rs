@@ -63,12 +63,23 @@ fn line(irq: Irq) -> Option<Line> {
     })
 }
 
+/// What the tables list that the kernel starts later.
+#[derive(Default)]
+pub struct Found {
+    /// The virtio-mmio transports the DSDT lists.
+    pub transports: Vec<Transport>,
+    /// The local APIC IDs of the enabled processors (the MADT's; empty without one).
+    pub apic_ids: Vec<u32>,
+}
+
 /// Reads the ACPI tables (from the RSDP at `rsdp_hint`, or found in the BIOS area),
-/// enables the power button, and returns the virtio-mmio transports the DSDT lists.
-pub fn start(rsdp_hint: Option<u64>) -> Vec<Transport> {
+/// enables the power button, and returns the virtio-mmio transports and processors they
+/// list.
+pub fn start(rsdp_hint: Option<u64>) -> Found {
+    let mut found = Found::default();
     let Some(rsdp) = find_rsdp(rsdp_hint) else {
         console::info(format_args!("acpi: no tables; no power button"));
-        return Vec::new();
+        return found;
     };
     let (root, wide) = match rsdp.xsdt {
         Some(x) => (table(x), true),
@@ -78,7 +89,7 @@ pub fn start(rsdp_hint: Option<u64>) -> Vec<Transport> {
         console::warn(format_args!(
             "acpi: the root table is unreadable; no power button"
         ));
-        return Vec::new();
+        return found;
     };
     let (mut fadt, mut madt) = (None, None);
     for t in acpi::root_entries(&root, wide)
@@ -91,12 +102,16 @@ pub fn start(rsdp_hint: Option<u64>) -> Vec<Transport> {
             _ => {}
         }
     }
+    found.apic_ids = madt
+        .as_deref()
+        .map(acpi::local_apic_ids)
+        .unwrap_or_default();
     let Some(fadt) = fadt else {
         console::warn(format_args!("acpi: no FADT; no power button"));
-        return Vec::new();
+        return found;
     };
     let dsdt = table(fadt.dsdt).unwrap_or_default();
-    let transports = acpi::devices(&dsdt, "LNRO0005")
+    found.transports = acpi::devices(&dsdt, "LNRO0005")
         .into_iter()
         .filter_map(|d| Some((*d.memory.first()?, line(*d.irqs.first()?)?.gsi)))
         .map(|((base, size), gsi)| (base, size, gsi))
@@ -121,7 +136,7 @@ pub fn start(rsdp_hint: Option<u64>) -> Vec<Transport> {
         Ok(what) => console::info(format_args!("acpi: {what} enabled")),
         Err(e) => console::warn(format_args!("acpi: power button not enabled: {e:?}")),
     }
-    transports
+    found
 }
 
 /// The generic event device's power button.

@@ -691,8 +691,16 @@ fn prlimit64(
     Ok(0)
 }
 
-/// Bytes of a CPU mask (`cpumask_size()` with one CPU: one `long`).
+/// Bytes of a CPU mask (`cpumask_size()` with up to 64 CPUs: one `long`).
 const CPUMASK_SIZE: u64 = 8;
+
+/// The mask of the machine's CPUs (`0..n`).
+fn all_cpus(m: &dyn Machine) -> u64 {
+    match m.cpus() {
+        n if n >= 64 => u64::MAX,
+        n => (1u64 << n.max(1)) - 1,
+    }
+}
 
 fn sched_getaffinity(
     p: &mut Process,
@@ -708,11 +716,13 @@ fn sched_getaffinity(
     if !is_self(pid) {
         return Err(Errno::ESRCH);
     }
-    write_user(p, m, mask, &1u64.to_le_bytes())?;
+    let cpus = all_cpus(m);
+    write_user(p, m, mask, &cpus.to_le_bytes())?;
     Ok(CPUMASK_SIZE as i64)
 }
 
-/// Accepts any mask that includes CPU 0, the only CPU (`EINVAL` otherwise).
+/// Accepts any mask that includes one of the machine's CPUs (`EINVAL` otherwise); threads
+/// keep running on any CPU.
 fn sched_setaffinity(
     p: &mut Process,
     m: &mut dyn Machine,
@@ -728,7 +738,7 @@ fn sched_setaffinity(
     if !is_self(pid) {
         return Err(Errno::ESRCH);
     }
-    if bytes[0] & 1 == 0 {
+    if u64::from_le_bytes(bytes) & all_cpus(m) == 0 {
         return Err(Errno::EINVAL);
     }
     Ok(0)
@@ -975,7 +985,8 @@ fn tgkill(p: &mut Process, m: &mut dyn Machine, tgid: Option<u64>, tid: u64, sig
 
 fn getcpu(p: &mut Process, m: &mut dyn Machine, cpu: u64, node: u64) -> KResult<i64> {
     if cpu != 0 {
-        write_user(p, m, cpu, &0u32.to_le_bytes())?;
+        let this = m.cpu() as u32;
+        write_user(p, m, cpu, &this.to_le_bytes())?;
     }
     if node != 0 {
         write_user(p, m, node, &0u32.to_le_bytes())?;
@@ -1304,6 +1315,23 @@ mod tests {
             call(&mut p, &mut m, sysno::SCHED_SETAFFINITY, &[0, 0, buf]),
             EINVAL
         );
+        // Two CPUs: both in the mask; a mask of the second alone is accepted.
+        m.cpus = 2;
+        assert_eq!(
+            call(&mut p, &mut m, sysno::SCHED_GETAFFINITY, &[0, 8, buf]),
+            8
+        );
+        assert_eq!(peek(&mut p, &mut m, buf, 8), [3, 0, 0, 0, 0, 0, 0, 0]);
+        poke(&mut p, &mut m, buf, &[2, 0, 0, 0, 0, 0, 0, 0]);
+        assert_eq!(
+            call(&mut p, &mut m, sysno::SCHED_SETAFFINITY, &[0, 8, buf]),
+            0
+        );
+        poke(&mut p, &mut m, buf, &[4, 0, 0, 0, 0, 0, 0, 0]);
+        assert_eq!(
+            call(&mut p, &mut m, sysno::SCHED_SETAFFINITY, &[0, 8, buf]),
+            EINVAL
+        );
         assert_eq!(call(&mut p, &mut m, sysno::SCHED_GETSCHEDULER, &[0]), 0);
         assert_eq!(call(&mut p, &mut m, sysno::SCHED_GETSCHEDULER, &[3]), ESRCH);
         poke(&mut p, &mut m, buf, &[9; 4]);
@@ -1318,6 +1346,9 @@ mod tests {
         poke(&mut p, &mut m, buf, &[9; 8]);
         assert_eq!(call(&mut p, &mut m, sysno::GETCPU, &[buf, buf + 4, 0]), 0);
         assert_eq!(peek(&mut p, &mut m, buf, 8), [0; 8]);
+        m.cpu = 1;
+        assert_eq!(call(&mut p, &mut m, sysno::GETCPU, &[buf, 0, 0]), 0);
+        assert_eq!(peek(&mut p, &mut m, buf, 8), [1, 0, 0, 0, 0, 0, 0, 0]);
     }
 
     #[test]

@@ -129,6 +129,8 @@ pub struct HttpOptions {
     pub memory_search: bool,
     /// The QEMU machine (the same for both sides).
     pub machine: Machine,
+    /// Virtual CPUs of each side (`--cpus`).
+    pub cpus: u32,
 }
 
 impl Default for HttpOptions {
@@ -142,6 +144,7 @@ impl Default for HttpOptions {
             memory_mib: 256,
             memory_search: true,
             machine: Machine::Q35,
+            cpus: 1,
         }
     }
 }
@@ -227,6 +230,8 @@ pub(crate) struct Guest {
     pub(crate) qemu: PathBuf,
     pub(crate) accel: Accel,
     pub(crate) machine: Machine,
+    /// Virtual CPUs.
+    pub(crate) cpus: u32,
     pub(crate) net: tap::TapConfig,
     /// The server's port (also its `PORT`).
     pub(crate) port: u16,
@@ -265,6 +270,7 @@ impl Guest {
                 let opts = RunOptions {
                     machine: self.machine,
                     memory_mib: Some(memory_mib),
+                    cpus: Some(self.cpus),
                     env: vec![("PORT".into(), self.port.to_string())],
                     net: self.net_options(),
                     ..RunOptions::default()
@@ -281,11 +287,8 @@ impl Guest {
             } => {
                 let console = self.dir.join("linux-console.log");
                 let mut a: Vec<OsString> = Vec::new();
-                let accel = match self.accel {
-                    Accel::Tcg => &target.tcg,
-                    Accel::Kvm => &target.kvm,
-                };
-                for s in target.common.iter().chain(&target.machine).chain(accel) {
+                let accel = args::accel_args(&target, self.accel, self.cpus);
+                for s in target.common.iter().chain(&target.machine).chain(&accel) {
                     a.push(s.into());
                 }
                 a.push("-m".into());
@@ -572,6 +575,7 @@ pub fn http(layout: &Layout, opts: &HttpOptions) -> anyhow::Result<HttpReport> {
         qemu: qemu_bin.clone(),
         accel,
         machine: opts.machine,
+        cpus: opts.cpus,
         net: net.clone(),
         port: PORT,
         dir: dir.clone(),
@@ -630,6 +634,7 @@ pub fn http(layout: &Layout, opts: &HttpOptions) -> anyhow::Result<HttpReport> {
         cpus: std::thread::available_parallelism().map_or(1, |n| n.get()),
         host_load,
         machine: opts.machine.name().into(),
+        vcpus: opts.cpus,
         memory_mib: opts.memory_mib,
         loads: opts
             .loads
@@ -660,7 +665,16 @@ pub fn write_markdown(
         default_network().name,
         format_report(report)
     );
-    super::markdown::write_section(layout, &heading_for(server), &body)
+    let mut heading = heading_for(server);
+    if report.vcpus > 1 {
+        // Its own section: "## HTTP server on N vCPUs: ...".
+        heading = heading.replacen(
+            "## HTTP server",
+            &format!("## HTTP server on {} vCPUs", report.vcpus),
+            1,
+        );
+    }
+    super::markdown::write_section(layout, &heading, &body)
 }
 
 #[cfg(test)]

@@ -97,6 +97,8 @@ pub struct HttpReport {
     pub host_load: String,
     /// QEMU machine.
     pub machine: String,
+    /// Virtual CPUs of each guest.
+    pub vcpus: u32,
     /// Memory of the throughput runs (MiB).
     pub memory_mib: u64,
     /// The measured loads, in the order they ran (on the first boot of each side).
@@ -188,13 +190,18 @@ pub fn format_report(r: &HttpReport) -> String {
         format!(", host load average {} at the start", r.host_load)
     };
     s.push_str(&format!(
-        "The same static server on QEMU {} ({}, {} host cores{busy}), tap networking, {} MiB. \
+        "The same static server on QEMU {} ({}, {} host cores{busy}), tap networking, {} MiB{}. \
          The loads run one after the other on the first boot of each side, after a 2 s \
          warm-up; first response: {}.\n\n",
         r.machine,
         r.accel,
         r.cpus,
         r.memory_mib,
+        if r.vcpus > 1 {
+            format!(", {} vCPUs each", r.vcpus)
+        } else {
+            String::new()
+        },
         if r.boots == 1 {
             "one boot".to_string()
         } else {
