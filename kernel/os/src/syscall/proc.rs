@@ -408,6 +408,13 @@ pub fn is_self(pid: u64) -> bool {
     pid == 0 || i64::from(pid) == PID
 }
 
+/// Whether `pid` names the process or one of its threads: the scheduling calls take a
+/// thread id, as on Linux (a thread asks about itself by its own id).
+fn is_own_thread(m: &dyn Machine, pid: u64) -> bool {
+    let pid = pid as u32 as i32;
+    is_self(pid as u64) || (pid > 0 && m.tids().contains(&(pid as u32)))
+}
+
 /// Handles the process system calls; `None` for numbers this family does not own.
 ///
 /// Not owned, so reported as unsupported: `rseq` (glibc runs without it), `clone`,
@@ -506,12 +513,12 @@ pub fn handle(p: &mut Process, m: &mut dyn Machine, nr: u64, a: [u64; 6]) -> Opt
         sysno::PRLIMIT64 => prlimit64(p, m, a[0], a[1], a[2], a[3]),
         sysno::SCHED_GETAFFINITY => sched_getaffinity(p, m, a[0], a[1], a[2]),
         sysno::SCHED_SETAFFINITY => sched_setaffinity(p, m, a[0], a[1], a[2]),
-        sysno::SCHED_GETSCHEDULER => sched_pid(a[0]).map(|()| 0),
+        sysno::SCHED_GETSCHEDULER => sched_pid(m, a[0]).map(|()| 0),
         sysno::SCHED_GETPARAM => {
             if a[1] == 0 {
                 Err(Errno::EINVAL)
             } else {
-                sched_pid(a[0])
+                sched_pid(m, a[0])
                     .and_then(|()| write_user(p, m, a[1], &0i32.to_le_bytes()).map(|()| 0))
             }
         }
@@ -713,7 +720,7 @@ fn sched_getaffinity(
     if len == 0 || !len.is_multiple_of(8) {
         return Err(Errno::EINVAL);
     }
-    if !is_self(pid) {
+    if !is_own_thread(m, pid) {
         return Err(Errno::ESRCH);
     }
     let cpus = all_cpus(m);
@@ -735,7 +742,7 @@ fn sched_setaffinity(
     if len > 0 {
         p.vm.copy_from_user(m.pages(), mask, &mut bytes[..len])?;
     }
-    if !is_self(pid) {
+    if !is_own_thread(m, pid) {
         return Err(Errno::ESRCH);
     }
     if u64::from_le_bytes(bytes) & all_cpus(m) == 0 {
@@ -744,10 +751,10 @@ fn sched_setaffinity(
     Ok(0)
 }
 
-fn sched_pid(pid: u64) -> KResult<()> {
+fn sched_pid(m: &dyn Machine, pid: u64) -> KResult<()> {
     if (pid as u32 as i32) < 0 {
         Err(Errno::EINVAL)
-    } else if is_self(pid) {
+    } else if is_own_thread(m, pid) {
         Ok(())
     } else {
         Err(Errno::ESRCH)
@@ -1051,8 +1058,10 @@ fn waitid(idtype: u64, options: u64) -> KResult<i64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::process::ThreadState;
     use crate::syscall::signal::{SigAction, SIGABRT, SIGCHLD, SIGTERM, SIGUSR1, SIG_IGN};
     use crate::syscall::testutil::*;
+    use crate::testing::FakeMachine;
 
     const EINVAL: i64 = -22;
     const EPERM: i64 = -1;
@@ -1297,6 +1306,19 @@ mod tests {
             call(&mut p, &mut m, sysno::SCHED_GETAFFINITY, &[7, 8, buf]),
             ESRCH
         );
+        // Another thread, by its id.
+        m.others.insert(
+            7,
+            ThreadState {
+                tid: 7,
+                ..ThreadState::default()
+            },
+        );
+        assert_eq!(
+            call(&mut p, &mut m, sysno::SCHED_GETAFFINITY, &[7, 8, buf]),
+            8
+        );
+        m.others.remove(&7);
         assert_eq!(
             call(&mut p, &mut m, sysno::SCHED_GETAFFINITY, &[0, 8, UNMAPPED]),
             EFAULT
@@ -1915,8 +1937,18 @@ mod tests {
         assert_eq!(setpgid(0, 0), Err(Errno::EPERM));
         assert_eq!(setpgid(7, 0), Err(Errno::ESRCH));
         assert_eq!(setpgid(0, u64::MAX), Err(Errno::EINVAL));
-        assert_eq!(sched_pid(0), Ok(()));
-        assert_eq!(sched_pid(5), Err(Errno::ESRCH));
-        assert_eq!(sched_pid(u64::MAX), Err(Errno::EINVAL));
+        let mut m = FakeMachine::default();
+        assert_eq!(sched_pid(&m, 0), Ok(()));
+        assert_eq!(sched_pid(&m, 5), Err(Errno::ESRCH));
+        assert_eq!(sched_pid(&m, u64::MAX), Err(Errno::EINVAL));
+        // A thread's own id names it (glibc's pthread_getaffinity_np asks so).
+        m.others.insert(
+            5,
+            ThreadState {
+                tid: 5,
+                ..ThreadState::default()
+            },
+        );
+        assert_eq!(sched_pid(&m, 5), Ok(()));
     }
 }
