@@ -20,7 +20,7 @@ pub const STATIC_RUSTFLAGS: &str =
 /// Where the program comes from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AppSource {
-    /// `--example NAME`: `examples/NAME` (Rust package or C files).
+    /// `--example NAME`: `examples/NAME` (Rust package, C files or Go module).
     Example(String),
     /// `--manifest-path PATH [--bin NAME]`: any Rust package.
     Manifest {

@@ -218,7 +218,7 @@ struct BenchHttpArgs {
 /// Which program to build, and what to put with it.
 #[derive(Args, Debug)]
 struct ImageArgs {
-    /// Build examples/NAME (a Rust package or C files).
+    /// Build examples/NAME (a Rust package, C files, or a Go module built static).
     #[arg(long, value_name = "NAME")]
     example: Option<String>,
     /// Build the Rust package at PATH (its Cargo.toml).
