@@ -151,68 +151,61 @@ fn build_example(layout: &Layout, name: &str, dynamic: bool) -> anyhow::Result<A
     match example_kind(layout, name)? {
         ExampleKind::Rust(manifest) => build_rust(layout, &manifest, None, Some(name), dynamic),
         ExampleKind::C(files) => {
-            let out_dir = layout
-                .apps_target_dir()
-                .join(if dynamic { "c-dynamic" } else { "c" });
-            std::fs::create_dir_all(&out_dir)?;
-            let out = out_dir.join(name);
-            // Compile to a private name and rename, so concurrent builds never see a
-            // half-written program.
-            let partial = out_dir.join(format!(".{name}.{}", std::process::id()));
             let link: &[&str] = if dynamic { &[] } else { &["-static"] };
             crate::note!(
                 "compiling examples/{name} (gcc {}-O2)",
                 if dynamic { "" } else { "-static " }
             );
-            let status = Command::new("gcc")
-                .args(link)
-                .args(["-O2", "-o"])
-                .arg(&partial)
-                .args(&files)
-                .stdin(Stdio::null())
-                .stdout(stderr_stdio())
-                .status()
-                .context("could not run gcc; install it (apt-get install gcc libc6-dev)")?;
-            if !status.success() {
-                let _ = std::fs::remove_file(&partial);
-                bail!("gcc failed to build examples/{name}; see the errors above");
-            }
-            std::fs::rename(&partial, &out)
-                .with_context(|| format!("could not move the program to {}", out.display()))?;
-            Ok(App {
-                name: name.to_string(),
-                elf: out,
+            let dir = if dynamic { "c-dynamic" } else { "c" };
+            let install = "gcc libc6-dev";
+            compile_example(layout, name, dir, ("gcc", install), |cmd, out| {
+                cmd.args(link).args(["-O2", "-o"]).arg(out).args(&files);
             })
         }
-        ExampleKind::Go(dir) => build_go(layout, name, &dir, dynamic),
+        ExampleKind::Go(dir) => {
+            if dynamic {
+                bail!("examples/{name} is a Go program, built static: drop --dynamic");
+            }
+            // Static (no cgo) and reproducible (`-trimpath`, no build ID).
+            crate::note!("compiling examples/{name} (go build, CGO_ENABLED=0)");
+            compile_example(layout, name, "go", ("go", "golang-go"), |cmd, out| {
+                cmd.args(["build", "-trimpath", "-ldflags=-buildid=", "-o"])
+                    .arg(out)
+                    .arg(".")
+                    .current_dir(&dir)
+                    .env("CGO_ENABLED", "0")
+                    .env("GOFLAGS", "-mod=mod");
+            })
+        }
     }
 }
 
-/// Builds the Go module in `dir` as a static program (no cgo), reproducibly (`-trimpath`,
-/// no build ID).
-fn build_go(layout: &Layout, name: &str, dir: &Path, dynamic: bool) -> anyhow::Result<App> {
-    if dynamic {
-        bail!("examples/{name} is a Go program, built static: drop --dynamic");
-    }
-    let out_dir = layout.apps_target_dir().join("go");
+/// Runs `compiler` (its arguments set by `args`, given the output path; the Debian packages
+/// that install it for the error) to build example `name` into `apps_target_dir()/DIR/NAME`. It writes to a private name that is renamed
+/// when done, so concurrent builds never see a half-written program.
+fn compile_example(
+    layout: &Layout,
+    name: &str,
+    dir: &str,
+    (compiler, install): (&str, &str),
+    args: impl FnOnce(&mut Command, &Path),
+) -> anyhow::Result<App> {
+    let out_dir = layout.apps_target_dir().join(dir);
     std::fs::create_dir_all(&out_dir)?;
     let out = out_dir.join(name);
     let partial = out_dir.join(format!(".{name}.{}", std::process::id()));
-    crate::note!("compiling examples/{name} (go build, CGO_ENABLED=0)");
-    let status = Command::new("go")
-        .args(["build", "-trimpath", "-ldflags=-buildid=", "-o"])
-        .arg(&partial)
-        .arg(".")
-        .current_dir(dir)
-        .env("CGO_ENABLED", "0")
-        .env("GOFLAGS", "-mod=mod")
+    let mut cmd = Command::new(compiler);
+    args(&mut cmd, &partial);
+    let status = cmd
         .stdin(Stdio::null())
         .stdout(stderr_stdio())
         .status()
-        .context("could not run go; install it (apt-get install golang-go)")?;
+        .with_context(|| {
+            format!("could not run {compiler}; install it (apt-get install {install})")
+        })?;
     if !status.success() {
         let _ = std::fs::remove_file(&partial);
-        bail!("go build failed for examples/{name}; see the errors above");
+        bail!("{compiler} failed to build examples/{name}; see the errors above");
     }
     std::fs::rename(&partial, &out)
         .with_context(|| format!("could not move the program to {}", out.display()))?;

@@ -102,6 +102,28 @@ boot_gdt_ptr:
     .word boot_gdt_end - boot_gdt - 1
     .quad boot_gdt
 
+    /* Long mode on the boot page tables, for the boot CPU and every AP alike. */
+    .macro ENABLE_LONG_MODE
+    /* CR4: PAE | OSFXSR | OSXMMEXCPT */
+    movl %cr4, %eax
+    orl $((1 << 5) | (1 << 9) | (1 << 10)), %eax
+    movl %eax, %cr4
+    movl $boot_pml4, %eax
+    movl %eax, %cr3
+
+    /* EFER: SCE | LME | NXE */
+    movl $0xC0000080, %ecx
+    rdmsr
+    orl $((1 << 0) | (1 << 8) | (1 << 11)), %eax
+    wrmsr
+
+    /* CR0: PE | MP | NE | WP | PG, clear EM */
+    movl %cr0, %eax
+    andl $~(1 << 2), %eax
+    orl $((1 << 31) | (1 << 16) | (1 << 5) | (1 << 1) | 1), %eax
+    movl %eax, %cr0
+    .endm
+
     /* Builds the boot page tables; assembles the same in 32- and 64-bit mode. */
     .macro BUILD_BOOT_TABLES
     /* zero the boot page tables (6 pages) */
@@ -156,24 +178,7 @@ pvh_start32:
 
     BUILD_BOOT_TABLES
 
-    /* CR4: PAE | OSFXSR | OSXMMEXCPT */
-    movl %cr4, %eax
-    orl $((1 << 5) | (1 << 9) | (1 << 10)), %eax
-    movl %eax, %cr4
-    movl $boot_pml4, %eax
-    movl %eax, %cr3
-
-    /* EFER: SCE | LME | NXE */
-    movl $0xC0000080, %ecx
-    rdmsr
-    orl $((1 << 0) | (1 << 8) | (1 << 11)), %eax
-    wrmsr
-
-    /* CR0: PE | MP | NE | WP | PG, clear EM */
-    movl %cr0, %eax
-    andl $~(1 << 2), %eax
-    orl $((1 << 31) | (1 << 16) | (1 << 5) | (1 << 1) | 1), %eax
-    movl %eax, %cr0
+    ENABLE_LONG_MODE
 
     lgdt boot_gdt_ptr
     ljmp $0x08, $4f
@@ -208,19 +213,7 @@ kiln_ap_start32:
     xorl %eax, %eax
     movw %ax, %fs
     movw %ax, %gs
-    movl %cr4, %eax
-    orl $((1 << 5) | (1 << 9) | (1 << 10)), %eax
-    movl %eax, %cr4
-    movl $boot_pml4, %eax
-    movl %eax, %cr3
-    movl $0xC0000080, %ecx
-    rdmsr
-    orl $((1 << 0) | (1 << 8) | (1 << 11)), %eax
-    wrmsr
-    movl %cr0, %eax
-    andl $~(1 << 2), %eax
-    orl $((1 << 31) | (1 << 16) | (1 << 5) | (1 << 1) | 1), %eax
-    movl %eax, %cr0
+    ENABLE_LONG_MODE
     ljmp $0x18, $6f
     .code64
 6:  /* No segment loads from here on: the kernel's tables do not map the trampoline's GDT;
