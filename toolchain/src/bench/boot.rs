@@ -305,7 +305,7 @@ fn stripped_size(elf: &std::path::Path) -> Option<u64> {
 }
 
 /// The host's 1-minute load average.
-fn load_average() -> Option<f64> {
+pub(crate) fn load_average() -> Option<f64> {
     std::fs::read_to_string("/proc/loadavg")
         .ok()?
         .split_whitespace()

@@ -113,19 +113,10 @@ fn children_cpu_of(stat: &str) -> Option<Duration> {
     Some(Duration::from_millis(ticks * 10))
 }
 
-fn load_average() -> Option<f64> {
-    std::fs::read_to_string("/proc/loadavg")
-        .ok()?
-        .split_whitespace()
-        .next()?
-        .parse()
-        .ok()
-}
-
 /// Runs the benchmark.
 pub fn smp(layout: &Layout, opts: &SmpOptions) -> anyhow::Result<Report> {
     anyhow::ensure!(opts.runs > 0 && !opts.cpus.is_empty(), "nothing to run");
-    let load_at_start = load_average();
+    let load_at_start = super::boot::load_average();
     let (qemu_bin, accel) = qemu::prepare(layout, opts.machine)?;
     let dir = layout.kiln_dir().join("bench");
     std::fs::create_dir_all(&dir)?;
@@ -212,7 +203,7 @@ pub fn smp(layout: &Layout, opts: &SmpOptions) -> anyhow::Result<Report> {
             qemu::Accel::Kvm => "KVM",
         },
         host_cpus: std::thread::available_parallelism().map_or(1, |n| n.get()),
-        host_load: load_at_start.zip(load_average()),
+        host_load: load_at_start.zip(super::boot::load_average()),
     })
 }
 
