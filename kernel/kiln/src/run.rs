@@ -66,7 +66,11 @@ fn fire_timers(k: &mut Kernel, now: u64) {
 /// Makes sure the timer fires for the next preemption or deadline, whichever comes first.
 fn arm_timer(k: &mut Kernel) {
     let now = time::monotonic_ns();
-    let mut next = k.machine.sched.has_ready().then(|| now + SLICE_NS);
+    let mut next = k
+        .machine
+        .sched
+        .has_ready()
+        .then(|| k.machine.sched.slice_end(SLICE_NS).max(now));
     for d in [
         k.machine.sched.next_deadline(),
         k.process.timers.next_deadline(),
@@ -224,7 +228,7 @@ fn next_thread(held: &mut Held) -> (u32, UserContext) {
         let now = time::monotonic_ns();
         fire_timers(k, now);
         k.machine.sched.expire(now);
-        let Some((tid, mut how)) = k.machine.sched.pick() else {
+        let Some((tid, mut how)) = k.machine.sched.pick(now) else {
             idle(held);
             continue;
         };
@@ -341,7 +345,7 @@ pub fn on_timer(frame: &mut TrapFrame, fx: &mut FxArea) {
     // Ready threads that idle CPUs will take (they are woken when the lock is let go) are
     // no reason to stop this CPU's thread: it would only move to another CPU.
     let ready = k.machine.sched.ready_count();
-    if ready > kiln_hal::smp::idle_count() {
+    if ready > kiln_hal::smp::idle_count() && now >= k.machine.sched.slice_end(SLICE_NS) {
         let tid = k.machine.current_tid();
         if let Some(saved) = k.machine.sched.ctx(tid) {
             *saved = UserContext::from_trap(frame, fx);

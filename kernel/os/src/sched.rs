@@ -75,6 +75,8 @@ pub struct Scheduler<C> {
     ready: VecDeque<u32>,
     /// The thread each CPU runs (one run queue serves them all).
     running: Vec<Option<u32>>,
+    /// When each CPU's running thread was picked, in monotonic ns (its slice's start).
+    since: Vec<u64>,
     /// The CPU the calls are made for: "the running thread" is the one it runs.
     cpu: usize,
     seq: u64,
@@ -103,6 +105,7 @@ impl<C> Scheduler<C> {
             threads,
             ready: VecDeque::new(),
             running: alloc::vec![Some(tid)],
+            since: alloc::vec![0],
             cpu: 0,
             seq: 0,
             waiting: SmallSet::new(),
@@ -113,6 +116,7 @@ impl<C> Scheduler<C> {
     /// Makes room for `n` CPUs (they run nothing yet).
     pub fn set_cpus(&mut self, n: usize) {
         self.running.resize(n.max(self.running.len()), None);
+        self.since.resize(self.running.len(), 0);
     }
 
     /// The calls that follow are made on CPU `cpu`: the running thread is the one it runs.
@@ -385,7 +389,9 @@ impl<C> Scheduler<C> {
 
     /// Makes the next ready thread the running one and says how it resumes; `None` when no
     /// thread is ready (the CPU idles). The running thread, if any, keeps running.
-    pub fn pick(&mut self) -> Option<(u32, Resume)> {
+    /// `now` (monotonic ns) starts the slice of a newly picked thread (see
+    /// [`Scheduler::slice_end`]).
+    pub fn pick(&mut self, now: u64) -> Option<(u32, Resume)> {
         if let Some(tid) = self.running[self.cpu] {
             return Some((tid, Resume::Continue));
         }
@@ -397,11 +403,20 @@ impl<C> Scheduler<C> {
                         e.restart_deadline = None;
                     }
                     self.running[self.cpu] = Some(tid);
+                    self.since[self.cpu] = now;
                     return Some((tid, how));
                 }
             }
         }
         None
+    }
+
+    /// When the slice of this CPU's running thread ends, for a slice of `slice` ns: a
+    /// thread is preempted for another only then, not on every timer interrupt (device
+    /// deadlines come every millisecond under network load, and a thread taking turns
+    /// with hundreds at each of them, such as a server's accept loop, made little progress).
+    pub fn slice_end(&self, slice: u64) -> u64 {
+        self.since[self.cpu].saturating_add(slice)
     }
 }
 
@@ -436,21 +451,21 @@ mod tests {
         let mut s = Scheduler::new(thread(1), ());
         s.spawn(thread(2), ());
         s.block_current(wait_on(FUTEX, Some(0), None));
-        assert_eq!(s.pick(), Some((2, Resume::Continue)));
+        assert_eq!(s.pick(0), Some((2, Resume::Continue)));
         assert_eq!(s.wake(FUTEX, 1), 1);
         assert_eq!(s.wake(FUTEX, 1), 0, "already woken");
         s.yield_current();
-        assert_eq!(s.pick(), Some((1, Resume::Return(0))));
+        assert_eq!(s.pick(0), Some((1, Resume::Return(0))));
     }
 
     #[test]
     fn restart_keeps_the_first_deadline() {
         let mut s = Scheduler::new(thread(1), ());
         s.block_current(wait_on(Channel::Object(7), None, Some(500)));
-        assert_eq!(s.pick(), None);
+        assert_eq!(s.pick(0), None);
         assert_eq!(s.next_deadline(), Some(500));
         s.wake(Channel::Object(7), usize::MAX);
-        assert_eq!(s.pick(), Some((1, Resume::Restart)));
+        assert_eq!(s.pick(0), Some((1, Resume::Restart)));
         assert_eq!(s.restart_deadline(1), Some(500));
     }
 
@@ -462,19 +477,19 @@ mod tests {
         }
         // Every thread blocks on its own object; even ones with a deadline.
         for _ in 1..=200 {
-            let (tid, _) = s.pick().unwrap();
+            let (tid, _) = s.pick(0).unwrap();
             let deadline = (tid % 2 == 0).then_some(1000 + u64::from(tid));
             s.block_current(wait_on(Channel::Object(u64::from(tid)), None, deadline));
         }
         assert_eq!(s.next_deadline(), Some(1002));
         assert_eq!(s.wake(Channel::Object(2), usize::MAX), 1);
         assert_eq!(s.wake(Channel::Object(2), usize::MAX), 0);
-        assert_eq!(s.pick(), Some((2, Resume::Restart)));
+        assert_eq!(s.pick(0), Some((2, Resume::Restart)));
         // The woken thread's deadline is gone from the index.
         assert_eq!(s.next_deadline(), Some(1004));
         s.expire(1010);
         let mut timed_out = Vec::new();
-        while let Some((tid, how)) = s.pick() {
+        while let Some((tid, how)) = s.pick(0) {
             if tid == 2 {
                 s.block_current(wait_on(Channel::Io, None, None));
                 continue;
@@ -493,9 +508,9 @@ mod tests {
         let mut s = Scheduler::new(thread(1), ());
         s.block_current(wait_on(FUTEX, Some(0), Some(100)));
         s.expire(99);
-        assert_eq!(s.pick(), None);
+        assert_eq!(s.pick(0), None);
         s.expire(100);
-        assert_eq!(s.pick(), Some((1, Resume::Return(-110))));
+        assert_eq!(s.pick(0), Some((1, Resume::Return(-110))));
     }
 
     #[test]
@@ -510,16 +525,16 @@ mod tests {
         };
         s.block_current(wait_on(bits(1), Some(0), None)); // 1
         for bitset in [2, 1, 1] {
-            s.pick();
+            s.pick(0);
             s.block_current(wait_on(bits(bitset), Some(0), None)); // 2, 3, 4
         }
         assert_eq!(s.wake(bits(2), 5), 1);
-        assert_eq!(s.pick(), Some((2, Resume::Return(0))));
+        assert_eq!(s.pick(0), Some((2, Resume::Return(0))));
         s.block_current(wait_on(bits(2), Some(0), None));
         assert_eq!(s.wake(bits(1), 2), 2);
-        assert_eq!(s.pick().map(|p| p.0), Some(1));
+        assert_eq!(s.pick(0).map(|p| p.0), Some(1));
         s.yield_current();
-        assert_eq!(s.pick().map(|p| p.0), Some(3));
+        assert_eq!(s.pick(0).map(|p| p.0), Some(3));
     }
 
     #[test]
@@ -534,7 +549,7 @@ mod tests {
         };
         s.block_current(wait_on(FUTEX, Some(0), None));
         for _ in 0..2 {
-            s.pick();
+            s.pick(0);
             s.block_current(wait_on(FUTEX, Some(0), None));
         }
         // Three waiters: one woken, one moved, one left where it was.
@@ -552,9 +567,9 @@ mod tests {
         assert!(s.interrupt(1));
         assert!(!s.interrupt(1), "already interrupted");
         assert_eq!(s.wake(FUTEX, 1), 0, "no longer waiting");
-        assert_eq!(s.pick(), Some((2, Resume::Continue)));
+        assert_eq!(s.pick(0), Some((2, Resume::Continue)));
         s.yield_current();
-        assert_eq!(s.pick(), Some((1, Resume::Interrupted)));
+        assert_eq!(s.pick(0), Some((1, Resume::Interrupted)));
         assert_eq!(s.restart_deadline(1), Some(900));
     }
 
@@ -566,25 +581,25 @@ mod tests {
         s.spawn(thread(3), ());
         s.on_cpu(1);
         assert_eq!(s.current(), None);
-        assert_eq!(s.pick(), Some((2, Resume::Continue)));
+        assert_eq!(s.pick(0), Some((2, Resume::Continue)));
         assert_eq!(s.cpu_of(2), Some(1));
         s.on_cpu(0);
         assert_eq!(s.current(), Some(1));
         assert_eq!(
-            s.pick(),
+            s.pick(0),
             Some((1, Resume::Continue)),
             "CPU 0 keeps its thread"
         );
         // CPU 0's thread blocks and CPU 0 takes thread 3; CPU 1 wakes the sleeper, and its
         // own thread exits, so it runs the woken one.
         s.block_current(wait_on(FUTEX, Some(0), None));
-        assert_eq!(s.pick(), Some((3, Resume::Continue)));
+        assert_eq!(s.pick(0), Some((3, Resume::Continue)));
         assert_eq!(s.ready_count(), 0);
         s.on_cpu(1);
         assert_eq!(s.wake(FUTEX, 1), 1);
         assert_eq!(s.ready_count(), 1);
         assert_eq!(s.exit_current(), 2);
-        assert_eq!(s.pick(), Some((1, Resume::Return(0))));
+        assert_eq!(s.pick(0), Some((1, Resume::Return(0))));
         assert_eq!(
             (s.cpu_of(1), s.cpu_of(2), s.cpu_of(3)),
             (Some(1), None, Some(0))
@@ -599,10 +614,24 @@ mod tests {
         let mut s = Scheduler::new(thread(1), 'a');
         s.spawn(thread(2), 'b');
         s.yield_current();
-        assert_eq!(s.pick(), Some((2, Resume::Continue)));
+        assert_eq!(s.pick(0), Some((2, Resume::Continue)));
         assert_eq!(*s.ctx(2).unwrap(), 'b');
         assert_eq!(s.exit_current(), 1);
-        assert_eq!(s.pick(), Some((1, Resume::Continue)));
+        assert_eq!(s.pick(0), Some((1, Resume::Continue)));
         assert_eq!(s.len(), 1);
+    }
+
+    #[test]
+    fn a_slice_starts_when_its_thread_is_picked() {
+        let mut s = Scheduler::new(thread(1), ());
+        s.spawn(thread(2), ());
+        // The first thread has run since boot; the next one's slice starts when picked.
+        assert_eq!(s.slice_end(10), 10);
+        s.yield_current();
+        assert_eq!(s.pick(500).map(|(t, _)| t), Some(2));
+        assert_eq!(s.slice_end(10), 510);
+        // Picking again the thread that runs does not restart its slice.
+        assert_eq!(s.pick(700).map(|(t, _)| t), Some(2));
+        assert_eq!(s.slice_end(10), 510);
     }
 }
