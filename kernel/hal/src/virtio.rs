@@ -183,11 +183,10 @@ const QUEUE_TX: u16 = 1;
 ///
 /// The driver is ours rather than virtio-drivers' `VirtIONetRaw` for what that one cannot
 /// do: the device never interrupts for finished transmissions (the buffers are taken back
-/// on later ones); receive interrupts can be switched off while the kernel polls the
-/// queue anyway ([`VirtioNet::set_rx_interrupts`]); frames queued in one run of the network
-/// stack cost one notification of the device ([`VirtioNet::flush`]), each of which traps
-/// to the hypervisor; and a full barrier separates making buffers available from reading
-/// whether the device wants to be notified, so the device cannot miss one.
+/// on later ones); frames queued in one run of the network stack cost one notification of
+/// the device ([`VirtioNet::flush`]), each of which traps to the hypervisor; and a full
+/// barrier separates making buffers available from reading whether the device wants to be
+/// notified, so the device cannot miss one.
 pub struct VirtioNet {
     transport: SomeTransport<'static>,
     mac: [u8; 6],
