@@ -1,5 +1,6 @@
 //! From boot information to the program's first instruction.
 
+use alloc::boxed::Box;
 use alloc::string::String;
 use alloc::vec::Vec;
 
@@ -164,7 +165,7 @@ pub fn run(boot: BootInfo) -> ! {
     if let Err(why) = crate::profile::start(config.profile, program, loaded.load_bias) {
         fail(format_args!("kernel panic: {why}"));
     }
-    *KERNEL.lock() = Some(Kernel { process, machine });
+    *KERNEL.lock() = Some(Box::new(Kernel { process, machine }));
     kiln_hal::syscall::init(run::on_syscall);
     kiln_hal::trap::set_user_fault_handler(fault::on_user_fault);
     kiln_hal::trap::set_timer_handler(run::on_timer);
