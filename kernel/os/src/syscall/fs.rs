@@ -476,7 +476,9 @@ type WriteOp<'a> = dyn FnMut(&mut dyn Machine, &[u8], u64) -> KResult<usize> + '
 /// Moves up to `count` bytes from `op` (called with a kernel buffer and the bytes done so
 /// far) to user memory at `addr`, a chunk at a time, until a short chunk. An error after
 /// some bytes were moved ends the call with the count. `op` is a `dyn` closure (here and
-/// in [`write_from_user`]) so that the loop exists once, not once per caller.
+/// in [`write_from_user`]) and both are out of line, so that the loop exists once, not
+/// once per caller.
+#[inline(never)]
 fn read_into_user(
     p: &mut Process,
     m: &mut dyn Machine,
@@ -526,6 +528,7 @@ fn read_chunks(
 
 /// Moves up to `count` bytes from user memory at `addr` to `op`, a chunk at a time, until
 /// `op` takes less than it was given.
+#[inline(never)]
 fn write_from_user(
     p: &mut Process,
     m: &mut dyn Machine,
