@@ -235,6 +235,8 @@ impl Config {
     pub fn parse(cmdline: &str) -> Result<Config, ParseError> {
         let mut c = Config::default();
         for token in cmdline.split(' ').filter(|t| !t.is_empty()) {
+            // Called only on failure (`ok_or_else`): an eager `ok_or(err(..))` built, and
+            // dropped, the token's copy for every check that passed.
             let err = |reason| ParseError {
                 token: String::from(token),
                 reason,
@@ -245,12 +247,14 @@ impl Config {
                 None => (token, None),
             };
             match (key, value) {
-                ("kiln.name", Some(v)) => c.name = Some(decode(v).ok_or(err(bad_encoding))?),
+                ("kiln.name", Some(v)) => {
+                    c.name = Some(decode(v).ok_or_else(|| err(bad_encoding))?)
+                }
                 ("kiln.argv", Some(v)) => {
                     let mut args = Vec::new();
                     if !v.is_empty() {
                         for a in v.split(',') {
-                            args.push(decode_arg(a).ok_or(err(bad_encoding))?);
+                            args.push(decode_arg(a).ok_or_else(|| err(bad_encoding))?);
                         }
                     }
                     c.argv = Some(args);
@@ -258,20 +262,20 @@ impl Config {
                 ("kiln.env", Some(v)) => {
                     let (k, val) = v
                         .split_once('=')
-                        .ok_or(err("expected kiln.env=NAME=VALUE"))?;
-                    let k = decode(k).ok_or(err(bad_encoding))?;
+                        .ok_or_else(|| err("expected kiln.env=NAME=VALUE"))?;
+                    let k = decode(k).ok_or_else(|| err(bad_encoding))?;
                     if k.is_empty() {
                         return Err(err("empty variable name"));
                     }
-                    let val = decode(val).ok_or(err(bad_encoding))?;
+                    let val = decode(val).ok_or_else(|| err(bad_encoding))?;
                     c.set_env(k, val);
                 }
                 (
                     "kiln.stdout" | "kiln.stderr" | "kiln.log" | "kiln.status" | "kiln.records",
                     Some(v),
                 ) => {
-                    let sink =
-                        parse_sink(v).ok_or(err("expected serial, off or a port like 0x402"))?;
+                    let sink = parse_sink(v)
+                        .ok_or_else(|| err("expected serial, off or a port like 0x402"))?;
                     match key {
                         "kiln.stdout" => c.stdout = Some(sink),
                         "kiln.stderr" => c.stderr = Some(sink),
@@ -284,7 +288,7 @@ impl Config {
                     c.control = Some(
                         v.strip_prefix("0x")
                             .and_then(|h| u16::from_str_radix(h, 16).ok())
-                            .ok_or(err("expected a UART port like 0x2f8"))?,
+                            .ok_or_else(|| err("expected a UART port like 0x2f8"))?,
                     )
                 }
                 ("kiln.core", Some(v)) => {
@@ -297,7 +301,7 @@ impl Config {
                         v.parse()
                             .ok()
                             .filter(|hz| (1..=10_000).contains(hz))
-                            .ok_or(err("expected samples per second, 1 to 10000"))?,
+                            .ok_or_else(|| err("expected samples per second, 1 to 10000"))?,
                     )
                 }
                 ("kiln.memlog", None) => c.memlog = Some(DEFAULT_MEMLOG_SECS),
@@ -306,22 +310,22 @@ impl Config {
                         v.parse::<u32>()
                             .ok()
                             .filter(|&n| n > 0)
-                            .ok_or(err("expected a number of seconds"))?,
+                            .ok_or_else(|| err("expected a number of seconds"))?,
                     )
                 }
                 ("kiln.ip", Some(v)) => {
-                    c.net.ip = Some(parse_ipv4_cidr(v).ok_or(err("expected A.B.C.D/N"))?)
+                    c.net.ip = Some(parse_ipv4_cidr(v).ok_or_else(|| err("expected A.B.C.D/N"))?)
                 }
                 ("kiln.gw", Some(v)) => {
-                    c.net.gateway = Some(parse_ipv4(v).ok_or(err("expected A.B.C.D"))?)
+                    c.net.gateway = Some(parse_ipv4(v).ok_or_else(|| err("expected A.B.C.D"))?)
                 }
                 ("kiln.dns", Some(v)) => c
                     .net
                     .dns
-                    .push(parse_ipv4(v).ok_or(err("expected A.B.C.D"))?),
-                ("kiln.volume", Some(v)) => c
-                    .volumes
-                    .push(parse_volume(v).ok_or(err("expected kiln.volume=TAG,/PATH[,ro]"))?),
+                    .push(parse_ipv4(v).ok_or_else(|| err("expected A.B.C.D"))?),
+                ("kiln.volume", Some(v)) => c.volumes.push(
+                    parse_volume(v).ok_or_else(|| err("expected kiln.volume=TAG,/PATH[,ro]"))?,
+                ),
                 _ if key.starts_with("kiln.") => return Err(err("unknown kiln option")),
                 _ => c.other.push(String::from(token)),
             }
