@@ -141,6 +141,19 @@ pub struct ParseError {
     pub reason: &'static str,
 }
 
+impl ParseError {
+    /// The error for `token`. Out of line and cold: the parser names it at a dozen checks,
+    /// and each copy of the token's allocation would otherwise sit inline in the kernel.
+    #[cold]
+    #[inline(never)]
+    fn new(token: &str, reason: &'static str) -> ParseError {
+        ParseError {
+            token: String::from(token),
+            reason,
+        }
+    }
+}
+
 impl core::fmt::Display for ParseError {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         write!(
@@ -237,10 +250,7 @@ impl Config {
         for token in cmdline.split(' ').filter(|t| !t.is_empty()) {
             // Called only on failure (`ok_or_else`): an eager `ok_or(err(..))` built, and
             // dropped, the token's copy for every check that passed.
-            let err = |reason| ParseError {
-                token: String::from(token),
-                reason,
-            };
+            let err = |reason| ParseError::new(token, reason);
             let bad_encoding = "bad percent-encoding";
             let (key, value) = match token.split_once('=') {
                 Some((k, v)) => (k, Some(v)),
