@@ -73,16 +73,25 @@ pub fn parse_ipv4(s: &str) -> Option<[u8; 4]> {
         if p.is_empty() || p.len() > 3 || !p.bytes().all(|b| b.is_ascii_digit()) {
             return None;
         }
-        *o = p.parse().ok()?;
+        *o = u8::try_from(number(p, 10)?).ok()?;
     }
     parts.next().is_none().then_some(out)
+}
+
+/// An unsigned number in `radix`, as `u64::from_str_radix` reads it. Every number the
+/// kernel parses from text goes through this one out-of-line function, then narrows with
+/// `try_from`: `str::parse` and `from_str_radix` were inlined at each use, once per integer
+/// type (about 2 KB of the kernel).
+#[inline(never)]
+pub fn number(s: &str, radix: u32) -> Option<u64> {
+    u64::from_str_radix(s, radix).ok()
 }
 
 /// Parses `A.B.C.D/N` (`N` at most 32).
 pub fn parse_ipv4_cidr(s: &str) -> Option<([u8; 4], u8)> {
     let (a, n) = s.split_once('/')?;
-    let n: u8 = n.parse().ok().filter(|&n| n <= 32)?;
-    Some((parse_ipv4(a)?, n))
+    let n = number(n, 10).filter(|&n| n <= 32)?;
+    Some((parse_ipv4(a)?, n as u8))
 }
 
 fn ip_text(a: [u8; 4]) -> String {
@@ -238,7 +247,9 @@ fn parse_sink(v: &str) -> Option<Sink> {
         "off" => Some(Sink::Off),
         _ => {
             let hex = v.strip_prefix("0x")?;
-            u16::from_str_radix(hex, 16).ok().map(Sink::Port)
+            number(hex, 16)
+                .and_then(|n| u16::try_from(n).ok())
+                .map(Sink::Port)
         }
     }
 }
@@ -297,19 +308,19 @@ impl Config {
                 ("kiln.control", Some(v)) => {
                     c.control = Some(
                         v.strip_prefix("0x")
-                            .and_then(|h| u16::from_str_radix(h, 16).ok())
+                            .and_then(|h| u16::try_from(number(h, 16)?).ok())
                             .ok_or_else(|| err("expected a UART port like 0x2f8"))?,
                     )
                 }
                 ("kiln.core", Some(v)) => {
-                    c.core = Some(v.parse().map_err(|_| err("expected a size in bytes"))?)
+                    c.core = Some(number(v, 10).ok_or_else(|| err("expected a size in bytes"))?)
                 }
                 ("kiln.verbose", None) => c.verbose = true,
                 ("kiln.trace", None) => c.trace = true,
                 ("kiln.profile", Some(v)) => {
                     c.profile = Some(
-                        v.parse()
-                            .ok()
+                        number(v, 10)
+                            .and_then(|hz| u32::try_from(hz).ok())
                             .filter(|hz| (1..=10_000).contains(hz))
                             .ok_or_else(|| err("expected samples per second, 1 to 10000"))?,
                     )
@@ -317,8 +328,8 @@ impl Config {
                 ("kiln.memlog", None) => c.memlog = Some(DEFAULT_MEMLOG_SECS),
                 ("kiln.memlog", Some(v)) => {
                     c.memlog = Some(
-                        v.parse::<u32>()
-                            .ok()
+                        number(v, 10)
+                            .and_then(|n| u32::try_from(n).ok())
                             .filter(|&n| n > 0)
                             .ok_or_else(|| err("expected a number of seconds"))?,
                     )
