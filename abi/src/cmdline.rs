@@ -73,16 +73,25 @@ pub fn parse_ipv4(s: &str) -> Option<[u8; 4]> {
         if p.is_empty() || p.len() > 3 || !p.bytes().all(|b| b.is_ascii_digit()) {
             return None;
         }
-        *o = p.parse().ok()?;
+        *o = u8::try_from(number(p, 10)?).ok()?;
     }
     parts.next().is_none().then_some(out)
+}
+
+/// An unsigned number in `radix`, as `u64::from_str_radix` reads it. Every number the
+/// kernel parses from text goes through this one out-of-line function, then narrows with
+/// `try_from`: `str::parse` and `from_str_radix` were inlined at each use, once per integer
+/// type (about 2 KB of the kernel).
+#[inline(never)]
+pub fn number(s: &str, radix: u32) -> Option<u64> {
+    u64::from_str_radix(s, radix).ok()
 }
 
 /// Parses `A.B.C.D/N` (`N` at most 32).
 pub fn parse_ipv4_cidr(s: &str) -> Option<([u8; 4], u8)> {
     let (a, n) = s.split_once('/')?;
-    let n: u8 = n.parse().ok().filter(|&n| n <= 32)?;
-    Some((parse_ipv4(a)?, n))
+    let n = number(n, 10).filter(|&n| n <= 32)?;
+    Some((parse_ipv4(a)?, n as u8))
 }
 
 fn ip_text(a: [u8; 4]) -> String {
@@ -139,6 +148,19 @@ pub struct ParseError {
     pub token: String,
     /// What is wrong with it.
     pub reason: &'static str,
+}
+
+impl ParseError {
+    /// The error for `token`. Out of line and cold: the parser names it at a dozen checks,
+    /// and each copy of the token's allocation would otherwise sit inline in the kernel.
+    #[cold]
+    #[inline(never)]
+    fn new(token: &str, reason: &'static str) -> ParseError {
+        ParseError {
+            token: String::from(token),
+            reason,
+        }
+    }
 }
 
 impl core::fmt::Display for ParseError {
@@ -225,7 +247,9 @@ fn parse_sink(v: &str) -> Option<Sink> {
         "off" => Some(Sink::Off),
         _ => {
             let hex = v.strip_prefix("0x")?;
-            u16::from_str_radix(hex, 16).ok().map(Sink::Port)
+            number(hex, 16)
+                .and_then(|n| u16::try_from(n).ok())
+                .map(Sink::Port)
         }
     }
 }
@@ -235,22 +259,23 @@ impl Config {
     pub fn parse(cmdline: &str) -> Result<Config, ParseError> {
         let mut c = Config::default();
         for token in cmdline.split(' ').filter(|t| !t.is_empty()) {
-            let err = |reason| ParseError {
-                token: String::from(token),
-                reason,
-            };
+            // Called only on failure (`ok_or_else`): an eager `ok_or(err(..))` built, and
+            // dropped, the token's copy for every check that passed.
+            let err = |reason| ParseError::new(token, reason);
             let bad_encoding = "bad percent-encoding";
             let (key, value) = match token.split_once('=') {
                 Some((k, v)) => (k, Some(v)),
                 None => (token, None),
             };
             match (key, value) {
-                ("kiln.name", Some(v)) => c.name = Some(decode(v).ok_or(err(bad_encoding))?),
+                ("kiln.name", Some(v)) => {
+                    c.name = Some(decode(v).ok_or_else(|| err(bad_encoding))?)
+                }
                 ("kiln.argv", Some(v)) => {
                     let mut args = Vec::new();
                     if !v.is_empty() {
                         for a in v.split(',') {
-                            args.push(decode_arg(a).ok_or(err(bad_encoding))?);
+                            args.push(decode_arg(a).ok_or_else(|| err(bad_encoding))?);
                         }
                     }
                     c.argv = Some(args);
@@ -258,20 +283,20 @@ impl Config {
                 ("kiln.env", Some(v)) => {
                     let (k, val) = v
                         .split_once('=')
-                        .ok_or(err("expected kiln.env=NAME=VALUE"))?;
-                    let k = decode(k).ok_or(err(bad_encoding))?;
+                        .ok_or_else(|| err("expected kiln.env=NAME=VALUE"))?;
+                    let k = decode(k).ok_or_else(|| err(bad_encoding))?;
                     if k.is_empty() {
                         return Err(err("empty variable name"));
                     }
-                    let val = decode(val).ok_or(err(bad_encoding))?;
+                    let val = decode(val).ok_or_else(|| err(bad_encoding))?;
                     c.set_env(k, val);
                 }
                 (
                     "kiln.stdout" | "kiln.stderr" | "kiln.log" | "kiln.status" | "kiln.records",
                     Some(v),
                 ) => {
-                    let sink =
-                        parse_sink(v).ok_or(err("expected serial, off or a port like 0x402"))?;
+                    let sink = parse_sink(v)
+                        .ok_or_else(|| err("expected serial, off or a port like 0x402"))?;
                     match key {
                         "kiln.stdout" => c.stdout = Some(sink),
                         "kiln.stderr" => c.stderr = Some(sink),
@@ -283,45 +308,45 @@ impl Config {
                 ("kiln.control", Some(v)) => {
                     c.control = Some(
                         v.strip_prefix("0x")
-                            .and_then(|h| u16::from_str_radix(h, 16).ok())
-                            .ok_or(err("expected a UART port like 0x2f8"))?,
+                            .and_then(|h| u16::try_from(number(h, 16)?).ok())
+                            .ok_or_else(|| err("expected a UART port like 0x2f8"))?,
                     )
                 }
                 ("kiln.core", Some(v)) => {
-                    c.core = Some(v.parse().map_err(|_| err("expected a size in bytes"))?)
+                    c.core = Some(number(v, 10).ok_or_else(|| err("expected a size in bytes"))?)
                 }
                 ("kiln.verbose", None) => c.verbose = true,
                 ("kiln.trace", None) => c.trace = true,
                 ("kiln.profile", Some(v)) => {
                     c.profile = Some(
-                        v.parse()
-                            .ok()
+                        number(v, 10)
+                            .and_then(|hz| u32::try_from(hz).ok())
                             .filter(|hz| (1..=10_000).contains(hz))
-                            .ok_or(err("expected samples per second, 1 to 10000"))?,
+                            .ok_or_else(|| err("expected samples per second, 1 to 10000"))?,
                     )
                 }
                 ("kiln.memlog", None) => c.memlog = Some(DEFAULT_MEMLOG_SECS),
                 ("kiln.memlog", Some(v)) => {
                     c.memlog = Some(
-                        v.parse::<u32>()
-                            .ok()
+                        number(v, 10)
+                            .and_then(|n| u32::try_from(n).ok())
                             .filter(|&n| n > 0)
-                            .ok_or(err("expected a number of seconds"))?,
+                            .ok_or_else(|| err("expected a number of seconds"))?,
                     )
                 }
                 ("kiln.ip", Some(v)) => {
-                    c.net.ip = Some(parse_ipv4_cidr(v).ok_or(err("expected A.B.C.D/N"))?)
+                    c.net.ip = Some(parse_ipv4_cidr(v).ok_or_else(|| err("expected A.B.C.D/N"))?)
                 }
                 ("kiln.gw", Some(v)) => {
-                    c.net.gateway = Some(parse_ipv4(v).ok_or(err("expected A.B.C.D"))?)
+                    c.net.gateway = Some(parse_ipv4(v).ok_or_else(|| err("expected A.B.C.D"))?)
                 }
                 ("kiln.dns", Some(v)) => c
                     .net
                     .dns
-                    .push(parse_ipv4(v).ok_or(err("expected A.B.C.D"))?),
-                ("kiln.volume", Some(v)) => c
-                    .volumes
-                    .push(parse_volume(v).ok_or(err("expected kiln.volume=TAG,/PATH[,ro]"))?),
+                    .push(parse_ipv4(v).ok_or_else(|| err("expected A.B.C.D"))?),
+                ("kiln.volume", Some(v)) => c.volumes.push(
+                    parse_volume(v).ok_or_else(|| err("expected kiln.volume=TAG,/PATH[,ro]"))?,
+                ),
                 _ if key.starts_with("kiln.") => return Err(err("unknown kiln option")),
                 _ => c.other.push(String::from(token)),
             }

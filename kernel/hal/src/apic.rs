@@ -14,7 +14,7 @@ const INITIAL_COUNT: usize = 0x380;
 const CURRENT_COUNT: usize = 0x390;
 const DIVIDE: usize = 0x3E0;
 
-static BASE: spin::Once<u64> = spin::Once::new();
+static BASE: crate::once::SetOnce<u64> = crate::once::SetOnce::new();
 
 fn reg(offset: usize) -> *mut u32 {
     (phys_to_virt(*BASE.get().unwrap_or(&0xFEE0_0000)) as usize + offset) as *mut u32
@@ -39,7 +39,7 @@ pub fn init() {
         crate::cpu::outb(0x21, 0xff);
         crate::cpu::outb(0xa1, 0xff);
     }
-    BASE.call_once(|| rdmsr(msr::APIC_BASE) & 0x000f_ffff_ffff_f000);
+    BASE.set(rdmsr(msr::APIC_BASE) & 0x000f_ffff_ffff_f000);
     init_cpu();
 }
 

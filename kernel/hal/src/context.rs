@@ -123,8 +123,12 @@ pub struct UserContext {
     pub fx: FxArea,
 }
 
+// The four conversions below are out of line: each copies about twenty registers field by
+// field, and the kernel's system-call and interrupt paths use them in a dozen places (the
+// common path of a system call, returning to the same thread, does not).
 impl UserContext {
     /// The state of a thread stopped at a system call.
+    #[inline(never)]
     pub fn from_syscall(f: &SyscallFrame, fx: &FxArea) -> UserContext {
         UserContext {
             regs: f.user_regs(),
@@ -133,12 +137,14 @@ impl UserContext {
     }
 
     /// Puts this state in a system-call frame, to resume it on the way out.
+    #[inline(never)]
     pub fn to_syscall(&self, f: &mut SyscallFrame, fx: &mut FxArea) {
         f.set_user_regs(&self.regs);
         *fx = self.fx;
     }
 
     /// The state of a thread interrupted in user mode.
+    #[inline(never)]
     pub fn from_trap(f: &TrapFrame, fx: &FxArea) -> UserContext {
         UserContext {
             regs: f.user_regs(),
@@ -147,6 +153,7 @@ impl UserContext {
     }
 
     /// Puts this state in an interrupt frame, to resume it with `iretq`.
+    #[inline(never)]
     pub fn to_trap(&self, f: &mut TrapFrame, fx: &mut FxArea) {
         f.set_user_regs(&self.regs);
         *fx = self.fx;

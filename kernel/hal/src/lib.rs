@@ -28,6 +28,7 @@ pub mod gdt;
 pub mod heap;
 pub mod ioapic;
 pub mod mem;
+pub mod once;
 pub mod paging;
 pub mod pci;
 pub mod power;
@@ -80,7 +81,7 @@ unsafe extern "Rust" {
     safe fn kiln_main(boot: BootInfo) -> !;
 }
 
-static CMDLINE: spin::Once<alloc::string::String> = spin::Once::new();
+static CMDLINE: once::SetOnce<alloc::string::String> = once::SetOnce::new();
 
 /// First Rust code, called by the boot assembly with the PVH start-info address.
 pub(crate) extern "C" fn start(start_info: u64) -> ! {
@@ -151,7 +152,8 @@ pub(crate) extern "C" fn start(start_info: u64) -> ! {
         }
         None => alloc::string::String::new(),
     };
-    let cmdline = CMDLINE.call_once(|| cmdline).as_str();
+    CMDLINE.set(cmdline);
+    let cmdline = CMDLINE.get().map_or("", |c| c.as_str());
     if paging::init().is_none() {
         serial::write(
             b"kiln: kernel panic: out of memory building page tables: give the VM more memory\n",

@@ -43,7 +43,7 @@ struct PageTables {
     pml4: u64,
 }
 
-static TABLES: spin::Once<spin::Mutex<PageTables>> = spin::Once::new();
+static TABLES: crate::once::SetOnce<spin::Mutex<PageTables>> = crate::once::SetOnce::new();
 
 /// The page tables, locked. Panics before [`init`].
 fn tables() -> spin::MutexGuard<'static, PageTables> {
@@ -126,7 +126,7 @@ pub(crate) fn init() -> Option<()> {
         *pte = page | flags;
         page += PAGE_SIZE;
     }
-    TABLES.call_once(|| spin::Mutex::new(t));
+    TABLES.set(spin::Mutex::new(t));
     // SAFETY: the new tables map the kernel image at the same addresses and the direct map
     // at the same place as the boot tables; the boot stack lives in the kernel image.
     unsafe { set_cr3(pml4) };

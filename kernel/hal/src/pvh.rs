@@ -25,11 +25,11 @@ pub struct StartInfo {
     pub rsdp: Option<u64>,
 }
 
-static RAM: spin::Once<([RamRange; 32], usize)> = spin::Once::new();
+static RAM: crate::once::SetOnce<([RamRange; 32], usize)> = crate::once::SetOnce::new();
 
 /// Remembers the loader's RAM ranges (once, at boot) for [`overlaps_ram`].
 pub(crate) fn remember_ram(info: &StartInfo) {
-    RAM.call_once(|| (info.ram, info.ram_count));
+    RAM.set((info.ram, info.ram_count));
 }
 
 /// Whether `[start, end)` overlaps RAM the loader reported (`true` until it is known).

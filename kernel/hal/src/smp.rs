@@ -173,7 +173,7 @@ unsafe extern "C" {
 }
 
 /// What an AP runs once its tables and interrupts are set up (the kernel's idle loop).
-static AP_MAIN: spin::Once<fn() -> !> = spin::Once::new();
+static AP_MAIN: crate::once::SetOnce<fn() -> !> = crate::once::SetOnce::new();
 /// Set by an AP when it is ready; the boot CPU waits for it before starting the next.
 static AP_READY: AtomicBool = AtomicBool::new(false);
 
@@ -214,7 +214,7 @@ pub fn start_aps(apic_ids: &[u32], main: fn() -> !) -> (usize, Option<StartError
     );
     let mine = apic::id();
     APIC_IDS[0].store(mine, Ordering::Relaxed);
-    AP_MAIN.call_once(|| main);
+    AP_MAIN.set(main);
     let others = apic_ids.iter().copied().filter(|&id| id != mine);
     let mut trampoline_ready = false;
     for id in others {

@@ -61,7 +61,7 @@ crate::context::frame_layout!(
 /// (to resume another thread).
 pub type SyscallHandler = fn(&mut SyscallFrame, &mut crate::context::FxArea);
 
-static HANDLER: spin::Once<SyscallHandler> = spin::Once::new();
+static HANDLER: crate::once::SetOnce<SyscallHandler> = crate::once::SetOnce::new();
 
 /// Per-CPU block reached through GS in the entry stub: [kernel stack top, user rsp scratch].
 #[repr(C)]
@@ -171,7 +171,7 @@ unsafe extern "C" {
 /// Whatever the handler leaves in the frame, the stub returns to user mode: the selectors
 /// are forced to the user ones and RFLAGS to bits a program may set.
 pub fn init(handler: SyscallHandler) {
-    HANDLER.call_once(|| handler);
+    HANDLER.set(handler);
     init_cpu(0, crate::boot_stack_top());
 }
 

@@ -94,17 +94,17 @@ pub fn set_irq_handler(vector: u8, handler: IrqHandler) {
     IRQ_HANDLERS.lock()[vector as usize] = Some(handler);
 }
 
-static USER_FAULT: spin::Once<UserFaultHandler> = spin::Once::new();
-static TIMER: spin::Once<TimerHandler> = spin::Once::new();
+static USER_FAULT: crate::once::SetOnce<UserFaultHandler> = crate::once::SetOnce::new();
+static TIMER: crate::once::SetOnce<TimerHandler> = crate::once::SetOnce::new();
 
 /// Sets the handler for exceptions raised in user mode.
 pub fn set_user_fault_handler(h: UserFaultHandler) {
-    USER_FAULT.call_once(|| h);
+    USER_FAULT.set(h);
 }
 
 /// Sets the handler for timer interrupts.
 pub fn set_timer_handler(h: TimerHandler) {
-    TIMER.call_once(|| h);
+    TIMER.set(h);
 }
 
 /// Name of an exception vector.

@@ -8,8 +8,9 @@ use alloc::vec::Vec;
 use core::sync::atomic::{AtomicU64, Ordering};
 
 use kiln_abi::control::{FileStat, Stats, ThreadStat, REQUEST_STATS};
+use kiln_hal::once::SetOnce;
 use kiln_hal::uart::Uart;
-use spin::{Mutex, Once};
+use spin::Mutex;
 
 use crate::{console, Kernel};
 
@@ -20,7 +21,7 @@ pub static PAGE_FAULTS: AtomicU64 = AtomicU64::new(0);
 /// Time the CPU spent halted, waiting for an interrupt.
 pub static IDLE_NS: AtomicU64 = AtomicU64::new(0);
 
-static UART: Once<Uart> = Once::new();
+static UART: SetOnce<Uart> = SetOnce::new();
 /// A request line being received.
 static LINE: Mutex<Vec<u8>> = Mutex::new(Vec::new());
 /// Longest request line kept.
@@ -31,7 +32,7 @@ pub fn start(port: Option<u16>) {
     let Some(port) = port else { return };
     match Uart::open(port) {
         Some(u) => {
-            UART.call_once(|| u);
+            UART.set(u);
         }
         None => console::warn(format_args!(
             "control: no UART at {port:#x}; `stats` cannot reach this image"

@@ -11,6 +11,8 @@
 
 extern crate alloc;
 
+use alloc::boxed::Box;
+
 mod console;
 mod control;
 mod crash;
@@ -42,11 +44,15 @@ pub struct Kernel {
 /// The kernel's state, set once before entering user mode. Its lock is the big kernel
 /// lock: every CPU takes it (through [`lock`]) for system calls, faults, interrupts and
 /// scheduling; the program's code runs without it on every CPU.
-pub static KERNEL: spin::Mutex<Option<Kernel>> = spin::Mutex::new(None);
+///
+/// The kernel is boxed so that the static is all zeros (a null pointer for `None`) and
+/// lands in `.bss`: an `Option<Kernel>` is `None` through a non-zero niche somewhere in
+/// its 8 KB, which put all of it in `.data`, stored in every image.
+pub static KERNEL: spin::Mutex<Option<Box<Kernel>>> = spin::Mutex::new(None);
 
 /// The big kernel lock, held by this CPU. Letting it go wakes an idle CPU when threads
 /// wait for one.
-pub struct Held(Option<spin::MutexGuard<'static, Option<Kernel>>>);
+pub struct Held(Option<spin::MutexGuard<'static, Option<Box<Kernel>>>>);
 
 /// Takes the big kernel lock. While another CPU holds it, this one answers that CPU's TLB
 /// shootdown (it may be waiting for this one with the lock held).
@@ -67,7 +73,7 @@ pub fn lock() -> Held {
 impl Held {
     /// The kernel, once it exists.
     pub fn get(&mut self) -> Option<&mut Kernel> {
-        self.0.as_mut().and_then(|g| g.as_mut())
+        self.0.as_mut().and_then(|g| g.as_deref_mut())
     }
 
     /// The kernel; panics before it exists.

@@ -1,5 +1,6 @@
 //! From boot information to the program's first instruction.
 
+use alloc::boxed::Box;
 use alloc::string::String;
 use alloc::vec::Vec;
 
@@ -164,7 +165,9 @@ pub fn run(boot: BootInfo) -> ! {
     if let Err(why) = crate::profile::start(config.profile, program, loaded.load_bias) {
         fail(format_args!("kernel panic: {why}"));
     }
-    *KERNEL.lock() = Some(Kernel { process, machine });
+    // Forgotten, not dropped: what this replaces is `None`, and the kernel is never dropped
+    // (runs end in `finish`), so no code to drop a `Kernel` is needed (1 KB of drop glue).
+    core::mem::forget(KERNEL.lock().replace(Box::new(Kernel { process, machine })));
     kiln_hal::syscall::init(run::on_syscall);
     kiln_hal::trap::set_user_fault_handler(fault::on_user_fault);
     kiln_hal::trap::set_timer_handler(run::on_timer);

@@ -4,8 +4,16 @@
 //! `BTreeMap` compiles its node code once per key and value type (several KB each under
 //! LTO); these compile to a binary search and a `Vec` insert or remove. Lookups are
 //! O(log n) and inserts O(n), which is what a collection of a handful of entries wants.
+//!
+//! Directories ([`crate::fs::DirMap`]) are one too, though a directory can hold many
+//! entries: the root filesystem's arrive in name order (the image's archive is sorted),
+//! so building it appends; a program creating files under random names pays a move of
+//! the entries after each new one (32 bytes each). Measured natively: 10,000 such files
+//! in one directory 12 ms against 3 ms with a `BTreeMap`, 50,000 files 245 ms against
+//! 21 ms. Lookups take `&str` for `String` keys ([`Borrow`]), as `BTreeMap`'s do.
 
 use alloc::vec::Vec;
+use core::borrow::Borrow;
 use core::ops::{Bound, RangeBounds};
 
 /// A map from `K` to `V` ordered by key.
@@ -30,8 +38,11 @@ impl<K: Ord, V> SmallMap<K, V> {
         }
     }
 
-    fn find(&self, key: &K) -> Result<usize, usize> {
-        self.entries.binary_search_by(|(k, _)| k.cmp(key))
+    fn find<Q: Ord + ?Sized>(&self, key: &Q) -> Result<usize, usize>
+    where
+        K: Borrow<Q>,
+    {
+        self.entries.binary_search_by(|(k, _)| k.borrow().cmp(key))
     }
 
     /// Sets `key` to `value`, returning the value it had.
@@ -46,22 +57,34 @@ impl<K: Ord, V> SmallMap<K, V> {
     }
 
     /// Removes `key`, returning its value.
-    pub fn remove(&mut self, key: &K) -> Option<V> {
+    pub fn remove<Q: Ord + ?Sized>(&mut self, key: &Q) -> Option<V>
+    where
+        K: Borrow<Q>,
+    {
         self.find(key).ok().map(|i| self.entries.remove(i).1)
     }
 
     /// The value of `key`.
-    pub fn get(&self, key: &K) -> Option<&V> {
+    pub fn get<Q: Ord + ?Sized>(&self, key: &Q) -> Option<&V>
+    where
+        K: Borrow<Q>,
+    {
         self.find(key).ok().map(|i| &self.entries[i].1)
     }
 
     /// The value of `key`, to change.
-    pub fn get_mut(&mut self, key: &K) -> Option<&mut V> {
+    pub fn get_mut<Q: Ord + ?Sized>(&mut self, key: &Q) -> Option<&mut V>
+    where
+        K: Borrow<Q>,
+    {
         self.find(key).ok().map(|i| &mut self.entries[i].1)
     }
 
     /// Whether `key` has a value.
-    pub fn contains_key(&self, key: &K) -> bool {
+    pub fn contains_key<Q: Ord + ?Sized>(&self, key: &Q) -> bool
+    where
+        K: Borrow<Q>,
+    {
         self.find(key).is_ok()
     }
 

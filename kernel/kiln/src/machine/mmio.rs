@@ -17,8 +17,8 @@ pub fn parse_mmio_token(token: &str) -> Option<(u64, u64, u8)> {
             .strip_prefix("0x")
             .or_else(|| digits.strip_prefix("0X"))
         {
-            Some(h) => u64::from_str_radix(h, 16).ok()?,
-            None => digits.parse().ok()?,
+            Some(h) => kiln_abi::cmdline::number(h, 16)?,
+            None => kiln_abi::cmdline::number(digits, 10)?,
         };
         v.checked_mul(mul)
     };

@@ -369,7 +369,9 @@ impl Vfs {
             };
             if Arc::ptr_eq(&l.parent, &self.proc_fd) {
                 if let Last::Name(name) = &l.last {
-                    return Ok(name.parse().ok());
+                    return Ok(
+                        kiln_abi::cmdline::number(name, 10).and_then(|n| i32::try_from(n).ok())
+                    );
                 }
             }
             let target = String::from(target);

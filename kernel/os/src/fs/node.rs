@@ -1,6 +1,5 @@
 //! File-system nodes (inodes) and their status (`struct stat`, `struct statx`).
 
-use alloc::collections::BTreeMap;
 use alloc::string::String;
 use alloc::vec::Vec;
 use core::sync::atomic::{AtomicU64, Ordering};
@@ -76,8 +75,8 @@ impl Device {
     }
 }
 
-/// A directory's entries by name.
-pub type DirMap = BTreeMap<String, alloc::sync::Arc<Inode>>;
+/// A directory's entries by name: a sorted `Vec` (see [`crate::small`] for the cost).
+pub type DirMap = crate::small::SmallMap<String, alloc::sync::Arc<Inode>>;
 
 /// What a node holds.
 #[derive(Debug)]

@@ -127,7 +127,9 @@ fn parse_pax(mut data: &[u8], pax: &mut Pax) -> Result<(), TarError> {
             .position(|&b| b == b' ')
             .ok_or(TarError::BadPax)?;
         let len_str = core::str::from_utf8(&data[..sp]).map_err(|_| TarError::BadPax)?;
-        let len: usize = len_str.parse().map_err(|_| TarError::BadPax)?;
+        let len = kiln_abi::cmdline::number(len_str, 10)
+            .and_then(|n| usize::try_from(n).ok())
+            .ok_or(TarError::BadPax)?;
         if len <= sp + 1 || len > data.len() || data[len - 1] != b'\n' {
             return Err(TarError::BadPax);
         }
@@ -142,7 +144,7 @@ fn parse_pax(mut data: &[u8], pax: &mut Pax) -> Result<(), TarError> {
             b"linkpath" => pax.link = Some(utf8(value)?),
             b"size" => {
                 let s = core::str::from_utf8(value).map_err(|_| TarError::BadPax)?;
-                pax.size = Some(s.parse().map_err(|_| TarError::BadPax)?);
+                pax.size = Some(kiln_abi::cmdline::number(s, 10).ok_or(TarError::BadPax)?);
             }
             _ => {}
         }

@@ -69,16 +69,25 @@ impl TxToken for Tx<'_, '_> {
     fn consume<R, F: FnOnce(&mut [u8]) -> R>(self, len: usize, f: F) -> R {
         let mut buf = vec![0u8; len];
         let r = f(&mut buf);
-        let phy = self.phy;
-        if is_for_self(&buf, &phy.mac, phy.own) {
-            if phy.looped.len() < LOOP_LIMIT {
-                phy.looped.push_back(buf);
+        self.phy.send(buf);
+        r
+    }
+}
+
+impl Phy<'_> {
+    /// Sends a frame the interface wrote: to the loop when it is for the interface itself,
+    /// else to the card. Out of line: `consume` is instantiated for each of smoltcp's
+    /// senders.
+    #[inline(never)]
+    fn send(&mut self, buf: Vec<u8>) {
+        if is_for_self(&buf, &self.mac, self.own) {
+            if self.looped.len() < LOOP_LIMIT {
+                self.looped.push_back(buf);
             }
-        } else if let Some(hw) = phy.hw.as_deref_mut() {
+        } else if let Some(hw) = self.hw.as_deref_mut() {
             // A full transmit queue drops the frame, as a congested link would.
             let _ = hw.transmit(&buf);
         }
-        r
     }
 }
 

@@ -467,15 +467,24 @@ fn now(m: &dyn Machine) -> u64 {
 
 // ----- read and write -----
 
+/// A source of bytes for [`read_into_user`]: fills the buffer given the bytes done so far.
+type ReadOp<'a> = dyn FnMut(&mut dyn Machine, &mut [u8], u64) -> KResult<usize> + 'a;
+
+/// A sink of bytes for [`write_from_user`]: takes the buffer given the bytes done so far.
+type WriteOp<'a> = dyn FnMut(&mut dyn Machine, &[u8], u64) -> KResult<usize> + 'a;
+
 /// Moves up to `count` bytes from `op` (called with a kernel buffer and the bytes done so
 /// far) to user memory at `addr`, a chunk at a time, until a short chunk. An error after
-/// some bytes were moved ends the call with the count.
+/// some bytes were moved ends the call with the count. `op` is a `dyn` closure (here and
+/// in [`write_from_user`]) and both are out of line, so that the loop exists once, not
+/// once per caller.
+#[inline(never)]
 fn read_into_user(
     p: &mut Process,
     m: &mut dyn Machine,
     addr: u64,
     count: u64,
-    op: impl FnMut(&mut dyn Machine, &mut [u8], u64) -> KResult<usize>,
+    op: &mut ReadOp<'_>,
 ) -> KResult<u64> {
     let count = count.min(MAX_RW);
     let mut buf = p.bounce.take((count as usize).min(CHUNK));
@@ -491,7 +500,7 @@ fn read_chunks(
     addr: u64,
     count: u64,
     buf: &mut [u8],
-    mut op: impl FnMut(&mut dyn Machine, &mut [u8], u64) -> KResult<usize>,
+    op: &mut ReadOp<'_>,
 ) -> KResult<u64> {
     let mut done = 0u64;
     loop {
@@ -519,12 +528,13 @@ fn read_chunks(
 
 /// Moves up to `count` bytes from user memory at `addr` to `op`, a chunk at a time, until
 /// `op` takes less than it was given.
+#[inline(never)]
 fn write_from_user(
     p: &mut Process,
     m: &mut dyn Machine,
     addr: u64,
     count: u64,
-    op: impl FnMut(&mut dyn Machine, &[u8], u64) -> KResult<usize>,
+    op: &mut WriteOp<'_>,
 ) -> KResult<u64> {
     let count = count.min(MAX_RW);
     let mut buf = p.bounce.take((count as usize).min(CHUNK));
@@ -540,7 +550,7 @@ fn write_chunks(
     addr: u64,
     count: u64,
     buf: &mut [u8],
-    mut op: impl FnMut(&mut dyn Machine, &[u8], u64) -> KResult<usize>,
+    op: &mut WriteOp<'_>,
 ) -> KResult<u64> {
     let mut done = 0u64;
     loop {
@@ -579,7 +589,7 @@ fn sys_read(
         return Err(Errno::EBADF);
     }
     let n = match at {
-        None => read_into_user(p, m, buf, count, |m, b, _| f.read(m, b))?,
+        None => read_into_user(p, m, buf, count, &mut |m, b, _| f.read(m, b))?,
         Some(off) => {
             if off < 0 {
                 return Err(Errno::EINVAL);
@@ -587,7 +597,7 @@ fn sys_read(
             if !f.seekable() {
                 return Err(Errno::ESPIPE);
             }
-            read_into_user(p, m, buf, count, |m, b, done| {
+            read_into_user(p, m, buf, count, &mut |m, b, done| {
                 f.pread(m, b, off as u64 + done)
             })?
         }
@@ -609,7 +619,7 @@ fn sys_write(
     }
     let t = now(m);
     let n = match at {
-        None => write_from_user(p, m, buf, count, |m, b, _| f.write(m, b, t))?,
+        None => write_from_user(p, m, buf, count, &mut |m, b, _| f.write(m, b, t))?,
         Some(off) => {
             if off < 0 {
                 return Err(Errno::EINVAL);
@@ -617,7 +627,7 @@ fn sys_write(
             if !f.seekable() {
                 return Err(Errno::ESPIPE);
             }
-            write_from_user(p, m, buf, count, |m, b, done| {
+            write_from_user(p, m, buf, count, &mut |m, b, done| {
                 f.pwrite(m, b, off as u64 + done, t)
             })?
         }
@@ -655,7 +665,7 @@ fn sys_readv(p: &mut Process, m: &mut dyn Machine, fd: i32, iov: u64, cnt: u64) 
     let iov = iovecs(p, m, iov, cnt)?;
     let mut total = 0u64;
     for (base, len) in iov {
-        match read_into_user(p, m, base, len, |m, b, _| f.read(m, b)) {
+        match read_into_user(p, m, base, len, &mut |m, b, _| f.read(m, b)) {
             Ok(n) => {
                 total += n;
                 if n < len {
@@ -678,7 +688,7 @@ fn sys_writev(p: &mut Process, m: &mut dyn Machine, fd: i32, iov: u64, cnt: u64)
     let t = now(m);
     let mut total = 0u64;
     for (base, len) in iov {
-        match write_from_user(p, m, base, len, |m, b, _| f.write(m, b, t)) {
+        match write_from_user(p, m, base, len, &mut |m, b, _| f.write(m, b, t)) {
             Ok(n) => {
                 total += n;
                 if n < len {

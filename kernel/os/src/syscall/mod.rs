@@ -105,6 +105,7 @@ pub(crate) fn read_user<const N: usize>(
 }
 
 /// Writes `data` to user memory at `addr` (`EFAULT` when not writable).
+#[inline(never)]
 pub(crate) fn write_user(
     p: &mut Process,
     m: &mut dyn Machine,

@@ -606,27 +606,27 @@ fn sys_setsockopt(
     match (level, name) {
         (SOL_SOCKET, SO_REUSEADDR) => {
             let on = int()? != 0;
-            s.set_options(|o| o.reuse_addr = on);
+            s.set_options(&|o| o.reuse_addr = on);
         }
         (SOL_SOCKET, SO_REUSEPORT) => {
             let on = int()? != 0;
-            s.set_options(|o| o.reuse_port = on);
+            s.set_options(&|o| o.reuse_port = on);
         }
         (SOL_SOCKET, SO_KEEPALIVE) => {
             let on = int()? != 0;
-            s.set_options(|o| o.keep_alive = on);
+            s.set_options(&|o| o.keep_alive = on);
         }
         (SOL_SOCKET, SO_BROADCAST) => {
             let on = int()? != 0;
-            s.set_options(|o| o.broadcast = on);
+            s.set_options(&|o| o.broadcast = on);
         }
         (SOL_SOCKET, SO_RCVBUF) => {
             let v = int()?.max(0) as u32;
-            s.set_options(|o| o.rcvbuf = v);
+            s.set_options(&|o| o.rcvbuf = v);
         }
         (SOL_SOCKET, SO_SNDBUF) => {
             let v = int()?.max(0) as u32;
-            s.set_options(|o| o.sndbuf = v);
+            s.set_options(&|o| o.sndbuf = v);
         }
         (SOL_SOCKET, SO_LINGER) => {
             if raw.len() < 8 {
@@ -634,22 +634,22 @@ fn sys_setsockopt(
             }
             let on = int()? != 0;
             let secs = i32::from_le_bytes(raw[4..8].try_into().expect("4 bytes"));
-            s.set_options(|o| o.linger = (on, secs));
+            s.set_options(&|o| o.linger = (on, secs));
         }
         (SOL_SOCKET, SO_RCVTIMEO) => {
             let ns = timeval_ns(&raw)?;
-            s.set_options(|o| o.rcv_timeout = ns);
+            s.set_options(&|o| o.rcv_timeout = ns);
         }
         (SOL_SOCKET, SO_SNDTIMEO) => {
             let ns = timeval_ns(&raw)?;
-            s.set_options(|o| o.snd_timeout = ns);
+            s.set_options(&|o| o.snd_timeout = ns);
         }
         (SOL_SOCKET, SO_DONTROUTE | SO_OOBINLINE | SO_RCVLOWAT | SO_SNDLOWAT) => {
             int()?;
         }
         (IPPROTO_TCP, TCP_NODELAY) if s.stream => {
             let on = int()? != 0;
-            s.set_options(|o| o.no_delay = on);
+            s.set_options(&|o| o.no_delay = on);
         }
         (IPPROTO_TCP, TCP_MAXSEG | TCP_KEEPIDLE | TCP_KEEPINTVL | TCP_KEEPCNT) if s.stream => {
             int()?;

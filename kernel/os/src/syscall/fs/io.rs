@@ -199,11 +199,13 @@ pub(super) fn sys_prwv(
     for (base, len) in iov {
         let start = off + total;
         let r = if write {
-            write_from_user(p, m, base, len, |m, b, done| {
+            write_from_user(p, m, base, len, &mut |m, b, done| {
                 f.pwrite(m, b, start + done, t)
             })
         } else {
-            read_into_user(p, m, base, len, |m, b, done| f.pread(m, b, start + done))
+            read_into_user(p, m, base, len, &mut |m, b, done| {
+                f.pread(m, b, start + done)
+            })
         };
         match r {
             Ok(n) => {
