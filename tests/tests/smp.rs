@@ -49,7 +49,10 @@ fn four_cpus_on_q35() {
         "120",
         "--",
         "4",
-        "500000",
+        // Long enough (about 0.3 s of hashing per thread) for every vCPU to take a thread:
+        // on a 2-core host four vCPU threads take turns, and a vCPU whose host thread
+        // waited out a whole short run would take none (`cpus used: 0,1,2`).
+        "3000000",
     ]);
     assert_eq!(r.status, 0, "{r:?}");
     assert!(r.out().contains("\ncpus: 4\ncpus used: 0,1,2,3\n"), "{r:?}");
