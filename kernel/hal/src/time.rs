@@ -173,7 +173,7 @@ pub fn finish_calibration() {
             APIC_TICKS_PER_NS.store(per_ns.min(u128::from(u64::MAX)) as u64, Ordering::Relaxed);
         }
     }
-    crate::apic::arm_timer(0);
+    arm_timer_in(0);
 }
 
 /// Sets the TSC frequency, and the factor [`monotonic_ns`] multiplies ticks by.
@@ -293,13 +293,16 @@ fn armed_at() -> &'static AtomicU64 {
 
 /// Makes sure the timer fires no later than `deadline` (monotonic ns). Keeps the current
 /// arming when it already fires in time, so the common case costs no register writes
-/// (each is a trap to the hypervisor). Firing early is harmless: the handler re-arms.
+/// (each is a trap to the hypervisor) and no reading of the clock (the kernel arms the
+/// timer on the way out of most system calls). An arming whose time has passed has fired,
+/// or its interrupt waits for the kernel to let interrupts in: the interrupt entry clears
+/// it ([`timer_fired`]). Firing early is harmless: the handler re-arms.
 pub fn fire_by(deadline: u64) {
-    let now = monotonic_ns();
     let armed = armed_at().load(Ordering::Relaxed);
-    if armed != 0 && armed > now && armed <= deadline {
+    if armed != 0 && armed <= deadline {
         return;
     }
+    let now = monotonic_ns();
     let ns = deadline.saturating_sub(now).max(1);
     let ticks = apic_ticks_in(ns);
     crate::apic::arm_timer(ticks.clamp(1, u32::MAX as u64) as u32);

@@ -65,12 +65,12 @@ fn fire_timers(k: &mut Kernel, now: u64) {
 
 /// Makes sure the timer fires for the next preemption or deadline, whichever comes first.
 fn arm_timer(k: &mut Kernel) {
-    let now = time::monotonic_ns();
+    // A deadline already past fires at once (`fire_by`).
     let mut next = k
         .machine
         .sched
         .has_ready()
-        .then(|| k.machine.sched.slice_end(SLICE_NS).max(now));
+        .then(|| k.machine.sched.slice_end(SLICE_NS));
     for d in [
         k.machine.sched.next_deadline(),
         k.process.timers.next_deadline(),
