@@ -15,6 +15,8 @@
 //! - [`path`]: path normalisation both sides share.
 //! - [`bytes`]: little-endian reads for the parsers on both sides.
 //! - [`unwind`]: the stack walker (call-frame information, frame pointers) both sides use.
+//! - [`rate`]: converting counts between clocks by a fixed-point factor (the kernel's
+//!   clocks), kept here where host tests reach it.
 #![no_std]
 #![forbid(unsafe_code)]
 
@@ -29,6 +31,7 @@ pub mod exit;
 pub mod memory;
 pub mod path;
 pub mod payload;
+pub mod rate;
 pub mod record;
 pub mod regs;
 pub mod sysno;

@@ -3,6 +3,8 @@
 
 use core::sync::atomic::{AtomicU64, Ordering};
 
+use kiln_abi::rate;
+
 use crate::cpu::{inb, outb, rdtsc};
 
 static TSC_HZ: AtomicU64 = AtomicU64::new(1_000_000_000);
@@ -169,8 +171,7 @@ pub fn finish_calibration() {
         let apic_ticks = start_apic.wrapping_sub(apic) as u128;
         if apic_ticks > 0 && elapsed_tsc > 0 {
             let apic_hz = (apic_ticks * hz as u128 / elapsed_tsc as u128) as u64;
-            let per_ns = (u128::from(apic_hz) << 32) / 1_000_000_000;
-            APIC_TICKS_PER_NS.store(per_ns.min(u128::from(u64::MAX)) as u64, Ordering::Relaxed);
+            APIC_TICKS_PER_NS.store(rate::factor(1_000_000_000, apic_hz), Ordering::Relaxed);
         }
     }
     arm_timer_in(0);
@@ -180,8 +181,7 @@ pub fn finish_calibration() {
 fn set_tsc_hz(hz: u64) {
     let hz = hz.max(1);
     TSC_HZ.store(hz, Ordering::Relaxed);
-    let per_tick = ((1_000_000_000u128 << 32) / u128::from(hz)).min(u128::from(u64::MAX));
-    NS_PER_TICK.store(per_tick as u64, Ordering::Relaxed);
+    NS_PER_TICK.store(rate::factor(hz, 1_000_000_000), Ordering::Relaxed);
 }
 
 /// TSC frequency in Hz.
@@ -193,7 +193,7 @@ pub fn tsc_hz() -> u64 {
 pub fn monotonic_ns() -> u64 {
     let ticks = rdtsc().wrapping_sub(TSC_AT_BOOT.load(Ordering::Relaxed));
     // At most 2^-32 of a nanosecond off per tick: about 50 µs a day at 2.6 GHz.
-    ((u128::from(ticks) * u128::from(NS_PER_TICK.load(Ordering::Relaxed))) >> 32) as u64
+    rate::convert(ticks, NS_PER_TICK.load(Ordering::Relaxed))
 }
 
 /// Nanoseconds since the Unix epoch.
@@ -311,8 +311,7 @@ pub fn fire_by(deadline: u64) {
 
 /// APIC timer ticks in `ns` nanoseconds.
 fn apic_ticks_in(ns: u64) -> u64 {
-    let ticks = (u128::from(ns) * u128::from(APIC_TICKS_PER_NS.load(Ordering::Relaxed))) >> 32;
-    ticks.min(u128::from(u64::MAX)) as u64
+    rate::convert(ns, APIC_TICKS_PER_NS.load(Ordering::Relaxed))
 }
 
 /// Records that the timer fired (called by the interrupt entry).
