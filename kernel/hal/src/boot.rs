@@ -103,6 +103,14 @@ boot_gdt_ptr:
     .quad boot_gdt
 
     /* Long mode on the boot page tables, for the boot CPU and every AP alike. */
+    /* EFER: SCE | LME | NXE (valid in 32- and 64-bit code). */
+    .macro SET_EFER
+    movl $0xC0000080, %ecx
+    rdmsr
+    orl $((1 << 0) | (1 << 8) | (1 << 11)), %eax
+    wrmsr
+    .endm
+
     .macro ENABLE_LONG_MODE
     /* CR4: PAE | OSFXSR | OSXMMEXCPT */
     movl %cr4, %eax
@@ -111,11 +119,7 @@ boot_gdt_ptr:
     movl $boot_pml4, %eax
     movl %eax, %cr3
 
-    /* EFER: SCE | LME | NXE */
-    movl $0xC0000080, %ecx
-    rdmsr
-    orl $((1 << 0) | (1 << 8) | (1 << 11)), %eax
-    wrmsr
+    SET_EFER
 
     /* CR0: PE | MP | NE | WP | PG, clear EM */
     movl %cr0, %eax
@@ -249,11 +253,8 @@ kiln_start64:
     movl $((1 << 5) | (1 << 9) | (1 << 10)), %eax
     movq %rax, %cr4
 
-    /* EFER: SCE | NXE (LME is on) */
-    movl $0xC0000080, %ecx
-    rdmsr
-    orl $((1 << 0) | (1 << 8) | (1 << 11)), %eax
-    wrmsr
+    /* LME is on already: setting it again changes nothing. */
+    SET_EFER
 
     /* CR0: MP | NE | WP, clear EM */
     movq %cr0, %rax

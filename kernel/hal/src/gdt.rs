@@ -51,15 +51,7 @@ struct Tss {
     iomap_base: u16,
 }
 
-static mut TSS: Tss = Tss {
-    reserved0: 0,
-    rsp: [0; 3],
-    reserved1: 0,
-    ist: [0; 7],
-    reserved2: 0,
-    reserved3: 0,
-    iomap_base: size_of::<Tss>() as u16,
-};
+static mut TSS: Tss = TSS_TEMPLATE;
 
 static mut GDT: [u64; 7] = [
     0,

@@ -329,7 +329,7 @@ struct Idt([[u64; 2]; 256]);
 
 static mut IDT: Idt = Idt([[0; 2]; 256]);
 
-/// Loads the IDT [`init`] built on this CPU (an AP's).
+/// Loads the IDT [`init`] built on this CPU (the boot CPU's from `init`, then each AP's).
 pub(crate) fn load() {
     #[repr(C, packed)]
     struct Pointer {
@@ -340,7 +340,8 @@ pub(crate) fn load() {
         limit: (core::mem::size_of::<Idt>() - 1) as u16,
         base: (&raw const IDT) as u64,
     };
-    // SAFETY: the boot CPU built the IDT before any AP starts, and it never changes.
+    // SAFETY: `init` built the IDT before this runs (on the boot CPU at its end, on APs
+    // after it), and it never changes afterwards.
     unsafe { core::arch::asm!("lidt [{}]", in(reg) &ptr, options(nostack)) };
 }
 
@@ -366,15 +367,6 @@ pub(crate) fn init() {
                 | (((handler >> 16) & 0xffff) << 48);
             (*idt).0[v] = [low, handler >> 32];
         }
-        #[repr(C, packed)]
-        struct Pointer {
-            limit: u16,
-            base: u64,
-        }
-        let ptr = Pointer {
-            limit: (core::mem::size_of::<Idt>() - 1) as u16,
-            base: idt as u64,
-        };
-        core::arch::asm!("lidt [{}]", in(reg) &ptr, options(nostack));
     }
+    load();
 }

@@ -478,12 +478,6 @@ mod tests {
         assert_eq!(guest_net_config(&none).ip, None);
     }
 
-    fn strings(args: &[OsString]) -> Vec<String> {
-        args.iter()
-            .map(|a| a.to_string_lossy().into_owned())
-            .collect()
-    }
-
     #[test]
     fn pcap_and_gdb_arguments() {
         let t = Machine::Microvm.target();
@@ -491,7 +485,7 @@ mod tests {
             pcap: Some("/tmp/a,b.pcap".into()),
             ..NetOptions::default()
         };
-        let s = strings(&net_args(&t, &net));
+        let s = joined(&net_args(&t, &net));
         assert_eq!(
             s[4..],
             [
@@ -510,7 +504,7 @@ mod tests {
             pcap: Some("x".into()),
             ..NetOptions::default()
         };
-        let s = strings(&net_args(&t, &tap));
+        let s = joined(&net_args(&t, &tap));
         assert_eq!(
             s[1], "tap,id=n0,ifname=t0,script=no,downscript=no,vnet_hdr=off",
             "frames of a tap without their virtio-net header, as pcap readers expect"
@@ -522,35 +516,15 @@ mod tests {
             }),
             ..RunOptions::default()
         };
-        let paths = StreamPaths {
-            stdout: "o".into(),
-            stderr: "e".into(),
-            log: "l".into(),
-            status: "s".into(),
-            records: "r".into(),
-            qmp: None,
-            profiler_qmp: None,
-        };
-        let a: Vec<String> = machine_args(&t, &opts, Accel::Tcg, &paths)
-            .iter()
-            .map(|a| a.to_string_lossy().into_owned())
-            .collect();
-        let joined = a.join(" ");
-        assert!(joined.contains("-gdb tcp:127.0.0.1:1234 -S"), "{joined}");
+        let paths = streams();
+        let a = joined(&machine_args(&t, &opts, Accel::Tcg, &paths)).join(" ");
+        assert!(a.contains("-gdb tcp:127.0.0.1:1234 -S"), "{a}");
     }
 
     #[test]
     fn cpus_add_smp_and_multi_threaded_tcg() {
         let t = Machine::Microvm.target();
-        let paths = StreamPaths {
-            stdout: "o".into(),
-            stderr: "e".into(),
-            log: "l".into(),
-            status: "s".into(),
-            records: "r".into(),
-            qmp: None,
-            profiler_qmp: None,
-        };
+        let paths = streams();
         let args = |cpus, accel| {
             let opts = RunOptions {
                 cpus,
