@@ -5,9 +5,51 @@ use crate::syscall::SyscallFrame;
 use crate::trap::TrapFrame;
 
 /// The SSE state saved by `fxsave64` (512 bytes, 16-byte aligned).
+///
+/// The system-call stub saves only the SSE part (XMM0–15 and MXCSR, with plain moves):
+/// `fxsave64` and `fxrstor64` are long helper routines under emulation, and they ran on
+/// every system call. The kernel's code uses SSE registers but never x87 ones, so the
+/// x87 part is still the program's in the FPU until another thread's state is loaded. An
+/// area saved that way is marked "SSE only" in bytes FXSAVE leaves to software;
+/// [`UserContext::from_syscall`] completes it from the FPU, and every way back to user mode
+/// with a whole area (another thread, a signal handler) clears the mark ([`FxArea::whole`]).
 #[repr(C, align(16))]
 #[derive(Clone, Copy)]
 pub struct FxArea(pub [u8; 512]);
+
+impl FxArea {
+    /// Where the "SSE only" mark is (bytes 464..512 are left to software by FXSAVE).
+    pub(crate) const SSE_ONLY_AT: usize = 464;
+    /// The mark's value.
+    pub(crate) const SSE_ONLY: u8 = 0x5e;
+
+    /// This area, marked whole (its x87 part is to be loaded too).
+    pub fn whole(&self) -> FxArea {
+        let mut a = *self;
+        a.0[Self::SSE_ONLY_AT] = 0;
+        a
+    }
+
+    /// This area with the x87 part the FPU holds filled in when it was saved SSE-only.
+    fn completed(&self) -> FxArea {
+        let mut a = self.whole();
+        if self.0[Self::SSE_ONLY_AT] == Self::SSE_ONLY {
+            let mut live = FxArea([0; 512]);
+            // SAFETY: `fxsave64` stores this CPU's x87 and SSE state in the 512 bytes of a
+            // 16-byte aligned area owned here; it changes no register. The x87 part is the
+            // program's: the kernel runs no x87 instruction, and this is the CPU the
+            // system call came in on (a system call does not move between CPUs).
+            unsafe {
+                core::arch::asm!("fxsave64 [{}]", in(reg) live.0.as_mut_ptr(), options(nostack));
+            }
+            // FCW, FSW, FTW, FOP, FIP, FDP; then MXCSR_MASK and ST0–7 (MXCSR and the XMM
+            // registers were saved by the stub before the kernel touched them).
+            a.0[..24].copy_from_slice(&live.0[..24]);
+            a.0[28..160].copy_from_slice(&live.0[28..160]);
+        }
+        a
+    }
+}
 
 impl Default for FxArea {
     fn default() -> Self {
@@ -132,7 +174,7 @@ impl UserContext {
     pub fn from_syscall(f: &SyscallFrame, fx: &FxArea) -> UserContext {
         UserContext {
             regs: f.user_regs(),
-            fx: *fx,
+            fx: fx.completed(),
         }
     }
 
@@ -140,7 +182,7 @@ impl UserContext {
     #[inline(never)]
     pub fn to_syscall(&self, f: &mut SyscallFrame, fx: &mut FxArea) {
         f.set_user_regs(&self.regs);
-        *fx = self.fx;
+        *fx = self.fx.whole();
     }
 
     /// The state of a thread interrupted in user mode.

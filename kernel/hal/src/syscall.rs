@@ -116,13 +116,54 @@ global_asm!(
         push r15
         mov rdi, rsp
         sub rsp, 512
-        fxsave64 [rsp]
+        // Only the SSE registers: the kernel's code uses them, never the x87 ones, which
+        // stay live until the kernel needs them (`FxArea`, "SSE only").
+        movdqa [rsp + 160], xmm0
+        movdqa [rsp + 176], xmm1
+        movdqa [rsp + 192], xmm2
+        movdqa [rsp + 208], xmm3
+        movdqa [rsp + 224], xmm4
+        movdqa [rsp + 240], xmm5
+        movdqa [rsp + 256], xmm6
+        movdqa [rsp + 272], xmm7
+        movdqa [rsp + 288], xmm8
+        movdqa [rsp + 304], xmm9
+        movdqa [rsp + 320], xmm10
+        movdqa [rsp + 336], xmm11
+        movdqa [rsp + 352], xmm12
+        movdqa [rsp + 368], xmm13
+        movdqa [rsp + 384], xmm14
+        movdqa [rsp + 400], xmm15
+        stmxcsr [rsp + 24]
+        mov byte ptr [rsp + {sse_only_at}], {sse_only}
         mov rsi, rsp
         cld
         call kiln_syscall
     .global kiln_syscall_exit
     kiln_syscall_exit:
+        cmp byte ptr [rsp + {sse_only_at}], {sse_only}
+        jne 3f
+        movdqa xmm0, [rsp + 160]
+        movdqa xmm1, [rsp + 176]
+        movdqa xmm2, [rsp + 192]
+        movdqa xmm3, [rsp + 208]
+        movdqa xmm4, [rsp + 224]
+        movdqa xmm5, [rsp + 240]
+        movdqa xmm6, [rsp + 256]
+        movdqa xmm7, [rsp + 272]
+        movdqa xmm8, [rsp + 288]
+        movdqa xmm9, [rsp + 304]
+        movdqa xmm10, [rsp + 320]
+        movdqa xmm11, [rsp + 336]
+        movdqa xmm12, [rsp + 352]
+        movdqa xmm13, [rsp + 368]
+        movdqa xmm14, [rsp + 384]
+        movdqa xmm15, [rsp + 400]
+        ldmxcsr [rsp + 24]
+        jmp 4f
+    3:
         fxrstor64 [rsp]
+    4:
         add rsp, 512
         pop r15
         pop r14
@@ -159,6 +200,8 @@ global_asm!(
     "#,
     user_ds = const gdt::USER_DS as u64,
     user_cs = const gdt::USER_CS as u64,
+    sse_only_at = const crate::context::FxArea::SSE_ONLY_AT,
+    sse_only = const crate::context::FxArea::SSE_ONLY,
 );
 
 unsafe extern "C" {
@@ -241,7 +284,10 @@ pub fn resume_user(ctx: &crate::context::UserContext) -> ! {
     // KERNEL_GS_BASE the program's base, as in a system call); the stack below is
     // abandoned.
     unsafe {
-        (at as *mut Resume).write(Resume { fx: ctx.fx, frame });
+        (at as *mut Resume).write(Resume {
+            fx: ctx.fx.whole(),
+            frame,
+        });
         asm!(
             "mov rsp, {at}",
             "jmp {exit}",
