@@ -7,6 +7,7 @@
 pub mod fs;
 pub mod mm;
 pub mod net;
+mod owners;
 pub mod proc;
 pub mod signal;
 pub mod thread;
@@ -20,22 +21,39 @@ use crate::sysno;
 /// `MSG_NOSIGNAL`: a socket send that must not raise `SIGPIPE`.
 pub const MSG_NOSIGNAL: u64 = 0x4000;
 
+/// A family of system calls: handles the numbers it owns, `None` for the others.
+type Family = fn(&mut Process, &mut dyn Machine, u64, [u64; 6]) -> Option<Outcome>;
+
+/// The families, in the order they are asked.
+const FAMILIES: [Family; 7] = [
+    thread::handle,
+    fs::handle,
+    mm::handle,
+    proc::handle,
+    signal::handle,
+    time::handle,
+    net::handle,
+];
+
 /// Runs system call `nr` with arguments `a` for the program.
 ///
-/// The families are asked in turn (files, memory, process, signals, time). A number none
-/// of them owns returns `-ENOSYS`; the first such call of each number is logged as
+/// The families are asked in turn (threads, files, memory, process, signals, time,
+/// sockets; after a number's first call, the one that owns it is asked directly: see
+/// [`owners`]). A number none of them owns returns `-ENOSYS`; the first such call of each number is logged as
 /// `unsupported syscall N (name)`. A write-family call failing with `EPIPE` raises
 /// `SIGPIPE` (see [`signal::SignalState::send_sigpipe`]). With `p.trace` set, every call
 /// is logged as `name(args) = result`.
 pub fn dispatch(p: &mut Process, m: &mut dyn Machine, nr: u64, a: [u64; 6]) -> Outcome {
     let traced = p.trace.then(|| crate::trace::before(p, m, nr, a));
-    let owned = thread::handle(p, m, nr, a)
-        .or_else(|| fs::handle(p, m, nr, a))
-        .or_else(|| mm::handle(p, m, nr, a))
-        .or_else(|| proc::handle(p, m, nr, a))
-        .or_else(|| signal::handle(p, m, nr, a))
-        .or_else(|| time::handle(p, m, nr, a))
-        .or_else(|| net::handle(p, m, nr, a));
+    let owned = owners::owner(nr)
+        .and_then(|f| FAMILIES[f](p, m, nr, a))
+        .or_else(|| {
+            FAMILIES.iter().enumerate().find_map(|(f, handle)| {
+                let out = handle(p, m, nr, a)?;
+                owners::learn(nr, f);
+                Some(out)
+            })
+        });
     let out = match owned {
         Some(out) => out,
         None => {
