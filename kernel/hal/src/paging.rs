@@ -517,6 +517,66 @@ pub fn write_user(addr: u64, data: &[u8]) {
     }
 }
 
+/// Walks the user pages of `[addr, addr + len)` once each: `copy(kernel address, offset
+/// in the range, bytes)` for each page's part while its entry passes `allowed`; `false` at
+/// the first page that is not mapped or does not pass.
+fn each_user_chunk(
+    addr: u64,
+    len: usize,
+    allowed: impl Fn(u64) -> bool,
+    mut copy: impl FnMut(*mut u8, usize, usize),
+) -> bool {
+    let mut t = tables();
+    let mut done = 0;
+    while done < len {
+        let Some(a) = addr.checked_add(done as u64) else {
+            return false;
+        };
+        let n = ((PAGE_SIZE - (a % PAGE_SIZE)) as usize).min(len - done);
+        match t.user_page(a & !(PAGE_SIZE - 1)).map(|e| *e) {
+            Some(e) if allowed(e) => {
+                copy(
+                    phys_to_virt((e & ADDR_MASK) + (a & (PAGE_SIZE - 1))) as *mut u8,
+                    done,
+                    n,
+                );
+            }
+            _ => return false,
+        }
+        done += n;
+    }
+    true
+}
+
+/// Copies from user pages the program may read, looking at each page once; `false` at
+/// the first page it may not read (not mapped, or `PROT_NONE`), with the pages before it
+/// copied. The careful way (regions, faulting pages in) is the caller's after a `false`.
+pub fn read_user_if_readable(addr: u64, buf: &mut [u8]) -> bool {
+    let into = buf.as_mut_ptr();
+    each_user_chunk(
+        addr,
+        buf.len(),
+        |e| e & PRESENT != 0,
+        |src, at, n| {
+            // SAFETY: `src` points into the mapped frame of a present user page, with at
+            // least `n` bytes left in the page; `at + n` is within `buf`.
+            unsafe { core::ptr::copy_nonoverlapping(src, into.add(at), n) }
+        },
+    )
+}
+
+/// Copies into user pages the program may write and owns (not borrowed from the image),
+/// looking at each page once; `false` at the first other page, with the pages before it
+/// written (the careful way the caller takes then writes the same bytes again).
+pub fn write_user_if_writable(addr: u64, data: &[u8]) -> bool {
+    let writable = |e: u64| e & (PRESENT | WRITABLE) == PRESENT | WRITABLE && e & BORROWED == 0;
+    each_user_chunk(addr, data.len(), writable, |dst, at, n| {
+        // SAFETY: `dst` points into the program's own frame of a present, writable user
+        // page, with at least `n` bytes left in the page; `at + n` is within `data`.
+        unsafe { core::ptr::copy_nonoverlapping(data.as_ptr().add(at), dst, n) }
+    })
+}
+
 /// Size of the direct map (all physical memory below 4 GiB).
 const DIRECT_MAP_SIZE: u64 = 1 << 32;
 /// Start of the window where device registers outside the direct map are mapped.

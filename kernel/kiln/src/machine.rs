@@ -82,6 +82,12 @@ impl PageTable for HalPages {
     fn write(&mut self, addr: u64, data: &[u8]) {
         paging::write_user(addr, data)
     }
+    fn read_if_readable(&self, addr: u64, buf: &mut [u8]) -> bool {
+        paging::read_user_if_readable(addr, buf)
+    }
+    fn write_if_writable(&mut self, addr: u64, data: &[u8]) -> bool {
+        paging::write_user_if_writable(addr, data)
+    }
 }
 
 /// Most threads a program may have.

@@ -77,6 +77,13 @@ pub trait PageTable {
     /// Copies into mapped pages, ignoring their rights (the kernel's view).
     /// Panics if a page in the range is not mapped: callers map first.
     fn write(&mut self, addr: u64, data: &[u8]);
+    /// Copies from pages the program may read, looking at each once; `false` at the first
+    /// one it may not (not mapped, or not readable), some bytes before it maybe copied.
+    fn read_if_readable(&self, addr: u64, buf: &mut [u8]) -> bool;
+    /// Copies into pages the program may write (and owns: not shared with the image),
+    /// looking at each once; `false` at the first other one, some bytes before it maybe
+    /// written.
+    fn write_if_writable(&mut self, addr: u64, data: &[u8]) -> bool;
 }
 
 /// Clocks, consoles and entropy.

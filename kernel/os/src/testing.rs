@@ -112,6 +112,30 @@ impl PageTable for FakePages {
             page.0[(a % PAGE_SIZE) as usize] = *b;
         }
     }
+    fn read_if_readable(&self, addr: u64, buf: &mut [u8]) -> bool {
+        for (i, b) in buf.iter_mut().enumerate() {
+            let Some(a) = addr.checked_add(i as u64) else {
+                return false;
+            };
+            match self.pages.get(&(a & !(PAGE_SIZE - 1))) {
+                Some((bytes, prot)) if prot.read => *b = bytes[(a % PAGE_SIZE) as usize],
+                _ => return false,
+            }
+        }
+        true
+    }
+    fn write_if_writable(&mut self, addr: u64, data: &[u8]) -> bool {
+        for (i, b) in data.iter().enumerate() {
+            let Some(a) = addr.checked_add(i as u64) else {
+                return false;
+            };
+            match self.pages.get_mut(&(a & !(PAGE_SIZE - 1))) {
+                Some((bytes, prot)) if prot.write => bytes[(a % PAGE_SIZE) as usize] = *b,
+                _ => return false,
+            }
+        }
+        true
+    }
 }
 
 /// A machine whose clock only moves when slept, and whose consoles are buffers.
