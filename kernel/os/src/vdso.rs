@@ -128,7 +128,10 @@ mod tests {
         assert!(lines[0].starts_with(&alloc::format!("{CLOCK_PAGE:08x}-{IMAGE_START:08x} r--p")));
         assert!(lines[0].ends_with(" [vvar]"), "{maps}");
         assert!(lines[1].starts_with(&alloc::format!("{IMAGE_START:08x}-")));
-        assert!(lines[1].contains(" r-xp ") && lines[1].ends_with(" [vdso]"), "{maps}");
+        assert!(
+            lines[1].contains(" r-xp ") && lines[1].ends_with(" [vdso]"),
+            "{maps}"
+        );
     }
 
     #[test]
@@ -142,7 +145,15 @@ mod tests {
             exec: false,
         };
         for _ in 0..4 {
-            let a = vm.mmap(&mut pt, 0, 3 * PAGE_SIZE, rw, crate::vm::MAP_PRIVATE | crate::vm::MAP_ANONYMOUS).unwrap();
+            let a = vm
+                .mmap(
+                    &mut pt,
+                    0,
+                    3 * PAGE_SIZE,
+                    rw,
+                    crate::vm::MAP_PRIVATE | crate::vm::MAP_ANONYMOUS,
+                )
+                .unwrap();
             assert!(a + 3 * PAGE_SIZE <= CLOCK_PAGE, "{a:#x}");
         }
     }
