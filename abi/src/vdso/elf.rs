@@ -107,7 +107,7 @@ impl Out {
     }
 }
 
-/// A dynamic symbol: name, binding, address range.
+/// A dynamic symbol: its name, binding and the function it names.
 struct Symbol {
     name: &'static str,
     bind: u8,
