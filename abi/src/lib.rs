@@ -17,6 +17,8 @@
 //! - [`unwind`]: the stack walker (call-frame information, frame pointers) both sides use.
 //! - [`rate`]: converting counts between clocks by a fixed-point factor (the kernel's
 //!   clocks), kept here where host tests reach it.
+//! - [`vdso`]: the vDSO image the kernel maps into the program (clock reads without system
+//!   calls) and the clock page its code reads.
 #![no_std]
 #![forbid(unsafe_code)]
 
@@ -37,6 +39,7 @@ pub mod regs;
 pub mod sysno;
 pub mod trace;
 pub mod unwind;
+pub mod vdso;
 
 /// Most virtual CPUs the kernel runs on (`--cpus`); CPUs the firmware lists beyond this
 /// stay parked.

@@ -164,6 +164,32 @@ pub fn wait_for_http(url: &str) -> String {
     }
 }
 
+/// Builds the C source `src` with Debian's gcc (`-O2`, then `extra`, such as `-static`)
+/// into `dir/name`; returns the program's path.
+pub fn gcc(dir: &Path, name: &str, src: &str, extra: &[&str]) -> PathBuf {
+    let c = dir.join(format!("{name}.c"));
+    std::fs::write(&c, src).unwrap();
+    let exe = dir.join(name);
+    let cc = Command::new("gcc")
+        .args(["-O2", "-o"])
+        .arg(&exe)
+        .arg(&c)
+        .args(extra)
+        .output()
+        .expect("gcc runs");
+    assert!(
+        cc.status.success(),
+        "gcc {name}: {}",
+        String::from_utf8_lossy(&cc.stderr)
+    );
+    exe
+}
+
+/// Builds the C source `src` statically (`-static -O1`) into the scratch directory `name`.
+pub fn gcc_static(name: &str, src: &str) -> PathBuf {
+    gcc(&scratch(name), name, src, &["-static", "-O1"])
+}
+
 /// A booted image running in the background (its own process group), stopped when dropped.
 pub struct Guest {
     child: std::process::Child,

@@ -2,25 +2,11 @@
 //! libraries packed by `build-image` (a C program built without `-static`, `ls`, redis,
 //! nginx, python3 with extension modules loaded by `dlopen`).
 
-use kiln_tests::{build_image, free_port, kiln, root, run_image, scratch, wait_for_http, Guest};
-use std::path::{Path, PathBuf};
+use kiln_tests::{
+    build_image, free_port, gcc, kiln, root, run_image, scratch, wait_for_http, Guest,
+};
+use std::path::Path;
 use std::process::Command;
-
-fn gcc(dir: &Path, name: &str, src: &str, extra: &[&str]) -> PathBuf {
-    let c = dir.join(format!("{name}.c"));
-    std::fs::write(&c, src).unwrap();
-    let out = dir.join(name);
-    let st = Command::new("gcc")
-        .arg("-O2")
-        .arg("-o")
-        .arg(&out)
-        .arg(&c)
-        .args(extra)
-        .status()
-        .unwrap();
-    assert!(st.success(), "gcc {name}");
-    out
-}
 
 const HELLO: &str = r#"
 #include <stdio.h>

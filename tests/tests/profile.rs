@@ -1,8 +1,7 @@
 //! `run --profile`: the kernel samples where the program runs, unwinds and counts the
 //! stacks, and the host writes folded stacks and a flame graph that name the hot code.
 
-use kiln_tests::{build_image_to, kiln, run_image, scratch};
-use std::process::Command;
+use kiln_tests::{build_image_to, gcc_static, kiln, run_image, scratch};
 
 /// Samples per folded line whose stack holds `frame`, and all samples.
 fn share(folded: &str, frame: &str) -> (u64, u64) {
@@ -85,10 +84,8 @@ fn a_rust_programs_hot_function_dominates_the_profile() {
 fn a_c_loop_without_system_calls_is_sampled_in_user_mode() {
     // An ordinary C program built by Debian's gcc: a hot function that makes no system
     // call, so every one of its samples comes from a timer interrupt in user mode.
-    let dir = scratch("profile-c");
-    let src = dir.join("burn.c");
-    std::fs::write(
-        &src,
+    let exe = gcc_static(
+        "profile-c",
         r#"#include <stdio.h>
 #include <stdlib.h>
 __attribute__((noinline)) unsigned long burn(unsigned long n) {
@@ -102,19 +99,6 @@ int main(int argc, char **argv) {
     return 0;
 }
 "#,
-    )
-    .unwrap();
-    let exe = dir.join("burn");
-    let cc = Command::new("gcc")
-        .args(["-static", "-O1", "-o"])
-        .arg(&exe)
-        .arg(&src)
-        .output()
-        .expect("gcc runs");
-    assert!(
-        cc.status.success(),
-        "{}",
-        String::from_utf8_lossy(&cc.stderr)
     );
     let (r, text) = profile_elf(
         "profile-c-run",
@@ -173,26 +157,6 @@ fn a_stripped_third_party_program_is_profiled_by_address() {
         text.lines().any(|l| l.starts_with("0x")),
         "addresses for a stripped program:\n{text}"
     );
-}
-
-/// Builds `src` (C) statically with Debian's gcc into the scratch directory `name`.
-fn gcc_static(name: &str, src: &str) -> std::path::PathBuf {
-    let dir = scratch(name);
-    let c = dir.join(format!("{name}.c"));
-    std::fs::write(&c, src).unwrap();
-    let exe = dir.join(name);
-    let cc = Command::new("gcc")
-        .args(["-static", "-O1", "-o"])
-        .arg(&exe)
-        .arg(&c)
-        .output()
-        .expect("gcc runs");
-    assert!(
-        cc.status.success(),
-        "{}",
-        String::from_utf8_lossy(&cc.stderr)
-    );
-    exe
 }
 
 #[test]

@@ -4,6 +4,7 @@
 use core::sync::atomic::{AtomicU64, Ordering};
 
 use kiln_abi::rate;
+use kiln_abi::vdso::ClockPage;
 
 use crate::cpu::{inb, outb, rdtsc};
 
@@ -189,16 +190,26 @@ pub fn tsc_hz() -> u64 {
     TSC_HZ.load(Ordering::Relaxed)
 }
 
+/// The clock's numbers: what [`monotonic_ns`] and [`realtime_ns`] compute from, and what
+/// the vDSO's clock page holds so that programs compute the same without a system call.
+/// Final once [`finish_calibration`] has run.
+pub fn clock_page() -> ClockPage {
+    ClockPage {
+        ns_per_tick: NS_PER_TICK.load(Ordering::Relaxed),
+        tsc_at_boot: TSC_AT_BOOT.load(Ordering::Relaxed),
+        epoch_at_boot_ns: EPOCH_AT_BOOT_NS.load(Ordering::Relaxed),
+    }
+}
+
 /// Nanoseconds since boot.
 pub fn monotonic_ns() -> u64 {
-    let ticks = rdtsc().wrapping_sub(TSC_AT_BOOT.load(Ordering::Relaxed));
     // At most 2^-32 of a nanosecond off per tick: about 50 µs a day at 2.6 GHz.
-    rate::convert(ticks, NS_PER_TICK.load(Ordering::Relaxed))
+    clock_page().monotonic_ns(rdtsc())
 }
 
 /// Nanoseconds since the Unix epoch.
 pub fn realtime_ns() -> u64 {
-    EPOCH_AT_BOOT_NS.load(Ordering::Relaxed) + monotonic_ns()
+    clock_page().realtime_ns(rdtsc())
 }
 
 /// Halts until `monotonic_ns()` reaches `deadline`, waking on the APIC timer.

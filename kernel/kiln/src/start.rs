@@ -165,15 +165,24 @@ pub fn run(boot: BootInfo) -> ! {
     if let Err(why) = crate::profile::start(config.profile, program, loaded.load_bias) {
         fail(format_args!("kernel panic: {why}"));
     }
+    // The TSC's and the APIC timer's rates, measured over the whole boot (see
+    // `time::init`); before the program can read a clock or arm a timer. The clock's
+    // numbers are final from here on: the vDSO's clock page gets them, and the program's
+    // clock reads need no system call.
+    kiln_hal::time::finish_calibration();
+    if let Err(e) = kiln_os::vdso::publish(
+        &mut process.vm,
+        &mut HalPages,
+        &kiln_hal::time::clock_page(),
+    ) {
+        fail(format_args!("kernel panic: vDSO clock page: {}", e.name()));
+    }
     // Forgotten, not dropped: what this replaces is `None`, and the kernel is never dropped
     // (runs end in `finish`), so no code to drop a `Kernel` is needed (1 KB of drop glue).
     core::mem::forget(KERNEL.lock().replace(Box::new(Kernel { process, machine })));
     kiln_hal::syscall::init(run::on_syscall);
     kiln_hal::trap::set_user_fault_handler(fault::on_user_fault);
     kiln_hal::trap::set_timer_handler(run::on_timer);
-    // The TSC's and the APIC timer's rates, measured over the whole boot (see
-    // `time::init`); before the program can read a clock or arm a timer.
-    kiln_hal::time::finish_calibration();
     start_cpus(&acpi.apic_ids);
     mark(BootPhase::Devices);
     // Everything after this stamp is the report of it: the program starts right after.

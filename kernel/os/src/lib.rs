@@ -30,4 +30,5 @@ pub mod sysno;
 #[cfg(test)]
 pub mod testing;
 pub mod trace;
+pub mod vdso;
 pub mod vm;

@@ -53,6 +53,8 @@ pub enum LoadError {
     Stack(StackError),
     /// The program's segments collide with the stack region.
     StackOverlap,
+    /// The program's segments collide with the vDSO's pages.
+    VdsoOverlap,
     /// No memory left for the program's pages.
     OutOfMemory,
     /// The dynamic loader the program names (`PT_INTERP`) is not in the root filesystem.
@@ -76,6 +78,12 @@ impl fmt::Display for LoadError {
                 f,
                 "the program's segments reach into the stack area {:#x}..{STACK_TOP:#x}: link it lower",
                 STACK_TOP - STACK_SIZE
+            ),
+            LoadError::VdsoOverlap => write!(
+                f,
+                "the program's segments reach into the vDSO's pages {:#x}..{:#x}: link it lower",
+                crate::vdso::CLOCK_PAGE,
+                crate::vdso::image_end()
             ),
             LoadError::OutOfMemory => write!(
                 f,
@@ -246,7 +254,7 @@ fn interp_bias(interp: &elf::Program, random: u64) -> Result<u64, ElfError> {
 /// Replaces the whole user address space with the program in `elf`: segments with their
 /// rights and bytes (the bss reads as zero), the heap starting after the highest segment,
 /// an 8 MiB demand-paged stack ending at [`STACK_TOP`] holding argv, envp and the auxiliary
-/// vector. A static program only (see [`load_dynamic`]). On error the address space is left
+/// vector, and the vDSO (`AT_SYSINFO_EHDR`, see [`crate::vdso`]). A static program only (see [`load_dynamic`]). On error the address space is left
 /// partly built (the kernel stops anyway).
 #[allow(clippy::too_many_arguments)]
 pub fn load_program(
@@ -337,6 +345,10 @@ pub fn load_dynamic(
         },
     )
     .map_err(|_| LoadError::StackOverlap)?;
+    let vdso = crate::vdso::map(vm, pt).map_err(|e| match e {
+        Errno::ENOMEM => LoadError::OutOfMemory,
+        _ => LoadError::VdsoOverlap,
+    })?;
 
     let phdr = prog.phdr_vaddr + bias;
     let built = stack::build(&StackInputs {
@@ -355,6 +367,7 @@ pub fn load_dynamic(
             hwcap,
             hwcap2: HWCAP2,
             minsigstksz: MINSIGSTKSZ,
+            sysinfo_ehdr: vdso,
         },
         // Linux allows arguments and environment a quarter of the stack limit.
         limit: STACK_SIZE / 4,
@@ -383,7 +396,7 @@ mod tests {
     use super::*;
     use crate::elf::build::{elf, Ph};
     use crate::elf::{ET_DYN, ET_EXEC, PF_R, PF_W, PF_X};
-    use crate::stack::{AT_ENTRY, AT_PHDR, AT_RANDOM};
+    use crate::stack::{AT_ENTRY, AT_PHDR, AT_RANDOM, AT_SYSINFO_EHDR};
     use crate::testing::FakePages;
     use crate::vm::Access;
 
@@ -458,14 +471,26 @@ mod tests {
 
         let maps = vm.maps_text("/app");
         let lines: Vec<&str> = maps.lines().collect();
-        assert_eq!(lines.len(), 4, "{maps}");
+        assert_eq!(lines.len(), 6, "{maps}");
         assert!(lines[0].starts_with("00400000-00401000 r--p 00000000 "));
         assert!(lines[1].starts_with("00401000-00402000 r-xp 00001000 "));
         assert!(lines[2].starts_with("00402000-00405000 rw-p 00002000 "));
         assert!(
-            lines[3].starts_with("7fffff7ff000-7ffffffff000 rw-p ")
-                && lines[3].ends_with("[stack]")
+            lines[3].starts_with("7ffff7fff000-7ffff8000000 r--p ") && lines[3].ends_with("[vvar]")
         );
+        assert!(
+            lines[4].starts_with("7ffff8000000-7ffff8001000 r-xp ") && lines[4].ends_with("[vdso]")
+        );
+        assert!(
+            lines[5].starts_with("7fffff7ff000-7ffffffff000 rw-p ")
+                && lines[5].ends_with("[stack]")
+        );
+        // The vDSO is in the auxiliary vector, and its ELF image at that address.
+        let ehdr = auxv(&mut vm, &mut pt, l.stack_pointer, AT_SYSINFO_EHDR);
+        assert_eq!(ehdr, crate::vdso::IMAGE_START);
+        let mut magic = [0u8; 4];
+        vm.copy_from_user(&mut pt, ehdr, &mut magic).unwrap();
+        assert_eq!(&magic, b"\x7fELF");
 
         // Code is there and executable, not writable.
         let mut code = [0u8; 16];
@@ -803,6 +828,7 @@ mod tests {
             0,
         )
         .unwrap();
-        assert_eq!(vm.vmas().count(), 4);
+        // Three segments, the clock page, the vDSO and the stack.
+        assert_eq!(vm.vmas().count(), 6);
     }
 }

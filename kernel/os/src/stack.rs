@@ -46,6 +46,8 @@ pub const AT_RANDOM: u64 = 25;
 pub const AT_HWCAP2: u64 = 26;
 /// `AT_EXECFN`: address of the executable's path.
 pub const AT_EXECFN: u64 = 31;
+/// `AT_SYSINFO_EHDR`: address of the vDSO's ELF header.
+pub const AT_SYSINFO_EHDR: u64 = 33;
 /// `AT_MINSIGSTKSZ`: minimum signal stack size.
 pub const AT_MINSIGSTKSZ: u64 = 51;
 
@@ -71,6 +73,8 @@ pub struct AuxValues {
     pub hwcap2: u64,
     /// `AT_MINSIGSTKSZ`: size of the kernel's signal frame.
     pub minsigstksz: u64,
+    /// `AT_SYSINFO_EHDR`: where the vDSO is (0: none, and the entry is left out).
+    pub sysinfo_ehdr: u64,
 }
 
 /// Everything that goes on the initial stack.
@@ -184,7 +188,9 @@ pub fn build(inp: &StackInputs<'_>) -> Result<InitialStack, StackError> {
     let argv_addrs: Vec<u64> = inp.argv.iter().map(|s| place(s.len())).collect();
     let envp_addrs: Vec<u64> = inp.envp.iter().map(|s| place(s.len())).collect();
     let execfn_addr = place(inp.execfn.len());
-    let auxv: [(u64, u64); 20] = [
+    // Linux puts the vDSO first (`ARCH_DLINFO`).
+    let vdso = (a.sysinfo_ehdr != 0).then_some((AT_SYSINFO_EHDR, a.sysinfo_ehdr));
+    let rest: [(u64, u64); 20] = [
         (AT_MINSIGSTKSZ, a.minsigstksz),
         (AT_HWCAP, a.hwcap),
         (AT_PAGESZ, 4096),
@@ -206,6 +212,7 @@ pub fn build(inp: &StackInputs<'_>) -> Result<InitialStack, StackError> {
         (AT_PLATFORM, platform_addr),
         (AT_NULL, 0),
     ];
+    let auxv: Vec<(u64, u64)> = vdso.into_iter().chain(rest).collect();
     let words = 1 + (argc + 1) + (envc + 1) + 2 * auxv.len() as u64;
     let needed = (top - p) + words * 8 + 15;
     if needed > inp.limit {
@@ -274,6 +281,7 @@ mod tests {
             hwcap: 0x178bfbff,
             hwcap2: 0,
             minsigstksz: 2048,
+            sysinfo_ehdr: 0,
         }
     }
 
@@ -373,6 +381,24 @@ mod tests {
         assert_eq!(cstr(&st, sstart), b"/app");
         assert_eq!(cstr(&st, sstart + 5), b"-v");
         assert_eq!(cstr(&st, sstart + 8), b"HOME=/");
+    }
+
+    #[test]
+    fn the_vdso_comes_first_in_the_auxiliary_vector_when_there_is_one() {
+        let mut i = inputs(&[], &[]);
+        let without = build(&i).unwrap();
+        i.aux.sysinfo_ehdr = 0x7fff_f800_0000;
+        let with = build(&i).unwrap();
+        // argc, argv's and envp's terminators, then the vector.
+        assert_eq!(word(&with, with.sp + 24), AT_SYSINFO_EHDR);
+        assert_eq!(word(&with, with.sp + 32), 0x7fff_f800_0000);
+        assert_eq!(word(&with, with.sp + 40), AT_MINSIGSTKSZ);
+        assert_eq!(word(&without, without.sp + 24), AT_MINSIGSTKSZ);
+        let mut a = without.sp + 24;
+        while word(&without, a) != AT_NULL {
+            assert_ne!(word(&without, a), AT_SYSINFO_EHDR, "no vDSO, no entry");
+            a += 16;
+        }
     }
 
     #[test]

@@ -141,6 +141,10 @@ pub enum VmaKind {
     Anonymous,
     /// A private copy of a file (its path, possibly empty when unknown).
     File(String),
+    /// The page of clock numbers the vDSO reads (`[vvar]`; see `crate::vdso`).
+    Vvar,
+    /// The vDSO's code (`[vdso]`).
+    Vdso,
 }
 
 /// One region of the memory map (its start is the key in the map).
@@ -1161,6 +1165,8 @@ impl AddressSpace {
                 VmaKind::Program => exe_path,
                 VmaKind::Heap => "[heap]",
                 VmaKind::Stack => "[stack]",
+                VmaKind::Vvar => "[vvar]",
+                VmaKind::Vdso => "[vdso]",
                 VmaKind::Anonymous => "",
                 VmaKind::File(p) => p.as_str(),
             }
