@@ -254,8 +254,9 @@ fn interp_bias(interp: &elf::Program, random: u64) -> Result<u64, ElfError> {
 /// Replaces the whole user address space with the program in `elf`: segments with their
 /// rights and bytes (the bss reads as zero), the heap starting after the highest segment,
 /// an 8 MiB demand-paged stack ending at [`STACK_TOP`] holding argv, envp and the auxiliary
-/// vector, and the vDSO (`AT_SYSINFO_EHDR`, see [`crate::vdso`]). A static program only (see [`load_dynamic`]). On error the address space is left
-/// partly built (the kernel stops anyway).
+/// vector, and the vDSO (`AT_SYSINFO_EHDR`, see [`crate::vdso`]). A static program only
+/// (see [`load_dynamic`]). On error the address space is left partly built (the kernel
+/// stops anyway).
 #[allow(clippy::too_many_arguments)]
 pub fn load_program(
     vm: &mut AddressSpace,
