@@ -125,7 +125,7 @@ fn serve_syscall(frame: &mut SyscallFrame, fx: &mut FxArea) {
     k.process.net.set_busy(k.machine.sched.has_ready());
     let outcome = kiln_os::syscall::dispatch(&mut k.process, &mut k.machine, nr, a);
     k.machine.caller = None;
-    if let Outcome::Return(v) = outcome.clone() {
+    if let Outcome::Return(v) = outcome {
         if signals::pending(k) {
             let mut ctx = UserContext::from_syscall(frame, fx);
             ctx.regs.rax = v as u64;
