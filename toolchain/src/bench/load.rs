@@ -6,10 +6,8 @@
 //! Used by `bench soak` instead of wrk because wrk's accounting cannot tell a failed request
 //! from a connection still being made: its timeout check counts, every 2 s, each connection
 //! whose request started more than `--timeout` ago, and a connection that has not sent its
-//! first request yet has a start time of 0. Behind QEMU user networking (whose port-forward
-//! listener has a listen backlog of 1, so the host drops SYNs of a burst of connections and
-//! they are retried after 1 s, 3 s, ...) that turns slow connection set-up into "timeouts".
-//! For the same reason the clients start [`RAMP`] apart.
+//! first request yet has a start time of 0, so slow connection set-up under load turns into
+//! "timeouts". The clients all start at once.
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -20,9 +18,6 @@ use std::time::{Duration, Instant};
 /// failed. Generous: under TCG a saturated guest answers in seconds, and what counts is
 /// that every request is answered.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
-/// Time between the starts of two clients (QEMU's port forward accepts one connection at a
-/// time; see the module documentation).
-pub const RAMP: Duration = Duration::from_millis(20);
 
 /// What the clients saw.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -192,10 +187,9 @@ pub fn drive(addr: SocketAddr, clients: usize, duration: Duration, keep_alive: b
     let end = start + duration;
     let total = Mutex::new(LoadResult::default());
     std::thread::scope(|s| {
-        for i in 0..clients {
+        for _ in 0..clients {
             let total = &total;
             s.spawn(move || {
-                std::thread::sleep(RAMP * i as u32);
                 let mut r = client(addr, end, keep_alive);
                 r.served_clients = u64::from(r.ok > 0);
                 total.lock().unwrap().merge(r);

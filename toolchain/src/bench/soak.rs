@@ -219,10 +219,8 @@ pub fn soak(layout: &Layout, opts: &SoakOptions) -> anyhow::Result<SoakReport> {
         .unwrap_or_default();
     let mut report = SoakReport {
         load: format!(
-            "{} keep-alive clients (started {} ms apart) sending GET / for {} min",
-            opts.connections,
-            load::RAMP.as_millis(),
-            opts.minutes
+            "{} keep-alive clients (started at once) sending GET / for {} min",
+            opts.connections, opts.minutes
         ),
         connections: opts.connections,
         minutes: opts.minutes,
@@ -238,6 +236,8 @@ pub fn soak(layout: &Layout, opts: &SoakOptions) -> anyhow::Result<SoakReport> {
     };
 
     let mut vm = Vm::start(&qemu_bin, &qemu_args, &dir.join("qemu.log"), &paths.log)?;
+    // The forwarded port gets a real listen backlog, as under `run -p`.
+    let _backlog = crate::qemu::widen_backlogs(vm.pid(), &run);
     let addr = SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, host_port));
     if let Err(e) = vm.first_response(addr, Duration::from_secs(180)) {
         report.failure = Some(e);

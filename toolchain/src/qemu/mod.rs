@@ -6,9 +6,11 @@
 //! - [`outcome`]: QEMU's exit -> the program's status (124 timeout, 125 kernel/QEMU failure).
 //! - [`kvm`]: the cached KVM probe, [`probe`]: the image it boots. [`install`]: finding or
 //!   installing QEMU. [`signals`]: stopping QEMU when the runner is told to stop.
+//! - [`backlog`]: a real listen backlog for `-p` TCP forwards (QEMU's is 1).
 //! - [`qmp`]: QEMU's machine protocol; [`kprof`]: the kernel profiler that samples through it.
 
 pub mod args;
+pub mod backlog;
 pub mod install;
 pub mod kprof;
 pub mod kvm;
@@ -273,6 +275,28 @@ pub fn run(
     }
 }
 
+/// Starts giving QEMU's `-p` TCP listeners a real backlog ([`backlog`]), on a thread that
+/// ends once they have it (or QEMU is gone); `None` without TCP forwards.
+pub fn widen_backlogs(pid: u32, opts: &RunOptions) -> Option<std::thread::JoinHandle<()>> {
+    if opts.net.backend != args::NetBackend::User {
+        return None;
+    }
+    let ports: std::collections::BTreeSet<u16> = opts
+        .net
+        .forwards
+        .iter()
+        .filter(|f| !f.udp)
+        .map(|f| f.host)
+        .collect();
+    if ports.is_empty() {
+        return None;
+    }
+    let verbose = opts.verbose;
+    Some(std::thread::spawn(move || {
+        backlog::widen_when_listening(pid, ports, verbose)
+    }))
+}
+
 fn run_once(
     qemu: &Path,
     accel: Accel,
@@ -379,6 +403,7 @@ fn run_once(
         .stderr(Stdio::piped())
         .spawn()
         .with_context(|| format!("could not start {}", qemu.display()))?;
+    let _backlog = widen_backlogs(child.id(), opts);
     let sampler = match (opts.kernel_profile_hz, &paths.profiler_qmp) {
         (Some(hz), Some(sock)) if !kernel_code.is_empty() => {
             Some(kprof::Sampler::start(sock.clone(), hz, kernel_code))

@@ -50,6 +50,11 @@ impl Vm {
         })
     }
 
+    /// QEMU's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// `None` while QEMU runs; how it ended otherwise.
     pub fn exited(&mut self) -> Option<String> {
         match self.child.try_wait() {
