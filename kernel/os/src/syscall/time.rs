@@ -13,32 +13,21 @@ use crate::syscall::{read_user, ret, write_user};
 use crate::sysno;
 use alloc::vec::Vec;
 
-/// `CLOCK_REALTIME`.
-pub const CLOCK_REALTIME: i32 = 0;
-/// `CLOCK_MONOTONIC`.
-pub const CLOCK_MONOTONIC: i32 = 1;
+// The clock ids the vDSO serves too, and the coarse clocks' tick: one definition for both.
+pub use kiln_abi::vdso::{
+    CLOCK_BOOTTIME, CLOCK_MONOTONIC, CLOCK_MONOTONIC_COARSE, CLOCK_MONOTONIC_RAW, CLOCK_REALTIME,
+    CLOCK_REALTIME_COARSE, CLOCK_TAI, COARSE_TICK_NS,
+};
 /// `CLOCK_PROCESS_CPUTIME_ID`.
 pub const CLOCK_PROCESS_CPUTIME_ID: i32 = 2;
 /// `CLOCK_THREAD_CPUTIME_ID`.
 pub const CLOCK_THREAD_CPUTIME_ID: i32 = 3;
-/// `CLOCK_MONOTONIC_RAW`.
-pub const CLOCK_MONOTONIC_RAW: i32 = 4;
-/// `CLOCK_REALTIME_COARSE`.
-pub const CLOCK_REALTIME_COARSE: i32 = 5;
-/// `CLOCK_MONOTONIC_COARSE`.
-pub const CLOCK_MONOTONIC_COARSE: i32 = 6;
-/// `CLOCK_BOOTTIME`.
-pub const CLOCK_BOOTTIME: i32 = 7;
-/// `CLOCK_TAI`.
-pub const CLOCK_TAI: i32 = 11;
 
 /// `TIMER_ABSTIME`: `clock_nanosleep` takes an absolute time.
 pub const TIMER_ABSTIME: u64 = 1;
 
 /// Nanoseconds per second.
 pub const NSEC_PER_SEC: u64 = 1_000_000_000;
-/// Tick of the coarse clocks (Linux with `HZ=250`): their resolution and granularity.
-pub const COARSE_TICK_NS: u64 = 4_000_000;
 
 /// A clock the program can name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
