@@ -114,6 +114,36 @@ fn http_hello_on_q35_pci() {
 }
 
 #[test]
+fn the_card_is_set_up_at_the_first_socket_not_at_boot() {
+    // busybox has socket functions, so its image gets the network stack; `echo` opens no
+    // socket and must not pay for the card, `wget` opens one and sets it up then.
+    let quiet = kiln(&[
+        "run",
+        "--elf",
+        "/bin/busybox",
+        "--verbose",
+        "--",
+        "echo",
+        "hi",
+    ]);
+    assert_eq!(quiet.status, 0, "{quiet:?}");
+    assert!(quiet.out().contains("hi"), "{quiet:?}");
+    assert!(!quiet.stderr.contains("net: virtio"), "{quiet:?}");
+    let url = "http://10.0.2.2:1/";
+    let net = kiln(&[
+        "run",
+        "--elf",
+        "/bin/busybox",
+        "--verbose",
+        "--",
+        "wget",
+        "-q",
+        url,
+    ]);
+    assert!(net.stderr.contains("net: virtio-mmio card"), "{net:?}");
+}
+
+#[test]
 fn udp_echo_round_trips() {
     let image = build_image("udp-echo", &["--example", "udp-echo"]);
     let port = free_port();

@@ -174,6 +174,8 @@ pub struct FakeMachine {
     pub cpus: usize,
     /// The CPU the caller runs on.
     pub cpu: usize,
+    /// How many times the stack asked for the network card (the fake machine has none).
+    pub net_device_asked: usize,
 }
 
 impl Default for FakeMachine {
@@ -199,11 +201,16 @@ impl Default for FakeMachine {
             random_counter: 0,
             cpus: 1,
             cpu: 0,
+            net_device_asked: 0,
         }
     }
 }
 
 impl Machine for FakeMachine {
+    fn net_device(&mut self) -> Option<&mut dyn crate::net::NetDevice> {
+        self.net_device_asked += 1;
+        None
+    }
     fn cpus(&self) -> usize {
         self.cpus
     }

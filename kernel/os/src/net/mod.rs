@@ -573,6 +573,11 @@ impl Net {
     /// for more (see [`HOLD_NS`]).
     pub fn end_of_call(&self, m: &mut dyn Machine) {
         let mut s = self.stack.lock();
+        // Before the program's first socket there is no interface, and asking for the card
+        // would set it up: a program that never uses the network must not pay for that.
+        if s.iface.is_none() {
+            return;
+        }
         let batching = s.busy && m.monotonic_ns() < s.last_run + BATCH_NS;
         if !batching && m.net_device().is_some_and(|d| d.has_received()) {
             s.pump(m);

@@ -8,6 +8,23 @@ use crate::testing::FakeMachine;
 
 const EAGAIN: i64 = -11;
 
+#[test]
+fn the_card_is_left_alone_until_the_program_makes_a_socket() {
+    // Asking the machine for its card sets the card up: a program that never uses the
+    // network must not pay for that on its first system calls.
+    let (mut p, mut m, buf) = setup();
+    assert!(call(&mut p, &mut m, nr::GETPID, &[]) > 0);
+    assert_eq!(call(&mut p, &mut m, nr::WRITE, &[1, buf, 1]), 1);
+    assert_eq!(
+        m.net_device_asked, 0,
+        "the card was asked for before any socket"
+    );
+    let fd = tcp(&mut p, &mut m, 0);
+    addr(&mut p, &mut m, buf, [127, 0, 0, 1], 8080);
+    assert_eq!(call(&mut p, &mut m, nr::BIND, &[fd as u64, buf, 16]), 0);
+    assert!(m.net_device_asked > 0, "the stack never asked for the card");
+}
+
 /// Writes a `sockaddr_in` for `ip:port` at `at`.
 fn addr(p: &mut Process, m: &mut FakeMachine, at: u64, ip: [u8; 4], port: u16) {
     poke(p, m, at, &sockaddr_bytes(SockAddr { ip, port }));
