@@ -2056,6 +2056,47 @@ mod tests {
     }
 
     #[test]
+    fn many_parked_connections_each_come_back_for_their_own_data() {
+        let mut m = FakeMachine::default();
+        let net = Net::default();
+        let l = net.socket(true);
+        l.bind(&mut m, LOCAL).unwrap();
+        l.listen(&mut m, 64).unwrap();
+        let mut pairs = Vec::new();
+        for _ in 0..40 {
+            let c = net.socket(true);
+            let mut done = false;
+            for _ in 0..20 {
+                if matches!(c.connect(&mut m, LOCAL, false), Ok(Connect::Done)) {
+                    done = true;
+                    break;
+                }
+                net.poll(&mut m);
+            }
+            assert!(done, "loopback connect did not finish");
+            let (srv, _) = l.accept(&mut m).unwrap();
+            pairs.push((c, srv));
+        }
+        idle(&net, &mut m, 50);
+        assert_eq!(parked(&net), 80, "every quiet connection is parked");
+        // Every connection still carries data both ways after the moves.
+        let mut buf = [0u8; 16];
+        for (i, (c, srv)) in pairs.iter().enumerate() {
+            let msg = [i as u8; 3];
+            c.write(&mut m, &msg).unwrap();
+            net.end_of_call(&mut m);
+            assert_eq!(srv.read(&mut m, &mut buf), Ok(3), "connection {i}");
+            assert_eq!(buf[..3], msg);
+            srv.write(&mut m, &msg[..2]).unwrap();
+            net.end_of_call(&mut m);
+            idle(&net, &mut m, 2);
+            assert_eq!(c.read(&mut m, &mut buf), Ok(2), "connection {i}");
+        }
+        idle(&net, &mut m, 50);
+        assert_eq!(parked(&net), 80);
+    }
+
+    #[test]
     fn shutting_down_a_parked_connection_wakes_its_waiter() {
         let mut m = FakeMachine::default();
         let net = Net::default();
