@@ -31,6 +31,20 @@ pub struct FileStat {
     pub what: String,
 }
 
+/// The CPUs and the kernel lock they share (all zeros from a kernel that predates them).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CpuStat {
+    /// CPUs running the kernel.
+    pub online: u64,
+    /// Times the kernel lock was taken (counted with more than one CPU only).
+    pub lock_taken: u64,
+    /// Of those, times a CPU had to wait for another to let it go.
+    pub lock_waited: u64,
+    /// Times the CPUs beyond the first were held back from taking threads because most
+    /// acquisitions waited.
+    pub held_back: u64,
+}
+
 /// A snapshot of the running kernel.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Stats {
@@ -60,6 +74,8 @@ pub struct Stats {
     pub threads: Vec<ThreadStat>,
     /// The program's open file descriptors.
     pub files: Vec<FileStat>,
+    /// The CPUs (after the files in the record, so older readers ignore it).
+    pub cpus: CpuStat,
 }
 
 fn put_u32(b: &mut Vec<u8>, v: u32) {
@@ -134,6 +150,10 @@ impl Stats {
             put_u32(&mut b, f.fd);
             put_str(&mut b, &f.what);
         }
+        let c = &self.cpus;
+        for v in [c.online, c.lock_taken, c.lock_waited, c.held_back] {
+            put_u64(&mut b, v);
+        }
         let mut out = Vec::with_capacity(8 + b.len());
         out.extend_from_slice(&MAGIC);
         put_u32(&mut out, b.len() as u32);
@@ -180,6 +200,15 @@ impl Stats {
                 what: r.string()?,
             });
         }
+        // A kernel from before the CPU figures ends here.
+        if r.at < r.b.len() {
+            s.cpus = CpuStat {
+                online: r.u64()?,
+                lock_taken: r.u64()?,
+                lock_waited: r.u64()?,
+                held_back: r.u64()?,
+            };
+        }
         Some(s)
     }
 }
@@ -212,13 +241,26 @@ mod tests {
                 fd: 3,
                 what: "TCP 0.0.0.0:8080 LISTEN".to_string(),
             }],
+            cpus: CpuStat {
+                online: 2,
+                lock_taken: 1000,
+                lock_waited: 700,
+                held_back: 3,
+            },
         };
         let bytes = s.encode();
         let head: [u8; 8] = bytes[..8].try_into().unwrap();
         assert_eq!(Stats::body_len(&head), Some(bytes.len() - 8));
-        assert_eq!(Stats::decode(&bytes[8..]), Some(s));
-        for cut in 8..bytes.len() {
-            assert!(Stats::decode(&bytes[8..cut]).is_none());
+        assert_eq!(Stats::decode(&bytes[8..]), Some(s.clone()));
+        // A record of a kernel without the CPU figures still reads, with zeros for them.
+        let old_end = bytes.len() - 32;
+        let old = Stats {
+            cpus: CpuStat::default(),
+            ..s.clone()
+        };
+        assert_eq!(Stats::decode(&bytes[8..old_end]), Some(old));
+        for cut in (8..bytes.len()).filter(|&c| c != old_end) {
+            assert!(Stats::decode(&bytes[8..cut]).is_none(), "cut at {cut}");
         }
         let mut lie = bytes[8..].to_vec();
         lie[104..108].copy_from_slice(&u32::MAX.to_le_bytes());

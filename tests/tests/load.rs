@@ -10,7 +10,7 @@
 //! the CPU), so answers can take seconds. What counts is that every request is answered:
 //! the timeout is generous.
 
-use kiln_tests::{build_image, free_port, Guest};
+use kiln_tests::{build_image, free_port, kiln, scratch, Guest};
 use kiln_toolchain::bench::load::{drive, LoadResult, REQUEST_TIMEOUT};
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -79,6 +79,46 @@ fn http_hello_loses_nothing_under_load() {
     assert!(reply.starts_with(b"HTTP/1.1 200"), "{reply:?}");
     let (status, _) = g.wait();
     assert_eq!(status, 0);
+}
+
+#[test]
+fn two_cpus_serve_hundreds_of_connections_and_step_aside_for_the_lock() {
+    // With a second CPU the server's threads spend their time waiting for the kernel
+    // lock; the kernel then keeps the second CPU from taking threads (`stats` says how
+    // often). Nothing may fail meanwhile.
+    let image = build_image("http-hello", &["--example", "http-hello"]);
+    let port = free_port();
+    let sock = scratch("load-cpus").join("control.sock");
+    let _ = std::fs::remove_file(&sock);
+    let fwd = format!("{port}:8080");
+    let control = sock.to_str().unwrap();
+    let args = [
+        "-p",
+        &fwd,
+        "--memory",
+        "256M",
+        "--cpus",
+        "2",
+        "--control-socket",
+        control,
+    ];
+    let g = Guest::boot(&image, &args, "listening");
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let t = drive(addr, 256, Duration::from_secs(20), true);
+    eprintln!("2 CPUs, 256 keep-alive clients, 20 s: {}", summary(&t));
+    assert_eq!(t.failed(), 0, "{}", summary(&t));
+    assert_eq!(t.served_clients, 256, "{}", summary(&t));
+
+    let stats = kiln(&["stats", "--socket", control, "--json"]);
+    assert_eq!(stats.status, 0, "{stats:?}");
+    let j: serde_json::Value = serde_json::from_str(&stats.out()).expect("JSON");
+    let cpus = &j["cpus"];
+    assert_eq!(cpus["online"], 2, "{j}");
+    let taken = cpus["kernel_lock_taken"].as_u64().unwrap();
+    let waited = cpus["kernel_lock_waited"].as_u64().unwrap();
+    assert!(taken > 1000 && waited > 0 && waited <= taken, "{j}");
+    assert!(cpus["held_back"].as_u64().unwrap() >= 1, "{j}");
+    drop(g);
 }
 
 /// `clients` connections made at the same moment, each sending one request: how many were

@@ -89,6 +89,14 @@ pub fn render_text(name: &str, s: &Stats, before: Option<&Stats>) -> String {
         "network: rx {} frames {} bytes ({rx_rate:.0} B/s), tx {} frames {} bytes ({tx_rate:.0} B/s)\n",
         s.rx.0, s.rx.1, s.tx.0, s.tx.1
     ));
+    let c = &s.cpus;
+    if c.online > 1 {
+        let waited = c.lock_waited as f64 / c.lock_taken.max(1) as f64 * 100.0;
+        out.push_str(&format!(
+            "cpus: {}, kernel lock taken {} times ({waited:.0}% waited for another CPU), other CPUs held back {} times\n",
+            c.online, c.lock_taken, c.held_back
+        ));
+    }
     out.push_str("\n  TID  STATE\n");
     for t in &s.threads {
         out.push_str(&format!("{:>5}  {}\n", t.tid, t.state));
@@ -116,6 +124,10 @@ pub fn render_json(name: &str, s: &Stats) -> String {
             "rx_frames": s.rx.0, "rx_bytes": s.rx.1,
             "tx_frames": s.tx.0, "tx_bytes": s.tx.1,
         },
+        "cpus": {
+            "online": s.cpus.online, "kernel_lock_taken": s.cpus.lock_taken,
+            "kernel_lock_waited": s.cpus.lock_waited, "held_back": s.cpus.held_back,
+        },
         "threads": s.threads.iter().map(|t| serde_json::json!({"tid": t.tid, "state": t.state})).collect::<Vec<_>>(),
         "files": s.files.iter().map(|f| serde_json::json!({"fd": f.fd, "what": f.what})).collect::<Vec<_>>(),
     });
@@ -126,7 +138,7 @@ pub fn render_json(name: &str, s: &Stats) -> String {
 pub fn render_prometheus(name: &str, s: &Stats) -> String {
     let label = name.replace('\\', "\\\\").replace('"', "\\\"");
     let secs = |ns: u64| format!("{}", ns as f64 / 1e9);
-    let metrics: [(&str, &str, &str, String); 13] = [
+    let metrics: [(&str, &str, &str, String); 17] = [
         (
             "uptime_seconds",
             "gauge",
@@ -205,6 +217,30 @@ pub fn render_prometheus(name: &str, s: &Stats) -> String {
             "Open file descriptors of the program.",
             s.files.len().to_string(),
         ),
+        (
+            "cpus",
+            "gauge",
+            "CPUs running the kernel (0 from a kernel that does not say).",
+            s.cpus.online.to_string(),
+        ),
+        (
+            "kernel_lock_taken_total",
+            "counter",
+            "Times the kernel lock was taken (counted with more than one CPU).",
+            s.cpus.lock_taken.to_string(),
+        ),
+        (
+            "kernel_lock_waited_total",
+            "counter",
+            "Times a CPU waited for another to let the kernel lock go.",
+            s.cpus.lock_waited.to_string(),
+        ),
+        (
+            "cpus_held_back_total",
+            "counter",
+            "Times the CPUs beyond the first stopped taking threads because the kernel lock was contended.",
+            s.cpus.held_back.to_string(),
+        ),
     ];
     metrics
         .iter()
@@ -240,6 +276,7 @@ mod tests {
                 fd: 3,
                 what: "TCP 0.0.0.0:8080 LISTEN (0 of 128 waiting to be accepted)".into(),
             }],
+            cpus: Default::default(),
         }
     }
 
@@ -258,6 +295,19 @@ mod tests {
         assert!(t.contains("system calls: 5000 (100/s)"), "{t}");
         assert!(t.contains("    1  waiting (I/O)"), "{t}");
         assert!(t.contains("    3  TCP 0.0.0.0:8080 LISTEN"), "{t}");
+        assert!(!t.contains("cpus:"), "one CPU, nothing to say: {t}");
+        let mut two = s.clone();
+        two.cpus = kiln_abi::control::CpuStat {
+            online: 2,
+            lock_taken: 1000,
+            lock_waited: 770,
+            held_back: 4,
+        };
+        let t = render_text("web", &two, None);
+        assert!(
+            t.contains("cpus: 2, kernel lock taken 1000 times (77% waited for another CPU), other CPUs held back 4 times\n"),
+            "{t}"
+        );
     }
 
     #[test]
@@ -266,6 +316,7 @@ mod tests {
         let j: serde_json::Value = serde_json::from_str(&render_json("web", &s)).unwrap();
         assert_eq!(j["syscalls"], 5000);
         assert_eq!(j["files"][0]["fd"], 3);
+        assert_eq!(j["cpus"]["online"], 0);
         let p = render_prometheus("we\"b", &s);
         assert!(
             p.contains("kiln_syscalls_total{instance=\"we\\\"b\"} 5000\n"),

@@ -101,5 +101,11 @@ fn snapshot(k: &mut Kernel) -> Stats {
         tx,
         threads,
         files,
+        cpus: kiln_abi::control::CpuStat {
+            online: kiln_hal::smp::online() as u64,
+            lock_taken: crate::LOCK_TAKEN.load(Ordering::Relaxed),
+            lock_waited: crate::LOCK_WAITED.load(Ordering::Relaxed),
+            held_back: k.machine.pressure.holds(),
+        },
     }
 }

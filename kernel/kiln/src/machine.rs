@@ -105,6 +105,8 @@ pub struct HalMachine {
     pub net: Option<net::NetCard>,
     /// Where the card may be, until the program first uses the network ([`net::open`]).
     pub net_candidates: Option<net::Candidates>,
+    /// Whether the CPUs beyond the boot CPU take threads (see [`crate::lock`]).
+    pub pressure: kiln_os::lock_pressure::LockPressure,
 }
 
 impl HalMachine {
@@ -118,6 +120,7 @@ impl HalMachine {
             caller: None,
             net: None,
             net_candidates: None,
+            pressure: Default::default(),
         }
     }
 

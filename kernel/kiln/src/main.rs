@@ -12,6 +12,7 @@
 extern crate alloc;
 
 use alloc::boxed::Box;
+use core::sync::atomic::{AtomicU64, Ordering};
 
 mod console;
 mod control;
@@ -54,16 +55,31 @@ pub static KERNEL: spin::Mutex<Option<Box<Kernel>>> = spin::Mutex::new(None);
 /// wait for one.
 pub struct Held(Option<spin::MutexGuard<'static, Option<Box<Kernel>>>>);
 
+/// How many times the kernel lock was taken, and how many of those had to wait for another
+/// CPU to let it go (counted only with more than one CPU): `kiln_os::lock_pressure`
+/// decides from them whether the other CPUs take threads.
+pub static LOCK_TAKEN: AtomicU64 = AtomicU64::new(0);
+/// See [`LOCK_TAKEN`].
+pub static LOCK_WAITED: AtomicU64 = AtomicU64::new(0);
+
 /// Takes the big kernel lock. While another CPU holds it, this one answers that CPU's TLB
 /// shootdown (it may be waiting for this one with the lock held).
 pub fn lock() -> Held {
+    let mut waited = false;
     let mut guard = loop {
         if let Some(g) = KERNEL.try_lock() {
             break g;
         }
+        waited = true;
         kiln_hal::smp::flush_if_asked();
         core::hint::spin_loop();
     };
+    if kiln_hal::smp::online() > 1 {
+        LOCK_TAKEN.fetch_add(1, Ordering::Relaxed);
+        if waited {
+            LOCK_WAITED.fetch_add(1, Ordering::Relaxed);
+        }
+    }
     if let Some(k) = guard.as_mut() {
         k.machine.sched.on_cpu(kiln_hal::smp::current());
     }

@@ -228,6 +228,13 @@ fn next_thread(held: &mut Held) -> (u32, UserContext) {
         let now = time::monotonic_ns();
         fire_timers(k, now);
         k.machine.sched.expire(now);
+        if held_back(k, now) {
+            // The lock is what limits the program: this CPU takes no new thread for a
+            // while (not marked idle, so no one wakes it for ready threads).
+            time::fire_by(k.machine.pressure.held_back_until());
+            held.unlocked(kiln_hal::cpu::wait_for_interrupt);
+            continue;
+        }
         let Some((tid, mut how)) = k.machine.sched.pick(now) else {
             idle(held);
             continue;
@@ -276,6 +283,32 @@ fn next_thread(held: &mut Held) -> (u32, UserContext) {
             }
         }
     }
+}
+
+/// Whether this CPU, one beyond the boot CPU, running no thread and outside an interrupt
+/// handler, is held back from taking one because the kernel lock is contended (`kiln_os::lock_pressure`). The boot
+/// CPU keeps the measurement up to date.
+fn held_back(k: &mut Kernel, now: u64) -> bool {
+    if kiln_hal::smp::online() == 1 {
+        return false;
+    }
+    if kiln_hal::smp::current() == 0 {
+        let taken = crate::LOCK_TAKEN.load(core::sync::atomic::Ordering::Relaxed);
+        let waited = crate::LOCK_WAITED.load(core::sync::atomic::Ordering::Relaxed);
+        let holds = k.machine.pressure.holds();
+        k.machine.pressure.update(now, taken, waited);
+        if holds == 0 && k.machine.pressure.holds() == 1 {
+            console::info(format_args!(
+                "cpus: most kernel-lock acquisitions wait; the other CPUs take no new thread while that lasts"
+            ));
+        }
+        return false;
+    }
+    // Inside an interrupt handler (a preempting timer) the CPU cannot halt: it takes a
+    // thread as usual.
+    k.machine.sched.current().is_none()
+        && k.machine.pressure.held_back(now)
+        && !kiln_hal::trap::in_handler()
 }
 
 /// Halts until an interrupt: the timer at the next deadline, a device, or another CPU

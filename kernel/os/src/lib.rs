@@ -14,6 +14,7 @@ pub mod errno;
 pub mod fd;
 pub mod fs;
 pub mod loader;
+pub mod lock_pressure;
 pub mod machine;
 #[cfg(feature = "net")]
 pub mod net;
