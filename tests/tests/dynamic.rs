@@ -88,6 +88,59 @@ fn c_program_without_static() {
 }
 
 #[test]
+fn debian_ps_df_and_free_read_proc() {
+    // procps's ps lists /proc's pid directories and reads each one's stat, status and
+    // cmdline; coreutils' df reads /proc/self/mountinfo and statfs; free reads meminfo.
+    let ps = build_image("ps", &["--elf", "/usr/bin/ps"]);
+    let r = run_image(&ps, &["--", "-o", "pid,ppid,nlwp,comm,args"]);
+    assert_eq!(r.status, 0, "{r:?}");
+    let lines: Vec<String> = r
+        .out()
+        .lines()
+        .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
+        .collect();
+    assert_eq!(
+        lines,
+        [
+            "PID PPID NLWP COMMAND COMMAND",
+            "1 0 1 ps /bin/ps -o pid,ppid,nlwp,comm,args"
+        ],
+        "{r:?}"
+    );
+
+    let df = build_image("df", &["--elf", "/usr/bin/df"]);
+    let r = run_image(&df, &["--memory", "256M", "--", "-k"]);
+    assert_eq!(r.status, 0, "{r:?}");
+    let out = r.out();
+    let tmp = out
+        .lines()
+        .find(|l| l.ends_with(" /tmp"))
+        .unwrap_or_else(|| panic!("{r:?}"));
+    let fields: Vec<&str> = tmp.split_whitespace().collect();
+    // tmpfs, half of the 256 MiB, most of it free.
+    assert_eq!(fields[0], "tmpfs", "{r:?}");
+    let kib: u64 = fields[1].parse().unwrap();
+    assert!((120_000..=131_072).contains(&kib), "{r:?}");
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with("rootfs ") && l.ends_with(" /")),
+        "{r:?}"
+    );
+
+    let free = build_image("free", &["--elf", "/usr/bin/free"]);
+    let r = run_image(&free, &["--memory", "256M", "--", "-m"]);
+    assert_eq!(r.status, 0, "{r:?}");
+    let mem = r.out();
+    let total: u64 = mem
+        .lines()
+        .find_map(|l| l.strip_prefix("Mem:"))
+        .and_then(|l| l.split_whitespace().next()?.parse().ok())
+        .unwrap_or_else(|| panic!("{r:?}"));
+    // The RAM the kernel manages: 256 MiB less the firmware's and the kernel image's share.
+    assert!((240..=256).contains(&total), "{r:?}");
+}
+
+#[test]
 fn debian_ls() {
     let img = build_image("ls", &["--elf", "/usr/bin/ls"]);
     let r = run_image(&img, &["--", "-la", "/lib/x86_64-linux-gnu/", "/"]);

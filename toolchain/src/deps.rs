@@ -117,6 +117,11 @@ pub const SUITE: &[Package] = &[
         why: "Debian's dynamically linked interpreter, with extension modules loaded by dlopen",
     },
     Package {
+        name: "procps",
+        provides: "/usr/bin/ps",
+        why: "ps and free read the kernel's /proc",
+    },
+    Package {
         name: "gdb",
         provides: "gdb",
         why: "run --gdb and core files, checked with a real debugger",

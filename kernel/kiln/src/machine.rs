@@ -150,6 +150,10 @@ pub fn fill_random(buf: &mut [u8]) {
 }
 
 impl Machine for HalMachine {
+    fn ram(&self) -> (u64, u64) {
+        let total = kiln_hal::frames::total_bytes();
+        (total, total.saturating_sub(kiln_hal::frames::used_bytes()))
+    }
     fn pages(&mut self) -> &mut dyn PageTable {
         &mut self.pages
     }

@@ -140,7 +140,10 @@ pub fn run(boot: BootInfo) -> ! {
         exe_path,
         signals: Default::default(),
         timers: Default::default(),
-        proc: Default::default(),
+        proc: kiln_os::syscall::proc::ProcState::with_strings(
+            loaded.args.clone(),
+            loaded.env.clone(),
+        ),
         next_tid: 2,
         trace: config.trace,
         unsupported_logged: Default::default(),
@@ -156,7 +159,7 @@ pub fn run(boot: BootInfo) -> ! {
     let mut machine = HalMachine::new(main);
     let acpi = machine::acpi::start(boot.rsdp);
     let transports = acpi.transports;
-    if let Err(why) = machine::volumes::start(&config, &transports, &process.vfs) {
+    if let Err(why) = machine::volumes::start(&config, &transports, &mut process.vfs) {
         fail(format_args!("kernel panic: {why}"));
     }
     machine.net_candidates = Some(machine::net::start(&config, &transports, &mut process));

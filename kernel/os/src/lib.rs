@@ -22,6 +22,7 @@ pub mod net;
 #[path = "no_net.rs"]
 pub mod net;
 pub mod process;
+pub mod procfs;
 pub mod sched;
 pub mod sigframe;
 pub mod small;

@@ -40,6 +40,10 @@ pub struct Loaded {
     pub stack: core::ops::Range<u64>,
     /// Where the `AT_RANDOM` bytes are.
     pub random_addr: u64,
+    /// Where the argument strings are on the stack (see [`stack::InitialStack::args`]).
+    pub args: core::ops::Range<u64>,
+    /// Where the environment strings are.
+    pub env: core::ops::Range<u64>,
     /// `AT_BASE`: where the dynamic loader was loaded (0 for a static program).
     pub interp_base: u64,
 }
@@ -388,6 +392,8 @@ pub fn load_dynamic(
         }),
         stack: stack_start..STACK_TOP,
         random_addr: built.random_addr,
+        args: built.args,
+        env: built.env,
         interp_base: base,
     })
 }

@@ -110,6 +110,8 @@ pub trait Machine {
     fn thread_count(&self) -> usize;
     /// The running thread's id; `None` while the kernel idles between threads.
     fn running(&self) -> Option<u32>;
+    /// The RAM the kernel manages and how much of it is free, in bytes.
+    fn ram(&self) -> (u64, u64);
     /// How many CPUs run the program's threads.
     fn cpus(&self) -> usize {
         1

@@ -109,6 +109,10 @@ pub struct InitialStack {
     pub random_addr: u64,
     /// Where `AT_EXECFN` points.
     pub execfn_addr: u64,
+    /// The argument strings, NUL-terminated one after the other (`/proc/self/cmdline`).
+    pub args: core::ops::Range<u64>,
+    /// The environment strings, likewise (`/proc/self/environ`).
+    pub env: core::ops::Range<u64>,
 }
 
 /// Why the initial stack cannot be built.
@@ -186,6 +190,7 @@ pub fn build(inp: &StackInputs<'_>) -> Result<InitialStack, StackError> {
         at
     };
     let argv_addrs: Vec<u64> = inp.argv.iter().map(|s| place(s.len())).collect();
+    let env_start = strings_start + inp.argv.iter().map(|s| s.len() as u64 + 1).sum::<u64>();
     let envp_addrs: Vec<u64> = inp.envp.iter().map(|s| place(s.len())).collect();
     let execfn_addr = place(inp.execfn.len());
     // Linux puts the vDSO first (`ARCH_DLINFO`).
@@ -262,6 +267,8 @@ pub fn build(inp: &StackInputs<'_>) -> Result<InitialStack, StackError> {
         bytes,
         random_addr,
         execfn_addr,
+        args: strings_start..env_start,
+        env: env_start..execfn_addr,
     })
 }
 
@@ -324,6 +331,9 @@ mod tests {
         assert_eq!(&tail[..strings.len()], strings);
         assert_eq!(&tail[strings.len()..], &[0u8; 8]);
         assert_eq!(st.execfn_addr, sstart + 15);
+        // What /proc/self/cmdline and environ read.
+        assert_eq!(st.args, sstart..sstart + 8);
+        assert_eq!(st.env, sstart + 8..sstart + 15);
 
         // Platform string below the 16-aligned string start, random bytes below it.
         let aligned = sstart & !15;

@@ -176,6 +176,8 @@ pub struct FakeMachine {
     pub cpu: usize,
     /// How many times the stack asked for the network card (the fake machine has none).
     pub net_device_asked: usize,
+    /// What `ram` answers: total and free bytes.
+    pub ram: (u64, u64),
 }
 
 impl Default for FakeMachine {
@@ -202,11 +204,15 @@ impl Default for FakeMachine {
             cpus: 1,
             cpu: 0,
             net_device_asked: 0,
+            ram: (128 << 20, 100 << 20),
         }
     }
 }
 
 impl Machine for FakeMachine {
+    fn ram(&self) -> (u64, u64) {
+        self.ram
+    }
     fn net_device(&mut self) -> Option<&mut dyn crate::net::NetDevice> {
         self.net_device_asked += 1;
         None

@@ -1107,6 +1107,11 @@ impl AddressSpace {
         self.brk = start;
     }
 
+    /// Where the heap starts.
+    pub fn brk_start(&self) -> u64 {
+        self.brk_start
+    }
+
     /// The current program break.
     pub fn current_brk(&self) -> u64 {
         self.brk

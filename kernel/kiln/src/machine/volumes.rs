@@ -28,7 +28,7 @@ impl Transport for Device {
 pub fn start(
     config: &Config,
     acpi: &[super::acpi::Transport],
-    vfs: &Vfs,
+    vfs: &mut Vfs,
 ) -> Result<(), alloc::string::String> {
     if config.volumes.is_empty() {
         return Ok(());
@@ -56,7 +56,8 @@ pub fn start(
         let client = Client::connect(Box::new(Device(dev))).map_err(|e| fail("9P attach", e))?;
         let vol = Volume::new(client, v.readonly, i as u32);
         let root = vol.root().map_err(|e| fail("root", e))?;
-        vfs.mount(&v.path, root).map_err(|e| fail("mount", e))?;
+        vfs.mount(&v.path, root, &v.tag, v.readonly)
+            .map_err(|e| fail("mount", e))?;
         console::info(format_args!(
             "volume {} mounted at {}{}",
             v.tag,

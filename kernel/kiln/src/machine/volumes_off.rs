@@ -10,7 +10,7 @@ use kiln_os::fs::Vfs;
 pub fn start(
     config: &Config,
     _acpi: &[super::acpi::Transport],
-    _vfs: &Vfs,
+    _vfs: &mut Vfs,
 ) -> Result<(), alloc::string::String> {
     match config.volumes.first() {
         None => Ok(()),

@@ -40,7 +40,7 @@ impl FileLike for NodeFile {
                 Ok(buf.len())
             }
             Body::StaticFile(_) | Body::MemFile(_) | Body::Remote(_) => Ok(n.read_at(off, buf)),
-            Body::Symlink(_) | Body::ProcMaps => Err(Errno::EINVAL),
+            Body::Symlink(_) | Body::Proc(_) => Err(Errno::EINVAL),
         }
     }
 

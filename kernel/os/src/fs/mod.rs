@@ -23,6 +23,7 @@ use crate::fd::{
     FdTable, O_ACCMODE, O_CREAT, O_DIRECTORY, O_EXCL, O_NOFOLLOW, O_PATH, O_RDONLY, O_TMPFILE,
     O_TRUNC,
 };
+use crate::procfs::ProcFile;
 pub use node::{Body, Device, DirMap, FsId, Inode, Stat};
 
 /// Longest path accepted, including its terminating NUL (Linux `PATH_MAX`).
@@ -123,6 +124,23 @@ pub struct Vfs {
     proc_fd: Arc<Inode>,
     /// Descriptor-table generation and working directory `/proc/self` last reflected.
     synced: Option<(u64, String)>,
+    /// The volumes mounted, for `/proc/self/mounts`.
+    volumes: Vec<MountedVolume>,
+    /// Bytes of the root filesystem (its archive and the program), for `statfs`.
+    root_bytes: u64,
+}
+
+/// A volume [`Vfs::mount`] put in the tree.
+#[derive(Debug, Clone)]
+pub struct MountedVolume {
+    /// Where it is mounted.
+    pub path: String,
+    /// What it is (its virtio-9p tag).
+    pub source: String,
+    /// Its `st_dev` minor number.
+    pub minor: u32,
+    /// Whether it is mounted read-only.
+    pub readonly: bool,
 }
 
 fn new_dir(fs: FsId, perm: u32, now: u64) -> Arc<Inode> {
@@ -228,18 +246,33 @@ impl Vfs {
             let link = Body::Symlink(target.into());
             put(&dev, name, new_node(FsId::Dev, link, 0o777, now));
         }
+        // The program's directory is /proc/1 (its pid); /proc/self links there, as on Linux.
         let proc_ = new_dir(FsId::Proc, 0o555, now);
         let self_ = new_dir(FsId::Proc, 0o555, now);
         let proc_fd = new_dir(FsId::Proc, 0o500, now);
         let exe_link = Body::Symlink(exe_path.into());
         put(&self_, "exe", new_node(FsId::Proc, exe_link, 0o777, now));
-        put(
-            &self_,
-            "maps",
-            new_node(FsId::Proc, Body::ProcMaps, 0o444, now),
-        );
+        let proc_file = |f| new_node(FsId::Proc, Body::Proc(f), 0o444, now);
+        for (name, f) in ProcFile::PROCESS {
+            put(&self_, name, proc_file(f));
+        }
+        for (name, f) in ProcFile::MACHINE {
+            put(&proc_, name, proc_file(f));
+        }
         put(&self_, "fd", proc_fd.clone());
-        put(&proc_, "self", self_.clone());
+        let pid = alloc::format!("{}", crate::process::PID);
+        let link = |target: &str| new_node(FsId::Proc, Body::Symlink(target.into()), 0o777, now);
+        put(&proc_, "self", link(&pid));
+        put(
+            &proc_,
+            "thread-self",
+            link(&alloc::format!("{pid}/task/{pid}")),
+        );
+        put(&proc_, "mounts", link("self/mounts"));
+        let task = new_dir(FsId::Proc, 0o555, now);
+        put(&task, &pid, link(".."));
+        put(&self_, "task", task);
+        put(&proc_, &pid, self_.clone());
         // /proc/sys/net/core/somaxconn: the largest listen backlog (Go reads it).
         let mut dir = proc_.clone();
         for name in ["sys", "net", "core"] {
@@ -262,6 +295,8 @@ impl Vfs {
             proc_self: self_,
             proc_fd,
             synced: None,
+            volumes: Vec::new(),
+            root_bytes: (rootfs.len() + exe.len()) as u64,
         })
     }
 
@@ -275,6 +310,8 @@ impl Vfs {
             proc_self: root.clone(),
             proc_fd: root.clone(),
             synced: None,
+            volumes: Vec::new(),
+            root_bytes: 0,
         };
         let Some((dir_path, name)) = exe_path.rsplit_once('/') else {
             return;
@@ -403,7 +440,7 @@ impl Vfs {
             if wants_write {
                 match node.body {
                     Body::Device(_) => {}
-                    Body::ProcMaps => return Err(Errno::EACCES),
+                    Body::Proc(_) => return Err(Errno::EACCES),
                     Body::Remote(ref r) => r.vol.writable()?,
                     _ if node.fs != FsId::Tmp => return Err(Errno::EROFS),
                     _ => {}
@@ -470,9 +507,15 @@ impl Vfs {
         Ok(())
     }
 
-    /// Mounts the directory node `root` (a volume's) at the absolute `path`, creating
-    /// missing directories on the way and hiding whatever was there.
-    pub fn mount(&self, path: &str, root: Arc<Inode>) -> KResult<()> {
+    /// Mounts the directory node `root` (a volume's, named `source`) at the absolute
+    /// `path`, creating missing directories on the way and hiding whatever was there.
+    pub fn mount(
+        &mut self,
+        path: &str,
+        root: Arc<Inode>,
+        source: &str,
+        readonly: bool,
+    ) -> KResult<()> {
         let (dir_path, name) = path
             .trim_end_matches('/')
             .rsplit_once('/')
@@ -486,8 +529,25 @@ impl Vfs {
             return Err(Errno::EINVAL);
         }
         let dir = Self::build_dirs(&self.root, dir_path);
+        let minor = root.stat().dev.1;
         dir_of(&dir)?.lock().insert(name.into(), root);
+        self.volumes.push(MountedVolume {
+            path: path.into(),
+            source: source.into(),
+            minor,
+            readonly,
+        });
         Ok(())
+    }
+
+    /// Bytes of the root filesystem: its archive and the program.
+    pub fn root_bytes(&self) -> u64 {
+        self.root_bytes
+    }
+
+    /// The volumes mounted so far.
+    pub fn volumes(&self) -> &[MountedVolume] {
+        &self.volumes
     }
 
     /// The root directory.

@@ -91,8 +91,8 @@ pub enum Body {
     Symlink(String),
     /// A character device.
     Device(Device),
-    /// `/proc/self/maps`: its text is taken when it is opened.
-    ProcMaps,
+    /// A text file of `/proc`: its text is made when it is opened.
+    Proc(crate::procfs::ProcFile),
     /// A node of a host directory (virtio-9p); its status comes from the host.
     Remote(super::volume::Remote),
 }
@@ -260,7 +260,7 @@ impl Inode {
                 RemoteKind::Symlink(_) => S_IFLNK,
             },
             Body::Dir(_) => S_IFDIR,
-            Body::StaticFile(_) | Body::MemFile(_) | Body::ProcMaps => S_IFREG,
+            Body::StaticFile(_) | Body::MemFile(_) | Body::Proc(_) => S_IFREG,
             Body::Symlink(_) => S_IFLNK,
             Body::Device(_) => S_IFCHR,
         }
@@ -271,7 +271,7 @@ impl Inode {
         match self.body {
             Body::Remote(_) => ((self.type_bits() >> 12) & 0xf) as u8,
             Body::Dir(_) => 4,
-            Body::StaticFile(_) | Body::MemFile(_) | Body::ProcMaps => 8,
+            Body::StaticFile(_) | Body::MemFile(_) | Body::Proc(_) => 8,
             Body::Symlink(_) => 10,
             Body::Device(_) => 2,
         }
@@ -394,7 +394,7 @@ impl Inode {
             Body::MemFile(d) => d.lock().len() as u64,
             Body::Symlink(t) => t.len() as u64,
             Body::Dir(_) => BLKSIZE,
-            Body::Device(_) | Body::ProcMaps => 0,
+            Body::Device(_) | Body::Proc(_) => 0,
             Body::Remote(r) => r.attr().map_or(0, |a| a.size),
         }
     }

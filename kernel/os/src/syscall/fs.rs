@@ -822,10 +822,9 @@ fn sys_open(
     let o = p
         .vfs
         .open(&base, &path, flags, mode as u32 & 0o7777, now(m))?;
-    let object: Arc<dyn FileLike> = if matches!(o.inode.body, Body::ProcMaps) && flags & O_PATH == 0
-    {
-        let text = p.vm.try_maps_text(&p.exe_path)?;
-        Arc::new(Snapshot::new(o.inode, text.into_bytes()))
+    let object: Arc<dyn FileLike> = if let (Body::Proc(f), 0) = (&o.inode.body, flags & O_PATH) {
+        let text = crate::procfs::text(*f, p, m)?;
+        Arc::new(Snapshot::new(o.inode, text))
     } else {
         crate::fd::volume::open_node(o.inode, flags)?
     };

@@ -31,10 +31,6 @@ pub const UNAME_DOMAINNAME: &str = "(none)";
 /// Length of each `struct utsname` field (`__NEW_UTS_LEN + 1`).
 pub const UTS_FIELD: usize = 65;
 
-/// Memory `sysinfo` reports until the kernel sets the real figures in
-/// [`ProcState::total_ram`] and [`ProcState::free_ram`]: QEMU's default RAM size, 128 MiB.
-pub const DEFAULT_RAM: u64 = 128 << 20;
-
 /// `RLIM_INFINITY`.
 pub const RLIM_INFINITY: u64 = u64::MAX;
 /// Number of resource limits (`RLIM_NLIMITS`).
@@ -288,10 +284,10 @@ pub struct ProcState {
     pub nodename: Option<Vec<u8>>,
     /// NIS domain name (`uname`, `setdomainname`).
     pub domainname: Vec<u8>,
-    /// RAM reported by `sysinfo`, in bytes; the kernel sets it from its memory map.
-    pub total_ram: u64,
-    /// Free RAM reported by `sysinfo`, in bytes; the kernel keeps it up to date.
-    pub free_ram: u64,
+    /// Where the argument strings are in the program's memory (`/proc/self/cmdline`).
+    pub args: core::ops::Range<u64>,
+    /// Where the environment strings are (`/proc/self/environ`).
+    pub env: core::ops::Range<u64>,
     /// `prctl` options already logged as unsupported.
     prctl_logged: SmallSet<u64>,
 }
@@ -310,14 +306,24 @@ impl Default for ProcState {
             robust_list: 0,
             nodename: None,
             domainname: UNAME_DOMAINNAME.as_bytes().to_vec(),
-            total_ram: DEFAULT_RAM,
-            free_ram: DEFAULT_RAM,
+            args: 0..0,
+            env: 0..0,
             prctl_logged: SmallSet::new(),
         }
     }
 }
 
 impl ProcState {
+    /// The state of a program whose argument and environment strings are at `args` and
+    /// `env` in its memory.
+    pub fn with_strings(args: core::ops::Range<u64>, env: core::ops::Range<u64>) -> ProcState {
+        ProcState {
+            args,
+            env,
+            ..ProcState::default()
+        }
+    }
+
     /// Whether the program holds root's powers (effective uid 0).
     pub fn privileged(&self) -> bool {
         self.uid.effective == 0
@@ -504,8 +510,8 @@ pub fn handle(p: &mut Process, m: &mut dyn Machine, nr: u64, a: [u64; 6]) -> Opt
         sysno::SETHOSTNAME => set_uts_name(p, m, a[0], a[1], false),
         sysno::SETDOMAINNAME => set_uts_name(p, m, a[0], a[1], true),
         sysno::SYSINFO => {
-            let s = state(p);
-            let b = sysinfo_bytes(m.monotonic_ns(), s.total_ram, s.free_ram);
+            let (total, free) = m.ram();
+            let b = sysinfo_bytes(m.monotonic_ns(), total, free);
             write_user(p, m, a[0], &b).map(|()| 0)
         }
         sysno::GETRLIMIT => getrlimit(p, m, a[0], a[1]),
@@ -1201,8 +1207,7 @@ mod tests {
     fn sysinfo_call() {
         let (mut p, mut m, buf) = setup();
         m.now = 61 * NSEC_PER_SEC;
-        p.proc.total_ram = 1 << 30;
-        p.proc.free_ram = 1 << 29;
+        m.ram = (1 << 30, 1 << 29);
         assert_eq!(call(&mut p, &mut m, sysno::SYSINFO, &[buf]), 0);
         assert_eq!(peek64(&mut p, &mut m, buf), 61);
         assert_eq!(peek64(&mut p, &mut m, buf + 32), 1 << 30);

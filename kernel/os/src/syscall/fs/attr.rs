@@ -325,8 +325,9 @@ pub(super) fn sys_link(p: &mut Process, m: &mut dyn Machine, a: [u64; 6]) -> KRe
 /// `f_type` of a 9p file system (Linux `V9FS_MAGIC`).
 const V9FS_MAGIC: i64 = 0x0102_1997;
 
-/// Encodes the x86_64 `struct statfs` (120 bytes) for a file system.
-pub fn statfs_bytes(fs: FsId) -> [u8; 120] {
+/// Encodes the x86_64 `struct statfs` (120 bytes) for a file system of `blocks` 4 KiB
+/// blocks, `free` of them free.
+pub fn statfs_bytes(fs: FsId, (blocks, free): (u64, u64)) -> [u8; 120] {
     let (magic, flags) = match fs {
         FsId::Root => (RAMFS_MAGIC, ST_RDONLY),
         FsId::Tmp => (TMPFS_MAGIC, ST_NOSUID | ST_NODEV),
@@ -338,8 +339,10 @@ pub fn statfs_bytes(fs: FsId) -> [u8; 120] {
     let mut b = [0u8; 120];
     b[0..8].copy_from_slice(&magic.to_le_bytes());
     b[8..16].copy_from_slice(&4096i64.to_le_bytes());
-    // Blocks and inodes (16..56): memory-backed without a fixed size, reported as 0 like an
-    // unlimited tmpfs.
+    b[16..24].copy_from_slice(&blocks.to_le_bytes());
+    b[24..32].copy_from_slice(&free.to_le_bytes());
+    b[32..40].copy_from_slice(&free.to_le_bytes());
+    // Inodes (40..56): as many as memory holds, reported as 0 (no fixed number).
     b[56..60].copy_from_slice(&(fs as i32).to_le_bytes());
     b[64..72].copy_from_slice(&(crate::fs::NAME_MAX as i64).to_le_bytes());
     b[72..80].copy_from_slice(&4096i64.to_le_bytes());
@@ -360,8 +363,24 @@ pub(super) fn sys_statfs(
             None => p.vfs.find(&p.cwd, &path, true)?.fs,
         }
     };
-    put(p, m, buf, &statfs_bytes(fs))?;
+    let size = fs_blocks(p, m, fs);
+    put(p, m, buf, &statfs_bytes(fs, size))?;
     Ok(0)
+}
+
+/// The size of a file system in 4 KiB blocks, and its free blocks: the root filesystem is
+/// the image's archive and full; `/tmp` may use half the RAM, as Linux's tmpfs by default,
+/// as far as RAM is free; the others hold no data.
+fn fs_blocks(p: &Process, m: &dyn Machine, fs: FsId) -> (u64, u64) {
+    match fs {
+        FsId::Root => (p.vfs.root_bytes().div_ceil(4096), 0),
+        FsId::Tmp => {
+            let (total, free) = m.ram();
+            let blocks = total / 2 / 4096;
+            (blocks, (free / 4096).min(blocks))
+        }
+        _ => (0, 0),
+    }
 }
 
 fn file_fs(f: &Arc<OpenFile>) -> FsId {
@@ -370,7 +389,8 @@ fn file_fs(f: &Arc<OpenFile>) -> FsId {
 
 pub(super) fn sys_fstatfs(p: &mut Process, m: &mut dyn Machine, fd: i32, buf: u64) -> KResult<i64> {
     let fs = file_fs(&p.files.get(fd)?);
-    put(p, m, buf, &statfs_bytes(fs))?;
+    let size = fs_blocks(p, m, fs);
+    put(p, m, buf, &statfs_bytes(fs, size))?;
     Ok(0)
 }
 

@@ -1388,6 +1388,24 @@ fn copy_fallocate_statfs_sync() {
     assert_eq!(fs_of(&mut t, "/etc/hosts").3 & 1, 1);
     assert_eq!(fs_of(&mut t, "/proc/self/maps").0, 0x9fa0);
     assert_eq!(fs_of(&mut t, "/").3, 0x21);
+    // Sizes, in 4 KiB blocks: /tmp may take half the RAM, as far as it is free; the root is
+    // the image's archive, full.
+    let blocks = |t: &mut T, path: &str| {
+        let p = t.cstr(path);
+        assert_eq!(t.call(nr::STATFS, &[p, buf]), 0);
+        let b = t.read(buf, 120);
+        let at = |o: usize| u64::from_le_bytes(b[o..o + 8].try_into().unwrap());
+        (at(16), at(24), at(32))
+    };
+    let (total, free) = t.m.ram;
+    let half = total / 2 / 4096;
+    assert_eq!(
+        blocks(&mut t, "/tmp"),
+        (half, half.min(free / 4096), half.min(free / 4096))
+    );
+    let (root, root_free, _) = blocks(&mut t, "/");
+    assert!(root > 0 && root_free == 0, "{root} {root_free}");
+    assert_eq!(blocks(&mut t, "/proc").0, 0);
     let missing = t.cstr("/tmp/nope");
     assert_eq!(t.call(nr::STATFS, &[missing, buf]), E(Errno::ENOENT));
     assert_eq!(

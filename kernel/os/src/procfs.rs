@@ -1,0 +1,314 @@
+//! The text files of `/proc`, made when they are opened (each open reads a snapshot, as
+//! Linux's `seq_file`s do for a read that fits one buffer): the process's `stat`, `status`,
+//! `cmdline`, `environ`, `maps`, `mounts` and `mountinfo` under `/proc/1` (`/proc/self`
+//! links there), and the machine's `meminfo`, `uptime`, `loadavg`, `cpuinfo`, `stat` and
+//! `version`. Programs read them for what they say about themselves and the machine:
+//! `ps` and `top` the process's, `free` and memory-sizing runtimes `meminfo`, `df` the
+//! mounts, libuv and Node's `os.cpus()` `cpuinfo` and `stat`.
+//!
+//! The kernel keeps no per-thread CPU accounting: as `times` and `getrusage` do, the
+//! process's user time is the time since boot (the program is the machine's one process).
+
+use alloc::string::String;
+use alloc::vec::Vec;
+use core::fmt::Write;
+
+use crate::errno::{Errno, KResult};
+use crate::fs::node::FsId;
+use crate::machine::Machine;
+use crate::process::Process;
+use crate::syscall::proc::{UNAME_RELEASE, UNAME_VERSION};
+
+use crate::process::PID;
+/// Clock ticks per second in `/proc` (`USER_HZ`, also `AT_CLKTCK`).
+const USER_HZ: u64 = 100;
+/// The queued-signal limit `status` shows (Linux's default for a small machine).
+const SIGQUEUE_MAX: u32 = 7_823;
+/// Nanoseconds per clock tick.
+const NS_PER_TICK: u64 = 1_000_000_000 / USER_HZ;
+
+/// Which `/proc` file a node is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProcFile {
+    /// `/proc/1/maps`: the memory map.
+    Maps,
+    /// `/proc/1/stat`: one line of process figures.
+    Stat,
+    /// `/proc/1/status`: the same and more, one `Name:\tvalue` per line.
+    Status,
+    /// `/proc/1/cmdline`: the arguments, each ending in NUL.
+    Cmdline,
+    /// `/proc/1/environ`: the initial environment, likewise.
+    Environ,
+    /// `/proc/1/mounts` (and `/proc/mounts`): the file systems, as `/etc/fstab` lists them.
+    Mounts,
+    /// `/proc/1/mountinfo`: the same with ids and device numbers.
+    MountInfo,
+    /// `/proc/meminfo`: RAM, total and free.
+    MemInfo,
+    /// `/proc/uptime`: seconds since boot, and idle seconds.
+    Uptime,
+    /// `/proc/loadavg`: load averages, running and all threads, last pid.
+    LoadAvg,
+    /// `/proc/cpuinfo`: one paragraph per CPU.
+    CpuInfo,
+    /// `/proc/stat`: CPU times, boot time, process counts.
+    SysStat,
+    /// `/proc/version`: the kernel's version line.
+    Version,
+}
+
+impl ProcFile {
+    /// The files of `/proc/1`, by name.
+    pub const PROCESS: [(&'static str, ProcFile); 7] = [
+        ("maps", ProcFile::Maps),
+        ("stat", ProcFile::Stat),
+        ("status", ProcFile::Status),
+        ("cmdline", ProcFile::Cmdline),
+        ("environ", ProcFile::Environ),
+        ("mounts", ProcFile::Mounts),
+        ("mountinfo", ProcFile::MountInfo),
+    ];
+    /// The files of `/proc` itself, by name.
+    pub const MACHINE: [(&'static str, ProcFile); 6] = [
+        ("meminfo", ProcFile::MemInfo),
+        ("uptime", ProcFile::Uptime),
+        ("loadavg", ProcFile::LoadAvg),
+        ("cpuinfo", ProcFile::CpuInfo),
+        ("stat", ProcFile::SysStat),
+        ("version", ProcFile::Version),
+    ];
+}
+
+/// The file systems the kernel mounts: (mount point, type, source, options, `st_dev`
+/// minor number). Volumes (`run -v`) are listed after them by [`mount_table`].
+const MOUNTS: [(&str, &str, &str, &str, FsId); 4] = [
+    ("/", "rootfs", "rootfs", "ro", FsId::Root),
+    ("/dev", "devtmpfs", "devtmpfs", "rw,nosuid", FsId::Dev),
+    (
+        "/proc",
+        "proc",
+        "proc",
+        "rw,nosuid,nodev,noexec",
+        FsId::Proc,
+    ),
+    ("/tmp", "tmpfs", "tmpfs", "rw,nosuid,nodev", FsId::Tmp),
+];
+
+/// The text of `file` now.
+pub fn text(file: ProcFile, p: &mut Process, m: &mut dyn Machine) -> KResult<Vec<u8>> {
+    let mut out = String::new();
+    match file {
+        ProcFile::Maps => out = p.vm.try_maps_text(&p.exe_path)?,
+        ProcFile::Cmdline => return strings(p, m, p.proc.args.clone()),
+        ProcFile::Environ => return strings(p, m, p.proc.env.clone()),
+        ProcFile::Stat => stat(&mut out, p, m),
+        ProcFile::Status => status(&mut out, p, m),
+        ProcFile::Mounts => {
+            for (at, kind, source, opts, _) in mount_table(p) {
+                let _ = writeln!(out, "{source} {at} {kind} {opts} 0 0");
+            }
+        }
+        ProcFile::MountInfo => {
+            for (i, (at, kind, source, opts, minor)) in mount_table(p).into_iter().enumerate() {
+                let parent = if i == 0 { 1 } else { 2 };
+                let _ = writeln!(
+                    out,
+                    "{} {parent} 0:{minor} / {at} {opts} - {kind} {source} {opts}",
+                    i + 2
+                );
+            }
+        }
+        ProcFile::MemInfo => {
+            let (total, free) = m.ram();
+            for (name, bytes) in [
+                ("MemTotal", total),
+                ("MemFree", free),
+                ("MemAvailable", free),
+                ("Buffers", 0),
+                ("Cached", 0),
+                ("SwapCached", 0),
+                ("SwapTotal", 0),
+                ("SwapFree", 0),
+                ("Shmem", 0),
+            ] {
+                let _ = writeln!(
+                    out,
+                    "{:<15}{:>9} kB",
+                    alloc::format!("{name}:"),
+                    bytes >> 10
+                );
+            }
+        }
+        ProcFile::Uptime => {
+            let cs = m.monotonic_ns() / 10_000_000;
+            let _ = writeln!(out, "{}.{:02} 0.00", cs / 100, cs % 100);
+        }
+        ProcFile::LoadAvg => {
+            let threads = m.thread_count();
+            let _ = writeln!(out, "0.00 0.00 0.00 1/{threads} {PID}");
+        }
+        ProcFile::CpuInfo => {
+            let n = m.cpus();
+            for cpu in 0..n {
+                let _ = write!(
+                    out,
+                    "processor\t: {cpu}\nvendor_id\t: Kiln\nmodel name\t: Kiln virtual CPU\n\
+                     physical id\t: 0\nsiblings\t: {n}\ncore id\t\t: {cpu}\ncpu cores\t: {n}\n\
+                     apicid\t\t: {cpu}\n\n"
+                );
+            }
+        }
+        ProcFile::SysStat => {
+            let ticks = m.monotonic_ns() / NS_PER_TICK;
+            let n = m.cpus() as u64;
+            let _ = writeln!(out, "cpu  {} 0 0 0 0 0 0 0 0 0", ticks * n);
+            for cpu in 0..n {
+                let _ = writeln!(out, "cpu{cpu} {ticks} 0 0 0 0 0 0 0 0 0");
+            }
+            let boot = m.realtime_ns().saturating_sub(m.monotonic_ns()) / 1_000_000_000;
+            let _ = write!(
+                out,
+                "intr 0\nctxt 0\nbtime {boot}\nprocesses 1\nprocs_running 1\nprocs_blocked 0\n"
+            );
+        }
+        ProcFile::Version => {
+            let _ = writeln!(out, "Linux version {UNAME_RELEASE} (kiln) {UNAME_VERSION}");
+        }
+    }
+    Ok(out.into_bytes())
+}
+
+/// The process's name: what `prctl(PR_SET_NAME)` set, else its program's file name, at
+/// most 15 bytes (`TASK_COMM_LEN` - 1).
+fn comm(p: &Process) -> String {
+    let name = match &p.proc.name {
+        Some(n) => String::from_utf8_lossy(n).into_owned(),
+        None => String::from(p.exe_path.rsplit('/').next().unwrap_or_default()),
+    };
+    name.chars().take(15).collect()
+}
+
+/// Memory figures in bytes: the mapped size, and what is resident.
+fn sizes(p: &Process, m: &mut dyn Machine) -> (u64, u64) {
+    let mut size = 0;
+    let mut resident = 0;
+    for (start, v) in p.vm.vmas() {
+        size += v.end - start;
+        if v.prot.read || v.prot.write || v.prot.exec {
+            if let Ok(pages) = p.vm.residency(m.pages(), start, v.end) {
+                resident += pages.iter().filter(|&&r| r != 0).count() as u64 * 4096;
+            }
+        }
+    }
+    (size, resident)
+}
+
+fn stat(out: &mut String, p: &Process, m: &mut dyn Machine) {
+    let ticks = m.monotonic_ns() / NS_PER_TICK;
+    let (vsize, rss) = sizes(p, m);
+    let threads = m.thread_count();
+    let cpu = m.cpu();
+    let (code, stack) = (code_range(p), p.vm.stack().map_or(0, |s| s.end));
+    let brk = p.vm.brk_start();
+    let (args, env) = (&p.proc.args, &p.proc.env);
+    let _ = writeln!(
+        out,
+        "{PID} ({}) R 0 {PID} {PID} 0 -1 4194560 0 0 0 0 {ticks} 0 0 0 20 0 {threads} 0 0 \
+         {vsize} {} 18446744073709551615 {} {} {stack} 0 0 0 0 0 0 0 0 0 17 {cpu} 0 0 0 0 0 \
+         0 0 {brk} {} {} {} {} 0",
+        comm(p),
+        rss / 4096,
+        code.start,
+        code.end,
+        args.start,
+        args.end,
+        env.start,
+        env.end,
+    );
+}
+
+/// Where the program's code is mapped (its first executable region of the program file).
+fn code_range(p: &Process) -> core::ops::Range<u64> {
+    p.vm.vmas()
+        .find(|(_, v)| v.prot.exec && matches!(v.kind, crate::vm::VmaKind::Program))
+        .map_or(0..0, |(start, v)| start..v.end)
+}
+
+fn status(out: &mut String, p: &Process, m: &mut dyn Machine) {
+    let (vsize, rss) = sizes(p, m);
+    let (u, g) = (&p.proc.uid, &p.proc.gid);
+    let groups: Vec<String> = p
+        .proc
+        .groups
+        .iter()
+        .map(|g| alloc::format!("{g}"))
+        .collect();
+    let cpus = m.cpus();
+    let mask = if cpus >= 64 {
+        u64::MAX
+    } else {
+        (1u64 << cpus) - 1
+    };
+    let _ = write!(
+        out,
+        "Name:\t{}\nUmask:\t{:04o}\nState:\tR (running)\nTgid:\t{PID}\nNgid:\t0\nPid:\t{PID}\n\
+         PPid:\t0\nTracerPid:\t0\nUid:\t{}\t{}\t{}\t{}\nGid:\t{}\t{}\t{}\t{}\nFDSize:\t64\n\
+         Groups:\t{}\nVmPeak:\t{:>8} kB\nVmSize:\t{:>8} kB\nVmHWM:\t{:>8} kB\nVmRSS:\t{:>8} kB\n\
+         Threads:\t{}\nSigQ:\t0/{SIGQUEUE_MAX}\nSigPnd:\t{:016x}\nShdPnd:\t{:016x}\nSigBlk:\t{:016x}\n\
+         SigIgn:\t{:016x}\nSigCgt:\t{:016x}\nCapInh:\t0000000000000000\n\
+         CapPrm:\t000001ffffffffff\nCapEff:\t000001ffffffffff\nCapBnd:\t000001ffffffffff\n\
+         CapAmb:\t0000000000000000\nNoNewPrivs:\t{}\nSeccomp:\t0\nCpus_allowed:\t{mask:x}\n\
+         Cpus_allowed_list:\t0-{}\nvoluntary_ctxt_switches:\t0\nnonvoluntary_ctxt_switches:\t0\n",
+        comm(p),
+        p.vfs.umask,
+        u.real,
+        u.effective,
+        u.saved,
+        u.fs,
+        g.real,
+        g.effective,
+        g.saved,
+        g.fs,
+        groups.join(" "),
+        vsize >> 10,
+        vsize >> 10,
+        rss >> 10,
+        rss >> 10,
+        m.thread_count(),
+        0,
+        0,
+        0,
+        0,
+        0,
+        u8::from(p.proc.no_new_privs),
+        cpus - 1,
+    );
+}
+
+/// The kernel's mounts and the volumes: (mount point, type, source, options, `st_dev`
+/// minor).
+fn mount_table(p: &Process) -> Vec<(String, &'static str, String, &'static str, u32)> {
+    let mut t: Vec<_> = MOUNTS
+        .iter()
+        .map(|&(at, kind, source, opts, fs)| (at.into(), kind, source.into(), opts, fs as u32))
+        .collect();
+    for v in p.vfs.volumes() {
+        let opts = if v.readonly { "ro" } else { "rw" };
+        t.push((v.path.clone(), "9p", v.source.clone(), opts, v.minor));
+    }
+    t
+}
+
+/// NUL-terminated strings at `range` in the program's memory (what is readable of them).
+fn strings(p: &mut Process, m: &mut dyn Machine, range: core::ops::Range<u64>) -> KResult<Vec<u8>> {
+    let len = usize::try_from(range.end.saturating_sub(range.start)).map_err(|_| Errno::EINVAL)?;
+    let mut b = alloc::vec![0; len];
+    if len > 0 && p.vm.copy_from_user(m.pages(), range.start, &mut b).is_err() {
+        b.clear();
+    }
+    Ok(b)
+}
+
+#[cfg(test)]
+mod tests;

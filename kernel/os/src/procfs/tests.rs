@@ -1,0 +1,194 @@
+//! `/proc`'s files read the way programs read them: `openat` then `read`.
+
+use alloc::string::String;
+use alloc::vec::Vec;
+
+use crate::syscall::testutil::*;
+use crate::sysno as nr;
+use crate::testing::FakeMachine;
+
+/// Reads the whole of `path` through the system calls.
+fn read_file(
+    p: &mut crate::process::Process,
+    m: &mut FakeMachine,
+    buf: u64,
+    path: &str,
+) -> Vec<u8> {
+    poke(p, m, buf, path.as_bytes());
+    poke(p, m, buf + path.len() as u64, &[0]);
+    let fd = call(p, m, nr::OPENAT, &[-100i64 as u64, buf, 0, 0]);
+    assert!(fd >= 0, "open {path}: {fd}");
+    let mut all = Vec::new();
+    loop {
+        let n = call(p, m, nr::READ, &[fd as u64, buf, 4096]);
+        assert!(n >= 0, "read {path}: {n}");
+        if n == 0 {
+            break;
+        }
+        all.extend(peek(p, m, buf, n as usize));
+    }
+    assert_eq!(call(p, m, nr::CLOSE, &[fd as u64]), 0);
+    all
+}
+
+fn read_text(p: &mut crate::process::Process, m: &mut FakeMachine, buf: u64, path: &str) -> String {
+    String::from_utf8(read_file(p, m, buf, path)).unwrap()
+}
+
+#[test]
+fn self_is_a_link_to_the_pid_directory() {
+    let (mut p, mut m, buf) = setup();
+    poke(&mut p, &mut m, buf, b"/proc/self\0");
+    let out = buf + 0x100;
+    assert_eq!(call(&mut p, &mut m, nr::READLINK, &[buf, out, 64]), 1);
+    assert_eq!(peek(&mut p, &mut m, out, 1), b"1");
+    let status = read_text(&mut p, &mut m, buf, "/proc/1/status");
+    assert!(status.starts_with("Name:\tprog\n"), "{status}");
+    let via_thread = read_text(&mut p, &mut m, buf, "/proc/thread-self/status");
+    assert!(via_thread.starts_with("Name:\tprog\n"), "{via_thread}");
+}
+
+#[test]
+fn stat_has_linuxs_52_fields() {
+    let (mut p, mut m, buf) = setup();
+    m.now = 250 * 10_000_000;
+    let stat = read_text(&mut p, &mut m, buf, "/proc/self/stat");
+    assert!(stat.starts_with("1 (prog) R 0 1 1 0 -1 "), "{stat}");
+    assert!(stat.ends_with('\n'), "{stat}");
+    let after_comm = stat.rsplit_once(") ").unwrap().1;
+    let fields: Vec<&str> = after_comm.split_whitespace().collect();
+    assert_eq!(fields.len() + 2, 52, "{stat}");
+    // utime (field 14) in clock ticks; num_threads (field 20).
+    assert_eq!(fields[14 - 3], "250", "{stat}");
+    assert_eq!(fields[20 - 3], "1", "{stat}");
+    // vsize (field 23) covers at least the mapped buffer.
+    assert!(fields[23 - 3].parse::<u64>().unwrap() >= BUF_LEN, "{stat}");
+}
+
+#[test]
+fn status_names_the_process_and_its_ids() {
+    let (mut p, mut m, buf) = setup();
+    // prctl(PR_SET_NAME) renames it.
+    poke(&mut p, &mut m, buf, b"worker\0");
+    assert_eq!(call(&mut p, &mut m, nr::PRCTL, &[15, buf]), 0);
+    let status = read_text(&mut p, &mut m, buf, "/proc/self/status");
+    for line in [
+        "Name:\tworker\n",
+        "Pid:\t1\n",
+        "PPid:\t0\n",
+        "Uid:\t0\t0\t0\t0\n",
+        "Threads:\t1\n",
+        "Cpus_allowed_list:\t0-0\n",
+    ] {
+        assert!(status.contains(line), "{line:?} missing: {status}");
+    }
+}
+
+#[test]
+fn cmdline_and_environ_are_the_strings_in_the_programs_memory() {
+    let (mut p, mut m, buf) = setup();
+    let strings = buf + 0x1000;
+    poke(&mut p, &mut m, strings, b"/bin/prog\0-v\0HOME=/\0");
+    p.proc.args = strings..strings + 13;
+    p.proc.env = strings + 13..strings + 20;
+    assert_eq!(
+        read_file(&mut p, &mut m, buf, "/proc/self/cmdline"),
+        b"/bin/prog\0-v\0"
+    );
+    assert_eq!(
+        read_file(&mut p, &mut m, buf, "/proc/self/environ"),
+        b"HOME=/\0"
+    );
+    // A program that moved its strings away (or a kernel without them) reads empty.
+    p.proc.args = crate::syscall::testutil::UNMAPPED..crate::syscall::testutil::UNMAPPED + 4;
+    assert_eq!(read_file(&mut p, &mut m, buf, "/proc/self/cmdline"), b"");
+}
+
+#[test]
+fn meminfo_uptime_and_loadavg_come_from_the_machine() {
+    let (mut p, mut m, buf) = setup();
+    m.ram = (256 << 20, 200 << 20);
+    m.now = 12_345_000_000;
+    let mem = read_text(&mut p, &mut m, buf, "/proc/meminfo");
+    assert!(
+        mem.starts_with("MemTotal:         262144 kB\nMemFree:          204800 kB\n"),
+        "{mem}"
+    );
+    assert!(mem.contains("\nMemAvailable:     204800 kB\n"), "{mem}");
+    assert!(mem.contains("\nSwapTotal:             0 kB\n"), "{mem}");
+    assert_eq!(
+        read_text(&mut p, &mut m, buf, "/proc/uptime"),
+        "12.34 0.00\n"
+    );
+    assert_eq!(
+        read_text(&mut p, &mut m, buf, "/proc/loadavg"),
+        "0.00 0.00 0.00 1/1 1\n"
+    );
+    // sysinfo agrees.
+    assert_eq!(call(&mut p, &mut m, nr::SYSINFO, &[buf]), 0);
+    assert_eq!(peek64(&mut p, &mut m, buf + 32), 256 << 20);
+    assert_eq!(peek64(&mut p, &mut m, buf + 40), 200 << 20);
+}
+
+#[test]
+fn cpuinfo_and_stat_have_a_line_per_cpu() {
+    let (mut p, mut m, buf) = setup();
+    m.cpus = 2;
+    let info = read_text(&mut p, &mut m, buf, "/proc/cpuinfo");
+    assert_eq!(info.matches("processor\t: ").count(), 2, "{info}");
+    let stat = read_text(&mut p, &mut m, buf, "/proc/stat");
+    assert!(stat.starts_with("cpu  "), "{stat}");
+    assert!(
+        stat.contains("\ncpu0 ") && stat.contains("\ncpu1 "),
+        "{stat}"
+    );
+    assert!(stat.contains("\nbtime "), "{stat}");
+    let version = read_text(&mut p, &mut m, buf, "/proc/version");
+    assert!(
+        version.starts_with("Linux version 6.1.0-kiln "),
+        "{version}"
+    );
+}
+
+#[test]
+fn mounts_list_the_file_systems_with_their_device_numbers() {
+    let (mut p, mut m, buf) = setup();
+    let mounts = read_text(&mut p, &mut m, buf, "/proc/mounts");
+    assert!(mounts.starts_with("rootfs / rootfs ro 0 0\n"), "{mounts}");
+    assert!(
+        mounts.contains("\ntmpfs /tmp tmpfs rw,nosuid,nodev 0 0\n"),
+        "{mounts}"
+    );
+    let info = read_text(&mut p, &mut m, buf, "/proc/self/mountinfo");
+    let tmp = info
+        .lines()
+        .find(|l| l.contains(" /tmp "))
+        .expect("a /tmp line");
+    // statx on /tmp: its st_dev is the mountinfo's major:minor.
+    poke(&mut p, &mut m, buf, b"/tmp\0");
+    let sx = buf + 0x100;
+    assert_eq!(
+        call(
+            &mut p,
+            &mut m,
+            nr::STATX,
+            &[-100i64 as u64, buf, 0, 0xfff, sx]
+        ),
+        0
+    );
+    let b = peek(&mut p, &mut m, sx, 0x100);
+    let minor = u32::from_le_bytes(b[0x8c..0x90].try_into().unwrap());
+    assert!(
+        tmp.contains(&alloc::format!(" 0:{minor} / /tmp ")),
+        "{tmp} vs minor {minor}"
+    );
+    assert!(tmp.contains(" - tmpfs tmpfs "), "{tmp}");
+}
+
+#[test]
+fn proc_files_cannot_be_written() {
+    let (mut p, mut m, buf) = setup();
+    poke(&mut p, &mut m, buf, b"/proc/meminfo\0");
+    // O_WRONLY
+    assert!(call(&mut p, &mut m, nr::OPENAT, &[-100i64 as u64, buf, 1, 0]) < 0);
+}
