@@ -141,6 +141,24 @@ fn debian_ps_df_and_free_read_proc() {
 }
 
 #[test]
+fn debian_gzip_compresses_a_file_of_the_root_filesystem() {
+    // The root filesystem's files carry a time (one second after the epoch unless
+    // SOURCE_DATE_EPOCH says otherwise): at 0, gzip warns "file timestamp out of range"
+    // and exits with status 2.
+    let img = build_image("gzip", &["--elf", "/usr/bin/gzip"]);
+    let r = run_image(&img, &["--", "-c", "/etc/hostname"]);
+    assert_eq!(r.status, 0, "{r:?}");
+    assert!(!r.stderr.contains("warning"), "{r:?}");
+    // Magic, deflate, FNAME, then the file's mtime (little-endian seconds).
+    assert_eq!(
+        r.stdout[..8],
+        [0x1f, 0x8b, 8, 8, 1, 0, 0, 0],
+        "{:?}",
+        r.stdout
+    );
+}
+
+#[test]
 fn debian_ls() {
     let img = build_image("ls", &["--elf", "/usr/bin/ls"]);
     let r = run_image(&img, &["--", "-la", "/lib/x86_64-linux-gnu/", "/"]);

@@ -1,7 +1,7 @@
 //! The root filesystem: a deterministic tar of `--rootfs DIR`, `--file SRC:DEST` and a few
 //! generated `/etc` files.
 //!
-//! Determinism: entries sorted by path, mtime 0, uid/gid 0 (`root`), modes normalised to
+//! Determinism: entries sorted by path, one mtime for all ([`mtime`]), uid/gid 0 (`root`), modes normalised to
 //! 0755 (directories, executables) or 0644, symlinks kept as symlinks, GNU long-name headers.
 //! Paths are stored relative (`etc/hosts`, directories as `etc/`). `/dev`, `/proc` and `/tmp`
 //! come from the kernel and are never put in the tar.
@@ -356,11 +356,19 @@ fn pad_to_page(b: &mut tar::Builder<Vec<u8>>, path: &str) -> anyhow::Result<()> 
     Ok(())
 }
 
+/// The mtime of every entry: `SOURCE_DATE_EPOCH` when set, else one second after the epoch
+/// (as Jib stamps container layers): 0 means "no time" to programs such as gzip, which
+/// warns and exits with status 2 when it compresses a file so stamped.
+pub fn mtime() -> anyhow::Result<u64> {
+    Ok(crate::oci::layer::mtime()?.max(1))
+}
+
 fn write_tar(nodes: &BTreeMap<String, (Node, bool)>) -> anyhow::Result<Vec<u8>> {
     let mut b = tar::Builder::new(Vec::new());
+    let stamp = mtime()?;
     for (path, (node, _)) in nodes {
         let mut h = tar::Header::new_gnu();
-        h.set_mtime(0);
+        h.set_mtime(stamp);
         h.set_uid(0);
         h.set_gid(0);
         h.set_username("root")?;
@@ -416,7 +424,7 @@ mod tests {
                 } else {
                     e.read_to_string(&mut s).unwrap();
                 }
-                assert_eq!(h.mtime().unwrap(), 0);
+                assert_eq!(h.mtime().unwrap(), mtime().unwrap());
                 assert_eq!(h.uid().unwrap(), 0);
                 assert_eq!(h.gid().unwrap(), 0);
                 (path, h.mode().unwrap(), s)

@@ -183,7 +183,11 @@ impl Vfs {
     ) -> Result<Vfs, tar::TarError> {
         let entries = tar::parse(rootfs)?;
         let root = new_dir(FsId::Root, 0o755, 0);
+        // The program gets the newest time in the archive (it is not always in it).
+        let mut newest = 0;
         for e in entries {
+            let t = e.mtime.saturating_mul(1_000_000_000);
+            newest = newest.max(t);
             if e.path == "/" {
                 if e.kind == tar::EntryKind::Dir {
                     root.set_perm(e.mode);
@@ -199,10 +203,10 @@ impl Vfs {
                         n.set_perm(e.mode);
                         continue;
                     }
-                    new_dir(FsId::Root, e.mode, 0)
+                    new_dir(FsId::Root, e.mode, t)
                 }
-                tar::EntryKind::File => new_node(FsId::Root, Body::StaticFile(e.data), e.mode, 0),
-                tar::EntryKind::Symlink => new_node(FsId::Root, Body::Symlink(e.link), 0o777, 0),
+                tar::EntryKind::File => new_node(FsId::Root, Body::StaticFile(e.data), e.mode, t),
+                tar::EntryKind::Symlink => new_node(FsId::Root, Body::Symlink(e.link), 0o777, t),
                 tar::EntryKind::HardLink => {
                     let target = Self::find_built(&root, &e.link)
                         .filter(|n| !n.is_dir())
@@ -220,7 +224,7 @@ impl Vfs {
             }
         }
 
-        Self::add_exe(&root, exe_path, exe);
+        Self::add_exe(&root, exe_path, exe, newest);
 
         let now = 0;
         let tmp = new_dir(FsId::Tmp, 0o1777, now);
@@ -303,7 +307,7 @@ impl Vfs {
     /// While building: puts the program at `exe_path` unless something is there already,
     /// following the archive's symbolic links and creating missing directories. Gives up
     /// (leaving no file) when a non-directory is in the way or the path is unusable.
-    fn add_exe(root: &Arc<Inode>, exe_path: &str, exe: &'static [u8]) {
+    fn add_exe(root: &Arc<Inode>, exe_path: &str, exe: &'static [u8], mtime: u64) {
         let probe = Vfs {
             root: root.clone(),
             umask: 0,
@@ -342,7 +346,7 @@ impl Vfs {
             if let Some(d) = l.parent.dir() {
                 d.lock().insert(
                     n.clone(),
-                    Arc::new(Inode::new(FsId::Root, Body::StaticFile(exe), 0o755, 0)),
+                    Arc::new(Inode::new(FsId::Root, Body::StaticFile(exe), 0o755, mtime)),
                 );
             }
         }

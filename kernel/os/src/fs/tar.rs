@@ -37,6 +37,8 @@ pub struct Entry<'a> {
     pub data: &'a [u8],
     /// Symlink target (as written) or, for hard links, the normalised path of the target.
     pub link: String,
+    /// Modification time, seconds since the epoch.
+    pub mtime: u64,
 }
 
 /// Why an archive could not be read.
@@ -243,6 +245,7 @@ pub fn parse(archive: &[u8]) -> Result<Vec<Entry<'_>>, TarError> {
             (None, None) => utf8(cstr(&h[157..257]))?,
         };
         let mode = (number(&h[100..108])? & 0o7777) as u32;
+        let mtime = number(&h[136..148])?;
         let path = normalise(&name);
         let (kind, data, link) = match typeflag {
             b'0' | 0 | b'7' if name.ends_with('/') && size == 0 => (EntryKind::Dir, &[][..], link),
@@ -259,6 +262,7 @@ pub fn parse(archive: &[u8]) -> Result<Vec<Entry<'_>>, TarError> {
             mode,
             data,
             link,
+            mtime,
         });
     }
     if long_name.is_some() || long_link.is_some() || pax.path.is_some() || pax.link.is_some() {
@@ -301,7 +305,7 @@ pub(crate) mod tests {
         octal(&mut h[108..116], 0);
         octal(&mut h[116..124], 0);
         octal(&mut h[124..136], size);
-        octal(&mut h[136..148], 0);
+        octal(&mut h[136..148], MTIME);
         h[156] = typeflag;
         h[157..157 + link.len()].copy_from_slice(link);
         if ustar {
@@ -323,6 +327,9 @@ pub(crate) mod tests {
     }
 
     /// Appends an entry (header + padded data).
+    /// The mtime of the test archives' entries (seconds).
+    pub const MTIME: u64 = 1_700_000_000;
+
     pub fn push(out: &mut Vec<u8>, name: &[u8], typeflag: u8, mode: u32, link: &[u8], data: &[u8]) {
         out.extend(header(name, typeflag, data.len() as u64, mode, link, false));
         out.extend_from_slice(data);

@@ -48,7 +48,11 @@ fn tree_from_tar() {
     assert_eq!(st.nlink, 2);
     assert_eq!(st.blksize, 4096);
     assert_eq!(st.blocks, 8);
-    assert_eq!((st.atime, st.mtime, st.ctime), (0, 0, 0));
+    // The archive's mtime, in nanoseconds.
+    let t = crate::fs::tar::tests::MTIME * 1_000_000_000;
+    assert_eq!((st.atime, st.mtime, st.ctime), (t, t, t));
+    // The program, when the archive lacks it, gets the archive's newest time.
+    assert_eq!(v.find("/", "/bin/app", true).unwrap().stat().mtime, t);
     assert_eq!(st.dev, (0, FsId::Root as u32));
     let again = v.find("/etc", "hosts2", true).unwrap();
     assert_eq!(again.ino, hosts.ino);
