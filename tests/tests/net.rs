@@ -6,7 +6,7 @@ use std::net::{TcpListener, TcpStream, UdpSocket};
 use std::process::Command;
 use std::time::Duration;
 
-use kiln_tests::{build_image, free_port, kiln, Guest};
+use kiln_tests::{build_image, free_port, gcc_static, kiln, Guest};
 
 fn curl(args: &[&str]) -> (bool, Vec<u8>, String) {
     let out = Command::new("curl")
@@ -141,6 +141,51 @@ fn the_card_is_set_up_at_the_first_socket_not_at_boot() {
         url,
     ]);
     assert!(net.stderr.contains("net: virtio-mmio card"), "{net:?}");
+}
+
+const IFADDRS_C: &str = r#"
+#include <arpa/inet.h>
+#include <ifaddrs.h>
+#include <linux/if_packet.h>
+#include <net/if.h>
+#include <stdio.h>
+#include <sys/socket.h>
+
+int main(void) {
+    struct ifaddrs *all, *i;
+    if (getifaddrs(&all) != 0) { perror("getifaddrs"); return 1; }
+    for (i = all; i; i = i->ifa_next) {
+        if (!i->ifa_addr) continue;
+        if (i->ifa_addr->sa_family == AF_INET) {
+            char a[16], n[16];
+            inet_ntop(AF_INET, &((struct sockaddr_in *)i->ifa_addr)->sin_addr, a, sizeof a);
+            inet_ntop(AF_INET, &((struct sockaddr_in *)i->ifa_netmask)->sin_addr, n, sizeof n);
+            printf("%s inet %s/%s%s\n", i->ifa_name, a, n, i->ifa_flags & IFF_UP ? " up" : "");
+        } else if (i->ifa_addr->sa_family == AF_PACKET) {
+            unsigned char *m = ((struct sockaddr_ll *)i->ifa_addr)->sll_addr;
+            printf("%s link %02x:%02x:%02x:%02x:%02x:%02x\n", i->ifa_name, m[0], m[1], m[2], m[3], m[4], m[5]);
+        }
+    }
+    freeifaddrs(all);
+    return 0;
+}
+"#;
+
+#[test]
+fn getifaddrs_lists_the_interfaces_over_netlink() {
+    // glibc's getifaddrs asks the kernel over a NETLINK_ROUTE socket (links, then
+    // addresses), as Go's net.Interfaces and `ip addr` do.
+    let exe = gcc_static("ifaddrs", IFADDRS_C);
+    let r = kiln(&["run", "--elf", exe.to_str().unwrap()]);
+    assert_eq!(r.status, 0, "{r:?}");
+    let out = r.out();
+    for line in [
+        "lo inet 127.0.0.1/255.0.0.0 up\n",
+        "eth0 inet 10.0.2.15/255.255.255.0 up\n",
+        "eth0 link 52:54:00:12:34:56\n",
+    ] {
+        assert!(out.contains(line), "{line:?} missing: {r:?}");
+    }
 }
 
 #[test]

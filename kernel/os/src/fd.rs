@@ -708,6 +708,8 @@ pub mod console;
 pub mod epoll;
 pub mod eventfd;
 pub mod file;
+#[cfg(feature = "net")]
+pub mod netlink;
 pub mod node;
 pub mod pipe;
 pub mod signalfd;

@@ -23,6 +23,7 @@
 //! connection stays in the set (an orphan) until its FIN handshake ends;
 //! one that reaches TIME-WAIT is dropped then (its buffers are the bulk of its memory).
 
+pub mod netlink;
 pub mod phy;
 mod sockets;
 
@@ -522,6 +523,28 @@ impl Net {
         let mut s = self.stack.lock();
         s.dns = config.dns.clone();
         s.config = config;
+    }
+
+    /// The interfaces, as netlink describes them: loopback, and the card (`eth0`) when the
+    /// machine has one, with the address it has now. Sets the interface up if the program
+    /// has not used the network yet.
+    pub fn links(&self, m: &mut dyn Machine) -> Vec<netlink::Link> {
+        let mut s = self.stack.lock();
+        s.ensure_iface(m);
+        let mut links = alloc::vec![netlink::Link::loopback()];
+        if m.net_device().is_some() {
+            links.push(netlink::Link {
+                index: 2,
+                name: "eth0",
+                mac: s.mac,
+                loopback: false,
+                mtu: 1500,
+                addr: s
+                    .external_addr()
+                    .map(|c| (c.address().octets(), c.prefix_len())),
+            });
+        }
+        links
     }
 
     /// The DNS servers in use: the configured ones, else those DHCP offered.

@@ -1,7 +1,7 @@
 //! Socket system calls (IPv4 TCP and UDP) over [`crate::net`]: the Linux ABI side
 //! (`sockaddr_in`, `msghdr`, option encodings, flags) and blocking.
 //!
-//! `AF_UNIX` socket pairs are in [`unix`].
+//! `AF_UNIX` socket pairs are in [`unix`], `AF_NETLINK` sockets (the interfaces) in `netlink`.
 //!
 //! `read`, `write`, `readv` and `writev` on sockets go through the file layer
 //! ([`crate::fd::OpenFile`]); everything socket-specific is here. A call that cannot finish
@@ -84,7 +84,32 @@ pub fn handle(p: &mut Process, m: &mut dyn Machine, nr: u64, a: [u64; 6]) -> Opt
     if let Some(out) = unix::handle(p, m, nr, a) {
         return Some(out);
     }
+    #[cfg(feature = "net")]
+    if let Some(out) = netlink::handle(p, m, nr, a) {
+        return Some(out);
+    }
     inet(p, m, nr, a)
+}
+
+/// Whether `nr` is a call on a socket descriptor (its first argument).
+fn on_a_socket(nr: u64) -> bool {
+    matches!(
+        nr,
+        nr::BIND
+            | nr::LISTEN
+            | nr::ACCEPT
+            | nr::ACCEPT4
+            | nr::CONNECT
+            | nr::GETSOCKNAME
+            | nr::GETPEERNAME
+            | nr::SETSOCKOPT
+            | nr::GETSOCKOPT
+            | nr::SHUTDOWN
+            | nr::SENDTO
+            | nr::RECVFROM
+            | nr::SENDMSG
+            | nr::RECVMSG
+    )
 }
 
 /// Without the IPv4 stack: `socket` for any family but `AF_UNIX` (served above) fails with
@@ -104,20 +129,7 @@ fn inet(p: &mut Process, m: &mut dyn Machine, nr: u64, a: [u64; 6]) -> Option<Ou
             }
             Some(ret(Err(Errno::EAFNOSUPPORT)))
         }
-        nr::BIND
-        | nr::LISTEN
-        | nr::ACCEPT
-        | nr::ACCEPT4
-        | nr::CONNECT
-        | nr::GETSOCKNAME
-        | nr::GETPEERNAME
-        | nr::SETSOCKOPT
-        | nr::GETSOCKOPT
-        | nr::SHUTDOWN
-        | nr::SENDTO
-        | nr::RECVFROM
-        | nr::SENDMSG
-        | nr::RECVMSG => Some(ret(p.files.get(a[0] as i32).and(Err(Errno::ENOTSOCK)))),
+        n if on_a_socket(n) => Some(ret(p.files.get(a[0] as i32).and(Err(Errno::ENOTSOCK)))),
         _ => None,
     }
 }
@@ -724,6 +736,8 @@ fn sys_getsockopt(
     Ok(0)
 }
 
+#[cfg(feature = "net")]
+pub mod netlink;
 pub mod unix;
 
 #[cfg(all(test, feature = "net"))]

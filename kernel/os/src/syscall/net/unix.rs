@@ -59,20 +59,7 @@ pub fn handle(p: &mut Process, m: &mut dyn Machine, nr: u64, a: [u64; 6]) -> Opt
     match nr {
         nr::SOCKETPAIR => return Some(ret(sys_socketpair(p, m, a[0], a[1], a[2], a[3]))),
         nr::SOCKET if a[0] == AF_UNIX as u64 => return Some(ret(sys_socket(p, m))),
-        nr::BIND
-        | nr::LISTEN
-        | nr::ACCEPT
-        | nr::ACCEPT4
-        | nr::CONNECT
-        | nr::GETSOCKNAME
-        | nr::GETPEERNAME
-        | nr::SETSOCKOPT
-        | nr::GETSOCKOPT
-        | nr::SHUTDOWN
-        | nr::SENDTO
-        | nr::RECVFROM
-        | nr::SENDMSG
-        | nr::RECVMSG => {}
+        n if super::on_a_socket(n) => {}
         _ => return None,
     }
     let f = p.files.get(fd).ok()?;
