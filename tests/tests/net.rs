@@ -167,6 +167,8 @@ int main(void) {
         }
     }
     freeifaddrs(all);
+    /* if_nametoindex asks with the SIOCGIFINDEX ioctl on a socket. */
+    printf("eth0 index %u\n", if_nametoindex("eth0"));
     return 0;
 }
 "#;
@@ -180,6 +182,7 @@ fn getifaddrs_lists_the_interfaces_over_netlink() {
     assert_eq!(r.status, 0, "{r:?}");
     let out = r.out();
     for line in [
+        "eth0 index 2\n",
         "lo inet 127.0.0.1/255.0.0.0 up\n",
         "eth0 inet 10.0.2.15/255.255.255.0 up\n",
         "eth0 link 52:54:00:12:34:56\n",

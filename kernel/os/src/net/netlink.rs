@@ -94,6 +94,37 @@ impl Link {
             addr: Some(([127, 0, 0, 1], 8)),
         }
     }
+
+    /// Its hardware type (`ARPHRD_*`).
+    pub fn hw_type(&self) -> u16 {
+        if self.loopback {
+            ARPHRD_LOOPBACK
+        } else {
+            ARPHRD_ETHER
+        }
+    }
+
+    /// Its `IFF_*` flags: up and running, and loopback or broadcast-capable.
+    pub fn flags(&self) -> u32 {
+        let kind = if self.loopback {
+            IFF_LOOPBACK
+        } else {
+            IFF_BROADCAST | IFF_MULTICAST
+        };
+        kind | IFF_UP | IFF_RUNNING | IFF_LOWER_UP
+    }
+
+    /// Its IPv4 netmask and broadcast address (loopback has no broadcast), if it has an
+    /// address.
+    pub fn mask_and_broadcast(&self) -> Option<([u8; 4], Option<[u8; 4]>)> {
+        let (ip, prefix) = self.addr?;
+        let host_bits = u32::MAX.checked_shr(u32::from(prefix)).unwrap_or(0);
+        let broadcast = (u32::from_be_bytes(ip) | host_bits).to_be_bytes();
+        Some((
+            (!host_bits).to_be_bytes(),
+            (!self.loopback).then_some(broadcast),
+        ))
+    }
 }
 
 /// The answer to the messages in `request` (from a socket whose port id is `port`), as
@@ -207,17 +238,11 @@ impl Reply {
 
     fn link(&self, out: &mut Vec<u8>, l: &Link, flags: u16) {
         self.message(out, RTM_NEWLINK, flags, |b| {
-            let (kind, if_flags) = if l.loopback {
-                (ARPHRD_LOOPBACK, IFF_LOOPBACK)
-            } else {
-                (ARPHRD_ETHER, IFF_BROADCAST | IFF_MULTICAST)
-            };
             // ifinfomsg: family, pad, type, index, flags, change.
             b.extend_from_slice(&[AF_UNSPEC, 0]);
-            b.extend_from_slice(&kind.to_le_bytes());
+            b.extend_from_slice(&l.hw_type().to_le_bytes());
             b.extend_from_slice(&l.index.to_le_bytes());
-            let up = IFF_UP | IFF_RUNNING | IFF_LOWER_UP;
-            b.extend_from_slice(&(if_flags | up).to_le_bytes());
+            b.extend_from_slice(&l.flags().to_le_bytes());
             b.extend_from_slice(&u32::MAX.to_le_bytes());
             attr(b, IFLA_IFNAME, &name_z(l.name));
             attr(b, IFLA_ADDRESS, &l.mac);
@@ -243,9 +268,7 @@ impl Reply {
             b.extend_from_slice(&l.index.to_le_bytes());
             attr(b, IFA_ADDRESS, &ip);
             attr(b, IFA_LOCAL, &ip);
-            if !l.loopback {
-                let host_bits = u32::MAX.checked_shr(u32::from(prefix)).unwrap_or(0);
-                let broadcast = (u32::from_be_bytes(ip) | host_bits).to_be_bytes();
+            if let Some((_, Some(broadcast))) = l.mask_and_broadcast() {
                 attr(b, IFA_BROADCAST, &broadcast);
             }
             attr(b, IFA_LABEL, &name_z(l.name));

@@ -1044,6 +1044,12 @@ fn sys_fcntl(p: &mut Process, m: &mut dyn Machine, fd: i32, cmd: u64, arg: u64) 
     }
 }
 
+/// Whether the open file is a socket (interface requests are made on any socket).
+#[cfg(feature = "net")]
+fn is_socket(f: &OpenFile) -> bool {
+    f.object.stat().mode & crate::fs::node::S_IFMT == crate::net::S_IFSOCK
+}
+
 fn sys_ioctl(p: &mut Process, m: &mut dyn Machine, fd: i32, req: u32, arg: u64) -> KResult<i64> {
     let f = io_file(p, fd)?;
     match req {
@@ -1066,6 +1072,10 @@ fn sys_ioctl(p: &mut Process, m: &mut dyn Machine, fd: i32, req: u32, arg: u64) 
             let n = f.object.nread(f.offset())?;
             put(p, m, arg, &(n.min(i32::MAX as u64) as i32).to_le_bytes())?;
             Ok(0)
+        }
+        #[cfg(feature = "net")]
+        _ if super::net::ifreq::is_interface_request(req) && is_socket(&f) => {
+            super::net::ifreq::ioctl(p, m, req, arg)
         }
         // No descriptor here is a terminal (TCGETS, TIOCGWINSZ, ... all fail).
         _ => Err(Errno::ENOTTY),

@@ -737,6 +737,8 @@ fn sys_getsockopt(
 }
 
 #[cfg(feature = "net")]
+pub mod ifreq;
+#[cfg(feature = "net")]
 pub mod netlink;
 pub mod unix;
 
