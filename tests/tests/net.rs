@@ -192,6 +192,38 @@ fn getifaddrs_lists_the_interfaces_over_netlink() {
 }
 
 #[test]
+fn busybox_ifconfig_and_route_read_the_interfaces() {
+    // ifconfig: the SIOCGIF* ioctls and /proc/net/dev; route: /proc/net/route.
+    let image = build_image("busybox", &["--elf", "/bin/busybox"]);
+    let img = image.to_str().unwrap();
+    let r = kiln(&["run", "--image", img, "--", "ifconfig", "eth0"]);
+    assert_eq!(r.status, 0, "{r:?}");
+    let out = r.out();
+    assert!(out.contains("HWaddr 52:54:00:12:34:56"), "{r:?}");
+    assert!(
+        out.contains("inet addr:10.0.2.15  Bcast:10.0.2.255  Mask:255.255.255.0"),
+        "{r:?}"
+    );
+    assert!(out.contains("RX packets:"), "{r:?}");
+    let r = kiln(&["run", "--image", img, "--", "route", "-n"]);
+    assert_eq!(r.status, 0, "{r:?}");
+    let routes: Vec<String> = r
+        .out()
+        .lines()
+        .skip(2)
+        .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
+        .collect();
+    assert_eq!(
+        routes,
+        [
+            "0.0.0.0 10.0.2.2 0.0.0.0 UG 0 0 0 eth0",
+            "10.0.2.0 0.0.0.0 255.255.255.0 U 0 0 0 eth0"
+        ],
+        "{r:?}"
+    );
+}
+
+#[test]
 fn udp_echo_round_trips() {
     let image = build_image("udp-echo", &["--example", "udp-echo"]);
     let port = free_port();

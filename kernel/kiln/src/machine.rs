@@ -150,6 +150,9 @@ pub fn fill_random(buf: &mut [u8]) {
 }
 
 impl Machine for HalMachine {
+    fn net_counters(&self) -> ((u64, u64), (u64, u64)) {
+        net::counters()
+    }
     fn ram(&self) -> (u64, u64) {
         let total = kiln_hal::frames::total_bytes();
         (total, total.saturating_sub(kiln_hal::frames::used_bytes()))

@@ -56,6 +56,10 @@ pub enum ProcFile {
     SysStat,
     /// `/proc/version`: the kernel's version line.
     Version,
+    /// `/proc/net/dev`: each interface's traffic.
+    NetDev,
+    /// `/proc/net/route`: the IPv4 routes.
+    NetRoute,
 }
 
 impl ProcFile {
@@ -78,6 +82,9 @@ impl ProcFile {
         ("stat", ProcFile::SysStat),
         ("version", ProcFile::Version),
     ];
+    /// The files of `/proc/net`, by name.
+    pub const NET: [(&'static str, ProcFile); 2] =
+        [("dev", ProcFile::NetDev), ("route", ProcFile::NetRoute)];
 }
 
 /// The file systems the kernel mounts: (mount point, type, source, options, `st_dev`
@@ -175,6 +182,8 @@ pub fn text(file: ProcFile, p: &mut Process, m: &mut dyn Machine) -> KResult<Vec
         ProcFile::Version => {
             let _ = writeln!(out, "Linux version {UNAME_RELEASE} (kiln) {UNAME_VERSION}");
         }
+        ProcFile::NetDev => net_dev(&mut out, p, m),
+        ProcFile::NetRoute => net_route(&mut out, p, m),
     }
     Ok(out.into_bytes())
 }
@@ -298,6 +307,73 @@ fn mount_table(p: &Process) -> Vec<(String, &'static str, String, &'static str, 
         t.push((v.path.clone(), "9p", v.source.clone(), opts, v.minor));
     }
     t
+}
+
+/// `/proc/net/dev`: loopback's traffic is not counted (0); the card's is.
+fn net_dev(out: &mut String, p: &Process, m: &mut dyn Machine) {
+    out.push_str(concat!(
+        "Inter-|   Receive                                                |  Transmit\n",
+        " face |bytes    packets errs drop fifo frame compressed multicast|",
+        "bytes    packets errs drop fifo colls carrier compressed\n",
+    ));
+    #[cfg(feature = "net")]
+    for l in p.net.links(m) {
+        let ((rx_frames, rx_bytes), (tx_frames, tx_bytes)) = if l.loopback {
+            ((0, 0), (0, 0))
+        } else {
+            m.net_counters()
+        };
+        let _ = writeln!(
+            out,
+            concat!(
+                "{:>6}: {:>7} {:>7}    0    0    0     0          0         0 ",
+                "{:>8} {:>7}    0    0    0     0       0          0",
+            ),
+            l.name, rx_bytes, rx_frames, tx_bytes, tx_frames,
+        );
+    }
+    #[cfg(not(feature = "net"))]
+    let _ = (p, m);
+}
+
+/// `/proc/net/route`: the card's network, and the default route through the gateway
+/// (addresses in the kernel's byte order, as hexadecimal words).
+fn net_route(out: &mut String, p: &Process, m: &mut dyn Machine) {
+    out.push_str(
+        "Iface\tDestination\tGateway \tFlags\tRefCnt\tUse\tMetric\tMask\t\tMTU\tWindow\tIRTT\n",
+    );
+    #[cfg(feature = "net")]
+    {
+        let hex = |a: [u8; 4]| alloc::format!("{:08X}", u32::from_le_bytes(a));
+        // The links first: asking for them sets the interface (and its gateway) up.
+        let links = p.net.links(m);
+        let gateway = p.net.gateway();
+        for l in links.iter().filter(|l| !l.loopback) {
+            let Some(((ip, _), (mask, _))) = l.addr.zip(l.mask_and_broadcast()) else {
+                continue;
+            };
+            if let Some(gw) = gateway {
+                // RTF_UP | RTF_GATEWAY.
+                let _ = writeln!(
+                    out,
+                    "{}\t00000000\t{}\t0003\t0\t0\t0\t00000000\t0\t0\t0",
+                    l.name,
+                    hex(gw)
+                );
+            }
+            let net = (u32::from_be_bytes(ip) & u32::from_be_bytes(mask)).to_be_bytes();
+            // RTF_UP.
+            let _ = writeln!(
+                out,
+                "{}\t{}\t00000000\t0001\t0\t0\t0\t{}\t0\t0\t0",
+                l.name,
+                hex(net),
+                hex(mask)
+            );
+        }
+    }
+    #[cfg(not(feature = "net"))]
+    let _ = (p, m);
 }
 
 /// NUL-terminated strings at `range` in the program's memory (what is readable of them).

@@ -263,6 +263,11 @@ impl Vfs {
         for (name, f) in ProcFile::MACHINE {
             put(&proc_, name, proc_file(f));
         }
+        let proc_net = new_dir(FsId::Proc, 0o555, now);
+        for (name, f) in ProcFile::NET {
+            put(&proc_net, name, proc_file(f));
+        }
+        put(&proc_, "net", proc_net);
         put(&self_, "fd", proc_fd.clone());
         let pid = alloc::format!("{}", crate::process::PID);
         let link = |target: &str| new_node(FsId::Proc, Body::Symlink(target.into()), 0o777, now);

@@ -261,6 +261,8 @@ pub struct Stack {
     dhcp: Option<Slot>,
     /// DNS servers in use (static, or from DHCP).
     dns: Vec<[u8; 4]>,
+    /// The default route's gateway (static, or from DHCP).
+    gateway: Option<[u8; 4]>,
     /// Channel woken when the interface gets (or loses) an address.
     config_channel: u64,
     /// Monotonic time the interface was created.
@@ -496,6 +498,7 @@ impl Net {
                 touched: Vec::new(),
                 sweep_ids: Vec::new(),
                 dns: config.dns.clone(),
+                gateway: None,
                 config,
                 dhcp: None,
                 config_channel: alloc_ino(),
@@ -545,6 +548,11 @@ impl Net {
             });
         }
         links
+    }
+
+    /// The default route's gateway, once the interface has one.
+    pub fn gateway(&self) -> Option<[u8; 4]> {
+        self.stack.lock().gateway
     }
 
     /// The DNS servers in use: the configured ones, else those DHCP offered.
@@ -695,6 +703,7 @@ impl Stack {
         });
         if static_ip.is_some() {
             if let Some(gw) = self.config.gateway {
+                self.gateway = Some(gw);
                 let _ = iface
                     .routes_mut()
                     .add_default_ipv4_route(Ipv4Address::from(gw));
@@ -849,9 +858,11 @@ impl Stack {
             Some((addr, router, dns)) => {
                 match router {
                     Some(r) => {
+                        self.gateway = Some(r.octets());
                         let _ = iface.routes_mut().add_default_ipv4_route(*r);
                     }
                     None => {
+                        self.gateway = None;
                         iface.routes_mut().remove_default_ipv4_route();
                     }
                 }

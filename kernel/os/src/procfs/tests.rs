@@ -192,3 +192,20 @@ fn proc_files_cannot_be_written() {
     // O_WRONLY
     assert!(call(&mut p, &mut m, nr::OPENAT, &[-100i64 as u64, buf, 1, 0]) < 0);
 }
+
+#[cfg(feature = "net")]
+#[test]
+fn net_dev_and_route_list_the_interfaces() {
+    let (mut p, mut m, buf) = setup();
+    let dev = read_text(&mut p, &mut m, buf, "/proc/net/dev");
+    let lines: Vec<&str> = dev.lines().collect();
+    assert_eq!(lines.len(), 3, "{dev}");
+    assert!(lines[0].starts_with("Inter-|"), "{dev}");
+    assert!(lines[2].starts_with("    lo:       0       0 "), "{dev}");
+    assert_eq!(lines[2].split_whitespace().count(), 17, "{dev}");
+    // The fake machine has no card, so no route beyond loopback's (which Linux does not
+    // list in this table either).
+    let route = read_text(&mut p, &mut m, buf, "/proc/net/route");
+    assert_eq!(route.lines().count(), 1, "{route}");
+    assert!(route.starts_with("Iface\tDestination\tGateway"), "{route}");
+}
