@@ -1,5 +1,5 @@
 //! The text files of `/proc`, made when they are opened (each open reads a snapshot, as
-//! Linux's `seq_file`s do for a read that fits one buffer): the process's `stat`, `status`,
+//! Linux's `seq_file`s do for a read that fits one buffer): the process's `stat`, `statm`, `status`, `limits`,
 //! `cmdline`, `environ`, `maps`, `mounts` and `mountinfo` under `/proc/1` (`/proc/self`
 //! links there), and the machine's `meminfo`, `uptime`, `loadavg`, `cpuinfo`, `stat` and
 //! `version`. Programs read them for what they say about themselves and the machine:
@@ -40,6 +40,10 @@ pub enum ProcFile {
     Cmdline,
     /// `/proc/1/environ`: the initial environment, likewise.
     Environ,
+    /// `/proc/1/statm`: memory sizes in pages.
+    StatM,
+    /// `/proc/1/limits`: the resource limits.
+    Limits,
     /// `/proc/1/mounts` (and `/proc/mounts`): the file systems, as `/etc/fstab` lists them.
     Mounts,
     /// `/proc/1/mountinfo`: the same with ids and device numbers.
@@ -64,9 +68,11 @@ pub enum ProcFile {
 
 impl ProcFile {
     /// The files of `/proc/1`, by name.
-    pub const PROCESS: [(&'static str, ProcFile); 7] = [
+    pub const PROCESS: [(&'static str, ProcFile); 9] = [
         ("maps", ProcFile::Maps),
         ("stat", ProcFile::Stat),
+        ("statm", ProcFile::StatM),
+        ("limits", ProcFile::Limits),
         ("status", ProcFile::Status),
         ("cmdline", ProcFile::Cmdline),
         ("environ", ProcFile::Environ),
@@ -111,6 +117,19 @@ pub fn text(file: ProcFile, p: &mut Process, m: &mut dyn Machine) -> KResult<Vec
         ProcFile::Environ => return strings(p, m, p.proc.env.clone()),
         ProcFile::Stat => stat(&mut out, p, m),
         ProcFile::Status => status(&mut out, p, m),
+        ProcFile::StatM => {
+            let (size, resident) = sizes(p, m);
+            let code = code_range(p);
+            let text = (code.end - code.start) / 4096;
+            let _ = writeln!(
+                out,
+                "{} {} 0 {text} 0 {} 0",
+                size / 4096,
+                resident / 4096,
+                size / 4096 - text
+            );
+        }
+        ProcFile::Limits => limits(&mut out, p),
         ProcFile::Mounts => {
             for (at, kind, source, opts, _) in mount_table(p) {
                 let _ = writeln!(out, "{source} {at} {kind} {opts} 0 0");
@@ -293,6 +312,48 @@ fn status(out: &mut String, p: &Process, m: &mut dyn Machine) {
         u8::from(p.proc.no_new_privs),
         cpus - 1,
     );
+}
+
+/// `/proc/1/limits`: Linux's table of the limits `getrlimit` reports.
+fn limits(out: &mut String, p: &Process) {
+    const ROWS: [(&str, &str); 16] = [
+        ("Max cpu time", "seconds"),
+        ("Max file size", "bytes"),
+        ("Max data size", "bytes"),
+        ("Max stack size", "bytes"),
+        ("Max core file size", "bytes"),
+        ("Max resident set", "bytes"),
+        ("Max processes", "processes"),
+        ("Max open files", "files"),
+        ("Max locked memory", "bytes"),
+        ("Max address space", "bytes"),
+        ("Max file locks", "locks"),
+        ("Max pending signals", "signals"),
+        ("Max msgqueue size", "bytes"),
+        ("Max nice priority", ""),
+        ("Max realtime priority", ""),
+        ("Max realtime timeout", "us"),
+    ];
+    let _ = writeln!(
+        out,
+        "{:<25} {:<20} {:<20} {:<10}",
+        "Limit", "Soft Limit", "Hard Limit", "Units"
+    );
+    let show = |v: u64| {
+        if v == u64::MAX {
+            String::from("unlimited")
+        } else {
+            alloc::format!("{v}")
+        }
+    };
+    for (limit, (name, unit)) in p.proc.limits.iter().zip(ROWS) {
+        let _ = writeln!(
+            out,
+            "{name:<25} {:<20} {:<20} {unit:<10}",
+            show(limit.cur),
+            show(limit.max)
+        );
+    }
 }
 
 /// The kernel's mounts and the volumes: (mount point, type, source, options, `st_dev`

@@ -209,3 +209,29 @@ fn net_dev_and_route_list_the_interfaces() {
     assert_eq!(route.lines().count(), 1, "{route}");
     assert!(route.starts_with("Iface\tDestination\tGateway"), "{route}");
 }
+
+#[test]
+fn statm_and_limits() {
+    let (mut p, mut m, buf) = setup();
+    let statm = read_text(&mut p, &mut m, buf, "/proc/self/statm");
+    let fields: Vec<u64> = statm
+        .split_whitespace()
+        .map(|f| f.parse().unwrap())
+        .collect();
+    assert_eq!(fields.len(), 7, "{statm}");
+    assert!(fields[0] >= BUF_LEN / 4096, "{statm}");
+    let limits = read_text(&mut p, &mut m, buf, "/proc/self/limits");
+    assert!(
+        limits.starts_with(
+            "Limit                     Soft Limit           Hard Limit           Units     \n"
+        ),
+        "{limits}"
+    );
+    assert!(
+        limits.contains(
+            "\nMax stack size            8388608              unlimited            bytes     \n"
+        ),
+        "{limits}"
+    );
+    assert_eq!(limits.lines().count(), 17, "{limits}");
+}
