@@ -1,5 +1,5 @@
 //! The text files of `/proc`, made when they are opened (each open reads a snapshot, as
-//! Linux's `seq_file`s do for a read that fits one buffer): the process's `stat`, `statm`, `status`, `limits`,
+//! Linux's `seq_file`s do for a read that fits one buffer): the process's `comm`, `stat`, `statm`, `status`, `limits`,
 //! `cmdline`, `environ`, `maps`, `mounts` and `mountinfo` under `/proc/1` (`/proc/self`
 //! links there), and the machine's `meminfo`, `uptime`, `loadavg`, `cpuinfo`, `stat` and
 //! `version`. Programs read them for what they say about themselves and the machine:
@@ -40,6 +40,8 @@ pub enum ProcFile {
     Cmdline,
     /// `/proc/1/environ`: the initial environment, likewise.
     Environ,
+    /// `/proc/1/comm`: the process's name.
+    Comm,
     /// `/proc/1/statm`: memory sizes in pages.
     StatM,
     /// `/proc/1/limits`: the resource limits.
@@ -68,7 +70,8 @@ pub enum ProcFile {
 
 impl ProcFile {
     /// The files of `/proc/1`, by name.
-    pub const PROCESS: [(&'static str, ProcFile); 9] = [
+    pub const PROCESS: [(&'static str, ProcFile); 10] = [
+        ("comm", ProcFile::Comm),
         ("maps", ProcFile::Maps),
         ("stat", ProcFile::Stat),
         ("statm", ProcFile::StatM),
@@ -117,6 +120,10 @@ pub fn text(file: ProcFile, p: &mut Process, m: &mut dyn Machine) -> KResult<Vec
         ProcFile::Environ => return strings(p, m, p.proc.env.clone()),
         ProcFile::Stat => stat(&mut out, p, m),
         ProcFile::Status => status(&mut out, p, m),
+        ProcFile::Comm => {
+            out = comm(p);
+            out.push('\n');
+        }
         ProcFile::StatM => {
             let (size, resident) = sizes(p, m);
             let code = code_range(p);

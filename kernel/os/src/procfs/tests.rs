@@ -71,6 +71,10 @@ fn status_names_the_process_and_its_ids() {
     // prctl(PR_SET_NAME) renames it.
     poke(&mut p, &mut m, buf, b"worker\0");
     assert_eq!(call(&mut p, &mut m, nr::PRCTL, &[15, buf]), 0);
+    assert_eq!(
+        read_text(&mut p, &mut m, buf, "/proc/self/comm"),
+        "worker\n"
+    );
     let status = read_text(&mut p, &mut m, buf, "/proc/self/status");
     for line in [
         "Name:\tworker\n",
