@@ -54,3 +54,35 @@ fn floating_point_state_survives_system_calls_switches_and_handlers() {
         );
     }
 }
+
+const TASKS_C: &str = r#"
+#include <dirent.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <unistd.h>
+static pthread_barrier_t b;
+static void *run(void *a) { pthread_barrier_wait(&b); pthread_barrier_wait(&b); return 0; }
+int main(void) {
+    pthread_t t[3];
+    pthread_barrier_init(&b, 0, 4);
+    for (int i = 0; i < 3; i++) pthread_create(&t[i], 0, run, 0);
+    pthread_barrier_wait(&b);
+    DIR *d = opendir("/proc/self/task"); struct dirent *e; int n = 0;
+    while ((e = readdir(d))) if (e->d_name[0] != '.') n++;
+    closedir(d);
+    printf("tasks %d\n", n);
+    pthread_barrier_wait(&b);
+    for (int i = 0; i < 3; i++) pthread_join(t[i], 0);
+    return 0;
+}
+"#;
+
+#[test]
+fn proc_self_task_lists_every_thread() {
+    // Each thread has an entry in /proc/self/task, as `ps -L` and the num_threads crate
+    // expect.
+    let dir = kiln_tests::scratch("tasks");
+    let exe = kiln_tests::gcc(&dir, "tasks", TASKS_C, &["-static", "-O1", "-pthread"]);
+    let r = kiln_tests::kiln(&["run", "--elf", exe.to_str().unwrap()]);
+    assert_eq!((r.status, r.out().as_str()), (0, "tasks 4\n"), "{r:?}");
+}

@@ -122,6 +122,10 @@ pub struct Vfs {
     proc_self: Arc<Inode>,
     /// `/proc/self/fd`, whose links [`Vfs::sync_proc`] keeps up to date.
     proc_fd: Arc<Inode>,
+    /// `/proc/self/task`, one entry per thread ([`Vfs::sync_proc`]).
+    proc_task: Arc<Inode>,
+    /// The threads `/proc/self/task` last listed.
+    synced_tids: Vec<u32>,
     /// Descriptor-table generation and working directory `/proc/self` last reflected.
     synced: Option<(u64, String)>,
     /// The volumes mounted, for `/proc/self/mounts`.
@@ -279,7 +283,7 @@ impl Vfs {
         put(&proc_, "mounts", link("self/mounts"));
         let task = new_dir(FsId::Proc, 0o555, now);
         put(&task, PID, link(".."));
-        put(&self_, "task", task);
+        put(&self_, "task", task.clone());
         put(&proc_, PID, self_.clone());
         // /proc/sys/net/core/somaxconn: the largest listen backlog (Go reads it).
         let mut dir = proc_.clone();
@@ -302,6 +306,8 @@ impl Vfs {
             umask: 0o022,
             proc_self: self_,
             proc_fd,
+            proc_task: task,
+            synced_tids: Vec::new(),
             synced: None,
             volumes: Vec::new(),
             root_bytes: (rootfs.len() + exe.len()) as u64,
@@ -317,6 +323,8 @@ impl Vfs {
             umask: 0,
             proc_self: root.clone(),
             proc_fd: root.clone(),
+            proc_task: root.clone(),
+            synced_tids: Vec::new(),
             synced: None,
             volumes: Vec::new(),
             root_bytes: 0,
@@ -357,9 +365,24 @@ impl Vfs {
     }
 
     /// Brings `/proc/self/fd` (one symbolic link per open descriptor, to the path it was
-    /// opened with) and `/proc/self/cwd` up to date with the descriptor table and working
-    /// directory. Cheap when nothing changed since the last call.
-    pub fn sync_proc(&mut self, files: &FdTable, cwd: &str) {
+    /// opened with), `/proc/self/cwd` and `/proc/self/task` (an entry per thread of `tids`)
+    /// up to date with the descriptor table, working directory and threads. Cheap when
+    /// nothing changed since the last call.
+    pub fn sync_proc(&mut self, files: &FdTable, cwd: &str, tids: &[u32]) {
+        if self.synced_tids != tids {
+            // Each thread's directory is the process's (its files describe the process).
+            let mut d = dir_of(&self.proc_task).expect("dir").lock();
+            let mut fresh = DirMap::new();
+            for tid in tids {
+                let name = alloc::format!("{tid}");
+                let node = d.remove(&name).unwrap_or_else(|| {
+                    Arc::new(Inode::new(FsId::Proc, Body::Symlink("..".into()), 0o777, 0))
+                });
+                fresh.insert(name, node);
+            }
+            *d = fresh;
+            self.synced_tids = tids.to_vec();
+        }
         let gen = files.generation();
         if let Some((g, c)) = &self.synced {
             if *g == gen && c == cwd {

@@ -475,7 +475,7 @@ fn proc_self_links() {
     use crate::fd::{FdTable, NodeFile, OpenFile};
     let mut v = vfs();
     let mut files = FdTable::with_console();
-    v.sync_proc(&files, "/etc");
+    v.sync_proc(&files, "/etc", &[1]);
     assert_eq!(v.readlink("/", "/proc/self/fd/2").unwrap(), "/dev/console");
     assert_eq!(v.readlink("/", "/proc/self/cwd").unwrap(), "/etc");
     assert_eq!(err(v.readlink("/", "/proc/self/fd/3")), Errno::ENOENT);
@@ -486,15 +486,30 @@ fn proc_self_links() {
             false,
         )
         .unwrap();
-    v.sync_proc(&files, "/etc");
+    v.sync_proc(&files, "/etc", &[1]);
     assert_eq!(v.readlink("/", "/proc/self/fd/3").unwrap(), "/etc/hosts");
     // Unchanged links keep their nodes.
     let before = v.find("/", "/proc/self/fd/0", false).unwrap().ino;
     files.close(fd).unwrap();
-    v.sync_proc(&files, "/");
+    v.sync_proc(&files, "/", &[1]);
     assert_eq!(v.find("/", "/proc/self/fd/0", false).unwrap().ino, before);
     assert_eq!(err(v.readlink("/", "/proc/self/fd/3")), Errno::ENOENT);
     assert_eq!(v.readlink("/", "/proc/self/cwd").unwrap(), "/");
+    // One task entry per thread, each the process's directory.
+    v.sync_proc(&files, "/", &[1, 4, 7]);
+    let tasks: Vec<String> = v
+        .find("/", "/proc/self/task", true)
+        .unwrap()
+        .dir()
+        .unwrap()
+        .lock()
+        .iter()
+        .map(|(k, _)| k.clone())
+        .collect();
+    assert_eq!(tasks, ["1", "4", "7"]);
+    assert!(v.find("/", "/proc/self/task/7/status", true).is_ok());
+    v.sync_proc(&files, "/", &[1]);
+    assert_eq!(err(v.find("/", "/proc/self/task/7", true)), Errno::ENOENT);
     // fd_link finds the descriptor behind a chain of links.
     assert_eq!(v.fd_link("/", "/dev/stdout", true), Ok(Some(1)));
     assert_eq!(v.fd_link("/", "/dev/fd/2", true), Ok(Some(2)));

@@ -417,7 +417,8 @@ fn io_file(p: &Process, fd: i32) -> KResult<Arc<OpenFile>> {
 
 /// Reads a path argument (possibly empty), and brings `/proc/self` up to date for it.
 fn path_or_empty(p: &mut Process, m: &mut dyn Machine, addr: u64) -> KResult<String> {
-    p.vfs.sync_proc(&p.files, &p.cwd);
+    let tids = m.tids();
+    p.vfs.sync_proc(&p.files, &p.cwd, &tids);
     let bytes = p.vm.read_cstr(m.pages(), addr, PATH_MAX - 1)?;
     String::from_utf8(bytes).map_err(|_| Errno::ENOENT)
 }
@@ -1180,7 +1181,8 @@ fn sys_getdents(
     is64: bool,
 ) -> KResult<i64> {
     let f = io_file(p, fd)?;
-    p.vfs.sync_proc(&p.files, &p.cwd);
+    let tids = m.tids();
+    p.vfs.sync_proc(&p.files, &p.cwd, &tids);
     let node: Arc<Inode> = match f.inode() {
         Some(n) if n.is_dir() => n.clone(),
         _ => return Err(Errno::ENOTDIR),
