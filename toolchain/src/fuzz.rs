@@ -66,6 +66,11 @@ pub const TARGETS: &[Target] = &[
         found: "",
     },
     Target {
+        name: "netlink",
+        what: "netlink answers (os::net::netlink::answer, datagrams): well-formed whatever the request",
+        found: "",
+    },
+    Target {
         name: "sigframe",
         what: "signal frames (os::sigframe::restore_regs, sanitise_fx, layout)",
         found: "an alternate stack whose base + size overflows, or an rsp just above 0, overflowed the frame arithmetic in `layout`; now EFAULT (`sigframe::tests::stacks_at_the_ends_of_the_address_space_are_efault`)",
