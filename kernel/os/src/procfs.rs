@@ -66,6 +66,16 @@ pub enum ProcFile {
     NetDev,
     /// `/proc/net/route`: the IPv4 routes.
     NetRoute,
+    /// A setting under `/proc/sys` that never changes.
+    Fixed(&'static str),
+    /// `/proc/sys/kernel/hostname`: what `uname` calls the node.
+    Hostname,
+    /// `/proc/sys/kernel/osrelease`: the kernel's release.
+    OsRelease,
+    /// `/proc/sys/kernel/random/uuid`: a new random UUID at each read.
+    Uuid,
+    /// `/proc/sys/kernel/random/boot_id`: one random UUID for the whole boot.
+    BootId,
 }
 
 impl ProcFile {
@@ -90,6 +100,32 @@ impl ProcFile {
         ("cpuinfo", ProcFile::CpuInfo),
         ("stat", ProcFile::SysStat),
         ("version", ProcFile::Version),
+    ];
+    /// The directories under `/proc/sys`: (parent, name), the parent an index into this
+    /// list plus one (0: `/proc/sys` itself). Indexes rather than paths keep the code that
+    /// builds them at boot small (under TCG, code run at boot is code translated at boot).
+    pub const SYS_DIRS: [(usize, &'static str); 6] = [
+        (0, "net"),
+        (1, "core"),
+        (0, "kernel"),
+        (3, "random"),
+        (0, "vm"),
+        (0, "fs"),
+    ];
+    /// The files of `/proc/sys` that programs read: (directory as in [`Self::SYS_DIRS`],
+    /// name, file).
+    pub const SYS: [(usize, &'static str, ProcFile); 10] = [
+        // The largest listen backlog (Go reads it): `crate::net::SOMAXCONN`.
+        (2, "somaxconn", ProcFile::Fixed("4096\n")),
+        (3, "hostname", ProcFile::Hostname),
+        (3, "osrelease", ProcFile::OsRelease),
+        (3, "ostype", ProcFile::Fixed("Linux\n")),
+        (3, "pid_max", ProcFile::Fixed("4194304\n")),
+        (4, "uuid", ProcFile::Uuid),
+        (4, "boot_id", ProcFile::BootId),
+        (5, "overcommit_memory", ProcFile::Fixed("0\n")),
+        (6, "file-max", ProcFile::Fixed("9223372036854775807\n")),
+        (6, "nr_open", ProcFile::Fixed("1048576\n")),
     ];
     /// The files of `/proc/net`, by name.
     pub const NET: [(&'static str, ProcFile); 2] =
@@ -210,8 +246,43 @@ pub fn text(file: ProcFile, p: &mut Process, m: &mut dyn Machine) -> KResult<Vec
         }
         ProcFile::NetDev => net_dev(&mut out, p, m),
         ProcFile::NetRoute => net_route(&mut out, p, m),
+        ProcFile::Fixed(text) => out.push_str(text),
+        ProcFile::Hostname => {
+            out = String::from_utf8_lossy(&crate::syscall::proc::nodename(p)).into_owned();
+            out.push('\n');
+        }
+        ProcFile::OsRelease => {
+            out.push_str(UNAME_RELEASE);
+            out.push('\n');
+        }
+        ProcFile::Uuid => {
+            let mut b = [0u8; 16];
+            m.fill_random(&mut b);
+            uuid(&mut out, b);
+        }
+        ProcFile::BootId => {
+            let b = *p.proc.boot_id.get_or_insert_with(|| {
+                let mut b = [0u8; 16];
+                m.fill_random(&mut b);
+                b
+            });
+            uuid(&mut out, b);
+        }
     }
     Ok(out.into_bytes())
+}
+
+/// A version-4 (random) UUID from 16 random bytes, as `uuidgen` prints it.
+fn uuid(out: &mut String, mut b: [u8; 16]) {
+    b[6] = (b[6] & 0x0f) | 0x40;
+    b[8] = (b[8] & 0x3f) | 0x80;
+    for (i, byte) in b.iter().enumerate() {
+        if matches!(i, 4 | 6 | 8 | 10) {
+            out.push('-');
+        }
+        let _ = write!(out, "{byte:02x}");
+    }
+    out.push('\n');
 }
 
 /// The process's name: what `prctl(PR_SET_NAME)` set, else its program's file name, at
@@ -456,3 +527,6 @@ fn strings(p: &mut Process, m: &mut dyn Machine, range: core::ops::Range<u64>) -
 
 #[cfg(test)]
 mod tests;
+
+// The text of /proc/sys/net/core/somaxconn is the stack's limit.
+const _: () = assert!(crate::net::SOMAXCONN == 4096);

@@ -32,8 +32,6 @@ pub const PATH_MAX: usize = 4096;
 pub const NAME_MAX: usize = 255;
 /// Symbolic links followed in one lookup before `ELOOP`.
 pub const MAX_SYMLINKS: u32 = 40;
-/// `/proc/sys/net/core/somaxconn`'s text: [`crate::net::SOMAXCONN`].
-const SOMAXCONN_TEXT: &[u8] = b"4096\n";
 
 /// `renameat2` flag: fail with `EEXIST` if the target exists.
 pub const RENAME_NOREPLACE: u32 = 1;
@@ -285,19 +283,16 @@ impl Vfs {
         put(&task, PID, link(".."));
         put(&self_, "task", task.clone());
         put(&proc_, PID, self_.clone());
-        // /proc/sys/net/core/somaxconn: the largest listen backlog (Go reads it).
-        let mut dir = proc_.clone();
-        for name in ["sys", "net", "core"] {
-            let sub = new_dir(FsId::Proc, 0o555, now);
-            put(&dir, name, sub.clone());
-            dir = sub;
+        let mut sys = alloc::vec![new_dir(FsId::Proc, 0o555, now)];
+        for (parent, name) in ProcFile::SYS_DIRS {
+            let d = new_dir(FsId::Proc, 0o555, now);
+            put(&sys[parent], name, d.clone());
+            sys.push(d);
         }
-        let somaxconn = Body::StaticFile(SOMAXCONN_TEXT);
-        put(
-            &dir,
-            "somaxconn",
-            new_node(FsId::Proc, somaxconn, 0o444, now),
-        );
+        for (dir, name, f) in ProcFile::SYS {
+            put(&sys[dir], name, proc_file(f));
+        }
+        put(&proc_, "sys", sys[0].clone());
         put(&root, "tmp", tmp);
         put(&root, "dev", dev);
         put(&root, "proc", proc_);

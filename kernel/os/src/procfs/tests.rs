@@ -239,3 +239,50 @@ fn statm_and_limits() {
     );
     assert_eq!(limits.lines().count(), 17, "{limits}");
 }
+
+#[test]
+fn sys_settings_hostname_and_uuids() {
+    let (mut p, mut m, buf) = setup();
+    assert_eq!(
+        read_text(&mut p, &mut m, buf, "/proc/sys/net/core/somaxconn"),
+        "4096\n"
+    );
+    assert_eq!(
+        read_text(&mut p, &mut m, buf, "/proc/sys/kernel/ostype"),
+        "Linux\n"
+    );
+    assert_eq!(
+        read_text(&mut p, &mut m, buf, "/proc/sys/kernel/osrelease"),
+        "6.1.0-kiln\n"
+    );
+    assert_eq!(
+        read_text(&mut p, &mut m, buf, "/proc/sys/vm/overcommit_memory"),
+        "0\n"
+    );
+    // The node name uname gives, which sethostname changes.
+    poke(&mut p, &mut m, buf, b"web1");
+    assert_eq!(call(&mut p, &mut m, nr::SETHOSTNAME, &[buf, 4]), 0);
+    assert_eq!(
+        read_text(&mut p, &mut m, buf, "/proc/sys/kernel/hostname"),
+        "web1\n"
+    );
+    // A new version-4 UUID at each read; one boot id for the boot.
+    let a = read_text(&mut p, &mut m, buf, "/proc/sys/kernel/random/uuid");
+    let b = read_text(&mut p, &mut m, buf, "/proc/sys/kernel/random/uuid");
+    assert_ne!(a, b);
+    let parts: Vec<&str> = a.trim_end().split('-').collect();
+    assert_eq!(
+        parts.iter().map(|s| s.len()).collect::<Vec<_>>(),
+        [8, 4, 4, 4, 12],
+        "{a}"
+    );
+    assert!(
+        parts[2].starts_with('4') && "89ab".contains(&parts[3][..1]),
+        "{a}"
+    );
+    let boot = read_text(&mut p, &mut m, buf, "/proc/sys/kernel/random/boot_id");
+    assert_eq!(
+        read_text(&mut p, &mut m, buf, "/proc/sys/kernel/random/boot_id"),
+        boot
+    );
+}

@@ -288,6 +288,8 @@ pub struct ProcState {
     pub args: core::ops::Range<u64>,
     /// Where the environment strings are (`/proc/self/environ`).
     pub env: core::ops::Range<u64>,
+    /// `/proc/sys/kernel/random/boot_id`, made at its first read.
+    pub boot_id: Option<[u8; 16]>,
     /// `prctl` options already logged as unsupported.
     prctl_logged: SmallSet<u64>,
 }
@@ -308,6 +310,7 @@ impl Default for ProcState {
             domainname: UNAME_DOMAINNAME.as_bytes().to_vec(),
             args: 0..0,
             env: 0..0,
+            boot_id: None,
             prctl_logged: SmallSet::new(),
         }
     }
