@@ -105,7 +105,8 @@ pub struct HalMachine {
     pub net: Option<net::NetCard>,
     /// Where the card may be, until the program first uses the network ([`net::open`]).
     pub net_candidates: Option<net::Candidates>,
-    /// Whether the CPUs beyond the boot CPU take threads (see [`crate::lock`]).
+    /// Whether the CPUs beyond the boot CPU take threads (`kiln_os::lock_pressure`, fed by
+    /// [`crate::lock`]'s counts).
     pub pressure: kiln_os::lock_pressure::LockPressure,
 }
 
@@ -152,6 +153,9 @@ pub fn fill_random(buf: &mut [u8]) {
 impl Machine for HalMachine {
     fn net_counters(&self) -> ((u64, u64), (u64, u64)) {
         net::counters()
+    }
+    fn idle_ns(&self) -> u64 {
+        crate::control::IDLE_NS.load(core::sync::atomic::Ordering::Relaxed)
     }
     fn ram(&self) -> (u64, u64) {
         let total = kiln_hal::frames::total_bytes();

@@ -232,7 +232,10 @@ fn next_thread(held: &mut Held) -> (u32, UserContext) {
             // The lock is what limits the program: this CPU takes no new thread for a
             // while (not marked idle, so no one wakes it for ready threads).
             time::fire_by(k.machine.pressure.held_back_until());
+            let halted = time::monotonic_ns();
             held.unlocked(kiln_hal::cpu::wait_for_interrupt);
+            let idle = time::monotonic_ns().saturating_sub(halted);
+            crate::control::IDLE_NS.fetch_add(idle, core::sync::atomic::Ordering::Relaxed);
             continue;
         }
         let Some((tid, mut how)) = k.machine.sched.pick(now) else {
@@ -286,8 +289,8 @@ fn next_thread(held: &mut Held) -> (u32, UserContext) {
 }
 
 /// Whether this CPU, one beyond the boot CPU, running no thread and outside an interrupt
-/// handler, is held back from taking one because the kernel lock is contended (`kiln_os::lock_pressure`). The boot
-/// CPU keeps the measurement up to date.
+/// handler, is held back from taking one because the kernel lock is contended
+/// (`kiln_os::lock_pressure`). The boot CPU keeps the measurement up to date.
 fn held_back(k: &mut Kernel, now: u64) -> bool {
     if kiln_hal::smp::online() == 1 {
         return false;

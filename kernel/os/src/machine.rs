@@ -112,6 +112,10 @@ pub trait Machine {
     fn running(&self) -> Option<u32>;
     /// The RAM the kernel manages and how much of it is free, in bytes.
     fn ram(&self) -> (u64, u64);
+    /// How long the CPUs have been idle since boot, all of them together (ns).
+    fn idle_ns(&self) -> u64 {
+        0
+    }
     /// The network card's counters: frames and bytes received, frames and bytes sent.
     fn net_counters(&self) -> ((u64, u64), (u64, u64)) {
         ((0, 0), (0, 0))

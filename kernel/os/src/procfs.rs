@@ -8,6 +8,8 @@
 //!
 //! The kernel keeps no per-thread CPU accounting: as `times` and `getrusage` do, the
 //! process's user time is the time since boot (the program is the machine's one process).
+//! The machine's files (`stat`, `uptime`) tell busy from idle time, which the kernel counts
+//! ([`Machine::idle_ns`]).
 
 use alloc::string::String;
 use alloc::vec::Vec;
@@ -210,8 +212,15 @@ pub fn text(file: ProcFile, p: &mut Process, m: &mut dyn Machine) -> KResult<Vec
             }
         }
         ProcFile::Uptime => {
-            let cs = m.monotonic_ns() / 10_000_000;
-            let _ = writeln!(out, "{}.{:02} 0.00", cs / 100, cs % 100);
+            let (cs, idle) = (m.monotonic_ns() / 10_000_000, m.idle_ns() / 10_000_000);
+            let _ = writeln!(
+                out,
+                "{}.{:02} {}.{:02}",
+                cs / 100,
+                cs % 100,
+                idle / 100,
+                idle % 100
+            );
         }
         ProcFile::LoadAvg => {
             let threads = m.thread_count();
@@ -229,11 +238,15 @@ pub fn text(file: ProcFile, p: &mut Process, m: &mut dyn Machine) -> KResult<Vec
             }
         }
         ProcFile::SysStat => {
-            let ticks = m.monotonic_ns() / NS_PER_TICK;
+            // Busy time is the program's ("user"): the kernel does not tell its own apart.
+            // The idle time of all CPUs together is shared evenly between their lines.
             let n = m.cpus() as u64;
-            let _ = writeln!(out, "cpu  {} 0 0 0 0 0 0 0 0 0", ticks * n);
+            let all = (m.monotonic_ns() / NS_PER_TICK) * n;
+            let idle = (m.idle_ns() / NS_PER_TICK).min(all);
+            let busy = all - idle;
+            let _ = writeln!(out, "cpu  {busy} 0 0 {idle} 0 0 0 0 0 0");
             for cpu in 0..n {
-                let _ = writeln!(out, "cpu{cpu} {ticks} 0 0 0 0 0 0 0 0 0");
+                let _ = writeln!(out, "cpu{cpu} {} 0 0 {} 0 0 0 0 0 0", busy / n, idle / n);
             }
             let boot = m.realtime_ns().saturating_sub(m.monotonic_ns()) / 1_000_000_000;
             let _ = write!(
@@ -341,8 +354,43 @@ fn code_range(p: &Process) -> core::ops::Range<u64> {
         .map_or(0..0, |(start, v)| start..v.end)
 }
 
+/// Signal sets as `status` shows them (bit `n - 1` for signal `n`).
+struct SignalSets {
+    /// Pending for the calling thread.
+    thread_pending: u64,
+    /// Pending for the process.
+    shared_pending: u64,
+    /// The calling thread's mask.
+    blocked: u64,
+    /// Dispositions `SIG_IGN`.
+    ignored: u64,
+    /// Dispositions with a handler.
+    caught: u64,
+}
+
+fn signal_sets(p: &Process, m: &mut dyn Machine) -> SignalSets {
+    use crate::syscall::signal::{sig_bit, Disposition, NSIG};
+    let (mut ignored, mut caught) = (0, 0);
+    for sig in 1..=NSIG {
+        match p.signals.disposition(sig) {
+            Disposition::Ignore => ignored |= sig_bit(sig),
+            Disposition::Handler(_) => caught |= sig_bit(sig),
+            Disposition::Default => {}
+        }
+    }
+    let t = &m.thread().signals;
+    SignalSets {
+        thread_pending: t.pending.bits(),
+        shared_pending: p.signals.pending(),
+        blocked: t.mask(),
+        ignored,
+        caught,
+    }
+}
+
 fn status(out: &mut String, p: &Process, m: &mut dyn Machine) {
     let (vsize, rss) = sizes(p, m);
+    let sig = signal_sets(p, m);
     let (u, g) = (&p.proc.uid, &p.proc.gid);
     let groups: Vec<String> = p
         .proc
@@ -382,11 +430,11 @@ fn status(out: &mut String, p: &Process, m: &mut dyn Machine) {
         rss >> 10,
         rss >> 10,
         m.thread_count(),
-        0,
-        0,
-        0,
-        0,
-        0,
+        sig.thread_pending,
+        sig.shared_pending,
+        sig.blocked,
+        sig.ignored,
+        sig.caught,
         u8::from(p.proc.no_new_privs),
         cpus - 1,
     );

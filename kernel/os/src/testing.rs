@@ -178,6 +178,8 @@ pub struct FakeMachine {
     pub net_device_asked: usize,
     /// What `ram` answers: total and free bytes.
     pub ram: (u64, u64),
+    /// What `idle_ns` answers.
+    pub idle_ns: u64,
 }
 
 impl Default for FakeMachine {
@@ -205,6 +207,7 @@ impl Default for FakeMachine {
             cpu: 0,
             net_device_asked: 0,
             ram: (128 << 20, 100 << 20),
+            idle_ns: 0,
         }
     }
 }
@@ -212,6 +215,9 @@ impl Default for FakeMachine {
 impl Machine for FakeMachine {
     fn ram(&self) -> (u64, u64) {
         self.ram
+    }
+    fn idle_ns(&self) -> u64 {
+        self.idle_ns
     }
     fn net_device(&mut self) -> Option<&mut dyn crate::net::NetDevice> {
         self.net_device_asked += 1;

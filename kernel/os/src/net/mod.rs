@@ -2009,6 +2009,13 @@ mod tests {
         let l = net.socket(true);
         l.bind(m, LOCAL).unwrap();
         l.listen(m, 4).unwrap();
+        let (c, srv) = connect_to(net, m, &l);
+        (c, srv, l)
+    }
+
+    /// A client connected over loopback to listener `l` (on [`LOCAL`]), and the accepted
+    /// server side.
+    fn connect_to(net: &Net, m: &mut FakeMachine, l: &Socket) -> (Arc<Socket>, Arc<Socket>) {
         let c = net.socket(true);
         let mut done = false;
         for _ in 0..20 {
@@ -2020,7 +2027,7 @@ mod tests {
         }
         assert!(done, "loopback connect did not finish");
         let (srv, _) = l.accept(m).unwrap();
-        (c, srv, l)
+        (c, srv)
     }
 
     #[test]
@@ -2096,21 +2103,7 @@ mod tests {
         let l = net.socket(true);
         l.bind(&mut m, LOCAL).unwrap();
         l.listen(&mut m, 64).unwrap();
-        let mut pairs = Vec::new();
-        for _ in 0..40 {
-            let c = net.socket(true);
-            let mut done = false;
-            for _ in 0..20 {
-                if matches!(c.connect(&mut m, LOCAL, false), Ok(Connect::Done)) {
-                    done = true;
-                    break;
-                }
-                net.poll(&mut m);
-            }
-            assert!(done, "loopback connect did not finish");
-            let (srv, _) = l.accept(&mut m).unwrap();
-            pairs.push((c, srv));
-        }
+        let pairs: Vec<_> = (0..40).map(|_| connect_to(&net, &mut m, &l)).collect();
         idle(&net, &mut m, 50);
         assert_eq!(parked(&net), 80, "every quiet connection is parked");
         // Every connection still carries data both ways after the moves.

@@ -77,12 +77,31 @@ fn status_names_the_process_and_its_ids() {
     );
     let status = read_text(&mut p, &mut m, buf, "/proc/self/status");
     for line in [
+        "SigCgt:\t0000000000000000\n",
         "Name:\tworker\n",
         "Pid:\t1\n",
         "PPid:\t0\n",
         "Uid:\t0\t0\t0\t0\n",
         "Threads:\t1\n",
         "Cpus_allowed_list:\t0-0\n",
+    ] {
+        assert!(status.contains(line), "{line:?} missing: {status}");
+    }
+    // A handler for SIGTERM (15), SIGPIPE (13) ignored, SIGUSR1 (10) blocked.
+    let mut act = [0u8; 32];
+    act[..8].copy_from_slice(&0x40_1000u64.to_le_bytes());
+    poke(&mut p, &mut m, buf, &act);
+    assert_eq!(call(&mut p, &mut m, nr::RT_SIGACTION, &[15, buf, 0, 8]), 0);
+    act[..8].copy_from_slice(&1u64.to_le_bytes());
+    poke(&mut p, &mut m, buf, &act);
+    assert_eq!(call(&mut p, &mut m, nr::RT_SIGACTION, &[13, buf, 0, 8]), 0);
+    poke(&mut p, &mut m, buf, &(1u64 << 9).to_le_bytes());
+    assert_eq!(call(&mut p, &mut m, nr::RT_SIGPROCMASK, &[0, buf, 0, 8]), 0);
+    let status = read_text(&mut p, &mut m, buf, "/proc/self/status");
+    for line in [
+        "SigBlk:\t0000000000000200\n",
+        "SigIgn:\t0000000000001000\n",
+        "SigCgt:\t0000000000004000\n",
     ] {
         assert!(status.contains(line), "{line:?} missing: {status}");
     }
@@ -120,9 +139,10 @@ fn meminfo_uptime_and_loadavg_come_from_the_machine() {
     );
     assert!(mem.contains("\nMemAvailable:     204800 kB\n"), "{mem}");
     assert!(mem.contains("\nSwapTotal:             0 kB\n"), "{mem}");
+    m.idle_ns = 10_500_000_000;
     assert_eq!(
         read_text(&mut p, &mut m, buf, "/proc/uptime"),
-        "12.34 0.00\n"
+        "12.34 10.50\n"
     );
     assert_eq!(
         read_text(&mut p, &mut m, buf, "/proc/loadavg"),
@@ -140,8 +160,15 @@ fn cpuinfo_and_stat_have_a_line_per_cpu() {
     m.cpus = 2;
     let info = read_text(&mut p, &mut m, buf, "/proc/cpuinfo");
     assert_eq!(info.matches("processor\t: ").count(), 2, "{info}");
+    // 10 s since boot on 2 CPUs, 15 s of it idle: 5 s busy in all.
+    m.now = 10_000_000_000;
+    m.idle_ns = 15_000_000_000;
     let stat = read_text(&mut p, &mut m, buf, "/proc/stat");
-    assert!(stat.starts_with("cpu  "), "{stat}");
+    assert!(
+        stat.starts_with("cpu  500 0 0 1500 0 0 0 0 0 0\n"),
+        "{stat}"
+    );
+    assert!(stat.contains("\ncpu1 250 0 0 750 0 0 0 0 0 0\n"), "{stat}");
     assert!(
         stat.contains("\ncpu0 ") && stat.contains("\ncpu1 "),
         "{stat}"

@@ -11,7 +11,8 @@ use alloc::vec;
 use super::unix::MSG_TRUNC;
 use super::{
     gather, get_msghdr, read_user, ret, scatter, write_user, MSG_DONTWAIT, MSG_PEEK, SOCK_CLOEXEC,
-    SOCK_DGRAM, SOCK_NONBLOCK,
+    SOCK_DGRAM, SOCK_NONBLOCK, SOL_SOCKET, SO_DOMAIN, SO_ERROR, SO_PROTOCOL, SO_RCVBUF, SO_SNDBUF,
+    SO_TYPE,
 };
 use crate::errno::{Errno, KResult};
 use crate::fd::netlink::NetlinkSocket;
@@ -26,13 +27,6 @@ pub const AF_NETLINK: u16 = 16;
 pub const NETLINK_ROUTE: u64 = 0;
 /// `SOCK_RAW`.
 const SOCK_RAW: u64 = 3;
-const SOL_SOCKET: u64 = 1;
-const SO_TYPE: u64 = 3;
-const SO_ERROR: u64 = 4;
-const SO_SNDBUF: u64 = 7;
-const SO_RCVBUF: u64 = 8;
-const SO_PROTOCOL: u64 = 38;
-const SO_DOMAIN: u64 = 39;
 /// `SOL_NETLINK`: its options (`NETLINK_EXT_ACK`, `NETLINK_GET_STRICT_CHK`, ...) are
 /// accepted and change nothing here.
 const SOL_NETLINK: u64 = 270;
