@@ -34,6 +34,8 @@ pub enum Kind {
     Profile = 6,
     /// When the kernel reached each phase of its boot: [`Boot`].
     Boot = 7,
+    /// `execve` replaced the program: [`Exec`].
+    Exec = 8,
 }
 
 /// Where the CPU was when the profiler sampled it.
@@ -265,6 +267,23 @@ impl Missing {
     /// The whole record.
     pub fn encode(&self) -> Vec<u8> {
         let mut v = header(Kind::Missing, self.path.len() as u32).to_vec();
+        v.extend_from_slice(&self.path);
+        v
+    }
+}
+
+/// `execve` replaced the program with the file at `path` of the image's root filesystem:
+/// a crash after it is symbolized from that file, not from the image's program.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Exec {
+    /// The new program's canonical path (its ELF file, after any `#!` interpreters).
+    pub path: Vec<u8>,
+}
+
+impl Exec {
+    /// The whole record.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut v = header(Kind::Exec, self.path.len() as u32).to_vec();
         v.extend_from_slice(&self.path);
         v
     }
@@ -622,6 +641,8 @@ pub enum Record {
     Profile(Profile),
     /// See [`Boot`].
     Boot(Boot),
+    /// See [`Exec`].
+    Exec(Exec),
 }
 
 /// Parses the first record of `bytes`; returns it and the bytes it used.
@@ -655,6 +676,9 @@ pub fn parse(bytes: &[u8]) -> Result<(Record, usize), RecordError> {
         5 => return Err(RecordError::BadLength),
         6 => Record::Profile(parse_profile(body)?),
         7 => Record::Boot(parse_boot(body)?),
+        8 => Record::Exec(Exec {
+            path: body.to_vec(),
+        }),
         k => return Err(RecordError::UnknownKind(k)),
     };
     Ok((record, HEADER_LEN + len))
@@ -895,6 +919,11 @@ mod tests {
         };
         let bytes = m.encode();
         assert_eq!(parse(&bytes).unwrap(), (Record::Missing(m), bytes.len()));
+        let e = Exec {
+            path: b"/bin/busybox".to_vec(),
+        };
+        let bytes = e.encode();
+        assert_eq!(parse(&bytes).unwrap(), (Record::Exec(e), bytes.len()));
         let profile = Profile {
             interval_ns: 1_003_009,
             stacks: vec![

@@ -78,7 +78,9 @@ pub fn captures(nr: u64) -> &'static [Capture] {
         RENAME | LINK | SYMLINK => &[Str(0), Str(1)],
         READLINK => &[Str(0), Out { ptr: 1 }],
         READLINKAT => &[Str(1), Out { ptr: 2 }],
-        OPENAT | MKDIRAT | UNLINKAT | FACCESSAT | FACCESSAT2 | STATX | FCHMODAT => &[Str(1)],
+        OPENAT | MKDIRAT | UNLINKAT | FACCESSAT | FACCESSAT2 | STATX | FCHMODAT | EXECVEAT => {
+            &[Str(1)]
+        }
         NEWFSTATAT => &[
             Str(1),
             OutFixed {

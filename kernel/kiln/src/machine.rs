@@ -244,6 +244,24 @@ impl Machine for HalMachine {
             .current()
             .and_then(|t| self.sched.restart_deadline(t))
     }
+    fn end_other_threads(&mut self) -> bool {
+        let busy = self.sched.end_others();
+        if !busy.is_empty() {
+            // They end at their next kernel entry, which this makes them do now.
+            for cpu in busy {
+                kiln_hal::smp::kick(cpu);
+            }
+            return false;
+        }
+        self.sched.renumber_current(kiln_os::process::PID as u32);
+        true
+    }
+    fn hwcap(&self) -> u64 {
+        u64::from(kiln_hal::cpu::cpuid(1, 0).edx)
+    }
+    fn clock_page(&self) -> Option<kiln_abi::vdso::ClockPage> {
+        Some(kiln_hal::time::clock_page())
+    }
     fn net_device(&mut self) -> Option<&mut dyn kiln_os::net::NetDevice> {
         if let Some(c) = self.net_candidates.take() {
             self.net = net::open(c);

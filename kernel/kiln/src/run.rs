@@ -107,6 +107,9 @@ fn serve_syscall(frame: &mut SyscallFrame, fx: &mut FxArea) {
     let mut held = crate::lock();
     let k = held.get().expect("system call before the kernel was ready");
     let tid = k.machine.current_tid();
+    if end_if_doomed(k, tid) {
+        return switch_from_syscall(&mut held, frame, fx);
+    }
     let nr = frame.rax;
     if nr == sysno::RT_SIGRETURN {
         let mut ctx = signals::sigreturn(k, frame.rsp);
@@ -146,18 +149,41 @@ fn serve_syscall(frame: &mut SyscallFrame, fx: &mut FxArea) {
         arm_timer(k);
         return;
     }
+    let exec = matches!(outcome, Outcome::Exec(_));
     let ctx = UserContext::from_syscall(frame, fx);
     if let Some(mut ctx) = settle(k, tid, ctx, outcome) {
         signals::deliver(k, &mut ctx);
         ctx.to_syscall(frame, fx);
+        if exec {
+            apply_bases(k, k.machine.current_tid(), Via::Syscall);
+            arm_timer(k);
+        }
         return;
     }
-    let (next, mut ctx) = next_thread(&mut held);
+    switch_from_syscall(&mut held, frame, fx);
+}
+
+/// The system call's thread does not go on (it waits or ended): the next thread to run
+/// takes the frame.
+fn switch_from_syscall(held: &mut Held, frame: &mut SyscallFrame, fx: &mut FxArea) {
+    let (next, mut ctx) = next_thread(held);
     let k = held.k();
     signals::deliver(k, &mut ctx);
     ctx.to_syscall(frame, fx);
     apply_bases(k, next, Via::Syscall);
     arm_timer(k);
+}
+
+/// The interrupted thread does not go on (preempted, or ended): the next thread to run
+/// takes the frame (which may be `from` itself again).
+fn switch_from_trap(held: &mut Held, from: Option<u32>, frame: &mut TrapFrame, fx: &mut FxArea) {
+    let (next, mut ctx) = next_thread(held);
+    let k = held.k();
+    signals::deliver(k, &mut ctx);
+    ctx.to_trap(frame, fx);
+    if Some(next) != from {
+        apply_bases(k, next, Via::Trap);
+    }
 }
 
 /// An AP's start once the kernel exists: it waits for a thread to run and enters user
@@ -212,7 +238,30 @@ fn settle(k: &mut Kernel, tid: u32, mut ctx: UserContext, outcome: Outcome) -> O
             }
             None
         }
+        Outcome::Exec(start) => {
+            // A new program: the registers Linux starts one with (all zero but the
+            // instruction and stack pointers, interrupts on, the default SSE state).
+            crate::crash::set_load_bias(start.load_bias);
+            let mut ctx = UserContext::default();
+            ctx.regs.rip = start.entry;
+            ctx.regs.rsp = start.stack_pointer;
+            ctx.regs.rflags = 0x202;
+            Some(ctx)
+        }
     }
+}
+
+/// Ends thread `tid` when an `execve` in another thread ended every other thread while it
+/// ran here (`Scheduler::end_others`); wakes that `execve`. Whether it ended.
+fn end_if_doomed(k: &mut Kernel, tid: u32) -> bool {
+    if !k.machine.sched.is_doomed(tid) {
+        return false;
+    }
+    k.machine.sched.exit_current();
+    k.machine
+        .sched
+        .wake(kiln_os::process::EXEC_CHANNEL, usize::MAX);
+    true
 }
 
 /// Picks the thread to run next: runs woken system calls again, finishes timed-out ones,
@@ -278,6 +327,8 @@ fn next_thread(held: &mut Held) -> (u32, UserContext) {
                 k.machine.caller = None;
                 k.machine.sched.clear_restart(tid);
                 if let Some(ctx) = settle(k, tid, ctx, outcome) {
+                    // `execve` makes its caller the main thread: its id may have changed.
+                    let tid = k.machine.current_tid();
                     if let Some(saved) = k.machine.sched.ctx(tid) {
                         *saved = ctx.clone();
                     }
@@ -368,6 +419,12 @@ pub fn on_timer(frame: &mut TrapFrame, fx: &mut FxArea) {
     }
     let mut held = crate::lock();
     let Some(k) = held.get() else { return };
+    let tid = k.machine.current_tid();
+    if end_if_doomed(k, tid) {
+        switch_from_trap(&mut held, None, frame, fx);
+        arm_timer(held.k());
+        return;
+    }
     crate::machine::net::service(k);
     crate::memlog::service(k);
     crate::stop::check(k);
@@ -382,18 +439,11 @@ pub fn on_timer(frame: &mut TrapFrame, fx: &mut FxArea) {
     // no reason to stop this CPU's thread: it would only move to another CPU.
     let ready = k.machine.sched.ready_count();
     if ready > kiln_hal::smp::idle_count() && now >= k.machine.sched.slice_end(SLICE_NS) {
-        let tid = k.machine.current_tid();
         if let Some(saved) = k.machine.sched.ctx(tid) {
             *saved = UserContext::from_trap(frame, fx);
         }
         k.machine.sched.yield_current();
-        let (next, mut ctx) = next_thread(&mut held);
-        let k = held.k();
-        signals::deliver(k, &mut ctx);
-        ctx.to_trap(frame, fx);
-        if next != tid {
-            apply_bases(k, next, Via::Trap);
-        }
+        switch_from_trap(&mut held, Some(tid), frame, fx);
     } else if signals::pending(k) {
         let mut ctx = UserContext::from_trap(frame, fx);
         signals::deliver(k, &mut ctx);

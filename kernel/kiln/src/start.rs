@@ -132,30 +132,14 @@ pub fn run(boot: BootInfo) -> ! {
     mark(BootPhase::Loaded);
     crate::crash::set_load_bias(loaded.load_bias);
     crate::crash::set_core_limit(config.core.unwrap_or(0));
-    let process = Process {
-        vm,
-        files: kiln_os::fd::FdTable::with_console(),
-        vfs,
-        cwd: String::from("/"),
-        exe_path,
-        signals: Default::default(),
-        timers: Default::default(),
-        proc: kiln_os::syscall::proc::ProcState::with_strings(
-            loaded.args.clone(),
-            loaded.env.clone(),
-        ),
-        next_tid: 2,
-        trace: config.trace,
-        unsupported_logged: Default::default(),
-        tracer: Default::default(),
-        net: Default::default(),
-        bounce: Default::default(),
-    };
+    let mut process = Process::new(vm, vfs, exe_path);
+    process.proc =
+        kiln_os::syscall::proc::ProcState::with_strings(loaded.args.clone(), loaded.env.clone());
+    process.trace = config.trace;
     let main = ThreadState {
         tid: PID as u32,
         ..ThreadState::default()
     };
-    let mut process = process;
     let mut machine = HalMachine::new(main);
     let acpi = machine::acpi::start(boot.rsdp);
     let transports = acpi.transports;

@@ -675,17 +675,22 @@ impl FdTable {
         Ok(())
     }
 
-    /// Closes every close-on-exec descriptor (for `execve`).
-    pub fn close_on_exec(&mut self) {
+    /// Closes every close-on-exec descriptor (for `execve`); returns their open files, for
+    /// the caller to wake what waited on them.
+    pub fn close_on_exec(&mut self) -> Vec<Arc<OpenFile>> {
+        let mut closed = Vec::new();
         for slot in &mut self.slots {
             if slot.as_ref().is_some_and(|s| s.cloexec) {
-                *slot = None;
+                if let Some(s) = slot.take() {
+                    closed.push(s.file);
+                }
             }
         }
         while matches!(self.slots.last(), Some(None)) {
             self.slots.pop();
         }
         self.generation += 1;
+        closed
     }
 
     /// A counter that changes whenever the set of open descriptors may have changed

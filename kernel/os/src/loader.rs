@@ -259,8 +259,8 @@ fn interp_bias(interp: &elf::Program, random: u64) -> Result<u64, ElfError> {
 /// rights and bytes (the bss reads as zero), the heap starting after the highest segment,
 /// an 8 MiB demand-paged stack ending at [`STACK_TOP`] holding argv, envp and the auxiliary
 /// vector, and the vDSO (`AT_SYSINFO_EHDR`, see [`crate::vdso`]). A static program only
-/// (see [`load_dynamic`]). On error the address space is left partly built (the kernel
-/// stops anyway).
+/// (see [`load_dynamic`]). Errors in the file or the arguments leave the address space
+/// untouched; running out of memory leaves it partly built (see [`Prepared::install`]).
 #[allow(clippy::too_many_arguments)]
 pub fn load_program(
     vm: &mut AddressSpace,
@@ -304,6 +304,55 @@ pub fn load_dynamic(
     find_file: &dyn Fn(&str) -> Option<&'static [u8]>,
     interp_random: u64,
 ) -> Result<Loaded, LoadError> {
+    let args = Args {
+        argv,
+        envp,
+        execfn,
+        random,
+        hwcap,
+        interp_random,
+    };
+    prepare(vm, elf, &args, find_file)?.install(vm, pt)
+}
+
+/// What a program is started with besides its file (see [`load_dynamic`]).
+pub struct Args<'a> {
+    /// Arguments, `argv[0]` first.
+    pub argv: &'a [Vec<u8>],
+    /// Environment strings (`NAME=value`).
+    pub envp: &'a [Vec<u8>],
+    /// `AT_EXECFN`: the path the program was started by.
+    pub execfn: &'a [u8],
+    /// `AT_RANDOM`'s bytes.
+    pub random: [u8; 16],
+    /// `AT_HWCAP`.
+    pub hwcap: u64,
+    /// How many pages the dynamic loader's place moves down (see [`interp_bias`]).
+    pub interp_random: u64,
+}
+
+/// A program checked and ready to replace the address space: its files parsed, its
+/// dynamic loader found and its stack's contents built, nothing changed yet.
+pub struct Prepared {
+    elf: &'static [u8],
+    prog: elf::Program,
+    bias: u64,
+    interp: Option<(String, &'static [u8], elf::Program, u64)>,
+    entry: u64,
+    base: u64,
+    phdr: u64,
+    stack: stack::InitialStack,
+}
+
+/// Checks `elf` (and its dynamic loader, from `find_file`) and builds its initial stack,
+/// without touching `vm`: every error here leaves the running program as it was, so
+/// `execve` can return it.
+pub fn prepare(
+    vm: &AddressSpace,
+    elf: &'static [u8],
+    args: &Args<'_>,
+    find_file: &dyn Fn(&str) -> Option<&'static [u8]>,
+) -> Result<Prepared, LoadError> {
     let prog = elf::parse(elf)?;
     let bias = prog.load_bias(&vm.reserved())?;
     let interp = match &prog.interpreter {
@@ -318,84 +367,112 @@ pub fn load_dynamic(
                     "not a position-independent dynamic loader (ET_DYN without PT_INTERP)".into(),
                 ));
             }
-            let ibias = interp_bias(&ip, interp_random)?;
+            let ibias = interp_bias(&ip, args.interp_random)?;
             Some((path.clone(), bytes, ip, ibias))
         }
     };
-    vm.clear(pt);
-
-    let brk_start = map_elf(vm, pt, elf, &prog, bias, &VmaKind::Program)?;
-    vm.init_brk(brk_start);
-    let (entry, base) = match &interp {
-        None => (prog.entry + bias, 0),
-        Some((path, bytes, ip, ibias)) => {
-            map_elf(vm, pt, bytes, ip, *ibias, &VmaKind::File(path.clone()))?;
-            (ip.entry + ibias, *ibias)
-        }
+    let entry = match &interp {
+        None => prog.entry + bias,
+        Some((_, _, ip, ibias)) => ip.entry + ibias,
     };
-
-    let stack_start = STACK_TOP - STACK_SIZE;
-    vm.insert(
-        stack_start,
-        Vma {
-            end: STACK_TOP,
-            prot: Prot {
-                read: true,
-                write: true,
-                exec: prog.exec_stack(),
-            },
-            kind: VmaKind::Stack,
-            shared: false,
-            offset: 0,
-        },
-    )
-    .map_err(|_| LoadError::StackOverlap)?;
-    let vdso = crate::vdso::map(vm, pt).map_err(|e| match e {
-        Errno::ENOMEM => LoadError::OutOfMemory,
-        _ => LoadError::VdsoOverlap,
-    })?;
-
+    let base = interp.as_ref().map_or(0, |i| i.3);
     let phdr = prog.phdr_vaddr + bias;
-    let built = stack::build(&StackInputs {
+    let stack = stack::build(&StackInputs {
         stack_top: STACK_TOP,
-        argv,
-        envp,
-        execfn,
+        argv: args.argv,
+        envp: args.envp,
+        execfn: args.execfn,
         platform: PLATFORM,
-        random,
+        random: args.random,
         aux: AuxValues {
             phdr,
             phent: u64::from(prog.phentsize),
             phnum: u64::from(prog.phnum),
             entry: prog.entry + bias,
             base,
-            hwcap,
+            hwcap: args.hwcap,
             hwcap2: HWCAP2,
             minsigstksz: MINSIGSTKSZ,
-            sysinfo_ehdr: vdso,
+            sysinfo_ehdr: crate::vdso::IMAGE_START,
         },
         // Linux allows arguments and environment a quarter of the stack limit.
         limit: STACK_SIZE / 4,
     })
     .map_err(LoadError::Stack)?;
-    vm.populate(pt, built.sp, &built.bytes).map_err(nomem)?;
-
-    Ok(Loaded {
+    Ok(Prepared {
+        elf,
+        prog,
+        bias,
+        interp,
         entry,
-        stack_pointer: built.sp,
-        load_bias: bias,
-        brk_start,
+        base,
         phdr,
-        tls: prog.tls.map(|t| Tls {
-            vaddr: t.vaddr + bias,
-            ..t
-        }),
-        stack: stack_start..STACK_TOP,
-        random_addr: built.random_addr,
-        args: built.args,
-        env: built.env,
-        interp_base: base,
+        stack,
     })
+}
+
+impl Prepared {
+    /// Replaces the whole of `vm` with the program. An error here (out of memory) leaves
+    /// the address space partly built: the old program is gone.
+    pub fn install(
+        self,
+        vm: &mut AddressSpace,
+        pt: &mut dyn PageTable,
+    ) -> Result<Loaded, LoadError> {
+        let Prepared {
+            elf,
+            prog,
+            bias,
+            interp,
+            entry,
+            base,
+            phdr,
+            stack: built,
+        } = self;
+        vm.clear(pt);
+        let brk_start = map_elf(vm, pt, elf, &prog, bias, &VmaKind::Program)?;
+        vm.init_brk(brk_start);
+        if let Some((path, bytes, ip, ibias)) = &interp {
+            map_elf(vm, pt, bytes, ip, *ibias, &VmaKind::File(path.clone()))?;
+        }
+        let stack_start = STACK_TOP - STACK_SIZE;
+        vm.insert(
+            stack_start,
+            Vma {
+                end: STACK_TOP,
+                prot: Prot {
+                    read: true,
+                    write: true,
+                    exec: prog.exec_stack(),
+                },
+                kind: VmaKind::Stack,
+                shared: false,
+                offset: 0,
+            },
+        )
+        .map_err(|_| LoadError::StackOverlap)?;
+        crate::vdso::map(vm, pt).map_err(|e| match e {
+            Errno::ENOMEM => LoadError::OutOfMemory,
+            _ => LoadError::VdsoOverlap,
+        })?;
+        vm.populate(pt, built.sp, &built.bytes).map_err(nomem)?;
+        Ok(Loaded {
+            entry,
+            stack_pointer: built.sp,
+            load_bias: bias,
+            brk_start,
+            phdr,
+            tls: prog.tls.map(|t| Tls {
+                vaddr: t.vaddr + bias,
+                ..t
+            }),
+            stack: stack_start..STACK_TOP,
+            random_addr: built.random_addr,
+            args: built.args,
+            env: built.env,
+            interp_base: base,
+        })
+    }
 }
 
 #[cfg(test)]

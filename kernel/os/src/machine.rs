@@ -155,4 +155,17 @@ pub trait Machine {
     }
     /// Sends a binary record ([`kiln_abi::record`]) to the host, when it listens.
     fn record(&mut self, _bytes: &[u8]) {}
+    /// Ends every thread but the calling one, which becomes the main thread (its id the
+    /// process's), as `execve` does. `false` while some still run on other CPUs: they are
+    /// told to end, and each wakes [`crate::process::EXEC_CHANNEL`] when it has.
+    fn end_other_threads(&mut self) -> bool;
+    /// `AT_HWCAP` for a program started now (CPUID leaf 1's EDX).
+    fn hwcap(&self) -> u64 {
+        0
+    }
+    /// The clock's numbers for the vDSO's clock page; `None` leaves the page empty (every
+    /// clock read is then a system call).
+    fn clock_page(&self) -> Option<kiln_abi::vdso::ClockPage> {
+        None
+    }
 }

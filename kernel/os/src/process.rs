@@ -39,6 +39,29 @@ pub struct Process {
     pub bounce: Bounce,
 }
 
+impl Process {
+    /// A process running the program at `exe_path` in `vm`: standard input, output and
+    /// error on the console, `/` as working directory, default signals, ids and limits.
+    pub fn new(vm: AddressSpace, vfs: Vfs, exe_path: String) -> Process {
+        Process {
+            vm,
+            files: FdTable::with_console(),
+            vfs,
+            cwd: String::from("/"),
+            exe_path,
+            signals: Default::default(),
+            timers: Default::default(),
+            proc: Default::default(),
+            next_tid: 2,
+            trace: false,
+            unsupported_logged: Default::default(),
+            tracer: Default::default(),
+            net: Default::default(),
+            bounce: Default::default(),
+        }
+    }
+}
+
 /// A kernel buffer reused by system calls that copy between user memory and a kernel
 /// object (reads, writes, socket calls). A fresh zeroed buffer per call cost a `memset`
 /// of the whole user buffer (often 8 KiB or more for a few bytes read) on every call.
@@ -152,4 +175,22 @@ pub enum Outcome {
     /// The calling thread ended (`exit`); the program ends with this status when it was the
     /// last one.
     ThreadExit(u8),
+    /// `execve` replaced the program: the calling thread, now the only one, starts it with
+    /// fresh registers.
+    Exec(Start),
 }
+
+/// Where a program that `execve` loaded starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Start {
+    /// Its first instruction (the dynamic loader's, for a dynamically linked program).
+    pub entry: u64,
+    /// Its initial stack pointer (at `argc`).
+    pub stack_pointer: u64,
+    /// What was added to the program's link-time addresses (for crash reports).
+    pub load_bias: u64,
+}
+
+/// What an `execve` waits on while threads on other CPUs end (see
+/// [`crate::machine::Machine::end_other_threads`]). An object id no kernel object gets.
+pub const EXEC_CHANNEL: Channel = Channel::Object(u64::MAX);

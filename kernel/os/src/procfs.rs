@@ -146,7 +146,13 @@ const MOUNTS: [(&str, &str, &str, &str, FsId); 4] = [
         "rw,nosuid,nodev,noexec",
         FsId::Proc,
     ),
-    ("/tmp", "tmpfs", "tmpfs", "rw,nosuid,nodev", FsId::Tmp),
+    (
+        "/tmp",
+        "tmpfs",
+        "tmpfs",
+        "rw,nosuid,nodev,noexec",
+        FsId::Tmp,
+    ),
 ];
 
 /// The text of `file` now.
@@ -490,7 +496,7 @@ fn mount_table(p: &Process) -> Vec<(String, &'static str, String, &'static str, 
         .map(|&(at, kind, source, opts, fs)| (at.into(), kind, source.into(), opts, fs as u32))
         .collect();
     for v in p.vfs.volumes() {
-        let opts = if v.readonly { "ro" } else { "rw" };
+        let opts = if v.readonly { "ro,noexec" } else { "rw,noexec" };
         t.push((v.path.clone(), "9p", v.source.clone(), opts, v.minor));
     }
     t

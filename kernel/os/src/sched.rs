@@ -84,6 +84,9 @@ pub struct Scheduler<C> {
     waiting: SmallSet<(Key, u64, u32)>,
     /// Blocked threads with a deadline, by deadline.
     timed: SmallSet<(u64, u32)>,
+    /// Threads running on other CPUs that end at their next kernel entry (`execve` ended
+    /// every thread but its caller).
+    doomed: SmallSet<u32>,
 }
 
 impl<C> Scheduler<C> {
@@ -110,6 +113,7 @@ impl<C> Scheduler<C> {
             seq: 0,
             waiting: SmallSet::new(),
             timed: SmallSet::new(),
+            doomed: SmallSet::new(),
         }
     }
 
@@ -271,8 +275,57 @@ impl<C> Scheduler<C> {
     pub fn exit_current(&mut self) -> usize {
         if let Some(tid) = self.running[self.cpu].take() {
             self.threads.remove(&tid);
+            self.doomed.remove(&tid);
         }
         self.threads.len()
+    }
+
+    /// Ends every thread but the running one, as `execve` does: ready and blocked threads
+    /// go now; a thread running on another CPU is marked to end when it next enters the
+    /// kernel ([`Scheduler::is_doomed`]). Returns the CPUs that run such threads (none: the
+    /// running thread is the only one left).
+    pub fn end_others(&mut self) -> Vec<usize> {
+        let me = self.running[self.cpu];
+        let tids: Vec<u32> = self.threads.keys().copied().collect();
+        let mut busy = Vec::new();
+        for tid in tids {
+            if Some(tid) == me {
+                continue;
+            }
+            if let Some(cpu) = self.cpu_of(tid) {
+                self.doomed.insert(tid);
+                busy.push(cpu);
+                continue;
+            }
+            if let Some(e) = self.threads.remove(&tid) {
+                match e.status {
+                    Status::Blocked(w) => self.unindex(tid, e.wait_seq, &w.channels, w.deadline),
+                    _ => self.ready.retain(|&t| t != tid),
+                }
+            }
+        }
+        busy
+    }
+
+    /// Whether thread `tid` must end at its next kernel entry (see [`Scheduler::end_others`]).
+    pub fn is_doomed(&self, tid: u32) -> bool {
+        !self.doomed.is_empty() && self.doomed.contains(&tid)
+    }
+
+    /// Gives the running thread the id `tid` (`execve` from a thread other than the main
+    /// one makes the caller the main thread, whose id is the process's).
+    pub fn renumber_current(&mut self, tid: u32) {
+        let Some(old) = self.running[self.cpu] else {
+            return;
+        };
+        if old == tid || self.threads.contains_key(&tid) {
+            return;
+        }
+        if let Some(mut e) = self.threads.remove(&old) {
+            e.state.tid = tid;
+            self.threads.insert(tid, e);
+            self.running[self.cpu] = Some(tid);
+        }
     }
 
     fn make_ready(&mut self, tid: u32, how: Resume) {
@@ -445,6 +498,40 @@ mod tests {
         addr: 0x1000,
         bitset: u32::MAX,
     };
+
+    #[test]
+    fn execve_ends_the_other_threads_and_its_caller_becomes_the_main_thread() {
+        let mut s = Scheduler::new(thread(1), ());
+        s.set_cpus(2);
+        s.spawn(thread(2), ());
+        s.spawn(thread(3), ());
+        s.spawn(thread(4), ());
+        // 1 blocks with a deadline, 2 runs on CPU 1, 3 is the caller on CPU 0, 4 is ready.
+        s.block_current(wait_on(FUTEX, Some(0), Some(500)));
+        s.on_cpu(1);
+        assert_eq!(s.pick(0), Some((2, Resume::Continue)));
+        s.on_cpu(0);
+        assert_eq!(s.pick(0), Some((3, Resume::Continue)));
+        assert_eq!(s.end_others(), vec![1]);
+        // The blocked and the ready thread are gone, with their waits; 2 ends when CPU 1
+        // enters the kernel.
+        assert_eq!(s.tids().collect::<Vec<_>>(), vec![2, 3]);
+        assert_eq!(s.next_deadline(), None);
+        assert_eq!(s.wake(FUTEX, usize::MAX), 0);
+        assert!(s.is_doomed(2) && !s.is_doomed(3));
+        s.on_cpu(1);
+        s.exit_current();
+        assert!(!s.is_doomed(2));
+        s.on_cpu(0);
+        assert!(s.end_others().is_empty());
+        s.renumber_current(1);
+        assert_eq!(s.current(), Some(1));
+        assert_eq!(s.state(1).map(|t| t.tid), Some(1));
+        assert_eq!(s.tids().collect::<Vec<_>>(), vec![1]);
+        // Nothing else is ready: the ready queue lost thread 4 too.
+        s.block_current(wait_on(FUTEX, Some(0), None));
+        assert_eq!(s.pick(0), None);
+    }
 
     #[test]
     fn blocked_thread_runs_after_wake() {

@@ -180,6 +180,9 @@ pub struct FakeMachine {
     pub ram: (u64, u64),
     /// What `idle_ns` answers.
     pub idle_ns: u64,
+    /// Other threads running on other CPUs: `end_other_threads` answers `false` while
+    /// there are any (a test ends them by setting this to 0).
+    pub others_running: usize,
 }
 
 impl Default for FakeMachine {
@@ -207,6 +210,7 @@ impl Default for FakeMachine {
             cpu: 0,
             net_device_asked: 0,
             ram: (128 << 20, 100 << 20),
+            others_running: 0,
             idle_ns: 0,
         }
     }
@@ -259,6 +263,16 @@ impl Machine for FakeMachine {
     fn spawn_thread(&mut self, state: ThreadState, stack: u64) -> KResult<()> {
         self.spawned.push((state, stack));
         Ok(())
+    }
+    fn end_other_threads(&mut self) -> bool {
+        self.other_threads = 0;
+        self.others.clear();
+        self.spawned.clear();
+        if self.others_running > 0 {
+            return false;
+        }
+        self.thread.tid = crate::process::PID as u32;
+        true
     }
     fn wake(&mut self, channel: Channel, max: usize) -> usize {
         let mut n = 0;

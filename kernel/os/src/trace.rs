@@ -93,6 +93,8 @@ pub fn after(
         other => {
             let ret = match other {
                 Outcome::Return(v) => *v,
+                // `execve` returned into the new program: 0, as strace shows it.
+                Outcome::Exec(_) => 0,
                 _ => NO_RETURN,
             };
             match p.tracer.pending.remove(&tid) {
@@ -172,9 +174,12 @@ fn read_str(p: &mut Process, m: &mut dyn Machine, addr: u64) -> Option<Vec<u8>> 
 fn path_arg(nr: u64) -> Option<usize> {
     match nr {
         sysno::OPEN | sysno::STAT | sysno::LSTAT | sysno::ACCESS | sysno::EXECVE => Some(0),
-        sysno::OPENAT | sysno::NEWFSTATAT | sysno::FACCESSAT | sysno::FACCESSAT2 | sysno::STATX => {
-            Some(1)
-        }
+        sysno::OPENAT
+        | sysno::NEWFSTATAT
+        | sysno::FACCESSAT
+        | sysno::FACCESSAT2
+        | sysno::STATX
+        | sysno::EXECVEAT => Some(1),
         _ => None,
     }
 }
@@ -207,6 +212,19 @@ pub fn note_missing(p: &mut Process, m: &mut dyn Machine, nr: u64, a: [u64; 6], 
         }
         _ => return,
     };
+    if matches!(nr, sysno::EXECVE | sysno::EXECVEAT)
+        && core::str::from_utf8(&path).is_ok_and(|s| p.vfs.find("/", s, true).is_ok())
+    {
+        // The program is there; what is missing is its dynamic loader, reported by
+        // `execve` itself.
+        return;
+    }
+    report_missing(p, m, path);
+}
+
+/// Reports `path` (absolute) once as a [`Missing`] record: a file the program needed and
+/// the image lacks.
+pub fn report_missing(p: &mut Process, m: &mut dyn Machine, path: Vec<u8>) {
     if p.tracer.missing.len() >= 1024 || !p.tracer.missing.insert(path.clone()) {
         return;
     }

@@ -29,6 +29,73 @@ pub fn program_in_image(image: &[u8]) -> anyhow::Result<&[u8]> {
         .ok_or_else(|| anyhow!("the image's program lies outside the file"))
 }
 
+/// The bytes of the regular file at `path` in a PVH image's root filesystem (following
+/// hard links); `None` when the archive has no such file.
+pub fn file_in_image(image: &[u8], path: &str) -> anyhow::Result<Option<Vec<u8>>> {
+    use std::io::Read;
+    let span = crate::provenance::find_payload(image)?;
+    let range = span.offset + span.header.rootfs.start..span.offset + span.header.rootfs.end;
+    let tar = image
+        .get(range)
+        .ok_or_else(|| anyhow!("the image's root filesystem lies outside the file"))?;
+    let mut want = path.trim_start_matches('/').to_string();
+    // A hard link names an earlier entry: look again for that one (a few levels at most).
+    for _ in 0..4 {
+        let mut target = None;
+        for entry in tar::Archive::new(tar).entries()? {
+            let mut entry = entry?;
+            let name = entry
+                .path()?
+                .to_string_lossy()
+                .trim_start_matches("./")
+                .to_string();
+            if name != want {
+                continue;
+            }
+            let kind = entry.header().entry_type();
+            if kind.is_hard_link() {
+                target = entry.link_name()?.map(|l| l.to_string_lossy().into_owned());
+                break;
+            }
+            if !kind.is_file() {
+                return Ok(None);
+            }
+            let mut bytes = Vec::new();
+            entry.read_to_end(&mut bytes)?;
+            return Ok(Some(bytes));
+        }
+        match target {
+            Some(t) => {
+                want = t
+                    .trim_start_matches("./")
+                    .trim_start_matches('/')
+                    .to_string()
+            }
+            None => return Ok(None),
+        }
+    }
+    Ok(None)
+}
+
+/// The program a crash happened in, and its path: the file the last `execve` before the
+/// crash ran (an [`kiln_abi::record::Exec`] record), or the image's own program.
+fn crashed_program<'a>(
+    image: &'a [u8],
+    exec: Option<&[u8]>,
+) -> anyhow::Result<(std::borrow::Cow<'a, [u8]>, String)> {
+    let own_path = crate::provenance::read(image)
+        .ok()
+        .map(|(p, _)| format!("/bin/{}", p.app.name))
+        .unwrap_or_else(|| "/bin/program".into());
+    if let Some(path) = exec.map(String::from_utf8_lossy) {
+        // The image's own program is not in the archive (the kernel places it itself).
+        if let Some(bytes) = file_in_image(image, &path)? {
+            return Ok((bytes.into(), path.into_owned()));
+        }
+    }
+    Ok((program_in_image(image)?.into(), own_path))
+}
+
 /// `kernel` (a kernel ELF from the build tree) when it is the kernel the PVH image `image`
 /// was linked with (its provenance records the kernel's SHA-256).
 pub fn kernel_of_image(image: &[u8], kernel: &Path) -> Option<std::path::PathBuf> {
@@ -55,7 +122,12 @@ pub fn kernel_of_image(image: &[u8], kernel: &Path) -> Option<std::path::PathBuf
 /// `kernel` (the build tree's kernel ELF) when the image was linked with it. As lines.
 pub fn explain_records(image: &Path, kernel: &Path, records: &[u8]) -> Vec<String> {
     let mut lines = Vec::new();
+    let mut exec: Option<Vec<u8>> = None;
     for record in kiln_abi::record::parse_all(records) {
+        if let kiln_abi::record::Record::Exec(e) = &record {
+            exec = Some(e.path.clone());
+            continue;
+        }
         if let kiln_abi::record::Record::KernelPanic(k) = &record {
             let elf = pvh_image(image)
                 .ok()
@@ -83,8 +155,8 @@ pub fn explain_records(image: &Path, kernel: &Path, records: &[u8]) -> Vec<Strin
             continue;
         };
         let text = match pvh_image(image) {
-            Ok(bytes) => match program_in_image(&bytes) {
-                Ok(program) => crash::report(program, &c),
+            Ok(bytes) => match crashed_program(&bytes, exec.as_deref()) {
+                Ok((program, _)) => crash::report(&program, &c),
                 Err(_) => crash::report(&[], &c),
             },
             Err(_) => crash::report(&[], &c),
@@ -105,10 +177,12 @@ pub fn write_core(
     use kiln_abi::record::Record;
     let mut crash = None;
     let mut memory = None;
+    let mut exec = None;
     for r in kiln_abi::record::parse_all(records) {
         match r {
             Record::Crash(c) => crash = Some(c),
             Record::Memory(m) => memory = Some(m),
+            Record::Exec(e) if crash.is_none() => exec = Some(e.path),
             _ => {}
         }
     }
@@ -116,11 +190,8 @@ pub fn write_core(
         return Ok(None);
     };
     let bytes = pvh_image(image)?;
-    let program = program_in_image(&bytes)?;
-    let path = crate::provenance::read(&bytes)
-        .ok()
-        .map(|(p, _)| format!("/bin/{}", p.app.name))
-        .unwrap_or_else(|| "/bin/program".into());
+    let (program, path) = crashed_program(&bytes, exec.as_deref())?;
+    let program = &program[..];
     let core = coredump::write(program, &path, &crash, &memory);
     if let Some(dir) = out.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir)?;

@@ -108,6 +108,8 @@ fn signature(nr: u64) -> Option<&'static [Arg]> {
         FCNTL => &[Fd, Fcntl, Hex],
         GETCWD => &[OutBuf, UInt],
         CHDIR | RMDIR | UNLINK => &[Str],
+        EXECVE => &[Str, Ptr, Ptr],
+        EXECVEAT => &[AtFd, Str, Ptr, Ptr, AtFlags],
         MKDIR => &[Str, Mode],
         MKDIRAT => &[AtFd, Str, Mode],
         UNLINKAT => &[AtFd, Str, AtFlags],

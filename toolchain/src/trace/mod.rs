@@ -30,8 +30,8 @@ fn class(name: &str) -> Option<&'static [u64]> {
     Some(match name {
         "file" => &[
             OPEN, OPENAT, STAT, LSTAT, NEWFSTATAT, STATX, ACCESS, FACCESSAT, FACCESSAT2, READLINK,
-            READLINKAT, EXECVE, CHDIR, MKDIR, MKDIRAT, RMDIR, UNLINK, UNLINKAT, RENAME, RENAMEAT,
-            RENAMEAT2, LINK, SYMLINK, TRUNCATE, CHMOD, FCHMODAT,
+            READLINKAT, EXECVE, EXECVEAT, CHDIR, MKDIR, MKDIRAT, RMDIR, UNLINK, UNLINKAT, RENAME,
+            RENAMEAT, RENAMEAT2, LINK, SYMLINK, TRUNCATE, CHMOD, FCHMODAT,
         ],
         "network" => &[
             SOCKET,
@@ -72,8 +72,8 @@ fn class(name: &str) -> Option<&'static [u64]> {
             SIGNALFD4,
         ],
         "process" => &[
-            CLONE, CLONE3, FORK, VFORK, EXECVE, EXIT, EXIT_GROUP, WAIT4, WAITID, KILL, TKILL,
-            TGKILL,
+            CLONE, CLONE3, FORK, VFORK, EXECVE, EXECVEAT, EXIT, EXIT_GROUP, WAIT4, WAITID, KILL,
+            TKILL, TGKILL,
         ],
         _ => return None,
     })

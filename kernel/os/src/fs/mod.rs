@@ -899,10 +899,44 @@ impl Vfs {
                 _ => {}
             }
         }
-        if mode & 1 != 0 && !n.is_dir() && n.perm() & 0o111 == 0 {
+        if mode & 1 != 0 && !n.is_dir() && (n.perm() & 0o111 == 0 || !runnable(&n)) {
             return Err(Errno::EACCES);
         }
         Ok(())
+    }
+
+    /// The program file `execve` would run at `path`: its canonical path and bytes.
+    /// `EACCES` for a directory, anything but a regular file, a file without an execute
+    /// bit, or one outside the root filesystem (`/tmp` and volumes are mounted `noexec`:
+    /// only the image's files can be mapped in place); `ELOOP` for a symbolic link when
+    /// `follow` is off.
+    pub fn executable(
+        &self,
+        base: &str,
+        path: &str,
+        follow: bool,
+    ) -> KResult<(String, &'static [u8])> {
+        let l = self.lookup(base, path, follow)?;
+        let n = l.existing()?;
+        if n.symlink_target().is_some() {
+            return Err(Errno::ELOOP);
+        }
+        if !n.is_regular() || n.perm() & 0o111 == 0 {
+            return Err(Errno::EACCES);
+        }
+        match n.body {
+            Body::StaticFile(bytes) => Ok((l.path(), bytes)),
+            _ => Err(Errno::EACCES),
+        }
+    }
+
+    /// Makes `/proc/self/exe` point at `path` (after `execve`).
+    pub fn set_exe(&self, path: &str) {
+        let node = Arc::new(Inode::new(FsId::Proc, Body::Symlink(path.into()), 0o777, 0));
+        dir_of(&self.proc_self)
+            .expect("dir")
+            .lock()
+            .insert("exe".into(), node);
     }
 
     /// Renames within `/tmp` (`EXDEV` across file systems, `EROFS` outside `/tmp`), with the
@@ -1197,3 +1231,9 @@ fn canonical(stack: &[(String, Arc<Inode>)]) -> String {
 
 #[cfg(test)]
 pub(crate) mod tests;
+
+/// Whether a regular file can be run: only the root filesystem's files, whose bytes stay in
+/// memory to be mapped in place (`/tmp` and volumes are `noexec`).
+fn runnable(n: &Inode) -> bool {
+    matches!(n.body, Body::StaticFile(_))
+}

@@ -187,7 +187,7 @@ fn mounts_list_the_file_systems_with_their_device_numbers() {
     let mounts = read_text(&mut p, &mut m, buf, "/proc/mounts");
     assert!(mounts.starts_with("rootfs / rootfs ro 0 0\n"), "{mounts}");
     assert!(
-        mounts.contains("\ntmpfs /tmp tmpfs rw,nosuid,nodev 0 0\n"),
+        mounts.contains("\ntmpfs /tmp tmpfs rw,nosuid,nodev,noexec 0 0\n"),
         "{mounts}"
     );
     let info = read_text(&mut p, &mut m, buf, "/proc/self/mountinfo");

@@ -358,7 +358,7 @@ fn log_deadlock(p: &mut Process, m: &mut dyn Machine, what: &str) {
 
 /// After descriptors were closed or replaced: wakes the waiters of what they referred to
 /// (a pipe end closing is a hang-up or end of file for the other end).
-fn closed(m: &mut dyn Machine, files: Vec<Arc<OpenFile>>) {
+pub(crate) fn closed(m: &mut dyn Machine, files: Vec<Arc<OpenFile>>) {
     let ids: Vec<u64> = files
         .iter()
         .filter_map(|f| f.waitable().map(Waitable::id))
@@ -416,7 +416,7 @@ fn io_file(p: &Process, fd: i32) -> KResult<Arc<OpenFile>> {
 }
 
 /// Reads a path argument (possibly empty), and brings `/proc/self` up to date for it.
-fn path_or_empty(p: &mut Process, m: &mut dyn Machine, addr: u64) -> KResult<String> {
+pub(crate) fn path_or_empty(p: &mut Process, m: &mut dyn Machine, addr: u64) -> KResult<String> {
     let tids = m.tids();
     p.vfs.sync_proc(&p.files, &p.cwd, &tids);
     let bytes = p.vm.read_cstr(m.pages(), addr, PATH_MAX - 1)?;
@@ -434,7 +434,7 @@ fn path(p: &mut Process, m: &mut dyn Machine, addr: u64) -> KResult<String> {
 
 /// The directory a `*at` path is relative to: the working directory for [`AT_FDCWD`], else
 /// `dirfd`'s (`EBADF`, `ENOTDIR`). Absolute paths ignore `dirfd`.
-fn base(p: &Process, dirfd: i32, path: &str) -> KResult<String> {
+pub(crate) fn base(p: &Process, dirfd: i32, path: &str) -> KResult<String> {
     if path.starts_with('/') {
         return Ok(String::from("/"));
     }

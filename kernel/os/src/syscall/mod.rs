@@ -4,6 +4,7 @@
 //! answers `None` for numbers it does not own. Whatever no family owns returns `-ENOSYS`
 //! and is logged once by name.
 
+pub mod exec;
 pub mod fs;
 pub mod mm;
 pub mod net;
@@ -25,7 +26,7 @@ pub const MSG_NOSIGNAL: u64 = 0x4000;
 type Family = fn(&mut Process, &mut dyn Machine, u64, [u64; 6]) -> Option<Outcome>;
 
 /// The families, in the order they are asked.
-const FAMILIES: [Family; 7] = [
+const FAMILIES: [Family; 8] = [
     thread::handle,
     fs::handle,
     mm::handle,
@@ -33,12 +34,13 @@ const FAMILIES: [Family; 7] = [
     signal::handle,
     time::handle,
     net::handle,
+    exec::handle,
 ];
 
 /// Runs system call `nr` with arguments `a` for the program.
 ///
 /// The families are asked in turn (threads, files, memory, process, signals, time,
-/// sockets; after a number's first call, the one that owns it is asked directly: see
+/// sockets, `execve`; after a number's first call, the one that owns it is asked directly: see
 /// [`owners`]). A number none of them owns returns `-ENOSYS`; the first such call of each number is logged as
 /// `unsupported syscall N (name)`. A write-family call failing with `EPIPE` raises
 /// `SIGPIPE` (see [`signal::SignalState::send_sigpipe`]). With `p.trace` set, every call
@@ -144,7 +146,6 @@ pub(crate) mod testutil {
     use alloc::string::String;
     use alloc::vec::Vec;
 
-    use crate::fd::FdTable;
     use crate::fs::tar::tests::{finish, leak, push};
     use crate::fs::Vfs;
     use crate::machine::Prot;
@@ -163,22 +164,11 @@ pub(crate) mod testutil {
             push(&mut archive, path.as_bytes(), b'0', 0o644, b"", data);
         }
         finish(&mut archive);
-        let mut p = Process {
-            vm: AddressSpace::new(0x10_0000..0x20_0000),
-            files: FdTable::with_console(),
-            vfs: Vfs::new(leak(archive), "/bin/prog", b"").unwrap(),
-            cwd: String::from("/"),
-            exe_path: String::from("/bin/prog"),
-            signals: Default::default(),
-            timers: Default::default(),
-            proc: Default::default(),
-            next_tid: 2,
-            trace: false,
-            unsupported_logged: Default::default(),
-            tracer: Default::default(),
-            net: Default::default(),
-            bounce: Default::default(),
-        };
+        let mut p = Process::new(
+            AddressSpace::new(0x10_0000..0x20_0000),
+            Vfs::new(leak(archive), "/bin/prog", b"").unwrap(),
+            String::from("/bin/prog"),
+        );
         let mut m = FakeMachine::default();
         let buf =
             p.vm.mmap(

@@ -426,8 +426,9 @@ fn is_own_thread(m: &dyn Machine, pid: u64) -> bool {
 
 /// Handles the process system calls; `None` for numbers this family does not own.
 ///
-/// Not owned, so reported as unsupported: `rseq` (glibc runs without it), `clone`,
-/// `clone3`, `fork`, `vfork`, `execve` and the other process-creating calls.
+/// Not owned, so reported as unsupported: `rseq` (glibc runs without it), `fork`, `vfork`
+/// and the other process-creating calls (`clone` of threads is [`super::thread`]'s,
+/// `execve` [`super::exec`]'s).
 #[inline(never)]
 pub fn handle(p: &mut Process, m: &mut dyn Machine, nr: u64, a: [u64; 6]) -> Option<Outcome> {
     let r = match nr {

@@ -383,6 +383,19 @@ impl SignalState {
         Ok(old)
     }
 
+    /// What `execve` leaves of the actions: ignored signals stay ignored, every other one
+    /// gets its default action back; no flags, masks or restorers (as Linux's
+    /// `flush_signal_handlers`).
+    pub fn reset_for_exec(&mut self) {
+        for a in &mut self.actions {
+            let ignored = a.disposition() == Disposition::Ignore;
+            *a = SigAction {
+                handler: if ignored { SIG_IGN } else { SIG_DFL },
+                ..SigAction::default()
+            };
+        }
+    }
+
     /// Whether the action of `sig` throws it away (ignored, or a default that ignores).
     pub fn discards(&self, sig: u32) -> bool {
         match self.disposition(sig) {

@@ -330,11 +330,11 @@ const V9FS_MAGIC: i64 = 0x0102_1997;
 pub fn statfs_bytes(fs: FsId, (blocks, free): (u64, u64)) -> [u8; 120] {
     let (magic, flags) = match fs {
         FsId::Root => (RAMFS_MAGIC, ST_RDONLY),
-        FsId::Tmp => (TMPFS_MAGIC, ST_NOSUID | ST_NODEV),
+        FsId::Tmp => (TMPFS_MAGIC, ST_NOSUID | ST_NODEV | ST_NOEXEC),
         FsId::Dev => (TMPFS_MAGIC, ST_NOSUID),
         FsId::Proc => (PROC_SUPER_MAGIC, ST_NOSUID | ST_NODEV | ST_NOEXEC),
         FsId::Pipe => (PIPEFS_MAGIC, 0),
-        FsId::Volume => (V9FS_MAGIC, 0),
+        FsId::Volume => (V9FS_MAGIC, ST_NOEXEC),
     };
     let mut b = [0u8; 120];
     b[0..8].copy_from_slice(&magic.to_le_bytes());

@@ -36,22 +36,11 @@ impl T {
             MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED,
         )
         .unwrap();
-        let p = Process {
+        let p = Process::new(
             vm,
-            files: crate::fd::FdTable::with_console(),
-            vfs: Vfs::new(rootfs(), "/bin/app", b"").unwrap(),
-            cwd: "/".into(),
-            exe_path: "/bin/app".into(),
-            signals: Default::default(),
-            timers: Default::default(),
-            proc: Default::default(),
-            next_tid: 2,
-            trace: false,
-            unsupported_logged: Default::default(),
-            tracer: Default::default(),
-            net: Default::default(),
-            bounce: Default::default(),
-        };
+            Vfs::new(rootfs(), "/bin/app", b"").unwrap(),
+            "/bin/app".into(),
+        );
         T {
             p,
             m,
@@ -1384,7 +1373,8 @@ fn copy_fallocate_statfs_sync() {
         let at = |o: usize| i64::from_le_bytes(b[o..o + 8].try_into().unwrap());
         (at(0), at(8), at(64), at(80))
     };
-    assert_eq!(fs_of(&mut t, "/tmp/c"), (0x0102_1994, 4096, 255, 0x20 | 6));
+    // nosuid, nodev, noexec (Kiln runs programs only from the root filesystem).
+    assert_eq!(fs_of(&mut t, "/tmp/c"), (0x0102_1994, 4096, 255, 0x20 | 14));
     assert_eq!(fs_of(&mut t, "/etc/hosts").3 & 1, 1);
     assert_eq!(fs_of(&mut t, "/proc/self/maps").0, 0x9fa0);
     assert_eq!(fs_of(&mut t, "/").3, 0x21);

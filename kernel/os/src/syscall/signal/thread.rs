@@ -73,6 +73,16 @@ impl ThreadSignals {
         }
     }
 
+    /// What the thread keeps across `execve`: its mask and the signals waiting for it; no
+    /// alternate stack, and nothing accepted for a handler (the handlers are gone).
+    pub fn after_exec(&self) -> ThreadSignals {
+        ThreadSignals {
+            mask: self.mask,
+            pending: self.pending.clone(),
+            ..ThreadSignals::default()
+        }
+    }
+
     /// The blocked-signal mask.
     pub fn mask(&self) -> u64 {
         self.mask
