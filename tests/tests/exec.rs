@@ -70,9 +70,17 @@ fn a_shell_entry_point_execs_the_program_through_env() {
         &["--trace=execve", "--", "/entry.sh", "/bin/busybox", "true"],
     );
     assert_eq!(r.status, 0, "{r:?}");
-    assert!(r.stderr.contains("execve(\"/entry.sh\", 0x"), "{r:?}");
-    assert!(r.stderr.contains("execve(\"/bin/busybox\", 0x"), "{r:?}");
-    assert!(r.stderr.contains(") = 0\n"), "{r:?}");
+    assert!(
+        r.stderr
+            .contains("execve(\"/entry.sh\", [\"/entry.sh\", \"/bin/busybox\", \"true\"], 0x"),
+        "{r:?}"
+    );
+    assert!(
+        r.stderr
+            .contains("execve(\"/bin/busybox\", [\"/bin/busybox\", \"true\"], 0x"),
+        "{r:?}"
+    );
+    assert!(r.stderr.contains(" vars */) = 0\n"), "{r:?}");
     let r = run_image(&img, &["--", "/entry.sh", "/usr/bin/nothere"]);
     assert_eq!(r.status, 127, "{r:?}");
     assert!(r.stderr.contains("/usr/bin/nothere"), "{r:?}");

@@ -54,6 +54,7 @@ pub fn before(p: &mut Process, m: &mut dyn Machine, nr: u64, a: [u64; 6]) -> Ent
             Capture::InFixed { ptr, size } => {
                 (ptr, read(p, m, a[usize::from(ptr)], usize::from(size)))
             }
+            Capture::StrArray(i) => (i, read_str_array(p, m, a[usize::from(i)])),
             _ => continue,
         };
         if let Some(data) = data {
@@ -168,6 +169,36 @@ fn read_str(p: &mut Process, m: &mut dyn Machine, addr: u64) -> Option<Vec<u8>> 
         return None;
     }
     p.vm.read_cstr(m.pages(), addr, MAX_STR).ok()
+}
+
+/// A NULL-terminated array of strings at `addr`, as [`kiln_abi::trace::encode_str_array`]
+/// keeps it (counted up to the first unreadable entry).
+fn read_str_array(p: &mut Process, m: &mut dyn Machine, addr: u64) -> Option<Vec<u8>> {
+    use kiln_abi::trace::{encode_str_array, MAX_ARRAY, MAX_ARRAY_COUNT, MAX_ARRAY_STR};
+    if addr == 0 {
+        return None;
+    }
+    let mut strings: Vec<(Vec<u8>, bool)> = Vec::new();
+    let mut count = 0;
+    while count < MAX_ARRAY_COUNT {
+        let Some(ptr) = read(p, m, addr + 8 * count as u64, 8) else {
+            break;
+        };
+        let ptr = u64::from_le_bytes(ptr.try_into().ok()?);
+        if ptr == 0 {
+            break;
+        }
+        if strings.len() < MAX_ARRAY {
+            let s = match p.vm.read_cstr(m.pages(), ptr, MAX_ARRAY_STR) {
+                Ok(s) => (s, false),
+                Err(_) => (read(p, m, ptr, MAX_ARRAY_STR)?, true),
+            };
+            strings.push(s);
+        }
+        count += 1;
+    }
+    let refs: Vec<(&[u8], bool)> = strings.iter().map(|(s, t)| (s.as_slice(), *t)).collect();
+    Some(encode_str_array(count, &refs))
 }
 
 /// The calls whose `ENOENT` means "the image lacks this file", and their path argument.

@@ -9,7 +9,6 @@
 use crate::small::SmallMap;
 use alloc::string::String;
 use alloc::vec::Vec;
-use core::fmt::Write;
 use core::ops::Range;
 
 use crate::errno::{Errno, KResult};
@@ -1187,17 +1186,20 @@ impl AddressSpace {
         for (start, v) in &self.vmas {
             let name = name_of(v, exe_path);
             let line_start = out.len();
-            let _ = write!(
-                out,
-                "{:08x}-{:08x} {}{}{}{} {:08x} 00:00 0 ",
-                start,
-                v.end,
-                if v.prot.read { 'r' } else { '-' },
-                if v.prot.write { 'w' } else { '-' },
-                if v.prot.exec { 'x' } else { '-' },
-                if v.shared { 's' } else { 'p' },
-                v.offset,
-            );
+            // Written digit by digit rather than with `write!`: glibc reads this file at
+            // every program's start (`pthread_getattr_np` of the main thread), and under
+            // emulation the formatting machinery's first run costs more than the file.
+            push_hex(&mut out, *start);
+            out.push('-');
+            push_hex(&mut out, v.end);
+            out.push(' ');
+            out.push(if v.prot.read { 'r' } else { '-' });
+            out.push(if v.prot.write { 'w' } else { '-' });
+            out.push(if v.prot.exec { 'x' } else { '-' });
+            out.push(if v.shared { 's' } else { 'p' });
+            out.push(' ');
+            push_hex(&mut out, v.offset);
+            out.push_str(" 00:00 0 ");
             if !name.is_empty() {
                 // Linux pads the path to column 73.
                 while out.len() - line_start < 72 {
@@ -1212,10 +1214,36 @@ impl AddressSpace {
     }
 }
 
+/// Appends `v` in lowercase hexadecimal, at least eight digits (`{:08x}`).
+fn push_hex(out: &mut String, v: u64) {
+    let digits = (64 - v.leading_zeros()).div_ceil(4).max(8);
+    for i in (0..digits).rev() {
+        let d = ((v >> (i * 4)) & 0xf) as u8;
+        out.push(char::from(if d < 10 { b'0' + d } else { b'a' + d - 10 }));
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::testing::FakePages;
+
+    #[test]
+    fn hex_is_what_format_writes() {
+        for v in [
+            0,
+            1,
+            0xabc,
+            0xffff_ffff,
+            0x1_0000_0000,
+            0x7fff_ffff_f000,
+            u64::MAX,
+        ] {
+            let mut s = String::new();
+            push_hex(&mut s, v);
+            assert_eq!(s, alloc::format!("{v:08x}"));
+        }
+    }
 
     const RESERVED: Range<u64> = 0x10_0000..0x40_0000;
     const R: Prot = Prot {

@@ -18,6 +18,10 @@ enum Arg {
     AtFd,
     /// A NUL-terminated string (a path), captured before the call.
     Str,
+    /// An array of strings (`argv`), shown as a list.
+    StrArray,
+    /// An array of strings (`envp`), shown as its address and count, as strace does.
+    VarArray,
     /// A buffer written by the program (its length is another argument).
     InBuf,
     /// A buffer the call filled (its length is the return value).
@@ -108,8 +112,8 @@ fn signature(nr: u64) -> Option<&'static [Arg]> {
         FCNTL => &[Fd, Fcntl, Hex],
         GETCWD => &[OutBuf, UInt],
         CHDIR | RMDIR | UNLINK => &[Str],
-        EXECVE => &[Str, Ptr, Ptr],
-        EXECVEAT => &[AtFd, Str, Ptr, Ptr, AtFlags],
+        EXECVE => &[Str, StrArray, VarArray],
+        EXECVEAT => &[AtFd, Str, StrArray, VarArray, AtFlags],
         MKDIR => &[Str, Mode],
         MKDIRAT => &[AtFd, Str, Mode],
         UNLINKAT => &[AtFd, Str, AtFlags],
@@ -373,6 +377,25 @@ fn arg_text(kind: Arg, i: u8, s: &Syscall) -> String {
         AtFd if iv as i32 == -100 => "AT_FDCWD".into(),
         AtFd => format!("{}", iv as i32),
         Str => blob.map_or_else(|| format!("{v:#x}"), quote_path),
+        StrArray => match blob.and_then(kiln_abi::trace::decode_str_array) {
+            Some((count, strings)) => {
+                let mut items: Vec<String> = strings.iter().map(|(s, t)| quote(s, *t)).collect();
+                if count > strings.len() {
+                    items.push("...".into());
+                }
+                format!("[{}]", items.join(", "))
+            }
+            None if v == 0 => "NULL".into(),
+            None => format!("{v:#x}"),
+        },
+        VarArray => match blob.and_then(kiln_abi::trace::decode_str_array) {
+            Some((count, _)) => format!(
+                "{v:#x} /* {count} var{} */",
+                if count == 1 { "" } else { "s" }
+            ),
+            None if v == 0 => "NULL".into(),
+            None => format!("{v:#x}"),
+        },
         InBuf => blob.map_or_else(
             || format!("{v:#x}"),
             |b| {
@@ -775,6 +798,39 @@ mod tests {
             line(&c, false),
             "syscall_400(0x1, 0x2, 0x0, 0x0, 0x0, 0x0) = -1 ENOSYS (Function not implemented)"
         );
+    }
+
+    #[test]
+    fn execve_shows_its_arguments_and_counts_its_environment() {
+        let argv = kiln_abi::trace::encode_str_array(
+            3,
+            &[(b"sh", false), (b"-c", false), (b"echo \"hi\"", false)],
+        );
+        let envp = kiln_abi::trace::encode_str_array(2, &[(b"A=1", false), (b"B=2", false)]);
+        let c = call(
+            EXECVE,
+            &[0x1000, 0x2000, 0x3000],
+            0,
+            &[(0, b"/bin/sh"), (1, &argv), (2, &envp)],
+        );
+        assert_eq!(
+            line(&c, false),
+            "execve(\"/bin/sh\", [\"sh\", \"-c\", \"echo \\\"hi\\\"\"], 0x3000 /* 2 vars */) = 0"
+        );
+        // More arguments than kept, and one cut short.
+        let long = [b'a'; 64];
+        let argv = kiln_abi::trace::encode_str_array(40, &[(b"x", false), (&long, true)]);
+        let c = call(
+            EXECVE,
+            &[0x1000, 0x2000, 0],
+            -2,
+            &[(0, b"/nope"), (1, &argv)],
+        );
+        let expect = format!(
+            "execve(\"/nope\", [\"x\", \"{}\"..., ...], NULL) = -1 ENOENT (No such file or directory)",
+            "a".repeat(32)
+        );
+        assert_eq!(line(&c, false), expect);
     }
 
     #[test]
