@@ -405,3 +405,56 @@ fn go_http_serves_hundreds_of_concurrent_clients() {
     assert!(ok, "{err}");
     assert_eq!(body, b"hello from go\n");
 }
+
+const LISTEN_THEN_NETSTAT: &str = r#"
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <sys/socket.h>
+#include <unistd.h>
+int main(void) {
+    int l = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons(8080)};
+    bind(l, (struct sockaddr *)&a, sizeof a);
+    listen(l, 16);
+    int u = socket(AF_INET, SOCK_DGRAM, 0);
+    a.sin_port = htons(5353);
+    bind(u, (struct sockaddr *)&a, sizeof a);
+    /* The sockets stay open across execve: busybox's netstat lists them. */
+    char *argv[] = {"netstat", "-lntu", 0};
+    execv("/bin/busybox", argv);
+    perror("execv");
+    return 1;
+}
+"#;
+
+#[test]
+fn busybox_netstat_reads_the_listening_sockets_from_proc_net() {
+    let prog = gcc_static("listen-netstat", LISTEN_THEN_NETSTAT);
+    let img = build_image(
+        "listen-netstat",
+        &[
+            "--elf",
+            prog.to_str().unwrap(),
+            "--file",
+            "/bin/busybox:/bin/busybox",
+        ],
+    );
+    let r = kiln_tests::run_image(&img, &[]);
+    assert_eq!(r.status, 0, "{r:?}");
+    let out = r.out();
+    let rows: Vec<Vec<&str>> = out
+        .lines()
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    assert!(
+        rows.iter()
+            .any(|f| f[..] == ["tcp", "0", "16", "0.0.0.0:8080", "0.0.0.0:*", "LISTEN"]),
+        "{r:?}"
+    );
+    assert!(
+        rows.iter()
+            .any(|f| f[..] == ["udp", "0", "0", "0.0.0.0:5353", "0.0.0.0:*"]),
+        "{r:?}"
+    );
+}

@@ -68,6 +68,10 @@ pub enum ProcFile {
     NetDev,
     /// `/proc/net/route`: the IPv4 routes.
     NetRoute,
+    /// `/proc/net/tcp` (`false`: `/proc/net/tcp6`, empty: the stack is IPv4 only).
+    NetTcp(bool),
+    /// `/proc/net/udp` (`false`: `/proc/net/udp6`, empty).
+    NetUdp(bool),
     /// A setting under `/proc/sys` that never changes.
     Fixed(&'static str),
     /// `/proc/sys/kernel/hostname`: what `uname` calls the node.
@@ -130,8 +134,14 @@ impl ProcFile {
         (6, "nr_open", ProcFile::Fixed("1048576\n")),
     ];
     /// The files of `/proc/net`, by name.
-    pub const NET: [(&'static str, ProcFile); 2] =
-        [("dev", ProcFile::NetDev), ("route", ProcFile::NetRoute)];
+    pub const NET: [(&'static str, ProcFile); 6] = [
+        ("dev", ProcFile::NetDev),
+        ("route", ProcFile::NetRoute),
+        ("tcp", ProcFile::NetTcp(true)),
+        ("tcp6", ProcFile::NetTcp(false)),
+        ("udp", ProcFile::NetUdp(true)),
+        ("udp6", ProcFile::NetUdp(false)),
+    ];
 }
 
 /// The file systems the kernel mounts: (mount point, type, source, options, `st_dev`
@@ -265,6 +275,8 @@ pub fn text(file: ProcFile, p: &mut Process, m: &mut dyn Machine) -> KResult<Vec
         }
         ProcFile::NetDev => net_dev(&mut out, p, m),
         ProcFile::NetRoute => net_route(&mut out, p, m),
+        ProcFile::NetTcp(v4) => net_sockets(&mut out, p, true, v4),
+        ProcFile::NetUdp(v4) => net_sockets(&mut out, p, false, v4),
         ProcFile::Fixed(text) => out.push_str(text),
         ProcFile::Hostname => {
             out = String::from_utf8_lossy(&crate::syscall::proc::nodename(p)).into_owned();
@@ -527,6 +539,52 @@ fn net_dev(out: &mut String, p: &Process, m: &mut dyn Machine) {
     }
     #[cfg(not(feature = "net"))]
     let _ = (p, m);
+}
+
+/// `/proc/net/tcp` (`tcp`) or `/proc/net/udp`, in Linux's columns: addresses as
+/// hexadecimal words in the kernel's byte order, ports in hexadecimal, the state, the
+/// queues, uid 0 and the socket's inode (what `netstat -p` matches against
+/// `/proc/*/fd`). The IPv6 files (`v4` false) have the header only.
+fn net_sockets(out: &mut String, p: &Process, tcp: bool, v4: bool) {
+    if tcp {
+        out.push_str("  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode\n");
+    } else {
+        out.push_str("   sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode ref pointer drops\n");
+    }
+    #[cfg(feature = "net")]
+    {
+        if !v4 {
+            return;
+        }
+        let rows = if tcp {
+            p.net.tcp_rows()
+        } else {
+            p.net.udp_rows()
+        };
+        for (sl, r) in rows.iter().enumerate() {
+            let _ = write!(
+                out,
+                "{:>width$}: {:08X}:{:04X} {:08X}:{:04X} {:02X} {:08X}:{:08X} 00:00000000 00000000     0        0 {}",
+                sl,
+                u32::from_le_bytes(r.local.ip),
+                r.local.port,
+                u32::from_le_bytes(r.remote.ip),
+                r.remote.port,
+                r.state,
+                r.tx_queue,
+                r.rx_queue,
+                r.inode,
+                width = if tcp { 4 } else { 5 },
+            );
+            out.push_str(if tcp {
+                " 1 0000000000000000 100 0 0 10 0\n"
+            } else {
+                " 2 0000000000000000 0\n"
+            });
+        }
+    }
+    #[cfg(not(feature = "net"))]
+    let _ = (p, v4);
 }
 
 /// `/proc/net/route`: the card's network, and the default route through the gateway

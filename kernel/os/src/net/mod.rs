@@ -317,6 +317,41 @@ impl fmt::Debug for Net {
     }
 }
 
+/// One socket as `/proc/net/tcp` and `/proc/net/udp` list it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SocketRow {
+    /// Local address and port.
+    pub local: SockAddr,
+    /// Remote address and port (zeros when none).
+    pub remote: SockAddr,
+    /// Linux's state number (`TCP_ESTABLISHED` 1 to `TCP_CLOSING` 11; an unconnected UDP
+    /// socket is 7, `TCP_CLOSE`).
+    pub state: u8,
+    /// Bytes waiting to be sent; for a listener, its backlog.
+    pub tx_queue: usize,
+    /// Bytes waiting to be read; for a listener, connections waiting to be accepted.
+    pub rx_queue: usize,
+    /// The socket's inode (`socket:[N]`); 0 for a connection not yet accepted.
+    pub inode: u64,
+}
+
+/// Linux's number for a TCP state (`include/net/tcp_states.h`).
+fn tcp_state_number(state: tcp::State) -> u8 {
+    match state {
+        tcp::State::Established => 1,
+        tcp::State::SynSent => 2,
+        tcp::State::SynReceived => 3,
+        tcp::State::FinWait1 => 4,
+        tcp::State::FinWait2 => 5,
+        tcp::State::TimeWait => 6,
+        tcp::State::Closed => 7,
+        tcp::State::CloseWait => 8,
+        tcp::State::LastAck => 9,
+        tcp::State::Listen => 10,
+        tcp::State::Closing => 11,
+    }
+}
+
 /// A TCP state as `netstat` spells it.
 fn tcp_state_name(state: tcp::State) -> &'static str {
     match state {
@@ -558,6 +593,76 @@ impl Net {
     /// The DNS servers in use: the configured ones, else those DHCP offered.
     pub fn dns_servers(&self) -> Vec<[u8; 4]> {
         self.stack.lock().dns.clone()
+    }
+
+    /// The TCP sockets, as `/proc/net/tcp` lists them: listeners (with the connections
+    /// they hold that are not accepted yet) and connections, by socket id. Sockets neither
+    /// listening nor connected are left out, as on Linux.
+    pub fn tcp_rows(&self) -> Vec<SocketRow> {
+        let s = self.stack.lock();
+        let conn = |h: Slot, inode: u64| {
+            let t = s.sockets.get::<tcp::Socket>(h);
+            SocketRow {
+                local: t
+                    .local_endpoint()
+                    .map(SockAddr::from_endpoint)
+                    .unwrap_or_default(),
+                remote: t
+                    .remote_endpoint()
+                    .map(SockAddr::from_endpoint)
+                    .unwrap_or_default(),
+                state: tcp_state_number(t.state()),
+                tx_queue: t.send_queue(),
+                rx_queue: t.recv_queue(),
+                inode,
+            }
+        };
+        let mut rows = Vec::new();
+        for (&id, sock) in s.socks.iter() {
+            match &sock.kind {
+                Kind::TcpFresh | Kind::Udp(_) => {}
+                Kind::TcpListen { pool, backlog } => {
+                    let waiting: Vec<Slot> = pool
+                        .iter()
+                        .copied()
+                        .filter(|&h| is_established(s.sockets.get::<tcp::Socket>(h).state()))
+                        .collect();
+                    rows.push(SocketRow {
+                        local: sock.local.unwrap_or_default(),
+                        remote: SockAddr::default(),
+                        state: tcp_state_number(tcp::State::Listen),
+                        tx_queue: *backlog,
+                        rx_queue: waiting.len(),
+                        inode: id,
+                    });
+                    rows.extend(waiting.into_iter().map(|h| conn(h, 0)));
+                }
+                Kind::TcpConn(h) => rows.push(conn(*h, id)),
+            }
+        }
+        rows
+    }
+
+    /// The bound UDP sockets, as `/proc/net/udp` lists them, by socket id.
+    pub fn udp_rows(&self) -> Vec<SocketRow> {
+        let s = self.stack.lock();
+        let mut rows = Vec::new();
+        for (&id, sock) in s.socks.iter() {
+            let Kind::Udp(Some(h)) = sock.kind else {
+                continue;
+            };
+            let u = s.sockets.get::<udp::Socket>(h);
+            rows.push(SocketRow {
+                local: sock.local.unwrap_or_default(),
+                remote: sock.peer.unwrap_or_default(),
+                // TCP_ESTABLISHED when connected, else TCP_CLOSE, as Linux shows UDP.
+                state: if sock.peer.is_some() { 1 } else { 7 },
+                tx_queue: u.send_queue(),
+                rx_queue: u.recv_queue(),
+                inode: id,
+            });
+        }
+        rows
     }
 
     /// The interface's address and prefix length, once it has one.

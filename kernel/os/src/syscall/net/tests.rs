@@ -603,3 +603,87 @@ fn connections_beyond_the_queue_wait_for_a_syn_retransmission() {
         assert_eq!(so_error(&mut p, &mut m, c, buf + 64), 0);
     }
 }
+
+/// The text of `/proc/net/NAME`, read through the system calls.
+fn proc_net(p: &mut Process, m: &mut FakeMachine, buf: u64, name: &str) -> alloc::string::String {
+    let path = alloc::format!("/proc/net/{name}\0");
+    poke(p, m, buf, path.as_bytes());
+    let fd = call(p, m, nr::OPENAT, &[-100i64 as u64, buf, 0, 0]);
+    assert!(fd >= 0, "open {path}: {fd}");
+    let n = call(p, m, nr::READ, &[fd as u64, buf, 4096]);
+    assert!(n >= 0, "read {path}: {n}");
+    call(p, m, nr::CLOSE, &[fd as u64]);
+    alloc::string::String::from_utf8(peek(p, m, buf, n as usize)).unwrap()
+}
+
+#[test]
+fn proc_net_tcp_and_udp_list_the_sockets_as_netstat_reads_them() {
+    let (mut p, mut m, buf) = setup();
+    let (l, c, a) = connected_pair(&mut p, &mut m, buf + 1024, 8080);
+    // A second client, connected but not accepted yet.
+    let w = tcp(&mut p, &mut m, 0);
+    addr(&mut p, &mut m, buf + 1024, [127, 0, 0, 1], 8080);
+    assert_eq!(
+        call(&mut p, &mut m, nr::CONNECT, &[w as u64, buf + 1024, 16]),
+        0
+    );
+    assert_eq!(call(&mut p, &mut m, nr::WRITE, &[c as u64, buf, 5]), 5);
+    let u = udp(&mut p, &mut m);
+    addr(&mut p, &mut m, buf + 1024, [0, 0, 0, 0], 5353);
+    assert_eq!(
+        call(&mut p, &mut m, nr::BIND, &[u as u64, buf + 1024, 16]),
+        0
+    );
+    let ino = |p: &mut Process, fd: i32| p.files.get(fd).unwrap().stat().ino;
+    let (li, ci, ai, wi, ui) = (
+        ino(&mut p, l),
+        ino(&mut p, c),
+        ino(&mut p, a),
+        ino(&mut p, w),
+        ino(&mut p, u),
+    );
+
+    let text = proc_net(&mut p, &mut m, buf, "tcp");
+    let lines: Vec<&str> = text.lines().collect();
+    assert!(lines[0].starts_with("  sl  local_address rem_address   st tx_queue rx_queue"));
+    let row = |local: &str, st: &str| {
+        lines[1..]
+            .iter()
+            .map(|l| l.split_whitespace().collect::<Vec<_>>())
+            .find(|f| f[1] == local && f[3] == st)
+            .unwrap_or_else(|| panic!("no {local} {st} in {text}"))
+    };
+    // The listener: backlog and one connection waiting; 127.0.0.1 is 0100007F, 8080 1F90.
+    let listen = row("0100007F:1F90", "0A");
+    assert_eq!(listen[2], "00000000:0000");
+    assert_eq!(listen[4], "00000080:00000001", "{text}");
+    assert_eq!(listen[9], alloc::format!("{li}"));
+    // The accepted connection has 5 bytes to read; the client's side of it has them sent.
+    let accepted = lines[1..]
+        .iter()
+        .map(|l| l.split_whitespace().collect::<Vec<_>>())
+        .find(|f| f[9] == alloc::format!("{ai}"))
+        .unwrap();
+    assert_eq!((accepted[1], accepted[3]), ("0100007F:1F90", "01"));
+    assert_eq!(accepted[4], "00000000:00000005", "{text}");
+    assert!(text.contains(&alloc::format!(" {ci} 1 ")), "{text}");
+    // The waiting connection: established, no socket yet (inode 0); its client's has one.
+    let waiting: Vec<_> = lines[1..]
+        .iter()
+        .map(|l| l.split_whitespace().collect::<Vec<_>>())
+        .filter(|f| f[1] == "0100007F:1F90" && f[3] == "01" && f[9] == "0")
+        .collect();
+    assert_eq!(waiting.len(), 1, "{text}");
+    assert!(text.contains(&alloc::format!(" {wi} 1 ")), "{text}");
+    assert_eq!(lines.len(), 1 + 5, "{text}");
+
+    let text = proc_net(&mut p, &mut m, buf, "udp");
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 2, "{text}");
+    let f: Vec<&str> = lines[1].split_whitespace().collect();
+    assert_eq!((f[1], f[2], f[3]), ("00000000:14E9", "00000000:0000", "07"));
+    assert_eq!(f[9], alloc::format!("{ui}"));
+    // IPv4 only: the IPv6 tables have their header alone.
+    assert_eq!(proc_net(&mut p, &mut m, buf, "tcp6").lines().count(), 1);
+    assert_eq!(proc_net(&mut p, &mut m, buf, "udp6").lines().count(), 1);
+}
