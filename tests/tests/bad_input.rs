@@ -33,7 +33,19 @@ fn elf_header(class: u8, data: u8, machine: u16, kind: u16) -> Vec<u8> {
 
 #[test]
 fn not_an_elf() {
-    refuse(&file("script.sh", b"#!/bin/sh\necho hi\n"), &["not an ELF"]);
+    refuse(
+        &file("data.bin", b"hello, not a program\n"),
+        &["not an ELF"],
+    );
+    // A script: the error says how to run it.
+    refuse(
+        &file("script.sh", b"#!/bin/sh\necho hi\n"),
+        &[
+            "a script for `/bin/sh`",
+            "--file",
+            ":/script.sh -- sh /script.sh",
+        ],
+    );
 }
 
 #[test]

@@ -77,6 +77,19 @@ pub fn build_linked(layout: &Layout, source: &AppSource, dynamic: bool) -> anyho
     };
     let bytes =
         std::fs::read(&app.elf).with_context(|| format!("could not read {}", app.elf.display()))?;
+    if let Some(line) = bytes.strip_prefix(b"#!") {
+        let line = line.split(|&b| b == b'\n').next().unwrap_or_default();
+        let interp = String::from_utf8_lossy(line).trim().to_string();
+        let name = app
+            .elf
+            .file_name()
+            .map_or("script".into(), |n| n.to_string_lossy());
+        bail!(
+            "{}: a script for `{interp}`, not a compiled program: make a program that runs it the image's program and add the script, e.g. --elf /bin/busybox --file {}:/{name} -- sh /{name} (the kernel runs `#!` scripts the program execs)",
+            app.elf.display(),
+            app.elf.display(),
+        );
+    }
     crate::elf::validate(&bytes).map_err(|e| anyhow!("{}: {e}", app.elf.display()))?;
     Ok(app)
 }
