@@ -201,3 +201,51 @@ fn a_crash_after_execve_is_symbolized_from_the_new_program() {
     assert!(r.stderr.contains(" in crash_here"), "{r:?}");
     assert!(r.stderr.contains(" in main"), "{r:?}");
 }
+
+const EXEC_LOOP: &str = r#"
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/sysinfo.h>
+#include <unistd.h>
+static void *idle(void *p) { (void)p; for (;;) pause(); }
+int main(int argc, char **argv) {
+    int n = argc > 1 ? atoi(argv[1]) : 0;
+    /* Each round has a second thread and a megabyte of touched heap for execve to free. */
+    pthread_t t;
+    pthread_create(&t, 0, idle, 0);
+    char *buf = malloc(1 << 20);
+    for (int i = 0; i < (1 << 20); i += 4096) buf[i] = 1;
+    struct sysinfo si;
+    sysinfo(&si);
+    if (n == 1 || n == 100) {
+        printf("round %d free %lu\n", n, si.freeram / 1024);
+        fflush(stdout);
+    }
+    if (n >= 100) return 0;
+    char next[16];
+    snprintf(next, sizeof next, "%d", n + 1);
+    char *args[] = {argv[0], next, 0};
+    execv("/proc/self/exe", args);
+    perror("execv");
+    return 1;
+}
+"#;
+
+#[test]
+fn a_hundred_execs_in_a_row_leak_no_memory() {
+    let prog = gcc_static("exec-loop", EXEC_LOOP);
+    let img = build_image("exec-loop", &["--elf", prog.to_str().unwrap()]);
+    let r = run_image(&img, &["--memory", "32M"]);
+    assert_eq!(r.status, 0, "{r:?}");
+    let out = r.out();
+    let free: Vec<&str> = out
+        .lines()
+        .map(|l| l.rsplit(' ').next().unwrap_or(""))
+        .collect();
+    assert_eq!(free.len(), 2, "{r:?}");
+    assert_eq!(
+        free[0], free[1],
+        "memory went missing over 100 execs: {r:?}"
+    );
+}
