@@ -278,7 +278,10 @@ fn execve(
     };
     p.proc.args = loaded.args.clone();
     p.proc.env = loaded.env.clone();
-    p.proc.name = None;
+    // The name `ps` shows: the file the program was started by (a script's, a symbolic
+    // link's own), at most 15 bytes, as Linux's `comm`.
+    let base = name.rsplit('/').next().unwrap_or_default().as_bytes();
+    p.proc.name = Some(base[..base.len().min(15)].to_vec());
     p.proc.robust_list = 0;
     p.vfs.set_exe(&resolved.path);
     // The host symbolizes a later crash from this file.
