@@ -1186,9 +1186,9 @@ impl AddressSpace {
         for (start, v) in &self.vmas {
             let name = name_of(v, exe_path);
             let line_start = out.len();
-            // Written digit by digit rather than with `write!`: glibc reads this file at
-            // every program's start (`pthread_getattr_np` of the main thread), and under
-            // emulation the formatting machinery's first run costs more than the file.
+            // glibc reads this file at every program's start (`pthread_getattr_np` of the
+            // main thread). Written digit by digit; against `write!` hello's run time did
+            // not change measurably (34.3 against 34.5 ms, medians of 40 boots under TCG).
             push_hex(&mut out, *start);
             out.push('-');
             push_hex(&mut out, v.end);
