@@ -141,6 +141,64 @@ fn debian_ps_df_and_free_read_proc() {
 }
 
 #[test]
+fn debian_perl_sqlite3_jq_and_openssl_run_unmodified() {
+    let dir = scratch("dynamic-tools");
+    let json = dir.join("in.json");
+    std::fs::write(&json, r#"{"a":[1,2,{"b":"x"}]}"#).unwrap();
+    let json_file = format!("{}:/in.json", json.display());
+    let cases: [(&str, Vec<&str>, Vec<&str>, &str); 4] = [
+        (
+            "/usr/bin/perl",
+            vec![],
+            vec![
+                "-e",
+                "print join(',', map { $_ * 2 } 1..3), ' ', scalar gmtime(0), qq(\n)",
+            ],
+            "2,4,6 Thu Jan  1 00:00:00 1970\n",
+        ),
+        (
+            "/usr/bin/sqlite3",
+            vec![],
+            vec![
+                ":memory:",
+                "create table t(a); insert into t values (1),(2),(39); select sum(a) from t;",
+            ],
+            "42\n",
+        ),
+        (
+            "/usr/bin/jq",
+            vec!["--file", &json_file],
+            vec!["-c", ".a[2]", "/in.json"],
+            "{\"b\":\"x\"}\n",
+        ),
+        (
+            "/usr/bin/openssl",
+            vec![],
+            vec!["sha256", "-r", "/etc/hostname"],
+            "",
+        ),
+    ];
+    // openssl's digest depends on the image's host name: its shape is checked.
+    for (elf, files, args, want) in cases {
+        let name = Path::new(elf).file_name().unwrap().to_str().unwrap();
+        let mut build = vec!["--elf", elf];
+        build.extend(files.iter().copied());
+        let img = build_image(&format!("tool-{name}"), &build);
+        let mut run = vec!["--"];
+        run.extend(args.iter().copied());
+        let r = run_image(&img, &run);
+        assert_eq!(r.status, 0, "{elf}: {r:?}");
+        if want.is_empty() {
+            let out = r.out();
+            assert_eq!(out.len(), 64 + " */etc/hostname\n".len(), "{r:?}");
+            assert!(out.ends_with(" */etc/hostname\n"), "{r:?}");
+        } else {
+            assert_eq!(r.out(), want, "{elf}: {r:?}");
+        }
+    }
+}
+
+#[test]
 fn debian_gzip_compresses_a_file_of_the_root_filesystem() {
     // The root filesystem's files carry a time (one second after the epoch unless
     // SOURCE_DATE_EPOCH says otherwise): at 0, gzip warns "file timestamp out of range"

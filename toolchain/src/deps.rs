@@ -57,6 +57,21 @@ pub const SUITE: &[Package] = &[
         why: "the volume tests check a database written in the guest",
     },
     Package {
+        name: "perl-base",
+        provides: "perl",
+        why: "third-party program tests (Debian's perl)",
+    },
+    Package {
+        name: "jq",
+        provides: "jq",
+        why: "third-party program tests (Debian's jq)",
+    },
+    Package {
+        name: "openssl",
+        provides: "openssl",
+        why: "third-party program tests (Debian's openssl)",
+    },
+    Package {
         name: "bash-static",
         provides: "/bin/bash-static",
         why: "third-party program tests",
