@@ -273,17 +273,21 @@ impl Missing {
 }
 
 /// `execve` replaced the program with the file at `path` of the image's root filesystem:
-/// a crash after it is symbolized from that file, not from the image's program.
+/// a crash or profile samples after it are symbolized from that file, not from the image's
+/// program.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Exec {
+    /// What the kernel added to the new program's link-time addresses.
+    pub load_bias: u64,
     /// The new program's canonical path (its ELF file, after any `#!` interpreters).
     pub path: Vec<u8>,
 }
 
 impl Exec {
-    /// The whole record.
+    /// The whole record: the bias, then the path.
     pub fn encode(&self) -> Vec<u8> {
-        let mut v = header(Kind::Exec, self.path.len() as u32).to_vec();
+        let mut v = header(Kind::Exec, 8 + self.path.len() as u32).to_vec();
+        v.extend_from_slice(&self.load_bias.to_le_bytes());
         v.extend_from_slice(&self.path);
         v
     }
@@ -676,9 +680,13 @@ pub fn parse(bytes: &[u8]) -> Result<(Record, usize), RecordError> {
         5 => return Err(RecordError::BadLength),
         6 => Record::Profile(parse_profile(body)?),
         7 => Record::Boot(parse_boot(body)?),
-        8 => Record::Exec(Exec {
-            path: body.to_vec(),
+        8 if body.len() >= 8 => Record::Exec(Exec {
+            load_bias: u64::from_le_bytes(
+                body[..8].try_into().map_err(|_| RecordError::BadLength)?,
+            ),
+            path: body[8..].to_vec(),
         }),
+        8 => return Err(RecordError::BadLength),
         k => return Err(RecordError::UnknownKind(k)),
     };
     Ok((record, HEADER_LEN + len))
@@ -920,6 +928,7 @@ mod tests {
         let bytes = m.encode();
         assert_eq!(parse(&bytes).unwrap(), (Record::Missing(m), bytes.len()));
         let e = Exec {
+            load_bias: 0x5555_5555_4000,
             path: b"/bin/busybox".to_vec(),
         };
         let bytes = e.encode();

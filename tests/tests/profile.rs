@@ -327,3 +327,30 @@ fn the_profiler_is_in_the_kernel_only_when_asked_for() {
         "crashy::spin in {hit} of {all} samples:\n{text}"
     );
 }
+
+const BURN: &str = r#"
+#include <stdio.h>
+__attribute__((noinline)) unsigned long burn_cycles(unsigned long n) {
+    unsigned long x = 1;
+    for (unsigned long i = 0; i < n; i++) x = x * 6364136223846793005UL + i;
+    return x;
+}
+int main(void) { printf("%lu\n", burn_cycles(60000000UL)); return 0; }
+"#;
+
+#[test]
+fn samples_after_execve_are_named_from_the_new_program() {
+    // busybox's shell (stripped) `exec`s a C program with symbols: its hot function is
+    // named, so the samples after the exec were symbolized from the new program's file.
+    let burn = gcc_static("profile-burn", BURN);
+    let file = format!("{}:/usr/local/bin/burn", burn.display());
+    let (r, folded) = profile_elf(
+        "profile-exec",
+        "/bin/busybox",
+        &["--file", &file],
+        &["sh", "-c", "exec /usr/local/bin/burn"],
+    );
+    assert_eq!(r.status, 0, "{r:?}");
+    let (hit, all) = share(&folded, "burn_cycles");
+    assert!(all > 0 && hit * 2 > all, "{hit} of {all}: {folded}");
+}

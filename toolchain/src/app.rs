@@ -386,11 +386,18 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let layout = Layout::new(tmp.path());
         let f = tmp.path().join("script.sh");
-        std::fs::write(&f, "#!/bin/sh\n").unwrap();
+        std::fs::write(&f, "echo hi\n").unwrap();
         let e = build(&layout, &AppSource::Elf(f.clone()))
             .unwrap_err()
             .to_string();
         assert!(e.contains("script.sh") && e.contains("not an ELF"), "{e}");
+        // A `#!` script: the error says how to run it.
+        std::fs::write(&f, "#!/bin/sh\n").unwrap();
+        let e = build(&layout, &AppSource::Elf(f.clone()))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("a script for `/bin/sh`"), "{e}");
+        assert!(e.contains(":/script.sh -- sh /script.sh"), "{e}");
         std::fs::write(&f, crate::elf::testdata::good_exec()).unwrap();
         let app = build(&layout, &AppSource::Elf(f)).unwrap();
         assert_eq!(app.name, "script");

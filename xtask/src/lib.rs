@@ -545,7 +545,15 @@ fn profile_outputs(image: &std::path::Path, a: &RunArgs, records: &[u8]) -> anyh
     let bytes = debug::pvh_image(image)?;
     let program = debug::program_in_image(&bytes)?;
     let bias = debug::gdb::load_bias(program)?;
-    let stacks = profile::folded(program, bias, records);
+    // After an `execve` the samples are the new program's, a file of the image (or the
+    // image's program itself, which the root filesystem's archive does not hold).
+    let file = |path: &str| {
+        debug::file_in_image(&bytes, path)
+            .ok()
+            .flatten()
+            .or_else(|| Some(program.to_vec()))
+    };
+    let stacks = profile::folded(program, bias, records, &file);
     let samples: u64 = stacks.values().sum();
     if samples == 0 {
         note!("the profile has no samples: the kernel sends them when the program exits, and this one did not (stopped or timed out?)");

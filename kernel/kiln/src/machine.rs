@@ -256,6 +256,10 @@ impl Machine for HalMachine {
         self.sched.renumber_current(kiln_os::process::PID as u32);
         true
     }
+    fn program_replaced(&mut self, program: &'static [u8], load_bias: u64) {
+        crate::crash::set_load_bias(load_bias);
+        crate::profile::exec(program, load_bias);
+    }
     fn hwcap(&self) -> u64 {
         u64::from(kiln_hal::cpu::cpuid(1, 0).edx)
     }

@@ -170,6 +170,19 @@ fn send(table: &mut Table) {
     table.pcs = 0;
 }
 
+/// `execve` replaced the program with `program`, loaded at `bias`: the samples so far go
+/// to the host (after them comes the `Exec` record the host switches programs at), and the
+/// new program's call-frame information unwinds from here on.
+pub fn exec(program: &'static [u8], bias: u64) {
+    if INTERVAL_NS.load(Ordering::Relaxed) == 0 {
+        return;
+    }
+    if let Some(table) = TABLE.lock().as_mut() {
+        send(table);
+        table.cfi = Cfi::from_elf(program, bias);
+    }
+}
+
 /// Sends what the profiler counted (call once, as the program ends).
 pub fn finish() {
     if INTERVAL_NS.load(Ordering::Relaxed) == 0 {

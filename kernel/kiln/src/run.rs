@@ -241,7 +241,6 @@ fn settle(k: &mut Kernel, tid: u32, mut ctx: UserContext, outcome: Outcome) -> O
         Outcome::Exec(start) => {
             // A new program: the registers Linux starts one with (all zero but the
             // instruction and stack pointers, interrupts on, the default SSE state).
-            crate::crash::set_load_bias(start.load_bias);
             let mut ctx = UserContext::default();
             ctx.regs.rip = start.entry;
             ctx.regs.rsp = start.stack_pointer;

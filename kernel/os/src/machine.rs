@@ -159,6 +159,9 @@ pub trait Machine {
     /// process's), as `execve` does. `false` while some still run on other CPUs: they are
     /// told to end, and each wakes [`crate::process::EXEC_CHANNEL`] when it has.
     fn end_other_threads(&mut self) -> bool;
+    /// `execve` replaced the program with `program`, loaded at `load_bias` (crash reports
+    /// and the profiler follow it).
+    fn program_replaced(&mut self, _program: &'static [u8], _load_bias: u64) {}
     /// `AT_HWCAP` for a program started now (CPUID leaf 1's EDX).
     fn hwcap(&self) -> u64 {
         0

@@ -187,7 +187,7 @@ pub struct Start {
     pub entry: u64,
     /// Its initial stack pointer (at `argc`).
     pub stack_pointer: u64,
-    /// What was added to the program's link-time addresses (for crash reports).
+    /// What was added to the program's link-time addresses.
     pub load_bias: u64,
 }
 

@@ -11,21 +11,53 @@ use std::collections::BTreeMap;
 pub type Folded = BTreeMap<String, u64>;
 
 /// The folded stacks of the profile records in `records`, for `program` (an ELF) loaded
-/// at `bias`. A system call is the leaf `[kernel] NAME`, an idle CPU `[idle]`.
-pub fn folded(program: &[u8], bias: u64, records: &[u8]) -> Folded {
-    let sym = super::crash::Symbolizer::new(program, bias);
-    let mut names: BTreeMap<(u64, bool), Vec<String>> = BTreeMap::new();
+/// at `bias`. A system call is the leaf `[kernel] NAME`, an idle CPU `[idle]`. After an
+/// `Exec` record (the program ran `execve`) the samples are the new program's: `file`
+/// gives its bytes from its path (`None`: addresses only).
+pub fn folded(
+    program: &[u8],
+    bias: u64,
+    records: &[u8],
+    file: &dyn Fn(&str) -> Option<Vec<u8>>,
+) -> Folded {
+    let records = kiln_abi::record::parse_all(records);
+    let execs: Vec<(Vec<u8>, u64)> = records
+        .iter()
+        .filter_map(|r| match r {
+            Record::Exec(e) => Some((
+                file(&String::from_utf8_lossy(&e.path)).unwrap_or_default(),
+                e.load_bias,
+            )),
+            _ => None,
+        })
+        .collect();
+    let mut programs = vec![super::crash::Symbolizer::new(program, bias)];
+    programs.extend(
+        execs
+            .iter()
+            .map(|(bytes, bias)| super::crash::Symbolizer::new(bytes, *bias)),
+    );
+    let mut current = 0;
+    let mut names: BTreeMap<(usize, u64, bool), Vec<String>> = BTreeMap::new();
     let mut stacks = Folded::new();
-    for r in kiln_abi::record::parse_all(records) {
-        let Record::Profile(p) = r else { continue };
+    for r in records {
+        let p = match r {
+            Record::Profile(p) => p,
+            Record::Exec(_) => {
+                current += 1;
+                continue;
+            }
+            _ => continue,
+        };
+        let sym = &programs[current];
         for s in p.stacks {
             let mut frames: Vec<String> = Vec::new();
             for (i, &pc) in s.pcs.iter().enumerate() {
                 // Return addresses (all but the first) point after their call.
                 let call = i > 0;
                 let named = names
-                    .entry((pc, call))
-                    .or_insert_with(|| frame_names(&sym, pc, call));
+                    .entry((current, pc, call))
+                    .or_insert_with(|| frame_names(sym, pc, call));
                 frames.extend(named.iter().cloned());
             }
             frames.reverse();
@@ -148,7 +180,7 @@ mod tests {
         let mut records = Profile::encode_stacks(1_000_000, &stacks[..2]);
         records.extend(Profile::encode_stacks(1_000_000, &stacks[2..]));
         records.extend(Profile::encode_stacks(1_000_000, &stacks[2..]));
-        let folded = folded(b"not an elf", 0, &records);
+        let folded = folded(b"not an elf", 0, &records, &|_: &str| None);
         assert_eq!(
             folded_text(&folded),
             "0x402000;0x401000 5\n0x403000;[kernel] write 2\n[idle] 6\n"
@@ -157,6 +189,49 @@ mod tests {
         assert_eq!(function_only("burn+0x19"), "burn");
         assert_eq!(function_only("a::<b+0x1>::c"), "a::<b+0x1>::c");
         assert!(String::from_utf8_lossy(&svg).contains("<svg"));
+    }
+
+    #[test]
+    fn samples_after_an_exec_are_the_new_programs() {
+        // The "new program" is this test binary: an address of one of its functions is
+        // named after the Exec record and not before it.
+        let me = std::fs::read(std::env::current_exe().unwrap()).unwrap();
+        let elf = goblin::elf::Elf::parse(&me).unwrap();
+        let sym = elf
+            .syms
+            .iter()
+            .find(|s| {
+                s.is_function()
+                    && elf
+                        .strtab
+                        .get_at(s.st_name)
+                        .is_some_and(|n| n.contains("folded_text"))
+            })
+            .expect("a symbol to look up");
+        let pc = sym.st_value + 1;
+        let stack = [ProfileStack {
+            count: 1,
+            place: Place::User,
+            pcs: vec![pc],
+        }];
+        let mut records = Profile::encode_stacks(1_000_000, &stack);
+        records.extend(
+            kiln_abi::record::Exec {
+                load_bias: 0,
+                path: b"/bin/new".to_vec(),
+            }
+            .encode(),
+        );
+        records.extend(Profile::encode_stacks(1_000_000, &stack));
+        let asked = std::cell::RefCell::new(Vec::new());
+        let file = |path: &str| {
+            asked.borrow_mut().push(path.to_string());
+            Some(me.clone())
+        };
+        let text = folded_text(&folded(b"not an elf", 0, &records, &file));
+        assert_eq!(asked.borrow().as_slice(), ["/bin/new"]);
+        assert!(text.contains(&format!("{pc:#x} 1\n")), "{text}");
+        assert!(text.contains("folded_text"), "{text}");
     }
 
     #[test]

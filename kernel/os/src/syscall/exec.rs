@@ -284,9 +284,12 @@ fn execve(
     p.proc.name = Some(base[..base.len().min(15)].to_vec());
     p.proc.robust_list = 0;
     p.vfs.set_exe(&resolved.path);
-    // The host symbolizes a later crash from this file.
+    // What the kernel keeps about the program (crash reports' bias, the profiler's
+    // unwinding) switches first; then the host learns to symbolize from this file.
+    m.program_replaced(resolved.bytes, loaded.load_bias);
     m.record(
         &kiln_abi::record::Exec {
+            load_bias: loaded.load_bias,
             path: resolved.path.as_bytes().to_vec(),
         }
         .encode(),
