@@ -67,10 +67,24 @@ int main(void) {
     pthread_barrier_init(&b, 0, 4);
     for (int i = 0; i < 3; i++) pthread_create(&t[i], 0, run, 0);
     pthread_barrier_wait(&b);
-    DIR *d = opendir("/proc/self/task"); struct dirent *e; int n = 0;
-    while ((e = readdir(d))) if (e->d_name[0] != '.') n++;
+    DIR *d = opendir("/proc/self/task"); struct dirent *e; int n = 0, own = 0, sleeping = 0;
+    while ((e = readdir(d))) {
+        if (e->d_name[0] == '.') continue;
+        n++;
+        /* Each entry's stat is that thread's: its id first, then its state. */
+        char path[64], state = '?'; int id = 0;
+        snprintf(path, sizeof path, "/proc/self/task/%s/stat", e->d_name);
+        FILE *f = fopen(path, "r");
+        if (f && fscanf(f, "%d (%*[^)]) %c", &id, &state) == 2) {
+            int want = 0;
+            sscanf(e->d_name, "%d", &want);
+            if (id == want) own++;
+            if (state == 'S') sleeping++;
+        }
+        if (f) fclose(f);
+    }
     closedir(d);
-    printf("tasks %d\n", n);
+    printf("tasks %d, own stat %d, sleeping %d\n", n, own, sleeping);
     pthread_barrier_wait(&b);
     for (int i = 0; i < 3; i++) pthread_join(t[i], 0);
     return 0;
@@ -79,10 +93,15 @@ int main(void) {
 
 #[test]
 fn proc_self_task_lists_every_thread() {
-    // Each thread has an entry in /proc/self/task, as `ps -L` and the num_threads crate
-    // expect.
+    // Each thread has a directory in /proc/self/task with its own `stat`, as `ps -L` and
+    // the num_threads crate expect.
     let dir = kiln_tests::scratch("tasks");
     let exe = kiln_tests::gcc(&dir, "tasks", TASKS_C, &["-static", "-O1", "-pthread"]);
     let r = kiln_tests::kiln(&["run", "--elf", exe.to_str().unwrap()]);
-    assert_eq!((r.status, r.out().as_str()), (0, "tasks 4\n"), "{r:?}");
+    // The three waiting threads show as sleeping; the reader runs.
+    assert_eq!(
+        (r.status, r.out().as_str()),
+        (0, "tasks 4, own stat 4, sleeping 3\n"),
+        "{r:?}"
+    );
 }

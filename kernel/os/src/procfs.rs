@@ -82,6 +82,13 @@ pub enum ProcFile {
     Uuid,
     /// `/proc/sys/kernel/random/boot_id`: one random UUID for the whole boot.
     BootId,
+    /// `/proc/1/task/TID/stat`: the process's `stat` as thread TID sees it.
+    TaskStat(u32),
+    /// `/proc/1/task/TID/status`: the process's `status` with thread TID's id, state and
+    /// signal sets.
+    TaskStatus(u32),
+    /// `/proc/1/task/TID/comm`: the name.
+    TaskComm(u32),
 }
 
 impl ProcFile {
@@ -172,9 +179,11 @@ pub fn text(file: ProcFile, p: &mut Process, m: &mut dyn Machine) -> KResult<Vec
         ProcFile::Maps => out = p.vm.try_maps_text(&p.exe_path)?,
         ProcFile::Cmdline => return strings(p, m, p.proc.args.clone()),
         ProcFile::Environ => return strings(p, m, p.proc.env.clone()),
-        ProcFile::Stat => stat(&mut out, p, m),
-        ProcFile::Status => status(&mut out, p, m),
-        ProcFile::Comm => {
+        ProcFile::Stat => stat(&mut out, p, m, None),
+        ProcFile::Status => status(&mut out, p, m, None),
+        ProcFile::TaskStat(tid) => stat(&mut out, p, m, Some(tid)),
+        ProcFile::TaskStatus(tid) => status(&mut out, p, m, Some(tid)),
+        ProcFile::Comm | ProcFile::TaskComm(_) => {
             out = comm(p);
             out.push('\n');
         }
@@ -341,7 +350,19 @@ fn sizes(p: &Process, m: &mut dyn Machine) -> (u64, u64) {
     (size, resident)
 }
 
-fn stat(out: &mut String, p: &Process, m: &mut dyn Machine) {
+/// A thread's state letter and name as `stat` and `status` show them: the calling thread
+/// runs; the others are shown sleeping (the kernel keeps no more than that per thread).
+fn task_state(m: &dyn Machine, tid: Option<u32>) -> (char, &'static str) {
+    match tid {
+        Some(t) if m.running() != Some(t) => ('S', "S (sleeping)"),
+        _ => ('R', "R (running)"),
+    }
+}
+
+/// `stat` of the process (`tid` `None`) or of one of its threads.
+fn stat(out: &mut String, p: &Process, m: &mut dyn Machine, tid: Option<u32>) {
+    let who = tid.map_or(PID, i64::from);
+    let (state, _) = task_state(m, tid);
     let ticks = m.monotonic_ns() / NS_PER_TICK;
     let (vsize, rss) = sizes(p, m);
     let threads = m.thread_count();
@@ -351,7 +372,7 @@ fn stat(out: &mut String, p: &Process, m: &mut dyn Machine) {
     let (args, env) = (&p.proc.args, &p.proc.env);
     let _ = writeln!(
         out,
-        "{PID} ({}) R 0 {PID} {PID} 0 -1 4194560 0 0 0 0 {ticks} 0 0 0 20 0 {threads} 0 0 \
+        "{who} ({}) {state} 0 {PID} {PID} 0 -1 4194560 0 0 0 0 {ticks} 0 0 0 20 0 {threads} 0 0 \
          {vsize} {} 18446744073709551615 {} {} {stack} 0 0 0 0 0 0 0 0 0 17 {cpu} 0 0 0 0 0 \
          0 0 {brk} {} {} {} {} 0",
         comm(p),
@@ -386,7 +407,7 @@ struct SignalSets {
     caught: u64,
 }
 
-fn signal_sets(p: &Process, m: &mut dyn Machine) -> SignalSets {
+fn signal_sets(p: &Process, m: &mut dyn Machine, tid: Option<u32>) -> SignalSets {
     use crate::syscall::signal::{sig_bit, Disposition, NSIG};
     let (mut ignored, mut caught) = (0, 0);
     for sig in 1..=NSIG {
@@ -396,7 +417,11 @@ fn signal_sets(p: &Process, m: &mut dyn Machine) -> SignalSets {
             Disposition::Default => {}
         }
     }
-    let t = &m.thread().signals;
+    let t = match tid {
+        Some(t) => m.thread_of(t).map(|s| s.signals.clone()),
+        None => None,
+    }
+    .unwrap_or_else(|| m.thread().signals.clone());
     SignalSets {
         thread_pending: t.pending.bits(),
         shared_pending: p.signals.pending(),
@@ -406,9 +431,12 @@ fn signal_sets(p: &Process, m: &mut dyn Machine) -> SignalSets {
     }
 }
 
-fn status(out: &mut String, p: &Process, m: &mut dyn Machine) {
+/// `status` of the process (`tid` `None`) or of one of its threads.
+fn status(out: &mut String, p: &Process, m: &mut dyn Machine, tid: Option<u32>) {
+    let who = tid.map_or(PID, i64::from);
+    let (_, state) = task_state(m, tid);
     let (vsize, rss) = sizes(p, m);
-    let sig = signal_sets(p, m);
+    let sig = signal_sets(p, m, tid);
     let (u, g) = (&p.proc.uid, &p.proc.gid);
     let groups: Vec<String> = p
         .proc
@@ -424,7 +452,7 @@ fn status(out: &mut String, p: &Process, m: &mut dyn Machine) {
     };
     let _ = write!(
         out,
-        "Name:\t{}\nUmask:\t{:04o}\nState:\tR (running)\nTgid:\t{PID}\nNgid:\t0\nPid:\t{PID}\n\
+        "Name:\t{}\nUmask:\t{:04o}\nState:\t{state}\nTgid:\t{PID}\nNgid:\t0\nPid:\t{who}\n\
          PPid:\t0\nTracerPid:\t0\nUid:\t{}\t{}\t{}\t{}\nGid:\t{}\t{}\t{}\t{}\nFDSize:\t64\n\
          Groups:\t{}\nVmPeak:\t{:>8} kB\nVmSize:\t{:>8} kB\nVmHWM:\t{:>8} kB\nVmRSS:\t{:>8} kB\n\
          Threads:\t{}\nSigQ:\t0/{SIGQUEUE_MAX}\nSigPnd:\t{:016x}\nShdPnd:\t{:016x}\nSigBlk:\t{:016x}\n\

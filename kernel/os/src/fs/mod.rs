@@ -365,13 +365,21 @@ impl Vfs {
     /// nothing changed since the last call.
     pub fn sync_proc(&mut self, files: &FdTable, cwd: &str, tids: &[u32]) {
         if self.synced_tids != tids {
-            // Each thread's directory is the process's (its files describe the process).
+            // Each thread's directory: its own `stat`, `status` and `comm`.
             let mut d = dir_of(&self.proc_task).expect("dir").lock();
             let mut fresh = DirMap::new();
-            for tid in tids {
+            for &tid in tids {
                 let name = alloc::format!("{tid}");
                 let node = d.remove(&name).unwrap_or_else(|| {
-                    Arc::new(Inode::new(FsId::Proc, Body::Symlink("..".into()), 0o777, 0))
+                    let dir = new_dir(FsId::Proc, 0o555, 0);
+                    for (file, f) in [
+                        ("comm", ProcFile::TaskComm(tid)),
+                        ("stat", ProcFile::TaskStat(tid)),
+                        ("status", ProcFile::TaskStatus(tid)),
+                    ] {
+                        put(&dir, file, new_node(FsId::Proc, Body::Proc(f), 0o444, 0));
+                    }
+                    dir
                 });
                 fresh.insert(name, node);
             }

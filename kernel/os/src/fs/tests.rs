@@ -495,7 +495,7 @@ fn proc_self_links() {
     assert_eq!(v.find("/", "/proc/self/fd/0", false).unwrap().ino, before);
     assert_eq!(err(v.readlink("/", "/proc/self/fd/3")), Errno::ENOENT);
     assert_eq!(v.readlink("/", "/proc/self/cwd").unwrap(), "/");
-    // One task entry per thread, each the process's directory.
+    // One task directory per thread.
     v.sync_proc(&files, "/", &[1, 4, 7]);
     let tasks: Vec<String> = v
         .find("/", "/proc/self/task", true)

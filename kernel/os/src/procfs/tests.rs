@@ -108,6 +108,45 @@ fn status_names_the_process_and_its_ids() {
 }
 
 #[test]
+fn each_thread_has_its_own_stat_and_status() {
+    let (mut p, mut m, buf) = setup();
+    // Thread 3 (not the caller) blocks SIGUSR2 (12) and has SIGHUP (1) sent to it.
+    let mut other = crate::process::ThreadState {
+        tid: 3,
+        ..Default::default()
+    };
+    other.signals.set_mask(1 << 11);
+    other.signals.pending.add(crate::sigframe::SigInfo {
+        signo: 1,
+        ..Default::default()
+    });
+    m.others.insert(3, other);
+    let stat = read_text(&mut p, &mut m, buf, "/proc/self/task/3/stat");
+    assert!(stat.starts_with("3 (prog) S 0 1 1 "), "{stat}");
+    assert_eq!(stat.split_whitespace().count(), 52, "{stat}");
+    let own = read_text(&mut p, &mut m, buf, "/proc/self/task/1/stat");
+    assert!(own.starts_with("1 (prog) R 0 1 1 "), "{own}");
+    let status = read_text(&mut p, &mut m, buf, "/proc/1/task/3/status");
+    for line in [
+        "State:\tS (sleeping)\n",
+        "Tgid:\t1\n",
+        "Pid:\t3\n",
+        "SigPnd:\t0000000000000001\n",
+        "SigBlk:\t0000000000000800\n",
+        "Threads:\t2\n",
+    ] {
+        assert!(status.contains(line), "{line:?} missing: {status}");
+    }
+    assert_eq!(
+        read_text(&mut p, &mut m, buf, "/proc/1/task/3/comm"),
+        "prog\n"
+    );
+    // The process's own files are the process's.
+    let status = read_text(&mut p, &mut m, buf, "/proc/self/status");
+    assert!(status.contains("Pid:\t1\n") && status.contains("SigBlk:\t0000000000000000\n"));
+}
+
+#[test]
 fn cmdline_and_environ_are_the_strings_in_the_programs_memory() {
     let (mut p, mut m, buf) = setup();
     let strings = buf + 0x1000;
