@@ -294,6 +294,11 @@ fn execve(
         }
         .encode(),
     );
+    // In the kernel's log (`run --verbose`): which program runs now.
+    m.log(format_args!(
+        "execve: {} replaces {}",
+        resolved.path, p.exe_path
+    ));
     p.exe_path = resolved.path;
     Ok(Outcome::Exec(Start {
         entry: loaded.entry,

@@ -227,6 +227,11 @@ fn the_program_replaces_the_old_one_with_its_arguments_and_environment() {
         .is_err());
     assert_eq!(t.read(BASE + 0x2000, 4), program()[0x2000..0x2004].to_vec());
     assert_eq!(t.p.exe_path, "/bin/prog");
+    assert!(t
+        .m
+        .log
+        .iter()
+        .any(|l| l == "execve: /bin/prog replaces /bin/app"));
     let exe = t.p.vfs.find("/", "/proc/self/exe", false).unwrap();
     assert_eq!(exe.symlink_target(), Some("/bin/prog"));
     // `/proc/self/cmdline` reads the new arguments.
