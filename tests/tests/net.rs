@@ -6,7 +6,7 @@ use std::net::{TcpListener, TcpStream, UdpSocket};
 use std::process::Command;
 use std::time::Duration;
 
-use kiln_tests::{build_image, free_port, gcc_static, kiln, Guest};
+use kiln_tests::{build_image, free_port, gcc, gcc_static, kiln, Guest};
 
 fn curl(args: &[&str]) -> (bool, Vec<u8>, String) {
     let out = Command::new("curl")
@@ -455,6 +455,80 @@ fn busybox_netstat_reads_the_listening_sockets_from_proc_net() {
     assert!(
         rows.iter()
             .any(|f| f[..] == ["udp", "0", "0", "0.0.0.0:5353", "0.0.0.0:*"]),
+        "{r:?}"
+    );
+}
+
+const UNIX_ECHO: &str = r#"
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+static struct sockaddr_un addr(const char *path, int abstract_name) {
+    struct sockaddr_un a = {.sun_family = AF_UNIX};
+    strcpy(a.sun_path + abstract_name, path);
+    return a;
+}
+
+static void *serve(void *arg) {
+    int l = *(int *)arg;
+    for (int i = 0; i < 2; i++) {
+        int c = accept(l, 0, 0);
+        char buf[64];
+        ssize_t n = read(c, buf, sizeof buf);
+        for (ssize_t j = 0; j < n; j++) if (buf[j] >= 'a' && buf[j] <= 'z') buf[j] -= 32;
+        write(c, buf, n);
+        close(c);
+    }
+    return 0;
+}
+
+static void ask(const char *path, int abstract_name, const char *what) {
+    int s = socket(AF_UNIX, SOCK_STREAM, 0);
+    struct sockaddr_un a = addr(path, abstract_name);
+    socklen_t len = abstract_name ? sizeof(sa_family_t) + 1 + strlen(path) : sizeof a;
+    if (connect(s, (struct sockaddr *)&a, len) != 0) { printf("connect: %s\n", strerror(errno)); return; }
+    write(s, what, strlen(what));
+    char buf[64] = {0};
+    read(s, buf, sizeof buf - 1);
+    printf("%s\n", buf);
+    close(s);
+}
+
+int main(void) {
+    int l = socket(AF_UNIX, SOCK_STREAM, 0);
+    struct sockaddr_un a = addr("/tmp/echo.sock", 0);
+    if (bind(l, (struct sockaddr *)&a, sizeof a) || listen(l, 4)) { perror("bind/listen"); return 1; }
+    pthread_t t;
+    pthread_create(&t, 0, serve, &l);
+    ask("/tmp/echo.sock", 0, "hello over a unix socket");
+    ask("/tmp/echo.sock", 0, "and again");
+    pthread_join(t, 0);
+    /* Nothing listens here, as on a machine where the service is not running. */
+    ask("/var/run/nscd/socket", 0, "x");
+    ask("nobody", 1, "x");
+    return 0;
+}
+"#;
+
+#[test]
+fn threads_talk_over_a_named_unix_socket() {
+    let prog = gcc(
+        &kiln_tests::scratch("unix-echo"),
+        "unix-echo",
+        UNIX_ECHO,
+        &["-static", "-O1", "-pthread"],
+    );
+    let img = build_image("unix-echo", &["--elf", prog.to_str().unwrap(), "--no-net"]);
+    let r = kiln_tests::run_image(&img, &[]);
+    assert_eq!(r.status, 0, "{r:?}");
+    assert_eq!(
+        r.out(),
+        "HELLO OVER A UNIX SOCKET\nAND AGAIN\nconnect: No such file or directory\nconnect: Connection refused\n",
         "{r:?}"
     );
 }

@@ -732,7 +732,7 @@ pub use file::{Access, FileLike};
 pub use node::NodeFile;
 pub use pipe::{Pipe, PipeReader, PipeWriter};
 pub use snapshot::Snapshot;
-pub use unix::{UnixKind, UnixSocket};
+pub use unix::{UnixKind, UnixName, UnixPort, UnixSocket};
 
 #[cfg(test)]
 mod tests;

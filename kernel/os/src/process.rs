@@ -37,6 +37,9 @@ pub struct Process {
     pub net: crate::net::Net,
     /// The buffer system calls copy through between user memory and kernel objects.
     pub bounce: Bounce,
+    /// `AF_UNIX` sockets bound to a name (gone when the socket is closed).
+    pub unix_names:
+        crate::small::SmallMap<crate::fd::UnixName, alloc::sync::Weak<crate::fd::UnixPort>>,
 }
 
 impl Process {
@@ -58,6 +61,7 @@ impl Process {
             tracer: Default::default(),
             net: Default::default(),
             bounce: Default::default(),
+            unix_names: Default::default(),
         }
     }
 }

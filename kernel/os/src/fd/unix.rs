@@ -9,8 +9,16 @@
 //! fail with `EPIPE`); `SHUT_RD` stops its reading (reads return end of file once the
 //! buffer is empty, the peer's writes fail with `EPIPE`). Closing an end does both. A
 //! datagram pair behaves the same (Linux leaves a datagram peer waiting instead).
+//!
+//! A socket made by `socket(AF_UNIX, ...)` is a [`UnixPort`] until it connects: it may be
+//! bound to a name and listen. A connection to a listening port makes a pair: the
+//! accepting side gets one end, and the other end takes the connecting port's place in
+//! its descriptor.
 
+use alloc::collections::VecDeque;
+use alloc::string::String;
 use alloc::sync::Arc;
+use alloc::vec::Vec;
 
 use spin::Mutex;
 
@@ -247,5 +255,162 @@ impl FileLike for UnixSocket {
 
     fn nread(&self, _: u64) -> KResult<u64> {
         Ok(self.available() as u64)
+    }
+}
+
+/// The name an `AF_UNIX` socket is bound to.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub enum UnixName {
+    /// A path of the file system (canonical, absolute).
+    Path(String),
+    /// A name in the abstract namespace (`sun_path` starting with a NUL byte), without
+    /// that byte.
+    Abstract(Vec<u8>),
+}
+
+#[derive(Debug, Default)]
+struct PortState {
+    name: Option<UnixName>,
+    /// Listening: the backlog and the server ends of connections not yet accepted.
+    listen: Option<(usize, VecDeque<Arc<UnixSocket>>)>,
+}
+
+/// A socket from `socket(AF_UNIX, ...)` that is not connected: unbound, bound to a
+/// [`UnixName`], or listening.
+#[derive(Debug)]
+pub struct UnixPort {
+    /// Inode number shown by `fstat` (and in `socket:[ino]`).
+    pub ino: u64,
+    /// Stream, datagram or seqpacket.
+    pub kind: UnixKind,
+    waitable: Waitable,
+    state: Mutex<PortState>,
+}
+
+impl UnixPort {
+    /// A new, unbound socket.
+    pub fn new(kind: UnixKind) -> Arc<UnixPort> {
+        let waitable = Waitable::new();
+        Arc::new(UnixPort {
+            ino: waitable.id(),
+            kind,
+            waitable,
+            state: Mutex::new(PortState::default()),
+        })
+    }
+
+    /// The name it is bound to.
+    pub fn name(&self) -> Option<UnixName> {
+        self.state.lock().name.clone()
+    }
+
+    /// Records the name `bind` gave it (`EINVAL` when it has one already).
+    pub fn set_name(&self, name: UnixName) -> KResult<()> {
+        let mut s = self.state.lock();
+        if s.name.is_some() {
+            return Err(Errno::EINVAL);
+        }
+        s.name = Some(name);
+        Ok(())
+    }
+
+    /// `listen`: starts (or, called again, resizes) the queue of connections waiting to be
+    /// accepted (`EINVAL` when unbound, `EOPNOTSUPP` for datagrams).
+    pub fn listen(&self, backlog: usize) -> KResult<()> {
+        if self.kind == UnixKind::Dgram {
+            return Err(Errno::EOPNOTSUPP);
+        }
+        let mut s = self.state.lock();
+        if s.name.is_none() {
+            return Err(Errno::EINVAL);
+        }
+        match &mut s.listen {
+            Some((b, _)) => *b = backlog,
+            None => s.listen = Some((backlog, VecDeque::new())),
+        }
+        Ok(())
+    }
+
+    /// Whether it listens.
+    pub fn listening(&self) -> bool {
+        self.state.lock().listen.is_some()
+    }
+
+    /// A connection from a socket of `kind`: makes the pair, queues the server end and
+    /// returns the client's. `ECONNREFUSED` when not listening, `EPROTOTYPE` for another
+    /// socket type, `EAGAIN` when the queue is full.
+    pub fn connect(&self, m: &mut dyn Machine, kind: UnixKind) -> KResult<Arc<UnixSocket>> {
+        let mut s = self.state.lock();
+        let Some((backlog, queue)) = &mut s.listen else {
+            return Err(Errno::ECONNREFUSED);
+        };
+        if kind != self.kind {
+            return Err(Errno::EPROTOTYPE);
+        }
+        // Linux admits one more than the backlog.
+        if queue.len() > *backlog {
+            return Err(Errno::EAGAIN);
+        }
+        let (client, server) = UnixSocket::pair(kind);
+        queue.push_back(server);
+        drop(s);
+        self.waitable.notify(m);
+        Ok(client)
+    }
+
+    /// The next connection waiting to be accepted: `EINVAL` when not listening, `EAGAIN`
+    /// when none waits.
+    pub fn accept(&self, m: &mut dyn Machine) -> KResult<Arc<UnixSocket>> {
+        let mut s = self.state.lock();
+        let Some((_, queue)) = &mut s.listen else {
+            return Err(Errno::EINVAL);
+        };
+        let end = queue.pop_front().ok_or(Errno::EAGAIN)?;
+        drop(s);
+        // A connecting side may wait for room in the queue.
+        self.waitable.notify(m);
+        Ok(end)
+    }
+
+    /// The port's wake-up identity.
+    pub fn waitable(&self) -> &Waitable {
+        &self.waitable
+    }
+}
+
+impl FileLike for UnixPort {
+    fn read(&self, _m: &mut dyn Machine, _buf: &mut [u8]) -> KResult<usize> {
+        Err(if self.kind == UnixKind::Dgram {
+            Errno::EAGAIN
+        } else {
+            Errno::EINVAL
+        })
+    }
+
+    fn write(&self, _m: &mut dyn Machine, _data: &[u8]) -> KResult<usize> {
+        Err(Errno::ENOTCONN)
+    }
+
+    fn stat(&self) -> Stat {
+        anon_stat(self.ino, S_IFSOCK | 0o777)
+    }
+
+    /// As Linux's `unix_poll`: a listener is readable with connections waiting; a socket
+    /// that is not connected is writable and hung up.
+    fn poll_events(&self, _: Access) -> u16 {
+        let s = self.state.lock();
+        match &s.listen {
+            Some((_, q)) if !q.is_empty() => POLLIN | POLLRDNORM,
+            Some(_) => 0,
+            None => POLLOUT | POLLWRNORM | super::poll::POLLHUP,
+        }
+    }
+
+    fn waitable(&self) -> Option<&Waitable> {
+        Some(&self.waitable)
+    }
+
+    fn event_seq(&self) -> u64 {
+        self.waitable.seq()
     }
 }

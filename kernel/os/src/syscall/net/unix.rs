@@ -5,8 +5,15 @@
 //! `msg_controllen` comes back 0), `shutdown`, socket options and names are here. The ends
 //! are unnamed: `getsockname`/`getpeername` give `sun_family` alone (length 2).
 //!
-//! Named sockets (`socket(AF_UNIX)` with `bind`/`connect`) are not supported: `socket`
-//! fails with `EACCES`, logged once.
+//! Named sockets: `socket(AF_UNIX)` makes a [`UnixPort`]. Stream and seqpacket ports
+//! bind to a path (in `/tmp`, the one writable file system) or an abstract name, listen,
+//! and accept the connections other threads of the program make; a connecting port's
+//! descriptor then holds its end of the new pair. The names live in the process
+//! ([`Process::unix_names`]), not as socket files in the file system (`ls` does not show
+//! them, and a name is free again once its socket is closed). A name nobody bound is
+//! `ENOENT` (no such path) or `ECONNREFUSED`, as on a Linux machine where the service is
+//! not running. Datagram ports connect and send nowhere (no datagram port can be bound:
+//! `EOPNOTSUPP`, logged once).
 
 use alloc::sync::Arc;
 use alloc::vec;
@@ -17,7 +24,7 @@ use super::{
 };
 use crate::errno::{Errno, KResult};
 use crate::fd::unix::UNIX_CAPACITY;
-use crate::fd::{OpenFile, UnixKind, UnixSocket, O_NONBLOCK, O_RDWR};
+use crate::fd::{OpenFile, UnixKind, UnixName, UnixPort, UnixSocket, O_NONBLOCK, O_RDWR};
 use crate::machine::Machine;
 use crate::process::{Outcome, Process, Wait};
 use crate::sysno as nr;
@@ -58,11 +65,14 @@ pub fn handle(p: &mut Process, m: &mut dyn Machine, nr: u64, a: [u64; 6]) -> Opt
     let fd = a[0] as i32;
     match nr {
         nr::SOCKETPAIR => return Some(ret(sys_socketpair(p, m, a[0], a[1], a[2], a[3]))),
-        nr::SOCKET if a[0] == AF_UNIX as u64 => return Some(ret(sys_socket(p, m))),
+        nr::SOCKET if a[0] == AF_UNIX as u64 => return Some(ret(sys_socket(p, a[1], a[2]))),
         n if super::on_a_socket(n) => {}
         _ => return None,
     }
     let f = p.files.get(fd).ok()?;
+    if let Some(port) = f.downcast_arc::<UnixPort>() {
+        return Some(port_call(p, m, nr, a, &f, &port));
+    }
     let u = f.downcast_arc::<UnixSocket>()?;
     Some(match nr {
         // Already connected (and unnamed, which Linux allows binding; not supported here).
@@ -196,15 +206,7 @@ fn sys_socketpair(
             Errno::EAFNOSUPPORT
         });
     }
-    if ty & !(0xf | SOCK_NONBLOCK | SOCK_CLOEXEC) != 0 {
-        return Err(Errno::EINVAL);
-    }
-    let kind = match ty & 0xf {
-        super::SOCK_STREAM => UnixKind::Stream,
-        super::SOCK_DGRAM => UnixKind::Dgram,
-        SOCK_SEQPACKET => UnixKind::SeqPacket,
-        _ => return Err(Errno::ESOCKTNOSUPPORT),
-    };
+    let kind = unix_kind(ty)?;
     if protocol != 0 {
         return Err(Errno::EPROTONOSUPPORT);
     }
@@ -237,15 +239,343 @@ fn sys_socketpair(
     Ok(0)
 }
 
-/// `socket(AF_UNIX, ...)`: named sockets are not supported (logged once).
-fn sys_socket(p: &mut Process, m: &mut dyn Machine) -> KResult<i64> {
-    const KEY: u64 = u64::MAX - 5;
-    if p.unsupported_logged.insert(KEY) {
-        m.log(format_args!(
-            "socket(AF_UNIX): named local sockets (bind/connect to a path) are not supported, only socketpair: EACCES"
-        ));
+/// The `SOCK_*` type of a `socket`/`socketpair` type argument.
+fn unix_kind(ty: u64) -> KResult<UnixKind> {
+    if ty & !(0xf | SOCK_NONBLOCK | SOCK_CLOEXEC) != 0 {
+        return Err(Errno::EINVAL);
     }
-    Err(Errno::EACCES)
+    match ty & 0xf {
+        super::SOCK_STREAM => Ok(UnixKind::Stream),
+        super::SOCK_DGRAM => Ok(UnixKind::Dgram),
+        SOCK_SEQPACKET => Ok(UnixKind::SeqPacket),
+        _ => Err(Errno::ESOCKTNOSUPPORT),
+    }
+}
+
+/// `socket(AF_UNIX, ty, protocol)`: an unbound [`UnixPort`].
+fn sys_socket(p: &mut Process, ty: u64, protocol: u64) -> KResult<i64> {
+    let kind = unix_kind(ty)?;
+    if protocol != 0 {
+        return Err(Errno::EPROTONOSUPPORT);
+    }
+    let port = UnixPort::new(kind);
+    let flags = O_RDWR
+        | if ty & SOCK_NONBLOCK != 0 {
+            O_NONBLOCK
+        } else {
+            0
+        };
+    let path = alloc::format!("socket:[{}]", port.ino);
+    let fd = p
+        .files
+        .install(OpenFile::new(port, path, flags), ty & SOCK_CLOEXEC != 0)?;
+    Ok(i64::from(fd))
+}
+
+/// Largest `sockaddr_un` (family and 108 bytes of path).
+const SOCKADDR_UN_LEN: u64 = 110;
+
+/// The name in the `sockaddr_un` of `len` bytes at `addr`: `None` for the family alone
+/// (`bind` then picks an abstract name). A path is made absolute and canonical (its
+/// directory must exist: `ENOENT`, `ENOTDIR`).
+fn read_name(
+    p: &mut Process,
+    m: &mut dyn Machine,
+    addr: u64,
+    len: u64,
+) -> KResult<Option<UnixName>> {
+    if !(2..=SOCKADDR_UN_LEN).contains(&len) {
+        return Err(Errno::EINVAL);
+    }
+    let mut b = vec![0u8; len as usize];
+    p.vm.copy_from_user(m.pages(), addr, &mut b)?;
+    if u16::from_le_bytes([b[0], b[1]]) != AF_UNIX {
+        return Err(Errno::EINVAL);
+    }
+    let sun_path = &b[2..];
+    if sun_path.is_empty() {
+        return Ok(None);
+    }
+    if sun_path[0] == 0 {
+        return Ok(Some(UnixName::Abstract(sun_path[1..].to_vec())));
+    }
+    let end = sun_path
+        .iter()
+        .position(|&c| c == 0)
+        .unwrap_or(sun_path.len());
+    let path = core::str::from_utf8(&sun_path[..end]).map_err(|_| Errno::ENOENT)?;
+    let (dir, last) = match path.rsplit_once('/') {
+        Some(("", last)) => ("/", last),
+        Some((dir, last)) => (dir, last),
+        None => (".", path),
+    };
+    if last.is_empty() || last == "." || last == ".." {
+        return Err(Errno::EINVAL);
+    }
+    let dir = p.vfs.dir_path(&p.cwd, dir)?;
+    let sep = if dir.ends_with('/') { "" } else { "/" };
+    Ok(Some(UnixName::Path(alloc::format!("{dir}{sep}{last}"))))
+}
+
+/// The port bound to `name`, if one is (and still open).
+fn bound(p: &Process, name: &UnixName) -> Option<Arc<UnixPort>> {
+    p.unix_names.get(name).and_then(alloc::sync::Weak::upgrade)
+}
+
+/// What reaching `name` gives when no port of this program is bound to it: the path's own
+/// lookup error (`ENOENT`...), else `ECONNREFUSED` (a file that is no listening socket, or
+/// an abstract name nobody holds), as on Linux with no server running.
+fn unreachable(p: &Process, name: &UnixName) -> Errno {
+    match name {
+        UnixName::Path(path) => match p.vfs.find("/", path, true) {
+            Err(e) => e,
+            Ok(_) => Errno::ECONNREFUSED,
+        },
+        UnixName::Abstract(_) => Errno::ECONNREFUSED,
+    }
+}
+
+/// The calls on a [`UnixPort`] (a socket from `socket(AF_UNIX)` not connected yet).
+fn port_call(
+    p: &mut Process,
+    m: &mut dyn Machine,
+    nr: u64,
+    a: [u64; 6],
+    f: &Arc<OpenFile>,
+    port: &Arc<UnixPort>,
+) -> Outcome {
+    match nr {
+        nr::BIND => ret(port_bind(p, m, port, a[1], a[2])),
+        nr::LISTEN => {
+            // As Linux: a negative or too large backlog is the largest (`somaxconn`).
+            let backlog = a[1] as i32;
+            let backlog = if !(0..=4096).contains(&backlog) {
+                4096
+            } else {
+                backlog as usize
+            };
+            ret(port.listen(backlog).map(|()| 0))
+        }
+        nr::ACCEPT | nr::ACCEPT4 => {
+            let flags = if nr == nr::ACCEPT4 { a[3] } else { 0 };
+            if flags & !(SOCK_NONBLOCK | SOCK_CLOEXEC) != 0 {
+                return ret(Err(Errno::EINVAL));
+            }
+            if port.kind == UnixKind::Dgram {
+                return ret(Err(Errno::EOPNOTSUPP));
+            }
+            match port.accept(m) {
+                Ok(end) => ret(install_end(p, end, flags).and_then(|fd| {
+                    if a[1] != 0 {
+                        // The connecting side is unnamed.
+                        put_unnamed(p, m, a[1], a[2])?;
+                    }
+                    Ok(i64::from(fd))
+                })),
+                Err(Errno::EAGAIN) => f.block_on_eagain(m, Err(Errno::EAGAIN)),
+                Err(e) => ret(Err(e)),
+            }
+        }
+        nr::CONNECT => port_connect(p, m, f, port, a[0] as i32, a[1], a[2]),
+        nr::GETSOCKNAME => ret(put_name(p, m, port.name().as_ref(), a[1], a[2]).map(|()| 0)),
+        nr::GETPEERNAME | nr::SHUTDOWN => ret(Err(Errno::ENOTCONN)),
+        nr::SENDTO | nr::SENDMSG => {
+            let to = if nr == nr::SENDTO {
+                Ok((a[4], a[5]))
+            } else {
+                get_msghdr(p, m, a[1]).map(|h| (h.name, u64::from(h.namelen)))
+            };
+            ret(to.and_then(|(addr, len)| {
+                if addr == 0 || len == 0 {
+                    return Err(Errno::ENOTCONN);
+                }
+                let name = read_name(p, m, addr, len)?.ok_or(Errno::EINVAL)?;
+                // No datagram port can be bound, so nothing receives.
+                Err(match bound(p, &name) {
+                    Some(_) => Errno::ECONNREFUSED,
+                    None => unreachable(p, &name),
+                })
+            }))
+        }
+        nr::RECVFROM | nr::RECVMSG => {
+            if port.kind == UnixKind::Dgram {
+                f.block_on_eagain(m, Err(Errno::EAGAIN))
+            } else {
+                ret(Err(Errno::EINVAL))
+            }
+        }
+        nr::SETSOCKOPT => ret(match (a[1], a[2]) {
+            (SOL_SOCKET, SO_REUSEADDR | SO_PASSCRED | SO_SNDBUF | SO_RCVBUF | SO_KEEPALIVE)
+            | (SOL_SOCKET, SO_RCVTIMEO | SO_SNDTIMEO | SO_SNDBUFFORCE | SO_RCVBUFFORCE) => Ok(0),
+            (SOL_SOCKET, _) => Err(Errno::ENOPROTOOPT),
+            _ => Err(Errno::EOPNOTSUPP),
+        }),
+        nr::GETSOCKOPT => ret((|| {
+            let len = i32::from_le_bytes(read_user::<4>(p, m, a[4])?);
+            if len < 0 {
+                return Err(Errno::EINVAL);
+            }
+            if a[1] != SOL_SOCKET {
+                return Err(Errno::EOPNOTSUPP);
+            }
+            let v: i32 = match a[2] {
+                SO_TYPE => port.kind.number(),
+                SO_DOMAIN => i32::from(AF_UNIX),
+                SO_ACCEPTCONN => i32::from(port.listening()),
+                SO_PROTOCOL | SO_ERROR | SO_REUSEADDR | SO_KEEPALIVE | SO_PASSCRED => 0,
+                SO_SNDBUF | SO_RCVBUF => UNIX_CAPACITY as i32,
+                _ => return Err(Errno::ENOPROTOOPT),
+            };
+            let b = v.to_le_bytes();
+            let n = (len as usize).min(4);
+            write_user(p, m, a[3], &b[..n])?;
+            write_user(p, m, a[4], &(n as u32).to_le_bytes())?;
+            Ok(0)
+        })()),
+        _ => unreachable!("filtered by the caller"),
+    }
+}
+
+/// `bind` of a port to a name (`None`: an abstract name of its own, as Linux's autobind).
+fn port_bind(
+    p: &mut Process,
+    m: &mut dyn Machine,
+    port: &Arc<UnixPort>,
+    addr: u64,
+    len: u64,
+) -> KResult<i64> {
+    if port.kind == UnixKind::Dgram {
+        const KEY: u64 = u64::MAX - 5;
+        if p.unsupported_logged.insert(KEY) {
+            m.log(format_args!(
+                "bind(AF_UNIX, SOCK_DGRAM): datagram sockets cannot be bound to a name (stream and seqpacket ones can): EOPNOTSUPP"
+            ));
+        }
+        return Err(Errno::EOPNOTSUPP);
+    }
+    if port.name().is_some() {
+        return Err(Errno::EINVAL);
+    }
+    let name = match read_name(p, m, addr, len)? {
+        Some(n) => n,
+        None => UnixName::Abstract(alloc::format!("{:05x}", port.ino & 0xf_ffff).into_bytes()),
+    };
+    if let UnixName::Path(path) = &name {
+        // The name takes the place of a file: a path already there is in use, and the
+        // directory must be writable (`/tmp`; the root file system is read-only).
+        if p.vfs.find("/", path, false).is_ok() {
+            return Err(Errno::EADDRINUSE);
+        }
+        let dir = path
+            .rsplit_once('/')
+            .map_or("/", |(d, _)| if d.is_empty() { "/" } else { d });
+        if p.vfs.find("/", dir, true)?.fs != crate::fs::FsId::Tmp {
+            return Err(Errno::EROFS);
+        }
+    }
+    if bound(p, &name).is_some() {
+        return Err(Errno::EADDRINUSE);
+    }
+    port.set_name(name.clone())?;
+    // Names of closed sockets are free again.
+    let dead: alloc::vec::Vec<UnixName> = p
+        .unix_names
+        .iter()
+        .filter(|(_, w)| w.strong_count() == 0)
+        .map(|(n, _)| n.clone())
+        .collect();
+    for n in dead {
+        p.unix_names.remove(&n);
+    }
+    p.unix_names.insert(name, Arc::downgrade(port));
+    Ok(0)
+}
+
+/// `connect` of a port: the listening port bound to the name takes the connection, and
+/// the caller's end of the new pair replaces the port in descriptor `fd`.
+fn port_connect(
+    p: &mut Process,
+    m: &mut dyn Machine,
+    f: &Arc<OpenFile>,
+    port: &Arc<UnixPort>,
+    fd: i32,
+    addr: u64,
+    len: u64,
+) -> Outcome {
+    let r = (|| {
+        let name = read_name(p, m, addr, len)?.ok_or(Errno::EINVAL)?;
+        let Some(target) = bound(p, &name) else {
+            return Err(unreachable(p, &name));
+        };
+        if port.kind == UnixKind::Dgram {
+            return Err(Errno::ECONNREFUSED);
+        }
+        match target.connect(m, port.kind) {
+            Ok(end) => {
+                let cloexec = p.files.cloexec(fd)?;
+                let flags = O_RDWR | (f.status_flags() & O_NONBLOCK);
+                let path = alloc::format!("socket:[{}]", end.ino);
+                p.files
+                    .install_at(fd, OpenFile::new(end, path, flags), cloexec)?;
+                Ok(Ok(0))
+            }
+            // The listener's queue is full: wait for it to accept one.
+            Err(Errno::EAGAIN) if !f.nonblock() => Ok(Err(target)),
+            Err(e) => Err(e),
+        }
+    })();
+    match r {
+        Ok(Ok(v)) => ret(Ok(v)),
+        Ok(Err(target)) => Outcome::Block(Wait {
+            channels: vec![target.waitable().channel()],
+            deadline: None,
+            on_timeout: 0,
+            on_wake: None,
+        }),
+        Err(e) => ret(Err(e)),
+    }
+}
+
+/// Installs an accepted end with `accept4`'s flags.
+fn install_end(p: &mut Process, end: Arc<UnixSocket>, flags: u64) -> KResult<i32> {
+    let oflags = O_RDWR
+        | if flags & SOCK_NONBLOCK != 0 {
+            O_NONBLOCK
+        } else {
+            0
+        };
+    let path = alloc::format!("socket:[{}]", end.ino);
+    p.files
+        .install(OpenFile::new(end, path, oflags), flags & SOCK_CLOEXEC != 0)
+}
+
+/// Writes `name` as a `sockaddr_un` (the family alone when unnamed) and its length.
+fn put_name(
+    p: &mut Process,
+    m: &mut dyn Machine,
+    name: Option<&UnixName>,
+    addr: u64,
+    len_ptr: u64,
+) -> KResult<()> {
+    let mut b = AF_UNIX.to_le_bytes().to_vec();
+    match name {
+        None => {}
+        Some(UnixName::Path(path)) => {
+            b.extend_from_slice(path.as_bytes());
+            b.push(0);
+        }
+        Some(UnixName::Abstract(n)) => {
+            b.push(0);
+            b.extend_from_slice(n);
+        }
+    }
+    let len = i32::from_le_bytes(read_user::<4>(p, m, len_ptr)?);
+    if len < 0 {
+        return Err(Errno::EINVAL);
+    }
+    let n = (len as usize).min(b.len());
+    write_user(p, m, addr, &b[..n])?;
+    write_user(p, m, len_ptr, &(b.len() as u32).to_le_bytes())
 }
 
 /// Writes an unnamed `sockaddr_un` (`sun_family` only) and its length 2.

@@ -473,13 +473,175 @@ fn unsupported_cases_fail_clearly() {
         -9,
         "nothing installed"
     );
-    // Named local sockets: EACCES, logged once.
-    assert_eq!(call(&mut p, &mut m, nr::SOCKET, &[1, 1, 0]), -13);
-    assert_eq!(call(&mut p, &mut m, nr::SOCKET, &[1, 2, 0]), -13);
+    // socket(AF_UNIX) checks its type and protocol as socketpair does.
+    assert_eq!(call(&mut p, &mut m, nr::SOCKET, &[1, 3, 0]), -94);
+    assert_eq!(call(&mut p, &mut m, nr::SOCKET, &[1, 1, 6]), -93);
+}
+
+/// A `sockaddr_un` for `path` (a leading NUL: abstract) at `at`; returns its length.
+fn sun(p: &mut Process, m: &mut FakeMachine, at: u64, path: &[u8]) -> u64 {
+    let mut b = 1u16.to_le_bytes().to_vec();
+    b.extend_from_slice(path);
+    if path.first() != Some(&0) {
+        b.push(0);
+    }
+    poke(p, m, at, &b);
+    b.len() as u64
+}
+
+fn socket(p: &mut Process, m: &mut FakeMachine, ty: u64) -> u64 {
+    let fd = call(p, m, nr::SOCKET, &[1, ty, 0]);
+    assert!(fd >= 3, "socket: {fd}");
+    fd as u64
+}
+
+/// `getsockname` of `fd`: the `sun_path` bytes it reports (after the family).
+fn sockname(p: &mut Process, m: &mut FakeMachine, buf: u64, fd: u64) -> Vec<u8> {
+    let (at, len_ptr) = (buf + 0x3400, buf + 0x3000);
+    poke(p, m, len_ptr, &110u32.to_le_bytes());
+    assert_eq!(call(p, m, nr::GETSOCKNAME, &[fd, at, len_ptr]), 0);
+    let n = u32::from_le_bytes(peek(p, m, len_ptr, 4).try_into().unwrap());
+    peek(p, m, at + 2, n as usize - 2)
+}
+
+#[test]
+fn a_named_stream_socket_listens_and_accepts_the_programs_own_connections() {
+    let (mut p, mut m, buf) = setup();
+    let addr = buf + 0x2000;
+    let s = socket(&mut p, &mut m, STREAM | SOCK_NONBLOCK);
+    let len = sun(&mut p, &mut m, addr, b"/tmp/app.sock");
+    assert_eq!(call(&mut p, &mut m, nr::BIND, &[s, addr, len]), 0);
     assert_eq!(
-        m.log.iter().filter(|l| l.contains("AF_UNIX")).count(),
-        1,
-        "{:?}",
-        m.log
+        call(&mut p, &mut m, nr::BIND, &[s, addr, len]),
+        -22,
+        "bound twice"
     );
+    // Before listen a connection is refused; a second socket cannot take the name.
+    let c = socket(&mut p, &mut m, STREAM);
+    assert_eq!(call(&mut p, &mut m, nr::CONNECT, &[c, addr, len]), -111);
+    let other = socket(&mut p, &mut m, STREAM);
+    assert_eq!(call(&mut p, &mut m, nr::BIND, &[other, addr, len]), -98);
+    assert_eq!(call(&mut p, &mut m, nr::LISTEN, &[s, 8]), 0);
+    // Nothing waits: a non-blocking listener says so.
+    assert_eq!(call(&mut p, &mut m, nr::ACCEPT4, &[s, 0, 0, 0]), EAGAIN);
+    assert_eq!(poll1(&mut p, &mut m, buf, s, POLLIN), 0);
+    // A relative path from the working directory reaches the same name.
+    p.cwd = "/tmp".into();
+    let rel = sun(&mut p, &mut m, addr + 0x200, b"app.sock");
+    assert_eq!(
+        call(&mut p, &mut m, nr::CONNECT, &[c, addr + 0x200, rel]),
+        0
+    );
+    assert_eq!(poll1(&mut p, &mut m, buf, s, POLLIN), POLLIN);
+    let a = call(&mut p, &mut m, nr::ACCEPT4, &[s, 0, 0, SOCK_CLOEXEC]);
+    assert!(a > 0, "accept4: {a}");
+    let a = a as u64;
+    assert_eq!(p.files.cloexec(a as i32), Ok(true));
+    // The connection carries data both ways.
+    assert_eq!(write(&mut p, &mut m, buf, c, b"ping"), 4);
+    assert_eq!(read(&mut p, &mut m, buf, a, 100).unwrap(), b"ping");
+    assert_eq!(write(&mut p, &mut m, buf, a, b"pong"), 4);
+    assert_eq!(read(&mut p, &mut m, buf, c, 100).unwrap(), b"pong");
+    // The listener's name, as getsockname gives it; the connected end is unnamed.
+    assert_eq!(sockname(&mut p, &mut m, buf, s), b"/tmp/app.sock\0");
+    assert_eq!(sockname(&mut p, &mut m, buf, c), b"");
+    // Closing the listener frees the name: connecting now finds no socket at all.
+    assert_eq!(call(&mut p, &mut m, nr::CLOSE, &[s]), 0);
+    let c2 = socket(&mut p, &mut m, STREAM);
+    assert_eq!(call(&mut p, &mut m, nr::CONNECT, &[c2, addr, len]), -2);
+    assert_eq!(call(&mut p, &mut m, nr::BIND, &[c2, addr, len]), 0);
+}
+
+#[test]
+fn accept_waits_for_a_connection_from_another_thread() {
+    let (mut p, mut m, buf) = setup();
+    let addr = buf + 0x2000;
+    let s = socket(&mut p, &mut m, STREAM);
+    let len = sun(&mut p, &mut m, addr, b"\0abstract-name");
+    assert_eq!(call(&mut p, &mut m, nr::BIND, &[s, addr, len]), 0);
+    assert_eq!(call(&mut p, &mut m, nr::LISTEN, &[s, 1]), 0);
+    // One thread alone would wait forever: EDEADLK. With another thread it blocks.
+    let a = [s, 0, 0, 0, 0, 0];
+    assert_eq!(
+        handle(&mut p, &mut m, nr::ACCEPT, a),
+        Some(Outcome::Return(-35))
+    );
+    m.other_threads = 1;
+    assert!(matches!(
+        handle(&mut p, &mut m, nr::ACCEPT, a),
+        Some(Outcome::Block(_))
+    ));
+    let c = socket(&mut p, &mut m, STREAM);
+    assert_eq!(call(&mut p, &mut m, nr::CONNECT, &[c, addr, len]), 0);
+    assert!(call(&mut p, &mut m, nr::ACCEPT, &[s, 0, 0]) > 0);
+    // The queue holds the backlog plus one; then connecting waits (or, non-blocking, fails).
+    for _ in 0..2 {
+        let c = socket(&mut p, &mut m, STREAM);
+        assert_eq!(call(&mut p, &mut m, nr::CONNECT, &[c, addr, len]), 0);
+    }
+    let c = socket(&mut p, &mut m, STREAM | SOCK_NONBLOCK);
+    assert_eq!(call(&mut p, &mut m, nr::CONNECT, &[c, addr, len]), EAGAIN);
+    // A seqpacket socket cannot connect to a stream listener.
+    let q = socket(&mut p, &mut m, SOCK_SEQPACKET);
+    assert_eq!(call(&mut p, &mut m, nr::CONNECT, &[q, addr, len]), -91);
+}
+
+#[test]
+fn names_nobody_bound_fail_as_on_linux_without_the_service() {
+    let (mut p, mut m, buf) = setup();
+    let addr = buf + 0x2000;
+    let c = socket(&mut p, &mut m, STREAM);
+    // No such file: ENOENT (a client of nscd, PostgreSQL's default socket...).
+    let len = sun(&mut p, &mut m, addr, b"/var/run/postgresql/.s.PGSQL.5432");
+    assert_eq!(call(&mut p, &mut m, nr::CONNECT, &[c, addr, len]), -2);
+    // A file that is no socket, an abstract name nobody holds: ECONNREFUSED.
+    let len = sun(&mut p, &mut m, addr, b"/bin/prog");
+    assert_eq!(call(&mut p, &mut m, nr::CONNECT, &[c, addr, len]), -111);
+    let len = sun(&mut p, &mut m, addr, b"\0nobody");
+    assert_eq!(call(&mut p, &mut m, nr::CONNECT, &[c, addr, len]), -111);
+    // syslog's datagrams to /dev/log: no such socket.
+    let d = socket(&mut p, &mut m, DGRAM);
+    let len = sun(&mut p, &mut m, addr, b"/dev/log");
+    assert_eq!(call(&mut p, &mut m, nr::CONNECT, &[d, addr, len]), -2);
+    assert_eq!(
+        call(&mut p, &mut m, nr::SENDTO, &[d, buf, 1, 0, addr, len]),
+        -2
+    );
+    assert_eq!(
+        call(&mut p, &mut m, nr::SENDTO, &[d, buf, 1, 0, 0, 0]),
+        -107
+    );
+    // Not connected: reads, writes and the peer's name.
+    assert_eq!(write(&mut p, &mut m, buf, c, b"x"), -107);
+    assert_eq!(read(&mut p, &mut m, buf, c, 1), Err(-22));
+    assert_eq!(call(&mut p, &mut m, nr::GETPEERNAME, &[c, addr, buf]), -107);
+    // Binding: the root file system is read-only, a missing directory is ENOENT, a
+    // datagram socket cannot be bound (logged once), a bad family is EINVAL.
+    let s = socket(&mut p, &mut m, STREAM);
+    let len = sun(&mut p, &mut m, addr, b"/app.sock");
+    assert_eq!(call(&mut p, &mut m, nr::BIND, &[s, addr, len]), -30);
+    let len = sun(&mut p, &mut m, addr, b"/tmp/none/app.sock");
+    assert_eq!(call(&mut p, &mut m, nr::BIND, &[s, addr, len]), -2);
+    let len = sun(&mut p, &mut m, addr, b"/tmp/d.sock");
+    assert_eq!(call(&mut p, &mut m, nr::BIND, &[d, addr, len]), -95);
+    assert_eq!(m.log.iter().filter(|l| l.contains("SOCK_DGRAM")).count(), 1);
+    poke(&mut p, &mut m, addr, &2u16.to_le_bytes());
+    assert_eq!(call(&mut p, &mut m, nr::BIND, &[s, addr, len]), -22);
+    // The family alone: an abstract name of the socket's own (autobind).
+    poke(&mut p, &mut m, addr, &1u16.to_le_bytes());
+    assert_eq!(call(&mut p, &mut m, nr::BIND, &[s, addr, 2]), 0);
+    let name = sockname(&mut p, &mut m, buf, s);
+    assert_eq!((name.len(), name[0]), (1 + 5, 0));
+    // Its type and domain, as getsockopt reports them.
+    poke(&mut p, &mut m, buf + 0x3000, &4u32.to_le_bytes());
+    assert_eq!(
+        call(
+            &mut p,
+            &mut m,
+            nr::GETSOCKOPT,
+            &[d, 1, 3, buf + 0x3100, buf + 0x3000]
+        ),
+        0
+    );
+    assert_eq!(peek(&mut p, &mut m, buf + 0x3100, 4), 2i32.to_le_bytes());
 }
