@@ -71,6 +71,11 @@ pub const TARGETS: &[Target] = &[
         found: "",
     },
     Target {
+        name: "shebang",
+        what: "execve's `#!` lines (os::syscall::exec::shebang, resolve): an interpreter is one word, following them ends",
+        found: "",
+    },
+    Target {
         name: "sigframe",
         what: "signal frames (os::sigframe::restore_regs, sanitise_fx, layout)",
         found: "an alternate stack whose base + size overflows, or an rsp just above 0, overflowed the frame arithmetic in `layout`; now EFAULT (`sigframe::tests::stacks_at_the_ends_of_the_address_space_are_efault`)",
