@@ -16,9 +16,14 @@ fuzz_target!(|data: &[u8]| {
         }
     }
     // The file is its own interpreter: a script loops, an ELF file runs.
-    let bytes: &'static [u8] = Box::leak(data.to_vec().into_boxed_slice());
+    let bytes = data;
     let find = |_: &str| Ok((String::from("/x"), bytes));
-    match resolve((String::from("/x"), bytes), b"/x", vec![b"x".to_vec()], &find) {
+    match resolve(
+        (String::from("/x"), bytes),
+        b"/x",
+        vec![b"x".to_vec()],
+        &find,
+    ) {
         Ok(r) => {
             assert!(bytes.starts_with(b"\x7fELF"));
             assert_eq!(r.argv, vec![b"x".to_vec()]);
@@ -29,9 +34,14 @@ fuzz_target!(|data: &[u8]| {
         ),
     }
     // An interpreter that is an ELF file: one level, the script's path in argv.
-    let elf: &'static [u8] = b"\x7fELF";
+    let elf: &[u8] = b"\x7fELF";
     let find = |_: &str| Ok((String::from("/bin/sh"), elf));
-    if let Ok(r) = resolve((String::from("/s"), bytes), b"/s", vec![b"s".to_vec()], &find) {
+    if let Ok(r) = resolve(
+        (String::from("/s"), bytes),
+        b"/s",
+        vec![b"s".to_vec()],
+        &find,
+    ) {
         assert!(r.argv.len() <= 3 + MAX_INTERPRETERS);
     }
 });

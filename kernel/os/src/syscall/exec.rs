@@ -58,27 +58,27 @@ fn ret_err(e: Errno) -> Outcome {
 /// What `execve` will run: the program file (an ELF file, after any `#!` interpreters)
 /// and the arguments it gets.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Resolved {
+pub struct Resolved<'a> {
     /// The ELF file's canonical path (`/proc/self/exe`).
     pub path: String,
     /// Its bytes.
-    pub bytes: &'static [u8],
+    pub bytes: &'a [u8],
     /// Arguments, with each interpreter's name, argument and script path in front.
     pub argv: Vec<Vec<u8>>,
 }
 
 /// Looks a program file up: its canonical path and bytes (see [`crate::fs::Vfs::executable`]).
-pub type Find<'a> = &'a dyn Fn(&str) -> KResult<(String, &'static [u8])>;
+pub type Find<'f, 'a> = &'f dyn Fn(&str) -> KResult<(String, &'a [u8])>;
 
 /// Follows `#!` lines from the file `first` (its canonical path and bytes, started as
 /// `name` with arguments `argv`) to an ELF file; `find` looks interpreters up. `ENOEXEC`
 /// for a file that is neither, `ELOOP` beyond [`MAX_INTERPRETERS`].
-pub fn resolve(
-    first: (String, &'static [u8]),
+pub fn resolve<'a>(
+    first: (String, &'a [u8]),
     name: &[u8],
     mut argv: Vec<Vec<u8>>,
-    find: Find<'_>,
-) -> KResult<Resolved> {
+    find: Find<'_, 'a>,
+) -> KResult<Resolved<'a>> {
     let (mut path, mut bytes) = first;
     let mut name = name.to_vec();
     for _ in 0..=MAX_INTERPRETERS {
