@@ -10,10 +10,10 @@
 //! buffer is empty, the peer's writes fail with `EPIPE`). Closing an end does both. A
 //! datagram pair behaves the same (Linux leaves a datagram peer waiting instead).
 //!
-//! A socket made by `socket(AF_UNIX, ...)` is a [`UnixPort`] until it connects: it may be
-//! bound to a name and listen. A connection to a listening port makes a pair: the
-//! accepting side gets one end, and the other end takes the connecting port's place in
-//! its descriptor.
+//! A socket made by `socket(AF_UNIX, ...)` is a [`UnixPort`]: it may be bound to a name
+//! and listen. A connection to a listening port makes a pair: the accepting side gets one
+//! end, and the connecting port holds the other and from then on works as that end (so a
+//! descriptor registered with `epoll` before `connect` sees the connection's events).
 
 use alloc::collections::VecDeque;
 use alloc::string::String;
@@ -94,7 +94,11 @@ pub struct UnixSocket {
 impl UnixSocket {
     /// Two connected ends.
     pub fn pair(kind: UnixKind) -> (Arc<UnixSocket>, Arc<UnixSocket>) {
-        let id = alloc_ino();
+        Self::pair_on(kind, alloc_ino())
+    }
+
+    /// Two connected ends whose changes wake the waiters of object `id`.
+    pub fn pair_on(kind: UnixKind, id: u64) -> (Arc<UnixSocket>, Arc<UnixSocket>) {
         let messages = kind != UnixKind::Stream;
         let a2b = Pipe::with(Waitable::with_id(id), UNIX_CAPACITY, messages);
         let b2a = Pipe::with(Waitable::with_id(id), UNIX_CAPACITY, messages);
@@ -275,8 +279,8 @@ struct PortState {
     listen: Option<(usize, VecDeque<Arc<UnixSocket>>)>,
 }
 
-/// A socket from `socket(AF_UNIX, ...)` that is not connected: unbound, bound to a
-/// [`UnixName`], or listening.
+/// A socket from `socket(AF_UNIX, ...)`: unbound, bound to a [`UnixName`], listening,
+/// or connected (then it works as its end of the pair, [`UnixPort::connected`]).
 #[derive(Debug)]
 pub struct UnixPort {
     /// Inode number shown by `fstat` (and in `socket:[ino]`).
@@ -285,6 +289,8 @@ pub struct UnixPort {
     pub kind: UnixKind,
     waitable: Waitable,
     state: Mutex<PortState>,
+    /// Its end of the pair, once connected (the pair shares the port's wait channel).
+    end: Mutex<Option<Arc<UnixSocket>>>,
 }
 
 impl UnixPort {
@@ -296,7 +302,25 @@ impl UnixPort {
             kind,
             waitable,
             state: Mutex::new(PortState::default()),
+            end: Mutex::new(None),
         })
+    }
+
+    /// Its end of the pair, once `connect` made one.
+    pub fn connected(&self) -> Option<Arc<UnixSocket>> {
+        self.end.lock().clone()
+    }
+
+    /// Connects to the listening `target`: the pair's other end waits there to be
+    /// accepted (see [`UnixPort::connect`] for the errors). `EISCONN` when connected
+    /// already.
+    pub fn connect_to(&self, m: &mut dyn Machine, target: &UnixPort) -> KResult<()> {
+        if self.end.lock().is_some() {
+            return Err(Errno::EISCONN);
+        }
+        let end = target.connect(m, self.kind, self.waitable.id())?;
+        *self.end.lock() = Some(end);
+        Ok(())
     }
 
     /// The name it is bound to.
@@ -336,10 +360,15 @@ impl UnixPort {
         self.state.lock().listen.is_some()
     }
 
-    /// A connection from a socket of `kind`: makes the pair, queues the server end and
-    /// returns the client's. `ECONNREFUSED` when not listening, `EPROTOTYPE` for another
+    /// A connection from a socket of `kind`: makes the pair (waking waiters of object
+    /// `channel`), queues the server end and returns the client's. `ECONNREFUSED` when not listening, `EPROTOTYPE` for another
     /// socket type, `EAGAIN` when the queue is full.
-    pub fn connect(&self, m: &mut dyn Machine, kind: UnixKind) -> KResult<Arc<UnixSocket>> {
+    pub fn connect(
+        &self,
+        m: &mut dyn Machine,
+        kind: UnixKind,
+        channel: u64,
+    ) -> KResult<Arc<UnixSocket>> {
         let mut s = self.state.lock();
         let Some((backlog, queue)) = &mut s.listen else {
             return Err(Errno::ECONNREFUSED);
@@ -351,7 +380,7 @@ impl UnixPort {
         if queue.len() > *backlog {
             return Err(Errno::EAGAIN);
         }
-        let (client, server) = UnixSocket::pair(kind);
+        let (client, server) = UnixSocket::pair_on(kind, channel);
         queue.push_back(server);
         drop(s);
         self.waitable.notify(m);
@@ -379,16 +408,19 @@ impl UnixPort {
 }
 
 impl FileLike for UnixPort {
-    fn read(&self, _m: &mut dyn Machine, _buf: &mut [u8]) -> KResult<usize> {
-        Err(if self.kind == UnixKind::Dgram {
-            Errno::EAGAIN
-        } else {
-            Errno::EINVAL
-        })
+    fn read(&self, m: &mut dyn Machine, buf: &mut [u8]) -> KResult<usize> {
+        match self.connected() {
+            Some(u) => FileLike::read(&*u, m, buf),
+            None if self.kind == UnixKind::Dgram => Err(Errno::EAGAIN),
+            None => Err(Errno::EINVAL),
+        }
     }
 
-    fn write(&self, _m: &mut dyn Machine, _data: &[u8]) -> KResult<usize> {
-        Err(Errno::ENOTCONN)
+    fn write(&self, m: &mut dyn Machine, data: &[u8]) -> KResult<usize> {
+        match self.connected() {
+            Some(u) => u.send(m, data),
+            None => Err(Errno::ENOTCONN),
+        }
     }
 
     fn stat(&self) -> Stat {
@@ -396,8 +428,11 @@ impl FileLike for UnixPort {
     }
 
     /// As Linux's `unix_poll`: a listener is readable with connections waiting; a socket
-    /// that is not connected is writable and hung up.
-    fn poll_events(&self, _: Access) -> u16 {
+    /// that is not connected is writable and hung up; a connected one is its end's.
+    fn poll_events(&self, access: Access) -> u16 {
+        if let Some(u) = self.connected() {
+            return FileLike::poll_events(&*u, access);
+        }
         let s = self.state.lock();
         match &s.listen {
             Some((_, q)) if !q.is_empty() => POLLIN | POLLRDNORM,
@@ -406,11 +441,23 @@ impl FileLike for UnixPort {
         }
     }
 
+    /// The port's, which its pair shares once connected.
     fn waitable(&self) -> Option<&Waitable> {
         Some(&self.waitable)
     }
 
     fn event_seq(&self) -> u64 {
-        self.waitable.seq()
+        match self.connected() {
+            // Past the port's own count, so a change of either is a change.
+            Some(u) => u.event_seq().wrapping_add(self.waitable.seq()),
+            None => self.waitable.seq(),
+        }
+    }
+
+    fn nread(&self, arg: u64) -> KResult<u64> {
+        match self.connected() {
+            Some(u) => FileLike::nread(&*u, arg),
+            None => Ok(0),
+        }
     }
 }

@@ -70,10 +70,14 @@ pub fn handle(p: &mut Process, m: &mut dyn Machine, nr: u64, a: [u64; 6]) -> Opt
         _ => return None,
     }
     let f = p.files.get(fd).ok()?;
-    if let Some(port) = f.downcast_arc::<UnixPort>() {
-        return Some(port_call(p, m, nr, a, &f, &port));
-    }
-    let u = f.downcast_arc::<UnixSocket>()?;
+    let u = match f.downcast_arc::<UnixPort>() {
+        // A connected port works as its end of the pair.
+        Some(port) => match port.connected() {
+            Some(end) => end,
+            None => return Some(port_call(p, m, nr, a, &f, &port)),
+        },
+        None => f.downcast_arc::<UnixSocket>()?,
+    };
     Some(match nr {
         // Already connected (and unnamed, which Linux allows binding; not supported here).
         nr::BIND => ret(Err(Errno::EINVAL)),
@@ -376,7 +380,7 @@ fn port_call(
                 Err(e) => ret(Err(e)),
             }
         }
-        nr::CONNECT => port_connect(p, m, f, port, a[0] as i32, a[1], a[2]),
+        nr::CONNECT => port_connect(p, m, f, port, a[1], a[2]),
         nr::GETSOCKNAME => ret(put_name(p, m, port.name().as_ref(), a[1], a[2]).map(|()| 0)),
         nr::GETPEERNAME | nr::SHUTDOWN => ret(Err(Errno::ENOTCONN)),
         nr::SENDTO | nr::SENDMSG => {
@@ -492,13 +496,12 @@ fn port_bind(
 }
 
 /// `connect` of a port: the listening port bound to the name takes the connection, and
-/// the caller's end of the new pair replaces the port in descriptor `fd`.
+/// the caller's port holds its end of the new pair.
 fn port_connect(
     p: &mut Process,
     m: &mut dyn Machine,
     f: &Arc<OpenFile>,
     port: &Arc<UnixPort>,
-    fd: i32,
     addr: u64,
     len: u64,
 ) -> Outcome {
@@ -510,15 +513,8 @@ fn port_connect(
         if port.kind == UnixKind::Dgram {
             return Err(Errno::ECONNREFUSED);
         }
-        match target.connect(m, port.kind) {
-            Ok(end) => {
-                let cloexec = p.files.cloexec(fd)?;
-                let flags = O_RDWR | (f.status_flags() & O_NONBLOCK);
-                let path = alloc::format!("socket:[{}]", end.ino);
-                p.files
-                    .install_at(fd, OpenFile::new(end, path, flags), cloexec)?;
-                Ok(Ok(0))
-            }
+        match port.connect_to(m, &target) {
+            Ok(()) => Ok(Ok(0)),
             // The listener's queue is full: wait for it to accept one.
             Err(Errno::EAGAIN) if !f.nonblock() => Ok(Err(target)),
             Err(e) => Err(e),

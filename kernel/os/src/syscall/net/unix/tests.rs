@@ -645,3 +645,38 @@ fn names_nobody_bound_fail_as_on_linux_without_the_service() {
     );
     assert_eq!(peek(&mut p, &mut m, buf + 0x3100, 4), 2i32.to_le_bytes());
 }
+
+#[test]
+fn a_socket_registered_with_epoll_before_connect_reports_the_connections_events() {
+    let (mut p, mut m, buf) = setup();
+    let addr = buf + 0x2000;
+    let s = socket(&mut p, &mut m, STREAM);
+    let len = sun(&mut p, &mut m, addr, b"/tmp/ep.sock");
+    assert_eq!(call(&mut p, &mut m, nr::BIND, &[s, addr, len]), 0);
+    assert_eq!(call(&mut p, &mut m, nr::LISTEN, &[s, 4]), 0);
+    let c = socket(&mut p, &mut m, STREAM | SOCK_NONBLOCK);
+    // Registered first (edge-triggered, EPOLLIN | EPOLLOUT), as an event loop may.
+    let ep = call(&mut p, &mut m, nr::EPOLL_CREATE1, &[0]) as u64;
+    let mut ev = (1u32 | 4 | (1u32 << 31)).to_le_bytes().to_vec();
+    ev.extend_from_slice(&9u64.to_le_bytes());
+    poke(&mut p, &mut m, buf + 0x600, &ev);
+    assert_eq!(
+        call(&mut p, &mut m, nr::EPOLL_CTL, &[ep, 1, c, buf + 0x600]),
+        0
+    );
+    let wait = |p: &mut Process, m: &mut FakeMachine| -> Vec<u32> {
+        let n = call(p, m, nr::EPOLL_WAIT, &[ep, buf + 0x700, 4, 0]);
+        (0..n as u64)
+            .map(|i| u32::from_le_bytes(peek(p, m, buf + 0x700 + i * 12, 4).try_into().unwrap()))
+            .collect()
+    };
+    wait(&mut p, &mut m);
+    assert_eq!(call(&mut p, &mut m, nr::CONNECT, &[c, addr, len]), 0);
+    let a = call(&mut p, &mut m, nr::ACCEPT, &[s, 0, 0]) as u64;
+    assert_eq!(read(&mut p, &mut m, buf, c, 10), Err(EAGAIN));
+    assert_eq!(write(&mut p, &mut m, buf, a, b"hi"), 2);
+    // The same descriptor and registration report the data.
+    assert_eq!(wait(&mut p, &mut m), vec![1 | 4]);
+    assert_eq!(read(&mut p, &mut m, buf, c, 10).unwrap(), b"hi");
+    assert_eq!(call(&mut p, &mut m, nr::CONNECT, &[c, addr, len]), -106);
+}
