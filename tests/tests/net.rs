@@ -499,6 +499,46 @@ static void ask(const char *path, int abstract_name, const char *what) {
     close(s);
 }
 
+#define MANY 256
+
+/* Accepts MANY connections, then answers each with its own first byte. */
+static void *serve_many(void *arg) {
+    int l = *(int *)arg, c[MANY];
+    for (int i = 0; i < MANY; i++) c[i] = accept(l, 0, 0);
+    for (int i = 0; i < MANY; i++) {
+        char b;
+        if (read(c[i], &b, 1) == 1) write(c[i], &b, 1);
+        close(c[i]);
+    }
+    return 0;
+}
+
+/* MANY connections open at once: every one answered, none lost. */
+static void many(void) {
+    int l = socket(AF_UNIX, SOCK_STREAM, 0);
+    struct sockaddr_un a = addr("many", 1);
+    socklen_t len = sizeof(sa_family_t) + 1 + strlen("many");
+    if (bind(l, (struct sockaddr *)&a, len) || listen(l, 64)) { perror("many"); return; }
+    pthread_t t;
+    pthread_create(&t, 0, serve_many, &l);
+    int s[MANY], ok = 0;
+    for (int i = 0; i < MANY; i++) {
+        s[i] = socket(AF_UNIX, SOCK_STREAM, 0);
+        /* Past the backlog, connect waits for the server to accept. */
+        if (connect(s[i], (struct sockaddr *)&a, len) == 0) {
+            char b = (char)i;
+            write(s[i], &b, 1);
+        }
+    }
+    for (int i = 0; i < MANY; i++) {
+        char b;
+        if (read(s[i], &b, 1) == 1 && b == (char)i) ok++;
+        close(s[i]);
+    }
+    pthread_join(t, 0);
+    printf("%d of %d answered\n", ok, MANY);
+}
+
 int main(void) {
     int l = socket(AF_UNIX, SOCK_STREAM, 0);
     struct sockaddr_un a = addr("/tmp/echo.sock", 0);
@@ -511,6 +551,7 @@ int main(void) {
     /* Nothing listens here, as on a machine where the service is not running. */
     ask("/var/run/nscd/socket", 0, "x");
     ask("nobody", 1, "x");
+    many();
     return 0;
 }
 "#;
@@ -528,7 +569,7 @@ fn threads_talk_over_a_named_unix_socket() {
     assert_eq!(r.status, 0, "{r:?}");
     assert_eq!(
         r.out(),
-        "HELLO OVER A UNIX SOCKET\nAND AGAIN\nconnect: No such file or directory\nconnect: Connection refused\n",
+        "HELLO OVER A UNIX SOCKET\nAND AGAIN\nconnect: No such file or directory\nconnect: Connection refused\n256 of 256 answered\n",
         "{r:?}"
     );
 }

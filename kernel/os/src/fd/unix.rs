@@ -275,6 +275,8 @@ pub enum UnixName {
 #[derive(Debug, Default)]
 struct PortState {
     name: Option<UnixName>,
+    /// Options set before connecting: the connection's end takes them.
+    options: UnixOptions,
     /// Listening: the backlog and the server ends of connections not yet accepted.
     listen: Option<(usize, VecDeque<Arc<UnixSocket>>)>,
 }
@@ -319,8 +321,20 @@ impl UnixPort {
             return Err(Errno::EISCONN);
         }
         let end = target.connect(m, self.kind, self.waitable.id())?;
+        let options = self.options();
+        end.set_options(|o| *o = options);
         *self.end.lock() = Some(end);
         Ok(())
+    }
+
+    /// The options set so far (`setsockopt` before connecting).
+    pub fn options(&self) -> UnixOptions {
+        self.state.lock().options
+    }
+
+    /// Replaces the options.
+    pub fn set_options(&self, options: UnixOptions) {
+        self.state.lock().options = options;
     }
 
     /// The name it is bound to.

@@ -182,6 +182,22 @@ pub(crate) mod testutil {
         (p, m, buf)
     }
 
+    /// A process running `exe` from `vfs`, with `len` bytes of read-write memory mapped at
+    /// `at` (page-aligned, above the first page), and a fake machine.
+    pub fn process_with_memory(vfs: Vfs, exe: &str, at: u64, len: u64) -> (Process, FakeMachine) {
+        let mut m = FakeMachine::default();
+        let mut vm = AddressSpace::new(0..0x1000);
+        vm.mmap(
+            &mut m.pages,
+            at,
+            len,
+            Prot::RW,
+            MAP_PRIVATE | MAP_ANONYMOUS | crate::vm::MAP_FIXED,
+        )
+        .unwrap();
+        (Process::new(vm, vfs, String::from(exe)), m)
+    }
+
     /// [`setup_with`] an empty root file system.
     pub fn setup() -> (Process, FakeMachine, u64) {
         setup_with(&[])

@@ -4,11 +4,9 @@ use crate::elf::{ET_EXEC, PF_R, PF_W, PF_X};
 use crate::fd::{O_CLOEXEC, O_CREAT, O_RDONLY, O_RDWR};
 use crate::fs::tar::tests::{finish, leak, push};
 use crate::fs::Vfs;
-use crate::machine::Prot;
 use crate::process::ThreadState;
 use crate::syscall::signal::{Disposition, SigAction, SIGTERM, SIGUSR1, SIG_IGN};
 use crate::testing::FakeMachine;
-use crate::vm::{AddressSpace, MAP_ANONYMOUS, MAP_FIXED, MAP_PRIVATE};
 
 const SCRATCH: u64 = 0x10_0000;
 const SCRATCH_LEN: u64 = 0x10_0000;
@@ -62,21 +60,9 @@ struct T {
 
 impl T {
     fn new() -> T {
-        let mut m = FakeMachine::default();
-        let mut vm = AddressSpace::new(0..0x1000);
-        vm.mmap(
-            m.pages(),
-            SCRATCH,
-            SCRATCH_LEN,
-            Prot::RW,
-            MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED,
-        )
-        .unwrap();
-        let p = Process::new(
-            vm,
-            Vfs::new(rootfs(), "/bin/app", b"\x7fELF").unwrap(),
-            "/bin/app".into(),
-        );
+        let vfs = Vfs::new(rootfs(), "/bin/app", b"\x7fELF").unwrap();
+        let (p, m) =
+            crate::syscall::testutil::process_with_memory(vfs, "/bin/app", SCRATCH, SCRATCH_LEN);
         T {
             p,
             m,

@@ -3,9 +3,7 @@ use crate::fd::poll::{POLLHUP, POLLIN, POLLOUT};
 use crate::fd::{O_CREAT, O_DIRECTORY, O_EXCL, O_NOFOLLOW, O_NONBLOCK, O_RDONLY, O_RDWR};
 use crate::fs::node::{S_IFCHR, S_IFDIR, S_IFIFO, S_IFLNK, S_IFREG};
 use crate::fs::Vfs;
-use crate::machine::Prot;
 use crate::testing::FakeMachine;
-use crate::vm::{AddressSpace, MAP_ANONYMOUS, MAP_FIXED, MAP_PRIVATE};
 
 const SCRATCH: u64 = 0x10_0000;
 const SCRATCH_LEN: u64 = 0x10_0000;
@@ -22,25 +20,11 @@ fn rootfs() -> &'static [u8] {
 
 impl T {
     fn new() -> T {
-        let mut m = FakeMachine {
-            now: 1_000,
-            epoch_offset: 5_000_000_000,
-            ..FakeMachine::default()
-        };
-        let mut vm = AddressSpace::new(0..0x1000);
-        vm.mmap(
-            m.pages(),
-            SCRATCH,
-            SCRATCH_LEN,
-            Prot::RW,
-            MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED,
-        )
-        .unwrap();
-        let p = Process::new(
-            vm,
-            Vfs::new(rootfs(), "/bin/app", b"").unwrap(),
-            "/bin/app".into(),
-        );
+        let vfs = Vfs::new(rootfs(), "/bin/app", b"").unwrap();
+        let (p, mut m) =
+            crate::syscall::testutil::process_with_memory(vfs, "/bin/app", SCRATCH, SCRATCH_LEN);
+        m.now = 1_000;
+        m.epoch_offset = 5_000_000_000;
         T {
             p,
             m,

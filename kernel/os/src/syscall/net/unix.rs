@@ -23,7 +23,7 @@ use super::{
     MSG_DONTWAIT, MSG_PEEK, SOCK_CLOEXEC, SOCK_NONBLOCK,
 };
 use crate::errno::{Errno, KResult};
-use crate::fd::unix::UNIX_CAPACITY;
+use crate::fd::unix::{UnixOptions, UNIX_CAPACITY};
 use crate::fd::{OpenFile, UnixKind, UnixName, UnixPort, UnixSocket, O_NONBLOCK, O_RDWR};
 use crate::machine::Machine;
 use crate::process::{Outcome, Process, Wait};
@@ -89,8 +89,23 @@ pub fn handle(p: &mut Process, m: &mut dyn Machine, nr: u64, a: [u64; 6]) -> Opt
         })),
         nr::CONNECT => ret(Err(Errno::EISCONN)),
         nr::GETSOCKNAME | nr::GETPEERNAME => ret(put_unnamed(p, m, a[1], a[2]).map(|_| 0)),
-        nr::SETSOCKOPT => ret(sys_setsockopt(p, m, &u, a[1], a[2], a[3], a[4])),
-        nr::GETSOCKOPT => ret(sys_getsockopt(p, m, &u, a[1], a[2], a[3], a[4])),
+        nr::SETSOCKOPT => {
+            let mut o = u.options();
+            let r = sys_setsockopt(p, m, &mut o, a[1], a[2], a[3], a[4]);
+            u.set_options(|x| *x = o);
+            ret(r)
+        }
+        nr::GETSOCKOPT => ret(sys_getsockopt(
+            p,
+            m,
+            u.kind,
+            u.options(),
+            false,
+            a[1],
+            a[2],
+            a[3],
+            a[4],
+        )),
         nr::SHUTDOWN => ret(u.shutdown(m, a[1] as u32).map(|_| 0)),
         nr::SENDTO => {
             let r = (|| {
@@ -408,34 +423,18 @@ fn port_call(
                 ret(Err(Errno::EINVAL))
             }
         }
-        nr::SETSOCKOPT => ret(match (a[1], a[2]) {
-            (SOL_SOCKET, SO_REUSEADDR | SO_PASSCRED | SO_SNDBUF | SO_RCVBUF | SO_KEEPALIVE)
-            | (SOL_SOCKET, SO_RCVTIMEO | SO_SNDTIMEO | SO_SNDBUFFORCE | SO_RCVBUFFORCE) => Ok(0),
-            (SOL_SOCKET, _) => Err(Errno::ENOPROTOOPT),
-            _ => Err(Errno::EOPNOTSUPP),
-        }),
-        nr::GETSOCKOPT => ret((|| {
-            let len = i32::from_le_bytes(read_user::<4>(p, m, a[4])?);
-            if len < 0 {
-                return Err(Errno::EINVAL);
-            }
-            if a[1] != SOL_SOCKET {
-                return Err(Errno::EOPNOTSUPP);
-            }
-            let v: i32 = match a[2] {
-                SO_TYPE => port.kind.number(),
-                SO_DOMAIN => i32::from(AF_UNIX),
-                SO_ACCEPTCONN => i32::from(port.listening()),
-                SO_PROTOCOL | SO_ERROR | SO_REUSEADDR | SO_KEEPALIVE | SO_PASSCRED => 0,
-                SO_SNDBUF | SO_RCVBUF => UNIX_CAPACITY as i32,
-                _ => return Err(Errno::ENOPROTOOPT),
-            };
-            let b = v.to_le_bytes();
-            let n = (len as usize).min(4);
-            write_user(p, m, a[3], &b[..n])?;
-            write_user(p, m, a[4], &(n as u32).to_le_bytes())?;
-            Ok(0)
-        })()),
+        nr::SETSOCKOPT => {
+            let mut o = port.options();
+            let r = sys_setsockopt(p, m, &mut o, a[1], a[2], a[3], a[4]);
+            port.set_options(o);
+            ret(r)
+        }
+        nr::GETSOCKOPT => {
+            let (kind, o, listening) = (port.kind, port.options(), port.listening());
+            ret(sys_getsockopt(
+                p, m, kind, o, listening, a[1], a[2], a[3], a[4],
+            ))
+        }
         _ => unreachable!("filtered by the caller"),
     }
 }
@@ -586,10 +585,11 @@ fn put_unnamed(p: &mut Process, m: &mut dyn Machine, addr: u64, len_ptr: u64) ->
     write_user(p, m, len_ptr, &2u32.to_le_bytes())
 }
 
+/// `setsockopt` on an `AF_UNIX` socket: changes `o`, the socket's options.
 fn sys_setsockopt(
     p: &mut Process,
     m: &mut dyn Machine,
-    u: &UnixSocket,
+    o: &mut UnixOptions,
     level: u64,
     name: u64,
     val: u64,
@@ -612,23 +612,23 @@ fn sys_setsockopt(
     match name {
         SO_SNDBUF | SO_SNDBUFFORCE => {
             let v = int()?.max(0) as u32;
-            u.set_options(|o| o.sndbuf = v);
+            o.sndbuf = v;
         }
         SO_RCVBUF | SO_RCVBUFFORCE => {
             let v = int()?.max(0) as u32;
-            u.set_options(|o| o.rcvbuf = v);
+            o.rcvbuf = v;
         }
         SO_RCVTIMEO => {
             let ns = timeval_ns(&raw)?;
-            u.set_options(|o| o.rcv_timeout = ns);
+            o.rcv_timeout = ns;
         }
         SO_SNDTIMEO => {
             let ns = timeval_ns(&raw)?;
-            u.set_options(|o| o.snd_timeout = ns);
+            o.snd_timeout = ns;
         }
         SO_PASSCRED => {
             let on = int()? != 0;
-            u.set_options(|o| o.pass_cred = on);
+            o.pass_cred = on;
         }
         SO_REUSEADDR | SO_KEEPALIVE | SO_RCVLOWAT | SO_SNDLOWAT => {
             int()?;
@@ -639,10 +639,15 @@ fn sys_setsockopt(
     Ok(0)
 }
 
+/// `getsockopt` on an `AF_UNIX` socket of `kind` with options `o` (`listening`: a port
+/// that listens, for `SO_ACCEPTCONN`).
+#[allow(clippy::too_many_arguments)]
 fn sys_getsockopt(
     p: &mut Process,
     m: &mut dyn Machine,
-    u: &UnixSocket,
+    kind: UnixKind,
+    o: UnixOptions,
+    listening: bool,
     level: u64,
     name: u64,
     val: u64,
@@ -655,7 +660,6 @@ fn sys_getsockopt(
     if level != SOL_SOCKET {
         return Err(Errno::EOPNOTSUPP);
     }
-    let o = u.options();
     let int = |v: i32| v.to_le_bytes().to_vec();
     // Linux reports twice what was set (bookkeeping overhead).
     let buf = |v: u32| {
@@ -666,9 +670,10 @@ fn sys_getsockopt(
         })
     };
     let bytes = match name {
-        SO_TYPE => int(u.kind.number()),
+        SO_TYPE => int(kind.number()),
         SO_DOMAIN => int(AF_UNIX as i32),
-        SO_PROTOCOL | SO_ERROR | SO_ACCEPTCONN | SO_REUSEADDR | SO_KEEPALIVE => int(0),
+        SO_ACCEPTCONN => int(i32::from(listening)),
+        SO_PROTOCOL | SO_ERROR | SO_REUSEADDR | SO_KEEPALIVE => int(0),
         SO_SNDBUF => buf(o.sndbuf),
         SO_RCVBUF => buf(o.rcvbuf),
         SO_RCVLOWAT | SO_SNDLOWAT => int(1),

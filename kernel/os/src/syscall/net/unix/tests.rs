@@ -680,3 +680,46 @@ fn a_socket_registered_with_epoll_before_connect_reports_the_connections_events(
     assert_eq!(read(&mut p, &mut m, buf, c, 10).unwrap(), b"hi");
     assert_eq!(call(&mut p, &mut m, nr::CONNECT, &[c, addr, len]), -106);
 }
+
+#[test]
+fn options_set_before_connect_stay_with_the_connection() {
+    let (mut p, mut m, buf) = setup();
+    let addr = buf + 0x2000;
+    let s = socket(&mut p, &mut m, STREAM);
+    let len = sun(&mut p, &mut m, addr, b"/tmp/opt.sock");
+    assert_eq!(call(&mut p, &mut m, nr::BIND, &[s, addr, len]), 0);
+    assert_eq!(call(&mut p, &mut m, nr::LISTEN, &[s, 4]), 0);
+    let (val, len_ptr) = (buf + 0x3100, buf + 0x3000);
+    let get = |p: &mut Process, m: &mut FakeMachine, fd: u64, name: u64| -> Vec<u8> {
+        poke(p, m, len_ptr, &16u32.to_le_bytes());
+        assert_eq!(call(p, m, nr::GETSOCKOPT, &[fd, 1, name, val, len_ptr]), 0);
+        let n = u32::from_le_bytes(peek(p, m, len_ptr, 4).try_into().unwrap());
+        peek(p, m, val, n as usize)
+    };
+    // SO_ACCEPTCONN (30): the listener listens.
+    assert_eq!(get(&mut p, &mut m, s, 30), 1i32.to_le_bytes());
+    // SO_RCVTIMEO (20) of 2.5 s, set before connect.
+    let c = socket(&mut p, &mut m, STREAM);
+    let mut tv = 2u64.to_le_bytes().to_vec();
+    tv.extend_from_slice(&500_000u64.to_le_bytes());
+    poke(&mut p, &mut m, val, &tv);
+    assert_eq!(
+        call(&mut p, &mut m, nr::SETSOCKOPT, &[c, 1, 20, val, 16]),
+        0
+    );
+    assert_eq!(get(&mut p, &mut m, c, 20), tv);
+    assert_eq!(call(&mut p, &mut m, nr::CONNECT, &[c, addr, len]), 0);
+    assert_eq!(get(&mut p, &mut m, c, 20), tv);
+    // A read with nothing there waits no longer than that.
+    m.other_threads = 1;
+    let a = [c, buf, 8, 0, 0, 0];
+    match handle(&mut p, &mut m, nr::RECVFROM, a) {
+        Some(Outcome::Block(w)) => assert_eq!(w.deadline, Some(m.now + 2_500_000_000)),
+        other => panic!("{other:?}"),
+    }
+    // An option the sockets do not have.
+    assert_eq!(
+        call(&mut p, &mut m, nr::SETSOCKOPT, &[c, 1, 99, val, 4]),
+        -92
+    );
+}
