@@ -32,12 +32,17 @@ pub fn program_in_image(image: &[u8]) -> anyhow::Result<&[u8]> {
 /// The bytes of the regular file at `path` in a PVH image's root filesystem (following
 /// hard links); `None` when the archive has no such file.
 pub fn file_in_image(image: &[u8], path: &str) -> anyhow::Result<Option<Vec<u8>>> {
-    use std::io::Read;
     let span = crate::provenance::find_payload(image)?;
     let range = span.offset + span.header.rootfs.start..span.offset + span.header.rootfs.end;
     let tar = image
         .get(range)
         .ok_or_else(|| anyhow!("the image's root filesystem lies outside the file"))?;
+    file_in_tar(tar, path)
+}
+
+/// The bytes of the regular file at `path` in the tar archive `tar` (following hard links).
+fn file_in_tar(tar: &[u8], path: &str) -> anyhow::Result<Option<Vec<u8>>> {
+    use std::io::Read;
     let mut want = path.trim_start_matches('/').to_string();
     // A hard link names an earlier entry: look again for that one (a few levels at most).
     for _ in 0..4 {
@@ -202,4 +207,35 @@ pub fn write_core(
     let exe = std::path::PathBuf::from(exe);
     crate::image::write_atomically(&exe, program)?;
     Ok(Some(exe))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_file_of_the_root_filesystem_is_found_through_hard_links() {
+        let mut b = tar::Builder::new(Vec::new());
+        let mut add = |name: &str, kind: tar::EntryType, link: &str, data: &[u8]| {
+            let mut h = tar::Header::new_ustar();
+            h.set_entry_type(kind);
+            h.set_size(data.len() as u64);
+            h.set_mode(0o755);
+            if !link.is_empty() {
+                h.set_link_name(link).unwrap();
+            }
+            b.append_data(&mut h, name, data).unwrap();
+        };
+        add("./bin/busybox", tar::EntryType::Regular, "", b"BUSYBOX");
+        add("./bin/sh", tar::EntryType::Link, "./bin/busybox", b"");
+        add("./bin/dir", tar::EntryType::Directory, "", b"");
+        let tar = b.into_inner().unwrap();
+        assert_eq!(
+            file_in_tar(&tar, "/bin/busybox").unwrap().unwrap(),
+            b"BUSYBOX"
+        );
+        assert_eq!(file_in_tar(&tar, "/bin/sh").unwrap().unwrap(), b"BUSYBOX");
+        assert_eq!(file_in_tar(&tar, "/bin/dir").unwrap(), None);
+        assert_eq!(file_in_tar(&tar, "/bin/none").unwrap(), None);
+    }
 }
