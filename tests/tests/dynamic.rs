@@ -333,7 +333,7 @@ fn nginx_serves_concurrent_clients() {
     // One process (no fork): daemon off, master_process off; logs on stderr; temporary
     // files in the writable /tmp.
     let conf = "daemon off;\nmaster_process off;\nerror_log stderr notice;\npid /tmp/nginx.pid;\n\
-                events { worker_connections 128; }\n\
+                events { worker_connections 512; }\n\
                 http {\n  access_log off;\n  client_body_temp_path /tmp/body;\n  proxy_temp_path /tmp/proxy;\n\
                 fastcgi_temp_path /tmp/fastcgi;\n  uwsgi_temp_path /tmp/uwsgi;\n  scgi_temp_path /tmp/scgi;\n\
                 server { listen 8080; root /srv/www; }\n}\n";
@@ -386,6 +386,33 @@ fn nginx_serves_concurrent_clients() {
         .output()
         .unwrap();
     assert_eq!(String::from_utf8_lossy(&missing.stdout), "404");
+    // 200 clients at once that send their request and their FIN together (a request then
+    // `shutdown(SHUT_WR)`): nginx must answer each and close, not wait out its keep-alive
+    // timeout. Its edge-triggered epoll learns of the FIN from EPOLLRDHUP on the first
+    // event (before the fix the FIN was reported only after the read, as no new edge).
+    let clients: Vec<_> = (0..200)
+        .map(|_| {
+            std::thread::spawn(move || -> Result<String, String> {
+                use std::io::{Read, Write};
+                let mut s = std::net::TcpStream::connect(("127.0.0.1", port))
+                    .map_err(|e| format!("connect: {e}"))?;
+                s.set_read_timeout(Some(std::time::Duration::from_secs(30)))
+                    .unwrap();
+                s.write_all(b"GET / HTTP/1.1\r\nHost: kiln\r\n\r\n")
+                    .map_err(|e| format!("write: {e}"))?;
+                s.shutdown(std::net::Shutdown::Write).unwrap();
+                let mut answer = String::new();
+                s.read_to_string(&mut answer)
+                    .map_err(|e| format!("no end of the answer: {e}"))?;
+                Ok(answer)
+            })
+        })
+        .collect();
+    for c in clients {
+        let answer = c.join().unwrap().unwrap();
+        assert!(answer.starts_with("HTTP/1.1 200"), "{answer:.100}");
+        assert!(answer.ends_with(&page), "the body was cut short");
+    }
 }
 
 /// Copies Python's standard library without what a server needs least (tests, IDLE, Tk,
@@ -611,5 +638,86 @@ fn interval_timers_and_alarm_send_sigalrm() {
         (r.status, r.out().as_str()),
         (142, "ticks=3 interval=50000\n"),
         "{r:?}"
+    );
+}
+
+/// A DNS server on a thread of the program (127.0.0.1:53, an A record for every name),
+/// asked through glibc's resolver: `getaddrinfo` and `gethostbyname`.
+const RESOLVER: &str = r#"
+#include <arpa/inet.h>
+#include <netdb.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/socket.h>
+static int srv;
+static void *serve(void *arg) {
+    (void)arg;
+    unsigned char q[512], a[600];
+    for (;;) {
+        struct sockaddr_in from;
+        socklen_t fl = sizeof from;
+        int n = recvfrom(srv, q, sizeof q, 0, (struct sockaddr *)&from, &fl);
+        if (n < 12) continue;
+        int i = 12;
+        while (i < n && q[i]) i += q[i] + 1;
+        i += 5;
+        if (i > n) continue;
+        int qtype = (q[i - 4] << 8) | q[i - 3];
+        memcpy(a, q, i);
+        a[2] = 0x81; a[3] = 0x80;
+        a[6] = 0; a[7] = qtype == 1;
+        memset(a + 8, 0, 4);
+        int k = i;
+        if (qtype == 1) {
+            unsigned char rr[] = {0xc0, 12, 0, 1, 0, 1, 0, 0, 0, 60, 0, 4, 10, 1, 2, 3};
+            memcpy(a + k, rr, sizeof rr);
+            k += sizeof rr;
+        }
+        sendto(srv, a, k, 0, (struct sockaddr *)&from, fl);
+    }
+    return 0;
+}
+int main(void) {
+    srv = socket(AF_INET, SOCK_DGRAM, 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons(53)};
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (bind(srv, (struct sockaddr *)&sa, sizeof sa)) { perror("bind"); return 1; }
+    pthread_t t;
+    pthread_create(&t, 0, serve, 0);
+    struct addrinfo hints = {.ai_family = AF_INET, .ai_socktype = SOCK_STREAM}, *res;
+    int r = getaddrinfo("service.kiln.test", "80", &hints, &res);
+    if (r) { printf("getaddrinfo: %s\n", gai_strerror(r)); return 2; }
+    char buf[32];
+    inet_ntop(AF_INET, &((struct sockaddr_in *)res->ai_addr)->sin_addr, buf, sizeof buf);
+    printf("getaddrinfo: %s\n", buf);
+    struct hostent *h = gethostbyname("other.kiln.test");
+    if (!h) { printf("gethostbyname: %s\n", hstrerror(h_errno)); return 3; }
+    inet_ntop(AF_INET, h->h_addr_list[0], buf, sizeof buf);
+    printf("gethostbyname: %s\n", buf);
+    return 0;
+}
+"#;
+
+#[test]
+fn glibc_resolver_asks_a_dns_server() {
+    // glibc's resolver sets IP_RECVERR on its socket and gives up on the server, without
+    // a packet, when that fails (every name lookup of a dynamically linked program did).
+    let dir = scratch("dynamic");
+    let prog = gcc(&dir, "resolver", RESOLVER, &["-pthread"]);
+    let img = build_image("resolver", &["--elf", prog.to_str().unwrap()]);
+    let r = run_image(&img, &["--dns", "127.0.0.1", "--trace=setsockopt"]);
+    assert_eq!(
+        (r.status, r.out().as_str()),
+        (0, "getaddrinfo: 10.1.2.3\ngethostbyname: 10.1.2.3\n"),
+        "{r:?}"
+    );
+    // setsockopt(fd, SOL_IP, IP_RECVERR, ...) = 0
+    assert!(
+        r.stderr
+            .lines()
+            .any(|l| l.starts_with("setsockopt(") && l.contains(", 0, 11, ") && l.ends_with("= 0")),
+        "{}",
+        r.stderr
     );
 }

@@ -83,8 +83,11 @@ pub const O_TMPFILE: u32 = 0o20000000 | O_DIRECTORY;
 /// Status flags `F_SETFL` may change.
 pub const SETFL_MASK: u32 = O_APPEND | O_ASYNC | O_DIRECT | O_NOATIME | O_NONBLOCK;
 
-/// Most descriptors a process may hold (`RLIMIT_NOFILE`).
+/// Descriptors a new process may hold (`RLIMIT_NOFILE`'s soft limit, which a program
+/// may raise up to the hard limit: see [`FdTable::set_limit`]).
 pub const MAX_FDS: usize = 1024;
+/// The highest descriptor number any table accepts (Linux's `fs.nr_open`).
+pub const NR_OPEN: usize = 1 << 20;
 /// Default (and initial) capacity of a pipe.
 pub const PIPE_CAPACITY: usize = 65536;
 /// Largest capacity `F_SETPIPE_SZ` grants.
@@ -469,11 +472,18 @@ struct Slot {
 }
 
 /// The file-descriptor table.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct FdTable {
     slots: Vec<Option<Slot>>,
+    /// New descriptors are below this (`RLIMIT_NOFILE`'s soft limit).
+    limit: usize,
     /// Bumped whenever a descriptor is installed or closed (see [`FdTable::generation`]).
     generation: u64,
+    /// The descriptors changed, one per generation after `log_start` (see
+    /// [`FdTable::changes_since`]).
+    log: Vec<u32>,
+    /// The generation the log starts after.
+    log_start: u64,
     /// `select` requests of threads waiting with a timeout, by thread id: their user copies
     /// were cleared (a timeout leaves them empty), and a rerun after a wake-up reads them
     /// from here.
@@ -484,14 +494,43 @@ pub struct FdTable {
 fn index(fd: i32) -> KResult<usize> {
     usize::try_from(fd)
         .ok()
-        .filter(|&i| i < MAX_FDS)
+        .filter(|&i| i < NR_OPEN)
         .ok_or(Errno::EBADF)
+}
+
+impl Default for FdTable {
+    fn default() -> FdTable {
+        FdTable {
+            slots: Vec::new(),
+            limit: MAX_FDS,
+            generation: 0,
+            log: Vec::new(),
+            log_start: 0,
+            select_saved: Default::default(),
+        }
+    }
 }
 
 impl FdTable {
     /// An empty table.
     pub fn new() -> FdTable {
         FdTable::default()
+    }
+
+    /// Sets the number new descriptors stay below (`setrlimit(RLIMIT_NOFILE)`); open
+    /// descriptors above it stay open, as on Linux.
+    pub fn set_limit(&mut self, limit: u64) {
+        self.limit = usize::try_from(limit).map_or(NR_OPEN, |l| l.min(NR_OPEN));
+    }
+
+    /// The number new descriptors stay below.
+    pub fn limit(&self) -> usize {
+        self.limit
+    }
+
+    /// Whether no descriptor below the limit is free (the next open is `EMFILE`).
+    pub fn is_full(&self) -> bool {
+        self.slots.len() >= self.limit && self.slots[..self.limit].iter().all(Option::is_some)
     }
 
     /// A table with the console on 0 (stdin, always at end of file), 1 (stdout) and
@@ -531,28 +570,34 @@ impl FdTable {
     pub fn install_from(&mut self, min: i32, file: Arc<OpenFile>, cloexec: bool) -> KResult<i32> {
         let min = usize::try_from(min)
             .ok()
-            .filter(|&m| m < MAX_FDS)
+            .filter(|&m| m < self.limit)
             .ok_or(Errno::EINVAL)?;
-        let free = (min..MAX_FDS)
+        let free = (min..self.limit)
             .find(|&i| self.slots.get(i).is_none_or(|s| s.is_none()))
             .ok_or(Errno::EMFILE)?;
         if free >= self.slots.len() {
             self.slots.resize(free + 1, None);
         }
         self.slots[free] = Some(Slot { file, cloexec });
-        self.generation += 1;
+        self.note_change(free);
         Ok(free as i32)
     }
 
     /// Installs `file` at exactly `fd`, closing what was there (`dup2`); `EBADF` if out of
     /// range.
     pub fn install_at(&mut self, fd: i32, file: Arc<OpenFile>, cloexec: bool) -> KResult<()> {
-        let i = index(fd)?;
+        let i = index(fd).and_then(|i| {
+            if i < self.limit {
+                Ok(i)
+            } else {
+                Err(Errno::EBADF)
+            }
+        })?;
         if i >= self.slots.len() {
             self.slots.resize(i + 1, None);
         }
         self.slots[i] = Some(Slot { file, cloexec });
-        self.generation += 1;
+        self.note_change(i);
         Ok(())
     }
 
@@ -564,7 +609,7 @@ impl FdTable {
                 while matches!(self.slots.last(), Some(None)) {
                     self.slots.pop();
                 }
-                self.generation += 1;
+                self.note_change(i);
                 Ok(())
             }
             None => Err(Errno::EBADF),
@@ -668,7 +713,7 @@ impl FdTable {
                 *slot = None;
             }
         }
-        self.generation += 1;
+        self.note_bulk_change();
         while matches!(self.slots.last(), Some(None)) {
             self.slots.pop();
         }
@@ -689,7 +734,7 @@ impl FdTable {
         while matches!(self.slots.last(), Some(None)) {
             self.slots.pop();
         }
-        self.generation += 1;
+        self.note_bulk_change();
         closed
     }
 
@@ -697,6 +742,31 @@ impl FdTable {
     /// (for caches such as `/proc/self/fd`).
     pub fn generation(&self) -> u64 {
         self.generation
+    }
+
+    /// The descriptors installed or closed since generation `gen` (some maybe more than
+    /// once), or `None` when the table no longer knows (too long ago, or a bulk close):
+    /// a cache then rebuilds from [`FdTable::open`].
+    pub fn changes_since(&self, gen: u64) -> Option<&[u32]> {
+        let from = usize::try_from(gen.checked_sub(self.log_start)?).ok()?;
+        self.log.get(from..)
+    }
+
+    fn note_change(&mut self, fd: usize) {
+        /// Changes kept: enough for a cache looked at every few calls.
+        const LOG_MAX: usize = 256;
+        if self.log.len() == LOG_MAX {
+            self.log.clear();
+            self.log_start = self.generation;
+        }
+        self.generation += 1;
+        self.log.push(fd as u32);
+    }
+
+    fn note_bulk_change(&mut self) {
+        self.generation += 1;
+        self.log.clear();
+        self.log_start = self.generation;
     }
 
     /// The open descriptors, in order.

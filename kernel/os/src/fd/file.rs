@@ -135,6 +135,12 @@ pub trait FileLike: Any + Send + Sync {
         Err(Errno::ENOTTY)
     }
 
+    /// Bytes written and not yet taken by the other end (`ioctl(SIOCOUTQ)`, `TIOCOUTQ`);
+    /// `ENOTTY` for kinds without.
+    fn outq(&self) -> KResult<u64> {
+        Err(Errno::ENOTTY)
+    }
+
     /// The node of the tree behind the file, if any.
     fn inode(&self) -> Option<&Arc<Inode>> {
         None

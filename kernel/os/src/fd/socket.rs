@@ -36,6 +36,14 @@ impl FileLike for Socket {
         Some(Socket::describe(self))
     }
 
+    fn nread(&self, _: u64) -> KResult<u64> {
+        Ok(self.queues()?.0 as u64)
+    }
+
+    fn outq(&self) -> KResult<u64> {
+        Ok(self.queues()?.1 as u64)
+    }
+
     /// The network can make a socket ready.
     fn locally_driven(&self) -> bool {
         false

@@ -400,7 +400,29 @@ impl Vfs {
                 0,
             ))
         };
-        {
+        let changes = self
+            .synced
+            .as_ref()
+            .and_then(|(g, _)| files.changes_since(*g));
+        if let Some(changes) = changes {
+            // Only the descriptors that changed: a server opening and closing connections
+            // among thousands would otherwise rebuild the whole directory at every path
+            // lookup.
+            let mut d = dir_of(&self.proc_fd).expect("dir").lock();
+            for &fd in changes {
+                let name = alloc::format!("{fd}");
+                match files.get(fd as i32) {
+                    Ok(f) => {
+                        if d.get(&name).and_then(|n| n.symlink_target()) != Some(f.path.as_str()) {
+                            d.insert(name, link(&f.path));
+                        }
+                    }
+                    Err(_) => {
+                        d.remove(&name);
+                    }
+                }
+            }
+        } else {
             let mut d = dir_of(&self.proc_fd).expect("dir").lock();
             let mut fresh = DirMap::new();
             for fd in files.fds() {

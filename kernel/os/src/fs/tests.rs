@@ -535,3 +535,58 @@ fn generated_files_replace_the_images() {
     assert_eq!(v.set_static_file("relative", b"x"), Err(Errno::EINVAL));
     assert_eq!(v.set_static_file("/dir/", b"x"), Err(Errno::EINVAL));
 }
+
+#[test]
+fn proc_self_fd_follows_many_changes_piecemeal_and_after_bulk_closes() {
+    use crate::fd::{FdTable, NodeFile, OpenFile};
+    let mut v = vfs();
+    let mut files = FdTable::with_console();
+    let n = v.find("/", "/etc/hosts", true).unwrap();
+    let open = |files: &mut FdTable, path: &str| {
+        files
+            .install(
+                OpenFile::new(Arc::new(NodeFile(n.clone())), path.into(), 0),
+                true,
+            )
+            .unwrap()
+    };
+    let listing = |v: &Vfs| -> Vec<(String, String)> {
+        let d = v.find("/", "/proc/self/fd", true).unwrap();
+        let mut l: Vec<(String, String)> = (d.dir().unwrap().lock().iter())
+            .map(|(k, node)| (k.clone(), node.symlink_target().unwrap().into()))
+            .collect();
+        l.sort_by_key(|(k, _)| k.parse::<u32>().unwrap());
+        l
+    };
+    let expected = |files: &FdTable| -> Vec<(String, String)> {
+        files
+            .open()
+            .map(|(fd, f)| (alloc::format!("{fd}"), f.path.clone()))
+            .collect()
+    };
+    v.sync_proc(&files, "/", &[1]);
+    // A server's churn: opens and closes between lookups, a descriptor reused for
+    // another file, dup2 over an open one; more changes than the table keeps, too.
+    for round in 0..3 {
+        let count = [5, 40, 300][round];
+        let fds: Vec<i32> = (0..count)
+            .map(|i| open(&mut files, &alloc::format!("/a{i}")))
+            .collect();
+        for fd in fds.iter().step_by(2) {
+            files.close(*fd).unwrap();
+        }
+        let again = open(&mut files, "/again");
+        files.dup3(again, 4, None).unwrap();
+        v.sync_proc(&files, "/", &[1]);
+        assert_eq!(listing(&v), expected(&files), "round {round}");
+    }
+    // A bulk close (execve's close-on-exec): rebuilt from the table.
+    files.close_on_exec();
+    v.sync_proc(&files, "/", &[1]);
+    assert_eq!(listing(&v), expected(&files));
+    assert_eq!(
+        listing(&v).len(),
+        4,
+        "0, 1, 2 and the dup2 without close-on-exec"
+    );
+}

@@ -180,6 +180,17 @@ pub struct Options {
     pub snd_timeout: u64,
     /// `SO_BROADCAST`.
     pub broadcast: bool,
+    /// `IP_TTL` as set (0: the default, 64): the hop limit of what the socket sends.
+    pub ttl: u8,
+    /// `IP_TOS` as set (kept and reported; the stack sends every packet with 0).
+    pub tos: u8,
+    /// `IP_RECVERR`: ICMP errors queued for `MSG_ERRQUEUE`. The stack hands the sockets
+    /// no ICMP errors, so the queue stays empty.
+    pub recv_err: bool,
+    /// `IP_MTU_DISCOVER` as set (`None`: Linux's default, `IP_PMTUDISC_WANT`).
+    pub pmtu_disc: Option<u8>,
+    /// `IP_PKTINFO`: `recvmsg` on a UDP socket says which address each datagram was sent to.
+    pub pkt_info: bool,
 }
 
 #[derive(Debug)]
@@ -202,6 +213,8 @@ struct Sock {
     local: Option<SockAddr>,
     /// UDP: the default destination set by `connect`.
     peer: Option<SockAddr>,
+    /// UDP: the address the last datagram received was sent to (`IP_PKTINFO`).
+    last_dst: Option<[u8; 4]>,
     opts: Options,
     /// Pending `SO_ERROR`.
     error: Option<Errno>,
@@ -233,6 +246,7 @@ impl Sock {
             },
             local: None,
             peer: None,
+            last_dst: None,
             opts: Options::default(),
             error: None,
             shut_rd: false,
@@ -450,6 +464,7 @@ fn tcp_socket(sockets: &mut Sockets, opts: &Options) -> KResult<tcp::Socket<'sta
 fn apply_tcp_options(s: &mut tcp::Socket<'static>, opts: &Options) {
     s.set_nagle_enabled(!opts.no_delay);
     s.set_keep_alive(opts.keep_alive.then(|| Duration::from_secs(75)));
+    s.set_hop_limit((opts.ttl != 0).then_some(opts.ttl));
 }
 
 fn udp_socket() -> KResult<udp::Socket<'static>> {
@@ -1309,9 +1324,18 @@ impl Socket {
         let mut applied = false;
         if let Some(sock) = socks.get_mut(&self.id) {
             f(&mut sock.opts);
-            if let Kind::TcpConn(h) = sock.kind {
-                apply_tcp_options(sockets.get_mut::<tcp::Socket>(h), &sock.opts);
-                applied = true;
+            match sock.kind {
+                Kind::TcpConn(h) => {
+                    apply_tcp_options(sockets.get_mut::<tcp::Socket>(h), &sock.opts);
+                    applied = true;
+                }
+                Kind::Udp(Some(h)) => {
+                    let ttl = sock.opts.ttl;
+                    sockets
+                        .get_mut::<udp::Socket>(h)
+                        .set_hop_limit((ttl != 0).then_some(ttl));
+                }
+                _ => {}
             }
         }
         if applied {
@@ -1396,6 +1420,8 @@ impl Socket {
             if !self.stream {
                 let mut u = udp_socket()?;
                 u.bind(listen_endpoint(local)).map_err(|_| Errno::EINVAL)?;
+                let ttl = s.sock(id)?.opts.ttl;
+                u.set_hop_limit((ttl != 0).then_some(ttl));
                 let h = s.sockets.add(u, id);
                 s.sock(id)?.kind = Kind::Udp(Some(h));
             }
@@ -1678,11 +1704,17 @@ impl Socket {
     /// (or a write that filled the buffer) must count as one, or the data arriving next
     /// would look like no change, and a reader waiting for it would never be woken (nor
     /// an edge-triggered epoll told).
+    ///
+    /// Events that appear here, unseen by the stack's sweep, are a new edge for
+    /// edge-triggered epoll (its sequence number moves); events that went away are not.
     fn note_readiness(&self) {
         let mut s = self.stack.lock();
         s.touch(self.id);
         let r = s.readiness(self.id);
         if let Some(sock) = s.socks.get_mut(&self.id) {
+            if r & !sock.last_ready != 0 {
+                sock.seq += 1;
+            }
             sock.last_ready = r;
         }
     }
@@ -1766,7 +1798,8 @@ impl Socket {
             Kind::Udp(None) => Err(Errno::EAGAIN),
             Kind::Udp(Some(h)) => {
                 let peer = sock.peer;
-                let u = s.sockets.get_mut::<udp::Socket>(h);
+                let Stack { socks, sockets, .. } = &mut *s;
+                let u = sockets.get_mut::<udp::Socket>(h);
                 loop {
                     let (data, meta) = if peek {
                         match u.peek() {
@@ -1785,6 +1818,11 @@ impl Socket {
                     }
                     let n = data.len().min(buf.len());
                     buf[..n].copy_from_slice(&data[..n]);
+                    if let Some(sock) = socks.get_mut(&id) {
+                        sock.last_dst = meta.local_address.map(|a| match a {
+                            IpAddress::Ipv4(v4) => v4.octets(),
+                        });
+                    }
                     return Ok((n, Some(from)));
                 }
             }
@@ -1923,7 +1961,45 @@ impl Socket {
                 return SockAddr::from_endpoint(e);
             }
         }
-        sock.local.unwrap_or_default()
+        let local = sock.local.unwrap_or_default();
+        // A connected UDP socket bound to any address names the source its datagrams
+        // leave from, as Linux does (the "which address reaches that host" idiom).
+        if let (Kind::Udp(_), Some(peer), [0, 0, 0, 0]) = (&sock.kind, sock.peer, local.ip) {
+            let ip = if peer.ip[0] == 127 {
+                [127, 0, 0, 1]
+            } else {
+                s.external_addr().map_or([0; 4], |c| c.address().octets())
+            };
+            return SockAddr { ip, ..local };
+        }
+        local
+    }
+
+    /// UDP: the address the datagram `recv` returned last was sent to (`IP_PKTINFO`).
+    pub fn last_destination(&self) -> Option<[u8; 4]> {
+        let s = self.stack.lock();
+        s.socks.get(&self.id).and_then(|s| s.last_dst)
+    }
+
+    /// The bytes waiting to be read (`FIONREAD`; for UDP the next datagram's length) and
+    /// those sent but not yet acknowledged or still queued (`SIOCOUTQ`). `EINVAL` on a
+    /// listener, as on Linux.
+    pub fn queues(&self) -> KResult<(usize, usize)> {
+        let mut s = self.stack.lock();
+        let sock = s.sock(self.id)?;
+        match sock.kind {
+            Kind::TcpFresh | Kind::Udp(None) => Ok((0, 0)),
+            Kind::TcpListen { .. } => Err(Errno::EINVAL),
+            Kind::TcpConn(h) => {
+                let t = s.sockets.get::<tcp::Socket>(h);
+                Ok((t.recv_queue(), t.send_queue()))
+            }
+            Kind::Udp(Some(h)) => {
+                let u = s.sockets.get_mut::<udp::Socket>(h);
+                let next = u.peek().map_or(0, |(data, _)| data.len());
+                Ok((next, u.send_queue()))
+            }
+        }
     }
 
     /// What `netstat` would show: protocol, addresses and TCP state
@@ -2039,7 +2115,12 @@ impl Sock {
                     return err;
                 }
                 let mut r = err;
-                let eof = !t.may_recv() || sock.shut_rd;
+                // The peer's FIN counts from its arrival, data still queued before it or
+                // not (smoltcp's `may_recv` stays true until that data is read): a server
+                // that reads a request and its FIN in one go must see `POLLRDHUP` with the
+                // `POLLIN`, or an edge-triggered epoll never tells it of the end (nginx,
+                // tokio: a short read clears their readiness).
+                let eof = fin_received(state) || sock.shut_rd;
                 if t.can_recv() || eof {
                     r |= POLLIN | POLLRDNORM;
                 }
@@ -2065,6 +2146,19 @@ impl Sock {
             }
         }
     }
+}
+
+/// Whether the peer's FIN arrived (or the connection is over): nothing more will come
+/// after the data already queued.
+fn fin_received(state: tcp::State) -> bool {
+    matches!(
+        state,
+        tcp::State::CloseWait
+            | tcp::State::LastAck
+            | tcp::State::Closing
+            | tcp::State::TimeWait
+            | tcp::State::Closed
+    )
 }
 
 impl Sock {
@@ -2154,6 +2248,35 @@ mod tests {
         assert!(m.waiting.is_empty(), "the waiting reader was not woken");
         assert_eq!(srv.read(&mut m, &mut buf), Ok(3));
         assert_eq!(&buf[..3], b"two");
+    }
+
+    #[test]
+    fn data_and_fin_arriving_together_report_rdhup_with_the_data() {
+        let mut m = FakeMachine::default();
+        let net = Net::default();
+        let (c, srv, _listener) = connected(&net, &mut m);
+        let seq = srv.event_seq();
+        c.write(&mut m, b"GET / HTTP/1.1\r\n\r\n").unwrap();
+        c.shutdown(&mut m, 1).unwrap();
+        net.end_of_call(&mut m);
+        idle(&net, &mut m, 5);
+        let r = srv.poll_events();
+        assert_eq!(
+            r & (POLLIN | POLLRDHUP),
+            POLLIN | POLLRDHUP,
+            "the FIN behind the data is reported with it: {r:#x}"
+        );
+        assert_ne!(srv.event_seq(), seq);
+        let mut buf = [0u8; 64];
+        assert_eq!(srv.read(&mut m, &mut buf), Ok(18));
+        // Drained: still readable (the end), still RDHUP, and the answer can go out.
+        let r = srv.poll_events();
+        assert_eq!(
+            r & (POLLIN | POLLRDHUP | POLLOUT),
+            POLLIN | POLLRDHUP | POLLOUT
+        );
+        assert_eq!(srv.read(&mut m, &mut buf), Ok(0));
+        assert_eq!(srv.write(&mut m, b"HTTP/1.1 200 OK\r\n\r\n"), Ok(19));
     }
 
     /// Lets `ms` milliseconds pass, running the stack each millisecond.

@@ -56,6 +56,8 @@ const CHUNK: usize = 64 * 1024;
 const IOV_MAX: u64 = 1024;
 
 const FIONREAD: u32 = 0x541b;
+/// `SIOCOUTQ` (`TIOCOUTQ`): bytes sent and not yet acknowledged.
+const SIOCOUTQ: u32 = 0x5411;
 const FIONBIO: u32 = 0x5421;
 const FIONCLEX: u32 = 0x5450;
 const FIOCLEX: u32 = 0x5451;
@@ -800,7 +802,7 @@ fn sys_open(
 ) -> KResult<i64> {
     let flags = flags as u32;
     let path = path(p, m, path_addr)?;
-    if p.files.fds().count() >= MAX_FDS {
+    if p.files.is_full() {
         return Err(Errno::EMFILE);
     }
     let base = base(p, dirfd, &path)?;
@@ -1069,8 +1071,12 @@ fn sys_ioctl(p: &mut Process, m: &mut dyn Machine, fd: i32, req: u32, arg: u64) 
             f.set_status_flags(if on { fl | O_ASYNC } else { fl & !O_ASYNC });
             Ok(0)
         }
-        FIONREAD => {
-            let n = f.object.nread(f.offset())?;
+        FIONREAD | SIOCOUTQ => {
+            let n = if req == FIONREAD {
+                f.object.nread(f.offset())?
+            } else {
+                f.object.outq()?
+            };
             put(p, m, arg, &(n.min(i32::MAX as u64) as i32).to_le_bytes())?;
             Ok(0)
         }
@@ -1092,7 +1098,7 @@ fn sys_poll(
     nfds: u64,
     timeout_ns: Option<u64>,
 ) -> KResult<Outcome> {
-    if nfds > MAX_FDS as u64 {
+    if nfds > p.files.limit() as u64 {
         return Err(Errno::EINVAL);
     }
     let deadline = wait_deadline(m, timeout_ns);

@@ -72,6 +72,11 @@ const TCP_KEEPCNT: u64 = 6;
 
 const IP_TOS: u64 = 1;
 const IP_TTL: u64 = 2;
+const IP_PKTINFO: u64 = 8;
+const IP_MTU_DISCOVER: u64 = 10;
+const IP_RECVERR: u64 = 11;
+/// `msg_flags`: control data did not fit.
+const MSG_CTRUNC: u32 = 0x8;
 
 /// Largest amount one send call copies in (it may queue less; the rest is a short write).
 const MAX_SEND: usize = 256 * 1024;
@@ -451,6 +456,10 @@ struct MsgHdr {
     name: u64,
     namelen: u32,
     iov: Vec<(u64, u64)>,
+    /// `msg_control`.
+    control: u64,
+    /// `msg_controllen`.
+    controllen: u64,
 }
 
 /// Copies the bytes of a `msghdr`'s iovec from user memory, at most `max` of them.
@@ -514,6 +523,8 @@ fn get_msghdr(p: &mut Process, m: &mut dyn Machine, addr: u64) -> KResult<MsgHdr
         name: u64at(0),
         namelen: u32::from_le_bytes(raw[8..12].try_into().expect("4 bytes")),
         iov,
+        control: u64at(32),
+        controllen: u64at(40),
     })
 }
 
@@ -563,13 +574,40 @@ fn sys_recvmsg(p: &mut Process, m: &mut dyn Machine, fd: i32, msg: u64, flags: u
             _ => 0,
         };
         write_user(p, m, msg + 8, &namelen.to_le_bytes())?;
-        // No control messages; no flags (MSG_TRUNC is not reported).
-        write_user(p, m, msg + 40, &0u64.to_le_bytes())?;
-        write_user(p, m, msg + 48, &0u32.to_le_bytes())?;
+        // The one control message: IP_PKTINFO on a UDP socket that asked for it. No
+        // flags otherwise (MSG_TRUNC is not reported).
+        let control = match s.last_destination() {
+            Some(dst) if !s.stream && s.options().pkt_info => pktinfo_cmsg(dst),
+            _ => Vec::new(),
+        };
+        let (controllen, msg_flags) = if control.len() as u64 <= h.controllen {
+            write_user(p, m, h.control, &control)?;
+            (control.len() as u64, 0)
+        } else {
+            (0, MSG_CTRUNC)
+        };
+        write_user(p, m, msg + 40, &controllen.to_le_bytes())?;
+        write_user(p, m, msg + 48, &msg_flags.to_le_bytes())?;
         Ok(n as i64)
     })();
     let timeout = s.options().rcv_timeout;
     block(m, &f, &s, flags, timeout, r)
+}
+
+/// A `cmsghdr` (`SOL_IP`, `IP_PKTINFO`) with its `struct in_pktinfo`: the interface's
+/// index and the address a datagram was sent to, padded to `CMSG_SPACE`.
+fn pktinfo_cmsg(dst: [u8; 4]) -> Vec<u8> {
+    // 16 bytes of header, then ipi_ifindex, ipi_spec_dst, ipi_addr.
+    let mut c = Vec::with_capacity(32);
+    c.extend_from_slice(&28u64.to_le_bytes());
+    c.extend_from_slice(&(IPPROTO_IP as i32).to_le_bytes());
+    c.extend_from_slice(&(IP_PKTINFO as i32).to_le_bytes());
+    let ifindex: i32 = if dst[0] == 127 { 1 } else { 2 };
+    c.extend_from_slice(&ifindex.to_le_bytes());
+    c.extend_from_slice(&dst);
+    c.extend_from_slice(&dst);
+    c.resize(32, 0);
+    c
 }
 
 fn timeval_ns(b: &[u8]) -> KResult<u64> {
@@ -666,8 +704,33 @@ fn sys_setsockopt(
         (IPPROTO_TCP, TCP_MAXSEG | TCP_KEEPIDLE | TCP_KEEPINTVL | TCP_KEEPCNT) if s.stream => {
             int()?;
         }
-        (IPPROTO_IP, IP_TOS | IP_TTL) => {
-            int()?;
+        (IPPROTO_IP, IP_TTL) => {
+            let ttl = match int()? {
+                -1 => 0,
+                v @ 1..=255 => v as u8,
+                _ => return Err(Errno::EINVAL),
+            };
+            s.set_options(&|o| o.ttl = ttl);
+        }
+        (IPPROTO_IP, IP_TOS) => {
+            let tos = int()? as u8;
+            s.set_options(&|o| o.tos = tos);
+        }
+        (IPPROTO_IP, IP_RECVERR) => {
+            let on = int()? != 0;
+            s.set_options(&|o| o.recv_err = on);
+        }
+        (IPPROTO_IP, IP_PKTINFO) => {
+            let on = int()? != 0;
+            s.set_options(&|o| o.pkt_info = on);
+        }
+        (IPPROTO_IP, IP_MTU_DISCOVER) => {
+            // IP_PMTUDISC_DONT, WANT, DO, PROBE, INTERFACE, OMIT.
+            let v = u8::try_from(int()?)
+                .ok()
+                .filter(|v| *v <= 5)
+                .ok_or(Errno::EINVAL)?;
+            s.set_options(&|o| o.pmtu_disc = Some(v));
         }
         _ => return Err(Errno::ENOPROTOOPT),
     }
@@ -726,8 +789,11 @@ fn sys_getsockopt(
         (IPPROTO_TCP, TCP_KEEPIDLE) if s.stream => int(7200),
         (IPPROTO_TCP, TCP_KEEPINTVL) if s.stream => int(75),
         (IPPROTO_TCP, TCP_KEEPCNT) if s.stream => int(9),
-        (IPPROTO_IP, IP_TTL) => int(64),
-        (IPPROTO_IP, IP_TOS) => int(0),
+        (IPPROTO_IP, IP_TTL) => int(if o.ttl == 0 { 64 } else { o.ttl.into() }),
+        (IPPROTO_IP, IP_TOS) => int(o.tos.into()),
+        (IPPROTO_IP, IP_RECVERR) => int(o.recv_err.into()),
+        (IPPROTO_IP, IP_PKTINFO) => int(o.pkt_info.into()),
+        (IPPROTO_IP, IP_MTU_DISCOVER) => int(o.pmtu_disc.unwrap_or(1).into()),
         _ => return Err(Errno::ENOPROTOOPT),
     };
     let n = (len as usize).min(bytes.len());

@@ -8,6 +8,7 @@
 use alloc::vec::Vec;
 
 use crate::errno::{Errno, KResult};
+use crate::fd::MAX_FDS;
 use crate::machine::Machine;
 use crate::process::{Outcome, Process, PID};
 use crate::small::SmallSet;
@@ -49,6 +50,9 @@ pub const RLIMIT_CORE: usize = 4;
 pub const RLIMIT_NOFILE: usize = 7;
 /// `RLIMIT_AS`.
 pub const RLIMIT_AS: usize = 9;
+/// `RLIMIT_NOFILE`'s hard limit at start (systemd's default, which Debian's services
+/// get): servers raise their soft limit to it (Go does so by itself).
+pub const NOFILE_HARD: u64 = 524_288;
 /// Largest `RLIMIT_NOFILE` (Linux's default `fs.nr_open`).
 pub const NR_OPEN: u64 = 1 << 20;
 
@@ -143,14 +147,14 @@ impl Rlimit {
 }
 
 /// The limits a new program starts with: `RLIMIT_STACK` 8 MiB soft / unlimited hard (the
-/// usual Linux default), `RLIMIT_NOFILE` 1024 / 4096, `RLIMIT_CORE` 0 / unlimited (Kiln
+/// usual Linux default), `RLIMIT_NOFILE` 1024 / 524288, `RLIMIT_CORE` 0 / unlimited (Kiln
 /// writes no core files), everything else unlimited.
 pub fn default_limits() -> [Rlimit; RLIM_NLIMITS] {
     let mut l = [Rlimit::INF; RLIM_NLIMITS];
     l[RLIMIT_STACK].cur = 8 << 20;
     l[RLIMIT_NOFILE] = Rlimit {
-        cur: 1024,
-        max: 4096,
+        cur: MAX_FDS as u64,
+        max: NOFILE_HARD,
     };
     l[RLIMIT_CORE].cur = 0;
     l
@@ -670,6 +674,14 @@ fn set_uts_name(
     Ok(0)
 }
 
+/// Applies the limits other parts of the kernel enforce (the descriptor table's).
+fn limits_changed(p: &mut Process) {
+    let nofile = state(p)
+        .limit(RLIMIT_NOFILE as u64)
+        .map_or(MAX_FDS as u64, |l| l.cur);
+    p.files.set_limit(nofile);
+}
+
 fn getrlimit(p: &mut Process, m: &mut dyn Machine, resource: u64, rlim: u64) -> KResult<i64> {
     let l = state(p).limit(resource as u32 as u64)?;
     write_user(p, m, rlim, &l.to_bytes())?;
@@ -679,6 +691,7 @@ fn getrlimit(p: &mut Process, m: &mut dyn Machine, resource: u64, rlim: u64) -> 
 fn setrlimit(p: &mut Process, m: &mut dyn Machine, resource: u64, rlim: u64) -> KResult<i64> {
     let new = Rlimit::from_bytes(&read_user(p, m, rlim)?);
     state(p).set_limit(resource as u32 as u64, new)?;
+    limits_changed(p);
     Ok(0)
 }
 
@@ -703,6 +716,7 @@ fn prlimit64(
         Some(new) => state(p).set_limit(resource, new)?,
         None => state(p).limit(resource)?,
     };
+    limits_changed(p);
     if old != 0 {
         write_user(p, m, old, &previous.to_bytes())?;
     }
@@ -1697,6 +1711,35 @@ mod tests {
     }
 
     #[test]
+    fn raising_nofile_lets_the_table_grow_past_1024() {
+        let (mut p, mut m, buf) = setup();
+        let dup_all = |p: &mut Process, m: &mut FakeMachine| loop {
+            let fd = call(p, m, sysno::DUP, &[1]);
+            if fd < 0 {
+                return fd;
+            }
+        };
+        assert_eq!(dup_all(&mut p, &mut m), -24, "EMFILE");
+        assert_eq!(call(&mut p, &mut m, sysno::DUP, &[1]), -24);
+        assert_eq!(call(&mut p, &mut m, sysno::DUP2, &[1, 1024]), -9);
+        let set_nofile = |p: &mut Process, m: &mut FakeMachine, cur: u64| {
+            poke(p, m, buf, &Rlimit { cur, max: 524_288 }.to_bytes());
+            call(p, m, sysno::SETRLIMIT, &[RLIMIT_NOFILE as u64, buf])
+        };
+        // setrlimit(RLIMIT_NOFILE, {4096, 524288}): 3,072 more.
+        assert_eq!(set_nofile(&mut p, &mut m, 4096), 0);
+        assert_eq!(call(&mut p, &mut m, sysno::DUP, &[1]), 1024);
+        assert_eq!(call(&mut p, &mut m, sysno::DUP2, &[1, 4095]), 4095);
+        assert_eq!(dup_all(&mut p, &mut m), -24);
+        assert_eq!(p.files.fds().count(), 4096);
+        // Lowered again: the open ones stay, no new one.
+        assert_eq!(set_nofile(&mut p, &mut m, 2048), 0);
+        assert_eq!(call(&mut p, &mut m, sysno::CLOSE, &[3000]), 0);
+        assert_eq!(call(&mut p, &mut m, sysno::DUP, &[4095]), -24);
+        assert_eq!(call(&mut p, &mut m, sysno::WRITE, &[4095, buf, 0]), 0);
+    }
+
+    #[test]
     fn limits_table() {
         let s = ProcState::default();
         assert_eq!(
@@ -1710,7 +1753,7 @@ mod tests {
             s.limit(RLIMIT_NOFILE as u64),
             Ok(Rlimit {
                 cur: 1024,
-                max: 4096
+                max: 524_288
             })
         );
         assert_eq!(s.limit(RLIMIT_AS as u64), Ok(Rlimit::INF));

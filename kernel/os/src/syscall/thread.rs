@@ -152,9 +152,16 @@ fn clone3(p: &mut Process, m: &mut dyn Machine, addr: u64, size: u64) -> KResult
     };
     let f = |i: usize| u64::from_le_bytes(raw[i * 8..i * 8 + 8].try_into().unwrap());
     let (flags, exit_signal, stack, stack_size) = (f(0), f(4), f(5), f(6));
-    if exit_signal != 0 || f(8) != 0 || f(9) != 0 || (size >= 88 && f(10) != 0) {
+    // The exit signal sits in `clone`'s low byte (CSIGNAL), so a process-creating
+    // `clone3` (glibc's `posix_spawn`, `system` and `popen` pass SIGCHLD) gets
+    // `clone`'s ENOSYS, and a thread with one gets its EINVAL.
+    if exit_signal > 64 || flags & CSIGNAL != 0 {
         return Err(Errno::EINVAL);
     }
+    if f(8) != 0 || f(9) != 0 || (size >= 88 && f(10) != 0) {
+        return Err(Errno::EINVAL);
+    }
+    let flags = flags | exit_signal;
     if (stack == 0) != (stack_size == 0) {
         return Err(Errno::EINVAL);
     }
@@ -435,6 +442,28 @@ mod tests {
         assert_eq!(m.spawned[0].1, 0x6001_0000);
         assert_eq!(m.spawned[0].0.fs_base, 0x4444_0000);
         assert_eq!(call(&mut p, &mut m, sysno::CLONE3, &[buf, 8]), EINVAL);
+    }
+
+    #[test]
+    fn clone3_of_a_process_is_enosys_and_a_thread_with_an_exit_signal_einval() {
+        let (mut p, mut m, buf) = setup();
+        let mut args = [0u64; 11];
+        // glibc's posix_spawn: CLONE_VM | CLONE_VFORK, exit_signal SIGCHLD.
+        args[0] = CLONE_VM | CLONE_VFORK;
+        args[4] = 17;
+        let bytes: alloc::vec::Vec<u8> = args.iter().flat_map(|v| v.to_le_bytes()).collect();
+        poke(&mut p, &mut m, buf, &bytes);
+        assert_eq!(call(&mut p, &mut m, sysno::CLONE3, &[buf, 88]), ENOSYS);
+        assert!(m.log.iter().any(|l| l.contains("one process")));
+        args[0] = CLONE_VM | CLONE_THREAD | CLONE_SIGHAND;
+        let bytes: alloc::vec::Vec<u8> = args.iter().flat_map(|v| v.to_le_bytes()).collect();
+        poke(&mut p, &mut m, buf, &bytes);
+        assert_eq!(call(&mut p, &mut m, sysno::CLONE3, &[buf, 88]), EINVAL);
+        args[4] = 65;
+        let bytes: alloc::vec::Vec<u8> = args.iter().flat_map(|v| v.to_le_bytes()).collect();
+        poke(&mut p, &mut m, buf, &bytes);
+        assert_eq!(call(&mut p, &mut m, sysno::CLONE3, &[buf, 88]), EINVAL);
+        assert!(m.spawned.is_empty());
     }
 
     #[test]

@@ -28,7 +28,7 @@ fn do_select(
     if nfds < 0 {
         return Err(Errno::EINVAL);
     }
-    let n = (nfds as usize).min(MAX_FDS);
+    let n = (nfds as usize).min(p.files.limit().max(MAX_FDS));
     let bytes = n.div_ceil(64) * 8;
     let deadline = wait_deadline(m, timeout_ns);
     let tid = m.thread().tid;

@@ -293,6 +293,30 @@ fn accept_waits_or_fails_with_eagain() {
     assert_ne!(u16::from_be_bytes([name[2], name[3]]), 0);
 }
 
+/// Writes a `msghdr` at `at` with one iovec entry (`data`, `len`, the entry itself at
+/// `at + 100`), `name`/`namelen` and `control`/`controllen`.
+fn msghdr(
+    p: &mut Process,
+    m: &mut FakeMachine,
+    at: u64,
+    (name, namelen): (u64, u32),
+    (data, len): (u64, u64),
+    (control, controllen): (u64, u64),
+) {
+    let mut msg = [0u8; 56];
+    msg[..8].copy_from_slice(&name.to_le_bytes());
+    msg[8..12].copy_from_slice(&namelen.to_le_bytes());
+    msg[16..24].copy_from_slice(&(at + 100).to_le_bytes());
+    msg[24..32].copy_from_slice(&1u64.to_le_bytes());
+    msg[32..40].copy_from_slice(&control.to_le_bytes());
+    msg[40..48].copy_from_slice(&controllen.to_le_bytes());
+    poke(p, m, at, &msg);
+    let mut iov = [0u8; 16];
+    iov[..8].copy_from_slice(&data.to_le_bytes());
+    iov[8..].copy_from_slice(&len.to_le_bytes());
+    poke(p, m, at + 100, &iov);
+}
+
 #[test]
 fn udp_round_trip() {
     let (mut p, mut m, buf) = setup();
@@ -324,25 +348,26 @@ fn udp_round_trip() {
     let from = peek(&mut p, &mut m, buf + 256, 16);
     assert_eq!(&from[4..8], &[127, 0, 0, 1]);
     // Echo back to the sender through sendmsg; read it with recvmsg.
-    let mut msg = [0u8; 56];
-    msg[..8].copy_from_slice(&(buf + 256).to_le_bytes());
-    msg[8..12].copy_from_slice(&16u32.to_le_bytes());
-    msg[16..24].copy_from_slice(&(buf + 400).to_le_bytes());
-    msg[24..32].copy_from_slice(&1u64.to_le_bytes());
-    poke(&mut p, &mut m, buf + 300, &msg);
-    let mut iov = [0u8; 16];
-    iov[..8].copy_from_slice(&(buf + 128).to_le_bytes());
-    iov[8..].copy_from_slice(&4u64.to_le_bytes());
-    poke(&mut p, &mut m, buf + 400, &iov);
+    msghdr(
+        &mut p,
+        &mut m,
+        buf + 300,
+        (buf + 256, 16),
+        (buf + 128, 4),
+        (0, 0),
+    );
     assert_eq!(
         call(&mut p, &mut m, nr::SENDMSG, &[s as u64, buf + 300, 0]),
         4
     );
-    msg[..8].copy_from_slice(&(buf + 600).to_le_bytes());
-    iov[..8].copy_from_slice(&(buf + 700).to_le_bytes());
-    iov[8..].copy_from_slice(&100u64.to_le_bytes());
-    poke(&mut p, &mut m, buf + 300, &msg);
-    poke(&mut p, &mut m, buf + 400, &iov);
+    msghdr(
+        &mut p,
+        &mut m,
+        buf + 300,
+        (buf + 600, 16),
+        (buf + 700, 100),
+        (0, 0),
+    );
     assert_eq!(
         call(&mut p, &mut m, nr::RECVMSG, &[c as u64, buf + 300, 0]),
         4
@@ -686,4 +711,186 @@ fn proc_net_tcp_and_udp_list_the_sockets_as_netstat_reads_them() {
     // IPv4 only: the IPv6 tables have their header alone.
     assert_eq!(proc_net(&mut p, &mut m, buf, "tcp6").lines().count(), 1);
     assert_eq!(proc_net(&mut p, &mut m, buf, "udp6").lines().count(), 1);
+}
+
+fn setsockopt_int(
+    p: &mut Process,
+    m: &mut FakeMachine,
+    fd: i32,
+    buf: u64,
+    level: u64,
+    name: u64,
+    v: i32,
+) -> i64 {
+    poke(p, m, buf, &v.to_le_bytes());
+    call(p, m, nr::SETSOCKOPT, &[fd as u64, level, name, buf, 4])
+}
+
+fn getsockopt_int(
+    p: &mut Process,
+    m: &mut FakeMachine,
+    fd: i32,
+    buf: u64,
+    level: u64,
+    name: u64,
+) -> i32 {
+    poke(p, m, buf + 8, &4u32.to_le_bytes());
+    assert_eq!(
+        call(
+            p,
+            m,
+            nr::GETSOCKOPT,
+            &[fd as u64, level, name, buf, buf + 8]
+        ),
+        0
+    );
+    i32::from_le_bytes(peek(p, m, buf, 4).try_into().unwrap())
+}
+
+#[test]
+fn ip_options_glibc_and_dns_servers_set_are_kept() {
+    let (mut p, mut m, buf) = setup();
+    let s = udp(&mut p, &mut m);
+    let o = buf + 900;
+    // glibc's resolver gives up on a server when IP_RECVERR fails.
+    assert_eq!(
+        setsockopt_int(&mut p, &mut m, s, o, IPPROTO_IP, IP_RECVERR, 1),
+        0
+    );
+    assert_eq!(
+        getsockopt_int(&mut p, &mut m, s, o, IPPROTO_IP, IP_RECVERR),
+        1
+    );
+    assert_eq!(
+        getsockopt_int(&mut p, &mut m, s, o, IPPROTO_IP, IP_MTU_DISCOVER),
+        1
+    );
+    assert_eq!(
+        setsockopt_int(&mut p, &mut m, s, o, IPPROTO_IP, IP_MTU_DISCOVER, 5),
+        0
+    );
+    assert_eq!(
+        getsockopt_int(&mut p, &mut m, s, o, IPPROTO_IP, IP_MTU_DISCOVER),
+        5
+    );
+    assert_eq!(
+        setsockopt_int(&mut p, &mut m, s, o, IPPROTO_IP, IP_MTU_DISCOVER, 9),
+        -22
+    );
+    assert_eq!(
+        setsockopt_int(&mut p, &mut m, s, o, IPPROTO_IP, IP_TTL, 300),
+        -22
+    );
+    assert_eq!(
+        setsockopt_int(&mut p, &mut m, s, o, IPPROTO_IP, IP_TTL, 7),
+        0
+    );
+    assert_eq!(getsockopt_int(&mut p, &mut m, s, o, IPPROTO_IP, IP_TTL), 7);
+    assert_eq!(
+        setsockopt_int(&mut p, &mut m, s, o, IPPROTO_IP, IP_TTL, -1),
+        0
+    );
+    assert_eq!(getsockopt_int(&mut p, &mut m, s, o, IPPROTO_IP, IP_TTL), 64);
+    assert_eq!(
+        setsockopt_int(&mut p, &mut m, s, o, IPPROTO_IP, IP_TOS, 0x10),
+        0
+    );
+    assert_eq!(
+        getsockopt_int(&mut p, &mut m, s, o, IPPROTO_IP, IP_TOS),
+        0x10
+    );
+    // IP_PKTINFO: recvmsg says where each datagram was sent.
+    assert_eq!(
+        setsockopt_int(&mut p, &mut m, s, o, IPPROTO_IP, IP_PKTINFO, 1),
+        0
+    );
+    addr(&mut p, &mut m, buf, [0, 0, 0, 0], 5354);
+    assert_eq!(call(&mut p, &mut m, nr::BIND, &[s as u64, buf, 16]), 0);
+    let c = udp(&mut p, &mut m);
+    addr(&mut p, &mut m, buf, [127, 0, 0, 1], 5354);
+    poke(&mut p, &mut m, buf + 64, b"query");
+    assert_eq!(
+        call(
+            &mut p,
+            &mut m,
+            nr::SENDTO,
+            &[c as u64, buf + 64, 5, 0, buf, 16]
+        ),
+        5
+    );
+    // FIONREAD on UDP: the next datagram's length.
+    assert_eq!(call(&mut p, &mut m, nr::IOCTL, &[s as u64, 0x541b, o]), 0);
+    assert_eq!(peek(&mut p, &mut m, o, 4), 5u32.to_le_bytes());
+    // recvmsg with `room` bytes for control data: (msg_controllen, msg_flags).
+    let recv = |p: &mut Process, m: &mut FakeMachine, room: u64| {
+        msghdr(p, m, buf + 300, (0, 0), (buf + 700, 100), (buf + 500, room));
+        assert_eq!(call(p, m, nr::RECVMSG, &[s as u64, buf + 300, 0]), 5);
+        let h = peek(p, m, buf + 300, 56);
+        (
+            u64::from_le_bytes(h[40..48].try_into().unwrap()),
+            u32::from_le_bytes(h[48..52].try_into().unwrap()),
+        )
+    };
+    assert_eq!(recv(&mut p, &mut m, 64), (32, 0));
+    let cmsg = peek(&mut p, &mut m, buf + 500, 28);
+    assert_eq!(cmsg[..8], 28u64.to_le_bytes());
+    assert_eq!(cmsg[8..16], [0, 0, 0, 0, 8, 0, 0, 0]);
+    assert_eq!(cmsg[16..20], 1i32.to_le_bytes(), "lo's index");
+    assert_eq!(cmsg[24..28], [127, 0, 0, 1]);
+    // Too little room: MSG_CTRUNC, no control data.
+    let again = [c as u64, buf + 64, 5, 0, buf, 16];
+    assert_eq!(call(&mut p, &mut m, nr::SENDTO, &again), 5);
+    assert_eq!(recv(&mut p, &mut m, 8), (0, MSG_CTRUNC));
+    // A connected UDP socket bound to any address names its source address.
+    assert_eq!(call(&mut p, &mut m, nr::CONNECT, &[c as u64, buf, 16]), 0);
+    poke(&mut p, &mut m, buf + 200, &16u32.to_le_bytes());
+    assert_eq!(
+        call(
+            &mut p,
+            &mut m,
+            nr::GETSOCKNAME,
+            &[c as u64, buf + 256, buf + 200]
+        ),
+        0
+    );
+    assert_eq!(peek(&mut p, &mut m, buf + 260, 4), [127, 0, 0, 1]);
+}
+
+#[test]
+fn fionread_and_siocoutq_on_tcp() {
+    let (mut p, mut m, buf) = setup();
+    let (l, c, a) = connected_pair(&mut p, &mut m, buf, 8081);
+    let o = buf + 900;
+    // A listener has no queue to tell (EINVAL, as Linux).
+    assert_eq!(call(&mut p, &mut m, nr::IOCTL, &[l as u64, 0x541b, o]), -22);
+    assert_eq!(call(&mut p, &mut m, nr::IOCTL, &[a as u64, 0x541b, o]), 0);
+    assert_eq!(peek(&mut p, &mut m, o, 4), 0u32.to_le_bytes());
+    poke(&mut p, &mut m, buf + 64, b"hello");
+    assert_eq!(call(&mut p, &mut m, nr::WRITE, &[c as u64, buf + 64, 5]), 5);
+    // Sent, not yet acknowledged: in the sender's SIOCOUTQ until the stack runs.
+    assert_eq!(call(&mut p, &mut m, nr::IOCTL, &[c as u64, 0x5411, o]), 0);
+    let outq = u32::from_le_bytes(peek(&mut p, &mut m, o, 4).try_into().unwrap());
+    assert!(outq <= 5);
+    let mut readable = 0;
+    for _ in 0..50 {
+        m.now += 1_000_000;
+        p.net.poll(&mut m);
+        assert_eq!(call(&mut p, &mut m, nr::IOCTL, &[a as u64, 0x541b, o]), 0);
+        readable = u32::from_le_bytes(peek(&mut p, &mut m, o, 4).try_into().unwrap());
+        if readable == 5 {
+            break;
+        }
+    }
+    assert_eq!(readable, 5);
+    // The (delayed) acknowledgement goes out.
+    for _ in 0..50 {
+        m.now += 1_000_000;
+        p.net.poll(&mut m);
+    }
+    assert_eq!(call(&mut p, &mut m, nr::IOCTL, &[c as u64, 0x5411, o]), 0);
+    assert_eq!(
+        peek(&mut p, &mut m, o, 4),
+        0u32.to_le_bytes(),
+        "acknowledged"
+    );
 }
