@@ -721,3 +721,62 @@ fn glibc_resolver_asks_a_dns_server() {
         r.stderr
     );
 }
+
+const POSIX_TIMERS: &str = r#"
+#include <signal.h>
+#include <stdio.h>
+#include <time.h>
+#include <unistd.h>
+static volatile int ticks, wrong;
+static volatile int thread_calls;
+static void on_tick(int sig, siginfo_t *si, void *uc) {
+    (void)uc;
+    if (sig != SIGRTMIN + 1 || si->si_code != SI_TIMER || si->si_value.sival_int != 42) wrong++;
+    ticks++;
+}
+static void on_thread(union sigval v) { thread_calls += v.sival_int; }
+int main(void) {
+    struct sigaction sa = {0};
+    sa.sa_sigaction = on_tick;
+    sa.sa_flags = SA_SIGINFO;
+    sigaction(SIGRTMIN + 1, &sa, 0);
+    /* A signal with a value (Ruby's timer thread, haproxy's watchdog). */
+    struct sigevent ev = {0};
+    ev.sigev_notify = SIGEV_SIGNAL;
+    ev.sigev_signo = SIGRTMIN + 1;
+    ev.sigev_value.sival_int = 42;
+    timer_t t;
+    if (timer_create(CLOCK_MONOTONIC, &ev, &t)) { perror("timer_create"); return 1; }
+    struct itimerspec its = { { 0, 20000000 }, { 0, 20000000 } };
+    timer_settime(t, 0, &its, 0);
+    while (ticks < 5) pause();
+    struct itimerspec left;
+    timer_gettime(t, &left);
+    timer_delete(t);
+    printf("ticks=%d wrong=%d interval=%ld\n", ticks, wrong, left.it_interval.tv_nsec);
+    /* SIGEV_THREAD: glibc's helper thread runs the function (SIGEV_THREAD_ID underneath). */
+    struct sigevent tev = {0};
+    tev.sigev_notify = SIGEV_THREAD;
+    tev.sigev_notify_function = on_thread;
+    tev.sigev_value.sival_int = 10;
+    if (timer_create(CLOCK_REALTIME, &tev, &t)) { perror("timer_create thread"); return 1; }
+    struct itimerspec once = { { 0, 0 }, { 0, 30000000 } };
+    timer_settime(t, 0, &once, 0);
+    for (int i = 0; i < 200 && thread_calls == 0; i++) usleep(10000);
+    printf("thread_calls=%d\n", thread_calls);
+    return 0;
+}
+"#;
+
+#[test]
+fn posix_timers_signal_with_their_value_and_run_sigev_thread_functions() {
+    let dir = scratch("dynamic");
+    let prog = gcc(&dir, "posix-timers", POSIX_TIMERS, &["-pthread"]);
+    let img = build_image("posix-timers", &["--elf", prog.to_str().unwrap()]);
+    let r = run_image(&img, &[]);
+    assert_eq!(
+        (r.status, r.out().as_str()),
+        (0, "ticks=5 wrong=0 interval=20000000\nthread_calls=10\n"),
+        "{r:?}"
+    );
+}

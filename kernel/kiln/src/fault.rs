@@ -97,6 +97,7 @@ pub fn on_user_fault(frame: &mut TrapFrame, fx: &mut FxArea, cr2: u64) -> UserFa
                     signo: signal as i32,
                     code: why.si_code(),
                     addr_or_pid: cr2,
+                    value: 0,
                 };
                 if signal == sig::SIGSEGV && run_handler(frame, fx, info) {
                     return UserFault::Resume;
@@ -129,6 +130,7 @@ pub fn on_user_fault(frame: &mut TrapFrame, fx: &mut FxArea, cr2: u64) -> UserFa
         signo: signal as i32,
         code,
         addr_or_pid: if signal == sig::SIGSEGV { 0 } else { frame.rip },
+        value: 0,
     };
     if run_handler(frame, fx, info) {
         return UserFault::Resume;

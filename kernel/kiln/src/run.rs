@@ -50,16 +50,24 @@ fn apply_bases(k: &mut Kernel, tid: u32, via: Via) {
 
 /// Fires the timers due at `now`: timerfds, and `ITIMER_REAL`, whose expiry sends the
 /// process `SIGALRM` (which ends it, as on Linux, unless it handles or ignores it).
+/// POSIX timers' signals go where their `sigevent` said.
 fn fire_timers(k: &mut Kernel, now: u64) {
-    if !k.process.timers.fire(&mut k.machine, now) {
-        return;
-    }
-    let sig = kiln_os::syscall::signal::SIGALRM;
-    if let kiln_os::syscall::signal::Fate::Killed(sig) = k.process.signals.send(&mut k.machine, sig)
-    {
-        fault::report_signal(sig);
-        crate::machine::net::flush(k);
-        finish(kiln_abi::exit::killed_by(sig));
+    use kiln_os::syscall::signal::{Fate, SIGALRM};
+    let mut signals = alloc::vec::Vec::new();
+    let alarm = k.process.timers.fire(&mut k.machine, now, &mut signals);
+    let signals = signals.into_iter().map(|s| (s.tid, s.info));
+    let alarm = alarm.then(|| (None, kiln_os::syscall::signal::send::user_info(SIGALRM)));
+    for (tid, info) in alarm.into_iter().chain(signals) {
+        let fate = match tid {
+            None => Some(k.process.signals.send_info(&mut k.machine, info)),
+            // A thread that ended takes no more signals.
+            Some(tid) => k.process.signals.send_thread(&mut k.machine, tid, info),
+        };
+        if let Some(Fate::Killed(sig)) = fate {
+            fault::report_signal(sig);
+            crate::machine::net::flush(k);
+            finish(kiln_abi::exit::killed_by(sig));
+        }
     }
 }
 

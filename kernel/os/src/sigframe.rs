@@ -41,18 +41,22 @@ pub struct SigInfo {
     pub signo: i32,
     /// `si_code`: `SI_USER` (0) for kill, `SI_TKILL` (-6) for tgkill, `SEGV_MAPERR`...
     pub code: i32,
-    /// Faulting address for SIGSEGV/SIGBUS/SIGFPE/SIGILL; sender pid otherwise.
+    /// Faulting address for SIGSEGV/SIGBUS/SIGFPE/SIGILL; sender pid otherwise; for a
+    /// POSIX timer's signal (`SI_TIMER`) its id, then the overrun count in the high half.
     pub addr_or_pid: u64,
+    /// `si_value` (at 24): the `sigval` a POSIX timer or `sigqueue` passes; 0 otherwise.
+    pub value: u64,
 }
 
 impl SigInfo {
-    /// The 128-byte `siginfo_t`: number, code, and at 16 the sender's pid or the faulting
-    /// address.
+    /// The 128-byte `siginfo_t`: number, code, at 16 the sender's pid or the faulting
+    /// address, at 24 the value.
     pub fn to_bytes(&self) -> [u8; SIGINFO_SIZE as usize] {
         let mut b = [0; SIGINFO_SIZE as usize];
         b[..4].copy_from_slice(&self.signo.to_le_bytes());
         b[8..12].copy_from_slice(&self.code.to_le_bytes());
         b[16..24].copy_from_slice(&self.addr_or_pid.to_le_bytes());
+        b[24..32].copy_from_slice(&self.value.to_le_bytes());
         b
     }
 }
@@ -109,12 +113,14 @@ pub fn check_resume(rip: u64) -> Option<SigInfo> {
             signo: 11,
             code: SEGV_MAPERR,
             addr_or_pid: rip,
+            value: 0,
         }
     } else {
         SigInfo {
             signo: 11,
             code: SI_KERNEL,
             addr_or_pid: 0,
+            value: 0,
         }
     })
 }
@@ -361,6 +367,7 @@ mod tests {
             signo: 10,
             code: 0,
             addr_or_pid: 1,
+            value: 0,
         };
         let f = layout(&state(0x7fff_0000), &act(), None, &info, 0).unwrap();
         assert_eq!((f.addr + 8) % 16, 0, "as after a call instruction");
@@ -383,6 +390,7 @@ mod tests {
             signo: 11,
             code: 1,
             addr_or_pid: 0xdead,
+            value: 0,
         };
         let mut a = act();
         a.flags |= SA_ONSTACK;
@@ -401,6 +409,7 @@ mod tests {
             signo: 10,
             code: 0,
             addr_or_pid: 0,
+            value: 0,
         };
         assert_eq!(
             layout(&state(0x7fff_0000), &a, None, &info, 0).unwrap_err(),
@@ -418,6 +427,7 @@ mod tests {
             signo: 10,
             code: -6,
             addr_or_pid: 1,
+            value: 0,
         };
         let mask = deliver(&mut p, &mut m, &mut s, &act(), &info, 0b1).unwrap();
         assert_eq!(mask, 0b1 | (1 << 9) | (1 << 9));
@@ -438,6 +448,7 @@ mod tests {
             signo: 10,
             code: 0,
             addr_or_pid: 0,
+            value: 0,
         };
         layout(&state(0x7fff_0000), &act(), None, &info, 0)
             .unwrap()
@@ -537,6 +548,7 @@ mod tests {
             signo: 10,
             code: 0,
             addr_or_pid: 0,
+            value: 0,
         };
         deliver(&mut p, &mut m, &mut s, &act(), &info, 0).unwrap();
         let cs_at = s.regs.rsp + 8 + 40 + 144;
@@ -552,6 +564,7 @@ mod tests {
             signo: 10,
             code: 0,
             addr_or_pid: 0,
+            value: 0,
         };
         let wraps = AltStack {
             sp: u64::MAX - 0x1000,

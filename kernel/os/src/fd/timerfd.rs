@@ -154,6 +154,8 @@ pub struct Timers {
     /// The process's `ITIMER_REAL` (`setitimer`, `alarm`): next expiry and interval (0: one
     /// shot), in monotonic nanoseconds.
     pub real: Option<RealTimer>,
+    /// The process's POSIX timers (`timer_create`).
+    pub posix: crate::syscall::time::posix_timer::PosixTimers,
 }
 
 /// An armed `ITIMER_REAL`: `SIGALRM` at `deadline`, then every `interval` nanoseconds.
@@ -168,8 +170,15 @@ pub struct RealTimer {
 impl Timers {
     /// Fires every timer due at `now`; forgets closed ones. Returns whether `ITIMER_REAL`
     /// expired, so the caller sends the process `SIGALRM` (expiries missed meanwhile count
-    /// once, as a pending signal does on Linux).
-    pub fn fire(&mut self, m: &mut dyn Machine, now: u64) -> bool {
+    /// once, as a pending signal does on Linux); the POSIX timers' signals go onto
+    /// `signals`, for the caller to send.
+    pub fn fire(
+        &mut self,
+        m: &mut dyn Machine,
+        now: u64,
+        signals: &mut Vec<crate::syscall::time::posix_timer::TimerSignal>,
+    ) -> bool {
+        self.posix.fire(now, signals);
         self.list.retain(|w| match w.upgrade() {
             Some(t) => {
                 t.fire(m, now);
@@ -198,6 +207,7 @@ impl Timers {
             .iter()
             .filter_map(|w| w.upgrade().and_then(|t| t.deadline()))
             .chain(self.real.map(|r| r.deadline))
+            .chain(self.posix.next_deadline())
             .min()
     }
 }
@@ -336,7 +346,7 @@ mod tests {
         let f = p.files.get(fd as i32).unwrap();
         m.now = 21 * MS;
         let now = m.now;
-        p.timers.fire(&mut m, now);
+        p.timers.fire(&mut m, now, &mut alloc::vec::Vec::new());
         assert_eq!(f.poll(POLLIN), POLLIN);
         assert_eq!(call(&mut p, &mut m, sysno::READ, &[fd, buf + 64, 8]), 8);
         assert_eq!(peek64(&mut p, &mut m, buf + 64), 3);

@@ -270,6 +270,7 @@ fn execve(
     let gone = p.files.close_on_exec();
     closed(m, gone);
     p.signals.reset_for_exec();
+    p.timers.posix.clear();
     let t = m.thread();
     *t = crate::process::ThreadState {
         tid: PID as u32,

@@ -21,6 +21,7 @@ pub fn user_info(sig: u32) -> SigInfo {
         signo: sig as i32,
         code: SI_USER,
         addr_or_pid: PID as u64,
+        value: 0,
     }
 }
 
