@@ -37,6 +37,8 @@ pub struct Process {
     pub net: crate::net::Net,
     /// The buffer system calls copy through between user memory and kernel objects.
     pub bounce: Bounce,
+    /// `flock` locks held by the process's open files.
+    pub flocks: crate::syscall::fs::flock::Flocks,
     /// `AF_UNIX` sockets bound to a name (gone when the socket is closed).
     pub unix_names:
         crate::small::SmallMap<crate::fd::UnixName, alloc::sync::Weak<crate::fd::UnixPort>>,
@@ -62,6 +64,7 @@ impl Process {
             net: Default::default(),
             bounce: Default::default(),
             unix_names: Default::default(),
+            flocks: Default::default(),
         }
     }
 }

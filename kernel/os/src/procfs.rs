@@ -89,6 +89,11 @@ pub enum ProcFile {
     TaskStatus(u32),
     /// `/proc/1/task/TID/comm`: the name.
     TaskComm(u32),
+    /// `/proc/vmstat`: memory counters (free pages; no swap, no paging to disk).
+    VmStat,
+    /// `/sys/devices/system/cpu/online` (and `possible`, `present`): the CPUs as a list
+    /// (`0-1`), which glibc's `get_nprocs` and runtimes sizing thread pools read.
+    CpuList,
 }
 
 impl ProcFile {
@@ -106,13 +111,14 @@ impl ProcFile {
         ("mountinfo", ProcFile::MountInfo),
     ];
     /// The files of `/proc` itself, by name.
-    pub const MACHINE: [(&'static str, ProcFile); 6] = [
+    pub const MACHINE: [(&'static str, ProcFile); 7] = [
         ("meminfo", ProcFile::MemInfo),
         ("uptime", ProcFile::Uptime),
         ("loadavg", ProcFile::LoadAvg),
         ("cpuinfo", ProcFile::CpuInfo),
         ("stat", ProcFile::SysStat),
         ("version", ProcFile::Version),
+        ("vmstat", ProcFile::VmStat),
     ];
     /// The directories under `/proc/sys`: (parent, name), the parent an index into this
     /// list plus one (0: `/proc/sys` itself). Indexes rather than paths keep the code that
@@ -139,6 +145,12 @@ impl ProcFile {
         (5, "overcommit_memory", ProcFile::Fixed("0\n")),
         (6, "file-max", ProcFile::Fixed("9223372036854775807\n")),
         (6, "nr_open", ProcFile::Fixed("1048576\n")),
+    ];
+    /// The files of `/sys/devices/system/cpu`, by name.
+    pub const SYS_CPU: [(&'static str, ProcFile); 3] = [
+        ("online", ProcFile::CpuList),
+        ("possible", ProcFile::CpuList),
+        ("present", ProcFile::CpuList),
     ];
     /// The files of `/proc/net`, by name.
     pub const NET: [(&'static str, ProcFile); 6] = [
@@ -287,6 +299,27 @@ pub fn text(file: ProcFile, p: &mut Process, m: &mut dyn Machine) -> KResult<Vec
         ProcFile::NetTcp(v4) => net_sockets(&mut out, p, true, v4),
         ProcFile::NetUdp(v4) => net_sockets(&mut out, p, false, v4),
         ProcFile::Fixed(text) => out.push_str(text),
+        ProcFile::VmStat => {
+            let (total, free) = m.ram();
+            let used = (total - free.min(total)) / 4096;
+            for (name, pages) in [
+                ("nr_free_pages", free / 4096),
+                ("nr_anon_pages", used),
+                ("nr_file_pages", 0),
+                ("pgpgin", 0),
+                ("pgpgout", 0),
+                ("pswpin", 0),
+                ("pswpout", 0),
+            ] {
+                let _ = writeln!(out, "{name} {pages}");
+            }
+        }
+        ProcFile::CpuList => match m.cpus() {
+            1 => out.push_str("0\n"),
+            n => {
+                let _ = writeln!(out, "0-{}", n - 1);
+            }
+        },
         ProcFile::Hostname => {
             out = String::from_utf8_lossy(&crate::syscall::proc::nodename(p)).into_owned();
             out.push('\n');
@@ -336,6 +369,11 @@ fn comm(p: &Process) -> String {
 }
 
 /// Memory figures in bytes: the mapped size, and what is resident.
+/// Bytes of the program's memory that are resident (`VmRSS`).
+pub fn resident(p: &Process, m: &mut dyn Machine) -> u64 {
+    sizes(p, m).1
+}
+
 fn sizes(p: &Process, m: &mut dyn Machine) -> (u64, u64) {
     let mut size = 0;
     let mut resident = 0;

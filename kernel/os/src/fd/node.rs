@@ -31,7 +31,7 @@ impl FileLike for NodeFile {
         match &n.body {
             Body::Dir(_) => Err(Errno::EISDIR),
             Body::Device(Device::Null) => Ok(0),
-            Body::Device(Device::Zero) => {
+            Body::Device(Device::Zero | Device::Full) => {
                 buf.fill(0);
                 Ok(buf.len())
             }
@@ -47,6 +47,7 @@ impl FileLike for NodeFile {
     fn write_at(&self, m: &mut dyn Machine, data: &[u8], off: u64, now: u64) -> KResult<usize> {
         let n = &self.0;
         match &n.body {
+            Body::Device(Device::Full) => Err(Errno::ENOSPC),
             Body::Device(_) => Ok(data.len()),
             Body::MemFile(_) => {
                 if off > MAX_OFFSET {

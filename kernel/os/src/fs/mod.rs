@@ -236,6 +236,7 @@ impl Vfs {
             ("zero", Device::Zero),
             ("random", Device::Random),
             ("urandom", Device::URandom),
+            ("full", Device::Full),
         ] {
             put(
                 &dev,
@@ -252,6 +253,9 @@ impl Vfs {
             let link = Body::Symlink(target.into());
             put(&dev, name, new_node(FsId::Dev, link, 0o777, now));
         }
+        // POSIX shared memory and semaphores (`shm_open`, `sem_open`) make their files in
+        // /dev/shm: the writable tmpfs, as on Linux.
+        put(&dev, "shm", new_dir(FsId::Tmp, 0o1777, now));
         // The program's directory is /proc/1 (its pid); /proc/self links there, as on Linux.
         let proc_ = new_dir(FsId::Proc, 0o555, now);
         let self_ = new_dir(FsId::Proc, 0o555, now);
@@ -293,6 +297,18 @@ impl Vfs {
             put(&sys[dir], name, proc_file(f));
         }
         put(&proc_, "sys", sys[0].clone());
+        // /sys/devices/system/cpu: how many CPUs there are.
+        let sys_root = new_dir(FsId::Proc, 0o555, now);
+        let mut dir = sys_root.clone();
+        for name in ["devices", "system", "cpu"] {
+            let child = new_dir(FsId::Proc, 0o555, now);
+            put(&dir, name, child.clone());
+            dir = child;
+        }
+        for (name, f) in ProcFile::SYS_CPU {
+            put(&dir, name, proc_file(f));
+        }
+        put(&root, "sys", sys_root);
         put(&root, "tmp", tmp);
         put(&root, "dev", dev);
         put(&root, "proc", proc_);

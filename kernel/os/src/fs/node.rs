@@ -61,6 +61,8 @@ pub enum Device {
     Random,
     /// `/dev/urandom`: random bytes.
     URandom,
+    /// `/dev/full`: reads give zeros, writes fail with `ENOSPC`.
+    Full,
 }
 
 impl Device {
@@ -71,6 +73,7 @@ impl Device {
             Device::Zero => (1, 5),
             Device::Random => (1, 8),
             Device::URandom => (1, 9),
+            Device::Full => (1, 7),
         }
     }
 }

@@ -165,6 +165,22 @@ pub fn handle(p: &mut Process, m: &mut dyn Machine, nr: u64, a: [u64; 6]) -> Opt
             r
         }
         nr::FCNTL => sys_fcntl(p, m, fd0, a[1] as u32 as u64, a[2]),
+        nr::FLOCK => return Some(outcome(flock::flock(p, m, fd0, a[1]))),
+        // Advice on how a file will be read: files live in memory, there is nothing to
+        // read ahead or drop, so valid advice is taken and changes nothing (as on tmpfs).
+        nr::FADVISE64 => io_file(p, fd0).and_then(|f| {
+            if !f.object.seekable() {
+                Err(Errno::ESPIPE)
+            } else if a[3] > 5 || (a[2] as i64) < 0 {
+                Err(Errno::EINVAL)
+            } else {
+                Ok(0)
+            }
+        }),
+        nr::READAHEAD => io_file(p, fd0).and_then(|f| match f.inode() {
+            Some(n) if n.is_regular() => Ok(0),
+            _ => Err(Errno::EINVAL),
+        }),
         nr::IOCTL => sys_ioctl(p, m, fd0, a[1] as u32, a[2]),
         nr::FSYNC | nr::FDATASYNC => io_file(p, fd0).and_then(|f| {
             if let Some(v) = f.downcast::<VolumeFile>() {
@@ -365,7 +381,12 @@ pub(crate) fn closed(m: &mut dyn Machine, files: Vec<Arc<OpenFile>>) {
         .iter()
         .filter_map(|f| f.waitable().map(Waitable::id))
         .collect();
+    // A file closing may release a lock someone waits for.
+    let unlocks = files.iter().any(|f| f.object.inode().is_some());
     drop(files);
+    if unlocks {
+        m.wake(flock::FLOCK_CHANNEL, usize::MAX);
+    }
     for id in ids {
         wake_object(m, id);
     }
@@ -1329,6 +1350,7 @@ fn sys_readlink(
 
 mod attr;
 mod epoll;
+pub mod flock;
 mod io;
 
 #[cfg(test)]

@@ -296,6 +296,10 @@ pub struct ProcState {
     pub boot_id: Option<[u8; 16]>,
     /// `prctl` options already logged as unsupported.
     prctl_logged: SmallSet<u64>,
+    /// The nice value (`setpriority`), -20 to 19.
+    pub nice: i8,
+    /// The capability sets (`capget`, `capset`).
+    pub caps: caps::Caps,
 }
 
 impl Default for ProcState {
@@ -316,6 +320,8 @@ impl Default for ProcState {
             env: 0..0,
             boot_id: None,
             prctl_logged: SmallSet::new(),
+            nice: 0,
+            caps: caps::Caps::default(),
         }
     }
 }
@@ -408,10 +414,11 @@ pub fn sysinfo_bytes(uptime_ns: u64, total_ram: u64, free_ram: u64) -> [u8; 112]
 }
 
 /// Encodes `struct rusage` (144 bytes) with user time `utime_ns` and nothing else.
-pub fn rusage_bytes(utime_ns: u64) -> [u8; 144] {
+pub fn rusage_bytes(utime_ns: u64, maxrss_kib: u64) -> [u8; 144] {
     let mut b = [0; 144];
     let tv = crate::syscall::time::Timeval::from_ns(utime_ns);
     b[0..16].copy_from_slice(&tv.to_bytes());
+    b[32..40].copy_from_slice(&maxrss_kib.to_le_bytes());
     b
 }
 
@@ -556,6 +563,10 @@ pub fn handle(p: &mut Process, m: &mut dyn Machine, nr: u64, a: [u64; 6]) -> Opt
         sysno::GETCPU => getcpu(p, m, a[0], a[1]),
         sysno::TIMES => times(p, m, a[0]),
         sysno::GETRUSAGE => getrusage(p, m, a[0], a[1]),
+        sysno::GETPRIORITY => caps::getpriority(p, m, a[0], a[1]),
+        sysno::SETPRIORITY => caps::setpriority(p, m, a[0], a[1], a[2]),
+        sysno::CAPGET => caps::capget(p, m, a[0], a[1]),
+        sysno::CAPSET => caps::capset(p, m, a[0], a[1]),
         sysno::WAIT4 => wait4(a[0], a[2]),
         sysno::WAITID => waitid(a[0], a[3]),
         _ => return None,
@@ -1043,9 +1054,10 @@ fn times(p: &mut Process, m: &mut dyn Machine, buf: u64) -> KResult<i64> {
 fn getrusage(p: &mut Process, m: &mut dyn Machine, who: u64, usage: u64) -> KResult<i64> {
     let b = match who as u32 as i32 {
         // RUSAGE_SELF, RUSAGE_THREAD.
-        0 | 1 => rusage_bytes(m.monotonic_ns()),
+        // ru_maxrss: the resident size now (the kernel keeps no peak).
+        0 | 1 => rusage_bytes(m.monotonic_ns(), crate::procfs::resident(p, m) / 1024),
         // RUSAGE_CHILDREN.
-        -1 => rusage_bytes(0),
+        -1 => rusage_bytes(0, 0),
         _ => return Err(Errno::EINVAL),
     };
     write_user(p, m, usage, &b)?;
@@ -1079,6 +1091,8 @@ fn waitid(idtype: u64, options: u64) -> KResult<i64> {
     }
     Err(Errno::ECHILD)
 }
+
+pub mod caps;
 
 #[cfg(test)]
 mod tests {
@@ -1935,7 +1949,7 @@ mod tests {
 
     #[test]
     fn rusage_layout() {
-        let b = rusage_bytes(2 * NSEC_PER_SEC + 5_000);
+        let b = rusage_bytes(2 * NSEC_PER_SEC + 5_000, 0);
         assert_eq!(&b[0..8], &2i64.to_le_bytes());
         assert_eq!(&b[8..16], &5i64.to_le_bytes());
         assert!(b[16..].iter().all(|&x| x == 0));

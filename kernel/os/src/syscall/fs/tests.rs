@@ -317,6 +317,39 @@ fn proc_and_dev() {
     let n = t.open("/dev/null", O_RDWR, 0);
     assert_eq!(t.write_fd(n, b"void"), 4);
     assert_eq!(t.read_fd(n, 4).unwrap(), b"");
+    // /dev/full: zeros in, ENOSPC out.
+    let full = t.open("/dev/full", O_RDWR, 0);
+    assert_eq!(t.read_fd(full, 3).unwrap(), [0, 0, 0]);
+    assert_eq!(t.write_fd(full, b"x"), E(Errno::ENOSPC));
+    // /dev/shm is writable (shm_open, sem_open).
+    let shm = t.open("/dev/shm/sem.test", O_RDWR | O_CREAT | O_EXCL, 0o600);
+    assert_eq!(t.write_fd(shm, b"sem"), 3);
+    // The CPUs, as glibc's get_nprocs and thread-pool sizing read them; vmstat's counters.
+    for f in ["online", "possible", "present"] {
+        let fd = t.open(&format!("/sys/devices/system/cpu/{f}"), O_RDONLY, 0);
+        assert_eq!(t.read_fd(fd, 16).unwrap(), b"0\n");
+    }
+    let vm = t.open("/proc/vmstat", O_RDONLY, 0);
+    let text = String::from_utf8(t.read_fd(vm, 4096).unwrap()).unwrap();
+    assert!(text.starts_with("nr_free_pages "), "{text}");
+    assert!(text.contains("\npswpin 0\n"), "{text}");
+}
+
+#[test]
+fn fadvise_and_readahead_take_valid_advice() {
+    let mut t = T::new();
+    let f = t.open("/etc/hosts", O_RDONLY, 0) as u64;
+    // POSIX_FADV_SEQUENTIAL, DONTNEED: nothing to do for files in memory.
+    assert_eq!(t.call(nr::FADVISE64, &[f, 0, 0, 2]), 0);
+    assert_eq!(t.call(nr::FADVISE64, &[f, 0, 100, 4]), 0);
+    assert_eq!(t.call(nr::FADVISE64, &[f, 0, 0, 9]), E(Errno::EINVAL));
+    assert_eq!(t.call(nr::FADVISE64, &[99, 0, 0, 0]), E(Errno::EBADF));
+    assert_eq!(t.call(nr::READAHEAD, &[f, 0, 4096]), 0);
+    let fds = t.alloc(8);
+    assert_eq!(t.call(nr::PIPE2, &[fds, 0]), 0);
+    let r = u32::from_le_bytes(t.read(fds, 4).try_into().unwrap()) as u64;
+    assert_eq!(t.call(nr::FADVISE64, &[r, 0, 0, 0]), E(Errno::ESPIPE));
+    assert_eq!(t.call(nr::READAHEAD, &[r, 0, 4096]), E(Errno::EINVAL));
 }
 
 #[test]

@@ -1,8 +1,8 @@
 //! `AF_UNIX` socket calls: `socketpair` and everything on its ends ([`UnixSocket`]).
 //!
 //! `read`, `write`, `readv`, `writev`, `fstat`, `fcntl` and readiness go through the file
-//! layer; `sendto`/`sendmsg`/`recvfrom`/`recvmsg` (no ancillary data: none is sent, and
-//! `msg_controllen` comes back 0), `shutdown`, socket options and names are here. The ends
+//! layer; `sendto`/`sendmsg`/`recvfrom`/`recvmsg` (no ancillary data: descriptors passed
+//! with `SCM_RIGHTS` are refused with `EOPNOTSUPP`, and `msg_controllen` comes back 0), `shutdown`, socket options and names are here. The ends
 //! are unnamed: `getsockname`/`getpeername` give `sun_family` alone (length 2).
 //!
 //! Named sockets: `socket(AF_UNIX)` makes a [`UnixPort`]. Stream and seqpacket ports
@@ -19,7 +19,7 @@ use alloc::sync::Arc;
 use alloc::vec;
 
 use super::{
-    gather, get_msghdr, read_user, ret, scatter, timeval_bytes, timeval_ns, write_user,
+    gather, get_msghdr, read_user, ret, scatter, timeval_bytes, timeval_ns, write_user, MsgHdr,
     MSG_DONTWAIT, MSG_PEEK, SOCK_CLOEXEC, SOCK_NONBLOCK,
 };
 use crate::errno::{Errno, KResult};
@@ -138,6 +138,7 @@ pub fn handle(p: &mut Process, m: &mut dyn Machine, nr: u64, a: [u64; 6]) -> Opt
                 if h.name != 0 && h.namelen != 0 {
                     return Err(Errno::EISCONN);
                 }
+                refuse_passed_descriptors(p, m, &h)?;
                 let data = gather(p, m, &h.iov, MAX_IO)?;
                 u.send(m, &data).map(|n| n as i64)
             })();
@@ -163,6 +164,40 @@ pub fn handle(p: &mut Process, m: &mut dyn Machine, nr: u64, a: [u64; 6]) -> Opt
         }
         _ => unreachable!("filtered above"),
     })
+}
+
+/// `SCM_RIGHTS` in a message's control data: descriptors are not passed (the message is
+/// refused with `EOPNOTSUPP`, logged once, rather than sent without them). Other control
+/// messages (credentials) carry nothing the receiver could not know: they are dropped.
+fn refuse_passed_descriptors(p: &mut Process, m: &mut dyn Machine, h: &MsgHdr) -> KResult<()> {
+    const SOL_SOCKET: i32 = 1;
+    const SCM_RIGHTS: i32 = 1;
+    let len = h.controllen.min(4096) as usize;
+    if len < 16 {
+        return Ok(());
+    }
+    let mut control = vec![0u8; len];
+    p.vm.copy_from_user(m.pages(), h.control, &mut control)?;
+    let mut at = 0;
+    while at + 16 <= len {
+        let clen = u64::from_le_bytes(control[at..at + 8].try_into().expect("8 bytes")) as usize;
+        let level = i32::from_le_bytes(control[at + 8..at + 12].try_into().expect("4 bytes"));
+        let kind = i32::from_le_bytes(control[at + 12..at + 16].try_into().expect("4 bytes"));
+        if level == SOL_SOCKET && kind == SCM_RIGHTS {
+            const KEY: u64 = u64::MAX - 7;
+            if p.unsupported_logged.insert(KEY) {
+                m.log(format_args!(
+                    "sendmsg: passing descriptors over AF_UNIX sockets (SCM_RIGHTS) is not supported: EOPNOTSUPP"
+                ));
+            }
+            return Err(Errno::EOPNOTSUPP);
+        }
+        if clen < 16 {
+            return Err(Errno::EINVAL);
+        }
+        at += clen.div_ceil(8) * 8;
+    }
+    Ok(())
 }
 
 /// What a receive returns: the bytes copied, or with `MSG_TRUNC` on a message socket the

@@ -107,19 +107,32 @@ fn vectored_and_msg_io() {
     assert_eq!(peek(&mut p, &mut m, buf + 0x400, 3), b"hel");
     assert_eq!(peek(&mut p, &mut m, buf + 0x500, 8), b"lo world");
     // sendmsg / recvmsg with a msghdr (no name, no control).
-    let msghdr = |iov_at: u64, n: u64| {
+    let msghdr = |iov_at: u64, n: u64, controllen: u64| {
         let mut h = vec![0u8; 56];
         h[16..24].copy_from_slice(&iov_at.to_le_bytes());
         h[24..32].copy_from_slice(&n.to_le_bytes());
-        h[40..48].copy_from_slice(&99u64.to_le_bytes()); // controllen, cleared on receive
+        h[32..40].copy_from_slice(&(buf + 0xa00).to_le_bytes());
+        h[40..48].copy_from_slice(&controllen.to_le_bytes()); // cleared on receive
         h
     };
-    poke(&mut p, &mut m, buf + 0x800, &msghdr(buf, 2));
+    // Descriptors passed with SCM_RIGHTS are refused, not dropped on the way.
+    let mut rights = [0u8; 24];
+    rights[..8].copy_from_slice(&20u64.to_le_bytes());
+    rights[8..16].copy_from_slice(&[1, 0, 0, 0, 1, 0, 0, 0]);
+    rights[16..20].copy_from_slice(&1i32.to_le_bytes());
+    poke(&mut p, &mut m, buf + 0xa00, &rights);
+    poke(&mut p, &mut m, buf + 0x800, &msghdr(buf, 2, 24));
+    assert_eq!(
+        call(&mut p, &mut m, nr::SENDMSG, &[b, buf + 0x800, MSG_NOSIGNAL]),
+        -95
+    );
+    assert!(m.log.iter().any(|l| l.contains("SCM_RIGHTS")));
+    poke(&mut p, &mut m, buf + 0x800, &msghdr(buf, 2, 0));
     assert_eq!(
         call(&mut p, &mut m, nr::SENDMSG, &[b, buf + 0x800, MSG_NOSIGNAL]),
         11
     );
-    poke(&mut p, &mut m, buf + 0x900, &msghdr(buf + 0x40, 2));
+    poke(&mut p, &mut m, buf + 0x900, &msghdr(buf + 0x40, 2, 99));
     assert_eq!(call(&mut p, &mut m, nr::RECVMSG, &[a, buf + 0x900, 0]), 11);
     let h = peek(&mut p, &mut m, buf + 0x900, 56);
     assert_eq!(&h[40..48], &0u64.to_le_bytes(), "no ancillary data");
