@@ -138,6 +138,19 @@ fn debian_ps_df_and_free_read_proc() {
         .unwrap_or_else(|| panic!("{r:?}"));
     // The RAM the kernel manages: 256 MiB less the firmware's and the kernel image's share.
     assert!((240..=256).contains(&total), "{r:?}");
+
+    // vmstat reads /proc/vmstat, /proc/stat and meminfo; nproc (glibc's get_nprocs)
+    // /sys/devices/system/cpu/online.
+    let vmstat = build_image("vmstat", &["--elf", "/usr/bin/vmstat"]);
+    let r = run_image(&vmstat, &["--memory", "256M"]);
+    assert_eq!(r.status, 0, "{r:?}");
+    assert!(
+        r.out().lines().nth(1).is_some_and(|l| l.contains("swpd")),
+        "{r:?}"
+    );
+    let nproc = build_image("nproc", &["--elf", "/usr/bin/nproc"]);
+    let r = run_image(&nproc, &["--cpus", "2", "--", "--all"]);
+    assert_eq!((r.status, r.out().as_str()), (0, "2\n"), "{r:?}");
 }
 
 #[test]
@@ -777,6 +790,71 @@ fn posix_timers_signal_with_their_value_and_run_sigev_thread_functions() {
     assert_eq!(
         (r.status, r.out().as_str()),
         (0, "ticks=5 wrong=0 interval=20000000\nthread_calls=10\n"),
+        "{r:?}"
+    );
+}
+
+const LOCKS_AND_LIMITS: &str = r#"
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/resource.h>
+#include <sys/sysinfo.h>
+#include <unistd.h>
+static int holder;
+static void *release_later(void *arg) {
+    (void)arg;
+    usleep(100000);
+    close(holder); /* the last close lets the lock go */
+    return 0;
+}
+int main(void) {
+    holder = open("/tmp/app.lock", O_RDWR | O_CREAT, 0600);
+    int second = open("/tmp/app.lock", O_RDWR);
+    int a = flock(holder, LOCK_EX | LOCK_NB);
+    int b = flock(second, LOCK_EX | LOCK_NB);
+    printf("first=%d second=%d (%s)\n", a, b, b ? strerror(errno) : "");
+    pthread_t t;
+    pthread_create(&t, 0, release_later, 0);
+    int c = flock(second, LOCK_EX); /* waits for the other thread's close */
+    printf("after the close=%d\n", c);
+    pthread_join(t, 0);
+    errno = 0;
+    int n = nice(5);
+    printf("nice=%d getpriority=%d\n", n, getpriority(PRIO_PROCESS, 0));
+    printf("nprocs=%d conf=%ld\n", get_nprocs(), sysconf(_SC_NPROCESSORS_CONF));
+    int full = open("/dev/full", O_WRONLY);
+    ssize_t w = write(full, "x", 1);
+    printf("full=%zd (%s)\n", w, strerror(errno));
+    struct rlimit rl = {4096, 4096};
+    setrlimit(RLIMIT_NOFILE, &rl);
+    int last = -1;
+    for (int i = 0; i < 3000; i++) last = dup(0);
+    printf("fds past 1024: %d\n", last);
+    return 0;
+}
+"#;
+
+#[test]
+fn flock_nice_cpu_count_dev_full_and_many_descriptors() {
+    let dir = scratch("dynamic");
+    let prog = gcc(&dir, "locks", LOCKS_AND_LIMITS, &["-pthread"]);
+    let img = build_image("locks", &["--elf", prog.to_str().unwrap()]);
+    let r = run_image(&img, &["--cpus", "2"]);
+    assert_eq!(
+        (r.status, r.out().as_str()),
+        (
+            0,
+            "first=0 second=-1 (Resource temporarily unavailable)\n\
+             after the close=0\n\
+             nice=5 getpriority=5\n\
+             nprocs=2 conf=2\n\
+             full=-1 (No space left on device)\n\
+             fds past 1024: 3004\n"
+        ),
         "{r:?}"
     );
 }
