@@ -192,6 +192,26 @@ fn getifaddrs_lists_the_interfaces_over_netlink() {
 }
 
 #[test]
+fn iproute2_lists_addresses_and_routes_over_netlink() {
+    // Debian's ip: RTM_GETADDR and RTM_GETROUTE dumps.
+    let image = build_image("ip", &["--elf", "/usr/bin/ip"]);
+    let img = image.to_str().unwrap();
+    let r = kiln(&["run", "--image", img, "--", "-4", "-o", "addr"]);
+    assert_eq!(r.status, 0, "{r:?}");
+    assert!(r.out().contains("eth0    inet 10.0.2.15/24"), "{r:?}");
+    let r = kiln(&["run", "--image", img, "--", "route"]);
+    assert_eq!(
+        (r.status, r.out().as_str()),
+        (
+            0,
+            "default via 10.0.2.2 dev eth0 \n\
+             10.0.2.0/24 dev eth0 proto kernel scope link src 10.0.2.15 \n"
+        ),
+        "{r:?}"
+    );
+}
+
+#[test]
 fn busybox_ifconfig_and_route_read_the_interfaces() {
     // ifconfig: the SIOCGIF* ioctls and /proc/net/dev; route: /proc/net/route.
     let image = build_image("busybox", &["--elf", "/bin/busybox"]);

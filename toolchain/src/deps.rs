@@ -137,6 +137,11 @@ pub const SUITE: &[Package] = &[
         why: "ps and free read the kernel's /proc",
     },
     Package {
+        name: "iproute2",
+        provides: "/usr/bin/ip",
+        why: "ip addr and ip route ask the kernel over netlink",
+    },
+    Package {
         name: "gdb",
         provides: "gdb",
         why: "run --gdb and core files, checked with a real debugger",

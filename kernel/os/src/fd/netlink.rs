@@ -77,7 +77,7 @@ impl NetlinkSocket {
     /// Takes a request; its answer is queued for reading. Returns the bytes taken.
     pub fn send(&self, m: &mut dyn Machine, data: &[u8]) -> KResult<usize> {
         let port = self.state.lock().port;
-        let reply = answer(data, &self.net.links(m), port);
+        let reply = answer(data, &self.net.links(m), self.net.gateway(), port);
         let mut s = self.state.lock();
         if s.queued + reply.len() > QUEUE_LIMIT {
             return Err(Errno::ENOBUFS);

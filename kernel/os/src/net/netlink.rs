@@ -1,7 +1,9 @@
 //! The routing netlink protocol (`NETLINK_ROUTE`), as far as programs use it to learn the
-//! machine's network interfaces: `RTM_GETLINK` and `RTM_GETADDR`, dumped or (links) asked
-//! for by index. glibc's `getifaddrs`, Go's `net.Interfaces` and `net.InterfaceAddrs`, and
-//! `ip link`/`ip addr` ask this way. Other dumps (routes, neighbours, rules) answer empty;
+//! machine's network interfaces and routes: `RTM_GETLINK` and `RTM_GETADDR`, dumped or
+//! (links) asked for by index, and `RTM_GETROUTE` dumped (the main table: the interface's
+//! subnet and the default route). glibc's `getifaddrs`, Go's `net.Interfaces` and
+//! `net.InterfaceAddrs`, and `ip link`/`ip addr`/`ip route` ask this way. Other dumps
+//! (neighbours, rules) answer empty;
 //! requests to change anything are refused with `EOPNOTSUPP`. No multicast groups: nothing
 //! changes after boot that a listener would hear about.
 //!
@@ -23,6 +25,10 @@ pub const RTM_GETLINK: u16 = 18;
 pub const RTM_NEWADDR: u16 = 20;
 /// `RTM_GETADDR`.
 pub const RTM_GETADDR: u16 = 22;
+/// `RTM_NEWROUTE`: a route, in answers.
+pub const RTM_NEWROUTE: u16 = 24;
+/// `RTM_GETROUTE`.
+pub const RTM_GETROUTE: u16 = 26;
 
 /// `NLM_F_REQUEST`.
 pub const NLM_F_REQUEST: u16 = 0x1;
@@ -59,7 +65,17 @@ const IFA_LABEL: u16 = 3;
 const IFA_BROADCAST: u16 = 4;
 const IFA_F_PERMANENT: u8 = 0x80;
 const RT_SCOPE_UNIVERSE: u8 = 0;
+const RT_SCOPE_LINK: u8 = 253;
 const RT_SCOPE_HOST: u8 = 254;
+const RT_TABLE_MAIN: u8 = 254;
+const RTPROT_KERNEL: u8 = 2;
+const RTPROT_BOOT: u8 = 3;
+const RTN_UNICAST: u8 = 1;
+const RTA_DST: u16 = 1;
+const RTA_OIF: u16 = 4;
+const RTA_GATEWAY: u16 = 5;
+const RTA_PREFSRC: u16 = 7;
+const RTA_TABLE: u16 = 15;
 
 const EOPNOTSUPP: i32 = 95;
 const ENODEV: i32 = 19;
@@ -128,9 +144,10 @@ impl Link {
 }
 
 /// The answer to the messages in `request` (from a socket whose port id is `port`), as
-/// the messages' bytes one after the other. Malformed trailing bytes are ignored, as Linux
-/// does; a message too short for its type gets an `EINVAL` error message.
-pub fn answer(request: &[u8], links: &[Link], port: u32) -> Vec<u8> {
+/// the messages' bytes one after the other, for the interfaces `links` and the default
+/// route's `gateway`. Malformed trailing bytes are ignored, as Linux does; a message too
+/// short for its type gets an `EINVAL` error message.
+pub fn answer(request: &[u8], links: &[Link], gateway: Option<[u8; 4]>, port: u32) -> Vec<u8> {
     let mut out = Vec::new();
     let mut at = 0;
     while let Some(hdr) = request.get(at..at + 16) {
@@ -171,7 +188,16 @@ pub fn answer(request: &[u8], links: &[Link], port: u32) -> Vec<u8> {
                 }
                 reply.done(&mut out);
             }
-            // Other "get" requests (routes 26, neighbours 30, rules 34, ...), dumped: none.
+            RTM_GETROUTE if flags & NLM_F_DUMP != 0 => {
+                let family = body.first().copied().unwrap_or(AF_UNSPEC);
+                if family == AF_UNSPEC || family == AF_INET {
+                    for l in links.iter().filter(|l| !l.loopback) {
+                        reply.routes(&mut out, l, gateway);
+                    }
+                }
+                reply.done(&mut out);
+            }
+            // Other "get" requests (neighbours 30, rules 34, ...), dumped: none.
             t if t >= RTM_NEWLINK && t % 4 == 2 && flags & NLM_F_DUMP != 0 => reply.done(&mut out),
             // Changes, and anything else.
             _ => reply.error(&mut out, -EOPNOTSUPP, msg),
@@ -273,6 +299,36 @@ impl Reply {
             }
             attr(b, IFA_LABEL, &name_z(l.name));
         });
+    }
+}
+
+impl Reply {
+    /// The main table's routes through `l`: its subnet (`proto kernel scope link`), and
+    /// the default route when `gateway` is on it.
+    fn routes(&self, out: &mut Vec<u8>, l: &Link, gateway: Option<[u8; 4]>) {
+        let Some(((ip, prefix), (mask, _))) = l.addr.zip(l.mask_and_broadcast()) else {
+            return;
+        };
+        let net = (u32::from_be_bytes(ip) & u32::from_be_bytes(mask)).to_be_bytes();
+        let route =
+            |out: &mut Vec<u8>, dst_len: u8, proto: u8, scope: u8, attrs: &[(u16, [u8; 4])]| {
+                self.message(out, RTM_NEWROUTE, NLM_F_MULTI, |b| {
+                    // rtmsg: family, dst_len, src_len, tos, table, protocol, scope, type, flags.
+                    b.extend_from_slice(&[AF_INET, dst_len, 0, 0, RT_TABLE_MAIN, proto, scope]);
+                    b.push(RTN_UNICAST);
+                    b.extend_from_slice(&0u32.to_le_bytes());
+                    attr(b, RTA_TABLE, &u32::from(RT_TABLE_MAIN).to_le_bytes());
+                    for (ty, v) in attrs {
+                        attr(b, *ty, v);
+                    }
+                    attr(b, RTA_OIF, &l.index.to_le_bytes());
+                });
+            };
+        if let Some(gw) = gateway {
+            route(out, 0, RTPROT_BOOT, RT_SCOPE_UNIVERSE, &[(RTA_GATEWAY, gw)]);
+        }
+        let link = [(RTA_DST, net), (RTA_PREFSRC, ip)];
+        route(out, prefix, RTPROT_KERNEL, RT_SCOPE_LINK, &link);
     }
 }
 

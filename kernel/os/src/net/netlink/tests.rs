@@ -81,7 +81,7 @@ fn attr_of(a: &[(u16, Vec<u8>)], ty: u16) -> Vec<u8> {
 fn a_link_dump_lists_every_interface_then_done() {
     // glibc's getifaddrs: RTM_GETLINK, NLM_F_REQUEST | NLM_F_DUMP, an rtgenmsg.
     let req = request(RTM_GETLINK, NLM_F_REQUEST | NLM_F_DUMP, 7, &[0, 0, 0, 0]);
-    let msgs = parse(&answer(&req, &links(), 1));
+    let msgs = parse(&answer(&req, &links(), None, 1));
     assert_eq!(msgs.len(), 3);
     for m in &msgs {
         assert_eq!((m.seq, m.port), (7, 1));
@@ -111,7 +111,7 @@ fn an_address_dump_gives_each_ipv4_address_with_its_prefix() {
         9,
         &[AF_UNSPEC, 0, 0, 0],
     );
-    let msgs = parse(&answer(&req, &links(), 77));
+    let msgs = parse(&answer(&req, &links(), None, 77));
     assert_eq!(msgs.len(), 3);
     let eth = &msgs[1];
     assert_eq!(eth.ty, RTM_NEWADDR);
@@ -129,7 +129,7 @@ fn an_address_dump_gives_each_ipv4_address_with_its_prefix() {
     assert_eq!(msgs[2].ty, NLMSG_DONE);
     // Asking for IPv6 addresses: none.
     let req = request(RTM_GETADDR, NLM_F_REQUEST | NLM_F_DUMP, 10, &[10, 0, 0, 0]);
-    let msgs = parse(&answer(&req, &links(), 77));
+    let msgs = parse(&answer(&req, &links(), None, 77));
     assert_eq!(msgs.len(), 1);
     assert_eq!(msgs[0].ty, NLMSG_DONE);
 }
@@ -139,13 +139,13 @@ fn one_link_by_index_or_an_error() {
     let mut body = vec![0u8; 16];
     body[4..8].copy_from_slice(&2u32.to_le_bytes());
     let req = request(RTM_GETLINK, NLM_F_REQUEST | NLM_F_ACK, 3, &body);
-    let msgs = parse(&answer(&req, &links(), 5));
+    let msgs = parse(&answer(&req, &links(), None, 5));
     assert_eq!(msgs.len(), 2);
     assert_eq!((msgs[0].ty, msgs[0].flags), (RTM_NEWLINK, 0));
     assert_eq!((msgs[1].ty, u32_at(&msgs[1].body, 0)), (NLMSG_ERROR, 0));
     body[4..8].copy_from_slice(&9u32.to_le_bytes());
     let req = request(RTM_GETLINK, NLM_F_REQUEST, 4, &body);
-    let msgs = parse(&answer(&req, &links(), 5));
+    let msgs = parse(&answer(&req, &links(), None, 5));
     assert_eq!(msgs.len(), 1);
     assert_eq!(msgs[0].ty, NLMSG_ERROR);
     assert_eq!(u32_at(&msgs[0].body, 0) as i32, -ENODEV);
@@ -156,14 +156,62 @@ fn one_link_by_index_or_an_error() {
 #[test]
 fn changes_are_refused_and_other_dumps_are_empty() {
     let req = request(RTM_NEWADDR, NLM_F_REQUEST | NLM_F_ACK, 1, &[0; 8]);
-    let msgs = parse(&answer(&req, &links(), 5));
+    let msgs = parse(&answer(&req, &links(), None, 5));
     assert_eq!(msgs.len(), 1);
     assert_eq!(u32_at(&msgs[0].body, 0) as i32, -EOPNOTSUPP);
-    // RTM_GETROUTE.
-    let req = request(26, NLM_F_REQUEST | NLM_F_DUMP, 2, &[0; 12]);
-    let msgs = parse(&answer(&req, &links(), 5));
+    // RTM_GETNEIGH.
+    let req = request(30, NLM_F_REQUEST | NLM_F_DUMP, 2, &[0; 12]);
+    let msgs = parse(&answer(&req, &links(), None, 5));
     assert_eq!(msgs.len(), 1);
     assert_eq!(msgs[0].ty, NLMSG_DONE);
+}
+
+#[test]
+fn routes_are_the_subnet_and_the_default_route() {
+    // `ip route`: RTM_GETROUTE, dumped, an rtmsg for AF_INET.
+    let mut rtmsg = [0u8; 12];
+    rtmsg[0] = AF_INET;
+    let req = request(RTM_GETROUTE, NLM_F_REQUEST | NLM_F_DUMP, 3, &rtmsg);
+    let msgs = parse(&answer(&req, &links(), Some([10, 0, 2, 2]), 5));
+    assert_eq!(msgs.len(), 3);
+    assert!(msgs[..2]
+        .iter()
+        .all(|m| m.ty == RTM_NEWROUTE && m.flags == NLM_F_MULTI));
+    // default via 10.0.2.2 dev eth0 proto boot
+    let (def, net) = (&msgs[0].body, &msgs[1].body);
+    assert_eq!(
+        def[..8],
+        [AF_INET, 0, 0, 0, RT_TABLE_MAIN, RTPROT_BOOT, 0, RTN_UNICAST]
+    );
+    let a = attrs(def, 12);
+    assert!(a.contains(&(RTA_GATEWAY, vec![10, 0, 2, 2])));
+    assert!(a.contains(&(RTA_OIF, 2u32.to_le_bytes().to_vec())));
+    // 10.0.2.0/24 dev eth0 proto kernel scope link src 10.0.2.15
+    assert_eq!(
+        net[..8],
+        [
+            AF_INET,
+            24,
+            0,
+            0,
+            RT_TABLE_MAIN,
+            RTPROT_KERNEL,
+            RT_SCOPE_LINK,
+            1
+        ]
+    );
+    let a = attrs(net, 12);
+    assert!(a.contains(&(RTA_DST, vec![10, 0, 2, 0])));
+    assert!(a.contains(&(RTA_PREFSRC, vec![10, 0, 2, 15])));
+    assert_eq!(msgs[2].ty, NLMSG_DONE);
+    // No gateway yet: the subnet alone. IPv6: nothing.
+    assert_eq!(parse(&answer(&req, &links(), None, 5)).len(), 2);
+    rtmsg[0] = 10;
+    let req = request(RTM_GETROUTE, NLM_F_REQUEST | NLM_F_DUMP, 4, &rtmsg);
+    assert_eq!(
+        parse(&answer(&req, &links(), Some([10, 0, 2, 2]), 5)).len(),
+        1
+    );
 }
 
 #[test]
@@ -171,14 +219,15 @@ fn several_requests_in_one_send_and_garbage_after_them() {
     let mut req = request(RTM_GETLINK, NLM_F_REQUEST | NLM_F_DUMP, 1, &[0; 4]);
     req.extend(request(RTM_GETADDR, NLM_F_REQUEST | NLM_F_DUMP, 2, &[0; 4]));
     req.extend_from_slice(&[0xff; 7]);
-    let msgs = parse(&answer(&req, &links(), 5));
+    let msgs = parse(&answer(&req, &links(), None, 5));
     let seqs: Vec<u32> = msgs.iter().map(|m| m.seq).collect();
     assert_eq!(seqs, [1, 1, 1, 2, 2, 2]);
     // A header whose length runs past the end is ignored, as is one too short.
-    assert!(answer(&[0xff; 16], &links(), 5).is_empty());
+    assert!(answer(&[0xff; 16], &links(), None, 5).is_empty());
     assert!(answer(
         &[4, 0, 0, 0, 18, 0, 1, 3, 0, 0, 0, 0, 0, 0, 0, 0],
         &links(),
+        None,
         5
     )
     .is_empty());
@@ -187,7 +236,7 @@ fn several_requests_in_one_send_and_garbage_after_them() {
 #[test]
 fn datagrams_split_at_message_boundaries() {
     let req = request(RTM_GETLINK, NLM_F_REQUEST | NLM_F_DUMP, 1, &[0; 4]);
-    let all = answer(&req, &links(), 5);
+    let all = answer(&req, &links(), None, 5);
     let one = datagrams(&all, 8192);
     assert_eq!(one, core::slice::from_ref(&all));
     let each = datagrams(&all, 64);
