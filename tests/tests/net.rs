@@ -251,9 +251,11 @@ fn udp_echo_round_trips() {
     let g = Guest::boot(&image, &["-p", &fwd], "listening");
     let s = UdpSocket::bind("127.0.0.1:0").unwrap();
     s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
-    let mut buf = [0u8; 2048];
-    for i in 0..50 {
-        let msg = format!("datagram {i} {}", "x".repeat(i * 20));
+    let mut buf = [0u8; 8192];
+    // Up to 1 KB, then datagrams larger than a frame, which go in IP fragments both ways.
+    let sizes = (0..50).map(|i| i * 20).chain([1473, 3000, 6000, 8000]);
+    for (i, size) in sizes.enumerate() {
+        let msg = format!("datagram {i} {}", "x".repeat(size));
         // UDP may drop: a few tries each.
         let mut got = None;
         for _ in 0..5 {

@@ -100,8 +100,11 @@ const RX_BATCH: usize = 64;
 const UDP_PACKETS: usize = 64;
 /// Payload bytes a UDP socket queues each way.
 const UDP_BYTES: usize = 64 * 1024;
-/// Largest UDP payload that fits one frame (no IP fragmentation).
-pub const UDP_MAX_PAYLOAD: usize = 1472;
+/// Largest UDP payload: what fits smoltcp's fragmentation buffer (8 KiB, the feature
+/// `fragmentation-buffer-size-8192`) with the IP and UDP headers. Larger datagrams go out
+/// in fragments, and as many arrive reassembled (four at a time, `reassembly-buffer-*`):
+/// DNS answers with EDNS0, for instance, reach 4 KiB. Linux allows 65,507 bytes.
+pub const UDP_MAX_PAYLOAD: usize = 8192 - 28;
 /// First ephemeral port (Linux's default range is 32768-60999).
 const EPHEMERAL: (u16, u16) = (32768, 60999);
 /// How long `connect` waits for DHCP to configure the interface.

@@ -894,3 +894,38 @@ fn fionread_and_siocoutq_on_tcp() {
         "acknowledged"
     );
 }
+
+#[test]
+fn udp_datagrams_larger_than_a_frame_go_in_fragments() {
+    let (mut p, mut m, buf) = setup();
+    let s = udp(&mut p, &mut m);
+    addr(&mut p, &mut m, buf, [127, 0, 0, 1], 5355);
+    assert_eq!(call(&mut p, &mut m, nr::BIND, &[s as u64, buf, 16]), 0);
+    let c = udp(&mut p, &mut m);
+    let big: Vec<u8> = (0..5000u32).map(|i| (i % 251) as u8).collect();
+    let data = buf + 0x1000;
+    poke(&mut p, &mut m, data, &big);
+    let send = |p: &mut Process, m: &mut FakeMachine, len: u64| {
+        call(p, m, nr::SENDTO, &[c as u64, data, len, 0, buf, 16])
+    };
+    assert_eq!(send(&mut p, &mut m, 5000), 5000);
+    let mut got = EAGAIN;
+    for _ in 0..20 {
+        m.now += 1_000_000;
+        p.net.poll(&mut m);
+        let r = call(
+            &mut p,
+            &mut m,
+            nr::RECVFROM,
+            &[s as u64, buf + 0x2400, 6000, MSG_DONTWAIT, 0, 0],
+        );
+        if r != EAGAIN {
+            got = r;
+            break;
+        }
+    }
+    assert_eq!(got, 5000, "the reassembled datagram");
+    assert_eq!(peek(&mut p, &mut m, buf + 0x2400, 5000), big);
+    // Past what the fragmentation buffer holds: EMSGSIZE, as Linux past 65,507 bytes.
+    assert_eq!(send(&mut p, &mut m, 8165), -90);
+}
