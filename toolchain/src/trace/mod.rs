@@ -308,7 +308,8 @@ fn loader_probe(path: &str) -> bool {
 }
 
 /// The packaging hint for the paths the program looked for and the image lacks (kernel
-/// interfaces under /proc, /sys and /dev are left out): one line per path.
+/// interfaces under /proc, /sys and /dev are left out, and /tmp, which the kernel provides
+/// empty: `--file` cannot fill it): one line per path.
 pub fn missing_files(records: &[u8]) -> Vec<String> {
     let mut seen = std::collections::BTreeSet::new();
     kiln_abi::record::parse_all(records)
@@ -318,7 +319,11 @@ pub fn missing_files(records: &[u8]) -> Vec<String> {
             _ => None,
         })
         .filter(|p| seen.insert(p.clone()))
-        .filter(|p| !["/proc/", "/sys/", "/dev/"].iter().any(|k| p.starts_with(k)))
+        .filter(|p| {
+            !["/proc/", "/sys/", "/dev/", "/tmp/"]
+                .iter()
+                .any(|k| p.starts_with(k))
+        })
         .filter(|p| !loader_probe(p))
         .map(|p| format!("the program looked for {p}, which the image lacks: add it with --file HOSTPATH:{p}"))
         .collect()
@@ -390,12 +395,14 @@ mod tests {
             path: b"/etc/ssl/certs/ca-certificates.crt".to_vec(),
         }
         .encode();
-        bytes.extend(
-            Missing {
-                path: b"/sys/fs/cgroup/cpu.max".to_vec(),
-            }
-            .encode(),
-        );
+        for path in ["/sys/fs/cgroup/cpu.max", "/tmp/app.pid"] {
+            bytes.extend(
+                Missing {
+                    path: path.as_bytes().to_vec(),
+                }
+                .encode(),
+            );
+        }
         assert_eq!(
             missing_files(&bytes),
             ["the program looked for /etc/ssl/certs/ca-certificates.crt, which the image lacks: add it with --file HOSTPATH:/etc/ssl/certs/ca-certificates.crt"]
