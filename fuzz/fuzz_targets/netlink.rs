@@ -18,7 +18,9 @@ fuzz_target!(|data: &[u8]| {
             addr: data.first().map(|&p| ([10, 0, 2, 15], p % 33)),
         },
     ];
-    let out = answer(data, &links, 1);
+    // A default route through a gateway on the subnet, when the input gives one.
+    let gateway = data.get(1).map(|&g| [10, 0, 2, g]);
+    let out = answer(data, &links, gateway, 1);
     // Every message: at least a header, its length within the answer, 4-byte aligned.
     let mut at = 0;
     while at < out.len() {

@@ -45,6 +45,7 @@ fuzz_target!(|data: &[u8]| {
         signo: 11,
         code: 1,
         addr_or_pid: 0,
+        value: 0,
     };
     if let Ok(f) = sigframe::layout(&state, &act, alt, &info, 0) {
         assert_eq!(f.bytes.len() as u64, sigframe::FRAME_SIZE);
