@@ -1707,17 +1707,11 @@ impl Socket {
     /// (or a write that filled the buffer) must count as one, or the data arriving next
     /// would look like no change, and a reader waiting for it would never be woken (nor
     /// an edge-triggered epoll told).
-    ///
-    /// Events that appear here, unseen by the stack's sweep, are a new edge for
-    /// edge-triggered epoll (its sequence number moves); events that went away are not.
     fn note_readiness(&self) {
         let mut s = self.stack.lock();
         s.touch(self.id);
         let r = s.readiness(self.id);
         if let Some(sock) = s.socks.get_mut(&self.id) {
-            if r & !sock.last_ready != 0 {
-                sock.seq += 1;
-            }
             sock.last_ready = r;
         }
     }

@@ -831,6 +831,20 @@ fn ip_options_glibc_and_dns_servers_set_are_kept() {
             u32::from_le_bytes(h[48..52].try_into().unwrap()),
         )
     };
+    // IP_RECVERR's error queue stays empty (no ICMP errors reach sockets): EAGAIN at
+    // once, with a datagram waiting in the data queue that must stay there.
+    let errqueue = [s as u64, buf + 600, 100, MSG_ERRQUEUE, 0, 0];
+    assert_eq!(call(&mut p, &mut m, nr::RECVFROM, &errqueue), EAGAIN);
+    msghdr(
+        &mut p,
+        &mut m,
+        buf + 300,
+        (0, 0),
+        (buf + 700, 100),
+        (buf + 500, 64),
+    );
+    let errqueue = [s as u64, buf + 300, MSG_ERRQUEUE];
+    assert_eq!(call(&mut p, &mut m, nr::RECVMSG, &errqueue), EAGAIN);
     assert_eq!(recv(&mut p, &mut m, 64), (32, 0));
     let cmsg = peek(&mut p, &mut m, buf + 500, 28);
     assert_eq!(cmsg[..8], 28u64.to_le_bytes());

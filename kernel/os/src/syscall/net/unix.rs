@@ -2,8 +2,9 @@
 //!
 //! `read`, `write`, `readv`, `writev`, `fstat`, `fcntl` and readiness go through the file
 //! layer; `sendto`/`sendmsg`/`recvfrom`/`recvmsg` (no ancillary data: descriptors passed
-//! with `SCM_RIGHTS` are refused with `EOPNOTSUPP`, and `msg_controllen` comes back 0), `shutdown`, socket options and names are here. The ends
-//! are unnamed: `getsockname`/`getpeername` give `sun_family` alone (length 2).
+//! with `SCM_RIGHTS` are refused with `EOPNOTSUPP`, and `msg_controllen` comes back 0),
+//! `shutdown`, socket options and names are here. The ends are unnamed:
+//! `getsockname`/`getpeername` give `sun_family` alone (length 2).
 //!
 //! Named sockets: `socket(AF_UNIX)` makes a [`UnixPort`]. Stream and seqpacket ports
 //! bind to a path (in `/tmp`, the one writable file system) or an abstract name, listen,

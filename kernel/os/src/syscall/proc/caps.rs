@@ -48,20 +48,20 @@ impl Default for Caps {
     }
 }
 
-/// Whether `who` of kind `which` names this process (or one of its threads).
-fn names_us(m: &mut dyn Machine, which: u64, who: u64) -> KResult<bool> {
+/// Whether `who` of kind `which` names this process (or one of its threads, or its user).
+fn names_us(p: &Process, m: &mut dyn Machine, which: u64, who: u64) -> KResult<bool> {
     let who = who as u32 as i32;
     Ok(match which {
         PRIO_PROCESS => who == 0 || i64::from(who) == PID || m.thread_of(who as u32).is_some(),
         PRIO_PGRP => who == 0 || i64::from(who) == PID,
-        PRIO_USER => who == 0,
+        PRIO_USER => who == 0 || who as u32 == p.proc.uid.effective,
         _ => return Err(Errno::EINVAL),
     })
 }
 
 /// `getpriority(which, who)`: 20 minus the nice value, as the system call returns it.
 pub fn getpriority(p: &mut Process, m: &mut dyn Machine, which: u64, who: u64) -> KResult<i64> {
-    if !names_us(m, which, who)? {
+    if !names_us(p, m, which, who)? {
         return Err(Errno::ESRCH);
     }
     Ok(20 - i64::from(p.proc.nice))
@@ -75,7 +75,7 @@ pub fn setpriority(
     who: u64,
     prio: u64,
 ) -> KResult<i64> {
-    if !names_us(m, which, who)? {
+    if !names_us(p, m, which, who)? {
         return Err(Errno::ESRCH);
     }
     let nice = (prio as i32).clamp(-20, 19) as i8;
@@ -201,6 +201,12 @@ mod tests {
             -3
         );
         assert_eq!(call(&mut p, &mut m, sysno::GETPRIORITY, &[9, 0]), -22);
+        // PRIO_USER names the effective user, here root; no other user has processes.
+        assert_eq!(call(&mut p, &mut m, sysno::GETPRIORITY, &[PRIO_USER, 0]), 1);
+        assert_eq!(
+            call(&mut p, &mut m, sysno::GETPRIORITY, &[PRIO_USER, 1000]),
+            -3
+        );
         // Without CAP_SYS_NICE the nice value only goes up.
         p.proc.caps.effective = 0;
         assert_eq!(
