@@ -13,6 +13,7 @@
 //! | `kiln.core=BYTES` | on a core-dumping signal, send the program's memory (at most BYTES) as a [`crate::record::Memory`] record |
 //! | `kiln.records=0x406` | a byte port for binary records ([`crate::record`]: crash state) |
 //! | `kiln.control=0x2f8` | a 16550 UART at this port carries the control channel ([`crate::control`]) |
+//! | `kiln.stdin=0x3e8` | a 16550 UART at this port carries the program's standard input ([`crate::stdin`]); without it standard input is empty |
 //! | `kiln.status=0x404` | a byte port that receives the final exit status (0-255) as one byte before the VM exits (QEMU's exit code holds only 7 bits of it) |
 //! | `kiln.verbose` | kernel log at info level (default: warnings only) |
 //! | `kiln.trace` | log every system call of the program |
@@ -119,6 +120,8 @@ pub struct Config {
     pub records: Option<Sink>,
     /// The UART port of the control channel ([`crate::control`]), if any.
     pub control: Option<u16>,
+    /// The UART port of the standard-input channel ([`crate::stdin`]), if any.
+    pub stdin: Option<u16>,
     /// Send the program's memory for a core file when it dies of a core-dumping signal,
     /// at most this many bytes of it.
     pub core: Option<u64>,
@@ -305,12 +308,16 @@ impl Config {
                         _ => c.log = Some(sink),
                     }
                 }
-                ("kiln.control", Some(v)) => {
-                    c.control = Some(
-                        v.strip_prefix("0x")
-                            .and_then(|h| u16::try_from(number(h, 16)?).ok())
-                            .ok_or_else(|| err("expected a UART port like 0x2f8"))?,
-                    )
+                ("kiln.control" | "kiln.stdin", Some(v)) => {
+                    let port = v
+                        .strip_prefix("0x")
+                        .and_then(|h| u16::try_from(number(h, 16)?).ok())
+                        .ok_or_else(|| err("expected a UART port like 0x2f8"))?;
+                    if key == "kiln.stdin" {
+                        c.stdin = Some(port);
+                    } else {
+                        c.control = Some(port);
+                    }
                 }
                 ("kiln.core", Some(v)) => {
                     c.core = Some(number(v, 10).ok_or_else(|| err("expected a size in bytes"))?)
@@ -380,6 +387,7 @@ impl Config {
         self.status = runtime.status.or(self.status);
         self.records = runtime.records.or(self.records);
         self.control = runtime.control.or(self.control);
+        self.stdin = runtime.stdin.or(self.stdin);
         self.core = runtime.core.or(self.core);
         self.verbose |= runtime.verbose;
         self.trace |= runtime.trace;
@@ -425,6 +433,9 @@ impl Config {
         }
         if let Some(port) = self.control {
             t.push(alloc::format!("kiln.control={port:#x}"));
+        }
+        if let Some(port) = self.stdin {
+            t.push(alloc::format!("kiln.stdin={port:#x}"));
         }
         if let Some(limit) = self.core {
             t.push(alloc::format!("kiln.core={limit}"));
@@ -537,6 +548,7 @@ mod tests {
             status: Some(Sink::Port(0x404)),
             records: Some(Sink::Port(0x406)),
             control: Some(0x2f8),
+            stdin: Some(0x3e8),
             core: Some(1 << 30),
             trace: true,
             memlog: Some(5),

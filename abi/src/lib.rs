@@ -36,6 +36,7 @@ pub mod payload;
 pub mod rate;
 pub mod record;
 pub mod regs;
+pub mod stdin;
 pub mod sysno;
 pub mod trace;
 pub mod unwind;

@@ -190,6 +190,21 @@ pub fn gcc_static(name: &str, src: &str) -> PathBuf {
     gcc(&scratch(name), name, src, &["-static", "-O1"])
 }
 
+/// `run --image IMAGE --timeout 240 EXTRA...`, from the project root, not started.
+pub fn run_command(image: &Path, extra: &[&str]) -> Command {
+    let mut c = Command::new(xtask());
+    c.args([
+        "run",
+        "--image",
+        image.to_str().unwrap(),
+        "--timeout",
+        "240",
+    ])
+    .args(extra)
+    .current_dir(root());
+    c
+}
+
 /// A booted image running in the background (its own process group), stopped when dropped.
 pub struct Guest {
     child: std::process::Child,
@@ -201,16 +216,9 @@ impl Guest {
     pub fn boot(image: &Path, extra: &[&str], ready: &str) -> Guest {
         use std::io::BufRead;
         use std::os::unix::process::CommandExt;
-        let mut child = Command::new(xtask())
-            .args([
-                "run",
-                "--image",
-                image.to_str().unwrap(),
-                "--timeout",
-                "240",
-            ])
-            .args(extra)
-            .current_dir(root())
+        let mut child = run_command(image, extra)
+            // Its own process group: reading a terminal from there would stop it.
+            .stdin(std::process::Stdio::null())
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::inherit())
             // Its own process group, so a failed test can stop QEMU too.

@@ -1097,6 +1097,7 @@ fn run(layout: &Layout, a: &RunArgs) -> anyhow::Result<u8> {
         control_socket: a.control_socket.clone(),
         records_file: None,
         volumes: kiln_toolchain::qemu::volume::parse_all(&a.volume).map_err(anyhow::Error::msg)?,
+        stdin: true,
     };
     if !opts.net.forwards.is_empty()
         && std::fs::read(&image)

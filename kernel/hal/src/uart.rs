@@ -1,29 +1,36 @@
-//! A second 16550 UART for the control channel (`kiln.control=PORT`): receive interrupts
-//! on, so a request from the host wakes an idle kernel; bytes go out polled.
+//! More 16550 UARTs beside COM1 (the kernel log): the control channel
+//! (`kiln.control=PORT`) and standard input (`kiln.stdin=PORT`). Receive interrupts on,
+//! so bytes from the host wake an idle kernel; bytes go out polled.
 
-use core::sync::atomic::{AtomicBool, AtomicU16, Ordering};
+use core::sync::atomic::{AtomicU8, Ordering};
 
 use crate::cpu::{inb, outb};
 
-/// The vector of the UART's interrupt.
+/// The vector of the first UART's interrupt (the others follow it, by [`PORTS`] index).
 const VECTOR: u8 = crate::trap::FIRST_DEVICE_VECTOR + 3;
-/// Ports a control UART may use: the PC's COM2 to COM4 (COM1 carries the kernel log).
+/// Ports these UARTs may use, with their ISA IRQs: the PC's COM2 to COM4 (COM1 carries
+/// the kernel log). COM2 and COM4 share an IRQ, so at most one of them is opened.
 pub const PORTS: [(u16, u8); 3] = [(0x2f8, 3), (0x3e8, 4), (0x2e8, 3)];
 
-/// The UART's base port (0: none).
-static PORT: AtomicU16 = AtomicU16::new(0);
-/// Bytes arrived since the kernel last read.
-static PENDING: AtomicBool = AtomicBool::new(false);
+/// The UARTs opened, one bit per [`PORTS`] index.
+static OPEN: AtomicU8 = AtomicU8::new(0);
+/// The UARTs whose bytes arrived since the kernel last read them, one bit per index.
+static PENDING: AtomicU8 = AtomicU8::new(0);
 
 /// A UART the kernel owns.
 #[derive(Debug, Clone, Copy)]
-pub struct Uart(u16);
+pub struct Uart {
+    port: u16,
+    /// Its bit in [`OPEN`] and [`PENDING`].
+    bit: u8,
+}
 
 impl Uart {
     /// Takes the UART at `port` (one of [`PORTS`]) if one answers there: programs it for
     /// 115200 baud 8N1 with FIFOs and receive interrupts, and routes its ISA IRQ.
     pub fn open(port: u16) -> Option<Uart> {
-        let &(_, irq) = PORTS.iter().find(|(p, _)| *p == port)?;
+        let index = PORTS.iter().position(|(p, _)| *p == port)?;
+        let irq = PORTS[index].1;
         // SAFETY: `port` is one of the PC's COM ports, where only a 16550 UART (no DMA)
         // answers; the scratch register test touches nothing else.
         let present = unsafe {
@@ -34,22 +41,29 @@ impl Uart {
             return None;
         }
         program(port, true);
-        PORT.store(port, Ordering::Relaxed);
-        crate::trap::set_irq_handler(VECTOR, on_irq);
-        crate::ioapic::route_with(irq, VECTOR, false, false);
-        Some(Uart(port))
+        let bit = 1 << index;
+        OPEN.fetch_or(bit, Ordering::Relaxed);
+        let vector = VECTOR + index as u8;
+        crate::trap::set_irq_handler(vector, on_irq);
+        crate::ioapic::route_with(irq, vector, false, false);
+        Some(Uart { port, bit })
     }
 
     /// A byte that arrived, if any.
     pub fn read_byte(self) -> Option<u8> {
         // SAFETY: line status and receive registers of the UART `open` checked; reading
         // the receive register takes the byte, which is what this is for.
-        unsafe { (inb(self.0 + 5) & 1 != 0).then(|| inb(self.0)) }
+        unsafe { (inb(self.port + 5) & 1 != 0).then(|| inb(self.port)) }
+    }
+
+    /// Whether bytes arrived since the last call (then [`Uart::read_byte`] until `None`).
+    pub fn take_pending(self) -> bool {
+        PENDING.fetch_and(!self.bit, Ordering::Acquire) & self.bit != 0
     }
 
     /// Sends `data`, waiting for the transmitter (giving up on a UART that never drains).
     pub fn write(self, data: &[u8]) {
-        send(self.0, data);
+        send(self.port, data);
     }
 }
 
@@ -87,18 +101,18 @@ pub(crate) fn send(port: u16, data: &[u8]) {
 }
 
 fn on_irq(_vector: u8) -> bool {
-    let port = PORT.load(Ordering::Relaxed);
-    if port == 0 {
+    let open = OPEN.load(Ordering::Relaxed);
+    if open == 0 {
         return false;
     }
-    // SAFETY: reading the interrupt identification register acknowledges a transmitter
-    // interrupt and has no other effect; receive interrupts end when the bytes are read.
-    unsafe { inb(port + 2) };
-    PENDING.store(true, Ordering::Release);
+    for (i, (port, _)) in PORTS.iter().enumerate() {
+        if open & (1 << i) != 0 {
+            // SAFETY: reading an opened UART's interrupt identification register
+            // acknowledges a transmitter interrupt and has no other effect; receive
+            // interrupts end when the bytes are read.
+            unsafe { inb(port + 2) };
+        }
+    }
+    PENDING.fetch_or(open, Ordering::Release);
     true
-}
-
-/// Whether bytes arrived since the last call.
-pub fn take_pending() -> bool {
-    PENDING.swap(false, Ordering::Acquire)
 }

@@ -43,7 +43,7 @@ pub fn start(port: Option<u16>) {
 /// Answers the requests that arrived (cheap when none did).
 pub fn service(k: &mut Kernel) {
     let Some(uart) = UART.get() else { return };
-    if !kiln_hal::uart::take_pending() {
+    if !uart.take_pending() {
         return;
     }
     let mut requests = 0;

@@ -28,6 +28,7 @@ mod profile;
 mod run;
 mod signals;
 mod start;
+mod stdin;
 mod stop;
 
 use kiln_os::process::Process;

@@ -281,6 +281,7 @@ fn next_thread(held: &mut Held) -> (u32, UserContext) {
         crate::memlog::service(k);
         crate::stop::check(k);
         crate::control::service(k);
+        crate::stdin::service(k);
         let now = time::monotonic_ns();
         fire_timers(k, now);
         k.machine.sched.expire(now);
@@ -436,6 +437,7 @@ pub fn on_timer(frame: &mut TrapFrame, fx: &mut FxArea) {
     crate::memlog::service(k);
     crate::stop::check(k);
     crate::control::service(k);
+    crate::stdin::service(k);
     if crate::profile::due() {
         crate::profile::sample(k, Place::User, frame.rip, frame.rsp, frame.rbp);
     }

@@ -149,6 +149,7 @@ pub fn run(boot: BootInfo) -> ! {
     machine.net_candidates = Some(machine::net::start(&config, &transports, &mut process));
     crate::memlog::start(config.memlog);
     crate::control::start(config.control);
+    crate::stdin::start(config.stdin);
     if let Err(why) = crate::profile::start(config.profile, program, loaded.load_bias) {
         fail(format_args!("kernel panic: {why}"));
     }

@@ -138,7 +138,7 @@ impl Waitable {
 
     /// A counter that wakes the waiters of object `id` (objects sharing one wait channel,
     /// such as the two directions of a socket pair).
-    pub fn with_id(id: u64) -> Waitable {
+    pub const fn with_id(id: u64) -> Waitable {
         Waitable {
             id,
             seq: AtomicU64::new(0),

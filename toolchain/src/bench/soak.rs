@@ -192,6 +192,7 @@ pub fn soak(layout: &Layout, opts: &SoakOptions) -> anyhow::Result<SoakReport> {
         records: dir.join("records"),
         qmp: None,
         profiler_qmp: None,
+        stdin: None,
     };
     let run = RunOptions {
         machine,

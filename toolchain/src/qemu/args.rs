@@ -67,10 +67,15 @@ pub struct RunOptions {
     pub control_socket: Option<PathBuf>,
     /// `-v`: host directories mounted in the guest.
     pub volumes: Vec<super::volume::Volume>,
+    /// Give the program the runner's standard input, read when the program asks for it
+    /// ([`super::stdin`]); without it the program's standard input is empty.
+    pub stdin: bool,
 }
 
 /// The UART port of the control channel (the PC's COM2, ISA IRQ 3).
 pub const CONTROL_PORT: u16 = 0x2f8;
+/// The UART port of the standard-input channel (the PC's COM3, ISA IRQ 4).
+pub const STDIN_PORT: u16 = 0x3e8;
 
 /// How the guest's network card reaches the host.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -183,6 +188,9 @@ pub struct StreamPaths {
     /// A second QMP socket, for the kernel profiler (`run --profile-kernel`); none when
     /// `None`.
     pub profiler_qmp: Option<PathBuf>,
+    /// The socket the runner listens on for the standard-input channel (QEMU connects to
+    /// it); none when `None`.
+    pub stdin: Option<PathBuf>,
 }
 
 /// The address QEMU user networking (slirp) gives its one guest: its DHCP server hands out
@@ -223,6 +231,7 @@ pub fn runtime_config(target: &Target, opts: &RunOptions) -> Config {
         trace: opts.trace,
         profile: opts.profile_hz,
         control: opts.control_socket.as_ref().map(|_| CONTROL_PORT),
+        stdin: opts.stdin.then_some(STDIN_PORT),
         volumes: super::volume::config(&opts.volumes),
         ..Config::default()
     };
@@ -399,6 +408,19 @@ fn machine_args(
         push("-device");
         push(&format!(
             "isa-serial,chardev=kctl,iobase={CONTROL_PORT:#x},irq=3"
+        ));
+    }
+    if let Some(sock) = &streams.stdin {
+        // The runner listens and QEMU connects before the guest runs, so no request of
+        // the kernel's can come before someone is there to answer it.
+        push("-chardev");
+        push(&format!(
+            "socket,id=kin,path={},server=off",
+            qemu_escape(sock)
+        ));
+        push("-device");
+        push(&format!(
+            "isa-serial,chardev=kin,iobase={STDIN_PORT:#x},irq=4"
         ));
     }
     for q in [&streams.qmp, &streams.profiler_qmp].into_iter().flatten() {
@@ -591,6 +613,7 @@ mod tests {
             records: "/t/records".into(),
             qmp: Some("/t/qmp".into()),
             profiler_qmp: None,
+            stdin: None,
         }
     }
 
@@ -655,6 +678,7 @@ mod tests {
                 guest: "/data".into(),
                 readonly: true,
             }],
+            stdin: false,
         };
         let a = joined(&qemu_args(
             &Machine::Q35.target(),
@@ -694,6 +718,36 @@ mod tests {
             "{s}"
         );
         assert_eq!(c.control, Some(CONTROL_PORT));
+    }
+
+    #[test]
+    fn standard_input_gets_a_uart_that_qemu_connects_to_the_runner() {
+        let t = Machine::Microvm.target();
+        let opts = RunOptions {
+            stdin: true,
+            ..RunOptions::default()
+        };
+        let mut paths = streams();
+        paths.stdin = Some("/t/a,b/stdin".into());
+        let a = joined(&qemu_args(&t, &opts, Accel::Tcg, Path::new("x"), &paths));
+        let s = a.join(" ");
+        assert!(
+            s.contains("-chardev socket,id=kin,path=/t/a,,b/stdin,server=off -device isa-serial,chardev=kin,iobase=0x3e8,irq=4"),
+            "{s}"
+        );
+        let i = a.iter().position(|x| x == "-append").unwrap();
+        assert_eq!(Config::parse(&a[i + 1]).unwrap().stdin, Some(STDIN_PORT));
+        // Without it: no UART, and the kernel is told of none.
+        let a = joined(&qemu_args(
+            &t,
+            &RunOptions::default(),
+            Accel::Tcg,
+            Path::new("x"),
+            &streams(),
+        ));
+        assert!(!a.join(" ").contains("id=kin"));
+        let i = a.iter().position(|x| x == "-append").unwrap();
+        assert_eq!(Config::parse(&a[i + 1]).unwrap().stdin, None);
     }
 
     #[test]

@@ -18,6 +18,7 @@ pub mod outcome;
 pub mod probe;
 pub mod qmp;
 pub mod signals;
+pub mod stdin;
 pub mod streams;
 pub mod target;
 pub mod volume;
@@ -305,6 +306,12 @@ fn run_once(
     timeout: Option<Duration>,
     output: ProgramOutput,
 ) -> anyhow::Result<Attempt> {
+    // Standard input goes to the program when there is some to give (see `stdin`).
+    let input = opts.stdin.then(stdin::host_input).flatten();
+    let opts = &RunOptions {
+        stdin: input.is_some(),
+        ..opts.clone()
+    };
     // Before the temporary directory exists: a stop signal from here on removes it.
     signals::install();
     let dir = tempfile::Builder::new()
@@ -324,6 +331,7 @@ fn run_once(
         profiler_qmp: opts
             .kernel_profile_hz
             .map(|_| dir.path().join("qmp-profiler")),
+        stdin: opts.stdin.then(|| dir.path().join("stdin")),
     };
     // The kernel profiler needs to know the kernel's code (from the image's executable
     // segments) to tell kernel samples from the rest and to end its stack walks.
@@ -381,6 +389,12 @@ fn run_once(
             seen: seen.clone(),
         });
         copiers.push(streams::spawn_copier(reader, out, done.clone()));
+    }
+    // Not joined: it may be blocked reading the runner's standard input, which only the
+    // user can end; it stops when QEMU has gone and it reads again.
+    if let (Some(sock), Some(input)) = (&paths.stdin, input) {
+        stdin::start(sock, input, done.clone())
+            .with_context(|| format!("could not listen at {}", sock.display()))?;
     }
 
     // Anything that is not recognisably a disk or EFI application goes to `-kernel`, and

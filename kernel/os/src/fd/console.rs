@@ -1,18 +1,132 @@
-//! The console streams (descriptors 0, 1 and 2 at start): standard input is always at end
-//! of file, standard output and error go to the machine's consoles.
+//! The console streams (descriptors 0, 1 and 2 at start): standard input comes from the
+//! host on demand ([`HostInput`], `kiln_abi::stdin`) or is always at end of file, standard
+//! output and error go to the machine's consoles.
 
+use alloc::collections::VecDeque;
 use alloc::sync::Arc;
+
+use spin::Mutex;
 
 use super::file::{Access, FileLike};
 use super::poll::{POLLIN, POLLNVAL, POLLOUT, POLLRDNORM, POLLWRNORM};
+use super::Waitable;
 use crate::errno::{Errno, KResult};
 use crate::fs::{FsId, Stat, Vfs};
 use crate::machine::Machine;
 
+/// The program's standard input as the host supplies it: what arrived and not yet read,
+/// and whether to ask for more. The kernel's channel driver sends the requests
+/// ([`HostInput::take_request`]) and hands over what arrives.
+#[derive(Debug)]
+pub struct HostInput {
+    /// Whether the host supplies input; without it, input is always at end of file.
+    connected: bool,
+    buf: VecDeque<u8>,
+    /// The host said end of input: the next read returns 0 and clears it (a terminal can
+    /// give more after Ctrl-D, so the read after asks again).
+    end: bool,
+    /// A request is out and its answer has not fully come.
+    asked: bool,
+    /// A reader found nothing: the host is to be asked.
+    want: bool,
+}
+
+impl HostInput {
+    /// No input from the host (always at end of file) until [`HostInput::connect`].
+    pub const fn new() -> HostInput {
+        HostInput {
+            connected: false,
+            buf: VecDeque::new(),
+            end: false,
+            asked: false,
+            want: false,
+        }
+    }
+
+    /// The host supplies input from now on.
+    pub fn connect(&mut self) {
+        self.connected = true;
+    }
+
+    /// Reads what arrived; 0 at end of input; `EAGAIN` (and a request for the host) when
+    /// nothing did.
+    pub fn read(&mut self, buf: &mut [u8]) -> KResult<usize> {
+        if !self.connected || buf.is_empty() {
+            return Ok(0);
+        }
+        if !self.buf.is_empty() {
+            let n = buf.len().min(self.buf.len());
+            for (dst, src) in buf.iter_mut().zip(self.buf.drain(..n)) {
+                *dst = src;
+            }
+            return Ok(n);
+        }
+        if self.end {
+            self.end = false;
+            return Ok(0);
+        }
+        self.want = true;
+        Err(Errno::EAGAIN)
+    }
+
+    /// Whether a read would not block; when it would, the host is to be asked (a poll
+    /// on standard input waits for what the host sends).
+    pub fn readable(&mut self) -> bool {
+        if !self.connected || !self.buf.is_empty() || self.end {
+            return true;
+        }
+        self.want = true;
+        false
+    }
+
+    /// Bytes waiting to be read.
+    pub fn queued(&self) -> usize {
+        self.buf.len()
+    }
+
+    /// Whether to send the host a request now: a reader wants input and none is out.
+    pub fn take_request(&mut self) -> bool {
+        let ask = self.connected && self.want && !self.asked;
+        if ask {
+            self.want = false;
+            self.asked = true;
+        }
+        ask
+    }
+
+    /// Bytes of the answer arrived.
+    pub fn arrived(&mut self, data: &[u8]) {
+        self.buf.extend(data);
+    }
+
+    /// The answer is complete: end of input if `end`.
+    pub fn answered(&mut self, end: bool) {
+        self.asked = false;
+        self.want = false;
+        self.end |= end;
+    }
+}
+
+impl Default for HostInput {
+    fn default() -> Self {
+        HostInput::new()
+    }
+}
+
+/// The program's standard input (one program, one host).
+pub static HOST_INPUT: Mutex<HostInput> = Mutex::new(HostInput::new());
+/// Wakes readers of standard input: its id is no inode number (those count up from 1).
+pub static STDIN_WAITABLE: Waitable = Waitable::with_id(u64::MAX - 3);
+
+/// After [`HOST_INPUT`] took an answer: wakes the readers and pollers of standard input.
+pub fn input_arrived(m: &mut dyn Machine) {
+    STDIN_WAITABLE.notify(m);
+}
+
 /// Which console stream a descriptor is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Console {
-    /// Standard input: always at end of file.
+    /// Standard input: from the host ([`HOST_INPUT`]) or always at end of file.
     Stdin,
     /// Standard output (`Machine::write_stdout`).
     Stdout,
@@ -21,8 +135,11 @@ pub enum Console {
 }
 
 impl FileLike for Console {
-    fn read(&self, _: &mut dyn Machine, _: &mut [u8]) -> KResult<usize> {
-        Ok(0)
+    fn read(&self, _: &mut dyn Machine, buf: &mut [u8]) -> KResult<usize> {
+        match self {
+            Console::Stdin => HOST_INPUT.lock().read(buf),
+            _ => Ok(0),
+        }
     }
 
     fn write(&self, m: &mut dyn Machine, data: &[u8]) -> KResult<usize> {
@@ -55,7 +172,7 @@ impl FileLike for Console {
             return POLLNVAL;
         }
         let mut r = 0;
-        if access.readable {
+        if access.readable && (*self != Console::Stdin || HOST_INPUT.lock().readable()) {
             r |= POLLIN | POLLRDNORM;
         }
         if access.writable {
@@ -64,7 +181,77 @@ impl FileLike for Console {
         r
     }
 
+    fn waitable(&self) -> Option<&Waitable> {
+        (*self == Console::Stdin).then_some(&STDIN_WAITABLE)
+    }
+
+    fn locally_driven(&self) -> bool {
+        // The host makes standard input ready.
+        *self != Console::Stdin
+    }
+
+    fn nread(&self, _: u64) -> KResult<u64> {
+        match self {
+            Console::Stdin => Ok(HOST_INPUT.lock().queued() as u64),
+            _ => Err(Errno::ENOTTY),
+        }
+    }
+
     fn reopen(&self, _: &Vfs, _: u32, _: u64) -> KResult<Arc<dyn FileLike>> {
         Ok(Arc::new(*self))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn without_a_host_input_is_at_end() {
+        let mut h = HostInput::new();
+        assert_eq!(h.read(&mut [0; 8]), Ok(0));
+        assert!(h.readable());
+        assert!(!h.take_request());
+    }
+
+    #[test]
+    fn a_reader_asks_once_and_gets_what_came() {
+        let mut h = HostInput::new();
+        h.connect();
+        assert!(!h.take_request(), "nobody asked yet");
+        let mut buf = [0u8; 4];
+        assert_eq!(h.read(&mut buf), Err(Errno::EAGAIN));
+        assert!(!h.readable());
+        assert!(h.take_request());
+        assert!(!h.take_request(), "one request out at a time");
+        assert_eq!(h.read(&mut buf), Err(Errno::EAGAIN));
+        assert!(!h.take_request());
+        h.arrived(b"hello");
+        h.answered(false);
+        assert!(!h.take_request(), "the answer satisfied the waiting reader");
+        assert_eq!(h.queued(), 5);
+        assert!(h.readable());
+        assert_eq!(h.read(&mut buf), Ok(4));
+        assert_eq!(&buf, b"hell");
+        assert_eq!(h.read(&mut buf), Ok(1));
+        assert_eq!(h.read(&mut buf), Err(Errno::EAGAIN));
+        assert!(h.take_request());
+    }
+
+    #[test]
+    fn end_of_input_is_read_once_then_asked_again() {
+        let mut h = HostInput::new();
+        h.connect();
+        assert!(!h.readable());
+        assert!(h.take_request());
+        h.answered(true);
+        assert!(h.readable());
+        assert_eq!(h.read(&mut [0; 4]), Ok(0));
+        // A terminal may give more after Ctrl-D: the next read asks again.
+        assert_eq!(h.read(&mut [0; 4]), Err(Errno::EAGAIN));
+        assert!(h.take_request());
+        h.arrived(b"x");
+        h.answered(false);
+        assert_eq!(h.read(&mut [0; 4]), Ok(1));
     }
 }

@@ -266,6 +266,7 @@ impl Guest {
                     records: self.dir.join("kiln-records"),
                     qmp: None,
                     profiler_qmp: None,
+                    stdin: None,
                 };
                 let opts = RunOptions {
                     machine: self.machine,
