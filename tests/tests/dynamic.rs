@@ -858,3 +858,87 @@ fn flock_nice_cpu_count_dev_full_and_many_descriptors() {
         "{r:?}"
     );
 }
+
+/// POSIX shared memory and named semaphores: writable shared mappings of `/dev/shm` files.
+const SHARED_MEMORY: &str = r#"
+#include <fcntl.h>
+#include <pthread.h>
+#include <semaphore.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+static sem_t *ping, *pong;
+static int *counter;
+
+static void *player(void *arg) {
+    for (int i = 0; i < 1000; i++) {
+        sem_wait(ping);
+        (*counter)++;
+        sem_post(pong);
+    }
+    return arg;
+}
+
+int main(void) {
+    int fd = shm_open("/kiln-test", O_CREAT | O_RDWR, 0600);
+    if (fd < 0 || ftruncate(fd, 8192) != 0) { perror("shm_open"); return 1; }
+    char *map = mmap(0, 8192, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    if (map == MAP_FAILED) { perror("mmap"); return 1; }
+    strcpy(map + 4096, "written through the mapping");
+    char buf[64] = {0};
+    pread(fd, buf, 27, 4096);
+    printf("read: %s\n", buf);
+    pwrite(fd, "WRITTEN", 7, 4096);
+    printf("mapped: %.27s\n", map + 4096);
+    counter = (int *)map;
+    ping = sem_open("/kiln-ping", O_CREAT, 0600, 0);
+    pong = sem_open("/kiln-pong", O_CREAT, 0600, 0);
+    if (ping == SEM_FAILED || pong == SEM_FAILED) { perror("sem_open"); return 1; }
+    sem_unlink("/kiln-ping");
+    sem_unlink("/kiln-pong");
+    pthread_t t;
+    pthread_create(&t, 0, player, 0);
+    for (int i = 0; i < 1000; i++) {
+        sem_post(ping);
+        sem_wait(pong);
+    }
+    pthread_join(t, 0);
+    msync(map, 8192, MS_SYNC);
+    int c = 0;
+    pread(fd, &c, sizeof c, 0);
+    printf("counter %d in the file %d\n", *counter, c);
+    munmap(map, 8192);
+    shm_unlink("/kiln-test");
+    return 0;
+}
+"#;
+
+#[test]
+fn shm_open_sem_open_and_sqlite_wal_share_tmp_files_through_mappings() {
+    let dir = scratch("dynamic");
+    let prog = gcc(&dir, "shm", SHARED_MEMORY, &["-pthread"]);
+    let img = build_image("shm", &["--elf", prog.to_str().unwrap()]);
+    let r = run_image(&img, &[]);
+    assert_eq!(
+        (r.status, r.out().as_str()),
+        (
+            0,
+            "read: written through the mapping\n\
+             mapped: WRITTEN through the mapping\n\
+             counter 1000 in the file 1000\n"
+        ),
+        "{r:?}"
+    );
+    // SQLite's WAL mode keeps its index in a shared mapping of the `-shm` file.
+    let img = build_image("sqlite3-wal", &["--elf", "/usr/bin/sqlite3"]);
+    let sql = "pragma journal_mode=wal; create table t(a); insert into t values (1),(2),(39); \
+               select sum(a) from t; pragma wal_checkpoint; select count(*) from t;";
+    let r = run_image(&img, &["--", "/tmp/w.db", sql]);
+    assert_eq!(
+        (r.status, r.out().as_str()),
+        (0, "wal\n42\n0|3|3\n3\n"),
+        "{r:?}"
+    );
+}

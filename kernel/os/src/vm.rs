@@ -6,8 +6,10 @@
 //! regions, so every page-table call here is confined to regions and never touches the
 //! kernel's own memory (the `reserved` range).
 
+use crate::fs::node::Inode;
 use crate::small::SmallMap;
 use alloc::string::String;
+use alloc::sync::Arc;
 use alloc::vec::Vec;
 use core::ops::Range;
 
@@ -127,6 +129,38 @@ pub fn page_down(x: u64) -> u64 {
     x & !(PAGE_SIZE - 1)
 }
 
+/// The file behind a [`VmaKind::SharedFile`] region, compared by identity.
+#[derive(Clone)]
+pub struct Backing(pub Arc<Inode>);
+
+impl PartialEq for Backing {
+    fn eq(&self, other: &Backing) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+
+impl Eq for Backing {}
+
+impl core::fmt::Debug for Backing {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(f, "Backing(inode {})", self.0.ino)
+    }
+}
+
+/// A part of a [`VmaKind::SharedFile`] region: `[start, end)` holds the file's bytes from
+/// `offset`.
+#[derive(Debug, Clone)]
+pub struct SharedRegion {
+    /// First address.
+    pub start: u64,
+    /// One past the last address.
+    pub end: u64,
+    /// The file offset at `start`.
+    pub offset: u64,
+    /// The file.
+    pub inode: Arc<Inode>,
+}
+
 /// What a region holds.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum VmaKind {
@@ -140,6 +174,9 @@ pub enum VmaKind {
     Anonymous,
     /// A private copy of a file (its path, possibly empty when unknown).
     File(String),
+    /// A writable shared mapping of a `/tmp` file (its path, and the file): a copy that
+    /// the system calls keep coherent with the file (see `crate::syscall::mm::shared`).
+    SharedFile(String, Backing),
     /// The page of clock numbers the vDSO reads (`[vvar]`; see `crate::vdso`).
     Vvar,
     /// The vDSO's code (`[vdso]`).
@@ -233,6 +270,9 @@ pub struct AddressSpace {
     brk_start: u64,
     brk: u64,
     max_regions: usize,
+    /// A [`VmaKind::SharedFile`] region was ever made (file system calls then look for
+    /// the regions of the files they touch).
+    shares_files: bool,
 }
 
 impl AddressSpace {
@@ -245,7 +285,13 @@ impl AddressSpace {
             brk_start: 0,
             brk: 0,
             max_regions: MAX_MAP_COUNT,
+            shares_files: false,
         }
+    }
+
+    /// Whether a writable shared file mapping was ever made in this address space.
+    pub fn shares_files(&self) -> bool {
+        self.shares_files
     }
 
     /// Lowers the region limit below [`MAX_MAP_COUNT`] (a small machine cannot keep as many:
@@ -288,6 +334,7 @@ impl AddressSpace {
         }
         self.brk_start = 0;
         self.brk = 0;
+        self.shares_files = false;
     }
 
     // ----- region bookkeeping -----
@@ -367,7 +414,10 @@ impl AddressSpace {
             return;
         }
         let mut tail = v.clone();
-        if matches!(tail.kind, VmaKind::Program | VmaKind::File(_)) {
+        if matches!(
+            tail.kind,
+            VmaKind::Program | VmaKind::File(_) | VmaKind::SharedFile(..)
+        ) {
             tail.offset += addr - start;
         }
         self.vmas.get_mut(&start).expect("region").end = addr;
@@ -395,6 +445,9 @@ impl AddressSpace {
             (VmaKind::Program, VmaKind::Program) => a.offset + (a.end - a_start) == b.offset,
             (VmaKind::File(x), VmaKind::File(y)) => {
                 x == y && a.offset + (a.end - a_start) == b.offset
+            }
+            (VmaKind::SharedFile(x, bx), VmaKind::SharedFile(y, by)) => {
+                x == y && bx == by && a.offset + (a.end - a_start) == b.offset
             }
             _ => false,
         }
@@ -702,7 +755,32 @@ impl AddressSpace {
         if !offset.is_multiple_of(PAGE_SIZE) {
             return Err(Errno::EINVAL);
         }
-        let start = self.map(pt, addr, len, prot, flags, VmaKind::File(path), offset)?;
+        self.mmap_copy(
+            pt,
+            addr,
+            len,
+            prot,
+            flags,
+            VmaKind::File(path),
+            offset,
+            data,
+        )
+    }
+
+    /// Maps `kind` at `offset` with `data` copied in (see [`mmap_file`](Self::mmap_file)).
+    #[allow(clippy::too_many_arguments)]
+    fn mmap_copy(
+        &mut self,
+        pt: &mut dyn PageTable,
+        addr: u64,
+        len: u64,
+        prot: Prot,
+        flags: u64,
+        kind: VmaKind,
+        offset: u64,
+        data: &[u8],
+    ) -> KResult<u64> {
+        let start = self.map(pt, addr, len, prot, flags, kind, offset)?;
         let n = data.len().min(len as usize);
         if let Err(e) = self.populate(pt, start, &data[..n]) {
             let end = start + page_up(len).unwrap_or(len);
@@ -710,6 +788,94 @@ impl AddressSpace {
             return Err(e);
         }
         Ok(start)
+    }
+
+    /// A writable `MAP_SHARED` mapping of the `/tmp` file `inode` (named `path`) from
+    /// `offset`: a copy of its bytes now, which the system calls keep coherent with the file
+    /// (`crate::syscall::mm::shared`). `ENODEV` when another such mapping already covers
+    /// part of the same bytes (two copies could not both be the file).
+    #[allow(clippy::too_many_arguments)]
+    pub fn mmap_shared_file(
+        &mut self,
+        pt: &mut dyn PageTable,
+        addr: u64,
+        len: u64,
+        prot: Prot,
+        flags: u64,
+        path: String,
+        offset: u64,
+        inode: Arc<Inode>,
+    ) -> KResult<u64> {
+        if !offset.is_multiple_of(PAGE_SIZE) {
+            return Err(Errno::EINVAL);
+        }
+        let span = page_up(len).ok_or(Errno::ENOMEM)?;
+        let end_off = offset.checked_add(span).ok_or(Errno::EOVERFLOW)?;
+        let backing = Backing(inode);
+        let fixed = flags & MAP_FIXED != 0;
+        let overlaps = self.shared_regions(&backing.0).iter().any(|r| {
+            // A fixed mapping replaces what it covers: only regions it leaves count.
+            let replaced = fixed && addr <= r.start && r.end <= addr.saturating_add(span);
+            !replaced && r.offset < end_off && offset < r.offset + (r.end - r.start)
+        });
+        if overlaps {
+            return Err(Errno::ENODEV);
+        }
+        let have = backing.0.size().saturating_sub(offset).min(span);
+        let mut data = Vec::new();
+        data.try_reserve_exact(have as usize)
+            .map_err(|_| Errno::ENOMEM)?;
+        data.resize(have as usize, 0);
+        let n = backing.0.read_at(offset, &mut data);
+        data.truncate(n);
+        let kind = VmaKind::SharedFile(path, backing);
+        self.shares_files = true;
+        self.mmap_copy(pt, addr, len, prot, flags, kind, offset, &data)
+    }
+
+    /// The regions that share `inode` ([`VmaKind::SharedFile`]), in address order.
+    pub fn shared_regions(&self, inode: &Arc<Inode>) -> Vec<SharedRegion> {
+        self.vmas
+            .iter()
+            .filter_map(|(&start, v)| match &v.kind {
+                VmaKind::SharedFile(_, b) if Arc::ptr_eq(&b.0, inode) => Some(SharedRegion {
+                    start,
+                    end: v.end,
+                    offset: v.offset,
+                    inode: b.0.clone(),
+                }),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// The parts of [`VmaKind::SharedFile`] regions inside `[start, end)`.
+    pub fn shared_regions_in(&self, start: u64, end: u64) -> Vec<SharedRegion> {
+        self.vmas
+            .range(..end)
+            .filter(|(_, v)| v.end > start)
+            .filter_map(|(&s, v)| match &v.kind {
+                VmaKind::SharedFile(_, b) => {
+                    let from = s.max(start);
+                    Some(SharedRegion {
+                        start: from,
+                        end: v.end.min(end),
+                        offset: v.offset + (from - s),
+                        inode: b.0.clone(),
+                    })
+                }
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// Copies the program's bytes at `[addr, addr + buf.len())` (mapped, any rights) into
+    /// `buf`, giving untouched pages their frames first.
+    pub fn read_mapped(&self, pt: &mut dyn PageTable, addr: u64, buf: &mut [u8]) -> KResult<()> {
+        let end = addr.checked_add(buf.len() as u64).ok_or(Errno::EFAULT)?;
+        self.fault_in(pt, addr, end)?;
+        pt.read(addr, buf);
+        Ok(())
     }
 
     /// [`mmap_file`](Self::mmap_file) for a file whose bytes stay in memory for the kernel's
@@ -1172,7 +1338,7 @@ impl AddressSpace {
                 VmaKind::Vvar => "[vvar]",
                 VmaKind::Vdso => "[vdso]",
                 VmaKind::Anonymous => "",
-                VmaKind::File(p) => p.as_str(),
+                VmaKind::File(p) | VmaKind::SharedFile(p, _) => p.as_str(),
             }
         }
         // Each line is at most 74 bytes before the name, and a newline after it.

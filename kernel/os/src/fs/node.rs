@@ -285,6 +285,11 @@ impl Inode {
         self.type_bits() == S_IFDIR
     }
 
+    /// Whether this is a `/tmp` file (its bytes in kernel memory, writable).
+    pub fn is_mem_file(&self) -> bool {
+        matches!(self.body, Body::MemFile(_))
+    }
+
     /// Whether this is a regular file.
     pub fn is_regular(&self) -> bool {
         self.type_bits() == S_IFREG

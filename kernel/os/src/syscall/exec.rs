@@ -252,6 +252,8 @@ fn execve(
             on_wake: None,
         }));
     }
+    // The files outlive the program: what it wrote through shared mappings goes in first.
+    super::mm::shared::flush_range(p, m, 0, u64::MAX);
     let loaded = match prepared.install(&mut p.vm, m.pages()) {
         Ok(l) => l,
         Err(e) => {

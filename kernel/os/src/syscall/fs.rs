@@ -90,9 +90,14 @@ fn ret(r: KResult<i64>) -> Outcome {
     Outcome::Return(r.unwrap_or_else(Errno::as_return))
 }
 
-/// Handles the file system calls; `None` for numbers this family does not own.
+/// Handles the file system calls; `None` for numbers this family does not own. Shared
+/// mappings of the files a call touches are kept coherent around it.
 #[inline(never)]
 pub fn handle(p: &mut Process, m: &mut dyn Machine, nr: u64, a: [u64; 6]) -> Option<Outcome> {
+    super::mm::shared::around(p, m, nr, a, |p, m| calls(p, m, nr, a))
+}
+
+fn calls(p: &mut Process, m: &mut dyn Machine, nr: u64, a: [u64; 6]) -> Option<Outcome> {
     let fd0 = a[0] as i32;
     let r = match nr {
         nr::READ => {

@@ -1,20 +1,24 @@
 //! Memory system calls: `brk`, `mmap`, `munmap`, `mprotect`, `mremap`, `madvise`, `msync`,
 //! `mincore`, and the `mlock` family.
 //!
-//! File mappings are private copies: Kiln's files live in memory (the read-only root and
-//! `/tmp`), so `MAP_PRIVATE` file maps copy the bytes in (pages of root-filesystem files that
-//! the mapping cannot write are mapped in place where their bytes are page-aligned, and
-//! copied when a write or `mprotect` makes them writable), `MAP_SHARED` file maps are accepted
-//! when they cannot write (nobody can tell the copy from the file), and writable shared file
-//! maps fail with `ENODEV` ("this file cannot be memory-mapped that way"), since writes would
-//! not reach the file.
+//! File mappings are copies: Kiln's files live in memory (the read-only root and `/tmp`), so
+//! `MAP_PRIVATE` file maps copy the bytes in (pages of root-filesystem files that the mapping
+//! cannot write are mapped in place where their bytes are page-aligned, and copied when a
+//! write or `mprotect` makes them writable), `MAP_SHARED` file maps are accepted when they
+//! cannot write (nobody can tell the copy from the file), and writable shared maps of `/tmp`
+//! files are copies kept coherent with the file ([`shared`]). Other writable shared file
+//! maps (volumes) fail with `ENODEV` ("this file cannot be memory-mapped that way"), since
+//! writes would not reach the file.
+
+pub mod shared;
 
 use crate::errno::{Errno, KResult};
 use crate::machine::{Machine, Prot, PAGE_SIZE};
 use crate::process::{Outcome, Process};
 use crate::sysno;
 use crate::vm::{
-    page_down, page_up, Access, MAP_ANONYMOUS, MAP_SHARED, MAP_SHARED_VALIDATE, MAP_TYPE, USER_END,
+    page_down, page_up, Access, MAP_ANONYMOUS, MAP_FIXED, MAP_SHARED, MAP_SHARED_VALIDATE,
+    MAP_TYPE, USER_END,
 };
 
 const PROT_READ_WRITE_EXEC: u64 = 0x7;
@@ -37,16 +41,25 @@ pub fn handle(p: &mut Process, m: &mut dyn Machine, nr: u64, a: [u64; 6]) -> Opt
     let r: KResult<u64> = match nr {
         sysno::BRK => Ok(p.vm.brk(m.pages(), a[0])),
         sysno::MMAP => mmap(p, m, a),
-        sysno::MUNMAP => p.vm.munmap(m.pages(), a[0], a[1]).map(|_| 0),
+        sysno::MUNMAP => {
+            shared::flush_range(p, m, a[0], a[0].saturating_add(a[1]));
+            p.vm.munmap(m.pages(), a[0], a[1]).map(|_| 0)
+        }
         sysno::MPROTECT => prot(a[2]).and_then(|prot| {
             if a[2] & PROT_GROWSDOWN != 0 && a[2] & PROT_GROWSUP != 0 {
                 return Err(Errno::EINVAL);
             }
             p.vm.mprotect(m.pages(), a[0], a[1], prot).map(|_| 0)
         }),
-        sysno::MREMAP => p.vm.mremap(m.pages(), a[0], a[1], a[2], a[3], a[4]),
+        sysno::MREMAP => {
+            shared::flush_range(p, m, a[0], a[0].saturating_add(a[1]));
+            p.vm.mremap(m.pages(), a[0], a[1], a[2], a[3], a[4])
+        }
         sysno::MADVISE => p.vm.madvise(m.pages(), a[0], a[1], a[2]).map(|_| 0),
-        sysno::MSYNC => msync(p, a),
+        sysno::MSYNC => {
+            shared::flush_range(p, m, a[0], a[0].saturating_add(a[1]));
+            msync(p, a)
+        }
         sysno::MINCORE => mincore(p, m, a),
         sysno::MLOCK => mlock(p, m, a[0], a[1], 0),
         sysno::MLOCK2 => mlock(p, m, a[0], a[1], a[2]),
@@ -109,10 +122,25 @@ fn mmap(p: &mut Process, m: &mut dyn Machine, a: [u64; 6]) -> KResult<u64> {
         // (shared or private): it is exactly that.
         return p.vm.mmap(m.pages(), addr, len, prot, flags);
     }
+    if flags & MAP_FIXED != 0 {
+        shared::flush_range(p, m, addr, addr.saturating_add(len));
+    }
+    let file = p.files.get(fd)?;
+    if let Some(inode) = file.inode().cloned() {
+        shared::flush_inode(p, m, &inode);
+    }
     let kind = flags & MAP_TYPE;
     if (kind == MAP_SHARED || kind == MAP_SHARED_VALIDATE) && prot.write {
-        // Writes through the mapping would never reach the file.
-        return Err(Errno::ENODEV);
+        // A /tmp file opened for writing is shared through a copy kept coherent (see
+        // `shared`); writes through other mappings would never reach their file.
+        return match file.inode() {
+            Some(inode) if inode.is_mem_file() && file.writable() => {
+                let inode = inode.clone();
+                p.vm.mmap_shared_file(m.pages(), addr, len, prot, flags, path, offset, inode)
+            }
+            _ if file.readable() && !file.writable() => Err(Errno::EACCES),
+            _ => Err(Errno::ENODEV),
+        };
     }
     if let Some(file) = crate::syscall::fs::static_bytes_for_mmap(p, fd)? {
         return p
@@ -200,6 +228,7 @@ mod tests {
     use super::*;
     use crate::syscall::testutil::*;
     use crate::vm::{MAP_FIXED, MAP_PRIVATE, MMAP_BASE};
+    use alloc::vec::Vec;
 
     const P: u64 = PAGE_SIZE;
     const ANON: u64 = MAP_PRIVATE | MAP_ANONYMOUS;
@@ -357,11 +386,11 @@ mod tests {
         let b = call(&mut p, &mut m, sysno::MMAP, &[0, P, 3, MAP_PRIVATE, fd, 0]) as u64;
         poke(&mut p, &mut m, b, b"J");
         assert_eq!(peek(&mut p, &mut m, b, 5), b"Jello");
-        // Shared read-only is fine; shared writable is not possible here.
+        // Shared read-only is fine; shared writable needs a descriptor open for writing.
         assert!(call(&mut p, &mut m, sysno::MMAP, &[0, P, 1, MAP_SHARED, fd, 0]) > 0);
         assert_eq!(
             call(&mut p, &mut m, sysno::MMAP, &[0, P, 3, MAP_SHARED, fd, 0]),
-            -19
+            -13
         );
         // Bad descriptors and offsets.
         assert_eq!(
@@ -383,5 +412,95 @@ mod tests {
             &[0x7100_0000, P, 3, MAP_PRIVATE | MAP_FIXED, fd, 0],
         );
         assert_eq!(f, 0x7100_0000);
+    }
+
+    /// `openat(path, flags, 0o600)`: the descriptor.
+    fn open_rw(p: &mut Process, m: &mut crate::testing::FakeMachine, buf: u64, path: &str) -> u64 {
+        let mut z = path.as_bytes().to_vec();
+        z.push(0);
+        poke(p, m, buf, &z);
+        let flags = u64::from(crate::fd::O_RDWR | crate::fd::O_CREAT);
+        let fd = call(p, m, sysno::OPENAT, &[(-100i64) as u64, buf, flags, 0o600]);
+        assert!(fd >= 0, "open {path}: {fd}");
+        fd as u64
+    }
+
+    /// `pwrite(fd, data, off)` through a scratch buffer at `buf`.
+    fn pwrite(
+        p: &mut Process,
+        m: &mut crate::testing::FakeMachine,
+        buf: u64,
+        fd: u64,
+        data: &[u8],
+        off: u64,
+    ) {
+        poke(p, m, buf, data);
+        let n = data.len() as u64;
+        assert_eq!(call(p, m, sysno::PWRITE64, &[fd, buf, n, off]), n as i64);
+    }
+
+    /// `pread(fd, n, off)` through a scratch buffer at `buf`.
+    fn pread(
+        p: &mut Process,
+        m: &mut crate::testing::FakeMachine,
+        buf: u64,
+        fd: u64,
+        n: usize,
+        off: u64,
+    ) -> Vec<u8> {
+        let got = call(p, m, sysno::PREAD64, &[fd, buf, n as u64, off]);
+        assert!(got >= 0, "pread: {got}");
+        peek(p, m, buf, got as usize)
+    }
+
+    #[test]
+    fn shared_tmp_mappings_and_the_file_are_one() {
+        let (mut p, mut m, buf) = setup();
+        let (p_, m_) = (&mut p, &mut m);
+        let fd = open_rw(p_, m_, buf, "/tmp/shm");
+        assert_eq!(call(p_, m_, sysno::FTRUNCATE, &[fd, 2 * P]), 0);
+        let a = call(p_, m_, sysno::MMAP, &[0, 2 * P, 3, MAP_SHARED, fd, 0]);
+        assert!(a > 0, "{a}");
+        let a = a as u64;
+        assert!(
+            p_.vm.maps_text("/bin/prog").contains("rw-s"),
+            "{}",
+            p_.vm.maps_text("/bin/prog")
+        );
+        // Written through the mapping: read through the descriptor, both pages.
+        poke(p_, m_, a + 10, b"through the map");
+        poke(p_, m_, a + P + 1, b"page two");
+        assert_eq!(pread(p_, m_, buf, fd, 15, 10), b"through the map");
+        assert_eq!(pread(p_, m_, buf, fd, 8, P + 1), b"page two");
+        // Written through the descriptor: seen in the mapping.
+        pwrite(p_, m_, buf, fd, b"THROUGH", 10);
+        assert_eq!(peek(p_, m_, a + 10, 15), b"THROUGH the map");
+        // Another descriptor of the same file, and a private copy made now, see it all.
+        let fd2 = open_rw(p_, m_, buf, "/tmp/shm");
+        poke(p_, m_, a + 100, b"late");
+        assert_eq!(pread(p_, m_, buf, fd2, 4, 100), b"late");
+        poke(p_, m_, a + 200, b"copy");
+        let c = call(p_, m_, sysno::MMAP, &[0, P, 1, MAP_PRIVATE, fd2, 0]) as u64;
+        assert_eq!(peek(p_, m_, c + 200, 4), b"copy");
+        // A second shared mapping of the same bytes cannot be a second copy.
+        assert_eq!(
+            call(p_, m_, sysno::MMAP, &[0, P, 3, MAP_SHARED, fd2, P]),
+            -19
+        );
+        // Growing the file by a write shows in the mapping's second page...
+        pwrite(p_, m_, buf, fd, b"end", 2 * P - 3);
+        assert_eq!(peek(p_, m_, a + 2 * P - 3, 3), b"end");
+        // and shrinking the file zeroes what is cut off.
+        assert_eq!(call(p_, m_, sysno::FTRUNCATE, &[fd, P + 4]), 0);
+        assert_eq!(peek(p_, m_, a + P + 1, 8), b"pag\0\0\0\0\0");
+        // The mapping never grows the file.
+        poke(p_, m_, a + P + 100, b"beyond");
+        assert_eq!(pread(p_, m_, buf, fd, 64, P), b"\0pag");
+        // Unmapping writes the last changes back.
+        poke(p_, m_, a + 50, b"last words");
+        assert_eq!(call(p_, m_, sysno::MUNMAP, &[a, 2 * P]), 0);
+        assert_eq!(pread(p_, m_, buf, fd2, 10, 50), b"last words");
+        // Now the bytes are free for a new shared mapping.
+        assert!(call(p_, m_, sysno::MMAP, &[0, P, 3, MAP_SHARED, fd2, 0]) > 0);
     }
 }
