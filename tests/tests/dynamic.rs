@@ -859,8 +859,10 @@ fn flock_nice_cpu_count_dev_full_and_many_descriptors() {
     );
 }
 
-/// POSIX shared memory and named semaphores: writable shared mappings of `/dev/shm` files.
+/// POSIX shared memory and named semaphores: writable shared mappings of `/dev/shm` files;
+/// a sealed `memfd_create` file.
 const SHARED_MEMORY: &str = r#"
+#define _GNU_SOURCE
 #include <fcntl.h>
 #include <pthread.h>
 #include <semaphore.h>
@@ -911,6 +913,14 @@ int main(void) {
     printf("counter %d in the file %d\n", *counter, c);
     munmap(map, 8192);
     shm_unlink("/kiln-test");
+    int mfd = memfd_create("kiln", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+    write(mfd, "memfd!", 6);
+    fcntl(mfd, F_ADD_SEALS, F_SEAL_SHRINK);
+    char link[64], target[64] = {0};
+    snprintf(link, sizeof link, "/proc/self/fd/%d", mfd);
+    readlink(link, target, sizeof target - 1);
+    int shrink = ftruncate(mfd, 1);
+    printf("memfd: %s seals %d shrink %d\n", target, fcntl(mfd, F_GET_SEALS), shrink);
     return 0;
 }
 "#;
@@ -927,7 +937,8 @@ fn shm_open_sem_open_and_sqlite_wal_share_tmp_files_through_mappings() {
             0,
             "read: written through the mapping\n\
              mapped: WRITTEN through the mapping\n\
-             counter 1000 in the file 1000\n"
+             counter 1000 in the file 1000\n\
+             memfd: /memfd:kiln (deleted) seals 2 shrink -1\n"
         ),
         "{r:?}"
     );

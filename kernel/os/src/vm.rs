@@ -157,6 +157,8 @@ pub struct SharedRegion {
     pub end: u64,
     /// The file offset at `start`.
     pub offset: u64,
+    /// The region's rights.
+    pub prot: Prot,
     /// The file.
     pub inode: Arc<Inode>,
 }
@@ -842,6 +844,7 @@ impl AddressSpace {
                     start,
                     end: v.end,
                     offset: v.offset,
+                    prot: v.prot,
                     inode: b.0.clone(),
                 }),
                 _ => None,
@@ -861,6 +864,7 @@ impl AddressSpace {
                         start: from,
                         end: v.end.min(end),
                         offset: v.offset + (from - s),
+                        prot: v.prot,
                         inode: b.0.clone(),
                     })
                 }

@@ -111,7 +111,22 @@ struct Meta {
     atime: u64,
     mtime: u64,
     ctime: u64,
+    /// `F_SEAL_*` bits of a `/tmp` file (see [`Inode::add_seals`]).
+    seals: u32,
 }
+
+/// No more seals may be added.
+pub const F_SEAL_SEAL: u32 = 1;
+/// The file may not shrink.
+pub const F_SEAL_SHRINK: u32 = 2;
+/// The file may not grow.
+pub const F_SEAL_GROW: u32 = 4;
+/// The file's bytes may not change (no writable shared mapping may exist).
+pub const F_SEAL_WRITE: u32 = 8;
+/// The file's bytes may not change through new writes or mappings.
+pub const F_SEAL_FUTURE_WRITE: u32 = 16;
+const F_SEAL_ALL: u32 =
+    F_SEAL_SEAL | F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE | F_SEAL_FUTURE_WRITE;
 
 /// A node of the tree. Shared (`Arc`) between directories and open files, so an unlinked
 /// file stays readable through descriptors that still hold it.
@@ -235,8 +250,37 @@ impl Inode {
                 atime: now,
                 mtime: now,
                 ctime: now,
+                // As Linux's tmpfs: only `memfd_create(MFD_ALLOW_SEALING)` files take seals.
+                seals: F_SEAL_SEAL,
             }),
         }
+    }
+
+    /// The file's seals (`F_GET_SEALS`); `EINVAL` for files that are not `/tmp` files.
+    pub fn seals(&self) -> KResult<u32> {
+        match self.body {
+            Body::MemFile(_) => Ok(self.meta.lock().seals),
+            _ => Err(Errno::EINVAL),
+        }
+    }
+
+    /// Sets the seals outright (a new `memfd_create` file that allows sealing: none).
+    pub fn set_seals(&self, seals: u32) {
+        self.meta.lock().seals = seals;
+    }
+
+    /// Adds seals (`F_ADD_SEALS`): `EINVAL` for unknown bits or other files, `EPERM` once
+    /// `F_SEAL_SEAL` is set.
+    pub fn add_seals(&self, more: u32) -> KResult<()> {
+        if more & !F_SEAL_ALL != 0 {
+            return Err(Errno::EINVAL);
+        }
+        let cur = self.seals()?;
+        if cur & F_SEAL_SEAL != 0 {
+            return Err(Errno::EPERM);
+        }
+        self.meta.lock().seals = cur | more;
+        Ok(())
     }
 
     /// A node of a volume, with the host's inode number.
@@ -519,6 +563,15 @@ impl Inode {
     /// Writes `data` at `off` into a `/tmp` file, growing it (with zeros) as needed.
     /// `EFBIG` past the largest offset, `ENOSPC` when memory runs out, `EROFS` for other files.
     pub fn write_at(&self, off: u64, data: &[u8], now: u64) -> KResult<usize> {
+        if self.meta.lock().seals & (F_SEAL_WRITE | F_SEAL_FUTURE_WRITE) != 0 {
+            return Err(Errno::EPERM);
+        }
+        self.write_mapped(off, data, now)
+    }
+
+    /// [`write_at`](Self::write_at) for the bytes a shared mapping wrote, which
+    /// `F_SEAL_FUTURE_WRITE` does not stop (it came after the mapping).
+    pub fn write_mapped(&self, off: u64, data: &[u8], now: u64) -> KResult<usize> {
         let Body::MemFile(d) = &self.body else {
             return Err(Errno::EROFS);
         };
@@ -532,6 +585,9 @@ impl Inode {
         let end = usize::try_from(end).map_err(|_| Errno::EFBIG)?;
         let off = off as usize;
         let mut v = d.lock();
+        if end > v.len() && self.meta.lock().seals & F_SEAL_GROW != 0 {
+            return Err(Errno::EPERM);
+        }
         if end > v.len() {
             let cur = v.len();
             v.try_reserve(end - cur).map_err(|_| Errno::ENOSPC)?;
@@ -563,6 +619,12 @@ impl Inode {
         }
         let len = usize::try_from(len).map_err(|_| Errno::EFBIG)?;
         let mut v = d.lock();
+        let seals = self.meta.lock().seals;
+        if (len > v.len() && seals & F_SEAL_GROW != 0)
+            || (len < v.len() && seals & F_SEAL_SHRINK != 0)
+        {
+            return Err(Errno::EPERM);
+        }
         if len > v.len() {
             let cur = v.len();
             v.try_reserve(len - cur).map_err(|_| Errno::ENOSPC)?;

@@ -81,6 +81,8 @@ const F_OFD_SETLKW: u64 = 38;
 const F_DUPFD_CLOEXEC: u64 = 1030;
 const F_SETPIPE_SZ: u64 = 1031;
 const F_GETPIPE_SZ: u64 = 1032;
+const F_ADD_SEALS: u64 = 1033;
+const F_GET_SEALS: u64 = 1034;
 const FD_CLOEXEC: u64 = 1;
 const F_RDLCK: u16 = 0;
 const F_WRLCK: u16 = 1;
@@ -198,6 +200,7 @@ fn calls(p: &mut Process, m: &mut dyn Machine, nr: u64, a: [u64; 6]) -> Option<O
         }),
         nr::TRUNCATE => sys_truncate(p, m, a[0], a[1] as i64),
         nr::FTRUNCATE => sys_ftruncate(p, m, fd0, a[1] as i64),
+        nr::MEMFD_CREATE => sys_memfd_create(p, m, a[0], a[1]),
         nr::GETDENTS64 => sys_getdents(p, m, fd0, a[1], a[2], true),
         nr::GETDENTS => sys_getdents(p, m, fd0, a[1], a[2], false),
         nr::GETCWD => sys_getcwd(p, m, a[0], a[1]),
@@ -861,6 +864,55 @@ fn sys_open(
     p.files.install(file, flags & O_CLOEXEC != 0).map(i64::from)
 }
 
+const MFD_CLOEXEC: u64 = 1;
+const MFD_ALLOW_SEALING: u64 = 2;
+const MFD_NOEXEC_SEAL: u64 = 8;
+const MFD_EXEC: u64 = 0x10;
+/// Longest `memfd_create` name, without its NUL.
+const MFD_NAME_MAX: usize = 249;
+
+/// `memfd_create`: a new `/tmp` file with no name in any directory, open for reading and
+/// writing (`/proc/self/fd/N` shows `/memfd:NAME (deleted)`, as on Linux). Huge pages are
+/// refused (`EINVAL`): none are reserved.
+fn sys_memfd_create(p: &mut Process, m: &mut dyn Machine, name: u64, flags: u64) -> KResult<i64> {
+    let known = MFD_CLOEXEC | MFD_ALLOW_SEALING | MFD_NOEXEC_SEAL | MFD_EXEC;
+    if flags & !known != 0 || flags & (MFD_NOEXEC_SEAL | MFD_EXEC) == MFD_NOEXEC_SEAL | MFD_EXEC {
+        return Err(Errno::EINVAL);
+    }
+    let name =
+        p.vm.read_cstr(m.pages(), name, MFD_NAME_MAX)
+            .map_err(|e| match e {
+                Errno::ENAMETOOLONG => Errno::EINVAL,
+                e => e,
+            })?;
+    if p.files.is_full() {
+        return Err(Errno::EMFILE);
+    }
+    room_for_names(m).map_err(|_| Errno::ENOMEM)?;
+    let t = now(m);
+    let perm = if flags & MFD_NOEXEC_SEAL != 0 {
+        0o666
+    } else {
+        0o777
+    };
+    let inode = Inode::new(
+        crate::fs::FsId::Tmp,
+        Body::MemFile(spin::Mutex::new(Vec::new())),
+        perm,
+        t,
+    );
+    inode.unlink(t);
+    if flags & (MFD_ALLOW_SEALING | MFD_NOEXEC_SEAL) != 0 {
+        inode.set_seals(0);
+    }
+    let object = crate::fd::volume::open_node(Arc::new(inode), crate::fd::O_RDWR)?;
+    let path = alloc::format!("/memfd:{} (deleted)", String::from_utf8_lossy(&name));
+    let file = OpenFile::new(object, path, crate::fd::O_RDWR | O_LARGEFILE);
+    p.files
+        .install(file, flags & MFD_CLOEXEC != 0)
+        .map(i64::from)
+}
+
 /// Opens `/proc/self/fd/N` (or a link to it, such as `/dev/stdout`): a new open file for
 /// what descriptor `N` refers to, as Linux does. A pipe opens as its read or write end by
 /// the access mode (`O_RDWR`: `EINVAL`, as a pipe end here has one direction).
@@ -1060,6 +1112,27 @@ fn sys_fcntl(p: &mut Process, m: &mut dyn Machine, fd: i32, cmd: u64, arg: u64) 
         }
         F_GETOWN | F_GETSIG => Ok(0),
         F_SETOWN | F_SETSIG => Ok(0),
+        F_GET_SEALS => match f.inode() {
+            Some(n) => n.seals().map(i64::from),
+            None => Err(Errno::EINVAL),
+        },
+        F_ADD_SEALS => match f.inode() {
+            Some(_) if !f.writable() => Err(Errno::EPERM),
+            Some(n) => {
+                let n = n.clone();
+                let more = arg as u32;
+                // No writable shared mapping may outlive a write seal.
+                let writable_map = || p.vm.shared_regions(&n).iter().any(|r| r.prot.write);
+                if more & crate::fs::node::F_SEAL_WRITE != 0
+                    && n.seals()? & crate::fs::node::F_SEAL_SEAL == 0
+                    && writable_map()
+                {
+                    return Err(Errno::EBUSY);
+                }
+                n.add_seals(more).map(|_| 0)
+            }
+            None => Err(Errno::EINVAL),
+        },
         F_GETPIPE_SZ => f.pipe().map(|pp| pp.capacity() as i64).ok_or(Errno::EBADF),
         F_SETPIPE_SZ => match f.pipe() {
             Some(pp) => {

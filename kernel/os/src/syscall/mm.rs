@@ -134,6 +134,13 @@ fn mmap(p: &mut Process, m: &mut dyn Machine, a: [u64; 6]) -> KResult<u64> {
         // A /tmp file opened for writing is shared through a copy kept coherent (see
         // `shared`); writes through other mappings would never reach their file.
         return match file.inode() {
+            Some(inode)
+                if inode.seals().unwrap_or(0)
+                    & (crate::fs::node::F_SEAL_WRITE | crate::fs::node::F_SEAL_FUTURE_WRITE)
+                    != 0 =>
+            {
+                Err(Errno::EPERM)
+            }
             Some(inode) if inode.is_mem_file() && file.writable() => {
                 let inode = inode.clone();
                 p.vm.mmap_shared_file(m.pages(), addr, len, prot, flags, path, offset, inode)
@@ -502,5 +509,27 @@ mod tests {
         assert_eq!(pread(p_, m_, buf, fd2, 10, 50), b"last words");
         // Now the bytes are free for a new shared mapping.
         assert!(call(p_, m_, sysno::MMAP, &[0, P, 3, MAP_SHARED, fd2, 0]) > 0);
+    }
+
+    #[test]
+    fn a_write_seal_and_a_writable_shared_mapping_exclude_each_other() {
+        let (mut p, mut m, buf) = setup();
+        let (p_, m_) = (&mut p, &mut m);
+        poke(p_, m_, buf, b"seal\0");
+        let fd = call(p_, m_, sysno::MEMFD_CREATE, &[buf, 2]);
+        assert!(fd >= 0, "{fd}");
+        let fd = fd as u64;
+        assert_eq!(call(p_, m_, sysno::FTRUNCATE, &[fd, P]), 0);
+        let a = call(p_, m_, sysno::MMAP, &[0, P, 3, MAP_SHARED, fd, 0]);
+        assert!(a > 0, "{a}");
+        assert_eq!(call(p_, m_, sysno::FCNTL, &[fd, 1033, 8]), -16, "EBUSY");
+        assert_eq!(call(p_, m_, sysno::MUNMAP, &[a as u64, P]), 0);
+        assert_eq!(call(p_, m_, sysno::FCNTL, &[fd, 1033, 8]), 0);
+        assert_eq!(
+            call(p_, m_, sysno::MMAP, &[0, P, 3, MAP_SHARED, fd, 0]),
+            -1,
+            "EPERM"
+        );
+        assert!(call(p_, m_, sysno::MMAP, &[0, P, 1, MAP_SHARED, fd, 0]) > 0);
     }
 }

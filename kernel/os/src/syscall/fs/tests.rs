@@ -1601,3 +1601,48 @@ fn extended_attributes_are_absent() {
     );
     assert_eq!(t.call(nr::REMOVEXATTR, &[x, name]), E(Errno::ENODATA));
 }
+
+#[test]
+fn memfd_create_files_and_their_seals() {
+    use crate::fs::node::{F_SEAL_GROW, F_SEAL_SEAL, F_SEAL_SHRINK, F_SEAL_WRITE};
+    let mut t = T::new();
+    let name = t.cstr("cache");
+    let fd = t.call(nr::MEMFD_CREATE, &[name, 1 | 2]);
+    assert!(fd >= 0, "{fd}");
+    assert_eq!(t.call(nr::FCNTL, &[fd as u64, F_GETFD]), 1, "MFD_CLOEXEC");
+    assert_eq!(t.write_fd(fd, b"hello"), 5);
+    let link = t.cstr(&alloc::format!("/proc/self/fd/{fd}"));
+    let b = t.alloc(64);
+    let n = t.call(nr::READLINK, &[link, b, 64]);
+    assert_eq!(t.read(b, n as usize), b"/memfd:cache (deleted)");
+    // Sealing: growing and shrinking stop, writing in place does not.
+    assert_eq!(t.call(nr::FCNTL, &[fd as u64, 1034]), 0);
+    let seals = u64::from(F_SEAL_GROW | F_SEAL_SHRINK);
+    assert_eq!(t.call(nr::FCNTL, &[fd as u64, 1033, seals]), 0);
+    assert_eq!(t.write_fd(fd, b"!"), E(Errno::EPERM));
+    assert_eq!(t.call(nr::FTRUNCATE, &[fd as u64, 2]), E(Errno::EPERM));
+    let h = t.put(b"J");
+    assert_eq!(t.call(nr::PWRITE64, &[fd as u64, h, 1, 0]), 1);
+    // A write seal stops writes; after F_SEAL_SEAL nothing more is added.
+    let ws = u64::from(F_SEAL_WRITE | F_SEAL_SEAL);
+    assert_eq!(t.call(nr::FCNTL, &[fd as u64, 1033, ws]), 0);
+    assert_eq!(t.call(nr::PWRITE64, &[fd as u64, h, 1, 0]), E(Errno::EPERM));
+    assert_eq!(t.call(nr::FCNTL, &[fd as u64, 1033, 4]), E(Errno::EPERM));
+    assert_eq!(t.call(nr::FCNTL, &[fd as u64, 1034]), (seals | ws) as i64);
+    let r = t.alloc(8);
+    assert_eq!(t.call(nr::PREAD64, &[fd as u64, r, 8, 0]), 5);
+    assert_eq!(t.read(r, 5), b"Jello");
+    // Without MFD_ALLOW_SEALING: sealed against seals, as tmpfs files are.
+    let plain = t.call(nr::MEMFD_CREATE, &[name, 0]);
+    assert_eq!(t.call(nr::FCNTL, &[plain as u64, F_GETFD]), 0);
+    assert_eq!(t.call(nr::FCNTL, &[plain as u64, 1034]), 1);
+    assert_eq!(t.call(nr::FCNTL, &[plain as u64, 1033, 4]), E(Errno::EPERM));
+    // Bad flags and names.
+    assert_eq!(t.call(nr::MEMFD_CREATE, &[name, 0x100]), E(Errno::EINVAL));
+    assert_eq!(t.call(nr::MEMFD_CREATE, &[name, 4]), E(Errno::EINVAL));
+    let long = t.cstr(&"x".repeat(250));
+    assert_eq!(t.call(nr::MEMFD_CREATE, &[long, 0]), E(Errno::EINVAL));
+    // Root-filesystem files have no seals to read.
+    let hosts = t.open("/etc/hosts", O_RDONLY, 0);
+    assert_eq!(t.call(nr::FCNTL, &[hosts as u64, 1034]), E(Errno::EINVAL));
+}

@@ -43,7 +43,7 @@ pub fn flush(p: &mut Process, m: &mut dyn Machine, regions: &[SharedRegion]) {
             if have != n || mine[..n] != file[..n] {
                 // A /tmp file only fails to take bytes it already has room for when
                 // memory is gone; the mapping keeps them then.
-                let _ = r.inode.write_at(off, &mine[..n], now);
+                let _ = r.inode.write_mapped(off, &mine[..n], now);
             }
             addr += n as u64;
         }
