@@ -103,7 +103,8 @@ fn debian_ps_df_and_free_read_proc() {
         lines,
         [
             "PID PPID NLWP COMMAND COMMAND",
-            "1 0 1 ps /bin/ps -o pid,ppid,nlwp,comm,args"
+            // A program from /usr keeps its path in the image.
+            "1 0 1 ps /usr/bin/ps -o pid,ppid,nlwp,comm,args"
         ],
         "{r:?}"
     );
@@ -151,6 +152,17 @@ fn debian_ps_df_and_free_read_proc() {
     let nproc = build_image("nproc", &["--elf", "/usr/bin/nproc"]);
     let r = run_image(&nproc, &["--cpus", "2", "--", "--all"]);
     assert_eq!((r.status, r.out().as_str()), (0, "2\n"), "{r:?}");
+}
+
+#[test]
+fn programs_from_usr_keep_their_path_and_bin_name_links_to_it() {
+    let img = build_image("readlink", &["--elf", "/usr/bin/readlink"]);
+    let r = run_image(&img, &["--", "/proc/self/exe", "/bin/readlink"]);
+    assert_eq!(
+        (r.status, r.out().as_str()),
+        (0, "/usr/bin/readlink\n/usr/bin/readlink\n"),
+        "{r:?}"
+    );
 }
 
 #[test]

@@ -36,7 +36,8 @@ pub enum AppSource {
 /// A built, validated program.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct App {
-    /// Short name: the image is `<name>.elf`, the program runs as `/bin/<name>`.
+    /// Short name: the image is `<name>.elf`, the program runs as `/bin/<name>` (see
+    /// [`program_path`] for `--elf` programs from `/usr` and `/opt`).
     pub name: String,
     /// Path of the static ELF.
     pub elf: PathBuf,
@@ -92,6 +93,33 @@ pub fn build_linked(layout: &Layout, source: &AppSource, dynamic: bool) -> anyho
     }
     crate::elf::validate(&bytes).map_err(|e| anyhow!("{}: {e}", app.elf.display()))?;
     Ok(app)
+}
+
+/// Where the program sits in the image. An `--elf` program from under `/usr` or `/opt`
+/// keeps its host path, so programs that find their files next to themselves through
+/// `/proc/self/exe` (Java finds its `lib` directory so, Python its prefix) find them where
+/// `--file` put them; every other program is `/bin/NAME` (a host path elsewhere, such as a
+/// build directory, would make the image depend on where it was built).
+pub fn program_path(source: &AppSource, name: &str) -> String {
+    use std::path::Component;
+    if let AppSource::Elf(path) = source {
+        let mut parts = Vec::new();
+        let mut plain = path.is_absolute();
+        for c in path.components() {
+            match c {
+                Component::RootDir => {}
+                Component::Normal(p) => match p.to_str() {
+                    Some(p) => parts.push(p),
+                    None => plain = false,
+                },
+                _ => plain = false,
+            }
+        }
+        if plain && parts.len() >= 2 && matches!(parts[0], "usr" | "opt") {
+            return format!("/{}", parts.join("/"));
+        }
+    }
+    format!("/bin/{name}")
 }
 
 /// A program name from a file name: its stem, or `app`.
@@ -324,6 +352,26 @@ mod tests {
 
     fn bins(v: &[&str]) -> Vec<String> {
         v.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn programs_from_usr_and_opt_keep_their_path_others_go_to_bin() {
+        let elf = |p: &str| AppSource::Elf(p.into());
+        let cases = [
+            (elf("/usr/bin/python3"), "/usr/bin/python3"),
+            (elf("/usr/lib/jvm/j/bin/java"), "/usr/lib/jvm/j/bin/java"),
+            (elf("/opt/app/bin/server"), "/opt/app/bin/server"),
+            (elf("/usr//bin/./env"), "/usr/bin/env"),
+            (elf("/usr/bin/../bin/x"), "/bin/x"),
+            (elf("/usr"), "/bin/x"),
+            (elf("/bin/busybox"), "/bin/x"),
+            (elf("/home/me/target/release/app"), "/bin/x"),
+            (elf("usr/bin/env"), "/bin/x"),
+            (AppSource::Example("hello".into()), "/bin/x"),
+        ];
+        for (source, want) in cases {
+            assert_eq!(program_path(&source, "x"), want, "{source:?}");
+        }
     }
 
     #[test]

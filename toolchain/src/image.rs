@@ -202,17 +202,19 @@ pub fn assemble_with(
 ) -> anyhow::Result<Vec<u8>> {
     let program =
         std::fs::read(&app.elf).with_context(|| format!("could not read {}", app.elf.display()))?;
-    let libraries = libraries(app, &program, &req.libs)?;
+    let exe = crate::app::program_path(&req.source, &app.name);
+    let libraries = libraries(app, &exe, &program, &req.libs)?;
     let (tar, notes) = rootfs::build(&rootfs::RootfsSpec {
         dir: req.rootfs_dir.clone(),
         files: req.files.clone(),
         app_name: app.name.clone(),
+        program_path: exe.clone(),
         libraries: libraries.clone(),
     })?;
     for n in notes {
         crate::note!("{n}");
     }
-    let config = link::baked_config(&app.name, &req.args, &req.env).to_cmdline();
+    let config = link::baked_config(&exe, &req.args, &req.env).to_cmdline();
     let Some(prov) = provenance else {
         let payload = kiln_abi::payload::build(&program, &tar, &config);
         return link::link(kernel, &payload).map_err(|e| anyhow!("{e}"));
@@ -229,19 +231,20 @@ pub fn assemble_with(
 }
 
 /// The interpreter and libraries a dynamically linked program needs (none for a static one),
-/// found on this machine ([`crate::dynamic`]). `--lib` is refused for a static program.
+/// found on this machine ([`crate::dynamic`]) for the program at `exe` in the image.
+/// `--lib` is refused for a static program.
 pub fn libraries(
     app: &App,
+    exe: &str,
     program: &[u8],
     libs: &[String],
 ) -> anyhow::Result<Vec<crate::dynamic::Library>> {
-    let exe = format!("/bin/{}", app.name);
     let dir = std::fs::canonicalize(&app.elf)
         .ok()
         .and_then(|p| p.parent().map(PathBuf::from))
         .unwrap_or_else(|| PathBuf::from("/"));
     let resolved = crate::dynamic::Resolver::host(libs.to_vec())
-        .resolve(program, &exe, &dir)
+        .resolve(program, exe, &dir)
         .map_err(|e| anyhow!("{}: {e}", app.elf.display()))?;
     if resolved.interpreter.is_none() && !libs.is_empty() {
         anyhow::bail!(

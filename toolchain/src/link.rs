@@ -46,11 +46,12 @@ pub fn align_up(x: u64, a: u64) -> u64 {
     x.div_ceil(a).saturating_mul(a)
 }
 
-/// The configuration baked into an image: `argv[0]` is `/bin/<name>`, arguments only when
-/// some were given, and the environment.
-pub fn baked_config(name: &str, args: &[String], env: &[(String, String)]) -> Config {
+/// The configuration baked into an image: `argv[0]` is the program's path in the image
+/// (`/bin/<name>`, see [`crate::app::program_path`]), arguments only when some were given,
+/// and the environment.
+pub fn baked_config(path: &str, args: &[String], env: &[(String, String)]) -> Config {
     let mut c = Config {
-        name: Some(format!("/bin/{name}").into_bytes()),
+        name: Some(path.as_bytes().to_vec()),
         argv: (!args.is_empty()).then(|| args.iter().map(|a| a.as_bytes().to_vec()).collect()),
         ..Config::default()
     };
@@ -471,9 +472,9 @@ pub(crate) mod tests {
 
     #[test]
     fn baked_config_names_the_program() {
-        let c = baked_config("hello", &[], &[("A".into(), "1".into())]);
+        let c = baked_config("/bin/hello", &[], &[("A".into(), "1".into())]);
         assert_eq!(c.to_cmdline(), "kiln.name=/bin/hello kiln.env=A=1");
-        let c = baked_config("hello", &["x y".into()], &[]);
+        let c = baked_config("/bin/hello", &["x y".into()], &[]);
         assert_eq!(c.argv, Some(vec![b"x y".to_vec()]));
         assert_eq!(align_up(0x1001, 0x1000), 0x2000);
         assert_eq!(align_up(0x1000, 0x1000), 0x1000);

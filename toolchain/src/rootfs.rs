@@ -23,6 +23,9 @@ pub struct RootfsSpec {
     pub files: Vec<FileSpec>,
     /// The program's name, used for `/etc/hostname` and `/etc/hosts`.
     pub app_name: String,
+    /// Where the kernel puts the program ([`crate::app::program_path`]); when that is not
+    /// `/bin/NAME`, `/bin/NAME` links to it (unless the tree has its own).
+    pub program_path: String,
     /// A dynamically linked program's interpreter and libraries ([`crate::dynamic`]), packed
     /// at the paths the loader asks for, with the host's symbolic links on the way. Added
     /// before `--rootfs` and `--file`, which may replace them.
@@ -308,6 +311,15 @@ pub fn build(spec: &RootfsSpec) -> anyhow::Result<(Vec<u8>, Vec<String>)> {
             .map_err(|e| anyhow::anyhow!("--file {}:{}: {e}", f.src.display(), f.dest))?;
         tree.add_host(&f.src, dest.trim_start_matches('/'), true)?;
     }
+    let link = format!("bin/{}", spec.app_name);
+    let bin_is_dir = matches!(tree.nodes.get("bin"), None | Some((Node::Dir, _)));
+    if !spec.program_path.is_empty()
+        && spec.program_path.trim_start_matches('/') != link
+        && bin_is_dir
+        && !tree.nodes.contains_key(&link)
+    {
+        tree.insert(link, Node::Symlink(PathBuf::from(&spec.program_path)), true)?;
+    }
     Ok((write_tar(&tree.nodes)?, tree.notes))
 }
 
@@ -437,8 +449,43 @@ mod tests {
             dir: dir.map(Path::to_path_buf),
             files,
             app_name: "Hello_App".into(),
+            program_path: "/bin/Hello_App".into(),
             libraries: vec![],
         }
+    }
+
+    #[test]
+    fn bin_name_links_to_a_program_kept_at_its_own_path() {
+        let names = |spec: &RootfsSpec| {
+            let (tar, _) = build(spec).unwrap();
+            let mut out = Vec::new();
+            for e in tar::Archive::new(tar.as_slice()).entries().unwrap() {
+                let e = e.unwrap();
+                let link = e.link_name().unwrap().map(|l| l.display().to_string());
+                out.push((e.path().unwrap().display().to_string(), link));
+            }
+            out
+        };
+        let mut s = spec(None, vec![]);
+        s.program_path = "/usr/bin/Hello_App".into();
+        let all = names(&s);
+        assert!(
+            all.contains(&("bin/Hello_App".into(), Some("/usr/bin/Hello_App".into()))),
+            "{all:?}"
+        );
+        // A program at /bin/NAME needs no link; nor does a tree with its own /bin/NAME.
+        let plain = names(&spec(None, vec![]));
+        assert!(
+            !plain.iter().any(|(p, _)| p == "bin/Hello_App"),
+            "{plain:?}"
+        );
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("bin")).unwrap();
+        std::fs::write(dir.path().join("bin/Hello_App"), "mine").unwrap();
+        let mut s = spec(Some(dir.path()), vec![]);
+        s.program_path = "/usr/bin/Hello_App".into();
+        let mine = names(&s);
+        assert!(mine.contains(&("bin/Hello_App".into(), None)), "{mine:?}");
     }
 
     #[test]

@@ -82,16 +82,22 @@ fn file_in_tar(tar: &[u8], path: &str) -> anyhow::Result<Option<Vec<u8>>> {
     Ok(None)
 }
 
+/// The path the image's own program runs at (its baked `kiln.name`).
+fn program_path(image: &[u8]) -> Option<String> {
+    let span = crate::provenance::find_payload(image).ok()?;
+    let c = &span.header.config;
+    let bytes = image.get(span.offset + c.start..span.offset + c.end)?;
+    let config = kiln_abi::cmdline::Config::parse(std::str::from_utf8(bytes).ok()?).ok()?;
+    String::from_utf8(config.name?).ok()
+}
+
 /// The program a crash happened in, and its path: the file the last `execve` before the
 /// crash ran (an [`kiln_abi::record::Exec`] record), or the image's own program.
 fn crashed_program<'a>(
     image: &'a [u8],
     exec: Option<&[u8]>,
 ) -> anyhow::Result<(std::borrow::Cow<'a, [u8]>, String)> {
-    let own_path = crate::provenance::read(image)
-        .ok()
-        .map(|(p, _)| format!("/bin/{}", p.app.name))
-        .unwrap_or_else(|| "/bin/program".into());
+    let own_path = program_path(image).unwrap_or_else(|| "/bin/program".into());
     if let Some(path) = exec.map(String::from_utf8_lossy) {
         // The image's own program is not in the archive (the kernel places it itself).
         if let Some(bytes) = file_in_image(image, &path)? {

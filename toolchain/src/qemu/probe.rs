@@ -77,7 +77,7 @@ pub fn image(kernel: &[u8]) -> anyhow::Result<Vec<u8>> {
         app_name: "kvm-probe".into(),
         ..RootfsSpec::default()
     })?;
-    let config = crate::link::baked_config("kvm-probe", &[], &[]).to_cmdline();
+    let config = crate::link::baked_config("/bin/kvm-probe", &[], &[]).to_cmdline();
     let payload = kiln_abi::payload::build(&program(), &tar, &config);
     crate::link::link(kernel, &payload).map_err(|e| anyhow::anyhow!("{e}"))
 }
