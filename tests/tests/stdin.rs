@@ -125,3 +125,24 @@ fn debian_filters_read_piped_input_and_leave_what_they_do_not_read() {
         "left for the next reader\n"
     );
 }
+
+#[test]
+fn docker_habits_minus_i_is_accepted_and_minus_t_refused_with_the_reason() {
+    let img = build_image("stdin-sort", &["--elf", "/usr/bin/sort"]);
+    let image = img.to_str().unwrap();
+    let mut child = spawn_piped(&img, &["-i", "--", "-r"]);
+    let mut input = child.stdin.take().unwrap();
+    input.write_all(b"a\nc\nb\n").unwrap();
+    drop(input);
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "c\nb\na\n");
+    for (args, why) in [
+        (vec!["run", "-it", image], "-t: the image has no terminal"),
+        (vec!["run", "-d", "-i", image], "-i with -d"),
+    ] {
+        let r = kiln_tests::kiln(&args);
+        assert_eq!(r.status, 125, "{r:?}");
+        assert!(r.stderr.contains(why), "{r:?}");
+        assert!(!r.stderr.contains("panicked"), "{r:?}");
+    }
+}

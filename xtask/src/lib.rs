@@ -402,6 +402,13 @@ struct RunArgs {
     /// Run in the background as an instance and print its name (see ps, logs, stop, rm).
     #[arg(short = 'd', long)]
     detach: bool,
+    /// Pass standard input to the program, as docker's -i: the default of every foreground
+    /// run, accepted for the habit.
+    #[arg(short = 'i', long)]
+    interactive: bool,
+    /// docker's -t (a terminal for the program): refused, the image has no terminal.
+    #[arg(short = 't', long)]
+    tty: bool,
     /// With -d: the instance's name (default: a generated adjective_surname).
     #[arg(long, value_name = "NAME", requires = "detach")]
     name: Option<String>,
@@ -988,6 +995,12 @@ fn check_run_args(a: &RunArgs) -> anyhow::Result<()> {
         }
     }
     kiln_toolchain::qemu::volume::parse_all(&a.volume).map_err(anyhow::Error::msg)?;
+    if a.tty {
+        anyhow::bail!("-t: the image has no terminal to give the program (its standard input and output are pipes to `run`'s); drop -t: standard input reaches the program without it");
+    }
+    if a.interactive && a.detach {
+        anyhow::bail!("-i with -d: a detached instance has no standard input (its output is in `logs`); drop one of them");
+    }
     if a.pcap.is_some() && matches!(a.net, kiln_toolchain::qemu::args::NetBackend::None) {
         anyhow::bail!("--pcap records the network card's frames, and --net none has no card");
     }
