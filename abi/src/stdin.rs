@@ -2,19 +2,36 @@
 //! standard input to the program, read on demand.
 //!
 //! The kernel asks for input only when the program reads (or polls) an empty standard
-//! input: it sends one [`REQUEST`] byte, and sends no other until the answer came. The
-//! host then reads its own standard input once and answers with one chunk: its length as
-//! a little-endian `u16` (at most [`MAX_CHUNK`]), then the bytes. A chunk of length 0 is
-//! end of input; the next request asks again (a terminal can give more after Ctrl-D).
-//! So the host takes from its standard input only what the program asked for, as a local
-//! program would, and input the program never reads is left for whoever reads next.
+//! input: it sends a request ([`encode_request`]: [`REQUEST`], then the most bytes it wants
+//! as a little-endian `u16`, at most [`MAX_CHUNK`]), and sends no other until the answer
+//! came. The host then reads its own standard input once, for at most that many bytes, and
+//! answers with one chunk: its length as a little-endian `u16`, then the bytes. A chunk of
+//! length 0 is end of input; the next request asks again (a terminal can give more after
+//! Ctrl-D). A read asks for what the program's read asked for, so the host takes from its
+//! standard input what a local program would have taken, and input the program never
+//! reads is left for whoever reads next. A poll asks for a whole chunk (it cannot know how
+//! much the program will read).
 
 use alloc::vec::Vec;
 
-/// What the kernel sends to ask for the next chunk.
+/// The first byte of a request for the next chunk.
 pub const REQUEST: u8 = b'?';
 /// The most bytes one chunk carries.
 pub const MAX_CHUNK: usize = 4096;
+/// The length of a request on the wire.
+pub const REQUEST_LEN: usize = 3;
+
+/// A request for at most `want` bytes (1 to [`MAX_CHUNK`]; other values are clamped).
+pub fn encode_request(want: usize) -> [u8; REQUEST_LEN] {
+    let [lo, hi] = (want.clamp(1, MAX_CHUNK) as u16).to_le_bytes();
+    [REQUEST, lo, hi]
+}
+
+/// The size a request asks for; `None` when `bytes` is not a request.
+pub fn decode_request(bytes: &[u8; REQUEST_LEN]) -> Option<usize> {
+    let want = usize::from(u16::from_le_bytes([bytes[1], bytes[2]]));
+    (bytes[0] == REQUEST).then(|| want.clamp(1, MAX_CHUNK))
+}
 
 /// One chunk, framed for the wire: `data` (at most [`MAX_CHUNK`] bytes; empty for end of
 /// input) after its length.
@@ -120,6 +137,15 @@ mod tests {
             ends += e;
         }
         assert_eq!((data, chunks, ends), (want, 2, 1));
+    }
+
+    #[test]
+    fn requests_carry_the_size_wanted() {
+        assert_eq!(decode_request(&encode_request(1)), Some(1));
+        assert_eq!(decode_request(&encode_request(4096)), Some(4096));
+        assert_eq!(decode_request(&encode_request(100_000)), Some(MAX_CHUNK));
+        assert_eq!(decode_request(&encode_request(0)), Some(1));
+        assert_eq!(decode_request(b"x\x01\x00"), None);
     }
 
     #[test]

@@ -37,6 +37,8 @@ int main(void) {
         total += n;
     }
     printf("bytes %llu fnv %016llx last read %zd\n", total, sum, n);
+    r = poll(&p, 1, 60000);
+    printf("poll at end: %d revents %#x\n", r, p.revents);
     printf("read after end: %zd\n", read(0, buf, sizeof buf));
     return 7;
 }
@@ -82,7 +84,8 @@ fn a_program_waits_polls_and_reads_to_the_end_of_piped_input() {
     assert_eq!(
         rest,
         format!(
-            "poll with input: 1 revents 0x1 queued>0 1\nbytes {} fnv {:016x} last read 0\nread after end: 0\n",
+            "poll with input: 1 revents 0x1 queued>0 1\nbytes {} fnv {:016x} last read 0\n\
+             poll at end: 1 revents 0x10\nread after end: 0\n",
             data.len(),
             fnv(&data)
         )
@@ -124,6 +127,21 @@ fn debian_filters_read_piped_input_and_leave_what_they_do_not_read() {
         String::from_utf8_lossy(&out.stdout),
         "left for the next reader\n"
     );
+
+    // `dd bs=1 count=5` takes five bytes, one read each: the rest is `cat`'s.
+    let dd = build_image("stdin-dd", &["--elf", "/usr/bin/dd"]);
+    let script = format!(
+        "printf 'banana\\napple\\n' | {{ {} run --image {} --timeout 240 -- bs=1 count=5 status=none; echo '|'; cat; }}",
+        xtask_bin().display(),
+        dd.display()
+    );
+    let out = Command::new("sh")
+        .args(["-c", &script])
+        .current_dir(root())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "banan|\na\napple\n");
 }
 
 #[test]

@@ -2,7 +2,7 @@
 //! carries the host's standard input when the program asks for it. The program-facing
 //! side (what arrived, who waits) is `kiln_os::fd::console::HostInput`.
 
-use kiln_abi::stdin::{Decoder, Input, REQUEST};
+use kiln_abi::stdin::{encode_request, Decoder, Input};
 use kiln_hal::once::SetOnce;
 use kiln_hal::uart::Uart;
 use kiln_os::fd::console::{input_arrived, HOST_INPUT};
@@ -62,7 +62,7 @@ pub fn service(k: &mut Kernel) {
     if woke {
         input_arrived(&mut k.machine);
     }
-    if HOST_INPUT.lock().take_request() {
-        uart.write(&[REQUEST]);
+    if let Some(want) = HOST_INPUT.lock().take_request() {
+        uart.write(&encode_request(want));
     }
 }

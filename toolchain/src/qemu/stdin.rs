@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use kiln_abi::stdin::{encode_chunk, MAX_CHUNK, REQUEST};
+use kiln_abi::stdin::{decode_request, encode_chunk, MAX_CHUNK, REQUEST, REQUEST_LEN};
 
 /// The runner's standard input, if there is any to give: not when it is closed or
 /// `/dev/null` (as for detached instances and most tools that start the runner), which
@@ -62,21 +62,30 @@ pub fn start(
     }))
 }
 
-/// Answers every [`REQUEST`] read from `conn` with one read of `input`, until `conn`
-/// ends. A failed read of `input` is end of input.
+/// Answers every request read from `conn` ([`decode_request`]) with one read of `input`
+/// for at most the bytes it asks for, until `conn` ends. A failed read of `input` is end of
+/// input; bytes that are no request are skipped.
 pub fn serve(mut conn: impl Read + Write, mut input: impl Read) -> std::io::Result<()> {
-    let mut requests = [0u8; 64];
+    let mut pending: Vec<u8> = Vec::new();
+    let mut got_bytes = [0u8; 64];
     let mut chunk = vec![0u8; MAX_CHUNK];
     loop {
-        let n = match conn.read(&mut requests) {
+        let n = match conn.read(&mut got_bytes) {
             Ok(0) => return Ok(()),
             Ok(n) => n,
             Err(e) if e.kind() == ErrorKind::Interrupted => continue,
             Err(e) => return Err(e),
         };
-        for _ in requests[..n].iter().filter(|&&b| b == REQUEST) {
+        pending.extend_from_slice(&got_bytes[..n]);
+        while let Some(start) = pending.iter().position(|&b| b == REQUEST) {
+            pending.drain(..start);
+            let Some(request) = pending.first_chunk::<REQUEST_LEN>() else {
+                break;
+            };
+            let want = decode_request(request).unwrap_or(MAX_CHUNK);
+            pending.drain(..REQUEST_LEN);
             let got = loop {
-                match input.read(&mut chunk) {
+                match input.read(&mut chunk[..want]) {
                     Ok(got) => break got,
                     Err(e) if e.kind() == ErrorKind::Interrupted => continue,
                     Err(_) => break 0,
@@ -84,18 +93,26 @@ pub fn serve(mut conn: impl Read + Write, mut input: impl Read) -> std::io::Resu
             };
             conn.write_all(&encode_chunk(&chunk[..got]))?;
         }
+        if !pending.contains(&REQUEST) {
+            pending.clear();
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use kiln_abi::stdin::{Decoder, Input};
+    use kiln_abi::stdin::{encode_request, Decoder, Input};
+
+    fn ask(kernel: &mut UnixStream) -> Option<Vec<u8>> {
+        ask_for(kernel, MAX_CHUNK)
+    }
     use std::os::unix::net::UnixStream;
 
-    /// Asks through `kernel` once and returns the chunk (None: end of input).
-    fn ask(kernel: &mut UnixStream) -> Option<Vec<u8>> {
-        kernel.write_all(&[REQUEST]).unwrap();
+    /// Asks through `kernel` once for `want` bytes and returns the chunk (None: end of
+    /// input).
+    fn ask_for(kernel: &mut UnixStream, want: usize) -> Option<Vec<u8>> {
+        kernel.write_all(&encode_request(want)).unwrap();
         let mut d = Decoder::new();
         let mut data = Vec::new();
         let mut done = None;
@@ -128,7 +145,7 @@ mod tests {
     }
 
     #[test]
-    fn takes_no_more_than_a_chunk_per_request() {
+    fn takes_no_more_than_each_request_asks_for() {
         let (mut kernel, host) = UnixStream::pair().unwrap();
         let data: Vec<u8> = (0..3 * MAX_CHUNK as u32).map(|i| i as u8).collect();
         let mut input = std::io::Cursor::new(data.clone());

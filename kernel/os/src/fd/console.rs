@@ -8,7 +8,7 @@ use alloc::sync::Arc;
 use spin::Mutex;
 
 use super::file::{Access, FileLike};
-use super::poll::{POLLIN, POLLNVAL, POLLOUT, POLLRDNORM, POLLWRNORM};
+use super::poll::{POLLHUP, POLLIN, POLLNVAL, POLLOUT, POLLRDNORM, POLLWRNORM};
 use super::Waitable;
 use crate::errno::{Errno, KResult};
 use crate::fs::{FsId, Stat, Vfs};
@@ -27,8 +27,9 @@ pub struct HostInput {
     end: bool,
     /// A request is out and its answer has not fully come.
     asked: bool,
-    /// A reader found nothing: the host is to be asked.
-    want: bool,
+    /// A reader found nothing: the host is to be asked for this many bytes (0: nobody
+    /// waits).
+    want: usize,
 }
 
 impl HostInput {
@@ -39,7 +40,7 @@ impl HostInput {
             buf: VecDeque::new(),
             end: false,
             asked: false,
-            want: false,
+            want: 0,
         }
     }
 
@@ -65,18 +66,25 @@ impl HostInput {
             self.end = false;
             return Ok(0);
         }
-        self.want = true;
+        // What this read asked for, so the host takes no more than a local read would.
+        self.want = self.want.max(buf.len().min(kiln_abi::stdin::MAX_CHUNK));
         Err(Errno::EAGAIN)
     }
 
-    /// Whether a read would not block; when it would, the host is to be asked (a poll
-    /// on standard input waits for what the host sends).
+    /// Whether a read would not block; when it would, the host is to be asked for a
+    /// whole chunk (a poll on standard input waits for what the host sends, and cannot
+    /// know how much the program will read).
     pub fn readable(&mut self) -> bool {
         if !self.connected || !self.buf.is_empty() || self.end {
             return true;
         }
-        self.want = true;
+        self.want = kiln_abi::stdin::MAX_CHUNK;
         false
+    }
+
+    /// Whether the host said end of input and nothing is left to read (a pipe's hang-up).
+    pub fn hung_up(&self) -> bool {
+        self.connected && self.end && self.buf.is_empty()
     }
 
     /// Bytes waiting to be read.
@@ -84,14 +92,13 @@ impl HostInput {
         self.buf.len()
     }
 
-    /// Whether to send the host a request now: a reader wants input and none is out.
-    pub fn take_request(&mut self) -> bool {
-        let ask = self.connected && self.want && !self.asked;
-        if ask {
-            self.want = false;
-            self.asked = true;
+    /// The bytes to ask the host for now, if a reader wants input and no request is out.
+    pub fn take_request(&mut self) -> Option<usize> {
+        if !self.connected || self.want == 0 || self.asked {
+            return None;
         }
-        ask
+        self.asked = true;
+        Some(core::mem::take(&mut self.want))
     }
 
     /// Bytes of the answer arrived.
@@ -102,7 +109,7 @@ impl HostInput {
     /// The answer is complete: end of input if `end`.
     pub fn answered(&mut self, end: bool) {
         self.asked = false;
-        self.want = false;
+        self.want = 0;
         self.end |= end;
     }
 }
@@ -172,7 +179,15 @@ impl FileLike for Console {
             return POLLNVAL;
         }
         let mut r = 0;
-        if access.readable && (*self != Console::Stdin || HOST_INPUT.lock().readable()) {
+        if access.readable && *self == Console::Stdin {
+            let mut input = HOST_INPUT.lock();
+            if input.hung_up() {
+                // As a pipe whose writer is gone: a hang-up, and reads return 0.
+                r |= POLLHUP;
+            } else if input.readable() {
+                r |= POLLIN | POLLRDNORM;
+            }
+        } else if access.readable {
             r |= POLLIN | POLLRDNORM;
         }
         if access.writable {
@@ -211,45 +226,63 @@ mod tests {
         let mut h = HostInput::new();
         assert_eq!(h.read(&mut [0; 8]), Ok(0));
         assert!(h.readable());
-        assert!(!h.take_request());
+        assert_eq!(h.take_request(), None);
     }
 
     #[test]
-    fn a_reader_asks_once_and_gets_what_came() {
+    fn a_reader_asks_for_what_it_reads_once_and_gets_what_came() {
         let mut h = HostInput::new();
         h.connect();
-        assert!(!h.take_request(), "nobody asked yet");
+        assert_eq!(h.take_request(), None, "nobody asked yet");
         let mut buf = [0u8; 4];
         assert_eq!(h.read(&mut buf), Err(Errno::EAGAIN));
-        assert!(!h.readable());
-        assert!(h.take_request());
-        assert!(!h.take_request(), "one request out at a time");
+        assert_eq!(h.take_request(), Some(4), "what the read asked for");
+        assert_eq!(h.take_request(), None, "one request out at a time");
         assert_eq!(h.read(&mut buf), Err(Errno::EAGAIN));
-        assert!(!h.take_request());
-        h.arrived(b"hello");
+        assert_eq!(h.take_request(), None);
+        h.arrived(b"hell");
         h.answered(false);
-        assert!(!h.take_request(), "the answer satisfied the waiting reader");
-        assert_eq!(h.queued(), 5);
+        assert_eq!(
+            h.take_request(),
+            None,
+            "the answer satisfied the waiting reader"
+        );
+        assert_eq!(h.queued(), 4);
         assert!(h.readable());
         assert_eq!(h.read(&mut buf), Ok(4));
         assert_eq!(&buf, b"hell");
-        assert_eq!(h.read(&mut buf), Ok(1));
-        assert_eq!(h.read(&mut buf), Err(Errno::EAGAIN));
-        assert!(h.take_request());
+        // The largest waiting read, at most a chunk.
+        assert_eq!(h.read(&mut [0; 1]), Err(Errno::EAGAIN));
+        assert_eq!(h.read(&mut [0; 100_000]), Err(Errno::EAGAIN));
+        assert_eq!(h.take_request(), Some(kiln_abi::stdin::MAX_CHUNK));
     }
 
     #[test]
-    fn end_of_input_is_read_once_then_asked_again() {
+    fn a_poll_asks_for_a_whole_chunk() {
         let mut h = HostInput::new();
         h.connect();
         assert!(!h.readable());
-        assert!(h.take_request());
+        assert_eq!(h.take_request(), Some(kiln_abi::stdin::MAX_CHUNK));
+        h.arrived(b"x");
+        h.answered(false);
+        assert!(h.readable());
+        assert!(!h.hung_up());
+    }
+
+    #[test]
+    fn end_of_input_is_a_hang_up_read_once_then_asked_again() {
+        let mut h = HostInput::new();
+        h.connect();
+        assert_eq!(h.read(&mut [0; 4]), Err(Errno::EAGAIN));
+        assert_eq!(h.take_request(), Some(4));
         h.answered(true);
+        assert!(h.hung_up());
         assert!(h.readable());
         assert_eq!(h.read(&mut [0; 4]), Ok(0));
+        assert!(!h.hung_up());
         // A terminal may give more after Ctrl-D: the next read asks again.
         assert_eq!(h.read(&mut [0; 4]), Err(Errno::EAGAIN));
-        assert!(h.take_request());
+        assert_eq!(h.take_request(), Some(4));
         h.arrived(b"x");
         h.answered(false);
         assert_eq!(h.read(&mut [0; 4]), Ok(1));
