@@ -34,7 +34,17 @@ unsafe impl Source for FrameSource {
             // eat the frames kept for the kernel's own small allocations, and fails instead
             // (its callers use `try_reserve`).
             if layout.size() as u64 > LARGE && !frames.large_may_take(least / PAGE_SIZE) {
-                return Err(());
+                // Frames the program gave back are no part of the reserve: a run of them
+                // long enough will do (after a program freed most of its memory, fresh
+                // memory may be short while freed memory abounds).
+                let phys = frames.take_free_run(least / PAGE_SIZE).ok_or(())?;
+                drop(frames);
+                // SAFETY: as below: freed RAM, mapped by the direct map, used by nothing else.
+                return unsafe { talc.claim(phys_to_virt(phys) as *mut u8, least as usize) }
+                    .map(|_| {
+                        CLAIMED.fetch_add(least as usize, Ordering::Relaxed);
+                    })
+                    .ok_or(());
             }
             // Fresh memory beyond the kernel's reserve first, then runs of freed frames, and
             // only then the reserve (kept for when the program has taken everything else);
@@ -70,7 +80,9 @@ unsafe impl Source for FrameSource {
         // SAFETY: the chunk is unused RAM (never handed out, or freed), mapped read-write by
         // the direct map, used by nothing else.
         unsafe { talc.claim(phys_to_virt(phys) as *mut u8, bytes as usize) }
-            .map(|_| ())
+            .map(|_| {
+                CLAIMED.fetch_add(bytes as usize, Ordering::Relaxed);
+            })
             .ok_or(())
     }
 }
@@ -80,6 +92,8 @@ static TALC: talc::TalcLock<spinning_top::RawSpinlock, FrameSource> =
 
 /// Bytes the heap has handed out and not got back.
 static IN_USE: AtomicUsize = AtomicUsize::new(0);
+/// Bytes of RAM the heap has taken from the frame allocator (it keeps them).
+static CLAIMED: AtomicUsize = AtomicUsize::new(0);
 
 /// talc, counting what is in use.
 struct CountingHeap;
@@ -130,4 +144,12 @@ static HEAP: CountingHeap = CountingHeap;
 /// Bytes of kernel heap in use (allocated and not freed).
 pub fn in_use_bytes() -> usize {
     IN_USE.load(Ordering::Relaxed)
+}
+
+/// Bytes the heap holds free: taken from the frame allocator and not in use (the heap keeps
+/// memory once taken: the program cannot have it back).
+pub fn slack_bytes() -> usize {
+    CLAIMED
+        .load(Ordering::Relaxed)
+        .saturating_sub(IN_USE.load(Ordering::Relaxed))
 }

@@ -110,6 +110,21 @@ pub fn on_user_fault(frame: &mut TrapFrame, fx: &mut FxArea, cr2: u64) -> UserFa
                         frame.rip
                     ),
                 );
+                if why == kiln_os::vm::Fault::OutOfMemory {
+                    // Where the memory is, so the fix (more --memory, fewer connections)
+                    // can be chosen.
+                    let mib = |b: u64| b >> 20;
+                    console::line(
+                        console::routes().stderr,
+                        format_args!(
+                            "memory: {} MiB in all, {} MiB in use, kernel heap {} MiB in use and {} MiB held free: give the machine more --memory",
+                            mib(kiln_hal::frames::total_bytes()),
+                            mib(kiln_hal::frames::used_bytes()),
+                            mib(kiln_hal::heap::in_use_bytes() as u64),
+                            mib(kiln_hal::heap::slack_bytes() as u64),
+                        ),
+                    );
+                }
                 report_crash(frame, fx, info);
                 finish(kiln_abi::exit::killed_by(signal));
             }

@@ -92,7 +92,7 @@ pub const SOMAXCONN: usize = 4096;
 /// (a second, then three).
 const SYN_BACKLOG: usize = 256;
 /// Idle listening smoltcp sockets a listener keeps ready (more are made when SYNs come).
-const IDLE_LISTENERS: usize = 4;
+pub(crate) const IDLE_LISTENERS: usize = 4;
 /// Frames taken from the card per round of the interface; the replies they caused go out
 /// before the next round.
 const RX_BATCH: usize = 64;
@@ -439,10 +439,12 @@ fn zeroed(len: usize) -> KResult<Vec<u8>> {
     Ok(v)
 }
 
-/// `ENOMEM` once memory is down to the kernel's reserve: socket buffers (128 KiB a socket,
-/// and a listener keeps a backlog of them) are kernel memory the program asks for.
+/// `ENOMEM` once memory is down to the kernel's reserve and the kernel heap holds too
+/// little free for a socket's buffers: they are kernel memory the program asks for (128 KiB
+/// a socket, and a listener keeps a backlog of them). The heap keeps what it took (after a
+/// burst of connections it holds much free), and new buffers come from that first.
 fn room_for_buffers(m: &mut dyn Machine) -> KResult<()> {
-    if m.pages().memory_low() {
+    if m.pages().memory_low() && m.heap_slack() < 2 * (TCP_RX + TCP_TX) as u64 {
         Err(Errno::ENOMEM)
     } else {
         Ok(())
@@ -834,7 +836,7 @@ impl Stack {
         } else if has_card {
             let mut d = dhcpv4::Socket::new();
             d.set_max_lease_duration(Some(Duration::from_secs(3600)));
-            self.dhcp = Some(self.sockets.add(d, NO_OWNER));
+            self.dhcp = self.sockets.add(d, NO_OWNER).ok();
         }
         self.iface = Some(iface);
     }
@@ -870,8 +872,7 @@ impl Stack {
                     self.staged.push_back(frame);
                 }
             }
-            let low = m.pages().memory_low();
-            self.admit(low);
+            self.admit(m);
             self.route();
             self.sockets.wake_due(m.monotonic_ns());
 
@@ -1182,7 +1183,7 @@ impl Stack {
     /// Looks at the staged frames before the interface does: gives each connection request
     /// (SYN) for a listening port a listening socket, or drops it (see the module
     /// documentation). Other frames pass untouched.
-    fn admit(&mut self, memory_low: bool) {
+    fn admit(&mut self, m: &mut dyn Machine) {
         if !self.staged.iter().any(|f| syn_of(f).is_some()) {
             return;
         }
@@ -1190,7 +1191,7 @@ impl Stack {
         // Listening sockets promised to earlier SYNs of this batch, by listener.
         let mut claimed: SmallMap<u64, usize> = SmallMap::new();
         frames.retain(|f| match syn_of(f) {
-            Some(syn) => self.admit_syn(syn, &mut claimed, memory_low),
+            Some(syn) => self.admit_syn(syn, &mut claimed, m),
             None => true,
         });
         self.staged = frames;
@@ -1201,7 +1202,7 @@ impl Stack {
         &mut self,
         syn: Syn,
         claimed: &mut SmallMap<u64, usize>,
-        memory_low: bool,
+        m: &mut dyn Machine,
     ) -> bool {
         let listener = self
             .socks
@@ -1261,9 +1262,10 @@ impl Stack {
             return false;
         }
         if *promised >= idle {
-            // Memory down to the kernel's reserve, or out of memory for a new connection's
-            // buffers: drop the SYN (the peer retries).
-            if memory_low {
+            // No room for a new connection's buffers (`room_for_buffers`, asked for each
+            // SYN: a batch of them takes memory as it goes), or out of memory making them:
+            // drop the SYN (the peer retries).
+            if room_for_buffers(m).is_err() {
                 return false;
             }
             let Ok(mut t) = tcp_socket(&mut self.sockets, &opts) else {
@@ -1272,7 +1274,11 @@ impl Stack {
             if t.listen(listen_endpoint(local)).is_err() {
                 return false;
             }
-            pool.push(self.sockets.add(t, id));
+            // No room in the socket sets: as out of memory.
+            let Ok(slot) = self.sockets.add(t, id) else {
+                return false;
+            };
+            pool.push(slot);
         }
         *promised += 1;
         true
@@ -1425,7 +1431,7 @@ impl Socket {
                 u.bind(listen_endpoint(local)).map_err(|_| Errno::EINVAL)?;
                 let ttl = s.sock(id)?.opts.ttl;
                 u.set_hop_limit((ttl != 0).then_some(ttl));
-                let h = s.sockets.add(u, id);
+                let h = s.sockets.add(u, id)?;
                 s.sock(id)?.kind = Kind::Udp(Some(h));
             }
             Ok(())
@@ -1472,10 +1478,10 @@ impl Socket {
                 let made = tcp_socket(&mut s.sockets, &opts).and_then(|mut t| {
                     t.listen(listen_endpoint(local))
                         .map_err(|_| Errno::EINVAL)?;
-                    Ok(t)
+                    s.sockets.add(t, id)
                 });
                 match made {
-                    Ok(t) => pool.push(s.sockets.add(t, id)),
+                    Ok(slot) => pool.push(slot),
                     Err(e) => {
                         for h in pool {
                             s.sockets.remove(h);
@@ -1667,7 +1673,7 @@ impl Socket {
                 tcp::ConnectError::Unaddressable => Errno::ENETUNREACH,
                 tcp::ConnectError::InvalidState => Errno::EISCONN,
             })?;
-        let h = s.sockets.add(t, id);
+        let h = s.sockets.add(t, id)?;
         let now_ns = m.monotonic_ns();
         let sock = s.sock(id)?;
         sock.kind = Kind::TcpConn(h);

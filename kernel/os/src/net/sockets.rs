@@ -14,15 +14,68 @@
 //!
 //! smoltcp's handles change when a socket moves between sets; the rest of the stack names
 //! sockets by [`Slot`], which does not.
+//!
+//! The sets' storage is sized here, not by smoltcp: smoltcp grows a set with `Vec::push`,
+//! which aborts when memory for it cannot be had, and at 513 sockets asks for one 442 KB
+//! block. So each set is made with room to spare ([`Set`]) and rebuilt bigger, fallibly,
+//! before a socket would not fit: a connection that finds no memory is refused (its SYN
+//! dropped, `socket` or `connect` failing with `ENOMEM`), and the kernel goes on.
 
 use alloc::vec::Vec;
 
-use smoltcp::iface::{Interface, SocketHandle, SocketSet};
+use smoltcp::iface::{Interface, SocketHandle, SocketSet, SocketStorage};
 use smoltcp::socket::{tcp, AnySocket, Socket};
 use smoltcp::time::Instant;
 
 use super::SockAddr;
+use crate::errno::{Errno, KResult};
 use crate::small::{SmallMap, SmallSet};
+
+/// A smoltcp socket set and the room its storage has: adding below `cap` never allocates.
+struct Set {
+    set: SocketSet<'static>,
+    /// Sockets the storage holds without growing.
+    cap: usize,
+    /// Sockets in the set.
+    live: usize,
+}
+
+impl Set {
+    fn new() -> Set {
+        Set {
+            set: SocketSet::new(Vec::new()),
+            cap: 0,
+            live: 0,
+        }
+    }
+
+    /// Adds a socket; the caller made room ([`Sockets::reserve`]).
+    fn add<T: AnySocket<'static>>(&mut self, socket: T) -> SocketHandle {
+        debug_assert!(self.live < self.cap, "room was made");
+        self.live += 1;
+        self.set.add(socket)
+    }
+
+    fn remove(&mut self, h: SocketHandle) -> Socket<'static> {
+        self.live -= 1;
+        self.set.remove(h)
+    }
+
+    fn get<T: AnySocket<'static>>(&self, h: SocketHandle) -> &T {
+        self.set.get::<T>(h)
+    }
+
+    fn get_mut<T: AnySocket<'static>>(&mut self, h: SocketHandle) -> &mut T {
+        self.set.get_mut::<T>(h)
+    }
+}
+
+/// Which of the two sets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Which {
+    Active,
+    Parked,
+}
 
 /// A socket's name in the stack, stable while it moves between the sets.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -63,8 +116,8 @@ type Tuple = (SockAddr, SockAddr);
 
 /// The sockets of a stack (see the module documentation).
 pub struct Sockets {
-    active: SocketSet<'static>,
-    parked: SocketSet<'static>,
+    active: Set,
+    parked: Set,
     /// Entries by slot number (a slab: freed numbers are reused).
     entries: Vec<Option<Entry>>,
     free: Vec<u32>,
@@ -93,8 +146,8 @@ const PARK_TIMER_MIN_NS: u64 = 1_000_000_000;
 impl Default for Sockets {
     fn default() -> Sockets {
         Sockets {
-            active: SocketSet::new(Vec::new()),
-            parked: SocketSet::new(Vec::new()),
+            active: Set::new(),
+            parked: Set::new(),
             entries: Vec::new(),
             free: Vec::new(),
             active_slots: Vec::new(),
@@ -140,8 +193,61 @@ impl Sockets {
         }
     }
 
-    /// Adds a socket to the active set, on behalf of socket descriptor `owner`.
-    pub fn add<T: AnySocket<'static>>(&mut self, socket: T, owner: u64) -> Slot {
+    /// Makes room in set `which` for `need` sockets: rebuilds it with bigger storage (the
+    /// sockets' handles change) when it has less. False when that memory cannot be had.
+    fn reserve(&mut self, which: Which, need: usize) -> bool {
+        let cap = self.set(which).cap;
+        if need <= cap {
+            return true;
+        }
+        let new_cap = need.max(cap * 2).max(8);
+        let mut storage: Vec<SocketStorage<'static>> = Vec::new();
+        if storage.try_reserve_exact(new_cap).is_err() {
+            return false;
+        }
+        let mut fresh = SocketSet::new(storage);
+        for e in self.entries.iter_mut().flatten() {
+            let (h, here) = match e.place {
+                Place::Active(h) => (h, which == Which::Active),
+                Place::Parked(h) => (h, which == Which::Parked),
+            };
+            if !here {
+                continue;
+            }
+            let set = match which {
+                Which::Active => &mut self.active.set,
+                Which::Parked => &mut self.parked.set,
+            };
+            let moved = fresh.add(set.remove(h));
+            e.place = match which {
+                Which::Active => Place::Active(moved),
+                Which::Parked => Place::Parked(moved),
+            };
+        }
+        let set = match which {
+            Which::Active => &mut self.active,
+            Which::Parked => &mut self.parked,
+        };
+        set.set = fresh;
+        set.cap = new_cap;
+        true
+    }
+
+    fn set(&self, which: Which) -> &Set {
+        match which {
+            Which::Active => &self.active,
+            Which::Parked => &self.parked,
+        }
+    }
+
+    /// Adds a socket to the active set, on behalf of socket descriptor `owner`. `ENOMEM`
+    /// when the sets cannot grow to hold it. The active set keeps room for every socket,
+    /// so a parked one can always come back.
+    pub fn add<T: AnySocket<'static>>(&mut self, socket: T, owner: u64) -> KResult<Slot> {
+        let all = self.active.live + self.parked.live + 1;
+        if !self.reserve(Which::Active, all) || self.entries.try_reserve(1).is_err() {
+            return Err(Errno::ENOMEM);
+        }
         let h = self.active.add(socket);
         let entry = Entry {
             place: Place::Active(h),
@@ -161,7 +267,7 @@ impl Sockets {
             }
         };
         self.activate(slot);
-        slot
+        Ok(slot)
     }
 
     /// Removes a socket.
@@ -241,12 +347,16 @@ impl Sockets {
 
     /// Every socket, active or parked.
     pub fn iter(&self) -> impl Iterator<Item = &Socket<'static>> {
-        self.active.iter().chain(self.parked.iter()).map(|(_, s)| s)
+        self.active
+            .set
+            .iter()
+            .chain(self.parked.set.iter())
+            .map(|(_, s)| s)
     }
 
     /// The set the interface runs on.
     pub fn active_set(&mut self) -> &mut SocketSet<'static> {
-        &mut self.active
+        &mut self.active.set
     }
 
     /// How many sockets are parked.
@@ -347,6 +457,12 @@ impl Sockets {
                 let e = self.entry_mut(slot);
                 e.checked = Some((fp, at_ns));
                 e.place = Place::Active(h);
+                continue;
+            }
+            // No room to park it (the parked set could not grow): it stays active.
+            if !self.reserve(Which::Parked, self.parked.live + 1) {
+                let h = self.active.add(socket);
+                self.entry_mut(slot).place = Place::Active(h);
                 continue;
             }
             let h = self.parked.add(socket);

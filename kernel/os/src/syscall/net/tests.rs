@@ -943,3 +943,62 @@ fn udp_datagrams_larger_than_a_frame_go_in_fragments() {
     // Past what the fragmentation buffer holds: EMSGSIZE, as Linux past 65,507 bytes.
     assert_eq!(send(&mut p, &mut m, 8165), -90);
 }
+
+#[test]
+fn hundreds_of_connections_keep_working_as_the_socket_sets_grow() {
+    // The stack sizes smoltcp's socket sets itself and rebuilds them bigger (8, 16, ...
+    // 512 sockets), moving every socket: each connection must still reach its peer.
+    let (mut p, mut m, buf) = setup();
+    let l = tcp(&mut p, &mut m, 0);
+    addr(&mut p, &mut m, buf, [127, 0, 0, 1], 7300);
+    assert_eq!(call(&mut p, &mut m, nr::BIND, &[l as u64, buf, 16]), 0);
+    assert_eq!(call(&mut p, &mut m, nr::LISTEN, &[l as u64, 512]), 0);
+    let mut pairs = Vec::new();
+    for _ in 0..150 {
+        let c = tcp(&mut p, &mut m, 0);
+        addr(&mut p, &mut m, buf, [127, 0, 0, 1], 7300);
+        assert_eq!(call(&mut p, &mut m, nr::CONNECT, &[c as u64, buf, 16]), 0);
+        let a = call(&mut p, &mut m, nr::ACCEPT4, &[l as u64, 0, 0, 0]);
+        assert!(a > 0, "accept4: {a}");
+        pairs.push((c, a));
+    }
+    for (i, &(c, a)) in pairs.iter().enumerate() {
+        let msg = alloc::format!("message {i}");
+        poke(&mut p, &mut m, buf, msg.as_bytes());
+        let n = msg.len() as u64;
+        assert_eq!(
+            call(&mut p, &mut m, nr::WRITE, &[c as u64, buf, n]),
+            n as i64
+        );
+        assert_eq!(
+            call(&mut p, &mut m, nr::READ, &[a as u64, buf + 256, 64]),
+            n as i64
+        );
+        assert_eq!(peek(&mut p, &mut m, buf + 256, n as usize), msg.as_bytes());
+    }
+}
+
+#[test]
+fn new_sockets_need_memory_or_what_the_heap_holds_free() {
+    let (mut p, mut m, buf) = setup();
+    let l = tcp(&mut p, &mut m, SOCK_NONBLOCK);
+    addr(&mut p, &mut m, buf, [127, 0, 0, 1], 7200);
+    assert_eq!(call(&mut p, &mut m, nr::BIND, &[l as u64, buf, 16]), 0);
+    assert_eq!(call(&mut p, &mut m, nr::LISTEN, &[l as u64, 64]), 0);
+    // Memory down to the reserve: a connection's buffers cannot be made.
+    m.pages.out_of_frames = true;
+    let c = tcp(&mut p, &mut m, SOCK_NONBLOCK);
+    assert_eq!(call(&mut p, &mut m, nr::CONNECT, &[c as u64, buf, 16]), -12);
+    // The kernel heap holds free what a burst of connections made it take: new
+    // connections are made from that, on both ends.
+    m.heap_slack = 16 << 20;
+    let mut made = 0;
+    for _ in 0..crate::net::IDLE_LISTENERS + 3 {
+        let c = tcp(&mut p, &mut m, SOCK_NONBLOCK);
+        let r = call(&mut p, &mut m, nr::CONNECT, &[c as u64, buf, 16]);
+        assert!(r == 0 || r == -115, "connect: {r}");
+        made += usize::from(r == 0);
+    }
+    assert_eq!(made, crate::net::IDLE_LISTENERS + 3);
+    assert_eq!(accept_all(&mut p, &mut m, l), made);
+}
