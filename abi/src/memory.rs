@@ -1,5 +1,6 @@
 //! How much guest memory an image needs: the kernel checks it at boot (and says how much to
-//! give instead of failing later), `build-image` prints it.
+//! give instead of failing later), `build-image` prints it. And when the kernel heap gives
+//! free memory back to the program.
 
 /// One mebibyte.
 pub const MIB: u64 = 1 << 20;
@@ -20,6 +21,55 @@ pub const fn min_mib(image_end: u64) -> u64 {
 /// leaving the program some room.
 pub const fn suggested_mib(need_mib: u64) -> u64 {
     need_mib.next_power_of_two()
+}
+
+/// Free memory the kernel heap keeps rather than giving back (beyond what it holds of the kernel's
+/// reserve): the buffers of a few connections, so steady traffic does not move pages back
+/// and forth.
+pub const HEAP_KEEP: usize = 512 * 1024;
+/// Least the kernel heap gives back at a time.
+pub const HEAP_RELEASE_MIN: usize = 64 * 1024;
+
+/// Where the heap whose free top runs from `chunk_base` to `heap_end` should end after giving
+/// pages back: `heap_end` to keep them all; `chunk_base` deletes the heap (only when
+/// `is_heap_base`, the whole heap being free). `slack` is what the heap holds free (this
+/// top included), `keep` what it should go on holding. `page` is the page size.
+pub fn heap_release_end(
+    page: usize,
+    chunk_base: usize,
+    heap_end: usize,
+    is_heap_base: bool,
+    slack: usize,
+    keep: usize,
+) -> usize {
+    let Some(excess) = slack.checked_sub(keep) else {
+        return heap_end;
+    };
+    let excess = excess / page * page;
+    // The heap's first page when the whole heap is free (talc puts the base tag in its
+    // first bytes: chunk_base lies just above the page-aligned base).
+    let heap_start = (chunk_base - 1) / page * page;
+    let first_free_page = chunk_base.div_ceil(page) * page;
+    let (floor, whole) = if is_heap_base {
+        (heap_start, chunk_base)
+    } else {
+        (first_free_page, first_free_page)
+    };
+    if heap_end <= floor || excess < HEAP_RELEASE_MIN {
+        return heap_end;
+    }
+    let (new_end, released_from) = if heap_end - floor <= excess {
+        (whole, floor)
+    } else {
+        // Part of the top, never the page holding the heap's base or its last allocation.
+        let end = (heap_end - excess).max(first_free_page);
+        (end, end)
+    };
+    if heap_end - released_from < HEAP_RELEASE_MIN {
+        heap_end
+    } else {
+        new_end
+    }
 }
 
 /// The message the kernel prints (one line, no allocation needed) when the machine has too
@@ -46,6 +96,82 @@ impl core::fmt::Display for TooLittle {
 
 #[cfg(test)]
 mod tests {
+    const PAGE: usize = 4096;
+    const K: usize = 1024;
+
+    #[test]
+    fn the_heap_keeps_what_it_should_and_small_tops() {
+        use super::heap_release_end as end;
+        let base = 0x10_0000;
+        // Slack within what it keeps: nothing goes back.
+        assert_eq!(
+            end(PAGE, base + 32, base + 256 * K, true, 512 * K, 512 * K),
+            base + 256 * K
+        );
+        // A top smaller than the least it gives back.
+        assert_eq!(
+            end(
+                PAGE,
+                base + 200 * K + 8,
+                base + 256 * K,
+                false,
+                4096 * K,
+                512 * K
+            ),
+            base + 256 * K
+        );
+        // An excess smaller than that.
+        assert_eq!(
+            end(PAGE, base + 32, base + 256 * K, true, 560 * K, 512 * K),
+            base + 256 * K
+        );
+    }
+
+    #[test]
+    fn a_whole_free_heap_is_deleted_and_a_partial_top_goes_back_by_pages() {
+        use super::heap_release_end as end;
+        let base = 0x10_0000;
+        // The whole heap is free and the excess covers it: deleted (chunk_base returned).
+        assert_eq!(
+            end(PAGE, base + 32, base + 256 * K, true, 2048 * K, 512 * K),
+            base + 32
+        );
+        // Free from an allocation's end: everything from the next page boundary.
+        assert_eq!(
+            end(
+                PAGE,
+                base + 10 * K + 48,
+                base + 256 * K,
+                false,
+                2048 * K,
+                512 * K
+            ),
+            base + 12 * K
+        );
+        // The excess covers part of the top: that much, in whole pages.
+        assert_eq!(
+            end(
+                PAGE,
+                base + 32,
+                base + 256 * K,
+                true,
+                512 * K + 100 * K + 100,
+                512 * K
+            ),
+            base + 156 * K
+        );
+        assert_eq!(
+            end(
+                PAGE,
+                base + 10 * K + 48,
+                base + 256 * K,
+                false,
+                512 * K + 100 * K,
+                512 * K
+            ),
+            base + 156 * K
+        );
+    }
     use super::*;
 
     #[test]

@@ -17,6 +17,11 @@
  * Then it exits 0: the program, not the kernel, decided how it ended.
  * With the argument "touch" it instead touches fresh memory until the kernel must kill it
  * (Linux's OOM killer: SIGKILL, status 137).
+ * With the argument "sockets" it measures how much memory it can populate, makes TCP
+ * listeners (whose socket buffers are kernel memory) until the kernel refuses one, closes
+ * them, and measures again:
+ *   sockets: N MiB before, M listeners, K MiB after
+ * M comes back close to N when the kernel gives the buffers' memory back.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -77,6 +82,48 @@ static int touch(void) {
     return 1;
 }
 
+/* MiB the program can have backed now (mmap + MADV_POPULATE_WRITE until ENOMEM), all
+ * given back before it returns. */
+static int populate_all(void) {
+    int filled = 0;
+    nchunks = 0;
+    while (nchunks < MAX_CHUNKS) {
+        void *p = mmap(NULL, MIB, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        if (p == MAP_FAILED)
+            break;
+        chunks[nchunks++] = p;
+        if (madvise(p, MIB, MADV_POPULATE_WRITE) != 0)
+            break;
+        filled++;
+    }
+    for (int i = 0; i < nchunks; i++)
+        munmap(chunks[i], MIB);
+    nchunks = 0;
+    return filled;
+}
+
+static int sockets(void) {
+    static int fds[4096];
+    int before = populate_all();
+    int n = 0;
+    while (n < 4096) {
+        int s = socket(AF_INET, SOCK_STREAM, 0);
+        if (s < 0)
+            break;
+        struct sockaddr_in sin = {.sin_family = AF_INET, .sin_port = htons(20000 + n)};
+        if (bind(s, (struct sockaddr *)&sin, sizeof sin) != 0 || listen(s, 64) != 0) {
+            close(s);
+            break;
+        }
+        fds[n++] = s;
+    }
+    for (int i = 0; i < n; i++)
+        close(fds[i]);
+    int after = populate_all();
+    printf("sockets: %d MiB before, %d listeners, %d MiB after\n", before, n, after);
+    return 0;
+}
+
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t done = PTHREAD_COND_INITIALIZER;
 static int finished;
@@ -106,6 +153,8 @@ int main(int argc, char **argv) {
     setvbuf(stdout, NULL, _IOLBF, 0);
     if (argc > 1 && !strcmp(argv[1], "touch"))
         return touch();
+    if (argc > 1 && !strcmp(argv[1], "sockets"))
+        return sockets();
 
     /* Regions: split one mapping page by page until the kernel refuses. */
     long pages = 70000;

@@ -178,6 +178,12 @@ impl Frames {
         self.reserve
     }
 
+    /// Frames of the kernel's reserve already handed out (to the heap): how far fresh memory
+    /// is below [`Frames::set_reserve`]'s figure.
+    pub fn reserve_deficit(&self) -> u64 {
+        self.reserve.saturating_sub(self.fresh())
+    }
+
     /// Frames never handed out (contiguous within each region).
     fn fresh(&self) -> u64 {
         self.available() - self.free_frames

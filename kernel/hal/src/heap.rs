@@ -1,15 +1,19 @@
 //! The kernel heap: talc, fed with physically contiguous chunks from the frame allocator
-//! whenever it runs out (so the heap grows with demand instead of reserving a fixed share).
+//! whenever it runs out (so the heap grows with demand instead of reserving a fixed share),
+//! and giving whole free pages at the top of a chunk back to it once it holds more free than
+//! it keeps for the next burst (so memory a burst of connections took goes back to the
+//! program when they close).
 
 use core::alloc::{GlobalAlloc, Layout};
 use core::sync::atomic::{AtomicUsize, Ordering};
 
+use kiln_abi::memory;
 use talc::base::binning::Binning;
 use talc::base::Talc;
 use talc::source::Source;
 
 use crate::frames::FRAMES;
-use crate::{phys_to_virt, PAGE_SIZE};
+use crate::{phys_to_virt, DIRECT_MAP, PAGE_SIZE};
 
 /// Smallest chunk claimed from the frame allocator at a time.
 const CHUNK: u64 = 256 * 1024;
@@ -17,7 +21,7 @@ const CHUNK: u64 = 256 * 1024;
 /// own buffers, such as a system call's 256 KiB bounce buffer, are at most this large).
 const LARGE: u64 = 256 * 1024;
 
-/// Takes memory from the frame allocator.
+/// Takes memory from the frame allocator, and gives free pages back to it.
 #[derive(Debug)]
 pub struct FrameSource;
 
@@ -84,6 +88,45 @@ unsafe impl Source for FrameSource {
                 CLAIMED.fetch_add(bytes as usize, Ordering::Relaxed);
             })
             .ok_or(())
+    }
+
+    const TRACK_HEAP_END: bool = true;
+
+    unsafe fn resize(
+        &mut self,
+        chunk_base: *mut u8,
+        heap_end: *mut u8,
+        is_heap_base: bool,
+    ) -> *mut u8 {
+        let (base, end) = (chunk_base as usize, heap_end as usize);
+        if end - base < memory::HEAP_RELEASE_MIN || end % PAGE_SIZE as usize != 0 {
+            return heap_end;
+        }
+        let mut frames = FRAMES.lock();
+        // Heap memory taken from the kernel's reserve stays in the heap (the program may
+        // not have it): the heap keeps that much free on top of what it keeps for bursts.
+        let deficit = frames.reserve_deficit() * PAGE_SIZE;
+        let slack = slack_bytes();
+        let keep = memory::HEAP_KEEP + deficit as usize;
+        let new_end =
+            memory::heap_release_end(PAGE_SIZE as usize, base, end, is_heap_base, slack, keep);
+        if new_end == end {
+            return heap_end;
+        }
+        // Deleting the heap gives back its first page too (where talc kept its base tag).
+        let from = if new_end == base {
+            (base - 1) / PAGE_SIZE as usize * PAGE_SIZE as usize
+        } else {
+            new_end
+        };
+        for page in (from..end).step_by(PAGE_SIZE as usize) {
+            // SAFETY: talc gives `[new_end, heap_end)` up (it is free heap memory and no
+            // longer the heap's); its pages are RAM this allocator handed the heap, reached
+            // through the direct map, and nothing else uses them.
+            unsafe { frames.free(page as u64 - DIRECT_MAP) };
+        }
+        CLAIMED.fetch_sub(end - from, Ordering::Relaxed);
+        new_end as *mut u8
     }
 }
 

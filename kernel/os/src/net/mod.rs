@@ -441,8 +441,8 @@ fn zeroed(len: usize) -> KResult<Vec<u8>> {
 
 /// `ENOMEM` once memory is down to the kernel's reserve and the kernel heap holds too
 /// little free for a socket's buffers: they are kernel memory the program asks for (128 KiB
-/// a socket, and a listener keeps a backlog of them). The heap keeps what it took (after a
-/// burst of connections it holds much free), and new buffers come from that first.
+/// a socket, and a listener keeps a backlog of them). New buffers come from what the heap
+/// holds free first (it keeps some after a burst, and gives the rest back to the program).
 fn room_for_buffers(m: &mut dyn Machine) -> KResult<()> {
     if m.pages().memory_low() && m.heap_slack() < 2 * (TCP_RX + TCP_TX) as u64 {
         Err(Errno::ENOMEM)
