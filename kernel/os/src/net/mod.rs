@@ -80,10 +80,15 @@ pub const S_IFSOCK: u32 = 0o140000;
 /// `POLLRDHUP`: the peer closed its writing side.
 pub const POLLRDHUP: u16 = 0x2000;
 
-/// Receive buffer of a TCP connection.
+/// Receive buffer of a TCP connection (the window it advertises).
 const TCP_RX: usize = 64 * 1024;
 /// Send buffer of a TCP connection.
 const TCP_TX: usize = 64 * 1024;
+/// Each buffer of a TCP connection made under memory pressure (see [`tcp_buffer_sizes`]).
+const TCP_PRESSED: usize = 16 * 1024;
+/// Least and most `SO_RCVBUF`/`SO_SNDBUF` give a connection's buffer.
+const TCP_BUF_MIN: usize = 4 * 1024;
+const TCP_BUF_MAX: usize = 256 * 1024;
 /// Largest listen backlog, Linux's default `net.core.somaxconn` (which
 /// `/proc/sys/net/core/somaxconn` reports); larger or negative backlogs are cut to it.
 pub const SOMAXCONN: usize = 4096;
@@ -451,16 +456,40 @@ fn room_for_buffers(m: &mut dyn Machine) -> KResult<()> {
     }
 }
 
-/// A new TCP socket: a spare one from `sockets` when there is one, else a fresh one.
-fn tcp_socket(sockets: &mut Sockets, opts: &Options) -> KResult<tcp::Socket<'static>> {
-    if let Some(mut s) = sockets.take_spare() {
+/// The receive and send buffer sizes of a new TCP connection: what `SO_RCVBUF` and
+/// `SO_SNDBUF` asked for (bounded to 4–256 KiB), else 64 KiB each; and at most 16 KiB each
+/// while memory is under pressure (less than a quarter of RAM free), as Linux shrinks
+/// socket buffers under `tcp_mem` pressure, so that a thousand connections fit where a
+/// thousand 128 KiB pairs would not. `ram` is the kernel's (total, free) in bytes.
+fn tcp_buffer_sizes(opts: &Options, ram: (u64, u64)) -> (usize, usize) {
+    let size = |asked: u32, default: usize| match asked {
+        0 => default,
+        n => (n as usize).clamp(TCP_BUF_MIN, TCP_BUF_MAX),
+    };
+    let (rx, tx) = (size(opts.rcvbuf, TCP_RX), size(opts.sndbuf, TCP_TX));
+    let (total, free) = ram;
+    if free < total / 4 {
+        (rx.min(TCP_PRESSED), tx.min(TCP_PRESSED))
+    } else {
+        (rx, tx)
+    }
+}
+
+/// A new TCP socket with buffers of `sizes` (receive, send): a spare one from `sockets`
+/// when one of those sizes is kept, else a fresh one.
+fn tcp_socket(
+    sockets: &mut Sockets,
+    opts: &Options,
+    sizes: (usize, usize),
+) -> KResult<tcp::Socket<'static>> {
+    if let Some(mut s) = sockets.take_spare(sizes) {
         s.set_timeout(None);
         apply_tcp_options(&mut s, opts);
         return Ok(s);
     }
     let mut s = tcp::Socket::new(
-        tcp::SocketBuffer::new(zeroed(TCP_RX)?),
-        tcp::SocketBuffer::new(zeroed(TCP_TX)?),
+        tcp::SocketBuffer::new(zeroed(sizes.0)?),
+        tcp::SocketBuffer::new(zeroed(sizes.1)?),
     );
     apply_tcp_options(&mut s, opts);
     Ok(s)
@@ -1268,7 +1297,8 @@ impl Stack {
             if room_for_buffers(m).is_err() {
                 return false;
             }
-            let Ok(mut t) = tcp_socket(&mut self.sockets, &opts) else {
+            let sizes = tcp_buffer_sizes(&opts, m.ram());
+            let Ok(mut t) = tcp_socket(&mut self.sockets, &opts, sizes) else {
                 return false;
             };
             if t.listen(listen_endpoint(local)).is_err() {
@@ -1446,6 +1476,7 @@ impl Socket {
             return Err(Errno::EOPNOTSUPP);
         }
         room_for_buffers(m)?;
+        let ram = m.ram();
         let want = if backlog < 0 {
             SOMAXCONN
         } else {
@@ -1475,11 +1506,12 @@ impl Socket {
             let idle = (want + 1).min(IDLE_LISTENERS);
             let mut pool = Vec::with_capacity(idle);
             for _ in 0..idle {
-                let made = tcp_socket(&mut s.sockets, &opts).and_then(|mut t| {
-                    t.listen(listen_endpoint(local))
-                        .map_err(|_| Errno::EINVAL)?;
-                    s.sockets.add(t, id)
-                });
+                let made = tcp_socket(&mut s.sockets, &opts, tcp_buffer_sizes(&opts, ram))
+                    .and_then(|mut t| {
+                        t.listen(listen_endpoint(local))
+                            .map_err(|_| Errno::EINVAL)?;
+                        s.sockets.add(t, id)
+                    });
                 match made {
                     Ok(slot) => pool.push(slot),
                     Err(e) => {
@@ -1664,7 +1696,7 @@ impl Socket {
             },
         };
         let opts = s.sock(id)?.opts;
-        let mut t = tcp_socket(&mut s.sockets, &opts)?;
+        let mut t = tcp_socket(&mut s.sockets, &opts, tcp_buffer_sizes(&opts, m.ram()))?;
         t.set_timeout(Some(CONNECT_TIMEOUT));
         let Stack { iface, .. } = &mut *s;
         let iface = iface.as_mut().expect("interface created");
@@ -2385,6 +2417,75 @@ mod tests {
         net.end_of_call(&mut m);
         let mut buf = [0u8; 16];
         assert_eq!(srv.read(&mut m, &mut buf), Ok(10));
+    }
+
+    /// The receive and send buffer sizes of TCP connection `sock`.
+    fn buffers(net: &Net, sock: &Socket) -> (usize, usize) {
+        let mut s = net.stack.lock();
+        let Kind::TcpConn(h) = s.sock(sock.id).unwrap().kind else {
+            panic!("not a connection")
+        };
+        let t = s.sockets.get::<tcp::Socket>(h);
+        (t.recv_capacity(), t.send_capacity())
+    }
+
+    #[test]
+    fn buffer_sizes_follow_the_options_and_shrink_under_memory_pressure() {
+        let mib = 1u64 << 20;
+        let plenty = (128 * mib, 100 * mib);
+        let pressed = (128 * mib, 20 * mib);
+        let o = Options::default();
+        assert_eq!(tcp_buffer_sizes(&o, plenty), (TCP_RX, TCP_TX));
+        assert_eq!(tcp_buffer_sizes(&o, pressed), (16 * 1024, 16 * 1024));
+        let asked = Options {
+            rcvbuf: 200_000,
+            sndbuf: 1,
+            ..o
+        };
+        assert_eq!(tcp_buffer_sizes(&asked, plenty), (200_000, 4096));
+        let huge = Options {
+            rcvbuf: 8 << 20,
+            ..o
+        };
+        assert_eq!(tcp_buffer_sizes(&huge, plenty).0, 256 * 1024);
+        assert_eq!(tcp_buffer_sizes(&asked, pressed), (16 * 1024, 4096));
+    }
+
+    #[test]
+    fn connections_made_under_memory_pressure_get_small_buffers_and_carry_data() {
+        let mut m = FakeMachine::default();
+        let net = Net::default();
+        let l = net.socket(true);
+        l.bind(&mut m, LOCAL).unwrap();
+        l.listen(&mut m, 4).unwrap();
+        m.ram = (128 << 20, 8 << 20);
+        let (c, srv) = connect_to(&net, &mut m, &l);
+        assert_eq!(buffers(&net, &c), (16 * 1024, 16 * 1024));
+        // The listener's idle sockets were made before the pressure, its new ones after.
+        let data: Vec<u8> = (0..100_000u32).map(|i| i as u8).collect();
+        let (mut sent, mut got) = (0, Vec::new());
+        let mut buf = [0u8; 4096];
+        for _ in 0..2000 {
+            if sent < data.len() {
+                sent += c.write(&mut m, &data[sent..]).unwrap_or(0);
+            }
+            net.end_of_call(&mut m);
+            net.poll(&mut m);
+            while let Ok(n @ 1..) = srv.read(&mut m, &mut buf) {
+                got.extend_from_slice(&buf[..n]);
+            }
+            if got.len() == data.len() {
+                break;
+            }
+            m.now += 1_000_000;
+        }
+        assert!(got == data, "{} of {} bytes arrived", got.len(), data.len());
+        // Pressure over: a new connection gets full buffers, not a small spare.
+        drop((c, srv));
+        idle(&net, &mut m, 100);
+        m.ram = (128 << 20, 100 << 20);
+        let (c, _srv) = connect_to(&net, &mut m, &l);
+        assert_eq!(buffers(&net, &c), (TCP_RX, TCP_TX));
     }
 
     #[test]

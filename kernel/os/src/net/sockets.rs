@@ -304,15 +304,22 @@ impl Sockets {
     /// than a closed socket costs to reset. `keep` false frees it (memory is low).
     pub fn recycle(&mut self, slot: Slot, keep: bool) {
         if let Some(Socket::Tcp(t)) = self.take(slot) {
-            if keep && !t.is_open() && self.spare.len() < SPARES {
+            if keep && !t.is_open() {
+                // The newest are kept: buffer sizes change with memory pressure and options.
+                if self.spare.len() == SPARES {
+                    self.spare.remove(0);
+                }
                 self.spare.push(t);
             }
         }
     }
 
-    /// A spare TCP socket (closed, with its buffers), if one is kept.
-    pub fn take_spare(&mut self) -> Option<tcp::Socket<'static>> {
-        self.spare.pop()
+    /// A spare TCP socket (closed, with its buffers) whose buffers have `sizes` (receive,
+    /// send), if one is kept.
+    pub fn take_spare(&mut self, sizes: (usize, usize)) -> Option<tcp::Socket<'static>> {
+        let i =
+            (self.spare.iter()).rposition(|t| (t.recv_capacity(), t.send_capacity()) == sizes)?;
+        Some(self.spare.swap_remove(i))
     }
 
     /// Frees the spare sockets.
