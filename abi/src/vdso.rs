@@ -85,6 +85,13 @@ pub fn served(id: i32) -> Option<Served> {
     Some(Served { base, coarse })
 }
 
+/// What the monotonic clocks (`CLOCK_MONOTONIC`, `_RAW`, `_COARSE`, `CLOCK_BOOTTIME`) read
+/// at boot. Not 0: Kiln starts programs within milliseconds of boot, where a Linux system
+/// has been up for seconds, and programs take a zero `tv_sec` for "not set yet" (Debian's
+/// `ping` paced nothing, sending each probe as soon as the last reply came). POSIX leaves
+/// the clock's origin open; `/proc/uptime` and `sysinfo` agree with these clocks.
+pub const MONOTONIC_AT_BOOT_NS: u64 = 1_000_000_000;
+
 /// The kernel's clock, as the vDSO reads it from the clock page (little-endian `u64`s at
 /// the offsets below). Every field is set before the program's first instruction and never
 /// changes afterwards (the TSC is calibrated once, over the boot, and the wall clock cannot
@@ -111,13 +118,19 @@ impl ClockPage {
     pub const SIZE: usize = 24;
 
     /// Nanoseconds since boot when the TSC reads `tsc`.
-    pub fn monotonic_ns(&self, tsc: u64) -> u64 {
+    pub fn since_boot_ns(&self, tsc: u64) -> u64 {
         rate::convert(tsc.wrapping_sub(self.tsc_at_boot), self.ns_per_tick)
+    }
+
+    /// The monotonic clocks when the TSC reads `tsc`: [`MONOTONIC_AT_BOOT_NS`] plus the
+    /// time since boot.
+    pub fn monotonic_ns(&self, tsc: u64) -> u64 {
+        self.since_boot_ns(tsc).saturating_add(MONOTONIC_AT_BOOT_NS)
     }
 
     /// Nanoseconds since the epoch when the TSC reads `tsc`.
     pub fn realtime_ns(&self, tsc: u64) -> u64 {
-        self.epoch_at_boot_ns.wrapping_add(self.monotonic_ns(tsc))
+        self.epoch_at_boot_ns.wrapping_add(self.since_boot_ns(tsc))
     }
 
     /// The bytes at the start of the page.

@@ -212,6 +212,53 @@ fn iproute2_lists_addresses_and_routes_over_netlink() {
 }
 
 #[test]
+fn debian_ping_reaches_loopback_itself_and_the_gateway_once_a_second() {
+    // iputils' ping over an ICMP echo ("ping") socket. It paces its probes from the
+    // monotonic clock, so this also checks that clock reads as a Linux system's would.
+    let image = build_image("ping", &["--elf", "/usr/bin/ping"]);
+    let img = image.to_str().unwrap();
+    for host in ["127.0.0.1", "10.0.2.15", "10.0.2.2"] {
+        let r = kiln(&["run", "--image", img, "--", "-c", "2", "-W", "5", host]);
+        assert_eq!(r.status, 0, "{host}: {r:?}");
+        let out = r.out();
+        assert!(
+            out.contains(&format!("64 bytes from {host}: icmp_seq=2")),
+            "{r:?}"
+        );
+        assert!(
+            out.contains("2 packets transmitted, 2 received, 0% packet loss"),
+            "{r:?}"
+        );
+        // "time 1002ms": the second probe a second after the first.
+        let ms: u64 = out
+            .split(", time ")
+            .nth(1)
+            .and_then(|t| t.split("ms").next())
+            .and_then(|t| t.parse().ok())
+            .unwrap_or_else(|| panic!("no time in {r:?}"));
+        assert!((900..5000).contains(&ms), "{ms} ms: {r:?}");
+    }
+    // Nobody answers at an unused address: every probe lost, status 1, as on Linux.
+    let r = kiln(&[
+        "run",
+        "--image",
+        img,
+        "--",
+        "-c",
+        "1",
+        "-W",
+        "1",
+        "10.0.2.99",
+    ]);
+    assert_eq!(r.status, 1, "{r:?}");
+    assert!(
+        r.out()
+            .contains("1 packets transmitted, 0 received, 100% packet loss"),
+        "{r:?}"
+    );
+}
+
+#[test]
 fn busybox_ifconfig_and_route_read_the_interfaces() {
     // ifconfig: the SIOCGIF* ioctls and /proc/net/dev; route: /proc/net/route.
     let image = build_image("busybox", &["--elf", "/bin/busybox"]);

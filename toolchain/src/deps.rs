@@ -142,6 +142,11 @@ pub const SUITE: &[Package] = &[
         why: "ip addr and ip route ask the kernel over netlink",
     },
     Package {
+        name: "iputils-ping",
+        provides: "/usr/bin/ping",
+        why: "ping over the kernel's ICMP echo sockets",
+    },
+    Package {
         name: "gdb",
         provides: "gdb",
         why: "run --gdb and core files, checked with a real debugger",

@@ -5,14 +5,15 @@
 //! when the clock page is not filled in (a zero rate) or for a clock it does not serve.
 //!
 //! The arithmetic is the kernel's (`hal::time`, [`super::ClockPage`]): nanoseconds since boot
-//! are `(rdtsc - tsc_at_boot) * ns_per_tick >> 32` (saturating), the wall clock adds
-//! `epoch_at_boot_ns`, the coarse clocks round down to [`super::COARSE_TICK_NS`].
+//! are `(rdtsc - tsc_at_boot) * ns_per_tick >> 32` (saturating), the monotonic clocks add
+//! [`super::MONOTONIC_AT_BOOT_NS`], the wall clock adds `epoch_at_boot_ns` to the time since
+//! boot instead, the coarse clocks round down to [`super::COARSE_TICK_NS`].
 
 use alloc::vec::Vec;
 use core::ops::Range;
 
 use super::asm::{Asm, Cond, Label};
-use super::{ClockPage, CLOCK_ID_LIMIT, COARSE_TICK_NS};
+use super::{ClockPage, CLOCK_ID_LIMIT, COARSE_TICK_NS, MONOTONIC_AT_BOOT_NS};
 use crate::sysno;
 
 /// Nanoseconds per second.
@@ -119,8 +120,8 @@ fn classify(a: &mut Asm, fallback: Label) {
     a.jump_if(Cond::Zero, fallback); //               jz fallback
 }
 
-/// `rax` = nanoseconds since boot, or a jump to `fallback` while the page is not filled in.
-/// Clobbers rcx, rdx, r8.
+/// `rax` = the monotonic clock ([`MONOTONIC_AT_BOOT_NS`] plus nanoseconds since boot), or a
+/// jump to `fallback` while the page is not filled in. Clobbers rcx, rdx, r8.
 fn monotonic(a: &mut Asm, page: u64, fallback: Label) {
     let rate = page + ClockPage::NS_PER_TICK as u64;
     let boot = page + ClockPage::TSC_AT_BOOT as u64;
@@ -138,12 +139,15 @@ fn monotonic(a: &mut Asm, page: u64, fallback: Label) {
     a.jump_if(Cond::Zero, fits); //               jz fits
     a.imm32(&[0x48, 0xc7, 0xc0], u32::MAX); //    mov rax, -1 (saturated)
     a.bind(fits);
+    a.imm32(&[0x48, 0x05], MONOTONIC_AT_BOOT_NS as u32); // add rax, MONOTONIC_AT_BOOT_NS
 }
 
-/// `rax += epoch_at_boot_ns`: nanoseconds since boot become the wall clock.
+/// `rax += epoch_at_boot_ns - MONOTONIC_AT_BOOT_NS`: the monotonic clock becomes the wall
+/// clock.
 fn add_epoch(a: &mut Asm, page: u64) {
     let epoch = page + ClockPage::EPOCH_AT_BOOT_NS as u64;
-    a.rip_relative(&[0x48, 0x03, 0x05], epoch); // add rax, [rip + epoch_at_boot_ns]
+    a.imm32(&[0x48, 0x2d], MONOTONIC_AT_BOOT_NS as u32); // sub rax, MONOTONIC_AT_BOOT_NS
+    a.rip_relative(&[0x48, 0x03, 0x05], epoch); //        add rax, [rip + epoch_at_boot_ns]
 }
 
 /// `rax, rdx = rax / divisor, rax % divisor`. Clobbers rcx.

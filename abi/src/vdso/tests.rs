@@ -362,15 +362,15 @@ fn the_image_is_the_same_every_time_and_fits_a_page() {
 /// `epoch_at_boot_ns`); the `int3` padding between functions left out.
 const LISTING: &str = "\
 1000: cmp edi,0x1f
-1003: ja 0x109d
+1003: ja 0x10a9
 1009: mov r10d,0x1
 100f: mov ecx,edi
 1011: shl r10d,cl
 1014: test r10d,0x8f3
-101b: je 0x109d
+101b: je 0x10a9
 1021: mov r8,QWORD PTR [0x0]
 1028: test r8,r8
-102b: je 0x109d
+102b: je 0x10a9
 1031: rdtsc
 1033: shl rdx,0x20
 1037: or rax,rdx
@@ -380,100 +380,106 @@ const LISTING: &str = "\
 1049: shr rdx,0x20
 104d: je 0x105a
 1053: mov rax,0xffffffffffffffff
-105a: test r10d,0x821
-1061: je 0x106e
-1067: add rax,QWORD PTR [0x10]
-106e: test r10d,0x60
-1075: je 0x1089
-107b: xor edx,edx
-107d: mov ecx,0x3d0900
-1082: div rcx
-1085: imul rax,rcx
-1089: xor edx,edx
-108b: mov ecx,0x3b9aca00
-1090: div rcx
-1093: mov QWORD PTR [rsi],rax
-1096: mov QWORD PTR [rsi+0x8],rdx
-109a: xor eax,eax
-109c: ret
-109d: mov eax,0xe4
-10a2: syscall
-10a4: ret
-10b0: test rdi,rdi
-10b3: je 0x1117
-10b9: mov r8,QWORD PTR [0x0]
-10c0: test r8,r8
-10c3: je 0x112a
-10c9: rdtsc
-10cb: shl rdx,0x20
-10cf: or rax,rdx
-10d2: sub rax,QWORD PTR [0x8]
-10d9: mul r8
-10dc: shrd rax,rdx,0x20
-10e1: shr rdx,0x20
-10e5: je 0x10f2
-10eb: mov rax,0xffffffffffffffff
-10f2: add rax,QWORD PTR [0x10]
-10f9: xor edx,edx
-10fb: mov ecx,0x3b9aca00
-1100: div rcx
-1103: mov QWORD PTR [rdi],rax
-1106: mov rax,rdx
-1109: xor edx,edx
-110b: mov ecx,0x3e8
-1110: div rcx
-1113: mov QWORD PTR [rdi+0x8],rax
-1117: test rsi,rsi
-111a: je 0x1127
-1120: mov QWORD PTR [rsi],0x0
-1127: xor eax,eax
-1129: ret
-112a: mov eax,0x60
-112f: syscall
-1131: ret
-1140: mov r8,QWORD PTR [0x0]
-1147: test r8,r8
-114a: je 0x1197
-1150: rdtsc
-1152: shl rdx,0x20
-1156: or rax,rdx
-1159: sub rax,QWORD PTR [0x8]
-1160: mul r8
-1163: shrd rax,rdx,0x20
-1168: shr rdx,0x20
-116c: je 0x1179
-1172: mov rax,0xffffffffffffffff
-1179: add rax,QWORD PTR [0x10]
-1180: xor edx,edx
-1182: mov ecx,0x3b9aca00
-1187: div rcx
-118a: test rdi,rdi
-118d: je 0x1196
-1193: mov QWORD PTR [rdi],rax
-1196: ret
-1197: mov eax,0xc9
-119c: syscall
-119e: ret
-11a0: cmp edi,0x1f
-11a3: ja 0x11ec
-11a9: mov r10d,0x1
-11af: mov ecx,edi
-11b1: shl r10d,cl
-11b4: test r10d,0x8f3
-11bb: je 0x11ec
-11c1: test rsi,rsi
-11c4: je 0x11e9
-11ca: mov QWORD PTR [rsi],0x0
-11d1: mov eax,0x1
-11d6: mov edx,0x3d0900
-11db: test r10d,0x60
-11e2: cmovne eax,edx
-11e5: mov QWORD PTR [rsi+0x8],rax
-11e9: xor eax,eax
-11eb: ret
-11ec: mov eax,0xe5
-11f1: syscall
-11f3: ret
+105a: add rax,0x3b9aca00
+1060: test r10d,0x821
+1067: je 0x107a
+106d: sub rax,0x3b9aca00
+1073: add rax,QWORD PTR [0x10]
+107a: test r10d,0x60
+1081: je 0x1095
+1087: xor edx,edx
+1089: mov ecx,0x3d0900
+108e: div rcx
+1091: imul rax,rcx
+1095: xor edx,edx
+1097: mov ecx,0x3b9aca00
+109c: div rcx
+109f: mov QWORD PTR [rsi],rax
+10a2: mov QWORD PTR [rsi+0x8],rdx
+10a6: xor eax,eax
+10a8: ret
+10a9: mov eax,0xe4
+10ae: syscall
+10b0: ret
+10c0: test rdi,rdi
+10c3: je 0x1133
+10c9: mov r8,QWORD PTR [0x0]
+10d0: test r8,r8
+10d3: je 0x1146
+10d9: rdtsc
+10db: shl rdx,0x20
+10df: or rax,rdx
+10e2: sub rax,QWORD PTR [0x8]
+10e9: mul r8
+10ec: shrd rax,rdx,0x20
+10f1: shr rdx,0x20
+10f5: je 0x1102
+10fb: mov rax,0xffffffffffffffff
+1102: add rax,0x3b9aca00
+1108: sub rax,0x3b9aca00
+110e: add rax,QWORD PTR [0x10]
+1115: xor edx,edx
+1117: mov ecx,0x3b9aca00
+111c: div rcx
+111f: mov QWORD PTR [rdi],rax
+1122: mov rax,rdx
+1125: xor edx,edx
+1127: mov ecx,0x3e8
+112c: div rcx
+112f: mov QWORD PTR [rdi+0x8],rax
+1133: test rsi,rsi
+1136: je 0x1143
+113c: mov QWORD PTR [rsi],0x0
+1143: xor eax,eax
+1145: ret
+1146: mov eax,0x60
+114b: syscall
+114d: ret
+1150: mov r8,QWORD PTR [0x0]
+1157: test r8,r8
+115a: je 0x11b3
+1160: rdtsc
+1162: shl rdx,0x20
+1166: or rax,rdx
+1169: sub rax,QWORD PTR [0x8]
+1170: mul r8
+1173: shrd rax,rdx,0x20
+1178: shr rdx,0x20
+117c: je 0x1189
+1182: mov rax,0xffffffffffffffff
+1189: add rax,0x3b9aca00
+118f: sub rax,0x3b9aca00
+1195: add rax,QWORD PTR [0x10]
+119c: xor edx,edx
+119e: mov ecx,0x3b9aca00
+11a3: div rcx
+11a6: test rdi,rdi
+11a9: je 0x11b2
+11af: mov QWORD PTR [rdi],rax
+11b2: ret
+11b3: mov eax,0xc9
+11b8: syscall
+11ba: ret
+11c0: cmp edi,0x1f
+11c3: ja 0x120c
+11c9: mov r10d,0x1
+11cf: mov ecx,edi
+11d1: shl r10d,cl
+11d4: test r10d,0x8f3
+11db: je 0x120c
+11e1: test rsi,rsi
+11e4: je 0x1209
+11ea: mov QWORD PTR [rsi],0x0
+11f1: mov eax,0x1
+11f6: mov edx,0x3d0900
+11fb: test r10d,0x60
+1202: cmovne eax,edx
+1205: mov QWORD PTR [rsi+0x8],rax
+1209: xor eax,eax
+120b: ret
+120c: mov eax,0xe5
+1211: syscall
+1213: ret
 ";
 
 #[test]
@@ -577,18 +583,23 @@ fn the_clock_page_holds_the_kernels_numbers_at_fixed_offsets() {
         page.epoch_at_boot_ns
     );
     // One second of ticks after boot.
-    let second = page.monotonic_ns(1_000_000 + 2_596_200_000);
+    let second = page.since_boot_ns(1_000_000 + 2_596_200_000);
     assert!(second.abs_diff(1_000_000_000) <= 1, "{second}");
     assert_eq!(page.realtime_ns(1_000_000), page.epoch_at_boot_ns);
-    assert_eq!(page.monotonic_ns(1_000_000), 0);
+    assert_eq!(page.since_boot_ns(1_000_000), 0);
+    // The monotonic clocks start at MONOTONIC_AT_BOOT_NS, the wall clock at the RTC's time.
+    assert_eq!(
+        page.monotonic_ns(1_000_000),
+        crate::vdso::MONOTONIC_AT_BOOT_NS
+    );
     // A TSC behind the boot value wraps to a huge count, exactly as in the kernel's clock
     // (the CPUs share one TSC, so it does not happen).
     assert_eq!(
-        page.monotonic_ns(999_999),
+        page.since_boot_ns(999_999),
         crate::rate::convert(u64::MAX, page.ns_per_tick)
     );
     assert_eq!(
-        ClockPage::default().monotonic_ns(12345),
+        ClockPage::default().since_boot_ns(12345),
         0,
         "an empty page reads 0"
     );

@@ -201,10 +201,16 @@ pub fn clock_page() -> ClockPage {
     }
 }
 
-/// Nanoseconds since boot.
+/// The monotonic clock, in nanoseconds: [`kiln_abi::vdso::MONOTONIC_AT_BOOT_NS`] at boot,
+/// as programs see it (the kernel's deadlines and the vDSO use it too).
 pub fn monotonic_ns() -> u64 {
     // At most 2^-32 of a nanosecond off per tick: about 50 µs a day at 2.6 GHz.
     clock_page().monotonic_ns(rdtsc())
+}
+
+/// Nanoseconds since boot (for the kernel's own reports).
+pub fn since_boot_ns() -> u64 {
+    clock_page().since_boot_ns(rdtsc())
 }
 
 /// Nanoseconds since the Unix epoch.

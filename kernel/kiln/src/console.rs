@@ -131,5 +131,5 @@ impl fmt::Display for Ms {
 
 /// Milliseconds since boot, for the log.
 pub fn since_boot() -> Ms {
-    Ms(kiln_hal::time::monotonic_ns())
+    Ms(kiln_hal::time::since_boot_ns())
 }

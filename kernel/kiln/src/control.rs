@@ -68,7 +68,7 @@ pub fn service(k: &mut Kernel) {
 
 /// The kernel's figures now.
 fn snapshot(k: &mut Kernel) -> Stats {
-    let uptime_ns = kiln_hal::time::monotonic_ns();
+    let uptime_ns = kiln_hal::time::since_boot_ns();
     let sched = &k.machine.sched;
     let threads = sched
         .tids()

@@ -92,6 +92,12 @@ pub trait Machine {
     fn pages(&mut self) -> &mut dyn PageTable;
     /// Nanoseconds since boot, never going backwards.
     fn monotonic_ns(&self) -> u64;
+    /// Nanoseconds since boot: the monotonic clock less what it read at boot
+    /// ([`kiln_abi::vdso::MONOTONIC_AT_BOOT_NS`]), for uptime and CPU-time figures.
+    fn since_boot_ns(&self) -> u64 {
+        self.monotonic_ns()
+            .saturating_sub(kiln_abi::vdso::MONOTONIC_AT_BOOT_NS)
+    }
     /// Nanoseconds since the Unix epoch (wall clock).
     fn realtime_ns(&self) -> u64;
     /// Waits until `monotonic_ns()` reaches `deadline` (halting the CPU meanwhile).

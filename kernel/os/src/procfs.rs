@@ -249,7 +249,7 @@ pub fn text(file: ProcFile, p: &mut Process, m: &mut dyn Machine) -> KResult<Vec
             }
         }
         ProcFile::Uptime => {
-            let (cs, idle) = (m.monotonic_ns() / 10_000_000, m.idle_ns() / 10_000_000);
+            let (cs, idle) = (m.since_boot_ns() / 10_000_000, m.idle_ns() / 10_000_000);
             let _ = writeln!(
                 out,
                 "{}.{:02} {}.{:02}",
@@ -278,14 +278,14 @@ pub fn text(file: ProcFile, p: &mut Process, m: &mut dyn Machine) -> KResult<Vec
             // Busy time is the program's ("user"): the kernel does not tell its own apart.
             // The idle time of all CPUs together is shared evenly between their lines.
             let n = m.cpus() as u64;
-            let all = (m.monotonic_ns() / NS_PER_TICK) * n;
+            let all = (m.since_boot_ns() / NS_PER_TICK) * n;
             let idle = (m.idle_ns() / NS_PER_TICK).min(all);
             let busy = all - idle;
             let _ = writeln!(out, "cpu  {busy} 0 0 {idle} 0 0 0 0 0 0");
             for cpu in 0..n {
                 let _ = writeln!(out, "cpu{cpu} {} 0 0 {} 0 0 0 0 0 0", busy / n, idle / n);
             }
-            let boot = m.realtime_ns().saturating_sub(m.monotonic_ns()) / 1_000_000_000;
+            let boot = m.realtime_ns().saturating_sub(m.since_boot_ns()) / 1_000_000_000;
             let _ = write!(
                 out,
                 "intr 0\nctxt 0\nbtime {boot}\nprocesses 1\nprocs_running 1\nprocs_blocked 0\n"
@@ -401,7 +401,7 @@ fn task_state(m: &dyn Machine, tid: Option<u32>) -> (char, &'static str) {
 fn stat(out: &mut String, p: &Process, m: &mut dyn Machine, tid: Option<u32>) {
     let who = tid.map_or(PID, i64::from);
     let (state, _) = task_state(m, tid);
-    let ticks = m.monotonic_ns() / NS_PER_TICK;
+    let ticks = m.since_boot_ns() / NS_PER_TICK;
     let (vsize, rss) = sizes(p, m);
     let threads = m.thread_count();
     let cpu = m.cpu();

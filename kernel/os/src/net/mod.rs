@@ -35,7 +35,7 @@ use alloc::vec::Vec;
 use core::fmt;
 
 use smoltcp::iface::{Config, Interface};
-use smoltcp::socket::{dhcpv4, tcp, udp, AnySocket};
+use smoltcp::socket::{dhcpv4, icmp, tcp, udp, AnySocket};
 use smoltcp::time::{Duration, Instant};
 use smoltcp::wire::{
     EthernetAddress, HardwareAddress, IpAddress, IpCidr, IpEndpoint, IpListenEndpoint, Ipv4Address,
@@ -199,6 +199,9 @@ pub struct Options {
     pub pmtu_disc: Option<u8>,
     /// `IP_PKTINFO`: `recvmsg` on a UDP socket says which address each datagram was sent to.
     pub pkt_info: bool,
+    /// `SO_TIMESTAMP`: `recvmsg` on a datagram socket gives the time the kernel handed the
+    /// datagram over.
+    pub timestamp: bool,
 }
 
 #[derive(Debug)]
@@ -212,6 +215,9 @@ enum Kind {
     TcpConn(Slot),
     /// A UDP socket, with its smoltcp socket once bound.
     Udp(Option<Slot>),
+    /// An ICMP echo ("ping") socket (`SOCK_DGRAM`, `IPPROTO_ICMP`), with its smoltcp socket
+    /// once bound to an identifier (the port of its address, as on Linux).
+    Icmp(Option<Slot>),
 }
 
 #[derive(Debug)]
@@ -242,6 +248,8 @@ struct Sock {
     last_ready: u16,
     /// Readiness changes so far (edge-triggered epoll).
     seq: u64,
+    /// ICMP: the echo reply `MSG_PEEK` (or `FIONREAD`) looked at, and its sender.
+    peeked: Option<(Vec<u8>, [u8; 4])>,
 }
 
 impl Sock {
@@ -266,6 +274,7 @@ impl Sock {
             last_state: tcp::State::Closed,
             last_ready: 0,
             seq: 0,
+            peeked: None,
         }
     }
 }
@@ -514,6 +523,37 @@ fn udp_socket() -> KResult<udp::Socket<'static>> {
     ))
 }
 
+/// Echo messages an ICMP socket queues each way, and their bytes.
+const ICMP_PACKETS: usize = 16;
+const ICMP_BYTES: usize = 16 * 1024;
+
+fn icmp_socket() -> KResult<icmp::Socket<'static>> {
+    Ok(icmp::Socket::new(
+        icmp::PacketBuffer::new(
+            vec![icmp::PacketMetadata::EMPTY; ICMP_PACKETS],
+            zeroed(ICMP_BYTES)?,
+        ),
+        icmp::PacketBuffer::new(
+            vec![icmp::PacketMetadata::EMPTY; ICMP_PACKETS],
+            zeroed(ICMP_BYTES)?,
+        ),
+    ))
+}
+
+/// Checks an echo request a program gives a ping socket and puts the socket's identifier in
+/// it (the kernel's job on Linux; the checksum is computed as it leaves). `EINVAL` for
+/// anything but an echo request with its 8-byte header.
+fn echo_request(data: &[u8], ident: u16) -> KResult<Vec<u8>> {
+    if data.len() < 8 || data[0] != 8 || data[1] != 0 {
+        return Err(Errno::EINVAL);
+    }
+    let mut v = Vec::new();
+    v.try_reserve_exact(data.len()).map_err(|_| Errno::ENOMEM)?;
+    v.extend_from_slice(data);
+    v[4..6].copy_from_slice(&ident.to_be_bytes());
+    Ok(v)
+}
+
 fn listen_endpoint(a: SockAddr) -> IpListenEndpoint {
     IpListenEndpoint {
         addr: (a.ip != [0; 4]).then(|| IpAddress::Ipv4(a.addr())),
@@ -669,7 +709,7 @@ impl Net {
         let mut rows = Vec::new();
         for (&id, sock) in s.socks.iter() {
             match &sock.kind {
-                Kind::TcpFresh | Kind::Udp(_) => {}
+                Kind::TcpFresh | Kind::Udp(_) | Kind::Icmp(_) => {}
                 Kind::TcpListen { pool, backlog } => {
                     let waiting: Vec<Slot> = pool
                         .iter()
@@ -723,12 +763,24 @@ impl Net {
 
     /// A new socket (`SOCK_STREAM` when `stream`, else `SOCK_DGRAM`).
     pub fn socket(&self, stream: bool) -> Arc<Socket> {
+        self.new_socket(Sock::new(stream), stream)
+    }
+
+    /// A new ICMP echo socket (`socket(AF_INET, SOCK_DGRAM, IPPROTO_ICMP)`, what `ping`
+    /// opens): the program sends echo requests and reads the replies to its identifier.
+    pub fn ping_socket(&self) -> Arc<Socket> {
+        let mut sock = Sock::new(false);
+        sock.kind = Kind::Icmp(None);
+        self.new_socket(sock, false)
+    }
+
+    fn new_socket(&self, sock: Sock, stream: bool) -> Arc<Socket> {
         let waitable = Waitable::new();
         let id = waitable.id();
         self.stack
             .lock()
             .socks
-            .insert(id, alloc::boxed::Box::new(Sock::new(stream)));
+            .insert(id, alloc::boxed::Box::new(sock));
         Arc::new(Socket {
             id,
             waitable,
@@ -1121,8 +1173,8 @@ impl Stack {
         };
         self.mark_dirty();
         match sock.kind {
-            Kind::TcpFresh | Kind::Udp(None) => {}
-            Kind::Udp(Some(h)) => {
+            Kind::TcpFresh | Kind::Udp(None) | Kind::Icmp(None) => {}
+            Kind::Udp(Some(h)) | Kind::Icmp(Some(h)) => {
                 self.sockets.remove(h);
             }
             Kind::TcpListen { pool, .. } => {
@@ -1322,6 +1374,23 @@ impl Stack {
         }
     }
 
+    /// ICMP socket `id` (smoltcp socket `h`): the next echo reply, the one a peek left
+    /// first. Its identifier also matches echo requests (its own, on loopback), which a
+    /// ping socket does not read.
+    fn next_echo_reply(&mut self, id: u64, h: Slot) -> Option<(Vec<u8>, [u8; 4])> {
+        if let Some(held) = self.socks.get_mut(&id).and_then(|s| s.peeked.take()) {
+            return Some(held);
+        }
+        let u = self.sockets.get_mut::<icmp::Socket>(h);
+        loop {
+            let (data, from) = u.recv().ok()?;
+            if data.first() == Some(&0) {
+                let IpAddress::Ipv4(ip) = from;
+                return Some((data.to_vec(), ip.octets()));
+            }
+        }
+    }
+
     fn sock(&mut self, id: u64) -> KResult<&mut Sock> {
         self.socks
             .get_mut(&id)
@@ -1372,6 +1441,12 @@ impl Socket {
                     let ttl = sock.opts.ttl;
                     sockets
                         .get_mut::<udp::Socket>(h)
+                        .set_hop_limit((ttl != 0).then_some(ttl));
+                }
+                Kind::Icmp(Some(h)) => {
+                    let ttl = sock.opts.ttl;
+                    sockets
+                        .get_mut::<icmp::Socket>(h)
                         .set_hop_limit((ttl != 0).then_some(ttl));
                 }
                 _ => {}
@@ -1431,17 +1506,23 @@ impl Socket {
                 return Err(Errno::EADDRNOTAVAIL);
             }
             let sock = s.sock(id)?;
-            if sock.local.is_some() || !matches!(sock.kind, Kind::TcpFresh | Kind::Udp(None)) {
+            if sock.local.is_some()
+                || !matches!(
+                    sock.kind,
+                    Kind::TcpFresh | Kind::Udp(None) | Kind::Icmp(None)
+                )
+            {
                 return Err(Errno::EINVAL);
             }
             let reuse_port = sock.opts.reuse_port;
+            let protocol = sock.protocol();
             let port = if addr.port == 0 {
                 s.ephemeral_port()?
             } else {
                 let clash = s.socks.iter().any(|(&other, o)| {
                     other != id
                         && !matches!(o.kind, Kind::TcpConn(_))
-                        && (o.kind_is_stream() == self.stream)
+                        && o.protocol() == protocol
                         && o.local.is_some_and(|l| {
                             l.port == addr.port
                                 && (l.ip == addr.ip || l.ip == [0; 4] || addr.ip == [0; 4])
@@ -1456,13 +1537,25 @@ impl Socket {
             let local = SockAddr { ip: addr.ip, port };
             let sock = s.sock(id)?;
             sock.local = Some(local);
-            if !self.stream {
-                let mut u = udp_socket()?;
-                u.bind(listen_endpoint(local)).map_err(|_| Errno::EINVAL)?;
-                let ttl = s.sock(id)?.opts.ttl;
-                u.set_hop_limit((ttl != 0).then_some(ttl));
-                let h = s.sockets.add(u, id)?;
-                s.sock(id)?.kind = Kind::Udp(Some(h));
+            let ttl = s.sock(id)?.opts.ttl;
+            let ttl = (ttl != 0).then_some(ttl);
+            match s.sock(id)?.kind {
+                Kind::Udp(None) => {
+                    let mut u = udp_socket()?;
+                    u.bind(listen_endpoint(local)).map_err(|_| Errno::EINVAL)?;
+                    u.set_hop_limit(ttl);
+                    let h = s.sockets.add(u, id)?;
+                    s.sock(id)?.kind = Kind::Udp(Some(h));
+                }
+                Kind::Icmp(None) => {
+                    let mut u = icmp_socket()?;
+                    u.bind(icmp::Endpoint::Ident(port))
+                        .map_err(|_| Errno::EINVAL)?;
+                    u.set_hop_limit(ttl);
+                    let h = s.sockets.add(u, id)?;
+                    s.sock(id)?.kind = Kind::Icmp(Some(h));
+                }
+                _ => {}
             }
             Ok(())
         })
@@ -1491,7 +1584,7 @@ impl Socket {
                     return Ok(());
                 }
                 Kind::TcpConn(_) => return Err(Errno::EINVAL),
-                Kind::Udp(_) => return Err(Errno::EOPNOTSUPP),
+                Kind::Udp(_) | Kind::Icmp(_) => return Err(Errno::EOPNOTSUPP),
             }
             let local = match sock.local {
                 Some(l) => l,
@@ -1629,7 +1722,7 @@ impl Socket {
         match sock.kind {
             Kind::TcpFresh => {}
             Kind::TcpListen { .. } => return Err(Errno::EISCONN),
-            Kind::Udp(_) => unreachable!(),
+            Kind::Udp(_) | Kind::Icmp(_) => unreachable!(),
             Kind::TcpConn(h) => {
                 let waiting = core::mem::take(&mut sock.connect_waiting);
                 if sock.connecting {
@@ -1863,6 +1956,16 @@ impl Socket {
                     return Ok((n, Some(from)));
                 }
             }
+            Kind::Icmp(None) => Err(Errno::EAGAIN),
+            Kind::Icmp(Some(h)) => {
+                let (data, ip) = s.next_echo_reply(id, h).ok_or(Errno::EAGAIN)?;
+                let n = data.len().min(buf.len());
+                buf[..n].copy_from_slice(&data[..n]);
+                if peek {
+                    s.sock(id)?.peeked = Some((data, ip));
+                }
+                Ok((n, Some(SockAddr { ip, port: 0 })))
+            }
         }
     }
 
@@ -1957,6 +2060,43 @@ impl Socket {
                 s.pump(m);
                 Ok(data.len())
             }
+            Kind::Icmp(_) => {
+                let to = to.or(sock.peer).ok_or(Errno::EDESTADDRREQ)?;
+                if data.len() > UDP_MAX_PAYLOAD {
+                    return Err(Errno::EMSGSIZE);
+                }
+                if to.ip[0] != 127 && s.external_addr().is_none() {
+                    return Err(Errno::ENETUNREACH);
+                }
+                if matches!(s.sock(id)?.kind, Kind::Icmp(None)) {
+                    drop(s);
+                    self.bind(m, SockAddr::default())?;
+                    s = self.stack.lock();
+                }
+                let sock = s.sock(id)?;
+                let (Kind::Icmp(Some(h)), Some(local)) = (&sock.kind, sock.local) else {
+                    unreachable!("bound above")
+                };
+                let h = *h;
+                let packet = echo_request(data, local.port)?;
+                let ip = if to.ip == [0; 4] {
+                    [127, 0, 0, 1]
+                } else {
+                    to.ip
+                };
+                let dst = IpAddress::Ipv4(Ipv4Address::from(ip));
+                match s
+                    .sockets
+                    .get_mut::<icmp::Socket>(h)
+                    .send_slice(&packet, dst)
+                {
+                    Ok(()) => {}
+                    Err(icmp::SendError::BufferFull) => return Err(Errno::EAGAIN),
+                    Err(icmp::SendError::Unaddressable) => return Err(Errno::ENETUNREACH),
+                }
+                s.pump(m);
+                Ok(data.len())
+            }
         }
     }
 
@@ -2012,6 +2152,12 @@ impl Socket {
         local
     }
 
+    /// The socket's protocol number (`SO_PROTOCOL`): 6 TCP, 17 UDP, 1 ICMP.
+    pub fn protocol(&self) -> u8 {
+        let s = self.stack.lock();
+        s.socks.get(&self.id).map_or(0, |sock| sock.protocol())
+    }
+
     /// UDP: the address the datagram `recv` returned last was sent to (`IP_PKTINFO`).
     pub fn last_destination(&self) -> Option<[u8; 4]> {
         let s = self.stack.lock();
@@ -2025,7 +2171,7 @@ impl Socket {
         let mut s = self.stack.lock();
         let sock = s.sock(self.id)?;
         match sock.kind {
-            Kind::TcpFresh | Kind::Udp(None) => Ok((0, 0)),
+            Kind::TcpFresh | Kind::Udp(None) | Kind::Icmp(None) => Ok((0, 0)),
             Kind::TcpListen { .. } => Err(Errno::EINVAL),
             Kind::TcpConn(h) => {
                 let t = s.sockets.get::<tcp::Socket>(h);
@@ -2035,6 +2181,12 @@ impl Socket {
                 let u = s.sockets.get_mut::<udp::Socket>(h);
                 let next = u.peek().map_or(0, |(data, _)| data.len());
                 Ok((next, u.send_queue()))
+            }
+            Kind::Icmp(Some(h)) => {
+                let next = s.next_echo_reply(self.id, h);
+                let len = next.as_ref().map_or(0, |(d, _)| d.len());
+                s.sock(self.id)?.peeked = next;
+                Ok((len, s.sockets.get::<icmp::Socket>(h).send_queue()))
             }
         }
     }
@@ -2068,6 +2220,7 @@ impl Socket {
                 alloc::format!("TCP {local} <-> {peer} {}", tcp_state_name(t.state()))
             }
             Kind::Udp(_) => alloc::format!("UDP {local}"),
+            Kind::Icmp(_) => alloc::format!("ICMP {local}"),
         }
     }
 
@@ -2082,7 +2235,7 @@ impl Socket {
                 .remote_endpoint()
                 .map(SockAddr::from_endpoint)
                 .ok_or(Errno::ENOTCONN),
-            Kind::Udp(_) => sock.peer.ok_or(Errno::ENOTCONN),
+            Kind::Udp(_) | Kind::Icmp(_) => sock.peer.ok_or(Errno::ENOTCONN),
             _ => Err(Errno::ENOTCONN),
         }
     }
@@ -2181,6 +2334,15 @@ impl Sock {
                 }
                 r
             }
+            Kind::Icmp(h) => {
+                let mut r = err | POLLOUT | POLLWRNORM;
+                if let Some(h) = h {
+                    if sock.peeked.is_some() || sockets.get::<icmp::Socket>(*h).can_recv() {
+                        r |= POLLIN | POLLRDNORM;
+                    }
+                }
+                r
+            }
         }
     }
 }
@@ -2199,8 +2361,13 @@ fn fin_received(state: tcp::State) -> bool {
 }
 
 impl Sock {
-    fn kind_is_stream(&self) -> bool {
-        !matches!(self.kind, Kind::Udp(_))
+    /// Which port space the socket's address is in: TCP, UDP or ICMP identifiers.
+    fn protocol(&self) -> u8 {
+        match self.kind {
+            Kind::Udp(_) => 17,
+            Kind::Icmp(_) => 1,
+            _ => 6,
+        }
     }
 }
 
@@ -2507,6 +2674,47 @@ mod tests {
         // A blocking caller hears the refusal from connect itself.
         let c = net.socket(true);
         assert_eq!(c.connect(&mut m, LOCAL, true), Err(Errno::ECONNREFUSED));
+    }
+
+    #[test]
+    fn a_ping_socket_gets_the_reply_to_its_echo_request_on_loopback() {
+        let mut m = FakeMachine::default();
+        let net = Net::default();
+        let p = net.ping_socket();
+        assert_eq!(p.protocol(), 1);
+        let to = SockAddr {
+            ip: [127, 0, 0, 1],
+            port: 0,
+        };
+        // Only echo requests with their header.
+        assert_eq!(p.send(&mut m, &[0; 8], Some(to)), Err(Errno::EINVAL));
+        assert_eq!(p.send(&mut m, &[8, 0, 0], Some(to)), Err(Errno::EINVAL));
+        // Type 8, code 0, checksum and identifier left to the kernel, sequence 7, payload.
+        let request = [8, 0, 0, 0, 0xaa, 0xbb, 0, 7, b'k', b'i', b'l', b'n'];
+        assert_eq!(p.send(&mut m, &request, Some(to)), Ok(request.len()));
+        let ident = p.local_addr().port;
+        assert_ne!(ident, 0, "the first send binds an identifier");
+        idle(&net, &mut m, 3);
+        assert_ne!(p.poll_events() & POLLIN, 0);
+        let mut buf = [0u8; 64];
+        // A peek leaves the reply for the read.
+        let (n, from) = p.recv(&mut m, &mut buf, true).unwrap();
+        assert_eq!((n, from.map(|f| f.ip)), (12, Some([127, 0, 0, 1])));
+        assert_eq!(p.queues().unwrap().0, 12);
+        let (n, _) = p.recv(&mut m, &mut buf, false).unwrap();
+        assert_eq!(n, 12);
+        // An echo reply (type 0) to our identifier, same sequence and payload, with a
+        // valid checksum.
+        assert_eq!(buf[0], 0);
+        assert_eq!(u16::from_be_bytes([buf[4], buf[5]]), ident);
+        assert_eq!(&buf[6..12], &request[6..]);
+        let sum = buf[..12]
+            .chunks(2)
+            .fold(0u32, |a, w| a + u32::from(u16::from_be_bytes([w[0], w[1]])));
+        assert_eq!((sum & 0xffff) + (sum >> 16), 0xffff);
+        // Nothing else: our own request was not read as a reply.
+        assert_eq!(p.recv(&mut m, &mut buf, false), Err(Errno::EAGAIN));
+        assert_eq!(p.poll_events() & POLLIN, 0);
     }
 
     #[test]

@@ -51,7 +51,7 @@ fn self_is_a_link_to_the_pid_directory() {
 #[test]
 fn stat_has_linuxs_52_fields() {
     let (mut p, mut m, buf) = setup();
-    m.now = 250 * 10_000_000;
+    m.now = kiln_abi::vdso::MONOTONIC_AT_BOOT_NS + 250 * 10_000_000;
     let stat = read_text(&mut p, &mut m, buf, "/proc/self/stat");
     assert!(stat.starts_with("1 (prog) R 0 1 1 0 -1 "), "{stat}");
     assert!(stat.ends_with('\n'), "{stat}");
@@ -170,7 +170,7 @@ fn cmdline_and_environ_are_the_strings_in_the_programs_memory() {
 fn meminfo_uptime_and_loadavg_come_from_the_machine() {
     let (mut p, mut m, buf) = setup();
     m.ram = (256 << 20, 200 << 20);
-    m.now = 12_345_000_000;
+    m.now = kiln_abi::vdso::MONOTONIC_AT_BOOT_NS + 12_345_000_000;
     let mem = read_text(&mut p, &mut m, buf, "/proc/meminfo");
     assert!(
         mem.starts_with("MemTotal:         262144 kB\nMemFree:          204800 kB\n"),
@@ -200,7 +200,7 @@ fn cpuinfo_and_stat_have_a_line_per_cpu() {
     let info = read_text(&mut p, &mut m, buf, "/proc/cpuinfo");
     assert_eq!(info.matches("processor\t: ").count(), 2, "{info}");
     // 10 s since boot on 2 CPUs, 15 s of it idle: 5 s busy in all.
-    m.now = 10_000_000_000;
+    m.now = kiln_abi::vdso::MONOTONIC_AT_BOOT_NS + 10_000_000_000;
     m.idle_ns = 15_000_000_000;
     let stat = read_text(&mut p, &mut m, buf, "/proc/stat");
     assert!(

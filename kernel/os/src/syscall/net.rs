@@ -43,6 +43,8 @@ pub const MSG_DONTWAIT: u64 = 0x40;
 const MSG_ERRQUEUE: u64 = 0x2000;
 
 const IPPROTO_IP: u64 = 0;
+/// `IPPROTO_ICMP`: with `SOCK_DGRAM`, a ping socket.
+const IPPROTO_ICMP: u64 = 1;
 const IPPROTO_TCP: u64 = 6;
 const IPPROTO_UDP: u64 = 17;
 const SOL_SOCKET: u64 = 1;
@@ -62,6 +64,8 @@ const SO_RCVLOWAT: u64 = 18;
 const SO_SNDLOWAT: u64 = 19;
 const SO_RCVTIMEO: u64 = 20;
 const SO_SNDTIMEO: u64 = 21;
+/// `SO_TIMESTAMP` (`SO_TIMESTAMP_OLD`): a `struct timeval` control message per datagram.
+const SO_TIMESTAMP: u64 = 29;
 const SO_ACCEPTCONN: u64 = 30;
 const SO_PROTOCOL: u64 = 38;
 const SO_DOMAIN: u64 = 39;
@@ -224,11 +228,12 @@ fn sys_socket(p: &mut Process, domain: u64, ty: u64, protocol: u64) -> KResult<i
         SOCK_DGRAM => false,
         _ => return Err(Errno::ESOCKTNOSUPPORT),
     };
-    match (stream, protocol) {
-        (_, 0) | (true, IPPROTO_TCP) | (false, IPPROTO_UDP) => {}
+    let sock = match (stream, protocol) {
+        (_, 0) | (true, IPPROTO_TCP) | (false, IPPROTO_UDP) => p.net.socket(stream),
+        // Linux's unprivileged ping sockets, what `ping` opens first.
+        (false, IPPROTO_ICMP) => p.net.ping_socket(),
         _ => return Err(Errno::EPROTONOSUPPORT),
-    }
-    let sock = p.net.socket(stream);
+    };
     install(p, sock, ty & SOCK_NONBLOCK != 0, ty & SOCK_CLOEXEC != 0)
 }
 
@@ -582,12 +587,16 @@ fn sys_recvmsg(p: &mut Process, m: &mut dyn Machine, fd: i32, msg: u64, flags: u
             _ => 0,
         };
         write_user(p, m, msg + 8, &namelen.to_le_bytes())?;
-        // The one control message: IP_PKTINFO on a UDP socket that asked for it. No
-        // flags otherwise (MSG_TRUNC is not reported).
-        let control = match s.last_destination() {
-            Some(dst) if !s.stream && s.options().pkt_info => pktinfo_cmsg(dst),
+        // The control messages a datagram socket asked for: IP_PKTINFO (UDP) and
+        // SO_TIMESTAMP. No flags otherwise (MSG_TRUNC is not reported).
+        let opts = s.options();
+        let mut control = match s.last_destination() {
+            Some(dst) if !s.stream && opts.pkt_info => pktinfo_cmsg(dst),
             _ => Vec::new(),
         };
+        if !s.stream && opts.timestamp {
+            control.extend_from_slice(&timestamp_cmsg(m.realtime_ns()));
+        }
         let (controllen, msg_flags) = if control.len() as u64 <= h.controllen {
             write_user(p, m, h.control, &control)?;
             (control.len() as u64, 0)
@@ -619,6 +628,18 @@ fn pktinfo_cmsg(dst: [u8; 4]) -> Vec<u8> {
     c.extend_from_slice(&dst);
     c.extend_from_slice(&dst);
     c.resize(32, 0);
+    c
+}
+
+/// A `cmsghdr` (`SOL_SOCKET`, `SO_TIMESTAMP`) with the `struct timeval` of `ns` (the
+/// realtime clock when the datagram was handed over; the stack keeps no arrival times).
+fn timestamp_cmsg(ns: u64) -> [u8; 32] {
+    let mut c = [0u8; 32];
+    c[..8].copy_from_slice(&32u64.to_le_bytes());
+    c[8..12].copy_from_slice(&(SOL_SOCKET as i32).to_le_bytes());
+    c[12..16].copy_from_slice(&(SO_TIMESTAMP as i32).to_le_bytes());
+    c[16..24].copy_from_slice(&((ns / 1_000_000_000) as i64).to_le_bytes());
+    c[24..32].copy_from_slice(&((ns % 1_000_000_000 / 1000) as i64).to_le_bytes());
     c
 }
 
@@ -681,6 +702,10 @@ fn sys_setsockopt(
         (SOL_SOCKET, SO_BROADCAST) => {
             let on = int()? != 0;
             s.set_options(&|o| o.broadcast = on);
+        }
+        (SOL_SOCKET, SO_TIMESTAMP) => {
+            let on = int()? != 0;
+            s.set_options(&|o| o.timestamp = on);
         }
         (SOL_SOCKET, SO_RCVBUF) => {
             let v = int()?.max(0) as u32;
@@ -773,7 +798,7 @@ fn sys_getsockopt(
         (SOL_SOCKET, SO_BROADCAST) => int(o.broadcast as i32),
         (SOL_SOCKET, SO_TYPE) => int(if s.stream { 1 } else { 2 }),
         (SOL_SOCKET, SO_DOMAIN) => int(AF_INET as i32),
-        (SOL_SOCKET, SO_PROTOCOL) => int(if s.stream { 6 } else { 17 }),
+        (SOL_SOCKET, SO_PROTOCOL) => int(s.protocol().into()),
         (SOL_SOCKET, SO_ERROR) => int(s.take_error().map_or(0, |e| e.0)),
         (SOL_SOCKET, SO_ACCEPTCONN) => int(s.is_listening() as i32),
         // Linux reports twice what was asked (bookkeeping overhead); these are its defaults.
@@ -805,6 +830,7 @@ fn sys_getsockopt(
         (IPPROTO_IP, IP_TOS) => int(o.tos.into()),
         (IPPROTO_IP, IP_RECVERR) => int(o.recv_err.into()),
         (IPPROTO_IP, IP_PKTINFO) => int(o.pkt_info.into()),
+        (SOL_SOCKET, SO_TIMESTAMP) => int(o.timestamp.into()),
         (IPPROTO_IP, IP_MTU_DISCOVER) => int(o.pmtu_disc.unwrap_or(1).into()),
         _ => return Err(Errno::ENOPROTOOPT),
     };

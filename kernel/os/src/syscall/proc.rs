@@ -64,6 +64,10 @@ pub const PR_GET_PDEATHSIG: u64 = 2;
 pub const PR_GET_DUMPABLE: u64 = 3;
 /// `PR_SET_DUMPABLE`.
 pub const PR_SET_DUMPABLE: u64 = 4;
+/// `PR_GET_KEEPCAPS`.
+pub const PR_GET_KEEPCAPS: u64 = 7;
+/// `PR_SET_KEEPCAPS`.
+pub const PR_SET_KEEPCAPS: u64 = 8;
 /// `PR_SET_NAME`.
 pub const PR_SET_NAME: u64 = 15;
 /// `PR_GET_NAME`.
@@ -72,6 +76,16 @@ pub const PR_GET_NAME: u64 = 16;
 pub const PR_GET_SECCOMP: u64 = 21;
 /// `PR_CAPBSET_READ`.
 pub const PR_CAPBSET_READ: u64 = 23;
+/// `PR_SET_TIMERSLACK`.
+pub const PR_SET_TIMERSLACK: u64 = 29;
+/// `PR_GET_TIMERSLACK`.
+pub const PR_GET_TIMERSLACK: u64 = 30;
+/// `PR_SET_CHILD_SUBREAPER`.
+pub const PR_SET_CHILD_SUBREAPER: u64 = 36;
+/// `PR_GET_CHILD_SUBREAPER`.
+pub const PR_GET_CHILD_SUBREAPER: u64 = 37;
+/// Linux's default timer slack, in ns.
+const TIMERSLACK_DEFAULT: u64 = 50_000;
 /// `PR_SET_NO_NEW_PRIVS`.
 pub const PR_SET_NO_NEW_PRIVS: u64 = 38;
 /// `PR_GET_NO_NEW_PRIVS`.
@@ -281,6 +295,12 @@ pub struct ProcState {
     pub pdeathsig: u32,
     /// `PR_SET_NO_NEW_PRIVS` flag.
     pub no_new_privs: bool,
+    /// `PR_SET_KEEPCAPS` flag.
+    pub keep_caps: bool,
+    /// `PR_SET_TIMERSLACK` value in ns (0: not set, the default).
+    pub timer_slack: u64,
+    /// `PR_SET_CHILD_SUBREAPER` flag (kept; there are no child processes to reap).
+    pub subreaper: bool,
     /// `set_robust_list` head address.
     pub robust_list: u64,
     /// Host name set by `sethostname`; `None`: the first line of `/etc/hostname`, else
@@ -313,6 +333,9 @@ impl Default for ProcState {
             dumpable: 1,
             pdeathsig: 0,
             no_new_privs: false,
+            keep_caps: false,
+            timer_slack: 0,
+            subreaper: false,
             robust_list: 0,
             nodename: None,
             domainname: UNAME_DOMAINNAME.as_bytes().to_vec(),
@@ -526,7 +549,7 @@ pub fn handle(p: &mut Process, m: &mut dyn Machine, nr: u64, a: [u64; 6]) -> Opt
         sysno::SETDOMAINNAME => set_uts_name(p, m, a[0], a[1], true),
         sysno::SYSINFO => {
             let (total, free) = m.ram();
-            let b = sysinfo_bytes(m.monotonic_ns(), total, free);
+            let b = sysinfo_bytes(m.since_boot_ns(), total, free);
             write_user(p, m, a[0], &b).map(|()| 0)
         }
         sysno::GETRLIMIT => getrlimit(p, m, a[0], a[1]),
@@ -868,6 +891,32 @@ fn prctl(p: &mut Process, m: &mut dyn Machine, a: [u64; 6]) -> KResult<i64> {
             Ok(0)
         }
         PR_GET_SECCOMP => Ok(0),
+        PR_GET_KEEPCAPS => Ok(state(p).keep_caps as i64),
+        PR_SET_KEEPCAPS => {
+            if a[1] > 1 {
+                return Err(Errno::EINVAL);
+            }
+            state(p).keep_caps = a[1] == 1;
+            Ok(0)
+        }
+        // Recorded and reported; timers here expire on time whatever the slack.
+        PR_SET_TIMERSLACK => {
+            state(p).timer_slack = a[1];
+            Ok(0)
+        }
+        PR_GET_TIMERSLACK => Ok(match state(p).timer_slack {
+            0 => TIMERSLACK_DEFAULT,
+            n => n,
+        } as i64),
+        PR_SET_CHILD_SUBREAPER => {
+            state(p).subreaper = a[1] != 0;
+            Ok(0)
+        }
+        PR_GET_CHILD_SUBREAPER => {
+            let v = state(p).subreaper as u32;
+            write_user(p, m, a[1], &v.to_le_bytes())?;
+            Ok(0)
+        }
         PR_CAPBSET_READ => {
             if a[1] > CAP_LAST_CAP {
                 Err(Errno::EINVAL)
@@ -1040,7 +1089,7 @@ fn getcpu(p: &mut Process, m: &mut dyn Machine, cpu: u64, node: u64) -> KResult<
 /// `times`: user time is the time since boot (no CPU accounting), in `USER_HZ` ticks; the
 /// return value is the tick count since boot.
 fn times(p: &mut Process, m: &mut dyn Machine, buf: u64) -> KResult<i64> {
-    let ticks = m.monotonic_ns() / (NSEC_PER_SEC / USER_HZ);
+    let ticks = m.since_boot_ns() / (NSEC_PER_SEC / USER_HZ);
     if buf != 0 {
         let mut b = [0u8; 32];
         b[..8].copy_from_slice(&ticks.to_le_bytes());
@@ -1055,7 +1104,7 @@ fn getrusage(p: &mut Process, m: &mut dyn Machine, who: u64, usage: u64) -> KRes
     let b = match who as u32 as i32 {
         // RUSAGE_SELF, RUSAGE_THREAD.
         // ru_maxrss: the resident size now (the kernel keeps no peak).
-        0 | 1 => rusage_bytes(m.monotonic_ns(), crate::procfs::resident(p, m) / 1024),
+        0 | 1 => rusage_bytes(m.since_boot_ns(), crate::procfs::resident(p, m) / 1024),
         // RUSAGE_CHILDREN.
         -1 => rusage_bytes(0, 0),
         _ => return Err(Errno::EINVAL),
@@ -1238,7 +1287,7 @@ mod tests {
     #[test]
     fn sysinfo_call() {
         let (mut p, mut m, buf) = setup();
-        m.now = 61 * NSEC_PER_SEC;
+        m.now = kiln_abi::vdso::MONOTONIC_AT_BOOT_NS + 61 * NSEC_PER_SEC;
         m.ram = (1 << 30, 1 << 29);
         assert_eq!(call(&mut p, &mut m, sysno::SYSINFO, &[buf]), 0);
         assert_eq!(peek64(&mut p, &mut m, buf), 61);
@@ -1477,6 +1526,32 @@ mod tests {
             0
         );
         assert_eq!(peek(&mut p, &mut m, buf, 4), [9, 0, 0, 0]);
+        // Keep-caps (ping sets it before dropping capabilities), timer slack, subreaper.
+        assert_eq!(call(&mut p, &mut m, sysno::PRCTL, &[PR_GET_KEEPCAPS]), 0);
+        assert_eq!(
+            call(&mut p, &mut m, sysno::PRCTL, &[PR_SET_KEEPCAPS, 2]),
+            EINVAL
+        );
+        assert_eq!(call(&mut p, &mut m, sysno::PRCTL, &[PR_SET_KEEPCAPS, 1]), 0);
+        assert_eq!(call(&mut p, &mut m, sysno::PRCTL, &[PR_GET_KEEPCAPS]), 1);
+        assert_eq!(
+            call(&mut p, &mut m, sysno::PRCTL, &[PR_GET_TIMERSLACK]),
+            50_000
+        );
+        assert_eq!(
+            call(&mut p, &mut m, sysno::PRCTL, &[PR_SET_TIMERSLACK, 1]),
+            0
+        );
+        assert_eq!(call(&mut p, &mut m, sysno::PRCTL, &[PR_GET_TIMERSLACK]), 1);
+        assert_eq!(
+            call(&mut p, &mut m, sysno::PRCTL, &[PR_SET_CHILD_SUBREAPER, 1]),
+            0
+        );
+        assert_eq!(
+            call(&mut p, &mut m, sysno::PRCTL, &[PR_GET_CHILD_SUBREAPER, buf]),
+            0
+        );
+        assert_eq!(peek(&mut p, &mut m, buf, 4), [1, 0, 0, 0]);
         assert_eq!(
             call(&mut p, &mut m, sysno::PRCTL, &[PR_SET_NO_NEW_PRIVS, 1]),
             0
@@ -1705,7 +1780,7 @@ mod tests {
     #[test]
     fn accounting() {
         let (mut p, mut m, buf) = setup();
-        m.now = 2 * NSEC_PER_SEC + 500_000_000;
+        m.now = kiln_abi::vdso::MONOTONIC_AT_BOOT_NS + 2 * NSEC_PER_SEC + 500_000_000;
         assert_eq!(call(&mut p, &mut m, sysno::TIMES, &[0]), 250);
         assert_eq!(call(&mut p, &mut m, sysno::TIMES, &[buf]), 250);
         assert_eq!(peek64(&mut p, &mut m, buf), 250);

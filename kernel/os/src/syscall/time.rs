@@ -89,11 +89,9 @@ impl Clock {
             Clock::Realtime | Clock::Tai => m.realtime_ns(),
             Clock::RealtimeCoarse => coarse(m.realtime_ns()),
             Clock::MonotonicCoarse => coarse(m.monotonic_ns()),
-            Clock::Monotonic
-            | Clock::MonotonicRaw
-            | Clock::Boottime
-            | Clock::ProcessCpu
-            | Clock::ThreadCpu => m.monotonic_ns(),
+            Clock::Monotonic | Clock::MonotonicRaw | Clock::Boottime => m.monotonic_ns(),
+            // CPU time: the time since boot (no CPU accounting), from 0.
+            Clock::ProcessCpu | Clock::ThreadCpu => m.since_boot_ns(),
         }
     }
 
@@ -212,6 +210,9 @@ pub fn sleep_deadline(m: &dyn Machine, clock: Clock, absolute: bool, t: u64) -> 
     }
     match clock {
         Clock::Realtime | Clock::Tai => now.saturating_add(t.saturating_sub(m.realtime_ns())),
+        Clock::ProcessCpu | Clock::ThreadCpu => {
+            now.saturating_add(t.saturating_sub(m.since_boot_ns()))
+        }
         _ => t.max(now),
     }
 }
@@ -726,7 +727,11 @@ mod tests {
         };
         assert_eq!(Clock::Monotonic.now_ns(&m), 5_007_654_321);
         assert_eq!(Clock::Boottime.now_ns(&m), 5_007_654_321);
-        assert_eq!(Clock::ProcessCpu.now_ns(&m), 5_007_654_321);
+        // CPU time counts from boot, the monotonic clocks from MONOTONIC_AT_BOOT_NS.
+        assert_eq!(
+            Clock::ProcessCpu.now_ns(&m),
+            5_007_654_321 - kiln_abi::vdso::MONOTONIC_AT_BOOT_NS
+        );
         assert_eq!(Clock::MonotonicCoarse.now_ns(&m), 5_004_000_000);
         assert_eq!(Clock::Realtime.now_ns(&m), 1_700_000_005_007_654_321);
         assert_eq!(Clock::Tai.now_ns(&m), 1_700_000_005_007_654_321);
