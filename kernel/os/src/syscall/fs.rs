@@ -412,8 +412,8 @@ fn wait_deadline(m: &dyn Machine, timeout_ns: Option<u64>) -> Option<u64> {
 
 /// The wait of a `poll`-family call with nothing ready: on [`Channel::Io`] until
 /// `deadline`, returning 0 then. `None` when the call must return now (timeout 0 or
-/// passed). `EDEADLK` when nothing could end an endless wait (one thread, and `local`:
-/// only files this process drives).
+/// passed). `EDEADLK` when nothing could end an endless wait (one thread, no timer armed
+/// to send a signal, and `local`: only files this process drives, at least one).
 fn io_wait(
     p: &mut Process,
     m: &mut dyn Machine,
@@ -425,7 +425,9 @@ fn io_wait(
     if timeout_ns == Some(0) || deadline.is_some_and(|d| d <= m.monotonic_ns()) {
         return Ok(None);
     }
-    if deadline.is_none() && local && m.thread_count() <= 1 {
+    // An armed `alarm`, interval or POSIX timer will send a signal, which ends the wait.
+    let timer_armed = p.timers.real.is_some() || p.timers.posix.next_deadline().is_some();
+    if deadline.is_none() && local && m.thread_count() <= 1 && !timer_armed {
         log_deadlock(p, m, what);
         return Err(Errno::EDEADLK);
     }
@@ -1204,7 +1206,8 @@ fn sys_poll(
     let mut raw = vec![0u8; nfds as usize * 8];
     p.vm.copy_from_user(m.pages(), fds, &mut raw)?;
     let mut ready = 0i64;
-    let mut local = true;
+    // With no descriptor to watch, the call waits for a signal, as `pause` does.
+    let mut local = nfds > 0;
     for e in raw.chunks_exact_mut(8) {
         let fd = i32::from_le_bytes(e[0..4].try_into().expect("4 bytes"));
         let events = u16::from_le_bytes([e[4], e[5]]);

@@ -92,6 +92,9 @@ const MAX_RECV: usize = 256 * 1024;
 /// Handles the socket calls; `None` for numbers this family does not own.
 #[inline(never)]
 pub fn handle(p: &mut Process, m: &mut dyn Machine, nr: u64, a: [u64; 6]) -> Option<Outcome> {
+    if nr == nr::SENDMMSG || nr == nr::RECVMMSG {
+        return Some(many_messages(p, m, nr, a));
+    }
     if let Some(out) = unix::handle(p, m, nr, a) {
         return Some(out);
     }
@@ -100,6 +103,50 @@ pub fn handle(p: &mut Process, m: &mut dyn Machine, nr: u64, a: [u64; 6]) -> Opt
         return Some(out);
     }
     inet(p, m, nr, a)
+}
+
+/// `MSG_WAITFORONE`: `recvmmsg` waits for the first datagram only.
+const MSG_WAITFORONE: u64 = 0x10000;
+/// Size of `struct mmsghdr`: a `msghdr` and the length sent or received (padded).
+const MMSGHDR_SIZE: u64 = 64;
+/// Offset of `msg_len` in `struct mmsghdr`.
+const MMSG_LEN: u64 = 56;
+/// Most messages one `sendmmsg`/`recvmmsg` handles (`UIO_MAXIOV`).
+const MMSG_MAX: u64 = 1024;
+
+/// `sendmmsg` and `recvmmsg` (glibc's resolver sends its A and AAAA questions with one
+/// `sendmmsg`): `sendmsg`/`recvmsg` for each message of the vector in turn, whatever the
+/// socket's family. Only the first may wait; the count done so far is returned at the
+/// first message that would wait or fails (its error when it is the first). `recvmmsg`'s
+/// timeout is not applied: after the first datagram it takes only those already queued,
+/// as with `MSG_WAITFORONE`.
+fn many_messages(p: &mut Process, m: &mut dyn Machine, nr: u64, a: [u64; 6]) -> Outcome {
+    let one = if nr == nr::SENDMMSG {
+        nr::SENDMSG
+    } else {
+        nr::RECVMSG
+    };
+    let (vec, count, flags) = (a[1], a[2].min(MMSG_MAX), a[3] & !MSG_WAITFORONE);
+    let mut done = 0;
+    while done < count {
+        let msg = vec + done * MMSGHDR_SIZE;
+        let f = if done == 0 {
+            flags
+        } else {
+            flags | MSG_DONTWAIT
+        };
+        match handle(p, m, one, [a[0], msg, f, 0, 0, 0]) {
+            Some(Outcome::Return(n)) if n >= 0 => {
+                if let Err(e) = write_user(p, m, msg + MMSG_LEN, &(n as u32).to_le_bytes()) {
+                    return ret(if done == 0 { Err(e) } else { Ok(done as i64) });
+                }
+                done += 1;
+            }
+            Some(out) if done == 0 => return out,
+            _ => break,
+        }
+    }
+    Outcome::Return(done as i64)
 }
 
 /// Whether `nr` is a call on a socket descriptor (its first argument).

@@ -48,12 +48,15 @@ fn do_select(
     let bit = |v: &Vec<u8>, fd: usize| v.get(fd / 8).is_some_and(|b| b & (1 << (fd % 8)) != 0);
     let mut out: [Vec<u8>; 3] = [vec![0u8; bytes], vec![0u8; bytes], vec![0u8; bytes]];
     let mut ready = 0i64;
+    // With no descriptor to watch, the call waits for a signal, as `pause` does.
     let mut local = true;
+    let mut watched = false;
     for fd in 0..n {
         let want = [bit(&inp[0], fd), bit(&inp[1], fd), bit(&inp[2], fd)];
         if !want.iter().any(|&w| w) {
             continue;
         }
+        watched = true;
         let f = p.files.get(fd as i32)?;
         if f.is_path_only() {
             return Err(Errno::EBADF);
@@ -69,7 +72,7 @@ fn do_select(
     }
     let mut result = Outcome::Return(ready);
     if ready == 0 {
-        if let Some(wait) = io_wait(p, m, "select", timeout_ns, deadline, local)? {
+        if let Some(wait) = io_wait(p, m, "select", timeout_ns, deadline, local && watched)? {
             if deadline.is_none() {
                 // No timeout: the sets stay as asked for the rerun.
                 return Ok(wait);

@@ -464,6 +464,16 @@ fn poll_waits_and_deadlocks() {
     t.m.other_threads = 1;
     assert_eq!(t.outcome(nr::POLL, &[a, 1, (-1i64) as u64]), wait(None));
     t.m.other_threads = 0;
+    // No descriptor at all: a wait for a signal, as pause (nc waits so for its alarm).
+    assert_eq!(t.outcome(nr::POLL, &[a, 0, (-1i64) as u64]), wait(None));
+    // An alarm armed: its SIGALRM will end the wait.
+    t.p.timers.real = Some(crate::fd::timerfd::RealTimer {
+        deadline: t.m.now + 5_000_000_000,
+        interval: 0,
+    });
+    assert_eq!(t.outcome(nr::POLL, &[a, 1, (-1i64) as u64]), wait(None));
+    t.p.timers.real = None;
+    assert_eq!(t.call(nr::POLL, &[a, 1, (-1i64) as u64]), E(Errno::EDEADLK));
     assert_eq!(t.call(nr::POLL, &[a, 2000, 0]), E(Errno::EINVAL));
     assert_eq!(t.call(nr::POLL, &[0x10, 1, 0]), E(Errno::EFAULT));
     // ppoll: timespec in, remaining time out.

@@ -1003,3 +1003,85 @@ fn new_sockets_need_memory_or_what_the_heap_holds_free() {
         crate::net::IDLE_LISTENERS + 3
     );
 }
+
+/// Writes a `struct mmsghdr` at `at`: no name unless `name` is non-zero, one iovec (at
+/// `iov`) over `data`/`len`.
+fn mmsghdr(
+    p: &mut Process,
+    m: &mut FakeMachine,
+    at: u64,
+    name: u64,
+    iov: u64,
+    data: u64,
+    len: u64,
+) {
+    let mut msg = [0u8; 64];
+    msg[..8].copy_from_slice(&name.to_le_bytes());
+    msg[8..12].copy_from_slice(&(if name != 0 { 16u32 } else { 0 }).to_le_bytes());
+    msg[16..24].copy_from_slice(&iov.to_le_bytes());
+    msg[24..32].copy_from_slice(&1u64.to_le_bytes());
+    poke(p, m, at, &msg);
+    let mut v = [0u8; 16];
+    v[..8].copy_from_slice(&data.to_le_bytes());
+    v[8..].copy_from_slice(&len.to_le_bytes());
+    poke(p, m, iov, &v);
+}
+
+#[test]
+fn sendmmsg_and_recvmmsg_move_several_datagrams_in_one_call() {
+    let (mut p, mut m, buf) = setup();
+    let s = udp(&mut p, &mut m);
+    addr(&mut p, &mut m, buf, [127, 0, 0, 1], 5354);
+    assert_eq!(call(&mut p, &mut m, nr::BIND, &[s as u64, buf, 16]), 0);
+    let c = udp(&mut p, &mut m);
+    // Two questions in one call, as glibc's resolver sends A and AAAA.
+    poke(&mut p, &mut m, buf + 3000, b"one");
+    poke(&mut p, &mut m, buf + 3100, b"three");
+    mmsghdr(&mut p, &mut m, buf + 1000, buf, buf + 2000, buf + 3000, 3);
+    mmsghdr(&mut p, &mut m, buf + 1064, buf, buf + 2016, buf + 3100, 5);
+    assert_eq!(
+        call(&mut p, &mut m, nr::SENDMMSG, &[c as u64, buf + 1000, 2, 0]),
+        2
+    );
+    assert_eq!(peek(&mut p, &mut m, buf + 1000 + 56, 4), 3u32.to_le_bytes());
+    assert_eq!(peek(&mut p, &mut m, buf + 1064 + 56, 4), 5u32.to_le_bytes());
+    // Both arrive in one recvmmsg with room for three; the third slot is left alone.
+    for i in 0..3 {
+        mmsghdr(
+            &mut p,
+            &mut m,
+            buf + 1200 + i * 64,
+            0,
+            buf + 2100 + i * 16,
+            buf + 3200 + i * 100,
+            100,
+        );
+    }
+    assert_eq!(
+        call(
+            &mut p,
+            &mut m,
+            nr::RECVMMSG,
+            &[s as u64, buf + 1200, 3, MSG_DONTWAIT, 0]
+        ),
+        2
+    );
+    assert_eq!(peek(&mut p, &mut m, buf + 3200, 3), b"one");
+    assert_eq!(peek(&mut p, &mut m, buf + 3300, 5), b"three");
+    assert_eq!(peek(&mut p, &mut m, buf + 1264 + 56, 4), 5u32.to_le_bytes());
+    // Nothing queued: the first message's error.
+    assert_eq!(
+        call(
+            &mut p,
+            &mut m,
+            nr::RECVMMSG,
+            &[s as u64, buf + 1200, 3, MSG_DONTWAIT, 0]
+        ),
+        EAGAIN
+    );
+    // An empty vector sends nothing.
+    assert_eq!(
+        call(&mut p, &mut m, nr::SENDMMSG, &[c as u64, buf + 1000, 0, 0]),
+        0
+    );
+}
