@@ -202,6 +202,49 @@ pub struct Options {
     /// `SO_TIMESTAMP`: `recvmsg` on a datagram socket gives the time the kernel handed the
     /// datagram over.
     pub timestamp: bool,
+    /// Kept and reported, not acted on (the stack has no such knob), as Linux keeps them
+    /// for a program to read back: `SO_PRIORITY`, `TCP_USER_TIMEOUT` (ms), `TCP_QUICKACK`,
+    /// `TCP_CORK`, `TCP_DEFER_ACCEPT` (s), `TCP_FASTOPEN` (queue length),
+    /// `TCP_FASTOPEN_CONNECT`, `IP_BIND_ADDRESS_NO_PORT`, `IP_MULTICAST_TTL` and
+    /// `IP_MULTICAST_LOOP`.
+    pub kept: KeptOptions,
+}
+
+/// Socket options a program may set and read back that change nothing here (see
+/// [`Options::kept`]).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct KeptOptions {
+    /// `SO_PRIORITY`.
+    pub priority: i32,
+    /// `TCP_USER_TIMEOUT`.
+    pub user_timeout: u32,
+    /// `TCP_QUICKACK`.
+    pub quickack: bool,
+    /// `TCP_CORK`.
+    pub cork: bool,
+    /// `TCP_DEFER_ACCEPT`.
+    pub defer_accept: i32,
+    /// `TCP_FASTOPEN`.
+    pub fastopen: i32,
+    /// `TCP_FASTOPEN_CONNECT`.
+    pub fastopen_connect: bool,
+    /// `IP_BIND_ADDRESS_NO_PORT`.
+    pub bind_no_port: bool,
+    /// `IP_MULTICAST_TTL` (`None`: the default, 1).
+    pub multicast_ttl: Option<u8>,
+    /// `IP_MULTICAST_LOOP` turned off.
+    pub multicast_no_loop: bool,
+    /// `TCP_CONGESTION`: `true` for "reno", else "cubic" (the names Linux offers by default).
+    pub reno: bool,
+}
+
+/// What `getsockopt(TCP_INFO)` reports of a TCP socket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TcpInfo {
+    /// The state, in Linux's numbering (`TCP_ESTABLISHED` 1 ... `TCP_CLOSING` 11).
+    pub state: u8,
+    /// The receive buffer's size (the most the connection advertises).
+    pub recv_space: usize,
 }
 
 #[derive(Debug)]
@@ -1466,6 +1509,30 @@ impl Socket {
     }
 
     /// `SO_ACCEPTCONN`: listening.
+    /// `TCP_INFO`'s figures: `None` for a UDP or ICMP socket.
+    pub fn tcp_info(&self) -> Option<TcpInfo> {
+        let s = self.stack.lock();
+        let sock = s.socks.get(&self.id)?;
+        match &sock.kind {
+            Kind::TcpConn(h) => {
+                let t = s.sockets.get::<tcp::Socket>(*h);
+                Some(TcpInfo {
+                    state: tcp_state_number(t.state()),
+                    recv_space: t.recv_capacity(),
+                })
+            }
+            Kind::TcpListen { .. } => Some(TcpInfo {
+                state: tcp_state_number(tcp::State::Listen),
+                recv_space: 0,
+            }),
+            Kind::TcpFresh => Some(TcpInfo {
+                state: tcp_state_number(tcp::State::Closed),
+                recv_space: 0,
+            }),
+            Kind::Udp(_) | Kind::Icmp(_) => None,
+        }
+    }
+
     pub fn is_listening(&self) -> bool {
         let s = self.stack.lock();
         matches!(

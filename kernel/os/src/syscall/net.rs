@@ -75,6 +75,21 @@ const TCP_MAXSEG: u64 = 2;
 const TCP_KEEPIDLE: u64 = 4;
 const TCP_KEEPINTVL: u64 = 5;
 const TCP_KEEPCNT: u64 = 6;
+const TCP_CORK: u64 = 3;
+const TCP_DEFER_ACCEPT: u64 = 9;
+const TCP_INFO: u64 = 11;
+const TCP_QUICKACK: u64 = 12;
+const TCP_CONGESTION: u64 = 13;
+const TCP_USER_TIMEOUT: u64 = 18;
+const TCP_FASTOPEN: u64 = 23;
+const TCP_FASTOPEN_CONNECT: u64 = 30;
+/// Size of Linux 6.1's `struct tcp_info`.
+const TCP_INFO_SIZE: usize = 232;
+/// `SO_PRIORITY`.
+const SO_PRIORITY: u64 = 12;
+const IP_BIND_ADDRESS_NO_PORT: u64 = 24;
+const IP_MULTICAST_TTL: u64 = 33;
+const IP_MULTICAST_LOOP: u64 = 34;
 
 const IP_TOS: u64 = 1;
 const IP_TTL: u64 = 2;
@@ -690,6 +705,22 @@ fn timestamp_cmsg(ns: u64) -> [u8; 32] {
     c
 }
 
+/// Linux's `struct tcp_info` with what the stack knows: the state, the MSS and path MTU of
+/// its one 1500-byte link and the receive space. Round-trip time, congestion and
+/// retransmission figures are not kept by the stack and read 0.
+fn tcp_info_bytes(info: Option<crate::net::TcpInfo>) -> Vec<u8> {
+    let mut b = vec![0u8; TCP_INFO_SIZE];
+    let Some(i) = info else { return b };
+    let put = |b: &mut [u8], at: usize, v: u32| b[at..at + 4].copy_from_slice(&v.to_le_bytes());
+    b[0] = i.state;
+    put(&mut b, 16, 1460); // tcpi_snd_mss
+    put(&mut b, 20, 1460); // tcpi_rcv_mss
+    put(&mut b, 56, 1500); // tcpi_pmtu
+    put(&mut b, 80, 1460); // tcpi_advmss
+    put(&mut b, 92, i.recv_space.min(u32::MAX as usize) as u32); // tcpi_rcv_space
+    b
+}
+
 fn timeval_ns(b: &[u8]) -> KResult<u64> {
     if b.len() < 16 {
         return Err(Errno::EINVAL);
@@ -788,6 +819,69 @@ fn sys_setsockopt(
         (IPPROTO_TCP, TCP_MAXSEG | TCP_KEEPIDLE | TCP_KEEPINTVL | TCP_KEEPCNT) if s.stream => {
             int()?;
         }
+        (IPPROTO_TCP, TCP_CONGESTION) if s.stream => {
+            let name = raw.split(|&b| b == 0).next().unwrap_or(&[]);
+            let reno = match name {
+                b"reno" => true,
+                b"cubic" => false,
+                _ => return Err(Errno::ENOENT),
+            };
+            s.set_options(&|o| o.kept.reno = reno);
+        }
+        (SOL_SOCKET, SO_PRIORITY) => {
+            let v = int()?;
+            s.set_options(&|o| o.kept.priority = v);
+        }
+        (IPPROTO_TCP, TCP_USER_TIMEOUT) if s.stream => {
+            let v = u32::try_from(int()?).map_err(|_| Errno::EINVAL)?;
+            s.set_options(&|o| o.kept.user_timeout = v);
+        }
+        (IPPROTO_TCP, TCP_QUICKACK) if s.stream => {
+            let on = int()? != 0;
+            s.set_options(&|o| o.kept.quickack = on);
+        }
+        (IPPROTO_TCP, TCP_CORK) if s.stream => {
+            let on = int()? != 0;
+            s.set_options(&|o| o.kept.cork = on);
+        }
+        (IPPROTO_TCP, TCP_DEFER_ACCEPT) if s.stream => {
+            let v = int()?.max(0);
+            s.set_options(&|o| o.kept.defer_accept = v);
+        }
+        (IPPROTO_TCP, TCP_FASTOPEN) if s.stream => {
+            let v = int()?.max(0);
+            s.set_options(&|o| o.kept.fastopen = v);
+        }
+        (IPPROTO_TCP, TCP_FASTOPEN_CONNECT) if s.stream => {
+            let on = int()? != 0;
+            s.set_options(&|o| o.kept.fastopen_connect = on);
+        }
+        (IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT) => {
+            let on = int()? != 0;
+            s.set_options(&|o| o.kept.bind_no_port = on);
+        }
+        (IPPROTO_IP, IP_MULTICAST_TTL) if !s.stream => {
+            // An int or a single byte, as Linux takes it.
+            let v = if raw.len() == 1 {
+                raw[0].into()
+            } else {
+                int()?
+            };
+            let ttl = match v {
+                -1 => None,
+                0..=255 => Some(v as u8),
+                _ => return Err(Errno::EINVAL),
+            };
+            s.set_options(&|o| o.kept.multicast_ttl = ttl);
+        }
+        (IPPROTO_IP, IP_MULTICAST_LOOP) if !s.stream => {
+            let v = if raw.len() == 1 {
+                raw[0].into()
+            } else {
+                int()?
+            };
+            s.set_options(&|o| o.kept.multicast_no_loop = v == 0);
+        }
         (IPPROTO_IP, IP_TTL) => {
             let ttl = match int()? {
                 -1 => 0,
@@ -873,6 +967,25 @@ fn sys_getsockopt(
         (IPPROTO_TCP, TCP_KEEPIDLE) if s.stream => int(7200),
         (IPPROTO_TCP, TCP_KEEPINTVL) if s.stream => int(75),
         (IPPROTO_TCP, TCP_KEEPCNT) if s.stream => int(9),
+        (IPPROTO_TCP, TCP_CONGESTION) if s.stream => {
+            let mut v = vec![0u8; 16];
+            let name: &[u8] = if o.kept.reno { b"reno" } else { b"cubic" };
+            v[..name.len()].copy_from_slice(name);
+            v
+        }
+        (IPPROTO_TCP, TCP_INFO) if s.stream => tcp_info_bytes(s.tcp_info()),
+        (SOL_SOCKET, SO_PRIORITY) => int(o.kept.priority),
+        (IPPROTO_TCP, TCP_USER_TIMEOUT) if s.stream => int(o.kept.user_timeout as i32),
+        (IPPROTO_TCP, TCP_QUICKACK) if s.stream => int(o.kept.quickack.into()),
+        (IPPROTO_TCP, TCP_CORK) if s.stream => int(o.kept.cork.into()),
+        (IPPROTO_TCP, TCP_DEFER_ACCEPT) if s.stream => int(o.kept.defer_accept),
+        (IPPROTO_TCP, TCP_FASTOPEN) if s.stream => int(o.kept.fastopen),
+        (IPPROTO_TCP, TCP_FASTOPEN_CONNECT) if s.stream => int(o.kept.fastopen_connect.into()),
+        (IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT) => int(o.kept.bind_no_port.into()),
+        (IPPROTO_IP, IP_MULTICAST_TTL) if !s.stream => {
+            int(o.kept.multicast_ttl.unwrap_or(1).into())
+        }
+        (IPPROTO_IP, IP_MULTICAST_LOOP) if !s.stream => int((!o.kept.multicast_no_loop).into()),
         (IPPROTO_IP, IP_TTL) => int(if o.ttl == 0 { 64 } else { o.ttl.into() }),
         (IPPROTO_IP, IP_TOS) => int(o.tos.into()),
         (IPPROTO_IP, IP_RECVERR) => int(o.recv_err.into()),

@@ -1085,3 +1085,88 @@ fn sendmmsg_and_recvmmsg_move_several_datagrams_in_one_call() {
         0
     );
 }
+
+#[test]
+fn tcp_options_servers_and_clients_set_read_back_and_tcp_info_gives_the_state() {
+    let (mut p, mut m, buf) = setup();
+    let (c, srv, _l) = connected_pair(&mut p, &mut m, buf, 7300);
+    let o = buf + 900;
+    // dig aborts when TCP_USER_TIMEOUT fails; the rest are set by servers and clients.
+    for (level, name, v) in [
+        (IPPROTO_TCP, TCP_USER_TIMEOUT, 5000),
+        (IPPROTO_TCP, TCP_QUICKACK, 1),
+        (IPPROTO_TCP, TCP_CORK, 1),
+        (IPPROTO_TCP, TCP_DEFER_ACCEPT, 30),
+        (IPPROTO_TCP, TCP_FASTOPEN, 16),
+        (IPPROTO_TCP, TCP_FASTOPEN_CONNECT, 1),
+        (SOL_SOCKET, SO_PRIORITY, 6),
+        (IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, 1),
+    ] {
+        assert_eq!(
+            setsockopt_int(&mut p, &mut m, c, o, level, name, v),
+            0,
+            "{name}"
+        );
+        assert_eq!(
+            getsockopt_int(&mut p, &mut m, c, o, level, name),
+            v,
+            "{name}"
+        );
+    }
+    // TCP_CONGESTION: a name; unknown ones are ENOENT.
+    poke(&mut p, &mut m, o, b"reno\0");
+    assert_eq!(
+        call(
+            &mut p,
+            &mut m,
+            nr::SETSOCKOPT,
+            &[c as u64, IPPROTO_TCP, TCP_CONGESTION, o, 5]
+        ),
+        0
+    );
+    poke(&mut p, &mut m, o + 64, &16u32.to_le_bytes());
+    assert_eq!(
+        call(
+            &mut p,
+            &mut m,
+            nr::GETSOCKOPT,
+            &[c as u64, IPPROTO_TCP, TCP_CONGESTION, o, o + 64]
+        ),
+        0
+    );
+    assert_eq!(peek(&mut p, &mut m, o, 5), b"reno\0");
+    poke(&mut p, &mut m, o, b"bbr9\0");
+    assert_eq!(
+        call(
+            &mut p,
+            &mut m,
+            nr::SETSOCKOPT,
+            &[c as u64, IPPROTO_TCP, TCP_CONGESTION, o, 5]
+        ),
+        -2
+    );
+    // TCP_INFO: the state (TCP_ESTABLISHED) and the receive space.
+    poke(&mut p, &mut m, o + 300, &232u32.to_le_bytes());
+    assert_eq!(
+        call(
+            &mut p,
+            &mut m,
+            nr::GETSOCKOPT,
+            &[srv as u64, IPPROTO_TCP, TCP_INFO, o, o + 300]
+        ),
+        0
+    );
+    assert_eq!(peek(&mut p, &mut m, o + 300, 4), 232u32.to_le_bytes());
+    let info = peek(&mut p, &mut m, o, 232);
+    assert_eq!(info[0], 1);
+    assert_eq!(
+        u32::from_le_bytes(info[92..96].try_into().unwrap()),
+        64 * 1024
+    );
+    // Not on a UDP socket.
+    let u = udp(&mut p, &mut m);
+    assert_eq!(
+        setsockopt_int(&mut p, &mut m, u, o, IPPROTO_TCP, TCP_USER_TIMEOUT, 1),
+        -92
+    );
+}
