@@ -1,7 +1,7 @@
 //! No program can crash the kernel: whatever a program provokes ends as an errno or a
 //! signal to that program, as on Linux, never as a kernel panic (status 125) or a hang.
 
-use kiln_tests::{build_image, run_image};
+use kiln_tests::{build_image, gcc_static, run_image};
 
 /// Forged `rt_sigreturn` frames and handler addresses (see `examples/sigforge`): each case
 /// ends the way it does on Linux.
@@ -123,6 +123,65 @@ fn memory_a_burst_of_sockets_took_goes_back_to_the_program() {
     // sockets for the next burst.
     assert!(after + 3 >= before, "{line:?}: {r:?}");
     assert!(!r.stderr.contains("kernel panic"), "{r:?}");
+}
+
+/// `/tmp` files live in pages taken as they are written: a 64 MB file written by appending,
+/// deleted and written again many times on a small machine never runs out of room (one
+/// growing block used to need twice the file in one piece), a file truncated far beyond
+/// memory takes none (sparse, as Linux's tmpfs), and `SEEK_DATA`/`SEEK_HOLE` find its data.
+#[test]
+fn tmp_files_grow_by_pages_and_may_be_sparse() {
+    const SRC: &str = r#"
+#define _GNU_SOURCE
+#include <fcntl.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+static char buf[65536];
+int main(void) {
+    memset(buf, 'k', sizeof buf);
+    for (int round = 0; round < 8; round++) {
+        int fd = open("/tmp/big", O_CREAT | O_WRONLY | O_APPEND | O_TRUNC, 0600);
+        for (int i = 0; i < 1024; i++)
+            if (write(fd, buf, sizeof buf) != sizeof buf) {
+                printf("round %d: write failed at %d KiB\n", round, i * 64);
+                return 1;
+            }
+        close(fd);
+        unlink("/tmp/big");
+    }
+    printf("8 rounds of 64 MiB\n");
+    int fd = open("/tmp/sparse", O_CREAT | O_RDWR, 0600);
+    if (ftruncate(fd, 4LL << 30) != 0) { perror("ftruncate"); return 1; }
+    if (pwrite(fd, "x", 1, 3LL << 30) != 1) { perror("pwrite"); return 1; }
+    struct stat st;
+    fstat(fd, &st);
+    printf("size %lld blocks %lld\n", (long long)st.st_size, (long long)st.st_blocks);
+    printf("data %lld hole %lld\n", (long long)lseek(fd, 0, SEEK_DATA),
+           (long long)lseek(fd, 3LL << 30, SEEK_HOLE));
+    char c = 1;
+    pread(fd, &c, 1, 1LL << 30);
+    printf("hole reads %d\n", c);
+    return 0;
+}
+"#;
+    let prog = gcc_static("tmp-pages", SRC);
+    let r = kiln_tests::kiln(&[
+        "run",
+        "--elf",
+        prog.to_str().unwrap(),
+        "--memory",
+        "160M",
+        "--timeout",
+        "300",
+    ]);
+    assert_eq!(r.status, 0, "{r:?}");
+    let out = r.out();
+    assert!(out.contains("8 rounds of 64 MiB"), "{r:?}");
+    assert!(out.contains("size 4294967296 blocks 8\n"), "{r:?}");
+    assert!(out.contains("data 3221225472 hole 3221229568\n"), "{r:?}");
+    assert!(out.contains("hole reads 0\n"), "{r:?}");
 }
 
 /// Touching memory the program was granted, until none is left: the OOM kill (SIGKILL,

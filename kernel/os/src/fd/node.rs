@@ -54,8 +54,8 @@ impl FileLike for NodeFile {
                     return Err(Errno::EINVAL);
                 }
                 // A /tmp file is kernel memory: once memory is down to the kernel's
-                // reserve, files stop growing (ENOSPC, a full tmpfs).
-                let grows = off.saturating_add(data.len() as u64) > n.size();
+                // reserve, files take no more pages (ENOSPC, a full tmpfs).
+                let grows = n.write_needs_memory(off, data.len() as u64);
                 if grows && m.pages().memory_low() {
                     return Err(Errno::ENOSPC);
                 }
@@ -82,6 +82,19 @@ impl FileLike for NodeFile {
                 Err(Errno::EINVAL)
             } else {
                 Ok(0)
+            };
+        }
+        // A /tmp file knows its holes (pages never written).
+        if let (3 | 4, Body::MemFile(d)) = (whence, &self.0.body) {
+            let size = self.0.size();
+            if off < 0 || off as u64 >= size {
+                return Err(Errno::ENXIO);
+            }
+            let d = d.lock();
+            return if whence == 3 {
+                d.next_data(off as u64).ok_or(Errno::ENXIO)
+            } else {
+                Ok(d.next_hole(off as u64))
             };
         }
         seek_within(cur, off, whence, self.0.size(), self.0.is_dir())

@@ -7,6 +7,7 @@
 //! descriptors after they are unlinked or renamed. Locks are `spin` mutexes held only for
 //! the length of one operation, ready for threads.
 
+pub mod filedata;
 pub mod node;
 pub mod p9;
 pub mod tar;
@@ -768,7 +769,7 @@ impl Vfs {
             }
             let n = Inode::new(
                 FsId::Tmp,
-                Body::MemFile(Mutex::new(Vec::new())),
+                Body::MemFile(Mutex::new(filedata::FileData::new())),
                 mode & !self.umask,
                 now,
             );
@@ -810,7 +811,7 @@ impl Vfs {
             }
             let n = Arc::new(Inode::new(
                 FsId::Tmp,
-                Body::MemFile(Mutex::new(Vec::new())),
+                Body::MemFile(Mutex::new(filedata::FileData::new())),
                 mode & !self.umask,
                 now,
             ));

@@ -1,11 +1,11 @@
 //! File-system nodes (inodes) and their status (`struct stat`, `struct statx`).
 
 use alloc::string::String;
-use alloc::vec::Vec;
 use core::sync::atomic::{AtomicU64, Ordering};
 
 use spin::Mutex;
 
+use super::filedata::FileData;
 use super::p9::SetAttr;
 use super::volume::{Remote, RemoteKind};
 use crate::errno::{Errno, KResult};
@@ -88,8 +88,8 @@ pub enum Body {
     Dir(Mutex<DirMap>),
     /// A read-only file whose bytes live in the root filesystem archive.
     StaticFile(&'static [u8]),
-    /// A writable in-memory file (`/tmp`).
-    MemFile(Mutex<Vec<u8>>),
+    /// A writable in-memory file (`/tmp`), in pages.
+    MemFile(Mutex<FileData>),
     /// A symbolic link and its target.
     Symlink(String),
     /// A character device.
@@ -428,22 +428,28 @@ impl Inode {
             .filter(|&e| e <= i64::MAX as u64)
             .ok_or(Errno::EFBIG)?;
         let end = usize::try_from(end).map_err(|_| Errno::EFBIG)?;
-        let mut v = d.lock();
-        if end > v.len() {
-            let cur = v.len();
-            v.try_reserve(end - cur).map_err(|_| Errno::ENOSPC)?;
-            v.resize(end, 0);
-            drop(v);
+        let grew = end as u64 > d.lock().len();
+        d.lock().allocate(off, len)?;
+        if grew {
             self.touch(now);
         }
         Ok(())
+    }
+
+    /// Whether writing `len` bytes at `off` would take memory (a `/tmp` file's page there is
+    /// a hole, or the write grows the file).
+    pub fn write_needs_memory(&self, off: u64, len: u64) -> bool {
+        match &self.body {
+            Body::MemFile(d) => d.lock().needs_pages(off, len),
+            _ => false,
+        }
     }
 
     /// Size in bytes (a symlink's is its target's length; devices and `/proc` files are 0).
     pub fn size(&self) -> u64 {
         match &self.body {
             Body::StaticFile(d) => d.len() as u64,
-            Body::MemFile(d) => d.lock().len() as u64,
+            Body::MemFile(d) => d.lock().len(),
             Body::Symlink(t) => t.len() as u64,
             Body::Dir(_) => BLKSIZE,
             Body::Device(_) | Body::Proc(_) => 0,
@@ -518,7 +524,9 @@ impl Inode {
             _ => (0, 0),
         };
         let blocks = match self.body {
-            Body::StaticFile(_) | Body::MemFile(_) | Body::Dir(_) => size.div_ceil(BLKSIZE) * 8,
+            Body::StaticFile(_) | Body::Dir(_) => size.div_ceil(BLKSIZE) * 8,
+            // Pages written or allocated, 512-byte blocks each 4 KiB page (holes take none).
+            Body::MemFile(ref d) => d.lock().pages_in_use() * 8,
             _ => 0,
         };
         Stat {
@@ -554,7 +562,7 @@ impl Inode {
         }
         match &self.body {
             Body::StaticFile(d) => copy(d, off, buf),
-            Body::MemFile(d) => copy(&d.lock(), off, buf),
+            Body::MemFile(d) => d.lock().read(off, buf),
             Body::Remote(r) if r.kind == RemoteKind::File => r.read_once(off, buf).unwrap_or(0),
             _ => 0,
         }
@@ -582,21 +590,14 @@ impl Inode {
             .checked_add(data.len() as u64)
             .filter(|&e| e <= i64::MAX as u64)
             .ok_or(Errno::EFBIG)?;
-        let end = usize::try_from(end).map_err(|_| Errno::EFBIG)?;
-        let off = off as usize;
         let mut v = d.lock();
         if end > v.len() && self.meta.lock().seals & F_SEAL_GROW != 0 {
             return Err(Errno::EPERM);
         }
-        if end > v.len() {
-            let cur = v.len();
-            v.try_reserve(end - cur).map_err(|_| Errno::ENOSPC)?;
-            v.resize(end, 0);
-        }
-        v[off..end].copy_from_slice(data);
+        let r = v.write(off, data);
         drop(v);
         self.touch(now);
-        Ok(data.len())
+        r.map(|()| data.len())
     }
 
     /// Sets the length of a `/tmp` file (zero-filling when it grows).
@@ -617,7 +618,6 @@ impl Inode {
         if len > i64::MAX as u64 {
             return Err(Errno::EFBIG);
         }
-        let len = usize::try_from(len).map_err(|_| Errno::EFBIG)?;
         let mut v = d.lock();
         let seals = self.meta.lock().seals;
         if (len > v.len() && seals & F_SEAL_GROW != 0)
@@ -625,14 +625,8 @@ impl Inode {
         {
             return Err(Errno::EPERM);
         }
-        if len > v.len() {
-            let cur = v.len();
-            v.try_reserve(len - cur).map_err(|_| Errno::ENOSPC)?;
-        }
-        v.resize(len, 0);
-        if len < v.capacity() / 2 {
-            v.shrink_to_fit();
-        }
+        // Growing adds a hole: no memory is taken until bytes are written there.
+        v.set_len(len);
         drop(v);
         self.touch(now);
         Ok(())
@@ -695,7 +689,12 @@ mod tests {
 
     #[test]
     fn memfile_write_read_truncate() {
-        let n = Inode::new(FsId::Tmp, Body::MemFile(Mutex::new(Vec::new())), 0o644, 5);
+        let n = Inode::new(
+            FsId::Tmp,
+            Body::MemFile(Mutex::new(FileData::new())),
+            0o644,
+            5,
+        );
         assert_eq!(n.write_at(3, b"abc", 9), Ok(3));
         let mut buf = [9u8; 10];
         assert_eq!(n.read_at(0, &mut buf), 6);
@@ -710,7 +709,11 @@ mod tests {
         assert_eq!(&buf[..4], b"\0\0\0\0");
         assert_eq!(n.write_at(i64::MAX as u64, b"x", 1), Err(Errno::EFBIG));
         assert_eq!(n.truncate(u64::MAX, 1), Err(Errno::EFBIG));
-        assert_eq!(n.truncate(1 << 60, 1), Err(Errno::ENOSPC));
+        // A sparse length takes no memory, as on Linux's tmpfs; a byte written out there
+        // would need a page table the machine cannot give.
+        assert_eq!(n.truncate(1 << 60, 1), Ok(()));
+        assert_eq!((n.size(), n.stat().blocks), (1 << 60, 8));
+        assert_eq!(n.write_at(1 << 60, b"x", 1), Err(Errno::ENOSPC));
         let s = Inode::new(FsId::Root, Body::StaticFile(b"ro"), 0o644, 0);
         assert_eq!(s.write_at(0, b"x", 1), Err(Errno::EROFS));
         assert_eq!(s.truncate(0, 1), Err(Errno::EROFS));
@@ -718,7 +721,12 @@ mod tests {
 
     #[test]
     fn metadata_changes() {
-        let n = Inode::new(FsId::Tmp, Body::MemFile(Mutex::new(Vec::new())), 0o6755, 1);
+        let n = Inode::new(
+            FsId::Tmp,
+            Body::MemFile(Mutex::new(FileData::new())),
+            0o6755,
+            1,
+        );
         n.chmod(0o17777, 2);
         assert_eq!(n.stat().mode, S_IFREG | 0o7777);
         assert_eq!(n.stat().ctime, 2);

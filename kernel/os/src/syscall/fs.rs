@@ -899,7 +899,7 @@ fn sys_memfd_create(p: &mut Process, m: &mut dyn Machine, name: u64, flags: u64)
     };
     let inode = Inode::new(
         crate::fs::FsId::Tmp,
-        Body::MemFile(spin::Mutex::new(Vec::new())),
+        Body::MemFile(spin::Mutex::new(crate::fs::filedata::FileData::new())),
         perm,
         t,
     );

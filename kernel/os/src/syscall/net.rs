@@ -705,6 +705,7 @@ fn timestamp_cmsg(ns: u64) -> [u8; 32] {
     c
 }
 
+#[cfg(feature = "net")]
 /// Linux's `struct tcp_info` with what the stack knows: the state, the MSS and path MTU of
 /// its one 1500-byte link and the receive space. Round-trip time, congestion and
 /// retransmission figures are not kept by the stack and read 0.

@@ -426,11 +426,19 @@ pub(super) fn sys_fallocate(
     if !n.is_regular() {
         return Err(Errno::ENODEV);
     }
-    // Growing a /tmp file takes kernel memory: not once it is down to the reserve.
-    if (off as u64).saturating_add(len as u64) > n.size() && m.pages().memory_low() {
-        return Err(Errno::ENOSPC);
+    // A /tmp file's pages are kernel memory: taken a piece at a time, none once memory is
+    // down to the reserve (ENOSPC, a full tmpfs; the pieces taken stay, as on Linux).
+    const PIECE: u64 = 256 * 1024;
+    let (off, end) = (off as u64, (off as u64).saturating_add(len as u64));
+    let mut at = off;
+    while at < end {
+        let n_bytes = (end - at).min(PIECE);
+        if n.write_needs_memory(at, n_bytes) && m.pages().memory_low() {
+            return Err(Errno::ENOSPC);
+        }
+        n.allocate(at, n_bytes, now(m))?;
+        at += n_bytes;
     }
-    n.allocate(off as u64, len as u64, now(m))?;
     Ok(0)
 }
 
