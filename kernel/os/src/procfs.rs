@@ -52,6 +52,9 @@ pub enum ProcFile {
     Mounts,
     /// `/proc/1/mountinfo`: the same with ids and device numbers.
     MountInfo,
+    /// `/proc/1/cgroup`: the root of the unified hierarchy (`0::/`), as a process outside
+    /// any container sees it; runtimes read it to size their thread pools.
+    Cgroup,
     /// `/proc/meminfo`: RAM, total and free.
     MemInfo,
     /// `/proc/uptime`: seconds since boot, and idle seconds.
@@ -98,7 +101,7 @@ pub enum ProcFile {
 
 impl ProcFile {
     /// The files of `/proc/1`, by name.
-    pub const PROCESS: [(&'static str, ProcFile); 10] = [
+    pub const PROCESS: [(&'static str, ProcFile); 11] = [
         ("comm", ProcFile::Comm),
         ("maps", ProcFile::Maps),
         ("stat", ProcFile::Stat),
@@ -109,6 +112,7 @@ impl ProcFile {
         ("environ", ProcFile::Environ),
         ("mounts", ProcFile::Mounts),
         ("mountinfo", ProcFile::MountInfo),
+        ("cgroup", ProcFile::Cgroup),
     ];
     /// The files of `/proc` itself, by name.
     pub const MACHINE: [(&'static str, ProcFile); 7] = [
@@ -212,6 +216,7 @@ pub fn text(file: ProcFile, p: &mut Process, m: &mut dyn Machine) -> KResult<Vec
             );
         }
         ProcFile::Limits => limits(&mut out, p),
+        ProcFile::Cgroup => out.push_str("0::/\n"),
         ProcFile::Mounts => {
             for (at, kind, source, opts, _) in mount_table(p) {
                 let _ = writeln!(out, "{source} {at} {kind} {opts} 0 0");

@@ -998,6 +998,9 @@ impl AddressSpace {
             }
         };
         let end = start + len;
+        // A file's pages are filled from the file by the caller; past its end there is
+        // nothing to populate (bbolt maps 10 GiB over a small file with MAP_POPULATE).
+        let anonymous = !matches!(kind, VmaKind::File(_) | VmaKind::SharedFile(..));
         self.vmas.insert(
             start,
             Vma {
@@ -1009,7 +1012,7 @@ impl AddressSpace {
             },
         );
         self.coalesce(start, end);
-        if flags & (MAP_POPULATE | MAP_LOCKED) != 0 && flags & MAP_NONBLOCK == 0 {
+        if anonymous && flags & (MAP_POPULATE | MAP_LOCKED) != 0 && flags & MAP_NONBLOCK == 0 {
             // As Linux, a failure to populate does not fail the mapping: pages that could
             // not get a frame now are faulted in later.
             let _ = self.populate_range(pt, start, end, Access::Read);

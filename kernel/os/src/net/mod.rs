@@ -101,8 +101,12 @@ pub(crate) const IDLE_LISTENERS: usize = 4;
 /// Frames taken from the card per round of the interface; the replies they caused go out
 /// before the next round.
 const RX_BATCH: usize = 64;
-/// Datagrams a UDP socket queues each way.
+/// Datagrams a UDP socket queues to send.
 const UDP_PACKETS: usize = 64;
+/// Datagrams a UDP socket queues received: a burst of small ones (DNS questions from
+/// hundreds of clients at once) fills the count long before the bytes. Linux's default
+/// receive buffer (208 KiB, counting each datagram's overhead) holds about 280 small ones.
+const UDP_RX_PACKETS: usize = 256;
 /// Payload bytes a UDP socket queues each way.
 const UDP_BYTES: usize = 64 * 1024;
 /// Largest UDP payload: what fits smoltcp's fragmentation buffer (8 KiB, the feature
@@ -556,7 +560,7 @@ fn apply_tcp_options(s: &mut tcp::Socket<'static>, opts: &Options) {
 fn udp_socket() -> KResult<udp::Socket<'static>> {
     Ok(udp::Socket::new(
         udp::PacketBuffer::new(
-            vec![udp::PacketMetadata::EMPTY; UDP_PACKETS],
+            vec![udp::PacketMetadata::EMPTY; UDP_RX_PACKETS],
             zeroed(UDP_BYTES)?,
         ),
         udp::PacketBuffer::new(

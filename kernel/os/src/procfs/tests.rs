@@ -167,6 +167,15 @@ fn cmdline_and_environ_are_the_strings_in_the_programs_memory() {
 }
 
 #[test]
+fn cgroup_is_the_unified_root() {
+    let (mut p, mut m, buf) = setup();
+    assert_eq!(
+        read_text(&mut p, &mut m, buf, "/proc/self/cgroup"),
+        "0::/\n"
+    );
+}
+
+#[test]
 fn meminfo_uptime_and_loadavg_come_from_the_machine() {
     let (mut p, mut m, buf) = setup();
     m.ram = (256 << 20, 200 << 20);

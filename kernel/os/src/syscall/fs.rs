@@ -331,6 +331,10 @@ pub fn read_for_mmap(
     if !f.readable() {
         return Err(Errno::EACCES);
     }
+    // Only what the file holds: a mapping may be far longer than its file (bbolt, inside
+    // etcd, maps 10 GiB over a 16 KiB database), and the rest reads as zeros.
+    let in_file = f.object.size().saturating_sub(offset);
+    let len = len.min(usize::try_from(in_file).unwrap_or(usize::MAX));
     let mut v = Vec::new();
     v.try_reserve_exact(len).map_err(|_| Errno::ENOMEM)?;
     v.resize(len, 0);
