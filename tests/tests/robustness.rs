@@ -129,7 +129,8 @@ fn memory_a_burst_of_sockets_took_goes_back_to_the_program() {
 /// deleted and written again many times on a small machine never runs out of room (one
 /// growing block used to need twice the file in one piece), a file truncated far beyond
 /// memory takes none (sparse, as Linux's tmpfs), and `SEEK_DATA`/`SEEK_HOLE` find its data;
-/// a mapping far longer than its file takes only the file's pages.
+/// a mapping far longer than its file takes only the file's pages, and a read-only shared
+/// mapping sees what `pwrite` writes (bbolt, inside etcd, relies on both).
 #[test]
 fn tmp_files_grow_by_pages_and_may_be_sparse() {
     const SRC: &str = r#"
@@ -171,6 +172,10 @@ int main(void) {
     ftruncate(db, 16384);
     char *m = mmap(NULL, 10LL << 30, PROT_READ, MAP_SHARED | MAP_POPULATE, db, 0);
     printf("map %s %.4s\n", m == MAP_FAILED ? "failed" : "ok", m == MAP_FAILED ? "" : m);
+    /* It writes the file with pwrite and reads the change through the mapping. */
+    pwrite(db, "BOLT", 4, 0);
+    pwrite(db, "page", 4, 8192);
+    printf("then %.4s %.4s\n", m, m + 8192);
     return 0;
 }
 "#;
@@ -191,6 +196,7 @@ int main(void) {
     assert!(out.contains("data 3221225472 hole 3221229568\n"), "{r:?}");
     assert!(out.contains("hole reads 0\n"), "{r:?}");
     assert!(out.contains("map ok bolt\n"), "{r:?}");
+    assert!(out.contains("then BOLT page\n"), "{r:?}");
 }
 
 /// Touching memory the program was granted, until none is left: the OOM kill (SIGKILL,

@@ -815,10 +815,16 @@ impl AddressSpace {
         let end_off = offset.checked_add(span).ok_or(Errno::EOVERFLOW)?;
         let backing = Backing(inode);
         let fixed = flags & MAP_FIXED != 0;
+        // Two writable copies of the same bytes could not both be the file; read-only ones
+        // only take the file's bytes.
         let overlaps = self.shared_regions(&backing.0).iter().any(|r| {
             // A fixed mapping replaces what it covers: only regions it leaves count.
             let replaced = fixed && addr <= r.start && r.end <= addr.saturating_add(span);
-            !replaced && r.offset < end_off && offset < r.offset + (r.end - r.start)
+            prot.write
+                && r.prot.write
+                && !replaced
+                && r.offset < end_off
+                && offset < r.offset + (r.end - r.start)
         });
         if overlaps {
             return Err(Errno::ENODEV);

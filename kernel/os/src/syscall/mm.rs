@@ -149,6 +149,19 @@ fn mmap(p: &mut Process, m: &mut dyn Machine, a: [u64; 6]) -> KResult<u64> {
             _ => Err(Errno::ENODEV),
         };
     }
+    // A read-only shared mapping of a /tmp file follows the file's changes (bbolt, inside
+    // etcd, writes its database with pwrite and reads it through such a mapping).
+    if kind == MAP_SHARED || kind == MAP_SHARED_VALIDATE {
+        if let Some(inode) = file.inode().filter(|i| i.is_mem_file()) {
+            if !file.readable() {
+                return Err(Errno::EACCES);
+            }
+            let inode = inode.clone();
+            return p
+                .vm
+                .mmap_shared_file(m.pages(), addr, len, prot, flags, path, offset, inode);
+        }
+    }
     if let Some(file) = crate::syscall::fs::static_bytes_for_mmap(p, fd)? {
         return p
             .vm

@@ -1,5 +1,6 @@
-//! Writable shared mappings of `/tmp` files (`MAP_SHARED` with `PROT_WRITE`: SQLite's WAL
-//! index, `sem_open`, `shm_open`, Python's `mmap`).
+//! Shared mappings of `/tmp` files (`MAP_SHARED`: SQLite's WAL index, `sem_open`,
+//! `shm_open`, Python's `mmap`, and read-only ones such as bbolt's, which writes its file
+//! with `pwrite` and reads it through the mapping).
 //!
 //! The mapping is a copy of the file's bytes ([`crate::vm::VmaKind::SharedFile`]), kept
 //! coherent at the points where anyone could tell: before a system call reads or writes
@@ -25,7 +26,9 @@ pub fn flush(p: &mut Process, m: &mut dyn Machine, regions: &[SharedRegion]) {
     let now = m.realtime_ns();
     let mut mine = vec![0u8; PAGE_SIZE as usize];
     let mut file = vec![0u8; PAGE_SIZE as usize];
-    for r in regions {
+    // A read-only region has nothing of the program's to give (and may be older than
+    // the file, which a writable region changed).
+    for r in regions.iter().filter(|r| r.prot.write) {
         let size = r.inode.size();
         let mut addr = r.start;
         while addr < r.end {
