@@ -144,6 +144,24 @@ pub struct Config {
 /// The interval of a bare `kiln.memlog`, in seconds.
 pub const DEFAULT_MEMLOG_SECS: u32 = 10;
 
+/// The environment a program gets when its image and command line leave these out, as a
+/// container runtime gives it: Docker's `PATH`, and `HOME` for root.
+pub const DEFAULT_ENV: [&[u8]; 2] = [
+    b"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+    b"HOME=/root",
+];
+
+/// Adds the [`DEFAULT_ENV`] variables `envp` (`NAME=value` entries) does not set.
+pub fn add_default_env(envp: &mut Vec<Vec<u8>>) {
+    for default in DEFAULT_ENV {
+        let eq = default.iter().position(|&b| b == b'=').unwrap_or(0);
+        let name = &default[..=eq];
+        if !envp.iter().any(|kv| kv.starts_with(name)) {
+            envp.push(default.to_vec());
+        }
+    }
+}
+
 /// Why a token could not be parsed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ParseError {
@@ -496,6 +514,17 @@ fn parse_volume(v: &str) -> Option<Volume> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn default_env_fills_only_what_is_missing() {
+        let mut env = alloc::vec![b"HOME=/srv".to_vec(), b"PATHX=1".to_vec()];
+        super::add_default_env(&mut env);
+        assert_eq!(env.len(), 3);
+        assert_eq!(env[0], b"HOME=/srv");
+        assert!(env[2].starts_with(b"PATH=/usr/local/sbin:"));
+        let mut none = alloc::vec::Vec::new();
+        super::add_default_env(&mut none);
+        assert_eq!(none.len(), 2);
+    }
     use super::*;
     use alloc::vec;
 

@@ -61,7 +61,7 @@ pub fn run(boot: BootInfo) -> ! {
     let exe_path = String::from_utf8_lossy(&exe).into_owned();
     let mut argv: Vec<Vec<u8>> = alloc::vec![exe.clone()];
     argv.extend(config.argv.clone().unwrap_or_default());
-    let envp: Vec<Vec<u8>> = config
+    let mut envp: Vec<Vec<u8>> = config
         .env
         .iter()
         .map(|(k, v)| {
@@ -71,6 +71,8 @@ pub fn run(boot: BootInfo) -> ! {
             kv
         })
         .collect();
+    // What a container runtime gives a program whose image and command line do not.
+    kiln_abi::cmdline::add_default_env(&mut envp);
 
     let rootfs = &payload[header.rootfs.clone()];
     let program = &payload[header.program.clone()];

@@ -2789,6 +2789,48 @@ mod tests {
     }
 
     #[test]
+    fn a_connection_closed_or_reset_before_accept_reads_its_data_then_the_end() {
+        let mut m = FakeMachine::default();
+        let net = Net::default();
+        let l = net.socket(true);
+        l.bind(&mut m, LOCAL).unwrap();
+        l.listen(&mut m, 8).unwrap();
+        // One client sends a request and closes; another connects and aborts (RST).
+        let c1 = net.socket(true);
+        let c2 = net.socket(true);
+        for c in [&c1, &c2] {
+            let _ = c.connect(&mut m, LOCAL, false);
+        }
+        idle(&net, &mut m, 5);
+        c1.write(&mut m, b"GET / HTTP/1.0\r\n\r\n").unwrap();
+        drop(c1);
+        c2.set_options(&|o| o.linger = (true, 0));
+        drop(c2);
+        idle(&net, &mut m, 50);
+        // Both are accepted (Linux queues them too) and neither read blocks.
+        let mut buf = [0u8; 64];
+        let mut ends = Vec::new();
+        while let Ok((srv, _)) = l.accept(&mut m) {
+            let mut got = Vec::new();
+            let end = loop {
+                match srv.read(&mut m, &mut buf) {
+                    Ok(0) => break Ok(0),
+                    Ok(n) => got.extend_from_slice(&buf[..n]),
+                    Err(e) => break Err(e),
+                }
+            };
+            assert_ne!(
+                end,
+                Err(Errno::EAGAIN),
+                "a read would wait for good: {got:?}"
+            );
+            assert_ne!(srv.poll_events() & (POLLIN | POLLHUP), 0);
+            ends.push((got.len(), end));
+        }
+        assert!(ends.contains(&(18, Ok(0))), "{ends:?}");
+    }
+
+    #[test]
     fn closed_connections_leave_their_sockets_for_the_next_ones() {
         let mut m = FakeMachine::default();
         let net = Net::default();
