@@ -720,6 +720,12 @@ int main(void) {
     if (!h) { printf("gethostbyname: %s\n", hstrerror(h_errno)); return 3; }
     inet_ntop(AF_INET, h->h_addr_list[0], buf, sizeof buf);
     printf("gethostbyname: %s\n", buf);
+    /* Any family, no AI_ADDRCONFIG: the A and AAAA questions go out in one sendmmsg. */
+    struct addrinfo any = {.ai_socktype = SOCK_STREAM}, *res2;
+    r = getaddrinfo("third.kiln.test", "80", &any, &res2);
+    if (r) { printf("getaddrinfo AF_UNSPEC: %s\n", gai_strerror(r)); return 4; }
+    inet_ntop(AF_INET, &((struct sockaddr_in *)res2->ai_addr)->sin_addr, buf, sizeof buf);
+    printf("getaddrinfo AF_UNSPEC: %s\n", buf);
     return 0;
 }
 "#;
@@ -731,11 +737,22 @@ fn glibc_resolver_asks_a_dns_server() {
     let dir = scratch("dynamic");
     let prog = gcc(&dir, "resolver", RESOLVER, &["-pthread"]);
     let img = build_image("resolver", &["--elf", prog.to_str().unwrap()]);
-    let r = run_image(&img, &["--dns", "127.0.0.1", "--trace=setsockopt"]);
+    let r = run_image(&img, &["--dns", "127.0.0.1", "--trace=setsockopt,sendmmsg"]);
     assert_eq!(
         (r.status, r.out().as_str()),
-        (0, "getaddrinfo: 10.1.2.3\ngethostbyname: 10.1.2.3\n"),
+        (
+            0,
+            "getaddrinfo: 10.1.2.3\ngethostbyname: 10.1.2.3\ngetaddrinfo AF_UNSPEC: 10.1.2.3\n"
+        ),
         "{r:?}"
+    );
+    // Both questions in one call (it was ENOSYS, and such lookups failed).
+    assert!(
+        r.stderr
+            .lines()
+            .any(|l| l.starts_with("sendmmsg(") && l.ends_with("= 2")),
+        "{}",
+        r.stderr
     );
     // setsockopt(fd, SOL_IP, IP_RECVERR, ...) = 0
     assert!(
