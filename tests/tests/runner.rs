@@ -100,10 +100,13 @@ fn stop_signals_stop_the_vm_and_leave_nothing_behind() {
         let mut err = String::new();
         std::io::Read::read_to_string(run.stderr.as_mut().unwrap(), &mut err).unwrap();
         assert_eq!(code, status, "{name}: {err}");
+        // The runner says it pressed the power button, unless QEMU ended before the
+        // monitor's answer came (the program died at once of the SIGTERM; the runner then
+        // lets QEMU's status stand): the kernel's report of that SIGTERM shows the press.
         assert!(
             err.contains(&format!(
                 "{name}: pressed the virtual machine's power button"
-            )),
+            )) || err.contains("program killed by SIGTERM"),
             "{name}: {err}"
         );
         // No QEMU of this image remains, and the run's files are gone.
