@@ -92,6 +92,10 @@ unsafe impl Source for FrameSource {
 
     const TRACK_HEAP_END: bool = true;
 
+    // SAFETY (talc's contract for this method): the returned end is `heap_end` or a
+    // page-aligned address in `[chunk_base, heap_end]` (`heap_release_end`), so it is
+    // CHUNK_UNIT-aligned and at least `chunk_base`; it returns `chunk_base` only when
+    // `is_heap_base`, deleting the heap; and it never claims memory talc does not hold.
     unsafe fn resize(
         &mut self,
         chunk_base: *mut u8,
