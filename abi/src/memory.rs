@@ -23,6 +23,15 @@ pub const fn suggested_mib(need_mib: u64) -> u64 {
     need_mib.next_power_of_two()
 }
 
+/// Receive buffers to give a network card with `queue` slots of `buf_len` bytes each, in a
+/// guest of `ram` bytes: a full queue (a burst the program has not read yet waits in the
+/// guest, not in the hypervisor, which drops what it cannot hand over), but no more than
+/// 1/32 of RAM, and at least 64.
+pub fn net_rx_buffers(ram: u64, queue: usize, buf_len: usize) -> usize {
+    let by_ram = (ram / 32 / buf_len.max(1) as u64) as usize;
+    by_ram.clamp(64.min(queue), queue)
+}
+
 /// Free memory the kernel heap keeps rather than giving back (beyond what it holds of the kernel's
 /// reserve): the buffers of a few connections, so steady traffic does not move pages back
 /// and forth.
@@ -98,6 +107,19 @@ impl core::fmt::Display for TooLittle {
 mod tests {
     const PAGE: usize = 4096;
     const K: usize = 1024;
+
+    #[test]
+    fn receive_buffers_fill_the_queue_within_a_32nd_of_ram() {
+        use super::{net_rx_buffers as rx, MIB};
+        // 8 MiB: 256 KiB of 2 KiB buffers.
+        assert_eq!(rx(8 * MIB, 256, 2048), 128);
+        assert_eq!(rx(16 * MIB, 256, 2048), 256);
+        assert_eq!(rx(4 << 30, 256, 2048), 256);
+        // Tiny guests still get 64, and never more than the queue holds.
+        assert_eq!(rx(2 * MIB, 256, 2048), 64);
+        assert_eq!(rx(2 * MIB, 32, 2048), 32);
+        assert_eq!(rx(MIB, 256, 0), 256);
+    }
 
     #[test]
     fn the_heap_keeps_what_it_should_and_small_tops() {

@@ -28,7 +28,7 @@ use crate::pci::PortCam;
 use crate::{phys_to_virt, DIRECT_MAP, PAGE_SIZE};
 
 /// Receive and transmit queue size.
-const QUEUE_SIZE: usize = 64;
+const QUEUE_SIZE: usize = 256;
 /// Size of each receive buffer (a full Ethernet frame plus the virtio header).
 const BUF_LEN: usize = 2048;
 /// More than the DMA pages the driver allocates for two queues of `QUEUE_SIZE` (all at
@@ -190,8 +190,10 @@ const QUEUE_TX: u16 = 1;
 pub struct VirtioNet {
     transport: SomeTransport<'static>,
     mac: [u8; 6],
-    rxq: VirtQueue<KilnHal, QUEUE_SIZE>,
-    txq: VirtQueue<KilnHal, QUEUE_SIZE>,
+    /// Boxed, as is `txq`: a queue keeps per-descriptor arrays inline (about 8 KiB each at
+    /// 256 entries), too much to move around on a kernel stack.
+    rxq: Box<VirtQueue<KilnHal, QUEUE_SIZE>>,
+    txq: Box<VirtQueue<KilnHal, QUEUE_SIZE>>,
     /// Bytes of the virtio-net header in front of each frame.
     header: usize,
     /// Receive buffers the device holds, by token. Boxed: their memory never moves.
@@ -233,9 +235,12 @@ impl VirtioNet {
             // A locally administered address of our own.
             mac = [0x02, 0x00, 0x00, 0x00, 0x00, 0x02];
         }
-        let rxq = VirtQueue::new(&mut t, QUEUE_RX, false, false).map_err(|_| "no receive queue")?;
-        let txq =
-            VirtQueue::new(&mut t, QUEUE_TX, false, false).map_err(|_| "no transmit queue")?;
+        let rxq = Box::new(
+            VirtQueue::new(&mut t, QUEUE_RX, false, false).map_err(|_| "no receive queue")?,
+        );
+        let txq = Box::new(
+            VirtQueue::new(&mut t, QUEUE_TX, false, false).map_err(|_| "no transmit queue")?,
+        );
         t.finish_init();
         let mut n = VirtioNet {
             transport: t,
@@ -256,7 +261,12 @@ impl VirtioNet {
         };
         // Finished transmissions are taken back on later ones: never interrupt for them.
         n.txq.set_dev_notify(false);
-        for _ in 0..QUEUE_SIZE {
+        let buffers = kiln_abi::memory::net_rx_buffers(
+            FRAMES.lock().total() * PAGE_SIZE,
+            QUEUE_SIZE,
+            BUF_LEN,
+        );
+        for _ in 0..buffers {
             n.give_rx(vec![0u8; BUF_LEN].into_boxed_slice())
                 .map_err(|_| "receive queue setup failed")?;
         }

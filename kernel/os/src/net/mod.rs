@@ -104,9 +104,12 @@ const RX_BATCH: usize = 64;
 /// Datagrams a UDP socket queues to send.
 const UDP_PACKETS: usize = 64;
 /// Datagrams a UDP socket queues received: a burst of small ones (DNS questions from
-/// hundreds of clients at once) fills the count long before the bytes. Linux's default
-/// receive buffer (208 KiB, counting each datagram's overhead) holds about 280 small ones.
-const UDP_RX_PACKETS: usize = 256;
+/// hundreds of clients at once) fills the count long before the bytes (64 KiB hold a
+/// thousand 60-byte questions). Linux's default receive buffer (208 KiB, counting each
+/// datagram's overhead) holds about 280 small ones, but a Linux guest drains it sooner;
+/// 1,024 took a burst of 1,000 questions with none lost in the guest (BENCHMARKS.md, "UDP
+/// bursts"). Each entry costs 24 bytes.
+const UDP_RX_PACKETS: usize = 1024;
 /// Payload bytes a UDP socket queues each way.
 const UDP_BYTES: usize = 64 * 1024;
 /// Largest UDP payload: what fits smoltcp's fragmentation buffer (8 KiB, the feature

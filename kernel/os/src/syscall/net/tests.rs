@@ -318,6 +318,44 @@ fn msghdr(
 }
 
 #[test]
+fn a_udp_socket_queues_a_burst_of_a_thousand_small_datagrams() {
+    // Hundreds of DNS questions at once reach a server before it reads one.
+    let (mut p, mut m, buf) = setup();
+    let s = udp(&mut p, &mut m);
+    addr(&mut p, &mut m, buf, [127, 0, 0, 1], 5353);
+    assert_eq!(call(&mut p, &mut m, nr::BIND, &[s as u64, buf, 16]), 0);
+    let c = udp(&mut p, &mut m);
+    for i in 0..1000u32 {
+        let mut q = [0u8; 60];
+        q[..4].copy_from_slice(&i.to_le_bytes());
+        poke(&mut p, &mut m, buf + 64, &q);
+        assert_eq!(
+            call(
+                &mut p,
+                &mut m,
+                nr::SENDTO,
+                &[c as u64, buf + 64, 60, 0, buf, 16]
+            ),
+            60,
+            "datagram {i}"
+        );
+    }
+    for i in 0..1000u32 {
+        assert_eq!(
+            call(
+                &mut p,
+                &mut m,
+                nr::RECVFROM,
+                &[s as u64, buf + 128, 100, MSG_DONTWAIT, 0, 0]
+            ),
+            60,
+            "datagram {i}"
+        );
+        assert_eq!(peek(&mut p, &mut m, buf + 128, 4), i.to_le_bytes());
+    }
+}
+
+#[test]
 fn udp_round_trip() {
     let (mut p, mut m, buf) = setup();
     let s = udp(&mut p, &mut m);
