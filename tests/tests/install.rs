@@ -54,6 +54,8 @@ fn cargo_kiln_runs_a_new_crate_installed_from_a_copy_that_is_gone() {
         .arg(&prefix)
         .arg("--target-dir")
         .arg(&target)
+        // Line tables are enough for a test's backtraces, and build quicker than full debug info.
+        .env("CARGO_PROFILE_DEV_DEBUG", "line-tables-only")
         .output()
         .expect("cargo runs");
     assert!(

@@ -56,9 +56,11 @@ fn floating_point_state_survives_system_calls_switches_and_handlers() {
 }
 
 const TASKS_C: &str = r#"
+#define _GNU_SOURCE
 #include <dirent.h>
 #include <pthread.h>
 #include <stdio.h>
+#include <string.h>
 #include <unistd.h>
 static pthread_barrier_t b;
 static void *run(void *a) { pthread_barrier_wait(&b); pthread_barrier_wait(&b); return 0; }
@@ -85,6 +87,19 @@ int main(void) {
     }
     closedir(d);
     printf("tasks %d, own stat %d, sleeping %d\n", n, own, sleeping);
+    /* pthread_setname_np names another thread through its comm file; the process keeps
+       its name. */
+    int named = 0;
+    for (int i = 0; i < 3; i++) {
+        char want[16], got[16] = "";
+        snprintf(want, sizeof want, "worker-%d", i);
+        if (pthread_setname_np(t[i], want) == 0 && pthread_getname_np(t[i], got, sizeof got) == 0
+            && strcmp(want, got) == 0) named++;
+    }
+    char own_name[32] = "";
+    FILE *c = fopen("/proc/self/comm", "r");
+    if (c) { fscanf(c, "%31s", own_name); fclose(c); }
+    printf("named %d, process %s\n", named, own_name);
     pthread_barrier_wait(&b);
     for (int i = 0; i < 3; i++) pthread_join(t[i], 0);
     return 0;
@@ -94,14 +109,17 @@ int main(void) {
 #[test]
 fn proc_self_task_lists_every_thread() {
     // Each thread has a directory in /proc/self/task with its own `stat`, as `ps -L` and
-    // the num_threads crate expect.
+    // the num_threads crate expect, and its own name.
     let dir = kiln_tests::scratch("tasks");
     let exe = kiln_tests::gcc(&dir, "tasks", TASKS_C, &["-static", "-O1", "-pthread"]);
     let r = kiln_tests::kiln(&["run", "--elf", exe.to_str().unwrap()]);
     // The three waiting threads show as sleeping; the reader runs.
     assert_eq!(
         (r.status, r.out().as_str()),
-        (0, "tasks 4, own stat 4, sleeping 3\n"),
+        (
+            0,
+            "tasks 4, own stat 4, sleeping 3\nnamed 3, process tasks\n"
+        ),
         "{r:?}"
     );
 }

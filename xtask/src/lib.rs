@@ -1160,7 +1160,8 @@ fn run(layout: &Layout, a: &RunArgs) -> anyhow::Result<u8> {
     // A packaging aid: what the program looked for and did not find, when it failed (or
     // when asked to say more).
     if r.outcome.status != 0 || a.verbose || a.trace.is_some() {
-        for line in kiln_toolchain::trace::missing_files(&r.records) {
+        let limit = (!a.verbose).then_some(kiln_toolchain::trace::MISSING_SHOWN);
+        for line in kiln_toolchain::trace::missing_files(&r.records, limit) {
             note!("{line}");
         }
     }

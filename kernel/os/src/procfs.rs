@@ -100,6 +100,24 @@ pub enum ProcFile {
 }
 
 impl ProcFile {
+    /// The thread a write to this file renames (`comm` files), if it is writable.
+    pub fn renames(self) -> Option<u32> {
+        match self {
+            ProcFile::Comm => Some(PID as u32),
+            ProcFile::TaskComm(tid) => Some(tid),
+            _ => None,
+        }
+    }
+
+    /// The file's permission bits: `comm` files are writable, as on Linux.
+    pub fn mode(self) -> u32 {
+        if self.renames().is_some() {
+            0o644
+        } else {
+            0o444
+        }
+    }
+
     /// The files of `/proc/1`, by name.
     pub const PROCESS: [(&'static str, ProcFile); 11] = [
         ("comm", ProcFile::Comm),
@@ -200,7 +218,13 @@ pub fn text(file: ProcFile, p: &mut Process, m: &mut dyn Machine) -> KResult<Vec
         ProcFile::TaskStat(tid) => stat(&mut out, p, m, Some(tid)),
         ProcFile::TaskStatus(tid) => status(&mut out, p, m, Some(tid)),
         ProcFile::Comm | ProcFile::TaskComm(_) => {
-            out = comm(p);
+            out = comm(
+                p,
+                match file {
+                    ProcFile::TaskComm(tid) => Some(tid),
+                    _ => None,
+                },
+            );
             out.push('\n');
         }
         ProcFile::StatM => {
@@ -363,14 +387,15 @@ fn uuid(out: &mut String, mut b: [u8; 16]) {
     out.push('\n');
 }
 
-/// The process's name: what `prctl(PR_SET_NAME)` set, else its program's file name, at
-/// most 15 bytes (`TASK_COMM_LEN` - 1).
-fn comm(p: &Process) -> String {
-    let name = match &p.proc.name {
-        Some(n) => String::from_utf8_lossy(n).into_owned(),
-        None => String::from(p.exe_path.rsplit('/').next().unwrap_or_default()),
+/// The name of the process (`tid` `None`) or of one of its threads: what `PR_SET_NAME` or a
+/// write to its `comm` file set, else the program's file name, at most 15 bytes
+/// (`TASK_COMM_LEN` - 1).
+fn comm(p: &Process, tid: Option<u32>) -> String {
+    let name = match tid {
+        Some(tid) => p.proc.thread_comm(tid, &p.exe_path),
+        None => p.proc.comm(&p.exe_path),
     };
-    name.chars().take(15).collect()
+    String::from_utf8_lossy(&name).into_owned()
 }
 
 /// Memory figures in bytes: the mapped size, and what is resident.
@@ -418,7 +443,7 @@ fn stat(out: &mut String, p: &Process, m: &mut dyn Machine, tid: Option<u32>) {
         "{who} ({}) {state} 0 {PID} {PID} 0 -1 4194560 0 0 0 0 {ticks} 0 0 0 20 0 {threads} 0 0 \
          {vsize} {} 18446744073709551615 {} {} {stack} 0 0 0 0 0 0 0 0 0 17 {cpu} 0 0 0 0 0 \
          0 0 {brk} {} {} {} {} 0",
-        comm(p),
+        comm(p, tid),
         rss / 4096,
         code.start,
         code.end,
@@ -503,7 +528,7 @@ fn status(out: &mut String, p: &Process, m: &mut dyn Machine, tid: Option<u32>) 
          CapPrm:\t000001ffffffffff\nCapEff:\t000001ffffffffff\nCapBnd:\t000001ffffffffff\n\
          CapAmb:\t0000000000000000\nNoNewPrivs:\t{}\nSeccomp:\t0\nCpus_allowed:\t{mask:x}\n\
          Cpus_allowed_list:\t0-{}\nvoluntary_ctxt_switches:\t0\nnonvoluntary_ctxt_switches:\t0\n",
-        comm(p),
+        comm(p, tid),
         p.vfs.umask,
         u.real,
         u.effective,

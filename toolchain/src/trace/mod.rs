@@ -307,10 +307,32 @@ fn loader_probe(path: &str) -> bool {
     false
 }
 
+/// Paths the packaging hint names when the list is cut short ([`missing_files`]).
+pub const MISSING_SHOWN: usize = 8;
+
 /// The packaging hint for the paths the program looked for and the image lacks (kernel
 /// interfaces under /proc, /sys and /dev are left out, and /tmp, which the kernel provides
-/// empty: `--file` cannot fill it): one line per path.
-pub fn missing_files(records: &[u8]) -> Vec<String> {
+/// empty: `--file` cannot fill it): one line per path, in the order the program looked.
+/// With `limit`, a line counting the paths left out, then the last `limit` (an interpreter
+/// probes dozens of optional files on its way to the one it failed on, which comes last).
+pub fn missing_files(records: &[u8], limit: Option<usize>) -> Vec<String> {
+    let mut lines = missing_paths(records);
+    if let Some(limit) = limit.filter(|&l| lines.len() > l) {
+        let before = lines.len() - limit;
+        lines.drain(..before);
+        lines.insert(
+            0,
+            format!(
+                "the program looked for {before} more path{} the image lacks before these \
+                 (--verbose lists them all)",
+                if before == 1 { "" } else { "s" }
+            ),
+        );
+    }
+    lines
+}
+
+fn missing_paths(records: &[u8]) -> Vec<String> {
     let mut seen = std::collections::BTreeSet::new();
     kiln_abi::record::parse_all(records)
         .into_iter()
@@ -386,7 +408,30 @@ mod tests {
             }
             .encode(),
         );
-        assert_eq!(missing_files(&bytes).len(), 1);
+        assert_eq!(missing_files(&bytes, None).len(), 1);
+    }
+
+    #[test]
+    fn a_long_missing_list_is_cut_short_and_counted() {
+        let mut bytes = Vec::new();
+        for i in 0..11 {
+            let path = format!("/usr/lib/python3.11/m{i}.py");
+            bytes.extend(
+                Missing {
+                    path: path.into_bytes(),
+                }
+                .encode(),
+            );
+        }
+        let all = missing_files(&bytes, None);
+        assert_eq!(all.len(), 11);
+        let cut = missing_files(&bytes, Some(8));
+        assert_eq!(
+            cut[0],
+            "the program looked for 3 more paths the image lacks before these (--verbose lists them all)"
+        );
+        assert_eq!(cut[1..], all[3..]);
+        assert_eq!(missing_files(&bytes, Some(11)), all);
     }
 
     #[test]
@@ -404,7 +449,7 @@ mod tests {
             );
         }
         assert_eq!(
-            missing_files(&bytes),
+            missing_files(&bytes, None),
             ["the program looked for /etc/ssl/certs/ca-certificates.crt, which the image lacks: add it with --file HOSTPATH:/etc/ssl/certs/ca-certificates.crt"]
         );
         assert!(loader_probe("/etc/ld.so.cache"));

@@ -9,18 +9,32 @@ use super::node::seek_within;
 use crate::errno::{Errno, KResult};
 use crate::fs::{FsId, Inode, Stat, Vfs};
 use crate::machine::Machine;
+use crate::syscall::proc::ThreadNames;
 
 /// A `/proc` node and the text captured at open time.
 #[derive(Debug)]
 pub struct Snapshot {
     node: Arc<Inode>,
     data: Vec<u8>,
+    /// For a `comm` file open for writing: the names and the thread a write renames.
+    renames: Option<(ThreadNames, u32)>,
 }
 
 impl Snapshot {
     /// `node` reading as `data`.
     pub fn new(node: Arc<Inode>, data: Vec<u8>) -> Snapshot {
-        Snapshot { node, data }
+        Snapshot {
+            node,
+            data,
+            renames: None,
+        }
+    }
+
+    /// A `comm` file open for writing: a write names thread `tid` (Linux keeps the bytes
+    /// written, up to 15, a newline included).
+    pub fn renaming(mut self, names: ThreadNames, tid: u32) -> Snapshot {
+        self.renames = Some((names, tid));
+        self
     }
 }
 
@@ -37,8 +51,10 @@ impl FileLike for Snapshot {
         Ok(n)
     }
 
-    fn write_at(&self, _: &mut dyn Machine, _: &[u8], _: u64, _: u64) -> KResult<usize> {
-        Err(Errno::EBADF)
+    fn write_at(&self, _: &mut dyn Machine, buf: &[u8], _: u64, _: u64) -> KResult<usize> {
+        let (names, tid) = self.renames.as_ref().ok_or(Errno::EBADF)?;
+        names.set(*tid, buf);
+        Ok(buf.len())
     }
 
     fn size(&self) -> u64 {
@@ -67,9 +83,10 @@ impl FileLike for Snapshot {
 
     fn reopen(&self, vfs: &Vfs, flags: u32, now: u64) -> KResult<Arc<dyn FileLike>> {
         vfs.open_existing(&self.node, flags, now)?;
-        Ok(Arc::new(Snapshot::new(
-            self.node.clone(),
-            self.data.clone(),
-        )))
+        Ok(Arc::new(Snapshot {
+            node: self.node.clone(),
+            data: self.data.clone(),
+            renames: self.renames.clone(),
+        }))
     }
 }

@@ -263,7 +263,7 @@ impl Vfs {
         let proc_fd = new_dir(FsId::Proc, 0o500, now);
         let exe_link = Body::Symlink(exe_path.into());
         put(&self_, "exe", new_node(FsId::Proc, exe_link, 0o777, now));
-        let proc_file = |f| new_node(FsId::Proc, Body::Proc(f), 0o444, now);
+        let proc_file = |f: ProcFile| new_node(FsId::Proc, Body::Proc(f), f.mode(), now);
         for (name, f) in ProcFile::PROCESS {
             put(&self_, name, proc_file(f));
         }
@@ -394,7 +394,7 @@ impl Vfs {
                         ("stat", ProcFile::TaskStat(tid)),
                         ("status", ProcFile::TaskStatus(tid)),
                     ] {
-                        put(&dir, file, new_node(FsId::Proc, Body::Proc(f), 0o444, 0));
+                        put(&dir, file, new_node(FsId::Proc, Body::Proc(f), f.mode(), 0));
                     }
                     dir
                 });
@@ -513,7 +513,8 @@ impl Vfs {
             if wants_write {
                 match node.body {
                     Body::Device(_) => {}
-                    Body::Proc(_) => return Err(Errno::EACCES),
+                    Body::Proc(f) if f.renames().is_none() => return Err(Errno::EACCES),
+                    Body::Proc(_) => {}
                     Body::Remote(ref r) => r.vol.writable()?,
                     _ if node.fs != FsId::Tmp => return Err(Errno::EROFS),
                     _ => {}

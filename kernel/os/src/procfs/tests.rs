@@ -146,6 +146,98 @@ fn each_thread_has_its_own_stat_and_status() {
     assert!(status.contains("Pid:\t1\n") && status.contains("SigBlk:\t0000000000000000\n"));
 }
 
+/// Writes `text` to the file at `path`, opened write-only; the `write`'s result.
+fn write_text(
+    p: &mut crate::process::Process,
+    m: &mut FakeMachine,
+    buf: u64,
+    path: &str,
+    text: &[u8],
+) -> i64 {
+    poke(p, m, buf, alloc::format!("{path}\0").as_bytes());
+    let fd = call(p, m, nr::OPEN, &[buf, 1, 0]);
+    assert!(fd >= 0, "open {path}: {fd}");
+    poke(p, m, buf + 0x200, text);
+    let n = call(
+        p,
+        m,
+        nr::WRITE,
+        &[fd as u64, buf + 0x200, text.len() as u64],
+    );
+    assert_eq!(call(p, m, nr::CLOSE, &[fd as u64]), 0);
+    n
+}
+
+#[test]
+fn each_thread_has_its_own_name() {
+    let (mut p, mut m, buf) = setup();
+    m.others.insert(
+        3,
+        crate::process::ThreadState {
+            tid: 3,
+            ..Default::default()
+        },
+    );
+    let comm = |p: &mut _, m: &mut _, path: &str| read_text(p, m, buf, path);
+    // pthread_setname_np on another thread writes its comm file (no newline).
+    assert_eq!(
+        write_text(
+            &mut p,
+            &mut m,
+            buf,
+            "/proc/self/task/3/comm",
+            b"tokio-runtime-worker"
+        ),
+        20
+    );
+    assert_eq!(
+        comm(&mut p, &mut m, "/proc/self/task/3/comm"),
+        "tokio-runtime-w\n"
+    );
+    assert!(comm(&mut p, &mut m, "/proc/1/task/3/status").starts_with("Name:\ttokio-runtime-w\n"));
+    assert!(comm(&mut p, &mut m, "/proc/1/task/3/stat").starts_with("3 (tokio-runtime-w) "));
+    // The process keeps its name.
+    assert_eq!(comm(&mut p, &mut m, "/proc/self/comm"), "prog\n");
+    assert_eq!(comm(&mut p, &mut m, "/proc/self/task/1/comm"), "prog\n");
+    // Thread 3 names itself with prctl; the process's name stays.
+    m.thread.tid = 3;
+    poke(&mut p, &mut m, buf, b"worker-3\0");
+    assert_eq!(call(&mut p, &mut m, nr::PRCTL, &[15, buf]), 0);
+    assert_eq!(call(&mut p, &mut m, nr::PRCTL, &[16, buf + 64]), 0);
+    assert_eq!(peek(&mut p, &mut m, buf + 64, 9), b"worker-3\0");
+    assert_eq!(comm(&mut p, &mut m, "/proc/self/task/3/comm"), "worker-3\n");
+    assert_eq!(comm(&mut p, &mut m, "/proc/self/comm"), "prog\n");
+    // A thread it makes has its name.
+    let tid = call(&mut p, &mut m, nr::CLONE, &[0x50f00, buf + 0x800, 0, 0, 0]);
+    assert!(tid > 0 && tid != 3, "{tid}");
+    m.others.insert(
+        tid as u32,
+        crate::process::ThreadState {
+            tid: tid as u32,
+            ..Default::default()
+        },
+    );
+    assert_eq!(
+        comm(
+            &mut p,
+            &mut m,
+            &alloc::format!("/proc/self/task/{tid}/comm")
+        ),
+        "worker-3\n"
+    );
+    // Writing /proc/self/comm renames the process (Linux keeps a newline written).
+    m.thread.tid = 1;
+    assert_eq!(
+        write_text(&mut p, &mut m, buf, "/proc/self/comm", b"server\n"),
+        7
+    );
+    assert_eq!(comm(&mut p, &mut m, "/proc/self/comm"), "server\n\n");
+    assert_eq!(comm(&mut p, &mut m, "/proc/self/task/3/comm"), "worker-3\n");
+    // Other /proc files stay read-only.
+    poke(&mut p, &mut m, buf, b"/proc/self/status\0");
+    assert_eq!(call(&mut p, &mut m, nr::OPEN, &[buf, 1, 0]), -13);
+}
+
 #[test]
 fn cmdline_and_environ_are_the_strings_in_the_programs_memory() {
     let (mut p, mut m, buf) = setup();

@@ -284,7 +284,8 @@ fn execve(
     // The name `ps` shows: the file the program was started by (a script's, a symbolic
     // link's own), at most 15 bytes, as Linux's `comm`.
     let base = name.rsplit('/').next().unwrap_or_default().as_bytes();
-    p.proc.name = Some(base[..base.len().min(15)].to_vec());
+    p.proc.names.clear();
+    p.proc.names.set(PID as u32, base);
     p.proc.robust_list = 0;
     p.vfs.set_exe(&resolved.path);
     // What the kernel keeps about the program (crash reports' bias, the profiler's

@@ -25,8 +25,9 @@ use crate::errno::{Errno, KResult};
 use crate::fd::poll::{POLLHUP, POLLIN, POLLNVAL};
 use crate::fd::volume::VolumeFile;
 use crate::fd::{
-    wake_object, FileLike, NodeFile, OpenFile, Snapshot, Waitable, MAX_FDS, O_APPEND, O_ASYNC,
-    O_CLOEXEC, O_CREAT, O_DIRECTORY, O_LARGEFILE, O_NOFOLLOW, O_PATH, O_TRUNC, O_WRONLY,
+    wake_object, FileLike, NodeFile, OpenFile, Snapshot, Waitable, MAX_FDS, O_ACCMODE, O_APPEND,
+    O_ASYNC, O_CLOEXEC, O_CREAT, O_DIRECTORY, O_LARGEFILE, O_NOFOLLOW, O_PATH, O_RDONLY, O_TRUNC,
+    O_WRONLY,
 };
 use crate::fs::{parent_path, Body, Device, Inode, Stat, PATH_MAX};
 use crate::machine::Machine;
@@ -861,8 +862,14 @@ fn sys_open(
         .vfs
         .open(&base, &path, flags, mode as u32 & 0o7777, now(m))?;
     let object: Arc<dyn FileLike> = if let (Body::Proc(f), 0) = (&o.inode.body, flags & O_PATH) {
-        let text = crate::procfs::text(*f, p, m)?;
-        Arc::new(Snapshot::new(o.inode, text))
+        let (f, text) = (*f, crate::procfs::text(*f, p, m)?);
+        let snapshot = Snapshot::new(o.inode, text);
+        match f.renames() {
+            Some(tid) if flags & O_ACCMODE != O_RDONLY => {
+                Arc::new(snapshot.renaming(p.proc.names.clone(), tid))
+            }
+            _ => Arc::new(snapshot),
+        }
     } else {
         crate::fd::volume::open_node(o.inode, flags)?
     };

@@ -5,17 +5,19 @@
 //! runs as root on one CPU. Ids, limits and names the program sets are kept and reported
 //! back; nothing else in the kernel enforces them yet.
 
+use alloc::sync::Arc;
 use alloc::vec::Vec;
 
 use crate::errno::{Errno, KResult};
 use crate::fd::MAX_FDS;
 use crate::machine::Machine;
 use crate::process::{Outcome, Process, PID};
-use crate::small::SmallSet;
+use crate::small::{SmallMap, SmallSet};
 use crate::syscall::signal::{Fate, NSIG};
 use crate::syscall::time::NSEC_PER_SEC;
 use crate::syscall::{read_user, ret, write_user};
 use crate::sysno;
+use spin::Mutex;
 
 /// `uname` system name.
 pub const UNAME_SYSNAME: &str = "Linux";
@@ -287,8 +289,8 @@ pub struct ProcState {
     pub groups: Vec<u32>,
     /// Resource limits by `RLIMIT_*` number.
     pub limits: [Rlimit; RLIM_NLIMITS],
-    /// Thread name set by `PR_SET_NAME` (at most 15 bytes); `None`: the program's file name.
-    pub name: Option<Vec<u8>>,
+    /// Thread names (`comm`); the main thread's is the process's.
+    pub names: ThreadNames,
     /// `PR_SET_DUMPABLE` value (1 at start).
     pub dumpable: u64,
     /// `PR_SET_PDEATHSIG` signal (0: none).
@@ -329,7 +331,7 @@ impl Default for ProcState {
             gid: Ids::default(),
             groups: Vec::new(),
             limits: default_limits(),
-            name: None,
+            names: ThreadNames::default(),
             dumpable: 1,
             pdeathsig: 0,
             no_new_privs: false,
@@ -392,16 +394,52 @@ impl ProcState {
             .ok_or(Errno::EINVAL)
     }
 
-    /// The thread name (`comm`): the `PR_SET_NAME` value, else the file name of `exe_path`,
-    /// at most 15 bytes.
+    /// The process's name (`comm`, the main thread's): the name set, else the file name of
+    /// `exe_path`, at most 15 bytes.
     pub fn comm(&self, exe_path: &str) -> Vec<u8> {
-        match &self.name {
-            Some(n) => n.clone(),
-            None => {
-                let base = exe_path.rsplit('/').next().unwrap_or(exe_path).as_bytes();
-                base[..base.len().min(15)].to_vec()
-            }
-        }
+        self.thread_comm(PID as u32, exe_path)
+    }
+
+    /// Thread `tid`'s name: the name set, else the file name of `exe_path`.
+    pub fn thread_comm(&self, tid: u32, exe_path: &str) -> Vec<u8> {
+        self.names.get(tid).unwrap_or_else(|| {
+            let base = exe_path.rsplit('/').next().unwrap_or(exe_path).as_bytes();
+            base[..base.len().min(COMM_MAX)].to_vec()
+        })
+    }
+}
+
+/// Longest thread name (`TASK_COMM_LEN` - 1).
+pub const COMM_MAX: usize = 15;
+
+/// Thread names by thread id: given by `execve` (the main thread's: the name the program
+/// was started by), `PR_SET_NAME`, a write to `/proc/self/task/N/comm` (or
+/// `/proc/self/comm`, the main thread's), or inherited from the thread that made them.
+/// Shared with the `comm` files open for writing, which rename through it.
+#[derive(Debug, Clone, Default)]
+pub struct ThreadNames(Arc<Mutex<SmallMap<u32, Vec<u8>>>>);
+
+impl ThreadNames {
+    /// Thread `tid`'s own name, if it has one.
+    pub fn get(&self, tid: u32) -> Option<Vec<u8>> {
+        self.0.lock().get(&tid).cloned()
+    }
+
+    /// Names thread `tid`: at most 15 bytes, up to the first NUL.
+    pub fn set(&self, tid: u32, name: &[u8]) {
+        let name = name.split(|&b| b == 0).next().unwrap_or_default();
+        let name = name[..name.len().min(COMM_MAX)].to_vec();
+        self.0.lock().insert(tid, name);
+    }
+
+    /// Forgets every name (`execve` ended the other threads and names the caller anew).
+    pub fn clear(&self) {
+        *self.0.lock() = SmallMap::new();
+    }
+
+    /// Forgets an ended thread's name.
+    pub fn remove(&self, tid: u32) {
+        self.0.lock().remove(&tid);
     }
 }
 
@@ -873,18 +911,18 @@ fn prctl(p: &mut Process, m: &mut dyn Machine, a: [u64; 6]) -> KResult<i64> {
         PR_SET_NAME => {
             // Up to 15 bytes, stopping at a NUL, like strncpy_from_user.
             let mut name = Vec::new();
-            while name.len() < 15 {
+            while name.len() < COMM_MAX {
                 let [b] = read_user::<1>(p, m, a[1] + name.len() as u64)?;
                 if b == 0 {
                     break;
                 }
                 name.push(b);
             }
-            state(p).name = Some(name);
+            p.proc.names.set(m.thread().tid, &name);
             Ok(0)
         }
         PR_GET_NAME => {
-            let comm = p.proc.comm(&p.exe_path);
+            let comm = p.proc.thread_comm(m.thread().tid, &p.exe_path);
             let mut b = [0u8; 16];
             b[..comm.len()].copy_from_slice(&comm);
             write_user(p, m, a[1], &b)?;
@@ -2032,10 +2070,10 @@ mod tests {
 
     #[test]
     fn comm_names() {
-        let mut s = ProcState::default();
+        let s = ProcState::default();
         assert_eq!(s.comm("/bin/hello"), b"hello");
         assert_eq!(s.comm("/a-very-long-program-name"), b"a-very-long-pro");
-        s.name = Some(b"worker".to_vec());
+        s.names.set(PID as u32, b"worker");
         assert_eq!(s.comm("/bin/hello"), b"worker");
     }
 

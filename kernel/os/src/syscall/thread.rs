@@ -77,6 +77,7 @@ fn futex_channel(addr: u64, bitset: u32) -> Channel {
 /// Ends the calling thread: `CLONE_CHILD_CLEARTID` / `set_tid_address` semantics, then
 /// [`Outcome::ThreadExit`].
 pub fn exit_thread(p: &mut Process, m: &mut dyn Machine, status: u8) -> Outcome {
+    p.proc.names.remove(m.thread().tid);
     let ctid = m.thread().clear_child_tid;
     if ctid != 0 && write_user(p, m, ctid, &0u32.to_le_bytes()).is_ok() {
         m.wake(futex_channel(ctid, futex_op::BITSET_MATCH_ANY), 1);
@@ -134,6 +135,9 @@ fn clone(p: &mut Process, m: &mut dyn Machine, c: CloneArgs) -> KResult<i64> {
         write_user(p, m, c.child_tid, &tid.to_le_bytes())?;
     }
     m.spawn_thread(child, c.stack)?;
+    // A new thread has its maker's name.
+    let name = p.proc.thread_comm(parent.tid, &p.exe_path);
+    p.proc.names.set(tid, &name);
     p.next_tid += 1;
     Ok(tid.into())
 }
