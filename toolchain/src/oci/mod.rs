@@ -24,9 +24,12 @@ pub mod cache;
 pub mod kubevirt;
 pub mod layer;
 pub mod layout;
+#[cfg(feature = "registry")]
 pub mod publish;
+#[cfg(feature = "registry")]
 pub mod pull;
 pub mod reference;
+#[cfg(feature = "registry")]
 pub mod registry;
 
 use crate::provenance::Provenance;
