@@ -1,6 +1,7 @@
 //! Host directories as volumes (`-v HOSTDIR:/GUEST[:ro]`, virtio-9p): files written,
 //! renamed and listed in the guest are the host's; `:ro` refuses writes; nothing outside
-//! the directory is reachable; large files and a SQLite database survive intact.
+//! the directory is reachable; large files and a SQLite database survive intact; shared
+//! mappings of a volume's files write back to the host.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -186,6 +187,86 @@ fn sqlite_database_survives_runs_microvm() {
 #[test]
 fn sqlite_database_survives_runs_q35() {
     sqlite("q35");
+}
+
+const SHARED_C: &str = r#"
+#include <fcntl.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+int main(void) {
+    int fd = open("/data/f", O_RDWR);
+    char *p = mmap(0, 8192, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    if (fd < 0 || p == MAP_FAILED) { perror("map"); return 1; }
+    memcpy(p, "hello", 5);
+    memcpy(p + 4096, "world", 5);
+    /* The file and the mapping are one: a write through the descriptor shows in the
+       mapping, one through the mapping in a read. */
+    pwrite(fd, "X", 1, 100);
+    char b[5] = {0};
+    pread(fd, b, 5, 4096);
+    printf("%c %.5s\n", p[100], b);
+    return 0; /* no msync, no munmap: the end of the program writes the pages back */
+}
+"#;
+
+#[test]
+fn shared_mappings_of_volume_files_reach_the_host() {
+    let dir = fresh("shared-map");
+    std::fs::write(dir.join("f"), vec![b'a'; 8192]).unwrap();
+    let exe = kiln_tests::gcc(&dir, "shared", SHARED_C, &["-static", "-O1"]);
+    let v = spec(&dir, "/data");
+    let r = kiln(&["run", "--elf", exe.to_str().unwrap(), "-v", &v]);
+    assert_eq!((r.status, r.out().as_str()), (0, "X world\n"), "{r:?}");
+    let f = std::fs::read(dir.join("f")).unwrap();
+    assert_eq!(f.len(), 8192);
+    assert_eq!(&f[..5], b"hello");
+    assert_eq!(f[100], b'X');
+    assert_eq!(&f[4096..4101], b"world");
+    assert!(f[5..100].iter().all(|&c| c == b'a'));
+
+    // Debian's sqlite3 in WAL mode, whose index (`-shm`) is such a mapping: the database
+    // stays readable, in the guest and on the host.
+    let db = dir.join("wal.db");
+    let out = Command::new("sqlite3")
+        .arg(&db)
+        .arg("CREATE TABLE t(v); INSERT INTO t VALUES ('host');")
+        .output()
+        .expect("sqlite3 runs");
+    assert!(out.status.success(), "{out:?}");
+    let sqlite = |sql: &str| {
+        kiln(&[
+            "run",
+            "--elf",
+            "/usr/bin/sqlite3",
+            "-v",
+            &v,
+            "--",
+            "/data/wal.db",
+            sql,
+        ])
+    };
+    let r = sqlite(
+        "PRAGMA journal_mode=WAL; INSERT INTO t VALUES ('guest'); SELECT group_concat(v) FROM t;",
+    );
+    assert_eq!(
+        (r.status, r.out().as_str()),
+        (0, "wal\nhost,guest\n"),
+        "{r:?}"
+    );
+    let r = sqlite("SELECT count(*) FROM t;");
+    assert_eq!((r.status, r.out().as_str()), (0, "2\n"), "{r:?}");
+    let out = Command::new("sqlite3")
+        .arg(&db)
+        .arg("PRAGMA integrity_check; SELECT group_concat(v) FROM t;")
+        .output()
+        .expect("sqlite3 runs");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "ok\nhost,guest\n",
+        "{out:?}"
+    );
 }
 
 #[test]

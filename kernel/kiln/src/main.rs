@@ -132,6 +132,14 @@ fn kiln_main(boot: kiln_hal::BootInfo) -> ! {
 }
 
 /// Ends the run with `status`.
+/// Ends the program with `status` after what it left for the outside is out: frames queued
+/// for the network, and the changes its shared mappings made to volumes' files.
+pub fn end(k: &mut Kernel, status: u8) -> ! {
+    crate::machine::net::flush(k);
+    kiln_os::syscall::mm::shared::flush_all(&mut k.process, &mut k.machine);
+    finish(status)
+}
+
 pub fn finish(status: u8) -> ! {
     profile::finish();
     console::info(format_args!(

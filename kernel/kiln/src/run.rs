@@ -15,7 +15,7 @@ use kiln_os::process::Outcome;
 use kiln_os::sched::Resume;
 use kiln_os::sysno;
 
-use crate::{console, fault, finish, signals, Held, Kernel};
+use crate::{console, fault, signals, Held, Kernel};
 
 /// How long a thread runs before another ready thread gets the CPU.
 const SLICE_NS: u64 = 10_000_000;
@@ -65,8 +65,7 @@ fn fire_timers(k: &mut Kernel, now: u64) {
         };
         if let Some(Fate::Killed(sig)) = fate {
             fault::report_signal(sig);
-            crate::machine::net::flush(k);
-            finish(kiln_abi::exit::killed_by(sig));
+            crate::end(k, kiln_abi::exit::killed_by(sig));
         }
     }
 }
@@ -217,15 +216,12 @@ fn settle(k: &mut Kernel, tid: u32, mut ctx: UserContext, outcome: Outcome) -> O
             ctx.regs.rax = v as u64;
             Some(ctx)
         }
-        Outcome::Exit(status) => {
-            crate::machine::net::flush(k);
-            finish(status)
-        }
+        Outcome::Exit(status) => crate::end(k, status),
         Outcome::Killed(sig) => {
             fault::report_signal(sig);
             // SI_TKILL: what raise() and abort() use.
             crate::crash::report(k, tid, &ctx, sig, -6, None);
-            finish(kiln_abi::exit::killed_by(sig))
+            crate::end(k, kiln_abi::exit::killed_by(sig))
         }
         Outcome::Block(wait) => {
             if signals::has_queued(k, tid) {
@@ -241,8 +237,7 @@ fn settle(k: &mut Kernel, tid: u32, mut ctx: UserContext, outcome: Outcome) -> O
         }
         Outcome::ThreadExit(status) => {
             if k.machine.sched.exit_current() == 0 {
-                crate::machine::net::flush(k);
-                finish(status);
+                crate::end(k, status);
             }
             None
         }

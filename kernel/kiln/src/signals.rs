@@ -142,8 +142,7 @@ pub fn sigreturn(k: &mut Kernel, rsp: u64) -> UserContext {
             }
             if let Some(Fate::Killed(sig)) = k.process.signals.deliver_pending(&mut k.machine) {
                 fault::report_signal(sig);
-                crate::machine::net::flush(k);
-                finish(kiln_abi::exit::killed_by(sig));
+                crate::end(k, kiln_abi::exit::killed_by(sig));
             }
             from_os(&state)
         }

@@ -334,6 +334,16 @@ impl Inode {
         matches!(self.body, Body::MemFile(_))
     }
 
+    /// Whether shared mappings of this file are kept coherent with it (`/tmp` files and
+    /// the files of volumes: `crate::syscall::mm::shared`).
+    pub fn maps_shared(&self) -> bool {
+        match &self.body {
+            Body::MemFile(_) => true,
+            Body::Remote(r) => r.kind == RemoteKind::File,
+            _ => false,
+        }
+    }
+
     /// Whether this is a regular file.
     pub fn is_regular(&self) -> bool {
         self.type_bits() == S_IFREG
@@ -580,8 +590,10 @@ impl Inode {
     /// [`write_at`](Self::write_at) for the bytes a shared mapping wrote, which
     /// `F_SEAL_FUTURE_WRITE` does not stop (it came after the mapping).
     pub fn write_mapped(&self, off: u64, data: &[u8], now: u64) -> KResult<usize> {
-        let Body::MemFile(d) = &self.body else {
-            return Err(Errno::EROFS);
+        let d = match &self.body {
+            Body::MemFile(d) => d,
+            Body::Remote(r) if r.kind == RemoteKind::File => return r.write_once(off, data),
+            _ => return Err(Errno::EROFS),
         };
         if data.is_empty() {
             return Ok(0);

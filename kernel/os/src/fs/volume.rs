@@ -259,6 +259,15 @@ impl Remote {
 }
 
 impl Remote {
+    /// Writes at `off` through a fid opened for this one write (a shared mapping's changes).
+    pub fn write_once(&self, off: u64, data: &[u8]) -> KResult<usize> {
+        self.vol.writable()?;
+        let fid = self.open(crate::fd::O_WRONLY)?;
+        let r = self.vol.with(|c| c.write(fid, off, data));
+        self.vol.release(fid);
+        r
+    }
+
     /// Reads at `off` through a fid opened for this one read (for `mmap` and kernel reads).
     pub fn read_once(&self, off: u64, buf: &mut [u8]) -> KResult<usize> {
         let fid = self.open(0)?;

@@ -253,7 +253,7 @@ fn execve(
         }));
     }
     // The files outlive the program: what it wrote through shared mappings goes in first.
-    super::mm::shared::flush_range(p, m, 0, u64::MAX);
+    super::mm::shared::flush_all(p, m);
     let loaded = match prepared.install(&mut p.vm, m.pages()) {
         Ok(l) => l,
         Err(e) => {

@@ -5,10 +5,10 @@
 //! `MAP_PRIVATE` file maps copy the bytes in (pages of root-filesystem files that the mapping
 //! cannot write are mapped in place where their bytes are page-aligned, and copied when a
 //! write or `mprotect` makes them writable), `MAP_SHARED` file maps are accepted when they
-//! cannot write (nobody can tell the copy from the file), and writable shared maps of `/tmp`
-//! files are copies kept coherent with the file ([`shared`]). Other writable shared file
-//! maps (volumes) fail with `ENODEV` ("this file cannot be memory-mapped that way"), since
-//! writes would not reach the file.
+//! cannot write (nobody can tell the copy from the file), and shared maps of `/tmp` files
+//! and of volumes' files are copies kept coherent with the file ([`shared`]). Other
+//! writable shared file maps fail with `ENODEV` ("this file cannot be memory-mapped that
+//! way").
 
 pub mod shared;
 
@@ -141,7 +141,7 @@ fn mmap(p: &mut Process, m: &mut dyn Machine, a: [u64; 6]) -> KResult<u64> {
             {
                 Err(Errno::EPERM)
             }
-            Some(inode) if inode.is_mem_file() && file.writable() => {
+            Some(inode) if inode.maps_shared() && file.writable() => {
                 let inode = inode.clone();
                 p.vm.mmap_shared_file(m.pages(), addr, len, prot, flags, path, offset, inode)
             }
@@ -152,7 +152,7 @@ fn mmap(p: &mut Process, m: &mut dyn Machine, a: [u64; 6]) -> KResult<u64> {
     // A read-only shared mapping of a /tmp file follows the file's changes (bbolt, inside
     // etcd, writes its database with pwrite and reads it through such a mapping).
     if kind == MAP_SHARED || kind == MAP_SHARED_VALIDATE {
-        if let Some(inode) = file.inode().filter(|i| i.is_mem_file()) {
+        if let Some(inode) = file.inode().filter(|i| i.maps_shared()) {
             if !file.readable() {
                 return Err(Errno::EACCES);
             }

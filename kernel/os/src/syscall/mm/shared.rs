@@ -1,6 +1,6 @@
-//! Shared mappings of `/tmp` files (`MAP_SHARED`: SQLite's WAL index, `sem_open`,
-//! `shm_open`, Python's `mmap`, and read-only ones such as bbolt's, which writes its file
-//! with `pwrite` and reads it through the mapping).
+//! Shared mappings of `/tmp` files and of volumes' files (`MAP_SHARED`: SQLite's WAL
+//! index, `sem_open`, `shm_open`, Python's `mmap`, and read-only ones such as bbolt's,
+//! which writes its file with `pwrite` and reads it through the mapping).
 //!
 //! The mapping is a copy of the file's bytes ([`crate::vm::VmaKind::SharedFile`]), kept
 //! coherent at the points where anyone could tell: before a system call reads or writes
@@ -151,6 +151,13 @@ pub fn flush_range(p: &mut Process, m: &mut dyn Machine, start: u64, end: u64) {
         let regions = p.vm.shared_regions_in(start, end);
         flush(p, m, &regions);
     }
+}
+
+/// Before the address space goes (the program ends, or `execve` replaces it): every shared
+/// mapping's changes go into its file, as Linux writes dirty pages back (a volume's file
+/// outlives the machine).
+pub fn flush_all(p: &mut Process, m: &mut dyn Machine) {
+    flush_range(p, m, 0, u64::MAX);
 }
 
 /// Before `inode` is mapped again (a new copy is made of its bytes): the changes of its
