@@ -119,6 +119,21 @@ pub struct ThreadState {
     pub robust_list: (u64, u64),
     /// Mask, pending signals and alternate stack.
     pub signals: crate::syscall::signal::ThreadSignals,
+    /// What a blocking `write` or `send` to a pipe or stream socket has queued while it
+    /// waits for room for the rest (see [`PartialWrite`]).
+    pub partial_write: Option<PartialWrite>,
+}
+
+/// A blocking write that queued part of its bytes and waits to queue the rest: Linux's
+/// `write` and `send` on a pipe or stream socket return only when every byte is queued
+/// (earlier only for a signal or a send timeout, with the count so far). The call runs
+/// again after each wake-up; this says how far it got.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PartialWrite {
+    /// The call's number, descriptor, buffer and length: the call it belongs to.
+    pub call: [u64; 4],
+    /// Bytes queued so far.
+    pub done: u64,
 }
 
 /// Something a blocked thread waits for.

@@ -108,8 +108,13 @@ fn calls(p: &mut Process, m: &mut dyn Machine, nr: u64, a: [u64; 6]) -> Option<O
             return Some(blocking(p, m, fd0, r));
         }
         nr::WRITE => {
-            let r = sys_write(p, m, fd0, a[1], a[2], None);
-            return Some(blocking(p, m, fd0, r));
+            // A blocking write to a pipe or stream socket queues every byte.
+            let call = [nr, a[0], a[1], a[2]];
+            let done = super::write_resumes(m, call);
+            let r = sys_write(p, m, fd0, a[1] + done, a[2] - done, None);
+            return Some(super::write_settles(m, call, done, r, |m| {
+                blocking(p, m, fd0, Err(Errno::EAGAIN))
+            }));
         }
         nr::PREAD64 => sys_read(p, m, fd0, a[1], a[2], Some(a[3] as i64)),
         nr::PWRITE64 => sys_write(p, m, fd0, a[1], a[2], Some(a[3] as i64)),

@@ -140,6 +140,50 @@ pub(crate) fn ret(r: KResult<i64>) -> Outcome {
     Outcome::Return(r.unwrap_or_else(Errno::as_return))
 }
 
+/// Where a blocking write `call` (number, descriptor, buffer, length) resumes: the bytes
+/// earlier runs of the same call queued before they waited for room (0 for a new call).
+pub(crate) fn write_resumes(m: &mut dyn Machine, call: [u64; 4]) -> u64 {
+    match m.thread().partial_write.take() {
+        Some(w) if w.call == call => w.done,
+        _ => 0,
+    }
+}
+
+/// The outcome of one run of a write `call` to a pipe or stream socket that resumed after
+/// `done` bytes and then queued `r` more: every byte queued, or an error before any, ends
+/// the call; otherwise (room ran out) it waits as `wait_for_room` says an `EAGAIN` would,
+/// to run again and go on ([`crate::process::PartialWrite`]). A call that cannot wait (a
+/// non-blocking descriptor) or whose wait times out returns the count so far.
+pub(crate) fn write_settles(
+    m: &mut dyn Machine,
+    call: [u64; 4],
+    done: u64,
+    r: KResult<i64>,
+    wait_for_room: impl FnOnce(&mut dyn Machine) -> Outcome,
+) -> Outcome {
+    let queued = done + r.as_ref().map_or(0, |&n| n.max(0) as u64);
+    match r {
+        Err(e) if e != Errno::EAGAIN => {
+            return if queued > 0 {
+                Outcome::Return(queued as i64)
+            } else {
+                Outcome::Return(e.as_return())
+            };
+        }
+        Ok(_) if queued >= call[3] => return Outcome::Return(queued as i64),
+        _ => {}
+    }
+    match wait_for_room(m) {
+        Outcome::Block(mut w) if queued > 0 => {
+            w.on_timeout = queued as i64;
+            m.thread().partial_write = Some(crate::process::PartialWrite { call, done: queued });
+            Outcome::Block(w)
+        }
+        _ if queued > 0 => Outcome::Return(queued as i64),
+        other => other,
+    }
+}
+
 /// Helpers for handler tests: a process with a mapped buffer on a fake machine.
 #[cfg(test)]
 pub(crate) mod testutil {

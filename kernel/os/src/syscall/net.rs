@@ -466,8 +466,18 @@ fn sys_sendto(
         Ok(x) => x,
         Err(e) => return ret(Err(e)),
     };
+    let timeout = s.options().snd_timeout;
+    if s.stream {
+        // A blocking send on a stream queues every byte, as `write` does.
+        let call = [nr::SENDTO, fd as u64, buf, len];
+        let done = super::write_resumes(m, call);
+        let r = send_stream(p, m, &s, buf + done, len - done);
+        return super::write_settles(m, call, done, r, |m| {
+            block(m, &f, &s, flags, timeout, Err(Errno::EAGAIN))
+        });
+    }
     let r = (|| {
-        let to = if addr != 0 && !s.stream {
+        let to = if addr != 0 {
             get_sockaddr(p, m, addr, addrlen)?
         } else {
             None
@@ -480,8 +490,39 @@ fn sys_sendto(
         p.bounce.put(data);
         r.map(|n| n as i64)
     })();
-    let timeout = s.options().snd_timeout;
     block(m, &f, &s, flags, timeout, r)
+}
+
+/// Queues up to `len` bytes from `buf` on stream socket `s`, `MAX_SEND` at a time while
+/// they fit: the count, or the error of the first piece.
+#[cfg(feature = "net")]
+fn send_stream(
+    p: &mut Process,
+    m: &mut dyn Machine,
+    s: &Socket,
+    buf: u64,
+    len: u64,
+) -> KResult<i64> {
+    let mut done = 0u64;
+    let mut data = p.bounce.take((len as usize).min(MAX_SEND));
+    let r = loop {
+        let want = ((len - done) as usize).min(MAX_SEND);
+        let sent =
+            p.vm.copy_from_user(m.pages(), buf + done, &mut data[..want])
+                .and_then(|()| s.send(m, &data[..want], None));
+        match sent {
+            Ok(n) => {
+                done += n as u64;
+                if n < want || done == len {
+                    break Ok(done as i64);
+                }
+            }
+            Err(_) if done > 0 => break Ok(done as i64),
+            Err(e) => break Err(e),
+        }
+    };
+    p.bounce.put(data);
+    r
 }
 
 #[allow(clippy::too_many_arguments)]

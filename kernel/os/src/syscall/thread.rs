@@ -117,6 +117,7 @@ fn clone(p: &mut Process, m: &mut dyn Machine, c: CloneArgs) -> KResult<i64> {
         clear_child_tid: 0,
         robust_list: (0, 0),
         signals: parent.signals.inherit(),
+        partial_write: None,
         ..parent
     };
     if c.flags & CLONE_SETTLS != 0 {

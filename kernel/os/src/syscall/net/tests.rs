@@ -58,6 +58,58 @@ fn connected_pair(p: &mut Process, m: &mut FakeMachine, buf: u64, port: u16) -> 
 }
 
 #[test]
+fn a_blocking_write_or_send_on_a_stream_queues_every_byte() {
+    for call_nr in [nr::WRITE, nr::SENDTO] {
+        let (mut p, mut m, buf) = setup();
+        // Small buffers both ways (4 KiB each), so 12 KiB cannot be queued at once.
+        let l = tcp(&mut p, &mut m, 0);
+        let c = tcp(&mut p, &mut m, 0);
+        poke(&mut p, &mut m, buf + 2048, &4096u32.to_le_bytes());
+        for (fd, opt) in [(l, 8), (c, 7)] {
+            let args = [fd as u64, 1, opt, buf + 2048, 4];
+            assert_eq!(call(&mut p, &mut m, nr::SETSOCKOPT, &args), 0);
+        }
+        addr(&mut p, &mut m, buf, [127, 0, 0, 1], 8090);
+        assert_eq!(call(&mut p, &mut m, nr::BIND, &[l as u64, buf, 16]), 0);
+        assert_eq!(call(&mut p, &mut m, nr::LISTEN, &[l as u64, 8]), 0);
+        assert_eq!(call(&mut p, &mut m, nr::CONNECT, &[c as u64, buf, 16]), 0);
+        let a = call(&mut p, &mut m, nr::ACCEPT4, &[l as u64, 0, 0, 0]);
+        assert!(a > 0, "accept4: {a}");
+        let data: Vec<u8> = (0..12288u32).map(|i| (i % 251) as u8).collect();
+        let (src, dst) = (buf + 4096, buf + 256);
+        poke(&mut p, &mut m, src, &data[..8192]);
+        poke(&mut p, &mut m, src + 8192, &data[8192..]);
+        let args = [c as u64, src, 12288, 0, 0, 0];
+        let mut got = Vec::new();
+        let total = loop {
+            match outcome(&mut p, &mut m, call_nr, &args) {
+                // Waiting for room: the reader takes what arrived, the write goes on.
+                Outcome::Block(_) => {
+                    let n = call(&mut p, &mut m, nr::READ, &[a as u64, dst, 1536]);
+                    assert!(n > 0, "read: {n}");
+                    got.extend(peek(&mut p, &mut m, dst, n as usize));
+                }
+                Outcome::Return(n) => break n,
+                other => panic!("{other:?}"),
+            }
+        };
+        assert_eq!(total, 12288, "call {call_nr}");
+        assert!(!got.is_empty(), "call {call_nr}: it never waited");
+        while got.len() < data.len() {
+            let n = call(&mut p, &mut m, nr::READ, &[a as u64, dst, 1536]);
+            assert!(n > 0, "read: {n}");
+            got.extend(peek(&mut p, &mut m, dst, n as usize));
+        }
+        assert!(got == data, "call {call_nr}: the bytes arrived changed");
+        // Non-blocking, the same write returns what fit.
+        let args = [c as u64, 4, 2048];
+        assert_eq!(call(&mut p, &mut m, nr::FCNTL, &args), 0);
+        let n = call(&mut p, &mut m, call_nr, &[c as u64, src, 12288, 0, 0, 0]);
+        assert!(n > 0 && n < 12288, "call {call_nr}: {n}");
+    }
+}
+
+#[test]
 fn tcp_over_loopback() {
     let (mut p, mut m, buf) = setup();
     let (l, c, a) = connected_pair(&mut p, &mut m, buf, 8080);

@@ -63,8 +63,8 @@ pub fn starts_again(nr: u64, handler_flags: Option<u64>) -> bool {
 }
 
 /// The result of call `nr` (arguments `a`) that a handler interrupted and that does not
-/// start again: `-EINTR`, after writing the time left before `deadline` for the sleeps that
-/// report it.
+/// start again: the count a blocking write had queued, else `-EINTR`, after writing the
+/// time left before `deadline` for the sleeps that report it.
 pub fn interrupted(
     p: &mut Process,
     m: &mut dyn Machine,
@@ -72,6 +72,11 @@ pub fn interrupted(
     a: [u64; 6],
     deadline: Option<u64>,
 ) -> i64 {
+    if let Some(w) = m.thread().partial_write.take() {
+        if w.call == [nr, a[0], a[1], a[2]] {
+            return w.done as i64;
+        }
+    }
     let rem = match nr {
         sysno::NANOSLEEP => a[1],
         sysno::CLOCK_NANOSLEEP if a[1] & TIMER_ABSTIME == 0 => a[3],
