@@ -270,6 +270,37 @@ fn shared_mappings_of_volume_files_reach_the_host() {
 }
 
 #[test]
+fn statfs_on_a_volume_gives_the_hosts_figures() {
+    // `df` and programs checking for free space before they write read these. QEMU's 9p
+    // server reports the host's size in blocks of its own size: compare bytes.
+    let dir = fresh("statfs");
+    let bytes = |text: &str| -> u64 {
+        let v: Vec<u64> = text
+            .split_whitespace()
+            .map(|w| w.parse().unwrap())
+            .collect();
+        v[0] * v[1]
+    };
+    let host = Command::new("stat")
+        .args(["-f", "-c", "%b %S"])
+        .arg(&dir)
+        .output()
+        .expect("stat runs");
+    let host = bytes(&String::from_utf8_lossy(&host.stdout));
+    let r = busybox(
+        "microvm",
+        &spec(&dir, "/data"),
+        &["stat", "-f", "-c", "%b %S", "/data"],
+    );
+    assert_eq!(r.status, 0, "{r:?}");
+    let guest = bytes(&r.out());
+    assert!(
+        guest.abs_diff(host) < host / 100,
+        "guest {guest} bytes, host {host}: {r:?}"
+    );
+}
+
+#[test]
 fn bad_volumes_are_refused_with_125() {
     let dir = fresh("bad");
     for (v, want) in [

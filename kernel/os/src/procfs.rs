@@ -343,12 +343,10 @@ pub fn text(file: ProcFile, p: &mut Process, m: &mut dyn Machine) -> KResult<Vec
                 let _ = writeln!(out, "{name} {pages}");
             }
         }
-        ProcFile::CpuList => match m.cpus() {
-            1 => out.push_str("0\n"),
-            n => {
-                let _ = writeln!(out, "0-{}", n - 1);
-            }
-        },
+        ProcFile::CpuList => {
+            out = cpu_list(m.cpus());
+            out.push('\n');
+        }
         ProcFile::Hostname => {
             out = String::from_utf8_lossy(&crate::syscall::proc::nodename(p)).into_owned();
             out.push('\n');
@@ -527,7 +525,7 @@ fn status(out: &mut String, p: &Process, m: &mut dyn Machine, tid: Option<u32>) 
          SigIgn:\t{:016x}\nSigCgt:\t{:016x}\nCapInh:\t0000000000000000\n\
          CapPrm:\t000001ffffffffff\nCapEff:\t000001ffffffffff\nCapBnd:\t000001ffffffffff\n\
          CapAmb:\t0000000000000000\nNoNewPrivs:\t{}\nSeccomp:\t0\nCpus_allowed:\t{mask:x}\n\
-         Cpus_allowed_list:\t0-{}\nvoluntary_ctxt_switches:\t0\nnonvoluntary_ctxt_switches:\t0\n",
+         Cpus_allowed_list:\t{}\nvoluntary_ctxt_switches:\t0\nnonvoluntary_ctxt_switches:\t0\n",
         comm(p, tid),
         p.vfs.umask,
         u.real,
@@ -550,8 +548,16 @@ fn status(out: &mut String, p: &Process, m: &mut dyn Machine, tid: Option<u32>) 
         sig.ignored,
         sig.caught,
         u8::from(p.proc.no_new_privs),
-        cpus - 1,
+        cpu_list(cpus),
     );
+}
+
+/// CPUs `0` to `n - 1` as Linux lists them: `0`, `0-1`.
+fn cpu_list(n: usize) -> String {
+    match n {
+        0 | 1 => String::from("0"),
+        n => alloc::format!("0-{}", n - 1),
+    }
 }
 
 /// `/proc/1/limits`: Linux's table of the limits `getrlimit` reports.

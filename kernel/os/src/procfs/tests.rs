@@ -83,7 +83,7 @@ fn status_names_the_process_and_its_ids() {
         "PPid:\t0\n",
         "Uid:\t0\t0\t0\t0\n",
         "Threads:\t1\n",
-        "Cpus_allowed_list:\t0-0\n",
+        "Cpus_allowed_list:\t0\n",
     ] {
         assert!(status.contains(line), "{line:?} missing: {status}");
     }

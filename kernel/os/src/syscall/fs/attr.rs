@@ -350,19 +350,60 @@ pub fn statfs_bytes(fs: FsId, (blocks, free): (u64, u64)) -> [u8; 120] {
     b
 }
 
+/// The `struct statfs` of a volume's node: the host file system's own figures (9P's
+/// `Tstatfs`), as Linux's 9p client reports them; `None` for other nodes.
+fn volume_statfs(node: &crate::fs::Inode) -> KResult<Option<[u8; 120]>> {
+    let crate::fs::node::Body::Remote(r) = &node.body else {
+        return Ok(None);
+    };
+    let f = r.statfs()?;
+    let mut b = statfs_bytes(FsId::Volume, (f.blocks, f.bfree));
+    let bsize = i64::from(f.bsize);
+    b[8..16].copy_from_slice(&bsize.to_le_bytes());
+    b[32..40].copy_from_slice(&f.bavail.to_le_bytes());
+    b[40..48].copy_from_slice(&f.files.to_le_bytes());
+    b[48..56].copy_from_slice(&f.ffree.to_le_bytes());
+    b[64..72].copy_from_slice(&i64::from(f.namelen).to_le_bytes());
+    b[72..80].copy_from_slice(&bsize.to_le_bytes());
+    if r.vol.writable().is_err() {
+        let flags = i64::from_le_bytes(b[80..88].try_into().unwrap_or_default()) | ST_RDONLY;
+        b[80..88].copy_from_slice(&flags.to_le_bytes());
+    }
+    Ok(Some(b))
+}
+
 pub(super) fn sys_statfs(
     p: &mut Process,
     m: &mut dyn Machine,
     path_addr: u64,
     buf: u64,
 ) -> KResult<i64> {
-    let fs = {
-        let path = path(p, m, path_addr)?;
-        match p.vfs.fd_link(&p.cwd, &path, true)? {
-            Some(fd) => file_fs(&p.files.get(fd)?),
-            None => p.vfs.find(&p.cwd, &path, true)?.fs,
-        }
-    };
+    let path = path(p, m, path_addr)?;
+    if let Some(fd) = p.vfs.fd_link(&p.cwd, &path, true)? {
+        return fstatfs(p, m, &p.files.get(fd)?, buf);
+    }
+    let node = p.vfs.find(&p.cwd, &path, true)?;
+    if let Some(b) = volume_statfs(&node)? {
+        put(p, m, buf, &b)?;
+        return Ok(0);
+    }
+    let size = fs_blocks(p, m, node.fs);
+    put(p, m, buf, &statfs_bytes(node.fs, size))?;
+    Ok(0)
+}
+
+fn fstatfs(p: &mut Process, m: &mut dyn Machine, f: &Arc<OpenFile>, buf: u64) -> KResult<i64> {
+    if let Some(b) = f
+        .object
+        .inode()
+        .map(|n| volume_statfs(n))
+        .transpose()?
+        .flatten()
+    {
+        put(p, m, buf, &b)?;
+        return Ok(0);
+    }
+    let fs = file_fs(f);
     let size = fs_blocks(p, m, fs);
     put(p, m, buf, &statfs_bytes(fs, size))?;
     Ok(0)
@@ -388,10 +429,8 @@ fn file_fs(f: &Arc<OpenFile>) -> FsId {
 }
 
 pub(super) fn sys_fstatfs(p: &mut Process, m: &mut dyn Machine, fd: i32, buf: u64) -> KResult<i64> {
-    let fs = file_fs(&p.files.get(fd)?);
-    let size = fs_blocks(p, m, fs);
-    put(p, m, buf, &statfs_bytes(fs, size))?;
-    Ok(0)
+    let f = p.files.get(fd)?;
+    fstatfs(p, m, &f, buf)
 }
 
 /// `fallocate`: mode 0 only (others `EOPNOTSUPP`) on `/tmp` files.
