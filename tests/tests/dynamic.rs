@@ -242,6 +242,17 @@ fn debian_gzip_compresses_a_file_of_the_root_filesystem() {
 }
 
 #[test]
+fn glibc_programs_get_the_c_utf8_locale() {
+    // Without the locale's files `setlocale` fails quietly and `wc -m` counts bytes.
+    let dir = scratch("locale");
+    std::fs::write(dir.join("t.txt"), "h\u{e9}llo\n").unwrap();
+    let file = format!("{}:/t.txt", dir.join("t.txt").display());
+    let img = build_image("wc", &["--elf", "/usr/bin/wc", "--file", &file]);
+    let r = run_image(&img, &["-e", "LANG=C.UTF-8", "--", "-m", "/t.txt"]);
+    assert_eq!((r.status, r.out().as_str()), (0, "6 /t.txt\n"), "{r:?}");
+}
+
+#[test]
 fn debian_ls() {
     let img = build_image("ls", &["--elf", "/usr/bin/ls"]);
     let r = run_image(&img, &["--", "-la", "/lib/x86_64-linux-gnu/", "/"]);

@@ -204,9 +204,11 @@ pub fn assemble_with(
         std::fs::read(&app.elf).with_context(|| format!("could not read {}", app.elf.display()))?;
     let exe = crate::app::program_path(&req.source, &app.name);
     let libraries = libraries(app, &exe, &program, &req.libs)?;
+    let mut files = req.files.clone();
+    files.extend(glibc_locale(&libraries, &files));
     let (tar, notes) = rootfs::build(&rootfs::RootfsSpec {
         dir: req.rootfs_dir.clone(),
-        files: req.files.clone(),
+        files,
         app_name: app.name.clone(),
         program_path: exe.clone(),
         libraries: libraries.clone(),
@@ -228,6 +230,25 @@ pub fn assemble_with(
     let mut image = link::link(kernel, &payload).map_err(|e| anyhow!("{e}"))?;
     crate::provenance::seal(&mut image)?;
     Ok(image)
+}
+
+/// Where glibc finds the `C.UTF-8` locale, which Debian always has.
+pub const C_UTF8_LOCALE: &str = "/usr/lib/locale/C.utf8";
+
+/// For a program linked against glibc's `libc.so.6`: the host's `C.UTF-8` locale (400 KB),
+/// unless `files` already put something under `/usr/lib/locale`. Without it `setlocale`
+/// with `LANG=C.UTF-8` fails quietly and text is handled as bytes (`gawk`'s `length`,
+/// regular expressions), and Python, which asks for it at start, cannot coerce to UTF-8.
+fn glibc_locale(libraries: &[crate::dynamic::Library], files: &[FileSpec]) -> Option<FileSpec> {
+    let libc = libraries.iter().any(|l| l.path.ends_with("/libc.so.6"));
+    let given = files
+        .iter()
+        .any(|f| f.dest == "/usr/lib/locale" || f.dest.starts_with("/usr/lib/locale/"));
+    let src = PathBuf::from(C_UTF8_LOCALE);
+    (libc && !given && src.join("LC_CTYPE").is_file()).then(|| FileSpec {
+        src,
+        dest: C_UTF8_LOCALE.into(),
+    })
 }
 
 /// The interpreter and libraries a dynamically linked program needs (none for a static one),
@@ -331,6 +352,34 @@ pub fn write_atomically(path: &std::path::Path, bytes: &[u8]) -> anyhow::Result<
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn glibc_programs_get_the_c_utf8_locale_unless_given_one() {
+        use crate::dynamic::{Library, Reason};
+        let lib = |path: &str| Library {
+            path: path.into(),
+            host: PathBuf::from(path),
+            reason: Reason::Requested,
+        };
+        let libc = [lib("/lib/x86_64-linux-gnu/libc.so.6")];
+        let on_host = std::path::Path::new(C_UTF8_LOCALE)
+            .join("LC_CTYPE")
+            .is_file();
+        let got = glibc_locale(&libc, &[]);
+        assert_eq!(got.is_some(), on_host);
+        if let Some(f) = got {
+            assert_eq!(f.dest, C_UTF8_LOCALE);
+        }
+        assert_eq!(
+            glibc_locale(&[lib("/lib/x86_64-linux-gnu/libz.so.1")], &[]),
+            None
+        );
+        let given = FileSpec {
+            src: PathBuf::from("/tmp/de"),
+            dest: "/usr/lib/locale/de_DE.utf8".into(),
+        };
+        assert_eq!(glibc_locale(&libc, &[given]), None);
+    }
     use super::*;
 
     #[test]
