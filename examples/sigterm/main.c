@@ -210,7 +210,9 @@ static int sigwait_mode(void) {
         siginfo_t info;
         int sig = sigtimedwait(&set, &info, &second);
         if (sig == SIGTERM) {
-            printf("got SIGTERM via sigtimedwait\n");
+            /* From outside the machine: no sender pid (docker stop's is 0 too). */
+            printf("got SIGTERM via sigtimedwait (code %d, pid %d)\n", info.si_code,
+                   (int)info.si_pid);
             return 0;
         }
         if (sig < 0 && errno != EAGAIN) {

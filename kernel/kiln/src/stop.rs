@@ -4,9 +4,11 @@
 //! one blocked in a system call is interrupted to run the handler. A program that handles
 //! it ends in its own time with its own status; one that does not dies of it (143).
 
+use kiln_os::sigframe::SigInfo;
+use kiln_os::syscall::signal::send::user_info;
 use kiln_os::syscall::signal::Fate;
 
-use crate::{console, fault, finish, Kernel};
+use crate::{console, fault, Kernel};
 
 /// SIGTERM.
 const SIGTERM: u32 = 15;
@@ -17,9 +19,14 @@ pub fn check(k: &mut Kernel) {
         return;
     }
     console::info(format_args!("power button pressed: SIGTERM to the program"));
-    if let Fate::Killed(sig) = k.process.signals.send(&mut k.machine, SIGTERM) {
+    // From outside the machine, as `docker stop`'s is from outside the container: no
+    // sender the program could name (`si_pid` 0; 1 would be the program itself).
+    let info = SigInfo {
+        addr_or_pid: 0,
+        ..user_info(SIGTERM)
+    };
+    if let Fate::Killed(sig) = k.process.signals.send_info(&mut k.machine, info) {
         fault::report_signal(sig);
-        crate::machine::net::flush(k);
-        finish(kiln_abi::exit::killed_by(sig));
+        crate::end(k, kiln_abi::exit::killed_by(sig));
     }
 }
