@@ -16,6 +16,7 @@ fuzz_target!(|data: &[u8]| {
             loopback: false,
             mtu: 1500,
             addr: data.first().map(|&p| ([10, 0, 2, 15], p % 33)),
+            counts: (3, 4, 300, 400),
         },
     ];
     // A default route through a gateway on the subnet, when the input gives one.

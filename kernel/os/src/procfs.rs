@@ -625,11 +625,7 @@ fn net_dev(out: &mut String, p: &Process, m: &mut dyn Machine) {
     ));
     #[cfg(feature = "net")]
     for l in p.net.links(m) {
-        let ((rx_frames, rx_bytes), (tx_frames, tx_bytes)) = if l.loopback {
-            ((0, 0), (0, 0))
-        } else {
-            m.net_counters()
-        };
+        let (rx_frames, tx_frames, rx_bytes, tx_bytes) = l.counts;
         let _ = writeln!(
             out,
             concat!(

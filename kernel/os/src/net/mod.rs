@@ -719,6 +719,10 @@ impl Net {
                 addr: s
                     .external_addr()
                     .map(|c| (c.address().octets(), c.prefix_len())),
+                counts: {
+                    let ((rx_frames, rx_bytes), (tx_frames, tx_bytes)) = m.net_counters();
+                    (rx_frames, tx_frames, rx_bytes, tx_bytes)
+                },
             });
         }
         links

@@ -55,6 +55,8 @@ const IFLA_IFNAME: u16 = 3;
 const IFLA_MTU: u16 = 4;
 const IFLA_TXQLEN: u16 = 13;
 const IFLA_OPERSTATE: u16 = 16;
+/// `struct rtnl_link_stats64`: 24 counters (`ip -s link`, `ifconfig`).
+const IFLA_STATS64: u16 = 23;
 /// `IF_OPER_UP`.
 const OPER_UP: u8 = 6;
 /// `IF_OPER_UNKNOWN`, what Linux reports for loopback.
@@ -96,6 +98,8 @@ pub struct Link {
     pub mtu: u32,
     /// Its IPv4 address and prefix length, if it has one.
     pub addr: Option<([u8; 4], u8)>,
+    /// Frames and bytes received and sent: `(rx_packets, tx_packets, rx_bytes, tx_bytes)`.
+    pub counts: (u64, u64, u64, u64),
 }
 
 impl Link {
@@ -108,6 +112,7 @@ impl Link {
             loopback: true,
             mtu: 65536,
             addr: Some(([127, 0, 0, 1], 8)),
+            counts: (0, 0, 0, 0),
         }
     }
 
@@ -278,6 +283,15 @@ impl Reply {
             attr(b, IFLA_TXQLEN, &1000u32.to_le_bytes());
             let oper = if l.loopback { OPER_UNKNOWN } else { OPER_UP };
             attr(b, IFLA_OPERSTATE, &[oper]);
+            let (rx_packets, tx_packets, rx_bytes, tx_bytes) = l.counts;
+            let mut stats = [0u8; 24 * 8];
+            for (i, v) in [rx_packets, tx_packets, rx_bytes, tx_bytes]
+                .iter()
+                .enumerate()
+            {
+                stats[i * 8..i * 8 + 8].copy_from_slice(&v.to_le_bytes());
+            }
+            attr(b, IFLA_STATS64, &stats);
         });
     }
 

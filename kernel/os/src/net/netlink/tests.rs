@@ -14,6 +14,7 @@ fn links() -> Vec<Link> {
             loopback: false,
             mtu: 1500,
             addr: Some(([10, 0, 2, 15], 24)),
+            counts: (3, 4, 300, 400),
         },
     ]
 }
@@ -98,6 +99,14 @@ fn a_link_dump_lists_every_interface_then_done() {
     assert_eq!(attr_of(&a, IFLA_IFNAME), b"eth0\0");
     assert_eq!(attr_of(&a, IFLA_ADDRESS), [0x52, 0x54, 0, 0x12, 0x34, 0x56]);
     assert_eq!(attr_of(&a, IFLA_MTU), 1500u32.to_le_bytes());
+    // The counters `ip -s link` shows: rx and tx packets, then rx and tx bytes.
+    let stats = attr_of(&a, IFLA_STATS64);
+    assert_eq!(stats.len(), 192);
+    let counter = |i: usize| u64::from_le_bytes(stats[i * 8..i * 8 + 8].try_into().unwrap());
+    assert_eq!(
+        (counter(0), counter(1), counter(2), counter(3)),
+        (3, 4, 300, 400)
+    );
     let lo = &msgs[0];
     assert_eq!(u32_at(&lo.body, 8) & IFF_LOOPBACK, IFF_LOOPBACK);
     assert_eq!(attr_of(&attrs(&lo.body, 16), IFLA_IFNAME), b"lo\0");
