@@ -309,7 +309,10 @@ pub fn build(spec: &RootfsSpec) -> anyhow::Result<(Vec<u8>, Vec<String>)> {
         }
         let dest = crate::options::normalize_dest(&f.dest)
             .map_err(|e| anyhow::anyhow!("--file {}:{}: {e}", f.src.display(), f.dest))?;
-        tree.add_host(&f.src, dest.trim_start_matches('/'), true)?;
+        // Through the image's symbolic links (Debian's `/lib -> usr/lib`), as `cp` into
+        // the path would go.
+        let dest = tree.through_links(dest.trim_start_matches('/'));
+        tree.add_host(&f.src, &dest, true)?;
     }
     let link = format!("bin/{}", spec.app_name);
     let bin_is_dir = matches!(tree.nodes.get("bin"), None | Some((Node::Dir, _)));
@@ -639,6 +642,39 @@ mod tests {
         assert_eq!(hostname("My_App.v2"), "my-app-v2");
         assert_eq!(hostname("___"), "kiln");
         assert_eq!(hostname(&"a".repeat(100)).len(), 63);
+    }
+
+    #[test]
+    fn files_go_through_the_images_symbolic_links() {
+        // Debian's /lib is a link to usr/lib: `--file X:/lib/terminfo` lands in
+        // /usr/lib/terminfo, where the link leads, instead of failing.
+        if std::fs::read_link("/lib").is_err() {
+            return; // a host without the merged /usr
+        }
+        let libc = std::fs::canonicalize("/lib/x86_64-linux-gnu/libc.so.6").unwrap();
+        let dir = sample_tree();
+        let mut s = spec(
+            None,
+            vec![FileSpec {
+                src: dir.path().join("root/etc/hosts"),
+                dest: "/lib/terminfo/d/dumb".into(),
+            }],
+        );
+        s.libraries = vec![crate::dynamic::Library {
+            path: "/lib/x86_64-linux-gnu/libc.so.6".into(),
+            host: libc,
+            reason: crate::dynamic::Reason::Requested,
+        }];
+        let (tar_bytes, _) = build(&s).unwrap();
+        let names: Vec<String> = tar::Archive::new(&tar_bytes[..])
+            .entries()
+            .unwrap()
+            .map(|e| e.unwrap().path().unwrap().to_string_lossy().into_owned())
+            .collect();
+        assert!(
+            names.iter().any(|n| n == "usr/lib/terminfo/d/dumb"),
+            "{names:?}"
+        );
     }
 
     #[test]
