@@ -195,10 +195,16 @@ const SHARED_C: &str = r#"
 #include <string.h>
 #include <sys/mman.h>
 #include <unistd.h>
-int main(void) {
+int main(int argc, char **argv) {
     int fd = open("/data/f", O_RDWR);
     char *p = mmap(0, 8192, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
     if (fd < 0 || p == MAP_FAILED) { perror("map"); return 1; }
+    if (argc > 1) {
+        /* What was written before a crash reaches the file too, as Linux's page cache
+           keeps it. */
+        memcpy(p + 200, "crash", 5);
+        *(volatile int *)16 = 1;
+    }
     memcpy(p, "hello", 5);
     memcpy(p + 4096, "world", 5);
     /* The file and the mapping are one: a write through the descriptor shows in the
@@ -225,6 +231,18 @@ fn shared_mappings_of_volume_files_reach_the_host() {
     assert_eq!(f[100], b'X');
     assert_eq!(&f[4096..4101], b"world");
     assert!(f[5..100].iter().all(|&c| c == b'a'));
+    let r = kiln(&[
+        "run",
+        "--elf",
+        exe.to_str().unwrap(),
+        "-v",
+        &v,
+        "--",
+        "crash",
+    ]);
+    assert_eq!(r.status, 139, "{r:?}");
+    let f = std::fs::read(dir.join("f")).unwrap();
+    assert_eq!(&f[200..205], b"crash");
 
     // Debian's sqlite3 in WAL mode, whose index (`-shm`) is such a mapping: the database
     // stays readable, in the guest and on the host.

@@ -126,7 +126,7 @@ pub fn on_user_fault(frame: &mut TrapFrame, fx: &mut FxArea, cr2: u64) -> UserFa
                     );
                 }
                 report_crash(frame, fx, info);
-                finish(kiln_abi::exit::killed_by(signal));
+                die(signal);
             }
         }
     }
@@ -161,7 +161,18 @@ pub fn on_user_fault(frame: &mut TrapFrame, fx: &mut FxArea, cr2: u64) -> UserFa
         ),
     );
     report_crash(frame, fx, info);
-    finish(kiln_abi::exit::killed_by(signal))
+    die(signal)
+}
+
+/// Ends the program killed by `signal`, its shared mappings written back first as every
+/// end does ([`crate::end`]).
+fn die(signal: u8) -> ! {
+    let status = kiln_abi::exit::killed_by(signal);
+    let mut held = crate::lock();
+    match held.get() {
+        Some(k) => crate::end(k, status),
+        None => finish(status),
+    }
 }
 
 /// Sends the crash record of the faulting thread (see [`crate::crash`]).

@@ -5,7 +5,7 @@ use kiln_hal::context::{FxArea, UserContext};
 use kiln_os::sigframe::{self, UserState};
 use kiln_os::syscall::signal::{restart, Fate, ThreadSignals};
 
-use crate::{fault, finish, Kernel};
+use crate::{fault, Kernel};
 
 fn to_os(ctx: &UserContext) -> UserState {
     UserState {
@@ -83,7 +83,7 @@ pub fn deliver(k: &mut Kernel, ctx: &mut UserContext) {
                     ctx.regs.rip
                 ),
             );
-            finish(kiln_abi::exit::killed_by(11));
+            crate::end(k, kiln_abi::exit::killed_by(11));
         }
     }
 }
@@ -124,7 +124,7 @@ fn deliver_queued(k: &mut Kernel, tid: u32, ctx: &mut UserContext) {
                         info.signo, ctx.regs.rsp
                     ),
                 );
-                finish(kiln_abi::exit::killed_by(11));
+                crate::end(k, kiln_abi::exit::killed_by(11));
             }
         }
     }
@@ -148,7 +148,7 @@ pub fn sigreturn(k: &mut Kernel, rsp: u64) -> UserContext {
         }
         Err(_) => {
             fault::report_signal(11);
-            finish(kiln_abi::exit::killed_by(11))
+            crate::end(k, kiln_abi::exit::killed_by(11))
         }
     }
 }
