@@ -153,7 +153,9 @@ pub(crate) fn write_resumes(m: &mut dyn Machine, call: [u64; 4]) -> u64 {
 /// `done` bytes and then queued `r` more: every byte queued, or an error before any, ends
 /// the call; otherwise (room ran out) it waits as `wait_for_room` says an `EAGAIN` would,
 /// to run again and go on ([`crate::process::PartialWrite`]). A call that cannot wait (a
-/// non-blocking descriptor) or whose wait times out returns the count so far.
+/// non-blocking descriptor), or would wait with a deadline (`SO_SNDTIMEO`), returns the
+/// count so far: a wait that ends by its deadline does not run the call again, and would
+/// leave the count behind for a later call with the same arguments.
 pub(crate) fn write_settles(
     m: &mut dyn Machine,
     call: [u64; 4],
@@ -174,7 +176,7 @@ pub(crate) fn write_settles(
         _ => {}
     }
     match wait_for_room(m) {
-        Outcome::Block(mut w) if queued > 0 => {
+        Outcome::Block(mut w) if queued > 0 && w.deadline.is_none() => {
             w.on_timeout = queued as i64;
             m.thread().partial_write = Some(crate::process::PartialWrite { call, done: queued });
             Outcome::Block(w)

@@ -101,6 +101,25 @@ fn a_blocking_write_or_send_on_a_stream_queues_every_byte() {
             got.extend(peek(&mut p, &mut m, dst, n as usize));
         }
         assert!(got == data, "call {call_nr}: the bytes arrived changed");
+        // With a send timeout `send` returns what fit at once and keeps no count behind (a
+        // wait ended by its deadline would not run the call again). (`write` on a socket
+        // does not look at `SO_SNDTIMEO`.)
+        if call_nr == nr::SENDTO {
+            let mut tv = [0u8; 16];
+            tv[..8].copy_from_slice(&1u64.to_le_bytes());
+            poke(&mut p, &mut m, buf + 2048, &tv);
+            let args = [c as u64, 1, 21, buf + 2048, 16];
+            assert_eq!(call(&mut p, &mut m, nr::SETSOCKOPT, &args), 0);
+            let n = call(&mut p, &mut m, call_nr, &[c as u64, src, 12288, 0, 0, 0]);
+            assert!(n > 0 && n < 12288, "call {call_nr} with SO_SNDTIMEO: {n}");
+            assert_eq!(m.thread.partial_write, None);
+            let mut drained = 0;
+            while drained < n {
+                let r = call(&mut p, &mut m, nr::READ, &[a as u64, dst, 1536]);
+                assert!(r > 0, "read: {r}");
+                drained += r;
+            }
+        }
         // Non-blocking, the same write returns what fit.
         let args = [c as u64, 4, 2048];
         assert_eq!(call(&mut p, &mut m, nr::FCNTL, &args), 0);
