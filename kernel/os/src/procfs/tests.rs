@@ -233,6 +233,19 @@ fn each_thread_has_its_own_name() {
     );
     assert_eq!(comm(&mut p, &mut m, "/proc/self/comm"), "server\n\n");
     assert_eq!(comm(&mut p, &mut m, "/proc/self/task/3/comm"), "worker-3\n");
+    // A thread that ends takes its name with it; the main thread's stays the process's.
+    m.thread.tid = 3;
+    assert!(matches!(
+        outcome(&mut p, &mut m, nr::EXIT, &[0]),
+        crate::process::Outcome::ThreadExit(0)
+    ));
+    assert_eq!(p.proc.names.get(3), None);
+    m.thread.tid = 1;
+    assert!(matches!(
+        outcome(&mut p, &mut m, nr::EXIT, &[0]),
+        crate::process::Outcome::ThreadExit(0)
+    ));
+    assert_eq!(comm(&mut p, &mut m, "/proc/self/comm"), "server\n\n");
     // Other /proc files stay read-only.
     poke(&mut p, &mut m, buf, b"/proc/self/status\0");
     assert_eq!(call(&mut p, &mut m, nr::OPEN, &[buf, 1, 0]), -13);

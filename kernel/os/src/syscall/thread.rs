@@ -77,7 +77,11 @@ fn futex_channel(addr: u64, bitset: u32) -> Channel {
 /// Ends the calling thread: `CLONE_CHILD_CLEARTID` / `set_tid_address` semantics, then
 /// [`Outcome::ThreadExit`].
 pub fn exit_thread(p: &mut Process, m: &mut dyn Machine, status: u8) -> Outcome {
-    p.proc.names.remove(m.thread().tid);
+    // The main thread's name stays the process's after it ends, as Linux's leader keeps it.
+    let tid = m.thread().tid;
+    if i64::from(tid) != crate::process::PID {
+        p.proc.names.remove(tid);
+    }
     let ctid = m.thread().clear_child_tid;
     if ctid != 0 && write_user(p, m, ctid, &0u32.to_le_bytes()).is_ok() {
         m.wake(futex_channel(ctid, futex_op::BITSET_MATCH_ANY), 1);
