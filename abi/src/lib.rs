@@ -11,7 +11,8 @@
 //!   of each call's memory.
 //! - [`exit`]: the exit-status contract between the kernel, QEMU's isa-debug-exit device and
 //!   the runner.
-//! - [`memory`]: how much guest memory an image needs.
+//! - [`memory`]: how much guest memory an image needs; [`frame_map`]: the kernel's
+//!   free-frame bitmap, kept here where host tests reach it.
 //! - [`path`]: path normalisation both sides share.
 //! - [`bytes`]: little-endian reads for the parsers on both sides.
 //! - [`unwind`]: the stack walker (call-frame information, frame pointers) both sides use.
@@ -30,6 +31,7 @@ pub mod bytes;
 pub mod cmdline;
 pub mod control;
 pub mod exit;
+pub mod frame_map;
 pub mod memory;
 pub mod path;
 pub mod payload;

@@ -34,44 +34,22 @@ unsafe impl Source for FrameSource {
         let least = need.div_ceil(PAGE_SIZE) * PAGE_SIZE;
         let (phys, bytes) = {
             let mut frames = FRAMES.lock();
+            let (pages, least_pages) = (bytes / PAGE_SIZE, least / PAGE_SIZE);
             // A large allocation holds a program's data (a /tmp file, a buffer): it may not
             // eat the frames kept for the kernel's own small allocations, and fails instead
             // (its callers use `try_reserve`).
-            if layout.size() as u64 > LARGE && !frames.large_may_take(least / PAGE_SIZE) {
-                // Frames the program gave back are no part of the reserve: a run of them
-                // long enough will do (after a program freed most of its memory, fresh
-                // memory may be short while freed memory abounds).
-                let phys = frames.take_free_run(least / PAGE_SIZE).ok_or(())?;
-                drop(frames);
-                // SAFETY: as below: freed RAM, mapped by the direct map, used by nothing else.
-                return unsafe { talc.claim(phys_to_virt(phys) as *mut u8, least as usize) }
-                    .map(|_| {
-                        CLAIMED.fetch_add(least as usize, Ordering::Relaxed);
-                    })
-                    .ok_or(());
+            if layout.size() as u64 > LARGE && !frames.large_may_take(least_pages) {
+                return Err(());
             }
-            // Fresh memory beyond the kernel's reserve first, then runs of freed frames, and
-            // only then the reserve (kept for when the program has taken everything else);
-            // a whole chunk when there is one, else just enough; else the one frame a small
-            // allocation needs.
-            let pages = bytes / PAGE_SIZE;
-            let least_pages = least / PAGE_SIZE;
-            let fresh = |f: &mut crate::frames::Frames, n: u64| {
-                if f.large_may_take(n) {
-                    f.alloc_contiguous(n * PAGE_SIZE)
-                } else {
-                    None
-                }
+            // A whole chunk while memory beyond the kernel's reserve allows, else just
+            // enough (the reserve is there for this), else the one frame a small allocation
+            // needs.
+            let chunk = if frames.large_may_take(pages) {
+                frames.alloc_contiguous(bytes)
+            } else {
+                None
             };
-            if let Some(p) = fresh(&mut frames, pages) {
-                (p, bytes)
-            } else if let Some(p) = frames.take_free_run(pages) {
-                (p, bytes)
-            } else if let Some(p) = fresh(&mut frames, least_pages) {
-                (p, least)
-            } else if let Some(p) = frames.take_free_run(least_pages) {
-                (p, least)
-            } else if let Some(p) = frames.alloc_contiguous(bytes) {
+            if let Some(p) = chunk {
                 (p, bytes)
             } else if let Some(p) = frames.alloc_contiguous(least) {
                 (p, least)
@@ -81,7 +59,7 @@ unsafe impl Source for FrameSource {
                 return Err(());
             }
         };
-        // SAFETY: the chunk is unused RAM (never handed out, or freed), mapped read-write by
+        // SAFETY: the chunk is unused RAM (free in the frame allocator), mapped read-write by
         // the direct map, used by nothing else.
         unsafe { talc.claim(phys_to_virt(phys) as *mut u8, bytes as usize) }
             .map(|_| {

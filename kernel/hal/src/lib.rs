@@ -120,6 +120,7 @@ pub(crate) extern "C" fn start(start_info: u64) -> ! {
                 unsafe { frames.add_region(start, end) };
             }
         }
+        frames.build_map();
         // Too little memory for the image is the user's to fix: say how much it needs
         // (before anything touches the heap).
         let total = frames.total();

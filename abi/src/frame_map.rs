@@ -1,0 +1,226 @@
+//! The kernel's free-frame bitmap: one bit per physical page frame, set while the frame is
+//! free. Kept here, apart from the memory it describes, where host tests reach it.
+//!
+//! A bitmap rather than a free list: freed frames coalesce by themselves, so a run of
+//! contiguous frames (a kernel heap chunk, DMA buffers) is found by scanning words, however
+//! the frames were freed. A free list threaded through the frames finds runs only where
+//! frames happened to be freed in address order, and walking it costs one cache miss per
+//! free frame: under a server's churn of connection buffers the kernel spent most of its
+//! time there.
+//!
+//! Single frames (the program's pages, page tables) come from the lowest free frame, runs
+//! from the highest free stretch, so the kernel's contiguous memory stays together at the
+//! top while the program's pages fill memory from the bottom.
+
+/// Free frames, one bit each (frame `i` is bit `i % 64` of word `i / 64`), over storage the
+/// owner provides: `frames.div_ceil(64)` words ([`FrameMap::words_for`]).
+#[derive(Debug)]
+pub struct FrameMap<'a> {
+    words: &'a mut [u64],
+    free: u64,
+    /// No word below this one has a free frame.
+    low: usize,
+}
+
+impl<'a> FrameMap<'a> {
+    /// Words of storage for `frames` frames.
+    pub const fn words_for(frames: u64) -> usize {
+        frames.div_ceil(64) as usize
+    }
+
+    /// A map over `words` with no frame free (the storage is cleared).
+    pub fn new(words: &'a mut [u64]) -> Self {
+        words.fill(0);
+        FrameMap {
+            words,
+            free: 0,
+            low: 0,
+        }
+    }
+
+    /// Frames the map can describe.
+    pub fn capacity(&self) -> u64 {
+        self.words.len() as u64 * 64
+    }
+
+    /// Free frames.
+    pub fn free_count(&self) -> u64 {
+        self.free
+    }
+
+    /// Whether frame `i` is free.
+    pub fn is_free(&self, i: u64) -> bool {
+        i < self.capacity() && self.words[(i / 64) as usize] & (1 << (i % 64)) != 0
+    }
+
+    /// Marks frames `[start, end)` free. Frames already free stay free (counted once);
+    /// frames beyond the map are ignored.
+    pub fn release_range(&mut self, start: u64, end: u64) {
+        for i in start..end.min(self.capacity()) {
+            self.release(i);
+        }
+    }
+
+    /// Marks frame `i` free; `false` (and no change) when it already was, or lies beyond
+    /// the map.
+    pub fn release(&mut self, i: u64) -> bool {
+        if i >= self.capacity() {
+            return false;
+        }
+        let (w, bit) = ((i / 64) as usize, 1u64 << (i % 64));
+        if self.words[w] & bit != 0 {
+            return false;
+        }
+        self.words[w] |= bit;
+        self.free += 1;
+        self.low = self.low.min(w);
+        true
+    }
+
+    /// Takes the lowest free frame.
+    pub fn take_low(&mut self) -> Option<u64> {
+        let w = (self.low..self.words.len()).find(|&w| self.words[w] != 0)?;
+        self.low = w;
+        let bit = self.words[w].trailing_zeros() as u64;
+        self.words[w] &= !(1 << bit);
+        self.free -= 1;
+        Some(w as u64 * 64 + bit)
+    }
+
+    /// Takes `n` contiguous free frames from the highest free stretch long enough, and
+    /// returns the first; `None` when no stretch is (or `n` is 0).
+    pub fn take_run_high(&mut self, n: u64) -> Option<u64> {
+        if n == 0 || n > self.free {
+            return None;
+        }
+        // Walking down: `run` free frames end (exclusively) at `end`.
+        let mut run = 0u64;
+        let mut end = 0u64;
+        for w in (0..self.words.len()).rev() {
+            let word = self.words[w];
+            let base = w as u64 * 64;
+            if word == 0 {
+                run = 0;
+                continue;
+            }
+            if word == u64::MAX {
+                if run == 0 {
+                    end = base + 64;
+                }
+                run += 64;
+            } else {
+                for bit in (0..64).rev() {
+                    if word & (1 << bit) == 0 {
+                        run = 0;
+                        continue;
+                    }
+                    if run == 0 {
+                        end = base + bit + 1;
+                    }
+                    run += 1;
+                    if run >= n {
+                        break;
+                    }
+                }
+            }
+            if run >= n {
+                let start = end - n;
+                self.take_range(start, end);
+                return Some(start);
+            }
+        }
+        None
+    }
+
+    /// Marks the free frames `[start, end)` taken.
+    fn take_range(&mut self, start: u64, end: u64) {
+        for i in start..end {
+            let (w, bit) = ((i / 64) as usize, 1u64 << (i % 64));
+            debug_assert!(self.words[w] & bit != 0);
+            self.words[w] &= !bit;
+        }
+        self.free -= end - start;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn map(words: &mut [u64]) -> FrameMap<'_> {
+        FrameMap::new(words)
+    }
+
+    #[test]
+    fn single_frames_come_from_the_bottom() {
+        let mut w = [u64::MAX; 4];
+        let mut m = map(&mut w);
+        assert_eq!(m.free_count(), 0);
+        assert_eq!(m.take_low(), None);
+        m.release_range(70, 200);
+        assert_eq!(m.free_count(), 130);
+        assert_eq!(m.take_low(), Some(70));
+        assert_eq!(m.take_low(), Some(71));
+        assert!(m.release(3));
+        assert!(!m.release(3), "a frame freed twice counts once");
+        assert!(!m.release(256), "beyond the map");
+        assert_eq!(m.take_low(), Some(3));
+        assert_eq!(m.take_low(), Some(72));
+        assert_eq!(m.free_count(), 127);
+    }
+
+    #[test]
+    fn runs_come_from_the_top_and_freed_frames_coalesce() {
+        let mut w = [0; 8];
+        let mut m = map(&mut w);
+        m.release_range(0, 500);
+        assert_eq!(m.take_run_high(10), Some(490));
+        assert_eq!(m.take_run_high(100), Some(390));
+        assert!(!m.is_free(390) && m.is_free(389) && !m.is_free(499));
+        // Freed one by one in any order, the frames make one run again.
+        for i in [495, 391, 499, 400].into_iter().chain(390..500) {
+            m.release(i);
+        }
+        assert_eq!(m.free_count(), 500);
+        assert_eq!(m.take_run_high(110), Some(390));
+    }
+
+    #[test]
+    fn a_run_skips_stretches_too_short_and_spans_words() {
+        let mut w = [0; 8];
+        let mut m = map(&mut w);
+        // Free: 10..80 (70 frames, across a word boundary), 100..110, 300..330.
+        m.release_range(10, 80);
+        m.release_range(100, 110);
+        m.release_range(300, 330);
+        assert_eq!(m.take_run_high(40), Some(40));
+        assert_eq!(m.take_run_high(31), None, "no stretch of 31 is left");
+        assert_eq!(m.take_run_high(30), Some(300));
+        assert_eq!(m.take_run_high(30), Some(10));
+        assert_eq!(m.take_run_high(10), Some(100));
+        assert_eq!(m.take_run_high(1), None);
+        assert_eq!(m.free_count(), 0);
+        assert_eq!(m.take_run_high(0), None);
+    }
+
+    #[test]
+    fn whole_free_words_make_long_runs() {
+        let mut w = [0; 64];
+        let mut m = map(&mut w);
+        m.release_range(5, 4096);
+        assert_eq!(m.take_run_high(4000), Some(96));
+        assert_eq!(m.take_run_high(92), None);
+        assert_eq!(m.take_run_high(91), Some(5));
+        assert_eq!(m.free_count(), 0);
+    }
+
+    #[test]
+    fn the_words_a_map_needs() {
+        assert_eq!(FrameMap::words_for(0), 0);
+        assert_eq!(FrameMap::words_for(64), 1);
+        assert_eq!(FrameMap::words_for(65), 2);
+        let mut w = [0; 0];
+        let mut m = map(&mut w);
+        assert_eq!((m.take_low(), m.take_run_high(1)), (None, None));
+    }
+}
