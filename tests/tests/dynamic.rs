@@ -338,6 +338,58 @@ fn redis_server() {
     assert_eq!(cli(&["incr", "n"]), "42");
 }
 
+#[test]
+fn iperf3_measures_udp_with_parallel_streams() {
+    // iperf3's UDP server (--forceflush: its output is not a terminal, and the test waits for
+    // it) connects the socket its client's first datagram reached, and binds
+    // another to the same port (both with SO_REUSEADDR) for the next stream. Kiln must allow
+    // that bind, and give each datagram to the socket that matches its sender best.
+    let img = build_image("iperf3", &["--elf", "/usr/bin/iperf3"]);
+    let port = free_port().to_string();
+    let (tcp, udp) = (format!("{port}:5201"), format!("{port}:5201/udp"));
+    let _guest = Guest::boot(
+        &img,
+        &["-p", &tcp, "-p", &udp, "--", "-s", "--forceflush"],
+        "Server listening on 5201",
+    );
+    // Two streams of 1,200-byte datagrams at 2 Mbit/s each for 2 s, reported in JSON.
+    let out = Command::new("iperf3")
+        .args(["-c", "127.0.0.1", "-p", &port, "-u", "-b", "2M", "-t", "2"])
+        .args([
+            "-P",
+            "2",
+            "-l",
+            "1200",
+            "--json",
+            "--connect-timeout",
+            "20000",
+        ])
+        .output()
+        .unwrap();
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "iperf3 printed no report ({e}): {}",
+            String::from_utf8_lossy(&out.stdout)
+        )
+    });
+    assert!(out.status.success(), "iperf3 failed: {}", report["error"]);
+    let streams = report["end"]["streams"].as_array().expect("streams");
+    assert_eq!(streams.len(), 2, "{report}");
+    for s in streams {
+        let udp = &s["udp"];
+        let (sent, lost) = (
+            udp["packets"].as_u64().unwrap(),
+            udp["lost_packets"].as_u64().unwrap(),
+        );
+        // The server counts what reached it: every stream's datagrams, few lost.
+        assert!(
+            sent > 300 && lost * 10 < sent,
+            "stream {}: {sent} sent, {lost} lost",
+            s["udp"]["socket"]
+        );
+    }
+}
+
 /// A `run` in the background (its own process group), stopped when dropped.
 struct Background(std::process::Child);
 

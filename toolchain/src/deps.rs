@@ -147,6 +147,11 @@ pub const SUITE: &[Package] = &[
         why: "ping over the kernel's ICMP echo sockets",
     },
     Package {
+        name: "iperf3",
+        provides: "iperf3",
+        why: "Debian's iperf3 in a guest: UDP sockets sharing a port",
+    },
+    Package {
         name: "gdb",
         provides: "gdb",
         why: "run --gdb and core files, checked with a real debugger",

@@ -25,6 +25,7 @@
 
 pub mod netlink;
 pub mod phy;
+mod shared_udp;
 mod sockets;
 
 use alloc::collections::VecDeque;
@@ -300,6 +301,8 @@ struct Sock {
     seq: u64,
     /// ICMP: the echo reply `MSG_PEEK` (or `FIONREAD`) looked at, and its sender.
     peeked: Option<(Vec<u8>, [u8; 4])>,
+    /// UDP: datagrams taken from a shared port for this socket ([`shared_udp`]).
+    shared_rx: shared_udp::Queue,
 }
 
 impl Sock {
@@ -325,6 +328,7 @@ impl Sock {
             last_ready: 0,
             seq: 0,
             peeked: None,
+            shared_rx: shared_udp::Queue::default(),
         }
     }
 }
@@ -378,6 +382,8 @@ pub struct Stack {
     /// Other threads are ready to run (the kernel says so before each system call): runs
     /// of the interface for arrived frames may wait for a batch (see [`BATCH_NS`]).
     busy: bool,
+    /// Some UDP port may have more than one socket bound ([`shared_udp`]).
+    shared_udp: bool,
 }
 
 /// The network stack of a process.
@@ -691,6 +697,7 @@ impl Net {
                 poll_at_stale: false,
                 last_run: 0,
                 busy: false,
+                shared_udp: false,
             })),
         }
     }
@@ -1030,6 +1037,7 @@ impl Stack {
             };
             iface.poll(t, &mut phy, sockets.active_set());
             served = t;
+            self.share_datagrams();
             if let Some(hw) = m.net_device() {
                 hw.flush();
             }
@@ -1592,24 +1600,38 @@ impl Socket {
             {
                 return Err(Errno::EINVAL);
             }
-            let reuse_port = sock.opts.reuse_port;
+            let (reuse_addr, reuse_port) = (sock.opts.reuse_addr, sock.opts.reuse_port);
             let protocol = sock.protocol();
+            let udp = matches!(sock.kind, Kind::Udp(_));
             let port = if addr.port == 0 {
                 s.ephemeral_port()?
             } else {
-                let clash = s.socks.iter().any(|(&other, o)| {
-                    other != id
+                // Sockets bound to the port and an overlapping address. They may share it
+                // when both asked for `SO_REUSEPORT`, or, for UDP, both for `SO_REUSEADDR`.
+                let mut shares = false;
+                let mut clash = false;
+                for (&other, o) in s.socks.iter() {
+                    let overlaps = other != id
                         && !matches!(o.kind, Kind::TcpConn(_))
                         && o.protocol() == protocol
                         && o.local.is_some_and(|l| {
                             l.port == addr.port
                                 && (l.ip == addr.ip || l.ip == [0; 4] || addr.ip == [0; 4])
-                        })
-                        && !(reuse_port && o.opts.reuse_port)
-                });
+                        });
+                    if overlaps {
+                        if (reuse_port && o.opts.reuse_port)
+                            || (udp && reuse_addr && o.opts.reuse_addr)
+                        {
+                            shares = true;
+                        } else {
+                            clash = true;
+                        }
+                    }
+                }
                 if clash {
                     return Err(Errno::EADDRINUSE);
                 }
+                s.shared_udp |= shares && udp;
                 addr.port
             };
             let local = SockAddr { ip: addr.ip, port };
@@ -2004,6 +2026,17 @@ impl Socket {
                 Ok((n, None))
             }
             Kind::Udp(None) => Err(Errno::EAGAIN),
+            Kind::Udp(Some(_)) if sock.shared_rx.front().is_some() => {
+                let d = sock.shared_rx.front().expect("a datagram is queued");
+                let n = d.data.len().min(buf.len());
+                buf[..n].copy_from_slice(&d.data[..n]);
+                let (from, to) = (d.from, d.to);
+                if !peek {
+                    sock.shared_rx.pop();
+                }
+                sock.last_dst = to;
+                Ok((n, Some(from)))
+            }
             Kind::Udp(Some(h)) => {
                 let peer = sock.peer;
                 let Stack { socks, sockets, .. } = &mut *s;
@@ -2256,8 +2289,9 @@ impl Socket {
                 Ok((t.recv_queue(), t.send_queue()))
             }
             Kind::Udp(Some(h)) => {
+                let shared = sock.shared_rx.front().map(|d| d.data.len());
                 let u = s.sockets.get_mut::<udp::Socket>(h);
-                let next = u.peek().map_or(0, |(data, _)| data.len());
+                let next = shared.unwrap_or_else(|| u.peek().map_or(0, |(data, _)| data.len()));
                 Ok((next, u.send_queue()))
             }
             Kind::Icmp(Some(h)) => {
@@ -2406,7 +2440,8 @@ impl Sock {
             Kind::Udp(h) => {
                 let mut r = err | POLLOUT | POLLWRNORM;
                 if let Some(h) = h {
-                    if sockets.get::<udp::Socket>(*h).can_recv() {
+                    if sock.shared_rx.front().is_some() || sockets.get::<udp::Socket>(*h).can_recv()
+                    {
                         r |= POLLIN | POLLRDNORM;
                     }
                 }

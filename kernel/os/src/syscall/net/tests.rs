@@ -427,6 +427,77 @@ fn a_udp_socket_queues_a_burst_of_a_thousand_small_datagrams() {
 }
 
 #[test]
+fn udp_sockets_share_a_port_with_so_reuseaddr_and_the_best_match_reads() {
+    // iperf3's UDP server: it connects the socket its client's first datagram came to, and
+    // binds another to the same port for the next client.
+    let (mut p, mut m, buf) = setup();
+    let reuse = |p: &mut Process, m: &mut FakeMachine, fd: i32| {
+        poke(p, m, buf + 2048, &1u32.to_le_bytes());
+        let args = [fd as u64, 1, 2, buf + 2048, 4];
+        assert_eq!(call(p, m, nr::SETSOCKOPT, &args), 0);
+    };
+    let send = |p: &mut Process, m: &mut FakeMachine, fd: i32, what: &[u8]| {
+        poke(p, m, buf + 64, what);
+        let args = [fd as u64, buf + 64, what.len() as u64, 0, buf, 16];
+        assert_eq!(call(p, m, nr::SENDTO, &args), what.len() as i64);
+    };
+    let recv = |p: &mut Process, m: &mut FakeMachine, fd: i32| -> Option<Vec<u8>> {
+        let args = [fd as u64, buf + 128, 100, MSG_DONTWAIT, 0, 0];
+        let n = call(p, m, nr::RECVFROM, &args);
+        (n >= 0).then(|| peek(p, m, buf + 128, n as usize))
+    };
+    let first = udp(&mut p, &mut m);
+    reuse(&mut p, &mut m, first);
+    addr(&mut p, &mut m, buf, [0, 0, 0, 0], 5201);
+    assert_eq!(call(&mut p, &mut m, nr::BIND, &[first as u64, buf, 16]), 0);
+    let (c1, c2) = (udp(&mut p, &mut m), udp(&mut p, &mut m));
+    addr(&mut p, &mut m, buf, [127, 0, 0, 1], 5201);
+    send(&mut p, &mut m, c1, b"hello");
+    poke(&mut p, &mut m, buf + 200, &16u32.to_le_bytes());
+    let args = [first as u64, buf + 128, 100, 0, buf + 256, buf + 200];
+    assert_eq!(call(&mut p, &mut m, nr::RECVFROM, &args), 5);
+    assert_eq!(
+        call(&mut p, &mut m, nr::CONNECT, &[first as u64, buf + 256, 16]),
+        0
+    );
+
+    // Without SO_REUSEADDR the port is taken; with it, a second socket binds.
+    let plain = udp(&mut p, &mut m);
+    addr(&mut p, &mut m, buf, [0, 0, 0, 0], 5201);
+    let r = call(&mut p, &mut m, nr::BIND, &[plain as u64, buf, 16]);
+    assert_eq!(r, -98, "EADDRINUSE");
+    let next = udp(&mut p, &mut m);
+    reuse(&mut p, &mut m, next);
+    assert_eq!(call(&mut p, &mut m, nr::BIND, &[next as u64, buf, 16]), 0);
+
+    // The connected client's datagrams go to the connected socket, a new client's to the
+    // other, whichever is read first.
+    addr(&mut p, &mut m, buf, [127, 0, 0, 1], 5201);
+    send(&mut p, &mut m, c2, b"new client");
+    send(&mut p, &mut m, c1, b"data 1");
+    send(&mut p, &mut m, c1, b"data 2");
+    assert_eq!(
+        recv(&mut p, &mut m, next).as_deref(),
+        Some(&b"new client"[..])
+    );
+    assert_eq!(recv(&mut p, &mut m, next), None);
+    // FIONREAD and poll see the queued datagram.
+    assert_eq!(
+        call(
+            &mut p,
+            &mut m,
+            nr::IOCTL,
+            &[first as u64, 0x541B, buf + 300]
+        ),
+        0
+    );
+    assert_eq!(peek(&mut p, &mut m, buf + 300, 4), 6u32.to_le_bytes());
+    assert_eq!(recv(&mut p, &mut m, first).as_deref(), Some(&b"data 1"[..]));
+    assert_eq!(recv(&mut p, &mut m, first).as_deref(), Some(&b"data 2"[..]));
+    assert_eq!(recv(&mut p, &mut m, first), None);
+}
+
+#[test]
 fn udp_round_trip() {
     let (mut p, mut m, buf) = setup();
     let s = udp(&mut p, &mut m);
