@@ -8,9 +8,11 @@
 //! free frame: under a server's churn of connection buffers the kernel spent most of its
 //! time there.
 //!
-//! Single frames (the program's pages, page tables) come from the lowest free frame, runs
-//! from the highest free stretch, so the kernel's contiguous memory stays together at the
-//! top while the program's pages fill memory from the bottom.
+//! Runs (the kernel heap's chunks, DMA buffers) come from the lowest free stretch long
+//! enough, single frames (the program's pages, page tables) from the highest free frame: the
+//! heap's chunks follow each other upwards (talc, which fills lower addresses first, then
+//! leaves the newest chunks free to give back after a burst), and the program's pages fill
+//! memory from the top down.
 
 /// Free frames, one bit each (frame `i` is bit `i % 64` of word `i / 64`), over storage the
 /// owner provides: `frames.div_ceil(64)` words ([`FrameMap::words_for`]).
@@ -18,8 +20,8 @@
 pub struct FrameMap<'a> {
     words: &'a mut [u64],
     free: u64,
-    /// No word below this one has a free frame.
-    low: usize,
+    /// No word at or above this one has a free frame.
+    high: usize,
 }
 
 impl<'a> FrameMap<'a> {
@@ -34,7 +36,7 @@ impl<'a> FrameMap<'a> {
         FrameMap {
             words,
             free: 0,
-            low: 0,
+            high: 0,
         }
     }
 
@@ -73,30 +75,30 @@ impl<'a> FrameMap<'a> {
         }
         self.words[w] |= bit;
         self.free += 1;
-        self.low = self.low.min(w);
+        self.high = self.high.max(w + 1);
         true
     }
 
-    /// Takes the lowest free frame.
-    pub fn take_low(&mut self) -> Option<u64> {
-        let w = (self.low..self.words.len()).find(|&w| self.words[w] != 0)?;
-        self.low = w;
-        let bit = self.words[w].trailing_zeros() as u64;
+    /// Takes the highest free frame.
+    pub fn take_high(&mut self) -> Option<u64> {
+        let w = (0..self.high).rev().find(|&w| self.words[w] != 0)?;
+        self.high = w + 1;
+        let bit = 63 - self.words[w].leading_zeros() as u64;
         self.words[w] &= !(1 << bit);
         self.free -= 1;
         Some(w as u64 * 64 + bit)
     }
 
-    /// Takes `n` contiguous free frames from the highest free stretch long enough, and
+    /// Takes `n` contiguous free frames from the lowest free stretch long enough, and
     /// returns the first; `None` when no stretch is (or `n` is 0).
-    pub fn take_run_high(&mut self, n: u64) -> Option<u64> {
+    pub fn take_run_low(&mut self, n: u64) -> Option<u64> {
         if n == 0 || n > self.free {
             return None;
         }
-        // Walking down: `run` free frames end (exclusively) at `end`.
+        // Walking up: `run` free frames start at `start`.
         let mut run = 0u64;
-        let mut end = 0u64;
-        for w in (0..self.words.len()).rev() {
+        let mut start = 0u64;
+        for w in 0..self.words.len() {
             let word = self.words[w];
             let base = w as u64 * 64;
             if word == 0 {
@@ -105,17 +107,17 @@ impl<'a> FrameMap<'a> {
             }
             if word == u64::MAX {
                 if run == 0 {
-                    end = base + 64;
+                    start = base;
                 }
                 run += 64;
             } else {
-                for bit in (0..64).rev() {
+                for bit in 0..64 {
                     if word & (1 << bit) == 0 {
                         run = 0;
                         continue;
                     }
                     if run == 0 {
-                        end = base + bit + 1;
+                        start = base + bit;
                     }
                     run += 1;
                     if run >= n {
@@ -124,8 +126,7 @@ impl<'a> FrameMap<'a> {
                 }
             }
             if run >= n {
-                let start = end - n;
-                self.take_range(start, end);
+                self.take_range(start, start + n);
                 return Some(start);
             }
         }
@@ -152,55 +153,55 @@ mod tests {
     }
 
     #[test]
-    fn single_frames_come_from_the_bottom() {
+    fn single_frames_come_from_the_top() {
         let mut w = [u64::MAX; 4];
         let mut m = map(&mut w);
         assert_eq!(m.free_count(), 0);
-        assert_eq!(m.take_low(), None);
+        assert_eq!(m.take_high(), None);
         m.release_range(70, 200);
         assert_eq!(m.free_count(), 130);
-        assert_eq!(m.take_low(), Some(70));
-        assert_eq!(m.take_low(), Some(71));
-        assert!(m.release(3));
-        assert!(!m.release(3), "a frame freed twice counts once");
+        assert_eq!(m.take_high(), Some(199));
+        assert_eq!(m.take_high(), Some(198));
+        assert!(m.release(250));
+        assert!(!m.release(250), "a frame freed twice counts once");
         assert!(!m.release(256), "beyond the map");
-        assert_eq!(m.take_low(), Some(3));
-        assert_eq!(m.take_low(), Some(72));
+        assert_eq!(m.take_high(), Some(250));
+        assert_eq!(m.take_high(), Some(197));
         assert_eq!(m.free_count(), 127);
     }
 
     #[test]
-    fn runs_come_from_the_top_and_freed_frames_coalesce() {
+    fn runs_come_from_the_bottom_and_freed_frames_coalesce() {
         let mut w = [0; 8];
         let mut m = map(&mut w);
         m.release_range(0, 500);
-        assert_eq!(m.take_run_high(10), Some(490));
-        assert_eq!(m.take_run_high(100), Some(390));
-        assert!(!m.is_free(390) && m.is_free(389) && !m.is_free(499));
+        assert_eq!(m.take_run_low(10), Some(0));
+        assert_eq!(m.take_run_low(100), Some(10));
+        assert!(!m.is_free(109) && m.is_free(110) && !m.is_free(0));
         // Freed one by one in any order, the frames make one run again.
-        for i in [495, 391, 499, 400].into_iter().chain(390..500) {
+        for i in [5, 101, 9, 50].into_iter().chain(0..110) {
             m.release(i);
         }
         assert_eq!(m.free_count(), 500);
-        assert_eq!(m.take_run_high(110), Some(390));
+        assert_eq!(m.take_run_low(500), Some(0));
     }
 
     #[test]
     fn a_run_skips_stretches_too_short_and_spans_words() {
         let mut w = [0; 8];
         let mut m = map(&mut w);
-        // Free: 10..80 (70 frames, across a word boundary), 100..110, 300..330.
-        m.release_range(10, 80);
+        // Free: 10..40, 100..110, 300..370 (70 frames, across a word boundary).
+        m.release_range(10, 40);
         m.release_range(100, 110);
-        m.release_range(300, 330);
-        assert_eq!(m.take_run_high(40), Some(40));
-        assert_eq!(m.take_run_high(31), None, "no stretch of 31 is left");
-        assert_eq!(m.take_run_high(30), Some(300));
-        assert_eq!(m.take_run_high(30), Some(10));
-        assert_eq!(m.take_run_high(10), Some(100));
-        assert_eq!(m.take_run_high(1), None);
+        m.release_range(300, 370);
+        assert_eq!(m.take_run_low(40), Some(300));
+        assert_eq!(m.take_run_low(31), None, "no stretch of 31 is left");
+        assert_eq!(m.take_run_low(30), Some(10));
+        assert_eq!(m.take_run_low(30), Some(340));
+        assert_eq!(m.take_run_low(10), Some(100));
+        assert_eq!(m.take_run_low(1), None);
         assert_eq!(m.free_count(), 0);
-        assert_eq!(m.take_run_high(0), None);
+        assert_eq!(m.take_run_low(0), None);
     }
 
     #[test]
@@ -208,9 +209,9 @@ mod tests {
         let mut w = [0; 64];
         let mut m = map(&mut w);
         m.release_range(5, 4096);
-        assert_eq!(m.take_run_high(4000), Some(96));
-        assert_eq!(m.take_run_high(92), None);
-        assert_eq!(m.take_run_high(91), Some(5));
+        assert_eq!(m.take_run_low(4000), Some(5));
+        assert_eq!(m.take_run_low(92), None);
+        assert_eq!(m.take_run_low(91), Some(4005));
         assert_eq!(m.free_count(), 0);
     }
 
@@ -221,6 +222,6 @@ mod tests {
         assert_eq!(FrameMap::words_for(65), 2);
         let mut w = [0; 0];
         let mut m = map(&mut w);
-        assert_eq!((m.take_low(), m.take_run_high(1)), (None, None));
+        assert_eq!((m.take_high(), m.take_run_low(1)), (None, None));
     }
 }

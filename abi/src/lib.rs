@@ -9,6 +9,8 @@
 //! - [`regs`]: the general registers of a user thread, shared by the kernel's layers.
 //! - [`sysno`]: the x86_64 system-call table; [`trace`]: what a syscall trace record carries
 //!   of each call's memory.
+//! - [`caps`]: what an image's kernel can do, found in its bytes by the runner.
+//! - [`console_control`]: the control messages of a multiport virtio console.
 //! - [`exit`]: the exit-status contract between the kernel, QEMU's isa-debug-exit device and
 //!   the runner.
 //! - [`memory`]: how much guest memory an image needs; [`frame_map`]: the kernel's
@@ -28,7 +30,9 @@ extern crate alloc;
 extern crate std;
 
 pub mod bytes;
+pub mod caps;
 pub mod cmdline;
+pub mod console_control;
 pub mod control;
 pub mod exit;
 pub mod frame_map;

@@ -32,9 +32,8 @@ pub fn net_rx_buffers(ram: u64, queue: usize, buf_len: usize) -> usize {
     by_ram.clamp(64.min(queue), queue)
 }
 
-/// Free memory the kernel heap keeps rather than giving back (beyond what it holds of the kernel's
-/// reserve): the buffers of a few connections, so steady traffic does not move pages back
-/// and forth.
+/// Free memory the kernel heap keeps rather than giving back: the buffers of a few
+/// connections, so steady traffic does not move pages back and forth.
 pub const HEAP_KEEP: usize = 512 * 1024;
 /// Least the kernel heap gives back at a time.
 pub const HEAP_RELEASE_MIN: usize = 64 * 1024;

@@ -35,6 +35,49 @@ fn busybox_shell_uses_tmp_and_exit_status() {
 }
 
 #[test]
+fn megabytes_of_stdout_reach_a_slow_reader_whole_on_both_machines() {
+    // stdout leaves through a virtio console port: QEMU holds the kernel's buffer while the
+    // runner's FIFO is full, so a reader that starts late loses nothing (port 0, the legacy
+    // console, would drop what did not fit).
+    use std::io::Read;
+    let image = std::fs::read(busybox()).unwrap();
+    let caps: Vec<&str> = kiln_abi::caps::find(&image).collect();
+    assert!(caps.contains(&kiln_abi::caps::STDOUT_VIRTIO), "{caps:?}");
+    let expected: String = (1..=200_000).map(|i| format!("{i}\n")).collect();
+    for machine in ["microvm", "q35"] {
+        let mut child = std::process::Command::new(kiln_tests::xtask_bin())
+            .args(["run", "--verbose", "--machine", machine, "--image"])
+            .arg(busybox())
+            .args(["--", "seq", "1", "200000"])
+            .current_dir(kiln_tests::root())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        // The pipe and the FIFO fill long before the program is done.
+        std::thread::sleep(std::time::Duration::from_secs(3));
+        let mut out = String::new();
+        child
+            .stdout
+            .take()
+            .unwrap()
+            .read_to_string(&mut out)
+            .unwrap();
+        let mut err = String::new();
+        child
+            .stderr
+            .take()
+            .unwrap()
+            .read_to_string(&mut err)
+            .unwrap();
+        assert!(child.wait().unwrap().success(), "{machine}: {err}");
+        assert!(!err.contains("no virtio console"), "{machine}: {err}");
+        assert_eq!(out.len(), expected.len(), "{machine}");
+        assert!(out == expected, "{machine}: the output differs");
+    }
+}
+
+#[test]
 fn busybox_reports_read_only_root() {
     let r = run_image(busybox(), &["--", "touch", "/etc/new"]);
     assert_ne!(r.status, 0, "{r:?}");

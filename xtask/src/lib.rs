@@ -1111,6 +1111,8 @@ fn run(layout: &Layout, a: &RunArgs) -> anyhow::Result<u8> {
         records_file: None,
         volumes: kiln_toolchain::qemu::volume::parse_all(&a.volume).map_err(anyhow::Error::msg)?,
         stdin: true,
+        // Decided from the image when it runs (`qemu::run`).
+        stdout_virtio: false,
     };
     if !opts.net.forwards.is_empty()
         && std::fs::read(&image)

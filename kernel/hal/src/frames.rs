@@ -2,7 +2,7 @@
 //!
 //! Which frames are free is kept in a bitmap ([`FrameMap`]) at the start of the first RAM
 //! region, through the direct map, so the allocator needs no heap (the heap takes its memory
-//! from here). Single frames come from the bottom of memory, contiguous runs from the top.
+//! from here). Contiguous runs come from the bottom of memory, single frames from the top.
 
 use kiln_abi::frame_map::FrameMap;
 
@@ -81,19 +81,16 @@ impl Frames {
         self.map = Some(map);
     }
 
-    /// One frame (not zeroed), the lowest free, or `None` when memory is exhausted.
+    /// One frame (not zeroed), the highest free, or `None` when memory is exhausted.
     pub fn alloc(&mut self) -> Option<u64> {
-        let i = self.map.as_mut()?.take_low()?;
+        let i = self.map.as_mut()?.take_high()?;
         Some(self.base + i * PAGE_SIZE)
     }
 
     /// `bytes` (a multiple of the page size) of physically contiguous memory, from the
-    /// highest free stretch long enough.
+    /// lowest free stretch long enough.
     pub fn alloc_contiguous(&mut self, bytes: u64) -> Option<u64> {
-        let i = self
-            .map
-            .as_mut()?
-            .take_run_high(bytes.div_ceil(PAGE_SIZE))?;
+        let i = self.map.as_mut()?.take_run_low(bytes.div_ceil(PAGE_SIZE))?;
         Some(self.base + i * PAGE_SIZE)
     }
 
@@ -121,8 +118,8 @@ impl Frames {
     /// Keeps the last `frames` free frames for the kernel (its heap): [`Frames::alloc_user`]
     /// does not hand them out, so a program that exhausts memory gets `ENOMEM` (or is
     /// killed, on a page fault) while the kernel can still allocate what it needs. The
-    /// program's frames come from the bottom of memory and the kernel's runs from the top,
-    /// so what is left for the kernel stays contiguous.
+    /// program's frames come from the top of memory and the kernel's runs from the bottom,
+    /// so what is left for the kernel tends to stay contiguous.
     pub fn set_reserve(&mut self, frames: u64) {
         self.reserve = frames;
     }
@@ -130,12 +127,6 @@ impl Frames {
     /// The frames kept for the kernel ([`Frames::set_reserve`]).
     pub fn reserve(&self) -> u64 {
         self.reserve
-    }
-
-    /// Frames of the kernel's reserve already handed out (to the heap): how far free memory
-    /// is below [`Frames::set_reserve`]'s figure.
-    pub fn reserve_deficit(&self) -> u64 {
-        self.reserve.saturating_sub(self.available())
     }
 
     /// Whether `frames` more frames may go to the program (its pages and page tables): free

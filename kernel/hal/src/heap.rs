@@ -85,13 +85,17 @@ unsafe impl Source for FrameSource {
             return heap_end;
         }
         let mut frames = FRAMES.lock();
-        // Heap memory taken from the kernel's reserve stays in the heap (the program may
-        // not have it): the heap keeps that much free on top of what it keeps for bursts.
-        let deficit = frames.reserve_deficit() * PAGE_SIZE;
+        // The reserve is a count of free frames, not particular ones: whatever the heap
+        // gives back counts towards it again, so the heap keeps only its burst allowance.
         let slack = slack_bytes();
-        let keep = memory::HEAP_KEEP + deficit as usize;
-        let new_end =
-            memory::heap_release_end(PAGE_SIZE as usize, base, end, is_heap_base, slack, keep);
+        let new_end = memory::heap_release_end(
+            PAGE_SIZE as usize,
+            base,
+            end,
+            is_heap_base,
+            slack,
+            memory::HEAP_KEEP,
+        );
         if new_end == end {
             return heap_end;
         }

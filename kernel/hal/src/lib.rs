@@ -41,6 +41,7 @@ pub mod trap;
 pub mod uart;
 pub mod virtio;
 pub mod virtio9p;
+pub mod virtio_console;
 
 /// Size of a page.
 pub const PAGE_SIZE: u64 = 4096;

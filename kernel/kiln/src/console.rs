@@ -70,6 +70,11 @@ pub fn write(sink: Sink, data: &[u8]) {
             Some(p) => p.write(data),
             None => serial::write(data),
         },
+        Sink::Virtio => {
+            if !crate::machine::virtio_console::write(data) {
+                serial::write(data);
+            }
+        }
         Sink::Off => {}
     }
 }

@@ -10,13 +10,13 @@ use kiln_os::sched::Scheduler;
 use crate::console;
 
 pub mod acpi;
-#[cfg(any(feature = "net", feature = "volumes"))]
 pub mod mmio;
 #[cfg(feature = "net")]
 pub mod net;
 #[cfg(not(feature = "net"))]
 #[path = "machine/no_net.rs"]
 pub mod net;
+pub mod virtio_console;
 #[cfg(feature = "volumes")]
 pub mod volumes;
 #[cfg(not(feature = "volumes"))]

@@ -145,6 +145,7 @@ pub fn run(boot: BootInfo) -> ! {
     let mut machine = HalMachine::new(main);
     let acpi = machine::acpi::start(boot.rsdp);
     let transports = acpi.transports;
+    machine::virtio_console::start(&config, &transports);
     if let Err(why) = machine::volumes::start(&config, &transports, &mut process.vfs) {
         fail(format_args!("kernel panic: {why}"));
     }

@@ -70,6 +70,10 @@ pub struct RunOptions {
     /// Give the program the runner's standard input, read when the program asks for it
     /// ([`super::stdin`]); without it the program's standard input is empty.
     pub stdin: bool,
+    /// Carry the program's standard output on a virtio console (the target's
+    /// `console_device`) rather than an `isa-debugcon` port: set for images whose kernel
+    /// declares it can ([`kiln_abi::caps::STDOUT_VIRTIO`]).
+    pub stdout_virtio: bool,
 }
 
 /// The UART port of the control channel (the PC's COM2, ISA IRQ 3).
@@ -213,6 +217,12 @@ pub fn guest_net_config(net: &NetOptions) -> NetConfig {
     c
 }
 
+/// Whether the program's standard output goes to a virtio console: the target has one and
+/// the image's kernel can use it.
+fn stdout_on_virtio(target: &Target, opts: &RunOptions) -> bool {
+    opts.stdout_virtio && target.console_device.is_some()
+}
+
 /// The run-time overrides passed with `-append`; the streams use the target's ports.
 pub fn runtime_config(target: &Target, opts: &RunOptions) -> Config {
     let mut c = Config {
@@ -220,7 +230,11 @@ pub fn runtime_config(target: &Target, opts: &RunOptions) -> Config {
             .argv
             .as_ref()
             .map(|a| a.iter().map(|s| s.as_bytes().to_vec()).collect()),
-        stdout: Some(Sink::Port(target.stdout_port)),
+        stdout: Some(if stdout_on_virtio(target, opts) {
+            Sink::Virtio
+        } else {
+            Sink::Port(target.stdout_port)
+        }),
         stderr: Some(Sink::Port(target.stderr_port)),
         status: Some(Sink::Port(target.status_port)),
         records: Some(Sink::Port(target.records_port)),
@@ -383,10 +397,19 @@ fn machine_args(
         push("-chardev");
         push(&format!("file,id={id},path={}", qemu_escape(path)));
         push("-device");
-        // SeaBIOS keeps logging to a port that reads back 0xe9: answer 0 so it stops.
-        push(&format!(
-            "isa-debugcon,iobase={port:#x},chardev={id},readback=0"
-        ));
+        match &target.console_device {
+            Some(bus) if id == "kout" && stdout_on_virtio(target, opts) => {
+                // Port 1 of a virtio-serial device: QEMU drops what port 0 (the legacy
+                // console) cannot write at once, and holds the guest's buffer on the others.
+                push(bus);
+                push("-device");
+                push(&format!("virtserialport,chardev={id},nr=1"));
+            }
+            // SeaBIOS keeps logging to a port that reads back 0xe9: answer 0 so it stops.
+            _ => push(&format!(
+                "isa-debugcon,iobase={port:#x},chardev={id},readback=0"
+            )),
+        }
     }
     push("-chardev");
     push(&format!("file,id=klog,path={}", qemu_escape(&streams.log)));
@@ -679,6 +702,7 @@ mod tests {
                 readonly: true,
             }],
             stdin: false,
+            stdout_virtio: false,
         };
         let a = joined(&qemu_args(
             &Machine::Q35.target(),
@@ -718,6 +742,47 @@ mod tests {
             "{s}"
         );
         assert_eq!(c.control, Some(CONTROL_PORT));
+    }
+
+    #[test]
+    fn stdout_goes_to_a_virtio_console_when_the_kernel_can_use_one() {
+        for (machine, bus) in [
+            (Machine::Microvm, "virtio-serial-device"),
+            (Machine::Q35, "virtio-serial-pci"),
+        ] {
+            let opts = RunOptions {
+                machine,
+                stdout_virtio: true,
+                ..RunOptions::default()
+            };
+            let t = machine.target();
+            let a = joined(&qemu_args(
+                &t,
+                &opts,
+                Accel::Tcg,
+                Path::new("x"),
+                &streams(),
+            ));
+            let s = a.join(" ");
+            assert!(
+                s.contains(&format!(
+                    "-chardev file,id=kout,path=/t/out -device {bus} -device virtserialport,chardev=kout,nr=1"
+                )),
+                "{s}"
+            );
+            assert!(!s.contains("chardev=kout,readback"), "{s}");
+            let i = a.iter().position(|x| x == "-append").unwrap();
+            let c = Config::parse(&a[i + 1]).unwrap();
+            assert_eq!(c.stdout, Some(Sink::Virtio));
+            assert_eq!(c.stderr, Some(Sink::Port(0x403)));
+        }
+        // The UEFI target has no console device: the debugcon port stays.
+        let opts = RunOptions {
+            stdout_virtio: true,
+            ..RunOptions::default()
+        };
+        let c = runtime_config(&crate::qemu::target::uefi_target(), &opts);
+        assert!(matches!(c.stdout, Some(Sink::Port(_))));
     }
 
     #[test]

@@ -298,6 +298,13 @@ pub fn widen_backlogs(pid: u32, opts: &RunOptions) -> Option<std::thread::JoinHa
     }))
 }
 
+/// Whether the kernel in `image` declares capability `cap` ([`kiln_abi::caps`]). Only PVH
+/// images are looked at (the UEFI target has no use for any yet).
+fn kernel_can(image: &Path, cap: &str) -> bool {
+    matches!(crate::disk::detect(image), Ok(crate::disk::ImageKind::Pvh))
+        && std::fs::read(image).is_ok_and(|bytes| kiln_abi::caps::find(&bytes).any(|c| c == cap))
+}
+
 fn run_once(
     qemu: &Path,
     accel: Accel,
@@ -310,6 +317,7 @@ fn run_once(
     let input = opts.stdin.then(stdin::host_input).flatten();
     let opts = &RunOptions {
         stdin: input.is_some(),
+        stdout_virtio: kernel_can(image, kiln_abi::caps::STDOUT_VIRTIO),
         ..opts.clone()
     };
     // Before the temporary directory exists: a stop signal from here on removes it.

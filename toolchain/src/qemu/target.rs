@@ -100,6 +100,11 @@ pub struct Target {
     /// QEMU device of a volume (`virtio-9p-device`, `virtio-9p-pci`).
     #[serde(default)]
     pub volume_device: Option<String>,
+    /// QEMU virtio-serial device (`virtio-serial-device`, `virtio-serial-pci`) whose
+    /// console carries the program's standard output, for kernels that can use it; the
+    /// `stdout_port` debugcon otherwise.
+    #[serde(default)]
+    pub console_device: Option<String>,
 }
 
 /// The UEFI target (q35 + OVMF) that boots disk images.
