@@ -9,8 +9,9 @@
 /// Starts the record.
 pub const MAGIC: &[u8] = b"KILN-CAPS:";
 
-/// The program's standard output may go to a virtio console (`kiln.stdout=virtio`).
-pub const STDOUT_VIRTIO: &str = "stdout-virtio";
+/// The program's standard output and error may go to ports of a virtio console
+/// (`kiln.stdout=virtio:1`, `kiln.stderr=virtio:2`).
+pub const VIRTIO_PORTS: &str = "virtio-ports";
 
 /// The capabilities an image's kernel declares (none for a kernel older than this record).
 pub fn find(image: &[u8]) -> impl Iterator<Item = &str> {
@@ -33,9 +34,9 @@ mod tests {
     #[test]
     fn finds_the_record_in_an_image() {
         let mut image = b"\x7fELF....".to_vec();
-        image.extend_from_slice(b"KILN-CAPS:stdout-virtio;other\0more bytes");
+        image.extend_from_slice(b"KILN-CAPS:virtio-ports;other\0more bytes");
         let caps: Vec<&str> = find(&image).collect();
-        assert_eq!(caps, [STDOUT_VIRTIO, "other"]);
+        assert_eq!(caps, [VIRTIO_PORTS, "other"]);
         assert_eq!(find(b"an older kernel").count(), 0);
         assert_eq!(find(b"KILN-CAPS:\xff\xfe\0").count(), 0, "not text");
     }

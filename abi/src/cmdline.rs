@@ -9,7 +9,7 @@
 //! | `kiln.name=P` | the program's path, used as `argv[0]` and `AT_EXECFN` |
 //! | `kiln.argv=A,B,...` | the arguments after `argv[0]`; `kiln.argv=` means none, and `""` is an empty argument |
 //! | `kiln.env=K=V` | one environment variable (repeatable) |
-//! | `kiln.stdout=S`, `kiln.stderr=S`, `kiln.log=S` | where each stream goes: `serial` (COM1), a raw byte port such as `0x402` (QEMU `isa-debugcon`), `virtio` (the virtio console), or `off` |
+//! | `kiln.stdout=S`, `kiln.stderr=S`, `kiln.log=S` | where each stream goes: `serial` (COM1), a raw byte port such as `0x402` (QEMU `isa-debugcon`), `virtio:N` (port N of the virtio console), or `off` |
 //! | `kiln.core=BYTES` | on a core-dumping signal, send the program's memory (at most BYTES) as a [`crate::record::Memory`] record |
 //! | `kiln.records=0x406` | a byte port for binary records ([`crate::record`]: crash state) |
 //! | `kiln.control=0x2f8` | a 16550 UART at this port carries the control channel ([`crate::control`]) |
@@ -39,10 +39,10 @@ pub enum Sink {
     Serial,
     /// A write-only byte port (QEMU's `isa-debugcon`).
     Port(u16),
-    /// The virtio console (port 0 of a virtio-serial device): a whole write per buffer,
-    /// not a byte per port write. Where the kernel finds none, its bytes go to the serial
-    /// console.
-    Virtio,
+    /// A port of the virtio console (a multiport virtio-serial device), 1 to 30: a whole
+    /// write per buffer, not a byte per port write. Where the kernel finds no such port,
+    /// its bytes go to the serial console.
+    Virtio(u32),
     /// Dropped.
     Off,
 }
@@ -262,7 +262,7 @@ fn sink_token(s: Sink) -> String {
     match s {
         Sink::Serial => String::from("serial"),
         Sink::Off => String::from("off"),
-        Sink::Virtio => String::from("virtio"),
+        Sink::Virtio(port) => alloc::format!("virtio:{port}"),
         Sink::Port(p) => alloc::format!("{p:#x}"),
     }
 }
@@ -271,7 +271,10 @@ fn parse_sink(v: &str) -> Option<Sink> {
     match v {
         "serial" => Some(Sink::Serial),
         "off" => Some(Sink::Off),
-        "virtio" => Some(Sink::Virtio),
+        _ if v.starts_with("virtio:") => number(&v[7..], 10)
+            .and_then(|n| u32::try_from(n).ok())
+            .filter(|n| (1..=30).contains(n))
+            .map(Sink::Virtio),
         _ => {
             let hex = v.strip_prefix("0x")?;
             number(hex, 16)
@@ -578,8 +581,8 @@ mod tests {
         let mut c = Config {
             name: Some(b"/bin/hello".to_vec()),
             argv: Some(vec![b"a b".to_vec(), b"c,d".to_vec(), b"".to_vec()]),
-            stdout: Some(Sink::Virtio),
-            stderr: Some(Sink::Port(0x403)),
+            stdout: Some(Sink::Virtio(1)),
+            stderr: Some(Sink::Virtio(2)),
             log: Some(Sink::Off),
             status: Some(Sink::Port(0x404)),
             records: Some(Sink::Port(0x406)),
@@ -657,6 +660,11 @@ mod tests {
         assert!(Config::parse("kiln.env==x").is_err());
         assert!(Config::parse("kiln.argv=%G1").is_err());
         assert!(Config::parse("kiln.stdout=lpt1").is_err());
+        assert!(
+            Config::parse("kiln.stdout=virtio:0").is_err(),
+            "port 0 is the legacy one"
+        );
+        assert!(Config::parse("kiln.stdout=virtio:x").is_err());
         assert!(Config::parse("kiln.bogus=1").is_err());
         assert!(Config::parse("kiln.memlog=0").is_err());
         assert!(Config::parse("kiln.memlog=soon").is_err());

@@ -35,14 +35,14 @@ fn busybox_shell_uses_tmp_and_exit_status() {
 }
 
 #[test]
-fn megabytes_of_stdout_reach_a_slow_reader_whole_on_both_machines() {
-    // stdout leaves through a virtio console port: QEMU holds the kernel's buffer while the
+fn megabytes_of_output_reach_a_slow_reader_whole_on_both_machines() {
+    // stdout and stderr leave through virtio console ports: QEMU holds the kernel's buffer while the
     // runner's FIFO is full, so a reader that starts late loses nothing (port 0, the legacy
     // console, would drop what did not fit).
     use std::io::Read;
     let image = std::fs::read(busybox()).unwrap();
     let caps: Vec<&str> = kiln_abi::caps::find(&image).collect();
-    assert!(caps.contains(&kiln_abi::caps::STDOUT_VIRTIO), "{caps:?}");
+    assert!(caps.contains(&kiln_abi::caps::VIRTIO_PORTS), "{caps:?}");
     let expected: String = (1..=200_000).map(|i| format!("{i}\n")).collect();
     for machine in ["microvm", "q35"] {
         let mut child = std::process::Command::new(kiln_tests::xtask_bin())
@@ -75,6 +75,35 @@ fn megabytes_of_stdout_reach_a_slow_reader_whole_on_both_machines() {
         assert_eq!(out.len(), expected.len(), "{machine}");
         assert!(out == expected, "{machine}: the output differs");
     }
+    // Standard error takes the same path (its own port): 5 MiB of zeros through /dev/stderr,
+    // read late.
+    let mut child = std::process::Command::new(kiln_tests::xtask_bin())
+        .args(["run", "--image"])
+        .arg(busybox())
+        .args([
+            "--",
+            "dd",
+            "if=/dev/zero",
+            "bs=65536",
+            "count=80",
+            "of=/dev/stderr",
+        ])
+        .current_dir(kiln_tests::root())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    let mut err = Vec::new();
+    child.stderr.take().unwrap().read_to_end(&mut err).unwrap();
+    assert!(child.wait().unwrap().success());
+    let zeros = err.iter().filter(|&&b| b == 0).count();
+    assert_eq!(
+        zeros,
+        80 * 65536,
+        "{}",
+        String::from_utf8_lossy(&err[err.len().saturating_sub(300)..])
+    );
 }
 
 #[test]

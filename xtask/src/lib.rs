@@ -1112,7 +1112,7 @@ fn run(layout: &Layout, a: &RunArgs) -> anyhow::Result<u8> {
         volumes: kiln_toolchain::qemu::volume::parse_all(&a.volume).map_err(anyhow::Error::msg)?,
         stdin: true,
         // Decided from the image when it runs (`qemu::run`).
-        stdout_virtio: false,
+        console_virtio: false,
     };
     if !opts.net.forwards.is_empty()
         && std::fs::read(&image)

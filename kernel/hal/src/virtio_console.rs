@@ -1,5 +1,6 @@
-//! The virtio console that carries the program's standard output: port 1 of a multiport
-//! virtio-serial device (QEMU's `virtserialport,nr=1`), written with one buffer per write.
+//! The virtio console that carries the program's standard output and error: ports of a
+//! multiport virtio-serial device (QEMU's `virtserialport,nr=N`), written with one buffer
+//! per write.
 //!
 //! Why not virtio-drivers' console driver: it drives port 0 only, without `MULTIPORT`, and
 //! QEMU's port 0 (the legacy console) drops what its character device cannot take at once,
@@ -33,12 +34,16 @@ bitflags! {
     }
 }
 
-/// The port the program's output goes to.
-const PORT: u32 = 1;
-/// Queues: the control queues, then port 1's transmit queue.
+/// Queues: port 0's two, the control queues, then two per port (receive, transmit).
 const CONTROL_RX: u16 = 2;
 const CONTROL_TX: u16 = 3;
-const PORT_TX: u16 = 2 + 2 * PORT as u16 + 1;
+/// Ports a console may open.
+pub const MAX_PORTS: usize = 2;
+
+/// The transmit queue of port `port` (1 or more).
+fn port_tx(port: u32) -> u16 {
+    (2 + 2 * port + 1) as u16
+}
 /// Control messages the device may send before the driver reads them.
 const CONTROL_BUFFERS: usize = 4;
 /// Room for a control message (a `PORT_NAME` one carries a name).
@@ -46,12 +51,13 @@ const CONTROL_LEN: usize = 64;
 /// Most bytes handed to the device in one buffer.
 const MAX_WRITE: usize = 256 * 1024;
 
-/// A multiport virtio console, port 1 open.
+/// A multiport virtio console and the ports it opened.
 pub struct VirtioConsole {
     transport: SomeTransport<'static>,
     control_rx: VirtQueue<KilnHal, CONTROL_BUFFERS>,
     control_tx: VirtQueue<KilnHal, 2>,
-    tx: VirtQueue<KilnHal, 2>,
+    /// The open ports and their transmit queues.
+    ports: Vec<(u32, VirtQueue<KilnHal, 2>)>,
     /// The control receive buffers, each lent to the device under its token.
     control_bufs: Vec<(u16, alloc::boxed::Box<[u8; CONTROL_LEN]>)>,
 }
@@ -61,7 +67,12 @@ pub struct VirtioConsole {
 unsafe impl Send for VirtioConsole {}
 
 impl VirtioConsole {
-    fn new(mut transport: SomeTransport<'static>) -> Result<VirtioConsole, &'static str> {
+    /// Sets the device up and opens `wanted` (at most [`MAX_PORTS`] ports, 1 or more); the
+    /// ports the device has not got stay closed ([`VirtioConsole::has_port`]).
+    fn new(
+        mut transport: SomeTransport<'static>,
+        wanted: &[u32],
+    ) -> Result<VirtioConsole, &'static str> {
         if transport.device_type() != DeviceType::Console {
             return Err("not a console device");
         }
@@ -74,13 +85,18 @@ impl VirtioConsole {
             VirtQueue::new(&mut transport, CONTROL_RX, false, false).map_err(queue_err)?;
         let control_tx =
             VirtQueue::new(&mut transport, CONTROL_TX, false, false).map_err(queue_err)?;
-        let tx = VirtQueue::new(&mut transport, PORT_TX, false, false).map_err(queue_err)?;
+        let mut queues = Vec::new();
+        for &port in wanted.iter().take(MAX_PORTS) {
+            let q =
+                VirtQueue::new(&mut transport, port_tx(port), false, false).map_err(queue_err)?;
+            queues.push((port, q));
+        }
         transport.finish_init();
         let mut console = VirtioConsole {
             transport,
             control_rx,
             control_tx,
-            tx,
+            ports: Vec::new(),
             control_bufs: Vec::new(),
         };
         for _ in 0..CONTROL_BUFFERS {
@@ -93,19 +109,23 @@ impl VirtioConsole {
             event: DEVICE_READY,
             value: 1,
         })?;
-        // Port 1 is added, made ready and opened: a few messages each way.
-        let mut open = false;
-        for _ in 0..16 {
+        // Each port is added, made ready and opened: a few messages each way.
+        for _ in 0..32 {
             let Some(msg) = console.next_control()? else {
                 break;
             };
-            if let Some(answer) = msg.answer(PORT) {
-                open |= answer.event == PORT_OPEN;
+            let Some(at) = queues.iter().position(|(p, _)| *p == msg.id) else {
+                continue;
+            };
+            if let Some(answer) = msg.answer(msg.id) {
                 console.send_control(answer)?;
+                if answer.event == PORT_OPEN {
+                    console.ports.push(queues.swap_remove(at));
+                }
             }
         }
-        if !open {
-            return Err("port 1 did not open");
+        if console.ports.is_empty() {
+            return Err("no port opened");
         }
         Ok(console)
     }
@@ -155,29 +175,32 @@ impl VirtioConsole {
 
     /// The virtio-mmio console whose registers are at physical `base` (`size` bytes),
     /// checked as [`crate::virtio::VirtioNet::mmio`] checks its window.
-    pub fn mmio(base: u64, size: u64) -> Result<VirtioConsole, &'static str> {
-        VirtioConsole::new(crate::virtio::mmio_transport(
-            base,
-            size,
-            DeviceType::Console,
-        )?)
+    pub fn mmio(base: u64, size: u64, ports: &[u32]) -> Result<VirtioConsole, &'static str> {
+        let t = crate::virtio::mmio_transport(base, size, DeviceType::Console)?;
+        VirtioConsole::new(t, ports)
     }
 
-    /// Every virtio console on PCI bus 0.
-    pub fn pci() -> Vec<VirtioConsole> {
+    /// Every virtio console on PCI bus 0, opening `ports` on each.
+    pub fn pci(ports: &[u32]) -> Vec<VirtioConsole> {
         crate::virtio::pci_transports(DeviceType::Console)
             .into_iter()
-            .filter_map(|(t, _)| VirtioConsole::new(t).ok())
+            .filter_map(|(t, _)| VirtioConsole::new(t, ports).ok())
             .collect()
     }
 
-    /// Writes `data` (waiting while the host side cannot take more); `false` when the
-    /// device refused it.
-    pub fn write(&mut self, data: &[u8]) -> bool {
-        data.chunks(MAX_WRITE).all(|chunk| {
-            self.tx
-                .add_notify_wait_pop(&[chunk], &mut [], &mut self.transport)
-                .is_ok()
-        })
+    /// Whether `port` is open.
+    pub fn has_port(&self, port: u32) -> bool {
+        self.ports.iter().any(|(p, _)| *p == port)
+    }
+
+    /// Writes `data` to `port` (waiting while the host side cannot take more); `false` when
+    /// the port is not open or the device refused the bytes.
+    pub fn write(&mut self, port: u32, data: &[u8]) -> bool {
+        let Some((_, tx)) = self.ports.iter_mut().find(|(p, _)| *p == port) else {
+            return false;
+        };
+        let transport = &mut self.transport;
+        data.chunks(MAX_WRITE)
+            .all(|chunk| tx.add_notify_wait_pop(&[chunk], &mut [], transport).is_ok())
     }
 }

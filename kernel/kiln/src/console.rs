@@ -70,8 +70,8 @@ pub fn write(sink: Sink, data: &[u8]) {
             Some(p) => p.write(data),
             None => serial::write(data),
         },
-        Sink::Virtio => {
-            if !crate::machine::virtio_console::write(data) {
+        Sink::Virtio(port) => {
+            if !crate::machine::virtio_console::write(port, data) {
                 serial::write(data);
             }
         }

@@ -70,10 +70,10 @@ pub struct RunOptions {
     /// Give the program the runner's standard input, read when the program asks for it
     /// ([`super::stdin`]); without it the program's standard input is empty.
     pub stdin: bool,
-    /// Carry the program's standard output on a virtio console (the target's
-    /// `console_device`) rather than an `isa-debugcon` port: set for images whose kernel
-    /// declares it can ([`kiln_abi::caps::STDOUT_VIRTIO`]).
-    pub stdout_virtio: bool,
+    /// Carry the program's standard output and error on ports of a virtio console (the
+    /// target's `console_device`) rather than `isa-debugcon` ports: set for images whose
+    /// kernel declares it can ([`kiln_abi::caps::VIRTIO_PORTS`]).
+    pub console_virtio: bool,
 }
 
 /// The UART port of the control channel (the PC's COM2, ISA IRQ 3).
@@ -217,11 +217,15 @@ pub fn guest_net_config(net: &NetOptions) -> NetConfig {
     c
 }
 
-/// Whether the program's standard output goes to a virtio console: the target has one and
-/// the image's kernel can use it.
-fn stdout_on_virtio(target: &Target, opts: &RunOptions) -> bool {
-    opts.stdout_virtio && target.console_device.is_some()
+/// Whether the program's standard output and error go to a virtio console: the target has
+/// one and the image's kernel can use it.
+fn console_on_virtio(target: &Target, opts: &RunOptions) -> bool {
+    opts.console_virtio && target.console_device.is_some()
 }
+
+/// The virtio console ports of stdout and stderr.
+const STDOUT_VIRTIO_PORT: u32 = 1;
+const STDERR_VIRTIO_PORT: u32 = 2;
 
 /// The run-time overrides passed with `-append`; the streams use the target's ports.
 pub fn runtime_config(target: &Target, opts: &RunOptions) -> Config {
@@ -230,12 +234,16 @@ pub fn runtime_config(target: &Target, opts: &RunOptions) -> Config {
             .argv
             .as_ref()
             .map(|a| a.iter().map(|s| s.as_bytes().to_vec()).collect()),
-        stdout: Some(if stdout_on_virtio(target, opts) {
-            Sink::Virtio
+        stdout: Some(if console_on_virtio(target, opts) {
+            Sink::Virtio(STDOUT_VIRTIO_PORT)
         } else {
             Sink::Port(target.stdout_port)
         }),
-        stderr: Some(Sink::Port(target.stderr_port)),
+        stderr: Some(if console_on_virtio(target, opts) {
+            Sink::Virtio(STDERR_VIRTIO_PORT)
+        } else {
+            Sink::Port(target.stderr_port)
+        }),
         status: Some(Sink::Port(target.status_port)),
         records: Some(Sink::Port(target.records_port)),
         log: Some(Sink::Serial),
@@ -388,6 +396,10 @@ fn machine_args(
     for s in &target.devices {
         push(s);
     }
+    if let (Some(bus), true) = (&target.console_device, console_on_virtio(target, opts)) {
+        push("-device");
+        push(bus);
+    }
     for (id, path, port) in [
         ("kout", &streams.stdout, target.stdout_port),
         ("kerr", &streams.stderr, target.stderr_port),
@@ -397,13 +409,17 @@ fn machine_args(
         push("-chardev");
         push(&format!("file,id={id},path={}", qemu_escape(path)));
         push("-device");
-        match &target.console_device {
-            Some(bus) if id == "kout" && stdout_on_virtio(target, opts) => {
-                // Port 1 of a virtio-serial device: QEMU drops what port 0 (the legacy
-                // console) cannot write at once, and holds the guest's buffer on the others.
-                push(bus);
-                push("-device");
-                push(&format!("virtserialport,chardev={id},nr=1"));
+        let virtio_port = match id {
+            "kout" => Some(STDOUT_VIRTIO_PORT),
+            "kerr" => Some(STDERR_VIRTIO_PORT),
+            _ => None,
+        };
+        match virtio_port {
+            Some(nr) if console_on_virtio(target, opts) => {
+                // Ports 1 and 2 of the virtio-serial device: QEMU drops what port 0 (the
+                // legacy console) cannot write at once, and holds the guest's buffer on
+                // the others.
+                push(&format!("virtserialport,chardev={id},nr={nr}"));
             }
             // SeaBIOS keeps logging to a port that reads back 0xe9: answer 0 so it stops.
             _ => push(&format!(
@@ -702,7 +718,7 @@ mod tests {
                 readonly: true,
             }],
             stdin: false,
-            stdout_virtio: false,
+            console_virtio: false,
         };
         let a = joined(&qemu_args(
             &Machine::Q35.target(),
@@ -745,14 +761,14 @@ mod tests {
     }
 
     #[test]
-    fn stdout_goes_to_a_virtio_console_when_the_kernel_can_use_one() {
+    fn stdout_and_stderr_go_to_a_virtio_console_when_the_kernel_can_use_one() {
         for (machine, bus) in [
             (Machine::Microvm, "virtio-serial-device"),
             (Machine::Q35, "virtio-serial-pci"),
         ] {
             let opts = RunOptions {
                 machine,
-                stdout_virtio: true,
+                console_virtio: true,
                 ..RunOptions::default()
             };
             let t = machine.target();
@@ -766,19 +782,22 @@ mod tests {
             let s = a.join(" ");
             assert!(
                 s.contains(&format!(
-                    "-chardev file,id=kout,path=/t/out -device {bus} -device virtserialport,chardev=kout,nr=1"
+                    "-device {bus} -chardev file,id=kout,path=/t/out -device virtserialport,chardev=kout,nr=1 -chardev file,id=kerr,path=/t/err -device virtserialport,chardev=kerr,nr=2"
                 )),
                 "{s}"
             );
-            assert!(!s.contains("chardev=kout,readback"), "{s}");
+            assert!(
+                !s.contains("chardev=kout,readback") && !s.contains("chardev=kerr,readback"),
+                "{s}"
+            );
             let i = a.iter().position(|x| x == "-append").unwrap();
             let c = Config::parse(&a[i + 1]).unwrap();
-            assert_eq!(c.stdout, Some(Sink::Virtio));
-            assert_eq!(c.stderr, Some(Sink::Port(0x403)));
+            assert_eq!(c.stdout, Some(Sink::Virtio(1)));
+            assert_eq!(c.stderr, Some(Sink::Virtio(2)));
         }
         // The UEFI target has no console device: the debugcon port stays.
         let opts = RunOptions {
-            stdout_virtio: true,
+            console_virtio: true,
             ..RunOptions::default()
         };
         let c = runtime_config(&crate::qemu::target::uefi_target(), &opts);

@@ -317,7 +317,7 @@ fn run_once(
     let input = opts.stdin.then(stdin::host_input).flatten();
     let opts = &RunOptions {
         stdin: input.is_some(),
-        stdout_virtio: kernel_can(image, kiln_abi::caps::STDOUT_VIRTIO),
+        console_virtio: kernel_can(image, kiln_abi::caps::VIRTIO_PORTS),
         ..opts.clone()
     };
     // Before the temporary directory exists: a stop signal from here on removes it.
