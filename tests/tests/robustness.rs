@@ -119,9 +119,12 @@ fn memory_a_burst_of_sockets_took_goes_back_to_the_program() {
         panic!("{line:?}")
     };
     assert!(listeners >= 10, "the burst was too small to tell: {line:?}");
-    // The heap keeps half a MiB, its share of the kernel's reserve and a few spare
-    // sockets for the next burst.
-    assert!(after + 3 >= before, "{line:?}: {r:?}");
+    // The burst took nearly all of it (listeners were made until memory ran out); at most
+    // 4 MiB may stay with the kernel: the heap's half MiB for the next burst, a few spare
+    // sockets, and free memory inside heap chunks that still hold something (talc gives back
+    // only the free top of a chunk; about 2.5 MiB after this burst). The kernel's reserve
+    // is a count of free frames, so all of it counts against the program.
+    assert!(after + 4 >= before, "{line:?}: {r:?}");
     assert!(!r.stderr.contains("kernel panic"), "{r:?}");
 }
 
