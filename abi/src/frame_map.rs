@@ -62,7 +62,7 @@ impl<'a> FrameMap<'a> {
         let mut i = start;
         while i < end {
             // Whole words at a time where the range covers them (boot marks all of memory).
-            if i % 64 == 0 && i + 64 <= end {
+            if i.is_multiple_of(64) && i + 64 <= end {
                 let w = (i / 64) as usize;
                 self.free += u64::from(self.words[w].count_zeros());
                 self.words[w] = u64::MAX;
