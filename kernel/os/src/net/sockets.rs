@@ -207,10 +207,14 @@ impl Sockets {
     /// holds a 442 KB block, kept otherwise until the process ends). When memory for the
     /// smaller storage cannot be had, the set stays as it is.
     fn shrink(&mut self, which: Which) {
-        let set = self.set(which);
-        if set.cap > 64 && set.live * 4 <= set.cap {
-            let half = set.cap / 2;
-            self.rebuild(which, half);
+        // The active set keeps room for every socket (see `add`).
+        let need = match which {
+            Which::Active => self.active.live + self.parked.live,
+            Which::Parked => self.parked.live,
+        };
+        let cap = self.set(which).cap;
+        if cap > 64 && need * 4 <= cap {
+            self.rebuild(which, cap / 2);
         }
     }
 
@@ -287,12 +291,9 @@ impl Sockets {
 
     /// Removes a socket.
     pub fn remove(&mut self, slot: Slot) {
-        let which = match self.entries.get(slot.0 as usize) {
-            Some(Some(e)) if matches!(e.place, Place::Parked(_)) => Which::Parked,
-            _ => Which::Active,
-        };
         self.take(slot);
-        self.shrink(which);
+        self.shrink(Which::Parked);
+        self.shrink(Which::Active);
     }
 
     /// Removes a socket and gives it back.
@@ -505,5 +506,52 @@ impl Sockets {
             }
         }
         self.candidates = candidates;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use smoltcp::socket::udp;
+
+    fn socket() -> udp::Socket<'static> {
+        let buf = || {
+            udp::PacketBuffer::new(
+                alloc::vec![udp::PacketMetadata::EMPTY; 1],
+                alloc::vec![0; 16],
+            )
+        };
+        udp::Socket::new(buf(), buf())
+    }
+
+    #[test]
+    fn a_set_shrinks_after_a_burst_and_keeps_its_sockets() {
+        let mut s = Sockets::default();
+        let slots: Vec<Slot> = (0..300).map(|i| s.add(socket(), i).unwrap()).collect();
+        assert!(s.active.cap >= 300);
+        for (i, &slot) in slots.iter().enumerate() {
+            s.get_mut::<udp::Socket>(slot)
+                .bind(1000 + i as u16)
+                .unwrap();
+        }
+        for &slot in &slots[10..] {
+            s.remove(slot);
+        }
+        assert!(
+            s.active.cap <= 64,
+            "storage for {} sockets kept",
+            s.active.cap
+        );
+        assert!(s.active.cap >= s.active.live + s.parked.live);
+        // The sockets left moved to the new storage and are still themselves.
+        for (i, &slot) in slots[..10].iter().enumerate() {
+            assert_eq!(s.get::<udp::Socket>(slot).endpoint().port, 1000 + i as u16);
+        }
+        // And the set grows again.
+        let more: Vec<Slot> = (0..100)
+            .map(|i| s.add(socket(), 1000 + i).unwrap())
+            .collect();
+        assert_eq!(more.len(), 100);
+        assert!(s.active.cap >= 110);
     }
 }
