@@ -120,11 +120,12 @@ fn memory_a_burst_of_sockets_took_goes_back_to_the_program() {
     };
     assert!(listeners >= 10, "the burst was too small to tell: {line:?}");
     // The burst took nearly all of it (listeners were made until memory ran out); at most
-    // 4 MiB may stay with the kernel: the heap's half MiB for the next burst, a few spare
-    // sockets, and free memory inside heap chunks that still hold something (talc gives back
-    // only the free top of a chunk; about 2.5 MiB after this burst). The kernel's reserve
-    // is a count of free frames, so all of it counts against the program.
-    assert!(after + 4 >= before, "{line:?}: {r:?}");
+    // 2 MiB may stay with the kernel: the heap's half MiB for the next burst and a few
+    // spare sockets. Socket buffers are runs of frames of their own, given back whole when
+    // freed; inside the heap's chunks they left holes it could not give back (23 MiB after
+    // of 27). The kernel's reserve is a count of free frames, so all of it counts against
+    // the program.
+    assert!(after + 2 >= before, "{line:?}: {r:?}");
     assert!(!r.stderr.contains("kernel panic"), "{r:?}");
 }
 

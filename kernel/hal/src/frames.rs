@@ -105,6 +105,17 @@ impl Frames {
         }
     }
 
+    /// Returns `frames` contiguous frames from `first` to the allocator.
+    ///
+    /// # Safety
+    /// As [`Frames::free`], for each of them.
+    pub unsafe fn free_run(&mut self, first: u64, frames: u64) {
+        if let (Some(map), Some(offset)) = (self.map.as_mut(), first.checked_sub(self.base)) {
+            let start = offset / PAGE_SIZE;
+            map.release_range(start, start + frames);
+        }
+    }
+
     /// Free frames.
     pub fn available(&self) -> u64 {
         self.map.as_ref().map_or(0, FrameMap::free_count)

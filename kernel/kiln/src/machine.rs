@@ -161,9 +161,6 @@ impl Machine for HalMachine {
         let total = kiln_hal::frames::total_bytes();
         (total, total.saturating_sub(kiln_hal::frames::used_bytes()))
     }
-    fn heap_slack(&self) -> u64 {
-        kiln_hal::heap::slack_bytes() as u64
-    }
     fn pages(&mut self) -> &mut dyn PageTable {
         &mut self.pages
     }

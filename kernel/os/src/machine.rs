@@ -118,11 +118,6 @@ pub trait Machine {
     fn running(&self) -> Option<u32>;
     /// The RAM the kernel manages and how much of it is free, in bytes.
     fn ram(&self) -> (u64, u64);
-    /// Bytes the kernel heap holds free (taken from RAM before, not in use now): kernel
-    /// allocations can come from them when RAM is down to the reserve.
-    fn heap_slack(&self) -> u64 {
-        0
-    }
     /// How long the CPUs have been idle since boot, all of them together (ns).
     fn idle_ns(&self) -> u64 {
         0

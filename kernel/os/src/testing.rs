@@ -178,8 +178,6 @@ pub struct FakeMachine {
     pub net_device_asked: usize,
     /// What `ram` answers: total and free bytes.
     pub ram: (u64, u64),
-    /// What `heap_slack` answers.
-    pub heap_slack: u64,
     /// What `idle_ns` answers.
     pub idle_ns: u64,
     /// Other threads running on other CPUs: `end_other_threads` answers `false` while
@@ -212,7 +210,6 @@ impl Default for FakeMachine {
             cpu: 0,
             net_device_asked: 0,
             ram: (128 << 20, 100 << 20),
-            heap_slack: 0,
             others_running: 0,
             idle_ns: 0,
         }
@@ -222,9 +219,6 @@ impl Default for FakeMachine {
 impl Machine for FakeMachine {
     fn ram(&self) -> (u64, u64) {
         self.ram
-    }
-    fn heap_slack(&self) -> u64 {
-        self.heap_slack
     }
     fn idle_ns(&self) -> u64 {
         self.idle_ns

@@ -509,12 +509,12 @@ fn zeroed(len: usize) -> KResult<Vec<u8>> {
     Ok(v)
 }
 
-/// `ENOMEM` once memory is down to the kernel's reserve and the kernel heap holds too
-/// little free for a socket's buffers: they are kernel memory the program asks for (128 KiB
-/// a socket, and a listener keeps a backlog of them). New buffers come from what the heap
-/// holds free first (it keeps some after a burst, and gives the rest back to the program).
+/// `ENOMEM` once memory is down to the kernel's reserve: a socket's buffers are kernel
+/// memory the program asks for (up to 128 KiB a socket, and a listener keeps a backlog of
+/// them), and the reserve is kept for the kernel's own needs. (Buffers are runs of frames
+/// of their own, `kiln_hal::heap`, so memory the heap holds free cannot serve them.)
 fn room_for_buffers(m: &mut dyn Machine) -> KResult<()> {
-    if m.pages().memory_low() && m.heap_slack() < 2 * (TCP_RX + TCP_TX) as u64 {
+    if m.pages().memory_low() {
         Err(Errno::ENOMEM)
     } else {
         Ok(())
