@@ -49,6 +49,13 @@ pub trait FileLike: Any + Send + Sync {
         Err(Errno::EINVAL)
     }
 
+    /// How long a blocking read (`write` false) or write may wait, in ns; 0 for as long as
+    /// it takes (sockets: `SO_RCVTIMEO`, `SO_SNDTIMEO`).
+    fn io_timeout(&self, write: bool) -> u64 {
+        let _ = write;
+        0
+    }
+
     /// Whether reads and writes have positions: the description's offset is then passed
     /// to [`FileLike::read_at`]/[`FileLike::write_at`] instead of calling `read`/`write`.
     fn seekable(&self) -> bool {

@@ -44,6 +44,11 @@ impl FileLike for Socket {
         Ok(self.queues()?.1 as u64)
     }
 
+    fn io_timeout(&self, write: bool) -> u64 {
+        let o = self.options();
+        [o.rcv_timeout, o.snd_timeout][usize::from(write)]
+    }
+
     /// The network can make a socket ready.
     fn locally_driven(&self) -> bool {
         false

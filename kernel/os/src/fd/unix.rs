@@ -237,6 +237,11 @@ impl FileLike for UnixSocket {
         self.recv(m, buf, false).map(|(n, _)| n)
     }
 
+    fn io_timeout(&self, write: bool) -> u64 {
+        let o = self.options();
+        [o.rcv_timeout, o.snd_timeout][usize::from(write)]
+    }
+
     fn write(&self, m: &mut dyn Machine, data: &[u8]) -> KResult<usize> {
         self.send(m, data)
     }

@@ -105,26 +105,37 @@ fn calls(p: &mut Process, m: &mut dyn Machine, nr: u64, a: [u64; 6]) -> Option<O
     let r = match nr {
         nr::READ => {
             let r = sys_read(p, m, fd0, a[1], a[2], None);
-            return Some(blocking(p, m, fd0, r));
+            return Some(blocking(p, m, fd0, false, r));
         }
         nr::WRITE => {
             // A blocking write to a pipe or stream socket queues every byte.
             let call = [nr, a[0], a[1], a[2]];
             let done = super::write_resumes(m, call);
             let r = sys_write(p, m, fd0, a[1] + done, a[2] - done, None);
-            return Some(super::write_settles(m, call, done, r, |m| {
-                blocking(p, m, fd0, Err(Errno::EAGAIN))
+            return Some(super::write_settles(m, call, a[2], done, r, |m| {
+                blocking(p, m, fd0, true, Err(Errno::EAGAIN))
             }));
         }
         nr::PREAD64 => sys_read(p, m, fd0, a[1], a[2], Some(a[3] as i64)),
         nr::PWRITE64 => sys_write(p, m, fd0, a[1], a[2], Some(a[3] as i64)),
         nr::READV => {
             let r = sys_readv(p, m, fd0, a[1], a[2]);
-            return Some(blocking(p, m, fd0, r));
+            return Some(blocking(p, m, fd0, false, r));
         }
         nr::WRITEV => {
-            let r = sys_writev(p, m, fd0, a[1], a[2]);
-            return Some(blocking(p, m, fd0, r));
+            // As `write`: a blocking one to a pipe or stream socket queues every byte.
+            let call = [nr, a[0], a[1], a[2]];
+            let done = super::write_resumes(m, call);
+            let (total, r) = match iovecs(p, m, a[1], a[2]) {
+                Ok(iov) => (
+                    super::iov_len(&iov),
+                    write_iov(p, m, fd0, super::iov_after(&iov, done)),
+                ),
+                Err(e) => (0, Err(e)),
+            };
+            return Some(super::write_settles(m, call, total, done, r, |m| {
+                blocking(p, m, fd0, true, Err(Errno::EAGAIN))
+            }));
         }
         nr::OPEN => sys_open(p, m, AT_FDCWD, a[0], a[1], a[2]),
         nr::CREAT => sys_open(
@@ -245,7 +256,13 @@ fn calls(p: &mut Process, m: &mut dyn Machine, nr: u64, a: [u64; 6]) -> Option<O
                 .files
                 .get(in_fd)
                 .is_ok_and(|f| f.poll_events() & (POLLIN | POLLHUP) != 0);
-            return Some(blocking(p, m, if input_ready { out_fd } else { in_fd }, r));
+            return Some(blocking(
+                p,
+                m,
+                if input_ready { out_fd } else { in_fd },
+                input_ready,
+                r,
+            ));
         }
         nr::UTIMENSAT => attr::sys_utimensat(p, m, a),
         nr::UTIMES => attr::sys_futimesat(p, m, AT_FDCWD, a[0], a[1]),
@@ -366,15 +383,36 @@ fn outcome(r: KResult<Outcome>) -> Outcome {
     r.unwrap_or_else(|e| Outcome::Return(e.as_return()))
 }
 
-/// The outcome of a read or write of `fd` that returned `r`: `EAGAIN` on a blocking
-/// descriptor waits for the file (see [`OpenFile::block_on_eagain`]).
-fn blocking(p: &mut Process, m: &mut dyn Machine, fd: i32, r: KResult<i64>) -> Outcome {
+/// The outcome of a read or write (`write`) of `fd` that returned `r`: `EAGAIN` on a
+/// blocking descriptor waits for the file (see [`OpenFile::block_on_eagain`]), at most as
+/// long as its timeout for that direction (a socket's `SO_RCVTIMEO` or `SO_SNDTIMEO`),
+/// after which the call returns `EAGAIN`.
+fn blocking(
+    p: &mut Process,
+    m: &mut dyn Machine,
+    fd: i32,
+    write: bool,
+    r: KResult<i64>,
+) -> Outcome {
     if r != Err(Errno::EAGAIN) {
         return ret(r);
     }
     let Ok(f) = p.files.get(fd) else {
         return ret(r);
     };
+    let timeout = f.object.io_timeout(write);
+    if let Some(w) = f.waitable().filter(|_| timeout > 0 && !f.nonblock()) {
+        // A wait with a deadline ends, even where nothing else could end it.
+        return Outcome::Block(Wait {
+            channels: vec![w.channel()],
+            deadline: Some(
+                m.restart_deadline()
+                    .unwrap_or_else(|| m.monotonic_ns().saturating_add(timeout)),
+            ),
+            on_timeout: Errno::EAGAIN.as_return(),
+            on_wake: None,
+        });
+    }
     let out = f.block_on_eagain(m, r);
     if out == Outcome::Return(Errno::EDEADLK.as_return()) {
         log_deadlock(p, m, &f.path);
@@ -724,11 +762,16 @@ fn sys_readv(p: &mut Process, m: &mut dyn Machine, fd: i32, iov: u64, cnt: u64) 
 }
 
 fn sys_writev(p: &mut Process, m: &mut dyn Machine, fd: i32, iov: u64, cnt: u64) -> KResult<i64> {
+    let iov = iovecs(p, m, iov, cnt)?;
+    write_iov(p, m, fd, iov)
+}
+
+/// Writes the buffers `iov` to `fd` in order, until one is not taken whole.
+fn write_iov(p: &mut Process, m: &mut dyn Machine, fd: i32, iov: Vec<(u64, u64)>) -> KResult<i64> {
     let f = io_file(p, fd)?;
     if !f.writable() {
         return Err(Errno::EBADF);
     }
-    let iov = iovecs(p, m, iov, cnt)?;
     let t = now(m);
     let mut total = 0u64;
     for (base, len) in iov {

@@ -149,8 +149,31 @@ pub(crate) fn write_resumes(m: &mut dyn Machine, call: [u64; 4]) -> u64 {
     }
 }
 
-/// The outcome of one run of a write `call` to a pipe or stream socket that resumed after
-/// `done` bytes and then queued `r` more: every byte queued, or an error before any, ends
+/// Bytes in the buffers `iov` (address, length).
+pub(crate) fn iov_len(iov: &[(u64, u64)]) -> u64 {
+    iov.iter().map(|&(_, len)| len).sum()
+}
+
+/// The buffers `iov` without their first `skip` bytes: the buffers those cover whole are
+/// left out, the one they end in starts after them.
+pub(crate) fn iov_after(iov: &[(u64, u64)], mut skip: u64) -> alloc::vec::Vec<(u64, u64)> {
+    let mut out = alloc::vec::Vec::with_capacity(iov.len());
+    for &(base, len) in iov {
+        if skip == 0 {
+            out.push((base, len));
+        } else if skip >= len {
+            skip -= len;
+        } else {
+            out.push((base + skip, len - skip));
+            skip = 0;
+        }
+    }
+    out
+}
+
+/// The outcome of one run of a write `call` (of `total` bytes) to a pipe or stream socket
+/// that resumed after `done` bytes and then queued `r` more: every byte queued, or an
+/// error before any, ends
 /// the call; otherwise (room ran out) it waits as `wait_for_room` says an `EAGAIN` would,
 /// to run again and go on ([`crate::process::PartialWrite`]). A call that cannot wait (a
 /// non-blocking descriptor), or would wait with a deadline (`SO_SNDTIMEO`), returns the
@@ -159,6 +182,7 @@ pub(crate) fn write_resumes(m: &mut dyn Machine, call: [u64; 4]) -> u64 {
 pub(crate) fn write_settles(
     m: &mut dyn Machine,
     call: [u64; 4],
+    total: u64,
     done: u64,
     r: KResult<i64>,
     wait_for_room: impl FnOnce(&mut dyn Machine) -> Outcome,
@@ -172,7 +196,7 @@ pub(crate) fn write_settles(
                 Outcome::Return(e.as_return())
             };
         }
-        Ok(_) if queued >= call[3] => return Outcome::Return(queued as i64),
+        Ok(_) if queued >= total => return Outcome::Return(queued as i64),
         _ => {}
     }
     match wait_for_room(m) {

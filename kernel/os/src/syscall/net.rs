@@ -471,8 +471,10 @@ fn sys_sendto(
         // A blocking send on a stream queues every byte, as `write` does.
         let call = [nr::SENDTO, fd as u64, buf, len];
         let done = super::write_resumes(m, call);
-        let r = send_stream(p, m, &s, buf + done, len - done);
-        return super::write_settles(m, call, done, r, |m| {
+        let r = send_stream(p, m, &[(buf + done, len - done)], MAX_SEND, &|m, d| {
+            s.send(m, d, None)
+        });
+        return super::write_settles(m, call, len, done, r, |m| {
             block(m, &f, &s, flags, timeout, Err(Errno::EAGAIN))
         });
     }
@@ -493,23 +495,25 @@ fn sys_sendto(
     block(m, &f, &s, flags, timeout, r)
 }
 
-/// Queues up to `len` bytes from `buf` on stream socket `s`, `MAX_SEND` at a time while
-/// they fit: the count, or the error of the first piece.
-#[cfg(feature = "net")]
-fn send_stream(
+/// Queues one piece of a stream's bytes on its socket: the bytes taken (`send`).
+pub(crate) type SendPiece<'a> = dyn Fn(&mut dyn Machine, &[u8]) -> KResult<usize> + 'a;
+
+/// Queues the bytes of the buffers `iov` on a stream socket with `send`, `max` at a time
+/// while they fit: the count, or the error of the first piece.
+pub(crate) fn send_stream(
     p: &mut Process,
     m: &mut dyn Machine,
-    s: &Socket,
-    buf: u64,
-    len: u64,
+    iov: &[(u64, u64)],
+    max: usize,
+    send: &SendPiece<'_>,
 ) -> KResult<i64> {
+    let len = super::iov_len(iov);
     let mut done = 0u64;
-    let mut data = p.bounce.take((len as usize).min(MAX_SEND));
+    let mut data = p.bounce.take((len as usize).min(max));
     let r = loop {
-        let want = ((len - done) as usize).min(MAX_SEND);
-        let sent =
-            p.vm.copy_from_user(m.pages(), buf + done, &mut data[..want])
-                .and_then(|()| s.send(m, &data[..want], None));
+        let want = ((len - done) as usize).min(max);
+        let sent = gather_into(p, m, &super::iov_after(iov, done), &mut data[..want])
+            .and_then(|()| send(m, &data[..want]));
         match sent {
             Ok(n) => {
                 done += n as u64;
@@ -582,17 +586,28 @@ pub(crate) fn gather(
     iov: &[(u64, u64)],
     max: usize,
 ) -> KResult<Vec<u8>> {
-    let mut data = Vec::new();
+    let mut data = vec![0; (super::iov_len(iov) as usize).min(max)];
+    gather_into(p, m, iov, &mut data)?;
+    Ok(data)
+}
+
+/// Fills `out` from the buffers `iov` in user memory, in order.
+pub(crate) fn gather_into(
+    p: &mut Process,
+    m: &mut dyn Machine,
+    iov: &[(u64, u64)],
+    out: &mut [u8],
+) -> KResult<()> {
+    let mut at = 0;
     for &(base, len) in iov {
-        let take = (len as usize).min(max - data.len());
-        let at = data.len();
-        data.resize(at + take, 0);
-        p.vm.copy_from_user(m.pages(), base, &mut data[at..])?;
-        if data.len() == max {
+        if at == out.len() {
             break;
         }
+        let take = (len as usize).min(out.len() - at);
+        p.vm.copy_from_user(m.pages(), base, &mut out[at..at + take])?;
+        at += take;
     }
-    Ok(data)
+    Ok(())
 }
 
 /// Copies `data` into a `msghdr`'s iovec in user memory, buffer after buffer.
@@ -647,6 +662,24 @@ fn sys_sendmsg(p: &mut Process, m: &mut dyn Machine, fd: i32, msg: u64, flags: u
         Ok(x) => x,
         Err(e) => return ret(Err(e)),
     };
+    let timeout = s.options().snd_timeout;
+    if s.stream {
+        // A blocking send on a stream queues every byte, as `write` does.
+        let call = [nr::SENDMSG, fd as u64, msg, flags];
+        let done = super::write_resumes(m, call);
+        let (total, r) = match get_msghdr(p, m, msg) {
+            Ok(h) => (
+                super::iov_len(&h.iov),
+                send_stream(p, m, &super::iov_after(&h.iov, done), MAX_SEND, &|m, d| {
+                    s.send(m, d, None)
+                }),
+            ),
+            Err(e) => (0, Err(e)),
+        };
+        return super::write_settles(m, call, total, done, r, |m| {
+            block(m, &f, &s, flags, timeout, Err(Errno::EAGAIN))
+        });
+    }
     let r = (|| {
         let h = get_msghdr(p, m, msg)?;
         let to = if h.name != 0 && !s.stream {
@@ -657,7 +690,6 @@ fn sys_sendmsg(p: &mut Process, m: &mut dyn Machine, fd: i32, msg: u64, flags: u
         let data = gather(p, m, &h.iov, MAX_SEND)?;
         s.send(m, &data, to).map(|n| n as i64)
     })();
-    let timeout = s.options().snd_timeout;
     block(m, &f, &s, flags, timeout, r)
 }
 

@@ -59,7 +59,7 @@ fn connected_pair(p: &mut Process, m: &mut FakeMachine, buf: u64, port: u16) -> 
 
 #[test]
 fn a_blocking_write_or_send_on_a_stream_queues_every_byte() {
-    for call_nr in [nr::WRITE, nr::SENDTO] {
+    for call_nr in [nr::WRITE, nr::SENDTO, nr::WRITEV, nr::SENDMSG] {
         let (mut p, mut m, buf) = setup();
         // Small buffers both ways (4 KiB each), so 12 KiB cannot be queued at once.
         let l = tcp(&mut p, &mut m, 0);
@@ -79,7 +79,25 @@ fn a_blocking_write_or_send_on_a_stream_queues_every_byte() {
         let (src, dst) = (buf + 4096, buf + 256);
         poke(&mut p, &mut m, src, &data[..8192]);
         poke(&mut p, &mut m, src + 8192, &data[8192..]);
-        let args = [c as u64, src, 12288, 0, 0, 0];
+        // writev and sendmsg take the bytes as three buffers (one empty), at `iov`.
+        let (iov, msg) = (buf + 3072, buf + 3200);
+        for (i, (base, len)) in [(src, 5000u64), (src + 5000, 0), (src + 5000, 7288)]
+            .into_iter()
+            .enumerate()
+        {
+            let at = iov + 16 * i as u64;
+            poke(&mut p, &mut m, at, &base.to_le_bytes());
+            poke(&mut p, &mut m, at + 8, &len.to_le_bytes());
+        }
+        let mut hdr = [0u8; 56];
+        hdr[16..24].copy_from_slice(&iov.to_le_bytes());
+        hdr[24..32].copy_from_slice(&3u64.to_le_bytes());
+        poke(&mut p, &mut m, msg, &hdr);
+        let args = match call_nr {
+            nr::WRITEV => [c as u64, iov, 3, 0, 0, 0],
+            nr::SENDMSG => [c as u64, msg, 0, 0, 0, 0],
+            _ => [c as u64, src, 12288, 0, 0, 0],
+        };
         let mut got = Vec::new();
         let total = loop {
             match outcome(&mut p, &mut m, call_nr, &args) {
@@ -101,29 +119,26 @@ fn a_blocking_write_or_send_on_a_stream_queues_every_byte() {
             got.extend(peek(&mut p, &mut m, dst, n as usize));
         }
         assert!(got == data, "call {call_nr}: the bytes arrived changed");
-        // With a send timeout `send` returns what fit at once and keeps no count behind (a
-        // wait ended by its deadline would not run the call again). (`write` on a socket
-        // does not look at `SO_SNDTIMEO`.)
-        if call_nr == nr::SENDTO {
-            let mut tv = [0u8; 16];
-            tv[..8].copy_from_slice(&1u64.to_le_bytes());
-            poke(&mut p, &mut m, buf + 2048, &tv);
-            let args = [c as u64, 1, 21, buf + 2048, 16];
-            assert_eq!(call(&mut p, &mut m, nr::SETSOCKOPT, &args), 0);
-            let n = call(&mut p, &mut m, call_nr, &[c as u64, src, 12288, 0, 0, 0]);
-            assert!(n > 0 && n < 12288, "call {call_nr} with SO_SNDTIMEO: {n}");
-            assert_eq!(m.thread.partial_write, None);
-            let mut drained = 0;
-            while drained < n {
-                let r = call(&mut p, &mut m, nr::READ, &[a as u64, dst, 1536]);
-                assert!(r > 0, "read: {r}");
-                drained += r;
-            }
+        // With a send timeout the call returns what fit at once and keeps no count behind
+        // (a wait ended by its deadline would not run the call again).
+        let mut tv = [0u8; 16];
+        tv[..8].copy_from_slice(&1u64.to_le_bytes());
+        poke(&mut p, &mut m, buf + 2048, &tv);
+        let opt = [c as u64, 1, 21, buf + 2048, 16];
+        assert_eq!(call(&mut p, &mut m, nr::SETSOCKOPT, &opt), 0);
+        let n = call(&mut p, &mut m, call_nr, &args);
+        assert!(n > 0 && n < 12288, "call {call_nr} with SO_SNDTIMEO: {n}");
+        assert_eq!(m.thread.partial_write, None);
+        let mut drained = 0;
+        while drained < n {
+            let r = call(&mut p, &mut m, nr::READ, &[a as u64, dst, 1536]);
+            assert!(r > 0, "read: {r}");
+            drained += r;
         }
         // Non-blocking, the same write returns what fit.
-        let args = [c as u64, 4, 2048];
-        assert_eq!(call(&mut p, &mut m, nr::FCNTL, &args), 0);
-        let n = call(&mut p, &mut m, call_nr, &[c as u64, src, 12288, 0, 0, 0]);
+        let fl = [c as u64, 4, 2048];
+        assert_eq!(call(&mut p, &mut m, nr::FCNTL, &fl), 0);
+        let n = call(&mut p, &mut m, call_nr, &args);
         assert!(n > 0 && n < 12288, "call {call_nr}: {n}");
     }
 }
@@ -1348,4 +1363,63 @@ fn tcp_options_servers_and_clients_set_read_back_and_tcp_info_gives_the_state() 
         setsockopt_int(&mut p, &mut m, u, o, IPPROTO_TCP, TCP_USER_TIMEOUT, 1),
         -92
     );
+}
+
+#[test]
+fn reads_on_sockets_keep_to_so_rcvtimeo() {
+    let (mut p, mut m, buf) = setup();
+    let (_l, _c, a) = connected_pair(&mut p, &mut m, buf, 8094);
+    // A unix stream pair too.
+    assert_eq!(
+        call(
+            &mut p,
+            &mut m,
+            nr::SOCKETPAIR,
+            &[1, SOCK_STREAM, 0, buf + 512]
+        ),
+        0
+    );
+    let u = i32::from_le_bytes(peek(&mut p, &mut m, buf + 512, 4).try_into().unwrap());
+    for fd in [a, u] {
+        // No timeout: a read with nothing to read waits as long as it takes (and where
+        // only this lone thread could end the wait, the unix pair's, it is EDEADLK).
+        match outcome(&mut p, &mut m, nr::READ, &[fd as u64, buf + 1024, 16]) {
+            Outcome::Block(w) => assert_eq!((fd, w.deadline), (a, None)),
+            Outcome::Return(-35) => assert_eq!(fd, u),
+            other => panic!("fd {fd}: {other:?}"),
+        }
+        // SO_RCVTIMEO of 1.5 s: the wait ends then with EAGAIN; readv likewise.
+        let mut tv = [0u8; 16];
+        tv[..8].copy_from_slice(&1u64.to_le_bytes());
+        tv[8..].copy_from_slice(&500_000u64.to_le_bytes());
+        poke(&mut p, &mut m, buf + 2048, &tv);
+        let opt = [fd as u64, 1, 20, buf + 2048, 16];
+        assert_eq!(call(&mut p, &mut m, nr::SETSOCKOPT, &opt), 0);
+        poke(&mut p, &mut m, buf + 3072, &(buf + 1024).to_le_bytes());
+        poke(&mut p, &mut m, buf + 3080, &16u64.to_le_bytes());
+        for (nr_, args) in [
+            (nr::READ, [fd as u64, buf + 1024, 16]),
+            (nr::READV, [fd as u64, buf + 3072, 1]),
+        ] {
+            let start = m.monotonic_ns();
+            match outcome(&mut p, &mut m, nr_, &args) {
+                Outcome::Block(w) => {
+                    assert_eq!(w.deadline, Some(start + 1_500_000_000), "fd {fd}");
+                    assert_eq!(w.on_timeout, EAGAIN);
+                }
+                other => panic!("fd {fd}: {other:?}"),
+            }
+        }
+    }
+}
+
+#[test]
+fn a_resumed_vectored_write_skips_what_went_before() {
+    use crate::syscall::iov_after;
+    let iov = [(100, 10), (200, 0), (300, 5)];
+    assert_eq!(iov_after(&iov, 0), iov.to_vec());
+    assert_eq!(iov_after(&iov, 4), vec![(104, 6), (200, 0), (300, 5)]);
+    assert_eq!(iov_after(&iov, 10), vec![(200, 0), (300, 5)]);
+    assert_eq!(iov_after(&iov, 12), vec![(302, 3)]);
+    assert_eq!(iov_after(&iov, 15), vec![]);
 }

@@ -108,6 +108,20 @@ pub fn handle(p: &mut Process, m: &mut dyn Machine, nr: u64, a: [u64; 6]) -> Opt
             a[4],
         )),
         nr::SHUTDOWN => ret(u.shutdown(m, a[1] as u32).map(|_| 0)),
+        nr::SENDTO if u.kind == UnixKind::Stream => {
+            if a[4] != 0 && a[5] != 0 {
+                return Some(ret(Err(Errno::EISCONN)));
+            }
+            // A blocking send on a stream queues every byte, as `write` does.
+            let call = [nr, a[0], a[1], a[2]];
+            let done = crate::syscall::write_resumes(m, call);
+            let r = super::send_stream(p, m, &[(a[1] + done, a[2] - done)], MAX_IO, &|m, d| {
+                u.send(m, d)
+            });
+            crate::syscall::write_settles(m, call, a[2], done, r, |m| {
+                block(m, &f, &u, a[3], false, Err(Errno::EAGAIN))
+            })
+        }
         nr::SENDTO => {
             let r = (|| {
                 if a[4] != 0 && a[5] != 0 {
@@ -132,6 +146,29 @@ pub fn handle(p: &mut Process, m: &mut dyn Machine, nr: u64, a: [u64; 6]) -> Opt
                 Ok(result_len(&u, flags, n, full))
             })();
             block(m, &f, &u, flags, true, r)
+        }
+        nr::SENDMSG if u.kind == UnixKind::Stream => {
+            let call = [nr, a[0], a[1], a[2]];
+            let done = crate::syscall::write_resumes(m, call);
+            let (total, r) = match get_msghdr(p, m, a[1]) {
+                Ok(h) if h.name != 0 && h.namelen != 0 => (0, Err(Errno::EISCONN)),
+                Ok(h) => (
+                    crate::syscall::iov_len(&h.iov),
+                    refuse_passed_descriptors(p, m, &h).and_then(|()| {
+                        super::send_stream(
+                            p,
+                            m,
+                            &crate::syscall::iov_after(&h.iov, done),
+                            MAX_IO,
+                            &|m, d| u.send(m, d),
+                        )
+                    }),
+                ),
+                Err(e) => (0, Err(e)),
+            };
+            crate::syscall::write_settles(m, call, total, done, r, |m| {
+                block(m, &f, &u, a[2], false, Err(Errno::EAGAIN))
+            })
         }
         nr::SENDMSG => {
             let r = (|| {
