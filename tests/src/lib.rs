@@ -247,6 +247,20 @@ impl Guest {
         assert!(ok.success(), "kill -{signal} failed");
     }
 
+    /// Sends `signal` to the runner's whole process group, as a terminal's Ctrl-C (SIGINT)
+    /// or `timeout` (SIGTERM) does.
+    pub fn signal_group(&self, signal: &str) {
+        let ok = Command::new("kill")
+            .args([
+                &format!("-{signal}"),
+                "--",
+                &format!("-{}", self.child.id()),
+            ])
+            .status()
+            .expect("kill runs");
+        assert!(ok.success(), "kill -{signal} to the group failed");
+    }
+
     /// Waits for the guest to end; returns its exit status and the rest of its stdout.
     pub fn wait(mut self) -> (i32, String) {
         use std::io::Read;

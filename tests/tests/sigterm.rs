@@ -37,6 +37,19 @@ fn c_accept_gets_eintr_and_exits_0() {
     stops_cleanly(image(), &["--", "accept"], "got SIGTERM: accept gave EINTR");
 }
 
+/// A terminal's Ctrl-C signals the whole foreground process group: QEMU must not take it
+/// and quit on the spot (the program would end without its SIGTERM), the runner presses the
+/// power button as for a SIGTERM of its own.
+#[test]
+fn ctrl_c_to_the_whole_group_stops_the_program_gently() {
+    let guest = Guest::boot(image(), &["--", "accept"], "ready");
+    std::thread::sleep(Duration::from_millis(500));
+    guest.signal_group("INT");
+    let (status, out) = guest.wait();
+    assert_eq!(status, 0, "{out}");
+    assert!(out.contains("got SIGTERM: accept gave EINTR"), "{out}");
+}
+
 #[test]
 fn c_accept_gets_eintr_on_q35() {
     stops_cleanly(

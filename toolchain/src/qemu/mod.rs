@@ -418,11 +418,13 @@ fn run_once(
         ),
     };
     let start = Instant::now();
-    let mut child = Command::new(qemu)
-        .args(&qemu_args)
+    let mut cmd = Command::new(qemu);
+    cmd.args(&qemu_args)
         .stdin(Stdio::null())
         .stdout(crate::app::stderr_stdio())
-        .stderr(Stdio::piped())
+        .stderr(Stdio::piped());
+    signals::tie_to_runner(&mut cmd);
+    let mut child = cmd
         .spawn()
         .with_context(|| format!("could not start {}", qemu.display()))?;
     let _backlog = widen_backlogs(child.id(), opts);

@@ -88,6 +88,18 @@ pub fn qemu_error(stderr: &str) -> Option<String> {
         })
 }
 
+/// The signal that made QEMU stop of its own accord, and who sent it, from QEMU's
+/// `terminating on signal 15 from pid 1997 (timeout)`: something outside Kiln stopped it.
+pub fn qemu_terminated_by(stderr: &str) -> Option<(i32, String)> {
+    let rest = stderr.lines().find_map(|l| {
+        l.split_once("terminating on signal ")
+            .map(|(_, r)| r.trim())
+    })?;
+    let (sig, from) = rest.split_once(' ').unwrap_or((rest, ""));
+    let from = from.strip_prefix("from ").unwrap_or(from);
+    Some((sig.parse().ok()?, from.to_string()))
+}
+
 /// The exact status: QEMU's exit code keeps only the low 7 bits (`low`), the status port
 /// (`kiln.status`) has the whole byte when the kernel wrote it.
 pub fn full_status(low: u8, status_byte: Option<u8>) -> u8 {
@@ -142,6 +154,21 @@ pub fn decide(ended: Ended, log: &str, qemu_stderr: &str, status_byte: Option<u8
                     status,
                     reason: None,
                 },
+                None if code == 0 && qemu_terminated_by(qemu_stderr).is_some() => {
+                    let (sig, from) = qemu_terminated_by(qemu_stderr).unwrap_or_default();
+                    let from = if from.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" (sent by {from})")
+                    };
+                    Outcome {
+                        status: 128u8.saturating_add(sig.clamp(0, 127) as u8),
+                        reason: Some(format!(
+                            "QEMU was stopped by {}{from}, not by Kiln: the program did not finish; to stop a run, signal Kiln's own process (`cargo xtask run`), which stops the program first",
+                            signal_name(sig)
+                        )),
+                    }
+                }
                 None if code == 0 => fail(
                     "the guest stopped without reporting an exit status (triple fault or reset); run with --verbose to see the kernel log"
                         .into(),
@@ -178,6 +205,30 @@ mod tests {
         }
         assert_eq!(full_status(11, Some(139)), 139);
         assert_eq!(full_status(11, Some(12)), 11, "a stale byte is ignored");
+    }
+
+    #[test]
+    fn qemu_stopped_from_outside_says_so() {
+        let err = "qemu-system-x86_64: terminating on signal 15 from pid 1997 (timeout)\n";
+        assert_eq!(
+            qemu_terminated_by(err),
+            Some((15, "pid 1997 (timeout)".to_string()))
+        );
+        let o = decide(Ended::Exited(0), "", err, None);
+        assert_eq!(o.status, 143);
+        let reason = o.reason.unwrap_or_default();
+        assert!(
+            reason.contains("SIGTERM (sent by pid 1997 (timeout))"),
+            "{reason}"
+        );
+        assert!(!reason.contains("triple fault"), "{reason}");
+        assert_eq!(
+            qemu_terminated_by("qemu-system-x86_64: terminating on signal 2\n"),
+            Some((2, String::new()))
+        );
+        // Without that line a silent stop is still the guest's.
+        let o = decide(Ended::Exited(0), "", "", None);
+        assert!(o.reason.unwrap_or_default().contains("triple fault"));
     }
 
     #[test]

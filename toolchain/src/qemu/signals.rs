@@ -4,7 +4,13 @@
 //! The handlers (signal-hook's, which only store a number) are installed the first time a
 //! run or the suite asks, and stay for the life of the process; the loops that own child
 //! processes poll [`received`].
+//!
+//! QEMU runs in a process group of its own ([`tie_to_runner`]): a terminal's Ctrl-C
+//! signals the whole foreground group, and QEMU, taking SIGINT itself, quit on the spot
+//! (`terminating on signal 2`) while the runner was pressing the power button, so the
+//! program never saw its SIGTERM. `timeout` signals its group the same way.
 
+use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 
@@ -111,6 +117,32 @@ fn stop_children() {
     }
     for pid in children() {
         let _ = kill_process(pid, Signal::KILL);
+    }
+}
+
+/// Puts the QEMU that `cmd` starts in a process group of its own, so that signals to the
+/// runner's group (a terminal's Ctrl-C, `timeout`) reach the runner only, which stops the
+/// machine gently; and has the kernel kill QEMU (SIGKILL) when the thread that started it
+/// ends, so a runner killed outright still takes its QEMU along (as `kill` of its group did
+/// while they shared one). Call from a thread that lives as long as the run.
+#[allow(unsafe_code)]
+pub fn tie_to_runner(cmd: &mut Command) {
+    use rustix::process::{getpid, getppid, set_parent_process_death_signal, Signal};
+    use std::os::unix::process::CommandExt;
+    cmd.process_group(0);
+    let runner = getpid();
+    // SAFETY: the hook runs in the child between fork and exec, where only async-signal-safe
+    // work is allowed: it makes two system calls (prctl, getppid) and builds an error from a
+    // constant, touching nothing the parent's other threads may have held.
+    unsafe {
+        cmd.pre_exec(move || {
+            set_parent_process_death_signal(Some(Signal::KILL))?;
+            // The runner may have died before the prctl: then nothing would kill QEMU.
+            if getppid() != Some(runner) {
+                return Err(std::io::Error::from_raw_os_error(3)); // ESRCH
+            }
+            Ok(())
+        });
     }
 }
 
