@@ -206,8 +206,8 @@ struct BenchHttpArgs {
     /// The server: an example that serves HTTP on $PORT.
     #[arg(long, value_name = "NAME", default_value = "http-hello")]
     example: String,
-    /// The server: a prebuilt static ELF that serves HTTP on $PORT (8080), instead of an
-    /// example.
+    /// The server: a prebuilt ELF that serves HTTP on $PORT (8080), instead of an example
+    /// (dynamically linked: its loader and libraries go to both sides).
     #[arg(long, value_name = "FILE", conflicts_with = "example")]
     elf: Option<PathBuf>,
     /// Arguments for the server (after `--`), the same for Kiln and the Linux guest.

@@ -1,5 +1,6 @@
-//! `bench http`: one static HTTP server binary (`examples/http-hello` by default, or any
-//! static ELF with its arguments) served (a) as a Kiln image and (b) as the server of a
+//! `bench http`: one HTTP server binary (`examples/http-hello` by default, or any ELF with
+//! its arguments; a dynamically linked one brings its loader and libraries from this host
+//! to both sides) served (a) as a Kiln image and (b) as the server of a
 //! minimal Linux guest (Debian's cloud kernel + an initramfs built here), on the same QEMU
 //! machine and accelerator, over the same tap device, under the same `wrk` loads, one side
 //! after the other. Both run the binary with the same arguments and `PORT=8080`.
@@ -114,7 +115,7 @@ pub fn standard_loads(
 /// What to run.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HttpOptions {
-    /// The server: an example, or a prebuilt static ELF (`--elf`).
+    /// The server: an example, or a prebuilt ELF (`--elf`), static or dynamically linked.
     pub server: AppSource,
     /// The server's arguments (the same on both sides).
     pub args: Vec<String>,
@@ -505,6 +506,31 @@ fn build_server(
     )
 }
 
+/// The initramfs entries a prebuilt server at `path` needs besides itself: none for a
+/// static one; for a dynamically linked one its loader and libraries from this host, at the
+/// paths the loader asks for (the Kiln image packs the same files). An error for a missing
+/// file, and for libraries the host lacks.
+fn server_libraries(path: &Path) -> anyhow::Result<Vec<linux::Extra>> {
+    let bytes = std::fs::read(path)
+        .with_context(|| format!("bench http: cannot read {}", path.display()))?;
+    let Ok(info) = crate::elf::validate(&bytes) else {
+        // Not a program: the image build says what is wrong with it.
+        return Ok(vec![]);
+    };
+    if info.interpreter.is_none() {
+        return Ok(vec![]);
+    }
+    let origin = std::fs::canonicalize(path)
+        .ok()
+        .and_then(|p| p.parent().map(Path::to_path_buf))
+        .unwrap_or_else(|| PathBuf::from("/usr/bin"));
+    let libs = crate::dynamic::Resolver::host(vec![])
+        .resolve(&bytes, "/server", &origin)
+        .map_err(|e| anyhow::anyhow!("bench http: {}: {e}", path.display()))?
+        .libraries;
+    linux::library_entries(&libs)
+}
+
 /// Builds both guests, runs everything, and returns the report (a side that fails is
 /// reported, not fatal; failing to build or set up is).
 pub fn http(layout: &Layout, opts: &HttpOptions) -> anyhow::Result<HttpReport> {
@@ -513,26 +539,30 @@ pub fn http(layout: &Layout, opts: &HttpOptions) -> anyhow::Result<HttpReport> {
     }
     let dir = layout.kiln_dir().join("bench/http");
     std::fs::create_dir_all(&dir)?;
-    // The server first: a missing or dynamically linked ELF is refused before anything
-    // else is set up.
-    if let AppSource::Elf(path) = &opts.server {
-        if let Ok(bytes) = std::fs::read(path) {
-            if let Ok(info) = crate::elf::validate(&bytes) {
-                if let Some(interp) = info.interpreter {
-                    bail!(
-                        "bench http: {} is dynamically linked (it asks for {interp}); the Linux \
-                         guest's initramfs holds one static server: link it statically (Rust \
-                         `-C target-feature=+crt-static`, C `gcc -static`, Go `CGO_ENABLED=0`)",
-                        path.display()
-                    );
-                }
-            }
-        }
-    }
+    // The server first: a missing ELF, or a dynamically linked one whose libraries are not
+    // all on this host, is refused before anything else is set up.
+    let extras = match &opts.server {
+        AppSource::Elf(path) => server_libraries(path)?,
+        _ => vec![],
+    };
     let kiln_image = build_server(layout, opts, &dir)?;
     let server = std::fs::read(&kiln_image.app.elf)
         .with_context(|| format!("could not read {}", kiln_image.app.elf.display()))?;
-    let server_detail = describe_server(&opts.server, &opts.args, &server);
+    let mut server_detail = describe_server(&opts.server, &opts.args, &server);
+    if !extras.is_empty() {
+        let bytes: usize = extras
+            .iter()
+            .map(|e| match e {
+                linux::Extra::File(_, d) => d.len(),
+                linux::Extra::Symlink(..) => 0,
+            })
+            .sum();
+        server_detail.push_str(&format!(
+            "; dynamically linked: its loader and libraries ({bytes} bytes) are packed on \
+             both sides"
+        ));
+        server_detail = server_detail.replacen("(static, ", "(", 1);
+    }
     crate::note!("server: {server_detail}");
 
     let (qemu_bin, accel) = crate::qemu::prepare(layout, opts.machine)?;
@@ -547,7 +577,7 @@ pub fn http(layout: &Layout, opts: &HttpOptions) -> anyhow::Result<HttpReport> {
         .iter()
         .map(|(n, p)| Ok((n.clone(), std::fs::read(p)?)))
         .collect::<anyhow::Result<Vec<_>>>()?;
-    let initrd_bytes = linux::initramfs(&init, &server, &opts.args, &module_bytes, &[])?;
+    let initrd_bytes = linux::initramfs(&init, &server, &opts.args, &module_bytes, &extras)?;
     let initrd = dir.join("initramfs.cpio.gz");
     std::fs::write(&initrd, &initrd_bytes)?;
     let vmlinuz_size = std::fs::metadata(&kernel.vmlinuz)?.len();
@@ -750,7 +780,7 @@ mod tests {
     }
 
     #[test]
-    fn a_missing_or_dynamic_elf_is_refused_before_anything_runs() {
+    fn a_missing_elf_is_refused_before_anything_runs_and_a_dynamic_one_gets_its_libraries() {
         let tmp = tempfile::tempdir().unwrap();
         let layout = Layout::new(tmp.path());
         let opts = HttpOptions {
@@ -758,15 +788,26 @@ mod tests {
             ..HttpOptions::default()
         };
         let e = format!("{:#}", http(&layout, &opts).unwrap_err());
-        assert!(e.contains("no such file"), "{e}");
-        // This test program is linked dynamically (Rust's default on Linux).
+        assert!(e.to_lowercase().contains("no such file"), "{e}");
+        // This test program is linked dynamically (Rust's default on Linux): its loader and
+        // libc go into the Linux guest's initramfs at their paths.
         let dynamic = std::env::current_exe().unwrap();
-        let opts = HttpOptions {
-            server: AppSource::Elf(dynamic),
-            ..HttpOptions::default()
-        };
-        let e = format!("{:#}", http(&layout, &opts).unwrap_err());
-        assert!(e.contains("dynamically linked"), "{e}");
+        let extras = server_libraries(&dynamic).unwrap();
+        let paths: Vec<String> = extras
+            .iter()
+            .filter_map(|e| match e {
+                linux::Extra::File(p, _) => Some(p.clone()),
+                linux::Extra::Symlink(..) => None,
+            })
+            .collect();
+        assert!(paths.iter().any(|p| p.contains("libc.so.6")), "{paths:?}");
+        assert!(
+            paths.iter().any(|p| p.contains("ld-linux-x86-64")),
+            "{paths:?}"
+        );
+        let stat = tmp.path().join("static");
+        std::fs::write(&stat, b"not a program").unwrap();
+        assert!(server_libraries(&stat).unwrap().is_empty());
         let opts = HttpOptions {
             loads: vec![],
             ..HttpOptions::default()

@@ -190,7 +190,7 @@ pub fn format_report(r: &HttpReport) -> String {
         format!(", host load average {} at the start", r.host_load)
     };
     s.push_str(&format!(
-        "The same static server on QEMU {} ({}, {} host cores{busy}), tap networking, {} MiB{}. \
+        "The same server on QEMU {} ({}, {} host cores{busy}), tap networking, {} MiB{}. \
          The loads run one after the other on the first boot of each side, after a 2 s \
          warm-up; first response: {}.\n\n",
         r.machine,
