@@ -210,6 +210,10 @@ struct BenchHttpArgs {
     /// (dynamically linked: its loader and libraries go to both sides).
     #[arg(long, value_name = "FILE", conflicts_with = "example")]
     elf: Option<PathBuf>,
+    /// Put a host file or directory at DEST on both sides (the server's configuration, its
+    /// pages): in the Kiln image's root filesystem and the Linux guest's initramfs.
+    #[arg(long = "file", value_name = "SRC:DEST", value_parser = parse_file)]
+    files: Vec<FileSpec>,
     /// Arguments for the server (after `--`), the same for Kiln and the Linux guest.
     #[arg(last = true, value_name = "ARGS")]
     server_args: Vec<String>,
@@ -1341,6 +1345,7 @@ fn bench_http_options(a: &BenchHttpArgs) -> anyhow::Result<bench::http::HttpOpti
         memory_mib: a.memory,
         memory_search: !a.no_memory_search,
         cpus: a.cpus,
+        files: a.files.clone(),
         ..Default::default()
     })
 }
@@ -1372,6 +1377,10 @@ fn bench_http_command(a: &BenchHttpArgs) -> String {
             command.push_str(&format!(" --example {}", a.example));
         }
         None => {}
+    }
+    for f in &a.files {
+        let spec = format!("{}:{}", f.src.display(), f.dest);
+        command.push_str(&format!(" --file {}", bench::http::shell_words(&[spec])));
     }
     if !a.server_args.is_empty() {
         command.push_str(&format!(" -- {}", bench::http::shell_words(&a.server_args)));
@@ -1906,6 +1915,8 @@ mod tests {
             "http",
             "--elf",
             elf_arg,
+            "--file",
+            "conf/a b.conf:/etc/a.conf",
             "--",
             "-addr",
             ":8080",
@@ -1923,8 +1934,11 @@ mod tests {
         let o = bench_http_options(&a).unwrap();
         assert_eq!(o.server, AppSource::Elf(elf.clone()));
         assert_eq!(o.args, a.server_args);
+        assert_eq!(o.files.len(), 1);
+        assert_eq!(o.files[0].dest, "/etc/a.conf");
         assert!(bench_http_command(&a).ends_with(&format!(
-            "--memory 256M --elf {elf_arg} -- -addr :8080 'two words'"
+            "--memory 256M --elf {elf_arg} --file 'conf/a b.conf:/etc/a.conf' -- -addr :8080 \
+             'two words'"
         )));
 
         let missing = tmp.path().join("missing");

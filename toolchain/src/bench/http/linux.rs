@@ -334,6 +334,36 @@ pub fn library_entries(libs: &[crate::dynamic::Library]) -> anyhow::Result<Vec<E
     Ok(out)
 }
 
+/// The initramfs entries for a `--file SRC:DEST`: the file at DEST, or each file under a
+/// directory at its path below DEST (symbolic links followed, as `build-image` does).
+pub fn file_entries(spec: &crate::options::FileSpec) -> anyhow::Result<Vec<Extra>> {
+    fn walk(src: &Path, dest: &str, out: &mut Vec<Extra>) -> anyhow::Result<()> {
+        let meta = std::fs::metadata(src).with_context(|| format!("--file {}", src.display()))?;
+        if meta.is_dir() {
+            let mut names: Vec<_> = std::fs::read_dir(src)
+                .with_context(|| format!("--file {}", src.display()))?
+                .collect::<Result<_, _>>()?;
+            names.sort_by_key(|e| e.file_name());
+            for e in names {
+                let name = e.file_name().to_string_lossy().into_owned();
+                walk(
+                    &e.path(),
+                    &format!("{}/{name}", dest.trim_end_matches('/')),
+                    out,
+                )?;
+            }
+        } else {
+            let data =
+                std::fs::read(src).with_context(|| format!("could not read {}", src.display()))?;
+            out.push(Extra::File(dest.to_string(), data));
+        }
+        Ok(())
+    }
+    let mut out = Vec::new();
+    walk(&spec.src, &spec.dest, &mut out)?;
+    Ok(out)
+}
+
 /// The directories that must exist before `extras` are unpacked (every parent of each
 /// path, parents first, without `/`), leaving out those a symbolic link of `extras` stands
 /// for.
@@ -364,7 +394,7 @@ fn parent_dirs(extras: &[Extra]) -> Vec<String> {
 /// The initramfs (gzip'd newc cpio): `/init`, `/server`, `/args` (the server's arguments,
 /// see [`args_file`]), `/modules/NN-NAME.ko` in load order, `/dev/console`, empty
 /// `/proc`, `/tmp`, and `extras` (a dynamically linked server's loader and libraries, see
-/// [`library_entries`]) with their directories.
+/// [`library_entries`]; files from `--file`, [`file_entries`]) with their directories.
 pub fn initramfs(
     init: &[u8],
     server: &[u8],
@@ -416,6 +446,42 @@ pub fn cmdline(ip: [u8; 4], prefix: u8, gateway: [u8; 4], port: u16) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn files_given_with_file_go_in_at_their_destinations() {
+        let tmp = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(tmp.path().join("www/img")).unwrap();
+        std::fs::write(tmp.path().join("www/index.html"), b"hi").unwrap();
+        std::fs::write(tmp.path().join("www/img/a.png"), b"png").unwrap();
+        std::fs::write(tmp.path().join("app.conf"), b"port 8080").unwrap();
+        let spec = |src: &str, dest: &str| crate::options::FileSpec {
+            src: tmp.path().join(src),
+            dest: dest.into(),
+        };
+        let mut extras = file_entries(&spec("www", "/var/www")).unwrap();
+        extras.extend(file_entries(&spec("app.conf", "/etc/app/app.conf")).unwrap());
+        let files: Vec<(&str, &[u8])> = extras
+            .iter()
+            .map(|e| match e {
+                Extra::File(p, d) => (p.as_str(), d.as_slice()),
+                Extra::Symlink(..) => panic!("{e:?}"),
+            })
+            .collect();
+        assert_eq!(
+            files,
+            [
+                ("/var/www/img/a.png", &b"png"[..]),
+                ("/var/www/index.html", b"hi"),
+                ("/etc/app/app.conf", b"port 8080"),
+            ]
+        );
+        assert_eq!(
+            parent_dirs(&extras),
+            ["etc", "etc/app", "var", "var/www", "var/www/img"]
+        );
+        let e = file_entries(&spec("missing", "/x")).unwrap_err();
+        assert!(format!("{e:#}").contains("missing"), "{e:#}");
+    }
 
     #[test]
     fn metapackage_depends() {

@@ -132,6 +132,8 @@ pub struct HttpOptions {
     pub machine: Machine,
     /// Virtual CPUs of each side (`--cpus`).
     pub cpus: u32,
+    /// Host files and directories put on both sides (`--file SRC:DEST`).
+    pub files: Vec<crate::options::FileSpec>,
 }
 
 impl Default for HttpOptions {
@@ -146,6 +148,7 @@ impl Default for HttpOptions {
             memory_search: true,
             machine: Machine::Q35,
             cpus: 1,
+            files: vec![],
         }
     }
 }
@@ -493,7 +496,7 @@ fn build_server(
         &crate::image::BuildRequest {
             source: opts.server.clone(),
             rootfs_dir: None,
-            files: vec![],
+            files: opts.files.clone(),
             env: vec![],
             args: opts.args.clone(),
             output: Some(dir.join(format!("{name}.elf"))),
@@ -541,16 +544,20 @@ pub fn http(layout: &Layout, opts: &HttpOptions) -> anyhow::Result<HttpReport> {
     std::fs::create_dir_all(&dir)?;
     // The server first: a missing ELF, or a dynamically linked one whose libraries are not
     // all on this host, is refused before anything else is set up.
-    let extras = match &opts.server {
+    let mut extras = match &opts.server {
         AppSource::Elf(path) => server_libraries(path)?,
         _ => vec![],
     };
+    let lib_count = extras.len();
+    for f in &opts.files {
+        extras.extend(linux::file_entries(f)?);
+    }
     let kiln_image = build_server(layout, opts, &dir)?;
     let server = std::fs::read(&kiln_image.app.elf)
         .with_context(|| format!("could not read {}", kiln_image.app.elf.display()))?;
     let mut server_detail = describe_server(&opts.server, &opts.args, &server);
-    if !extras.is_empty() {
-        let bytes: usize = extras
+    if lib_count > 0 {
+        let bytes: usize = extras[..lib_count]
             .iter()
             .map(|e| match e {
                 linux::Extra::File(_, d) => d.len(),
