@@ -13,6 +13,10 @@ pub const MAGIC: &[u8] = b"KILN-CAPS:";
 /// (`kiln.stdout=virtio:1`, `kiln.stderr=virtio:2`).
 pub const VIRTIO_PORTS: &str = "virtio-ports";
 
+/// The program's standard input may come over a port of the virtio console
+/// (`kiln.stdin=virtio:3`).
+pub const VIRTIO_STDIN: &str = "virtio-stdin";
+
 /// The capabilities an image's kernel declares (none for a kernel older than this record).
 pub fn find(image: &[u8]) -> impl Iterator<Item = &str> {
     let record = image

@@ -13,7 +13,7 @@
 //! | `kiln.core=BYTES` | on a core-dumping signal, send the program's memory (at most BYTES) as a [`crate::record::Memory`] record |
 //! | `kiln.records=0x406` | a byte port for binary records ([`crate::record`]: crash state) |
 //! | `kiln.control=0x2f8` | a 16550 UART at this port carries the control channel ([`crate::control`]) |
-//! | `kiln.stdin=0x3e8` | a 16550 UART at this port carries the program's standard input ([`crate::stdin`]); without it standard input is empty |
+//! | `kiln.stdin=C` | what carries the program's standard input ([`crate::stdin`]): a 16550 UART at a port such as `0x3e8`, or `virtio:N` (port N of the virtio console); without it standard input is empty |
 //! | `kiln.status=0x404` | a byte port that receives the final exit status (0-255) as one byte before the VM exits (QEMU's exit code holds only 7 bits of it) |
 //! | `kiln.verbose` | kernel log at info level (default: warnings only) |
 //! | `kiln.trace` | log every system call of the program |
@@ -45,6 +45,15 @@ pub enum Sink {
     Virtio(u32),
     /// Dropped.
     Off,
+}
+
+/// What carries the program's standard input (`kiln.stdin`, [`crate::stdin`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InputChannel {
+    /// A 16550 UART at this I/O port: 16 bytes per interrupt.
+    Uart(u16),
+    /// A port of the virtio console (1 to 30): a chunk per buffer.
+    Virtio(u32),
 }
 
 /// Network configuration given at run time: static address, gateway, DNS servers.
@@ -124,8 +133,8 @@ pub struct Config {
     pub records: Option<Sink>,
     /// The UART port of the control channel ([`crate::control`]), if any.
     pub control: Option<u16>,
-    /// The UART port of the standard-input channel ([`crate::stdin`]), if any.
-    pub stdin: Option<u16>,
+    /// The standard-input channel ([`crate::stdin`]), if any.
+    pub stdin: Option<InputChannel>,
     /// Send the program's memory for a core file when it dies of a core-dumping signal,
     /// at most this many bytes of it.
     pub core: Option<u64>,
@@ -335,16 +344,23 @@ impl Config {
                         _ => c.log = Some(sink),
                     }
                 }
-                ("kiln.control" | "kiln.stdin", Some(v)) => {
+                ("kiln.stdin", Some(v)) => {
+                    c.stdin = Some(match parse_sink(v) {
+                        Some(Sink::Port(p)) => InputChannel::Uart(p),
+                        Some(Sink::Virtio(n)) => InputChannel::Virtio(n),
+                        _ => {
+                            return Err(err(
+                                "expected a UART port like 0x3e8 or a virtio console port like virtio:3",
+                            ))
+                        }
+                    });
+                }
+                ("kiln.control", Some(v)) => {
                     let port = v
                         .strip_prefix("0x")
                         .and_then(|h| u16::try_from(number(h, 16)?).ok())
                         .ok_or_else(|| err("expected a UART port like 0x2f8"))?;
-                    if key == "kiln.stdin" {
-                        c.stdin = Some(port);
-                    } else {
-                        c.control = Some(port);
-                    }
+                    c.control = Some(port);
                 }
                 ("kiln.core", Some(v)) => {
                     c.core = Some(number(v, 10).ok_or_else(|| err("expected a size in bytes"))?)
@@ -461,8 +477,10 @@ impl Config {
         if let Some(port) = self.control {
             t.push(alloc::format!("kiln.control={port:#x}"));
         }
-        if let Some(port) = self.stdin {
-            t.push(alloc::format!("kiln.stdin={port:#x}"));
+        match self.stdin {
+            Some(InputChannel::Uart(port)) => t.push(alloc::format!("kiln.stdin={port:#x}")),
+            Some(InputChannel::Virtio(port)) => t.push(alloc::format!("kiln.stdin=virtio:{port}")),
+            None => {}
         }
         if let Some(limit) = self.core {
             t.push(alloc::format!("kiln.core={limit}"));
@@ -587,7 +605,7 @@ mod tests {
             status: Some(Sink::Port(0x404)),
             records: Some(Sink::Port(0x406)),
             control: Some(0x2f8),
-            stdin: Some(0x3e8),
+            stdin: Some(InputChannel::Virtio(3)),
             core: Some(1 << 30),
             trace: true,
             memlog: Some(5),
@@ -596,6 +614,11 @@ mod tests {
         c.set_env(b"GREETING".to_vec(), b"hi there=1".to_vec());
         let line = c.to_cmdline();
         assert_eq!(Config::parse(&line).unwrap(), c);
+        c.stdin = Some(InputChannel::Uart(0x3e8));
+        assert_eq!(Config::parse(&c.to_cmdline()).unwrap(), c);
+        for bad in ["kiln.stdin=serial", "kiln.stdin=virtio:0", "kiln.stdin=3e8"] {
+            assert!(Config::parse(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -1,5 +1,6 @@
-//! The standard-input channel: a serial port (`kiln.stdin=PORT`) that carries the host's
-//! standard input to the program, read on demand.
+//! The standard-input channel: a serial port (`kiln.stdin=0x3e8`) or a port of the virtio
+//! console (`kiln.stdin=virtio:3`) that carries the host's standard input to the program,
+//! read on demand; the same protocol on both.
 //!
 //! The kernel asks for input only when the program reads (or polls) an empty standard
 //! input: it sends a request ([`encode_request`]: [`REQUEST`], then the most bytes it wants
@@ -16,8 +17,8 @@ use alloc::vec::Vec;
 
 /// The first byte of a request for the next chunk.
 pub const REQUEST: u8 = b'?';
-/// The most bytes one chunk carries.
-pub const MAX_CHUNK: usize = 4096;
+/// The most bytes one chunk carries (a read asking for more gets at most this).
+pub const MAX_CHUNK: usize = 32 * 1024;
 /// The length of a request on the wire.
 pub const REQUEST_LEN: usize = 3;
 

@@ -1117,6 +1117,7 @@ fn run(layout: &Layout, a: &RunArgs) -> anyhow::Result<u8> {
         stdin: true,
         // Decided from the image when it runs (`qemu::run`).
         console_virtio: false,
+        stdin_virtio: false,
     };
     if !opts.net.forwards.is_empty()
         && std::fs::read(&image)

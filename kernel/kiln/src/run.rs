@@ -374,6 +374,7 @@ fn idle(held: &mut Held) {
     let k = held.k();
     let net = crate::machine::net::deadline(k);
     let memlog = crate::memlog::deadline();
+    let stdin = crate::stdin::deadline();
     match k
         .machine
         .sched
@@ -382,6 +383,7 @@ fn idle(held: &mut Held) {
         .chain(k.process.timers.next_deadline())
         .chain(net)
         .chain(memlog)
+        .chain(stdin)
         .min()
     {
         Some(d) => time::fire_by(d),

@@ -145,14 +145,14 @@ pub fn run(boot: BootInfo) -> ! {
     let mut machine = HalMachine::new(main);
     let acpi = machine::acpi::start(boot.rsdp);
     let transports = acpi.transports;
-    machine::virtio_console::start(&config, &transports);
+    let input_on_virtio = machine::virtio_console::start(&config, &transports);
     if let Err(why) = machine::volumes::start(&config, &transports, &mut process.vfs) {
         fail(format_args!("kernel panic: {why}"));
     }
     machine.net_candidates = Some(machine::net::start(&config, &transports, &mut process));
     crate::memlog::start(config.memlog);
     crate::control::start(config.control);
-    crate::stdin::start(config.stdin);
+    crate::stdin::start(config.stdin, input_on_virtio);
     if let Err(why) = crate::profile::start(config.profile, program, loaded.load_bias) {
         fail(format_args!("kernel panic: {why}"));
     }

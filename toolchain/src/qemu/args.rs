@@ -2,7 +2,7 @@
 
 use super::target::{Machine, Target};
 pub use kiln_abi::cmdline::{parse_ipv4, parse_ipv4_cidr, NetConfig};
-use kiln_abi::cmdline::{Config, Sink};
+use kiln_abi::cmdline::{Config, InputChannel, Sink};
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 
@@ -74,6 +74,10 @@ pub struct RunOptions {
     /// target's `console_device`) rather than `isa-debugcon` ports: set for images whose
     /// kernel declares it can ([`kiln_abi::caps::VIRTIO_PORTS`]).
     pub console_virtio: bool,
+    /// Carry the program's standard input on a port of that virtio console rather than a
+    /// UART (a chunk per buffer, not 16 bytes per interrupt): set for images whose kernel
+    /// declares it can ([`kiln_abi::caps::VIRTIO_STDIN`]).
+    pub stdin_virtio: bool,
 }
 
 /// The UART port of the control channel (the PC's COM2, ISA IRQ 3).
@@ -223,9 +227,15 @@ fn console_on_virtio(target: &Target, opts: &RunOptions) -> bool {
     opts.console_virtio && target.console_device.is_some()
 }
 
-/// The virtio console ports of stdout and stderr.
+/// Whether the program's standard input comes over a port of the virtio console.
+fn stdin_on_virtio(target: &Target, opts: &RunOptions) -> bool {
+    console_on_virtio(target, opts) && opts.stdin_virtio
+}
+
+/// The virtio console ports of stdout, stderr and stdin.
 const STDOUT_VIRTIO_PORT: u32 = 1;
 const STDERR_VIRTIO_PORT: u32 = 2;
+const STDIN_VIRTIO_PORT: u32 = 3;
 
 /// The run-time overrides passed with `-append`; the streams use the target's ports.
 pub fn runtime_config(target: &Target, opts: &RunOptions) -> Config {
@@ -253,7 +263,11 @@ pub fn runtime_config(target: &Target, opts: &RunOptions) -> Config {
         trace: opts.trace,
         profile: opts.profile_hz,
         control: opts.control_socket.as_ref().map(|_| CONTROL_PORT),
-        stdin: opts.stdin.then_some(STDIN_PORT),
+        stdin: opts.stdin.then_some(if stdin_on_virtio(target, opts) {
+            InputChannel::Virtio(STDIN_VIRTIO_PORT)
+        } else {
+            InputChannel::Uart(STDIN_PORT)
+        }),
         volumes: super::volume::config(&opts.volumes),
         ..Config::default()
     };
@@ -458,9 +472,15 @@ fn machine_args(
             qemu_escape(sock)
         ));
         push("-device");
-        push(&format!(
-            "isa-serial,chardev=kin,iobase={STDIN_PORT:#x},irq=4"
-        ));
+        if stdin_on_virtio(target, opts) {
+            push(&format!(
+                "virtserialport,chardev=kin,nr={STDIN_VIRTIO_PORT}"
+            ));
+        } else {
+            push(&format!(
+                "isa-serial,chardev=kin,iobase={STDIN_PORT:#x},irq=4"
+            ));
+        }
     }
     for q in [&streams.qmp, &streams.profiler_qmp].into_iter().flatten() {
         a.extend(super::qmp::args(q).map(OsString::from));
@@ -719,6 +739,7 @@ mod tests {
             }],
             stdin: false,
             console_virtio: false,
+            stdin_virtio: false,
         };
         let a = joined(&qemu_args(
             &Machine::Q35.target(),
@@ -820,7 +841,37 @@ mod tests {
             "{s}"
         );
         let i = a.iter().position(|x| x == "-append").unwrap();
-        assert_eq!(Config::parse(&a[i + 1]).unwrap().stdin, Some(STDIN_PORT));
+        assert_eq!(
+            Config::parse(&a[i + 1]).unwrap().stdin,
+            Some(InputChannel::Uart(STDIN_PORT))
+        );
+        // A kernel that reads it from the virtio console gets port 3 of it, on both machines.
+        for machine in [Machine::Microvm, Machine::Q35] {
+            let opts = RunOptions {
+                stdin: true,
+                console_virtio: true,
+                stdin_virtio: true,
+                ..RunOptions::default()
+            };
+            let a = joined(&qemu_args(
+                &machine.target(),
+                &opts,
+                Accel::Tcg,
+                Path::new("x"),
+                &paths,
+            ));
+            let s = a.join(" ");
+            assert!(
+                s.contains("-chardev socket,id=kin,path=/t/a,,b/stdin,server=off -device virtserialport,chardev=kin,nr=3"),
+                "{s}"
+            );
+            assert!(!s.contains("isa-serial,chardev=kin"), "{s}");
+            let i = a.iter().position(|x| x == "-append").unwrap();
+            assert_eq!(
+                Config::parse(&a[i + 1]).unwrap().stdin,
+                Some(InputChannel::Virtio(3))
+            );
+        }
         // Without it: no UART, and the kernel is told of none.
         let a = joined(&qemu_args(
             &t,

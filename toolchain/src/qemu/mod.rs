@@ -318,6 +318,7 @@ fn run_once(
     let opts = &RunOptions {
         stdin: input.is_some(),
         console_virtio: kernel_can(image, kiln_abi::caps::VIRTIO_PORTS),
+        stdin_virtio: kernel_can(image, kiln_abi::caps::VIRTIO_STDIN),
         ..opts.clone()
     };
     // Before the temporary directory exists: a stop signal from here on removes it.

@@ -1,7 +1,8 @@
 //! The standard-input channel's host side ([`kiln_abi::stdin`]): the runner listens on a
-//! Unix socket that QEMU connects a UART to, and answers each of the kernel's requests by
-//! reading its own standard input once. Nothing is read that the program did not ask
-//! for, so input a program leaves is there for the next reader, as with a local program.
+//! Unix socket that QEMU connects a port of the virtio console (or a UART) to, and answers
+//! each of the kernel's requests by reading its own standard input once. Nothing is read
+//! that the program did not ask for, so input a program leaves is there for the next
+//! reader, as with a local program.
 
 use std::fs::File;
 use std::io::{ErrorKind, Read, Write};
