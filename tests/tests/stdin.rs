@@ -71,7 +71,17 @@ fn a_program_waits_polls_and_reads_to_the_end_of_piped_input() {
 fn waits_polls_and_reads(machine: &str) {
     let exe = gcc_static("stdin-probe", PROBE_C);
     let img = build_image("stdin-probe", &["--elf", exe.to_str().unwrap()]);
-    let mut child = spawn_piped(&img, &["--machine", machine]);
+    let mut child = run_command(&img, &["--verbose", "--machine", machine])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let log = child.stderr.take().unwrap();
+    let log = std::thread::spawn(move || {
+        let mut s = String::new();
+        BufReader::new(log).read_to_string(&mut s).map(|_| s)
+    });
     let mut input = child.stdin.take().unwrap();
     let mut out = BufReader::new(child.stdout.take().unwrap());
     let mut line = String::new();
@@ -99,6 +109,12 @@ fn waits_polls_and_reads(machine: &str) {
         )
     );
     assert_eq!(status.code(), Some(7));
+    // It came over the virtio console's port (the UART moved about 0.2 MB/s).
+    let log = log.join().unwrap().unwrap();
+    assert!(
+        log.contains("stdin: from port 3 of the virtio console"),
+        "{machine}: {log}"
+    );
 }
 
 #[test]

@@ -5,14 +5,12 @@
 //!
 //! The UART interrupts as bytes arrive. The virtio port is looked at whenever the kernel
 //! looks for work (system calls ending, the timer, the idle loop); while a request is out,
-//! the idle loop wakes to look again ([`deadline`]), sooner the sooner after the request,
-//! so a program reading a stream of input waits about a tenth of a millisecond per chunk
-//! and one waiting at a terminal costs a wake-up every 20 ms.
+//! the idle loop wakes to look again ([`deadline`], `kiln_abi::stdin::poll_step_ns`).
 
 use core::sync::atomic::{AtomicU64, Ordering};
 
 use kiln_abi::cmdline::InputChannel;
-use kiln_abi::stdin::{encode_request, Decoder, Input};
+use kiln_abi::stdin::{encode_request, poll_step_ns, Decoder, Input};
 use kiln_hal::once::SetOnce;
 use kiln_hal::uart::Uart;
 use kiln_os::fd::console::{input_arrived, HostInput, HOST_INPUT};
@@ -39,6 +37,9 @@ pub fn start(channel: Option<InputChannel>, virtio_open: bool) {
         Some(InputChannel::Virtio(port)) if virtio_open => {
             CHANNEL.set(Channel::Virtio(port));
             HOST_INPUT.lock().connect();
+            console::info(format_args!(
+                "stdin: from port {port} of the virtio console"
+            ));
         }
         // Without its port the console warned already: standard input stays empty.
         None | Some(InputChannel::Virtio(_)) => {}
@@ -46,6 +47,7 @@ pub fn start(channel: Option<InputChannel>, virtio_open: bool) {
             Some(u) => {
                 CHANNEL.set(Channel::Uart(u));
                 HOST_INPUT.lock().connect();
+                console::info(format_args!("stdin: from the UART at {port:#x}"));
             }
             None => console::warn(format_args!(
                 "stdin: no UART at {port:#x}; the program's standard input is empty"
@@ -122,9 +124,8 @@ fn take(input: &mut HostInput, i: Input<'_>) -> bool {
     }
 }
 
-/// When the idle loop should look at a virtio channel again: while a request is out, after
-/// a quarter of the time waited so far (at least 50 µs, at most 20 ms); `None` otherwise
-/// (the UART interrupts).
+/// When the idle loop should look at a virtio channel again: while a request is out,
+/// [`poll_step_ns`] from now; `None` otherwise (the UART interrupts).
 pub fn deadline() -> Option<u64> {
     if !matches!(CHANNEL.get(), Some(Channel::Virtio(_))) {
         return None;
@@ -134,6 +135,5 @@ pub fn deadline() -> Option<u64> {
         return None;
     }
     let now = kiln_hal::time::monotonic_ns();
-    let step = (now.saturating_sub(asked) / 4).clamp(50_000, 20_000_000);
-    Some(now + step)
+    Some(now + poll_step_ns(now.saturating_sub(asked)))
 }
