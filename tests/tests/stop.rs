@@ -139,3 +139,43 @@ fn a_uefi_disk_gets_the_power_button_under_ovmf() {
     assert_eq!(status, 143, "{err}");
     assert!(err.contains("program killed by SIGTERM"), "{err}");
 }
+
+/// The QEMUs whose parent is `pid` (from `/proc`).
+fn qemu_children(pid: u32) -> Vec<u32> {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|&p| {
+            let stat = std::fs::read_to_string(format!("/proc/{p}/stat")).unwrap_or_default();
+            // "PID (COMM) STATE PPID ...": COMM may hold spaces, so split after its ')'.
+            let (comm, rest) = stat.rsplit_once(')').unwrap_or(("", ""));
+            comm.contains("qemu-system")
+                && rest.split_whitespace().nth(1) == Some(pid.to_string().as_str())
+        })
+        .collect()
+}
+
+/// QEMU runs in a process group of its own (so a terminal's Ctrl-C reaches only the
+/// runner), and still does not outlive a runner killed outright: the kernel kills it with
+/// the runner (`PR_SET_PDEATHSIG`).
+#[test]
+fn a_runner_killed_with_sigkill_takes_its_qemu_along() {
+    let mut run = start(busybox(), &[], &["sh", "-c", BUSY]);
+    let runner = run.child.id();
+    let qemus = qemu_children(runner);
+    assert_eq!(qemus.len(), 1, "the runner's QEMU: {qemus:?}");
+    run.signal("KILL");
+    let _ = run.child.wait();
+    let gone = |p: u32| {
+        std::fs::read_to_string(format!("/proc/{p}/stat")).map_or(true, |s| {
+            s.rsplit_once(')')
+                .is_some_and(|(_, r)| r.trim_start().starts_with('Z'))
+        })
+    };
+    let end = Instant::now() + Duration::from_secs(10);
+    while !gone(qemus[0]) && Instant::now() < end {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(gone(qemus[0]), "QEMU {} outlived its runner", qemus[0]);
+}
