@@ -410,6 +410,11 @@ impl VirtioNet {
         }
     }
 
+    /// Whether frames were queued since the device was last notified.
+    pub fn unflushed(&self) -> bool {
+        self.tx_unannounced
+    }
+
     /// Whether frames given to the device are still waiting to be sent.
     pub fn transmitting(&mut self) -> bool {
         self.flush();

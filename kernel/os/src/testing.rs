@@ -138,6 +138,40 @@ impl PageTable for FakePages {
     }
 }
 
+/// A network card that receives nothing and keeps what is sent, noting when the stack
+/// notified it.
+#[cfg(feature = "net")]
+#[derive(Default)]
+pub struct FakeCard {
+    /// Frames queued with `transmit`, in order.
+    pub sent: Vec<Vec<u8>>,
+    /// How many of `sent` the card was notified of (`flush`).
+    pub notified: usize,
+}
+
+#[cfg(feature = "net")]
+impl crate::net::NetDevice for FakeCard {
+    fn mac(&self) -> [u8; 6] {
+        [0x02, 0, 0, 0, 0, 0x09]
+    }
+    fn receive(&mut self) -> Option<alloc::vec::Vec<u8>> {
+        None
+    }
+    fn transmit(&mut self, frame: &[u8]) -> bool {
+        self.sent.push(frame.to_vec());
+        true
+    }
+    fn has_received(&mut self) -> bool {
+        false
+    }
+    fn flush(&mut self) {
+        self.notified = self.sent.len();
+    }
+    fn unflushed(&self) -> bool {
+        self.notified < self.sent.len()
+    }
+}
+
 /// A machine whose clock only moves when slept, and whose consoles are buffers.
 pub struct FakeMachine {
     /// The calling thread.
@@ -174,8 +208,11 @@ pub struct FakeMachine {
     pub cpus: usize,
     /// The CPU the caller runs on.
     pub cpu: usize,
-    /// How many times the stack asked for the network card (the fake machine has none).
+    /// How many times the stack asked for the network card.
     pub net_device_asked: usize,
+    /// The network card, if the test gave the machine one (none by default).
+    #[cfg(feature = "net")]
+    pub card: Option<FakeCard>,
     /// What `ram` answers: total and free bytes.
     pub ram: (u64, u64),
     /// What `idle_ns` answers.
@@ -209,6 +246,8 @@ impl Default for FakeMachine {
             cpus: 1,
             cpu: 0,
             net_device_asked: 0,
+            #[cfg(feature = "net")]
+            card: None,
             ram: (128 << 20, 100 << 20),
             others_running: 0,
             idle_ns: 0,
@@ -225,6 +264,12 @@ impl Machine for FakeMachine {
     }
     fn net_device(&mut self) -> Option<&mut dyn crate::net::NetDevice> {
         self.net_device_asked += 1;
+        #[cfg(feature = "net")]
+        return self
+            .card
+            .as_mut()
+            .map(|c| c as &mut dyn crate::net::NetDevice);
+        #[cfg(not(feature = "net"))]
         None
     }
     fn cpus(&self) -> usize {

@@ -84,6 +84,9 @@ impl NetDevice for NetCard {
     fn flush(&mut self) {
         self.dev.flush();
     }
+    fn unflushed(&self) -> bool {
+        self.dev.unflushed()
+    }
 }
 
 fn on_irq(_vector: u8) -> bool {

@@ -73,6 +73,11 @@ pub trait NetDevice {
     /// Hands the frames [`NetDevice::transmit`] queued to the card (one notification for
     /// a run of the stack). Cards that send at once do nothing.
     fn flush(&mut self) {}
+    /// Whether frames were queued since the last [`NetDevice::flush`] (cards that send at
+    /// once never have any).
+    fn unflushed(&self) -> bool {
+        false
+    }
 }
 
 /// File type bits of a socket in `st_mode`.
@@ -143,6 +148,13 @@ const POLL_AT_EVERY_NS: u64 = 2_000_000;
 /// this long after the interface last ran, so one run (whose cost grows with the number of
 /// sockets) serves many connections; an idle or lightly loaded kernel runs it at once.
 pub const BATCH_NS: u64 = 1_000_000;
+/// Longest time frames a run of the stack queued in the middle of a thread's work wait for
+/// the card's notification. Each notification traps to the hypervisor (under TCG it also
+/// waits for QEMU's lock, which its device emulation holds while it writes frames out), so
+/// a server answering many connections notifies once for the responses of several calls;
+/// the frames go at once when the thread waits, the kernel goes idle, or a run of the
+/// stack comes from an interrupt or timer.
+const NOTIFY_DEFER_NS: u64 = 1_000_000;
 /// The owner of sockets no descriptor has (DHCP's).
 const NO_OWNER: u64 = u64::MAX;
 /// MAC address when the machine has no network card (loopback only).
@@ -369,6 +381,9 @@ pub struct Stack {
     only_writes: bool,
     /// Since when written data has been held back (monotonic ns).
     held: Option<u64>,
+    /// Since when frames queued on the card wait for its notification (see
+    /// [`NOTIFY_DEFER_NS`]).
+    unflushed: Option<u64>,
     /// When the interface's own timers next want it to run, as of the end of the run that
     /// last asked every socket (monotonic ns). Every socket change between runs sets
     /// `dirty`, so this stays true without asking again on each system call.
@@ -384,6 +399,15 @@ pub struct Stack {
     busy: bool,
     /// Some UDP port may have more than one socket bound ([`shared_udp`]).
     shared_udp: bool,
+}
+
+/// When a run of the stack notifies the card of the frames it queued.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Notify {
+    /// At the end of each round (runs from interrupts, timers and waits).
+    Now,
+    /// Up to [`NOTIFY_DEFER_NS`] later (runs at the end of a call of a thread that goes on).
+    Later,
 }
 
 /// The network stack of a process.
@@ -692,6 +716,7 @@ impl Net {
                 dirty: false,
                 only_writes: false,
                 held: None,
+                unflushed: None,
                 poll_at: None,
                 poll_at_asked: 0,
                 poll_at_stale: false,
@@ -854,7 +879,7 @@ impl Net {
     /// whose readiness changed. Returns when it next wants to run (monotonic ns), if ever.
     pub fn poll(&self, m: &mut dyn Machine) -> Option<u64> {
         let mut s = self.stack.lock();
-        s.pump(m);
+        s.run(m, Notify::Now);
         s.next_poll()
     }
 
@@ -906,7 +931,9 @@ impl Net {
     pub fn poll_if_dirty(&self, m: &mut dyn Machine) {
         let mut s = self.stack.lock();
         if s.dirty {
-            s.pump(m);
+            s.run(m, Notify::Now);
+        } else if s.unflushed.is_some() {
+            s.flush(m);
         }
     }
 }
@@ -983,11 +1010,28 @@ impl Stack {
         self.iface = Some(iface);
     }
 
+    /// A run of the stack (see [`Stack::run`]) inside a system call, for a thread that goes
+    /// on afterwards: what it queues on the card may wait for more (see
+    /// [`NOTIFY_DEFER_NS`]); the thread's wait, the kernel's idle loop or the timer at
+    /// [`Stack::next_poll`] sends it.
+    fn pump(&mut self, m: &mut dyn Machine) {
+        self.run(m, Notify::Later);
+    }
+
+    /// Notifies the card of the frames queued on it.
+    fn flush(&mut self, m: &mut dyn Machine) {
+        if let Some(hw) = m.net_device() {
+            hw.flush();
+        }
+        self.unflushed = None;
+    }
+
     /// Runs the interface until nothing is left to do, then updates DHCP, orphans and
     /// readiness, waking what changed. Each round takes the looped frames and up to
     /// [`RX_BATCH`] frames from the card, passes them through [`Stack::admit`], and lets
-    /// the interface process them and send what they caused.
-    fn pump(&mut self, m: &mut dyn Machine) {
+    /// the interface process them and send what they caused; the card is notified of
+    /// those `when` says.
+    fn run(&mut self, m: &mut dyn Machine, when: Notify) {
         self.ensure_iface(m);
         self.last_run = m.monotonic_ns();
         self.dirty = false;
@@ -1038,11 +1082,22 @@ impl Stack {
             iface.poll(t, &mut phy, sockets.active_set());
             served = t;
             self.share_datagrams();
-            if let Some(hw) = m.net_device() {
-                hw.flush();
+            if when == Notify::Now {
+                self.flush(m);
             }
             if self.looped.is_empty() && !card_busy {
                 break;
+            }
+        }
+        if when == Notify::Later {
+            let now_ns = m.monotonic_ns();
+            match self.unflushed {
+                Some(since) if now_ns >= since + NOTIFY_DEFER_NS => self.flush(m),
+                Some(_) => {}
+                None if m.net_device().is_some_and(|d| d.unflushed()) => {
+                    self.unflushed = Some(now_ns)
+                }
+                None => {}
             }
         }
         // Frames left on the card (its interrupt was acknowledged already): run again soon.
@@ -1222,7 +1277,8 @@ impl Stack {
         let ask = self
             .poll_at_stale
             .then(|| self.poll_at_asked + POLL_AT_EVERY_NS);
-        [run, self.poll_at, ask, self.sockets.next_timer()]
+        let notify = self.unflushed.map(|since| since + NOTIFY_DEFER_NS);
+        [run, self.poll_at, ask, notify, self.sockets.next_timer()]
             .into_iter()
             .flatten()
             .min()
@@ -2597,6 +2653,78 @@ mod tests {
         );
         assert_eq!(srv.read(&mut m, &mut buf), Ok(0));
         assert_eq!(srv.write(&mut m, b"HTTP/1.1 200 OK\r\n\r\n"), Ok(19));
+    }
+
+    /// A stack with a static address on a card, a UDP socket on it, and the machine.
+    fn on_a_card() -> (Net, Arc<Socket>, FakeMachine) {
+        let mut m = FakeMachine {
+            card: Some(crate::testing::FakeCard::default()),
+            ..FakeMachine::default()
+        };
+        let net = Net::new(NetConfig {
+            ip: Some(([10, 0, 2, 15], 24)),
+            gateway: Some([10, 0, 2, 2]),
+            dns: Vec::new(),
+        });
+        let u = net.socket(false);
+        u.bind(
+            &mut m,
+            SockAddr {
+                ip: [0; 4],
+                port: 5000,
+            },
+        )
+        .unwrap();
+        (net, u, m)
+    }
+
+    /// Sends a datagram to the gateway (the card sends the ARP request for it) as a call
+    /// that goes on, and returns how many frames the card has then and was notified of.
+    fn send_in_a_call(net: &Net, u: &Socket, m: &mut FakeMachine) -> (usize, usize) {
+        let to = SockAddr {
+            ip: [10, 0, 2, 2],
+            port: 53,
+        };
+        assert_eq!(u.send(m, b"question", Some(to)), Ok(8));
+        net.end_of_call(m);
+        let card = m.card.as_ref().unwrap();
+        (card.sent.len(), card.notified)
+    }
+
+    #[test]
+    fn frames_a_call_queued_are_notified_when_the_thread_waits() {
+        let (net, u, mut m) = on_a_card();
+        let (sent, notified) = send_in_a_call(&net, &u, &mut m);
+        assert!(sent > 0, "the call queued no frame");
+        assert_eq!(notified, 0, "the card was notified inside the call");
+        let by = net
+            .next_poll()
+            .expect("no run planned for the queued frames");
+        assert!(by <= m.now + NOTIFY_DEFER_NS, "planned at {by}, too late");
+        // The thread waits: the kernel runs the stack for it, and the card hears of all.
+        net.poll_if_dirty(&mut m);
+        let card = m.card.as_ref().unwrap();
+        assert_eq!(card.notified, card.sent.len());
+        assert_eq!(net.stack.lock().unflushed, None);
+    }
+
+    #[test]
+    fn frames_wait_for_the_card_no_longer_than_the_notify_bound() {
+        let (net, u, mut m) = on_a_card();
+        let (sent, _) = send_in_a_call(&net, &u, &mut m);
+        // Calls within the bound leave the frames queued; the first after it notifies.
+        m.now += NOTIFY_DEFER_NS / 2;
+        send_in_a_call(&net, &u, &mut m);
+        assert_eq!(m.card.as_ref().unwrap().notified, 0);
+        m.now += NOTIFY_DEFER_NS / 2;
+        let (sent_now, notified) = send_in_a_call(&net, &u, &mut m);
+        assert!(sent_now >= sent);
+        assert_eq!(notified, sent_now, "frames waited beyond the bound");
+        // A run from the timer or an interrupt notifies at once.
+        send_in_a_call(&net, &u, &mut m);
+        net.poll(&mut m);
+        let card = m.card.as_ref().unwrap();
+        assert_eq!(card.notified, card.sent.len());
     }
 
     /// Lets `ms` milliseconds pass, running the stack each millisecond.
