@@ -45,6 +45,14 @@ impl<K: Ord, V> SmallMap<K, V> {
         self.entries.binary_search_by(|(k, _)| k.borrow().cmp(key))
     }
 
+    /// The map of `pairs` in any order (one sort, where inserting each would move the
+    /// entries after it); of pairs with equal keys one is kept.
+    pub fn from_pairs(mut pairs: Vec<(K, V)>) -> Self {
+        pairs.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        pairs.dedup_by(|a, b| a.0 == b.0);
+        Self { entries: pairs }
+    }
+
     /// Sets `key` to `value`, returning the value it had.
     pub fn insert(&mut self, key: K, value: V) -> Option<V> {
         match self.find(&key) {

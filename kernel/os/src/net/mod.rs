@@ -155,6 +155,13 @@ pub const BATCH_NS: u64 = 1_000_000;
 /// the frames go at once when the thread waits, the kernel goes idle, or a run of the
 /// stack comes from an interrupt or timer.
 const NOTIFY_DEFER_NS: u64 = 1_000_000;
+/// A run of the stack looks at the readiness of the sockets the frames it took in were
+/// for and of those system calls changed, not at every socket (a server with hundreds of
+/// busy connections runs the stack thousands of times a second). Changes with other
+/// causes (a connection attempt or a keep-alive timing out, a full UDP queue drained) are
+/// found by a look at every socket, which a run makes when this long passed since the
+/// last one, or when a frame was not a TCP segment.
+const SWEEP_ALL_NS: u64 = 10_000_000;
 /// The owner of sockets no descriptor has (DHCP's).
 const NO_OWNER: u64 = u64::MAX;
 /// MAC address when the machine has no network card (loopback only).
@@ -384,6 +391,16 @@ pub struct Stack {
     /// Since when frames queued on the card wait for its notification (see
     /// [`NOTIFY_DEFER_NS`]).
     unflushed: Option<u64>,
+    /// The addresses (local, remote) of the TCP segments this run took in, whose sockets
+    /// it must look at (see [`SWEEP_ALL_NS`]).
+    arrived: Vec<(SockAddr, SockAddr)>,
+    /// This run took in a frame that is not a TCP segment: it looks at every socket.
+    arrived_other: bool,
+    /// When a run last looked at every socket (monotonic ns).
+    swept_all: u64,
+    /// A run looked at some sockets only since then: one must look at all within
+    /// [`SWEEP_ALL_NS`].
+    sweep_owed: bool,
     /// When the interface's own timers next want it to run, as of the end of the run that
     /// last asked every socket (monotonic ns). Every socket change between runs sets
     /// `dirty`, so this stays true without asking again on each system call.
@@ -717,6 +734,10 @@ impl Net {
                 only_writes: false,
                 held: None,
                 unflushed: None,
+                arrived: Vec::new(),
+                arrived_other: false,
+                swept_all: 0,
+                sweep_owed: false,
                 poll_at: None,
                 poll_at_asked: 0,
                 poll_at_stale: false,
@@ -1060,6 +1081,7 @@ impl Stack {
             }
             self.admit(m);
             self.route();
+            self.note_arrivals();
             self.sockets.wake_due(m.monotonic_ns());
 
             let t = now(m);
@@ -1224,14 +1246,61 @@ impl Stack {
         });
     }
 
+    /// Notes what the staged frames are for, before the interface takes them (see
+    /// [`SWEEP_ALL_NS`]).
+    fn note_arrivals(&mut self) {
+        for f in &self.staged {
+            match segment_of(f) {
+                Some(seg) => self.arrived.push((seg.dst, seg.src)),
+                None => self.arrived_other = true,
+            }
+        }
+    }
+
+    /// Puts in `ids` the descriptors of the connections the run's segments were for;
+    /// `false` when the run must look at every socket instead (see [`SWEEP_ALL_NS`]).
+    fn arrived_owners(&mut self, now_ns: u64, ids: &mut Vec<u64>) -> bool {
+        let mut arrived = core::mem::take(&mut self.arrived);
+        let other = core::mem::take(&mut self.arrived_other);
+        let mut found = !other && now_ns < self.swept_all + SWEEP_ALL_NS;
+        let mut rebuilt = false;
+        for &tuple in &arrived {
+            if !found {
+                break;
+            }
+            // A connection request, or a segment for no socket: the listener's pool and
+            // what the segment may concern are found by looking at all.
+            match self.sockets.owner_of(tuple, &mut rebuilt) {
+                Some(owner) => ids.push(owner),
+                None => found = false,
+            }
+        }
+        arrived.clear();
+        self.arrived = arrived;
+        if found {
+            ids.sort_unstable();
+            ids.dedup();
+        } else {
+            ids.clear();
+        }
+        found
+    }
+
     /// Records TCP state transitions (reset, refused) and wakes the sockets whose readiness
-    /// changed: one pass over the sockets, which a busy server runs after every frame.
+    /// changed: those the run's segments and the system calls since the last run concerned,
+    /// and every socket now and then (see [`SWEEP_ALL_NS`]).
     fn sweep(&mut self, m: &mut dyn Machine) {
         let now_ns = m.monotonic_ns();
         let mut changed = false;
         let mut ids = core::mem::take(&mut self.sweep_ids);
         ids.clear();
-        ids.extend(self.sockets.active_owners());
+        if self.arrived_owners(now_ns, &mut ids) {
+            self.sweep_owed = true;
+        } else {
+            ids.extend(self.sockets.active_owners());
+            self.swept_all = now_ns;
+            self.sweep_owed = false;
+        }
         ids.append(&mut self.touched);
         for &id in &ids {
             let Some(sock) = self.socks.get_mut(&id) else {
@@ -1278,10 +1347,18 @@ impl Stack {
             .poll_at_stale
             .then(|| self.poll_at_asked + POLL_AT_EVERY_NS);
         let notify = self.unflushed.map(|since| since + NOTIFY_DEFER_NS);
-        [run, self.poll_at, ask, notify, self.sockets.next_timer()]
-            .into_iter()
-            .flatten()
-            .min()
+        let sweep = self.sweep_owed.then(|| self.swept_all + SWEEP_ALL_NS);
+        [
+            run,
+            self.poll_at,
+            ask,
+            notify,
+            sweep,
+            self.sockets.next_timer(),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
     }
 
     /// The last descriptor of socket `id` was closed.
@@ -2725,6 +2802,72 @@ mod tests {
         net.poll(&mut m);
         let card = m.card.as_ref().unwrap();
         assert_eq!(card.notified, card.sent.len());
+    }
+
+    #[test]
+    fn a_segment_finds_its_connection_by_addresses() {
+        let mut m = FakeMachine::default();
+        let net = Net::default();
+        let (c, srv, l) = connected(&net, &mut m);
+        let (client, server) = (c.local_addr(), srv.local_addr());
+        let mut s = net.stack.lock();
+        let mut rebuilt = false;
+        assert_eq!(
+            s.sockets.owner_of((server, client), &mut rebuilt),
+            Some(srv.id)
+        );
+        assert_eq!(
+            s.sockets.owner_of((client, server), &mut rebuilt),
+            Some(c.id)
+        );
+        // A segment for no connection (a connection request) has no owner, and the
+        // sockets are looked through at most once a run for it.
+        let nobody = SockAddr {
+            ip: [127, 0, 0, 1],
+            port: 9,
+        };
+        assert_eq!(s.sockets.owner_of((server, nobody), &mut rebuilt), None);
+        assert!(rebuilt);
+        drop(s);
+        // A connection the listener made and nobody accepted yet is the listener's.
+        let c2 = net.socket(true);
+        for _ in 0..20 {
+            if matches!(c2.connect(&mut m, LOCAL, false), Ok(Connect::Done)) {
+                break;
+            }
+            net.poll(&mut m);
+        }
+        let pending = c2.local_addr();
+        let mut s = net.stack.lock();
+        let mut rebuilt = false;
+        assert_eq!(
+            s.sockets.owner_of((server, pending), &mut rebuilt),
+            Some(l.id)
+        );
+    }
+
+    #[test]
+    fn runs_that_look_at_some_sockets_owe_a_look_at_all() {
+        let mut m = FakeMachine::default();
+        let net = Net::default();
+        let (c, srv, _l) = connected(&net, &mut m);
+        idle(&net, &mut m, 20);
+        assert!(!net.stack.lock().sweep_owed);
+        // Data between two connected sockets: the run looks at those it concerns only, and
+        // plans a look at every socket.
+        m.now += SWEEP_ALL_NS;
+        net.poll(&mut m);
+        assert!(!net.stack.lock().sweep_owed, "a late run looks at all");
+        c.write(&mut m, b"ping").unwrap();
+        net.end_of_call(&mut m);
+        net.poll(&mut m);
+        let s = net.stack.lock();
+        assert!(s.sweep_owed);
+        let at = s.swept_all + SWEEP_ALL_NS;
+        drop(s);
+        assert!(net.next_poll().is_some_and(|t| t <= at));
+        let mut buf = [0u8; 8];
+        assert_eq!(srv.read(&mut m, &mut buf), Ok(4));
     }
 
     /// Lets `ms` milliseconds pass, running the stack each millisecond.

@@ -135,6 +135,9 @@ pub struct Sockets {
     /// TCP sockets whose connection is over, kept for the next connections (see
     /// [`Sockets::recycle`]).
     spare: Vec<tcp::Socket<'static>>,
+    /// Connections by their addresses, as of the last [`Sockets::owner_of`] that did not
+    /// find one: checked on each use, rebuilt when wrong or short.
+    by_addresses: SmallMap<Tuple, Slot>,
 }
 
 /// Most sockets kept in [`Sockets::recycle`]'s spares.
@@ -157,6 +160,7 @@ impl Default for Sockets {
             scratch: SocketSet::new(Vec::new()),
             candidates: Vec::new(),
             spare: Vec::new(),
+            by_addresses: SmallMap::new(),
         }
     }
 }
@@ -391,6 +395,49 @@ impl Sockets {
     /// How many sockets are parked.
     pub fn parked_count(&self) -> usize {
         self.by_tuple.len()
+    }
+
+    /// The descriptor (`Sock`) of the TCP connection with addresses `tuple` (local,
+    /// remote), a connection still being made counting as its listener's. `None` when no
+    /// socket has them (a connection request, a segment for a closed connection). Looks
+    /// through every socket only when the index misses, and then at most once per
+    /// `rebuilt` (a run of the stack).
+    pub fn owner_of(&mut self, tuple: Tuple, rebuilt: &mut bool) -> Option<u64> {
+        if let Some(owner) = self.indexed_owner(tuple) {
+            return Some(owner);
+        }
+        if core::mem::replace(rebuilt, true) {
+            return None;
+        }
+        let mut pairs = Vec::new();
+        if pairs.try_reserve(self.entries.len()).is_err() {
+            return None;
+        }
+        for (n, e) in self.entries.iter().enumerate() {
+            let Some(e) = e else { continue };
+            if let Some(t) = self.tcp_at(e.place).and_then(tuple_of) {
+                pairs.push((t, Slot(n as u32)));
+            }
+        }
+        self.by_addresses = SmallMap::from_pairs(pairs);
+        self.indexed_owner(tuple)
+    }
+
+    /// [`Sockets::owner_of`] from the index alone, if its entry is still right.
+    fn indexed_owner(&self, tuple: Tuple) -> Option<u64> {
+        let &slot = self.by_addresses.get(&tuple)?;
+        let e = self.entries.get(slot.0 as usize)?.as_ref()?;
+        let t = self.tcp_at(e.place)?;
+        (tuple_of(t) == Some(tuple)).then_some(e.owner)
+    }
+
+    /// The TCP socket at `place`, if it is one.
+    fn tcp_at(&self, place: Place) -> Option<&tcp::Socket<'static>> {
+        let socket = match place {
+            Place::Active(h) => self.active.get::<Socket>(h),
+            Place::Parked(h) => self.parked.get::<Socket>(h),
+        };
+        tcp::Socket::downcast(socket)
     }
 
     /// The descriptors whose sockets are active (one may come more than once).
