@@ -149,7 +149,8 @@ const POLL_AT_EVERY_NS: u64 = 2_000_000;
 /// sockets) serves many connections; an idle or lightly loaded kernel runs it at once.
 pub const BATCH_NS: u64 = 1_000_000;
 /// Longest time frames a run of the stack queued in the middle of a thread's work wait for
-/// the card's notification. Each notification traps to the hypervisor (under TCG it also
+/// the card's notification, while no other thread is ready to run (an event loop's). Each
+/// notification traps to the hypervisor (under TCG it also
 /// waits for QEMU's lock, which its device emulation holds while it writes frames out), so
 /// a server answering many connections notifies once for the responses of several calls;
 /// the frames go at once when the thread waits, the kernel goes idle, or a run of the
@@ -1053,6 +1054,10 @@ impl Stack {
     /// the interface process them and send what they caused; the card is notified of
     /// those `when` says.
     fn run(&mut self, m: &mut dyn Machine, when: Notify) {
+        // While other threads are ready, runs come at most every `BATCH_NS` and serve them
+        // all: each notifies at once (a thread per connection would otherwise leave its
+        // answer for a run that other threads' calls defer too).
+        let when = if self.busy { Notify::Now } else { when };
         self.ensure_iface(m);
         self.last_run = m.monotonic_ns();
         self.dirty = false;
@@ -1262,7 +1267,9 @@ impl Stack {
     fn arrived_owners(&mut self, now_ns: u64, ids: &mut Vec<u64>) -> bool {
         let mut arrived = core::mem::take(&mut self.arrived);
         let other = core::mem::take(&mut self.arrived_other);
-        let mut found = !other && now_ns < self.swept_all + SWEEP_ALL_NS;
+        // While other threads are ready, runs are batched (`BATCH_NS`) and few: each looks
+        // at every socket, as a thread per connection gained nothing from looking at some.
+        let mut found = !other && !self.busy && now_ns < self.swept_all + SWEEP_ALL_NS;
         let mut rebuilt = false;
         for &tuple in &arrived {
             if !found {
@@ -2783,6 +2790,26 @@ mod tests {
         let card = m.card.as_ref().unwrap();
         assert_eq!(card.notified, card.sent.len());
         assert_eq!(net.stack.lock().unflushed, None);
+    }
+
+    #[test]
+    fn while_other_threads_are_ready_runs_notify_and_look_at_every_socket() {
+        let (net, u, mut m) = on_a_card();
+        net.set_busy(true);
+        let (sent, notified) = send_in_a_call(&net, &u, &mut m);
+        assert!(sent > 0);
+        assert_eq!(notified, sent, "a batched run left frames unannounced");
+        let mut m = FakeMachine::default();
+        let net = Net::default();
+        let (c, _srv, _l) = connected(&net, &mut m);
+        net.set_busy(true);
+        c.write(&mut m, b"ping").unwrap();
+        net.end_of_call(&mut m);
+        net.poll(&mut m);
+        assert!(
+            !net.stack.lock().sweep_owed,
+            "a batched run looked at some sockets only"
+        );
     }
 
     #[test]
