@@ -5,7 +5,7 @@
 //! active-high to the boot CPU; a handler masks its line, and the kernel unmasks it once
 //! the device acknowledged the interrupt (see the network driver).
 
-use core::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use core::sync::atomic::{AtomicBool, Ordering};
 
 use crate::phys_to_virt;
 
@@ -17,14 +17,6 @@ const VERSION: u32 = 0x01;
 const MASKED: u32 = 1 << 16;
 const LEVEL: u32 = 1 << 15;
 const ACTIVE_LOW: u32 = 1 << 13;
-
-/// The low half of each routed line's redirection entry as last written (0: not routed
-/// here), so masking and unmasking cost one register write, and none when the line is
-/// already so: each access traps to the hypervisor (under TCG it also waits for QEMU's
-/// global lock), and the network card's line is unmasked after every look at the card.
-static LOW: [AtomicU32; CACHED_LINES] = [const { AtomicU32::new(0) }; CACHED_LINES];
-/// Lines whose entry [`LOW`] keeps (QEMU's I/O APIC has 24).
-const CACHED_LINES: usize = 24;
 
 /// Serialises the select/window register pair (interrupt handlers mask lines too, but only
 /// while the kernel runs with interrupts off, so this is never contended on one CPU).
@@ -88,34 +80,24 @@ pub fn route_with(gsi: u8, vector: u8, level: bool, active_low: bool) -> bool {
     }
     let apic_id = crate::cpu::cpuid(1, 0).ebx >> 24;
     let reg = 0x10 + 2 * gsi as u32;
-    let mode = if level { LEVEL } else { 0 } | if active_low { ACTIVE_LOW } else { 0 };
-    let low = vector as u32 | mode;
     with_regs(|_, write| {
         write(reg, MASKED);
         write(reg + 1, apic_id << 24);
-        write(reg, low);
-        if let Some(cached) = LOW.get(usize::from(gsi)) {
-            cached.store(low, Ordering::Relaxed);
-        }
+        let mode = if level { LEVEL } else { 0 } | if active_low { ACTIVE_LOW } else { 0 };
+        write(reg, vector as u32 | mode);
     });
     true
 }
 
-/// Masks (`true`) or unmasks line `gsi`.
+/// Masks (`true`) or unmasks line `gsi`. Always writes the entry, even when it is so
+/// already: QEMU's I/O APIC delivers a level-triggered line still raised when its entry is
+/// written, and skipping the write when unmasked (a cached entry) cut lighttpd's
+/// connection-per-request rate to a third under TCG (BENCHMARKS.md, "Fewer
+/// notifications").
 pub fn set_masked(gsi: u8, masked: bool) {
     let reg = 0x10 + 2 * gsi as u32;
-    let with_mask = |low: u32| if masked { low | MASKED } else { low & !MASKED };
-    with_regs(|read, write| match LOW.get(usize::from(gsi)) {
-        Some(cached) if cached.load(Ordering::Relaxed) != 0 => {
-            let low = cached.load(Ordering::Relaxed);
-            if with_mask(low) != low {
-                write(reg, with_mask(low));
-                cached.store(with_mask(low), Ordering::Relaxed);
-            }
-        }
-        _ => {
-            let low = read(reg);
-            write(reg, with_mask(low));
-        }
+    with_regs(|read, write| {
+        let low = read(reg);
+        write(reg, if masked { low | MASKED } else { low & !MASKED });
     });
 }
