@@ -150,11 +150,11 @@ const POLL_AT_EVERY_NS: u64 = 2_000_000;
 pub const BATCH_NS: u64 = 1_000_000;
 /// Longest time frames a run of the stack queued in the middle of a thread's work wait for
 /// the card's notification, while no other thread is ready to run (an event loop's). Each
-/// notification traps to the hypervisor (under TCG it also
-/// waits for QEMU's lock, which its device emulation holds while it writes frames out), so
-/// a server answering many connections notifies once for the responses of several calls;
-/// the frames go at once when the thread waits, the kernel goes idle, or a run of the
-/// stack comes from an interrupt or timer.
+/// notification traps to the hypervisor (under TCG it also waits for QEMU's lock, which its
+/// device emulation holds while it writes frames out), so a server answering many
+/// connections notifies once for the responses of several calls; the frames go at once
+/// when the thread waits, the kernel goes idle, or a run of the stack comes from an
+/// interrupt or timer.
 const NOTIFY_DEFER_NS: u64 = 1_000_000;
 /// A run of the stack looks at the readiness of the sockets the frames it took in were
 /// for and of those system calls changed, not at every socket (a server with hundreds of
