@@ -116,6 +116,7 @@ impl Decoder {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use alloc::vec;
 
     #[test]
     fn looks_again_soon_after_a_request_and_rarely_after_a_long_wait() {
@@ -124,7 +125,6 @@ mod tests {
         assert_eq!(poll_step_ns(10_000_000), 2_500_000);
         assert_eq!(poll_step_ns(3_600_000_000_000), 20_000_000);
     }
-    use alloc::vec;
 
     fn decode_all(d: &mut Decoder, bytes: &[u8]) -> (Vec<u8>, usize, usize) {
         let (mut data, mut chunks, mut ends) = (Vec::new(), 0, 0);

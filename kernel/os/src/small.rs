@@ -240,6 +240,15 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_map_made_from_unordered_pairs_is_ordered_with_one_value_per_key() {
+        let m = SmallMap::from_pairs(alloc::vec![(3, 'c'), (1, 'a'), (3, 'x'), (2, 'b')]);
+        assert_eq!(m.keys().copied().collect::<Vec<_>>(), [1, 2, 3]);
+        assert_eq!(m.get(&1), Some(&'a'));
+        assert!(matches!(m.get(&3), Some('c' | 'x')));
+        assert_eq!(m.len(), 3);
+    }
+
+    #[test]
     fn map_keeps_one_value_per_key_in_order() {
         let mut m = SmallMap::new();
         assert_eq!(m.insert(5u32, "five"), None);

@@ -1086,7 +1086,6 @@ impl Stack {
             }
             self.admit(m);
             self.route();
-            self.note_arrivals();
             self.sockets.wake_due(m.monotonic_ns());
 
             let t = now(m);
@@ -1249,17 +1248,6 @@ impl Stack {
             }
             !done
         });
-    }
-
-    /// Notes what the staged frames are for, before the interface takes them (see
-    /// [`SWEEP_ALL_NS`]).
-    fn note_arrivals(&mut self) {
-        for f in &self.staged {
-            match segment_of(f) {
-                Some(seg) => self.arrived.push((seg.dst, seg.src)),
-                None => self.arrived_other = true,
-            }
-        }
     }
 
     /// Puts in `ids` the descriptors of the connections the run's segments were for;
@@ -1452,14 +1440,21 @@ impl Stack {
         });
     }
 
-    /// Makes the parked connections that staged segments are for active again, so the
-    /// interface finds them (see [`sockets`]).
+    /// Looks at the staged frames' addresses before the interface takes them: makes the
+    /// parked connections they are for active (see [`Sockets::route`]) and notes which
+    /// sockets the run must look at (see [`SWEEP_ALL_NS`]).
     fn route(&mut self) {
-        if self.sockets.parked_count() == 0 {
-            return;
-        }
-        for seg in self.staged.iter().filter_map(|f| segment_of(f)) {
-            self.sockets.route(seg.dst, seg.src);
+        let parked = self.sockets.parked_count() > 0;
+        for f in &self.staged {
+            match segment_of(f) {
+                Some(seg) => {
+                    if parked {
+                        self.sockets.route(seg.dst, seg.src);
+                    }
+                    self.arrived.push((seg.dst, seg.src));
+                }
+                None => self.arrived_other = true,
+            }
         }
     }
 
