@@ -64,6 +64,11 @@ impl<K: Ord, V> SmallMap<K, V> {
         }
     }
 
+    /// Makes room for `n` more entries; false when the memory cannot be had.
+    pub fn try_reserve(&mut self, n: usize) -> bool {
+        self.entries.try_reserve(n).is_ok()
+    }
+
     /// Removes `key`, returning its value.
     pub fn remove<Q: Ord + ?Sized>(&mut self, key: &Q) -> Option<V>
     where

@@ -319,6 +319,9 @@ struct Sock {
     last_ready: u16,
     /// Readiness changes so far (edge-triggered epoll).
     seq: u64,
+    /// TCP: when data became readable while none was (monotonic ns), until the program
+    /// reads it ([`ack_delay_for`]).
+    readable_at: Option<u64>,
     /// ICMP: the echo reply `MSG_PEEK` (or `FIONREAD`) looked at, and its sender.
     peeked: Option<(Vec<u8>, [u8; 4])>,
     /// UDP: datagrams taken from a shared port for this socket ([`shared_udp`]).
@@ -348,6 +351,7 @@ impl Sock {
             last_ready: 0,
             seq: 0,
             peeked: None,
+            readable_at: None,
             shared_rx: shared_udp::Queue::default(),
         }
     }
@@ -602,8 +606,29 @@ fn tcp_socket(
     Ok(s)
 }
 
+/// The shortest a connection's acknowledgements wait for data to travel with (smoltcp's
+/// default), and the longest (half of Linux's `TCP_DELACK_MAX`, well inside a peer's
+/// retransmission timeout: Linux's is at least 200 ms). See [`ack_delay_for`].
+const ACK_DELAY_MIN: Duration = Duration::from_millis(10);
+const ACK_DELAY_MAX: Duration = Duration::from_millis(100);
+
+/// How long a connection's acknowledgements wait for an answer to carry them, given that
+/// the program took `wait_ns` to read the last data that came: twice that, within
+/// [`ACK_DELAY_MIN`]..=[`ACK_DELAY_MAX`]. A busy event-loop server answers each request
+/// after the others queued before it (about 70 ms at 256 connections under TCG): with a
+/// fixed 10 ms, every request got an acknowledgement frame of its own before its answer,
+/// half the frames the card sent. Like Linux's delayed-ACK estimate (`ato`), the delay
+/// follows what the connection shows, so a quick answer or a lightly loaded server keeps
+/// the short delay (a peer that waits for the acknowledgement before sending more, with
+/// Nagle's algorithm, waits no longer than the program's own delay).
+fn ack_delay_for(wait_ns: u64) -> Duration {
+    let twice = Duration::from_micros(wait_ns.saturating_mul(2) / 1000);
+    twice.clamp(ACK_DELAY_MIN, ACK_DELAY_MAX)
+}
+
 fn apply_tcp_options(s: &mut tcp::Socket<'static>, opts: &Options) {
     s.set_nagle_enabled(!opts.no_delay);
+    s.set_ack_delay(Some(ACK_DELAY_MIN));
     s.set_keep_alive(opts.keep_alive.then(|| Duration::from_secs(75)));
     s.set_hop_limit((opts.ttl != 0).then_some(opts.ttl));
 }
@@ -1304,6 +1329,9 @@ impl Stack {
             sock.observe(&mut self.sockets, now_ns);
             let ready = sock.readiness(&self.sockets);
             if ready != sock.last_ready {
+                if ready & POLLIN != 0 && sock.last_ready & POLLIN == 0 {
+                    sock.readable_at = Some(now_ns);
+                }
                 sock.last_ready = ready;
                 sock.seq += 1;
                 m.wake(Channel::Object(id), usize::MAX);
@@ -2119,6 +2147,7 @@ impl Socket {
                 if let Some(e) = sock.error.take() {
                     return Err(e);
                 }
+                let readable_at = sock.readable_at;
                 // Nothing to read: no need to touch the connection (a change would take
                 // it out of the parked set).
                 let t = s.sockets.get::<tcp::Socket>(h);
@@ -2155,8 +2184,15 @@ impl Socket {
                         };
                     }
                 };
-                if n > 0 && !peek && window_was_low {
-                    s.mark_dirty();
+                if n > 0 && !peek {
+                    if let Some(at) = readable_at {
+                        let wait = m.monotonic_ns().saturating_sub(at);
+                        t.set_ack_delay(Some(ack_delay_for(wait)));
+                        s.sock(id)?.readable_at = None;
+                    }
+                    if window_was_low {
+                        s.mark_dirty();
+                    }
                 }
                 Ok((n, None))
             }
@@ -2995,6 +3031,72 @@ mod tests {
         net.end_of_call(&mut m);
         let mut buf = [0u8; 16];
         assert_eq!(srv.read(&mut m, &mut buf), Ok(10));
+    }
+
+    /// What TCP connection `sock`'s smoltcp socket says, through `f`.
+    fn with_tcp<R>(net: &Net, sock: &Socket, f: impl FnOnce(&tcp::Socket<'static>) -> R) -> R {
+        let mut s = net.stack.lock();
+        let Kind::TcpConn(h) = s.sock(sock.id).unwrap().kind else {
+            panic!("not a connection")
+        };
+        f(s.sockets.get::<tcp::Socket>(h))
+    }
+
+    #[test]
+    fn the_acknowledgement_delay_follows_how_long_the_program_took_to_read() {
+        assert_eq!(ack_delay_for(0), ACK_DELAY_MIN);
+        assert_eq!(ack_delay_for(30_000_000), Duration::from_millis(60));
+        assert_eq!(ack_delay_for(10_000_000_000), ACK_DELAY_MAX);
+        let mut m = FakeMachine::default();
+        let net = Net::default();
+        let (c, srv, _listener) = connected(&net, &mut m);
+        let mut buf = [0u8; 16];
+        // Read 30 ms after it came: the next acknowledgement may wait 60 ms for an answer.
+        c.write(&mut m, b"slow").unwrap();
+        net.end_of_call(&mut m);
+        idle(&net, &mut m, 30);
+        assert_eq!(srv.read(&mut m, &mut buf), Ok(4));
+        let delay = with_tcp(&net, &srv, |t| t.ack_delay());
+        assert_eq!(delay, Some(Duration::from_millis(60)));
+        // Read at once: back to the shortest delay.
+        c.write(&mut m, b"quick").unwrap();
+        net.end_of_call(&mut m);
+        assert_eq!(srv.read(&mut m, &mut buf), Ok(5));
+        assert_eq!(with_tcp(&net, &srv, |t| t.ack_delay()), Some(ACK_DELAY_MIN));
+    }
+
+    #[test]
+    fn connections_waiting_for_an_acknowledgement_or_owing_one_are_parked() {
+        let mut m = FakeMachine::default();
+        let net = Net::default();
+        let (c, srv, _listener) = connected(&net, &mut m);
+        idle(&net, &mut m, 50);
+        c.write(&mut m, b"request").unwrap();
+        net.end_of_call(&mut m);
+        // The client waits for the acknowledgement (its retransmission timer is a second
+        // away) and the server owes it (its delayed-ACK timer is 10 ms away): neither
+        // needs the interface before a timer or a segment, so both are parked.
+        assert_eq!(with_tcp(&net, &c, |t| t.send_queue()), 7);
+        assert_eq!(parked(&net), 2, "both ends are parked");
+        // The server's timer brings it back to acknowledge, which brings the client back.
+        idle(&net, &mut m, 20);
+        assert_eq!(
+            with_tcp(&net, &c, |t| t.send_queue()),
+            0,
+            "the data was acknowledged"
+        );
+        assert_eq!(parked(&net), 2);
+        let mut buf = [0u8; 16];
+        assert_eq!(srv.read(&mut m, &mut buf), Ok(7));
+        // An answer goes out with the acknowledgement it owes, and arrives.
+        c.write(&mut m, b"again").unwrap();
+        net.end_of_call(&mut m);
+        assert_eq!(srv.read(&mut m, &mut buf), Ok(5));
+        srv.write(&mut m, b"answer").unwrap();
+        net.end_of_call(&mut m);
+        assert_eq!(c.read(&mut m, &mut buf), Ok(6));
+        assert_eq!(&buf[..6], b"answer");
+        assert_eq!(with_tcp(&net, &c, |t| t.send_queue()), 0);
     }
 
     /// The receive and send buffer sizes of TCP connection `sock`.

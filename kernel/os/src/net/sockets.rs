@@ -6,11 +6,18 @@
 //! run costs time in proportion to the sockets. A server with hundreds of connections has
 //! few that need the interface at any moment: most wait for their peer, or for the program
 //! to read what came. Such a connection is parked when smoltcp says it needs nothing before
-//! its next segment (`Interface::poll_at` answers `None` for it alone: no data or flag to
-//! send, no acknowledgement owed, no timer). It goes back to the active set when a segment
-//! for it arrives ([`Sockets::route`]) or the program changes it ([`Sockets::get_mut`]).
-//! Neither can happen unseen, so a parked connection's state and readiness do not change
-//! while it is parked.
+//! its next segment or a timer at least [`PARK_TIMER_MIN_NS`] away (`Interface::poll_at`
+//! for it alone: no data or flag to send now; the timer may be a retransmission, a delayed
+//! acknowledgement or a keep-alive). It goes back to the active set when a segment for it
+//! arrives ([`Sockets::route`]), the program changes it ([`Sockets::get_mut`]) or its timer
+//! comes ([`Sockets::wake_due`]). None of these can happen unseen, so a parked
+//! connection's state and readiness do not change while it is parked.
+//!
+//! Under load almost every connection waits for something: an answer sent waits for its
+//! acknowledgement, a request read waits for the delayed acknowledgement to ride on the
+//! answer. Parking only connections with no timer at all left lighttpd's 256 keep-alive
+//! connections all in the active set, and each run asked each of them, several times, for
+//! something to send.
 //!
 //! smoltcp's handles change when a socket moves between sets; the rest of the stack names
 //! sockets by [`Slot`], which does not.
@@ -71,11 +78,49 @@ impl Set {
     }
 }
 
-/// Which of the two sets.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Which {
-    Active,
-    Parked,
+/// The parked connections: a slab with a free list, so that parking or unparking one costs
+/// the same among ten or a thousand (smoltcp's `SocketSet::add` looks for a free place from
+/// the start, which made each park a walk over the parked sockets). Grown fallibly; the
+/// free list has room for every index, so taking a socket out never allocates.
+#[derive(Default)]
+struct Parked {
+    items: Vec<Option<Socket<'static>>>,
+    free: Vec<usize>,
+    live: usize,
+}
+
+impl Parked {
+    /// Makes sure [`Parked::add`] has a place; false when the slab cannot grow.
+    fn make_room(&mut self) -> bool {
+        if !self.free.is_empty() {
+            return true;
+        }
+        let room = self.items.len() + 1 - self.free.len();
+        self.items.try_reserve(1).is_ok() && self.free.try_reserve(room).is_ok()
+    }
+
+    /// Puts `socket` away and gives its index. Allocates only without
+    /// [`Parked::make_room`] first.
+    fn add(&mut self, socket: Socket<'static>) -> usize {
+        let i = self.free.pop().unwrap_or_else(|| {
+            self.items.push(None);
+            self.items.len() - 1
+        });
+        self.items[i] = Some(socket);
+        self.live += 1;
+        i
+    }
+
+    fn remove(&mut self, i: usize) -> Socket<'static> {
+        let socket = self.items[i].take().expect("a parked socket");
+        self.free.push(i);
+        self.live -= 1;
+        socket
+    }
+
+    fn get(&self, i: usize) -> &Socket<'static> {
+        self.items[i].as_ref().expect("a parked socket")
+    }
 }
 
 /// A socket's name in the stack, stable while it moves between the sets.
@@ -86,7 +131,8 @@ pub struct Slot(u32);
 #[derive(Debug, Clone, Copy)]
 enum Place {
     Active(SocketHandle),
-    Parked(SocketHandle),
+    /// Its index in [`Parked`].
+    Parked(usize),
 }
 
 #[derive(Debug)]
@@ -94,7 +140,7 @@ struct Entry {
     place: Place,
     /// Its index in `active_slots` while active.
     active_at: usize,
-    /// While parked: when its timer (keep-alive) wants the interface (monotonic ns).
+    /// While parked: when its timer wants the interface (monotonic ns).
     wake_at: Option<u64>,
     /// The socket descriptor (`Sock`) whose readiness this socket decides.
     owner: u64,
@@ -118,14 +164,12 @@ type Tuple = (SockAddr, SockAddr);
 /// The sockets of a stack (see the module documentation).
 pub struct Sockets {
     active: Set,
-    parked: Set,
+    parked: Parked,
     /// Entries by slot number (a slab: freed numbers are reused).
     entries: Vec<Option<Entry>>,
     free: Vec<u32>,
     /// The slots in the active set.
     active_slots: Vec<Slot>,
-    /// Parked connections by their addresses, for [`Sockets::route`].
-    by_tuple: SmallMap<Tuple, Slot>,
     /// Parked connections with a timer, by when it fires.
     timers: SmallSet<(u64, Slot)>,
     /// A set of one, to ask the interface about a single socket.
@@ -135,27 +179,29 @@ pub struct Sockets {
     /// TCP sockets whose connection is over, kept for the next connections (see
     /// [`Sockets::recycle`]).
     spare: Vec<tcp::Socket<'static>>,
-    /// Connections by their addresses, as of the last [`Sockets::owner_of`] that did not
-    /// find one: checked on each use, rebuilt when wrong or short.
+    /// Connections by their addresses: every parked one (added when parked), and every one
+    /// as of the last [`Sockets::owner_of`] that did not find one. Checked on each use,
+    /// rebuilt when wrong or short.
     by_addresses: SmallMap<Tuple, Slot>,
 }
 
 /// Most sockets kept in [`Sockets::recycle`]'s spares.
 const SPARES: usize = 8;
-/// A connection whose next timer is at least this far away is parked all the same (and
-/// made active again when the timer comes): keep-alive timers (Go enables them on every
-/// connection) would otherwise keep every connection in the active set.
-const PARK_TIMER_MIN_NS: u64 = 1_000_000_000;
+/// A connection whose next timer is at least this far away is parked all the same, and
+/// made active again when the timer comes: retransmission (at least a second), delayed
+/// acknowledgement (10 to 100 ms) and keep-alive timers (Go enables them on every
+/// connection) would otherwise keep every busy connection in the active set. Nearer
+/// timers are not worth the move.
+const PARK_TIMER_MIN_NS: u64 = 5_000_000;
 
 impl Default for Sockets {
     fn default() -> Sockets {
         Sockets {
             active: Set::new(),
-            parked: Set::new(),
+            parked: Parked::default(),
             entries: Vec::new(),
             free: Vec::new(),
             active_slots: Vec::new(),
-            by_tuple: SmallMap::new(),
             timers: SmallSet::new(),
             scratch: SocketSet::new(Vec::new()),
             candidates: Vec::new(),
@@ -198,70 +244,64 @@ impl Sockets {
         }
     }
 
-    /// Makes room in set `which` for `need` sockets: rebuilds it with bigger storage (the
-    /// sockets' handles change) when it has less. False when that memory cannot be had.
-    fn reserve(&mut self, which: Which, need: usize) -> bool {
-        let cap = self.set(which).cap;
+    /// Makes room in the active set for `need` sockets: rebuilds it with bigger storage
+    /// (the sockets' handles change) when it has less. False when that memory cannot be had.
+    fn reserve(&mut self, need: usize) -> bool {
+        let cap = self.active.cap;
         if need <= cap {
             return true;
         }
-        self.rebuild(which, need.max(cap * 2).max(8))
+        self.rebuild(need.max(cap * 2).max(8))
     }
 
-    /// After a burst: a set a quarter full gets storage half its size (a set of 513 sockets
-    /// holds a 442 KB block, kept otherwise until the process ends). When memory for the
-    /// smaller storage cannot be had, the set stays as it is.
-    fn shrink(&mut self, which: Which) {
+    /// After a burst: storage a quarter used gets half its size (an active set of 513
+    /// sockets holds a 442 KB block, kept otherwise until the process ends). When memory
+    /// for the smaller storage cannot be had, it stays as it is.
+    fn shrink(&mut self) {
         // The active set keeps room for every socket (see `add`).
-        let need = match which {
-            Which::Active => self.active.live + self.parked.live,
-            Which::Parked => self.parked.live,
-        };
-        let cap = self.set(which).cap;
+        let need = self.active.live + self.parked.live;
+        let cap = self.active.cap;
         if cap > 64 && need * 4 <= cap {
-            self.rebuild(which, cap / 2);
+            self.rebuild(cap / 2);
+        }
+        let len = self.parked.items.len();
+        if len > 64 && self.parked.live * 4 <= len {
+            self.compact_parked(len / 2);
         }
     }
 
-    /// Moves the sockets of set `which` to new storage with room for `new_cap`.
-    fn rebuild(&mut self, which: Which, new_cap: usize) -> bool {
+    /// Moves the active sockets to new storage with room for `new_cap`.
+    fn rebuild(&mut self, new_cap: usize) -> bool {
         let mut storage: Vec<SocketStorage<'static>> = Vec::new();
         if storage.try_reserve_exact(new_cap).is_err() {
             return false;
         }
         let mut fresh = SocketSet::new(storage);
         for e in self.entries.iter_mut().flatten() {
-            let (h, here) = match e.place {
-                Place::Active(h) => (h, which == Which::Active),
-                Place::Parked(h) => (h, which == Which::Parked),
-            };
-            if !here {
-                continue;
+            if let Place::Active(h) = e.place {
+                e.place = Place::Active(fresh.add(self.active.set.remove(h)));
             }
-            let set = match which {
-                Which::Active => &mut self.active.set,
-                Which::Parked => &mut self.parked.set,
-            };
-            let moved = fresh.add(set.remove(h));
-            e.place = match which {
-                Which::Active => Place::Active(moved),
-                Which::Parked => Place::Parked(moved),
-            };
         }
-        let set = match which {
-            Which::Active => &mut self.active,
-            Which::Parked => &mut self.parked,
-        };
-        set.set = fresh;
-        set.cap = new_cap;
+        self.active.set = fresh;
+        self.active.cap = new_cap;
         true
     }
 
-    fn set(&self, which: Which) -> &Set {
-        match which {
-            Which::Active => &self.active,
-            Which::Parked => &self.parked,
+    /// Moves the parked sockets to a new slab with room for `room` (at least twice
+    /// as many as there are), unless that memory cannot be had.
+    fn compact_parked(&mut self, room: usize) {
+        let mut fresh = Parked::default();
+        if fresh.items.try_reserve_exact(room).is_err()
+            || fresh.free.try_reserve_exact(room).is_err()
+        {
+            return;
         }
+        for e in self.entries.iter_mut().flatten() {
+            if let Place::Parked(i) = e.place {
+                e.place = Place::Parked(fresh.add(self.parked.remove(i)));
+            }
+        }
+        self.parked = fresh;
     }
 
     /// Adds a socket to the active set, on behalf of socket descriptor `owner`. `ENOMEM`
@@ -269,7 +309,7 @@ impl Sockets {
     /// so a parked one can always come back.
     pub fn add<T: AnySocket<'static>>(&mut self, socket: T, owner: u64) -> KResult<Slot> {
         let all = self.active.live + self.parked.live + 1;
-        if !self.reserve(Which::Active, all) || self.entries.try_reserve(1).is_err() {
+        if !self.reserve(all) || self.entries.try_reserve(1).is_err() {
             return Err(Errno::ENOMEM);
         }
         let h = self.active.add(socket);
@@ -297,8 +337,7 @@ impl Sockets {
     /// Removes a socket.
     pub fn remove(&mut self, slot: Slot) {
         self.take(slot);
-        self.shrink(Which::Parked);
-        self.shrink(Which::Active);
+        self.shrink();
     }
 
     /// Removes a socket and gives it back.
@@ -316,11 +355,7 @@ impl Sockets {
                 if let Some(at) = wake_at {
                     self.timers.remove(&(at, slot));
                 }
-                let socket = self.parked.remove(h);
-                if let Some(k) = tcp::Socket::downcast(&socket).and_then(tuple_of) {
-                    self.by_tuple.remove(&k);
-                }
-                socket
+                self.parked.remove(h)
             }
         })
     }
@@ -367,7 +402,9 @@ impl Sockets {
     pub fn get<T: AnySocket<'static>>(&self, slot: Slot) -> &T {
         match self.entry(slot).place {
             Place::Active(h) => self.active.get::<T>(h),
-            Place::Parked(h) => self.parked.get::<T>(h),
+            Place::Parked(i) => {
+                T::downcast(self.parked.get(i)).expect("a slot holds a socket of its type")
+            }
         }
     }
 
@@ -383,8 +420,8 @@ impl Sockets {
         self.active
             .set
             .iter()
-            .chain(self.parked.set.iter())
             .map(|(_, s)| s)
+            .chain(self.parked.items.iter().flatten())
     }
 
     /// The set the interface runs on.
@@ -394,7 +431,7 @@ impl Sockets {
 
     /// How many sockets are parked.
     pub fn parked_count(&self) -> usize {
-        self.by_tuple.len()
+        self.parked.live
     }
 
     /// The descriptor (`Sock`) of the TCP connection with addresses `tuple` (local,
@@ -406,12 +443,18 @@ impl Sockets {
         if let Some(owner) = self.indexed_owner(tuple) {
             return Some(owner);
         }
-        if core::mem::replace(rebuilt, true) {
+        if core::mem::replace(rebuilt, true) || !self.rebuild_index() {
             return None;
         }
+        self.indexed_owner(tuple)
+    }
+
+    /// Builds the index of connections by addresses from every socket. False when the
+    /// memory for it cannot be had (the old index stays).
+    fn rebuild_index(&mut self) -> bool {
         let mut pairs = Vec::new();
         if pairs.try_reserve(self.entries.len()).is_err() {
-            return None;
+            return false;
         }
         for (n, e) in self.entries.iter().enumerate() {
             let Some(e) = e else { continue };
@@ -420,22 +463,62 @@ impl Sockets {
             }
         }
         self.by_addresses = SmallMap::from_pairs(pairs);
-        self.indexed_owner(tuple)
+        // Two sockets with the same addresses get one entry: a parked one left out would
+        // never see its segments, so it comes back to the active set.
+        for n in 0..self.entries.len() {
+            let slot = Slot(n as u32);
+            let Some(Entry {
+                place: Place::Parked(i),
+                ..
+            }) = self.entries[n]
+            else {
+                continue;
+            };
+            let t = tcp::Socket::downcast(self.parked.get(i)).and_then(tuple_of);
+            if t.is_none_or(|t| self.indexed_slot(t) != Some(slot)) {
+                self.unpark(slot);
+            }
+        }
+        true
     }
 
     /// [`Sockets::owner_of`] from the index alone, if its entry is still right.
     fn indexed_owner(&self, tuple: Tuple) -> Option<u64> {
+        self.indexed_slot(tuple).map(|slot| self.entry(slot).owner)
+    }
+
+    /// The connection with addresses `tuple` by the index alone, if its entry is still
+    /// right. Every parked connection has its entry ([`Sockets::index`]).
+    fn indexed_slot(&self, tuple: Tuple) -> Option<Slot> {
         let &slot = self.by_addresses.get(&tuple)?;
         let e = self.entries.get(slot.0 as usize)?.as_ref()?;
         let t = self.tcp_at(e.place)?;
-        (tuple_of(t) == Some(tuple)).then_some(e.owner)
+        (tuple_of(t) == Some(tuple)).then_some(slot)
+    }
+
+    /// Makes sure the index finds connection `slot` by its addresses `tuple`, as a parked
+    /// connection must be found ([`Sockets::route`]). The socket itself may be out of its
+    /// set (being looked at by [`Sockets::park_quiet`]). False when another live connection
+    /// has the same addresses (a new connection cannot: a SYN for a live tuple is dropped)
+    /// or the index cannot grow.
+    fn index(&mut self, tuple: Tuple, slot: Slot) -> bool {
+        match self.by_addresses.get(&tuple) {
+            Some(&s) if s == slot => return true,
+            Some(_) if self.indexed_slot(tuple).is_some() => return false,
+            _ => {}
+        }
+        if !self.by_addresses.try_reserve(1) {
+            return false;
+        }
+        self.by_addresses.insert(tuple, slot);
+        true
     }
 
     /// The TCP socket at `place`, if it is one.
     fn tcp_at(&self, place: Place) -> Option<&tcp::Socket<'static>> {
         let socket = match place {
             Place::Active(h) => self.active.get::<Socket>(h),
-            Place::Parked(h) => self.parked.get::<Socket>(h),
+            Place::Parked(i) => self.parked.get(i),
         };
         tcp::Socket::downcast(socket)
     }
@@ -449,7 +532,7 @@ impl Sockets {
     /// parked, so the interface finds it (a segment no socket takes is answered with a
     /// reset).
     pub fn route(&mut self, local: SockAddr, remote: SockAddr) {
-        if let Some(&slot) = self.by_tuple.get(&(local, remote)) {
+        if let Some(slot) = self.indexed_slot((local, remote)) {
             self.unpark(slot);
         }
     }
@@ -479,9 +562,6 @@ impl Sockets {
             self.timers.remove(&(at, slot));
         }
         let socket = self.parked.remove(h);
-        if let Some(k) = tcp::Socket::downcast(&socket).and_then(tuple_of) {
-            self.by_tuple.remove(&k);
-        }
         let h = self.active.add(socket);
         let e = self.entry_mut(slot);
         e.place = Place::Active(h);
@@ -494,6 +574,11 @@ impl Sockets {
     /// next segment (see the module documentation). Listening sockets stay active: a SYN
     /// must find them. `now_ns` is `now` on the monotonic clock.
     pub fn park_quiet(&mut self, iface: &mut Interface, now: Instant, now_ns: u64) {
+        // Entries of closed connections stay in the index until it is rebuilt: keep them
+        // bounded.
+        if self.by_addresses.len() > 2 * self.entries.len() + 64 {
+            self.rebuild_index();
+        }
         let mut candidates = core::mem::take(&mut self.candidates);
         candidates.clear();
         for &slot in &self.active_slots {
@@ -502,11 +587,9 @@ impl Sockets {
             let Some(t) = tcp::Socket::downcast(self.active.get::<Socket>(h)) else {
                 continue;
             };
-            // Cheap tests first: unacknowledged data keeps a retransmission timer, and a
-            // connection that did not change since it was last asked has the same answer
+            // A connection that did not change since it was last asked has the same answer
             // until its timer fires.
             let quiet = t.state() != tcp::State::Listen
-                && t.send_queue() == 0
                 && !matches!(e.checked, Some((fp, at)) if fp == fingerprint(t) && now_ns < at);
             if quiet {
                 candidates.push((slot, h));
@@ -523,10 +606,9 @@ impl Sockets {
             let k = tuple_of(t);
             // A connection with no addresses, or with those of a parked one (which a new
             // connection cannot have: a SYN for a live tuple is dropped), stays active.
-            let routable = k.is_some_and(|k| !self.by_tuple.contains_key(&k));
             let wake_at = wants.map(|at| (at.total_micros().max(0) as u64).saturating_mul(1000));
             let far = wake_at.is_none_or(|at| at >= now_ns.saturating_add(PARK_TIMER_MIN_NS));
-            if !far || !routable {
+            if !far || !k.is_some_and(|k| self.index(k, slot)) {
                 let at_ns = wake_at.unwrap_or(u64::MAX);
                 let fp = fingerprint(t);
                 let h = self.active.add(socket);
@@ -535,8 +617,8 @@ impl Sockets {
                 e.place = Place::Active(h);
                 continue;
             }
-            // No room to park it (the parked set could not grow): it stays active.
-            if !self.reserve(Which::Parked, self.parked.live + 1) {
+            // No room to park it (the slab could not grow): it stays active.
+            if !self.parked.make_room() {
                 let h = self.active.add(socket);
                 self.entry_mut(slot).place = Place::Active(h);
                 continue;
@@ -548,9 +630,6 @@ impl Sockets {
             e.wake_at = wake_at;
             if let Some(at) = wake_at {
                 self.timers.insert((at, slot));
-            }
-            if let Some(k) = k {
-                self.by_tuple.insert(k, slot);
             }
         }
         self.candidates = candidates;
@@ -601,5 +680,47 @@ mod tests {
             .collect();
         assert_eq!(more.len(), 100);
         assert!(s.active.cap >= 110);
+    }
+
+    #[test]
+    fn the_parked_slab_reuses_places_and_shrinks_after_a_burst() {
+        let mut s = Sockets::default();
+        let slots: Vec<Slot> = (0..300).map(|i| s.add(socket(), i).unwrap()).collect();
+        for (i, &slot) in slots.iter().enumerate() {
+            s.get_mut::<udp::Socket>(slot)
+                .bind(1000 + i as u16)
+                .unwrap();
+            // Parked as `park_quiet` parks a connection.
+            let Place::Active(h) = s.entry(slot).place else {
+                panic!("added active")
+            };
+            let socket = s.active.remove(h);
+            s.deactivate(slot);
+            assert!(s.parked.make_room());
+            let at = s.parked.add(socket);
+            s.entry_mut(slot).place = Place::Parked(at);
+        }
+        assert_eq!(s.parked_count(), 300);
+        // A place given back is the next one taken.
+        let Place::Parked(freed) = s.entry(slots[7]).place else {
+            panic!("parked")
+        };
+        let socket = s.parked.remove(freed);
+        assert_eq!(s.parked.add(socket), freed);
+        for &slot in &slots[10..] {
+            s.remove(slot);
+        }
+        assert!(
+            s.parked.items.len() <= 64,
+            "{} places kept",
+            s.parked.items.len()
+        );
+        assert_eq!(s.parked_count(), 10);
+        // The sockets left moved and are still themselves, and come back when asked.
+        for (i, &slot) in slots[..10].iter().enumerate() {
+            assert_eq!(s.get::<udp::Socket>(slot).endpoint().port, 1000 + i as u16);
+        }
+        assert_eq!(s.get_mut::<udp::Socket>(slots[3]).endpoint().port, 1003);
+        assert_eq!(s.parked_count(), 9);
     }
 }
