@@ -3101,12 +3101,7 @@ mod tests {
 
     /// The receive and send buffer sizes of TCP connection `sock`.
     fn buffers(net: &Net, sock: &Socket) -> (usize, usize) {
-        let mut s = net.stack.lock();
-        let Kind::TcpConn(h) = s.sock(sock.id).unwrap().kind else {
-            panic!("not a connection")
-        };
-        let t = s.sockets.get::<tcp::Socket>(h);
-        (t.recv_capacity(), t.send_capacity())
+        with_tcp(net, sock, |t| (t.recv_capacity(), t.send_capacity()))
     }
 
     #[test]
