@@ -618,9 +618,9 @@ const ACK_DELAY_MAX: Duration = Duration::from_millis(100);
 /// after the others queued before it (about 70 ms at 256 connections under TCG): with a
 /// fixed 10 ms, every request got an acknowledgement frame of its own before its answer,
 /// half the frames the card sent. Like Linux's delayed-ACK estimate (`ato`), the delay
-/// follows what the connection shows, so a quick answer or a lightly loaded server keeps
-/// the short delay (a peer that waits for the acknowledgement before sending more, with
-/// Nagle's algorithm, waits no longer than the program's own delay).
+/// follows what the connection shows: a lightly loaded server keeps the short delay, and a
+/// peer that waits for the acknowledgement before sending more (Nagle's algorithm) waits
+/// at most twice as long as the program already made it wait.
 fn ack_delay_for(wait_ns: u64) -> Duration {
     let twice = Duration::from_micros(wait_ns.saturating_mul(2) / 1000);
     twice.clamp(ACK_DELAY_MIN, ACK_DELAY_MAX)
