@@ -24,10 +24,11 @@
 //!
 //! The sets' storage is sized here, not by smoltcp: smoltcp grows a set with `Vec::push`,
 //! which aborts when memory for it cannot be had, and at 513 sockets asks for one 442 KB
-//! block. So each set is made with room to spare ([`Set`]) and rebuilt bigger, fallibly,
-//! before a socket would not fit (and half as big once a quarter full, after a burst): a
-//! connection that finds no memory is refused (its SYN dropped, `socket` or `connect`
-//! failing with `ENOMEM`), and the kernel goes on.
+//! block. So the active set is made with room to spare ([`Set`]) and rebuilt bigger,
+//! fallibly, before a socket would not fit, and the parked slab ([`Parked`]) grows with
+//! `try_reserve` (both shrink to half once a quarter full, after a burst): a connection
+//! that finds no memory is refused (its SYN dropped, `socket` or `connect` failing with
+//! `ENOMEM`) or stays active, and the kernel goes on.
 
 use alloc::vec::Vec;
 
