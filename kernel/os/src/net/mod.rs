@@ -2693,11 +2693,17 @@ mod tests {
 
     /// A client connected over loopback, the accepted server side, and the listener.
     fn connected(net: &Net, m: &mut FakeMachine) -> (Arc<Socket>, Arc<Socket>, Arc<Socket>) {
-        let l = net.socket(true);
-        l.bind(m, LOCAL).unwrap();
-        l.listen(m, 4).unwrap();
+        let l = listening(net, m, 4);
         let (c, srv) = connect_to(net, m, &l);
         (c, srv, l)
+    }
+
+    /// A TCP socket listening on [`LOCAL`] with `backlog`.
+    fn listening(net: &Net, m: &mut FakeMachine, backlog: i32) -> Arc<Socket> {
+        let l = net.socket(true);
+        l.bind(m, LOCAL).unwrap();
+        l.listen(m, backlog).unwrap();
+        l
     }
 
     /// A client connected over loopback to listener `l` (on [`LOCAL`]), and the accepted
@@ -2977,9 +2983,7 @@ mod tests {
     fn many_parked_connections_each_come_back_for_their_own_data() {
         let mut m = FakeMachine::default();
         let net = Net::default();
-        let l = net.socket(true);
-        l.bind(&mut m, LOCAL).unwrap();
-        l.listen(&mut m, 64).unwrap();
+        let l = listening(&net, &mut m, 64);
         let pairs: Vec<_> = (0..40).map(|_| connect_to(&net, &mut m, &l)).collect();
         idle(&net, &mut m, 50);
         assert_eq!(parked(&net), 80, "every quiet connection is parked");
@@ -3066,18 +3070,22 @@ mod tests {
     }
 
     #[test]
-    fn connections_waiting_for_an_acknowledgement_or_owing_one_are_parked() {
+    fn among_many_connections_those_waiting_for_an_acknowledgement_or_owing_one_are_parked() {
         let mut m = FakeMachine::default();
         let net = Net::default();
-        let (c, srv, _listener) = connected(&net, &mut m);
+        let l = listening(&net, &mut m, 64);
+        // 33 connections, 66 sockets: more than `sockets::CROWDED`.
+        let mut pairs: Vec<_> = (0..33).map(|_| connect_to(&net, &mut m, &l)).collect();
         idle(&net, &mut m, 50);
+        assert_eq!(parked(&net), 66);
+        let (c, srv) = pairs.pop().unwrap();
         c.write(&mut m, b"request").unwrap();
         net.end_of_call(&mut m);
         // The client waits for the acknowledgement (its retransmission timer is a second
         // away) and the server owes it (its delayed-ACK timer is 10 ms away): neither
         // needs the interface before a timer or a segment, so both are parked.
         assert_eq!(with_tcp(&net, &c, |t| t.send_queue()), 7);
-        assert_eq!(parked(&net), 2, "both ends are parked");
+        assert_eq!(parked(&net), 66, "both ends are parked");
         // The server's timer brings it back to acknowledge, which brings the client back.
         idle(&net, &mut m, 20);
         assert_eq!(
@@ -3085,7 +3093,7 @@ mod tests {
             0,
             "the data was acknowledged"
         );
-        assert_eq!(parked(&net), 2);
+        assert_eq!(parked(&net), 66);
         let mut buf = [0u8; 16];
         assert_eq!(srv.read(&mut m, &mut buf), Ok(7));
         // An answer goes out with the acknowledgement it owes, and arrives.
@@ -3097,6 +3105,28 @@ mod tests {
         assert_eq!(c.read(&mut m, &mut buf), Ok(6));
         assert_eq!(&buf[..6], b"answer");
         assert_eq!(with_tcp(&net, &c, |t| t.send_queue()), 0);
+    }
+
+    #[test]
+    fn among_few_connections_data_in_flight_keeps_a_connection_active() {
+        let mut m = FakeMachine::default();
+        let net = Net::default();
+        let (c, srv, _listener) = connected(&net, &mut m);
+        idle(&net, &mut m, 50);
+        assert_eq!(parked(&net), 2);
+        c.write(&mut m, b"request").unwrap();
+        net.end_of_call(&mut m);
+        assert_eq!(with_tcp(&net, &c, |t| t.send_queue()), 7);
+        assert_eq!(
+            parked(&net),
+            0,
+            "both ends are active until the acknowledgement"
+        );
+        idle(&net, &mut m, 50);
+        assert_eq!(with_tcp(&net, &c, |t| t.send_queue()), 0);
+        assert_eq!(parked(&net), 2);
+        let mut buf = [0u8; 16];
+        assert_eq!(srv.read(&mut m, &mut buf), Ok(7));
     }
 
     /// The receive and send buffer sizes of TCP connection `sock`.
