@@ -17,7 +17,8 @@
 //! acknowledgement, a request read waits for the delayed acknowledgement to ride on the
 //! answer. Parking only connections with no timer at all left lighttpd's 256 keep-alive
 //! connections all in the active set, and each run asked each of them, several times, for
-//! something to send.
+//! something to send. Among few sockets ([`CROWDED`]) that costs less than the moves, and
+//! only connections with nothing in flight are parked.
 //!
 //! smoltcp's handles change when a socket moves between sets; the rest of the stack names
 //! sockets by [`Slot`], which does not.
