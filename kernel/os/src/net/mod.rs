@@ -3108,6 +3108,25 @@ mod tests {
     }
 
     #[test]
+    fn the_address_index_stays_bounded_as_parked_connections_come_and_go() {
+        let mut m = FakeMachine::default();
+        let net = Net::default();
+        // Runs batched for other threads never rebuild the index on a miss (they look at
+        // every socket), so only its own bound keeps closed connections' entries in check.
+        net.set_busy(true);
+        let l = listening(&net, &mut m, 64);
+        for _ in 0..120 {
+            let (c, srv) = connect_to(&net, &mut m, &l);
+            idle(&net, &mut m, 30);
+            assert_eq!(parked(&net), 2, "a quiet connection's ends are parked");
+            drop((c, srv));
+            idle(&net, &mut m, 30);
+        }
+        let len = net.stack.lock().sockets.index_len();
+        assert!(len < 100, "{len} entries kept for 120 closed connections");
+    }
+
+    #[test]
     fn among_few_connections_data_in_flight_keeps_a_connection_active() {
         let mut m = FakeMachine::default();
         let net = Net::default();

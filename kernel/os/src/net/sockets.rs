@@ -439,6 +439,12 @@ impl Sockets {
         &mut self.active.set
     }
 
+    /// Entries in the index of connections by addresses, stale ones included.
+    #[cfg(test)]
+    pub fn index_len(&self) -> usize {
+        self.by_addresses.len()
+    }
+
     /// How many sockets are parked.
     pub fn parked_count(&self) -> usize {
         self.parked.live
