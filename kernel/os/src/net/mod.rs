@@ -1298,7 +1298,7 @@ impl Stack {
         arrived.clear();
         self.arrived = arrived;
         if found {
-            ids.sort_unstable();
+            *ids = crate::small::sorted(core::mem::take(ids));
             ids.dedup();
         } else {
             ids.clear();

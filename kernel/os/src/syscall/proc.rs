@@ -703,9 +703,8 @@ fn setgroups(p: &mut Process, m: &mut dyn Machine, size: u64, list: u64) -> KRes
         .chunks_exact(4)
         .map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]))
         .collect();
-    // Sorted as Linux keeps them (getgroups returns them in order). A heap sort: the one
-    // `sort_unstable` in the kernel brought 2.8 KB of pattern-defeating quicksort.
-    state(p).groups = alloc::collections::BinaryHeap::from(groups).into_sorted_vec();
+    // Sorted as Linux keeps them (getgroups returns them in order).
+    state(p).groups = crate::small::sorted(groups);
     Ok(0)
 }
 
