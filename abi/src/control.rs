@@ -20,6 +20,10 @@ pub struct ThreadStat {
     pub tid: u32,
     /// `running`, `ready`, or what it waits for (`futex`, `socket`, `sleep`, ...).
     pub state: String,
+    /// CPU time it used in user mode (0 from a kernel that does not say).
+    pub user_ns: u64,
+    /// CPU time the kernel spent on its behalf: its system calls and faults.
+    pub system_ns: u64,
 }
 
 /// One open file descriptor.
@@ -76,6 +80,12 @@ pub struct Stats {
     pub files: Vec<FileStat>,
     /// The CPUs (after the files in the record, so older readers ignore it).
     pub cpus: CpuStat,
+    /// CPU time the program used in user mode, its ended threads' included (after the
+    /// CPUs in the record, with the threads' own times; zero from an older kernel).
+    pub user_ns: u64,
+    /// CPU time the kernel spent on the program's behalf (system calls, faults). The rest
+    /// of `busy_ns` is the kernel's own work (the network stack between calls, devices).
+    pub system_ns: u64,
 }
 
 fn put_u32(b: &mut Vec<u8>, v: u32) {
@@ -154,6 +164,14 @@ impl Stats {
         for v in [c.online, c.lock_taken, c.lock_waited, c.held_back] {
             put_u64(&mut b, v);
         }
+        put_u64(&mut b, self.user_ns);
+        put_u64(&mut b, self.system_ns);
+        put_u32(&mut b, self.threads.len() as u32);
+        for t in &self.threads {
+            put_u32(&mut b, t.tid);
+            put_u64(&mut b, t.user_ns);
+            put_u64(&mut b, t.system_ns);
+        }
         let mut out = Vec::with_capacity(8 + b.len());
         out.extend_from_slice(&MAGIC);
         put_u32(&mut out, b.len() as u32);
@@ -192,6 +210,8 @@ impl Stats {
             s.threads.push(ThreadStat {
                 tid: r.u32()?,
                 state: r.string()?,
+                user_ns: 0,
+                system_ns: 0,
             });
         }
         for _ in 0..r.count(8)? {
@@ -208,6 +228,17 @@ impl Stats {
                 lock_waited: r.u64()?,
                 held_back: r.u64()?,
             };
+        }
+        // A kernel from before CPU-time accounting ends here.
+        if r.at < r.b.len() {
+            s.user_ns = r.u64()?;
+            s.system_ns = r.u64()?;
+            for _ in 0..r.count(20)? {
+                let (tid, user, system) = (r.u32()?, r.u64()?, r.u64()?);
+                if let Some(t) = s.threads.iter_mut().find(|t| t.tid == tid) {
+                    (t.user_ns, t.system_ns) = (user, system);
+                }
+            }
         }
         Some(s)
     }
@@ -236,6 +267,8 @@ mod tests {
             threads: vec![ThreadStat {
                 tid: 1,
                 state: "socket".to_string(),
+                user_ns: 700_000_000,
+                system_ns: 200_000_000,
             }],
             files: vec![FileStat {
                 fd: 3,
@@ -247,19 +280,42 @@ mod tests {
                 lock_waited: 700,
                 held_back: 3,
             },
+            user_ns: 800_000_000,
+            system_ns: 150_000_000,
         };
         let bytes = s.encode();
         let head: [u8; 8] = bytes[..8].try_into().unwrap();
         assert_eq!(Stats::body_len(&head), Some(bytes.len() - 8));
         assert_eq!(Stats::decode(&bytes[8..]), Some(s.clone()));
-        // A record of a kernel without the CPU figures still reads, with zeros for them.
-        let old_end = bytes.len() - 32;
-        let old = Stats {
-            cpus: CpuStat::default(),
+        // Records of older kernels still read, with zeros for what they lack: without
+        // the CPU times (16 bytes, a count and 20 bytes per thread), and without the CPU
+        // figures before them (32 bytes).
+        let no_times_end = bytes.len() - 16 - 4 - 20;
+        let no_times = Stats {
+            user_ns: 0,
+            system_ns: 0,
+            threads: s
+                .threads
+                .iter()
+                .map(|t| ThreadStat {
+                    user_ns: 0,
+                    system_ns: 0,
+                    ..t.clone()
+                })
+                .collect(),
             ..s.clone()
         };
+        assert_eq!(
+            Stats::decode(&bytes[8..no_times_end]),
+            Some(no_times.clone())
+        );
+        let old_end = no_times_end - 32;
+        let old = Stats {
+            cpus: CpuStat::default(),
+            ..no_times
+        };
         assert_eq!(Stats::decode(&bytes[8..old_end]), Some(old));
-        for cut in (8..bytes.len()).filter(|&c| c != old_end) {
+        for cut in (8..bytes.len()).filter(|&c| c != old_end && c != no_times_end) {
             assert!(Stats::decode(&bytes[8..cut]).is_none(), "cut at {cut}");
         }
         let mut lie = bytes[8..].to_vec();

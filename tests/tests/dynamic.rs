@@ -729,6 +729,79 @@ fn interval_timers_and_alarm_send_sigalrm() {
     );
 }
 
+/// Spins 0.3 s on the main thread, sleeps 0.6 s, spins 0.3 s on a second thread, then
+/// reads its CPU time every way glibc programs do: the CPU-time clocks (process, thread,
+/// another thread's through `pthread_getcpuclockid`), `getrusage`, `times` and
+/// `/proc/self/stat`. Sleeping must cost none of it.
+const CPU_TIME: &str = r#"
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/resource.h>
+#include <sys/times.h>
+#include <time.h>
+#include <unistd.h>
+static double now(clockid_t c) {
+    struct timespec t;
+    if (clock_gettime(c, &t)) { perror("clock_gettime"); exit(9); }
+    return t.tv_sec + t.tv_nsec / 1e9;
+}
+static volatile unsigned long sink;
+static void spin(double secs) {
+    double end = now(CLOCK_MONOTONIC) + secs;
+    while (now(CLOCK_MONOTONIC) < end)
+        for (int i = 0; i < 10000; i++) sink += i;
+}
+static void *worker(void *a) { (void)a; spin(0.3); return 0; }
+int main(void) {
+    double wall0 = now(CLOCK_MONOTONIC);
+    spin(0.3);
+    usleep(600000);
+    pthread_t t;
+    pthread_create(&t, 0, worker, 0);
+    clockid_t tc;
+    if (pthread_getcpuclockid(t, &tc)) { puts("pthread_getcpuclockid failed"); return 2; }
+    usleep(100000);
+    double worker_mid = now(tc);
+    pthread_join(t, 0);
+    double wall = now(CLOCK_MONOTONIC) - wall0;
+    double proc = now(CLOCK_PROCESS_CPUTIME_ID), self = now(CLOCK_THREAD_CPUTIME_ID);
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    double user = ru.ru_utime.tv_sec + ru.ru_utime.tv_usec / 1e6;
+    double sys = ru.ru_stime.tv_sec + ru.ru_stime.tv_usec / 1e6;
+    struct tms tm;
+    times(&tm);
+    double hz = sysconf(_SC_CLK_TCK), tms = (tm.tms_utime + tm.tms_stime) / hz;
+    unsigned long ut = 0, st = 0;
+    FILE *f = fopen("/proc/self/stat", "r");
+    if (!f || fscanf(f, "%*d %*s %*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu", &ut, &st) != 2) {
+        puts("/proc/self/stat unreadable");
+        return 3;
+    }
+    double stat = (ut + st) / hz;
+    fprintf(stderr, "wall=%.3f process=%.3f thread=%.3f worker_mid=%.3f user=%.3f sys=%.3f times=%.3f stat=%.3f\n",
+            wall, proc, self, worker_mid, user, sys, tms, stat);
+    int ok = proc >= 0.55 && proc <= wall - 0.45          /* both spins, not the sleep */
+        && self >= 0.28 && self <= proc - 0.25             /* the main thread's spin */
+        && worker_mid > 0.02 && worker_mid < 0.3           /* the worker, while it ran */
+        && user + sys <= proc + 0.01 && user >= 0.5 && sys < user
+        && tms > proc - 0.05 && tms <= proc + 0.01
+        && stat > proc - 0.05 && stat <= proc + 0.01;
+    puts(ok ? "cpu time ok" : "cpu time wrong");
+    return 0;
+}
+"#;
+
+#[test]
+fn cpu_time_counts_what_the_threads_ran_not_what_they_slept() {
+    let dir = scratch("dynamic");
+    let prog = gcc(&dir, "cputime", CPU_TIME, &["-pthread"]);
+    let img = build_image("cputime", &["--elf", prog.to_str().unwrap()]);
+    let r = run_image(&img, &[]);
+    assert_eq!((r.status, r.out().as_str()), (0, "cpu time ok\n"), "{r:?}");
+}
+
 /// A DNS server on a thread of the program (127.0.0.1:53, an A record for every name),
 /// asked through glibc's resolver: `getaddrinfo` and `gethostbyname`.
 const RESOLVER: &str = r#"

@@ -30,6 +30,27 @@ fn a_running_server_shows_its_sockets_threads_and_counters() {
     assert!(j["network"]["rx_bytes"].as_u64().unwrap() > 0, "{j}");
     assert!(j["memory"]["used_bytes"].as_u64().unwrap() > 0, "{j}");
     assert!(!j["threads"].as_array().unwrap().is_empty(), "{j}");
+    // The server's CPU time: some, in user mode and in the kernel, and no more than the
+    // CPU was busy (its start-up and the request it answered).
+    let (user, system) = (
+        j["cpu_user_seconds"].as_f64().unwrap(),
+        j["cpu_system_seconds"].as_f64().unwrap(),
+    );
+    assert!(user > 0.0 && system > 0.0, "{j}");
+    assert!(
+        user + system <= j["cpu_busy_seconds"].as_f64().unwrap(),
+        "{j}"
+    );
+    let by_threads: f64 = j["threads"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["user_seconds"].as_f64().unwrap() + t["system_seconds"].as_f64().unwrap())
+        .sum();
+    assert!(
+        by_threads > 0.0 && by_threads <= user + system + 1e-6,
+        "{j}"
+    );
     let files = j["files"].as_array().unwrap();
     assert!(
         files.iter().any(|f| f["what"]
@@ -42,6 +63,11 @@ fn a_running_server_shows_its_sockets_threads_and_counters() {
     let text = kiln(&["stats", "--socket", sock.to_str().unwrap(), "--no-stream"]);
     assert_eq!(text.status, 0, "{text:?}");
     assert!(text.out().contains("   FD  WHAT"), "{text:?}");
+    assert!(
+        text.out().contains("  TID    USER  SYSTEM  STATE"),
+        "{text:?}"
+    );
+    assert!(text.out().contains("% (program "), "{text:?}");
 
     let prom = kiln(&["stats", "--socket", sock.to_str().unwrap(), "--prometheus"]);
     assert_eq!(prom.status, 0, "{prom:?}");

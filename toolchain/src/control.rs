@@ -48,12 +48,13 @@ fn mib(bytes: u64) -> String {
 pub fn render_text(name: &str, s: &Stats, before: Option<&Stats>) -> String {
     let mut out = String::new();
     let up = s.uptime_ns as f64 / 1e9;
-    let (cpu, sys_rate, fault_rate, rx_rate, tx_rate) = match before {
+    let (cpu, user, sys_rate, fault_rate, rx_rate, tx_rate) = match before {
         Some(b) => {
             let secs = (s.uptime_ns.saturating_sub(b.uptime_ns)) as f64 / 1e9;
             let busy = rate(s.busy_ns, b.busy_ns, secs) / 1e9 * 100.0;
             (
                 busy,
+                rate(s.user_ns, b.user_ns, secs) / 1e9 * 100.0,
                 rate(s.syscalls, b.syscalls, secs),
                 rate(s.page_faults, b.page_faults, secs),
                 rate(s.rx.1, b.rx.1, secs),
@@ -62,14 +63,18 @@ pub fn render_text(name: &str, s: &Stats, before: Option<&Stats>) -> String {
         }
         None => (
             s.busy_ns as f64 / s.uptime_ns.max(1) as f64 * 100.0,
+            s.user_ns as f64 / s.uptime_ns.max(1) as f64 * 100.0,
             rate(s.syscalls, 0, up),
             rate(s.page_faults, 0, up),
             rate(s.rx.1, 0, up),
             rate(s.tx.1, 0, up),
         ),
     };
+    // The program's user time, and the kernel's: its system calls and its own work.
+    let user = user.min(cpu);
     out.push_str(&format!(
-        "{name}: up {up:.1} s, CPU {cpu:.1}%, {} threads, {} open files\n",
+        "{name}: up {up:.1} s, CPU {cpu:.1}% (program {user:.1}%, kernel {:.1}%), {} threads, {} open files\n",
+        cpu - user,
         s.threads.len(),
         s.files.len()
     ));
@@ -97,9 +102,16 @@ pub fn render_text(name: &str, s: &Stats, before: Option<&Stats>) -> String {
             c.online, c.lock_taken, c.held_back
         ));
     }
-    out.push_str("\n  TID  STATE\n");
+    out.push_str("\n  TID    USER  SYSTEM  STATE\n");
+    let secs = |ns: u64| format!("{:.2}s", ns as f64 / 1e9);
     for t in &s.threads {
-        out.push_str(&format!("{:>5}  {}\n", t.tid, t.state));
+        out.push_str(&format!(
+            "{:>5} {:>7} {:>7}  {}\n",
+            t.tid,
+            secs(t.user_ns),
+            secs(t.system_ns),
+            t.state
+        ));
     }
     out.push_str("\n   FD  WHAT\n");
     for f in &s.files {
@@ -114,6 +126,8 @@ pub fn render_json(name: &str, s: &Stats) -> String {
         "name": name,
         "uptime_seconds": s.uptime_ns as f64 / 1e9,
         "cpu_busy_seconds": s.busy_ns as f64 / 1e9,
+        "cpu_user_seconds": s.user_ns as f64 / 1e9,
+        "cpu_system_seconds": s.system_ns as f64 / 1e9,
         "syscalls": s.syscalls,
         "page_faults": s.page_faults,
         "memory": {
@@ -128,7 +142,10 @@ pub fn render_json(name: &str, s: &Stats) -> String {
             "online": s.cpus.online, "kernel_lock_taken": s.cpus.lock_taken,
             "kernel_lock_waited": s.cpus.lock_waited, "held_back": s.cpus.held_back,
         },
-        "threads": s.threads.iter().map(|t| serde_json::json!({"tid": t.tid, "state": t.state})).collect::<Vec<_>>(),
+        "threads": s.threads.iter().map(|t| serde_json::json!({
+            "tid": t.tid, "state": t.state,
+            "user_seconds": t.user_ns as f64 / 1e9, "system_seconds": t.system_ns as f64 / 1e9,
+        })).collect::<Vec<_>>(),
         "files": s.files.iter().map(|f| serde_json::json!({"fd": f.fd, "what": f.what})).collect::<Vec<_>>(),
     });
     v.to_string()
@@ -138,7 +155,7 @@ pub fn render_json(name: &str, s: &Stats) -> String {
 pub fn render_prometheus(name: &str, s: &Stats) -> String {
     let label = name.replace('\\', "\\\\").replace('"', "\\\"");
     let secs = |ns: u64| format!("{}", ns as f64 / 1e9);
-    let metrics: [(&str, &str, &str, String); 17] = [
+    let metrics: [(&str, &str, &str, String); 19] = [
         (
             "uptime_seconds",
             "gauge",
@@ -150,6 +167,18 @@ pub fn render_prometheus(name: &str, s: &Stats) -> String {
             "counter",
             "CPU time not spent idle.",
             secs(s.busy_ns),
+        ),
+        (
+            "cpu_user_seconds_total",
+            "counter",
+            "CPU time the program spent in user mode.",
+            secs(s.user_ns),
+        ),
+        (
+            "cpu_system_seconds_total",
+            "counter",
+            "CPU time the kernel spent in the program's system calls and faults.",
+            secs(s.system_ns),
         ),
         (
             "syscalls_total",
@@ -271,12 +300,16 @@ mod tests {
             threads: vec![ThreadStat {
                 tid: 1,
                 state: "waiting (I/O)".into(),
+                user_ns: 1_250_000_000,
+                system_ns: 500_000_000,
             }],
             files: vec![FileStat {
                 fd: 3,
                 what: "TCP 0.0.0.0:8080 LISTEN (0 of 128 waiting to be accepted)".into(),
             }],
             cpus: Default::default(),
+            user_ns: 1_500_000_000,
+            system_ns: 600_000_000,
         }
     }
 
@@ -287,13 +320,22 @@ mod tests {
         before.uptime_ns -= 1_000_000_000;
         before.syscalls -= 100;
         before.busy_ns -= 500_000_000;
+        before.user_ns -= 300_000_000;
         let t = render_text("web", &s, Some(&before));
         assert!(
-            t.starts_with("web: up 10.0 s, CPU 50.0%, 1 threads, 1 open files\n"),
+            t.starts_with(
+                "web: up 10.0 s, CPU 50.0% (program 30.0%, kernel 20.0%), 1 threads, 1 open files\n"
+            ),
             "{t}"
         );
         assert!(t.contains("system calls: 5000 (100/s)"), "{t}");
-        assert!(t.contains("    1  waiting (I/O)"), "{t}");
+        assert!(
+            t.contains("\n    1   1.25s   0.50s  waiting (I/O)\n"),
+            "{t}"
+        );
+        // Since boot, without an earlier snapshot.
+        let t = render_text("web", &s, None);
+        assert!(t.contains("CPU 25.0% (program 15.0%, kernel 10.0%)"), "{t}");
         assert!(t.contains("    3  TCP 0.0.0.0:8080 LISTEN"), "{t}");
         assert!(!t.contains("cpus:"), "one CPU, nothing to say: {t}");
         let mut two = s.clone();
@@ -317,11 +359,17 @@ mod tests {
         assert_eq!(j["syscalls"], 5000);
         assert_eq!(j["files"][0]["fd"], 3);
         assert_eq!(j["cpus"]["online"], 0);
+        assert_eq!(j["cpu_user_seconds"], 1.5);
+        assert_eq!(j["threads"][0]["system_seconds"], 0.5);
         let p = render_prometheus("we\"b", &s);
         assert!(
             p.contains("kiln_syscalls_total{instance=\"we\\\"b\"} 5000\n"),
             "{p}"
         );
         assert!(p.contains("# TYPE kiln_memory_used_bytes gauge"), "{p}");
+        assert!(
+            p.contains("kiln_cpu_system_seconds_total{instance=\"we\\\"b\"} 0.6\n"),
+            "{p}"
+        );
     }
 }

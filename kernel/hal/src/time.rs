@@ -208,6 +208,16 @@ pub fn monotonic_ns() -> u64 {
     clock_page().monotonic_ns(rdtsc())
 }
 
+/// The TSC now: the clock the kernel charges CPU time with ([`ticks_to_ns`] converts).
+pub fn ticks() -> u64 {
+    rdtsc()
+}
+
+/// A duration of `ticks` TSC ticks in nanoseconds.
+pub fn ticks_to_ns(ticks: u64) -> u64 {
+    kiln_abi::rate::convert(ticks, NS_PER_TICK.load(Ordering::Relaxed))
+}
+
 /// Nanoseconds since boot (for the kernel's own reports).
 pub fn since_boot_ns() -> u64 {
     clock_page().since_boot_ns(rdtsc())

@@ -69,14 +69,22 @@ pub fn service(k: &mut Kernel) {
 /// The kernel's figures now.
 fn snapshot(k: &mut Kernel) -> Stats {
     let uptime_ns = kiln_hal::time::since_boot_ns();
+    let now = kiln_hal::time::ticks();
+    let ns = kiln_hal::time::ticks_to_ns;
     let sched = &k.machine.sched;
     let threads = sched
         .tids()
-        .map(|tid| ThreadStat {
-            tid,
-            state: String::from(sched.activity(tid).unwrap_or("?")),
+        .map(|tid| {
+            let cpu = sched.cpu_time(tid, now).unwrap_or_default();
+            ThreadStat {
+                tid,
+                state: String::from(sched.activity(tid).unwrap_or("?")),
+                user_ns: ns(cpu.user),
+                system_ns: ns(cpu.system),
+            }
         })
         .collect();
+    let cpu_time = sched.process_cpu_time(now);
     let files = k
         .process
         .files
@@ -107,5 +115,7 @@ fn snapshot(k: &mut Kernel) -> Stats {
             lock_waited: crate::LOCK_WAITED.load(Ordering::Relaxed),
             held_back: k.machine.pressure.holds(),
         },
+        user_ns: ns(cpu_time.user),
+        system_ns: ns(cpu_time.system),
     }
 }

@@ -79,9 +79,14 @@ pub fn on_user_fault(frame: &mut TrapFrame, fx: &mut FxArea, cr2: u64) -> UserFa
         let result = {
             let mut held = crate::lock();
             let k = held.get().expect("fault before the kernel was ready");
-            k.process
+            // Demand paging is system time, as on Linux.
+            k.machine.sched.charge(kiln_hal::time::ticks(), true);
+            let r = k
+                .process
                 .vm
-                .handle_fault(&mut kiln_hal_pages(), cr2, access)
+                .handle_fault(&mut kiln_hal_pages(), cr2, access);
+            k.machine.sched.charge(kiln_hal::time::ticks(), false);
+            r
         };
         crate::control::PAGE_FAULTS.fetch_add(1, core::sync::atomic::Ordering::Relaxed);
         match result {

@@ -157,6 +157,14 @@ impl Machine for HalMachine {
     fn idle_ns(&self) -> u64 {
         crate::control::IDLE_NS.load(core::sync::atomic::Ordering::Relaxed)
     }
+    fn cpu_time(&self, tid: Option<u32>) -> Option<kiln_os::sched::CpuTime> {
+        let now = kiln_hal::time::ticks();
+        let t = match tid {
+            None => Some(self.sched.process_cpu_time(now)),
+            Some(tid) => self.sched.cpu_time(tid, now),
+        };
+        t.map(|t| t.map(kiln_hal::time::ticks_to_ns))
+    }
     fn ram(&self) -> (u64, u64) {
         let total = kiln_hal::frames::total_bytes();
         (total, total.saturating_sub(kiln_hal::frames::used_bytes()))

@@ -110,12 +110,24 @@ pub fn on_syscall(frame: &mut SyscallFrame, fx: &mut FxArea) {
     }
 }
 
+/// Serves one system call with the kernel lock held, charging the calling thread's user
+/// time before it and the system time of whichever thread returns to user mode after it
+/// (see [`kiln_os::sched::Scheduler::charge`]).
 fn serve_syscall(frame: &mut SyscallFrame, fx: &mut FxArea) {
     let mut held = crate::lock();
     let k = held.get().expect("system call before the kernel was ready");
+    k.machine.sched.charge(time::ticks(), true);
+    serve(&mut held, frame, fx);
+    if let Some(k) = held.get() {
+        k.machine.sched.charge(time::ticks(), false);
+    }
+}
+
+fn serve(held: &mut Held, frame: &mut SyscallFrame, fx: &mut FxArea) {
+    let k = held.k();
     let tid = k.machine.current_tid();
     if end_if_doomed(k, tid) {
-        return switch_from_syscall(&mut held, frame, fx);
+        return switch_from_syscall(held, frame, fx);
     }
     let nr = frame.rax;
     if nr == sysno::RT_SIGRETURN {
@@ -157,6 +169,8 @@ fn serve_syscall(frame: &mut SyscallFrame, fx: &mut FxArea) {
         return;
     }
     let exec = matches!(outcome, Outcome::Exec(_));
+    // The thread may stop running here (it waits or ends): its time so far is charged now.
+    k.machine.sched.charge(time::ticks(), false);
     let ctx = UserContext::from_syscall(frame, fx);
     if let Some(mut ctx) = settle(k, tid, ctx, outcome) {
         signals::deliver(k, &mut ctx);
@@ -167,7 +181,7 @@ fn serve_syscall(frame: &mut SyscallFrame, fx: &mut FxArea) {
         }
         return;
     }
-    switch_from_syscall(&mut held, frame, fx);
+    switch_from_syscall(held, frame, fx);
 }
 
 /// The system call's thread does not go on (it waits or ended): the next thread to run
@@ -290,7 +304,7 @@ fn next_thread(held: &mut Held) -> (u32, UserContext) {
             crate::control::IDLE_NS.fetch_add(idle, core::sync::atomic::Ordering::Relaxed);
             continue;
         }
-        let Some((tid, mut how)) = k.machine.sched.pick(now) else {
+        let Some((tid, mut how)) = k.machine.sched.pick(now, time::ticks()) else {
             idle(held);
             continue;
         };
@@ -424,9 +438,18 @@ pub fn on_timer(frame: &mut TrapFrame, fx: &mut FxArea) {
     }
     let mut held = crate::lock();
     let Some(k) = held.get() else { return };
+    k.machine.sched.charge(time::ticks(), true);
+    preempt_if_due(&mut held, frame, fx);
+    held.k().machine.sched.charge(time::ticks(), false);
+}
+
+/// The timer interrupt's work once the interrupted thread's user time is charged: the
+/// devices, the timers, and the switch to another thread when the slice is over.
+fn preempt_if_due(held: &mut Held, frame: &mut TrapFrame, fx: &mut FxArea) {
+    let k = held.k();
     let tid = k.machine.current_tid();
     if end_if_doomed(k, tid) {
-        switch_from_trap(&mut held, None, frame, fx);
+        switch_from_trap(held, None, frame, fx);
         arm_timer(held.k());
         return;
     }
@@ -448,8 +471,9 @@ pub fn on_timer(frame: &mut TrapFrame, fx: &mut FxArea) {
         if let Some(saved) = k.machine.sched.ctx(tid) {
             *saved = UserContext::from_trap(frame, fx);
         }
+        k.machine.sched.charge(time::ticks(), false);
         k.machine.sched.yield_current();
-        switch_from_trap(&mut held, Some(tid), frame, fx);
+        switch_from_trap(held, Some(tid), frame, fx);
     } else if signals::pending(k) {
         let mut ctx = UserContext::from_trap(frame, fx);
         signals::deliver(k, &mut ctx);

@@ -179,6 +179,9 @@ pub fn run(boot: BootInfo) -> ! {
     // Everything after this stamp is the report of it: the program starts right after.
     mark(BootPhase::Program);
     report_boot(loaded.entry);
+    if let Some(k) = crate::lock().get() {
+        k.machine.sched.begin(kiln_hal::time::ticks());
+    }
     kiln_hal::syscall::enter_user(loaded.entry, loaded.stack_pointer)
 }
 

@@ -122,6 +122,10 @@ pub trait Machine {
     fn idle_ns(&self) -> u64 {
         0
     }
+    /// The CPU time thread `tid` has used (its user and system time), or with `None` the
+    /// whole process's, the ended threads' included; `None` for a thread that does not
+    /// exist.
+    fn cpu_time(&self, tid: Option<u32>) -> Option<crate::sched::CpuTime>;
     /// The network card's counters: frames and bytes received, frames and bytes sent.
     fn net_counters(&self) -> ((u64, u64), (u64, u64)) {
         ((0, 0), (0, 0))

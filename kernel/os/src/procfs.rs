@@ -6,10 +6,10 @@
 //! `ps` and `top` the process's, `free` and memory-sizing runtimes `meminfo`, `df` the
 //! mounts, libuv and Node's `os.cpus()` `cpuinfo` and `stat`.
 //!
-//! The kernel keeps no per-thread CPU accounting: as `times` and `getrusage` do, the
-//! process's user time is the time since boot (the program is the machine's one process).
+//! CPU times (`stat`'s `utime` and `stime`, the process's and each thread's) are the
+//! scheduler's accounting ([`Machine::cpu_time`]), as `times` and `getrusage` report it.
 //! The machine's files (`stat`, `uptime`) tell busy from idle time, which the kernel counts
-//! ([`Machine::idle_ns`]).
+//! ([`Machine::idle_ns`]), and the program's user time from the rest.
 
 use alloc::string::String;
 use alloc::vec::Vec;
@@ -304,15 +304,24 @@ pub fn text(file: ProcFile, p: &mut Process, m: &mut dyn Machine) -> KResult<Vec
             }
         }
         ProcFile::SysStat => {
-            // Busy time is the program's ("user"): the kernel does not tell its own apart.
-            // The idle time of all CPUs together is shared evenly between their lines.
+            // User time is the program's; system time the rest of the busy time (its
+            // system calls and the kernel's own work). The CPUs' times together are shared
+            // evenly between their lines.
             let n = m.cpus() as u64;
             let all = (m.since_boot_ns() / NS_PER_TICK) * n;
             let idle = (m.idle_ns() / NS_PER_TICK).min(all);
             let busy = all - idle;
-            let _ = writeln!(out, "cpu  {busy} 0 0 {idle} 0 0 0 0 0 0");
+            let user = (m.cpu_time(None).unwrap_or_default().user / NS_PER_TICK).min(busy);
+            let system = busy - user;
+            let _ = writeln!(out, "cpu  {user} 0 {system} {idle} 0 0 0 0 0 0");
             for cpu in 0..n {
-                let _ = writeln!(out, "cpu{cpu} {} 0 0 {} 0 0 0 0 0 0", busy / n, idle / n);
+                let _ = writeln!(
+                    out,
+                    "cpu{cpu} {} 0 {} {} 0 0 0 0 0 0",
+                    user / n,
+                    system / n,
+                    idle / n
+                );
             }
             let boot = m.realtime_ns().saturating_sub(m.since_boot_ns()) / 1_000_000_000;
             let _ = write!(
@@ -429,7 +438,8 @@ fn task_state(m: &dyn Machine, tid: Option<u32>) -> (char, &'static str) {
 fn stat(out: &mut String, p: &Process, m: &mut dyn Machine, tid: Option<u32>) {
     let who = tid.map_or(PID, i64::from);
     let (state, _) = task_state(m, tid);
-    let ticks = m.since_boot_ns() / NS_PER_TICK;
+    let cpu_time = m.cpu_time(tid).unwrap_or_default();
+    let (utime, stime) = (cpu_time.user / NS_PER_TICK, cpu_time.system / NS_PER_TICK);
     let (vsize, rss) = sizes(p, m);
     let threads = m.thread_count();
     let cpu = m.cpu();
@@ -438,7 +448,7 @@ fn stat(out: &mut String, p: &Process, m: &mut dyn Machine, tid: Option<u32>) {
     let (args, env) = (&p.proc.args, &p.proc.env);
     let _ = writeln!(
         out,
-        "{who} ({}) {state} 0 {PID} {PID} 0 -1 4194560 0 0 0 0 {ticks} 0 0 0 20 0 {threads} 0 0 \
+        "{who} ({}) {state} 0 {PID} {PID} 0 -1 4194560 0 0 0 0 {utime} {stime} 0 0 20 0 {threads} 0 0 \
          {vsize} {} 18446744073709551615 {} {} {stack} 0 0 0 0 0 0 0 0 0 17 {cpu} 0 0 0 0 0 \
          0 0 {brk} {} {} {} {} 0",
         comm(p, tid),

@@ -30,6 +30,46 @@ pub enum Resume {
     Interrupted,
 }
 
+/// CPU time used, split as `getrusage` reports it. The scheduler counts in the units of
+/// the clock the kernel charges with (TSC ticks: cheaper to read than nanoseconds, a
+/// conversion per system call saved); [`crate::machine::Machine::cpu_time`] answers in
+/// nanoseconds.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CpuTime {
+    /// In user mode (the program's own code).
+    pub user: u64,
+    /// In the kernel on the thread's behalf (its system calls and the faults it took).
+    pub system: u64,
+}
+
+impl CpuTime {
+    /// User and system time together (what the CPU-time clocks read).
+    pub fn total(self) -> u64 {
+        self.user.saturating_add(self.system)
+    }
+
+    /// Both parts converted by `f` (ticks to nanoseconds).
+    pub fn map(self, f: impl Fn(u64) -> u64) -> CpuTime {
+        CpuTime {
+            user: f(self.user),
+            system: f(self.system),
+        }
+    }
+
+    fn add(&mut self, other: CpuTime) {
+        self.user = self.user.saturating_add(other.user);
+        self.system = self.system.saturating_add(other.system);
+    }
+}
+
+/// A CPU's charging clock: what its running thread used since it was picked (moved to the
+/// thread's entry when it stops running), and the time charged up to.
+#[derive(Debug, Clone, Copy, Default)]
+struct CpuClock {
+    charged_to: u64,
+    running: CpuTime,
+}
+
 #[derive(Debug)]
 enum Status {
     Ready(Resume),
@@ -45,6 +85,8 @@ struct Entry<C> {
     restart_deadline: Option<u64>,
     /// Order in which it started waiting (wake-ups go first come, first served).
     wait_seq: u64,
+    /// CPU time charged so far (see [`Scheduler::charge`]).
+    cpu_time: CpuTime,
 }
 
 /// What a channel is indexed by: futex waiters match on the address first (their bitsets
@@ -77,6 +119,10 @@ pub struct Scheduler<C> {
     running: Vec<Option<u32>>,
     /// When each CPU's running thread was picked, in monotonic ns (its slice's start).
     since: Vec<u64>,
+    /// Per CPU, its running thread's CPU time since it was picked.
+    clocks: Vec<CpuClock>,
+    /// CPU time of the threads that ended.
+    ended: CpuTime,
     /// The CPU the calls are made for: "the running thread" is the one it runs.
     cpu: usize,
     seq: u64,
@@ -102,6 +148,7 @@ impl<C> Scheduler<C> {
                 status: Status::Running,
                 restart_deadline: None,
                 wait_seq: 0,
+                cpu_time: CpuTime::default(),
             }),
         );
         Scheduler {
@@ -109,6 +156,8 @@ impl<C> Scheduler<C> {
             ready: VecDeque::new(),
             running: alloc::vec![Some(tid)],
             since: alloc::vec![0],
+            clocks: alloc::vec![CpuClock::default()],
+            ended: CpuTime::default(),
             cpu: 0,
             seq: 0,
             waiting: SmallSet::new(),
@@ -121,6 +170,77 @@ impl<C> Scheduler<C> {
     pub fn set_cpus(&mut self, n: usize) {
         self.running.resize(n.max(self.running.len()), None);
         self.since.resize(self.running.len(), 0);
+        self.clocks.resize(self.running.len(), CpuClock::default());
+    }
+
+    /// Charges this CPU's time since the last charge to its running thread, as user time
+    /// (`user`: the kernel was just entered from user mode) or as system time (the kernel
+    /// is about to return to user mode, or the thread stops running). The kernel charges
+    /// at each entry from and each return to user mode; time with no thread running
+    /// (idle, or the kernel's own work between threads) is charged to no one.
+    ///
+    /// Twice per system call, so it only adds to this CPU's clock (no thread lookup), and
+    /// inline: under TCG a call and its return cost as much as the charge itself.
+    #[inline(always)]
+    pub fn charge(&mut self, now: u64, user: bool) {
+        let c = &mut self.clocks[self.cpu];
+        let spent = now.saturating_sub(c.charged_to);
+        c.charged_to = now.max(c.charged_to);
+        if user {
+            c.running.user = c.running.user.saturating_add(spent);
+        } else {
+            c.running.system = c.running.system.saturating_add(spent);
+        }
+    }
+
+    /// The running thread enters user mode for the first time at `now` (the program's
+    /// start): the boot before it is no thread's time.
+    pub fn begin(&mut self, now: u64) {
+        self.clocks[self.cpu] = CpuClock {
+            charged_to: now,
+            running: CpuTime::default(),
+        };
+    }
+
+    /// Moves this CPU's clock into its running thread's entry, which stops running.
+    fn settle_cpu_time(&mut self, tid: u32) {
+        let spent = core::mem::take(&mut self.clocks[self.cpu].running);
+        if let Some(e) = self.threads.get_mut(&tid) {
+            e.cpu_time.add(spent);
+        }
+    }
+
+    /// The CPU time thread `tid` has used by `now`, with what was not charged yet: on this
+    /// CPU that is the system call being served (system time), on another CPU it counts as
+    /// user time.
+    pub fn cpu_time(&self, tid: u32, now: u64) -> Option<CpuTime> {
+        let mut t = self.threads.get(&tid)?.cpu_time;
+        if let Some(cpu) = self.cpu_of(tid) {
+            let c = &self.clocks[cpu];
+            t.add(c.running);
+            let spent = now.saturating_sub(c.charged_to);
+            if cpu == self.cpu {
+                t.system = t.system.saturating_add(spent);
+            } else {
+                t.user = t.user.saturating_add(spent);
+            }
+        }
+        Some(t)
+    }
+
+    /// The CPU time of the whole process by `now`: its threads' and the ended threads'.
+    pub fn process_cpu_time(&self, now: u64) -> CpuTime {
+        let mut all = self.ended;
+        for &tid in self.threads.keys() {
+            if let Some(t) = self.cpu_time(tid, now) {
+                all.add(t);
+            }
+        }
+        all
+    }
+
+    fn end_thread(&mut self, e: &Entry<C>) {
+        self.ended.add(e.cpu_time);
     }
 
     /// The calls that follow are made on CPU `cpu`: the running thread is the one it runs.
@@ -227,6 +347,7 @@ impl<C> Scheduler<C> {
                 status: Status::Ready(Resume::Continue),
                 restart_deadline: None,
                 wait_seq: 0,
+                cpu_time: CpuTime::default(),
             }),
         );
         self.ready.push_back(tid);
@@ -237,6 +358,7 @@ impl<C> Scheduler<C> {
         let tid = self.running[self.cpu]
             .take()
             .expect("block with no running thread");
+        self.settle_cpu_time(tid);
         self.seq += 1;
         let e = self.threads.get_mut(&tid).expect("running thread exists");
         e.wait_seq = self.seq;
@@ -264,6 +386,7 @@ impl<C> Scheduler<C> {
     /// of the run queue.
     pub fn yield_current(&mut self) {
         if let Some(tid) = self.running[self.cpu].take() {
+            self.settle_cpu_time(tid);
             if let Some(e) = self.threads.get_mut(&tid) {
                 e.status = Status::Ready(Resume::Continue);
                 self.ready.push_back(tid);
@@ -274,7 +397,10 @@ impl<C> Scheduler<C> {
     /// Removes the running thread; returns how many threads are left.
     pub fn exit_current(&mut self) -> usize {
         if let Some(tid) = self.running[self.cpu].take() {
-            self.threads.remove(&tid);
+            self.settle_cpu_time(tid);
+            if let Some(e) = self.threads.remove(&tid) {
+                self.end_thread(&e);
+            }
             self.doomed.remove(&tid);
         }
         self.threads.len()
@@ -298,6 +424,7 @@ impl<C> Scheduler<C> {
                 continue;
             }
             if let Some(e) = self.threads.remove(&tid) {
+                self.end_thread(&e);
                 match e.status {
                     Status::Blocked(w) => self.unindex(tid, e.wait_seq, &w.channels, w.deadline),
                     _ => self.ready.retain(|&t| t != tid),
@@ -443,8 +570,8 @@ impl<C> Scheduler<C> {
     /// Makes the next ready thread the running one and says how it resumes; `None` when no
     /// thread is ready (the CPU idles). The running thread, if any, keeps running.
     /// `now` (monotonic ns) starts the slice of a newly picked thread (see
-    /// [`Scheduler::slice_end`]).
-    pub fn pick(&mut self, now: u64) -> Option<(u32, Resume)> {
+    /// [`Scheduler::slice_end`]), `stamp` (the charging clock) its CPU time.
+    pub fn pick(&mut self, now: u64, stamp: u64) -> Option<(u32, Resume)> {
         if let Some(tid) = self.running[self.cpu] {
             return Some((tid, Resume::Continue));
         }
@@ -457,6 +584,7 @@ impl<C> Scheduler<C> {
                     }
                     self.running[self.cpu] = Some(tid);
                     self.since[self.cpu] = now;
+                    self.begin(stamp);
                     return Some((tid, how));
                 }
             }
@@ -500,6 +628,44 @@ mod tests {
     };
 
     #[test]
+    fn cpu_time_is_charged_to_the_running_thread_as_user_or_system_time() {
+        let mut s = Scheduler::new(thread(1), ());
+        s.set_cpus(2);
+        // Boot is no one's: the program starts at 100.
+        s.begin(100);
+        // User mode until a system call at 400, served until 450.
+        s.charge(400, true);
+        s.charge(450, false);
+        let t = s.cpu_time(1, 450).unwrap();
+        assert_eq!((t.user, t.system), (300, 50));
+        // While the kernel serves its next call (entered at 500), the call so far counts
+        // as system time.
+        s.charge(500, true);
+        let t = s.cpu_time(1, 530).unwrap();
+        assert_eq!((t.user, t.system), (350, 80));
+        // It blocks at 540: charged, then nothing runs; the idle time is no one's.
+        s.charge(540, false);
+        s.block_current(wait_on(FUTEX, Some(0), None));
+        s.spawn(thread(2), ());
+        assert_eq!(s.pick(900, 900), Some((2, Resume::Continue)));
+        s.charge(1_000, true);
+        assert_eq!(s.cpu_time(1, 1_000).unwrap().total(), 440);
+        assert_eq!(s.cpu_time(2, 1_000).unwrap().user, 100);
+        // A thread running on another CPU: its time so far counts as user time.
+        s.wake(FUTEX, 1);
+        s.on_cpu(1);
+        assert_eq!(s.pick(1_100, 1_100), Some((1, Resume::Return(0))));
+        s.on_cpu(0);
+        assert_eq!(s.cpu_time(1, 1_300).unwrap().user, 350 + 200);
+        // The process: both threads, and what ended threads used.
+        s.charge(1_300, false);
+        assert_eq!(s.process_cpu_time(1_300).total(), 640 + 400);
+        assert_eq!(s.exit_current(), 1);
+        assert_eq!(s.process_cpu_time(1_300).total(), 640 + 400);
+        assert_eq!(s.cpu_time(2, 1_300), None);
+    }
+
+    #[test]
     fn execve_ends_the_other_threads_and_its_caller_becomes_the_main_thread() {
         let mut s = Scheduler::new(thread(1), ());
         s.set_cpus(2);
@@ -509,9 +675,9 @@ mod tests {
         // 1 blocks with a deadline, 2 runs on CPU 1, 3 is the caller on CPU 0, 4 is ready.
         s.block_current(wait_on(FUTEX, Some(0), Some(500)));
         s.on_cpu(1);
-        assert_eq!(s.pick(0), Some((2, Resume::Continue)));
+        assert_eq!(s.pick(0, 0), Some((2, Resume::Continue)));
         s.on_cpu(0);
-        assert_eq!(s.pick(0), Some((3, Resume::Continue)));
+        assert_eq!(s.pick(0, 0), Some((3, Resume::Continue)));
         assert_eq!(s.end_others(), vec![1]);
         // The blocked and the ready thread are gone, with their waits; 2 ends when CPU 1
         // enters the kernel.
@@ -530,7 +696,7 @@ mod tests {
         assert_eq!(s.tids().collect::<Vec<_>>(), vec![1]);
         // Nothing else is ready: the ready queue lost thread 4 too.
         s.block_current(wait_on(FUTEX, Some(0), None));
-        assert_eq!(s.pick(0), None);
+        assert_eq!(s.pick(0, 0), None);
     }
 
     #[test]
@@ -538,21 +704,21 @@ mod tests {
         let mut s = Scheduler::new(thread(1), ());
         s.spawn(thread(2), ());
         s.block_current(wait_on(FUTEX, Some(0), None));
-        assert_eq!(s.pick(0), Some((2, Resume::Continue)));
+        assert_eq!(s.pick(0, 0), Some((2, Resume::Continue)));
         assert_eq!(s.wake(FUTEX, 1), 1);
         assert_eq!(s.wake(FUTEX, 1), 0, "already woken");
         s.yield_current();
-        assert_eq!(s.pick(0), Some((1, Resume::Return(0))));
+        assert_eq!(s.pick(0, 0), Some((1, Resume::Return(0))));
     }
 
     #[test]
     fn restart_keeps_the_first_deadline() {
         let mut s = Scheduler::new(thread(1), ());
         s.block_current(wait_on(Channel::Object(7), None, Some(500)));
-        assert_eq!(s.pick(0), None);
+        assert_eq!(s.pick(0, 0), None);
         assert_eq!(s.next_deadline(), Some(500));
         s.wake(Channel::Object(7), usize::MAX);
-        assert_eq!(s.pick(0), Some((1, Resume::Restart)));
+        assert_eq!(s.pick(0, 0), Some((1, Resume::Restart)));
         assert_eq!(s.restart_deadline(1), Some(500));
     }
 
@@ -564,19 +730,19 @@ mod tests {
         }
         // Every thread blocks on its own object; even ones with a deadline.
         for _ in 1..=200 {
-            let (tid, _) = s.pick(0).unwrap();
+            let (tid, _) = s.pick(0, 0).unwrap();
             let deadline = (tid % 2 == 0).then_some(1000 + u64::from(tid));
             s.block_current(wait_on(Channel::Object(u64::from(tid)), None, deadline));
         }
         assert_eq!(s.next_deadline(), Some(1002));
         assert_eq!(s.wake(Channel::Object(2), usize::MAX), 1);
         assert_eq!(s.wake(Channel::Object(2), usize::MAX), 0);
-        assert_eq!(s.pick(0), Some((2, Resume::Restart)));
+        assert_eq!(s.pick(0, 0), Some((2, Resume::Restart)));
         // The woken thread's deadline is gone from the index.
         assert_eq!(s.next_deadline(), Some(1004));
         s.expire(1010);
         let mut timed_out = Vec::new();
-        while let Some((tid, how)) = s.pick(0) {
+        while let Some((tid, how)) = s.pick(0, 0) {
             if tid == 2 {
                 s.block_current(wait_on(Channel::Io, None, None));
                 continue;
@@ -595,9 +761,9 @@ mod tests {
         let mut s = Scheduler::new(thread(1), ());
         s.block_current(wait_on(FUTEX, Some(0), Some(100)));
         s.expire(99);
-        assert_eq!(s.pick(0), None);
+        assert_eq!(s.pick(0, 0), None);
         s.expire(100);
-        assert_eq!(s.pick(0), Some((1, Resume::Return(-110))));
+        assert_eq!(s.pick(0, 0), Some((1, Resume::Return(-110))));
     }
 
     #[test]
@@ -612,16 +778,16 @@ mod tests {
         };
         s.block_current(wait_on(bits(1), Some(0), None)); // 1
         for bitset in [2, 1, 1] {
-            s.pick(0);
+            s.pick(0, 0);
             s.block_current(wait_on(bits(bitset), Some(0), None)); // 2, 3, 4
         }
         assert_eq!(s.wake(bits(2), 5), 1);
-        assert_eq!(s.pick(0), Some((2, Resume::Return(0))));
+        assert_eq!(s.pick(0, 0), Some((2, Resume::Return(0))));
         s.block_current(wait_on(bits(2), Some(0), None));
         assert_eq!(s.wake(bits(1), 2), 2);
-        assert_eq!(s.pick(0).map(|p| p.0), Some(1));
+        assert_eq!(s.pick(0, 0).map(|p| p.0), Some(1));
         s.yield_current();
-        assert_eq!(s.pick(0).map(|p| p.0), Some(3));
+        assert_eq!(s.pick(0, 0).map(|p| p.0), Some(3));
     }
 
     #[test]
@@ -636,7 +802,7 @@ mod tests {
         };
         s.block_current(wait_on(FUTEX, Some(0), None));
         for _ in 0..2 {
-            s.pick(0);
+            s.pick(0, 0);
             s.block_current(wait_on(FUTEX, Some(0), None));
         }
         // Three waiters: one woken, one moved, one left where it was.
@@ -654,9 +820,9 @@ mod tests {
         assert!(s.interrupt(1));
         assert!(!s.interrupt(1), "already interrupted");
         assert_eq!(s.wake(FUTEX, 1), 0, "no longer waiting");
-        assert_eq!(s.pick(0), Some((2, Resume::Continue)));
+        assert_eq!(s.pick(0, 0), Some((2, Resume::Continue)));
         s.yield_current();
-        assert_eq!(s.pick(0), Some((1, Resume::Interrupted)));
+        assert_eq!(s.pick(0, 0), Some((1, Resume::Interrupted)));
         assert_eq!(s.restart_deadline(1), Some(900));
     }
 
@@ -668,25 +834,25 @@ mod tests {
         s.spawn(thread(3), ());
         s.on_cpu(1);
         assert_eq!(s.current(), None);
-        assert_eq!(s.pick(0), Some((2, Resume::Continue)));
+        assert_eq!(s.pick(0, 0), Some((2, Resume::Continue)));
         assert_eq!(s.cpu_of(2), Some(1));
         s.on_cpu(0);
         assert_eq!(s.current(), Some(1));
         assert_eq!(
-            s.pick(0),
+            s.pick(0, 0),
             Some((1, Resume::Continue)),
             "CPU 0 keeps its thread"
         );
         // CPU 0's thread blocks and CPU 0 takes thread 3; CPU 1 wakes the sleeper, and its
         // own thread exits, so it runs the woken one.
         s.block_current(wait_on(FUTEX, Some(0), None));
-        assert_eq!(s.pick(0), Some((3, Resume::Continue)));
+        assert_eq!(s.pick(0, 0), Some((3, Resume::Continue)));
         assert_eq!(s.ready_count(), 0);
         s.on_cpu(1);
         assert_eq!(s.wake(FUTEX, 1), 1);
         assert_eq!(s.ready_count(), 1);
         assert_eq!(s.exit_current(), 2);
-        assert_eq!(s.pick(0), Some((1, Resume::Return(0))));
+        assert_eq!(s.pick(0, 0), Some((1, Resume::Return(0))));
         assert_eq!(
             (s.cpu_of(1), s.cpu_of(2), s.cpu_of(3)),
             (Some(1), None, Some(0))
@@ -701,10 +867,10 @@ mod tests {
         let mut s = Scheduler::new(thread(1), 'a');
         s.spawn(thread(2), 'b');
         s.yield_current();
-        assert_eq!(s.pick(0), Some((2, Resume::Continue)));
+        assert_eq!(s.pick(0, 0), Some((2, Resume::Continue)));
         assert_eq!(*s.ctx(2).unwrap(), 'b');
         assert_eq!(s.exit_current(), 1);
-        assert_eq!(s.pick(0), Some((1, Resume::Continue)));
+        assert_eq!(s.pick(0, 0), Some((1, Resume::Continue)));
         assert_eq!(s.len(), 1);
     }
 
@@ -715,10 +881,10 @@ mod tests {
         // The first thread has run since boot; the next one's slice starts when picked.
         assert_eq!(s.slice_end(10), 10);
         s.yield_current();
-        assert_eq!(s.pick(500).map(|(t, _)| t), Some(2));
+        assert_eq!(s.pick(500, 500).map(|(t, _)| t), Some(2));
         assert_eq!(s.slice_end(10), 510);
         // Picking again the thread that runs does not restart its slice.
-        assert_eq!(s.pick(700).map(|(t, _)| t), Some(2));
+        assert_eq!(s.pick(700, 700).map(|(t, _)| t), Some(2));
         assert_eq!(s.slice_end(10), 510);
     }
 }

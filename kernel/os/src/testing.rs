@@ -217,6 +217,9 @@ pub struct FakeMachine {
     pub ram: (u64, u64),
     /// What `idle_ns` answers.
     pub idle_ns: u64,
+    /// What `cpu_time` answers for the running thread; the process has it doubled (as if
+    /// an ended thread had used as much).
+    pub cpu_time: crate::sched::CpuTime,
     /// Other threads running on other CPUs: `end_other_threads` answers `false` while
     /// there are any (a test ends them by setting this to 0).
     pub others_running: usize,
@@ -251,6 +254,7 @@ impl Default for FakeMachine {
             ram: (128 << 20, 100 << 20),
             others_running: 0,
             idle_ns: 0,
+            cpu_time: crate::sched::CpuTime::default(),
         }
     }
 }
@@ -261,6 +265,17 @@ impl Machine for FakeMachine {
     }
     fn idle_ns(&self) -> u64 {
         self.idle_ns
+    }
+    fn cpu_time(&self, tid: Option<u32>) -> Option<crate::sched::CpuTime> {
+        let t = self.cpu_time;
+        match tid {
+            None => Some(crate::sched::CpuTime {
+                user: 2 * t.user,
+                system: 2 * t.system,
+            }),
+            Some(tid) if tid == self.thread.tid || self.others.contains_key(&tid) => Some(t),
+            Some(_) => None,
+        }
     }
     fn net_device(&mut self) -> Option<&mut dyn crate::net::NetDevice> {
         self.net_device_asked += 1;

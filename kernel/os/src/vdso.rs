@@ -173,7 +173,7 @@ mod tests {
                 }
                 Some(Clock::MonotonicCoarse) => Some((Base::Monotonic, true)),
                 // CPU time belongs to the kernel; invalid ids get its EINVAL.
-                Some(Clock::ProcessCpu | Clock::ThreadCpu) | None => None,
+                Some(Clock::ProcessCpu | Clock::ThreadCpu(_)) | None => None,
             };
             assert_eq!(served(id).map(|s| (s.base, s.coarse)), expect, "clock {id}");
         }

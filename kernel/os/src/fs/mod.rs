@@ -387,7 +387,9 @@ impl Vfs {
             let mut fresh = DirMap::new();
             for &tid in tids {
                 let name = alloc::format!("{tid}");
-                let node = d.remove(&name).unwrap_or_else(|| {
+                // The boot's stand-in for the main thread (a link to the process's
+                // directory) is replaced too: the thread's own `stat` has its own times.
+                let node = d.remove(&name).filter(|n| n.is_dir()).unwrap_or_else(|| {
                     let dir = new_dir(FsId::Proc, 0o555, 0);
                     for (file, f) in [
                         ("comm", ProcFile::TaskComm(tid)),

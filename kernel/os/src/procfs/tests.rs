@@ -52,15 +52,36 @@ fn self_is_a_link_to_the_pid_directory() {
 fn stat_has_linuxs_52_fields() {
     let (mut p, mut m, buf) = setup();
     m.now = kiln_abi::vdso::MONOTONIC_AT_BOOT_NS + 250 * 10_000_000;
+    // The thread used 0.8 s of user and 0.3 s of system time, the process twice that.
+    m.cpu_time = crate::sched::CpuTime {
+        user: 800_000_000,
+        system: 300_000_000,
+    };
     let stat = read_text(&mut p, &mut m, buf, "/proc/self/stat");
     assert!(stat.starts_with("1 (prog) R 0 1 1 0 -1 "), "{stat}");
     assert!(stat.ends_with('\n'), "{stat}");
     let after_comm = stat.rsplit_once(") ").unwrap().1;
     let fields: Vec<&str> = after_comm.split_whitespace().collect();
     assert_eq!(fields.len() + 2, 52, "{stat}");
-    // utime (field 14) in clock ticks; num_threads (field 20).
-    assert_eq!(fields[14 - 3], "250", "{stat}");
+    // utime and stime (fields 14 and 15) in clock ticks; num_threads (field 20).
+    assert_eq!(fields[14 - 3], "160", "{stat}");
+    assert_eq!(fields[15 - 3], "60", "{stat}");
     assert_eq!(fields[20 - 3], "1", "{stat}");
+    // A thread's own.
+    let tid = m.thread.tid;
+    let task = read_text(
+        &mut p,
+        &mut m,
+        buf,
+        &alloc::format!("/proc/self/task/{tid}/stat"),
+    );
+    let fields: Vec<&str> = task
+        .rsplit_once(") ")
+        .unwrap()
+        .1
+        .split_whitespace()
+        .collect();
+    assert_eq!((fields[14 - 3], fields[15 - 3]), ("80", "30"), "{task}");
     // vsize (field 23) covers at least the mapped buffer.
     assert!(fields[23 - 3].parse::<u64>().unwrap() >= BUF_LEN, "{stat}");
 }
@@ -313,15 +334,23 @@ fn cpuinfo_and_stat_have_a_line_per_cpu() {
     m.cpus = 2;
     let info = read_text(&mut p, &mut m, buf, "/proc/cpuinfo");
     assert_eq!(info.matches("processor\t: ").count(), 2, "{info}");
-    // 10 s since boot on 2 CPUs, 15 s of it idle: 5 s busy in all.
+    // 10 s since boot on 2 CPUs, 15 s of it idle: 5 s busy in all, 3 s of it the
+    // program's user time (1.5 s for the running thread, doubled by the fake machine).
     m.now = kiln_abi::vdso::MONOTONIC_AT_BOOT_NS + 10_000_000_000;
     m.idle_ns = 15_000_000_000;
+    m.cpu_time = crate::sched::CpuTime {
+        user: 1_500_000_000,
+        system: 100_000_000,
+    };
     let stat = read_text(&mut p, &mut m, buf, "/proc/stat");
     assert!(
-        stat.starts_with("cpu  500 0 0 1500 0 0 0 0 0 0\n"),
+        stat.starts_with("cpu  300 0 200 1500 0 0 0 0 0 0\n"),
         "{stat}"
     );
-    assert!(stat.contains("\ncpu1 250 0 0 750 0 0 0 0 0 0\n"), "{stat}");
+    assert!(
+        stat.contains("\ncpu1 150 0 100 750 0 0 0 0 0 0\n"),
+        "{stat}"
+    );
     assert!(
         stat.contains("\ncpu0 ") && stat.contains("\ncpu1 "),
         "{stat}"

@@ -12,6 +12,7 @@ use crate::errno::{Errno, KResult};
 use crate::fd::MAX_FDS;
 use crate::machine::Machine;
 use crate::process::{Outcome, Process, PID};
+use crate::sched::CpuTime;
 use crate::small::{SmallMap, SmallSet};
 use crate::syscall::signal::{Fate, NSIG};
 use crate::syscall::time::NSEC_PER_SEC;
@@ -474,11 +475,13 @@ pub fn sysinfo_bytes(uptime_ns: u64, total_ram: u64, free_ram: u64) -> [u8; 112]
     b
 }
 
-/// Encodes `struct rusage` (144 bytes) with user time `utime_ns` and nothing else.
-pub fn rusage_bytes(utime_ns: u64, maxrss_kib: u64) -> [u8; 144] {
+/// Encodes `struct rusage` (144 bytes) with user and system time and the resident size;
+/// the other counters are zero.
+pub fn rusage_bytes(cpu: CpuTime, maxrss_kib: u64) -> [u8; 144] {
+    use crate::syscall::time::Timeval;
     let mut b = [0; 144];
-    let tv = crate::syscall::time::Timeval::from_ns(utime_ns);
-    b[0..16].copy_from_slice(&tv.to_bytes());
+    b[0..16].copy_from_slice(&Timeval::from_ns(cpu.user).to_bytes());
+    b[16..32].copy_from_slice(&Timeval::from_ns(cpu.system).to_bytes());
     b[32..40].copy_from_slice(&maxrss_kib.to_le_bytes());
     b
 }
@@ -1123,27 +1126,36 @@ fn getcpu(p: &mut Process, m: &mut dyn Machine, cpu: u64, node: u64) -> KResult<
     Ok(0)
 }
 
-/// `times`: user time is the time since boot (no CPU accounting), in `USER_HZ` ticks; the
-/// return value is the tick count since boot.
+/// `times`: the process's user and system time in `USER_HZ` ticks (children have used
+/// nothing); the return value is the tick count since boot.
 fn times(p: &mut Process, m: &mut dyn Machine, buf: u64) -> KResult<i64> {
-    let ticks = m.since_boot_ns() / (NSEC_PER_SEC / USER_HZ);
+    let tick = NSEC_PER_SEC / USER_HZ;
+    let ticks = m.since_boot_ns() / tick;
     if buf != 0 {
+        let cpu = m.cpu_time(None).unwrap_or_default();
         let mut b = [0u8; 32];
-        b[..8].copy_from_slice(&ticks.to_le_bytes());
+        b[..8].copy_from_slice(&(cpu.user / tick).to_le_bytes());
+        b[8..16].copy_from_slice(&(cpu.system / tick).to_le_bytes());
         write_user(p, m, buf, &b)?;
     }
     Ok(ticks as i64)
 }
 
-/// `getrusage`: the program's user time is the time since boot (no CPU accounting);
-/// children have used nothing.
+/// `getrusage`: the process's or the calling thread's user and system time; children have
+/// used nothing.
 fn getrusage(p: &mut Process, m: &mut dyn Machine, who: u64, usage: u64) -> KResult<i64> {
+    // ru_maxrss: the resident size now (the kernel keeps no peak).
+    let rss = |p: &Process, m: &mut dyn Machine| crate::procfs::resident(p, m) / 1024;
     let b = match who as u32 as i32 {
-        // RUSAGE_SELF, RUSAGE_THREAD.
-        // ru_maxrss: the resident size now (the kernel keeps no peak).
-        0 | 1 => rusage_bytes(m.since_boot_ns(), crate::procfs::resident(p, m) / 1024),
+        // RUSAGE_SELF.
+        0 => rusage_bytes(m.cpu_time(None).unwrap_or_default(), rss(p, m)),
+        // RUSAGE_THREAD.
+        1 => {
+            let me = m.running().and_then(|t| m.cpu_time(Some(t)));
+            rusage_bytes(me.unwrap_or_default(), rss(p, m))
+        }
         // RUSAGE_CHILDREN.
-        -1 => rusage_bytes(0, 0),
+        -1 => rusage_bytes(CpuTime::default(), 0),
         _ => return Err(Errno::EINVAL),
     };
     write_user(p, m, usage, &b)?;
@@ -1818,16 +1830,34 @@ mod tests {
     fn accounting() {
         let (mut p, mut m, buf) = setup();
         m.now = kiln_abi::vdso::MONOTONIC_AT_BOOT_NS + 2 * NSEC_PER_SEC + 500_000_000;
+        // The thread used 1.2 s of user and 0.3 s of system time; the process twice that
+        // (the fake machine's ended threads).
+        m.cpu_time = CpuTime {
+            user: 1_200_000_000,
+            system: 300_000_000,
+        };
+        // times: ticks since boot; the process's user and system ticks, none for children.
         assert_eq!(call(&mut p, &mut m, sysno::TIMES, &[0]), 250);
         assert_eq!(call(&mut p, &mut m, sysno::TIMES, &[buf]), 250);
-        assert_eq!(peek64(&mut p, &mut m, buf), 250);
-        assert_eq!(peek64(&mut p, &mut m, buf + 8), 0);
+        assert_eq!(peek64(&mut p, &mut m, buf), 240);
+        assert_eq!(peek64(&mut p, &mut m, buf + 8), 60);
+        assert_eq!(peek64(&mut p, &mut m, buf + 16), 0);
         assert_eq!(call(&mut p, &mut m, sysno::TIMES, &[UNMAPPED]), EFAULT);
+        // RUSAGE_SELF: the process.
         assert_eq!(call(&mut p, &mut m, sysno::GETRUSAGE, &[0, buf]), 0);
         assert_eq!(peek64(&mut p, &mut m, buf), 2);
-        assert_eq!(peek64(&mut p, &mut m, buf + 8), 500_000);
+        assert_eq!(peek64(&mut p, &mut m, buf + 8), 400_000);
+        assert_eq!(peek64(&mut p, &mut m, buf + 16), 0);
+        assert_eq!(peek64(&mut p, &mut m, buf + 24), 600_000);
+        // RUSAGE_THREAD: the caller.
+        assert_eq!(call(&mut p, &mut m, sysno::GETRUSAGE, &[1, buf]), 0);
+        assert_eq!(peek64(&mut p, &mut m, buf), 1);
+        assert_eq!(peek64(&mut p, &mut m, buf + 8), 200_000);
+        assert_eq!(peek64(&mut p, &mut m, buf + 24), 300_000);
+        // RUSAGE_CHILDREN: nothing.
         assert_eq!(call(&mut p, &mut m, sysno::GETRUSAGE, &[u64::MAX, buf]), 0);
         assert_eq!(peek64(&mut p, &mut m, buf), 0);
+        assert_eq!(peek64(&mut p, &mut m, buf + 16), 0);
         assert_eq!(call(&mut p, &mut m, sysno::GETRUSAGE, &[2, buf]), EINVAL);
         assert_eq!(
             call(&mut p, &mut m, sysno::WAIT4, &[u64::MAX, 0, 0, 0]),
@@ -2061,10 +2091,16 @@ mod tests {
 
     #[test]
     fn rusage_layout() {
-        let b = rusage_bytes(2 * NSEC_PER_SEC + 5_000, 0);
+        let cpu = CpuTime {
+            user: 2 * NSEC_PER_SEC + 5_000,
+            system: 7_000,
+        };
+        let b = rusage_bytes(cpu, 0);
         assert_eq!(&b[0..8], &2i64.to_le_bytes());
         assert_eq!(&b[8..16], &5i64.to_le_bytes());
-        assert!(b[16..].iter().all(|&x| x == 0));
+        assert_eq!(&b[16..24], &0i64.to_le_bytes());
+        assert_eq!(&b[24..32], &7i64.to_le_bytes());
+        assert!(b[32..].iter().all(|&x| x == 0));
     }
 
     #[test]

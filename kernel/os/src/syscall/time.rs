@@ -3,8 +3,9 @@
 //! The machine has two clocks: monotonic (since boot) and real time (since the epoch).
 //! `CLOCK_BOOTTIME` equals the monotonic clock (the machine never suspends) and
 //! `CLOCK_TAI` equals real time (Linux's TAI offset is 0 until NTP sets it). The CPU-time
-//! clocks count time since boot: Kiln does no CPU accounting, and the program is the only
-//! thing the machine runs. No clock can be set: the wall clock belongs to the host.
+//! clocks read the scheduler's accounting ([`crate::sched::CpuTime`]): user and system
+//! time together, of the process or of one thread. No clock can be set: the wall clock
+//! belongs to the host.
 
 use crate::errno::{Errno, KResult};
 use crate::machine::Machine;
@@ -48,8 +49,9 @@ pub enum Clock {
     Boottime,
     /// CPU time of the process (including the encoded per-process clock ids).
     ProcessCpu,
-    /// CPU time of the thread (including the encoded per-thread clock ids).
-    ThreadCpu,
+    /// CPU time of a thread: the caller's (0), or the one an encoded per-thread clock id
+    /// (`pthread_getcpuclockid`) names.
+    ThreadCpu(u32),
 }
 
 impl Clock {
@@ -61,7 +63,7 @@ impl Clock {
             CLOCK_REALTIME => Clock::Realtime,
             CLOCK_MONOTONIC => Clock::Monotonic,
             CLOCK_PROCESS_CPUTIME_ID => Clock::ProcessCpu,
-            CLOCK_THREAD_CPUTIME_ID => Clock::ThreadCpu,
+            CLOCK_THREAD_CPUTIME_ID => Clock::ThreadCpu(0),
             CLOCK_MONOTONIC_RAW => Clock::MonotonicRaw,
             CLOCK_REALTIME_COARSE => Clock::RealtimeCoarse,
             CLOCK_MONOTONIC_COARSE => Clock::MonotonicCoarse,
@@ -69,14 +71,17 @@ impl Clock {
             CLOCK_TAI => Clock::Tai,
             id if id < 0 => {
                 // ((~pid) << 3) | per-thread bit (4) | which (0 prof, 1 virt, 2 sched).
+                // Whether a named thread exists is for the caller to check (`exists`).
                 let pid = !(id >> 3);
-                if id & 3 == 3 || (pid != 0 && i64::from(pid) != PID) {
+                if id & 3 == 3 {
                     return Err(Errno::EINVAL);
                 }
                 if id & 4 != 0 {
-                    Clock::ThreadCpu
-                } else {
+                    Clock::ThreadCpu(pid as u32)
+                } else if pid == 0 || i64::from(pid) == PID {
                     Clock::ProcessCpu
+                } else {
+                    return Err(Errno::EINVAL);
                 }
             }
             _ => return Err(Errno::EINVAL),
@@ -90,8 +95,22 @@ impl Clock {
             Clock::RealtimeCoarse => coarse(m.realtime_ns()),
             Clock::MonotonicCoarse => coarse(m.monotonic_ns()),
             Clock::Monotonic | Clock::MonotonicRaw | Clock::Boottime => m.monotonic_ns(),
-            // CPU time: the time since boot (no CPU accounting), from 0.
-            Clock::ProcessCpu | Clock::ThreadCpu => m.since_boot_ns(),
+            Clock::ProcessCpu => m.cpu_time(None).map_or(0, |t| t.total()),
+            Clock::ThreadCpu(tid) => {
+                let tid = if tid == 0 { m.running() } else { Some(tid) };
+                tid.and_then(|t| m.cpu_time(Some(t)))
+                    .map_or(0, |t| t.total())
+            }
+        }
+    }
+
+    /// `EINVAL` for the clock of a thread that does not exist.
+    pub fn exists(self, m: &dyn Machine) -> KResult<Clock> {
+        match self {
+            Clock::ThreadCpu(tid) if tid != 0 && m.cpu_time(Some(tid)).is_none() => {
+                Err(Errno::EINVAL)
+            }
+            c => Ok(c),
         }
     }
 
@@ -210,8 +229,10 @@ pub fn sleep_deadline(m: &dyn Machine, clock: Clock, absolute: bool, t: u64) -> 
     }
     match clock {
         Clock::Realtime | Clock::Tai => now.saturating_add(t.saturating_sub(m.realtime_ns())),
-        Clock::ProcessCpu | Clock::ThreadCpu => {
-            now.saturating_add(t.saturating_sub(m.since_boot_ns()))
+        // The CPU-time target as a wall-clock wait: the process uses no CPU while its
+        // threads sleep, so this is the earliest it could be reached.
+        Clock::ProcessCpu | Clock::ThreadCpu(_) => {
+            now.saturating_add(t.saturating_sub(clock.now_ns(m)))
         }
         _ => t.max(now),
     }
@@ -377,14 +398,14 @@ fn clock_arg(id: u64) -> KResult<Clock> {
 }
 
 fn clock_gettime(p: &mut Process, m: &mut dyn Machine, id: u64, tp: u64) -> KResult<i64> {
-    let clock = clock_arg(id)?;
+    let clock = clock_arg(id)?.exists(m)?;
     let now = Timespec::from_ns(clock.now_ns(m));
     write_user(p, m, tp, &now.to_bytes())?;
     Ok(0)
 }
 
 fn clock_getres(p: &mut Process, m: &mut dyn Machine, id: u64, res: u64) -> KResult<i64> {
-    let clock = clock_arg(id)?;
+    let clock = clock_arg(id)?.exists(m)?;
     if res != 0 {
         write_user(
             p,
@@ -407,7 +428,7 @@ fn clock_settime(p: &mut Process, m: &mut dyn Machine, id: u64, tp: u64) -> KRes
             t.to_ns()?;
             Err(Errno::EPERM)
         }
-        Clock::ProcessCpu | Clock::ThreadCpu => Err(Errno::EPERM),
+        Clock::ProcessCpu | Clock::ThreadCpu(_) => Err(Errno::EPERM),
         _ => Err(Errno::EINVAL),
     }
 }
@@ -472,7 +493,7 @@ fn clock_nanosleep(
         return Err(Errno::EOPNOTSUPP);
     }
     let t = Timespec::from_bytes(&read_user(p, m, req)?).to_ns()?;
-    if clock == Clock::ThreadCpu {
+    if matches!(clock, Clock::ThreadCpu(_)) {
         return Err(Errno::EINVAL);
     }
     Ok(m.restart_deadline()
@@ -696,7 +717,7 @@ mod tests {
         assert_eq!(Clock::from_id(0), Ok(Clock::Realtime));
         assert_eq!(Clock::from_id(1), Ok(Clock::Monotonic));
         assert_eq!(Clock::from_id(2), Ok(Clock::ProcessCpu));
-        assert_eq!(Clock::from_id(3), Ok(Clock::ThreadCpu));
+        assert_eq!(Clock::from_id(3), Ok(Clock::ThreadCpu(0)));
         assert_eq!(Clock::from_id(4), Ok(Clock::MonotonicRaw));
         assert_eq!(Clock::from_id(5), Ok(Clock::RealtimeCoarse));
         assert_eq!(Clock::from_id(6), Ok(Clock::MonotonicCoarse));
@@ -708,12 +729,53 @@ mod tests {
     }
 
     #[test]
+    fn cpu_clocks_read_the_accounting_not_the_wall_clock() {
+        let (mut p, mut m, buf) = setup();
+        m.now = 9 * NSEC_PER_SEC;
+        m.cpu_time = crate::sched::CpuTime {
+            user: 1_500_000_000,
+            system: 250_000_000,
+        };
+        let me = m.thread.tid;
+        let read = |p: &mut Process, m: &mut FakeMachine, id: i32| {
+            let r = call(p, m, sysno::CLOCK_GETTIME, &[id as u32 as u64, buf]);
+            (r == 0).then(|| peek64(p, m, buf) * NSEC_PER_SEC + peek64(p, m, buf + 8))
+        };
+        // The thread's clock is its user and system time; the process's includes the
+        // ended threads' (the fake machine doubles it).
+        assert_eq!(read(&mut p, &mut m, 3), Some(1_750_000_000));
+        assert_eq!(read(&mut p, &mut m, 2), Some(3_500_000_000));
+        // pthread_getcpuclockid of an existing thread, and of one that is not.
+        let thread_clock = |tid: u32| ((!(tid as i32)) << 3) | 4 | 2;
+        assert_eq!(read(&mut p, &mut m, thread_clock(me)), Some(1_750_000_000));
+        assert_eq!(
+            call(
+                &mut p,
+                &mut m,
+                sysno::CLOCK_GETTIME,
+                &[thread_clock(4242) as u32 as u64, buf]
+            ),
+            EINVAL
+        );
+        assert_eq!(
+            call(
+                &mut p,
+                &mut m,
+                sysno::CLOCK_GETRES,
+                &[thread_clock(4242) as u32 as u64, buf]
+            ),
+            EINVAL
+        );
+    }
+
+    #[test]
     fn cpu_clock_ids() {
         // clock_getcpuclockid(0): MAKE_PROCESS_CPUCLOCK(0, CPUCLOCK_SCHED).
         assert_eq!(Clock::from_id((!0 << 3) | 2), Ok(Clock::ProcessCpu));
         assert_eq!(Clock::from_id((!1 << 3) | 2), Ok(Clock::ProcessCpu));
         // pthread_getcpuclockid: MAKE_THREAD_CPUCLOCK(tid 1, CPUCLOCK_SCHED).
-        assert_eq!(Clock::from_id((!1 << 3) | 4 | 2), Ok(Clock::ThreadCpu));
+        assert_eq!(Clock::from_id((!1 << 3) | 4 | 2), Ok(Clock::ThreadCpu(1)));
+        assert_eq!(Clock::from_id((!7 << 3) | 4 | 2), Ok(Clock::ThreadCpu(7)));
         assert_eq!(Clock::from_id((!2 << 3) | 2), Err(Errno::EINVAL));
         assert_eq!(Clock::from_id((!0 << 3) | 3), Err(Errno::EINVAL));
     }
@@ -727,11 +789,7 @@ mod tests {
         };
         assert_eq!(Clock::Monotonic.now_ns(&m), 5_007_654_321);
         assert_eq!(Clock::Boottime.now_ns(&m), 5_007_654_321);
-        // CPU time counts from boot, the monotonic clocks from MONOTONIC_AT_BOOT_NS.
-        assert_eq!(
-            Clock::ProcessCpu.now_ns(&m),
-            5_007_654_321 - kiln_abi::vdso::MONOTONIC_AT_BOOT_NS
-        );
+        assert_eq!(Clock::MonotonicCoarse.now_ns(&m), 5_004_000_000);
         assert_eq!(Clock::MonotonicCoarse.now_ns(&m), 5_004_000_000);
         assert_eq!(Clock::Realtime.now_ns(&m), 1_700_000_005_007_654_321);
         assert_eq!(Clock::Tai.now_ns(&m), 1_700_000_005_007_654_321);

@@ -151,7 +151,7 @@ fn timer_create(
     idp: u64,
 ) -> KResult<i64> {
     let clock = Clock::from_id(clockid as u32 as i32)?;
-    if matches!(clock, Clock::ProcessCpu | Clock::ThreadCpu) {
+    if matches!(clock, Clock::ProcessCpu | Clock::ThreadCpu(_)) {
         return Err(Errno::EINVAL);
     }
     let id = p.timers.posix.next_id;
