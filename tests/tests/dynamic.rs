@@ -338,6 +338,72 @@ fn redis_server() {
     assert_eq!(cli(&["incr", "n"]), "42");
 }
 
+/// Debian's Prometheus node exporter (Go, dynamically linked) reads the machine's and the
+/// process's figures from `/proc` and `/sys`, and asks `adjtimex` for the clock's state:
+/// what it serves must be Kiln's own accounting, and the collectors it runs must not fail.
+#[test]
+fn prometheus_node_exporter_serves_the_machines_figures() {
+    let img = build_image(
+        "node-exporter",
+        &["--elf", "/usr/bin/prometheus-node-exporter"],
+    );
+    let port = free_port();
+    let fwd = format!("{port}:9100");
+    // It logs to standard error: the landing page says it is up.
+    let _guest = background(&["run", "--image", img.to_str().unwrap(), "-p", &fwd]);
+    wait_for_http(&format!("http://127.0.0.1:{port}/"));
+    // A scrape runs every collector: seconds under TCG.
+    let scrape = Command::new("curl")
+        .args([
+            "-sf",
+            "-m",
+            "120",
+            &format!("http://127.0.0.1:{port}/metrics"),
+        ])
+        .output()
+        .unwrap();
+    assert!(scrape.status.success(), "{scrape:?}");
+    let metrics = String::from_utf8_lossy(&scrape.stdout).into_owned();
+    let value = |name: &str| -> f64 {
+        metrics
+            .lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+            .unwrap_or_else(|| panic!("no {name} in:\n{metrics}"))
+    };
+    // The CPU's time: idle most of it, some of it the program's and the kernel's; the
+    // exporter's own CPU time no more than the machine's busy time.
+    let idle = value("node_cpu_seconds_total{cpu=\"0\",mode=\"idle\"}");
+    let user = value("node_cpu_seconds_total{cpu=\"0\",mode=\"user\"}");
+    let system = value("node_cpu_seconds_total{cpu=\"0\",mode=\"system\"}");
+    assert!(idle > 0.0 && user > 0.0 && system > 0.0, "{metrics}");
+    let process = value("process_cpu_seconds_total");
+    assert!(
+        process > 0.0 && process <= user + system + 0.02,
+        "{metrics}"
+    );
+    assert!(value("node_memory_MemTotal_bytes") > 100e6, "{metrics}");
+    // adjtimex answers: the clock is not synchronised by NTP in the guest.
+    assert_eq!(value("node_timex_sync_status"), 0.0, "{metrics}");
+    for collector in [
+        "cpu",
+        "meminfo",
+        "stat",
+        "timex",
+        "filefd",
+        "entropy",
+        "diskstats",
+        "netdev",
+        "filesystem",
+        "uname",
+        "loadavg",
+        "vmstat",
+    ] {
+        let ok = format!("node_scrape_collector_success{{collector=\"{collector}\"}}");
+        assert_eq!(value(&ok), 1.0, "collector {collector} failed:\n{metrics}");
+    }
+}
+
 #[test]
 fn iperf3_measures_udp_with_parallel_streams() {
     // iperf3's UDP server (--forceflush: its output is not a terminal, and the test waits for

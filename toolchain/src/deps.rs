@@ -117,6 +117,11 @@ pub const SUITE: &[Package] = &[
         why: "a dynamically linked Debian server, booted unmodified",
     },
     Package {
+        name: "prometheus-node-exporter",
+        provides: "/usr/bin/prometheus-node-exporter",
+        why: "a Go program from Debian that reads /proc, booted unmodified",
+    },
+    Package {
         name: "redis-tools",
         provides: "/usr/bin/redis-cli",
         why: "the client of the redis test, and redis-benchmark for bench redis",

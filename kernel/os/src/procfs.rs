@@ -94,6 +94,8 @@ pub enum ProcFile {
     TaskComm(u32),
     /// `/proc/vmstat`: memory counters (free pages; no swap, no paging to disk).
     VmStat,
+    /// `/proc/sys/fs/file-nr`: open files (the process's descriptors), 0 free, the limit.
+    FileNr,
     /// `/sys/devices/system/cpu/online` (and `possible`, `present`): the CPUs as a list
     /// (`0-1`), which glibc's `get_nprocs` and runtimes sizing thread pools read.
     CpuList,
@@ -133,7 +135,7 @@ impl ProcFile {
         ("cgroup", ProcFile::Cgroup),
     ];
     /// The files of `/proc` itself, by name.
-    pub const MACHINE: [(&'static str, ProcFile); 7] = [
+    pub const MACHINE: [(&'static str, ProcFile); 8] = [
         ("meminfo", ProcFile::MemInfo),
         ("uptime", ProcFile::Uptime),
         ("loadavg", ProcFile::LoadAvg),
@@ -141,6 +143,8 @@ impl ProcFile {
         ("stat", ProcFile::SysStat),
         ("version", ProcFile::Version),
         ("vmstat", ProcFile::VmStat),
+        // Block devices' counters: the machine has none (volumes are 9P shares).
+        ("diskstats", ProcFile::Fixed("")),
     ];
     /// The directories under `/proc/sys`: (parent, name), the parent an index into this
     /// list plus one (0: `/proc/sys` itself). Indexes rather than paths keep the code that
@@ -155,7 +159,7 @@ impl ProcFile {
     ];
     /// The files of `/proc/sys` that programs read: (directory as in [`Self::SYS_DIRS`],
     /// name, file).
-    pub const SYS: [(usize, &'static str, ProcFile); 10] = [
+    pub const SYS: [(usize, &'static str, ProcFile); 13] = [
         // The largest listen backlog (Go reads it): `crate::net::SOMAXCONN`.
         (2, "somaxconn", ProcFile::Fixed("4096\n")),
         (3, "hostname", ProcFile::Hostname),
@@ -164,6 +168,11 @@ impl ProcFile {
         (3, "pid_max", ProcFile::Fixed("4194304\n")),
         (4, "uuid", ProcFile::Uuid),
         (4, "boot_id", ProcFile::BootId),
+        // A seeded CRNG, as Linux 5.18 and later always report it (RDRAND or the host's
+        // entropy seeds the kernel's generator).
+        (4, "entropy_avail", ProcFile::Fixed("256\n")),
+        (4, "poolsize", ProcFile::Fixed("256\n")),
+        (6, "file-nr", ProcFile::FileNr),
         (5, "overcommit_memory", ProcFile::Fixed("0\n")),
         (6, "file-max", ProcFile::Fixed("9223372036854775807\n")),
         (6, "nr_open", ProcFile::Fixed("1048576\n")),
@@ -337,6 +346,10 @@ pub fn text(file: ProcFile, p: &mut Process, m: &mut dyn Machine) -> KResult<Vec
         ProcFile::NetTcp(v4) => net_sockets(&mut out, p, true, v4),
         ProcFile::NetUdp(v4) => net_sockets(&mut out, p, false, v4),
         ProcFile::Fixed(text) => out.push_str(text),
+        ProcFile::FileNr => {
+            let open = p.files.open().count();
+            let _ = writeln!(out, "{open}\t0\t9223372036854775807");
+        }
         ProcFile::VmStat => {
             let (total, free) = m.ram();
             let used = (total - free.min(total)) / 4096;

@@ -468,6 +468,18 @@ fn sys_settings_hostname_and_uuids() {
         read_text(&mut p, &mut m, buf, "/proc/sys/vm/overcommit_memory"),
         "0\n"
     );
+    assert_eq!(
+        read_text(&mut p, &mut m, buf, "/proc/sys/kernel/random/entropy_avail"),
+        "256\n"
+    );
+    assert_eq!(read_text(&mut p, &mut m, buf, "/proc/diskstats"), "");
+    // file-nr counts the open descriptors (its text is made as it is opened, before the
+    // descriptor reading it exists).
+    let open = p.files.open().count();
+    assert_eq!(
+        read_text(&mut p, &mut m, buf, "/proc/sys/fs/file-nr"),
+        alloc::format!("{open}\t0\t9223372036854775807\n")
+    );
     // The node name uname gives, which sethostname changes.
     poke(&mut p, &mut m, buf, b"web1");
     assert_eq!(call(&mut p, &mut m, nr::SETHOSTNAME, &[buf, 4]), 0);

@@ -250,6 +250,8 @@ pub fn handle(p: &mut Process, m: &mut dyn Machine, nr: u64, a: [u64; 6]) -> Opt
         sysno::CLOCK_GETTIME => clock_gettime(p, m, a[0], a[1]),
         sysno::CLOCK_GETRES => clock_getres(p, m, a[0], a[1]),
         sysno::CLOCK_SETTIME => clock_settime(p, m, a[0], a[1]),
+        sysno::ADJTIMEX => adjtimex(p, m, a[0]),
+        sysno::CLOCK_ADJTIME => clock_adjtime(p, m, a[0], a[1]),
         sysno::GETTIMEOFDAY => gettimeofday(p, m, a[0], a[1]),
         sysno::SETTIMEOFDAY => settimeofday(p, m, a[0], a[1]),
         sysno::TIME => time(p, m, a[0]),
@@ -430,6 +432,57 @@ fn clock_settime(p: &mut Process, m: &mut dyn Machine, id: u64, tp: u64) -> KRes
         }
         Clock::ProcessCpu | Clock::ThreadCpu(_) => Err(Errno::EPERM),
         _ => Err(Errno::EINVAL),
+    }
+}
+
+/// `struct timex`'s size.
+const TIMEX_SIZE: usize = 208;
+/// `adjtimex`'s `modes` that only read (`ADJ_OFFSET_SS_READ`).
+const ADJ_OFFSET_SS_READ: u32 = 0xa001;
+/// `adjtimex`'s answer for a clock no NTP daemon disciplines (`TIME_ERROR`).
+const TIME_ERROR: i64 = 5;
+
+/// The clock's NTP state as `adjtimex` reads it: not synchronised (`STA_UNSYNC`), since no
+/// NTP daemon in the guest disciplines it (the wall clock is the host's, taken at boot
+/// and advanced by the TSC), with Linux's values for such a clock and the time now.
+pub fn timex_bytes(realtime_ns: u64) -> [u8; TIMEX_SIZE] {
+    const STA_UNSYNC: i32 = 0x40;
+    // NTP_PHASE_LIMIT (µs), the largest error; MAXFREQ_SCALED (500 ppm << 16); USER_HZ's tick.
+    const MAX_ERROR_US: i64 = 16_000_000;
+    const TOLERANCE: i64 = 500 << 16;
+    const TICK_US: i64 = 10_000;
+    let mut b = [0u8; TIMEX_SIZE];
+    let mut put = |at: usize, v: i64| b[at..at + 8].copy_from_slice(&v.to_le_bytes());
+    put(24, MAX_ERROR_US);
+    put(32, MAX_ERROR_US);
+    put(48, 2);
+    put(56, 1);
+    put(64, TOLERANCE);
+    put(88, TICK_US);
+    b[40..44].copy_from_slice(&STA_UNSYNC.to_le_bytes());
+    b[72..88].copy_from_slice(&Timeval::from_ns(realtime_ns).to_bytes());
+    b
+}
+
+/// `adjtimex`: reads the clock's NTP state ([`timex_bytes`]); adjusting it is refused with
+/// `EPERM`, as setting it is (the wall clock belongs to the host).
+fn adjtimex(p: &mut Process, m: &mut dyn Machine, buf: u64) -> KResult<i64> {
+    let head: [u8; 4] = read_user(p, m, buf)?;
+    let modes = u32::from_le_bytes(head);
+    if modes != 0 && modes != ADJ_OFFSET_SS_READ {
+        return Err(Errno::EPERM);
+    }
+    let timex = timex_bytes(m.realtime_ns());
+    write_user(p, m, buf, &timex)?;
+    Ok(TIME_ERROR)
+}
+
+/// `clock_adjtime`: `adjtimex` for `CLOCK_REALTIME`; the other clocks cannot be adjusted
+/// (`EOPNOTSUPP`, as on Linux).
+fn clock_adjtime(p: &mut Process, m: &mut dyn Machine, id: u64, buf: u64) -> KResult<i64> {
+    match clock_arg(id)?.exists(m)? {
+        Clock::Realtime => adjtimex(p, m, buf),
+        _ => Err(Errno::EOPNOTSUPP),
     }
 }
 
@@ -764,6 +817,36 @@ mod tests {
                 sysno::CLOCK_GETRES,
                 &[thread_clock(4242) as u32 as u64, buf]
             ),
+            EINVAL
+        );
+    }
+
+    #[test]
+    fn adjtimex_reads_an_unsynchronised_clock_and_refuses_adjustments() {
+        let (mut p, mut m, buf) = setup();
+        m.epoch_offset = 1_700_000_000 * NSEC_PER_SEC;
+        poke(&mut p, &mut m, buf, &[0; TIMEX_SIZE]);
+        // TIME_ERROR; STA_UNSYNC; the time in microseconds; maxerror 16 s; tick 10 ms.
+        assert_eq!(call(&mut p, &mut m, sysno::ADJTIMEX, &[buf]), 5);
+        assert_eq!(peek64(&mut p, &mut m, buf + 40) as u32, 0x40);
+        assert_eq!(
+            peek64(&mut p, &mut m, buf + 72),
+            m.realtime_ns() / NSEC_PER_SEC
+        );
+        assert_eq!(peek64(&mut p, &mut m, buf + 24), 16_000_000);
+        assert_eq!(peek64(&mut p, &mut m, buf + 88), 10_000);
+        // ADJ_OFFSET_SS_READ only reads; any adjustment is refused.
+        poke(&mut p, &mut m, buf, &0xa001u32.to_le_bytes());
+        assert_eq!(call(&mut p, &mut m, sysno::ADJTIMEX, &[buf]), 5);
+        poke(&mut p, &mut m, buf, &1u32.to_le_bytes());
+        assert_eq!(call(&mut p, &mut m, sysno::ADJTIMEX, &[buf]), EPERM);
+        assert_eq!(call(&mut p, &mut m, sysno::ADJTIMEX, &[UNMAPPED]), EFAULT);
+        // clock_adjtime: the real-time clock only.
+        poke(&mut p, &mut m, buf, &[0; 4]);
+        assert_eq!(call(&mut p, &mut m, sysno::CLOCK_ADJTIME, &[0, buf]), 5);
+        assert_eq!(call(&mut p, &mut m, sysno::CLOCK_ADJTIME, &[1, buf]), -95);
+        assert_eq!(
+            call(&mut p, &mut m, sysno::CLOCK_ADJTIME, &[99, buf]),
             EINVAL
         );
     }
