@@ -12,6 +12,44 @@ pub const fn killed_by(sig: u8) -> u8 {
     128u8.wrapping_add(sig)
 }
 
+/// Linux's name of signal `sig` (`SIGSEGV`), for the kernel's and the host's reports.
+pub fn signal_name(sig: u32) -> Option<&'static str> {
+    const NAMES: [&str; 31] = [
+        "SIGHUP",
+        "SIGINT",
+        "SIGQUIT",
+        "SIGILL",
+        "SIGTRAP",
+        "SIGABRT",
+        "SIGBUS",
+        "SIGFPE",
+        "SIGKILL",
+        "SIGUSR1",
+        "SIGSEGV",
+        "SIGUSR2",
+        "SIGPIPE",
+        "SIGALRM",
+        "SIGTERM",
+        "SIGSTKFLT",
+        "SIGCHLD",
+        "SIGCONT",
+        "SIGSTOP",
+        "SIGTSTP",
+        "SIGTTIN",
+        "SIGTTOU",
+        "SIGURG",
+        "SIGXCPU",
+        "SIGXFSZ",
+        "SIGVTALRM",
+        "SIGPROF",
+        "SIGWINCH",
+        "SIGIO",
+        "SIGPWR",
+        "SIGSYS",
+    ];
+    NAMES.get((sig as usize).checked_sub(1)?).copied()
+}
+
 /// I/O port the runner gives the kernel for the exact exit status (`kiln.status=`):
 /// QEMU's own exit code carries only `status & 0x7f` through `isa-debug-exit`.
 pub const STATUS_PORT: u16 = 0x404;
@@ -33,6 +71,16 @@ pub const fn from_qemu_exit(code: i32) -> Option<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn signal_names() {
+        assert_eq!(signal_name(1), Some("SIGHUP"));
+        assert_eq!(signal_name(11), Some("SIGSEGV"));
+        assert_eq!(signal_name(27), Some("SIGPROF"));
+        assert_eq!(signal_name(31), Some("SIGSYS"));
+        assert_eq!(signal_name(0), None);
+        assert_eq!(signal_name(32), None);
+    }
 
     #[test]
     fn qemu_codes_round_trip() {

@@ -859,6 +859,62 @@ int main(void) {
 }
 "#;
 
+/// `ITIMER_PROF` every 10 ms of CPU time, as profilers arm it (gperftools, Go's pprof when
+/// `timer_create` on a CPU clock is refused): 0.5 s of spinning takes about 50 `SIGPROF`s,
+/// a 0.5 s sleep none; then a one-shot `ITIMER_VIRTUAL` with no handler ends the program.
+const PROF_TIMER: &str = r#"
+#include <signal.h>
+#include <stdio.h>
+#include <sys/time.h>
+#include <time.h>
+#include <unistd.h>
+static volatile int ticks;
+static volatile unsigned long sink;
+static void on_prof(int sig) { (void)sig; ticks++; }
+static double now(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return t.tv_sec + t.tv_nsec / 1e9;
+}
+static void spin(double secs) {
+    double end = now() + secs;
+    while (now() < end)
+        for (int i = 0; i < 10000; i++) sink += i;
+}
+int main(void) {
+    signal(SIGPROF, on_prof);
+    struct itimerval every = {{0, 10000}, {0, 10000}}, off = {{0, 0}, {0, 0}};
+    setitimer(ITIMER_PROF, &every, 0);
+    spin(0.5);
+    int spun = ticks;
+    usleep(500000);
+    int slept = ticks - spun;
+    setitimer(ITIMER_PROF, &off, 0);
+    printf("%s\n", spun >= 30 && spun <= 70 && slept <= 1 ? "prof ok" : "prof wrong");
+    fprintf(stderr, "SIGPROF while spinning %d, while sleeping %d\n", spun, slept);
+    fflush(stdout);
+    struct itimerval once = {{0, 0}, {0, 100000}};
+    setitimer(ITIMER_VIRTUAL, &once, 0);
+    spin(5);
+    puts("SIGVTALRM did not come");
+    return 0;
+}
+"#;
+
+#[test]
+fn cpu_time_interval_timers_tick_while_the_program_runs() {
+    let dir = scratch("dynamic");
+    let prog = gcc(&dir, "proftimer", PROF_TIMER, &[]);
+    let img = build_image("proftimer", &["--elf", prog.to_str().unwrap()]);
+    let r = run_image(&img, &[]);
+    // SIGVTALRM's default action ends the program: 128 + 26.
+    assert_eq!((r.status, r.out().as_str()), (154, "prof ok\n"), "{r:?}");
+    assert!(
+        r.stderr.contains("program killed by SIGVTALRM (signal 26)"),
+        "{r:?}"
+    );
+}
+
 #[test]
 fn cpu_time_counts_what_the_threads_ran_not_what_they_slept() {
     let dir = scratch("dynamic");

@@ -38,24 +38,7 @@ mod sig {
 }
 
 fn signal_name(sig: u8) -> &'static str {
-    match sig {
-        1 => "SIGHUP",
-        2 => "SIGINT",
-        3 => "SIGQUIT",
-        4 => "SIGILL",
-        5 => "SIGTRAP",
-        6 => "SIGABRT",
-        7 => "SIGBUS",
-        8 => "SIGFPE",
-        9 => "SIGKILL",
-        10 => "SIGUSR1",
-        11 => "SIGSEGV",
-        12 => "SIGUSR2",
-        13 => "SIGPIPE",
-        14 => "SIGALRM",
-        15 => "SIGTERM",
-        _ => "signal",
-    }
+    kiln_abi::exit::signal_name(u32::from(sig)).unwrap_or("signal")
 }
 
 /// Reports on the program's stderr that it was killed by `sig`.

@@ -204,43 +204,7 @@ fn short_path(file: &str) -> String {
 
 /// Signal names for reports.
 pub fn signal_name(sig: u32) -> String {
-    const NAMES: [&str; 32] = [
-        "0",
-        "SIGHUP",
-        "SIGINT",
-        "SIGQUIT",
-        "SIGILL",
-        "SIGTRAP",
-        "SIGABRT",
-        "SIGBUS",
-        "SIGFPE",
-        "SIGKILL",
-        "SIGUSR1",
-        "SIGSEGV",
-        "SIGUSR2",
-        "SIGPIPE",
-        "SIGALRM",
-        "SIGTERM",
-        "SIGSTKFLT",
-        "SIGCHLD",
-        "SIGCONT",
-        "SIGSTOP",
-        "SIGTSTP",
-        "SIGTTIN",
-        "SIGTTOU",
-        "SIGURG",
-        "SIGXCPU",
-        "SIGXFSZ",
-        "SIGVTALRM",
-        "SIGPROF",
-        "SIGWINCH",
-        "SIGIO",
-        "SIGPWR",
-        "SIGSYS",
-    ];
-    NAMES
-        .get(sig as usize)
-        .map_or_else(|| format!("signal {sig}"), |n| n.to_string())
+    kiln_abi::exit::signal_name(sig).map_or_else(|| format!("signal {sig}"), str::to_string)
 }
 
 /// One backtrace line: `  #N  0xADDR in FUNCTION at FILE:LINE`.

@@ -20,12 +20,10 @@ pub enum Ended {
 
 /// The name of a signal the runner stops on.
 pub fn signal_name(sig: i32) -> String {
-    match sig {
-        1 => "SIGHUP".into(),
-        2 => "SIGINT".into(),
-        15 => "SIGTERM".into(),
-        n => format!("signal {n}"),
-    }
+    u32::try_from(sig)
+        .ok()
+        .and_then(kiln_abi::exit::signal_name)
+        .map_or_else(|| format!("signal {sig}"), str::to_string)
 }
 
 /// What QEMU printed when the accelerator (not the guest) failed: KVM's internal errors, its

@@ -156,6 +156,61 @@ pub struct Timers {
     pub real: Option<RealTimer>,
     /// The process's POSIX timers (`timer_create`).
     pub posix: crate::syscall::time::posix_timer::PosixTimers,
+    /// `ITIMER_VIRTUAL` and `ITIMER_PROF`, in that order.
+    pub cpu: [Option<CpuTimer>; 2],
+}
+
+/// An armed CPU-time interval timer: `ITIMER_VIRTUAL` (user time, `SIGVTALRM`) or
+/// `ITIMER_PROF` (user and system time, `SIGPROF`). CPU time is read when the timer could
+/// first be due: never sooner than its remaining CPU time divided among the CPUs, so a
+/// process that sleeps is looked at again only that often.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CpuTimer {
+    /// The process's CPU time (ns) at which it expires.
+    pub target: u64,
+    /// The CPU time between expiries after that (0: it expires once).
+    pub interval: u64,
+    /// When (monotonic ns) to read the CPU time next.
+    pub check_at: u64,
+}
+
+impl CpuTimer {
+    /// The timer `value` CPU nanoseconds after `used`, armed at `now` on `cpus` CPUs.
+    pub fn new(used: u64, value: u64, interval: u64, now: u64, cpus: usize) -> CpuTimer {
+        CpuTimer {
+            target: used.saturating_add(value),
+            interval,
+            check_at: Self::check_time(now, value, cpus),
+        }
+    }
+
+    /// The earliest time `left` CPU nanoseconds can go by from `now` on `cpus` CPUs.
+    fn check_time(now: u64, left: u64, cpus: usize) -> u64 {
+        now.saturating_add((left / cpus.max(1) as u64).max(1_000))
+    }
+
+    /// At `now`, with `used` CPU time gone by: whether it expired (expiries missed
+    /// meanwhile count once), and the timer that is left.
+    pub fn fire(self, used: u64, now: u64, cpus: usize) -> (bool, Option<CpuTimer>) {
+        if used < self.target {
+            let check_at = Self::check_time(now, self.target - used, cpus);
+            return (false, Some(CpuTimer { check_at, ..self }));
+        }
+        if self.interval == 0 {
+            return (true, None);
+        }
+        let missed = (used - self.target) / self.interval + 1;
+        let target = self.target.saturating_add(missed * self.interval);
+        let check_at = Self::check_time(now, target - used, cpus);
+        (
+            true,
+            Some(CpuTimer {
+                target,
+                check_at,
+                ..self
+            }),
+        )
+    }
 }
 
 /// An armed `ITIMER_REAL`: `SIGALRM` at `deadline`, then every `interval` nanoseconds.
@@ -179,6 +234,7 @@ impl Timers {
         signals: &mut Vec<crate::syscall::time::posix_timer::TimerSignal>,
     ) -> bool {
         self.posix.fire(now, signals);
+        self.fire_cpu(m, now, signals);
         self.list.retain(|w| match w.upgrade() {
             Some(t) => {
                 t.fire(m, now);
@@ -201,13 +257,47 @@ impl Timers {
         }
     }
 
-    /// The earliest expiry of an armed timer.
+    /// Sends `SIGVTALRM` or `SIGPROF` for the CPU-time timers whose CPU time has come.
+    fn fire_cpu(
+        &mut self,
+        m: &mut dyn Machine,
+        now: u64,
+        signals: &mut Vec<crate::syscall::time::posix_timer::TimerSignal>,
+    ) {
+        use crate::syscall::signal::{send::kernel_info, SIGPROF, SIGVTALRM};
+        if self.cpu.iter().flatten().all(|t| t.check_at > now) {
+            return;
+        }
+        let cpu = m.cpu_time(None).unwrap_or_default();
+        let cpus = m.cpus();
+        for (slot, (used, sig)) in self
+            .cpu
+            .iter_mut()
+            .zip([(cpu.user, SIGVTALRM), (cpu.total(), SIGPROF)])
+        {
+            let Some(t) = slot.filter(|t| t.check_at <= now) else {
+                continue;
+            };
+            let (expired, left) = t.fire(used, now, cpus);
+            *slot = left;
+            if expired {
+                signals.push(crate::syscall::time::posix_timer::TimerSignal {
+                    tid: None,
+                    info: kernel_info(sig),
+                });
+            }
+        }
+    }
+
+    /// The earliest expiry of an armed timer (for a CPU-time timer, when to look at the
+    /// CPU time next).
     pub fn next_deadline(&self) -> Option<u64> {
         self.list
             .iter()
             .filter_map(|w| w.upgrade().and_then(|t| t.deadline()))
             .chain(self.real.map(|r| r.deadline))
             .chain(self.posix.next_deadline())
+            .chain(self.cpu.iter().flatten().map(|t| t.check_at))
             .min()
     }
 }

@@ -65,6 +65,10 @@ pub const SIGURG: u32 = 23;
 pub const SIGXCPU: u32 = 24;
 /// `SIGXFSZ`.
 pub const SIGXFSZ: u32 = 25;
+/// `SIGVTALRM`: `ITIMER_VIRTUAL` expired.
+pub const SIGVTALRM: u32 = 26;
+/// `SIGPROF`: `ITIMER_PROF` expired.
+pub const SIGPROF: u32 = 27;
 /// `SIGWINCH`.
 pub const SIGWINCH: u32 = 28;
 /// `SIGSYS`.

@@ -283,13 +283,32 @@ pub const ITIMER_PROF: u64 = 2;
 
 const NS_PER_US: u64 = 1_000;
 
-/// The `struct itimerval` of `ITIMER_REAL` as it stands at `now`: interval, then the time
+/// The CPU time an `ITIMER_VIRTUAL` (user time) or `ITIMER_PROF` (all of it) counts.
+fn cpu_used(m: &dyn Machine, which: u64) -> u64 {
+    let t = m.cpu_time(None).unwrap_or_default();
+    if which == ITIMER_VIRTUAL {
+        t.user
+    } else {
+        t.total()
+    }
+}
+
+/// The `struct itimerval` of timer `which` as it stands at `now`: interval, then the time
 /// left (zeros when disarmed).
-fn itimerval_now(p: &Process, now: u64) -> [u8; 2 * Timeval::SIZE] {
-    let (interval, left) = match p.timers.real {
-        // Linux never reports 0 left for an armed timer: it rounds up to a microsecond.
-        Some(r) => (r.interval, r.deadline.saturating_sub(now).max(NS_PER_US)),
-        None => (0, 0),
+fn itimerval_now(p: &Process, m: &dyn Machine, which: u64, now: u64) -> [u8; 2 * Timeval::SIZE] {
+    // Linux never reports 0 left for an armed timer: it rounds up to a microsecond.
+    let (interval, left) = match which {
+        ITIMER_REAL => match p.timers.real {
+            Some(r) => (r.interval, r.deadline.saturating_sub(now).max(NS_PER_US)),
+            None => (0, 0),
+        },
+        _ => match p.timers.cpu[which as usize - 1] {
+            Some(t) => (
+                t.interval,
+                t.target.saturating_sub(cpu_used(m, which)).max(NS_PER_US),
+            ),
+            None => (0, 0),
+        },
     };
     let mut out = [0u8; 2 * Timeval::SIZE];
     out[..Timeval::SIZE].copy_from_slice(&Timeval::from_ns(interval).to_bytes());
@@ -297,11 +316,11 @@ fn itimerval_now(p: &Process, now: u64) -> [u8; 2 * Timeval::SIZE] {
     out
 }
 
-/// Checks the interval timer named by `which`: `ITIMER_REAL` is kept; the CPU-time timers are
-/// refused with `EINVAL` (Kiln does not account CPU time per process).
+/// Checks the interval timer named by `which`: `ITIMER_REAL`, `ITIMER_VIRTUAL` or
+/// `ITIMER_PROF`.
 fn check_which(which: u64) -> KResult<()> {
     match which {
-        ITIMER_REAL => Ok(()),
+        ITIMER_REAL | ITIMER_VIRTUAL | ITIMER_PROF => Ok(()),
         _ => Err(Errno::EINVAL),
     }
 }
@@ -317,8 +336,9 @@ fn timeval_ns(t: Timeval) -> KResult<u64> {
 }
 
 /// `setitimer(which, new, old)`: arms (or with a zero value disarms) `ITIMER_REAL`, which
-/// sends the process `SIGALRM` when it expires, then every interval; `old` gets the previous
-/// setting.
+/// sends the process `SIGALRM` when it expires, then every interval, or a CPU-time timer
+/// (`ITIMER_VIRTUAL`: `SIGVTALRM` after so much user time, `ITIMER_PROF`: `SIGPROF` after
+/// so much user and system time); `old` gets the previous setting.
 fn setitimer(p: &mut Process, m: &mut dyn Machine, which: u64, new: u64, old: u64) -> KResult<i64> {
     check_which(which)?;
     let now = m.monotonic_ns();
@@ -336,13 +356,19 @@ fn setitimer(p: &mut Process, m: &mut dyn Machine, which: u64, new: u64, old: u6
         (value > 0).then_some(RealTimerArg { value, interval })
     };
     if old != 0 {
-        let prev = itimerval_now(p, now);
+        let prev = itimerval_now(p, m, which, now);
         write_user(p, m, old, &prev)?;
     }
-    p.timers.real = next.map(|n| crate::fd::timerfd::RealTimer {
-        deadline: now.saturating_add(n.value),
-        interval: n.interval,
-    });
+    if which == ITIMER_REAL {
+        p.timers.real = next.map(|n| crate::fd::timerfd::RealTimer {
+            deadline: now.saturating_add(n.value),
+            interval: n.interval,
+        });
+    } else {
+        let used = cpu_used(m, which);
+        p.timers.cpu[which as usize - 1] = next
+            .map(|n| crate::fd::timerfd::CpuTimer::new(used, n.value, n.interval, now, m.cpus()));
+    }
     Ok(0)
 }
 
@@ -354,7 +380,7 @@ struct RealTimerArg {
 /// `getitimer(which, cur)`.
 fn getitimer(p: &mut Process, m: &mut dyn Machine, which: u64, cur: u64) -> KResult<i64> {
     check_which(which)?;
-    let v = itimerval_now(p, m.monotonic_ns());
+    let v = itimerval_now(p, m, which, m.monotonic_ns());
     write_user(p, m, cur, &v)?;
     Ok(0)
 }
@@ -852,6 +878,90 @@ mod tests {
     }
 
     #[test]
+    fn cpu_time_interval_timers_signal_when_the_process_has_used_the_time() {
+        use crate::sched::CpuTime;
+        let (mut p, mut m, buf) = setup();
+        m.now = 10 * NSEC_PER_SEC;
+        m.cpus = 2;
+        // The fake machine's process has twice the thread's time: 0.2 s user, 0.1 s system.
+        m.cpu_time = CpuTime {
+            user: 100_000_000,
+            system: 50_000_000,
+        };
+        let itv = |interval_us: i64, value_us: i64| {
+            let mut b = Timeval {
+                sec: 0,
+                usec: interval_us,
+            }
+            .to_bytes()
+            .to_vec();
+            b.extend_from_slice(
+                &Timeval {
+                    sec: 0,
+                    usec: value_us,
+                }
+                .to_bytes(),
+            );
+            b
+        };
+        // ITIMER_PROF: 0.5 s of CPU time, then every 0.25 s.
+        poke(&mut p, &mut m, buf, &itv(250_000, 500_000));
+        assert_eq!(
+            call(&mut p, &mut m, sysno::SETITIMER, &[ITIMER_PROF, buf, 0]),
+            0
+        );
+        // Two CPUs use 0.5 s of CPU time in 0.25 s at the soonest: it is looked at then.
+        assert_eq!(p.timers.next_deadline(), Some(m.now + 250_000_000));
+        let fire = |p: &mut Process, m: &mut FakeMachine| {
+            let mut out = alloc::vec::Vec::new();
+            let now = m.now;
+            p.timers.fire(m, now, &mut out);
+            out.iter()
+                .map(|s| (s.tid, s.info.signo, s.info.code))
+                .collect::<alloc::vec::Vec<_>>()
+        };
+        // The process slept meanwhile: not due, looked at again 0.25 s later.
+        m.now += 250_000_000;
+        assert!(fire(&mut p, &mut m).is_empty());
+        assert_eq!(p.timers.next_deadline(), Some(m.now + 250_000_000));
+        assert_eq!(
+            call(&mut p, &mut m, sysno::GETITIMER, &[ITIMER_PROF, buf]),
+            0
+        );
+        assert_eq!(peek64(&mut p, &mut m, buf + 8), 250_000);
+        assert_eq!(peek64(&mut p, &mut m, buf + 24), 500_000);
+        // 0.6 s of CPU time later (0.3 s per thread): SIGPROF, from the kernel, to the
+        // process; the next expiry 0.25 s of CPU time after the first.
+        m.cpu_time.user += 300_000_000;
+        m.now += 250_000_000;
+        assert_eq!(fire(&mut p, &mut m), [(None, 27, 0x80)]);
+        assert_eq!(
+            call(&mut p, &mut m, sysno::GETITIMER, &[ITIMER_PROF, buf]),
+            0
+        );
+        assert_eq!(peek64(&mut p, &mut m, buf + 24), 150_000);
+        // ITIMER_VIRTUAL counts user time only; a zero value disarms.
+        poke(&mut p, &mut m, buf, &itv(0, 100_000));
+        assert_eq!(
+            call(&mut p, &mut m, sysno::SETITIMER, &[ITIMER_VIRTUAL, buf, 0]),
+            0
+        );
+        m.cpu_time.system += 100_000_000;
+        m.now += NSEC_PER_SEC;
+        assert_eq!(fire(&mut p, &mut m), [(None, 27, 0x80)]);
+        m.cpu_time.user += 50_000_000;
+        m.now += NSEC_PER_SEC;
+        assert_eq!(fire(&mut p, &mut m), [(None, 26, 0x80)]);
+        assert_eq!(p.timers.cpu[0], None, "one shot");
+        poke(&mut p, &mut m, buf, &itv(0, 0));
+        assert_eq!(
+            call(&mut p, &mut m, sysno::SETITIMER, &[ITIMER_PROF, buf, 0]),
+            0
+        );
+        assert_eq!(p.timers.next_deadline(), None);
+    }
+
+    #[test]
     fn cpu_clock_ids() {
         // clock_getcpuclockid(0): MAKE_PROCESS_CPUCLOCK(0, CPUCLOCK_SCHED).
         assert_eq!(Clock::from_id((!0 << 3) | 2), Ok(Clock::ProcessCpu));
@@ -984,7 +1094,7 @@ mod tests {
             .timers
             .fire(&mut m, 11_800_000_000, &mut alloc::vec::Vec::new()));
         assert_eq!(p.timers.next_deadline(), Some(12_000_000_000));
-        // Bad values and the CPU-time timers are refused.
+        // Bad values and unknown timers are refused.
         poke(&mut p, &mut m, buf, &itv((0, 0), (0, 1_000_000)));
         assert_eq!(
             call(&mut p, &mut m, sysno::SETITIMER, &[ITIMER_REAL, buf, 0]),
@@ -994,6 +1104,7 @@ mod tests {
             call(&mut p, &mut m, sysno::SETITIMER, &[ITIMER_PROF, buf, 0]),
             EINVAL
         );
+        assert_eq!(call(&mut p, &mut m, sysno::SETITIMER, &[3, buf, 0]), EINVAL);
         assert_eq!(
             call(&mut p, &mut m, sysno::SETITIMER, &[ITIMER_REAL, 8, 0]),
             EFAULT

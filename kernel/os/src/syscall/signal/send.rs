@@ -15,6 +15,19 @@ use crate::sigframe::SigInfo;
 /// `si_code` of a signal sent by `tkill`/`tgkill` (and so `raise`, `pthread_kill`).
 pub const SI_TKILL: i32 = -6;
 
+/// `si_code` of a signal the kernel sends on its own (the CPU-time interval timers).
+pub const SI_KERNEL: i32 = 0x80;
+
+/// What a signal the kernel sends on its own tells the receiver (no sender's id).
+pub fn kernel_info(sig: u32) -> SigInfo {
+    SigInfo {
+        signo: sig as i32,
+        code: SI_KERNEL,
+        addr_or_pid: 0,
+        value: 0,
+    }
+}
+
 /// What `kill` from the program itself tells the receiver.
 pub fn user_info(sig: u32) -> SigInfo {
     SigInfo {
