@@ -525,6 +525,47 @@ mod tests {
     }
 
     #[test]
+    fn writes_show_in_a_read_only_mapping_of_the_whole_file_page_by_page() {
+        // bbolt's way: the file mapped read-only and shared, far beyond its end, written
+        // with pwrite (and here with write and writev too); each write shows in the
+        // mapping, and only what it wrote changes.
+        let (mut p, mut m, buf) = setup();
+        let (p_, m_) = (&mut p, &mut m);
+        let fd = open_rw(p_, m_, buf, "/tmp/db");
+        assert_eq!(call(p_, m_, sysno::FTRUNCATE, &[fd, 4 * P]), 0);
+        let a = call(p_, m_, sysno::MMAP, &[0, 64 * P, 1, MAP_SHARED, fd, 0]);
+        assert!(a > 0, "{a}");
+        let a = a as u64;
+        // The pages are read first, so each write must reach a page already mapped.
+        for page in 0..6 {
+            assert_eq!(peek(p_, m_, a + page * P, 1), [0]);
+        }
+        pwrite(p_, m_, buf, fd, b"page three", 3 * P + 8);
+        assert_eq!(peek(p_, m_, a + 3 * P + 8, 10), b"page three");
+        assert_eq!(peek(p_, m_, a + 3 * P, 8), [0; 8]);
+        // Across a page boundary, growing the file.
+        pwrite(p_, m_, buf, fd, b"straddles", 5 * P - 4);
+        assert_eq!(peek(p_, m_, a + 5 * P - 4, 9), b"straddles");
+        // write at the descriptor's position, then writev after it.
+        assert_eq!(call(p_, m_, sysno::LSEEK, &[fd, P + 1, 0]), (P + 1) as i64);
+        poke(p_, m_, buf, b"positioned");
+        assert_eq!(call(p_, m_, sysno::WRITE, &[fd, buf, 10]), 10);
+        poke(p_, m_, buf + 64, b"vector");
+        let iov = [buf + 64, 6]
+            .iter()
+            .flat_map(|v: &u64| v.to_le_bytes())
+            .collect::<Vec<u8>>();
+        poke(p_, m_, buf + 128, &iov);
+        assert_eq!(call(p_, m_, sysno::WRITEV, &[fd, buf + 128, 1]), 6);
+        assert_eq!(peek(p_, m_, a + P + 1, 16), b"positionedvector");
+        // A failed write changes nothing.
+        assert_eq!(call(p_, m_, sysno::PWRITE64, &[fd, 8, 4, 0]), -14);
+        assert_eq!(peek(p_, m_, a, 4), [0; 4]);
+        // Earlier writes are still there.
+        assert_eq!(peek(p_, m_, a + 3 * P + 8, 10), b"page three");
+    }
+
+    #[test]
     fn a_write_seal_and_a_writable_shared_mapping_exclude_each_other() {
         let (mut p, mut m, buf) = setup();
         let (p_, m_) = (&mut p, &mut m);

@@ -55,11 +55,35 @@ pub fn flush(p: &mut Process, m: &mut dyn Machine, regions: &[SharedRegion]) {
 
 /// Gives `regions` their files' bytes now (zeros past a file's end within the page).
 pub fn refresh(p: &mut Process, m: &mut dyn Machine, regions: &[SharedRegion]) {
+    refresh_range(p, m, regions, 0, u64::MAX);
+}
+
+/// Gives `regions` their files' bytes from offset `lo` to `hi` (the pages that hold them):
+/// after a write, only what it changed is copied, not the whole file at every `pwrite`
+/// (bbolt, under etcd, writes its database a page at a time through `pwrite` while it
+/// reads it through a mapping of all of it).
+pub fn refresh_range(
+    p: &mut Process,
+    m: &mut dyn Machine,
+    regions: &[SharedRegion],
+    lo: u64,
+    hi: u64,
+) {
     let mut buf = vec![0u8; PAGE_SIZE as usize];
     for r in regions {
         let size = r.inode.size();
-        let mut addr = r.start;
-        while addr < r.end {
+        let len = r.end - r.start;
+        if hi <= r.offset || lo >= r.offset.saturating_add(len) {
+            continue;
+        }
+        // The first page of the region holding offset `lo`, and the address of `hi`.
+        let first = r.start + lo.saturating_sub(r.offset);
+        let mut addr = (first - first % PAGE_SIZE).max(r.start);
+        let end = r
+            .start
+            .saturating_add(hi.saturating_sub(r.offset))
+            .min(r.end);
+        while addr < end {
             let off = r.offset + (addr - r.start);
             let n = (PAGE_SIZE - addr % PAGE_SIZE).min(r.end - addr) as usize;
             if off >= size && off % PAGE_SIZE == 0 {
@@ -131,7 +155,13 @@ pub fn around(
     let out = call(p, m);
     for &i in writes {
         let regions = regions_of_fd(p, a[i]);
-        refresh(p, m, &regions);
+        if regions.is_empty() {
+            continue;
+        }
+        match changed(p, nr, a, out.as_ref()) {
+            Some((lo, hi)) => refresh_range(p, m, &regions, lo, hi),
+            None => refresh(p, m, &regions),
+        }
     }
     if truncating {
         if let Some(Outcome::Return(fd)) = out {
@@ -142,6 +172,29 @@ pub fn around(
         }
     }
     out
+}
+
+/// The file offsets a write-family call `nr` changed, from its outcome: `None` when it
+/// may have changed anything (a truncation, a copy between files), an empty range when it
+/// failed.
+fn changed(p: &Process, nr: u64, a: [u64; 6], out: Option<&Outcome>) -> Option<(u64, u64)> {
+    let n = match out {
+        Some(&Outcome::Return(n)) if n >= 0 => n as u64,
+        Some(Outcome::Return(_)) => return Some((0, 0)),
+        _ => return None,
+    };
+    let at = |off: u64| Some((off, off.saturating_add(n)));
+    match nr {
+        nr::PWRITE64 => at(a[3]),
+        nr::PWRITEV | nr::PWRITEV2 if a[3] as i64 != -1 => at(a[3]),
+        nr::WRITE | nr::WRITEV | nr::PWRITEV2 => {
+            // Written up to where the file's offset is now (O_APPEND's end of file too).
+            let f = p.files.get(a[0] as i32).ok()?;
+            let end = f.offset();
+            Some((end.saturating_sub(n), end))
+        }
+        _ => None,
+    }
 }
 
 /// Before the regions in `[start, end)` go away or change (`munmap`, `mremap`, a fixed
