@@ -758,6 +758,52 @@ fn runpath_origin_libraries_go_next_to_the_program() {
     );
 }
 
+#[test]
+fn a_plugin_added_with_file_brings_the_libraries_it_needs() {
+    // The program dlopens a plugin it does not link; the plugin needs zlib, which nothing
+    // else in the image does (the JDK's libjvm.so and libstdc++ are the same case).
+    let dir = scratch("dynamic/plugin");
+    std::fs::create_dir_all(dir.join("plugins")).unwrap();
+    let src = dir.join("zplugin.c");
+    std::fs::write(
+        &src,
+        "const char *zlibVersion(void);\nconst char *plugin_zlib(void){return zlibVersion();}\n",
+    )
+    .unwrap();
+    let st = Command::new("gcc")
+        .args(["-shared", "-fPIC", "-o"])
+        .arg(dir.join("plugins/zplugin.so"))
+        .arg(&src)
+        // zlib itself (Debian's essential zlib1g), not its development package.
+        .arg("/usr/lib/x86_64-linux-gnu/libz.so.1")
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let prog = gcc(
+        &dir,
+        "host",
+        r#"#include <dlfcn.h>
+#include <stdio.h>
+int main(void) {
+    void *h = dlopen("/opt/plugins/zplugin.so", RTLD_NOW);
+    if (!h) { printf("dlopen: %s\n", dlerror()); return 1; }
+    const char *(*f)(void) = (const char *(*)(void))dlsym(h, "plugin_zlib");
+    printf("zlib %s\n", f());
+    return 0;
+}
+"#,
+        &["-ldl"],
+    );
+    let plugins = format!("{}:/opt/plugins", dir.join("plugins").display());
+    let img = build_image(
+        "plugin-host",
+        &["--elf", prog.to_str().unwrap(), "--file", &plugins],
+    );
+    let r = run_image(&img, &[]);
+    assert_eq!(r.status, 0, "{r:?}");
+    assert!(r.out().starts_with("zlib 1."), "{r:?}");
+}
+
 const TIMERS: &str = r#"
 #include <signal.h>
 #include <stdio.h>

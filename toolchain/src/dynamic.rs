@@ -46,6 +46,19 @@ pub enum Reason {
     Runtime,
     /// `--lib`.
     Requested,
+    /// A `DT_NEEDED` entry of a file added with `--file` (its image path): see [`Module`].
+    Module(String),
+}
+
+/// A dynamically linked file added to the image with `--file`: a library the program may
+/// `dlopen` (the JDK's `lib/server/libjvm.so`, which needs `libstdc++`), a plugin, or a
+/// program it may `execve`. Its libraries are packed too ([`Resolver::add_modules`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Module {
+    /// Where it is in the image.
+    pub path: String,
+    /// The file on the host.
+    pub host: PathBuf,
 }
 
 /// One file the loader will open.
@@ -445,6 +458,71 @@ impl Resolver {
         Ok(out)
     }
 
+    /// Adds to `resolved` what `modules` need that neither it nor the modules themselves
+    /// provide (a module found by name among the others is left to its `RUNPATH`, as the
+    /// loader will find it there). A module may never be loaded, so a library that cannot
+    /// be found is not an error: the returned notes name each one and who needs it.
+    pub fn add_modules(&self, resolved: &mut Resolved, modules: &[Module]) -> Vec<String> {
+        let mut notes = Vec::new();
+        if resolved.interpreter.is_none() {
+            return notes;
+        }
+        let base = |p: &str| p.rsplit('/').next().unwrap_or(p).to_string();
+        let provided: BTreeSet<String> = modules.iter().map(|m| base(&m.path)).collect();
+        let mut seen: BTreeSet<String> = resolved.libraries.iter().map(|l| base(&l.path)).collect();
+        // Where `$ORIGIN` is for each module: its directory on the host.
+        let mut origins: std::collections::BTreeMap<String, String> = Default::default();
+        let mut queue = VecDeque::new();
+        for m in modules {
+            let Ok(bytes) = std::fs::read(&m.host) else {
+                continue;
+            };
+            if arch_problem(&bytes).is_some() {
+                continue;
+            }
+            let Ok((_, dynamic)) = dynamic_of(&bytes, &m.path) else {
+                continue;
+            };
+            let host = join("/", &m.host.to_string_lossy());
+            origins.insert(m.path.clone(), parent(&host).to_string());
+            queue.push_back(Pending {
+                path: m.path.clone(),
+                dynamic,
+            });
+        }
+        while let Some(obj) = queue.pop_front() {
+            let origin = origins
+                .get(&obj.path)
+                .cloned()
+                .unwrap_or_else(|| parent(&obj.path).to_string());
+            let expand_all =
+                |v: &[String]| -> Vec<String> { v.iter().map(|e| expand(e, &origin)).collect() };
+            let rpath = if obj.dynamic.runpath.is_empty() {
+                expand_all(&obj.dynamic.rpath)
+            } else {
+                Vec::new()
+            };
+            let runpath = expand_all(&obj.dynamic.runpath);
+            for name in &obj.dynamic.needed {
+                if seen.contains(name) || provided.contains(&base(name)) {
+                    continue;
+                }
+                let reason = Reason::Module(obj.path.clone());
+                let looked = self.lookup(
+                    resolved, &mut seen, &mut queue, name, &obj.path, &rpath, &runpath, reason,
+                );
+                if let Err(e) = looked {
+                    seen.insert(name.clone());
+                    notes.push(format!(
+                        "{e} (packed without it: only loading {} would fail)",
+                        obj.path
+                    ));
+                }
+            }
+        }
+        notes
+    }
+
     /// Queues glibc's run-time modules (for a program that links `libc.so.6`, those the host
     /// has) and the `--lib` entries.
     fn add_extras(
@@ -698,6 +776,81 @@ mod tests {
         let r = Resolver::host(vec![])
             .resolve(&busybox, "/bin/busybox", Path::new("/bin"))
             .unwrap();
+        assert_eq!(r, Resolved::default());
+    }
+
+    #[test]
+    fn files_added_beside_the_program_get_their_libraries() {
+        let true_ = std::fs::read("/usr/bin/true").unwrap();
+        let res = Resolver::host(vec![]);
+        let mut r = res
+            .resolve(&true_, "/bin/true", Path::new("/usr/bin"))
+            .unwrap();
+        assert!(!names(&r).iter().any(|n| n.contains("libsqlite3")));
+        // sqlite3 added as a tool the program may run: its libraries come along, found
+        // recursively (libreadline's libtinfo), each saying who needs it.
+        let tool = Module {
+            path: "/opt/tools/sqlite3".into(),
+            host: real_file("/usr/bin/sqlite3"),
+        };
+        let notes = res.add_modules(&mut r, std::slice::from_ref(&tool));
+        assert!(notes.is_empty(), "{notes:?}");
+        let n = names(&r);
+        for lib in [
+            "libsqlite3.so.0",
+            "libreadline.so.8",
+            "libtinfo.so.6",
+            "libz.so.1",
+        ] {
+            assert!(n.iter().any(|p| p.ends_with(lib)), "{lib} in {n:?}");
+        }
+        let sqlite = r
+            .libraries
+            .iter()
+            .find(|l| l.path.ends_with("libsqlite3.so.0"));
+        assert_eq!(
+            sqlite.map(|l| &l.reason),
+            Some(&Reason::Module("/opt/tools/sqlite3".into()))
+        );
+        // A library that is itself among the added files is left to them.
+        let mut r = res
+            .resolve(&true_, "/bin/true", Path::new("/usr/bin"))
+            .unwrap();
+        let own = Module {
+            path: "/opt/tools/lib/libsqlite3.so.0".into(),
+            host: real_file("/usr/lib/x86_64-linux-gnu/libsqlite3.so.0"),
+        };
+        assert!(res.add_modules(&mut r, &[tool.clone(), own]).is_empty());
+        assert!(
+            !names(&r).iter().any(|n| n.ends_with("libsqlite3.so.0")),
+            "{:?}",
+            names(&r)
+        );
+        assert!(names(&r).iter().any(|n| n.ends_with("libreadline.so.8")));
+        // One the machine lacks is a note, not an error: the file may never be loaded.
+        let root = fake_root();
+        let fake = Resolver {
+            root: root.path().into(),
+            extra: vec![],
+        };
+        let mut r = fake
+            .resolve(&true_, "/bin/true", Path::new("/bin"))
+            .unwrap();
+        let before = r.libraries.len();
+        let notes = fake.add_modules(&mut r, &[tool]);
+        assert_eq!(r.libraries.len(), before);
+        assert!(
+            notes.iter().any(|n| n.contains("libsqlite3.so.0")
+                && n.contains("/opt/tools/sqlite3")
+                && n.contains("packed without it")),
+            "{notes:?}"
+        );
+        // A static program has no loader to load anything.
+        let busybox = std::fs::read("/bin/busybox").unwrap();
+        let mut r = res
+            .resolve(&busybox, "/bin/busybox", Path::new("/bin"))
+            .unwrap();
+        assert!(res.add_modules(&mut r, &[]).is_empty());
         assert_eq!(r, Resolved::default());
     }
 

@@ -5,7 +5,7 @@ use crate::options::FileSpec;
 use crate::{link, rootfs, Layout};
 use anyhow::{anyhow, Context};
 use sha2::{Digest, Sha256};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// Everything `build-image` needs.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -203,7 +203,7 @@ pub fn assemble_with(
     let program =
         std::fs::read(&app.elf).with_context(|| format!("could not read {}", app.elf.display()))?;
     let exe = crate::app::program_path(&req.source, &app.name);
-    let libraries = libraries(app, &exe, &program, &req.libs)?;
+    let libraries = libraries(app, &exe, &program, &req.libs, &req.files)?;
     let mut files = req.files.clone();
     files.extend(glibc_locale(&libraries, &files));
     let (tar, notes) = rootfs::build(&rootfs::RootfsSpec {
@@ -252,21 +252,32 @@ fn glibc_locale(libraries: &[crate::dynamic::Library], files: &[FileSpec]) -> Op
 }
 
 /// The interpreter and libraries a dynamically linked program needs (none for a static one),
-/// found on this machine ([`crate::dynamic`]) for the program at `exe` in the image.
-/// `--lib` is refused for a static program.
+/// found on this machine ([`crate::dynamic`]) for the program at `exe` in the image, with
+/// what the dynamically linked files among `files` need ([`modules`]). `--lib` is refused
+/// for a static program.
 pub fn libraries(
     app: &App,
     exe: &str,
     program: &[u8],
     libs: &[String],
+    files: &[FileSpec],
 ) -> anyhow::Result<Vec<crate::dynamic::Library>> {
     let dir = std::fs::canonicalize(&app.elf)
         .ok()
         .and_then(|p| p.parent().map(PathBuf::from))
         .unwrap_or_else(|| PathBuf::from("/"));
-    let resolved = crate::dynamic::Resolver::host(libs.to_vec())
+    let resolver = crate::dynamic::Resolver::host(libs.to_vec());
+    let mut resolved = resolver
         .resolve(program, exe, &dir)
         .map_err(|e| anyhow!("{}: {e}", app.elf.display()))?;
+    let before = resolved.libraries.len();
+    for note in resolver.add_modules(&mut resolved, &modules(files)) {
+        crate::note!("{note}");
+    }
+    let added = resolved.libraries.len() - before;
+    if added > 0 {
+        crate::note!("packed {added} more libraries that files added with --file need");
+    }
     if resolved.interpreter.is_none() && !libs.is_empty() {
         anyhow::bail!(
             "--lib {}: {} is statically linked, so no dynamic loader would load a library; drop --lib (or use --file to add the file)",
@@ -275,6 +286,58 @@ pub fn libraries(
         );
     }
     Ok(resolved.libraries)
+}
+
+/// The dynamically linked ELF files among `files` (directories walked; symbolic links not
+/// followed), at their image paths.
+pub fn modules(files: &[FileSpec]) -> Vec<crate::dynamic::Module> {
+    fn walk(host: &Path, image: &str, out: &mut Vec<crate::dynamic::Module>) {
+        let Ok(meta) = std::fs::symlink_metadata(host) else {
+            return;
+        };
+        if meta.is_dir() {
+            let Ok(dir) = std::fs::read_dir(host) else {
+                return;
+            };
+            let mut names: Vec<_> = dir.flatten().map(|e| e.file_name()).collect();
+            names.sort();
+            for n in names {
+                let child = format!("{}/{}", image.trim_end_matches('/'), n.to_string_lossy());
+                walk(&host.join(&n), &child, out);
+            }
+        } else if meta.is_file() && is_dynamic_elf(host) {
+            out.push(crate::dynamic::Module {
+                path: image.to_string(),
+                host: host.to_path_buf(),
+            });
+        }
+    }
+    let mut out = Vec::new();
+    for f in files {
+        walk(&f.src, &f.dest, &mut out);
+    }
+    out
+}
+
+/// Whether the file at `path` is an ELF object with a dynamic section (read only as far as
+/// its magic number for any other file).
+fn is_dynamic_elf(path: &Path) -> bool {
+    use std::io::Read;
+    let mut magic = [0u8; 4];
+    let ok = std::fs::File::open(path)
+        .and_then(|mut f| f.read_exact(&mut magic))
+        .is_ok();
+    if !ok || magic != *b"\x7fELF" {
+        return false;
+    }
+    std::fs::read(path)
+        .ok()
+        .and_then(|b| {
+            goblin::elf::Elf::parse(&b)
+                .ok()
+                .map(|e| e.dynamic.is_some())
+        })
+        .unwrap_or(false)
 }
 
 /// Builds the program and the kernel, links them and writes the image.
@@ -352,6 +415,37 @@ pub fn write_atomically(path: &std::path::Path, bytes: &[u8]) -> anyhow::Result<
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn modules_are_the_dynamically_linked_files_among_those_added() {
+        use crate::options::FileSpec;
+        let t = tempfile::tempdir().unwrap();
+        let d = t.path();
+        std::fs::create_dir_all(d.join("lib/server")).unwrap();
+        std::fs::copy(
+            "/usr/lib/x86_64-linux-gnu/libsqlite3.so.0",
+            d.join("lib/server/libx.so"),
+        )
+        .unwrap();
+        std::fs::copy("/usr/bin/true", d.join("tool")).unwrap();
+        std::fs::write(d.join("lib/notes.txt"), "not an ELF").unwrap();
+        std::fs::write(d.join("lib/short"), "\x7f").unwrap();
+        std::os::unix::fs::symlink("server/libx.so", d.join("lib/link.so")).unwrap();
+        let busybox = FileSpec {
+            src: "/bin/busybox".into(),
+            dest: "/bin/sh".into(),
+        };
+        let tree = FileSpec {
+            src: d.to_path_buf(),
+            dest: "/opt/app".into(),
+        };
+        let m = super::modules(&[tree, busybox]);
+        let paths: Vec<&str> = m.iter().map(|m| m.path.as_str()).collect();
+        // The shared library and the dynamically linked program; not the text, the short
+        // file, the link (its target is listed once) or the static busybox.
+        assert_eq!(paths, ["/opt/app/lib/server/libx.so", "/opt/app/tool"]);
+        assert_eq!(m[0].host, d.join("lib/server/libx.so"));
+    }
 
     #[test]
     fn glibc_programs_get_the_c_utf8_locale_unless_given_one() {

@@ -184,6 +184,7 @@ impl Provenance {
                     Reason::Needed(by) => format!("needed by {by}"),
                     Reason::Runtime => "glibc run-time module".into(),
                     Reason::Requested => "--lib".into(),
+                    Reason::Module(by) => format!("needed by {by} (added with --file)"),
                 },
             });
         }
