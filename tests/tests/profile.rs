@@ -354,3 +354,100 @@ fn samples_after_execve_are_named_from_the_new_program() {
     let (hit, all) = share(&folded, "burn_cycles");
     assert!(all > 0 && hit * 2 > all, "{hit} of {all}: {folded}");
 }
+
+/// A Go program that profiles itself with `runtime/pprof`, as Go services do: Go arms
+/// `setitimer(ITIMER_PROF)` (its per-thread `timer_create` on a CPU clock is refused) and
+/// counts the `SIGPROF`s. The profile it writes, read by the host's `go tool pprof`, must
+/// show the second of spinning in the spinning function.
+const GO_PPROF: &str = r#"package main
+
+import (
+	"os"
+	"runtime/pprof"
+	"time"
+)
+
+var sink uint64
+
+func spin(d time.Duration) {
+	end := time.Now().Add(d)
+	for time.Now().Before(end) {
+		for i := 0; i < 10000; i++ {
+			sink += uint64(i % 7)
+		}
+	}
+}
+
+func main() {
+	f, err := os.Create("/tmp/cpu.prof")
+	if err != nil {
+		panic(err)
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		panic(err)
+	}
+	spin(time.Second)
+	pprof.StopCPUProfile()
+	f.Close()
+	b, err := os.ReadFile("/tmp/cpu.prof")
+	if err != nil {
+		panic(err)
+	}
+	os.Stdout.Write(b)
+}
+"#;
+
+#[test]
+fn a_go_programs_own_pprof_profile_has_its_samples() {
+    let dir = scratch("profile/go-pprof");
+    std::fs::write(dir.join("main.go"), GO_PPROF).unwrap();
+    std::fs::write(dir.join("go.mod"), "module gopprof\n\ngo 1.19\n").unwrap();
+    let go = |args: &[&str]| {
+        std::process::Command::new("go")
+            .args(args)
+            .current_dir(&dir)
+            .env("CGO_ENABLED", "0")
+            .env("GOCACHE", dir.join("gocache"))
+            .env("GOPATH", dir.join("gopath"))
+            .env("GOFLAGS", "-mod=mod")
+            .output()
+            .expect("go runs")
+    };
+    let built = go(&["build", "-o", "gopprof", "."]);
+    assert!(built.status.success(), "{built:?}");
+    let elf = dir.join("gopprof");
+    let image = scratch("profile/go-pprof").join("gopprof.elf");
+    let b = build_image_to(&image, &["--elf", elf.to_str().unwrap()]);
+    assert_eq!(b.status, 0, "{b:?}");
+    let r = run_image(&image, &[]);
+    assert_eq!(r.status, 0, "{r:?}");
+    let prof = dir.join("kiln.prof");
+    std::fs::write(&prof, &r.stdout).unwrap();
+    let top = go(&[
+        "tool",
+        "pprof",
+        "-top",
+        "-nodecount=3",
+        prof.to_str().unwrap(),
+    ]);
+    let text = String::from_utf8_lossy(&top.stdout);
+    assert!(top.status.success(), "{top:?}");
+    // "Total samples = 980ms": most of the second; and main.spin first of all.
+    let total_ms: f64 = text
+        .lines()
+        .find_map(|l| l.split("Total samples = ").nth(1))
+        .and_then(|t| t.split_whitespace().next())
+        .and_then(|t| {
+            t.strip_suffix("ms")
+                .map(|ms| ms.parse().ok())
+                .unwrap_or_else(|| t.strip_suffix('s')?.parse::<f64>().ok().map(|s| s * 1000.0))
+        })
+        .unwrap_or_else(|| panic!("no total in:\n{text}"));
+    assert!(total_ms >= 500.0, "{text}");
+    let first = text
+        .lines()
+        .skip_while(|l| !l.trim_start().starts_with("flat"))
+        .nth(1)
+        .unwrap_or_default();
+    assert!(first.ends_with("main.spin"), "{text}");
+}
