@@ -121,7 +121,9 @@ const UDP_BYTES: usize = 64 * 1024;
 /// Largest UDP payload: what fits smoltcp's fragmentation buffer (8 KiB, the feature
 /// `fragmentation-buffer-size-8192`) with the IP and UDP headers. Larger datagrams go out
 /// in fragments, and as many arrive reassembled (four at a time, `reassembly-buffer-*`):
-/// DNS answers with EDNS0, for instance, reach 4 KiB. Linux allows 65,507 bytes.
+/// DNS answers with EDNS0, for instance, reach 4 KiB. Linux allows 65,507 bytes; a 64 KiB
+/// fragmentation buffer would make smoltcp's `Interface` 66.5 KB, which `Interface::new`
+/// returns by value on the 64 KiB kernel stack (tried: the first socket overflowed it).
 pub const UDP_MAX_PAYLOAD: usize = 8192 - 28;
 /// First ephemeral port (Linux's default range is 32768-60999).
 const EPHEMERAL: (u16, u16) = (32768, 60999);
