@@ -125,6 +125,10 @@ const UDP_BYTES: usize = 64 * 1024;
 /// fragmentation buffer would make smoltcp's `Interface` 66.5 KB, which `Interface::new`
 /// returns by value on the 64 KiB kernel stack (tried: the first socket overflowed it).
 pub const UDP_MAX_PAYLOAD: usize = 8192 - 28;
+/// Addresses of 127.0.0.0/8 besides 127.0.0.1 the interface takes on as programs use them
+/// (see `Stack::claim_loopback`): smoltcp's `iface-max-addr-count-8` less 127.0.0.1 and
+/// the card's address.
+const LOOPBACK_EXTRA: usize = 6;
 /// First ephemeral port (Linux's default range is 32768-60999).
 const EPHEMERAL: (u16, u16) = (32768, 60999);
 /// How long `connect` waits for DHCP to configure the interface.
@@ -542,6 +546,25 @@ pub enum Connect {
         /// When to give up with `ENETUNREACH`.
         deadline: u64,
     },
+}
+
+/// An Ethernet frame with an ARP request from `mac` at `from` for `target`.
+fn arp_request(mac: [u8; 6], from: Ipv4Address, target: Ipv4Address) -> Vec<u8> {
+    use smoltcp::wire::{ArpOperation, ArpPacket, ArpRepr, EthernetFrame, EthernetProtocol};
+    let arp = ArpRepr::EthernetIpv4 {
+        operation: ArpOperation::Request,
+        source_hardware_addr: EthernetAddress(mac),
+        source_protocol_addr: from,
+        target_hardware_addr: EthernetAddress::BROADCAST,
+        target_protocol_addr: target,
+    };
+    let mut buf = vec![0u8; EthernetFrame::<&[u8]>::header_len() + arp.buffer_len()];
+    let mut frame = EthernetFrame::new_unchecked(&mut buf[..]);
+    frame.set_src_addr(EthernetAddress(mac));
+    frame.set_dst_addr(EthernetAddress::BROADCAST);
+    frame.set_ethertype(EthernetProtocol::Arp);
+    arp.emit(&mut ArpPacket::new_unchecked(frame.payload_mut()));
+    buf
 }
 
 fn now(m: &dyn Machine) -> Instant {
@@ -1000,6 +1023,47 @@ impl Stack {
             IpCidr::Ipv4(c) if c.address().octets()[0] != 127 => Some(*c),
             _ => None,
         })
+    }
+
+    /// Makes loopback address `ip` (127.0.0.0/8 beyond 127.0.0.1) one of the interface's,
+    /// so that smoltcp answers ARP for it and takes its packets: Linux treats the whole
+    /// block as the machine's own (Debian maps the host name to 127.0.1.1, resolvers listen
+    /// on 127.0.0.53). The interface holds [`LOOPBACK_EXTRA`] such addresses besides
+    /// 127.0.0.1 and the card's; past them, `EADDRNOTAVAIL`. Called once the interface
+    /// exists. True when the address is new: smoltcp must learn its hardware address before
+    /// it sends to it (it would hold the first packet, a TCP SYN until its retransmission a
+    /// second later), so an ARP request for it is looped in, for the caller's next run of
+    /// the stack to settle.
+    fn claim_loopback(&mut self, ip: [u8; 4]) -> KResult<bool> {
+        if ip[0] != 127 || ip == [127, 0, 0, 1] {
+            return Ok(false);
+        }
+        let Some(iface) = self.iface.as_mut() else {
+            return Ok(false);
+        };
+        let addr = Ipv4Address::from(ip);
+        let addrs = iface.ip_addrs();
+        if addrs
+            .iter()
+            .any(|c| matches!(c, IpCidr::Ipv4(c) if c.address() == addr))
+        {
+            return Ok(false);
+        }
+        let extra = addrs
+            .iter()
+            .filter(|c| matches!(c, IpCidr::Ipv4(c) if c.address().octets()[0] == 127))
+            .count()
+            - 1;
+        if extra >= LOOPBACK_EXTRA {
+            return Err(Errno::EADDRNOTAVAIL);
+        }
+        iface.update_ip_addrs(|a| {
+            let _ = a.push(IpCidr::new(IpAddress::Ipv4(addr), 8));
+        });
+        let from = Ipv4Address::new(127, 0, 0, 1);
+        self.looped.push_back(arp_request(self.mac, from, addr));
+        self.dirty = true;
+        Ok(true)
     }
 
     fn own_addrs(&self) -> Vec<Ipv4Address> {
@@ -1756,6 +1820,7 @@ impl Socket {
             if !s.is_local_addr(addr.ip) {
                 return Err(Errno::EADDRNOTAVAIL);
             }
+            s.claim_loopback(addr.ip)?;
             let sock = s.sock(id)?;
             if sock.local.is_some()
                 || !matches!(
@@ -2026,6 +2091,10 @@ impl Socket {
             return Err(Errno::ECONNREFUSED);
         }
         let to_loopback = to.ip[0] == 127;
+        s.ensure_iface(m);
+        if s.claim_loopback(to.ip)? {
+            s.pump(m);
+        }
         if !to_loopback && s.external_addr().is_none() {
             if s.dhcp.is_some() && now_ns < s.started + DHCP_WAIT_NS {
                 return Ok(Connect::NoAddress {
@@ -2324,6 +2393,9 @@ impl Socket {
                 let Kind::Udp(Some(h)) = s.sock(id)?.kind else {
                     unreachable!("bound above")
                 };
+                if s.claim_loopback(to.ip)? {
+                    s.pump(m);
+                }
                 let to = if to.ip == [0; 4] {
                     SockAddr {
                         ip: [127, 0, 0, 1],
@@ -2726,6 +2798,74 @@ mod tests {
         assert!(done, "loopback connect did not finish");
         let (srv, _) = l.accept(m).unwrap();
         (c, srv)
+    }
+
+    #[test]
+    fn every_address_of_127_0_0_0_slash_8_is_this_machines() {
+        let mut m = FakeMachine::default();
+        let net = Net::default();
+        let connect = |m: &mut FakeMachine, c: &Socket, to: SockAddr| {
+            for _ in 0..20 {
+                match c.connect(m, to, false) {
+                    Ok(Connect::Done) | Err(Errno::EISCONN) => return Ok(()),
+                    Err(e) if e != Errno::EINPROGRESS && e != Errno::EALREADY => return Err(e),
+                    _ => {}
+                }
+                m.now += 1_000_000;
+                net.poll(m);
+            }
+            Err(Errno::ETIMEDOUT)
+        };
+        // A listener on 127.0.1.1 (Debian's address for the host name) takes connections.
+        let at = SockAddr {
+            ip: [127, 0, 1, 1],
+            port: 7100,
+        };
+        let l = net.socket(true);
+        l.bind(&mut m, at).unwrap();
+        l.listen(&mut m, 4).unwrap();
+        let c = net.socket(true);
+        assert_eq!(connect(&mut m, &c, at), Ok(()));
+        let (srv, peer) = l.accept(&mut m).unwrap();
+        assert_eq!(peer.ip, [127, 0, 0, 1]);
+        c.write(&mut m, b"over 127.0.1.1").unwrap();
+        net.end_of_call(&mut m);
+        let mut buf = [0u8; 32];
+        assert_eq!(srv.read(&mut m, &mut buf), Ok(14));
+        // A datagram to a resolver's 127.0.0.53 is there when the send returns.
+        let dns = SockAddr {
+            ip: [127, 0, 0, 53],
+            port: 53,
+        };
+        let (server, client) = (net.socket(false), net.socket(false));
+        server.bind(&mut m, dns).unwrap();
+        assert_eq!(client.send(&mut m, b"query", Some(dns)), Ok(5));
+        net.end_of_call(&mut m);
+        assert_eq!(server.recv(&mut m, &mut buf, false).map(|r| r.0), Ok(5));
+        // Nobody listens on 127.9.9.9: refused at once, as on Linux (not a minute of SYNs).
+        let lone = net.socket(true);
+        let nobody = SockAddr {
+            ip: [127, 9, 9, 9],
+            port: 7100,
+        };
+        assert_eq!(lone.connect(&mut m, nobody, true), Err(Errno::ECONNREFUSED));
+        // The interface takes six such addresses besides 127.0.0.1 (three are in use
+        // above); the seventh is refused.
+        for i in 2..5 {
+            let u = net.socket(false);
+            let ip = [127, 0, 0, i];
+            assert_eq!(
+                u.bind(&mut m, SockAddr { ip, port: 5000 }),
+                Ok(()),
+                "{ip:?}"
+            );
+        }
+        let u = net.socket(false);
+        let ip = [127, 0, 0, 5];
+        assert_eq!(
+            u.bind(&mut m, SockAddr { ip, port: 5000 }),
+            Err(Errno::EADDRNOTAVAIL)
+        );
     }
 
     #[test]
