@@ -298,9 +298,12 @@ fn udp_echo_round_trips() {
     let g = Guest::boot(&image, &["-p", &fwd], "listening");
     let s = UdpSocket::bind("127.0.0.1:0").unwrap();
     s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
-    let mut buf = [0u8; 8192];
-    // Up to 1 KB, then datagrams larger than a frame, which go in IP fragments both ways.
-    let sizes = (0..50).map(|i| i * 20).chain([1473, 3000, 6000, 8000]);
+    let mut buf = vec![0u8; 65536];
+    // Up to 1 KB, then datagrams larger than a frame, which go in IP fragments both ways,
+    // up to the largest IPv4 carries (65,507 bytes with its header and the UDP header).
+    let sizes = (0..50)
+        .map(|i| i * 20)
+        .chain([1473, 3000, 6000, 8000, 20000, 65_507 - 12]);
     for (i, size) in sizes.enumerate() {
         let msg = format!("datagram {i} {}", "x".repeat(size));
         // UDP may drop: a few tries each.

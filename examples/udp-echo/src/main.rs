@@ -7,7 +7,7 @@ fn main() -> std::io::Result<()> {
     let port = std::env::var("PORT").unwrap_or_else(|_| "8080".into());
     let sock = UdpSocket::bind(format!("0.0.0.0:{port}"))?;
     println!("udp-echo listening on {}", sock.local_addr()?);
-    let mut buf = [0u8; 8192];
+    let mut buf = vec![0u8; 65536];
     loop {
         let (n, from) = sock.recv_from(&mut buf)?;
         sock.send_to(&buf[..n], from)?;

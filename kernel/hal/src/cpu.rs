@@ -278,3 +278,49 @@ pub fn halt_forever() -> ! {
         unsafe { asm!("cli", "hlt", options(nomem, nostack)) }
     }
 }
+
+/// Runs `f` on `stack` instead of the current kernel stack (64 KiB): for the rare call whose
+/// frame is larger than that, such as building smoltcp's `Interface`, which holds its
+/// 64 KiB fragmentation buffer inline and is returned by value. Interrupts are off in the
+/// kernel, so nothing else runs on `stack` meanwhile.
+pub fn on_stack(stack: &mut [u8], f: &mut dyn FnMut()) {
+    let lo = stack.as_mut_ptr() as usize;
+    let top = (lo + stack.len()) & !0xf;
+    let mut f = f;
+    let ctx: *mut &mut dyn FnMut() = &mut f;
+    // `smp::current` tells CPUs apart by their stacks: this one counts as this CPU's.
+    // SAFETY: `top` is the aligned end of `stack`, borrowed mutably until this returns, and
+    // `ctx` points at the local `f` above.
+    crate::smp::lending(lo as u64, top as u64, || unsafe { switch(top, ctx) });
+}
+
+/// Calls `*ctx` with the stack pointer at `top`.
+///
+/// # Safety
+///
+/// `top` must be the 16-byte aligned end of writable memory, large enough for the call
+/// and used by nothing else until it returns; `ctx` must point at a live closure.
+unsafe fn switch(top: usize, ctx: *mut &mut dyn FnMut()) {
+    extern "sysv64" fn trampoline(f: *mut &mut dyn FnMut()) {
+        // SAFETY: `f` points at `on_stack`'s local `f`, alive for the whole call below.
+        unsafe { (*f)() }
+    }
+    // SAFETY: by the caller's promise `top` ends memory that is only this call's stack, so
+    // the trampoline's frames land in it and nowhere else.
+    // The old stack pointer is kept in r12, which the sysv64 callee preserves, and
+    // restored before the block ends; every register the call may change is declared
+    // clobbered (`clobber_abi`).
+    unsafe {
+        core::arch::asm!(
+            "mov r12, rsp",
+            "mov rsp, {top}",
+            "call {tramp}",
+            "mov rsp, r12",
+            top = in(reg) top,
+            tramp = in(reg) trampoline as extern "sysv64" fn(*mut &mut dyn FnMut()),
+            in("rdi") ctx,
+            out("r12") _,
+            clobber_abi("sysv64"),
+        );
+    }
+}

@@ -36,6 +36,11 @@ static ONLINE: AtomicUsize = AtomicUsize::new(1);
 static REGISTERED: AtomicUsize = AtomicUsize::new(1);
 /// Each AP's stack block (index 0, the boot CPU, uses the image's own stacks).
 static BLOCK_LO: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(0) }; MAX_CPUS];
+/// A stack a CPU borrowed for one call ([`crate::cpu::on_stack`]): its range, per CPU
+/// (`lo == 0`: none), so that [`current`] still knows the CPU there.
+static BORROWED_LO: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(0) }; MAX_CPUS];
+/// See [`BORROWED_LO`].
+static BORROWED_HI: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(0) }; MAX_CPUS];
 /// Each CPU's local APIC ID.
 static APIC_IDS: [AtomicU32; MAX_CPUS] = [const { AtomicU32::new(0) }; MAX_CPUS];
 /// CPUs halted in the idle loop, one bit each.
@@ -58,7 +63,21 @@ pub fn current() -> usize {
     unsafe {
         core::arch::asm!("mov {}, rsp", out(reg) rsp, options(nomem, nostack, preserves_flags))
     };
-    cpu_of(rsp, n, |i| BLOCK_LO[i].load(Ordering::Relaxed), AP_BLOCK)
+    let borrowed = (0..n).find(|&i| {
+        let lo = BORROWED_LO[i].load(Ordering::Relaxed);
+        lo != 0 && rsp >= lo && rsp < BORROWED_HI[i].load(Ordering::Relaxed)
+    });
+    borrowed.unwrap_or_else(|| cpu_of(rsp, n, |i| BLOCK_LO[i].load(Ordering::Relaxed), AP_BLOCK))
+}
+
+/// Runs `f` with `lo..hi` counted as this CPU's stack ([`crate::cpu::on_stack`] switches to
+/// it inside `f`).
+pub(crate) fn lending(lo: u64, hi: u64, f: impl FnOnce()) {
+    let me = current();
+    BORROWED_HI[me].store(hi, Ordering::Relaxed);
+    BORROWED_LO[me].store(lo, Ordering::Release);
+    f();
+    BORROWED_LO[me].store(0, Ordering::Release);
 }
 
 /// The CPU whose stack block (`lo(i)..lo(i) + block`, for APs 1..n) holds `rsp`; 0 (the

@@ -274,6 +274,10 @@ impl Machine for HalMachine {
     fn clock_page(&self) -> Option<kiln_abi::vdso::ClockPage> {
         Some(kiln_hal::time::clock_page())
     }
+    fn with_stack(&mut self, bytes: usize, f: &mut dyn FnMut()) {
+        let mut stack = alloc::vec![0u8; bytes];
+        kiln_hal::cpu::on_stack(&mut stack, f);
+    }
     fn net_device(&mut self) -> Option<&mut dyn kiln_os::net::NetDevice> {
         if let Some(c) = self.net_candidates.take() {
             self.net = net::open(c);

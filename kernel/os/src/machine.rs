@@ -118,6 +118,12 @@ pub trait Machine {
     fn running(&self) -> Option<u32>;
     /// The RAM the kernel manages and how much of it is free, in bytes.
     fn ram(&self) -> (u64, u64);
+    /// Runs `f` with at least `bytes` of stack: the kernel's own stack is 64 KiB, and a few
+    /// constructors return more than that by value (smoltcp's `Interface`).
+    fn with_stack(&mut self, bytes: usize, f: &mut dyn FnMut()) {
+        let _ = bytes;
+        f()
+    }
     /// How long the CPUs have been idle since boot, all of them together (ns).
     fn idle_ns(&self) -> u64 {
         0

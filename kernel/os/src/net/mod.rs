@@ -28,6 +28,7 @@ pub mod phy;
 mod shared_udp;
 mod sockets;
 
+use alloc::boxed::Box;
 use alloc::collections::VecDeque;
 use alloc::string::String;
 use alloc::sync::Arc;
@@ -118,13 +119,16 @@ const UDP_PACKETS: usize = 64;
 const UDP_RX_PACKETS: usize = 1024;
 /// Payload bytes a UDP socket queues each way.
 const UDP_BYTES: usize = 64 * 1024;
-/// Largest UDP payload: what fits smoltcp's fragmentation buffer (8 KiB, the feature
-/// `fragmentation-buffer-size-8192`) with the IP and UDP headers. Larger datagrams go out
-/// in fragments, and as many arrive reassembled (four at a time, `reassembly-buffer-*`):
-/// DNS answers with EDNS0, for instance, reach 4 KiB. Linux allows 65,507 bytes; a 64 KiB
-/// fragmentation buffer would make smoltcp's `Interface` 66.5 KB, which `Interface::new`
-/// returns by value on the 64 KiB kernel stack (tried: the first socket overflowed it).
-pub const UDP_MAX_PAYLOAD: usize = 8192 - 28;
+/// Largest UDP payload, as on Linux: the largest IPv4 datagram (65,535 bytes) less the IP
+/// and UDP headers. Datagrams larger than a frame go out in fragments (smoltcp's
+/// fragmentation buffer, the feature `fragmentation-buffer-size-65536`, 64 KiB inside the
+/// interface) and arrive reassembled, four at a time (`reassembly-buffer-count-4`; with
+/// `alloc` each reassembly buffer grows to its datagram). Tracing clients send spans in
+/// datagrams of up to 65,000 bytes (Jaeger's agent protocol).
+pub const UDP_MAX_PAYLOAD: usize = 65_535 - 28;
+/// Stack for building the interface ([`Machine::with_stack`]): `Interface::new` returns
+/// 66 KB by value, and the box it goes into is filled from a second copy.
+const IFACE_STACK: usize = 256 * 1024;
 /// Addresses of 127.0.0.0/8 besides 127.0.0.1 the interface takes on as programs use them
 /// (see `Stack::claim_loopback`): smoltcp's `iface-max-addr-count-8` less 127.0.0.1 and
 /// the card's address.
@@ -365,7 +369,8 @@ impl Sock {
 
 /// The stack's state, shared by the process and its socket handles.
 pub struct Stack {
-    iface: Option<Interface>,
+    /// Boxed: it holds smoltcp's 64 KiB fragmentation buffer (see [`UDP_MAX_PAYLOAD`]).
+    iface: Option<Box<Interface>>,
     sockets: Sockets,
     /// Descriptors a system call changed since the last sweep: their readiness is looked
     /// at even if their sockets are parked.
@@ -1093,14 +1098,25 @@ impl Stack {
         let has_card = m.net_device().is_some();
         let mut config = Config::new(HardwareAddress::Ethernet(EthernetAddress(mac)));
         config.random_seed = u64::from_le_bytes(seed);
-        let mut phy = phy::Phy {
-            hw: m.net_device(),
-            looped: &mut self.looped,
-            rx: &mut self.staged,
-            mac,
-            own: &[],
-        };
-        let mut iface = Interface::new(config, &mut phy, t);
+        // Built on a stack of its own: `Interface::new` returns 66 KB by value, more than
+        // the kernel's 64 KiB stack. The device is asked for its capabilities only, which
+        // do not depend on the card.
+        let (looped, staged) = (&mut self.looped, &mut self.staged);
+        let mut config = Some(config);
+        let mut made = None;
+        m.with_stack(IFACE_STACK, &mut || {
+            let mut phy = phy::Phy {
+                hw: None,
+                looped: &mut *looped,
+                rx: &mut *staged,
+                mac,
+                own: &[],
+            };
+            if let Some(config) = config.take() {
+                made = Some(Box::new(Interface::new(config, &mut phy, t)));
+            }
+        });
+        let mut iface = made.expect("the interface was built");
         let static_ip = self.config.ip;
         iface.update_ip_addrs(|a| {
             let _ = a.push(IpCidr::new(IpAddress::v4(127, 0, 0, 1), 8));

@@ -1135,8 +1135,39 @@ fn udp_datagrams_larger_than_a_frame_go_in_fragments() {
     }
     assert_eq!(got, 5000, "the reassembled datagram");
     assert_eq!(peek(&mut p, &mut m, buf + 0x2400, 5000), big);
-    // Past what the fragmentation buffer holds: EMSGSIZE, as Linux past 65,507 bytes.
-    assert_eq!(send(&mut p, &mut m, 8165), -90);
+    // The largest datagram IPv4 carries, 65,507 bytes, as on Linux; past it EMSGSIZE.
+    let len = 65_507u64;
+    let area = call(
+        &mut p,
+        &mut m,
+        nr::MMAP,
+        &[0, 2 * 65_536, 3, 0x22, u64::MAX, 0],
+    );
+    assert!(area > 0, "mmap: {area}");
+    let (out, back) = (area as u64, area as u64 + 65_536);
+    let huge: Vec<u8> = (0..len as u32).map(|i| (i % 253) as u8).collect();
+    poke(&mut p, &mut m, out, &huge);
+    let sent = call(
+        &mut p,
+        &mut m,
+        nr::SENDTO,
+        &[c as u64, out, len, 0, buf, 16],
+    );
+    assert_eq!(sent, len as i64);
+    let mut got = EAGAIN;
+    for _ in 0..50 {
+        m.now += 1_000_000;
+        p.net.poll(&mut m);
+        let args = [s as u64, back, 65_536, MSG_DONTWAIT, 0, 0];
+        got = call(&mut p, &mut m, nr::RECVFROM, &args);
+        if got != EAGAIN {
+            break;
+        }
+    }
+    assert_eq!(got, len as i64, "the reassembled 64 KiB datagram");
+    assert!(peek(&mut p, &mut m, back, len as usize) == huge);
+    let past = [c as u64, out, len + 1, 0, buf, 16];
+    assert_eq!(call(&mut p, &mut m, nr::SENDTO, &past), -90);
 }
 
 #[test]
