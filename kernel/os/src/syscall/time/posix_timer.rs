@@ -8,7 +8,9 @@
 //! the timer's id, its overrun and the `sigev_value`. Expiries missed between two runs of
 //! the kernel's timer loop count as the overrun of the one signal sent for them.
 //! `execve` deletes the timers, as on Linux. The CPU-time clocks are refused (`EINVAL`):
-//! Kiln keeps no CPU time to expire them on.
+//! these timers expire on the monotonic clock only; the CPU-time interval timers are
+//! `setitimer`'s (`ITIMER_VIRTUAL`, `ITIMER_PROF`, see [`crate::fd::timerfd::CpuTimer`]),
+//! which Go's profiler falls back to when `timer_create` refuses.
 
 use alloc::vec::Vec;
 
