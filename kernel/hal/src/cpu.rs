@@ -282,8 +282,14 @@ pub fn halt_forever() -> ! {
 /// Runs `f` on `stack` instead of the current kernel stack (64 KiB): for the rare call whose
 /// frame is larger than that, such as building smoltcp's `Interface`, which holds its
 /// 64 KiB fragmentation buffer inline and is returned by value. Interrupts are off in the
-/// kernel, so nothing else runs on `stack` meanwhile.
+/// kernel, so nothing else runs on `stack` meanwhile. `stack` is at least as large as a
+/// kernel stack (it panics otherwise); that `f` fits it is assumed, not checked: unlike the
+/// kernel's own stacks it has no guard page below it.
 pub fn on_stack(stack: &mut [u8], f: &mut dyn FnMut()) {
+    assert!(
+        stack.len() >= crate::boot::BOOT_STACK_SIZE,
+        "a lent stack smaller than a kernel stack"
+    );
     let lo = stack.as_mut_ptr() as usize;
     let top = (lo + stack.len()) & !0xf;
     let mut f = f;
