@@ -295,9 +295,11 @@ pub fn on_stack(stack: &mut [u8], f: &mut dyn FnMut()) {
     let mut f = f;
     let ctx: *mut &mut dyn FnMut() = &mut f;
     // `smp::current` tells CPUs apart by their stacks: this one counts as this CPU's.
-    // SAFETY: `top` is the aligned end of `stack`, borrowed mutably until this returns, and
-    // `ctx` points at the local `f` above.
-    crate::smp::lending(lo as u64, top as u64, || unsafe { switch(top, ctx) });
+    crate::smp::lending(lo as u64, top as u64, || {
+        // SAFETY: `top` is the aligned end of `stack`, borrowed mutably until this returns,
+        // at least a kernel stack's size; `ctx` points at the local `f` above.
+        unsafe { switch(top, ctx) }
+    });
 }
 
 /// Calls `*ctx` with the stack pointer at `top`.

@@ -274,6 +274,9 @@ impl Machine for HalMachine {
     fn clock_page(&self) -> Option<kiln_abi::vdso::ClockPage> {
         Some(kiln_hal::time::clock_page())
     }
+    fn random_is_seeded(&self) -> bool {
+        kiln_hal::cpu::rdrand().is_some()
+    }
     fn with_stack(&mut self, bytes: usize, f: &mut dyn FnMut()) {
         let mut stack = alloc::vec![0u8; bytes];
         kiln_hal::cpu::on_stack(&mut stack, f);

@@ -118,6 +118,9 @@ pub trait Machine {
     fn running(&self) -> Option<u32>;
     /// The RAM the kernel manages and how much of it is free, in bytes.
     fn ram(&self) -> (u64, u64);
+    /// Whether [`Machine::fill_random`]'s bytes come from a hardware source (RDRAND), not a
+    /// fallback that only mixes the clock.
+    fn random_is_seeded(&self) -> bool;
     /// Runs `f` with at least `bytes` of stack: the kernel's own stack is 64 KiB, and a few
     /// constructors return more than that by value (smoltcp's `Interface`).
     fn with_stack(&mut self, bytes: usize, f: &mut dyn FnMut()) {

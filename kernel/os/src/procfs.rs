@@ -96,6 +96,10 @@ pub enum ProcFile {
     VmStat,
     /// `/proc/sys/fs/file-nr`: open files (the process's descriptors), 0 free, the limit.
     FileNr,
+    /// `/proc/sys/kernel/random/entropy_avail`: 256 (a seeded generator, as Linux 5.18 and
+    /// later always report) when the CPU's RDRAND feeds the kernel's random bytes, 0 when
+    /// they come from the TSC-based fallback ([`Machine::random_is_seeded`]).
+    EntropyAvail,
     /// `/sys/devices/system/cpu/online` (and `possible`, `present`): the CPUs as a list
     /// (`0-1`), which glibc's `get_nprocs` and runtimes sizing thread pools read.
     CpuList,
@@ -168,9 +172,7 @@ impl ProcFile {
         (3, "pid_max", ProcFile::Fixed("4194304\n")),
         (4, "uuid", ProcFile::Uuid),
         (4, "boot_id", ProcFile::BootId),
-        // A seeded CRNG, as Linux 5.18 and later always report it (RDRAND or the host's
-        // entropy seeds the kernel's generator).
-        (4, "entropy_avail", ProcFile::Fixed("256\n")),
+        (4, "entropy_avail", ProcFile::EntropyAvail),
         (4, "poolsize", ProcFile::Fixed("256\n")),
         (6, "file-nr", ProcFile::FileNr),
         (5, "overcommit_memory", ProcFile::Fixed("0\n")),
@@ -346,6 +348,9 @@ pub fn text(file: ProcFile, p: &mut Process, m: &mut dyn Machine) -> KResult<Vec
         ProcFile::NetTcp(v4) => net_sockets(&mut out, p, true, v4),
         ProcFile::NetUdp(v4) => net_sockets(&mut out, p, false, v4),
         ProcFile::Fixed(text) => out.push_str(text),
+        ProcFile::EntropyAvail => {
+            out.push_str(if m.random_is_seeded() { "256\n" } else { "0\n" });
+        }
         ProcFile::FileNr => {
             let open = p.files.open().count();
             let _ = writeln!(out, "{open}\t0\t9223372036854775807");

@@ -217,6 +217,8 @@ pub struct FakeMachine {
     pub ram: (u64, u64),
     /// What `idle_ns` answers.
     pub idle_ns: u64,
+    /// Whether `random_is_seeded` says no.
+    pub weak_random: bool,
     /// What `cpu_time` answers for the running thread; the process has it doubled (as if
     /// an ended thread had used as much).
     pub cpu_time: crate::sched::CpuTime,
@@ -255,6 +257,7 @@ impl Default for FakeMachine {
             others_running: 0,
             idle_ns: 0,
             cpu_time: crate::sched::CpuTime::default(),
+            weak_random: false,
         }
     }
 }
@@ -265,6 +268,9 @@ impl Machine for FakeMachine {
     }
     fn idle_ns(&self) -> u64 {
         self.idle_ns
+    }
+    fn random_is_seeded(&self) -> bool {
+        !self.weak_random
     }
     fn cpu_time(&self, tid: Option<u32>) -> Option<crate::sched::CpuTime> {
         let t = self.cpu_time;

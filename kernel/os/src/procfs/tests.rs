@@ -472,6 +472,13 @@ fn sys_settings_hostname_and_uuids() {
         read_text(&mut p, &mut m, buf, "/proc/sys/kernel/random/entropy_avail"),
         "256\n"
     );
+    // Without RDRAND the random bytes only mix the clock: nothing is claimed.
+    m.weak_random = true;
+    assert_eq!(
+        read_text(&mut p, &mut m, buf, "/proc/sys/kernel/random/entropy_avail"),
+        "0\n"
+    );
+    m.weak_random = false;
     assert_eq!(read_text(&mut p, &mut m, buf, "/proc/diskstats"), "");
     // file-nr counts the open descriptors (its text is made as it is opened, before the
     // descriptor reading it exists).
